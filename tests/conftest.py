@@ -1,0 +1,69 @@
+"""Shared fixtures: small synthetic basins built in milliseconds, device lists."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_RAW = ROOT.parent / "shared" / "data" / "drb" / "raw"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Shared two-core machines stall when torch spreads over every core.
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+@pytest.fixture(scope="session")
+def drb_raw_dir() -> pathlib.Path:
+    """The folder of Delaware River Basin mirror files, or skip when it is absent."""
+    env = os.environ.get("XMSGL_DATA_DIR")
+    path = pathlib.Path(env) if env else SHARED_RAW
+    if not path.is_dir():
+        pytest.skip(
+            f"Delaware River Basin mirror files not found at {path}; set XMSGL_DATA_DIR to a "
+            "folder holding them (see docs/data.md)"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_basin():
+    """A 20-segment synthetic basin over four water years (built once per session)."""
+    import xmsgl
+
+    return xmsgl.datasets.synthetic_basin(
+        n_segments=20, start="2000-10-01", end="2004-09-30", seed=1
+    )
+
+
+@pytest.fixture
+def tiny_basin():
+    """A 6-segment basin over four months, for fast unit tests."""
+    import xmsgl
+
+    return xmsgl.datasets.synthetic_basin(
+        n_segments=6, start="2001-01-01", end="2001-04-30", seed=3
+    )
+
+
+def devices() -> list[str]:
+    """Torch devices available here: always cpu, plus cuda when present."""
+    out = ["cpu"]
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            out.append("cuda")
+    except ImportError:  # pragma: no cover
+        pass
+    return out

@@ -1,0 +1,277 @@
+"""The dataset convention: validation, typed errors naming ids, name mapping, laziness."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import xmsgl
+from xmsgl.convention import input_variables, topology_arrays, validate
+from xmsgl.exceptions import (
+    SchemaError,
+    TimeError,
+    TopologyError,
+    UnitConversionWarning,
+    UnitsError,
+    XmsglError,
+)
+
+
+def hand_basin(n_time: int = 10) -> xr.Dataset:
+    """Three segments (1 and 2 join into 3), eight reaches, one tributary reach (23)."""
+    seg = np.array([1, 2, 3])
+    reach = np.array([11, 12, 21, 22, 23, 31, 32, 33])
+    reach_to = np.array([12, 31, 22, 31, 22, 32, 0, 32])
+    reach_seg = np.array([1, 1, 2, 2, 2, 3, 3, 3])
+    time = pd.date_range("2001-06-01", periods=n_time, freq="D")
+    rng = np.random.default_rng(0)
+    air = 15 + rng.normal(size=(reach.size, n_time))
+    temp = np.full((reach.size, n_time), np.nan)
+    temp[2, :5] = 14.0
+    ds = xr.Dataset(
+        {
+            "seg_to": ("seg", np.array([3, 3, 0])),
+            "seg_length": ("seg", np.array([2000.0, 3000.0, 2500.0]), {"units": "m"}),
+            "reach_to": ("reach", reach_to),
+            "reach_length": ("reach", np.full(reach.size, 1000.0), {"units": "m"}),
+            "reach_seg": ("reach", reach_seg),
+            "reach_air_temp": (("reach", "time"), air, {"units": "degC"}),
+            "seg_air_temp": (("seg", "time"), air[[1, 3, 6]], {"units": "degC"}),
+            "reach_shade": ("reach", rng.uniform(size=reach.size), {"units": "1"}),
+            "reach_temp": (("reach", "time"), temp, {"units": "degC"}),
+            "seg_temp": (("seg", "time"), np.full((3, n_time), 16.0), {"units": "degC"}),
+        },
+        coords={"seg": seg, "reach": reach, "time": time},
+    )
+    return ds
+
+
+def test_valid_basin_passes_and_is_not_modified() -> None:
+    ds = hand_basin()
+    before = ds.copy(deep=True)
+    out = validate(ds)
+    xr.testing.assert_identical(ds, before)
+    assert out.sizes == ds.sizes
+    topo = topology_arrays(ds)
+    assert topo.seg_outlet_reach_idx.tolist() == [1, 3, 6]
+    assert topo.reach_to_idx.tolist() == [1, 5, 3, 5, 3, 6, -1, 6]
+
+
+def test_input_variables_groups() -> None:
+    iv = input_variables(hand_basin())
+    assert iv.reach_dynamic == ("reach_air_temp",)
+    assert iv.seg_dynamic == ("seg_air_temp",)
+    assert iv.reach_static == ("reach_shade",)
+    assert iv.seg_static == ()
+
+
+def _with(ds: xr.Dataset, name: str, values: object) -> xr.Dataset:
+    out = ds.copy(deep=True)
+    out[name] = (out[name].dims, np.asarray(values), out[name].attrs)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "error", "ids"),
+    [
+        # downstream cycle between segments 1 and 3
+        ("seg_to", [3, 3, 1], TopologyError, ["1", "3"]),
+        # self-loop
+        ("seg_to", [3, 2, 0], TopologyError, ["2"]),
+        # downstream id not in the network
+        ("seg_to", [3, 99, 0], TopologyError, ["99", "2"]),
+        ("reach_to", [12, 31, 22, 31, 22, 32, 0, 777], TopologyError, ["777", "33"]),
+        # reach cycle inside segment 3
+        ("reach_to", [12, 31, 22, 31, 22, 32, 33, 32], TopologyError, ["32", "33"]),
+        # a reach whose segment does not exist
+        ("reach_seg", [1, 1, 2, 2, 2, 3, 3, 5], TopologyError, ["5", "33"]),
+        # negative and NaN lengths
+        ("seg_length", [2000.0, -1.0, 2500.0], TopologyError, ["2"]),
+        ("reach_length", [1.0, 1.0, np.nan, 1.0, 1.0, 1.0, 1.0, 1.0], TopologyError, ["21"]),
+        # reach 21 leaves segment 2 in the middle (two reaches leave the segment)
+        ("reach_to", [12, 31, 31, 31, 22, 32, 0, 32], TopologyError, ["21", "22"]),
+        # segment 1's outlet reach drains into segment 2, but seg_to says 3
+        ("reach_to", [12, 21, 22, 31, 22, 32, 0, 32], TopologyError, ["12"]),
+    ],
+)
+def test_topology_errors_name_ids(name: str, values: list, error: type, ids: list[str]) -> None:
+    ds = _with(hand_basin(), name, values)
+    with pytest.raises(error) as info:
+        validate(ds)
+    msg = str(info.value)
+    assert name.split("_")[0] in msg or name in msg
+    for i in ids:
+        assert i in msg, (i, msg)
+
+
+def test_segment_without_reaches() -> None:
+    ds = _with(hand_basin(), "reach_seg", [1, 1, 1, 1, 1, 3, 3, 3])
+    ds = _with(ds, "reach_to", [12, 31, 22, 31, 22, 32, 0, 32])
+    with pytest.raises(TopologyError, match=r"\[2\].*no reaches"):
+        validate(ds)
+
+
+def test_duplicate_ids() -> None:
+    ds = hand_basin().assign_coords(reach=[11, 12, 21, 22, 22, 31, 32, 33])
+    with pytest.raises(TopologyError, match=r"duplicate ids \[22\]"):
+        validate(ds)
+
+
+def test_non_integer_and_nonpositive_ids() -> None:
+    ds = hand_basin().assign_coords(seg=[1.5, 2.0, 3.0])
+    with pytest.raises(SchemaError, match="'seg' must hold integer ids"):
+        validate(ds)
+    ds = hand_basin().assign_coords(seg=[0, 2, 3])
+    with pytest.raises(SchemaError, match=r"ids <= 0 \[0\]"):
+        validate(ds)
+
+
+def test_missing_variable_and_dimension() -> None:
+    with pytest.raises(SchemaError, match="'reach_length' is missing"):
+        validate(hand_basin().drop_vars("reach_length"))
+    with pytest.raises(SchemaError, match="dimension 'seg' is missing"):
+        validate(hand_basin().rename({"seg": "segment"}))
+    assert issubclass(SchemaError, ValueError) and issubclass(SchemaError, XmsglError)
+
+
+def test_time_errors() -> None:
+    ds = hand_basin()
+    t = ds.time.values.copy()
+    t[3] = t[2]
+    with pytest.raises(TimeError, match="duplicated"):
+        validate(ds.assign_coords(time=t))
+    t = ds.time.values[[0, 1, 3, 2, 4, 5, 6, 7, 8, 9]]
+    with pytest.raises(TimeError, match="not increasing.*sortby"):
+        validate(ds.assign_coords(time=t))
+
+
+def test_kelvin_and_fahrenheit_converted_with_note() -> None:
+    ds = hand_basin()
+    k = ds.copy()
+    k["reach_temp"] = ds.reach_temp + 273.15
+    k["reach_temp"].attrs["units"] = "K"
+    with pytest.warns(UnitConversionWarning, match="'reach_temp' converted from 'K'"):
+        out = validate(k)
+    np.testing.assert_allclose(out.reach_temp.values, ds.reach_temp.values, atol=1e-9)
+    assert out.reach_temp.attrs["units"] == "degC"
+    assert "converted" in out.reach_temp.attrs["xmsgl_note"]
+    assert k.reach_temp.attrs["units"] == "K"  # the input is untouched
+
+    f = ds.copy()
+    f["seg_air_temp"] = ds.seg_air_temp * 9 / 5 + 32
+    f["seg_air_temp"].attrs["units"] = "degF"
+    with pytest.warns(UnitConversionWarning, match="seg_air_temp"):
+        out = validate(f)
+    np.testing.assert_allclose(out.seg_air_temp.values, ds.seg_air_temp.values, atol=1e-9)
+
+
+def test_units_missing_or_implausible() -> None:
+    ds = hand_basin()
+    bad = ds.copy()
+    bad["reach_temp"] = (ds.reach_temp + 273.15).assign_attrs({})  # kelvin values, no units
+    bad["reach_temp"].attrs = {}
+    with pytest.raises(UnitsError, match="'reach_temp' has no 'units'.*implausible"):
+        validate(bad)
+    bad = ds.copy()
+    bad["reach_temp"] = (ds.reach_temp + 273.15).assign_attrs(units="degC")
+    with pytest.raises(UnitsError, match="labelled 'degC' but spans"):
+        validate(bad)
+    plausible = ds.copy()
+    plausible["reach_temp"] = ds.reach_temp.copy()
+    plausible["reach_temp"].attrs = {}
+    with pytest.warns(UnitConversionWarning, match="assumed"):
+        out = validate(plausible)
+    assert out.reach_temp.attrs["units"] == "degC"
+    nounits = ds.copy()
+    nounits["reach_shade"] = ds.reach_shade.copy()
+    nounits["reach_shade"].attrs = {}
+    with pytest.raises(UnitsError, match=r"\['reach_shade'\].*'1' for dimensionless"):
+        validate(nounits)
+
+
+def test_km_lengths_converted() -> None:
+    ds = hand_basin()
+    ds["seg_length"] = (ds.seg_length / 1000).assign_attrs(units="km")
+    with pytest.warns(UnitConversionWarning, match="seg_length"):
+        out = validate(ds)
+    assert out.seg_length.values.tolist() == [2000.0, 3000.0, 2500.0]
+
+
+def test_to_convention_maps_usgs_names() -> None:
+    ds = hand_basin()
+    raw = ds.rename(
+        {"seg": "seg_id_nat", "reach": "COMID", "seg_to": "to_seg", "reach_to": "tocomid",
+         "reach_seg": "seg_of_comid"}
+    )
+    raw["to_seg"] = raw.to_seg.where(raw.to_seg != 0, -1)
+    out = xmsgl.to_convention(
+        raw, seg="seg_id_nat", reach="COMID",
+        names={"to_seg": "seg_to", "tocomid": "reach_to", "seg_of_comid": "reach_seg"},
+        outlet=-1,
+    )
+    assert out.seg_to.values.tolist() == [3, 3, 0]
+    assert out.seg_id_nat.values.tolist() == [1, 2, 3]
+    assert "COMID" in out.coords
+    validate(out)
+    with pytest.raises(SchemaError, match="'segid' .* not in the dataset"):
+        xmsgl.to_convention(raw, seg="segid")
+
+
+def test_to_convention_nan_outlet() -> None:
+    ds = hand_basin()
+    ds["seg_to"] = ("seg", np.array([3.0, 3.0, np.nan]))
+    with pytest.raises(SchemaError, match="NaN"):
+        validate(ds)
+    out = xmsgl.to_convention(ds, outlet=np.nan)
+    assert out.seg_to.dtype == np.int64 and out.seg_to.values.tolist() == [3, 3, 0]
+
+
+def _explode(block: np.ndarray) -> np.ndarray:
+    raise AssertionError("a time-dimensioned array was computed")
+
+
+def test_validate_and_graphs_stay_lazy() -> None:
+    # Every (time) cube is a dask array whose blocks raise when computed, so any
+    # computation of forcings or targets fails the test; the 1-D topology is loaded.
+    ds = hand_basin(n_time=40).chunk({"time": 10})
+    for v in ds.data_vars:
+        if "time" in ds[v].dims:
+            ds[v].data = ds[v].data.map_blocks(_explode, dtype=ds[v].dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = ds.msgl.validate()
+        ds.msgl.graphs()
+    assert all(out[v].chunks is not None for v in ds.data_vars if "time" in ds[v].dims)
+    with pytest.raises(AssertionError, match="computed"):
+        ds.reach_air_temp.mean().compute()
+
+
+def test_lazy_target_without_units_is_an_error() -> None:
+    ds = hand_basin(n_time=20)
+    ds["reach_temp"].attrs = {}
+    with pytest.raises(UnitsError, match="lazy"):
+        ds.chunk({"time": 5}).msgl.validate()
+
+
+def test_accessor_never_raises_on_construction() -> None:
+    acc = xr.Dataset().msgl
+    with pytest.raises(SchemaError):
+        acc.validate()
+
+
+def test_import_does_not_import_torch() -> None:
+    code = (
+        "import sys, xmsgl\n"
+        "ds = xmsgl.datasets.synthetic_basin(n_segments=4, start='2001-01-01', end='2001-02-01')\n"
+        "ds.msgl.validate()\n"
+        "assert 'torch' not in sys.modules, 'torch imported too early'\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr

@@ -1,0 +1,67 @@
+"""xmsgl: multi-scale graph learning to downscale stream water temperature.
+
+Importing xmsgl registers the ``ds.msgl`` accessor on :class:`xarray.Dataset`. torch
+is imported only when graphs or models are needed.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from xmsgl import accessor as _accessor  # noqa: F401  (registers ds.msgl)
+from xmsgl import datasets
+from xmsgl.convention import OUTLET, to_convention, validate
+from xmsgl.exceptions import (
+    DataError,
+    ModelMismatchError,
+    SchemaError,
+    TimeError,
+    TopologyError,
+    TrainingError,
+    UnitConversionWarning,
+    UnitsError,
+    XmsglError,
+    XmsglWarning,
+)
+from xmsgl.options import get_option, set_options
+
+try:
+    __version__ = version("xmsgl")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "OUTLET",
+    "DataError",
+    "Downscaler",
+    "ModelMismatchError",
+    "SchemaError",
+    "TimeError",
+    "TopologyError",
+    "TrainingError",
+    "UnitConversionWarning",
+    "UnitsError",
+    "XmsglError",
+    "XmsglWarning",
+    "__version__",
+    "datasets",
+    "get_option",
+    "load",
+    "set_options",
+    "to_convention",
+    "validate",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # Model objects live with torch; import them only when asked for.
+    if name == "Downscaler":
+        from xmsgl.model import Downscaler
+
+        return Downscaler
+    if name == "load":
+        from xmsgl.model import load
+
+        return load
+    raise AttributeError(f"module 'xmsgl' has no attribute {name!r}")

@@ -1,0 +1,700 @@
+"""The multi-scale river dataset convention and its validation.
+
+An xmsgl dataset is an :class:`xarray.Dataset` that describes one river network at
+two scales:
+
+* dimension ``seg``: coarse segments (for example USGS National Hydrologic Model
+  segments), coordinate ``seg`` holding positive integer ids;
+* dimension ``reach``: fine reaches (for example NHDPlusV2 flowlines), coordinate
+  ``reach`` holding positive integer ids;
+* dimension ``time``: daily time steps, strictly increasing ``datetime64``.
+
+Topology variables (required):
+
+=================  ==========  ===================================================
+name               dims        meaning
+=================  ==========  ===================================================
+``seg_to``         (seg,)      id of the downstream segment, ``OUTLET`` (0) at outlets
+``seg_length``     (seg,)      segment length, units ``m`` (``km`` is converted)
+``reach_to``       (reach,)    id of the downstream reach, ``OUTLET`` (0) at outlets
+``reach_length``   (reach,)    reach length, units ``m`` (``km`` is converted)
+``reach_seg``      (reach,)    id of the segment the reach belongs to
+=================  ==========  ===================================================
+
+Optional geometry: ``seg_x``/``seg_y`` and ``reach_x``/``reach_y`` (projected, m) or
+``*_lon``/``*_lat`` (degrees), ``seg_elevation``/``reach_elevation`` (m).
+
+Targets: ``seg_temp`` on (seg, time) and ``reach_temp`` on (reach, time), water
+temperature in ``degC`` with NaN where unobserved. Variables whose name ends in
+``_true`` (``reach_temp_true`` in the synthetic basin) are the full truth kept for
+evaluation and are never used as inputs.
+
+Every other numeric variable on (seg, time), (reach, time), (seg,) or (reach,) is an
+input (a forcing or a static attribute) and must carry a ``units`` attribute
+(``"1"`` for dimensionless quantities). Variables on other dimensions are ignored.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from xmsgl.exceptions import (
+    SchemaError,
+    TimeError,
+    TopologyError,
+    UnitConversionWarning,
+    UnitsError,
+    format_ids,
+)
+
+__all__ = [
+    "SEG",
+    "REACH",
+    "TIME",
+    "OUTLET",
+    "TOPOLOGY",
+    "TARGETS",
+    "GEOMETRY",
+    "InputVariables",
+    "input_variables",
+    "validate",
+    "to_convention",
+    "topology_arrays",
+    "Topology",
+]
+
+SEG = "seg"
+REACH = "reach"
+TIME = "time"
+
+#: Downstream id written at outlets, in ``seg_to`` and ``reach_to``. Ids are positive.
+OUTLET = 0
+
+TOPOLOGY: dict[str, tuple[str, ...]] = {
+    "seg_to": (SEG,),
+    "seg_length": (SEG,),
+    "reach_to": (REACH,),
+    "reach_length": (REACH,),
+    "reach_seg": (REACH,),
+}
+POINTERS = ("seg_to", "reach_to", "reach_seg")
+LENGTHS = ("seg_length", "reach_length")
+
+TARGETS: dict[str, str] = {"seg_temp": SEG, "reach_temp": REACH}
+
+GEOMETRY = tuple(
+    f"{scale}_{c}" for scale in (SEG, REACH) for c in ("x", "y", "lon", "lat")
+)
+
+#: Plausible range of daily mean water temperature in degC, used to judge units.
+PLAUSIBLE_WATER_TEMP = (-5.0, 45.0)
+
+_CELSIUS = {"degc", "°c", "c", "celsius", "deg c", "degree_celsius", "degrees_celsius",
+            "deg_c", "degreec", "degrees c", "degree c", "º c", "ºc"}
+_KELVIN = {"k", "kelvin", "degk", "deg k", "degree_kelvin", "degrees_kelvin"}
+_FAHRENHEIT = {"degf", "°f", "f", "fahrenheit", "deg f", "degree_fahrenheit",
+               "degrees_fahrenheit", "deg_f", "ºf"}
+_METRES = {"m", "meter", "meters", "metre", "metres"}
+_KILOMETRES = {"km", "kilometer", "kilometers", "kilometre", "kilometres"}
+
+
+def _norm_units(units: object) -> str:
+    return str(units).strip().lower()
+
+
+def is_temperature_units(units: object) -> bool:
+    """Whether ``units`` names a temperature scale xmsgl understands."""
+    u = _norm_units(units)
+    return u in _CELSIUS or u in _KELVIN or u in _FAHRENHEIT
+
+
+def is_truth(name: Hashable) -> bool:
+    """Whether ``name`` is an evaluation-only truth variable (``*_true``)."""
+    return str(name).endswith("_true")
+
+
+def _is_lazy(da: xr.DataArray) -> bool:
+    return da.chunks is not None
+
+
+@dataclass(frozen=True)
+class InputVariables:
+    """Names of the input variables of a dataset, grouped by scale and kind."""
+
+    seg_dynamic: tuple[str, ...]
+    seg_static: tuple[str, ...]
+    reach_dynamic: tuple[str, ...]
+    reach_static: tuple[str, ...]
+
+    def all(self) -> tuple[str, ...]:
+        return self.seg_dynamic + self.seg_static + self.reach_dynamic + self.reach_static
+
+
+def input_variables(ds: xr.Dataset, exclude: Iterable[str] = ()) -> InputVariables:
+    """List the variables of ``ds`` that the convention treats as model inputs.
+
+    Inputs are numeric variables on (seg, time), (seg,), (reach, time) or (reach,)
+    that are not topology, targets, geometry, truth (``*_true``) or in ``exclude``.
+    Integer and boolean variables are flags or ids and are not inputs.
+
+    Examples
+    --------
+    >>> import xmsgl
+    >>> ds = xmsgl.datasets.synthetic_basin(n_segments=5, start="2000-01-01", end="2000-03-01")
+    >>> "reach_air_temp" in xmsgl.convention.input_variables(ds).reach_dynamic
+    True
+    """
+    skip = set(TOPOLOGY) | set(TARGETS) | set(GEOMETRY) | set(exclude)
+    groups: dict[tuple[str, ...], list[str]] = {
+        (SEG, TIME): [], (SEG,): [], (REACH, TIME): [], (REACH,): []
+    }
+    for name, da in ds.data_vars.items():
+        name = str(name)
+        if name in skip or is_truth(name) or da.attrs.get("xmsgl_role") == "ignore":
+            continue
+        if not np.issubdtype(da.dtype, np.floating):
+            continue
+        dims = tuple(str(d) for d in da.dims)
+        key = dims if dims in groups else tuple(reversed(dims))
+        if key in groups:
+            groups[key].append(name)
+    return InputVariables(
+        seg_dynamic=tuple(sorted(groups[(SEG, TIME)])),
+        seg_static=tuple(sorted(groups[(SEG,)])),
+        reach_dynamic=tuple(sorted(groups[(REACH, TIME)])),
+        reach_static=tuple(sorted(groups[(REACH,)])),
+    )
+
+
+@dataclass(frozen=True)
+class Topology:
+    """In-memory topology arrays of a validated dataset (small: one value per node).
+
+    Pointers are given both as ids (``*_to``) and as positions (``*_to_idx``, -1 at
+    outlets) in the order of the dataset's ``seg`` and ``reach`` coordinates.
+    """
+
+    seg_ids: np.ndarray
+    seg_to: np.ndarray
+    seg_length: np.ndarray
+    reach_ids: np.ndarray
+    reach_to: np.ndarray
+    reach_length: np.ndarray
+    reach_seg: np.ndarray
+    seg_to_idx: np.ndarray
+    reach_to_idx: np.ndarray
+    reach_seg_idx: np.ndarray
+    seg_outlet_reach_idx: np.ndarray
+
+    @property
+    def n_seg(self) -> int:
+        return int(self.seg_ids.size)
+
+    @property
+    def n_reach(self) -> int:
+        return int(self.reach_ids.size)
+
+
+def _ids(ds: xr.Dataset, dim: str) -> np.ndarray:
+    if dim not in ds.dims:
+        raise SchemaError(
+            f"dimension {dim!r} is missing (dims are {list(map(str, ds.dims))}); "
+            f"rename yours with xmsgl.to_convention(ds, {dim}='<your name>')"
+        )
+    if dim not in ds.coords:
+        raise SchemaError(
+            f"dimension {dim!r} has no id coordinate; add one with "
+            f"ds.assign_coords({dim}=<integer ids>)"
+        )
+    ids = np.asarray(ds[dim].values)
+    if ids.size == 0:
+        raise SchemaError(f"dimension {dim!r} is empty; the network needs at least one {dim}")
+    if not np.issubdtype(ids.dtype, np.integer):
+        if np.issubdtype(ids.dtype, np.floating) and np.all(np.isfinite(ids)) and np.all(
+            ids == np.round(ids)
+        ):
+            hint = f"ds.assign_coords({dim}=ds[{dim!r}].astype('int64'))"
+        else:
+            hint = f"map them to integers and keep the originals as a coordinate"
+        raise SchemaError(
+            f"coordinate {dim!r} must hold integer ids, got dtype {ids.dtype}; fix with {hint}"
+        )
+    bad = ids[ids <= OUTLET]
+    if bad.size:
+        raise SchemaError(
+            f"coordinate {dim!r} holds ids <= {OUTLET} {format_ids(bad)}; ids must be "
+            f"positive because {OUTLET} marks outlets; shift or remap them"
+        )
+    uniq, counts = np.unique(ids, return_counts=True)
+    dup = uniq[counts > 1]
+    if dup.size:
+        raise TopologyError(
+            f"coordinate {dim!r} has duplicate ids {format_ids(dup)}; each {dim} must "
+            f"appear once: drop or merge the duplicates"
+        )
+    return ids.astype(np.int64)
+
+
+def _load_1d(ds: xr.Dataset, name: str, dim: str) -> np.ndarray:
+    if name not in ds.variables:
+        raise SchemaError(
+            f"required variable {name!r} is missing; see the convention in "
+            f"xmsgl.convention or map your name with xmsgl.to_convention(ds, names={{'<yours>': {name!r}}})"
+        )
+    da = ds[name]
+    if da.dims != (dim,):
+        raise SchemaError(
+            f"variable {name!r} must have dims ({dim!r},), got {tuple(map(str, da.dims))}"
+        )
+    # Topology is one value per node (megabytes even for a continent): loading it is
+    # cheap, and it is the only thing validation reads from lazy datasets.
+    return np.asarray(da.values)
+
+
+def _pointer_index(
+    name: str,
+    to: np.ndarray,
+    ids: np.ndarray,
+    what: str,
+    owners: np.ndarray,
+    allow_outlet: bool = True,
+) -> np.ndarray:
+    if not np.issubdtype(to.dtype, np.integer):
+        if np.issubdtype(to.dtype, np.floating) and np.isnan(to).any():
+            raise SchemaError(
+                f"variable {name!r} holds NaN; write {OUTLET} (xmsgl.OUTLET) at outlets and "
+                f"store integer ids, or convert with xmsgl.to_convention(ds, outlet=np.nan)"
+            )
+        if not (np.issubdtype(to.dtype, np.floating) and np.all(to == np.round(to))):
+            raise SchemaError(f"variable {name!r} must hold integer ids, got dtype {to.dtype}")
+        to = to.astype(np.int64)
+    order = np.argsort(ids)
+    sorted_ids = ids[order]
+    pos = np.searchsorted(sorted_ids, to)
+    pos_clipped = np.minimum(pos, sorted_ids.size - 1)
+    found = sorted_ids[pos_clipped] == to
+    idx = np.where(found, order[pos_clipped], -1)
+    outlet = to == OUTLET
+    missing = ~found & ~(outlet & allow_outlet)
+    if missing.any():
+        raise TopologyError(
+            f"variable {name!r} points to {what} ids that are not in the network "
+            f"{format_ids(np.unique(to[missing]))} (from {format_ids(owners[missing])}); "
+            + (f"write {OUTLET} at outlets or add the missing {what}s" if allow_outlet
+               else f"every reach must name an existing {what}")
+        )
+    return idx.astype(np.int64)
+
+
+def _find_cycles(to_idx: np.ndarray) -> np.ndarray:
+    """Positions of nodes that lie on a downstream cycle (empty for a forest)."""
+    n = to_idx.size
+    indeg = np.bincount(to_idx[to_idx >= 0], minlength=n)
+    alive = np.ones(n, dtype=bool)
+    frontier = np.flatnonzero(indeg == 0)
+    while frontier.size:
+        alive[frontier] = False
+        nxt = to_idx[frontier]
+        nxt = nxt[nxt >= 0]
+        np.subtract.at(indeg, nxt, 1)
+        cand = np.unique(nxt)
+        frontier = cand[(indeg[cand] == 0) & alive[cand]]
+    # In a graph where every node has at most one downstream pointer, what survives
+    # peeling from the headwaters is exactly the set of nodes on cycles.
+    return np.flatnonzero(alive)
+
+
+def _check_lengths(name: str, values: np.ndarray, ids: np.ndarray) -> None:
+    if not np.issubdtype(values.dtype, np.number):
+        raise SchemaError(f"variable {name!r} must be numeric, got dtype {values.dtype}")
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        raise TopologyError(
+            f"variable {name!r} has negative, NaN or infinite lengths at ids "
+            f"{format_ids(ids[bad])}; lengths must be finite and >= 0 (in m)"
+        )
+
+
+def topology_arrays(ds: xr.Dataset) -> Topology:
+    """Read and check the topology of ``ds``; return it as in-memory arrays.
+
+    Raises :class:`~xmsgl.exceptions.SchemaError` or
+    :class:`~xmsgl.exceptions.TopologyError` naming the first offending ids.
+    Only the one-dimensional topology variables are read.
+    """
+    seg_ids = _ids(ds, SEG)
+    reach_ids = _ids(ds, REACH)
+    seg_to = _load_1d(ds, "seg_to", SEG)
+    reach_to = _load_1d(ds, "reach_to", REACH)
+    reach_seg = _load_1d(ds, "reach_seg", REACH)
+    seg_length = _load_1d(ds, "seg_length", SEG)
+    reach_length = _load_1d(ds, "reach_length", REACH)
+
+    seg_to_idx = _pointer_index("seg_to", seg_to, seg_ids, "segment", seg_ids)
+    reach_to_idx = _pointer_index("reach_to", reach_to, reach_ids, "reach", reach_ids)
+    reach_seg_idx = _pointer_index(
+        "reach_seg", reach_seg, seg_ids, "segment", reach_ids, allow_outlet=False
+    )
+
+    for name, to_idx, ids in (("seg_to", seg_to_idx, seg_ids), ("reach_to", reach_to_idx, reach_ids)):
+        self_loop = to_idx == np.arange(ids.size)
+        if self_loop.any():
+            raise TopologyError(
+                f"variable {name!r} makes ids {format_ids(ids[self_loop])} flow into "
+                f"themselves; point them downstream or write {OUTLET} at outlets"
+            )
+        cyc = _find_cycles(to_idx)
+        if cyc.size:
+            raise TopologyError(
+                f"variable {name!r} has a downstream cycle through ids "
+                f"{format_ids(ids[cyc])}; a river network must be a set of trees: "
+                f"break the cycle by fixing one of these downstream pointers"
+            )
+
+    _check_lengths("seg_length", np.asarray(seg_length, dtype=float)
+                   if np.issubdtype(seg_length.dtype, np.number) else seg_length, seg_ids)
+    _check_lengths("reach_length", np.asarray(reach_length, dtype=float)
+                   if np.issubdtype(reach_length.dtype, np.number) else reach_length, reach_ids)
+
+    n_seg = seg_ids.size
+    counts = np.bincount(reach_seg_idx, minlength=n_seg)
+    empty = counts == 0
+    if empty.any():
+        raise TopologyError(
+            f"segments {format_ids(seg_ids[empty])} have no reaches (no 'reach_seg' names "
+            f"them); every segment needs at least one reach: drop these segments or assign reaches"
+        )
+
+    # A reach may leave its segment only at the segment's outlet, and only into the
+    # segment downstream (or out of the network where the segment is an outlet).
+    to_seg_of_reach = np.where(reach_to_idx >= 0, reach_seg_idx[np.maximum(reach_to_idx, 0)], -1)
+    leaves = to_seg_of_reach != reach_seg_idx
+    n_out = np.bincount(reach_seg_idx[leaves], minlength=n_seg)
+    multi = n_out > 1
+    if multi.any():
+        s = np.flatnonzero(multi)[0]
+        culprits = reach_ids[leaves & (reach_seg_idx == s)]
+        raise TopologyError(
+            f"reaches {format_ids(culprits)} of segment {seg_ids[s]!r} all leave the segment; "
+            f"a segment's reaches must drain to one outlet reach: fix 'reach_to' or 'reach_seg' "
+            f"of all but the outlet reach"
+        )
+    none_out = n_out == 0
+    if none_out.any():
+        raise TopologyError(
+            f"segments {format_ids(seg_ids[none_out])} have no outlet reach (their reaches never "
+            f"leave the segment); fix 'reach_to' so one reach drains out of each segment"
+        )
+    wrong = leaves & (to_seg_of_reach != seg_to_idx[reach_seg_idx])
+    if wrong.any():
+        r = np.flatnonzero(wrong)
+        raise TopologyError(
+            f"reaches {format_ids(reach_ids[r])} leave segments "
+            f"{format_ids(reach_seg[r])} into "
+            + ", ".join(
+                f"{'the outlet' if t < 0 else 'segment ' + repr(int(seg_ids[t]))}"
+                for t in to_seg_of_reach[r][:3]
+            )
+            + f", but 'seg_to' says those segments drain to "
+            f"{format_ids([OUTLET if t < 0 else seg_ids[t] for t in seg_to_idx[reach_seg_idx[r]]])}; "
+            f"make 'reach_to' of each segment's outlet reach point into its downstream segment"
+        )
+    outlet_reach = np.full(n_seg, -1, dtype=np.int64)
+    outlet_reach[reach_seg_idx[leaves]] = np.flatnonzero(leaves)
+
+    return Topology(
+        seg_ids=seg_ids,
+        seg_to=np.where(seg_to_idx >= 0, seg_ids[np.maximum(seg_to_idx, 0)], OUTLET),
+        seg_length=np.asarray(seg_length, dtype=np.float64),
+        reach_ids=reach_ids,
+        reach_to=np.where(reach_to_idx >= 0, reach_ids[np.maximum(reach_to_idx, 0)], OUTLET),
+        reach_length=np.asarray(reach_length, dtype=np.float64),
+        reach_seg=seg_ids[reach_seg_idx],
+        seg_to_idx=seg_to_idx,
+        reach_to_idx=reach_to_idx,
+        reach_seg_idx=reach_seg_idx,
+        seg_outlet_reach_idx=outlet_reach,
+    )
+
+
+def _check_time(ds: xr.Dataset) -> None:
+    if TIME not in ds.dims:
+        return
+    if TIME not in ds.coords:
+        raise SchemaError("dimension 'time' has no coordinate; assign datetime64 values to it")
+    t = ds[TIME].values
+    if not np.issubdtype(t.dtype, np.datetime64):
+        raise TimeError(
+            f"coordinate 'time' must be datetime64, got {t.dtype}; decode it with "
+            f"xr.decode_cf(ds) or ds.assign_coords(time=pd.to_datetime(...))"
+        )
+    idx = pd.DatetimeIndex(t)
+    dup = idx[idx.duplicated()]
+    if len(dup):
+        raise TimeError(
+            f"coordinate 'time' has duplicated steps {format_ids([str(d.date()) for d in dup])}; "
+            f"aggregate them, e.g. ds.groupby('time').mean()"
+        )
+    if not idx.is_monotonic_increasing:
+        pos = int(np.flatnonzero(np.diff(idx.asi8) < 0)[0])
+        raise TimeError(
+            f"coordinate 'time' is not increasing ({idx[pos].date()} is followed by "
+            f"{idx[pos + 1].date()}); sort it with ds.sortby('time')"
+        )
+
+
+def _convert_length(ds: xr.Dataset, name: str, notes: list[str]) -> xr.Dataset:
+    units = ds[name].attrs.get("units")
+    if units is None:
+        raise UnitsError(
+            f"variable {name!r} has no 'units' attribute; set ds[{name!r}].attrs['units'] = 'm'"
+        )
+    u = _norm_units(units)
+    if u in _METRES:
+        return ds
+    if u in _KILOMETRES:
+        da = ds[name] * 1000.0
+        da.attrs = {**ds[name].attrs, "units": "m"}
+        notes.append(f"{name!r} converted from {units!r} to 'm'")
+        return ds.assign({name: da})
+    raise UnitsError(f"variable {name!r} has units {units!r}; lengths must be in 'm' or 'km'")
+
+
+def _temperature_to_celsius(
+    ds: xr.Dataset, name: str, notes: list[str], is_water_temp: bool
+) -> xr.Dataset:
+    da = ds[name]
+    units = da.attrs.get("units")
+    lazy = _is_lazy(da)
+    lo, hi = PLAUSIBLE_WATER_TEMP
+    if units is None:
+        if not is_water_temp:
+            raise UnitsError(
+                f"variable {name!r} has no 'units' attribute; set "
+                f"ds[{name!r}].attrs['units'] (for example 'degC', or '1' if dimensionless)"
+            )
+        if lazy:
+            raise UnitsError(
+                f"water temperature {name!r} has no 'units' attribute and its values are lazy "
+                f"(not read to judge them); set ds[{name!r}].attrs['units'] = 'degC'"
+            )
+        vmin, vmax = float(da.min()), float(da.max())
+        if np.isnan(vmin) or (lo <= vmin and vmax <= hi):
+            notes.append(f"{name!r} had no units; its values ({vmin:.1f}..{vmax:.1f}) are "
+                         f"plausible in degC, which was assumed")
+            new = da.copy(deep=False)
+            new.attrs = {**da.attrs, "units": "degC"}
+            return ds.assign({name: new})
+        raise UnitsError(
+            f"water temperature {name!r} has no 'units' attribute and values {vmin:.1f}..{vmax:.1f} "
+            f"that are implausible in degC; set ds[{name!r}].attrs['units'] to 'degC', 'K' or 'degF'"
+        )
+    u = _norm_units(units)
+    if u in _CELSIUS:
+        if is_water_temp and not lazy:
+            vmin, vmax = float(da.min()), float(da.max())
+            if not np.isnan(vmin) and (vmin < lo - 5 or vmax > hi + 15):
+                raise UnitsError(
+                    f"water temperature {name!r} is labelled {units!r} but spans "
+                    f"{vmin:.1f}..{vmax:.1f}; if it is kelvin or Fahrenheit set "
+                    f"ds[{name!r}].attrs['units'] to 'K' or 'degF', else remove the bad values"
+                )
+        if units != "degC":
+            new = da.copy(deep=False)
+            new.attrs = {**da.attrs, "units": "degC"}
+            return ds.assign({name: new})
+        return ds
+    if u in _KELVIN:
+        new = da - 273.15
+    elif u in _FAHRENHEIT:
+        new = (da - 32.0) * (5.0 / 9.0)
+    else:
+        raise UnitsError(
+            f"temperature {name!r} has units {units!r}, which xmsgl does not know; "
+            f"use 'degC', 'K' or 'degF'"
+        )
+    new.attrs = {**da.attrs, "units": "degC",
+                 "xmsgl_note": f"converted from {units!r} to 'degC' by xmsgl"}
+    notes.append(f"{name!r} converted from {units!r} to 'degC'")
+    return ds.assign({name: new.astype(da.dtype) if np.issubdtype(da.dtype, np.floating) else new})
+
+
+def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
+    """Check that ``ds`` follows the xmsgl convention and return a validated copy.
+
+    The user's Dataset is never modified. The returned Dataset is a shallow copy in
+    which temperatures in kelvin or Fahrenheit are converted to ``degC`` and lengths
+    in km to m (each conversion issues an
+    :class:`~xmsgl.exceptions.UnitConversionWarning` and is noted in the variable's
+    ``xmsgl_note`` attribute).
+
+    Only the one-dimensional topology is read from dask-backed datasets; variables on
+    ``time`` stay lazy, and their value-based unit checks are skipped.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A dataset in the convention (see :mod:`xmsgl.convention`).
+    check_values : bool, default True
+        Read in-memory target temperatures to judge whether their units are plausible.
+
+    Returns
+    -------
+    xarray.Dataset
+        The validated (possibly unit-converted) dataset.
+
+    Raises
+    ------
+    SchemaError, TopologyError, UnitsError, TimeError
+        Naming the variable, the first offending ids and the fix.
+
+    Examples
+    --------
+    >>> import xmsgl
+    >>> ds = xmsgl.datasets.synthetic_basin(n_segments=5, start="2000-01-01", end="2000-02-01")
+    >>> ds.msgl.validate().sizes["seg"]
+    5
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise SchemaError(f"expected an xarray.Dataset, got {type(ds).__name__}")
+    topology_arrays(ds)
+    _check_time(ds)
+    notes: list[str] = []
+    out = ds.copy(deep=False)
+    for name in LENGTHS:
+        out = _convert_length(out, name, notes)
+
+    for name, dim in TARGETS.items():
+        if name in out.variables:
+            dims = tuple(map(str, out[name].dims))
+            if set(dims) != {dim, TIME}:
+                raise SchemaError(
+                    f"target {name!r} must have dims ({dim!r}, 'time'), got {dims}"
+                )
+    # Water temperatures (targets and truth) get value checks; any other variable
+    # with temperature units is converted to degC.
+    for name in list(out.data_vars):
+        name = str(name)
+        da = out[name]
+        water = name in TARGETS or (is_truth(name) and "temp" in name)
+        if water:
+            if not check_values and da.attrs.get("units") is None:
+                raise UnitsError(
+                    f"water temperature {name!r} has no 'units'; set ds[{name!r}].attrs['units'] = 'degC'"
+                )
+            out = _temperature_to_celsius(out, name, notes, is_water_temp=check_values)
+        elif "units" in da.attrs and is_temperature_units(da.attrs["units"]):
+            out = _temperature_to_celsius(out, name, notes, is_water_temp=False)
+
+    missing = [v for v in input_variables(out).all() if "units" not in out[v].attrs]
+    if missing:
+        raise UnitsError(
+            f"input variables {format_ids(missing)} have no 'units' attribute; every physical "
+            f"variable needs one: set ds[name].attrs['units'] (use '1' for dimensionless), or "
+            f"mark a variable to be skipped with ds[name].attrs['xmsgl_role'] = 'ignore'"
+        )
+    for note in notes:
+        warnings.warn(note, UnitConversionWarning, stacklevel=3)
+    return out
+
+
+def to_convention(
+    ds: xr.Dataset,
+    *,
+    seg: str | None = None,
+    reach: str | None = None,
+    time: str | None = None,
+    names: Mapping[str, str] | None = None,
+    outlet: Any = None,
+    keep_original: bool = True,
+) -> xr.Dataset:
+    """Map a dataset that uses other names onto the xmsgl convention.
+
+    Real files name things their own way: the USGS National Hydrologic Model says
+    ``seg_id_nat`` and ``to_seg``, NHDPlus says ``COMID`` and ``tocomid``. This call
+    renames dimensions and variables, converts the outlet marker to ``OUTLET`` (0),
+    and keeps each original dimension name as a coordinate (``seg_id_nat``,
+    ``COMID``) so results can be joined back to the source.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The dataset in its own names. It is not modified.
+    seg, reach, time : str, optional
+        The names of the coarse, fine and time dimensions in ``ds``.
+    names : mapping, optional
+        ``{your_name: convention_name}`` for variables, for example
+        ``{"to_seg": "seg_to", "tocomid": "reach_to", "seg_id_nat_of_comid": "reach_seg"}``.
+    outlet : scalar, optional
+        The value your data writes at outlets in the downstream pointers (for example
+        ``-1`` or ``np.nan``); it becomes ``OUTLET``.
+    keep_original : bool, default True
+        Keep the original dimension names as coordinates.
+
+    Returns
+    -------
+    xarray.Dataset
+        A new dataset in the convention (not yet validated: call ``.msgl.validate()``).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, xmsgl
+    >>> raw = xr.Dataset(
+    ...     {"to_seg": ("seg_id_nat", [2, -1]), "seg_len": ("seg_id_nat", [10.0, 20.0])},
+    ...     coords={"seg_id_nat": [1, 2]},
+    ... )
+    >>> out = xmsgl.to_convention(raw, seg="seg_id_nat",
+    ...                           names={"to_seg": "seg_to", "seg_len": "seg_length"}, outlet=-1)
+    >>> out["seg_to"].values.tolist(), "seg_id_nat" in out.coords
+    ([2, 0], True)
+    """
+    rename_dims: dict[str, str] = {}
+    for conv, yours in ((SEG, seg), (REACH, reach), (TIME, time)):
+        if yours is None or yours == conv:
+            continue
+        if yours not in ds.dims:
+            raise SchemaError(
+                f"dimension {yours!r} (given for {conv!r}) is not in the dataset; its dims are "
+                f"{list(map(str, ds.dims))}"
+            )
+        rename_dims[yours] = conv
+    names = dict(names or {})
+    for yours in names:
+        if yours not in ds.variables:
+            raise SchemaError(
+                f"variable {yours!r} (given for {names[yours]!r}) is not in the dataset; its "
+                f"variables are {list(map(str, ds.variables))}"
+            )
+    out = ds.rename({**rename_dims, **names})
+    if keep_original:
+        for yours, conv in rename_dims.items():
+            if conv in (SEG, REACH) and conv in out.coords:
+                out = out.assign_coords({yours: (conv, out[conv].values)})
+    if outlet is not None:
+        for name in ("seg_to", "reach_to"):
+            if name not in out.variables:
+                continue
+            vals = np.asarray(out[name].values)
+            if isinstance(outlet, float) and np.isnan(outlet):
+                mask = np.isnan(vals.astype(float))
+            else:
+                mask = vals == outlet
+            filled = np.where(mask, OUTLET, np.nan_to_num(vals.astype(float), nan=OUTLET))
+            out[name] = (out[name].dims, filled.astype(np.int64), out[name].attrs)
+    for dim in (SEG, REACH):
+        if dim in out.coords and np.issubdtype(out[dim].dtype, np.floating):
+            vals = out[dim].values
+            if np.all(np.isfinite(vals)) and np.all(vals == np.round(vals)):
+                out = out.assign_coords({dim: vals.astype(np.int64)})
+    if "reach_seg" in out.variables and np.issubdtype(out["reach_seg"].dtype, np.floating):
+        vals = out["reach_seg"].values
+        if np.all(np.isfinite(vals)):
+            out["reach_seg"] = (out["reach_seg"].dims, vals.astype(np.int64), out["reach_seg"].attrs)
+    return out

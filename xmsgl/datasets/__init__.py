@@ -1,0 +1,28 @@
+"""Data sets: the synthetic basin generator and the real Delaware River Basin.
+
+``synthetic_basin`` builds a physically based synthetic basin in the xmsgl
+convention; ``open_drb`` and ``fetch_data`` give the real Delaware River Basin
+through pooch. Modules load on first use, so ``import xmsgl`` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["synthetic_basin", "open_drb", "fetch_data"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "synthetic_basin":
+        from xmsgl.datasets.synthetic import synthetic_basin
+
+        return synthetic_basin
+    if name in ("open_drb", "fetch_data"):
+        from xmsgl.datasets import drb
+
+        return getattr(drb, name)
+    raise AttributeError(f"module 'xmsgl.datasets' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,79 @@
+"""Typed errors and warnings raised by xmsgl.
+
+Every error is an :class:`XmsglError`, itself a :class:`ValueError`, so code that
+already catches ``ValueError`` keeps working. Each message names the variable or
+the first offending ids and says how to fix the problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "XmsglError",
+    "SchemaError",
+    "TopologyError",
+    "UnitsError",
+    "TimeError",
+    "ModelMismatchError",
+    "DataError",
+    "TrainingError",
+    "XmsglWarning",
+    "UnitConversionWarning",
+    "format_ids",
+]
+
+
+class XmsglError(ValueError):
+    """Base class of every error raised by xmsgl on bad input."""
+
+
+class SchemaError(XmsglError):
+    """A variable, dimension or coordinate is missing, misnamed or has the wrong shape."""
+
+
+class TopologyError(XmsglError):
+    """The river network is not a valid set of trees (cycles, dangling ids, ...)."""
+
+
+class UnitsError(XmsglError):
+    """Units are missing, unknown or implausible for the values they describe."""
+
+
+class TimeError(XmsglError):
+    """The time coordinate is not strictly increasing, duplicated or misaligned."""
+
+
+class ModelMismatchError(XmsglError):
+    """A fitted model is used on a dataset whose graph or variables differ."""
+
+
+class DataError(XmsglError):
+    """Values are unusable: NaN inputs, no observations, an empty selection, a bad file."""
+
+
+class TrainingError(XmsglError):
+    """Training cannot continue (for example a NaN or infinite loss)."""
+
+
+class XmsglWarning(UserWarning):
+    """Base class of warnings issued by xmsgl."""
+
+
+class UnitConversionWarning(XmsglWarning):
+    """Values were converted to the convention's units (for example kelvin to degC)."""
+
+
+def format_ids(ids: Iterable[object], limit: int = 5) -> str:
+    """Render the first ``limit`` ids of ``ids`` for an error message.
+
+    Examples
+    --------
+    >>> format_ids([3, 1, 2, 7, 9, 11, 12])
+    '[3, 1, 2, 7, 9, ...] (7 in all)'
+    """
+    items = [i.item() if hasattr(i, "item") else i for i in ids]
+    shown = ", ".join(repr(i) for i in items[:limit])
+    if len(items) > limit:
+        return f"[{shown}, ...] ({len(items)} in all)"
+    return f"[{shown}]"
