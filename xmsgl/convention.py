@@ -155,8 +155,8 @@ def input_variables(ds: xr.Dataset, exclude: Iterable[str] = ()) -> InputVariabl
     groups: dict[tuple[str, ...], list[str]] = {
         (SEG, TIME): [], (SEG,): [], (REACH, TIME): [], (REACH,): []
     }
-    for name, da in ds.data_vars.items():
-        name = str(name)
+    for key, da in ds.data_vars.items():
+        name = str(key)
         if name in skip or is_truth(name) or da.attrs.get("xmsgl_role") == "ignore":
             continue
         if not np.issubdtype(da.dtype, np.floating):
@@ -222,7 +222,7 @@ def _ids(ds: xr.Dataset, dim: str) -> np.ndarray:
         ):
             hint = f"ds.assign_coords({dim}=ds[{dim!r}].astype('int64'))"
         else:
-            hint = f"map them to integers and keep the originals as a coordinate"
+            hint = "map them to integers and keep the originals as a coordinate"
         raise SchemaError(
             f"coordinate {dim!r} must hold integer ids, got dtype {ids.dtype}; fix with {hint}"
         )
@@ -382,7 +382,7 @@ def topology_arrays(ds: xr.Dataset) -> Topology:
         s = np.flatnonzero(multi)[0]
         culprits = reach_ids[leaves & (reach_seg_idx == s)]
         raise TopologyError(
-            f"reaches {format_ids(culprits)} of segment {seg_ids[s]!r} all leave the segment; "
+            f"reaches {format_ids(culprits)} of segment {int(seg_ids[s])} all leave the segment; "
             f"a segment's reaches must drain to one outlet reach: fix 'reach_to' or 'reach_seg' "
             f"of all but the outlet reach"
         )
@@ -580,8 +580,8 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
                 )
     # Water temperatures (targets and truth) get value checks; any other variable
     # with temperature units is converted to degC.
-    for name in list(out.data_vars):
-        name = str(name)
+    for key in list(out.data_vars):
+        name = str(key)
         da = out[name]
         water = name in TARGETS or (is_truth(name) and "temp" in name)
         if water:

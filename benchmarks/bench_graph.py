@@ -1,0 +1,141 @@
+"""Time :func:`xmsgl.graph.build_graphs` on Delaware-sized and 10^5-reach networks.
+
+Run from the repository root::
+
+    python benchmarks/bench_graph.py            # both sizes
+    python benchmarks/bench_graph.py --quick    # one repeat each
+
+Prints one JSON line per measurement: ``what``, ``n_seg``, ``n_reach``,
+``seconds`` (best of ``--repeat`` calls), ``nnz`` (stored entries of the fine
+weights, the largest matrix), ``peak_mem_mb`` (peak of Python-tracked allocations,
+numpy and scipy arrays included, during one extra call under :mod:`tracemalloc`),
+the mean and largest number of hops from a reach to its outlet, and, for the
+Delaware size, ``ratio`` against all-pairs ``scipy.sparse.csgraph.shortest_path``
+(dense and unsigned) timed in the same run. The networks are random river forests
+from ``tests/strategies.py``, so the script needs no data files; when
+``xmsgl.datasets.synthetic_basin`` is available it is timed as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import platform
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.csgraph as csgraph
+import xarray as xr
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.strategies import random_river_dataset  # noqa: E402
+from xmsgl.convention import topology_arrays  # noqa: E402
+from xmsgl.graph import build_graphs  # noqa: E402
+
+
+def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    best, out = np.inf, None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def peak_mb(fn: Callable[[], Any]) -> float:
+    tracemalloc.start()
+    fn()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / 2**20
+
+
+def depth(to_idx: np.ndarray) -> np.ndarray:
+    """Hops from each node to its outlet."""
+    d = np.zeros(to_idx.size, dtype=np.int64)
+    cur = to_idx.copy()
+    alive = cur >= 0
+    while alive.any():
+        d[alive] += 1
+        cur[alive] = to_idx[cur[alive]]
+        alive = cur >= 0
+    return d
+
+
+def dense_reference(ds: xr.Dataset) -> Callable[[], Any]:
+    topo = topology_arrays(ds)
+    down = np.flatnonzero(topo.reach_to_idx >= 0)
+    # Edge weight = length of the downstream node; a tiny floor keeps zero lengths as edges.
+    graph = sp.csr_matrix(
+        (np.maximum(topo.reach_length[topo.reach_to_idx[down]], 1e-9),
+         (down, topo.reach_to_idx[down])),
+        shape=(topo.n_reach, topo.n_reach),
+    )
+    return lambda: csgraph.shortest_path(graph, method="D", directed=False)
+
+
+def measure(what: str, ds: xr.Dataset, repeat: int, reference: bool, **kw: Any) -> dict[str, Any]:
+    seconds, g = best_of(lambda: build_graphs(ds, **kw), repeat)
+    d = depth(topology_arrays(ds).reach_to_idx)
+    row: dict[str, Any] = {
+        "what": what,
+        "n_seg": g.n_seg,
+        "n_reach": g.n_reach,
+        "n_outlets": g.n_outlets_reach,
+        "options": {k: v for k, v in g.options.items() if v is not None},
+        "seconds": round(seconds, 4),
+        "nnz": int(g.fine.nnz),
+        "nnz_cross": int(g.cross.nnz),
+        "peak_mem_mb": round(peak_mb(lambda: build_graphs(ds, **kw)), 1),
+        "reach_depth_mean": round(float(d.mean()), 1),
+        "reach_depth_max": int(d.max()),
+    }
+    if reference:
+        ref_seconds, _ = best_of(dense_reference(ds), repeat)
+        row["reference"] = "scipy.sparse.csgraph.shortest_path, dense unsigned all pairs"
+        row["reference_seconds"] = round(ref_seconds, 4)
+        row["ratio"] = round(seconds / ref_seconds, 3)
+    row["python"] = platform.python_version()
+    row["machine"] = platform.machine()
+    row["date"] = time.strftime("%Y-%m-%d")
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="calls per size (best is kept)")
+    parser.add_argument("--quick", action="store_true", help="one call per size")
+    args = parser.parse_args(argv)
+    repeat = 1 if args.quick else args.repeat
+
+    delaware = random_river_dataset(0, 450, reaches_per_seg=(2, 12), window=4)
+    print(json.dumps(measure("delaware_sized_random", delaware, repeat, reference=True)), flush=True)
+    print(json.dumps(measure("delaware_sized_random", delaware, repeat, reference=False,
+                             weighting="adjacency")), flush=True)
+
+    large = random_river_dataset(1, 14_300, n_outlets=200, reaches_per_seg=(2, 12), window=4)
+    print(json.dumps(measure("1e5_reaches_random", large, repeat, reference=False)), flush=True)
+    print(json.dumps(measure("1e5_reaches_random", large, repeat, reference=False,
+                             max_distance=50_000.0)), flush=True)
+
+    try:
+        from xmsgl.datasets import synthetic_basin
+
+        basin = synthetic_basin(n_segments=450, start="2000-01-01", end="2000-01-10", seed=0)
+    except (ImportError, NotImplementedError, TypeError) as err:
+        print(json.dumps({"what": "synthetic_basin", "skipped": f"{type(err).__name__}: {err}"}))
+    else:
+        print(json.dumps(measure("synthetic_basin_450", basin, repeat, reference=False)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

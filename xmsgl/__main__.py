@@ -1,0 +1,7 @@
+"""``python -m xmsgl`` runs the ``xmsgl`` command."""
+
+import sys
+
+from xmsgl.cli import main
+
+sys.exit(main())
