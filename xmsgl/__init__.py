@@ -15,6 +15,7 @@ from xmsgl.convention import OUTLET, to_convention, validate
 from xmsgl.exceptions import (
     DataError,
     ModelMismatchError,
+    ParameterError,
     SchemaError,
     TimeError,
     TopologyError,
@@ -36,6 +37,7 @@ __all__ = [
     "DataError",
     "Downscaler",
     "ModelMismatchError",
+    "ParameterError",
     "SchemaError",
     "TimeError",
     "TopologyError",

@@ -18,6 +18,7 @@ __all__ = [
     "ModelMismatchError",
     "DataError",
     "TrainingError",
+    "ParameterError",
     "XmsglWarning",
     "UnitConversionWarning",
     "format_ids",
@@ -54,6 +55,10 @@ class DataError(XmsglError):
 
 class TrainingError(XmsglError):
     """Training cannot continue (for example a NaN or infinite loss)."""
+
+
+class ParameterError(XmsglError):
+    """A function argument is out of range or of the wrong kind."""
 
 
 class XmsglWarning(UserWarning):
