@@ -1,0 +1,328 @@
+"""The Delaware River Basin loader: registry, fetching, bad input, and the real files.
+
+Tests marked by the ``drb_raw_dir`` fixture run against the mirror files (CI has them)
+and skip elsewhere; the bad-input tests build their own files in ``tmp_path`` and run
+everywhere. Nothing here needs internet except the ``network`` tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import xmsgl
+from xmsgl.convention import OUTLET, topology_arrays
+from xmsgl.datasets import _readers, drb
+from xmsgl.exceptions import DataError
+
+N_SEG = 456
+N_OUTLETS = 7
+N_COMID = 3229
+XWALK = "drb-network-prep/GFv1_NHDv2_xwalk.csv"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def drb_parsed_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One parsed-table cache for the whole test session (shared with the catalog test)."""
+    return tmp_path_factory.getbasetemp() / "drb_parsed"
+
+
+@pytest.fixture(scope="session")
+def drb_mirror(drb_raw_dir: Path, drb_parsed_cache: Path) -> xr.Dataset:
+    """The mirror dataset built once per session from the real files."""
+    with drb._pooch_path(drb_raw_dir):
+        return drb.open_drb(cache=drb_parsed_cache, progress=False)
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty pooch cache folder that cannot download (no retries)."""
+    monkeypatch.setattr(drb.POOCH, "path", tmp_path)
+    monkeypatch.setattr(drb.POOCH, "retry_if_failed", 0)
+    return tmp_path
+
+
+# --------------------------------------------------------------------------------------
+# registry
+
+
+def test_registry_entries_have_pinned_urls() -> None:
+    for name in drb.POOCH.registry:
+        url = drb.POOCH.get_url(name)
+        assert url.startswith("https://"), name
+        if name in drb.MIRROR_FILES:
+            parts = url.split("/")
+            # https://raw.githubusercontent.com/<owner>/<repo>/<commit>/<path>
+            assert parts[2] == "raw.githubusercontent.com"
+            assert len(parts[5]) == 40 and all(c in "0123456789abcdef" for c in parts[5]), url
+            assert drb.POOCH.registry[name] is not None, f"mirror file {name} needs a sha256"
+        else:
+            assert drb.POOCH.registry[name] is None, "release hashes were not computed"
+    assert set(drb.files_for("release")) - set(drb.POOCH.registry) == set()
+
+
+def test_registry_hashes_match_mirror_files(drb_raw_dir: Path) -> None:
+    for name in drb.MIRROR_FILES:
+        path = drb_raw_dir / name
+        assert path.is_file(), f"{name} missing from {drb_raw_dir}"
+        assert _sha256(path) == drb.POOCH.registry[name], name
+
+
+def test_fetch_unknown_name_is_refused() -> None:
+    with pytest.raises(DataError, match="not in the xmsgl data registry"):
+        drb.fetch("no/such/file.csv")
+
+
+def test_unknown_source_is_refused() -> None:
+    with pytest.raises(xmsgl.SchemaError, match="unknown source"):
+        drb.open_drb(source="satellite")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------
+# bad input
+
+
+def test_cached_file_with_wrong_hash_is_refused(cache: Path) -> None:
+    target = cache / XWALK
+    target.parent.mkdir(parents=True)
+    target.write_text("PRMS_segid,segidnat\n1_1,1435\n")
+    actual = _sha256(target)
+    with pytest.raises(DataError) as info:
+        drb.fetch(XWALK, progress=False)
+    msg = str(info.value)
+    assert XWALK in msg and actual in msg and drb.POOCH.registry[XWALK] in msg
+    assert target.read_text().startswith("PRMS_segid"), "the file must not be replaced silently"
+
+
+def test_missing_file_offline_names_file_url_and_fix(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Port 9 on localhost refuses connections: a download failure without internet.
+    monkeypatch.setitem(drb.POOCH.urls, XWALK, "http://127.0.0.1:9/GFv1_NHDv2_xwalk.csv")
+    with pytest.raises(DataError) as info:
+        drb.fetch(XWALK, progress=False)
+    msg = str(info.value)
+    assert XWALK in msg and "http://127.0.0.1:9/GFv1_NHDv2_xwalk.csv" in msg
+    assert "xmsgl fetch-data" in msg and "XMSGL_DATA_DIR" in msg
+    assert not any(p.is_file() for p in cache.rglob("*"))
+
+
+@pytest.fixture
+def truncated_server() -> Iterator[str]:
+    """A local HTTP server that answers every request with a few bytes."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = b"PRMS_segid,segidnat,comid_do"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/GFv1_NHDv2_xwalk.csv"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_truncated_download_leaves_nothing_in_cache(
+    cache: Path, monkeypatch: pytest.MonkeyPatch, truncated_server: str
+) -> None:
+    monkeypatch.setitem(drb.POOCH.urls, XWALK, truncated_server)
+    with pytest.raises(DataError, match="does not match the registered sha256"):
+        drb.fetch(XWALK, progress=False)
+    assert [p for p in cache.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.parametrize(
+    ("reader", "suffix"),
+    [
+        (_readers.read_rds_frame, ".rds"),
+        (_readers.read_rds_object, ".rds"),
+        (_readers.open_netcdf, ".nc"),
+        (_readers.read_feather, ".feather"),
+    ],
+)
+def test_corrupt_file_gives_data_error_naming_it(tmp_path: Path, reader, suffix: str) -> None:
+    bad = tmp_path / f"broken{suffix}"
+    bad.write_bytes(b"\x1f\x8b\x08\x00truncated")
+    with pytest.raises(DataError, match="broken") as info:
+        reader(bad)
+    assert "fetch it again" in str(info.value)
+
+
+def test_zip_member_outside_folder_is_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ok.txt", "fine")
+        zf.writestr("../escaped.txt", "outside")
+    dest = tmp_path / "cache" / "evil"
+    with pytest.raises(DataError, match="outside the folder"):
+        _readers.extract_zip(archive, dest)
+    assert not (tmp_path / "cache" / "escaped.txt").exists()
+    assert not (tmp_path / "escaped.txt").exists()
+    assert not dest.exists() or not any(dest.iterdir())
+
+
+def test_zip_absolute_member_is_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "abs.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("/tmp/xmsgl_abs_member.txt", "outside")
+    with pytest.raises(DataError, match="outside the folder"):
+        _readers.extract_zip(archive, tmp_path / "out")
+
+
+def test_truncated_zip_leaves_nothing_half_extracted(tmp_path: Path) -> None:
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.csv", "x\n" * 50_000)
+    archive.write_bytes(archive.read_bytes()[:200])
+    dest = tmp_path / "data"
+    with pytest.raises(DataError, match="zip"):
+        _readers.extract_zip(archive, dest)
+    assert not dest.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["data.zip"]
+
+
+def test_zip_extracts_inside_folder(tmp_path: Path) -> None:
+    archive = tmp_path / "good.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("sub/a.csv", "a\n1\n")
+    out = _readers.extract_zip(archive, tmp_path / "good")
+    assert out == [tmp_path / "good" / "sub" / "a.csv"]
+    assert out[0].read_text() == "a\n1\n"
+
+
+def test_period_outside_forcings_is_refused(drb_raw_dir: Path, drb_parsed_cache: Path) -> None:
+    with drb._pooch_path(drb_raw_dir), pytest.raises(DataError, match="1979-01-01..1980-12-31"):
+        drb.open_drb(start="1985-01-01", end="1985-12-31", cache=drb_parsed_cache, progress=False)
+
+
+# --------------------------------------------------------------------------------------
+# the real network
+
+
+def test_mirror_passes_validation(drb_mirror: xr.Dataset) -> None:
+    xmsgl.validate(drb_mirror)
+    for name, da in drb_mirror.data_vars.items():
+        assert "units" in da.attrs and "source" in da.attrs, name
+    assert "approximations" in drb_mirror.attrs
+    assert (drb_mirror["seg_id_nat"].values == drb_mirror["seg"].values).all()
+    assert (drb_mirror["COMID"].values == drb_mirror["reach"].values).all()
+
+
+def test_segments_outlets_acyclic(drb_mirror: xr.Dataset) -> None:
+    topo = topology_arrays(drb_mirror)  # raises on cycles
+    assert topo.n_seg == N_SEG
+    assert int((topo.seg_to == OUTLET).sum()) == N_OUTLETS
+    differs = drb_mirror["seg"].values[drb_mirror["seg_to"].values != drb_mirror["seg_to_nhm"].values]
+    assert differs.tolist() == [1791]
+
+
+def test_segment_topology_matches_derived_table(drb_mirror: xr.Dataset, drb_raw_dir: Path) -> None:
+    derived = drb_raw_dir.parent / "derived" / "nhm_seg_downstream.csv"
+    if not derived.is_file():
+        pytest.skip(f"{derived} not present")
+    table = pd.read_csv(derived)
+    assert len(table) == N_SEG
+
+
+def test_crosswalk_comids_each_in_one_segment(drb_mirror: xr.Dataset, drb_raw_dir: Path) -> None:
+    xw = pd.read_csv(drb_raw_dir / XWALK, dtype={"comid_seg": str})
+    expected = {int(c): int(s) for s, lst in zip(xw["segidnat"], xw["comid_seg"]) for c in lst.split(";")}
+    assert len(expected) == N_COMID
+    got = dict(zip(drb_mirror["reach"].values.tolist(), drb_mirror["reach_seg"].values.tolist()))
+    assert got == expected
+    # Each segment's outlet reach is the crosswalk's downstream-end COMID.
+    topo = topology_arrays(drb_mirror)
+    outlet_comid = topo.reach_ids[topo.seg_outlet_reach_idx]
+    down = xw[~xw["PRMS_segid"].isin(["3_1", "8_1", "51_1"])].set_index("segidnat")["comid_down"]
+    assert dict(zip(topo.seg_ids.tolist(), outlet_comid.tolist())) == down.to_dict()
+
+
+def test_reach_topology_flags(drb_mirror: xr.Dataset) -> None:
+    flag = drb_mirror["reach_topology_source"]
+    assert set(np.unique(flag.values)) <= set(flag.attrs["flag_values"].tolist())
+    assert len(flag.attrs["flag_meanings"].split()) == len(flag.attrs["flag_values"])
+    assert int((flag == 1).sum()) > 800  # the RouteLink-covered reaches
+
+
+def test_forcings_complete_and_in_range(drb_mirror: xr.Dataset) -> None:
+    assert drb_mirror.sizes["time"] == 731
+    for name in ("seg_tmax_air", "seg_tmin_air", "seg_prcp", "reach_tave_air"):
+        values = drb_mirror[name].values
+        assert np.isfinite(values).all(), name
+    assert float(drb_mirror["seg_tmax_air"].max()) < 45
+    assert float(drb_mirror["seg_prcp"].min()) >= 0
+    assert (drb_mirror["seg_tmax_air"] >= drb_mirror["seg_tmin_air"] - 1e-3).all()
+
+
+def test_coarse_observation_counts_equal_raw_file(drb_mirror: xr.Dataset, drb_raw_dir: Path) -> None:
+    pyreadr = pytest.importorskip("pyreadr")
+    obs = pyreadr.read_r(str(drb_raw_dir / "drb-trends/obs_temp_drb.rds"))[None]
+    xw = pd.read_csv(drb_raw_dir / XWALK)
+    obs["seg"] = obs["subseg_id"].map(dict(zip(xw["PRMS_segid"], xw["segidnat"])))
+    t = pd.DatetimeIndex(drb_mirror["time"].values)
+    obs = obs[obs["mean_temp_c"].notna() & obs["date"].between(t[0], t[-1])]
+    expected = obs.groupby("seg")["date"].nunique()
+    got = drb_mirror["seg_temp"].count("time").to_series()
+    got = got[got > 0]
+    assert got.to_dict() == expected.to_dict()
+    assert int(got.sum()) == 10962
+
+
+def test_sites_stay_in_their_matched_segment(drb_mirror: xr.Dataset, drb_raw_dir: Path) -> None:
+    reach_seg = dict(zip(drb_mirror["reach"].values.tolist(), drb_mirror["reach_seg"].values.tolist()))
+    placed_seg = [reach_seg[c] for c in drb_mirror["site_comid"].values.tolist()]
+    assert placed_seg == drb_mirror["site_seg"].values.tolist()
+    derived = drb_raw_dir.parent / "derived" / "monitoring_sites_nhm_match.csv"
+    if derived.is_file():  # an independent reading of the site match
+        match = pd.read_csv(derived).drop_duplicates("site_id")
+        xw = pd.read_csv(drb_raw_dir / XWALK)
+        seg_of = match.set_index("site_id")["subseg_id"].map(dict(zip(xw["PRMS_segid"], xw["segidnat"])))
+        sites = drb_mirror["site_id"].values.tolist()
+        assert seg_of.reindex(sites).tolist() == drb_mirror["site_seg"].values.tolist()
+
+
+def test_fine_observations_come_from_placed_sites(drb_mirror: xr.Dataset) -> None:
+    reach_obs = drb_mirror["reach_temp"].count("time")
+    with_obs = set(drb_mirror["reach"].values[reach_obs.values > 0].tolist())
+    assert with_obs <= set(drb_mirror["site_comid"].values.tolist())
+    assert int(reach_obs.sum()) > 5000
+    # Fine observations lie where the segment has observations on most days.
+    seg_obs = drb_mirror["seg_temp"].notnull()
+    reach_has = drb_mirror["reach_temp"].notnull()
+    parent = seg_obs.sel(seg=drb_mirror["reach_seg"]).drop_vars(["seg", "seg_id_nat"])
+    agree = float((parent.values & reach_has.values).sum() / reach_has.values.sum())
+    assert agree > 0.9
+
+
+def test_graphs_build_on_real_network(drb_mirror: xr.Dataset) -> None:
+    pytest.importorskip("torch")
+    graphs = drb_mirror.msgl.graphs()
+    assert graphs is not None
+
+
+@pytest.mark.network
+def test_release_source_opens() -> None:  # pragma: no cover - needs internet
+    ds = drb.open_drb(source="release", start="2010-01-01", end="2010-12-31")
+    xmsgl.validate(ds)
+    assert ds.sizes["seg"] == N_SEG

@@ -1,0 +1,1145 @@
+"""The Delaware River Basin (DRB) in the xmsgl convention, fetched through pooch.
+
+The DRB is the basin of the multi-scale graph learning paper: 456 USGS National
+Hydrologic Model (NHM) segments (``seg_id_nat``) and the 3,229 NHDPlusV2 flowlines
+(``COMID``) that the USGS crosswalk places on them. :func:`open_drb` builds the
+two-scale dataset from public files, each fetched by :data:`POOCH` and checked
+against the sha256 in ``registry.txt``:
+
+``source="mirror"`` (the default; works offline)
+    Byte-identical public copies of USGS files pinned by commit on GitHub. They cover
+    the whole network, its attributes and all observations, but forcings only for
+    1979-1980 (NHM daily forcings of the hydrologic response units, HRUs).
+``source="release"`` (needs internet)
+    The USGS ScienceBase releases: PRMS-SNTemp inputs and outputs for every segment,
+    1979-2022 (doi:10.5066/P9GD8I7A), and the Enhanced NHDPlusV2 flowline table
+    (ENHD, doi:10.5066/P976XCVT) for the fine topology. Their hashes could not be
+    computed offline, so they are not hash-checked.
+
+Point the environment variable ``XMSGL_DATA_DIR`` at a folder holding the files
+(laid out as the registry names them) to use it as the cache, for example a folder
+filled by ``xmsgl fetch-data`` on a machine with internet.
+
+Every choice the builder makes (which network, how forcings reach segments without
+HRUs, how reaches are ordered where no fine topology is known, how monitoring sites
+are placed on reaches) is described in ``docs/data.md`` and recorded in the
+dataset's attributes and in each variable's ``source`` attribute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pooch
+import xarray as xr
+
+from xmsgl.convention import OUTLET
+from xmsgl.datasets import _readers
+from xmsgl.exceptions import DataError, SchemaError, format_ids
+
+__all__ = [
+    "POOCH",
+    "REGISTRY_FILE",
+    "MIRROR_FILES",
+    "RELEASE_FILES",
+    "fetch",
+    "fetch_data",
+    "open_drb",
+    "files_for",
+]
+
+REGISTRY_FILE = Path(__file__).with_name("registry.txt")
+
+
+def _create_pooch() -> pooch.Pooch:
+    store = pooch.create(
+        path=pooch.os_cache("xmsgl"),
+        # Every entry carries its own URL (files live in several repositories and
+        # releases), so the base URL is only pooch's fallback and is never used.
+        base_url="https://raw.githubusercontent.com/",
+        env="XMSGL_DATA_DIR",
+        registry=None,
+        retry_if_failed=3,
+    )
+    store.load_registry(REGISTRY_FILE)
+    # pooch stores the literal "none" of files whose hash is unknown; None is what
+    # makes pooch skip the check for them.
+    registry: dict[str, Any] = store.registry
+    for name, known in list(registry.items()):
+        if known in ("none", "", None):
+            registry[name] = None
+    return store
+
+
+#: The pooch that fetches and caches every file xmsgl reads for the DRB.
+POOCH: pooch.Pooch = _create_pooch()
+
+_RELEASE_PREFIX = "sciencebase/"
+
+#: Files read by ``open_drb(source="mirror")``.
+MIRROR_FILES: tuple[str, ...] = tuple(n for n in POOCH.registry if not n.startswith(_RELEASE_PREFIX))
+
+_F_XWALK = "drb-network-prep/GFv1_NHDv2_xwalk.csv"
+_F_NETWORK = "drb-trends/network.rds"
+_F_OBS = "drb-trends/obs_temp_drb.rds"
+_F_SITE_OBS = "drb-trends/raw_drb_temp_data.rds"
+_F_SITES = "drb-trends/crosswalk_site_reach.rds"
+_F_SEG_ATTR = "drb-do-ml/seg_attr_drb.feather"
+_F_SEG_PARAMS = "pywatershed_drb_2yr/parameters_dis_seg.nc"
+_F_HRU_PARAMS = "pywatershed_drb_2yr/parameters_dis_hru.nc"
+_F_CHANNEL = "pywatershed_drb_2yr/parameters_PRMSChannel.nc"
+_F_TMAX = "pywatershed_drb_2yr/tmax.nc"
+_F_TMIN = "pywatershed_drb_2yr/tmin.nc"
+_F_PRCP = "pywatershed_drb_2yr/prcp.nc"
+_F_ROUTELINK = ("t-route/conus_routeLink_subset.nc", "t-route/Pocono_TEST1/Route_Link.nc")
+_F_NWIS = "preprocess_nwm_pgdl/nwis_comid.csv"
+_F_SNTEMP = "sciencebase/P9GD8I7A/sntemp_inputs_outputs_drb.zip"
+_F_ENHD = "sciencebase/P976XCVT/enhd_nhdplusatts.parquet"
+
+_SHARED = (_F_XWALK, _F_NETWORK, _F_OBS, _F_SITE_OBS, _F_SITES, _F_SEG_ATTR, _F_SEG_PARAMS, _F_NWIS)
+
+#: Files read by ``open_drb(source="release")`` (release files plus the shared mirror files).
+RELEASE_FILES: tuple[str, ...] = (_F_SNTEMP, _F_ENHD, *_SHARED)
+
+Source = Literal["mirror", "release"]
+
+#: Days covered by the mirror forcings (the NHM HRU forcings in pywatershed's test data).
+MIRROR_PERIOD = ("1979-01-01", "1980-12-31")
+
+# Topology provenance flags of ``reach_topology_source``.
+_TOPO_FINE = 1
+_TOPO_CHAIN = 2
+# Site placement flags of ``site_mapping``.
+_SITE_NWIS = 1
+_SITE_DISTANCE = 2
+
+
+# --------------------------------------------------------------------------------------
+# fetching
+
+
+def files_for(source: Source) -> tuple[str, ...]:
+    """Registry names of the files that ``open_drb(source=...)`` reads.
+
+    Examples
+    --------
+    >>> from xmsgl.datasets import drb
+    >>> "drb-trends/obs_temp_drb.rds" in drb.files_for("mirror")
+    True
+    """
+    if source == "mirror":
+        return MIRROR_FILES
+    if source == "release":
+        return RELEASE_FILES
+    raise SchemaError(f"unknown source {source!r}; use 'mirror' (offline copies) or 'release' (USGS)")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _prefetch_hint(name: str) -> str:
+    return (
+        f"pre-fetch it on a machine with internet with `xmsgl fetch-data` (or "
+        f"xmsgl.datasets.drb.fetch({name!r})), then copy the folder here and set "
+        f"XMSGL_DATA_DIR to it"
+    )
+
+
+def fetch(name: str, *, progress: bool = True) -> Path:
+    """Return the local path of registry file ``name``, downloading it if needed.
+
+    A file already in the cache is hash-checked against the registry and refused if
+    it differs: a pinned file never changes, so a different hash means a corrupt or
+    foreign file, and silently replacing it would hide that. Downloads go to a
+    temporary file that is moved into the cache only once its hash matches, so a
+    failed or truncated download leaves nothing behind.
+
+    Parameters
+    ----------
+    name : str
+        A name from ``registry.txt``, for example ``"drb-trends/obs_temp_drb.rds"``.
+    progress : bool, default True
+        Show a progress bar while downloading.
+
+    Returns
+    -------
+    pathlib.Path
+        The file in the cache folder (``XMSGL_DATA_DIR`` when set).
+
+    Raises
+    ------
+    DataError
+        When ``name`` is not registered, the cached file has the wrong hash, or the
+        file is missing and cannot be downloaded (the message names the URL and how
+        to pre-fetch it).
+    """
+    registry: dict[str, Any] = POOCH.registry
+    if name not in registry:
+        raise DataError(
+            f"{name!r} is not in the xmsgl data registry ({REGISTRY_FILE}); registered files "
+            f"are {format_ids(sorted(registry), limit=4)}"
+        )
+    known = registry[name]
+    url = POOCH.get_url(name)
+    path = Path(POOCH.abspath) / name
+    if path.is_file():
+        if known is None:
+            return path
+        actual = _sha256(path)
+        if actual != known.split(":")[-1].lower():
+            raise DataError(
+                f"cached file {name!r} at {str(path)!r} has sha256 {actual}, but the registry "
+                f"expects {known}; it is corrupt or not the pinned version. Delete it and "
+                f"fetch it again (`xmsgl fetch-data`, source {url})"
+            )
+        return path
+    import requests  # pooch's own dependency; imported here to keep module import light
+
+    try:
+        return Path(POOCH.fetch(name, progressbar=progress))
+    except requests.exceptions.RequestException as err:
+        raise DataError(
+            f"{name!r} is not in the data folder {str(POOCH.abspath)!r} and could not be "
+            f"downloaded from {url} ({type(err).__name__}); {_prefetch_hint(name)}"
+        ) from err
+    except ValueError as err:
+        # pooch raises ValueError when a download's hash does not match; it has
+        # already deleted the temporary file.
+        raise DataError(
+            f"the download of {name!r} from {url} does not match the registered sha256 "
+            f"{known} and was discarded ({err}); try again later or report the changed file"
+        ) from err
+    except OSError as err:
+        raise DataError(
+            f"could not write {name!r} into the data folder {str(POOCH.abspath)!r} ({err}); "
+            f"set XMSGL_DATA_DIR to a writable folder"
+        ) from err
+
+
+def fetch_data(source: Source = "mirror", folder: str | os.PathLike[str] | None = None,
+               *, progress: bool = True) -> list[Path]:
+    """Download (or check) every file that ``open_drb(source=...)`` needs.
+
+    This is what ``xmsgl fetch-data`` runs. Fetch on a machine with internet, copy the
+    folder, and set ``XMSGL_DATA_DIR`` to it to work offline.
+
+    Parameters
+    ----------
+    source : {"mirror", "release"}
+        Which set of files.
+    folder : path, optional
+        Where to store them; default is ``XMSGL_DATA_DIR`` when set, else the user
+        cache folder of xmsgl.
+    progress : bool, default True
+        Show progress bars.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The local files, in registry order.
+    """
+    names = files_for(source)
+    with _pooch_path(folder):
+        return [fetch(n, progress=progress) for n in names]
+
+
+@contextlib.contextmanager
+def _pooch_path(folder: str | os.PathLike[str] | None) -> Iterator[None]:
+    if folder is None:
+        yield
+        return
+    old = POOCH.path
+    POOCH.path = Path(folder).expanduser()
+    try:
+        yield
+    finally:
+        POOCH.path = old
+
+
+# --------------------------------------------------------------------------------------
+# parsed-table cache
+
+
+def _default_cache_dir() -> Path:
+    return Path(pooch.os_cache("xmsgl")) / "parsed"
+
+
+def _parsed(name: str, parse: Callable[[Path], pd.DataFrame], cache_dir: Path | None,
+            tag: str, progress: bool) -> pd.DataFrame:
+    """Parse registry file ``name`` once and keep the result as parquet.
+
+    R files take seconds to parse; their digested tables are tiny. The cache key is
+    the registered sha256 (or size and mtime for unhashed files) plus ``tag``, which
+    names the parser version, so a changed file or parser never reads a stale table.
+    The cache lives apart from the data folder, which may be read-only and shared.
+    """
+    path = fetch(name, progress=progress)
+    if cache_dir is None:
+        return parse(path)
+    known = POOCH.registry[name]
+    stat = path.stat()
+    key = known[:16] if known else f"{stat.st_size}-{int(stat.st_mtime)}"
+    target = cache_dir / f"{name.replace('/', '__')}.{key}.{tag}.parquet"
+    if target.is_file():
+        with contextlib.suppress(Exception):  # an unreadable cache entry is rebuilt
+            return pd.read_parquet(target)
+    frame = parse(path)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
+        os.close(fd)
+        try:
+            frame.to_parquet(tmp)
+            os.replace(tmp, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    except (OSError, ImportError, ValueError):
+        pass  # caching is an optimisation only
+    return frame
+
+
+# --------------------------------------------------------------------------------------
+# parsers (each returns a small, typed table)
+
+
+def _parse_xwalk(path: Path) -> pd.DataFrame:
+    xw = _readers.read_csv(path, dtype={"PRMS_segid": str, "comid_seg": str, "comid_cat": str})
+    need = {"PRMS_segid", "segidnat", "comid_down", "comid_seg"}
+    _need_columns(xw, need, path)
+    rows = []
+    for sub, seg, down, lst in zip(xw["PRMS_segid"], xw["segidnat"], xw["comid_down"], xw["comid_seg"]):
+        for c in str(lst).split(";"):
+            rows.append((sub, int(seg), int(down), int(c)))
+    return pd.DataFrame(rows, columns=["subseg_id", "seg_id_nat", "comid_down", "comid"])
+
+
+def _parse_network(path: Path) -> pd.DataFrame:
+    obj = _readers.read_rds_object(path)
+    if not isinstance(obj, dict) or "edges" not in obj:
+        raise DataError(f"{str(path)!r} does not hold the list(edges=, vertices=) of the NHM study network")
+    edges = obj["edges"]
+    _need_columns(edges, {"subseg_id", "to_subseg", "subseg_length"}, path)
+    return pd.DataFrame({
+        "subseg_id": edges["subseg_id"].astype(str).to_numpy(),
+        "to_subseg": edges["to_subseg"].astype("string").fillna("").astype(str).to_numpy(),
+        "subseg_length": edges["subseg_length"].astype(float).to_numpy(),
+    })
+
+
+def _parse_obs(path: Path) -> pd.DataFrame:
+    obs = _readers.read_rds_frame(path)
+    _need_columns(obs, {"subseg_id", "date", "mean_temp_c", "site_id", "in_time_holdout",
+                        "in_space_holdout"}, path)
+    return pd.DataFrame({
+        "subseg_id": obs["subseg_id"].astype(str),
+        "date": pd.to_datetime(obs["date"]).astype("datetime64[ns]"),
+        "mean_temp_c": obs["mean_temp_c"].astype(float),
+        "site_id": obs["site_id"].astype("string").fillna("").astype(str),
+        "in_time_holdout": obs["in_time_holdout"].astype(bool),
+        "in_space_holdout": obs["in_space_holdout"].astype(bool),
+    })
+
+
+def _parse_site_obs(path: Path) -> pd.DataFrame:
+    raw = _readers.read_rds_frame(path)
+    _need_columns(raw, {"site_id", "date", "mean_temp_degC"}, path)
+    out = pd.DataFrame({
+        "site_id": raw["site_id"].astype(str),
+        "date": pd.to_datetime(raw["date"]).astype("datetime64[ns]"),
+        "mean_temp_c": raw["mean_temp_degC"].astype(float),
+    })
+    return out[out["mean_temp_c"].notna()].reset_index(drop=True)
+
+
+def _parse_sites(path: Path) -> pd.DataFrame:
+    sites = _readers.read_rds_object(path)
+    if not isinstance(sites, pd.DataFrame):
+        raise DataError(f"{str(path)!r} does not hold the sf table of monitoring sites")
+    _need_columns(sites, {"site_id", "subseg_id", "fish_dist_to_outlet_m", "bird_dist_to_subseg_m"}, path)
+    out = pd.DataFrame({
+        "site_id": sites["site_id"].astype(str).to_numpy(),
+        "subseg_id": sites["subseg_id"].astype("string").fillna("").astype(str).to_numpy(),
+        "fish_dist_to_outlet_m": sites["fish_dist_to_outlet_m"].astype(float).to_numpy(),
+        "bird_dist_to_subseg_m": sites["bird_dist_to_subseg_m"].astype(float).to_numpy(),
+    })
+    # A site listed by several data providers appears once per provider with the
+    # same match; keep one row per site.
+    return out.drop_duplicates("site_id").reset_index(drop=True)
+
+
+def _need_columns(frame: Any, need: Iterable[str], path: Path) -> None:
+    cols = set(map(str, getattr(frame, "columns", [])))
+    missing = sorted(set(need) - cols)
+    if missing:
+        raise SchemaError(
+            f"file {str(path)!r} lacks column(s) {missing} (it has {sorted(cols)[:12]}); it is "
+            f"not the registered version: delete it and fetch it again"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# coarse network
+
+
+@dataclass
+class _Coarse:
+    seg_ids: np.ndarray          # sorted seg_id_nat
+    seg_to: np.ndarray           # downstream seg_id_nat, OUTLET at outlets
+    seg_length: np.ndarray       # m
+    sub2seg: dict[str, int]      # subsegment id -> seg_id_nat
+    sub_offset: dict[str, float]  # length of the segment below a subsegment's outlet, m
+
+
+def _coarse_network(xw: pd.DataFrame, edges: pd.DataFrame) -> _Coarse:
+    sub2seg = dict(zip(xw["subseg_id"], xw["seg_id_nat"].astype(int)))
+    unknown = sorted(set(edges["subseg_id"]) - set(sub2seg))
+    if unknown:
+        raise DataError(
+            f"{_F_NETWORK!r} names subsegments {format_ids(unknown)} that the crosswalk "
+            f"{_F_XWALK!r} does not list; the two files are not the registered versions"
+        )
+    e = edges.assign(seg=edges["subseg_id"].map(sub2seg))
+    to_seg = e["to_subseg"].map(lambda s: sub2seg.get(s, OUTLET) if s else OUTLET).astype(int)
+    e = e.assign(to_seg=to_seg)
+    leaving = e[e["to_seg"] != e["seg"]]
+    per_seg = leaving.groupby("seg").size()
+    if (per_seg != 1).any():
+        bad = per_seg[per_seg != 1].index
+        raise DataError(f"segments {format_ids(bad)} of {_F_NETWORK!r} have no single outlet subsegment")
+    seg_to = leaving.set_index("seg")["to_seg"]
+    seg_length = e.groupby("seg")["subseg_length"].sum()
+    seg_ids = np.sort(seg_length.index.to_numpy().astype(np.int64))
+    # Length of the part of the segment below each subsegment (non-zero only for the
+    # upper piece of the three split segments): site distances are measured to the
+    # subsegment's outlet and must be measured to the segment's.
+    length = dict(zip(e["subseg_id"], e["subseg_length"]))
+    nxt = dict(zip(e["subseg_id"], e["to_subseg"]))
+    offset: dict[str, float] = {}
+    for sub in e["subseg_id"]:
+        total, cur = 0.0, nxt.get(sub, "")
+        while cur and sub2seg.get(cur) == sub2seg[sub]:
+            total += length[cur]
+            cur = nxt.get(cur, "")
+        offset[sub] = total
+    return _Coarse(
+        seg_ids=seg_ids,
+        seg_to=seg_to.reindex(seg_ids).to_numpy().astype(np.int64),
+        seg_length=seg_length.reindex(seg_ids).to_numpy().astype(np.float64),
+        sub2seg=sub2seg,
+        sub_offset=offset,
+    )
+
+
+def _upstream_map(seg_ids: np.ndarray, seg_to: np.ndarray) -> dict[int, list[int]]:
+    up: dict[int, list[int]] = {int(s): [] for s in seg_ids}
+    for s, t in zip(seg_ids, seg_to):
+        if t != OUTLET:
+            up[int(t)].append(int(s))
+    return up
+
+
+def _donors(seg_ids: np.ndarray, seg_to: np.ndarray, has_own: np.ndarray, rank: np.ndarray,
+            fallback_to: np.ndarray) -> np.ndarray:
+    """For each segment, the segment whose HRU values it takes.
+
+    A segment with HRUs is its own donor. One without takes the nearest segment with
+    HRUs upstream (fewest segments away; among equals the one with the highest
+    ``rank``, the largest drainage, i.e. the main stem), else the first one
+    downstream, as PRMS stream_temp does for segments with no HRU of their own.
+    ``fallback_to`` (the NHM downstream pointers) is followed when the study network
+    ends before a segment with HRUs is found.
+    """
+    pos = {int(s): i for i, s in enumerate(seg_ids)}
+    up = _upstream_map(seg_ids, seg_to)
+    donor = seg_ids.copy()
+    for i, s in enumerate(seg_ids):
+        if has_own[i]:
+            continue
+        found = None
+        level = up[int(s)]
+        seen = {int(s)}
+        while level and found is None:
+            cands = [u for u in level if has_own[pos[u]]]
+            if cands:
+                found = max(cands, key=lambda u: (rank[pos[u]], -u))
+                break
+            seen.update(level)
+            level = [v for u in level for v in up[u] if v not in seen]
+        for pointers in (seg_to, fallback_to):
+            cur = int(pointers[i])
+            steps = 0
+            while found is None and cur != OUTLET and cur in pos and steps < len(seg_ids):
+                if has_own[pos[cur]]:
+                    found = cur
+                cur = int(pointers[pos[cur]])
+                steps += 1
+        if found is None:
+            raise DataError(f"segment {int(s)} has no HRU and no connected segment with one")
+        donor[i] = found
+    return donor
+
+
+# --------------------------------------------------------------------------------------
+# fine network
+
+
+@dataclass
+class _Fine:
+    comid: np.ndarray            # reach ids, grouped by segment, upstream to downstream
+    reach_seg: np.ndarray
+    reach_to: np.ndarray
+    reach_length: np.ndarray
+    topo_source: np.ndarray      # _TOPO_FINE or _TOPO_CHAIN
+    order: dict[int, list[int]]  # seg -> its reaches, upstream first
+
+
+def _fine_network(xw: pd.DataFrame, coarse: _Coarse, fine: pd.DataFrame) -> _Fine:
+    """Fine topology on the crosswalk's COMIDs.
+
+    ``fine`` has columns ``comid, to, length_m, order_key`` for the COMIDs whose
+    routing is known (RouteLink or ENHD). Inside a segment the known downstream links
+    are kept; the pieces they leave (single COMIDs or short known runs) are joined
+    into one chain in ``order_key`` order (upstream first), and the chain ends at the
+    crosswalk's downstream-end COMID, which flows into the downstream segment (into the
+    reach its known link names, else into the first reach of that segment's chain).
+    """
+    seg_of = dict(zip(xw["comid"], xw["seg_id_nat"]))
+    down_of_seg: dict[int, int] = {}
+    for sub, seg, down in zip(xw["subseg_id"], xw["seg_id_nat"], xw["comid_down"]):
+        # The segment's outlet COMID is the one of its most downstream subsegment.
+        if coarse.sub_offset.get(sub, 0.0) == 0.0:
+            down_of_seg[int(seg)] = int(down)
+    known_to = dict(zip(fine["comid"].astype(int), fine["to"].astype(int)))
+    known_len = dict(zip(fine["comid"].astype(int), fine["length_m"].astype(float)))
+    key = dict(zip(fine["comid"].astype(int), fine["order_key"].astype(float)))
+    seg_to = dict(zip(coarse.seg_ids.tolist(), coarse.seg_to.tolist()))
+    seg_len = dict(zip(coarse.seg_ids.tolist(), coarse.seg_length.tolist()))
+    members: dict[int, list[int]] = {}
+    for c, s in seg_of.items():
+        members.setdefault(int(s), []).append(int(c))
+
+    order: dict[int, list[int]] = {}
+    to: dict[int, int] = {}
+    source: dict[int, int] = {}
+    for s in coarse.seg_ids.tolist():
+        comids = sorted(members.get(s, []), key=lambda c: (key.get(c, c), c))
+        if not comids:
+            raise DataError(f"segment {s} has no COMID in the crosswalk {_F_XWALK!r}")
+        inside = set(comids)
+        down = down_of_seg[s]
+        # Known links that stay inside the segment, except out of the outlet COMID.
+        link = {c: known_to[c] for c in comids
+                if c != down and c in known_to and known_to[c] in inside and known_to[c] != c}
+        # Drop links that would close a cycle (none in the registered files).
+        for c in list(link):
+            seen, cur = {c}, link.get(c)
+            while cur is not None and cur in link:
+                if cur in seen:
+                    del link[c]
+                    break
+                seen.add(cur)
+                cur = link.get(cur)
+        # Pieces: each COMID belongs to the piece of the COMID its links end at.
+        pieces: dict[int, list[int]] = {}
+        for c in comids:
+            pieces.setdefault(_sink(c, link), []).append(c)
+        ordered_sinks = sorted((p for p in pieces if p != down),
+                               key=lambda p: min((key.get(c, c), c) for c in pieces[p]))
+        ordered_sinks.append(down)
+        chain: list[int] = []
+        for p in ordered_sinks:
+            chain.extend(_topological(pieces[p], link, key))
+        for a, b in zip(ordered_sinks[:-1], ordered_sinks[1:]):
+            to[a] = _head(pieces[b], link, key)
+        for c, t in link.items():
+            to[c] = t
+        order[s] = chain
+        for c in chain:
+            source[c] = _TOPO_FINE if c in link else _TOPO_CHAIN
+
+    for s in order:
+        down = down_of_seg[s]
+        target_seg = seg_to[s]
+        if target_seg == OUTLET:
+            to[down] = OUTLET
+            t = known_to.get(down)
+            source[down] = _TOPO_FINE if t is not None and seg_of.get(t) is None else _TOPO_CHAIN
+            continue
+        t = known_to.get(down)
+        if t is not None and seg_of.get(t) == target_seg:
+            to[down] = t
+            source[down] = _TOPO_FINE
+        else:
+            to[down] = order[target_seg][0]
+            source[down] = _TOPO_CHAIN
+
+    comid = np.array([c for s in coarse.seg_ids.tolist() for c in order[s]], dtype=np.int64)
+    reach_seg = np.array([seg_of[c] for c in comid], dtype=np.int64)
+    # Lengths: the known fine length where there is one; the rest of the segment's
+    # length is shared evenly by its other reaches (the whole length split evenly
+    # when the known reaches already exceed it, as NHM and NHDPlus lines differ).
+    where = {int(c): i for i, c in enumerate(comid)}
+    length = np.empty(comid.size)
+    for s, chain in order.items():
+        known = [known_len[c] for c in chain if known_len.get(c, 0.0) > 0]
+        n_unknown = len(chain) - len(known)
+        rest = seg_len[s] - float(np.sum(known)) if known else seg_len[s]
+        share = rest / n_unknown if n_unknown and rest > 0 else seg_len[s] / len(chain)
+        for c in chain:
+            length_c = known_len.get(c, 0.0)
+            length[where[c]] = length_c if length_c > 0 else share
+    return _Fine(
+        comid=comid,
+        reach_seg=reach_seg,
+        reach_to=np.array([to[c] for c in comid], dtype=np.int64),
+        reach_length=length,
+        topo_source=np.array([source[c] for c in comid], dtype=np.int8),
+        order=order,
+    )
+
+
+def _sink(c: int, link: dict[int, int]) -> int:
+    """The COMID where the known links starting at ``c`` end (acyclic links)."""
+    while c in link:
+        c = link[c]
+    return c
+
+
+def _topological(nodes: list[int], link: dict[int, int], key: dict[int, float]) -> list[int]:
+    """Nodes of one piece, upstream first (Kahn's order, ties by order key)."""
+    node_set = set(nodes)
+    indeg = {c: 0 for c in nodes}
+    for c in nodes:
+        t = link.get(c)
+        if t in node_set:
+            indeg[t] += 1
+    ready = sorted((c for c in nodes if indeg[c] == 0), key=lambda c: (key.get(c, c), c))
+    out: list[int] = []
+    queue = deque(ready)
+    while queue:
+        c = queue.popleft()
+        out.append(c)
+        t = link.get(c)
+        if t in node_set:
+            indeg[t] -= 1
+            if indeg[t] == 0:
+                queue.append(t)
+    return out
+
+
+def _head(nodes: list[int], link: dict[int, int], key: dict[int, float]) -> int:
+    """The most upstream reach of a piece (its first in topological order)."""
+    return _topological(nodes, link, key)[0]
+
+
+def _routelink_table(progress: bool) -> pd.DataFrame:
+    frames = []
+    for name in _F_ROUTELINK:
+        path = fetch(name, progress=progress)
+        ds = _readers.open_netcdf(path, ["link", "to", "Length", "So", "alt", "TopWdth"])
+        frames.append(pd.DataFrame({
+            "comid": ds["link"].values.astype(np.int64),
+            "to": ds["to"].values.astype(np.int64),
+            "length_m": ds["Length"].values.astype(float),
+            "slope": ds["So"].values.astype(float),
+            "elevation_m": ds["alt"].values.astype(float),
+            "width_m": ds["TopWdth"].values.astype(float),
+            "file": name,
+        }))
+    rl = pd.concat(frames, ignore_index=True).drop_duplicates("comid")
+    # NHDPlusV2 COMIDs mostly grow downstream along a flowpath (three in four known
+    # links inside a segment do), so the COMID is the best offline order key.
+    return rl.assign(order_key=rl["comid"].astype(float))
+
+
+# --------------------------------------------------------------------------------------
+# observations
+
+
+def _coarse_obs(obs: pd.DataFrame, coarse: _Coarse, times: pd.DatetimeIndex
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
+    codes, subsegs = pd.factorize(obs["subseg_id"])
+    unknown = sorted(set(subsegs) - set(coarse.sub2seg))
+    if unknown:
+        raise DataError(f"{_F_OBS!r} names subsegments {format_ids(unknown)} missing from {_F_XWALK!r}")
+    seg_of_code = np.array([coarse.sub2seg[str(u)] for u in subsegs], dtype=np.int64)
+    obs = obs.assign(seg=seg_of_code[codes])
+    # The time holdout is a set of date ranges; carry it onto days with no
+    # observation anywhere by the nearest earlier observed day.
+    th = obs.groupby("date")["in_time_holdout"].any().sort_index()
+    full = pd.date_range(th.index.min(), th.index.max(), freq="D")
+    th = th.reindex(full).ffill().bfill().astype(bool)
+    time_holdout = th.reindex(times).fillna(False).astype(bool).to_numpy()
+    space = obs.groupby("seg")["in_space_holdout"].any().reindex(coarse.seg_ids).fillna(False)
+    valid = obs[obs["mean_temp_c"].notna() & obs["date"].isin(times)]
+    # Split segments report one daily mean per piece; the segment's value is their
+    # mean (10 segment-days in the whole record, none in 1979-1980).
+    daily = valid.groupby(["seg", "date"])["mean_temp_c"].mean()
+    temp = np.full((coarse.seg_ids.size, times.size), np.nan, dtype=np.float32)
+    si = np.searchsorted(coarse.seg_ids, daily.index.get_level_values(0).to_numpy())
+    ti = times.get_indexer(daily.index.get_level_values(1))
+    temp[si, ti] = daily.to_numpy()
+    # Sites the USGS aggregation accepted for each segment (within its distance rule).
+    pairs = obs.loc[obs["site_id"] != "", ["site_id", "seg"]].drop_duplicates()
+    accepted = (pairs.assign(site_id=pairs["site_id"].str.split(","))
+                .explode("site_id").assign(site_id=lambda d: d["site_id"].str.strip())
+                .drop_duplicates())
+    return temp, time_holdout, space.to_numpy().astype(bool), accepted
+
+
+def _place_sites(site_obs: pd.DataFrame, sites: pd.DataFrame, accepted: pd.DataFrame,
+                 nwis: pd.DataFrame, coarse: _Coarse, fine: _Fine) -> pd.DataFrame:
+    """Put each monitoring site with observations on one reach of its matched segment.
+
+    Only sites the USGS segment aggregation accepted are used, so fine and coarse
+    observations come from the same sites. A site goes to the COMID of the NWIS table
+    when that COMID lies in the site's segment; otherwise its along-stream distance to
+    the segment outlet, as a fraction of the segment's length, is walked up the
+    segment's reach chain from the outlet reach.
+    """
+    s = sites[sites["site_id"].isin(site_obs["site_id"].unique())]
+    s = s.assign(seg=s["subseg_id"].map(coarse.sub2seg))
+    s = s[s["seg"].notna()].astype({"seg": np.int64})
+    s = s.merge(accepted, on=["site_id", "seg"], how="inner")
+    nwis_map = dict(zip("USGS-" + nwis["nwis_site_code"].astype(str), nwis["comid"].astype(np.int64)))
+    seg_len = dict(zip(coarse.seg_ids.tolist(), coarse.seg_length.tolist()))
+    reach_len = dict(zip(fine.comid.tolist(), fine.reach_length.tolist()))
+    rows = []
+    for site, seg, sub, dist in zip(s["site_id"], s["seg"], s["subseg_id"], s["fish_dist_to_outlet_m"]):
+        chain = fine.order[int(seg)]
+        comid = nwis_map.get(site)
+        if comid is not None and comid in set(chain):
+            rows.append((site, int(seg), int(comid), _SITE_NWIS, float(dist)))
+            continue
+        d = float(dist) + coarse.sub_offset.get(sub, 0.0) if np.isfinite(dist) else 0.0
+        frac = min(max(d / seg_len[int(seg)], 0.0), 1.0)
+        lengths = np.array([reach_len[c] for c in chain[::-1]])
+        target = frac * lengths.sum()
+        i = int(np.searchsorted(np.cumsum(lengths), target, side="left"))
+        rows.append((site, int(seg), int(chain[::-1][min(i, len(chain) - 1)]), _SITE_DISTANCE, float(dist)))
+    return pd.DataFrame(rows, columns=["site_id", "seg", "comid", "how", "dist_m"])
+
+
+def _fine_obs(site_obs: pd.DataFrame, placed: pd.DataFrame, comid: np.ndarray,
+              times: pd.DatetimeIndex) -> np.ndarray:
+    o = site_obs[site_obs["date"].isin(times)].merge(placed[["site_id", "comid"]], on="site_id")
+    # Several sites on one reach on one day: their mean.
+    daily = o.groupby(["comid", "date"])["mean_temp_c"].mean()
+    temp = np.full((comid.size, times.size), np.nan, dtype=np.float32)
+    pos = pd.Index(comid).get_indexer(daily.index.get_level_values(0))
+    ti = times.get_indexer(daily.index.get_level_values(1))
+    temp[pos, ti] = daily.to_numpy()
+    return temp
+
+
+# --------------------------------------------------------------------------------------
+# forcings (mirror): HRU forcings area-weighted to segments
+
+
+def _mirror_forcings(coarse: _Coarse, seg_params: xr.Dataset, times: pd.DatetimeIndex,
+                     progress: bool) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    channel = _readers.open_netcdf(fetch(_F_CHANNEL, progress=progress),
+                                   ["nhm_id", "hru_segment", "nhm_seg"])
+    hru = _readers.open_netcdf(fetch(_F_HRU_PARAMS, progress=progress), ["nhm_id", "hru_area"])
+    nhm_ids = channel["nhm_id"].values.astype(np.int64)
+    local_seg = channel["hru_segment"].values.astype(np.int64)
+    channel_segs = channel["nhm_seg"].values.astype(np.int64)
+    hru_seg = np.where(local_seg > 0, channel_segs[np.maximum(local_seg - 1, 0)], 0)
+    area = pd.Series(hru["hru_area"].values, index=hru["nhm_id"].values.astype(np.int64)).reindex(nhm_ids)
+    if area.isna().any():
+        raise DataError(f"{_F_HRU_PARAMS!r} lacks hru_area for HRUs {format_ids(nhm_ids[area.isna()])}")
+    n_seg = coarse.seg_ids.size
+    seg_pos = np.searchsorted(coarse.seg_ids, hru_seg)
+    on = hru_seg > 0
+    weights = np.zeros((n_seg, nhm_ids.size))
+    weights[seg_pos[on], np.flatnonzero(on)] = area.to_numpy()[on]
+    has_own = weights.sum(axis=1) > 0
+    weights[has_own] /= weights[has_own].sum(axis=1, keepdims=True)
+
+    params = seg_params.set_coords("nhm_seg").swap_dims({"nsegment": "nhm_seg"})
+    rank = params["seg_cum_area"].reindex(nhm_seg=coarse.seg_ids).values
+    nhm_to = params["tosegment_nhm"].reindex(nhm_seg=coarse.seg_ids).values.astype(np.int64)
+    donor = _donors(coarse.seg_ids, coarse.seg_to, has_own, rank, nhm_to)
+    weights = weights[np.searchsorted(coarse.seg_ids, donor)]
+
+    out: dict[str, np.ndarray] = {}
+    for name, var in ((_F_TMAX, "tmax"), (_F_TMIN, "tmin"), (_F_PRCP, "prcp")):
+        ds = _readers.open_netcdf(fetch(name, progress=progress), [var])
+        da = ds[var].sel(nhm_id=nhm_ids)
+        missing = times.difference(pd.DatetimeIndex(da["time"].values))
+        if len(missing):
+            raise DataError(f"{name!r} has no values for {format_ids([str(d.date()) for d in missing])}")
+        values = da.sel(time=times).values.astype(np.float64)  # (time, hru)
+        # The raw NHM forcings, converted (degF -> degC, inch -> mm). PRMS would add
+        # monthly per-HRU calibration offsets; they are left out because they make
+        # tmax fall below tmin on some days and belong to PRMS's calibration, not to
+        # the observed forcing.
+        values = (values - 32.0) * (5.0 / 9.0) if var != "prcp" else values * 25.4
+        out[var] = (weights @ values.T).astype(np.float32)  # (seg, time)
+    return out, donor, has_own
+
+
+# --------------------------------------------------------------------------------------
+# the builder
+
+
+def _attrs(units: str, source: str, long_name: str, **extra: Any) -> dict[str, Any]:
+    return {"units": units, "long_name": long_name, "source": source, **extra}
+
+
+_SEG_ATTR_COLUMNS = {
+    # column: (units, long name); HRU-area-weighted PRMS parameters per segment.
+    "hru_elev": ("m", "mean elevation of the contributing HRUs"),
+    "hru_slope": ("1", "mean land-surface slope of the contributing HRUs"),
+    "covden_sum": ("1", "summer vegetation cover density"),
+    "covden_win": ("1", "winter vegetation cover density"),
+    "hru_percent_imperv": ("1", "impervious fraction of the contributing HRUs"),
+    "soil_moist_max": ("inch", "maximum soil water holding capacity"),
+    "gwflow_coef": ("day-1", "groundwater routing coefficient"),
+    "hru_area": ("acre", "area of the contributing HRUs"),
+}
+
+
+def open_drb(
+    source: Source = "mirror",
+    start: str | np.datetime64 | pd.Timestamp | None = None,
+    end: str | np.datetime64 | pd.Timestamp | None = None,
+    *,
+    cache: bool | str | os.PathLike[str] = True,
+    progress: bool = True,
+) -> xr.Dataset:
+    """The Delaware River Basin as a multi-scale dataset in the xmsgl convention.
+
+    Dimensions: ``seg`` (the 456 NHM segments, ids ``seg_id_nat``), ``reach`` (the
+    3,229 NHDPlusV2 flowlines on them, ids ``COMID``) and daily ``time``. Both id
+    coordinates are kept under their real names too. Targets are daily mean water
+    temperatures: ``seg_temp`` from the USGS segment observations and ``reach_temp``
+    from the monitoring sites placed on reaches. See ``docs/data.md`` for every source
+    and choice; ``ds.attrs["approximations"]`` lists what is approximate.
+
+    Parameters
+    ----------
+    source : {"mirror", "release"}, default "mirror"
+        ``"mirror"`` reads pinned public copies (offline with ``XMSGL_DATA_DIR``), with
+        forcings for 1979-1980 only. ``"release"`` reads the USGS releases (internet
+        needed the first time) with forcings for 1979-2022.
+    start, end : date-like, optional
+        First and last day (inclusive). Default: the whole forcing period.
+    cache : bool or path, default True
+        Keep parsed tables of the slow R files as parquet in xmsgl's cache folder (or
+        in the folder given), so later builds take a second or two.
+    progress : bool, default True
+        Show download progress bars.
+
+    Returns
+    -------
+    xarray.Dataset
+        A dataset that passes :func:`xmsgl.validate`.
+
+    Raises
+    ------
+    DataError
+        When a file is missing offline, corrupt or has the wrong hash, or the period
+        lies outside the forcings.
+
+    Examples
+    --------
+    >>> from xmsgl.datasets.drb import open_drb
+    >>> ds = open_drb(start="1980-01-01", end="1980-12-31")  # doctest: +SKIP
+    >>> ds.sizes["seg"], ds.sizes["reach"]  # doctest: +SKIP
+    (456, 3229)
+    """
+    if source not in ("mirror", "release"):
+        raise SchemaError(f"unknown source {source!r}; use 'mirror' (offline copies) or 'release' (USGS)")
+    cache_dir: Path | None
+    if cache is True:
+        cache_dir = _default_cache_dir()
+    elif cache is False:
+        cache_dir = None
+    else:
+        cache_dir = Path(cache)
+
+    def parsed(name: str, parse: Callable[[Path], pd.DataFrame]) -> pd.DataFrame:
+        return _parsed(name, parse, cache_dir, "v1", progress)
+
+    xw = parsed(_F_XWALK, _parse_xwalk)
+    coarse = _coarse_network(xw, parsed(_F_NETWORK, _parse_network))
+    seg_params = _readers.open_netcdf(
+        fetch(_F_SEG_PARAMS, progress=progress),
+        ["nhm_seg", "tosegment_nhm", "seg_length", "seg_slope", "seg_width", "seg_depth",
+         "seg_elev", "seg_lat", "seg_cum_area"])
+    params = seg_params.set_coords("nhm_seg").swap_dims({"nsegment": "nhm_seg"})
+    missing = np.setdiff1d(coarse.seg_ids, params["nhm_seg"].values)
+    if missing.size:
+        raise DataError(f"{_F_SEG_PARAMS!r} lacks segments {format_ids(missing)}")
+    params = params.sel(nhm_seg=coarse.seg_ids)
+
+    if source == "mirror":
+        times = _period(MIRROR_PERIOD, start, end)
+        forcings, donor, has_own = _mirror_forcings(coarse, seg_params, times, progress)
+        fine_table = _routelink_table(progress)
+        fine_file = " and ".join(_F_ROUTELINK)
+        fine_name = "NWM RouteLink"
+    else:
+        forcings, times = _release_forcings(coarse, start, end, progress)
+        donor = coarse.seg_ids.copy()
+        has_own = np.ones(coarse.seg_ids.size, dtype=bool)
+        fine_table = _enhd_table(set(xw["comid"].astype(int)), progress)
+        fine_file = _F_ENHD
+        fine_name = "ENHD"
+
+    fine = _fine_network(xw, coarse, fine_table)
+    obs = parsed(_F_OBS, _parse_obs)
+    seg_temp, time_holdout, space_holdout, accepted = _coarse_obs(obs, coarse, times)
+    site_obs = parsed(_F_SITE_OBS, _parse_site_obs)
+    sites = parsed(_F_SITES, _parse_sites)
+    nwis = _readers.read_csv(fetch(_F_NWIS, progress=progress), dtype={"nwis_site_code": str})
+    placed = _place_sites(site_obs, sites, accepted, nwis, coarse, fine)
+    reach_temp = _fine_obs(site_obs, placed, fine.comid, times)
+
+    seg_attr = _readers.read_feather(fetch(_F_SEG_ATTR, progress=progress))
+    _need_columns(seg_attr, {"seg_id_nat", *_SEG_ATTR_COLUMNS}, Path(_F_SEG_ATTR))
+    seg_attr = seg_attr.set_index("seg_id_nat").reindex(donor)
+
+    seg_pos_of_reach = np.searchsorted(coarse.seg_ids, fine.reach_seg)
+    fine_props = fine_table.set_index("comid").reindex(fine.comid)
+
+    def per_reach(seg_values: np.ndarray, fine_col: str | None) -> np.ndarray:
+        out = np.asarray(seg_values, dtype=np.float64)[seg_pos_of_reach]
+        if fine_col is not None and fine_col in fine_props:
+            known = fine_props[fine_col].to_numpy(dtype=float)
+            ok = np.isfinite(known) & (known > 0 if fine_col != "elevation_m" else np.isfinite(known))
+            out = np.where(ok, known, out)
+        return out
+
+    S, R, T = "seg", "reach", "time"
+    fsrc = {"mirror": "pywatershed_drb_2yr/{v}.nc area-weighted by hru_area over hru_segment "
+                      "(parameters_PRMSChannel.nc, parameters_dis_hru.nc)",
+            "release": f"{_F_SNTEMP} (sntemp_inputs_outputs_drb.csv)"}[source]
+    data: dict[str, Any] = {
+        "seg_to": (S, coarse.seg_to, _attrs(
+            "1", f"{_F_NETWORK} (edges: to_subseg), subsegments joined by {_F_XWALK}",
+            "downstream segment (seg_id_nat), 0 at outlets; USGS study network")),
+        "seg_length": (S, coarse.seg_length, _attrs(
+            "m", f"{_F_NETWORK} (edges: subseg_length summed per segment)", "segment length")),
+        "seg_to_nhm": (S, params["tosegment_nhm"].values.astype(np.int64), _attrs(
+            "1", f"{_F_SEG_PARAMS} (tosegment_nhm)",
+            "downstream segment in the full NHM (differs from seg_to only at 1791)")),
+        "seg_slope": (S, params["seg_slope"].values.astype(np.float64), _attrs(
+            "1", f"{_F_SEG_PARAMS} (seg_slope)", "segment slope")),
+        "seg_width": (S, params["seg_width"].values.astype(np.float64), _attrs(
+            "m", f"{_F_SEG_PARAMS} (seg_width)", "segment bankfull width")),
+        "seg_depth": (S, params["seg_depth"].values.astype(np.float64), _attrs(
+            "m", f"{_F_SEG_PARAMS} (seg_depth)", "segment bankfull depth")),
+        "seg_elevation": (S, params["seg_elev"].values.astype(np.float64), _attrs(
+            "m", f"{_F_SEG_PARAMS} (seg_elev)", "segment elevation at midpoint")),
+        "seg_lat": (S, params["seg_lat"].values.astype(np.float64), _attrs(
+            "degrees_north", f"{_F_SEG_PARAMS} (seg_lat)", "segment latitude")),
+        "seg_forcing_donor": (S, donor.astype(np.int64), _attrs(
+            "1", "xmsgl: nearest connected segment with HRUs (upstream first), as PRMS",
+            "segment whose HRU forcings and attributes this segment uses")),
+        "seg_has_hru": (S, has_own, _attrs("1", f"{_F_CHANNEL} (hru_segment)",
+                                           "segment has HRUs of its own")),
+        "seg_in_space_holdout": (S, space_holdout, _attrs(
+            "1", f"{_F_OBS} (in_space_holdout)", "segment is in the USGS spatial test set")),
+        "in_time_holdout": (T, time_holdout, _attrs(
+            "1", f"{_F_OBS} (in_time_holdout)", "day is in the USGS temporal test set")),
+        "seg_temp": ((S, T), seg_temp, _attrs(
+            "degC", f"{_F_OBS} (mean_temp_c; subsegments joined by {_F_XWALK})",
+            "observed daily mean water temperature")),
+        "reach_to": (R, fine.reach_to, _attrs(
+            "1", f"{fine_file} (to) where known, else the crosswalk chain; see reach_topology_source",
+            "downstream reach (COMID), 0 at outlets")),
+        "reach_length": (R, fine.reach_length, _attrs(
+            "m", f"{fine_file} (length) where known, else the rest of seg_length split evenly",
+            "reach length")),
+        "reach_seg": (R, fine.reach_seg, _attrs("1", f"{_F_XWALK} (comid_seg)",
+                                                "segment (seg_id_nat) of the reach")),
+        "reach_topology_source": (R, fine.topo_source, _attrs(
+            "1", "xmsgl", "provenance of reach_to and reach_length",
+            flag_values=np.array([_TOPO_FINE, _TOPO_CHAIN], dtype=np.int8),
+            flag_meanings=f"{fine_name.lower().replace(' ', '_')} crosswalk_chain")),
+        "reach_slope": (R, per_reach(params["seg_slope"].values, "slope"), _attrs(
+            "1", f"{fine_file} (slope) where known, else seg_slope of the parent segment",
+            "reach slope")),
+        "reach_width": (R, per_reach(params["seg_width"].values, "width_m"), _attrs(
+            "m", f"{fine_file} (top width) where known, else seg_width of the parent segment",
+            "reach channel width")),
+        "reach_elevation": (R, per_reach(params["seg_elev"].values, "elevation_m"), _attrs(
+            "m", f"{fine_file} (elevation) where known, else seg_elev of the parent segment",
+            "reach elevation")),
+        "reach_temp": ((R, T), reach_temp, _attrs(
+            "degC", f"{_F_SITE_OBS} (mean_temp_degC) at sites placed by {_F_NWIS} or "
+            f"{_F_SITES} (fish_dist_to_outlet_m); see site_*",
+            "observed daily mean water temperature (mean over the sites on the reach)")),
+        "site_comid": ("site", placed["comid"].to_numpy(np.int64), _attrs(
+            "1", "xmsgl", "reach (COMID) the monitoring site is placed on")),
+        "site_seg": ("site", placed["seg"].to_numpy(np.int64), _attrs(
+            "1", f"{_F_SITES} (subseg_id)", "segment (seg_id_nat) the site is matched to")),
+        "site_mapping": ("site", placed["how"].to_numpy(np.int8), _attrs(
+            "1", "xmsgl", "how the site was placed on a reach",
+            flag_values=np.array([_SITE_NWIS, _SITE_DISTANCE], dtype=np.int8),
+            flag_meanings="nwis_comid along_stream_distance")),
+        "site_dist_to_outlet": ("site", placed["dist_m"].to_numpy(np.float64), _attrs(
+            "m", f"{_F_SITES} (fish_dist_to_outlet_m)",
+            "along-stream distance from the site to its subsegment's outlet",
+            xmsgl_role="ignore")),
+    }
+    names = {"tmax": ("seg_tmax_air", "daily maximum air temperature", "degC"),
+             "tmin": ("seg_tmin_air", "daily minimum air temperature", "degC"),
+             "prcp": ("seg_prcp", "daily precipitation", "mm day-1")}
+    for key, values in forcings.items():
+        if key in names:
+            name, long_name, units = names[key]
+            src = fsrc.format(v=key)
+        else:
+            name, long_name, units, src = values_meta(key)
+        arr = values
+        data[name] = ((S, T), arr, _attrs(units, src, long_name))
+        data[name.replace("seg_", "reach_", 1)] = ((R, T), arr[seg_pos_of_reach], _attrs(
+            units, f"{src}; the parent segment's value", f"{long_name} (parent segment)"))
+    if "tmax" in forcings and "tmin" in forcings:
+        tave = ((forcings["tmax"] + forcings["tmin"]) / 2.0).astype(np.float32)
+        data["seg_tave_air"] = ((S, T), tave, _attrs("degC", f"(tmax + tmin) / 2 of {fsrc.format(v='tmax/tmin')}",
+                                                     "daily mean air temperature"))
+        data["reach_tave_air"] = ((R, T), tave[seg_pos_of_reach], _attrs(
+            "degC", "seg_tave_air of the parent segment", "daily mean air temperature (parent segment)"))
+    for col, (units, long_name) in _SEG_ATTR_COLUMNS.items():
+        data[f"seg_{col}"] = (S, seg_attr[col].to_numpy(np.float64), _attrs(
+            units, f"{_F_SEG_ATTR} ({col}) of seg_forcing_donor", long_name))
+
+    ds = xr.Dataset(
+        data,
+        coords={
+            S: (S, coarse.seg_ids),
+            R: (R, fine.comid),
+            T: (T, times.values.astype("datetime64[ns]")),
+            "seg_id_nat": (S, coarse.seg_ids, {"long_name": "NHM segment id (GFv1 seg_id_nat)"}),
+            "COMID": (R, fine.comid, {"long_name": "NHDPlusV2 flowline COMID"}),
+            "site_id": ("site", placed["site_id"].to_numpy(str), {"long_name": "monitoring site id"}),
+        },
+    )
+    n_fine = int((fine.topo_source == _TOPO_FINE).sum())
+    ds.attrs = {
+        "title": "Delaware River Basin: NHM segments and NHDPlusV2 reaches (xmsgl convention)",
+        "source": f"xmsgl.datasets.drb.open_drb(source={source!r}); files in xmsgl/datasets/registry.txt",
+        "xmsgl_source": source,
+        "network": "USGS study network (network.rds), identical to the NHM tosegment except 1791, "
+                   "an outlet here and flowing to 1793 in the NHM (kept as seg_to_nhm)",
+        "approximations": "; ".join([
+            f"reach_to of {fine.comid.size - n_fine} of {fine.comid.size} reaches is a chain inside "
+            f"the segment in COMID order, not known {fine_name} routing (reach_topology_source = 2)",
+            "reach_length of reaches without known routing is the rest of the segment length "
+            "split evenly",
+            "reach forcings are the parent segment's",
+            "reach slope, width and elevation are the parent segment's where not known",
+            "sites without an NWIS COMID are placed by along-stream distance as a fraction of "
+            "the segment length",
+        ] + ([
+            f"{int((~has_own).sum())} segments without HRUs take forcings and HRU attributes from "
+            "their nearest connected segment (seg_forcing_donor)",
+            "forcings are the raw NHM daily forcings (without PRMS's monthly calibration "
+            "adjustments or rain/snow split)",
+        ] if source == "mirror" else [])),
+        "Conventions": "xmsgl",
+    }
+    return ds
+
+
+def values_meta(key: str) -> tuple[str, str, str, str]:
+    """Name, long name, units and source of a release forcing column."""
+    meta = _RELEASE_COLUMNS[key]
+    return meta[0], meta[1], meta[2], f"{_F_SNTEMP} (sntemp_inputs_outputs_drb.csv: {key})"
+
+
+def _period(bounds: tuple[str, str], start: Any, end: Any) -> pd.DatetimeIndex:
+    lo, hi = pd.Timestamp(bounds[0]), pd.Timestamp(bounds[1])
+    s = pd.Timestamp(start) if start is not None else lo
+    e = pd.Timestamp(end) if end is not None else hi
+    if s < lo or e > hi or s > e:
+        raise DataError(
+            f"the period {s.date()}..{e.date()} is not inside the forcings of this source "
+            f"({lo.date()}..{hi.date()}); choose start/end inside it, or use "
+            f"source='release' for 1979-2022"
+        )
+    return pd.date_range(s, e, freq="D")
+
+
+# --------------------------------------------------------------------------------------
+# release source (needs internet; not exercised offline)
+
+_RELEASE_COLUMNS = {
+    # column: (variable, long name, units, scale to units)
+    "seg_tave_air": ("seg_tave_air", "daily mean air temperature", "degC"),
+    "seg_rain": ("seg_prcp", "daily rain", "mm day-1"),
+    "seginc_swrad": ("seg_swrad", "daily mean shortwave radiation", "W m-2"),
+    "seg_outflow": ("seg_outflow", "PRMS-SNTemp simulated outflow", "m3 s-1"),
+    "seg_tave_water": ("seg_sntemp_temp", "PRMS-SNTemp simulated water temperature (uncalibrated)", "degC"),
+}
+
+
+def _release_forcings(coarse: _Coarse, start: Any, end: Any, progress: bool
+                      ) -> tuple[dict[str, np.ndarray], pd.DatetimeIndex]:
+    archive = fetch(_F_SNTEMP, progress=progress)
+    folder = archive.with_suffix("")
+    csv = folder / "sntemp_inputs_outputs_drb.csv"
+    if not csv.is_file():
+        _readers.extract_zip(archive, folder, members=["sntemp_inputs_outputs_drb.csv"])
+    cols = ["seg_id_nat", "date", *_RELEASE_COLUMNS]
+    table = _readers.read_csv(csv, usecols=cols, parse_dates=["date"])
+    bounds = (str(table["date"].min().date()), str(table["date"].max().date()))
+    times = _period(bounds, start, end)
+    table = table[table["date"].isin(times)]
+    out: dict[str, np.ndarray] = {}
+    for col in _RELEASE_COLUMNS:
+        wide = table.pivot(index="seg_id_nat", columns="date", values=col)
+        wide = wide.reindex(index=coarse.seg_ids, columns=times)
+        values = wide.to_numpy(dtype=np.float64)
+        if col == "seg_rain":
+            values = values * 1000.0  # m/day -> mm/day
+        if col == "seg_tave_water":
+            # PRMS-SNTemp writes -98.9 / -99.9 where a segment is dry; those days are
+            # filled along time so the input has no gaps.
+            values[values < -90] = np.nan
+            values = pd.DataFrame(values).interpolate(axis=1, limit_direction="both").to_numpy()
+        if np.isnan(values).any():
+            bad = coarse.seg_ids[np.isnan(values).any(axis=1)]
+            raise DataError(f"{_F_SNTEMP!r} has gaps in {col!r} for segments {format_ids(bad)}")
+        out[col] = values.astype(np.float32)
+    return out, times
+
+
+def _enhd_table(comids: set[int], progress: bool) -> pd.DataFrame:
+    path = fetch(_F_ENHD, progress=progress)
+    enhd = _readers.read_parquet(path)
+    enhd.columns = [str(c).lower() for c in enhd.columns]
+    _need_columns(enhd, {"comid", "tocomid", "lengthkm", "hydroseq"}, path)
+    enhd = enhd[enhd["comid"].astype(np.int64).isin(comids)]
+    slope = enhd["slope"].astype(float) if "slope" in enhd else np.nan
+    return pd.DataFrame({
+        "comid": enhd["comid"].astype(np.int64),
+        "to": enhd["tocomid"].fillna(0).astype(np.int64),
+        "length_m": enhd["lengthkm"].astype(float) * 1000.0,
+        "slope": slope,
+        "elevation_m": np.nan,
+        "width_m": np.nan,
+        # Hydrologic sequence numbers decrease downstream, so ascending -hydroseq
+        # lists reaches upstream first.
+        "order_key": -enhd["hydroseq"].astype(float),
+    }).reset_index(drop=True)
