@@ -1,0 +1,133 @@
+"""Non-neural baselines on the small synthetic basin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import xmsgl
+from xmsgl.baselines import BASELINES, default_train_period, fit_baseline, load_baseline
+from xmsgl.evaluate import evaluate
+
+TEST = ("2003-10-01", "2004-09-30")
+
+
+def _hide_test(ds: xr.Dataset) -> xr.Dataset:
+    """The dataset with the test period's fine and coarse observations masked."""
+    before = ds.time < np.datetime64(TEST[0])
+    return ds.assign(reach_temp=ds.reach_temp.where(before), seg_temp=ds.seg_temp.where(before))
+
+
+@pytest.fixture(scope="module")
+def fitted(small_basin: xr.Dataset) -> dict[str, object]:
+    return {m: fit_baseline(small_basin, m) for m in BASELINES}
+
+
+def test_default_train_period_matches_fit_split(small_basin: xr.Dataset) -> None:
+    import pandas as pd
+
+    assert default_train_period(pd.DatetimeIndex(small_basin.time.values)) == [
+        ("2000-10-01", "2003-09-30")]
+
+
+@pytest.mark.parametrize("method", BASELINES)
+def test_prediction_shape_units_and_no_nan(small_basin: xr.Dataset, fitted: dict, method: str) -> None:
+    pred = fitted[method].predict(_hide_test(small_basin), time=TEST)
+    assert pred.dims == ("reach", "time")
+    assert pred.shape == (small_basin.sizes["reach"], 366)
+    assert pred.dtype == np.float32
+    assert pred.attrs["units"] == "degC" and pred.attrs["xmsgl_method"] == method
+    assert "long_name" in pred.attrs and method in pred.attrs["history"]
+    assert not bool(pred.isnull().any())
+    np.testing.assert_array_equal(pred.reach.values, small_basin.reach.values)
+
+
+@pytest.mark.parametrize("method", BASELINES)
+def test_beats_a_constant_on_truth(small_basin: xr.Dataset, fitted: dict, method: str) -> None:
+    truth = small_basin.reach_temp_true.sel(time=slice(*TEST))
+    train_obs = small_basin.reach_temp.sel(time=slice(None, "2003-09-30"))
+    constant = xr.full_like(truth, float(train_obs.mean()))
+    pred = fitted[method].predict(_hide_test(small_basin), time=TEST)
+    base = float(evaluate(constant, truth).rmse)
+    got = float(evaluate(pred, truth).rmse)
+    assert got < 0.6 * base, (method, got, base)
+
+
+@pytest.mark.parametrize("method", ["idw", "harmonic"])
+def test_interpolators_reproduce_observations(small_basin: xr.Dataset, fitted: dict, method: str) -> None:
+    pred = fitted[method].predict(small_basin).values
+    fine = small_basin.reach_temp.values
+    ok = np.isfinite(fine)
+    assert ok.sum() > 100
+    np.testing.assert_allclose(pred[ok], fine[ok], atol=1e-4)
+    # Coarse observations are sources at the outlet reach of their segment.
+    outlet_pos = small_basin.seg_outlet_reach.values - 1
+    coarse = small_basin.seg_temp.values
+    at = np.isfinite(coarse) & ~ok[outlet_pos]
+    np.testing.assert_allclose(pred[outlet_pos][at], coarse[at], atol=1e-4)
+
+
+def test_interpolators_use_the_sources_they_are_given(small_basin: xr.Dataset, fitted: dict) -> None:
+    # With every observation hidden both interpolators fall back to the climatology.
+    hidden = small_basin.assign(reach_temp=small_basin.reach_temp * np.nan,
+                                seg_temp=small_basin.seg_temp * np.nan)
+    clim = fitted["climatology"].predict(hidden)
+    for m in ("idw", "harmonic"):
+        np.testing.assert_allclose(fitted[m].predict(hidden).values, clim.values)
+
+
+def test_mohseni_parameters_levels(fitted: dict) -> None:
+    levels = fitted["mohseni"].config["fit"]["param_levels"]
+    assert levels["own"] == 3  # the three observed reaches of this basin
+    assert sum(levels.values()) == 145
+    mu, alpha, gamma, beta = fitted["mohseni"].arrays["params"].T
+    assert np.all(alpha > mu) and np.all(gamma > 0)
+
+
+def test_input_is_not_modified(small_basin: xr.Dataset) -> None:
+    before = small_basin.copy(deep=True)
+    for m in BASELINES:
+        fit_baseline(small_basin, m, train=("2000-10-01", "2002-09-30")).predict(small_basin)
+    xr.testing.assert_identical(before, small_basin)
+
+
+def test_matches_nodes_by_id(small_basin: xr.Dataset, fitted: dict) -> None:
+    shuffled = small_basin.isel(reach=np.arange(small_basin.sizes["reach"])[::-1])
+    a = fitted["idw"].predict(small_basin, time=TEST)
+    b = fitted["idw"].predict(shuffled, time=TEST)
+    xr.testing.assert_allclose(a, b.sel(reach=a.reach))
+
+
+def test_save_and_load(tmp_path, small_basin: xr.Dataset, fitted: dict) -> None:
+    for m in ("climatology", "mohseni"):
+        folder = fitted[m].save(tmp_path / m)
+        assert sorted(p.name for p in folder.iterdir()) == ["arrays.npz", "config.json"]
+        again = load_baseline(folder)
+        assert again.method == m
+        np.testing.assert_array_equal(again.predict(small_basin, time=TEST).values,
+                                      fitted[m].predict(small_basin, time=TEST).values)
+    fitted["idw"].save(tmp_path / "climatology")  # replaces a baseline folder
+    assert load_baseline(tmp_path / "climatology").method == "idw"
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(xmsgl.XmsglError, match="not an xmsgl baseline folder"):
+        fitted["idw"].save(tmp_path / "file.txt")
+    with pytest.raises(xmsgl.DataError, match="not a readable"):
+        load_baseline(tmp_path / "missing")
+
+
+def test_errors(small_basin: xr.Dataset, tiny_basin: xr.Dataset, fitted: dict) -> None:
+    with pytest.raises(xmsgl.XmsglError, match="not a baseline"):
+        fit_baseline(small_basin, "kriging")
+    with pytest.raises(xmsgl.XmsglError, match="settings"):
+        fit_baseline(small_basin, "idw", window=11, smoothing=3)
+    empty = small_basin.assign(reach_temp=small_basin.reach_temp * np.nan,
+                               seg_temp=small_basin.seg_temp * np.nan)
+    with pytest.raises(xmsgl.DataError, match="no fine"):
+        fit_baseline(empty, "climatology")
+    with pytest.raises(xmsgl.TimeError, match="training period"):
+        fit_baseline(small_basin, "climatology", train=("1990-01-01", "1990-12-31"))
+    with pytest.raises(xmsgl.ModelMismatchError, match="'reach' ids differ"):
+        fitted["climatology"].predict(tiny_basin)
+    with pytest.raises(xmsgl.SchemaError, match="reach_air_temp"):
+        fitted["mohseni"].predict(small_basin.drop_vars("reach_air_temp"))

@@ -1,0 +1,180 @@
+"""Metrics: hand-computed values, laziness on dask input, alignment and empty selections."""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import xmsgl
+from xmsgl.evaluate import evaluate
+from xmsgl.metrics import align_pair, hot_mask, kge, nse, rmse, skill
+
+
+def _series(values: list[float] | np.ndarray, start: str = "2001-01-01") -> xr.DataArray:
+    t = pd.date_range(start, periods=len(values))
+    return xr.DataArray(np.asarray(values, dtype=float), dims="time", coords={"time": t},
+                        attrs={"units": "degC"})
+
+
+@pytest.fixture
+def obs2d() -> xr.DataArray:
+    rng = np.random.default_rng(0)
+    t = pd.date_range("2001-01-01", periods=730)
+    seasonal = 12 + 9 * np.sin(2 * np.pi * (np.arange(730) - 100) / 365.25)
+    vals = seasonal[None, :] + np.array([[0.0], [2.0], [-1.0]]) + rng.normal(0, 1, (3, 730))
+    return xr.DataArray(vals, dims=("reach", "time"), coords={"reach": [11, 12, 13], "time": t},
+                        attrs={"units": "degC"})
+
+
+def test_perfect_prediction() -> None:
+    o = _series([1.0, 4.0, 2.0, 8.0])
+    out = skill(o, o)
+    assert float(out.rmse) == 0 and float(out.mae) == 0 and float(out.bias) == 0
+    assert float(out.nse) == 1 and float(out.kge) == 1
+    assert int(out.n) == 4
+
+
+@pytest.mark.parametrize("b", [0.7, -2.5])
+def test_constant_bias(b: float) -> None:
+    o = _series([3.0, 5.0, 9.0, 11.0, 4.0])
+    out = skill(o + b, o)
+    assert float(out.bias) == pytest.approx(b)
+    assert float(out.rmse) == pytest.approx(abs(b))
+    assert float(out.mae) == pytest.approx(abs(b))
+    # A shifted copy keeps the correlation and spread: KGE only sees the mean ratio.
+    beta = (o.mean() + b) / o.mean()
+    assert float(out.kge) == pytest.approx(1 - abs(float(beta) - 1))
+
+
+def test_hand_computed_values() -> None:
+    p, o = _series([1.0, 2.0, 3.0, 4.0]), _series([2.0, 2.0, 4.0, 4.0])
+    out = skill(p, o)
+    assert float(out.bias) == pytest.approx(-0.5)
+    assert float(out.mae) == pytest.approx(0.5)
+    assert float(out.rmse) == pytest.approx(np.sqrt(0.5))
+    assert float(out.nse) == pytest.approx(1 - 2.0 / 4.0)
+    r = 4.0 / np.sqrt(5.0 * 4.0)
+    alpha = np.sqrt(5.0 / 4.0)
+    beta = 2.5 / 3.0
+    assert float(out.kge) == pytest.approx(1 - np.sqrt((r - 1) ** 2 + (alpha - 1) ** 2 + (beta - 1) ** 2))
+    assert float(nse(p, o)) == pytest.approx(0.5)
+    assert float(kge(p, o)) == pytest.approx(float(out.kge))
+    assert rmse(p, o).attrs["units"] == "degC" and nse(p, o).attrs["units"] == "1"
+
+
+def test_nan_pairs_are_skipped() -> None:
+    p = _series([1.0, np.nan, 3.0, 10.0])
+    o = _series([1.0, 5.0, 3.0, np.nan])
+    out = skill(p, o)
+    assert int(out.n) == 2 and float(out.rmse) == 0
+
+
+def test_constant_observations_give_nan_efficiencies() -> None:
+    out = skill(_series([1.0, 2.0]), _series([3.0, 3.0]))
+    assert np.isnan(float(out.nse)) and np.isnan(float(out.kge))
+    assert float(out.rmse) == pytest.approx(np.sqrt(2.5))
+
+
+def test_per_reach_and_units(obs2d: xr.DataArray) -> None:
+    pred = obs2d + xr.DataArray([0.0, 1.0, -2.0], dims="reach", coords={"reach": [11, 12, 13]})
+    out = evaluate(pred, obs2d, dims="time")
+    assert out.rmse.dims == ("reach",)
+    np.testing.assert_allclose(out.rmse.values, [0.0, 1.0, 2.0], atol=1e-12)
+    np.testing.assert_allclose(out.bias.values, [0.0, 1.0, -2.0], atol=1e-12)
+    assert out.n.values.tolist() == [730, 730, 730]
+    for name, units in [("rmse", "degC"), ("mae", "degC"), ("bias", "degC"), ("nse", "1"), ("kge", "1")]:
+        assert out[name].attrs["units"] == units
+    assert "evaluate(" in out.attrs["history"]
+
+
+def test_unobserved_reach_reports_zero_pairs(obs2d: xr.DataArray) -> None:
+    o = obs2d.copy()
+    o[1] = np.nan
+    out = evaluate(obs2d, o, dims="time")
+    assert out.n.values.tolist() == [730, 0, 730]
+    assert np.isnan(out.rmse.values[1]) and out.rmse.values[0] == 0
+
+
+def test_seasons_and_hot_days(obs2d: xr.DataArray) -> None:
+    out = evaluate(obs2d + 1.0, obs2d, by=["season", "hot"])
+    assert out["subset"].values.tolist() == ["all", "DJF", "MAM", "JJA", "SON", "hot10"]
+    n = out.n.to_series()
+    assert n["all"] == 3 * 730
+    assert n[["DJF", "MAM", "JJA", "SON"]].sum() == n["all"]
+    assert n["hot10"] == pytest.approx(0.1 * n["all"], rel=0.05)
+    np.testing.assert_allclose(out.rmse.values, 1.0)
+
+
+def test_hot_days_per_reach_vs_pooled(obs2d: xr.DataArray) -> None:
+    per = hot_mask(obs2d, per="reach")
+    pooled = hot_mask(obs2d, per=None)
+    # Per reach every reach keeps its own warmest tenth; pooled favours the warm reach 12.
+    np.testing.assert_allclose(per.sum("time").values, 73, atol=1)
+    counts = pooled.sum("time").values
+    assert counts[1] > counts[0] > counts[2]
+    out = evaluate(obs2d, obs2d, by="hot", hot=None)
+    assert int(out.n.sel(subset="hot10")) == int(pooled.sum())
+
+
+def _raise_if_computed(*args: object, **kwargs: object) -> None:
+    raise AssertionError("a dask graph was computed")
+
+
+def test_stays_lazy_on_dask(obs2d: xr.DataArray) -> None:
+    lazy = obs2d.chunk({"reach": 1, "time": 200})
+    with dask.config.set(scheduler=_raise_if_computed):
+        out = evaluate(lazy + 0.5, lazy, dims="time", by=["season", "hot"])
+        pooled = evaluate(lazy + 0.5, lazy)
+    assert out.rmse.chunks is not None and pooled.rmse.chunks is not None
+    assert out.rmse.dims == ("subset", "reach")
+    eager = evaluate(obs2d + 0.5, obs2d, dims="time", by=["season", "hot"])
+    done = out.compute()
+    np.testing.assert_allclose(done.rmse.values, eager.rmse.values)
+    np.testing.assert_array_equal(done.n.values, eager.n.values)
+    np.testing.assert_allclose(float(pooled.rmse), 0.5)
+
+
+def test_inner_join_aligns_by_label(obs2d: xr.DataArray) -> None:
+    pred = obs2d.sel(reach=[13, 12]).isel(time=slice(100, 400))
+    out = evaluate(pred, obs2d, dims="time")
+    assert out.reach.values.tolist() == [13, 12]
+    assert out.n.values.tolist() == [300, 300]
+    assert np.all(out.rmse.values == 0)
+
+
+def test_no_overlap_is_an_error(obs2d: xr.DataArray) -> None:
+    other = obs2d.assign_coords(reach=[21, 22, 23])
+    with pytest.raises(xmsgl.DataError, match=r"share no 'reach' label.*\[21, 22, 23\]"):
+        evaluate(other, obs2d)
+    later = obs2d.assign_coords(time=obs2d.time + np.timedelta64(3650, "D"))
+    with pytest.raises(xmsgl.DataError, match="share no 'time' label"):
+        evaluate(later, obs2d)
+
+
+def test_exact_join_names_the_mismatch(obs2d: xr.DataArray) -> None:
+    with pytest.raises(xmsgl.DataError, match=r"only in observed: \[11\]"):
+        evaluate(obs2d.sel(reach=[12, 13]), obs2d, join="exact")
+    p, o = align_pair(obs2d, obs2d.transpose("time", "reach"), join="exact")
+    assert o.dims == p.dims
+
+
+def test_bad_pairs_are_typed_errors(obs2d: xr.DataArray) -> None:
+    with pytest.raises(xmsgl.SchemaError, match="dims"):
+        evaluate(obs2d.isel(reach=0), obs2d)
+    with pytest.raises(xmsgl.UnitsError, match="'K'"):
+        evaluate(obs2d.assign_attrs(units="K"), obs2d)
+    with pytest.raises(xmsgl.SchemaError, match="by="):
+        evaluate(obs2d, obs2d, by="month")
+
+
+def test_empty_selection_is_an_error(obs2d: xr.DataArray) -> None:
+    with pytest.raises(xmsgl.DataError, match="selection is empty"):
+        evaluate(obs2d, obs2d * np.nan)
+    summer = obs2d.where(obs2d.time.dt.season == "JJA")
+    with pytest.raises(xmsgl.DataError, match="subset 'DJF'"):
+        evaluate(obs2d, summer, by="season")
+    # Without subsets the same data is fine.
+    assert int(evaluate(obs2d, summer).n) == int(summer.notnull().sum())

@@ -1,0 +1,698 @@
+"""Non-neural baselines that downscale like a fitted model does.
+
+Each baseline is fitted on the training period's fine observations ``reach_temp``
+(sparse, NaN where unobserved) and, where it helps, the coarse observations
+``seg_temp``; :meth:`BaselineModel.predict` returns a (reach, time) DataArray in
+degC, as :func:`xmsgl.downscale.downscale` does. No baseline needs torch.
+
+``"climatology"``
+    Per reach and day of year, the mean of the reach's training observations
+    within a circular window of ``window`` days (default 31) around the day.
+    Days of year with no observation in the window fall back to the reach's
+    segment (the same climatology of ``seg_temp``), then to the pooled
+    climatology of every fine and coarse training observation.
+``"mohseni"``
+    The logistic air-to-water regression of Mohseni et al. (1998),
+    ``T_w = mu + (alpha - mu) / (1 + exp(gamma * (beta - T_air)))``, with
+    ``T_air`` the trailing ``air_window``-day mean of ``reach_air_temp``, fitted
+    with :func:`scipy.optimize.curve_fit` per reach with at least ``min_obs``
+    training observations; other reaches use their segment's parameters (fitted
+    on ``seg_temp`` against the air temperature of the segment's outlet reach),
+    then the pooled parameters (all fine and coarse training observations).
+``"idw"``
+    Inverse-distance weighting along the river network. On each day the sources
+    are the reaches observed that day in the dataset given to ``predict`` and the
+    outlet reaches of the segments whose ``seg_temp`` is observed that day. A reach
+    takes ``sum_j w_ij T_j / sum_j w_ij`` with ``w_ij = 1 / max(|D_ij|, d_min)^p``
+    over the sources ``j`` on its flow path (``D`` the signed along-stream
+    distance, :func:`xmsgl.graph.flow_distances`); sources are reproduced exactly.
+    A reach with no connected source that day takes its segment's ``seg_temp``,
+    then its climatology.
+``"harmonic"``
+    Harmonic interpolation on the fine graph (a Dirichlet problem): boundary
+    nodes are the reaches observed on any day of the dataset given to ``predict``
+    and the outlet reaches of segments with any coarse observation; their value on
+    a day is the fine observation, else the coarse one, else the reach's fitted
+    climatology, so the boundary set is the same every day and one sparse LU
+    factorization (:func:`scipy.sparse.linalg.splu`) of the interior Laplacian
+    serves all days. Edges join each reach to its downstream reach with
+    conductance ``1 / l``, ``l`` the mean length of the two reaches. Reaches in a
+    tree without boundary node take their climatology.
+
+Fitting never modifies the input dataset; a fitted model is saved to a folder
+(``config.json`` + ``arrays.npz``) and reloaded with :func:`load_baseline`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import xarray as xr
+
+from xmsgl.convention import REACH, SEG, TIME, Topology, topology_arrays
+from xmsgl.exceptions import DataError, ModelMismatchError, SchemaError, TimeError, XmsglError, format_ids
+
+__all__ = ["BASELINES", "BaselineModel", "fit_baseline", "load_baseline", "default_train_period"]
+
+#: Baselines understood by :func:`fit_baseline`.
+BASELINES = ("climatology", "mohseni", "idw", "harmonic")
+
+FORMAT = "xmsgl-baseline"
+FORMAT_VERSION = 1
+CONFIG = "config.json"
+ARRAYS = "arrays.npz"
+
+_N_DOY = 366
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "climatology": {"window": 31},
+    "mohseni": {"window": 31, "air_window": 5, "min_obs": 50},
+    "idw": {"window": 31, "power": 2.0, "d_min": 100.0},
+    "harmonic": {"window": 31},
+}
+
+
+def _version() -> str:
+    import xmsgl
+
+    return str(xmsgl.__version__)
+
+
+# ----------------------------------------------------------------------------- periods
+
+
+def _as_ranges(period: Any) -> list[tuple[Any, Any]]:
+    if period is None:
+        return []
+    if isinstance(period, slice):
+        return [(period.start, period.stop)]
+    if isinstance(period, tuple) and len(period) == 2 and not isinstance(period[0], (tuple, list)):
+        return [period]
+    return [tuple(p) for p in period]  # type: ignore[misc]
+
+
+def _period_mask(time: pd.DatetimeIndex, period: Any) -> np.ndarray:
+    mask = np.zeros(len(time), dtype=bool)
+    for start, end in _as_ranges(period):
+        lo = pd.Timestamp(start) if start is not None else time[0]
+        hi = pd.Timestamp(end) if end is not None else time[-1]
+        mask |= (time >= lo) & (time <= hi)
+    return mask
+
+
+def default_train_period(time: pd.DatetimeIndex) -> list[tuple[str, str]]:
+    """Days before the default test period of :func:`xmsgl.fit` (by water year).
+
+    With ``n >= 3`` water years (1 October - 30 September) the last
+    ``max(1, round(n / 6))`` are left out, as ``xmsgl.fit`` keeps them for testing;
+    with fewer, the first 85% of the days are returned. Baselines have no early
+    stopping, so the validation years are part of their training period.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> default_train_period(pd.date_range("2000-10-01", "2006-09-30"))
+    [('2000-10-01', '2005-09-30')]
+    """
+    time = pd.DatetimeIndex(time)
+    wy = np.asarray(time.year + (time.month >= 10).astype(int))
+    years = np.unique(wy)
+    if years.size >= 3:
+        keep = ~np.isin(wy, years[years.size - max(1, round(years.size / 6)):])
+    else:
+        keep = np.arange(len(time)) < int(len(time) * 0.85)
+    days = time[keep]
+    return [(str(days[0].date()), str(days[-1].date()))]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _reach_time(ds: xr.Dataset, name: str, dim: str) -> np.ndarray | None:
+    """(node, time) float64 values of ``name``, or None when it is absent."""
+    if name not in ds.data_vars:
+        return None
+    da = ds[name]
+    if set(map(str, da.dims)) != {dim, TIME}:
+        raise SchemaError(f"variable {name!r} must be on ({dim!r}, 'time'), got {tuple(map(str, da.dims))}")
+    return np.asarray(da.transpose(dim, TIME).values, dtype=np.float64)
+
+
+def _doy(time: pd.DatetimeIndex) -> np.ndarray:
+    return np.asarray(time.day_of_year, dtype=np.int64) - 1
+
+
+def _smoothed_clim(values: np.ndarray, doy: np.ndarray, window: int) -> np.ndarray:
+    """Circular moving-window mean by day of year, NaN where no value falls in the window."""
+    from scipy.ndimage import uniform_filter1d
+
+    n = values.shape[0]
+    ok = np.isfinite(values)
+    rows = np.broadcast_to(np.arange(n)[:, None], values.shape)[ok]
+    cols = np.broadcast_to(doy[None, :], values.shape)[ok]
+    flat = rows * _N_DOY + cols
+    s = np.bincount(flat, weights=values[ok], minlength=n * _N_DOY).reshape(n, _N_DOY)
+    c = np.bincount(flat, minlength=n * _N_DOY).reshape(n, _N_DOY).astype(np.float64)
+    # Sums and counts are smoothed separately so that days with many observations
+    # weigh more than days with one, and gaps need no special case.
+    s = uniform_filter1d(s, size=window, axis=1, mode="wrap")
+    c = uniform_filter1d(c, size=window, axis=1, mode="wrap")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(c > 1e-9, s / np.where(c > 1e-9, c, 1.0), np.nan)
+    return out
+
+
+def _fill_circular(row: np.ndarray) -> np.ndarray:
+    """Fill NaN days of year by circular linear interpolation between defined days."""
+    ok = np.isfinite(row)
+    if ok.all() or not ok.any():
+        return row
+    x = np.flatnonzero(ok)
+    xs = np.concatenate([x - _N_DOY, x, x + _N_DOY])
+    ys = np.tile(row[x], 3)
+    return np.interp(np.arange(_N_DOY), xs, ys)
+
+
+def _outlet_reach_idx(topo: Topology) -> np.ndarray:
+    return np.asarray(topo.seg_outlet_reach_idx, dtype=np.int64)
+
+
+def _length_m(ds: xr.Dataset, name: str, values: np.ndarray) -> np.ndarray:
+    units = str(ds[name].attrs.get("units", "m")).strip().lower()
+    return values * (1000.0 if units in ("km", "kilometre", "kilometer", "kilometres", "kilometers") else 1.0)
+
+
+def _train_mask(time: pd.DatetimeIndex, train: Any) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    period = default_train_period(time) if train is None else train
+    mask = _period_mask(time, period)
+    if not mask.any():
+        raise TimeError(
+            f"the training period {period!r} holds no day of the dataset "
+            f"({time[0].date()} to {time[-1].date()}); give dates inside it"
+        )
+    ranges = [(str(a), str(b)) for a, b in _as_ranges(period)]
+    return mask, ranges
+
+
+def _climatology_tables(
+    y_reach: np.ndarray, y_seg: np.ndarray | None, topo: Topology, doy: np.ndarray, window: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Reach and segment climatologies (n, 366), gaps filled by the fallbacks."""
+    pooled_parts = [y_reach]
+    if y_seg is not None:
+        pooled_parts.append(y_seg)
+    pooled_vals = np.concatenate(pooled_parts, axis=0)
+    if not np.isfinite(pooled_vals).any():
+        raise DataError(
+            "no fine ('reach_temp') or coarse ('seg_temp') observation in the training period; "
+            "a baseline needs observations: give a training period that holds some"
+        )
+    # The pooled climatology is the last resort, so it must be defined on every day
+    # of the year: days farther than the window from any observation are interpolated.
+    pooled = _fill_circular(_smoothed_clim(pooled_vals.reshape(1, -1),
+                                           np.tile(doy, pooled_vals.shape[0]), window)[0])
+    seg = (_smoothed_clim(y_seg, doy, window) if y_seg is not None
+           else np.full((topo.n_seg, _N_DOY), np.nan))
+    seg_level = np.isfinite(seg)
+    seg = np.where(seg_level, seg, pooled[None, :])
+    reach = _smoothed_clim(y_reach, doy, window)
+    own = np.isfinite(reach)
+    from_seg = ~own & seg_level[topo.reach_seg_idx]
+    reach = np.where(own, reach, seg[topo.reach_seg_idx])
+    counts = {"reach_doy_own": int(own.sum()), "reach_doy_segment": int(from_seg.sum()),
+              "reach_doy_pooled": int((~own & ~from_seg).sum())}
+    return reach, seg, counts
+
+
+def _mohseni(air: np.ndarray, mu: float, alpha: float, gamma: float, beta: float) -> np.ndarray:
+    return mu + (alpha - mu) / (1.0 + np.exp(gamma * (beta - air)))
+
+
+_BOUNDS = ([-5.0, 0.0, 0.01, -10.0], [20.0, 40.0, 2.0, 40.0])
+
+
+def _fit_mohseni(air: np.ndarray, water: np.ndarray) -> np.ndarray | None:
+    from scipy.optimize import OptimizeWarning, curve_fit
+
+    ok = np.isfinite(air) & np.isfinite(water)
+    x, y = air[ok], water[ok]
+    if x.size < 5:
+        return None
+    p0 = [float(np.clip(np.percentile(y, 2), -4.0, 19.0)),
+          float(np.clip(np.percentile(y, 98) + 1.0, 1.0, 39.0)), 0.2,
+          float(np.clip(np.median(x), -9.0, 39.0))]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)
+            popt, _ = curve_fit(_mohseni, x, y, p0=p0, bounds=_BOUNDS, maxfev=5000)
+    except (RuntimeError, ValueError):
+        return None
+    return np.asarray(popt, dtype=np.float64)
+
+
+def _smooth_air(air: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over ``window`` days (shorter at the start), NaN-aware."""
+    if window <= 1:
+        return air
+    ok = np.isfinite(air)
+    s = np.cumsum(np.where(ok, air, 0.0), axis=1)
+    c = np.cumsum(ok, axis=1).astype(np.float64)
+    s[:, window:] = s[:, window:] - s[:, :-window].copy()
+    c[:, window:] = c[:, window:] - c[:, :-window].copy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # A window with a missing day still averages the days it has; only a day
+        # whose own air temperature is missing gives NaN.
+        return np.where(ok, s / np.where(c > 0, c, 1.0), np.nan)
+
+
+def _observed_sources(
+    y_reach: np.ndarray | None, y_seg: np.ndarray | None, topo: Topology, n_time: int
+) -> np.ndarray:
+    """(reach, time) values of the sources: fine obs, else coarse obs at outlet reaches."""
+    v = np.full((topo.n_reach, n_time), np.nan)
+    if y_seg is not None:
+        v[_outlet_reach_idx(topo)] = y_seg
+    if y_reach is not None:
+        v = np.where(np.isfinite(y_reach), y_reach, v)
+    return v
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class BaselineModel:
+    """A fitted non-neural baseline: its method, settings and arrays.
+
+    Made by :func:`fit_baseline` or :func:`load_baseline`; apply it with
+    :meth:`predict`, save it with :meth:`save`.
+
+    Attributes
+    ----------
+    method : str
+        One of :data:`BASELINES`.
+    config : dict
+        Settings, training period and provenance (written to ``config.json``).
+    arrays : dict of numpy.ndarray
+        Fitted arrays (written to ``arrays.npz``): ``reach_ids``, ``seg_ids``,
+        ``reach_clim`` and ``seg_clim`` (node x 366 days of year, degC) and, for
+        ``"mohseni"``, ``params`` (reach x [mu, alpha, gamma, beta]) and
+        ``param_level`` (0 own fit, 1 segment, 2 pooled).
+
+    Examples
+    --------
+    >>> import xmsgl
+    >>> from xmsgl.baselines import fit_baseline
+    >>> ds = xmsgl.datasets.synthetic_basin(n_segments=5, start="2000-10-01", end="2003-09-30")
+    >>> model = fit_baseline(ds, "climatology")
+    >>> pred = model.predict(ds, time=("2003-01-01", "2003-01-31"))
+    >>> pred.dims, pred.sizes["time"], pred.attrs["units"]
+    (('reach', 'time'), 31, 'degC')
+    """
+
+    def __init__(self, method: str, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.method = method
+        self.config = config
+        self.arrays = arrays
+
+    def __repr__(self) -> str:
+        return (f"<xmsgl.BaselineModel method={self.method!r} n_reach={self.arrays['reach_ids'].size} "
+                f"train={self.config.get('train')}>")
+
+    # ------------------------------------------------------------------ predict
+    def _positions(self, ds: xr.Dataset, topo: Topology) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of the dataset's reaches and segments in the model's arrays."""
+        out = []
+        for dim, ids in ((REACH, topo.reach_ids), (SEG, topo.seg_ids)):
+            known = self.arrays[f"{dim}_ids"]
+            order = np.argsort(known)
+            pos = np.searchsorted(known[order], ids)
+            pos = np.minimum(pos, known.size - 1)
+            found = known[order][pos] == ids
+            if not found.all() or ids.size != known.size:
+                missing = np.setdiff1d(known, ids)
+                extra = ids[~found]
+                raise ModelMismatchError(
+                    f"the dataset's {dim!r} ids differ from the fitted baseline's (new: "
+                    f"{format_ids(extra)}, absent: {format_ids(missing)}); predict on the network "
+                    "the baseline was fitted on"
+                )
+            out.append(order[pos])
+        return out[0], out[1]
+
+    def predict(self, ds: xr.Dataset, time: Any = None) -> xr.DataArray:
+        """Predict fine water temperature on the days of ``ds``.
+
+        Parameters
+        ----------
+        ds : xarray.Dataset
+            The network the baseline was fitted on (nodes matched by id, any order),
+            with ``reach_air_temp`` for ``"mohseni"``. For ``"idw"`` and
+            ``"harmonic"`` the observations ``reach_temp`` and ``seg_temp`` in
+            ``ds`` are the sources: mask the ones a test must not see.
+        time : (start, end) or slice, optional
+            Days to return (ends included); default all. Sources and smoothing use
+            every day of ``ds``.
+
+        Returns
+        -------
+        xarray.DataArray
+            float32 on (reach, time), units ``degC``, with ``long_name``,
+            ``xmsgl_method`` and a ``history`` line.
+
+        Raises
+        ------
+        ModelMismatchError
+            The dataset's reach or segment ids differ from the fitted ones.
+        SchemaError
+            A variable the method needs is missing.
+        TimeError
+            ``time`` selects no day of ``ds``.
+        """
+        topo = topology_arrays(ds)
+        r_pos, s_pos = self._positions(ds, topo)
+        if TIME not in ds.dims:
+            raise SchemaError("the dataset has no 'time' dimension; baselines predict daily values")
+        times = pd.DatetimeIndex(ds[TIME].values)
+        tmask = np.ones(len(times), dtype=bool) if time is None else _period_mask(times, time)
+        if not tmask.any():
+            raise TimeError(f"time={time!r} selects no day of the dataset "
+                            f"({times[0].date()} to {times[-1].date()})")
+        doy = _doy(times)
+        clim_r = self.arrays["reach_clim"][r_pos][:, doy]
+        clim_s = self.arrays["seg_clim"][s_pos][:, doy]
+        if self.method == "climatology":
+            values = clim_r
+        elif self.method == "mohseni":
+            air = _reach_time(ds, "reach_air_temp", REACH)
+            if air is None:
+                raise SchemaError("method 'mohseni' needs 'reach_air_temp' on (reach, time) in degC")
+            air = _smooth_air(air, int(self.config["settings"]["air_window"]))
+            p = self.arrays["params"][r_pos]
+            with np.errstate(over="ignore"):
+                values = _mohseni(air, p[:, :1], p[:, 1:2], p[:, 2:3], p[:, 3:4])
+        else:
+            y_reach = _reach_time(ds, "reach_temp", REACH)
+            y_seg = _reach_time(ds, "seg_temp", SEG)
+            src = _observed_sources(y_reach, y_seg, topo, len(times))
+            length = _length_m(ds, "reach_length", np.asarray(topo.reach_length, dtype=np.float64))
+            if self.method == "idw":
+                values = _idw(src, y_seg, topo, length, clim_r, clim_s,
+                              float(self.config["settings"]["power"]),
+                              float(self.config["settings"]["d_min"]))
+            else:
+                values = _harmonic(src, topo, length, clim_r)
+        values = values[:, tmask]
+        now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        sub = ds.isel({TIME: np.flatnonzero(tmask)})
+        coords = {name: c for name, c in sub.coords.items() if c.dims and set(c.dims) <= {REACH, TIME}}
+        return xr.DataArray(
+            values.astype(np.float32),
+            dims=(REACH, TIME),
+            coords=coords,
+            name="reach_temp_pred",
+            attrs={
+                "units": "degC",
+                "long_name": f"daily mean stream water temperature of fine reaches, {self.method} baseline",
+                "xmsgl_method": self.method,
+                "history": f"{now} UTC: xmsgl {_version()} BaselineModel(method={self.method!r}, "
+                           f"train={self.config.get('train')}).predict(time={time!r})",
+            },
+        )
+
+    # ------------------------------------------------------------------ save/load
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the baseline to the folder ``path`` (``config.json`` + ``arrays.npz``).
+
+        The folder is written under a temporary name next to ``path`` and moved into
+        place, so a reader never sees a half-written baseline. An existing baseline
+        folder at ``path`` is replaced; any other existing path raises
+        :class:`~xmsgl.exceptions.XmsglError`.
+
+        Returns
+        -------
+        pathlib.Path
+            The folder written.
+        """
+        path = Path(path)
+        if path.exists() and not (path.is_dir() and (path / CONFIG).exists()):
+            raise XmsglError(f"{str(path)!r} exists and is not an xmsgl baseline folder; "
+                             "choose another path or remove it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            np.savez(tmp / ARRAYS, **self.arrays)  # type: ignore[arg-type]
+            with open(tmp / CONFIG, "w") as f:
+                json.dump({**self.config, "format": FORMAT, "format_version": FORMAT_VERSION,
+                           "method": self.method}, f, indent=1)
+            old = None
+            if path.exists():
+                old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+                os.replace(path, old)
+            os.replace(tmp, path)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+
+def load_baseline(path: str | os.PathLike[str]) -> BaselineModel:
+    """Read a baseline written by :meth:`BaselineModel.save`.
+
+    Raises
+    ------
+    DataError
+        The folder is not a readable xmsgl baseline (missing files, other format).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, xmsgl
+    >>> from xmsgl.baselines import fit_baseline, load_baseline
+    >>> ds = xmsgl.datasets.synthetic_basin(n_segments=5, start="2000-10-01", end="2002-09-30")
+    >>> folder = pathlib.Path(tempfile.mkdtemp()) / "clim"
+    >>> _ = fit_baseline(ds, "climatology").save(folder)
+    >>> load_baseline(folder).method
+    'climatology'
+    """
+    path = Path(path)
+    try:
+        with open(path / CONFIG) as f:
+            config = json.load(f)
+        with np.load(path / ARRAYS) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as err:
+        raise DataError(f"{str(path)!r} is not a readable xmsgl baseline folder ({err}); "
+                        "write one with BaselineModel.save") from err
+    if config.get("format") != FORMAT:
+        raise DataError(f"{str(path)!r} holds format {config.get('format')!r}, not {FORMAT!r}")
+    return BaselineModel(str(config["method"]), config, arrays)
+
+
+def fit_baseline(
+    ds: xr.Dataset,
+    method: str,
+    *,
+    train: Any = None,
+    seed: int = 0,
+    **kw: Any,
+) -> BaselineModel:
+    """Fit a non-neural baseline on the training period's observations.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A dataset in the convention with ``reach_temp`` (reach, time) and,
+        optionally, ``seg_temp`` (seg, time), NaN where unobserved; ``"mohseni"``
+        also needs ``reach_air_temp``. ``*_true`` variables are never read, and
+        ``ds`` is not modified.
+    method : str
+        One of :data:`BASELINES` (see the module docstring for the formulas).
+    train : (start, end) or list of (start, end), optional
+        Days whose observations are used (ends included). Default:
+        :func:`default_train_period` (every water year before the default test
+        period of :func:`xmsgl.fit`).
+    seed : int, default 0
+        Recorded for symmetry with :func:`xmsgl.fit`; the baselines are
+        deterministic.
+    **kw
+        Settings: ``window`` (days of the climatology window, 31), ``air_window``
+        (days of the trailing air temperature mean, 5) and ``min_obs`` (50, the
+        observations a reach needs for its own logistic fit) for ``"mohseni"``;
+        ``power`` (2.0) and ``d_min`` (100.0 m, the smallest distance) for ``"idw"``.
+
+    Returns
+    -------
+    BaselineModel
+
+    Raises
+    ------
+    XmsglError
+        An unknown method or setting.
+    DataError
+        No observation in the training period.
+    SchemaError, TimeError
+        A missing variable, a training period outside the data.
+
+    Examples
+    --------
+    >>> import xmsgl
+    >>> from xmsgl.baselines import fit_baseline
+    >>> ds = xmsgl.datasets.synthetic_basin(n_segments=5, start="2000-10-01", end="2003-09-30")
+    >>> fit_baseline(ds, "harmonic").predict(ds).attrs["xmsgl_method"]
+    'harmonic'
+    """
+    if method not in BASELINES:
+        raise XmsglError(f"method={method!r} is not a baseline; use one of {list(BASELINES)}")
+    unknown = sorted(set(kw) - set(_DEFAULTS[method]))
+    if unknown:
+        raise XmsglError(f"settings {unknown} are not known for baseline {method!r}; "
+                         f"it takes {sorted(_DEFAULTS[method])}")
+    settings = {**_DEFAULTS[method], **kw}
+    window = int(settings["window"])
+    if window < 1:
+        raise XmsglError(f"window={window!r} must be a positive number of days")
+    topo = topology_arrays(ds)
+    if TIME not in ds.dims:
+        raise SchemaError("the dataset has no 'time' dimension; baselines need daily observations")
+    if "reach_temp" not in ds.data_vars:
+        raise SchemaError("baselines are fitted on 'reach_temp' on (reach, time) in degC (NaN where "
+                          "unobserved); add it")
+    times = pd.DatetimeIndex(ds[TIME].values)
+    tmask, ranges = _train_mask(times, train)
+    doy = _doy(times)
+    y_reach = _reach_time(ds, "reach_temp", REACH)
+    assert y_reach is not None
+    y_seg = _reach_time(ds, "seg_temp", SEG)
+    # Only training days are read; the rest are masked before any statistic.
+    y_reach = np.where(tmask[None, :], y_reach, np.nan)
+    y_seg = np.where(tmask[None, :], y_seg, np.nan) if y_seg is not None else None
+    reach_clim, seg_clim, counts = _climatology_tables(y_reach, y_seg, topo, doy, window)
+    arrays: dict[str, np.ndarray] = {
+        "reach_ids": topo.reach_ids.astype(np.int64),
+        "seg_ids": topo.seg_ids.astype(np.int64),
+        "reach_clim": reach_clim.astype(np.float32),
+        "seg_clim": seg_clim.astype(np.float32),
+    }
+    info: dict[str, Any] = {"climatology_days": counts,
+                            "n_reach_obs": int(np.isfinite(y_reach).sum()),
+                            "n_seg_obs": int(np.isfinite(y_seg).sum()) if y_seg is not None else 0}
+    if method == "mohseni":
+        params, level = _fit_mohseni_all(ds, y_reach, y_seg, topo, settings)
+        arrays["params"] = params
+        arrays["param_level"] = level
+        info["param_levels"] = {"own": int((level == 0).sum()), "segment": int((level == 1).sum()),
+                                "pooled": int((level == 2).sum())}
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    config = {"method": method, "settings": settings, "train": ranges, "seed": int(seed),
+              "created": now, "xmsgl": _version(), "fit": info}
+    return BaselineModel(method, config, arrays)
+
+
+def _fit_mohseni_all(
+    ds: xr.Dataset, y_reach: np.ndarray, y_seg: np.ndarray | None, topo: Topology,
+    settings: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray]:
+    air_raw = _reach_time(ds, "reach_air_temp", REACH)
+    if air_raw is None:
+        raise SchemaError("method 'mohseni' needs 'reach_air_temp' on (reach, time) in degC")
+    air = _smooth_air(air_raw, int(settings["air_window"]))
+    min_obs = int(settings["min_obs"])
+    outlet = _outlet_reach_idx(topo)
+    xs = [air[np.isfinite(y_reach)]]
+    ys = [y_reach[np.isfinite(y_reach)]]
+    if y_seg is not None:
+        xs.append(air[outlet][np.isfinite(y_seg)])
+        ys.append(y_seg[np.isfinite(y_seg)])
+    pooled = _fit_mohseni(np.concatenate(xs), np.concatenate(ys))
+    if pooled is None:
+        raise DataError("the pooled logistic regression of 'mohseni' did not converge or has fewer "
+                        "than 5 training observations; use another baseline or more observations")
+    seg_params: list[np.ndarray | None] = [None] * topo.n_seg
+    if y_seg is not None:
+        for s in np.flatnonzero(np.isfinite(y_seg).sum(axis=1) >= min_obs):
+            seg_params[s] = _fit_mohseni(air[outlet[s]], y_seg[s])
+    params = np.empty((topo.n_reach, 4))
+    level = np.full(topo.n_reach, 2, dtype=np.int8)
+    n_obs = np.isfinite(y_reach).sum(axis=1)
+    for r in range(topo.n_reach):
+        own = _fit_mohseni(air[r], y_reach[r]) if n_obs[r] >= min_obs else None
+        seg = seg_params[topo.reach_seg_idx[r]]
+        if own is not None:
+            params[r], level[r] = own, 0
+        elif seg is not None:
+            params[r], level[r] = seg, 1
+        else:
+            params[r] = pooled
+    return params, level
+
+
+# ----------------------------------------------------------------------------- interpolators
+
+
+def _idw(
+    src: np.ndarray, y_seg: np.ndarray | None, topo: Topology, length: np.ndarray,
+    clim_r: np.ndarray, clim_s: np.ndarray, power: float, d_min: float,
+) -> np.ndarray:
+    from xmsgl.graph import flow_distances
+
+    observed = np.isfinite(src)
+    cols = np.flatnonzero(observed.any(axis=1))
+    dist, _ = flow_distances(topo.reach_to_idx, length)
+    sub = dist[:, cols].tocsr() if cols.size else sp.csr_matrix((topo.n_reach, 0))
+    w = sub.copy()
+    w.data = 1.0 / np.maximum(np.abs(w.data), d_min) ** power
+    m = observed[cols].astype(np.float64)
+    num = w @ np.where(observed[cols], src[cols], 0.0)
+    den = w @ m
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    # Fallbacks for reaches with no source on their flow path that day: the
+    # segment's coarse observation, then the reach's climatology.
+    if y_seg is not None:
+        coarse = y_seg[topo.reach_seg_idx]
+        values = np.where(np.isfinite(values), values, coarse)
+    values = np.where(np.isfinite(values), values, clim_r)
+    # Sources are reproduced exactly (the weight of a zero distance is infinite).
+    return np.where(observed, src, values)
+
+
+def _harmonic(src: np.ndarray, topo: Topology, length: np.ndarray, clim_r: np.ndarray) -> np.ndarray:
+    from scipy.sparse.csgraph import connected_components
+    from scipy.sparse.linalg import splu
+
+    n = topo.n_reach
+    boundary = np.isfinite(src).any(axis=1)
+    values = np.array(clim_r, dtype=np.float64, copy=True)
+    if not boundary.any():
+        return values
+    xb = np.where(np.isfinite(src), src, clim_r)
+    down = np.flatnonzero(topo.reach_to_idx >= 0)
+    to = topo.reach_to_idx[down]
+    cond = 1.0 / np.maximum(0.5 * (length[down] + length[to]), 1.0)
+    a = sp.coo_matrix((np.concatenate([cond, cond]), (np.concatenate([down, to]),
+                                                      np.concatenate([to, down]))), shape=(n, n)).tocsr()
+    lap = (sp.diags(np.asarray(a.sum(axis=1)).ravel()) - a).tocsr()
+    # Trees without a boundary node have a singular block: they keep the climatology.
+    _, comp = connected_components(a, directed=False)
+    has_b = np.zeros(n, dtype=bool)
+    has_b[np.unique(comp[boundary])] = True
+    interior = np.flatnonzero(~boundary & has_b[comp])
+    bidx = np.flatnonzero(boundary)
+    values[bidx] = xb[bidx]
+    if interior.size:
+        lu = splu(lap[interior][:, interior].tocsc())
+        rhs = -(lap[interior][:, bidx] @ xb[bidx])
+        values[interior] = lu.solve(np.asfortranarray(rhs))
+    return values
+

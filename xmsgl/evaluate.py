@@ -1,0 +1,959 @@
+"""Evaluation: metrics as Datasets, repeated cross-validation, sparsity sweeps.
+
+* :func:`evaluate` scores a prediction against observations (or the truth of a
+  synthetic basin): RMSE, MAE, bias, NSE and KGE with the count of pairs behind
+  each value, pooled or per reach, by season and for the hottest 10% of days.
+  It stays lazy on dask input.
+* :func:`cross_validate` runs repeated, blocked K-fold cross-validation over
+  several training seeds, and :func:`variance_decomposition` splits the spread of
+  the test score into a data-partition part and a training-seed part.
+* :func:`sparsity_sweep` fits methods on thinned observations and scores them on
+  the test period; :func:`plot_sparsity` draws the curves.
+
+The formulas and design choices are in ``docs/evaluation.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from xmsgl.convention import REACH, SEG, TIME, topology_arrays
+from xmsgl.exceptions import DataError, SchemaError, XmsglError, format_ids
+from xmsgl.metrics import (
+    METRICS,
+    SEASONS,
+    UNITS,
+    align_pair,
+    bias,
+    hot_mask,
+    kge,
+    mae,
+    nse,
+    rmse,
+    skill,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "METRICS",
+    "BLOCKINGS",
+    "evaluate",
+    "rmse",
+    "mae",
+    "bias",
+    "nse",
+    "kge",
+    "water_year",
+    "subbasins",
+    "cv_partitions",
+    "cross_validate",
+    "variance_decomposition",
+    "sparsity_sweep",
+    "plot_sparsity",
+]
+
+#: Blockings understood by :func:`cross_validate`.
+BLOCKINGS = ("subbasin", "reach", "water_year")
+
+#: Label of the hottest-days subset in :func:`evaluate`'s ``subset`` dimension.
+HOT = "hot10"
+
+_BY = ("season", "hot")
+
+
+def _version() -> str:
+    import xmsgl
+
+    return str(xmsgl.__version__)
+
+
+def _history(call: str) -> str:
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{now} UTC: xmsgl {_version()} {call}"
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def _as_by(by: str | Sequence[str] | None) -> list[str]:
+    if by is None:
+        return []
+    items = [by] if isinstance(by, str) else list(by)
+    bad = [b for b in items if b not in _BY]
+    if bad:
+        raise SchemaError(f"by={bad!r} is not known; use None, 'season', 'hot' or a list of them")
+    return items
+
+
+def evaluate(
+    prediction: xr.DataArray,
+    observed: xr.DataArray,
+    *,
+    dims: str | Sequence[Hashable] | None = None,
+    by: str | Sequence[str] | None = None,
+    join: str = "inner",
+    hot: str | None = "reach",
+    time_dim: Hashable = TIME,
+    check_empty: bool | None = None,
+) -> xr.Dataset:
+    """Score a prediction against observations: RMSE, MAE, bias, NSE, KGE and ``n``.
+
+    Parameters
+    ----------
+    prediction, observed : xarray.DataArray
+        Predicted and observed (or true) water temperature in degC on the same
+        dimensions, for example (reach, time); NaN marks a missing value. Only pairs
+        where both are finite count.
+    dims : str or sequence of str, optional
+        Dimensions to pool over. Default: all (one pooled value per subset).
+        ``dims="time"`` gives one value per reach.
+    by : {"season", "hot"} or a list of them, optional
+        Add a ``subset`` dimension: ``"all"`` first, then ``"DJF"``, ``"MAM"``,
+        ``"JJA"``, ``"SON"`` (meteorological seasons of ``time_dim``) for
+        ``"season"``, and ``"hot10"`` for ``"hot"``: the pairs whose *observed*
+        value is in the top decile (see ``hot``).
+    join : {"inner", "exact"}, default "inner"
+        How to align labels that differ: keep the shared labels (``"inner"``), or
+        raise :class:`~xmsgl.exceptions.DataError` naming the mismatch (``"exact"``).
+    hot : {"reach", None}, default "reach"
+        ``"reach"``: each reach's threshold is the 90th percentile of its own
+        observed values (over the scored time span), so each reach contributes its
+        own warmest tenth of observed days. ``None``: one pooled threshold, the
+        90th percentile of all observed values, so the subset concentrates on the
+        warmest reaches.
+    time_dim : str, default "time"
+        Name of the time dimension (for seasons and hot days).
+    check_empty : bool, optional
+        Raise :class:`~xmsgl.exceptions.DataError` when a subset has no pair at all.
+        Default: True for in-memory input; False for dask input, where it would
+        force a compute (then ``n == 0`` marks the empty values, which are NaN).
+
+    Returns
+    -------
+    xarray.Dataset
+        One variable per metric (``rmse``, ``mae``, ``bias`` in degC; ``nse``,
+        ``kge`` with units ``"1"``) and ``n``, the number of pairs behind each
+        value, on the dimensions not pooled over (plus ``subset``). A ``history``
+        attribute records the call. Values where ``n == 0`` are NaN (for example
+        reaches without observations when scoring per reach).
+
+    Raises
+    ------
+    DataError
+        No shared label along a dimension, labels differ with ``join="exact"``, or
+        an empty selection (no pair at all, or no pair in a subset).
+    SchemaError, UnitsError
+        Different dimensions, a coordinate on one side only, different units.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> from xmsgl.evaluate import evaluate
+    >>> t = pd.date_range("2001-01-01", periods=365)
+    >>> o = xr.DataArray(10 + 8 * np.sin(np.arange(365) / 58.0), dims="time",
+    ...                  coords={"time": t}, attrs={"units": "degC"})
+    >>> out = evaluate(o + 1.0, o, by="season")
+    >>> out["subset"].values.tolist()
+    ['all', 'DJF', 'MAM', 'JJA', 'SON']
+    >>> round(float(out.rmse.sel(subset="all")), 6), int(out.n.sel(subset="all"))
+    (1.0, 365)
+    """
+    subsets = _as_by(by)
+    p, o = align_pair(prediction, observed, join=join)
+    lazy = p.chunks is not None or o.chunks is not None
+    if check_empty is None:
+        check_empty = not lazy
+    if subsets and time_dim not in p.dims:
+        raise SchemaError(
+            f"by={by!r} needs a {str(time_dim)!r} dimension; the data has {tuple(map(str, p.dims))}"
+        )
+    labels: list[str] = ["all"]
+    masks: list[xr.DataArray | None] = [None]
+    if "season" in subsets:
+        season = p[time_dim].dt.season
+        for s in SEASONS:
+            labels.append(s)
+            masks.append(season == s)
+    if "hot" in subsets:
+        per = hot if hot is None else next((d for d in o.dims if d != time_dim), None)
+        if hot not in (None, "reach"):
+            raise SchemaError(f"hot={hot!r} is not known; use 'reach' or None")
+        labels.append(HOT)
+        masks.append(hot_mask(o, per=per, time_dim=time_dim))
+    parts = []
+    for label, mask in zip(labels, masks):
+        om = o if mask is None else o.where(mask)
+        res = skill(p, om, dims)
+        if check_empty:
+            total = int(res["n"].sum())
+            if total == 0:
+                what = "" if label == "all" else f" in subset {label!r}"
+                raise DataError(
+                    f"no finite prediction-observation pair{what}: the selection is empty "
+                    f"({int(np.isfinite(o.values).sum())} observed values, "
+                    f"{int(np.isfinite(p.values).sum())} predicted, none at the same labels); "
+                    "score a period or reaches that hold observations"
+                )
+        parts.append(res)
+    out = parts[0] if not subsets else xr.concat(parts, dim=pd.Index(labels, name="subset"),
+                                                 coords="minimal", compat="override")
+    for name in (*METRICS, "n"):
+        out[name].attrs.setdefault("units", UNITS[name])
+    out.attrs["history"] = _history(
+        f"evaluate(dims={dims!r}, by={by!r}, join={join!r}, hot={hot!r})"
+    )
+    out.attrs["hot_rule"] = (
+        "observed value >= 90th percentile of the reach's own observed values" if hot == "reach"
+        else "observed value >= 90th percentile of all observed values"
+    )
+    return out
+
+
+# ----------------------------------------------------------------------------- partitions
+
+
+def water_year(time: pd.DatetimeIndex | xr.DataArray | np.ndarray) -> np.ndarray:
+    """Water year (1 October - 30 September, named by the year it ends in) of each day.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> water_year(pd.to_datetime(["2000-09-30", "2000-10-01"])).tolist()
+    [2000, 2001]
+    """
+    t = pd.DatetimeIndex(np.asarray(time))
+    return np.asarray(t.year + (t.month >= 10).astype(int), dtype=np.int64)
+
+
+def _depth(to_idx: np.ndarray) -> np.ndarray:
+    """Hops from each node to its outlet."""
+    depth = np.zeros(to_idx.size, dtype=np.int64)
+    cur = to_idx.copy()
+    while (cur >= 0).any():
+        on = cur >= 0
+        depth[on] += 1
+        cur[on] = to_idx[cur[on]]
+    return depth
+
+
+def subbasins(ds: xr.Dataset, n_groups: int) -> xr.DataArray:
+    """Cut the network into about ``n_groups`` spatially contiguous sub-basins.
+
+    The coarse network is walked from the headwaters down; the reaches upstream of
+    a segment accumulate until they reach ``n_reach / n_groups``, where the network
+    is cut: the segment and everything above it that is not already cut off form
+    one sub-basin (a connected upstream area). Whatever remains above an outlet is a
+    sub-basin too. Every reach belongs to the sub-basin of its segment, so sub-basins
+    are connected along the fine network as well.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A dataset in the convention (only its topology is read).
+    n_groups : int
+        Wanted number of sub-basins (the result may differ by a few).
+
+    Returns
+    -------
+    xarray.DataArray
+        int64 on ``reach``: the id of the segment at the bottom of each reach's
+        sub-basin.
+
+    Examples
+    --------
+    >>> import numpy as np, xmsgl
+    >>> from xmsgl.evaluate import subbasins
+    >>> ds = xmsgl.datasets.synthetic_basin(n_segments=20, start="2001-01-01", end="2001-01-10")
+    >>> int(np.unique(subbasins(ds, 4)).size) >= 3
+    True
+    """
+    topo = topology_arrays(ds)
+    if int(n_groups) < 1:
+        raise XmsglError(f"n_groups={n_groups!r} must be a positive integer")
+    size = np.bincount(topo.reach_seg_idx, minlength=topo.n_seg).astype(np.float64)
+    target = topo.n_reach / float(n_groups)
+    depth = _depth(topo.seg_to_idx)
+    acc = size.copy()
+    root = topo.seg_to_idx < 0
+    for s in np.argsort(-depth, kind="stable"):
+        if acc[s] >= target:
+            root[s] = True
+        elif topo.seg_to_idx[s] >= 0:
+            acc[topo.seg_to_idx[s]] += acc[s]
+    label = np.arange(topo.n_seg)
+    for s in np.argsort(depth, kind="stable"):
+        if not root[s]:
+            label[s] = label[topo.seg_to_idx[s]]
+    return xr.DataArray(topo.seg_ids[label][topo.reach_seg_idx], dims=(REACH,),
+                        coords={REACH: topo.reach_ids}, name="subbasin",
+                        attrs={"long_name": "id of the segment at the bottom of the reach's sub-basin"})
+
+
+class Holdout:
+    """One held-out set of a cross-validation: (repeat, fold), reaches and days.
+
+    The held-out cells are ``reaches x days``; ``groups`` are the labels of the
+    held-out blocks (reach ids, sub-basin ids or water years).
+    """
+
+    def __init__(self, repeat: int, fold: int, reaches: np.ndarray, days: np.ndarray,
+                 groups: list[int]) -> None:
+        self.repeat = repeat
+        self.fold = fold
+        self.reaches = reaches
+        self.days = days
+        self.groups = groups
+
+    def __repr__(self) -> str:
+        return (f"<Holdout repeat={self.repeat} fold={self.fold} reaches={int(self.reaches.sum())} "
+                f"days={int(self.days.sum())} groups={format_ids(self.groups)}>")
+
+
+def _assign(groups: np.ndarray, sizes: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:
+    """Fold of each group: random order, each to the currently smallest fold."""
+    fold_of = np.empty(groups.size, dtype=np.int64)
+    load = np.zeros(folds)
+    for g in rng.permutation(groups.size):
+        f = int(np.argmin(load))
+        fold_of[g] = f
+        load[f] += sizes[g]
+    return fold_of
+
+
+def cv_partitions(
+    ds: xr.Dataset,
+    *,
+    folds: int = 5,
+    repeats: int = 2,
+    blocking: str = "subbasin",
+    seed: int = 0,
+) -> list[Holdout]:
+    """The held-out sets of a repeated, blocked K-fold cross-validation.
+
+    Blocks are observed reaches (``"reach"``: reaches with any ``reach_temp``
+    value), sub-basins (``"subbasin"``: :func:`subbasins` with ``2 * folds``
+    wanted groups, more if needed) or water years (``"water_year"``). In every
+    repetition the blocks are shuffled (seeded by ``(seed, repeat)``) and dealt to
+    the fold with the fewest reaches (days for water years) so far, so folds are
+    balanced. Each block is held out exactly once per repetition.
+
+    Returns
+    -------
+    list of Holdout
+        ``repeats * folds`` held-out sets, repetition-major.
+
+    Raises
+    ------
+    DataError
+        Fewer blocks than folds (the message says how many there are).
+
+    Examples
+    --------
+    >>> import xmsgl
+    >>> from xmsgl.evaluate import cv_partitions
+    >>> ds = xmsgl.datasets.synthetic_basin(n_segments=10, start="2000-10-01", end="2003-09-30")
+    >>> parts = cv_partitions(ds, folds=3, repeats=2, blocking="water_year")
+    >>> len(parts), sorted(int(p.days.sum()) for p in parts[:3])
+    (6, [365, 365, 365])
+    """
+    if blocking not in BLOCKINGS:
+        raise XmsglError(f"blocking={blocking!r} is not known; use one of {list(BLOCKINGS)}")
+    folds, repeats = int(folds), int(repeats)
+    if folds < 2 or repeats < 1:
+        raise XmsglError(f"folds={folds} must be >= 2 and repeats={repeats} >= 1")
+    topo = topology_arrays(ds)
+    if TIME not in ds.dims:
+        raise SchemaError("the dataset has no 'time' dimension")
+    n_time = ds.sizes[TIME]
+    if blocking == "water_year":
+        label = water_year(ds[TIME].values)
+        groups, sizes = np.unique(label, return_counts=True)
+        what = "water years"
+    elif blocking == "reach":
+        if "reach_temp" not in ds.data_vars:
+            raise SchemaError("blocking='reach' holds out observed reaches; 'reach_temp' is missing")
+        obs = np.isfinite(np.asarray(ds["reach_temp"].transpose(REACH, TIME).values)).any(axis=1)
+        label = topo.reach_ids
+        groups = topo.reach_ids[obs]
+        sizes = np.ones(groups.size)
+        what = "observed reaches"
+    else:
+        want = 2 * folds
+        while True:
+            label = np.asarray(subbasins(ds, want).values)
+            groups, sizes = np.unique(label, return_counts=True)
+            if groups.size >= folds or want >= topo.n_seg:
+                break
+            want *= 2
+        what = "sub-basins"
+    if groups.size < folds:
+        raise DataError(
+            f"blocking={blocking!r} finds {groups.size} {what} but folds={folds}; every fold needs a "
+            f"held-out block: use folds <= {groups.size} or another blocking"
+        )
+    out: list[Holdout] = []
+    for r in range(repeats):
+        fold_of = _assign(groups, sizes.astype(np.float64), folds, np.random.default_rng([seed, r]))
+        for f in range(folds):
+            held = groups[fold_of == f]
+            if blocking == "water_year":
+                reaches = np.ones(topo.n_reach, dtype=bool)
+                days = np.isin(label, held)
+            else:
+                reaches = np.isin(label, held)
+                days = np.ones(n_time, dtype=bool)
+            out.append(Holdout(r, f, reaches, days, [int(g) for g in held]))
+    return out
+
+
+def _ranges(time: pd.DatetimeIndex, mask: np.ndarray) -> list[tuple[str, str]]:
+    """Contiguous runs of ``mask`` as (start, end) date strings (ends included)."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(str(time[a].date()), str(time[b - 1].date())) for a, b in zip(starts, ends)]
+
+
+def _mask_obs(ds: xr.Dataset, name: str, dim: str, cells: np.ndarray) -> xr.Dataset:
+    """A shallow copy of ``ds`` whose ``name`` is NaN on the (node, time) ``cells``."""
+    if name not in ds.data_vars:
+        return ds
+    da = ds[name].transpose(dim, TIME)
+    vals = np.array(da.values, copy=True)
+    vals[cells] = np.nan
+    new = da.copy(data=vals).transpose(*ds[name].dims)
+    return ds.assign({name: new})
+
+
+# ----------------------------------------------------------------------------- trainers
+
+#: A trainer: ``(train_ds, test_ds, seed)`` -> a score, a mapping of scores, or a
+#: prediction DataArray (reach, time) that is scored against ``test_ds["target"]``.
+Trainer = Callable[[xr.Dataset, xr.Dataset, int], Any]
+
+
+def default_trainer(method: str, fit_kwargs: Mapping[str, Any] | None = None) -> Trainer:
+    """The trainer :func:`cross_validate` and :func:`sparsity_sweep` use by default.
+
+    Baselines (:data:`xmsgl.baselines.BASELINES`) are fitted with
+    :func:`xmsgl.baselines.fit_baseline` on every day of ``train_ds`` (its held-out
+    observations are already masked) and predict on ``train_ds``. Other methods are
+    fitted with :func:`xmsgl.fit` and applied with :func:`xmsgl.downscale.downscale`;
+    when ``test_ds`` carries a ``test_period`` attribute it is passed as ``test=``
+    so that those days are never read. ``fit_kwargs`` go to the fit call.
+
+    Returns
+    -------
+    callable
+        ``(train_ds, test_ds, seed) -> prediction`` (reach, time) DataArray.
+
+    Examples
+    --------
+    >>> from xmsgl.evaluate import default_trainer
+    >>> callable(default_trainer("climatology"))
+    True
+    """
+    from xmsgl.baselines import BASELINES, fit_baseline
+
+    kwargs = dict(fit_kwargs or {})
+
+    def train(train_ds: xr.Dataset, test_ds: xr.Dataset, seed: int) -> xr.DataArray:
+        if method in BASELINES:
+            kw = dict(kwargs)
+            if "train" not in kw:
+                t = pd.DatetimeIndex(train_ds[TIME].values)
+                kw["train"] = (str(t[0].date()), str(t[-1].date()))
+            return fit_baseline(train_ds, method, seed=seed, **kw).predict(train_ds)
+        from xmsgl.downscale import downscale
+        from xmsgl.model import fit
+
+        kw = dict(kwargs)
+        period = test_ds.attrs.get("test_period")
+        if period and "test" not in kw:
+            kw["test"] = [tuple(p) for p in json.loads(period)]
+        kw.setdefault("progress", False)
+        model = fit(train_ds, method=method, seed=seed, **kw)
+        return downscale(train_ds, model)
+
+    return train
+
+
+def _score(result: Any, test_ds: xr.Dataset) -> dict[str, float]:
+    if isinstance(result, xr.DataArray):
+        res = evaluate(result, test_ds["target"])
+        return {k: float(res[k]) for k in (*METRICS, "n")}
+    if isinstance(result, Mapping):
+        return {str(k): float(v) for k, v in result.items()}
+    return {"score": float(result)}
+
+
+def _target(ds: xr.Dataset, use_truth: bool) -> tuple[xr.DataArray, str]:
+    if use_truth and "reach_temp_true" in ds.data_vars:
+        return ds["reach_temp_true"].transpose(REACH, TIME), "reach_temp_true"
+    if "reach_temp" not in ds.data_vars:
+        raise SchemaError("scoring needs 'reach_temp' (or 'reach_temp_true') on (reach, time)")
+    return ds["reach_temp"].transpose(REACH, TIME), "reach_temp"
+
+
+def _seeds(seeds: int | Sequence[int]) -> list[int]:
+    if isinstance(seeds, (int, np.integer)):
+        if int(seeds) < 1:
+            raise XmsglError(f"seeds={seeds!r} must be a positive count or a list of seeds")
+        return list(range(int(seeds)))
+    out = [int(s) for s in seeds]
+    if not out or len(set(out)) != len(out):
+        raise XmsglError(f"seeds={seeds!r} must be distinct integers")
+    return out
+
+
+def _results_dataset(rows: dict[tuple[int, ...], dict[str, float]], dims: dict[str, list[Any]]) -> xr.Dataset:
+    names = sorted({k for r in rows.values() for k in r}, key=lambda k: (k not in METRICS, k))
+    shape = tuple(len(v) for v in dims.values())
+    out = xr.Dataset(coords={k: v for k, v in dims.items()})
+    for name in names:
+        arr = np.full(shape, np.nan)
+        for idx, r in rows.items():
+            arr[idx] = r.get(name, np.nan)
+        out[name] = (tuple(dims), arr, {"units": UNITS.get(name, "1")})
+    return out
+
+
+# ----------------------------------------------------------------------------- cross-validation
+
+
+def cross_validate(
+    ds: xr.Dataset,
+    method: str,
+    folds: int = 5,
+    repeats: int = 2,
+    seeds: int | Sequence[int] = 3,
+    blocking: str = "subbasin",
+    fit_kwargs: Mapping[str, Any] | None = None,
+    score: str = "rmse",
+    trainer: Trainer | None = None,
+    *,
+    seed: int = 0,
+    use_truth: bool = True,
+    mask_coarse: bool = False,
+) -> xr.Dataset:
+    """Repeated, blocked K-fold cross-validation over several training seeds.
+
+    For each repetition ``r`` and fold ``f`` (:func:`cv_partitions`) the held-out
+    observations are masked (``reach_temp``, and for ``"water_year"`` blocking also
+    ``seg_temp`` on the held-out days; with ``mask_coarse=True`` also ``seg_temp``
+    of the segments of held-out sub-basins or reaches), a model is trained with
+    every seed, and its prediction is scored on the held-out set: every reach of
+    the held-out blocks on every held-out day, against ``reach_temp_true`` where the
+    dataset has it (observed or not: what downscaling is for), else against the
+    held-out observations.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A dataset in the convention with ``reach_temp``. It is not modified.
+    method : str
+        A method of :func:`xmsgl.fit` or a baseline of
+        :data:`xmsgl.baselines.BASELINES` (used by the default trainer).
+    folds, repeats : int, default 5, 2
+        Folds per repetition and repetitions (new random block-to-fold deals).
+    seeds : int or sequence of int, default 3
+        Training seeds (a count means ``0 .. seeds - 1``).
+    blocking : {"subbasin", "reach", "water_year"}, default "subbasin"
+        What is held out together (see :func:`cv_partitions`).
+    fit_kwargs : mapping, optional
+        Keyword arguments of the fit call of the default trainer.
+    score : str, default "rmse"
+        The score :func:`variance_decomposition` reads by default (stored in the
+        ``score`` attribute).
+    trainer : callable, optional
+        ``trainer(train_ds, test_ds, seed)`` replacing the default
+        (:func:`default_trainer`). ``train_ds`` is ``ds`` with the held-out
+        observations masked; ``test_ds`` holds ``target`` (reach, time), NaN
+        outside the held-out set, and attributes ``repeat``, ``fold``,
+        ``blocking``, ``groups`` and ``test_period`` (JSON). It returns a number
+        (stored as ``score``), a mapping of named scores, or a prediction
+        DataArray, which is scored with :func:`evaluate` (all metrics and ``n``).
+    seed : int, default 0
+        Seed of the block-to-fold deals.
+    use_truth : bool, default True
+        Score against ``reach_temp_true`` when present.
+    mask_coarse : bool, default False
+        Also hide the coarse observations of held-out segments (spatial blockings).
+
+    Returns
+    -------
+    xarray.Dataset
+        Scores on (``repeat``, ``fold``, ``seed``), plus ``n_test_reaches`` and
+        ``n_test_days`` on (``repeat``, ``fold``); attributes ``method``,
+        ``blocking``, ``score``, ``target`` and ``history``.
+
+    Raises
+    ------
+    DataError
+        Fewer blocks than folds, or a held-out set without any target value.
+
+    Examples
+    --------
+    >>> import xmsgl
+    >>> from xmsgl.evaluate import cross_validate, variance_decomposition
+    >>> ds = xmsgl.datasets.synthetic_basin(n_segments=10, start="2000-10-01", end="2003-09-30")
+    >>> cv = cross_validate(ds, "climatology", folds=3, repeats=1, seeds=2, blocking="water_year")
+    >>> dict(cv.rmse.sizes)
+    {'repeat': 1, 'fold': 3, 'seed': 2}
+    """
+    seed_list = _seeds(seeds)
+    parts = cv_partitions(ds, folds=folds, repeats=repeats, blocking=blocking, seed=seed)
+    train_fn = trainer if trainer is not None else default_trainer(method, fit_kwargs)
+    target_all, target_name = _target(ds, use_truth)
+    target_vals = np.asarray(target_all.values)
+    time = pd.DatetimeIndex(ds[TIME].values)
+    topo = topology_arrays(ds)
+    rows: dict[tuple[int, ...], dict[str, float]] = {}
+    n_reaches = np.zeros((repeats, folds), dtype=np.int64)
+    n_days = np.zeros((repeats, folds), dtype=np.int64)
+    for h in parts:
+        cells = h.reaches[:, None] & h.days[None, :]
+        train_ds = _mask_obs(ds, "reach_temp", REACH, cells)
+        if blocking == "water_year":
+            train_ds = _mask_obs(train_ds, "seg_temp", SEG,
+                                 np.ones(topo.n_seg, dtype=bool)[:, None] & h.days[None, :])
+        elif mask_coarse:
+            segs = np.zeros(topo.n_seg, dtype=bool)
+            segs[topo.reach_seg_idx[h.reaches]] = True
+            train_ds = _mask_obs(train_ds, "seg_temp", SEG, segs[:, None] & h.days[None, :])
+        tvals = np.where(cells, target_vals, np.nan)
+        if not np.isfinite(tvals).any():
+            raise DataError(
+                f"held-out set of repeat {h.repeat}, fold {h.fold} (blocks {format_ids(h.groups)}) has "
+                f"no {target_name!r} value; the holdout is empty: use fewer folds or another blocking"
+            )
+        test_ds = xr.Dataset(
+            {"target": target_all.copy(data=tvals)},
+            attrs={"repeat": h.repeat, "fold": h.fold, "blocking": blocking,
+                   "groups": json.dumps(h.groups),
+                   "test_period": json.dumps(_ranges(time, h.days)) if blocking == "water_year" else ""},
+        )
+        n_reaches[h.repeat, h.fold] = int(h.reaches.sum())
+        n_days[h.repeat, h.fold] = int(h.days.sum())
+        for k, s in enumerate(seed_list):
+            rows[(h.repeat, h.fold, k)] = _score(train_fn(train_ds, test_ds, s), test_ds)
+    out = _results_dataset(rows, {"repeat": list(range(repeats)), "fold": list(range(folds)),
+                                  "seed": seed_list})
+    if score not in out.data_vars:
+        raise XmsglError(f"score={score!r} is not among the trainer's scores {sorted(str(v) for v in out.data_vars)}")
+    out["n_test_reaches"] = (("repeat", "fold"), n_reaches)
+    out["n_test_days"] = (("repeat", "fold"), n_days)
+    out.attrs.update({
+        "method": method, "blocking": blocking, "score": score, "target": target_name,
+        "history": _history(f"cross_validate(method={method!r}, folds={folds}, repeats={repeats}, "
+                            f"seeds={seed_list}, blocking={blocking!r}, seed={seed})"),
+    })
+    return out
+
+
+def _anova(y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Nested one-way random-effects ANOVA on (..., partitions, seeds)."""
+    p, k = y.shape[-2], y.shape[-1]
+    part_mean = y.mean(axis=-1)
+    grand = part_mean.mean(axis=-1)
+    msb = k * ((part_mean - grand[..., None]) ** 2).sum(axis=-1) / (p - 1)
+    msw = ((y - part_mean[..., None]) ** 2).sum(axis=(-2, -1)) / (p * (k - 1))
+    s2_part = np.maximum(0.0, (msb - msw) / k)
+    s2_seed = msw
+    total = s2_part + s2_seed
+    with np.errstate(invalid="ignore", divide="ignore"):
+        icc = np.where(total > 0, s2_part / np.where(total > 0, total, 1.0), np.nan)
+    return grand, s2_part, s2_seed, icc, msb, msw
+
+
+def variance_decomposition(
+    scores: xr.Dataset | xr.DataArray,
+    variable: str | None = None,
+    *,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> xr.Dataset:
+    """Split the variance of a test score into a data-partition and a seed part.
+
+    The scores ``y[p, k]`` of partitions ``p = (repeat, fold)`` (``P`` of them) and
+    seeds ``k`` (``K`` per partition) follow the nested random-effects model
+    ``y = mu + a_p + e_pk`` with ``var(a) = sigma2_partition`` and
+    ``var(e) = sigma2_seed``. With ``MSW = sum (y_pk - ybar_p)^2 / (P (K - 1))``
+    and ``MSB = K sum (ybar_p - ybar)^2 / (P - 1)``:
+    ``sigma2_seed = MSW`` and ``sigma2_partition = max(0, (MSB - MSW) / K)``;
+    ``icc = sigma2_partition / (sigma2_partition + sigma2_seed)``.
+
+    Intervals are percentile bootstrap intervals over partitions: ``n_boot`` times,
+    ``P`` partitions are drawn with replacement (each with all its seeds) and the
+    estimates recomputed.
+
+    Caveat: folds of one repetition share most of their training data and the
+    repetitions reuse the same observations, so partition effects are not
+    independent draws; the estimates and intervals are approximate (the
+    partition variance is, if anything, underestimated).
+
+    Parameters
+    ----------
+    scores : xarray.Dataset or xarray.DataArray
+        The output of :func:`cross_validate`, or any array on (repeat, fold, seed)
+        (or (partition, seed)).
+    variable : str, optional
+        The score to decompose; default the ``score`` attribute (``"rmse"``).
+    n_boot : int, default 1000
+        Bootstrap resamples (0 for none: the bounds are NaN).
+    ci : float, default 0.95
+        Coverage of the intervals.
+    seed : int, default 0
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables ``mean``, ``sigma2_partition``, ``sigma2_seed``, ``icc``, ``msb``
+        and ``msw`` on dimension ``stat`` = ``["estimate", "low", "high"]``;
+        attributes ``n_partitions``, ``n_seeds`` and the caveat.
+
+    Raises
+    ------
+    DataError
+        Fewer than two partitions or seeds, or a missing (NaN) score.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> rng = np.random.default_rng(0)
+    >>> y = 2 + rng.normal(0, 1.0, (200, 1)) + rng.normal(0, 0.5, (200, 4))
+    >>> vd = variance_decomposition(xr.DataArray(y, dims=("partition", "seed")), n_boot=200)
+    >>> 0.2 < float(vd.sigma2_seed.sel(stat="estimate")) < 0.3
+    True
+    """
+    if isinstance(scores, xr.Dataset):
+        name = variable or str(scores.attrs.get("score", "rmse"))
+        if name not in scores.data_vars:
+            raise SchemaError(f"variable {name!r} is not in the scores {sorted(str(v) for v in scores.data_vars)}")
+        da = scores[name]
+    else:
+        da = scores
+        name = str(da.name) if da.name is not None else "score"
+    if "seed" not in da.dims:
+        raise SchemaError(f"the scores need a 'seed' dimension; they have {tuple(map(str, da.dims))}")
+    part_dims = [d for d in da.dims if d != "seed"]
+    stacked = da.stack(partition=part_dims) if len(part_dims) > 1 else da.rename({part_dims[0]: "partition"})
+    y = np.asarray(stacked.transpose("partition", "seed").values, dtype=np.float64)
+    p, k = y.shape
+    if p < 2 or k < 2:
+        raise DataError(f"the decomposition needs at least 2 partitions and 2 seeds, got {p} and {k}; "
+                        "raise folds/repeats or seeds")
+    if not np.isfinite(y).all():
+        bad = np.argwhere(~np.isfinite(y))[:3].tolist()
+        raise DataError(f"scores {name!r} hold NaN at (partition, seed) {bad}; the design must be "
+                        "complete: rerun the failed fits or drop those partitions")
+    est = _anova(y)
+    if int(n_boot) > 0:
+        rng = np.random.default_rng(seed)
+        idx = rng.integers(0, p, size=(int(n_boot), p))
+        boot = _anova(y[idx])
+        lo_q, hi_q = (1 - ci) / 2, 1 - (1 - ci) / 2
+        bounds = [(np.nanquantile(b, lo_q), np.nanquantile(b, hi_q)) for b in boot]
+    else:
+        bounds = [(np.nan, np.nan)] * len(est)
+    names = ("mean", "sigma2_partition", "sigma2_seed", "icc", "msb", "msw")
+    units = UNITS.get(name, "1")
+    sq = f"({units})2" if units != "1" else "1"
+    unit_of = {"mean": units, "sigma2_partition": sq, "sigma2_seed": sq, "icc": "1", "msb": sq, "msw": sq}
+    out = xr.Dataset(coords={"stat": ["estimate", "low", "high"]})
+    for n_, e, (lo, hi) in zip(names, est, bounds):
+        out[n_] = ("stat", np.array([float(e), float(lo), float(hi)]), {"units": unit_of[n_]})
+    out.attrs.update({
+        "score": name, "n_partitions": p, "n_seeds": k, "n_boot": int(n_boot), "ci": ci,
+        "caveat": "folds of one repetition share training data, so partition effects are not "
+                  "independent; estimates and intervals are approximate",
+        "history": _history(f"variance_decomposition(variable={name!r}, n_boot={n_boot}, ci={ci})"),
+    })
+    return out
+
+
+# ----------------------------------------------------------------------------- sparsity
+
+
+def sparsity_sweep(
+    ds: xr.Dataset,
+    methods: str | Sequence[str],
+    keep: Sequence[float] = (1.0, 0.2, 0.05, 0.01, 0.005),
+    seeds: int | Sequence[int] = (0, 1, 2),
+    by: str = "observation",
+    fit_kwargs: Mapping[str, Any] | Mapping[str, Mapping[str, Any]] | None = None,
+    trainer: Trainer | Mapping[str, Trainer] | None = None,
+    *,
+    test: Any = None,
+    use_truth: bool = True,
+) -> xr.Dataset:
+    """Fit methods on thinned training observations and score them on the test period.
+
+    For each share ``keep`` and seed ``s`` the fine observations of the training
+    days are thinned with :func:`xmsgl.sampling.sparsify` (``keep``, ``seed=s``,
+    ``by``); the test period's observations (fine and coarse) are masked; each
+    method is trained with seed ``s`` and scored at every reach on the test days
+    against ``reach_temp_true`` when present, else the test period's observations.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A dataset in the convention with ``reach_temp``. It is not modified.
+    methods : str or sequence of str
+        Methods of :func:`xmsgl.fit` and/or baselines.
+    keep : sequence of float, default (1.0, 0.2, 0.05, 0.01, 0.005)
+        Shares of the observations (or observed reaches) kept.
+    seeds : int or sequence of int, default (0, 1, 2)
+        Seeds of both the thinning and the training.
+    by : {"observation", "reach"}, default "observation"
+        Thin reach-days, or whole reaches.
+    fit_kwargs : mapping, optional
+        Fit keyword arguments for every method, or ``{method: {...}}`` per method.
+    trainer : callable or mapping, optional
+        A trainer (see :func:`cross_validate`) for every method or per method.
+    test : (start, end) or list, optional
+        Test days; default the last water years, as in :func:`xmsgl.fit` (then the
+        default trainer lets ``fit`` pick the same split itself).
+    use_truth : bool, default True
+        Score against ``reach_temp_true`` when present.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``rmse``, ``mae``, ``bias``, ``nse``, ``kge`` and ``n`` on (``method``,
+        ``keep``, ``seed``), with ``n_train_obs`` (keep, seed): the fine training
+        observations left.
+
+    Examples
+    --------
+    >>> import xmsgl
+    >>> from xmsgl.evaluate import sparsity_sweep
+    >>> ds = xmsgl.datasets.synthetic_basin(n_segments=10, start="2000-10-01", end="2003-09-30")
+    >>> sw = sparsity_sweep(ds, ["climatology", "idw"], keep=[1.0, 0.1], seeds=[0, 1])
+    >>> dict(sw.rmse.sizes)
+    {'method': 2, 'keep': 2, 'seed': 2}
+    """
+    from xmsgl.baselines import default_train_period
+    from xmsgl.sampling import sparsify
+
+    method_list = [methods] if isinstance(methods, str) else list(methods)
+    if not method_list:
+        raise XmsglError("methods is empty; give at least one method")
+    keep_list = [float(k) for k in keep]
+    seed_list = _seeds(seeds)
+    time = pd.DatetimeIndex(ds[TIME].values)
+    if test is None:
+        train_days = np.zeros(len(time), dtype=bool)
+        for a, b in default_train_period(time):
+            train_days |= (time >= pd.Timestamp(a)) & (time <= pd.Timestamp(b))
+        test_days = ~train_days
+        test_attr = ""
+    else:
+        from xmsgl.baselines import _period_mask
+
+        test_days = _period_mask(time, test)
+        test_attr = json.dumps(_ranges(time, test_days))
+    if not test_days.any():
+        raise DataError(f"the test period {test!r} holds no day of the dataset")
+    train_ranges = _ranges(time, ~test_days)
+    target_all, target_name = _target(ds, use_truth)
+    tvals = np.where(test_days[None, :], np.asarray(target_all.values), np.nan)
+    if not np.isfinite(tvals).any():
+        raise DataError(f"the test period holds no {target_name!r} value; nothing to score")
+    test_ds = xr.Dataset({"target": target_all.copy(data=tvals)},
+                         attrs={"test_period": test_attr, "blocking": "time"})
+    topo = topology_arrays(ds)
+
+    def per_method(obj: Any, m: str) -> Any:
+        if isinstance(obj, Mapping) and m in obj and (
+                isinstance(obj[m], Mapping) or callable(obj[m])):
+            return obj[m]
+        if isinstance(obj, Mapping) and any(k in method_list for k in obj):
+            return None
+        return obj
+
+    trainers: dict[str, Trainer] = {}
+    for m in method_list:
+        t = per_method(trainer, m) if trainer is not None else None
+        trainers[m] = t if callable(t) else default_trainer(m, per_method(fit_kwargs, m))
+    rows: dict[tuple[int, ...], dict[str, float]] = {}
+    n_obs = np.zeros((len(keep_list), len(seed_list)), dtype=np.int64)
+    for i, k in enumerate(keep_list):
+        for j, s in enumerate(seed_list):
+            thin = sparsify(ds, keep=k, seed=s, by=by, period=train_ranges)
+            hide = np.ones(topo.n_reach, dtype=bool)[:, None] & test_days[None, :]
+            thin = _mask_obs(thin, "reach_temp", REACH, hide)
+            thin = _mask_obs(thin, "seg_temp", SEG,
+                             np.ones(topo.n_seg, dtype=bool)[:, None] & test_days[None, :])
+            n_obs[i, j] = int(thin["reach_temp"].notnull().sum())
+            for mi, m in enumerate(method_list):
+                rows[(mi, i, j)] = _score(trainers[m](thin, test_ds, s), test_ds)
+    out = _results_dataset(rows, {"method": method_list, "keep": keep_list, "seed": seed_list})
+    out["n_train_obs"] = (("keep", "seed"), n_obs)
+    out.attrs.update({
+        "by": by, "target": target_name, "test_period": json.dumps(_ranges(time, test_days)),
+        "history": _history(f"sparsity_sweep(methods={method_list!r}, keep={keep_list!r}, "
+                            f"seeds={seed_list!r}, by={by!r})"),
+    })
+    return out
+
+
+def plot_sparsity(result: xr.Dataset, ax: Any = None, metric: str = "rmse") -> Figure:
+    """Plot a score against the share of observations kept (log x), mean +- std over seeds.
+
+    Parameters
+    ----------
+    result : xarray.Dataset
+        The output of :func:`sparsity_sweep`.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; default a new figure.
+    metric : str, default "rmse"
+        The variable to plot.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from xmsgl.evaluate import plot_sparsity
+    >>> res = xr.Dataset({"rmse": (("method", "keep", "seed"), np.ones((1, 2, 2)), {"units": "degC"})},
+    ...                  coords={"method": ["idw"], "keep": [1.0, 0.1], "seed": [0, 1]})
+    >>> fig = plot_sparsity(res)
+    >>> fig.axes[0].get_xscale()
+    'log'
+    """
+    import matplotlib.pyplot as plt
+
+    if metric not in result.data_vars:
+        raise SchemaError(f"variable {metric!r} is not in the sweep result {sorted(str(v) for v in result.data_vars)}")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    else:
+        fig = ax.figure
+    da = result[metric]
+    keep = np.asarray(result["keep"].values, dtype=float)
+    order = np.argsort(keep)
+    for m in result["method"].values:
+        vals = da.sel({"method": m})  # not sel(method=...): that is the matching mode
+        mean = np.asarray(vals.mean("seed").values)[order]
+        std = np.asarray(vals.std("seed").values)[order]
+        line, = ax.plot(keep[order], mean, marker="o", label=str(m))
+        ax.fill_between(keep[order], mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("share of fine observations kept")
+    ax.set_ylabel(f"test {metric.upper()} ({da.attrs.get('units', '')})")
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3)
+    return fig

@@ -1,0 +1,399 @@
+"""Skill metrics of a prediction against observations, as lazy xarray functions.
+
+Every metric is computed from the *pairs* of a prediction and an observation that
+are both finite; NaN in either marks a missing pair and is skipped. The kernels run
+through :func:`xarray.apply_ufunc` with ``dask="parallelized"``, so dask-backed
+inputs stay lazy: nothing is computed until the caller asks for values.
+
+Definitions (``p`` prediction, ``o`` observation, sums over the ``n`` pairs):
+
+* ``bias = mean(p - o)`` (degC; positive when the prediction is too warm);
+* ``mae = mean(|p - o|)`` (degC);
+* ``rmse = sqrt(mean((p - o)^2))`` (degC);
+* ``nse = 1 - sum((p - o)^2) / sum((o - mean(o))^2)`` (Nash-Sutcliffe efficiency,
+  dimensionless, 1 is perfect, 0 is as good as the observed mean);
+* ``kge = 1 - sqrt((r - 1)^2 + (a - 1)^2 + (b - 1)^2)`` with ``r`` the Pearson
+  correlation, ``a = std(p) / std(o)`` and ``b = mean(p) / mean(o)`` (Kling-Gupta
+  efficiency of Gupta et al. 2009, dimensionless, 1 is perfect). ``b`` divides by
+  the observed mean in degC, so KGE is ill-conditioned for series whose mean is
+  near 0 degC; read it together with ``bias``.
+
+NSE is NaN when the observations do not vary (fewer than two pairs or a constant
+series); KGE is NaN when ``std(o)`` or ``mean(o)`` is 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+
+import numpy as np
+import xarray as xr
+
+from xmsgl.exceptions import DataError, SchemaError, UnitsError, format_ids
+
+__all__ = [
+    "METRICS",
+    "UNITS",
+    "SEASONS",
+    "HOT_QUANTILE",
+    "align_pair",
+    "skill",
+    "rmse",
+    "mae",
+    "bias",
+    "nse",
+    "kge",
+    "hot_mask",
+]
+
+#: Metrics computed by :func:`skill`, in the order of its output.
+METRICS = ("rmse", "mae", "bias", "nse", "kge")
+
+#: Units attribute of each metric (``"1"`` for dimensionless).
+UNITS = {"rmse": "degC", "mae": "degC", "bias": "degC", "nse": "1", "kge": "1", "n": "1"}
+
+#: Meteorological seasons, by month.
+SEASONS = ("DJF", "MAM", "JJA", "SON")
+
+#: Observed values at or above this quantile make the "hottest 10%" subset.
+HOT_QUANTILE = 0.9
+
+_LONG_NAMES = {
+    "rmse": "root mean square error",
+    "mae": "mean absolute error",
+    "bias": "mean error (prediction minus observation)",
+    "nse": "Nash-Sutcliffe efficiency",
+    "kge": "Kling-Gupta efficiency (2009)",
+    "n": "number of prediction-observation pairs",
+}
+
+
+def _kernel(pred: np.ndarray, obs: np.ndarray, n_core: int) -> np.ndarray:
+    """All metrics and the pair count over the last ``n_core`` axes.
+
+    Returns an array with the loop dimensions first and a last axis of length
+    ``len(METRICS) + 1`` (the metrics, then ``n``).
+    """
+    loop_shape = np.broadcast_shapes(pred.shape, obs.shape)[: pred.ndim - n_core]
+    p = np.broadcast_to(pred, loop_shape + pred.shape[pred.ndim - n_core:])
+    o = np.broadcast_to(obs, loop_shape + obs.shape[obs.ndim - n_core:])
+    p = p.reshape(loop_shape + (-1,)).astype(np.float64)
+    o = o.reshape(loop_shape + (-1,)).astype(np.float64)
+    ok = np.isfinite(p) & np.isfinite(o)
+    p = np.where(ok, p, 0.0)
+    o = np.where(ok, o, 0.0)
+    n = ok.sum(axis=-1).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        err = p - o
+        mean_p = p.sum(axis=-1) / n
+        mean_o = o.sum(axis=-1) / n
+        bias = err.sum(axis=-1) / n
+        mae = np.abs(err).sum(axis=-1) / n
+        sse = (err**2).sum(axis=-1)
+        rmse = np.sqrt(sse / n)
+        # Centered sums over the valid pairs only (masked entries were set to 0).
+        dp = np.where(ok, p - mean_p[..., None], 0.0)
+        do = np.where(ok, o - mean_o[..., None], 0.0)
+        sst = (do**2).sum(axis=-1)
+        spp = (dp**2).sum(axis=-1)
+        spo = (dp * do).sum(axis=-1)
+        nse = np.where(sst > 0, 1.0 - sse / sst, np.nan)
+        r = np.where((sst > 0) & (spp > 0), spo / np.sqrt(sst * spp), np.nan)
+        # A prediction without spread against a varying observation has r = 0 by
+        # convention, which keeps KGE finite (and poor) instead of NaN.
+        r = np.where((sst > 0) & (spp == 0), 0.0, r)
+        alpha = np.sqrt(spp / sst)
+        beta = mean_p / mean_o
+        kge = 1.0 - np.sqrt((r - 1.0) ** 2 + (alpha - 1.0) ** 2 + (beta - 1.0) ** 2)
+        kge = np.where((sst > 0) & (mean_o != 0), kge, np.nan)
+    empty = n == 0
+    out = np.stack([rmse, mae, bias, nse, kge], axis=-1)
+    out[empty] = np.nan
+    return np.concatenate([out, n[..., None]], axis=-1)
+
+
+def align_pair(
+    prediction: xr.DataArray, observed: xr.DataArray, *, join: str = "inner"
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """Align a prediction and an observation by their coordinates.
+
+    Parameters
+    ----------
+    prediction, observed : xarray.DataArray
+        Arrays on the same dimensions (in any order), for example (reach, time).
+    join : {"inner", "exact"}, default "inner"
+        ``"inner"`` keeps the labels both share along every dimension;
+        ``"exact"`` requires identical labels.
+
+    Returns
+    -------
+    prediction, observed : xarray.DataArray
+        The aligned pair, the observation transposed to the prediction's order.
+
+    Raises
+    ------
+    SchemaError
+        The arrays have different dimensions, or a coordinate is missing on one.
+    UnitsError
+        Both carry ``units`` and they differ.
+    DataError
+        ``join="exact"`` and the labels differ, or no label is shared along a
+        dimension; the message names the dimension and labels of each side.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> p = xr.DataArray([1.0, 2.0, 3.0], dims="reach", coords={"reach": [1, 2, 3]})
+    >>> o = xr.DataArray([2.0, 3.0], dims="reach", coords={"reach": [2, 3]})
+    >>> align_pair(p, o)[0]["reach"].values.tolist()
+    [2, 3]
+    """
+    if not isinstance(prediction, xr.DataArray) or not isinstance(observed, xr.DataArray):
+        raise SchemaError(
+            "prediction and observed must be xarray.DataArray objects, got "
+            f"{type(prediction).__name__} and {type(observed).__name__}; pick a variable, "
+            "e.g. ds['reach_temp']"
+        )
+    if set(prediction.dims) != set(observed.dims):
+        raise SchemaError(
+            f"prediction dims {tuple(map(str, prediction.dims))} differ from observed dims "
+            f"{tuple(map(str, observed.dims))}; rename or select so both have the same dimensions"
+        )
+    pu, ou = prediction.attrs.get("units"), observed.attrs.get("units")
+    if pu is not None and ou is not None and str(pu).strip().lower() != str(ou).strip().lower():
+        raise UnitsError(
+            f"prediction is in {pu!r} but observed is in {ou!r}; convert one of them "
+            "(xmsgl works in 'degC')"
+        )
+    if join not in ("inner", "exact"):
+        raise SchemaError(f"join={join!r} is not known; use 'inner' or 'exact'")
+    for dim in prediction.dims:
+        has_p, has_o = dim in prediction.coords, dim in observed.coords
+        if has_p != has_o:
+            side = "observed" if has_p else "prediction"
+            raise SchemaError(
+                f"dimension {str(dim)!r} has a coordinate on one side only ({side} lacks it); "
+                f"assign the same labels to both, e.g. .assign_coords({dim}=...)"
+            )
+        if not has_p and prediction.sizes[dim] != observed.sizes[dim]:
+            raise DataError(
+                f"dimension {str(dim)!r} has {prediction.sizes[dim]} entries in the prediction but "
+                f"{observed.sizes[dim]} in the observations and no coordinate to align them by; "
+                "assign labels with .assign_coords"
+            )
+    observed = observed.transpose(*prediction.dims)
+    if join == "exact":
+        for dim in prediction.dims:
+            if dim not in prediction.coords:
+                continue
+            a, b = prediction.indexes[dim], observed.indexes[dim]
+            if not a.equals(b):
+                only_p = a.difference(b)
+                only_o = b.difference(a)
+                raise DataError(
+                    f"coordinate {str(dim)!r} differs between prediction and observed "
+                    f"(only in prediction: {format_ids(list(only_p))}, only in observed: "
+                    f"{format_ids(list(only_o))}, or a different order); use join='inner' to "
+                    "score the shared labels"
+                )
+        return prediction, observed
+    p, o = xr.align(prediction, observed, join="inner")
+    for dim in p.dims:
+        if p.sizes[dim] == 0:
+            raise DataError(
+                f"prediction and observed share no {str(dim)!r} label (prediction "
+                f"{format_ids(list(prediction[dim].values))}, observed "
+                f"{format_ids(list(observed[dim].values))}); score them on the same {str(dim)!r}"
+            )
+    return p, o
+
+
+def _core_dims(da: xr.DataArray, dims: str | Iterable[Hashable] | None) -> list[Hashable]:
+    if dims is None:
+        return list(da.dims)
+    wanted: list[Hashable] = [dims] if isinstance(dims, str) else list(dims)
+    missing = [d for d in wanted if d not in da.dims]
+    if missing:
+        raise SchemaError(
+            f"dims {format_ids(missing)} are not dimensions of the data "
+            f"{tuple(map(str, da.dims))}; pool over some of those"
+        )
+    return wanted
+
+
+def skill(
+    prediction: xr.DataArray,
+    observed: xr.DataArray,
+    dims: str | Sequence[Hashable] | None = None,
+) -> xr.Dataset:
+    """RMSE, MAE, bias, NSE, KGE and the pair count, pooled over ``dims``.
+
+    This is the kernel of :func:`xmsgl.evaluate.evaluate` without alignment,
+    subsets or empty checks: the inputs must already be aligned.
+
+    Parameters
+    ----------
+    prediction, observed : xarray.DataArray
+        Aligned arrays with the same dimensions.
+    dims : str or sequence of str, optional
+        Dimensions to pool over (default all: one pooled value). Pooling over
+        ``"time"`` only gives one value per reach.
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables ``rmse``, ``mae``, ``bias``, ``nse``, ``kge`` (float64, with
+        ``units``) and ``n`` (int64 when in memory, else float64 until computed),
+        on the dimensions not pooled over. Lazy when an input is dask-backed.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> o = xr.DataArray([1.0, 2.0, 3.0, 4.0], dims="time")
+    >>> out = skill(o + 0.5, o)
+    >>> float(out.rmse), float(out.bias), int(out.n)
+    (0.5, 0.5, 4)
+    """
+    core = _core_dims(prediction, dims)
+    if prediction.chunks is not None or observed.chunks is not None:
+        # The kernel needs every core dimension in one block; other dims keep theirs.
+        prediction = prediction.chunk({d: -1 for d in core})
+        observed = observed.chunk({d: -1 for d in core})
+    stacked = xr.apply_ufunc(
+        _kernel,
+        prediction,
+        observed,
+        input_core_dims=[core, core],
+        output_core_dims=[["metric"]],
+        kwargs={"n_core": len(core)},
+        dask="parallelized",
+        output_dtypes=[np.float64],
+        dask_gufunc_kwargs={"output_sizes": {"metric": len(METRICS) + 1}},
+        keep_attrs=False,
+    )
+    out = xr.Dataset()
+    for i, name in enumerate((*METRICS, "n")):
+        da = stacked.isel(metric=i, drop=True)
+        if name == "n" and da.chunks is None:
+            da = da.astype(np.int64)
+        da.attrs = {"units": UNITS[name], "long_name": _LONG_NAMES[name]}
+        out[name] = da
+    return out
+
+
+def _one(name: str, prediction: xr.DataArray, observed: xr.DataArray,
+         dims: str | Sequence[Hashable] | None) -> xr.DataArray:
+    p, o = align_pair(prediction, observed)
+    return skill(p, o, dims)[name].rename(name)
+
+
+def rmse(prediction: xr.DataArray, observed: xr.DataArray,
+         dims: str | Sequence[Hashable] | None = None) -> xr.DataArray:
+    """Root mean square error over the finite pairs, pooled over ``dims`` (degC).
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> float(rmse(xr.DataArray([1.0, 3.0], dims="time"), xr.DataArray([2.0, 2.0], dims="time")))
+    1.0
+    """
+    return _one("rmse", prediction, observed, dims)
+
+
+def mae(prediction: xr.DataArray, observed: xr.DataArray,
+        dims: str | Sequence[Hashable] | None = None) -> xr.DataArray:
+    """Mean absolute error over the finite pairs, pooled over ``dims`` (degC).
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> float(mae(xr.DataArray([1.0, 4.0], dims="time"), xr.DataArray([2.0, 2.0], dims="time")))
+    1.5
+    """
+    return _one("mae", prediction, observed, dims)
+
+
+def bias(prediction: xr.DataArray, observed: xr.DataArray,
+         dims: str | Sequence[Hashable] | None = None) -> xr.DataArray:
+    """Mean of prediction minus observation over the finite pairs (degC).
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> float(bias(xr.DataArray([1.0, 4.0], dims="time"), xr.DataArray([2.0, 2.0], dims="time")))
+    0.5
+    """
+    return _one("bias", prediction, observed, dims)
+
+
+def nse(prediction: xr.DataArray, observed: xr.DataArray,
+        dims: str | Sequence[Hashable] | None = None) -> xr.DataArray:
+    """Nash-Sutcliffe efficiency over the finite pairs (dimensionless).
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> o = xr.DataArray([1.0, 2.0, 3.0], dims="time")
+    >>> float(nse(o, o)), float(nse(o * 0 + 2.0, o))
+    (1.0, 0.0)
+    """
+    return _one("nse", prediction, observed, dims)
+
+
+def kge(prediction: xr.DataArray, observed: xr.DataArray,
+        dims: str | Sequence[Hashable] | None = None) -> xr.DataArray:
+    """Kling-Gupta efficiency (2009) over the finite pairs (dimensionless).
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> o = xr.DataArray([1.0, 2.0, 3.0], dims="time")
+    >>> float(kge(o, o))
+    1.0
+    """
+    return _one("kge", prediction, observed, dims)
+
+
+def hot_mask(
+    observed: xr.DataArray,
+    *,
+    per: Hashable | None = "reach",
+    time_dim: Hashable = "time",
+    quantile: float = HOT_QUANTILE,
+) -> xr.DataArray:
+    """Where the observation is among the hottest 10% (lazy on dask input).
+
+    Parameters
+    ----------
+    observed : xarray.DataArray
+        Observations, NaN where missing.
+    per : str or None, default "reach"
+        ``"reach"`` (any dimension name): the threshold is the ``quantile`` of each
+        reach's own observed values along ``time_dim``, so every observed reach
+        contributes its own warmest days. ``None``: one pooled threshold over all
+        observed values.
+    time_dim : str, default "time"
+        The time dimension.
+    quantile : float, default 0.9
+        Values at or above this quantile are "hot".
+
+    Returns
+    -------
+    xarray.DataArray of bool
+        True at hot observed entries.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> o = xr.DataArray(np.arange(20.0), dims="time")
+    >>> int(hot_mask(o, per=None).sum())
+    2
+    """
+    if per is not None and per not in observed.dims:
+        per = None  # a single series: per-reach and pooled agree
+    over = [time_dim] if per is not None else list(observed.dims)
+    if per is not None and time_dim not in observed.dims:
+        raise SchemaError(f"observed has no {str(time_dim)!r} dimension to rank days along")
+    src = observed.chunk({d: -1 for d in over}) if observed.chunks is not None else observed
+    threshold = src.quantile(quantile, dim=over, skipna=True).drop_vars("quantile")
+    return observed >= threshold
