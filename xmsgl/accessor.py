@@ -60,3 +60,27 @@ class MsglAccessor:
         from xmsgl.sampling import sparsify
 
         return sparsify(self._ds, keep=keep, **kwargs)
+
+    def evaluate(
+        self, prediction: xr.DataArray, observed: xr.DataArray | None = None, **kwargs: Any
+    ) -> xr.Dataset:
+        """Score ``prediction`` against this dataset; see :func:`xmsgl.evaluate.evaluate`.
+
+        ``observed`` defaults to the full truth ``reach_temp_true`` when the dataset
+        has it (the synthetic basin), else to the observations ``reach_temp``.
+        """
+        from xmsgl.evaluate import evaluate
+
+        if observed is None:
+            for name in ("reach_temp_true", "reach_temp"):
+                if name in self._ds:
+                    observed = self._ds[name]
+                    break
+            else:
+                from xmsgl.exceptions import SchemaError
+
+                raise SchemaError(
+                    "the dataset has neither 'reach_temp_true' nor 'reach_temp' to score "
+                    "against; pass observed=<DataArray>"
+                )
+        return evaluate(prediction, observed, **kwargs)

@@ -93,6 +93,15 @@ GEOMETRY = tuple(
     f"{scale}_{c}" for scale in (SEG, REACH) for c in ("x", "y", "lon", "lat")
 )
 
+#: Largest length accepted in ``seg_length`` and ``reach_length`` (in the file's units:
+#: m, or km converted later). Far longer than any river; larger values are mistakes.
+MAX_LENGTH = 1e12
+
+# Ids are stored as int64; larger unsigned or float ids cannot be represented.
+_MAX_ID = np.iinfo(np.int64).max
+# The largest float that converts to int64 without overflow (2**63 itself does not).
+_MAX_ID_FLOAT = float(2**63 - 1024)
+
 #: Plausible range of daily mean water temperature in degC, used to judge units.
 PLAUSIBLE_WATER_TEMP = (-5.0, 45.0)
 
@@ -226,6 +235,11 @@ def _ids(ds: xr.Dataset, dim: str) -> np.ndarray:
         raise SchemaError(
             f"coordinate {dim!r} must hold integer ids, got dtype {ids.dtype}; fix with {hint}"
         )
+    if np.issubdtype(ids.dtype, np.unsignedinteger) and ids.max() > _MAX_ID:
+        raise SchemaError(
+            f"coordinate {dim!r} holds ids above the int64 range {format_ids(ids[ids > _MAX_ID])}; "
+            f"xmsgl stores ids as int64: remap them to smaller positive integers"
+        )
     bad = ids[ids <= OUTLET]
     if bad.size:
         raise SchemaError(
@@ -266,6 +280,12 @@ def _pointer_index(
     owners: np.ndarray,
     allow_outlet: bool = True,
 ) -> np.ndarray:
+    if np.issubdtype(to.dtype, np.unsignedinteger) and to.size and to.max() > _MAX_ID:
+        raise TopologyError(
+            f"variable {name!r} points to ids above the int64 range "
+            f"{format_ids(np.unique(to[to > _MAX_ID]))} (from {format_ids(owners[to > _MAX_ID])}); "
+            f"no {what} has such an id: fix these pointers"
+        )
     if not np.issubdtype(to.dtype, np.integer):
         if np.issubdtype(to.dtype, np.floating) and np.isnan(to).any():
             raise SchemaError(
@@ -274,6 +294,15 @@ def _pointer_index(
             )
         if not (np.issubdtype(to.dtype, np.floating) and np.all(to == np.round(to))):
             raise SchemaError(f"variable {name!r} must hold integer ids, got dtype {to.dtype}")
+        # Casting an infinite or out-of-range float to int64 yields an arbitrary id
+        # (and only a RuntimeWarning), so such pointers are refused by value here.
+        huge = ~(np.abs(to) <= _MAX_ID_FLOAT)
+        if huge.any():
+            raise TopologyError(
+                f"variable {name!r} points to infinite or out-of-range ids "
+                f"{format_ids(np.unique(to[huge]))} (from {format_ids(owners[huge])}); "
+                f"write {OUTLET} at outlets and existing ids elsewhere"
+            )
         to = to.astype(np.int64)
     order = np.argsort(ids)
     sorted_ids = ids[order]
@@ -311,15 +340,29 @@ def _find_cycles(to_idx: np.ndarray) -> np.ndarray:
     return np.flatnonzero(alive)
 
 
-def _check_lengths(name: str, values: np.ndarray, ids: np.ndarray) -> None:
-    if not np.issubdtype(values.dtype, np.number):
-        raise SchemaError(f"variable {name!r} must be numeric, got dtype {values.dtype}")
+def _check_lengths(name: str, values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    # Complex values are numbers too, but casting them to float silently drops the
+    # imaginary part; booleans are flags, not lengths.
+    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+        raise SchemaError(
+            f"variable {name!r} must hold real numbers (lengths in m), got dtype {values.dtype}"
+        )
+    values = np.asarray(values, dtype=np.float64)
     bad = ~np.isfinite(values) | (values < 0)
     if bad.any():
         raise TopologyError(
             f"variable {name!r} has negative, NaN or infinite lengths at ids "
             f"{format_ids(ids[bad])}; lengths must be finite and >= 0 (in m)"
         )
+    # Along-stream distances are sums of lengths; values this large are a units or
+    # fill-value mistake and would overflow those sums to infinity.
+    huge = values > MAX_LENGTH
+    if huge.any():
+        raise TopologyError(
+            f"variable {name!r} has implausible lengths above {MAX_LENGTH:.0e} at ids "
+            f"{format_ids(ids[huge])}; check the units attribute (m or km) and fill values"
+        )
+    return values
 
 
 def topology_arrays(ds: xr.Dataset) -> Topology:
@@ -329,6 +372,8 @@ def topology_arrays(ds: xr.Dataset) -> Topology:
     :class:`~xmsgl.exceptions.TopologyError` naming the first offending ids.
     Only the one-dimensional topology variables are read.
     """
+    if not isinstance(ds, xr.Dataset):
+        raise SchemaError(f"expected an xarray.Dataset, got {type(ds).__name__}")
     seg_ids = _ids(ds, SEG)
     reach_ids = _ids(ds, REACH)
     seg_to = _load_1d(ds, "seg_to", SEG)
@@ -358,10 +403,8 @@ def topology_arrays(ds: xr.Dataset) -> Topology:
                 f"break the cycle by fixing one of these downstream pointers"
             )
 
-    _check_lengths("seg_length", np.asarray(seg_length, dtype=float)
-                   if np.issubdtype(seg_length.dtype, np.number) else seg_length, seg_ids)
-    _check_lengths("reach_length", np.asarray(reach_length, dtype=float)
-                   if np.issubdtype(reach_length.dtype, np.number) else reach_length, reach_ids)
+    seg_length = _check_lengths("seg_length", seg_length, seg_ids)
+    reach_length = _check_lengths("reach_length", reach_length, reach_ids)
 
     n_seg = seg_ids.size
     counts = np.bincount(reach_seg_idx, minlength=n_seg)
@@ -436,6 +479,12 @@ def _check_time(ds: xr.Dataset) -> None:
             f"xr.decode_cf(ds) or ds.assign_coords(time=pd.to_datetime(...))"
         )
     idx = pd.DatetimeIndex(t)
+    if idx.hasnans:
+        raise TimeError(
+            f"coordinate 'time' holds NaT (not-a-time) at positions "
+            f"{format_ids(np.flatnonzero(idx.isna()))}; drop those steps with "
+            f"ds.sel(time=ds['time'].notnull()) or fix their dates"
+        )
     dup = idx[idx.duplicated()]
     if len(dup):
         raise TimeError(
@@ -472,7 +521,14 @@ def _temperature_to_celsius(
 ) -> xr.Dataset:
     da = ds[name]
     units = da.attrs.get("units")
+    if not (np.issubdtype(da.dtype, np.integer) or np.issubdtype(da.dtype, np.floating)):
+        raise SchemaError(
+            f"temperature {name!r} must hold real numbers (NaN where unobserved), got dtype "
+            f"{da.dtype}; convert it with ds[{name!r}] = ds[{name!r}].astype('float64')"
+        )
     lazy = _is_lazy(da)
+    # An empty variable has no values to judge (and min() of nothing fails).
+    empty = da.size == 0
     lo, hi = PLAUSIBLE_WATER_TEMP
     if units is None:
         if not is_water_temp:
@@ -485,7 +541,7 @@ def _temperature_to_celsius(
                 f"water temperature {name!r} has no 'units' attribute and its values are lazy "
                 f"(not read to judge them); set ds[{name!r}].attrs['units'] = 'degC'"
             )
-        vmin, vmax = float(da.min()), float(da.max())
+        vmin, vmax = (np.nan, np.nan) if empty else (float(da.min()), float(da.max()))
         if np.isnan(vmin) or (lo <= vmin and vmax <= hi):
             notes.append(f"{name!r} had no units; its values ({vmin:.1f}..{vmax:.1f}) are "
                          f"plausible in degC, which was assumed")
@@ -498,7 +554,7 @@ def _temperature_to_celsius(
         )
     u = _norm_units(units)
     if u in _CELSIUS:
-        if is_water_temp and not lazy:
+        if is_water_temp and not lazy and not empty:
             vmin, vmax = float(da.min()), float(da.max())
             if not np.isnan(vmin) and (vmin < lo - 5 or vmax > hi + 15):
                 raise UnitsError(
@@ -655,6 +711,12 @@ def to_convention(
     >>> out["seg_to"].values.tolist(), "seg_id_nat" in out.coords
     ([2, 0], True)
     """
+    if not isinstance(ds, xr.Dataset):
+        raise SchemaError(f"expected an xarray.Dataset, got {type(ds).__name__}")
+    if names is not None and not isinstance(names, Mapping):
+        raise SchemaError(
+            f"names must be a mapping {{your_name: convention_name}}, got {type(names).__name__}"
+        )
     rename_dims: dict[str, str] = {}
     for conv, yours in ((SEG, seg), (REACH, reach), (TIME, time)):
         if yours is None or yours == conv:
@@ -672,7 +734,22 @@ def to_convention(
                 f"variable {yours!r} (given for {names[yours]!r}) is not in the dataset; its "
                 f"variables are {list(map(str, ds.variables))}"
             )
-    out = ds.rename({**rename_dims, **names})
+    mapping = {**rename_dims, **names}
+    # A new name already used by another variable or dimension would make xarray
+    # refuse the rename (or merge two things into one); say which names collide.
+    taken = set(map(str, ds.variables)) | set(map(str, ds.dims))
+    clash = sorted(
+        {str(new) for old, new in mapping.items() if str(new) in taken and new not in mapping}
+    )
+    targets = [str(v) for v in mapping.values()]
+    clash += sorted({t for t in targets if targets.count(t) > 1} - set(clash))
+    if clash:
+        raise SchemaError(
+            f"cannot rename to {clash}: the dataset already has variables or dimensions with "
+            f"these names, or two names map to them; drop or rename the existing ones first "
+            f"(ds.drop_vars / ds.rename)"
+        )
+    out = ds.rename(mapping)
     if keep_original:
         for yours, conv in rename_dims.items():
             if conv in (SEG, REACH) and conv in out.coords:
@@ -682,12 +759,25 @@ def to_convention(
             if name not in out.variables:
                 continue
             vals = np.asarray(out[name].values)
+            try:
+                as_float = vals.astype(np.float64)
+            except (TypeError, ValueError) as err:
+                raise SchemaError(
+                    f"variable {name!r} must hold numeric ids to convert the outlet marker "
+                    f"{outlet!r}, got dtype {vals.dtype}; map its values to integer ids first"
+                ) from err
             if isinstance(outlet, float) and np.isnan(outlet):
-                mask = np.isnan(vals.astype(float))
+                mask = np.isnan(as_float)
             else:
                 mask = vals == outlet
-            filled = np.where(mask, OUTLET, np.nan_to_num(vals.astype(float), nan=OUTLET))
-            out[name] = (out[name].dims, filled.astype(np.int64), out[name].attrs)
+            filled = np.where(mask, float(OUTLET), as_float)
+            # Only exact integer ids become int64; anything else (a NaN that is not the
+            # outlet marker, inf, 2.5) is kept as float so that validate() names it.
+            exact = np.isfinite(filled) & (np.abs(filled) <= _MAX_ID_FLOAT)
+            if exact.all() and np.all(filled == np.round(filled)):
+                out[name] = (out[name].dims, filled.astype(np.int64), out[name].attrs)
+            else:
+                out[name] = (out[name].dims, filled, out[name].attrs)
     for dim in (SEG, REACH):
         if dim in out.coords and np.issubdtype(out[dim].dtype, np.floating):
             vals = out[dim].values

@@ -1,0 +1,289 @@
+"""Writing outputs without losing data.
+
+Downscaled temperatures are often written next to the files they were computed
+from, sometimes with the same name. These helpers make the two ways of losing data
+impossible by default:
+
+* **No accidental overwrite.** An existing file or store is replaced only with
+  ``overwrite=True``, and the file a dataset was read from is never replaced (its
+  values may still be read lazily from it while the new file is written).
+* **No half file.** Everything is written to a temporary name in the destination
+  folder and renamed into place with :func:`os.replace` only once the writer has
+  finished. A crash, an exception or a killed process leaves the previous file
+  intact, and at most a hidden ``.<name>.<random>.tmp`` entry behind, which can be
+  deleted.
+
+Renames are atomic within one file system, which is why the temporary name lives in
+the destination folder rather than in ``/tmp``.
+
+Examples
+--------
+>>> import os, tempfile, xarray as xr
+>>> from xmsgl.io import atomic_write
+>>> folder = tempfile.mkdtemp()
+>>> target = os.path.join(folder, "out.txt")
+>>> with atomic_write(target) as tmp:
+...     _ = tmp.write_text("done")
+>>> open(target).read()
+'done'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from xmsgl.exceptions import ParameterError, XmsglError
+
+__all__ = ["atomic_write", "to_netcdf_safe", "to_zarr_safe"]
+
+PathLike = str | os.PathLike[str]
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or a folder tree if it exists; never raise."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:  # best effort: a leftover temporary entry is harmless
+        pass
+
+
+def _refuse_existing(path: Path) -> None:
+    raise ParameterError(
+        f"{str(path)!r} already exists and was not replaced; pass overwrite=True to replace "
+        f"it, or write to another path"
+    )
+
+
+def _fsync(path: Path) -> None:
+    # Without this, a power loss shortly after the rename can leave the new name
+    # pointing at an empty file on some file systems.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Write ``path`` all at once: yield a temporary path, rename it into place on success.
+
+    The temporary path is in the same folder as ``path`` and does not exist yet:
+    the block creates it (a file, or a folder such as a zarr store). When the block
+    finishes, the temporary entry replaces ``path`` with :func:`os.replace`; when it
+    raises, or the process dies, ``path`` is left exactly as it was.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The final file or folder. Its parent folder is created when missing.
+    overwrite : bool, default False
+        Replace ``path`` when it already exists. Without it an existing ``path``
+        makes the call fail before anything is written.
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary path to write to.
+
+    Raises
+    ------
+    ParameterError
+        When ``path`` exists and ``overwrite`` is False, or when it is a folder and
+        the new entry is a file (or the reverse).
+    XmsglError
+        When the block wrote nothing at the temporary path.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from xmsgl.io import atomic_write
+    >>> target = os.path.join(tempfile.mkdtemp(), "a.txt")
+    >>> with atomic_write(target) as tmp:
+    ...     _ = tmp.write_text("one")
+    >>> with atomic_write(target, overwrite=True) as tmp:
+    ...     _ = tmp.write_text("two")
+    >>> open(target).read()
+    'two'
+    """
+    final = Path(os.fspath(path))
+    if final.exists() and not overwrite:
+        _refuse_existing(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.{secrets.token_hex(6)}.tmp"
+    try:
+        yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    try:
+        if not os.path.lexists(tmp):
+            raise XmsglError(
+                f"nothing was written to the temporary path {str(tmp)!r}; write the output "
+                f"there (not to {str(final)!r}) inside the `with atomic_write(...)` block"
+            )
+        # Checked again: another process may have created the target meanwhile.
+        if final.exists() and not overwrite:
+            _refuse_existing(final)
+        if final.exists() and tmp.is_dir() != final.is_dir():
+            raise ParameterError(
+                f"cannot replace {str(final)!r} by a {'folder' if tmp.is_dir() else 'file'}: "
+                f"it is a {'folder' if final.is_dir() else 'file'}; remove it first or write "
+                f"elsewhere"
+            )
+        if tmp.is_file():
+            _fsync(tmp)
+        if final.is_dir() and not final.is_symlink():
+            # os.replace cannot put a folder over a non-empty one: move the old store
+            # aside first, and delete it only once the new one is in place.
+            old = final.parent / f".{final.name}.{secrets.token_hex(6)}.old"
+            os.replace(final, old)
+            try:
+                os.replace(tmp, final)
+            except BaseException:
+                os.replace(old, final)
+                raise
+            _remove(old)
+        else:
+            os.replace(tmp, final)
+        _fsync(final.parent)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _sources(obj: xr.Dataset | xr.DataArray) -> list[Path]:
+    """Files ``obj`` (or any of its variables) was read from, per their encoding."""
+    found: list[Any] = [obj.encoding.get("source")]
+    variables = obj.variables.values() if isinstance(obj, xr.Dataset) else [obj.variable]
+    found += [v.encoding.get("source") for v in variables]
+    return [Path(os.fspath(s)) for s in dict.fromkeys(found) if isinstance(s, (str, os.PathLike))]
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def _refuse_source(obj: xr.Dataset | xr.DataArray, path: Path) -> None:
+    for source in _sources(obj):
+        if _same_path(source, path):
+            raise ParameterError(
+                f"refusing to write over {str(path)!r}: the data being written were read from "
+                f"it (and may still be read from it lazily). Write to another path, close the "
+                f"input, then move the new file over the old one yourself"
+            )
+
+
+def to_netcdf_safe(
+    obj: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool = False, **kwargs: Any
+) -> Path:
+    """Write ``obj`` to the netCDF file ``path`` atomically, never over its own source.
+
+    Parameters
+    ----------
+    obj : xarray.Dataset or xarray.DataArray
+        What to write (for example the output of downscaling).
+    path : str or os.PathLike
+        The netCDF file to create.
+    overwrite : bool, default False
+        Replace an existing file at ``path``. The file ``obj`` was read from is never
+        replaced, even then.
+    **kwargs
+        Passed to :meth:`xarray.Dataset.to_netcdf` (``engine``, ``encoding``...).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ParameterError
+        When ``path`` exists and ``overwrite`` is False, or ``path`` is ``obj``'s source.
+
+    Examples
+    --------
+    >>> import os, tempfile, xarray as xr
+    >>> from xmsgl.io import to_netcdf_safe
+    >>> target = os.path.join(tempfile.mkdtemp(), "t.nc")
+    >>> _ = to_netcdf_safe(xr.Dataset({"a": ("x", [1.0, 2.0])}), target)
+    >>> xr.load_dataset(target)["a"].values.tolist()
+    [1.0, 2.0]
+    """
+    if not isinstance(obj, (xr.Dataset, xr.DataArray)):
+        raise ParameterError(
+            f"to_netcdf_safe writes an xarray Dataset or DataArray, got {type(obj).__name__}"
+        )
+    final = Path(os.fspath(path))
+    _refuse_source(obj, final)
+    with atomic_write(final, overwrite=overwrite) as tmp:
+        obj.to_netcdf(tmp, **kwargs)
+    return final
+
+
+def to_zarr_safe(ds: xr.Dataset, path: PathLike, overwrite: bool = False, **kwargs: Any) -> Path:
+    """Write ``ds`` to the zarr store ``path`` atomically, never over its own source.
+
+    The store is written to a temporary folder next to ``path`` and renamed into
+    place when complete. Appending (``append_dim``), writing a ``region`` or any
+    ``mode`` other than a fresh store cannot be made atomic and is refused: use
+    :meth:`xarray.Dataset.to_zarr` directly for those.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        What to write.
+    path : str or os.PathLike
+        The zarr store (a folder) to create.
+    overwrite : bool, default False
+        Replace an existing store at ``path``. The store ``ds`` was read from is never
+        replaced, even then.
+    **kwargs
+        Passed to :meth:`xarray.Dataset.to_zarr` (``encoding``, ``consolidated``...).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ParameterError
+        When ``path`` exists and ``overwrite`` is False, ``path`` is ``ds``'s source,
+        or an appending or region write is asked for.
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise ParameterError(f"to_zarr_safe writes an xarray Dataset, got {type(ds).__name__}")
+    partial = sorted(k for k in ("mode", "append_dim", "region") if kwargs.get(k) not in (None, "w-"))
+    if partial:
+        raise ParameterError(
+            f"to_zarr_safe writes a whole new store and cannot honour {partial}; call "
+            f"ds.to_zarr(...) directly to append to or update an existing store"
+        )
+    kwargs.pop("mode", None)
+    final = Path(os.fspath(path))
+    _refuse_source(ds, final)
+    with atomic_write(final, overwrite=overwrite) as tmp:
+        ds.to_zarr(tmp, mode="w-", **kwargs)
+    return final
