@@ -419,7 +419,9 @@ def _ranges(time: pd.DatetimeIndex, mask: np.ndarray) -> list[tuple[str, str]]:
     """Contiguous runs of ``mask`` as (start, end) date strings (ends included)."""
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return [(str(time[a].date()), str(time[b - 1].date())) for a, b in zip(starts, ends)]
+    return [
+        (str(time[int(a)].date()), str(time[int(b) - 1].date())) for a, b in zip(starts, ends)
+    ]
 
 
 def _mask_obs(ds: xr.Dataset, name: str, dim: str, cells: np.ndarray) -> xr.Dataset:

@@ -578,12 +578,14 @@ def _fine_network(xw: pd.DataFrame, coarse: _Coarse, fine: pd.DataFrame) -> _Fin
         target_seg = seg_to[s]
         if target_seg == OUTLET:
             to[down] = OUTLET
-            t = known_to.get(down)
-            source[down] = _TOPO_FINE if t is not None and seg_of.get(t) is None else _TOPO_CHAIN
+            known = known_to.get(down)
+            source[down] = (
+                _TOPO_FINE if known is not None and seg_of.get(known) is None else _TOPO_CHAIN
+            )
             continue
-        t = known_to.get(down)
-        if t is not None and seg_of.get(t) == target_seg:
-            to[down] = t
+        known = known_to.get(down)
+        if known is not None and seg_of.get(known) == target_seg:
+            to[down] = known
             source[down] = _TOPO_FINE
         else:
             to[down] = order[target_seg][0]
@@ -597,9 +599,9 @@ def _fine_network(xw: pd.DataFrame, coarse: _Coarse, fine: pd.DataFrame) -> _Fin
     where = {int(c): i for i, c in enumerate(comid)}
     length = np.empty(comid.size)
     for s, chain in order.items():
-        known = [known_len[c] for c in chain if known_len.get(c, 0.0) > 0]
-        n_unknown = len(chain) - len(known)
-        rest = seg_len[s] - float(np.sum(known)) if known else seg_len[s]
+        known_lengths = [known_len[c] for c in chain if known_len.get(c, 0.0) > 0]
+        n_unknown = len(chain) - len(known_lengths)
+        rest = seg_len[s] - float(np.sum(known_lengths)) if known_lengths else seg_len[s]
         share = rest / n_unknown if n_unknown and rest > 0 else seg_len[s] / len(chain)
         for c in chain:
             length_c = known_len.get(c, 0.0)
