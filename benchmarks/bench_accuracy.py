@@ -1,0 +1,92 @@
+"""Accuracy on the synthetic basin: test RMSE at all reaches against the truth.
+
+For each share of fine observations kept (``--keep``) and each seed, the basin is
+sparsified (the same share in training and validation), the methods are fitted,
+the test period is downscaled and scored against ``reach_temp_true`` at every
+reach. Prints one JSON line per fit and a summary line per (method, keep) with
+mean and standard deviation over seeds, and the relative gain of MSGL over the
+best single-scale baseline (fine-only, remap).
+
+Run (the full setting is long on two cores)::
+
+    python benchmarks/bench_accuracy.py                      # default basin, 3 seeds
+    python benchmarks/bench_accuracy.py --n-segments 60 --years 6 --epochs 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import pandas as pd
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n-segments", type=int, default=450)
+    ap.add_argument("--years", type=int, default=12, help="water years, ending 2019-09-30")
+    ap.add_argument("--keep", type=float, nargs="+", default=[0.01, 0.05])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--pretrain-epochs", type=int, default=None)
+    ap.add_argument("--stride", type=int, default=182)
+    ap.add_argument("--weighting", default="mgda")
+    ap.add_argument("--methods", nargs="+", default=["msgl", "async-msgl", "fine-only", "remap"])
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+
+    import torch
+
+    import xmsgl
+    from xmsgl.downscale import downscale
+    from xmsgl.model import fit
+    from xmsgl.sampling import sparsify
+    from xmsgl.train import split_periods
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = f"{2019 - args.years}-10-01"
+    ds = xmsgl.datasets.synthetic_basin(n_segments=args.n_segments, start=start, end="2019-09-30")
+    periods = split_periods(pd.DatetimeIndex(ds.time.values))
+    test = periods["test"][0]
+    truth = ds.reach_temp_true.sel(time=slice(*test)).transpose("reach", "time")
+    setting = {"n_seg": ds.sizes["seg"], "n_reach": ds.sizes["reach"], "days": ds.sizes["time"],
+               "test": test, "epochs": args.epochs, "stride": args.stride, "weighting": args.weighting,
+               "date": time.strftime("%Y-%m-%d")}
+    scores: dict[tuple[str, float], list[float]] = {}
+    for keep in args.keep:
+        for seed in range(args.seeds):
+            sparse = sparsify(ds, keep=keep, seed=seed)
+            for method in args.methods:
+                t0 = time.perf_counter()
+                model = fit(sparse, method=method, seed=seed, epochs=args.epochs,
+                            pretrain_epochs=args.pretrain_epochs, stride=args.stride,
+                            weighting=args.weighting, progress=False, **periods)
+                pred = downscale(sparse, model, time=test)
+                err = (pred - truth).values
+                rmse = float(np.sqrt(np.nanmean(err ** 2)))
+                scores.setdefault((method, keep), []).append(rmse)
+                print(json.dumps({"what": "test_rmse_all_reaches", "method": method, "keep": keep,
+                                  "seed": seed, "rmse": round(rmse, 4),
+                                  "mae": round(float(np.nanmean(np.abs(err))), 4),
+                                  "fit_seconds": round(time.perf_counter() - t0, 1), **setting}),
+                      flush=True)
+    for keep in args.keep:
+        summary = {m: (float(np.mean(scores[(m, keep)])), float(np.std(scores[(m, keep)])))
+                   for m in args.methods if (m, keep) in scores}
+        single = [summary[m][0] for m in ("fine-only", "remap") if m in summary]
+        line = {"what": "summary", "keep": keep, "seeds": args.seeds, **setting,
+                "rmse_mean_std": {m: [round(a, 4), round(b, 4)] for m, (a, b) in summary.items()}}
+        if single:
+            best = min(single)
+            for m in ("msgl", "async-msgl"):
+                if m in summary:
+                    line[f"{m}_gain_vs_best_single_scale"] = round(1 - summary[m][0] / best, 4)
+            line["goal_gain"] = 0.20
+        print(json.dumps(line), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Inference throughput of ``downscale`` on large networks (10^4 and 10^5 reaches).
+
+A model is fitted briefly on a small synthetic basin, then applied (with
+``check_graph=False``: the weights are node-agnostic) to random networks of the
+requested size with the same input variables and 365 days. Each size runs in a
+fresh subprocess so that its peak memory (max RSS) is its own. Prints JSON lines.
+
+Run: ``python benchmarks/bench_inference.py [--sizes 10000 100000] [--threads 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+MODEL_DIR = os.path.join(tempfile.gettempdir(), "xmsgl-bench-inference-model")
+
+
+def _network(n_reach: int, template: xr.Dataset, n_days: int, seed: int = 0) -> xr.Dataset:
+    """A random river network of about ``n_reach`` reaches, 7 per segment."""
+    rng = np.random.default_rng(seed)
+    per = 7
+    n_seg = max(1, n_reach // per)
+    seg_ids = np.arange(1, n_seg + 1)
+    seg_to = np.zeros(n_seg, dtype=np.int64)
+    # Each segment drains into a random earlier one (a random tree; id 1 is the outlet).
+    seg_to[1:] = rng.integers(np.maximum(1, np.arange(1, n_seg) - 50), np.arange(1, n_seg) + 1)
+    reach_ids = np.arange(1, n_seg * per + 1)
+    reach_seg = np.repeat(seg_ids, per)
+    reach_to = reach_ids + 1
+    last = np.arange(per - 1, n_seg * per, per)  # outlet reach of each segment
+    down = seg_to  # downstream segment of each segment
+    reach_to[last] = np.where(down > 0, (down - 1) * per + 1, 0)
+    time = pd.date_range("2001-01-01", periods=n_days)
+    ds = xr.Dataset(coords={"seg": seg_ids, "reach": reach_ids, "time": time})
+    ds["seg_to"] = ("seg", seg_to)
+    ds["seg_length"] = ("seg", np.full(n_seg, 7000.0), {"units": "m"})
+    ds["reach_to"] = ("reach", reach_to)
+    ds["reach_length"] = ("reach", np.full(reach_ids.size, 1000.0), {"units": "m"})
+    ds["reach_seg"] = ("reach", reach_seg)
+    for name, da in template.data_vars.items():
+        dims = tuple(str(d) for d in da.dims)
+        if not np.issubdtype(da.dtype, np.floating) or name in ("seg_length", "reach_length"):
+            continue
+        if str(name).endswith("_true") or name in ("seg_temp", "reach_temp"):
+            continue
+        if "time" in dims and len(dims) == 2:
+            node = [d for d in dims if d != "time"][0]
+            n = ds.sizes[node]
+            vals = rng.normal(float(da.mean()), float(da.std()) + 1e-6, (n_days, n)).astype(np.float32)
+            ds[name] = (("time", node), vals, da.attrs)
+        elif dims in (("seg",), ("reach",)):
+            n = ds.sizes[dims[0]]
+            ds[name] = (dims, rng.normal(float(da.mean()), float(da.std()) + 1e-6, n), da.attrs)
+    return ds
+
+
+def _fit_model() -> None:
+    import xmsgl
+    from xmsgl.model import fit
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=20, start="2001-10-01", end="2003-09-30",
+                                        reach_obs_share=0.3)
+    # Distance-limited graphs: full along-stream pairs grow with N x depth.
+    model = fit(ds, method="msgl", epochs=1, window=120, stride=120, progress=False,
+                graph_options={"max_hops": 8})
+    model.save(MODEL_DIR)
+
+
+def _one(n_reach: int, n_days: int, threads: int) -> None:
+    import torch
+
+    import xmsgl
+    from xmsgl.downscale import downscale
+
+    torch.set_num_threads(threads)
+    model = xmsgl.load(MODEL_DIR)
+    template = xmsgl.datasets.synthetic_basin(n_segments=5, start="2001-01-01", end="2001-03-01")
+    ds = _network(n_reach, template, n_days)
+    t0 = time.perf_counter()
+    out = downscale(ds, model, check_graph=False, device="cpu")
+    sec = time.perf_counter() - t0
+    from xmsgl.graph import build_graphs
+
+    t1 = time.perf_counter()
+    build_graphs(ds, **model.config["graph"]["options"])
+    graph_s = time.perf_counter() - t1
+    reach_days = out.sizes["reach"] * out.sizes["time"]
+    print(json.dumps({
+        "what": "downscale_throughput", "method": model.method, "n_reach": int(out.sizes["reach"]),
+        "n_seg": int(ds.sizes["seg"]), "days": int(out.sizes["time"]), "threads": threads,
+        "seconds_total": round(sec, 2), "seconds_graph_build": round(graph_s, 2),
+        "reach_days_per_s": round(reach_days / sec), "reach_days_per_s_without_graph":
+            round(reach_days / max(sec - graph_s, 1e-9)),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
+        "goal_reach_days_per_s": 3_000_000, "machine": platform.machine(),
+        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
+    }), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--days", type=int, default=365)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one is not None:
+        _one(args.one, args.days, args.threads)
+        return
+    _fit_model()
+    for n in args.sizes:
+        subprocess.run([sys.executable, __file__, "--one", str(n), "--days", str(args.days),
+                        "--threads", str(args.threads)], check=True)
+
+
+if __name__ == "__main__":
+    main()

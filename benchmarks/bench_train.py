@@ -1,0 +1,143 @@
+"""Training speed of full three-task MSGL on a Delaware-sized synthetic basin.
+
+Prints JSON lines: seconds per epoch with equal task weights and with MGDA-UB,
+and, in the same run, a reference written the straightforward way (dense
+adjacency, one window at a time, per-day indexing of the projected inputs) timed on
+``--ref-windows`` windows and scaled to the epoch, with the speed ratio.
+
+Run: ``python benchmarks/bench_train.py`` (``--quick`` for a small basin).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+class DenseReference(nn.Module):
+    """The straightforward RGrN: dense adjacency, projection and indexing inside the loop."""
+
+    def __init__(self, n_in: int, hidden: int) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.w_x = nn.Linear(n_in, 4 * hidden)
+        self.w_h = nn.Linear(hidden, 4 * hidden)
+        self.w_q = nn.Linear(hidden, hidden)
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
+        n_time, n_node, _ = x.shape
+        h = x.new_zeros(n_node, self.hidden)
+        c = x.new_zeros(n_node, self.hidden)
+        out = x.new_zeros(n_time, n_node)
+        for t in range(n_time):
+            gates = self.w_x(x[t]) + self.w_h(h)
+            i, f, o, g = gates.chunk(4, dim=-1)
+            q = torch.tanh(self.w_q(h))
+            c = torch.sigmoid(f) * (c + adj @ q) + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            out[t] = self.head(h).squeeze(-1)
+        return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="a 40-segment basin over 3 years")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ref-windows", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    import xmsgl
+    from xmsgl.convention import REACH, SEG, input_variables
+    from xmsgl.graph import build_graphs
+    from xmsgl.nn import MSGLNet
+    from xmsgl.train import (
+        ModelData,
+        cross_row_blocks,
+        feature_spec,
+        fit_scalers,
+        input_array,
+        make_windows,
+        target_array,
+        torch_graphs,
+        train_tasks,
+    )
+
+    if args.quick:
+        ds = xmsgl.datasets.synthetic_basin(n_segments=40, start="2007-10-01", end="2010-09-30")
+        stride = 182
+    else:
+        ds = xmsgl.datasets.synthetic_basin()
+        stride = 161  # 26 windows of 365 days over water years 2008-2019
+    ds = ds.msgl.sparsify(keep=0.05, seed=0)
+    graphs = build_graphs(ds)
+    spec = feature_spec(ds, input_variables(ds))
+    fit_scalers(ds, spec, np.ones(ds.sizes["time"], dtype=bool))
+    dev = torch.device("cpu")
+    data = ModelData(input_array(ds, spec.seg_vars, SEG, spec), input_array(ds, spec.reach_vars, REACH, spec),
+                     torch_graphs(graphs, dev), cross_row_blocks(graphs, dev, 2000),
+                     np.asarray(graphs.parent.tocsr().indices), graphs.cross.tocsr())
+    ys = target_array(ds, "seg_temp", SEG)
+    yr = target_array(ds, "reach_temp", REACH)
+    mu, sd = float(np.nanmean(ys)), float(np.nanstd(ys))
+    ys, yr = (ys - mu) / sd, (yr - mu) / sd
+    windows = make_windows([(0, ds.sizes["time"])], 365, stride)
+    info = {"n_seg": graphs.n_seg, "n_reach": graphs.n_reach, "n_windows": len(windows),
+            "window": 365, "threads": args.threads, "machine": platform.processor() or platform.machine(),
+            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+    results = {}
+    for weighting in ("equal", "mgda"):
+        torch.manual_seed(0)
+        net = MSGLNet(spec.n_common, len(spec.seg_vars) - spec.n_common,
+                      len(spec.reach_vars) - spec.n_common, hidden=20)
+        t0 = time.perf_counter()
+        hist = train_tasks(net, data, {"coarse": ys, "cross": yr, "fine": yr}, windows, val=None,
+                           epochs=args.epochs, weighting=weighting, batch_size=args.batch_size,
+                           device=dev, rng=np.random.default_rng(0), progress=False)
+        sec = (time.perf_counter() - t0) / args.epochs
+        results[weighting] = sec
+        print(json.dumps({"what": "train_epoch_msgl", "weighting": weighting, **info,
+                          "seconds_per_epoch": round(sec, 2), "loss": round(hist["loss"][-1], 4),
+                          "peak_rss_gb": round(_peak_rss_gb(), 2),
+                          "goal_s": 20 if weighting == "equal" else 60}), flush=True)
+
+    # The reference: same fine graph as a dense matrix, one window at a time.
+    ref = DenseReference(len(spec.reach_vars), 20)
+    opt = torch.optim.Adam(ref.parameters(), lr=5e-3)
+    adj = torch.from_numpy(graphs.fine.toarray().astype(np.float32))
+    x = torch.from_numpy(data.x_reach)
+    y = torch.from_numpy(yr)
+    t0 = time.perf_counter()
+    for s, n in windows[: args.ref_windows]:
+        pred = ref(x[s: s + n], adj)
+        mask = torch.isfinite(y[s: s + n])
+        loss = torch.sqrt(((pred - torch.nan_to_num(y[s: s + n])) ** 2)[mask].mean() + 1e-8)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    per_window = (time.perf_counter() - t0) / args.ref_windows
+    ref_epoch = per_window * len(windows)
+    print(json.dumps({"what": "train_epoch_reference_dense_fine_task_only", **info,
+                      "timed_windows": args.ref_windows, "seconds_per_window": round(per_window, 2),
+                      "seconds_per_epoch_extrapolated": round(ref_epoch, 1),
+                      "speed_ratio_vs_equal": round(ref_epoch / results["equal"], 1),
+                      "speed_ratio_vs_mgda": round(ref_epoch / results["mgda"], 1), "goal_ratio": 10}),
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()

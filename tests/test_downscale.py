@@ -1,0 +1,104 @@
+"""Downscaling to labeled DataArrays: metadata, id alignment, mismatch errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import xmsgl
+from tests.conftest import devices
+
+torch = pytest.importorskip("torch")
+
+from xmsgl.downscale import downscale  # noqa: E402
+from xmsgl.exceptions import DataError, ModelMismatchError, XmsglError  # noqa: E402
+from xmsgl.model import Downscaler, fit  # noqa: E402
+
+FAST = {"epochs": 1, "window": 30, "stride": 30, "progress": False, "attn_window": 10}
+
+
+@pytest.fixture(scope="module")
+def basin() -> xr.Dataset:
+    return xmsgl.datasets.synthetic_basin(
+        n_segments=6, start="2001-01-01", end="2001-06-30", seed=3, reach_obs_share=0.3
+    )
+
+
+@pytest.fixture(scope="module")
+def model(basin: xr.Dataset) -> Downscaler:
+    return fit(basin, method="msgl", seed=0, **FAST)
+
+
+@pytest.mark.parametrize("device", devices())
+def test_output_is_labeled(basin: xr.Dataset, model: Downscaler, device: str) -> None:
+    coded = basin.assign_coords(reach_code=("reach", [f"r{i}" for i in basin.reach.values]))
+    out = coded.msgl.downscale(model, device=device, time=("2001-03-01", "2001-03-31"))
+    assert out.dims == ("reach", "time") and out.dtype == np.float32
+    assert out.sizes == {"reach": basin.sizes["reach"], "time": 31}
+    assert out.attrs["units"] == "degC" and "temperature" in out.attrs["long_name"]
+    hist = out.attrs["history"]
+    for part in (xmsgl.__version__, "method='msgl'", model.sha256[:16], f"device={device!r}"):
+        assert part in hist
+    np.testing.assert_array_equal(out.reach.values, basin.reach.values)
+    assert out.reach_code.values[0] == f"r{basin.reach.values[0]}"  # input coordinates kept
+    assert bool(np.isfinite(out).all())
+    assert 0 < float(out.mean()) < 30
+
+
+def test_coarse_predictions(basin: xr.Dataset, model: Downscaler) -> None:
+    seg = downscale(basin, model, scale="seg")
+    assert seg.dims == ("seg", "time") and seg.sizes["seg"] == basin.sizes["seg"]
+    fine_only = fit(basin, method="fine-only", seed=0, **FAST)
+    with pytest.raises(XmsglError, match="no coarse prediction"):
+        downscale(basin, fine_only, scale="seg")
+
+
+def test_alignment_is_by_id_not_order(basin: xr.Dataset, model: Downscaler) -> None:
+    rng = np.random.default_rng(0)
+    shuffled = basin.isel(reach=rng.permutation(basin.sizes["reach"]),
+                          seg=rng.permutation(basin.sizes["seg"]))
+    a = downscale(basin, model)
+    b = downscale(shuffled, model)
+    np.testing.assert_array_equal(b.reach.values, shuffled.reach.values)
+    np.testing.assert_allclose(a.sel(reach=b.reach).values, b.values, atol=1e-5)
+
+
+def test_spinup_starts_before_requested_days(basin: xr.Dataset, model: Downscaler) -> None:
+    full = downscale(basin, model)
+    # The requested days start late but their window reaches back to day 0: the
+    # same window as the full run, so the same values.
+    part = downscale(basin, model, time=("2001-05-01", "2001-06-30"), spinup=180)
+    assert part.sizes["time"] == 61
+    np.testing.assert_allclose(part.values, full.sel(time=part.time).values, atol=1e-4)
+
+
+def test_missing_input_variable_is_named(basin: xr.Dataset, model: Downscaler) -> None:
+    with pytest.raises(ModelMismatchError, match="reach_swrad"):
+        downscale(basin.drop_vars("reach_swrad"), model)
+    other_units = basin.copy()
+    other_units["reach_precip"] = basin.reach_precip.assign_attrs(units="furlong")
+    with pytest.raises(ModelMismatchError, match="reach_precip.*units"):
+        downscale(other_units, model)
+
+
+def test_nan_input_at_downscale_names_variable(basin: xr.Dataset, model: Downscaler) -> None:
+    bad = basin.copy()
+    v = bad.seg_air_temp.values.copy()
+    v[..., 5] = np.nan
+    bad["seg_air_temp"] = (bad.seg_air_temp.dims, v, bad.seg_air_temp.attrs)
+    with pytest.raises(DataError, match="'seg_air_temp' has"):
+        downscale(bad, model)
+
+
+def test_other_graph_is_refused_with_the_difference(basin: xr.Dataset, model: Downscaler) -> None:
+    other = xmsgl.datasets.synthetic_basin(n_segments=7, start="2001-01-01", end="2001-02-28", seed=4)
+    with pytest.raises(ModelMismatchError, match="river graph differs"):
+        downscale(other, model)
+    longer = basin.copy()
+    longer["reach_length"] = basin.reach_length * 2
+    with pytest.raises(ModelMismatchError, match="ids match but"):
+        downscale(longer, model)
+    # Applying the node-agnostic weights to another network is possible on purpose.
+    out = downscale(longer, model, check_graph=False)
+    assert out.sizes["reach"] == basin.sizes["reach"]

@@ -1,0 +1,208 @@
+"""Fitting, training machinery, and saving/loading of Downscaler models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import xmsgl
+
+torch = pytest.importorskip("torch")
+
+from xmsgl.exceptions import DataError, ModelMismatchError, TimeError, XmsglError  # noqa: E402
+from xmsgl.model import METHODS, Downscaler, fit, load  # noqa: E402
+from xmsgl.train import (  # noqa: E402
+    make_windows,
+    masked_rmse,
+    min_norm_weights,
+    period_ranges,
+    split_periods,
+)
+
+FAST = {"epochs": 2, "window": 30, "stride": 30, "progress": False, "attn_window": 10}
+
+
+@pytest.fixture(scope="module")
+def basin() -> xr.Dataset:
+    """Six segments over half a year, with fine observations at 30% of reaches."""
+    return xmsgl.datasets.synthetic_basin(
+        n_segments=6, start="2001-01-01", end="2001-06-30", seed=3, reach_obs_share=0.3
+    )
+
+
+@pytest.fixture(scope="module")
+def model(basin: xr.Dataset) -> Downscaler:
+    return fit(basin, method="msgl", seed=0, **FAST)
+
+
+# ------------------------------------------------------------------ training pieces
+
+
+def test_make_windows_cover_ranges_and_never_straddle_gaps() -> None:
+    wins = make_windows([(0, 100), (130, 150)], length=40, stride=25)
+    assert wins == [(0, 40), (25, 40), (50, 40), (60, 40), (130, 20)]
+    for s, n in wins:
+        assert (s + n <= 100) or (s >= 130 and s + n <= 150)
+
+
+def test_period_ranges_split_at_gaps_in_time() -> None:
+    t = pd.DatetimeIndex(list(pd.date_range("2000-01-01", periods=5)) +
+                         list(pd.date_range("2000-02-01", periods=3)))
+    assert period_ranges(t, np.ones(8, bool)) == [(0, 5), (5, 8)]
+
+
+def test_split_periods_by_water_year() -> None:
+    p = split_periods(pd.date_range("2000-10-01", "2012-09-30"))
+    assert p["test"] == [("2010-10-01", "2012-09-30")]
+    assert p["val"] == [("2009-10-01", "2010-09-30")]
+    assert p["train"] == [("2000-10-01", "2009-09-30")]
+
+
+def test_masked_rmse_ignores_nan_and_is_none_without_obs() -> None:
+    pred = torch.tensor([1.0, 2.0, 3.0])
+    assert masked_rmse(pred, torch.tensor([float("nan")] * 3)) is None
+    val = masked_rmse(pred, torch.tensor([1.0, float("nan"), 5.0]))
+    assert val is not None and abs(float(val) - np.sqrt(2.0)) < 1e-4
+
+
+def test_min_norm_weights_match_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        g = rng.normal(size=(3, 6))
+        gram = g @ g.T
+        alpha = min_norm_weights(gram, iters=500)
+        assert alpha.min() >= 0 and abs(alpha.sum() - 1) < 1e-9
+        grid = np.linspace(0, 1, 101)
+        best = min(np.linalg.norm(a * g[0] + b * g[1] + (1 - a - b) * g[2])
+                   for a in grid for b in grid if a + b <= 1)
+        assert np.linalg.norm(alpha @ g) <= best + 1e-3
+
+
+def test_windows_without_fine_obs_still_train_coarse_task(basin: xr.Dataset) -> None:
+    ds = basin.assign(reach_temp=basin.reach_temp.where(basin.time >= np.datetime64("2001-04-01")))
+    m = fit(ds, method="msgl", seed=0, train=("2001-01-01", "2001-05-15"), val=("2001-05-16", "2001-06-30"),
+            test=None, **{**FAST, "epochs": 1, "batch_size": 1, "weighting": "equal"})
+    hist = m.history["main"]
+    assert np.isfinite(hist["loss"]).all()
+    # One window per step: the coarse task trains in every step, the fine tasks only
+    # in the windows that hold a fine observation (none before April).
+    w = hist["task_weights"]
+    assert w["coarse"] == pytest.approx(1.0)
+    assert 0 < w["fine"] < w["coarse"]
+
+
+# ------------------------------------------------------------------------- fitting
+
+
+def test_fit_returns_downscaler_with_config(model: Downscaler, basin: xr.Dataset) -> None:
+    assert isinstance(model, xmsgl.Downscaler)
+    cfg = model.config
+    assert cfg["method"] == "msgl" and cfg["seed"] == 0
+    assert cfg["graph"]["fingerprint"] == basin.msgl.graphs().fingerprint
+    assert "reach_air_temp" in cfg["variables"]["reach_vars"]
+    assert cfg["variables"]["units"]["reach_air_temp"] == basin.reach_air_temp.attrs["units"]
+    assert set(cfg["versions"]) >= {"xmsgl", "torch"}
+    assert cfg["hyperparameters"]["hidden"] == 20 and cfg["hyperparameters"]["lr"] == 5e-3
+    assert len(cfg["history"]["main"]["loss"]) == 2
+    assert not hasattr(basin.msgl, "model")  # nothing trained lives on the accessor
+
+
+def test_fit_is_reproducible_on_cpu(basin: xr.Dataset, model: Downscaler) -> None:
+    again = fit(basin, method="msgl", seed=0, **FAST)
+    for (k, a), b in zip(model.net.state_dict().items(), again.net.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    other = fit(basin, method="msgl", seed=1, **FAST)
+    assert other.sha256 != model.sha256
+
+
+def test_training_improves_on_the_untrained_model(basin: xr.Dataset) -> None:
+    from xmsgl.downscale import downscale
+
+    trained = fit(basin, method="msgl", seed=0, **{**FAST, "epochs": 6, "weighting": "equal"})
+    untrained = Downscaler(type(trained.net)(**_net_args(trained)), trained.config)
+    truth = basin.reach_temp_true
+    rmse = {k: float(np.sqrt(((downscale(basin, m) - truth) ** 2).mean()))
+            for k, m in (("trained", trained), ("untrained", untrained))}
+    clim = truth.mean("time")
+    rmse["climatology"] = float(np.sqrt(((clim - truth) ** 2).mean()))
+    assert rmse["trained"] < rmse["untrained"]
+    assert rmse["trained"] < rmse["climatology"], rmse
+
+
+def _net_args(m: Downscaler) -> dict[str, int]:
+    v = m.config["variables"]
+    hp = m.config["hyperparameters"]
+    return {"n_common": v["n_common"], "n_seg_extra": len(v["seg_vars"]) - v["n_common"],
+            "n_reach_extra": len(v["reach_vars"]) - v["n_common"], "hidden": hp["hidden"],
+            "attn_window": hp["attn_window"], "attn_blocks": hp["attn_blocks"]}
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "msgl"])
+def test_every_method_fits_and_predicts(basin: xr.Dataset, method: str) -> None:
+    m = fit(basin, method=method, seed=0, **{**FAST, "epochs": 1, "pretrain_epochs": 1})
+    out = basin.msgl.downscale(m)
+    assert out.dims == ("reach", "time") and bool(np.isfinite(out).all())
+    assert m.method == method
+
+
+def test_async_stage_a_never_reads_test_period(basin: xr.Dataset) -> None:
+    with pytest.raises(TimeError, match="test period"):
+        fit(basin, method="async-msgl", test=("2001-06-01", "2001-06-30"),
+            stage_a_period=("2001-01-01", "2001-06-30"), **FAST)
+    m = fit(basin, method="async-msgl", test=("2001-06-01", "2001-06-30"), **{**FAST, "epochs": 1})
+    (a0, a1), = m.config["stage_a"]["period"]
+    assert pd.Timestamp(a1) < pd.Timestamp("2001-06-01")
+    assert "stage_a" in m.history and "main" in m.history
+
+
+def test_fit_errors_name_the_problem(basin: xr.Dataset) -> None:
+    with pytest.raises(XmsglError, match="method="):
+        fit(basin, method="magic", **FAST)
+    bad = basin.copy()
+    air = bad.reach_air_temp.values.copy()
+    air[0, :3] = np.nan
+    bad["reach_air_temp"] = (bad.reach_air_temp.dims, air, bad.reach_air_temp.attrs)
+    with pytest.raises(DataError, match=r"'reach_air_temp' has 3 NaN"):
+        fit(bad, method="msgl", **FAST)
+    none = basin.assign(reach_temp=basin.reach_temp * np.nan)
+    with pytest.raises(DataError, match="no fine observations"):
+        fit(none, method="msgl", **FAST)
+    with pytest.raises(TimeError, match="overlap"):
+        fit(basin, method="msgl", train=("2001-01-01", "2001-05-01"), test=("2001-04-01", "2001-06-30"), **FAST)
+
+
+# ----------------------------------------------------------------------- save/load
+
+
+def test_save_load_round_trip(tmp_path, model: Downscaler, basin: xr.Dataset) -> None:
+    path = model.save(tmp_path / "m.xmsgl")
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["weights"]["sha256"] == model.sha256
+    assert {"hyperparameters", "variables", "targets", "graph", "seed", "versions"} <= set(cfg)
+    back = xmsgl.load(path)
+    assert back.sha256 == model.sha256 and back.method == "msgl"
+    a = basin.msgl.downscale(model)
+    b = basin.msgl.downscale(path)
+    np.testing.assert_array_equal(a.values, b.values)
+    # Saving again over a model replaces it atomically; no temporary folder is left.
+    model.save(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.xmsgl"]
+
+
+def test_stale_or_foreign_files_are_refused(tmp_path, model: Downscaler) -> None:
+    path = model.save(tmp_path / "m")
+    other = Downscaler(model.net, model.config)
+    state = {k: v + 1 for k, v in model.net.state_dict().items()}
+    torch.save(state, path / "weights.pt")
+    with pytest.raises(ModelMismatchError, match="stale or were modified"):
+        load(path)
+    assert other.method == "msgl"
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(XmsglError, match="not an xmsgl model folder"):
+        model.save(tmp_path / "plain")
+    with pytest.raises(DataError, match="no config.json"):
+        load(tmp_path / "nowhere")

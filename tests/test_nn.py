@@ -1,0 +1,149 @@
+"""Torch modules: the recurrent graph cell, the sparse product, the MSGL heads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from tests.conftest import devices
+
+torch = pytest.importorskip("torch")
+
+from xmsgl.nn import (  # noqa: E402
+    CrossScaleHead,
+    FineResidualHead,
+    GraphRecurrent,
+    MSGLNet,
+    SparseGraph,
+    TemporalAttentionBlock,
+    graph_product,
+)
+
+
+def _chain(n: int) -> sp.csr_matrix:
+    """Row-normalized adjacency of a chain with self-loops."""
+    a = sp.eye(n, format="csr") + sp.eye(n, k=1, format="csr") + sp.eye(n, k=-1, format="csr")
+    a = sp.csr_matrix(a)
+    return sp.csr_matrix(a.multiply(1.0 / a.sum(axis=1)))
+
+
+@pytest.mark.parametrize("device", devices())
+def test_graph_product_matches_dense_with_gradient(device: str) -> None:
+    m = sp.random(7, 5, density=0.4, format="csr", random_state=0, dtype=np.float32)
+    g = SparseGraph(m, device)
+    x = torch.randn(5, 3, 4, device=device, requires_grad=True)
+    y = graph_product(g, x)
+    dense = torch.from_numpy(m.toarray()).to(device)
+    x2 = x.detach().clone().requires_grad_(True)
+    y2 = (dense @ x2.reshape(5, -1)).reshape(7, 3, 4)
+    torch.testing.assert_close(y, y2)
+    w = torch.randn_like(y)
+    (y * w).sum().backward()
+    (y2 * w).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+
+
+@pytest.mark.parametrize("device", devices())
+def test_rgrn_shapes_and_shared_weights_across_graphs(device: str) -> None:
+    torch.manual_seed(0)
+    cell = GraphRecurrent(hidden=6).to(device)
+    for n in (4, 9):  # one set of weights runs on graphs of any size
+        h = cell(torch.randn(11, n, 2, 24, device=device), SparseGraph(_chain(n), device))
+        assert tuple(h.shape) == (11, n, 2, 6)
+        assert torch.isfinite(h).all()
+
+
+def test_rgrn_graph_diffusion_changes_states() -> None:
+    torch.manual_seed(0)
+    cell = GraphRecurrent(hidden=5)
+    x = torch.randn(8, 6, 1, 20)
+    h_graph = cell(x, SparseGraph(_chain(6)))
+    h_eye = cell(x, SparseGraph(sp.eye(6, format="csr")))
+    assert not torch.allclose(h_graph, h_eye)
+    # Without neighbours, a node's states depend on its own inputs only.
+    x2 = x.clone()
+    x2[:, 3] += 1.0
+    h2 = cell(x2, SparseGraph(sp.eye(6, format="csr")))
+    torch.testing.assert_close(h2[:, :3], h_eye[:, :3])
+    assert not torch.allclose(h2[:, 3], h_eye[:, 3])
+
+
+def test_rgrn_time_chunks_equal_one_pass() -> None:
+    torch.manual_seed(1)
+    net = MSGLNet(n_common=2, n_seg_extra=1, n_reach_extra=0, hidden=4, attn_window=5)
+    x = torch.randn(23, 6, 2, 3)
+    g = SparseGraph(_chain(6))
+    with torch.no_grad():
+        torch.testing.assert_close(net.hidden_states(x, g, "seg"), net.hidden_states(x, g, "seg", 5))
+
+
+def test_rgrn_backward_reaches_early_inputs() -> None:
+    cell = GraphRecurrent(hidden=4)
+    x = torch.randn(30, 3, 1, 16, requires_grad=True)
+    h = cell(x, SparseGraph(_chain(3)))
+    h[-1].sum().backward()
+    assert x.grad is not None and float(x.grad[0].abs().sum()) > 0
+
+
+def test_attention_block_is_local_to_its_blocks() -> None:
+    torch.manual_seed(0)
+    blk = TemporalAttentionBlock(hidden=4, window=5, offset=0).eval()
+    x = torch.randn(2, 17, 4)
+    x2 = x.clone()
+    x2[:, 12] += 3.0  # day 12 lies in the block [10, 15)
+    y, y2 = blk(x), blk(x2)
+    torch.testing.assert_close(y[:, :10], y2[:, :10])
+    torch.testing.assert_close(y[:, 15:], y2[:, 15:])
+    assert not torch.allclose(y[:, 10:15], y2[:, 10:15])
+
+
+def test_cross_head_shapes_for_lengths_off_the_window() -> None:
+    head = CrossScaleHead(hidden=4, window=6)
+    for n_time in (1, 5, 6, 13):
+        z, y = head(torch.randn(3, n_time, 4))
+        assert tuple(z.shape) == (3, n_time, 4) and tuple(y.shape) == (3, n_time)
+
+
+def test_fine_head_starts_at_cross_prediction_and_stops_gradient() -> None:
+    head = FineResidualHead(hidden=4)
+    z = torch.randn(3, 8, 4, requires_grad=True)
+    y_cross = torch.randn(3, 8, requires_grad=True)
+    h_fine = torch.randn(3, 8, 4, requires_grad=True)
+    y = head(z, y_cross, h_fine)
+    torch.testing.assert_close(y, y_cross.detach())
+    y.sum().backward()
+    assert z.grad is None and y_cross.grad is None
+    assert h_fine.grad is not None
+
+
+def test_msgl_tasks_and_stop_gradient_of_fine_task() -> None:
+    torch.manual_seed(0)
+    net = MSGLNet(n_common=2, n_seg_extra=0, n_reach_extra=1, hidden=4, attn_window=5)
+    graphs = {"coarse": SparseGraph(_chain(3)), "fine": SparseGraph(_chain(6)),
+              "cross": SparseGraph(sp.csr_matrix(np.repeat(np.eye(3), 2, axis=0) * 1.0))}
+    xs, xr = torch.randn(10, 3, 2, 2), torch.randn(10, 6, 2, 3)
+    out = net(xs, xr, graphs, tasks=("coarse", "cross", "fine", "fine_only"))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "coarse": (10, 3, 2), "cross": (10, 6, 2), "fine": (10, 6, 2), "fine_only": (10, 6, 2)}
+    net.zero_grad()
+    out["fine"].sum().backward()
+    # The fine task does not train the cross-scale head (stop-gradient).
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in net.cross_head.parameters())
+    assert net.fine_head.mlp[-1].weight.grad is not None
+
+
+@pytest.mark.gpu
+def test_msgl_forward_on_cuda_matches_cpu() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    torch.manual_seed(0)
+    net = MSGLNet(n_common=2, n_seg_extra=0, n_reach_extra=0, hidden=4, attn_window=5)
+    graphs = {"coarse": SparseGraph(_chain(3)), "fine": SparseGraph(_chain(6)),
+              "cross": SparseGraph(sp.csr_matrix(np.repeat(np.eye(3), 2, axis=0) * 1.0))}
+    xs, xr = torch.randn(10, 3, 2, 2), torch.randn(10, 6, 2, 2)
+    with torch.no_grad():
+        cpu = net(xs, xr, graphs)
+        gpu = net.cuda()(xs.cuda(), xr.cuda(), {k: g.to("cuda") for k, g in graphs.items()})
+    for k in cpu:
+        torch.testing.assert_close(cpu[k], gpu[k].cpu(), atol=1e-4, rtol=1e-4)

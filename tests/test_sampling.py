@@ -1,0 +1,73 @@
+"""sparsify: exact shares, reproducible draws, the input left untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from xmsgl.exceptions import SchemaError, XmsglError
+from xmsgl.sampling import sparsify
+
+
+@pytest.fixture
+def obs() -> xr.Dataset:
+    rng = np.random.default_rng(0)
+    v = rng.normal(10, 3, (20, 100)).astype("float32")
+    v[rng.random(v.shape) < 0.3] = np.nan
+    return xr.Dataset({"reach_temp": (("reach", "time"), v, {"units": "degC"})},
+                      coords={"reach": np.arange(1, 21), "time": pd.date_range("2000-01-01", periods=100)})
+
+
+def test_keeps_exact_share_and_never_modifies_input(obs: xr.Dataset) -> None:
+    before = obs.reach_temp.values.copy()
+    n = int(obs.reach_temp.notnull().sum())
+    out = sparsify(obs, keep=0.1, seed=1)
+    assert int(out.reach_temp.notnull().sum()) == round(0.1 * n)
+    np.testing.assert_array_equal(obs.reach_temp.values, before)
+    kept = out.reach_temp.notnull().values
+    np.testing.assert_array_equal(out.reach_temp.values[kept], before[kept])
+    assert "keep=0.1" in out.reach_temp.attrs["xmsgl_sparsify"]
+
+
+def test_same_seed_same_draw(obs: xr.Dataset) -> None:
+    a = sparsify(obs, keep=0.05, seed=7).reach_temp.notnull().values
+    b = sparsify(obs, keep=0.05, seed=7).reach_temp.notnull().values
+    c = sparsify(obs, keep=0.05, seed=8).reach_temp.notnull().values
+    np.testing.assert_array_equal(a, b)
+    assert (a != c).any()
+
+
+def test_by_reach_hides_whole_reaches(obs: xr.Dataset) -> None:
+    out = sparsify(obs, keep=0.25, seed=0, by="reach")
+    observed = out.reach_temp.notnull().any("time").values
+    assert observed.sum() == 5
+    np.testing.assert_array_equal(out.reach_temp.values[observed], obs.reach_temp.values[observed])
+
+
+def test_period_limits_the_thinning(obs: xr.Dataset) -> None:
+    out = sparsify(obs, keep=0.0, period=("2000-01-01", "2000-01-31"))
+    assert int(out.reach_temp.sel(time=slice("2000-01-01", "2000-01-31")).notnull().sum()) == 0
+    late = slice("2000-02-01", None)
+    np.testing.assert_array_equal(out.reach_temp.sel(time=late).values, obs.reach_temp.sel(time=late).values)
+
+
+def test_tiny_share_keeps_at_least_one(obs: xr.Dataset) -> None:
+    assert int(sparsify(obs, keep=1e-9).reach_temp.notnull().sum()) == 1
+
+
+def test_bad_arguments(obs: xr.Dataset) -> None:
+    with pytest.raises(XmsglError, match="keep="):
+        sparsify(obs, keep=5)
+    with pytest.raises(XmsglError, match="by="):
+        sparsify(obs, by="segment")
+    with pytest.raises(SchemaError, match="'seg_temp'"):
+        sparsify(obs, variable="seg_temp")
+
+
+def test_accessor_forwards(obs: xr.Dataset) -> None:
+    import xmsgl  # noqa: F401  (registers ds.msgl)
+
+    out = obs.msgl.sparsify(keep=0.5, seed=3)
+    np.testing.assert_array_equal(out.reach_temp.values, sparsify(obs, keep=0.5, seed=3).reach_temp.values)

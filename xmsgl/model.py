@@ -1,0 +1,668 @@
+"""Fitting and the fitted model: :func:`fit` and :class:`Downscaler`.
+
+A fit returns an explicit :class:`Downscaler` that the user keeps, saves with
+:meth:`Downscaler.save` and reloads with :func:`load`; nothing trained is kept on
+the ``ds.msgl`` accessor.
+
+Methods
+-------
+``"msgl"``
+    The three tasks (coarse, cross-scale, fine) trained jointly on the coarse
+    targets ``seg_temp`` and the sparse fine targets ``reach_temp``.
+``"async-msgl"``
+    Stage A on coarse information that need not be aligned in time with the fine
+    data, then stage B = ``"msgl"``. Stage A trains the coarse task on
+    ``stage_a_variable`` (default ``seg_temp``; a process-model output such as
+    ``seg_tave_water`` works too) and, with ``"remap"`` in ``stage_a_tasks``, the
+    cross-scale task on that variable carried to each reach from its segment
+    (pseudo-labels; ``"remap-fine"`` adds the fine task). Stage A reads days of ``stage_a_period``, by default every day
+    outside the validation and test periods; it never reads test-period targets.
+``"fine-only"``
+    The same cell on the fine graph with a linear head, trained on ``reach_temp``.
+``"remap"``
+    The coarse model (task 0); each reach inherits its segment's prediction.
+``"direct"``
+    Pretrain the cell on the coarse task, then fine-tune as ``"fine-only"``.
+``"progressive"``
+    Pretrain on the coarse task, train the fine-only model on the coarse
+    predictions remapped to reaches (pseudo-labels), then fine-tune on ``reach_temp``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from xmsgl.convention import REACH, SEG, TIME, input_variables, validate
+from xmsgl.exceptions import DataError, ModelMismatchError, SchemaError, TimeError, XmsglError, format_ids
+from xmsgl.nn import MSGLNet
+from xmsgl.train import (
+    FeatureSpec,
+    ModelData,
+    cross_row_blocks,
+    feature_spec,
+    fit_scalers,
+    input_array,
+    make_windows,
+    period_mask,
+    period_ranges,
+    predict,
+    resolve_device,
+    split_periods,
+    target_array,
+    torch_graphs,
+    train_tasks,
+)
+
+__all__ = ["METHODS", "Downscaler", "fit", "load"]
+
+#: Methods understood by :func:`fit`.
+METHODS = ("msgl", "async-msgl", "fine-only", "remap", "direct", "progressive")
+
+#: Which head gives the fine prediction of each method.
+_OUTPUT = {"msgl": "fine", "async-msgl": "fine", "fine-only": "fine_only", "remap": "remap",
+           "direct": "fine_only", "progressive": "fine_only"}
+
+FORMAT = "xmsgl-model"
+FORMAT_VERSION = 1
+CONFIG = "config.json"
+WEIGHTS = "weights.pt"
+
+
+def _versions() -> dict[str, str]:
+    import xmsgl
+
+    return {"xmsgl": xmsgl.__version__, "torch": torch.__version__, "numpy": np.__version__,
+            "xarray": xr.__version__}
+
+
+def _state_bytes(net: torch.nn.Module) -> bytes:
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buf)
+    return buf.getvalue()
+
+
+class Downscaler:
+    """A fitted downscaling model: network, scalers, variables and graph identity.
+
+    Made by :func:`fit` (``ds.msgl.fit(...)``) or :func:`load`. Apply it with
+    ``ds.msgl.downscale(model)``; save it with :meth:`save`.
+
+    Attributes
+    ----------
+    method : str
+        One of :data:`METHODS`.
+    config : dict
+        Everything needed to rebuild and check the model (written to ``config.json``).
+    history : dict
+        Training losses and validation scores per stage and epoch.
+    sha256 : str
+        Hash of the weights, quoted in the ``history`` of downscaled outputs.
+
+    Examples
+    --------
+    >>> import xmsgl
+    >>> ds = xmsgl.datasets.synthetic_basin(n_segments=5, start="2000-10-01", end="2003-09-30")
+    >>> model = ds.msgl.fit(method="remap", epochs=1, progress=False)  # doctest: +SKIP
+    >>> model.save("model.xmsgl")  # doctest: +SKIP
+    >>> xmsgl.load("model.xmsgl").method  # doctest: +SKIP
+    'remap'
+    """
+
+    def __init__(self, net: MSGLNet, config: dict[str, Any]) -> None:
+        self.net = net
+        self.config = config
+        self._sha256: str | None = None
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def method(self) -> str:
+        return str(self.config["method"])
+
+    @property
+    def output(self) -> str:
+        return _OUTPUT[self.method]
+
+    @property
+    def features(self) -> FeatureSpec:
+        return FeatureSpec.from_dict(self.config["variables"])
+
+    @property
+    def history(self) -> dict[str, Any]:
+        return dict(self.config.get("history", {}))
+
+    @property
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = hashlib.sha256(_state_bytes(self.net)).hexdigest()
+        return self._sha256
+
+    def __repr__(self) -> str:
+        g = self.config["graph"]
+        hp = self.config["hyperparameters"]
+        return (f"<xmsgl.Downscaler method={self.method!r} hidden={hp['hidden']} "
+                f"n_seg={g['n_seg']} n_reach={g['n_reach']} sha256={self.sha256[:12]}>")
+
+    # -------------------------------------------------------------------- save/load
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model to the folder ``path`` (``config.json`` + ``weights.pt``).
+
+        The folder is written under a temporary name next to ``path`` and moved into
+        place with :func:`os.replace`, so a reader never sees a half-written model.
+        An existing xmsgl model at ``path`` is replaced; any other existing file or
+        folder raises :class:`~xmsgl.exceptions.XmsglError`.
+
+        Returns
+        -------
+        pathlib.Path
+            The folder written.
+        """
+        path = Path(path)
+        if path.exists() and not (path.is_dir() and (path / CONFIG).exists()):
+            raise XmsglError(
+                f"{str(path)!r} exists and is not an xmsgl model folder; choose another path "
+                "or remove it"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        blob = _state_bytes(self.net)
+        digest = hashlib.sha256(blob).hexdigest()
+        config = {**self.config, "weights": {"file": WEIGHTS, "sha256": digest}}
+        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            with open(tmp / WEIGHTS, "wb") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+            with open(tmp / CONFIG, "w") as f:
+                json.dump(config, f, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            old = None
+            if path.exists():
+                old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+                os.replace(path, old)
+            os.replace(tmp, path)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        self.config = config
+        self._sha256 = digest
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Downscaler:
+        """Read a model written by :meth:`save`; see :func:`load`."""
+        path = Path(path)
+        cfg_file = path / CONFIG
+        if not cfg_file.exists():
+            raise DataError(f"{str(path)!r} is not an xmsgl model folder (no {CONFIG}); "
+                            "save one with model.save(path)")
+        with open(cfg_file) as f:
+            config = json.load(f)
+        if config.get("format") != FORMAT or int(config.get("format_version", -1)) > FORMAT_VERSION:
+            raise ModelMismatchError(
+                f"{str(cfg_file)!r} has format {config.get('format')!r} version "
+                f"{config.get('format_version')!r}; this xmsgl reads {FORMAT!r} up to version "
+                f"{FORMAT_VERSION}: upgrade xmsgl or refit the model"
+            )
+        wfile = path / config["weights"]["file"]
+        if not wfile.exists():
+            raise DataError(f"the weights file {str(wfile)!r} is missing; save the model again")
+        blob = wfile.read_bytes()
+        digest = hashlib.sha256(blob).hexdigest()
+        if digest != config["weights"]["sha256"]:
+            raise ModelMismatchError(
+                f"{str(wfile)!r} does not match {CONFIG} (sha256 {digest[:12]}... on disk, "
+                f"{config['weights']['sha256'][:12]}... expected): the weights are stale or were "
+                "modified; save the model again"
+            )
+        state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        net = _build_net(config)
+        net.load_state_dict(state)
+        model = cls(net, config)
+        model._sha256 = digest
+        return model
+
+
+def load(path: str | os.PathLike[str]) -> Downscaler:
+    """Load a :class:`Downscaler` saved with :meth:`Downscaler.save`.
+
+    The weights are read with ``torch.load(weights_only=True)`` and checked
+    against the sha256 recorded in ``config.json``: a stale or modified weights
+    file raises :class:`~xmsgl.exceptions.ModelMismatchError` instead of loading.
+
+    Examples
+    --------
+    >>> import xmsgl
+    >>> model = xmsgl.load("model.xmsgl")  # doctest: +SKIP
+    """
+    return Downscaler.load(path)
+
+
+def _build_net(config: dict[str, Any]) -> MSGLNet:
+    hp = config["hyperparameters"]
+    v = config["variables"]
+    n_common = int(v["n_common"])
+    return MSGLNet(
+        n_common=n_common,
+        n_seg_extra=len(v["seg_vars"]) - n_common,
+        n_reach_extra=len(v["reach_vars"]) - n_common,
+        hidden=int(hp["hidden"]),
+        attn_window=int(hp["attn_window"]),
+        attn_blocks=int(hp["attn_blocks"]),
+    )
+
+
+# ----------------------------------------------------------------------------- fit
+
+
+def _resolve_periods(
+    time: pd.DatetimeIndex, train: Any, val: Any, test: Any
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    if train is None and val is None and test is None:
+        periods: dict[str, Any] = dict(split_periods(time))
+    else:
+        periods = {"train": train, "val": val, "test": test}
+    masks = {k: period_mask(time, v) for k, v in periods.items()}
+    if periods["train"] is None:
+        masks["train"] = ~(masks["val"] | masks["test"])
+    for a, b in (("train", "test"), ("train", "val"), ("val", "test")):
+        both = masks[a] & masks[b]
+        if both.any():
+            raise TimeError(
+                f"the {a} and {b} periods overlap on {int(both.sum())} days (from "
+                f"{time[both][0].date()}); give disjoint periods"
+            )
+    if not masks["train"].any():
+        raise TimeError(f"the training period {periods['train']!r} holds no day of the dataset "
+                        f"({time[0].date()} to {time[-1].date()})")
+    out = {}
+    for k, m in masks.items():
+        r = period_ranges(time, m)
+        out[k] = [(str(time[a].date()), str(time[b - 1].date())) for a, b in r]
+    return out, masks
+
+
+def _need(ds: xr.Dataset, name: str, dim: str, method: str) -> None:
+    if name not in ds.data_vars:
+        raise SchemaError(
+            f"method {method!r} needs the target {name!r} on ({dim!r}, 'time') (NaN where "
+            "unobserved); add it or choose another method"
+        )
+
+
+def _masked(y: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    out = y.copy()
+    out[~mask] = np.nan
+    return out
+
+
+def fit(
+    ds: xr.Dataset,
+    method: str = "msgl",
+    *,
+    train: Any = None,
+    val: Any = None,
+    test: Any = None,
+    epochs: int = 40,
+    pretrain_epochs: int | None = None,
+    hidden: int = 20,
+    lr: float = 5e-3,
+    weighting: str = "mgda",
+    task_weights: dict[str, float] | None = None,
+    window: int = 365,
+    stride: int = 182,
+    batch_size: int | None = None,
+    attn_window: int = 30,
+    attn_blocks: int = 2,
+    stage_a_period: Any = None,
+    stage_a_tasks: tuple[str, ...] = ("coarse", "remap"),
+    stage_a_variable: str = "seg_temp",
+    graph_options: dict[str, Any] | None = None,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    progress: bool | None = None,
+) -> Downscaler:
+    """Fit a downscaling model to a dataset in the xmsgl convention.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Inputs (forcings, static attributes) and targets ``seg_temp`` (seg, time)
+        and ``reach_temp`` (reach, time) in degC, NaN where unobserved. Inputs must
+        be complete (no NaN) over the dataset's time span. ``*_true`` variables are
+        never read.
+    method : str, default "msgl"
+        One of ``"msgl"``, ``"async-msgl"``, ``"fine-only"``, ``"remap"``,
+        ``"direct"``, ``"progressive"`` (see :mod:`xmsgl.model`).
+    train, val, test : (start, end) or list of (start, end), optional
+        Periods by date (ends included). When none is given, water years are
+        split by :func:`xmsgl.train.split_periods` (last sixth test, the twelfth
+        before it validation). When ``train`` is omitted it is every day outside
+        ``val`` and ``test``. Test-period targets are never read.
+    epochs : int, default 40
+        Epochs of the main stage; the weights of the epoch with the best
+        validation fine RMSE are kept.
+    pretrain_epochs : int, optional
+        Epochs of each pretraining stage (ASYNC stage A, ``direct``,
+        ``progressive``); default ``max(1, epochs // 2)``.
+    hidden : int, default 20
+        Hidden size.
+    lr : float, default 5e-3
+        Adam learning rate.
+    weighting : {"mgda", "equal", "fixed"}, default "mgda"
+        Task weighting of multi-task stages (MGDA-UB min-norm weights, equal, or
+        ``task_weights``).
+    task_weights : dict, optional
+        ``{"coarse": w0, "cross": w1, "fine": w2}`` for ``weighting="fixed"``.
+    window, stride : int, default 365, 182
+        Training window length and the step between window starts, in days.
+    batch_size : int, optional
+        Windows per step; by default as many as fit in about 3 GB of activations.
+    attn_window, attn_blocks : int, default 30, 2
+        Temporal attention blocks of the cross-scale head.
+    stage_a_period : (start, end) or list, optional
+        Days ASYNC-MSGL's stage A may read; default every day outside val and test.
+    stage_a_tasks : tuple of str, default ("coarse", "remap")
+        ``"coarse"``: the coarse task on ``stage_a_variable``; ``"remap"``: the
+        cross-scale task on ``stage_a_variable`` carried to each reach from its
+        segment (pseudo-labels); ``"remap-fine"``: the fine task on the same
+        pseudo-labels too (this runs the fine graph in stage A: slower).
+    stage_a_variable : str, default "seg_temp"
+        The coarse (seg, time) variable of stage A, in degC.
+    graph_options : dict, optional
+        Keyword arguments of :func:`xmsgl.graph.build_graphs`.
+    device : str, default "auto"
+        ``"auto"`` (cuda, then mps, then cpu) or a torch device.
+    seed : int, default 0
+        Seeds weights and window order; on CPU equal seeds give equal models.
+    progress : bool, optional
+        Progress bars (tqdm); default the ``progress`` option.
+
+    Returns
+    -------
+    Downscaler
+
+    Raises
+    ------
+    DataError
+        No fine observations in the training period, NaN in an input (naming the
+        variable and the count).
+    SchemaError, TimeError
+        A missing target, overlapping or empty periods.
+
+    Examples
+    --------
+    >>> import xmsgl
+    >>> ds = xmsgl.datasets.synthetic_basin(n_segments=5, start="2000-10-01", end="2003-09-30")
+    >>> model = ds.msgl.sparsify(keep=0.05).msgl.fit(
+    ...     method="msgl", epochs=2, progress=False)  # doctest: +SKIP
+    >>> model.method  # doctest: +SKIP
+    'msgl'
+    """
+    from xmsgl.graph import build_graphs
+    from xmsgl.options import get_option
+
+    if method not in METHODS:
+        raise XmsglError(f"method={method!r} is not known; use one of {list(METHODS)}")
+    for name, val_ in (("epochs", epochs), ("hidden", hidden), ("window", window), ("stride", stride)):
+        if int(val_) < 1:
+            raise XmsglError(f"{name}={val_!r} must be a positive integer")
+    bad_a = sorted(set(stage_a_tasks) - {"coarse", "remap", "remap-fine"})
+    if bad_a:
+        raise XmsglError(f"stage_a_tasks {bad_a} are not known; use 'coarse', 'remap' and/or 'remap-fine'")
+    progress = get_option("progress") if progress is None else bool(progress)
+    threads = get_option("torch_threads")
+    if threads:
+        torch.set_num_threads(int(threads))
+    dev = resolve_device(device)
+    pre_epochs = max(1, epochs // 2) if pretrain_epochs is None else int(pretrain_epochs)
+
+    ds = validate(ds)
+    time = pd.DatetimeIndex(ds[TIME].values)
+    periods, masks = _resolve_periods(time, train, val, test)
+    output = _OUTPUT[method]
+    uses_seg = method != "fine-only"
+    uses_reach = method != "remap"
+    if uses_seg:
+        _need(ds, "seg_temp", SEG, method)
+    _need(ds, "reach_temp", REACH, method)  # also validation for "remap"
+
+    graph_options = dict(graph_options or {})
+    graphs = build_graphs(ds, **graph_options)
+    spec = feature_spec(ds, input_variables(ds))
+    if uses_seg and not spec.seg_vars:
+        raise DataError(f"method {method!r} needs segment inputs (e.g. 'seg_air_temp'); none found")
+    if uses_reach and not spec.reach_vars:
+        raise DataError(f"method {method!r} needs reach inputs (e.g. 'reach_air_temp'); none found")
+    fit_scalers(ds, spec, masks["train"])
+
+    y_reach = target_array(ds, "reach_temp", REACH)
+    y_seg = target_array(ds, "seg_temp", SEG) if uses_seg else None
+    n_fine_train = int(np.isfinite(y_reach[masks["train"]]).sum())
+    if uses_reach and n_fine_train == 0:
+        raise DataError(
+            "no fine observations ('reach_temp' is all NaN) in the training period "
+            f"{periods['train']}; give a training period with observations or use method='remap'"
+        )
+    obs_train = [y_reach[masks["train"]]]
+    if y_seg is not None:
+        obs_train.append(y_seg[masks["train"]])
+    pooled = np.concatenate([o[np.isfinite(o)] for o in obs_train])
+    if pooled.size == 0:
+        raise DataError("no coarse or fine observations in the training period; nothing to learn from")
+    y_mean = float(pooled.mean())
+    y_std = float(pooled.std()) or 1.0
+
+    def std(y: np.ndarray) -> np.ndarray:
+        return (y - y_mean) / y_std
+
+    x_seg = input_array(ds, spec.seg_vars, SEG, spec) if spec.seg_vars else np.zeros(
+        (len(time), graphs.n_seg, 0), np.float32)
+    x_reach = input_array(ds, spec.reach_vars, REACH, spec) if spec.reach_vars else np.zeros(
+        (len(time), graphs.n_reach, 0), np.float32)
+    hidden_ = int(hidden)
+    data = ModelData(x_seg, x_reach, torch_graphs(graphs, dev),
+                     cross_row_blocks(graphs, dev, max(1, int(2e7 // (window * hidden_ * 4)))),
+                     np.asarray(graphs.parent.tocsr().indices, dtype=np.int64), graphs.cross.tocsr())
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    hp = {"hidden": hidden_, "attn_window": int(attn_window), "attn_blocks": int(attn_blocks),
+          "epochs": int(epochs), "pretrain_epochs": pre_epochs, "lr": float(lr),
+          "weighting": weighting, "task_weights": task_weights, "window": int(window),
+          "stride": int(stride), "batch_size": batch_size}
+    net = MSGLNet(spec.n_common, len(spec.seg_vars) - spec.n_common,
+                  len(spec.reach_vars) - spec.n_common, hidden_, int(attn_window), int(attn_blocks)).to(dev)
+
+    val_ranges = period_ranges(time, masks["val"])
+    ys_std_reach = std(y_reach)
+    ys_std_seg = std(y_seg) if y_seg is not None else None
+
+    def val_score(which: str, target: np.ndarray | None) -> Any:
+        def score(model_net: MSGLNet) -> float | None:
+            if target is None or not val_ranges:
+                return None
+            se, n = 0.0, 0
+            key = "seg" if which == "coarse" else "reach"
+            out_task = "remap" if which == "coarse" else which
+            for a, b in val_ranges:
+                obs = target[a:b]
+                rows = None
+                if key == "reach":
+                    # The heads act reach by reach: score only the observed ones.
+                    rows = np.flatnonzero(np.isfinite(obs).any(axis=0))
+                    if rows.size == 0:
+                        continue
+                    obs = obs[:, rows]
+                pred = predict(model_net, data, a, b, output=out_task, device=dev,
+                               want_coarse=which == "coarse", rows=rows)[key]
+                ok = np.isfinite(obs)
+                se += float(((pred[ok] - obs[ok]) ** 2).sum())
+                n += int(ok.sum())
+            # Validation reads the same sparse variable as training (no denser truth).
+            return float(np.sqrt(se / n)) * y_std if n else None
+        return score
+
+    fine_val = val_score(output, ys_std_reach)
+    coarse_val = val_score("coarse", ys_std_seg)
+    train_ranges = period_ranges(time, masks["train"])
+    windows = make_windows(train_ranges, int(window), int(stride))
+    train_reach = _masked(ys_std_reach, masks["train"])
+    train_seg = _masked(ys_std_seg, masks["train"]) if ys_std_seg is not None else None
+    history: dict[str, Any] = {}
+
+    def run(stage: str, targets: dict[str, np.ndarray], wins: list[tuple[int, int]], score: Any,
+            n_epochs: int) -> None:
+        history[stage] = train_tasks(
+            net, data, targets, wins, val=score, epochs=n_epochs, lr=float(lr), weighting=weighting,
+            task_weights=task_weights, batch_size=batch_size, device=dev, rng=rng,
+            progress=bool(progress), desc=f"{method} {stage}")
+
+    reach_seg_idx = data.reach_seg_idx
+    if method in ("msgl", "async-msgl"):
+        assert train_seg is not None
+        if method == "async-msgl":
+            if stage_a_variable not in ds.data_vars or tuple(ds[stage_a_variable].dims) not in (
+                    (SEG, TIME), (TIME, SEG)):
+                raise SchemaError(f"stage_a_variable={stage_a_variable!r} must be a (seg, time) "
+                                  "variable of the dataset, in degC")
+            mask_a = (~(masks["val"] | masks["test"]) if stage_a_period is None
+                      else period_mask(time, stage_a_period))
+            if (mask_a & masks["test"]).any():
+                raise TimeError(
+                    f"stage_a_period {stage_a_period!r} overlaps the test period "
+                    f"{periods['test']}; stage A must never see test-period data"
+                )
+            ya = _masked(std(target_array(ds, stage_a_variable, SEG)), mask_a)
+            targets_a: dict[str, np.ndarray] = {}
+            if "coarse" in stage_a_tasks:
+                targets_a["coarse"] = ya
+            pseudo = ya[:, reach_seg_idx]
+            if "remap" in stage_a_tasks:
+                targets_a["cross"] = pseudo
+            if "remap-fine" in stage_a_tasks:
+                targets_a["fine"] = pseudo
+            if not targets_a:
+                raise XmsglError("stage_a_tasks is empty; give 'coarse' and/or 'remap'")
+            wins_a = make_windows(period_ranges(time, mask_a), int(window), int(stride))
+            run("stage_a", targets_a, wins_a, fine_val, pre_epochs)
+            periods["stage_a"] = [(str(time[a].date()), str(time[b - 1].date()))
+                                  for a, b in period_ranges(time, mask_a)]
+        run("main", {"coarse": train_seg, "cross": train_reach, "fine": train_reach},
+            windows, fine_val, int(epochs))
+    elif method == "fine-only":
+        run("main", {"fine_only": train_reach}, windows, fine_val, int(epochs))
+    elif method == "remap":
+        assert train_seg is not None
+        run("main", {"coarse": train_seg}, windows, fine_val, int(epochs))
+    elif method in ("direct", "progressive"):
+        assert train_seg is not None
+        run("pretrain_coarse", {"coarse": train_seg}, windows, coarse_val, pre_epochs)
+        if method == "progressive":
+            pseudo = np.full_like(train_reach, np.nan)
+            for a, b in train_ranges:
+                pseudo[a:b] = predict(net, data, a, b, output="remap", device=dev)["reach"]
+            run("pseudo_labels", {"fine_only": pseudo}, windows, fine_val, pre_epochs)
+        run("main", {"fine_only": train_reach}, windows, fine_val, int(epochs))
+
+    config: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "method": method,
+        "output": output,
+        "hyperparameters": hp,
+        "variables": spec.to_dict(),
+        "targets": {"seg": "seg_temp", "reach": "reach_temp", "units": "degC",
+                    "mean": y_mean, "std": y_std},
+        "graph": {"fingerprint": graphs.fingerprint, "options": graph_options,
+                  "n_seg": graphs.n_seg, "n_reach": graphs.n_reach,
+                  "seg_ids": sorted(int(i) for i in graphs.seg_ids),
+                  "reach_ids": sorted(int(i) for i in graphs.reach_ids)},
+        "periods": periods,
+        "stage_a": ({"period": periods.get("stage_a"), "tasks": list(stage_a_tasks),
+                     "variable": stage_a_variable} if method == "async-msgl" else None),
+        "n_fine_train_obs": n_fine_train,
+        "seed": int(seed),
+        "device": str(dev),
+        "versions": _versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "history": history,
+    }
+    net.eval()
+    return Downscaler(net.cpu() if dev.type != "cpu" else net, config)
+
+
+def check_compatible(model: Downscaler, ds: xr.Dataset, graphs: Any, scale: str) -> None:
+    """Raise :class:`ModelMismatchError` saying how ``ds`` differs from what ``model`` was fitted on."""
+    spec = model.features
+    need = spec.seg_vars + (spec.reach_vars if scale == REACH and model.output != "remap" else [])
+    if model.output == "fine_only":
+        need = spec.reach_vars
+    missing = [v for v in need if v not in ds.data_vars]
+    if missing:
+        raise ModelMismatchError(
+            f"input variables {format_ids(missing)} the model was fitted with are missing from "
+            "the dataset; add them (same names and units) or refit the model"
+        )
+    for v in need:
+        units = str(ds[v].attrs.get("units", "1"))
+        if units != spec.units[v]:
+            raise ModelMismatchError(
+                f"input variable {v!r} has units {units!r}; the model was fitted with "
+                f"{spec.units[v]!r}: convert it or refit the model"
+            )
+        static = TIME not in ds[v].dims
+        if static != spec.static[v]:
+            raise ModelMismatchError(
+                f"input variable {v!r} is {'static' if static else 'on time'} here but was "
+                f"{'static' if spec.static[v] else 'on time'} at fit time"
+            )
+    g = model.config["graph"]
+    if graphs.fingerprint != g["fingerprint"]:
+        diffs = []
+        for dim, ids in ((SEG, graphs.seg_ids), (REACH, graphs.reach_ids)):
+            have = set(int(i) for i in ids)
+            want = set(g[f"{dim}_ids"])
+            if have - want:
+                diffs.append(f"{dim} ids {format_ids(sorted(have - want))} are not in the model's graph")
+            if want - have:
+                diffs.append(f"{dim} ids {format_ids(sorted(want - have))} of the model's graph are missing")
+        if not diffs:
+            diffs.append("the ids match but downstream pointers, parents, lengths or graph options differ")
+        raise ModelMismatchError(
+            "the dataset's river graph differs from the one the model was fitted on: "
+            + "; ".join(diffs)
+            + f" (fingerprint {graphs.fingerprint[:12]}... vs {g['fingerprint'][:12]}...); "
+            "downscale the network the model was fitted on, refit, or pass check_graph=False "
+            "to apply the model to another network on purpose"
+        )
+
+
+def _rebuild(model: Downscaler, ds: xr.Dataset, graphs: Any, dev: torch.device,
+             time_index: slice) -> ModelData:
+    spec = model.features
+    n_time = len(range(*time_index.indices(ds.sizes[TIME])))
+    x_seg = (input_array(ds, spec.seg_vars, SEG, spec, time_index) if spec.seg_vars
+             and model.output != "fine_only" else np.zeros((n_time, graphs.n_seg, 0), np.float32))
+    x_reach = (input_array(ds, spec.reach_vars, REACH, spec, time_index) if spec.reach_vars
+               and model.output != "remap" else np.zeros((n_time, graphs.n_reach, 0), np.float32))
+    window = int(model.config["hyperparameters"]["window"])
+    rows = max(1, int(2e7 // (max(window, 365) * model.net.hidden * 4)))
+    return ModelData(x_seg, x_reach, torch_graphs(graphs, dev), cross_row_blocks(graphs, dev, rows),
+                     np.asarray(graphs.parent.tocsr().indices, dtype=np.int64), graphs.cross.tocsr())

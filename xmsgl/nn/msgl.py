@@ -1,0 +1,206 @@
+"""The multi-scale network: one recurrent graph cell, two scales, four heads.
+
+Inputs of the two scales differ (segments and reaches carry different variables),
+so each scale has an input projection into the shared cell. Variables present at
+both scales under the same name after their ``seg_``/``reach_`` prefix (air
+temperature, radiation, discharge...) share one projection: the cell then sees
+the same physical driver through the same weights on both graphs, which is what
+lets coarse training (tasks 0 and 1, stage A of ASYNC-MSGL, the ``direct`` and
+``progressive`` baselines) transfer to the fine graph. Variables found at only
+one scale get a projection of their own.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from xmsgl.nn.heads import CrossScaleHead, FineResidualHead
+from xmsgl.nn.rgrn import GraphRecurrent, SparseGraph, graph_product
+
+__all__ = ["MSGLNet", "TASKS"]
+
+#: Task names: 0 coarse, 1 cross-scale, 2 fine (MSGL's prediction), and the
+#: fine-only head of the single-scale baseline.
+TASKS = ("coarse", "cross", "fine", "fine_only")
+
+
+class MSGLNet(nn.Module):
+    """Shared RGrN cell with the MSGL heads and the fine-only baseline head.
+
+    Parameters
+    ----------
+    n_common : int
+        Number of input variables present at both scales (first in the inputs).
+    n_seg_extra, n_reach_extra : int
+        Numbers of variables found only on segments / only on reaches (after the
+        common ones in each scale's inputs).
+    hidden : int, default 20
+        Hidden size of the cell and the heads.
+    attn_window : int, default 30
+        Days per temporal attention block of the cross-scale head.
+    attn_blocks : int, default 2
+        Number of attention blocks.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = MSGLNet(n_common=2, n_seg_extra=1, n_reach_extra=0, hidden=4, attn_window=5)
+    >>> graphs = {"coarse": torch.eye(3).to_sparse(), "fine": torch.eye(6).to_sparse(),
+    ...           "cross": torch.ones(6, 3).div(3).to_sparse()}
+    >>> out = net(torch.randn(10, 3, 2, 3), torch.randn(10, 6, 2, 2), graphs)
+    >>> {k: tuple(v.shape) for k, v in out.items()}
+    {'coarse': (10, 3, 2), 'cross': (10, 6, 2), 'fine': (10, 6, 2)}
+    """
+
+    def __init__(
+        self,
+        n_common: int,
+        n_seg_extra: int,
+        n_reach_extra: int,
+        hidden: int = 20,
+        attn_window: int = 30,
+        attn_blocks: int = 2,
+    ) -> None:
+        super().__init__()
+        self.hidden = int(hidden)
+        self.n_common = int(n_common)
+        gates = 4 * self.hidden
+        self.gate_bias = nn.Parameter(torch.zeros(gates))
+        self.proj_common = nn.Linear(n_common, gates, bias=False) if n_common else None
+        self.proj_seg = nn.Linear(n_seg_extra, gates, bias=False) if n_seg_extra else None
+        self.proj_reach = nn.Linear(n_reach_extra, gates, bias=False) if n_reach_extra else None
+        self.cell = GraphRecurrent(self.hidden)
+        self.coarse_head = nn.Linear(self.hidden, 1)
+        self.cross_head = CrossScaleHead(self.hidden, attn_window, attn_blocks)
+        self.fine_head = FineResidualHead(self.hidden)
+        self.fine_only_head = nn.Linear(self.hidden, 1)
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters every task goes through: input projections and the cell."""
+        mods = [self.proj_common, self.proj_seg, self.proj_reach, self.cell]
+        params = [self.gate_bias]
+        for mod in mods:
+            if mod is not None:
+                params.extend(mod.parameters())
+        return params
+
+    def _project(self, x: torch.Tensor, scale: str) -> torch.Tensor:
+        extra = self.proj_seg if scale == "seg" else self.proj_reach
+        out = self.gate_bias.expand(*x.shape[:-1], self.gate_bias.shape[0])
+        if self.proj_common is not None:
+            out = out + self.proj_common(x[..., : self.n_common])
+        if extra is not None:
+            out = out + extra(x[..., self.n_common :])
+        return out
+
+    def hidden_states(
+        self, x: torch.Tensor, adj: SparseGraph | torch.Tensor, scale: str, time_chunk: int | None = None
+    ) -> torch.Tensor:
+        """Hidden states (T, N, B, H) of one scale for inputs (T, N, B, F).
+
+        ``time_chunk`` projects the inputs that many days at a time (to bound memory
+        at inference on large networks); ``None`` projects all days at once.
+        """
+        if time_chunk is None or time_chunk >= x.shape[0]:
+            out = self.cell(self._project(x, scale), adj)
+            assert isinstance(out, torch.Tensor)
+            return out
+        parts = []
+        state = None
+        # Without autograd the chunks are written into one preallocated tensor: a
+        # final concatenation would hold every state twice.
+        out_all = None if torch.is_grad_enabled() else x.new_empty(
+            (x.shape[0], x.shape[1], x.shape[2], self.hidden))
+        for t0 in range(0, x.shape[0], time_chunk):
+            res = self.cell(
+                self._project(x[t0 : t0 + time_chunk], scale), adj, state, return_state=True
+            )
+            assert isinstance(res, tuple)
+            hs, state = res
+            if out_all is None:
+                parts.append(hs)
+            else:
+                out_all[t0 : t0 + hs.shape[0]] = hs
+        return out_all if out_all is not None else torch.cat(parts, 0)
+
+    def coarse_prediction(self, h_coarse: torch.Tensor) -> torch.Tensor:
+        """Task 0: (T, S, B) from coarse states (T, S, B, H)."""
+        return self.coarse_head(h_coarse).squeeze(-1)
+
+    def fine_from_hidden(
+        self, h_cross: torch.Tensor | None, h_fine: torch.Tensor | None, tasks: tuple[str, ...]
+    ) -> dict[str, torch.Tensor]:
+        """Fine heads on node sequences (M, T, H); returns (M, T) per task."""
+        out: dict[str, torch.Tensor] = {}
+        if h_cross is not None and ("cross" in tasks or "fine" in tasks):
+            z, y_cross = self.cross_head(h_cross)
+            out["cross"] = y_cross
+            if "fine" in tasks and h_fine is not None:
+                out["fine"] = self.fine_head(z, y_cross, h_fine)
+        if "fine_only" in tasks and h_fine is not None:
+            out["fine_only"] = self.fine_only_head(h_fine).squeeze(-1)
+        return {k: v for k, v in out.items() if k in tasks}
+
+    def forward(
+        self,
+        x_seg: torch.Tensor | None,
+        x_reach: torch.Tensor | None,
+        graphs: dict[str, SparseGraph | torch.Tensor],
+        tasks: tuple[str, ...] = ("coarse", "cross", "fine"),
+        rows: torch.Tensor | None = None,
+        cross: SparseGraph | torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Predictions of ``tasks`` for a batch of windows.
+
+        Parameters
+        ----------
+        x_seg : torch.Tensor, (T, S, B, F_seg), optional
+            Standardized segment inputs (needed by "coarse", "cross" and "fine").
+        x_reach : torch.Tensor, (T, R, B, F_reach), optional
+            Standardized reach inputs (needed by "fine" and "fine_only").
+        graphs : dict
+            Graphs "coarse" (S, S), "fine" (R, R), "cross" (R, S) as
+            :class:`~xmsgl.nn.SparseGraph` (or sparse torch tensors).
+        tasks : tuple of str
+            Which of :data:`TASKS` to compute.
+        rows : torch.Tensor of int64, optional
+            Reaches for which the fine heads run (all by default). The recurrence
+            always runs on the whole fine graph; the heads treat reaches one by one,
+            so training can run them on the observed reaches only.
+        cross : SparseGraph, optional
+            The rows ``rows`` of the cross matrix (required with ``rows`` for the
+            cross and fine tasks).
+
+        Returns
+        -------
+        dict
+            ``"coarse"``: (T, S, B); the fine tasks: (T, R, B) (or (T, len(rows), B)),
+            in standardized units.
+        """
+        out: dict[str, torch.Tensor] = {}
+        need_coarse = any(t in tasks for t in ("coarse", "cross", "fine"))
+        need_fine = any(t in tasks for t in ("fine", "fine_only"))
+        h_cross = h_fine = None
+        n_time = n_batch = 0
+        if need_coarse:
+            assert x_seg is not None
+            h_c = self.hidden_states(x_seg, graphs["coarse"], "seg")
+            n_time, _, n_batch, _ = h_c.shape
+            if "coarse" in tasks:
+                out["coarse"] = self.coarse_prediction(h_c)
+            if "cross" in tasks or "fine" in tasks:
+                cmat = graphs["cross"] if rows is None else cross
+                assert cmat is not None, "pass the cross rows along with rows"
+                hx = graph_product(cmat, h_c.permute(1, 0, 2, 3))  # (R, T, B, H)
+                h_cross = hx.permute(0, 2, 1, 3).reshape(-1, n_time, self.hidden)
+        if need_fine:
+            assert x_reach is not None
+            h_f = self.hidden_states(x_reach, graphs["fine"], "reach")
+            n_time, _, n_batch, _ = h_f.shape
+            if rows is not None:
+                h_f = h_f.index_select(1, rows)
+            h_fine = h_f.permute(1, 2, 0, 3).reshape(-1, n_time, self.hidden)
+        for name, y in self.fine_from_hidden(h_cross, h_fine, tasks).items():
+            out[name] = y.reshape(-1, n_batch, n_time).permute(2, 0, 1)
+        return out

@@ -1,0 +1,685 @@
+"""Training machinery: inputs to tensors, windows, losses, task weighting, the loop.
+
+Everything a fit needs between a validated dataset and a trained
+:class:`~xmsgl.nn.MSGLNet`; :mod:`xmsgl.model` decides *what* to train (methods,
+stages) and this module *how*.
+
+Guards kept on purpose (each is a defect of earlier public code):
+
+* windows never straddle a gap between periods or in the time axis;
+* a window without observations for one task still trains the other tasks;
+* validation reads the same (sparse) fine variable as training, for every method;
+* the cross-scale matrix is aligned by ids (it comes from :func:`xmsgl.graph.build_graphs`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from xmsgl.convention import REACH, SEG, TIME, InputVariables
+from xmsgl.exceptions import DataError, TimeError, TrainingError, XmsglError
+from xmsgl.nn import SparseGraph, graph_product
+
+__all__ = [
+    "FeatureSpec",
+    "feature_spec",
+    "input_array",
+    "target_array",
+    "resolve_device",
+    "split_periods",
+    "period_ranges",
+    "make_windows",
+    "masked_rmse",
+    "min_norm_weights",
+    "train_tasks",
+    "predict",
+]
+
+#: Hidden units to keep in memory for one window during training: the recurrent
+#: loop saves roughly this many (N, H) float32 tensors per day and per node.
+_ACTIVATIONS_PER_NODE_DAY = 30
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def _strip(name: str) -> str:
+    for prefix in (f"{SEG}_", f"{REACH}_"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+@dataclass
+class FeatureSpec:
+    """Which variables feed the model, in which order, and how they are scaled.
+
+    ``seg_vars`` and ``reach_vars`` start with the ``n_common`` variables shared by
+    both scales (matched by name without their ``seg_``/``reach_`` prefix), in the
+    same order, followed by the variables found at one scale only.
+    """
+
+    seg_vars: list[str]
+    reach_vars: list[str]
+    n_common: int
+    units: dict[str, str]
+    static: dict[str, bool]
+    mean: dict[str, float] = field(default_factory=dict)
+    std: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seg_vars": self.seg_vars, "reach_vars": self.reach_vars, "n_common": self.n_common,
+            "units": self.units, "static": self.static, "mean": self.mean, "std": self.std,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
+        return cls(
+            seg_vars=list(d["seg_vars"]), reach_vars=list(d["reach_vars"]),
+            n_common=int(d["n_common"]), units=dict(d["units"]), static=dict(d["static"]),
+            mean={k: float(v) for k, v in d["mean"].items()},
+            std={k: float(v) for k, v in d["std"].items()},
+        )
+
+
+def feature_spec(ds: xr.Dataset, inputs: InputVariables) -> FeatureSpec:
+    """Order the input variables of ``ds`` into shared and scale-specific ones."""
+    seg_all = {_strip(v): (v, False) for v in inputs.seg_dynamic}
+    seg_all.update({_strip(v): (v, True) for v in inputs.seg_static})
+    reach_all = {_strip(v): (v, False) for v in inputs.reach_dynamic}
+    reach_all.update({_strip(v): (v, True) for v in inputs.reach_static})
+    common = sorted(k for k in set(seg_all) & set(reach_all) if seg_all[k][1] == reach_all[k][1])
+    seg_vars = [seg_all[k][0] for k in common] + sorted(
+        v for k, (v, _) in seg_all.items() if k not in common)
+    reach_vars = [reach_all[k][0] for k in common] + sorted(
+        v for k, (v, _) in reach_all.items() if k not in common)
+    if not seg_vars and not reach_vars:
+        raise DataError(
+            "the dataset has no input variables (numeric variables on (seg, time), (seg,), "
+            "(reach, time) or (reach,) with a 'units' attribute); add forcings such as "
+            "'seg_air_temp' and 'reach_air_temp'"
+        )
+    units = {v: str(ds[v].attrs.get("units", "1")) for v in seg_vars + reach_vars}
+    static = {v: TIME not in ds[v].dims for v in seg_vars + reach_vars}
+    return FeatureSpec(seg_vars, reach_vars, len(common), units, static)
+
+
+def input_array(
+    ds: xr.Dataset, names: Sequence[str], dim: str, spec: FeatureSpec, time_index: slice | None = None
+) -> np.ndarray:
+    """Standardized inputs as float32 (T, N, F); static variables repeat over time.
+
+    Raises :class:`DataError` naming the variable and the count of NaN values.
+    """
+    sel = ds if time_index is None else ds.isel({TIME: time_index})
+    n_time = sel.sizes[TIME]
+    n_node = sel.sizes[dim]
+    out = np.empty((n_time, n_node, len(names)), dtype=np.float32)
+    for j, name in enumerate(names):
+        da = sel[name]
+        if TIME in da.dims:
+            vals = np.asarray(da.transpose(TIME, dim).values, dtype=np.float32)
+        else:
+            vals = np.asarray(da.values, dtype=np.float32)[None, :]
+        n_bad = int(np.count_nonzero(~np.isfinite(vals)))
+        if n_bad:
+            raise DataError(
+                f"input variable {name!r} has {n_bad} NaN or infinite values"
+                + (f" in the {n_time} days used" if TIME in da.dims else "")
+                + f"; fill them (for example ds[{name!r}].interpolate_na('time') or "
+                f".fillna(...)) or leave the variable out with ds.drop_vars({name!r})"
+            )
+        out[:, :, j] = (vals - spec.mean[name]) / spec.std[name]
+    return out
+
+
+def fit_scalers(ds: xr.Dataset, spec: FeatureSpec, train_mask: np.ndarray) -> None:
+    """Mean and standard deviation of each input over the training days (in place)."""
+    for name in spec.seg_vars + spec.reach_vars:
+        da = ds[name]
+        if TIME in da.dims:
+            vals = np.asarray(da.isel({TIME: np.flatnonzero(train_mask)}).values, dtype=np.float64)
+        else:
+            vals = np.asarray(da.values, dtype=np.float64)
+        finite = vals[np.isfinite(vals)]
+        mean = float(finite.mean()) if finite.size else 0.0
+        std = float(finite.std()) if finite.size else 1.0
+        spec.mean[name] = mean
+        spec.std[name] = std if std > 1e-12 else 1.0
+
+
+def target_array(ds: xr.Dataset, name: str, dim: str, time_index: slice | None = None) -> np.ndarray:
+    """A target as float32 (T, N) in degC, NaN where unobserved."""
+    sel = ds[name] if time_index is None else ds[name].isel({TIME: time_index})
+    return np.asarray(sel.transpose(TIME, dim).values, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks cuda, then mps, then cpu; anything else is passed to torch.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        from xmsgl.options import get_option
+
+        opt = get_option("device")
+        if opt != "auto":
+            return torch.device(opt)
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise XmsglError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise XmsglError(f"device={device!r} was asked for but torch sees no CUDA device; use 'auto'")
+    return dev
+
+
+# --------------------------------------------------------------------------- periods
+
+PeriodLike = Any  # None, (start, end), or a list of (start, end)
+
+
+def _as_ranges(period: PeriodLike) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    if period is None:
+        return []
+    if isinstance(period, slice):
+        period = (period.start, period.stop)
+    if isinstance(period, tuple) and len(period) == 2 and not isinstance(period[0], (tuple, list)):
+        period = [period]
+    out = []
+    for item in period:
+        if isinstance(item, slice):
+            item = (item.start, item.stop)
+        if len(item) != 2:
+            raise TimeError(f"a period must be (start, end), got {item!r}")
+        start, end = (pd.Timestamp(item[0]), pd.Timestamp(item[1]))
+        if end < start:
+            raise TimeError(f"period {item!r} ends before it starts; give (start, end)")
+        out.append((start, end))
+    return out
+
+
+def period_mask(time: pd.DatetimeIndex, period: PeriodLike) -> np.ndarray:
+    """Boolean mask of the days of ``time`` inside ``period`` (ends included)."""
+    mask = np.zeros(len(time), dtype=bool)
+    for start, end in _as_ranges(period):
+        mask |= (time >= start) & (time <= end)
+    return mask
+
+
+def split_periods(time: pd.DatetimeIndex) -> dict[str, list[tuple[str, str]]]:
+    """Default train/validation/test periods, by water year (1 October - 30 September).
+
+    With ``n`` water years in the data (partial years count): the last
+    ``max(1, round(n / 6))`` are the test period, the ``max(1, round(n / 12))`` before
+    them validation, the rest training. With fewer than three water years, the days
+    are split 70/15/15 in time order instead.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = pd.date_range("2000-10-01", "2012-09-30")
+    >>> split_periods(t)["test"]
+    [('2010-10-01', '2012-09-30')]
+    """
+    wy = np.asarray(time.year + (time.month >= 10).astype(int))
+    years = np.unique(wy)
+    n = years.size
+
+    def span(mask: np.ndarray) -> list[tuple[str, str]]:
+        days = time[mask]
+        return [(str(days[0].date()), str(days[-1].date()))]
+
+    if n >= 3:
+        n_test = max(1, round(n / 6))
+        n_val = max(1, round(n / 12))
+        test_years = years[n - n_test:]
+        val_years = years[n - n_test - n_val: n - n_test]
+        return {
+            "train": span(~np.isin(wy, np.concatenate([test_years, val_years]))),
+            "val": span(np.isin(wy, val_years)),
+            "test": span(np.isin(wy, test_years)),
+        }
+    if len(time) < 10:
+        raise TimeError(f"the dataset has {len(time)} days; xmsgl needs at least 10 to train")
+    i1 = int(len(time) * 0.70)
+    i2 = int(len(time) * 0.85)
+    idx = np.arange(len(time))
+    return {"train": span(idx < i1), "val": span((idx >= i1) & (idx < i2)), "test": span(idx >= i2)}
+
+
+def period_ranges(time: pd.DatetimeIndex, mask: np.ndarray) -> list[tuple[int, int]]:
+    """Contiguous runs ``[i0, i1)`` of ``mask`` that do not cross a gap in ``time``."""
+    if not mask.any():
+        return []
+    days = np.asarray(time.values).astype("datetime64[D]").astype(np.int64)
+    breaks = np.ones(len(time) + 1, dtype=bool)
+    breaks[1:-1] = (mask[1:] != mask[:-1]) | (np.diff(days) != 1)
+    edges = np.flatnonzero(breaks)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if mask[a]]
+
+
+def make_windows(ranges: Sequence[tuple[int, int]], length: int, stride: int) -> list[tuple[int, int]]:
+    """Windows ``(start, length)`` inside each range; none straddles two ranges.
+
+    Windows of ``length`` days start every ``stride`` days; a last window is aligned
+    to the end of the range so that no day is left out, and a range shorter than
+    ``length`` is one window of its own length.
+
+    Examples
+    --------
+    >>> make_windows([(0, 10), (20, 24)], length=4, stride=3)
+    [(0, 4), (3, 4), (6, 4), (20, 4)]
+    """
+    out: list[tuple[int, int]] = []
+    for i0, i1 in ranges:
+        n = i1 - i0
+        if n <= length:
+            out.append((i0, n))
+            continue
+        starts = list(range(i0, i1 - length + 1, stride))
+        if starts[-1] + length < i1:
+            starts.append(i1 - length)
+        out.extend((s, length) for s in starts)
+    return out
+
+
+# ---------------------------------------------------------------------------- losses
+
+
+def masked_rmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    """RMSE over the observed (finite) entries of ``target``; None when there are none.
+
+    Examples
+    --------
+    >>> import torch
+    >>> y = torch.tensor([1.0, float("nan"), 3.0])
+    >>> masked_rmse(torch.tensor([2.0, 0.0, 3.0]), y).item() ** 2
+    0.5000...
+    """
+    mask = torch.isfinite(target)
+    n = int(mask.sum())
+    if n == 0:
+        return None
+    diff = torch.where(mask, pred - torch.nan_to_num(target), torch.zeros_like(pred))
+    # The small constant keeps the gradient of the square root finite at a perfect fit.
+    return torch.sqrt(diff.pow(2).sum() / n + 1e-8)
+
+
+def min_norm_weights(gram: np.ndarray, iters: int = 50, tol: float = 1e-7) -> np.ndarray:
+    """Weights of the min-norm point in the convex hull of vectors, from their Gram matrix.
+
+    Frank-Wolfe with exact line search (the MGDA solver); two vectors are solved in
+    closed form on the first step.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> min_norm_weights(np.array([[1.0, 0.0], [0.0, 1.0]])).round(3).tolist()
+    [0.5, 0.5]
+    >>> min_norm_weights(np.array([[1.0, 1.0], [1.0, 4.0]])).round(3).tolist()
+    [1.0, 0.0]
+    """
+    k = gram.shape[0]
+    if k == 1:
+        return np.ones(1)
+    alpha = np.full(k, 1.0 / k)
+    for _ in range(iters):
+        grad = gram @ alpha
+        t = int(np.argmin(grad))
+        vv = float(alpha @ grad)
+        vt = float(grad[t])
+        tt = float(gram[t, t])
+        denom = vv - 2 * vt + tt
+        if denom <= 1e-16:
+            break
+        gamma = min(max((vv - vt) / denom, 0.0), 1.0)
+        if gamma < tol:
+            break
+        alpha = (1 - gamma) * alpha
+        alpha[t] += gamma
+    return alpha
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class ModelData:
+    """Standardized arrays and graphs of one dataset, ready for the network."""
+
+    x_seg: np.ndarray  # (T, S, F_seg)
+    x_reach: np.ndarray  # (T, R, F_reach)
+    graphs: dict[str, SparseGraph]  # sparse "coarse", "fine", "cross" on the device
+    cross_rows: list[tuple[int, int, SparseGraph]]  # row blocks of "cross" for inference
+    reach_seg_idx: np.ndarray  # (R,) position of each reach's segment
+    cross_csr: Any = None  # scipy (R, S) cross matrix, to take rows of per step
+
+
+def torch_graphs(graphs: Any, device: torch.device) -> dict[str, SparseGraph]:
+    """The coarse, fine and cross matrices of a :class:`~xmsgl.graph.RiverGraphs`.
+
+    Each keeps its transpose too, so backward products need no per-day transposition.
+    """
+    return {k: SparseGraph(graphs.matrix(k), device) for k in ("coarse", "fine", "cross")}
+
+
+def cross_row_blocks(graphs: Any, device: torch.device, rows: int) -> list[tuple[int, int, SparseGraph]]:
+    """Row blocks of the cross matrix, to run the fine heads a block of reaches at a time."""
+    m = graphs.cross.tocsr()
+    out = []
+    for r0 in range(0, m.shape[0], rows):
+        r1 = min(r0 + rows, m.shape[0])
+        out.append((r0, r1, SparseGraph(m[r0:r1], device)))
+    return out
+
+
+def _batch(arr: np.ndarray, starts: Sequence[int], length: int, device: torch.device) -> torch.Tensor:
+    """Stack windows of ``arr`` (T, N, ...) side by side: (length, N, B, ...)."""
+    out = np.stack([arr[s: s + length] for s in starts], axis=2)
+    return torch.from_numpy(out).to(device)
+
+
+def default_batch_size(n_nodes: int, length: int, hidden: int, budget_gb: float = 3.0) -> int:
+    """Windows per batch so that saved activations stay near ``budget_gb``."""
+    per_window = n_nodes * length * hidden * 4 * _ACTIVATIONS_PER_NODE_DAY
+    return int(max(1, min(16, budget_gb * 1e9 // max(per_window, 1))))
+
+
+# ------------------------------------------------------------------------------ loop
+
+ValFn = Callable[[Any], float | None]
+
+
+def train_tasks(
+    net: Any,
+    data: ModelData,
+    targets: dict[str, np.ndarray],
+    windows: Sequence[tuple[int, int]],
+    *,
+    val: ValFn | None,
+    epochs: int,
+    lr: float = 5e-3,
+    weighting: str = "equal",
+    task_weights: dict[str, float] | None = None,
+    batch_size: int | None = None,
+    device: torch.device,
+    rng: np.random.Generator,
+    progress: bool = True,
+    desc: str = "fit",
+    max_head_reaches: int | None = 256,
+) -> dict[str, Any]:
+    """Train ``net`` on ``targets`` (task name -> standardized (T, N) array).
+
+    Each step draws a batch of windows of equal length, computes the masked RMSE
+    of every task with at least one observation in the batch (a task without
+    observations is left out of this step; the others still train), combines the
+    losses by ``weighting`` (``"equal"``, ``"fixed"`` with ``task_weights``, or
+    ``"mgda"``: MGDA-UB weights from the min-norm point of the L2-normalized task
+    gradients on the shared parameters), and takes an Adam step.
+
+    The fine heads act on each reach alone, so they run only on the reaches with an
+    observation in the batch (the exact loss, at a fraction of the cost with sparse
+    data); where more than ``max_head_reaches`` reaches are observed (dense
+    pseudo-labels), a random subset of that many is drawn per step. A batch without
+    any fine observation skips the fine graph and trains the coarse task alone. After every epoch
+    ``val(net)`` gives the validation score (lower is better); the weights of the
+    best epoch are restored at the end.
+
+    Returns
+    -------
+    dict
+        ``"loss"`` and ``"val"`` per epoch, ``"best_epoch"``, ``"task_weights"``
+        (mean weights per task in the last epoch).
+    """
+    if weighting not in ("equal", "fixed", "mgda"):
+        raise XmsglError(f"weighting={weighting!r} is not known; use 'equal', 'fixed' or 'mgda'")
+    if weighting == "fixed" and not task_weights:
+        raise XmsglError("weighting='fixed' needs task_weights, e.g. {'coarse': 1, 'cross': 1, 'fine': 2}")
+    if not windows:
+        raise DataError("no training windows: the training period is empty")
+    tasks = tuple(targets)
+    needs_seg = any(t in tasks for t in ("coarse", "cross", "fine"))
+    needs_reach = any(t in tasks for t in ("fine", "fine_only"))
+    if data.cross_csr is None:
+        raise XmsglError("ModelData.cross_csr is needed for training (the scipy cross matrix)")
+    n_nodes = (data.x_seg.shape[1] if needs_seg else 0) + (data.x_reach.shape[1] if needs_reach else 0)
+    length = max(n for _, n in windows)
+    bs = batch_size or default_batch_size(n_nodes, length, net.hidden)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    shared = net.shared_parameters()
+    shared_ids = {id(p) for p in shared}
+    params = [p for p in net.parameters()]
+    history: dict[str, Any] = {"loss": [], "val": [], "best_epoch": None, "task_weights": {}}
+    best = math.inf
+    best_state = copy.deepcopy(net.state_dict())
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False, unit="epoch")
+    for epoch in bar:
+        net.train()
+        order = rng.permutation(len(windows))
+        by_len: dict[int, list[int]] = {}
+        for i in order:
+            by_len.setdefault(windows[i][1], []).append(windows[i][0])
+        batches = [(n, starts[j: j + bs]) for n, starts in by_len.items() for j in range(0, len(starts), bs)]
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+        losses = []
+        wsum = dict.fromkeys(tasks, 0.0)
+        for n, starts in batches:
+            ys = {t: _batch(targets[t], starts, n, device) for t in tasks}
+            fine_tasks = [t for t in tasks if t != "coarse"]
+            rows_np = np.zeros(0, dtype=np.int64)
+            if fine_tasks:
+                seen = np.zeros(data.x_reach.shape[1], dtype=bool)
+                for t in fine_tasks:
+                    seen |= np.asarray(torch.isfinite(ys[t]).any(dim=2).any(dim=0).cpu())
+                rows_np = np.flatnonzero(seen)
+                if max_head_reaches and rows_np.size > max_head_reaches:
+                    rows_np = np.sort(rng.choice(rows_np, size=max_head_reaches, replace=False))
+            step_tasks = tuple(t for t in tasks if t == "coarse" or rows_np.size)
+            if not step_tasks:
+                continue
+            rows = torch.from_numpy(rows_np).to(device)
+            cross = SparseGraph(data.cross_csr[rows_np], device) if rows_np.size else None
+            xs = _batch(data.x_seg, starts, n, device) if any(
+                t in step_tasks for t in ("coarse", "cross", "fine")) else None
+            xr_ = _batch(data.x_reach, starts, n, device) if any(
+                t in step_tasks for t in ("fine", "fine_only")) else None
+            out = net(xs, xr_, data.graphs, tasks=step_tasks, rows=rows, cross=cross)
+            task_loss = {}
+            for t in step_tasks:
+                y = ys[t] if t == "coarse" else ys[t].index_select(1, rows)
+                loss = masked_rmse(out[t], y)
+                if loss is not None:
+                    task_loss[t] = loss
+            if not task_loss:
+                continue
+            opt.zero_grad(set_to_none=True)
+            names = list(task_loss)
+            if weighting == "mgda" and len(names) > 1:
+                grads = [torch.autograd.grad(task_loss[t], params, retain_graph=i < len(names) - 1,
+                                             allow_unused=True) for i, t in enumerate(names)]
+                flat = []
+                for g in grads:
+                    parts = [(gi if gi is not None else torch.zeros_like(p)).reshape(-1)
+                             for gi, p in zip(g, params) if id(p) in shared_ids]
+                    v = torch.cat(parts)
+                    flat.append(v / (v.norm() + 1e-12))
+                mat = torch.stack(flat)
+                alpha = min_norm_weights((mat @ mat.t()).double().cpu().numpy())
+                for p, *gs in zip(params, *grads):
+                    acc = None
+                    for a, g in zip(alpha, gs):
+                        if g is not None:
+                            acc = g * float(a) if acc is None else acc + g * float(a)
+                    p.grad = acc
+                weights = dict(zip(names, alpha.tolist()))
+                total = sum(float(a) * float(task_loss[t].detach()) for a, t in zip(alpha, names))
+            else:
+                if weighting == "fixed":
+                    assert task_weights is not None
+                    weights = {t: float(task_weights.get(t, 0.0)) for t in names}
+                else:
+                    weights = dict.fromkeys(names, 1.0)
+                loss_sum = sum(weights[t] * task_loss[t] for t in names)
+                assert isinstance(loss_sum, torch.Tensor)
+                loss_sum.backward()
+                total = float(loss_sum.detach())
+            if not math.isfinite(total):
+                raise TrainingError(
+                    f"the training loss became {total} in epoch {epoch + 1}; lower lr (now {lr}) "
+                    "or check the inputs for extreme values"
+                )
+            opt.step()
+            losses.append(total)
+            for t, w in weights.items():
+                wsum[t] += w / len(batches)
+        score = val(net) if val is not None else None
+        history["loss"].append(float(np.mean(losses)) if losses else float("nan"))
+        history["val"].append(score)
+        history["task_weights"] = wsum
+        crit = score if score is not None else history["loss"][-1]
+        if crit is not None and math.isfinite(crit) and crit < best:
+            best = crit
+            history["best_epoch"] = epoch + 1
+            best_state = copy.deepcopy(net.state_dict())
+        bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", val="-" if score is None else f"{score:.3f}")
+    net.load_state_dict(best_state)
+    return history
+
+
+# ------------------------------------------------------------------------- inference
+
+
+def inference_windows(t0: int, t1: int, chunk: int, spinup: int) -> list[tuple[int, int, int]]:
+    """Windows ``(start, keep_from, end)`` covering days ``[t0, t1)``.
+
+    Each window runs from ``keep_from - spinup`` (not before day 0) to ``end`` with
+    a fresh state and keeps the days from ``keep_from``: as in training, every
+    prediction comes from a state warmed up on at most about a year of inputs.
+
+    Examples
+    --------
+    >>> inference_windows(0, 10, chunk=4, spinup=2)
+    [(0, 0, 4), (2, 4, 8), (6, 8, 10)]
+    """
+    out = []
+    for a in range(t0, t1, chunk):
+        b = min(a + chunk, t1)
+        out.append((max(0, a - spinup), a, b))
+    return out
+
+
+@torch.inference_mode()
+def predict(
+    net: Any,
+    data: ModelData,
+    t0: int,
+    t1: int,
+    *,
+    output: str,
+    device: torch.device,
+    chunk: int = 365,
+    spinup: int = 180,
+    batch_size: int | None = None,
+    time_chunk: int | None = 16,
+    want_coarse: bool = False,
+    rows: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Standardized predictions for days ``[t0, t1)`` of ``data``.
+
+    ``output`` is the task whose values are the fine prediction: ``"fine"``
+    (MSGL), ``"fine_only"`` or ``"remap"`` (the coarse prediction of each
+    reach's segment). Returns ``{"reach": (T, R), "seg": (T, S)}`` (``"seg"`` when
+    asked for or needed). With ``rows``, only those reaches are returned (the
+    recurrence still runs on the whole graph).
+    """
+    net.eval()
+    n_time = t1 - t0
+    n_seg = data.x_seg.shape[1]
+    n_reach = data.x_reach.shape[1] if rows is None else len(rows)
+    cross_blocks = data.cross_rows
+    rows_t = None
+    if rows is not None:
+        rows_t = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(device)
+        cross_blocks = [(0, len(rows), SparseGraph(data.cross_csr[np.asarray(rows)], device))]
+    need_seg = output in ("fine", "remap") or want_coarse
+    need_reach = output in ("fine", "fine_only")
+    res: dict[str, np.ndarray] = {"reach": np.empty((n_time, n_reach), dtype=np.float32)}
+    if need_seg:
+        res["seg"] = np.empty((n_time, n_seg), dtype=np.float32)
+    wins = inference_windows(t0, t1, chunk, spinup)
+    groups: dict[int, list[tuple[int, int, int]]] = {}
+    for w in wins:
+        groups.setdefault(w[2] - w[0], []).append(w)
+    hidden = net.hidden
+    for length, ws in groups.items():
+        nodes = (n_seg if need_seg else 0) + (n_reach if need_reach else 0)
+        # Inference keeps about 6 (N, H) tensors per node-day (inputs, states, heads).
+        bs = batch_size or int(max(1, min(len(ws), 2e9 // max(1, nodes * length * hidden * 4 * 6))))
+        for j in range(0, len(ws), bs):
+            part = ws[j: j + bs]
+            starts = [w[0] for w in part]
+            h_c = h_f = None
+            coarse = None
+            if need_seg:
+                h_c = net.hidden_states(_batch(data.x_seg, starts, length, device), data.graphs["coarse"],
+                                        "seg", time_chunk)
+                coarse = net.coarse_prediction(h_c)  # (L, S, B)
+            if need_reach:
+                h_f = net.hidden_states(_batch(data.x_reach, starts, length, device), data.graphs["fine"],
+                                        "reach", time_chunk)
+                if rows_t is not None:
+                    h_f = h_f.index_select(1, rows_t)
+            fine = None
+            if output == "remap":
+                assert coarse is not None
+                seg_idx = data.reach_seg_idx if rows is None else data.reach_seg_idx[np.asarray(rows)]
+                fine = coarse[:, torch.from_numpy(seg_idx).to(device)]
+            else:
+                nb = len(part)
+                fine = torch.empty(length, n_reach, nb, device=device)
+                # One contiguous (S, T, B, H) copy serves every block of reaches.
+                hc_perm = h_c.permute(1, 0, 2, 3).contiguous() if h_c is not None else None
+                for r0, r1, cross in cross_blocks:
+                    hx = None
+                    if output == "fine":
+                        assert hc_perm is not None
+                        hx = graph_product(cross, hc_perm).permute(0, 2, 1, 3)
+                        hx = hx.reshape(-1, length, hidden)
+                    assert h_f is not None
+                    hf = h_f[:, r0:r1].permute(1, 2, 0, 3).reshape(-1, length, hidden)
+                    y = net.fine_from_hidden(hx, hf, (output,))[output]
+                    fine[:, r0:r1] = y.reshape(r1 - r0, nb, length).permute(2, 0, 1)
+            for b, (s, keep, end) in enumerate(part):
+                a = keep - s
+                res["reach"][keep - t0: end - t0] = fine[a: a + end - keep, :, b].float().cpu().numpy()
+                if coarse is not None and "seg" in res:
+                    res["seg"][keep - t0: end - t0] = coarse[a: a + end - keep, :, b].float().cpu().numpy()
+    return res
