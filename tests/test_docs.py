@@ -38,3 +38,14 @@ def test_worked_example_errors_are_as_documented() -> None:
     bad = ds.assign(reach_to=("reach", np.array([12, 31, 31, 31, 22, 32, 0, 32])))  # type: ignore[attr-defined]
     with pytest.raises(xmsgl.TopologyError, match=r"\[21, 22\].*segment 2"):
         bad.msgl.validate()
+
+
+def test_readme_example_runs(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    blocks = _python_blocks("README.md")
+    assert blocks, "README.md lost its example"
+    namespace: dict[str, object] = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    pred = namespace["pred"]
+    assert pred.dims == ("reach", "time") and pred.attrs["units"] == "degC"  # type: ignore[attr-defined]
+    assert (tmp_path / "my-model" / "config.json").exists()
