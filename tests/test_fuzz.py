@@ -608,9 +608,8 @@ def _sparsify_ds(values: Any = None, time: Any = None) -> xr.Dataset:
                       coords={"reach": [1, 2], "time": t})
 
 
-# Inputs on which sparsify (xmsgl/sampling.py) raises an untyped error today. Each
-# is strict: it turns into a failure (to be un-marked) once sparsify refuses it with
-# an XmsglError.
+# Bad arguments and inputs that sparsify (xmsgl/sampling.py) must refuse with an
+# XmsglError rather than let a numpy, pandas or Python error escape.
 SPARSIFY_UNTYPED = [
     pytest.param(lambda: sparsify(_sparsify_ds(), keep="a"), id="keep-string"),
     pytest.param(lambda: sparsify(_sparsify_ds(), keep=None), id="keep-none"),
@@ -629,7 +628,6 @@ SPARSIFY_UNTYPED = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="sparsify lets a non-xmsgl exception escape on this input")
 @pytest.mark.parametrize("call", SPARSIFY_UNTYPED)
 def test_sparsify_refuses_bad_arguments_with_typed_errors(call: Callable[[], Any]) -> None:
     with warnings.catch_warnings():

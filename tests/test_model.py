@@ -13,7 +13,7 @@ import xmsgl
 
 torch = pytest.importorskip("torch")
 
-from xmsgl.exceptions import DataError, ModelMismatchError, TimeError, XmsglError  # noqa: E402
+from xmsgl.exceptions import DataError, ModelMismatchError, ParameterError, TimeError, XmsglError  # noqa: E402
 from xmsgl.model import METHODS, Downscaler, fit, load  # noqa: E402
 from xmsgl.train import (  # noqa: E402
     make_windows,
@@ -206,3 +206,37 @@ def test_stale_or_foreign_files_are_refused(tmp_path, model: Downscaler) -> None
         model.save(tmp_path / "plain")
     with pytest.raises(DataError, match="no config.json"):
         load(tmp_path / "nowhere")
+
+
+# ------------------------------------------------------------------------ baselines
+
+
+def test_baselines_fit_downscale_save_and_load(tmp_path, tiny_basin: xr.Dataset) -> None:
+    from xmsgl.baselines import BaselineModel
+
+    model = tiny_basin.msgl.fit(method="climatology")
+    assert isinstance(model, BaselineModel) and model.method == "climatology"
+    out = tiny_basin.msgl.downscale(model)
+    assert out.dims == ("reach", "time") and out.attrs["units"] == "degC"
+    assert out.sizes == {"reach": tiny_basin.sizes["reach"], "time": tiny_basin.sizes["time"]}
+    assert bool(np.isfinite(out).all())
+    part = tiny_basin.msgl.downscale(model, time=(str(tiny_basin.time[5].values)[:10], None))
+    np.testing.assert_array_equal(part.values, out.values[:, 5:])
+    with pytest.raises(XmsglError, match="scale='reach'"):
+        tiny_basin.msgl.downscale(model, scale="seg")
+
+    path = model.save(tmp_path / "clim")
+    back = xmsgl.load(path)
+    assert isinstance(back, BaselineModel) and back.method == "climatology"
+    np.testing.assert_array_equal(tiny_basin.msgl.downscale(path).values, out.values)
+
+
+def test_baseline_fit_refuses_network_arguments(tiny_basin: xr.Dataset) -> None:
+    with pytest.raises(ParameterError, match="'epochs'"):
+        fit(tiny_basin, method="climatology", epochs=3)
+    with pytest.raises(ParameterError, match="'power'"):
+        fit(tiny_basin, method="climatology", power=3.0)
+    with pytest.raises(ParameterError, match="'air_window'"):
+        fit(tiny_basin, method="msgl", air_window=3)
+    with pytest.raises(ParameterError, match="climatology"):
+        fit(tiny_basin, method="magic")

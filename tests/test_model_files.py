@@ -4,9 +4,6 @@ A saved model is a folder with ``config.json`` and ``weights.pt``. These tests
 tamper with it, truncate it, plant a malicious pickle in it and kill a save midway,
 and check that xmsgl answers each time with a typed error (or keeps the previous
 model), never with an obscure exception or by running code from the file.
-
-Tests marked ``xfail(strict=True)`` describe guards the model code does not have
-yet; they turn into failures, to be un-marked, once it does.
 """
 
 from __future__ import annotations
@@ -102,24 +99,18 @@ def test_malicious_weights_run_no_code(saved: Path, tmp_path: Path) -> None:
     assert not marker.exists(), "loading a model ran code hidden in its weights file"
 
 
-@pytest.mark.xfail(strict=True, reason="Downscaler.load lets torch's UnpicklingError escape "
-                   "for a weights file it refuses to unpickle")
 def test_malicious_weights_give_a_typed_error(saved: Path, tmp_path: Path) -> None:
     _plant(saved, {"w": _Planted(tmp_path / "code_ran")})
     with pytest.raises(XmsglError):
         load(saved)
 
 
-@pytest.mark.xfail(strict=True, reason="Downscaler.load lets json.JSONDecodeError escape for a "
-                   "corrupt config.json")
 def test_corrupt_config_gives_a_typed_error(saved: Path) -> None:
     (saved / "config.json").write_text('{"format": "xmsgl-model", "weights": {')
     with pytest.raises(XmsglError, match="config.json"):
         load(saved)
 
 
-@pytest.mark.xfail(strict=True, reason="Downscaler.load lets KeyError escape when config.json "
-                   "lacks the 'weights' entry")
 def test_config_without_weights_entry_gives_a_typed_error(saved: Path) -> None:
     cfg = json.loads((saved / "config.json").read_text())
     del cfg["weights"]
@@ -128,8 +119,6 @@ def test_config_without_weights_entry_gives_a_typed_error(saved: Path) -> None:
         load(saved)
 
 
-@pytest.mark.xfail(strict=True, reason="Downscaler.load lets torch's RuntimeError escape when the "
-                   "weights do not fit the architecture in config.json")
 def test_weights_of_another_architecture_give_a_typed_error(saved: Path) -> None:
     cfg = json.loads((saved / "config.json").read_text())
     cfg["hyperparameters"]["hidden"] = int(cfg["hyperparameters"]["hidden"]) + 3
@@ -209,8 +198,6 @@ def test_nan_loss_stops_training(basin: xr.Dataset, monkeypatch: pytest.MonkeyPa
         fit(basin, method="msgl", seed=0, **FAST)
 
 
-@pytest.mark.xfail(strict=True, reason="the TrainingError for a NaN loss names the epoch but "
-                   "not the window or the task")
 def test_nan_loss_error_names_window_and_task(
     basin: xr.Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -222,7 +209,6 @@ def test_nan_loss_error_names_window_and_task(
     assert any(task in msg for task in ("'coarse'", "'fine'", "'cross'", "'remap'"))
 
 
-@pytest.mark.xfail(strict=True, reason="fit has no gradient clipping option")
 def test_gradient_clipping_is_available(basin: xr.Dataset) -> None:
     params = inspect.signature(fit).parameters
     name = next((p for p in params if "clip" in p), None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,9 @@ from xmsgl.convention import REACH, SEG, TIME, validate
 from xmsgl.exceptions import DataError, TimeError, XmsglError
 from xmsgl.model import Downscaler, _rebuild, check_compatible, load
 from xmsgl.train import predict, resolve_device
+
+if TYPE_CHECKING:
+    from xmsgl.baselines import BaselineModel
 
 __all__ = ["downscale"]
 
@@ -37,7 +40,7 @@ def _time_positions(time: pd.DatetimeIndex, sel: Any) -> tuple[int, int]:
 
 def downscale(
     ds: xr.Dataset,
-    model_or_path: Downscaler | str | os.PathLike[str],
+    model_or_path: Downscaler | BaselineModel | str | os.PathLike[str],
     *,
     scale: str = "reach",
     time: Any = None,
@@ -57,8 +60,11 @@ def downscale(
     ds : xarray.Dataset
         A dataset in the convention with the model's input variables (same names
         and units); targets are not needed.
-    model_or_path : Downscaler or path
-        A fitted model or the folder of a saved one.
+    model_or_path : Downscaler, BaselineModel or path
+        A fitted model or the folder of a saved one. A baseline
+        (:class:`~xmsgl.baselines.BaselineModel`) gives
+        ``model.predict(ds, time=time)``; the arguments of the networks
+        (``device``, ``spinup``, ...) do not apply to it.
     scale : {"reach", "seg"}, default "reach"
         ``"reach"`` for the fine prediction; ``"seg"`` for the coarse head's
         prediction (methods with a coarse task: msgl, async-msgl, remap).
@@ -100,11 +106,20 @@ def downscale(
     ('reach', 'time')
     """
     import xmsgl
+    from xmsgl.baselines import BaselineModel
     from xmsgl.graph import build_graphs
 
     if scale not in (REACH, SEG):
         raise XmsglError(f"scale={scale!r} is not known; use 'reach' or 'seg'")
-    model = model_or_path if isinstance(model_or_path, Downscaler) else load(model_or_path)
+    model = (model_or_path if isinstance(model_or_path, (Downscaler, BaselineModel))
+             else load(model_or_path))
+    if isinstance(model, BaselineModel):
+        if scale == SEG:
+            raise XmsglError(
+                f"baseline {model.method!r} predicts reaches only; use scale='reach', or a msgl, "
+                "async-msgl or remap model for segments"
+            )
+        return model.predict(ds, time=time)
     if scale == SEG and model.output == "fine_only":
         raise XmsglError(
             f"method {model.method!r} has no coarse prediction; use scale='reach', or a "

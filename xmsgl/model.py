@@ -26,19 +26,25 @@ Methods
 ``"progressive"``
     Pretrain on the coarse task, train the fine-only model on the coarse
     predictions remapped to reaches (pseudo-labels), then fine-tune on ``reach_temp``.
+
+The non-neural baselines of :mod:`xmsgl.baselines` (``"climatology"``,
+``"mohseni"``, ``"idw"``, ``"harmonic"``) are fitted through :func:`fit` too; they
+return a :class:`~xmsgl.baselines.BaselineModel`, which :func:`load` and
+:func:`xmsgl.downscale.downscale` accept as well.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import inspect
 import io
 import json
 import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -46,7 +52,15 @@ import torch
 import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, input_variables, validate
-from xmsgl.exceptions import DataError, ModelMismatchError, SchemaError, TimeError, XmsglError, format_ids
+from xmsgl.exceptions import (
+    DataError,
+    ModelMismatchError,
+    ParameterError,
+    SchemaError,
+    TimeError,
+    XmsglError,
+    format_ids,
+)
 from xmsgl.nn import MSGLNet
 from xmsgl.train import (
     FeatureSpec,
@@ -66,6 +80,9 @@ from xmsgl.train import (
     train_tasks,
 )
 
+if TYPE_CHECKING:
+    from xmsgl.baselines import BaselineModel
+
 __all__ = ["METHODS", "Downscaler", "fit", "load"]
 
 #: Methods understood by :func:`fit`.
@@ -79,6 +96,8 @@ FORMAT = "xmsgl-model"
 FORMAT_VERSION = 1
 CONFIG = "config.json"
 WEIGHTS = "weights.pt"
+
+_REFETCH = "save or fetch the model again"
 
 
 def _versions() -> dict[str, str]:
@@ -208,49 +227,125 @@ class Downscaler:
     def load(cls, path: str | os.PathLike[str]) -> Downscaler:
         """Read a model written by :meth:`save`; see :func:`load`."""
         path = Path(path)
-        cfg_file = path / CONFIG
-        if not cfg_file.exists():
-            raise DataError(f"{str(path)!r} is not an xmsgl model folder (no {CONFIG}); "
-                            "save one with model.save(path)")
-        with open(cfg_file) as f:
-            config = json.load(f)
-        if config.get("format") != FORMAT or int(config.get("format_version", -1)) > FORMAT_VERSION:
+        cfg_file, config = _read_config(path)
+        if config.get("format") != FORMAT or _format_version(config) > FORMAT_VERSION:
+            hint = (" (a baseline: load it with xmsgl.load)" if config.get("format") == "xmsgl-baseline"
+                    else "")
             raise ModelMismatchError(
                 f"{str(cfg_file)!r} has format {config.get('format')!r} version "
-                f"{config.get('format_version')!r}; this xmsgl reads {FORMAT!r} up to version "
+                f"{config.get('format_version')!r}{hint}; this xmsgl reads {FORMAT!r} up to version "
                 f"{FORMAT_VERSION}: upgrade xmsgl or refit the model"
             )
-        wfile = path / config["weights"]["file"]
-        if not wfile.exists():
-            raise DataError(f"the weights file {str(wfile)!r} is missing; save the model again")
+        for key in ("method", "hyperparameters", "variables", "targets", "graph"):
+            if key not in config:
+                raise DataError(f"{str(cfg_file)!r} lacks the entry {key!r}; the model folder is "
+                                f"incomplete: {_REFETCH}")
+        weights = config.get("weights")
+        if not (isinstance(weights, dict) and isinstance(weights.get("file"), str)
+                and isinstance(weights.get("sha256"), str)):
+            raise DataError(f"{str(cfg_file)!r} lacks the entry 'weights' with the weights file "
+                            f"name and sha256 (got {weights!r}); {_REFETCH}")
+        wfile = path / weights["file"]
+        if not wfile.is_file():
+            raise DataError(f"the weights file {str(wfile)!r} is missing; {_REFETCH}")
         blob = wfile.read_bytes()
         digest = hashlib.sha256(blob).hexdigest()
-        if digest != config["weights"]["sha256"]:
+        if digest != weights["sha256"]:
             raise ModelMismatchError(
                 f"{str(wfile)!r} does not match {CONFIG} (sha256 {digest[:12]}... on disk, "
-                f"{config['weights']['sha256'][:12]}... expected): the weights are stale or were "
-                "modified; save the model again"
+                f"{weights['sha256'][:12]}... expected): the weights are stale or were "
+                f"modified; {_REFETCH}"
             )
-        state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-        net = _build_net(config)
-        net.load_state_dict(state)
+        try:
+            state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        except Exception as err:
+            # torch reports a refused or damaged pickle with several exception types
+            # (UnpicklingError, RuntimeError, EOFError, ...): all mean an unusable file.
+            raise DataError(
+                f"the weights file {str(wfile)!r} cannot be read as plain tensors "
+                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); it may "
+                f"hold code or be damaged: {_REFETCH} from a source you trust"
+            ) from err
+        if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
+            raise DataError(f"the weights file {str(wfile)!r} does not hold a dict of tensors; "
+                            f"{_REFETCH}")
+        try:
+            net = _build_net(config)
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(
+                f"{str(cfg_file)!r} does not describe a network ({type(err).__name__}: {err}); "
+                f"{_REFETCH}"
+            ) from err
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as err:
+            detail = " ".join(line.strip() for line in str(err).splitlines()[:2])
+            raise ModelMismatchError(
+                f"the weights in {str(wfile)!r} do not fit the architecture described in "
+                f"{str(cfg_file)!r} ({detail} ...); the config was edited or the files come from "
+                f"different models: {_REFETCH}"
+            ) from err
         model = cls(net, config)
         model._sha256 = digest
         return model
 
 
-def load(path: str | os.PathLike[str]) -> Downscaler:
-    """Load a :class:`Downscaler` saved with :meth:`Downscaler.save`.
+def _read_config(path: Path) -> tuple[Path, dict[str, Any]]:
+    cfg_file = path / CONFIG
+    if not cfg_file.is_file():
+        raise DataError(f"{str(path)!r} is not an xmsgl model folder (no {CONFIG}); "
+                        "save one with model.save(path)")
+    try:
+        with open(cfg_file, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{str(cfg_file)!r} cannot be read as JSON ({err}); the model folder is "
+                        f"damaged: {_REFETCH}") from err
+    if not isinstance(config, dict):
+        raise DataError(f"{str(cfg_file)!r} holds a {type(config).__name__}, not the model's "
+                        f"settings; {_REFETCH}")
+    return cfg_file, config
 
-    The weights are read with ``torch.load(weights_only=True)`` and checked
-    against the sha256 recorded in ``config.json``: a stale or modified weights
-    file raises :class:`~xmsgl.exceptions.ModelMismatchError` instead of loading.
+
+def _format_version(config: dict[str, Any]) -> int:
+    try:
+        return int(config.get("format_version", -1))
+    except (TypeError, ValueError):
+        return FORMAT_VERSION + 1  # unreadable: treat as newer than this xmsgl knows
+
+
+def load(path: str | os.PathLike[str]) -> Downscaler | BaselineModel:
+    """Load a model saved with :meth:`Downscaler.save` or :meth:`BaselineModel.save`.
+
+    The ``format`` in the folder's ``config.json`` decides: a neural model gives a
+    :class:`Downscaler`, a baseline (``"xmsgl-baseline"``) a
+    :class:`~xmsgl.baselines.BaselineModel` (read by
+    :func:`~xmsgl.baselines.load_baseline`). Neural weights are read with
+    ``torch.load(weights_only=True)`` and checked against the sha256 recorded in
+    ``config.json``: a stale or modified weights file raises
+    :class:`~xmsgl.exceptions.ModelMismatchError` instead of loading.
+
+    Raises
+    ------
+    DataError
+        A missing, unreadable or incomplete ``config.json`` or weights file.
+    ModelMismatchError
+        Weights that do not match their hash or the architecture in ``config.json``,
+        or a format this xmsgl does not read.
 
     Examples
     --------
     >>> import xmsgl
     >>> model = xmsgl.load("model.xmsgl")  # doctest: +SKIP
     """
+    path = Path(path)
+    _, config = _read_config(path)
+    from xmsgl.baselines import FORMAT as BASELINE_FORMAT
+
+    if config.get("format") == BASELINE_FORMAT:
+        from xmsgl.baselines import load_baseline
+
+        return load_baseline(path)
     return Downscaler.load(path)
 
 
@@ -312,6 +407,23 @@ def _masked(y: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+_BaselineName = Literal["climatology", "mohseni", "idw", "harmonic"]
+
+#: Arguments of :func:`fit` that a baseline uses (the others belong to the networks).
+_BASELINE_ARGS = ("ds", "method", "train", "val", "test", "window", "seed", "device", "progress",
+                  "options")
+
+
+@overload
+def fit(  # type: ignore[overload-overlap]
+    ds: xr.Dataset, method: _BaselineName, **kwargs: Any
+) -> BaselineModel: ...
+
+
+@overload
+def fit(ds: xr.Dataset, method: str = "msgl", **kwargs: Any) -> Downscaler: ...
+
+
 def fit(
     ds: xr.Dataset,
     method: str = "msgl",
@@ -325,7 +437,7 @@ def fit(
     lr: float = 5e-3,
     weighting: str = "mgda",
     task_weights: dict[str, float] | None = None,
-    window: int = 365,
+    window: int | None = None,
     stride: int = 182,
     batch_size: int | None = None,
     attn_window: int = 30,
@@ -337,7 +449,9 @@ def fit(
     device: str | torch.device = "auto",
     seed: int = 0,
     progress: bool | None = None,
-) -> Downscaler:
+    clip_grad_norm: float | None = None,
+    **options: Any,
+) -> Downscaler | BaselineModel:
     """Fit a downscaling model to a dataset in the xmsgl convention.
 
     Parameters
@@ -349,7 +463,12 @@ def fit(
         never read.
     method : str, default "msgl"
         One of ``"msgl"``, ``"async-msgl"``, ``"fine-only"``, ``"remap"``,
-        ``"direct"``, ``"progressive"`` (see :mod:`xmsgl.model`).
+        ``"direct"``, ``"progressive"`` (see :mod:`xmsgl.model`), or a baseline of
+        :data:`xmsgl.baselines.BASELINES` (``"climatology"``, ``"mohseni"``,
+        ``"idw"``, ``"harmonic"``), fitted by :func:`xmsgl.baselines.fit_baseline`
+        with ``train`` (default: every day outside ``val`` and ``test`` when either
+        is given, else :func:`xmsgl.baselines.default_train_period`), ``seed``,
+        ``window`` and ``options``; a baseline takes none of the network arguments.
     train, val, test : (start, end) or list of (start, end), optional
         Periods by date (ends included). When none is given, water years are
         split by :func:`xmsgl.train.split_periods` (last sixth test, the twelfth
@@ -370,8 +489,11 @@ def fit(
         ``task_weights``).
     task_weights : dict, optional
         ``{"coarse": w0, "cross": w1, "fine": w2}`` for ``weighting="fixed"``.
-    window, stride : int, default 365, 182
-        Training window length and the step between window starts, in days.
+    window : int, optional
+        Training window length in days (default 365); for a baseline, the days of
+        its climatology window (default 31).
+    stride : int, default 182
+        The step between training window starts, in days.
     batch_size : int, optional
         Windows per step; by default as many as fit in about 3 GB of activations.
     attn_window, attn_blocks : int, default 30, 2
@@ -393,10 +515,18 @@ def fit(
         Seeds weights and window order; on CPU equal seeds give equal models.
     progress : bool, optional
         Progress bars (tqdm); default the ``progress`` option.
+    clip_grad_norm : float, optional
+        Rescale the gradients before each optimizer step so that their joint L2
+        norm is at most this value (:func:`torch.nn.utils.clip_grad_norm_`);
+        default no clipping. Recorded in ``config["hyperparameters"]``.
+    **options
+        Settings of a baseline (``air_window``, ``min_obs``, ``power``, ``d_min``;
+        see :func:`xmsgl.baselines.fit_baseline`). Refused for the networks.
 
     Returns
     -------
-    Downscaler
+    Downscaler or BaselineModel
+        A :class:`~xmsgl.baselines.BaselineModel` for a baseline method.
 
     Raises
     ------
@@ -405,6 +535,10 @@ def fit(
         variable and the count).
     SchemaError, TimeError
         A missing target, overlapping or empty periods.
+    ParameterError
+        An unknown method, an argument the method does not take, or a bad value.
+    TrainingError
+        A task loss became NaN or infinite (naming the epoch, stage, task and windows).
 
     Examples
     --------
@@ -415,11 +549,27 @@ def fit(
     >>> model.method  # doctest: +SKIP
     'msgl'
     """
+    args = dict(locals())
+    from xmsgl.baselines import BASELINES
+
+    if method in BASELINES:
+        return _fit_baseline(args)
+    if method not in METHODS:
+        raise ParameterError(f"method={method!r} is not known; use one of {list(METHODS + BASELINES)}")
+    if options:
+        raise ParameterError(
+            f"fit() got arguments {sorted(options)} that method {method!r} does not take; check "
+            f"their spelling (the baselines {list(BASELINES)} take settings such as 'air_window')"
+        )
+    if clip_grad_norm is not None and (
+            isinstance(clip_grad_norm, bool) or not isinstance(clip_grad_norm, (int, float))
+            or not np.isfinite(clip_grad_norm) or clip_grad_norm <= 0):
+        raise ParameterError(f"clip_grad_norm={clip_grad_norm!r} must be a positive number (for "
+                             "example 1.0) or None for no clipping")
     from xmsgl.graph import build_graphs
     from xmsgl.options import get_option
 
-    if method not in METHODS:
-        raise XmsglError(f"method={method!r} is not known; use one of {list(METHODS)}")
+    window = 365 if window is None else window
     for name, val_ in (("epochs", epochs), ("hidden", hidden), ("window", window), ("stride", stride)):
         if int(val_) < 1:
             raise XmsglError(f"{name}={val_!r} must be a positive integer")
@@ -486,7 +636,8 @@ def fit(
     hp = {"hidden": hidden_, "attn_window": int(attn_window), "attn_blocks": int(attn_blocks),
           "epochs": int(epochs), "pretrain_epochs": pre_epochs, "lr": float(lr),
           "weighting": weighting, "task_weights": task_weights, "window": int(window),
-          "stride": int(stride), "batch_size": batch_size}
+          "stride": int(stride), "batch_size": batch_size,
+          "clip_grad_norm": None if clip_grad_norm is None else float(clip_grad_norm)}
     net = MSGLNet(spec.n_common, len(spec.seg_vars) - spec.n_common,
                   len(spec.reach_vars) - spec.n_common, hidden_, int(attn_window), int(attn_blocks)).to(dev)
 
@@ -532,7 +683,8 @@ def fit(
         history[stage] = train_tasks(
             net, data, targets, wins, val=score, epochs=n_epochs, lr=float(lr), weighting=weighting,
             task_weights=task_weights, batch_size=batch_size, device=dev, rng=rng,
-            progress=bool(progress), desc=f"{method} {stage}")
+            progress=bool(progress), desc=f"{method} {stage}", clip_grad_norm=clip_grad_norm,
+            stage=stage, time=time)
 
     reach_seg_idx = data.reach_seg_idx
     if method in ("msgl", "async-msgl"):
@@ -606,6 +758,36 @@ def fit(
     }
     net.eval()
     return Downscaler(net.cpu() if dev.type != "cpu" else net, config)
+
+
+def _fit_baseline(args: dict[str, Any]) -> BaselineModel:
+    """Fit the baseline ``args["method"]`` from the arguments of :func:`fit`."""
+    from xmsgl.baselines import _DEFAULTS, fit_baseline
+
+    method = args["method"]
+    defaults = inspect.signature(fit).parameters
+    unused = [k for k in defaults if k not in _BASELINE_ARGS and args[k] != defaults[k].default]
+    if unused:
+        raise ParameterError(
+            f"{unused} are arguments of the neural methods; baseline {method!r} does not take "
+            f"them: drop them (it takes train, val, test, seed and {sorted(_DEFAULTS[method])})"
+        )
+    options = dict(args["options"])
+    unknown = sorted(set(options) - set(_DEFAULTS[method]))
+    if unknown:
+        raise ParameterError(f"fit() got arguments {unknown} that baseline {method!r} does not "
+                             f"take; it takes the settings {sorted(_DEFAULTS[method])}")
+    if args["window"] is not None:
+        options["window"] = args["window"]
+    train = args["train"]
+    if args["val"] is not None or args["test"] is not None:
+        ds = args["ds"]
+        if not isinstance(ds, xr.Dataset) or TIME not in ds.coords:
+            raise SchemaError("the dataset needs a 'time' coordinate to select the training period")
+        periods, _ = _resolve_periods(pd.DatetimeIndex(ds[TIME].values), train, args["val"],
+                                      args["test"])
+        train = periods["train"]
+    return fit_baseline(args["ds"], method, train=train, seed=args["seed"], **options)
 
 
 def check_compatible(model: Downscaler, ds: xr.Dataset, graphs: Any, scale: str) -> None:

@@ -9,22 +9,51 @@ import pandas as pd
 import xarray as xr
 
 from xmsgl.convention import REACH, TIME
-from xmsgl.exceptions import SchemaError, XmsglError
+from xmsgl.exceptions import ParameterError, SchemaError, TimeError
 
 __all__ = ["sparsify"]
+
+
+_PERIOD_HINT = "give period as (start, end) or a list of them, e.g. ('2001-01-01', '2001-12-31')"
+
+
+def _timestamp(value: Any, period: Any) -> pd.Timestamp:
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ParameterError(
+            f"period={period!r}: {value!r} is not a date; {_PERIOD_HINT}"
+        ) from err
+    if ts is pd.NaT:
+        raise ParameterError(f"period={period!r}: {value!r} is not a date; {_PERIOD_HINT}")
+    return ts
 
 
 def _period_mask(time: pd.DatetimeIndex, period: Any) -> np.ndarray:
     if period is None:
         return np.ones(len(time), dtype=bool)
+    given = period
     if isinstance(period, slice):
         period = (period.start, period.stop)
     if isinstance(period, tuple) and len(period) == 2 and not isinstance(period[0], (tuple, list)):
         period = [period]
+    if isinstance(period, (str, bytes)) or not isinstance(period, (list, tuple)):
+        raise ParameterError(f"period={given!r} is not understood; {_PERIOD_HINT}")
     mask = np.zeros(len(time), dtype=bool)
-    for start, end in period:
-        lo = pd.Timestamp(start) if start is not None else time[0]
-        hi = pd.Timestamp(end) if end is not None else time[-1]
+    for item in period:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ParameterError(f"period={given!r}: {item!r} is not a (start, end) pair; "
+                                 f"{_PERIOD_HINT}")
+        start, end = item
+        lo = _timestamp(start, given) if start is not None else None
+        hi = _timestamp(end, given) if end is not None else None
+        if (lo is None or hi is None) and len(time) == 0:
+            raise TimeError(
+                f"period={given!r} is open-ended but the dataset's 'time' is empty; "
+                "select a non-empty time range first or give both ends of the period"
+            )
+        lo = time[0] if lo is None else lo
+        hi = time[-1] if hi is None else hi
         mask |= (time >= lo) & (time <= hi)
     return mask
 
@@ -69,6 +98,17 @@ def sparsify(
         A copy of ``ds`` with ``variable`` thinned and its attribute
         ``xmsgl_sparsify`` recording the call.
 
+    Raises
+    ------
+    ParameterError
+        ``ds`` is not a Dataset; ``keep``, ``seed``, ``by`` or ``period`` is of the
+        wrong kind or out of range.
+    SchemaError
+        ``variable`` is missing, not on (reach, time), or not of a float dtype.
+    TimeError
+        ``time`` does not hold dates, or an open-ended ``period`` meets an empty
+        time axis.
+
     Examples
     --------
     >>> import numpy as np, pandas as pd, xarray as xr
@@ -78,15 +118,35 @@ def sparsify(
     >>> int(out["reach_temp"].notnull().sum()), int(ds["reach_temp"].notnull().sum())
     (20, 200)
     """
+    if not isinstance(ds, xr.Dataset):
+        raise ParameterError(
+            f"sparsify needs an xarray.Dataset, got {type(ds).__name__}; "
+            "pass the dataset holding the observations (for a DataArray use .to_dataset())"
+        )
+    if isinstance(keep, (bool, np.bool_)) or not isinstance(keep, (int, float, np.integer, np.floating)):
+        raise ParameterError(f"keep={keep!r} must be a number between 0 and 1 (0.01 keeps 1%)")
     if not 0.0 <= float(keep) <= 1.0:
-        raise XmsglError(f"keep={keep!r} must be a share between 0 and 1 (0.01 keeps 1%)")
+        raise ParameterError(f"keep={keep!r} must be a share between 0 and 1 (0.01 keeps 1%)")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ParameterError(f"seed={seed!r} must be a non-negative integer (for example 42)")
     if by not in ("observation", "reach"):
-        raise XmsglError(f"by={by!r} is not known; use 'observation' or 'reach'")
+        raise ParameterError(f"by={by!r} is not known; use 'observation' or 'reach'")
     if variable not in ds.data_vars:
         raise SchemaError(f"variable {variable!r} is not in the dataset; nothing to sparsify")
     da = ds[variable]
     if set(map(str, da.dims)) != {REACH, TIME}:
         raise SchemaError(f"variable {variable!r} must be on ('reach', 'time'), got {tuple(da.dims)}")
+    if not np.issubdtype(da.dtype, np.floating):
+        raise SchemaError(
+            f"variable {variable!r} has dtype {da.dtype}, which cannot hold the NaN that marks a "
+            f"dropped observation; convert it first, e.g. ds[{variable!r}].astype('float64')"
+        )
+    if TIME not in ds.coords or not np.issubdtype(ds[TIME].dtype, np.datetime64):
+        got = ds[TIME].dtype if TIME in ds.coords else "no coordinate"
+        raise TimeError(
+            f"coordinate 'time' must hold dates (datetime64), got {got}; "
+            "convert it with pd.to_datetime or decode the file with decode_times=True"
+        )
     vals = np.array(da.transpose(REACH, TIME).values, dtype=da.dtype, copy=True)
     tmask = _period_mask(pd.DatetimeIndex(ds[TIME].values), period)
     observed = np.isfinite(vals) & tmask[None, :]

@@ -26,7 +26,7 @@ import torch
 import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, InputVariables
-from xmsgl.exceptions import DataError, TimeError, TrainingError, XmsglError
+from xmsgl.exceptions import DataError, ParameterError, TimeError, TrainingError, XmsglError
 from xmsgl.nn import SparseGraph, graph_product
 
 __all__ = [
@@ -432,6 +432,9 @@ def train_tasks(
     progress: bool = True,
     desc: str = "fit",
     max_head_reaches: int | None = 256,
+    clip_grad_norm: float | None = None,
+    stage: str | None = None,
+    time: pd.DatetimeIndex | None = None,
 ) -> dict[str, Any]:
     """Train ``net`` on ``targets`` (task name -> standardized (T, N) array).
 
@@ -450,6 +453,13 @@ def train_tasks(
     ``val(net)`` gives the validation score (lower is better); the weights of the
     best epoch are restored at the end.
 
+    With ``clip_grad_norm``, the gradients of all parameters are rescaled before
+    each step so that their joint L2 norm is at most that value
+    (:func:`torch.nn.utils.clip_grad_norm_`). A task loss that is NaN or infinite
+    stops training with a :class:`~xmsgl.exceptions.TrainingError` naming the
+    epoch, ``stage``, task and windows (as dates of ``time`` when given, else as
+    day positions) before any gradient is taken from it.
+
     Returns
     -------
     dict
@@ -462,6 +472,26 @@ def train_tasks(
         raise XmsglError("weighting='fixed' needs task_weights, e.g. {'coarse': 1, 'cross': 1, 'fine': 2}")
     if not windows:
         raise DataError("no training windows: the training period is empty")
+    if clip_grad_norm is not None and (
+            isinstance(clip_grad_norm, bool) or not isinstance(clip_grad_norm, (int, float))
+            or not math.isfinite(clip_grad_norm) or clip_grad_norm <= 0):
+        raise ParameterError(
+            f"clip_grad_norm={clip_grad_norm!r} must be a positive number (for example 1.0) or None "
+            "for no clipping"
+        )
+    stage_name = stage if stage is not None else desc
+
+    def window_text(starts: Sequence[int], n: int) -> str:
+        spans = []
+        for s0 in sorted(starts):
+            if time is not None and 0 <= s0 and s0 + n <= len(time):
+                spans.append(f"{time[s0].date()} to {time[s0 + n - 1].date()}")
+            else:
+                spans.append(f"days {s0} to {s0 + n - 1}")
+        shown = ", ".join(spans[:5])
+        more = f" and {len(spans) - 5} more" if len(spans) > 5 else ""
+        return f"window{'s' if len(spans) > 1 else ''} {shown}{more}"
+
     tasks = tuple(targets)
     needs_seg = any(t in tasks for t in ("coarse", "cross", "fine"))
     needs_reach = any(t in tasks for t in ("fine", "fine_only"))
@@ -520,6 +550,14 @@ def train_tasks(
                     task_loss[t] = loss
             if not task_loss:
                 continue
+            for t, loss in task_loss.items():
+                if not bool(torch.isfinite(loss.detach())):
+                    raise TrainingError(
+                        f"the loss of task {t!r} became {float(loss.detach())} in epoch {epoch + 1} "
+                        f"of stage {stage_name!r}, on the {window_text(starts, n)}; lower lr (now "
+                        f"{lr}), set clip_grad_norm (e.g. 1.0), or check the inputs and targets of "
+                        "those days for extreme values"
+                    )
             opt.zero_grad(set_to_none=True)
             names = list(task_loss)
             if weighting == "mgda" and len(names) > 1:
@@ -553,9 +591,12 @@ def train_tasks(
                 total = float(loss_sum.detach())
             if not math.isfinite(total):
                 raise TrainingError(
-                    f"the training loss became {total} in epoch {epoch + 1}; lower lr (now {lr}) "
-                    "or check the inputs for extreme values"
+                    f"the training loss became {total} in epoch {epoch + 1} of stage {stage_name!r}, "
+                    f"on the {window_text(starts, n)} (tasks {names}); lower lr (now {lr}), set "
+                    "clip_grad_norm (e.g. 1.0), or check the inputs for extreme values"
                 )
+            if clip_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, float(clip_grad_norm))
             opt.step()
             losses.append(total)
             for t, w in weights.items():
