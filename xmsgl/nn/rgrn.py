@@ -16,6 +16,8 @@ state, which costs no copy.
 
 from __future__ import annotations
 
+import sys
+import threading
 import warnings
 from typing import Any
 
@@ -85,9 +87,12 @@ def _to_torch_csr(m: Any, device: torch.device | str | None) -> torch.Tensor:
 
 
 def _csr(m: Any) -> torch.Tensor:
+    # 32-bit indices where they fit: the CPU sparse product (MKL) works on 32-bit
+    # indices and otherwise converts all of them on every call.
+    itype = np.int32 if max(m.nnz, *m.shape) < np.iinfo(np.int32).max else np.int64
     return torch.sparse_csr_tensor(
-        torch.from_numpy(np.asarray(m.indptr, dtype=np.int64)),
-        torch.from_numpy(np.asarray(m.indices, dtype=np.int64)),
+        torch.from_numpy(np.asarray(m.indptr, dtype=itype)),
+        torch.from_numpy(np.asarray(m.indices, dtype=itype)),
         torch.from_numpy(np.asarray(m.data, dtype=np.float32)),
         size=m.shape,
         check_invariants=False,
@@ -122,6 +127,214 @@ def graph_product(graph: SparseGraph | torch.Tensor, x: torch.Tensor) -> torch.T
     return out.reshape((n_rows, *tail))
 
 
+def _transpose(adj: torch.Tensor) -> torch.Tensor:
+    """``A^T`` of a torch sparse (or dense) matrix, in a layout ``sparse.mm`` takes."""
+    if adj.layout == torch.sparse_coo:
+        return adj.t().coalesce()
+    if adj.layout == torch.sparse_csr:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return adj.to_sparse_coo().t().coalesce().to_sparse_csr()
+    return adj.t()
+
+
+def _matmul(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return torch.sparse.mm(adj, x) if adj.layout != torch.strided else adj @ x
+
+
+class _BlockPool:
+    """Large CPU buffers of the recurrence, kept and reused from one call to the next.
+
+    A recurrent step saves hundreds of megabytes of activations per window. Fresh
+    memory of that size comes from the operating system zeroed page by page on
+    first touch (about 0.7 s per GB here, a third of the cell's time), and the C
+    allocator hands it back when it is freed, so every training step paid it
+    again. Blocks are Python ``bytearray`` objects viewed as tensors: a block is
+    free again as soon as no tensor views it (its reference count drops back),
+    whether autograd freed the saved activations or the caller dropped an output.
+    """
+
+    #: Smaller requests go to the ordinary allocator, which reuses them well.
+    min_bytes = 1 << 22
+    #: Free blocks kept at most; the oldest unused ones are dropped beyond it.
+    max_blocks = 12
+
+    def __init__(self) -> None:
+        self.blocks: list[bytearray] = []
+        self.lock = threading.Lock()
+
+    def empty(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """An uninitialized tensor of ``shape`` with the dtype and device of ``like``."""
+        numel = 1
+        for n in shape:
+            numel *= n
+        nbytes = numel * like.element_size()
+        if like.device.type != "cpu" or nbytes < self.min_bytes:
+            return like.new_empty(shape)
+        with self.lock:
+            return self._take(nbytes, like.dtype, shape)
+
+    def _take(self, nbytes: int, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+        for i in range(len(self.blocks)):
+            if len(self.blocks[i]) == nbytes and self._unused(i):
+                block = self.blocks.pop(i)
+                self.blocks.append(block)
+                return self._view(block, dtype, shape)
+        block = bytearray(nbytes)
+        self.blocks.append(block)
+        if len(self.blocks) > self.max_blocks:
+            for i in range(len(self.blocks)):
+                if self._unused(i):
+                    del self.blocks[i]
+                    break
+        return self._view(block, dtype, shape)
+
+    def _unused(self, i: int) -> bool:
+        # Referenced by the list and by getrefcount's argument only: no tensor views it.
+        return sys.getrefcount(self.blocks[i]) <= 2
+
+    @staticmethod
+    def _view(block: bytearray, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.frombuffer(block, dtype=dtype).view(shape)
+
+
+_POOL = _BlockPool()
+
+
+def _tanh_scale(weight: torch.Tensor, hdim: int) -> torch.Tensor:
+    """Per-gate factors 1 (sigmoid gates i, f, o) and 2 (tanh blocks g, q).
+
+    ``tanh(x) = 2 sigmoid(2x) - 1``, and torch's CPU sigmoid is about three times
+    faster than its tanh; with the tanh blocks' weights doubled (exact in floating
+    point) all five blocks take one sigmoid over a contiguous row.
+    """
+    scale = weight.new_ones(5 * hdim)
+    scale[3 * hdim :] = 2.0
+    return scale
+
+
+def _tanh_(x: torch.Tensor) -> torch.Tensor:
+    """In-place ``tanh`` of a contiguous tensor through the faster sigmoid."""
+    return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
+
+
+def _run_days(
+    xg: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    h0: torch.Tensor,
+    c0: torch.Tensor,
+    adj: torch.Tensor,
+    n_node: int,
+    save: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The recurrence over days with every intermediate written into preallocated buffers.
+
+    ``xg`` is ``(T, M, 4H)`` with ``M`` = nodes x windows, ``h0``/``c0`` are ``(M, H)``.
+    With ``save``, a ``(T, M, 7H)`` block keeps what the backward pass needs: the
+    gates after their nonlinearity ``[i, f, o, g, q]``, ``m = c_{t-1} + A q_t`` and
+    ``tanh(c_t)``; nothing else is stored.
+    """
+    n_time, n_rows, _ = xg.shape
+    hdim = h0.shape[1]
+    h3, h4, h5 = 3 * hdim, 4 * hdim, 5 * hdim
+    scale = _tanh_scale(weight, hdim)
+    w_t = (weight * scale[:, None]).t()
+    bias_s = bias * scale
+    x_scale = scale[:h4]
+    hs = _POOL.empty((n_time, n_rows, hdim), xg)
+    c = c0.clone()
+    q = xg.new_empty(n_rows, hdim)
+    saved = _POOL.empty((n_time, n_rows, 7 * hdim), xg) if save else None
+    day = xg.new_empty(n_rows, 7 * hdim)
+    h = h0
+    for t in range(n_time):
+        if saved is not None:
+            day = saved[t]
+        a, m, tc = day[:, :h5], day[:, h5 : h5 + hdim], day[:, h5 + hdim :]
+        torch.addmm(bias_s, h, w_t, out=a)
+        a[:, :h4].addcmul_(xg[t], x_scale)
+        a.sigmoid_()
+        a[:, h3:].mul_(2.0).sub_(1.0)
+        q.copy_(a[:, h4:])
+        torch.add(c, _matmul(adj, q.view(n_node, -1)).view(n_rows, hdim), out=m)
+        torch.mul(a[:, hdim : 2 * hdim], m, out=c)
+        c.addcmul_(a[:, :hdim], a[:, h3:h4])
+        # tanh(c) through the sigmoid, in a contiguous scratch (strided ops are slower).
+        torch.mul(c, 2.0, out=q).sigmoid_()
+        torch.mul(q, 2.0, out=tc).sub_(1.0)
+        h = torch.mul(a[:, 2 * hdim : h3], tc, out=hs[t])
+    return hs, c, saved
+
+
+class _Recurrence(torch.autograd.Function):
+    """All days of the RGrN with a hand-written backward pass.
+
+    Autograd would record about twenty small operations per day, each with its
+    own output allocation and bookkeeping; here a day is about a dozen operations
+    forward and twenty backward into reused buffers, and the gradient of the
+    recurrent weights is one matrix product over all days.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        xg: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        h0: torch.Tensor,
+        c0: torch.Tensor,
+        adj: torch.Tensor,
+        adj_t: torch.Tensor | None,
+        n_node: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        hs, c, saved = _run_days(xg, weight, bias, h0, c0, adj, n_node, save=True)
+        ctx.save_for_backward(weight, h0, hs, saved)
+        ctx.adj_t = adj_t if adj_t is not None else _transpose(adj)
+        ctx.n_node = n_node
+        return hs, c
+
+    @staticmethod
+    def backward(ctx: Any, grad_hs: torch.Tensor, grad_c: torch.Tensor) -> tuple[Any, ...]:
+        weight, h0, hs, saved = ctx.saved_tensors
+        adj_t, n_node = ctx.adj_t, ctx.n_node
+        n_time, n_rows, hdim = hs.shape
+        h2, h3, h4, h5 = 2 * hdim, 3 * hdim, 4 * hdim, 5 * hdim
+        # d(activation)/d(pre-activation) = alpha + a * (beta - a): a(1 - a) for the
+        # sigmoid gates i, f, o and 1 - a^2 for the tanh blocks g, q.
+        alpha = hs.new_zeros(h5)
+        alpha[h3:] = 1.0
+        beta = 1.0 - alpha
+        dpre = _POOL.empty((n_time, n_rows, h5), hs)
+        deriv = hs.new_empty(n_rows, h5)
+        tmp = hs.new_empty(n_rows, hdim)
+        dh = hs.new_zeros(n_rows, hdim)
+        dc = grad_c.contiguous().clone()
+        for t in range(n_time - 1, -1, -1):
+            day, d = saved[t], dpre[t]
+            a, m, tc = day[:, :h5], day[:, h5 : h5 + hdim], day[:, h5 + hdim :]
+            dh.add_(grad_hs[t])
+            torch.mul(dh, tc, out=d[:, h2:h3])
+            torch.mul(dh, a[:, h2:h3], out=tmp)
+            dc.add_(tmp)
+            tmp.mul_(tc)
+            dc.addcmul_(tmp, tc, value=-1.0)
+            torch.mul(dc, a[:, h3:h4], out=d[:, :hdim])
+            torch.mul(dc, m, out=d[:, hdim:h2])
+            torch.mul(dc, a[:, :hdim], out=d[:, h3:h4])
+            dc.mul_(a[:, hdim:h2])
+            d[:, h4:] = _matmul(adj_t, dc.view(n_node, -1)).view(n_rows, hdim)
+            torch.sub(beta, a, out=deriv)
+            deriv.mul_(a).add_(alpha)
+            d.mul_(deriv)
+            torch.mm(d, weight, out=dh)
+        grad_w = dpre[0].t() @ h0
+        if n_time > 1:
+            grad_w.addmm_(dpre[1:].reshape(-1, h5).t(), hs[:-1].reshape(-1, hdim))
+        grad_b = dpre.view(-1, h5).sum(0)
+        return dpre[..., :h4], grad_w, grad_b, dh, dc, None, None, None
+
+
 class GraphRecurrent(nn.Module):
     """The RGrN recurrence, with its input projection hoisted out of the time loop.
 
@@ -134,10 +347,10 @@ class GraphRecurrent(nn.Module):
     -----
     :meth:`forward` takes inputs already projected to the four gate blocks (by
     the caller's input projection, see :class:`xmsgl.nn.MSGLNet`): one large matrix
-    product for all days instead of one per day. The days are walked with
-    :meth:`torch.Tensor.unbind` and the states gathered in a Python list that is
-    stacked once; indexing a tensor that requires grad day by day would make the
-    backward pass quadratic in the window length.
+    product for all days instead of one per day. With autograd on, all days run
+    inside one :class:`torch.autograd.Function` with a hand-written backward pass
+    (no per-day graph nodes, no slicing of tensors that require grad); without it,
+    the same loop writes into reused buffers and saves nothing.
 
     Examples
     --------
@@ -186,27 +399,25 @@ class GraphRecurrent(nn.Module):
         """
         n_time, n_node, n_batch, _ = gates_in.shape
         hdim = self.hidden
+        n_rows = n_node * n_batch
         if state is None:
-            h = gates_in.new_zeros(n_node, n_batch, hdim)
-            c = gates_in.new_zeros(n_node, n_batch, hdim)
+            h0 = gates_in.new_zeros(n_rows, hdim)
+            c0 = gates_in.new_zeros(n_rows, hdim)
         else:
-            h, c = state
-        # Gates and the diffused state get separate products so that no slice of a
-        # tensor that requires grad is taken per day (slice backward fills a zero
-        # tensor of the full size every day); split/chunk backward just concatenates.
-        w_gates, w_q = self.recurrent.weight.t().split([4 * hdim, hdim], dim=1)
-        b_gates, b_q = self.recurrent.bias.split([4 * hdim, hdim])
-        outs: list[torch.Tensor] = []
-        for x_t in gates_in.unbind(0):
-            h2 = h.reshape(-1, hdim)
-            gates = torch.addmm(b_gates, h2, w_gates).reshape(n_node, n_batch, 4 * hdim) + x_t
-            q_t = torch.tanh(torch.addmm(b_q, h2, w_q)).reshape(n_node, n_batch, hdim)
-            sig, g_lin = gates.split([3 * hdim, hdim], dim=-1)
-            i_t, f_t, o_t = torch.sigmoid(sig).chunk(3, dim=-1)
-            c = f_t * (c + graph_product(adj, q_t)) + i_t * torch.tanh(g_lin)
-            h = o_t * torch.tanh(c)
-            outs.append(h)
-        hs = torch.stack(outs, 0) if outs else gates_in.new_zeros(0, n_node, n_batch, hdim)
+            h0, c0 = (s.reshape(n_rows, hdim) for s in state)
+        if n_time == 0:
+            hs = gates_in.new_zeros(0, n_node, n_batch, hdim)
+            last = (h0.view(n_node, n_batch, hdim), c0.view(n_node, n_batch, hdim))
+            return (hs, last) if return_state else hs
+        mat, mat_t = (adj.adj, adj.adj_t) if isinstance(adj, SparseGraph) else (adj, None)
+        xg = gates_in.reshape(n_time, n_rows, 4 * hdim)
+        weight, bias = self.recurrent.weight, self.recurrent.bias
+        tracked = (xg, weight, bias, h0, c0)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tracked):
+            hs, c = _Recurrence.apply(xg, weight, bias, h0, c0, mat, mat_t, n_node)
+        else:
+            hs, c, _ = _run_days(xg, weight, bias, h0, c0, mat, n_node, save=False)
+        hs = hs.view(n_time, n_node, n_batch, hdim)
         if return_state:
-            return hs, (h, c)
+            return hs, (hs[-1], c.view(n_node, n_batch, hdim))
         return hs
