@@ -48,8 +48,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import shutil
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -61,6 +59,7 @@ import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, Topology, topology_arrays
 from xmsgl.exceptions import DataError, ModelMismatchError, SchemaError, TimeError, XmsglError, format_ids
+from xmsgl.io import atomic_write
 
 __all__ = ["BASELINES", "BaselineModel", "fit_baseline", "load_baseline", "default_train_period"]
 
@@ -447,23 +446,12 @@ class BaselineModel:
             raise XmsglError(f"{str(path)!r} exists and is not an xmsgl baseline folder; "
                              "choose another path or remove it")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
+        with atomic_write(path, overwrite=True) as tmp:
+            tmp.mkdir()
             np.savez(tmp / ARRAYS, **self.arrays)  # type: ignore[arg-type]
             with open(tmp / CONFIG, "w") as f:
                 json.dump({**self.config, "format": FORMAT, "format_version": FORMAT_VERSION,
                            "method": self.method}, f, indent=1)
-            old = None
-            if path.exists():
-                old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-                os.replace(path, old)
-            os.replace(tmp, path)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return path
 
 

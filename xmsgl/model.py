@@ -41,8 +41,6 @@ import inspect
 import io
 import json
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -61,6 +59,7 @@ from xmsgl.exceptions import (
     XmsglError,
     format_ids,
 )
+from xmsgl.io import atomic_write
 from xmsgl.nn import MSGLNet
 from xmsgl.train import (
     FeatureSpec,
@@ -198,9 +197,10 @@ class Downscaler:
         blob = _state_bytes(self.net)
         digest = hashlib.sha256(blob).hexdigest()
         config = {**self.config, "weights": {"file": WEIGHTS, "sha256": digest}}
-        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
+        # One atomic move of a complete folder: a reader never sees half a model, and
+        # a save killed midway leaves the previous model in place.
+        with atomic_write(path, overwrite=True) as tmp:
+            tmp.mkdir()
             with open(tmp / WEIGHTS, "wb") as f:
                 f.write(blob)
                 f.flush()
@@ -209,16 +209,6 @@ class Downscaler:
                 json.dump(config, f, indent=1)
                 f.flush()
                 os.fsync(f.fileno())
-            old = None
-            if path.exists():
-                old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-                os.replace(path, old)
-            os.replace(tmp, path)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         self.config = config
         self._sha256 = digest
         return path
