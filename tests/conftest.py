@@ -46,6 +46,16 @@ def small_basin():
     )
 
 
+@pytest.fixture(scope="session")
+def half_year_basin():
+    """Six segments over half a year, with fine observations at 30% of reaches."""
+    import xmsgl
+
+    return xmsgl.datasets.synthetic_basin(
+        n_segments=6, start="2001-01-01", end="2001-06-30", seed=3, reach_obs_share=0.3
+    )
+
+
 @pytest.fixture
 def tiny_basin():
     """A 6-segment basin over four months, for fast unit tests."""

@@ -19,10 +19,8 @@ FAST = {"epochs": 1, "window": 30, "stride": 30, "progress": False, "attn_window
 
 
 @pytest.fixture(scope="module")
-def basin() -> xr.Dataset:
-    return xmsgl.datasets.synthetic_basin(
-        n_segments=6, start="2001-01-01", end="2001-06-30", seed=3, reach_obs_share=0.3
-    )
+def basin(half_year_basin: xr.Dataset) -> xr.Dataset:
+    return half_year_basin
 
 
 @pytest.fixture(scope="module")
