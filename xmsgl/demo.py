@@ -8,15 +8,15 @@ the synthetic truth, and write a netCDF file and a figure.
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+
+from xmsgl.io import atomic_write
 
 __all__ = ["run_demo", "DEMO_SETTINGS"]
 
@@ -37,10 +37,6 @@ DEMO_SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 METHODS = ("async-msgl", "fine-only", "remap")
-
-
-def _atomic_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
 
 
 def _metrics(pred: xr.DataArray, truth: xr.DataArray, unobserved: np.ndarray) -> dict[str, float]:
@@ -113,10 +109,9 @@ def _figure(ds: xr.DataArray | xr.Dataset, preds: dict[str, xr.DataArray], truth
     ax1.set_title(f"unobserved reach {ids[r]}, test period")
     ax1.legend()
     fig.tight_layout()
-    tmp = _atomic_path(path)
-    fig.savefig(tmp, dpi=110, format="png")
+    with atomic_write(path, overwrite=True) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return {"day": str(times[day].date()), "reach": int(ids[r])}
 
 
@@ -205,9 +200,8 @@ def run_demo(
                  "history": preds["async-msgl"].attrs["history"],
                  "xmsgl_version": xmsgl.__version__}
     nc = outdir / "downscaled.nc"
-    tmp = _atomic_path(nc)
-    out.to_netcdf(tmp)
-    os.replace(tmp, nc)
+    with atomic_write(nc, overwrite=True) as tmp:
+        out.to_netcdf(tmp)
     png = outdir / "demo.png"
     fig_info = _figure(ds, preds, truth, unobserved, png)
     seconds = time.perf_counter() - t0
