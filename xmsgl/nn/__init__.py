@@ -6,6 +6,7 @@ model is fitted, loaded or applied.
 
 from __future__ import annotations
 
+from xmsgl.nn.dmsge import DMSGEBackbone
 from xmsgl.nn.heads import CrossScaleHead, FineResidualHead, TemporalAttentionBlock
 from xmsgl.nn.msgl import TASKS, MSGLNet
 from xmsgl.nn.rgrn import GraphRecurrent, SparseGraph, graph_product
@@ -13,6 +14,7 @@ from xmsgl.nn.rgrn import GraphRecurrent, SparseGraph, graph_product
 __all__ = [
     "TASKS",
     "CrossScaleHead",
+    "DMSGEBackbone",
     "FineResidualHead",
     "GraphRecurrent",
     "MSGLNet",

@@ -12,13 +12,21 @@ one scale get a projection of their own.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
+from xmsgl.exceptions import ParameterError
+from xmsgl.nn.dmsge import DMSGEBackbone
+from xmsgl.nn.dmsge import backbone_options as dmsge_options
 from xmsgl.nn.heads import CrossScaleHead, FineResidualHead
 from xmsgl.nn.rgrn import GraphRecurrent, SparseGraph, graph_product
 
-__all__ = ["MSGLNet", "TASKS"]
+__all__ = ["BACKBONES", "MSGLNet", "TASKS"]
+
+#: What :class:`MSGLNet` may turn inputs into hidden states with.
+BACKBONES = ("rgrn", "dmsge")
 
 #: Task names: 0 coarse, 1 cross-scale, 2 fine (MSGL's prediction), and the
 #: fine-only head of the single-scale baseline.
@@ -41,6 +49,12 @@ class MSGLNet(nn.Module):
         Days per temporal attention block of the cross-scale head.
     attn_blocks : int, default 2
         Number of attention blocks.
+    backbone : {"rgrn", "dmsge"}, default "rgrn"
+        What turns inputs into hidden states: the recurrent graph cell, or the
+        dynamic multi-scale graph embedding backbone (:mod:`xmsgl.nn.dmsge`, which
+        needs each scale's geometry via ``net.dmsge.set_geometry``).
+    backbone_options : dict, optional
+        Options of the dmsge backbone (:data:`xmsgl.nn.dmsge.DEFAULTS`).
 
     Examples
     --------
@@ -61,6 +75,8 @@ class MSGLNet(nn.Module):
         hidden: int = 20,
         attn_window: int = 30,
         attn_blocks: int = 2,
+        backbone: str = "rgrn",
+        backbone_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.hidden = int(hidden)
@@ -75,6 +91,14 @@ class MSGLNet(nn.Module):
         self.cross_head = CrossScaleHead(self.hidden, attn_window, attn_blocks)
         self.fine_head = FineResidualHead(self.hidden)
         self.fine_only_head = nn.Linear(self.hidden, 1)
+        if backbone not in BACKBONES:
+            raise ParameterError(f"backbone={backbone!r} is not known; use one of {list(BACKBONES)}")
+        self.backbone = backbone
+        # The dynamic backbone replaces the cell in hidden_states; it reads the same
+        # projected inputs, so the shared projections keep their meaning.
+        self.dmsge: DMSGEBackbone | None = (
+            DMSGEBackbone(gates, self.hidden, **dmsge_options(backbone_options))
+            if backbone == "dmsge" else None)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters every task goes through: input projections and the cell."""
@@ -83,16 +107,21 @@ class MSGLNet(nn.Module):
         for mod in mods:
             if mod is not None:
                 params.extend(mod.parameters())
+        if self.dmsge is not None:
+            params.extend(self.dmsge.parameters())
         return params
 
     def _project(self, x: torch.Tensor, scale: str) -> torch.Tensor:
+        # One matrix product with the bias for all days, nodes and windows: the
+        # common and the scale-specific weights side by side, as the columns of x.
         extra = self.proj_seg if scale == "seg" else self.proj_reach
-        out = self.gate_bias.expand(*x.shape[:-1], self.gate_bias.shape[0])
-        if self.proj_common is not None:
-            out = out + self.proj_common(x[..., : self.n_common])
-        if extra is not None:
-            out = out + extra(x[..., self.n_common :])
-        return out
+        mats = [m.weight for m in (self.proj_common, extra) if m is not None]
+        n_gates = self.gate_bias.shape[0]
+        if not mats:
+            return self.gate_bias.expand(*x.shape[:-1], n_gates)
+        weight = mats[0] if len(mats) == 1 else torch.cat(mats, dim=1)
+        out = torch.addmm(self.gate_bias, x.reshape(-1, x.shape[-1]), weight.t())
+        return out.view(*x.shape[:-1], n_gates)
 
     def hidden_states(
         self, x: torch.Tensor, adj: SparseGraph | torch.Tensor, scale: str, time_chunk: int | None = None
@@ -101,7 +130,11 @@ class MSGLNet(nn.Module):
 
         ``time_chunk`` projects the inputs that many days at a time (to bound memory
         at inference on large networks); ``None`` projects all days at once.
+        With ``backbone="dmsge"`` the dynamic backbone runs instead of the cell (on
+        the whole window: its feature-space graph is built per window).
         """
+        if self.dmsge is not None:
+            return self.dmsge(x, adj, scale, project=lambda v: self._project(v, scale))
         if time_chunk is None or time_chunk >= x.shape[0]:
             out = self.cell(self._project(x, scale), adj)
             assert isinstance(out, torch.Tensor)

@@ -1,0 +1,219 @@
+"""The dynamic multi-scale graph embedding backbone (xmsgl.nn.dmsge) and its diagnostics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import xmsgl
+from xmsgl.exceptions import ParameterError, SchemaError
+
+torch = pytest.importorskip("torch")
+
+from xmsgl.knn import node_geometry  # noqa: E402
+from xmsgl.nn import MSGLNet, SparseGraph  # noqa: E402
+from xmsgl.nn.dmsge import (  # noqa: E402
+    DMSGEBackbone,
+    _EdgeReduce,
+    backbone_options,
+    dirichlet_energy,
+)
+
+OPTS = {"layers": 2, "k": 3}
+
+
+@pytest.fixture(scope="module")
+def basin() -> xr.Dataset:
+    return xmsgl.datasets.synthetic_basin(n_segments=6, start="2001-01-01", end="2001-04-30",
+                                          seed=3, reach_obs_share=0.3)
+
+
+@pytest.fixture(scope="module")
+def fine_model(basin: xr.Dataset) -> xmsgl.Downscaler:
+    torch.set_num_threads(1)
+    return basin.msgl.fit(method="fine-only", epochs=1, hidden=8, window=60, stride=60,
+                          progress=False, backbone="dmsge", backbone_options=OPTS)
+
+
+def _backbone(ds: xr.Dataset, **kw: object) -> tuple[DMSGEBackbone, SparseGraph]:
+    from xmsgl.graph import build_graphs
+
+    net = DMSGEBackbone(n_inputs=3, hidden=6, **{**OPTS, **kw})  # type: ignore[arg-type]
+    net.set_geometry("reach", node_geometry(ds, "reach"))
+    return net, SparseGraph(build_graphs(ds).fine)
+
+
+@pytest.mark.parametrize("mean", [False, True])
+def test_edge_reduce_gradients_and_values_match_a_dense_reference(mean: bool) -> None:
+    gen = torch.Generator().manual_seed(0)
+    b, n, t, h, k = 2, 4, 2, 3, 3
+    a = torch.randn(b, n, t, h, dtype=torch.double, generator=gen, requires_grad=True)
+    nb = torch.randn(b * n, t, h, dtype=torch.double, generator=gen, requires_grad=True)
+    e = torch.randn(b, n, k, h, dtype=torch.double, generator=gen, requires_grad=True)
+    idx = torch.randint(0, b * n, (b * n, k), generator=gen)
+    assert torch.autograd.gradcheck(lambda a_, nb_, e_: _EdgeReduce.apply(a_, nb_, idx, e_, mean),
+                                    (a, nb, e))
+    g = nb[idx].view(b, n, k, t, h) + e.unsqueeze(3)
+    ref = torch.relu(a.unsqueeze(2) + g).mean(2) if mean else torch.relu(a + g.max(2).values)
+    torch.testing.assert_close(_EdgeReduce.apply(a, nb, idx, e, mean), ref)
+
+
+def test_backbone_options_are_checked() -> None:
+    assert backbone_options(None)["layers"] == 3
+    with pytest.raises(ParameterError, match="not known"):
+        backbone_options({"depth": 2})
+    with pytest.raises(ParameterError, match="reduce"):
+        backbone_options({"reduce": "sum"})
+    with pytest.raises(ParameterError, match="graphs"):
+        backbone_options({"graphs": ["hydro", "sky"]})
+    with pytest.raises(ParameterError, match="candidates"):
+        backbone_options({"k": 10, "candidates": 5})
+    assert backbone_options({"graphs": ("dynamic", "hydro")})["graphs"] == ["hydro", "dynamic"]
+
+
+@pytest.mark.parametrize("kw", [{}, {"concat": False}, {"reduce": "mean", "encoder": "gru"},
+                                {"graphs": ["hydro", "geo"]}, {"layers": 0}])
+def test_backbone_shapes_and_gradients(tiny_basin: xr.Dataset, kw: dict) -> None:
+    net, adj = _backbone(tiny_basin, **kw)
+    n = tiny_basin.sizes["reach"]
+    x = torch.randn(20, n, 2, 3, requires_grad=True)
+    out = net(x, adj, "reach")
+    assert out.shape == (20, n, 2, 6)
+    out.square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(p.grad is not None for p in net.parameters())
+
+
+def test_encoder_is_causal(tiny_basin: xr.Dataset) -> None:
+    # Only the dynamic graph (built from the window mean) sees later days: without
+    # it, a change on day 15 leaves days 0-14 unchanged.
+    net, adj = _backbone(tiny_basin, graphs=["hydro", "geo"])
+    x = torch.randn(30, tiny_basin.sizes["reach"], 1, 3)
+    y = x.clone()
+    y[15:] += 1.0
+    with torch.no_grad():
+        a, b = net(x, adj, "reach"), net(y, adj, "reach")
+    torch.testing.assert_close(a[:15], b[:15])
+    assert not torch.allclose(a[15:], b[15:])
+
+
+def test_dynamic_graph_is_rebuilt_per_window(tiny_basin: xr.Dataset) -> None:
+    net, adj = _backbone(tiny_basin)
+    n = tiny_basin.sizes["reach"]
+    x = torch.randn(25, n, 2, 3)
+    x[:, :, 1] = x[:, :, 1].flip(1) * 3  # a second window with other features
+    net.record = {}
+    with torch.no_grad():
+        net(x, adj, "reach")
+    dyn = net.record["index"][0]
+    net.record = None
+    assert dyn.shape == (2, n, 3)
+    assert not torch.equal(dyn[0], dyn[1])
+
+
+def test_node_permutation_permutes_the_output(tiny_basin: xr.Dataset) -> None:
+    torch.manual_seed(0)
+    net, adj = _backbone(tiny_basin)
+    n = tiny_basin.sizes["reach"]
+    x = torch.randn(12, n, 1, 3)
+    perm = np.random.default_rng(0).permutation(n)
+    shuffled = tiny_basin.isel(reach=perm)
+    net2, adj2 = _backbone(shuffled)
+    net2.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        a = net(x, adj, "reach")
+        b = net2(x[:, torch.from_numpy(perm)], adj2, "reach")
+    torch.testing.assert_close(a[:, torch.from_numpy(perm)], b, rtol=1e-4, atol=1e-5)
+
+
+def test_k_larger_than_the_graph_and_missing_geometry_are_typed_errors(
+        tiny_basin: xr.Dataset, basin: xr.Dataset) -> None:
+    net = DMSGEBackbone(3, 4, k=8)
+    with pytest.raises(ParameterError, match="lower k to at most 5"):
+        net.set_geometry("seg", node_geometry(tiny_basin, "seg"))
+    with pytest.raises(ParameterError, match="no node geometry"):
+        net(torch.randn(5, 6, 1, 3), torch.eye(6).to_sparse(), "seg")
+    with pytest.raises(ParameterError, match=r"'k'\]=8 needs more than 8 nodes"):
+        basin.msgl.fit(method="msgl", epochs=1, progress=False, backbone="dmsge",
+                       backbone_options={"k": 8})
+
+
+def test_dirichlet_energy_is_zero_for_equal_nodes_and_positive_otherwise() -> None:
+    idx = torch.tensor([[1, 2], [0, 2], [0, 1]])
+    same = torch.ones(1, 3, 4, 2)
+    assert dirichlet_energy(same, idx) == (0.0, 0.0)
+    diff = torch.arange(3.0).view(1, 3, 1, 1).expand(1, 3, 4, 2)
+    e, en = dirichlet_energy(diff, idx)
+    # pairs (0,1),(0,2),(1,2) each twice: squared distances 2*(1,4,1) per day, halved.
+    assert e == pytest.approx(0.5 * 2 * (1 + 4 + 1 + 1 + 4 + 1) / 6 / 1)
+    assert en > 0
+
+
+def test_fit_save_load_round_trip(tmp_path, fine_model: xmsgl.Downscaler, basin: xr.Dataset) -> None:
+    hp = fine_model.config["hyperparameters"]
+    assert hp["backbone"] == "dmsge" and hp["backbone_options"]["k"] == 3
+    pred = basin.msgl.downscale(fine_model)
+    assert np.isfinite(pred.values).all()
+    fine_model.save(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["hyperparameters"]["backbone_options"]["layers"] == 2
+    loaded = xmsgl.load(tmp_path / "m")
+    assert isinstance(loaded, xmsgl.Downscaler) and loaded.net.dmsge is not None
+    xr.testing.assert_allclose(basin.msgl.downscale(loaded), pred)
+
+
+def test_msgl_trains_with_the_backbone_and_cell_configs_are_unchanged(basin: xr.Dataset) -> None:
+    model = basin.msgl.fit(method="msgl", epochs=1, hidden=8, window=60, stride=60, progress=False,
+                           backbone="dmsge", backbone_options=OPTS)
+    assert np.isfinite(model.history["main"]["loss"]).all()
+    assert np.isfinite(basin.msgl.downscale(model, scale="seg").values).all()
+    cell = MSGLNet(2, 1, 1, hidden=4)
+    assert cell.dmsge is None and cell.backbone == "rgrn"
+
+
+def test_fit_refuses_bad_backbone_arguments(basin: xr.Dataset) -> None:
+    with pytest.raises(ParameterError, match="backbone='gcn' is not known"):
+        basin.msgl.fit(method="fine-only", epochs=1, progress=False, backbone="gcn")
+    with pytest.raises(ParameterError, match="options of backbone='dmsge'"):
+        basin.msgl.fit(method="fine-only", epochs=1, progress=False, backbone_options={"k": 3})
+
+
+def test_dataset_without_coordinates_falls_back_or_raises(basin: xr.Dataset) -> None:
+    no_xy = basin.drop_vars(["reach_x", "reach_y"])
+    model = no_xy.msgl.fit(method="fine-only", epochs=1, hidden=8, window=60, stride=60,
+                           progress=False, backbone="dmsge", backbone_options=OPTS)
+    assert model.net.dmsge.geometry("reach").source == "outlet-distance"
+    with pytest.raises(SchemaError, match="reach_x and reach_y"):
+        no_xy.msgl.fit(method="fine-only", epochs=1, progress=False, backbone="dmsge",
+                       backbone_options={**OPTS, "coords": "xy"})
+
+
+def test_explain_returns_shares_energies_and_plots(fine_model: xmsgl.Downscaler,
+                                                   basin: xr.Dataset) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from xmsgl.explain import plot_energy, plot_explain
+
+    ex = fine_model.explain(basin, time=("2001-02-01", "2001-03-31"))
+    assert ex.sizes["layer"] == 2 and ex.sizes["depth"] == 3
+    total = sum(ex[f"share_{c}"] for c in ("upstream", "downstream", "other", "self"))
+    np.testing.assert_allclose(total.values, 1.0, atol=1e-5)
+    assert (ex["share_parent_segment"] <= 1 + 1e-6).all()
+    np.testing.assert_allclose(ex["win_distance_hist"].sum("distance_bin").values, 1.0, atol=1e-5)
+    assert (ex["dirichlet_energy"] >= 0).all()
+    # The self share comes only from the padding of the hydrologic graph.
+    assert float(ex["share_self"].sel(graph="geo").max()) == 0.0
+    assert set(ex["top_neighbour"].values.ravel()) <= set(basin["reach"].values.tolist())
+    assert plot_explain(ex, basin).axes
+    assert plot_energy({"a": ex}).axes
+
+
+def test_explain_needs_the_dmsge_backbone(basin: xr.Dataset) -> None:
+    model = basin.msgl.fit(method="fine-only", epochs=1, hidden=4, window=60, stride=60,
+                           progress=False)
+    with pytest.raises(ParameterError, match="backbone='dmsge'"):
+        model.explain(basin)

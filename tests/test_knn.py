@@ -1,0 +1,174 @@
+"""Nearest neighbours without compiled extensions (xmsgl.knn)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import xarray as xr
+
+from xmsgl.exceptions import ParameterError, SchemaError
+from xmsgl.knn import (
+    candidate_set,
+    euler_tour,
+    feature_knn,
+    geometric_knn,
+    knn_brute,
+    knn_candidates,
+    node_geometry,
+    outlet_distance,
+    signed_stream_distance,
+    sparse_topk,
+)
+
+torch = pytest.importorskip("torch")
+
+
+def _ref_knn(x: np.ndarray, k: int) -> np.ndarray:
+    """Distances of the k nearest other points, by a full numpy sort."""
+    d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    return np.sort(d, axis=1)[:, :k]
+
+
+def _dist_of(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    return np.sqrt(((x[idx] - x[:, None, :]) ** 2).sum(-1))
+
+
+def test_knn_brute_matches_a_numpy_reference() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 60, 5)).astype(np.float32)
+    idx = knn_brute(torch.from_numpy(x), 7).numpy()
+    assert idx.shape == (2, 60, 7)
+    for b in range(2):
+        assert not (idx[b] == np.arange(60)[:, None]).any()
+        np.testing.assert_allclose(np.sort(_dist_of(x[b], idx[b]), axis=1), _ref_knn(x[b], 7),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_candidate_search_equals_exact_search_when_candidates_are_everyone() -> None:
+    rng = np.random.default_rng(1)
+    n = 40
+    x = torch.from_numpy(rng.normal(size=(3, n, 4)).astype(np.float32))
+    cand = torch.tensor([[j for j in range(n) if j != i] for i in range(n)])
+    valid = torch.ones_like(cand, dtype=torch.bool)
+    got = knn_candidates(x, cand, valid, 5)
+    want = knn_brute(x, 5)
+    for b in range(3):
+        xb = x[b].numpy()
+        np.testing.assert_allclose(np.sort(_dist_of(xb, got[b].numpy()), 1),
+                                   np.sort(_dist_of(xb, want[b].numpy()), 1), rtol=1e-5)
+
+
+def test_feature_knn_uses_candidates_above_brute_max_and_respects_them() -> None:
+    rng = np.random.default_rng(2)
+    pos = rng.uniform(size=(200, 2))
+    cand, valid = candidate_set(pos, np.arange(200) // 10, 12)
+    x = torch.from_numpy(rng.normal(size=(1, 200, 3)).astype(np.float32))
+    idx = feature_knn(x, 4, torch.from_numpy(cand), torch.from_numpy(valid), brute_max=100)[0].numpy()
+    for i in range(200):
+        allowed = set(cand[i][valid[i]].tolist())
+        assert set(idx[i].tolist()) <= allowed
+        assert len(set(idx[i].tolist())) == 4
+
+
+def test_candidate_set_has_group_members_no_self_and_no_repeats() -> None:
+    rng = np.random.default_rng(3)
+    pos = rng.uniform(size=(120, 2))
+    group = rng.integers(0, 15, size=120)
+    cand, valid = candidate_set(pos, group, 8, max_group=64)
+    for i in range(120):
+        real = cand[i][valid[i]].tolist()
+        assert i not in real
+        assert len(real) == len(set(real))
+        members = set(np.flatnonzero(group == group[i]).tolist()) - {i}
+        assert members <= set(real)
+        assert set(geometric_knn(pos, 8)[i].tolist()) <= set(real)
+
+
+def test_candidate_set_caps_large_groups_to_nearest_members() -> None:
+    pos = np.stack([np.arange(50.0), np.zeros(50)], axis=1)
+    cand, valid = candidate_set(pos, np.zeros(50, dtype=int), 2, max_group=4)
+    assert cand.shape == (50, 6)
+    assert sorted(cand[10][valid[10]].tolist()) == [8, 9, 11, 12]
+
+
+def test_k_larger_than_the_candidates_is_a_parameter_error() -> None:
+    x = torch.randn(1, 5, 2)
+    with pytest.raises(ParameterError, match="k=5 is larger than the 4"):
+        knn_brute(x, 5)
+    cand = torch.tensor([[1, 2], [0, 2], [0, 1], [0, 1], [0, 1]])
+    valid = torch.tensor([[True, False]] + [[True, True]] * 4)
+    with pytest.raises(ParameterError, match="candidate nodes"):
+        knn_candidates(x, cand, valid, 2)
+    with pytest.raises(ParameterError, match="lower k"):
+        geometric_knn(np.zeros((3, 2)) + np.arange(3)[:, None], 3)
+    with pytest.raises(ParameterError, match="positive integer"):
+        knn_brute(x, 0)
+
+
+def test_geometric_knn_matches_reference_and_handles_duplicates() -> None:
+    rng = np.random.default_rng(4)
+    pos = rng.uniform(size=(80, 2))
+    idx = geometric_knn(pos, 6)
+    np.testing.assert_allclose(np.sort(_dist_of(pos, idx), 1), _ref_knn(pos, 6), rtol=1e-9)
+    dup = np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [5.0, 5.0], [6.0, 6.0]])
+    idx = geometric_knn(dup, 2)
+    assert not (idx == np.arange(5)[:, None]).any()  # self is removed by index
+    assert set(idx[0].tolist()) == {1, 2}
+    with pytest.raises(SchemaError, match="shared by several nodes"):
+        geometric_knn(dup, 2, duplicates="raise")
+    with pytest.raises(SchemaError, match="NaN or infinite"):
+        geometric_knn(np.array([[0.0, np.nan], [1.0, 1.0], [2.0, 2.0]]), 1)
+
+
+def test_sparse_topk_takes_strongest_off_diagonal_entries_and_pads_with_self() -> None:
+    m = sp.csr_matrix(np.array([[1.0, 0.2, 0.7, 0.1], [0.5, 1.0, 0.0, 0.0],
+                                [0.0, 0.0, 1.0, 0.0], [0.3, 0.3, 0.3, 1.0]]))
+    idx, real = sparse_topk(m.indptr, m.indices, m.data, 2)
+    assert idx.tolist() == [[2, 1], [0, 1], [2, 2], [0, 1]]
+    assert real.tolist() == [[True, True], [True, False], [False, False], [True, True]]
+
+
+def test_stream_distances_agree_with_the_graph_module(small_basin: xr.Dataset) -> None:
+    from xmsgl.convention import topology_arrays
+    from xmsgl.graph import build_graphs
+
+    topo = topology_arrays(small_basin)
+    geom = node_geometry(small_basin, "reach")
+    d = build_graphs(small_basin).reach_distance.tocoo()
+    np.testing.assert_allclose(signed_stream_distance(geom, d.row, d.col), d.data, atol=1e-6)
+    # Pairs without an entry (different branches) get 0.
+    dense = build_graphs(small_basin).reach_distance.toarray() != 0
+    i, j = np.nonzero(~dense)
+    assert np.all(signed_stream_distance(geom, i, j) == 0)
+    od = outlet_distance(topo.reach_to_idx, topo.reach_length)
+    assert (od[topo.reach_to_idx < 0] == 0).all()
+    tin, tout = euler_tour(topo.reach_to_idx)
+    assert len(set(tin.tolist()) | set(tout.tolist())) == 2 * topo.n_reach
+
+
+def test_node_geometry_sources_and_fallback(tiny_basin: xr.Dataset) -> None:
+    assert node_geometry(tiny_basin, "reach").source == "xy"
+    no_xy = tiny_basin.drop_vars(["reach_x", "reach_y"])
+    geom = node_geometry(no_xy, "reach")
+    assert geom.source == "outlet-distance"
+    np.testing.assert_allclose(geom.pos[:, 0], geom.outlet_distance)
+    with pytest.raises(SchemaError, match="reach_x and reach_y"):
+        node_geometry(no_xy, "reach", coords="xy")
+    lon = no_xy.assign(reach_lon=("reach", np.linspace(-75, -74, no_xy.sizes["reach"])),
+                       reach_lat=("reach", np.full(no_xy.sizes["reach"], 41.0)))
+    g = node_geometry(lon, "reach")
+    assert g.source == "lonlat"
+    assert 80e3 < g.pos[:, 0].max() - g.pos[:, 0].min() < 90e3  # 1 degree of longitude at 41 N
+    with pytest.raises(ParameterError):
+        node_geometry(tiny_basin, "reach", coords="polar")
+
+
+def test_reaches_without_coordinates_are_named(tiny_basin: xr.Dataset) -> None:
+    x = tiny_basin["reach_x"].values.copy()
+    x[[2, 5]] = np.nan
+    ds = tiny_basin.assign(reach_x=("reach", x, tiny_basin["reach_x"].attrs))
+    bad = tiny_basin["reach"].values[[2, 5]]
+    with pytest.raises(SchemaError, match=f"reach_x.*{bad[0]}.*{bad[1]}"):
+        node_geometry(ds, "reach")

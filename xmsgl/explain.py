@@ -1,0 +1,324 @@
+"""Diagnostics of the dynamic multi-scale graph embedding backbone.
+
+:func:`explain` (also ``model.explain(ds)``) runs a fitted ``backbone="dmsge"``
+model on a dataset, one window, and returns an :class:`xarray.Dataset` with:
+
+* **over-smoothing**: the Dirichlet energy of the embeddings after the encoder
+  (depth 0) and after every graph layer, on the hydrologic, geometric and dynamic
+  graphs, raw and normalized by the mean squared norm, for each layer's output
+  and for the concatenation of all outputs up to that depth (what the read-out
+  sees when ``concat=True``);
+* **attribution**: for each layer and neighbourhood, how often each neighbour
+  gives the largest message (the winner of the maximum, per day and hidden unit),
+  summarized per reach as shares of upstream, downstream, same-branch-free
+  ("other"), self (padding of the hydrologic graph) and parent-segment
+  neighbours, the mean distance of the winners, the top neighbour, and a
+  basin-wide histogram of winner distances.
+
+:func:`plot_explain` draws one of those per-reach variables on the network map,
+with a line from each reach to its top neighbour; :func:`plot_energy` draws the
+energy against depth for one or several models.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from xmsgl.convention import REACH, TIME, validate
+from xmsgl.exceptions import ParameterError
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from xmsgl.model import Downscaler
+
+__all__ = ["explain", "plot_energy", "plot_explain"]
+
+_GRAPHS = ("hydro", "geo", "dynamic")
+
+
+def _time_slice(time: pd.DatetimeIndex, sel: Any) -> slice:
+    if sel is None:
+        return slice(0, len(time))
+    if isinstance(sel, slice):
+        sel = (sel.start, sel.stop)
+    start, end = (pd.Timestamp(sel[0]), pd.Timestamp(sel[1]))
+    idx = np.flatnonzero((time >= start) & (time <= end))
+    if idx.size < 2:
+        raise ParameterError(f"time={sel!r} selects {idx.size} days of the dataset "
+                             f"({time[0].date()} to {time[-1].date()}); give a longer period")
+    return slice(int(idx[0]), int(idx[-1]) + 1)
+
+
+def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str = "cpu",
+            n_bins: int = 8, check_graph: bool = True) -> xr.Dataset:
+    """Dirichlet energy per layer and neighbour attribution of a dmsge model on ``ds``.
+
+    Parameters
+    ----------
+    model : Downscaler
+        Fitted with ``backbone="dmsge"`` and a method with a fine backbone (not
+        ``"remap"``).
+    ds : xarray.Dataset
+        A dataset with the model's input variables.
+    time : (start, end), optional
+        The days to run, as one window (default: all days of ``ds``; a year or two
+        is typical).
+    device : str, default "cpu"
+        Torch device.
+    n_bins : int, default 8
+        Bins of the winner-distance histogram: doubling widths from half the
+        network's typical node spacing, the last one open.
+    check_graph : bool, default True
+        Refuse a dataset whose river graph differs from the model's.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions ``depth`` (0 = encoder, then each layer), ``layer`` (1..L),
+        ``graph`` (``"hydro"``, ``"geo"``, ``"dynamic"``), ``reach`` and
+        ``distance_bin``. Variables ``dirichlet_energy``,
+        ``dirichlet_energy_normalized``, ``dirichlet_energy_concat``,
+        ``dirichlet_energy_concat_normalized`` (depth, graph); ``share_upstream``,
+        ``share_downstream``, ``share_other``, ``share_self``,
+        ``share_parent_segment``, ``win_distance`` (m), ``top_neighbour`` (id),
+        ``top_share`` (layer, graph, reach); ``basin_share_*`` (layer, graph);
+        ``win_distance_hist`` (layer, graph, distance_bin). Coordinates
+        ``reach_pos_x``/``reach_pos_y`` give the positions the backbone used.
+
+    Raises
+    ------
+    ParameterError
+        The model has no dmsge backbone on reaches, or ``time`` selects too few days.
+    ModelMismatchError
+        The dataset does not fit the model (see :func:`xmsgl.model.check_compatible`).
+
+    Examples
+    --------
+    >>> model.explain(ds, time=("2003-10-01", "2004-09-30"))  # doctest: +SKIP
+    """
+    import torch
+
+    from xmsgl.graph import build_graphs
+    from xmsgl.knn import feature_knn
+    from xmsgl.model import _rebuild, check_compatible
+    from xmsgl.nn.dmsge import dirichlet_energy
+    from xmsgl.train import resolve_device
+
+    net = model.net
+    backbone = getattr(net, "dmsge", None)
+    if backbone is None:
+        raise ParameterError("explain() needs a model fitted with backbone='dmsge'; this one uses "
+                             f"backbone={getattr(net, 'backbone', 'rgrn')!r}: refit with "
+                             "backbone='dmsge'")
+    if model.output == "remap":
+        raise ParameterError("method 'remap' runs no backbone on reaches; explain a model of "
+                             "method 'msgl', 'async-msgl', 'fine-only', 'direct' or 'progressive'")
+    n_bins = int(n_bins)
+    if n_bins < 2:
+        raise ParameterError(f"n_bins={n_bins!r} must be at least 2")
+    ds = validate(ds)
+    graphs = build_graphs(ds, **model.config["graph"].get("options", {}))
+    if check_graph:
+        check_compatible(model, ds, graphs, REACH)
+    times = pd.DatetimeIndex(ds[TIME].values)
+    tsel = _time_slice(times, time)
+    dev = resolve_device(device)
+    data = _rebuild(model, ds, graphs, dev, tsel)
+    net = net.to(dev)
+    x = torch.from_numpy(data.x_reach).to(dev).unsqueeze(2)  # (T, N, 1, F)
+    backbone.record = {}
+    try:
+        with torch.inference_mode():
+            net.hidden_states(x, data.graphs["fine"], "reach")
+            rec = backbone.record
+            states = rec["states"]
+            # Dynamic graph of each depth: the one the next layer builds (and, for the
+            # last depth, the one a further layer would build).
+            st = backbone._state("reach").to(dev)
+            dyn = [feature_knn(s.mean(dim=2), backbone.k, st.cand, st.cand_valid,
+                               brute_max=backbone.options["brute_max"]) for s in states]
+            hydro, real = rec["hydro"].to(dev), rec["hydro_real"].to(dev)
+            geo = rec["geo"].to(dev)
+            depth = len(states)
+            energy = np.zeros((4, depth, len(_GRAPHS)))
+            for d in range(depth):
+                cat = torch.cat(states[: d + 1], dim=-1)
+                for g, (idx, mask) in enumerate(((hydro, real), (geo, None), (dyn[d], None))):
+                    energy[0, d, g], energy[1, d, g] = dirichlet_energy(states[d], idx, mask)
+                    energy[2, d, g], energy[3, d, g] = dirichlet_energy(cat, idx, mask)
+    finally:
+        backbone.record = None
+    geom = backbone.geometry("reach")
+    n = geom.n
+    n_layers = len(rec["wins"])
+    reach_ids = np.asarray(ds[REACH].values)
+    cats = ("upstream", "downstream", "other", "self", "parent_segment")
+    # Neighbourhoods the model does not use stay NaN (top_neighbour: 0).
+    shares = {c: np.full((n_layers, len(_GRAPHS), n), np.nan) for c in cats}
+    win_dist = np.full((n_layers, len(_GRAPHS), n), np.nan)
+    top_id = np.zeros((n_layers, len(_GRAPHS), n), dtype=np.int64)
+    top_share = np.full((n_layers, len(_GRAPHS), n), np.nan)
+    scale = float(geom.length_scale)
+    edges = np.concatenate([[0.0], scale * 0.5 * 2.0 ** np.arange(n_bins - 1), [np.inf]])
+    hist = np.full((n_layers, len(_GRAPHS), n_bins), np.nan)
+    rows = np.repeat(np.arange(n), backbone.k)
+    for lay in range(n_layers):
+        dyn_l = rec["index"][lay]
+        idxs = (hydro.cpu().numpy(), geo.cpu().numpy(), None if dyn_l is None else dyn_l[0].numpy())
+        for g, gname in enumerate(_GRAPHS):
+            if gname not in rec["wins"][lay]:
+                continue
+            w = rec["wins"][lay][gname][0].numpy()  # (N, k), rows sum to 1
+            idx_g = idxs[g]
+            assert idx_g is not None
+            j = idx_g.reshape(-1)
+            wf = w.reshape(-1)
+            is_self = j == rows
+            down = (geom.tin[j] <= geom.tin[rows]) & (geom.tout[rows] <= geom.tout[j]) & ~is_self
+            up = (geom.tin[rows] <= geom.tin[j]) & (geom.tout[j] <= geom.tout[rows]) & ~is_self
+            other = ~(is_self | down | up)
+            parent = (geom.group[j] == geom.group[rows]) & ~is_self
+            for c, m in zip(cats, (up, down, other, is_self, parent)):
+                shares[c][lay, g] = np.bincount(rows, weights=wf * m, minlength=n)
+            dist = np.sqrt(((geom.pos[j] - geom.pos[rows]) ** 2).sum(axis=1))
+            win_dist[lay, g] = np.bincount(rows, weights=wf * dist, minlength=n)
+            best = w.argmax(axis=1)
+            top_id[lay, g] = reach_ids[idx_g[np.arange(n), best]]
+            top_share[lay, g] = w[np.arange(n), best]
+            b = np.clip(np.searchsorted(edges, dist, side="right") - 1, 0, n_bins - 1)
+            hist[lay, g] = np.bincount(b, weights=wf, minlength=n_bins) / max(float(wf.sum()), 1e-12)
+    lg = ("layer", "graph")
+    lgr = ("layer", "graph", REACH)
+    out = xr.Dataset(
+        {
+            "dirichlet_energy": (("depth", "graph"), energy[0], {
+                "long_name": "Dirichlet energy of each depth's embedding", "units": "1"}),
+            "dirichlet_energy_normalized": (("depth", "graph"), energy[1], {
+                "long_name": "Dirichlet energy over mean squared norm", "units": "1"}),
+            "dirichlet_energy_concat": (("depth", "graph"), energy[2], {
+                "long_name": "Dirichlet energy of the concatenated embeddings up to each depth",
+                "units": "1"}),
+            "dirichlet_energy_concat_normalized": (("depth", "graph"), energy[3], {
+                "long_name": "normalized Dirichlet energy of the concatenated embeddings",
+                "units": "1"}),
+            **{f"share_{c}": (lgr, shares[c], {
+                "long_name": f"share of max-winning messages from {c.replace('_', ' ')} neighbours",
+                "units": "1"}) for c in cats},
+            **{f"basin_share_{c}": (lg, shares[c].mean(axis=2), {
+                "long_name": f"basin mean of share_{c}", "units": "1"}) for c in cats},
+            "win_distance": (lgr, win_dist, {
+                "long_name": "mean straight-line distance of the max-winning neighbours",
+                "units": "m"}),
+            "top_neighbour": (lgr, top_id, {"long_name": "reach id of the most frequent winner"}),
+            "top_share": (lgr, top_share, {"long_name": "share of wins of the top neighbour",
+                                           "units": "1"}),
+            "win_distance_hist": (("layer", "graph", "distance_bin"), hist, {
+                "long_name": "share of max-winning messages by neighbour distance", "units": "1"}),
+        },
+        coords={
+            "depth": np.arange(depth), "layer": np.arange(1, n_layers + 1), "graph": list(_GRAPHS),
+            REACH: reach_ids, "distance_bin": np.arange(n_bins),
+            "bin_lower": ("distance_bin", edges[:-1], {"units": "m"}),
+            "bin_upper": ("distance_bin", edges[1:], {"units": "m"}),
+            "reach_pos_x": (REACH, geom.pos[:, 0], {"units": "m"}),
+            "reach_pos_y": (REACH, geom.pos[:, 1], {"units": "m"}),
+        },
+        attrs={
+            "method": model.method, "model_sha256": model.sha256,
+            "period": f"{times[tsel.start].date()} to {times[tsel.stop - 1].date()}",
+            "positions": geom.source, "k": backbone.k,
+            "concat": int(backbone.concat), "reduce": backbone.options["reduce"],
+            "graphs": " ".join(backbone.graphs),
+            "history": f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ} xmsgl.explain.explain",
+        },
+    )
+    return out
+
+
+def plot_explain(result: xr.Dataset, ds: xr.Dataset | None = None, *, variable: str = "share_upstream",
+                 layer: int = -1, graph: str = "dynamic", arrows: bool = True,
+                 ax: Axes | None = None) -> Figure:
+    """Draw a per-reach variable of :func:`explain` on the network map.
+
+    Reaches are dots at the positions the backbone used, coloured by ``variable``
+    at ``layer`` (a position: -1 is the last layer) and ``graph``; with ``ds`` the
+    river network (each reach joined to its downstream reach) is drawn beneath;
+    with ``arrows`` a thin line joins each reach to its top neighbour.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if variable not in result or REACH not in result[variable].dims:
+        raise ParameterError(f"variable={variable!r} is not a per-reach variable of the explain "
+                             "result; use e.g. 'share_upstream', 'win_distance' or 'top_share'")
+    if graph not in _GRAPHS:
+        raise ParameterError(f"graph={graph!r} is not known; use one of {list(_GRAPHS)}")
+    fig: Figure
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 5))
+    else:
+        fig = ax.figure  # type: ignore[assignment]
+    x = result["reach_pos_x"].values
+    y = result["reach_pos_y"].values
+    ids = result[REACH].values
+    pos_of = {int(i): p for p, i in enumerate(ids)}
+    if ds is not None and "reach_to" in ds:
+        to = ds["reach_to"].sel({REACH: ids}).values
+        for p, t in enumerate(to):
+            q = pos_of.get(int(t))
+            if q is not None:
+                ax.plot([x[p], x[q]], [y[p], y[q]], color="0.75", lw=0.8, zorder=1)
+    sel = result[variable].isel(layer=layer).sel(graph=graph).values
+    if arrows:
+        top = result["top_neighbour"].isel(layer=layer).sel(graph=graph).values
+        for p, t in enumerate(top):
+            q = pos_of.get(int(t))
+            if q is not None and q != p:
+                ax.plot([x[p], x[q]], [y[p], y[q]], color="tab:red", lw=0.5, alpha=0.6, zorder=2)
+    sc = ax.scatter(x, y, c=sel, s=12, cmap="viridis", zorder=3)
+    fig.colorbar(sc, ax=ax, label=variable)
+    lay_no = int(result["layer"].values[layer])
+    ax.set_title(f"{variable}, layer {lay_no}, {graph} graph")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    return fig
+
+
+def plot_energy(results: xr.Dataset | Mapping[str, xr.Dataset], *, normalized: bool = True,
+                ax: Axes | None = None) -> Figure:
+    """Dirichlet energy against depth, one line per graph and result (e.g. with / without concat).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    items = {"": results} if isinstance(results, xr.Dataset) else dict(results)
+    fig: Figure
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+    else:
+        fig = ax.figure  # type: ignore[assignment]
+    var = "dirichlet_energy_normalized" if normalized else "dirichlet_energy"
+    styles = ("-", "--", ":", "-.")
+    for s, (label, res) in enumerate(items.items()):
+        for g in _GRAPHS:
+            ax.plot(res["depth"].values, res[var].sel(graph=g).values, styles[s % len(styles)],
+                    marker="o", label=f"{label} {g}".strip())
+    ax.set_xlabel("depth (0 = temporal encoder)")
+    ax.set_ylabel(var.replace("_", " "))
+    ax.legend(fontsize=8)
+    return fig

@@ -1,0 +1,604 @@
+"""Nearest neighbours for graph models, without compiled extensions.
+
+Three kinds of neighbourhood feed the dynamic multi-scale graph embedding backbone
+(:mod:`xmsgl.nn.dmsge`):
+
+* **hydrologic**: the ``k`` strongest entries of each row of a sparse river
+  adjacency (:func:`sparse_topk`);
+* **geometric**: the ``k`` nearest nodes in space, from :class:`scipy.spatial.cKDTree`
+  (:func:`geometric_knn`), computed once per network;
+* **feature**: the ``k`` nearest nodes in an embedding space, recomputed for every
+  window (:func:`feature_knn`). Small graphs use an exact search with
+  :func:`torch.cdist` and :func:`torch.topk` (O(N^2 d)); large ones search a fixed
+  candidate set per node (its parent segment's reaches and its ``M`` nearest
+  geometric neighbours, :func:`candidate_set`), which costs O(N M d).
+
+Every neighbourhood is a fixed-``k`` index tensor of shape (N, k) or (B, N, k), so
+messages are gathered with ``index_select`` rather than scattered.
+
+Node positions come from :func:`node_geometry`: ``*_x``/``*_y`` (m) or
+``*_lon``/``*_lat`` (degrees, projected locally), or, when a scale has neither and
+``coords="auto"``, a documented fallback built from the river topology (the
+along-stream distance to the outlet and the outlet's position in the forest).
+
+torch is imported inside the functions that need it, so importing this module
+stays light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import xarray as xr
+
+from xmsgl.exceptions import ParameterError, SchemaError, format_ids
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "NodeGeometry",
+    "candidate_set",
+    "euler_tour",
+    "feature_knn",
+    "geometric_knn",
+    "knn_brute",
+    "knn_candidates",
+    "node_geometry",
+    "outlet_distance",
+    "signed_stream_distance",
+    "sparse_topk",
+]
+
+#: Ways :func:`node_geometry` may find positions.
+COORDS = ("auto", "xy", "lonlat", "outlet-distance")
+
+_EARTH_RADIUS = 6_371_000.0
+
+
+# ----------------------------------------------------------------------- geometry
+
+
+@dataclass
+class NodeGeometry:
+    """Positions and river structure of the nodes of one scale.
+
+    Attributes
+    ----------
+    pos : numpy.ndarray, (N, 2) float64
+        Positions in m.
+    outlet_distance : numpy.ndarray, (N,) float64
+        Along-stream distance to the outlet: the summed lengths of the nodes after
+        the node, down to and including the outlet (0 at outlets).
+    tin, tout : numpy.ndarray, (N,) int64
+        Entry and exit times of a depth-first walk of the forest rooted at its
+        outlets: ``j`` is downstream of ``i`` exactly when
+        ``tin[j] <= tin[i] and tout[i] <= tout[j]``.
+    group : numpy.ndarray, (N,) int64
+        The parent segment's position for reaches; each segment's own position.
+    source : str
+        Where ``pos`` came from: ``"xy"``, ``"lonlat"`` or ``"outlet-distance"``.
+    length_scale : float
+        The median distance (m) of each node to its nearest other node; relative
+        positions and along-stream distances are expressed in this unit.
+    """
+
+    pos: np.ndarray
+    outlet_distance: np.ndarray
+    tin: np.ndarray
+    tout: np.ndarray
+    group: np.ndarray
+    source: str
+    length_scale: float
+
+    @property
+    def n(self) -> int:
+        """Number of nodes."""
+        return int(self.pos.shape[0])
+
+
+def outlet_distance(to_idx: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Along-stream distance from each node to its outlet (summed lengths after it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> outlet_distance(np.array([1, 2, -1]), np.array([5.0, 10.0, 20.0])).tolist()
+    [30.0, 20.0, 0.0]
+    """
+    to_idx = np.asarray(to_idx, dtype=np.int64)
+    length = np.asarray(length, dtype=np.float64)
+    out = np.full(to_idx.size, np.nan)
+    out[to_idx < 0] = 0.0
+    # Walk every node down until a node with a known distance: O(N x depth) at worst,
+    # in vectorized steps (one per hop of the longest flow path).
+    todo = np.flatnonzero(to_idx >= 0)
+    while todo.size:
+        nxt = to_idx[todo]
+        ready = np.isfinite(out[nxt])
+        out[todo[ready]] = out[nxt[ready]] + length[nxt[ready]]
+        todo = todo[~ready]
+    return out
+
+
+def euler_tour(to_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Entry and exit times of a depth-first walk of a forest rooted at its outlets.
+
+    ``j`` is on the downstream path of ``i`` (or ``i`` itself) exactly when
+    ``tin[j] <= tin[i]`` and ``tout[i] <= tout[j]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> tin, tout = euler_tour(np.array([2, 2, -1]))
+    >>> bool(tin[2] <= tin[0] and tout[0] <= tout[2])
+    True
+    """
+    to_idx = np.asarray(to_idx, dtype=np.int64)
+    n = to_idx.size
+    children: list[list[int]] = [[] for _ in range(n)]
+    for i, j in enumerate(to_idx.tolist()):
+        if j >= 0:
+            children[j].append(i)
+    tin = np.zeros(n, dtype=np.int64)
+    tout = np.zeros(n, dtype=np.int64)
+    clock = 0
+    for root in np.flatnonzero(to_idx < 0).tolist():
+        stack = [(root, False)]
+        while stack:
+            node, done = stack.pop()
+            if done:
+                tout[node] = clock
+                clock += 1
+                continue
+            tin[node] = clock
+            clock += 1
+            stack.append((node, True))
+            stack.extend((c, False) for c in children[node])
+    return tin, tout
+
+
+def signed_stream_distance(geom: NodeGeometry, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Signed along-stream distance ``D[i, j]`` (m) of :mod:`xmsgl.graph`, 0 where undefined.
+
+    Positive when ``j`` is downstream of ``i``, negative when upstream, and 0 for
+    pairs on different branches or trees (and for ``i == j``).
+    """
+    i = np.asarray(i, dtype=np.int64)
+    j = np.asarray(j, dtype=np.int64)
+    down = (geom.tin[j] <= geom.tin[i]) & (geom.tout[i] <= geom.tout[j])
+    up = (geom.tin[i] <= geom.tin[j]) & (geom.tout[j] <= geom.tout[i])
+    d = geom.outlet_distance[i] - geom.outlet_distance[j]
+    return np.where(down | up, d, 0.0)
+
+
+def _coord_vars(ds: xr.Dataset, scale: str) -> dict[str, tuple[str, str]]:
+    found = {}
+    if f"{scale}_x" in ds.variables and f"{scale}_y" in ds.variables:
+        found["xy"] = (f"{scale}_x", f"{scale}_y")
+    if f"{scale}_lon" in ds.variables and f"{scale}_lat" in ds.variables:
+        found["lonlat"] = (f"{scale}_lon", f"{scale}_lat")
+    return found
+
+
+def _read_coords(ds: xr.Dataset, scale: str, names: tuple[str, str], ids: np.ndarray) -> np.ndarray:
+    cols = []
+    for name in names:
+        da = ds[name]
+        if tuple(str(d) for d in da.dims) != (scale,):
+            raise SchemaError(f"coordinate variable {name!r} must be on ({scale!r},), got dims "
+                              f"{tuple(map(str, da.dims))}")
+        try:
+            vals = np.asarray(da.values, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise SchemaError(f"coordinate variable {name!r} is not numeric ({da.dtype}); give "
+                              "positions as numbers") from err
+        bad = ~np.isfinite(vals)
+        if bad.any():
+            raise SchemaError(
+                f"coordinate variable {name!r} is missing (NaN or infinite) at {scale} ids "
+                f"{format_ids(ids[bad])}; fill them, drop the variables {list(names)} to use the "
+                "along-stream fallback (coords='auto'), or pass coords='outlet-distance'"
+            )
+        cols.append(vals)
+    return np.stack(cols, axis=1)
+
+
+def node_geometry(ds: xr.Dataset, scale: str, coords: str = "auto") -> NodeGeometry:
+    """Positions, outlet distances and river structure of the ``scale`` nodes of ``ds``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A dataset in the xmsgl convention.
+    scale : {"seg", "reach"}
+        Which nodes.
+    coords : {"auto", "xy", "lonlat", "outlet-distance"}, default "auto"
+        ``"xy"``: ``{scale}_x``/``{scale}_y`` in m. ``"lonlat"``:
+        ``{scale}_lon``/``{scale}_lat`` in degrees, projected to m with a local
+        equirectangular projection around their mean latitude. ``"outlet-distance"``
+        (the fallback): position ``(d, o)`` with ``d`` the along-stream distance to
+        the outlet and ``o`` a per-tree offset (the tree's rank times twice the
+        longest outlet distance), so that different trees never mix and nodes at
+        equal distance from the outlet of one tree are neighbours. ``"auto"`` takes
+        the first available of x/y, lon/lat, then the fallback.
+
+    Returns
+    -------
+    NodeGeometry
+
+    Raises
+    ------
+    SchemaError
+        The requested coordinates are missing, not on ``(scale,)``, or missing at
+        some nodes (the message names the ids).
+    ParameterError
+        An unknown ``scale`` or ``coords``.
+
+    Examples
+    --------
+    >>> import xmsgl
+    >>> ds = xmsgl.datasets.synthetic_basin(n_segments=5, start="2000-01-01", end="2000-01-10")
+    >>> node_geometry(ds, "reach").source
+    'xy'
+    """
+    from xmsgl.convention import REACH, SEG, topology_arrays
+
+    if scale not in (SEG, REACH):
+        raise ParameterError(f"scale={scale!r} is not known; use 'seg' or 'reach'")
+    if coords not in COORDS:
+        raise ParameterError(f"coords={coords!r} is not known; use one of {list(COORDS)}")
+    topo = topology_arrays(ds)
+    if scale == SEG:
+        to_idx, length, ids = topo.seg_to_idx, topo.seg_length, topo.seg_ids
+        group = np.arange(topo.n_seg, dtype=np.int64)
+    else:
+        to_idx, length, ids = topo.reach_to_idx, topo.reach_length, topo.reach_ids
+        group = np.asarray(topo.reach_seg_idx, dtype=np.int64)
+    dist = outlet_distance(to_idx, length)
+    tin, tout = euler_tour(to_idx)
+    available = _coord_vars(ds, scale)
+    source = coords
+    if coords == "auto":
+        source = next((s for s in ("xy", "lonlat") if s in available), "outlet-distance")
+    if source in ("xy", "lonlat"):
+        if source not in available:
+            a, b = ("x", "y") if source == "xy" else ("lon", "lat")
+            raise SchemaError(
+                f"coords={coords!r} needs the variables {scale}_{a!s} and {scale}_{b!s} on "
+                f"({scale!r},); add them, or pass coords='auto' to fall back to positions from "
+                "the along-stream distance to the outlet"
+            )
+        pos = _read_coords(ds, scale, available[source], ids)
+        if source == "lonlat":
+            lat0 = np.deg2rad(pos[:, 1].mean())
+            pos = np.stack([np.deg2rad(pos[:, 0]) * np.cos(lat0) * _EARTH_RADIUS,
+                            np.deg2rad(pos[:, 1]) * _EARTH_RADIUS], axis=1)
+    else:
+        root = _roots(to_idx)
+        _, tree = np.unique(root, return_inverse=True)
+        span = 2.0 * float(dist.max()) + float(np.max(length, initial=1.0)) + 1.0
+        pos = np.stack([dist, tree.astype(np.float64) * span], axis=1)
+    return NodeGeometry(pos=pos, outlet_distance=dist, tin=tin, tout=tout, group=group,
+                        source=source, length_scale=_length_scale(pos))
+
+
+def _roots(to_idx: np.ndarray) -> np.ndarray:
+    root = np.arange(to_idx.size, dtype=np.int64)
+    nxt = np.asarray(to_idx, dtype=np.int64).copy()
+    active = nxt >= 0
+    while active.any():
+        root[active] = nxt[active]
+        nxt[active] = to_idx[nxt[active]]
+        active = nxt >= 0
+    return root
+
+
+def _length_scale(pos: np.ndarray) -> float:
+    if pos.shape[0] < 2:
+        return 1.0
+    from scipy.spatial import cKDTree
+
+    d, _ = cKDTree(pos).query(pos, k=2)
+    pos_d = d[:, 1][d[:, 1] > 0]
+    return float(np.median(pos_d)) if pos_d.size else 1.0
+
+
+# ------------------------------------------------------------------ static graphs
+
+
+def _check_k(k: int, available: int, what: str, fix: str) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or int(k) < 1:
+        raise ParameterError(f"k={k!r} must be a positive integer")
+    if int(k) > available:
+        raise ParameterError(f"k={k} is larger than the {available} {what}; {fix}")
+    return int(k)
+
+
+def geometric_knn(pos: np.ndarray, k: int, *, duplicates: str = "allow") -> np.ndarray:
+    """The ``k`` nearest other nodes of every node in space, with :class:`scipy.spatial.cKDTree`.
+
+    Parameters
+    ----------
+    pos : numpy.ndarray, (N, 2)
+        Finite positions.
+    k : int
+        Neighbours per node, at most ``N - 1``.
+    duplicates : {"allow", "raise"}, default "allow"
+        Nodes at identical positions. ``"allow"`` (the documented fallback): the
+        node itself is removed by index, not by distance, so co-located nodes are
+        each other's nearest neighbours (at relative position 0), ties broken by
+        position in the dataset. ``"raise"``: :class:`SchemaError` naming them.
+
+    Returns
+    -------
+    numpy.ndarray, (N, k) int64
+        Neighbour positions, nearest first; never the node itself.
+
+    Raises
+    ------
+    ParameterError
+        ``k`` is not in ``1 .. N - 1``, or an unknown ``duplicates``.
+    SchemaError
+        Non-finite positions, or duplicates with ``duplicates="raise"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> geometric_knn(np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]]), 1).ravel().tolist()
+    [1, 0, 1]
+    """
+    from scipy.spatial import cKDTree
+
+    pos = np.asarray(pos, dtype=np.float64)
+    n = pos.shape[0]
+    if duplicates not in ("allow", "raise"):
+        raise ParameterError(f"duplicates={duplicates!r} is not known; use 'allow' or 'raise'")
+    k = _check_k(k, n - 1, "other nodes", "lower k")
+    bad = ~np.isfinite(pos).all(axis=1)
+    if bad.any():
+        raise SchemaError(f"positions of nodes {format_ids(np.flatnonzero(bad))} (by position) are "
+                          "NaN or infinite; give every node finite coordinates")
+    if duplicates == "raise":
+        _, first, counts = np.unique(pos, axis=0, return_index=True, return_counts=True)
+        if (counts > 1).any():
+            raise SchemaError(
+                f"{int((counts > 1).sum())} positions are shared by several nodes (first at node "
+                f"positions {format_ids(np.sort(first[counts > 1]))}); move them apart or use "
+                "duplicates='allow'"
+            )
+    _, idx = cKDTree(pos).query(pos, k=k + 1)
+    idx = np.asarray(idx, dtype=np.int64).reshape(n, k + 1)
+    own = np.arange(n)[:, None]
+    is_self = idx == own
+    # With co-located nodes the node itself need not come first: drop it wherever it is.
+    keep = np.where(is_self.any(axis=1, keepdims=True), ~is_self, np.arange(k + 1) < k)
+    return idx[keep].reshape(n, k)
+
+
+def sparse_topk(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, k: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest off-diagonal entries of each row of a CSR matrix, padded with the row itself.
+
+    Parameters
+    ----------
+    indptr, indices, data : numpy.ndarray
+        A square CSR matrix (rows are updated from columns).
+    k : int
+        Neighbours per row.
+
+    Returns
+    -------
+    index : numpy.ndarray, (N, k) int64
+        Column positions, largest weight first; rows with fewer than ``k``
+        off-diagonal entries are padded with their own position.
+    real : numpy.ndarray, (N, k) bool
+        False at the padding.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> m = sp.csr_matrix(np.array([[1.0, 0.5, 0.2], [0.3, 1.0, 0.0], [0.0, 0.0, 1.0]]))
+    >>> idx, real = sparse_topk(m.indptr, m.indices, m.data, 2)
+    >>> idx.tolist(), real.tolist()
+    ([[1, 2], [0, 1], [2, 2]], [[True, True], [True, False], [False, False]])
+    """
+    indptr = np.asarray(indptr, dtype=np.int64)
+    indices = np.asarray(indices, dtype=np.int64)
+    data = np.asarray(data, dtype=np.float64)
+    n = indptr.size - 1
+    k = _check_k(k, max(n, 1), "nodes", "lower k")
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    off = indices != rows
+    rows, cols, vals = rows[off], indices[off], data[off]
+    # Sort by row, then by decreasing weight (ties by column), then keep the first k.
+    order = np.lexsort((cols, -vals, rows))
+    rows, cols = rows[order], cols[order]
+    start = np.searchsorted(rows, np.arange(n))
+    rank = np.arange(rows.size) - start[rows]
+    keep = rank < k
+    index = np.repeat(np.arange(n)[:, None], k, axis=1)
+    real = np.zeros((n, k), dtype=bool)
+    index[rows[keep], rank[keep]] = cols[keep]
+    real[rows[keep], rank[keep]] = True
+    return index, real
+
+
+def candidate_set(pos: np.ndarray, group: np.ndarray, m: int, *, max_group: int = 32
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed-width candidate neighbours: the node's group (parent segment) and its ``m`` nearest nodes.
+
+    Parameters
+    ----------
+    pos : numpy.ndarray, (N, 2)
+        Positions.
+    group : numpy.ndarray, (N,) int
+        Group of each node (the parent segment of a reach).
+    m : int
+        Geometric candidates per node (at most ``N - 1``).
+    max_group : int, default 32
+        At most this many members of the node's group (the nearest ones) are kept.
+
+    Returns
+    -------
+    candidates : numpy.ndarray, (N, G + m) int64
+        Candidate positions; never the node itself where ``valid``.
+    valid : numpy.ndarray, (N, G + m) bool
+        False at padding and at repeated candidates.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pos = np.array([[0.0, 0], [2, 0], [3, 0], [9, 0]])
+    >>> cand, valid = candidate_set(pos, np.array([0, 0, 1, 1]), 1)
+    >>> [sorted(set(c[v].tolist())) for c, v in zip(cand, valid)]
+    [[1], [0, 2], [1, 3], [2]]
+    """
+    pos = np.asarray(pos, dtype=np.float64)
+    group = np.asarray(group, dtype=np.int64)
+    n = pos.shape[0]
+    m = _check_k(m, n - 1, "other nodes", "lower the number of geometric candidates")
+    geo = geometric_knn(pos, m)
+    order = np.argsort(group, kind="stable")
+    g_sorted = group[order]
+    starts = np.searchsorted(g_sorted, g_sorted, side="left")
+    sizes = np.searchsorted(g_sorted, g_sorted, side="right") - starts
+    width = int(min(max(int(sizes.max(initial=1)) - 1, 0), max_group))
+    members = np.full((n, width), -1, dtype=np.int64)
+    if width:
+        big = np.flatnonzero(sizes - 1 > width)
+        small = np.flatnonzero(sizes - 1 <= width)
+        # Groups that fit: every other member, in dataset order (self removed).
+        node = order[small]
+        span = np.arange(width + 1)
+        cols = starts[small][:, None] + span[None, :]
+        ok = span[None, :] < sizes[small][:, None]
+        mem = np.where(ok, order[np.minimum(cols, n - 1)], -1)
+        mem = np.where(mem == node[:, None], -1, mem)
+        srt = np.argsort(mem < 0, axis=1, kind="stable")  # padding last
+        members[node] = np.take_along_axis(mem, srt, axis=1)[:, :width]
+        for p in big.tolist():
+            one = int(order[p])
+            grp = order[starts[p]: starts[p] + sizes[p]]
+            grp = grp[grp != one]
+            d = ((pos[grp] - pos[one]) ** 2).sum(axis=1)
+            members[one] = grp[np.argsort(d, kind="stable")[:width]]
+    cand = np.concatenate([members, geo], axis=1)
+    valid = cand >= 0
+    if width:
+        repeated = (geo[:, :, None] == members[:, None, :]).any(axis=2)
+        valid[:, width:] &= ~repeated
+    cand = np.where(valid, cand, np.arange(n)[:, None])
+    return cand, valid
+
+
+# ------------------------------------------------------------------- feature kNN
+
+
+def knn_brute(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Exact ``k`` nearest other nodes in feature space: ``cdist`` + ``topk``.
+
+    Parameters
+    ----------
+    x : torch.Tensor, (B, N, d) or (N, d)
+        Features.
+    k : int
+        Neighbours, at most ``N - 1``.
+
+    Returns
+    -------
+    torch.Tensor of int64, (B, N, k) or (N, k)
+        Nearest first; never the node itself.
+
+    Examples
+    --------
+    >>> import torch
+    >>> knn_brute(torch.tensor([[0.0], [1.0], [5.0]]), 1).ravel().tolist()
+    [1, 0, 1]
+    """
+    import torch
+
+    squeeze = x.dim() == 2
+    xb = x.unsqueeze(0) if squeeze else x
+    n = xb.shape[1]
+    k = _check_k(k, n - 1, "other nodes", "lower k")
+    d = torch.cdist(xb, xb)
+    d.diagonal(dim1=1, dim2=2).fill_(float("inf"))
+    idx = d.topk(k, dim=2, largest=False).indices
+    return idx[0] if squeeze else idx
+
+
+def knn_candidates(x: torch.Tensor, candidates: torch.Tensor, valid: torch.Tensor, k: int
+                   ) -> torch.Tensor:
+    """``k`` nearest nodes in feature space among fixed candidates: O(N M d).
+
+    Parameters
+    ----------
+    x : torch.Tensor, (B, N, d)
+        Features.
+    candidates : torch.Tensor of int64, (N, M)
+        Candidate positions per node (from :func:`candidate_set`).
+    valid : torch.Tensor of bool, (N, M)
+        Which candidates are real.
+    k : int
+        Neighbours, at most the smallest number of valid candidates of a node.
+
+    Returns
+    -------
+    torch.Tensor of int64, (B, N, k)
+        Nearest first.
+
+    Raises
+    ------
+    ParameterError
+        ``k`` exceeds the valid candidates of some node.
+    """
+    import torch
+
+    n, m = candidates.shape
+    fewest = int(valid.sum(dim=1).min()) if n else 0
+    k = _check_k(k, fewest, "candidate nodes of the node with the fewest",
+                 "lower k or raise the number of geometric candidates")
+    b = x.shape[0]
+    flat = candidates.reshape(-1)
+    xc = x.index_select(1, flat).view(b, n, m, -1)
+    # ||x_j||^2 - 2 x_i.x_j ranks candidates like ||x_i - x_j||^2 (||x_i||^2 is common to
+    # the row) without building the (B, N, M, d) differences.
+    sq = x.pow(2).sum(dim=2)
+    d = sq.index_select(1, flat).view(b, n, m) - 2.0 * torch.einsum("bnmd,bnd->bnm", xc, x)
+    d = d.masked_fill(~valid.unsqueeze(0), float("inf"))
+    pick = d.topk(k, dim=2, largest=False).indices
+    return candidates.unsqueeze(0).expand(b, n, m).gather(2, pick)
+
+
+def feature_knn(x: torch.Tensor, k: int, candidates: torch.Tensor | None = None,
+                valid: torch.Tensor | None = None, *, brute_max: int = 2048) -> torch.Tensor:
+    """Feature-space kNN: exact for ``N <= brute_max`` or without candidates, else over candidates.
+
+    Parameters
+    ----------
+    x : torch.Tensor, (B, N, d)
+        Features (for example each node's embedding averaged over a window).
+    k : int
+        Neighbours per node.
+    candidates, valid : torch.Tensor, (N, M), optional
+        Candidate sets of :func:`candidate_set`.
+    brute_max : int, default 2048
+        Largest graph searched exhaustively when candidates are given.
+
+    Returns
+    -------
+    torch.Tensor of int64, (B, N, k)
+
+    Examples
+    --------
+    >>> import torch
+    >>> feature_knn(torch.randn(2, 10, 3), 4).shape
+    torch.Size([2, 10, 4])
+    """
+    if candidates is None or x.shape[1] <= brute_max:
+        return knn_brute(x, k)
+    assert valid is not None, "pass valid along with candidates"
+    return knn_candidates(x, candidates, valid, k)

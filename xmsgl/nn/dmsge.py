@@ -1,0 +1,539 @@
+"""The dynamic multi-scale graph embedding backbone (DMSGE).
+
+An alternative to the recurrent graph cell (:mod:`xmsgl.nn.rgrn`) with the same
+contract: inputs ``(T, N, B, F)`` of one scale in, hidden states ``(T, N, B, H)``
+out, so every head of :class:`~xmsgl.nn.MSGLNet` works on it unchanged.
+
+1. A per-node **temporal encoder** with weights shared by all nodes: a causal
+   temporal convolution (dilations 1, 2, 4, 8, kernel 3: 31 days of receptive
+   field, residual) or a GRU over the window.
+2. ``L`` **graph layers**. Layer ``l`` aggregates over three neighbourhoods of
+   ``k`` nodes each:
+
+   * ``hydro``: the ``k`` strongest entries of each row of the river adjacency the
+     cell would use (padded with the node itself where a row has fewer);
+   * ``geo``: the ``k`` nearest nodes in space (:func:`xmsgl.knn.geometric_knn`);
+   * ``dynamic``: the ``k`` nearest nodes in the current embedding space, the
+     embedding averaged over the window's days, recomputed for every window
+     (:func:`xmsgl.knn.feature_knn`), not for every day.
+
+   The message of neighbour ``j`` to node ``i`` is an EdgeConv function of
+   ``[h_i, h_j - h_i, p_j - p_i, s_ij]`` (``p`` the position, ``s`` the signed
+   along-stream distance of :mod:`xmsgl.graph`, 0 for pairs on different flow
+   paths; both in units of the network's typical node spacing, compressed by
+   ``sign(v) log(1 + |v|)``)::
+
+       m_ij = ReLU(Phi h_i + Theta (h_j - h_i) + Psi [p_j - p_i, s_ij] + b)
+
+   reduced by the maximum (or the mean) over the ``k`` neighbours and summed over
+   the three neighbourhoods. Because ReLU is monotone, the maximum is taken before
+   the ReLU and the ``(k, T)`` message tensor never needs to be kept for backward;
+   days are processed in chunks (re-computed in backward) to bound memory.
+3. With ``concat=True`` the encoder output and every layer's output are
+   concatenated and mapped back to ``H`` by a linear read-out (the hierarchical
+   representation); with ``concat=False`` the last layer's output is used.
+
+The backbone needs each scale's node geometry (:meth:`DMSGEBackbone.set_geometry`,
+done by :func:`xmsgl.fit` and when a model is applied).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from xmsgl.exceptions import ParameterError
+from xmsgl.knn import NodeGeometry, candidate_set, feature_knn, geometric_knn, sparse_topk
+from xmsgl.nn.rgrn import SparseGraph
+
+__all__ = ["DEFAULTS", "GRAPHS", "DMSGEBackbone", "backbone_options", "dirichlet_energy"]
+
+#: Neighbourhoods of every graph layer, in order.
+GRAPHS = ("hydro", "geo", "dynamic")
+
+#: Options of the backbone and their defaults (``backbone_options`` of :func:`xmsgl.fit`).
+DEFAULTS: dict[str, Any] = {
+    "layers": 3,          # graph layers L
+    "k": 8,               # neighbours per neighbourhood
+    "concat": True,       # concatenate the outputs of all layers before the heads
+    "reduce": "max",      # "max" or "mean" over the k neighbours
+    "encoder": "tcn",     # "tcn" (causal temporal convolution) or "gru"
+    "candidates": 32,     # geometric candidates per node of the large-graph dynamic search
+    "brute_max": 2048,    # graphs up to this many nodes get the exact dynamic search
+    "coords": "auto",     # positions: "auto", "xy", "lonlat" or "outlet-distance"
+    "graphs": list(GRAPHS),  # neighbourhoods used (e.g. ["hydro", "geo"]: static graphs only)
+}
+
+# Bytes of one chunk of gathered messages (B, N, k, days, H) in float32.
+_CHUNK_BYTES = 64e6
+
+
+def backbone_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """Check ``options`` of the DMSGE backbone and fill in the defaults of :data:`DEFAULTS`.
+
+    Raises
+    ------
+    ParameterError
+        An unknown option or a value out of range, naming it and the allowed values.
+
+    Examples
+    --------
+    >>> backbone_options({"layers": 2})["k"]
+    8
+    """
+    opts = dict(DEFAULTS)
+    given = dict(options or {})
+    unknown = sorted(set(given) - set(DEFAULTS))
+    if unknown:
+        raise ParameterError(f"backbone_options {unknown} are not known; the dmsge backbone takes "
+                             f"{sorted(DEFAULTS)}")
+    opts.update(given)
+    for name in ("layers", "k", "candidates", "brute_max"):
+        v = opts[name]
+        low = 0 if name == "layers" else 1
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) < low:
+            raise ParameterError(f"backbone_options[{name!r}]={v!r} must be an integer >= {low}")
+        opts[name] = int(v)
+    if not isinstance(opts["concat"], (bool, np.bool_)):
+        raise ParameterError(f"backbone_options['concat']={opts['concat']!r} must be True or False")
+    opts["concat"] = bool(opts["concat"])
+    choices = {"reduce": ("max", "mean"), "encoder": ("tcn", "gru"),
+               "coords": ("auto", "xy", "lonlat", "outlet-distance")}
+    for name, allowed in choices.items():
+        if opts[name] not in allowed:
+            raise ParameterError(f"backbone_options[{name!r}]={opts[name]!r} is not known; use one "
+                                 f"of {list(allowed)}")
+    graphs = opts["graphs"]
+    if isinstance(graphs, str) or not isinstance(graphs, (list, tuple)) or not graphs or \
+            any(g not in GRAPHS for g in graphs) or len(set(graphs)) != len(graphs):
+        raise ParameterError(f"backbone_options['graphs']={graphs!r} must be a non-empty list of "
+                             f"distinct names from {list(GRAPHS)}")
+    opts["graphs"] = [g for g in GRAPHS if g in graphs]
+    if opts["candidates"] < opts["k"]:
+        raise ParameterError(
+            f"backbone_options['candidates']={opts['candidates']} is smaller than k={opts['k']}: "
+            "the dynamic search of large graphs could not find k neighbours; raise candidates"
+        )
+    return opts
+
+
+# ------------------------------------------------------------------------ encoder
+
+
+class _CausalTCN(nn.Module):
+    """Residual causal dilated convolutions over days, shared by all nodes."""
+
+    def __init__(self, hidden: int, kernel: int = 3, dilations: tuple[int, ...] = (1, 2, 4, 8)):
+        super().__init__()
+        self.kernel = kernel
+        self.dilations = dilations
+        self.convs = nn.ModuleList(nn.Conv1d(hidden, hidden, kernel, dilation=d) for d in dilations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (M, H, T) -> (M, H, T)
+        for conv, d in zip(self.convs, self.dilations):
+            x = x + F.relu(conv(F.pad(x, ((self.kernel - 1) * d, 0))))
+        return x
+
+
+class _GRUEncoder(nn.Module):
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (M, H, T) -> (M, H, T)
+        out, _ = self.gru(x.transpose(1, 2))
+        return out.transpose(1, 2)
+
+
+# --------------------------------------------------------------------- graph layer
+
+
+def _edge_reduce_forward(a: torch.Tensor, nb: torch.Tensor, idx: torch.Tensor, e: torch.Tensor,
+                         mean: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``ReLU(a_i + max_k(nb_j + e_ij))`` or ``mean_k ReLU(a_i + nb_j + e_ij)``, neighbour by neighbour.
+
+    ``a``: (B, N, T, H) node terms; ``nb``: (B*N, T, H) neighbour terms; ``idx``:
+    (B*N, k) neighbour rows of ``nb``; ``e``: (B, N, k, H) edge terms. Walking the
+    ``k`` neighbours one at a time keeps every temporary at (B, N, T, H): the
+    (B, N, k, T, H) message tensor is never built. Returns the output and, for the
+    maximum, the winning neighbour of every entry (uint8).
+    """
+    b, n, t, h = a.shape
+    k = idx.shape[1]
+    if mean:
+        acc = torch.zeros_like(a)
+        for j in range(k):
+            z = nb.index_select(0, idx[:, j]).view(b, n, t, h).add_(e[:, :, j].unsqueeze(2)).add_(a)
+            acc.add_(z.clamp_(min=0))
+        return acc.div_(k), None
+    best = nb.index_select(0, idx[:, 0]).view(b, n, t, h).add_(e[:, :, 0].unsqueeze(2))
+    arg = torch.zeros(best.shape, dtype=torch.uint8, device=a.device)
+    for j in range(1, k):
+        cand = nb.index_select(0, idx[:, j]).view(b, n, t, h).add_(e[:, :, j].unsqueeze(2))
+        # The last neighbour to beat the running maximum wins: a running maximum of
+        # j * (cand > best) finds it without masked writes (slow on CPU).
+        torch.maximum(arg, (cand > best).to(torch.uint8).mul_(j), out=arg)
+        torch.maximum(best, cand, out=best)
+    return best.add_(a).clamp_(min=0), arg
+
+
+class _EdgeReduce(torch.autograd.Function):
+    """Autograd of :func:`_edge_reduce_forward` that keeps (B, N, T, H) tensors only."""
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, nb: torch.Tensor, idx: torch.Tensor, e: torch.Tensor,
+                mean: bool) -> torch.Tensor:
+        out, arg = _edge_reduce_forward(a, nb, idx, e, mean)
+        ctx.mean = mean
+        if mean:
+            ctx.save_for_backward(a, nb, idx, e)
+        else:
+            ctx.save_for_backward(out, arg, idx)
+            ctx.shapes = (a.shape, nb.shape, e.shape)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        grad = grad.contiguous()
+        if ctx.mean:
+            a, nb, idx, e = ctx.saved_tensors
+            b, n, t, h = a.shape
+            k = idx.shape[1]
+            grad_a = torch.zeros_like(a)
+            grad_nb = torch.zeros_like(nb)
+            grad_e = torch.empty_like(e)
+            for j in range(k):
+                z = nb.index_select(0, idx[:, j]).view(b, n, t, h).add_(e[:, :, j].unsqueeze(2)).add_(a)
+                gj = grad.div(k).mul_(z > 0)
+                grad_a.add_(gj)
+                grad_nb.index_add_(0, idx[:, j], gj.view(b * n, t, h))
+                grad_e[:, :, j] = gj.sum(dim=2)
+            return grad_a, grad_nb, None, grad_e, None
+        out, arg, idx = ctx.saved_tensors
+        a_shape, nb_shape, e_shape = ctx.shapes
+        b, n, t, h = a_shape
+        gm = grad * (out > 0)
+        grad_nb = gm.new_zeros(nb_shape)
+        grad_e = gm.new_empty(e_shape)
+        for j in range(idx.shape[1]):
+            gj = gm * (arg == j).to(gm.dtype)
+            grad_nb.index_add_(0, idx[:, j], gj.view(b * n, t, h))
+            grad_e[:, :, j] = gj.sum(dim=2)
+        return gm, grad_nb, None, grad_e, None
+
+
+class EdgeLayer(nn.Module):
+    """One graph layer: EdgeConv messages over several neighbourhoods, summed.
+
+    Parameters
+    ----------
+    hidden : int
+        Embedding size in and out.
+    n_graphs : int, default 3
+        Neighbourhoods aggregated (each with weights of its own).
+    n_edge : int, default 3
+        Edge features (relative position x, y and signed along-stream distance).
+    """
+
+    def __init__(self, hidden: int, n_graphs: int = 3, n_edge: int = 3) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.n_graphs = n_graphs
+        # Phi h_i + Theta (h_j - h_i) = (Phi - Theta) h_i + Theta h_j: one node
+        # projection gives both terms of every neighbourhood.
+        self.node = nn.Linear(hidden, 2 * n_graphs * hidden)
+        self.edge = nn.Linear(n_edge, n_graphs * hidden, bias=False)
+
+    def forward(self, h: torch.Tensor, neighbours: list[tuple[torch.Tensor, torch.Tensor]],
+                mean: bool = False, wins: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """``h``: (B, N, T, H); ``neighbours``: per graph, (index (B, N, k), edge features (B, N, k, 3)).
+
+        With ``wins`` (a list), appends per graph how often each of the ``k``
+        neighbours gives the largest message, as (B, N, k) shares of days x units.
+        """
+        b, n, t, hd = h.shape
+        # split, not slicing: the backward of one split is one concatenation, that of
+        # each slice a zero tensor of the whole projection.
+        proj = self.node(h).split(hd, dim=-1)
+        out = None
+        offsets = (torch.arange(b, device=h.device) * n).view(b, 1, 1)
+        for g, (idx, feats) in enumerate(neighbours):
+            k = idx.shape[-1]
+            a = proj[2 * g]
+            nb = proj[2 * g + 1].reshape(b * n, t, hd)
+            w = self.edge.weight[g * hd: (g + 1) * hd]
+            e = (feats @ w.t()).expand(b, n, k, hd)  # (B, N, k, H)
+            rows = (idx.expand(b, n, k) + offsets).reshape(b * n, k)
+            if wins is not None:
+                agg, arg = _edge_reduce_forward(a.contiguous(), nb, rows, e.contiguous(), mean)
+                if arg is None:  # mean: the neighbour with the largest message still "wins"
+                    z = torch.stack([nb.index_select(0, rows[:, j]).view(b, n, t, hd)
+                                     + e[:, :, j].unsqueeze(2) for j in range(k)])
+                    arg = z.argmax(dim=0)
+                count = torch.zeros(b, n, k, device=h.device)
+                flat = arg.reshape(b, n, -1).long()
+                count.scatter_add_(2, flat, torch.ones_like(flat, dtype=count.dtype))
+                wins.append(count / float(t * hd))
+            else:
+                res = _EdgeReduce.apply(a.contiguous(), nb, rows, e.contiguous(), mean)
+                assert isinstance(res, torch.Tensor)
+                agg = res
+            out = agg if out is None else out + agg
+        assert out is not None
+        return out
+
+
+# ----------------------------------------------------------------------- backbone
+
+
+@dataclass
+class _ScaleState:
+    """Static neighbourhoods and geometry of one scale, as CPU tensors."""
+
+    n: int
+    pos: torch.Tensor  # (N, 2) in units of the length scale
+    odist: torch.Tensor  # (N,) outlet distance in the same unit
+    tin: torch.Tensor
+    tout: torch.Tensor
+    geo: torch.Tensor  # (N, k)
+    cand: torch.Tensor | None  # (N, M)
+    cand_valid: torch.Tensor | None
+    geometry: NodeGeometry
+    on_device: dict[str, _ScaleState] = field(default_factory=dict)
+
+    def to(self, device: torch.device) -> _ScaleState:
+        key = str(device)
+        if key == "cpu":
+            return self
+        if key not in self.on_device:
+            self.on_device[key] = _ScaleState(
+                self.n, self.pos.to(device), self.odist.to(device), self.tin.to(device),
+                self.tout.to(device), self.geo.to(device),
+                None if self.cand is None else self.cand.to(device),
+                None if self.cand_valid is None else self.cand_valid.to(device), self.geometry)
+        return self.on_device[key]
+
+
+def _compress(v: torch.Tensor) -> torch.Tensor:
+    return torch.sign(v) * torch.log1p(v.abs())
+
+
+def edge_features(st: _ScaleState, idx: torch.Tensor) -> torch.Tensor:
+    """``[p_j - p_i, s_ij]`` of neighbours ``idx`` ((N, k) or (B, N, k)), compressed: (..., k, 3)."""
+    n = st.n
+    i = torch.arange(n, device=idx.device).view(n, 1)
+    rel = st.pos[idx] - st.pos[i]
+    tin_i, tout_i, tin_j, tout_j = st.tin[i], st.tout[i], st.tin[idx], st.tout[idx]
+    related = ((tin_j <= tin_i) & (tout_i <= tout_j)) | ((tin_i <= tin_j) & (tout_j <= tout_i))
+    s = torch.where(related, st.odist[i] - st.odist[idx], torch.zeros((), device=idx.device))
+    return _compress(torch.cat([rel, s.unsqueeze(-1)], dim=-1))
+
+
+def dirichlet_energy(h: torch.Tensor, idx: torch.Tensor, real: torch.Tensor | None = None
+                     ) -> tuple[float, float]:
+    """Dirichlet energy of embeddings ``h`` (B, N, T, H) on a kNN graph ``idx`` ((N, k) or (B, N, k)).
+
+    ``E = 1 / (2 |edges| T) sum_t sum_(i, j) ||h_i(t) - h_j(t)||^2`` over the real
+    edges, and the same divided by the mean squared norm ``mean ||h_i(t)||^2``
+    (scale-free: 0 when all nodes are equal, about 1 for unrelated embeddings).
+
+    Returns
+    -------
+    (float, float)
+        The energy and the normalized energy.
+    """
+    b, n, t, hd = h.shape
+    k = idx.shape[-1]
+    idx = idx.expand(b, n, k)
+    mask = torch.ones(b, n, k, dtype=torch.bool, device=h.device) if real is None else \
+        real.expand(b, n, k)
+    flat = h.reshape(b * n, t, hd)
+    gidx = (idx + (torch.arange(b, device=h.device) * n).view(b, 1, 1)).reshape(-1)
+    total = 0.0
+    step = max(1, int(_CHUNK_BYTES // max(1, b * n * k * hd * 4)))
+    for t0 in range(0, t, step):
+        hj = flat[:, t0: t0 + step].index_select(0, gidx).view(b, n, k, -1, hd)
+        hi = h[:, :, t0: t0 + step].unsqueeze(2)
+        d2 = (hj - hi).pow(2).sum(dim=-1).sum(dim=-1)  # (B, N, k)
+        total += float((d2 * mask).sum())
+    n_edges = float(mask.sum()) * t
+    energy = 0.5 * total / max(n_edges, 1.0)
+    norm = float(h.pow(2).sum(dim=-1).mean())
+    return energy, energy / norm if norm > 0 else 0.0
+
+
+class DMSGEBackbone(nn.Module):
+    """Temporal encoder and dynamic multi-scale graph layers; see the module docstring.
+
+    Parameters
+    ----------
+    n_inputs : int
+        Features per node and day of the projected inputs.
+    hidden : int
+        Embedding size ``H`` (and of the output).
+    layers, k, concat, reduce, encoder, candidates, brute_max, coords
+        See :data:`DEFAULTS` (``coords`` is used by whoever builds the geometry).
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp, torch
+    >>> from xmsgl.knn import NodeGeometry, euler_tour, outlet_distance
+    >>> net = DMSGEBackbone(n_inputs=3, hidden=4, layers=2, k=2)
+    >>> to = np.array([1, 2, -1, 2])
+    >>> tin, tout = euler_tour(to)
+    >>> geom = NodeGeometry(pos=np.array([[0.0, 0], [1, 0], [2, 0], [2, 1]]),
+    ...                     outlet_distance=outlet_distance(to, np.ones(4)), tin=tin, tout=tout,
+    ...                     group=np.zeros(4, dtype=np.int64), source="xy", length_scale=1.0)
+    >>> net.set_geometry("reach", geom)
+    >>> adj = sp.csr_matrix(np.array([[1, .5, 0, 0], [.5, 1, .5, 0], [0, .5, 1, .5], [0, 0, .5, 1]]))
+    >>> out = net(torch.randn(10, 4, 2, 3), SparseGraph(adj), "reach")
+    >>> tuple(out.shape)
+    (10, 4, 2, 4)
+    """
+
+    def __init__(self, n_inputs: int, hidden: int, layers: int = 3, k: int = 8, concat: bool = True,
+                 reduce: str = "max", encoder: str = "tcn", candidates: int = 32,
+                 brute_max: int = 2048, coords: str = "auto",
+                 graphs: list[str] | tuple[str, ...] = GRAPHS) -> None:
+        super().__init__()
+        opts = backbone_options({"layers": layers, "k": k, "concat": concat, "reduce": reduce,
+                                 "encoder": encoder, "candidates": candidates,
+                                 "brute_max": brute_max, "coords": coords, "graphs": list(graphs)})
+        self.graphs = tuple(opts["graphs"])
+        self.options = opts
+        self.hidden = int(hidden)
+        self.k = opts["k"]
+        self.concat = opts["concat"]
+        self.mean = opts["reduce"] == "mean"
+        self.inp = nn.Linear(n_inputs, self.hidden)
+        self.encoder: nn.Module = (_CausalTCN(self.hidden) if opts["encoder"] == "tcn"
+                                   else _GRUEncoder(self.hidden))
+        self.layers = nn.ModuleList(EdgeLayer(self.hidden, len(self.graphs))
+                                    for _ in range(opts["layers"]))
+        self.readout = (nn.Linear(self.hidden * (opts["layers"] + 1), self.hidden)
+                        if self.concat else None)
+        self._scales: dict[str, _ScaleState] = {}
+        self._hydro: dict[str, tuple[Any, torch.Tensor, torch.Tensor]] = {}
+        #: Set to a dict to record embeddings, neighbourhoods and max-winners of the next call.
+        self.record: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------------- geometry
+    def set_geometry(self, scale: str, geometry: NodeGeometry) -> None:
+        """Give the backbone the node geometry of ``scale`` (static neighbourhoods are built here).
+
+        Raises
+        ------
+        ParameterError
+            ``k`` is not below the number of nodes of the scale.
+        """
+        n = geometry.n
+        if self.k > n - 1:
+            raise ParameterError(
+                f"backbone_options['k']={self.k} needs more than {self.k} nodes, but the {scale!r} "
+                f"graph has {n}; lower k to at most {max(n - 1, 1)}"
+            )
+        geo = geometric_knn(geometry.pos, self.k)
+        cand = cand_valid = None
+        if n > self.options["brute_max"]:
+            m = min(self.options["candidates"], n - 1)
+            c, v = candidate_set(geometry.pos, geometry.group, m)
+            cand, cand_valid = torch.from_numpy(c), torch.from_numpy(v)
+        scale_len = float(geometry.length_scale) or 1.0
+        self._scales[scale] = _ScaleState(
+            n=n, pos=torch.from_numpy(geometry.pos / scale_len).float(),
+            odist=torch.from_numpy(geometry.outlet_distance / scale_len).float(),
+            tin=torch.from_numpy(np.asarray(geometry.tin, dtype=np.int64)),
+            tout=torch.from_numpy(np.asarray(geometry.tout, dtype=np.int64)),
+            geo=torch.from_numpy(geo), cand=cand, cand_valid=cand_valid, geometry=geometry)
+        self._hydro.pop(scale, None)
+
+    def geometry(self, scale: str) -> NodeGeometry:
+        """The geometry given with :meth:`set_geometry`."""
+        return self._state(scale).geometry
+
+    def _state(self, scale: str) -> _ScaleState:
+        if scale not in self._scales:
+            raise ParameterError(
+                f"the dmsge backbone has no node geometry for scale {scale!r}; call "
+                f"set_geometry({scale!r}, xmsgl.knn.node_geometry(ds, {scale!r})) first (xmsgl.fit "
+                "and downscaling do this)"
+            )
+        return self._scales[scale]
+
+    def hydro_index(self, adj: SparseGraph | torch.Tensor, scale: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``k`` strongest neighbours of each row of ``adj`` (padded with self) and the real mask."""
+        hit = self._hydro.get(scale)
+        if hit is not None and hit[0] is adj:
+            return hit[1], hit[2]
+        t = adj.adj if isinstance(adj, SparseGraph) else adj
+        if t.layout == torch.sparse_coo:
+            t = t.coalesce().to_sparse_csr()
+        elif t.layout != torch.sparse_csr:
+            t = t.to_sparse_csr()
+        idx, real = sparse_topk(t.crow_indices().cpu().numpy(), t.col_indices().cpu().numpy(),
+                                t.values().detach().cpu().numpy(), self.k)
+        out = (torch.from_numpy(idx), torch.from_numpy(real))
+        self._hydro[scale] = (adj, *out)
+        return out
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor, adj: SparseGraph | torch.Tensor, scale: str,
+                project: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """Hidden states (T, N, B, H) for inputs ``x`` (T, N, B, F) of ``scale``.
+
+        ``project`` maps inputs to the ``n_inputs`` features (the shared input
+        projections of :class:`~xmsgl.nn.MSGLNet`); it is applied a chunk of days
+        at a time.
+        """
+        n_time, n, b, _ = x.shape
+        st = self._state(scale)
+        if st.n != n:
+            raise ParameterError(f"the {scale!r} inputs have {n} nodes but the geometry given to "
+                                 f"the dmsge backbone has {st.n}; set the geometry of this network")
+        dev = x.device
+        st = st.to(dev)
+        hydro, hydro_real = (t.to(dev) for t in self.hydro_index(adj, scale))
+        step = 64
+        feats = []
+        for t0 in range(0, n_time, step):
+            xc = x[t0: t0 + step]
+            feats.append(self.inp(project(xc) if project is not None else xc))
+        z = torch.cat(feats, 0) if len(feats) > 1 else feats[0]  # (T, N, B, H)
+        z = z.permute(2, 1, 3, 0).reshape(b * n, self.hidden, n_time)
+        h = self.encoder(z).view(b, n, self.hidden, n_time).transpose(2, 3)  # (B, N, T, H)
+        states = [h]
+        static = []
+        if "hydro" in self.graphs:
+            static.append((hydro.unsqueeze(0), edge_features(st, hydro).unsqueeze(0)))
+        if "geo" in self.graphs:
+            static.append((st.geo.unsqueeze(0), edge_features(st, st.geo).unsqueeze(0)))
+        rec = self.record
+        if rec is not None:
+            rec.update({"scale": scale, "index": [], "wins": [], "states": states,
+                        "hydro": hydro.cpu(), "hydro_real": hydro_real.cpu(), "geo": st.geo.cpu()})
+        for layer in self.layers:
+            neighbours = list(static)
+            dyn = None
+            if "dynamic" in self.graphs:
+                with torch.no_grad():
+                    summary = h.detach().mean(dim=2)  # (B, N, H): one graph per window
+                    dyn = feature_knn(summary, self.k, st.cand, st.cand_valid,
+                                      brute_max=self.options["brute_max"])
+                neighbours.append((dyn, edge_features(st, dyn)))
+            wins: list[torch.Tensor] | None = [] if rec is not None else None
+            h = layer(h, neighbours, self.mean, wins)
+            states.append(h)
+            if rec is not None and wins is not None:
+                rec["index"].append(None if dyn is None else dyn.cpu())
+                rec["wins"].append(dict(zip(self.graphs, (w.cpu() for w in wins))))
+        if self.readout is not None:
+            h = self.readout(torch.cat(states, dim=-1))
+        if rec is not None:
+            rec["states"] = [s.detach() for s in states]
+        return h.permute(2, 1, 0, 3).contiguous()
