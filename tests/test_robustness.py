@@ -1,0 +1,143 @@
+"""Robustness checks: filters, lags, shifts and masks applied to fitted models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import xmsgl
+from xmsgl.baselines import fit_baseline
+from xmsgl.robustness import bandpass, lag, lowpass, mask_coarse, mask_gauges, robustness
+
+
+@pytest.fixture(scope="module")
+def basin() -> xr.Dataset:
+    return xmsgl.datasets.synthetic_basin(n_segments=6, start="2000-10-01", end="2002-09-30", seed=2,
+                                          reach_obs_share=0.2)
+
+
+def test_lowpass_above_nyquist_is_identity_and_removes_fast_variation(basin: xr.Dataset) -> None:
+    same = lowpass(basin, 2.0)
+    xr.testing.assert_identical(same, basin)
+    smooth = lowpass(basin, 30.0)
+    a, b = basin.reach_air_temp, smooth.reach_air_temp
+    assert b.dims == a.dims and b.attrs == a.attrs and b.dtype == a.dtype
+    # Day-to-day changes nearly vanish; the seasonal level stays.
+    assert float(b.diff("time").std()) < 0.3 * float(a.diff("time").std())
+    assert abs(float(b.mean() - a.mean())) < 0.1
+    # Static inputs and targets are untouched.
+    xr.testing.assert_identical(smooth.reach_shade, basin.reach_shade)
+    xr.testing.assert_identical(smooth.reach_temp, basin.reach_temp)
+
+
+def test_filters_are_zero_phase_and_lazy_on_dask(basin: xr.Dataset) -> None:
+    t = np.arange(basin.sizes["time"])
+    wave = xr.DataArray(10 + 5 * np.sin(2 * np.pi * t / 365.0), dims="time", coords={"time": basin.time})
+    ds = basin.assign(seg_air_temp=(basin.seg_air_temp * 0 + wave).assign_attrs(basin.seg_air_temp.attrs))
+    low = lowpass(ds, 30.0, variables=["seg_air_temp"]).seg_air_temp.isel(seg=0).values
+    mid = slice(60, -60)
+    # A slow wave passes with no shift (zero phase) and nearly no damping.
+    np.testing.assert_allclose(low[mid], ds.seg_air_temp.isel(seg=0).values[mid], atol=0.05)
+    lazy = basin.chunk({"time": 100, "reach": 10})
+    import dask
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a dask graph was computed")
+
+    with dask.config.set(scheduler=refuse):
+        out = bandpass(lazy, 5.0, 60.0)
+    assert out.reach_air_temp.chunks is not None
+    np.testing.assert_allclose(out.reach_air_temp.values, bandpass(basin, 5.0, 60.0).reach_air_temp.values,
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_lag_and_masks(basin: xr.Dataset) -> None:
+    xr.testing.assert_identical(lag(basin, 0), basin)
+    late = lag(basin, 3)
+    np.testing.assert_array_equal(late.seg_air_temp.isel(time=slice(3, None)).values,
+                                  basin.seg_air_temp.isel(time=slice(None, -3)).values)
+    np.testing.assert_array_equal(late.seg_air_temp.isel(time=0).values, basin.seg_air_temp.isel(time=0).values)
+    early = lag(basin, -2)
+    np.testing.assert_array_equal(early.reach_swrad.isel(time=slice(None, -2)).values,
+                                  basin.reach_swrad.isel(time=slice(2, None)).values)
+    out, ids = mask_coarse(basin, 0.5, seed=4)
+    assert ids.size == 3
+    assert bool(out.seg_temp.sel(seg=ids).isnull().all())
+    keep = [s for s in basin.seg.values if s not in ids]
+    xr.testing.assert_identical(out.seg_air_temp.sel(seg=keep), basin.seg_air_temp.sel(seg=keep))
+    np.testing.assert_allclose(out.seg_air_temp.sel(seg=ids[0]).values, basin.seg_air_temp.mean("seg").values,
+                               rtol=1e-6)
+    obs = basin.reach.values[basin.reach_temp.notnull().any("time").values]
+    out, dropped = mask_gauges(basin, 1.0, seed=0)
+    assert sorted(dropped.tolist()) == sorted(obs.tolist()) and not bool(out.reach_temp.notnull().any())
+
+
+def test_bad_parameters_are_typed_errors(basin: xr.Dataset) -> None:
+    model = fit_baseline(basin, "climatology")
+    with pytest.raises(xmsgl.ParameterError, match="not known"):
+        robustness(basin, model, {"noise": [1.0]})
+    with pytest.raises(xmsgl.ParameterError, match="period in days"):
+        robustness(basin, model, {"lowpass": [0.0]})
+    with pytest.raises(xmsgl.ParameterError, match="short must be below long"):
+        robustness(basin, model, {"bandpass": [(30.0, 10.0)]})
+    with pytest.raises(xmsgl.ParameterError, match="integer number of days"):
+        robustness(basin, model, {"lag": [1.5]})
+    with pytest.raises(xmsgl.ParameterError, match="share between 0 and 1"):
+        robustness(basin, model, {"mask_gauges": [1.5]})
+    with pytest.raises(xmsgl.ParameterError, match="n_draws"):
+        robustness(basin, model, ["lag"], n_draws=0)
+    with pytest.raises(xmsgl.ParameterError, match="shorter than the time axis"):
+        lag(basin, 10_000)
+    with pytest.raises(xmsgl.ParameterError, match="order"):
+        lowpass(basin, 10.0, order=0)
+    with pytest.raises(xmsgl.TimeError, match="selects no day"):
+        robustness(basin, model, ["lag"], time=("1990-01-01", "1990-02-01"))
+    with pytest.raises(xmsgl.SchemaError, match="truth"):
+        robustness(basin, model, ["lag"], truth="nope")
+
+
+def test_robustness_table(basin: xr.Dataset) -> None:
+    before = basin.copy(deep=True)
+    test = ("2001-10-01", "2002-09-30")
+    hidden = basin.assign(reach_temp=basin.reach_temp.where(basin.time < np.datetime64(test[0])))
+    moh = fit_baseline(hidden, "mohseni", train=("2000-10-01", "2001-09-30"))
+    checks = {"lowpass": [2.0, 30.0], "lag": [0, 7], "shift": [30], "mask_gauges": [1.0],
+              "bandpass": [(5.0, 90.0)]}
+    rob = robustness(basin, moh, checks, time=test, n_draws=2)
+    xr.testing.assert_identical(before, basin)
+    assert dict(rob.d_rmse.sizes) == {"check": 5, "level": 2}
+    assert rob.check.values.tolist() == list(checks)
+    d = rob.d_rmse
+    # Unperturbed settings give exactly zero change.
+    assert float(d.sel(check="lowpass", level=0)) == 0.0
+    assert float(d.sel(check="lag", level=0)) == 0.0
+    # A stateless model that reads no observations when it predicts cannot change.
+    assert float(d.sel(check="shift", level=0)) == 0.0
+    assert float(d.sel(check="mask_gauges", level=0)) == 0.0
+    # The logistic regression reads air temperature: lagging it a week hurts.
+    assert float(d.sel(check="lag", level=1)) > 0.05
+    assert np.isnan(float(d.sel(check="shift", level=1)))
+    assert str(rob.setting.sel(check="lag", level=1).item()) == "7 d"
+    np.testing.assert_allclose(rob.rmse - rob.base_rmse, rob.d_rmse)
+    assert rob.attrs["truth"] == "reach_temp_true" and rob.attrs["scored_period"] == list(test)
+    # An interpolator driven by gauges does change when they are masked.
+    idw = fit_baseline(hidden, "idw", train=("2000-10-01", "2001-09-30"))
+    rob = robustness(basin, idw, {"mask_gauges": [0.5, 1.0], "mask_coarse": [0.5]}, time=test, n_draws=2)
+    assert float(rob.d_rmse.sel(check="mask_gauges", level=1)) > 0.0
+    assert float(rob.d_rmse.sel(check="mask_coarse", level=0)) > 0.0
+
+
+def test_robustness_of_a_network(basin: xr.Dataset, tmp_path) -> None:
+    pytest.importorskip("torch")
+    from xmsgl.model import fit
+
+    model = fit(basin, "gru", epochs=2, window=180, stride=90, progress=False)
+    folder = model.save(tmp_path / "gru")
+    rob = robustness(basin, folder, {"lag": [0, 3], "shift": [60], "mask_coarse": [0.5]}, n_draws=1)
+    assert rob.attrs["method"] == "gru"
+    assert float(rob.d_rmse.sel(check="lag", level=0)) == 0.0
+    assert float(rob.d_rmse.sel(check="lag", level=1)) != 0.0
+    # The GRU reads no segment input: masking coarse nodes changes nothing.
+    assert float(rob.d_rmse.sel(check="mask_coarse", level=0)) == 0.0
+    assert np.isfinite(float(rob.d_rmse.sel(check="shift", level=0)))

@@ -1,0 +1,536 @@
+"""A per-reach GRU without a graph: the recurrent baseline of the evaluation.
+
+Every reach is an independent sequence: its standardized inputs (the reach
+variables of the dataset, dynamic forcings and static attributes repeated over
+time, scaled as :func:`xmsgl.fit` scales them) feed a one-layer GRU whose weights
+are shared by all reaches, and a linear head reads the water temperature off the
+hidden state. No river graph, no coarse input and no coarse target is used: the
+model learns only from the fine observations ``reach_temp`` of the training days,
+so it shows what the graph and the coarse scale add.
+
+Training follows the network methods of :func:`xmsgl.fit`: windows of ``window``
+days every ``stride`` days inside the training period (:func:`xmsgl.train.make_windows`),
+each (window, observed reach) pair is one sequence, the loss is the RMSE over the
+observed reach-days of a batch (:func:`xmsgl.train.masked_rmse`), Adam, and the
+weights of the epoch with the lowest validation RMSE (on the validation period's
+``reach_temp``) are kept. On CPU equal seeds give equal models.
+
+A fitted :class:`GRUModel` is a :class:`~xmsgl.baselines.BaselineModel`, so
+:func:`xmsgl.downscale.downscale`, the sweeps and the cross-validation take it
+as they take the other baselines. It is saved as ``config.json`` + ``weights.pt``
+(plain tensors, read back with ``torch.load(weights_only=True)`` and checked
+against the sha256 recorded in ``config.json``).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import hashlib
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from torch import nn
+
+from xmsgl.baselines import BaselineModel
+from xmsgl.convention import REACH, TIME, input_variables, topology_arrays, validate
+from xmsgl.exceptions import DataError, ModelMismatchError, ParameterError, SchemaError, TimeError, XmsglError
+from xmsgl.io import atomic_write
+
+__all__ = ["FORMAT", "ReachGRU", "GRUModel", "fit_gru", "load_gru"]
+
+FORMAT = "xmsgl-gru"
+FORMAT_VERSION = 1
+CONFIG = "config.json"
+WEIGHTS = "weights.pt"
+
+_REFETCH = "save or fit the model again"
+
+
+class ReachGRU(nn.Module):
+    """One GRU layer and a linear head, applied to each reach's sequence alone.
+
+    Parameters
+    ----------
+    n_inputs : int
+        Input features per reach and day.
+    hidden : int
+        Hidden size.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = ReachGRU(3, 8)
+    >>> net(torch.zeros(5, 10, 3)).shape
+    torch.Size([5, 10])
+    """
+
+    def __init__(self, n_inputs: int, hidden: int) -> None:
+        super().__init__()
+        self.n_inputs = int(n_inputs)
+        self.hidden = int(hidden)
+        self.gru = nn.GRU(self.n_inputs, self.hidden, batch_first=True)
+        self.head = nn.Linear(self.hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(sequences, days, features) -> (sequences, days) standardized temperature."""
+        h, _ = self.gru(x)
+        return self.head(h).squeeze(-1)
+
+
+def _version() -> str:
+    import xmsgl
+
+    return str(xmsgl.__version__)
+
+
+def _state_bytes(net: nn.Module) -> bytes:
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buf)
+    return buf.getvalue()
+
+
+def _inputs(ds: xr.Dataset, names: list[str], mean: dict[str, float], std: dict[str, float]) -> np.ndarray:
+    """Standardized float32 (reach, time, feature) inputs; NaN is a typed error."""
+    n_time, n_reach = ds.sizes[TIME], ds.sizes[REACH]
+    out = np.empty((n_reach, n_time, len(names)), dtype=np.float32)
+    for j, name in enumerate(names):
+        da = ds[name]
+        if TIME in da.dims:
+            vals = np.asarray(da.transpose(REACH, TIME).values, dtype=np.float32)
+        else:
+            vals = np.asarray(da.values, dtype=np.float32)[:, None]
+        bad = int(np.count_nonzero(~np.isfinite(vals)))
+        if bad:
+            raise DataError(
+                f"input variable {name!r} has {bad} NaN or infinite values; fill them (for example "
+                f"ds[{name!r}].interpolate_na('time')) or leave the variable out"
+            )
+        out[:, :, j] = (vals - mean[name]) / std[name]
+    return out
+
+
+def _run(net: ReachGRU, x: np.ndarray, t0: int, t1: int, chunk: int, spinup: int,
+         batch: int = 4096) -> np.ndarray:
+    """Standardized predictions (reach, t1 - t0): chunks of ``chunk`` days, each warmed up
+    on up to ``spinup`` earlier days from a fresh state, as in training."""
+    out = np.empty((x.shape[0], t1 - t0), dtype=np.float32)
+    net.eval()
+    with torch.inference_mode():
+        for a in range(t0, t1, chunk):
+            b = min(a + chunk, t1)
+            s = max(0, a - spinup)
+            for r0 in range(0, x.shape[0], batch):
+                seq = torch.from_numpy(np.ascontiguousarray(x[r0: r0 + batch, s:b]))
+                out[r0: r0 + batch, a - t0: b - t0] = net(seq)[:, a - s:].numpy()
+    return out
+
+
+class GRUModel(BaselineModel):
+    """A fitted per-reach GRU (``method="gru"``): network, scalers and reach ids.
+
+    Made by :func:`fit_gru` (or ``xmsgl.fit(ds, "gru")``) and :func:`load_gru`
+    (or :func:`xmsgl.load`); apply it with :meth:`predict` or
+    :func:`xmsgl.downscale.downscale`, save it with :meth:`save`.
+
+    Attributes
+    ----------
+    net : ReachGRU
+        The trained network (on CPU).
+    config : dict
+        Settings, variables, scalers, periods, training history and ids.
+    sha256 : str
+        Hash of the weights, quoted in the ``history`` of predictions.
+
+    Examples
+    --------
+    >>> import xmsgl
+    >>> ds = xmsgl.datasets.synthetic_basin(n_segments=5, start="2000-10-01", end="2003-09-30")
+    >>> model = xmsgl.fit(ds, "gru", epochs=1, progress=False)  # doctest: +SKIP
+    >>> model.predict(ds).dims  # doctest: +SKIP
+    ('reach', 'time')
+    """
+
+    def __init__(self, net: ReachGRU, config: dict[str, Any]) -> None:
+        arrays = {"reach_ids": np.asarray(config["reach_ids"], dtype=np.int64),
+                  "seg_ids": np.asarray(config["seg_ids"], dtype=np.int64)}
+        super().__init__("gru", config, arrays)
+        self.net = net
+        self._sha256: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = hashlib.sha256(_state_bytes(self.net)).hexdigest()
+        return self._sha256
+
+    def __repr__(self) -> str:
+        return (f"<xmsgl.GRUModel hidden={self.net.hidden} n_reach={self.arrays['reach_ids'].size} "
+                f"sha256={self.sha256[:12]}>")
+
+    def predict(self, ds: xr.Dataset, time: Any = None) -> xr.DataArray:
+        """Predict fine water temperature on the days of ``ds``.
+
+        Parameters
+        ----------
+        ds : xarray.Dataset
+            A dataset on the fitted network with the model's reach input variables
+            (same names and units, no NaN); targets are not read.
+        time : (start, end) or slice, optional
+            Days to return (ends included); default all. Each 365-day chunk starts
+            from a fresh state warmed up on up to ``spinup`` (180) earlier days of ``ds``.
+
+        Returns
+        -------
+        xarray.DataArray
+            float32 on (reach, time) in degC with ``long_name``, ``xmsgl_method``,
+            ``xmsgl_model_sha256`` and a ``history`` line.
+
+        Raises
+        ------
+        ModelMismatchError
+            Other reach or segment ids, a missing input variable or other units.
+        DataError
+            NaN in an input.
+        TimeError
+            ``time`` selects no day of ``ds``.
+        """
+        from xmsgl.baselines import _period_mask
+
+        topo = topology_arrays(ds)
+        r_pos, _ = self._positions(ds, topo)
+        if TIME not in ds.dims:
+            raise SchemaError("the dataset has no 'time' dimension; the GRU predicts daily values")
+        var = self.config["variables"]
+        names = list(var["reach_vars"])
+        missing = [v for v in names if v not in ds.data_vars]
+        if missing:
+            raise ModelMismatchError(f"input variables {missing} the GRU was fitted with are missing; "
+                                     "add them (same names and units) or refit")
+        for v in names:
+            units = str(ds[v].attrs.get("units", "1"))
+            if units != var["units"][v]:
+                raise ModelMismatchError(f"input variable {v!r} has units {units!r}; the GRU was fitted "
+                                         f"with {var['units'][v]!r}: convert it or refit")
+        times = pd.DatetimeIndex(ds[TIME].values)
+        tmask = np.ones(len(times), dtype=bool) if time is None else _period_mask(times, time)
+        if not tmask.any():
+            raise TimeError(f"time={time!r} selects no day of the dataset "
+                            f"({times[0].date()} to {times[-1].date()})")
+        idx = np.flatnonzero(tmask)
+        t0, t1 = int(idx[0]), int(idx[-1]) + 1
+        hp = self.config["hyperparameters"]
+        spinup = int(hp.get("spinup", 180))
+        x = _inputs(ds.isel({TIME: slice(max(0, t0 - spinup), t1)}), names, var["mean"], var["std"])
+        off = t0 - max(0, t0 - spinup)
+        z = _run(self.net, x, off, off + t1 - t0, int(hp.get("chunk", 365)), spinup)
+        tgt = self.config["targets"]
+        values = (z * np.float32(tgt["std"]) + np.float32(tgt["mean"])).astype(np.float32)
+        values = values[:, idx - t0]
+        del r_pos  # the inputs are read in the dataset's own reach order
+        sub = ds.isel({TIME: idx})
+        coords = {name: c for name, c in sub.coords.items() if c.dims and set(c.dims) <= {REACH, TIME}}
+        now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        return xr.DataArray(
+            values, dims=(REACH, TIME), coords=coords, name="reach_temp_pred",
+            attrs={
+                "units": "degC",
+                "long_name": "daily mean stream water temperature of fine reaches, per-reach GRU baseline",
+                "xmsgl_method": "gru",
+                "xmsgl_model_sha256": self.sha256,
+                "history": f"{now} UTC: xmsgl {_version()} GRUModel(sha256={self.sha256[:16]})"
+                           f".predict(time={time!r})",
+            },
+        )
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model to the folder ``path`` (``config.json`` + ``weights.pt``).
+
+        Written under a temporary name and moved into place; an existing xmsgl
+        model folder is replaced, any other existing path raises
+        :class:`~xmsgl.exceptions.XmsglError`.
+
+        Returns
+        -------
+        pathlib.Path
+            The folder written.
+        """
+        path = Path(path)
+        if path.exists() and not (path.is_dir() and (path / CONFIG).exists()):
+            raise XmsglError(f"{str(path)!r} exists and is not an xmsgl model folder; choose another "
+                             "path or remove it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        blob = _state_bytes(self.net)
+        digest = hashlib.sha256(blob).hexdigest()
+        config = {**self.config, "format": FORMAT, "format_version": FORMAT_VERSION, "method": "gru",
+                  "weights": {"file": WEIGHTS, "sha256": digest}}
+        with atomic_write(path, overwrite=True) as tmp:
+            tmp.mkdir()
+            for name, data in ((WEIGHTS, blob), (CONFIG, json.dumps(config, indent=1).encode())):
+                with open(tmp / name, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+        self.config = config
+        self._sha256 = digest
+        return path
+
+
+def load_gru(path: str | os.PathLike[str]) -> GRUModel:
+    """Read a model written by :meth:`GRUModel.save`.
+
+    Raises
+    ------
+    DataError
+        A missing or unreadable ``config.json`` or weights file, or weights that are
+        not plain tensors.
+    ModelMismatchError
+        Weights whose sha256 differs from the one in ``config.json``, weights that do
+        not fit the recorded architecture, or another format.
+
+    Examples
+    --------
+    >>> import xmsgl
+    >>> model = xmsgl.load("gru.xmsgl")  # doctest: +SKIP
+    """
+    path = Path(path)
+    cfg_file = path / CONFIG
+    try:
+        config = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{str(cfg_file)!r} cannot be read ({err}); {_REFETCH}") from err
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        got = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise ModelMismatchError(f"{str(cfg_file)!r} holds format {got!r}, not {FORMAT!r}; load it "
+                                 "with xmsgl.load")
+    weights = config.get("weights")
+    if not (isinstance(weights, dict) and isinstance(weights.get("file"), str)
+            and isinstance(weights.get("sha256"), str)):
+        raise DataError(f"{str(cfg_file)!r} lacks the entry 'weights' (file and sha256); {_REFETCH}")
+    wfile = path / Path(weights["file"]).name
+    if not wfile.is_file():
+        raise DataError(f"the weights file {str(wfile)!r} is missing; {_REFETCH}")
+    blob = wfile.read_bytes()
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != weights["sha256"]:
+        raise ModelMismatchError(
+            f"{str(wfile)!r} does not match {CONFIG} (sha256 {digest[:12]}... on disk, "
+            f"{weights['sha256'][:12]}... expected): the weights are stale or were modified; {_REFETCH}"
+        )
+    try:
+        state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    except Exception as err:
+        # torch reports a refused or damaged pickle with several exception types.
+        raise DataError(f"the weights file {str(wfile)!r} cannot be read as plain tensors "
+                        f"({type(err).__name__}); it may hold code or be damaged: {_REFETCH}") from err
+    if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
+        raise DataError(f"the weights file {str(wfile)!r} does not hold a dict of tensors; {_REFETCH}")
+    try:
+        hp = config["hyperparameters"]
+        net = ReachGRU(len(config["variables"]["reach_vars"]), int(hp["hidden"]))
+        net.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise ModelMismatchError(f"the weights in {str(wfile)!r} do not fit the architecture in "
+                                 f"{str(cfg_file)!r} ({type(err).__name__}); {_REFETCH}") from err
+    net.eval()
+    model = GRUModel(net, config)
+    model._sha256 = digest
+    return model
+
+
+def fit_gru(
+    ds: xr.Dataset,
+    *,
+    train: Any = None,
+    val: Any = None,
+    test: Any = None,
+    epochs: int = 40,
+    hidden: int = 20,
+    lr: float = 5e-3,
+    window: int | None = None,
+    stride: int = 182,
+    batch_size: int | None = None,
+    seed: int = 0,
+    clip_grad_norm: float | None = None,
+    progress: bool | None = None,
+) -> GRUModel:
+    """Fit the per-reach GRU on the fine observations of the training days.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A dataset in the convention with reach input variables (for example
+        ``reach_air_temp``) and ``reach_temp`` (reach, time) in degC, NaN where
+        unobserved. Coarse variables and ``*_true`` variables are not read.
+    train, val, test : (start, end) or list of (start, end), optional
+        Periods as in :func:`xmsgl.fit` (default: water years split by
+        :func:`xmsgl.train.split_periods`). Test-period targets are never read.
+    epochs : int, default 40
+        Passes over the training sequences; the weights of the epoch with the lowest
+        validation RMSE are kept (the last epoch's when the validation period holds
+        no observation).
+    hidden : int, default 20
+        Hidden size of the GRU.
+    lr : float, default 5e-3
+        Adam learning rate.
+    window, stride : int, default 365, 182
+        Training windows (days) and the step between their starts.
+    batch_size : int, optional
+        Sequences (window x observed reach) per step; default 8.
+    seed : int, default 0
+        Seeds the weights and the order of the sequences.
+    clip_grad_norm : float, optional
+        Gradient norm clipping (default none).
+    progress : bool, optional
+        Print one line per epoch; default the ``progress`` option.
+
+    Returns
+    -------
+    GRUModel
+
+    Raises
+    ------
+    DataError
+        No fine observation in the training period, no reach input variable, NaN in
+        an input.
+    ParameterError
+        A non-positive ``epochs``, ``hidden``, ``window``, ``stride`` or ``lr``.
+    TimeError
+        Overlapping or empty periods.
+
+    Examples
+    --------
+    >>> import xmsgl
+    >>> from xmsgl.nn.gru import fit_gru
+    >>> ds = xmsgl.datasets.synthetic_basin(n_segments=5, start="2000-10-01", end="2003-09-30")
+    >>> fit_gru(ds, epochs=1).method  # doctest: +SKIP
+    'gru'
+    """
+    from xmsgl.model import _resolve_periods
+    from xmsgl.options import get_option
+    from xmsgl.train import feature_spec, fit_scalers, make_windows, masked_rmse, period_ranges
+
+    window = 365 if window is None else window
+    for name, v in (("epochs", epochs), ("hidden", hidden), ("window", window), ("stride", stride)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) < 1:
+            raise ParameterError(f"{name}={v!r} must be a positive integer")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ParameterError(f"lr={lr!r} must be a positive number")
+    if batch_size is not None and int(batch_size) < 1:
+        raise ParameterError(f"batch_size={batch_size!r} must be a positive integer or None")
+    progress = bool(get_option("progress")) if progress is None else bool(progress)
+    ds = validate(ds)
+    if TIME not in ds.dims:
+        raise SchemaError("the dataset has no 'time' dimension; the GRU trains on daily data")
+    if "reach_temp" not in ds.data_vars:
+        raise SchemaError("method 'gru' needs the target 'reach_temp' on ('reach', 'time') (NaN where "
+                          "unobserved); add it")
+    time = pd.DatetimeIndex(ds[TIME].values)
+    periods, masks = _resolve_periods(time, train, val, test)
+    spec = feature_spec(ds, input_variables(ds))
+    names = list(spec.reach_vars)
+    if not names:
+        raise DataError("method 'gru' needs reach inputs (e.g. 'reach_air_temp'); none found")
+    from xmsgl.train import FeatureSpec
+
+    rspec = FeatureSpec([], names, 0, {v: spec.units[v] for v in names}, {v: spec.static[v] for v in names})
+    fit_scalers(ds, rspec, masks["train"])
+    x = _inputs(ds, names, rspec.mean, rspec.std)  # (R, T, F)
+    y = np.asarray(ds["reach_temp"].transpose(REACH, TIME).values, dtype=np.float32)
+    y_train = np.where(masks["train"][None, :], y, np.nan)
+    obs = y_train[np.isfinite(y_train)]
+    if obs.size == 0:
+        raise DataError(f"no fine observations ('reach_temp') in the training period {periods['train']}; "
+                        "method 'gru' learns from them only: give a training period with observations")
+    y_mean, y_std = float(obs.mean()), float(obs.std()) or 1.0
+    z_train = (y_train - y_mean) / y_std
+    y_val = np.where(masks["val"][None, :], y, np.nan)
+    val_rows = np.flatnonzero(np.isfinite(y_val).any(axis=1))
+    val_ranges = period_ranges(time, masks["val"])
+
+    wins = make_windows(period_ranges(time, masks["train"]), int(window), int(stride))
+    seqs = [(r, s, n) for s, n in wins for r in np.flatnonzero(np.isfinite(z_train[:, s: s + n]).any(axis=1))]
+    bs = int(batch_size) if batch_size is not None else 8
+    torch.manual_seed(int(seed))
+    rng = np.random.default_rng(int(seed))
+    net = ReachGRU(len(names), int(hidden))
+    opt = torch.optim.Adam(net.parameters(), lr=float(lr))
+    spinup = 180
+
+    def val_rmse() -> float | None:
+        if val_rows.size == 0:
+            return None
+        se, n = 0.0, 0
+        for a, b in val_ranges:
+            pred = _run(net, x[val_rows], a, b, 365, spinup)
+            o = y_val[val_rows, a:b]
+            ok = np.isfinite(o)
+            se += float((((pred * y_std + y_mean) - o)[ok] ** 2).sum())
+            n += int(ok.sum())
+        return math.sqrt(se / n) if n else None
+
+    history: dict[str, Any] = {"loss": [], "val": [], "best_epoch": None}
+    best, best_state = math.inf, None
+    for epoch in range(int(epochs)):
+        net.train()
+        order = rng.permutation(len(seqs))
+        total, steps = 0.0, 0
+        for j in range(0, len(order), bs):
+            part = [seqs[i] for i in order[j: j + bs]]
+            length = max(n for _, _, n in part)
+            xb = np.zeros((len(part), length, len(names)), dtype=np.float32)
+            yb = np.full((len(part), length), np.nan, dtype=np.float32)
+            for k, (r, s, n) in enumerate(part):
+                xb[k, :n] = x[r, s: s + n]
+                yb[k, :n] = z_train[r, s: s + n]
+            loss = masked_rmse(net(torch.from_numpy(xb)), torch.from_numpy(yb))
+            if loss is None:
+                continue
+            if not torch.isfinite(loss):
+                from xmsgl.exceptions import TrainingError
+
+                raise TrainingError(f"the GRU loss became {float(loss)} in epoch {epoch}; lower lr "
+                                    f"(now {lr}) or set clip_grad_norm")
+            opt.zero_grad()
+            loss.backward()
+            if clip_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), float(clip_grad_norm))
+            opt.step()
+            total += float(loss.detach()) * y_std
+            steps += 1
+        score = val_rmse()
+        history["loss"].append(total / max(steps, 1))
+        history["val"].append(score)
+        if score is not None and score < best:
+            best, best_state = score, copy.deepcopy(net.state_dict())
+            history["best_epoch"] = epoch
+        if progress:
+            print(f"gru epoch {epoch + 1}/{epochs}: train RMSE {history['loss'][-1]:.3f} degC, "
+                  f"validation RMSE {score if score is None else round(score, 3)}")
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    topo = topology_arrays(ds)
+    config: dict[str, Any] = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "method": "gru",
+        "hyperparameters": {"hidden": int(hidden), "epochs": int(epochs), "lr": float(lr),
+                            "window": int(window), "stride": int(stride), "batch_size": bs,
+                            "clip_grad_norm": None if clip_grad_norm is None else float(clip_grad_norm),
+                            "spinup": spinup, "chunk": 365},
+        "variables": rspec.to_dict(),
+        "targets": {"reach": "reach_temp", "units": "degC", "mean": y_mean, "std": y_std},
+        "reach_ids": [int(i) for i in topo.reach_ids], "seg_ids": [int(i) for i in topo.seg_ids],
+        "periods": periods, "train": periods["train"], "n_sequences": len(seqs),
+        "n_fine_train_obs": int(obs.size), "seed": int(seed),
+        "settings": {}, "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "xmsgl": _version(), "torch": torch.__version__, "history": history,
+    }
+    return GRUModel(net, config)
