@@ -12,7 +12,7 @@ import torch
 import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, validate
-from xmsgl.exceptions import DataError, TimeError, XmsglError
+from xmsgl.exceptions import DataError, ParameterError, TimeError, XmsglError
 from xmsgl.model import Downscaler, _rebuild, check_compatible, load
 from xmsgl.train import predict, resolve_device
 
@@ -23,6 +23,8 @@ __all__ = ["downscale"]
 
 
 def _time_positions(time: pd.DatetimeIndex, sel: Any) -> tuple[int, int]:
+    if len(time) == 0:
+        raise TimeError("the dataset's 'time' dimension is empty; downscaling needs daily inputs")
     if sel is None:
         return 0, len(time)
     if isinstance(sel, slice):
@@ -49,6 +51,11 @@ def downscale(
     chunk: int = 365,
     batch_size: int | None = None,
     check_graph: bool = True,
+    lazy: bool | None = None,
+    reach_chunk: int | None = None,
+    time_block: int | None = None,
+    halo: int | None = None,
+    threads: int | None = 1,
 ) -> xr.DataArray:
     """Downscale stream temperature with a fitted model.
 
@@ -82,6 +89,25 @@ def downscale(
         Refuse a dataset whose river graph differs from the model's
         (:class:`~xmsgl.exceptions.ModelMismatchError`). ``False`` applies the
         model to another network on purpose (its weights are node-agnostic).
+    lazy : bool, optional
+        Default: lazy when an input variable the model reads is dask-backed. The lazy
+        path (:func:`xmsgl.scale.downscale_lazy`) computes nothing during the call and
+        returns a dask-backed DataArray made block by block of whole drainage
+        components with :func:`xarray.map_blocks`; ``False`` loads the inputs and runs
+        in memory. See ``docs/pangeo.md``.
+    reach_chunk : int, default 10,000
+        Lazy path: core reaches per block.
+    time_block : int, default ``chunk``
+        Lazy path: output days per time block, a multiple of ``chunk``; each block
+        starts ``spinup`` days earlier, so blocks reproduce the in-memory windows.
+    halo : int, optional
+        Lazy path: segment hops of halo around a piece of a drainage component too
+        large for one block (its predictions are dropped). Default: the model's
+        graph ``max_hops`` plus 6 (:func:`xmsgl.scale.default_halo`); without a
+        ``max_hops`` or ``max_distance`` cut, components are kept whole.
+    threads : int or None, default 1
+        Lazy path: torch threads per worker process (process-wide); ``None`` leaves
+        torch's setting.
 
     Returns
     -------
@@ -111,6 +137,7 @@ def downscale(
 
     if scale not in (REACH, SEG):
         raise XmsglError(f"scale={scale!r} is not known; use 'reach' or 'seg'")
+    _check_counts(spinup=spinup, chunk=chunk, batch_size=batch_size)
     model = (model_or_path if isinstance(model_or_path, (Downscaler, BaselineModel))
              else load(model_or_path))
     if isinstance(model, BaselineModel):
@@ -128,6 +155,20 @@ def downscale(
     ds = validate(ds, check_values=False)
     if TIME not in ds.dims:
         raise DataError("the dataset has no 'time' dimension; downscaling needs daily inputs")
+    if lazy is None:
+        from xmsgl.scale import is_lazy
+
+        spec = model.features
+        lazy = is_lazy(ds, spec.seg_vars + spec.reach_vars)
+    if lazy:
+        from xmsgl.scale import downscale_lazy
+
+        return downscale_lazy(
+            ds, model,
+            model_path=model_or_path if isinstance(model_or_path, (str, os.PathLike)) else None,
+            scale=scale, time=time, device=str(device), spinup=spinup, chunk=chunk,
+            batch_size=batch_size, check_graph=check_graph, reach_chunk=reach_chunk,
+            time_block=time_block, halo=halo, threads=threads)
     graphs = build_graphs(ds, **model.config["graph"].get("options", {}))
     if check_graph:
         check_compatible(model, ds, graphs, scale)
@@ -168,6 +209,17 @@ def downscale(
             "history": history,
         },
     )
+
+
+def _check_counts(**values: Any) -> None:
+    """Refuse counts of days or windows that are not whole numbers in range."""
+    for name, value in values.items():
+        if value is None and name == "batch_size":
+            continue
+        least = 0 if name == "spinup" else 1
+        if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                or int(value) < least):
+            raise ParameterError(f"{name}={value!r} must be an integer of at least {least}")
 
 
 def check_compatible_vars_only(model: Downscaler, ds: xr.Dataset, scale: str) -> None:

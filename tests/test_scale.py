@@ -1,0 +1,269 @@
+"""Scale-out: hydrology-aligned blocks, lazy downscaling with dask, zarr regions, workers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import xmsgl
+
+torch = pytest.importorskip("torch")
+dask = pytest.importorskip("dask")
+
+import dask.array as dsa  # noqa: E402
+
+from xmsgl.exceptions import ModelMismatchError, ParameterError  # noqa: E402
+from xmsgl.model import Downscaler, fit  # noqa: E402
+from xmsgl.scale import (  # noqa: E402
+    ChunkingError,
+    cached_model,
+    hydro_order,
+    partition,
+)
+
+FAST = {"epochs": 1, "window": 60, "stride": 60, "progress": False, "attn_window": 10}
+# Short windows so that a 300-day record spans several windows and time blocks.
+RUN = {"device": "cpu", "chunk": 100, "spinup": 40}
+
+
+@pytest.fixture(scope="module")
+def basin() -> xr.Dataset:
+    return xmsgl.datasets.synthetic_basin(n_segments=24, start="2001-01-01", end="2001-10-27",
+                                          seed=3, reach_obs_share=0.3, n_outlets=3)
+
+
+@pytest.fixture(scope="module")
+def model(basin: xr.Dataset) -> Downscaler:
+    # A distance-limited graph, as scale-out needs (the default halo follows max_hops).
+    return fit(basin, method="msgl", seed=0, graph_options={"max_hops": 3}, **FAST)
+
+
+@pytest.fixture(scope="module")
+def reference(basin: xr.Dataset, model: Downscaler) -> xr.DataArray:
+    return basin.msgl.downscale(model, **RUN)
+
+
+def _chunked(ds: xr.Dataset) -> xr.Dataset:
+    return ds.chunk({"reach": 40, "seg": 10, "time": 120})
+
+
+# ------------------------------------------------------------------- partition
+
+
+def test_partition_covers_each_node_once_with_whole_segments(basin: xr.Dataset) -> None:
+    topo = xmsgl.convention.topology_arrays(basin)
+    for reach_chunk, halo in ((10_000, 4), (30, 0), (30, 3)):
+        p = partition(topo, reach_chunk=reach_chunk, halo=halo)
+        core_r = np.sort(p.reach_order)
+        core_s = np.sort(p.seg_order)
+        assert np.array_equal(core_r, np.arange(topo.n_reach))
+        assert np.array_equal(core_s, np.arange(topo.n_seg))
+        for b in p.blocks:
+            # Every reach stays with its segment, in the core and in the halo.
+            assert set(topo.reach_seg_idx[b.reach[: b.n_core_reach]]) == set(b.seg[: b.n_core_seg])
+            assert set(topo.reach_seg_idx[b.reach]) == set(b.seg)
+    whole = partition(topo, reach_chunk=10_000)
+    assert len(whole.blocks) == 1 and whole.n_split == 0 and whole.halo_share == 0
+    assert whole.n_components == 3
+    split = partition(topo, reach_chunk=30, halo=3)
+    assert split.n_split >= 1 and len(split.blocks) > 3
+    assert split.halo_share > 0
+    assert partition(topo, reach_chunk=30, halo=0).halo_share == 0
+    assert "blocks" in repr(split)
+
+
+def test_partition_packs_small_components_together() -> None:
+    ds = xmsgl.datasets.synthetic_basin(n_segments=60, start="2001-01-01", end="2001-01-05",
+                                        n_outlets=20, seed=2)
+    p = partition(ds, reach_chunk=150, halo=2)
+    comp = xmsgl.graph.build_graphs(ds).component_seg
+    sizes = [b.n_core_reach for b in p.blocks]
+    assert len(p.blocks) < 20 and max(sizes) <= 150
+    # Whole components are never cut when each fits a block.
+    if p.n_split == 0:
+        for b in p.blocks:
+            core = b.seg[: b.n_core_seg]
+            assert set(comp[core]) == set(comp[np.isin(comp, comp[core])])
+    order = hydro_order(ds, reach_chunk=150)
+    assert sorted(order["reach"].tolist()) == sorted(ds.reach.values.tolist())
+
+
+def test_partition_rejects_bad_parameters(basin: xr.Dataset) -> None:
+    with pytest.raises(ParameterError, match="reach_chunk"):
+        partition(basin, reach_chunk=0)
+    with pytest.raises(ParameterError, match="halo"):
+        partition(basin, halo=-1)
+
+
+# ------------------------------------------------------------------- laziness
+
+
+def _refuse(dsk: object, keys: object, **kwargs: object) -> None:
+    raise AssertionError("something was computed during the call")
+
+
+def test_lazy_downscale_computes_nothing(basin: xr.Dataset, model: Downscaler) -> None:
+    ds = _chunked(basin)
+    # One value per node (the topology) may be read; nothing on time may be.
+    ds = ds.assign({k: v.load() for k, v in ds.data_vars.items() if "time" not in v.dims})
+
+    def boom(x: np.ndarray) -> np.ndarray:
+        raise AssertionError("a time cube was computed")
+
+    # Cubes whose tasks raise: any compute of them fails the test.
+    for name in ("reach_air_temp", "seg_air_temp"):
+        data = ds[name].data
+        ds[name] = (ds[name].dims, dsa.map_blocks(boom, data, dtype=data.dtype), ds[name].attrs)
+    with dask.config.set(scheduler=_refuse):
+        out = ds.msgl.downscale(model, **RUN, reach_chunk=30)
+    assert out.chunks is not None and out.dims == ("reach", "time")
+    assert out.sizes == {"reach": basin.sizes["reach"], "time": basin.sizes["time"]}
+    assert "lazy" in out.attrs["history"]
+    with pytest.raises(AssertionError, match="time cube"):
+        out.compute()
+
+
+def test_lazy_matches_in_memory(basin: xr.Dataset, model: Downscaler,
+                                reference: xr.DataArray) -> None:
+    ds = _chunked(basin)
+    whole = ds.msgl.downscale(model, **RUN).compute()
+    # Whole components and time blocks aligned with the windows: the same numbers.
+    np.testing.assert_allclose(whole.values, reference.values, atol=1e-4)
+    assert np.array_equal(whole.reach.values, reference.reach.values)
+    assert whole.attrs["units"] == "degC"
+    # Components split into pieces with the default halo: within 0.05 degC.
+    split = ds.msgl.downscale(model, **RUN, reach_chunk=40, time_block=200).compute()
+    assert float(np.abs(split - reference).max()) < 0.05
+    # Without a halo the cut shows; the halo is what closes the gap.
+    bare = ds.msgl.downscale(model, **RUN, reach_chunk=40, halo=0, time_block=200).compute()
+    assert float(np.abs(bare - reference).max()) > float(np.abs(split - reference).max())
+
+
+def test_lazy_follows_the_users_order_and_time_selection(basin: xr.Dataset, model: Downscaler,
+                                                         reference: xr.DataArray) -> None:
+    rng = np.random.default_rng(0)
+    shuffled = basin.isel(reach=rng.permutation(basin.sizes["reach"]),
+                          seg=rng.permutation(basin.sizes["seg"]))
+    period = ("2001-05-01", "2001-08-31")
+    out = _chunked(shuffled).msgl.downscale(model, **RUN, reach_chunk=30, time=period).compute()
+    assert np.array_equal(out.reach.values, shuffled.reach.values)
+    want = shuffled.msgl.downscale(model, **RUN, time=period)
+    assert out.sizes["time"] == 123
+    assert float(np.abs(out - want).max()) < 0.05
+
+
+def test_lazy_coarse_scale(basin: xr.Dataset, model: Downscaler) -> None:
+    ref = basin.msgl.downscale(model, scale="seg", **RUN)
+    out = _chunked(basin).msgl.downscale(model, scale="seg", **RUN, reach_chunk=30)
+    assert out.chunks is not None and out.dims == ("seg", "time")
+    assert float(np.abs(out.compute() - ref).max()) < 0.05
+
+
+def test_lazy_rejects_unworkable_chunks(basin: xr.Dataset, model: Downscaler,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import xmsgl.scale
+
+    monkeypatch.setattr(xmsgl.scale, "MAX_INPUT_CHUNK_BYTES", 1000)
+    with pytest.raises(ChunkingError, match=r"rechunk.*ds.chunk"):
+        basin.chunk({"time": -1}).msgl.downscale(model, **RUN)
+    monkeypatch.undo()
+    with pytest.raises(ParameterError, match="multiple of chunk"):
+        _chunked(basin).msgl.downscale(model, **RUN, time_block=150)
+
+
+def test_lazy_graph_check_up_front(basin: xr.Dataset, model: Downscaler) -> None:
+    other = basin.isel(reach=slice(0, None))
+    other = other.assign(reach_length=other.reach_length * 2)
+    with pytest.raises(ModelMismatchError, match="river graph"):
+        _chunked(other).msgl.downscale(model, **RUN)
+    # Applied to another network on purpose: lazy, no error.
+    out = _chunked(other).msgl.downscale(model, **RUN, check_graph=False)
+    assert out.chunks is not None
+
+
+# ------------------------------------------------------------------- output
+
+
+def test_zarr_regions(basin: xr.Dataset, model: Downscaler, reference: xr.DataArray,
+                      tmp_path: object) -> None:
+    import pathlib
+
+    store = pathlib.Path(str(tmp_path)) / "pred.zarr"
+    out = _chunked(basin).msgl.downscale(model, **RUN, time_block=200)
+    ds_out = out.to_dataset().chunk({"reach": 100, "time": 100})
+    ds_out.to_zarr(store, compute=False, mode="w-", consolidated=False)  # metadata only
+    n = ds_out.sizes["reach"]
+    for a in range(0, n, 100):
+        region = {"reach": slice(a, min(a + 100, n)), "time": slice(None)}
+        ds_out.isel(reach=region["reach"]).drop_vars(
+            [c for c in ds_out.coords if "time" in ds_out[c].dims and "reach" not in ds_out[c].dims]
+        ).to_zarr(store, region=region, consolidated=False)
+    back = xr.open_zarr(store, consolidated=False)["reach_temp_pred"].load()
+    assert float(np.abs(back - reference).max()) < 0.05
+    # The safe writer takes the lazy result too.
+    path = xmsgl.io.to_zarr_safe(out.to_dataset(), pathlib.Path(str(tmp_path)) / "all.zarr",
+                                 consolidated=False)
+    assert xr.open_zarr(path, consolidated=False)["reach_temp_pred"].shape == reference.shape
+
+
+# ------------------------------------------------------------------- workers
+
+
+def test_model_cache_loads_once_and_checks_hash(model: Downscaler, tmp_path: object) -> None:
+    import pathlib
+
+    path = str(pathlib.Path(str(tmp_path)) / "m.xmsgl")
+    model.save(path)
+    a = cached_model(path, model.sha256)
+    assert cached_model(path, model.sha256) is a
+    with pytest.raises(ModelMismatchError, match="sha256"):
+        cached_model(path, "0" * 64)
+
+
+# Two worker processes that import torch: about 25 s on a quiet 2-core machine.
+def test_local_cluster_of_processes(basin: xr.Dataset, model: Downscaler,
+                                    reference: xr.DataArray, tmp_path: object) -> None:
+    import pathlib
+
+    distributed = pytest.importorskip("distributed")
+    path = pathlib.Path(str(tmp_path)) / "m.xmsgl"
+    model.save(path)
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        out = _chunked(basin).msgl.downscale(str(path), **RUN, reach_chunk=40, time_block=200)
+        got = out.compute()
+
+        def loaded() -> tuple[int, int]:
+            import torch as t
+
+            import xmsgl.scale
+
+            return len(xmsgl.scale._MODELS), t.get_num_threads()
+
+        per_worker = client.run(loaded)
+    assert float(np.abs(got - reference).max()) < 0.05
+    # Each worker loaded the model at most once and runs torch on one thread.
+    assert all(n <= 1 for n, _ in per_worker.values())
+    assert any(n == 1 for n, _ in per_worker.values())
+    assert all(threads == 1 for _, threads in per_worker.values())
+
+
+# ------------------------------------------------------------------- training by sub-basins
+
+
+def test_fit_by_subbasins(basin: xr.Dataset, model: Downscaler) -> None:
+    opts = {"max_hops": 3}
+    one = fit(basin, method="msgl", seed=0, graph_options=opts, subbasin_batch=10_000, **FAST)
+    # One batch covering the network is the ordinary fit.
+    a = basin.msgl.downscale(one, **RUN)
+    b = basin.msgl.downscale(model, **RUN)
+    np.testing.assert_allclose(a.values, b.values, atol=1e-4)
+    parts = fit(basin, method="msgl", seed=0, graph_options=opts, subbasin_batch=40,
+                **{**FAST, "epochs": 3})
+    hist = parts.history["main"]
+    assert hist["subbasin_blocks"] > 3
+    assert all(np.isfinite(hist["loss"])) and hist["loss"][-1] < hist["loss"][0]
+    pred = basin.msgl.downscale(parts, **RUN)
+    assert np.isfinite(pred.values).all()

@@ -1,0 +1,890 @@
+"""Scale-out: blocks of the river network that follow hydrology, and lazy downscaling.
+
+A continental network is many independent drainage basins. Water (and the model's
+graph diffusion) never crosses from one basin to another, so the work splits where
+the network splits:
+
+* :func:`partition` groups whole drainage components (each outlet's basin, at the
+  segment level so that every reach stays with its segment) into blocks of about
+  ``reach_chunk`` reaches (next-fit bin packing in the dataset's order). A component larger
+  than a block is cut into connected pieces of segments; each piece is run with a
+  *halo*, the segments within ``halo`` hops of it (upstream or downstream), whose
+  predictions are dropped.
+* :func:`downscale_lazy` (what ``ds.msgl.downscale(model)`` runs on dask-backed
+  inputs) reorders the inputs block by block with dask, cuts long records into time
+  blocks that start ``spinup`` days early (the recurrent state is warmed up exactly
+  as in an in-memory run), applies the model to each block with
+  :func:`xarray.map_blocks` and puts the result back in the dataset's reach order.
+  Nothing is computed during the call.
+
+The model reaches each worker once: the block function receives the model folder
+and its sha256, and each worker process loads it on first use and keeps it in a
+module-level cache (:func:`cached_model`).
+
+Accuracy. The recurrent cell adds a graph diffusion of its state every day, so
+after a year of days the receptive field of a reach is its whole drainage
+component. Whole components in a block are exact (up to float rounding); a split
+component differs near the cut, by an amount that shrinks with the halo depth.
+Time blocks reproduce the windows of the in-memory run when ``time_block`` is a
+multiple of ``chunk``. See ``docs/pangeo.md`` for measured differences.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import xarray as xr
+
+from xmsgl.convention import REACH, SEG, TIME, Topology, topology_arrays
+from xmsgl.exceptions import ModelMismatchError, ParameterError
+
+if TYPE_CHECKING:
+    from xmsgl.graph import RiverGraphs
+    from xmsgl.model import Downscaler
+
+__all__ = [
+    "DEFAULT_HALO",
+    "DEFAULT_REACH_CHUNK",
+    "Block",
+    "ChunkingError",
+    "Partition",
+    "cached_model",
+    "default_halo",
+    "downscale_lazy",
+    "hydro_order",
+    "is_lazy",
+    "partition",
+    "subbasin_batches",
+]
+
+#: Reaches per block (core reaches; a split component's halo comes on top).
+DEFAULT_REACH_CHUNK = 10_000
+#: Depth of the halo around a piece of a split component, in segment hops, for
+#: :func:`partition`. :func:`downscale_lazy` derives its default from the model's
+#: graph (:func:`default_halo`).
+DEFAULT_HALO = 12
+#: Segment hops added to the model's ``max_hops`` for the default halo (measured:
+#: see docs/pangeo.md).
+HALO_MARGIN = 6
+#: Largest input chunk (bytes) a block may have to read whole.
+MAX_INPUT_CHUNK_BYTES = 1 << 30
+#: Most chunks one input variable may have (the task graph grows with them).
+MAX_INPUT_CHUNKS = 200_000
+
+_SLOT = "xmsgl_slot"
+_XTIME = "xmsgl_xtime"
+
+
+class ChunkingError(ParameterError):
+    """The dask chunks of the input cannot be downscaled block by block as they are."""
+
+
+# ----------------------------------------------------------------------- partition
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of a :class:`Partition`: positions in the dataset's order.
+
+    ``seg`` and ``reach`` list the block's core nodes first (``n_core_seg`` and
+    ``n_core_reach`` of them), then its halo.
+    """
+
+    seg: np.ndarray
+    n_core_seg: int
+    reach: np.ndarray
+    n_core_reach: int
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Blocks that cover every segment and reach exactly once as core nodes.
+
+    Attributes
+    ----------
+    blocks : tuple of Block
+    reach_chunk : int
+        The target of core reaches per block.
+    halo : int
+        Halo depth in segment hops (0 where components are never split).
+    n_components : int
+        Independent drainage components (outlets) of the segment network.
+    n_split : int
+        Components larger than ``reach_chunk``, cut into pieces with halos.
+    """
+
+    blocks: tuple[Block, ...]
+    reach_chunk: int
+    halo: int
+    n_components: int
+    n_split: int
+
+    @property
+    def reach_order(self) -> np.ndarray:
+        """Reach positions block by block (core reaches only): a basin-grouped order."""
+        return np.concatenate([b.reach[: b.n_core_reach] for b in self.blocks])
+
+    @property
+    def seg_order(self) -> np.ndarray:
+        """Segment positions block by block (core segments only)."""
+        return np.concatenate([b.seg[: b.n_core_seg] for b in self.blocks])
+
+    @property
+    def halo_share(self) -> float:
+        """Extra reaches computed for halos, as a share of all reaches."""
+        core = sum(b.n_core_reach for b in self.blocks)
+        total = sum(b.reach.size for b in self.blocks)
+        return (total - core) / max(core, 1)
+
+    def __repr__(self) -> str:
+        sizes = [b.n_core_reach for b in self.blocks]
+        return (f"<xmsgl.scale.Partition {len(self.blocks)} blocks of {min(sizes)}-{max(sizes)} "
+                f"reaches (target {self.reach_chunk}), {self.n_components} components, "
+                f"{self.n_split} split with halo {self.halo} (+{self.halo_share:.1%} reaches)>")
+
+
+def _depth(to_idx: np.ndarray) -> np.ndarray:
+    """Hops from each node to its outlet (vectorized pointer walk)."""
+    depth = np.zeros(to_idx.size, dtype=np.int64)
+    cur = to_idx.copy()
+    live = np.flatnonzero(cur >= 0)
+    while live.size:
+        depth[live] += 1
+        cur[live] = to_idx[cur[live]]
+        live = live[cur[live] >= 0]
+    return depth
+
+
+def _cut_tree(to_idx: np.ndarray, weight: np.ndarray, nodes: np.ndarray, target: int,
+              depth: np.ndarray) -> np.ndarray:
+    """Cut one tree (``nodes``) into connected pieces of at most about ``target`` weight.
+
+    Children are visited before parents; a parent keeps its lightest children while
+    they fit and cuts the others off as pieces of their own. Returns the piece root
+    of every node of ``nodes`` (same order).
+    """
+    order = nodes[np.argsort(-depth[nodes], kind="stable")]
+    pending: dict[int, int] = {}
+    children: dict[int, list[int]] = {}
+    cut: set[int] = set()
+    for i in order.tolist():
+        kids = sorted(children.pop(i, []), key=lambda c: pending[c])
+        acc = int(weight[i])
+        for c in kids:
+            if acc + pending[c] <= target:
+                acc += pending[c]
+            else:
+                cut.add(c)
+        pending[i] = acc
+        parent = int(to_idx[i])
+        if parent >= 0:
+            children.setdefault(parent, []).append(i)
+        else:
+            cut.add(i)
+    root = np.empty(nodes.size, dtype=np.int64)
+    pos = {n: k for k, n in enumerate(nodes.tolist())}
+    for i in order[::-1].tolist():  # parents before children
+        parent = int(to_idx[i])
+        root[pos[i]] = i if (i in cut or parent < 0) else root[pos[parent]]
+    return root
+
+
+def _undirected(to_idx: np.ndarray) -> sp.csr_matrix:
+    n = to_idx.size
+    down = np.flatnonzero(to_idx >= 0)
+    rows = np.concatenate([down, to_idx[down]])
+    cols = np.concatenate([to_idx[down], down])
+    return sp.csr_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n, n))
+
+
+def partition(
+    ds_or_topology: xr.Dataset | Topology,
+    reach_chunk: int = DEFAULT_REACH_CHUNK,
+    halo: int | None = DEFAULT_HALO,
+) -> Partition:
+    """Blocks of the river network that keep drainage components together.
+
+    Whole components (each outlet's basin of segments with all their reaches) are
+    packed into blocks of at most ``reach_chunk`` reaches, in the order in which
+    they first appear in the dataset (next fit), so that a dataset stored in basin
+    order gives blocks of contiguous reaches. A component with more reaches than that is cut into connected
+    pieces of segments (a piece never splits a segment's reaches); each piece is
+    packed like a component and carries a halo: the segments within ``halo`` hops
+    of it along the network (up- or downstream, any branch), with their reaches.
+
+    Parameters
+    ----------
+    ds_or_topology : xarray.Dataset or Topology
+        A dataset in the convention (only its topology is read) or its
+        :class:`~xmsgl.convention.Topology`.
+    reach_chunk : int, default 10,000
+        Core reaches per block (a piece's halo comes on top).
+    halo : int or None, default 12
+        Halo depth in segment hops; 0 runs pieces on their own; ``None`` never
+        splits a component (a block then holds one component larger than
+        ``reach_chunk``).
+
+    Returns
+    -------
+    Partition
+
+    Raises
+    ------
+    ParameterError
+        For ``reach_chunk < 1`` or ``halo < 0``.
+
+    Examples
+    --------
+    >>> import xmsgl
+    >>> from xmsgl.scale import partition
+    >>> ds = xmsgl.datasets.synthetic_basin(n_segments=40, start="2001-01-01", end="2001-01-10")
+    >>> p = partition(ds, reach_chunk=100)
+    >>> sum(b.n_core_reach for b in p.blocks) == ds.sizes["reach"]
+    True
+    """
+    if isinstance(reach_chunk, bool) or int(reach_chunk) < 1:
+        raise ParameterError(f"reach_chunk={reach_chunk!r} must be a positive number of reaches")
+    if halo is not None and (isinstance(halo, bool) or int(halo) < 0):
+        raise ParameterError(f"halo={halo!r} must be a number of segment hops >= 0, or None")
+    reach_chunk = int(reach_chunk)
+    split_ok = halo is not None
+    halo = 0 if halo is None else int(halo)
+    topo = ds_or_topology if isinstance(ds_or_topology, Topology) else topology_arrays(ds_or_topology)
+    from xmsgl.graph import _components
+
+    n_seg = topo.n_seg
+    comp = _components(topo.seg_to_idx)
+    weight = np.bincount(topo.reach_seg_idx, minlength=n_seg)
+    comp_ids, comp_inv = np.unique(comp, return_inverse=True)
+    comp_size = np.bincount(comp_inv, weights=weight).astype(np.int64)
+    # Units to pack: whole small components, and pieces of the large ones.
+    unit = comp.copy()  # unit label = a segment position (component outlet or piece root)
+    big = np.flatnonzero(comp_size > reach_chunk) if split_ok else np.zeros(0, dtype=np.int64)
+    if big.size:
+        depth = _depth(topo.seg_to_idx)
+        for c in big.tolist():
+            nodes = np.flatnonzero(comp_inv == c)
+            unit[nodes] = _cut_tree(topo.seg_to_idx, weight, nodes, reach_chunk, depth)
+    unit_ids, unit_inv = np.unique(unit, return_inverse=True)
+    unit_size = np.bincount(unit_inv, weights=weight).astype(np.int64)
+    # Next fit in the dataset's order: a store kept in basin order then gives blocks
+    # that read a few contiguous input chunks and fill a few output chunks (packing by
+    # size instead scatters every chunk over many blocks, which dask must then hold).
+    first = np.full(unit_ids.size, topo.n_reach, dtype=np.int64)
+    np.minimum.at(first, unit_inv[topo.reach_seg_idx], np.arange(topo.n_reach))
+    free: list[int] = []
+    unit_bin = np.empty(unit_ids.size, dtype=np.int64)
+    for u in np.argsort(first, kind="stable").tolist():
+        size = int(unit_size[u])
+        if not free or free[-1] < size:
+            free.append(max(reach_chunk, size))
+        free[-1] -= size
+        unit_bin[u] = len(free) - 1
+    seg_bin = unit_bin[unit_inv]
+    reach_by_seg = np.argsort(topo.reach_seg_idx, kind="stable")
+    seg_start = np.concatenate([[0], np.cumsum(weight)])
+    split_comp = np.zeros(comp_ids.size, dtype=bool)
+    split_comp[big] = True
+    seg_split = split_comp[comp_inv]
+    adj = _undirected(topo.seg_to_idx) if (halo and big.size) else None
+
+    def reaches_of(segs: np.ndarray) -> np.ndarray:
+        if segs.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        parts = [reach_by_seg[seg_start[s]: seg_start[s + 1]] for s in segs.tolist()]
+        return np.sort(np.concatenate(parts))
+
+    blocks = []
+    seg_sorted = np.argsort(seg_bin, kind="stable")
+    bounds = np.searchsorted(seg_bin[seg_sorted], np.arange(len(free) + 1))
+    for b in range(len(free)):
+        core = np.sort(seg_sorted[bounds[b]: bounds[b + 1]])
+        halo_segs = np.zeros(0, dtype=np.int64)
+        if adj is not None and seg_split[core].any():
+            mask = np.zeros(n_seg, dtype=bool)
+            mask[core] = True
+            for _ in range(halo):
+                mask |= (adj @ mask.astype(np.int32)) > 0
+            mask[core] = False
+            halo_segs = np.flatnonzero(mask)
+        core_r = reaches_of(core)
+        blocks.append(Block(
+            seg=np.concatenate([core, halo_segs]).astype(np.int64), n_core_seg=int(core.size),
+            reach=np.concatenate([core_r, reaches_of(halo_segs)]).astype(np.int64),
+            n_core_reach=int(core_r.size)))
+    return Partition(tuple(blocks), reach_chunk, halo, int(comp_ids.size), int(big.size))
+
+
+def default_halo(model: Downscaler, topo: Topology | None = None) -> int | None:
+    """The halo :func:`downscale_lazy` uses by default, from the model's graph options.
+
+    The recurrent cell spreads its state over one graph edge per day, and an edge
+    spans up to ``max_hops`` nodes (or ``max_distance`` metres) of the graph: the
+    default is that reach in segments plus :data:`HALO_MARGIN`. A graph without a
+    cut links every reach with its whole flow path, so no halo short of the whole
+    component can be exact: ``None`` then, and components are never split.
+    """
+    return halo_for_options(model.config["graph"].get("options", {}) or {}, topo)
+
+
+def halo_for_options(opts: dict[str, Any], topo: Topology | None = None) -> int | None:
+    """:func:`default_halo` from graph options (``max_hops``, ``max_distance``)."""
+    if opts.get("max_hops") is not None:
+        return int(opts["max_hops"]) + HALO_MARGIN
+    if opts.get("max_distance") is not None and topo is not None and topo.n_seg:
+        seg_len = float(np.median(topo.seg_length)) or 1.0
+        return int(np.ceil(float(opts["max_distance"]) / seg_len)) + HALO_MARGIN
+    return None
+
+
+def hydro_order(ds: xr.Dataset, reach_chunk: int = DEFAULT_REACH_CHUNK) -> dict[str, np.ndarray]:
+    """Reach and segment ids in an order that keeps drainage components together.
+
+    Stores written in this order (``ds.sel(reach=order["reach"], seg=order["seg"])``
+    before ``to_zarr``) let every block of :func:`downscale_lazy` read a few
+    contiguous chunks instead of gathering reaches from all over the store.
+
+    Returns
+    -------
+    dict
+        ``{"reach": ids, "seg": ids}``.
+    """
+    topo = topology_arrays(ds)
+    p = partition(topo, reach_chunk=reach_chunk, halo=0)
+    return {"reach": topo.reach_ids[p.reach_order], "seg": topo.seg_ids[p.seg_order]}
+
+
+def subbasin_batches(
+    ds_or_topology: xr.Dataset | Topology, max_reaches: int, halo: int = DEFAULT_HALO
+) -> Partition:
+    """Sub-basin batches for training on a sub-graph per step (see ``fit(subbasin_batch=...)``).
+
+    The same blocks as :func:`partition` with ``reach_chunk=max_reaches``.
+    """
+    return partition(ds_or_topology, reach_chunk=max_reaches, halo=halo)
+
+
+# ------------------------------------------------------------------ sub-networks
+
+
+def _sub_topology(topo: Topology, block: Block) -> dict[str, np.ndarray]:
+    """Topology arrays of a block, with pointers that leave the block cut to outlets."""
+    in_seg = np.zeros(topo.n_seg, dtype=bool)
+    in_seg[block.seg] = True
+    in_reach = np.zeros(topo.n_reach, dtype=bool)
+    in_reach[block.reach] = True
+    sto = topo.seg_to_idx[block.seg]
+    seg_to = np.where((sto >= 0) & in_seg[np.maximum(sto, 0)], topo.seg_to[block.seg], 0)
+    rto = topo.reach_to_idx[block.reach]
+    reach_to = np.where((rto >= 0) & in_reach[np.maximum(rto, 0)], topo.reach_to[block.reach], 0)
+    return {"seg_id": topo.seg_ids[block.seg], "seg_to": seg_to,
+            "seg_length": topo.seg_length[block.seg],
+            "reach_id": topo.reach_ids[block.reach], "reach_to": reach_to,
+            "reach_length": topo.reach_length[block.reach],
+            "reach_seg": topo.reach_seg[block.reach]}
+
+
+def _weight_stats(graphs: RiverGraphs) -> dict[str, tuple[float, float]] | None:
+    """Mean and std of the negated distances the ``"msgl"`` weighting standardizes.
+
+    Taken once over the whole network, so that every block weighs its edges as the
+    whole network does (a block's own statistics would shift every weight).
+    """
+    if graphs.weighting != "msgl":
+        return None
+    from xmsgl.graph import _csr_rows
+
+    out = {}
+    for which in ("coarse", "fine", "cross"):
+        m = graphs.matrix(which)
+        d = graphs.edge_distance(which)
+        v = -d if which == "cross" else -d[_csr_rows(m) != m.indices]
+        out[which] = (float(v.mean()) if v.size else 0.0, float(v.std()) if v.size else 0.0)
+    return out
+
+
+def _reweight(graphs: RiverGraphs, stats: dict[str, tuple[float, float]] | None) -> None:
+    """Rebuild the ``"msgl"`` weights of a block's graphs with whole-network statistics."""
+    if stats is None:
+        return
+    from scipy.special import expit
+
+    from xmsgl.graph import _MIN_WEIGHT, _csr_rows
+
+    for which in ("coarse", "fine", "cross"):
+        m = graphs.matrix(which)
+        rows = _csr_rows(m)
+        mean, std = stats[which]
+        v = -graphs.edge_distance(which)
+        z = (v - mean) / std if std > 0 else np.zeros_like(v)
+        w = np.maximum(expit(z), _MIN_WEIGHT)
+        if which != "cross":
+            w[rows == m.indices] = 1.0
+        w = w / np.bincount(rows, weights=w, minlength=m.shape[0])[rows]
+        setattr(graphs, which, sp.csr_matrix((w, m.indices, m.indptr), shape=m.shape))
+
+
+# ------------------------------------------------------------------ the model on workers
+
+_MODELS: dict[tuple[str, str, str], Downscaler] = {}
+_MODELS_LOCK = threading.Lock()
+_THREADS_SET: list[int] = []
+
+
+def cached_model(path: str, sha256: str, device: Any = "cpu") -> Downscaler:
+    """The model in folder ``path``, loaded once per process and device, checked by hash.
+
+    Raises
+    ------
+    ModelMismatchError
+        When the weights at ``path`` do not have the sha256 the graph was built with
+        (the folder was replaced after the computation was set up).
+    """
+    key = (str(path), str(sha256), str(device))
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            from xmsgl.model import Downscaler
+
+            model = Downscaler.load(path)
+            if model.sha256 != sha256:
+                raise ModelMismatchError(
+                    f"the model at {str(path)!r} has weights sha256 {model.sha256[:12]}..., but "
+                    f"{sha256[:12]}... was expected; it changed after the computation was set up: "
+                    "downscale again with the current model"
+                )
+            model.net.to(device)
+            model.net.eval()
+            _MODELS[key] = model
+    return model
+
+
+def _model_location(model: Downscaler, path: str | os.PathLike[str] | None) -> str:
+    """A folder the workers can load the model from (saved to the temp folder if needed)."""
+    if path is not None:
+        return str(Path(path).resolve())
+    folder = Path(tempfile.gettempdir()) / "xmsgl-models" / model.sha256
+    if not (folder / "config.json").is_file():
+        model.save(folder)
+    return str(folder)
+
+
+def _block_downscale(block: xr.Dataset, *, threads: int | None, **kwargs: Any) -> xr.DataArray:
+    """:func:`_block_downscale_inner` with ``threads`` torch threads, restored afterwards.
+
+    torch's thread count is process-wide: restoring it keeps a local (threaded)
+    dask scheduler from changing the user's own setting for good.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None and before != int(threads):
+        torch.set_num_threads(int(threads))
+    try:
+        return _block_downscale_inner(block, **kwargs)
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def _block_downscale_inner(
+    block: xr.Dataset,
+    *,
+    model_path: str,
+    model_sha256: str,
+    graph_options: dict[str, Any],
+    stats: dict[str, tuple[float, float]] | None,
+    device: str,
+    scale: str,
+    spinup: int,
+    chunk: int,
+    batch_size: int | None,
+    seg_vars: list[str],
+    reach_vars: list[str],
+    units: dict[str, str],
+) -> xr.DataArray:
+    """Apply the model to one (block of the network, time block) of the slot layout."""
+    from xmsgl.downscale import check_compatible_vars_only
+    from xmsgl.graph import build_graphs
+    from xmsgl.model import _rebuild
+    from xmsgl.train import predict, resolve_device
+
+    dev = resolve_device(device)
+    model = cached_model(model_path, model_sha256, str(dev))
+    keep = np.asarray(block["_keep"].values, dtype=bool)
+    n_in = int(keep.size)
+    t_keep = int(np.argmax(keep)) if keep.any() else n_in
+    rcore = np.asarray(block["_rcore"].values, dtype=bool)
+    sid = np.asarray(block["_sid"].values)
+    seg_ok = sid > 0
+    score = np.asarray(block["_score"].values, dtype=bool)[seg_ok]
+    n_core = int(score.sum()) if scale == SEG else int(rcore.sum())
+    if n_core == 0 or t_keep >= n_in:
+        return xr.DataArray(np.zeros((n_core, n_in - t_keep), dtype=np.float32),
+                            dims=(_SLOT, _XTIME), name="prediction")
+    m = {"units": "m"}
+    sub = xr.Dataset(
+        {"seg_to": (SEG, np.asarray(block["_sto"].values)[seg_ok]),
+         "seg_length": (SEG, np.asarray(block["_slen"].values)[seg_ok], m),
+         "reach_to": (REACH, np.asarray(block["_rto"].values)),
+         "reach_length": (REACH, np.asarray(block["_rlen"].values), m),
+         "reach_seg": (REACH, np.asarray(block["_rseg"].values))},
+        coords={SEG: sid[seg_ok], REACH: np.asarray(block["_rid"].values),
+                TIME: np.arange(n_in)})
+    for name in seg_vars:
+        da = block[name]
+        vals = np.asarray(da.values)
+        if _XTIME in da.dims:
+            sub[name] = ((SEG, TIME), vals[seg_ok], {"units": units[name]})
+        else:
+            sub[name] = (SEG, vals[seg_ok], {"units": units[name]})
+    for name in reach_vars:
+        da = block[name]
+        dims = (REACH, TIME) if _XTIME in da.dims else (REACH,)
+        sub[name] = (dims, np.asarray(da.values), {"units": units[name]})
+    check_compatible_vars_only(model, sub, scale)
+    if scale == SEG:
+        # The coarse head reads segments only: the reach inputs are placeholders.
+        for name in model.features.reach_vars:
+            if name not in sub:
+                sub[name] = (REACH, np.zeros(sub.sizes[REACH], dtype=np.float32))
+    graphs = build_graphs(sub, **graph_options)
+    _reweight(graphs, stats)
+    data = _rebuild(model, sub, graphs, dev, slice(0, n_in))
+    output = "remap" if scale == SEG else model.output
+    out = predict(model.net, data, t_keep, n_in, output=output, device=dev, chunk=int(chunk),
+                  spinup=int(spinup), batch_size=batch_size, want_coarse=scale == SEG)
+    tgt = model.config["targets"]
+    vals = out["seg"][:, score] if scale == SEG else out["reach"][:, rcore]
+    vals = (vals * np.float32(tgt["std"]) + np.float32(tgt["mean"])).astype(np.float32).T
+    return xr.DataArray(vals, dims=(_SLOT, _XTIME), name="prediction")
+
+
+# ------------------------------------------------------------------ lazy downscaling
+
+
+def _check_chunks(ds: xr.Dataset, names: list[str], reach_chunk: int) -> None:
+    for name in names:
+        data = ds[name].data
+        chunks = getattr(data, "chunks", None)
+        if chunks is None:
+            continue
+        n_chunks = int(np.prod([len(c) for c in chunks]))
+        biggest = int(np.prod([max(c) for c in chunks])) * ds[name].dtype.itemsize
+        sizes = dict(zip(map(str, ds[name].dims), (max(c) for c in chunks)))
+        per_dim = {REACH: reach_chunk, SEG: max(1, reach_chunk // 5), TIME: 365}
+        hint = {str(d): per_dim.get(str(d), -1) for d in ds[name].dims}
+        if biggest > MAX_INPUT_CHUNK_BYTES:
+            raise ChunkingError(
+                f"input variable {name!r} has dask chunks of up to {biggest / 1e9:.2f} GB "
+                f"({sizes}); every block of the network reads whole input chunks, so each would "
+                f"load that much: rechunk, e.g. ds = ds.chunk({hint}) or "
+                f"xr.open_zarr(..., chunks={hint}), or store the data with smaller chunks"
+            )
+        if n_chunks > MAX_INPUT_CHUNKS:
+            raise ChunkingError(
+                f"input variable {name!r} has {n_chunks} dask chunks ({sizes} each at most); "
+                f"that many tasks swamp the scheduler: rechunk to larger chunks, e.g. "
+                f"ds = ds.chunk({hint})"
+            )
+
+
+def is_lazy(ds: xr.Dataset, names: list[str]) -> bool:
+    """Whether any of the variables ``names`` of ``ds`` is dask-backed."""
+    return any(getattr(ds[n].data, "chunks", None) is not None for n in names if n in ds)
+
+
+def _as_dask(da_: xr.DataArray, dims: tuple[str, ...]) -> Any:
+    import dask.array as dsa
+
+    arr = da_.transpose(*dims).data
+    if getattr(arr, "chunks", None) is None:
+        arr = dsa.from_array(np.asarray(arr), chunks=-1)
+    return arr
+
+
+def downscale_lazy(
+    ds: xr.Dataset,
+    model: Downscaler,
+    *,
+    model_path: str | os.PathLike[str] | None = None,
+    scale: str = REACH,
+    time: Any = None,
+    device: str = "auto",
+    spinup: int = 180,
+    chunk: int = 365,
+    batch_size: int | None = None,
+    check_graph: bool = True,
+    reach_chunk: int | None = None,
+    time_block: int | None = None,
+    halo: int | None = None,
+    threads: int | None = 1,
+) -> xr.DataArray:
+    """Downscale lazily, block by block of the river network: the dask path of downscale.
+
+    ``ds.msgl.downscale(model)`` calls this when an input variable is dask-backed;
+    the arguments are those of :func:`xmsgl.downscale.downscale`. Only the
+    one-dimensional topology is read during the call; the inputs on time are
+    reordered into blocks of whole drainage components (:func:`partition`), cut into
+    time blocks that start ``spinup`` days early, and mapped with
+    :func:`xarray.map_blocks`. The result is a dask-backed DataArray in the
+    dataset's reach (or segment) order, chunked by ``reach_chunk`` and
+    ``time_block``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A validated dataset with dask-backed inputs.
+    model : Downscaler
+        The fitted model.
+    model_path : str or path, optional
+        Where the workers load the model from (with its sha256 checked). Default: the
+        folder it was loaded from, else a copy saved in the temporary folder; on a
+        cluster without a shared temporary folder give a path every worker can read.
+    scale, time, device, spinup, chunk, batch_size, check_graph
+        As in :func:`xmsgl.downscale.downscale`. ``device="auto"`` is resolved on each
+        worker (its GPU when it has one).
+    reach_chunk : int, default 10,000
+        Core reaches per block; memory per block grows with it.
+    time_block : int, default ``chunk``
+        Output days per time block, a multiple of ``chunk`` (so that blocks
+        reproduce the in-memory run's windows).
+    halo : int, optional
+        Segment hops around a piece of a component too large for one block.
+        Default :func:`default_halo`: the model's ``max_hops`` plus 6; with a graph
+        that has no ``max_hops`` or ``max_distance`` cut, components are kept whole.
+    threads : int or None, default 1
+        torch threads while a block runs (``torch.set_num_threads`` is
+        process-wide, so the previous setting is restored after each block);
+        ``None`` leaves torch's setting.
+
+    Returns
+    -------
+    xarray.DataArray
+        Lazy, as the in-memory result otherwise.
+
+    Raises
+    ------
+    ChunkingError
+        Input chunks too large for one block to read, or too many of them; the
+        message says how to rechunk.
+    ParameterError
+        For a ``time_block`` that is not a multiple of ``chunk``.
+    """
+    import dask.array as dsa
+
+    import xmsgl
+    from xmsgl.downscale import _time_positions, check_compatible_vars_only
+    from xmsgl.graph import build_graphs
+    from xmsgl.model import check_compatible
+
+    reach_chunk = DEFAULT_REACH_CHUNK if reach_chunk is None else int(reach_chunk)
+    chunk = int(chunk)
+    time_block = chunk if time_block is None else int(time_block)
+    if chunk < 1 or time_block < 1 or time_block % chunk:
+        raise ParameterError(
+            f"time_block={time_block!r} must be a positive multiple of chunk={chunk!r} so that "
+            f"time blocks reproduce the windows of an in-memory run; use e.g. time_block={chunk}"
+        )
+    spec = model.features
+    seg_vars = spec.seg_vars if model.output != "fine_only" else []
+    reach_vars = spec.reach_vars if (model.output != "remap" and scale == REACH) else []
+    if scale == SEG:
+        seg_vars = spec.seg_vars
+    names = seg_vars + reach_vars
+    options = model.config["graph"].get("options", {})
+    graphs = build_graphs(ds, **options)
+    if check_graph:
+        check_compatible(model, ds, graphs, scale)
+    else:
+        check_compatible_vars_only(model, ds, scale)
+    _check_chunks(ds, names, reach_chunk)
+    stats = _weight_stats(graphs)
+    topo = topology_arrays(ds)
+    halo_ = default_halo(model, topo) if halo is None else int(halo)
+    part = partition(topo, reach_chunk=reach_chunk, halo=halo_)
+
+    times = pd.DatetimeIndex(ds[TIME].values)
+    i0, i1 = _time_positions(times, time)
+    t_ranges = []
+    for a in range(i0, i1, time_block):
+        b = min(a + time_block, i1)
+        t_ranges.append((max(0, a - int(spinup)), a, b))
+    xtime_idx = np.concatenate([np.arange(s, b) for s, _, b in t_ranges])
+    keep = np.concatenate([np.arange(s, b) >= a for s, a, b in t_ranges])
+    xtime_chunks = tuple(b - s for s, _, b in t_ranges)
+    out_t_chunks = tuple(b - a for _, a, b in t_ranges)
+
+    # The slot layout: block after block, each block's reaches, and its segments
+    # padded to as many slots (a segment always has at least one reach).
+    slot_chunks = tuple(int(b.reach.size) for b in part.blocks)
+    reach_index = np.concatenate([b.reach for b in part.blocks])
+    seg_index = np.concatenate([np.concatenate([b.seg, np.full(b.reach.size - b.seg.size, b.seg[0])])
+                                for b in part.blocks])
+    meta: dict[str, list[np.ndarray]] = {k: [] for k in (
+        "_rid", "_rto", "_rlen", "_rseg", "_rcore", "_sid", "_sto", "_slen", "_score")}
+    for blk in part.blocks:
+        t = _sub_topology(topo, blk)
+        pad = blk.reach.size - blk.seg.size
+        core_r = np.zeros(blk.reach.size, dtype=np.bool_)
+        core_r[: blk.n_core_reach] = True
+        core_s = np.zeros(blk.reach.size, dtype=np.bool_)
+        core_s[: blk.n_core_seg] = True
+        for k, v in (("_rid", t["reach_id"]), ("_rto", t["reach_to"]), ("_rlen", t["reach_length"]),
+                     ("_rseg", t["reach_seg"]), ("_rcore", core_r), ("_score", core_s)):
+            meta[k].append(v)
+        meta["_sid"].append(np.concatenate([t["seg_id"], np.zeros(pad, dtype=np.int64)]))
+        meta["_sto"].append(np.concatenate([t["seg_to"], np.zeros(pad, dtype=np.int64)]))
+        meta["_slen"].append(np.concatenate([t["seg_length"], np.zeros(pad)]))
+
+    variables: dict[str, Any] = {
+        k: ((_SLOT,), dsa.from_array(np.concatenate(v), chunks=(slot_chunks,)))
+        for k, v in meta.items()}
+    variables["_keep"] = ((_XTIME,), dsa.from_array(keep, chunks=(xtime_chunks,)))
+    for name in names:
+        dim = SEG if name in seg_vars else REACH
+        index = seg_index if dim == SEG else reach_index
+        da_ = ds[name]
+        if TIME in da_.dims:
+            arr = _as_dask(da_, (dim, TIME))[index][:, xtime_idx]
+            variables[name] = ((_SLOT, _XTIME), arr.rechunk((slot_chunks, xtime_chunks)))
+        else:
+            arr = _as_dask(da_, (dim,))[index]
+            variables[name] = ((_SLOT,), arr.rechunk((slot_chunks,)))
+    slot_ds = xr.Dataset(variables)
+
+    n_core = tuple(b.n_core_seg if scale == SEG else b.n_core_reach for b in part.blocks)
+    template = xr.DataArray(
+        dsa.empty((sum(n_core), sum(out_t_chunks)), dtype=np.float32,
+                  chunks=(n_core, out_t_chunks)),
+        dims=(_SLOT, _XTIME), name="prediction")
+    path = _model_location(model, model_path)
+    out = xr.map_blocks(
+        _block_downscale, slot_ds, template=template,
+        kwargs={"model_path": path, "model_sha256": model.sha256, "graph_options": dict(options),
+                "stats": stats, "device": str(device), "threads": threads, "scale": scale,
+                "spinup": int(spinup), "chunk": chunk, "batch_size": batch_size,
+                "seg_vars": list(seg_vars), "reach_vars": list(reach_vars),
+                "units": {n: spec.units[n] for n in names}})
+    dim = SEG if scale == SEG else REACH
+    order = part.seg_order if scale == SEG else part.reach_order
+    inverse = np.empty(order.size, dtype=np.int64)
+    inverse[order] = np.arange(order.size)
+    arr = out.data[inverse].rechunk((reach_chunk if dim == REACH else max(1, reach_chunk // 5),
+                                     out_t_chunks))
+    sub = ds.isel({TIME: slice(i0, i1)})
+    coords = {name: c for name, c in sub.coords.items()
+              if set(c.dims) <= {dim, TIME} and c.dims}
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    history = (f"{now} UTC: xmsgl {xmsgl.__version__} downscale(method={model.method!r}, "
+               f"scale={scale!r}, model sha256={model.sha256[:16]}, device={str(device)!r}, "
+               f"lazy: {len(part.blocks)} blocks x {len(t_ranges)} time blocks, "
+               f"reach_chunk={reach_chunk}, halo={halo_}, time_block={time_block})")
+    what = "fine reaches" if scale == REACH else "coarse segments"
+    return xr.DataArray(
+        arr, dims=(dim, TIME), coords=coords, name=f"{dim}_temp_pred",
+        attrs={"units": "degC",
+               "long_name": f"daily mean stream water temperature of {what}, downscaled by xmsgl",
+               "xmsgl_method": model.method, "xmsgl_model_sha256": model.sha256,
+               "history": history})
+
+
+
+# ------------------------------------------------------------------ training by sub-basins
+
+
+def subbasin_data(data: Any, topo: Topology, block: Block, graph_options: dict[str, Any],
+                  stats: dict[str, tuple[float, float]] | None, device: Any) -> Any:
+    """The :class:`~xmsgl.train.ModelData` of one block: its inputs and its sub-graphs."""
+    from xmsgl.graph import build_graphs
+    from xmsgl.train import ModelData, cross_row_blocks, torch_graphs
+
+    t = _sub_topology(topo, block)
+    m = {"units": "m"}
+    sub = xr.Dataset(
+        {"seg_to": (SEG, t["seg_to"]), "seg_length": (SEG, t["seg_length"], m),
+         "reach_to": (REACH, t["reach_to"]), "reach_length": (REACH, t["reach_length"], m),
+         "reach_seg": (REACH, t["reach_seg"])},
+        coords={SEG: t["seg_id"], REACH: t["reach_id"]})
+    graphs = build_graphs(sub, **graph_options)
+    _reweight(graphs, stats)
+    return ModelData(np.ascontiguousarray(data.x_seg[:, block.seg]),
+                     np.ascontiguousarray(data.x_reach[:, block.reach]),
+                     torch_graphs(graphs, device), cross_row_blocks(graphs, device, 10_000),
+                     np.asarray(graphs.parent.tocsr().indices, dtype=np.int64),
+                     graphs.cross.tocsr())
+
+
+def train_subbasins(
+    net: Any, data: Any, targets: dict[str, np.ndarray], windows: list[tuple[int, int]], *,
+    graphs: RiverGraphs, topo: Topology, max_reaches: int, halo: int | None,
+    epochs: int, device: Any, rng: np.random.Generator, **kwargs: Any,
+) -> dict[str, Any]:
+    """Train on batches of sub-basins: each step runs the recurrence on one block only.
+
+    The blocks are those of :func:`partition` with ``reach_chunk=max_reaches``
+    (whole drainage components packed together; larger components cut into pieces
+    with a halo whose targets are hidden, so the loss is taken on core nodes only).
+    Every epoch visits the blocks in random order and runs one pass of
+    :func:`xmsgl.train.train_tasks` over the training windows of each. With one
+    block this is :func:`~xmsgl.train.train_tasks` itself. Memory per step is that of
+    one block: full-graph backpropagation through a year does not fit beyond about
+    10^4 reaches, a block of ``max_reaches`` does. Each pass starts a new Adam state
+    and the validation score (``val``) is taken once per epoch on the whole network.
+    """
+    from xmsgl.train import train_tasks
+
+    part = partition(topo, reach_chunk=max_reaches, halo=halo)
+    stats = _weight_stats(graphs)
+    val = kwargs.pop("val", None)
+    if len(part.blocks) == 1 and part.blocks[0].reach.size == topo.n_reach:
+        return train_tasks(net, data, targets, windows, val=val, epochs=epochs, device=device,
+                           rng=rng, **kwargs)
+    opts = dict(graphs.options)
+    blocks = []
+    for blk in part.blocks:
+        bdata = subbasin_data(data, topo, blk, opts, stats, device)
+        btargets = {}
+        for task, y in targets.items():
+            idx, n_core = ((blk.seg, blk.n_core_seg) if y.shape[1] == topo.n_seg and
+                           task == "coarse" else (blk.reach, blk.n_core_reach))
+            yb = np.array(y[:, idx], dtype=np.float32)
+            yb[:, n_core:] = np.nan  # halo nodes carry no loss
+            btargets[task] = yb
+        blocks.append((bdata, btargets))
+    history: dict[str, Any] = {"loss": [], "val": [], "best_epoch": None, "task_weights": {},
+                               "subbasin_blocks": len(blocks)}
+    kwargs["progress"] = False
+    best = np.inf
+    import copy
+
+    best_state = copy.deepcopy(net.state_dict())
+    for epoch in range(int(epochs)):
+        losses: list[float] = []
+        for k in rng.permutation(len(blocks)).tolist():
+            bdata, btargets = blocks[k]
+            if not any(np.isfinite(y).any() for y in btargets.values()):
+                continue
+            h = train_tasks(net, bdata, btargets, windows, val=None, epochs=1, device=device,
+                            rng=rng, **kwargs)
+            losses.extend(x for x in h["loss"] if np.isfinite(x))
+            history["task_weights"] = h["task_weights"]
+        score = val(net) if val is not None else None
+        history["loss"].append(float(np.mean(losses)) if losses else float("nan"))
+        history["val"].append(score)
+        crit = score if score is not None else history["loss"][-1]
+        if crit is not None and np.isfinite(crit) and crit < best:
+            best = crit
+            history["best_epoch"] = epoch + 1
+            best_state = copy.deepcopy(net.state_dict())
+    net.load_state_dict(best_state)
+    return history
