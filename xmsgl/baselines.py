@@ -57,7 +57,7 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, Topology, topology_arrays
+from xmsgl.convention import REACH, SEG, TIME, Topology, topology_arrays, validate
 from xmsgl.exceptions import DataError, ModelMismatchError, SchemaError, TimeError, XmsglError, format_ids
 from xmsgl.io import atomic_write
 
@@ -130,6 +130,9 @@ def default_train_period(time: pd.DatetimeIndex) -> list[tuple[str, str]]:
     else:
         keep = np.arange(len(time)) < int(len(time) * 0.85)
     days = time[keep]
+    if len(days) == 0:
+        raise TimeError(f"{len(time)} day(s) are too few to set a training period aside; give "
+                        "train=(start, end) or a longer record")
     return [(str(days[0].date()), str(days[-1].date()))]
 
 
@@ -374,8 +377,9 @@ class BaselineModel:
         SchemaError
             A variable the method needs is missing.
         TimeError
-            ``time`` selects no day of ``ds``.
+            ``time`` selects no day of ``ds``, or the time axis is unusable.
         """
+        ds = validate(ds, check_values=False)
         topo = topology_arrays(ds)
         r_pos, s_pos = self._positions(ds, topo)
         if TIME not in ds.dims:
@@ -550,6 +554,7 @@ def fit_baseline(
     window = int(settings["window"])
     if window < 1:
         raise XmsglError(f"window={window!r} must be a positive number of days")
+    ds = validate(ds)
     topo = topology_arrays(ds)
     if TIME not in ds.dims:
         raise SchemaError("the dataset has no 'time' dimension; baselines need daily observations")

@@ -30,7 +30,8 @@ Methods
 The non-neural baselines of :mod:`xmsgl.baselines` (``"climatology"``,
 ``"mohseni"``, ``"idw"``, ``"harmonic"``) are fitted through :func:`fit` too; they
 return a :class:`~xmsgl.baselines.BaselineModel`, which :func:`load` and
-:func:`xmsgl.downscale.downscale` accept as well.
+:func:`xmsgl.downscale.downscale` accept as well. ``"gru"`` fits the per-reach GRU
+without a graph of :mod:`xmsgl.nn.gru` (a ``BaselineModel`` too, with torch weights).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ from xmsgl.exceptions import (
 )
 from xmsgl.io import atomic_write
 from xmsgl.nn import MSGLNet
+from xmsgl.nn.dmsge import backbone_options as dmsge_options
+from xmsgl.nn.msgl import BACKBONES
 from xmsgl.train import (
     FeatureSpec,
     ModelData,
@@ -172,6 +175,18 @@ class Downscaler:
         hp = self.config["hyperparameters"]
         return (f"<xmsgl.Downscaler method={self.method!r} hidden={hp['hidden']} "
                 f"n_seg={g['n_seg']} n_reach={g['n_reach']} sha256={self.sha256[:12]}>")
+
+    # --------------------------------------------------------------------- explain
+    def explain(self, ds: xr.Dataset, **kwargs: Any) -> xr.Dataset:
+        """Over-smoothing and neighbour attribution of a ``backbone="dmsge"`` model on ``ds``.
+
+        See :func:`xmsgl.explain.explain` for the arguments and the returned Dataset
+        (Dirichlet energy per layer and graph; which neighbours win the maximum,
+        their distances and their upstream / downstream / parent-segment shares).
+        """
+        from xmsgl.explain import explain
+
+        return explain(self, ds, **kwargs)
 
     # -------------------------------------------------------------------- save/load
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -336,6 +351,12 @@ def load(path: str | os.PathLike[str]) -> Downscaler | BaselineModel:
         from xmsgl.baselines import load_baseline
 
         return load_baseline(path)
+    from xmsgl.nn.gru import FORMAT as GRU_FORMAT
+
+    if config.get("format") == GRU_FORMAT:
+        from xmsgl.nn.gru import load_gru
+
+        return load_gru(path)
     return Downscaler.load(path)
 
 
@@ -350,7 +371,20 @@ def _build_net(config: dict[str, Any]) -> MSGLNet:
         hidden=int(hp["hidden"]),
         attn_window=int(hp["attn_window"]),
         attn_blocks=int(hp["attn_blocks"]),
+        backbone=str(hp.get("backbone", "rgrn")),
+        backbone_options=hp.get("backbone_options"),
     )
+
+
+def _set_backbone_geometry(net: MSGLNet, ds: xr.Dataset, scales: tuple[str, ...]) -> None:
+    """Give a dmsge backbone the node geometry of ``ds`` for ``scales`` (no-op for the cell)."""
+    backbone = getattr(net, "dmsge", None)
+    if backbone is None:
+        return
+    from xmsgl.knn import node_geometry
+
+    for scale in scales:
+        backbone.set_geometry(scale, node_geometry(ds, scale, backbone.options["coords"]))
 
 
 # ----------------------------------------------------------------------------- fit
@@ -383,6 +417,12 @@ def _resolve_periods(
     return out, masks
 
 
+def _positive_int(name: str, value: Any) -> None:
+    """Refuse anything but a positive whole number for the argument ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
+        raise ParameterError(f"{name}={value!r} must be a positive integer")
+
+
 def _need(ds: xr.Dataset, name: str, dim: str, method: str) -> None:
     if name not in ds.data_vars:
         raise SchemaError(
@@ -397,7 +437,7 @@ def _masked(y: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-_BaselineName = Literal["climatology", "mohseni", "idw", "harmonic"]
+_BaselineName = Literal["climatology", "mohseni", "idw", "harmonic", "gru"]
 
 #: Arguments of :func:`fit` that a baseline uses (the others belong to the networks).
 _BASELINE_ARGS = ("ds", "method", "train", "val", "test", "window", "seed", "device", "progress",
@@ -440,6 +480,9 @@ def fit(
     seed: int = 0,
     progress: bool | None = None,
     clip_grad_norm: float | None = None,
+    backbone: str = "rgrn",
+    backbone_options: dict[str, Any] | None = None,
+    subbasin_batch: int | None = None,
     **options: Any,
 ) -> Downscaler | BaselineModel:
     """Fit a downscaling model to a dataset in the xmsgl convention.
@@ -509,6 +552,22 @@ def fit(
         Rescale the gradients before each optimizer step so that their joint L2
         norm is at most this value (:func:`torch.nn.utils.clip_grad_norm_`);
         default no clipping. Recorded in ``config["hyperparameters"]``.
+    backbone : {"rgrn", "dmsge"}, default "rgrn"
+        What turns inputs into hidden states at both scales: the recurrent graph
+        cell, or the dynamic multi-scale graph embedding backbone
+        (:mod:`xmsgl.nn.dmsge`, ``docs/dmsge.md``). Recorded in
+        ``config["hyperparameters"]`` (for ``"dmsge"`` only).
+    backbone_options : dict, optional
+        Options of the ``"dmsge"`` backbone: ``layers`` (3), ``k`` (8), ``concat``
+        (True), ``reduce`` (``"max"`` or ``"mean"``), ``encoder`` (``"tcn"`` or
+        ``"gru"``), ``candidates`` (32), ``brute_max`` (2048), ``coords``
+        (``"auto"``); see :data:`xmsgl.nn.dmsge.DEFAULTS`.
+    subbasin_batch : int, optional
+        Train on batches of sub-basins of at most this many reaches: each step runs
+        the recurrence on one block of whole drainage components (or a piece of a
+        larger one with a halo that carries no loss), so memory per step is that of
+        the block, not of the network (:func:`xmsgl.scale.train_subbasins`). Default
+        ``None``: the whole graph at every step.
     **options
         Settings of a baseline (``air_window``, ``min_obs``, ``power``, ``d_min``;
         see :func:`xmsgl.baselines.fit_baseline`). Refused for the networks.
@@ -544,8 +603,10 @@ def fit(
 
     if method in BASELINES:
         return _fit_baseline(args)
+    if method == "gru":
+        return _fit_gru(args)
     if method not in METHODS:
-        raise ParameterError(f"method={method!r} is not known; use one of {list(METHODS + BASELINES)}")
+        raise ParameterError(f"method={method!r} is not known; use one of {list(METHODS + BASELINES) + ['gru']}")
     if options:
         raise ParameterError(
             f"fit() got arguments {sorted(options)} that method {method!r} does not take; check "
@@ -556,13 +617,24 @@ def fit(
             or not np.isfinite(clip_grad_norm) or clip_grad_norm <= 0):
         raise ParameterError(f"clip_grad_norm={clip_grad_norm!r} must be a positive number (for "
                              "example 1.0) or None for no clipping")
+    if backbone not in BACKBONES:
+        raise ParameterError(f"backbone={backbone!r} is not known; use one of {list(BACKBONES)}")
+    if backbone != "dmsge" and backbone_options:
+        raise ParameterError(f"backbone_options are options of backbone='dmsge'; drop them or "
+                             f"pass backbone='dmsge' (got backbone={backbone!r})")
+    dmsge_opts = dmsge_options(backbone_options) if backbone == "dmsge" else None
     from xmsgl.graph import build_graphs
     from xmsgl.options import get_option
 
     window = 365 if window is None else window
-    for name, val_ in (("epochs", epochs), ("hidden", hidden), ("window", window), ("stride", stride)):
-        if int(val_) < 1:
-            raise XmsglError(f"{name}={val_!r} must be a positive integer")
+    for name, val_ in (("epochs", epochs), ("hidden", hidden), ("window", window), ("stride", stride),
+                       ("attn_window", attn_window), ("attn_blocks", attn_blocks)):
+        _positive_int(name, val_)
+    if pretrain_epochs is not None:
+        _positive_int("pretrain_epochs", pretrain_epochs)
+    if (isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer))
+            or not np.isfinite(lr) or lr <= 0):
+        raise ParameterError(f"lr={lr!r} must be a positive finite learning rate, for example 5e-3")
     bad_a = sorted(set(stage_a_tasks) - {"coarse", "remap", "remap-fine"})
     if bad_a:
         raise XmsglError(f"stage_a_tasks {bad_a} are not known; use 'coarse', 'remap' and/or 'remap-fine'")
@@ -628,8 +700,15 @@ def fit(
           "weighting": weighting, "task_weights": task_weights, "window": int(window),
           "stride": int(stride), "batch_size": batch_size,
           "clip_grad_norm": None if clip_grad_norm is None else float(clip_grad_norm)}
+    if backbone != "rgrn":
+        # Only non-default backbones are recorded: configs of the cell stay as they were.
+        hp["backbone"] = backbone
+        hp["backbone_options"] = dmsge_opts
     net = MSGLNet(spec.n_common, len(spec.seg_vars) - spec.n_common,
-                  len(spec.reach_vars) - spec.n_common, hidden_, int(attn_window), int(attn_blocks)).to(dev)
+                  len(spec.reach_vars) - spec.n_common, hidden_, int(attn_window), int(attn_blocks),
+                  backbone=backbone, backbone_options=dmsge_opts).to(dev)
+    _set_backbone_geometry(net, ds, tuple(s for s, used in ((SEG, uses_seg), (REACH, uses_reach))
+                                          if used))
 
     val_ranges = period_ranges(time, masks["val"])
     ys_std_reach = std(y_reach)
@@ -670,6 +749,19 @@ def fit(
 
     def run(stage: str, targets: dict[str, np.ndarray], wins: list[tuple[int, int]], score: Any,
             n_epochs: int) -> None:
+        if subbasin_batch is not None:
+            from xmsgl.convention import topology_arrays
+            from xmsgl.scale import halo_for_options, train_subbasins
+
+            topo = topology_arrays(ds)
+            halo = halo_for_options(graph_options or {}, topo)
+            history[stage] = train_subbasins(
+                net, data, targets, wins, graphs=graphs, topo=topo,
+                max_reaches=int(subbasin_batch), halo=halo, epochs=n_epochs, device=dev,
+                rng=rng, val=score, lr=float(lr), weighting=weighting, task_weights=task_weights,
+                batch_size=batch_size, progress=False, desc=f"{method} {stage}",
+                clip_grad_norm=clip_grad_norm, stage=stage, time=time)
+            return
         history[stage] = train_tasks(
             net, data, targets, wins, val=score, epochs=n_epochs, lr=float(lr), weighting=weighting,
             task_weights=task_weights, batch_size=batch_size, device=dev, rng=rng,
@@ -780,6 +872,34 @@ def _fit_baseline(args: dict[str, Any]) -> BaselineModel:
     return fit_baseline(args["ds"], method, train=train, seed=args["seed"], **options)
 
 
+#: Arguments of :func:`fit` that the per-reach GRU (``method="gru"``) uses.
+_GRU_ARGS = ("ds", "method", "train", "val", "test", "epochs", "hidden", "lr", "window", "stride",
+             "batch_size", "seed", "progress", "clip_grad_norm", "device", "options")
+
+
+def _fit_gru(args: dict[str, Any]) -> BaselineModel:
+    """Fit the per-reach GRU (:func:`xmsgl.nn.gru.fit_gru`) from the arguments of :func:`fit`."""
+    from xmsgl.nn.gru import fit_gru
+
+    defaults = inspect.signature(fit).parameters
+    unused = [k for k in defaults if k not in _GRU_ARGS and args[k] != defaults[k].default]
+    if args["options"]:
+        unused += sorted(args["options"])
+    if unused:
+        raise ParameterError(
+            f"{unused} are not arguments of method 'gru' (a per-reach GRU without a graph): drop "
+            "them; it takes train, val, test, epochs, hidden, lr, window, stride, batch_size, seed, "
+            "clip_grad_norm and progress"
+        )
+    if str(args["device"]) not in ("auto", "cpu"):
+        raise ParameterError(f"device={args['device']!r}: method 'gru' trains on the CPU only; "
+                             "use device='auto' or 'cpu'")
+    return fit_gru(args["ds"], train=args["train"], val=args["val"], test=args["test"],
+                   epochs=args["epochs"], hidden=args["hidden"], lr=args["lr"], window=args["window"],
+                   stride=args["stride"], batch_size=args["batch_size"], seed=args["seed"],
+                   clip_grad_norm=args["clip_grad_norm"], progress=args["progress"])
+
+
 def check_compatible(model: Downscaler, ds: xr.Dataset, graphs: Any, scale: str) -> None:
     """Raise :class:`ModelMismatchError` saying how ``ds`` differs from what ``model`` was fitted on."""
     spec = model.features
@@ -836,5 +956,7 @@ def _rebuild(model: Downscaler, ds: xr.Dataset, graphs: Any, dev: torch.device,
                and model.output != "remap" else np.zeros((n_time, graphs.n_reach, 0), np.float32))
     window = int(model.config["hyperparameters"]["window"])
     rows = max(1, int(2e7 // (max(window, 365) * model.net.hidden * 4)))
+    _set_backbone_geometry(model.net, ds, tuple(
+        s for s, used in ((SEG, model.output != "fine_only"), (REACH, model.output != "remap")) if used))
     return ModelData(x_seg, x_reach, torch_graphs(graphs, dev), cross_row_blocks(graphs, dev, rows),
                      np.asarray(graphs.parent.tocsr().indices, dtype=np.int64), graphs.cross.tocsr())

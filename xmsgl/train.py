@@ -26,7 +26,7 @@ import torch
 import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, InputVariables
-from xmsgl.exceptions import DataError, ParameterError, TimeError, TrainingError, XmsglError
+from xmsgl.exceptions import DataError, ParameterError, SchemaError, TimeError, TrainingError, XmsglError
 from xmsgl.nn import SparseGraph, graph_product
 
 __all__ = [
@@ -114,12 +114,21 @@ def feature_spec(ds: xr.Dataset, inputs: InputVariables) -> FeatureSpec:
     return FeatureSpec(seg_vars, reach_vars, len(common), units, static)
 
 
+#: Inputs further than this many training standard deviations from the training
+#: mean are refused: they are fill values or unit mistakes, and they would
+#: saturate or overflow the network.
+MAX_STANDARD_SCORE = 1000.0
+
+
 def input_array(
     ds: xr.Dataset, names: Sequence[str], dim: str, spec: FeatureSpec, time_index: slice | None = None
 ) -> np.ndarray:
     """Standardized inputs as float32 (T, N, F); static variables repeat over time.
 
-    Raises :class:`DataError` naming the variable and the count of NaN values.
+    Raises :class:`DataError` naming the variable and the count of NaN values, or
+    of values more than :data:`MAX_STANDARD_SCORE` standard deviations from the
+    training mean (fill values such as -9999, or wrong units), and
+    :class:`SchemaError` for a variable on other dimensions than it was fitted on.
     """
     sel = ds if time_index is None else ds.isel({TIME: time_index})
     n_time = sel.sizes[TIME]
@@ -127,6 +136,12 @@ def input_array(
     out = np.empty((n_time, n_node, len(names)), dtype=np.float32)
     for j, name in enumerate(names):
         da = sel[name]
+        if set(da.dims) - {TIME, dim} or dim not in da.dims:
+            raise SchemaError(
+                f"input variable {name!r} is on dimensions {tuple(map(str, da.dims))}; the model "
+                f"uses it on ({dim!r}, 'time') or ({dim!r},): select or reduce the other dimensions "
+                f"(for example ds[{name!r}].isel(...)) before calling"
+            )
         if TIME in da.dims:
             vals = np.asarray(da.transpose(TIME, dim).values, dtype=np.float32)
         else:
@@ -139,7 +154,16 @@ def input_array(
                 + f"; fill them (for example ds[{name!r}].interpolate_na('time') or "
                 f".fillna(...)) or leave the variable out with ds.drop_vars({name!r})"
             )
-        out[:, :, j] = (vals - spec.mean[name]) / spec.std[name]
+        z = (vals - spec.mean[name]) / spec.std[name]
+        n_far = int(np.count_nonzero(np.abs(z) > MAX_STANDARD_SCORE))
+        if n_far:
+            raise DataError(
+                f"input variable {name!r} has {n_far} values more than {MAX_STANDARD_SCORE:g} "
+                f"standard deviations from its training mean {spec.mean[name]:.4g} (standard "
+                f"deviation {spec.std[name]:.4g}); look for fill values such as -9999 or a change "
+                "of units, and mask or convert them"
+            )
+        out[:, :, j] = z
     return out
 
 
@@ -400,6 +424,10 @@ def cross_row_blocks(graphs: Any, device: torch.device, rows: int) -> list[tuple
 
 def _batch(arr: np.ndarray, starts: Sequence[int], length: int, device: torch.device) -> torch.Tensor:
     """Stack windows of ``arr`` (T, N, ...) side by side: (length, N, B, ...)."""
+    if len(starts) == 1:
+        # One window: a view of the array, no copy (torch shares numpy's memory).
+        s = int(starts[0])
+        return torch.from_numpy(arr[s: s + length]).unsqueeze(2).to(device)
     out = np.stack([arr[s: s + length] for s in starts], axis=2)
     return torch.from_numpy(out).to(device)
 
