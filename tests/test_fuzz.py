@@ -19,11 +19,7 @@ the end of the run.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import os
-import signal
-import threading
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -35,6 +31,7 @@ import xarray as xr
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.fuzzing import FuzzCases
 from tests.strategies import random_river_dataset, river_datasets
 from xmsgl.convention import REACH, SEG, to_convention, topology_arrays, validate
 from xmsgl.exceptions import XmsglError
@@ -62,63 +59,14 @@ DIM_OF = {"seg_to": SEG, "seg_length": SEG, "reach_to": REACH, "reach_length": R
 TARGET_OF = {"seg_to": SEG, "reach_to": REACH, "reach_seg": SEG}
 
 #: Outcomes per property, printed at the end of the module.
-CASES: collections.Counter[str] = collections.Counter()
+CASES = FuzzCases(N_EXAMPLES, "XMSGL_FUZZ_EXAMPLES", HANG_SECONDS)
+_guarded = CASES.guarded
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _report_cases(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    lines = [f"fuzz budget: {N_EXAMPLES} examples per property (XMSGL_FUZZ_EXAMPLES)"]
-    for prop in sorted({k.split(":")[0] for k in CASES}):
-        ok, refused = CASES[f"{prop}:ok"], CASES[f"{prop}:refused"]
-        lines.append(f"fuzz {prop}: {ok + refused} cases ({ok} accepted, {refused} refused "
-                     f"with a typed error)")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    # Shown in every run, not only with -s: the counts are part of the result.
-    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-        for line in lines:
-            if reporter is not None:
-                reporter.write_line(line)
-            else:  # pragma: no cover - pytest without its terminal
-                print(line)
-
-
-@contextlib.contextmanager
-def _alarm(seconds: int) -> Iterator[None]:
-    """Raise TimeoutError in the main thread if the block runs longer than ``seconds``."""
-    if not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _timeout(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"call did not finish within {seconds} s: it hangs")
-
-    previous = signal.signal(signal.SIGALRM, _timeout)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def _guarded(prop: str, fn: Callable[[], Any]) -> Any:
-    """Run ``fn``; return its result, or None when it refused with an XmsglError.
-
-    Any other exception propagates and fails the property: that is the point.
-    """
-    with _alarm(HANG_SECONDS), warnings.catch_warnings():
-        # Unit conversions and numpy's cast warnings are not failures here; the
-        # errors that come out are.
-        warnings.simplefilter("ignore")
-        try:
-            out = fn()
-        except XmsglError:
-            CASES[f"{prop}:refused"] += 1
-            return None
-    CASES[f"{prop}:ok"] += 1
-    return out
+    CASES.report(request)
 
 
 def check_graphs(g: RiverGraphs) -> None:

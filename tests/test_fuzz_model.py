@@ -27,11 +27,8 @@ The number of cases run, accepted and refused, is printed at the end of the run.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import os
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -41,11 +38,10 @@ import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.fuzzing import FuzzCases
 from tests.strategies import random_river_dataset, river_datasets
 from tests.test_fuzz import MUTATIONS as TOPOLOGY_MUTATIONS
-from tests.test_fuzz import _alarm
 from tests.test_fuzz import mutate as mutate_topology
-from xmsgl.exceptions import XmsglError
 
 N_EXAMPLES = int(os.environ.get("XMSGL_FUZZ_MODEL_EXAMPLES", "20"))
 HANG_SECONDS = 120
@@ -62,38 +58,15 @@ INPUTS = ("seg_air_temp", "reach_air_temp", "reach_shade")
 FAST = {"epochs": 1, "pretrain_epochs": 1, "hidden": 4, "window": 60, "stride": 60,
         "attn_window": 5, "progress": False}
 
-CASES: collections.Counter[str] = collections.Counter()
+#: Outcomes per property, printed at the end of the module.
+CASES = FuzzCases(N_EXAMPLES, "XMSGL_FUZZ_MODEL_EXAMPLES", HANG_SECONDS)
+_guarded = CASES.guarded
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _report_cases(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    lines = [f"fuzz budget: {N_EXAMPLES} examples per property (XMSGL_FUZZ_MODEL_EXAMPLES)"]
-    for prop in sorted({k.split(":")[0] for k in CASES}):
-        ok, refused = CASES[f"{prop}:ok"], CASES[f"{prop}:refused"]
-        lines.append(f"fuzz {prop}: {ok + refused} cases ({ok} accepted, {refused} refused "
-                     f"with a typed error)")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-        for line in lines:
-            if reporter is not None:
-                reporter.write_line(line)
-            else:  # pragma: no cover
-                print(line)
-
-
-def _guarded(prop: str, fn: Callable[[], Any]) -> Any:
-    """Run ``fn``; its result, or None when it refused with an XmsglError."""
-    with _alarm(HANG_SECONDS), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            out = fn()
-        except XmsglError:
-            CASES[f"{prop}:refused"] += 1
-            return None
-    CASES[f"{prop}:ok"] += 1
-    return out
+    CASES.report(request)
 
 
 def with_time(topo: xr.Dataset, seed: int, days: int = N_DAYS, fine_share: float = 0.05) -> xr.Dataset:

@@ -131,23 +131,20 @@ def test_weights_of_another_architecture_give_a_typed_error(saved: Path) -> None
 
 SAVER = textwrap.dedent(
     """
-    import json, sys, time
+    import os, sys, time
     import xmsgl
-    from xmsgl import model as m
 
     src, dest = sys.argv[1], sys.argv[2]
     fitted = xmsgl.load(src)
-    real_dump = json.dump
+    real_fsync = os.fsync
 
-    def slow_dump(obj, f, **kw):
-        # The weights are written; stop before config.json is complete.
-        f.write('{"format": ')
-        f.flush()
+    def slow_fsync(fd):
+        # The weights file is written and flushed; stop before config.json is.
+        real_fsync(fd)
         print("started", flush=True)
         time.sleep(60)
-        real_dump(obj, f, **kw)
 
-    m.json.dump = slow_dump
+    os.fsync = slow_fsync
     fitted.save(dest)
     """
 )

@@ -46,6 +46,7 @@ Fitting never modifies the input dataset; a fitted model is saved to a folder
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import os
 import warnings
@@ -59,7 +60,7 @@ import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, Topology, topology_arrays, validate
 from xmsgl.exceptions import DataError, ModelMismatchError, SchemaError, TimeError, XmsglError, format_ids
-from xmsgl.io import atomic_write
+from xmsgl.io import write_model_folder
 
 __all__ = ["BASELINES", "BaselineModel", "fit_baseline", "load_baseline", "default_train_period"]
 
@@ -445,18 +446,11 @@ class BaselineModel:
         pathlib.Path
             The folder written.
         """
-        path = Path(path)
-        if path.exists() and not (path.is_dir() and (path / CONFIG).exists()):
-            raise XmsglError(f"{str(path)!r} exists and is not an xmsgl baseline folder; "
-                             "choose another path or remove it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path, overwrite=True) as tmp:
-            tmp.mkdir()
-            np.savez(tmp / ARRAYS, **self.arrays)  # type: ignore[arg-type]
-            with open(tmp / CONFIG, "w") as f:
-                json.dump({**self.config, "format": FORMAT, "format_version": FORMAT_VERSION,
-                           "method": self.method}, f, indent=1)
-        return path
+        arrays = io.BytesIO()
+        np.savez(arrays, **self.arrays)  # type: ignore[arg-type]
+        config = {**self.config, "format": FORMAT, "format_version": FORMAT_VERSION, "method": self.method}
+        return write_model_folder(path, {ARRAYS: arrays.getvalue(),
+                                         CONFIG: json.dumps(config, indent=1).encode()}, what="baseline")
 
 
 def load_baseline(path: str | os.PathLike[str]) -> BaselineModel:

@@ -42,7 +42,7 @@ import xarray as xr
 
 from xmsgl.exceptions import ParameterError, XmsglError
 
-__all__ = ["atomic_write", "to_netcdf_safe", "to_zarr_safe"]
+__all__ = ["atomic_write", "to_netcdf_safe", "to_zarr_safe", "write_model_folder"]
 
 PathLike = str | os.PathLike[str]
 
@@ -78,6 +78,36 @@ def _fsync(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "model") -> Path:
+    """Write a saved-model folder (file name -> contents) in one atomic move.
+
+    An existing xmsgl folder at ``path`` (one holding ``config.json``) is replaced;
+    any other existing path raises :class:`~xmsgl.exceptions.XmsglError` naming
+    ``what`` (``"model"``, ``"baseline"``...). Every file is flushed to disk before
+    the folder is renamed into place, so a reader never sees half a folder and a
+    save killed midway leaves the previous one intact.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp()) / "m"
+    >>> sorted(p.name for p in write_model_folder(folder, {"config.json": b"{}"}).iterdir())
+    ['config.json']
+    """
+    final = Path(os.fspath(path))
+    if final.exists() and not (final.is_dir() and (final / "config.json").exists()):
+        raise XmsglError(f"{str(final)!r} exists and is not an xmsgl {what} folder; choose another "
+                         "path or remove it")
+    with atomic_write(final, overwrite=True) as tmp:
+        tmp.mkdir()
+        for name, data in files.items():
+            with open(tmp / name, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+    return final
 
 
 @contextlib.contextmanager

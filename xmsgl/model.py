@@ -39,7 +39,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import inspect
-import io
 import json
 import os
 from pathlib import Path
@@ -60,10 +59,11 @@ from xmsgl.exceptions import (
     XmsglError,
     format_ids,
 )
-from xmsgl.io import atomic_write
+from xmsgl.io import write_model_folder
 from xmsgl.nn import MSGLNet
 from xmsgl.nn.dmsge import backbone_options as dmsge_options
 from xmsgl.nn.msgl import BACKBONES
+from xmsgl.nn.weights import read_weights, state_bytes
 from xmsgl.train import (
     FeatureSpec,
     ModelData,
@@ -107,12 +107,6 @@ def _versions() -> dict[str, str]:
 
     return {"xmsgl": xmsgl.__version__, "torch": torch.__version__, "numpy": np.__version__,
             "xarray": xr.__version__}
-
-
-def _state_bytes(net: torch.nn.Module) -> bytes:
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buf)
-    return buf.getvalue()
 
 
 class Downscaler:
@@ -167,7 +161,7 @@ class Downscaler:
     @property
     def sha256(self) -> str:
         if self._sha256 is None:
-            self._sha256 = hashlib.sha256(_state_bytes(self.net)).hexdigest()
+            self._sha256 = hashlib.sha256(state_bytes(self.net)).hexdigest()
         return self._sha256
 
     def __repr__(self) -> str:
@@ -202,28 +196,10 @@ class Downscaler:
         pathlib.Path
             The folder written.
         """
-        path = Path(path)
-        if path.exists() and not (path.is_dir() and (path / CONFIG).exists()):
-            raise XmsglError(
-                f"{str(path)!r} exists and is not an xmsgl model folder; choose another path "
-                "or remove it"
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        blob = _state_bytes(self.net)
+        blob = state_bytes(self.net)
         digest = hashlib.sha256(blob).hexdigest()
         config = {**self.config, "weights": {"file": WEIGHTS, "sha256": digest}}
-        # One atomic move of a complete folder: a reader never sees half a model, and
-        # a save killed midway leaves the previous model in place.
-        with atomic_write(path, overwrite=True) as tmp:
-            tmp.mkdir()
-            with open(tmp / WEIGHTS, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-            with open(tmp / CONFIG, "w") as f:
-                json.dump(config, f, indent=1)
-                f.flush()
-                os.fsync(f.fileno())
+        path = write_model_folder(path, {WEIGHTS: blob, CONFIG: json.dumps(config, indent=1).encode()})
         self.config = config
         self._sha256 = digest
         return path
@@ -245,35 +221,7 @@ class Downscaler:
             if key not in config:
                 raise DataError(f"{str(cfg_file)!r} lacks the entry {key!r}; the model folder is "
                                 f"incomplete: {_REFETCH}")
-        weights = config.get("weights")
-        if not (isinstance(weights, dict) and isinstance(weights.get("file"), str)
-                and isinstance(weights.get("sha256"), str)):
-            raise DataError(f"{str(cfg_file)!r} lacks the entry 'weights' with the weights file "
-                            f"name and sha256 (got {weights!r}); {_REFETCH}")
-        wfile = path / weights["file"]
-        if not wfile.is_file():
-            raise DataError(f"the weights file {str(wfile)!r} is missing; {_REFETCH}")
-        blob = wfile.read_bytes()
-        digest = hashlib.sha256(blob).hexdigest()
-        if digest != weights["sha256"]:
-            raise ModelMismatchError(
-                f"{str(wfile)!r} does not match {CONFIG} (sha256 {digest[:12]}... on disk, "
-                f"{weights['sha256'][:12]}... expected): the weights are stale or were "
-                f"modified; {_REFETCH}"
-            )
-        try:
-            state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-        except Exception as err:
-            # torch reports a refused or damaged pickle with several exception types
-            # (UnpicklingError, RuntimeError, EOFError, ...): all mean an unusable file.
-            raise DataError(
-                f"the weights file {str(wfile)!r} cannot be read as plain tensors "
-                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); it may "
-                f"hold code or be damaged: {_REFETCH} from a source you trust"
-            ) from err
-        if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
-            raise DataError(f"the weights file {str(wfile)!r} does not hold a dict of tensors; "
-                            f"{_REFETCH}")
+        state, digest, wfile = read_weights(path, config, cfg_file, _REFETCH)
         try:
             net = _build_net(config)
         except (KeyError, TypeError, ValueError) as err:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import hashlib
-import io
 import json
 import math
 import os
@@ -42,8 +41,9 @@ from torch import nn
 
 from xmsgl.baselines import BaselineModel
 from xmsgl.convention import REACH, TIME, input_variables, topology_arrays, validate
-from xmsgl.exceptions import DataError, ModelMismatchError, ParameterError, SchemaError, TimeError, XmsglError
-from xmsgl.io import atomic_write
+from xmsgl.exceptions import DataError, ModelMismatchError, ParameterError, SchemaError, TimeError
+from xmsgl.io import write_model_folder
+from xmsgl.nn.weights import read_weights, state_bytes
 
 __all__ = ["FORMAT", "ReachGRU", "GRUModel", "fit_gru", "load_gru"]
 
@@ -90,12 +90,6 @@ def _version() -> str:
     import xmsgl
 
     return str(xmsgl.__version__)
-
-
-def _state_bytes(net: nn.Module) -> bytes:
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buf)
-    return buf.getvalue()
 
 
 def _inputs(ds: xr.Dataset, names: list[str], mean: dict[str, float], std: dict[str, float]) -> np.ndarray:
@@ -169,7 +163,7 @@ class GRUModel(BaselineModel):
     @property
     def sha256(self) -> str:
         if self._sha256 is None:
-            self._sha256 = hashlib.sha256(_state_bytes(self.net)).hexdigest()
+            self._sha256 = hashlib.sha256(state_bytes(self.net)).hexdigest()
         return self._sha256
 
     def __repr__(self) -> str:
@@ -263,22 +257,11 @@ class GRUModel(BaselineModel):
         pathlib.Path
             The folder written.
         """
-        path = Path(path)
-        if path.exists() and not (path.is_dir() and (path / CONFIG).exists()):
-            raise XmsglError(f"{str(path)!r} exists and is not an xmsgl model folder; choose another "
-                             "path or remove it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        blob = _state_bytes(self.net)
+        blob = state_bytes(self.net)
         digest = hashlib.sha256(blob).hexdigest()
         config = {**self.config, "format": FORMAT, "format_version": FORMAT_VERSION, "method": "gru",
                   "weights": {"file": WEIGHTS, "sha256": digest}}
-        with atomic_write(path, overwrite=True) as tmp:
-            tmp.mkdir()
-            for name, data in ((WEIGHTS, blob), (CONFIG, json.dumps(config, indent=1).encode())):
-                with open(tmp / name, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
+        path = write_model_folder(path, {WEIGHTS: blob, CONFIG: json.dumps(config, indent=1).encode()})
         self.config = config
         self._sha256 = digest
         return path
@@ -311,28 +294,7 @@ def load_gru(path: str | os.PathLike[str]) -> GRUModel:
         got = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise ModelMismatchError(f"{str(cfg_file)!r} holds format {got!r}, not {FORMAT!r}; load it "
                                  "with xmsgl.load")
-    weights = config.get("weights")
-    if not (isinstance(weights, dict) and isinstance(weights.get("file"), str)
-            and isinstance(weights.get("sha256"), str)):
-        raise DataError(f"{str(cfg_file)!r} lacks the entry 'weights' (file and sha256); {_REFETCH}")
-    wfile = path / Path(weights["file"]).name
-    if not wfile.is_file():
-        raise DataError(f"the weights file {str(wfile)!r} is missing; {_REFETCH}")
-    blob = wfile.read_bytes()
-    digest = hashlib.sha256(blob).hexdigest()
-    if digest != weights["sha256"]:
-        raise ModelMismatchError(
-            f"{str(wfile)!r} does not match {CONFIG} (sha256 {digest[:12]}... on disk, "
-            f"{weights['sha256'][:12]}... expected): the weights are stale or were modified; {_REFETCH}"
-        )
-    try:
-        state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-    except Exception as err:
-        # torch reports a refused or damaged pickle with several exception types.
-        raise DataError(f"the weights file {str(wfile)!r} cannot be read as plain tensors "
-                        f"({type(err).__name__}); it may hold code or be damaged: {_REFETCH}") from err
-    if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
-        raise DataError(f"the weights file {str(wfile)!r} does not hold a dict of tensors; {_REFETCH}")
+    state, digest, wfile = read_weights(path, config, cfg_file, _REFETCH)
     try:
         hp = config["hyperparameters"]
         net = ReachGRU(len(config["variables"]["reach_vars"]), int(hp["hidden"]))

@@ -1,0 +1,76 @@
+"""Weights files of saved networks: plain tensors, checked against their sha256.
+
+Shared by :class:`xmsgl.Downscaler` and the GRU baseline: weights are written with
+``torch.save`` of a dict of CPU tensors and read back with
+``torch.load(weights_only=True)`` only after their sha256 matches the one recorded
+in ``config.json``, so a stale, modified or code-carrying file is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xmsgl.exceptions import DataError, ModelMismatchError
+
+__all__ = ["state_bytes", "read_weights"]
+
+
+def state_bytes(net: torch.nn.Module) -> bytes:
+    """The ``state_dict`` of ``net`` as CPU tensors, serialized by ``torch.save``."""
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buf)
+    return buf.getvalue()
+
+
+def read_weights(
+    path: Path, config: dict[str, Any], cfg_file: Path, refetch: str
+) -> tuple[dict[str, torch.Tensor], str, Path]:
+    """The weights named by ``config["weights"]`` in the folder ``path``.
+
+    Returns the state dict, its sha256 and the weights file. ``refetch`` ends every
+    error message (what the user should do).
+
+    Raises
+    ------
+    DataError
+        No ``weights`` entry, a missing file, or a file that is not a dict of
+        plain tensors (a pickle of code is refused by ``weights_only``).
+    ModelMismatchError
+        A file whose sha256 differs from the recorded one.
+    """
+    weights = config.get("weights")
+    if not (isinstance(weights, dict) and isinstance(weights.get("file"), str)
+            and isinstance(weights.get("sha256"), str)):
+        raise DataError(f"{str(cfg_file)!r} lacks the entry 'weights' with the weights file "
+                        f"name and sha256 (got {weights!r}); {refetch}")
+    # A bare file name: a config cannot point outside its own folder.
+    wfile = path / Path(weights["file"]).name
+    if not wfile.is_file():
+        raise DataError(f"the weights file {str(wfile)!r} is missing; {refetch}")
+    blob = wfile.read_bytes()
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != weights["sha256"]:
+        raise ModelMismatchError(
+            f"{str(wfile)!r} does not match {cfg_file.name} (sha256 {digest[:12]}... on disk, "
+            f"{weights['sha256'][:12]}... expected): the weights are stale or were "
+            f"modified; {refetch}"
+        )
+    try:
+        state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    except Exception as err:
+        # torch reports a refused or damaged pickle with several exception types
+        # (UnpicklingError, RuntimeError, EOFError, ...): all mean an unusable file.
+        raise DataError(
+            f"the weights file {str(wfile)!r} cannot be read as plain tensors "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); it may "
+            f"hold code or be damaged: {refetch} from a source you trust"
+        ) from err
+    if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
+        raise DataError(f"the weights file {str(wfile)!r} does not hold a dict of tensors; "
+                        f"{refetch}")
+    return state, digest, wfile
