@@ -42,7 +42,7 @@ import numpy as np
 WORK = os.path.join(tempfile.gettempdir(), "xmsgl-bench-scale")
 MODEL_DIR = os.path.join(WORK, "model")
 REACHES_PER_SEGMENT = 7.2  # what synthetic_basin gives with its defaults
-DEFAULT_BLOCK = 10_000
+DEFAULT_BLOCK = 10_000  # blocks of the halo sweep
 
 
 def _fit_model() -> None:
@@ -189,7 +189,7 @@ def main() -> None:
     ap.add_argument("--call-sizes", type=int, nargs="*", default=[],
                     help="sizes whose lazy call alone is timed (no compute)")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--reach-chunk", type=int, default=10_000)
+    ap.add_argument("--reach-chunk", type=int, default=4_000)
     ap.add_argument("--halo", type=int, default=None)
     ap.add_argument("--halo-sweep", action="store_true",
                     help="only the accuracy of lazy blocks against one block, by halo depth")

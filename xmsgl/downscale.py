@@ -95,7 +95,7 @@ def downscale(
         returns a dask-backed DataArray made block by block of whole drainage
         components with :func:`xarray.map_blocks`; ``False`` loads the inputs and runs
         in memory. See ``docs/pangeo.md``.
-    reach_chunk : int, default 10,000
+    reach_chunk : int, default 4,000
         Lazy path: core reaches per block.
     time_block : int, default ``chunk``
         Lazy path: output days per time block, a multiple of ``chunk``; each block

@@ -903,7 +903,7 @@ def _rebuild(model: Downscaler, ds: xr.Dataset, graphs: Any, dev: torch.device,
     x_reach = (input_array(ds, spec.reach_vars, REACH, spec, time_index) if spec.reach_vars
                and model.output != "remap" else np.zeros((n_time, graphs.n_reach, 0), np.float32))
     window = int(model.config["hyperparameters"]["window"])
-    rows = max(1, int(2e7 // (max(window, 365) * model.net.hidden * 4)))
+    rows = max(1, int(2.5e6 // (max(window, 365) * model.net.hidden * 4)))
     _set_backbone_geometry(model.net, ds, tuple(
         s for s, used in ((SEG, model.output != "fine_only"), (REACH, model.output != "remap")) if used))
     return ModelData(x_seg, x_reach, torch_graphs(graphs, dev), cross_row_blocks(graphs, dev, rows),

@@ -146,17 +146,22 @@ def input_array(
             vals = np.asarray(da.transpose(TIME, dim).values, dtype=np.float32)
         else:
             vals = np.asarray(da.values, dtype=np.float32)[None, :]
-        n_bad = int(np.count_nonzero(~np.isfinite(vals)))
-        if n_bad:
-            raise DataError(
-                f"input variable {name!r} has {n_bad} NaN or infinite values"
-                + (f" in the {n_time} days used" if TIME in da.dims else "")
-                + f"; fill them (for example ds[{name!r}].interpolate_na('time') or "
-                f".fillna(...)) or leave the variable out with ds.drop_vars({name!r})"
-            )
-        z = (vals - spec.mean[name]) / spec.std[name]
-        n_far = int(np.count_nonzero(np.abs(z) > MAX_STANDARD_SCORE))
-        if n_far:
+        # Standardized in float32 in one pass; a single comparison finds NaN, infinite
+        # and far values together (NaN fails every comparison), and only when some
+        # are found are they told apart for the message.
+        z = vals - np.float32(spec.mean[name])
+        z /= np.float32(spec.std[name])
+        ok = np.abs(z) <= MAX_STANDARD_SCORE
+        if not ok.all():
+            n_bad = int(np.count_nonzero(~np.isfinite(vals)))
+            if n_bad:
+                raise DataError(
+                    f"input variable {name!r} has {n_bad} NaN or infinite values"
+                    + (f" in the {n_time} days used" if TIME in da.dims else "")
+                    + f"; fill them (for example ds[{name!r}].interpolate_na('time') or "
+                    f".fillna(...)) or leave the variable out with ds.drop_vars({name!r})"
+                )
+            n_far = int(np.count_nonzero(~ok))
             raise DataError(
                 f"input variable {name!r} has {n_far} values more than {MAX_STANDARD_SCORE:g} "
                 f"standard deviations from its training mean {spec.mean[name]:.4g} (standard "

@@ -111,15 +111,21 @@ class MSGLNet(nn.Module):
             params.extend(self.dmsge.parameters())
         return params
 
-    def _project(self, x: torch.Tensor, scale: str) -> torch.Tensor:
-        # One matrix product with the bias for all days, nodes and windows: the
-        # common and the scale-specific weights side by side, as the columns of x.
+    def _projection(self, scale: str, n_in: int) -> torch.Tensor:
+        """The input projection (4H, F) of ``scale``: common and scale-specific weights
+        side by side, as the columns of the inputs."""
         extra = self.proj_seg if scale == "seg" else self.proj_reach
         mats = [m.weight for m in (self.proj_common, extra) if m is not None]
-        n_gates = self.gate_bias.shape[0]
         if not mats:
+            return self.gate_bias.new_zeros(self.gate_bias.shape[0], n_in)
+        return mats[0] if len(mats) == 1 else torch.cat(mats, dim=1)
+
+    def _project(self, x: torch.Tensor, scale: str) -> torch.Tensor:
+        # One matrix product with the bias for all days, nodes and windows.
+        weight = self._projection(scale, x.shape[-1])
+        n_gates = self.gate_bias.shape[0]
+        if weight.shape[1] == 0:
             return self.gate_bias.expand(*x.shape[:-1], n_gates)
-        weight = mats[0] if len(mats) == 1 else torch.cat(mats, dim=1)
         out = torch.addmm(self.gate_bias, x.reshape(-1, x.shape[-1]), weight.t())
         return out.view(*x.shape[:-1], n_gates)
 
@@ -135,8 +141,9 @@ class MSGLNet(nn.Module):
         """
         if self.dmsge is not None:
             return self.dmsge(x, adj, scale, project=lambda v: self._project(v, scale))
+        weight = self._projection(scale, x.shape[-1])
         if time_chunk is None or time_chunk >= x.shape[0]:
-            out = self.cell(self._project(x, scale), adj)
+            out = self.cell.run_inputs(x, weight, self.gate_bias, adj)
             assert isinstance(out, torch.Tensor)
             return out
         parts = []
@@ -146,8 +153,8 @@ class MSGLNet(nn.Module):
         out_all = None if torch.is_grad_enabled() else x.new_empty(
             (x.shape[0], x.shape[1], x.shape[2], self.hidden))
         for t0 in range(0, x.shape[0], time_chunk):
-            res = self.cell(
-                self._project(x[t0 : t0 + time_chunk], scale), adj, state, return_state=True
+            res = self.cell.run_inputs(
+                x[t0 : t0 + time_chunk], weight, self.gate_bias, adj, state, return_state=True
             )
             assert isinstance(res, tuple)
             hs, state = res
