@@ -27,6 +27,7 @@ accuracy of split components by halo depth.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -83,7 +84,7 @@ def _network(n_reach: int, chunk: int, days: int = 365):  # type: ignore[no-unty
 
 
 def _one(n_reach: int, mode: str, workers: int, reach_chunk: int, halo: int | None,
-         save: str | None) -> None:
+         save: str | None, scheduler: str = "threads") -> None:
     import dask
     import torch
 
@@ -110,7 +111,19 @@ def _one(n_reach: int, mode: str, workers: int, reach_chunk: int, halo: int | No
         rec["seconds_call"] = round(t_call - t0, 2)
         rec["history"] = out.attrs["history"].split("lazy: ")[-1]
         rec["dask_tasks"] = len(out.data.__dask_graph__())
-        with dask.config.set(scheduler="threads", num_workers=workers):
+        client = None
+        if scheduler == "distributed":
+            # One in-process worker with `workers` threads: the peak RSS of this process
+            # covers scheduler and worker, and the distributed scheduler queues root
+            # tasks (input reads) instead of running them far ahead of the blocks.
+            from distributed import Client, LocalCluster
+
+            client = Client(LocalCluster(n_workers=1, threads_per_worker=workers, processes=False,
+                                         dashboard_address=None))
+        rec["scheduler"] = scheduler
+        ctx = (dask.config.set(scheduler="threads", num_workers=workers) if client is None
+               else contextlib.nullcontext())
+        with ctx:
             if mode == "call":  # the lazy set-up alone: topology, blocks, task graph
                 values = None
             elif mode == "zarr":
@@ -123,6 +136,8 @@ def _one(n_reach: int, mode: str, workers: int, reach_chunk: int, halo: int | No
             else:
                 values = out.values
         sec = time.perf_counter() - t_call
+        if client is not None:
+            client.close()
     if save and values is not None:
         np.save(save, values)
     rec.update({
@@ -191,6 +206,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--reach-chunk", type=int, default=4_000)
     ap.add_argument("--halo", type=int, default=None)
+    ap.add_argument("--scheduler", choices=["threads", "distributed"], default="threads",
+                    help="dask's local threaded scheduler, or dask.distributed in-process")
     ap.add_argument("--halo-sweep", action="store_true",
                     help="only the accuracy of lazy blocks against one block, by halo depth")
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
@@ -198,7 +215,7 @@ def main() -> None:
     ap.add_argument("--save", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one is not None:
-        _one(args.one, args.mode, args.workers, args.reach_chunk, args.halo, args.save)
+        _one(args.one, args.mode, args.workers, args.reach_chunk, args.halo, args.save, args.scheduler)
         return
     if args.halo_sweep:
         halo_sweep([0, 2, 4, 8, 12, 14], [3, 8])
@@ -208,7 +225,7 @@ def main() -> None:
 
     def run(n: int, mode: str, save: str | None = None) -> None:
         cmd = [sys.executable, __file__, "--one", str(n), "--mode", mode, "--workers",
-               str(args.workers), "--reach-chunk", str(args.reach_chunk)]
+               str(args.workers), "--reach-chunk", str(args.reach_chunk), "--scheduler", args.scheduler]
         if args.halo is not None:
             cmd += ["--halo", str(args.halo)]
         if save:

@@ -17,6 +17,7 @@ from xmsgl.exceptions import ModelMismatchError, ParameterError  # noqa: E402
 from xmsgl.model import Downscaler, fit  # noqa: E402
 from xmsgl.scale import (  # noqa: E402
     ChunkingError,
+    _gather,
     cached_model,
     hydro_order,
     partition,
@@ -94,6 +95,28 @@ def test_partition_rejects_bad_parameters(basin: xr.Dataset) -> None:
         partition(basin, reach_chunk=0)
     with pytest.raises(ParameterError, match="halo"):
         partition(basin, halo=-1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gather_matches_fancy_indexing(seed: int) -> None:
+    # Uneven input chunks, rows and columns in any order and with repeats, uneven
+    # output chunks: each output chunk one task reading only the chunks it needs.
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(37, 23)).astype(np.float32)
+    arr = dsa.from_array(values, chunks=((5, 12, 1, 19), (7, 7, 9)))
+    rows = rng.integers(0, 37, size=41)
+    cols = rng.permutation(23)[:17]
+    out = _gather(arr, rows, (10, 1, 30), cols, (4, 13))
+    assert out.chunks == ((10, 1, 30), (4, 13))
+    np.testing.assert_array_equal(out.compute(scheduler="sync"), values[rows][:, cols])
+    flat = dsa.from_array(values[:, 0], chunks=((5, 12, 1, 19),))
+    got = _gather(flat, rows, (20, 21))
+    np.testing.assert_array_equal(got.compute(scheduler="sync"), values[rows, 0])
+    # A chunk of the output depends on the input chunks it reads and no others.
+    one = _gather(arr, np.array([0, 4]), (2,), np.array([0, 1]), (2,))
+    from dask.core import get_dependencies
+
+    assert get_dependencies(dict(one.__dask_graph__()), (one.name, 0, 0)) == {(arr.name, 0, 0)}
 
 
 # ------------------------------------------------------------------- laziness
