@@ -66,7 +66,8 @@ def _network(n_reach: int, template: xr.Dataset, n_days: int, seed: int = 0) -> 
     return ds
 
 
-def _fit_model() -> None:
+def fit_model(path: str = MODEL_DIR) -> None:
+    """The benchmark model (also used by bench_scale.py), saved to ``path``."""
     import xmsgl
     from xmsgl.model import fit
 
@@ -75,7 +76,7 @@ def _fit_model() -> None:
     # Distance-limited graphs: full along-stream pairs grow with N x depth.
     model = fit(ds, method="msgl", epochs=1, window=120, stride=120, progress=False,
                 graph_options={"max_hops": 8})
-    model.save(MODEL_DIR)
+    model.save(path)
 
 
 def _one(n_reach: int, n_days: int, threads: int) -> None:
@@ -119,7 +120,7 @@ def main() -> None:
     if args.one is not None:
         _one(args.one, args.days, args.threads)
         return
-    _fit_model()
+    fit_model()
     for n in args.sizes:
         subprocess.run([sys.executable, __file__, "--one", str(n), "--days", str(args.days),
                         "--threads", str(args.threads)], check=True)

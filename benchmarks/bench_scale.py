@@ -47,14 +47,11 @@ DEFAULT_BLOCK = 10_000  # blocks of the halo sweep
 
 
 def _fit_model() -> None:
-    import xmsgl
-    from xmsgl.model import fit
+    # The same model as the inference benchmark (bench_inference.py, beside this file).
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_inference import fit_model
 
-    ds = xmsgl.datasets.synthetic_basin(n_segments=20, start="2001-10-01", end="2003-09-30",
-                                        reach_obs_share=0.3)
-    model = fit(ds, method="msgl", epochs=1, window=120, stride=120, progress=False,
-                graph_options={"max_hops": 8})
-    model.save(MODEL_DIR)
+    fit_model(MODEL_DIR)
 
 
 def _network(n_reach: int, chunk: int, days: int = 365):  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ import torch
 import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, validate
-from xmsgl.exceptions import DataError, ParameterError, TimeError, XmsglError
+from xmsgl.exceptions import DataError, TimeError, XmsglError, check_count
 from xmsgl.model import Downscaler, _rebuild, check_compatible, load
 from xmsgl.train import predict, resolve_device
 
@@ -137,7 +137,10 @@ def downscale(
 
     if scale not in (REACH, SEG):
         raise XmsglError(f"scale={scale!r} is not known; use 'reach' or 'seg'")
-    _check_counts(spinup=spinup, chunk=chunk, batch_size=batch_size)
+    check_count("spinup", spinup, least=0)
+    check_count("chunk", chunk)
+    if batch_size is not None:
+        check_count("batch_size", batch_size)
     model = (model_or_path if isinstance(model_or_path, (Downscaler, BaselineModel))
              else load(model_or_path))
     if isinstance(model, BaselineModel):
@@ -209,17 +212,6 @@ def downscale(
             "history": history,
         },
     )
-
-
-def _check_counts(**values: Any) -> None:
-    """Refuse counts of days or windows that are not whole numbers in range."""
-    for name, value in values.items():
-        if value is None and name == "batch_size":
-            continue
-        least = 0 if name == "spinup" else 1
-        if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                or int(value) < least):
-            raise ParameterError(f"{name}={value!r} must be an integer of at least {least}")
 
 
 def check_compatible_vars_only(model: Downscaler, ds: xr.Dataset, scale: str) -> None:

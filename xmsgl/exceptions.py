@@ -22,6 +22,7 @@ __all__ = [
     "XmsglWarning",
     "UnitConversionWarning",
     "format_ids",
+    "check_count",
 ]
 
 
@@ -67,6 +68,27 @@ class XmsglWarning(UserWarning):
 
 class UnitConversionWarning(XmsglWarning):
     """Values were converted to the convention's units (for example kelvin to degC)."""
+
+
+def check_count(name: str, value: object, least: int = 1) -> None:
+    """Refuse anything but a whole number of at least ``least`` for the argument ``name``.
+
+    Booleans and floats are refused too (``epochs=2.0`` or ``window=True`` are
+    mistakes, not counts).
+
+    Examples
+    --------
+    >>> check_count("epochs", 3)
+    >>> check_count("spinup", -1, least=0)
+    Traceback (most recent call last):
+    ...
+    xmsgl.exceptions.ParameterError: spinup=-1 must be an integer of at least 0
+    """
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < least:
+        kind = "a positive integer" if least == 1 else f"an integer of at least {least}"
+        raise ParameterError(f"{name}={value!r} must be {kind}")
 
 
 def format_ids(ids: Iterable[object], limit: int = 5) -> str:

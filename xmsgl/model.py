@@ -37,7 +37,6 @@ without a graph of :mod:`xmsgl.nn.gru` (a ``BaselineModel`` too, with torch weig
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import inspect
 import json
 import os
@@ -57,13 +56,13 @@ from xmsgl.exceptions import (
     SchemaError,
     TimeError,
     XmsglError,
+    check_count,
     format_ids,
 )
-from xmsgl.io import write_model_folder
 from xmsgl.nn import MSGLNet
 from xmsgl.nn.dmsge import backbone_options as dmsge_options
 from xmsgl.nn.msgl import BACKBONES
-from xmsgl.nn.weights import read_weights, state_bytes
+from xmsgl.nn.weights import CONFIG, read_weights, save_network, state_sha256
 from xmsgl.train import (
     FeatureSpec,
     ModelData,
@@ -96,8 +95,6 @@ _OUTPUT = {"msgl": "fine", "async-msgl": "fine", "fine-only": "fine_only", "rema
 
 FORMAT = "xmsgl-model"
 FORMAT_VERSION = 1
-CONFIG = "config.json"
-WEIGHTS = "weights.pt"
 
 _REFETCH = "save or fetch the model again"
 
@@ -161,7 +158,7 @@ class Downscaler:
     @property
     def sha256(self) -> str:
         if self._sha256 is None:
-            self._sha256 = hashlib.sha256(state_bytes(self.net)).hexdigest()
+            self._sha256 = state_sha256(self.net)
         return self._sha256
 
     def __repr__(self) -> str:
@@ -196,12 +193,7 @@ class Downscaler:
         pathlib.Path
             The folder written.
         """
-        blob = state_bytes(self.net)
-        digest = hashlib.sha256(blob).hexdigest()
-        config = {**self.config, "weights": {"file": WEIGHTS, "sha256": digest}}
-        path = write_model_folder(path, {WEIGHTS: blob, CONFIG: json.dumps(config, indent=1).encode()})
-        self.config = config
-        self._sha256 = digest
+        path, self.config, self._sha256 = save_network(path, self.net, self.config)
         return path
 
     @classmethod
@@ -363,12 +355,6 @@ def _resolve_periods(
         r = period_ranges(time, m)
         out[k] = [(str(time[a].date()), str(time[b - 1].date())) for a, b in r]
     return out, masks
-
-
-def _positive_int(name: str, value: Any) -> None:
-    """Refuse anything but a positive whole number for the argument ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
-        raise ParameterError(f"{name}={value!r} must be a positive integer")
 
 
 def _need(ds: xr.Dataset, name: str, dim: str, method: str) -> None:
@@ -577,9 +563,9 @@ def fit(
     window = 365 if window is None else window
     for name, val_ in (("epochs", epochs), ("hidden", hidden), ("window", window), ("stride", stride),
                        ("attn_window", attn_window), ("attn_blocks", attn_blocks)):
-        _positive_int(name, val_)
+        check_count(name, val_)
     if pretrain_epochs is not None:
-        _positive_int("pretrain_epochs", pretrain_epochs)
+        check_count("pretrain_epochs", pretrain_epochs)
     if (isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer))
             or not np.isfinite(lr) or lr <= 0):
         raise ParameterError(f"lr={lr!r} must be a positive finite learning rate, for example 5e-3")

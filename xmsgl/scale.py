@@ -656,7 +656,7 @@ def _gather(arr: Any, rows: np.ndarray, row_chunks: tuple[int, ...], cols: np.nd
     in_rows = np.concatenate([[0], np.cumsum(arr.chunks[0])])
     in_cols = np.concatenate([[0], np.cumsum(arr.chunks[1])]) if two_d else None
     row_starts = np.concatenate([[0], np.cumsum(row_chunks)])
-    col_list: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    col_list: list[np.ndarray] = []
     if two_d:
         assert cols is not None and col_chunks is not None
         c_starts = np.concatenate([[0], np.cumsum(col_chunks)])

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import hashlib
 import json
 import math
 import os
@@ -41,16 +40,20 @@ from torch import nn
 
 from xmsgl.baselines import BaselineModel
 from xmsgl.convention import REACH, TIME, input_variables, topology_arrays, validate
-from xmsgl.exceptions import DataError, ModelMismatchError, ParameterError, SchemaError, TimeError
-from xmsgl.io import write_model_folder
-from xmsgl.nn.weights import read_weights, state_bytes
+from xmsgl.exceptions import (
+    DataError,
+    ModelMismatchError,
+    ParameterError,
+    SchemaError,
+    TimeError,
+    check_count,
+)
+from xmsgl.nn.weights import CONFIG, read_weights, save_network, state_sha256
 
 __all__ = ["FORMAT", "ReachGRU", "GRUModel", "fit_gru", "load_gru"]
 
 FORMAT = "xmsgl-gru"
 FORMAT_VERSION = 1
-CONFIG = "config.json"
-WEIGHTS = "weights.pt"
 
 _REFETCH = "save or fit the model again"
 
@@ -163,7 +166,7 @@ class GRUModel(BaselineModel):
     @property
     def sha256(self) -> str:
         if self._sha256 is None:
-            self._sha256 = hashlib.sha256(state_bytes(self.net)).hexdigest()
+            self._sha256 = state_sha256(self.net)
         return self._sha256
 
     def __repr__(self) -> str:
@@ -257,13 +260,8 @@ class GRUModel(BaselineModel):
         pathlib.Path
             The folder written.
         """
-        blob = state_bytes(self.net)
-        digest = hashlib.sha256(blob).hexdigest()
-        config = {**self.config, "format": FORMAT, "format_version": FORMAT_VERSION, "method": "gru",
-                  "weights": {"file": WEIGHTS, "sha256": digest}}
-        path = write_model_folder(path, {WEIGHTS: blob, CONFIG: json.dumps(config, indent=1).encode()})
-        self.config = config
-        self._sha256 = digest
+        config = {**self.config, "format": FORMAT, "format_version": FORMAT_VERSION, "method": "gru"}
+        path, self.config, self._sha256 = save_network(path, self.net, config)
         return path
 
 
@@ -382,8 +380,7 @@ def fit_gru(
 
     window = 365 if window is None else window
     for name, v in (("epochs", epochs), ("hidden", hidden), ("window", window), ("stride", stride)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) < 1:
-            raise ParameterError(f"{name}={v!r} must be a positive integer")
+        check_count(name, v)
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ParameterError(f"lr={lr!r} must be a positive number")
     if batch_size is not None and int(batch_size) < 1:

@@ -530,8 +530,11 @@ class GraphRecurrent(nn.Module):
         if torch.is_grad_enabled() and any(t.requires_grad for t in tracked):
             hs, c = _Recurrence.apply(xf.contiguous(), w_x, b_x, weight, bias, h0, c0, mat, mat_t, n_node)
         else:
-            xg = xf if w_x is None else _project(xf.contiguous(), w_x, b_x if b_x is not None
-                                                else w_x.new_zeros(w_x.shape[0]))
+            if w_x is None:
+                xg = xf
+            else:
+                assert b_x is not None
+                xg = _project(xf.contiguous(), w_x, b_x)
             hs, c, _ = _run_days(xg, weight, bias, h0, c0, mat, n_node, save=False)
             del xg
         hs = hs.view(n_time, n_node, n_batch, hdim)

@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from xmsgl.exceptions import DataError, ModelMismatchError
+from xmsgl.io import write_model_folder
 
-__all__ = ["state_bytes", "read_weights"]
+__all__ = ["CONFIG", "WEIGHTS", "read_weights", "save_network", "state_bytes", "state_sha256"]
+
+#: File names inside a saved-model folder.
+CONFIG = "config.json"
+WEIGHTS = "weights.pt"
 
 
 def state_bytes(net: torch.nn.Module) -> bytes:
@@ -25,6 +32,25 @@ def state_bytes(net: torch.nn.Module) -> bytes:
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buf)
     return buf.getvalue()
+
+
+def state_sha256(net: torch.nn.Module) -> str:
+    """sha256 of :func:`state_bytes` of ``net``: the identity of a trained network."""
+    return hashlib.sha256(state_bytes(net)).hexdigest()
+
+
+def save_network(
+    path: str | os.PathLike[str], net: torch.nn.Module, config: dict[str, Any]
+) -> tuple[Path, dict[str, Any], str]:
+    """Write ``net``'s weights and ``config`` (plus the weights' name and sha256) atomically.
+
+    Returns the folder written, the config as written and the weights' sha256.
+    """
+    blob = state_bytes(net)
+    digest = hashlib.sha256(blob).hexdigest()
+    config = {**config, "weights": {"file": WEIGHTS, "sha256": digest}}
+    folder = write_model_folder(path, {WEIGHTS: blob, CONFIG: json.dumps(config, indent=1).encode()})
+    return folder, config, digest
 
 
 def read_weights(
