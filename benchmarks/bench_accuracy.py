@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--years", type=int, default=12, help="water years, ending 2019-09-30")
     ap.add_argument("--keep", type=float, nargs="+", default=[0.01, 0.05])
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="seeds run are first-seed, first-seed + 1, ... (to add seeds to a run)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--pretrain-epochs", type=int, default=None)
     ap.add_argument("--stride", type=int, default=182)
@@ -57,7 +59,7 @@ def main() -> None:
                "date": time.strftime("%Y-%m-%d")}
     scores: dict[tuple[str, float], list[float]] = {}
     for keep in args.keep:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             sparse = sparsify(ds, keep=keep, seed=seed)
             for method in args.methods:
                 t0 = time.perf_counter()

@@ -17,6 +17,7 @@ from xmsgl.exceptions import ModelMismatchError, ParameterError  # noqa: E402
 from xmsgl.model import Downscaler, fit  # noqa: E402
 from xmsgl.scale import (  # noqa: E402
     ChunkingError,
+    _ChunkReads,
     _gather,
     cached_model,
     hydro_order,
@@ -97,26 +98,56 @@ def test_partition_rejects_bad_parameters(basin: xr.Dataset) -> None:
         partition(basin, halo=-1)
 
 
+@pytest.mark.parametrize("read_factor", [0.0, None, 100.0])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_gather_matches_fancy_indexing(seed: int) -> None:
+def test_gather_matches_fancy_indexing(seed: int, read_factor: float | None) -> None:
     # Uneven input chunks, rows and columns in any order and with repeats, uneven
-    # output chunks: each output chunk one task reading only the chunks it needs.
+    # output chunks: each output chunk one task reading only the chunks it needs,
+    # either as shared tasks (read_factor=0) or by running them itself.
+    from dask.core import get_dependencies
+
     rng = np.random.default_rng(seed)
     values = rng.normal(size=(37, 23)).astype(np.float32)
     arr = dsa.from_array(values, chunks=((5, 12, 1, 19), (7, 7, 9)))
     rows = rng.integers(0, 37, size=41)
     cols = rng.permutation(23)[:17]
-    out = _gather(arr, rows, (10, 1, 30), cols, (4, 13))
+    out = _gather(arr, rows, (10, 1, 30), cols, (4, 13), read_factor=read_factor)
     assert out.chunks == ((10, 1, 30), (4, 13))
     np.testing.assert_array_equal(out.compute(scheduler="sync"), values[rows][:, cols])
+    np.testing.assert_array_equal(out.compute(scheduler="threads"), values[rows][:, cols])
     flat = dsa.from_array(values[:, 0], chunks=((5, 12, 1, 19),))
-    got = _gather(flat, rows, (20, 21))
+    got = _gather(flat, rows, (20, 21), read_factor=read_factor)
     np.testing.assert_array_equal(got.compute(scheduler="sync"), values[rows, 0])
-    # A chunk of the output depends on the input chunks it reads and no others.
-    one = _gather(arr, np.array([0, 4]), (2,), np.array([0, 1]), (2,))
+    # A chunk of the output reads the input chunks it needs and no others.
+    one = _gather(arr, np.array([0, 4]), (2,), np.array([0, 1]), (2,), read_factor=read_factor)
+    graph = dict(one.__dask_graph__())
+    if read_factor == 0.0:
+        assert get_dependencies(graph, (one.name, 0, 0)) == {(arr.name, 0, 0)}
+    else:
+        assert not any(isinstance(k, tuple) and k[0] == arr.name for k in graph)
+        task = graph[(one.name, 0, 0)]
+        args = task.args if hasattr(task, "args") else task[1:]
+        reads = [a for a in args if isinstance(a, _ChunkReads)]
+        assert reads[0].keys == [(arr.name, 0, 0)]
+
+
+def test_gather_reads_chunks_in_its_tasks_only_when_few_share_them() -> None:
+    # Deterministic chunk tasks (seeded random) read twice give the same values; an
+    # input of one chunk that every output chunk needs stays one shared task.
     from dask.core import get_dependencies
 
-    assert get_dependencies(dict(one.__dask_graph__()), (one.name, 0, 0)) == {(arr.name, 0, 0)}
+    x = dsa.random.RandomState(0).normal(size=(40, 6), chunks=(10, 6)).astype(np.float32)
+    values = x.compute()
+    rows = np.arange(40)
+    out = _gather(x, rows, (15, 15, 10), np.arange(6), (6,))
+    graph = dict(out.__dask_graph__())
+    assert all(not get_dependencies(graph, k) for k in graph)
+    np.testing.assert_array_equal(out.compute(), values)
+    one_chunk = dsa.from_array(values, chunks=-1)
+    shared = _gather(one_chunk, rows, (10, 10, 10, 10), np.arange(6), (6,))
+    graph = dict(shared.__dask_graph__())
+    assert get_dependencies(graph, (shared.name, 2, 0)) == {(one_chunk.name, 0, 0)}
+    np.testing.assert_array_equal(shared.compute(), values)
 
 
 # ------------------------------------------------------------------- laziness
