@@ -150,6 +150,24 @@ def test_gather_reads_chunks_in_its_tasks_only_when_few_share_them() -> None:
     np.testing.assert_array_equal(shared.compute(), values)
 
 
+
+def test_gather_from_a_zarr_store_reads_in_its_tasks(tmp_path) -> None:
+    # A store opened lazily has one task that is not a chunk (the opened array);
+    # each output task carries it along with its chunks' tasks, so that no task of
+    # the input is shared between blocks.
+    from dask.core import get_dependencies
+
+    values = np.arange(40 * 6, dtype=np.float32).reshape(40, 6)
+    xr.Dataset({"a": (("r", "t"), values)}).chunk({"r": 10}).to_zarr(tmp_path / "a.zarr")
+    arr = xr.open_zarr(tmp_path / "a.zarr")["a"].data
+    rows = np.arange(40)[::-1]
+    out = _gather(arr, rows, (15, 15, 10), np.arange(6), (6,))
+    graph = dict(out.__dask_graph__())
+    assert set(graph) == {(out.name, i, 0) for i in range(3)}
+    assert all(not get_dependencies(graph, k) for k in graph)
+    np.testing.assert_array_equal(out.compute(scheduler="threads"), values[rows])
+
+
 # ------------------------------------------------------------------- laziness
 
 
