@@ -103,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     fit_s = time.perf_counter() - t1
     fine_pred = ds.msgl.downscale(model, scale="reach", device=args.device).transpose("reach", "time")
-    coarse_pred = ds.msgl.downscale(model, scale="seg", device=args.device).transpose("seg", "time")
+    if args.method == "fine-only":  # no coarse output: its coarse rows stay empty
+        coarse_pred = xr.full_like(ds["seg_temp"], np.nan).transpose("seg", "time")
+    else:
+        coarse_pred = ds.msgl.downscale(model, scale="seg", device=args.device).transpose("seg", "time")
 
     # Baseline: water = a + b * air, fitted on training-period, non-held-out points.
     train_days = np.asarray(times < val_start)
