@@ -150,7 +150,6 @@ def test_gather_reads_chunks_in_its_tasks_only_when_few_share_them() -> None:
     np.testing.assert_array_equal(shared.compute(), values)
 
 
-
 def test_gather_from_a_zarr_store_reads_in_its_tasks(tmp_path) -> None:
     # A store opened lazily has one task that is not a chunk (the opened array);
     # each output task carries it along with its chunks' tasks, so that no task of

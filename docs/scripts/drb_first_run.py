@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     fit_s = time.perf_counter() - t1
     fine_pred = ds.msgl.downscale(model, scale="reach", device=args.device).transpose("reach", "time")
-    if args.method == "fine-only":  # no coarse output: its coarse rows stay empty
+    if model.output == "fine_only":  # no coarse prediction (downscale's rule): coarse rows stay empty
         coarse_pred = xr.full_like(ds["seg_temp"], np.nan).transpose("seg", "time")
     else:
         coarse_pred = ds.msgl.downscale(model, scale="seg", device=args.device).transpose("seg", "time")
