@@ -32,38 +32,6 @@ def _blocks(x: torch.Tensor, window: int, offset: int) -> list[tuple[int, int]]:
     return spans
 
 
-_CENTERING: dict[tuple[int, torch.dtype, str], torch.Tensor] = {}
-
-
-def _centering(hdim: int, like: torch.Tensor) -> torch.Tensor:
-    """``I - 1/H``: multiplied on the right, it subtracts each row's mean."""
-    key = (hdim, like.dtype, str(like.device))
-    if key not in _CENTERING:
-        _CENTERING[key] = torch.eye(hdim, dtype=like.dtype, device=like.device) - 1.0 / hdim
-    return _CENTERING[key]
-
-
-def _residual_layer_norm(x: torch.Tensor, att: torch.Tensor, out: nn.Linear, norm: nn.LayerNorm
-                         ) -> torch.Tensor:
-    """``norm(x + out(att))`` in fewer passes over memory (inference on CPU).
-
-    With hidden sizes of about 20, CPU LayerNorm works row by row and the residual
-    sum is one more pass over the block. Here centring is folded into the matrix
-    products: with ``C = I - 1/H``, ``(x + att W^T + b) C = x C + att (W^T C) + b C``,
-    two products that write the centred sum directly; the variance comes from one
-    pass of row norms. The result equals ``norm(x + out(att))`` up to rounding
-    (``tests/test_nn.py``).
-    """
-    m, n_time, hdim = x.shape
-    center = _centering(hdim, x)
-    centred = torch.addmm(out.bias @ center, att.reshape(-1, hdim), out.weight.t() @ center)
-    centred.addmm_(x.reshape(-1, hdim), center)
-    # Row norms in one pass (no squared copy): var = |centred|^2 / H.
-    inv_std = torch.linalg.vector_norm(centred, dim=1, keepdim=True)
-    inv_std.square_().mul_(1.0 / hdim).add_(norm.eps).rsqrt_()
-    return torch.addcmul(norm.bias, centred.mul_(inv_std), norm.weight).view(m, n_time, hdim)
-
-
 class TemporalAttentionBlock(nn.Module):
     """Self-attention over time within blocks of days, with residual and LayerNorm.
 
@@ -103,21 +71,15 @@ class TemporalAttentionBlock(nn.Module):
         """Apply the block to ``x`` of shape (M, T, H)."""
         m, n_time, hdim = x.shape
         qkv = self.qkv(x)
-        spans = _blocks(x, self.window, self.offset)
-        att_all = None if len(spans) == 1 else x.new_empty(m, n_time, hdim)
-        for t0, t1 in spans:
+        parts = []
+        for t0, t1 in _blocks(x, self.window, self.offset):
             length = min(self.window, t1 - t0)
             chunk = qkv[:, t0:t1].reshape(m, (t1 - t0) // length, length, 3 * hdim)
             q, k, v = chunk.split(hdim, dim=-1)
-            att = F.scaled_dot_product_attention(q, k, v).reshape(m, t1 - t0, hdim)
-            if att_all is None:
-                att_all = att
-            else:
-                att_all[:, t0:t1] = att
-        assert att_all is not None
-        if torch.is_grad_enabled() or x.device.type != "cpu":
-            return self.norm(x + self.out(att_all))
-        return _residual_layer_norm(x, att_all, self.out, self.norm)
+            att = F.scaled_dot_product_attention(q, k, v)
+            parts.append(att.reshape(m, t1 - t0, hdim))
+        att_all = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        return self.norm(x + self.out(att_all))
 
 
 class CrossScaleHead(nn.Module):
@@ -184,13 +146,5 @@ class FineResidualHead(nn.Module):
     def forward(
         self, z_cross: torch.Tensor, y_cross: torch.Tensor, h_fine: torch.Tensor
     ) -> torch.Tensor:
-        if torch.is_grad_enabled():
-            feats = torch.cat([z_cross.detach(), h_fine], dim=-1)
-            return y_cross.detach() + self.mlp(feats).squeeze(-1)
-        # Inference: the first layer as two products (no concatenated copy).
-        first, act_fn, last = self.mlp
-        assert isinstance(first, nn.Linear) and isinstance(act_fn, nn.ReLU) and isinstance(last, nn.Linear)
-        hdim = z_cross.shape[-1]
-        act = torch.addmm(first.bias, z_cross.reshape(-1, hdim), first.weight[:, :hdim].t())
-        act.addmm_(h_fine.reshape(-1, h_fine.shape[-1]), first.weight[:, hdim:].t()).clamp_min_(0.0)
-        return torch.addmm(last.bias, act, last.weight.t()).view(y_cross.shape).add_(y_cross)
+        feats = torch.cat([z_cross.detach(), h_fine], dim=-1)
+        return y_cross.detach() + self.mlp(feats).squeeze(-1)
