@@ -89,7 +89,7 @@ def _zarr_input(n_reach: int, chunk: int):  # type: ignore[no-untyped-def]
     import xarray as xr
 
     store = os.path.join(WORK, f"input-{n_reach}-{chunk}.zarr")
-    if not os.path.exists(os.path.join(store, "zarr.json")):
+    if not os.path.isdir(store):  # it only appears, complete, by the rename below
         tmp = store + ".tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         with dask.config.set(scheduler="threads"):
