@@ -5,7 +5,10 @@ sparsified (the same share in training and validation), the methods are fitted,
 the test period is downscaled and scored against ``reach_temp_true`` at every
 reach. Prints one JSON line per fit and a summary line per (method, keep) with
 mean and standard deviation over seeds, and the relative gain of MSGL over the
-best single-scale baseline (fine-only, remap).
+best single-scale baseline (fine-only, remap). A first line scores the segment
+truth itself carried to reaches (each reach takes ``seg_temp_true`` of its
+segment): how far a perfect coarse model is from the fine truth when reaches only
+inherit it, the part of the fine signal the coarse scale does not carry.
 
 Run (the full setting is long on two cores)::
 
@@ -57,6 +60,12 @@ def main() -> None:
     setting = {"n_seg": ds.sizes["seg"], "n_reach": ds.sizes["reach"], "days": ds.sizes["time"],
                "test": test, "epochs": args.epochs, "stride": args.stride, "weighting": args.weighting,
                "date": time.strftime("%Y-%m-%d")}
+    seg_pos = pd.Index(ds.seg.values).get_indexer(ds.reach_seg.values)
+    inherited = ds.seg_temp_true.sel(time=slice(*test)).transpose("seg", "time").values[seg_pos]
+    gap = inherited - truth.values
+    print(json.dumps({"what": "test_rmse_segment_truth_inherited",
+                      "rmse": round(float(np.sqrt(np.nanmean(gap ** 2))), 4),
+                      "mae": round(float(np.nanmean(np.abs(gap))), 4), **setting}), flush=True)
     scores: dict[tuple[str, float], list[float]] = {}
     for keep in args.keep:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
