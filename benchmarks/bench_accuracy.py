@@ -49,6 +49,7 @@ def main() -> None:
     import torch
 
     import xmsgl
+    from xmsgl.convention import topology_arrays
     from xmsgl.downscale import downscale
     from xmsgl.model import fit
     from xmsgl.sampling import sparsify
@@ -64,7 +65,7 @@ def main() -> None:
     setting = {"n_seg": ds.sizes["seg"], "n_reach": ds.sizes["reach"], "days": ds.sizes["time"],
                "test": test, "epochs": args.epochs, "stride": args.stride, "weighting": args.weighting,
                "dropped": args.drop, "date": time.strftime("%Y-%m-%d")}
-    seg_pos = pd.Index(ds.seg.values).get_indexer(ds.reach_seg.values)
+    seg_pos = topology_arrays(ds).reach_seg_idx
     inherited = ds.seg_temp_true.sel(time=slice(*test)).transpose("seg", "time").values[seg_pos]
     gap = inherited - truth.values
     print(json.dumps({"what": "test_rmse_segment_truth_inherited",
