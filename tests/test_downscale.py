@@ -52,6 +52,32 @@ def test_coarse_predictions(basin: xr.Dataset, model: Downscaler) -> None:
         downscale(basin, fine_only, scale="seg")
 
 
+def test_cross_scale_estimate_is_what_the_fine_head_refines(basin: xr.Dataset, model: Downscaler) -> None:
+    import copy
+
+    cross = downscale(basin, model, scale="cross")
+    fine = downscale(basin, model)
+    assert cross.dims == ("reach", "time") and cross.name == "reach_temp_cross"
+    assert cross.attrs["units"] == "degC" and "cross-scale" in cross.attrs["long_name"]
+    assert "scale='cross'" in cross.attrs["history"]
+    assert not np.allclose(cross.values, fine.values)
+    # The fine prediction is the cross-scale estimate plus a residual whose last
+    # layer is zeroed here: the two must then agree.
+    flat = copy.deepcopy(model)
+    last = flat.net.fine_head.mlp[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+    np.testing.assert_allclose(downscale(basin, flat).values, cross.values, atol=1e-5)
+    fine_only = fit(basin, method="fine-only", seed=0, **FAST)
+    with pytest.raises(XmsglError, match="no cross-scale estimate"):
+        downscale(basin, fine_only, scale="cross")
+    with pytest.raises(XmsglError, match="in memory only"):
+        downscale(basin, model, scale="cross", lazy=True)
+    with pytest.raises(XmsglError, match="'reach', 'seg' or 'cross'"):
+        downscale(basin, model, scale="segment")
+
+
 def test_alignment_is_by_id_not_order(basin: xr.Dataset, model: Downscaler) -> None:
     rng = np.random.default_rng(0)
     shuffled = basin.isel(reach=rng.permutation(basin.sizes["reach"]),

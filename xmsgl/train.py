@@ -689,8 +689,9 @@ def predict(
     """Standardized predictions for days ``[t0, t1)`` of ``data``.
 
     ``output`` is the task whose values are the fine prediction: ``"fine"``
-    (MSGL), ``"fine_only"`` or ``"remap"`` (the coarse prediction of each
-    reach's segment). Returns ``{"reach": (T, R), "seg": (T, S)}`` (``"seg"`` when
+    (MSGL), ``"fine_only"``, ``"remap"`` (the coarse prediction of each
+    reach's segment) or ``"cross"`` (MSGL's cross-scale estimate, task 1, which
+    the fine task refines: what the coarse states alone say about each reach). Returns ``{"reach": (T, R), "seg": (T, S)}`` (``"seg"`` when
     asked for or needed). With ``rows``, only those reaches are returned (the
     recurrence still runs on the whole graph).
     """
@@ -703,7 +704,7 @@ def predict(
     if rows is not None:
         rows_t = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(device)
         cross_blocks = [(0, len(rows), SparseGraph(data.cross_csr[np.asarray(rows)], device))]
-    need_seg = output in ("fine", "remap") or want_coarse
+    need_seg = output in ("fine", "cross", "remap") or want_coarse
     need_reach = output in ("fine", "fine_only")
     res: dict[str, np.ndarray] = {"reach": np.empty((n_time, n_reach), dtype=np.float32)}
     if need_seg:
@@ -742,13 +743,13 @@ def predict(
                 # One contiguous (S, T, B, H) copy serves every block of reaches.
                 hc_perm = h_c.permute(1, 0, 2, 3).contiguous() if h_c is not None else None
                 for r0, r1, cross in cross_blocks:
-                    hx = None
-                    if output == "fine":
+                    hx = hf = None
+                    if output in ("fine", "cross"):
                         assert hc_perm is not None
                         hx = graph_product(cross, hc_perm).permute(0, 2, 1, 3)
                         hx = hx.reshape(-1, length, hidden)
-                    assert h_f is not None
-                    hf = h_f[:, r0:r1].permute(1, 2, 0, 3).reshape(-1, length, hidden)
+                    if h_f is not None:
+                        hf = h_f[:, r0:r1].permute(1, 2, 0, 3).reshape(-1, length, hidden)
                     y = net.fine_from_hidden(hx, hf, (output,))[output]
                     fine[:, r0:r1] = y.reshape(r1 - r0, nb, length).permute(2, 0, 1)
             for b, (s, keep, end) in enumerate(part):
