@@ -691,8 +691,9 @@ def predict(
     ``output`` is the task whose values are the fine prediction: ``"fine"``
     (MSGL), ``"fine_only"``, ``"remap"`` (the coarse prediction of each
     reach's segment) or ``"cross"`` (MSGL's cross-scale estimate, task 1, which
-    the fine task refines: what the coarse states alone say about each reach). Returns ``{"reach": (T, R), "seg": (T, S)}`` (``"seg"`` when
-    asked for or needed). With ``rows``, only those reaches are returned (the
+    the fine task refines: what the coarse states alone say about each reach).
+    Returns ``{"reach": (T, R), "seg": (T, S)}`` (``"seg"`` when asked for or
+    needed). With ``rows``, only those reaches are returned (the
     recurrence still runs on the whole graph).
     """
     net.eval()
