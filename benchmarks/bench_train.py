@@ -101,7 +101,8 @@ def main() -> None:
     windows = make_windows([(0, ds.sizes["time"])], 365, stride)
     info = {"n_seg": graphs.n_seg, "n_reach": graphs.n_reach, "n_windows": len(windows),
             "window": 365, "threads": args.threads, "max_hops": args.max_hops,
-            "fine_nonzeros_per_row": round(graphs.fine.nnz / graphs.n_reach, 1), "machine": platform.processor() or platform.machine(),
+            "fine_nonzeros_per_row": round(graphs.fine.nnz / graphs.n_reach, 1),
+            "machine": platform.processor() or platform.machine(),
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
     results = {}
     for weighting in ("equal", "mgda"):

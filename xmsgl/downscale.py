@@ -187,10 +187,12 @@ def downscale(
             batch_size=batch_size, check_graph=check_graph, reach_chunk=reach_chunk,
             time_block=time_block, halo=halo, threads=threads)
     graphs = build_graphs(ds, **model.config["graph"].get("options", {}))
+    # The cross-scale estimate reads the same inputs as the fine prediction.
+    inputs_of = REACH if scale == CROSS else scale
     if check_graph:
-        check_compatible(model, ds, graphs, REACH if scale == CROSS else scale)
+        check_compatible(model, ds, graphs, inputs_of)
     else:
-        check_compatible_vars_only(model, ds, REACH if scale == CROSS else scale)
+        check_compatible_vars_only(model, ds, inputs_of)
     times = pd.DatetimeIndex(ds[TIME].values)
     i0, i1 = _time_positions(times, time)
     s0 = max(0, i0 - int(spinup))
