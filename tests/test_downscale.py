@@ -47,6 +47,14 @@ def test_output_is_labeled(basin: xr.Dataset, model: Downscaler, device: str) ->
 def test_coarse_predictions(basin: xr.Dataset, model: Downscaler) -> None:
     seg = downscale(basin, model, scale="seg")
     assert seg.dims == ("seg", "time") and seg.sizes["seg"] == basin.sizes["seg"]
+    # The coarse prediction and the cross-scale estimate read segment inputs only:
+    # without the reach inputs they are the same, and the fine prediction names them.
+    no_reach = basin.drop_vars(model.features.reach_vars)
+    np.testing.assert_array_equal(downscale(no_reach, model, scale="seg").values, seg.values)
+    np.testing.assert_array_equal(downscale(no_reach, model, scale="cross").values,
+                                  downscale(basin, model, scale="cross").values)
+    with pytest.raises(ModelMismatchError, match="reach_air_temp"):
+        downscale(no_reach, model)
     fine_only = fit(basin, method="fine-only", seed=0, **FAST)
     with pytest.raises(XmsglError, match="no coarse prediction"):
         downscale(basin, fine_only, scale="seg")

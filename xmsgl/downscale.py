@@ -82,6 +82,8 @@ def downscale(
         (task 1, on reaches): what the coarse states carried to each reach say
         before the fine task refines it with the reach graph. Compare it with
         ``"reach"`` to see how much the fine scale changes. In memory only.
+        ``"seg"`` and ``"cross"`` read the segment inputs only: the reach inputs
+        may be absent, and only the coarse recurrence runs.
     time : (start, end) or slice, optional
         Days to return (ends included); default all. Up to ``spinup`` earlier days
         of ``ds`` warm the recurrent state up.
@@ -187,8 +189,9 @@ def downscale(
             batch_size=batch_size, check_graph=check_graph, reach_chunk=reach_chunk,
             time_block=time_block, halo=halo, threads=threads)
     graphs = build_graphs(ds, **model.config["graph"].get("options", {}))
-    # The cross-scale estimate reads the same inputs as the fine prediction.
-    inputs_of = REACH if scale == CROSS else scale
+    # The coarse prediction and the cross-scale estimate come from the coarse states
+    # alone: they read segment inputs only.
+    inputs_of = REACH if scale == REACH else SEG
     if check_graph:
         check_compatible(model, ds, graphs, inputs_of)
     else:
@@ -197,10 +200,12 @@ def downscale(
     i0, i1 = _time_positions(times, time)
     s0 = max(0, i0 - int(spinup))
     dev = resolve_device(device)
-    data = _rebuild(model, ds, graphs, dev, slice(s0, i1))
+    data = _rebuild(model, ds, graphs, dev, slice(s0, i1), reach_inputs=scale == REACH)
     net = model.net.to(dev)
     try:
-        output = "cross" if scale == CROSS else model.output
+        # For segments only the coarse recurrence and head run ("remap" is their
+        # output carried to reaches, which is cheap and not returned).
+        output = {REACH: model.output, SEG: "remap", CROSS: "cross"}[scale]
         out = predict(net, data, i0 - s0, i1 - s0, output=output, device=dev, chunk=int(chunk),
                       spinup=int(spinup), batch_size=batch_size, want_coarse=scale == SEG)
     finally:

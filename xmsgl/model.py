@@ -881,16 +881,19 @@ def check_compatible(model: Downscaler, ds: xr.Dataset, graphs: Any, scale: str)
 
 
 def _rebuild(model: Downscaler, ds: xr.Dataset, graphs: Any, dev: torch.device,
-             time_index: slice) -> ModelData:
+             time_index: slice, reach_inputs: bool = True) -> ModelData:
+    """The model's inputs and graphs for ``ds``; ``reach_inputs=False`` leaves the reach
+    inputs empty (for outputs that the coarse states alone give)."""
     spec = model.features
     n_time = len(range(*time_index.indices(ds.sizes[TIME])))
     x_seg = (input_array(ds, spec.seg_vars, SEG, spec, time_index) if spec.seg_vars
              and model.output != "fine_only" else np.zeros((n_time, graphs.n_seg, 0), np.float32))
+    use_reach = reach_inputs and model.output != "remap"
     x_reach = (input_array(ds, spec.reach_vars, REACH, spec, time_index) if spec.reach_vars
-               and model.output != "remap" else np.zeros((n_time, graphs.n_reach, 0), np.float32))
+               and use_reach else np.zeros((n_time, graphs.n_reach, 0), np.float32))
     window = int(model.config["hyperparameters"]["window"])
     rows = max(1, int(2.5e6 // (max(window, 365) * model.net.hidden * 4)))
     _set_backbone_geometry(model.net, ds, tuple(
-        s for s, used in ((SEG, model.output != "fine_only"), (REACH, model.output != "remap")) if used))
+        s for s, used in ((SEG, model.output != "fine_only"), (REACH, use_reach)) if used))
     return ModelData(x_seg, x_reach, torch_graphs(graphs, dev), cross_row_blocks(graphs, dev, rows),
                      np.asarray(graphs.parent.tocsr().indices, dtype=np.int64), graphs.cross.tocsr())

@@ -585,14 +585,10 @@ def _block_downscale_inner(
         dims = (REACH, TIME) if _XTIME in da.dims else (REACH,)
         sub[name] = (dims, np.asarray(da.values), {"units": units[name]})
     check_compatible_vars_only(model, sub, scale)
-    if scale == SEG:
-        # The coarse head reads segments only: the reach inputs are placeholders.
-        for name in model.features.reach_vars:
-            if name not in sub:
-                sub[name] = (REACH, np.zeros(sub.sizes[REACH], dtype=np.float32))
     graphs = build_graphs(sub, **graph_options)
     _reweight(graphs, stats)
-    data = _rebuild(model, sub, graphs, dev, slice(0, n_in))
+    # The coarse head reads segments only.
+    data = _rebuild(model, sub, graphs, dev, slice(0, n_in), reach_inputs=scale != SEG)
     output = "remap" if scale == SEG else model.output
     out = predict(model.net, data, t_keep, n_in, output=output, device=dev, chunk=int(chunk),
                   spinup=int(spinup), batch_size=batch_size, want_coarse=scale == SEG)
