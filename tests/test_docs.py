@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
+import pkgutil
 import re
 
 import pytest
@@ -49,3 +52,21 @@ def test_readme_example_runs(tmp_path, monkeypatch) -> None:  # type: ignore[no-
     pred = namespace["pred"]
     assert pred.dims == ("reach", "time") and pred.attrs["units"] == "degC"  # type: ignore[attr-defined]
     assert (tmp_path / "my-model" / "config.json").exists()
+
+
+def _modules() -> list[str]:
+    import xmsgl
+
+    # xmsgl.__main__ runs the command line when imported.
+    return sorted(m.name for m in pkgutil.walk_packages(xmsgl.__path__, "xmsgl.")
+                  if m.name != "xmsgl.__main__")
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_docstring_examples_run(name: str) -> None:
+    # The Examples sections of the docstrings are run as written (those marked
+    # "doctest: +SKIP" fit models and are left out).
+    module = importlib.import_module(name)
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    result = doctest.testmod(module, optionflags=flags, report=True)
+    assert result.failed == 0, f"{result.failed} docstring example(s) of {name} failed (output above)"

@@ -105,6 +105,29 @@ def test_cross_head_shapes_for_lengths_off_the_window() -> None:
         assert tuple(z.shape) == (3, n_time, 4) and tuple(y.shape) == (3, n_time)
 
 
+@pytest.mark.parametrize("n_blocks", [1, 2, 3])
+def test_cross_head_is_exact_after_its_first_needed_day(n_blocks: int) -> None:
+    # Inference runs the heads from first_needed_day(first kept day): the kept days
+    # must come out as from the whole sequence, and the day is the latest such.
+    torch.manual_seed(0)
+    head = CrossScaleHead(hidden=4, window=6, n_blocks=n_blocks).eval()
+    x = torch.randn(3, 40, 4)
+    z, y = head(x)
+    skipped = 0
+    for first in range(40):
+        cut = head.first_needed_day(first)
+        assert 0 <= cut <= first and cut % 6 == 0
+        zc, yc = head(x[:, cut:])
+        torch.testing.assert_close(yc[:, first - cut:], y[:, first:])
+        torch.testing.assert_close(zc[:, first - cut:], z[:, first:])
+        later = cut + 6
+        if later <= first:
+            _, yl = head(x[:, later:])
+            assert not torch.allclose(yl[:, first - later:], y[:, first:])
+        skipped += cut
+    assert skipped > 0
+
+
 def test_fine_head_starts_at_cross_prediction_and_stops_gradient() -> None:
     head = FineResidualHead(hidden=4)
     z = torch.randn(3, 8, 4, requires_grad=True)

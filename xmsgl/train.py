@@ -347,8 +347,8 @@ def masked_rmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None
     --------
     >>> import torch
     >>> y = torch.tensor([1.0, float("nan"), 3.0])
-    >>> masked_rmse(torch.tensor([2.0, 0.0, 3.0]), y).item() ** 2
-    0.5000...
+    >>> round(masked_rmse(torch.tensor([2.0, 0.0, 3.0]), y).item() ** 2, 6)
+    0.5
     """
     mask = torch.isfinite(target)
     n = int(mask.sum())
@@ -734,28 +734,34 @@ def predict(
                 if rows_t is not None:
                     h_f = h_f.index_select(1, rows_t)
             fine = None
+            # The reach heads skip the spin-up days that no kept day depends on.
+            cut = 0
             if output == "remap":
                 assert coarse is not None
                 seg_idx = data.reach_seg_idx if rows is None else data.reach_seg_idx[np.asarray(rows)]
                 fine = coarse[:, torch.from_numpy(seg_idx).to(device)]
             else:
                 nb = len(part)
-                fine = torch.empty(length, n_reach, nb, device=device)
+                warm = min(keep - s for s, keep, _ in part)
+                cut = net.cross_head.first_needed_day(warm) if output in ("fine", "cross") else warm
+                days = length - cut
+                fine = torch.empty(days, n_reach, nb, device=device)
                 # One contiguous (S, T, B, H) copy serves every block of reaches.
-                hc_perm = h_c.permute(1, 0, 2, 3).contiguous() if h_c is not None else None
+                hc_perm = h_c[cut:].permute(1, 0, 2, 3).contiguous() if h_c is not None else None
                 for r0, r1, cross in cross_blocks:
                     hx = hf = None
                     if output in ("fine", "cross"):
                         assert hc_perm is not None
                         hx = graph_product(cross, hc_perm).permute(0, 2, 1, 3)
-                        hx = hx.reshape(-1, length, hidden)
+                        hx = hx.reshape(-1, days, hidden)
                     if h_f is not None:
-                        hf = h_f[:, r0:r1].permute(1, 2, 0, 3).reshape(-1, length, hidden)
+                        hf = h_f[cut:, r0:r1].permute(1, 2, 0, 3).reshape(-1, days, hidden)
                     y = net.fine_from_hidden(hx, hf, (output,))[output]
-                    fine[:, r0:r1] = y.reshape(r1 - r0, nb, length).permute(2, 0, 1)
+                    fine[:, r0:r1] = y.reshape(r1 - r0, nb, days).permute(2, 0, 1)
             for b, (s, keep, end) in enumerate(part):
                 a = keep - s
-                res["reach"][keep - t0: end - t0] = fine[a: a + end - keep, :, b].float().cpu().numpy()
+                res["reach"][keep - t0: end - t0] = (
+                    fine[a - cut: a - cut + end - keep, :, b].float().cpu().numpy())
                 if coarse is not None and "seg" in res:
                     res["seg"][keep - t0: end - t0] = coarse[a: a + end - keep, :, b].float().cpu().numpy()
     return res

@@ -109,6 +109,42 @@ class CrossScaleHead(nn.Module):
         self.readout = nn.Linear(hidden, 1)
         self.skip = nn.Linear(hidden, 1, bias=False)
 
+    def first_needed_day(self, first_output: int) -> int:
+        """The first day of a sequence this head needs to give, from ``first_output``
+        on, exactly what it gives on the whole sequence.
+
+        Each block attends within spans of ``window`` days laid out from the start
+        of the sequence, so a sequence cut at a multiple of ``window`` keeps every
+        span after the cut; only the first span of a shifted block is shortened,
+        and each block carries that error to the days of its spans. Inference
+        uses this to skip the heads on spin-up days.
+
+        Examples
+        --------
+        >>> CrossScaleHead(hidden=4, window=30).first_needed_day(180)
+        150
+        >>> CrossScaleHead(hidden=4, window=30).first_needed_day(40)
+        0
+        """
+        blocks = [blk for blk in self.blocks if isinstance(blk, TemporalAttentionBlock)]
+        windows = {blk.window for blk in blocks}
+        if not blocks or first_output <= 0 or len(windows) != 1:
+            return 0
+        w = windows.pop()
+        for cut in range(first_output // w * w, 0, -w):
+            exact_from = cut
+            for blk in blocks:
+                # The spans of the whole sequence start at 0, then at offset + k * w;
+                # those of the cut one at cut, then at cut + offset + k * w: the same
+                # from cut + offset on. A day is exact when its span is one of those
+                # and every day of the span was exact at the block's input.
+                off = blk.offset if 0 < blk.offset < w else 0
+                lo = max(exact_from, cut + off)
+                exact_from = off + -(-(lo - off) // w) * w
+            if exact_from <= first_output:
+                return cut
+        return 0
+
     def forward(self, h_cross: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = h_cross
         for blk in self.blocks:
