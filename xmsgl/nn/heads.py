@@ -138,9 +138,8 @@ class CrossScaleHead(nn.Module):
                 # those of the cut one at cut, then at cut + offset + k * w: the same
                 # from cut + offset on. A day is exact when its span is one of those
                 # and every day of the span was exact at the block's input.
-                off = blk.offset if 0 < blk.offset < w else 0
-                lo = max(exact_from, cut + off)
-                exact_from = off + -(-(lo - off) // w) * w
+                lo = max(exact_from, cut + blk.offset)
+                exact_from = blk.offset + -(-(lo - blk.offset) // w) * w
             if exact_from <= first_output:
                 return cut
         return 0
