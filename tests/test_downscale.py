@@ -60,6 +60,25 @@ def test_coarse_predictions(basin: xr.Dataset, model: Downscaler) -> None:
         downscale(basin, fine_only, scale="seg")
 
 
+def test_coarse_output_is_the_remap_without_reaches(basin: xr.Dataset, model: Downscaler) -> None:
+    from xmsgl.exceptions import ParameterError
+    from xmsgl.graph import build_graphs
+    from xmsgl.model import _rebuild
+    from xmsgl.train import predict
+
+    graphs = build_graphs(basin, **model.config["graph"].get("options", {}))
+    dev = torch.device("cpu")
+    data = _rebuild(model, basin, graphs, dev, slice(0, basin.sizes["time"]))
+    n = basin.sizes["time"]
+    coarse = predict(model.net, data, 40, n, output="coarse", device=dev, chunk=60, spinup=20)
+    remap = predict(model.net, data, 40, n, output="remap", device=dev, chunk=60, spinup=20)
+    assert set(coarse) == {"seg"}
+    np.testing.assert_array_equal(coarse["seg"], remap["seg"])
+    np.testing.assert_array_equal(remap["reach"], remap["seg"][:, data.reach_seg_idx])
+    with pytest.raises(ParameterError, match="'fine', 'fine_only'"):
+        predict(model.net, data, 0, n, output="seg", device=dev)
+
+
 def test_cross_scale_estimate_is_what_the_fine_head_refines(basin: xr.Dataset, model: Downscaler) -> None:
     import copy
 

@@ -203,11 +203,10 @@ def downscale(
     data = _rebuild(model, ds, graphs, dev, slice(s0, i1), reach_inputs=scale == REACH)
     net = model.net.to(dev)
     try:
-        # For segments only the coarse recurrence and head run ("remap" is their
-        # output carried to reaches, which is cheap and not returned).
-        output = {REACH: model.output, SEG: "remap", CROSS: "cross"}[scale]
+        # For segments only the coarse recurrence and head run.
+        output = {REACH: model.output, SEG: "coarse", CROSS: "cross"}[scale]
         out = predict(net, data, i0 - s0, i1 - s0, output=output, device=dev, chunk=int(chunk),
-                      spinup=int(spinup), batch_size=batch_size, want_coarse=scale == SEG)
+                      spinup=int(spinup), batch_size=batch_size)
     finally:
         model.net.to("cpu")
     tgt = model.config["targets"]

@@ -654,7 +654,6 @@ def fit(
                 return None
             se, n = 0.0, 0
             key = "seg" if which == "coarse" else "reach"
-            out_task = "remap" if which == "coarse" else which
             for a, b in val_ranges:
                 obs = target[a:b]
                 rows = None
@@ -664,8 +663,7 @@ def fit(
                     if rows.size == 0:
                         continue
                     obs = obs[:, rows]
-                pred = predict(model_net, data, a, b, output=out_task, device=dev,
-                               want_coarse=which == "coarse", rows=rows)[key]
+                pred = predict(model_net, data, a, b, output=which, device=dev, rows=rows)[key]
                 ok = np.isfinite(obs)
                 se += float(((pred[ok] - obs[ok]) ** 2).sum())
                 n += int(ok.sum())

@@ -589,9 +589,9 @@ def _block_downscale_inner(
     _reweight(graphs, stats)
     # The coarse head reads segments only.
     data = _rebuild(model, sub, graphs, dev, slice(0, n_in), reach_inputs=scale != SEG)
-    output = "remap" if scale == SEG else model.output
+    output = "coarse" if scale == SEG else model.output
     out = predict(model.net, data, t_keep, n_in, output=output, device=dev, chunk=int(chunk),
-                  spinup=int(spinup), batch_size=batch_size, want_coarse=scale == SEG)
+                  spinup=int(spinup), batch_size=batch_size)
     tgt = model.config["targets"]
     vals = out["seg"][:, score] if scale == SEG else out["reach"][:, rcore]
     vals = (vals * np.float32(tgt["std"]) + np.float32(tgt["mean"])).astype(np.float32).T

@@ -683,7 +683,6 @@ def predict(
     spinup: int = 180,
     batch_size: int | None = None,
     time_chunk: int | None = 16,
-    want_coarse: bool = False,
     rows: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Standardized predictions for days ``[t0, t1)`` of ``data``.
@@ -691,10 +690,11 @@ def predict(
     ``output`` is the task whose values are the fine prediction: ``"fine"``
     (MSGL), ``"fine_only"``, ``"remap"`` (the coarse prediction of each
     reach's segment) or ``"cross"`` (MSGL's cross-scale estimate, task 1, which
-    the fine task refines: what the coarse states alone say about each reach).
+    the fine task refines: what the coarse states alone say about each reach);
+    ``"coarse"`` gives the coarse prediction only.
     Returns ``{"reach": (T, R), "seg": (T, S)}`` (``"seg"`` when asked for or
-    needed). With ``rows``, only those reaches are returned (the
-    recurrence still runs on the whole graph).
+    needed, ``"reach"`` unless ``output="coarse"``). With ``rows``, only those
+    reaches are returned (the recurrence still runs on the whole graph).
     """
     net.eval()
     n_time = t1 - t0
@@ -705,9 +705,14 @@ def predict(
     if rows is not None:
         rows_t = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(device)
         cross_blocks = [(0, len(rows), SparseGraph(data.cross_csr[np.asarray(rows)], device))]
-    need_seg = output in ("fine", "cross", "remap") or want_coarse
+    if output not in ("fine", "fine_only", "remap", "cross", "coarse"):
+        raise ParameterError(f"output {output!r} is not known; use 'fine', 'fine_only', "
+                             "'remap', 'cross' or 'coarse'")
+    need_seg = output in ("fine", "cross", "remap", "coarse")
     need_reach = output in ("fine", "fine_only")
-    res: dict[str, np.ndarray] = {"reach": np.empty((n_time, n_reach), dtype=np.float32)}
+    res: dict[str, np.ndarray] = {}
+    if output != "coarse":
+        res["reach"] = np.empty((n_time, n_reach), dtype=np.float32)
     if need_seg:
         res["seg"] = np.empty((n_time, n_seg), dtype=np.float32)
     wins = inference_windows(t0, t1, chunk, spinup)
@@ -736,7 +741,9 @@ def predict(
             fine = None
             # The reach heads skip the spin-up days that no kept day depends on.
             cut = 0
-            if output == "remap":
+            if output == "coarse":
+                pass
+            elif output == "remap":
                 assert coarse is not None
                 seg_idx = data.reach_seg_idx if rows is None else data.reach_seg_idx[np.asarray(rows)]
                 fine = coarse[:, torch.from_numpy(seg_idx).to(device)]
@@ -760,8 +767,9 @@ def predict(
                     fine[:, r0:r1] = y.reshape(r1 - r0, nb, days).permute(2, 0, 1)
             for b, (s, keep, end) in enumerate(part):
                 a = keep - s
-                res["reach"][keep - t0: end - t0] = (
-                    fine[a - cut: a - cut + end - keep, :, b].float().cpu().numpy())
+                if fine is not None:
+                    res["reach"][keep - t0: end - t0] = (
+                        fine[a - cut: a - cut + end - keep, :, b].float().cpu().numpy())
                 if coarse is not None and "seg" in res:
                     res["seg"][keep - t0: end - t0] = coarse[a: a + end - keep, :, b].float().cpu().numpy()
     return res
