@@ -42,12 +42,17 @@ def main() -> None:
     ap.add_argument("--pretrain-epochs", type=int, default=None)
     ap.add_argument("--stride", type=int, default=182)
     ap.add_argument("--weighting", default="mgda")
+    ap.add_argument("--task-weights", nargs="+", default=None, metavar="TASK=W",
+                    help="weights for --weighting fixed, e.g. coarse=0.1 cross=0.1 fine=0.8")
     ap.add_argument("--methods", nargs="+", default=["msgl", "async-msgl", "fine-only", "remap"])
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--drop", nargs="+", default=[],
                     help="input variables the models do not get (e.g. reach_gw_share reach_shade: "
                          "reaches whose local attributes are unknown); the truth is unchanged")
     args = ap.parse_args()
+    task_weights = None
+    if args.task_weights:
+        task_weights = {k: float(v) for k, v in (kv.split("=", 1) for kv in args.task_weights)}
 
     import torch
 
@@ -68,6 +73,7 @@ def main() -> None:
     truth = ds.reach_temp_true.sel(time=slice(*test)).transpose("reach", "time")
     setting = {"n_seg": ds.sizes["seg"], "n_reach": ds.sizes["reach"], "days": ds.sizes["time"],
                "test": test, "epochs": args.epochs, "stride": args.stride, "weighting": args.weighting,
+               **({"task_weights": task_weights} if task_weights else {}),
                "dropped": args.drop, "date": time.strftime("%Y-%m-%d")}
     seg_pos = topology_arrays(ds).reach_seg_idx
     inherited = ds.seg_temp_true.sel(time=slice(*test)).transpose("seg", "time").values[seg_pos]
@@ -85,7 +91,8 @@ def main() -> None:
                 t0 = time.perf_counter()
                 model = fit(sparse, method=method, seed=seed, epochs=args.epochs,
                             pretrain_epochs=args.pretrain_epochs, stride=args.stride,
-                            weighting=args.weighting, progress=False, **periods)
+                            weighting=args.weighting, task_weights=task_weights, progress=False,
+                            **periods)
                 pred = downscale(sparse, model, time=test)
                 fit_seconds = time.perf_counter() - t0
                 err = (pred - truth).values
