@@ -692,9 +692,10 @@ def predict(
     reach's segment) or ``"cross"`` (MSGL's cross-scale estimate, task 1, which
     the fine task refines: what the coarse states alone say about each reach);
     ``"coarse"`` gives the coarse prediction only.
-    Returns ``{"reach": (T, R), "seg": (T, S)}`` (``"seg"`` when asked for or
-    needed, ``"reach"`` unless ``output="coarse"``). With ``rows``, only those
-    reaches are returned (the recurrence still runs on the whole graph).
+    Returns ``{"reach": (T, R), "seg": (T, S)}`` (``"seg"`` unless
+    ``output="fine_only"``, ``"reach"`` unless ``output="coarse"``). With
+    ``rows``, only those reaches are returned (the recurrence still runs on the
+    whole graph).
     """
     net.eval()
     n_time = t1 - t0
