@@ -742,13 +742,11 @@ def predict(
             fine = None
             # The reach heads skip the spin-up days that no kept day depends on.
             cut = 0
-            if output == "coarse":
-                pass
-            elif output == "remap":
+            if output == "remap":
                 assert coarse is not None
                 seg_idx = data.reach_seg_idx if rows is None else data.reach_seg_idx[np.asarray(rows)]
                 fine = coarse[:, torch.from_numpy(seg_idx).to(device)]
-            else:
+            elif output != "coarse":
                 nb = len(part)
                 warm = min(keep - s for s, keep, _ in part)
                 cut = net.cross_head.first_needed_day(warm) if output in ("fine", "cross") else warm
@@ -771,6 +769,6 @@ def predict(
                 if fine is not None:
                     res["reach"][keep - t0: end - t0] = (
                         fine[a - cut: a - cut + end - keep, :, b].float().cpu().numpy())
-                if coarse is not None and "seg" in res:
+                if coarse is not None:
                     res["seg"][keep - t0: end - t0] = coarse[a: a + end - keep, :, b].float().cpu().numpy()
     return res
