@@ -149,6 +149,15 @@ def test_time_errors() -> None:
     t = ds.time.values[[0, 1, 3, 2, 4, 5, 6, 7, 8, 9]]
     with pytest.raises(TimeError, match="not increasing.*sortby"):
         validate(ds.assign_coords(time=t))
+    hourly = ds.time.values[0] + np.arange(10) * np.timedelta64(1, "h")
+    with pytest.raises(TimeError, match="several steps on 2001-06-01.*resample"):
+        validate(ds.assign_coords(time=hourly))
+    weekly = ds.time.values[0] + np.arange(10) * np.timedelta64(7, "D")
+    with pytest.raises(TimeError, match="typically 7 days apart"):
+        validate(ds.assign_coords(time=weekly))
+    # Missing days in a daily record are fine.
+    gappy = ds.time.values + np.where(np.arange(10) >= 5, np.timedelta64(3, "D"), np.timedelta64(0, "D"))
+    validate(ds.assign_coords(time=gappy))
 
 
 def test_kelvin_and_fahrenheit_converted_with_note() -> None:

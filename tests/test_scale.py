@@ -224,6 +224,19 @@ def test_lazy_follows_the_users_order_and_time_selection(basin: xr.Dataset, mode
     assert float(np.abs(out - want).max()) < 0.05
 
 
+def test_lazy_restarts_after_a_gap_as_in_memory(basin: xr.Dataset, model: Downscaler) -> None:
+    keep = np.ones(basin.sizes["time"], dtype=bool)
+    keep[130:150] = False
+    gappy = basin.isel(time=keep)
+    with pytest.warns(xmsgl.TimeGapWarning):
+        want = gappy.msgl.downscale(model, **RUN)
+    with pytest.warns(xmsgl.TimeGapWarning):
+        out = _chunked(gappy).msgl.downscale(model, **RUN, time_block=200)
+    # Time blocks are cut at the gap and laid out from its first day, like the windows.
+    assert out.chunks is not None and out.chunks[1] == (130, 150)
+    np.testing.assert_allclose(out.compute().values, want.values, atol=1e-4)
+
+
 def test_lazy_coarse_scale(basin: xr.Dataset, model: Downscaler) -> None:
     ref = basin.msgl.downscale(model, scale="seg", **RUN)
     out = _chunked(basin).msgl.downscale(model, scale="seg", **RUN, reach_chunk=30)

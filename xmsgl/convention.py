@@ -7,7 +7,8 @@ two scales:
   segments), coordinate ``seg`` holding positive integer ids;
 * dimension ``reach``: fine reaches (for example NHDPlusV2 flowlines), coordinate
   ``reach`` holding positive integer ids;
-* dimension ``time``: daily time steps, strictly increasing ``datetime64``.
+* dimension ``time``: daily time steps, strictly increasing ``datetime64``; missing
+  days are allowed (windows and inference restart after each gap).
 
 Topology variables (required):
 
@@ -497,6 +498,21 @@ def _check_time(ds: xr.Dataset) -> None:
             f"coordinate 'time' is not increasing ({idx[pos].date()} is followed by "
             f"{idx[pos + 1].date()}); sort it with ds.sortby('time')"
         )
+    if len(idx) > 1:
+        step = np.diff(np.asarray(idx.values).astype("datetime64[D]").astype(np.int64))
+        same = np.flatnonzero(step == 0)
+        if same.size:
+            raise TimeError(
+                f"coordinate 'time' has several steps on {idx[same[0]].date()}; xmsgl works on "
+                "daily means: aggregate them with ds.resample(time='1D').mean()"
+            )
+        typical = int(np.median(step))
+        if typical > 1:
+            raise TimeError(
+                f"coordinate 'time' is not daily: its steps are typically {typical} days apart; "
+                "xmsgl works on daily means: give daily inputs (for smooth forcings, e.g. "
+                "ds.resample(time='1D').interpolate('linear'))"
+            )
 
 
 def _convert_length(ds: xr.Dataset, name: str, notes: list[str]) -> xr.Dataset:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,9 +13,9 @@ import torch
 import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, validate
-from xmsgl.exceptions import DataError, TimeError, XmsglError, check_count
+from xmsgl.exceptions import DataError, TimeError, TimeGapWarning, XmsglError, check_count
 from xmsgl.model import Downscaler, _rebuild, check_compatible, load
-from xmsgl.train import predict, resolve_device
+from xmsgl.train import predict, resolve_device, time_breaks
 
 if TYPE_CHECKING:
     from xmsgl.baselines import BaselineModel
@@ -41,6 +42,29 @@ def _time_positions(time: pd.DatetimeIndex, sel: Any) -> tuple[int, int]:
             f"time={sel!r} selects no day of the dataset ({time[0].date()} to {time[-1].date()})"
         )
     return i0, i1
+
+
+def _warmup_start(time: pd.DatetimeIndex, i0: int, i1: int, spinup: int) -> int:
+    """First day that warms up day ``i0``: ``spinup`` days earlier, never across a gap.
+
+    Warns (:class:`~xmsgl.exceptions.TimeGapWarning`) when the days used, warm-up
+    included, have gaps: the recurrence restarts after each one.
+    """
+    breaks = time_breaks(time)
+    before = breaks[breaks <= i0]
+    start = max(0, i0 - spinup, int(before[-1]) if before.size else 0)
+    used = breaks[(breaks > i0 - spinup) & (breaks < i1)]
+    if used.size:
+        shown = ", ".join(f"{time[b - 1].date()} to {time[b].date()}" for b in used[:3])
+        more = f" and {used.size - 3} more" if used.size > 3 else ""
+        warnings.warn(
+            f"the days used have {used.size} gap{'s' if used.size > 1 else ''} in 'time' ({shown}"
+            f"{more}): the recurrent state restarts after each with a fresh state, as at the "
+            f"start of the record, so the first days after a gap have less than spinup={spinup} "
+            "days of warm-up. To run through a gap, make the steps daily and fill the inputs "
+            "(e.g. ds.resample(time='1D').interpolate('linear'))",
+            TimeGapWarning, stacklevel=3)
+    return start
 
 
 def downscale(
@@ -86,7 +110,10 @@ def downscale(
         may be absent, and only the coarse recurrence runs.
     time : (start, end) or slice, optional
         Days to return (ends included); default all. Up to ``spinup`` earlier days
-        of ``ds`` warm the recurrent state up.
+        of ``ds`` warm the recurrent state up. A gap in ``ds``'s days (a day that
+        does not follow the one before) restarts the recurrence with a fresh state,
+        as at the start of the record, with a
+        :class:`~xmsgl.exceptions.TimeGapWarning`: no state is carried across it.
     device : str, default "auto"
         ``"auto"`` (cuda, then mps, then cpu) or a torch device.
     spinup, chunk : int, default 180, 365
@@ -198,7 +225,7 @@ def downscale(
         check_compatible_vars_only(model, ds, inputs_of)
     times = pd.DatetimeIndex(ds[TIME].values)
     i0, i1 = _time_positions(times, time)
-    s0 = max(0, i0 - int(spinup))
+    s0 = _warmup_start(times, i0, i1, int(spinup))
     dev = resolve_device(device)
     data = _rebuild(model, ds, graphs, dev, slice(s0, i1), reach_inputs=scale == REACH)
     net = model.net.to(dev)

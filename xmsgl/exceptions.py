@@ -21,6 +21,7 @@ __all__ = [
     "ParameterError",
     "XmsglWarning",
     "UnitConversionWarning",
+    "TimeGapWarning",
     "format_ids",
     "check_count",
 ]
@@ -68,6 +69,10 @@ class XmsglWarning(UserWarning):
 
 class UnitConversionWarning(XmsglWarning):
     """Values were converted to the convention's units (for example kelvin to degC)."""
+
+
+class TimeGapWarning(XmsglWarning):
+    """The days used have gaps: the recurrence restarts after each with a fresh state."""
 
 
 def check_count(name: str, value: object, least: int = 1) -> None:

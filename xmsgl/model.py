@@ -77,6 +77,7 @@ from xmsgl.train import (
     resolve_device,
     split_periods,
     target_array,
+    time_breaks,
     torch_graphs,
     train_tasks,
 )
@@ -625,7 +626,8 @@ def fit(
     hidden_ = int(hidden)
     data = ModelData(x_seg, x_reach, torch_graphs(graphs, dev),
                      cross_row_blocks(graphs, dev, max(1, int(2e7 // (window * hidden_ * 4)))),
-                     np.asarray(graphs.parent.tocsr().indices, dtype=np.int64), graphs.cross.tocsr())
+                     np.asarray(graphs.parent.tocsr().indices, dtype=np.int64), graphs.cross.tocsr(),
+                     breaks=time_breaks(time))
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -894,4 +896,5 @@ def _rebuild(model: Downscaler, ds: xr.Dataset, graphs: Any, dev: torch.device,
     _set_backbone_geometry(model.net, ds, tuple(
         s for s, used in ((SEG, model.output != "fine_only"), (REACH, use_reach)) if used))
     return ModelData(x_seg, x_reach, torch_graphs(graphs, dev), cross_row_blocks(graphs, dev, rows),
-                     np.asarray(graphs.parent.tocsr().indices, dtype=np.int64), graphs.cross.tocsr())
+                     np.asarray(graphs.parent.tocsr().indices, dtype=np.int64), graphs.cross.tocsr(),
+                     breaks=time_breaks(ds[TIME].values[time_index]))

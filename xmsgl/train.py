@@ -42,6 +42,7 @@ __all__ = [
     "min_norm_weights",
     "train_tasks",
     "predict",
+    "time_breaks",
 ]
 
 #: Hidden units to keep in memory for one window during training: the recurrent
@@ -407,6 +408,9 @@ class ModelData:
     cross_rows: list[tuple[int, int, SparseGraph]]  # row blocks of "cross" for inference
     reach_seg_idx: np.ndarray  # (R,) position of each reach's segment
     cross_csr: Any = None  # scipy (R, S) cross matrix, to take rows of per step
+    #: Positions of the days that do not follow the day before (a gap in the time
+    #: axis ends just before each); inference restarts the recurrence there.
+    breaks: np.ndarray | None = None
 
 
 def torch_graphs(graphs: Any, device: torch.device) -> dict[str, SparseGraph]:
@@ -651,22 +655,52 @@ def train_tasks(
 # ------------------------------------------------------------------------- inference
 
 
-def inference_windows(t0: int, t1: int, chunk: int, spinup: int) -> list[tuple[int, int, int]]:
+def time_breaks(time: Any) -> np.ndarray:
+    """Positions of the days that do not follow the day before: gaps in a daily axis.
+
+    A time axis that is not datetime64 (the integer days of a lazy block) has none.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> days = pd.to_datetime(["2001-01-01", "2001-01-02", "2001-01-05", "2001-01-06"])
+    >>> time_breaks(days).tolist()
+    [2]
+    """
+    values = np.asarray(time)
+    if values.size < 2 or not np.issubdtype(values.dtype, np.datetime64):
+        return np.zeros(0, dtype=np.int64)
+    days = values.astype("datetime64[D]").astype(np.int64)
+    return np.flatnonzero(np.diff(days) != 1).astype(np.int64) + 1
+
+
+def inference_windows(
+    t0: int, t1: int, chunk: int, spinup: int, breaks: Sequence[int] | np.ndarray | None = None
+) -> list[tuple[int, int, int]]:
     """Windows ``(start, keep_from, end)`` covering days ``[t0, t1)``.
 
     Each window runs from ``keep_from - spinup`` (not before day 0) to ``end`` with
     a fresh state and keeps the days from ``keep_from``: as in training, every
     prediction comes from a state warmed up on at most about a year of inputs.
+    ``breaks`` are days that do not follow the day before (see :func:`time_breaks`):
+    no window crosses one, so each run of consecutive days is covered as if it were
+    the whole record, its windows laid out from its first kept day.
 
     Examples
     --------
     >>> inference_windows(0, 10, chunk=4, spinup=2)
     [(0, 0, 4), (2, 4, 8), (6, 8, 10)]
+    >>> inference_windows(0, 10, chunk=4, spinup=2, breaks=[5])
+    [(0, 0, 4), (2, 4, 5), (5, 5, 9), (7, 9, 10)]
     """
+    edges = sorted({0, *(int(b) for b in (breaks if breaks is not None else ()) if 0 < b < t1)})
     out = []
-    for a in range(t0, t1, chunk):
-        b = min(a + chunk, t1)
-        out.append((max(0, a - spinup), a, b))
+    for i, r0 in enumerate(edges):
+        r1 = edges[i + 1] if i + 1 < len(edges) else t1
+        first, last = max(t0, r0), min(t1, r1)
+        for a in range(first, last, chunk):
+            b = min(a + chunk, last)
+            out.append((max(r0, a - spinup), a, b))
     return out
 
 
@@ -716,7 +750,7 @@ def predict(
         res["reach"] = np.empty((n_time, n_reach), dtype=np.float32)
     if need_seg:
         res["seg"] = np.empty((n_time, n_seg), dtype=np.float32)
-    wins = inference_windows(t0, t1, chunk, spinup)
+    wins = inference_windows(t0, t1, chunk, spinup, data.breaks)
     groups: dict[int, list[tuple[int, int, int]]] = {}
     for w in wins:
         groups.setdefault(w[2] - w[0], []).append(w)
