@@ -155,6 +155,10 @@ def test_time_errors() -> None:
     weekly = ds.time.values[0] + np.arange(10) * np.timedelta64(7, "D")
     with pytest.raises(TimeError, match="typically 7 days apart"):
         validate(ds.assign_coords(time=weekly))
+    cftime = pytest.importorskip("cftime")
+    noleap = [cftime.DatetimeNoLeap(2001, 6, d) for d in range(1, 11)]
+    with pytest.raises(TimeError, match="cftime dates \\(calendar 'noleap'\\).*convert_calendar"):
+        validate(ds.assign_coords(time=noleap))
     # Missing days in a daily record are fine.
     gappy = ds.time.values + np.where(np.arange(10) >= 5, np.timedelta64(3, "D"), np.timedelta64(0, "D"))
     validate(ds.assign_coords(time=gappy))

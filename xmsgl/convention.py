@@ -474,6 +474,14 @@ def _check_time(ds: xr.Dataset) -> None:
     if TIME not in ds.coords:
         raise SchemaError("dimension 'time' has no coordinate; assign datetime64 values to it")
     t = ds[TIME].values
+    calendar = getattr(t.flat[0], "calendar", None) if t.size else None
+    if calendar is not None:
+        raise TimeError(
+            f"coordinate 'time' holds cftime dates (calendar {calendar!r}); convert them with "
+            "ds.convert_calendar('standard', use_cftime=False). Days the calendar lacks (such as "
+            "29 February of a 365-day calendar) then become gaps: fill them with "
+            "ds.resample(time='1D').interpolate('linear')"
+        )
     if not np.issubdtype(t.dtype, np.datetime64):
         raise TimeError(
             f"coordinate 'time' must be datetime64, got {t.dtype}; decode it with "
