@@ -1014,8 +1014,14 @@ def _downscale_lazy(
     order = part.seg_order if scale == SEG else part.reach_order
     inverse = np.empty(order.size, dtype=np.int64)
     inverse[order] = np.arange(order.size)
+    t_chunks = out_t_chunks
+    if any(c != time_block for c in out_t_chunks[:-1]):
+        # Gaps cut time blocks short; the result gets uniform chunks, as zarr needs.
+        n_days = i1 - i0
+        t_chunks = (time_block,) * (n_days // time_block) + (
+            (n_days % time_block,) if n_days % time_block else ())
     arr = out.data[inverse].rechunk((reach_chunk if dim == REACH else max(1, reach_chunk // 5),
-                                     out_t_chunks))
+                                     t_chunks))
     sub = ds.isel({TIME: slice(i0, i1)})
     coords = {name: c for name, c in sub.coords.items()
               if set(c.dims) <= {dim, TIME} and c.dims}
