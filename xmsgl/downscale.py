@@ -15,7 +15,7 @@ import xarray as xr
 from xmsgl.convention import REACH, SEG, TIME, validate
 from xmsgl.exceptions import DataError, TimeError, TimeGapWarning, XmsglError, check_count
 from xmsgl.model import Downscaler, _rebuild, check_compatible, load
-from xmsgl.train import predict, resolve_device, time_breaks
+from xmsgl.train import inference_windows, predict, resolve_device, time_breaks
 
 if TYPE_CHECKING:
     from xmsgl.baselines import BaselineModel
@@ -44,15 +44,13 @@ def _time_positions(time: pd.DatetimeIndex, sel: Any) -> tuple[int, int]:
     return i0, i1
 
 
-def _warmup_start(time: pd.DatetimeIndex, i0: int, i1: int, spinup: int) -> int:
-    """First day that warms up day ``i0``: ``spinup`` days earlier, never across a gap.
+def _time_gaps(time: pd.DatetimeIndex, i0: int, i1: int, spinup: int) -> np.ndarray:
+    """The gaps of ``time`` (:func:`~xmsgl.train.time_breaks`), for the inference windows.
 
     Warns (:class:`~xmsgl.exceptions.TimeGapWarning`) when the days used, warm-up
     included, have gaps: the recurrence restarts after each one.
     """
     breaks = time_breaks(time)
-    before = breaks[breaks <= i0]
-    start = max(0, i0 - spinup, int(before[-1]) if before.size else 0)
     used = breaks[(breaks > i0 - spinup) & (breaks < i1)]
     if used.size:
         shown = ", ".join(f"{time[b - 1].date()} to {time[b].date()}" for b in used[:3])
@@ -64,7 +62,7 @@ def _warmup_start(time: pd.DatetimeIndex, i0: int, i1: int, spinup: int) -> int:
             "days of warm-up. To run through a gap, make the steps daily and fill the inputs "
             "(e.g. ds.resample(time='1D').interpolate('linear'))",
             TimeGapWarning, stacklevel=3)
-    return start
+    return breaks
 
 
 def downscale(
@@ -225,7 +223,9 @@ def downscale(
         check_compatible_vars_only(model, ds, inputs_of)
     times = pd.DatetimeIndex(ds[TIME].values)
     i0, i1 = _time_positions(times, time)
-    s0 = _warmup_start(times, i0, i1, int(spinup))
+    breaks = _time_gaps(times, i0, i1, int(spinup))
+    # The first window's warm-up: spinup days early, never across a gap.
+    s0 = inference_windows(i0, i1, int(chunk), int(spinup), breaks)[0][0]
     dev = resolve_device(device)
     data = _rebuild(model, ds, graphs, dev, slice(s0, i1), reach_inputs=scale == REACH)
     net = model.net.to(dev)

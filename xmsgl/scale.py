@@ -874,28 +874,6 @@ def downscale_lazy(
     return out
 
 
-def _day_runs(times: pd.DatetimeIndex, i0: int, i1: int) -> list[tuple[int, int, int]]:
-    """Output days ``[i0, i1)`` cut at gaps: ``(first, a, b)`` per piece, ``first``
-    the first day of the run of consecutive days that holds ``[a, b)``.
-
-    Examples
-    --------
-    >>> days = pd.to_datetime(["2001-01-01", "2001-01-02", "2001-01-03", "2001-01-07", "2001-01-08"])
-    >>> _day_runs(days, 1, 5)
-    [(0, 1, 3), (3, 3, 5)]
-    """
-    from xmsgl.train import time_breaks
-
-    breaks = time_breaks(times)
-    before = breaks[breaks <= i0]
-    first = int(before[-1]) if before.size else 0
-    out = []
-    for b in [int(v) for v in breaks if i0 < v < i1] + [i1]:
-        out.append((first, i0, b))
-        first = i0 = b
-    return out
-
-
 def _downscale_lazy(
     ds: xr.Dataset,
     model: Downscaler,
@@ -916,9 +894,10 @@ def _downscale_lazy(
     import dask.array as dsa
 
     import xmsgl
-    from xmsgl.downscale import _time_positions, _warmup_start, check_compatible_vars_only
+    from xmsgl.downscale import _time_gaps, _time_positions, check_compatible_vars_only
     from xmsgl.graph import build_graphs
     from xmsgl.model import check_compatible
+    from xmsgl.train import inference_windows
 
     reach_chunk = DEFAULT_REACH_CHUNK if reach_chunk is None else int(reach_chunk)
     chunk = int(chunk)
@@ -948,13 +927,8 @@ def _downscale_lazy(
 
     times = pd.DatetimeIndex(ds[TIME].values)
     i0, i1 = _time_positions(times, time)
-    _warmup_start(times, i0, i1, int(spinup))
-    # Time blocks never cross a gap in the days: each run of consecutive days is laid
-    # out from its first output day, as the in-memory windows are.
-    t_ranges = []
-    for first, r0, r1 in _day_runs(times, i0, i1):
-        for a in range(r0, r1, time_block):
-            t_ranges.append((max(first, a - int(spinup)), a, min(a + time_block, r1)))
+    # Time blocks are laid out as the in-memory windows are, never across a gap.
+    t_ranges = inference_windows(i0, i1, time_block, int(spinup), _time_gaps(times, i0, i1, int(spinup)))
     xtime_idx = np.concatenate([np.arange(s, b) for s, _, b in t_ranges])
     keep = np.concatenate([np.arange(s, b) >= a for s, a, b in t_ranges])
     xtime_chunks = tuple(b - s for s, _, b in t_ranges)
