@@ -1,8 +1,9 @@
 """The recurrent graph cell against the same recurrence written with autograd.
 
-The reference is the day loop as autograd sees it (about twenty recorded operations
-per day, their inputs saved for backward); the cell under test is
-:class:`xmsgl.nn.GraphRecurrent`. Both run with the same weights on the same inputs
+The reference is the input projection and the day loop as autograd sees them
+(about twenty recorded operations per day, their inputs saved for backward); the
+cell under test is :meth:`xmsgl.nn.GraphRecurrent.run_inputs`, the path the models
+use (raw inputs, the projection done inside the recurrence). Both run with the same weights on the same inputs
 over the fine graph of the default synthetic basin (or a random river-like graph of
 ``--reaches`` nodes with ``--synthetic``), interleaved in one process so that load
 from other jobs falls on both. Prints JSON lines: forward+backward seconds per
@@ -93,6 +94,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--batch", type=int, default=1, help="windows side by side")
     ap.add_argument("--hidden", type=int, default=20)
+    ap.add_argument("--features", type=int, default=11, help="raw input variables")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--synthetic", action="store_true", help="random graph instead of the basin")
@@ -109,21 +111,34 @@ def main() -> None:
     cell = GraphRecurrent(args.hidden)
     with torch.no_grad():
         cell.recurrent.weight.mul_(2.0)  # livelier gates than at initialization
-    x = torch.randn(args.days, n_node, args.batch, 4 * args.hidden)
+    x = torch.randn(args.days, n_node, args.batch, args.features)
+    w_x = torch.nn.Parameter(torch.randn(4 * args.hidden, args.features) * 0.5)
+    b_x = torch.nn.Parameter(torch.randn(4 * args.hidden) * 0.1)
+    params = [w_x, b_x, *cell.parameters()]
+
+    def reference(cell: GraphRecurrent, xin: torch.Tensor, graph: SparseGraph) -> torch.Tensor:
+        return reference_forward(cell, xin @ w_x.t() + b_x, graph)
+
+    def new(cell: GraphRecurrent, xin: torch.Tensor, graph: SparseGraph) -> torch.Tensor:
+        out = cell.run_inputs(xin, w_x, b_x, graph)
+        assert isinstance(out, torch.Tensor)
+        return out
+
     w_out = torch.randn(args.days, n_node, args.batch, args.hidden)
     info = {"n_node": n_node, "days": args.days, "batch": args.batch, "hidden": args.hidden,
             "threads": args.threads, "torch": torch.__version__,
             "machine": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d")}
 
     def train_step(fn: Any, graph: SparseGraph) -> tuple[float, int, torch.Tensor, list[torch.Tensor]]:
-        cell.zero_grad(set_to_none=True)
+        for p in params:
+            p.grad = None
         xin = x.clone().requires_grad_(True)
         gc.collect()
         t0 = time.perf_counter()
         hs, saved = _saved_bytes(lambda: fn(cell, xin, graph))
         (hs * w_out).sum().backward()
         sec = time.perf_counter() - t0
-        grads = [xin.grad] + [p.grad for p in cell.parameters()]
+        grads = [xin.grad] + [p.grad for p in params]
         return sec, saved, hs.detach(), [g.detach() for g in grads if g is not None]
 
     def infer(fn: Any, graph: SparseGraph) -> tuple[float, torch.Tensor]:
@@ -136,8 +151,7 @@ def main() -> None:
     saved: dict[str, int] = {}
     results: dict[str, Any] = {}
     for _ in range(args.repeats):
-        runs = (("ref", reference_forward, graph64), ("ref32", reference_forward, graph),
-                ("new", GraphRecurrent.__call__, graph))
+        runs = (("ref", reference, graph64), ("ref32", reference, graph), ("new", new, graph))
         for name, fn, gr in runs:
             sec, nbytes, hs, grads = train_step(fn, gr)
             times[name].append(sec)

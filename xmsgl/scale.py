@@ -506,7 +506,8 @@ def _give_back_memory() -> None:
     a few to tens of megabytes otherwise stay in the process's heaps, and with
     several worker threads each holding its own heap the resident memory grows
     well beyond what one block needs. Without glibc (macOS, Windows, musl) only
-    the buffers are dropped.
+    the buffers are dropped. (Keeping them while other blocks run measured 5%
+    faster at 10^5 reaches, for 1.7 GB of peak memory instead of 1.3.)
     """
     from xmsgl.nn.rgrn import release_buffers
 

@@ -21,7 +21,7 @@ from xmsgl.exceptions import ParameterError
 from xmsgl.nn.dmsge import DMSGEBackbone
 from xmsgl.nn.dmsge import backbone_options as dmsge_options
 from xmsgl.nn.heads import CrossScaleHead, FineResidualHead
-from xmsgl.nn.rgrn import GraphRecurrent, SparseGraph, graph_product
+from xmsgl.nn.rgrn import GraphRecurrent, SparseGraph, graph_product, reusable_empty
 
 __all__ = ["BACKBONES", "MSGLNet", "TASKS"]
 
@@ -150,18 +150,17 @@ class MSGLNet(nn.Module):
         state = None
         # Without autograd the chunks are written into one preallocated tensor: a
         # final concatenation would hold every state twice.
-        out_all = None if torch.is_grad_enabled() else x.new_empty(
-            (x.shape[0], x.shape[1], x.shape[2], self.hidden))
+        out_all = None if torch.is_grad_enabled() else reusable_empty(
+            (x.shape[0], x.shape[1], x.shape[2], self.hidden), x)
         for t0 in range(0, x.shape[0], time_chunk):
             res = self.cell.run_inputs(
-                x[t0 : t0 + time_chunk], weight, self.gate_bias, adj, state, return_state=True
+                x[t0 : t0 + time_chunk], weight, self.gate_bias, adj, state, return_state=True,
+                out=None if out_all is None else out_all[t0 : t0 + time_chunk],
             )
             assert isinstance(res, tuple)
             hs, state = res
             if out_all is None:
                 parts.append(hs)
-            else:
-                out_all[t0 : t0 + hs.shape[0]] = hs
         return out_all if out_all is not None else torch.cat(parts, 0)
 
     def coarse_prediction(self, h_coarse: torch.Tensor) -> torch.Tensor:

@@ -175,11 +175,18 @@ class _BlockPool:
             return self._take(nbytes, like.dtype, shape)
 
     def _take(self, nbytes: int, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+        # The smallest free block that holds the request without wasting more than a
+        # third of it: blocks of a river network differ a little in size.
+        best = None
         for i in range(len(self.blocks)):
-            if len(self.blocks[i]) == nbytes and self._unused(i):
-                block = self.blocks.pop(i)
-                self.blocks.append(block)
-                return self._view(block, dtype, shape)
+            size = len(self.blocks[i])
+            if nbytes <= size <= nbytes * 4 // 3 and self._unused(i) and (
+                    best is None or size < len(self.blocks[best])):
+                best = i
+        if best is not None:
+            block = self.blocks.pop(best)
+            self.blocks.append(block)
+            return self._view(block, dtype, shape)
         block = bytearray(nbytes)
         self.blocks.append(block)
         if len(self.blocks) > self.max_blocks:
@@ -211,7 +218,10 @@ class _BlockPool:
 
     @staticmethod
     def _view(block: bytearray, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
-        return torch.frombuffer(block, dtype=dtype).view(shape)
+        numel = 1
+        for n in shape:
+            numel *= n
+        return torch.frombuffer(block, dtype=dtype, count=numel).view(shape)
 
 
 _POOL = _BlockPool()
@@ -229,70 +239,103 @@ def _tanh_scale(weight: torch.Tensor, hdim: int) -> torch.Tensor:
     return scale
 
 
-def _tanh_(x: torch.Tensor) -> torch.Tensor:
-    """In-place ``tanh`` of a contiguous tensor through the faster sigmoid."""
-    return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
+def _gate_inputs(
+    x: torch.Tensor, w_x: torch.Tensor | None, b_x: torch.Tensor | None, bias: torch.Tensor,
+    scale: torch.Tensor,
+) -> torch.Tensor:
+    """What each day's recurrent product is added to: ``(T, M, 5H)``, in a reused buffer.
+
+    The four gate blocks i, f, o, g get the projected inputs ``x @ w_x.T + b_x`` (or
+    ``x`` itself, already projected, when ``w_x`` is None), the fifth block q none;
+    every block gets the recurrent bias, and the tanh blocks are doubled (see
+    :func:`_tanh_scale`). One matrix product for all days when ``w_x`` is given.
+    """
+    n_time, n_rows, n_feat = x.shape
+    h5 = bias.shape[0]
+    h4 = h5 // 5 * 4
+    gates = _POOL.empty((n_time, n_rows, h5), x)
+    flat = gates.view(-1, h5)
+    bias_s = bias * scale
+    if w_x is None:
+        torch.addcmul(bias_s[:h4], x, scale[:h4], out=gates[..., :h4])
+        gates[..., h4:] = bias_s[h4:]
+        return gates
+    assert b_x is not None
+    full_b = bias_s.clone()
+    full_b[:h4] += b_x * scale[:h4]
+    if n_feat == 0:
+        flat.copy_(full_b.expand_as(flat))
+        return gates
+    full_w = w_x.new_zeros(h5, n_feat)
+    full_w[:h4] = w_x * scale[:h4, None]
+    torch.addmm(full_b, x.reshape(-1, n_feat), full_w.t(), out=flat)
+    return gates
+
+
+def _diffuse_add(c: torch.Tensor, adj: torch.Tensor, q: torch.Tensor, out: torch.Tensor) -> None:
+    """``out = c + A @ q`` for (N, K) views, in one product where the layout allows."""
+    if adj.layout in (torch.sparse_csr, torch.strided):
+        torch.addmm(c, adj, q, out=out)
+    else:
+        torch.add(c, _matmul(adj, q), out=out)
 
 
 def _run_days(
-    xg: torch.Tensor,
+    gates: torch.Tensor,
     weight: torch.Tensor,
-    bias: torch.Tensor,
     h0: torch.Tensor,
     c0: torch.Tensor,
     adj: torch.Tensor,
     n_node: int,
     save: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The recurrence over days with every intermediate written into preallocated buffers.
+    out: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    """The recurrence over days, in place in ``gates`` and in preallocated buffers.
 
-    ``xg`` is ``(T, M, 4H)`` with ``M`` = nodes x windows, ``h0``/``c0`` are ``(M, H)``.
-    With ``save``, a ``(T, M, 7H)`` block keeps what the backward pass needs: the
-    gates after their nonlinearity ``[i, f, o, g, q]``, ``m = c_{t-1} + A q_t`` and
-    ``tanh(c_t)``; nothing else is stored.
+    ``gates`` is ``(T, M, 5H)`` from :func:`_gate_inputs`, with ``M`` = nodes x
+    windows; ``h0``/``c0`` are ``(M, H)``. Each day's recurrent product is added to
+    its row of ``gates`` in place, and the nonlinearities turn it into the gates
+    ``[i, f, o, g, q]``. With ``save``, ``gates`` and a ``(T, 2, M, H)`` block with ``m
+    = c_{t-1} + A q_t`` and ``tanh(c_t)`` (each day's contiguous, so that the sparse
+    product writes ``m`` directly) are what the backward pass needs; nothing else is
+    stored. The hidden states go to ``out`` (T, M, H) when given.
     """
-    n_time, n_rows, _ = xg.shape
+    n_time, n_rows, _ = gates.shape
     hdim = h0.shape[1]
-    h3, h4, h5 = 3 * hdim, 4 * hdim, 5 * hdim
-    scale = _tanh_scale(weight, hdim)
-    w_t = (weight * scale[:, None]).t()
-    bias_s = bias * scale
-    x_scale = scale[:h4]
-    hs = _POOL.empty((n_time, n_rows, hdim), xg)
+    h3, h4 = 3 * hdim, 4 * hdim
+    w_t = (weight * _tanh_scale(weight, hdim)[:, None]).t()
+    minus_one = gates.new_full((), -1.0)
+    hs = out if out is not None else _POOL.empty((n_time, n_rows, hdim), gates)
     c = c0.clone()
-    q = xg.new_empty(n_rows, hdim)
-    saved = _POOL.empty((n_time, n_rows, 7 * hdim), xg) if save else None
-    day = xg.new_empty(n_rows, 7 * hdim)
+    saved_mt = _POOL.empty((n_time, 2, n_rows, hdim), gates) if save else None
+    m, tc = gates.new_empty(n_rows, hdim), gates.new_empty(n_rows, hdim)
+    # With one window the diffused block q is read in place (rows of one node are
+    # contiguous); with several, a node's rows are not, and q is copied first.
+    # (On CPU only, where the sparse product reads a strided block without a copy.)
+    in_place = n_rows == n_node and gates.device.type == "cpu"
+    q = None if in_place else gates.new_empty(n_rows, hdim)
     h = h0
     for t in range(n_time):
-        if saved is not None:
-            day = saved[t]
-        a, m, tc = day[:, :h5], day[:, h5 : h5 + hdim], day[:, h5 + hdim :]
-        torch.addmm(bias_s, h, w_t, out=a)
-        a[:, :h4].addcmul_(xg[t], x_scale)
+        if saved_mt is not None:
+            m, tc = saved_mt[t, 0], saved_mt[t, 1]
+        a = gates[t]
+        a.addmm_(h, w_t)
         a.sigmoid_()
-        a[:, h3:].mul_(2.0).sub_(1.0)
-        q.copy_(a[:, h4:])
-        torch.add(c, _matmul(adj, q.view(n_node, -1)).view(n_rows, hdim), out=m)
+        # tanh(x) = 2 sigmoid(2x) - 1 for the blocks g and q, in one pass.
+        torch.add(minus_one, a[:, h3:], alpha=2.0, out=a[:, h3:])
+        if q is None:
+            q_nodes = a[:, h4:]
+        else:
+            q.copy_(a[:, h4:])
+            q_nodes = q.view(n_node, -1)
+        _diffuse_add(c.view(n_node, -1), adj, q_nodes, m.view(n_node, -1))
         torch.mul(a[:, hdim : 2 * hdim], m, out=c)
         c.addcmul_(a[:, :hdim], a[:, h3:h4])
-        # tanh(c) through the sigmoid, in a contiguous scratch (strided ops are slower).
-        torch.mul(c, 2.0, out=q).sigmoid_()
-        torch.mul(q, 2.0, out=tc).sub_(1.0)
+        # tanh(c) through the sigmoid, into the contiguous tc.
+        torch.mul(c, 2.0, out=tc).sigmoid_()
+        torch.add(minus_one, tc, alpha=2.0, out=tc)
         h = torch.mul(a[:, 2 * hdim : h3], tc, out=hs[t])
-    return hs, c, saved
-
-
-def _project(x: torch.Tensor, w_x: torch.Tensor, b_x: torch.Tensor) -> torch.Tensor:
-    """``x @ w_x.T + b_x`` for ``x`` of shape (T, M, F), into a reused buffer (T, M, 4H)."""
-    n_time, n_rows, n_feat = x.shape
-    xg = _POOL.empty((n_time, n_rows, w_x.shape[0]), x)
-    flat = xg.view(-1, w_x.shape[0])
-    if n_feat == 0:
-        flat.copy_(b_x.expand_as(flat))
-    else:
-        torch.addmm(b_x, x.reshape(-1, n_feat), w_x.t(), out=flat)
-    return xg
+    return hs, c, None if saved_mt is None else (gates, saved_mt)
 
 
 class _Recurrence(torch.autograd.Function):
@@ -303,8 +346,9 @@ class _Recurrence(torch.autograd.Function):
     forward and twenty backward into reused buffers.
 
     With ``w_x`` given, ``x`` holds the raw inputs (T, M, F) and the input
-    projection ``x @ w_x.T + b_x`` is done here, for all days at once, into a
-    reused buffer that is dropped after the forward pass. In backward the
+    projection ``x @ w_x.T + b_x`` is done here, for all days at once, into the
+    reused gate buffer that each day's recurrent product is then added to in place
+    (and that backward reads the gates from). In backward the
     gradients of the recurrent weights and bias and of the projection's weights
     and bias all come from one matrix product, ``dpre.T @ [h_prev, x, 1]`` over
     all days. (Left to autograd, the projection's weight gradient is a product
@@ -329,14 +373,11 @@ class _Recurrence(torch.autograd.Function):
         n_node: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         projected = w_x is not None
-        if w_x is not None:
-            assert b_x is not None
-            xg = _project(x, w_x, b_x)
-        else:
-            xg = x
-        hs, c, saved = _run_days(xg, weight, bias, h0, c0, adj, n_node, save=True)
-        del xg
-        ctx.save_for_backward(weight, h0, hs, saved, x if projected else None, w_x)
+        gates = _gate_inputs(x, w_x, b_x, bias, _tanh_scale(weight, h0.shape[1]))
+        hs, c, saved = _run_days(gates, weight, h0, c0, adj, n_node, save=True)
+        del gates
+        assert saved is not None
+        ctx.save_for_backward(weight, h0, hs, *saved, x if projected else None, w_x)
         ctx.projected = projected
         ctx.adj_t = adj_t if adj_t is not None else _transpose(adj)
         ctx.n_node = n_node
@@ -344,7 +385,7 @@ class _Recurrence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_hs: torch.Tensor, grad_c: torch.Tensor) -> tuple[Any, ...]:
-        weight, h0, hs, saved, x, w_x = ctx.saved_tensors
+        weight, h0, hs, saved_a, saved_mt, x, w_x = ctx.saved_tensors
         adj_t, n_node = ctx.adj_t, ctx.n_node
         n_time, n_rows, hdim = hs.shape
         h2, h3, h4, h5 = 2 * hdim, 3 * hdim, 4 * hdim, 5 * hdim
@@ -359,8 +400,7 @@ class _Recurrence(torch.autograd.Function):
         dh = hs.new_zeros(n_rows, hdim)
         dc = grad_c.contiguous().clone()
         for t in range(n_time - 1, -1, -1):
-            day, d = saved[t], dpre[t]
-            a, m, tc = day[:, :h5], day[:, h5 : h5 + hdim], day[:, h5 + hdim :]
+            a, m, tc, d = saved_a[t], saved_mt[t, 0], saved_mt[t, 1], dpre[t]
             dh.add_(grad_hs[t])
             torch.mul(dh, tc, out=d[:, h2:h3])
             torch.mul(dh, a[:, h2:h3], out=tmp)
@@ -471,13 +511,14 @@ class GraphRecurrent(nn.Module):
         adj: SparseGraph | torch.Tensor,
         state: tuple[torch.Tensor, torch.Tensor] | None = None,
         return_state: bool = False,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Run the recurrence on raw inputs, projecting them first.
 
         The same as ``forward(x @ weight.T + bias, adj, ...)`` but the projection is
-        done inside the recurrence: one product for all days into a reused buffer,
-        freed after the forward pass, and in training its gradients come from the
-        same product as those of the recurrent weights.
+        done inside the recurrence: one product for all days into the reused buffer
+        that the gates are then computed in, and in training its gradients come from
+        the same product as those of the recurrent weights.
 
         Parameters
         ----------
@@ -489,6 +530,10 @@ class GraphRecurrent(nn.Module):
             Its bias.
         adj, state, return_state
             As in :meth:`forward`.
+        out : torch.Tensor, (T, N, B, H), optional
+            Without autograd, the hidden states are written into it (and it is
+            returned); inference fills a larger result this way, chunk by chunk,
+            without copies. Ignored when gradients are recorded.
 
         Examples
         --------
@@ -500,7 +545,7 @@ class GraphRecurrent(nn.Module):
         >>> bool(torch.allclose(a, cell(x @ w.T + b, torch.eye(5).to_sparse()), atol=1e-5))
         True
         """
-        return self._run(x, weight, bias, adj, state, return_state)
+        return self._run(x, weight, bias, adj, state, return_state, out)
 
     def _run(
         self,
@@ -510,6 +555,7 @@ class GraphRecurrent(nn.Module):
         adj: SparseGraph | torch.Tensor,
         state: tuple[torch.Tensor, torch.Tensor] | None,
         return_state: bool,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         n_time, n_node, n_batch, n_in = x.shape
         hdim = self.hidden
@@ -530,17 +576,20 @@ class GraphRecurrent(nn.Module):
         if torch.is_grad_enabled() and any(t.requires_grad for t in tracked):
             hs, c = _Recurrence.apply(xf.contiguous(), w_x, b_x, weight, bias, h0, c0, mat, mat_t, n_node)
         else:
-            if w_x is None:
-                xg = xf
-            else:
-                assert b_x is not None
-                xg = _project(xf.contiguous(), w_x, b_x)
-            hs, c, _ = _run_days(xg, weight, bias, h0, c0, mat, n_node, save=False)
-            del xg
+            gates = _gate_inputs(xf.contiguous(), w_x, b_x, bias, _tanh_scale(weight, hdim))
+            flat_out = None if out is None else out.view(n_time, n_rows, hdim)
+            hs, c, _ = _run_days(gates, weight, h0, c0, mat, n_node, save=False, out=flat_out)
+            del gates
         hs = hs.view(n_time, n_node, n_batch, hdim)
         if return_state:
             return hs, (hs[-1], c.view(n_node, n_batch, hdim))
         return hs
+
+
+def reusable_empty(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """An uninitialized CPU tensor of ``shape`` (dtype and device of ``like``) from the
+    recurrence's reused buffers when it is large; a plain allocation otherwise."""
+    return _POOL.empty(shape, like)
 
 
 def release_buffers() -> int:
