@@ -98,6 +98,35 @@ def test_attention_block_is_local_to_its_blocks() -> None:
     assert not torch.allclose(y[:, 10:15], y2[:, 10:15])
 
 
+@pytest.mark.parametrize(("n_time", "offset"), [(17, 0), (17, 2), (4, 0), (30, 2)])
+def test_attention_block_matches_torch_attention(n_time: int, offset: int) -> None:
+    # The block's attention is written as two batched products; the same block with
+    # torch's own scaled_dot_product_attention per span must give the same values
+    # and gradients, at lengths on and off the window and with a shifted first span.
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    blk = TemporalAttentionBlock(hidden=4, window=5, offset=offset)
+    x = torch.randn(3, n_time, 4, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    qkv = blk.qkv(x_ref)
+    starts = ([0] if 0 < offset < n_time else []) + list(range(offset if 0 < offset < n_time else 0,
+                                                                n_time, 5))
+    bounds = [*starts, n_time]
+    parts = []
+    for t0, t1 in zip(bounds[:-1], bounds[1:], strict=True):
+        q, k, v = qkv[:, t0:t1].split(4, dim=-1)
+        parts.append(F.scaled_dot_product_attention(q, k, v))
+    ref = blk.norm(x_ref + blk.out(torch.cat(parts, dim=1)))
+    out = blk(x)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    ref.backward(grad)
+    assert x.grad is not None and x_ref.grad is not None
+    torch.testing.assert_close(x.grad, x_ref.grad, atol=1e-5, rtol=1e-4)
+
+
 def test_cross_head_shapes_for_lengths_off_the_window() -> None:
     head = CrossScaleHead(hidden=4, window=6)
     for n_time in (1, 5, 6, 13):

@@ -8,7 +8,6 @@ order or the number of nodes.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["TemporalAttentionBlock", "CrossScaleHead", "FineResidualHead"]
@@ -30,6 +29,19 @@ def _blocks(x: torch.Tensor, window: int, offset: int) -> list[tuple[int, int]]:
     if end < n_time:
         spans.append((end, n_time))
     return spans
+
+
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Scaled dot-product attention over (batch, days, H) as two batched products.
+
+    The values of ``torch.nn.functional.scaled_dot_product_attention`` (to about
+    1e-6), written out because on these short spans (30 days, 20 features) torch's
+    fused CPU kernel is the slower of the two on the CPUs measured (docs/model.md,
+    "Inference throughput"). The in-place scaling is safe under autograd: the
+    product's backward does not need its output.
+    """
+    scores = torch.bmm(q, k.transpose(1, 2)).mul_(q.shape[-1] ** -0.5)
+    return torch.bmm(torch.softmax(scores, dim=-1), v)
 
 
 class TemporalAttentionBlock(nn.Module):
@@ -74,10 +86,9 @@ class TemporalAttentionBlock(nn.Module):
         parts = []
         for t0, t1 in _blocks(x, self.window, self.offset):
             length = min(self.window, t1 - t0)
-            chunk = qkv[:, t0:t1].reshape(m, (t1 - t0) // length, length, 3 * hdim)
+            chunk = qkv[:, t0:t1].reshape(m * ((t1 - t0) // length), length, 3 * hdim)
             q, k, v = chunk.split(hdim, dim=-1)
-            att = F.scaled_dot_product_attention(q, k, v)
-            parts.append(att.reshape(m, t1 - t0, hdim))
+            parts.append(_attention(q, k, v).view(m, t1 - t0, hdim))
         att_all = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
         return self.norm(x + self.out(att_all))
 
