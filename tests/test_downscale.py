@@ -47,6 +47,7 @@ def test_output_is_labeled(basin: xr.Dataset, model: Downscaler, device: str) ->
 def test_coarse_predictions(basin: xr.Dataset, model: Downscaler) -> None:
     seg = downscale(basin, model, scale="seg")
     assert seg.dims == ("seg", "time") and seg.sizes["seg"] == basin.sizes["seg"]
+    assert seg.attrs["long_name"].endswith("coarse segments, predicted by xmsgl")
     # The coarse prediction and the cross-scale estimate read segment inputs only:
     # without the reach inputs they are the same, and the fine prediction names them.
     no_reach = basin.drop_vars(model.features.reach_vars)

@@ -247,6 +247,9 @@ def test_lazy_coarse_scale(basin: xr.Dataset, model: Downscaler) -> None:
     out = _chunked(basin).msgl.downscale(model, scale="seg", **RUN, reach_chunk=30)
     assert out.chunks is not None and out.dims == ("seg", "time")
     assert float(np.abs(out.compute() - ref).max()) < 0.05
+    # Coarse values are predicted, not downscaled; both paths say so alike.
+    assert out.attrs["long_name"] == ref.attrs["long_name"]
+    assert "coarse segments, predicted by xmsgl" in ref.attrs["long_name"]
 
 
 def test_lazy_rejects_unworkable_chunks(basin: xr.Dataset, model: Downscaler,

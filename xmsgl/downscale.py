@@ -255,7 +255,8 @@ def downscale(
         name="reach_temp_cross" if scale == CROSS else f"{dim}_temp_pred",
         attrs={
             "units": "degC",
-            "long_name": f"daily mean stream water temperature of {what}, downscaled by xmsgl",
+            "long_name": f"daily mean stream water temperature of {what}, "
+                         f"{'predicted' if scale == SEG else 'downscaled'} by xmsgl",
             "xmsgl_method": model.method,
             "xmsgl_model_sha256": model.sha256,
             "history": history,

@@ -1009,7 +1009,8 @@ def _downscale_lazy(
     return xr.DataArray(
         arr, dims=(dim, TIME), coords=coords, name=f"{dim}_temp_pred",
         attrs={"units": "degC",
-               "long_name": f"daily mean stream water temperature of {what}, downscaled by xmsgl",
+               "long_name": f"daily mean stream water temperature of {what}, "
+                            f"{'predicted' if scale == SEG else 'downscaled'} by xmsgl",
                "xmsgl_method": model.method, "xmsgl_model_sha256": model.sha256,
                "history": history})
 
