@@ -44,6 +44,14 @@ def _time_positions(time: pd.DatetimeIndex, sel: Any) -> tuple[int, int]:
     return i0, i1
 
 
+def long_name(scale: str) -> str:
+    """The ``long_name`` of ``downscale``'s result for ``scale``, in memory and lazily."""
+    what = {REACH: "fine reaches, downscaled", SEG: "coarse segments, predicted",
+            CROSS: "fine reaches from the coarse states alone (cross-scale estimate), "
+                   "downscaled"}[scale]
+    return f"daily mean stream water temperature of {what} by xmsgl"
+
+
 def _time_gaps(time: pd.DatetimeIndex, i0: int, i1: int, spinup: int) -> np.ndarray:
     """The gaps of ``time`` (:func:`~xmsgl.train.time_breaks`), for the inference windows.
 
@@ -246,8 +254,6 @@ def downscale(
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     history = (f"{now} UTC: xmsgl {xmsgl.__version__} downscale(method={model.method!r}, "
                f"scale={scale!r}, model sha256={model.sha256[:16]}, device={str(dev)!r})")
-    what = {REACH: "fine reaches", SEG: "coarse segments",
-            CROSS: "fine reaches from the coarse states alone (cross-scale estimate)"}[scale]
     return xr.DataArray(
         values,
         dims=(dim, TIME),
@@ -255,8 +261,7 @@ def downscale(
         name="reach_temp_cross" if scale == CROSS else f"{dim}_temp_pred",
         attrs={
             "units": "degC",
-            "long_name": f"daily mean stream water temperature of {what}, "
-                         f"{'predicted' if scale == SEG else 'downscaled'} by xmsgl",
+            "long_name": long_name(scale),
             "xmsgl_method": model.method,
             "xmsgl_model_sha256": model.sha256,
             "history": history,

@@ -895,7 +895,7 @@ def _downscale_lazy(
     import dask.array as dsa
 
     import xmsgl
-    from xmsgl.downscale import _time_gaps, _time_positions, check_compatible_vars_only
+    from xmsgl.downscale import _time_gaps, _time_positions, check_compatible_vars_only, long_name
     from xmsgl.graph import build_graphs
     from xmsgl.model import check_compatible
     from xmsgl.train import inference_windows
@@ -1005,12 +1005,10 @@ def _downscale_lazy(
                f"scale={scale!r}, model sha256={model.sha256[:16]}, device={str(device)!r}, "
                f"lazy: {len(part.blocks)} blocks x {len(t_ranges)} time blocks, "
                f"reach_chunk={reach_chunk}, halo={halo_}, time_block={time_block})")
-    what = "fine reaches" if scale == REACH else "coarse segments"
     return xr.DataArray(
         arr, dims=(dim, TIME), coords=coords, name=f"{dim}_temp_pred",
         attrs={"units": "degC",
-               "long_name": f"daily mean stream water temperature of {what}, "
-                            f"{'predicted' if scale == SEG else 'downscaled'} by xmsgl",
+               "long_name": long_name(scale),
                "xmsgl_method": model.method, "xmsgl_model_sha256": model.sha256,
                "history": history})
 

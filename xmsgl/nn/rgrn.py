@@ -16,6 +16,7 @@ state, which costs no copy.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import warnings
@@ -165,10 +166,7 @@ class _BlockPool:
 
     def empty(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """An uninitialized tensor of ``shape`` with the dtype and device of ``like``."""
-        numel = 1
-        for n in shape:
-            numel *= n
-        nbytes = numel * like.element_size()
+        nbytes = math.prod(shape) * like.element_size()
         if like.device.type != "cpu" or nbytes < self.min_bytes:
             return like.new_empty(shape)
         with self.lock:
@@ -218,10 +216,7 @@ class _BlockPool:
 
     @staticmethod
     def _view(block: bytearray, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
-        numel = 1
-        for n in shape:
-            numel *= n
-        return torch.frombuffer(block, dtype=dtype, count=numel).view(shape)
+        return torch.frombuffer(block, dtype=dtype, count=math.prod(shape)).view(shape)
 
 
 _POOL = _BlockPool()
