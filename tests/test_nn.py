@@ -98,15 +98,21 @@ def test_attention_block_is_local_to_its_blocks() -> None:
     assert not torch.allclose(y[:, 10:15], y2[:, 10:15])
 
 
-@pytest.mark.parametrize(("n_time", "offset"), [(17, 0), (17, 2), (4, 0), (30, 2)])
+@pytest.mark.parametrize(("n_time", "offset"),
+                         [(17, 0), (17, 2), (4, 0), (30, 2), (15, 0), (4, 2), (2, 2), (1, 2), (3, 0)])
 def test_attention_block_matches_torch_attention(n_time: int, offset: int) -> None:
-    # The block's attention is written as two batched products; the same block with
-    # torch's own scaled_dot_product_attention per span must give the same values
-    # and gradients, at lengths on and off the window and with a shifted first span.
+    # The block pads the sequence to whole spans, masks the padding, folds the output
+    # projection into the values and adds the residual in the second batched
+    # product; the block written plainly, with torch's own
+    # scaled_dot_product_attention per span, must give the same values and
+    # gradients (inputs and every parameter), at lengths on, off and below the
+    # window and with a shifted first span.
     import torch.nn.functional as F
 
     torch.manual_seed(0)
     blk = TemporalAttentionBlock(hidden=4, window=5, offset=offset)
+    for p in blk.parameters():  # away from LayerNorm's identity start
+        torch.nn.init.normal_(p, std=0.5)
     x = torch.randn(3, n_time, 4, requires_grad=True)
     x_ref = x.detach().clone().requires_grad_(True)
     qkv = blk.qkv(x_ref)
@@ -125,6 +131,30 @@ def test_attention_block_matches_torch_attention(n_time: int, offset: int) -> No
     ref.backward(grad)
     assert x.grad is not None and x_ref.grad is not None
     torch.testing.assert_close(x.grad, x_ref.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_attention_block_parameter_gradients_match_the_plain_block() -> None:
+    import torch.nn.functional as F
+
+    torch.manual_seed(1)
+    blk = TemporalAttentionBlock(hidden=4, window=5, offset=2)
+    for p in blk.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    x = torch.randn(3, 13, 4)
+    grad = torch.randn(3, 13, 4)
+    blk(x).backward(grad)
+    got = {n: p.grad.clone() for n, p in blk.named_parameters() if p.grad is not None}
+    blk.zero_grad()
+    qkv = blk.qkv(x)
+    parts = []
+    for t0, t1 in ((0, 2), (2, 7), (7, 12), (12, 13)):
+        q, k, v = qkv[:, t0:t1].split(4, dim=-1)
+        parts.append(F.scaled_dot_product_attention(q, k, v))
+    blk.norm(x + blk.out(torch.cat(parts, dim=1))).backward(grad)
+    assert set(got) == {n for n, _ in blk.named_parameters()}
+    for name, p in blk.named_parameters():
+        assert p.grad is not None
+        torch.testing.assert_close(got[name], p.grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
 def test_cross_head_shapes_for_lengths_off_the_window() -> None:

@@ -8,40 +8,28 @@ order or the number of nodes.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["TemporalAttentionBlock", "CrossScaleHead", "FineResidualHead"]
 
 
-def _blocks(x: torch.Tensor, window: int, offset: int) -> list[tuple[int, int]]:
-    """Time spans of the attention blocks: ``[0, offset)`` then blocks of ``window``."""
-    n_time = x.shape[1]
-    spans: list[tuple[int, int]] = []
-    if 0 < offset < n_time:
-        spans.append((0, offset))
-        start = offset
-    else:
-        start = 0
-    n_full = (n_time - start) // window
-    if n_full:
-        spans.append((start, start + n_full * window))
-    end = start + n_full * window
-    if end < n_time:
-        spans.append((end, n_time))
-    return spans
+def _padding(n_time: int, window: int, offset: int) -> tuple[int, int]:
+    """Days added before and after a sequence so that its spans are whole windows.
 
+    The spans are ``[0, offset)`` (when ``0 < offset < n_time``), then blocks of
+    ``window`` days, the last one possibly shorter. With ``front`` days added
+    before (so that the first span fills a window) and ``back`` after, every span
+    is one window of the padded sequence.
 
-def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Scaled dot-product attention over (batch, days, H) as two batched products.
-
-    The values of ``torch.nn.functional.scaled_dot_product_attention`` (to about
-    1e-6), written out because on these short spans (30 days, 20 features) torch's
-    fused CPU kernel is the slower of the two on the CPUs measured (docs/model.md,
-    "Inference throughput"). The in-place scaling is safe under autograd: the
-    product's backward does not need its output.
+    Examples
+    --------
+    >>> _padding(365, 30, 0), _padding(365, 30, 15), _padding(10, 30, 15)
+    ((0, 25), (15, 10), (0, 20))
     """
-    scores = torch.bmm(q, k.transpose(1, 2)).mul_(q.shape[-1] ** -0.5)
-    return torch.bmm(torch.softmax(scores, dim=-1), v)
+    front = (window - offset) % window if 0 < offset < n_time else 0
+    total = -(-(front + n_time) // window) * window
+    return front, total - front - n_time
 
 
 class TemporalAttentionBlock(nn.Module):
@@ -79,18 +67,58 @@ class TemporalAttentionBlock(nn.Module):
         self.out = nn.Linear(hidden, hidden)
         self.norm = nn.LayerNorm(hidden)
 
+    def _folded(self, hdim: int) -> torch.Tensor:
+        """The projection ``(3H, H + 1)`` to ``[q / sqrt(H), k, v']``, bias last.
+
+        Each row of attention weights sums to one, so ``out(P v) = P out(v)``: the
+        output projection (weight and bias) moves into the values, and the scaling
+        of the scores into the queries. The bias is the last column, for inputs
+        with a column of ones.
+        """
+        w_q, w_k, w_v = self.qkv.weight.split(hdim, dim=0)
+        b_q, b_k, b_v = self.qkv.bias.split(hdim, dim=0)
+        scale = hdim**-0.5
+        w_o, b_o = self.out.weight, self.out.bias
+        weight = torch.cat([w_q * scale, w_k, w_o @ w_v], dim=0)
+        bias = torch.cat([b_q * scale, b_k, torch.addmv(b_o, w_o, b_v)], dim=0)
+        return torch.cat([weight, bias[:, None]], dim=1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the block to ``x`` of shape (M, T, H)."""
+        """Apply the block to ``x`` of shape (M, T, H).
+
+        The sequence is padded so that every span is one window (a shorter first
+        or last span gets days of zeros whose scores are set to -inf: they get no
+        weight) and laid out as ``(M * spans, window, H)`` without a copy, with a
+        column of ones for the biases (a product with a separate bias would first
+        copy the bias into every row); the residual is added by the second batched
+        product. The values are those of attention within each span, to rounding.
+        """
         m, n_time, hdim = x.shape
-        qkv = self.qkv(x)
-        parts = []
-        for t0, t1 in _blocks(x, self.window, self.offset):
-            length = min(self.window, t1 - t0)
-            chunk = qkv[:, t0:t1].reshape(m * ((t1 - t0) // length), length, 3 * hdim)
-            q, k, v = chunk.split(hdim, dim=-1)
-            parts.append(_attention(q, k, v).view(m, t1 - t0, hdim))
-        att_all = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-        return self.norm(x + self.out(att_all))
+        w = self.window
+        front, back = _padding(n_time, w, self.offset)
+        n_pad = front + n_time + back
+        n_spans = n_pad // w
+        xp = x.new_empty(m, n_pad, hdim + 1)
+        xp[..., hdim] = 1.0
+        if front:
+            xp[:, :front, :hdim] = 0.0
+        if back:
+            xp[:, front + n_time :, :hdim] = 0.0
+        xp[:, front : front + n_time, :hdim] = x
+        qkv = torch.matmul(xp, self._folded(hdim).t()).view(m * n_spans, w, 3 * hdim)
+        q, k, v = qkv.split(hdim, dim=-1)
+        scores = torch.bmm(q, k.transpose(1, 2))
+        if front or back:
+            # In place: the product's backward does not need its output.
+            spans = scores.view(m, n_spans, w, w)
+            if front:
+                spans[:, 0, :, :front] = float("-inf")
+            if back:
+                spans[:, -1, :, w - back :] = float("-inf")
+        residual = xp[..., :hdim].view(m * n_spans, w, hdim)
+        out = torch.baddbmm(residual, torch.softmax(scores, dim=-1), v)
+        out = self.norm(out.view(m, n_pad, hdim))
+        return out[:, front : front + n_time] if front or back else out
 
 
 class CrossScaleHead(nn.Module):
@@ -192,5 +220,12 @@ class FineResidualHead(nn.Module):
     def forward(
         self, z_cross: torch.Tensor, y_cross: torch.Tensor, h_fine: torch.Tensor
     ) -> torch.Tensor:
-        feats = torch.cat([z_cross.detach(), h_fine], dim=-1)
-        return y_cross.detach() + self.mlp(feats).squeeze(-1)
+        # The first layer on [z_cross, h_fine] as two products into one sum: no
+        # concatenated copy of both.
+        first, _, last = self.mlp
+        assert isinstance(first, nn.Linear) and isinstance(last, nn.Linear)
+        hdim = z_cross.shape[-1]
+        hidden = F.linear(h_fine, first.weight[:, hdim:], first.bias)
+        hidden += F.linear(z_cross.detach(), first.weight[:, :hdim])
+        hidden.relu_()
+        return y_cross.detach() + F.linear(hidden, last.weight, last.bias).squeeze(-1)
