@@ -169,12 +169,8 @@ def input_array(
                 f"deviation {spec.std[name]:.4g}); look for fill values such as -9999 or a change "
                 "of units, and mask or convert them"
             )
-        if TIME not in da.dims:
-            out[:, :, j] = z[None, :]
-        elif da.dims[0] == TIME:
-            out[:, :, j] = z
-        else:
-            out[:, :, j] = z.T
+        # (T, N) as it is; (N, T) transposed; a static (N,) broadcasts over the days.
+        out[:, :, j] = z if da.dims[0] == TIME else z.T
     return out
 
 

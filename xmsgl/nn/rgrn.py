@@ -265,16 +265,15 @@ def _gate_inputs(
     if n_feat == 0:
         flat.copy_(full_b.expand_as(flat))
         return gates
-    if not ones_column:
-        full_w = w_x.new_zeros(h5, n_feat)
-        full_w[:h4] = w_x * scale[:h4, None]
-        torch.addmm(full_b, x.reshape(-1, n_feat), full_w.t(), out=flat)
-        return gates
-    # The bias rides in the product as a column of ones: ``addmm`` into ``out`` first
-    # copies the broadcast bias into every row, a full pass over the gate buffer.
+    # The projection with its bias as the last column.
     full_w = w_x.new_zeros(h5, n_feat + 1)
     full_w[:h4, :n_feat] = w_x * scale[:h4, None]
     full_w[:, n_feat] = full_b
+    if not ones_column:
+        torch.addmm(full_w[:, n_feat], x.reshape(-1, n_feat), full_w[:, :n_feat].t(), out=flat)
+        return gates
+    # The bias rides in the product as a column of ones: ``addmm`` into ``out`` first
+    # copies the broadcast bias into every row, a full pass over the gate buffer.
     x_one = _POOL.empty((n_time * n_rows, n_feat + 1), x)
     x_one[:, :n_feat] = x.reshape(-1, n_feat)
     x_one[:, n_feat] = 1.0
