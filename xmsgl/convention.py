@@ -30,13 +30,16 @@ temperature in ``degC`` with NaN where unobserved. Variables whose name ends in
 ``_true`` (``reach_temp_true`` in the synthetic basin) are the full truth kept for
 evaluation and are never used as inputs.
 
-Every other numeric variable on (seg, time), (reach, time), (seg,) or (reach,) is an
-input (a forcing or a static attribute) and must carry a ``units`` attribute
-(``"1"`` for dimensionless quantities). Variables on other dimensions are ignored.
+Every other floating-point variable on (seg, time), (reach, time), (seg,) or (reach,)
+is an input (a forcing or a static attribute) and must carry a ``units`` attribute
+(``"1"`` for dimensionless quantities); integer and boolean variables are flags or ids.
+Variables on other dimensions are ignored. :func:`same_units` compares ``units``
+attributes however they are spelled.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
@@ -52,6 +55,7 @@ from xmsgl.exceptions import (
     TopologyError,
     UnitConversionWarning,
     UnitsError,
+    XmsglWarning,
     format_ids,
 )
 
@@ -65,6 +69,7 @@ __all__ = [
     "GEOMETRY",
     "InputVariables",
     "input_variables",
+    "same_units",
     "validate",
     "to_convention",
     "topology_arrays",
@@ -106,11 +111,24 @@ _MAX_ID_FLOAT = float(2**63 - 1024)
 #: Plausible range of daily mean water temperature in degC, used to judge units.
 PLAUSIBLE_WATER_TEMP = (-5.0, 45.0)
 
-_CELSIUS = {"degc", "°c", "c", "celsius", "deg c", "degree_celsius", "degrees_celsius",
-            "deg_c", "degreec", "degrees c", "degree c", "º c", "ºc"}
-_KELVIN = {"k", "kelvin", "degk", "deg k", "degree_kelvin", "degrees_kelvin"}
-_FAHRENHEIT = {"degf", "°f", "f", "fahrenheit", "deg f", "degree_fahrenheit",
-               "degrees_fahrenheit", "deg_f", "ºf"}
+#: Range, in degC, that water temperatures (the targets ``seg_temp``, ``reach_temp``
+#: and their ``*_true`` truth) must fall in once converted from kelvin or Fahrenheit.
+#: Values outside it mean the label is wrong (degC values labelled ``K`` become
+#: about -270 degC), so the conversion is refused rather than done.
+CONVERTED_WATER_TEMP = (-5.0, 50.0)
+
+#: The same range for every other temperature (air, dew point, soil, ...), wide enough
+#: for the coldest and hottest air temperatures measured on Earth (-89 and 57 degC).
+CONVERTED_OTHER_TEMP = (-90.0, 65.0)
+
+# UDUNITS/CF and common spellings of the three temperature scales, matched after
+# lower-casing and removing spaces, dots and underscores ("degrees_C" -> "degreesc").
+_TEMP_PREFIX = r"(?:°|deg|degs|degree|degrees)?"
+_TEMPERATURE_SCALES = (
+    ("degC", re.compile(_TEMP_PREFIX + r"(?:c|celsius|centigrade)")),
+    ("K", re.compile(_TEMP_PREFIX + r"(?:k|kelvins?)")),
+    ("degF", re.compile(_TEMP_PREFIX + r"(?:f|fahrenheit)")),
+)
 _METRES = {"m", "meter", "meters", "metre", "metres"}
 _KILOMETRES = {"km", "kilometer", "kilometers", "kilometre", "kilometres"}
 
@@ -119,10 +137,191 @@ def _norm_units(units: object) -> str:
     return str(units).strip().lower()
 
 
+def _temperature_scale(units: object) -> str | None:
+    """``"degC"``, ``"K"`` or ``"degF"`` for a temperature spelling, else None."""
+    u = re.sub(r"[\s_.]+", "", _norm_units(units).replace("º", "°"))
+    for scale, pattern in _TEMPERATURE_SCALES:
+        if pattern.fullmatch(u):
+            return scale
+    return None
+
+
 def is_temperature_units(units: object) -> bool:
-    """Whether ``units`` names a temperature scale xmsgl understands."""
-    u = _norm_units(units)
-    return u in _CELSIUS or u in _KELVIN or u in _FAHRENHEIT
+    """Whether ``units`` names a temperature scale xmsgl understands.
+
+    Examples
+    --------
+    >>> [is_temperature_units(u) for u in ("degC", "degrees_C", "degree_F", "K", "m")]
+    [True, True, True, True, False]
+    """
+    return _temperature_scale(units) is not None
+
+
+# Symbols and spelled-out names that mean the same unit. Symbols are matched exactly
+# (``mW`` and ``MW`` differ); spelled-out names ignore case.
+_UNIT_SYMBOLS = {
+    "m": "m", "km": "km", "cm": "cm", "mm": "mm", "s": "s", "sec": "s", "min": "min",
+    "h": "h", "hr": "h", "d": "d", "W": "W", "w": "W", "J": "J", "MJ": "MJ", "kg": "kg",
+    "g": "g", "Pa": "Pa", "hPa": "hPa", "kPa": "kPa", "mbar": "hPa", "ft": "ft", "%": "%",
+    "K": "K",
+}
+_UNIT_WORDS = {
+    **{w: "m" for w in ("meter", "meters", "metre", "metres")},
+    **{w: "km" for w in ("kilometer", "kilometers", "kilometre", "kilometres")},
+    **{w: "mm" for w in ("millimeter", "millimeters", "millimetre", "millimetres")},
+    **{w: "cm" for w in ("centimeter", "centimeters", "centimetre", "centimetres")},
+    **{w: "s" for w in ("sec", "secs", "second", "seconds")},
+    **{w: "min" for w in ("minute", "minutes")},
+    **{w: "h" for w in ("hrs", "hour", "hours")},
+    **{w: "d" for w in ("day", "days")},
+    **{w: "W" for w in ("watt", "watts")},
+    **{w: "J" for w in ("joule", "joules")},
+    **{w: "MJ" for w in ("megajoule", "megajoules")},
+    **{w: "kg" for w in ("kilogram", "kilograms")},
+    **{w: "g" for w in ("gram", "grams")},
+    **{w: "Pa" for w in ("pascal", "pascals")},
+    **{w: "hPa" for w in ("hectopascal", "hectopascals", "millibar", "millibars")},
+    **{w: "ft" for w in ("foot", "feet")},
+    "percent": "%",
+}
+_DIMENSIONLESS = {"", "1", "-", "dimensionless", "unitless"}
+_UNIT_TOKEN = re.compile(r"\s*([-+]?\d+(?:\.\d+)?|\*\*|[*/.^()]|%|°?[^\W\d]+)")
+
+
+def _unit_symbol(token: str) -> str:
+    if token in _UNIT_SYMBOLS:
+        return _UNIT_SYMBOLS[token]
+    if token.lower() in _UNIT_WORDS:
+        return _UNIT_WORDS[token.lower()]
+    scale = _temperature_scale(token) if len(token) > 1 else None
+    # Unknown words are compared without case; short unknown symbols keep theirs.
+    return scale or (token.lower() if len(token) > 2 else token)
+
+
+def _parse_units(text: str) -> dict[str, float] | None:
+    """``{symbol: exponent}`` of a unit string, or None where it cannot be parsed.
+
+    Understands products by space, ``*`` or ``.``, division by ``/`` (left to right,
+    as UDUNITS reads it), parentheses and exponents written ``m3``, ``m^3``, ``m**3``
+    or ``s-1``.
+    """
+    if text.strip().lower() in _DIMENSIONLESS:
+        return {}
+    scale = _temperature_scale(text)
+    if scale is not None:
+        return {scale: 1.0}
+    tokens: list[str] = []
+    pos = 0
+    while pos < len(text):
+        m = _UNIT_TOKEN.match(text, pos)
+        if m is None:
+            if text[pos:].strip():
+                return None
+            break
+        tokens.append(m.group(1))
+        pos = m.end()
+
+    def is_number(tok: str) -> bool:
+        return bool(re.fullmatch(r"[-+]?\d+(?:\.\d+)?", tok))
+
+    i = 0
+
+    def factor() -> dict[str, float] | None:
+        nonlocal i
+        if i >= len(tokens):
+            return None
+        tok = tokens[i]
+        if tok == "(":
+            i += 1
+            inner = product()
+            if inner is None or i >= len(tokens) or tokens[i] != ")":
+                return None
+            i += 1
+        elif is_number(tok):
+            # Only a bare 1 (as in "1/s") is a unit; other numbers are scale factors.
+            if float(tok) != 1.0:
+                return None
+            i += 1
+            return {}
+        elif tok in ("*", "**", ".", "/", "^", ")"):
+            return None
+        else:
+            i += 1
+            inner = {_unit_symbol(tok): 1.0}
+        if i < len(tokens) and tokens[i] in ("^", "**"):
+            i += 1
+            if i >= len(tokens) or not is_number(tokens[i]):
+                return None
+        if i < len(tokens) and is_number(tokens[i]):
+            power = float(tokens[i])
+            i += 1
+            inner = {k: v * power for k, v in inner.items()}
+        return inner
+
+    def product() -> dict[str, float] | None:
+        nonlocal i
+        out: dict[str, float] = {}
+        sign = 1.0
+        while True:
+            f = factor()
+            if f is None:
+                return None
+            for k, v in f.items():
+                out[k] = out.get(k, 0.0) + sign * v
+            if i >= len(tokens) or tokens[i] == ")":
+                return out
+            sign = -1.0 if tokens[i] == "/" else 1.0
+            if tokens[i] in ("/", "*", "."):
+                i += 1
+
+    parsed = product()
+    if parsed is None or i != len(tokens):
+        return None
+    return {k: v for k, v in parsed.items() if v != 0.0}
+
+
+def same_units(a: str | None, b: str | None) -> bool:
+    """Whether two ``units`` attributes name the same unit, however they are spelled.
+
+    Temperature scales match in any of their UDUNITS/CF spellings (``degC``,
+    ``degrees_C``, ``degree_Celsius``, ``celsius``, ``°C``; ``K``, ``degrees_K``,
+    ``kelvin``; ``degF``, ``degree_F``, ``fahrenheit``). Compound units are compared
+    symbol by symbol, with exponents written ``m3``, ``m^3``, ``m**3`` or ``s-1``,
+    division written ``/``, and products written with spaces, ``*`` or ``.``, so that
+    ``m3 s-1``, ``m^3/s`` and ``m**3 s**-1`` are equal, as are ``W m-2`` and ``W/m2``,
+    or ``mm d-1``, ``mm/day`` and ``mm day-1``. ``"1"``, ``""`` and ``dimensionless``
+    are the same. Strings that cannot be read this way are compared after trimming,
+    collapsing spaces and lower-casing. A missing attribute (``None``) equals only
+    another missing one.
+
+    Units are not converted: ``km`` and ``m``, or ``degC`` and ``K``, differ.
+
+    Parameters
+    ----------
+    a, b : str or None
+        The two ``units`` attributes.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> same_units("degC", "degrees_C"), same_units("celsius", "degree_Celsius")
+    (True, True)
+    >>> same_units("m3 s-1", "m^3/s"), same_units("m**3 s**-1", "m3/s")
+    (True, True)
+    >>> same_units("W m-2", "W/m2"), same_units("mm d-1", "mm/day")
+    (True, True)
+    >>> same_units("degC", "K"), same_units("m", "km"), same_units("mW", "MW")
+    (False, False, False)
+    """
+    if a is None or b is None:
+        return a is None and b is None
+    pa, pb = _parse_units(str(a)), _parse_units(str(b))
+    if pa is not None and pb is not None:
+        return pa == pb
+    return " ".join(str(a).split()).lower() == " ".join(str(b).split()).lower()
 
 
 def is_truth(name: Hashable) -> bool:
@@ -147,12 +346,74 @@ class InputVariables:
         return self.seg_dynamic + self.seg_static + self.reach_dynamic + self.reach_static
 
 
-def input_variables(ds: xr.Dataset, exclude: Iterable[str] = ()) -> InputVariables:
+# Units of integer variables that are flags, counts or ids rather than quantities.
+_NON_PHYSICAL_UNITS = {
+    "", "1", "-", "none", "dimensionless", "unitless", "count", "counts", "number", "flag",
+    "flags", "bool", "boolean", "mask", "id", "ids", "index", "category", "class", "code",
+}
+_ID_SUFFIXES = ("_id", "_ids", "_idx", "_index", "_flag", "_mask", "_code")
+_PACKING_ATTRS = ("scale_factor", "add_offset")
+
+
+def _has_physical_units(name: str, da: xr.DataArray) -> bool:
+    """Whether an integer or boolean variable looks like a quantity, not a flag or id."""
+    units = da.attrs.get("units")
+    if units is None or any(k in da.attrs for k in ("flag_values", "flag_meanings", "flag_masks")):
+        return False
+    u = " ".join(str(units).split()).lower()
+    if u in _NON_PHYSICAL_UNITS or re.search(r"\b(flag|id|index|count)s?\b", u):
+        return False
+    return not name.lower().endswith(_ID_SUFFIXES)
+
+
+def _refuse_packed(ds: xr.Dataset, names: Iterable[Hashable]) -> None:
+    """Refuse variables that still carry CF packing attributes (not decoded)."""
+    packed = [str(n) for n in names if any(a in ds[n].attrs for a in _PACKING_ATTRS)]
+    if not packed:
+        return
+    which = (f"variable {packed[0]!r} is" if len(packed) == 1
+             else f"variables {format_ids(packed)} are")
+    raise UnitsError(
+        f"{which} still packed: the attributes hold 'scale_factor' or 'add_offset', so the "
+        f"values are the stored integers, not the physical quantity; open the file with "
+        f"xr.open_dataset(..., mask_and_scale=True) (the default) or decode it with "
+        f"ds = xr.decode_cf(ds)"
+    )
+
+
+def input_variables(
+    ds: xr.Dataset, exclude: Iterable[str] = (), *, warn: bool = True
+) -> InputVariables:
     """List the variables of ``ds`` that the convention treats as model inputs.
 
-    Inputs are numeric variables on (seg, time), (seg,), (reach, time) or (reach,)
-    that are not topology, targets, geometry, truth (``*_true``) or in ``exclude``.
-    Integer and boolean variables are flags or ids and are not inputs.
+    Inputs are floating-point variables on (seg, time), (seg,), (reach, time) or
+    (reach,) that are not topology, targets, geometry, truth (``*_true``), marked
+    ``attrs["xmsgl_role"] = "ignore"`` or in ``exclude``.
+
+    Integer and boolean variables are flags or ids and are not inputs. One that
+    carries physical units (anything but ``"1"``, counts, flags or ids) is probably a
+    quantity stored as integers, such as an int16 air temperature: it is left out
+    with an :class:`~xmsgl.exceptions.XmsglWarning` saying to cast it with
+    ``.astype("float32")`` to use it.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A dataset in the convention.
+    exclude : iterable of str, optional
+        Names to leave out.
+    warn : bool, default True
+        Warn about integer variables with physical units.
+
+    Returns
+    -------
+    InputVariables
+
+    Raises
+    ------
+    UnitsError
+        A candidate variable is still CF-packed (``scale_factor`` or ``add_offset``
+        in its attributes): decode it first.
 
     Examples
     --------
@@ -165,16 +426,30 @@ def input_variables(ds: xr.Dataset, exclude: Iterable[str] = ()) -> InputVariabl
     groups: dict[tuple[str, ...], list[str]] = {
         (SEG, TIME): [], (SEG,): [], (REACH, TIME): [], (REACH,): []
     }
+    candidates: list[tuple[str, xr.DataArray, tuple[str, ...]]] = []
     for key, da in ds.data_vars.items():
         name = str(key)
         if name in skip or is_truth(name) or da.attrs.get("xmsgl_role") == "ignore":
             continue
-        if not np.issubdtype(da.dtype, np.floating):
-            continue
         dims = tuple(str(d) for d in da.dims)
-        key = dims if dims in groups else tuple(reversed(dims))
-        if key in groups:
-            groups[key].append(name)
+        group = dims if dims in groups else tuple(reversed(dims))
+        if group in groups:
+            candidates.append((name, da, group))
+    _refuse_packed(ds, [name for name, _, _ in candidates])
+    for name, da, group in candidates:
+        if np.issubdtype(da.dtype, np.floating):
+            groups[group].append(name)
+        elif warn and (np.issubdtype(da.dtype, np.integer) or np.issubdtype(da.dtype, np.bool_)) and (
+            _has_physical_units(name, da)
+        ):
+            warnings.warn(
+                f"variable {name!r} has units {da.attrs['units']!r} but {da.dtype} values, and "
+                f"integer and boolean variables are taken as flags or ids, so it is not a model "
+                f"input; to use it as one, cast it: ds[{name!r}] = ds[{name!r}].astype('float32') "
+                f"(or set ds[{name!r}].attrs['xmsgl_role'] = 'ignore' to silence this)",
+                XmsglWarning,
+                stacklevel=2,
+            )
     return InputVariables(
         seg_dynamic=tuple(sorted(groups[(SEG, TIME)])),
         seg_static=tuple(sorted(groups[(SEG,)])),
@@ -230,11 +505,15 @@ def _ids(ds: xr.Dataset, dim: str) -> np.ndarray:
         if np.issubdtype(ids.dtype, np.floating) and np.all(np.isfinite(ids)) and np.all(
             ids == np.round(ids)
         ):
-            hint = f"ds.assign_coords({dim}=ds[{dim!r}].astype('int64'))"
+            hint = f"convert them with ds.assign_coords({dim}=ds[{dim!r}].astype('int64'))"
         else:
-            hint = "map them to integers and keep the originals as a coordinate"
+            pointers = "'seg_to' and 'reach_seg'" if dim == SEG else "'reach_to'"
+            hint = (
+                f"map them to positive integers (the ids in {pointers} the same way) and keep "
+                f"the original ids as a coordinate"
+            )
         raise SchemaError(
-            f"coordinate {dim!r} must hold integer ids, got dtype {ids.dtype}; fix with {hint}"
+            f"coordinate {dim!r} must hold integer ids, got dtype {ids.dtype}; {hint}"
         )
     if np.issubdtype(ids.dtype, np.unsignedinteger) and ids.max() > _MAX_ID:
         raise SchemaError(
@@ -268,9 +547,13 @@ def _load_1d(ds: xr.Dataset, name: str, dim: str) -> np.ndarray:
         raise SchemaError(
             f"variable {name!r} must have dims ({dim!r},), got {tuple(map(str, da.dims))}"
         )
+    _refuse_packed(ds, [name])
     # Topology is one value per node (megabytes even for a continent): loading it is
     # cheap, and it is the only thing validation reads from lazy datasets.
     return np.asarray(da.values)
+
+
+_PLURAL = {"segment": "segments", "reach": "reaches"}
 
 
 def _pointer_index(
@@ -317,7 +600,8 @@ def _pointer_index(
         raise TopologyError(
             f"variable {name!r} points to {what} ids that are not in the network "
             f"{format_ids(np.unique(to[missing]))} (from {format_ids(owners[missing])}); "
-            + (f"write {OUTLET} at outlets or add the missing {what}s" if allow_outlet
+            + (f"write {OUTLET} at outlets or add the missing {_PLURAL.get(what, what + 's')}"
+               if allow_outlet
                else f"every reach must name an existing {what}")
         )
     return idx.astype(np.int64)
@@ -468,11 +752,33 @@ def topology_arrays(ds: xr.Dataset) -> Topology:
     )
 
 
+def _refuse_timezones(time: xr.DataArray) -> None:
+    """Refuse timezone-aware stamps (pandas ``DatetimeTZDtype`` or tz-aware objects)."""
+    dtype = time.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        tz = dtype.tz
+        fix = "ds.indexes['time']"
+    elif getattr(dtype, "kind", None) == "O" and time.size:
+        tz = getattr(time.values.flat[0], "tzinfo", None)
+        if tz is None:
+            return
+        fix = "pd.DatetimeIndex(ds['time'].values)"
+    else:
+        return
+    raise TimeError(
+        f"coordinate 'time' holds timezone-aware timestamps (time zone {tz}); xmsgl needs naive "
+        f"datetime64 days: keep the local dates of daily values with "
+        f"ds = ds.assign_coords(time={fix}.tz_localize(None)), or convert them to naive UTC "
+        f"with ds = ds.assign_coords(time={fix}.tz_convert(None))"
+    )
+
+
 def _check_time(ds: xr.Dataset) -> None:
     if TIME not in ds.dims:
         return
     if TIME not in ds.coords:
         raise SchemaError("dimension 'time' has no coordinate; assign datetime64 values to it")
+    _refuse_timezones(ds[TIME])
     t = ds[TIME].values
     calendar = getattr(t.flat[0], "calendar", None) if t.size else None
     if calendar is not None:
@@ -512,7 +818,10 @@ def _check_time(ds: xr.Dataset) -> None:
         if same.size:
             raise TimeError(
                 f"coordinate 'time' has several steps on {idx[same[0]].date()}; xmsgl works on "
-                "daily means: aggregate them with ds.resample(time='1D').mean()"
+                "daily means: aggregate them with ds.resample(time='1D').mean(). But if they are "
+                "daily values stamped at local midnight and converted to UTC, do not average two "
+                "days together: round the stamps back to their dates with "
+                "ds.assign_coords(time=ds.time.dt.round('D'))"
             )
         typical = int(np.median(step))
         if typical > 1:
@@ -540,9 +849,50 @@ def _convert_length(ds: xr.Dataset, name: str, notes: list[str]) -> xr.Dataset:
     raise UnitsError(f"variable {name!r} has units {units!r}; lengths must be in 'm' or 'km'")
 
 
+def _value_range(da: xr.DataArray) -> tuple[float, float]:
+    """Smallest and largest value, ignoring NaN; (nan, nan) when there are none."""
+    if da.size == 0:
+        return np.nan, np.nan
+    return float(da.min(skipna=True)), float(da.max(skipna=True))
+
+
+def _check_converted(
+    name: str, units: object, scale: str, raw: xr.DataArray, new: xr.DataArray, water: bool
+) -> None:
+    """Refuse a conversion to degC whose result is implausible for the quantity."""
+    lo, hi = CONVERTED_WATER_TEMP if water else CONVERTED_OTHER_TEMP
+    vmin, vmax = _value_range(new)
+    if np.isnan(vmin) or (lo <= vmin and vmax <= hi):
+        return
+    rmin, rmax = _value_range(raw)
+    to_celsius = {"degC": lambda v: v, "K": lambda v: v - 273.15,
+                  "degF": lambda v: (v - 32.0) * (5.0 / 9.0)}
+    fits = [u for u, f in to_celsius.items() if u != scale and lo <= f(rmin) and f(rmax) <= hi]
+    what = "water temperature" if water else "temperature"
+    if fits:
+        looks = (f"its values ({rmin:.1f}..{rmax:.1f}) look like they are already in "
+                 f"{fits[0]}: set ds[{name!r}].attrs['units'] = {fits[0]!r}")
+    else:
+        looks = (f"its values ({rmin:.1f}..{rmax:.1f}) fit no temperature scale: mask fill "
+                 f"values such as -9999 (ds[{name!r}].where(ds[{name!r}] != -9999)) and set "
+                 f"ds[{name!r}].attrs['units'] to the unit they are really in")
+    raise UnitsError(
+        f"{what} {name!r} is labelled {units!r}, but converted to degC it spans "
+        f"{vmin:.1f}..{vmax:.1f}, outside the plausible {lo:g}..{hi:g} degC for "
+        f"{'water' if water else 'air and other'} temperatures; {looks}"
+    )
+
+
 def _temperature_to_celsius(
-    ds: xr.Dataset, name: str, notes: list[str], is_water_temp: bool
+    ds: xr.Dataset, name: str, notes: list[str], *, water: bool, check_values: bool
 ) -> xr.Dataset:
+    """Convert ``ds[name]`` to degC, judging the units by the values where cheap.
+
+    ``water`` marks water temperatures (targets and truth), whose values are judged
+    only with ``check_values``; other temperatures converted from K or degF are
+    judged whenever they are in memory (the conversion reads every value anyway).
+    Lazy values are never read.
+    """
     da = ds[name]
     units = da.attrs.get("units")
     if not (np.issubdtype(da.dtype, np.integer) or np.issubdtype(da.dtype, np.floating)):
@@ -553,9 +903,10 @@ def _temperature_to_celsius(
     lazy = _is_lazy(da)
     # An empty variable has no values to judge (and min() of nothing fails).
     empty = da.size == 0
+    judge_water = water and check_values
     lo, hi = PLAUSIBLE_WATER_TEMP
     if units is None:
-        if not is_water_temp:
+        if not judge_water:
             raise UnitsError(
                 f"variable {name!r} has no 'units' attribute; set "
                 f"ds[{name!r}].attrs['units'] (for example 'degC', or '1' if dimensionless)"
@@ -565,7 +916,7 @@ def _temperature_to_celsius(
                 f"water temperature {name!r} has no 'units' attribute and its values are lazy "
                 f"(not read to judge them); set ds[{name!r}].attrs['units'] = 'degC'"
             )
-        vmin, vmax = (np.nan, np.nan) if empty else (float(da.min()), float(da.max()))
+        vmin, vmax = _value_range(da)
         if np.isnan(vmin) or (lo <= vmin and vmax <= hi):
             notes.append(f"{name!r} had no units; its values ({vmin:.1f}..{vmax:.1f}) are "
                          f"plausible in degC, which was assumed")
@@ -576,10 +927,10 @@ def _temperature_to_celsius(
             f"water temperature {name!r} has no 'units' attribute and values {vmin:.1f}..{vmax:.1f} "
             f"that are implausible in degC; set ds[{name!r}].attrs['units'] to 'degC', 'K' or 'degF'"
         )
-    u = _norm_units(units)
-    if u in _CELSIUS:
-        if is_water_temp and not lazy and not empty:
-            vmin, vmax = float(da.min()), float(da.max())
+    scale = _temperature_scale(units)
+    if scale == "degC":
+        if judge_water and not lazy and not empty:
+            vmin, vmax = _value_range(da)
             if not np.isnan(vmin) and (vmin < lo - 5 or vmax > hi + 15):
                 raise UnitsError(
                     f"water temperature {name!r} is labelled {units!r} but spans "
@@ -591,19 +942,24 @@ def _temperature_to_celsius(
             new.attrs = {**da.attrs, "units": "degC"}
             return ds.assign({name: new})
         return ds
-    if u in _KELVIN:
+    if scale == "K":
         new = da - 273.15
-    elif u in _FAHRENHEIT:
+    elif scale == "degF":
         new = (da - 32.0) * (5.0 / 9.0)
     else:
         raise UnitsError(
             f"temperature {name!r} has units {units!r}, which xmsgl does not know; "
             f"use 'degC', 'K' or 'degF'"
         )
+    if np.issubdtype(da.dtype, np.floating):
+        new = new.astype(da.dtype)
+    ignored = da.attrs.get("xmsgl_role") == "ignore"
+    if not lazy and not empty and not ignored and (check_values or not water):
+        _check_converted(name, units, scale, da, new, water)
     new.attrs = {**da.attrs, "units": "degC",
                  "xmsgl_note": f"converted from {units!r} to 'degC' by xmsgl"}
     notes.append(f"{name!r} converted from {units!r} to 'degC'")
-    return ds.assign({name: new.astype(da.dtype) if np.issubdtype(da.dtype, np.floating) else new})
+    return ds.assign({name: new})
 
 
 def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
@@ -613,7 +969,11 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
     which temperatures in kelvin or Fahrenheit are converted to ``degC`` and lengths
     in km to m (each conversion issues an
     :class:`~xmsgl.exceptions.UnitConversionWarning` and is noted in the variable's
-    ``xmsgl_note`` attribute).
+    ``xmsgl_note`` attribute). A conversion whose result is implausible (water
+    temperatures outside :data:`CONVERTED_WATER_TEMP`, other temperatures outside
+    :data:`CONVERTED_OTHER_TEMP`, in degC) is refused: the label is wrong, for example
+    degC values labelled ``K``. Variables still packed (``scale_factor`` or
+    ``add_offset`` in their attributes) are refused.
 
     Only the one-dimensional topology is read from dask-backed datasets; variables on
     ``time`` stay lazy, and their value-based unit checks are skipped.
@@ -624,6 +984,8 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
         A dataset in the convention (see :mod:`xmsgl.convention`).
     check_values : bool, default True
         Read in-memory target temperatures to judge whether their units are plausible.
+        Other temperatures converted from K or degF are judged whenever they are in
+        memory, since the conversion reads them anyway.
 
     Returns
     -------
@@ -644,6 +1006,13 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
     """
     if not isinstance(ds, xr.Dataset):
         raise SchemaError(f"expected an xarray.Dataset, got {type(ds).__name__}")
+    # Packed values (scale_factor/add_offset not applied) would pass every other check
+    # with wrong numbers; refuse them for every variable the convention may use.
+    _refuse_packed(ds, [
+        k for k, v in ds.data_vars.items()
+        if {SEG, REACH} & set(map(str, v.dims)) and set(map(str, v.dims)) <= {SEG, REACH, TIME}
+        and v.attrs.get("xmsgl_role") != "ignore"
+    ])
     topology_arrays(ds)
     _check_time(ds)
     notes: list[str] = []
@@ -669,11 +1038,11 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
                 raise UnitsError(
                     f"water temperature {name!r} has no 'units'; set ds[{name!r}].attrs['units'] = 'degC'"
                 )
-            out = _temperature_to_celsius(out, name, notes, is_water_temp=check_values)
+            out = _temperature_to_celsius(out, name, notes, water=True, check_values=check_values)
         elif "units" in da.attrs and is_temperature_units(da.attrs["units"]):
-            out = _temperature_to_celsius(out, name, notes, is_water_temp=False)
+            out = _temperature_to_celsius(out, name, notes, water=False, check_values=check_values)
 
-    missing = [v for v in input_variables(out).all() if "units" not in out[v].attrs]
+    missing = [v for v in input_variables(out, warn=False).all() if "units" not in out[v].attrs]
     if missing:
         raise UnitsError(
             f"input variables {format_ids(missing)} have no 'units' attribute; every physical "

@@ -1,0 +1,345 @@
+"""Units, dtypes, packing and time zones in the dataset convention."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import xmsgl
+from xmsgl.convention import input_variables, is_temperature_units, same_units, validate
+from xmsgl.exceptions import (
+    DataError,
+    SchemaError,
+    TimeError,
+    TopologyError,
+    UnitConversionWarning,
+    UnitsError,
+    XmsglWarning,
+)
+
+
+def basin() -> xr.Dataset:
+    return xmsgl.datasets.synthetic_basin(n_segments=5, start="2000-01-01", end="2000-03-01")
+
+
+def relabel(ds: xr.Dataset, name: str, units: str, values: object = None) -> xr.Dataset:
+    """A copy of ``ds`` in which ``name`` has ``units`` (and new values, if given)."""
+    out = ds.copy()
+    da = out[name] if values is None else out[name].copy(data=np.asarray(values))
+    out[name] = da.assign_attrs(units=units)
+    return out
+
+
+# ------------------------------------------------------- implausible conversions
+
+
+@pytest.mark.parametrize("name", ["reach_temp", "seg_temp", "reach_air_temp", "seg_air_temp"])
+def test_degc_values_labelled_kelvin_are_refused(name: str) -> None:
+    ds = relabel(basin(), name, "K")
+    with pytest.raises(UnitsError, match=rf"{name!r} is labelled 'K'.*already in degC") as info:
+        validate(ds)
+    assert f"ds[{name!r}].attrs['units'] = 'degC'" in str(info.value)
+
+
+def test_degc_water_labelled_fahrenheit_is_refused() -> None:
+    ds = basin()
+    with pytest.raises(UnitsError, match=r"water temperature 'reach_temp' is labelled 'degF'"):
+        validate(relabel(ds, "reach_temp", "degF"))
+
+
+def test_bounds_follow_the_role_of_the_variable() -> None:
+    ds = basin()
+    hot_k = np.full(ds.seg_air_temp.shape, 55.0 + 273.15, dtype=np.float32)
+    # 55 degC is a (very) hot day for air ...
+    with pytest.warns(UnitConversionWarning, match="'seg_air_temp' converted from 'K'"):
+        out = validate(relabel(ds, "seg_air_temp", "K", hot_k))
+    np.testing.assert_allclose(out.seg_air_temp.values, 55.0, atol=1e-3)
+    # ... but no river is that warm.
+    with pytest.raises(UnitsError, match=r"'seg_temp' is labelled 'K'.*-5..50 degC for water"):
+        validate(relabel(ds, "seg_temp", "K", hot_k))
+
+
+def test_true_conversions_pass_and_nan_is_ignored() -> None:
+    ds = basin()
+    k = relabel(ds, "reach_temp", "K", ds.reach_temp.values + 273.15)
+    k = relabel(k, "reach_air_temp", "degF", ds.reach_air_temp.values * 9 / 5 + 32)
+    assert np.isnan(k.reach_temp.values).any()
+    with pytest.warns(UnitConversionWarning):
+        out = validate(k)
+    np.testing.assert_allclose(out.reach_temp.values, ds.reach_temp.values, atol=1e-3)
+    np.testing.assert_allclose(out.reach_air_temp.values, ds.reach_air_temp.values, atol=1e-3)
+    # All unobserved: nothing to judge, converted as labelled.
+    empty = relabel(ds, "reach_temp", "K", np.full(ds.reach_temp.shape, np.nan, np.float32))
+    with pytest.warns(UnitConversionWarning):
+        validate(empty)
+
+
+def test_fill_values_are_named_in_the_message() -> None:
+    ds = basin()
+    vals = ds.seg_air_temp.values + 273.15
+    vals[0, 0] = -9999.0
+    with pytest.raises(UnitsError, match=r"'seg_air_temp'.*fit no temperature scale.*-9999"):
+        validate(relabel(ds, "seg_air_temp", "K", vals))
+
+
+def test_inputs_are_judged_even_without_check_values() -> None:
+    ds = relabel(basin(), "seg_air_temp", "K")
+    with pytest.raises(UnitsError, match="'seg_air_temp'"):
+        validate(ds, check_values=False)
+    # Targets are not read with check_values=False (as before).
+    with pytest.warns(UnitConversionWarning):
+        validate(relabel(basin(), "seg_temp", "K"), check_values=False)
+
+
+def _explode(block: np.ndarray) -> np.ndarray:
+    raise AssertionError("a time-dimensioned array was computed")
+
+
+def test_judging_conversions_stays_lazy() -> None:
+    ds = relabel(basin(), "reach_air_temp", "K").chunk({"time": 20})
+    for v in ds.data_vars:
+        if "time" in ds[v].dims:
+            ds[v].data = ds[v].data.map_blocks(_explode, dtype=ds[v].dtype)
+    with pytest.warns(UnitConversionWarning, match="reach_air_temp"):
+        out = validate(ds)
+    assert out.reach_air_temp.chunks is not None
+
+
+# ------------------------------------------------------------ spellings
+
+
+@pytest.mark.parametrize(
+    ("units", "to_units"),
+    [
+        ("degree_C", lambda c: c), ("degrees_C", lambda c: c), ("deg_C", lambda c: c),
+        ("degreeC", lambda c: c), ("Celsius", lambda c: c), ("°C", lambda c: c),
+        ("degree_F", lambda c: c * 9 / 5 + 32), ("degrees_F", lambda c: c * 9 / 5 + 32),
+        ("Fahrenheit", lambda c: c * 9 / 5 + 32), ("degrees_K", lambda c: c + 273.15),
+        ("kelvin", lambda c: c + 273.15),
+    ],
+)
+def test_cf_udunits_temperature_spellings(units: str, to_units: object) -> None:
+    ds = basin()
+    assert is_temperature_units(units)
+    bad = relabel(ds, "reach_temp", units, to_units(ds.reach_temp.values))  # type: ignore[operator]
+    bad = relabel(bad, "seg_air_temp", units, to_units(ds.seg_air_temp.values))  # type: ignore[operator]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnitConversionWarning)
+        out = validate(bad)
+    for name in ("reach_temp", "seg_air_temp"):
+        assert out[name].attrs["units"] == "degC"
+        np.testing.assert_allclose(out[name].values, ds[name].values, atol=1e-3)
+
+
+def test_unknown_temperature_units_are_still_refused() -> None:
+    ds = relabel(basin(), "reach_temp", "degrees_R")
+    with pytest.raises(UnitsError, match=r"'reach_temp' has units 'degrees_R'"):
+        validate(ds)
+
+
+@pytest.mark.parametrize(
+    "group",
+    [
+        ["degC", "degrees_C", "degree_C", "celsius", "degree_Celsius", "deg_C", "°C"],
+        ["K", "kelvin", "degrees_K"],
+        ["degF", "degree_F", "degrees_F", "Fahrenheit"],
+        ["m3 s-1", "m^3/s", "m3/s", "m**3 s**-1", "m^3 s^-1", "m3.s-1"],
+        ["W m-2", "W/m2", "W m^-2", "W/m^2", "watt m-2"],
+        ["mm d-1", "mm/day", "mm day-1", "mm/d", "mm days-1"],
+        ["kg m-2 s-1", "kg/(m2 s)", "kg/m2/s"],
+        ["1", "", "dimensionless"],
+    ],
+)
+def test_same_units_within_a_group(group: list[str]) -> None:
+    for a in group:
+        for b in group:
+            assert same_units(a, b), (a, b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("degC", "K"), ("degC", "degF"), ("m", "km"), ("m3 s-1", "m3 s-2"), ("W m-2", "W"),
+     ("mm d-1", "mm s-1"), ("mW", "MW"), ("1", "%"), ("degC", None)],
+)
+def test_same_units_tells_different_units_apart(a: str, b: str | None) -> None:
+    assert not same_units(a, b)
+    assert not same_units(b, a)
+
+
+def test_same_units_falls_back_to_normalized_strings() -> None:
+    assert same_units("  Parts Per  Million ", "parts per million")
+    assert same_units("10^3 m", "10^3  m")
+    assert not same_units("10^3 m", "m")
+    assert same_units(None, None)
+
+
+# ------------------------------------------------ integer and packed variables
+
+
+def test_integer_variable_with_physical_units_warns() -> None:
+    ds = basin()
+    ds["reach_air_temp"] = ds.reach_air_temp.round().astype(np.int16)
+    with pytest.warns(XmsglWarning, match=r"'reach_air_temp' has units 'degC' but int16") as rec:
+        iv = input_variables(ds)
+    assert "reach_air_temp" not in iv.all()
+    assert ".astype('float32')" in str(rec[0].message)
+    ds["reach_air_temp"] = ds.reach_air_temp.astype("float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "reach_air_temp" in input_variables(ds).reach_dynamic
+
+
+@pytest.mark.parametrize(
+    ("name", "attrs"),
+    [
+        ("reach_class", {"units": "1"}),
+        ("reach_class", {}),
+        ("reach_class", {"units": "count"}),
+        ("reach_class", {"units": "degC", "flag_values": [0, 1], "flag_meanings": "a b"}),
+        ("reach_gage_id", {"units": "m"}),
+        ("reach_class", {"units": "degC", "xmsgl_role": "ignore"}),
+    ],
+)
+def test_flags_and_ids_do_not_warn(name: str, attrs: dict) -> None:
+    ds = basin()
+    ds[name] = ("reach", np.arange(ds.sizes["reach"], dtype=np.int32), attrs)
+    ds["seg_flag"] = ("seg", np.ones(ds.sizes["seg"], dtype=bool), {"units": "flag"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        iv = input_variables(ds)
+        validate(ds)
+    assert name not in iv.all() and "seg_flag" not in iv.all()
+
+
+def _packed(ds: xr.Dataset, name: str) -> xr.Dataset:
+    out = ds.copy()
+    da = out[name]
+    stored = np.round((da.fillna(-327.68) - 10.0) / 0.01).astype(np.int16)
+    out[name] = stored.assign_attrs({**da.attrs, "scale_factor": 0.01, "add_offset": 10.0})
+    return out
+
+
+@pytest.mark.parametrize("name", ["reach_air_temp", "reach_temp", "reach_length", "seg_area"])
+def test_packed_variables_are_refused(name: str) -> None:
+    ds = _packed(basin(), name)
+    with pytest.raises(UnitsError, match=rf"variable {name!r} is still packed") as info:
+        validate(ds)
+    assert "mask_and_scale=True" in str(info.value) and "xr.decode_cf" in str(info.value)
+
+
+def test_packed_input_is_refused_by_input_variables_too() -> None:
+    ds = _packed(basin(), "seg_air_temp")
+    with pytest.raises(UnitsError, match=r"'seg_air_temp' is still packed"):
+        input_variables(ds)
+    ignored = ds.copy()
+    ignored["seg_air_temp"].attrs["xmsgl_role"] = "ignore"
+    assert "seg_air_temp" not in input_variables(ignored).all()
+
+
+def test_packed_netcdf_opened_without_decoding(tmp_path: object) -> None:
+    ds = basin()
+    path = f"{tmp_path}/packed.nc"
+    encoding = {"reach_air_temp": {"dtype": "int16", "scale_factor": 0.01, "add_offset": 10.0,
+                                   "_FillValue": -32768}}
+    ds.to_netcdf(path, encoding=encoding)
+    with xr.open_dataset(path, mask_and_scale=False) as raw:
+        with pytest.raises(UnitsError, match=r"'reach_air_temp' is still packed"):
+            validate(raw)
+        decoded = xr.decode_cf(raw)
+        out = validate(decoded)
+        np.testing.assert_allclose(out.reach_air_temp.values, ds.reach_air_temp.values, atol=0.01)
+
+
+# ------------------------------------------------------------- messages
+
+
+def test_string_ids_message_reads_as_a_fix() -> None:
+    ds = basin()
+    ds = ds.assign_coords(seg=[f"s{i}" for i in ds.seg.values])
+    with pytest.raises(SchemaError) as info:
+        validate(ds)
+    msg = str(info.value)
+    assert "coordinate 'seg' must hold integer ids" in msg
+    assert "map them to positive integers" in msg and "'seg_to' and 'reach_seg'" in msg
+    assert "fix with map" not in msg
+
+
+@pytest.mark.parametrize(("name", "what"), [("reach_to", "reaches"), ("seg_to", "segments")])
+def test_dangling_pointer_message_plural(name: str, what: str) -> None:
+    ds = basin().copy(deep=True)
+    ds[name].values[0] = 987654
+    with pytest.raises(TopologyError, match=rf"{name!r}.*987654.*add the missing {what}$"):
+        validate(ds)
+
+
+def test_nan_hint_fits_static_and_dynamic_inputs() -> None:
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    from xmsgl.train import FeatureSpec, input_array
+
+    ds = basin().copy(deep=True)
+    ds["reach_shade"].values[2] = np.nan
+    ds["reach_air_temp"].values[1, 3] = np.nan
+    names = ["reach_shade", "reach_air_temp"]
+    spec = FeatureSpec(seg_vars=[], reach_vars=names, n_common=0, units={}, static={},
+                       mean=dict.fromkeys(names, 0.0), std=dict.fromkeys(names, 1.0))
+    with pytest.raises(DataError) as info:
+        input_array(ds, ["reach_shade"], "reach", spec)
+    msg = str(info.value)
+    assert "'reach_shade'" in msg and "interpolate_na" not in msg
+    assert "ds['reach_shade'].fillna(ds['reach_shade'].median())" in msg
+    with pytest.raises(DataError, match=r"'reach_air_temp'.*interpolate_na\('time'\)"):
+        input_array(ds, ["reach_air_temp"], "reach", spec)
+    # The static hint works as written.
+    ds["reach_shade"] = ds["reach_shade"].fillna(ds["reach_shade"].median())
+    assert np.isfinite(input_array(ds, ["reach_shade"], "reach", spec)).all()
+
+
+# ------------------------------------------------------------- time zones
+
+
+def test_timezone_aware_time_is_refused_with_a_fix() -> None:
+    ds = basin()
+    aware = pd.DatetimeIndex(ds.time.values).tz_localize("America/New_York")
+    tz = ds.assign_coords(time=aware)
+    with pytest.raises(TimeError, match=r"timezone-aware.*America/New_York") as info:
+        validate(tz)
+    assert "got object" not in str(info.value)
+    assert "ds.indexes['time'].tz_localize(None)" in str(info.value)
+    fixed = tz.assign_coords(time=tz.indexes["time"].tz_localize(None))
+    assert (validate(fixed).time.values == ds.time.values).all()
+    utc = tz.assign_coords(time=tz.indexes["time"].tz_convert(None))
+    validate(utc)
+
+
+def test_timezone_aware_objects_are_refused_with_a_fix() -> None:
+    ds = basin()
+    stamps = np.array(list(pd.DatetimeIndex(ds.time.values).tz_localize("UTC")), dtype=object)
+    tz = ds.assign_coords(time=stamps)
+    with pytest.raises(TimeError, match=r"timezone-aware.*UTC") as info:
+        validate(tz)
+    assert "pd.DatetimeIndex(ds['time'].values).tz_localize(None)" in str(info.value)
+    fixed = tz.assign_coords(time=pd.DatetimeIndex(tz["time"].values).tz_localize(None))
+    validate(fixed)
+
+
+def test_local_midnight_in_utc_is_rounded_not_averaged() -> None:
+    # London midnights across the switch to summer time: Sunday 00:00 UTC is followed
+    # by Sunday 23:00 UTC (Monday's local midnight), two stamps on one UTC day.
+    local = pd.date_range("2001-03-20", "2001-04-05", freq="D", tz="Europe/London")
+    utc = local.tz_convert(None)
+    ds = xr.Dataset(
+        {"seg_to": ("seg", [0]), "seg_length": ("seg", [1000.0], {"units": "m"}),
+         "reach_to": ("reach", [0]), "reach_length": ("reach", [1000.0], {"units": "m"}),
+         "reach_seg": ("reach", [1]),
+         "seg_air_temp": (("seg", "time"), np.full((1, utc.size), 5.0), {"units": "degC"})},
+        coords={"seg": [1], "reach": [1], "time": utc},
+    )
+    with pytest.raises(TimeError, match=r"several steps on 2001-03-25.*dt\.round\('D'\)"):
+        validate(ds)
+    fixed = validate(ds.assign_coords(time=ds.time.dt.round("D")))
+    assert (fixed.time.values == local.tz_localize(None).values).all()
