@@ -60,7 +60,7 @@ import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, Topology, topology_arrays, validate
 from xmsgl.exceptions import DataError, ModelMismatchError, SchemaError, TimeError, XmsglError, format_ids
-from xmsgl.io import write_model_folder
+from xmsgl.io import model_path, write_model_folder
 
 __all__ = ["BASELINES", "BaselineModel", "fit_baseline", "load_baseline", "default_train_period"]
 
@@ -90,23 +90,10 @@ def _version() -> str:
 # ----------------------------------------------------------------------------- periods
 
 
-def _as_ranges(period: Any) -> list[tuple[Any, Any]]:
-    if period is None:
-        return []
-    if isinstance(period, slice):
-        return [(period.start, period.stop)]
-    if isinstance(period, tuple) and len(period) == 2 and not isinstance(period[0], (tuple, list)):
-        return [period]
-    return [tuple(p) for p in period]  # type: ignore[misc]
+def _period_mask(time: pd.DatetimeIndex, period: Any, name: str = "time") -> np.ndarray:
+    from xmsgl.periods import period_mask
 
-
-def _period_mask(time: pd.DatetimeIndex, period: Any) -> np.ndarray:
-    mask = np.zeros(len(time), dtype=bool)
-    for start, end in _as_ranges(period):
-        lo = pd.Timestamp(start) if start is not None else time[0]
-        hi = pd.Timestamp(end) if end is not None else time[-1]
-        mask |= (time >= lo) & (time <= hi)
-    return mask
+    return period_mask(time, period, name)
 
 
 def default_train_period(time: pd.DatetimeIndex) -> list[tuple[str, str]]:
@@ -196,13 +183,15 @@ def _length_m(ds: xr.Dataset, name: str, values: np.ndarray) -> np.ndarray:
 
 def _train_mask(time: pd.DatetimeIndex, train: Any) -> tuple[np.ndarray, list[tuple[str, str]]]:
     period = default_train_period(time) if train is None else train
-    mask = _period_mask(time, period)
+    mask = _period_mask(time, period, "train")
     if not mask.any():
         raise TimeError(
             f"the training period {period!r} holds no day of the dataset "
             f"({time[0].date()} to {time[-1].date()}); give dates inside it"
         )
-    ranges = [(str(a), str(b)) for a, b in _as_ranges(period)]
+    from xmsgl.train import period_ranges
+
+    ranges = [(str(time[a].date()), str(time[b - 1].date())) for a, b in period_ranges(time, mask)]
     return mask, ranges
 
 
@@ -471,7 +460,7 @@ def load_baseline(path: str | os.PathLike[str]) -> BaselineModel:
     >>> load_baseline(folder).method
     'climatology'
     """
-    path = Path(path)
+    path = model_path(path)
     try:
         with open(path / CONFIG) as f:
             config = json.load(f)

@@ -31,12 +31,11 @@ def _time_positions(time: pd.DatetimeIndex, sel: Any) -> tuple[int, int]:
         raise TimeError("the dataset's 'time' dimension is empty; downscaling needs daily inputs")
     if sel is None:
         return 0, len(time)
-    if isinstance(sel, slice):
-        start, end = sel.start, sel.stop
-    else:
-        start, end = sel
-    i0 = 0 if start is None else int(time.searchsorted(pd.Timestamp(start), side="left"))
-    i1 = len(time) if end is None else int(time.searchsorted(pd.Timestamp(end), side="right"))
+    from xmsgl.periods import period_bounds
+
+    start, end = period_bounds(sel, "time")
+    i0 = 0 if start is None else int(time.searchsorted(start, side="left"))
+    i1 = len(time) if end is None else int(time.searchsorted(end, side="right"))
     if i1 <= i0:
         raise TimeError(
             f"time={sel!r} selects no day of the dataset ({time[0].date()} to {time[-1].date()})"
@@ -183,6 +182,8 @@ def downscale(
     check_count("chunk", chunk)
     if batch_size is not None:
         check_count("batch_size", batch_size)
+    if threads is not None:
+        check_count("threads", threads)
     model = (model_or_path if isinstance(model_or_path, (Downscaler, BaselineModel))
              else load(model_or_path))
     if scale == CROSS and (isinstance(model, BaselineModel) or model.output != "fine"):

@@ -863,7 +863,7 @@ def sparsity_sweep(
     else:
         from xmsgl.baselines import _period_mask
 
-        test_days = _period_mask(time, test)
+        test_days = _period_mask(time, test, "test")
         test_attr = json.dumps(_ranges(time, test_days))
     if not test_days.any():
         raise DataError(f"the test period {test!r} holds no day of the dataset")

@@ -19,6 +19,7 @@ __all__ = [
     "DataError",
     "TrainingError",
     "ParameterError",
+    "PeriodError",
     "XmsglWarning",
     "UnitConversionWarning",
     "TimeGapWarning",
@@ -61,6 +62,10 @@ class TrainingError(XmsglError):
 
 class ParameterError(XmsglError):
     """A function argument is out of range or of the wrong kind."""
+
+
+class PeriodError(TimeError, ParameterError):
+    """A period or time selection argument (``train=``, ``time=``, ...) cannot be read."""
 
 
 class XmsglWarning(UserWarning):

@@ -47,10 +47,9 @@ _GRAPHS = ("hydro", "geo", "dynamic")
 def _time_slice(time: pd.DatetimeIndex, sel: Any) -> slice:
     if sel is None:
         return slice(0, len(time))
-    if isinstance(sel, slice):
-        sel = (sel.start, sel.stop)
-    start, end = (pd.Timestamp(sel[0]), pd.Timestamp(sel[1]))
-    idx = np.flatnonzero((time >= start) & (time <= end))
+    from xmsgl.periods import period_bounds, period_mask
+
+    idx = np.flatnonzero(period_mask(time, [period_bounds(sel, "time")], "time"))
     if idx.size < 2:
         raise ParameterError(f"time={sel!r} selects {idx.size} days of the dataset "
                              f"({time[0].date()} to {time[-1].date()}); give a longer period")

@@ -80,6 +80,22 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def model_path(path: object, what: str = "model") -> Path:
+    """``path`` as a :class:`~pathlib.Path` with ``~`` expanded; anything else is refused.
+
+    Examples
+    --------
+    >>> model_path(None)
+    Traceback (most recent call last):
+    ...
+    xmsgl.exceptions.ParameterError: None is not a path to a model folder; give a str or pathlib.Path (or a fitted model object)
+    """
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise ParameterError(f"{path!r} is not a path to a {what} folder; give a str or "
+                             f"pathlib.Path (or a fitted {what} object)")
+    return Path(os.fspath(path)).expanduser()
+
+
 def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "model") -> Path:
     """Write a saved-model folder (file name -> contents) in one atomic move.
 
@@ -96,7 +112,7 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
     >>> sorted(p.name for p in write_model_folder(folder, {"config.json": b"{}"}).iterdir())
     ['config.json']
     """
-    final = Path(os.fspath(path))
+    final = model_path(path)
     if final.exists() and not (final.is_dir() and (final / "config.json").exists()):
         raise XmsglError(f"{str(final)!r} exists and is not an xmsgl {what} folder; choose another "
                          "path or remove it")

@@ -24,12 +24,14 @@ series); KGE is NaN when ``std(o)`` or ``mean(o)`` is 0.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
 import xarray as xr
 
-from xmsgl.exceptions import DataError, SchemaError, UnitsError, format_ids
+from xmsgl.convention import same_units
+from xmsgl.exceptions import DataError, SchemaError, UnitsError, XmsglWarning, format_ids
 
 __all__ = [
     "METRICS",
@@ -122,7 +124,9 @@ def align_pair(
     prediction, observed : xarray.DataArray
         Arrays on the same dimensions (in any order), for example (reach, time).
     join : {"inner", "exact"}, default "inner"
-        ``"inner"`` keeps the labels both share along every dimension;
+        ``"inner"`` keeps the labels both share along every dimension (with an
+        :class:`~xmsgl.exceptions.XmsglWarning` when reach or segment labels of
+        the prediction are left out: the two may not be on the same network);
         ``"exact"`` requires identical labels.
 
     Returns
@@ -143,10 +147,10 @@ def align_pair(
     Examples
     --------
     >>> import xarray as xr
-    >>> p = xr.DataArray([1.0, 2.0, 3.0], dims="reach", coords={"reach": [1, 2, 3]})
-    >>> o = xr.DataArray([2.0, 3.0], dims="reach", coords={"reach": [2, 3]})
-    >>> align_pair(p, o)[0]["reach"].values.tolist()
-    [2, 3]
+    >>> p = xr.DataArray([1.0, 2.0, 3.0], dims="reach", coords={"reach": [3, 1, 2]})
+    >>> o = xr.DataArray([2.0, 3.0, 9.0, 1.0], dims="reach", coords={"reach": [2, 3, 4, 1]})
+    >>> align_pair(p, o)[1].values.tolist()
+    [3.0, 1.0, 2.0]
     """
     if not isinstance(prediction, xr.DataArray) or not isinstance(observed, xr.DataArray):
         raise SchemaError(
@@ -160,7 +164,7 @@ def align_pair(
             f"{tuple(map(str, observed.dims))}; rename or select so both have the same dimensions"
         )
     pu, ou = prediction.attrs.get("units"), observed.attrs.get("units")
-    if pu is not None and ou is not None and str(pu).strip().lower() != str(ou).strip().lower():
+    if pu is not None and ou is not None and not same_units(str(pu), str(ou)):
         raise UnitsError(
             f"prediction is in {pu!r} but observed is in {ou!r}; convert one of them "
             "(xmsgl works in 'degC')"
@@ -202,10 +206,31 @@ def align_pair(
         if p.sizes[dim] == 0:
             raise DataError(
                 f"prediction and observed share no {str(dim)!r} label (prediction "
-                f"{format_ids(list(prediction[dim].values))}, observed "
-                f"{format_ids(list(observed[dim].values))}); score them on the same {str(dim)!r}"
+                f"{_labels(prediction, dim)}, observed {_labels(observed, dim)}); score them on "
+                f"the same {str(dim)!r}"
             )
+    for dim in p.dims:
+        # Days outside the observed record are common (a forecast, a longer run);
+        # reach or segment ids of the prediction missing from the observations
+        # usually mean the two are not on the same network.
+        if dim == "time" or dim not in prediction.coords or p.sizes[dim] == prediction.sizes[dim]:
+            continue
+        lost = prediction.indexes[dim].difference(p.indexes[dim])
+        warnings.warn(
+            f"{len(lost)} of the prediction's {prediction.sizes[dim]} {str(dim)!r} labels are not "
+            f"in the observations ({format_ids(list(lost))}) and are not scored; check that both "
+            f"are on the same network, or select the shared ones to silence this",
+            XmsglWarning, stacklevel=3,
+        )
     return p, o
+
+
+def _labels(da: xr.DataArray, dim: Hashable) -> str:
+    """The labels of ``dim`` for a message, dates as dates."""
+    values = da[dim].values
+    if np.issubdtype(values.dtype, np.datetime64):
+        return format_ids([str(v)[:10] for v in values.astype("datetime64[D]")])
+    return format_ids(list(values))
 
 
 def _core_dims(da: xr.DataArray, dims: str | Iterable[Hashable] | None) -> list[Hashable]:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import datetime as _dt
 import inspect
 import json
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -48,7 +49,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, input_variables, validate
+from xmsgl.convention import REACH, SEG, TIME, input_variables, same_units, validate
 from xmsgl.exceptions import (
     DataError,
     ModelMismatchError,
@@ -59,13 +60,15 @@ from xmsgl.exceptions import (
     check_count,
     format_ids,
 )
+from xmsgl.io import model_path
 from xmsgl.nn import MSGLNet
 from xmsgl.nn.dmsge import backbone_options as dmsge_options
 from xmsgl.nn.msgl import BACKBONES
-from xmsgl.nn.weights import CONFIG, read_weights, save_network, state_sha256
+from xmsgl.nn.weights import CONFIG, model_sha256, read_weights, save_network, state_sha256
 from xmsgl.train import (
     FeatureSpec,
     ModelData,
+    check_weighting,
     cross_row_blocks,
     feature_spec,
     fit_scalers,
@@ -157,10 +160,20 @@ class Downscaler:
         return dict(self.config.get("history", {}))
 
     @property
-    def sha256(self) -> str:
+    def weights_sha256(self) -> str:
+        """sha256 of the weights alone (as recorded in ``config.json``)."""
         if self._sha256 is None:
             self._sha256 = state_sha256(self.net)
         return self._sha256
+
+    @property
+    def sha256(self) -> str:
+        """The model's identity: sha256 of its weights and its settings together.
+
+        Recorded with every output (``xmsgl_model_sha256``); an edited
+        ``config.json`` gives another one.
+        """
+        return model_sha256(self.weights_sha256, self.config)
 
     def __repr__(self) -> str:
         g = self.config["graph"]
@@ -200,7 +213,7 @@ class Downscaler:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Downscaler:
         """Read a model written by :meth:`save`; see :func:`load`."""
-        path = Path(path)
+        path = model_path(path)
         cfg_file, config = _read_config(path)
         if config.get("format") != FORMAT or _format_version(config) > FORMAT_VERSION:
             hint = (" (a baseline: load it with xmsgl.load)" if config.get("format") == "xmsgl-baseline"
@@ -214,10 +227,11 @@ class Downscaler:
             if key not in config:
                 raise DataError(f"{str(cfg_file)!r} lacks the entry {key!r}; the model folder is "
                                 f"incomplete: {_REFETCH}")
+        _check_settings(config, cfg_file)
         state, digest, wfile = read_weights(path, config, cfg_file, _REFETCH)
         try:
             net = _build_net(config)
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise DataError(
                 f"{str(cfg_file)!r} does not describe a network ({type(err).__name__}: {err}); "
                 f"{_REFETCH}"
@@ -234,6 +248,41 @@ class Downscaler:
         model = cls(net, config)
         model._sha256 = digest
         return model
+
+
+def _number(value: object) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and math.isfinite(float(value)))
+
+
+def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
+    """Refuse a ``config.json`` whose method, targets or variables cannot be right."""
+    where = str(cfg_file)
+
+    def bad(what: str) -> DataError:
+        return DataError(f"{where!r}: {what}; the model folder was edited or damaged: {_REFETCH}")
+
+    if config["method"] not in METHODS:
+        raise bad(f"method {config['method']!r} is not one of {list(METHODS)}")
+    t = config["targets"]
+    if not (isinstance(t, dict) and _number(t.get("mean")) and _number(t.get("std"))
+            and float(t["std"]) > 0):
+        raise bad(f"the target scaler {t!r} needs a finite 'mean' and a positive 'std'")
+    v = config["variables"]
+    try:
+        spec = FeatureSpec.from_dict(v)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise bad(f"the variables entry cannot be read ({type(err).__name__}: {err})") from err
+    names = spec.seg_vars + spec.reach_vars
+    if not all(isinstance(n, str) for n in names) or not 0 <= spec.n_common <= min(
+            len(spec.seg_vars), len(spec.reach_vars)):
+        raise bad(f"the variables {spec.seg_vars} / {spec.reach_vars} with n_common={spec.n_common} "
+                  "do not describe the model's inputs")
+    lacking = [n for n in names if n not in spec.mean or n not in spec.std or n not in spec.units]
+    odd = [n for n in names if n in spec.std and not (math.isfinite(spec.std[n]) and spec.std[n] > 0
+                                                       and math.isfinite(spec.mean.get(n, 0.0)))]
+    if lacking or odd:
+        raise bad(f"the input scalers lack or hold unusable values for {lacking + odd}")
 
 
 def _read_config(path: Path) -> tuple[Path, dict[str, Any]]:
@@ -284,7 +333,7 @@ def load(path: str | os.PathLike[str]) -> Downscaler | BaselineModel:
     >>> import xmsgl
     >>> model = xmsgl.load("model.xmsgl")  # doctest: +SKIP
     """
-    path = Path(path)
+    path = model_path(path)
     _, config = _read_config(path)
     from xmsgl.baselines import FORMAT as BASELINE_FORMAT
 
@@ -338,7 +387,7 @@ def _resolve_periods(
         periods: dict[str, Any] = dict(split_periods(time))
     else:
         periods = {"train": train, "val": val, "test": test}
-    masks = {k: period_mask(time, v) for k, v in periods.items()}
+    masks = {k: period_mask(time, v, k) for k, v in periods.items()}
     if periods["train"] is None:
         masks["train"] = ~(masks["val"] | masks["test"])
     for a, b in (("train", "test"), ("train", "val"), ("val", "test")):
@@ -356,6 +405,27 @@ def _resolve_periods(
         r = period_ranges(time, m)
         out[k] = [(str(time[a].date()), str(time[b - 1].date())) for a, b in r]
     return out, masks
+
+
+def check_seed(seed: object) -> None:
+    """Refuse a seed that numpy and torch cannot both take (a whole number in [0, 2**63))."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**63:
+        raise ParameterError(f"seed={seed!r} must be a whole number >= 0 (for example 0); the same "
+                             "seed gives the same model on CPU")
+
+
+def _check_graph_options(graph_options: object) -> None:
+    if graph_options is None:
+        return
+    from xmsgl.graph import build_graphs
+
+    if not isinstance(graph_options, dict):
+        raise ParameterError(f"graph_options={graph_options!r} must be a dict of options of "
+                             "xmsgl.graph.build_graphs, e.g. {'max_hops': 8}")
+    known = [p for p in inspect.signature(build_graphs).parameters if p != "ds"]
+    unknown = sorted(str(k) for k in graph_options if k not in known)
+    if unknown:
+        raise ParameterError(f"graph_options {unknown} are not options of the graphs; use {known}")
 
 
 def _need(ds: xr.Dataset, name: str, dim: str, method: str) -> None:
@@ -536,6 +606,8 @@ def fit(
     args = dict(locals())
     from xmsgl.baselines import BASELINES
 
+    check_seed(seed)
+
     if method in BASELINES:
         return _fit_baseline(args)
     if method == "gru":
@@ -561,6 +633,12 @@ def fit(
     from xmsgl.graph import build_graphs
     from xmsgl.options import get_option
 
+    check_weighting(weighting, task_weights)
+    if batch_size is not None:
+        check_count("batch_size", batch_size)
+    if subbasin_batch is not None:
+        check_count("subbasin_batch", subbasin_batch)
+    _check_graph_options(graph_options)
     window = 365 if window is None else window
     for name, val_ in (("epochs", epochs), ("hidden", hidden), ("window", window), ("stride", stride),
                        ("attn_window", attn_window), ("attn_blocks", attn_blocks)):
@@ -606,6 +684,12 @@ def fit(
         raise DataError(
             "no fine observations ('reach_temp' is all NaN) in the training period "
             f"{periods['train']}; give a training period with observations or use method='remap'"
+        )
+    if y_seg is not None and not np.isfinite(y_seg[masks["train"]]).any():
+        raise DataError(
+            f"no coarse observations ('seg_temp' is all NaN) in the training period "
+            f"{periods['train']}; method {method!r} trains on them: give segment temperatures "
+            "(observed or from a process model) or use method='fine-only'"
         )
     obs_train = [y_reach[masks["train"]]]
     if y_seg is not None:
@@ -711,7 +795,7 @@ def fit(
                 raise SchemaError(f"stage_a_variable={stage_a_variable!r} must be a (seg, time) "
                                   "variable of the dataset, in degC")
             mask_a = (~(masks["val"] | masks["test"]) if stage_a_period is None
-                      else period_mask(time, stage_a_period))
+                      else period_mask(time, stage_a_period, "stage_a_period"))
             if (mask_a & masks["test"]).any():
                 raise TimeError(
                     f"stage_a_period {stage_a_period!r} overlaps the test period "
@@ -848,7 +932,7 @@ def check_compatible(model: Downscaler, ds: xr.Dataset, graphs: Any, scale: str)
         )
     for v in need:
         units = str(ds[v].attrs.get("units", "1"))
-        if units != spec.units[v]:
+        if not same_units(units, spec.units[v]):
             raise ModelMismatchError(
                 f"input variable {v!r} has units {units!r}; the model was fitted with "
                 f"{spec.units[v]!r}: convert it or refit the model"

@@ -10,52 +10,15 @@ import xarray as xr
 
 from xmsgl.convention import REACH, TIME
 from xmsgl.exceptions import ParameterError, SchemaError, TimeError
+from xmsgl.periods import period_mask
 
 __all__ = ["sparsify"]
-
-
-_PERIOD_HINT = "give period as (start, end) or a list of them, e.g. ('2001-01-01', '2001-12-31')"
-
-
-def _timestamp(value: Any, period: Any) -> pd.Timestamp:
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError, OverflowError) as err:
-        raise ParameterError(
-            f"period={period!r}: {value!r} is not a date; {_PERIOD_HINT}"
-        ) from err
-    if ts is pd.NaT:
-        raise ParameterError(f"period={period!r}: {value!r} is not a date; {_PERIOD_HINT}")
-    return ts
 
 
 def _period_mask(time: pd.DatetimeIndex, period: Any) -> np.ndarray:
     if period is None:
         return np.ones(len(time), dtype=bool)
-    given = period
-    if isinstance(period, slice):
-        period = (period.start, period.stop)
-    if isinstance(period, tuple) and len(period) == 2 and not isinstance(period[0], (tuple, list)):
-        period = [period]
-    if isinstance(period, (str, bytes)) or not isinstance(period, (list, tuple)):
-        raise ParameterError(f"period={given!r} is not understood; {_PERIOD_HINT}")
-    mask = np.zeros(len(time), dtype=bool)
-    for item in period:
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise ParameterError(f"period={given!r}: {item!r} is not a (start, end) pair; "
-                                 f"{_PERIOD_HINT}")
-        start, end = item
-        lo = _timestamp(start, given) if start is not None else None
-        hi = _timestamp(end, given) if end is not None else None
-        if (lo is None or hi is None) and len(time) == 0:
-            raise TimeError(
-                f"period={given!r} is open-ended but the dataset's 'time' is empty; "
-                "select a non-empty time range first or give both ends of the period"
-            )
-        lo = time[0] if lo is None else lo
-        hi = time[-1] if hi is None else hi
-        mask |= (time >= lo) & (time <= hi)
-    return mask
+    return period_mask(time, period, "period")
 
 
 def sparsify(
@@ -71,7 +34,9 @@ def sparsify(
     The input is never modified: a new Dataset is returned whose ``variable`` is a
     new array. Exactly ``round(keep * n)`` of the ``n`` candidates are kept (at
     least one when ``keep > 0`` and there is any), drawn with
-    :func:`numpy.random.default_rng` so that a seed gives the same draw everywhere.
+    :func:`numpy.random.default_rng` in the order of reach ids and dates, so that a
+    seed gives the same draw everywhere, however the dataset's rows are ordered. A
+    dask-backed ``variable`` stays lazy (only where it is observed is computed).
 
     Parameters
     ----------
@@ -85,8 +50,9 @@ def sparsify(
         ``"observation"`` keeps a share of the observed reach-days; ``"reach"``
         keeps all observations of a share of the observed reaches, so that whole
         reaches become unobserved.
-    period : (start, end) or list of (start, end), optional
-        Thin only days inside it (ends included); other days keep all their
+    period : label, (start, end) or list of them, optional
+        Thin only days inside it (ends included, read by
+        :func:`xmsgl.periods.period_list`); other days keep all their
         observations. Default: every day. Using the same sparsity for the training
         and validation periods (the default) keeps validation honest.
     variable : str, default "reach_temp"
@@ -106,8 +72,7 @@ def sparsify(
     SchemaError
         ``variable`` is missing, not on (reach, time), or not of a float dtype.
     TimeError
-        ``time`` does not hold dates, or an open-ended ``period`` meets an empty
-        time axis.
+        ``time`` does not hold dates.
 
     Examples
     --------
@@ -147,11 +112,27 @@ def sparsify(
             f"coordinate 'time' must hold dates (datetime64), got {got}; "
             "convert it with pd.to_datetime or decode the file with decode_times=True"
         )
-    vals = np.array(da.transpose(REACH, TIME).values, dtype=da.dtype, copy=True)
-    tmask = _period_mask(pd.DatetimeIndex(ds[TIME].values), period)
-    observed = np.isfinite(vals) & tmask[None, :]
-    rng = np.random.default_rng(seed)
+    da_rt = da.transpose(REACH, TIME)
+    # Only where the observations are is read: a dask-backed variable stays lazy.
+    observed = np.asarray(da_rt.notnull().values)
+    observed &= _period_mask(pd.DatetimeIndex(ds[TIME].values), period)[None, :]
+    # The draw is made in the order of reach ids and dates, so that it does not
+    # depend on how the dataset's rows happen to be ordered.
+    rows = np.argsort(np.asarray(ds[REACH].values), kind="stable")
+    cols = np.argsort(np.asarray(ds[TIME].values), kind="stable")
     drop = np.zeros_like(observed)
+    drop[np.ix_(rows, cols)] = _draw(observed[np.ix_(rows, cols)], keep, seed, by)
+    attrs = {**da.attrs, "xmsgl_sparsify": f"keep={keep}, seed={seed}, by={by!r}, period={period!r}"}
+    new = da_rt.where(~xr.DataArray(drop, dims=(REACH, TIME)))
+    new.attrs = attrs
+    out = ds.copy(deep=False)
+    out[variable] = new.transpose(*da.dims)
+    return out
+
+
+def _draw(observed: np.ndarray, keep: float, seed: int, by: str) -> np.ndarray:
+    """Which of the ``observed`` (reach, time) values to drop."""
+    rng = np.random.default_rng(seed)
     if by == "observation":
         cand = np.flatnonzero(observed.ravel())
         n_keep = int(round(keep * cand.size))
@@ -160,19 +141,12 @@ def sparsify(
         kept = rng.choice(cand, size=n_keep, replace=False) if n_keep else np.array([], dtype=np.int64)
         flat = observed.ravel().copy()
         flat[kept] = False
-        drop = flat.reshape(observed.shape)
-    else:
-        reaches = np.flatnonzero(observed.any(axis=1))
-        n_keep = int(round(keep * reaches.size))
-        if keep > 0 and reaches.size:
-            n_keep = max(1, n_keep)
-        kept = rng.choice(reaches, size=n_keep, replace=False) if n_keep else np.array([], dtype=np.int64)
-        lose = np.ones(vals.shape[0], dtype=bool)
-        lose[kept] = False
-        drop = observed & lose[:, None]
-    vals[drop] = np.nan
-    attrs = {**da.attrs, "xmsgl_sparsify": f"keep={keep}, seed={seed}, by={by!r}, period={period!r}"}
-    new = xr.DataArray(vals, dims=(REACH, TIME), coords=da.transpose(REACH, TIME).coords, attrs=attrs)
-    out = ds.copy(deep=False)
-    out[variable] = new.transpose(*da.dims)
-    return out
+        return flat.reshape(observed.shape)
+    reaches = np.flatnonzero(observed.any(axis=1))
+    n_keep = int(round(keep * reaches.size))
+    if keep > 0 and reaches.size:
+        n_keep = max(1, n_keep)
+    kept = rng.choice(reaches, size=n_keep, replace=False) if n_keep else np.array([], dtype=np.int64)
+    lose = np.ones(observed.shape[0], dtype=bool)
+    lose[kept] = False
+    return observed & lose[:, None]

@@ -28,6 +28,8 @@ import xarray as xr
 from xmsgl.convention import REACH, SEG, TIME, InputVariables
 from xmsgl.exceptions import DataError, ParameterError, SchemaError, TimeError, TrainingError, XmsglError
 from xmsgl.nn import SparseGraph, graph_product
+from xmsgl.periods import period_list
+from xmsgl.periods import period_mask as _period_mask
 
 __all__ = [
     "FeatureSpec",
@@ -159,8 +161,12 @@ def input_array(
                 raise DataError(
                     f"input variable {name!r} has {n_bad} NaN or infinite values"
                     + (f" in the {n_time} days used" if TIME in da.dims else "")
-                    + f"; fill them (for example ds[{name!r}].interpolate_na('time') or "
-                    f".fillna(...)) or leave the variable out with ds.drop_vars({name!r})"
+                    + (f"; fill them (for example ds[{name!r}].interpolate_na('time') or .fillna(...))"
+                       if TIME in da.dims else
+                       f"; it has no 'time' to interpolate along: fill it from related values, for "
+                       f"a reach its segment's value, or a basin median with "
+                       f"ds[{name!r}] = ds[{name!r}].fillna(ds[{name!r}].median())")
+                    + f" or leave the variable out with ds.drop_vars({name!r})"
                 )
             n_far = int(np.count_nonzero(~ok))
             raise DataError(
@@ -208,6 +214,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """
     if isinstance(device, torch.device):
         return device
+    if not isinstance(device, str):
+        raise ParameterError(f"device={device!r} is not a device name; use 'auto', 'cpu', 'cuda', "
+                             "'cuda:1' or 'mps' (or a torch.device)")
     if device == "auto":
         from xmsgl.options import get_option
 
@@ -226,6 +235,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise XmsglError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise XmsglError(f"device={device!r} was asked for but torch sees no CUDA device; use 'auto'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise XmsglError(f"device={device!r} was asked for but torch sees {torch.cuda.device_count()} "
+                         "CUDA device(s), numbered from 0")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise XmsglError(f"device={device!r} was asked for but this torch build or machine has no "
+                             "MPS (Apple GPU) support; use 'auto' or 'cpu'")
     return dev
 
 
@@ -234,32 +251,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 PeriodLike = Any  # None, (start, end), or a list of (start, end)
 
 
-def _as_ranges(period: PeriodLike) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
-    if period is None:
-        return []
-    if isinstance(period, slice):
-        period = (period.start, period.stop)
-    if isinstance(period, tuple) and len(period) == 2 and not isinstance(period[0], (tuple, list)):
-        period = [period]
-    out = []
-    for item in period:
-        if isinstance(item, slice):
-            item = (item.start, item.stop)
-        if len(item) != 2:
-            raise TimeError(f"a period must be (start, end), got {item!r}")
-        start, end = (pd.Timestamp(item[0]), pd.Timestamp(item[1]))
-        if end < start:
-            raise TimeError(f"period {item!r} ends before it starts; give (start, end)")
-        out.append((start, end))
-    return out
+def _as_ranges(period: PeriodLike, name: str = "period") -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """Closed ``(start, end)`` bounds of a period argument, open sides as the widest."""
+    return [(pd.Timestamp.min if lo is None else lo, pd.Timestamp.max if hi is None else hi)
+            for lo, hi in period_list(period, name)]
 
 
-def period_mask(time: pd.DatetimeIndex, period: PeriodLike) -> np.ndarray:
-    """Boolean mask of the days of ``time`` inside ``period`` (ends included)."""
-    mask = np.zeros(len(time), dtype=bool)
-    for start, end in _as_ranges(period):
-        mask |= (time >= start) & (time <= end)
-    return mask
+def period_mask(time: pd.DatetimeIndex, period: PeriodLike, name: str = "period") -> np.ndarray:
+    """Boolean mask of the days of ``time`` inside ``period`` (ends included).
+
+    ``period`` is read by :func:`xmsgl.periods.period_list`: a label such as
+    ``"2001"``, a pair ``(start, end)``, a slice, or a list of them.
+    """
+    return _period_mask(time, period, name)
 
 
 def split_periods(time: pd.DatetimeIndex) -> dict[str, list[tuple[str, str]]]:
@@ -453,6 +457,58 @@ def default_batch_size(n_nodes: int, length: int, hidden: int, budget_gb: float 
 ValFn = Callable[[Any], float | None]
 
 
+#: The tasks that ``weighting="fixed"`` gives weights to.
+WEIGHTED_TASKS = ("coarse", "cross", "fine")
+
+
+def check_weighting(weighting: object, task_weights: object) -> None:
+    """Refuse an unknown ``weighting`` and ``task_weights`` that cannot be meant.
+
+    ``weighting="fixed"`` needs a weight (a finite number >= 0, not all zero) for
+    each of the tasks ``"coarse"``, ``"cross"`` and ``"fine"``, and nothing else:
+    a misspelled or forgotten task would otherwise train with weight 0. Other
+    weightings take no ``task_weights``.
+
+    Examples
+    --------
+    >>> check_weighting("fixed", {"coarse": 0.1, "cross": 0.1, "fine": 0.8})
+    >>> check_weighting("fixed", {"Coarse": 1, "cross": 1, "fine": 1})
+    Traceback (most recent call last):
+    ...
+    xmsgl.exceptions.ParameterError: task_weights has unknown task(s) ['Coarse']; the tasks are ['coarse', 'cross', 'fine'] (missing: ['coarse'])
+    """
+    if weighting not in ("equal", "fixed", "mgda"):
+        raise ParameterError(f"weighting={weighting!r} is not known; use 'equal', 'fixed' or 'mgda'")
+    example = "{'coarse': 1, 'cross': 1, 'fine': 2}"
+    if weighting != "fixed":
+        if task_weights is not None:
+            raise ParameterError(
+                f"task_weights are used with weighting='fixed' only (got weighting={weighting!r}); "
+                f"pass weighting='fixed' or drop task_weights"
+            )
+        return
+    if not isinstance(task_weights, dict) or not task_weights:
+        raise ParameterError(f"weighting='fixed' needs task_weights, a dict such as {example} "
+                             f"(got {task_weights!r})")
+    unknown = sorted(str(k) for k in task_weights if k not in WEIGHTED_TASKS)
+    missing = [t for t in WEIGHTED_TASKS if t not in task_weights]
+    if unknown:
+        raise ParameterError(
+            f"task_weights has unknown task(s) {unknown}; the tasks are {list(WEIGHTED_TASKS)}"
+            + (f" (missing: {missing})" if missing else "")
+        )
+    if missing:
+        raise ParameterError(f"task_weights has no weight for {missing}; give one for each of "
+                             f"{list(WEIGHTED_TASKS)} (0 turns a task off), e.g. {example}")
+    bad = {k: v for k, v in task_weights.items()
+           if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))
+           or not math.isfinite(float(v)) or float(v) < 0}
+    if bad:
+        raise ParameterError(f"task_weights {bad} must be finite numbers >= 0")
+    if not any(float(v) > 0 for v in task_weights.values()):
+        raise ParameterError(f"task_weights are all 0, so nothing would be trained; e.g. {example}")
+
+
 def train_tasks(
     net: Any,
     data: ModelData,
@@ -504,10 +560,7 @@ def train_tasks(
         ``"loss"`` and ``"val"`` per epoch, ``"best_epoch"``, ``"task_weights"``
         (mean weights per task in the last epoch).
     """
-    if weighting not in ("equal", "fixed", "mgda"):
-        raise XmsglError(f"weighting={weighting!r} is not known; use 'equal', 'fixed' or 'mgda'")
-    if weighting == "fixed" and not task_weights:
-        raise XmsglError("weighting='fixed' needs task_weights, e.g. {'coarse': 1, 'cross': 1, 'fine': 2}")
+    check_weighting(weighting, task_weights)
     if not windows:
         raise DataError("no training windows: the training period is empty")
     if clip_grad_norm is not None and (
@@ -531,6 +584,14 @@ def train_tasks(
         return f"window{'s' if len(spans) > 1 else ''} {shown}{more}"
 
     tasks = tuple(targets)
+    if weighting == "fixed" and len(tasks) > 1:
+        assert task_weights is not None
+        missing = [t for t in tasks if t not in task_weights]
+        if missing:
+            raise ParameterError(
+                f"task_weights has no weight for task(s) {missing} of stage {stage_name!r}; "
+                f"give one for each of {list(tasks)}"
+            )
     needs_seg = any(t in tasks for t in ("coarse", "cross", "fine"))
     needs_reach = any(t in tasks for t in ("fine", "fine_only"))
     if data.cross_csr is None:
@@ -618,9 +679,11 @@ def train_tasks(
                 weights = dict(zip(names, alpha.tolist()))
                 total = sum(float(a) * float(task_loss[t].detach()) for a, t in zip(alpha, names))
             else:
-                if weighting == "fixed":
+                if weighting == "fixed" and len(tasks) > 1:
+                    # Fixed weights are those of a multi-task stage; a stage with one
+                    # task trains it with weight 1.
                     assert task_weights is not None
-                    weights = {t: float(task_weights.get(t, 0.0)) for t in names}
+                    weights = {t: float(task_weights[t]) for t in names}
                 else:
                     weights = dict.fromkeys(names, 1.0)
                 loss_sum = sum(weights[t] * task_loss[t] for t in names)

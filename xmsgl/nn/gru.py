@@ -48,6 +48,7 @@ from xmsgl.exceptions import (
     TimeError,
     check_count,
 )
+from xmsgl.io import model_path
 from xmsgl.nn.weights import CONFIG, read_weights, save_network, state_sha256
 
 __all__ = ["FORMAT", "ReachGRU", "GRUModel", "fit_gru", "load_gru"]
@@ -282,7 +283,7 @@ def load_gru(path: str | os.PathLike[str]) -> GRUModel:
     >>> import xmsgl
     >>> model = xmsgl.load("gru.xmsgl")  # doctest: +SKIP
     """
-    path = Path(path)
+    path = model_path(path)
     cfg_file = path / CONFIG
     try:
         config = json.loads(cfg_file.read_text(encoding="utf-8"))

@@ -39,6 +39,22 @@ def state_sha256(net: torch.nn.Module) -> str:
     return hashlib.sha256(state_bytes(net)).hexdigest()
 
 
+def model_sha256(weights_sha256: str, config: dict[str, Any]) -> str:
+    """sha256 of a model: its weights' sha256 and its settings (``config`` less the
+    ``weights`` entry, in a canonical JSON form).
+
+    A model saved and loaded again keeps it; an edited ``config.json`` (a target
+    mean, a variable, a graph option) changes it, so the provenance recorded with
+    every output names what was really used.
+    """
+    settings = {k: v for k, v in config.items() if k != "weights"}
+    # Through JSON once, so that a fitted model and its reloaded copy agree
+    # (tuples become lists, integer keys strings) before the canonical form.
+    settings = json.loads(json.dumps(settings))
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{weights_sha256}\n{text}".encode()).hexdigest()
+
+
 def save_network(
     path: str | os.PathLike[str], net: torch.nn.Module, config: dict[str, Any]
 ) -> tuple[Path, dict[str, Any], str]:

@@ -1,0 +1,291 @@
+"""Arguments of fit, downscale, sparsify, save and load: read one way, refused clearly."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)
+
+from xmsgl.exceptions import (  # noqa: E402
+    DataError,
+    ModelMismatchError,
+    ParameterError,
+    PeriodError,
+    TimeError,
+    XmsglError,
+    XmsglWarning,
+)
+from xmsgl.model import Downscaler, fit, load  # noqa: E402
+from xmsgl.periods import period_bounds, period_list, period_mask  # noqa: E402
+from xmsgl.train import check_weighting  # noqa: E402
+
+FAST = {"epochs": 1, "window": 30, "stride": 30, "progress": False, "attn_window": 10}
+DAYS = pd.date_range("2000-12-30", "2002-01-02")
+
+
+@pytest.fixture(scope="module")
+def basin(half_year_basin: xr.Dataset) -> xr.Dataset:
+    return half_year_basin
+
+
+@pytest.fixture(scope="module")
+def model(basin: xr.Dataset) -> Downscaler:
+    return fit(basin, method="msgl", seed=0, **FAST)
+
+
+# ------------------------------------------------------------------------ periods
+
+
+@pytest.mark.parametrize("period, first, last", [
+    ("2001", "2001-01-01", "2001-12-31"),
+    ("2001-02", "2001-02-01", "2001-02-28"),
+    (("2001-02", "2001-03"), "2001-02-01", "2001-03-31"),
+    (("2001-02-03", "2001-02-05"), "2001-02-03", "2001-02-05"),
+    (slice(None, "2000-12-31"), "2000-12-30", "2000-12-31"),
+    ((pd.Timestamp("2001-12-31"), None), "2001-12-31", "2002-01-02"),
+    ((np.datetime64("2001-05-01"), "2001-05-01"), "2001-05-01", "2001-05-01"),
+])
+def test_periods_read_like_xarray_labels(period, first, last) -> None:
+    days = DAYS[period_mask(DAYS, period, "train")]
+    assert (str(days[0].date()), str(days[-1].date())) == (first, last)
+    assert len(days) == (pd.Timestamp(last) - pd.Timestamp(first)).days + 1
+
+
+def test_list_of_periods_and_open_bounds() -> None:
+    mask = period_mask(DAYS, [("2001-01-01", "2001-01-02"), "2001-03"], "train")
+    assert mask.sum() == 2 + 31
+    assert period_bounds(None) == (None, None)
+    assert period_list(None) == []
+
+
+@pytest.mark.parametrize("bad, match", [
+    ("2001x", "'2001x' is not a date"),
+    (("2001-01-01", "not a day"), "'not a day' is not a date"),
+    (("2001-03-01", "2001-02-01"), "ends before it starts"),
+    ((pd.Timestamp("2001-01-01", tz="UTC"), "2001-02-01"), "has a time zone"),
+    (("2001", "2002", "2003"), "not a \\(start, end\\) pair"),
+    (2001, "is not understood"),
+    (slice("2001", "2002", 2), "no step"),
+])
+def test_bad_periods_name_the_argument(bad, match) -> None:
+    with pytest.raises(PeriodError, match=match) as info:
+        period_mask(DAYS, bad, "train")
+    assert "train=" in str(info.value)
+    # Both a time error and a parameter error, for callers that catch either.
+    assert isinstance(info.value, TimeError) and isinstance(info.value, ParameterError)
+
+
+def test_one_period_only_where_one_is_meant() -> None:
+    with pytest.raises(PeriodError, match="one period"):
+        period_bounds([("2001-01-01", "2001-01-31")], "time")
+
+
+def test_fit_reads_label_periods(basin: xr.Dataset) -> None:
+    m = fit(basin, method="fine-only", train=("2001-01", "2001-04"), val="2001-05", test="2001-06",
+            seed=0, **FAST)
+    assert m.config["periods"]["train"] == [("2001-01-01", "2001-04-30")]
+    assert m.config["periods"]["val"] == [("2001-05-01", "2001-05-31")]
+    json.dumps(m.config)  # what is recorded is plain dates
+
+
+def test_downscale_time_label_and_bad_time(model: Downscaler, basin: xr.Dataset) -> None:
+    out = basin.msgl.downscale(model, time="2001-03")
+    assert out.sizes["time"] == 31 and str(out.time[0].values)[:10] == "2001-03-01"
+    same = basin.msgl.downscale(model, time=("2001-03-01", "2001-03-31"))
+    np.testing.assert_array_equal(out.values, same.values)
+    for bad in (("foo", "bar"), ("2001-03-01", "2001-03-31", "2001-04-01"),
+                (pd.Timestamp("2001-03-01", tz="UTC"), pd.Timestamp("2001-03-31", tz="UTC"))):
+        with pytest.raises(PeriodError, match="time="):
+            basin.msgl.downscale(model, time=bad)
+
+
+def test_sparsify_takes_label_periods(basin: xr.Dataset) -> None:
+    # Observations of the period are thinned (here all dropped), the others kept.
+    thinned = basin.msgl.sparsify(keep=0.0, period="2001-02")
+    obs = thinned.reach_temp.notnull().any("reach")
+    assert not obs.sel(time="2001-02").any()
+    assert obs.sel(time="2001-03").all() and obs.sel(time="2001-01-31")
+
+
+# ------------------------------------------------------------------------ task weights
+
+
+@pytest.mark.parametrize("weights, match", [
+    ({"Coarse": 1, "Cross": 1, "Fine": 1}, "unknown task"),
+    ({"coarse": 1, "cross": 1}, "no weight for \\['fine'\\]"),
+    ({"coarse": 1, "cross": -1, "fine": 1}, ">= 0"),
+    ({"coarse": 1, "cross": float("nan"), "fine": 1}, ">= 0"),
+    ({"coarse": 0, "cross": 0, "fine": 0}, "all 0"),
+    ({"coarse": "1", "cross": 1, "fine": 1}, ">= 0"),
+    (None, "needs task_weights"),
+    ([1, 1, 1], "needs task_weights"),
+])
+def test_fixed_weights_are_checked(weights, match) -> None:
+    with pytest.raises(ParameterError, match=match):
+        check_weighting("fixed", weights)
+
+
+def test_weights_without_fixed_and_unknown_weighting() -> None:
+    with pytest.raises(ParameterError, match="weighting='fixed' only"):
+        check_weighting("mgda", {"coarse": 1, "cross": 1, "fine": 1})
+    with pytest.raises(ParameterError, match="not known"):
+        check_weighting("balanced", None)
+    check_weighting("equal", None)
+
+
+def test_fit_refuses_misspelled_weights_before_training(basin: xr.Dataset) -> None:
+    with pytest.raises(ParameterError, match="unknown task"):
+        fit(basin, method="msgl", weighting="fixed", task_weights={"Coarse": 1, "Cross": 1,
+                                                                   "Fine": 1}, **FAST)
+
+
+def test_fixed_weights_train_every_weighted_task(basin: xr.Dataset) -> None:
+    m = fit(basin, method="msgl", weighting="fixed", seed=0,
+            task_weights={"coarse": 0.2, "cross": 0.3, "fine": 0.5}, **FAST)
+    hist = m.config["history"]["main"]
+    assert hist["loss"][0] > 0
+    assert hist["task_weights"] == pytest.approx({"coarse": 0.2, "cross": 0.3, "fine": 0.5})
+    # A single-task stage trains its task whatever the weights (weight 1).
+    f = fit(basin, method="fine-only", weighting="fixed", seed=0,
+            task_weights={"coarse": 1, "cross": 1, "fine": 0}, **FAST)
+    assert f.config["history"]["main"]["loss"][0] > 0
+
+
+# ------------------------------------------------------------------------ other arguments
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"seed": -1}, "seed=-1"),
+    ({"seed": None}, "seed=None"),
+    ({"seed": 1.5}, "seed=1.5"),
+    ({"graph_options": {"bogus": 1}}, "'bogus'"),
+    ({"graph_options": [("max_hops", 3)]}, "must be a dict"),
+    ({"batch_size": 0}, "batch_size=0"),
+    ({"subbasin_batch": 0}, "subbasin_batch=0"),
+    ({"device": None}, "not a device name"),
+])
+def test_fit_refuses_bad_arguments(basin: xr.Dataset, kwargs, match) -> None:
+    with pytest.raises(ParameterError, match=match):
+        fit(basin, method="msgl", **{**FAST, **kwargs})
+
+
+def test_unavailable_devices_are_typed_errors(basin: xr.Dataset) -> None:
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        pytest.skip("this machine has MPS")
+    with pytest.raises(XmsglError, match="MPS"):
+        fit(basin, method="msgl", device="mps", **FAST)
+    if not torch.cuda.is_available():
+        with pytest.raises(XmsglError, match="CUDA"):
+            fit(basin, method="msgl", device="cuda:3", **FAST)
+
+
+def test_no_coarse_observations_is_refused(basin: xr.Dataset) -> None:
+    empty = basin.assign(seg_temp=basin.seg_temp * np.nan)
+    for method in ("msgl", "remap"):
+        with pytest.raises(DataError, match="'seg_temp' is all NaN"):
+            fit(empty, method=method, **FAST)
+    # fine-only never reads it.
+    fit(empty, method="fine-only", seed=0, **FAST)
+
+
+@pytest.mark.parametrize("bad", [None, 123, {}, b"model"])
+def test_downscale_needs_a_model_or_a_path(basin: xr.Dataset, bad) -> None:
+    with pytest.raises(ParameterError, match="not a path to a model folder"):
+        basin.msgl.downscale(bad)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5])
+def test_lazy_threads_are_checked_at_the_call(model: Downscaler, basin: xr.Dataset, threads) -> None:
+    with pytest.raises(ParameterError, match="threads="):
+        basin.chunk({"time": 60}).msgl.downscale(model, threads=threads)
+
+
+def test_save_and_load_expand_home(model: Downscaler, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    folder = model.save("~/models/m.xmsgl")
+    assert folder == tmp_path / "models" / "m.xmsgl" and folder.is_dir()
+    assert load("~/models/m.xmsgl").sha256 == model.sha256
+
+
+# ------------------------------------------------------------------------ model files
+
+
+def _edit(folder, change) -> None:
+    cfg_file = folder / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    change(cfg)
+    cfg_file.write_text(json.dumps(cfg))
+
+
+def test_model_hash_covers_its_settings(model: Downscaler, tmp_path) -> None:
+    folder = model.save(tmp_path / "m.xmsgl")
+    assert load(folder).sha256 == model.sha256
+    assert model.weights_sha256 == json.loads((folder / "config.json").read_text())["weights"]["sha256"]
+    _edit(folder, lambda c: c["targets"].update(mean=c["targets"]["mean"] + 1.0))
+    edited = load(folder)
+    assert edited.weights_sha256 == model.weights_sha256
+    assert edited.sha256 != model.sha256
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda c: c.update(method="bogus"), "method 'bogus'"),
+    (lambda c: c["targets"].update(mean="12"), "target scaler"),
+    (lambda c: c["targets"].update(std=0.0), "target scaler"),
+    (lambda c: c["variables"].update(n_common=99), "n_common=99"),
+    (lambda c: c["variables"]["mean"].pop(c["variables"]["reach_vars"][0]), "input scalers"),
+    (lambda c: c["variables"].update(seg_vars=c["variables"]["seg_vars"][1:]), "seg_vars|n_common|do not"),
+])
+def test_edited_settings_are_refused_at_load(model: Downscaler, tmp_path, change, match) -> None:
+    folder = model.save(tmp_path / "m.xmsgl")
+    _edit(folder, change)
+    with pytest.raises(XmsglError, match=match):
+        load(folder)
+
+
+# ------------------------------------------------------------------------ sparsify, evaluate
+
+
+@pytest.mark.parametrize("by", ["observation", "reach"])
+def test_sparsify_does_not_depend_on_row_order(basin: xr.Dataset, by: str) -> None:
+    a = basin.msgl.sparsify(keep=0.2, seed=1, by=by)
+    perm = np.random.default_rng(5).permutation(basin.sizes["reach"])
+    b = basin.isel(reach=perm).msgl.sparsify(keep=0.2, seed=1, by=by).sortby("reach")
+    xr.testing.assert_identical(a.reach_temp.notnull(), b.reach_temp.notnull())
+    assert 0 < int(a.reach_temp.notnull().sum()) < int(basin.reach_temp.notnull().sum())
+
+
+def test_sparsify_keeps_dask_input_lazy(basin: xr.Dataset) -> None:
+    lazy = basin.chunk({"time": 50}).msgl.sparsify(keep=0.2, seed=1)
+    assert lazy.reach_temp.chunks is not None
+    xr.testing.assert_identical(lazy.reach_temp.compute(),
+                                basin.msgl.sparsify(keep=0.2, seed=1).reach_temp)
+
+
+def test_evaluate_warns_when_ids_do_not_match(basin: xr.Dataset) -> None:
+    truth = basin.reach_temp_true
+    shifted = truth.assign_coords(reach=truth.reach + 1)
+    with pytest.warns(XmsglWarning, match="1 of the prediction's .* 'reach' labels are not in"):
+        basin.msgl.evaluate(shifted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        basin.msgl.evaluate(truth)
+
+
+def test_equivalent_unit_spellings_match_the_model(model: Downscaler, basin: xr.Dataset) -> None:
+    respelled = basin.copy()
+    for name in ("seg_air_temp", "reach_air_temp"):
+        respelled[name] = basin[name].assign_attrs(units="degrees_C")
+    xr.testing.assert_identical(respelled.msgl.downscale(model).drop_attrs(),
+                                basin.msgl.downscale(model).drop_attrs())
+    wrong = basin.copy()
+    wrong["seg_air_temp"] = basin["seg_air_temp"].assign_attrs(units="W m-2")
+    with pytest.raises(ModelMismatchError, match="'seg_air_temp' has units 'W m-2'"):
+        wrong.msgl.downscale(model)

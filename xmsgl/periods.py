@@ -1,0 +1,129 @@
+"""Periods and time selections given as arguments (``train=``, ``time=``, ``period=``).
+
+One reading for every function that takes them, the way xarray reads labels:
+
+* ``None``: everything (or, for a period of ``fit``, the default);
+* a label such as ``"2001"`` or ``"2001-06"``: the whole year or month it names;
+* ``(start, end)`` or ``slice(start, end)``: from ``start`` to ``end``, both
+  included; a partial label as the end includes all of it (``("2001", "2002")``
+  is January 2001 to December 2002), and ``None`` leaves that side open;
+* a list of those (where several periods are accepted).
+
+Dates may be strings, ``datetime``, ``numpy.datetime64`` or ``pandas.Timestamp``;
+time-zone-aware dates are refused, since the datasets' days are time-zone naive.
+
+Examples
+--------
+>>> import pandas as pd
+>>> t = pd.date_range("2000-12-30", "2002-01-02")
+>>> int(period_mask(t, "2001").sum()), int(period_mask(t, ("2001-02", "2001-03")).sum())
+(365, 59)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from xmsgl.exceptions import PeriodError
+
+__all__ = ["period_bounds", "period_list", "period_mask"]
+
+_HINT = ("give a label such as '2001', a pair (start, end) such as ('2001-01-01', '2001-12-31'), "
+         "or a list of pairs")
+
+Bound = pd.Timestamp | None
+
+
+def _stamp(value: Any, end: bool, name: str, given: Any) -> Bound:
+    """One side of a period: ``None``, or the first (last) instant of a label."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)):
+        text = value.decode() if isinstance(value, bytes) else value
+        try:
+            per = pd.Period(text)
+        except (ValueError, TypeError, OverflowError) as err:
+            raise PeriodError(f"{name}={given!r}: {text!r} is not a date; {_HINT}") from err
+        if per is pd.NaT:
+            raise PeriodError(f"{name}={given!r}: {text!r} is not a date; {_HINT}")
+        return per.end_time if end else per.start_time
+    if isinstance(value, (pd.Timestamp, _dt.datetime, _dt.date, np.datetime64)):
+        try:
+            ts = pd.Timestamp(value)
+        except (ValueError, TypeError, OverflowError) as err:
+            raise PeriodError(f"{name}={given!r}: {value!r} is not a date; {_HINT}") from err
+        if ts is pd.NaT:
+            raise PeriodError(f"{name}={given!r}: {value!r} is not a date (NaT); {_HINT}")
+        if ts.tz is not None:
+            raise PeriodError(
+                f"{name}={given!r}: {value!r} has a time zone, but the dataset's days have none; "
+                "give naive dates (e.g. Timestamp(...).tz_convert(None) for UTC)"
+            )
+        return ts
+    raise PeriodError(f"{name}={given!r}: {value!r} ({type(value).__name__}) is not a date; {_HINT}")
+
+
+def _pair(item: Any, name: str, given: Any) -> tuple[Bound, Bound]:
+    if isinstance(item, slice):
+        if item.step is not None:
+            raise PeriodError(f"{name}={given!r}: a period has no step; {_HINT}")
+        item = (item.start, item.stop)
+    if isinstance(item, (str, bytes)):
+        return _stamp(item, False, name, given), _stamp(item, True, name, given)
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise PeriodError(f"{name}={given!r}: {item!r} is not a (start, end) pair; {_HINT}")
+    lo, hi = _stamp(item[0], False, name, given), _stamp(item[1], True, name, given)
+    if lo is not None and hi is not None and hi < lo:
+        raise PeriodError(f"{name}={given!r}: {item!r} ends before it starts; give (start, end)")
+    return lo, hi
+
+
+def period_list(period: Any, name: str = "period") -> list[tuple[Bound, Bound]]:
+    """The ``(start, end)`` bounds (``None`` where open) of a period argument.
+
+    Examples
+    --------
+    >>> [(str(a), str(b.date())) for a, b in period_list(("2001-01", "2001-12-31"), "train")]
+    [('2001-01-01 00:00:00', '2001-12-31')]
+    >>> period_list("2001x", "train")
+    Traceback (most recent call last):
+    ...
+    xmsgl.exceptions.PeriodError: train='2001x': '2001x' is not a date; give a label such as '2001', a pair (start, end) such as ('2001-01-01', '2001-12-31'), or a list of pairs
+    """
+    if period is None:
+        return []
+    if isinstance(period, (str, bytes, slice)):
+        return [_pair(period, name, period)]
+    if isinstance(period, tuple) and not any(isinstance(p, (tuple, list, slice)) for p in period):
+        # A tuple of dates is one (start, end) pair; periods go in a list.
+        return [_pair(period, name, period)]
+    if not isinstance(period, (list, tuple)):
+        raise PeriodError(f"{name}={period!r} is not understood; {_HINT}")
+    return [_pair(item, name, period) for item in period]
+
+
+def period_bounds(sel: Any, name: str = "time") -> tuple[Bound, Bound]:
+    """The bounds of one period (a label, a pair or a slice); ``(None, None)`` for ``None``."""
+    if sel is None:
+        return None, None
+    if isinstance(sel, list) or (isinstance(sel, tuple) and len(sel) == 2 and any(
+            isinstance(v, (tuple, list, slice)) for v in sel)):
+        raise PeriodError(f"{name}={sel!r}: give one period here, not a list of them")
+    return _pair(sel, name, sel)
+
+
+def period_mask(time: pd.DatetimeIndex, period: Any, name: str = "period") -> np.ndarray:
+    """Boolean mask of the days of ``time`` inside ``period`` (ends included)."""
+    mask = np.zeros(len(time), dtype=bool)
+    for lo, hi in period_list(period, name):
+        inside = np.ones(len(time), dtype=bool)
+        if lo is not None:
+            inside &= np.asarray(time >= lo)
+        if hi is not None:
+            inside &= np.asarray(time <= hi)
+        mask |= inside
+    return mask
