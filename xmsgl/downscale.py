@@ -143,9 +143,12 @@ def downscale(
         starts ``spinup`` days earlier, so blocks reproduce the in-memory windows.
     halo : int, optional
         Lazy path: segment hops of halo around a piece of a drainage component too
-        large for one block (its predictions are dropped). Default: the model's
-        graph ``max_hops`` plus 6 (:func:`xmsgl.scale.default_halo`); without a
-        ``max_hops`` or ``max_distance`` cut, components are kept whole.
+        large for one block (its predictions are dropped), grown on the side the
+        model's graph reads. Default (:func:`xmsgl.scale.default_halo`): for a
+        ``"downstream"`` graph, the whole path to the outlet (exact); otherwise the
+        graph's reach in segments (``max_hops``, or what ``max_distance`` spans)
+        plus :data:`xmsgl.scale.HALO_MARGIN`; without a cut, components are kept
+        whole.
     threads : int or None, default 1
         Lazy path: torch threads per worker process (process-wide); ``None`` leaves
         torch's setting.

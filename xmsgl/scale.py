@@ -8,8 +8,8 @@ the network splits:
   segment level so that every reach stays with its segment) into blocks of about
   ``reach_chunk`` reaches (next-fit bin packing in the dataset's order). A component larger
   than a block is cut into connected pieces of segments; each piece is run with a
-  *halo*, the segments within ``halo`` hops of it (upstream or downstream), whose
-  predictions are dropped.
+  *halo*, the segments within ``halo`` hops of it on the side the model's graph
+  reads (downstream, upstream or both), whose predictions are dropped.
 * :func:`downscale_lazy` (what ``ds.msgl.downscale(model)`` runs on dask-backed
   inputs) reorders the inputs block by block with dask, cuts long records into time
   blocks that start ``spinup`` days early (the recurrent state is warmed up exactly
@@ -22,9 +22,13 @@ and its sha256, and each worker process loads it on first use and keeps it in a
 module-level cache (:func:`cached_model`).
 
 Accuracy. The recurrent cell adds a graph diffusion of its state every day, so
-after a year of days the receptive field of a reach is its whole drainage
-component. Whole components in a block are exact (up to float rounding); a split
-component differs near the cut, by an amount that shrinks with the halo depth.
+after a year of days the receptive field of a reach is every node its graph
+reaches in any number of edges: its whole drainage component (``"updown"``), all
+of it upstream (``"upstream"``), or its path to the outlet (``"downstream"``).
+Whole components in a block are exact (up to float rounding), and so are pieces of
+a ``"downstream"`` model, whose default halo is their whole path to the outlet;
+otherwise a split component differs near the cut, by an amount that shrinks with
+the halo depth at a rate set by the fitted model (:func:`halo_for_options`).
 Time blocks reproduce the windows of the in-memory run when ``time_block`` is a
 multiple of ``chunk``. See ``docs/pangeo.md`` for measured differences.
 """
@@ -47,6 +51,7 @@ import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, Topology, topology_arrays
 from xmsgl.exceptions import ModelMismatchError, ParameterError
+from xmsgl.graph import DIRECTIONS
 
 if TYPE_CHECKING:
     from xmsgl.graph import RiverGraphs
@@ -59,8 +64,10 @@ __all__ = [
     "ChunkingError",
     "Partition",
     "cached_model",
+    "cut_reach",
     "default_halo",
     "downscale_lazy",
+    "halo_for_options",
     "hydro_order",
     "is_lazy",
     "partition",
@@ -73,9 +80,12 @@ DEFAULT_REACH_CHUNK = 4_000
 #: :func:`partition`. :func:`downscale_lazy` derives its default from the model's
 #: graph (:func:`default_halo`).
 DEFAULT_HALO = 12
-#: Segment hops added to the model's ``max_hops`` for the default halo (measured:
-#: see docs/pangeo.md).
-HALO_MARGIN = 6
+#: Segment hops added to the graph's reach (:func:`cut_reach`) for the default halo
+#: of an ``"updown"`` or ``"upstream"`` graph. The dependence on nodes beyond one
+#: edge decays at a rate set by the fitted weights: 6 hops left single-block
+#: differences of up to 0.36 degC, 12 kept every measured case within 0.02 degC
+#: (docs/pangeo.md).
+HALO_MARGIN = 12
 #: Largest input chunk (bytes) a block may have to read whole.
 MAX_INPUT_CHUNK_BYTES = 1 << 30
 #: Most chunks one input variable may have (the task graph grows with them).
@@ -121,6 +131,9 @@ class Partition:
         Independent drainage components (outlets) of the segment network.
     n_split : int
         Components larger than ``reach_chunk``, cut into pieces with halos.
+    direction : str
+        The side the halos grow on: ``"updown"`` (any branch), ``"downstream"`` or
+        ``"upstream"``, that of the graph the blocks are made for.
     """
 
     blocks: tuple[Block, ...]
@@ -128,6 +141,7 @@ class Partition:
     halo: int
     n_components: int
     n_split: int
+    direction: str = "updown"
 
     @property
     def reach_order(self) -> np.ndarray:
@@ -150,7 +164,9 @@ class Partition:
         sizes = [b.n_core_reach for b in self.blocks]
         return (f"<xmsgl.scale.Partition {len(self.blocks)} blocks of {min(sizes)}-{max(sizes)} "
                 f"reaches (target {self.reach_chunk}), {self.n_components} components, "
-                f"{self.n_split} split with halo {self.halo} (+{self.halo_share:.1%} reaches)>")
+                f"{self.n_split} split with halo {self.halo}"
+                + ("" if self.direction == "updown" else f" {self.direction}")
+                + f" (+{self.halo_share:.1%} reaches)>")
 
 
 def _depth(to_idx: np.ndarray) -> np.ndarray:
@@ -199,18 +215,46 @@ def _cut_tree(to_idx: np.ndarray, weight: np.ndarray, nodes: np.ndarray, target:
     return root
 
 
-def _undirected(to_idx: np.ndarray) -> sp.csr_matrix:
+def _upstream_neighbours(to_idx: np.ndarray) -> sp.csr_matrix:
+    """Row ``i`` lists the nodes that drain directly into ``i``."""
     n = to_idx.size
     down = np.flatnonzero(to_idx >= 0)
-    rows = np.concatenate([down, to_idx[down]])
-    cols = np.concatenate([to_idx[down], down])
-    return sp.csr_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n, n))
+    return sp.csr_matrix((np.ones(down.size, dtype=np.int8), (to_idx[down], down)), shape=(n, n))
+
+
+def _grow_halo(core: np.ndarray, to_idx: np.ndarray, up: sp.csr_matrix, hops: int,
+               direction: str) -> np.ndarray:
+    """Nodes within ``hops`` hops of ``core`` on the side(s) ``direction`` reads.
+
+    ``"downstream"`` follows the pointers, ``"upstream"`` their reverse, and
+    ``"updown"`` both, along any branch. Breadth-first from the core, so the cost is
+    that of the halo, not of the network; stops early once nothing new is found.
+    """
+    mask = np.zeros(to_idx.size, dtype=bool)
+    mask[core] = True
+    frontier = core
+    for _ in range(hops):
+        found = []
+        if direction != "upstream":
+            down = to_idx[frontier]
+            found.append(down[down >= 0])
+        if direction != "downstream":
+            found.append(up[frontier].indices)
+        new = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+        new = new[~mask[new]]
+        if not new.size:
+            break
+        mask[new] = True
+        frontier = new
+    mask[core] = False
+    return np.flatnonzero(mask)
 
 
 def partition(
     ds_or_topology: xr.Dataset | Topology,
     reach_chunk: int = DEFAULT_REACH_CHUNK,
     halo: int | None = DEFAULT_HALO,
+    direction: str = "updown",
 ) -> Partition:
     """Blocks of the river network that keep drainage components together.
 
@@ -220,7 +264,10 @@ def partition(
     order gives blocks of contiguous reaches. A component with more reaches than that is cut into connected
     pieces of segments (a piece never splits a segment's reaches); each piece is
     packed like a component and carries a halo: the segments within ``halo`` hops
-    of it along the network (up- or downstream, any branch), with their reaches.
+    of it along the network, with their reaches, on the side that the graph of
+    ``direction`` reads from (a node of a ``"downstream"`` graph reads only nodes
+    downstream of it, so its halo grows downstream only; ``"updown"`` grows both
+    ways, along any branch).
 
     Parameters
     ----------
@@ -233,6 +280,9 @@ def partition(
         Halo depth in segment hops; 0 runs pieces on their own; ``None`` never
         splits a component (a block then holds one component larger than
         ``reach_chunk``).
+    direction : {"updown", "downstream", "upstream"}, default "updown"
+        The graph option ``direction`` of the model the blocks are for: the side
+        the halo grows on.
 
     Returns
     -------
@@ -241,7 +291,7 @@ def partition(
     Raises
     ------
     ParameterError
-        For ``reach_chunk < 1`` or ``halo < 0``.
+        For ``reach_chunk < 1``, ``halo < 0`` or an unknown ``direction``.
 
     Examples
     --------
@@ -256,6 +306,8 @@ def partition(
         raise ParameterError(f"reach_chunk={reach_chunk!r} must be a positive number of reaches")
     if halo is not None and (isinstance(halo, bool) or int(halo) < 0):
         raise ParameterError(f"halo={halo!r} must be a number of segment hops >= 0, or None")
+    if direction not in DIRECTIONS:
+        raise ParameterError(f"direction={direction!r} is not known; use one of {list(DIRECTIONS)}")
     reach_chunk = int(reach_chunk)
     split_ok = halo is not None
     halo = 0 if halo is None else int(halo)
@@ -296,7 +348,7 @@ def partition(
     split_comp = np.zeros(comp_ids.size, dtype=bool)
     split_comp[big] = True
     seg_split = split_comp[comp_inv]
-    adj = _undirected(topo.seg_to_idx) if (halo and big.size) else None
+    up = _upstream_neighbours(topo.seg_to_idx) if (halo and big.size) else None
 
     def reaches_of(segs: np.ndarray) -> np.ndarray:
         if segs.size == 0:
@@ -310,41 +362,105 @@ def partition(
     for b in range(len(free)):
         core = np.sort(seg_sorted[bounds[b]: bounds[b + 1]])
         halo_segs = np.zeros(0, dtype=np.int64)
-        if adj is not None and seg_split[core].any():
-            mask = np.zeros(n_seg, dtype=bool)
-            mask[core] = True
-            for _ in range(halo):
-                mask |= (adj @ mask.astype(np.int32)) > 0
-            mask[core] = False
-            halo_segs = np.flatnonzero(mask)
+        if up is not None and seg_split[core].any():
+            halo_segs = _grow_halo(core, topo.seg_to_idx, up, halo, direction)
         core_r = reaches_of(core)
         blocks.append(Block(
             seg=np.concatenate([core, halo_segs]).astype(np.int64), n_core_seg=int(core.size),
             reach=np.concatenate([core_r, reaches_of(halo_segs)]).astype(np.int64),
             n_core_reach=int(core_r.size)))
-    return Partition(tuple(blocks), reach_chunk, halo, int(comp_ids.size), int(big.size))
+    return Partition(tuple(blocks), reach_chunk, halo, int(comp_ids.size), int(big.size),
+                     direction)
 
 
-def default_halo(model: Downscaler, topo: Topology | None = None) -> int | None:
+def default_halo(model: Downscaler, topo: Topology | None = None,
+                 graphs: RiverGraphs | None = None) -> int | None:
     """The halo :func:`downscale_lazy` uses by default, from the model's graph options.
 
-    The recurrent cell spreads its state over one graph edge per day, and an edge
-    spans up to ``max_hops`` nodes (or ``max_distance`` metres) of the graph: the
-    default is that reach in segments plus :data:`HALO_MARGIN`. A graph without a
-    cut links every reach with its whole flow path, so no halo short of the whole
-    component can be exact: ``None`` then, and components are never split.
+    See :func:`halo_for_options`; ``graphs`` (the network's graphs built with the
+    model's options) makes the reach of a ``max_distance`` cut exact in any length
+    units.
     """
-    return halo_for_options(model.config["graph"].get("options", {}) or {}, topo)
+    return halo_for_options(model.config["graph"].get("options", {}) or {}, topo, graphs)
 
 
-def halo_for_options(opts: dict[str, Any], topo: Topology | None = None) -> int | None:
-    """:func:`default_halo` from graph options (``max_hops``, ``max_distance``)."""
-    if opts.get("max_hops") is not None:
-        return int(opts["max_hops"]) + HALO_MARGIN
-    if opts.get("max_distance") is not None and topo is not None and topo.n_seg:
-        seg_len = float(np.median(topo.seg_length)) or 1.0
-        return int(np.ceil(float(opts["max_distance"]) / seg_len)) + HALO_MARGIN
-    return None
+def halo_for_options(opts: dict[str, Any], topo: Topology | None = None,
+                     graphs: RiverGraphs | None = None) -> int | None:
+    """The default halo (segment hops) for a graph with options ``opts`` on ``topo``.
+
+    * ``direction="downstream"``: a node reads only nodes downstream of it, so the
+      nodes a piece's predictions depend on, over any number of days, are the
+      segments on its path to the outlet. The default is the depth of the network
+      (the most hops from a segment to its outlet), so that the halo, grown
+      downstream only, is that whole path: the blocks are then exact (up to float
+      rounding), at the price of one path per piece. This holds with or without a
+      cut.
+    * ``"updown"`` and ``"upstream"``: the recurrent cell spreads its state over
+      one graph edge per day, so over a year the dependence reaches the whole
+      drainage component (all of it for ``"updown"``, everything upstream for
+      ``"upstream"``), fading with distance at a rate set by the fitted weights,
+      which no graph option bounds. An edge spans at most :func:`cut_reach`
+      segment hops; the default halo is that reach plus :data:`HALO_MARGIN` hops
+      (measured, not a bound). A graph without a ``max_hops`` or ``max_distance``
+      cut links every reach with its whole flow path, so no halo short of the whole
+      component can be exact: ``None`` then, and components are never split.
+
+    Without ``topo`` a ``downstream`` graph, or a cut by distance alone, gives
+    ``None`` too.
+    """
+    direction = opts.get("direction") or "updown"
+    if direction == "downstream":
+        if topo is None:
+            return None
+        return int(_depth(topo.seg_to_idx).max()) if topo.n_seg else 0
+    if opts.get("max_hops") is None and opts.get("max_distance") is None:
+        return None
+    if topo is None:
+        if opts.get("max_hops") is None:
+            return None
+        reach = int(opts["max_hops"])
+    else:
+        reach = cut_reach(opts, topo, graphs)
+    return reach + HALO_MARGIN
+
+
+def cut_reach(opts: dict[str, Any], topo: Topology, graphs: RiverGraphs | None = None) -> int:
+    """Most segment hops that one edge of a graph cut by ``opts`` spans on ``topo``.
+
+    An edge of the coarse graph spans at most ``max_hops`` segments; one of the
+    fine or cross graphs joins reaches (or a reach and a segment) at most
+    ``max_hops`` reaches apart, which is never more segments. A ``max_distance``
+    cut spans as many segments as the stream's lengths allow: counted here over
+    every pair the cut keeps, from ``graphs`` (exact) or from the lengths of
+    ``topo`` taken as metres (lengths in km then overestimate the reach, which only
+    makes the halo larger). Without any cut, the depth of the network.
+    """
+    depth = _depth(topo.seg_to_idx)
+    reach = int(depth.max()) if topo.n_seg else 0
+    max_hops, max_distance = opts.get("max_hops"), opts.get("max_distance")
+    if max_hops is not None:
+        reach = min(reach, int(max_hops))
+    if max_distance is None or reach == 0:
+        return reach
+    from xmsgl.graph import _csr_rows, _walk
+
+    if graphs is not None:
+        pairs = [(_csr_rows(graphs.seg_distance), graphs.seg_distance.indices, None),
+                 (_csr_rows(graphs.reach_distance), graphs.reach_distance.indices,
+                  topo.reach_seg_idx)]
+    else:
+        hops = None if max_hops is None else int(max_hops)
+        s_src, s_dst, _ = _walk(topo.seg_to_idx, topo.seg_length.astype(np.float64),
+                                float(max_distance), hops)
+        r_src, r_dst, _ = _walk(topo.reach_to_idx, topo.reach_length.astype(np.float64),
+                                float(max_distance), hops)
+        pairs = [(s_src, s_dst, None), (r_src, r_dst, topo.reach_seg_idx)]
+    spanned = 0
+    for a, b, seg_of in pairs:
+        if a.size:
+            a, b = (a, b) if seg_of is None else (seg_of[a], seg_of[b])
+            spanned = max(spanned, int(np.abs(depth[a] - depth[b]).max()))
+    return min(reach, spanned)
 
 
 def hydro_order(ds: xr.Dataset, reach_chunk: int = DEFAULT_REACH_CHUNK) -> dict[str, np.ndarray]:
@@ -365,13 +481,14 @@ def hydro_order(ds: xr.Dataset, reach_chunk: int = DEFAULT_REACH_CHUNK) -> dict[
 
 
 def subbasin_batches(
-    ds_or_topology: xr.Dataset | Topology, max_reaches: int, halo: int = DEFAULT_HALO
+    ds_or_topology: xr.Dataset | Topology, max_reaches: int, halo: int = DEFAULT_HALO,
+    direction: str = "updown",
 ) -> Partition:
     """Sub-basin batches for training on a sub-graph per step (see ``fit(subbasin_batch=...)``).
 
     The same blocks as :func:`partition` with ``reach_chunk=max_reaches``.
     """
-    return partition(ds_or_topology, reach_chunk=max_reaches, halo=halo)
+    return partition(ds_or_topology, reach_chunk=max_reaches, halo=halo, direction=direction)
 
 
 # ------------------------------------------------------------------ sub-networks
@@ -844,9 +961,12 @@ def downscale_lazy(
         Output days per time block, a multiple of ``chunk`` (so that blocks
         reproduce the in-memory run's windows).
     halo : int, optional
-        Segment hops around a piece of a component too large for one block.
-        Default :func:`default_halo`: the model's ``max_hops`` plus 6; with a graph
-        that has no ``max_hops`` or ``max_distance`` cut, components are kept whole.
+        Segment hops around a piece of a component too large for one block, on the
+        side the model's graph reads (its ``direction``). Default
+        :func:`default_halo`: for a ``"downstream"`` graph the whole path to the
+        outlet (exact); otherwise the segment hops one edge of the graph spans
+        (``max_hops``, or as many as ``max_distance`` spans) plus 12, and with no
+        ``max_hops`` or ``max_distance`` cut components are kept whole.
     threads : int or None, default 1
         torch threads while a block runs (``torch.set_num_threads`` is
         process-wide, so the previous setting is restored after each block);
@@ -923,8 +1043,9 @@ def _downscale_lazy(
     _check_chunks(ds, names, reach_chunk)
     stats = _weight_stats(graphs)
     topo = topology_arrays(ds)
-    halo_ = default_halo(model, topo) if halo is None else int(halo)
-    part = partition(topo, reach_chunk=reach_chunk, halo=halo_)
+    halo_ = default_halo(model, topo, graphs) if halo is None else int(halo)
+    part = partition(topo, reach_chunk=reach_chunk, halo=halo_,
+                     direction=options.get("direction") or "updown")
 
     times = pd.DatetimeIndex(ds[TIME].values)
     i0, i1 = _time_positions(times, time)
@@ -1058,7 +1179,8 @@ def train_subbasins(
     """
     from xmsgl.train import train_tasks
 
-    part = partition(topo, reach_chunk=max_reaches, halo=halo)
+    part = partition(topo, reach_chunk=max_reaches, halo=halo,
+                     direction=graphs.options.get("direction") or "updown")
     stats = _weight_stats(graphs)
     val = kwargs.pop("val", None)
     if len(part.blocks) == 1 and part.blocks[0].reach.size == topo.n_reach:
