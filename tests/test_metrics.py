@@ -174,7 +174,71 @@ def test_empty_selection_is_an_error(obs2d: xr.DataArray) -> None:
     with pytest.raises(xmsgl.DataError, match="selection is empty"):
         evaluate(obs2d, obs2d * np.nan)
     summer = obs2d.where(obs2d.time.dt.season == "JJA")
-    with pytest.raises(xmsgl.DataError, match="subset 'DJF'"):
-        evaluate(obs2d, summer, by="season")
     # Without subsets the same data is fine.
     assert int(evaluate(obs2d, summer).n) == int(summer.notnull().sum())
+
+
+def test_empty_subset_is_nan_with_zero_pairs_on_both_paths(obs2d: xr.DataArray) -> None:
+    # A summer-only gauge: pairs exist, none in DJF. That subset is NaN with n = 0,
+    # as on dask input, and n is int64 on both paths.
+    summer = obs2d.where(obs2d.time.dt.season == "JJA").sel(reach=[12])
+    pred = (obs2d + 0.5).sel(reach=[12])
+    eager = evaluate(pred, summer, by=["season", "hot"])
+    assert int(eager.n.sel(subset="all")) == int(summer.notnull().sum()) > 0
+    assert int(eager.n.sel(subset="DJF")) == 0 and np.isnan(float(eager.rmse.sel(subset="DJF")))
+    assert float(eager.rmse.sel(subset="JJA")) == pytest.approx(0.5)
+    assert int(eager.n.sel(subset="hot10")) > 0
+    lazy = evaluate(pred.chunk({"time": 100}), summer.chunk({"time": 100}), by=["season", "hot"])
+    assert eager.n.dtype == lazy.n.dtype == np.int64
+    xr.testing.assert_allclose(lazy.compute(), eager)
+    per_reach = evaluate(obs2d + 0.5, obs2d.where(obs2d.time.dt.season == "JJA"), dims="time",
+                         by="season")
+    assert per_reach.n.dtype == np.int64 and int(per_reach.n.sel(subset="DJF").sum()) == 0
+
+
+def test_empty_selection_message_says_which_side_is_empty(obs2d: xr.DataArray) -> None:
+    with pytest.raises(xmsgl.DataError, match="observed holds no finite value"):
+        evaluate(obs2d, obs2d * np.nan)
+    with pytest.raises(xmsgl.DataError, match="never both at the same reach and day"):
+        evaluate(obs2d.where(obs2d.time.dt.month < 6), obs2d.where(obs2d.time.dt.month >= 6))
+
+
+def test_units_on_one_side_only(obs2d: xr.DataArray) -> None:
+    kelvin = (obs2d + 273.15).assign_attrs(units="K")
+    bare = obs2d.copy()
+    bare.attrs = {}
+    with pytest.raises(xmsgl.UnitsError, match="prediction is in 'K' but observed has no 'units'"):
+        evaluate(kelvin, bare)
+    # Kelvin values without units against degC: implausible for degC, refused.
+    bare_k = (obs2d + 273.15)
+    bare_k.attrs = {}
+    with pytest.raises(xmsgl.UnitsError, match="prediction has no 'units' attribute and holds values"):
+        evaluate(bare_k, obs2d)
+    # Plausible values: scored, with a warning naming the side without units.
+    with pytest.warns(xmsgl.XmsglWarning, match="observed has no 'units' attribute"):
+        out = evaluate(obs2d + 1.0, bare)
+    assert float(out.rmse) == pytest.approx(1.0)
+    with pytest.warns(xmsgl.XmsglWarning, match="prediction has no 'units'"):
+        rmse(bare, obs2d)
+
+
+def test_integer_observations_with_fill_values_are_refused(obs2d: xr.DataArray) -> None:
+    ints = obs2d.round().astype(np.int16)
+    ints[0, :10] = -999
+    with pytest.raises(xmsgl.DataError, match="implausible for water temperature"):
+        evaluate(obs2d, ints)
+    with pytest.raises(xmsgl.DataError, match="_FillValue"):
+        evaluate(obs2d, ints.where(ints > -999, 0).astype(np.int16).assign_attrs(_FillValue=-999))
+    with pytest.raises(xmsgl.DataError, match="missing_value"):
+        evaluate(obs2d, obs2d.round().astype(np.int16).assign_attrs(missing_value=-9999))
+    # Plausible integers without fill attributes are data.
+    assert int(evaluate(obs2d, obs2d.round().astype(np.int16)).n) == obs2d.size
+
+
+def test_duplicated_labels_are_refused(obs2d: xr.DataArray) -> None:
+    dup = xr.concat([obs2d, obs2d.isel(time=[5])], dim="time")
+    with pytest.raises(xmsgl.TimeError, match=r"observed has duplicated 'time' labels \(first: '2001-01-06'"):
+        evaluate(obs2d, dup)
+    twice = xr.concat([obs2d, obs2d.isel(reach=[1])], dim="reach")
+    with pytest.raises(xmsgl.DataError, match="prediction has duplicated 'reach' labels .first: 12"):
+        evaluate(twice, obs2d)

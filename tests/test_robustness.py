@@ -141,3 +141,84 @@ def test_robustness_of_a_network(basin: xr.Dataset, tmp_path) -> None:
     # The GRU reads no segment input: masking coarse nodes changes nothing.
     assert float(rob.d_rmse.sel(check="mask_coarse", level=0)) == 0.0
     assert np.isfinite(float(rob.d_rmse.sel(check="shift", level=0)))
+
+
+def _without_truth(ds: xr.Dataset) -> xr.Dataset:
+    return ds.drop_vars([v for v in ds.data_vars if str(v).endswith("_true")])
+
+
+def test_robustness_scores_masked_test_observations_on_data_without_truth(basin: xr.Dataset) -> None:
+    ds = _without_truth(basin)
+    test = ("2001-10-01", "2002-09-30")
+    before = ds.time < np.datetime64(test[0])
+    hidden = ds.assign(reach_temp=ds.reach_temp.where(before), seg_temp=ds.seg_temp.where(before))
+    clim = fit_baseline(hidden, "climatology", train=("2000-10-01", "2001-09-30"))
+    # The test period's observations are masked in `hidden`: nothing to score there, and
+    # the error says how to score them.
+    with pytest.raises(xmsgl.DataError, match="hide_scored=True"):
+        robustness(hidden, clim, ["lag"], truth="reach_temp")
+    rob = robustness(ds, clim, {"lag": [0, 3]}, time=test, hide_scored=True)
+    assert rob.attrs["truth"] == "reach_temp" and rob.attrs["hide_scored"] == 1
+    assert np.isfinite(float(rob.base_rmse)) and float(rob.d_rmse.sel(check="lag", level=0)) == 0.0
+    same = robustness(hidden, clim, {"lag": [0, 3]}, time=test, truth=ds.reach_temp)
+    np.testing.assert_allclose(same.rmse.values, rob.rmse.values)
+    # A gauge-driven baseline never sees the scored observations: it cannot reproduce them.
+    idw = fit_baseline(hidden, "idw", train=("2000-10-01", "2001-09-30"))
+    rob = robustness(ds, idw, {"mask_gauges": [1.0]}, time=test, n_draws=1, hide_scored=True)
+    assert float(rob.base_rmse) > 0.1
+    assert float(rob.d_rmse.sel(check="mask_gauges", level=0)) == 0.0
+
+
+def test_filters_bridge_missing_values(basin: xr.Dataset) -> None:
+    holed = basin.copy()
+    air = basin.reach_air_temp.copy()
+    air[0, 100] = np.nan
+    holed["reach_air_temp"] = air
+    for out, ref in ((lowpass(holed, 30.0), lowpass(basin, 30.0)),
+                     (bandpass(holed, 5.0, 60.0), bandpass(basin, 5.0, 60.0))):
+        got = out.reach_air_temp
+        # The missing day stays missing; it does not spread over the series.
+        assert int(got.isnull().sum()) == 1 and bool(got[0, 100].isnull())
+        np.testing.assert_allclose(got.values[1:], ref.reach_air_temp.values[1:])
+        np.testing.assert_allclose(got[0].fillna(0).values, ref.reach_air_temp[0].where(got[0].notnull(), 0),
+                                   atol=0.5)
+
+
+def _ramp_with_gap(basin: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
+    days = np.arange(basin.sizes["time"], dtype=np.float32)
+    ramp = xr.DataArray(days, dims="time", coords={"time": basin.time})
+    full = basin.assign(seg_air_temp=(basin.seg_air_temp * 0 + ramp).assign_attrs(basin.seg_air_temp.attrs))
+    gap = full.sel(time=(full.time < np.datetime64("2000-11-20")) | (full.time > np.datetime64("2000-11-22")))
+    return full, gap
+
+
+def test_lag_and_filters_go_by_date_across_gaps(basin: xr.Dataset) -> None:
+    full, gap = _ramp_with_gap(basin)
+    late = lag(gap, 1, variables="seg_air_temp").seg_air_temp.isel(seg=0)
+    # 2000-11-23 gets the forcing of 2000-11-22 (bridged inside the gap), not of 2000-11-19.
+    want = float(full.seg_air_temp.isel(seg=0).sel(time="2000-11-22"))
+    assert float(late.sel(time="2000-11-23")) == pytest.approx(want)
+    np.testing.assert_allclose(late.values, lag(full, 1).seg_air_temp.isel(seg=0).sel(time=gap.time).values)
+    # The filter runs on the daily calendar: on a ramp (bridged exactly) the gap changes nothing.
+    low = lowpass(gap, 30.0, variables="seg_air_temp").seg_air_temp.isel(seg=0)
+    ref = lowpass(full, 30.0, variables="seg_air_temp").seg_air_temp.isel(seg=0).sel(time=gap.time)
+    np.testing.assert_allclose(low.values, ref.values, atol=1e-3)
+    assert low.sizes["time"] == gap.sizes["time"]
+
+
+def test_single_variable_name_and_seeds(basin: xr.Dataset) -> None:
+    out = lowpass(basin, 30.0, variables="seg_air_temp")
+    assert not out.seg_air_temp.identical(basin.seg_air_temp)
+    xr.testing.assert_identical(out.reach_air_temp, basin.reach_air_temp)
+    with pytest.raises(xmsgl.SchemaError, match=r"\['nope'\]"):
+        lowpass(basin, 30.0, variables="nope")
+    for bad in (-1, 1.5, True):
+        with pytest.raises(xmsgl.ParameterError, match="seed="):
+            mask_coarse(basin, 0.5, seed=bad)
+        with pytest.raises(xmsgl.ParameterError, match="seed="):
+            mask_gauges(basin, 0.5, seed=bad)
+    with pytest.raises(xmsgl.ParameterError, match="seed=-1"):
+        robustness(basin, fit_baseline(basin, "climatology"), ["mask_coarse"], seed=-1)
+    unsorted = basin.isel(time=[1, 0, 2, 3] + list(range(4, basin.sizes["time"])))
+    with pytest.raises(xmsgl.TimeError, match="sortby"):
+        lag(unsorted, 1)

@@ -25,7 +25,13 @@ import pandas as pd
 import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, topology_arrays
-from xmsgl.exceptions import DataError, SchemaError, XmsglError, format_ids
+from xmsgl.exceptions import (
+    DataError,
+    ParameterError,
+    SchemaError,
+    check_count,
+    format_ids,
+)
 from xmsgl.metrics import (
     METRICS,
     SEASONS,
@@ -133,9 +139,10 @@ def evaluate(
     time_dim : str, default "time"
         Name of the time dimension (for seasons and hot days).
     check_empty : bool, optional
-        Raise :class:`~xmsgl.exceptions.DataError` when a subset has no pair at all.
-        Default: True for in-memory input; False for dask input, where it would
-        force a compute (then ``n == 0`` marks the empty values, which are NaN).
+        Raise :class:`~xmsgl.exceptions.DataError` when the whole selection has no
+        pair at all. Default: True for in-memory input; False for dask input, where
+        it would force a compute. A subset without pairs (a season a gauge never
+        saw) is not an error on either path: its values are NaN with ``n == 0``.
 
     Returns
     -------
@@ -144,15 +151,18 @@ def evaluate(
         ``kge`` with units ``"1"``) and ``n``, the number of pairs behind each
         value, on the dimensions not pooled over (plus ``subset``). A ``history``
         attribute records the call. Values where ``n == 0`` are NaN (for example
-        reaches without observations when scoring per reach).
+        reaches without observations when scoring per reach, or an empty season);
+        ``n`` is int64 on in-memory and dask input alike.
 
     Raises
     ------
     DataError
-        No shared label along a dimension, labels differ with ``join="exact"``, or
-        an empty selection (no pair at all, or no pair in a subset).
-    SchemaError, UnitsError
-        Different dimensions, a coordinate on one side only, different units.
+        No shared label along a dimension, labels differ with ``join="exact"``, no
+        pair at all, or integer values holding fill values (see
+        :func:`xmsgl.metrics.align_pair`).
+    SchemaError, UnitsError, TimeError
+        Different dimensions, a coordinate on one side only, different units (or
+        units on one side only with values implausible for degC), repeated labels.
 
     Examples
     --------
@@ -193,16 +203,21 @@ def evaluate(
     for label, mask in zip(labels, masks):
         om = o if mask is None else o.where(mask)
         res = skill(p, om, dims)
-        if check_empty:
-            total = int(res["n"].sum())
-            if total == 0:
-                what = "" if label == "all" else f" in subset {label!r}"
-                raise DataError(
-                    f"no finite prediction-observation pair{what}: the selection is empty "
-                    f"({int(np.isfinite(o.values).sum())} observed values, "
-                    f"{int(np.isfinite(p.values).sum())} predicted, none at the same labels); "
-                    "score a period or reaches that hold observations"
-                )
+        # Only the whole selection must hold a pair: a season without observations
+        # (a summer-only gauge in DJF) is a legitimate empty subset, NaN with n = 0.
+        if check_empty and label == "all" and int(res["n"].sum()) == 0:
+            n_o, n_p = int(np.isfinite(o.values).sum()), int(np.isfinite(p.values).sum())
+            if n_o == 0 or n_p == 0:
+                side = "observed" if n_o == 0 else "prediction"
+                why = f"{side} holds no finite value at the labels both share"
+            else:
+                why = (f"{n_o} observed and {n_p} predicted values at the shared labels, but "
+                       "never both at the same reach and day")
+            raise DataError(
+                f"no finite prediction-observation pair: the selection is empty ({why}); score "
+                "a period or reaches that hold observations (masked observations, such as a "
+                "held-out test period, cannot be scored)"
+            )
         parts.append(res)
     out = parts[0] if not subsets else xr.concat(parts, dim=pd.Index(labels, name="subset"),
                                                  coords="minimal", compat="override")
@@ -277,8 +292,7 @@ def subbasins(ds: xr.Dataset, n_groups: int) -> xr.DataArray:
     True
     """
     topo = topology_arrays(ds)
-    if int(n_groups) < 1:
-        raise XmsglError(f"n_groups={n_groups!r} must be a positive integer")
+    check_count("n_groups", n_groups)
     size = np.bincount(topo.reach_seg_idx, minlength=topo.n_seg).astype(np.float64)
     target = topo.n_reach / float(n_groups)
     depth = _depth(topo.seg_to_idx)
@@ -366,10 +380,11 @@ def cv_partitions(
     (6, [365, 365, 365])
     """
     if blocking not in BLOCKINGS:
-        raise XmsglError(f"blocking={blocking!r} is not known; use one of {list(BLOCKINGS)}")
+        raise ParameterError(f"blocking={blocking!r} is not known; use one of {list(BLOCKINGS)}")
+    check_count("folds", folds, least=2)
+    check_count("repeats", repeats)
+    check_count("seed", seed, least=0)
     folds, repeats = int(folds), int(repeats)
-    if folds < 2 or repeats < 1:
-        raise XmsglError(f"folds={folds} must be >= 2 and repeats={repeats} >= 1")
     topo = topology_arrays(ds)
     if TIME not in ds.dims:
         raise SchemaError("the dataset has no 'time' dimension")
@@ -395,6 +410,12 @@ def cv_partitions(
                 break
             want *= 2
         what = "sub-basins"
+    if groups.size == 0:
+        raise DataError(
+            f"blocking={blocking!r} holds out {what}, but the dataset has none ('reach_temp' holds no "
+            "observation): cross-validation needs observations to hold out; add them, or use "
+            "blocking='subbasin' or 'water_year' when the dataset has 'reach_temp_true' to score against"
+        )
     if groups.size < folds:
         raise DataError(
             f"blocking={blocking!r} finds {groups.size} {what} but folds={folds}; every fold needs a "
@@ -506,14 +527,18 @@ def _target(ds: xr.Dataset, use_truth: bool) -> tuple[xr.DataArray, str]:
 
 
 def _seeds(seeds: int | Sequence[int]) -> list[int]:
-    if isinstance(seeds, (int, np.integer)):
-        if int(seeds) < 1:
-            raise XmsglError(f"seeds={seeds!r} must be a positive count or a list of seeds")
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        check_count("seeds", seeds)
         return list(range(int(seeds)))
-    out = [int(s) for s in seeds]
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (Sequence, np.ndarray)):
+        raise ParameterError(f"seeds={seeds!r} must be a positive count or a list of seeds")
+    out = list(seeds)
+    for s in out:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or int(s) < 0:
+            raise ParameterError(f"seeds={seeds!r} must be integers of at least 0; {s!r} is not")
     if not out or len(set(out)) != len(out):
-        raise XmsglError(f"seeds={seeds!r} must be distinct integers")
-    return out
+        raise ParameterError(f"seeds={seeds!r} must be distinct integers (at least one)")
+    return [int(s) for s in out]
 
 
 def _results_dataset(rows: dict[tuple[int, ...], dict[str, float]], dims: dict[str, list[Any]]) -> xr.Dataset:
@@ -650,7 +675,7 @@ def cross_validate(
     out = _results_dataset(rows, {"repeat": list(range(repeats)), "fold": list(range(folds)),
                                   "seed": seed_list})
     if score not in out.data_vars:
-        raise XmsglError(f"score={score!r} is not among the trainer's scores {sorted(str(v) for v in out.data_vars)}")
+        raise ParameterError(f"score={score!r} is not among the trainer's scores {sorted(str(v) for v in out.data_vars)}")
     out["n_test_reaches"] = (("repeat", "fold"), n_reaches)
     out["n_test_days"] = (("repeat", "fold"), n_days)
     out.attrs.update({
@@ -711,9 +736,9 @@ def variance_decomposition(
     variable : str, optional
         The score to decompose; default the ``score`` attribute (``"rmse"``).
     n_boot : int, default 1000
-        Bootstrap resamples (0 for none: the bounds are NaN).
+        Bootstrap resamples (a positive integer).
     ci : float, default 0.95
-        Coverage of the intervals.
+        Coverage of the intervals, strictly between 0 and 1.
     seed : int, default 0
         Seed of the bootstrap.
 
@@ -728,6 +753,12 @@ def variance_decomposition(
     ------
     DataError
         Fewer than two partitions or seeds, or a missing (NaN) score.
+    ParameterError
+        ``n_boot`` not a positive integer, ``ci`` not strictly between 0 and 1.
+
+    Notes
+    -----
+    Read the overall mean as ``vd["mean"]``: ``vd.mean`` is the Dataset method.
 
     Examples
     --------
@@ -738,6 +769,13 @@ def variance_decomposition(
     >>> 0.2 < float(vd.sigma2_seed.sel(stat="estimate")) < 0.3
     True
     """
+    check_count("n_boot", n_boot)
+    if isinstance(ci, bool) or not isinstance(ci, (float, int, np.floating, np.integer)) \
+            or not 0.0 < float(ci) < 1.0:
+        raise ParameterError(f"ci={ci!r} must be the coverage of the intervals, strictly between 0 and "
+                             "1 (e.g. 0.95)")
+    check_count("seed", seed, least=0)
+    ci = float(ci)
     if isinstance(scores, xr.Dataset):
         name = variable or str(scores.attrs.get("score", "rmse"))
         if name not in scores.data_vars:
@@ -760,14 +798,11 @@ def variance_decomposition(
         raise DataError(f"scores {name!r} hold NaN at (partition, seed) {bad}; the design must be "
                         "complete: rerun the failed fits or drop those partitions")
     est = _anova(y)
-    if int(n_boot) > 0:
-        rng = np.random.default_rng(seed)
-        idx = rng.integers(0, p, size=(int(n_boot), p))
-        boot = _anova(y[idx])
-        lo_q, hi_q = (1 - ci) / 2, 1 - (1 - ci) / 2
-        bounds = [(np.nanquantile(b, lo_q), np.nanquantile(b, hi_q)) for b in boot]
-    else:
-        bounds = [(np.nan, np.nan)] * len(est)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, p, size=(int(n_boot), p))
+    boot = _anova(y[idx])
+    lo_q, hi_q = (1 - ci) / 2, 1 - (1 - ci) / 2
+    bounds = [(np.nanquantile(b, lo_q), np.nanquantile(b, hi_q)) for b in boot]
     names = ("mean", "sigma2_partition", "sigma2_seed", "icc", "msb", "msw")
     units = UNITS.get(name, "1")
     sq = f"({units})2" if units != "1" else "1"
@@ -812,9 +847,11 @@ def sparsity_sweep(
     ds : xarray.Dataset
         A dataset in the convention with ``reach_temp``. It is not modified.
     methods : str or sequence of str
-        Methods of :func:`xmsgl.fit` and/or baselines.
-    keep : sequence of float, default (1.0, 0.2, 0.05, 0.01, 0.005)
-        Shares of the observations (or observed reaches) kept.
+        Methods of :func:`xmsgl.fit` and/or baselines (a single name is one
+        method); each at most once.
+    keep : float or sequence of float, default (1.0, 0.2, 0.05, 0.01, 0.005)
+        Shares of the observations (or observed reaches) kept, in [0, 1] (a single
+        number is one share); each at most once.
     seeds : int or sequence of int, default (0, 1, 2)
         Seeds of both the thinning and the training.
     by : {"observation", "reach"}, default "observation"
@@ -836,6 +873,12 @@ def sparsity_sweep(
         ``keep``, ``seed``), with ``n_train_obs`` (keep, seed): the fine training
         observations left.
 
+    Raises
+    ------
+    ParameterError
+        Methods or shares that are not names or numbers in [0, 1], repeated ones,
+        bad seeds.
+
     Examples
     --------
     >>> import xmsgl
@@ -848,10 +891,11 @@ def sparsity_sweep(
     from xmsgl.baselines import default_train_period
     from xmsgl.sampling import sparsify
 
-    method_list = [methods] if isinstance(methods, str) else list(methods)
-    if not method_list:
-        raise XmsglError("methods is empty; give at least one method")
-    keep_list = [float(k) for k in keep]
+    method_list = _unique_list("methods", methods, str, "method names such as 'idw'")
+    keep_list = [float(k) for k in _unique_list("keep", keep, _NUMBER, "shares in [0, 1]")]
+    bad = [k for k in keep_list if not 0.0 <= k <= 1.0]
+    if bad:
+        raise ParameterError(f"keep={keep!r} holds {format_ids(bad)}; shares kept must be in [0, 1]")
     seed_list = _seeds(seeds)
     time = pd.DatetimeIndex(ds[TIME].values)
     if test is None:
@@ -910,6 +954,28 @@ def sparsity_sweep(
     return out
 
 
+_NUMBER = (int, float, np.integer, np.floating)
+
+
+def _unique_list(name: str, value: Any, kind: Any, what: str) -> list[Any]:
+    """``value`` as a list of distinct items of ``kind`` (a single item is a one-item list)."""
+    if isinstance(value, kind) and not isinstance(value, bool):
+        items = [value]
+    elif isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise ParameterError(f"{name}={value!r} must be one of, or a list of, {what}")
+    else:
+        items = list(value)
+    if not items:
+        raise ParameterError(f"{name} is empty; give at least one of {what}")
+    bad = [v for v in items if isinstance(v, bool) or not isinstance(v, kind)]
+    if bad:
+        raise ParameterError(f"{name}={value!r} holds {format_ids(bad)}; give {what}")
+    seen = [v for i, v in enumerate(items) if v in items[:i]]
+    if seen:
+        raise ParameterError(f"{name}={value!r} repeats {format_ids(seen)}; give each once")
+    return items
+
+
 def plot_sparsity(result: xr.Dataset, ax: Any = None, metric: str = "rmse") -> Figure:
     """Plot a score against the share of observations kept (log x), mean +- std over seeds.
 
@@ -938,8 +1004,17 @@ def plot_sparsity(result: xr.Dataset, ax: Any = None, metric: str = "rmse") -> F
     """
     import matplotlib.pyplot as plt
 
+    if not isinstance(result, xr.Dataset):
+        raise ParameterError(f"result must be the Dataset of sparsity_sweep(), got {type(result).__name__}")
     if metric not in result.data_vars:
         raise SchemaError(f"variable {metric!r} is not in the sweep result {sorted(str(v) for v in result.data_vars)}")
+    need = {"method", "keep", "seed"}
+    if not need <= set(result[metric].dims) or not need <= set(result.coords):
+        raise SchemaError(
+            f"plot_sparsity needs the result of sparsity_sweep(), on (method, keep, seed); "
+            f"{metric!r} is on {tuple(map(str, result[metric].dims))} (a cross_validate() result goes to "
+            "variance_decomposition instead)"
+        )
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 3.8))
     else:

@@ -23,7 +23,7 @@ energy against depth for one or several models.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,7 +31,7 @@ import pandas as pd
 import xarray as xr
 
 from xmsgl.convention import REACH, TIME, validate
-from xmsgl.exceptions import ParameterError
+from xmsgl.exceptions import DataError, ParameterError, SchemaError, check_count, format_ids
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -95,7 +95,8 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
     Raises
     ------
     ParameterError
-        The model has no dmsge backbone on reaches, or ``time`` selects too few days.
+        The model has no dmsge backbone on reaches, ``time`` selects too few days,
+        or ``n_bins`` is not an integer of at least 2.
     ModelMismatchError
         The dataset does not fit the model (see :func:`xmsgl.model.check_compatible`).
 
@@ -111,6 +112,7 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
     from xmsgl.nn.dmsge import dirichlet_energy
     from xmsgl.train import resolve_device
 
+    check_count("n_bins", n_bins, least=2)
     net = model.net
     backbone = getattr(net, "dmsge", None)
     if backbone is None:
@@ -121,8 +123,6 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
         raise ParameterError("method 'remap' runs no backbone on reaches; explain a model of "
                              "method 'msgl', 'async-msgl', 'fine-only', 'direct' or 'progressive'")
     n_bins = int(n_bins)
-    if n_bins < 2:
-        raise ParameterError(f"n_bins={n_bins!r} must be at least 2")
     ds = validate(ds)
     graphs = build_graphs(ds, **model.config["graph"].get("options", {}))
     if check_graph:
@@ -242,6 +242,14 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
     return out
 
 
+def _check_result(result: Any, what: str) -> None:
+    need = ("dirichlet_energy", "reach_pos_x", "top_neighbour")
+    if not isinstance(result, xr.Dataset) or any(n not in result for n in need):
+        got = type(result).__name__ if not isinstance(result, xr.Dataset) else \
+            f"a Dataset without {[n for n in need if n not in result]}"
+        raise SchemaError(f"{what} needs a result of explain() (model.explain(ds)), got {got}")
+
+
 def plot_explain(result: xr.Dataset, ds: xr.Dataset | None = None, *, variable: str = "share_upstream",
                  layer: int = -1, graph: str = "dynamic", arrows: bool = True,
                  ax: Axes | None = None) -> Figure:
@@ -255,14 +263,46 @@ def plot_explain(result: xr.Dataset, ds: xr.Dataset | None = None, *, variable: 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Raises
+    ------
+    SchemaError
+        ``result`` is not a result of :func:`explain`.
+    ParameterError
+        An unknown variable or graph, a layer position out of range, or a model
+        without graph layers (``layers=0``: nothing is attributed per reach).
+    DataError
+        ``ds`` lacks reaches of the result (it is not the dataset explained).
     """
     import matplotlib.pyplot as plt
 
+    _check_result(result, "plot_explain")
     if variable not in result or REACH not in result[variable].dims:
         raise ParameterError(f"variable={variable!r} is not a per-reach variable of the explain "
                              "result; use e.g. 'share_upstream', 'win_distance' or 'top_share'")
     if graph not in _GRAPHS:
         raise ParameterError(f"graph={graph!r} is not known; use one of {list(_GRAPHS)}")
+    n_layers = result.sizes.get("layer", 0)
+    if n_layers == 0:
+        raise ParameterError("the explained model has no graph layer (layers=0), so no neighbour "
+                             "is attributed per reach; draw its encoder energy with plot_energy, or "
+                             "explain a model with layers >= 1")
+    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) \
+            or not -n_layers <= int(layer) < n_layers:
+        raise ParameterError(f"layer={layer!r} must be a position among the {n_layers} layers "
+                             f"(0 to {n_layers - 1}, or -1 for the last)")
+    ids = result[REACH].values
+    to = None
+    if ds is not None:
+        if not isinstance(ds, xr.Dataset) or REACH not in ds.dims or "reach_to" not in ds:
+            raise SchemaError("ds must be the dataset explained, with 'reach_to' on 'reach', to draw "
+                              "the network beneath; leave ds=None to draw the reaches only")
+        missing = pd.Index(ids).difference(pd.Index(ds[REACH].values))
+        if missing.size:
+            raise DataError(f"ds lacks {missing.size} reaches of the explain result "
+                            f"({format_ids(list(missing))}); pass the dataset explain() ran on, "
+                            "or ds=None")
+        to = ds["reach_to"].sel({REACH: ids}).values
     fig: Figure
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 5))
@@ -270,10 +310,8 @@ def plot_explain(result: xr.Dataset, ds: xr.Dataset | None = None, *, variable: 
         fig = ax.figure  # type: ignore[assignment]
     x = result["reach_pos_x"].values
     y = result["reach_pos_y"].values
-    ids = result[REACH].values
     pos_of = {int(i): p for p, i in enumerate(ids)}
-    if ds is not None and "reach_to" in ds:
-        to = ds["reach_to"].sel({REACH: ids}).values
+    if to is not None:
         for p, t in enumerate(to):
             q = pos_of.get(int(t))
             if q is not None:
@@ -295,17 +333,42 @@ def plot_explain(result: xr.Dataset, ds: xr.Dataset | None = None, *, variable: 
     return fig
 
 
-def plot_energy(results: xr.Dataset | Mapping[str, xr.Dataset], *, normalized: bool = True,
+def plot_energy(results: xr.Dataset | Mapping[str, xr.Dataset] | Sequence[xr.Dataset], *, normalized: bool = True,
                 ax: Axes | None = None) -> Figure:
     """Dirichlet energy against depth, one line per graph and result (e.g. with / without concat).
+
+    Parameters
+    ----------
+    results : xarray.Dataset, mapping or sequence of them
+        One result of :func:`explain`, ``{label: result}``, or a list of results
+        (labelled by their position).
 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Raises
+    ------
+    ParameterError, SchemaError
+        ``results`` is not one of those, or holds something that is not an
+        :func:`explain` result.
     """
     import matplotlib.pyplot as plt
 
-    items = {"": results} if isinstance(results, xr.Dataset) else dict(results)
+    items: dict[str, Any]
+    if isinstance(results, xr.Dataset):
+        items = {"": results}
+    elif isinstance(results, Mapping):
+        items = {str(k): v for k, v in results.items()}
+    elif isinstance(results, (list, tuple)):
+        items = {str(i): v for i, v in enumerate(results)}
+    else:
+        raise ParameterError(f"results must be an explain() result, a mapping {{label: result}} or a "
+                             f"list of results, got {type(results).__name__}")
+    if not items:
+        raise ParameterError("results is empty; give at least one explain() result")
+    for label, res in items.items():
+        _check_result(res, f"plot_energy (result {label!r})" if label else "plot_energy")
     fig: Figure
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 4))

@@ -28,10 +28,18 @@ import warnings
 from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from xmsgl.convention import same_units
-from xmsgl.exceptions import DataError, SchemaError, UnitsError, XmsglWarning, format_ids
+from xmsgl.exceptions import (
+    DataError,
+    SchemaError,
+    TimeError,
+    UnitsError,
+    XmsglWarning,
+    format_ids,
+)
 
 __all__ = [
     "METRICS",
@@ -139,10 +147,19 @@ def align_pair(
     SchemaError
         The arrays have different dimensions, or a coordinate is missing on one.
     UnitsError
-        Both carry ``units`` and they differ.
+        Both carry ``units`` and they differ; or one side has none and the other
+        is not in degC, or the side without units holds values implausible for
+        degC (outside :data:`PLAUSIBLE_DEGC`). When one side has degC and the
+        other no units at all, an :class:`~xmsgl.exceptions.XmsglWarning` names
+        the side without units.
     DataError
         ``join="exact"`` and the labels differ, or no label is shared along a
-        dimension; the message names the dimension and labels of each side.
+        dimension (the message names the dimension and labels of each side); a
+        side holds integers carrying ``_FillValue``/``missing_value`` attributes or
+        values implausible for water temperature (undecoded fill values).
+    TimeError
+        A time coordinate repeats a label (other dimensions: ``DataError``); the
+        message names the dimension and the first repeated label.
 
     Examples
     --------
@@ -163,12 +180,10 @@ def align_pair(
             f"prediction dims {tuple(map(str, prediction.dims))} differ from observed dims "
             f"{tuple(map(str, observed.dims))}; rename or select so both have the same dimensions"
         )
-    pu, ou = prediction.attrs.get("units"), observed.attrs.get("units")
-    if pu is not None and ou is not None and not same_units(str(pu), str(ou)):
-        raise UnitsError(
-            f"prediction is in {pu!r} but observed is in {ou!r}; convert one of them "
-            "(xmsgl works in 'degC')"
-        )
+    for side, da in (("prediction", prediction), ("observed", observed)):
+        _check_labels(side, da)
+        _check_integer(side, da)
+    _check_units(prediction, observed)
     if join not in ("inner", "exact"):
         raise SchemaError(f"join={join!r} is not known; use 'inner' or 'exact'")
     for dim in prediction.dims:
@@ -225,6 +240,104 @@ def align_pair(
     return p, o
 
 
+#: Values outside this range (degC) cannot be water temperatures in degC: they are
+#: kelvin, fill values or another unit.
+PLAUSIBLE_DEGC = (-50.0, 100.0)
+
+
+def _finite_range(da: xr.DataArray) -> tuple[float, float] | None:
+    """Smallest and largest finite value of an in-memory array (None if lazy or empty)."""
+    if da.chunks is not None:
+        return None  # finding out would compute the dask graph
+    vals = np.asarray(da.values)
+    if vals.dtype.kind not in "iuf":
+        return None
+    vals = vals[np.isfinite(vals)] if vals.dtype.kind == "f" else vals.ravel()
+    if vals.size == 0:
+        return None
+    return float(vals.min()), float(vals.max())
+
+
+def _implausible(rng: tuple[float, float] | None) -> bool:
+    return rng is not None and (rng[0] < PLAUSIBLE_DEGC[0] or rng[1] > PLAUSIBLE_DEGC[1])
+
+
+def _check_labels(side: str, da: xr.DataArray) -> None:
+    """Refuse a coordinate with repeated labels: pairs would be matched twice."""
+    for dim in da.dims:
+        if dim not in da.indexes:
+            continue
+        index = da.indexes[dim]
+        if index.is_unique:
+            continue
+        first = index[index.duplicated()][0]
+        if isinstance(first, pd.Timestamp):
+            first = str(first.date()) if first == first.normalize() else str(first)
+        elif isinstance(first, np.generic):
+            first = first.item()
+        error = TimeError if dim == "time" or isinstance(index, pd.DatetimeIndex) else DataError
+        raise error(
+            f"{side} has duplicated {str(dim)!r} labels (first: {first!r}, "
+            f"{int(index.duplicated().sum())} repeated in all); drop or combine the repeated labels, e.g. "
+            f"da.drop_duplicates({str(dim)!r}), before scoring"
+        )
+
+
+def _check_integer(side: str, da: xr.DataArray) -> None:
+    """Refuse integer temperatures that still hold fill values."""
+    if da.dtype.kind not in "iu":
+        return
+    fill = {k: da.attrs[k] for k in ("_FillValue", "missing_value") if k in da.attrs}
+    if fill:
+        raise DataError(
+            f"{side} holds integers with {fill}: the fill values would be scored as "
+            "temperatures; decode the file (xarray.decode_cf, or open it with mask_and_scale=True) "
+            f"or mask them, e.g. {side}.where({side} != fill).astype(float)"
+        )
+    rng = _finite_range(da)
+    if _implausible(rng):
+        assert rng is not None
+        raise DataError(
+            f"{side} holds integers from {rng[0]:g} to {rng[1]:g}, implausible for water "
+            "temperature in degC (fill values such as -999?); mask the missing values, e.g. "
+            f"{side}.where({side} > -50).astype(float), or decode the file with xarray.decode_cf"
+        )
+
+
+def _check_units(prediction: xr.DataArray, observed: xr.DataArray) -> None:
+    pu, ou = prediction.attrs.get("units"), observed.attrs.get("units")
+    if pu is not None and ou is not None:
+        if not same_units(str(pu), str(ou)):
+            raise UnitsError(
+                f"prediction is in {pu!r} but observed is in {ou!r}; convert one of them "
+                "(xmsgl works in 'degC')"
+            )
+        return
+    if pu is None and ou is None:
+        return
+    has, lacks = ("prediction", "observed") if pu is not None else ("observed", "prediction")
+    unit = str(pu if pu is not None else ou)
+    da_lacks = observed if pu is not None else prediction
+    if not same_units(unit, "degC"):
+        raise UnitsError(
+            f"{has} is in {unit!r} but {lacks} has no 'units' attribute; the scores are in degC: "
+            f"convert {has} to degC and set {lacks}.attrs['units'] = 'degC'"
+        )
+    rng = _finite_range(da_lacks)
+    if _implausible(rng):
+        assert rng is not None
+        raise UnitsError(
+            f"{lacks} has no 'units' attribute and holds values from {rng[0]:g} to {rng[1]:g}, "
+            f"implausible for degC ({has} is in {unit!r}); convert {lacks} to degC (from kelvin: "
+            f"subtract 273.15) and set {lacks}.attrs['units'] = 'degC'"
+        )
+    warnings.warn(
+        f"{lacks} has no 'units' attribute; it is taken to be in degC like {has} ({unit!r}): set "
+        f"{lacks}.attrs['units'] = 'degC' to silence this",
+        XmsglWarning, stacklevel=4,
+    )
+
+
 def _labels(da: xr.DataArray, dim: Hashable) -> str:
     """The labels of ``dim`` for a message, dates as dates."""
     values = da[dim].values
@@ -268,8 +381,8 @@ def skill(
     -------
     xarray.Dataset
         Variables ``rmse``, ``mae``, ``bias``, ``nse``, ``kge`` (float64, with
-        ``units``) and ``n`` (int64 when in memory, else float64 until computed),
-        on the dimensions not pooled over. Lazy when an input is dask-backed.
+        ``units``) and ``n`` (int64, on dask input too), on the dimensions not
+        pooled over. Lazy when an input is dask-backed.
 
     Examples
     --------
@@ -299,8 +412,8 @@ def skill(
     out = xr.Dataset()
     for i, name in enumerate((*METRICS, "n")):
         da = stacked.isel(metric=i, drop=True)
-        if name == "n" and da.chunks is None:
-            da = da.astype(np.int64)
+        if name == "n":
+            da = da.astype(np.int64)  # lazily on dask input, so both paths give int64
         da.attrs = {"units": UNITS[name], "long_name": _LONG_NAMES[name]}
         out[name] = da
     return out

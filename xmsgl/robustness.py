@@ -62,7 +62,7 @@ import pandas as pd
 import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, input_variables
-from xmsgl.exceptions import DataError, ParameterError, SchemaError, TimeError
+from xmsgl.exceptions import DataError, ParameterError, SchemaError, TimeError, check_count
 
 if TYPE_CHECKING:
     from xmsgl.baselines import BaselineModel
@@ -96,11 +96,11 @@ def _version() -> str:
 # ----------------------------------------------------------------------------- perturbations
 
 
-def _forcings(ds: xr.Dataset, variables: Sequence[str] | None) -> list[str]:
+def _forcings(ds: xr.Dataset, variables: str | Sequence[str] | None) -> list[str]:
     if variables is None:
         inp = input_variables(ds)
         return list(inp.seg_dynamic + inp.reach_dynamic)
-    names = list(variables)
+    names = [variables] if isinstance(variables, str) else list(variables)
     bad = [v for v in names if v not in ds.data_vars or TIME not in ds[v].dims]
     if bad:
         raise SchemaError(f"variables {bad} are not variables of the dataset on 'time'; give "
@@ -118,10 +118,52 @@ def _period(value: Any, what: str) -> float:
     return p
 
 
+def _times(ds: xr.Dataset, what: str) -> pd.DatetimeIndex:
+    """The time index, refused unless strictly increasing (shifts and filters go by date)."""
+    times = pd.DatetimeIndex(ds[TIME].values)
+    if not times.is_monotonic_increasing or not times.is_unique:
+        dup = times[times.duplicated()]
+        detail = f"{dup[0].date()} repeats" if dup.size else "it is not sorted"
+        raise TimeError(f"{what} needs a strictly increasing 'time' coordinate ({detail}); sort it "
+                        "with ds.sortby('time') and drop repeated days")
+    return times
+
+
+def _calendar(times: pd.DatetimeIndex, what: str) -> pd.DatetimeIndex | None:
+    """The daily calendar from the first to the last day, or None when there is no gap."""
+    if times.size < 2:
+        return None
+    steps = np.diff(times.asi8)
+    day = pd.Timedelta(days=1).value
+    if (steps == day).all():
+        return None
+    if (steps % day).any():
+        raise TimeError(f"{what} needs daily time steps; the 'time' coordinate has steps of "
+                        f"{pd.Timedelta(int(steps[np.flatnonzero(steps % day)[0]]))}: resample to days")
+    return pd.date_range(times[0], times[-1], freq="D")
+
+
+def _fill_nan(x: np.ndarray) -> np.ndarray:
+    """Where ``x`` (rows along the last axis) is not finite, in place: linear in time.
+
+    Values before the first or after the last finite value repeat it; rows without
+    any finite value are left as they are. Returns the mask of filled entries.
+    """
+    bad = ~np.isfinite(x)
+    t = np.arange(x.shape[-1])
+    for r in np.flatnonzero(bad.any(axis=-1)):
+        ok = ~bad[r]
+        if ok.any():
+            x[r, bad[r]] = np.interp(t[bad[r]], t[ok], x[r, ok])
+    return bad
+
+
 def _filter(ds: xr.Dataset, sos: np.ndarray, names: list[str], keep_mean: bool) -> xr.Dataset:
     from scipy.signal import sosfiltfilt
 
-    n_time = ds.sizes[TIME]
+    times = _times(ds, "the filter")
+    calendar = _calendar(times, "the filter")
+    n_time = ds.sizes[TIME] if calendar is None else calendar.size
     # sosfiltfilt pads with 3 * (2 * sections + 1) values on each side by default.
     pad = 3 * (2 * sos.shape[0] + 1)
     if n_time <= pad:
@@ -129,24 +171,34 @@ def _filter(ds: xr.Dataset, sos: np.ndarray, names: list[str], keep_mean: bool) 
                         f"{2 * sos.shape[0]} needs more than {pad}: use a longer period or a lower order")
 
     def kernel(x: np.ndarray) -> np.ndarray:
-        y = sosfiltfilt(sos, np.asarray(x, dtype=np.float64), axis=-1)
+        dtype = np.asarray(x).dtype
+        flat = np.array(x, dtype=np.float64).reshape(-1, np.shape(x)[-1])
+        # NaN (missing forcings, days in a gap of the time axis) is bridged linearly so
+        # that one missing day does not spread over the whole series; it stays NaN.
+        bad = _fill_nan(flat)
+        y = sosfiltfilt(sos, flat, axis=-1)
         if keep_mean:
-            y = y + np.mean(x, axis=-1, keepdims=True)
-        return y.astype(np.asarray(x).dtype, copy=False)
+            y = y + np.mean(flat, axis=-1, keepdims=True)
+        y[bad] = np.nan
+        return y.reshape(np.shape(x)).astype(dtype, copy=False)
 
     out = {}
     for name in names:
         da = ds[name]
+        if calendar is not None:
+            da = da.reindex({TIME: calendar})
         if da.chunks is not None:
             da = da.chunk({TIME: -1})
         res = xr.apply_ufunc(kernel, da, input_core_dims=[[TIME]], output_core_dims=[[TIME]],
                              dask="parallelized", output_dtypes=[da.dtype], keep_attrs=True)
+        if calendar is not None:
+            res = res.sel({TIME: times}).astype(ds[name].dtype)
         out[name] = res.transpose(*ds[name].dims)
     return ds.assign(out)
 
 
 def lowpass(ds: xr.Dataset, period: float, *, order: int = 4,
-            variables: Sequence[str] | None = None) -> xr.Dataset:
+            variables: str | Sequence[str] | None = None) -> xr.Dataset:
     """Low-pass the dynamic forcings of ``ds`` along time (zero-phase Butterworth).
 
     Parameters
@@ -160,14 +212,22 @@ def lowpass(ds: xr.Dataset, period: float, *, order: int = 4,
     order : int, default 4
         Order of the Butterworth filter (applied forward and backward, so the
         effective order is doubled and the phase is zero).
-    variables : sequence of str, optional
-        Variables to filter; default every dynamic input (``seg_*`` and ``reach_*``
-        on time).
+    variables : str or sequence of str, optional
+        Variables to filter (a single name is one variable); default every dynamic
+        input (``seg_*`` and ``reach_*`` on time).
 
     Returns
     -------
     xarray.Dataset
         A shallow copy with the filtered variables (lazy on dask input).
+
+    Notes
+    -----
+    Missing values do not spread: before filtering, each series' NaN are bridged
+    by linear interpolation in time (the first or last value repeats beyond the
+    ends), and they are NaN again in the result. A time axis with gaps is filtered
+    on the daily calendar, the missing days bridged the same way, and the result
+    holds the days of ``ds`` only, so the cutoff stays a period in days.
 
     Raises
     ------
@@ -175,6 +235,8 @@ def lowpass(ds: xr.Dataset, period: float, *, order: int = 4,
         A non-positive period or order.
     DataError
         Too few days for the filter.
+    TimeError
+        The time coordinate is not strictly increasing or not in whole days.
 
     Examples
     --------
@@ -199,7 +261,7 @@ def lowpass(ds: xr.Dataset, period: float, *, order: int = 4,
 
 
 def bandpass(ds: xr.Dataset, short: float, long: float, *, order: int = 4,
-             variables: Sequence[str] | None = None) -> xr.Dataset:
+             variables: str | Sequence[str] | None = None) -> xr.Dataset:
     """Keep each forcing's mean plus its variations with periods in ``[short, long]`` days.
 
     A zero-phase Butterworth band-pass (:func:`scipy.signal.sosfiltfilt`) along
@@ -215,12 +277,13 @@ def bandpass(ds: xr.Dataset, short: float, long: float, *, order: int = 4,
         The shortest and longest periods kept, in days (``short < long``).
     order : int, default 4
         Order of the Butterworth filter.
-    variables : sequence of str, optional
+    variables : str or sequence of str, optional
         Variables to filter; default every dynamic input.
 
     Returns
     -------
     xarray.Dataset
+        NaN and gaps of the time axis are handled as in :func:`lowpass`.
 
     Raises
     ------
@@ -258,16 +321,32 @@ def _order(order: Any) -> int:
     return int(order)
 
 
-def lag(ds: xr.Dataset, days: int, *, variables: Sequence[str] | None = None) -> xr.Dataset:
+def lag(ds: xr.Dataset, days: int, *, variables: str | Sequence[str] | None = None) -> xr.Dataset:
     """Shift the dynamic forcings by ``days``: day ``t`` gets the forcings of ``t - days``.
 
-    The days left empty at the edge repeat the nearest value. ``days=0`` returns
-    an unchanged copy; negative ``days`` gives forcings from the future.
+    The shift goes by date, not by position: where the time axis has gaps, day
+    ``t`` still gets the forcings of the date ``t - days``. When that date is not
+    in ``ds`` (it falls in a gap) its value is interpolated linearly in time
+    between the days on either side of the gap; before the first (after the last)
+    day the first (last) value repeats. ``days=0`` returns an unchanged copy;
+    negative ``days`` gives forcings from the future.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A dataset in the convention with a strictly increasing daily time axis
+        (gaps allowed); not modified.
+    days : int
+        The lag in days.
+    variables : str or sequence of str, optional
+        Variables to shift; default every dynamic input.
 
     Raises
     ------
     ParameterError
         ``days`` not an integer, or not shorter than the time axis.
+    TimeError
+        The time coordinate is not strictly increasing.
 
     Examples
     --------
@@ -286,13 +365,33 @@ def lag(ds: xr.Dataset, days: int, *, variables: Sequence[str] | None = None) ->
     names = _forcings(ds, variables)
     if k == 0 or not names:
         return ds.copy()
+    times = _times(ds, "lag")
+    source = times - pd.Timedelta(days=k)
+    t_ns, s_ns = times.asi8, source.asi8
+    # The day at or before each source date, and the weight of the day after it
+    # (0 where the source date is a day of ds or beyond either end).
+    lo = np.clip(np.searchsorted(t_ns, s_ns, side="right") - 1, 0, times.size - 1)
+    hi = np.minimum(lo + 1, times.size - 1)
+    span = (t_ns[hi] - t_ns[lo]).astype(np.float64)
+    inside = (s_ns > t_ns[lo]) & (s_ns < t_ns[-1]) & (span > 0)
+    w = np.where(inside, (s_ns - t_ns[lo]) / np.where(span > 0, span, 1.0), 0.0)
+    weight = xr.DataArray(w, dims=(TIME,), coords={TIME: ds[TIME]})
     out = {}
     for name in names:
         da = ds[name]
-        edge = da.isel({TIME: 0 if k > 0 else -1})
-        out[name] = da.shift({TIME: k}).fillna(edge).astype(da.dtype).transpose(*da.dims)
+        before = da.isel({TIME: lo}).assign_coords({TIME: ds[TIME]})
+        if (w > 0).any():
+            after = da.isel({TIME: hi}).assign_coords({TIME: ds[TIME]})
+            before = xr.where(weight > 0, before * (1 - weight) + after * weight, before)
+        out[name] = before.astype(da.dtype).transpose(*da.dims)
         out[name].attrs = da.attrs
     return ds.assign(out)
+
+
+def _seed(value: Any, what: str = "seed") -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 0:
+        raise ParameterError(f"{what}={value!r} must be an integer of at least 0")
+    return int(value)
 
 
 def _share(value: Any, what: str) -> float:
@@ -319,7 +418,7 @@ def mask_coarse(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Data
     Raises
     ------
     ParameterError
-        A share outside [0, 1].
+        A share outside [0, 1], or a seed that is not an integer of at least 0.
 
     Examples
     --------
@@ -330,6 +429,7 @@ def mask_coarse(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Data
     (4, True)
     """
     s = _share(share, "share")
+    seed = _seed(seed)
     n = ds.sizes[SEG]
     k = int(round(s * n))
     rng = np.random.default_rng(seed)
@@ -361,11 +461,12 @@ def mask_gauges(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Data
     Raises
     ------
     ParameterError
-        A share outside [0, 1].
+        A share outside [0, 1], or a seed that is not an integer of at least 0.
     SchemaError
         No ``reach_temp`` in ``ds``.
     """
     s = _share(share, "share")
+    seed = _seed(seed)
     if "reach_temp" not in ds.data_vars:
         raise SchemaError("mask_gauges drops observed reaches of 'reach_temp', which is missing")
     observed = np.asarray(ds["reach_temp"].notnull().any(TIME).transpose(REACH).values)
@@ -467,6 +568,7 @@ def robustness(
     n_draws: int = 3,
     seed: int = 0,
     order: int = 4,
+    hide_scored: bool = False,
 ) -> xr.Dataset:
     """Change of a fitted model's error when its inputs are perturbed.
 
@@ -475,7 +577,8 @@ def robustness(
     ds : xarray.Dataset
         The dataset the model is applied to (as for :func:`xmsgl.downscale.downscale`
         or ``BaselineModel.predict``); it is not modified. Mask the observations a
-        gauge-driven baseline must not see before passing it.
+        gauge-driven baseline must not see before passing it, or pass them
+        unmasked with ``hide_scored=True``.
     model : Downscaler, BaselineModel or path
         A fitted model (any method of :func:`xmsgl.fit`) or the folder of a saved one.
     checks : mapping or sequence of str, optional
@@ -486,7 +589,9 @@ def robustness(
         Default: every check at its default levels.
     truth : xarray.DataArray or str, optional
         The (reach, time) reference in degC, or the name of a variable of ``ds``;
-        default ``reach_temp_true`` when present, else ``reach_temp``.
+        default ``reach_temp_true`` when present, else ``reach_temp``. It must hold
+        values on the scored days: observations masked there cannot be scored
+        (see ``hide_scored``).
     time : (start, end), optional
         Scored days; default the model's test period (``config["periods"]["test"]``),
         else the days after its training period, else every day.
@@ -497,6 +602,12 @@ def robustness(
         Seed of the draws (draw ``i`` of a check uses ``(seed, i)``).
     order : int, default 4
         Order of the Butterworth filters.
+    hide_scored : bool, default False
+        Hide the scored days' observations (``reach_temp`` and ``seg_temp``) from
+        the model's input, every perturbed copy included, and score against the
+        unmasked ones (``truth`` is read from ``ds`` as given). This is the
+        temporal holdout of a dataset without ``reach_temp_true``: the model
+        never sees the observations it is scored on.
 
     Returns
     -------
@@ -518,6 +629,9 @@ def robustness(
         ``time`` selects no day of ``ds``.
     SchemaError
         No truth to score against.
+    DataError
+        The truth holds no value on the scored days (for example observations
+        masked there: pass them unmasked with ``hide_scored=True``).
 
     Examples
     --------
@@ -533,8 +647,8 @@ def robustness(
     """
     from xmsgl.evaluate import evaluate
 
-    if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or int(n_draws) < 1:
-        raise ParameterError(f"n_draws={n_draws!r} must be a positive integer")
+    check_count("n_draws", n_draws)
+    seed = _seed(seed)
     order = _order(order)
     levels = _levels(checks)
     if not isinstance(model, (str, os.PathLike)):
@@ -564,6 +678,16 @@ def robustness(
     else:
         truth_name, ref = str(truth.name or "truth"), truth
     ref = ref.sel({TIME: slice(*period)})
+    if ref.chunks is None and not bool(ref.notnull().any()):
+        raise DataError(
+            f"truth {truth_name!r} holds no value from {period[0]} to {period[1]}, the scored days: "
+            "there is nothing to score against (were the observations of those days masked in ds?); "
+            "give the unmasked dataset with hide_scored=True, which hides them from the model and "
+            "scores against them, or pass the unmasked values as truth=<DataArray>"
+        )
+    if hide_scored:
+        on = xr.DataArray(scored, dims=(TIME,), coords={TIME: ds[TIME]})
+        ds = ds.assign({v: ds[v].where(~on) for v in ("reach_temp", "seg_temp") if v in ds.data_vars})
 
     def score(pred: xr.DataArray) -> tuple[float, float, float]:
         res = evaluate(pred.sel({TIME: slice(*period)}), ref)
@@ -616,7 +740,8 @@ def robustness(
         "n_draws": int(n_draws),
         "seed": int(seed),
         "order": order,
+        "hide_scored": int(bool(hide_scored)),
         "history": f"{now} UTC: xmsgl {_version()} robustness(checks={levels!r}, "
-                   f"n_draws={n_draws}, seed={seed}, order={order})",
+                   f"n_draws={n_draws}, seed={seed}, order={order}, hide_scored={bool(hide_scored)})",
     })
     return out

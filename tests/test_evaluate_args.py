@@ -1,0 +1,137 @@
+"""Bad arguments of the evaluation tools are typed errors that say what to give instead."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import xmsgl
+from xmsgl.evaluate import cross_validate, plot_sparsity, sparsity_sweep, variance_decomposition
+from xmsgl.explain import plot_energy, plot_explain
+
+
+@pytest.fixture(scope="module")
+def basin() -> xr.Dataset:
+    return xmsgl.datasets.synthetic_basin(n_segments=6, start="2000-10-01", end="2002-09-30", seed=4,
+                                          reach_obs_share=0.3)
+
+
+def _constant(train_ds: xr.Dataset, test_ds: xr.Dataset, seed: int) -> dict[str, float]:
+    return {"rmse": 1.0 + 0.1 * seed + 0.01 * int(test_ds.attrs["fold"])}
+
+
+def test_sweep_takes_a_single_method_and_share(basin: xr.Dataset) -> None:
+    sw = sparsity_sweep(basin, "idw", keep=0.5, seeds=[0])
+    assert sw.method.values.tolist() == ["idw"] and sw.keep.values.tolist() == [0.5]
+    assert np.isfinite(sw.rmse.values).all()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"methods": ["idw", "idw"]}, "repeats \\['idw'\\]"),
+    ({"keep": [0.5, 0.5]}, "repeats \\[0.5\\]"),
+    ({"keep": "0.5"}, "keep='0.5'"),
+    ({"keep": [1.5]}, "in \\[0, 1\\]"),
+    ({"keep": [True]}, "keep="),
+    ({"methods": []}, "methods is empty"),
+    ({"methods": [3]}, "method names"),
+    ({"seeds": 2.5}, "seeds=2.5"),
+    ({"seeds": [0, -1]}, "seeds="),
+])
+def test_sweep_refuses_bad_lists(basin: xr.Dataset, kwargs: dict, match: str) -> None:
+    args = {"methods": "climatology", "keep": [1.0], "seeds": [0], **kwargs}
+    with pytest.raises(xmsgl.ParameterError, match=match):
+        sparsity_sweep(basin, **args)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"folds": 2.0}, "folds=2.0"),
+    ({"folds": 1}, "folds=1"),
+    ({"repeats": 0}, "repeats=0"),
+    ({"repeats": 1.5}, "repeats=1.5"),
+    ({"blocking": "segment"}, "blocking='segment'"),
+])
+def test_cross_validate_refuses_bad_counts(basin: xr.Dataset, kwargs: dict, match: str) -> None:
+    args = {"folds": 2, "repeats": 1, "seeds": 2, "blocking": "water_year", **kwargs}
+    with pytest.raises(xmsgl.ParameterError, match=match):
+        cross_validate(basin, "fake", trainer=_constant, **args)
+
+
+def test_reach_blocking_without_observations_says_what_is_needed(basin: xr.Dataset) -> None:
+    empty = basin.assign(reach_temp=basin.reach_temp * np.nan)
+    with pytest.raises(xmsgl.DataError, match="needs observations to hold out") as err:
+        cross_validate(empty, "fake", folds=2, repeats=1, seeds=2, blocking="reach", trainer=_constant)
+    assert "folds <= 0" not in str(err.value)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"ci": 1.5}, "ci=1.5"),
+    ({"ci": 0.0}, "ci=0.0"),
+    ({"ci": "95%"}, "ci='95%'"),
+    ({"n_boot": 0}, "n_boot=0"),
+    ({"n_boot": -5}, "n_boot=-5"),
+    ({"n_boot": 2.5}, "n_boot=2.5"),
+])
+def test_variance_decomposition_refuses_bad_bootstrap(kwargs: dict, match: str) -> None:
+    y = xr.DataArray(np.random.default_rng(0).normal(size=(6, 3)), dims=("partition", "seed"))
+    with pytest.raises(xmsgl.ParameterError, match=match):
+        variance_decomposition(y, **kwargs)
+
+
+def test_plot_sparsity_needs_a_sweep_result(basin: xr.Dataset) -> None:
+    cv = cross_validate(basin, "fake", folds=2, repeats=1, seeds=2, blocking="water_year",
+                        trainer=_constant)
+    with pytest.raises(xmsgl.SchemaError, match="needs the result of sparsity_sweep"):
+        plot_sparsity(cv)
+
+
+def test_explain_refuses_bad_bins(basin: xr.Dataset) -> None:
+    pytest.importorskip("torch")
+    from xmsgl.explain import explain
+
+    for bad in ("x", 2.7, True, 1):
+        with pytest.raises(xmsgl.ParameterError, match="n_bins="):
+            explain(object(), basin, n_bins=bad)  # type: ignore[arg-type]
+
+
+def _fake_explain(basin: xr.Dataset, layers: int = 2) -> xr.Dataset:
+    """A Dataset shaped like an explain() result (the plots read nothing else)."""
+    ids = basin.reach.values
+    n = ids.size
+    graphs = ["hydro", "geo", "dynamic"]
+    return xr.Dataset(
+        {
+            "dirichlet_energy": (("depth", "graph"), np.ones((layers + 1, 3))),
+            "dirichlet_energy_normalized": (("depth", "graph"), np.ones((layers + 1, 3))),
+            "share_upstream": (("layer", "graph", "reach"), np.full((layers, 3, n), 0.5)),
+            "top_neighbour": (("layer", "graph", "reach"),
+                              np.broadcast_to(np.roll(ids, 1), (layers, 3, n)).copy()),
+        },
+        coords={"depth": np.arange(layers + 1), "layer": np.arange(1, layers + 1), "graph": graphs,
+                "reach": ids, "reach_pos_x": ("reach", basin.reach_x.values),
+                "reach_pos_y": ("reach", basin.reach_y.values)},
+    )
+
+
+def test_explain_plots_refuse_what_they_cannot_draw(basin: xr.Dataset) -> None:
+    import matplotlib.pyplot as plt
+
+    ex = _fake_explain(basin)
+    plt.close(plot_explain(ex, basin))
+    other = xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-01", end="2001-01-10", seed=9)
+    with pytest.raises(xmsgl.DataError, match="pass the dataset explain\\(\\) ran on"):
+        plot_explain(ex, other)
+    with pytest.raises(xmsgl.ParameterError, match="layers=0"):
+        plot_explain(_fake_explain(basin, layers=0))
+    with pytest.raises(xmsgl.ParameterError, match="layer=5"):
+        plot_explain(ex, layer=5)
+    with pytest.raises(xmsgl.SchemaError, match="needs a result of explain"):
+        plot_explain(basin)
+    fig = plot_energy([ex, ex])
+    assert len(fig.axes[0].get_lines()) == 6
+    plt.close(fig)
+    with pytest.raises(xmsgl.SchemaError, match="result '0'"):
+        plot_energy([basin])
+    with pytest.raises(xmsgl.ParameterError, match="results must be"):
+        plot_energy("ex")  # type: ignore[arg-type]
+    plt.close("all")
