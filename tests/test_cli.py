@@ -58,6 +58,22 @@ def test_evaluate_writes_netcdf_and_prints_a_table(tmp_path, capsys: pytest.Capt
     assert "exists" in capsys.readouterr().err
 
 
+def test_robustness_on_data_without_truth(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Real data has observations only: the robustness table scores the test years'
+    # observations, which the fit never sees.
+    import xarray as xr
+
+    import xmsgl
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2000-10-01", end="2003-09-30", seed=2)
+    ds.drop_vars([v for v in ds.data_vars if str(v).endswith("_true")]).to_netcdf(tmp_path / "obs.nc")
+    assert main(["evaluate", "--methods", "climatology", "--keep", "1", "--data", str(tmp_path / "obs.nc"),
+                 "--robustness", "climatology", "--out", str(tmp_path / "r.nc")]) == 0, \
+        capsys.readouterr().err
+    with xr.open_dataset(tmp_path / "r.nc") as res:
+        assert np.isfinite(res["rob_rmse"].values).any()
+
+
 def test_evaluate_reads_a_data_file(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     import xmsgl
 
@@ -71,3 +87,146 @@ def test_evaluate_reads_a_data_file(tmp_path, capsys: pytest.CaptureFixture[str]
         assert "basin.nc" in res.attrs["data"] and res.rmse.shape == (1, 1, 1)
     assert main(["evaluate", "--data", str(tmp_path / "missing.nc"), "--out", str(tmp_path / "x.nc")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------
+# usage, refusals and failures: one line on stderr, never a traceback
+
+
+def one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xmsgl: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import xmsgl
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"xmsgl {xmsgl.__version__}"
+
+
+def test_closed_pipe_exits_quietly(tmp_path) -> None:
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written, as after `| head -1`
+    try:
+        proc = subprocess.run([sys.executable, "-m", "xmsgl.cli", "info"], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert proc.returncode == 1
+    assert proc.stderr == "", proc.stderr
+
+
+def test_system_failures_exit_1_with_one_line(monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import xmsgl.cli as cli
+
+    def full(args: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "_info", full)
+    assert main(["info"]) == 1
+    assert "No space left on device" in one_error_line(capsys.readouterr().err)
+
+
+@pytest.fixture
+def files(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """Unusable inputs and outputs in a working folder; the sweep must never start."""
+    import xarray as xr
+
+    import xmsgl.evaluate
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the work started before the options were checked")
+
+    monkeypatch.setattr(xmsgl.evaluate, "sparsity_sweep", never)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.nc").write_bytes(b"garbage, not netCDF\n")
+    (tmp_path / "emptydir").mkdir()
+    (tmp_path / "afile").write_text("a file")
+    xr.Dataset({"a": ("x", [1.0, 2.0])}).to_netcdf(tmp_path / "e1.nc")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("argv", "expect"),
+    [
+        (["evaluate", "--data", "bad.nc"], "--data 'bad.nc' cannot be read"),
+        (["evaluate", "--data", "emptydir"], "--data 'emptydir' cannot be read"),
+        (["evaluate", "--data", "e1.nc"], "--data 'e1.nc' is not in the xmsgl convention"),
+        (["evaluate", "--out", "afile/x.nc"], "'afile' is a file, not a folder; choose another --out"),
+        (["evaluate", "--out", "emptydir"], "--out 'emptydir' is a folder"),
+        (["demo", "--quick", "--outdir", "afile"], "--outdir 'afile' is a file"),
+        (["demo", "--quick", "--outdir", "afile/sub"], "choose another --outdir"),
+        (["evaluate", "--cv", "bogus"], "--cv: unknown method(s) ['bogus']"),
+        (["evaluate", "--methods", "idw", "msgll"], "--methods: unknown method(s) ['msgll']"),
+        (["evaluate", "--robustness", "nope"], "--robustness: unknown method(s) ['nope']"),
+        (["evaluate", "--cv", "idw", "--cv-seeds", "1"], "--cv-seeds 1"),
+        (["evaluate", "--cv", "idw", "--folds", "1"], "--folds 1"),
+        (["evaluate", "--keep", "1.0", "0"], "--keep [0.0]"),
+        (["evaluate", "--seeds", "1", "1"], "--seeds [1, 1]"),
+        (["fetch-data", "--folder", "afile/sub"], "choose another --folder"),
+        (["fetch-data", "--folder", "afile"], "--folder 'afile' is a file"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(files, argv: list[str], expect: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert expect in line, line
+    assert "XMSGL_DATA_DIR" not in line
+    assert sorted(p.name for p in files.iterdir()) == ["afile", "bad.nc", "e1.nc", "emptydir"]
+
+
+def test_existing_out_is_refused_before_the_work(files, capsys: pytest.CaptureFixture[str]) -> None:
+    (files / "res.nc").write_text("previous results")
+    assert main(["evaluate", "--methods", "climatology", "--out", "res.nc"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "--overwrite" in line and "overwrite=True" not in line
+    assert (files / "res.nc").read_text() == "previous results"
+
+
+def test_evaluate_never_writes_over_its_data(files, capsys: pytest.CaptureFixture[str]) -> None:
+    import xmsgl
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2000-10-01", end="2001-09-30", seed=2)
+    ds.to_netcdf(files / "syn.nc")
+    before = (files / "syn.nc").read_bytes()
+    for out in ("syn.nc", "./syn.nc", str(files / "syn.nc")):
+        assert main(["evaluate", "--methods", "climatology", "--data", "syn.nc", "--out", out,
+                     "--overwrite"]) == 2
+        line = one_error_line(capsys.readouterr().err)
+        assert "would write over the --data input" in line and "even with --overwrite" in line
+    assert (files / "syn.nc").read_bytes() == before
+
+
+def test_robustness_help_names_the_training_years(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "fitted on the training years" in out and "all observations" not in out
+
+
+def test_demo_refuses_existing_outputs_unless_overwrite(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import xmsgl.demo
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(xmsgl.demo, "run_demo", lambda **kw: calls.append(kw) or {})
+    # A fresh folder (as on a fresh clone) needs no --overwrite.
+    assert main(["demo", "--quick", "--outdir", str(tmp_path / "new")]) == 0
+    assert calls[-1]["overwrite"] is False
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "demo.png").write_bytes(b"previous figure")
+    assert main(["demo", "--quick", "--outdir", str(tmp_path / "old")]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "demo.png" in line and "--overwrite" in line and "overwrite=True" not in line
+    assert len(calls) == 1
+    assert main(["demo", "--quick", "--overwrite", "--outdir", str(tmp_path / "old")]) == 0
+    assert calls[-1]["overwrite"] is True

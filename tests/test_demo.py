@@ -27,3 +27,27 @@ def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys) -> None:
         assert "xmsgl" in out.attrs["history"]
     assert res["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in (tmp_path / "demo").iterdir() if p.name.startswith(".")]
+
+
+def test_existing_outputs_are_refused_before_the_work(tmp_path, monkeypatch) -> None:
+    import xmsgl.datasets
+    from xmsgl.demo import run_demo
+    from xmsgl.exceptions import ParameterError
+
+    def never(*args, **kwargs):
+        raise AssertionError("the demo started before its outputs were checked")
+
+    monkeypatch.setattr(xmsgl.datasets, "synthetic_basin", never, raising=False)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "downscaled.nc").write_bytes(b"previous results")
+    with pytest.raises(ParameterError, match=r"downscaled\.nc.*overwrite=True"):
+        run_demo(tmp_path / "out", quick=True, progress=False)
+    assert (tmp_path / "out" / "downscaled.nc").read_bytes() == b"previous results"
+    (tmp_path / "afile").write_text("a file")
+    for outdir in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        with pytest.raises(ParameterError, match="is a file, not a folder"):
+            run_demo(outdir, quick=True, progress=False)
+    # A failed run creates no folder: it is made only when the outputs are written.
+    with pytest.raises(AssertionError, match="started before"):
+        run_demo(tmp_path / "new" / "demo", quick=True, progress=False)
+    assert not (tmp_path / "new").exists()

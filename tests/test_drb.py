@@ -326,3 +326,62 @@ def test_release_source_opens() -> None:  # pragma: no cover - needs internet
     ds = drb.open_drb(source="release", start="2010-01-01", end="2010-12-31")
     xmsgl.validate(ds)
     assert ds.sizes["seg"] == N_SEG
+
+
+# --------------------------------------------------------------------------------------
+# arguments: folders, cache paths and periods (checked before any file is read)
+
+
+def test_failed_download_removes_the_folders_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "data"
+    monkeypatch.setattr(drb.POOCH, "path", data)
+    monkeypatch.setattr(drb.POOCH, "retry_if_failed", 0)
+    monkeypatch.setitem(drb.POOCH.urls, XWALK, "http://127.0.0.1:9/GFv1_NHDv2_xwalk.csv")
+    with pytest.raises(DataError, match="could not be downloaded"):
+        drb.fetch(XWALK, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    # A folder that was there before stays, with what it held.
+    (data / "keep").mkdir(parents=True)
+    with pytest.raises(DataError, match="could not be downloaded"):
+        drb.fetch(XWALK, progress=False)
+    assert sorted(p.name for p in data.iterdir()) == ["keep"]
+
+
+def test_folder_below_a_file_names_the_folder_argument(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("a file")
+    with pytest.raises(xmsgl.ParameterError, match="afile' is a file, not a folder") as info:
+        drb.fetch_data(folder=tmp_path / "afile" / "sub", progress=False)
+    assert "folder=" in str(info.value) and "XMSGL_DATA_DIR" not in str(info.value)
+    with drb._pooch_path(tmp_path / "afile" / "sub"), pytest.raises(DataError) as err:
+        drb.fetch(XWALK, progress=False)
+    assert "folder=" in str(err.value) and "XMSGL_DATA_DIR" not in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_cache_folder_expands_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert drb._cache_dir("~/parsed") == tmp_path / "parsed"
+    assert drb._cache_dir(False) is None
+    with pytest.raises(xmsgl.ParameterError, match="cache=3"):
+        drb._cache_dir(3)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "match"),
+    [
+        ("garbage", None, "start='garbage' is not a date"),
+        (None, "1980-13-45", "end='1980-13-45' is not a date"),
+        ("1980-06-10", "1980-06-01", "ends before it starts"),
+        (("1979", "1980"), None, "not a period"),
+    ],
+)
+def test_bad_start_end_are_period_errors(start: object, end: object, match: str) -> None:
+    with pytest.raises(xmsgl.PeriodError, match=match):
+        drb.open_drb(start=start, end=end, progress=False)  # type: ignore[arg-type]
+
+
+def test_day_labels_cover_their_days() -> None:
+    assert drb._day("1980-06", "end", last=True) == pd.Timestamp("1980-06-30")
+    assert drb._day("1980-06", "start", last=False) == pd.Timestamp("1980-06-01")
+    times = drb._period(drb.MIRROR_PERIOD, drb._day("1980", "start", False), drb._day("1980", "end", True))
+    assert (times[0], times[-1], len(times)) == (pd.Timestamp("1980-01-01"), pd.Timestamp("1980-12-31"), 366)

@@ -130,6 +130,78 @@ def test_to_zarr_safe(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
+def chunked() -> xr.Dataset:
+    time = np.arange(300)
+    return xr.Dataset({"reach_temp": (("reach", "time"), np.arange(600.0).reshape(2, 300),
+                                      {"units": "degC"})},
+                      coords={"reach": [1, 2], "time": time}).chunk({"time": 100})
+
+
+@pytest.mark.parametrize("writer", [to_zarr_safe, to_netcdf_safe], ids=["zarr", "netcdf"])
+def test_delayed_write_renames_only_after_compute(tmp_path: Path, writer) -> None:
+    from dask.delayed import Delayed
+
+    ds = chunked()
+    target = tmp_path / "c.out"
+    kw = {"consolidated": False} if writer is to_zarr_safe else {}
+    later = writer(ds, target, compute=False, **kw)
+    assert isinstance(later, Delayed)
+    assert not target.exists()  # nothing at the target before the values are written
+    assert later.compute() == target
+    opened = xr.open_zarr(target, consolidated=False) if writer is to_zarr_safe else xr.open_dataset(target)
+    with opened:
+        np.testing.assert_array_equal(opened["reach_temp"].values, ds["reach_temp"].values)
+    assert leftovers(tmp_path) == []
+
+
+def test_delayed_write_checks_the_target_again_when_computed(tmp_path: Path) -> None:
+    target = tmp_path / "c.zarr"
+    later = to_zarr_safe(chunked(), target, compute=False, consolidated=False)
+    target.mkdir()  # someone else wrote there meanwhile
+    (target / "theirs").write_text("keep")
+    with pytest.raises(ParameterError, match="overwrite=True"):
+        later.compute()
+    assert (target / "theirs").read_text() == "keep"
+    assert leftovers(tmp_path) == []
+
+
+def test_compute_must_be_a_bool(tmp_path: Path) -> None:
+    with pytest.raises(ParameterError, match="compute='no'"):
+        to_netcdf_safe(small(), tmp_path / "x.nc", compute="no")  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_home_folder_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    assert to_netcdf_safe(small(), "~/x.nc") == home / "x.nc"
+    assert to_zarr_safe(small(), "~/x.zarr", consolidated=False) == home / "x.zarr"
+    with atomic_write("~/sub/x.txt") as tmp:
+        tmp.write_text("done")
+    assert (home / "sub" / "x.txt").read_text() == "done"
+    xr.testing.assert_identical(xr.load_dataset(home / "x.nc"), small())
+    # The source check sees the same file through "~".
+    with xr.open_dataset(home / "x.nc") as opened:
+        with pytest.raises(ParameterError, match="were read from it"):
+            to_netcdf_safe(opened, "~/x.nc", overwrite=True)
+    assert list(work.iterdir()) == []  # no literal "~" folder
+    assert leftovers(home) == []
+
+
+def test_path_below_a_file_or_not_a_path_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ParameterError, match="is a file, not a folder"):
+        to_netcdf_safe(small(), tmp_path / "afile" / "x.nc")
+    with pytest.raises(ParameterError, match="is a file, not a folder"):
+        to_zarr_safe(small(), tmp_path / "afile" / "sub" / "x.zarr")
+    with pytest.raises(ParameterError, match="not a file path"):
+        to_netcdf_safe(small(), None)  # type: ignore[arg-type]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
 WRITER = textwrap.dedent(
     """
     import sys, time

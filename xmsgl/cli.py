@@ -14,31 +14,67 @@ Sub-commands:
     A sparsity sweep of several methods (optionally a cross-validation and
     robustness checks) on the synthetic basin or a dataset file; writes one
     netCDF file and prints a table of test RMSE.
+
+Options are checked before any work starts. Errors are printed as one line,
+``xmsgl: error: ...``: exit status 2 for bad usage (an option, an input file or an
+output path that cannot be used; every :class:`~xmsgl.exceptions.XmsglError`), 1 for
+a failure of the system while working (an ``OSError`` such as a full disk). Output
+files are never replaced unless ``--overwrite`` is given, and never the ``--data``
+file.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from xmsgl.exceptions import XmsglError
+from xmsgl.exceptions import DataError, ParameterError, SchemaError, XmsglError
 
 __all__ = ["main"]
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from xmsgl.demo import run_demo
+def _path_of(option: str, value: str) -> Path:
+    """``value`` of ``option`` with ``~`` expanded; refused when it lies below a file."""
+    path = Path(value).expanduser()
+    for folder in path.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise ParameterError(f"{option} {value!r}: {str(folder)!r} is a file, not a folder; "
+                                     f"choose another {option}")
+            break
+    return path
 
-    run_demo(outdir=args.outdir, quick=args.quick, progress=not args.no_progress, seed=args.seed)
+
+def _folder_of(option: str, value: str) -> Path:
+    """A folder option: a new folder, or an existing one (not a file)."""
+    path = _path_of(option, value)
+    if path.exists() and not path.is_dir():
+        raise ParameterError(f"{option} {value!r} is a file, not a folder; choose another {option}")
+    return path
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from xmsgl.demo import OUTPUTS, run_demo
+
+    outdir = _folder_of("--outdir", args.outdir)
+    existing = [str(outdir / name) for name in OUTPUTS if os.path.lexists(outdir / name)]
+    if existing and not args.overwrite:
+        raise ParameterError(f"{', '.join(map(repr, existing))} already exist(s); pass --overwrite to "
+                             f"replace, or choose another --outdir")
+    run_demo(outdir=outdir, quick=args.quick, progress=not args.no_progress, seed=args.seed,
+             overwrite=args.overwrite)
     return 0
 
 
 def _fetch_data(args: argparse.Namespace) -> int:
     from xmsgl.datasets.drb import fetch_data
 
-    paths = fetch_data(source=args.source, folder=args.folder)
+    folder = None if args.folder is None else _folder_of("--folder", args.folder)
+    paths = fetch_data(source=args.source, folder=folder)
     for p in paths:
         print(p)
     print(f"{len(paths)} files ready")
@@ -79,16 +115,86 @@ def _json_attrs(ds: Any) -> Any:
     return ds
 
 
-def _open_data(path: str) -> Any:
-    import os
-
+def _open_data(value: str) -> Any:
+    """The ``--data`` file in memory, validated against the convention."""
     import xarray as xr
 
-    if not os.path.exists(path):
-        raise XmsglError(f"--data {path!r} does not exist; give a netCDF file or a zarr store")
-    if path.rstrip("/").endswith(".zarr") or os.path.isdir(path):
-        return xr.open_zarr(path).load()
-    return xr.open_dataset(path).load()
+    import xmsgl
+
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise ParameterError(f"--data {value!r} does not exist; give a netCDF file or a zarr store")
+    try:
+        if path.is_dir():
+            ds = xr.open_zarr(path).load()
+        else:
+            ds = xr.open_dataset(path).load()
+    except XmsglError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        # Readers answer a file that is not netCDF or zarr with many kinds of error
+        # (no engine, group not found, HDF errors...): all mean the same to the user.
+        detail = " ".join(str(err).split()).split(". ")[0][:200]
+        raise DataError(f"--data {value!r} cannot be read as a netCDF file or a zarr store "
+                        f"({type(err).__name__}: {detail}); give a dataset in the xmsgl convention "
+                        f"(see docs/convention.md)") from err
+    try:
+        ds = xmsgl.validate(ds)
+    except XmsglError as err:
+        raise type(err)(f"--data {value!r} is not in the xmsgl convention: {err}") from err
+    if "reach_temp" not in ds.data_vars:
+        raise SchemaError(f"--data {value!r} has no 'reach_temp' (reach, time): the sweep thins and "
+                          f"scores fine observations; add them, or leave out --data for the "
+                          f"synthetic basin")
+    return ds
+
+
+def _check_evaluate(args: argparse.Namespace) -> Path:
+    """Refuse unusable options before any work; return the ``--out`` path."""
+    from xmsgl.baselines import BASELINES
+    from xmsgl.model import METHODS
+
+    known = [*METHODS, *BASELINES, "gru"]
+    for option, names in (("--methods", args.methods), ("--cv", [args.cv] if args.cv else []),
+                          ("--robustness", [args.robustness] if args.robustness else [])):
+        unknown = [m for m in names if m not in known]
+        if unknown:
+            raise ParameterError(f"{option}: unknown method(s) {unknown}; use one of {known}")
+    if len(set(args.methods)) != len(args.methods):
+        raise ParameterError(f"--methods {args.methods} names a method twice; give each once")
+    bad_keep = [k for k in args.keep if not 0 < k <= 1]
+    if bad_keep:
+        raise ParameterError(f"--keep {bad_keep}: shares must be in (0, 1]")
+    if len(set(args.seeds)) != len(args.seeds):
+        raise ParameterError(f"--seeds {args.seeds}: give distinct seeds")
+    if args.epochs < 1:
+        raise ParameterError(f"--epochs {args.epochs}: give at least 1")
+    if args.cv:
+        if args.folds < 2:
+            raise ParameterError(f"--folds {args.folds}: cross-validation needs at least 2 folds")
+        if args.repeats < 1:
+            raise ParameterError(f"--repeats {args.repeats}: give at least 1")
+        if args.cv_seeds < 2:
+            raise ParameterError(f"--cv-seeds {args.cv_seeds}: the variance decomposition separates "
+                                 f"seeds from data partitions and needs at least 2 seeds per fold")
+    if args.data is None:
+        if args.n_segments < 1:
+            raise ParameterError(f"--n-segments {args.n_segments}: give at least 1")
+        if not 0 < args.reach_obs_share <= 1:
+            raise ParameterError(f"--reach-obs-share {args.reach_obs_share}: give a share in (0, 1]")
+    out = _path_of("--out", args.out)
+    if out.is_dir():
+        raise ParameterError(f"--out {args.out!r} is a folder; give a netCDF file name")
+    if os.path.lexists(out) and not args.overwrite:
+        raise ParameterError(f"--out {args.out!r} already exists; pass --overwrite to replace it, or "
+                             f"choose another --out")
+    if args.data is not None:
+        data = Path(args.data).expanduser().resolve()
+        same = out.exists() and data.exists() and os.path.samefile(out, data)  # hard links too
+        if same or out.resolve() == data or data in out.resolve().parents:
+            raise ParameterError(f"--out {args.out!r} would write over the --data input {args.data!r}, "
+                                 f"even with --overwrite; choose another --out")
+    return out
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -103,8 +209,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from xmsgl.evaluate import cross_validate, sparsity_sweep, variance_decomposition
     from xmsgl.io import to_netcdf_safe
 
+    out_path = _check_evaluate(args)
     xmsgl.set_options(progress=False)
-    if args.data:
+    if args.data is not None:
         ds = _open_data(args.data)
         source = args.data
     else:
@@ -150,8 +257,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         else:
             kw["test"] = test
         model = fit(hidden, args.robustness, **kw)
-        rob = robustness(hidden, model, n_draws=2, truth="reach_temp_true"
-                         if "reach_temp_true" in ds.data_vars else "reach_temp")
+        # Scored against the test days' own observations (or the truth), which the
+        # fit and every perturbed copy never see.
+        rob = robustness(ds, model, n_draws=2, time=(test[0][0], test[-1][1]), hide_scored=True)
         rob = rob.rename({v: f"rob_{v}" for v in rob.data_vars})
         rob = rob.rename({"setting": "rob_setting"})
         out = xr.merge([out, rob], combine_attrs="drop_conflicts")
@@ -159,7 +267,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         parts.append(f"robustness {_time.time() - t2:.0f} s")
     out.attrs["data"] = source
     out.attrs["command"] = "xmsgl " + " ".join(args.argv)
-    to_netcdf_safe(_json_attrs(out), args.out, overwrite=args.overwrite)
+    to_netcdf_safe(_json_attrs(out), out_path, overwrite=args.overwrite)
     mean = sweep["rmse"].mean("seed")
     keep = [float(k) for k in sweep["keep"].values]
     width = max(len(m) for m in args.methods) + 2
@@ -182,14 +290,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from xmsgl import __version__
+
     parser = argparse.ArgumentParser(
         prog="xmsgl",
         description="Downscale stream water temperature from coarse segments to fine reaches.",
     )
+    parser.add_argument("--version", action="version", version=f"xmsgl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run the whole job on the built-in synthetic basin")
     demo.add_argument("--outdir", default="xmsgl-demo", help="folder for outputs (default: %(default)s)")
+    demo.add_argument("--overwrite", action="store_true",
+                      help="replace downscaled.nc and demo.png when --outdir already holds them")
     demo.add_argument("--quick", action="store_true", help="a small basin and few epochs (seconds)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -232,22 +345,48 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--blocking", default="subbasin", choices=["subbasin", "reach", "water_year"],
                     help="cross-validation blocks (default: %(default)s)")
     ev.add_argument("--robustness", default=None, metavar="METHOD",
-                    help="also run the robustness checks on this method (fitted on all observations)")
+                    help="also run the robustness checks on this method (fitted on the training "
+                         "years; the test years' observations are hidden)")
     ev.add_argument("--out", default="xmsgl-evaluation.nc", help="netCDF file (default: %(default)s)")
-    ev.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    ev.add_argument("--overwrite", action="store_true",
+                    help="replace an existing --out file (never the --data file)")
     ev.set_defaults(func=_evaluate)
     return parser
 
 
+def _error(message: object) -> None:
+    print("xmsgl: error: " + " ".join(str(message).split()), file=sys.stderr)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the flush at exit cannot fail on a closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``xmsgl`` command."""
+    """Entry point of the ``xmsgl`` command: 0 on success, 2 for bad usage, 1 for failures."""
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader stopped reading (`xmsgl info | head -1`): nothing left to say.
+        _quiet_stdout()
+        return 1
     except XmsglError as err:
-        print(f"xmsgl: error: {err}", file=sys.stderr)
+        _error(err)
         return 2
+    except OSError as err:
+        # The system failed under a valid command (disk full, permission denied...).
+        _error(err)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,11 +3,14 @@
 Build a synthetic basin, keep 1% of its fine observations (the same share in the
 training and validation periods), fit ASYNC-MSGL and the fine-only and remap
 baselines, downscale the test period, score every reach (observed or not) against
-the synthetic truth, and write a netCDF file and a figure.
+the synthetic truth, and write a netCDF file and a figure. Existing outputs are
+replaced only when asked (``overwrite=True``, ``xmsgl demo --overwrite``); this is
+checked before the work starts.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,9 +19,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xmsgl.io import atomic_write
+from xmsgl.exceptions import ParameterError
+from xmsgl.io import atomic_write, output_path
 
-__all__ = ["run_demo", "DEMO_SETTINGS"]
+__all__ = ["run_demo", "DEMO_SETTINGS", "OUTPUTS"]
+
+#: The files the demo writes into its output folder.
+OUTPUTS = ("downscaled.nc", "demo.png")
 
 #: Basin and training settings of the demo. The full demo keeps to about four
 #: minutes on a quiet two-core CPU: the default synthetic network (450 segments,
@@ -61,7 +68,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def _figure(ds: xr.DataArray | xr.Dataset, preds: dict[str, xr.DataArray], truth: xr.DataArray,
-            unobserved: np.ndarray, path: Path) -> dict[str, Any]:
+            unobserved: np.ndarray, path: Path, overwrite: bool) -> dict[str, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,27 +117,32 @@ def _figure(ds: xr.DataArray | xr.Dataset, preds: dict[str, xr.DataArray], truth
     ax1.set_title(f"unobserved reach {ids[r]}, test period")
     ax1.legend()
     fig.tight_layout()
-    with atomic_write(path, overwrite=True) as tmp:
+    with atomic_write(path, overwrite=overwrite) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return {"day": str(times[day].date()), "reach": int(ids[r])}
 
 
 def run_demo(
-    outdir: str | Path = "xmsgl-demo", quick: bool = False, progress: bool = True, seed: int = 0
+    outdir: str | Path = "xmsgl-demo", quick: bool = False, progress: bool = True, seed: int = 0,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run the demo job and write its outputs to ``outdir``.
 
     Parameters
     ----------
     outdir : str or Path, default "xmsgl-demo"
-        Folder for ``downscaled.nc`` and ``demo.png`` (created if needed).
+        Folder for ``downscaled.nc`` and ``demo.png`` (created when they are written;
+        ``~`` is expanded).
     quick : bool, default False
         A 12-segment basin and two epochs: seconds instead of minutes (for tests).
     progress : bool, default True
         Print the steps and show progress bars.
     seed : int, default 0
         Seed of the basin, the sparsification and the fits.
+    overwrite : bool, default False
+        Replace ``downscaled.nc`` and ``demo.png`` when ``outdir`` already holds
+        them. Without it they are refused before any work.
 
     Returns
     -------
@@ -138,6 +150,12 @@ def run_demo(
         ``"table"`` (one dict per method: rmse, mae, rmse_unobserved in degC,
         fit_seconds), ``"netcdf"`` and ``"figure"`` paths, ``"models"`` (the fitted
         :class:`~xmsgl.Downscaler` objects), ``"test_period"``, ``"seconds"``.
+
+    Raises
+    ------
+    ParameterError
+        When ``outdir`` is a file (or lies below one), or already holds an output
+        and ``overwrite`` is False.
 
     Examples
     --------
@@ -154,8 +172,13 @@ def run_demo(
 
     t0 = time.perf_counter()
     settings = DEMO_SETTINGS["quick" if quick else "full"]
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = output_path(outdir, "outdir")
+    if outdir.exists() and not outdir.is_dir():
+        raise ParameterError(f"outdir={str(outdir)!r} is a file, not a folder; choose another outdir")
+    existing = [str(outdir / name) for name in OUTPUTS if os.path.lexists(outdir / name)]
+    if existing and not overwrite:
+        raise ParameterError(f"{', '.join(map(repr, existing))} already exist(s); pass overwrite=True "
+                             f"to replace, or choose another outdir")
 
     def say(msg: str) -> None:
         if progress:
@@ -201,10 +224,10 @@ def run_demo(
                  "history": preds["async-msgl"].attrs["history"],
                  "xmsgl_version": xmsgl.__version__}
     nc = outdir / "downscaled.nc"
-    with atomic_write(nc, overwrite=True) as tmp:
+    with atomic_write(nc, overwrite=overwrite) as tmp:
         out.to_netcdf(tmp)
     png = outdir / "demo.png"
-    fig_info = _figure(ds, preds, truth, unobserved, png)
+    fig_info = _figure(ds, preds, truth, unobserved, png, overwrite)
     seconds = time.perf_counter() - t0
     say(f"done: {nc} and {png}")
     return {"table": rows, "table_text": table, "netcdf": nc, "figure": png, "models": models,

@@ -14,7 +14,14 @@ impossible by default:
   deleted.
 
 Renames are atomic within one file system, which is why the temporary name lives in
-the destination folder rather than in ``/tmp``.
+the destination folder rather than in ``/tmp``. Every path argument may start with
+``~`` (the user's home folder).
+
+Delayed writes (``compute=False``) keep both promises: the returned
+:class:`dask.delayed.Delayed` writes to the temporary name and renames it into place
+as its last step, so the output appears only once its values are all written. Until
+it is computed (or if its computation fails) the output does not exist and only the
+hidden temporary entry does.
 
 Examples
 --------
@@ -34,15 +41,18 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
 from xmsgl.exceptions import ParameterError, XmsglError
 
-__all__ = ["atomic_write", "to_netcdf_safe", "to_zarr_safe", "write_model_folder"]
+if TYPE_CHECKING:
+    from dask.delayed import Delayed
+
+__all__ = ["atomic_write", "output_path", "to_netcdf_safe", "to_zarr_safe", "write_model_folder"]
 
 PathLike = str | os.PathLike[str]
 
@@ -63,6 +73,39 @@ def _refuse_existing(path: Path) -> None:
         f"{str(path)!r} already exists and was not replaced; pass overwrite=True to replace "
         f"it, or write to another path"
     )
+
+
+def output_path(path: object, name: str = "path") -> Path:
+    """The output path ``path`` (argument ``name``) as a :class:`~pathlib.Path`, ``~`` expanded.
+
+    Anything that is not a str or :class:`os.PathLike` naming a text path is refused,
+    and so is a path below an existing file (``afile/x.nc``), which no folder can be
+    created for.
+
+    Examples
+    --------
+    >>> output_path("~/out.nc") == Path.home() / "out.nc"
+    True
+    >>> output_path(None)
+    Traceback (most recent call last):
+    ...
+    xmsgl.exceptions.ParameterError: path=None is not a file path; give a str or pathlib.Path
+    """
+    text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+    if not isinstance(text, str):
+        raise ParameterError(f"{name}={path!r} is not a file path; give a str or pathlib.Path")
+    if not text:
+        raise ParameterError(f"{name}='' is empty; give a file path")
+    final = Path(text).expanduser()
+    for folder in final.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise ParameterError(
+                    f"{name}={text!r} cannot be written: {str(folder)!r} is a file, not a folder; "
+                    f"choose a path in a folder"
+                )
+            break
+    return final
 
 
 def _fsync(path: Path) -> None:
@@ -168,16 +211,30 @@ def atomic_write(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     >>> open(target).read()
     'two'
     """
-    final = Path(os.fspath(path))
-    if final.exists() and not overwrite:
-        _refuse_existing(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.{secrets.token_hex(6)}.tmp"
+    final = output_path(path)
+    tmp = _prepare(final, overwrite)
     try:
         yield tmp
     except BaseException:
         _remove(tmp)
         raise
+    _commit(None, tmp, final, overwrite)
+
+
+def _prepare(final: Path, overwrite: bool) -> Path:
+    """Check ``final`` can be written, create its folder, and return a temporary name."""
+    if final.exists() and not overwrite:
+        _refuse_existing(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return final.parent / f".{final.name}.{secrets.token_hex(6)}.tmp"
+
+
+def _commit(_written: object, tmp: Path, final: Path, overwrite: bool) -> Path:
+    """Move the finished temporary entry ``tmp`` to ``final``; remove ``tmp`` on failure.
+
+    ``_written`` is the result of the write (unused): taking it makes a delayed
+    commit depend on a delayed write, so the rename runs only after it.
+    """
     try:
         if not os.path.lexists(tmp):
             raise XmsglError(
@@ -212,6 +269,24 @@ def atomic_write(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
+    return final
+
+
+def _write(write: Callable[[Path], Any], final: Path, overwrite: bool, compute: bool) -> Any:
+    """Run ``write(tmp)`` and commit; with ``compute=False`` return a delayed commit."""
+    tmp = _prepare(final, overwrite)
+    try:
+        result = write(tmp)
+    except BaseException:
+        _remove(tmp)
+        raise
+    if compute:
+        return _commit(result, tmp, final, overwrite)
+    import dask
+
+    # The write's Delayed is an argument, so dask runs it first, and the rename only
+    # once every chunk is written. pure=False: two writes never share a key.
+    return dask.delayed(_commit, pure=False)(result, tmp, final, overwrite)
 
 
 def _sources(obj: xr.Dataset | xr.DataArray) -> list[Path]:
@@ -241,9 +316,16 @@ def _refuse_source(obj: xr.Dataset | xr.DataArray, path: Path) -> None:
             )
 
 
+def _check_compute(compute: object) -> bool:
+    if not isinstance(compute, bool):
+        raise ParameterError(f"compute={compute!r} must be True or False")
+    return compute
+
+
 def to_netcdf_safe(
-    obj: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool = False, **kwargs: Any
-) -> Path:
+    obj: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool = False, *,
+    compute: bool = True, **kwargs: Any
+) -> Path | Delayed:
     """Write ``obj`` to the netCDF file ``path`` atomically, never over its own source.
 
     Parameters
@@ -255,18 +337,24 @@ def to_netcdf_safe(
     overwrite : bool, default False
         Replace an existing file at ``path``. The file ``obj`` was read from is never
         replaced, even then.
+    compute : bool, default True
+        Write now. With ``False``, return a :class:`dask.delayed.Delayed` instead:
+        computing it writes the values (chunk by chunk, with dask) to the temporary
+        file and then renames it to ``path``; nothing appears at ``path`` before.
     **kwargs
         Passed to :meth:`xarray.Dataset.to_netcdf` (``engine``, ``encoding``...).
 
     Returns
     -------
-    pathlib.Path
-        ``path``.
+    pathlib.Path or dask.delayed.Delayed
+        ``path`` (``~`` expanded), or with ``compute=False`` a Delayed whose result
+        is ``path``.
 
     Raises
     ------
     ParameterError
-        When ``path`` exists and ``overwrite`` is False, or ``path`` is ``obj``'s source.
+        When ``path`` exists and ``overwrite`` is False (checked again when a delayed
+        write is computed), ``path`` is ``obj``'s source or lies below a file.
 
     Examples
     --------
@@ -281,20 +369,21 @@ def to_netcdf_safe(
         raise ParameterError(
             f"to_netcdf_safe writes an xarray Dataset or DataArray, got {type(obj).__name__}"
         )
-    final = Path(os.fspath(path))
+    compute = _check_compute(compute)
+    final = output_path(path)
     _refuse_source(obj, final)
-    with atomic_write(final, overwrite=overwrite) as tmp:
-        obj.to_netcdf(tmp, **kwargs)
-    return final
+    return _write(lambda tmp: obj.to_netcdf(tmp, compute=compute, **kwargs), final, overwrite, compute)
 
 
-def to_zarr_safe(ds: xr.Dataset, path: PathLike, overwrite: bool = False, **kwargs: Any) -> Path:
+def to_zarr_safe(ds: xr.Dataset, path: PathLike, overwrite: bool = False, *,
+                 compute: bool = True, **kwargs: Any) -> Path | Delayed:
     """Write ``ds`` to the zarr store ``path`` atomically, never over its own source.
 
     The store is written to a temporary folder next to ``path`` and renamed into
     place when complete. Appending (``append_dim``), writing a ``region`` or any
     ``mode`` other than a fresh store cannot be made atomic and is refused: use
-    :meth:`xarray.Dataset.to_zarr` directly for those.
+    :meth:`xarray.Dataset.to_zarr` directly for those (``docs/pangeo.md`` shows
+    the region-by-region recipe).
 
     Parameters
     ----------
@@ -305,19 +394,39 @@ def to_zarr_safe(ds: xr.Dataset, path: PathLike, overwrite: bool = False, **kwar
     overwrite : bool, default False
         Replace an existing store at ``path``. The store ``ds`` was read from is never
         replaced, even then.
+    compute : bool, default True
+        Write now. With ``False``, return a :class:`dask.delayed.Delayed` instead:
+        computing it writes the chunks to the temporary store and then renames it
+        to ``path``; nothing appears at ``path`` before.
     **kwargs
         Passed to :meth:`xarray.Dataset.to_zarr` (``encoding``, ``consolidated``...).
 
     Returns
     -------
-    pathlib.Path
-        ``path``.
+    pathlib.Path or dask.delayed.Delayed
+        ``path`` (``~`` expanded), or with ``compute=False`` a Delayed whose result
+        is ``path``.
 
     Raises
     ------
     ParameterError
-        When ``path`` exists and ``overwrite`` is False, ``path`` is ``ds``'s source,
-        or an appending or region write is asked for.
+        When ``path`` exists and ``overwrite`` is False (checked again when a delayed
+        write is computed), ``path`` is ``ds``'s source or lies below a file, or an
+        appending or region write is asked for.
+
+    Examples
+    --------
+    >>> import os, tempfile, xarray as xr
+    >>> from xmsgl.io import to_zarr_safe
+    >>> target = os.path.join(tempfile.mkdtemp(), "t.zarr")
+    >>> ds = xr.Dataset({"a": ("x", [1.0, 2.0, 3.0, 4.0])}).chunk({"x": 2})
+    >>> later = to_zarr_safe(ds, target, compute=False, consolidated=False)
+    >>> os.path.exists(target)
+    False
+    >>> str(later.compute()) == target
+    True
+    >>> xr.open_zarr(target, consolidated=False)["a"].values.tolist()
+    [1.0, 2.0, 3.0, 4.0]
     """
     if not isinstance(ds, xr.Dataset):
         raise ParameterError(f"to_zarr_safe writes an xarray Dataset, got {type(ds).__name__}")
@@ -328,8 +437,8 @@ def to_zarr_safe(ds: xr.Dataset, path: PathLike, overwrite: bool = False, **kwar
             f"ds.to_zarr(...) directly to append to or update an existing store"
         )
     kwargs.pop("mode", None)
-    final = Path(os.fspath(path))
+    compute = _check_compute(compute)
+    final = output_path(path)
     _refuse_source(ds, final)
-    with atomic_write(final, overwrite=overwrite) as tmp:
-        ds.to_zarr(tmp, mode="w-", **kwargs)
-    return final
+    to_zarr: Any = ds.to_zarr  # its overloads need compute as a literal
+    return _write(lambda tmp: to_zarr(tmp, mode="w-", compute=compute, **kwargs), final, overwrite, compute)

@@ -45,7 +45,8 @@ import xarray as xr
 
 from xmsgl.convention import OUTLET
 from xmsgl.datasets import _readers
-from xmsgl.exceptions import DataError, SchemaError, format_ids
+from xmsgl.exceptions import DataError, ParameterError, PeriodError, SchemaError, format_ids
+from xmsgl.periods import period_bounds
 
 __all__ = [
     "POOCH",
@@ -208,6 +209,19 @@ def fetch(name: str, *, progress: bool = True) -> Path:
                 f"fetch it again (`xmsgl fetch-data`, source {url})"
             )
         return path
+    # Folders are created for the file only: a failed fetch removes those it made.
+    created = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
+    try:
+        return _download(name, url, known, progress)
+    except BaseException:
+        for folder in created:  # deepest first; one that holds anything else stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _download(name: str, url: str, known: str | None, progress: bool) -> Path:
+    """``POOCH.fetch(name)``, with its failures as :class:`DataError` saying what to do."""
     import requests  # pooch's own dependency; imported here to keep module import light
 
     try:
@@ -225,9 +239,11 @@ def fetch(name: str, *, progress: bool = True) -> Path:
             f"{known} and was discarded ({err}); try again later or report the changed file"
         ) from err
     except OSError as err:
+        fix = ("give a writable folder as folder= (`xmsgl fetch-data --folder`)" if _FOLDER_GIVEN
+               else "set XMSGL_DATA_DIR to a writable folder")
         raise DataError(
-            f"could not write {name!r} into the data folder {str(POOCH.abspath)!r} ({err}); "
-            f"set XMSGL_DATA_DIR to a writable folder"
+            f"could not write {name!r} into the data folder {str(POOCH.abspath)!r} "
+            f"({type(err).__name__}: {err}); {fix}"
         ) from err
 
 
@@ -252,23 +268,48 @@ def fetch_data(source: Source = "mirror", folder: str | os.PathLike[str] | None 
     -------
     list of pathlib.Path
         The local files, in registry order.
+
+    Raises
+    ------
+    ParameterError
+        When ``folder`` is a file or lies below one.
+    DataError
+        When a file cannot be fetched (see :func:`fetch`).
     """
     names = files_for(source)
+    if folder is not None:
+        if isinstance(folder, bytes) or not isinstance(folder, (str, os.PathLike)):
+            raise ParameterError(f"folder={folder!r} is not a path; give a str or pathlib.Path")
+        where = Path(folder).expanduser()
+        for path in (where, *where.parents):
+            if path.exists():
+                if not path.is_dir():
+                    raise ParameterError(
+                        f"folder={str(folder)!r}: {str(path)!r} is a file, not a folder; give a "
+                        f"folder (new or existing) for the data files"
+                    )
+                break
     with _pooch_path(folder):
         return [fetch(n, progress=progress) for n in names]
 
 
+#: Whether a data folder was given as an argument (the error messages then name it).
+_FOLDER_GIVEN = False
+
+
 @contextlib.contextmanager
 def _pooch_path(folder: str | os.PathLike[str] | None) -> Iterator[None]:
+    global _FOLDER_GIVEN
     if folder is None:
         yield
         return
-    old = POOCH.path
+    old, given = POOCH.path, _FOLDER_GIVEN
     POOCH.path = Path(folder).expanduser()
+    _FOLDER_GIVEN = True
     try:
         yield
     finally:
-        POOCH.path = old
+        POOCH.path, _FOLDER_GIVEN = old, given
 
 
 # --------------------------------------------------------------------------------------
@@ -842,10 +883,11 @@ def open_drb(
         forcings for 1979-1980 only. ``"release"`` reads the USGS releases (internet
         needed the first time) with forcings for 1979-2022.
     start, end : date-like, optional
-        First and last day (inclusive). Default: the whole forcing period.
+        First and last day (inclusive). Default: the whole forcing period. A label
+        names all its days (``end="1980-06"`` ends on 30 June).
     cache : bool or path, default True
         Keep parsed tables of the slow R files as parquet in xmsgl's cache folder (or
-        in the folder given), so later builds take a second or two.
+        in the folder given, ``~`` expanded), so later builds take a second or two.
     progress : bool, default True
         Show download progress bars.
 
@@ -859,6 +901,9 @@ def open_drb(
     DataError
         When a file is missing offline, corrupt or has the wrong hash, or the period
         lies outside the forcings.
+    PeriodError
+        When ``start`` or ``end`` is not a date, or the period ends before it starts
+        (checked before any file is read).
 
     Examples
     --------
@@ -869,13 +914,12 @@ def open_drb(
     """
     if source not in ("mirror", "release"):
         raise SchemaError(f"unknown source {source!r}; use 'mirror' (offline copies) or 'release' (USGS)")
-    cache_dir: Path | None
-    if cache is True:
-        cache_dir = _default_cache_dir()
-    elif cache is False:
-        cache_dir = None
-    else:
-        cache_dir = Path(cache)
+    first = _day(start, "start", last=False)
+    last = _day(end, "end", last=True)
+    if first is not None and last is not None and last < first:
+        raise PeriodError(f"start={start!r}, end={end!r}: the period ends before it starts; give "
+                          f"the first day as start and the last as end")
+    cache_dir = _cache_dir(cache)
 
     def parsed(name: str, parse: Callable[[Path], pd.DataFrame]) -> pd.DataFrame:
         return _parsed(name, parse, cache_dir, "v1", progress)
@@ -893,13 +937,13 @@ def open_drb(
     params = params.sel(nhm_seg=coarse.seg_ids)
 
     if source == "mirror":
-        times = _period(MIRROR_PERIOD, start, end)
+        times = _period(MIRROR_PERIOD, first, last)
         forcings, donor, has_own = _mirror_forcings(coarse, seg_params, times, progress)
         fine_table = _routelink_table(progress)
         fine_file = " and ".join(_F_ROUTELINK)
         fine_name = "NWM RouteLink"
     else:
-        forcings, times = _release_forcings(coarse, start, end, progress)
+        forcings, times = _release_forcings(coarse, first, last, progress)
         donor = coarse.seg_ids.copy()
         has_own = np.ones(coarse.seg_ids.size, dtype=bool)
         fine_table = _enhd_table(set(xw["comid"].astype(int)), progress)
@@ -1070,10 +1114,40 @@ def values_meta(key: str) -> tuple[str, str, str, str]:
     return meta[0], meta[1], meta[2], f"{_F_SNTEMP} (sntemp_inputs_outputs_drb.csv: {key})"
 
 
-def _period(bounds: tuple[str, str], start: Any, end: Any) -> pd.DatetimeIndex:
+def _cache_dir(cache: object) -> Path | None:
+    """The parsed-table folder of ``open_drb(cache=...)``: default, none, or the path (``~`` expanded)."""
+    if cache is True:
+        return _default_cache_dir()
+    if cache is False:
+        return None
+    if isinstance(cache, bytes) or not isinstance(cache, (str, os.PathLike)):
+        raise ParameterError(f"cache={cache!r} must be True, False or a folder path")
+    return Path(cache).expanduser()
+
+
+def _day(value: Any, name: str, last: bool) -> pd.Timestamp | None:
+    """The first (``last=False``) or last day named by ``start``/``end``: a date or a label."""
+    if isinstance(value, (tuple, list, slice)):
+        raise PeriodError(f"{name}={value!r}: give one date such as '1980-06-01' (or a label such "
+                          f"as '1980' or '1980-06'), not a period")
+    try:
+        lo, hi = period_bounds(value, name)
+    except PeriodError as err:
+        if "time zone" in str(err):
+            raise
+        raise PeriodError(f"{name}={value!r} is not a date; give a day such as '1980-06-01', or a "
+                          f"label such as '1980-06' (all its days)") from err
+    day = hi if last else lo
+    return None if day is None else day.floor("D")
+
+
+def _period(bounds: tuple[str, str], start: pd.Timestamp | None, end: pd.Timestamp | None
+            ) -> pd.DatetimeIndex:
     lo, hi = pd.Timestamp(bounds[0]), pd.Timestamp(bounds[1])
-    s = pd.Timestamp(start) if start is not None else lo
-    e = pd.Timestamp(end) if end is not None else hi
+    s = start if start is not None else lo
+    e = end if end is not None else hi
+    # A reversed start/end pair is refused before; s > e here means a one-sided
+    # period entirely outside the forcings.
     if s < lo or e > hi or s > e:
         raise DataError(
             f"the period {s.date()}..{e.date()} is not inside the forcings of this source "
@@ -1096,8 +1170,8 @@ _RELEASE_COLUMNS = {
 }
 
 
-def _release_forcings(coarse: _Coarse, start: Any, end: Any, progress: bool
-                      ) -> tuple[dict[str, np.ndarray], pd.DatetimeIndex]:
+def _release_forcings(coarse: _Coarse, start: pd.Timestamp | None, end: pd.Timestamp | None,
+                      progress: bool) -> tuple[dict[str, np.ndarray], pd.DatetimeIndex]:
     archive = fetch(_F_SNTEMP, progress=progress)
     folder = archive.with_suffix("")
     csv = folder / "sntemp_inputs_outputs_drb.csv"
