@@ -289,3 +289,8 @@ def test_equivalent_unit_spellings_match_the_model(model: Downscaler, basin: xr.
     wrong["seg_air_temp"] = basin["seg_air_temp"].assign_attrs(units="W m-2")
     with pytest.raises(ModelMismatchError, match="'seg_air_temp' has units 'W m-2'"):
         wrong.msgl.downscale(model)
+
+
+def test_subbasin_batches_are_for_the_cell(basin: xr.Dataset) -> None:
+    with pytest.raises(ParameterError, match="subbasin_batch trains the recurrent cell"):
+        fit(basin, method="fine-only", backbone="dmsge", subbasin_batch=50, **FAST)

@@ -141,6 +141,32 @@ def test_k_larger_than_the_graph_and_missing_geometry_are_typed_errors(
                        backbone_options={"k": 8})
 
 
+def test_advice_on_a_too_large_k_names_both_limits_and_leads_to_a_valid_k(
+        basin: xr.Dataset) -> None:
+    # Following either piece of advice must not run into the other limit.
+    with pytest.raises(ParameterError, match=r"k'\]=100 is larger than .*'candidates'\]=32.*"
+                                             r"number of nodes.*Lower k to at most 32") as err:
+        backbone_options({"k": 100})
+    assert "raise candidates" not in str(err.value)
+    n_reach = basin.sizes["reach"]
+    with pytest.raises(ParameterError, match=f"lower k to at most {n_reach - 1}"):
+        basin.msgl.fit(method="fine-only", epochs=1, progress=False, backbone="dmsge",
+                       backbone_options={"k": 100, "candidates": 100})
+    backbone_options({"k": 32})
+    backbone_options({"k": n_reach - 1, "candidates": 100})
+
+
+def test_river_neighbours_alone_allow_k_above_the_nodes(tiny_basin: xr.Dataset) -> None:
+    # Short rows of the river adjacency are padded with the node itself, so only the
+    # geometric and feature searches limit k (a block of the lazy path may be small).
+    net = DMSGEBackbone(3, 4, layers=1, k=8, graphs=["hydro"])
+    net.set_geometry("seg", node_geometry(tiny_basin, "seg"))
+    from xmsgl.graph import build_graphs
+
+    out = net(torch.randn(5, 6, 1, 3), SparseGraph(build_graphs(tiny_basin).coarse), "seg")
+    assert tuple(out.shape) == (5, 6, 1, 4)
+
+
 def test_dirichlet_energy_is_zero_for_equal_nodes_and_positive_otherwise() -> None:
     idx = torch.tensor([[1, 2], [0, 2], [0, 1]])
     same = torch.ones(1, 3, 4, 2)

@@ -366,15 +366,22 @@ def _build_net(config: dict[str, Any]) -> MSGLNet:
     )
 
 
-def _set_backbone_geometry(net: MSGLNet, ds: xr.Dataset, scales: tuple[str, ...]) -> None:
-    """Give a dmsge backbone the node geometry of ``ds`` for ``scales`` (no-op for the cell)."""
+def _set_backbone_geometry(net: MSGLNet, ds: xr.Dataset, scales: tuple[str, ...],
+                           geometry: dict[str, Any] | None = None) -> None:
+    """Give a dmsge backbone the node geometry of ``ds`` for ``scales`` (no-op for the cell).
+
+    ``geometry`` (scale to :class:`~xmsgl.knn.NodeGeometry`) replaces the one read
+    from ``ds``: a block of the lazy path passes the whole network's.
+    """
     backbone = getattr(net, "dmsge", None)
     if backbone is None:
         return
     from xmsgl.knn import node_geometry
 
     for scale in scales:
-        backbone.set_geometry(scale, node_geometry(ds, scale, backbone.options["coords"]))
+        geom = (geometry or {}).get(scale)
+        backbone.set_geometry(scale, geom if geom is not None else
+                              node_geometry(ds, scale, backbone.options["coords"]))
 
 
 # ----------------------------------------------------------------------------- fit
@@ -638,6 +645,12 @@ def fit(
         check_count("batch_size", batch_size)
     if subbasin_batch is not None:
         check_count("subbasin_batch", subbasin_batch)
+        if backbone != "rgrn":
+            raise ParameterError(
+                f"subbasin_batch trains the recurrent cell (backbone='rgrn') on sub-basins; "
+                f"backbone={backbone!r} builds its neighbourhoods over the whole network, so "
+                "drop subbasin_batch (and fit in memory) or use backbone='rgrn'"
+            )
     _check_graph_options(graph_options)
     window = 365 if window is None else window
     for name, val_ in (("epochs", epochs), ("hidden", hidden), ("window", window), ("stride", stride),
@@ -965,9 +978,11 @@ def check_compatible(model: Downscaler, ds: xr.Dataset, graphs: Any, scale: str)
 
 
 def _rebuild(model: Downscaler, ds: xr.Dataset, graphs: Any, dev: torch.device,
-             time_index: slice, reach_inputs: bool = True) -> ModelData:
+             time_index: slice, reach_inputs: bool = True,
+             geometry: dict[str, Any] | None = None) -> ModelData:
     """The model's inputs and graphs for ``ds``; ``reach_inputs=False`` leaves the reach
-    inputs empty (for outputs that the coarse states alone give)."""
+    inputs empty (for outputs that the coarse states alone give); ``geometry`` as in
+    :func:`_set_backbone_geometry`."""
     spec = model.features
     n_time = len(range(*time_index.indices(ds.sizes[TIME])))
     x_seg = (input_array(ds, spec.seg_vars, SEG, spec, time_index) if spec.seg_vars
@@ -978,7 +993,8 @@ def _rebuild(model: Downscaler, ds: xr.Dataset, graphs: Any, dev: torch.device,
     window = int(model.config["hyperparameters"]["window"])
     rows = max(1, int(2.5e6 // (max(window, 365) * model.net.hidden * 4)))
     _set_backbone_geometry(model.net, ds, tuple(
-        s for s, used in ((SEG, model.output != "fine_only"), (REACH, use_reach)) if used))
+        s for s, used in ((SEG, model.output != "fine_only"), (REACH, use_reach)) if used),
+        geometry)
     return ModelData(x_seg, x_reach, torch_graphs(graphs, dev), cross_row_blocks(graphs, dev, rows),
                      np.asarray(graphs.parent.tocsr().indices, dtype=np.int64), graphs.cross.tocsr(),
                      breaks=time_breaks(ds[TIME].values[time_index]))

@@ -30,7 +30,11 @@ a ``"downstream"`` model, whose default halo is their whole path to the outlet;
 otherwise a split component differs near the cut, by an amount that shrinks with
 the halo depth at a rate set by the fitted model (:func:`halo_for_options`).
 Time blocks reproduce the windows of the in-memory run when ``time_block`` is a
-multiple of ``chunk``. See ``docs/pangeo.md`` for measured differences.
+multiple of ``chunk``. A model with the dmsge backbone gets the whole network's
+node geometry in every block; its river neighbours are exact in blocks with the
+default halo, while its geometric and feature-space neighbours, searched over the
+whole network, run as one block only (:class:`BlockDependenceError` otherwise). See
+``docs/pangeo.md`` for measured differences.
 """
 
 from __future__ import annotations
@@ -55,12 +59,14 @@ from xmsgl.graph import DIRECTIONS
 
 if TYPE_CHECKING:
     from xmsgl.graph import RiverGraphs
+    from xmsgl.knn import NodeGeometry
     from xmsgl.model import Downscaler
 
 __all__ = [
     "DEFAULT_HALO",
     "DEFAULT_REACH_CHUNK",
     "Block",
+    "BlockDependenceError",
     "ChunkingError",
     "Partition",
     "cached_model",
@@ -97,6 +103,16 @@ _XTIME = "xmsgl_xtime"
 
 class ChunkingError(ParameterError):
     """The dask chunks of the input cannot be downscaled block by block as they are."""
+
+
+class BlockDependenceError(ParameterError):
+    """The model's predictions for a block depend on nodes of other blocks.
+
+    Raised by :func:`downscale_lazy` for a model whose dmsge backbone searches
+    neighbours over the whole network (its ``"geo"`` or ``"dynamic"``
+    neighbourhoods) when the network does not fit one block: blocks would give
+    other answers than the in-memory run.
+    """
 
 
 # ----------------------------------------------------------------------- partition
@@ -381,11 +397,14 @@ def default_halo(model: Downscaler, topo: Topology | None = None,
     model's options) makes the reach of a ``max_distance`` cut exact in any length
     units.
     """
-    return halo_for_options(model.config["graph"].get("options", {}) or {}, topo, graphs)
+    backbone = getattr(model.net, "dmsge", None)
+    layers = None if backbone is None else int(backbone.options["layers"])
+    return halo_for_options(model.config["graph"].get("options", {}) or {}, topo, graphs,
+                            layers=layers)
 
 
 def halo_for_options(opts: dict[str, Any], topo: Topology | None = None,
-                     graphs: RiverGraphs | None = None) -> int | None:
+                     graphs: RiverGraphs | None = None, layers: int | None = None) -> int | None:
     """The default halo (segment hops) for a graph with options ``opts`` on ``topo``.
 
     * ``direction="downstream"``: a node reads only nodes downstream of it, so the
@@ -404,6 +423,11 @@ def halo_for_options(opts: dict[str, Any], topo: Topology | None = None,
       (measured, not a bound). A graph without a ``max_hops`` or ``max_distance``
       cut links every reach with its whole flow path, so no halo short of the whole
       component can be exact: ``None`` then, and components are never split.
+    * ``layers`` (a model with the dmsge backbone and ``layers`` graph layers):
+      the backbone has no recurrence over the graph, so a node depends on the
+      nodes within ``layers`` edges of its hydrologic graph, plus one edge of the
+      cross-scale graph: a halo of ``(layers + 1)`` times the reach is exact
+      (``"updown"`` and ``"upstream"``; with a cut).
 
     Without ``topo`` a ``downstream`` graph, or a cut by distance alone, gives
     ``None`` too.
@@ -421,6 +445,8 @@ def halo_for_options(opts: dict[str, Any], topo: Topology | None = None,
         reach = int(opts["max_hops"])
     else:
         reach = cut_reach(opts, topo, graphs)
+    if layers is not None:
+        return (int(layers) + 1) * reach
     return reach + HALO_MARGIN
 
 
@@ -494,6 +520,23 @@ def subbasin_batches(
 # ------------------------------------------------------------------ sub-networks
 
 
+def _in_dataset_order(block: Block) -> tuple[Block, np.ndarray, np.ndarray]:
+    """``block`` with its core and halo nodes mixed in the dataset's order, and its core masks.
+
+    A block then lists any two of its nodes in the order the whole network does, so
+    that what is decided by position is decided alike: the dmsge backbone keeps the
+    first of equally weighted river neighbours (two tributaries at the same
+    distance, say), and kept the halo's instead of the network's when halo nodes
+    came last. Returns the block (its ``n_core_*`` count, not the first nodes, are
+    the core) and boolean masks of its core segments and reaches.
+    """
+    seg_order = np.argsort(block.seg, kind="stable")
+    reach_order = np.argsort(block.reach, kind="stable")
+    return (Block(seg=block.seg[seg_order], n_core_seg=block.n_core_seg,
+                  reach=block.reach[reach_order], n_core_reach=block.n_core_reach),
+            seg_order < block.n_core_seg, reach_order < block.n_core_reach)
+
+
 def _sub_topology(topo: Topology, block: Block) -> dict[str, np.ndarray]:
     """Topology arrays of a block, with pointers that leave the block cut to outlets."""
     in_seg = np.zeros(topo.n_seg, dtype=bool)
@@ -549,6 +592,116 @@ def _reweight(graphs: RiverGraphs, stats: dict[str, tuple[float, float]] | None)
             w[rows == m.indices] = 1.0
         w = w / np.bincount(rows, weights=w, minlength=m.shape[0])[rows]
         setattr(graphs, which, sp.csr_matrix((w, m.indices, m.indptr), shape=m.shape))
+
+
+# ------------------------------------------------------------- the dmsge backbone in blocks
+
+
+def _backbone_scales(model: Downscaler, scale: str) -> tuple[str, ...]:
+    """The scales a block sets a dmsge backbone's geometry for (those ``_rebuild`` sets)."""
+    return tuple(s for s, used in ((SEG, model.output != "fine_only"),
+                                   (REACH, scale != SEG and model.output != "remap")) if used)
+
+
+def _network_geometry(model: Downscaler, ds: xr.Dataset, part: Partition, scale: str,
+                      reach_chunk: int) -> dict[str, NodeGeometry]:
+    """The whole network's node geometry for the blocks of a dmsge model (``{}`` for the cell).
+
+    A block holds a subset of the nodes, so positions read from it would miss the
+    dataset's coordinate variables, and outlet distances, the relations up- and
+    downstream and the typical node spacing (the unit of the edge features) would
+    be the block's, not the network's. Each block gets the network's instead.
+
+    The ``"geo"`` and ``"dynamic"`` neighbourhoods are searched over all nodes of
+    the network (in space, or in the embedding of every node), so no block short
+    of the whole network reproduces them: with more than one block such a model
+    is refused. The ``"hydro"`` neighbourhood follows the river graph, whose rows
+    a block reproduces for its core nodes (and for ``layers + 1`` edges around them
+    with the default halo, :func:`halo_for_options`).
+
+    Raises
+    ------
+    BlockDependenceError
+        The model reads ``"geo"`` or ``"dynamic"`` neighbours and the network is cut
+        into several blocks.
+    SchemaError
+        The coordinates the model's ``coords`` option asks for are missing.
+    """
+    backbone = getattr(model.net, "dmsge", None)
+    if backbone is None:
+        return {}
+    wide = [g for g in backbone.graphs if g != "hydro"]
+    if wide and len(part.blocks) > 1:
+        n_reach = int(sum(b.n_core_reach for b in part.blocks))
+        raise BlockDependenceError(
+            f"the model's dmsge backbone reads the {wide} neighbourhoods "
+            f"(backbone_options['graphs']={list(backbone.graphs)}), which are searched over the "
+            f"whole network, but reach_chunk={reach_chunk} cuts its {n_reach} reaches into "
+            f"{len(part.blocks)} blocks, whose neighbours would differ from the in-memory run's: "
+            "downscale in memory with lazy=False (or load the inputs with ds.load()), or pass "
+            f"reach_chunk={n_reach} (or more) to run the whole network as one block, which is exact"
+        )
+    from xmsgl.knn import node_geometry
+
+    return {s: node_geometry(ds, s, backbone.options["coords"])
+            for s in _backbone_scales(model, scale)}
+
+
+def _geometry_fields(geom: NodeGeometry) -> dict[str, np.ndarray]:
+    """The per-node arrays of a geometry that travel with the blocks."""
+    return {"x": geom.pos[:, 0], "y": geom.pos[:, 1], "od": geom.outlet_distance,
+            "tin": np.asarray(geom.tin, dtype=np.int64),
+            "tout": np.asarray(geom.tout, dtype=np.int64)}
+
+
+def _block_geometry(block: xr.Dataset, info: dict[str, dict[str, Any]], seg_ok: np.ndarray
+                    ) -> dict[str, NodeGeometry]:
+    """The network's geometry restricted to a block's nodes (``info``: source, length scale).
+
+    The depth-first times of the whole network still tell which nodes of the block
+    lie on each other's flow paths, and its outlet distances their along-stream
+    distances; groups (a reach's segment) are positions within the block.
+    """
+    from xmsgl.knn import NodeGeometry
+
+    out = {}
+    for sc, meta in info.items():
+        sel = seg_ok if sc == SEG else slice(None)
+
+        def col(field: str, sc: str = sc, sel: Any = sel) -> np.ndarray:
+            return np.asarray(block[f"_g{sc}_{field}"].values)[sel]
+
+        pos = np.stack([col("x"), col("y")], axis=1).astype(np.float64)
+        if sc == SEG:
+            group = np.arange(pos.shape[0], dtype=np.int64)
+        else:
+            seg_ids = pd.Index(np.asarray(block["_sid"].values)[seg_ok])
+            group = seg_ids.get_indexer(np.asarray(block["_rseg"].values)).astype(np.int64)
+        out[sc] = NodeGeometry(
+            pos=pos, outlet_distance=col("od").astype(np.float64),
+            tin=col("tin").astype(np.int64), tout=col("tout").astype(np.int64), group=group,
+            source=str(meta["source"]), length_scale=float(meta["length_scale"]))
+    return out
+
+
+_THREAD = threading.local()
+
+
+def _thread_model(model: Downscaler, key: tuple[str, ...]) -> Downscaler:
+    """This thread's own copy of a dmsge model.
+
+    The backbone keeps the geometry of the block it runs as state, so threads of
+    one worker that run blocks at the same time must not share it.
+    """
+    models = getattr(_THREAD, "models", None)
+    if models is None:
+        models = _THREAD.models = {}
+    own = models.get(key)
+    if own is None:
+        import copy
+
+        own = models[key] = copy.deepcopy(model)
+    return own
 
 
 # ------------------------------------------------------------------ the model on workers
@@ -662,6 +815,7 @@ def _block_downscale_inner(
     seg_vars: list[str],
     reach_vars: list[str],
     units: dict[str, str],
+    geometry: dict[str, dict[str, Any]] | None = None,
 ) -> xr.DataArray:
     """Apply the model to one (block of the network, time block) of the slot layout."""
     from xmsgl.downscale import check_compatible_vars_only
@@ -671,6 +825,8 @@ def _block_downscale_inner(
 
     dev = resolve_device(device)
     model = cached_model(model_path, model_sha256, str(dev))
+    if getattr(model.net, "dmsge", None) is not None:
+        model = _thread_model(model, (model_path, model_sha256, str(dev)))
     keep = np.asarray(block["_keep"].values, dtype=bool)
     n_in = int(keep.size)
     t_keep = int(np.argmax(keep)) if keep.any() else n_in
@@ -706,7 +862,9 @@ def _block_downscale_inner(
     graphs = build_graphs(sub, **graph_options)
     _reweight(graphs, stats)
     # The coarse head reads segments only.
-    data = _rebuild(model, sub, graphs, dev, slice(0, n_in), reach_inputs=scale != SEG)
+    geoms = _block_geometry(block, geometry or {}, seg_ok)
+    data = _rebuild(model, sub, graphs, dev, slice(0, n_in), reach_inputs=scale != SEG,
+                    geometry=geoms)
     output = "coarse" if scale == SEG else model.output
     out = predict(model.net, data, t_keep, n_in, output=output, device=dev, chunk=int(chunk),
                   spinup=int(spinup), batch_size=batch_size)
@@ -965,8 +1123,9 @@ def downscale_lazy(
         side the model's graph reads (its ``direction``). Default
         :func:`default_halo`: for a ``"downstream"`` graph the whole path to the
         outlet (exact); otherwise the segment hops one edge of the graph spans
-        (``max_hops``, or as many as ``max_distance`` spans) plus 12, and with no
-        ``max_hops`` or ``max_distance`` cut components are kept whole.
+        (``max_hops``, or as many as ``max_distance`` spans) plus 12 (for the dmsge
+        backbone, times ``layers + 1`` instead: exact), and with no ``max_hops`` or
+        ``max_distance`` cut components are kept whole.
     threads : int or None, default 1
         torch threads while a block runs (``torch.set_num_threads`` is
         process-wide, so the previous setting is restored after each block);
@@ -982,6 +1141,11 @@ def downscale_lazy(
     ChunkingError
         Input chunks too large for one block to read, or too many of them; the
         message says how to rechunk.
+    BlockDependenceError
+        A model whose dmsge backbone searches neighbours over the whole network
+        (its ``"geo"`` or ``"dynamic"`` neighbourhoods) and a network cut into
+        several blocks: pass ``lazy=False`` to ``downscale`` or a ``reach_chunk`` of
+        at least the number of reaches (one block, exact).
     ParameterError
         For a ``time_block`` that is not a multiple of ``chunk``.
     """
@@ -1046,6 +1210,7 @@ def _downscale_lazy(
     halo_ = default_halo(model, topo, graphs) if halo is None else int(halo)
     part = partition(topo, reach_chunk=reach_chunk, halo=halo_,
                      direction=options.get("direction") or "updown")
+    geometry = _network_geometry(model, ds, part, scale, reach_chunk)
 
     times = pd.DatetimeIndex(ds[TIME].values)
     i0, i1 = _time_positions(times, time)
@@ -1057,20 +1222,19 @@ def _downscale_lazy(
     out_t_chunks = tuple(b - a for _, a, b in t_ranges)
 
     # The slot layout: block after block, each block's reaches, and its segments
-    # padded to as many slots (a segment always has at least one reach).
+    # padded to as many slots (a segment always has at least one reach), core and
+    # halo nodes together in the dataset's order.
+    sorted_blocks = [_in_dataset_order(b) for b in part.blocks]
     slot_chunks = tuple(int(b.reach.size) for b in part.blocks)
-    reach_index = np.concatenate([b.reach for b in part.blocks])
+    reach_index = np.concatenate([b.reach for b, _, _ in sorted_blocks])
     seg_index = np.concatenate([np.concatenate([b.seg, np.full(b.reach.size - b.seg.size, b.seg[0])])
-                                for b in part.blocks])
+                                for b, _, _ in sorted_blocks])
     meta: dict[str, list[np.ndarray]] = {k: [] for k in (
         "_rid", "_rto", "_rlen", "_rseg", "_rcore", "_sid", "_sto", "_slen", "_score")}
-    for blk in part.blocks:
+    for blk, seg_core, core_r in sorted_blocks:
         t = _sub_topology(topo, blk)
         pad = blk.reach.size - blk.seg.size
-        core_r = np.zeros(blk.reach.size, dtype=np.bool_)
-        core_r[: blk.n_core_reach] = True
-        core_s = np.zeros(blk.reach.size, dtype=np.bool_)
-        core_s[: blk.n_core_seg] = True
+        core_s = np.concatenate([seg_core, np.zeros(pad, dtype=np.bool_)])
         for k, v in (("_rid", t["reach_id"]), ("_rto", t["reach_to"]), ("_rlen", t["reach_length"]),
                      ("_rseg", t["reach_seg"]), ("_rcore", core_r), ("_score", core_s)):
             meta[k].append(v)
@@ -1082,6 +1246,11 @@ def _downscale_lazy(
         k: ((_SLOT,), dsa.from_array(np.concatenate(v), chunks=(slot_chunks,)))
         for k, v in meta.items()}
     variables["_keep"] = ((_XTIME,), dsa.from_array(keep, chunks=(xtime_chunks,)))
+    for sc, geom in geometry.items():
+        index = seg_index if sc == SEG else reach_index
+        for field, values in _geometry_fields(geom).items():
+            variables[f"_g{sc}_{field}"] = ((_SLOT,), dsa.from_array(
+                np.ascontiguousarray(values[index]), chunks=(slot_chunks,)))
     for name in names:
         dim = SEG if name in seg_vars else REACH
         index = seg_index if dim == SEG else reach_index
@@ -1105,9 +1274,11 @@ def _downscale_lazy(
                 "stats": stats, "device": str(device), "threads": threads, "scale": scale,
                 "spinup": int(spinup), "chunk": chunk, "batch_size": batch_size,
                 "seg_vars": list(seg_vars), "reach_vars": list(reach_vars),
-                "units": {n: spec.units[n] for n in names}})
+                "units": {n: spec.units[n] for n in names},
+                "geometry": {sc: {"source": g.source, "length_scale": float(g.length_scale)}
+                             for sc, g in geometry.items()}})
     dim = SEG if scale == SEG else REACH
-    order = part.seg_order if scale == SEG else part.reach_order
+    order = np.concatenate([b.seg[c] if scale == SEG else b.reach[r] for b, c, r in sorted_blocks])
     inverse = np.empty(order.size, dtype=np.int64)
     inverse[order] = np.arange(order.size)
     t_chunks = out_t_chunks

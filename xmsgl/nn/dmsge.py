@@ -116,9 +116,14 @@ def backbone_options(options: dict[str, Any] | None) -> dict[str, Any]:
                              f"distinct names from {list(GRAPHS)}")
     opts["graphs"] = [g for g in GRAPHS if g in graphs]
     if opts["candidates"] < opts["k"]:
+        # Two limits on k, named together so that fixing one does not run into the other.
         raise ParameterError(
-            f"backbone_options['candidates']={opts['candidates']} is smaller than k={opts['k']}: "
-            "the dynamic search of large graphs could not find k neighbours; raise candidates"
+            f"backbone_options['k']={opts['k']} is larger than backbone_options['candidates']="
+            f"{opts['candidates']}, the candidates per node among which the dynamic search of "
+            f"graphs above brute_max={opts['brute_max']} nodes picks its k neighbours; k is also "
+            "limited by the network: at most the number of nodes of the smallest graph used "
+            f"minus 1. Lower k to at most {opts['candidates']}, or, on a network whose every "
+            f"graph has more than {opts['k']} nodes, set candidates to at least {opts['k']}"
         )
     return opts
 
@@ -430,17 +435,26 @@ class DMSGEBackbone(nn.Module):
         Raises
         ------
         ParameterError
-            ``k`` is not below the number of nodes of the scale.
+            ``k`` is not below the number of nodes of the scale (with the ``"geo"``
+            or ``"dynamic"`` neighbourhoods, which search ``k`` other nodes).
         """
         n = geometry.n
-        if self.k > n - 1:
+        # The hydrologic neighbourhood pads short rows with the node itself; the
+        # geometric and feature searches need k other nodes.
+        searched = "geo" in self.graphs or "dynamic" in self.graphs
+        if searched and self.k > n - 1:
             raise ParameterError(
                 f"backbone_options['k']={self.k} needs more than {self.k} nodes, but the {scale!r} "
-                f"graph has {n}; lower k to at most {max(n - 1, 1)}"
+                f"graph has {n}; k is at most the number of nodes of each graph minus 1: lower k "
+                f"to at most {max(n - 1, 1)}"
             )
-        geo = geometric_knn(geometry.pos, self.k)
+        # Without "geo" only the diagnostics read the geometric neighbours, so a graph
+        # too small for k of them (a block of the lazy path) gets fewer.
+        k_geo = self.k if searched else min(self.k, n - 1)
+        geo = (geometric_knn(geometry.pos, k_geo) if k_geo >= 1
+               else np.zeros((n, 0), dtype=np.int64))
         cand = cand_valid = None
-        if n > self.options["brute_max"]:
+        if "dynamic" in self.graphs and n > self.options["brute_max"]:
             m = min(self.options["candidates"], n - 1)
             c, v = candidate_set(geometry.pos, geometry.group, m)
             cand, cand_valid = torch.from_numpy(c), torch.from_numpy(v)
