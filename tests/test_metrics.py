@@ -242,3 +242,15 @@ def test_duplicated_labels_are_refused(obs2d: xr.DataArray) -> None:
     twice = xr.concat([obs2d, obs2d.isel(reach=[1])], dim="reach")
     with pytest.raises(xmsgl.DataError, match="prediction has duplicated 'reach' labels .first: 12"):
         evaluate(twice, obs2d)
+
+
+def test_float_fill_codes_in_degc_are_refused() -> None:
+    import xmsgl.metrics as metrics
+
+    obs = xr.DataArray([12.0, -999.0, 14.0], dims="time", coords={"time": [0, 1, 2]},
+                       attrs={"units": "degC"})
+    pred = obs.where(obs > -50, 13.0)
+    with pytest.raises(metrics.DataError, match="observed holds values from -999"):
+        metrics.align_pair(pred, obs)
+    # Other quantities in other units are not judged as temperatures.
+    metrics.align_pair(pred.assign_attrs(units="m3 s-1"), obs.assign_attrs(units="m3 s-1"))

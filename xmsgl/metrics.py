@@ -183,6 +183,8 @@ def align_pair(
     for side, da in (("prediction", prediction), ("observed", observed)):
         _check_labels(side, da)
         _check_integer(side, da)
+        if da.dtype.kind == "f":
+            _check_fill_codes(side, da)
     _check_units(prediction, observed)
     if join not in ("inner", "exact"):
         raise SchemaError(f"join={join!r} is not known; use 'inner' or 'exact'")
@@ -294,11 +296,24 @@ def _check_integer(side: str, da: xr.DataArray) -> None:
             "temperatures; decode the file (xarray.decode_cf, or open it with mask_and_scale=True) "
             f"or mask them, e.g. {side}.where({side} != fill).astype(float)"
         )
+    _check_fill_codes(side, da, "integers")
+
+
+def _check_fill_codes(side: str, da: xr.DataArray, what: str = "values") -> None:
+    """Refuse values that cannot be water temperatures in degC (fill codes).
+
+    Integers are judged with or without units; floating-point values only when they
+    say they are degC (values without units are judged with the units check).
+    """
+    units = da.attrs.get("units")
+    if (units is None and what == "values") or (units is not None
+                                                 and not same_units(str(units), "degC")):
+        return
     rng = _finite_range(da)
     if _implausible(rng):
         assert rng is not None
         raise DataError(
-            f"{side} holds integers from {rng[0]:g} to {rng[1]:g}, implausible for water "
+            f"{side} holds {what} from {rng[0]:g} to {rng[1]:g}, implausible for water "
             "temperature in degC (fill values such as -999?); mask the missing values, e.g. "
             f"{side}.where({side} > -50).astype(float), or decode the file with xarray.decode_cf"
         )
