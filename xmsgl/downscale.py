@@ -72,6 +72,18 @@ def _time_gaps(time: pd.DatetimeIndex, i0: int, i1: int, spinup: int) -> np.ndar
     return breaks
 
 
+def lookahead_end(model: Downscaler, scale: str, times: pd.DatetimeIndex, i1: int,
+                  breaks: np.ndarray) -> int:
+    """Where the inputs of a run ending at ``i1`` (exclusive) need to end: up to the
+    cross-scale head's look-ahead later (:meth:`CrossScaleHead.lookahead`), where
+    the record goes on without a gap, so that the last kept days' attention spans
+    are whole."""
+    if scale == SEG or model.output not in ("fine", "cross"):
+        return i1
+    stop = int(np.min(breaks[breaks >= i1], initial=len(times)))
+    return min(i1 + model.net.cross_head.lookahead(), stop)
+
+
 def downscale(
     ds: xr.Dataset,
     model_or_path: Downscaler | BaselineModel | str | os.PathLike[str],
@@ -238,8 +250,9 @@ def downscale(
     breaks = _time_gaps(times, i0, i1, int(spinup))
     # The first window's warm-up: spinup days early, never across a gap.
     s0 = inference_windows(i0, i1, int(chunk), int(spinup), breaks)[0][0]
+    e1 = lookahead_end(model, scale, times, i1, breaks)
     dev = resolve_device(device)
-    data = _rebuild(model, ds, graphs, dev, slice(s0, i1), reach_inputs=scale == REACH)
+    data = _rebuild(model, ds, graphs, dev, slice(s0, e1), reach_inputs=scale == REACH)
     net = model.net.to(dev)
     try:
         # For segments only the coarse recurrence and head run.

@@ -830,13 +830,14 @@ def _block_downscale_inner(
     keep = np.asarray(block["_keep"].values, dtype=bool)
     n_in = int(keep.size)
     t_keep = int(np.argmax(keep)) if keep.any() else n_in
+    t_end = t_keep + int(keep.sum())  # the kept days; those after are look-ahead
     rcore = np.asarray(block["_rcore"].values, dtype=bool)
     sid = np.asarray(block["_sid"].values)
     seg_ok = sid > 0
     score = np.asarray(block["_score"].values, dtype=bool)[seg_ok]
     n_core = int(score.sum()) if scale == SEG else int(rcore.sum())
-    if n_core == 0 or t_keep >= n_in:
-        return xr.DataArray(np.zeros((n_core, n_in - t_keep), dtype=np.float32),
+    if n_core == 0 or t_keep >= t_end:
+        return xr.DataArray(np.zeros((n_core, t_end - t_keep), dtype=np.float32),
                             dims=(_SLOT, _XTIME), name="prediction")
     m = {"units": "m"}
     sub = xr.Dataset(
@@ -863,10 +864,11 @@ def _block_downscale_inner(
     _reweight(graphs, stats)
     # The coarse head reads segments only.
     geoms = _block_geometry(block, geometry or {}, seg_ok)
+    day0 = int(np.asarray(block["_day"].values)[0]) if "_day" in block.variables else 0
     data = _rebuild(model, sub, graphs, dev, slice(0, n_in), reach_inputs=scale != SEG,
-                    geometry=geoms)
+                    geometry=geoms, day0=day0)
     output = "coarse" if scale == SEG else model.output
-    out = predict(model.net, data, t_keep, n_in, output=output, device=dev, chunk=int(chunk),
+    out = predict(model.net, data, t_keep, t_end, output=output, device=dev, chunk=int(chunk),
                   spinup=int(spinup), batch_size=batch_size)
     tgt = model.config["targets"]
     vals = out["seg"][:, score] if scale == SEG else out["reach"][:, rcore]
@@ -1179,7 +1181,13 @@ def _downscale_lazy(
     import dask.array as dsa
 
     import xmsgl
-    from xmsgl.downscale import _time_gaps, _time_positions, check_compatible_vars_only, long_name
+    from xmsgl.downscale import (
+        _time_gaps,
+        _time_positions,
+        check_compatible_vars_only,
+        long_name,
+        lookahead_end,
+    )
     from xmsgl.graph import build_graphs
     from xmsgl.model import check_compatible
     from xmsgl.train import inference_windows
@@ -1215,10 +1223,15 @@ def _downscale_lazy(
     times = pd.DatetimeIndex(ds[TIME].values)
     i0, i1 = _time_positions(times, time)
     # Time blocks are laid out as the in-memory windows are, never across a gap.
-    t_ranges = inference_windows(i0, i1, time_block, int(spinup), _time_gaps(times, i0, i1, int(spinup)))
-    xtime_idx = np.concatenate([np.arange(s, b) for s, _, b in t_ranges])
-    keep = np.concatenate([np.arange(s, b) >= a for s, a, b in t_ranges])
-    xtime_chunks = tuple(b - s for s, _, b in t_ranges)
+    gaps = _time_gaps(times, i0, i1, int(spinup))
+    t_ranges = inference_windows(i0, i1, time_block, int(spinup), gaps)
+    # Each time block reads on past its last kept day as far as the cross-scale
+    # head looks ahead (its attention is not causal), as the in-memory run does.
+    ends = [lookahead_end(model, scale, times, b, gaps) for _, _, b in t_ranges]
+    xtime_idx = np.concatenate([np.arange(s, e) for (s, _, _), e in zip(t_ranges, ends)])
+    keep = np.concatenate([(np.arange(s, e) >= a) & (np.arange(s, e) < b)
+                           for (s, a, b), e in zip(t_ranges, ends)])
+    xtime_chunks = tuple(e - s for (s, _, _), e in zip(t_ranges, ends))
     out_t_chunks = tuple(b - a for _, a, b in t_ranges)
 
     # The slot layout: block after block, each block's reaches, and its segments
@@ -1246,6 +1259,10 @@ def _downscale_lazy(
         k: ((_SLOT,), dsa.from_array(np.concatenate(v), chunks=(slot_chunks,)))
         for k, v in meta.items()}
     variables["_keep"] = ((_XTIME,), dsa.from_array(keep, chunks=(xtime_chunks,)))
+    # Each input day's date (days since 1970-01-01): the heads' attention spans lie on
+    # the calendar, as in memory.
+    day_numbers = times.values.astype("datetime64[D]").astype(np.int64)
+    variables["_day"] = ((_XTIME,), dsa.from_array(day_numbers[xtime_idx], chunks=(xtime_chunks,)))
     for sc, geom in geometry.items():
         index = seg_index if sc == SEG else reach_index
         for field, values in _geometry_fields(geom).items():
@@ -1328,7 +1345,7 @@ def subbasin_data(data: Any, topo: Topology, block: Block, graph_options: dict[s
                      np.ascontiguousarray(data.x_reach[:, block.reach]),
                      torch_graphs(graphs, device), cross_row_blocks(graphs, device, 10_000),
                      np.asarray(graphs.parent.tocsr().indices, dtype=np.int64),
-                     graphs.cross.tocsr(), breaks=data.breaks)
+                     graphs.cross.tocsr(), breaks=data.breaks, day0=data.day0)
 
 
 def train_subbasins(

@@ -416,6 +416,10 @@ class ModelData:
     #: Positions of the days that do not follow the day before (a gap in the time
     #: axis ends just before each); inference restarts the recurrence there.
     breaks: np.ndarray | None = None
+    #: The date of the first day, in days since 1970-01-01: inference lays the
+    #: cross-scale head's attention spans on the calendar from it, so that a day's
+    #: prediction does not depend on where its window starts.
+    day0: int = 0
 
 
 def torch_graphs(graphs: Any, device: torch.device) -> dict[str, SparseGraph]:
@@ -719,6 +723,21 @@ def train_tasks(
 # ------------------------------------------------------------------------- inference
 
 
+def epoch_day(time: Any) -> int:
+    """The first day of ``time`` in days since 1970-01-01 (0 when it is not datetime64).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> epoch_day(pd.to_datetime(["1970-01-31", "1970-02-01"]))
+    30
+    """
+    values = np.asarray(time)
+    if values.size == 0 or not np.issubdtype(values.dtype, np.datetime64):
+        return 0
+    return int(values[0].astype("datetime64[D]").astype(np.int64))
+
+
 def time_breaks(time: Any) -> np.ndarray:
     """Positions of the days that do not follow the day before: gaps in a daily axis.
 
@@ -814,12 +833,22 @@ def predict(
         res["reach"] = np.empty((n_time, n_reach), dtype=np.float32)
     if need_seg:
         res["seg"] = np.empty((n_time, n_seg), dtype=np.float32)
-    wins = inference_windows(t0, t1, chunk, spinup, data.breaks)
-    groups: dict[int, list[tuple[int, int, int]]] = {}
-    for w in wins:
-        groups.setdefault(w[2] - w[0], []).append(w)
+    # Each window runs on past the last day it keeps, up to ``lookahead`` days where
+    # the data go on without a gap: the attention of the cross-scale head is not
+    # causal, so a kept day's span must be whole, as in any other window.
+    look = net.cross_head.lookahead() if output in ("fine", "cross") else 0
+    n_data = data.x_seg.shape[0] if data.x_seg.shape[0] else data.x_reach.shape[0]
+    stops = np.union1d(np.asarray(data.breaks if data.breaks is not None else [], dtype=np.int64),
+                       [n_data])
+    # Windows run side by side when they have the same length and the same place on
+    # the calendar grid of the attention spans (``phase``).
+    period = net.cross_head.span_period()
+    groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    for s, a, b in inference_windows(t0, t1, chunk, spinup, data.breaks):
+        run_end = min(b + look, int(stops[np.searchsorted(stops, b)]))
+        groups.setdefault((run_end - s, (int(data.day0) + s) % period), []).append((s, a, b))
     hidden = net.hidden
-    for length, ws in groups.items():
+    for (length, phase), ws in groups.items():
         nodes = (n_seg if need_seg else 0) + (n_reach if need_reach else 0)
         # Inference keeps about 6 (N, H) tensors per node-day (inputs, states, heads).
         bs = batch_size or int(max(1, min(len(ws), 2e9 // max(1, nodes * length * hidden * 4 * 6))))
@@ -847,7 +876,8 @@ def predict(
             elif output != "coarse":
                 nb = len(part)
                 warm = min(keep - s for s, keep, _ in part)
-                cut = net.cross_head.first_needed_day(warm) if output in ("fine", "cross") else warm
+                cut = (net.cross_head.first_needed_day(warm, phase) if output in ("fine", "cross")
+                       else warm)
                 days = length - cut
                 fine = torch.empty(days, n_reach, nb, device=device)
                 # One contiguous (S, T, B, H) copy serves every block of reaches.
@@ -860,7 +890,7 @@ def predict(
                         hx = hx.reshape(-1, days, hidden)
                     if h_f is not None:
                         hf = h_f[cut:, r0:r1].permute(1, 2, 0, 3).reshape(-1, days, hidden)
-                    y = net.fine_from_hidden(hx, hf, (output,))[output]
+                    y = net.fine_from_hidden(hx, hf, (output,), phase=(phase + cut) % period)[output]
                     fine[:, r0:r1] = y.reshape(r1 - r0, nb, days).permute(2, 0, 1)
             for b, (s, keep, end) in enumerate(part):
                 a = keep - s

@@ -83,8 +83,14 @@ class TemporalAttentionBlock(nn.Module):
         bias = torch.cat([b_q * scale, b_k, torch.addmv(b_o, w_o, b_v)], dim=0)
         return torch.cat([weight, bias[:, None]], dim=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, phase: int = 0) -> torch.Tensor:
         """Apply the block to ``x`` of shape (M, T, H).
+
+        ``phase`` places the spans on a grid that does not start with the
+        sequence: day ``t`` of the sequence is day ``t + phase`` of the grid, whose
+        spans start at ``offset`` and every ``window`` days (inference passes the
+        date of the first day, so that a day's span is the same whatever window
+        it is predicted in; training uses 0, spans laid out from the window's start).
 
         The sequence is padded so that every span is one window (a shorter first
         or last span gets days of zeros whose scores are set to -inf: they get no
@@ -95,7 +101,7 @@ class TemporalAttentionBlock(nn.Module):
         """
         m, n_time, hdim = x.shape
         w = self.window
-        front, back = _padding(n_time, w, self.offset)
+        front, back = _padding(n_time, w, (self.offset - int(phase)) % w)
         n_pad = front + n_time + back
         n_spans = n_pad // w
         xp = x.new_empty(m, n_pad, hdim + 1)
@@ -148,15 +154,26 @@ class CrossScaleHead(nn.Module):
         self.readout = nn.Linear(hidden, 1)
         self.skip = nn.Linear(hidden, 1, bias=False)
 
-    def first_needed_day(self, first_output: int) -> int:
-        """The first day of a sequence this head needs to give, from ``first_output``
-        on, exactly what it gives on the whole sequence.
+    def lookahead(self) -> int:
+        """Days after a day that its output can depend on: the attention is not
+        causal, and each block reaches to the end of its span (``window`` days per
+        block at most)."""
+        return sum(blk.window for blk in self.blocks if isinstance(blk, TemporalAttentionBlock))
 
-        Each block attends within spans of ``window`` days laid out from the start
-        of the sequence, so a sequence cut at a multiple of ``window`` keeps every
-        span after the cut; only the first span of a shifted block is shortened,
-        and each block carries that error to the days of its spans. Inference
-        uses this to skip the heads on spin-up days.
+    def span_period(self) -> int:
+        """The period of the attention spans' grid (1 without attention blocks)."""
+        windows = {blk.window for blk in self.blocks if isinstance(blk, TemporalAttentionBlock)}
+        return windows.pop() if len(windows) == 1 else 1
+
+    def first_needed_day(self, first_output: int, phase: int = 0) -> int:
+        """The first day of a sequence this head needs to give, from ``first_output``
+        on, exactly what it gives on the whole sequence (with the same ``phase``).
+
+        Each block attends within spans of ``window`` days on a grid (see
+        :meth:`TemporalAttentionBlock.forward`), so a sequence cut at a day of a
+        block's grid keeps every span of that block after the cut; a span that
+        straddles the cut is shortened, and each block carries that error to the
+        days of its spans. Inference uses this to skip the heads on spin-up days.
 
         Examples
         --------
@@ -164,29 +181,35 @@ class CrossScaleHead(nn.Module):
         150
         >>> CrossScaleHead(hidden=4, window=30).first_needed_day(40)
         0
+        >>> CrossScaleHead(hidden=4, window=30).first_needed_day(180, phase=7)
+        143
         """
         blocks = [blk for blk in self.blocks if isinstance(blk, TemporalAttentionBlock)]
         windows = {blk.window for blk in blocks}
         if not blocks or first_output <= 0 or len(windows) != 1:
             return 0
         w = windows.pop()
-        for cut in range(first_output // w * w, 0, -w):
+
+        def on_grid(day: int, blk: TemporalAttentionBlock) -> int:
+            # The first day >= ``day`` where a span of ``blk`` starts.
+            start = (blk.offset - int(phase)) % w
+            return start + -(-(day - start) // w) * w
+
+        for cut in range(first_output, 0, -1):
+            # The spans of the cut sequence are those of the whole one from the
+            # first grid day at or after the cut on. A day is exact when its span
+            # is one of those and every day of the span was exact at the input.
             exact_from = cut
             for blk in blocks:
-                # The spans of the whole sequence start at 0, then at offset + k * w;
-                # those of the cut one at cut, then at cut + offset + k * w: the same
-                # from cut + offset on. A day is exact when its span is one of those
-                # and every day of the span was exact at the block's input.
-                lo = max(exact_from, cut + blk.offset)
-                exact_from = blk.offset + -(-(lo - blk.offset) // w) * w
+                exact_from = on_grid(max(exact_from, on_grid(cut, blk)), blk)
             if exact_from <= first_output:
                 return cut
         return 0
 
-    def forward(self, h_cross: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h_cross: torch.Tensor, phase: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         z = h_cross
         for blk in self.blocks:
-            z = blk(z)
+            z = blk(z, phase) if isinstance(blk, TemporalAttentionBlock) else blk(z)
         return z, (self.readout(z) + self.skip(h_cross)).squeeze(-1)
 
 

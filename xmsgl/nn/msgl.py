@@ -168,12 +168,17 @@ class MSGLNet(nn.Module):
         return self.coarse_head(h_coarse).squeeze(-1)
 
     def fine_from_hidden(
-        self, h_cross: torch.Tensor | None, h_fine: torch.Tensor | None, tasks: tuple[str, ...]
+        self, h_cross: torch.Tensor | None, h_fine: torch.Tensor | None, tasks: tuple[str, ...],
+        phase: int = 0,
     ) -> dict[str, torch.Tensor]:
-        """Fine heads on node sequences (M, T, H); returns (M, T) per task."""
+        """Fine heads on node sequences (M, T, H); returns (M, T) per task.
+
+        ``phase``: where the sequences' first day lies on the grid of the
+        cross-scale head's attention spans (:meth:`CrossScaleHead.forward`).
+        """
         out: dict[str, torch.Tensor] = {}
         if h_cross is not None and ("cross" in tasks or "fine" in tasks):
-            z, y_cross = self.cross_head(h_cross)
+            z, y_cross = self.cross_head(h_cross, phase)
             out["cross"] = y_cross
             if "fine" in tasks and h_fine is not None:
                 out["fine"] = self.fine_head(z, y_cross, h_fine)

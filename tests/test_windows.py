@@ -1,0 +1,70 @@
+"""A day's prediction does not depend on the window it is predicted in."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import xmsgl
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)
+
+from xmsgl.nn.heads import CrossScaleHead  # noqa: E402
+
+
+@pytest.mark.parametrize("phase", [0, 7, 15, 29])
+@pytest.mark.parametrize("first_output", [40, 100, 180])
+def test_head_cut_at_first_needed_day_is_exact(phase: int, first_output: int) -> None:
+    torch.manual_seed(0)
+    head = CrossScaleHead(hidden=4, window=30).eval()
+    x = torch.randn(3, 300, 4)
+    with torch.no_grad():
+        _, whole = head(x, phase)
+        cut = head.first_needed_day(first_output, phase)
+        _, part = head(x[:, cut:], (phase + cut) % 30)
+    assert 0 <= cut <= first_output
+    torch.testing.assert_close(part[:, first_output - cut:], whole[:, first_output:])
+    if cut < first_output:  # one day later is not enough: the cut is the latest exact one
+        _, late = head(x[:, cut + 1:], (phase + cut + 1) % 30)
+        assert not torch.allclose(late[:, first_output - cut - 1:], whole[:, first_output:])
+
+
+def test_spans_follow_the_calendar() -> None:
+    # Shifting the sequence and the phase together gives the same days the same spans.
+    torch.manual_seed(1)
+    head = CrossScaleHead(hidden=4, window=30).eval()
+    x = torch.randn(2, 200, 4)
+    with torch.no_grad():
+        _, a = head(x[:, 10:], 10)
+        _, b = head(x, 0)
+        _, c = head(x[:, 10:], 0)  # the same days on another grid
+    torch.testing.assert_close(a[:, 50:140], b[:, 60:150])
+    assert not torch.allclose(c[:, 50:140], b[:, 60:150])
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[xr.Dataset, xmsgl.Downscaler]:
+    ds = xmsgl.datasets.synthetic_basin(n_segments=8, start="2000-10-01", end="2002-09-30", seed=1)
+    model = ds.msgl.sparsify(keep=0.1, seed=0).msgl.fit(method="msgl", epochs=6, progress=False,
+                                                        seed=0, window=180, stride=90)
+    return ds, model
+
+
+@pytest.mark.parametrize("scale", ["reach", "cross"])
+def test_a_period_gives_the_days_of_the_whole_record(fitted, scale: str) -> None:
+    ds, model = fitted
+    whole = ds.msgl.downscale(model, scale=scale, chunk=200, spinup=100)
+    for sel in (("2001-02-11", "2001-12-20"), ("2001-07-01", "2002-09-30")):
+        part = ds.msgl.downscale(model, scale=scale, time=sel, chunk=200, spinup=100)
+        # The recurrences forget their start within the spin-up; the attention spans
+        # lie on the calendar and are whole at every window's end.
+        np.testing.assert_allclose(part.values, whole.sel(time=slice(*sel)).values, atol=0.02)
+
+
+def test_lazy_time_blocks_read_ahead(fitted) -> None:
+    ds, model = fitted
+    whole = ds.msgl.downscale(model)
+    lazy = ds.chunk({"time": 100}).msgl.downscale(model, reach_chunk=30, time_block=365).compute()
+    np.testing.assert_allclose(lazy.values, whole.values, atol=1e-5)
