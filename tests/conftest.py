@@ -56,6 +56,18 @@ def half_year_basin():
     )
 
 
+#: Settings of the quick fits the tests make: short windows, one epoch.
+FAST_FIT = {"epochs": 1, "window": 30, "stride": 30, "progress": False, "attn_window": 10}
+
+
+@pytest.fixture(scope="session")
+def half_year_msgl(half_year_basin):
+    """An msgl model fitted with :data:`FAST_FIT` on ``half_year_basin`` (seed 0), once."""
+    from xmsgl.model import fit
+
+    return fit(half_year_basin, method="msgl", seed=0, **FAST_FIT)
+
+
 @pytest.fixture
 def tiny_basin():
     """A 6-segment basin over four months, for fast unit tests."""

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from tests.conftest import FAST_FIT
+
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
@@ -26,7 +28,7 @@ from xmsgl.model import Downscaler, fit, load  # noqa: E402
 from xmsgl.periods import period_bounds, period_list, period_mask  # noqa: E402
 from xmsgl.train import check_weighting  # noqa: E402
 
-FAST = {"epochs": 1, "window": 30, "stride": 30, "progress": False, "attn_window": 10}
+FAST = FAST_FIT
 DAYS = pd.date_range("2000-12-30", "2002-01-02")
 
 
@@ -36,8 +38,8 @@ def basin(half_year_basin: xr.Dataset) -> xr.Dataset:
 
 
 @pytest.fixture(scope="module")
-def model(basin: xr.Dataset) -> Downscaler:
-    return fit(basin, method="msgl", seed=0, **FAST)
+def model(half_year_msgl: Downscaler) -> Downscaler:
+    return half_year_msgl
 
 
 # ------------------------------------------------------------------------ periods

@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 import xmsgl
-from tests.conftest import devices
+from tests.conftest import FAST_FIT, devices
 
 torch = pytest.importorskip("torch")
 
@@ -15,7 +15,7 @@ from xmsgl.downscale import downscale  # noqa: E402
 from xmsgl.exceptions import DataError, ModelMismatchError, XmsglError  # noqa: E402
 from xmsgl.model import Downscaler, fit  # noqa: E402
 
-FAST = {"epochs": 1, "window": 30, "stride": 30, "progress": False, "attn_window": 10}
+FAST = FAST_FIT
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,8 @@ def basin(half_year_basin: xr.Dataset) -> xr.Dataset:
 
 
 @pytest.fixture(scope="module")
-def model(basin: xr.Dataset) -> Downscaler:
-    return fit(basin, method="msgl", seed=0, **FAST)
+def model(half_year_msgl: Downscaler) -> Downscaler:
+    return half_year_msgl
 
 
 @pytest.mark.parametrize("device", devices())

@@ -61,6 +61,7 @@ import xarray as xr
 from xmsgl.convention import REACH, SEG, TIME, Topology, topology_arrays, validate
 from xmsgl.exceptions import DataError, ModelMismatchError, SchemaError, TimeError, XmsglError, format_ids
 from xmsgl.io import model_path, write_model_folder
+from xmsgl.periods import period_mask
 
 __all__ = ["BASELINES", "BaselineModel", "fit_baseline", "load_baseline", "default_train_period"]
 
@@ -88,12 +89,6 @@ def _version() -> str:
 
 
 # ----------------------------------------------------------------------------- periods
-
-
-def _period_mask(time: pd.DatetimeIndex, period: Any, name: str = "time") -> np.ndarray:
-    from xmsgl.periods import period_mask
-
-    return period_mask(time, period, name)
 
 
 def default_train_period(time: pd.DatetimeIndex) -> list[tuple[str, str]]:
@@ -183,7 +178,7 @@ def _length_m(ds: xr.Dataset, name: str, values: np.ndarray) -> np.ndarray:
 
 def _train_mask(time: pd.DatetimeIndex, train: Any) -> tuple[np.ndarray, list[tuple[str, str]]]:
     period = default_train_period(time) if train is None else train
-    mask = _period_mask(time, period, "train")
+    mask = period_mask(time, period, "train")
     if not mask.any():
         raise TimeError(
             f"the training period {period!r} holds no day of the dataset "
@@ -375,7 +370,7 @@ class BaselineModel:
         if TIME not in ds.dims:
             raise SchemaError("the dataset has no 'time' dimension; baselines predict daily values")
         times = pd.DatetimeIndex(ds[TIME].values)
-        tmask = np.ones(len(times), dtype=bool) if time is None else _period_mask(times, time)
+        tmask = np.ones(len(times), dtype=bool) if time is None else period_mask(times, time, "time")
         if not tmask.any():
             raise TimeError(f"time={time!r} selects no day of the dataset "
                             f"({times[0].date()} to {times[-1].date()})")

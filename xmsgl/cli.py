@@ -33,34 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from xmsgl.exceptions import DataError, ParameterError, SchemaError, XmsglError
+from xmsgl.io import output_folder, output_path
 
 __all__ = ["main"]
-
-
-def _path_of(option: str, value: str) -> Path:
-    """``value`` of ``option`` with ``~`` expanded; refused when it lies below a file."""
-    path = Path(value).expanduser()
-    for folder in path.parents:
-        if folder.exists():
-            if not folder.is_dir():
-                raise ParameterError(f"{option} {value!r}: {str(folder)!r} is a file, not a folder; "
-                                     f"choose another {option}")
-            break
-    return path
-
-
-def _folder_of(option: str, value: str) -> Path:
-    """A folder option: a new folder, or an existing one (not a file)."""
-    path = _path_of(option, value)
-    if path.exists() and not path.is_dir():
-        raise ParameterError(f"{option} {value!r} is a file, not a folder; choose another {option}")
-    return path
 
 
 def _demo(args: argparse.Namespace) -> int:
     from xmsgl.demo import OUTPUTS, run_demo
 
-    outdir = _folder_of("--outdir", args.outdir)
+    outdir = output_folder(args.outdir, "--outdir")
     existing = [str(outdir / name) for name in OUTPUTS if os.path.lexists(outdir / name)]
     if existing and not args.overwrite:
         raise ParameterError(f"{', '.join(map(repr, existing))} already exist(s); pass --overwrite to "
@@ -73,7 +54,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _fetch_data(args: argparse.Namespace) -> int:
     from xmsgl.datasets.drb import fetch_data
 
-    folder = None if args.folder is None else _folder_of("--folder", args.folder)
+    folder = None if args.folder is None else output_folder(args.folder, "--folder")
     paths = fetch_data(source=args.source, folder=folder)
     for p in paths:
         print(p)
@@ -182,7 +163,7 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
             raise ParameterError(f"--n-segments {args.n_segments}: give at least 1")
         if not 0 < args.reach_obs_share <= 1:
             raise ParameterError(f"--reach-obs-share {args.reach_obs_share}: give a share in (0, 1]")
-    out = _path_of("--out", args.out)
+    out = output_path(args.out, "--out")
     if out.is_dir():
         raise ParameterError(f"--out {args.out!r} is a folder; give a netCDF file name")
     if os.path.lexists(out) and not args.overwrite:

@@ -20,7 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from xmsgl.exceptions import ParameterError
-from xmsgl.io import atomic_write, output_path
+from xmsgl.io import atomic_write, output_folder
 
 __all__ = ["run_demo", "DEMO_SETTINGS", "OUTPUTS"]
 
@@ -172,9 +172,7 @@ def run_demo(
 
     t0 = time.perf_counter()
     settings = DEMO_SETTINGS["quick" if quick else "full"]
-    outdir = output_path(outdir, "outdir")
-    if outdir.exists() and not outdir.is_dir():
-        raise ParameterError(f"outdir={str(outdir)!r} is a file, not a folder; choose another outdir")
+    outdir = output_folder(outdir, "outdir")
     existing = [str(outdir / name) for name in OUTPUTS if os.path.lexists(outdir / name)]
     if existing and not overwrite:
         raise ParameterError(f"{', '.join(map(repr, existing))} already exist(s); pass overwrite=True "

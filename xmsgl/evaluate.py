@@ -905,9 +905,9 @@ def sparsity_sweep(
         test_days = ~train_days
         test_attr = ""
     else:
-        from xmsgl.baselines import _period_mask
+        from xmsgl.periods import period_mask
 
-        test_days = _period_mask(time, test, "test")
+        test_days = period_mask(time, test, "test")
         test_attr = json.dumps(_ranges(time, test_days))
     if not test_days.any():
         raise DataError(f"the test period {test!r} holds no day of the dataset")

@@ -52,7 +52,7 @@ from xmsgl.exceptions import ParameterError, XmsglError
 if TYPE_CHECKING:
     from dask.delayed import Delayed
 
-__all__ = ["atomic_write", "output_path", "to_netcdf_safe", "to_zarr_safe", "write_model_folder"]
+__all__ = ["atomic_write", "output_folder", "output_path", "to_netcdf_safe", "to_zarr_safe", "write_model_folder"]
 
 PathLike = str | os.PathLike[str]
 
@@ -73,6 +73,11 @@ def _refuse_existing(path: Path) -> None:
         f"{str(path)!r} already exists and was not replaced; pass overwrite=True to replace "
         f"it, or write to another path"
     )
+
+
+def _named(name: str, text: str) -> str:
+    """How a message names an argument: ``name='x'``, or ``--option 'x'`` for a command option."""
+    return f"{name} {text!r}" if name.startswith("-") else f"{name}={text!r}"
 
 
 def output_path(path: object, name: str = "path") -> Path:
@@ -101,10 +106,19 @@ def output_path(path: object, name: str = "path") -> Path:
         if folder.exists():
             if not folder.is_dir():
                 raise ParameterError(
-                    f"{name}={text!r} cannot be written: {str(folder)!r} is a file, not a folder; "
-                    f"choose a path in a folder"
+                    f"{_named(name, text)} cannot be written: {str(folder)!r} is a file, not a "
+                    f"folder; choose another {name}"
                 )
             break
+    return final
+
+
+def output_folder(path: object, name: str = "folder") -> Path:
+    """:func:`output_path` for a folder: a new one, or an existing one that is not a file."""
+    final = output_path(path, name)
+    if final.exists() and not final.is_dir():
+        raise ParameterError(f"{_named(name, os.fspath(final))} is a file, not a folder; "
+                             f"choose another {name}")
     return final
 
 

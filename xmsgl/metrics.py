@@ -296,17 +296,18 @@ def _check_integer(side: str, da: xr.DataArray) -> None:
             "temperatures; decode the file (xarray.decode_cf, or open it with mask_and_scale=True) "
             f"or mask them, e.g. {side}.where({side} != fill).astype(float)"
         )
-    _check_fill_codes(side, da, "integers")
+    _check_fill_codes(side, da, "integers", without_units=True)
 
 
-def _check_fill_codes(side: str, da: xr.DataArray, what: str = "values") -> None:
+def _check_fill_codes(side: str, da: xr.DataArray, what: str = "values",
+                      without_units: bool = False) -> None:
     """Refuse values that cannot be water temperatures in degC (fill codes).
 
-    Integers are judged with or without units; floating-point values only when they
-    say they are degC (values without units are judged with the units check).
+    Values in other units are not judged; values without units only with
+    ``without_units`` (otherwise the units check judges them).
     """
     units = da.attrs.get("units")
-    if (units is None and what == "values") or (units is not None
+    if (units is None and not without_units) or (units is not None
                                                  and not same_units(str(units), "degC")):
         return
     rng = _finite_range(da)

@@ -65,6 +65,7 @@ from xmsgl.nn import MSGLNet
 from xmsgl.nn.dmsge import backbone_options as dmsge_options
 from xmsgl.nn.msgl import BACKBONES
 from xmsgl.nn.weights import CONFIG, model_sha256, read_weights, save_network, state_sha256
+from xmsgl.periods import period_mask
 from xmsgl.train import (
     FeatureSpec,
     ModelData,
@@ -75,7 +76,6 @@ from xmsgl.train import (
     fit_scalers,
     input_array,
     make_windows,
-    period_mask,
     period_ranges,
     predict,
     resolve_device,

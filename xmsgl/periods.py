@@ -42,29 +42,26 @@ def _stamp(value: Any, end: bool, name: str, given: Any) -> Bound:
     """One side of a period: ``None``, or the first (last) instant of a label."""
     if value is None:
         return None
-    if isinstance(value, (str, bytes)):
-        text = value.decode() if isinstance(value, bytes) else value
-        try:
-            per = pd.Period(text)
-        except (ValueError, TypeError, OverflowError) as err:
-            raise PeriodError(f"{name}={given!r}: {text!r} is not a date; {_HINT}") from err
-        if per is pd.NaT:
-            raise PeriodError(f"{name}={given!r}: {text!r} is not a date; {_HINT}")
-        return per.end_time if end else per.start_time
-    if isinstance(value, (pd.Timestamp, _dt.datetime, _dt.date, np.datetime64)):
-        try:
-            ts = pd.Timestamp(value)
-        except (ValueError, TypeError, OverflowError) as err:
-            raise PeriodError(f"{name}={given!r}: {value!r} is not a date; {_HINT}") from err
-        if ts is pd.NaT:
-            raise PeriodError(f"{name}={given!r}: {value!r} is not a date (NaT); {_HINT}")
-        if ts.tz is not None:
-            raise PeriodError(
-                f"{name}={given!r}: {value!r} has a time zone, but the dataset's days have none; "
-                "give naive dates (e.g. Timestamp(...).tz_convert(None) for UTC)"
-            )
-        return ts
-    raise PeriodError(f"{name}={given!r}: {value!r} ({type(value).__name__}) is not a date; {_HINT}")
+    if isinstance(value, bytes):
+        value = value.decode()
+    if not isinstance(value, (str, _dt.date, np.datetime64)):
+        raise PeriodError(f"{name}={given!r}: {value!r} ({type(value).__name__}) is not a date; "
+                          f"{_HINT}")
+    # A string is a label, read at its own resolution ("2001" is the whole year).
+    try:
+        parsed = pd.Period(value) if isinstance(value, str) else pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError) as err:
+        raise PeriodError(f"{name}={given!r}: {value!r} is not a date; {_HINT}") from err
+    if parsed is pd.NaT:
+        raise PeriodError(f"{name}={given!r}: {value!r} is not a date; {_HINT}")
+    if isinstance(parsed, pd.Period):
+        return parsed.end_time if end else parsed.start_time
+    if parsed.tz is not None:
+        raise PeriodError(
+            f"{name}={given!r}: {value!r} has a time zone, but the dataset's days have none; "
+            "give naive dates (e.g. Timestamp(...).tz_convert(None) for UTC)"
+        )
+    return parsed
 
 
 def _pair(item: Any, name: str, given: Any) -> tuple[Bound, Bound]:

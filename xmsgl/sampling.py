@@ -15,12 +15,6 @@ from xmsgl.periods import period_mask
 __all__ = ["sparsify"]
 
 
-def _period_mask(time: pd.DatetimeIndex, period: Any) -> np.ndarray:
-    if period is None:
-        return np.ones(len(time), dtype=bool)
-    return period_mask(time, period, "period")
-
-
 def sparsify(
     ds: xr.Dataset,
     keep: float = 0.01,
@@ -115,7 +109,8 @@ def sparsify(
     da_rt = da.transpose(REACH, TIME)
     # Only where the observations are is read: a dask-backed variable stays lazy.
     observed = np.asarray(da_rt.notnull().values)
-    observed &= _period_mask(pd.DatetimeIndex(ds[TIME].values), period)[None, :]
+    if period is not None:
+        observed &= period_mask(pd.DatetimeIndex(ds[TIME].values), period, "period")[None, :]
     # The draw is made in the order of reach ids and dates, so that it does not
     # depend on how the dataset's rows happen to be ordered.
     rows = np.argsort(np.asarray(ds[REACH].values), kind="stable")

@@ -28,8 +28,6 @@ import xarray as xr
 from xmsgl.convention import REACH, SEG, TIME, InputVariables
 from xmsgl.exceptions import DataError, ParameterError, SchemaError, TimeError, TrainingError, XmsglError
 from xmsgl.nn import SparseGraph, graph_product
-from xmsgl.periods import period_list
-from xmsgl.periods import period_mask as _period_mask
 
 __all__ = [
     "FeatureSpec",
@@ -247,24 +245,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 # --------------------------------------------------------------------------- periods
-
-PeriodLike = Any  # None, (start, end), or a list of (start, end)
-
-
-def _as_ranges(period: PeriodLike, name: str = "period") -> list[tuple[pd.Timestamp, pd.Timestamp]]:
-    """Closed ``(start, end)`` bounds of a period argument, open sides as the widest."""
-    return [(pd.Timestamp.min if lo is None else lo, pd.Timestamp.max if hi is None else hi)
-            for lo, hi in period_list(period, name)]
-
-
-def period_mask(time: pd.DatetimeIndex, period: PeriodLike, name: str = "period") -> np.ndarray:
-    """Boolean mask of the days of ``time`` inside ``period`` (ends included).
-
-    ``period`` is read by :func:`xmsgl.periods.period_list`: a label such as
-    ``"2001"``, a pair ``(start, end)``, a slice, or a list of them.
-    """
-    return _period_mask(time, period, name)
-
 
 def split_periods(time: pd.DatetimeIndex) -> dict[str, list[tuple[str, str]]]:
     """Default train/validation/test periods, by water year (1 October - 30 September).
@@ -837,7 +817,7 @@ def predict(
     # the data go on without a gap: the attention of the cross-scale head is not
     # causal, so a kept day's span must be whole, as in any other window.
     look = net.cross_head.lookahead() if output in ("fine", "cross") else 0
-    n_data = data.x_seg.shape[0] if data.x_seg.shape[0] else data.x_reach.shape[0]
+    n_data = data.x_seg.shape[0]  # days of the data (x_reach has as many)
     stops = np.union1d(np.asarray(data.breaks if data.breaks is not None else [], dtype=np.int64),
                        [n_data])
     # Windows run side by side when they have the same length and the same place on

@@ -46,6 +46,7 @@ import xarray as xr
 from xmsgl.convention import OUTLET
 from xmsgl.datasets import _readers
 from xmsgl.exceptions import DataError, ParameterError, PeriodError, SchemaError, format_ids
+from xmsgl.io import output_folder
 from xmsgl.periods import period_bounds
 
 __all__ = [
@@ -278,17 +279,7 @@ def fetch_data(source: Source = "mirror", folder: str | os.PathLike[str] | None 
     """
     names = files_for(source)
     if folder is not None:
-        if isinstance(folder, bytes) or not isinstance(folder, (str, os.PathLike)):
-            raise ParameterError(f"folder={folder!r} is not a path; give a str or pathlib.Path")
-        where = Path(folder).expanduser()
-        for path in (where, *where.parents):
-            if path.exists():
-                if not path.is_dir():
-                    raise ParameterError(
-                        f"folder={str(folder)!r}: {str(path)!r} is a file, not a folder; give a "
-                        f"folder (new or existing) for the data files"
-                    )
-                break
+        output_folder(folder, "folder")
     with _pooch_path(folder):
         return [fetch(n, progress=progress) for n in names]
 

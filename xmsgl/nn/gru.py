@@ -201,7 +201,7 @@ class GRUModel(BaselineModel):
         TimeError
             ``time`` selects no day of ``ds``.
         """
-        from xmsgl.baselines import _period_mask
+        from xmsgl.periods import period_mask
 
         topo = topology_arrays(ds)
         r_pos, _ = self._positions(ds, topo)
@@ -219,7 +219,7 @@ class GRUModel(BaselineModel):
                 raise ModelMismatchError(f"input variable {v!r} has units {units!r}; the GRU was fitted "
                                          f"with {var['units'][v]!r}: convert it or refit")
         times = pd.DatetimeIndex(ds[TIME].values)
-        tmask = np.ones(len(times), dtype=bool) if time is None else _period_mask(times, time)
+        tmask = np.ones(len(times), dtype=bool) if time is None else period_mask(times, time, "time")
         if not tmask.any():
             raise TimeError(f"time={time!r} selects no day of the dataset "
                             f"({times[0].date()} to {times[-1].date()})")
