@@ -99,7 +99,8 @@ def _zarr_input(n_reach: int, chunk: int):  # type: ignore[no-untyped-def]
 
 
 def _one(n_reach: int, mode: str, workers: int, reach_chunk: int, halo: int | None,
-         save: str | None, scheduler: str = "threads", zarr_input: bool = False) -> None:
+         save: str | None, scheduler: str = "threads", zarr_input: bool = False,
+         device: str = "cpu") -> None:
     import dask
     import torch
 
@@ -110,18 +111,19 @@ def _one(n_reach: int, mode: str, workers: int, reach_chunk: int, halo: int | No
     n, days = ds.sizes["reach"], ds.sizes["time"]
     rec: dict[str, object] = {"what": f"downscale_{mode}", "n_reach": n, "n_seg": ds.sizes["seg"],
                               "days": days, "workers": workers,
-                              "input": "zarr store" if zarr_input else "dask random"}
+                              "input": "zarr store" if zarr_input else "dask random",
+                              "device": device}
     t0 = time.perf_counter()
     if mode == "memory":
         torch.set_num_threads(workers)
         ds = ds.compute()
         t_load = time.perf_counter()
-        out = ds.msgl.downscale(model, check_graph=False, device="cpu", lazy=False)
+        out = ds.msgl.downscale(model, check_graph=False, device=device, lazy=False)
         sec = time.perf_counter() - t_load
         rec["seconds_input"] = round(t_load - t0, 2)
         values = out.values
     else:
-        out = ds.msgl.downscale(model, check_graph=False, device="cpu", reach_chunk=reach_chunk,
+        out = ds.msgl.downscale(model, check_graph=False, device=device, reach_chunk=reach_chunk,
                                 halo=halo)
         t_call = time.perf_counter()
         rec["seconds_call"] = round(t_call - t0, 2)
@@ -229,13 +231,15 @@ def main() -> None:
                          "generating them in the tasks")
     ap.add_argument("--halo-sweep", action="store_true",
                     help="only the accuracy of lazy blocks against one block, by halo depth")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu (the goals' setting) or cuda: each worker thread runs its blocks there")
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="lazy", help=argparse.SUPPRESS)
     ap.add_argument("--save", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one is not None:
         _one(args.one, args.mode, args.workers, args.reach_chunk, args.halo, args.save, args.scheduler,
-             args.zarr_input)
+             args.zarr_input, args.device)
         return
     if args.halo_sweep:
         halo_sweep([0, 2, 4, 8, 12, 14], [3, 8])
@@ -245,7 +249,8 @@ def main() -> None:
 
     def run(n: int, mode: str, save: str | None = None) -> None:
         cmd = [sys.executable, __file__, "--one", str(n), "--mode", mode, "--workers",
-               str(args.workers), "--reach-chunk", str(args.reach_chunk), "--scheduler", args.scheduler]
+               str(args.workers), "--reach-chunk", str(args.reach_chunk), "--scheduler", args.scheduler,
+               "--device", args.device]
         if args.halo is not None:
             cmd += ["--halo", str(args.halo)]
         if args.zarr_input:

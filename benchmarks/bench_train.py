@@ -7,11 +7,15 @@ adjacency, one window at a time, per-day indexing of the projected inputs) timed
 
 Run: ``python benchmarks/bench_train.py`` (``--quick`` for a small basin,
 ``--max-hops 8`` for the sparser fine graph of ``graph_options={"max_hops": 8}``).
+``--device cuda`` trains on the GPU (the goals are for the 2-core CPU); there one
+untimed window runs first so that starting CUDA is not counted, and the line adds
+the GPU's peak allocated memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import resource
@@ -59,6 +63,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ref-windows", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--device", default="cpu", help="cpu (the goals' setting), cuda, cuda:1, ...")
     ap.add_argument("--max-hops", type=int, default=None,
                     help="graph option max_hops (a sparser fine graph; default: no cut)")
     args = ap.parse_args()
@@ -90,7 +95,13 @@ def main() -> None:
     graphs = build_graphs(ds, max_hops=args.max_hops)
     spec = feature_spec(ds, input_variables(ds))
     fit_scalers(ds, spec, np.ones(ds.sizes["time"], dtype=bool))
-    dev = torch.device("cpu")
+    dev = torch.device(args.device)
+    gpu = dev.type == "cuda"
+
+    def sync() -> None:
+        if gpu:
+            torch.cuda.synchronize(dev)
+
     data = ModelData(input_array(ds, spec.seg_vars, SEG, spec), input_array(ds, spec.reach_vars, REACH, spec),
                      torch_graphs(graphs, dev), cross_row_blocks(graphs, dev, 2000),
                      np.asarray(graphs.parent.tocsr().indices), graphs.cross.tocsr())
@@ -102,38 +113,56 @@ def main() -> None:
     info = {"n_seg": graphs.n_seg, "n_reach": graphs.n_reach, "n_windows": len(windows),
             "window": 365, "threads": args.threads, "max_hops": args.max_hops,
             "fine_nonzeros_per_row": round(graphs.fine.nnz / graphs.n_reach, 1),
+            "device": str(dev), "gpu": torch.cuda.get_device_name(dev) if gpu else None,
             "machine": platform.processor() or platform.machine(),
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
     results = {}
     for weighting in ("equal", "mgda"):
         torch.manual_seed(0)
         net = MSGLNet(spec.n_common, len(spec.seg_vars) - spec.n_common,
-                      len(spec.reach_vars) - spec.n_common, hidden=20)
+                      len(spec.reach_vars) - spec.n_common, hidden=20).to(dev)
+        if gpu:  # start CUDA and its kernels on a copy, untimed
+            warm = copy.deepcopy(net)
+            train_tasks(warm, data, {"coarse": ys, "cross": yr, "fine": yr}, windows[:1], val=None,
+                        epochs=1, weighting=weighting, batch_size=args.batch_size, device=dev,
+                        rng=np.random.default_rng(0), progress=False)
+            sync()
+            torch.cuda.reset_peak_memory_stats(dev)
         t0 = time.perf_counter()
         hist = train_tasks(net, data, {"coarse": ys, "cross": yr, "fine": yr}, windows, val=None,
                            epochs=args.epochs, weighting=weighting, batch_size=args.batch_size,
                            device=dev, rng=np.random.default_rng(0), progress=False)
+        sync()
         sec = (time.perf_counter() - t0) / args.epochs
         results[weighting] = sec
         print(json.dumps({"what": "train_epoch_msgl", "weighting": weighting, **info,
                           "seconds_per_epoch": round(sec, 2), "loss": round(hist["loss"][-1], 4),
                           "peak_rss_gb": round(_peak_rss_gb(), 2),
+                          **({"peak_gpu_allocated_gb": round(torch.cuda.max_memory_allocated(dev) / 1e9, 2)}
+                             if gpu else {}),
                           "goal_s": 20 if weighting == "equal" else 60}), flush=True)
 
     # The reference: same fine graph as a dense matrix, one window at a time.
-    ref = DenseReference(len(spec.reach_vars), 20)
+    ref = DenseReference(len(spec.reach_vars), 20).to(dev)
     opt = torch.optim.Adam(ref.parameters(), lr=5e-3)
-    adj = torch.from_numpy(graphs.fine.toarray().astype(np.float32))
-    x = torch.from_numpy(data.x_reach)
-    y = torch.from_numpy(yr)
+    adj = torch.from_numpy(graphs.fine.toarray().astype(np.float32)).to(dev)
+    x = torch.from_numpy(data.x_reach).to(dev)
+    y = torch.from_numpy(yr).to(dev)
+    timed = windows[: args.ref_windows]
+    if gpu:  # one untimed window first, as above
+        timed = windows[:1] + timed
     t0 = time.perf_counter()
-    for s, n in windows[: args.ref_windows]:
+    for k, (s, n) in enumerate(timed):
+        if gpu and k == 1:
+            sync()
+            t0 = time.perf_counter()
         pred = ref(x[s: s + n], adj)
         mask = torch.isfinite(y[s: s + n])
         loss = torch.sqrt(((pred - torch.nan_to_num(y[s: s + n])) ** 2)[mask].mean() + 1e-8)
         opt.zero_grad()
         loss.backward()
         opt.step()
+    sync()
     per_window = (time.perf_counter() - t0) / args.ref_windows
     ref_epoch = per_window * len(windows)
     print(json.dumps({"what": "train_epoch_reference_dense_fine_task_only", **info,

@@ -1,0 +1,162 @@
+"""The models on a CUDA device: fit, downscale, save and load, lazy and distributed runs.
+
+Every test here needs a GPU (marker ``gpu``, deselected by default); run them with
+``pytest -m gpu`` on a machine with CUDA. The tolerances against the CPU are those
+of float32 sums taken in another order: the GPU's products and reductions are not
+the CPU's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import xmsgl
+from tests.conftest import FAST_FIT
+
+torch = pytest.importorskip("torch")
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+# Short windows so that the 300-day record spans several windows and time blocks.
+RUN = {"chunk": 100, "spinup": 40}
+
+
+@pytest.fixture(scope="module")
+def basin() -> xr.Dataset:
+    return xmsgl.datasets.synthetic_basin(n_segments=24, start="2001-01-01", end="2001-10-27",
+                                          seed=3, reach_obs_share=0.3, n_outlets=3)
+
+
+@pytest.fixture(scope="module")
+def gpu_model(basin: xr.Dataset) -> xmsgl.Downscaler:
+    model = basin.msgl.fit(method="msgl", seed=0, device="cuda", graph_options={"max_hops": 3},
+                           **{**FAST_FIT, "epochs": 2})
+    assert isinstance(model, xmsgl.Downscaler)
+    return model
+
+
+def _max_diff(a: xr.DataArray, b: xr.DataArray) -> float:
+    assert np.array_equal(a.reach.values, b.reach.values)
+    return float(np.abs(a.values - b.values).max())
+
+
+def test_auto_picks_the_gpu() -> None:
+    from xmsgl.train import resolve_device
+
+    assert resolve_device("auto").type == "cuda"
+
+
+def test_fit_on_gpu_gives_a_cpu_model_that_downscales_alike_on_both(
+        basin: xr.Dataset, gpu_model: xmsgl.Downscaler) -> None:
+    # The fitted network comes back on the CPU, whatever it was trained on.
+    assert all(p.device.type == "cpu" for p in gpu_model.net.parameters())
+    assert gpu_model.history["main"]["loss"][-1] < gpu_model.history["main"]["loss"][0]
+    on_gpu = basin.msgl.downscale(gpu_model, device="cuda", **RUN)
+    on_cpu = basin.msgl.downscale(gpu_model, device="cpu", **RUN)
+    assert on_gpu.dtype == np.float32 and on_gpu.attrs["units"] == "degC"
+    assert "device='cuda" in on_gpu.attrs["history"]
+    assert "device='cpu'" in on_cpu.attrs["history"]
+    assert np.isfinite(on_gpu.values).all()
+    assert _max_diff(on_gpu, on_cpu) < 1e-3
+    # Downscaling leaves the model where it was.
+    assert all(p.device.type == "cpu" for p in gpu_model.net.parameters())
+
+
+def test_gpu_fit_is_close_to_cpu_fit(basin: xr.Dataset, gpu_model: xmsgl.Downscaler) -> None:
+    # Same seed, same data: the same initial weights and windows; the two devices
+    # then differ only by rounding, which two epochs do not amplify beyond this.
+    cpu_model = basin.msgl.fit(method="msgl", seed=0, device="cpu", graph_options={"max_hops": 3},
+                               **{**FAST_FIT, "epochs": 2})
+    a = basin.msgl.downscale(gpu_model, device="cpu", **RUN)
+    b = basin.msgl.downscale(cpu_model, device="cpu", **RUN)
+    assert _max_diff(a, b) < 0.05
+    np.testing.assert_allclose(gpu_model.history["main"]["loss"], cpu_model.history["main"]["loss"],
+                               rtol=1e-3)
+
+
+def test_same_seed_on_gpu_repeats(basin: xr.Dataset, gpu_model: xmsgl.Downscaler) -> None:
+    again = basin.msgl.fit(method="msgl", seed=0, device="cuda", graph_options={"max_hops": 3},
+                           **{**FAST_FIT, "epochs": 2})
+    a = basin.msgl.downscale(gpu_model, device="cuda", **RUN)
+    b = basin.msgl.downscale(again, device="cuda", **RUN)
+    assert _max_diff(a, b) < 1e-3
+
+
+def test_saved_from_gpu_loads_on_cpu(basin: xr.Dataset, gpu_model: xmsgl.Downscaler,
+                                     tmp_path: object) -> None:
+    import pathlib
+
+    path = pathlib.Path(str(tmp_path)) / "gpu.xmsgl"
+    gpu_model.save(path)
+    back = xmsgl.load(path)
+    assert back.sha256 == gpu_model.sha256
+    a = basin.msgl.downscale(back, device="cpu", **RUN)
+    b = basin.msgl.downscale(gpu_model, device="cpu", **RUN)
+    np.testing.assert_array_equal(a.values, b.values)
+
+
+@pytest.mark.parametrize("method", ["async-msgl", "fine-only", "direct", "progressive"])
+def test_other_methods_fit_and_downscale_on_gpu(basin: xr.Dataset, method: str) -> None:
+    model = basin.msgl.fit(method=method, seed=0, device="cuda", graph_options={"max_hops": 3},
+                           **FAST_FIT)
+    on_gpu = basin.msgl.downscale(model, device="cuda", **RUN)
+    on_cpu = basin.msgl.downscale(model, device="cpu", **RUN)
+    assert np.isfinite(on_gpu.values).all()
+    assert _max_diff(on_gpu, on_cpu) < 1e-3
+
+
+def test_dmsge_backbone_on_gpu(basin: xr.Dataset) -> None:
+    model = basin.msgl.fit(method="msgl", seed=0, device="cuda", backbone="dmsge",
+                           graph_options={"max_hops": 3}, **FAST_FIT)
+    on_gpu = basin.msgl.downscale(model, device="cuda", **RUN)
+    on_cpu = basin.msgl.downscale(model, device="cpu", **RUN)
+    assert np.isfinite(on_gpu.values).all()
+    assert _max_diff(on_gpu, on_cpu) < 1e-3
+
+
+def test_subbasin_batches_on_gpu(basin: xr.Dataset) -> None:
+    model = basin.msgl.fit(method="msgl", seed=0, device="cuda", graph_options={"max_hops": 3},
+                           subbasin_batch=40, **{**FAST_FIT, "epochs": 2})
+    hist = model.history["main"]
+    assert hist["subbasin_blocks"] > 3 and np.isfinite(hist["loss"]).all()
+    assert np.isfinite(basin.msgl.downscale(model, device="cuda", **RUN).values).all()
+
+
+def test_lazy_downscale_on_gpu_matches_in_memory(basin: xr.Dataset,
+                                                 gpu_model: xmsgl.Downscaler) -> None:
+    whole = basin.msgl.downscale(gpu_model, device="cuda", **RUN)
+    lazy = basin.chunk({"reach": 40, "seg": 10, "time": 120}).msgl.downscale(
+        gpu_model, device="cuda", reach_chunk=40, time_block=200, **RUN)
+    assert lazy.chunks is not None
+    assert _max_diff(lazy.compute(), whole) < 0.05
+
+
+def test_local_cluster_workers_use_their_gpu(basin: xr.Dataset, gpu_model: xmsgl.Downscaler,
+                                             tmp_path: object) -> None:
+    import pathlib
+
+    distributed = pytest.importorskip("distributed")
+    path = pathlib.Path(str(tmp_path)) / "m.xmsgl"
+    gpu_model.save(path)
+    whole = basin.msgl.downscale(gpu_model, device="cuda", **RUN)
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        out = basin.chunk({"reach": 40, "seg": 10, "time": 120}).msgl.downscale(
+            str(path), device="auto", reach_chunk=40, time_block=200, **RUN)
+        got = out.compute()
+
+        def devices_used() -> list[str]:
+            import xmsgl.scale
+
+            return [key[2] for key in xmsgl.scale._MODELS]
+
+        per_worker = client.run(devices_used)
+    assert _max_diff(got, whole) < 0.05
+    used = [d for ds in per_worker.values() for d in ds]
+    assert used and all(d.startswith("cuda") for d in used)
