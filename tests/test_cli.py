@@ -230,3 +230,29 @@ def test_demo_refuses_existing_outputs_unless_overwrite(tmp_path, monkeypatch: p
     assert len(calls) == 1
     assert main(["demo", "--quick", "--overwrite", "--outdir", str(tmp_path / "old")]) == 0
     assert calls[-1]["overwrite"] is True
+
+
+def test_device_is_checked_before_the_work(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    import xmsgl.demo
+    import xmsgl.evaluate
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(xmsgl.demo, "run_demo", lambda **kw: calls.append(kw) or {})
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the evaluation started before --device was checked")
+
+    monkeypatch.setattr(xmsgl.evaluate, "sparsity_sweep", never)
+    assert main(["demo", "--quick", "--device", "cpu", "--outdir", str(tmp_path / "a")]) == 0
+    assert calls[-1]["device"] == "cpu"
+    absent = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU, or any with none
+    for name, why in (("gpu", "is not a torch device"), (absent, "torch sees")):
+        for cmd in (["demo", "--quick", "--outdir", str(tmp_path / "b")],
+                    ["evaluate", "--methods", "climatology", "--out", str(tmp_path / "e.nc")]):
+            assert main([*cmd, "--device", name]) == 2
+            line = one_error_line(capsys.readouterr().err)
+            assert f"--device {name}:" in line and why in line
+    assert len(calls) == 1 and not (tmp_path / "b").exists() and not (tmp_path / "e.nc").exists()

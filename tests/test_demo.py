@@ -12,9 +12,12 @@ pytest.importorskip("torch")
 
 def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys) -> None:
     from xmsgl.demo import run_demo
+    from xmsgl.train import resolve_device
 
     res = run_demo(tmp_path / "demo", quick=True, progress=False, seed=0)
     printed = capsys.readouterr().out
+    assert res["device"] == str(resolve_device("auto"))
+    assert all(p.device.type == "cpu" for m in res["models"].values() for p in m.net.parameters())
     assert {r["method"] for r in res["table"]} == {"async-msgl", "fine-only", "remap"}
     for row in res["table"]:
         assert math.isfinite(row["rmse"]) and 0 < row["mae"] <= row["rmse"] < 15
@@ -25,6 +28,7 @@ def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys) -> None:
                 "reach_temp_true"} <= set(out.data_vars)
         assert out["reach_temp_async_msgl"].attrs["units"] == "degC"
         assert "xmsgl" in out.attrs["history"]
+        assert f"device={res['device']!r}" in out.attrs["history"]
     assert res["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in (tmp_path / "demo").iterdir() if p.name.startswith(".")]
 

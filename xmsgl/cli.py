@@ -38,6 +38,16 @@ from xmsgl.io import output_folder, output_path
 __all__ = ["main"]
 
 
+def _device(name: str) -> str:
+    """``--device`` checked before any work: a known name of a device this machine has."""
+    from xmsgl.train import resolve_device
+
+    try:
+        return str(resolve_device(name))
+    except XmsglError as err:
+        raise ParameterError(f"--device {name}: {err}") from None
+
+
 def _demo(args: argparse.Namespace) -> int:
     from xmsgl.demo import OUTPUTS, run_demo
 
@@ -47,7 +57,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise ParameterError(f"{', '.join(map(repr, existing))} already exist(s); pass --overwrite to "
                              f"replace, or choose another --outdir")
     run_demo(outdir=outdir, quick=args.quick, progress=not args.no_progress, seed=args.seed,
-             overwrite=args.overwrite)
+             overwrite=args.overwrite, device=_device(args.device))
     return 0
 
 
@@ -150,6 +160,7 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
         raise ParameterError(f"--seeds {args.seeds}: give distinct seeds")
     if args.epochs < 1:
         raise ParameterError(f"--epochs {args.epochs}: give at least 1")
+    args.device = _device(args.device)
     if args.cv:
         if args.folds < 2:
             raise ParameterError(f"--folds {args.folds}: cross-validation needs at least 2 folds")
@@ -191,7 +202,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from xmsgl.io import to_netcdf_safe
 
     out_path = _check_evaluate(args)
-    xmsgl.set_options(progress=False)
+    xmsgl.set_options(progress=False, device=args.device)
     if args.data is not None:
         ds = _open_data(args.data)
         source = args.data
@@ -287,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="a small basin and few epochs (seconds)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    demo.add_argument("--device", default="auto",
+                      help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1... (default: %(default)s)")
     demo.set_defaults(func=_demo)
 
     fetch = sub.add_parser("fetch-data", help="pre-fetch the Delaware River Basin files")
@@ -328,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--robustness", default=None, metavar="METHOD",
                     help="also run the robustness checks on this method (fitted on the training "
                          "years; the test years' observations are hidden)")
+    ev.add_argument("--device", default="auto",
+                    help="where the networks run: auto (cuda, then mps, then cpu), cpu, cuda, cuda:1... "
+                         "(default: %(default)s)")
     ev.add_argument("--out", default="xmsgl-evaluation.nc", help="netCDF file (default: %(default)s)")
     ev.add_argument("--overwrite", action="store_true",
                     help="replace an existing --out file (never the --data file)")
