@@ -27,6 +27,8 @@ def test_ruff() -> None:
 
 
 def test_mypy() -> None:
+    pytest.importorskip("mypy", reason="mypy is not installed; install the test extra: "
+                                       "pip install -e '.[test]'")
     proc = subprocess.run(
         [sys.executable, "-m", "mypy", "xmsgl"], cwd=ROOT, capture_output=True, text=True
     )
