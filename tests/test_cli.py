@@ -39,11 +39,16 @@ def test_console_script_installed() -> None:
 def test_evaluate_writes_netcdf_and_prints_a_table(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     import xarray as xr
 
+    import xmsgl
+
     out = tmp_path / "res.nc"
     argv = ["evaluate", "--methods", "climatology", "idw", "--keep", "1.0", "0.1", "--seeds", "0", "1",
             "--n-segments", "5", "--end", "2003-09-30", "--cv", "climatology", "--folds", "2",
-            "--repeats", "2", "--robustness", "idw", "--out", str(out)]
+            "--repeats", "2", "--robustness", "idw", "--out", str(out), "--device", "cpu"]
+    before = {k: xmsgl.get_option(k) for k in ("progress", "device")}
     assert main(argv) == 0
+    # The command's settings do not outlive it in the calling process.
+    assert {k: xmsgl.get_option(k) for k in ("progress", "device")} == before
     text = capsys.readouterr().out
     assert "climatology" in text and "keep 0.1" in text and "robustness idw lag" in text
     with xr.open_dataset(out) as res:

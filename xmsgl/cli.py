@@ -190,6 +190,15 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    import xmsgl
+
+    out_path = _check_evaluate(args)
+    # Scoped, so that calling main() in a process leaves its options as they were.
+    with xmsgl.set_options(progress=False, device=args.device):
+        return _run_evaluate(args, out_path)
+
+
+def _run_evaluate(args: argparse.Namespace, out_path: Path) -> int:
     import json
     import time as _time
 
@@ -201,8 +210,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     from xmsgl.evaluate import cross_validate, sparsity_sweep, variance_decomposition
     from xmsgl.io import to_netcdf_safe
 
-    out_path = _check_evaluate(args)
-    xmsgl.set_options(progress=False, device=args.device)
     if args.data is not None:
         ds = _open_data(args.data)
         source = args.data
