@@ -60,6 +60,24 @@ def half_year_basin():
 FAST_FIT = {"epochs": 1, "window": 30, "stride": 30, "progress": False, "attn_window": 10}
 
 
+#: Fits of the scale-out tests: windows of 60 days, so that their 300-day basin
+#: spans several windows and time blocks.
+SCALE_FIT = {**FAST_FIT, "window": 60, "stride": 60}
+#: Inference windows of those tests (100 days with 40 of spin-up), on any device.
+SCALE_WINDOWS = {"chunk": 100, "spinup": 40}
+#: The same on the CPU, where lazy and in-memory runs are compared.
+SCALE_RUN = {"device": "cpu", **SCALE_WINDOWS}
+
+
+@pytest.fixture(scope="session")
+def scale_basin():
+    """24 segments in 3 drainage components over 300 days (built once per session)."""
+    import xmsgl
+
+    return xmsgl.datasets.synthetic_basin(n_segments=24, start="2001-01-01", end="2001-10-27",
+                                          seed=3, reach_obs_share=0.3, n_outlets=3)
+
+
 @pytest.fixture(scope="session")
 def half_year_msgl(half_year_basin):
     """An msgl model fitted with :data:`FAST_FIT` on ``half_year_basin`` (seed 0), once."""

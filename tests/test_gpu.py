@@ -13,7 +13,7 @@ import pytest
 import xarray as xr
 
 import xmsgl
-from tests.conftest import FAST_FIT
+from tests.conftest import FAST_FIT, SCALE_WINDOWS
 
 torch = pytest.importorskip("torch")
 
@@ -22,14 +22,12 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
 
-# Short windows so that the 300-day record spans several windows and time blocks.
-RUN = {"chunk": 100, "spinup": 40}
+RUN = SCALE_WINDOWS
 
 
 @pytest.fixture(scope="module")
-def basin() -> xr.Dataset:
-    return xmsgl.datasets.synthetic_basin(n_segments=24, start="2001-01-01", end="2001-10-27",
-                                          seed=3, reach_obs_share=0.3, n_outlets=3)
+def basin(scale_basin: xr.Dataset) -> xr.Dataset:
+    return scale_basin
 
 
 @pytest.fixture(scope="module")

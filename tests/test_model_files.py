@@ -24,12 +24,12 @@ import xmsgl
 
 torch = pytest.importorskip("torch")
 
-from tests.conftest import ROOT  # noqa: E402
+from tests.conftest import FAST_FIT, ROOT  # noqa: E402
 from xmsgl import train  # noqa: E402
 from xmsgl.exceptions import TrainingError, XmsglError  # noqa: E402
 from xmsgl.model import Downscaler, fit, load  # noqa: E402
 
-FAST = {"epochs": 1, "window": 30, "stride": 30, "progress": False, "attn_window": 10}
+FAST = FAST_FIT
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ dask = pytest.importorskip("dask")
 
 import dask.array as dsa  # noqa: E402
 
+from tests.conftest import SCALE_FIT, SCALE_RUN  # noqa: E402
 from xmsgl.exceptions import ModelMismatchError, ParameterError  # noqa: E402
 from xmsgl.model import Downscaler, fit  # noqa: E402
 from xmsgl.scale import (  # noqa: E402
@@ -26,15 +27,13 @@ from xmsgl.scale import (  # noqa: E402
     partition,
 )
 
-FAST = {"epochs": 1, "window": 60, "stride": 60, "progress": False, "attn_window": 10}
-# Short windows so that a 300-day record spans several windows and time blocks.
-RUN = {"device": "cpu", "chunk": 100, "spinup": 40}
+FAST = SCALE_FIT
+RUN = SCALE_RUN
 
 
 @pytest.fixture(scope="module")
-def basin() -> xr.Dataset:
-    return xmsgl.datasets.synthetic_basin(n_segments=24, start="2001-01-01", end="2001-10-27",
-                                          seed=3, reach_obs_share=0.3, n_outlets=3)
+def basin(scale_basin: xr.Dataset) -> xr.Dataset:
+    return scale_basin
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,13 @@ import xmsgl
 torch = pytest.importorskip("torch")
 dask = pytest.importorskip("dask")
 
+from tests.conftest import SCALE_FIT, SCALE_RUN  # noqa: E402
 from xmsgl.exceptions import ParameterError  # noqa: E402
 from xmsgl.model import Downscaler, fit  # noqa: E402
 from xmsgl.scale import BlockDependenceError, halo_for_options  # noqa: E402
 
-FAST = {"epochs": 1, "window": 60, "stride": 60, "progress": False, "attn_window": 10,
-        "hidden": 8, "seed": 0}
-RUN = {"device": "cpu", "chunk": 100, "spinup": 40}
+FAST = {**SCALE_FIT, "hidden": 8, "seed": 0}
+RUN = SCALE_RUN
 OPTS = {"layers": 2, "k": 3}
 HYDRO = {**OPTS, "graphs": ["hydro"]}
 

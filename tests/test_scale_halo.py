@@ -13,6 +13,7 @@ import xmsgl
 torch = pytest.importorskip("torch")
 pytest.importorskip("dask")
 
+from tests.conftest import SCALE_FIT, SCALE_RUN  # noqa: E402
 from xmsgl.convention import topology_arrays  # noqa: E402
 from xmsgl.graph import DIRECTIONS, build_graphs  # noqa: E402
 from xmsgl.model import fit  # noqa: E402
@@ -27,8 +28,8 @@ from xmsgl.scale import (  # noqa: E402
     partition,
 )
 
-FAST = {"epochs": 1, "window": 60, "stride": 60, "progress": False, "attn_window": 10}
-RUN = {"device": "cpu", "chunk": 100, "spinup": 40}
+FAST = SCALE_FIT
+RUN = SCALE_RUN
 
 
 @pytest.fixture(scope="module")

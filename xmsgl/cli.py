@@ -49,13 +49,9 @@ def _device(name: str) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from xmsgl.demo import OUTPUTS, run_demo
+    from xmsgl.demo import check_outdir, run_demo
 
-    outdir = output_folder(args.outdir, "--outdir")
-    existing = [str(outdir / name) for name in OUTPUTS if os.path.lexists(outdir / name)]
-    if existing and not args.overwrite:
-        raise ParameterError(f"{', '.join(map(repr, existing))} already exist(s); pass --overwrite to "
-                             f"replace, or choose another --outdir")
+    outdir = check_outdir(args.outdir, args.overwrite, "--outdir", "--overwrite")
     run_demo(outdir=outdir, quick=args.quick, progress=not args.no_progress, seed=args.seed,
              overwrite=args.overwrite, device=_device(args.device))
     return 0

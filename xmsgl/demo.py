@@ -22,7 +22,7 @@ import xarray as xr
 from xmsgl.exceptions import ParameterError
 from xmsgl.io import atomic_write, output_folder
 
-__all__ = ["run_demo", "DEMO_SETTINGS", "OUTPUTS"]
+__all__ = ["run_demo", "check_outdir", "DEMO_SETTINGS", "OUTPUTS"]
 
 #: The files the demo writes into its output folder.
 OUTPUTS = ("downscaled.nc", "demo.png")
@@ -123,6 +123,21 @@ def _figure(ds: xr.DataArray | xr.Dataset, preds: dict[str, xr.DataArray], truth
     return {"day": str(times[day].date()), "reach": int(ids[r])}
 
 
+def check_outdir(outdir: str | Path, overwrite: bool, option: str = "outdir",
+                 overwrite_hint: str = "overwrite=True") -> Path:
+    """The output folder, refused when it is a file or holds outputs not to be replaced.
+
+    ``option`` and ``overwrite_hint`` name the argument and how to allow replacing
+    in the messages (the command line says ``--outdir`` and ``--overwrite``).
+    """
+    folder = output_folder(outdir, option)
+    existing = [str(folder / name) for name in OUTPUTS if os.path.lexists(folder / name)]
+    if existing and not overwrite:
+        raise ParameterError(f"{', '.join(map(repr, existing))} already exist(s); pass {overwrite_hint} "
+                             f"to replace, or choose another {option}")
+    return folder
+
+
 def _device_name(dev: Any) -> str:
     """``cpu``, or ``cuda:0 (NVIDIA H100 80GB HBM3)``."""
     import torch
@@ -188,11 +203,7 @@ def run_demo(
     t0 = time.perf_counter()
     settings = DEMO_SETTINGS["quick" if quick else "full"]
     dev = resolve_device(device)
-    outdir = output_folder(outdir, "outdir")
-    existing = [str(outdir / name) for name in OUTPUTS if os.path.lexists(outdir / name)]
-    if existing and not overwrite:
-        raise ParameterError(f"{', '.join(map(repr, existing))} already exist(s); pass overwrite=True "
-                             f"to replace, or choose another outdir")
+    outdir = check_outdir(outdir, overwrite)
 
     def say(msg: str) -> None:
         if progress:
