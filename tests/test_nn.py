@@ -133,6 +133,71 @@ def test_attention_block_matches_torch_attention(n_time: int, offset: int) -> No
     torch.testing.assert_close(x.grad, x_ref.grad, atol=1e-5, rtol=1e-4)
 
 
+def _plain_attention(blk: TemporalAttentionBlock, x: torch.Tensor, starts: list[int]) -> torch.Tensor:
+    """The block written plainly: torch's attention span by span, residual, LayerNorm."""
+    import torch.nn.functional as F
+
+    qkv = blk.qkv(x)
+    bounds = [*starts, x.shape[1]]
+    hdim = x.shape[-1]
+    parts = []
+    for t0, t1 in zip(bounds[:-1], bounds[1:], strict=True):
+        q, k, v = qkv[:, t0:t1].split(hdim, dim=-1)
+        parts.append(F.scaled_dot_product_attention(q, k, v))
+    return blk.norm(x + blk.out(torch.cat(parts, dim=1)))
+
+
+@pytest.mark.parametrize(("n_time", "offset"),
+                         [(17, 0), (17, 2), (4, 0), (30, 2), (15, 0), (4, 2), (2, 2), (1, 2), (3, 0)])
+@pytest.mark.parametrize("wide", [False, True])
+def test_attention_block_without_autograd_matches_torch_attention(
+    n_time: int, offset: int, wide: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without autograd on the CPU the block shifts all scores by their overall
+    # maximum (one pass instead of a maximum per row). With scores spread wider
+    # than SHARED_EXP_RANGE (weights scaled up) it must fall back to the softmax;
+    # either way the values are those of attention span by span.
+    from xmsgl.nn import heads
+
+    taken: list[bool] = []
+    shared_exp = heads._shared_exp
+
+    def spy(*args: object, **kwargs: object) -> object:
+        out = shared_exp(*args, **kwargs)  # type: ignore[arg-type]
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(heads, "_shared_exp", spy)
+    torch.manual_seed(0)
+    blk = TemporalAttentionBlock(hidden=4, window=5, offset=offset)
+    for p in blk.parameters():
+        torch.nn.init.normal_(p, std=3.0 if wide else 0.5)
+    x = torch.randn(3, n_time, 4) * (4.0 if wide else 1.0)
+    starts = ([0] if 0 < offset < n_time else []) + list(range(offset if 0 < offset < n_time else 0,
+                                                                n_time, 5))
+    with torch.no_grad():
+        ref = _plain_attention(blk, x, starts)
+        out = blk(x)
+    torch.testing.assert_close(out, ref, atol=2e-5, rtol=1e-5)
+    assert taken == [not wide]
+    if wide:
+        with torch.no_grad():
+            scores = blk.qkv(x)[..., :4] @ blk.qkv(x)[..., 4:8].transpose(1, 2) / 2.0
+        assert float(scores.max() - scores.min()) > heads.SHARED_EXP_RANGE
+
+
+def test_attention_block_without_autograd_propagates_nan() -> None:
+    torch.manual_seed(0)
+    blk = TemporalAttentionBlock(hidden=4, window=5, offset=0)
+    x = torch.randn(2, 10, 4)
+    x[1, 3, 0] = float("nan")
+    with torch.no_grad():
+        out = blk(x)
+    # The NaN day spoils its own span of its own sequence and nothing else.
+    assert bool(out[1, :5].isnan().all()) and not bool(out[1, 5:].isnan().any())
+    assert not bool(out[0].isnan().any())
+
+
 def test_attention_block_parameter_gradients_match_the_plain_block() -> None:
     import torch.nn.functional as F
 

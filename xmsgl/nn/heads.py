@@ -111,20 +111,68 @@ class TemporalAttentionBlock(nn.Module):
         if back:
             xp[:, front + n_time :, :hdim] = 0.0
         xp[:, front : front + n_time, :hdim] = x
-        qkv = torch.matmul(xp, self._folded(hdim).t()).view(m * n_spans, w, 3 * hdim)
-        q, k, v = qkv.split(hdim, dim=-1)
+        # Without autograd on the CPU the values get a column of ones, which makes
+        # the second product give each row's sum of weights too (see _shared_exp).
+        shared = x.device.type == "cpu" and not torch.is_grad_enabled()
+        weight = self._folded(hdim)
+        if shared:
+            ones = weight.new_zeros(1, hdim + 1)
+            ones[0, hdim] = 1.0
+            weight = torch.cat([weight, ones], dim=0)
+        qkv = torch.matmul(xp, weight.t()).view(m * n_spans, w, weight.shape[0])
+        q, k = qkv[..., :hdim], qkv[..., hdim : 2 * hdim]
         scores = torch.bmm(q, k.transpose(1, 2))
-        if front or back:
-            # In place: the product's backward does not need its output.
-            spans = scores.view(m, n_spans, w, w)
-            if front:
-                spans[:, 0, :, :front] = float("-inf")
-            if back:
-                spans[:, -1, :, w - back :] = float("-inf")
         residual = xp[..., :hdim].view(m * n_spans, w, hdim)
-        out = torch.baddbmm(residual, torch.softmax(scores, dim=-1), v)
+        out = _shared_exp(scores, qkv[..., 2 * hdim :], residual, m, front, back) if shared else None
+        if out is None:
+            if front or back:
+                # In place: the product's backward does not need its output.
+                spans = scores.view(m, n_spans, w, w)
+                if front:
+                    spans[:, 0, :, :front] = float("-inf")
+                if back:
+                    spans[:, -1, :, w - back :] = float("-inf")
+            out = torch.baddbmm(residual, torch.softmax(scores, dim=-1), qkv[..., 2 * hdim : 3 * hdim])
         out = self.norm(out.view(m, n_pad, hdim))
         return out[:, front : front + n_time] if front or back else out
+
+
+#: Widest range of a block's attention scores for which :func:`_shared_exp` takes
+#: one shift for all rows: ``exp(-80)`` is still a normal float32 (the smallest is
+#: about ``exp(-87.3)``), so no weight of any row underflows.
+SHARED_EXP_RANGE = 80.0
+
+
+def _shared_exp(
+    scores: torch.Tensor, values: torch.Tensor, residual: torch.Tensor, m: int, front: int, back: int
+) -> torch.Tensor | None:
+    """``residual + softmax(scores) @ v`` with one shift for all rows, in place.
+
+    ``values`` is ``[v, 1]`` (``(spans, w, H + 1)``). A softmax subtracts each
+    row's maximum before ``exp``, and on rows of 30 scores finding those maxima
+    takes as long as the rest of the softmax together. When all scores of the block
+    lie within :data:`SHARED_EXP_RANGE`, their overall maximum serves every row:
+    the weights are the same to rounding and none overflows or underflows. The
+    padded days get weight 0 after the ``exp``; each row's sum comes out of the
+    product as the last column and divides the rest on the way to the residual.
+    Returns ``None`` (the caller takes the softmax) when the range is wider or not
+    finite. Scores is overwritten.
+    """
+    lo, hi = torch.aminmax(scores)
+    spread = float(hi - lo)
+    if not spread < SHARED_EXP_RANGE:  # also NaN and infinite scores
+        return None
+    scores.sub_(hi).exp_()
+    w = scores.shape[-1]
+    if front or back:
+        spans = scores.view(m, -1, w, w)
+        if front:
+            spans[:, 0, :, :front] = 0.0
+        if back:
+            spans[:, -1, :, w - back :] = 0.0
+    num = torch.bmm(scores, values)
+    hdim = values.shape[-1] - 1
+    return torch.addcdiv(residual, num[..., :hdim], num[..., hdim:])
 
 
 class CrossScaleHead(nn.Module):
