@@ -186,6 +186,40 @@ def test_attention_block_without_autograd_matches_torch_attention(
         assert float(scores.max() - scores.min()) > heads.SHARED_EXP_RANGE
 
 
+@pytest.mark.parametrize("dtype", ["float64", "bfloat16"])
+def test_attention_block_shared_shift_only_in_single_or_double_precision(
+    dtype: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xmsgl.nn import heads
+
+    calls: list[int] = []
+    shared_exp = heads._shared_exp
+
+    def spy(*args: object) -> object:
+        calls.append(1)
+        return shared_exp(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(heads, "_shared_exp", spy)
+    torch.manual_seed(0)
+    blk = TemporalAttentionBlock(hidden=4, window=5, offset=2).to(getattr(torch, dtype))
+    x = torch.randn(3, 12, 4, dtype=getattr(torch, dtype))
+    with torch.no_grad():
+        out = blk(x)
+        ref = _plain_attention(blk, x, [0, 2, 7])
+    assert calls == ([1] if dtype == "float64" else [])
+    # bfloat16 keeps 8 bits: the two orders of operations differ by its rounding.
+    tol = {"atol": 5e-2, "rtol": 5e-2} if dtype == "bfloat16" else {}
+    torch.testing.assert_close(out, ref, **tol)
+
+
+@pytest.mark.parametrize("shape", [(0, 10, 4), (3, 0, 4)])
+def test_attention_block_takes_empty_sequences(shape: tuple[int, int, int]) -> None:
+    blk = TemporalAttentionBlock(hidden=4, window=5, offset=2)
+    with torch.no_grad():
+        assert tuple(blk(torch.randn(*shape)).shape) == shape
+    assert tuple(blk(torch.randn(*shape)).shape) == shape
+
+
 def test_attention_block_without_autograd_propagates_nan() -> None:
     torch.manual_seed(0)
     blk = TemporalAttentionBlock(hidden=4, window=5, offset=0)

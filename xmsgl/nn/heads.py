@@ -113,7 +113,8 @@ class TemporalAttentionBlock(nn.Module):
         xp[:, front : front + n_time, :hdim] = x
         # Without autograd on the CPU the values get a column of ones, which makes
         # the second product give each row's sum of weights too (see _shared_exp).
-        shared = x.device.type == "cpu" and not torch.is_grad_enabled()
+        shared = (x.device.type == "cpu" and not torch.is_grad_enabled()
+                  and x.dtype in (torch.float32, torch.float64))
         weight = self._folded(hdim)
         if shared:
             ones = weight.new_zeros(1, hdim + 1)
@@ -139,7 +140,8 @@ class TemporalAttentionBlock(nn.Module):
 
 #: Widest range of a block's attention scores for which :func:`_shared_exp` takes
 #: one shift for all rows: ``exp(-80)`` is still a normal float32 (the smallest is
-#: about ``exp(-87.3)``), so no weight of any row underflows.
+#: about ``exp(-87.3)``), so no weight of any row underflows. Half-precision
+#: inputs keep the softmax.
 SHARED_EXP_RANGE = 80.0
 
 
@@ -156,8 +158,10 @@ def _shared_exp(
     padded days get weight 0 after the ``exp``; each row's sum comes out of the
     product as the last column and divides the rest on the way to the residual.
     Returns ``None`` (the caller takes the softmax) when the range is wider or not
-    finite. Scores is overwritten.
+    finite, or there are no scores. Scores is overwritten.
     """
+    if scores.numel() == 0:  # no reaches or no days: nothing to shift by
+        return None
     lo, hi = torch.aminmax(scores)
     spread = float(hi - lo)
     if not spread < SHARED_EXP_RANGE:  # also NaN and infinite scores
