@@ -22,6 +22,7 @@ from xmsgl.scale import (  # noqa: E402
     ChunkingError,
     _ChunkReads,
     _gather,
+    _RecentChunks,
     cached_model,
     hydro_order,
     partition,
@@ -149,6 +150,108 @@ def test_gather_reads_chunks_in_its_tasks_only_when_few_share_them() -> None:
     graph = dict(shared.__dask_graph__())
     assert get_dependencies(graph, (shared.name, 2, 0)) == {(one_chunk.name, 0, 0)}
     np.testing.assert_array_equal(shared.compute(), values)
+
+
+def test_recent_chunks_keeps_a_chunk_for_its_other_readers_only() -> None:
+    cache = _RecentChunks(max_bytes=1000)
+
+    def read(key: object, readers: int, value: np.ndarray | None = None) -> np.ndarray:
+        # What a reading task does: claim, read if nobody has, keep for the others.
+        got, waits, mine = cache.claim("g", [key])
+        assert not waits
+        if mine:
+            value = np.zeros(50, np.float32) if value is None else value  # 200 bytes
+            cache.put("g", key, value, readers - 1)
+            return value
+        return got[key]
+
+    a = read("a", readers=3)
+    assert read("a", 3) is a and read("a", 3) is a  # its two other readers
+    assert cache.nbytes == 0 and not cache.entries  # then dropped
+    read("b", readers=1)  # no other reader: not kept
+    assert not cache.entries
+    # Another graph's chunk of the same key is not served.
+    read("c", readers=2)
+    assert cache.take("h", "c") == (False, None)
+    assert cache.take("g", "c")[0] and not cache.entries
+    # Within the bound, the least recently used go first; a chunk above it is not kept.
+    for i in range(6):
+        read(i, readers=2)
+    assert cache.nbytes == 1000 and {k for _, k in cache.entries} == {1, 2, 3, 4, 5}
+    read("big", readers=2, value=np.zeros(300, np.float32))
+    assert cache.take("g", "big") == (False, None) and not cache.reading
+
+
+def test_recent_chunks_a_reader_waits_for_a_chunk_being_read() -> None:
+    import threading
+
+    cache = _RecentChunks(max_bytes=10_000)
+    got, waits, mine = cache.claim("g", ["a", "b"])
+    assert mine == ["a", "b"] and not got and not waits
+    _, waits, mine = cache.claim("g", ["a"])
+    assert not mine and set(waits) == {"a"}
+    event = waits["a"]
+    seen: list[object] = []
+    waiter = threading.Thread(target=lambda: (event.wait(), seen.append(cache.take("g", "a")[1])))
+    waiter.start()
+    value = np.ones(4, np.float32)
+    cache.put("g", "a", value, readers=1)
+    waiter.join(timeout=10)
+    assert seen and seen[0] is value and not cache.entries
+    # A failed read gives its claims up: the waiters find nothing and read themselves.
+    _, waits, _ = cache.claim("g", ["b"])
+    cache.abandon("g", ["b"])
+    assert waits["b"].is_set() and cache.take("g", "b") == (False, None) and not cache.reading
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_gather_reads_each_input_chunk_once(scheduler: str) -> None:
+    # Output chunks that straddle input chunks share the chunks on their edges: the
+    # first reader keeps them for the others, so each is made once, and a second
+    # compute of a new gather reads them again (nothing carried over between graphs).
+    made: list[int] = []
+    values = np.arange(40 * 6, dtype=np.float32).reshape(40, 6)
+
+    def chunk(block_id: tuple[int, int] | None = None) -> np.ndarray:
+        assert block_id is not None
+        made.append(block_id[0])
+        return values[block_id[0] * 10 : (block_id[0] + 1) * 10]
+
+    arr = dsa.map_blocks(chunk, chunks=((10, 10, 10, 10), (6,)), dtype=np.float32)
+    rows = np.arange(40)
+    out = _gather(arr, rows, (15, 15, 10), np.arange(6), (6,))
+    np.testing.assert_array_equal(out.compute(scheduler=scheduler), values)
+    assert sorted(made) == [0, 1, 2, 3]
+    made.clear()
+    again = _gather(arr, rows, (15, 15, 10), np.arange(6), (6,))
+    np.testing.assert_array_equal(again.compute(scheduler=scheduler), values)
+    assert sorted(made) == [0, 1, 2, 3]
+
+
+def test_gather_a_failing_chunk_read_raises_and_hangs_nothing() -> None:
+    import threading
+
+    def chunk(block_id: tuple[int, int] | None = None) -> np.ndarray:
+        assert block_id is not None
+        if block_id[0] == 1:  # the chunk two output chunks share
+            raise OSError("store unreachable")
+        return np.zeros((10, 6), np.float32)
+
+    arr = dsa.map_blocks(chunk, chunks=((10, 10, 10, 10), (6,)), dtype=np.float32)
+    out = _gather(arr, np.arange(40), (15, 15, 10), np.arange(6), (6,))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.compute(scheduler="threads", num_workers=3)
+        except BaseException as exc:  # noqa: BLE001 - what the compute raised
+            errors.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "a reader waited for a chunk whose read had failed"
+    assert len(errors) == 1 and "store unreachable" in str(errors[0])
 
 
 def test_gather_from_a_zarr_store_reads_in_its_tasks(tmp_path) -> None:

@@ -911,24 +911,149 @@ def _gather_piece(n_rows: int, n_cols: int | None, parts: list[tuple[Any, ...]],
     return out
 
 
+#: Input chunks kept in a process for the next block that reads them, at most
+#: this many bytes (see :class:`_RecentChunks`).
+RECENT_CHUNK_BYTES = 128 * 2**20
+
+
+class _RecentChunks:
+    """Input chunks read lately in this process, kept for their other readers.
+
+    A chunk on the edge of two blocks is read by both (each block's input tasks
+    read their chunks themselves, :func:`_reading_tasks`); neighbouring blocks
+    usually run one after the other, so the second reader takes the chunk from
+    here instead of reading it again from the store, and a reader that comes while
+    another thread is reading the chunk waits for it. Each chunk is kept until all
+    of its readers in the task graph have had it (then dropped), within
+    :data:`RECENT_CHUNK_BYTES` (the least recently used dropped first). Entries
+    belong to one graph (its ``scope``, drawn at random when the graph is built)
+    and are never served to another, so a store rewritten between two calls is read
+    again. What a process keeps after a compute is at most the chunks whose other
+    readers ran elsewhere (other processes of a cluster) or never ran (a partial
+    compute), within the same bound, until newer chunks push them out.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        from collections import OrderedDict
+
+        self.max_bytes = int(max_bytes)
+        self.entries: OrderedDict[tuple[str, Any], list[Any]] = OrderedDict()  # [value, readers left, bytes]
+        self.reading: dict[tuple[str, Any], threading.Event] = {}
+        self.nbytes = 0
+        self.lock = threading.Lock()
+
+    def claim(self, scope: str, keys: list[Any]
+              ) -> tuple[dict[Any, Any], dict[Any, threading.Event], list[Any]]:
+        """What ``keys`` find: kept chunks (counted as read), chunks that another
+        thread is reading (with the event it sets when done), and those the caller
+        must read (and then :meth:`put` or :meth:`abandon`)."""
+        got: dict[Any, Any] = {}
+        waits: dict[Any, threading.Event] = {}
+        mine: list[Any] = []
+        with self.lock:
+            for key in keys:
+                full = (scope, key)
+                entry = self.entries.get(full)
+                if entry is not None:
+                    got[key] = entry[0]
+                    self._read_once(full, entry)
+                elif full in self.reading:
+                    waits[key] = self.reading[full]
+                else:
+                    self.reading[full] = threading.Event()
+                    mine.append(key)
+        return got, waits, mine
+
+    def take(self, scope: str, key: Any) -> tuple[bool, Any]:
+        """``(True, chunk)`` if kept (counted as read), else ``(False, None)``."""
+        with self.lock:
+            entry = self.entries.get((scope, key))
+            if entry is None:
+                return False, None
+            self._read_once((scope, key), entry)
+            return True, entry[0]
+
+    def put(self, scope: str, key: Any, value: Any, readers: int) -> None:
+        """Keep the chunk the caller claimed and read, for ``readers`` more readers."""
+        size = int(getattr(value, "nbytes", 0) or 0)
+        with self.lock:
+            event = self.reading.pop((scope, key), None)
+            if 0 < readers and 0 < size <= self.max_bytes:
+                self.entries[(scope, key)] = [value, readers, size]
+                self.nbytes += size
+                while self.nbytes > self.max_bytes:
+                    _, (_, _, dropped) = self.entries.popitem(last=False)
+                    self.nbytes -= dropped
+        if event is not None:
+            event.set()
+
+    def abandon(self, scope: str, keys: list[Any]) -> None:
+        """Give up claims (the read failed): their waiters read for themselves."""
+        with self.lock:
+            events = [self.reading.pop((scope, k), None) for k in keys]
+        for event in events:
+            if event is not None:
+                event.set()
+
+    def _read_once(self, full_key: tuple[str, Any], entry: list[Any]) -> None:
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self.entries[full_key]
+            self.nbytes -= entry[2]
+        else:
+            self.entries.move_to_end(full_key)
+
+
+_RECENT = _RecentChunks(RECENT_CHUNK_BYTES)
+
+
 class _ChunkReads:
     """The tasks that make some chunks of an input array, to run inside one task.
 
     ``graph`` is the part of the input's graph that makes the chunks ``keys``
-    (with the opened store or whatever else they start from). A plain object (not
-    a task or a collection), so the scheduler passes it on as it is.
+    (with the opened store or whatever else they start from); ``readers`` says how
+    many tasks of the graph ``scope`` read each chunk, so that a chunk read here is
+    kept for the others (:class:`_RecentChunks`). A plain object (not a task or a
+    collection), so the scheduler passes it on as it is.
     """
 
-    __slots__ = ("graph", "keys")
+    __slots__ = ("graph", "keys", "readers", "scope")
 
-    def __init__(self, graph: dict[Any, Any], keys: list[Any]) -> None:
+    def __init__(self, graph: dict[Any, Any], keys: list[Any], scope: str = "",
+                 readers: dict[Any, int] | None = None) -> None:
         self.graph = graph
         self.keys = keys
+        self.scope = scope
+        self.readers = readers or {}
+
+    def _make(self, keys: list[Any]) -> list[Any]:
+        from dask.local import get_sync
+        from dask.optimization import cull
+
+        graph = self.graph if len(keys) == len(self.keys) else cull(self.graph, keys)[0]
+        return list(get_sync(graph, keys))
 
     def read(self) -> list[Any]:
-        from dask.local import get_sync
-
-        return list(get_sync(self.graph, self.keys))
+        if not self.readers:
+            return self._make(self.keys)
+        got, waits, mine = _RECENT.claim(self.scope, self.keys)
+        # Own reads first, then the waits: a thread never waits while holding a
+        # claim, so two readers cannot wait for each other.
+        if mine:
+            try:
+                values = self._make(mine)
+            except BaseException:
+                _RECENT.abandon(self.scope, mine)
+                raise
+            for key, value in zip(mine, values, strict=True):
+                got[key] = value
+                _RECENT.put(self.scope, key, value, self.readers.get(key, 1) - 1)
+        for key, event in waits.items():
+            event.wait()
+            found, value = _RECENT.take(self.scope, key)
+            # Not kept (above the bound, pushed out, or the other read failed).
+            got[key] = value if found else self._make([key])[0]
+        return [got[k] for k in self.keys]
 
 
 def _read_piece(n_rows: int, n_cols: int | None, parts: list[tuple[Any, ...]], dtype: Any,
@@ -950,13 +1075,21 @@ def _reading_tasks(arr: Any, pieces: dict[Any, tuple[Any, ...]]) -> dict[Any, An
     made dask's ordering read blocks' inputs far ahead (at 10^5 reaches read from
     and written to zarr, 473 gathered pieces, 1.2 GB, were waiting at the peak).
     """
+    import uuid
+    from collections import Counter
+
     from dask.optimization import cull
 
     source = dict(arr.__dask_graph__())
+    readers = Counter(k for p in pieces.values() for k in p[3])
+    # A scope of its own: chunks kept for this graph's readers are never served to
+    # another graph, even one of the same store (which may have been rewritten).
+    scope = uuid.uuid4().hex
     dsk: dict[Any, Any] = {}
     for key, (n_r, n_c, parts, keys) in pieces.items():
         sub, _ = cull(source, keys)
-        dsk[key] = (_read_piece, n_r, n_c, parts, arr.dtype, _ChunkReads(sub, keys))
+        dsk[key] = (_read_piece, n_r, n_c, parts, arr.dtype,
+                    _ChunkReads(sub, keys, scope, {k: readers[k] for k in keys}))
     return dsk
 
 
