@@ -205,7 +205,7 @@ def test_recent_chunks_a_reader_waits_for_a_chunk_being_read() -> None:
 
 
 @pytest.mark.parametrize("scheduler", ["sync", "threads"])
-def test_gather_reads_each_input_chunk_once(scheduler: str) -> None:
+def test_gather_reads_each_input_chunk_once(scheduler: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # Output chunks that straddle input chunks share the chunks on their edges: the
     # first reader keeps them for the others, so each is made once, and a second
     # compute of a new gather reads them again (nothing carried over between graphs).
@@ -226,6 +226,12 @@ def test_gather_reads_each_input_chunk_once(scheduler: str) -> None:
     again = _gather(arr, rows, (15, 15, 10), np.arange(6), (6,))
     np.testing.assert_array_equal(again.compute(scheduler=scheduler), values)
     assert sorted(made) == [0, 1, 2, 3]
+    # With nothing kept, the chunk on the edge of the first two pieces is read twice.
+    made.clear()
+    monkeypatch.setattr(xmsgl.scale, "RECENT_CHUNK_BYTES", 0)
+    third = _gather(arr, rows, (15, 15, 10), np.arange(6), (6,))
+    np.testing.assert_array_equal(third.compute(scheduler=scheduler), values)
+    assert sorted(made) == [0, 1, 1, 2, 3]
 
 
 def test_gather_a_failing_chunk_read_raises_and_hangs_nothing() -> None:

@@ -912,7 +912,8 @@ def _gather_piece(n_rows: int, n_cols: int | None, parts: list[tuple[Any, ...]],
 
 
 #: Input chunks kept in a process for the next block that reads them, at most
-#: this many bytes (see :class:`_RecentChunks`).
+#: this many bytes (see :class:`_RecentChunks`); read at each chunk kept, so it can
+#: be changed in the processes that run the blocks (0 keeps none).
 RECENT_CHUNK_BYTES = 128 * 2**20
 
 
@@ -933,10 +934,10 @@ class _RecentChunks:
     compute), within the same bound, until newer chunks push them out.
     """
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int | None = None) -> None:
         from collections import OrderedDict
 
-        self.max_bytes = int(max_bytes)
+        self.max_bytes = max_bytes  # None: RECENT_CHUNK_BYTES at the time
         self.entries: OrderedDict[tuple[str, Any], list[Any]] = OrderedDict()  # [value, readers left, bytes]
         self.reading: dict[tuple[str, Any], threading.Event] = {}
         self.nbytes = 0
@@ -976,14 +977,15 @@ class _RecentChunks:
     def put(self, scope: str, key: Any, value: Any, readers: int) -> None:
         """Keep the chunk the caller claimed and read, for ``readers`` more readers."""
         size = int(getattr(value, "nbytes", 0) or 0)
+        limit = int(RECENT_CHUNK_BYTES if self.max_bytes is None else self.max_bytes)
         with self.lock:
             event = self.reading.pop((scope, key), None)
-            if 0 < readers and 0 < size <= self.max_bytes:
+            if 0 < readers and 0 < size <= limit:
                 self.entries[(scope, key)] = [value, readers, size]
                 self.nbytes += size
-                while self.nbytes > self.max_bytes:
-                    _, (_, _, dropped) = self.entries.popitem(last=False)
-                    self.nbytes -= dropped
+            while self.nbytes > limit:
+                _, (_, _, dropped) = self.entries.popitem(last=False)
+                self.nbytes -= dropped
         if event is not None:
             event.set()
 
@@ -1004,7 +1006,7 @@ class _RecentChunks:
             self.entries.move_to_end(full_key)
 
 
-_RECENT = _RecentChunks(RECENT_CHUNK_BYTES)
+_RECENT = _RecentChunks()
 
 
 class _ChunkReads:
