@@ -343,3 +343,34 @@ def test_local_midnight_in_utc_is_rounded_not_averaged() -> None:
         validate(ds)
     fixed = validate(ds.assign_coords(time=ds.time.dt.round("D")))
     assert (fixed.time.values == local.tz_localize(None).values).all()
+
+
+def test_input_array_standardizes_every_layout_in_place_of_its_column() -> None:
+    # Variables on (time, reach), on (reach, time) and static ones, each standardized
+    # with its own mean and deviation, land in their column of (time, reach, var);
+    # the data set is left as it was.
+    pytest.importorskip("torch")
+    from xmsgl.train import FeatureSpec, input_array
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(5.0, 2.0, size=(7, 4)).astype(np.float32)
+    b = rng.normal(-3.0, 0.5, size=(4, 7)).astype(np.float32)
+    c = rng.normal(10.0, 4.0, size=4).astype(np.float32)
+    ds = xr.Dataset({"reach_a": (("time", "reach"), a.copy()),
+                     "reach_b": (("reach", "time"), b.copy()),
+                     "reach_c": (("reach",), c.copy())})
+    names = ["reach_b", "reach_c", "reach_a"]
+    mean = {"reach_a": 5.0, "reach_b": -3.0, "reach_c": 10.0}
+    std = {"reach_a": 2.0, "reach_b": 0.5, "reach_c": 4.0}
+    spec = FeatureSpec(seg_vars=[], reach_vars=names, n_common=0, units={}, static={},
+                       mean=mean, std=std)
+    out = input_array(ds, names, "reach", spec)
+    assert out.shape == (7, 4, 3) and out.dtype == np.float32 and out.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(out[..., 0], ((b - np.float32(-3.0)) / np.float32(0.5)).T)
+    np.testing.assert_array_equal(out[..., 1], np.broadcast_to((c - np.float32(10.0)) / np.float32(4.0),
+                                                               (7, 4)))
+    np.testing.assert_array_equal(out[..., 2], (a - np.float32(5.0)) / np.float32(2.0))
+    np.testing.assert_array_equal(input_array(ds, names, "reach", spec, slice(2, 5)), out[2:5])
+    np.testing.assert_array_equal(ds["reach_a"].values, a)
+    np.testing.assert_array_equal(ds["reach_b"].values, b)
+    np.testing.assert_array_equal(ds["reach_c"].values, c)
