@@ -993,10 +993,9 @@ def _rebuild(model: Downscaler, ds: xr.Dataset, graphs: Any, dev: torch.device,
                and use_reach else np.zeros((n_time, graphs.n_reach, 0), np.float32))
     window = int(model.config["hyperparameters"]["window"])
     # Reaches per block of the fine heads: about 1 MB of a year's states on the CPU
-    # (34 reaches at hidden size 20), where a block's attention buffers then stay in
-    # the caches (a 4,000-reach downscale on one thread: 85 reaches a block 1.37-1.47
-    # s, 34 about 1.27-1.30 s, 10 1.33 s, 5 1.59-1.70 s); 2.5 MB (85) elsewhere, where
-    # fewer, larger kernels suit a GPU.
+    # (34 reaches at hidden size 20), whose attention buffers then stay in the caches;
+    # 2.5 MB (85) elsewhere, where fewer, larger kernels suit a GPU (docs/pangeo.md,
+    # "Smaller blocks for the heads on the CPU").
     budget = 1.0e6 if dev.type == "cpu" else 2.5e6
     rows = max(1, int(budget // (max(window, 365) * model.net.hidden * 4)))
     _set_backbone_geometry(model.net, ds, tuple(

@@ -954,10 +954,9 @@ class _RecentChunks:
         with self.lock:
             for key in keys:
                 full = (scope, key)
-                entry = self.entries.get(full)
-                if entry is not None:
-                    got[key] = entry[0]
-                    self._read_once(full, entry)
+                found, value = self._hit(full)
+                if found:
+                    got[key] = value
                 elif full in self.reading:
                     waits[key] = self.reading[full]
                 else:
@@ -968,11 +967,7 @@ class _RecentChunks:
     def take(self, scope: str, key: Any) -> tuple[bool, Any]:
         """``(True, chunk)`` if kept (counted as read), else ``(False, None)``."""
         with self.lock:
-            entry = self.entries.get((scope, key))
-            if entry is None:
-                return False, None
-            self._read_once((scope, key), entry)
-            return True, entry[0]
+            return self._hit((scope, key))
 
     def put(self, scope: str, key: Any, value: Any, readers: int) -> None:
         """Keep the chunk the caller claimed and read, for ``readers`` more readers."""
@@ -997,13 +992,18 @@ class _RecentChunks:
             if event is not None:
                 event.set()
 
-    def _read_once(self, full_key: tuple[str, Any], entry: list[Any]) -> None:
+    def _hit(self, full_key: tuple[str, Any]) -> tuple[bool, Any]:
+        # Under the lock: a kept chunk, counted as read (dropped after its last reader).
+        entry = self.entries.get(full_key)
+        if entry is None:
+            return False, None
         entry[1] -= 1
         if entry[1] <= 0:
             del self.entries[full_key]
             self.nbytes -= entry[2]
         else:
             self.entries.move_to_end(full_key)
+        return True, entry[0]
 
 
 _RECENT = _RecentChunks()
@@ -1021,12 +1021,12 @@ class _ChunkReads:
 
     __slots__ = ("graph", "keys", "readers", "scope")
 
-    def __init__(self, graph: dict[Any, Any], keys: list[Any], scope: str = "",
-                 readers: dict[Any, int] | None = None) -> None:
+    def __init__(self, graph: dict[Any, Any], keys: list[Any], scope: str,
+                 readers: dict[Any, int]) -> None:
         self.graph = graph
         self.keys = keys
         self.scope = scope
-        self.readers = readers or {}
+        self.readers = readers
 
     def _make(self, keys: list[Any]) -> list[Any]:
         from dask.local import get_sync
@@ -1036,8 +1036,6 @@ class _ChunkReads:
         return list(get_sync(graph, keys))
 
     def read(self) -> list[Any]:
-        if not self.readers:
-            return self._make(self.keys)
         got, waits, mine = _RECENT.claim(self.scope, self.keys)
         # Own reads first, then the waits: a thread never waits while holding a
         # claim, so two readers cannot wait for each other.
@@ -1049,7 +1047,7 @@ class _ChunkReads:
                 raise
             for key, value in zip(mine, values, strict=True):
                 got[key] = value
-                _RECENT.put(self.scope, key, value, self.readers.get(key, 1) - 1)
+                _RECENT.put(self.scope, key, value, self.readers[key] - 1)
         for key, event in waits.items():
             event.wait()
             found, value = _RECENT.take(self.scope, key)
