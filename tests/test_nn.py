@@ -78,6 +78,42 @@ def test_rgrn_time_chunks_equal_one_pass() -> None:
         torch.testing.assert_close(net.hidden_states(x, g, "seg"), net.hidden_states(x, g, "seg", 5))
 
 
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize(("n_batch", "n_in"), [(1, 4), (2, 4), (1, 0), (3, 1)])
+def test_rgrn_run_inputs_matches_plain_equations(grad: bool, n_batch: int, n_in: int) -> None:
+    # Windows side by side (the diffused block copied first), inputs of any width
+    # (none included), with and without autograd, each window against the plain
+    # equations on its own.
+    torch.manual_seed(5)
+    n, hdim, n_time = 6, 3, 11
+    cell = GraphRecurrent(hidden=hdim).double()
+    adj = torch.from_numpy(_chain(n).toarray())
+    x = torch.randn(n_time, n, n_batch, n_in, dtype=torch.float64)
+    w_x = torch.randn(4 * hdim, n_in, dtype=torch.float64, requires_grad=grad)
+    b_x = torch.randn(4 * hdim, dtype=torch.float64)
+    h0 = torch.randn(n, n_batch, hdim, dtype=torch.float64)
+    c0 = torch.randn(n, n_batch, hdim, dtype=torch.float64)
+    with torch.set_grad_enabled(grad):
+        res = cell.run_inputs(x, w_x, b_x, adj, (h0, c0), return_state=True)
+    assert isinstance(res, tuple)
+    hs, (h_last, c_last) = res
+    assert hs.requires_grad == grad
+    with torch.no_grad():
+        for b in range(n_batch):
+            gates = (x[:, :, b] @ w_x.t() + b_x)
+            ref = _autograd_rgrn(cell, gates, adj, h0[:, b], c0[:, b])
+            torch.testing.assert_close(hs[:, :, b], ref)
+            torch.testing.assert_close(h_last[:, b], ref[-1])
+    assert torch.isfinite(c_last).all()
+    if not grad:
+        # Written into a given output without autograd.
+        out = torch.full((n_time, n, n_batch, hdim), float("nan"), dtype=torch.float64)
+        with torch.no_grad():
+            got = cell.run_inputs(x, w_x, b_x, adj, (h0, c0), out=out)
+        assert got.data_ptr() == out.data_ptr()
+        torch.testing.assert_close(out, hs)
+
+
 def test_rgrn_backward_reaches_early_inputs() -> None:
     cell = GraphRecurrent(hidden=4)
     x = torch.randn(30, 3, 1, 16, requires_grad=True)

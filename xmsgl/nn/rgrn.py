@@ -157,8 +157,11 @@ class _BlockPool:
 
     #: Smaller requests go to the ordinary allocator, which reuses them well.
     min_bytes = 1 << 22
-    #: Free blocks kept at most; the oldest unused ones are dropped beyond it.
-    max_blocks = 12
+    #: Blocks kept at most; the oldest unused ones are dropped beyond it. An MGDA-UB
+    #: training step holds 13 at once (each scale's gates, states, the memory block
+    #: and the days' ``[h_{t-1}, x_t, 1]`` from forward to backward, the gradients);
+    #: fewer makes every step allocate (and the system zero) new ones.
+    max_blocks = 16
 
     def __init__(self) -> None:
         self.blocks: list[bytearray] = []
@@ -234,50 +237,21 @@ def _tanh_scale(weight: torch.Tensor, hdim: int) -> torch.Tensor:
     return scale
 
 
-def _gate_inputs(
-    x: torch.Tensor, w_x: torch.Tensor | None, b_x: torch.Tensor | None, bias: torch.Tensor,
-    scale: torch.Tensor, ones_column: bool = False,
-) -> torch.Tensor:
-    """What each day's recurrent product is added to: ``(T, M, 5H)``, in a reused buffer.
+def _gate_inputs(x: torch.Tensor, bias: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """What each day's recurrent product is added to, from projected inputs.
 
-    The four gate blocks i, f, o, g get the projected inputs ``x @ w_x.T + b_x`` (or
-    ``x`` itself, already projected, when ``w_x`` is None), the fifth block q none;
+    ``x`` is ``(T, M, 4H)``, the inputs already projected to the gate blocks i, f, o,
+    g; the result ``(T, M, 5H)``, in a reused buffer, adds the block q (no input),
     every block gets the recurrent bias, and the tanh blocks are doubled (see
-    :func:`_tanh_scale`). One matrix product for all days when ``w_x`` is given;
-    with ``ones_column`` (inference) the bias enters it through a column of ones
-    added to the inputs. Training leaves it out: the extra buffer is one more
-    than an MGDA-UB step's buffers that the pool keeps, which then allocates new
-    ones every step (measured 17% slower per epoch).
+    :func:`_tanh_scale`).
     """
-    n_time, n_rows, n_feat = x.shape
+    n_time, n_rows, _ = x.shape
     h5 = bias.shape[0]
     h4 = h5 // 5 * 4
     gates = _POOL.empty((n_time, n_rows, h5), x)
-    flat = gates.view(-1, h5)
     bias_s = bias * scale
-    if w_x is None:
-        torch.addcmul(bias_s[:h4], x, scale[:h4], out=gates[..., :h4])
-        gates[..., h4:] = bias_s[h4:]
-        return gates
-    assert b_x is not None
-    full_b = bias_s.clone()
-    full_b[:h4] += b_x * scale[:h4]
-    if n_feat == 0:
-        flat.copy_(full_b.expand_as(flat))
-        return gates
-    # The projection with its bias as the last column.
-    full_w = w_x.new_zeros(h5, n_feat + 1)
-    full_w[:h4, :n_feat] = w_x * scale[:h4, None]
-    full_w[:, n_feat] = full_b
-    if not ones_column:
-        torch.addmm(full_w[:, n_feat], x.reshape(-1, n_feat), full_w[:, :n_feat].t(), out=flat)
-        return gates
-    # The bias rides in the product as a column of ones: ``addmm`` into ``out`` first
-    # copies the broadcast bias into every row, a full pass over the gate buffer.
-    x_one = _POOL.empty((n_time * n_rows, n_feat + 1), x)
-    x_one[:, :n_feat] = x.reshape(-1, n_feat)
-    x_one[:, n_feat] = 1.0
-    torch.mm(x_one, full_w.t(), out=flat)
+    torch.addcmul(bias_s[:h4], x, scale[:h4], out=gates[..., :h4])
+    gates[..., h4:] = bias_s[h4:]
     return gates
 
 
@@ -287,6 +261,34 @@ def _diffuse_add(c: torch.Tensor, adj: torch.Tensor, q: torch.Tensor, out: torch
         torch.addmm(c, adj, q, out=out)
     else:
         torch.add(c, _matmul(adj, q), out=out)
+
+
+def _day(
+    a: torch.Tensor, c: torch.Tensor, m: torch.Tensor, tc: torch.Tensor, q: torch.Tensor | None,
+    adj: torch.Tensor, n_node: int, minus_one: torch.Tensor, h_out: torch.Tensor,
+) -> torch.Tensor:
+    """One day from the pre-activations ``a`` (M, 5H), in place; returns ``h_t``.
+
+    ``a`` becomes the gates ``[i, f, o, g, q]``, ``c`` the new memory, ``m`` holds
+    ``c_{t-1} + A q_t`` and ``tc`` ``tanh(c_t)``; ``h_t`` goes to ``h_out``.
+    """
+    hdim = c.shape[1]
+    h3, h4 = 3 * hdim, 4 * hdim
+    a.sigmoid_()
+    # tanh(x) = 2 sigmoid(2x) - 1 for the blocks g and q, in one pass.
+    torch.add(minus_one, a[:, h3:], alpha=2.0, out=a[:, h3:])
+    if q is None:
+        q_nodes = a[:, h4:]
+    else:
+        q.copy_(a[:, h4:])
+        q_nodes = q.view(n_node, -1)
+    _diffuse_add(c.view(n_node, -1), adj, q_nodes, m.view(n_node, -1))
+    torch.mul(a[:, hdim : 2 * hdim], m, out=c)
+    c.addcmul_(a[:, :hdim], a[:, h3:h4])
+    # tanh(c) through the sigmoid, into the contiguous tc.
+    torch.mul(c, 2.0, out=tc).sigmoid_()
+    torch.add(minus_one, tc, alpha=2.0, out=tc)
+    return torch.mul(a[:, 2 * hdim : h3], tc, out=h_out)
 
 
 def _run_days(
@@ -299,7 +301,7 @@ def _run_days(
     save: bool,
     out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
-    """The recurrence over days, in place in ``gates`` and in preallocated buffers.
+    """The recurrence over days on projected inputs, in place in ``gates``.
 
     ``gates`` is ``(T, M, 5H)`` from :func:`_gate_inputs`, with ``M`` = nodes x
     windows; ``h0``/``c0`` are ``(M, H)``. Each day's recurrent product is added to
@@ -311,40 +313,105 @@ def _run_days(
     """
     n_time, n_rows, _ = gates.shape
     hdim = h0.shape[1]
-    h3, h4 = 3 * hdim, 4 * hdim
     w_t = (weight * _tanh_scale(weight, hdim)[:, None]).t()
     minus_one = gates.new_full((), -1.0)
     hs = out if out is not None else _POOL.empty((n_time, n_rows, hdim), gates)
     c = c0.clone()
     saved_mt = _POOL.empty((n_time, 2, n_rows, hdim), gates) if save else None
     m, tc = gates.new_empty(n_rows, hdim), gates.new_empty(n_rows, hdim)
-    # With one window the diffused block q is read in place (rows of one node are
-    # contiguous); with several, a node's rows are not, and q is copied first.
-    # (On CPU only, where the sparse product reads a strided block without a copy.)
-    in_place = n_rows == n_node and gates.device.type == "cpu"
-    q = None if in_place else gates.new_empty(n_rows, hdim)
+    q = _q_buffer(gates, n_rows, n_node, hdim)
     h = h0
     for t in range(n_time):
         if saved_mt is not None:
             m, tc = saved_mt[t, 0], saved_mt[t, 1]
         a = gates[t]
         a.addmm_(h, w_t)
-        a.sigmoid_()
-        # tanh(x) = 2 sigmoid(2x) - 1 for the blocks g and q, in one pass.
-        torch.add(minus_one, a[:, h3:], alpha=2.0, out=a[:, h3:])
-        if q is None:
-            q_nodes = a[:, h4:]
-        else:
-            q.copy_(a[:, h4:])
-            q_nodes = q.view(n_node, -1)
-        _diffuse_add(c.view(n_node, -1), adj, q_nodes, m.view(n_node, -1))
-        torch.mul(a[:, hdim : 2 * hdim], m, out=c)
-        c.addcmul_(a[:, :hdim], a[:, h3:h4])
-        # tanh(c) through the sigmoid, into the contiguous tc.
-        torch.mul(c, 2.0, out=tc).sigmoid_()
-        torch.add(minus_one, tc, alpha=2.0, out=tc)
-        h = torch.mul(a[:, 2 * hdim : h3], tc, out=hs[t])
+        h = _day(a, c, m, tc, q, adj, n_node, minus_one, hs[t])
     return hs, c, None if saved_mt is None else (gates, saved_mt)
+
+
+def _q_buffer(like: torch.Tensor, n_rows: int, n_node: int, hdim: int) -> torch.Tensor | None:
+    # With one window the diffused block q is read in place (rows of one node are
+    # contiguous); with several, a node's rows are not, and q is copied first.
+    # (On CPU only, where the sparse product reads a strided block without a copy.)
+    if n_rows == n_node and like.device.type == "cpu":
+        return None
+    return like.new_empty(n_rows, hdim)
+
+
+def _stacked_weight(
+    weight: torch.Tensor, bias: torch.Tensor, w_x: torch.Tensor, b_x: torch.Tensor,
+) -> torch.Tensor:
+    """``(H + F + 1, 5H)``: the recurrent weights, the input projection and every bias
+    stacked, so that ``[h_{t-1}, x_t, 1] @`` it is a day's pre-activations (the tanh
+    blocks doubled, see :func:`_tanh_scale`; the block q takes no input)."""
+    h5, hdim = weight.shape
+    h4, n_feat = w_x.shape
+    scale = _tanh_scale(weight, hdim)
+    full = weight.new_zeros(h5, hdim + n_feat + 1)
+    full[:, :hdim] = weight
+    full[:h4, hdim : hdim + n_feat] = w_x
+    full[:, -1] = bias
+    full[:h4, -1] += b_x
+    return (full * scale[:, None]).t()
+
+
+def _run_days_inputs(
+    x: torch.Tensor,
+    w_x: torch.Tensor,
+    b_x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    h0: torch.Tensor,
+    c0: torch.Tensor,
+    adj: torch.Tensor,
+    n_node: int,
+    save: bool,
+    out: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    """The recurrence over days on raw inputs ``x`` (T, M, F).
+
+    A day's pre-activations are one product ``[h_{t-1}, x_t, 1] @ W`` with the
+    recurrent weights, the input projection and the biases stacked in ``W`` (see
+    :func:`_stacked_weight`): no projection of all days into a buffer first, which
+    would be written once and read back from memory a day at a time. Training
+    (``save``) keeps ``[h_{t-1}, x_t, 1]`` of every day, which is also what the
+    backward pass multiplies the gradients by, with the gates and the ``(T, 2, M,
+    H)`` block of :func:`_run_days`; inference reuses one day's buffers throughout.
+    The hidden states go to ``out`` (T, M, H) when given.
+    """
+    n_time, n_rows, n_feat = x.shape
+    hdim = h0.shape[1]
+    width = hdim + n_feat + 1
+    w_all = _stacked_weight(weight, bias, w_x, b_x)
+    minus_one = x.new_full((), -1.0)
+    hs = out if out is not None else _POOL.empty((n_time, n_rows, hdim), x)
+    c = c0.clone()
+    q = _q_buffer(x, n_rows, n_node, hdim)
+    if save:
+        aug = _POOL.empty((n_time, n_rows, width), x)
+        aug[:, :, hdim : hdim + n_feat] = x
+        aug[:, :, -1] = 1.0
+        aug[0, :, :hdim] = h0
+        gates = _POOL.empty((n_time, n_rows, 5 * hdim), x)
+        saved_mt = _POOL.empty((n_time, 2, n_rows, hdim), x)
+        for t in range(n_time):
+            a = torch.mm(aug[t], w_all, out=gates[t])
+            h = _day(a, c, saved_mt[t, 0], saved_mt[t, 1], q, adj, n_node, minus_one, hs[t])
+            if t + 1 < n_time:
+                aug[t + 1, :, :hdim] = h
+        return hs, c, (gates, saved_mt, aug)
+    day_in = x.new_empty(n_rows, width)
+    day_in[:, :hdim] = h0
+    day_in[:, -1] = 1.0
+    a = x.new_empty(n_rows, 5 * hdim)
+    m, tc = x.new_empty(n_rows, hdim), x.new_empty(n_rows, hdim)
+    for t in range(n_time):
+        day_in[:, hdim : hdim + n_feat] = x[t]
+        torch.mm(day_in, w_all, out=a)
+        _day(a, c, m, tc, q, adj, n_node, minus_one, day_in[:, :hdim])
+        hs[t] = day_in[:, :hdim]
+    return hs, c, None
 
 
 class _Recurrence(torch.autograd.Function):
@@ -354,13 +421,12 @@ class _Recurrence(torch.autograd.Function):
     own output allocation and bookkeeping; here a day is about a dozen operations
     forward and twenty backward into reused buffers.
 
-    With ``w_x`` given, ``x`` holds the raw inputs (T, M, F) and the input
-    projection ``x @ w_x.T + b_x`` is done here, for all days at once, into the
-    reused gate buffer that each day's recurrent product is then added to in place
-    (and that backward reads the gates from). In backward the
+    With ``w_x`` given, ``x`` holds the raw inputs (T, M, F) and a day's
+    pre-activations come from one product with the recurrent weights, the input
+    projection and the biases stacked (:func:`_run_days_inputs`). In backward the
     gradients of the recurrent weights and bias and of the projection's weights
     and bias all come from one matrix product, ``dpre.T @ [h_prev, x, 1]`` over
-    all days. (Left to autograd, the projection's weight gradient is a product
+    all days, with ``[h_prev, x, 1]`` kept from forward. (Left to autograd, the projection's weight gradient is a product
     with a million-row inner dimension and eleven columns that runs at a tenth of
     that speed, after a copy of the strided gate gradients, plus two separate
     reductions for the biases: together about 40% of a training step.) Without
@@ -382,11 +448,19 @@ class _Recurrence(torch.autograd.Function):
         n_node: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         projected = w_x is not None
-        gates = _gate_inputs(x, w_x, b_x, bias, _tanh_scale(weight, h0.shape[1]))
-        hs, c, saved = _run_days(gates, weight, h0, c0, adj, n_node, save=True)
-        del gates
-        assert saved is not None
-        ctx.save_for_backward(weight, h0, hs, *saved, x if projected else None, w_x)
+        if w_x is not None:
+            assert b_x is not None
+            hs, c, saved = _run_days_inputs(x, w_x, b_x, weight, bias, h0, c0, adj, n_node, save=True)
+            assert saved is not None
+            # ``[h_{t-1}, x_t, 1]`` of every day (the last of ``saved``) stands for
+            # ``h0``, ``hs`` and ``x`` in backward.
+            ctx.save_for_backward(weight, *saved, w_x)
+        else:
+            gates = _gate_inputs(x, bias, _tanh_scale(weight, h0.shape[1]))
+            hs, c, saved = _run_days(gates, weight, h0, c0, adj, n_node, save=True)
+            del gates
+            assert saved is not None
+            ctx.save_for_backward(weight, *saved, h0, hs)
         ctx.projected = projected
         ctx.adj_t = adj_t if adj_t is not None else _transpose(adj)
         ctx.n_node = n_node
@@ -394,19 +468,23 @@ class _Recurrence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_hs: torch.Tensor, grad_c: torch.Tensor) -> tuple[Any, ...]:
-        weight, h0, hs, saved_a, saved_mt, x, w_x = ctx.saved_tensors
+        if ctx.projected:
+            weight, saved_a, saved_mt, aug, w_x = ctx.saved_tensors
+        else:
+            weight, saved_a, saved_mt, h0, hs = ctx.saved_tensors
         adj_t, n_node = ctx.adj_t, ctx.n_node
-        n_time, n_rows, hdim = hs.shape
-        h2, h3, h4, h5 = 2 * hdim, 3 * hdim, 4 * hdim, 5 * hdim
+        n_time, n_rows, h5 = saved_a.shape
+        hdim = h5 // 5
+        h2, h3, h4 = 2 * hdim, 3 * hdim, 4 * hdim
         # d(activation)/d(pre-activation) = alpha + a * (beta - a): a(1 - a) for the
         # sigmoid gates i, f, o and 1 - a^2 for the tanh blocks g, q.
-        alpha = hs.new_zeros(h5)
+        alpha = saved_a.new_zeros(h5)
         alpha[h3:] = 1.0
         beta = 1.0 - alpha
-        dpre = _POOL.empty((n_time, n_rows, h5), hs)
-        deriv = hs.new_empty(n_rows, h5)
-        tmp = hs.new_empty(n_rows, hdim)
-        dh = hs.new_zeros(n_rows, hdim)
+        dpre = _POOL.empty((n_time, n_rows, h5), saved_a)
+        deriv = saved_a.new_empty(n_rows, h5)
+        tmp = saved_a.new_empty(n_rows, hdim)
+        dh = saved_a.new_zeros(n_rows, hdim)
         dc = grad_c.contiguous().clone()
         for t in range(n_time - 1, -1, -1):
             a, m, tc, d = saved_a[t], saved_mt[t, 0], saved_mt[t, 1], dpre[t]
@@ -426,30 +504,30 @@ class _Recurrence(torch.autograd.Function):
             d.mul_(deriv)
             torch.mm(d, weight, out=dh)
         # All weight and bias gradients in one product: [h_prev, x, 1] side by side.
-        n_feat = x.shape[-1] if ctx.projected else 0
-        width = hdim + n_feat + 1
-        aug = _POOL.empty((n_time, n_rows, width), hs)
-        aug[0, :, :hdim] = h0
-        if n_time > 1:
-            aug[1:, :, :hdim] = hs[:-1]
-        if n_feat:
-            aug[:, :, hdim : hdim + n_feat] = x.view(n_time, n_rows, n_feat)
-        aug[:, :, -1] = 1.0
-        prod = dpre.view(-1, h5).t() @ aug.view(-1, width)
+        if ctx.projected:
+            n_feat = aug.shape[-1] - hdim - 1
+        else:
+            n_feat = 0
+            aug = _POOL.empty((n_time, n_rows, hdim + 1), saved_a)
+            aug[0, :, :hdim] = h0
+            if n_time > 1:
+                aug[1:, :, :hdim] = hs[:-1]
+            aug[:, :, -1] = 1.0
+        prod = dpre.view(-1, h5).t() @ aug.view(-1, aug.shape[-1])
         del aug
         grad_w = prod[:, :hdim].contiguous()
         grad_b = prod[:, -1].contiguous()
         needs = ctx.needs_input_grad
         if not ctx.projected:
             return dpre[..., :h4], None, None, grad_w, grad_b, dh, dc, None, None, None
-        grad_x = (dpre[..., :h4] @ w_x).view(x.shape) if needs[0] else None
+        grad_x = (dpre[..., :h4] @ w_x) if needs[0] else None
         grad_wx = prod[:h4, hdim : hdim + n_feat].contiguous() if needs[1] else None
         grad_bx = prod[:h4, -1].contiguous() if needs[2] else None
         return grad_x, grad_wx, grad_bx, grad_w, grad_b, dh, dc, None, None, None
 
 
 class GraphRecurrent(nn.Module):
-    """The RGrN recurrence, with its input projection hoisted out of the time loop.
+    """The RGrN recurrence, with no per-day projection operations.
 
     Parameters
     ----------
@@ -458,9 +536,10 @@ class GraphRecurrent(nn.Module):
 
     Notes
     -----
-    :meth:`forward` takes inputs already projected to the four gate blocks (by
-    the caller's input projection, see :class:`xmsgl.nn.MSGLNet`): one large matrix
-    product for all days instead of one per day. With autograd on, all days run
+    :meth:`forward` takes inputs already projected to the four gate blocks (one
+    large matrix product for all days instead of one per day);
+    :meth:`run_inputs`, the models' path, takes the raw inputs and adds their
+    projection to each day's recurrent product. With autograd on, all days run
     inside one :class:`torch.autograd.Function` with a hand-written backward pass
     (no per-day graph nodes, no slicing of tensors that require grad); without it,
     the same loop writes into reused buffers and saves nothing.
@@ -525,9 +604,9 @@ class GraphRecurrent(nn.Module):
         """Run the recurrence on raw inputs, projecting them first.
 
         The same as ``forward(x @ weight.T + bias, adj, ...)`` but the projection is
-        done inside the recurrence: one product for all days into the reused buffer
-        that the gates are then computed in, and in training its gradients come from
-        the same product as those of the recurrent weights.
+        done inside the recurrence: each day's pre-activations are one product of
+        ``[h_{t-1}, x_t, 1]`` with the stacked recurrent weights, projection and biases,
+        and in training the gradients of all of them come from one product.
 
         Parameters
         ----------
@@ -585,11 +664,15 @@ class GraphRecurrent(nn.Module):
         if torch.is_grad_enabled() and any(t.requires_grad for t in tracked):
             hs, c = _Recurrence.apply(xf.contiguous(), w_x, b_x, weight, bias, h0, c0, mat, mat_t, n_node)
         else:
-            gates = _gate_inputs(xf.contiguous(), w_x, b_x, bias, _tanh_scale(weight, hdim),
-                                 ones_column=True)
             flat_out = None if out is None else out.view(n_time, n_rows, hdim)
-            hs, c, _ = _run_days(gates, weight, h0, c0, mat, n_node, save=False, out=flat_out)
-            del gates
+            if w_x is not None:
+                assert b_x is not None
+                hs, c, _ = _run_days_inputs(xf, w_x, b_x, weight, bias, h0, c0, mat, n_node,
+                                            save=False, out=flat_out)
+            else:
+                gates = _gate_inputs(xf.contiguous(), bias, _tanh_scale(weight, hdim))
+                hs, c, _ = _run_days(gates, weight, h0, c0, mat, n_node, save=False, out=flat_out)
+                del gates
         hs = hs.view(n_time, n_node, n_batch, hdim)
         if return_state:
             return hs, (hs[-1], c.view(n_node, n_batch, hdim))
