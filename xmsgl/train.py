@@ -787,7 +787,7 @@ def predict(
     chunk: int = 365,
     spinup: int = 180,
     batch_size: int | None = None,
-    time_chunk: int | None = 16,
+    time_chunk: int | None = None,
     rows: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Standardized predictions for days ``[t0, t1)`` of ``data``.

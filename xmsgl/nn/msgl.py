@@ -134,8 +134,10 @@ class MSGLNet(nn.Module):
     ) -> torch.Tensor:
         """Hidden states (T, N, B, H) of one scale for inputs (T, N, B, F).
 
-        ``time_chunk`` projects the inputs that many days at a time (to bound memory
-        at inference on large networks); ``None`` projects all days at once.
+        ``time_chunk`` runs the cell that many days at a time, carrying the states
+        over (the same result); ``None`` runs all days in one call. The inputs'
+        projection is part of each day's product, so at inference no buffer grows
+        with the number of days but the states themselves.
         With ``backbone="dmsge"`` the dynamic backbone runs instead of the cell (on
         the whole window: its feature-space graph is built per window).
         """
