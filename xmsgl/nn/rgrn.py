@@ -270,7 +270,9 @@ def _day(
     """One day from the pre-activations ``a`` (M, 5H), in place; returns ``h_t``.
 
     ``a`` becomes the gates ``[i, f, o, g, q]``, ``c`` the new memory, ``m`` holds
-    ``c_{t-1} + A q_t`` and ``tc`` ``tanh(c_t)``; ``h_t`` goes to ``h_out``.
+    ``c_{t-1} + A q_t`` and ``tc`` ``tanh(c_t)``; ``h_t`` goes to ``h_out``. The
+    diffused block q is read in place from ``a`` when ``q`` is None, and copied into
+    ``q`` first otherwise (see :func:`_q_buffer`).
     """
     hdim = c.shape[1]
     h3, h4 = 3 * hdim, 4 * hdim
