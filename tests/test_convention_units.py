@@ -371,6 +371,11 @@ def test_input_array_standardizes_every_layout_in_place_of_its_column() -> None:
                                                                (7, 4)))
     np.testing.assert_array_equal(out[..., 2], (a - np.float32(5.0)) / np.float32(2.0))
     np.testing.assert_array_equal(input_array(ds, names, "reach", spec, slice(2, 5)), out[2:5])
+    # Inference's view of the planes: the same values, each variable's (T, N) contiguous.
+    planes = input_array(ds, names, "reach", spec, contiguous=False)
+    assert planes.shape == out.shape and not planes.flags["C_CONTIGUOUS"]
+    assert planes[..., 2].flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(planes, out)
     np.testing.assert_array_equal(ds["reach_a"].values, a)
     np.testing.assert_array_equal(ds["reach_b"].values, b)
     np.testing.assert_array_equal(ds["reach_c"].values, c)

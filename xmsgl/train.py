@@ -122,9 +122,15 @@ MAX_STANDARD_SCORE = 1000.0
 
 
 def input_array(
-    ds: xr.Dataset, names: Sequence[str], dim: str, spec: FeatureSpec, time_index: slice | None = None
+    ds: xr.Dataset, names: Sequence[str], dim: str, spec: FeatureSpec, time_index: slice | None = None,
+    contiguous: bool = True,
 ) -> np.ndarray:
     """Standardized inputs as float32 (T, N, F); static variables repeat over time.
+
+    With ``contiguous=False`` the result is a (T, N, F) view of the variables'
+    contiguous (F, T, N) planes instead of a copy interleaved into (T, N, F): for
+    inference, whose recurrence copies one day's inputs at a time anyway (the copy
+    costs a pass over fresh memory and holds the inputs twice at its peak).
 
     Raises :class:`DataError` naming the variable and the count of NaN values, or
     of values more than :data:`MAX_STANDARD_SCORE` standard deviations from the
@@ -183,7 +189,8 @@ def input_array(
             )
         if TIME not in da.dims:
             planes[j] = z
-    return np.ascontiguousarray(planes.transpose(1, 2, 0))
+    view = planes.transpose(1, 2, 0)
+    return np.ascontiguousarray(view) if contiguous else view
 
 
 def fit_scalers(ds: xr.Dataset, spec: FeatureSpec, train_mask: np.ndarray) -> None:
