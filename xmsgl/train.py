@@ -794,7 +794,6 @@ def predict(
     chunk: int = 365,
     spinup: int = 180,
     batch_size: int | None = None,
-    time_chunk: int | None = None,
     rows: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Standardized predictions for days ``[t0, t1)`` of ``data``.
@@ -854,11 +853,11 @@ def predict(
             coarse = None
             if need_seg:
                 h_c = net.hidden_states(_batch(data.x_seg, starts, length, device), data.graphs["coarse"],
-                                        "seg", time_chunk)
+                                        "seg")
                 coarse = net.coarse_prediction(h_c)  # (L, S, B)
             if need_reach:
                 h_f = net.hidden_states(_batch(data.x_reach, starts, length, device), data.graphs["fine"],
-                                        "reach", time_chunk)
+                                        "reach")
                 if rows_t is not None:
                     h_f = h_f.index_select(1, rows_t)
             fine = None

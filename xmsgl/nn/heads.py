@@ -126,16 +126,24 @@ class TemporalAttentionBlock(nn.Module):
         residual = xp[..., :hdim].view(m * n_spans, w, hdim)
         out = _shared_exp(scores, qkv[..., 2 * hdim :], residual, m, front, back) if shared else None
         if out is None:
-            if front or back:
-                # In place: the product's backward does not need its output.
-                spans = scores.view(m, n_spans, w, w)
-                if front:
-                    spans[:, 0, :, :front] = float("-inf")
-                if back:
-                    spans[:, -1, :, w - back :] = float("-inf")
+            # In place: the product's backward does not need its output.
+            _mask_padding(scores, m, front, back, float("-inf"))
             out = torch.baddbmm(residual, torch.softmax(scores, dim=-1), qkv[..., 2 * hdim : 3 * hdim])
         out = self.norm(out.view(m, n_pad, hdim))
         return out[:, front : front + n_time] if front or back else out
+
+
+def _mask_padding(scores: torch.Tensor, m: int, front: int, back: int, value: float) -> None:
+    """Set, in place, the scores of the padded days (the first ``front`` of each
+    sequence's first span, the last ``back`` of its last) to ``value``."""
+    if not (front or back) or scores.numel() == 0:
+        return
+    w = scores.shape[-1]
+    spans = scores.view(m, -1, w, w)
+    if front:
+        spans[:, 0, :, :front] = value
+    if back:
+        spans[:, -1, :, w - back :] = value
 
 
 #: Widest range of a block's attention scores for which :func:`_shared_exp` takes
@@ -167,13 +175,7 @@ def _shared_exp(
     if not spread < SHARED_EXP_RANGE:  # also NaN and infinite scores
         return None
     scores.sub_(hi).exp_()
-    w = scores.shape[-1]
-    if front or back:
-        spans = scores.view(m, -1, w, w)
-        if front:
-            spans[:, 0, :, :front] = 0.0
-        if back:
-            spans[:, -1, :, w - back :] = 0.0
+    _mask_padding(scores, m, front, back, 0.0)
     num = torch.bmm(scores, values)
     hdim = values.shape[-1] - 1
     return torch.addcdiv(residual, num[..., :hdim], num[..., hdim:])
