@@ -272,7 +272,7 @@ def _day(
     ``a`` becomes the gates ``[i, f, o, g, q]``, ``c`` the new memory, ``m`` holds
     ``c_{t-1} + A q_t`` and ``tc`` ``tanh(c_t)``; ``h_t`` goes to ``h_out``. The
     diffused block q is read in place from ``a`` when ``q`` is None, and copied into
-    ``q`` first otherwise (see :func:`_q_buffer`).
+    ``q`` first otherwise (see :func:`_day_buffers`).
     """
     hdim = c.shape[1]
     h3, h4 = 3 * hdim, 4 * hdim
@@ -316,12 +316,9 @@ def _run_days(
     n_time, n_rows, _ = gates.shape
     hdim = h0.shape[1]
     w_t = (weight * _tanh_scale(weight, hdim)[:, None]).t()
-    minus_one = gates.new_full((), -1.0)
-    hs = out if out is not None else _POOL.empty((n_time, n_rows, hdim), gates)
-    c = c0.clone()
+    hs, c, q, minus_one = _day_buffers(gates, n_time, n_node, h0, c0, out)
     saved_mt = _POOL.empty((n_time, 2, n_rows, hdim), gates) if save else None
     m, tc = gates.new_empty(n_rows, hdim), gates.new_empty(n_rows, hdim)
-    q = _q_buffer(gates, n_rows, n_node, hdim)
     h = h0
     for t in range(n_time):
         if saved_mt is not None:
@@ -332,13 +329,21 @@ def _run_days(
     return hs, c, None if saved_mt is None else (gates, saved_mt)
 
 
-def _q_buffer(like: torch.Tensor, n_rows: int, n_node: int, hdim: int) -> torch.Tensor | None:
+def _day_buffers(
+    like: torch.Tensor, n_time: int, n_node: int, h0: torch.Tensor, c0: torch.Tensor,
+    out: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """What every day loop of :func:`_day` needs: the states ``hs`` (T, M, H) (``out``
+    when given), the memory ``c`` (a copy of ``c0``), the buffer for the diffused
+    block q (None where it is read in place) and the constant -1."""
+    n_rows, hdim = h0.shape
+    hs = out if out is not None else _POOL.empty((n_time, n_rows, hdim), like)
     # With one window the diffused block q is read in place (rows of one node are
     # contiguous); with several, a node's rows are not, and q is copied first.
     # (On CPU only, where the sparse product reads a strided block without a copy.)
-    if n_rows == n_node and like.device.type == "cpu":
-        return None
-    return like.new_empty(n_rows, hdim)
+    in_place = n_rows == n_node and like.device.type == "cpu"
+    q = None if in_place else like.new_empty(n_rows, hdim)
+    return hs, c0.clone(), q, like.new_full((), -1.0)
 
 
 def _stacked_weight(
@@ -386,10 +391,7 @@ def _run_days_inputs(
     hdim = h0.shape[1]
     width = hdim + n_feat + 1
     w_all = _stacked_weight(weight, bias, w_x, b_x)
-    minus_one = x.new_full((), -1.0)
-    hs = out if out is not None else _POOL.empty((n_time, n_rows, hdim), x)
-    c = c0.clone()
-    q = _q_buffer(x, n_rows, n_node, hdim)
+    hs, c, q, minus_one = _day_buffers(x, n_time, n_node, h0, c0, out)
     if save:
         aug = _POOL.empty((n_time, n_rows, width), x)
         aug[:, :, hdim : hdim + n_feat] = x
