@@ -149,6 +149,42 @@ def test_gap_in_days_restarts_the_recurrence(basin: xr.Dataset, model: Downscale
     np.testing.assert_allclose(late.values, alone.values, atol=1e-5)
 
 
+def test_gap_off_the_span_grid_keeps_days_on_the_calendar(basin: xr.Dataset, model: Downscaler) -> None:
+    # The cross-scale head's attention spans lie on a calendar grid. After a gap whose
+    # length is not a multiple of the grid's period, the days after it must still be
+    # placed by their dates (as a run of them alone does), not by their positions.
+    period = model.net.cross_head.span_period()
+    assert period > 1
+    gap = period + 3
+    keep = np.ones(basin.sizes["time"], dtype=bool)
+    keep[80: 80 + gap] = False
+    gappy = basin.isel(time=keep)
+    run = {"spinup": 30, "chunk": 50}
+    with pytest.warns(xmsgl.TimeGapWarning):
+        out = downscale(gappy, model, **run)
+    after = downscale(gappy.isel(time=slice(80, None)), model, **run)
+    np.testing.assert_allclose(out.isel(time=slice(80, None)).values, after.values, atol=1e-5)
+    cross = downscale(gappy.isel(time=slice(80, None)), model, scale="cross", **run)
+    with pytest.warns(xmsgl.TimeGapWarning):
+        cross_gappy = downscale(gappy, model, scale="cross", **run)
+    np.testing.assert_allclose(cross_gappy.isel(time=slice(80, None)).values, cross.values, atol=1e-5)
+
+
+def test_time_selection_on_an_axis_of_seconds(basin: xr.Dataset, model: Downscaler) -> None:
+    # A time axis in datetime64[s] (as numpy day arrays or CF decoding with
+    # time_unit="s" give): a label's last instant is not a whole second.
+    secs = basin.assign_coords(time=basin.time.values.astype("datetime64[s]"))
+    assert secs.time.dtype == np.dtype("datetime64[s]")
+    want = downscale(basin, model, time=("2001-03-01", "2001-03-31"))
+    got = downscale(secs, model, time=("2001-03-01", "2001-03-31"))
+    assert got.sizes["time"] == 31
+    np.testing.assert_array_equal(got.values, want.values)
+    assert downscale(secs, model, time="2001-04").sizes["time"] == 30
+    lazy = downscale(secs.chunk({"time": 60}), model, time="2001-04")
+    np.testing.assert_allclose(lazy.compute().values, downscale(basin, model, time="2001-04").values,
+                               atol=1e-5)
+
+
 def test_missing_input_variable_is_named(basin: xr.Dataset, model: Downscaler) -> None:
     with pytest.raises(ModelMismatchError, match="reach_swrad"):
         downscale(basin.drop_vars("reach_swrad"), model)

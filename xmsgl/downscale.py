@@ -34,8 +34,10 @@ def _time_positions(time: pd.DatetimeIndex, sel: Any) -> tuple[int, int]:
     from xmsgl.periods import period_bounds
 
     start, end = period_bounds(sel, "time")
-    i0 = 0 if start is None else int(time.searchsorted(start, side="left"))
-    i1 = len(time) if end is None else int(time.searchsorted(end, side="right"))
+    # Counts of days before the bounds, not ``searchsorted``: that converts the bound
+    # to the index's unit and refuses a day's last instant on an axis of seconds.
+    i0 = 0 if start is None else int(np.count_nonzero(np.asarray(time < start)))
+    i1 = len(time) if end is None else int(np.count_nonzero(np.asarray(time <= end)))
     if i1 <= i0:
         raise TimeError(
             f"time={sel!r} selects no day of the dataset ({time[0].date()} to {time[-1].date()})"

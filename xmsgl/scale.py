@@ -1478,7 +1478,7 @@ def subbasin_data(data: Any, topo: Topology, block: Block, graph_options: dict[s
                      np.ascontiguousarray(data.x_reach[:, block.reach]),
                      torch_graphs(graphs, device), cross_row_blocks(graphs, device, 10_000),
                      np.asarray(graphs.parent.tocsr().indices, dtype=np.int64),
-                     graphs.cross.tocsr(), breaks=data.breaks, day0=data.day0)
+                     graphs.cross.tocsr(), breaks=data.breaks, day0=data.day0, days=data.days)
 
 
 def train_subbasins(

@@ -415,6 +415,16 @@ class ModelData:
     #: cross-scale head's attention spans on the calendar from it, so that a day's
     #: prediction does not depend on where its window starts.
     day0: int = 0
+    #: The date of every day in days since 1970-01-01 (:func:`epoch_days`), where
+    #: known: after a gap in the time axis a position is no longer ``day0`` plus
+    #: its index, and the spans must follow the calendar, not the positions.
+    days: np.ndarray | None = None
+
+    def epoch_day_at(self, pos: int) -> int:
+        """Days since 1970-01-01 of the day at position ``pos``."""
+        if self.days is not None and 0 <= pos < len(self.days):
+            return int(self.days[pos])
+        return int(self.day0) + int(pos)
 
 
 def torch_graphs(graphs: Any, device: torch.device) -> dict[str, SparseGraph]:
@@ -733,6 +743,21 @@ def epoch_day(time: Any) -> int:
     return int(values[0].astype("datetime64[D]").astype(np.int64))
 
 
+def epoch_days(time: Any) -> np.ndarray | None:
+    """Every day of ``time`` in days since 1970-01-01 (None when it is not datetime64).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> epoch_days(pd.to_datetime(["1970-01-31", "1970-02-03"])).tolist()
+    [30, 33]
+    """
+    values = np.asarray(time)
+    if not np.issubdtype(values.dtype, np.datetime64):
+        return None
+    return values.astype("datetime64[D]").astype(np.int64)
+
+
 def time_breaks(time: Any) -> np.ndarray:
     """Positions of the days that do not follow the day before: gaps in a daily axis.
 
@@ -840,7 +865,7 @@ def predict(
     groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
     for s, a, b in inference_windows(t0, t1, chunk, spinup, data.breaks):
         run_end = min(b + look, int(stops[np.searchsorted(stops, b)]))
-        groups.setdefault((run_end - s, (int(data.day0) + s) % period), []).append((s, a, b))
+        groups.setdefault((run_end - s, data.epoch_day_at(s) % period), []).append((s, a, b))
     hidden = net.hidden
     for (length, phase), ws in groups.items():
         nodes = (n_seg if need_seg else 0) + (n_reach if need_reach else 0)
