@@ -192,6 +192,28 @@ def test_save_load_round_trip(tmp_path, model: Downscaler, basin: xr.Dataset) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.xmsgl"]
 
 
+def test_numpy_typed_arguments_give_a_model_that_saves(tmp_path, basin: xr.Dataset) -> None:
+    # Numbers as numpy scalars are accepted by fit; the model must then hash, save,
+    # load and downscale like any other.
+    m = fit(basin, method="msgl", seed=0, **{**FAST, "epochs": 1}, batch_size=np.int64(2),
+            weighting="fixed", task_weights={"coarse": np.float32(1), "cross": 1, "fine": np.float64(2)},
+            graph_options={"max_hops": np.int64(4)})
+    assert isinstance(m.config["hyperparameters"]["batch_size"], int)
+    m.save(tmp_path / "np-model")
+    back = load(tmp_path / "np-model")
+    assert back.sha256 == m.sha256
+    assert back.config["graph"]["options"] == {"max_hops": 4}
+    pred = basin.msgl.downscale(back)
+    assert m.sha256[:12] in pred.attrs["history"]
+
+
+def test_stage_a_task_named_alone(basin: xr.Dataset) -> None:
+    m = fit(basin, method="async-msgl", seed=0, stage_a_tasks="remap", **{**FAST, "epochs": 1})
+    assert m.config["stage_a"]["tasks"] == ["remap"]
+    with pytest.raises(ParameterError, match=r"stage_a_tasks \['remapp'\]"):
+        fit(basin, method="async-msgl", stage_a_tasks="remapp", **FAST)
+
+
 def test_stale_or_foreign_files_are_refused(tmp_path, model: Downscaler) -> None:
     path = model.save(tmp_path / "m")
     other = Downscaler(model.net, model.config)

@@ -72,6 +72,7 @@ from xmsgl.train import (
     check_weighting,
     cross_row_blocks,
     epoch_day,
+    epoch_days,
     feature_spec,
     fit_scalers,
     input_array,
@@ -662,9 +663,12 @@ def fit(
     if (isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer))
             or not np.isfinite(lr) or lr <= 0):
         raise ParameterError(f"lr={lr!r} must be a positive finite learning rate, for example 5e-3")
+    if isinstance(stage_a_tasks, str):
+        # One task named on its own, e.g. stage_a_tasks="remap", not its letters.
+        stage_a_tasks = (stage_a_tasks,)
     bad_a = sorted(set(stage_a_tasks) - {"coarse", "remap", "remap-fine"})
     if bad_a:
-        raise XmsglError(f"stage_a_tasks {bad_a} are not known; use 'coarse', 'remap' and/or 'remap-fine'")
+        raise ParameterError(f"stage_a_tasks {bad_a} are not known; use 'coarse', 'remap' and/or 'remap-fine'")
     progress = get_option("progress") if progress is None else bool(progress)
     threads = get_option("torch_threads")
     if threads:
@@ -725,7 +729,7 @@ def fit(
     data = ModelData(x_seg, x_reach, torch_graphs(graphs, dev),
                      cross_row_blocks(graphs, dev, max(1, int(2e7 // (window * hidden_ * 4)))),
                      np.asarray(graphs.parent.tocsr().indices, dtype=np.int64), graphs.cross.tocsr(),
-                     breaks=time_breaks(time), day0=epoch_day(time))
+                     breaks=time_breaks(time), day0=epoch_day(time), days=epoch_days(time))
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -871,7 +875,25 @@ def fit(
         "history": history,
     }
     net.eval()
-    return Downscaler(net.cpu() if dev.type != "cpu" else net, config)
+    return Downscaler(net.cpu() if dev.type != "cpu" else net, _plain(config))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays as Python numbers and lists, recursively.
+
+    Arguments such as ``batch_size=np.int64(2)`` or ``task_weights`` of numpy floats
+    are accepted by ``fit``; the config keeps them as JSON can write them, so that the
+    model's hash, ``save`` and the history line of ``downscale`` work.
+    """
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _fit_baseline(args: dict[str, Any]) -> BaselineModel:
@@ -1005,4 +1027,5 @@ def _rebuild(model: Downscaler, ds: xr.Dataset, graphs: Any, dev: torch.device,
     days = ds[TIME].values[time_index]
     return ModelData(x_seg, x_reach, torch_graphs(graphs, dev), cross_row_blocks(graphs, dev, rows),
                      np.asarray(graphs.parent.tocsr().indices, dtype=np.int64), graphs.cross.tocsr(),
-                     breaks=time_breaks(days), day0=epoch_day(days) if day0 is None else int(day0))
+                     breaks=time_breaks(days), day0=epoch_day(days) if day0 is None else int(day0),
+                     days=epoch_days(days) if day0 is None else None)
