@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import xarray as xr
 
 from tests.conftest import ROOT
 from xmsgl.exceptions import ParameterError, XmsglError
-from xmsgl.io import atomic_write, to_netcdf_safe, to_zarr_safe
+from xmsgl.io import atomic_write, to_netcdf_safe, to_zarr_safe, write_model_folder
 
 
 def small() -> xr.Dataset:
@@ -242,3 +243,129 @@ def test_killed_writer_leaves_previous_file_intact(tmp_path: Path) -> None:
     assert target.read_bytes() == b"previous result"
     # Only the hidden temporary file is left behind, never a half file at the target.
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["result.nc"]
+
+
+def write_text(text: str) -> Callable[..., Path]:
+    """A writer like to_netcdf_safe that writes ``text`` to a file with atomic_write."""
+    def writer(_ds: xr.Dataset, path: Path, overwrite: bool = False) -> Path:
+        with atomic_write(path, overwrite=overwrite) as tmp:
+            tmp.write_text(text)
+        return path
+    return writer
+
+
+@pytest.mark.parametrize("writer", [to_netcdf_safe, to_zarr_safe, write_text("new")],
+                         ids=["netcdf", "zarr", "atomic_write"])
+def test_dangling_link_is_an_existing_entry(tmp_path: Path, writer) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    link = out / "result"
+    link.symlink_to(elsewhere / "not_yet")  # points nowhere: exists() is False
+    with pytest.raises(ParameterError, match=r"already exists.*overwrite=True"):
+        writer(small(), link)
+    assert link.is_symlink() and os.readlink(link) == str(elsewhere / "not_yet")
+    assert list(elsewhere.iterdir()) == [] and leftovers(out) == []
+    # Asked for, the link itself is replaced; nothing is created where it pointed.
+    assert writer(small(), link, overwrite=True) == link
+    assert not link.is_symlink() and link.exists()
+    assert list(elsewhere.iterdir()) == [] and leftovers(out) == []
+
+
+def test_delayed_write_refuses_a_dangling_link_made_meanwhile(tmp_path: Path) -> None:
+    target = tmp_path / "c.zarr"
+    later = to_zarr_safe(chunked(), target, compute=False, consolidated=False)
+    target.symlink_to(tmp_path / "theirs.zarr")  # someone else's link, dangling for now
+    with pytest.raises(ParameterError, match="overwrite=True"):
+        later.compute()
+    assert target.is_symlink() and not (tmp_path / "theirs.zarr").exists()
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("compute", [True, False], ids=["now", "delayed"])
+def test_overwrite_replaces_a_link_to_a_store_not_the_store(tmp_path: Path, compute: bool) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    ds = small()
+    to_zarr_safe(ds, elsewhere / "real.zarr")
+    before = sorted(p.relative_to(elsewhere) for p in elsewhere.rglob("*"))
+    link = out / "out.zarr"
+    link.symlink_to(elsewhere / "real.zarr", target_is_directory=True)
+    with pytest.raises(ParameterError, match="already exists"):
+        to_zarr_safe(ds * 2, link)
+    written = to_zarr_safe(ds * 2, link, overwrite=True, compute=compute)
+    if not compute:
+        assert link.is_symlink()  # untouched until the delayed write is computed
+        written = written.compute()  # type: ignore[union-attr]
+    assert written == link and link.is_dir() and not link.is_symlink()
+    xr.testing.assert_identical(xr.open_zarr(link).load()["reach_temp"], ds["reach_temp"] * 2)
+    # The store the link pointed to is exactly as it was.
+    assert sorted(p.relative_to(elsewhere) for p in elsewhere.rglob("*")) == before
+    xr.testing.assert_identical(xr.open_zarr(elsewhere / "real.zarr").load(), ds)
+    assert leftovers(out) == [] and leftovers(elsewhere) == []
+
+
+def test_overwrite_replaces_a_link_to_a_file_not_the_file(tmp_path: Path) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    ds = small()
+    to_netcdf_safe(ds, elsewhere / "real.nc")
+    before = (elsewhere / "real.nc").read_bytes()
+    link = out / "out.nc"
+    link.symlink_to(elsewhere / "real.nc")
+    with pytest.raises(ParameterError, match="already exists"):
+        to_netcdf_safe(ds * 2, link)
+    assert to_netcdf_safe(ds * 2, link, overwrite=True) == link
+    assert link.is_file() and not link.is_symlink()
+    xr.testing.assert_identical(xr.load_dataset(link)["reach_temp"], ds["reach_temp"] * 2)
+    assert (elsewhere / "real.nc").read_bytes() == before
+    assert leftovers(out) == [] and leftovers(elsewhere) == []
+
+
+def test_a_link_may_be_replaced_by_either_kind(tmp_path: Path) -> None:
+    # Only the link is replaced, so the kind of what it points to does not matter.
+    (tmp_path / "afile").write_text("keep")
+    (tmp_path / "afolder").mkdir()
+    to_folder, to_file = tmp_path / "to_folder", tmp_path / "to_file"
+    to_folder.symlink_to(tmp_path / "afolder", target_is_directory=True)
+    to_file.symlink_to(tmp_path / "afile")
+    with atomic_write(to_folder, overwrite=True) as tmp:
+        tmp.write_text("a file")
+    with atomic_write(to_file, overwrite=True) as tmp:
+        tmp.mkdir()
+        (tmp / "chunk").write_text("a folder")
+    assert to_folder.read_text() == "a file" and (to_file / "chunk").read_text() == "a folder"
+    assert (tmp_path / "afile").read_text() == "keep" and list((tmp_path / "afolder").iterdir()) == []
+    assert leftovers(tmp_path) == []
+
+
+def test_failed_rename_over_a_link_puts_the_link_back(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "real.zarr").mkdir()
+    (tmp_path / "real.zarr" / "theirs").write_text("keep")
+    link = tmp_path / "out.zarr"
+    link.symlink_to(tmp_path / "real.zarr", target_is_directory=True)
+    replace = os.replace
+
+    def failing_replace(src: os.PathLike[str], dst: os.PathLike[str]) -> None:
+        if Path(src).name.endswith(".tmp"):  # the new store's rename into place
+            raise OSError("disk gone")
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk gone"):
+        with atomic_write(link, overwrite=True) as tmp:
+            tmp.mkdir()
+            (tmp / "chunk").write_text("new")
+    assert link.is_symlink() and os.readlink(link) == str(tmp_path / "real.zarr")
+    assert (tmp_path / "real.zarr" / "theirs").read_text() == "keep"
+    assert leftovers(tmp_path) == []
+
+
+def test_model_folder_refuses_a_dangling_link(tmp_path: Path) -> None:
+    link = tmp_path / "model"
+    link.symlink_to(tmp_path / "gone")
+    with pytest.raises(XmsglError, match="not an xmsgl model folder"):
+        write_model_folder(link, {"config.json": b"{}"})
+    assert link.is_symlink() and leftovers(tmp_path) == []

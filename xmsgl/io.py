@@ -13,6 +13,11 @@ impossible by default:
   intact, and at most a hidden ``.<name>.<random>.tmp`` entry behind, which can be
   deleted.
 
+A symbolic link at the output path counts as an existing entry, even when what it
+points to does not exist. With ``overwrite=True`` the link itself is replaced by the
+new file or store; what it pointed to is left untouched (writing through the link
+would replace data kept elsewhere, in a folder the caller never named).
+
 Renames are atomic within one file system, which is why the temporary name lives in
 the destination folder rather than in ``/tmp``. Every path argument may start with
 ``~`` (the user's home folder).
@@ -156,8 +161,9 @@ def model_path(path: object, what: str = "model") -> Path:
 def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "model") -> Path:
     """Write a saved-model folder (file name -> contents) in one atomic move.
 
-    An existing xmsgl folder at ``path`` (one holding ``config.json``) is replaced;
-    any other existing path raises :class:`~xmsgl.exceptions.XmsglError` naming
+    An existing xmsgl folder at ``path`` (one holding ``config.json``) is replaced
+    (through a symbolic link to one, the link is replaced and the folder it points to
+    is left as it was); any other existing path, a dangling link included, raises :class:`~xmsgl.exceptions.XmsglError` naming
     ``what`` (``"model"``, ``"baseline"``...). Every file is flushed to disk before
     the folder is renamed into place, so a reader never sees half a folder and a
     save killed midway leaves the previous one intact.
@@ -170,7 +176,7 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
     ['config.json']
     """
     final = model_path(path)
-    if final.exists() and not (final.is_dir() and (final / "config.json").exists()):
+    if os.path.lexists(final) and not (final.is_dir() and (final / "config.json").exists()):
         raise XmsglError(f"{str(final)!r} exists and is not an xmsgl {what} folder; choose another "
                          "path or remove it")
     with atomic_write(final, overwrite=True) as tmp:
@@ -190,15 +196,18 @@ def atomic_write(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     The temporary path is in the same folder as ``path`` and does not exist yet:
     the block creates it (a file, or a folder such as a zarr store). When the block
     finishes, the temporary entry replaces ``path`` with :func:`os.replace`; when it
-    raises, or the process dies, ``path`` is left exactly as it was.
+    raises, or the process dies, ``path`` is left exactly as it was. A symbolic link
+    at ``path`` is an existing entry (even when it points nowhere): with ``overwrite``
+    the link itself is replaced, and what it points to is left untouched.
 
     Parameters
     ----------
     path : str or os.PathLike
         The final file or folder. Its parent folder is created when missing.
     overwrite : bool, default False
-        Replace ``path`` when it already exists. Without it an existing ``path``
-        makes the call fail before anything is written.
+        Replace ``path`` when it already exists (a symbolic link: the link, not
+        what it points to). Without it an existing ``path``, a dangling link
+        included, makes the call fail before anything is written.
 
     Yields
     ------
@@ -208,8 +217,9 @@ def atomic_write(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     Raises
     ------
     ParameterError
-        When ``path`` exists and ``overwrite`` is False, or when it is a folder and
-        the new entry is a file (or the reverse).
+        When ``path`` exists (or is a symbolic link) and ``overwrite`` is False, or
+        when it is a folder and the new entry is a file (or the reverse; a link may
+        be replaced by either).
     XmsglError
         When the block wrote nothing at the temporary path.
 
@@ -237,7 +247,9 @@ def atomic_write(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
 
 def _prepare(final: Path, overwrite: bool) -> Path:
     """Check ``final`` can be written, create its folder, and return a temporary name."""
-    if final.exists() and not overwrite:
+    # lexists, not exists: a dangling symbolic link is an entry the rename would
+    # replace, so it is refused like any other (the CLI's --out check does the same).
+    if os.path.lexists(final) and not overwrite:
         _refuse_existing(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     return final.parent / f".{final.name}.{secrets.token_hex(6)}.tmp"
@@ -256,9 +268,12 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool) -> Path:
                 f"there (not to {str(final)!r}) inside the `with atomic_write(...)` block"
             )
         # Checked again: another process may have created the target meanwhile.
-        if final.exists() and not overwrite:
+        exists, link = os.path.lexists(final), final.is_symlink()
+        if exists and not overwrite:
             _refuse_existing(final)
-        if final.exists() and tmp.is_dir() != final.is_dir():
+        # A link is replaced itself, never what it points to, so the kind of its
+        # target does not matter: nothing of it is lost.
+        if exists and not link and tmp.is_dir() != final.is_dir():
             raise ParameterError(
                 f"cannot replace {str(final)!r} by a {'folder' if tmp.is_dir() else 'file'}: "
                 f"it is a {'folder' if final.is_dir() else 'file'}; remove it first or write "
@@ -266,9 +281,11 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool) -> Path:
             )
         if tmp.is_file():
             _fsync(tmp)
-        if final.is_dir() and not final.is_symlink():
-            # os.replace cannot put a folder over a non-empty one: move the old store
-            # aside first, and delete it only once the new one is in place.
+        if exists and tmp.is_dir():
+            # os.replace cannot put a folder over a non-empty one, nor over a link
+            # (Linux refuses to rename a folder over a non-folder): move the old store
+            # or link aside first, and delete it only once the new one is in place.
+            # _remove unlinks a link without following it, so its target survives.
             old = final.parent / f".{final.name}.{secrets.token_hex(6)}.old"
             os.replace(final, old)
             try:
@@ -278,6 +295,7 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool) -> Path:
                 raise
             _remove(old)
         else:
+            # A file (over nothing, a file or a link) is one atomic rename.
             os.replace(tmp, final)
         _fsync(final.parent)
     except BaseException:
@@ -349,7 +367,8 @@ def to_netcdf_safe(
     path : str or os.PathLike
         The netCDF file to create.
     overwrite : bool, default False
-        Replace an existing file at ``path``. The file ``obj`` was read from is never
+        Replace an existing file at ``path``; a symbolic link there is replaced
+        itself, not the file it points to. The file ``obj`` was read from is never
         replaced, even then.
     compute : bool, default True
         Write now. With ``False``, return a :class:`dask.delayed.Delayed` instead:
@@ -367,8 +386,9 @@ def to_netcdf_safe(
     Raises
     ------
     ParameterError
-        When ``path`` exists and ``overwrite`` is False (checked again when a delayed
-        write is computed), ``path`` is ``obj``'s source or lies below a file.
+        When ``path`` exists (a dangling link included) and ``overwrite`` is False
+        (checked again when a delayed write is computed), ``path`` is ``obj``'s
+        source or lies below a file.
 
     Examples
     --------
@@ -406,7 +426,8 @@ def to_zarr_safe(ds: xr.Dataset, path: PathLike, overwrite: bool = False, *,
     path : str or os.PathLike
         The zarr store (a folder) to create.
     overwrite : bool, default False
-        Replace an existing store at ``path``. The store ``ds`` was read from is never
+        Replace an existing store at ``path``; a symbolic link there is replaced
+        itself, not the store it points to. The store ``ds`` was read from is never
         replaced, even then.
     compute : bool, default True
         Write now. With ``False``, return a :class:`dask.delayed.Delayed` instead:
@@ -424,9 +445,9 @@ def to_zarr_safe(ds: xr.Dataset, path: PathLike, overwrite: bool = False, *,
     Raises
     ------
     ParameterError
-        When ``path`` exists and ``overwrite`` is False (checked again when a delayed
-        write is computed), ``path`` is ``ds``'s source or lies below a file, or an
-        appending or region write is asked for.
+        When ``path`` exists (a dangling link included) and ``overwrite`` is False
+        (checked again when a delayed write is computed), ``path`` is ``ds``'s
+        source or lies below a file, or an appending or region write is asked for.
 
     Examples
     --------
