@@ -245,6 +245,43 @@ def test_to_convention_nan_outlet() -> None:
     assert out.seg_to.dtype == np.int64 and out.seg_to.values.tolist() == [3, 3, 0]
 
 
+def test_to_convention_keeps_fractional_reach_seg_for_validate() -> None:
+    # A fractional segment id is a mistake: it must not be truncated to a valid id.
+    ds = hand_basin()
+    ds["reach_seg"] = ("reach", np.array([1.0, 1.5, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0]))
+    with pytest.raises(SchemaError, match="'reach_seg' must hold integer ids"):
+        validate(ds)
+    out = xmsgl.to_convention(ds)
+    assert out.reach_seg.values.tolist()[:2] == [1.0, 1.5]
+    with pytest.raises(SchemaError, match="'reach_seg' must hold integer ids"):
+        validate(out)
+    # Whole float ids are still converted to int64.
+    ds["reach_seg"] = ("reach", ds.reach_seg.values.round())
+    out = xmsgl.to_convention(ds)
+    assert out.reach_seg.dtype == np.int64
+    assert out.reach_seg.values.tolist() == [1, 2, 2, 2, 2, 3, 3, 3]
+
+
+def test_to_convention_outlet_keeps_large_integer_ids_exact() -> None:
+    big = 2**53 + 1  # not representable in float64
+    raw = xr.Dataset(
+        {"to_seg": ("seg", np.array([big, -1], dtype=np.int64))},
+        coords={"seg": np.array([1, big], dtype=np.int64)},
+    )
+    out = xmsgl.to_convention(raw, names={"to_seg": "seg_to"}, outlet=-1)
+    assert out.seg_to.dtype == np.int64
+    assert out.seg_to.values.tolist() == [big, 0]
+    # A whole float marker works on integer ids too; NaN changes nothing there.
+    assert xmsgl.to_convention(raw, names={"to_seg": "seg_to"}, outlet=-1.0).seg_to.values.tolist() == [big, 0]
+    out = xmsgl.to_convention(raw, names={"to_seg": "seg_to"}, outlet=np.nan)
+    assert out.seg_to.values.tolist() == [big, -1]
+    raw32 = raw.assign(to_seg=raw.to_seg.astype(np.int32).where(raw.to_seg < 10, 2))
+    out = xmsgl.to_convention(raw32, names={"to_seg": "seg_to"}, outlet=-1)
+    assert out.seg_to.dtype == np.int64 and out.seg_to.values.tolist() == [2, 0]
+    with pytest.raises(SchemaError, match="outlet='-1'.*'seg_to'.*outlet=-1"):
+        xmsgl.to_convention(raw, names={"to_seg": "seg_to"}, outlet="-1")
+
+
 def _explode(block: np.ndarray) -> np.ndarray:
     raise AssertionError("a time-dimensioned array was computed")
 

@@ -128,6 +128,15 @@ def test_variance_decomposition_errors() -> None:
     y = xr.DataArray(np.array([[1.0, np.nan], [1.0, 2.0]]), dims=("partition", "seed"))
     with pytest.raises(xmsgl.DataError, match="NaN"):
         variance_decomposition(y)
+    # Scores of one selected (repeat, fold): only a seed dimension is left.
+    cv = xr.Dataset(
+        {"rmse": (("repeat", "fold", "seed"), np.arange(12.0).reshape(2, 2, 3))},
+        attrs={"score": "rmse"},
+    )
+    with pytest.raises(xmsgl.DataError, match="at least 2 partitions.*'seed' alone"):
+        variance_decomposition(cv.rmse.sel(repeat=0, fold=0))
+    with pytest.raises(xmsgl.DataError, match="at least 2 partitions"):
+        variance_decomposition(cv.isel(repeat=0, fold=0))
 
 
 def test_cross_validate_a_baseline(small_basin: xr.Dataset) -> None:

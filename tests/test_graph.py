@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 
 from tests.conftest import ROOT, devices
 from tests.strategies import random_river_dataset, river_datasets
-from xmsgl.exceptions import SchemaError, UnitConversionWarning, UnitsError, XmsglError
+from xmsgl.exceptions import (
+    ParameterError,
+    SchemaError,
+    UnitConversionWarning,
+    UnitsError,
+    XmsglError,
+)
 from xmsgl.graph import RiverGraphs, build_graphs, flow_distances
 
 M = {"units": "m"}
@@ -270,11 +276,34 @@ def test_km_lengths_are_converted() -> None:
         ({"max_hops": 0}, XmsglError, "max_hops"),
         ({"max_distance": -1.0}, XmsglError, "max_distance"),
         ({"max_distance": "far"}, XmsglError, "max_distance"),
+        ({"max_distance": "5000"}, ParameterError, r"max_distance='5000' must be a number.*not a str"),
+        ({"max_distance": True}, ParameterError, r"max_distance=True must be a number.*not a bool"),
+        ({"max_distance": np.bool_(True)}, ParameterError, "max_distance"),
+        ({"max_distance": float("nan")}, ParameterError, "max_distance"),
+        ({"max_hops": True}, ParameterError, "max_hops=True must be an integer"),
+        ({"max_hops": 2.5}, ParameterError, "max_hops=2.5 must be an integer"),
+        ({"max_hops": 2.0}, ParameterError, "max_hops=2.0 must be an integer"),
+        ({"max_hops": "2"}, ParameterError, "max_hops='2' must be an integer"),
     ],
 )
 def test_bad_options(kwargs: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         build_graphs(chain(), **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"max_distance": "5000"}, {"max_distance": True}, {"max_hops": 2.5}])
+def test_flow_distances_refuses_bad_cuts(kwargs: dict) -> None:
+    with pytest.raises(ParameterError, match=next(iter(kwargs))):
+        flow_distances(np.array([1, 2, -1]), np.array([5.0, 10.0, 20.0]), **kwargs)
+
+
+def test_cuts_given_as_numpy_scalars_are_stored_as_python_numbers(small_basin: xr.Dataset) -> None:
+    g = build_graphs(small_basin, max_distance=np.float32(5000), max_hops=np.int64(3))
+    assert g.options["max_distance"] == 5000.0 and type(g.options["max_distance"]) is float
+    assert g.options["max_hops"] == 3 and type(g.options["max_hops"]) is int
+    assert g.fingerprint == build_graphs(small_basin, max_distance=5000, max_hops=3).fingerprint
+    with pytest.raises(ParameterError, match="max_distance='5000'"):
+        small_basin.msgl.graphs(max_distance="5000")
 
 
 def test_repr_and_matrix_names() -> None:

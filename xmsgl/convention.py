@@ -1054,6 +1054,40 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
     return out
 
 
+def _whole_in_range(vals: np.ndarray) -> bool:
+    """Whether float ``vals`` are all whole numbers that convert to int64 exactly."""
+    vals = np.asarray(vals, dtype=np.float64)
+    return bool(
+        np.all(np.isfinite(vals))
+        and np.all(np.abs(vals) <= _MAX_ID_FLOAT)
+        and np.all(vals == np.round(vals))
+    )
+
+
+def _replace_outlet_int(name: str, vals: np.ndarray, outlet: Any) -> np.ndarray:
+    """Replace the outlet marker in integer pointers by ``OUTLET``, exactly."""
+    marker = outlet
+    if isinstance(marker, (float, np.floating)):
+        if not np.isfinite(marker):
+            return _as_int64(vals)  # NaN or inf never occurs in integer ids
+        if marker != np.round(marker):
+            return _as_int64(vals)  # 2.5 never occurs in integer ids either
+        marker = int(marker)
+    if isinstance(marker, (bool, np.bool_)) or not isinstance(marker, (int, np.integer)):
+        raise SchemaError(
+            f"outlet={outlet!r} cannot mark outlets in the integer ids of {name!r}; pass the "
+            f"integer your data writes at outlets (for example outlet=-1)"
+        )
+    return _as_int64(np.where(vals == int(marker), OUTLET, vals))
+
+
+def _as_int64(vals: np.ndarray) -> np.ndarray:
+    # Unsigned ids above the int64 range stay unsigned so that validate() names them.
+    if np.issubdtype(vals.dtype, np.unsignedinteger) and vals.size and vals.max() > _MAX_ID:
+        return vals
+    return vals.astype(np.int64)
+
+
 def to_convention(
     ds: xr.Dataset,
     *,
@@ -1152,6 +1186,12 @@ def to_convention(
             if name not in out.variables:
                 continue
             vals = np.asarray(out[name].values)
+            if np.issubdtype(vals.dtype, np.integer):
+                # Integer ids are replaced as integers: going through float64 would
+                # round ids above 2**53 to a neighbouring id.
+                out[name] = (out[name].dims, _replace_outlet_int(name, vals, outlet),
+                             out[name].attrs)
+                continue
             try:
                 as_float = vals.astype(np.float64)
             except (TypeError, ValueError) as err:
@@ -1166,18 +1206,19 @@ def to_convention(
             filled = np.where(mask, float(OUTLET), as_float)
             # Only exact integer ids become int64; anything else (a NaN that is not the
             # outlet marker, inf, 2.5) is kept as float so that validate() names it.
-            exact = np.isfinite(filled) & (np.abs(filled) <= _MAX_ID_FLOAT)
-            if exact.all() and np.all(filled == np.round(filled)):
+            if _whole_in_range(filled):
                 out[name] = (out[name].dims, filled.astype(np.int64), out[name].attrs)
             else:
                 out[name] = (out[name].dims, filled, out[name].attrs)
     for dim in (SEG, REACH):
         if dim in out.coords and np.issubdtype(out[dim].dtype, np.floating):
             vals = out[dim].values
-            if np.all(np.isfinite(vals)) and np.all(vals == np.round(vals)):
+            if _whole_in_range(vals):
                 out = out.assign_coords({dim: vals.astype(np.int64)})
     if "reach_seg" in out.variables and np.issubdtype(out["reach_seg"].dtype, np.floating):
         vals = out["reach_seg"].values
-        if np.all(np.isfinite(vals)):
+        # Cast only whole ids: 1.5 is kept as float so that validate() names it
+        # ('reach_seg' must hold integer ids) instead of silently becoming 1.
+        if _whole_in_range(vals):
             out["reach_seg"] = (out["reach_seg"].dims, vals.astype(np.int64), out["reach_seg"].attrs)
     return out

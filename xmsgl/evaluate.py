@@ -752,7 +752,8 @@ def variance_decomposition(
     Raises
     ------
     DataError
-        Fewer than two partitions or seeds, or a missing (NaN) score.
+        Fewer than two partitions or seeds (scores on ``seed`` alone included), or a
+        missing (NaN) score.
     ParameterError
         ``n_boot`` not a positive integer, ``ci`` not strictly between 0 and 1.
 
@@ -787,6 +788,10 @@ def variance_decomposition(
     if "seed" not in da.dims:
         raise SchemaError(f"the scores need a 'seed' dimension; they have {tuple(map(str, da.dims))}")
     part_dims = [d for d in da.dims if d != "seed"]
+    if not part_dims:
+        raise DataError(f"the decomposition needs at least 2 partitions and 2 seeds, got scores "
+                        f"{name!r} on 'seed' alone (no partition dimension); pass scores on "
+                        "(repeat, fold, seed) or (partition, seed), not one selected fold")
     stacked = da.stack(partition=part_dims) if len(part_dims) > 1 else da.rename({part_dims[0]: "partition"})
     y = np.asarray(stacked.transpose("partition", "seed").values, dtype=np.float64)
     p, k = y.shape

@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import numbers
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,7 @@ import xarray as xr
 from scipy.special import expit
 
 from xmsgl.convention import Topology, topology_arrays
-from xmsgl.exceptions import SchemaError, UnitConversionWarning, UnitsError, XmsglError
+from xmsgl.exceptions import ParameterError, SchemaError, UnitConversionWarning, UnitsError
 
 if TYPE_CHECKING:
     import torch
@@ -225,6 +226,12 @@ def flow_distances(
         For each stored entry in CSR order: 0 on the diagonal, 1 where ``j`` is
         downstream of ``i`` and 2 where ``j`` is upstream of ``i``.
 
+    Raises
+    ------
+    ParameterError
+        For a ``max_distance`` that is not a finite number >= 0 or a ``max_hops``
+        that is not an integer >= 1.
+
     Examples
     --------
     >>> import numpy as np
@@ -235,6 +242,7 @@ def flow_distances(
            [-10.,   0.,  20.],
            [-30., -20.,   0.]])
     """
+    max_distance, max_hops = _check_limits(max_distance, max_hops)
     n = int(to_idx.size)
     src, dst, dist = _walk(np.asarray(to_idx, dtype=np.int64),
                            np.asarray(length, dtype=np.float64), max_distance, max_hops)
@@ -251,9 +259,44 @@ def flow_distances(
     return _with_data(structure, vals[perm]), flag[perm]
 
 
+def _check_limits(
+    max_distance: float | None, max_hops: int | None
+) -> tuple[float | None, int | None]:
+    """The cuts as a float distance in m and an int hop count, or None; refuses the rest.
+
+    The converted values are what the walk must use: a str or a bool would otherwise
+    reach the numpy comparisons (``"5000"`` fails there, ``True`` acts as 1 m).
+    """
+    distance: float | None = None
+    if max_distance is not None:
+        if isinstance(max_distance, (bool, np.bool_)) or not isinstance(max_distance, numbers.Real):
+            raise ParameterError(
+                f"max_distance={max_distance!r} must be a number: a finite distance >= 0 in m "
+                f"(e.g. 5000.0, not a {type(max_distance).__name__}), or None for no cut"
+            )
+        distance = float(max_distance)
+        if not (np.isfinite(distance) and distance >= 0):
+            raise ParameterError(
+                f"max_distance={max_distance!r} must be a finite distance >= 0 in m, or None "
+                f"for no cut"
+            )
+    hops: int | None = None
+    if max_hops is not None:
+        if (
+            isinstance(max_hops, (bool, np.bool_))
+            or not isinstance(max_hops, (int, np.integer))
+            or max_hops < 1
+        ):
+            raise ParameterError(
+                f"max_hops={max_hops!r} must be an integer >= 1 (e.g. 3), or None for no cut"
+            )
+        hops = int(max_hops)
+    return distance, hops
+
+
 def _check_options(
     weighting: str, direction: str, max_distance: float | None, max_hops: int | None
-) -> None:
+) -> tuple[float | None, int | None]:
     if weighting not in WEIGHTINGS:
         raise SchemaError(
             f"weighting={weighting!r} is not known; use one of {list(WEIGHTINGS)}"
@@ -262,20 +305,7 @@ def _check_options(
         raise SchemaError(
             f"direction={direction!r} is not known; use one of {list(DIRECTIONS)}"
         )
-    try:
-        bad_distance = max_distance is not None and not (
-            np.isfinite(float(max_distance)) and float(max_distance) >= 0
-        )
-    except (TypeError, ValueError):
-        bad_distance = True
-    if bad_distance:
-        raise XmsglError(
-            f"max_distance={max_distance!r} must be a finite distance >= 0 in m, or None for no cut"
-        )
-    if max_hops is not None and (
-        isinstance(max_hops, bool) or not isinstance(max_hops, (int, np.integer)) or max_hops < 1
-    ):
-        raise XmsglError(f"max_hops={max_hops!r} must be an integer >= 1, or None for no cut")
+    return _check_limits(max_distance, max_hops)
 
 
 def _direction_keep(flags: np.ndarray, direction: str) -> np.ndarray:
@@ -736,6 +766,9 @@ def build_graphs(
     ------
     SchemaError
         For an unknown ``weighting`` or ``direction``, or a dataset off the convention.
+    ParameterError
+        For a ``max_distance`` that is not a finite number >= 0 (a str or a bool
+        included), or a ``max_hops`` that is not an integer >= 1.
     TopologyError
         For invalid topology (cycles, dangling ids, ...).
     UnitsError
@@ -770,7 +803,7 @@ def build_graphs(
     >>> g.n_outlets_seg, g.n_outlets_reach
     (1, 1)
     """
-    _check_options(weighting, direction, max_distance, max_hops)
+    max_distance, max_hops = _check_options(weighting, direction, max_distance, max_hops)
     if not isinstance(ds, xr.Dataset):
         raise SchemaError(f"expected an xarray.Dataset, got {type(ds).__name__}")
     topo = topology_arrays(ds)
@@ -779,8 +812,8 @@ def build_graphs(
     options: dict[str, Any] = {
         "weighting": weighting,
         "direction": direction,
-        "max_distance": None if max_distance is None else float(max_distance),
-        "max_hops": None if max_hops is None else int(max_hops),
+        "max_distance": max_distance,
+        "max_hops": max_hops,
     }
 
     seg_distance, seg_flags = flow_distances(
