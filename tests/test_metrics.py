@@ -254,3 +254,59 @@ def test_float_fill_codes_in_degc_are_refused() -> None:
         metrics.align_pair(pred, obs)
     # Other quantities in other units are not judged as temperatures.
     metrics.align_pair(pred.assign_attrs(units="m3 s-1"), obs.assign_attrs(units="m3 s-1"))
+
+
+_TO_SCALE = {"degC": lambda v: v, "K": lambda v: v + 273.15, "degF": lambda v: v * 1.8 + 32.0}
+
+
+@pytest.mark.parametrize("units", ["K", "degF", "degrees_F", "kelvin"])
+def test_same_error_in_any_temperature_scale_scores_the_same(obs2d: xr.DataArray,
+                                                             units: str) -> None:
+    # Both sides in K or degF are scored in degC: the same +1 degC error gives the
+    # same RMSE (not 1.8 in degF) and KGE (whose bias ratio depends on the scale).
+    to = _TO_SCALE[{"degrees_F": "degF", "kelvin": "K"}.get(units, units)]
+    pred_c = (obs2d + 1.0).assign_attrs(units="degC")
+    pred, obs = to(pred_c).assign_attrs(units=units), to(obs2d).assign_attrs(units=units)
+    want = evaluate(pred_c, obs2d, dims="time")
+    got = evaluate(pred, obs, dims="time")
+    xr.testing.assert_allclose(got, want)
+    np.testing.assert_allclose(got.rmse.values, 1.0)
+    assert float(rmse(pred, obs)) == pytest.approx(1.0)
+    assert float(kge(pred, obs)) == pytest.approx(float(kge(pred_c, obs2d)))
+    assert float(skill(pred, obs).kge) == pytest.approx(float(kge(pred_c, obs2d)))
+    for name in ("rmse", "mae", "bias"):
+        assert got[name].attrs["units"] == "degC"
+    assert rmse(pred, obs).attrs["units"] == "degC"
+    p, o = align_pair(pred, obs)
+    assert p.attrs["units"] == o.attrs["units"] == "degC"
+    np.testing.assert_allclose(o.values, obs2d.values)
+
+
+def test_kelvin_on_dask_is_converted_lazily(obs2d: xr.DataArray) -> None:
+    pred = (obs2d + 274.15).assign_attrs(units="K").chunk({"reach": 1, "time": 200})
+    obs = (obs2d + 273.15).assign_attrs(units="K").chunk({"reach": 1, "time": 200})
+    with dask.config.set(scheduler=_raise_if_computed):
+        out = evaluate(pred, obs, dims="time", by="season")
+        one = kge(pred, obs)
+    assert out.rmse.chunks is not None and one.chunks is not None
+    want = evaluate((obs2d + 1.0).assign_attrs(units="degC"), obs2d, dims="time", by="season")
+    xr.testing.assert_allclose(out.compute(), want)
+    assert float(one) == pytest.approx(float(kge(obs2d + 1.0, obs2d)))
+
+
+def test_kelvin_fill_values_and_mislabelled_kelvin_are_refused(obs2d: xr.DataArray) -> None:
+    kelvin = (obs2d + 273.15).assign_attrs(units="K")
+    ints = kelvin.round().astype(np.int16).assign_attrs(units="K")
+    ints[0, :10] = -999
+    # Integers in K are judged once converted, like integers in degC.
+    with pytest.raises(xmsgl.DataError, match="implausible for water temperature"):
+        evaluate(kelvin, ints)
+    floats = kelvin.copy()
+    floats[0, :10] = -9999.0
+    with pytest.raises(xmsgl.DataError, match="fill values"):
+        evaluate(floats, kelvin)
+    # degC values labelled K on both sides: a units error, not -260 degC water.
+    with pytest.raises(xmsgl.UnitsError, match="look like degC"):
+        evaluate(obs2d.assign_attrs(units="K"), obs2d.assign_attrs(units="K"))
+    assert int(evaluate(kelvin, kelvin.round().astype(np.int16).assign_attrs(units="K")).n) \
+        == obs2d.size

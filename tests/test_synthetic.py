@@ -219,6 +219,27 @@ def test_lazy_equals_eager(monkeypatch: pytest.MonkeyPatch) -> None:
         np.testing.assert_array_equal(eager[name].values, computed[name].values, err_msg=str(name))
 
 
+def test_basins_differing_only_in_chunks_compute_together() -> None:
+    # Group g covers different reaches at different chunk sizes: the two graphs must
+    # not share keys, or computing them together mixes their blocks.
+    import dask
+
+    kw = dict(n_segments=40, start="2001-01-01", end="2001-01-20", seed=0, n_outlets=6)
+    eager = synthetic_basin(**kw)
+    a, b = synthetic_basin(**kw, chunks=30), synthetic_basin(**kw, chunks=2000)
+    assert len(a.reach_temp_true.data.chunks[0]) > 1
+    assert len(b.reach_temp_true.data.chunks[0]) == 1
+    keys_a = set(dict(a.reach_temp_true.data.__dask_graph__()))
+    keys_b = set(dict(b.reach_temp_true.data.__dask_graph__()))
+    assert not keys_a & keys_b
+    ca, cb, sa, sb = dask.compute(a.reach_temp_true.data, b.reach_temp_true.data,
+                                  a.seg_temp.data, b.seg_temp.data, scheduler="synchronous")
+    for got in (ca, cb):
+        np.testing.assert_array_equal(got, eager.reach_temp_true.values)
+    for got in (sa, sb):
+        np.testing.assert_array_equal(got, eager.seg_temp.values)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "word"),
     [

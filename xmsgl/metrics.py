@@ -18,6 +18,9 @@ Definitions (``p`` prediction, ``o`` observation, sums over the ``n`` pairs):
   the observed mean in degC, so KGE is ill-conditioned for series whose mean is
   near 0 degC; read it together with ``bias``.
 
+Inputs whose ``units`` are both kelvin or both Fahrenheit are converted to degC
+first (lazily on dask input), so the outputs are always in degC.
+
 NSE is NaN when the observations do not vary (fewer than two pairs or a constant
 series); KGE is NaN when ``std(o)`` or ``mean(o)`` is 0.
 """
@@ -31,7 +34,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xmsgl.convention import same_units
+from xmsgl.convention import _temperature_scale, _temperature_to_celsius, same_units
 from xmsgl.exceptions import (
     DataError,
     SchemaError,
@@ -140,7 +143,9 @@ def align_pair(
     Returns
     -------
     prediction, observed : xarray.DataArray
-        The aligned pair, the observation transposed to the prediction's order.
+        The aligned pair, the observation transposed to the prediction's order;
+        converted to degC (``units = "degC"``, lazily on dask input) when both are
+        in kelvin or both in Fahrenheit.
 
     Raises
     ------
@@ -151,12 +156,15 @@ def align_pair(
         is not in degC, or the side without units holds values implausible for
         degC (outside :data:`PLAUSIBLE_DEGC`). When one side has degC and the
         other no units at all, an :class:`~xmsgl.exceptions.XmsglWarning` names
-        the side without units.
+        the side without units. Also raised for values labelled K or degF
+        that, converted to degC, fall outside :data:`PLAUSIBLE_DEGC` while the
+        raw values fit it (degC values labelled K).
     DataError
         ``join="exact"`` and the labels differ, or no label is shared along a
         dimension (the message names the dimension and labels of each side); a
         side holds integers carrying ``_FillValue``/``missing_value`` attributes or
-        values implausible for water temperature (undecoded fill values).
+        values implausible for water temperature in degC, after conversion from K or
+        degF (undecoded fill values).
     TimeError
         A time coordinate repeats a label (other dimensions: ``DataError``); the
         message names the dimension and the first repeated label.
@@ -186,6 +194,9 @@ def align_pair(
         if da.dtype.kind == "f":
             _check_fill_codes(side, da)
     _check_units(prediction, observed)
+    # Both sides in K or both in degF: score them in degC, as the outputs are labelled.
+    prediction = _converted("prediction", prediction)
+    observed = _converted("observed", observed)
     if join not in ("inner", "exact"):
         raise SchemaError(f"join={join!r} is not known; use 'inner' or 'exact'")
     for dim in prediction.dims:
@@ -320,6 +331,47 @@ def _check_fill_codes(side: str, da: xr.DataArray, what: str = "values",
         )
 
 
+def _to_degc(da: xr.DataArray) -> xr.DataArray:
+    """``da`` converted to degC when its ``units`` name kelvin or Fahrenheit, else as is.
+
+    Uses the package's conversion (:mod:`xmsgl.convention`), which is lazy on dask
+    input; the result is float and carries ``units = "degC"``.
+    """
+    units = da.attrs.get("units")
+    if units is None or _temperature_scale(units) not in ("K", "degF"):
+        return da
+    key = "__xmsgl_metrics_value__"
+    ds = _temperature_to_celsius(xr.Dataset({key: da.variable}), key, [], water=True,
+                                 check_values=False)
+    return da.copy(data=ds[key].data).assign_attrs(ds[key].attrs)
+
+
+def _converted(side: str, da: xr.DataArray) -> xr.DataArray:
+    """:func:`_to_degc`, refusing in-memory results implausible for degC."""
+    new = _to_degc(da)
+    if new is da:
+        return da
+    units = da.attrs["units"]
+    rng = _finite_range(new)
+    if _implausible(rng):
+        assert rng is not None
+        raw = _finite_range(da)
+        assert raw is not None
+        if not _implausible(raw):
+            raise UnitsError(
+                f"{side} is labelled {units!r}, but converted to degC it spans {rng[0]:g} to "
+                f"{rng[1]:g}, implausible for water temperature; its values ({raw[0]:g} to "
+                f"{raw[1]:g}) look like degC: set {side}.attrs['units'] = 'degC'"
+            )
+        raise DataError(
+            f"{side} is in {units!r} and holds values that, converted to degC, span "
+            f"{rng[0]:g} to {rng[1]:g}, implausible for water temperature (fill values such "
+            f"as -999?); mask the missing values, e.g. {side}.where({side} != -999), or decode "
+            "the file with xarray.decode_cf"
+        )
+    return new
+
+
 def _check_units(prediction: xr.DataArray, observed: xr.DataArray) -> None:
     pu, ou = prediction.attrs.get("units"), observed.attrs.get("units")
     if pu is not None and ou is not None:
@@ -388,7 +440,8 @@ def skill(
     Parameters
     ----------
     prediction, observed : xarray.DataArray
-        Aligned arrays with the same dimensions.
+        Aligned arrays with the same dimensions. A side whose ``units`` name
+        kelvin or Fahrenheit is converted to degC (no other check is made).
     dims : str or sequence of str, optional
         Dimensions to pool over (default all: one pooled value). Pooling over
         ``"time"`` only gives one value per reach.
@@ -409,6 +462,8 @@ def skill(
     (0.5, 0.5, 4)
     """
     core = _core_dims(prediction, dims)
+    # Inputs in K or degF (aligned by hand rather than by align_pair) are scored in degC.
+    prediction, observed = _to_degc(prediction), _to_degc(observed)
     if prediction.chunks is not None or observed.chunks is not None:
         # The kernel needs every core dimension in one block; other dims keep theirs.
         prediction = prediction.chunk({d: -1 for d in core})

@@ -999,17 +999,22 @@ def synthetic_basin(
         import dask.array as dsa
 
         parts: dict[str, list[Any]] = {name: [] for name in dyn_names}
+        # Everything the values depend on. Group g covers different components at
+        # different chunk sizes, so the chunking and each group's component range
+        # are part of the keys too: basins that differ only in `chunks` must not
+        # share keys, or computing them together mixes their blocks.
         token = dask.base.tokenize(n_segments, n_outlets, p, seg_obs_share, reach_obs_share,
-                                   time_ns[0], n_time)
-        for g, (c0, c1) in enumerate(_group_components(net.comp_reach, chunks)):
+                                   time_ns[0], n_time, chunks)
+        for c0, c1 in _group_components(net.comp_reach, chunks):
             sub = net.part(c0, c1)
             res = dask.delayed(_simulate, pure=True)(
                 sub, np.arange(c0, c1), seed, time_ns, p.obs_noise,
-                dask_key_name=f"synthetic-basin-{token}-{g}",
+                dask_key_name=f"synthetic-basin-{token}-{c0}-{c1}",
             )
             for name in dyn_names:
                 rows = sub.seg_to.size if name.startswith("seg_") else sub.reach_to.size
-                piece = dask.delayed(_pick, pure=True)(res, name, dask_key_name=f"{name}-{token}-{g}")
+                piece = dask.delayed(_pick, pure=True)(
+                    res, name, dask_key_name=f"{name}-{token}-{c0}-{c1}")
                 parts[name].append(dsa.from_delayed(piece, (rows, n_time), dtype=np.float32))
         dynamic = {name: dsa.concatenate(v, axis=0) for name, v in parts.items()}
 
