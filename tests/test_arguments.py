@@ -84,6 +84,20 @@ def test_bad_periods_name_the_argument(bad, match) -> None:
     assert isinstance(info.value, TimeError) and isinstance(info.value, ParameterError)
 
 
+def test_two_single_days_in_a_list_warn_of_the_tuple() -> None:
+    # A list holds periods, so ["2001-01-01", "2001-03-31"] is two days; that is
+    # rarely what was meant, and the warning names the tuple that gives the period.
+    with pytest.warns(XmsglWarning, match=r"train=\('2001-01-01', '2001-03-31'\)"):
+        mask = period_mask(DAYS, ["2001-01-01", "2001-03-31"], "train")
+    assert mask.sum() == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert period_mask(DAYS, ("2001-01-01", "2001-03-31"), "train").sum() == 90
+        assert period_mask(DAYS, ["2001-01", "2001-03"], "train").sum() == 31 + 31
+        assert period_mask(DAYS, [("2001-01-01", "2001-01-01"), ("2001-02-01", "2001-02-01")]).sum() == 2
+        assert period_mask(DAYS, ["2001-01-01", "2001-01-01"], "train").sum() == 1
+
+
 def test_one_period_only_where_one_is_meant() -> None:
     with pytest.raises(PeriodError, match="one period"):
         period_bounds([("2001-01-01", "2001-01-31")], "time")

@@ -7,7 +7,10 @@ One reading for every function that takes them, the way xarray reads labels:
 * ``(start, end)`` or ``slice(start, end)``: from ``start`` to ``end``, both
   included; a partial label as the end includes all of it (``("2001", "2002")``
   is January 2001 to December 2002), and ``None`` leaves that side open;
-* a list of those (where several periods are accepted).
+* a list of those (where several periods are accepted). A list of exactly two
+  single days, such as ``["2001-01-01", "2001-12-31"]``, is two days by this rule;
+  since it is nearly always meant as the period between them, it warns
+  (``XmsglWarning``) and names the tuple to give instead.
 
 Dates may be strings, ``datetime``, ``numpy.datetime64`` or ``pandas.Timestamp``;
 time-zone-aware dates are refused, since the datasets' days are time-zone naive.
@@ -23,12 +26,13 @@ Examples
 from __future__ import annotations
 
 import datetime as _dt
+import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from xmsgl.exceptions import PeriodError
+from xmsgl.exceptions import PeriodError, XmsglWarning
 
 __all__ = ["period_bounds", "period_list", "period_mask"]
 
@@ -100,7 +104,23 @@ def period_list(period: Any, name: str = "period") -> list[tuple[Bound, Bound]]:
         return [_pair(period, name, period)]
     if not isinstance(period, (list, tuple)):
         raise PeriodError(f"{name}={period!r} is not understood; {_HINT}")
-    return [_pair(item, name, period) for item in period]
+    out = [_pair(item, name, period) for item in period]
+    if (isinstance(period, list) and len(out) == 2 and out[0] != out[1]
+            and not any(isinstance(p, (tuple, list, slice)) for p in period)
+            and all(_one_day(b) for b in out)):
+        # ["2012-10-01", "2014-09-30"] is two days by the rule above, but almost
+        # always meant as the period between them.
+        warnings.warn(
+            f"{name}={period!r} is read as a list of two single days; for the period from the "
+            f"first to the second give a tuple: {name}={tuple(period)!r}",
+            XmsglWarning, stacklevel=3,
+        )
+    return out
+
+
+def _one_day(bounds: tuple[Bound, Bound]) -> bool:
+    lo, hi = bounds
+    return lo is not None and hi is not None and hi - lo < pd.Timedelta(days=1)
 
 
 def period_bounds(sel: Any, name: str = "time") -> tuple[Bound, Bound]:
