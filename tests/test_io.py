@@ -369,3 +369,13 @@ def test_model_folder_refuses_a_dangling_link(tmp_path: Path) -> None:
     with pytest.raises(XmsglError, match="not an xmsgl model folder"):
         write_model_folder(link, {"config.json": b"{}"})
     assert link.is_symlink() and leftovers(tmp_path) == []
+
+
+def test_output_folder_refuses_a_dangling_link(tmp_path) -> None:
+    from xmsgl.io import output_folder
+
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ParameterError, match="symbolic link.*does not exist"):
+        output_folder(link, "--outdir")
+    assert output_folder(tmp_path / "new", "--outdir") == tmp_path / "new"

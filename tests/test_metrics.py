@@ -310,3 +310,14 @@ def test_kelvin_fill_values_and_mislabelled_kelvin_are_refused(obs2d: xr.DataArr
         evaluate(obs2d.assign_attrs(units="K"), obs2d.assign_attrs(units="K"))
     assert int(evaluate(kelvin, kelvin.round().astype(np.int16).assign_attrs(units="K")).n) \
         == obs2d.size
+
+
+def test_errors_of_another_quantity_keep_its_units() -> None:
+    # Discharge scored against discharge: the errors are in m3 s-1, not degC.
+    obs = xr.DataArray([1.0, 2.0, 4.0], dims="time", coords={"time": [0, 1, 2]},
+                       attrs={"units": "m3 s-1"})
+    out = evaluate(obs + 1.0, obs)
+    assert out.rmse.attrs["units"] == "m3 s-1" and out.bias.attrs["units"] == "m3 s-1"
+    assert out.nse.attrs["units"] == "1"
+    temp = obs.assign_attrs(units="degC")
+    assert evaluate(temp + 1.0, temp).rmse.attrs["units"] == "degC"

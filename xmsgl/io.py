@@ -121,6 +121,11 @@ def output_path(path: object, name: str = "path") -> Path:
 def output_folder(path: object, name: str = "folder") -> Path:
     """:func:`output_path` for a folder: a new one, or an existing one that is not a file."""
     final = output_path(path, name)
+    if os.path.lexists(final) and not final.exists():
+        # A link to nothing: creating the folder there would fail with a bare OSError.
+        raise ParameterError(f"{_named(name, os.fspath(final))} is a symbolic link to "
+                             f"{os.readlink(final)!r}, which does not exist; choose another {name} "
+                             "or remove the link")
     if final.exists() and not final.is_dir():
         raise ParameterError(f"{_named(name, os.fspath(final))} is a file, not a folder; "
                              f"choose another {name}")

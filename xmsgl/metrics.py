@@ -450,8 +450,10 @@ def skill(
     -------
     xarray.Dataset
         Variables ``rmse``, ``mae``, ``bias``, ``nse``, ``kge`` (float64, with
-        ``units``) and ``n`` (int64, on dask input too), on the dimensions not
-        pooled over. Lazy when an input is dask-backed.
+        ``units``: degC for ``rmse``, ``mae`` and ``bias``, or the units both
+        inputs share when they are not a temperature) and ``n`` (int64, on dask
+        input too), on the dimensions not pooled over. Lazy when an input is
+        dask-backed.
 
     Examples
     --------
@@ -464,6 +466,8 @@ def skill(
     core = _core_dims(prediction, dims)
     # Inputs in K or degF (aligned by hand rather than by align_pair) are scored in degC.
     prediction, observed = _to_degc(prediction), _to_degc(observed)
+    # Another quantity (discharge in m3 s-1, say) keeps its own units in the errors.
+    value_units = _shared_other_units(prediction, observed)
     if prediction.chunks is not None or observed.chunks is not None:
         # The kernel needs every core dimension in one block; other dims keep theirs.
         prediction = prediction.chunk({d: -1 for d in core})
@@ -485,9 +489,21 @@ def skill(
         da = stacked.isel(metric=i, drop=True)
         if name == "n":
             da = da.astype(np.int64)  # lazily on dask input, so both paths give int64
-        da.attrs = {"units": UNITS[name], "long_name": _LONG_NAMES[name]}
+        units = value_units if UNITS[name] == "degC" and value_units is not None else UNITS[name]
+        da.attrs = {"units": units, "long_name": _LONG_NAMES[name]}
         out[name] = da
     return out
+
+
+def _shared_other_units(prediction: xr.DataArray, observed: xr.DataArray) -> str | None:
+    """The units both sides share when they are not a temperature (then the errors are
+    in them, not in degC); None otherwise."""
+    pu, ou = prediction.attrs.get("units"), observed.attrs.get("units")
+    if pu is None or ou is None or not same_units(str(pu), str(ou)):
+        return None
+    if _temperature_scale(str(pu)) is not None or same_units(str(pu), "degC"):
+        return None
+    return str(pu)
 
 
 def _one(name: str, prediction: xr.DataArray, observed: xr.DataArray,
