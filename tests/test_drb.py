@@ -385,3 +385,11 @@ def test_day_labels_cover_their_days() -> None:
     assert drb._day("1980-06", "start", last=False) == pd.Timestamp("1980-06-01")
     times = drb._period(drb.MIRROR_PERIOD, drb._day("1980", "start", False), drb._day("1980", "end", True))
     assert (times[0], times[-1], len(times)) == (pd.Timestamp("1980-01-01"), pd.Timestamp("1980-12-31"), 366)
+
+
+def test_start_end_take_dates_as_well_as_labels() -> None:
+    # open_drb's signature takes datetime64 and Timestamp; they were refused as "not a date".
+    assert drb._day(np.datetime64("1980-01-01"), "start", last=False) == pd.Timestamp("1980-01-01")
+    assert drb._day(pd.Timestamp("1980-01-31 12:00"), "end", last=True) == pd.Timestamp("1980-01-31")
+    with pytest.raises(xmsgl.PeriodError, match="time zone"):
+        drb._day(pd.Timestamp("1980-01-01", tz="UTC"), "start", last=False)

@@ -122,6 +122,41 @@ def test_geometric_knn_matches_reference_and_handles_duplicates() -> None:
         geometric_knn(np.array([[0.0, np.nan], [1.0, 1.0], [2.0, 2.0]]), 1)
 
 
+def test_geometric_knn_breaks_ties_by_position_in_the_dataset() -> None:
+    # Co-located and equidistant nodes: the documented order is (distance, position),
+    # which cKDTree alone does not give (it returned [2, 3, 4, 0] for node 1 here).
+    pos = np.array([[0.0, 0.0]] * 5 + [[10.0, 0.0]])
+    assert geometric_knn(pos, 4).tolist() == [[1, 2, 3, 4], [0, 2, 3, 4], [0, 1, 3, 4],
+                                              [0, 1, 2, 4], [0, 1, 2, 3], [0, 1, 2, 3]]
+    # More co-located nodes than k + 1: node 4 used to miss node 0.
+    assert geometric_knn(np.zeros((40, 2)), 3)[4].tolist() == [0, 1, 2]
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        n = int(rng.integers(2, 30))
+        grid = rng.integers(0, 4, size=(n, 2)).astype(float)
+        k = int(rng.integers(1, n))
+        d = ((grid[:, None] - grid[None]) ** 2).sum(-1)
+        np.fill_diagonal(d, np.inf)
+        ref = np.array([np.lexsort((np.arange(n), d[i]))[:k] for i in range(n)])
+        np.testing.assert_array_equal(geometric_knn(grid, k), ref)
+
+
+def test_feature_knn_never_picks_the_node_itself_for_nan_features() -> None:
+    # NaN distances rank after inf in topk: an inf self-distance made a node with NaN
+    # features its own neighbour, and padding beat NaN candidates.
+    x = torch.randn(1, 6, 2, generator=torch.Generator().manual_seed(0))
+    x[0, 2] = float("nan")
+    idx = knn_brute(x, 2)[0]
+    assert not (idx == torch.arange(6)[:, None]).any()
+    cand = torch.tensor([[1, 2, 0], [0, 2, 1], [0, 1, 2], [0, 1, 3], [0, 1, 4], [0, 1, 5]])
+    valid = torch.tensor([[True, True, False]] * 6)
+    x[0, 2] = 0.0
+    x[0, 1] = float("nan")
+    idx = knn_candidates(x, cand, valid, 2)[0]
+    assert not (idx == torch.arange(6)[:, None]).any()
+    assert idx[1].tolist() in ([0, 2], [2, 0])
+
+
 def test_sparse_topk_takes_strongest_off_diagonal_entries_and_pads_with_self() -> None:
     m = sp.csr_matrix(np.array([[1.0, 0.2, 0.7, 0.1], [0.5, 1.0, 0.0, 0.0],
                                 [0.0, 0.0, 1.0, 0.0], [0.3, 0.3, 0.3, 1.0]]))

@@ -369,13 +369,36 @@ def geometric_knn(pos: np.ndarray, k: int, *, duplicates: str = "allow") -> np.n
                 f"positions {format_ids(np.sort(first[counts > 1]))}); move them apart or use "
                 "duplicates='allow'"
             )
-    _, idx = cKDTree(pos).query(pos, k=k + 1)
-    idx = np.asarray(idx, dtype=np.int64).reshape(n, k + 1)
+    tree = cKDTree(pos)
+    n_query = min(k + 2, n)  # one past the k + 1 needed: is the k-th place tied?
+    dist, idx = tree.query(pos, k=n_query)
+    dist = np.asarray(dist, dtype=np.float64).reshape(n, n_query)
+    idx = np.asarray(idx, dtype=np.int64).reshape(n, n_query)
+    # cKDTree returns equidistant nodes (co-located ones above all) in no set order,
+    # and may leave the node itself out of its k + 1 nearest among co-located nodes.
+    # Where the node itself is among its k + 1 nearest and the next node is farther
+    # than the (k + 1)-th, the k others are the right set: rank them by (distance,
+    # position). Elsewhere a tie crosses the k-th place: take every node within the
+    # (k + 1)-th distance (a hair more, for rounding) and rank those, so that ties are
+    # broken by position in the dataset as documented.
     own = np.arange(n)[:, None]
-    is_self = idx == own
-    # With co-located nodes the node itself need not come first: drop it wherever it is.
-    keep = np.where(is_self.any(axis=1, keepdims=True), ~is_self, np.arange(k + 1) < k)
-    return idx[keep].reshape(n, k)
+    has_self = (idx[:, : k + 1] == own).any(axis=1)
+    sure = has_self if n_query == k + 1 else has_self & (dist[:, k + 1] > dist[:, k] * (1.0 + 1e-9))
+    out = np.empty((n, k), dtype=np.int64)
+    rows = np.flatnonzero(sure)
+    if rows.size:
+        cand = idx[rows, : k + 1]
+        d = np.where(cand == rows[:, None], np.inf, dist[rows, : k + 1])
+        order = np.lexsort((cand, d), axis=-1)[:, :k]
+        out[rows] = np.take_along_axis(cand, order, axis=1)
+    rest = np.flatnonzero(~sure)
+    balls = tree.query_ball_point(pos[rest], dist[rest, k] * (1.0 + 1e-9))
+    for i, ball in zip(rest, balls):
+        near = np.asarray(ball, dtype=np.int64)
+        near = near[near != i]
+        d2 = ((pos[near] - pos[i]) ** 2).sum(axis=1)
+        out[i] = near[np.lexsort((near, d2))[:k]]
+    return out
 
 
 def sparse_topk(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, k: int
@@ -526,7 +549,11 @@ def knn_brute(x: torch.Tensor, k: int) -> torch.Tensor:
     n = xb.shape[1]
     k = _check_k(k, n - 1, "other nodes", "lower k")
     d = torch.cdist(xb, xb)
-    d.diagonal(dim1=1, dim2=2).fill_(float("inf"))
+    # Rank the node itself after everything, NaN distances (NaN features) included:
+    # topk puts NaN after inf, so an inf diagonal would let a node whose distances
+    # are all NaN pick itself.
+    d = d.masked_fill(torch.isnan(d), float("inf"))
+    d.diagonal(dim1=1, dim2=2).fill_(float("nan"))
     idx = d.topk(k, dim=2, largest=False).indices
     return idx[0] if squeeze else idx
 
@@ -569,7 +596,9 @@ def knn_candidates(x: torch.Tensor, candidates: torch.Tensor, valid: torch.Tenso
     # the row) without building the (B, N, M, d) differences.
     sq = x.pow(2).sum(dim=2)
     d = sq.index_select(1, flat).view(b, n, m) - 2.0 * torch.einsum("bnmd,bnd->bnm", xc, x)
-    d = d.masked_fill(~valid.unsqueeze(0), float("inf"))
+    # Padding ranks after every real candidate, NaN distances (NaN features) included:
+    # topk puts NaN after inf, so NaN marks the padding and inf the NaN distances.
+    d = d.masked_fill(torch.isnan(d), float("inf")).masked_fill(~valid.unsqueeze(0), float("nan"))
     pick = d.topk(k, dim=2, largest=False).indices
     return candidates.unsqueeze(0).expand(b, n, m).gather(2, pick)
 

@@ -1122,7 +1122,9 @@ def _day(value: Any, name: str, last: bool) -> pd.Timestamp | None:
         raise PeriodError(f"{name}={value!r}: give one date such as '1980-06-01' (or a label such "
                           f"as '1980' or '1980-06'), not a period")
     try:
-        lo, hi = period_bounds(value, name)
+        # As a (value, value) pair: period_bounds reads a lone value only as a string
+        # label, and datetime64 / Timestamp / datetime are dates too (one day).
+        lo, hi = period_bounds(None if value is None else (value, value), name)
     except PeriodError as err:
         if "time zone" in str(err):
             raise
