@@ -219,3 +219,36 @@ def test_gru_errors(gru_basin: xr.Dataset, gru_model, small_basin: xr.Dataset) -
         gru_model.predict(small_basin)
     with pytest.raises(xmsgl.ModelMismatchError, match="reach_air_temp"):
         gru_model.predict(gru_basin.drop_vars("reach_air_temp"))
+
+
+def test_numpy_settings_are_saved_and_bad_ones_are_typed_errors(tmp_path, small_basin: xr.Dataset) -> None:
+    # Settings taken from numpy (np.arange, ...) used to reach config.json as numpy
+    # scalars, which json cannot write: save() failed with a plain TypeError.
+    model = fit_baseline(small_basin, "mohseni", window=np.int64(21), air_window=np.int64(3),
+                         min_obs=np.int64(40))
+    again = load_baseline(model.save(tmp_path / "moh"))
+    assert again.config["settings"] == {"window": 21, "air_window": 3, "min_obs": 40}
+    np.testing.assert_array_equal(again.predict(small_basin, time=TEST).values,
+                                  model.predict(small_basin, time=TEST).values)
+    fit_baseline(small_basin, "idw", power=np.float32(1.5), d_min=np.int64(50)).save(tmp_path / "idw")
+    for bad in ({"window": "31"}, {"window": None}, {"power": float("nan")}, {"d_min": True}):
+        with pytest.raises(xmsgl.ParameterError, match=f"setting {next(iter(bad))}="):
+            fit_baseline(small_basin, "idw", **bad)
+
+
+def test_gru_reads_inputs_as_validated(gru_basin: xr.Dataset, gru_model) -> None:
+    # The GRU is fitted on the validated dataset (temperatures in degC); predicting on
+    # the same data with air temperature in kelvin, or a unit spelled another way,
+    # used to raise ModelMismatchError instead of converting as the fit does.
+    air = gru_basin.reach_air_temp
+    kelvin = gru_basin.assign(reach_air_temp=(air.astype("float64") + 273.15).assign_attrs(air.attrs, units="K"),
+                              reach_swrad=gru_basin.reach_swrad.assign_attrs(units="W/m2"))
+    assert gru_model.config["variables"]["units"]["reach_swrad"] == "W m-2"
+    time = ("2003-01-01", "2003-01-31")
+    with pytest.warns(xmsgl.UnitConversionWarning):
+        got = gru_model.predict(kelvin, time=time)
+    np.testing.assert_allclose(got.values, gru_model.predict(gru_basin, time=time).values, atol=1e-3)
+    # Targets are still not read: a target without units does not stop the prediction.
+    bare = gru_basin.assign(reach_temp=gru_basin.reach_temp.drop_attrs())
+    np.testing.assert_array_equal(gru_model.predict(bare, time=time).values,
+                                  gru_model.predict(gru_basin, time=time).values)

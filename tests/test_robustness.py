@@ -222,3 +222,16 @@ def test_single_variable_name_and_seeds(basin: xr.Dataset) -> None:
     unsorted = basin.isel(time=[1, 0, 2, 3] + list(range(4, basin.sizes["time"])))
     with pytest.raises(xmsgl.TimeError, match="sortby"):
         lag(unsorted, 1)
+
+
+def test_bandpass_without_a_resolvable_band_is_a_parameter_error(basin: xr.Dataset) -> None:
+    # A band whose long period is 2 days or less lies at or above the Nyquist frequency
+    # of daily data: scipy's butter() used to fail with a plain ValueError, in
+    # robustness() only after the unperturbed run.
+    for short, long in ((1.0, 2.0), (0.5, 1.5)):
+        with pytest.raises(xmsgl.ParameterError, match="longer than 2 days"):
+            bandpass(basin, short, long)
+    with pytest.raises(xmsgl.ParameterError, match="longer than 2 days"):
+        robustness(basin, fit_baseline(basin, "climatology"), {"bandpass": [(1.0, 2.0)]})
+    # Just above it the band-pass is a high-pass, as documented for short <= 2.
+    assert bandpass(basin, 2.0, 3.0).seg_air_temp.notnull().all()

@@ -59,7 +59,15 @@ import scipy.sparse as sp
 import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, Topology, topology_arrays, validate
-from xmsgl.exceptions import DataError, ModelMismatchError, SchemaError, TimeError, XmsglError, format_ids
+from xmsgl.exceptions import (
+    DataError,
+    ModelMismatchError,
+    ParameterError,
+    SchemaError,
+    TimeError,
+    XmsglError,
+    format_ids,
+)
 from xmsgl.io import model_path, write_model_folder
 from xmsgl.periods import period_mask
 
@@ -528,7 +536,7 @@ def fit_baseline(
     if unknown:
         raise XmsglError(f"settings {unknown} are not known for baseline {method!r}; "
                          f"it takes {sorted(_DEFAULTS[method])}")
-    settings = {**_DEFAULTS[method], **kw}
+    settings = {k: _setting(k, v, _DEFAULTS[method][k]) for k, v in {**_DEFAULTS[method], **kw}.items()}
     window = int(settings["window"])
     if window < 1:
         raise XmsglError(f"window={window!r} must be a positive number of days")
@@ -568,6 +576,17 @@ def fit_baseline(
     config = {"method": method, "settings": settings, "train": ranges, "seed": int(seed),
               "created": now, "xmsgl": _version(), "fit": info}
     return BaselineModel(method, config, arrays)
+
+
+def _setting(name: str, value: Any, default: int | float) -> int | float:
+    """A setting as a plain Python number of the default's type, or a typed error."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(float(value)):
+        raise ParameterError(f"setting {name}={value!r} must be a finite number (default {default!r})")
+    # numpy scalars (np.int64 from np.arange, ...) are not JSON serializable: the
+    # fitted baseline could not be saved to config.json.
+    return int(float(value)) if isinstance(default, int) else float(value)
 
 
 def _fit_mohseni_all(

@@ -288,7 +288,8 @@ def bandpass(ds: xr.Dataset, short: float, long: float, *, order: int = 4,
     Raises
     ------
     ParameterError
-        Non-positive periods, ``short >= long`` or a bad order.
+        Non-positive periods, ``short >= long``, ``long <= 2`` days (no variation of
+        daily data is that short) or a bad order.
 
     Examples
     --------
@@ -303,6 +304,7 @@ def bandpass(ds: xr.Dataset, short: float, long: float, *, order: int = 4,
     lo, hi = _period(short, "short"), _period(long, "long")
     if lo >= hi:
         raise ParameterError(f"short={short!r} must be shorter than long={long!r} (periods in days)")
+    _check_long(hi, long)
     order = _order(order)
     names = _forcings(ds, variables)
     if not names:
@@ -313,6 +315,14 @@ def bandpass(ds: xr.Dataset, short: float, long: float, *, order: int = 4,
     else:
         sos = butter(order, [f_lo, f_hi], btype="bandpass", output="sos")
     return _filter(ds, sos, names, keep_mean=True)
+
+
+def _check_long(hi: float, long: Any) -> None:
+    # Daily data resolve no period of 2 days or less (the Nyquist frequency is 0.5 per
+    # day): such a band is empty and its cutoff is not a valid Butterworth frequency.
+    if hi <= 2.0:
+        raise ParameterError(f"long={long!r} must be longer than 2 days: daily data hold no variation "
+                             "with a period of 2 days or less (the Nyquist frequency is 0.5 per day)")
 
 
 def _order(order: Any) -> int:
@@ -535,6 +545,7 @@ def _levels(checks: Mapping[str, Sequence[Any]] | Sequence[str] | None) -> dict[
                     raise ParameterError(f"bandpass level {level!r} must be (short, long) periods in days")
                 if _period(level[0], "short") >= _period(level[1], "long"):
                     raise ParameterError(f"bandpass level {level!r}: short must be below long")
+                _check_long(_period(level[1], "long"), level[1])
             elif name in ("lag", "shift"):
                 if isinstance(level, bool) or not isinstance(level, (int, np.integer)):
                     raise ParameterError(f"{name} level {level!r} must be an integer number of days")

@@ -39,7 +39,16 @@ import xarray as xr
 from torch import nn
 
 from xmsgl.baselines import BaselineModel
-from xmsgl.convention import REACH, TIME, input_variables, topology_arrays, validate
+from xmsgl.convention import (
+    REACH,
+    TARGETS,
+    TIME,
+    input_variables,
+    is_truth,
+    same_units,
+    topology_arrays,
+    validate,
+)
 from xmsgl.exceptions import (
     DataError,
     ModelMismatchError,
@@ -181,7 +190,8 @@ class GRUModel(BaselineModel):
         ----------
         ds : xarray.Dataset
             A dataset on the fitted network with the model's reach input variables
-            (same names and units, no NaN); targets are not read.
+            (same names and units, no NaN); targets are not read. It is validated
+            first, as by the fit: temperatures in K or degF are converted to degC.
         time : (start, end) or slice, optional
             Days to return (ends included); default all. Each 365-day chunk starts
             from a fresh state warmed up on up to ``spinup`` (180) earlier days of ``ds``.
@@ -203,6 +213,12 @@ class GRUModel(BaselineModel):
         """
         from xmsgl.periods import period_mask
 
+        # The model was fitted on the validated dataset (temperatures in K or degF
+        # converted to degC), so the inputs are read from the validated copy too;
+        # the raw ones would be refused, or scaled in the wrong units. Targets and
+        # truth are not read, so they are left out rather than judged.
+        ds = validate(ds.drop_vars([v for v in ds.data_vars if v in TARGETS or is_truth(v)]),
+                      check_values=False)
         topo = topology_arrays(ds)
         r_pos, _ = self._positions(ds, topo)
         if TIME not in ds.dims:
@@ -215,7 +231,8 @@ class GRUModel(BaselineModel):
                                      "add them (same names and units) or refit")
         for v in names:
             units = str(ds[v].attrs.get("units", "1"))
-            if units != var["units"][v]:
+            # Spellings of one unit ("W m-2", "W/m2") are the same unit, as for the networks.
+            if not same_units(units, var["units"][v]):
                 raise ModelMismatchError(f"input variable {v!r} has units {units!r}; the GRU was fitted "
                                          f"with {var['units'][v]!r}: convert it or refit")
         times = pd.DatetimeIndex(ds[TIME].values)
