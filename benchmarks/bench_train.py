@@ -28,6 +28,7 @@ import json
 import platform
 import resource
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -222,65 +223,62 @@ def main() -> None:
     y = torch.from_numpy(yr).to(dev)
     # One untimed window first, as for the network above.
     timed = windows[:1] + windows[: args.ref_windows]
-    t0 = time.perf_counter()
-    for k, (s, n) in enumerate(timed):
-        if k == 1:
-            sync()
-            t0 = time.perf_counter()
-        pred = ref(x[s: s + n], adj)
-        mask = torch.isfinite(y[s: s + n])
-        loss = torch.sqrt(((pred - torch.nan_to_num(y[s: s + n])) ** 2)[mask].mean() + 1e-8)
+
+    def time_reference(what: str, step: Callable[[int, int], float]) -> None:
+        """Train ``step`` on the untimed window, then on the timed ones; print the line."""
+        t0 = time.perf_counter()
+        loss = float("nan")
+        for k, (s, n) in enumerate(timed):
+            if k == 1:
+                sync()
+                t0 = time.perf_counter()
+            loss = step(s, n)
+        sync()
+        per_window = (time.perf_counter() - t0) / args.ref_windows
+        ref_epoch = per_window * len(windows)
+        print(json.dumps({"what": what, **info,
+                          "timed_windows": args.ref_windows, "seconds_per_window": round(per_window, 2),
+                          "seconds_per_epoch_extrapolated": round(ref_epoch, 1),
+                          "loss_last_window": round(loss, 4), "peak_rss_gb": round(_peak_rss_gb(), 2),
+                          "speed_ratio_vs_equal": round(ref_epoch / results["equal"], 1),
+                          "speed_ratio_vs_mgda": round(ref_epoch / results["mgda"], 1),
+                          "goal_ratio": 10}), flush=True)
+
+    def adam_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> float:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    sync()
-    per_window = (time.perf_counter() - t0) / args.ref_windows
-    ref_epoch = per_window * len(windows)
-    print(json.dumps({"what": "train_epoch_reference_dense_fine_task_only", **info,
-                      "timed_windows": args.ref_windows, "seconds_per_window": round(per_window, 2),
-                      "seconds_per_epoch_extrapolated": round(ref_epoch, 1),
-                      "speed_ratio_vs_equal": round(ref_epoch / results["equal"], 1),
-                      "speed_ratio_vs_mgda": round(ref_epoch / results["mgda"], 1), "goal_ratio": 10}),
-          flush=True)
+        return float(loss.detach())
+
+    def fine_only_step(s: int, n: int) -> float:
+        loss = _masked_rmse(ref(x[s: s + n], adj), y[s: s + n])
+        assert loss is not None
+        return adam_step(opt, loss)
+
+    time_reference("train_epoch_reference_dense_fine_task_only", fine_only_step)
 
     # The like-for-like reference: all three tasks, dense matrices at both scales.
     torch.manual_seed(0)
     full = DenseMSGLReference(data.x_seg.shape[-1], data.x_reach.shape[-1], 20).to(dev)
-    opt = torch.optim.Adam(full.parameters(), lr=5e-3)
+    opt_full = torch.optim.Adam(full.parameters(), lr=5e-3)
     adj_c = torch.from_numpy(graphs.coarse.toarray().astype(np.float32)).to(dev)
     cross_np = graphs.cross.toarray().astype(np.float32)
     xs_all = torch.from_numpy(data.x_seg).to(dev)
     ys_all = torch.from_numpy(ys).to(dev)
-    t0 = time.perf_counter()
-    losses = []
-    for k, (s, n) in enumerate(timed):
-        if k == 1:
-            sync()
-            t0 = time.perf_counter()
+
+    def three_task_step(s: int, n: int) -> float:
         yw = y[s: s + n]
         rows_np = np.flatnonzero(np.isfinite(yr[s: s + n]).any(axis=0))
         rows = torch.from_numpy(rows_np).to(dev)
-        out = full(xs_all[s: s + n], x[s: s + n], adj_c, adj, torch.from_numpy(cross_np[rows_np]).to(dev), rows)
+        out = full(xs_all[s: s + n], x[s: s + n], adj_c, adj, torch.from_numpy(cross_np[rows_np]).to(dev),
+                   rows)
         task_losses = [_masked_rmse(out["coarse"], ys_all[s: s + n]),
                        _masked_rmse(out["cross"], yw[:, rows]), _masked_rmse(out["fine"], yw[:, rows])]
         loss = sum(t for t in task_losses if t is not None)
         assert isinstance(loss, torch.Tensor)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-    sync()
-    per_window = (time.perf_counter() - t0) / args.ref_windows
-    ref_epoch = per_window * len(windows)
-    print(json.dumps({"what": "train_epoch_reference_dense_msgl_three_tasks", **info,
-                      "timed_windows": args.ref_windows, "seconds_per_window": round(per_window, 2),
-                      "seconds_per_epoch_extrapolated": round(ref_epoch, 1),
-                      "loss_last_window": round(losses[-1], 4),
-                      "peak_rss_gb": round(_peak_rss_gb(), 2),
-                      "speed_ratio_vs_equal": round(ref_epoch / results["equal"], 1),
-                      "speed_ratio_vs_mgda": round(ref_epoch / results["mgda"], 1), "goal_ratio": 10}),
-          flush=True)
+        return adam_step(opt_full, loss)
 
+    time_reference("train_epoch_reference_dense_msgl_three_tasks", three_task_step)
 
 if __name__ == "__main__":
     main()
