@@ -176,6 +176,10 @@ def files(tmp_path, monkeypatch: pytest.MonkeyPatch):
         (["evaluate", "--cv", "idw", "--folds", "1"], "--folds 1"),
         (["evaluate", "--keep", "1.0", "0"], "--keep [0.0]"),
         (["evaluate", "--seeds", "1", "1"], "--seeds [1, 1]"),
+        # Refused by the sweep itself, but only after the basin was built.
+        (["evaluate", "--keep", "0.5", "0.5"], "--keep [0.5, 0.5] names a share twice"),
+        (["evaluate", "--seeds", "-1"], "--seeds [-1]: seeds must be integers of at least 0"),
+        (["evaluate", "--basin-seed", "-1"], "--basin-seed -1"),
         (["fetch-data", "--folder", "afile/sub"], "choose another --folder"),
         (["fetch-data", "--folder", "afile"], "--folder 'afile' is a file"),
     ],

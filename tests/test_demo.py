@@ -55,3 +55,21 @@ def test_existing_outputs_are_refused_before_the_work(tmp_path, monkeypatch) -> 
     with pytest.raises(AssertionError, match="started before"):
         run_demo(tmp_path / "new" / "demo", quick=True, progress=False)
     assert not (tmp_path / "new").exists()
+
+
+def test_progress_option_covers_the_demo(tmp_path, monkeypatch, capsys) -> None:
+    # set_options(progress=False) is documented to cover the demo: no step lines.
+    import xmsgl
+    import xmsgl.datasets
+    from xmsgl.demo import run_demo
+
+    def stop(*args, **kwargs):
+        raise AssertionError("stopped at the basin")
+
+    monkeypatch.setattr(xmsgl.datasets, "synthetic_basin", stop, raising=False)
+    with xmsgl.set_options(progress=False), pytest.raises(AssertionError, match="stopped"):
+        run_demo(tmp_path / "demo", quick=True)
+    assert capsys.readouterr().out == ""
+    with pytest.raises(AssertionError, match="stopped"):
+        run_demo(tmp_path / "demo", quick=True)
+    assert "building the synthetic basin" in capsys.readouterr().out

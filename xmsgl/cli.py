@@ -152,8 +152,14 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
     bad_keep = [k for k in args.keep if not 0 < k <= 1]
     if bad_keep:
         raise ParameterError(f"--keep {bad_keep}: shares must be in (0, 1]")
+    # The sweep refuses repeats and negative seeds too, but only after the basin is
+    # built or the --data file read: refuse them here, before any work.
+    if len(set(args.keep)) != len(args.keep):
+        raise ParameterError(f"--keep {args.keep} names a share twice; give each once")
     if len(set(args.seeds)) != len(args.seeds):
         raise ParameterError(f"--seeds {args.seeds}: give distinct seeds")
+    if any(s < 0 for s in args.seeds):
+        raise ParameterError(f"--seeds {args.seeds}: seeds must be integers of at least 0")
     if args.epochs < 1:
         raise ParameterError(f"--epochs {args.epochs}: give at least 1")
     args.device = _device(args.device)
@@ -170,6 +176,8 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
             raise ParameterError(f"--n-segments {args.n_segments}: give at least 1")
         if not 0 < args.reach_obs_share <= 1:
             raise ParameterError(f"--reach-obs-share {args.reach_obs_share}: give a share in (0, 1]")
+        if args.basin_seed < 0:
+            raise ParameterError(f"--basin-seed {args.basin_seed}: give an integer of at least 0")
     out = output_path(args.out, "--out")
     if out.is_dir():
         raise ParameterError(f"--out {args.out!r} is a folder; give a netCDF file name")

@@ -149,7 +149,7 @@ def _device_name(dev: Any) -> str:
 
 
 def run_demo(
-    outdir: str | Path = "xmsgl-demo", quick: bool = False, progress: bool = True, seed: int = 0,
+    outdir: str | Path = "xmsgl-demo", quick: bool = False, progress: bool | None = None, seed: int = 0,
     overwrite: bool = False, device: str = "auto",
 ) -> dict[str, Any]:
     """Run the demo job and write its outputs to ``outdir``.
@@ -161,8 +161,9 @@ def run_demo(
         ``~`` is expanded).
     quick : bool, default False
         A 12-segment basin and two epochs: seconds instead of minutes (for tests).
-    progress : bool, default True
-        Print the steps and show progress bars.
+    progress : bool, optional
+        Print the steps and show progress bars. Default: the ``progress`` option
+        (:func:`xmsgl.set_options`), True unless set otherwise.
     seed : int, default 0
         Seed of the basin, the sparsification and the fits.
     overwrite : bool, default False
@@ -197,10 +198,13 @@ def run_demo(
     import xmsgl
     from xmsgl.downscale import downscale
     from xmsgl.model import fit
+    from xmsgl.options import get_option
     from xmsgl.sampling import sparsify
     from xmsgl.train import resolve_device, split_periods
 
     t0 = time.perf_counter()
+    # The progress option covers the demo too, as it does fit (options.py).
+    progress = bool(get_option("progress")) if progress is None else bool(progress)
     settings = DEMO_SETTINGS["quick" if quick else "full"]
     dev = resolve_device(device)
     outdir = check_outdir(outdir, overwrite)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xmsgl.exceptions import XmsglError
+from xmsgl.exceptions import ParameterError, XmsglError, check_count
 
 __all__ = ["OPTIONS", "set_options", "get_option"]
 
@@ -25,6 +25,23 @@ def get_option(name: str) -> Any:
     return OPTIONS[name]
 
 
+def _check(name: str, value: Any) -> None:
+    """Refuse a value of option ``name`` that its later users cannot take."""
+    if name == "device" and not (isinstance(value, str) and value == "auto"):
+        # Only a named device needs torch; "auto" is decided when a call runs.
+        from xmsgl.train import resolve_device
+
+        try:
+            resolve_device(value)
+        except XmsglError as err:
+            raise ParameterError(f"set_options(device={value!r}): {err}") from None
+    elif name == "torch_threads" and value is not None:
+        try:
+            check_count("torch_threads", value)
+        except ParameterError as err:
+            raise ParameterError(f"set_options: {err}, or None to leave torch's setting") from None
+
+
 class set_options:
     """Set xmsgl options globally or, as a context manager, for a block of code.
 
@@ -35,7 +52,19 @@ class set_options:
     device : str
         Default torch device for ``device="auto"`` (``"auto"``, ``"cpu"``, ``"cuda"``...).
     torch_threads : int or None
-        Number of torch threads used by fit and downscale.
+        Number of torch threads used by ``fit`` and ``downscale``: set for each call
+        and restored after it (torch's count is process-wide). The blocks of the
+        lazy path run with ``downscale``'s own ``threads`` instead. None leaves
+        torch's setting.
+
+    Raises
+    ------
+    XmsglError
+        An unknown option name.
+    ParameterError
+        A ``device`` torch does not know or this machine does not have, or a
+        ``torch_threads`` that is not a positive integer (or None). Values are
+        checked before any is set, so a refused call changes no option.
 
     Examples
     --------
@@ -49,6 +78,11 @@ class set_options:
         unknown = sorted(set(kwargs) - set(OPTIONS))
         if unknown:
             raise XmsglError(f"unknown options {unknown}; known options are {sorted(OPTIONS)}")
+        # Every value is checked before any is set: a bad one leaves all options as
+        # they were, and is refused here rather than as a bare torch error in a
+        # later fit or downscale.
+        for name, value in kwargs.items():
+            _check(name, value)
         self.old = {k: OPTIONS[k] for k in kwargs}
         OPTIONS.update(kwargs)
 
