@@ -311,3 +311,53 @@ def test_equivalent_unit_spellings_match_the_model(model: Downscaler, basin: xr.
 def test_subbasin_batches_are_for_the_cell(basin: xr.Dataset) -> None:
     with pytest.raises(ParameterError, match="subbasin_batch trains the recurrent cell"):
         fit(basin, method="fine-only", backbone="dmsge", subbasin_batch=50, **FAST)
+
+
+# ------------------------------------------------------------------------ options
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"device": "gpu"}, "set_options\\(device='gpu'\\).*not a torch device"),
+    ({"device": None}, "set_options\\(device=None\\).*not a device name"),
+    ({"progress": False, "torch_threads": -1}, "torch_threads=-1"),
+    ({"torch_threads": "two"}, "torch_threads='two'"),
+])
+def test_set_options_refuses_bad_values_and_changes_nothing(basin: xr.Dataset, options, match) -> None:
+    import xmsgl
+
+    before = dict(xmsgl.options.OPTIONS)
+    # Refused when set (they used to surface as bare torch errors in a later fit).
+    with pytest.raises(ParameterError, match=match):
+        xmsgl.set_options(**options)
+    assert xmsgl.options.OPTIONS == before
+    if not torch.cuda.is_available():
+        with pytest.raises(ParameterError, match="no CUDA device"):
+            xmsgl.set_options(device="cuda:7")
+    with xmsgl.set_options(device="cpu", torch_threads=1):
+        assert fit(basin, method="fine-only", seed=0, **FAST).config["device"] == "cpu"
+    assert xmsgl.options.OPTIONS == before
+
+
+def test_torch_threads_option_holds_inside_fit_and_downscale_only(basin: xr.Dataset,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import xmsgl.downscale
+    import xmsgl.model
+
+    seen: list[int] = []
+
+    def spy(real):  # type: ignore[no-untyped-def]
+        def wrapped(*args, **kwargs):  # type: ignore[no-untyped-def]
+            seen.append(torch.get_num_threads())
+            return real(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(xmsgl.model, "train_tasks", spy(xmsgl.model.train_tasks))
+    monkeypatch.setattr(xmsgl.downscale, "predict", spy(xmsgl.downscale.predict))
+    before = torch.get_num_threads()
+    want = 2 if before != 2 else 1
+    with xmsgl.set_options(torch_threads=want):
+        model = fit(basin, method="fine-only", seed=0, **FAST_FIT)
+        assert torch.get_num_threads() == before
+        basin.msgl.downscale(model)
+    assert seen and set(seen) == {want}
+    assert torch.get_num_threads() == before

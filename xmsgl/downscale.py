@@ -15,7 +15,7 @@ import xarray as xr
 from xmsgl.convention import REACH, SEG, TIME, validate
 from xmsgl.exceptions import DataError, TimeError, TimeGapWarning, XmsglError, check_count
 from xmsgl.model import Downscaler, _rebuild, check_compatible, load
-from xmsgl.train import inference_windows, predict, resolve_device, time_breaks
+from xmsgl.train import inference_windows, predict, resolve_device, time_breaks, uses_thread_option
 
 if TYPE_CHECKING:
     from xmsgl.baselines import BaselineModel
@@ -86,6 +86,7 @@ def lookahead_end(model: Downscaler, scale: str, times: pd.DatetimeIndex, i1: in
     return min(i1 + model.net.cross_head.lookahead(), stop)
 
 
+@uses_thread_option
 def downscale(
     ds: xr.Dataset,
     model_or_path: Downscaler | BaselineModel | str | os.PathLike[str],

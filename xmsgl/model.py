@@ -85,6 +85,7 @@ from xmsgl.train import (
     time_breaks,
     torch_graphs,
     train_tasks,
+    uses_thread_option,
 )
 
 if TYPE_CHECKING:
@@ -468,6 +469,7 @@ def fit(  # type: ignore[overload-overlap]
 def fit(ds: xr.Dataset, method: str = "msgl", **kwargs: Any) -> Downscaler: ...
 
 
+@uses_thread_option
 def fit(
     ds: xr.Dataset,
     method: str = "msgl",
@@ -670,9 +672,6 @@ def fit(
     if bad_a:
         raise ParameterError(f"stage_a_tasks {bad_a} are not known; use 'coarse', 'remap' and/or 'remap-fine'")
     progress = get_option("progress") if progress is None else bool(progress)
-    threads = get_option("torch_threads")
-    if threads:
-        torch.set_num_threads(int(threads))
     dev = resolve_device(device)
     pre_epochs = max(1, epochs // 2) if pretrain_epochs is None else int(pretrain_epochs)
 

@@ -15,10 +15,12 @@ Guards kept on purpose (each is a defect of earlier public code):
 from __future__ import annotations
 
 import copy
+import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -215,6 +217,37 @@ def target_array(ds: xr.Dataset, name: str, dim: str, time_index: slice | None =
 
 
 # --------------------------------------------------------------------------- devices
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's thread count set to ``threads`` inside the block and restored after it
+    (it is process-wide); ``None`` leaves it as it is."""
+    before = torch.get_num_threads()
+    if threads is not None and int(threads) != before:
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def uses_thread_option(func: _F) -> _F:
+    """Run ``func`` with the ``torch_threads`` option of :func:`xmsgl.set_options`
+    (torch's own setting when it is None), restoring torch's count afterwards."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from xmsgl.options import get_option
+
+        with torch_threads(get_option("torch_threads")):
+            return func(*args, **kwargs)
+
+    return cast(_F, wrapper)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
