@@ -1242,8 +1242,9 @@ def downscale_lazy(
         The fitted model.
     model_path : str or path, optional
         Where the workers load the model from (with its sha256 checked). Default: the
-        folder it was loaded from, else a copy saved in the temporary folder; on a
-        cluster without a shared temporary folder give a path every worker can read.
+        path ``downscale`` was given the model by, else (a model object) a copy saved
+        in the temporary folder; on a cluster without a shared temporary folder save
+        the model where every worker can read it and pass that path.
     scale, time, device, spinup, chunk, batch_size, check_graph
         As in :func:`xmsgl.downscale.downscale`. ``device="auto"`` is resolved on each
         worker (its GPU when it has one).
