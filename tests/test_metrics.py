@@ -321,3 +321,16 @@ def test_errors_of_another_quantity_keep_its_units() -> None:
     assert out.nse.attrs["units"] == "1"
     temp = obs.assign_attrs(units="degC")
     assert evaluate(temp + 1.0, temp).rmse.attrs["units"] == "degC"
+
+
+def test_exact_join_matches_labels_in_any_order() -> None:
+    obs = xr.DataArray([[10.0, 11.0, 12.0]], dims=("time", "reach"),
+                       coords={"time": [0], "reach": [1, 2, 3]}, attrs={"units": "degC"})
+    pred = (obs + xr.DataArray([0.0, 1.0, 2.0], dims="reach", coords={"reach": [1, 2, 3]})).isel(
+        reach=[2, 0, 1]).assign_attrs(units="degC")
+    exact = evaluate(pred, obs, join="exact", dims="time")
+    inner = evaluate(pred, obs, dims="time")
+    np.testing.assert_array_equal(exact.bias.sel(reach=[1, 2, 3]).values, [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(exact.bias.sel(reach=[1, 2, 3]).values, inner.bias.sel(reach=[1, 2, 3]).values)
+    with pytest.raises(xmsgl.exceptions.DataError, match=r"only in observed: \[3\]"):
+        evaluate(pred.sel(reach=[1, 2]), obs, join="exact")

@@ -138,7 +138,7 @@ def align_pair(
         ``"inner"`` keeps the labels both share along every dimension (with an
         :class:`~xmsgl.exceptions.XmsglWarning` when reach or segment labels of
         the prediction are left out: the two may not be on the same network);
-        ``"exact"`` requires identical labels.
+        ``"exact"`` requires the same labels (in any order).
 
     Returns
     -------
@@ -219,15 +219,19 @@ def align_pair(
             if dim not in prediction.coords:
                 continue
             a, b = prediction.indexes[dim], observed.indexes[dim]
-            if not a.equals(b):
-                only_p = a.difference(b)
-                only_o = b.difference(a)
+            if a.equals(b):
+                continue
+            only_p = a.difference(b)
+            only_o = b.difference(a)
+            if len(only_p) or len(only_o):
                 raise DataError(
                     f"coordinate {str(dim)!r} differs between prediction and observed "
                     f"(only in prediction: {format_ids(list(only_p))}, only in observed: "
-                    f"{format_ids(list(only_o))}, or a different order); use join='inner' to "
-                    "score the shared labels"
+                    f"{format_ids(list(only_o))}); use join='inner' to score the shared labels"
                 )
+            # The same labels in another order: pairs are matched by label, not position
+            # (repeated labels were refused above).
+            observed = observed.sel({dim: a})
         return prediction, observed
     p, o = xr.align(prediction, observed, join="inner")
     for dim in p.dims:
