@@ -158,6 +158,36 @@ def test_async_stage_a_never_reads_test_period(basin: xr.Dataset) -> None:
     assert "stage_a" in m.history and "main" in m.history
 
 
+def test_stage_a_variable_is_a_target_not_an_input(basin: xr.Dataset) -> None:
+    # A longer coarse record (NaN where unobserved) is stage A's target: it used to be
+    # taken as an input too, which refused its NaN (and would let stage A copy it).
+    record = basin.seg_temp.where(basin.time < np.datetime64("2001-04-01"))
+    ds = basin.assign(seg_temp_record=record.assign_attrs(units="degC"))
+    m = fit(ds, method="async-msgl", seed=0, stage_a_variable="seg_temp_record",
+            **{**FAST, "epochs": 1})
+    assert "seg_temp_record" not in m.config["variables"]["seg_vars"]
+    assert m.config["stage_a"]["variable"] == "seg_temp_record"
+    assert np.isfinite(m.history["stage_a"]["loss"]).all()
+    # The model does not need the record to downscale.
+    assert bool(np.isfinite(basin.msgl.downscale(m)).all())
+    # Other methods still read such a variable as an input.
+    assert "seg_temp_record" in xmsgl.convention.input_variables(ds).all()
+
+
+def test_stage_a_without_targets_is_refused(basin: xr.Dataset) -> None:
+    record = basin.seg_temp.where(basin.time < np.datetime64("2001-03-01"))
+    ds = basin.assign(seg_temp_record=record.assign_attrs(units="degC"))
+    # Stage A used to run its epochs without a single loss.
+    with pytest.raises(DataError, match="stage_a_variable 'seg_temp_record' has no value"):
+        fit(ds, method="async-msgl", stage_a_variable="seg_temp_record",
+            stage_a_period=("2001-03-05", "2001-04-30"), test=("2001-06-01", "2001-06-30"), **FAST)
+    with pytest.raises(DataError, match="no day of the dataset"):
+        fit(basin, method="async-msgl", stage_a_period=("1990", "1991"), **FAST)
+    for tasks in (None, ()):
+        with pytest.raises(ParameterError, match="stage_a_tasks"):
+            fit(basin, method="async-msgl", stage_a_tasks=tasks, **FAST)  # type: ignore[arg-type]
+
+
 def test_fit_errors_name_the_problem(basin: xr.Dataset) -> None:
     with pytest.raises(XmsglError, match="method="):
         fit(basin, method="magic", **FAST)

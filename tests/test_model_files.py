@@ -26,7 +26,7 @@ torch = pytest.importorskip("torch")
 
 from tests.conftest import FAST_FIT, ROOT  # noqa: E402
 from xmsgl import train  # noqa: E402
-from xmsgl.exceptions import TrainingError, XmsglError  # noqa: E402
+from xmsgl.exceptions import DataError, TrainingError, XmsglError  # noqa: E402
 from xmsgl.model import Downscaler, fit, load  # noqa: E402
 
 FAST = FAST_FIT
@@ -124,6 +124,24 @@ def test_weights_of_another_architecture_give_a_typed_error(saved: Path) -> None
     cfg["hyperparameters"]["hidden"] = int(cfg["hyperparameters"]["hidden"]) + 3
     (saved / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(XmsglError):
+        load(saved)
+
+
+@pytest.mark.parametrize("change", [
+    lambda c: c["graph"].pop("fingerprint"),
+    lambda c: c["graph"].pop("seg_ids"),
+    lambda c: c.update(graph=[]),
+    lambda c: c["hyperparameters"].pop("window"),
+    lambda c: c["hyperparameters"].update(attn_window=0),
+    lambda c: c["variables"]["static"].pop(c["variables"]["reach_vars"][0]),
+])
+def test_incomplete_settings_are_refused_at_load(saved: Path, basin: xr.Dataset, change) -> None:
+    # These used to load, then fail at the first downscale with a bare KeyError,
+    # TypeError or ZeroDivisionError.
+    cfg = json.loads((saved / "config.json").read_text())
+    change(cfg)
+    (saved / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(DataError, match="config.json"):
         load(saved)
 
 

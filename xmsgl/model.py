@@ -281,11 +281,31 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
             len(spec.seg_vars), len(spec.reach_vars)):
         raise bad(f"the variables {spec.seg_vars} / {spec.reach_vars} with n_common={spec.n_common} "
                   "do not describe the model's inputs")
-    lacking = [n for n in names if n not in spec.mean or n not in spec.std or n not in spec.units]
+    lacking = [n for n in names if n not in spec.mean or n not in spec.std or n not in spec.units
+               or n not in spec.static]
     odd = [n for n in names if n in spec.std and not (math.isfinite(spec.std[n]) and spec.std[n] > 0
                                                        and math.isfinite(spec.mean.get(n, 0.0)))]
     if lacking or odd:
         raise bad(f"the input scalers lack or hold unusable values for {lacking + odd}")
+    # What downscale reads later (sizes of the heads' blocks and attention spans, the
+    # graph's identity) is checked here too: a damaged entry would otherwise load and
+    # fail at the first downscale with a bare KeyError or ZeroDivisionError.
+    hp = config["hyperparameters"]
+    sizes = ("hidden", "attn_window", "attn_blocks", "window")
+    if not isinstance(hp, dict):
+        raise bad(f"the hyperparameters entry is a {type(hp).__name__}, not a dict")
+    wrong = {k: hp.get(k) for k in sizes if isinstance(hp.get(k), bool)
+             or not isinstance(hp.get(k), int) or hp[k] <= 0}
+    if wrong:
+        raise bad(f"the hyperparameters {wrong} must be positive integers")
+    g = config["graph"]
+    if not (isinstance(g, dict) and isinstance(g.get("fingerprint"), str)
+            and all(_number(g.get(k)) for k in ("n_seg", "n_reach"))
+            and all(isinstance(g.get(k), list) and all(isinstance(i, int) for i in g[k])
+                    for k in ("seg_ids", "reach_ids"))
+            and isinstance(g.get("options", {}), dict)):
+        raise bad("the graph entry needs a 'fingerprint', 'n_seg', 'n_reach', the integer "
+                  "'seg_ids' and 'reach_ids' and a dict of 'options'")
 
 
 def _read_config(path: Path) -> tuple[Path, dict[str, Any]]:
@@ -555,7 +575,8 @@ def fit(
         segment (pseudo-labels); ``"remap-fine"``: the fine task on the same
         pseudo-labels too (this runs the fine graph in stage A: slower).
     stage_a_variable : str, default "seg_temp"
-        The coarse (seg, time) variable of stage A, in degC.
+        The coarse (seg, time) variable of stage A, in degC, NaN where it has no
+        value. It is stage A's target, never one of the model's inputs.
     graph_options : dict, optional
         Keyword arguments of :func:`xmsgl.graph.build_graphs`.
     device : str, default "auto"
@@ -668,7 +689,16 @@ def fit(
     if isinstance(stage_a_tasks, str):
         # One task named on its own, e.g. stage_a_tasks="remap", not its letters.
         stage_a_tasks = (stage_a_tasks,)
-    bad_a = sorted(set(stage_a_tasks) - {"coarse", "remap", "remap-fine"})
+    try:
+        # None or a number here would otherwise fail as a bare TypeError below.
+        stage_a_tasks = tuple(stage_a_tasks)
+        bad_a = sorted(map(str, set(stage_a_tasks) - {"coarse", "remap", "remap-fine"}))
+    except TypeError:
+        stage_a_tasks, bad_a = (), []
+    if not stage_a_tasks:
+        raise ParameterError(f"stage_a_tasks={args['stage_a_tasks']!r} names no task of ASYNC-MSGL's "
+                             "stage A; give one or more of 'coarse', 'remap' and 'remap-fine', for "
+                             "example ('coarse', 'remap')")
     if bad_a:
         raise ParameterError(f"stage_a_tasks {bad_a} are not known; use 'coarse', 'remap' and/or 'remap-fine'")
     progress = get_option("progress") if progress is None else bool(progress)
@@ -687,7 +717,11 @@ def fit(
 
     graph_options = dict(graph_options or {})
     graphs = build_graphs(ds, **graph_options)
-    spec = feature_spec(ds, input_variables(ds))
+    # Stage A's variable is a target, not an input: a longer coarse record has NaN
+    # where unobserved (refused as an input), and a complete one fed as an input
+    # would make stage A learn to copy it.
+    spec = feature_spec(ds, input_variables(
+        ds, exclude=(stage_a_variable,) if method == "async-msgl" else ()))
     if uses_seg and not spec.seg_vars:
         raise DataError(f"method {method!r} needs segment inputs (e.g. 'seg_air_temp'); none found")
     if uses_reach and not spec.reach_vars:
@@ -819,6 +853,16 @@ def fit(
                     f"{periods['test']}; stage A must never see test-period data"
                 )
             ya = _masked(std(target_array(ds, stage_a_variable, SEG)), mask_a)
+            if not np.isfinite(ya).any():
+                # Stage A would otherwise run its epochs without a single loss.
+                days = f"{int(mask_a.sum())} days" if mask_a.any() else "no day of the dataset"
+                where = ("every day outside the validation and test periods"
+                         if stage_a_period is None else repr(stage_a_period))
+                raise DataError(
+                    f"stage_a_variable {stage_a_variable!r} has no value in stage A's period, "
+                    f"{where} ({days}); give a stage_a_period where it has values, or another "
+                    "stage_a_variable"
+                )
             targets_a: dict[str, np.ndarray] = {}
             if "coarse" in stage_a_tasks:
                 targets_a["coarse"] = ya
