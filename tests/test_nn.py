@@ -350,6 +350,29 @@ def test_msgl_tasks_and_stop_gradient_of_fine_task() -> None:
     assert net.fine_head.mlp[-1].weight.grad is not None
 
 
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("n_time", [0, 1])
+def test_msgl_takes_windows_of_no_or_one_day(n_time: int, grad: bool) -> None:
+    # A window of no days gives empty predictions of the documented shapes (the
+    # cell and the heads take empty sequences), all reaches or some rows of them.
+    torch.manual_seed(0)
+    net = MSGLNet(n_common=2, n_seg_extra=0, n_reach_extra=1, hidden=4, attn_window=5)
+    cross = sp.csr_matrix(np.repeat(np.eye(3), 2, axis=0) * 1.0)
+    graphs = {"coarse": SparseGraph(_chain(3)), "fine": SparseGraph(_chain(6)),
+              "cross": SparseGraph(cross)}
+    xs, xr = torch.randn(n_time, 3, 2, 2), torch.randn(n_time, 6, 2, 3)
+    tasks = ("coarse", "cross", "fine", "fine_only")
+    rows = torch.tensor([4, 1])
+    with torch.set_grad_enabled(grad):
+        out = net(xs, xr, graphs, tasks=tasks)
+        some = net(xs, xr, graphs, tasks=tasks[1:], rows=rows, cross=SparseGraph(cross[[4, 1]]))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "coarse": (n_time, 3, 2), "cross": (n_time, 6, 2), "fine": (n_time, 6, 2),
+        "fine_only": (n_time, 6, 2)}
+    for k, v in some.items():
+        torch.testing.assert_close(v, out[k][:, [4, 1]])
+
+
 @pytest.mark.gpu
 def test_msgl_forward_on_cuda_matches_cpu() -> None:
     if not torch.cuda.is_available():

@@ -228,7 +228,7 @@ class MSGLNet(nn.Module):
         need_coarse = any(t in tasks for t in ("coarse", "cross", "fine"))
         need_fine = any(t in tasks for t in ("fine", "fine_only"))
         h_cross = h_fine = None
-        n_time = n_batch = 0
+        n_time = n_batch = n_out = 0
         if need_coarse:
             assert x_seg is not None
             h_c = self.hidden_states(x_seg, graphs["coarse"], "seg")
@@ -239,14 +239,17 @@ class MSGLNet(nn.Module):
                 cmat = graphs["cross"] if rows is None else cross
                 assert cmat is not None, "pass the cross rows along with rows"
                 hx = graph_product(cmat, h_c.permute(1, 0, 2, 3))  # (R, T, B, H)
-                h_cross = hx.permute(0, 2, 1, 3).reshape(-1, n_time, self.hidden)
+                n_out = hx.shape[0]
+                h_cross = hx.permute(0, 2, 1, 3).reshape(n_out * n_batch, n_time, self.hidden)
         if need_fine:
             assert x_reach is not None
             h_f = self.hidden_states(x_reach, graphs["fine"], "reach")
             n_time, _, n_batch, _ = h_f.shape
             if rows is not None:
                 h_f = h_f.index_select(1, rows)
-            h_fine = h_f.permute(1, 2, 0, 3).reshape(-1, n_time, self.hidden)
+            n_out = h_f.shape[1]
+            h_fine = h_f.permute(1, 2, 0, 3).reshape(n_out * n_batch, n_time, self.hidden)
+        # Sizes spelled out: with no days (or windows) a -1 could be any size.
         for name, y in self.fine_from_hidden(h_cross, h_fine, tasks).items():
-            out[name] = y.reshape(-1, n_batch, n_time).permute(2, 0, 1)
+            out[name] = y.reshape(n_out, n_batch, n_time).permute(2, 0, 1)
         return out
