@@ -71,7 +71,6 @@ from xmsgl.train import (
     ModelData,
     check_weighting,
     cross_row_blocks,
-    epoch_day,
     epoch_days,
     feature_spec,
     fit_scalers,
@@ -762,7 +761,7 @@ def fit(
     data = ModelData(x_seg, x_reach, torch_graphs(graphs, dev),
                      cross_row_blocks(graphs, dev, max(1, int(2e7 // (window * hidden_ * 4)))),
                      np.asarray(graphs.parent.tocsr().indices, dtype=np.int64), graphs.cross.tocsr(),
-                     breaks=time_breaks(time), day0=epoch_day(time), days=epoch_days(time))
+                     breaks=time_breaks(time), days=epoch_days(time))
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -1045,7 +1044,7 @@ def check_compatible(model: Downscaler, ds: xr.Dataset, graphs: Any, scale: str)
 
 def _rebuild(model: Downscaler, ds: xr.Dataset, graphs: Any, dev: torch.device,
              time_index: slice, reach_inputs: bool = True,
-             geometry: dict[str, Any] | None = None, day0: int | None = None) -> ModelData:
+             geometry: dict[str, Any] | None = None, days: np.ndarray | None = None) -> ModelData:
     """The model's inputs and graphs for ``ds``; ``reach_inputs=False`` leaves the reach
     inputs empty (for outputs that the coarse states alone give); ``geometry`` as in
     :func:`_set_backbone_geometry`."""
@@ -1067,8 +1066,7 @@ def _rebuild(model: Downscaler, ds: xr.Dataset, graphs: Any, dev: torch.device,
     _set_backbone_geometry(model.net, ds, tuple(
         s for s, used in ((SEG, model.output != "fine_only"), (REACH, use_reach)) if used),
         geometry)
-    days = ds[TIME].values[time_index]
+    times = ds[TIME].values[time_index]
     return ModelData(x_seg, x_reach, torch_graphs(graphs, dev), cross_row_blocks(graphs, dev, rows),
                      np.asarray(graphs.parent.tocsr().indices, dtype=np.int64), graphs.cross.tocsr(),
-                     breaks=time_breaks(days), day0=epoch_day(days) if day0 is None else int(day0),
-                     days=epoch_days(days) if day0 is None else None)
+                     breaks=time_breaks(times), days=epoch_days(times) if days is None else days)

@@ -755,16 +755,12 @@ def _block_downscale(block: xr.Dataset, *, threads: int | None, **kwargs: Any) -
     torch's thread count is process-wide: restoring it keeps a local (threaded)
     dask scheduler from changing the user's own setting for good.
     """
-    import torch
+    from xmsgl.train import torch_threads
 
-    before = torch.get_num_threads()
-    if threads is not None and before != int(threads):
-        torch.set_num_threads(int(threads))
     try:
-        return _block_downscale_inner(block, **kwargs)
+        with torch_threads(threads):
+            return _block_downscale_inner(block, **kwargs)
     finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
         _give_back_memory()
 
 
@@ -864,9 +860,9 @@ def _block_downscale_inner(
     _reweight(graphs, stats)
     # The coarse head reads segments only.
     geoms = _block_geometry(block, geometry or {}, seg_ok)
-    day0 = int(np.asarray(block["_day"].values)[0]) if "_day" in block.variables else 0
+    days = np.asarray(block["_day"].values, dtype=np.int64) if "_day" in block.variables else None
     data = _rebuild(model, sub, graphs, dev, slice(0, n_in), reach_inputs=scale != SEG,
-                    geometry=geoms, day0=day0)
+                    geometry=geoms, days=days)
     output = "coarse" if scale == SEG else model.output
     out = predict(model.net, data, t_keep, t_end, output=output, device=dev, chunk=int(chunk),
                   spinup=int(spinup), batch_size=batch_size)
@@ -1479,7 +1475,7 @@ def subbasin_data(data: Any, topo: Topology, block: Block, graph_options: dict[s
                      np.ascontiguousarray(data.x_reach[:, block.reach]),
                      torch_graphs(graphs, device), cross_row_blocks(graphs, device, 10_000),
                      np.asarray(graphs.parent.tocsr().indices, dtype=np.int64),
-                     graphs.cross.tocsr(), breaks=data.breaks, day0=data.day0, days=data.days)
+                     graphs.cross.tocsr(), breaks=data.breaks, days=data.days)
 
 
 def train_subbasins(

@@ -444,20 +444,15 @@ class ModelData:
     #: Positions of the days that do not follow the day before (a gap in the time
     #: axis ends just before each); inference restarts the recurrence there.
     breaks: np.ndarray | None = None
-    #: The date of the first day, in days since 1970-01-01: inference lays the
-    #: cross-scale head's attention spans on the calendar from it, so that a day's
-    #: prediction does not depend on where its window starts.
-    day0: int = 0
-    #: The date of every day in days since 1970-01-01 (:func:`epoch_days`), where
-    #: known: after a gap in the time axis a position is no longer ``day0`` plus
-    #: its index, and the spans must follow the calendar, not the positions.
+    #: The date of every day in days since 1970-01-01 (:func:`epoch_days`): inference
+    #: lays the cross-scale head's attention spans on the calendar by it, so that a
+    #: day's prediction does not depend on where its window starts, nor on a gap
+    #: before it. None (days that are not dates): positions stand for the days.
     days: np.ndarray | None = None
 
     def epoch_day_at(self, pos: int) -> int:
         """Days since 1970-01-01 of the day at position ``pos``."""
-        if self.days is not None and 0 <= pos < len(self.days):
-            return int(self.days[pos])
-        return int(self.day0) + int(pos)
+        return int(pos) if self.days is None else int(self.days[pos])
 
 
 def torch_graphs(graphs: Any, device: torch.device) -> dict[str, SparseGraph]:
@@ -759,21 +754,6 @@ def train_tasks(
 
 
 # ------------------------------------------------------------------------- inference
-
-
-def epoch_day(time: Any) -> int:
-    """The first day of ``time`` in days since 1970-01-01 (0 when it is not datetime64).
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> epoch_day(pd.to_datetime(["1970-01-31", "1970-02-01"]))
-    30
-    """
-    values = np.asarray(time)
-    if values.size == 0 or not np.issubdtype(values.dtype, np.datetime64):
-        return 0
-    return int(values[0].astype("datetime64[D]").astype(np.int64))
 
 
 def epoch_days(time: Any) -> np.ndarray | None:
