@@ -48,6 +48,7 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import json
+import numbers
 import os
 import warnings
 from pathlib import Path
@@ -580,8 +581,6 @@ def fit_baseline(
 
 def _setting(name: str, value: Any, default: int | float) -> int | float:
     """A setting as a plain Python number of the default's type, or a typed error."""
-    import numbers
-
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(float(value)):
         raise ParameterError(f"setting {name}={value!r} must be a finite number (default {default!r})")
     # numpy scalars (np.int64 from np.arange, ...) are not JSON serializable: the

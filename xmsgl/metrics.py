@@ -505,7 +505,7 @@ def _shared_other_units(prediction: xr.DataArray, observed: xr.DataArray) -> str
     pu, ou = prediction.attrs.get("units"), observed.attrs.get("units")
     if pu is None or ou is None or not same_units(str(pu), str(ou)):
         return None
-    if _temperature_scale(str(pu)) is not None or same_units(str(pu), "degC"):
+    if _temperature_scale(str(pu)) is not None:
         return None
     return str(pu)
 
