@@ -17,6 +17,7 @@ state, which costs no copy.
 from __future__ import annotations
 
 import math
+import mmap
 import sys
 import threading
 import warnings
@@ -150,7 +151,7 @@ class _BlockPool:
     memory of that size comes from the operating system zeroed page by page on
     first touch (about 0.7 s per GB here, a third of the cell's time), and the C
     allocator hands it back when it is freed, so every training step paid it
-    again. Blocks are Python ``bytearray`` objects viewed as tensors: a block is
+    again. Blocks are anonymous memory maps (``mmap``) viewed as tensors: a block is
     free again as soon as no tensor views it (its reference count drops back),
     whether autograd freed the saved activations or the caller dropped an output.
     """
@@ -164,7 +165,7 @@ class _BlockPool:
     max_blocks = 16
 
     def __init__(self) -> None:
-        self.blocks: list[bytearray] = []
+        self.blocks: list[mmap.mmap | bytearray] = []
         self.lock = threading.Lock()
 
     def empty(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
@@ -188,7 +189,7 @@ class _BlockPool:
             block = self.blocks.pop(best)
             self.blocks.append(block)
             return self._view(block, dtype, shape)
-        block = bytearray(nbytes)
+        block = self._new_block(nbytes)
         self.blocks.append(block)
         if len(self.blocks) > self.max_blocks:
             for i in range(len(self.blocks)):
@@ -196,6 +197,23 @@ class _BlockPool:
                     del self.blocks[i]
                     break
         return self._view(block, dtype, shape)
+
+    @staticmethod
+    def _new_block(nbytes: int) -> mmap.mmap | bytearray:
+        """Fresh memory of ``nbytes``, its pages touched by torch's threads.
+
+        An anonymous memory map costs nothing to create; its pages are zeroed by
+        the system on first touch, here by one parallel fill. (A ``bytearray``
+        zeroes itself on one thread: 2.9 GB, the states of one year of 10^5
+        reaches, took 1.5-8 s that way against 0.6-1.1 s.) Where no map can be
+        made, a ``bytearray`` does.
+        """
+        try:
+            block: mmap.mmap | bytearray = mmap.mmap(-1, nbytes)
+        except (OSError, ValueError, OverflowError):
+            return bytearray(nbytes)
+        torch.frombuffer(block, dtype=torch.uint8).zero_()
+        return block
 
     def release(self) -> int:
         """Drop the free blocks (those no tensor views); returns the bytes dropped.
@@ -218,7 +236,7 @@ class _BlockPool:
         return sys.getrefcount(self.blocks[i]) <= 2
 
     @staticmethod
-    def _view(block: bytearray, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+    def _view(block: mmap.mmap | bytearray, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
         return torch.frombuffer(block, dtype=dtype, count=math.prod(shape)).view(shape)
 
 
