@@ -114,6 +114,38 @@ def test_rgrn_run_inputs_matches_plain_equations(grad: bool, n_batch: int, n_in:
         torch.testing.assert_close(out, hs)
 
 
+@pytest.mark.parametrize("n_batch", [1, 3])
+def test_rgrn_inference_in_row_tiles_matches_one_pass(monkeypatch: pytest.MonkeyPatch,
+                                                      n_batch: int) -> None:
+    # Large graphs run an inference day in tiles of rows (uneven here: 7 rows a
+    # tile). The states are those of one pass over all rows (sparse graph, float32;
+    # the tiles' products may round differently) and of the equations (dense graph,
+    # float64).
+    from xmsgl.nn import rgrn
+
+    torch.manual_seed(3)
+    n, hdim, n_time, n_in = 40, 3, 9, 2
+    x = torch.randn(n_time, n, n_batch, n_in)
+    w_x, b_x = torch.randn(4 * hdim, n_in), torch.randn(4 * hdim)
+    cell = GraphRecurrent(hidden=hdim)
+    sparse, dense = SparseGraph(_chain(n)), torch.from_numpy(_chain(n).toarray())
+    assert rgrn._row_tiles(n * n_batch, x) is None
+    with torch.no_grad():
+        whole = cell.run_inputs(x, w_x, b_x, sparse)
+        monkeypatch.setattr(rgrn, "TILE_ROWS", 7)
+        assert rgrn._row_tiles(n * n_batch, x) is not None
+        tiled = cell.run_inputs(x, w_x, b_x, sparse)
+        cell64 = cell.double()
+        tiled64 = cell64.run_inputs(x.double(), w_x.double(), b_x.double(), dense)
+    assert isinstance(whole, torch.Tensor) and isinstance(tiled, torch.Tensor)
+    assert isinstance(tiled64, torch.Tensor)
+    torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-6)
+    zeros = torch.zeros(n, hdim, dtype=torch.float64)
+    for b in range(n_batch):
+        gates = x[:, :, b].double() @ w_x.double().t() + b_x.double()
+        torch.testing.assert_close(tiled64[:, :, b], _autograd_rgrn(cell64, gates, dense, zeros, zeros))
+
+
 def test_rgrn_backward_reaches_early_inputs() -> None:
     cell = GraphRecurrent(hidden=4)
     x = torch.randn(30, 3, 1, 16, requires_grad=True)
