@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import mmap
+
+import pytest
 import torch
 
 from xmsgl.nn.rgrn import _BlockPool
 
 
-def test_pool_reuses_free_blocks_and_never_hands_out_one_in_use() -> None:
+@pytest.mark.parametrize("map_bytes", [0, 1 << 40])
+def test_pool_reuses_free_blocks_and_never_hands_out_one_in_use(
+        monkeypatch: pytest.MonkeyPatch, map_bytes: int) -> None:
+    # New blocks as memory maps (every size) or bytearrays (every size).
+    monkeypatch.setattr(_BlockPool, "map_bytes", map_bytes)
     pool = _BlockPool()
     like = torch.zeros(1)
     shape = (3, pool.min_bytes // 4)  # three times the smallest pooled size
@@ -16,6 +23,7 @@ def test_pool_reuses_free_blocks_and_never_hands_out_one_in_use() -> None:
     a.fill_(1.5)
     b = pool.empty(shape, like)  # a is still in use: a new block
     assert a.data_ptr() != b.data_ptr() and len(pool.blocks) == 2
+    assert all(isinstance(blk, mmap.mmap if map_bytes == 0 else bytearray) for blk in pool.blocks)
     b.fill_(-2.0)
     assert float(a.min()) == float(a.max()) == 1.5
     ptr = a.data_ptr()

@@ -163,6 +163,8 @@ class _BlockPool:
     #: and the days' ``[h_{t-1}, x_t, 1]`` from forward to backward, the gradients);
     #: fewer makes every step allocate (and the system zero) new ones.
     max_blocks = 16
+    #: New blocks from this size on are memory maps (see :meth:`_new_block`).
+    map_bytes = 1 << 26
 
     def __init__(self) -> None:
         self.blocks: list[mmap.mmap | bytearray] = []
@@ -206,8 +208,11 @@ class _BlockPool:
         the system on first touch, here by one parallel fill. (A ``bytearray``
         zeroes itself on one thread: 2.9 GB, the states of one year of 10^5
         reaches, took 1.5-8 s that way against 0.6-1.1 s.) Where no map can be
-        made, a ``bytearray`` does.
+        made, or for blocks under :attr:`map_bytes` (which the C allocator may serve
+        from memory it already holds), a ``bytearray`` does.
         """
+        if nbytes < _BlockPool.map_bytes:
+            return bytearray(nbytes)
         try:
             block: mmap.mmap | bytearray = mmap.mmap(-1, nbytes)
         except (OSError, ValueError, OverflowError):
