@@ -151,7 +151,8 @@ class _BlockPool:
     memory of that size comes from the operating system zeroed page by page on
     first touch (about 0.7 s per GB here, a third of the cell's time), and the C
     allocator hands it back when it is freed, so every training step paid it
-    again. Blocks are anonymous memory maps (``mmap``) viewed as tensors: a block is
+    again. Blocks are anonymous memory maps (``mmap``; ``bytearray`` objects under
+    :attr:`map_bytes`) viewed as tensors: a block is
     free again as soon as no tensor views it (its reference count drops back),
     whether autograd freed the saved activations or the caller dropped an output.
     """
@@ -200,8 +201,8 @@ class _BlockPool:
                     break
         return self._view(block, dtype, shape)
 
-    @staticmethod
-    def _new_block(nbytes: int) -> mmap.mmap | bytearray:
+    @classmethod
+    def _new_block(cls, nbytes: int) -> mmap.mmap | bytearray:
         """Fresh memory of ``nbytes``, its pages touched by torch's threads.
 
         An anonymous memory map costs nothing to create; its pages are zeroed by
@@ -211,7 +212,7 @@ class _BlockPool:
         made, or for blocks under :attr:`map_bytes` (which the C allocator may serve
         from memory it already holds), a ``bytearray`` does.
         """
-        if nbytes < _BlockPool.map_bytes:
+        if nbytes < cls.map_bytes:
             return bytearray(nbytes)
         try:
             block: mmap.mmap | bytearray = mmap.mmap(-1, nbytes)
@@ -453,25 +454,20 @@ def _run_days_inputs(
     day_in[:, -1] = 1.0
     a = x.new_empty(n_rows, 5 * hdim)
     m, tc = x.new_empty(n_rows, hdim), x.new_empty(n_rows, hdim)
-    tiles = _row_tiles(n_rows, x)
-    if tiles is None:
-        for t in range(n_time):
-            day_in[:, hdim : hdim + n_feat] = x[t]
-            torch.mm(day_in, w_all, out=a)
-            _day(a, c, m, tc, q, adj, n_node, minus_one, day_in[:, :hdim])
-            hs[t] = day_in[:, :hdim]
-        return hs, c, None
-    # A large graph's day in tiles of rows: each tile's product, gates and state
+    # A large graph's day runs in tiles of rows: each tile's product, gates and state
     # update run while its rows are in cache; only the diffusion spans the graph.
+    # Each tile's views of the day's buffers, taken once for all days.
+    tiles = [(r, day_in[r], day_in[r, hdim : hdim + n_feat], day_in[r, :hdim], a[r], c[r], m[r],
+              tc[r]) for r in _row_tiles(n_rows, x)]
     for t in range(n_time):
-        for r in tiles:
-            day_in[r, hdim : hdim + n_feat] = x[t, r]
-            torch.mm(day_in[r], w_all, out=a[r])
-            _gates(a[r], minus_one)
+        for r, d_in, d_x, _, a_r, _, _, _ in tiles:
+            d_x.copy_(x[t, r])
+            torch.mm(d_in, w_all, out=a_r)
+            _gates(a_r, minus_one)
         _diffuse_add(c.view(n_node, -1), adj, _q_nodes(a, q, n_node), m.view(n_node, -1))
-        for r in tiles:
-            _update(a[r], c[r], m[r], tc[r], minus_one, day_in[r, :hdim])
-            hs[t, r] = day_in[r, :hdim]
+        for r, _, _, d_h, a_r, c_r, m_r, tc_r in tiles:
+            _update(a_r, c_r, m_r, tc_r, minus_one, d_h)
+            hs[t, r] = d_h
     return hs, c, None
 
 
@@ -480,11 +476,11 @@ def _run_days_inputs(
 TILE_ROWS = 8192
 
 
-def _row_tiles(n_rows: int, like: torch.Tensor) -> list[slice] | None:
-    """Row slices of :data:`TILE_ROWS`, or None where one pass over all rows is best
-    (small graphs, devices other than the CPU)."""
+def _row_tiles(n_rows: int, like: torch.Tensor) -> list[slice]:
+    """Row slices of :data:`TILE_ROWS`, or one slice of all rows where one pass is
+    best (small graphs, devices other than the CPU)."""
     if like.device.type != "cpu" or n_rows <= 2 * TILE_ROWS:
-        return None
+        return [slice(None)]
     return [slice(r0, min(r0 + TILE_ROWS, n_rows)) for r0 in range(0, n_rows, TILE_ROWS)]
 
 
