@@ -43,6 +43,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -163,15 +164,81 @@ def model_path(path: object, what: str = "model") -> Path:
     return Path(os.fspath(path)).expanduser()
 
 
+#: What each saved-folder format of xmsgl holds: its ``config.json`` ``"format"``
+#: and the names of the files written next to it (by :mod:`xmsgl.nn.weights` for
+#: models and the GRU baseline, by :meth:`xmsgl.baselines.BaselineModel.save`).
+#: A folder is replaced by a new save only when it matches one of these exactly.
+_SAVED_FOLDERS: dict[str, frozenset[str]] = {
+    "xmsgl-model": frozenset({"config.json", "weights.pt"}),
+    "xmsgl-gru": frozenset({"config.json", "weights.pt"}),
+    "xmsgl-baseline": frozenset({"config.json", "arrays.npz"}),
+}
+
+
+def _not_a_model_folder(folder: Path) -> str | None:
+    """Why the existing ``folder`` may not be replaced by a saved model, or None if it may.
+
+    It may when its ``config.json`` is JSON with a ``"format"`` that xmsgl writes and
+    it holds no other entry than the files of that format: a folder that merely has a
+    ``config.json`` (a project, a data folder) is never deleted by a save.
+    """
+    if not folder.is_dir():
+        return "it is not a folder"
+    try:
+        config = json.loads((folder / "config.json").read_bytes())
+    except FileNotFoundError:
+        return "it has no config.json"
+    except (OSError, ValueError) as err:
+        return f"its config.json cannot be read as JSON ({type(err).__name__})"
+    kind = config.get("format") if isinstance(config, dict) else None
+    if not isinstance(kind, str) or kind not in _SAVED_FOLDERS:
+        return f"its config.json has format {kind!r}, not one of {sorted(_SAVED_FOLDERS)}"
+    try:
+        entries = list(folder.iterdir())
+    except OSError as err:
+        return f"its content cannot be listed ({type(err).__name__})"
+    foreign = sorted(e.name for e in entries
+                     if e.name not in _SAVED_FOLDERS[kind] or (e.is_dir() and not e.is_symlink()))
+    if foreign:
+        shown = ", ".join(repr(n) for n in foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        return f"it also holds {shown}, which a saved {kind!r} folder never holds"
+    return None
+
+
+def _refuse_model_folder(final: Path, what: str, found: Path | None = None) -> None:
+    """Raise unless ``final`` is free or an xmsgl saved folder that a save may replace.
+
+    ``found`` is where the existing entry is now, when it was moved aside from ``final``.
+    """
+    entry = final if found is None else found
+    if not os.path.lexists(entry):
+        return
+    reason: str | None
+    if entry.is_symlink() and not entry.exists():
+        reason = f"it is a symbolic link to {os.readlink(entry)!r}, which does not exist"
+    else:
+        reason = _not_a_model_folder(entry)
+    if reason is not None:
+        raise XmsglError(f"{str(final)!r} exists and is not an xmsgl {what} folder ({reason}); "
+                         "choose another path or remove it")
+
+
 def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "model") -> Path:
     """Write a saved-model folder (file name -> contents) in one atomic move.
 
-    An existing xmsgl folder at ``path`` (one holding ``config.json``) is replaced
-    (through a symbolic link to one, the link is replaced and the folder it points to
-    is left as it was); any other existing path, a dangling link included, raises :class:`~xmsgl.exceptions.XmsglError` naming
-    ``what`` (``"model"``, ``"baseline"``...). Every file is flushed to disk before
-    the folder is renamed into place, so a reader never sees half a folder and a
-    save killed midway leaves the previous one intact.
+    An existing xmsgl folder at ``path`` is replaced: one whose ``config.json`` names
+    a format xmsgl writes (``"xmsgl-model"``, ``"xmsgl-gru"``, ``"xmsgl-baseline"``)
+    and that holds nothing but the files of that format (``config.json`` with
+    ``weights.pt``, or with ``arrays.npz`` for a baseline). Through a symbolic link
+    to one, the link is replaced and the folder it points to is left as it was. Any
+    other existing path (a folder that merely holds a ``config.json``, a model folder
+    with a file of the user's added, a dangling link) raises
+    :class:`~xmsgl.exceptions.XmsglError` naming ``what`` (``"model"``,
+    ``"baseline"``...), and nothing is deleted. The check is made again on the old
+    folder once it is moved aside, just before it is deleted, and when that fails
+    the old folder is moved back as it was. Every file is flushed to disk before the
+    folder is renamed into place, so a reader never sees half a folder and a save
+    killed midway leaves the previous one intact.
 
     Examples
     --------
@@ -181,17 +248,24 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
     ['config.json']
     """
     final = model_path(path)
-    if os.path.lexists(final) and not (final.is_dir() and (final / "config.json").exists()):
-        raise XmsglError(f"{str(final)!r} exists and is not an xmsgl {what} folder; choose another "
-                         "path or remove it")
-    with atomic_write(final, overwrite=True) as tmp:
+    _refuse_model_folder(final, what)
+    # The same check, on the old folder after it is moved aside: another process
+    # may have put something at the path while the new folder was being written.
+    def replaceable(old: Path) -> None:
+        _refuse_model_folder(final, what, found=old)
+
+    tmp = _prepare(output_path(final), overwrite=True)
+    try:
         tmp.mkdir()
         for name, data in files.items():
             with open(tmp / name, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-    return final
+    except BaseException:
+        _remove(tmp)
+        raise
+    return _commit(None, tmp, final, True, check_old=replaceable)
 
 
 @contextlib.contextmanager
@@ -260,11 +334,15 @@ def _prepare(final: Path, overwrite: bool) -> Path:
     return final.parent / f".{final.name}.{secrets.token_hex(6)}.tmp"
 
 
-def _commit(_written: object, tmp: Path, final: Path, overwrite: bool) -> Path:
+def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
+            check_old: Callable[[Path], None] | None = None) -> Path:
     """Move the finished temporary entry ``tmp`` to ``final``; remove ``tmp`` on failure.
 
     ``_written`` is the result of the write (unused): taking it makes a delayed
     commit depend on a delayed write, so the rename runs only after it.
+    ``check_old``, when given, is called with an existing folder (or link) once it
+    is moved aside and before anything replaces it; when it raises, the old entry is
+    moved back unchanged and nothing is deleted.
     """
     try:
         if not os.path.lexists(tmp):
@@ -294,6 +372,8 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool) -> Path:
             old = final.parent / f".{final.name}.{secrets.token_hex(6)}.old"
             os.replace(final, old)
             try:
+                if check_old is not None:
+                    check_old(old)
                 os.replace(tmp, final)
             except BaseException:
                 os.replace(old, final)

@@ -13,7 +13,9 @@ One reading for every function that takes them, the way xarray reads labels:
   (``XmsglWarning``) and names the tuple to give instead.
 
 Dates may be strings, ``datetime``, ``numpy.datetime64`` or ``pandas.Timestamp``;
-time-zone-aware dates are refused, since the datasets' days are time-zone naive.
+time-zone-aware dates are refused, since the datasets' days are time-zone naive,
+and so are strings with a zone or UTC offset (``"2012-10-01T00:00Z"``,
+``"2014-01-01T00:00+01:00"``).
 
 Examples
 --------
@@ -26,6 +28,7 @@ Examples
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import warnings
 from typing import Any
 
@@ -41,6 +44,32 @@ _HINT = ("give a label such as '2001', a pair (start, end) such as ('2001-01-01'
 
 Bound = pd.Timestamp | None
 
+# A zone or UTC offset after a time of day: "...T00:00Z", "... 12:00 +01:00",
+# "...T12-05", "... UTC". Only after a time, so the '-' of "2001-03" is never one.
+_ZONE = re.compile(r"[T ]\d{1,2}(?::\d{2}(?::\d{2}(?:[.,]\d+)?)?)?\s*"
+                   r"(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)\s*$", re.IGNORECASE)
+
+
+def _has_zone(text: str) -> bool:
+    """Whether the date string ``text`` carries a time zone or a UTC offset."""
+    if _ZONE.search(text):
+        return True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pandas warns about formats it guesses
+            parsed = pd.Timestamp(text)
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return parsed is not pd.NaT and parsed.tz is not None
+
+
+def _refuse_zone(value: Any, name: str, given: Any) -> PeriodError:
+    return PeriodError(
+        f"{name}={given!r}: {value!r} has a time zone, but the dataset's days have none; "
+        "give naive dates (e.g. Timestamp(...).tz_convert(None) for UTC, or the string "
+        "without its offset or zone)"
+    )
+
 
 def _stamp(value: Any, end: bool, name: str, given: Any) -> Bound:
     """One side of a period: ``None``, or the first (last) instant of a label."""
@@ -52,6 +81,9 @@ def _stamp(value: Any, end: bool, name: str, given: Any) -> Bound:
         raise PeriodError(f"{name}={given!r}: {value!r} ({type(value).__name__}) is not a date; "
                           f"{_HINT}")
     # A string is a label, read at its own resolution ("2001" is the whole year).
+    # pd.Period drops a zone or offset without a word, so those are refused first.
+    if isinstance(value, str) and _has_zone(value):
+        raise _refuse_zone(value, name, given)
     try:
         parsed = pd.Period(value) if isinstance(value, str) else pd.Timestamp(value)
     except (ValueError, TypeError, OverflowError) as err:
@@ -61,10 +93,7 @@ def _stamp(value: Any, end: bool, name: str, given: Any) -> Bound:
     if isinstance(parsed, pd.Period):
         return parsed.end_time if end else parsed.start_time
     if parsed.tz is not None:
-        raise PeriodError(
-            f"{name}={given!r}: {value!r} has a time zone, but the dataset's days have none; "
-            "give naive dates (e.g. Timestamp(...).tz_convert(None) for UTC)"
-        )
+        raise _refuse_zone(value, name, given)
     return parsed
 
 

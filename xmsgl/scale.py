@@ -1291,6 +1291,22 @@ def downscale_lazy(
     return out
 
 
+def _device_note(device: str) -> str:
+    """How the history of a lazy run names its device, as the in-memory run does.
+
+    ``"auto"`` is named by what :func:`xmsgl.train.resolve_device` picks where the
+    graph is built, which is what a local scheduler's workers pick too; a worker on
+    another machine resolves it itself, so the note says so. A named device is
+    recorded as given: it is checked on the workers, which may have a GPU the
+    machine building the graph lacks.
+    """
+    if str(device) != "auto":
+        return f"device={str(device)!r}"
+    from xmsgl.train import resolve_device
+
+    return f"device={str(resolve_device('auto'))!r} (resolved from 'auto'; each worker resolves its own)"
+
+
 def _downscale_lazy(
     ds: xr.Dataset,
     model: Downscaler,
@@ -1441,7 +1457,7 @@ def _downscale_lazy(
               if set(c.dims) <= {dim, TIME} and c.dims}
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     history = (f"{now} UTC: xmsgl {xmsgl.__version__} downscale(method={model.method!r}, "
-               f"scale={scale!r}, model sha256={model.sha256[:16]}, device={str(device)!r}, "
+               f"scale={scale!r}, model sha256={model.sha256[:16]}, {_device_note(device)}, "
                f"lazy: {len(part.blocks)} blocks x {len(t_ranges)} time blocks, "
                f"reach_chunk={reach_chunk}, halo={halo_}, time_block={time_block})")
     return xr.DataArray(
