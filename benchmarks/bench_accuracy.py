@@ -49,6 +49,8 @@ def main() -> None:
     ap.add_argument("--drop", nargs="+", default=[],
                     help="input variables the models do not get (e.g. reach_gw_share reach_shade: "
                          "reaches whose local attributes are unknown); the truth is unchanged")
+    ap.add_argument("--fine-head", default=None, choices=["concat", "residual"],
+                    help="fine_head of msgl and async-msgl (default: fit's)")
     args = ap.parse_args()
     task_weights = None
     if args.task_weights:
@@ -74,7 +76,8 @@ def main() -> None:
     setting = {"n_seg": ds.sizes["seg"], "n_reach": ds.sizes["reach"], "days": ds.sizes["time"],
                "test": test, "epochs": args.epochs, "stride": args.stride, "weighting": args.weighting,
                **({"task_weights": task_weights} if task_weights else {}),
-               "dropped": args.drop, "date": time.strftime("%Y-%m-%d")}
+               "dropped": args.drop, "fine_head": args.fine_head or "default",
+               "date": time.strftime("%Y-%m-%d")}
     seg_pos = topology_arrays(ds).reach_seg_idx
     inherited = ds.seg_temp_true.sel(time=slice(*test)).transpose("seg", "time").values[seg_pos]
     gap = inherited - truth.values
@@ -92,6 +95,8 @@ def main() -> None:
                 model = fit(sparse, method=method, seed=seed, epochs=args.epochs,
                             pretrain_epochs=args.pretrain_epochs, stride=args.stride,
                             weighting=args.weighting, task_weights=task_weights, progress=False,
+                            **({"fine_head": args.fine_head} if args.fine_head
+                               and method in ("msgl", "async-msgl") else {}),
                             **periods)
                 pred = downscale(sparse, model, time=test)
                 fit_seconds = time.perf_counter() - t0

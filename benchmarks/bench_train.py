@@ -78,7 +78,7 @@ class DenseMSGLReference(nn.Module):
 
     def __init__(self, n_seg_in: int, n_reach_in: int, hidden: int) -> None:
         super().__init__()
-        from xmsgl.nn.heads import CrossScaleHead, FineResidualHead
+        from xmsgl.nn.heads import CrossScaleHead, FineHead
 
         self.hidden = hidden
         self.w_seg = nn.Linear(n_seg_in, 4 * hidden)
@@ -87,7 +87,7 @@ class DenseMSGLReference(nn.Module):
         self.w_q = nn.Linear(hidden, hidden)
         self.coarse_head = nn.Linear(hidden, 1)
         self.cross_head = CrossScaleHead(hidden, 30, 2)
-        self.fine_head = FineResidualHead(hidden)
+        self.fine_head = FineHead(hidden)
 
     def _states(self, x: torch.Tensor, adj: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
         n_time, n_node, _ = x.shape
@@ -109,8 +109,8 @@ class DenseMSGLReference(nn.Module):
         h_c = self._states(x_seg, adj_c, self.w_seg)
         h_f = self._states(x_reach, adj_f, self.w_reach)
         h_cross = torch.einsum("rs,tsh->rth", cross_rows, h_c)
-        z, y_cross = self.cross_head(h_cross)
-        y_fine = self.fine_head(z, y_cross, h_f[:, rows].transpose(0, 1))
+        _, y_cross = self.cross_head(h_cross)
+        y_fine = self.fine_head(h_cross, h_f[:, rows].transpose(0, 1))
         return {"coarse": self.coarse_head(h_c).squeeze(-1), "cross": y_cross.t(), "fine": y_fine.t()}
 
 

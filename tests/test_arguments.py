@@ -187,6 +187,7 @@ def test_fixed_weights_train_every_weighted_task(basin: xr.Dataset) -> None:
     ({"batch_size": 0}, "batch_size=0"),
     ({"subbasin_batch": 0}, "subbasin_batch=0"),
     ({"device": None}, "not a device name"),
+    ({"fine_head": "mlp"}, "fine_head='mlp' is not known"),
 ])
 def test_fit_refuses_bad_arguments(basin: xr.Dataset, kwargs, match) -> None:
     with pytest.raises(ParameterError, match=match):

@@ -12,7 +12,7 @@ from tests.conftest import FAST_FIT, devices
 torch = pytest.importorskip("torch")
 
 from xmsgl.downscale import downscale  # noqa: E402
-from xmsgl.exceptions import DataError, ModelMismatchError, XmsglError  # noqa: E402
+from xmsgl.exceptions import DataError, ModelMismatchError, ParameterError, XmsglError  # noqa: E402
 from xmsgl.model import Downscaler, fit  # noqa: E402
 
 FAST = FAST_FIT
@@ -89,20 +89,31 @@ def test_cross_scale_estimate_is_what_the_fine_head_refines(basin: xr.Dataset, m
     assert cross.attrs["units"] == "degC" and "cross-scale" in cross.attrs["long_name"]
     assert "scale='cross'" in cross.attrs["history"]
     assert not np.allclose(cross.values, fine.values)
-    # The fine prediction is the cross-scale estimate plus a residual whose last
-    # layer is zeroed here: the two must then agree.
-    flat = copy.deepcopy(model)
+    # The default fine head reads the carried coarse states, not the cross-scale
+    # head: other attention weights change the cross-scale estimate only.
+    assert model.config["hyperparameters"]["fine_head"] == "concat"
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in other.net.cross_head.parameters():
+            p.add_(0.1)
+    np.testing.assert_array_equal(downscale(basin, other).values, fine.values)
+    assert not np.allclose(downscale(basin, other, scale="cross").values, cross.values)
+    # The residual head adds to the cross-scale estimate an MLP whose last layer
+    # is zeroed here: the two must then agree.
+    residual = fit(basin, method="msgl", seed=0, fine_head="residual", **FAST)
+    flat = copy.deepcopy(residual)
     last = flat.net.fine_head.mlp[-1]
     with torch.no_grad():
         last.weight.zero_()
         last.bias.zero_()
-    np.testing.assert_allclose(downscale(basin, flat).values, cross.values, atol=1e-5)
+    np.testing.assert_allclose(downscale(basin, flat).values,
+                               downscale(basin, residual, scale="cross").values, atol=1e-5)
     fine_only = fit(basin, method="fine-only", seed=0, **FAST)
     with pytest.raises(XmsglError, match="no cross-scale estimate"):
         downscale(basin, fine_only, scale="cross")
     with pytest.raises(XmsglError, match="in memory only"):
         downscale(basin, model, scale="cross", lazy=True)
-    with pytest.raises(XmsglError, match="'reach', 'seg' or 'cross'"):
+    with pytest.raises(ParameterError, match="'reach', 'seg' or 'cross'"):
         downscale(basin, model, scale="segment")
 
 

@@ -127,12 +127,35 @@ def test_weights_of_another_architecture_give_a_typed_error(saved: Path) -> None
         load(saved)
 
 
+def test_fine_head_is_read_from_the_config(saved: Path, basin: xr.Dataset, tmp_path: Path) -> None:
+    # A model fitted with the residual head and saved before fine_head was recorded
+    # (no entry in config.json) loads with that head and predicts as before; the
+    # default head is recorded, and an unknown one is refused.
+    residual = fit(basin, method="msgl", seed=0, fine_head="residual", **FAST)
+    path = residual.save(tmp_path / "residual.xmsgl")
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["hyperparameters"].pop("fine_head") == "residual"
+    (path / "config.json").write_text(json.dumps(cfg))
+    older = load(path)
+    assert type(older.net.fine_head).__name__ == "FineResidualHead"
+    xr.testing.assert_equal(basin.msgl.downscale(older).drop_attrs(),
+                            basin.msgl.downscale(residual).drop_attrs())
+    assert json.loads((saved / "config.json").read_text())["hyperparameters"]["fine_head"] == "concat"
+    assert type(load(saved).net.fine_head).__name__ == "FineHead"
+    cfg = json.loads((saved / "config.json").read_text())
+    cfg["hyperparameters"]["fine_head"] = "mlp"
+    (saved / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(DataError, match="fine_head"):
+        load(saved)
+
+
 @pytest.mark.parametrize("change", [
     lambda c: c["graph"].pop("fingerprint"),
     lambda c: c["graph"].pop("seg_ids"),
     lambda c: c.update(graph=[]),
     lambda c: c["hyperparameters"].pop("window"),
     lambda c: c["hyperparameters"].update(attn_window=0),
+    lambda c: c["graph"].update(options={"bogus": 1}),
     lambda c: c["variables"]["static"].pop(c["variables"]["reach_vars"][0]),
 ])
 def test_incomplete_settings_are_refused_at_load(saved: Path, basin: xr.Dataset, change) -> None:

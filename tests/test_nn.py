@@ -10,8 +10,10 @@ from tests.conftest import devices
 
 torch = pytest.importorskip("torch")
 
+from xmsgl.exceptions import ParameterError  # noqa: E402
 from xmsgl.nn import (  # noqa: E402
     CrossScaleHead,
+    FineHead,
     FineResidualHead,
     GraphRecurrent,
     MSGLNet,
@@ -376,10 +378,53 @@ def test_msgl_tasks_and_stop_gradient_of_fine_task() -> None:
     assert {k: tuple(v.shape) for k, v in out.items()} == {
         "coarse": (10, 3, 2), "cross": (10, 6, 2), "fine": (10, 6, 2), "fine_only": (10, 6, 2)}
     net.zero_grad()
+    xs.requires_grad_(True)
+    out = net(xs, xr, graphs, tasks=("coarse", "cross", "fine", "fine_only"))
     out["fine"].sum().backward()
-    # The fine task does not train the cross-scale head (stop-gradient).
+    # The fine task does not train the cross-scale head, and reaches the shared
+    # cell through the fine graph only: the carried coarse states are stopped.
     assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in net.cross_head.parameters())
-    assert net.fine_head.mlp[-1].weight.grad is not None
+    assert xs.grad is None or float(xs.grad.abs().sum()) == 0
+    assert net.fine_head.out.weight.grad is not None
+    assert float(net.cell.recurrent.weight.grad.abs().sum()) > 0
+
+
+def test_fine_head_reads_states_of_its_day_and_stops_gradient() -> None:
+    torch.manual_seed(0)
+    head = FineHead(hidden=4)
+    h_cross = torch.randn(3, 8, 4, requires_grad=True)
+    h_fine = torch.randn(3, 8, 4, requires_grad=True)
+    y = head(h_cross, h_fine)
+    # The same as the MLP and the linear branch written out on [h_cross, h_fine].
+    u = torch.cat([h_cross, h_fine], dim=-1)
+    ref = head.out(torch.nn.functional.gelu(head.first(u))).squeeze(-1) + head.linear(u).squeeze(-1)
+    torch.testing.assert_close(y, ref)
+    # A day's value depends on that day's states only.
+    h2 = h_fine.detach().clone()
+    h2[:, 5] += 1.0
+    y2 = head(h_cross, h2)
+    torch.testing.assert_close(y2[:, :5], y[:, :5])
+    torch.testing.assert_close(y2[:, 6:], y[:, 6:])
+    assert not torch.allclose(y2[:, 5], y[:, 5])
+    y.sum().backward()
+    assert h_cross.grad is None and h_fine.grad is not None
+
+
+def test_residual_fine_head_is_kept_for_older_models() -> None:
+    torch.manual_seed(0)
+    net = MSGLNet(n_common=2, n_seg_extra=0, n_reach_extra=1, hidden=4, attn_window=5,
+                  fine_head="residual")
+    assert isinstance(net.fine_head, FineResidualHead)
+    assert net.reads_attention("fine") and net.lookahead("fine") == 10
+    assert not MSGLNet(2, 0, 1, hidden=4, attn_window=5).reads_attention("fine")
+    assert MSGLNet(2, 0, 1, hidden=4, attn_window=5).lookahead("cross") == 10
+    graphs = {"coarse": SparseGraph(_chain(3)), "fine": SparseGraph(_chain(6)),
+              "cross": SparseGraph(sp.csr_matrix(np.repeat(np.eye(3), 2, axis=0) * 1.0))}
+    out = net(torch.randn(10, 3, 2, 2), torch.randn(10, 6, 2, 3), graphs, tasks=("cross", "fine"))
+    # Its MLP's last layer starts at zero: the fine prediction is the cross-scale one.
+    torch.testing.assert_close(out["fine"], out["cross"])
+    with pytest.raises(ParameterError, match="fine_head='mlp'"):
+        MSGLNet(2, 0, 1, hidden=4, fine_head="mlp")
 
 
 @pytest.mark.parametrize("grad", [False, True])

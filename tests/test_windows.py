@@ -44,17 +44,31 @@ def test_spans_follow_the_calendar() -> None:
     assert not torch.allclose(c[:, 50:140], b[:, 60:150])
 
 
-@pytest.fixture(scope="module")
-def fitted() -> tuple[xr.Dataset, xmsgl.Downscaler]:
+def _fit(fine_head: str) -> tuple[xr.Dataset, xmsgl.Downscaler]:
     ds = xmsgl.datasets.synthetic_basin(n_segments=8, start="2000-10-01", end="2002-09-30", seed=1)
     model = ds.msgl.sparsify(keep=0.1, seed=0).msgl.fit(method="msgl", epochs=6, progress=False,
-                                                        seed=0, window=180, stride=90)
+                                                        seed=0, window=180, stride=90,
+                                                        fine_head=fine_head)
     return ds, model
 
 
+@pytest.fixture(scope="module")
+def fitted() -> tuple[xr.Dataset, xmsgl.Downscaler]:
+    return _fit("concat")
+
+
+@pytest.fixture(scope="module")
+def fitted_residual() -> tuple[xr.Dataset, xmsgl.Downscaler]:
+    # The residual fine head reads the attention of task 1: its fine prediction
+    # depends on later days of its spans, as the cross-scale estimate does.
+    return _fit("residual")
+
+
 @pytest.mark.parametrize("scale", ["reach", "cross"])
-def test_a_period_gives_the_days_of_the_whole_record(fitted, scale: str) -> None:
-    ds, model = fitted
+@pytest.mark.parametrize("head", ["concat", "residual"])
+def test_a_period_gives_the_days_of_the_whole_record(fitted, fitted_residual, scale: str,
+                                                     head: str) -> None:
+    ds, model = fitted if head == "concat" else fitted_residual
     whole = ds.msgl.downscale(model, scale=scale, chunk=200, spinup=100)
     for sel in (("2001-02-11", "2001-12-20"), ("2001-07-01", "2002-09-30")):
         part = ds.msgl.downscale(model, scale=scale, time=sel, chunk=200, spinup=100)
@@ -63,8 +77,32 @@ def test_a_period_gives_the_days_of_the_whole_record(fitted, scale: str) -> None
         np.testing.assert_allclose(part.values, whole.sel(time=slice(*sel)).values, atol=0.02)
 
 
-def test_lazy_time_blocks_read_ahead(fitted) -> None:
-    ds, model = fitted
+@pytest.mark.parametrize("head", ["concat", "residual"])
+def test_lazy_time_blocks_read_ahead(fitted, fitted_residual, head: str) -> None:
+    ds, model = fitted if head == "concat" else fitted_residual
     whole = ds.msgl.downscale(model)
     lazy = ds.chunk({"time": 100}).msgl.downscale(model, reach_chunk=30, time_block=365).compute()
     np.testing.assert_allclose(lazy.values, whole.values, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", ["reach", "cross"])
+def test_forcings_that_stop_after_the_period_do_not_block_it(fitted_residual, scale: str) -> None:
+    # Forcings known up to some day, NaN after it (a record running up to today):
+    # the days before downscale, reading ahead no further than the last complete day,
+    # as on a record that ends there.
+    ds, model = fitted_residual
+    stop = "2002-03-10"
+    cut = ds.copy(deep=True)
+    for name in model.features.seg_vars + model.features.reach_vars:
+        if "time" in cut[name].dims:
+            cut[name] = cut[name].where(cut.time < np.datetime64(stop))
+    sel = ("2001-10-01", "2002-03-01")
+    got = cut.msgl.downscale(model, scale=scale, time=sel)
+    ended = ds.sel(time=slice(None, "2002-03-09")).msgl.downscale(model, scale=scale, time=sel)
+    np.testing.assert_array_equal(got.values, ended.values)
+    whole = ds.msgl.downscale(model, scale=scale, time=sel)
+    # Only the last days, whose attention spans (two blocks of 30 days) reach past
+    # the stop, may differ from a run on the complete record.
+    np.testing.assert_array_equal(got.values[:, :-60], whole.values[:, :-60])
+    with pytest.raises(xmsgl.exceptions.DataError, match="NaN"):
+        cut.msgl.downscale(model, scale=scale, time=("2002-03-01", "2002-03-20"))

@@ -13,7 +13,7 @@ import torch
 import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, validate
-from xmsgl.exceptions import DataError, TimeError, TimeGapWarning, XmsglError, check_count
+from xmsgl.exceptions import DataError, ParameterError, TimeError, TimeGapWarning, XmsglError, check_count
 from xmsgl.model import Downscaler, _rebuild, check_compatible, load
 from xmsgl.train import inference_windows, predict, resolve_device, time_breaks, uses_thread_option
 
@@ -77,13 +77,35 @@ def _time_gaps(time: pd.DatetimeIndex, i0: int, i1: int, spinup: int) -> np.ndar
 def lookahead_end(model: Downscaler, scale: str, times: pd.DatetimeIndex, i1: int,
                   breaks: np.ndarray) -> int:
     """Where the inputs of a run ending at ``i1`` (exclusive) need to end: up to the
-    cross-scale head's look-ahead later (:meth:`CrossScaleHead.lookahead`), where
-    the record goes on without a gap, so that the last kept days' attention spans
-    are whole."""
-    if scale == SEG or model.output not in ("fine", "cross"):
+    cross-scale head's look-ahead later (:meth:`CrossScaleHead.lookahead`) for a
+    prediction that goes through its attention (:meth:`MSGLNet.reads_attention`),
+    where the record goes on without a gap, so that the last kept days' attention
+    spans are whole."""
+    look = 0 if scale == SEG else model.net.lookahead(model.output if scale == REACH else "cross")
+    if not look:
         return i1
     stop = int(np.min(breaks[breaks >= i1], initial=len(times)))
-    return min(i1 + model.net.cross_head.lookahead(), stop)
+    return min(i1 + look, stop)
+
+
+def _finite_end(ds: xr.Dataset, model: Downscaler, scale: str, i1: int, e1: int) -> int:
+    """``e1`` brought back to the first day after ``i1`` on which an input the run
+    reads is not finite: the look-ahead reads days after the requested ones where the
+    record goes on, and a record whose forcings stop (NaN from some day on) still
+    downscales the days before. (Days the run keeps or warms up on must be complete;
+    the inputs' check names them.)"""
+    if e1 <= i1:
+        return e1
+    spec = model.features
+    names = spec.seg_vars if scale != REACH or model.output == "remap" else (
+        spec.reach_vars + (spec.seg_vars if model.output != "fine_only" else []))
+    ok = np.ones(e1 - i1, dtype=bool)
+    for name in names:
+        da = ds[name]
+        if TIME in da.dims:
+            vals = np.asarray(da.isel({TIME: slice(i1, e1)}).transpose(TIME, ...).values)
+            ok &= np.isfinite(vals.reshape(e1 - i1, -1)).all(axis=1)
+    return i1 + int(np.argmin(ok)) if not ok.all() else e1
 
 
 @uses_thread_option
@@ -195,7 +217,7 @@ def downscale(
     from xmsgl.graph import build_graphs
 
     if scale not in (REACH, SEG, CROSS):
-        raise XmsglError(f"scale={scale!r} is not known; use 'reach', 'seg' or 'cross'")
+        raise ParameterError(f"scale={scale!r} is not known; use 'reach', 'seg' or 'cross'")
     check_count("spinup", spinup, least=0)
     check_count("chunk", chunk)
     if batch_size is not None:
@@ -253,7 +275,7 @@ def downscale(
     breaks = _time_gaps(times, i0, i1, int(spinup))
     # The first window's warm-up: spinup days early, never across a gap.
     s0 = inference_windows(i0, i1, int(chunk), int(spinup), breaks)[0][0]
-    e1 = lookahead_end(model, scale, times, i1, breaks)
+    e1 = _finite_end(ds, model, scale, i1, lookahead_end(model, scale, times, i1, breaks))
     dev = resolve_device(device)
     data = _rebuild(model, ds, graphs, dev, slice(s0, e1), reach_inputs=scale == REACH)
     net = model.net.to(dev)

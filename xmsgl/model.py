@@ -63,7 +63,7 @@ from xmsgl.exceptions import (
 from xmsgl.io import model_path
 from xmsgl.nn import MSGLNet
 from xmsgl.nn.dmsge import backbone_options as dmsge_options
-from xmsgl.nn.msgl import BACKBONES
+from xmsgl.nn.msgl import BACKBONES, FINE_HEADS
 from xmsgl.nn.weights import CONFIG, model_sha256, read_weights, save_network, state_sha256
 from xmsgl.periods import period_mask
 from xmsgl.train import (
@@ -297,6 +297,8 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
              or not isinstance(hp.get(k), int) or hp[k] <= 0}
     if wrong:
         raise bad(f"the hyperparameters {wrong} must be positive integers")
+    if hp.get("fine_head", "residual") not in FINE_HEADS:
+        raise bad(f"the fine_head {hp.get('fine_head')!r} is not one of {list(FINE_HEADS)}")
     g = config["graph"]
     if not (isinstance(g, dict) and isinstance(g.get("fingerprint"), str)
             and all(_number(g.get(k)) for k in ("n_seg", "n_reach"))
@@ -305,6 +307,10 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
             and isinstance(g.get("options", {}), dict)):
         raise bad("the graph entry needs a 'fingerprint', 'n_seg', 'n_reach', the integer "
                   "'seg_ids' and 'reach_ids' and a dict of 'options'")
+    try:
+        _check_graph_options(g.get("options", {}))
+    except ParameterError as err:
+        raise bad(f"the graph entry's options cannot build the graphs: {err}") from None
 
 
 def _read_config(path: Path) -> tuple[Path, dict[str, Any]]:
@@ -385,6 +391,8 @@ def _build_net(config: dict[str, Any]) -> MSGLNet:
         attn_blocks=int(hp["attn_blocks"]),
         backbone=str(hp.get("backbone", "rgrn")),
         backbone_options=hp.get("backbone_options"),
+        # Models saved before the choice existed have the residual head.
+        fine_head=str(hp.get("fine_head", "residual")),
     )
 
 
@@ -518,6 +526,7 @@ def fit(
     backbone: str = "rgrn",
     backbone_options: dict[str, Any] | None = None,
     subbasin_batch: int | None = None,
+    fine_head: str = "concat",
     **options: Any,
 ) -> Downscaler | BaselineModel:
     """Fit a downscaling model to a dataset in the xmsgl convention.
@@ -604,6 +613,14 @@ def fit(
         larger one with a halo that carries no loss), so memory per step is that of
         the block, not of the network (:func:`xmsgl.scale.train_subbasins`). Default
         ``None``: the whole graph at every step.
+    fine_head : {"concat", "residual"}, default "concat"
+        The head of task 2, MSGL's prediction: ``"concat"`` reads the coarse
+        states carried to each reach (gradients stopped) and the reach's own
+        states through a small MLP with a linear branch
+        (:class:`xmsgl.nn.FineHead`); ``"residual"`` adds an MLP of the attention
+        output and the reach's states to the cross-scale prediction
+        (:class:`xmsgl.nn.FineResidualHead`). Recorded in
+        ``config["hyperparameters"]``.
     **options
         Settings of a baseline (``air_window``, ``min_obs``, ``power``, ``d_min``;
         see :func:`xmsgl.baselines.fit_baseline`). Refused for the networks.
@@ -657,6 +674,8 @@ def fit(
                              "example 1.0) or None for no clipping")
     if backbone not in BACKBONES:
         raise ParameterError(f"backbone={backbone!r} is not known; use one of {list(BACKBONES)}")
+    if fine_head not in FINE_HEADS:
+        raise ParameterError(f"fine_head={fine_head!r} is not known; use one of {list(FINE_HEADS)}")
     if backbone != "dmsge" and backbone_options:
         raise ParameterError(f"backbone_options are options of backbone='dmsge'; drop them or "
                              f"pass backbone='dmsge' (got backbone={backbone!r})")
@@ -769,14 +788,15 @@ def fit(
           "epochs": int(epochs), "pretrain_epochs": pre_epochs, "lr": float(lr),
           "weighting": weighting, "task_weights": task_weights, "window": int(window),
           "stride": int(stride), "batch_size": batch_size,
-          "clip_grad_norm": None if clip_grad_norm is None else float(clip_grad_norm)}
+          "clip_grad_norm": None if clip_grad_norm is None else float(clip_grad_norm),
+          "fine_head": fine_head}
     if backbone != "rgrn":
         # Only non-default backbones are recorded: configs of the cell stay as they were.
         hp["backbone"] = backbone
         hp["backbone_options"] = dmsge_opts
     net = MSGLNet(spec.n_common, len(spec.seg_vars) - spec.n_common,
                   len(spec.reach_vars) - spec.n_common, hidden_, int(attn_window), int(attn_blocks),
-                  backbone=backbone, backbone_options=dmsge_opts).to(dev)
+                  backbone=backbone, backbone_options=dmsge_opts, fine_head=fine_head).to(dev)
     _set_backbone_geometry(net, ds, tuple(s for s, used in ((SEG, uses_seg), (REACH, uses_reach))
                                           if used))
 

@@ -29,7 +29,7 @@ import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, InputVariables
 from xmsgl.exceptions import DataError, ParameterError, SchemaError, TimeError, TrainingError, XmsglError
-from xmsgl.nn import SparseGraph, graph_product
+from xmsgl.nn import FineHead, SparseGraph, graph_product
 
 __all__ = [
     "FeatureSpec",
@@ -278,7 +278,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError as err:
-        raise XmsglError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'") from err
+        raise ParameterError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise XmsglError(f"device={device!r} was asked for but torch sees no CUDA device; use 'auto'")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
@@ -820,6 +820,34 @@ def inference_windows(
     return out
 
 
+def _fine_head_by_day(head: Any, h_c: torch.Tensor, h_f: torch.Tensor, data: ModelData,
+                      rows: np.ndarray | None, cross_blocks: list[tuple[int, int, SparseGraph]],
+                      out: torch.Tensor, device: torch.device) -> None:
+    """MSGL's fine prediction with :class:`~xmsgl.nn.heads.FineHead` into ``out``
+    (T, R, B), from the coarse states ``h_c`` (T, S, B, H) and the fine ones ``h_f``
+    (T, R, B, H), in the states' own layout.
+
+    The head's first product is linear in the carried states, so it runs on the
+    segments and its ``W + 1`` columns are carried to the reaches, in place of the
+    ``H`` columns of the states; the reaches go by blocks of about 64 MB of
+    pre-activations.
+    """
+    w_cross, w_fine, bias = head.parts()
+    n_time, n_reach, nb, _ = h_f.shape
+    on_seg = torch.matmul(h_c, w_cross.t()).permute(1, 0, 2, 3).contiguous()  # (S, T, B, W+1)
+    if rows is None:
+        step = max(1, int(64e6 // max(1, n_time * nb * w_cross.shape[0] * 4)))
+        blocks = [(r0, min(r0 + step, n_reach), SparseGraph(data.cross_csr[r0: r0 + step], device))
+                  for r0 in range(0, n_reach, step)]
+    else:
+        blocks = cross_blocks
+    for r0, r1, cross in blocks:
+        pre = torch.matmul(h_f[:, r0:r1], w_fine.t())
+        pre += graph_product(cross, on_seg).permute(1, 0, 2, 3)
+        pre += bias
+        out[:, r0:r1] = head.finish(pre)
+
+
 @torch.inference_mode()
 def predict(
     net: Any,
@@ -868,7 +896,7 @@ def predict(
     # Each window runs on past the last day it keeps, up to ``lookahead`` days where
     # the data go on without a gap: the attention of the cross-scale head is not
     # causal, so a kept day's span must be whole, as in any other window.
-    look = net.cross_head.lookahead() if output in ("fine", "cross") else 0
+    look = net.lookahead(output)
     n_data = data.x_seg.shape[0]  # days of the data (x_reach has as many)
     stops = np.union1d(np.asarray(data.breaks if data.breaks is not None else [], dtype=np.int64),
                        [n_data])
@@ -908,12 +936,17 @@ def predict(
             elif output != "coarse":
                 nb = len(part)
                 warm = min(keep - s for s, keep, _ in part)
-                cut = (net.cross_head.first_needed_day(warm, phase) if output in ("fine", "cross")
-                       else warm)
+                cut = net.cross_head.first_needed_day(warm, phase) if net.reads_attention(output) else warm
                 days = length - cut
                 fine = torch.empty(days, n_reach, nb, device=device)
+                if output == "fine" and isinstance(net.fine_head, FineHead):
+                    assert h_c is not None and h_f is not None
+                    _fine_head_by_day(net.fine_head, h_c[cut:], h_f[cut:], data, rows, cross_blocks,
+                                      fine, device)
+                    cross_blocks = []
                 # One contiguous (S, T, B, H) copy serves every block of reaches.
-                hc_perm = h_c[cut:].permute(1, 0, 2, 3).contiguous() if h_c is not None else None
+                hc_perm = (h_c[cut:].permute(1, 0, 2, 3).contiguous() if h_c is not None and cross_blocks
+                           else None)
                 for r0, r1, cross in cross_blocks:
                     hx = hf = None
                     if output in ("fine", "cross"):

@@ -7,7 +7,7 @@ model is fitted, loaded or applied.
 from __future__ import annotations
 
 from xmsgl.nn.dmsge import DMSGEBackbone
-from xmsgl.nn.heads import CrossScaleHead, FineResidualHead, TemporalAttentionBlock
+from xmsgl.nn.heads import CrossScaleHead, FineHead, FineResidualHead, TemporalAttentionBlock
 from xmsgl.nn.msgl import TASKS, MSGLNet
 from xmsgl.nn.rgrn import GraphRecurrent, SparseGraph, graph_product
 
@@ -15,6 +15,7 @@ __all__ = [
     "TASKS",
     "CrossScaleHead",
     "DMSGEBackbone",
+    "FineHead",
     "FineResidualHead",
     "GraphRecurrent",
     "MSGLNet",

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["TemporalAttentionBlock", "CrossScaleHead", "FineResidualHead"]
+__all__ = ["TemporalAttentionBlock", "CrossScaleHead", "FineHead", "FineResidualHead"]
 
 
 def _padding(n_time: int, window: int, offset: int) -> tuple[int, int]:
@@ -267,8 +267,62 @@ class CrossScaleHead(nn.Module):
         return z, (self.readout(z) + self.skip(h_cross)).squeeze(-1)
 
 
+class FineHead(nn.Module):
+    """Task 2: the prediction used, from the carried coarse states and the fine states.
+
+    ``u = [h_cross, h_fine]`` (``2H`` features a reach-day): ``h_cross`` are the coarse
+    states carried to the reach by the cross-scale matrix, the input of the
+    cross-scale head, with gradients stopped, so that this task trains the shared
+    cell through the fine graph only; ``h_fine`` the reach's own states. A small MLP
+    with a linear branch on the same input gives ``y = w . GELU(W1 u + b1) + v . u +
+    b``: the linear branch alone is a linear head on both states, which contains the
+    fine-only baseline's head, and the MLP adds what the two scales say together.
+    Neither the cross-scale head's attention nor its prediction is an input, so the
+    prediction of a day depends on the states of that day only (MSGL's default,
+    ``fine_head="concat"``; :class:`FineResidualHead` is the other choice).
+
+    Examples
+    --------
+    >>> import torch
+    >>> head = FineHead(hidden=4)
+    >>> tuple(head(torch.randn(3, 12, 4), torch.randn(3, 12, 4)).shape)
+    (3, 12)
+    """
+
+    def __init__(self, hidden: int, mlp_hidden: int | None = None) -> None:
+        super().__init__()
+        width = int(mlp_hidden or hidden)
+        self.first = nn.Linear(2 * hidden, width)
+        self.out = nn.Linear(width, 1)
+        self.linear = nn.Linear(2 * hidden, 1, bias=False)
+
+    def parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The first layer and the linear branch as ``(W + 1, H)`` weights on
+        ``h_cross`` and on ``h_fine`` and a bias ``(W + 1,)``, the branch last."""
+        hdim = self.first.in_features // 2
+        weight = torch.cat([self.first.weight, self.linear.weight], dim=0)
+        bias = torch.cat([self.first.bias, self.first.bias.new_zeros(1)])
+        return weight[:, :hdim], weight[:, hdim:], bias
+
+    def finish(self, pre: torch.Tensor) -> torch.Tensor:
+        """The prediction ``(...)`` from ``pre = u @ [W1; v].T + [b1, 0]`` ``(..., W + 1)``."""
+        width = self.first.out_features
+        hidden = F.gelu(pre[..., :width])
+        return F.linear(hidden, self.out.weight, self.out.bias).squeeze(-1) + pre[..., width]
+
+    def forward(self, h_cross: torch.Tensor, h_fine: torch.Tensor) -> torch.Tensor:
+        # The first layer and the linear branch as one product per input, the
+        # branch in the last column: no concatenated copy of both. Inference takes
+        # the product with h_cross on segments before carrying it (xmsgl.train.predict):
+        # the carrying is linear too.
+        w_cross, w_fine, bias = self.parts()
+        pre = F.linear(h_fine, w_fine, bias)
+        pre += F.linear(h_cross.detach(), w_cross)
+        return self.finish(pre)
+
+
 class FineResidualHead(nn.Module):
-    """Task 2: the prediction used, from cross-scale and fine states.
+    """Task 2 as a residual on the cross-scale prediction (``fine_head="residual"``).
 
     ``y = y_cross + MLP([z_cross, h_fine])`` where ``z_cross`` and ``y_cross`` come
     from :class:`CrossScaleHead` with gradients stopped, so this task refines the

@@ -20,13 +20,19 @@ from torch import nn
 from xmsgl.exceptions import ParameterError
 from xmsgl.nn.dmsge import DMSGEBackbone
 from xmsgl.nn.dmsge import backbone_options as dmsge_options
-from xmsgl.nn.heads import CrossScaleHead, FineResidualHead
+from xmsgl.nn.heads import CrossScaleHead, FineHead, FineResidualHead
 from xmsgl.nn.rgrn import GraphRecurrent, SparseGraph, graph_product, reusable_empty
 
-__all__ = ["BACKBONES", "MSGLNet", "TASKS"]
+__all__ = ["BACKBONES", "FINE_HEADS", "MSGLNet", "TASKS"]
 
 #: What :class:`MSGLNet` may turn inputs into hidden states with.
 BACKBONES = ("rgrn", "dmsge")
+
+#: The fine head (task 2): ``"concat"`` (:class:`~xmsgl.nn.heads.FineHead`, from the
+#: carried coarse states and the fine states) or ``"residual"``
+#: (:class:`~xmsgl.nn.heads.FineResidualHead`, a residual on the cross-scale
+#: prediction, which models saved before the choice existed use).
+FINE_HEADS = ("concat", "residual")
 
 #: Task names: 0 coarse, 1 cross-scale, 2 fine (MSGL's prediction), and the
 #: fine-only head of the single-scale baseline.
@@ -55,6 +61,8 @@ class MSGLNet(nn.Module):
         needs each scale's geometry via ``net.dmsge.set_geometry``).
     backbone_options : dict, optional
         Options of the dmsge backbone (:data:`xmsgl.nn.dmsge.DEFAULTS`).
+    fine_head : {"concat", "residual"}, default "concat"
+        The head of task 2 (:data:`FINE_HEADS`).
 
     Examples
     --------
@@ -77,8 +85,12 @@ class MSGLNet(nn.Module):
         attn_blocks: int = 2,
         backbone: str = "rgrn",
         backbone_options: dict[str, Any] | None = None,
+        fine_head: str = "concat",
     ) -> None:
         super().__init__()
+        if fine_head not in FINE_HEADS:
+            raise ParameterError(f"fine_head={fine_head!r} is not known; use one of {list(FINE_HEADS)}")
+        self.fine_head_kind = fine_head
         self.hidden = int(hidden)
         self.n_common = int(n_common)
         gates = 4 * self.hidden
@@ -89,7 +101,8 @@ class MSGLNet(nn.Module):
         self.cell = GraphRecurrent(self.hidden)
         self.coarse_head = nn.Linear(self.hidden, 1)
         self.cross_head = CrossScaleHead(self.hidden, attn_window, attn_blocks)
-        self.fine_head = FineResidualHead(self.hidden)
+        self.fine_head: FineHead | FineResidualHead = (
+            FineHead(self.hidden) if fine_head == "concat" else FineResidualHead(self.hidden))
         self.fine_only_head = nn.Linear(self.hidden, 1)
         if backbone not in BACKBONES:
             raise ParameterError(f"backbone={backbone!r} is not known; use one of {list(BACKBONES)}")
@@ -99,6 +112,17 @@ class MSGLNet(nn.Module):
         self.dmsge: DMSGEBackbone | None = (
             DMSGEBackbone(gates, self.hidden, **dmsge_options(backbone_options))
             if backbone == "dmsge" else None)
+
+    def reads_attention(self, output: str) -> bool:
+        """Whether the prediction ``output`` ("fine", "cross", ...) goes through the
+        cross-scale head's attention: "cross" always, "fine" with the residual head.
+        Only then does a day's value depend on other days of its window (inference
+        then reads ahead and cuts the spin-up on the attention's grid)."""
+        return output == "cross" or (output == "fine" and self.fine_head_kind == "residual")
+
+    def lookahead(self, output: str) -> int:
+        """Days after a day that the prediction ``output`` of that day may depend on."""
+        return self.cross_head.lookahead() if self.reads_attention(output) else 0
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters every task goes through: input projections and the cell."""
@@ -179,11 +203,14 @@ class MSGLNet(nn.Module):
         cross-scale head's attention spans (:meth:`CrossScaleHead.forward`).
         """
         out: dict[str, torch.Tensor] = {}
-        if h_cross is not None and ("cross" in tasks or "fine" in tasks):
+        if h_cross is not None and ("cross" in tasks or (self.reads_attention("fine") and "fine" in tasks)):
             z, y_cross = self.cross_head(h_cross, phase)
             out["cross"] = y_cross
-            if "fine" in tasks and h_fine is not None:
+            if "fine" in tasks and h_fine is not None and isinstance(self.fine_head, FineResidualHead):
                 out["fine"] = self.fine_head(z, y_cross, h_fine)
+        if "fine" in tasks and h_cross is not None and h_fine is not None and isinstance(
+                self.fine_head, FineHead):
+            out["fine"] = self.fine_head(h_cross, h_fine)
         if "fine_only" in tasks and h_fine is not None:
             out["fine_only"] = self.fine_only_head(h_fine).squeeze(-1)
         return {k: v for k, v in out.items() if k in tasks}
