@@ -57,6 +57,21 @@ def test_split_periods_by_water_year() -> None:
     assert p["test"] == [("2010-10-01", "2012-09-30")]
     assert p["val"] == [("2009-10-01", "2010-09-30")]
     assert p["train"] == [("2000-10-01", "2009-09-30")]
+    # Partial water years do not count as years: a day past the last whole year
+    # joins the test period (it used to be the whole test period), a partial first
+    # year joins training.
+    p = split_periods(pd.date_range("2012-10-01", "2015-10-01"))
+    assert p["test"] == [("2014-10-01", "2015-10-01")]
+    assert p["val"] == [("2013-10-01", "2014-09-30")]
+    assert p["train"] == [("2012-10-01", "2013-09-30")]
+    p = split_periods(pd.date_range("2001-03-01", "2008-09-30"))
+    assert p["train"] == [("2001-03-01", "2006-09-30")]
+    assert p["test"] == [("2007-10-01", "2008-09-30")]
+    # Fewer than three whole water years (a record from January to December of the
+    # next year has one): 70/15/15 in time order.
+    t = pd.date_range("1979-01-01", "1980-12-31")
+    p = split_periods(t)
+    assert p["train"] == [(str(t[0].date()), str(t[int(len(t) * 0.7) - 1].date()))]
 
 
 def test_masked_rmse_ignores_nan_and_is_none_without_obs() -> None:

@@ -294,13 +294,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 # --------------------------------------------------------------------------- periods
 
+#: Days from first to last that make a water year of the record whole enough to
+#: count in :func:`split_periods` (a complete one spans 364 or 365).
+WHOLE_WATER_YEAR_DAYS = 330
+
+
 def split_periods(time: pd.DatetimeIndex) -> dict[str, list[tuple[str, str]]]:
     """Default train/validation/test periods, by water year (1 October - 30 September).
 
-    With ``n`` water years in the data (partial years count): the last
-    ``max(1, round(n / 6))`` are the test period, the ``max(1, round(n / 12))`` before
-    them validation, the rest training. With fewer than three water years, the days
-    are split 70/15/15 in time order instead.
+    Only whole water years count (their days span at least
+    :data:`WHOLE_WATER_YEAR_DAYS`): with ``n >= 3`` of them, the last
+    ``max(1, round(n / 6))`` whole years and any days after them are the test period,
+    the ``max(1, round(n / 12))`` whole years before them validation, everything
+    earlier (a partial first year included) training. With fewer than three whole
+    water years, the days are split 70/15/15 in time order instead.
 
     Examples
     --------
@@ -308,10 +315,15 @@ def split_periods(time: pd.DatetimeIndex) -> dict[str, list[tuple[str, str]]]:
     >>> t = pd.date_range("2000-10-01", "2012-09-30")
     >>> split_periods(t)["test"]
     [('2010-10-01', '2012-09-30')]
+    >>> split_periods(pd.date_range("2012-10-01", "2015-10-01"))["test"]
+    [('2014-10-01', '2015-10-01')]
     """
     wy = np.asarray(time.year + (time.month >= 10).astype(int))
     years = np.unique(wy)
-    n = years.size
+    first = np.array([time[wy == y][0] for y in years], dtype="datetime64[ns]")
+    last = np.array([time[wy == y][-1] for y in years], dtype="datetime64[ns]")
+    whole = years[(last - first) >= np.timedelta64(WHOLE_WATER_YEAR_DAYS, "D")]
+    n = whole.size
 
     def span(mask: np.ndarray) -> list[tuple[str, str]]:
         days = time[mask]
@@ -320,12 +332,12 @@ def split_periods(time: pd.DatetimeIndex) -> dict[str, list[tuple[str, str]]]:
     if n >= 3:
         n_test = max(1, round(n / 6))
         n_val = max(1, round(n / 12))
-        test_years = years[n - n_test:]
-        val_years = years[n - n_test - n_val: n - n_test]
+        test_from = whole[n - n_test]
+        val_from = whole[n - n_test - n_val]
         return {
-            "train": span(~np.isin(wy, np.concatenate([test_years, val_years]))),
-            "val": span(np.isin(wy, val_years)),
-            "test": span(np.isin(wy, test_years)),
+            "train": span(wy < val_from),
+            "val": span((wy >= val_from) & (wy < test_from)),
+            "test": span(wy >= test_from),
         }
     if len(time) < 10:
         raise TimeError(f"the dataset has {len(time)} days; xmsgl needs at least 10 to train")
