@@ -837,27 +837,35 @@ def _fine_head_by_day(head: Any, h_c: torch.Tensor, h_f: torch.Tensor, data: Mod
                       out: torch.Tensor, device: torch.device) -> None:
     """MSGL's fine prediction with :class:`~xmsgl.nn.heads.FineHead` into ``out``
     (T, R, B), from the coarse states ``h_c`` (T, S, B, H) and the fine ones ``h_f``
-    (T, R, B, H), in the states' own layout.
+    (T, R, B, H), in the states' own layout (no copy of the states).
 
     The head's first product is linear in the carried states, so it runs on the
-    segments and its ``W + 1`` columns are carried to the reaches, in place of the
-    ``H`` columns of the states; the reaches go by blocks of about 64 MB of
-    pre-activations.
+    segments, and each day its ``W + 1`` columns are carried to the reaches by one
+    sparse product added to the reaches' own product; the days go by blocks of
+    about 64 MB of pre-activations.
     """
     w_cross, w_fine, bias = head.parts()
-    n_time, n_reach, nb, _ = h_f.shape
-    on_seg = torch.matmul(h_c, w_cross.t()).permute(1, 0, 2, 3).contiguous()  # (S, T, B, W+1)
+    n_time, n_reach, nb, hdim = h_f.shape
+    width = w_cross.shape[0]
     if rows is None:
-        step = max(1, int(64e6 // max(1, n_time * nb * w_cross.shape[0] * 4)))
-        blocks = [(r0, min(r0 + step, n_reach), SparseGraph(data.cross_csr[r0: r0 + step], device))
-                  for r0 in range(0, n_reach, step)]
+        cross = data.graphs["cross"]
     else:
-        blocks = cross_blocks
-    for r0, r1, cross in blocks:
-        pre = torch.matmul(h_f[:, r0:r1], w_fine.t())
-        pre += graph_product(cross, on_seg).permute(1, 0, 2, 3)
-        pre += bias
-        out[:, r0:r1] = head.finish(pre)
+        assert len(cross_blocks) == 1
+        cross = cross_blocks[0][2]
+    on_seg = torch.matmul(h_c, w_cross.t())  # (T, S, B, W+1)
+    w_out = head.out.weight.reshape(-1)
+    step = max(1, int(64e6 // max(1, n_reach * nb * width * 4)))
+    for t0 in range(0, n_time, step):
+        t1 = min(t0 + step, n_time)
+        pre = torch.addmm(bias, h_f[t0:t1].reshape(-1, hdim), w_fine.t())
+        pre_days = pre.view(t1 - t0, n_reach, nb * width)
+        for t in range(t0, t1):
+            day = pre_days[t - t0]
+            torch.addmm(day, cross.adj, on_seg[t].reshape(-1, nb * width), out=day)
+        hidden = torch.nn.functional.gelu(pre[:, : width - 1])
+        flat = out[t0:t1].view(-1)
+        torch.addmv(pre[:, width - 1], hidden, w_out, out=flat)
+        flat += head.out.bias
 
 
 @torch.inference_mode()
