@@ -93,7 +93,9 @@ def main() -> None:
             for method in args.methods:
                 t0 = time.perf_counter()
                 model = fit(sparse, method=method, seed=seed, epochs=args.epochs,
-                            pretrain_epochs=args.pretrain_epochs, stride=args.stride,
+                            **({"pretrain_epochs": args.pretrain_epochs}
+                               if method in ("async-msgl", "direct", "progressive") else {}),
+                            stride=args.stride,
                             weighting=args.weighting, task_weights=task_weights, progress=False,
                             **({"fine_head": args.fine_head} if args.fine_head
                                and method in ("msgl", "async-msgl") else {}),

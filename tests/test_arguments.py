@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import numpy as np
@@ -192,6 +193,37 @@ def test_fixed_weights_train_every_weighted_task(basin: xr.Dataset) -> None:
 def test_fit_refuses_bad_arguments(basin: xr.Dataset, kwargs, match) -> None:
     with pytest.raises(ParameterError, match=match):
         fit(basin, method="msgl", **{**FAST, **kwargs})
+
+
+@pytest.mark.parametrize("method, kwargs, names", [
+    ("msgl", {"stage_a_period": ("2001-01-01", "2001-03-31")}, "['stage_a_period']"),
+    ("msgl", {"stage_a_tasks": ("coarse",), "pretrain_epochs": 2},
+     "['stage_a_tasks', 'pretrain_epochs']"),
+    ("fine-only", {"stage_a_variable": "seg_tave_water"}, "['stage_a_variable']"),
+    ("remap", {"pretrain_epochs": 1}, "['pretrain_epochs']"),
+    ("fine-only", {"fine_head": "residual"}, "['fine_head']"),
+    ("direct", {"fine_head": "concat_"}, "['fine_head']"),
+])
+def test_fit_refuses_arguments_the_method_does_not_read(basin: xr.Dataset, method, kwargs,
+                                                         names) -> None:
+    # Silently ignored, msgl with a stage A period would look like ASYNC-MSGL.
+    with pytest.raises(ParameterError, match=rf"method '{method}' does not read {re.escape(names)}"):
+        fit(basin, method=method, **{**FAST, **kwargs})
+
+
+def test_arguments_at_their_defaults_are_accepted_by_every_method(basin: xr.Dataset) -> None:
+    m = fit(basin, method="fine-only", seed=0, stage_a_tasks=["coarse", "remap"],
+            stage_a_variable="seg_temp", fine_head="concat", pretrain_epochs=None, **FAST)
+    assert m.method == "fine-only"
+
+
+@pytest.mark.parametrize("progress", ["no", 0, 1.0])
+def test_progress_is_a_bool(basin: xr.Dataset, progress) -> None:
+    # progress="no" would otherwise turn the bars on.
+    with pytest.raises(ParameterError, match="progress="):
+        fit(basin, method="msgl", **{**FAST, "progress": progress})
+    with pytest.raises(ParameterError, match="progress="):
+        fit(basin, method="climatology", progress=progress)
 
 
 def test_unavailable_devices_are_typed_errors(basin: xr.Dataset) -> None:

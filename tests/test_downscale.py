@@ -36,7 +36,8 @@ def test_output_is_labeled(basin: xr.Dataset, model: Downscaler, device: str) ->
     assert out.sizes == {"reach": basin.sizes["reach"], "time": 31}
     assert out.attrs["units"] == "degC" and "temperature" in out.attrs["long_name"]
     hist = out.attrs["history"]
-    for part in (xmsgl.__version__, "method='msgl'", model.sha256[:16], f"device={device!r}"):
+    for part in (xmsgl.__version__, "method='msgl'", model.sha256[:16], f"device={device!r}",
+                 "spinup=180", "check_graph=True"):
         assert part in hist
     np.testing.assert_array_equal(out.reach.values, basin.reach.values)
     assert out.reach_code.values[0] == f"r{basin.reach.values[0]}"  # input coordinates kept

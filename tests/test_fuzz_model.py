@@ -55,7 +55,7 @@ N_DAYS = 3 * 365 + 1
 START = "2000-10-01"
 INPUTS = ("seg_air_temp", "reach_air_temp", "reach_shade")
 #: Small, fast networks: every fit below takes about a second on one thread.
-FAST = {"epochs": 1, "pretrain_epochs": 1, "hidden": 4, "window": 60, "stride": 60,
+FAST = {"epochs": 1, "hidden": 4, "window": 60, "stride": 60,
         "attn_window": 5, "progress": False}
 
 #: Outcomes per property, printed at the end of the module.
@@ -208,6 +208,8 @@ def _fit(ds: xr.Dataset, args: dict[str, Any]) -> Any:
         return ds.msgl.fit(method=method)
     kwargs = {**FAST, **args}
     kwargs.pop("method")
+    if method in ("async-msgl", "direct", "progressive"):
+        kwargs["pretrain_epochs"] = 1  # the methods with a first stage
     return ds.msgl.fit(method=method, **kwargs)
 
 

@@ -464,6 +464,8 @@ def test_fit_by_subbasins(basin: xr.Dataset, model: Downscaler) -> None:
                 **{**FAST, "epochs": 3})
     hist = parts.history["main"]
     assert hist["subbasin_blocks"] > 3
+    assert parts.config["hyperparameters"]["subbasin_batch"] == 40
+    assert "subbasin_batch" not in model.config["hyperparameters"]
     assert all(np.isfinite(hist["loss"])) and hist["loss"][-1] < hist["loss"][0]
     pred = basin.msgl.downscale(parts, **RUN)
     assert np.isfinite(pred.values).all()

@@ -106,3 +106,20 @@ def test_forcings_that_stop_after_the_period_do_not_block_it(fitted_residual, sc
     np.testing.assert_array_equal(got.values[:, :-60], whole.values[:, :-60])
     with pytest.raises(xmsgl.exceptions.DataError, match="NaN"):
         cut.msgl.downscale(model, scale=scale, time=("2002-03-01", "2002-03-20"))
+
+
+def test_lazy_forcings_that_stop_after_the_period_do_not_block_it(fitted_residual) -> None:
+    # The same on dask-backed inputs: each time block reads ahead no further than
+    # the last day its inputs are finite on, and gives the in-memory values.
+    ds, model = fitted_residual
+    cut = ds.copy(deep=True)
+    for name in model.features.seg_vars + model.features.reach_vars:
+        if "time" in cut[name].dims:
+            cut[name] = cut[name].where(cut.time < np.datetime64("2002-03-10"))
+    sel = ("2001-10-01", "2002-03-01")
+    lazy = cut.chunk({"time": 100}).msgl.downscale(model, time=sel, reach_chunk=30,
+                                                   time_block=365).compute()
+    np.testing.assert_array_equal(lazy.values, cut.msgl.downscale(model, time=sel).values)
+    with pytest.raises(xmsgl.exceptions.DataError, match="NaN"):
+        cut.chunk({"time": 100}).msgl.downscale(
+            model, time=("2002-03-01", "2002-03-20"), reach_chunk=30, time_block=365).compute()

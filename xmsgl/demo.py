@@ -234,6 +234,8 @@ def run_demo(
         say(f"fitting {method}")
         t1 = time.perf_counter()
         kw = dict(settings["fit"])
+        if method != "async-msgl":
+            kw.pop("pretrain_epochs")  # stage A's epochs: only ASYNC-MSGL has a stage A
         if method == "remap":
             kw["epochs"] = settings["remap_epochs"]
         models[method] = fit(sparse, method=method, seed=seed, progress=progress, device=str(dev),

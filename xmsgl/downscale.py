@@ -295,7 +295,8 @@ def downscale(
               if set(c.dims) <= {dim, TIME} and c.dims}
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     history = (f"{now} UTC: xmsgl {xmsgl.__version__} downscale(method={model.method!r}, "
-               f"scale={scale!r}, model sha256={model.sha256[:16]}, device={str(dev)!r})")
+               f"scale={scale!r}, model sha256={model.sha256[:16]}, device={str(dev)!r}, "
+               f"spinup={int(spinup)}, chunk={int(chunk)}, check_graph={bool(check_graph)})")
     return xr.DataArray(
         values,
         dims=(dim, TIME),

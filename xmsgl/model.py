@@ -655,6 +655,9 @@ def fit(
     from xmsgl.baselines import BASELINES
 
     check_seed(seed)
+    if progress is not None and not isinstance(progress, (bool, np.bool_)):
+        raise ParameterError(f"progress={progress!r} must be True, False or None (the "
+                             "'progress' option)")
 
     if method in BASELINES:
         return _fit_baseline(args)
@@ -667,6 +670,7 @@ def fit(
             f"fit() got arguments {sorted(options)} that method {method!r} does not take; check "
             f"their spelling (the baselines {list(BASELINES)} take settings such as 'air_window')"
         )
+    _check_method_args(method, args)
     if clip_grad_norm is not None and (
             isinstance(clip_grad_norm, bool) or not isinstance(clip_grad_norm, (int, float))
             or not np.isfinite(clip_grad_norm) or clip_grad_norm <= 0):
@@ -790,6 +794,9 @@ def fit(
           "stride": int(stride), "batch_size": batch_size,
           "clip_grad_norm": None if clip_grad_norm is None else float(clip_grad_norm),
           "fine_head": fine_head}
+    if subbasin_batch is not None:
+        # Training on sub-basins changes what each step sees; recorded only when used.
+        hp["subbasin_batch"] = int(subbasin_batch)
     if backbone != "rgrn":
         # Only non-default backbones are recorded: configs of the cell stay as they were.
         hp["backbone"] = backbone
@@ -986,6 +993,42 @@ def _fit_baseline(args: dict[str, Any]) -> BaselineModel:
                                       args["test"])
         train = periods["train"]
     return fit_baseline(args["ds"], method, train=train, seed=args["seed"], **options)
+
+
+#: Arguments of :func:`fit` that only some network methods read, with the methods
+#: that read them; any other method refuses a value other than the default.
+_METHOD_ONLY_ARGS: dict[str, tuple[str, ...]] = {
+    "stage_a_period": ("async-msgl",),
+    "stage_a_tasks": ("async-msgl",),
+    "stage_a_variable": ("async-msgl",),
+    "pretrain_epochs": ("async-msgl", "direct", "progressive"),
+    "fine_head": ("msgl", "async-msgl"),
+}
+
+
+def _check_method_args(method: str, args: dict[str, Any]) -> None:
+    """Refuse arguments given a value that ``method`` would not read.
+
+    ``fit(method="msgl", stage_a_period=...)`` would otherwise train without stage A
+    and record nothing of it, leaving the caller to believe it ran.
+    """
+    defaults = inspect.signature(fit).parameters
+    unused = [name for name, methods in _METHOD_ONLY_ARGS.items()
+              if method not in methods and not _same(args[name], defaults[name].default)]
+    if unused:
+        where = "; ".join(f"{name} is read by {list(_METHOD_ONLY_ARGS[name])}" for name in unused)
+        raise ParameterError(f"method {method!r} does not read {unused}: drop them or choose a "
+                             f"method that does ({where})")
+
+
+def _same(value: Any, default: Any) -> bool:
+    """Whether an argument equals its default (a list of stage A tasks equals the tuple)."""
+    if isinstance(value, list) and isinstance(default, tuple):
+        value = tuple(value)
+    try:
+        return bool(value == default)
+    except (TypeError, ValueError):  # arrays and other values without a plain equality
+        return False
 
 
 #: Arguments of :func:`fit` that the per-reach GRU (``method="gru"``) uses.

@@ -835,6 +835,9 @@ def _block_downscale_inner(
     if n_core == 0 or t_keep >= t_end:
         return xr.DataArray(np.zeros((n_core, t_end - t_keep), dtype=np.float32),
                             dims=(_SLOT, _XTIME), name="prediction")
+    # The look-ahead stops at the first day on which an input of the block is not
+    # finite (forcings that end after the kept days), as in memory.
+    n_in = t_end + _finite_days(block, seg_vars + reach_vars, t_end, n_in)
     m = {"units": "m"}
     sub = xr.Dataset(
         {"seg_to": (SEG, np.asarray(block["_sto"].values)[seg_ok]),
@@ -848,19 +851,21 @@ def _block_downscale_inner(
         da = block[name]
         vals = np.asarray(da.values)
         if _XTIME in da.dims:
-            sub[name] = ((SEG, TIME), vals[seg_ok], {"units": units[name]})
+            sub[name] = ((SEG, TIME), vals[seg_ok][:, :n_in], {"units": units[name]})
         else:
             sub[name] = (SEG, vals[seg_ok], {"units": units[name]})
     for name in reach_vars:
         da = block[name]
         dims = (REACH, TIME) if _XTIME in da.dims else (REACH,)
-        sub[name] = (dims, np.asarray(da.values), {"units": units[name]})
+        vals = np.asarray(da.values)
+        sub[name] = (dims, vals[:, :n_in] if _XTIME in da.dims else vals, {"units": units[name]})
     check_compatible_vars_only(model, sub, scale)
     graphs = build_graphs(sub, **graph_options)
     _reweight(graphs, stats)
     # The coarse head reads segments only.
     geoms = _block_geometry(block, geometry or {}, seg_ok)
-    days = np.asarray(block["_day"].values, dtype=np.int64) if "_day" in block.variables else None
+    days = (np.asarray(block["_day"].values, dtype=np.int64)[:n_in] if "_day" in block.variables
+            else None)
     data = _rebuild(model, sub, graphs, dev, slice(0, n_in), reach_inputs=scale != SEG,
                     geometry=geoms, days=days)
     output = "coarse" if scale == SEG else model.output
@@ -870,6 +875,20 @@ def _block_downscale_inner(
     vals = out["seg"][:, score] if scale == SEG else out["reach"][:, rcore]
     vals = (vals * np.float32(tgt["std"]) + np.float32(tgt["mean"])).astype(np.float32).T
     return xr.DataArray(vals, dims=(_SLOT, _XTIME), name="prediction")
+
+
+def _finite_days(block: xr.Dataset, names: list[str], start: int, stop: int) -> int:
+    """How many days from ``start`` on (up to ``stop``) every time-varying input of
+    ``block`` is finite on."""
+    if stop <= start:
+        return 0
+    ok = np.ones(stop - start, dtype=bool)
+    for name in names:
+        da = block[name]
+        if _XTIME in da.dims:
+            vals = np.asarray(da.transpose(_XTIME, ...).values[start:stop])
+            ok &= np.isfinite(vals.reshape(stop - start, -1)).all(axis=1)
+    return int(np.argmin(ok)) if not ok.all() else stop - start
 
 
 # ------------------------------------------------------------------ lazy downscaling
@@ -1459,7 +1478,8 @@ def _downscale_lazy(
     history = (f"{now} UTC: xmsgl {xmsgl.__version__} downscale(method={model.method!r}, "
                f"scale={scale!r}, model sha256={model.sha256[:16]}, {_device_note(device)}, "
                f"lazy: {len(part.blocks)} blocks x {len(t_ranges)} time blocks, "
-               f"reach_chunk={reach_chunk}, halo={halo_}, time_block={time_block})")
+               f"reach_chunk={reach_chunk}, halo={halo_}, time_block={time_block}, "
+               f"spinup={int(spinup)}, chunk={chunk}, check_graph={bool(check_graph)})")
     return xr.DataArray(
         arr, dims=(dim, TIME), coords=coords, name=f"{dim}_temp_pred",
         attrs={"units": "degC",
