@@ -288,7 +288,10 @@ def downscale(
         model.net.to("cpu")
     tgt = model.config["targets"]
     key = "seg" if scale == SEG else "reach"  # the cross-scale estimate is on reaches
-    values = (out[key] * np.float32(tgt["std"]) + np.float32(tgt["mean"])).astype(np.float32).T
+    values = out[key]  # float32 (T, N), predict's own: back to degC in place
+    values *= np.float32(tgt["std"])
+    values += np.float32(tgt["mean"])
+    values = values.T
     dim = SEG if scale == SEG else REACH
     sub = ds.isel({TIME: slice(i0, i1)})
     coords = {name: c for name, c in sub.coords.items()
