@@ -107,6 +107,12 @@ def test_save_and_load(tmp_path, small_basin: xr.Dataset, fitted: dict) -> None:
         assert again.method == m
         np.testing.assert_array_equal(again.predict(small_basin, time=TEST).values,
                                       fitted[m].predict(small_basin, time=TEST).values)
+        # The identity survives the round trip and is recorded with the output.
+        assert again.sha256 == fitted[m].sha256
+        out = again.predict(small_basin, time=TEST)
+        assert out.attrs["xmsgl_model_sha256"] == again.sha256
+        assert again.sha256[:16] in out.attrs["history"]
+    assert fitted["climatology"].sha256 != fitted["mohseni"].sha256
     fitted["idw"].save(tmp_path / "climatology")  # replaces a baseline folder
     assert load_baseline(tmp_path / "climatology").method == "idw"
     (tmp_path / "file.txt").write_text("x")

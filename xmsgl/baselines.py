@@ -46,6 +46,7 @@ Fitting never modifies the input dataset; a fitted model is saved to a folder
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import io
 import json
 import numbers
@@ -323,6 +324,24 @@ class BaselineModel:
         return (f"<xmsgl.BaselineModel method={self.method!r} n_reach={self.arrays['reach_ids'].size} "
                 f"train={self.config.get('train')}>")
 
+    @property
+    def sha256(self) -> str:
+        """The baseline's identity: sha256 of its settings and fitted arrays together.
+
+        Recorded with every output (``xmsgl_model_sha256``), as for the networks; a
+        saved and loaded baseline keeps it.
+        """
+        # Through JSON first, as config.json holds it (tuples become lists), without
+        # the file's format entries, which saving adds.
+        plain = json.loads(json.dumps({k: v for k, v in self.config.items()
+                                       if k not in ("format", "format_version")}, default=str))
+        h = hashlib.sha256(json.dumps(plain, sort_keys=True).encode())
+        for name in sorted(self.arrays):
+            arr = np.ascontiguousarray(self.arrays[name])
+            h.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
+            h.update(arr.tobytes())
+        return h.hexdigest()
+
     # ------------------------------------------------------------------ predict
     def _positions(self, ds: xr.Dataset, topo: Topology) -> tuple[np.ndarray, np.ndarray]:
         """Positions of the dataset's reaches and segments in the model's arrays."""
@@ -420,8 +439,10 @@ class BaselineModel:
                 "units": "degC",
                 "long_name": f"daily mean stream water temperature of fine reaches, {self.method} baseline",
                 "xmsgl_method": self.method,
+                "xmsgl_model_sha256": self.sha256,
                 "history": f"{now} UTC: xmsgl {_version()} BaselineModel(method={self.method!r}, "
-                           f"train={self.config.get('train')}).predict(time={time!r})",
+                           f"train={self.config.get('train')}, sha256={self.sha256[:16]})"
+                           f".predict(time={time!r})",
             },
         )
 
