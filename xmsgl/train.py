@@ -901,7 +901,7 @@ def _fine_head_by_day(head: Any, h_c: torch.Tensor, h_f: torch.Tensor, data: Mod
         for t in range(t0, t1):
             day = pre_days[t - t0]
             torch.addmm(day, cross.adj, seg_days[t - t0], out=day)
-        torch.nn.functional.gelu(pre, out=act)
+        torch.nn.functional.gelu(pre, out=act)  # type: ignore[call-arg]  # the op takes out=
         flat = out[t0:t1].view(-1)
         torch.addmv(pre[:, width - 1], act, w_out, out=flat)
         flat += head.out.bias
