@@ -113,6 +113,12 @@ def test_save_and_load(tmp_path, small_basin: xr.Dataset, fitted: dict) -> None:
         assert out.attrs["xmsgl_model_sha256"] == again.sha256
         assert again.sha256[:16] in out.attrs["history"]
     assert fitted["climatology"].sha256 != fitted["mohseni"].sha256
+    # The time of the fit is not part of the identity; the settings are.
+    base = fitted["climatology"]
+    later = type(base)(base.method, {**base.config, "created": "2000-01-01T00:00:00Z"}, base.arrays)
+    assert later.sha256 == base.sha256
+    edited = type(base)(base.method, {**base.config, "seed": base.config["seed"] + 1}, base.arrays)
+    assert edited.sha256 != base.sha256
     fitted["idw"].save(tmp_path / "climatology")  # replaces a baseline folder
     assert load_baseline(tmp_path / "climatology").method == "idw"
     (tmp_path / "file.txt").write_text("x")

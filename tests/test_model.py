@@ -129,6 +129,9 @@ def test_fit_is_reproducible_on_cpu(basin: xr.Dataset, model: Downscaler) -> Non
     again = fit(basin, method="msgl", seed=0, device="cpu", **FAST)
     for (k, a), b in zip(first.net.state_dict().items(), again.net.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    # The same model has the same identity, whenever it was fitted.
+    later = Downscaler(again.net, {**again.config, "created": "2100-01-01T00:00:00Z"})
+    assert later.sha256 == first.sha256
     other = fit(basin, method="msgl", seed=1, **FAST)
     assert other.sha256 != model.sha256
 

@@ -123,3 +123,22 @@ def test_lazy_forcings_that_stop_after_the_period_do_not_block_it(fitted_residua
     with pytest.raises(xmsgl.exceptions.DataError, match="NaN"):
         cut.chunk({"time": 100}).msgl.downscale(
             model, time=("2002-03-01", "2002-03-20"), reach_chunk=30, time_block=365).compute()
+
+
+@pytest.mark.parametrize("head", ["concat", "residual"])
+def test_validation_over_windows_of_two_lengths(head: str) -> None:
+    # A leap water year is 366 days: validated in 365-day windows, it runs as two
+    # groups of windows (one of 365 days, one of a day), each scoring only the
+    # observed reaches. The score recorded is the RMSE of downscale on that year.
+    ds = xmsgl.datasets.synthetic_basin(n_segments=6, start="2014-10-01", end="2017-09-30", seed=0)
+    sparse = ds.msgl.sparsify(keep=0.2, seed=0)
+    model = sparse.msgl.fit(method="msgl", seed=0, epochs=1, hidden=4, progress=False,
+                            fine_head=head)
+    (val,) = model.config["periods"]["val"]
+    assert (np.datetime64(val[1]) - np.datetime64(val[0])).astype(int) + 1 == 366
+    pred = sparse.msgl.downscale(model, time=tuple(val))
+    obs = sparse.reach_temp.sel(time=slice(*val)).transpose(*pred.dims)
+    ok = np.isfinite(obs.values)
+    rmse = float(np.sqrt(np.mean((pred.values[ok] - obs.values[ok]) ** 2)))
+    recorded = model.config["history"]["main"]["val"][0]
+    assert recorded == pytest.approx(rmse, rel=1e-4)

@@ -332,9 +332,11 @@ class BaselineModel:
         saved and loaded baseline keeps it.
         """
         # Through JSON first, as config.json holds it (tuples become lists), without
-        # the file's format entries, which saving adds.
+        # the file's format entries, which saving adds, and the time of the fit: the
+        # same settings on the same data give the same baseline and the same sha256.
         plain = json.loads(json.dumps({k: v for k, v in self.config.items()
-                                       if k not in ("format", "format_version")}, default=str))
+                                       if k not in ("format", "format_version", "created")},
+                                      default=str))
         h = hashlib.sha256(json.dumps(plain, sort_keys=True).encode())
         for name in sorted(self.arrays):
             arr = np.ascontiguousarray(self.arrays[name])

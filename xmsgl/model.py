@@ -173,7 +173,8 @@ class Downscaler:
         """The model's identity: sha256 of its weights and its settings together.
 
         Recorded with every output (``xmsgl_model_sha256``); an edited
-        ``config.json`` gives another one.
+        ``config.json`` gives another one, the time of the fit (``created``) does
+        not enter it: two fits with the same seed on a CPU have the same sha256.
         """
         return model_sha256(self.weights_sha256, self.config)
 

@@ -998,15 +998,16 @@ def predict(
                 cut = net.cross_head.first_needed_day(warm, phase) if net.reads_attention(output) else warm
                 days = length - cut
                 fine = torch.empty(days, n_reach, nb, device=device)
+                blocks = cross_blocks
                 if output == "fine" and isinstance(net.fine_head, FineHead):
                     assert h_c is not None and h_f is not None
                     _fine_head_by_day(net.fine_head, h_c[cut:], h_f[cut:], data, rows, cross_blocks,
                                       fine, device)
-                    cross_blocks = []
+                    blocks = []  # done for this batch; the next batch needs the blocks again
                 # One contiguous (S, T, B, H) copy serves every block of reaches.
-                hc_perm = (h_c[cut:].permute(1, 0, 2, 3).contiguous() if h_c is not None and cross_blocks
+                hc_perm = (h_c[cut:].permute(1, 0, 2, 3).contiguous() if h_c is not None and blocks
                            else None)
-                for r0, r1, cross in cross_blocks:
+                for r0, r1, cross in blocks:
                     hx = hf = None
                     if output in ("fine", "cross"):
                         assert hc_perm is not None

@@ -41,13 +41,15 @@ def state_sha256(net: torch.nn.Module) -> str:
 
 def model_sha256(weights_sha256: str, config: dict[str, Any]) -> str:
     """sha256 of a model: its weights' sha256 and its settings (``config`` less the
-    ``weights`` entry, in a canonical JSON form).
+    ``weights`` and ``created`` entries, in a canonical JSON form).
 
     A model saved and loaded again keeps it; an edited ``config.json`` (a target
     mean, a variable, a graph option) changes it, so the provenance recorded with
-    every output names what was really used.
+    every output names what was really used. Two fits that give the same weights
+    with the same settings (the same seed on a CPU) have the same sha256: the time
+    a model was created is not part of what it is.
     """
-    settings = {k: v for k, v in config.items() if k != "weights"}
+    settings = {k: v for k, v in config.items() if k not in ("weights", "created")}
     # Through JSON once, so that a fitted model and its reloaded copy agree
     # (tuples become lists, integer keys strings) before the canonical form.
     settings = json.loads(json.dumps(settings))
