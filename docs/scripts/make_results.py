@@ -140,6 +140,14 @@ def _network_map(ax: Any, ds: xr.Dataset, values: np.ndarray, vmax: float, title
     return coll
 
 
+def _load() -> float:
+    """The one-minute load average (how busy the machine was), or NaN where unknown."""
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return float("nan")
+
+
 def main() -> None:
     import matplotlib
 
@@ -169,7 +177,7 @@ def main() -> None:
     t_all = time.time()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = (f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}, "
-               f"torch threads {threads}; shared with other jobs)")
+               f"torch threads {threads}; load average {_load():.1f} at the start)")
     data = (f"synthetic_basin(n_segments={args.segments}, start={args.start!r}, end={args.end!r}, "
             f"seed={args.basin_seed}, reach_obs_share={args.reach_obs_share})")
     foot = f"{stamp}, {platform.node()}, xmsgl {xmsgl.__version__}, {data}"
