@@ -483,20 +483,36 @@ def _autograd_rgrn(cell: GraphRecurrent, gates_in: torch.Tensor, adj: torch.Tens
     return torch.stack(out)
 
 
+class _PoisonedPool:
+    """Hands out NaN-filled buffers: what reads memory before writing it shows."""
+
+    def empty(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        return torch.full(shape, float("nan"), dtype=like.dtype, device=like.device)
+
+
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+@pytest.mark.parametrize("n_batch", [1, 3])
 @pytest.mark.parametrize("projected", [False, True])
-def test_rgrn_hand_written_backward_matches_autograd(projected: bool) -> None:
+def test_rgrn_hand_written_backward_matches_autograd(
+        monkeypatch: pytest.MonkeyPatch, projected: bool, n_batch: int, layout: str) -> None:
     # Every gradient of the hand-written backward (inputs, input projection, recurrent
-    # weights and biases, initial states) against autograd on the plain equations.
+    # weights and biases, initial states) against autograd on the plain equations,
+    # one window and several side by side, on a dense and a sparse graph, with the
+    # reused buffers full of NaN so that none is read before it is written.
+    import xmsgl.nn.rgrn as rgrn
+
+    monkeypatch.setattr(rgrn, "_POOL", _PoisonedPool())
     torch.manual_seed(3)
     n, hdim, n_in, n_time = 5, 3, 4, 9
     cell = GraphRecurrent(hidden=hdim).double()
-    adj = torch.from_numpy(_chain(n).toarray())
-    x = torch.randn(n_time, n, 1, n_in, dtype=torch.float64, requires_grad=True)
+    dense = torch.from_numpy(_chain(n).toarray())
+    adj = dense if layout == "dense" else dense.to_sparse_csr()
+    x = torch.randn(n_time, n, n_batch, n_in, dtype=torch.float64, requires_grad=True)
     w_x = torch.randn(4 * hdim, n_in, dtype=torch.float64, requires_grad=True)
     b_x = torch.randn(4 * hdim, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(n, 1, hdim, dtype=torch.float64, requires_grad=True)
-    c0 = torch.randn(n, 1, hdim, dtype=torch.float64, requires_grad=True)
-    weights = torch.randn(n_time, n, 1, hdim, dtype=torch.float64)
+    h0 = torch.randn(n, n_batch, hdim, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(n, n_batch, hdim, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(n_time, n, n_batch, hdim, dtype=torch.float64)
     leaves = [x, w_x, b_x, h0, c0, cell.recurrent.weight, cell.recurrent.bias]
 
     def grads(hs: torch.Tensor) -> list[torch.Tensor]:
@@ -507,8 +523,30 @@ def test_rgrn_hand_written_backward_matches_autograd(projected: bool) -> None:
     else:
         res = cell(x @ w_x.t() + b_x, adj, (h0, c0))
     assert isinstance(res, torch.Tensor)
-    ref = _autograd_rgrn(cell, (x @ w_x.t() + b_x).view(n_time, n, 4 * hdim), adj,
-                         h0.view(n, hdim), c0.view(n, hdim))
-    torch.testing.assert_close(res.view(n_time, n, hdim), ref)
-    for got, want in zip(grads(res), grads(ref.view(n_time, n, 1, hdim))):
+    ref = torch.stack([_autograd_rgrn(cell, x[:, :, b] @ w_x.t() + b_x, dense, h0[:, b], c0[:, b])
+                       for b in range(n_batch)], dim=2)
+    torch.testing.assert_close(res, ref)
+    for got, want in zip(grads(res), grads(ref)):
         torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("rows", [[3, 0, 4], [1, 1, 2]])
+def test_select_rows_gradient_matches_index_select(
+        monkeypatch: pytest.MonkeyPatch, rows: list[int]) -> None:
+    # The gradient lands in a reused buffer (here full of NaN before it is zeroed);
+    # a repeated row's gradients add up, as index_select's do.
+    import xmsgl.nn.rgrn as rgrn
+
+    monkeypatch.setattr(rgrn, "_POOL", _PoisonedPool())
+    torch.manual_seed(0)
+    x = torch.randn(4, 5, 2, 3, dtype=torch.float64, requires_grad=True)
+    idx = torch.tensor(rows)
+    w = torch.randn(4, len(rows), 2, 3, dtype=torch.float64)
+    got = rgrn.select_rows(x, 1, idx)
+    want = x.index_select(1, idx)
+    torch.testing.assert_close(got, want)
+    (g_got,) = torch.autograd.grad((got * w).sum(), x)
+    (g_want,) = torch.autograd.grad((want * w).sum(), x)
+    torch.testing.assert_close(g_got, g_want)
+    with torch.no_grad():
+        assert not rgrn.select_rows(x, 1, idx).requires_grad

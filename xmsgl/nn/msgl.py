@@ -21,7 +21,7 @@ from xmsgl.exceptions import ParameterError
 from xmsgl.nn.dmsge import DMSGEBackbone
 from xmsgl.nn.dmsge import backbone_options as dmsge_options
 from xmsgl.nn.heads import CrossScaleHead, FineHead, FineResidualHead
-from xmsgl.nn.rgrn import GraphRecurrent, SparseGraph, graph_product, reusable_empty
+from xmsgl.nn.rgrn import GraphRecurrent, SparseGraph, graph_product, reusable_empty, select_rows
 
 __all__ = ["BACKBONES", "FINE_HEADS", "MSGLNet", "TASKS"]
 
@@ -273,7 +273,7 @@ class MSGLNet(nn.Module):
             h_f = self.hidden_states(x_reach, graphs["fine"], "reach")
             n_time, _, n_batch, _ = h_f.shape
             if rows is not None:
-                h_f = h_f.index_select(1, rows)
+                h_f = select_rows(h_f, 1, rows)
             n_out = h_f.shape[1]
             h_fine = h_f.permute(1, 2, 0, 3).reshape(n_out * n_batch, n_time, self.hidden)
         # Sizes spelled out: with no days (or windows) a -1 could be any size.

@@ -252,9 +252,10 @@ _POOL = _BlockPool()
 def _tanh_scale(weight: torch.Tensor, hdim: int) -> torch.Tensor:
     """Per-gate factors 1 (sigmoid gates i, f, o) and 2 (tanh blocks g, q).
 
-    ``tanh(x) = 2 sigmoid(2x) - 1``, and torch's CPU sigmoid is about three times
-    faster than its tanh; with the tanh blocks' weights doubled (exact in floating
-    point) all five blocks take one sigmoid over a contiguous row.
+    ``tanh(x) = 2 sigmoid(2x) - 1``; with the tanh blocks' weights doubled (exact
+    in floating point) all five blocks take one sigmoid over a contiguous row. (On
+    an AMD EPYC torch's CPU sigmoid ran about three times faster than its tanh; on
+    an Intel Xeon, torch 2.13, the two run at about the same speed.)
     """
     scale = weight.new_ones(5 * hdim)
     scale[3 * hdim :] = 2.0
@@ -285,6 +286,15 @@ def _diffuse_add(c: torch.Tensor, adj: torch.Tensor, q: torch.Tensor, out: torch
         torch.addmm(c, adj, q, out=out)
     else:
         torch.add(c, _matmul(adj, q), out=out)
+
+
+def _product_into(adj: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> None:
+    """``out = A @ x``, written straight into a (possibly strided) view on CPU."""
+    if adj.layout in (torch.sparse_csr, torch.strided) and adj.device.type == "cpu":
+        # beta=0: what ``out`` held (uninitialized memory, NaN included) is ignored.
+        torch.addmm(out, adj, x, beta=0, out=out)
+    else:
+        out.copy_(_matmul(adj, x))
 
 
 def _gates(a: torch.Tensor, minus_one: torch.Tensor) -> None:
@@ -443,11 +453,28 @@ def _run_days_inputs(
         aug[0, :, :hdim] = h0
         gates = _POOL.empty((n_time, n_rows, 5 * hdim), x)
         saved_mt = _POOL.empty((n_time, 2, n_rows, hdim), x)
+        # The steps of :func:`_day` written out on every day's views, made in a few
+        # calls (see _Recurrence.backward): the same operations in the same order.
+        days_aug, days_gates, days_hs = aug.unbind(0), gates.unbind(0), hs.unbind(0)
+        days_m, days_tc = saved_mt[:, 0].unbind(0), saved_mt[:, 1].unbind(0)
+        h_prev = aug[..., :hdim].unbind(0)
+        a_i, a_f, a_o, a_g = (gates[..., k * hdim : (k + 1) * hdim].unbind(0) for k in range(4))
+        a_tanh, a_q = gates[..., 3 * hdim :].unbind(0), gates[..., 4 * hdim :].unbind(0)
+        c_nodes = c.view(n_node, -1)
         for t in range(n_time):
-            a = torch.mm(aug[t], w_all, out=gates[t])
-            h = _day(a, c, saved_mt[t, 0], saved_mt[t, 1], q, adj, n_node, minus_one, hs[t])
+            a = torch.mm(days_aug[t], w_all, out=days_gates[t])
+            a.sigmoid_()
+            torch.add(minus_one, a_tanh[t], alpha=2.0, out=a_tanh[t])
+            m, tc = days_m[t], days_tc[t]
+            q_t = a_q[t] if q is None else q.copy_(a_q[t]).view(n_node, -1)
+            _diffuse_add(c_nodes, adj, q_t, m.view(n_node, -1))
+            torch.mul(a_f[t], m, out=c)
+            c.addcmul_(a_i[t], a_g[t])
+            torch.mul(c, 2.0, out=tc).sigmoid_()
+            torch.add(minus_one, tc, alpha=2.0, out=tc)
+            h = torch.mul(a_o[t], tc, out=days_hs[t])
             if t + 1 < n_time:
-                aug[t + 1, :, :hdim] = h
+                h_prev[t + 1].copy_(h)
         return hs, c, (gates, saved_mt, aug)
     day_in = x.new_empty(n_rows, width)
     day_in[:, :hdim] = h0
@@ -545,7 +572,7 @@ class _Recurrence(torch.autograd.Function):
         adj_t, n_node = ctx.adj_t, ctx.n_node
         n_time, n_rows, h5 = saved_a.shape
         hdim = h5 // 5
-        h2, h3, h4 = 2 * hdim, 3 * hdim, 4 * hdim
+        h3, h4 = 3 * hdim, 4 * hdim
         # d(activation)/d(pre-activation) = alpha + a * (beta - a): a(1 - a) for the
         # sigmoid gates i, f, o and 1 - a^2 for the tanh blocks g, q.
         alpha = saved_a.new_zeros(h5)
@@ -556,21 +583,35 @@ class _Recurrence(torch.autograd.Function):
         tmp = saved_a.new_empty(n_rows, hdim)
         dh = saved_a.new_zeros(n_rows, hdim)
         dc = grad_c.contiguous().clone()
+        # Every day's views of every block, made in a few calls rather than a few
+        # dozen indexing operations a day (their cost rivals the arithmetic's).
+        days_a = saved_a.unbind(0)
+        a_i, a_f, a_o, a_g = (saved_a[..., k * hdim : (k + 1) * hdim].unbind(0) for k in range(4))
+        days_m, days_tc = saved_mt[:, 0].unbind(0), saved_mt[:, 1].unbind(0)
+        days_d = dpre.unbind(0)
+        d_i, d_f, d_o, d_g, d_q = (dpre[..., k * hdim : (k + 1) * hdim].unbind(0) for k in range(5))
+        days_g = grad_hs.unbind(0)
+        direct = n_rows == n_node  # one window: the product writes its block of d directly
+        dc_nodes = dc.view(n_node, -1)
         for t in range(n_time - 1, -1, -1):
-            a, m, tc, d = saved_a[t], saved_mt[t, 0], saved_mt[t, 1], dpre[t]
-            dh.add_(grad_hs[t])
-            torch.mul(dh, tc, out=d[:, h2:h3])
-            torch.mul(dh, a[:, h2:h3], out=tmp)
+            a, tc = days_a[t], days_tc[t]
+            torch.sub(beta, a, out=deriv)
+            deriv.mul_(a).add_(alpha)
+            dh.add_(days_g[t])
+            torch.mul(dh, tc, out=d_o[t])
+            torch.mul(dh, a_o[t], out=tmp)
             dc.add_(tmp)
             tmp.mul_(tc)
             dc.addcmul_(tmp, tc, value=-1.0)
-            torch.mul(dc, a[:, h3:h4], out=d[:, :hdim])
-            torch.mul(dc, m, out=d[:, hdim:h2])
-            torch.mul(dc, a[:, :hdim], out=d[:, h3:h4])
-            dc.mul_(a[:, hdim:h2])
-            d[:, h4:] = _matmul(adj_t, dc.view(n_node, -1)).view(n_rows, hdim)
-            torch.sub(beta, a, out=deriv)
-            deriv.mul_(a).add_(alpha)
+            torch.mul(dc, a_g[t], out=d_i[t])
+            torch.mul(dc, days_m[t], out=d_f[t])
+            torch.mul(dc, a_i[t], out=d_g[t])
+            dc.mul_(a_f[t])
+            if direct:
+                _product_into(adj_t, dc, d_q[t])
+            else:
+                d_q[t].copy_(_matmul(adj_t, dc_nodes).view(n_rows, hdim))
+            d = days_d[t]
             d.mul_(deriv)
             torch.mm(d, weight, out=dh)
         # All weight and bias gradients in one product: [h_prev, x, 1] side by side.
@@ -753,6 +794,38 @@ def reusable_empty(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
     """An uninitialized CPU tensor of ``shape`` (dtype and device of ``like``) from the
     recurrence's reused buffers when it is large; a plain allocation otherwise."""
     return _POOL.empty(shape, like)
+
+
+class _SelectRows(torch.autograd.Function):
+    """``x.index_select(dim, rows)`` whose backward scatters into a reused buffer.
+
+    Torch's own backward allocates a zeroed tensor of the full input for each call;
+    for the fine states of one window (365 days x 3,288 reaches x 20) that is 96 MB
+    of fresh memory the system zeroes page by page, 50-120 ms a training step here.
+    The reused buffer is zeroed in place, at memory speed.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, dim: int, rows: torch.Tensor) -> torch.Tensor:
+        ctx.dim, ctx.shape = dim, tuple(x.shape)
+        ctx.save_for_backward(rows)
+        return x.index_select(dim, rows)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        (rows,) = ctx.saved_tensors
+        full = _POOL.empty(ctx.shape, grad)
+        full.zero_()
+        full.index_add_(ctx.dim, rows, grad)
+        return full, None, None
+
+
+def select_rows(x: torch.Tensor, dim: int, rows: torch.Tensor) -> torch.Tensor:
+    """``x.index_select(dim, rows)``; in training its gradient lands in a reused buffer."""
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return x.index_select(dim, rows)
+    out: torch.Tensor = _SelectRows.apply(x, dim, rows)
+    return out
 
 
 def release_buffers() -> int:
