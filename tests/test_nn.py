@@ -78,6 +78,18 @@ def test_rgrn_time_chunks_equal_one_pass() -> None:
     g = SparseGraph(_chain(6))
     with torch.no_grad():
         torch.testing.assert_close(net.hidden_states(x, g, "seg"), net.hidden_states(x, g, "seg", 5))
+        # Blocks of days of any size with the state carried over, into a reused buffer.
+        whole = net.hidden_states(x, g, "seg")
+        buf = torch.empty(8, 6, 2, 4)
+        state = None
+        for t0, t1 in ((0, 1), (1, 8), (8, 15), (15, 23)):
+            hs, state = net.hidden_states_from(x[t0:t1], g, "seg", state, out=buf[: t1 - t0])
+            assert hs.data_ptr() == buf.data_ptr()
+            torch.testing.assert_close(hs, whole[t0:t1])
+    dyn = MSGLNet(n_common=2, n_seg_extra=1, n_reach_extra=0, hidden=4, attn_window=5,
+                  backbone="dmsge")
+    with pytest.raises(ParameterError, match="whole window"):
+        dyn.hidden_states_from(x, g, "seg", None)
 
 
 @pytest.mark.parametrize("grad", [False, True])

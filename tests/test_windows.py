@@ -142,3 +142,34 @@ def test_validation_over_windows_of_two_lengths(head: str) -> None:
     rmse = float(np.sqrt(np.mean((pred.values[ok] - obs.values[ok]) ** 2)))
     recorded = model.config["history"]["main"]["val"][0]
     assert recorded == pytest.approx(rmse, rel=1e-4)
+
+
+@pytest.mark.parametrize("block_days", [1, 7])
+def test_fine_recurrence_by_blocks_of_days_gives_the_same_prediction(
+        fitted, monkeypatch: pytest.MonkeyPatch, block_days: int) -> None:
+    # MSGL's concatenated fine head runs with the fine recurrence a block of days at a
+    # time (the states carried over, the spin-up cut inside a block or on its edge):
+    # any block size gives what one block of all days gives, for every reach and for
+    # some reaches (the validation's path), over windows run side by side.
+    import torch
+
+    from xmsgl import train
+    from xmsgl.graph import build_graphs
+    from xmsgl.model import _rebuild
+
+    ds, model = fitted
+    whole = ds.msgl.downscale(model, chunk=200, spinup=100)
+    graphs = build_graphs(ds, **model.config["graph"]["options"])
+    data = _rebuild(model, ds, graphs, torch.device("cpu"), slice(None))
+    rows = np.array([3, 10, 11, 40])
+    ref = train.predict(model.net, data, 30, ds.sizes["time"], output="fine",
+                        device=torch.device("cpu"), chunk=200, spinup=100, rows=rows)["reach"]
+    n_reach = ds.sizes["reach"]
+    hidden = model.net.hidden
+    monkeypatch.setattr(train, "STATE_BLOCK_BYTES", block_days * n_reach * hidden * 4)
+    blocked = ds.msgl.downscale(model, chunk=200, spinup=100)
+    np.testing.assert_allclose(blocked.values, whole.values, rtol=0, atol=1e-6)
+    got = train.predict(model.net, data, 30, ds.sizes["time"], output="fine",
+                        device=torch.device("cpu"), chunk=200, spinup=100, rows=rows)["reach"]
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
+    assert np.isfinite(got).all()

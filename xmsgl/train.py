@@ -30,6 +30,7 @@ import xarray as xr
 from xmsgl.convention import REACH, SEG, TIME, InputVariables
 from xmsgl.exceptions import DataError, ParameterError, SchemaError, TimeError, TrainingError, XmsglError
 from xmsgl.nn import FineHead, SparseGraph, graph_product
+from xmsgl.nn.rgrn import reusable_empty
 
 __all__ = [
     "FeatureSpec",
@@ -858,53 +859,107 @@ def inference_windows(
     return out
 
 
-def _fine_head_by_day(head: Any, h_c: torch.Tensor, h_f: torch.Tensor, data: ModelData,
-                      rows: np.ndarray | None, cross_blocks: Sequence[tuple[int, int, SparseGraph]],
-                      out: torch.Tensor, device: torch.device) -> None:
-    """MSGL's fine prediction with :class:`~xmsgl.nn.heads.FineHead` into ``out``
-    (T, R, B), from the coarse states ``h_c`` (T, S, B, H) and the fine ones ``h_f``
-    (T, R, B, H), in the states' own layout (no copy of the states).
+#: Bytes of fine states per block of days when MSGL's fine recurrence and its
+#: concatenated head take turns (:func:`_fine_by_chunks`): 8 days of 10^5 reaches.
+#: Blocks four times larger ran about 3% faster on repeated calls, but a first call
+#: touches that much more fresh memory, which cost more than it saved here.
+STATE_BLOCK_BYTES = 64e6
+
+
+class _FineHeadDays:
+    """MSGL's fine prediction with :class:`~xmsgl.nn.heads.FineHead`, a block of days
+    at a time, from the coarse states ``h_c`` (T, S, B, H) and the fine ones ``h_f``
+    (T, R, B, H) of the same days, in the states' own layout (no copy of the states).
 
     The head's first product is linear in the carried states, so it runs on the
     segments, and each day its ``W + 1`` columns are carried to the reaches by one
-    sparse product added to the reaches' own product; the days go by blocks of
-    about 64 MB of pre-activations.
+    sparse product added to the reaches' own product. The days go by blocks of
+    :attr:`step` days, about 64 MB of pre-activations, in buffers made once and
+    reused by every block (and, on the CPU, by later calls): fresh 64 MB tensors cost
+    more in page faults than the arithmetic on them.
     """
-    w_cross, w_fine, bias = head.parts()
-    n_time, n_reach, nb, hdim = h_f.shape
-    width = w_cross.shape[0]
-    if rows is None:
-        cross = data.graphs["cross"]
-    else:
-        assert len(cross_blocks) == 1
-        cross = cross_blocks[0][2]
-    n_seg = h_c.shape[1]
-    # GELU runs on all W + 1 columns (contiguous rows vectorize; a slice of W columns
-    # took three times as long) and the linear branch's column gets weight 0 after it.
-    w_out = torch.cat([head.out.weight.reshape(-1), head.out.weight.new_zeros(1)])
-    step = max(1, int(64e6 // max(1, n_reach * nb * width * 4)))
-    rows_per_day = n_reach * nb
-    # Two buffers reused by every block: fresh 64 MB tensors cost more in page
-    # faults than the arithmetic on them.
-    pre_buf = h_f.new_empty((min(step, n_time) * rows_per_day, width))
-    act_buf = torch.empty_like(pre_buf)
-    seg_buf = h_c.new_empty((min(step, n_time) * n_seg * nb, width))
-    for t0 in range(0, n_time, step):
-        t1 = min(t0 + step, n_time)
-        n_rows = (t1 - t0) * rows_per_day
-        pre, act = pre_buf[:n_rows], act_buf[:n_rows]
-        on_seg = seg_buf[:(t1 - t0) * n_seg * nb]
-        torch.mm(h_c[t0:t1].reshape(-1, hdim), w_cross.t(), out=on_seg)
-        seg_days = on_seg.view(t1 - t0, n_seg, nb * width)
-        torch.addmm(bias, h_f[t0:t1].reshape(-1, hdim), w_fine.t(), out=pre)
-        pre_days = pre.view(t1 - t0, n_reach, nb * width)
-        for t in range(t0, t1):
-            day = pre_days[t - t0]
-            torch.addmm(day, cross.adj, seg_days[t - t0], out=day)
-        torch.nn.functional.gelu(pre, out=act)  # type: ignore[call-arg]  # the op takes out=
-        flat = out[t0:t1].view(-1)
-        torch.addmv(pre[:, width - 1], act, w_out, out=flat)
-        flat += head.out.bias
+
+    def __init__(self, head: Any, data: ModelData, rows: np.ndarray | None,
+                 cross_blocks: Sequence[tuple[int, int, SparseGraph]], n_seg: int, n_reach: int,
+                 nb: int, like: torch.Tensor) -> None:
+        self.head = head
+        self.w_cross, self.w_fine, self.bias = head.parts()
+        self.width = self.w_cross.shape[0]
+        if rows is None:
+            self.cross = data.graphs["cross"]
+        else:
+            assert len(cross_blocks) == 1
+            self.cross = cross_blocks[0][2]
+        # GELU runs on all W + 1 columns (contiguous rows vectorize; a slice of W
+        # columns took three times as long) and the linear branch's column gets
+        # weight 0 after it.
+        self.w_out = torch.cat([head.out.weight.reshape(-1), head.out.weight.new_zeros(1)])
+        self.step = max(1, int(64e6 // max(1, n_reach * nb * self.width * 4)))
+        self.n_seg, self.n_reach, self.nb = n_seg, n_reach, nb
+        self._bufs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._like = like
+
+    def _buffers(self, n_days: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self._bufs is None or self._bufs[0].shape[0] < n_days * self.n_reach * self.nb:
+            days = min(self.step, n_days)
+            shape = (days * self.n_reach * self.nb, self.width)
+            self._bufs = (reusable_empty(shape, self._like), reusable_empty(shape, self._like),
+                          reusable_empty((days * self.n_seg * self.nb, self.width), self._like))
+        return self._bufs
+
+    def __call__(self, h_c: torch.Tensor, h_f: torch.Tensor, out: torch.Tensor) -> None:
+        """The prediction of the days of ``h_c`` and ``h_f`` into ``out`` (T, R, B)."""
+        n_time, _, nb, hdim = h_f.shape
+        width, rows_per_day = self.width, self.n_reach * nb
+        for t0 in range(0, n_time, self.step):
+            t1 = min(t0 + self.step, n_time)
+            pre_buf, act_buf, seg_buf = self._buffers(t1 - t0)
+            n_rows = (t1 - t0) * rows_per_day
+            pre, act = pre_buf[:n_rows], act_buf[:n_rows]
+            on_seg = seg_buf[:(t1 - t0) * self.n_seg * nb]
+            torch.mm(h_c[t0:t1].reshape(-1, hdim), self.w_cross.t(), out=on_seg)
+            seg_days = on_seg.view(t1 - t0, self.n_seg, nb * width)
+            torch.addmm(self.bias, h_f[t0:t1].reshape(-1, hdim), self.w_fine.t(), out=pre)
+            pre_days = pre.view(t1 - t0, self.n_reach, nb * width)
+            for t in range(t0, t1):
+                day = pre_days[t - t0]
+                torch.addmm(day, self.cross.adj, seg_days[t - t0], out=day)
+            torch.nn.functional.gelu(pre, out=act)  # type: ignore[call-arg]  # the op takes out=
+            flat = out[t0:t1].view(-1)
+            torch.addmv(pre[:, width - 1], act, self.w_out, out=flat)
+            flat += self.head.out.bias
+
+
+def _fine_by_chunks(net: Any, data: ModelData, starts: Sequence[int], length: int, cut: int,
+                    h_c: torch.Tensor, rows_t: torch.Tensor | None, head: _FineHeadDays,
+                    out: torch.Tensor, device: torch.device) -> None:
+    """MSGL's fine prediction of days ``[cut, length)`` of the windows at ``starts``
+    into ``out`` (length - cut, R, B), the fine recurrence and the head taking turns
+    over blocks of days.
+
+    The concatenated fine head reads each day's fine states alone, so no more than
+    one block of them is ever held: the states of a year of 10^5 reaches (2.9 GB,
+    which a first call also paid the system to zero page by page) are never made,
+    and the inputs are taken a block at a time as views.
+    """
+    nb = len(starts)
+    n_all = data.x_reach.shape[1]
+    # Blocks of about STATE_BLOCK_BYTES of states (all reaches: the recurrence runs
+    # on the whole graph).
+    step = max(1, int(STATE_BLOCK_BYTES // max(1, n_all * nb * net.hidden * 4)))
+    bounds = sorted({*range(0, length, step), cut, length})
+    spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+    if not spans:
+        return
+    buf = reusable_empty((max(b - a for a, b in spans), n_all, nb, net.hidden), h_c)
+    state = None
+    for a, b in spans:
+        x = _batch(data.x_reach, [s + a for s in starts], b - a, device)
+        hs, state = net.hidden_states_from(x, data.graphs["fine"], "reach", state, out=buf[: b - a])
+        if b > cut:  # a >= cut: the bounds include cut
+            if rows_t is not None:
+                hs = hs.index_select(1, rows_t)
+            head(h_c[a:b], hs, out[a - cut : b - cut])
 
 
 @torch.inference_mode()
@@ -967,6 +1022,11 @@ def predict(
         run_end = min(b + look, int(stops[np.searchsorted(stops, b)]))
         groups.setdefault((run_end - s, data.epoch_day_at(s) % period), []).append((s, a, b))
     hidden = net.hidden
+    # MSGL's concatenated fine head reads each day's fine states alone: the fine
+    # recurrence and the head take turns over blocks of days (see _fine_by_chunks).
+    by_chunks = (output == "fine" and isinstance(net.fine_head, FineHead)
+                 and getattr(net, "dmsge", None) is None)
+    heads: dict[int, _FineHeadDays] = {}
     for (length, phase), ws in groups.items():
         nodes = (n_seg if need_seg else 0) + (n_reach if need_reach else 0)
         # Inference keeps about 6 (N, H) tensors per node-day (inputs, states, heads).
@@ -980,7 +1040,7 @@ def predict(
                 h_c = net.hidden_states(_batch(data.x_seg, starts, length, device), data.graphs["coarse"],
                                         "seg")
                 coarse = net.coarse_prediction(h_c)  # (L, S, B)
-            if need_reach:
+            if need_reach and not by_chunks:
                 h_f = net.hidden_states(_batch(data.x_reach, starts, length, device), data.graphs["fine"],
                                         "reach")
                 if rows_t is not None:
@@ -1000,9 +1060,17 @@ def predict(
                 fine = torch.empty(days, n_reach, nb, device=device)
                 blocks = cross_blocks
                 if output == "fine" and isinstance(net.fine_head, FineHead):
-                    assert h_c is not None and h_f is not None
-                    _fine_head_by_day(net.fine_head, h_c[cut:], h_f[cut:], data, rows, cross_blocks,
-                                      fine, device)
+                    assert h_c is not None
+                    head = heads.get(nb)
+                    if head is None:
+                        head = heads[nb] = _FineHeadDays(net.fine_head, data, rows, cross_blocks,
+                                                         n_seg, n_reach, nb, h_c)
+                    if by_chunks:
+                        _fine_by_chunks(net, data, starts, length, cut, h_c, rows_t, head, fine,
+                                        device)
+                    else:
+                        assert h_f is not None
+                        head(h_c[cut:], h_f[cut:], fine)
                     blocks = []  # done for this batch; the next batch needs the blocks again
                 # One contiguous (S, T, B, H) copy serves every block of reaches.
                 hc_perm = (h_c[cut:].permute(1, 0, 2, 3).contiguous() if h_c is not None and blocks

@@ -189,6 +189,25 @@ class MSGLNet(nn.Module):
                 parts.append(hs)
         return out_all if out_all is not None else torch.cat(parts, 0)
 
+    def hidden_states_from(
+        self, x: torch.Tensor, adj: SparseGraph | torch.Tensor, scale: str,
+        state: tuple[torch.Tensor, torch.Tensor] | None, out: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Hidden states (T, N, B, H) of one scale for inputs (T, N, B, F) that follow
+        the days whose last ``(h, c)`` is ``state`` (None: a fresh start), with the
+        state after the last day: a run of consecutive blocks of days gives the
+        states of :meth:`hidden_states` on all of them. Without autograd the states
+        are written into ``out`` when given. Not for ``backbone="dmsge"``, which
+        builds its graphs on a whole window.
+        """
+        if self.dmsge is not None:
+            raise ParameterError("hidden_states_from runs the recurrent cell; the dmsge backbone "
+                                 "takes a whole window (use hidden_states)")
+        weight = self._projection(scale, x.shape[-1])
+        res = self.cell.run_inputs(x, weight, self.gate_bias, adj, state, return_state=True, out=out)
+        assert isinstance(res, tuple)
+        return res
+
     def coarse_prediction(self, h_coarse: torch.Tensor) -> torch.Tensor:
         """Task 0: (T, S, B) from coarse states (T, S, B, H)."""
         return self.coarse_head(h_coarse).squeeze(-1)

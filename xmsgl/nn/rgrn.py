@@ -476,11 +476,14 @@ def _run_days_inputs(
             if t + 1 < n_time:
                 h_prev[t + 1].copy_(h)
         return hs, c, (gates, saved_mt, aug)
-    day_in = x.new_empty(n_rows, width)
+    # One day's buffers, reused from one call to the next where they are large: a
+    # run over blocks of days (see xmsgl.train._fine_by_chunks) would otherwise have
+    # the system zero fresh ones, page by page, every block.
+    day_in = _POOL.empty((n_rows, width), x)
     day_in[:, :hdim] = h0
     day_in[:, -1] = 1.0
-    a = x.new_empty(n_rows, 5 * hdim)
-    m, tc = x.new_empty(n_rows, hdim), x.new_empty(n_rows, hdim)
+    a = _POOL.empty((n_rows, 5 * hdim), x)
+    m, tc = _POOL.empty((n_rows, hdim), x), _POOL.empty((n_rows, hdim), x)
     # A large graph's day runs in tiles of rows: each tile's product, gates and state
     # update run while its rows are in cache; only the diffusion spans the graph.
     # Each tile's views of the day's buffers, taken once for all days.
