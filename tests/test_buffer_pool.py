@@ -10,11 +10,20 @@ import torch
 from xmsgl.nn.rgrn import _BlockPool
 
 
-@pytest.mark.parametrize("map_bytes", [0, 1 << 40])
+def _no_maps(*args: object, **kwargs: object) -> mmap.mmap:
+    raise OSError("no anonymous maps here")
+
+
+@pytest.mark.parametrize("mode", ["filled", "touched-on-write", "no-maps"])
 def test_pool_reuses_free_blocks_and_never_hands_out_one_in_use(
-        monkeypatch: pytest.MonkeyPatch, map_bytes: int) -> None:
-    # New blocks as memory maps (every size) or bytearrays (every size).
-    monkeypatch.setattr(_BlockPool, "map_bytes", map_bytes)
+        monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    # New blocks as memory maps filled when made (every size), maps touched by
+    # their first write (every size), or bytearrays where no map can be made.
+    import xmsgl.nn.rgrn as rgrn
+
+    monkeypatch.setattr(_BlockPool, "map_bytes", 0 if mode == "filled" else 1 << 40)
+    if mode == "no-maps":
+        monkeypatch.setattr(rgrn.mmap, "mmap", _no_maps)
     pool = _BlockPool()
     like = torch.zeros(1)
     shape = (3, pool.min_bytes // 4)  # three times the smallest pooled size
@@ -23,7 +32,8 @@ def test_pool_reuses_free_blocks_and_never_hands_out_one_in_use(
     a.fill_(1.5)
     b = pool.empty(shape, like)  # a is still in use: a new block
     assert a.data_ptr() != b.data_ptr() and len(pool.blocks) == 2
-    assert all(isinstance(blk, mmap.mmap if map_bytes == 0 else bytearray) for blk in pool.blocks)
+    kind = bytearray if mode == "no-maps" else mmap.mmap
+    assert all(isinstance(blk, kind) for blk in pool.blocks)
     b.fill_(-2.0)
     assert float(a.min()) == float(a.max()) == 1.5
     ptr = a.data_ptr()
@@ -46,3 +56,36 @@ def test_small_requests_bypass_the_pool() -> None:
     pool = _BlockPool()
     t = pool.empty((10, 10), torch.zeros(1, dtype=torch.float64))
     assert t.dtype == torch.float64 and t.shape == (10, 10) and pool.blocks == []
+
+
+def test_threads_never_share_a_block_in_use() -> None:
+    # dask's worker threads take blocks at once; new blocks are made outside the
+    # pool's lock, so two threads making one each must still get distinct memory.
+    import threading
+    import time
+
+    pool = _BlockPool()
+    like = torch.zeros(1)
+    shape = (pool.min_bytes // 4 + 7,)
+    errors: list[str] = []
+
+    def work(k: int) -> None:
+        for i in range(20):
+            t = pool.empty(shape, like)
+            t.fill_(float(k * 100 + i))
+            time.sleep(0.001)  # let the other threads take and write theirs
+            if not bool((t == float(k * 100 + i)).all()):
+                errors.append(f"thread {k} step {i}: its block was written by another")
+            del t
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    # A block is made only when every listed one is in use, and each thread holds
+    # one at a time: never more blocks than threads.
+    assert 1 <= len(pool.blocks) <= 4
+    held = sum(len(b) for b in pool.blocks)
+    assert pool.release() == held and pool.blocks == []

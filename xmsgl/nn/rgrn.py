@@ -151,8 +151,7 @@ class _BlockPool:
     memory of that size comes from the operating system zeroed page by page on
     first touch (about 0.7 s per GB here, a third of the cell's time), and the C
     allocator hands it back when it is freed, so every training step paid it
-    again. Blocks are anonymous memory maps (``mmap``; ``bytearray`` objects under
-    :attr:`map_bytes`) viewed as tensors: a block is
+    again. Blocks are anonymous memory maps (``mmap``) viewed as tensors: a block is
     free again as soon as no tensor views it (its reference count drops back),
     whether autograd freed the saved activations or the caller dropped an output.
     """
@@ -164,7 +163,8 @@ class _BlockPool:
     #: and the days' ``[h_{t-1}, x_t, 1]`` from forward to backward, the gradients);
     #: fewer makes every step allocate (and the system zero) new ones.
     max_blocks = 16
-    #: New blocks from this size on are memory maps (see :meth:`_new_block`).
+    #: New blocks from this size on have their pages touched when made (see
+    #: :meth:`_new_block`).
     map_bytes = 1 << 26
 
     def __init__(self) -> None:
@@ -177,9 +177,24 @@ class _BlockPool:
         if like.device.type != "cpu" or nbytes < self.min_bytes:
             return like.new_empty(shape)
         with self.lock:
-            return self._take(nbytes, like.dtype, shape)
+            view = self._reuse(nbytes, like.dtype, shape)
+        if view is not None:
+            return view
+        # A new block is made outside the lock: filling a large one takes a while,
+        # and other threads (dask's workers) go on taking and making theirs. The
+        # view exists before the block joins the list, so no one else takes it.
+        block = self._new_block(nbytes)
+        view = self._view(block, like.dtype, shape)
+        with self.lock:
+            self.blocks.append(block)
+            if len(self.blocks) > self.max_blocks:
+                for i in range(len(self.blocks)):
+                    if self._unused(i):
+                        del self.blocks[i]
+                        break
+        return view
 
-    def _take(self, nbytes: int, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+    def _reuse(self, nbytes: int, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor | None:
         # The smallest free block that holds the request without wasting more than a
         # third of it: blocks of a river network differ a little in size.
         best = None
@@ -192,33 +207,27 @@ class _BlockPool:
             block = self.blocks.pop(best)
             self.blocks.append(block)
             return self._view(block, dtype, shape)
-        block = self._new_block(nbytes)
-        self.blocks.append(block)
-        if len(self.blocks) > self.max_blocks:
-            for i in range(len(self.blocks)):
-                if self._unused(i):
-                    del self.blocks[i]
-                    break
-        return self._view(block, dtype, shape)
+        return None
 
     @classmethod
     def _new_block(cls, nbytes: int) -> mmap.mmap | bytearray:
-        """Fresh memory of ``nbytes``, its pages touched by torch's threads.
+        """Fresh memory of ``nbytes``: an anonymous memory map.
 
-        An anonymous memory map costs nothing to create; its pages are zeroed by
-        the system on first touch, here by one parallel fill. (A ``bytearray``
-        zeroes itself on one thread: 2.9 GB, the states of one year of 10^5
-        reaches, took 1.5-8 s that way against 0.6-1.1 s.) Where no map can be
-        made, or for blocks under :attr:`map_bytes` (which the C allocator may serve
-        from memory it already holds), a ``bytearray`` does.
+        A map costs nothing to create; its pages are zeroed by the system on first
+        touch. From :attr:`map_bytes` on they are touched here by one parallel fill
+        (a ``bytearray`` zeroes itself on one thread: 2.9 GB, the states of one year
+        of 10^5 reaches, took 1.5-8 s that way against 0.6-1.1 s); smaller maps are
+        touched by the first operation that writes them. A ``bytearray`` is used
+        only where no map can be made: it zeroes itself while holding Python's
+        global lock, which stalled the other dask worker threads (a lazy run of 10^5
+        reaches was about 9% slower with ``bytearray`` blocks under 64 MiB).
         """
-        if nbytes < cls.map_bytes:
-            return bytearray(nbytes)
         try:
             block: mmap.mmap | bytearray = mmap.mmap(-1, nbytes)
         except (OSError, ValueError, OverflowError):
             return bytearray(nbytes)
-        torch.frombuffer(block, dtype=torch.uint8).zero_()
+        if nbytes >= cls.map_bytes:
+            torch.frombuffer(block, dtype=torch.uint8).zero_()
         return block
 
     def release(self) -> int:
