@@ -21,7 +21,7 @@ def test_pool_reuses_free_blocks_and_never_hands_out_one_in_use(
     # their first write (every size), or bytearrays where no map can be made.
     import xmsgl.nn.rgrn as rgrn
 
-    monkeypatch.setattr(_BlockPool, "map_bytes", 0 if mode == "filled" else 1 << 40)
+    monkeypatch.setattr(_BlockPool, "fill_bytes", 0 if mode == "filled" else 1 << 40)
     if mode == "no-maps":
         monkeypatch.setattr(rgrn.mmap, "mmap", _no_maps)
     pool = _BlockPool()

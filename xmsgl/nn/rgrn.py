@@ -165,7 +165,7 @@ class _BlockPool:
     max_blocks = 16
     #: New blocks from this size on have their pages touched when made (see
     #: :meth:`_new_block`).
-    map_bytes = 1 << 26
+    fill_bytes = 1 << 26
 
     def __init__(self) -> None:
         self.blocks: list[mmap.mmap | bytearray] = []
@@ -214,7 +214,7 @@ class _BlockPool:
         """Fresh memory of ``nbytes``: an anonymous memory map.
 
         A map costs nothing to create; its pages are zeroed by the system on first
-        touch. From :attr:`map_bytes` on they are touched here by one parallel fill
+        touch. From :attr:`fill_bytes` on they are touched here by one parallel fill
         (a ``bytearray`` zeroes itself on one thread: 2.9 GB, the states of one year
         of 10^5 reaches, took 1.5-8 s that way against 0.6-1.1 s); smaller maps are
         touched by the first operation that writes them. A ``bytearray`` is used
@@ -226,7 +226,7 @@ class _BlockPool:
             block: mmap.mmap | bytearray = mmap.mmap(-1, nbytes)
         except (OSError, ValueError, OverflowError):
             return bytearray(nbytes)
-        if nbytes >= cls.map_bytes:
+        if nbytes >= cls.fill_bytes:
             torch.frombuffer(block, dtype=torch.uint8).zero_()
         return block
 
