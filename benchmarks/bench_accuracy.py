@@ -51,6 +51,8 @@ def main() -> None:
                          "reaches whose local attributes are unknown); the truth is unchanged")
     ap.add_argument("--fine-head", default=None, choices=["concat", "residual"],
                     help="fine_head of msgl and async-msgl (default: fit's)")
+    ap.add_argument("--input-scaling", default=None, choices=["pooled", "per-scale"],
+                    help="input_scaling of msgl and async-msgl (default: fit's)")
     args = ap.parse_args()
     task_weights = None
     if args.task_weights:
@@ -77,6 +79,7 @@ def main() -> None:
                "test": test, "epochs": args.epochs, "stride": args.stride, "weighting": args.weighting,
                **({"task_weights": task_weights} if task_weights else {}),
                "dropped": args.drop, "fine_head": args.fine_head or "default",
+               "input_scaling": args.input_scaling or "default",
                "date": time.strftime("%Y-%m-%d")}
     seg_pos = topology_arrays(ds).reach_seg_idx
     inherited = ds.seg_temp_true.sel(time=slice(*test)).transpose("seg", "time").values[seg_pos]
@@ -98,6 +101,8 @@ def main() -> None:
                             stride=args.stride,
                             weighting=args.weighting, task_weights=task_weights, progress=False,
                             **({"fine_head": args.fine_head} if args.fine_head
+                               and method in ("msgl", "async-msgl") else {}),
+                            **({"input_scaling": args.input_scaling} if args.input_scaling
                                and method in ("msgl", "async-msgl") else {}),
                             **periods)
                 pred = downscale(sparse, model, time=test)

@@ -69,12 +69,14 @@ def fitted_residual() -> tuple[xr.Dataset, xmsgl.Downscaler]:
 def test_a_period_gives_the_days_of_the_whole_record(fitted, fitted_residual, scale: str,
                                                      head: str) -> None:
     ds, model = fitted if head == "concat" else fitted_residual
-    whole = ds.msgl.downscale(model, scale=scale, chunk=200, spinup=100)
+    # The default spin-up (180 days): how fast a model forgets its start is its own,
+    # and a 100-day spin-up left up to 0.08 degC with some fits of this basin.
+    whole = ds.msgl.downscale(model, scale=scale, chunk=200, spinup=180)
     for sel in (("2001-02-11", "2001-12-20"), ("2001-07-01", "2002-09-30")):
-        part = ds.msgl.downscale(model, scale=scale, time=sel, chunk=200, spinup=100)
+        part = ds.msgl.downscale(model, scale=scale, time=sel, chunk=200, spinup=180)
         # The recurrences forget their start within the spin-up; the attention spans
         # lie on the calendar and are whole at every window's end.
-        np.testing.assert_allclose(part.values, whole.sel(time=slice(*sel)).values, atol=0.02)
+        np.testing.assert_allclose(part.values, whole.sel(time=slice(*sel)).values, atol=0.005)
 
 
 @pytest.mark.parametrize("head", ["concat", "residual"])
@@ -102,8 +104,11 @@ def test_forcings_that_stop_after_the_period_do_not_block_it(fitted_residual, sc
     np.testing.assert_array_equal(got.values, ended.values)
     whole = ds.msgl.downscale(model, scale=scale, time=sel)
     # Only the last days, whose attention spans (two blocks of 30 days) reach past
-    # the stop, may differ from a run on the complete record.
-    np.testing.assert_array_equal(got.values[:, :-60], whole.values[:, :-60])
+    # the stop, may differ from a run on the complete record: the others to rounding,
+    # since the attention's one shift of its exponentials is the largest score of
+    # all the days run (xmsgl.nn.heads._shared_exp), which the later days can change.
+    np.testing.assert_allclose(got.values[:, :-60], whole.values[:, :-60], rtol=0, atol=1e-5)
+    assert np.abs(got.values[:, -60:] - whole.values[:, -60:]).max() > 1e-3
     with pytest.raises(xmsgl.exceptions.DataError, match="NaN"):
         cut.msgl.downscale(model, scale=scale, time=("2002-03-01", "2002-03-20"))
 

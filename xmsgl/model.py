@@ -67,6 +67,7 @@ from xmsgl.nn.msgl import BACKBONES, FINE_HEADS
 from xmsgl.nn.weights import CONFIG, model_sha256, read_weights, save_network, state_sha256
 from xmsgl.periods import period_mask
 from xmsgl.train import (
+    INPUT_SCALINGS,
     FeatureSpec,
     ModelData,
     check_weighting,
@@ -300,6 +301,9 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
         raise bad(f"the hyperparameters {wrong} must be positive integers")
     if hp.get("fine_head", "residual") not in FINE_HEADS:
         raise bad(f"the fine_head {hp.get('fine_head')!r} is not one of {list(FINE_HEADS)}")
+    if hp.get("input_scaling", "per-scale") not in INPUT_SCALINGS:
+        raise bad(f"the input_scaling {hp.get('input_scaling')!r} is not one of "
+                  f"{list(INPUT_SCALINGS)}")
     g = config["graph"]
     if not (isinstance(g, dict) and isinstance(g.get("fingerprint"), str)
             and all(_number(g.get(k)) for k in ("n_seg", "n_reach"))
@@ -528,6 +532,7 @@ def fit(
     backbone_options: dict[str, Any] | None = None,
     subbasin_batch: int | None = None,
     fine_head: str = "concat",
+    input_scaling: str = "per-scale",
     **options: Any,
 ) -> Downscaler | BaselineModel:
     """Fit a downscaling model to a dataset in the xmsgl convention.
@@ -622,6 +627,16 @@ def fit(
         output and the reach's states to the cross-scale prediction
         (:class:`xmsgl.nn.FineResidualHead`). Recorded in
         ``config["hyperparameters"]``.
+    input_scaling : {"per-scale", "pooled"}, default "per-scale"
+        How a driver found at both scales (``seg_X`` and ``reach_X``, fed through
+        the shared input projection) is standardized: ``"per-scale"``, each
+        variable by its own training values, so a driver enters as its relation to
+        its own scale's range; ``"pooled"``, one mean and standard deviation over
+        its segment and reach values together, so that the same value enters the
+        shared cell as the same score at either scale (pairs in different units
+        are scaled apart, with a warning). Read by ``"msgl"``, ``"async-msgl"``,
+        ``"direct"`` and ``"progressive"`` (the one-scale methods scale their own
+        inputs) and recorded in ``config["hyperparameters"]``.
     **options
         Settings of a baseline (``air_window``, ``min_obs``, ``power``, ``d_min``;
         see :func:`xmsgl.baselines.fit_baseline`). Refused for the networks.
@@ -681,6 +696,9 @@ def fit(
         raise ParameterError(f"backbone={backbone!r} is not known; use one of {list(BACKBONES)}")
     if fine_head not in FINE_HEADS:
         raise ParameterError(f"fine_head={fine_head!r} is not known; use one of {list(FINE_HEADS)}")
+    if not isinstance(input_scaling, str) or input_scaling not in INPUT_SCALINGS:
+        raise ParameterError(f"input_scaling={input_scaling!r} is not known; use one of "
+                             f"{list(INPUT_SCALINGS)}")
     if backbone != "dmsge" and backbone_options:
         raise ParameterError(f"backbone_options are options of backbone='dmsge'; drop them or "
                              f"pass backbone='dmsge' (got backbone={backbone!r})")
@@ -749,7 +767,8 @@ def fit(
         raise DataError(f"method {method!r} needs segment inputs (e.g. 'seg_air_temp'); none found")
     if uses_reach and not spec.reach_vars:
         raise DataError(f"method {method!r} needs reach inputs (e.g. 'reach_air_temp'); none found")
-    fit_scalers(ds, spec, masks["train"])
+    fit_scalers(ds, spec, masks["train"], input_scaling,
+                tuple(s for s, used in ((SEG, uses_seg), (REACH, uses_reach)) if used))
 
     y_reach = target_array(ds, "reach_temp", REACH)
     y_seg = target_array(ds, "seg_temp", SEG) if uses_seg else None
@@ -795,6 +814,8 @@ def fit(
           "stride": int(stride), "batch_size": batch_size,
           "clip_grad_norm": None if clip_grad_norm is None else float(clip_grad_norm),
           "fine_head": fine_head}
+    if uses_seg and uses_reach:
+        hp["input_scaling"] = input_scaling
     if subbasin_batch is not None:
         # Training on sub-basins changes what each step sees; recorded only when used.
         hp["subbasin_batch"] = int(subbasin_batch)
@@ -1004,6 +1025,7 @@ _METHOD_ONLY_ARGS: dict[str, tuple[str, ...]] = {
     "stage_a_variable": ("async-msgl",),
     "pretrain_epochs": ("async-msgl", "direct", "progressive"),
     "fine_head": ("msgl", "async-msgl"),
+    "input_scaling": ("msgl", "async-msgl", "direct", "progressive"),
 }
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,8 +28,16 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, InputVariables
-from xmsgl.exceptions import DataError, ParameterError, SchemaError, TimeError, TrainingError, XmsglError
+from xmsgl.convention import REACH, SEG, TIME, InputVariables, same_units
+from xmsgl.exceptions import (
+    DataError,
+    ParameterError,
+    SchemaError,
+    TimeError,
+    TrainingError,
+    XmsglError,
+    XmsglWarning,
+)
 from xmsgl.nn import FineHead, SparseGraph, graph_product
 from xmsgl.nn.rgrn import reusable_empty
 
@@ -196,19 +205,65 @@ def input_array(
     return np.ascontiguousarray(view) if contiguous else view
 
 
-def fit_scalers(ds: xr.Dataset, spec: FeatureSpec, train_mask: np.ndarray) -> None:
-    """Mean and standard deviation of each input over the training days (in place)."""
-    for name in spec.seg_vars + spec.reach_vars:
-        da = ds[name]
-        if TIME in da.dims:
-            vals = np.asarray(da.isel({TIME: np.flatnonzero(train_mask)}).values, dtype=np.float64)
-        else:
-            vals = np.asarray(da.values, dtype=np.float64)
-        finite = vals[np.isfinite(vals)]
+#: How :func:`fit_scalers` standardizes a driver found at both scales: ``"per-scale"``
+#: gives its segment and reach variables one mean and standard deviation each,
+#: ``"pooled"`` one for both (over the values of the scales the method trains on).
+INPUT_SCALINGS = ("per-scale", "pooled")
+
+
+def _training_values(ds: xr.Dataset, name: str, train_mask: np.ndarray) -> np.ndarray:
+    """The finite values of input ``name`` on the training days (all of a static one)."""
+    da = ds[name]
+    if TIME in da.dims:
+        vals = np.asarray(da.isel({TIME: np.flatnonzero(train_mask)}).values, dtype=np.float64)
+    else:
+        vals = np.asarray(da.values, dtype=np.float64)
+    return vals[np.isfinite(vals)]
+
+
+def fit_scalers(ds: xr.Dataset, spec: FeatureSpec, train_mask: np.ndarray,
+                scaling: str = "per-scale", scales: tuple[str, ...] = (SEG, REACH)) -> None:
+    """Mean and standard deviation of each input over the training days (in place).
+
+    With ``scaling="pooled"`` and both scales in ``scales``, each of the
+    ``spec.n_common`` drivers found at both scales gets one mean and standard
+    deviation over its segment and reach values together (count-weighted), so
+    that a value enters the shared input projection as the same score at either
+    scale; a pair whose ``units`` differ is scaled apart, with an
+    :class:`~xmsgl.exceptions.XmsglWarning`. Variables of one scale, and every
+    variable when ``scales`` names one scale, are scaled by their own values.
+    """
+    if scaling not in INPUT_SCALINGS:
+        raise ParameterError(f"input_scaling={scaling!r} is not known; use one of "
+                             f"{list(INPUT_SCALINGS)}")
+
+    def store(names: Sequence[str], finite: np.ndarray) -> None:
         mean = float(finite.mean()) if finite.size else 0.0
         std = float(finite.std()) if finite.size else 1.0
-        spec.mean[name] = mean
-        spec.std[name] = std if std > 1e-12 else 1.0
+        for name in names:
+            spec.mean[name] = mean
+            spec.std[name] = std if std > 1e-12 else 1.0
+
+    pooled = scaling == "pooled" and SEG in scales and REACH in scales
+    common = (list(zip(spec.seg_vars[:spec.n_common], spec.reach_vars[:spec.n_common]))
+              if pooled else [])
+    apart = [(a, b) for a, b in common if not same_units(spec.units[a], spec.units[b])]
+    if apart:
+        # Pooled values of two units would mean nothing; each keeps its own scaler.
+        warnings.warn(XmsglWarning(
+            "input_scaling='pooled': " + ", ".join(
+                f"{a!r} ({spec.units[a]}) and {b!r} ({spec.units[b]})" for a, b in apart)
+            + " feed the shared cell in different units, so each is standardized by its own "
+            "values; convert them to one unit to pool them"), stacklevel=3)
+        common = [pair for pair in common if pair not in apart]
+    for seg_name, reach_name in common:
+        store((seg_name, reach_name), np.concatenate(
+            [_training_values(ds, seg_name, train_mask),
+             _training_values(ds, reach_name, train_mask)]))
+    done = {n for pair in common for n in pair}
+    for name in spec.seg_vars + spec.reach_vars:
+        if name not in done:
+            store((name,), _training_values(ds, name, train_mask))
 
 
 def target_array(ds: xr.Dataset, name: str, dim: str, time_index: slice | None = None) -> np.ndarray:

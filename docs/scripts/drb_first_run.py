@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=DOCS / "drb_first_run.md")
+    parser.add_argument("--input-scaling", default=None, choices=["pooled", "per-scale"],
+                        help="fit's input_scaling (methods on both scales; default: fit's)")
     args = parser.parse_args(argv)
 
     import xmsgl
@@ -100,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         device=args.device,
         progress=False,
+        **({"input_scaling": args.input_scaling} if args.input_scaling else {}),
     )
     fit_s = time.perf_counter() - t1
     fine_pred = ds.msgl.downscale(model, scale="reach", device=args.device).transpose("reach", "time")
@@ -147,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Produced by `docs/scripts/drb_first_run.py` on {stamp}, on {where}, with xmsgl "
         f"{xmsgl.__version__}: `python docs/scripts/drb_first_run.py --epochs {args.epochs} "
-        f"--method {args.method} --seed {args.seed}`. Do not edit by hand; rerun the script.",
+        f"--method {args.method} --seed {args.seed}"
+        + (f" --input-scaling {args.input_scaling}" if args.input_scaling else "")
+        + "`. Do not edit by hand; rerun the script.",
         "",
         "## Data",
         "",
