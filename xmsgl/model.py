@@ -70,6 +70,7 @@ from xmsgl.train import (
     INPUT_SCALINGS,
     FeatureSpec,
     ModelData,
+    check_input_scaling,
     check_weighting,
     cross_row_blocks,
     epoch_days,
@@ -696,9 +697,7 @@ def fit(
         raise ParameterError(f"backbone={backbone!r} is not known; use one of {list(BACKBONES)}")
     if fine_head not in FINE_HEADS:
         raise ParameterError(f"fine_head={fine_head!r} is not known; use one of {list(FINE_HEADS)}")
-    if not isinstance(input_scaling, str) or input_scaling not in INPUT_SCALINGS:
-        raise ParameterError(f"input_scaling={input_scaling!r} is not known; use one of "
-                             f"{list(INPUT_SCALINGS)}")
+    check_input_scaling(input_scaling)
     if backbone != "dmsge" and backbone_options:
         raise ParameterError(f"backbone_options are options of backbone='dmsge'; drop them or "
                              f"pass backbone='dmsge' (got backbone={backbone!r})")
@@ -752,6 +751,7 @@ def fit(
     output = _OUTPUT[method]
     uses_seg = method != "fine-only"
     uses_reach = method != "remap"
+    scales = tuple(s for s, used in ((SEG, uses_seg), (REACH, uses_reach)) if used)
     if uses_seg:
         _need(ds, "seg_temp", SEG, method)
     _need(ds, "reach_temp", REACH, method)  # also validation for "remap"
@@ -767,8 +767,7 @@ def fit(
         raise DataError(f"method {method!r} needs segment inputs (e.g. 'seg_air_temp'); none found")
     if uses_reach and not spec.reach_vars:
         raise DataError(f"method {method!r} needs reach inputs (e.g. 'reach_air_temp'); none found")
-    fit_scalers(ds, spec, masks["train"], input_scaling,
-                tuple(s for s, used in ((SEG, uses_seg), (REACH, uses_reach)) if used))
+    fit_scalers(ds, spec, masks["train"], input_scaling, scales)
 
     y_reach = target_array(ds, "reach_temp", REACH)
     y_seg = target_array(ds, "seg_temp", SEG) if uses_seg else None
@@ -826,8 +825,7 @@ def fit(
     net = MSGLNet(spec.n_common, len(spec.seg_vars) - spec.n_common,
                   len(spec.reach_vars) - spec.n_common, hidden_, int(attn_window), int(attn_blocks),
                   backbone=backbone, backbone_options=dmsge_opts, fine_head=fine_head).to(dev)
-    _set_backbone_geometry(net, ds, tuple(s for s, used in ((SEG, uses_seg), (REACH, uses_reach))
-                                          if used))
+    _set_backbone_geometry(net, ds, scales)
 
     val_ranges = period_ranges(time, masks["val"])
     ys_std_reach = std(y_reach)

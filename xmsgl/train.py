@@ -211,6 +211,13 @@ def input_array(
 INPUT_SCALINGS = ("per-scale", "pooled")
 
 
+def check_input_scaling(scaling: object) -> None:
+    """Refuse an ``input_scaling`` that is not one of :data:`INPUT_SCALINGS`."""
+    if not isinstance(scaling, str) or scaling not in INPUT_SCALINGS:
+        raise ParameterError(f"input_scaling={scaling!r} is not known; use one of "
+                             f"{list(INPUT_SCALINGS)}")
+
+
 def _training_values(ds: xr.Dataset, name: str, train_mask: np.ndarray) -> np.ndarray:
     """The finite values of input ``name`` on the training days (all of a static one)."""
     da = ds[name]
@@ -233,9 +240,7 @@ def fit_scalers(ds: xr.Dataset, spec: FeatureSpec, train_mask: np.ndarray,
     :class:`~xmsgl.exceptions.XmsglWarning`. Variables of one scale, and every
     variable when ``scales`` names one scale, are scaled by their own values.
     """
-    if scaling not in INPUT_SCALINGS:
-        raise ParameterError(f"input_scaling={scaling!r} is not known; use one of "
-                             f"{list(INPUT_SCALINGS)}")
+    check_input_scaling(scaling)
 
     def store(names: Sequence[str], finite: np.ndarray) -> None:
         mean = float(finite.mean()) if finite.size else 0.0
