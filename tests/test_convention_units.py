@@ -379,3 +379,66 @@ def test_input_array_standardizes_every_layout_in_place_of_its_column() -> None:
     np.testing.assert_array_equal(ds["reach_a"].values, a)
     np.testing.assert_array_equal(ds["reach_b"].values, b)
     np.testing.assert_array_equal(ds["reach_c"].values, c)
+
+
+def test_input_days_are_input_array_a_block_at_a_time() -> None:
+    # Inference's inputs, standardized a block of days at a time: every block is the
+    # same days of input_array to the last bit, for float64 and float32 variables, on
+    # (time, reach) and (reach, time), and static ones; earlier blocks stay valid
+    # while later ones are made (their buffer is not reused while viewed), and the
+    # data set is left as it was.
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    from xmsgl.train import FeatureSpec, InputDays, input_array
+
+    rng = np.random.default_rng(1)
+    # Blocks of 7 days and more are over 4 MB: the recurrence's reused buffers.
+    n_time, n_reach = 40, 60_000
+    a = rng.normal(5.0, 2.0, size=(n_time, n_reach))  # float64, as netCDF often gives
+    b = rng.normal(-3.0, 0.5, size=(n_reach, n_time)).astype(np.float32)
+    c = rng.normal(10.0, 4.0, size=n_reach)
+    ds = xr.Dataset({"reach_a": (("time", "reach"), a.copy()),
+                     "reach_b": (("reach", "time"), b.copy()),
+                     "reach_c": (("reach",), c.copy())})
+    names = ["reach_b", "reach_c", "reach_a"]
+    spec = FeatureSpec(seg_vars=[], reach_vars=names, n_common=0, units={}, static={},
+                       mean={"reach_a": 5.1, "reach_b": -3.0, "reach_c": 10.3},
+                       std={"reach_a": 2.2, "reach_b": 0.45, "reach_c": 4.1})
+    ref = input_array(ds, names, "reach", spec)
+    days = InputDays(ds, names, "reach", spec)
+    assert days.shape == ref.shape and len(days) == n_time and days.dtype == np.float32
+    blocks = [(0, 7), (7, 14), (14, 40), (3, 5), (39, 40)]
+    got = [days[t0:t1] for t0, t1 in blocks]
+    for (t0, t1), block in zip(blocks, got, strict=True):
+        assert block.shape == (t1 - t0, n_reach, 3) and block.dtype == np.float32
+        np.testing.assert_array_equal(block, ref[t0:t1])
+    np.testing.assert_array_equal(np.asarray(days), ref)
+    np.testing.assert_array_equal(days[5:9:2], ref[5:9:2])
+    part = InputDays(ds, names, "reach", spec, slice(10, 30))
+    np.testing.assert_array_equal(part[0:20], ref[10:30])
+    np.testing.assert_array_equal(ds["reach_a"].values, a)
+    np.testing.assert_array_equal(ds["reach_b"].values, b)
+    np.testing.assert_array_equal(ds["reach_c"].values, c)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -9999.0])
+@pytest.mark.parametrize("name", ["reach_a", "reach_c"])
+def test_input_days_refuse_what_input_array_refuses(bad: float, name: str) -> None:
+    # The checks run on construction, before any work, with input_array's message.
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    from xmsgl.train import FeatureSpec, InputDays, input_array
+
+    ds = xr.Dataset({"reach_a": (("time", "reach"), np.ones((6, 5))),
+                     "reach_c": (("reach",), np.ones(5, dtype=np.float32))})
+    ds[name].values[(1, 2) if name == "reach_a" else 3] = bad
+    names = ["reach_a", "reach_c"]
+    spec = FeatureSpec(seg_vars=[], reach_vars=names, n_common=0, units={}, static={},
+                       mean=dict.fromkeys(names, 1.0), std=dict.fromkeys(names, 0.5))
+    with pytest.raises(DataError) as ref:
+        input_array(ds, names, "reach", spec)
+    with pytest.raises(DataError) as got:
+        InputDays(ds, names, "reach", spec)
+    assert str(got.value) == str(ref.value)
+    assert repr(name) in str(got.value)
+    assert ("NaN or infinite" in str(got.value)) == (not np.isfinite(bad))

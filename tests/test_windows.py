@@ -169,6 +169,10 @@ def test_fine_recurrence_by_blocks_of_days_gives_the_same_prediction(
     rows = np.array([3, 10, 11, 40])
     ref = train.predict(model.net, data, 30, ds.sizes["time"], output="fine",
                         device=torch.device("cpu"), chunk=200, spinup=100, rows=rows)["reach"]
+    # The coarse recurrence takes the same turns: the coarse prediction made with the
+    # fine one is what the coarse path alone gives.
+    coarse = train.predict(model.net, data, 30, ds.sizes["time"], output="coarse",
+                           device=torch.device("cpu"), chunk=200, spinup=100)["seg"]
     n_reach = ds.sizes["reach"]
     hidden = model.net.hidden
     monkeypatch.setattr(train, "STATE_BLOCK_BYTES", block_days * n_reach * hidden * 4)
@@ -178,3 +182,7 @@ def test_fine_recurrence_by_blocks_of_days_gives_the_same_prediction(
                         device=torch.device("cpu"), chunk=200, spinup=100, rows=rows)["reach"]
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
     assert np.isfinite(got).all()
+    with_fine = train.predict(model.net, data, 30, ds.sizes["time"], output="fine",
+                              device=torch.device("cpu"), chunk=200, spinup=100)["seg"]
+    np.testing.assert_allclose(with_fine, coarse, rtol=0, atol=1e-6)
+    assert np.isfinite(with_fine).all() and np.ptp(with_fine) > 0.5

@@ -132,7 +132,7 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
     dev = resolve_device(device)
     data = _rebuild(model, ds, graphs, dev, tsel)
     net = net.to(dev)
-    x = torch.from_numpy(data.x_reach).to(dev).unsqueeze(2)  # (T, N, 1, F)
+    x = torch.from_numpy(np.asarray(data.x_reach)).to(dev).unsqueeze(2)  # (T, N, 1, F)
     backbone.record = {}
     try:
         with torch.inference_mode():

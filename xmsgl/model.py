@@ -69,6 +69,7 @@ from xmsgl.periods import period_mask
 from xmsgl.train import (
     INPUT_SCALINGS,
     FeatureSpec,
+    InputDays,
     ModelData,
     check_input_scaling,
     check_weighting,
@@ -1134,12 +1135,14 @@ def _rebuild(model: Downscaler, ds: xr.Dataset, graphs: Any, dev: torch.device,
     :func:`_set_backbone_geometry`."""
     spec = model.features
     n_time = len(range(*time_index.indices(ds.sizes[TIME])))
-    # (T, N, F) views of the inputs' planes: the recurrence copies a day at a time.
-    x_seg = (input_array(ds, spec.seg_vars, SEG, spec, time_index, contiguous=False) if spec.seg_vars
-             and model.output != "fine_only" else np.zeros((n_time, graphs.n_seg, 0), np.float32))
+    # The inputs standardized a block of days at a time, when the recurrence asks.
+    x_seg: np.ndarray | InputDays = (
+        InputDays(ds, spec.seg_vars, SEG, spec, time_index) if spec.seg_vars
+        and model.output != "fine_only" else np.zeros((n_time, graphs.n_seg, 0), np.float32))
     use_reach = reach_inputs and model.output != "remap"
-    x_reach = (input_array(ds, spec.reach_vars, REACH, spec, time_index, contiguous=False)
-               if spec.reach_vars and use_reach else np.zeros((n_time, graphs.n_reach, 0), np.float32))
+    x_reach: np.ndarray | InputDays = (
+        InputDays(ds, spec.reach_vars, REACH, spec, time_index) if spec.reach_vars and use_reach
+        else np.zeros((n_time, graphs.n_reach, 0), np.float32))
     window = int(model.config["hyperparameters"]["window"])
     # Reaches per block of the fine heads: about 1 MB of a year's states on the CPU
     # (34 reaches at hidden size 20), whose attention buffers then stay in the caches;

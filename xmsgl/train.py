@@ -45,6 +45,7 @@ __all__ = [
     "FeatureSpec",
     "feature_spec",
     "input_array",
+    "InputDays",
     "target_array",
     "resolve_device",
     "split_periods",
@@ -133,6 +134,54 @@ def feature_spec(ds: xr.Dataset, inputs: InputVariables) -> FeatureSpec:
 MAX_STANDARD_SCORE = 1000.0
 
 
+def _input_values(sel: xr.Dataset, name: str, dim: str) -> tuple[np.ndarray, bool]:
+    """Input ``name`` of ``sel`` as it is stored (no copy where the data allow):
+    (T, N) (a transposed view for a variable stored on (N, T)) or (N,), and whether
+    it is static. :class:`SchemaError` for a variable on other dimensions."""
+    da = sel[name]
+    if set(da.dims) - {TIME, dim} or dim not in da.dims:
+        raise SchemaError(
+            f"input variable {name!r} is on dimensions {tuple(map(str, da.dims))}; the model "
+            f"uses it on ({dim!r}, 'time') or ({dim!r},): select or reduce the other dimensions "
+            f"(for example ds[{name!r}].isel(...)) before calling"
+        )
+    vals = np.asarray(da.values)
+    if not (np.issubdtype(vals.dtype, np.floating) or np.issubdtype(vals.dtype, np.integer)):
+        vals = vals.astype(np.float32)
+    if TIME not in da.dims:
+        return vals, True
+    return (vals if da.dims[0] == TIME else vals.T), False
+
+
+def _check_scores(name: str, lo: Any, hi: Any, vals: np.ndarray, spec: FeatureSpec, static: bool,
+                  n_time: int) -> None:
+    """Refuse input ``name`` whose smallest or largest standard score (``lo``,
+    ``hi``) is NaN, infinite or beyond :data:`MAX_STANDARD_SCORE`; ``vals`` are its
+    values, counted for the message only then."""
+    if lo >= -MAX_STANDARD_SCORE and hi <= MAX_STANDARD_SCORE:
+        return
+    as32 = np.asarray(vals, dtype=np.float32)
+    n_bad = int(np.count_nonzero(~np.isfinite(as32)))
+    if n_bad:
+        raise DataError(
+            f"input variable {name!r} has {n_bad} NaN or infinite values"
+            + ("" if static else f" in the {n_time} days used")
+            + (f"; it has no 'time' to interpolate along: fill it from related values, for "
+               f"a reach its segment's value, or a basin median with "
+               f"ds[{name!r}] = ds[{name!r}].fillna(ds[{name!r}].median())" if static else
+               f"; fill them (for example ds[{name!r}].interpolate_na('time') or .fillna(...))")
+            + f" or leave the variable out with ds.drop_vars({name!r})"
+        )
+    z = (as32 - np.float32(spec.mean[name])) / np.float32(spec.std[name])
+    n_far = int(np.count_nonzero(~(np.abs(z) <= MAX_STANDARD_SCORE)))
+    raise DataError(
+        f"input variable {name!r} has {n_far} values more than {MAX_STANDARD_SCORE:g} "
+        f"standard deviations from its training mean {spec.mean[name]:.4g} (standard "
+        f"deviation {spec.std[name]:.4g}); look for fill values such as -9999 or a change "
+        "of units, and mask or convert them"
+    )
+
+
 def input_array(
     ds: xr.Dataset, names: Sequence[str], dim: str, spec: FeatureSpec, time_index: slice | None = None,
     contiguous: bool = True,
@@ -140,9 +189,8 @@ def input_array(
     """Standardized inputs as float32 (T, N, F); static variables repeat over time.
 
     With ``contiguous=False`` the result is a (T, N, F) view of the variables'
-    contiguous (F, T, N) planes instead of a copy interleaved into (T, N, F): for
-    inference, whose recurrence copies one day's inputs at a time anyway (the copy
-    costs a pass over fresh memory and holds the inputs twice at its peak).
+    contiguous (F, T, N) planes instead of a copy interleaved into (T, N, F)
+    (inference takes :class:`InputDays` instead, which never holds all days).
 
     Raises :class:`DataError` naming the variable and the count of NaN values, or
     of values more than :data:`MAX_STANDARD_SCORE` standard deviations from the
@@ -157,52 +205,99 @@ def input_array(
     # twice as long.
     planes = np.empty((len(names), n_time, n_node), dtype=np.float32)
     for j, name in enumerate(names):
-        da = sel[name]
-        if set(da.dims) - {TIME, dim} or dim not in da.dims:
-            raise SchemaError(
-                f"input variable {name!r} is on dimensions {tuple(map(str, da.dims))}; the model "
-                f"uses it on ({dim!r}, 'time') or ({dim!r},): select or reduce the other dimensions "
-                f"(for example ds[{name!r}].isel(...)) before calling"
-            )
-        # Standardized in float32 in the variable's plane ((T, N) as it is, (N, T)
-        # transposed on the way in); a static (N,) on its own, then broadcast.
-        vals = np.asarray(da.values, dtype=np.float32)
-        if TIME in da.dims:
-            z = planes[j]
-            z[...] = vals if da.dims[0] == TIME else vals.T
-            z -= np.float32(spec.mean[name])
+        vals, static = _input_values(sel, name, dim)
+        # Standardized in float32 in the variable's plane; a static (N,) on its own,
+        # then broadcast.
+        if static:
+            z = vals.astype(np.float32) - np.float32(spec.mean[name])
         else:
-            z = vals - np.float32(spec.mean[name])
+            z = planes[j]
+            z[...] = vals
+            z -= np.float32(spec.mean[name])
         z /= np.float32(spec.std[name])
         # The smallest and largest scores find NaN, infinite and far values together
         # (NaN propagates and fails both comparisons); only when some are found are
         # they told apart and counted for the message.
         lo, hi = (z.min(), z.max()) if z.size else (0.0, 0.0)
-        if not (lo >= -MAX_STANDARD_SCORE and hi <= MAX_STANDARD_SCORE):
-            ok = np.abs(z) <= MAX_STANDARD_SCORE
-            n_bad = int(np.count_nonzero(~np.isfinite(vals)))
-            if n_bad:
-                raise DataError(
-                    f"input variable {name!r} has {n_bad} NaN or infinite values"
-                    + (f" in the {n_time} days used" if TIME in da.dims else "")
-                    + (f"; fill them (for example ds[{name!r}].interpolate_na('time') or .fillna(...))"
-                       if TIME in da.dims else
-                       f"; it has no 'time' to interpolate along: fill it from related values, for "
-                       f"a reach its segment's value, or a basin median with "
-                       f"ds[{name!r}] = ds[{name!r}].fillna(ds[{name!r}].median())")
-                    + f" or leave the variable out with ds.drop_vars({name!r})"
-                )
-            n_far = int(np.count_nonzero(~ok))
-            raise DataError(
-                f"input variable {name!r} has {n_far} values more than {MAX_STANDARD_SCORE:g} "
-                f"standard deviations from its training mean {spec.mean[name]:.4g} (standard "
-                f"deviation {spec.std[name]:.4g}); look for fill values such as -9999 or a change "
-                "of units, and mask or convert them"
-            )
-        if TIME not in da.dims:
+        _check_scores(name, lo, hi, vals, spec, static, n_time)
+        if static:
             planes[j] = z
     view = planes.transpose(1, 2, 0)
     return np.ascontiguousarray(view) if contiguous else view
+
+
+class InputDays:
+    """Standardized inputs (T, N, F), float32, made a block of days at a time.
+
+    What :func:`input_array` gives, for inference, without holding every day: the
+    variables stay as the dataset stores them, and ``days[a:b]`` standardizes days
+    ``a`` to ``b`` into a reused buffer (a (b - a, N, F) view of its (F, b - a, N)
+    planes, the layout of ``input_array(..., contiguous=False)``, with the same
+    float32 operations: the same values to the last bit). The recurrence reads the
+    inputs a day at a time, and MSGL's fine recurrence runs over blocks of days
+    (:func:`_fine_by_chunks`): at 10^5 reaches and 11 inputs a year of scores
+    is 1.6 GB, which a first call also had the system find and zero pages for
+    (3.6 s against 0.3 s once the memory was the process's own).
+
+    The checks of :func:`input_array` run on construction, on each variable's
+    smallest and largest value (rounding is monotone, so these give the smallest
+    and largest score): errors come before any work. A buffer is reused only once
+    nothing views it (:func:`xmsgl.nn.rgrn.reusable_empty`), so earlier blocks stay
+    valid. ``np.asarray(days)`` gives all days at once.
+    """
+
+    def __init__(self, ds: xr.Dataset, names: Sequence[str], dim: str, spec: FeatureSpec,
+                 time_index: slice | None = None) -> None:
+        sel = ds if time_index is None else ds.isel({TIME: time_index})
+        n_time, n_node = sel.sizes[TIME], sel.sizes[dim]
+        self.shape = (n_time, n_node, len(names))
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 3
+        self._mean = [np.float32(spec.mean[n]) for n in names]
+        self._std = [np.float32(spec.std[n]) for n in names]
+        self._values: list[np.ndarray] = []  # (T, N) as stored, or a static's (N,) scores
+        self._static: list[bool] = []
+        for name, mean, std in zip(names, self._mean, self._std, strict=True):
+            vals, static = _input_values(sel, name, dim)
+            if vals.size:
+                lo = (np.float32(vals.min()) - mean) / std
+                hi = (np.float32(vals.max()) - mean) / std
+            else:
+                lo = hi = np.float32(0.0)
+            _check_scores(name, lo, hi, vals, spec, static, n_time)
+            if static:
+                z = vals.astype(np.float32) - mean
+                z /= std
+                vals = z
+            self._values.append(vals)
+            self._static.append(static)
+        self._days = 0  # the longest block made: buffers of one size are reused
+        self._like = torch.empty(0, dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        full = np.array(self[0: self.shape[0]], copy=True)
+        return full if dtype is None else full.astype(dtype, copy=False)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if not (isinstance(key, slice) and key.step in (None, 1)):
+            return np.asarray(self)[key]
+        t0, t1, _ = key.indices(self.shape[0])
+        t1 = max(t0, t1)
+        n_feat, n_node = self.shape[2], self.shape[1]
+        self._days = max(self._days, t1 - t0)
+        block = reusable_empty((n_feat, self._days, n_node), self._like).numpy()[:, : t1 - t0]
+        for j in range(n_feat):
+            z = block[j]
+            if self._static[j]:
+                z[...] = self._values[j]
+                continue
+            z[...] = self._values[j][t0:t1]
+            z -= self._mean[j]
+            z /= self._std[j]
+        return block.transpose(1, 2, 0)
 
 
 #: How :func:`fit_scalers` standardizes a driver found at both scales: ``"per-scale"``
@@ -508,8 +603,8 @@ def min_norm_weights(gram: np.ndarray, iters: int = 50, tol: float = 1e-7) -> np
 class ModelData:
     """Standardized arrays and graphs of one dataset, ready for the network."""
 
-    x_seg: np.ndarray  # (T, S, F_seg)
-    x_reach: np.ndarray  # (T, R, F_reach)
+    x_seg: np.ndarray | InputDays  # (T, S, F_seg)
+    x_reach: np.ndarray | InputDays  # (T, R, F_reach)
     graphs: dict[str, SparseGraph]  # sparse "coarse", "fine", "cross" on the device
     cross_rows: Sequence[tuple[int, int, SparseGraph]]  # row blocks of "cross" for inference
     reach_seg_idx: np.ndarray  # (R,) position of each reach's segment
@@ -572,7 +667,7 @@ def cross_row_blocks(graphs: Any, device: torch.device, rows: int) -> CrossRowBl
     return CrossRowBlocks(graphs, device, rows)
 
 
-def _batch(arr: np.ndarray, starts: Sequence[int], length: int, device: torch.device) -> torch.Tensor:
+def _batch(arr: np.ndarray | InputDays, starts: Sequence[int], length: int, device: torch.device) -> torch.Tensor:
     """Stack windows of ``arr`` (T, N, ...) side by side: (length, N, B, ...)."""
     if len(starts) == 1:
         # One window: a view of the array, no copy (torch shares numpy's memory).
@@ -991,35 +1086,43 @@ class _FineHeadDays:
 
 
 def _fine_by_chunks(net: Any, data: ModelData, starts: Sequence[int], length: int, cut: int,
-                    h_c: torch.Tensor, rows_t: torch.Tensor | None, head: _FineHeadDays,
-                    out: torch.Tensor, device: torch.device) -> None:
+                    rows_t: torch.Tensor | None, head: _FineHeadDays, out: torch.Tensor,
+                    coarse: torch.Tensor, device: torch.device) -> None:
     """MSGL's fine prediction of days ``[cut, length)`` of the windows at ``starts``
-    into ``out`` (length - cut, R, B), the fine recurrence and the head taking turns
-    over blocks of days.
+    into ``out`` (length - cut, R, B), and the coarse one of all days into
+    ``coarse`` (length, S, B), the two recurrences and the head taking turns over
+    blocks of days.
 
-    The concatenated fine head reads each day's fine states alone, so no more than
-    one block of them is ever held: the states of a year of 10^5 reaches (2.9 GB,
-    which a first call also paid the system to zero page by page) are never made,
-    and the inputs are taken a block at a time as views.
+    The concatenated fine head reads each day's states alone, so no more than one
+    block of them is ever held: the fine states of a year of 10^5 reaches (2.9 GB,
+    which a first call also paid the system to zero page by page) and the coarse
+    ones (0.4 GB) are never made, and the inputs are standardized a block at a time.
     """
     nb = len(starts)
-    n_all = data.x_reach.shape[1]
-    # Blocks of about STATE_BLOCK_BYTES of states (all reaches: the recurrence runs
-    # on the whole graph).
+    n_all, n_seg = data.x_reach.shape[1], data.x_seg.shape[1]
+    # Blocks of about STATE_BLOCK_BYTES of fine states (all reaches: the recurrence
+    # runs on the whole graph).
     step = max(1, int(STATE_BLOCK_BYTES // max(1, n_all * nb * net.hidden * 4)))
     bounds = sorted({*range(0, length, step), cut, length})
     spans = list(zip(bounds[:-1], bounds[1:], strict=True))
     if not spans:
         return
-    buf = reusable_empty((max(b - a for a, b in spans), n_all, nb, net.hidden), h_c)
-    state = None
+    days = max(b - a for a, b in spans)
+    buf = reusable_empty((days, n_all, nb, net.hidden), out)
+    seg_buf = reusable_empty((days, n_seg, nb, net.hidden), out)
+    state = seg_state = None
     for a, b in spans:
-        x = _batch(data.x_reach, [s + a for s in starts], b - a, device)
+        firsts = [s + a for s in starts]
+        h_c, seg_state = net.hidden_states_from(_batch(data.x_seg, firsts, b - a, device),
+                                                data.graphs["coarse"], "seg", seg_state,
+                                                out=seg_buf[: b - a])
+        coarse[a:b] = net.coarse_prediction(h_c)
+        x = _batch(data.x_reach, firsts, b - a, device)
         hs, state = net.hidden_states_from(x, data.graphs["fine"], "reach", state, out=buf[: b - a])
         if b > cut:  # a >= cut: the bounds include cut
             if rows_t is not None:
                 hs = hs.index_select(1, rows_t)
-            head(h_c[a:b], hs, out[a - cut : b - cut])
+            head(h_c, hs, out[a - cut : b - cut])
 
 
 @torch.inference_mode()
@@ -1096,10 +1199,12 @@ def predict(
             starts = [w[0] for w in part]
             h_c = h_f = None
             coarse = None
-            if need_seg:
+            if need_seg and not by_chunks:
                 h_c = net.hidden_states(_batch(data.x_seg, starts, length, device), data.graphs["coarse"],
                                         "seg")
                 coarse = net.coarse_prediction(h_c)  # (L, S, B)
+            elif need_seg:  # made with the fine prediction, below
+                coarse = torch.empty(length, n_seg, len(part), device=device)
             if need_reach and not by_chunks:
                 h_f = net.hidden_states(_batch(data.x_reach, starts, length, device), data.graphs["fine"],
                                         "reach")
@@ -1120,16 +1225,16 @@ def predict(
                 fine = torch.empty(days, n_reach, nb, device=device)
                 blocks = cross_blocks
                 if output == "fine" and isinstance(net.fine_head, FineHead):
-                    assert h_c is not None
                     head = heads.get(nb)
                     if head is None:
                         head = heads[nb] = _FineHeadDays(net.fine_head, data, rows, cross_blocks,
-                                                         n_seg, n_reach, nb, h_c)
+                                                         n_seg, n_reach, nb, fine)
                     if by_chunks:
-                        _fine_by_chunks(net, data, starts, length, cut, h_c, rows_t, head, fine,
+                        assert coarse is not None
+                        _fine_by_chunks(net, data, starts, length, cut, rows_t, head, fine, coarse,
                                         device)
                     else:
-                        assert h_f is not None
+                        assert h_c is not None and h_f is not None
                         head(h_c[cut:], h_f[cut:], fine)
                     blocks = []  # done for this batch; the next batch needs the blocks again
                 # One contiguous (S, T, B, H) copy serves every block of reaches.
