@@ -1015,10 +1015,17 @@ def inference_windows(
 
 
 #: Bytes of fine states per block of days when MSGL's fine recurrence and its
-#: concatenated head take turns (:func:`_fine_by_chunks`): 8 days of 10^5 reaches.
-#: Blocks four times larger ran about 3% faster on repeated calls, but a first call
-#: touches that much more fresh memory, which cost more than it saved here.
-STATE_BLOCK_BYTES = 64e6
+#: concatenated head take turns (:func:`_fine_by_chunks`): 4 days of 10^5 reaches, 40
+#: of 10^4. Repeated calls run as fast with blocks of 16 to 256 MB (within the
+#: noise of the 2-core VM), but a first call pays the system for every page of fresh
+#: memory it touches: at 10^4 reaches halving these blocks, and quartering the head's
+#: below, took a first call's page faults from 75,000 to 31,000 and its time from
+#: 0.9-1.3 s to 0.8-0.9 s (docs/benchmarks.md).
+STATE_BLOCK_BYTES = 32e6
+
+#: Bytes of the fine head's pre-activations per block of days (:class:`_FineHeadDays`);
+#: the GELU's output takes as many again.
+HEAD_BLOCK_BYTES = 16e6
 
 
 class _FineHeadDays:
@@ -1029,9 +1036,9 @@ class _FineHeadDays:
     The head's first product is linear in the carried states, so it runs on the
     segments, and each day its ``W + 1`` columns are carried to the reaches by one
     sparse product added to the reaches' own product. The days go by blocks of
-    :attr:`step` days, about 64 MB of pre-activations, in buffers made once and
-    reused by every block (and, on the CPU, by later calls): fresh 64 MB tensors cost
-    more in page faults than the arithmetic on them.
+    :attr:`step` days, about :data:`HEAD_BLOCK_BYTES` of pre-activations, in buffers
+    made once and reused by every block (and, on the CPU, by later calls): fresh
+    tensors of tens of MB cost more in page faults than the arithmetic on them.
     """
 
     def __init__(self, head: Any, data: ModelData, rows: np.ndarray | None,
@@ -1049,7 +1056,7 @@ class _FineHeadDays:
         # columns took three times as long) and the linear branch's column gets
         # weight 0 after it.
         self.w_out = torch.cat([head.out.weight.reshape(-1), head.out.weight.new_zeros(1)])
-        self.step = max(1, int(64e6 // max(1, n_reach * nb * self.width * 4)))
+        self.step = max(1, int(HEAD_BLOCK_BYTES // max(1, n_reach * nb * self.width * 4)))
         self.n_seg, self.n_reach, self.nb = n_seg, n_reach, nb
         self._bufs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._like = like
