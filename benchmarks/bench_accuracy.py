@@ -53,6 +53,8 @@ def main() -> None:
                     help="fine_head of msgl and async-msgl (default: fit's)")
     ap.add_argument("--input-scaling", default=None, choices=["pooled", "per-scale"],
                     help="input_scaling of msgl and async-msgl (default: fit's)")
+    ap.add_argument("--ema-decay", type=float, default=None,
+                    help="ema_decay of every network method (default: none, fit's)")
     args = ap.parse_args()
     task_weights = None
     if args.task_weights:
@@ -80,6 +82,7 @@ def main() -> None:
                **({"task_weights": task_weights} if task_weights else {}),
                "dropped": args.drop, "fine_head": args.fine_head or "default",
                "input_scaling": args.input_scaling or "default",
+               **({"ema_decay": args.ema_decay} if args.ema_decay is not None else {}),
                "date": time.strftime("%Y-%m-%d")}
     seg_pos = topology_arrays(ds).reach_seg_idx
     inherited = ds.seg_temp_true.sel(time=slice(*test)).transpose("seg", "time").values[seg_pos]
@@ -104,6 +107,8 @@ def main() -> None:
                                and method in ("msgl", "async-msgl") else {}),
                             **({"input_scaling": args.input_scaling} if args.input_scaling
                                and method in ("msgl", "async-msgl") else {}),
+                            **({"ema_decay": args.ema_decay} if args.ema_decay is not None
+                               else {}),
                             **periods)
                 pred = downscale(sparse, model, time=test)
                 fit_seconds = time.perf_counter() - t0

@@ -71,6 +71,7 @@ from xmsgl.train import (
     FeatureSpec,
     InputDays,
     ModelData,
+    check_ema_decay,
     check_input_scaling,
     check_weighting,
     cross_row_blocks,
@@ -535,6 +536,7 @@ def fit(
     subbasin_batch: int | None = None,
     fine_head: str = "concat",
     input_scaling: str = "per-scale",
+    ema_decay: float | None = None,
     **options: Any,
 ) -> Downscaler | BaselineModel:
     """Fit a downscaling model to a dataset in the xmsgl convention.
@@ -639,6 +641,17 @@ def fit(
         are scaled apart, with a warning). Read by ``"msgl"``, ``"async-msgl"``,
         ``"direct"`` and ``"progressive"`` (the one-scale methods scale their own
         inputs) and recorded in ``config["hyperparameters"]``.
+    ema_decay : float, optional
+        Keep an exponential moving average of the weights, updated after every
+        optimizer step with this decay (0.95: each step's weights count for 5%), and
+        validate and keep the averaged weights (the checkpoint of the best epoch is
+        an average). Averaging damps the step-to-step noise that the early-stopping
+        choice on very sparse validation data follows: with 1% of the fine
+        observations kept, 0.95 lowered the test RMSE of MSGL by 0.031 degC and that
+        of fine-only by 0.011 over three seeds (``docs/benchmarks.md``). Default
+        ``None``: no average. Each stage (stage A, pretraining) keeps its own
+        average. Not with ``subbasin_batch``. Recorded in
+        ``config["hyperparameters"]`` when set.
     **options
         Settings of a baseline (``air_window``, ``min_obs``, ``power``, ``d_min``;
         see :func:`xmsgl.baselines.fit_baseline`). Refused for the networks.
@@ -694,6 +707,10 @@ def fit(
             or not np.isfinite(clip_grad_norm) or clip_grad_norm <= 0):
         raise ParameterError(f"clip_grad_norm={clip_grad_norm!r} must be a positive number (for "
                              "example 1.0) or None for no clipping")
+    check_ema_decay(ema_decay)
+    if ema_decay is not None and subbasin_batch is not None:
+        raise ParameterError("ema_decay is not available with subbasin_batch (each block of "
+                             "sub-basins is a separate run of the training loop): drop one of them")
     if backbone not in BACKBONES:
         raise ParameterError(f"backbone={backbone!r} is not known; use one of {list(BACKBONES)}")
     if fine_head not in FINE_HEADS:
@@ -816,6 +833,9 @@ def fit(
           "fine_head": fine_head}
     if uses_seg and uses_reach:
         hp["input_scaling"] = input_scaling
+    if ema_decay is not None:
+        # Recorded only when used: configs without it read as before.
+        hp["ema_decay"] = float(ema_decay)
     if subbasin_batch is not None:
         # Training on sub-basins changes what each step sees; recorded only when used.
         hp["subbasin_batch"] = int(subbasin_batch)
@@ -882,7 +902,7 @@ def fit(
             net, data, targets, wins, val=score, epochs=n_epochs, lr=float(lr), weighting=weighting,
             task_weights=task_weights, batch_size=batch_size, device=dev, rng=rng,
             progress=bool(progress), desc=f"{method} {stage}", clip_grad_norm=clip_grad_norm,
-            stage=stage, time=time)
+            stage=stage, time=time, ema_decay=ema_decay)
 
     reach_seg_idx = data.reach_seg_idx
     if method in ("msgl", "async-msgl"):

@@ -740,6 +740,44 @@ def check_weighting(weighting: object, task_weights: object) -> None:
         raise ParameterError(f"task_weights are all 0, so nothing would be trained; e.g. {example}")
 
 
+def check_ema_decay(ema_decay: Any) -> None:
+    """Raise :class:`ParameterError` unless ``ema_decay`` is None or a number in (0, 1)."""
+    if ema_decay is None:
+        return
+    if (isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float))
+            or not math.isfinite(ema_decay) or not 0 < ema_decay < 1):
+        raise ParameterError(
+            f"ema_decay={ema_decay!r} must be a number between 0 and 1, both excluded (for "
+            "example 0.95: each step's weights count for 5% of the average), or None for no "
+            "average"
+        )
+
+
+class WeightAverage:
+    """An exponential moving average of a module's weights (its floating-point
+    state; other entries, such as counters, follow the module's last value)."""
+
+    def __init__(self, net: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, net: torch.nn.Module) -> None:
+        """Fold the module's current weights into the average."""
+        for k, v in net.state_dict().items():
+            avg = self.state[k]
+            if v.is_floating_point():
+                avg.lerp_(v.detach(), 1.0 - self.decay)
+            else:
+                avg.copy_(v)
+
+    def swap_in(self, net: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """Load the average into ``net``; returns a copy of the weights it had."""
+        live = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        net.load_state_dict(self.state)
+        return live
+
+
 def train_tasks(
     net: Any,
     data: ModelData,
@@ -760,6 +798,7 @@ def train_tasks(
     clip_grad_norm: float | None = None,
     stage: str | None = None,
     time: pd.DatetimeIndex | None = None,
+    ema_decay: float | None = None,
 ) -> dict[str, Any]:
     """Train ``net`` on ``targets`` (task name -> standardized (T, N) array).
 
@@ -785,6 +824,13 @@ def train_tasks(
     epoch, ``stage``, task and windows (as dates of ``time`` when given, else as
     day positions) before any gradient is taken from it.
 
+    With ``ema_decay``, an exponential moving average of the weights is kept, updated
+    after every step (``avg = ema_decay * avg + (1 - ema_decay) * weights``, from the
+    weights the stage starts with); the score of every epoch is that of the averaged
+    weights, and those of the best epoch are the ones restored. Training itself goes
+    on from the weights of the last step. (With ``val=None`` the criterion is still
+    the epoch's training loss, a mean over the steps of the weights being trained.)
+
     Returns
     -------
     dict
@@ -801,6 +847,7 @@ def train_tasks(
             f"clip_grad_norm={clip_grad_norm!r} must be a positive number (for example 1.0) or None "
             "for no clipping"
         )
+    check_ema_decay(ema_decay)
     stage_name = stage if stage is not None else desc
 
     def window_text(starts: Sequence[int], n: int) -> str:
@@ -837,6 +884,7 @@ def train_tasks(
     history: dict[str, Any] = {"loss": [], "val": [], "best_epoch": None, "task_weights": {}}
     best = math.inf
     best_state = copy.deepcopy(net.state_dict())
+    average = WeightAverage(net, float(ema_decay)) if ema_decay is not None else None
 
     from tqdm.auto import tqdm
 
@@ -930,9 +978,12 @@ def train_tasks(
             if clip_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, float(clip_grad_norm))
             opt.step()
+            if average is not None:
+                average.update(net)
             losses.append(total)
             for t, w in weights.items():
                 wsum[t] += w / len(batches)
+        live = average.swap_in(net) if average is not None else None
         score = val(net) if val is not None else None
         history["loss"].append(float(np.mean(losses)) if losses else float("nan"))
         history["val"].append(score)
@@ -942,6 +993,8 @@ def train_tasks(
             best = crit
             history["best_epoch"] = epoch + 1
             best_state = copy.deepcopy(net.state_dict())
+        if live is not None:
+            net.load_state_dict(live)
         bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", val="-" if score is None else f"{score:.3f}")
     net.load_state_dict(best_state)
     return history
