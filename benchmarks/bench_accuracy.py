@@ -118,13 +118,12 @@ def main() -> None:
                 extra = {"rmse_observed_reaches": round(float(rmse_of(pred[gauged], truth)), 4),
                          "rmse_unobserved_reaches": round(float(rmse_of(pred[~gauged], truth)), 4),
                          "observed_reaches": int(gauged.sum())}
-                for stage, h in model.history.items():
-                    if isinstance(h, dict) and "best_epoch" in h:
-                        extra.setdefault("best_epoch", {})[stage] = h["best_epoch"]
-                        extra.setdefault("val_by_epoch", {})[stage] = [
-                            None if v is None else round(float(v), 4) for v in h.get("val", [])]
-                        extra.setdefault("task_weights_last_epoch", {})[stage] = {
-                            t: round(float(w), 3) for t, w in h.get("task_weights", {}).items()}
+                stages = {k: h for k, h in model.history.items() if isinstance(h, dict) and "val" in h}
+                extra["best_epoch"] = {k: h["best_epoch"] for k, h in stages.items()}
+                extra["val_by_epoch"] = {k: [None if v is None else round(v, 4) for v in h["val"]]
+                                         for k, h in stages.items()}
+                extra["task_weights_last_epoch"] = {
+                    k: {t: round(w, 3) for t, w in h["task_weights"].items()} for k, h in stages.items()}
                 if method in ("msgl", "async-msgl"):
                     cross = downscale(sparse, model, time=test, scale="cross")
                     extra["rmse_cross_scale_estimate"] = round(float(rmse_of(cross, truth)), 4)
