@@ -12,6 +12,8 @@ inherit it, the part of the fine signal the coarse scale does not carry. Each fi
 line also splits the RMSE between reaches with fine observations in the training
 period and the others, and for msgl and async-msgl scores the cross-scale estimate
 (task 1, ``downscale(..., scale="cross")``) that the fine task refines.
+Runs of separate seeds (often one process per seed) are pooled and compared seed
+by seed, with an interval for the mean gain, by ``summarize_accuracy.py``.
 
 Run (the full setting is long on two cores)::
 

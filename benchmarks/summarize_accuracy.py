@@ -1,0 +1,154 @@
+"""Pool the fits of several ``bench_accuracy.py`` runs and compare them seed by seed.
+
+``bench_accuracy.py`` prints one JSON line per fit; runs of different seeds are
+often made in separate processes (one seed each, side by side on the cores). This
+script reads the output of any number of such runs, groups the fits by setting
+(basin, test years, epochs, stride, weighting, options, share kept: everything on
+the line but the method, the seed, the scores and the date), and for each setting
+prints one JSON line per multi-scale method (msgl, async-msgl) against the best
+single-scale baseline (fine-only or remap, whichever has the lower mean over the
+seeds both were fitted on):
+
+* the seeds and each seed's RMSE for the method and the baseline;
+* ``gain_of_means``: ``1 - mean(method) / mean(baseline)``, the figure
+  ``bench_accuracy.py`` prints in its summary line;
+* ``gain_by_seed``: ``1 - method / baseline`` for each seed, the two fits of a seed
+  sharing the same sparsified observations, and their mean, standard deviation
+  (``ddof=1``) and a two-sided 95% Student-t interval for the mean. The interval
+  treats the seeds as independent draws; it says how far the mean gain could move
+  with other seeds, not how good one fit is;
+* ``goal_gain`` (0.20) and whether the gain of means and the interval's lower bound
+  reach it.
+
+Fits are deterministic per seed, so a fit that appears in two files must carry the
+same RMSE; the script stops with an error otherwise.
+
+Run::
+
+    python benchmarks/summarize_accuracy.py run_seed0.log run_seed1.log run_seed2.log
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+GOAL_GAIN = 0.20
+MULTI = ("msgl", "async-msgl")
+SINGLE = ("fine-only", "remap")
+# Fields of a fit's line that are not part of its setting.
+_NOT_SETTING = {"what", "method", "seed", "rmse", "mae", "fit_seconds", "date", "best_epoch",
+                "val_by_epoch", "task_weights_last_epoch", "rmse_observed_reaches",
+                "rmse_unobserved_reaches", "observed_reaches", "rmse_cross_scale_estimate"}
+
+
+def read_fits(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """The ``test_rmse_all_reaches`` records among ``lines`` (other lines are skipped)."""
+    fits = []
+    for line in lines:
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("what") == "test_rmse_all_reaches":
+            fits.append(rec)
+    return fits
+
+
+def setting_key(rec: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in rec.items() if k not in _NOT_SETTING}, sort_keys=True)
+
+
+def t_quantile_975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
+
+
+def compare(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One summary per (setting, multi-scale method) present with a single-scale baseline."""
+    by_setting: dict[str, dict[str, dict[int, float]]] = {}
+    for rec in fits:
+        scores = by_setting.setdefault(setting_key(rec), {}).setdefault(rec["method"], {})
+        seed = int(rec["seed"])
+        if seed in scores and scores[seed] != rec["rmse"]:
+            raise SystemExit(f"error: method {rec['method']!r}, seed {seed} appears twice with "
+                             f"different RMSE ({scores[seed]} and {rec['rmse']}) in the same "
+                             "setting; fits are deterministic per seed, so these files come "
+                             "from different code or data: pass only runs of one version")
+        scores[seed] = rec["rmse"]
+    out = []
+    for key, methods in by_setting.items():
+        setting = json.loads(key)
+        for multi in MULTI:
+            if multi not in methods:
+                continue
+            candidates = []
+            for single in SINGLE:
+                seeds = sorted(set(methods[multi]) & set(methods.get(single, {})))
+                if seeds:
+                    mean = sum(methods[single][s] for s in seeds) / len(seeds)
+                    candidates.append((mean, single, seeds))
+            if not candidates:
+                continue
+            _, base, seeds = min(candidates)
+            a = [methods[multi][s] for s in seeds]
+            b = [methods[base][s] for s in seeds]
+            gains = [1 - x / y for x, y in zip(a, b, strict=True)]
+            n = len(gains)
+            mean_gain = sum(gains) / n
+            line: dict[str, Any] = {
+                "what": "paired_gain", "method": multi, "baseline": base, "seeds": seeds,
+                f"rmse_{multi}": a, f"rmse_{base}": b,
+                "gain_of_means": round(1 - (sum(a) / n) / (sum(b) / n), 4),
+                "gain_by_seed": [round(g, 4) for g in gains],
+                "gain_by_seed_mean": round(mean_gain, 4),
+            }
+            if n > 1:
+                sd = math.sqrt(sum((g - mean_gain) ** 2 for g in gains) / (n - 1))
+                half = t_quantile_975(n - 1) * sd / math.sqrt(n)
+                line["gain_by_seed_sd"] = round(sd, 4)
+                line["gain_by_seed_ci95"] = [round(mean_gain - half, 4), round(mean_gain + half, 4)]
+            line["goal_gain"] = GOAL_GAIN
+            line["gain_of_means_reaches_goal"] = line["gain_of_means"] >= GOAL_GAIN
+            if n > 1:
+                line["ci95_lower_reaches_goal"] = line["gain_by_seed_ci95"][0] >= GOAL_GAIN
+            line["setting"] = setting
+            out.append(line)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("files", nargs="+", help="output of bench_accuracy.py runs ('-' for stdin)")
+    args = ap.parse_args(argv)
+    fits = []
+    for name in args.files:
+        if name == "-":
+            fits += read_fits(sys.stdin)
+        else:
+            with open(name, encoding="utf-8") as f:
+                fits += read_fits(f)
+    if not fits:
+        print("error: no 'test_rmse_all_reaches' line in the files given", file=sys.stderr)
+        return 1
+    lines = compare(fits)
+    if not lines:
+        print("error: no setting has both a multi-scale method (msgl, async-msgl) and a "
+              "single-scale baseline (fine-only, remap) fitted on the same seed", file=sys.stderr)
+        return 1
+    for line in lines:
+        print(json.dumps(line), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
