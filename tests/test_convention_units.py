@@ -442,3 +442,80 @@ def test_input_days_refuse_what_input_array_refuses(bad: float, name: str) -> No
     assert str(got.value) == str(ref.value)
     assert repr(name) in str(got.value)
     assert ("NaN or infinite" in str(got.value)) == (not np.isfinite(bad))
+
+
+# ------------------------------------------------ inputs already labelled degC
+
+
+@pytest.mark.parametrize(("bad", "says"), [(-9999.0, "fit no temperature scale.*-9999"),
+                                            (300.0, "already in K")])
+def test_degc_inputs_out_of_range_are_refused(bad: float, says: str) -> None:
+    # A fill value or kelvin values in an input labelled degC used to reach the model.
+    ds = basin()
+    vals = ds.reach_air_temp.values.copy()
+    if bad > 0:
+        vals = vals + 273.15  # kelvin values labelled degC
+    else:
+        vals[2, 3] = bad
+    with pytest.raises(UnitsError, match=rf"'reach_air_temp' is labelled 'degC', but it spans.*{says}"):
+        validate(relabel(ds, "reach_air_temp", "degC", vals))
+    # Marked to be ignored, or lazy (judged later, block by block): not read here.
+    ignored = relabel(ds, "reach_air_temp", "degC", vals)
+    ignored["reach_air_temp"].attrs["xmsgl_role"] = "ignore"
+    validate(ignored)
+    validate(relabel(ds, "reach_air_temp", "degC", vals).chunk({"time": 20}))
+
+
+@pytest.mark.parametrize("bad", [-9999.0, -263.0, 70.0])
+def test_input_arrays_refuse_implausible_degc_inputs(bad: float) -> None:
+    # The same bounds apply where the model reads its inputs: lazy blocks and
+    # datasets that were never validated pass through here.
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    from xmsgl.train import FeatureSpec, InputDays, input_array
+
+    names = ["reach_air_temp", "reach_q"]
+    ds = xr.Dataset({"reach_air_temp": (("time", "reach"), np.full((6, 5), 12.0)),
+                     "reach_q": (("time", "reach"), np.full((6, 5), -500.0))})
+    spec = FeatureSpec(seg_vars=[], reach_vars=names, n_common=0,
+                       units={"reach_air_temp": "degC", "reach_q": "m3 s-1"}, static={},
+                       mean={"reach_air_temp": 10.0, "reach_q": 0.0},
+                       std={"reach_air_temp": 1e4, "reach_q": 1e4})
+    input_array(ds, names, "reach", spec)  # -500 is no temperature: not judged
+    InputDays(ds, names, "reach", spec)
+    ds["reach_air_temp"].values[4, 1] = bad
+    for make in (input_array, InputDays):
+        with pytest.raises(UnitsError, match=r"input temperature 'reach_air_temp' spans") as info:
+            make(ds, names, "reach", spec)
+        assert ("labelled 'K'" in str(info.value)) == (bad == -263.0)
+
+
+# --------------------------------------------------- inputs on other dimensions
+
+
+def test_input_on_extra_dimension_is_refused_not_dropped() -> None:
+    # An ensemble of forcings was left out without a word and the model fitted
+    # without its air temperature.
+    ds = basin()
+    ens = ds.assign(reach_air_temp=xr.concat([ds.reach_air_temp, ds.reach_air_temp + 1], "member"))
+    with pytest.raises(SchemaError, match=r"'reach_air_temp' is on dimensions \('member', 'reach', 'time'\)"
+                                          r".*isel\(member=0\)"):
+        input_variables(ens)
+    with pytest.raises(SchemaError, match="'reach_air_temp'"):
+        validate(ens)
+    ens["reach_air_temp"].attrs["xmsgl_role"] = "ignore"
+    assert "reach_air_temp" not in input_variables(ens).all()
+
+
+def test_time_only_variable_warns_that_it_is_not_an_input() -> None:
+    ds = basin()
+    basin_air = ds.seg_air_temp.mean("seg").assign_attrs(units="degC")
+    with pytest.warns(XmsglWarning, match=r"'basin_air_temp' is on \('time',\) only.*broadcast_like"):
+        assert "basin_air_temp" not in input_variables(ds.assign(basin_air_temp=basin_air)).all()
+    # No units (a count, an index) or a dimensionless flag: not a forgotten forcing.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        input_variables(ds.assign(day_index=basin_air.assign_attrs(units="1")))
+        bare = basin_air.copy()
+        bare.attrs = {}
+        input_variables(ds.assign(day_index=bare))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -37,7 +38,7 @@ def test_output_is_labeled(basin: xr.Dataset, model: Downscaler, device: str) ->
     assert out.attrs["units"] == "degC" and "temperature" in out.attrs["long_name"]
     hist = out.attrs["history"]
     for part in (xmsgl.__version__, "method='msgl'", model.sha256[:16], f"device={device!r}",
-                 "spinup=180", "check_graph=True"):
+                 "spinup=180", "check_graph=True", "time=2001-03-01/2001-03-31"):
         assert part in hist
     np.testing.assert_array_equal(out.reach.values, basin.reach.values)
     assert out.reach_code.values[0] == f"r{basin.reach.values[0]}"  # input coordinates kept
@@ -159,6 +160,38 @@ def test_gap_in_days_restarts_the_recurrence(basin: xr.Dataset, model: Downscale
         late = downscale(gappy, model, time=period, **run)
     alone = downscale(gappy.isel(time=slice(80, None)), model, time=period, **run)
     np.testing.assert_allclose(late.values, alone.values, atol=1e-5)
+
+
+def test_days_short_of_warm_up_are_named(basin: xr.Dataset, model: Downscaler) -> None:
+    # The first days of a record (and after a gap) follow a fresh state; the output
+    # says which, so that they can be left out.
+    days = [str(d)[:10] for d in basin.time.values]
+    full = downscale(basin, model, spinup=30, chunk=50)
+    assert full.attrs["xmsgl_short_warmup"] == f"{days[0]}/{days[29]}"
+    assert full.attrs["cell_methods"] == "time: mean"
+    assert full.attrs["xmsgl_train_periods"] == ", ".join(
+        f"{a}/{b}" for a, b in model.config["periods"]["train"])
+    assert f"time={days[0]}/{days[-1]}" in full.attrs["history"]
+    late = downscale(basin, model, spinup=30, chunk=50, time=(days[40], days[60]))
+    assert "xmsgl_short_warmup" not in late.attrs
+    assert f"time={days[40]}/{days[60]}" in late.attrs["history"]
+    edge = downscale(basin, model, spinup=30, chunk=50, time=(days[20], days[60]))
+    assert edge.attrs["xmsgl_short_warmup"] == f"{days[20]}/{days[29]}"
+    keep = np.ones(basin.sizes["time"], dtype=bool)
+    keep[80:100] = False
+    with pytest.warns(xmsgl.TimeGapWarning):
+        gappy = downscale(basin.isel(time=keep), model, spinup=30, chunk=50)
+    assert gappy.attrs["xmsgl_short_warmup"] == f"{days[0]}/{days[29]}, {days[100]}/{days[129]}"
+
+
+def test_short_warmup_spans_stop_at_the_next_restart() -> None:
+    from xmsgl.downscale import short_warmup
+
+    times = pd.date_range("2001-01-01", periods=100).delete(range(10, 15))  # restarts at 10
+    breaks = np.array([10])
+    assert short_warmup(times, 0, 95, 30, breaks) == "2001-01-01/2001-01-10, 2001-01-16/2001-02-14"
+    assert short_warmup(times, 50, 95, 30, breaks) == ""
+    assert short_warmup(times, 0, 95, 0, breaks) == ""
 
 
 def test_gap_off_the_span_grid_keeps_days_on_the_calendar(basin: xr.Dataset, model: Downscaler) -> None:

@@ -169,9 +169,10 @@ def test_every_method_fits_and_predicts(basin: xr.Dataset, method: str) -> None:
 
 def test_async_stage_a_never_reads_test_period(basin: xr.Dataset) -> None:
     with pytest.raises(TimeError, match="test period"):
-        fit(basin, method="async-msgl", test=("2001-06-01", "2001-06-30"),
+        fit(basin, method="async-msgl", val=("2001-05-16", "2001-05-31"), test=("2001-06-01", "2001-06-30"),
             stage_a_period=("2001-01-01", "2001-06-30"), **FAST)
-    m = fit(basin, method="async-msgl", test=("2001-06-01", "2001-06-30"), **{**FAST, "epochs": 1})
+    m = fit(basin, method="async-msgl", val=("2001-05-16", "2001-05-31"), test=("2001-06-01", "2001-06-30"),
+            **{**FAST, "epochs": 1})
     (a0, a1), = m.config["stage_a"]["period"]
     assert pd.Timestamp(a1) < pd.Timestamp("2001-06-01")
     assert "stage_a" in m.history and "main" in m.history
@@ -199,7 +200,8 @@ def test_stage_a_without_targets_is_refused(basin: xr.Dataset) -> None:
     # Stage A used to run its epochs without a single loss.
     with pytest.raises(DataError, match="stage_a_variable 'seg_temp_record' has no value"):
         fit(ds, method="async-msgl", stage_a_variable="seg_temp_record",
-            stage_a_period=("2001-03-05", "2001-04-30"), test=("2001-06-01", "2001-06-30"), **FAST)
+            stage_a_period=("2001-03-05", "2001-04-30"), val=("2001-05-16", "2001-05-31"),
+            test=("2001-06-01", "2001-06-30"), **FAST)
     with pytest.raises(DataError, match="no day of the dataset"):
         fit(basin, method="async-msgl", stage_a_period=("1990", "1991"), **FAST)
     for tasks in (None, ()):
@@ -221,6 +223,20 @@ def test_fit_errors_name_the_problem(basin: xr.Dataset) -> None:
         fit(none, method="msgl", **FAST)
     with pytest.raises(TimeError, match="overlap"):
         fit(basin, method="msgl", train=("2001-01-01", "2001-05-01"), test=("2001-04-01", "2001-06-30"), **FAST)
+
+
+def test_empty_or_missing_validation_period(basin: xr.Dataset) -> None:
+    # A validation or test period outside the record used to leave fit without
+    # held-out days and say nothing.
+    for k in ("val", "test"):
+        with pytest.raises(TimeError, match=f"{'validation' if k == 'val' else 'test'} period .* holds no day"):
+            fit(basin, method="fine-only", train=("2001-01-01", "2001-04-30"),
+                **{k: ("2030-01-01", "2030-12-31")}, **FAST)
+    with pytest.warns(xmsgl.exceptions.XmsglWarning, match="no validation period"):
+        m = fit(basin, method="fine-only", train=("2001-01-01", "2001-04-30"), **{**FAST, "epochs": 1})
+    assert m.config["periods"]["val"] == [] and m.history["main"]["val"] == [None]
+    # Baselines choose no checkpoint: no warning for them.
+    fit(basin, method="climatology", test=("2001-06-01", "2001-06-30"))
 
 
 # ----------------------------------------------------------------------- save/load

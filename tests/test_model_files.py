@@ -156,6 +156,8 @@ def test_fine_head_is_read_from_the_config(saved: Path, basin: xr.Dataset, tmp_p
     lambda c: c["hyperparameters"].pop("window"),
     lambda c: c["hyperparameters"].update(attn_window=0),
     lambda c: c["graph"].update(options={"bogus": 1}),
+    lambda c: c["graph"].update(options={"max_hops": -3}),
+    lambda c: c["graph"].update(options={"weighting": "cosine"}),
     lambda c: c["variables"]["static"].pop(c["variables"]["reach_vars"][0]),
 ])
 def test_incomplete_settings_are_refused_at_load(saved: Path, basin: xr.Dataset, change) -> None:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from xmsgl.exceptions import SchemaError, XmsglError
+from xmsgl.exceptions import SchemaError, TimeError, XmsglError
 from xmsgl.sampling import sparsify
 
 
@@ -64,6 +64,9 @@ def test_bad_arguments(obs: xr.Dataset) -> None:
         sparsify(obs, by="segment")
     with pytest.raises(SchemaError, match="'seg_temp'"):
         sparsify(obs, variable="seg_temp")
+    # A period outside the record used to drop nothing and be recorded as applied.
+    with pytest.raises(TimeError, match=r"period=\('2030', '2031'\) holds no day of the dataset"):
+        sparsify(obs, keep=0.01, period=("2030", "2031"))
 
 
 def test_accessor_forwards(obs: xr.Dataset) -> None:

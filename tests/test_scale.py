@@ -382,6 +382,17 @@ def test_lazy_graph_check_up_front(basin: xr.Dataset, model: Downscaler) -> None
     assert out.chunks is not None
 
 
+def test_lazy_degc_labelled_kelvin_fails_at_compute(basin: xr.Dataset, model: Downscaler) -> None:
+    # Lazy values are not read to judge units; converted as labelled, degC values
+    # labelled K become about -263 degC and used to give plausible-looking output.
+    bad = basin.copy()
+    bad["seg_air_temp"] = bad.seg_air_temp.assign_attrs(units="K")
+    with pytest.warns(xmsgl.exceptions.UnitConversionWarning):
+        out = _chunked(bad).msgl.downscale(model, **RUN)
+    with pytest.raises(xmsgl.exceptions.UnitsError, match=r"input temperature 'seg_air_temp' spans -2"):
+        out.compute()
+
+
 # ------------------------------------------------------------------- output
 
 

@@ -435,6 +435,30 @@ def input_variables(
         group = dims if dims in groups else tuple(reversed(dims))
         if group in groups:
             candidates.append((name, da, group))
+        elif np.issubdtype(da.dtype, np.floating) and {SEG, REACH} & set(dims):
+            # A forcing with one more dimension (an ensemble member, a depth) would
+            # otherwise be left out without a word, and the model fitted without it.
+            node = SEG if SEG in dims else REACH
+            other = [d for d in dims if d not in (SEG, REACH, TIME)]
+            raise SchemaError(
+                f"variable {name!r} is on dimensions {dims}; model inputs are on ({node!r}, "
+                f"'time') or ({node!r},)"
+                + (f": select or reduce {format_ids(other)} (for example "
+                   f"ds[{name!r}].isel({other[0]}=0) or .mean({other[0]!r}))" if other else
+                   ": split it into one variable per scale")
+                + f", or leave it out with ds.drop_vars({name!r}) or "
+                f"ds[{name!r}].attrs['xmsgl_role'] = 'ignore'"
+            )
+        elif (warn and dims == (TIME,) and np.issubdtype(da.dtype, np.floating)
+              and _has_physical_units(name, da)):
+            warnings.warn(
+                f"variable {name!r} is on ('time',) only, so it is not a model input (inputs "
+                f"are on seg or reach); to use it as one, give it to every node, for example "
+                f"ds['reach_{name}'] = ds[{name!r}].broadcast_like(ds['reach']) "
+                f"(or set ds[{name!r}].attrs['xmsgl_role'] = 'ignore' to silence this)",
+                XmsglWarning,
+                stacklevel=2,
+            )
     _refuse_packed(ds, [name for name, _, _ in candidates])
     for name, da, group in candidates:
         if np.issubdtype(da.dtype, np.floating):
@@ -876,8 +900,9 @@ def _check_converted(
         looks = (f"its values ({rmin:.1f}..{rmax:.1f}) fit no temperature scale: mask fill "
                  f"values such as -9999 (ds[{name!r}].where(ds[{name!r}] != -9999)) and set "
                  f"ds[{name!r}].attrs['units'] to the unit they are really in")
+    spans = "it spans" if scale == "degC" else "converted to degC it spans"
     raise UnitsError(
-        f"{what} {name!r} is labelled {units!r}, but converted to degC it spans "
+        f"{what} {name!r} is labelled {units!r}, but {spans} "
         f"{vmin:.1f}..{vmax:.1f}, outside the plausible {lo:g}..{hi:g} degC for "
         f"{'water' if water else 'air and other'} temperatures; {looks}"
     )
@@ -937,6 +962,11 @@ def _temperature_to_celsius(
                     f"{vmin:.1f}..{vmax:.1f}; if it is kelvin or Fahrenheit set "
                     f"ds[{name!r}].attrs['units'] to 'K' or 'degF', else remove the bad values"
                 )
+        # Other temperatures in degC are judged like converted ones: a fill value such
+        # as -9999 or kelvin values labelled degC would otherwise reach the model.
+        if (not water and check_values and not lazy and not empty
+                and da.attrs.get("xmsgl_role") != "ignore"):
+            _check_converted(name, units, "degC", da, da, water=False)
         if units != "degC":
             new = da.copy(deep=False)
             new.attrs = {**da.attrs, "units": "degC"}
@@ -983,9 +1013,12 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
     ds : xarray.Dataset
         A dataset in the convention (see :mod:`xmsgl.convention`).
     check_values : bool, default True
-        Read in-memory target temperatures to judge whether their units are plausible.
-        Other temperatures converted from K or degF are judged whenever they are in
-        memory, since the conversion reads them anyway.
+        Read in-memory temperatures to judge whether their units are plausible: water
+        temperatures (targets and truth) against :data:`PLAUSIBLE_WATER_TEMP`, other
+        temperatures in degC against :data:`CONVERTED_OTHER_TEMP` (a fill value such as
+        -9999, or kelvin values labelled degC). Other temperatures converted from K or
+        degF are judged whenever they are in memory, since the conversion reads them
+        anyway.
 
     Returns
     -------

@@ -74,6 +74,44 @@ def _time_gaps(time: pd.DatetimeIndex, i0: int, i1: int, spinup: int) -> np.ndar
     return breaks
 
 
+def short_warmup(times: pd.DatetimeIndex, i0: int, i1: int, spinup: int, breaks: np.ndarray) -> str:
+    """The output days (positions ``i0`` to ``i1``) whose recurrent state had fewer
+    than ``spinup`` days of warm-up, as ISO intervals ``"first/last"`` joined by
+    ``", "``; ``""`` when there are none.
+
+    The state starts fresh at the first day of the record and after each gap
+    (``breaks``), so the days after those starts that are closer to them than
+    ``spinup`` days are less warmed up than the rest of the output.
+    """
+    starts = [0, *(int(b) for b in breaks), len(times)]
+    spans = []
+    for b, nxt in zip(starts[:-1], starts[1:], strict=True):
+        a, z = max(b, i0), min(b + spinup, nxt, i1)
+        if a < z:
+            spans.append(f"{times[a].date()}/{times[z - 1].date()}")
+    return ", ".join(spans)
+
+
+def output_attrs(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0: int, i1: int,
+                 spinup: int, breaks: np.ndarray, history: str) -> dict[str, Any]:
+    """The attributes of a downscaled DataArray, in memory and lazy alike."""
+    attrs: dict[str, Any] = {
+        "units": "degC",
+        "long_name": long_name(scale),
+        "cell_methods": "time: mean",
+        "xmsgl_method": model.method,
+        "xmsgl_model_sha256": model.sha256,
+    }
+    train = model.config.get("periods", {}).get("train")
+    if train:
+        attrs["xmsgl_train_periods"] = ", ".join(f"{a}/{b}" for a, b in train)
+    short = short_warmup(times, i0, i1, spinup, breaks)
+    if short:
+        attrs["xmsgl_short_warmup"] = short
+    attrs["history"] = history
+    return attrs
+
+
 def lookahead_end(model: Downscaler, scale: str, times: pd.DatetimeIndex, i1: int,
                   breaks: np.ndarray) -> int:
     """Where the inputs of a run ending at ``i1`` (exclusive) need to end: up to the
@@ -187,15 +225,22 @@ def downscale(
         plus :data:`xmsgl.scale.HALO_MARGIN`; without a cut, components are kept
         whole.
     threads : int or None, default 1
-        Lazy path: torch threads per worker process (process-wide); ``None`` leaves
-        torch's setting.
+        Lazy path only: torch threads per worker process (process-wide); ``None``
+        leaves torch's setting. In memory it is not read: the run uses
+        ``xmsgl.set_options(torch_threads=...)``, else torch's own setting.
 
     Returns
     -------
     xarray.DataArray
         float32 on (``reach``, ``time``) (or (``seg``, ``time``)), ``units="degC"``,
-        with the coordinates of ``ds`` along those dimensions and a ``history``
-        line naming the time, xmsgl version, method, model hash and device.
+        ``cell_methods="time: mean"``, with the coordinates of ``ds`` along those
+        dimensions and a ``history`` line naming the time of the run, the days
+        returned, xmsgl version, method, model hash and device. ``xmsgl_train_periods``
+        gives the model's training days, and ``xmsgl_short_warmup`` (only where
+        there are such days) the days returned whose recurrent state had fewer than
+        ``spinup`` days of warm-up (the first days of the record and after a gap,
+        as ISO intervals ``"first/last"``): they are less reliable, by up to a few
+        degC in the first weeks; start ``ds`` earlier, or leave them out.
 
     Raises
     ------
@@ -298,20 +343,15 @@ def downscale(
               if set(c.dims) <= {dim, TIME} and c.dims}
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     history = (f"{now} UTC: xmsgl {xmsgl.__version__} downscale(method={model.method!r}, "
-               f"scale={scale!r}, model sha256={model.sha256[:16]}, device={str(dev)!r}, "
-               f"spinup={int(spinup)}, chunk={int(chunk)}, check_graph={bool(check_graph)})")
+               f"scale={scale!r}, time={times[i0].date()}/{times[i1 - 1].date()}, model "
+               f"sha256={model.sha256[:16]}, device={str(dev)!r}, spinup={int(spinup)}, "
+               f"chunk={int(chunk)}, check_graph={bool(check_graph)})")
     return xr.DataArray(
         values,
         dims=(dim, TIME),
         coords=coords,
         name="reach_temp_cross" if scale == CROSS else f"{dim}_temp_pred",
-        attrs={
-            "units": "degC",
-            "long_name": long_name(scale),
-            "xmsgl_method": model.method,
-            "xmsgl_model_sha256": model.sha256,
-            "history": history,
-        },
+        attrs=output_attrs(model, scale, times, i0, i1, int(spinup), breaks, history),
     )
 
 

@@ -41,6 +41,7 @@ import inspect
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -57,6 +58,7 @@ from xmsgl.exceptions import (
     SchemaError,
     TimeError,
     XmsglError,
+    XmsglWarning,
     check_count,
     format_ids,
 )
@@ -131,7 +133,10 @@ class Downscaler:
     history : dict
         Training losses and validation scores per stage and epoch.
     sha256 : str
-        Hash of the weights, quoted in the ``history`` of downscaled outputs.
+        The model's identity: hash of its weights and settings together, quoted in
+        the ``history`` and ``xmsgl_model_sha256`` of downscaled outputs.
+    weights_sha256 : str
+        Hash of the weights alone, as recorded in ``config.json``.
 
     Examples
     --------
@@ -317,7 +322,7 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
                   "'seg_ids' and 'reach_ids' and a dict of 'options'")
     try:
         _check_graph_options(g.get("options", {}))
-    except ParameterError as err:
+    except (ParameterError, SchemaError) as err:
         raise bad(f"the graph entry's options cannot build the graphs: {err}") from None
 
 
@@ -426,7 +431,7 @@ def _set_backbone_geometry(net: MSGLNet, ds: xr.Dataset, scales: tuple[str, ...]
 
 
 def _resolve_periods(
-    time: pd.DatetimeIndex, train: Any, val: Any, test: Any
+    time: pd.DatetimeIndex, train: Any, val: Any, test: Any, *, selects_checkpoint: bool = True
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     if train is None and val is None and test is None:
         periods: dict[str, Any] = dict(split_periods(time))
@@ -445,6 +450,17 @@ def _resolve_periods(
     if not masks["train"].any():
         raise TimeError(f"the training period {periods['train']!r} holds no day of the dataset "
                         f"({time[0].date()} to {time[-1].date()})")
+    for k, what in (("val", "validation"), ("test", "test")):
+        if periods[k] is not None and not masks[k].any():
+            raise TimeError(f"the {what} period {periods[k]!r} holds no day of the dataset "
+                            f"({time[0].date()} to {time[-1].date()}); give dates inside it, "
+                            f"or leave {k}= out")
+    if selects_checkpoint and not masks["val"].any():
+        warnings.warn(
+            "no validation period: the checkpoint kept is the one with the lowest training "
+            "loss, and nothing held out judges it; give val=(start, end) (days not in train) "
+            "to choose it on held-out days",
+            XmsglWarning, stacklevel=3)
     out = {}
     for k, m in masks.items():
         r = period_ranges(time, m)
@@ -462,15 +478,18 @@ def check_seed(seed: object) -> None:
 def _check_graph_options(graph_options: object) -> None:
     if graph_options is None:
         return
-    from xmsgl.graph import build_graphs
+    from xmsgl.graph import _check_options, build_graphs
 
     if not isinstance(graph_options, dict):
         raise ParameterError(f"graph_options={graph_options!r} must be a dict of options of "
                              "xmsgl.graph.build_graphs, e.g. {'max_hops': 8}")
-    known = [p for p in inspect.signature(build_graphs).parameters if p != "ds"]
+    params = inspect.signature(build_graphs).parameters
+    known = [p for p in params if p != "ds"]
     unknown = sorted(str(k) for k in graph_options if k not in known)
     if unknown:
         raise ParameterError(f"graph_options {unknown} are not options of the graphs; use {known}")
+    # The values too, before any training (and when a saved model is loaded).
+    _check_options(**{**{p: params[p].default for p in known}, **graph_options})
 
 
 def _need(ds: xr.Dataset, name: str, dim: str, method: str) -> None:
@@ -560,7 +579,11 @@ def fit(
         Periods by date (ends included). When none is given, water years are
         split by :func:`xmsgl.train.split_periods` (last sixth test, the twelfth
         before it validation). When ``train`` is omitted it is every day outside
-        ``val`` and ``test``. Test-period targets are never read.
+        ``val`` and ``test``. Test-period targets are never read. A ``val`` or
+        ``test`` given that holds no day of the dataset raises
+        :class:`~xmsgl.exceptions.TimeError`; a network fitted with no validation
+        days keeps the epoch with the lowest training loss and warns
+        (:class:`~xmsgl.exceptions.XmsglWarning`).
     epochs : int, default 40
         Epochs of the main stage; the weights of the epoch with the best
         validation fine RMSE are kept.
@@ -1031,7 +1054,7 @@ def _fit_baseline(args: dict[str, Any]) -> BaselineModel:
         if not isinstance(ds, xr.Dataset) or TIME not in ds.coords:
             raise SchemaError("the dataset needs a 'time' coordinate to select the training period")
         periods, _ = _resolve_periods(pd.DatetimeIndex(ds[TIME].values), train, args["val"],
-                                      args["test"])
+                                      args["test"], selects_checkpoint=False)
         train = periods["train"]
     return fit_baseline(args["ds"], method, train=train, seed=args["seed"], **options)
 

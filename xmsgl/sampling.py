@@ -66,7 +66,7 @@ def sparsify(
     SchemaError
         ``variable`` is missing, not on (reach, time), or not of a float dtype.
     TimeError
-        ``time`` does not hold dates.
+        ``time`` does not hold dates, or ``period`` holds none of its days.
 
     Examples
     --------
@@ -110,7 +110,14 @@ def sparsify(
     # Only where the observations are is read: a dask-backed variable stays lazy.
     observed = np.asarray(da_rt.notnull().values)
     if period is not None:
-        observed &= period_mask(pd.DatetimeIndex(ds[TIME].values), period, "period")[None, :]
+        times = pd.DatetimeIndex(ds[TIME].values)
+        in_period = period_mask(times, period, "period")
+        if len(times) and not in_period.any():  # (an empty record has nothing to thin)
+            raise TimeError(
+                f"period={period!r} holds no day of the dataset ({times.min().date()} to "
+                f"{times.max().date()}), so nothing would be dropped; give dates inside it"
+            )
+        observed &= in_period[None, :]
     # The draw is made in the order of reach ids and dates, so that it does not
     # depend on how the dataset's rows happen to be ordered.
     rows = np.argsort(np.asarray(ds[REACH].values), kind="stable")

@@ -1350,8 +1350,8 @@ def _downscale_lazy(
         _time_gaps,
         _time_positions,
         check_compatible_vars_only,
-        long_name,
         lookahead_end,
+        output_attrs,
     )
     from xmsgl.graph import build_graphs
     from xmsgl.model import check_compatible
@@ -1476,16 +1476,14 @@ def _downscale_lazy(
               if set(c.dims) <= {dim, TIME} and c.dims}
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     history = (f"{now} UTC: xmsgl {xmsgl.__version__} downscale(method={model.method!r}, "
-               f"scale={scale!r}, model sha256={model.sha256[:16]}, {_device_note(device)}, "
+               f"scale={scale!r}, time={times[i0].date()}/{times[i1 - 1].date()}, model "
+               f"sha256={model.sha256[:16]}, {_device_note(device)}, "
                f"lazy: {len(part.blocks)} blocks x {len(t_ranges)} time blocks, "
                f"reach_chunk={reach_chunk}, halo={halo_}, time_block={time_block}, "
                f"spinup={int(spinup)}, chunk={chunk}, check_graph={bool(check_graph)})")
     return xr.DataArray(
         arr, dims=(dim, TIME), coords=coords, name=f"{dim}_temp_pred",
-        attrs={"units": "degC",
-               "long_name": long_name(scale),
-               "xmsgl_method": model.method, "xmsgl_model_sha256": model.sha256,
-               "history": history})
+        attrs=output_attrs(model, scale, times, i0, i1, int(spinup), gaps, history))
 
 
 

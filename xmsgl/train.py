@@ -28,13 +28,14 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, InputVariables, same_units
+from xmsgl.convention import CONVERTED_OTHER_TEMP, REACH, SEG, TIME, InputVariables, same_units
 from xmsgl.exceptions import (
     DataError,
     ParameterError,
     SchemaError,
     TimeError,
     TrainingError,
+    UnitsError,
     XmsglError,
     XmsglWarning,
 )
@@ -182,6 +183,36 @@ def _check_scores(name: str, lo: Any, hi: Any, vals: np.ndarray, spec: FeatureSp
     )
 
 
+def _check_temperature(name: str, vmin: float, vmax: float, spec: FeatureSpec, attrs: Any) -> None:
+    """Refuse a degC input whose values leave :data:`~xmsgl.convention.CONVERTED_OTHER_TEMP`.
+
+    The convention judges temperatures when it validates values in memory; this check
+    also covers lazy inputs (it runs on each block as it is computed) and inputs that
+    were never validated: a fill value such as -9999, or degC values labelled ``K``,
+    which the conversion turns into about -270 degC.
+    """
+    if spec.units.get(name) != "degC":
+        return
+    lo, hi = CONVERTED_OTHER_TEMP
+    if lo <= vmin and vmax <= hi:
+        return
+    note = attrs.get("xmsgl_note") if hasattr(attrs, "get") else None
+    if note:
+        hint = (f" It was {str(note).removesuffix(' by xmsgl')}: if its values were already "
+                f"in degC, set ds[{name!r}].attrs['units'] = 'degC'.")
+    elif -300 < vmin < -200:
+        hint = (" Values near -273 degC are what degC values labelled 'K' become: if so, set "
+                f"ds[{name!r}].attrs['units'] = 'degC'.")
+    else:
+        hint = ""
+    raise UnitsError(
+        f"input temperature {name!r} spans {vmin:.1f}..{vmax:.1f} degC here, outside the "
+        f"plausible {lo:g}..{hi:g} degC for air and other temperatures; mask fill values "
+        f"such as -9999 (ds[{name!r}].where(ds[{name!r}] > -9999)) or correct its 'units' "
+        f"attribute.{hint}"
+    )
+
+
 def input_array(
     ds: xr.Dataset, names: Sequence[str], dim: str, spec: FeatureSpec, time_index: slice | None = None,
     contiguous: bool = True,
@@ -220,6 +251,9 @@ def input_array(
         # they told apart and counted for the message.
         lo, hi = (z.min(), z.max()) if z.size else (0.0, 0.0)
         _check_scores(name, lo, hi, vals, spec, static, n_time)
+        if z.size:  # the scores' extremes are the values' extremes, standardized
+            _check_temperature(name, float(lo) * spec.std[name] + spec.mean[name],
+                               float(hi) * spec.std[name] + spec.mean[name], spec, sel[name].attrs)
         if static:
             planes[j] = z
     view = planes.transpose(1, 2, 0)
@@ -260,11 +294,14 @@ class InputDays:
         for name, mean, std in zip(names, self._mean, self._std, strict=True):
             vals, static = _input_values(sel, name, dim)
             if vals.size:
-                lo = (np.float32(vals.min()) - mean) / std
-                hi = (np.float32(vals.max()) - mean) / std
+                vmin, vmax = float(vals.min()), float(vals.max())
+                lo = (np.float32(vmin) - mean) / std
+                hi = (np.float32(vmax) - mean) / std
             else:
                 lo = hi = np.float32(0.0)
             _check_scores(name, lo, hi, vals, spec, static, n_time)
+            if vals.size:
+                _check_temperature(name, vmin, vmax, spec, sel[name].attrs)
             if static:
                 z = vals.astype(np.float32) - mean
                 z /= std
