@@ -264,3 +264,16 @@ def test_gru_reads_inputs_as_validated(gru_basin: xr.Dataset, gru_model) -> None
     bare = gru_basin.assign(reach_temp=gru_basin.reach_temp.drop_attrs())
     np.testing.assert_array_equal(gru_model.predict(bare, time=time).values,
                                   gru_model.predict(gru_basin, time=time).values)
+
+
+def test_mohseni_names_the_air_temperature_the_dataset_has(small_basin: xr.Dataset, fitted: dict) -> None:
+    # The Delaware files call it reach_tave_air; the message used to say only what is missing.
+    renamed = small_basin.rename(reach_air_temp="reach_tave_air")
+    with pytest.raises(xmsgl.SchemaError, match=r"\['reach_tave_air'\].*ds.assign\(reach_air_temp="):
+        fit_baseline(renamed, "mohseni")
+    with pytest.raises(xmsgl.SchemaError, match=r"reach_tave_air"):
+        fitted["mohseni"].predict(renamed)
+    with pytest.raises(xmsgl.SchemaError, match="add the daily mean air temperature"):
+        fit_baseline(small_basin.drop_vars("reach_air_temp"), "mohseni")
+    fixed = renamed.assign(reach_air_temp=renamed["reach_tave_air"])
+    assert fit_baseline(fixed, "mohseni").method == "mohseni"

@@ -379,3 +379,26 @@ def test_output_folder_refuses_a_dangling_link(tmp_path) -> None:
     with pytest.raises(ParameterError, match="symbolic link.*does not exist"):
         output_folder(link, "--outdir")
     assert output_folder(tmp_path / "new", "--outdir") == tmp_path / "new"
+
+
+def test_failed_chunk_of_an_eager_zarr_write_leaves_no_temporary_store(tmp_path: Path) -> None:
+    # The scheduler raises on the failed chunk while its other threads still write
+    # theirs: a first removal of the temporary store used to be undone by them.
+    dask = pytest.importorskip("dask")
+    import time
+
+    import dask.array as dsa
+
+    def slow(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        assert block_info is not None
+        if block_info[0]["chunk-location"] == (0, 0):
+            raise RuntimeError("chunk failed")  # at once, the others still at work
+        time.sleep(0.3)
+        return block
+
+    x = dsa.ones((40, 4), chunks=(4, 4)).map_blocks(slow, dtype=float)
+    with dask.config.set(scheduler="threads", num_workers=4):
+        with pytest.raises(RuntimeError, match="chunk failed"):
+            to_zarr_safe(xr.Dataset({"v": (("a", "b"), x)}), tmp_path / "out.zarr")
+    time.sleep(0.5)
+    assert leftovers(tmp_path) == [] and not (tmp_path / "out.zarr").exists()

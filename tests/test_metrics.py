@@ -150,8 +150,26 @@ def test_no_overlap_is_an_error(obs2d: xr.DataArray) -> None:
     with pytest.raises(xmsgl.DataError, match=r"share no 'reach' label.*\[21, 22, 23\]"):
         evaluate(other, obs2d)
     later = obs2d.assign_coords(time=obs2d.time + np.timedelta64(3650, "D"))
-    with pytest.raises(xmsgl.DataError, match="share no 'time' label"):
+    with pytest.raises(xmsgl.DataError, match="share no 'time' label") as info:
         evaluate(later, obs2d)
+    assert "times of day" not in str(info.value)
+
+
+def test_noon_stamps_against_midnight_stamps_read_apart(obs2d: xr.DataArray) -> None:
+    # Both sides used to be listed as the same dates ('2001-01-01', ...).
+    noon = obs2d.assign_coords(time=obs2d.time + np.timedelta64(12, "h"))
+    with pytest.raises(xmsgl.DataError, match=r"prediction \['2001-01-01', .*observed "
+                                              r"\['2001-01-01T12:00:00', .*share days but not times "
+                                              r"of day.*dt.floor\('D'\)"):
+        evaluate(obs2d, noon)
+    floored = noon.assign_coords(time=noon["time"].dt.floor("D"))
+    assert float(evaluate(obs2d, floored).rmse) == 0.0
+
+
+def test_timezone_aware_time_is_a_time_error(obs2d: xr.DataArray) -> None:
+    aware = obs2d.assign_coords(time=obs2d.indexes["time"].tz_localize("UTC"))
+    with pytest.raises(xmsgl.TimeError, match="timezone-aware.*tz_localize\\(None\\)"):
+        evaluate(obs2d, aware)
 
 
 def test_exact_join_names_the_mismatch(obs2d: xr.DataArray) -> None:

@@ -326,3 +326,10 @@ def test_baseline_fit_refuses_network_arguments(tiny_basin: xr.Dataset) -> None:
         fit(tiny_basin, method="msgl", air_window=3)
     with pytest.raises(ParameterError, match="climatology"):
         fit(tiny_basin, method="magic")
+
+
+def test_fit_is_a_top_level_function() -> None:
+    # The documentation writes xmsgl.fit(ds, method, ...), as it writes xmsgl.load(path).
+    assert xmsgl.fit is fit and xmsgl.load is xmsgl.model.load
+    with pytest.raises(AttributeError, match="no attribute 'fitt'"):
+        xmsgl.fitt  # noqa: B018

@@ -52,6 +52,7 @@ __all__ = [
     "XmsglWarning",
     "__version__",
     "datasets",
+    "fit",
     "get_option",
     "load",
     "set_options",
@@ -70,4 +71,8 @@ def __getattr__(name: str) -> Any:
         from xmsgl.model import load
 
         return load
+    if name == "fit":
+        from xmsgl.model import fit
+
+        return fit
     raise AttributeError(f"module 'xmsgl' has no attribute {name!r}")

@@ -60,7 +60,7 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, Topology, topology_arrays, validate
+from xmsgl.convention import REACH, SEG, TIME, Topology, is_temperature_units, topology_arrays, validate
 from xmsgl.exceptions import (
     DataError,
     ModelMismatchError,
@@ -410,9 +410,7 @@ class BaselineModel:
         if self.method == "climatology":
             values = clim_r
         elif self.method == "mohseni":
-            air = _reach_time(ds, "reach_air_temp", REACH)
-            if air is None:
-                raise SchemaError("method 'mohseni' needs 'reach_air_temp' on (reach, time) in degC")
+            air = _mohseni_air(ds)
             air = _smooth_air(air, int(self.config["settings"]["air_window"]))
             p = self.arrays["params"][r_pos]
             with np.errstate(over="ignore"):
@@ -611,14 +609,26 @@ def _setting(name: str, value: Any, default: int | float) -> int | float:
     return int(float(value)) if isinstance(default, int) else float(value)
 
 
+def _mohseni_air(ds: xr.Dataset) -> np.ndarray:
+    """``reach_air_temp`` as (reach, time) values, or a :class:`SchemaError` that names
+    the dataset's other air temperatures (the Delaware files have ``reach_tave_air``)."""
+    air = _reach_time(ds, "reach_air_temp", REACH)
+    if air is not None:
+        return air
+    others = sorted(str(k) for k, v in ds.data_vars.items()
+                    if set(map(str, v.dims)) == {REACH, TIME} and "air" in str(k)
+                    and is_temperature_units(v.attrs.get("units", "")))
+    hint = (f"; this dataset has {others}: use one as the air temperature with "
+            f"ds = ds.assign(reach_air_temp=ds[{others[0]!r}])" if others else
+            "; add the daily mean air temperature at each reach")
+    raise SchemaError(f"method 'mohseni' needs 'reach_air_temp' on (reach, time) in degC{hint}")
+
+
 def _fit_mohseni_all(
     ds: xr.Dataset, y_reach: np.ndarray, y_seg: np.ndarray | None, topo: Topology,
     settings: dict[str, Any],
 ) -> tuple[np.ndarray, np.ndarray]:
-    air_raw = _reach_time(ds, "reach_air_temp", REACH)
-    if air_raw is None:
-        raise SchemaError("method 'mohseni' needs 'reach_air_temp' on (reach, time) in degC")
-    air = _smooth_air(air_raw, int(settings["air_window"]))
+    air = _smooth_air(_mohseni_air(ds), int(settings["air_window"]))
     min_obs = int(settings["min_obs"])
     outlet = _outlet_reach_idx(topo)
     xs = [air[np.isfinite(y_reach)]]

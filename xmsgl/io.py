@@ -47,6 +47,7 @@ import json
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +73,28 @@ def _remove(path: Path) -> None:
             path.unlink(missing_ok=True)
     except OSError:  # best effort: a leftover temporary entry is harmless
         pass
+
+
+#: After a failed write, how long the temporary entry must stay gone before it is
+#: taken as removed, and how long to keep removing it at most (seconds).
+_SETTLE_S, _SETTLE_LIMIT_S = 1.0, 60.0
+
+
+def _remove_settled(path: Path) -> None:
+    """Remove ``path`` and keep removing it until it stays gone for :data:`_SETTLE_S`.
+
+    When one chunk of a dask-backed write fails, the threaded scheduler raises at
+    once while its other threads go on writing their chunks, which recreate the
+    temporary store's folders after a first removal. Best effort, bounded by
+    :data:`_SETTLE_LIMIT_S`.
+    """
+    _remove(path)
+    start = quiet = time.monotonic()
+    while time.monotonic() - quiet < _SETTLE_S and time.monotonic() - start < _SETTLE_LIMIT_S:
+        time.sleep(0.05)
+        if os.path.lexists(path):
+            _remove(path)
+            quiet = time.monotonic()
 
 
 def _refuse_existing(path: Path) -> None:
@@ -395,7 +418,7 @@ def _write(write: Callable[[Path], Any], final: Path, overwrite: bool, compute: 
     try:
         result = write(tmp)
     except BaseException:
-        _remove(tmp)
+        _remove_settled(tmp)
         raise
     if compute:
         return _commit(result, tmp, final, overwrite)

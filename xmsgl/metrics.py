@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xmsgl.convention import _temperature_scale, _temperature_to_celsius, same_units
+from xmsgl.convention import _refuse_timezones, _temperature_scale, _temperature_to_celsius, same_units
 from xmsgl.exceptions import (
     DataError,
     SchemaError,
@@ -167,7 +167,8 @@ def align_pair(
         degF (undecoded fill values).
     TimeError
         A time coordinate repeats a label (other dimensions: ``DataError``); the
-        message names the dimension and the first repeated label.
+        message names the dimension and the first repeated label. A timezone-aware
+        ``time`` coordinate, with the fix.
 
     Examples
     --------
@@ -189,6 +190,8 @@ def align_pair(
             f"{tuple(map(str, observed.dims))}; rename or select so both have the same dimensions"
         )
     for side, da in (("prediction", prediction), ("observed", observed)):
+        if "time" in da.coords:
+            _refuse_timezones(da["time"])
         _check_labels(side, da)
         _check_integer(side, da)
         if da.dtype.kind == "f":
@@ -236,10 +239,11 @@ def align_pair(
     p, o = xr.align(prediction, observed, join="inner")
     for dim in p.dims:
         if p.sizes[dim] == 0:
+            hint = _same_days_hint(prediction, observed, dim)
             raise DataError(
                 f"prediction and observed share no {str(dim)!r} label (prediction "
-                f"{_labels(prediction, dim)}, observed {_labels(observed, dim)}); score them on "
-                f"the same {str(dim)!r}"
+                f"{_labels(prediction, dim)}, observed {_labels(observed, dim)})"
+                + (hint or f"; score them on the same {str(dim)!r}")
             )
     for dim in p.dims:
         # Days outside the observed record are common (a forecast, a longer run);
@@ -411,11 +415,27 @@ def _check_units(prediction: xr.DataArray, observed: xr.DataArray) -> None:
 
 
 def _labels(da: xr.DataArray, dim: Hashable) -> str:
-    """The labels of ``dim`` for a message, dates as dates."""
+    """The labels of ``dim`` for a message: dates as dates, or to the second when
+    some carry a time of day (two days stamped at 00:00 and 12:00 must read apart)."""
     values = da[dim].values
     if np.issubdtype(values.dtype, np.datetime64):
-        return format_ids([str(v)[:10] for v in values.astype("datetime64[D]")])
+        days = values.astype("datetime64[D]")
+        if (days == values).all():
+            return format_ids([str(v) for v in days])
+        return format_ids([str(v) for v in values.astype("datetime64[s]")])
     return format_ids(list(values))
+
+
+def _same_days_hint(prediction: xr.DataArray, observed: xr.DataArray, dim: Hashable) -> str:
+    """A hint when two time axes share days but not times of day (noon-stamped daily
+    values against midnight-stamped ones)."""
+    a, b = prediction[dim].values, observed[dim].values
+    if not (np.issubdtype(a.dtype, np.datetime64) and np.issubdtype(b.dtype, np.datetime64)):
+        return ""
+    if not np.intersect1d(a.astype("datetime64[D]"), b.astype("datetime64[D]")).size:
+        return ""
+    return (f"; they share days but not times of day: stamp both at the start of the day, "
+            f"e.g. da.assign_coords({dim}=da[{str(dim)!r}].dt.floor('D'))")
 
 
 def _core_dims(da: xr.DataArray, dims: str | Iterable[Hashable] | None) -> list[Hashable]:
