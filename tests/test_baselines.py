@@ -29,6 +29,18 @@ def test_default_train_period_matches_fit_split(small_basin: xr.Dataset) -> None
 
     assert default_train_period(pd.DatetimeIndex(small_basin.time.values)) == [
         ("2000-10-01", "2003-09-30")]
+    # A partial water year at the end is not a test year of its own: the last whole
+    # one and the days after it are, as fit's split has them (it used to leave
+    # October-December 2006 alone to test on, a test period without a summer).
+    t = pd.date_range("2000-10-01", "2006-12-31")
+    assert default_train_period(t) == [("2000-10-01", "2005-09-30")]
+    from xmsgl.train import split_periods
+
+    assert split_periods(t)["test"][0][0] == "2005-10-01"
+    # Two calendar years (the Delaware files): fewer than three whole water years,
+    # so the last 15% of the days, as fit.
+    two = pd.date_range("1979-01-01", "1980-12-31")
+    assert default_train_period(two) == [("1979-01-01", str(two[int(len(two) * 0.85) - 1].date()))]
 
 
 @pytest.mark.parametrize("method", BASELINES)

@@ -71,7 +71,7 @@ from xmsgl.exceptions import (
     format_ids,
 )
 from xmsgl.io import model_path, write_model_folder
-from xmsgl.periods import period_mask
+from xmsgl.periods import period_mask, split_periods
 
 __all__ = ["BASELINES", "BaselineModel", "fit_baseline", "load_baseline", "default_train_period"]
 
@@ -104,10 +104,13 @@ def _version() -> str:
 def default_train_period(time: pd.DatetimeIndex) -> list[tuple[str, str]]:
     """Days before the default test period of :func:`xmsgl.fit` (by water year).
 
-    With ``n >= 3`` water years (1 October - 30 September) the last
-    ``max(1, round(n / 6))`` are left out, as ``xmsgl.fit`` keeps them for testing;
-    with fewer, the first 85% of the days are returned. Baselines have no early
-    stopping, so the validation years are part of their training period.
+    The test period is that of :func:`xmsgl.periods.split_periods`: with ``n >= 3``
+    whole water years (1 October - 30 September, spanning at least
+    :data:`~xmsgl.periods.WHOLE_WATER_YEAR_DAYS` days) the last ``max(1, round(n /
+    6))`` of them and any days after them; with fewer, the last 15% of the days. A
+    partial water year at the end of the record is never a test year of its own.
+    Baselines have no early stopping, so the validation days are part of their
+    training period.
 
     Examples
     --------
@@ -116,13 +119,11 @@ def default_train_period(time: pd.DatetimeIndex) -> list[tuple[str, str]]:
     [('2000-10-01', '2005-09-30')]
     """
     time = pd.DatetimeIndex(time)
-    wy = np.asarray(time.year + (time.month >= 10).astype(int))
-    years = np.unique(wy)
-    if years.size >= 3:
-        keep = ~np.isin(wy, years[years.size - max(1, round(years.size / 6)):])
-    else:
-        keep = np.arange(len(time)) < int(len(time) * 0.85)
-    days = time[keep]
+    if len(time) < 10:
+        raise TimeError(f"{len(time)} day(s) are too few to set a training period aside; give "
+                        "train=(start, end) or a longer record")
+    test_from = pd.Timestamp(split_periods(time)["test"][0][0])
+    days = time[time < test_from]
     if len(days) == 0:
         raise TimeError(f"{len(time)} day(s) are too few to set a training period aside; give "
                         "train=(start, end) or a longer record")

@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xmsgl.exceptions import PeriodError, XmsglWarning
+from xmsgl.exceptions import PeriodError, TimeError, XmsglWarning
 
-__all__ = ["period_bounds", "period_list", "period_mask"]
+__all__ = ["WHOLE_WATER_YEAR_DAYS", "period_bounds", "period_list", "period_mask", "split_periods"]
 
 _HINT = ("give a label such as '2001', a pair (start, end) such as ('2001-01-01', '2001-12-31'), "
          "or a list of pairs")
@@ -173,3 +173,56 @@ def period_mask(time: pd.DatetimeIndex, period: Any, name: str = "period") -> np
             inside &= np.asarray(time <= hi)
         mask |= inside
     return mask
+
+
+#: Days from first to last that make a water year of the record whole enough to
+#: count in :func:`split_periods` (a complete one spans 364 or 365).
+WHOLE_WATER_YEAR_DAYS = 330
+
+
+def split_periods(time: pd.DatetimeIndex) -> dict[str, list[tuple[str, str]]]:
+    """Default train/validation/test periods, by water year (1 October - 30 September).
+
+    Only whole water years count (their days span at least
+    :data:`WHOLE_WATER_YEAR_DAYS`): with ``n >= 3`` of them, the last
+    ``max(1, round(n / 6))`` whole years and any days after them are the test period,
+    the ``max(1, round(n / 12))`` whole years before them validation, everything
+    earlier (a partial first year included) training. With fewer than three whole
+    water years, the days are split 70/15/15 in time order instead.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = pd.date_range("2000-10-01", "2012-09-30")
+    >>> split_periods(t)["test"]
+    [('2010-10-01', '2012-09-30')]
+    >>> split_periods(pd.date_range("2012-10-01", "2015-10-01"))["test"]
+    [('2014-10-01', '2015-10-01')]
+    """
+    wy = np.asarray(time.year + (time.month >= 10).astype(int))
+    years = np.unique(wy)
+    first = np.array([time[wy == y][0] for y in years], dtype="datetime64[ns]")
+    last = np.array([time[wy == y][-1] for y in years], dtype="datetime64[ns]")
+    whole = years[(last - first) >= np.timedelta64(WHOLE_WATER_YEAR_DAYS, "D")]
+    n = whole.size
+
+    def span(mask: np.ndarray) -> list[tuple[str, str]]:
+        days = time[mask]
+        return [(str(days[0].date()), str(days[-1].date()))]
+
+    if n >= 3:
+        n_test = max(1, round(n / 6))
+        n_val = max(1, round(n / 12))
+        test_from = whole[n - n_test]
+        val_from = whole[n - n_test - n_val]
+        return {
+            "train": span(wy < val_from),
+            "val": span((wy >= val_from) & (wy < test_from)),
+            "test": span(wy >= test_from),
+        }
+    if len(time) < 10:
+        raise TimeError(f"the dataset has {len(time)} days; xmsgl needs at least 10 to train")
+    i1 = int(len(time) * 0.70)
+    i2 = int(len(time) * 0.85)
+    idx = np.arange(len(time))
+    return {"train": span(idx < i1), "val": span((idx >= i1) & (idx < i2)), "test": span(idx >= i2)}

@@ -33,7 +33,6 @@ from xmsgl.exceptions import (
     DataError,
     ParameterError,
     SchemaError,
-    TimeError,
     TrainingError,
     UnitsError,
     XmsglError,
@@ -41,6 +40,7 @@ from xmsgl.exceptions import (
 )
 from xmsgl.nn import FineHead, SparseGraph, graph_product
 from xmsgl.nn.rgrn import reusable_empty
+from xmsgl.periods import WHOLE_WATER_YEAR_DAYS, split_periods  # noqa: F401  (re-exported)
 
 __all__ = [
     "FeatureSpec",
@@ -486,59 +486,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 # --------------------------------------------------------------------------- periods
-
-#: Days from first to last that make a water year of the record whole enough to
-#: count in :func:`split_periods` (a complete one spans 364 or 365).
-WHOLE_WATER_YEAR_DAYS = 330
-
-
-def split_periods(time: pd.DatetimeIndex) -> dict[str, list[tuple[str, str]]]:
-    """Default train/validation/test periods, by water year (1 October - 30 September).
-
-    Only whole water years count (their days span at least
-    :data:`WHOLE_WATER_YEAR_DAYS`): with ``n >= 3`` of them, the last
-    ``max(1, round(n / 6))`` whole years and any days after them are the test period,
-    the ``max(1, round(n / 12))`` whole years before them validation, everything
-    earlier (a partial first year included) training. With fewer than three whole
-    water years, the days are split 70/15/15 in time order instead.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> t = pd.date_range("2000-10-01", "2012-09-30")
-    >>> split_periods(t)["test"]
-    [('2010-10-01', '2012-09-30')]
-    >>> split_periods(pd.date_range("2012-10-01", "2015-10-01"))["test"]
-    [('2014-10-01', '2015-10-01')]
-    """
-    wy = np.asarray(time.year + (time.month >= 10).astype(int))
-    years = np.unique(wy)
-    first = np.array([time[wy == y][0] for y in years], dtype="datetime64[ns]")
-    last = np.array([time[wy == y][-1] for y in years], dtype="datetime64[ns]")
-    whole = years[(last - first) >= np.timedelta64(WHOLE_WATER_YEAR_DAYS, "D")]
-    n = whole.size
-
-    def span(mask: np.ndarray) -> list[tuple[str, str]]:
-        days = time[mask]
-        return [(str(days[0].date()), str(days[-1].date()))]
-
-    if n >= 3:
-        n_test = max(1, round(n / 6))
-        n_val = max(1, round(n / 12))
-        test_from = whole[n - n_test]
-        val_from = whole[n - n_test - n_val]
-        return {
-            "train": span(wy < val_from),
-            "val": span((wy >= val_from) & (wy < test_from)),
-            "test": span(wy >= test_from),
-        }
-    if len(time) < 10:
-        raise TimeError(f"the dataset has {len(time)} days; xmsgl needs at least 10 to train")
-    i1 = int(len(time) * 0.70)
-    i2 = int(len(time) * 0.85)
-    idx = np.arange(len(time))
-    return {"train": span(idx < i1), "val": span((idx >= i1) & (idx < i2)), "test": span(idx >= i2)}
-
 
 def period_ranges(time: pd.DatetimeIndex, mask: np.ndarray) -> list[tuple[int, int]]:
     """Contiguous runs ``[i0, i1)`` of ``mask`` that do not cross a gap in ``time``."""
