@@ -51,9 +51,13 @@ def test_evaluate_writes_netcdf_and_prints_a_table(tmp_path, capsys: pytest.Capt
     assert {k: xmsgl.get_option(k) for k in ("progress", "device")} == before
     text = capsys.readouterr().out
     assert "climatology" in text and "keep 0.1" in text and "robustness idw lag" in text
+    # idw predicts hidden scored days from its climatology: its zeros are not robustness.
+    assert "robustness idw: note: idw reads only the observations of the day it predicts" in text
     with xr.open_dataset(out) as res:
         assert dict(res.rmse.sizes) == {"method": 2, "keep": 2, "seed": 2}
-        assert dict(res.cv_rmse.sizes) == {"cv_repeat": 2, "cv_fold": 2, "cv_seed": 2}
+        # One seed per fold for a baseline, which ignores the seed.
+        assert dict(res.cv_rmse.sizes) == {"cv_repeat": 2, "cv_fold": 2, "cv_seed": 1}
+        assert "from its climatology" in res.attrs["robustness_note"]
         assert "vd_icc" in res and res.rob_d_rmse.dims == ("check", "level")
         assert res.attrs["command"].startswith("xmsgl evaluate --methods")
         assert "synthetic_basin(n_segments=5" in res.attrs["data"]
@@ -172,7 +176,8 @@ def files(tmp_path, monkeypatch: pytest.MonkeyPatch):
         (["evaluate", "--cv", "bogus"], "--cv: unknown method(s) ['bogus']"),
         (["evaluate", "--methods", "idw", "msgll"], "--methods: unknown method(s) ['msgll']"),
         (["evaluate", "--robustness", "nope"], "--robustness: unknown method(s) ['nope']"),
-        (["evaluate", "--cv", "idw", "--cv-seeds", "1"], "--cv-seeds 1"),
+        (["evaluate", "--cv", "msgl", "--cv-seeds", "1"], "--cv-seeds 1: msgl depends on its training seed"),
+        (["evaluate", "--cv", "idw", "--cv-seeds", "0"], "--cv-seeds 0: give at least 1"),
         (["evaluate", "--cv", "idw", "--folds", "1"], "--folds 1"),
         (["evaluate", "--keep", "1.0", "0"], "--keep [0.0]"),
         (["evaluate", "--seeds", "1", "1"], "--seeds [1, 1]"),
@@ -180,6 +185,14 @@ def files(tmp_path, monkeypatch: pytest.MonkeyPatch):
         (["evaluate", "--keep", "0.5", "0.5"], "--keep [0.5, 0.5] names a share twice"),
         (["evaluate", "--seeds", "-1"], "--seeds [-1]: seeds must be integers of at least 0"),
         (["evaluate", "--basin-seed", "-1"], "--basin-seed -1"),
+        (["evaluate", "--start", "notadate"], "--start 'notadate' is not a date"),
+        (["evaluate", "--end", ""], "--end '' is not a date"),
+        (["evaluate", "--end", "1999-09-30"], "--end 1999-09-30 is before --start 2000-10-01"),
+        # Known only once the basin is built, and still before the sweep.
+        (["evaluate", "--cv", "climatology", "--folds", "40"],
+         "--cv climatology --blocking subbasin --folds 40: blocking='subbasin' finds 10 sub-basins"),
+        (["evaluate", "--cv", "climatology", "--blocking", "water_year", "--folds", "5", "--end", "2003-09-30"],
+         "--folds 5: blocking='water_year' finds 3 water years but folds=5"),
         (["fetch-data", "--folder", "afile/sub"], "choose another --folder"),
         (["fetch-data", "--folder", "afile"], "--folder 'afile' is a file"),
     ],
@@ -191,6 +204,55 @@ def test_bad_usage_is_one_line_and_exit_2(files, argv: list[str], expect: str,
     assert expect in line, line
     assert "XMSGL_DATA_DIR" not in line
     assert sorted(p.name for p in files.iterdir()) == ["afile", "bad.nc", "e1.nc", "emptydir"]
+
+
+def test_robustness_method_needs_its_variables_before_the_sweep(files, capsys: pytest.CaptureFixture[str]) -> None:
+    import xmsgl
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2000-10-01", end="2002-09-30", seed=2)
+    ds.drop_vars("reach_air_temp").to_netcdf(files / "noair.nc")
+    for option in ("--robustness", "--cv", "--methods"):
+        assert main(["evaluate", "--methods", "climatology", option, "mohseni", "--data", "noair.nc",
+                     "--out", "r.nc"]) == 2
+        line = one_error_line(capsys.readouterr().err)
+        assert f"{option} mohseni cannot run on --data 'noair.nc'" in line and "'reach_air_temp'" in line
+    assert not (files / "r.nc").exists()
+
+
+def test_cross_validation_of_a_baseline_says_what_it_cannot_tell(
+        tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import xarray as xr
+
+    import xmsgl.cli
+    import xmsgl.evaluate
+
+    said: list[str] = []
+    warn, sweep = xmsgl.cli._warn, xmsgl.evaluate.sparsity_sweep
+
+    def noted(message: object) -> None:
+        said.append(str(message))
+        warn(message)
+
+    def after_the_warning(*args: object, **kwargs: object) -> object:
+        assert said, "the repeats were checked after the sweep"
+        return sweep(*args, **kwargs)
+
+    monkeypatch.setattr(xmsgl.cli, "_warn", noted)
+    monkeypatch.setattr(xmsgl.evaluate, "sparsity_sweep", after_the_warning)
+    # Three water years in three folds: one partition, whatever the repeats.
+    assert main(["evaluate", "--methods", "climatology", "--keep", "1", "--n-segments", "4",
+                 "--end", "2003-09-30", "--cv", "idw", "--blocking", "water_year", "--folds", "3",
+                 "--repeats", "2", "--out", str(tmp_path / "cv.nc")]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.startswith("xmsgl: warning: ")]
+    assert len(warnings) == 1 and "only 1 distinct partition exists" in warnings[0]
+    assert "--repeats 2" in warnings[0] and "Traceback" not in captured.err
+    assert "icc n/a (idw ignores the training seed" in captured.out and "icc 1.00" not in captured.out
+    with xr.open_dataset(tmp_path / "cv.nc") as res:
+        assert dict(res.cv_rmse.sizes) == {"cv_repeat": 1, "cv_fold": 3, "cv_seed": 1}
+        assert np.isnan(res.vd_icc.values).all() and np.isnan(res.vd_sigma2_seed.values).all()
+        assert np.isfinite(res.vd_sigma2_partition.values).all()
+        assert res.attrs["vd_seed_component"].startswith("not estimated: one seed")
 
 
 def test_existing_out_is_refused_before_the_work(files, capsys: pytest.CaptureFixture[str]) -> None:

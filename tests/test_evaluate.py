@@ -20,15 +20,37 @@ from xmsgl.evaluate import (
 
 
 def _fake_trainer(sigma_p: float, sigma_s: float, mu: float = 2.0):
-    """score = mu + a_partition + e_seed with known variances, drawn from the indices."""
+    """score = mu + a_partition + e_seed with known variances.
+
+    Both are drawn from the held-out blocks (and the seed): the same held-out set
+    is the same training data, so it gets the same score, as a real fit would.
+    """
 
     def trainer(train_ds: xr.Dataset, test_ds: xr.Dataset, seed: int) -> dict[str, float]:
-        r, f = int(test_ds.attrs["repeat"]), int(test_ds.attrs["fold"])
-        a = np.random.default_rng([7, r, f]).normal(0.0, sigma_p) if sigma_p else 0.0
-        e = np.random.default_rng([8, r, f, seed]).normal(0.0, sigma_s)
+        held = sorted(json.loads(test_ds.attrs["groups"]))
+        a = np.random.default_rng([7, *held]).normal(0.0, sigma_p) if sigma_p else 0.0
+        e = np.random.default_rng([8, seed, *held]).normal(0.0, sigma_s)
         return {"rmse": mu + a + e}
 
     return trainer
+
+
+@pytest.fixture(scope="module")
+def gauged_month() -> xr.Dataset:
+    """68 reaches, every one gauged, over 31 days: many blocks for blocking="reach"."""
+    return xmsgl.datasets.synthetic_basin(n_segments=8, start="2001-01-01", end="2001-01-31", seed=2,
+                                          reach_obs_share=1.0)
+
+
+@pytest.fixture(scope="module")
+def five_years() -> xr.Dataset:
+    """The network of small_basin over five water years."""
+    return xmsgl.datasets.synthetic_basin(n_segments=20, start="2000-10-01", end="2005-09-30", seed=1,
+                                          reach_obs_share=0.3)
+
+
+def _partition(parts: list, repeat: int) -> frozenset:
+    return frozenset(frozenset(p.groups) for p in parts if p.repeat == repeat)
 
 
 @pytest.mark.parametrize("blocking", ["water_year", "subbasin"])
@@ -40,6 +62,36 @@ def test_partitions_hold_out_each_block_once(small_basin: xr.Dataset, blocking: 
         total = np.sum(cells, axis=0)
         assert total.max() == 1 and total.min() == 1  # disjoint and covering
     assert parts[0].groups != parts[3].groups or parts[1].groups != parts[4].groups
+
+
+@pytest.mark.parametrize(("kwargs", "n_distinct"), [
+    ({"folds": 5, "repeats": 2, "blocking": "water_year"}, 1),  # 5 blocks in 5 folds: one way
+    ({"folds": 3, "repeats": 5, "blocking": "subbasin"}, 3),    # 4 sub-basins in 3 folds
+])
+def test_repeats_never_repeat_a_partition(five_years: xr.Dataset, kwargs: dict, n_distinct: int) -> None:
+    with pytest.warns(xmsgl.XmsglWarning, match=f"only {n_distinct} distinct partitions? exists?.*"
+                      f"ask for repeats={n_distinct}"):
+        parts = cv_partitions(five_years, **kwargs)
+    assert len(parts) == n_distinct * kwargs["folds"]
+    assert sorted({p.repeat for p in parts}) == list(range(n_distinct))
+    assert len({_partition(parts, r) for r in range(n_distinct)}) == n_distinct
+
+
+def test_a_repeated_deal_is_drawn_again_and_new_deals_stay_as_they_were(five_years: xr.Dataset) -> None:
+    from xmsgl.evaluate import _assign
+
+    # 5 water years in 2 folds can be dealt 10 ways: 6 repeats need a few redraws.
+    parts = cv_partitions(five_years, folds=2, repeats=6, blocking="water_year", seed=3)
+    assert len({_partition(parts, r) for r in range(6)}) == 6
+    # Repeats whose first deal was new are the deals seeded by (seed, repeat), as before.
+    years, days = np.unique(xmsgl.evaluate.water_year(five_years.time.values), return_counts=True)
+    first = [_assign(years, days.astype(float), 2, np.random.default_rng([3, r])) for r in range(6)]
+    plain = [frozenset(frozenset(years[f == k].tolist()) for k in range(2)) for f in first]
+    assert len(set(plain)) < 6  # this seed does deal copies
+    assert _partition(parts, 0) == plain[0]
+    for r in range(1, 6):
+        if plain[r] not in plain[:r]:
+            assert _partition(parts, r) == plain[r]
 
 
 def test_subbasins_are_connected_upstream_areas(small_basin: xr.Dataset) -> None:
@@ -98,12 +150,13 @@ def test_water_year_blocking_hides_coarse_targets(small_basin: xr.Dataset) -> No
     assert cv.attrs["score"] == "score" and (cv.score == 1.0).all()
 
 
-def test_variance_decomposition_recovers_known_variances(small_basin: xr.Dataset) -> None:
-    cv = cross_validate(small_basin, "fake", folds=2, repeats=40, seeds=6, blocking="water_year",
+def test_variance_decomposition_recovers_known_variances(gauged_month: xr.Dataset) -> None:
+    cv = cross_validate(gauged_month, "fake", folds=2, repeats=40, seeds=6, blocking="reach",
                         trainer=_fake_trainer(sigma_p=1.0, sigma_s=0.5))
     vd = variance_decomposition(cv, n_boot=400)
     est = vd.sel(stat="estimate")
     assert vd.attrs["n_partitions"] == 80 and vd.attrs["n_seeds"] == 6
+    assert vd.attrs["n_duplicates_dropped"] == 0 and vd.attrs["seed_component"] == "estimated"
     assert float(est.sigma2_seed) == pytest.approx(0.25, rel=0.2)
     assert float(est.sigma2_partition) == pytest.approx(1.0, abs=0.45)
     assert float(est.icc) == pytest.approx(0.8, abs=0.1)
@@ -112,8 +165,8 @@ def test_variance_decomposition_recovers_known_variances(small_basin: xr.Dataset
     assert vd.sigma2_seed.attrs["units"] == "(degC)2" and "share training data" in vd.attrs["caveat"]
 
 
-def test_no_partition_effect_gives_zero_partition_variance(small_basin: xr.Dataset) -> None:
-    cv = cross_validate(small_basin, "fake", folds=2, repeats=40, seeds=6, blocking="water_year",
+def test_no_partition_effect_gives_zero_partition_variance(gauged_month: xr.Dataset) -> None:
+    cv = cross_validate(gauged_month, "fake", folds=2, repeats=40, seeds=6, blocking="reach",
                         trainer=_fake_trainer(sigma_p=0.0, sigma_s=0.5))
     est = variance_decomposition(cv, n_boot=10).sel(stat="estimate")
     assert float(est.sigma2_partition) < 0.02
@@ -121,9 +174,58 @@ def test_no_partition_effect_gives_zero_partition_variance(small_basin: xr.Datas
     assert float(est.icc) < 0.1
 
 
+def test_cross_validation_copies_count_once(five_years: xr.Dataset) -> None:
+    # Three water years in three folds: the only partition, asked for twice.
+    three = five_years.sel(time=slice("2000-10-01", "2003-09-30"))
+    with pytest.warns(xmsgl.XmsglWarning, match="only 1 distinct partition exists"):
+        cv = cross_validate(three, "fake", folds=3, repeats=2, seeds=3, blocking="water_year",
+                            trainer=_fake_trainer(sigma_p=1.0, sigma_s=0.5))
+    assert dict(cv.rmse.sizes) == {"repeat": 1, "fold": 3, "seed": 3}
+    assert cv.attrs["repeats_dropped"] == 1 and cv.held_out_id.values.tolist() == [[0, 1, 2]]
+    # Distinct repeats may still share a held-out set (5 years in 3 folds: a year held
+    # out alone twice): it is the same training data, counted once.
+    cv = cross_validate(five_years, "fake", folds=3, repeats=4, seeds=3, blocking="water_year",
+                        trainer=_fake_trainer(sigma_p=1.0, sigma_s=0.5))
+    ids = cv.held_out_id.values.ravel()
+    n_unique = np.unique(ids).size
+    assert n_unique < ids.size
+    vd = variance_decomposition(cv, n_boot=50)
+    assert vd.attrs["n_partitions"] == n_unique and vd.attrs["n_duplicates_dropped"] == ids.size - n_unique
+    _, first = np.unique(ids, return_index=True)
+    once = cv.rmse.stack(partition=("repeat", "fold")).drop_vars(["partition", "repeat", "fold",
+                                                                  "held_out_id"])
+    once = once.isel(partition=np.sort(first)).transpose("partition", "seed")
+    expect = variance_decomposition(once, n_boot=50)
+    for name in ("mean", "sigma2_partition", "sigma2_seed", "icc"):
+        np.testing.assert_allclose(vd[name].values, expect[name].values)
+    # The DataArray keeps the coordinate, and with it the same answer.
+    np.testing.assert_allclose(variance_decomposition(cv.rmse, n_boot=50).icc.values, vd.icc.values)
+
+
+def test_decomposition_of_a_method_that_ignores_the_seed(small_basin: xr.Dataset) -> None:
+    # One seed: no seed component to estimate; the partition variance is that of the scores.
+    cv = cross_validate(small_basin, "climatology", folds=2, repeats=2, seeds=1, blocking="water_year")
+    vd = variance_decomposition(cv, n_boot=50)
+    y = cv.rmse.values.ravel()
+    assert float(vd.sigma2_partition.sel(stat="estimate")) == pytest.approx(np.var(y, ddof=1))
+    for name in ("sigma2_seed", "msw", "icc"):
+        assert np.isnan(vd[name].values).all(), name
+    assert vd.attrs["seed_component"].startswith("not estimated: one seed")
+    # Several seeds of a method that ignores them: seed variance 0, and no share to report.
+    cv = cross_validate(small_basin, "climatology", folds=2, repeats=2, seeds=2, blocking="water_year")
+    vd = variance_decomposition(cv, n_boot=50)
+    assert (vd.sigma2_seed.values == 0).all() and np.isnan(vd.icc.values).all()
+    assert float(vd.sigma2_partition.sel(stat="estimate")) == pytest.approx(np.var(y, ddof=1))
+    assert vd.attrs["seed_component"].startswith("not applicable")
+
+
 def test_variance_decomposition_errors() -> None:
-    y = xr.DataArray(np.ones((3, 1)), dims=("partition", "seed"))
-    with pytest.raises(xmsgl.DataError, match="at least 2 partitions and 2 seeds"):
+    y = xr.DataArray(np.ones((1, 3)), dims=("partition", "seed"))
+    with pytest.raises(xmsgl.DataError, match="at least 2 partitions"):
+        variance_decomposition(y)
+    # Copies of one held-out set are one partition.
+    y = xr.DataArray(np.ones((2, 3)), dims=("partition", "seed"), coords={"held_out_id": ("partition", [4, 4])})
+    with pytest.raises(xmsgl.DataError, match="got 1 distinct ones \\(1 repeated held-out set left out\\)"):
         variance_decomposition(y)
     y = xr.DataArray(np.array([[1.0, np.nan], [1.0, 2.0]]), dims=("partition", "seed"))
     with pytest.raises(xmsgl.DataError, match="NaN"):
@@ -194,3 +296,20 @@ def test_miniature_sweep_msgl_beats_climatology() -> None:
     clim = float(sw.rmse.sel({"method": "climatology"}).item())
     msgl = float(sw.rmse.sel({"method": "msgl"}).item())
     assert np.isfinite(msgl) and msgl < clim, (msgl, clim)
+
+
+def test_headline_example_of_the_docs_hides_the_test_year() -> None:
+    import re
+
+    from tests.conftest import ROOT
+
+    text = (ROOT / "docs" / "evaluation.md").read_text()
+    block = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]
+    namespace: dict[str, object] = {}
+    exec(compile(block.replace("print(", "str("), "docs/evaluation.md", "exec"), namespace)
+    ds, pred = namespace["ds"], namespace["pred"]
+    assert isinstance(ds, xr.Dataset) and isinstance(pred, xr.DataArray)
+    # Gauged reaches do not copy their own test observations.
+    from xmsgl.evaluate import evaluate
+
+    assert float(evaluate(pred, ds.reach_temp).rmse) > 0.5

@@ -135,3 +135,22 @@ def test_explain_plots_refuse_what_they_cannot_draw(basin: xr.Dataset) -> None:
     with pytest.raises(xmsgl.ParameterError, match="results must be"):
         plot_energy("ex")  # type: ignore[arg-type]
     plt.close("all")
+
+
+def test_empty_holdouts_are_refused_before_any_training(basin: xr.Dataset) -> None:
+    from xmsgl.evaluate import cv_partitions
+
+    # Observations only in the first fold's sub-basins, and no truth: the second fold
+    # has nothing to score, which must be known before the first fold is trained.
+    first = cv_partitions(basin, folds=2, repeats=1, blocking="subbasin")[0]
+    obs = basin.drop_vars([v for v in basin.data_vars if str(v).endswith("_true")])
+    obs = obs.assign(reach_temp=obs.reach_temp.where(xr.DataArray(first.reaches, dims="reach")))
+    calls: list[int] = []
+
+    def trainer(train_ds: xr.Dataset, test_ds: xr.Dataset, seed: int) -> float:
+        calls.append(seed)
+        return 1.0
+
+    with pytest.raises(xmsgl.DataError, match="fold 1 .*has no 'reach_temp' value; the holdout is empty"):
+        cross_validate(obs, "fake", folds=2, repeats=1, seeds=2, blocking="subbasin", trainer=trainer)
+    assert calls == []

@@ -15,7 +15,12 @@ Sub-commands:
     robustness checks) on the synthetic basin or a dataset file; writes one
     netCDF file and prints a table of test RMSE.
 
-Options are checked before any work starts. Errors are printed as one line,
+Options are checked before any work starts: for ``xmsgl evaluate`` that includes
+what only the data can tell (the cross-validation's held-out sets, the variables
+each method needs), checked once the basin is built or the ``--data`` file read and
+before the first fit (a cross-validation that cannot have as many distinct
+repetitions as asked is reported then, as an ``xmsgl: warning: ...`` line). Errors
+are printed as one line,
 ``xmsgl: error: ...``: exit status 2 for bad usage (an option, an input file or an
 output path that cannot be used; every :class:`~xmsgl.exceptions.XmsglError`), 1 for
 a failure of the system while working (an ``OSError`` such as a full disk). Output
@@ -27,12 +32,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from xmsgl.exceptions import DataError, ParameterError, SchemaError, XmsglError
+from xmsgl.exceptions import DataError, ParameterError, SchemaError, TimeError, XmsglError, XmsglWarning
 from xmsgl.io import output_folder, output_path
 
 __all__ = ["main"]
@@ -168,9 +175,17 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
             raise ParameterError(f"--folds {args.folds}: cross-validation needs at least 2 folds")
         if args.repeats < 1:
             raise ParameterError(f"--repeats {args.repeats}: give at least 1")
-        if args.cv_seeds < 2:
-            raise ParameterError(f"--cv-seeds {args.cv_seeds}: the variance decomposition separates "
-                                 f"seeds from data partitions and needs at least 2 seeds per fold")
+        # The baselines ignore the seed: one seed per fold is all they need.
+        seeded = args.cv not in BASELINES
+        if args.cv_seeds is None:
+            args.cv_seeds = 2 if seeded else 1
+        if args.cv_seeds < 1:
+            raise ParameterError(f"--cv-seeds {args.cv_seeds}: give at least 1")
+        if seeded and args.cv_seeds < 2:
+            raise ParameterError(f"--cv-seeds {args.cv_seeds}: {args.cv} depends on its training seed, and "
+                                 f"the variance decomposition separates seeds from data partitions: give "
+                                 f"at least 2 seeds per fold (1 is enough only for the baselines "
+                                 f"{list(BASELINES)}, which ignore the seed)")
     if args.data is None:
         if args.n_segments < 1:
             raise ParameterError(f"--n-segments {args.n_segments}: give at least 1")
@@ -178,6 +193,7 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
             raise ParameterError(f"--reach-obs-share {args.reach_obs_share}: give a share in (0, 1]")
         if args.basin_seed < 0:
             raise ParameterError(f"--basin-seed {args.basin_seed}: give an integer of at least 0")
+        _check_dates(args.start, args.end)
     out = output_path(args.out, "--out")
     if out.is_dir():
         raise ParameterError(f"--out {args.out!r} is a folder; give a netCDF file name")
@@ -193,35 +209,107 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
     return out
 
 
+def _check_dates(start: str, end: str) -> None:
+    """``--start`` and ``--end`` of the synthetic basin: dates, in order."""
+    import pandas as pd
+
+    stamps = []
+    for option, value in (("--start", start), ("--end", end)):
+        try:
+            stamp: Any = pd.Timestamp(value)
+        except (ValueError, TypeError, OverflowError):
+            stamp = pd.NaT
+        if stamp is pd.NaT:  # pd.Timestamp("") is NaT, not an error
+            raise TimeError(f"{option} {value!r} is not a date; give one such as 2000-10-01")
+        stamps.append(stamp)
+    if stamps[1] < stamps[0]:
+        raise TimeError(f"--end {end} is before --start {start}; swap them or move --end later")
+
+
+#: What the robustness table of a method cannot show, printed under it.
+_ROBUSTNESS_NOTES = {
+    "idw": "idw reads only the observations of the day it predicts, and the scored days' "
+           "observations are hidden from it (they are what it is scored on), so it predicts every "
+           "scored day from its climatology: no check can change it, and the zeros say nothing about "
+           "its robustness",
+}
+
+
+def _evaluate_data(args: argparse.Namespace) -> tuple[Any, str]:
+    """The dataset of ``xmsgl evaluate`` and a description of it."""
+    import xmsgl
+
+    if args.data is not None:
+        return _open_data(args.data), args.data
+    ds = xmsgl.datasets.synthetic_basin(n_segments=args.n_segments, start=args.start, end=args.end,
+                                        seed=args.basin_seed, reach_obs_share=args.reach_obs_share)
+    source = (f"synthetic_basin(n_segments={args.n_segments}, start={args.start!r}, "
+              f"end={args.end!r}, seed={args.basin_seed}, reach_obs_share={args.reach_obs_share})")
+    return ds, source
+
+
+def _check_evaluate_data(args: argparse.Namespace, ds: Any) -> list[str]:
+    """Refuse what only the data can tell is unusable, before the first fit.
+
+    Returns the texts of the warnings raised (the cross-validation's dropped
+    repetitions), which the command prints at once.
+    """
+    from xmsgl.baselines import _mohseni_air
+    from xmsgl.evaluate import _cv_plan
+
+    used = [("--methods", m) for m in args.methods]
+    used += [(option, m) for option, m in (("--cv", args.cv), ("--robustness", args.robustness)) if m]
+    for option, method in used:
+        if method == "mohseni":
+            try:
+                _mohseni_air(ds)
+            except XmsglError as err:
+                where = f"--data {args.data!r}" if args.data is not None else "the synthetic basin"
+                raise type(err)(f"{option} mohseni cannot run on {where}: {err}") from None
+    notes: list[str] = []
+    if args.cv:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", XmsglWarning)
+            try:
+                _cv_plan(ds, folds=args.folds, repeats=args.repeats, blocking=args.blocking, seed=0,
+                         use_truth=True)
+            except XmsglError as err:
+                raise type(err)(f"--cv {args.cv} --blocking {args.blocking} --folds {args.folds}: "
+                                f"{err}") from None
+        for w in caught:
+            if issubclass(w.category, XmsglWarning):
+                notes.append(str(w.message))
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return notes
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     import xmsgl
 
     out_path = _check_evaluate(args)
     # Scoped, so that calling main() in a process leaves its options as they were.
     with xmsgl.set_options(progress=False, device=args.device):
-        return _run_evaluate(args, out_path)
+        ds, source = _evaluate_data(args)
+        notes = _check_evaluate_data(args, ds)
+        for note in notes:
+            _warn(f"--cv {args.cv} --blocking {args.blocking} --folds {args.folds} --repeats "
+                  f"{args.repeats}: {note}")
+        return _run_evaluate(args, out_path, ds, source, notes)
 
 
-def _run_evaluate(args: argparse.Namespace, out_path: Path) -> int:
+def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str,
+                  notes: Sequence[str]) -> int:
     import json
     import time as _time
 
     import numpy as np
     import xarray as xr
 
-    import xmsgl
     from xmsgl.baselines import BASELINES
     from xmsgl.evaluate import cross_validate, sparsity_sweep, variance_decomposition
     from xmsgl.io import to_netcdf_safe
 
-    if args.data is not None:
-        ds = _open_data(args.data)
-        source = args.data
-    else:
-        ds = xmsgl.datasets.synthetic_basin(n_segments=args.n_segments, start=args.start, end=args.end,
-                                            seed=args.basin_seed, reach_obs_share=args.reach_obs_share)
-        source = (f"synthetic_basin(n_segments={args.n_segments}, start={args.start!r}, "
-                  f"end={args.end!r}, seed={args.basin_seed}, reach_obs_share={args.reach_obs_share})")
     neural = {"epochs": args.epochs}
     fit_kwargs = {m: ({} if m in BASELINES else neural) for m in args.methods}
     t0 = _time.time()
@@ -231,15 +319,22 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path) -> int:
     parts = [f"sweep {_time.time() - t0:.0f} s"]
     if args.cv:
         t1 = _time.time()
-        cv = cross_validate(ds, args.cv, folds=args.folds, repeats=args.repeats, seeds=args.cv_seeds,
-                            blocking=args.blocking,
-                            fit_kwargs=None if args.cv in BASELINES else neural)
+        with warnings.catch_warnings():
+            for note in notes:  # printed already, before the sweep
+                warnings.filterwarnings("ignore", message=re.escape(note), category=XmsglWarning)
+            cv = cross_validate(ds, args.cv, folds=args.folds, repeats=args.repeats,
+                                seeds=args.cv_seeds, blocking=args.blocking,
+                                fit_kwargs=None if args.cv in BASELINES else neural)
         vd = variance_decomposition(cv, n_boot=200)
-        cv = cv.rename({"repeat": "cv_repeat", "fold": "cv_fold", "seed": "cv_seed"})
+        vd_attrs = dict(vd.attrs)
+        cv = cv.rename({"repeat": "cv_repeat", "fold": "cv_fold", "seed": "cv_seed",
+                        "held_out_id": "cv_held_out_id"})
         cv = cv.rename({v: f"cv_{v}" for v in cv.data_vars})
         vd = vd.rename({v: f"vd_{v}" for v in vd.data_vars})
         out = xr.merge([out, cv, vd], combine_attrs="drop_conflicts")
-        out.attrs["cv"] = f"{args.cv} {args.blocking} folds={args.folds} repeats={args.repeats}"
+        out.attrs["cv"] = (f"{args.cv} {args.blocking} folds={args.folds} repeats={args.repeats} "
+                           f"({cv.sizes['cv_repeat']} distinct) seeds={args.cv_seeds}")
+        out.attrs["vd_seed_component"] = vd_attrs["seed_component"]
         parts.append(f"cross-validation {_time.time() - t1:.0f} s")
     if args.robustness:
         from xmsgl.evaluate import _mask_obs, _ranges
@@ -267,6 +362,8 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path) -> int:
         rob = rob.rename({"setting": "rob_setting"})
         out = xr.merge([out, rob], combine_attrs="drop_conflicts")
         out.attrs["robustness_method"] = args.robustness
+        if args.robustness in _ROBUSTNESS_NOTES:
+            out.attrs["robustness_note"] = _ROBUSTNESS_NOTES[args.robustness]
         parts.append(f"robustness {_time.time() - t2:.0f} s")
     out.attrs["data"] = source
     out.attrs["command"] = "xmsgl " + " ".join(args.argv)
@@ -280,14 +377,25 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path) -> int:
         vals = mean.sel({"method": m}).values
         print(m.ljust(width) + "".join(f"{v:<13.3f}" for v in vals))
     if args.cv:
-        e = out["vd_icc"].sel(stat="estimate").item()
-        print(f"cross-validation {args.cv}: mean RMSE {float(out['cv_rmse'].mean()):.3f} degC, icc {e:.2f}")
+        icc = [float(out["vd_icc"].sel(stat=s)) for s in ("estimate", "low", "high")]
+        part = [float(out["vd_sigma2_partition"].sel(stat=s)) for s in ("estimate", "low", "high")]
+        if np.isfinite(icc[0]):
+            share = f"icc {icc[0]:.2f} [{icc[1]:.2f}, {icc[2]:.2f}]"
+        elif args.cv in BASELINES:
+            share = f"icc n/a ({args.cv} ignores the training seed: there is no seed variance)"
+        else:
+            share = "icc n/a (the scores do not change with the training seed)"
+        print(f"cross-validation {args.cv}: mean RMSE {float(out['cv_rmse'].mean()):.3f} degC over "
+              f"{int(vd_attrs['n_partitions'])} distinct held-out sets, partition variance {part[0]:.4f} "
+              f"[{part[1]:.4f}, {part[2]:.4f}] (degC)2, {share}")
     if args.robustness:
         for c in out["check"].values:
             row = out["rob_d_rmse"].sel(check=c)
             labels = out["rob_setting"].sel(check=c).values
             cells = [f"{lab}: {v:+.3f}" for lab, v in zip(labels, row.values) if np.isfinite(v)]
             print(f"robustness {args.robustness} {c}: " + "; ".join(cells))
+        if args.robustness in _ROBUSTNESS_NOTES:
+            print(f"robustness {args.robustness}: note: {_ROBUSTNESS_NOTES[args.robustness]}")
     print(f"wrote {args.out} ({', '.join(parts)})")
     return 0
 
@@ -346,7 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cv", default=None, metavar="METHOD", help="also cross-validate this method")
     ev.add_argument("--folds", type=int, default=3, help="cross-validation folds (default: %(default)s)")
     ev.add_argument("--repeats", type=int, default=2, help="cross-validation repeats (default: %(default)s)")
-    ev.add_argument("--cv-seeds", type=int, default=2, help="training seeds per fold (default: %(default)s)")
+    ev.add_argument("--cv-seeds", type=int, default=None,
+                    help="training seeds per fold (default: 2, or 1 for the baselines, which ignore "
+                         "the seed)")
     ev.add_argument("--blocking", default="subbasin", choices=["subbasin", "reach", "water_year"],
                     help="cross-validation blocks (default: %(default)s)")
     ev.add_argument("--robustness", default=None, metavar="METHOD",
@@ -364,6 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _error(message: object) -> None:
     print("xmsgl: error: " + " ".join(str(message).split()), file=sys.stderr)
+
+
+def _warn(message: object) -> None:
+    print("xmsgl: warning: " + " ".join(str(message).split()), file=sys.stderr)
 
 
 def _quiet_stdout() -> None:

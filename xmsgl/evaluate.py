@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from xmsgl.exceptions import (
     DataError,
     ParameterError,
     SchemaError,
+    XmsglWarning,
     check_count,
     format_ids,
 )
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "METRICS",
     "BLOCKINGS",
+    "REDRAWS",
     "evaluate",
     "rmse",
     "mae",
@@ -343,6 +346,50 @@ def _assign(groups: np.ndarray, sizes: np.ndarray, folds: int, rng: np.random.Ge
     return fold_of
 
 
+#: Where more blocks come from, by blocking (for the messages of :func:`cv_partitions`).
+_MORE_BLOCKS = {"water_year": "a longer record", "reach": "more gauged reaches",
+                "subbasin": "a larger network"}
+
+#: Further draws :func:`cv_partitions` makes for a repetition whose partition
+#: repeats an earlier one, before it gives up on that repetition.
+REDRAWS = 100
+
+#: States :func:`_n_deals` visits at most before it stops counting.
+_DEAL_STATES = 20_000
+
+
+def _n_deals(sizes: np.ndarray, folds: int) -> int | None:
+    """How many distinct partitions :func:`_assign` can deal, or None when too many to count.
+
+    The fold a block goes to depends only on the loads so far, so the partitions
+    are the leaves of a walk over "which block comes next"; the walk stops (None)
+    after :data:`_DEAL_STATES` states. Sizes are whole numbers, so the float sums
+    are exact and the ties fall as in :func:`_assign`.
+    """
+    n = int(sizes.size)
+    size = [float(v) for v in sizes]
+    start: tuple[tuple[int, ...], ...] = tuple(() for _ in range(folds))
+    stack, visited, leaves = [start], {start}, set()
+    while stack:
+        state = stack.pop()
+        placed = {b for fold in state for b in fold}
+        if len(placed) == n:
+            leaves.add(frozenset(state))
+            continue
+        loads = [sum(size[b] for b in fold) for fold in state]
+        f = loads.index(min(loads))  # the first fold with the least load, as np.argmin
+        for b in range(n):
+            if b in placed:
+                continue
+            new = (*state[:f], tuple(sorted((*state[f], b))), *state[f + 1:])
+            if new not in visited:
+                if len(visited) >= _DEAL_STATES:
+                    return None
+                visited.add(new)
+                stack.append(new)
+    return len(leaves)
+
+
 def cv_partitions(
     ds: xr.Dataset,
     *,
@@ -360,24 +407,57 @@ def cv_partitions(
     the fold with the fewest reaches (days for water years) so far, so folds are
     balanced. Each block is held out exactly once per repetition.
 
+    Every repetition is a distinct partition. A deal whose held-out sets (in any
+    fold order) equal those of an earlier repetition is not a new draw: it is
+    drawn again, seeded by ``(seed, repeat, 1)``, ``(seed, repeat, 2)``... up to
+    :data:`REDRAWS` times. Few blocks allow few partitions (5 water years in 5
+    folds allow one); when no new one is found, or every possible one is taken
+    already, the repetition is dropped with an
+    :class:`~xmsgl.exceptions.XmsglWarning` that says how many distinct
+    partitions there are, and the later ones are numbered on. Repetitions whose
+    first deal is new are exactly as they always were.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A dataset in the convention (``reach_temp`` for ``blocking="reach"``).
+    folds : int, default 5
+        Folds per repetition, at least 2.
+    repeats : int, default 2
+        Repetitions wanted; fewer come back when the blocks allow fewer distinct
+        partitions.
+    blocking : {"subbasin", "reach", "water_year"}, default "subbasin"
+        What is held out together.
+    seed : int, default 0
+        Seed of the deals.
+
     Returns
     -------
     list of Holdout
-        ``repeats * folds`` held-out sets, repetition-major.
+        ``folds`` held-out sets per distinct repetition, repetition-major, the
+        repetitions numbered ``0, 1, ...``.
 
     Raises
     ------
     DataError
         Fewer blocks than folds (the message says how many there are).
 
+    Warns
+    -----
+    XmsglWarning
+        Fewer distinct partitions than ``repeats``: the copies are dropped.
+
     Examples
     --------
     >>> import xmsgl
     >>> from xmsgl.evaluate import cv_partitions
-    >>> ds = xmsgl.datasets.synthetic_basin(n_segments=10, start="2000-10-01", end="2003-09-30")
-    >>> parts = cv_partitions(ds, folds=3, repeats=2, blocking="water_year")
-    >>> len(parts), sorted(int(p.days.sum()) for p in parts[:3])
-    (6, [365, 365, 365])
+    >>> ds = xmsgl.datasets.synthetic_basin(n_segments=10, start="2000-10-01", end="2004-09-30")
+    >>> parts = cv_partitions(ds, folds=2, repeats=2, blocking="water_year")
+    >>> len(parts), sorted(int(p.days.sum()) for p in parts[:2])
+    (4, [730, 731])
+    >>> held = [frozenset(frozenset(p.groups) for p in parts[r * 2:r * 2 + 2]) for r in (0, 1)]
+    >>> held[0] != held[1]  # the repetitions are distinct partitions
+    True
     """
     if blocking not in BLOCKINGS:
         raise ParameterError(f"blocking={blocking!r} is not known; use one of {list(BLOCKINGS)}")
@@ -421,9 +501,42 @@ def cv_partitions(
             f"blocking={blocking!r} finds {groups.size} {what} but folds={folds}; every fold needs a "
             f"held-out block: use folds <= {groups.size} or another blocking"
         )
-    out: list[Holdout] = []
+    size = sizes.astype(np.float64)
+    deals: list[np.ndarray] = []
+    seen: set[frozenset[frozenset[int]]] = set()
+    n_deals: int | None = None
+    counted = False
     for r in range(repeats):
-        fold_of = _assign(groups, sizes.astype(np.float64), folds, np.random.default_rng([seed, r]))
+        for attempt in range(REDRAWS + 1):
+            if n_deals is not None and len(seen) >= n_deals:
+                break  # every possible partition is taken: drawing again cannot help
+            rng = np.random.default_rng([seed, r] if attempt == 0 else [seed, r, attempt])
+            fold_of = _assign(groups, size, folds, rng)
+            key = frozenset(frozenset(int(g) for g in groups[fold_of == f]) for f in range(folds))
+            if key not in seen:
+                seen.add(key)
+                deals.append(fold_of)
+                break
+            if not counted:  # only when a copy turns up: counting can take a moment
+                n_deals, counted = _n_deals(size, folds), True
+    if len(deals) < repeats:
+        others = [b for b in BLOCKINGS if b != blocking]
+        how = (f"only {n_deals} distinct partition{' exists' if n_deals == 1 else 's exist'}"
+               if n_deals is not None else
+               f"only {len(deals)} distinct partitions were found ({REDRAWS} further draws per "
+               "repetition)")
+        warnings.warn(
+            f"cv_partitions: blocking={blocking!r} deals {groups.size} {what} into folds={folds}, and "
+            f"{how}: of repeats={repeats}, {repeats - len(deals)} would repeat an earlier partition "
+            f"and {'are' if repeats - len(deals) > 1 else 'is'} dropped (a copy is no new draw and would "
+            f"narrow the variance decomposition's intervals); {len(deals)} "
+            f"remain{'s' if len(deals) == 1 else ''}. For more, give more "
+            f"blocks ({_MORE_BLOCKS[blocking]}, or blocking={others[0]!r} or {others[1]!r}) or "
+            f"another number of folds, or ask for repeats={len(deals)}",
+            XmsglWarning, stacklevel=2,
+        )
+    out: list[Holdout] = []
+    for r, fold_of in enumerate(deals):
         for f in range(folds):
             held = groups[fold_of == f]
             if blocking == "water_year":
@@ -556,6 +669,22 @@ def _results_dataset(rows: dict[tuple[int, ...], dict[str, float]], dims: dict[s
 # ----------------------------------------------------------------------------- cross-validation
 
 
+def _cv_plan(ds: xr.Dataset, *, folds: int, repeats: int, blocking: str, seed: int,
+             use_truth: bool) -> tuple[list[Holdout], xr.DataArray, str]:
+    """The held-out sets of :func:`cross_validate` and its target, every one checked
+    for a target value before anything is trained."""
+    parts = cv_partitions(ds, folds=folds, repeats=repeats, blocking=blocking, seed=seed)
+    target_all, target_name = _target(ds, use_truth)
+    finite = np.isfinite(np.asarray(target_all.values))
+    for h in parts:
+        if not finite[np.ix_(h.reaches, h.days)].any():
+            raise DataError(
+                f"held-out set of repeat {h.repeat}, fold {h.fold} (blocks {format_ids(h.groups)}) has "
+                f"no {target_name!r} value; the holdout is empty: use fewer folds or another blocking"
+            )
+    return parts, target_all, target_name
+
+
 def cross_validate(
     ds: xr.Dataset,
     method: str,
@@ -591,6 +720,10 @@ def cross_validate(
         :data:`xmsgl.baselines.BASELINES` (used by the default trainer).
     folds, repeats : int, default 5, 2
         Folds per repetition and repetitions (new random block-to-fold deals).
+        Every repetition is a distinct partition: when the blocks allow fewer
+        than ``repeats``, the copies are dropped with an
+        :class:`~xmsgl.exceptions.XmsglWarning` (see :func:`cv_partitions`) and
+        the result has fewer repetitions.
     seeds : int or sequence of int, default 3
         Training seeds (a count means ``0 .. seeds - 1``).
     blocking : {"subbasin", "reach", "water_year"}, default "subbasin"
@@ -619,13 +752,23 @@ def cross_validate(
     -------
     xarray.Dataset
         Scores on (``repeat``, ``fold``, ``seed``), plus ``n_test_reaches`` and
-        ``n_test_days`` on (``repeat``, ``fold``); attributes ``method``,
-        ``blocking``, ``score``, ``target`` and ``history``.
+        ``n_test_days`` on (``repeat``, ``fold``) and the coordinate
+        ``held_out_id`` (repeat, fold): equal numbers mark the same held-out
+        blocks (and so the same training data), which
+        :func:`variance_decomposition` counts once. Attributes ``method``,
+        ``blocking``, ``score``, ``target``, ``repeats_dropped`` (repetitions that
+        would have repeated a partition) and ``history``.
 
     Raises
     ------
     DataError
-        Fewer blocks than folds, or a held-out set without any target value.
+        Fewer blocks than folds, or a held-out set without any target value
+        (both before anything is trained).
+
+    Warns
+    -----
+    XmsglWarning
+        Fewer distinct partitions than ``repeats``.
 
     Examples
     --------
@@ -637,16 +780,20 @@ def cross_validate(
     {'repeat': 1, 'fold': 3, 'seed': 2}
     """
     seed_list = _seeds(seeds)
-    parts = cv_partitions(ds, folds=folds, repeats=repeats, blocking=blocking, seed=seed)
+    parts, target_all, target_name = _cv_plan(ds, folds=folds, repeats=repeats, blocking=blocking,
+                                              seed=seed, use_truth=use_truth)
     train_fn = trainer if trainer is not None else default_trainer(method, fit_kwargs)
-    target_all, target_name = _target(ds, use_truth)
     target_vals = np.asarray(target_all.values)
     time = pd.DatetimeIndex(ds[TIME].values)
     topo = topology_arrays(ds)
+    n_rep = parts[-1].repeat + 1
     rows: dict[tuple[int, ...], dict[str, float]] = {}
-    n_reaches = np.zeros((repeats, folds), dtype=np.int64)
-    n_days = np.zeros((repeats, folds), dtype=np.int64)
+    n_reaches = np.zeros((n_rep, folds), dtype=np.int64)
+    n_days = np.zeros((n_rep, folds), dtype=np.int64)
+    held_id = np.zeros((n_rep, folds), dtype=np.int64)
+    ids: dict[frozenset[int], int] = {}
     for h in parts:
+        held_id[h.repeat, h.fold] = ids.setdefault(frozenset(h.groups), len(ids))
         cells = h.reaches[:, None] & h.days[None, :]
         train_ds = _mask_obs(ds, "reach_temp", REACH, cells)
         if blocking == "water_year":
@@ -657,11 +804,6 @@ def cross_validate(
             segs[topo.reach_seg_idx[h.reaches]] = True
             train_ds = _mask_obs(train_ds, "seg_temp", SEG, segs[:, None] & h.days[None, :])
         tvals = np.where(cells, target_vals, np.nan)
-        if not np.isfinite(tvals).any():
-            raise DataError(
-                f"held-out set of repeat {h.repeat}, fold {h.fold} (blocks {format_ids(h.groups)}) has "
-                f"no {target_name!r} value; the holdout is empty: use fewer folds or another blocking"
-            )
         test_ds = xr.Dataset(
             {"target": target_all.copy(data=tvals)},
             attrs={"repeat": h.repeat, "fold": h.fold, "blocking": blocking,
@@ -672,14 +814,17 @@ def cross_validate(
         n_days[h.repeat, h.fold] = int(h.days.sum())
         for k, s in enumerate(seed_list):
             rows[(h.repeat, h.fold, k)] = _score(train_fn(train_ds, test_ds, s), test_ds)
-    out = _results_dataset(rows, {"repeat": list(range(repeats)), "fold": list(range(folds)),
+    out = _results_dataset(rows, {"repeat": list(range(n_rep)), "fold": list(range(folds)),
                                   "seed": seed_list})
     if score not in out.data_vars:
         raise ParameterError(f"score={score!r} is not among the trainer's scores {sorted(str(v) for v in out.data_vars)}")
     out["n_test_reaches"] = (("repeat", "fold"), n_reaches)
     out["n_test_days"] = (("repeat", "fold"), n_days)
+    out = out.assign_coords(held_out_id=(("repeat", "fold"), held_id, {
+        "long_name": "number of the held-out set; equal numbers hold out the same blocks"}))
     out.attrs.update({
         "method": method, "blocking": blocking, "score": score, "target": target_name,
+        "repeats_dropped": int(repeats) - n_rep,
         "history": _history(f"cross_validate(method={method!r}, folds={folds}, repeats={repeats}, "
                             f"seeds={seed_list}, blocking={blocking!r}, seed={seed})"),
     })
@@ -692,13 +837,31 @@ def _anova(y: np.ndarray) -> tuple[np.ndarray, ...]:
     part_mean = y.mean(axis=-1)
     grand = part_mean.mean(axis=-1)
     msb = k * ((part_mean - grand[..., None]) ** 2).sum(axis=-1) / (p - 1)
-    msw = ((y - part_mean[..., None]) ** 2).sum(axis=(-2, -1)) / (p * (k - 1))
-    s2_part = np.maximum(0.0, (msb - msw) / k)
+    if k > 1:
+        msw = ((y - part_mean[..., None]) ** 2).sum(axis=(-2, -1)) / (p * (k - 1))
+        s2_part = np.maximum(0.0, (msb - msw) / k)
+    else:
+        # One seed per partition: the seed variance cannot be told apart from the
+        # partition's, so all of the spread is given to the partition.
+        msw = np.full_like(msb, np.nan)
+        s2_part = msb
     s2_seed = msw
     total = s2_part + s2_seed
     with np.errstate(invalid="ignore", divide="ignore"):
         icc = np.where(total > 0, s2_part / np.where(total > 0, total, 1.0), np.nan)
     return grand, s2_part, s2_seed, icc, msb, msw
+
+
+#: ``seed_component`` attribute of :func:`variance_decomposition`, by case.
+_SEED_COMPONENT = {
+    "estimated": "estimated",
+    "constant": "not applicable: the scores do not change with the seed (a method that ignores it, "
+                "such as the baselines), so sigma2_seed is 0 by construction and icc is NaN: the "
+                "split carries no information; sigma2_partition is the variance of the partition scores",
+    "one seed": "not estimated: one seed per partition, so sigma2_seed, msw and icc are NaN and "
+                "sigma2_partition is the variance of the partition scores, which holds any seed "
+                "variance too (none for a method that ignores the seed, such as the baselines)",
+}
 
 
 def variance_decomposition(
@@ -719,6 +882,18 @@ def variance_decomposition(
     ``sigma2_seed = MSW`` and ``sigma2_partition = max(0, (MSB - MSW) / K)``;
     ``icc = sigma2_partition / (sigma2_partition + sigma2_seed)``.
 
+    Only distinct partitions count: when the scores carry the coordinate
+    ``held_out_id`` (as :func:`cross_validate`'s do), a (repeat, fold) that holds
+    out the same blocks as an earlier one (the same training and test data again,
+    not a new draw) is left out, so copies do not narrow the intervals.
+
+    Methods that ignore the seed (the baselines) have no seed component: with
+    one seed (``K = 1``) ``sigma2_seed``, ``msw`` and ``icc`` are NaN and
+    ``sigma2_partition`` is the variance of the partition scores (which would also
+    hold any seed variance of a method that has one); with several seeds whose
+    scores never differ, ``sigma2_seed`` is 0 and ``icc`` is NaN rather than a
+    meaningless 1. The attribute ``seed_component`` says which case applies.
+
     Intervals are percentile bootstrap intervals over partitions: ``n_boot`` times,
     ``P`` partitions are drawn with replacement (each with all its seeds) and the
     estimates recomputed.
@@ -731,8 +906,8 @@ def variance_decomposition(
     Parameters
     ----------
     scores : xarray.Dataset or xarray.DataArray
-        The output of :func:`cross_validate`, or any array on (repeat, fold, seed)
-        (or (partition, seed)).
+        The output of :func:`cross_validate` (or one of its variables), or any
+        array on (repeat, fold, seed) (or (partition, seed)).
     variable : str, optional
         The score to decompose; default the ``score`` attribute (``"rmse"``).
     n_boot : int, default 1000
@@ -747,13 +922,14 @@ def variance_decomposition(
     xarray.Dataset
         Variables ``mean``, ``sigma2_partition``, ``sigma2_seed``, ``icc``, ``msb``
         and ``msw`` on dimension ``stat`` = ``["estimate", "low", "high"]``;
-        attributes ``n_partitions``, ``n_seeds`` and the caveat.
+        attributes ``n_partitions`` (distinct ones), ``n_duplicates_dropped``,
+        ``n_seeds``, ``seed_component`` and the caveat.
 
     Raises
     ------
     DataError
-        Fewer than two partitions or seeds (scores on ``seed`` alone included), or a
-        missing (NaN) score.
+        Fewer than two distinct partitions (scores on ``seed`` alone included), no
+        seed, or a missing (NaN) score.
     ParameterError
         ``n_boot`` not a positive integer, ``ci`` not strictly between 0 and 1.
 
@@ -769,6 +945,10 @@ def variance_decomposition(
     >>> vd = variance_decomposition(xr.DataArray(y, dims=("partition", "seed")), n_boot=200)
     >>> 0.2 < float(vd.sigma2_seed.sel(stat="estimate")) < 0.3
     True
+    >>> same = xr.DataArray(np.repeat(y[:, :1], 3, axis=1), dims=("partition", "seed"))
+    >>> vd = variance_decomposition(same, n_boot=200)  # a method that ignores the seed
+    >>> float(vd.sigma2_seed.sel(stat="estimate")), bool(np.isnan(vd.icc).all())
+    (0.0, True)
     """
     check_count("n_boot", n_boot)
     if isinstance(ci, bool) or not isinstance(ci, (float, int, np.floating, np.integer)) \
@@ -789,34 +969,50 @@ def variance_decomposition(
         raise SchemaError(f"the scores need a 'seed' dimension; they have {tuple(map(str, da.dims))}")
     part_dims = [d for d in da.dims if d != "seed"]
     if not part_dims:
-        raise DataError(f"the decomposition needs at least 2 partitions and 2 seeds, got scores "
-                        f"{name!r} on 'seed' alone (no partition dimension); pass scores on "
-                        "(repeat, fold, seed) or (partition, seed), not one selected fold")
+        raise DataError(f"the decomposition needs at least 2 partitions, got scores {name!r} on 'seed' "
+                        "alone (no partition dimension); pass scores on (repeat, fold, seed) or "
+                        "(partition, seed), not one selected fold")
     stacked = da.stack(partition=part_dims) if len(part_dims) > 1 else da.rename({part_dims[0]: "partition"})
     y = np.asarray(stacked.transpose("partition", "seed").values, dtype=np.float64)
+    n_dup = 0
+    if "held_out_id" in stacked.coords and stacked["held_out_id"].dims == ("partition",):
+        _, first = np.unique(np.asarray(stacked["held_out_id"].values), return_index=True)
+        n_dup = y.shape[0] - first.size
+        y = y[np.sort(first)]
     p, k = y.shape
-    if p < 2 or k < 2:
-        raise DataError(f"the decomposition needs at least 2 partitions and 2 seeds, got {p} and {k}; "
-                        "raise folds/repeats or seeds")
+    if p < 2 or k < 1:
+        dropped = (f" distinct ones ({n_dup} repeated held-out set{'s' if n_dup > 1 else ''} left out)"
+                   if n_dup else "")
+        raise DataError(f"the decomposition needs at least 2 partitions and 1 seed, got {p}{dropped} and "
+                        f"{k}; raise folds/repeats or seeds")
     if not np.isfinite(y).all():
         bad = np.argwhere(~np.isfinite(y))[:3].tolist()
         raise DataError(f"scores {name!r} hold NaN at (partition, seed) {bad}; the design must be "
                         "complete: rerun the failed fits or drop those partitions")
     est = _anova(y)
+    # Compared on the scores themselves: their means can differ from them in the last bit.
+    case = "one seed" if k == 1 else "constant" if (y == y[:, :1]).all() else "estimated"
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, p, size=(int(n_boot), p))
     boot = _anova(y[idx])
     lo_q, hi_q = (1 - ci) / 2, 1 - (1 - ci) / 2
-    bounds = [(np.nanquantile(b, lo_q), np.nanquantile(b, hi_q)) for b in boot]
+    bounds = [(np.nanquantile(b, lo_q), np.nanquantile(b, hi_q)) if np.isfinite(b).any()
+              else (np.nan, np.nan) for b in boot]
     names = ("mean", "sigma2_partition", "sigma2_seed", "icc", "msb", "msw")
     units = UNITS.get(name, "1")
     sq = f"({units})2" if units != "1" else "1"
     unit_of = {"mean": units, "sigma2_partition": sq, "sigma2_seed": sq, "icc": "1", "msb": sq, "msw": sq}
     out = xr.Dataset(coords={"stat": ["estimate", "low", "high"]})
     for n_, e, (lo, hi) in zip(names, est, bounds):
-        out[n_] = ("stat", np.array([float(e), float(lo), float(hi)]), {"units": unit_of[n_]})
+        row = np.array([float(e), float(lo), float(hi)])
+        if n_ == "icc" and case != "estimated":
+            row[:] = np.nan  # no seed component to compare the partition's with
+        elif n_ in ("sigma2_seed", "msw") and case == "constant":
+            row[:] = 0.0
+        out[n_] = ("stat", row, {"units": unit_of[n_]})
     out.attrs.update({
-        "score": name, "n_partitions": p, "n_seeds": k, "n_boot": int(n_boot), "ci": ci,
+        "score": name, "n_partitions": p, "n_duplicates_dropped": n_dup, "n_seeds": k,
+        "n_boot": int(n_boot), "ci": ci, "seed_component": _SEED_COMPONENT[case],
         "caveat": "folds of one repetition share training data, so partition effects are not "
                   "independent; estimates and intervals are approximate",
         "history": _history(f"variance_decomposition(variable={name!r}, n_boot={n_boot}, ci={ci})"),
