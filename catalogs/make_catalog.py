@@ -6,7 +6,9 @@ Run from the repository root::
 
 Each entry calls an xmsgl loader through intake's ``GenericFunc`` reader, which
 stores the function by its import name, so the catalog holds no copy of the
-loading logic. Each DRB entry's metadata lists the registry files (name, sha256,
+loading logic, and the loader finds its data folder when the entry is read
+(``XMSGL_DATA_DIR`` at that time). Each entry is keyed by its name and listed
+under the same name in ``aliases``, which is what ``list(cat)`` shows. Each DRB entry's metadata lists the registry files (name, sha256,
 URL) its loader reads; ``tests/test_catalog.py`` regenerates the catalog and
 compares it with the file, and checks the metadata against the pooch registry, so
 the catalog and the registry cannot drift apart.
@@ -78,6 +80,10 @@ def build_catalog() -> Any:
             "files": [],
         },
     )
+    # ``cat[name] = reader`` keys the entry by its name but leaves ``aliases`` empty,
+    # and intake 2 lists a catalog (``list(cat)``, its repr) by its aliases only.
+    for name in list(cat.entries):
+        cat.give_name(name, name)
     return cat
 
 

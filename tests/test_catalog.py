@@ -39,9 +39,24 @@ def test_catalog_file_is_what_the_script_writes(tmp_path: Path) -> None:
     )
 
 
+NAMES = ["drb_mirror", "drb_release", "synthetic_basin"]
+
+
 def test_catalog_is_intake_version_2(catalog) -> None:
     assert "version: 2" in CATALOG.read_text()
-    assert set(catalog.entries) == {"drb_mirror", "drb_release", "synthetic_basin"}
+    assert set(catalog.entries) == set(NAMES)
+
+
+def test_catalog_lists_its_entries(catalog) -> None:
+    # intake 2 lists a catalog by its aliases; without them list(cat) is [].
+    assert sorted(catalog) == NAMES and len(catalog) == 3
+    assert f"named datasets: {NAMES}" in repr(catalog)
+    for name in NAMES:
+        assert name in catalog
+        by_attribute, by_key = getattr(catalog, name), catalog[name]
+        assert type(by_attribute) is type(by_key)
+        assert by_attribute.kwargs == by_key.kwargs
+    assert catalog.drb_mirror.kwargs["source"] == "mirror"
 
 
 @pytest.mark.parametrize(("entry", "source"), [("drb_mirror", "mirror"), ("drb_release", "release")])
@@ -64,11 +79,14 @@ def test_synthetic_entry_opens_through_intake(catalog) -> None:
 def test_drb_mirror_entry_opens_through_intake(
     catalog, drb_raw_dir: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Share the parsed-table cache of tests/test_drb.py and read the mirror folder.
+    # Share the parsed-table cache of tests/test_drb.py. The data folder is set after
+    # import, as in a notebook: the entry resolves it when it is read, as open_drb does.
     parsed = tmp_path_factory.getbasetemp() / "drb_parsed"
     monkeypatch.setattr(drb, "_default_cache_dir", lambda: parsed)
-    monkeypatch.setattr(drb.POOCH, "path", drb_raw_dir)
-    ds = catalog["drb_mirror"].read()
+    monkeypatch.delenv("XMSGL_DATA_DIR", raising=False)
+    reader = catalog.drb_mirror
+    monkeypatch.setenv("XMSGL_DATA_DIR", str(drb_raw_dir))
+    ds = reader.read()
     xmsgl.validate(ds)
     assert ds.sizes["seg"] == 456 and ds.sizes["reach"] == 3229
     assert ds.attrs["xmsgl_source"] == "mirror"

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import logging
+import os
+import subprocess
+import sys
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -16,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pooch
 import pytest
 import xarray as xr
 
@@ -43,16 +48,23 @@ def drb_parsed_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def drb_mirror(drb_raw_dir: Path, drb_parsed_cache: Path) -> xr.Dataset:
     """The mirror dataset built once per session from the real files."""
-    with drb._pooch_path(drb_raw_dir):
-        return drb.open_drb(cache=drb_parsed_cache, progress=False)
+    return drb.open_drb(folder=drb_raw_dir, cache=drb_parsed_cache, progress=False)
 
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty pooch cache folder that cannot download (no retries)."""
-    monkeypatch.setattr(drb.POOCH, "path", tmp_path)
+    """An empty data folder, named by XMSGL_DATA_DIR, that cannot download (no retries)."""
+    monkeypatch.setenv("XMSGL_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(drb.POOCH, "retry_if_failed", 0)
     return tmp_path
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every registry URL points at a closed local port: downloads fail at once."""
+    for name in drb.POOCH.registry:
+        monkeypatch.setitem(drb.POOCH.urls, name, f"http://127.0.0.1:9/{name}")
+    monkeypatch.setattr(drb.POOCH, "retry_if_failed", 0)
 
 
 # --------------------------------------------------------------------------------------
@@ -87,8 +99,70 @@ def test_fetch_unknown_name_is_refused() -> None:
 
 
 def test_unknown_source_is_refused() -> None:
-    with pytest.raises(xmsgl.SchemaError, match="unknown source"):
-        drb.open_drb(source="satellite")  # type: ignore[arg-type]
+    # A wrong argument value, not a wrong dataset: ParameterError, naming both sources.
+    for call in (lambda: drb.open_drb(source="satellite"),  # type: ignore[arg-type]
+                 lambda: drb.fetch_data("satellite"),  # type: ignore[arg-type]
+                 lambda: drb.files_for("satellite")):  # type: ignore[arg-type]
+        with pytest.raises(xmsgl.ParameterError, match="unknown source 'satellite'.*'mirror'.*'release'"):
+            call()
+
+
+# --------------------------------------------------------------------------------------
+# the data folder: resolved at each call
+
+
+def test_data_folder_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XMSGL_DATA_DIR", raising=False)
+    assert drb.data_folder() == Path(pooch.os_cache("xmsgl")).absolute()
+    monkeypatch.setenv("XMSGL_DATA_DIR", str(tmp_path / "env"))
+    assert drb.data_folder() == drb.POOCH.path == drb.POOCH.abspath == tmp_path / "env"
+    assert drb.data_folder(tmp_path / "arg") == tmp_path / "arg"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert drb.data_folder("~/arg") == tmp_path / "arg"
+    # A folder assigned to POOCH.path wins over the variable until None is assigned.
+    try:
+        drb.POOCH.path = tmp_path / "assigned"
+        assert drb.data_folder() == tmp_path / "assigned"
+    finally:
+        drb.POOCH.path = None
+    assert drb.data_folder() == tmp_path / "env"
+
+
+def test_data_dir_set_after_import_is_used(
+    drb_raw_dir: Path, drb_parsed_cache: Path, drb_mirror: xr.Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # xmsgl is imported long before this test; the variable is read at each call.
+    monkeypatch.delenv("XMSGL_DATA_DIR", raising=False)
+    assert drb.POOCH.path != drb_raw_dir
+    monkeypatch.setenv("XMSGL_DATA_DIR", str(drb_raw_dir))
+    assert drb.POOCH.path == drb_raw_dir.absolute()
+    assert drb.fetch(XWALK, progress=False) == drb_raw_dir.absolute() / XWALK
+    ds = drb.open_drb(start="1980-07-01", end="1980-07-31", cache=drb_parsed_cache, progress=False)
+    assert ds.sizes == {**drb_mirror.sizes, "time": 31}
+
+
+def test_data_dir_set_after_import_in_a_fresh_process(drb_raw_dir: Path) -> None:
+    # The order of a notebook: import, then set the variable.
+    code = (
+        "import os, xmsgl\n"
+        "from xmsgl.datasets import drb\n"
+        f"os.environ['XMSGL_DATA_DIR'] = {str(drb_raw_dir)!r}\n"
+        "print(drb.POOCH.path)\n"
+        "print(len(drb.fetch_data(progress=False)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "XMSGL_DATA_DIR"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(drb_raw_dir.absolute()), str(len(drb.MIRROR_FILES))]
+    assert "Downloading" not in out.stderr
+
+
+def test_folder_argument_wins_over_the_variable(
+    drb_raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XMSGL_DATA_DIR", str(tmp_path))
+    assert drb.fetch(XWALK, folder=drb_raw_dir, progress=False) == drb_raw_dir.absolute() / XWALK
+    assert list(tmp_path.iterdir()) == []
 
 
 # --------------------------------------------------------------------------------------
@@ -114,8 +188,78 @@ def test_missing_file_offline_names_file_url_and_fix(cache: Path, monkeypatch: p
         drb.fetch(XWALK, progress=False)
     msg = str(info.value)
     assert XWALK in msg and "http://127.0.0.1:9/GFv1_NHDv2_xwalk.csv" in msg
+    assert f"looked for in {str(cache)!r} (named by XMSGL_DATA_DIR)" in msg
+    assert str(cache / XWALK) in msg
     assert "xmsgl fetch-data" in msg and "XMSGL_DATA_DIR" in msg
     assert not any(p.is_file() for p in cache.rglob("*"))
+
+
+def test_missing_file_without_data_dir_says_to_set_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline: None
+) -> None:
+    monkeypatch.delenv("XMSGL_DATA_DIR", raising=False)
+    monkeypatch.setattr(pooch, "os_cache", lambda project: tmp_path / "user-cache" / project)
+    with pytest.raises(DataError) as info:
+        drb.open_drb(cache=False, progress=False)
+    msg = str(info.value)
+    assert "xmsgl's user cache; XMSGL_DATA_DIR is not set" in msg
+    assert "set XMSGL_DATA_DIR to it" in msg and "xmsgl fetch-data" in msg
+    assert not (tmp_path / "user-cache").exists()
+
+
+def test_fetch_data_offline_says_where_it_looked_not_to_run_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline: None
+) -> None:
+    # Someone who just ran `xmsgl fetch-data` is not told to run it again.
+    monkeypatch.setenv("XMSGL_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataError) as info:
+        drb.fetch_data(progress=False)
+    msg = str(info.value)
+    n = len(drb.MIRROR_FILES)
+    assert "fetch-data" not in msg
+    assert f"looked for in {str(tmp_path)!r} (named by XMSGL_DATA_DIR)" in msg
+    assert f"{n} of the {n} files are missing" in msg
+    assert str(tmp_path / XWALK) in msg and "registry.txt" in msg
+    assert "point XMSGL_DATA_DIR at a folder that holds them" in msg
+    # With folder= the hint names the argument instead of the variable.
+    with pytest.raises(DataError) as info:
+        drb.fetch_data(folder=tmp_path / "given", progress=False)
+    msg = str(info.value)
+    assert "(given as folder=; that folder does not exist)" in msg
+    assert "give folder= (`xmsgl fetch-data --folder`) a folder that holds them" in msg
+    assert not (tmp_path / "given").exists()
+
+
+@pytest.fixture
+def pooch_records() -> Iterator[list[logging.LogRecord]]:
+    """What pooch's logger emits (it does not propagate to the root logger)."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(level=logging.DEBUG)
+    logger = pooch.get_logger()
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_pooch_log_line_only_with_progress(
+    cache: Path, monkeypatch: pytest.MonkeyPatch, truncated_server: str,
+    pooch_records: list[logging.LogRecord], progress: bool
+) -> None:
+    monkeypatch.setitem(drb.POOCH.urls, XWALK, truncated_server)
+    filters = list(pooch.get_logger().filters)
+    with pytest.raises(DataError):
+        drb.fetch(XWALK, progress=progress)
+    said = [r.getMessage() for r in pooch_records]
+    assert any("Downloading" in m for m in said) is progress, said
+    assert pooch.get_logger().filters == filters
 
 
 @pytest.fixture
@@ -212,8 +356,9 @@ def test_zip_extracts_inside_folder(tmp_path: Path) -> None:
 
 
 def test_period_outside_forcings_is_refused(drb_raw_dir: Path, drb_parsed_cache: Path) -> None:
-    with drb._pooch_path(drb_raw_dir), pytest.raises(DataError, match="1979-01-01..1980-12-31"):
-        drb.open_drb(start="1985-01-01", end="1985-12-31", cache=drb_parsed_cache, progress=False)
+    with pytest.raises(DataError, match="1979-01-01..1980-12-31"):
+        drb.open_drb(start="1985-01-01", end="1985-12-31", folder=drb_raw_dir, cache=drb_parsed_cache,
+                     progress=False)
 
 
 # --------------------------------------------------------------------------------------
@@ -224,6 +369,9 @@ def test_mirror_passes_validation(drb_mirror: xr.Dataset) -> None:
     xmsgl.validate(drb_mirror)
     for name, da in drb_mirror.data_vars.items():
         assert "units" in da.attrs and "source" in da.attrs, name
+    # docs/data.md: every data variable and coordinate has a source.
+    for name, da in drb_mirror.coords.items():
+        assert da.attrs.get("source"), name
     assert "approximations" in drb_mirror.attrs
     assert (drb_mirror["seg_id_nat"].values == drb_mirror["seg"].values).all()
     assert (drb_mirror["COMID"].values == drb_mirror["reach"].values).all()
@@ -334,7 +482,7 @@ def test_release_source_opens() -> None:  # pragma: no cover - needs internet
 
 def test_failed_download_removes_the_folders_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = tmp_path / "data"
-    monkeypatch.setattr(drb.POOCH, "path", data)
+    monkeypatch.setenv("XMSGL_DATA_DIR", str(data))
     monkeypatch.setattr(drb.POOCH, "retry_if_failed", 0)
     monkeypatch.setitem(drb.POOCH.urls, XWALK, "http://127.0.0.1:9/GFv1_NHDv2_xwalk.csv")
     with pytest.raises(DataError, match="could not be downloaded"):
@@ -352,10 +500,25 @@ def test_folder_below_a_file_names_the_folder_argument(tmp_path: Path) -> None:
     with pytest.raises(xmsgl.ParameterError, match="afile' is a file, not a folder") as info:
         drb.fetch_data(folder=tmp_path / "afile" / "sub", progress=False)
     assert "folder=" in str(info.value) and "XMSGL_DATA_DIR" not in str(info.value)
-    with drb._pooch_path(tmp_path / "afile" / "sub"), pytest.raises(DataError) as err:
-        drb.fetch(XWALK, progress=False)
-    assert "folder=" in str(err.value) and "XMSGL_DATA_DIR" not in str(err.value)
+    below = tmp_path / "afile" / "sub"
+    with pytest.raises(xmsgl.ParameterError, match="afile' is a file, not a folder"):
+        drb.fetch(XWALK, folder=below, progress=False)
+    with pytest.raises(xmsgl.ParameterError, match="afile' is a file, not a folder"):
+        drb.open_drb(folder=below, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_unwritable_folder_names_the_way_it_was_chosen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(path: str) -> None:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(pooch.core, "make_local_storage", refuse)
+    with pytest.raises(DataError, match="could not write") as info:
+        drb.fetch(XWALK, folder=tmp_path, progress=False)
+    assert "writable folder as folder=" in str(info.value) and "XMSGL_DATA_DIR" not in str(info.value)
+    monkeypatch.setenv("XMSGL_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataError, match="set XMSGL_DATA_DIR to a writable folder"):
+        drb.fetch(XWALK, progress=False)
 
 
 def test_cache_folder_expands_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,14 +2,16 @@
 
 ``synthetic_basin`` builds a physically based synthetic basin in the xmsgl
 convention; ``open_drb`` and ``fetch_data`` give the real Delaware River Basin
-through pooch. Modules load on first use, so ``import xmsgl`` stays light.
+through pooch, from the folder ``data_folder()`` names at the time of each call
+(``XMSGL_DATA_DIR`` when set). Modules load on first use, so ``import xmsgl``
+stays light.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["synthetic_basin", "open_drb", "fetch_data"]
+__all__ = ["synthetic_basin", "open_drb", "fetch_data", "data_folder"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,7 +19,7 @@ def __getattr__(name: str) -> Any:
         from xmsgl.datasets.synthetic import synthetic_basin
 
         return synthetic_basin
-    if name in ("open_drb", "fetch_data"):
+    if name in ("open_drb", "fetch_data", "data_folder"):
         from xmsgl.datasets import drb
 
         return getattr(drb, name)

@@ -17,19 +17,22 @@ against the sha256 in ``registry.txt``:
     computed offline, so they are not hash-checked.
 
 Point the environment variable ``XMSGL_DATA_DIR`` at a folder holding the files
-(laid out as the registry names them) to use it as the cache, for example a folder
-filled by ``xmsgl fetch-data`` on a machine with internet.
+(laid out as the registry names them) to use it as the data folder, for example a
+folder filled by ``xmsgl fetch-data`` on a machine with internet, or pass the folder
+as ``folder=``. The variable is read at each call (see :func:`data_folder`), so it
+may be set after ``import xmsgl``.
 
 Every choice the builder makes (which network, how forcings reach segments without
 HRUs, how reaches are ordered where no fine topology is known, how monitoring sites
 are placed on reaches) is described in ``docs/data.md`` and recorded in the
-dataset's attributes and in each variable's ``source`` attribute.
+dataset's attributes and in the ``source`` attribute of each variable and coordinate.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
 from collections import deque
@@ -54,6 +57,7 @@ __all__ = [
     "REGISTRY_FILE",
     "MIRROR_FILES",
     "RELEASE_FILES",
+    "data_folder",
     "fetch",
     "fetch_data",
     "open_drb",
@@ -63,13 +67,36 @@ __all__ = [
 REGISTRY_FILE = Path(__file__).with_name("registry.txt")
 
 
-def _create_pooch() -> pooch.Pooch:
-    store = pooch.create(
-        path=pooch.os_cache("xmsgl"),
+# Where a data folder came from; the error messages name the way to change it.
+_Origin = Literal["folder", "POOCH.path", "XMSGL_DATA_DIR", "cache"]
+
+
+class _DataPooch(pooch.Pooch):
+    """A pooch whose folder is looked up at each use.
+
+    ``pooch.create(env=...)`` reads the environment variable once, when the pooch is
+    made, which is at ``import xmsgl``; a variable set afterwards (the usual order in
+    a notebook) would be ignored. Here ``path`` follows ``XMSGL_DATA_DIR`` each time
+    it is read, unless a folder is assigned to it (``None`` restores the lookup).
+    """
+
+    _assigned: Path | None = None
+
+    @property  # type: ignore[override]
+    def path(self) -> Path:
+        return _resolve(None)[0]
+
+    @path.setter
+    def path(self, value: str | os.PathLike[str] | None) -> None:
+        self._assigned = None if value is None else Path(value).expanduser()
+
+
+def _create_pooch() -> _DataPooch:
+    store = _DataPooch(
+        path=None,
         # Every entry carries its own URL (files live in several repositories and
         # releases), so the base URL is only pooch's fallback and is never used.
         base_url="https://raw.githubusercontent.com/",
-        env="XMSGL_DATA_DIR",
         registry=None,
         retry_if_failed=3,
     )
@@ -83,8 +110,9 @@ def _create_pooch() -> pooch.Pooch:
     return store
 
 
-#: The pooch that fetches and caches every file xmsgl reads for the DRB.
-POOCH: pooch.Pooch = _create_pooch()
+#: The pooch that fetches and caches every file xmsgl reads for the DRB. Its ``path``
+#: is :func:`data_folder` at the moment it is read.
+POOCH: _DataPooch = _create_pooch()
 
 _RELEASE_PREFIX = "sciencebase/"
 
@@ -143,7 +171,7 @@ def files_for(source: Source) -> tuple[str, ...]:
         return MIRROR_FILES
     if source == "release":
         return RELEASE_FILES
-    raise SchemaError(f"unknown source {source!r}; use 'mirror' (offline copies) or 'release' (USGS)")
+    raise ParameterError(f"unknown source {source!r}; use 'mirror' (offline copies) or 'release' (USGS)")
 
 
 def _sha256(path: Path) -> str:
@@ -154,42 +182,136 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _prefetch_hint(name: str) -> str:
+def _resolve(folder: str | os.PathLike[str] | None) -> tuple[Path, _Origin]:
+    """The data folder (absolute, ``~`` expanded) and where it came from."""
+    path: str | os.PathLike[str]
+    origin: _Origin
+    if folder is not None:
+        path, origin = folder, "folder"
+    elif POOCH._assigned is not None:
+        path, origin = POOCH._assigned, "POOCH.path"
+    elif os.environ.get("XMSGL_DATA_DIR"):
+        path, origin = os.environ["XMSGL_DATA_DIR"], "XMSGL_DATA_DIR"
+    else:
+        path, origin = pooch.os_cache("xmsgl"), "cache"
+    return Path(os.path.abspath(Path(path).expanduser())), origin
+
+
+def data_folder(folder: str | os.PathLike[str] | None = None) -> Path:
+    """The folder where the DRB files are looked for and downloaded to, now.
+
+    The first of: ``folder`` when given; a folder assigned to ``POOCH.path``; the
+    environment variable ``XMSGL_DATA_DIR`` (read at each call, so it may be set after
+    ``import xmsgl``); xmsgl's user cache folder. :func:`fetch`, :func:`fetch_data`
+    and :func:`open_drb` resolve their folder this way at each call.
+
+    Examples
+    --------
+    >>> from xmsgl.datasets import drb
+    >>> str(drb.data_folder("/data/drb"))
+    '/data/drb'
+    >>> drb.data_folder() == drb.POOCH.path  # XMSGL_DATA_DIR, or the user cache
+    True
+    """
+    return _resolve(folder)[0]
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where files are fetched to, and for whom: the error messages depend on both."""
+
+    root: Path
+    origin: _Origin
+    #: The files that ``fetch_data`` was asked for (empty outside ``fetch_data``).
+    batch: tuple[str, ...] = ()
+
+
+def _where(folder: str | os.PathLike[str] | None, batch: tuple[str, ...] = ()) -> _Where:
+    if folder is not None:
+        output_folder(folder, "folder")
+    root, origin = _resolve(folder)
+    return _Where(root, origin, batch)
+
+
+_ORIGIN_NOTE = {
+    "folder": "given as folder=",
+    "POOCH.path": "assigned to xmsgl.datasets.drb.POOCH.path",
+    "XMSGL_DATA_DIR": "named by XMSGL_DATA_DIR",
+    "cache": "xmsgl's user cache; XMSGL_DATA_DIR is not set",
+}
+
+
+def _missing_hint(name: str, where: _Where, existed: bool) -> str:
+    """How to get ``name`` into the data folder when it cannot be downloaded here."""
+    target = where.root / name
+    note = "" if existed else "; that folder does not exist"
+    if where.batch:
+        # Called by fetch_data (`xmsgl fetch-data`): the user is already doing what a
+        # generic hint would say, so say where the files were looked for instead.
+        missing = [n for n in where.batch if not (where.root / n).is_file()]
+        other = {
+            "folder": "give folder= (`xmsgl fetch-data --folder`) a folder that holds them",
+            "XMSGL_DATA_DIR": "point XMSGL_DATA_DIR at a folder that holds them",
+        }.get(where.origin, "set XMSGL_DATA_DIR to a folder that holds them")
+        return (
+            f"the files were looked for in {str(where.root)!r} ({_ORIGIN_NOTE[where.origin]}{note}), "
+            f"where {len(missing)} of the {len(where.batch)} files are missing; without internet "
+            f"access, copy them there from a machine that has it, laid out as the registry names "
+            f"them (this one as {str(target)!r}; each file's URL is in {str(REGISTRY_FILE)!r}), "
+            f"or {other}"
+        )
+    if where.origin == "cache":
+        return (
+            f"the files were looked for in {str(where.root)!r} ({_ORIGIN_NOTE['cache']}); on a "
+            f"machine with internet run `xmsgl fetch-data` (or xmsgl.datasets.drb.fetch({name!r})), "
+            f"copy the folder here and set XMSGL_DATA_DIR to it (or pass it as folder=)"
+        )
+    knob = "folder=" if where.origin == "folder" else where.origin
     return (
-        f"pre-fetch it on a machine with internet with `xmsgl fetch-data` (or "
-        f"xmsgl.datasets.drb.fetch({name!r})), then copy the folder here and set "
-        f"XMSGL_DATA_DIR to it"
+        f"the files were looked for in {str(where.root)!r} ({_ORIGIN_NOTE[where.origin]}{note}), "
+        f"where this one would be {str(target)!r}; if the files are in another folder, point "
+        f"{knob} at it; otherwise run `xmsgl fetch-data` on a machine with internet and copy "
+        f"its folder there"
     )
 
 
-def fetch(name: str, *, progress: bool = True) -> Path:
+def fetch(name: str, *, folder: str | os.PathLike[str] | None = None, progress: bool = True) -> Path:
     """Return the local path of registry file ``name``, downloading it if needed.
 
-    A file already in the cache is hash-checked against the registry and refused if
-    it differs: a pinned file never changes, so a different hash means a corrupt or
-    foreign file, and silently replacing it would hide that. Downloads go to a
-    temporary file that is moved into the cache only once its hash matches, so a
-    failed or truncated download leaves nothing behind.
+    A file already in the data folder is hash-checked against the registry and
+    refused if it differs: a pinned file never changes, so a different hash means a
+    corrupt or foreign file, and silently replacing it would hide that. Downloads go
+    to a temporary file that is moved into the folder only once its hash matches, so
+    a failed or truncated download leaves nothing behind.
 
     Parameters
     ----------
     name : str
         A name from ``registry.txt``, for example ``"drb-trends/obs_temp_drb.rds"``.
+    folder : path, optional
+        The data folder. Default: :func:`data_folder` at the time of the call
+        (``XMSGL_DATA_DIR`` when set, else xmsgl's user cache folder).
     progress : bool, default True
-        Show a progress bar while downloading.
+        Show a progress bar and pooch's log line while downloading.
 
     Returns
     -------
     pathlib.Path
-        The file in the cache folder (``XMSGL_DATA_DIR`` when set).
+        The file in the data folder.
 
     Raises
     ------
     DataError
-        When ``name`` is not registered, the cached file has the wrong hash, or the
-        file is missing and cannot be downloaded (the message names the URL and how
-        to pre-fetch it).
+        When ``name`` is not registered, the file in the folder has the wrong hash,
+        or the file is missing and cannot be downloaded (the message names the folder,
+        the URL and how to get the file there).
+    ParameterError
+        When ``folder`` is a file or lies below one.
     """
+    return _fetch(name, _where(folder), progress)
+
+
+def _fetch(name: str, where: _Where, progress: bool) -> Path:
     registry: dict[str, Any] = POOCH.registry
     if name not in registry:
         raise DataError(
@@ -198,22 +320,22 @@ def fetch(name: str, *, progress: bool = True) -> Path:
         )
     known = registry[name]
     url = POOCH.get_url(name)
-    path = Path(POOCH.abspath) / name
+    path = where.root / name
     if path.is_file():
         if known is None:
             return path
         actual = _sha256(path)
         if actual != known.split(":")[-1].lower():
             raise DataError(
-                f"cached file {name!r} at {str(path)!r} has sha256 {actual}, but the registry "
+                f"the file {name!r} at {str(path)!r} has sha256 {actual}, but the registry "
                 f"expects {known}; it is corrupt or not the pinned version. Delete it and "
-                f"fetch it again (`xmsgl fetch-data`, source {url})"
+                f"fetch it again (`xmsgl fetch-data`; source {url})"
             )
         return path
     # Folders are created for the file only: a failed fetch removes those it made.
     created = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
     try:
-        return _download(name, url, known, progress)
+        return _download(name, url, known, where, where.root.is_dir(), progress)
     except BaseException:
         for folder in created:  # deepest first; one that holds anything else stays
             with contextlib.suppress(OSError):
@@ -221,16 +343,43 @@ def fetch(name: str, *, progress: bool = True) -> Path:
         raise
 
 
-def _download(name: str, url: str, known: str | None, progress: bool) -> Path:
-    """``POOCH.fetch(name)``, with its failures as :class:`DataError` saying what to do."""
+def _warnings_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING
+
+
+@contextlib.contextmanager
+def _pooch_log(progress: bool) -> Iterator[None]:
+    """Without progress output, pooch's "Downloading file ..." line is left out too."""
+    if progress:
+        yield
+        return
+    # A filter rather than setLevel: pooch's logger is not registered with logging,
+    # so a level change is cached by it and would outlive the call.
+    logger = pooch.get_logger()
+    logger.addFilter(_warnings_only)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_warnings_only)
+
+
+def _download(name: str, url: str, known: str | None, where: _Where, existed: bool,
+              progress: bool) -> Path:
+    """pooch's fetch of ``name`` into ``where``, with its failures as :class:`DataError`."""
     import requests  # pooch's own dependency; imported here to keep module import light
 
+    # A pooch for this call only: POOCH's folder may change between calls, and two
+    # threads fetching into different folders must not see each other's.
+    store = pooch.Pooch(path=where.root, base_url=POOCH.base_url, registry=POOCH.registry,
+                        retry_if_failed=POOCH.retry_if_failed)
+    store.urls = POOCH.urls
     try:
-        return Path(POOCH.fetch(name, progressbar=progress))
+        with _pooch_log(progress):
+            return Path(store.fetch(name, progressbar=progress))
     except requests.exceptions.RequestException as err:
         raise DataError(
-            f"{name!r} is not in the data folder {str(POOCH.abspath)!r} and could not be "
-            f"downloaded from {url} ({type(err).__name__}); {_prefetch_hint(name)}"
+            f"{name!r} is not in the data folder and could not be downloaded from {url} "
+            f"({type(err).__name__}); {_missing_hint(name, where, existed)}"
         ) from err
     except ValueError as err:
         # pooch raises ValueError when a download's hash does not match; it has
@@ -240,11 +389,13 @@ def _download(name: str, url: str, known: str | None, progress: bool) -> Path:
             f"{known} and was discarded ({err}); try again later or report the changed file"
         ) from err
     except OSError as err:
-        fix = ("give a writable folder as folder= (`xmsgl fetch-data --folder`)" if _FOLDER_GIVEN
-               else "set XMSGL_DATA_DIR to a writable folder")
+        fix = {
+            "folder": "give a writable folder as folder= (`xmsgl fetch-data --folder`)",
+            "POOCH.path": "assign a writable folder to xmsgl.datasets.drb.POOCH.path",
+        }.get(where.origin, "set XMSGL_DATA_DIR to a writable folder")
         raise DataError(
-            f"could not write {name!r} into the data folder {str(POOCH.abspath)!r} "
-            f"({type(err).__name__}: {err}); {fix}"
+            f"could not write {name!r} into the data folder {str(where.root)!r} "
+            f"({_ORIGIN_NOTE[where.origin]}; {type(err).__name__}: {err}); {fix}"
         ) from err
 
 
@@ -253,17 +404,18 @@ def fetch_data(source: Source = "mirror", folder: str | os.PathLike[str] | None 
     """Download (or check) every file that ``open_drb(source=...)`` needs.
 
     This is what ``xmsgl fetch-data`` runs. Fetch on a machine with internet, copy the
-    folder, and set ``XMSGL_DATA_DIR`` to it to work offline.
+    folder, and set ``XMSGL_DATA_DIR`` to it (or pass it as ``folder=``) to work
+    offline.
 
     Parameters
     ----------
     source : {"mirror", "release"}
         Which set of files.
     folder : path, optional
-        Where to store them; default is ``XMSGL_DATA_DIR`` when set, else the user
-        cache folder of xmsgl.
+        Where to store them. Default: :func:`data_folder` at the time of the call
+        (``XMSGL_DATA_DIR`` when set, else xmsgl's user cache folder).
     progress : bool, default True
-        Show progress bars.
+        Show progress bars and pooch's log lines.
 
     Returns
     -------
@@ -273,38 +425,22 @@ def fetch_data(source: Source = "mirror", folder: str | os.PathLike[str] | None 
     Raises
     ------
     ParameterError
-        When ``folder`` is a file or lies below one.
+        When ``source`` is unknown, or ``folder`` is a file or lies below one.
     DataError
-        When a file cannot be fetched (see :func:`fetch`).
+        When a file cannot be fetched (see :func:`fetch`); the message says where the
+        files were looked for and how many are missing there.
     """
     names = files_for(source)
-    if folder is not None:
-        output_folder(folder, "folder")
-    with _pooch_path(folder):
-        return [fetch(n, progress=progress) for n in names]
-
-
-#: Whether a data folder was given as an argument (the error messages then name it).
-_FOLDER_GIVEN = False
-
-
-@contextlib.contextmanager
-def _pooch_path(folder: str | os.PathLike[str] | None) -> Iterator[None]:
-    global _FOLDER_GIVEN
-    if folder is None:
-        yield
-        return
-    old, given = POOCH.path, _FOLDER_GIVEN
-    POOCH.path = Path(folder).expanduser()
-    _FOLDER_GIVEN = True
-    try:
-        yield
-    finally:
-        POOCH.path, _FOLDER_GIVEN = old, given
+    where = _where(folder, batch=names)
+    return [_fetch(n, where, progress) for n in names]
 
 
 # --------------------------------------------------------------------------------------
 # parsed-table cache
+
+
+#: Fetches one registry file into the data folder an ``open_drb`` call resolved.
+_Get = Callable[[str], Path]
 
 
 def _default_cache_dir() -> Path:
@@ -312,7 +448,7 @@ def _default_cache_dir() -> Path:
 
 
 def _parsed(name: str, parse: Callable[[Path], pd.DataFrame], cache_dir: Path | None,
-            tag: str, progress: bool) -> pd.DataFrame:
+            tag: str, get: _Get) -> pd.DataFrame:
     """Parse registry file ``name`` once and keep the result as parquet.
 
     R files take seconds to parse; their digested tables are tiny. The cache key is
@@ -320,7 +456,7 @@ def _parsed(name: str, parse: Callable[[Path], pd.DataFrame], cache_dir: Path | 
     names the parser version, so a changed file or parser never reads a stale table.
     The cache lives apart from the data folder, which may be read-only and shared.
     """
-    path = fetch(name, progress=progress)
+    path = get(name)
     if cache_dir is None:
         return parse(path)
     known = POOCH.registry[name]
@@ -682,10 +818,10 @@ def _head(nodes: list[int], link: dict[int, int], key: dict[int, float]) -> int:
     return _topological(nodes, link, key)[0]
 
 
-def _routelink_table(progress: bool) -> pd.DataFrame:
+def _routelink_table(get: _Get) -> pd.DataFrame:
     frames = []
     for name in _F_ROUTELINK:
-        path = fetch(name, progress=progress)
+        path = get(name)
         ds = _readers.open_netcdf(path, ["link", "to", "Length", "So", "alt", "TopWdth"])
         frames.append(pd.DataFrame({
             "comid": ds["link"].values.astype(np.int64),
@@ -787,10 +923,10 @@ def _fine_obs(site_obs: pd.DataFrame, placed: pd.DataFrame, comid: np.ndarray,
 
 
 def _mirror_forcings(coarse: _Coarse, seg_params: xr.Dataset, times: pd.DatetimeIndex,
-                     progress: bool) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    channel = _readers.open_netcdf(fetch(_F_CHANNEL, progress=progress),
+                     get: _Get) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    channel = _readers.open_netcdf(get(_F_CHANNEL),
                                    ["nhm_id", "hru_segment", "nhm_seg"])
-    hru = _readers.open_netcdf(fetch(_F_HRU_PARAMS, progress=progress), ["nhm_id", "hru_area"])
+    hru = _readers.open_netcdf(get(_F_HRU_PARAMS), ["nhm_id", "hru_area"])
     nhm_ids = channel["nhm_id"].values.astype(np.int64)
     local_seg = channel["hru_segment"].values.astype(np.int64)
     channel_segs = channel["nhm_seg"].values.astype(np.int64)
@@ -814,7 +950,7 @@ def _mirror_forcings(coarse: _Coarse, seg_params: xr.Dataset, times: pd.Datetime
 
     out: dict[str, np.ndarray] = {}
     for name, var in ((_F_TMAX, "tmax"), (_F_TMIN, "tmin"), (_F_PRCP, "prcp")):
-        ds = _readers.open_netcdf(fetch(name, progress=progress), [var])
+        ds = _readers.open_netcdf(get(name), [var])
         da = ds[var].sel(nhm_id=nhm_ids)
         missing = times.difference(pd.DatetimeIndex(da["time"].values))
         if len(missing):
@@ -855,6 +991,7 @@ def open_drb(
     start: str | np.datetime64 | pd.Timestamp | None = None,
     end: str | np.datetime64 | pd.Timestamp | None = None,
     *,
+    folder: str | os.PathLike[str] | None = None,
     cache: bool | str | os.PathLike[str] = True,
     progress: bool = True,
 ) -> xr.Dataset:
@@ -870,17 +1007,21 @@ def open_drb(
     Parameters
     ----------
     source : {"mirror", "release"}, default "mirror"
-        ``"mirror"`` reads pinned public copies (offline with ``XMSGL_DATA_DIR``), with
-        forcings for 1979-1980 only. ``"release"`` reads the USGS releases (internet
-        needed the first time) with forcings for 1979-2022.
+        ``"mirror"`` reads pinned public copies (offline once they are in the data
+        folder), with forcings for 1979-1980 only. ``"release"`` reads the USGS
+        releases (internet needed the first time) with forcings for 1979-2022.
     start, end : date-like, optional
         First and last day (inclusive). Default: the whole forcing period. A label
         names all its days (``end="1980-06"`` ends on 30 June).
+    folder : path, optional
+        The data folder holding the files (as ``fetch_data(folder=...)`` fills it);
+        missing files are downloaded into it. Default: :func:`data_folder` at the time
+        of the call (``XMSGL_DATA_DIR`` when set, else xmsgl's user cache folder).
     cache : bool or path, default True
         Keep parsed tables of the slow R files as parquet in xmsgl's cache folder (or
         in the folder given, ``~`` expanded), so later builds take a second or two.
     progress : bool, default True
-        Show download progress bars.
+        Show download progress bars and pooch's log lines.
 
     Returns
     -------
@@ -892,6 +1033,9 @@ def open_drb(
     DataError
         When a file is missing offline, corrupt or has the wrong hash, or the period
         lies outside the forcings.
+    ParameterError
+        When ``source`` is unknown, or ``folder`` or ``cache`` is not a usable folder
+        (checked before any file is read).
     PeriodError
         When ``start`` or ``end`` is not a date, or the period ends before it starts
         (checked before any file is read).
@@ -904,21 +1048,27 @@ def open_drb(
     (456, 3229)
     """
     if source not in ("mirror", "release"):
-        raise SchemaError(f"unknown source {source!r}; use 'mirror' (offline copies) or 'release' (USGS)")
+        raise ParameterError(f"unknown source {source!r}; use 'mirror' (offline copies) or 'release' (USGS)")
     first = _day(start, "start", last=False)
     last = _day(end, "end", last=True)
     if first is not None and last is not None and last < first:
         raise PeriodError(f"start={start!r}, end={end!r}: the period ends before it starts; give "
                           f"the first day as start and the last as end")
     cache_dir = _cache_dir(cache)
+    # The folder is resolved once per call, so every file of one build comes from
+    # the same folder even if XMSGL_DATA_DIR changes meanwhile.
+    where = _where(folder)
+
+    def get(name: str) -> Path:
+        return _fetch(name, where, progress)
 
     def parsed(name: str, parse: Callable[[Path], pd.DataFrame]) -> pd.DataFrame:
-        return _parsed(name, parse, cache_dir, "v1", progress)
+        return _parsed(name, parse, cache_dir, "v1", get)
 
     xw = parsed(_F_XWALK, _parse_xwalk)
     coarse = _coarse_network(xw, parsed(_F_NETWORK, _parse_network))
     seg_params = _readers.open_netcdf(
-        fetch(_F_SEG_PARAMS, progress=progress),
+        get(_F_SEG_PARAMS),
         ["nhm_seg", "tosegment_nhm", "seg_length", "seg_slope", "seg_width", "seg_depth",
          "seg_elev", "seg_lat", "seg_cum_area"])
     params = seg_params.set_coords("nhm_seg").swap_dims({"nsegment": "nhm_seg"})
@@ -929,15 +1079,15 @@ def open_drb(
 
     if source == "mirror":
         times = _period(MIRROR_PERIOD, first, last)
-        forcings, donor, has_own = _mirror_forcings(coarse, seg_params, times, progress)
-        fine_table = _routelink_table(progress)
+        forcings, donor, has_own = _mirror_forcings(coarse, seg_params, times, get)
+        fine_table = _routelink_table(get)
         fine_file = " and ".join(_F_ROUTELINK)
         fine_name = "NWM RouteLink"
     else:
-        forcings, times = _release_forcings(coarse, first, last, progress)
+        forcings, times = _release_forcings(coarse, first, last, get)
         donor = coarse.seg_ids.copy()
         has_own = np.ones(coarse.seg_ids.size, dtype=bool)
-        fine_table = _enhd_table(set(xw["comid"].astype(int)), progress)
+        fine_table = _enhd_table(set(xw["comid"].astype(int)), get)
         fine_file = _F_ENHD
         fine_name = "ENHD"
 
@@ -946,11 +1096,11 @@ def open_drb(
     seg_temp, time_holdout, space_holdout, accepted = _coarse_obs(obs, coarse, times)
     site_obs = parsed(_F_SITE_OBS, _parse_site_obs)
     sites = parsed(_F_SITES, _parse_sites)
-    nwis = _readers.read_csv(fetch(_F_NWIS, progress=progress), dtype={"nwis_site_code": str})
+    nwis = _readers.read_csv(get(_F_NWIS), dtype={"nwis_site_code": str})
     placed = _place_sites(site_obs, sites, accepted, nwis, coarse, fine)
     reach_temp = _fine_obs(site_obs, placed, fine.comid, times)
 
-    seg_attr = _readers.read_feather(fetch(_F_SEG_ATTR, progress=progress))
+    seg_attr = _readers.read_feather(get(_F_SEG_ATTR))
     _need_columns(seg_attr, {"seg_id_nat", *_SEG_ATTR_COLUMNS}, Path(_F_SEG_ATTR))
     seg_attr = seg_attr.set_index("seg_id_nat").reindex(donor)
 
@@ -1061,15 +1211,23 @@ def open_drb(
         data[f"seg_{col}"] = (S, seg_attr[col].to_numpy(np.float64), _attrs(
             units, f"{_F_SEG_ATTR} ({col}) of seg_forcing_donor", long_name))
 
+    seg_src = f"{_F_NETWORK} (edges: subseg_id), joined to segments by {_F_XWALK} (segidnat)"
+    reach_src = f"{_F_XWALK} (comid_seg)"
+    time_src = {"mirror": f"the days of {_F_TMAX}, {_F_TMIN} and {_F_PRCP} (time) from start to end",
+                "release": f"{_F_SNTEMP} (sntemp_inputs_outputs_drb.csv: date) from start to end"}[source]
     ds = xr.Dataset(
         data,
         coords={
-            S: (S, coarse.seg_ids),
-            R: (R, fine.comid),
-            T: (T, times.values.astype("datetime64[ns]")),
-            "seg_id_nat": (S, coarse.seg_ids, {"long_name": "NHM segment id (GFv1 seg_id_nat)"}),
-            "COMID": (R, fine.comid, {"long_name": "NHDPlusV2 flowline COMID"}),
-            "site_id": ("site", placed["site_id"].to_numpy(str), {"long_name": "monitoring site id"}),
+            S: (S, coarse.seg_ids, {"long_name": "NHM segment id (GFv1 seg_id_nat)", "source": seg_src}),
+            R: (R, fine.comid, {"long_name": "NHDPlusV2 flowline COMID", "source": reach_src}),
+            T: (T, times.values.astype("datetime64[ns]"), {"long_name": "day", "source": time_src}),
+            "seg_id_nat": (S, coarse.seg_ids, {"long_name": "NHM segment id (GFv1 seg_id_nat)",
+                                               "source": seg_src}),
+            "COMID": (R, fine.comid, {"long_name": "NHDPlusV2 flowline COMID", "source": reach_src}),
+            "site_id": ("site", placed["site_id"].to_numpy(str), {
+                "long_name": "monitoring site id",
+                "source": f"{_F_SITES} (site_id): sites with daily means in {_F_SITE_OBS} that "
+                          f"{_F_OBS} (site_id) accepts for their segment"}),
         },
     )
     n_fine = int((fine.topo_source == _TOPO_FINE).sum())
@@ -1164,8 +1322,8 @@ _RELEASE_COLUMNS = {
 
 
 def _release_forcings(coarse: _Coarse, start: pd.Timestamp | None, end: pd.Timestamp | None,
-                      progress: bool) -> tuple[dict[str, np.ndarray], pd.DatetimeIndex]:
-    archive = fetch(_F_SNTEMP, progress=progress)
+                      get: _Get) -> tuple[dict[str, np.ndarray], pd.DatetimeIndex]:
+    archive = get(_F_SNTEMP)
     folder = archive.with_suffix("")
     csv = folder / "sntemp_inputs_outputs_drb.csv"
     if not csv.is_file():
@@ -1194,8 +1352,8 @@ def _release_forcings(coarse: _Coarse, start: pd.Timestamp | None, end: pd.Times
     return out, times
 
 
-def _enhd_table(comids: set[int], progress: bool) -> pd.DataFrame:
-    path = fetch(_F_ENHD, progress=progress)
+def _enhd_table(comids: set[int], get: _Get) -> pd.DataFrame:
+    path = get(_F_ENHD)
     enhd = _readers.read_parquet(path)
     enhd.columns = [str(c).lower() for c in enhd.columns]
     _need_columns(enhd, {"comid", "tocomid", "lengthkm", "hydroseq"}, path)
