@@ -184,6 +184,23 @@ def test_days_short_of_warm_up_are_named(basin: xr.Dataset, model: Downscaler) -
     assert gappy.attrs["xmsgl_short_warmup"] == f"{days[0]}/{days[29]}, {days[100]}/{days[129]}"
 
 
+def test_days_asked_for_beyond_the_record_are_named(basin: xr.Dataset, model: Downscaler) -> None:
+    # A period past the record's end used to come back shorter without a word.
+    days = [str(d)[:10] for d in basin.time.values]
+    with pytest.warns(xmsgl.XmsglWarning, match=rf"reaches past the dataset's days.*only the 11 days "
+                                                rf"from {days[-11]} to {days[-1]}"):
+        out = downscale(basin, model, time=(days[-11], "2030-12-31"))
+    assert out.sizes["time"] == 11
+    with pytest.warns(xmsgl.XmsglWarning, match="reaches before and past"):
+        downscale(basin, model, time=("1990-01-01", "2030-12-31"))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        downscale(basin, model, time=(days[0], days[-1]))
+        downscale(basin, model, time=(days[3], None))
+
+
 def test_short_warmup_spans_stop_at_the_next_restart() -> None:
     from xmsgl.downscale import short_warmup
 

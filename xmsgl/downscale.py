@@ -13,7 +13,15 @@ import torch
 import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, validate
-from xmsgl.exceptions import DataError, ParameterError, TimeError, TimeGapWarning, XmsglError, check_count
+from xmsgl.exceptions import (
+    DataError,
+    ParameterError,
+    TimeError,
+    TimeGapWarning,
+    XmsglError,
+    XmsglWarning,
+    check_count,
+)
 from xmsgl.model import Downscaler, _rebuild, check_compatible, load
 from xmsgl.train import inference_windows, predict, resolve_device, time_breaks, uses_thread_option
 
@@ -42,6 +50,15 @@ def _time_positions(time: pd.DatetimeIndex, sel: Any) -> tuple[int, int]:
         raise TimeError(
             f"time={sel!r} selects no day of the dataset ({time[0].date()} to {time[-1].date()})"
         )
+    early = start is not None and pd.Timestamp(start).normalize() < time[0].normalize()
+    late = end is not None and pd.Timestamp(end).normalize() > time[-1].normalize()
+    if early or late:
+        warnings.warn(
+            f"time={sel!r} reaches {'before' if early else 'past'}"
+            f"{' and past' if early and late else ''} the dataset's days ({time[0].date()} to "
+            f"{time[-1].date()}): only the {i1 - i0} days from {time[i0].date()} to "
+            f"{time[i1 - 1].date()} are returned; give inputs for the other days to have them",
+            XmsglWarning, stacklevel=3)
     return i0, i1
 
 
@@ -190,7 +207,9 @@ def downscale(
         may be absent, and only the coarse recurrence runs.
     time : (start, end) or slice, optional
         Days to return (ends included); default all. Up to ``spinup`` earlier days
-        of ``ds`` warm the recurrent state up. A gap in ``ds``'s days (a day that
+        of ``ds`` warm the recurrent state up. A period reaching before or past the
+        days of ``ds`` returns the days it has, with an
+        :class:`~xmsgl.exceptions.XmsglWarning` naming them. A gap in ``ds``'s days (a day that
         does not follow the one before) restarts the recurrence with a fresh state,
         as at the start of the record, with a
         :class:`~xmsgl.exceptions.TimeGapWarning`: no state is carried across it.
