@@ -122,11 +122,8 @@ def default_train_period(time: pd.DatetimeIndex) -> list[tuple[str, str]]:
     if len(time) < 10:
         raise TimeError(f"{len(time)} day(s) are too few to set a training period aside; give "
                         "train=(start, end) or a longer record")
-    test_from = pd.Timestamp(split_periods(time)["test"][0][0])
-    days = time[time < test_from]
-    if len(days) == 0:
-        raise TimeError(f"{len(time)} day(s) are too few to set a training period aside; give "
-                        "train=(start, end) or a longer record")
+    # With 10 days or more the split always leaves days before the test period.
+    days = time[time < pd.Timestamp(split_periods(time)["test"][0][0])]
     return [(str(days[0].date()), str(days[-1].date()))]
 
 

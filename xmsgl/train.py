@@ -18,7 +18,7 @@ import copy
 import functools
 import math
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -183,7 +183,8 @@ def _check_scores(name: str, lo: Any, hi: Any, vals: np.ndarray, spec: FeatureSp
     )
 
 
-def _check_temperature(name: str, vmin: float, vmax: float, spec: FeatureSpec, attrs: Any) -> None:
+def _check_temperature(name: str, vmin: float, vmax: float, spec: FeatureSpec,
+                       attrs: Mapping[str, Any]) -> None:
     """Refuse a degC input whose values leave :data:`~xmsgl.convention.CONVERTED_OTHER_TEMP`.
 
     The convention judges temperatures when it validates values in memory; this check
@@ -196,7 +197,7 @@ def _check_temperature(name: str, vmin: float, vmax: float, spec: FeatureSpec, a
     lo, hi = CONVERTED_OTHER_TEMP
     if lo <= vmin and vmax <= hi:
         return
-    note = attrs.get("xmsgl_note") if hasattr(attrs, "get") else None
+    note = attrs.get("xmsgl_note")
     if note:
         hint = (f" It was {str(note).removesuffix(' by xmsgl')}: if its values were already "
                 f"in degC, set ds[{name!r}].attrs['units'] = 'degC'.")
