@@ -402,3 +402,52 @@ def test_failed_chunk_of_an_eager_zarr_write_leaves_no_temporary_store(tmp_path:
             to_zarr_safe(xr.Dataset({"v": (("a", "b"), x)}), tmp_path / "out.zarr")
     time.sleep(0.5)
     assert leftovers(tmp_path) == [] and not (tmp_path / "out.zarr").exists()
+
+
+def test_a_lazy_result_never_overwrites_the_store_it_reads(tmp_path: Path) -> None:
+    # A result computed from a store keeps no "source" in its encoding, but until it
+    # is computed it reads that store: replacing it would leave the input dataset
+    # reading the new store's values (or failing) afterwards.
+    pytest.importorskip("dask")
+    store, nc = tmp_path / "in.zarr", tmp_path / "in.nc"
+    small().to_zarr(store, consolidated=False)
+    small().to_netcdf(nc)
+    with xr.open_zarr(store, consolidated=False) as opened:
+        derived = (opened["reach_temp"] * 2).rename("double")
+        assert "source" not in derived.encoding
+        with pytest.raises(ParameterError, match="were read from it"):
+            to_zarr_safe(derived.to_dataset(), store, overwrite=True)
+        with pytest.raises(ParameterError, match="lies inside"):
+            to_zarr_safe(derived.to_dataset(), store / "inner.zarr")
+        with pytest.raises(ParameterError, match="lies inside"):
+            to_zarr_safe(derived.to_dataset(), tmp_path, overwrite=True)
+        # Computed first, it reads nothing any more: the write is allowed.
+        to_zarr_safe(derived.to_dataset().load(), tmp_path / "other.zarr")
+    with xr.open_dataset(nc, chunks={}) as opened:
+        with pytest.raises(ParameterError, match="were read from it"):
+            to_netcdf_safe(opened["reach_temp"] + 1, nc, overwrite=True)
+    xr.testing.assert_identical(xr.open_zarr(store, consolidated=False).load(), small())
+    assert leftovers(tmp_path) == []
+
+
+def test_overwrite_replaces_a_zarr_store_but_never_another_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "project"
+    (folder / "notes").mkdir(parents=True)
+    (folder / "notes" / "field.txt").write_text("keep me")
+    with pytest.raises(ParameterError, match="not a zarr store"):
+        to_zarr_safe(small(), folder, overwrite=True)
+    assert (folder / "notes" / "field.txt").read_text() == "keep me"
+    # The check is made again when the delayed write renames its store into place.
+    later_path = tmp_path / "late"
+    later = to_zarr_safe(small().chunk(), later_path, overwrite=True, compute=False)
+    (later_path / "data").mkdir(parents=True)
+    with pytest.raises(ParameterError, match="not a zarr store"):
+        later.compute()
+    assert sorted(p.name for p in later_path.iterdir()) == ["data"]
+    # A store (format 3 or 2) is replaced.
+    for fmt in (3, 2):
+        store = tmp_path / f"v{fmt}.zarr"
+        small().to_zarr(store, zarr_format=fmt, consolidated=False)
+        to_zarr_safe(small() * 3, store, overwrite=True, consolidated=False)
+        assert float(xr.open_zarr(store, consolidated=False)["reach_temp"].sum()) == 45.0
+    assert leftovers(tmp_path) == []

@@ -412,7 +412,8 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
     return final
 
 
-def _write(write: Callable[[Path], Any], final: Path, overwrite: bool, compute: bool) -> Any:
+def _write(write: Callable[[Path], Any], final: Path, overwrite: bool, compute: bool,
+           check_old: Callable[[Path], None] | None = None) -> Any:
     """Run ``write(tmp)`` and commit; with ``compute=False`` return a delayed commit."""
     tmp = _prepare(final, overwrite)
     try:
@@ -421,19 +422,86 @@ def _write(write: Callable[[Path], Any], final: Path, overwrite: bool, compute: 
         _remove_settled(tmp)
         raise
     if compute:
-        return _commit(result, tmp, final, overwrite)
+        return _commit(result, tmp, final, overwrite, check_old)
     import dask
 
     # The write's Delayed is an argument, so dask runs it first, and the rename only
     # once every chunk is written. pure=False: two writes never share a key.
-    return dask.delayed(_commit, pure=False)(result, tmp, final, overwrite)
+    return dask.delayed(_commit, pure=False)(result, tmp, final, overwrite, check_old)
+
+
+def _backend_path(array: Any) -> Any:
+    """The file or store an xarray backend array reads, or None when it cannot be told.
+
+    ``array`` is what xarray puts in a lazy variable or in a dask graph: indexing
+    adapters around a backend array (zarr's wrapper holds the zarr array, whose store
+    has a ``root`` folder; the netCDF wrappers hold their data store, which knows its
+    file name).
+    """
+    for _ in range(16):  # unwrap the indexing adapters (a few levels deep)
+        inner = getattr(array, "array", None)
+        if inner is None or inner is array:
+            break
+        array = inner
+    zarr_array = getattr(array, "_array", None)
+    store = getattr(zarr_array, "store", None)
+    for name in ("root", "path"):  # zarr 3's LocalStore; zarr 2's DirectoryStore
+        found = getattr(store, name, None)
+        if isinstance(found, (str, os.PathLike)) and not str(found).startswith(("memory:", "<")):
+            return found
+    datastore = getattr(array, "datastore", None)
+    filename = getattr(datastore, "_filename", None)
+    if isinstance(filename, (str, os.PathLike)):
+        return filename
+    args = getattr(getattr(datastore, "_manager", None), "_args", None)
+    if isinstance(args, tuple) and args and isinstance(args[0], (str, os.PathLike)):
+        return args[0]
+    return None
+
+
+def _lazy_sources(variable: xr.Variable) -> list[Any]:
+    """Files a lazy variable still reads: its own backend array, or the dask graph's.
+
+    Results computed from a dataset (a downscaled DataArray, ``ds["a"] * 2``) keep
+    no ``source`` in their encoding, but until they are computed they read the
+    input: xarray keeps each backend array in a layer of its own (``original-...``)
+    of the dask graph, or with ``inline_array=True`` in the tasks of the
+    ``open_dataset-...`` layer. Best effort: an unknown structure tells nothing.
+    """
+    found: list[Any] = []
+    try:
+        data = variable._data
+        if hasattr(data, "__dask_graph__"):
+            graph = data.__dask_graph__()
+            layers = getattr(graph, "layers", {"": graph})
+            for name, layer in layers.items():
+                if str(name).startswith("original-"):
+                    values = list(layer.values())
+                elif str(name).startswith("open_dataset-"):
+                    # open_dataset(..., inline_array=True): each chunk's task holds
+                    # the backend array as an argument; the first chunk's tell.
+                    first = next(iter(layer.values()), None)
+                    values = list(getattr(first, "args", ()))
+                else:
+                    continue
+                for value in values:
+                    value = getattr(value, "value", value)  # dask's DataNode wraps it
+                    found.append(_backend_path(value))
+        else:
+            found.append(_backend_path(data))
+    except Exception:  # noqa: BLE001 - a layout this xarray or dask version does not have
+        return []
+    return found
 
 
 def _sources(obj: xr.Dataset | xr.DataArray) -> list[Path]:
-    """Files ``obj`` (or any of its variables) was read from, per their encoding."""
+    """Files ``obj`` (or any of its variables) was read from or still reads lazily."""
     found: list[Any] = [obj.encoding.get("source")]
-    variables = obj.variables.values() if isinstance(obj, xr.Dataset) else [obj.variable]
+    variables = list(obj.variables.values()) if isinstance(obj, xr.Dataset) else [
+        obj.variable, *obj.coords.variables.values()]
     found += [v.encoding.get("source") for v in variables]
+    for v in variables:
+        found += _lazy_sources(v)
     return [Path(os.fspath(s)) for s in dict.fromkeys(found) if isinstance(s, (str, os.PathLike))]
 
 
@@ -446,6 +514,14 @@ def _same_path(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
+def _inside(inner: Path, outer: Path) -> bool:
+    """Whether ``inner`` lies inside the folder ``outer`` (links resolved)."""
+    try:
+        return outer.resolve() in inner.resolve().parents
+    except (OSError, RuntimeError):
+        return False
+
+
 def _refuse_source(obj: xr.Dataset | xr.DataArray, path: Path) -> None:
     for source in _sources(obj):
         if _same_path(source, path):
@@ -454,6 +530,36 @@ def _refuse_source(obj: xr.Dataset | xr.DataArray, path: Path) -> None:
                 f"it (and may still be read from it lazily). Write to another path, close the "
                 f"input, then move the new file over the old one yourself"
             )
+        if _inside(source, path) or _inside(path, source):
+            inner, outer = (source, path) if _inside(source, path) else (path, source)
+            raise ParameterError(
+                f"refusing to write {str(path)!r}: the data being written were read from "
+                f"{str(source)!r}, and {str(inner)!r} lies inside {str(outer)!r}, so the write "
+                f"would change or delete its own input. Write to a path outside it"
+            )
+
+
+#: Entries at the top of a zarr store (format 3, and format 2 with its consolidated
+#: metadata); a folder with none of them is not a store.
+_ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray", ".zmetadata")
+
+
+def _refuse_non_store(final: Path, found: Path | None = None) -> None:
+    """Raise unless the existing folder at ``final`` (now at ``found``) is a zarr store.
+
+    ``overwrite=True`` replaces a store; a folder of anything else (a project, a data
+    folder, given as the output path by mistake) is never deleted by a write.
+    """
+    entry = final if found is None else found
+    if not os.path.lexists(entry) or entry.is_symlink() or not entry.is_dir():
+        return  # nothing there, a link (replaced itself) or a file (refused by _commit)
+    if not any(os.path.lexists(entry / name) for name in _ZARR_MARKERS):
+        raise ParameterError(
+            f"{str(final)!r} is a folder but not a zarr store (it has none of "
+            f"{list(_ZARR_MARKERS)}), so overwrite=True does not replace it: that would "
+            f"delete everything in it. Give the path of a new store inside it, or remove "
+            f"the folder yourself"
+        )
 
 
 def _check_compute(compute: object) -> bool:
@@ -476,8 +582,9 @@ def to_netcdf_safe(
         The netCDF file to create.
     overwrite : bool, default False
         Replace an existing file at ``path``; a symbolic link there is replaced
-        itself, not the file it points to. The file ``obj`` was read from is never
-        replaced, even then.
+        itself, not the file it points to. The file ``obj`` was read from (or still
+        reads lazily, as a result computed from it does until it is computed) is
+        never replaced, even then.
     compute : bool, default True
         Write now. With ``False``, return a :class:`dask.delayed.Delayed` instead:
         computing it writes the values (chunk by chunk, with dask) to the temporary
@@ -535,8 +642,9 @@ def to_zarr_safe(ds: xr.Dataset, path: PathLike, overwrite: bool = False, *,
         The zarr store (a folder) to create.
     overwrite : bool, default False
         Replace an existing store at ``path``; a symbolic link there is replaced
-        itself, not the store it points to. The store ``ds`` was read from is never
-        replaced, even then.
+        itself, not the store it points to. The store ``ds`` was read from (or still
+        reads lazily) is never replaced, even then, nor is a folder that is not a zarr
+        store (one without ``zarr.json``, ``.zgroup``, ``.zarray`` or ``.zmetadata``).
     compute : bool, default True
         Write now. With ``False``, return a :class:`dask.delayed.Delayed` instead:
         computing it writes the chunks to the temporary store and then renames it
@@ -554,8 +662,9 @@ def to_zarr_safe(ds: xr.Dataset, path: PathLike, overwrite: bool = False, *,
     ------
     ParameterError
         When ``path`` exists (a dangling link included) and ``overwrite`` is False
-        (checked again when a delayed write is computed), ``path`` is ``ds``'s
-        source or lies below a file, or an appending or region write is asked for.
+        (checked again when a delayed write is computed), ``path`` is a folder but not
+        a zarr store, ``path`` is ``ds``'s source, lies inside it or holds it, or lies
+        below a file, or an appending or region write is asked for.
 
     Examples
     --------
@@ -583,5 +692,10 @@ def to_zarr_safe(ds: xr.Dataset, path: PathLike, overwrite: bool = False, *,
     compute = _check_compute(compute)
     final = output_path(path)
     _refuse_source(ds, final)
+    if overwrite:
+        _refuse_non_store(final)
     to_zarr: Any = ds.to_zarr  # its overloads need compute as a literal
-    return _write(lambda tmp: to_zarr(tmp, mode="w-", compute=compute, **kwargs), final, overwrite, compute)
+    # Checked again on the old folder once it is moved aside: something else may have
+    # been put at the path while the store was written.
+    return _write(lambda tmp: to_zarr(tmp, mode="w-", compute=compute, **kwargs), final, overwrite,
+                  compute, check_old=lambda old: _refuse_non_store(final, found=old))
