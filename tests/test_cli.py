@@ -19,9 +19,40 @@ def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
         assert cmd in out
 
 
-def test_info_runs(capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_runs(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    import torch
+
+    monkeypatch.setenv("XMSGL_DATA_DIR", str(tmp_path))
     assert main(["info"]) == 0
-    assert "xmsgl" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("xmsgl ")
+    assert f"cuda available: {torch.cuda.is_available()}" in out
+    assert "mps available: " in out and "device='auto' uses: " in out
+    assert f"torch threads: {torch.get_num_threads()}" in out
+    assert f"data folder: {tmp_path} (XMSGL_DATA_DIR)" in out
+
+
+def test_synthetic_defaults_apply_without_data() -> None:
+    from xmsgl.cli import _check_evaluate
+
+    args = build_parser().parse_args(["evaluate", "--out", "never-written.nc"])
+    _check_evaluate(args)
+    assert (args.n_segments, args.start, args.end, args.basin_seed, args.reach_obs_share) == (
+        10, "2000-10-01", "2005-09-30", 1, 0.1)
+
+
+def test_failed_download_exits_1_not_2(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # A valid command that the network fails is not bad usage.
+    from xmsgl.datasets import drb
+
+    for name in drb.POOCH.registry:
+        monkeypatch.setitem(drb.POOCH.urls, name, f"http://127.0.0.1:9/{name}")
+    monkeypatch.setattr(drb.POOCH, "retry_if_failed", 0)
+    assert main(["fetch-data", "--folder", str(tmp_path / "drb")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()  # pooch's progress lines, then the error
+    assert err[-1].startswith("xmsgl: error: ") and "Traceback" not in "".join(err)
+    assert "could not be downloaded from http://127.0.0.1:9/" in err[-1]
 
 
 def test_parser_defaults() -> None:
@@ -193,6 +224,11 @@ def files(tmp_path, monkeypatch: pytest.MonkeyPatch):
          "--cv climatology --blocking subbasin --folds 40: blocking='subbasin' finds 10 sub-basins"),
         (["evaluate", "--cv", "climatology", "--blocking", "water_year", "--folds", "5", "--end", "2003-09-30"],
          "--folds 5: blocking='water_year' finds 3 water years but folds=5"),
+        # The synthetic basin's options do not apply to a --data file: refused, not ignored.
+        (["evaluate", "--data", "e1.nc", "--start", "2001-10-01"],
+         "--start: these build the synthetic basin and do not apply to --data 'e1.nc'"),
+        (["evaluate", "--data", "e1.nc", "--n-segments", "10", "--end", "2003-09-30"],
+         "--n-segments --end: these build the synthetic basin"),
         (["fetch-data", "--folder", "afile/sub"], "choose another --folder"),
         (["fetch-data", "--folder", "afile"], "--folder 'afile' is a file"),
     ],

@@ -23,7 +23,9 @@ repetitions as asked is reported then, as an ``xmsgl: warning: ...`` line). Erro
 are printed as one line,
 ``xmsgl: error: ...``: exit status 2 for bad usage (an option, an input file or an
 output path that cannot be used; every :class:`~xmsgl.exceptions.XmsglError`), 1 for
-a failure of the system while working (an ``OSError`` such as a full disk). Output
+a failure outside the request while working (an ``OSError`` such as a full disk, or a
+:class:`~xmsgl.exceptions.DownloadError`: the network or a server failed, or a
+download did not match its registered hash). Output
 files are never replaced unless ``--overwrite`` is given, and never the ``--data``
 file.
 """
@@ -39,7 +41,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from xmsgl.exceptions import DataError, ParameterError, SchemaError, TimeError, XmsglError, XmsglWarning
+from xmsgl.exceptions import (
+    DataError,
+    DownloadError,
+    ParameterError,
+    SchemaError,
+    TimeError,
+    XmsglError,
+    XmsglWarning,
+)
 from xmsgl.io import output_folder, output_path
 
 __all__ = ["main"]
@@ -86,12 +96,27 @@ def _info(args: argparse.Namespace) -> int:
             print(f"{pkg} {md.version(pkg)}")
         except md.PackageNotFoundError:
             print(f"{pkg} not installed")
+    print(f"python {sys.version.split()[0]} ({sys.platform})")
     try:
         import torch
-
-        print("cuda available:", torch.cuda.is_available())
     except ImportError:
-        pass
+        return 0
+    from xmsgl.datasets.drb import data_folder
+    from xmsgl.train import resolve_device
+
+    print(f"torch threads: {torch.get_num_threads()}")
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        print(f"cuda available: True ({len(names)} device(s): {', '.join(names)}; "
+              f"CUDA {torch.version.cuda})")
+    else:
+        build = f"torch built with CUDA {torch.version.cuda}" if torch.version.cuda else "CPU-only torch build"
+        print(f"cuda available: False ({build})")
+    mps = getattr(torch.backends, "mps", None)
+    print(f"mps available: {bool(mps is not None and mps.is_available())}")
+    print(f"device='auto' uses: {resolve_device('auto')}")
+    origin = "XMSGL_DATA_DIR" if os.environ.get("XMSGL_DATA_DIR") else "the user cache; XMSGL_DATA_DIR is not set"
+    print(f"data folder: {data_folder()} ({origin})")
     return 0
 
 
@@ -186,7 +211,16 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
                                  f"the variance decomposition separates seeds from data partitions: give "
                                  f"at least 2 seeds per fold (1 is enough only for the baselines "
                                  f"{list(BASELINES)}, which ignore the seed)")
+    given = [name for name in _SYNTHETIC if getattr(args, name) is not None]
+    if args.data is not None and given:
+        options = " ".join("--" + name.replace("_", "-") for name in given)
+        raise ParameterError(f"{options}: these build the synthetic basin and do not apply to --data "
+                             f"{args.data!r}, whose own network and days are used; leave them out, or "
+                             f"select the days in the file first (ds.sel(time=slice(start, end)))")
     if args.data is None:
+        for name, value in _SYNTHETIC.items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
         if args.n_segments < 1:
             raise ParameterError(f"--n-segments {args.n_segments}: give at least 1")
         if not 0 < args.reach_obs_share <= 1:
@@ -207,6 +241,11 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
             raise ParameterError(f"--out {args.out!r} would write over the --data input {args.data!r}, "
                                  f"even with --overwrite; choose another --out")
     return out
+
+
+#: The synthetic basin of ``xmsgl evaluate`` when no --data is given.
+_SYNTHETIC: dict[str, Any] = {"n_segments": 10, "start": "2000-10-01", "end": "2005-09-30",
+                              "basin_seed": 1, "reach_obs_share": 0.1}
 
 
 def _check_dates(start: str, end: str) -> None:
@@ -445,12 +484,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--epochs", type=int, default=10, help="epochs of the neural methods (default: %(default)s)")
     ev.add_argument("--data", default=None, help="a netCDF file or zarr store in the xmsgl convention "
                     "(default: the synthetic basin)")
-    ev.add_argument("--n-segments", type=int, default=10, help="synthetic basin size (default: %(default)s)")
-    ev.add_argument("--start", default="2000-10-01", help="synthetic basin start (default: %(default)s)")
-    ev.add_argument("--end", default="2005-09-30", help="synthetic basin end (default: %(default)s)")
-    ev.add_argument("--basin-seed", type=int, default=1, help="synthetic basin seed (default: %(default)s)")
-    ev.add_argument("--reach-obs-share", type=float, default=0.1,
-                    help="share of synthetic reaches with a gauge (default: %(default)s)")
+    # The synthetic basin's options default to None, so that one given with --data
+    # (which they do not apply to) can be told from its default and refused.
+    ev.add_argument("--n-segments", type=int, default=None,
+                    help=f"synthetic basin size (default: {_SYNTHETIC['n_segments']})")
+    ev.add_argument("--start", default=None, help=f"synthetic basin start (default: {_SYNTHETIC['start']})")
+    ev.add_argument("--end", default=None, help=f"synthetic basin end (default: {_SYNTHETIC['end']})")
+    ev.add_argument("--basin-seed", type=int, default=None,
+                    help=f"synthetic basin seed (default: {_SYNTHETIC['basin_seed']})")
+    ev.add_argument("--reach-obs-share", type=float, default=None,
+                    help=f"share of synthetic reaches with a gauge (default: {_SYNTHETIC['reach_obs_share']})")
     ev.add_argument("--cv", default=None, metavar="METHOD", help="also cross-validate this method")
     ev.add_argument("--folds", type=int, default=3, help="cross-validation folds (default: %(default)s)")
     ev.add_argument("--repeats", type=int, default=2, help="cross-validation repeats (default: %(default)s)")
@@ -501,6 +544,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader stopped reading (`xmsgl info | head -1`): nothing left to say.
         _quiet_stdout()
+        return 1
+    except DownloadError as err:
+        # A valid request that the network or a server failed: not bad usage.
+        _error(err)
         return 1
     except XmsglError as err:
         _error(err)

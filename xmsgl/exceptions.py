@@ -17,6 +17,7 @@ __all__ = [
     "TimeError",
     "ModelMismatchError",
     "DataError",
+    "DownloadError",
     "TrainingError",
     "ParameterError",
     "PeriodError",
@@ -54,6 +55,14 @@ class ModelMismatchError(XmsglError):
 
 class DataError(XmsglError):
     """Values are unusable: NaN inputs, no observations, an empty selection, a bad file."""
+
+
+class DownloadError(DataError):
+    """A registered file could not be downloaded (network, server) or did not match its hash.
+
+    The request was valid; the failure lies outside it, so the ``xmsgl`` command exits
+    with status 1 for it (as for a full disk), not 2 (bad usage).
+    """
 
 
 class TrainingError(XmsglError):

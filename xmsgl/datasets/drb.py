@@ -48,7 +48,7 @@ import xarray as xr
 
 from xmsgl.convention import OUTLET
 from xmsgl.datasets import _readers
-from xmsgl.exceptions import DataError, ParameterError, PeriodError, SchemaError, format_ids
+from xmsgl.exceptions import DataError, DownloadError, ParameterError, PeriodError, SchemaError, format_ids
 from xmsgl.io import output_folder
 from xmsgl.periods import period_bounds
 
@@ -365,7 +365,11 @@ def _pooch_log(progress: bool) -> Iterator[None]:
 
 def _download(name: str, url: str, known: str | None, where: _Where, existed: bool,
               progress: bool) -> Path:
-    """pooch's fetch of ``name`` into ``where``, with its failures as :class:`DataError`."""
+    """pooch's fetch of ``name`` into ``where``, with its failures as :class:`DataError`.
+
+    A failed or corrupted download is a :class:`DownloadError`; a folder that cannot
+    be written, a plain :class:`DataError`.
+    """
     import requests  # pooch's own dependency; imported here to keep module import light
 
     # A pooch for this call only: POOCH's folder may change between calls, and two
@@ -377,14 +381,14 @@ def _download(name: str, url: str, known: str | None, where: _Where, existed: bo
         with _pooch_log(progress):
             return Path(store.fetch(name, progressbar=progress))
     except requests.exceptions.RequestException as err:
-        raise DataError(
+        raise DownloadError(
             f"{name!r} is not in the data folder and could not be downloaded from {url} "
             f"({type(err).__name__}); {_missing_hint(name, where, existed)}"
         ) from err
     except ValueError as err:
         # pooch raises ValueError when a download's hash does not match; it has
         # already deleted the temporary file.
-        raise DataError(
+        raise DownloadError(
             f"the download of {name!r} from {url} does not match the registered sha256 "
             f"{known} and was discarded ({err}); try again later or report the changed file"
         ) from err
