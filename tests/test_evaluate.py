@@ -248,12 +248,14 @@ def test_cross_validate_a_baseline(small_basin: xr.Dataset) -> None:
     # Baselines are deterministic: the seed changes nothing.
     np.testing.assert_allclose(cv.rmse.isel(seed=0).values, cv.rmse.isel(seed=1).values)
     assert int(cv.n_test_reaches.sum()) == small_basin.sizes["reach"]
+    assert cv["n"].dtype == np.int64 and (cv["n"].values > 0).all()  # counts of pairs
 
 
 def test_sparsity_sweep_and_plot(small_basin: xr.Dataset) -> None:
     sw = sparsity_sweep(small_basin, ["climatology", "harmonic"], keep=[1.0, 0.05], seeds=[0, 1])
     assert dict(sw.rmse.sizes) == {"method": 2, "keep": 2, "seed": 2}
     assert np.isfinite(sw.rmse.values).all() and np.isfinite(sw.mae.values).all()
+    assert sw["n"].dtype == np.int64  # a count, as metrics.skill gives it
     n = sw.n_train_obs.values
     assert (n[1] < n[0]).all() and n[1, 0] == pytest.approx(0.05 * n[0, 0], rel=0.05)
     assert json.loads(sw.attrs["test_period"]) == [["2003-10-01", "2004-09-30"]]

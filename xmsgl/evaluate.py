@@ -662,6 +662,8 @@ def _results_dataset(rows: dict[tuple[int, ...], dict[str, float]], dims: dict[s
         arr = np.full(shape, np.nan)
         for idx, r in rows.items():
             arr[idx] = r.get(name, np.nan)
+        if name == "n" and np.isfinite(arr).all():
+            arr = arr.astype(np.int64)  # a count, as metrics.skill gives it (NaN only where a cell is missing)
         out[name] = (tuple(dims), arr, {"units": UNITS.get(name, "1")})
     return out
 
