@@ -418,6 +418,30 @@ def test_zarr_regions(basin: xr.Dataset, model: Downscaler, reference: xr.DataAr
     assert xr.open_zarr(path, consolidated=False)["reach_temp_pred"].shape == reference.shape
 
 
+def test_safe_writers_refuse_the_store_a_lazy_downscale_reads(basin: xr.Dataset, model: Downscaler,
+                                                               tmp_path: Path) -> None:
+    # The lazy result reads its input through xmsgl's gather tasks, which carry the
+    # input's reading tasks inside them: the writers find the store there.
+    store = tmp_path / "in.zarr"
+    _chunked(basin).to_zarr(store, consolidated=False)
+    files = []
+    for i, (a, b) in enumerate(((None, "2001-05-31"), ("2001-06-01", None))):
+        files.append(tmp_path / f"part{i}.nc")
+        basin.sel(time=slice(a, b)).to_netcdf(files[-1])
+    pred = xr.open_zarr(store, consolidated=False).msgl.downscale(model, **RUN)
+    assert "source" not in pred.encoding
+    with pytest.raises(ParameterError, match="were read from it"):
+        xmsgl.io.to_zarr_safe(pred.to_dataset(), store, overwrite=True)
+    with pytest.raises(ParameterError, match="lies inside"):
+        xmsgl.io.to_zarr_safe((pred + 0).to_dataset(), store / "pred.zarr")
+    several = xr.open_mfdataset(files, data_vars="minimal", coords="minimal", compat="override")
+    pred = several.msgl.downscale(model, **RUN)
+    for f in files:  # each file feeds some of the blocks
+        with pytest.raises(ParameterError, match="were read from it"):
+            xmsgl.io.to_netcdf_safe(pred, f, overwrite=True)
+    xr.testing.assert_identical(xr.open_zarr(store, consolidated=False).load(), _chunked(basin).load())
+
+
 # ------------------------------------------------------------------- workers
 
 

@@ -459,39 +459,66 @@ def _backend_path(array: Any) -> Any:
     return None
 
 
+def _key_name(key: Any) -> str:
+    return str(key[0] if isinstance(key, tuple) and key else key)
+
+
+def _task_args(task: Any) -> list[Any]:
+    """The arguments of a task, old style ``(func, *args)`` or dask's ``Task``."""
+    args = task[1:] if isinstance(task, tuple) else getattr(task, "args", ())
+    return [getattr(a, "value", a) for a in args]  # dask's DataNode wraps a constant
+
+
+def _graph_paths(layers: Any, depth: int = 0) -> list[Any]:
+    """Files read by the backend arrays of a dask graph, given as ``{name: tasks}``.
+
+    xarray keeps each backend array in a layer of its own (``original-...``), or
+    with ``inline_array=True`` in the tasks of the ``open_dataset-...`` layer.
+    xmsgl's lazy downscaling folds the input's reading tasks into its own gather
+    tasks (``xmsgl-gather-...``), each carrying the part of the input's graph it
+    runs (an object with a ``graph`` mapping): those parts are searched the same way.
+    """
+    found: list[Any] = []
+    for name, tasks in layers.items():
+        name = _key_name(name)
+        if name.startswith("original-"):
+            found += [_backend_path(getattr(v, "value", v)) for v in tasks.values()]
+        elif name.startswith("open_dataset-"):
+            # Every chunk of one opened variable reads the same array: the first tells.
+            first = next(iter(tasks.values()), None)
+            found += [_backend_path(a) for a in _task_args(first)]
+        elif name.startswith("xmsgl-gather-") and depth < 4:
+            for task in tasks.values():
+                for arg in _task_args(task):
+                    sub = getattr(arg, "graph", None)
+                    if isinstance(sub, dict):
+                        by_name: dict[str, dict[Any, Any]] = {}
+                        for key, value in sub.items():
+                            by_name.setdefault(_key_name(key), {})[key] = value
+                        found += _graph_paths(by_name, depth + 1)
+    return found
+
+
 def _lazy_sources(variable: xr.Variable) -> list[Any]:
     """Files a lazy variable still reads: its own backend array, or the dask graph's.
 
     Results computed from a dataset (a downscaled DataArray, ``ds["a"] * 2``) keep
     no ``source`` in their encoding, but until they are computed they read the
-    input: xarray keeps each backend array in a layer of its own (``original-...``)
-    of the dask graph, or with ``inline_array=True`` in the tasks of the
-    ``open_dataset-...`` layer. Best effort: an unknown structure tells nothing.
+    input (:func:`_graph_paths`). Best effort: an unknown structure tells nothing.
     """
-    found: list[Any] = []
     try:
         data = variable._data
-        if hasattr(data, "__dask_graph__"):
-            graph = data.__dask_graph__()
-            layers = getattr(graph, "layers", {"": graph})
-            for name, layer in layers.items():
-                if str(name).startswith("original-"):
-                    values = list(layer.values())
-                elif str(name).startswith("open_dataset-"):
-                    # open_dataset(..., inline_array=True): each chunk's task holds
-                    # the backend array as an argument; the first chunk's tell.
-                    first = next(iter(layer.values()), None)
-                    values = list(getattr(first, "args", ()))
-                else:
-                    continue
-                for value in values:
-                    value = getattr(value, "value", value)  # dask's DataNode wraps it
-                    found.append(_backend_path(value))
-        else:
-            found.append(_backend_path(data))
+        if not hasattr(data, "__dask_graph__"):
+            return [_backend_path(data)]
+        graph = data.__dask_graph__()
+        layers = getattr(graph, "layers", None)
+        if layers is None:  # a plain graph: group its tasks by name
+            layers = {}
+            for key, value in graph.items():
+                layers.setdefault(_key_name(key), {})[key] = value
+        return _graph_paths(layers)
     except Exception:  # noqa: BLE001 - a layout this xarray or dask version does not have
         return []
-    return found
 
 
 def _sources(obj: xr.Dataset | xr.DataArray) -> list[Path]:
