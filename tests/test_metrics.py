@@ -352,3 +352,45 @@ def test_exact_join_matches_labels_in_any_order() -> None:
     np.testing.assert_array_equal(exact.bias.sel(reach=[1, 2, 3]).values, inner.bias.sel(reach=[1, 2, 3]).values)
     with pytest.raises(xmsgl.exceptions.DataError, match=r"only in observed: \[3\]"):
         evaluate(pred.sel(reach=[1, 2]), obs, join="exact")
+
+
+def test_an_infinite_prediction_is_a_pair_not_a_gap() -> None:
+    # A model that blew up on one day must not score perfectly on the others.
+    from xmsgl.metrics import skill
+
+    obs = xr.DataArray([1.0, 2.0, 3.0, np.nan], dims="time")
+    pred = xr.DataArray([np.inf, 2.0, 3.0, 4.0], dims="time")
+    res = skill(pred, obs, "time")
+    assert int(res["n"]) == 3
+    assert np.isposinf(float(res["rmse"])) and np.isposinf(float(res["mae"]))
+    assert np.isneginf(float(res["nse"])) and np.isnan(float(res["kge"]))
+    # NaN stays a missing pair.
+    res = skill(pred.where(np.isfinite(pred)), obs, "time")
+    assert int(res["n"]) == 2 and float(res["rmse"]) == 0.0
+
+
+def test_hot_days_are_ranked_over_the_scored_days_only() -> None:
+    # Observed days without a prediction are not scored, and must not move the
+    # reach's 90th percentile: leaving them out or making them NaN gives one answer.
+    rng = np.random.default_rng(0)
+    t = pd.date_range("2001-01-01", periods=200)
+    obs = xr.DataArray(rng.normal(15, 5, (2, 200)), dims=("reach", "time"),
+                       coords={"reach": [1, 2], "time": t}, attrs={"units": "degC"})
+    pred = (obs + rng.normal(0, 1, obs.shape)).assign_attrs(units="degC")
+    gap = np.zeros(200, bool)
+    gap[:: 7] = True
+    with_nan = pred.where(~xr.DataArray(gap, dims="time", coords={"time": t}))
+    cut = pred.isel(time=np.flatnonzero(~gap))
+    a = evaluate(with_nan, obs, by="hot").sel(subset="hot10")
+    b = evaluate(cut, obs, by="hot").sel(subset="hot10")
+    assert int(a["n"]) == int(b["n"]) and float(a["rmse"]) == pytest.approx(float(b["rmse"]))
+
+
+def test_hot_mask_is_quiet_about_a_reach_without_observations() -> None:
+    import warnings
+
+    obs = xr.DataArray([[1.0, 2.0, 3.0], [np.nan] * 3], dims=("reach", "time"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mask = hot_mask(obs)
+    assert mask.values.tolist() == [[False, False, True], [False, False, False]]

@@ -60,7 +60,16 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, Topology, is_temperature_units, topology_arrays, validate
+from xmsgl.convention import (
+    REACH,
+    SEG,
+    TIME,
+    Topology,
+    check_loaded_temperature,
+    is_temperature_units,
+    topology_arrays,
+    validate,
+)
 from xmsgl.exceptions import (
     DataError,
     ModelMismatchError,
@@ -130,14 +139,22 @@ def default_train_period(time: pd.DatetimeIndex) -> list[tuple[str, str]]:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _reach_time(ds: xr.Dataset, name: str, dim: str) -> np.ndarray | None:
-    """(node, time) float64 values of ``name``, or None when it is absent."""
+def _reach_time(ds: xr.Dataset, name: str, dim: str, *, water: bool = True) -> np.ndarray | None:
+    """(node, time) float64 values of ``name``, or None when it is absent.
+
+    The values are judged as temperatures once read (water ones by default): the
+    dataset may be lazy, or given to ``predict``, which validates without reading
+    values, and a fill value or a wrong unit label would otherwise be fitted or
+    copied into the prediction.
+    """
     if name not in ds.data_vars:
         return None
     da = ds[name]
     if set(map(str, da.dims)) != {dim, TIME}:
         raise SchemaError(f"variable {name!r} must be on ({dim!r}, 'time'), got {tuple(map(str, da.dims))}")
-    return np.asarray(da.transpose(dim, TIME).values, dtype=np.float64)
+    values = np.asarray(da.transpose(dim, TIME).values, dtype=np.float64)
+    check_loaded_temperature(name, values, da.attrs, water=water)
+    return values
 
 
 def _doy(time: pd.DatetimeIndex) -> np.ndarray:
@@ -610,7 +627,7 @@ def _setting(name: str, value: Any, default: int | float) -> int | float:
 def _mohseni_air(ds: xr.Dataset) -> np.ndarray:
     """``reach_air_temp`` as (reach, time) values, or a :class:`SchemaError` that names
     the dataset's other air temperatures (the Delaware files have ``reach_tave_air``)."""
-    air = _reach_time(ds, "reach_air_temp", REACH)
+    air = _reach_time(ds, "reach_air_temp", REACH, water=False)
     if air is not None:
         return air
     others = sorted(str(k) for k, v in ds.data_vars.items()

@@ -908,6 +908,47 @@ def _check_converted(
     )
 
 
+def check_loaded_temperature(name: str, values: np.ndarray, attrs: Mapping[str, Any], *,
+                             water: bool) -> None:
+    """Refuse values in degC, once read into memory, that no temperature of the kind has.
+
+    :func:`validate` judges values only when they are in memory; a dataset opened
+    lazily (or predicted from with the value checks off) is judged here, where its
+    values are read anyway: fitting reads its targets, the baselines read their
+    observations and air temperatures. Water temperatures must lie in
+    -10..60 degC (the tolerance ``validate`` gives degC water temperatures), others in
+    :data:`CONVERTED_OTHER_TEMP`. A fill value such as -9999, or kelvin values
+    labelled degC, would otherwise be fitted or propagated as temperatures.
+    """
+    finite = values[np.isfinite(values)] if values.size else values
+    if finite.size == 0:
+        return
+    vmin, vmax = float(finite.min()), float(finite.max())
+    lo, hi = ((PLAUSIBLE_WATER_TEMP[0] - 5, PLAUSIBLE_WATER_TEMP[1] + 15) if water
+              else CONVERTED_OTHER_TEMP)
+    if lo <= vmin and vmax <= hi:
+        return
+    note = attrs.get("xmsgl_note")
+    if note:
+        why = (f"it was {str(note).removesuffix(' by xmsgl')}: if its values were already in "
+               f"degC, set ds[{name!r}].attrs['units'] = 'degC'")
+    elif -300 < vmin < -200:
+        why = (f"values near -273 degC are what degC values labelled 'K' become: if so, set "
+               f"ds[{name!r}].attrs['units'] = 'degC'")
+    elif vmax > 200:
+        why = (f"values near 273-330 are kelvin: if so, set ds[{name!r}].attrs['units'] = 'K'")
+    else:
+        why = (f"mask fill values such as -9999 (ds[{name!r}].where(ds[{name!r}] > -9999)) or "
+               f"correct its 'units' attribute")
+    what = "water temperature" if water else "temperature"
+    n_out = int(((finite < lo) | (finite > hi)).sum())
+    raise UnitsError(
+        f"{what} {name!r} spans {vmin:.1f}..{vmax:.1f} degC, outside the plausible "
+        f"{lo:g}..{hi:g} degC for {'water' if water else 'air and other'} temperatures "
+        f"({n_out} value{'s' if n_out != 1 else ''} outside it); {why}"
+    )
+
+
 def _temperature_to_celsius(
     ds: xr.Dataset, name: str, notes: list[str], *, water: bool, check_values: bool
 ) -> xr.Dataset:

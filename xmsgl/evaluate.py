@@ -201,7 +201,9 @@ def evaluate(
         if hot not in (None, "reach"):
             raise SchemaError(f"hot={hot!r} is not known; use 'reach' or None")
         labels.append(HOT)
-        masks.append(hot_mask(o, per=per, time_dim=time_dim))
+        # The threshold is taken over the observations that are scored (those with a
+        # prediction): a day the prediction leaves out must not move it.
+        masks.append(hot_mask(o.where(p.notnull()), per=per, time_dim=time_dim))
     parts = []
     for label, mask in zip(labels, masks):
         om = o if mask is None else o.where(mask)

@@ -1,7 +1,10 @@
 """Skill metrics of a prediction against observations, as lazy xarray functions.
 
 Every metric is computed from the *pairs* of a prediction and an observation that
-are both finite; NaN in either marks a missing pair and is skipped. The kernels run
+are both present; NaN in either marks a missing pair and is skipped. An infinite
+value is not missing: its pair counts, and makes ``rmse`` and ``mae`` infinite (``nse``
+-inf, ``kge`` NaN), so a model that blew up on some days cannot score well on the
+rest. The kernels run
 through :func:`xarray.apply_ufunc` with ``dask="parallelized"``, so dask-backed
 inputs stay lazy: nothing is computed until the caller asks for values.
 
@@ -92,7 +95,9 @@ def _kernel(pred: np.ndarray, obs: np.ndarray, n_core: int) -> np.ndarray:
     o = np.broadcast_to(obs, loop_shape + obs.shape[obs.ndim - n_core:])
     p = p.reshape(loop_shape + (-1,)).astype(np.float64)
     o = o.reshape(loop_shape + (-1,)).astype(np.float64)
-    ok = np.isfinite(p) & np.isfinite(o)
+    # NaN marks a missing pair; an infinite value is a pair, so a prediction that blew
+    # up on some days scores inf (rmse, mae) rather than well on the other days.
+    ok = ~np.isnan(p) & ~np.isnan(o)
     p = np.where(ok, p, 0.0)
     o = np.where(ok, o, 0.0)
     n = ok.sum(axis=-1).astype(np.float64)
@@ -644,5 +649,9 @@ def hot_mask(
     if per is not None and time_dim not in observed.dims:
         raise SchemaError(f"observed has no {str(time_dim)!r} dimension to rank days along")
     src = observed.chunk({d: -1 for d in over}) if observed.chunks is not None else observed
-    threshold = src.quantile(quantile, dim=over, skipna=True).drop_vars("quantile")
+    with warnings.catch_warnings():
+        # A reach without observations has no threshold (NaN) and no hot day: that is
+        # the answer, not something to warn about.
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        threshold = src.quantile(quantile, dim=over, skipna=True).drop_vars("quantile")
     return observed >= threshold

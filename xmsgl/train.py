@@ -28,7 +28,15 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from xmsgl.convention import CONVERTED_OTHER_TEMP, REACH, SEG, TIME, InputVariables, same_units
+from xmsgl.convention import (
+    CONVERTED_OTHER_TEMP,
+    REACH,
+    SEG,
+    TIME,
+    InputVariables,
+    check_loaded_temperature,
+    same_units,
+)
 from xmsgl.exceptions import (
     DataError,
     ParameterError,
@@ -405,9 +413,15 @@ def fit_scalers(ds: xr.Dataset, spec: FeatureSpec, train_mask: np.ndarray,
 
 
 def target_array(ds: xr.Dataset, name: str, dim: str, time_index: slice | None = None) -> np.ndarray:
-    """A target as float32 (T, N) in degC, NaN where unobserved."""
+    """A target as float32 (T, N) in degC, NaN where unobserved.
+
+    Its values are judged as they are read (a lazy dataset's were not by
+    ``validate``): outside -10..60 degC they raise :class:`UnitsError`.
+    """
     sel = ds[name] if time_index is None else ds[name].isel({TIME: time_index})
-    return np.asarray(sel.transpose(TIME, dim).values, dtype=np.float32)
+    values = np.asarray(sel.transpose(TIME, dim).values, dtype=np.float32)
+    check_loaded_temperature(name, values, ds[name].attrs, water=True)
+    return values
 
 
 # --------------------------------------------------------------------------- devices
