@@ -214,6 +214,8 @@ def test_km_lengths_converted() -> None:
     with pytest.warns(UnitConversionWarning, match="seg_length"):
         out = validate(ds)
     assert out.seg_length.values.tolist() == [2000.0, 3000.0, 2500.0]
+    assert out.seg_length.attrs["units"] == "m"
+    assert out.seg_length.attrs["xmsgl_note"] == "converted from 'km' to 'm' by xmsgl"
 
 
 def test_to_convention_maps_usgs_names() -> None:
@@ -325,3 +327,24 @@ def test_import_does_not_import_torch() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
+
+
+def test_topology_repeated_along_time_says_how_open_mfdataset_avoids_it() -> None:
+    ds = hand_basin()
+    days = pd.date_range("2001-01-01", periods=3)
+    repeated = ds.assign(seg_to=ds.seg_to.expand_dims(time=days))
+    with pytest.raises(SchemaError, match="must have dims .*open_mfdataset makes by default: open the files with data_vars='minimal'"):
+        validate(repeated)
+
+
+def test_a_target_lookalike_input_warns_unless_marked() -> None:
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-01", end="2001-02-01")
+    qc = ds.assign(reach_temp_qc=ds.reach_air_temp.assign_attrs(units="degC"))
+    with pytest.warns(xmsgl.XmsglWarning, match="'reach_temp_qc' looks like a version of the target 'reach_temp'"):
+        found = input_variables(qc)
+    assert "reach_temp_qc" in found.reach_dynamic
+    for role, taken in (("ignore", False), ("input", True)):
+        qc["reach_temp_qc"].attrs["xmsgl_role"] = role
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert ("reach_temp_qc" in input_variables(qc).reach_dynamic) is taken

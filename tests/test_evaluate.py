@@ -315,3 +315,14 @@ def test_headline_example_of_the_docs_hides_the_test_year() -> None:
     from xmsgl.evaluate import evaluate
 
     assert float(evaluate(pred, ds.reach_temp).rmse) > 0.5
+
+
+def test_one_block_is_refused_without_suggesting_one_fold(small_basin: xr.Dataset) -> None:
+    # "use folds <= 1" would point at a value cross_validate refuses itself.
+    observed = np.flatnonzero(np.isfinite(small_basin.reach_temp.values).any(axis=1))
+    keep = xr.zeros_like(small_basin.reach, dtype=bool)
+    keep[observed[0]] = True
+    one = small_basin.assign(reach_temp=small_basin.reach_temp.where(keep))
+    with pytest.raises(xmsgl.DataError, match="finds 1 observed reaches but folds=2") as info:
+        cross_validate(one, "climatology", folds=2, repeats=1, blocking="reach")
+    assert "at least 2 folds" in str(info.value) and "folds <= 1" not in str(info.value)

@@ -125,6 +125,14 @@ def test_to_zarr_safe(tmp_path: Path) -> None:
     with xr.open_zarr(target) as opened:
         with pytest.raises(ParameterError, match="were read from it"):
             to_zarr_safe(opened, target, overwrite=True)
+    # A named DataArray is written as its variable; an unnamed one cannot be.
+    to_zarr_safe(ds["reach_temp"] * 3, tmp_path / "da.zarr")
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "da.zarr")["reach_temp"].values,
+                                  ds["reach_temp"].values * 3)
+    with pytest.raises(ParameterError, match="has none; give it one"):
+        to_zarr_safe(xr.DataArray([1.0]), tmp_path / "noname.zarr")
+    with pytest.raises(ParameterError, match="Dataset or DataArray"):
+        to_zarr_safe({"a": 1}, tmp_path / "dict.zarr")  # type: ignore[arg-type]
     for kw in ({"mode": "a"}, {"append_dim": "time"}, {"region": "auto"}):
         with pytest.raises(ParameterError, match="whole new store"):
             to_zarr_safe(ds, tmp_path / "other.zarr", **kw)
@@ -451,3 +459,13 @@ def test_overwrite_replaces_a_zarr_store_but_never_another_folder(tmp_path: Path
         to_zarr_safe(small() * 3, store, overwrite=True, consolidated=False)
         assert float(xr.open_zarr(store, consolidated=False)["reach_temp"].sum()) == 45.0
     assert leftovers(tmp_path) == []
+
+
+def test_submodules_are_attributes_after_import_xmsgl() -> None:
+    # docs write xmsgl.io.to_zarr_safe and xmsgl.metrics.rmse after a bare `import xmsgl`;
+    # in a fresh process they used to be AttributeErrors until something imported them.
+    code = ("import sys, xmsgl; f = xmsgl.io.to_zarr_safe; g = xmsgl.metrics.rmse; "
+            "print(xmsgl.DownloadError.__mro__[1].__name__, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["DataError", "False"]

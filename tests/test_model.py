@@ -190,8 +190,10 @@ def test_stage_a_variable_is_a_target_not_an_input(basin: xr.Dataset) -> None:
     assert np.isfinite(m.history["stage_a"]["loss"]).all()
     # The model does not need the record to downscale.
     assert bool(np.isfinite(basin.msgl.downscale(m)).all())
-    # Other methods still read such a variable as an input.
-    assert "seg_temp_record" in xmsgl.convention.input_variables(ds).all()
+    # Other methods still read such a variable as an input, with a warning that it
+    # looks like observed water temperature.
+    with pytest.warns(xmsgl.XmsglWarning, match="looks like a version of the target 'seg_temp'"):
+        assert "seg_temp_record" in xmsgl.convention.input_variables(ds).all()
 
 
 def test_stage_a_without_targets_is_refused(basin: xr.Dataset) -> None:
@@ -235,6 +237,12 @@ def test_empty_or_missing_validation_period(basin: xr.Dataset) -> None:
     with pytest.warns(xmsgl.exceptions.XmsglWarning, match="no validation period"):
         m = fit(basin, method="fine-only", train=("2001-01-01", "2001-04-30"), **{**FAST, "epochs": 1})
     assert m.config["periods"]["val"] == [] and m.history["main"]["val"] == [None]
+    # A validation period without fine observations is no better, and said so.
+    unobserved = basin.assign(reach_temp=basin.reach_temp.where(basin.time < np.datetime64("2001-05-01")))
+    with pytest.warns(xmsgl.exceptions.XmsglWarning, match="validation period .* holds no fine observation"):
+        m = fit(unobserved, method="fine-only", train=("2001-01-01", "2001-04-30"),
+                val=("2001-05-01", "2001-06-30"), **{**FAST, "epochs": 1})
+    assert m.history["main"]["val"] == [None]
     # Baselines choose no checkpoint: no warning for them.
     fit(basin, method="climatology", test=("2001-06-01", "2001-06-30"))
 

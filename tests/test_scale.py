@@ -418,6 +418,31 @@ def test_zarr_regions(basin: xr.Dataset, model: Downscaler, reference: xr.DataAr
     assert xr.open_zarr(path, consolidated=False)["reach_temp_pred"].shape == reference.shape
 
 
+def test_regions_with_a_chunked_reach_coordinate_and_a_scalar_one(
+        basin: xr.Dataset, model: Downscaler, reference: xr.DataArray, tmp_path: Path) -> None:
+    # A COMID-like coordinate stored in chunks of 9 reaches kept that encoding on the
+    # output, and writing the output by regions of its own chunks failed ("would
+    # overlap multiple Dask chunks"); a scalar coordinate was dropped.
+    labelled = basin.assign_coords(comid=("reach", basin.reach.values * 10 + 7), run="r1")
+    labelled.chunk({"reach": 9, "seg": 10, "time": 120}).to_zarr(tmp_path / "in.zarr", consolidated=False)
+    out = xr.open_zarr(tmp_path / "in.zarr", consolidated=False).msgl.downscale(
+        model, **RUN, reach_chunk=50).to_dataset()
+    assert out["comid"].encoding == {} and out["comid"].chunks == out["reach_temp_pred"].chunks[:1]
+    assert out["run"].item() == "r1"
+    store = tmp_path / "pred.zarr"
+    out.to_zarr(store, compute=False, mode="w-", consolidated=False)
+    for a in range(0, out.sizes["reach"], 100):
+        region = {"reach": slice(a, a + 100), "time": slice(None)}
+        out.isel(reach=region["reach"]).drop_vars(
+            [c for c in out.coords if "reach" not in out[c].dims]).to_zarr(
+            store, region=region, consolidated=False)
+    back = xr.open_zarr(store, consolidated=False).load()
+    np.testing.assert_array_equal(back["comid"].values, labelled["comid"].values)
+    assert float(np.abs(back["reach_temp_pred"] - reference).max()) < 0.05
+    in_memory = labelled.msgl.downscale(model, **RUN)
+    assert in_memory["run"].item() == "r1" and in_memory["comid"].encoding == {}
+
+
 def test_safe_writers_refuse_the_store_a_lazy_downscale_reads(basin: xr.Dataset, model: Downscaler,
                                                                tmp_path: Path) -> None:
     # The lazy result reads its input through xmsgl's gather tasks, which carry the

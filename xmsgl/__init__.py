@@ -14,6 +14,7 @@ from xmsgl import datasets
 from xmsgl.convention import OUTLET, to_convention, validate
 from xmsgl.exceptions import (
     DataError,
+    DownloadError,
     ModelMismatchError,
     ParameterError,
     PeriodError,
@@ -37,6 +38,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "OUTLET",
     "DataError",
+    "DownloadError",
     "Downscaler",
     "ModelMismatchError",
     "ParameterError",
@@ -61,7 +63,20 @@ __all__ = [
 ]
 
 
+#: Submodules reachable as attributes after ``import xmsgl`` (``xmsgl.io.to_zarr_safe``,
+#: ``xmsgl.metrics.rmse``), imported on first use: several import torch.
+_SUBMODULES = frozenset({
+    "accessor", "baselines", "cli", "convention", "datasets", "demo", "downscale", "evaluate",
+    "exceptions", "explain", "graph", "io", "knn", "metrics", "model", "nn", "options", "periods",
+    "robustness", "sampling", "scale", "train",
+})
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"xmsgl.{name}")
     # Model objects live with torch; import them only when asked for.
     if name == "Downscaler":
         from xmsgl.model import Downscaler

@@ -67,6 +67,7 @@ from xmsgl.convention import (
     Topology,
     check_loaded_temperature,
     is_temperature_units,
+    output_coords,
     topology_arrays,
     validate,
 )
@@ -443,8 +444,7 @@ class BaselineModel:
                 values = _harmonic(src, topo, length, clim_r)
         values = values[:, tmask]
         now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        sub = ds.isel({TIME: np.flatnonzero(tmask)})
-        coords = {name: c for name, c in sub.coords.items() if c.dims and set(c.dims) <= {REACH, TIME}}
+        coords = output_coords(ds.isel({TIME: np.flatnonzero(tmask)}), REACH)
         return xr.DataArray(
             values.astype(np.float32),
             dims=(REACH, TIME),

@@ -390,6 +390,12 @@ def input_variables(
     (reach,) that are not topology, targets, geometry, truth (``*_true``), marked
     ``attrs["xmsgl_role"] = "ignore"`` or in ``exclude``.
 
+    A variable whose name starts with a target's and ``_`` (``reach_temp_qc``,
+    ``seg_temp_raw``) is taken as an input with an :class:`~xmsgl.exceptions.XmsglWarning`:
+    observed water temperature fed as an input is copied by the model. Set its
+    ``attrs["xmsgl_role"]`` to ``"ignore"`` to leave it out, or to ``"input"`` when it
+    is meant as one (a process model's complete output), which silences the warning.
+
     Integer and boolean variables are flags or ids and are not inputs. One that
     carries physical units (anything but ``"1"``, counts, flags or ids) is probably a
     quantity stored as integers, such as an int16 air temperature: it is left out
@@ -463,6 +469,18 @@ def input_variables(
     for name, da, group in candidates:
         if np.issubdtype(da.dtype, np.floating):
             groups[group].append(name)
+            target = next((t for t in TARGETS if name.startswith(t + "_")), None)
+            if warn and target is not None and da.attrs.get("xmsgl_role") != "input":
+                warnings.warn(
+                    f"variable {name!r} looks like a version of the target {target!r} (observed "
+                    f"water temperature) and is taken as a model input: a model fed it learns "
+                    f"to copy it, and scores nothing it was not given. Drop it, or set "
+                    f"ds[{name!r}].attrs['xmsgl_role'] = 'ignore'; if it is meant as an input "
+                    f"(a process model's output, complete on every day), set "
+                    f"ds[{name!r}].attrs['xmsgl_role'] = 'input' to silence this",
+                    XmsglWarning,
+                    stacklevel=2,
+                )
         elif warn and (np.issubdtype(da.dtype, np.integer) or np.issubdtype(da.dtype, np.bool_)) and (
             _has_physical_units(name, da)
         ):
@@ -568,8 +586,15 @@ def _load_1d(ds: xr.Dataset, name: str, dim: str) -> np.ndarray:
         )
     da = ds[name]
     if da.dims != (dim,):
+        hint = ""
+        if set(map(str, da.dims)) == {dim, TIME}:
+            # What xr.open_mfdataset does by default to variables without time.
+            hint = (f"; a static variable repeated along 'time' is what xr.open_mfdataset makes "
+                    f"by default: open the files with data_vars='minimal', coords='minimal', "
+                    f"compat='override', or take one day (ds[{name!r}] = ds[{name!r}].isel(time=0, "
+                    f"drop=True))")
         raise SchemaError(
-            f"variable {name!r} must have dims ({dim!r},), got {tuple(map(str, da.dims))}"
+            f"variable {name!r} must have dims ({dim!r},), got {tuple(map(str, da.dims))}{hint}"
         )
     _refuse_packed(ds, [name])
     # Topology is one value per node (megabytes even for a continent): loading it is
@@ -867,7 +892,8 @@ def _convert_length(ds: xr.Dataset, name: str, notes: list[str]) -> xr.Dataset:
         return ds
     if u in _KILOMETRES:
         da = ds[name] * 1000.0
-        da.attrs = {**ds[name].attrs, "units": "m"}
+        da.attrs = {**ds[name].attrs, "units": "m",
+                    "xmsgl_note": f"converted from {units!r} to 'm' by xmsgl"}
         notes.append(f"{name!r} converted from {units!r} to 'm'")
         return ds.assign({name: da})
     raise UnitsError(f"variable {name!r} has units {units!r}; lengths must be in 'm' or 'km'")
@@ -906,6 +932,28 @@ def _check_converted(
         f"{vmin:.1f}..{vmax:.1f}, outside the plausible {lo:g}..{hi:g} degC for "
         f"{'water' if water else 'air and other'} temperatures; {looks}"
     )
+
+
+def output_coords(sub: xr.Dataset, dim: str, chunks: tuple[Any, Any] | None = None) -> dict[str, xr.DataArray]:
+    """The coordinates of ``sub`` that an output on (``dim``, ``time``) carries.
+
+    Those along ``dim`` and ``time`` only, and the scalar ones (a basin name, a model
+    run label). Each loses the encoding it was read with (its zarr chunks, its netCDF
+    compression), which describes the input file, not the output: a coordinate read in
+    chunks of 9 reaches made writing the result by regions of its own chunks fail.
+    ``chunks``, the output's (``dim`` chunks, ``time`` chunks), is given to a lazy
+    coordinate, so that it is chunked like the values it labels.
+    """
+    out: dict[str, xr.DataArray] = {}
+    for name, c in sub.coords.items():
+        if not set(map(str, c.dims)) <= {dim, TIME}:
+            continue
+        c = c.copy(deep=False)
+        c.encoding = {}
+        if chunks is not None and c.chunks is not None:
+            c = c.chunk({d: chunks[0] if str(d) == dim else chunks[1] for d in c.dims})
+        out[str(name)] = c
+    return out
 
 
 def check_loaded_temperature(name: str, values: np.ndarray, attrs: Mapping[str, Any], *,

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, validate
+from xmsgl.convention import REACH, SEG, TIME, output_coords, validate
 from xmsgl.exceptions import (
     DataError,
     ParameterError,
@@ -357,9 +357,7 @@ def downscale(
     values += np.float32(tgt["mean"])
     values = values.T
     dim = SEG if scale == SEG else REACH
-    sub = ds.isel({TIME: slice(i0, i1)})
-    coords = {name: c for name, c in sub.coords.items()
-              if set(c.dims) <= {dim, TIME} and c.dims}
+    coords = output_coords(ds.isel({TIME: slice(i0, i1)}), dim)
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     history = (f"{now} UTC: xmsgl {xmsgl.__version__} downscale(method={model.method!r}, "
                f"scale={scale!r}, time={times[i0].date()}/{times[i1 - 1].date()}, model "

@@ -501,7 +501,9 @@ def cv_partitions(
     if groups.size < folds:
         raise DataError(
             f"blocking={blocking!r} finds {groups.size} {what} but folds={folds}; every fold needs a "
-            f"held-out block: use folds <= {groups.size} or another blocking"
+            + (f"held-out block: use folds <= {groups.size} or another blocking" if groups.size >= 2
+               else f"held-out block, and cross-validation needs at least 2 folds: use another "
+                    f"blocking, or a dataset with more {what}")
         )
     size = sizes.astype(np.float64)
     deals: list[np.ndarray] = []

@@ -651,7 +651,7 @@ def to_netcdf_safe(
     return _write(lambda tmp: obj.to_netcdf(tmp, compute=compute, **kwargs), final, overwrite, compute)
 
 
-def to_zarr_safe(ds: xr.Dataset, path: PathLike, overwrite: bool = False, *,
+def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool = False, *,
                  compute: bool = True, **kwargs: Any) -> Path | Delayed:
     """Write ``ds`` to the zarr store ``path`` atomically, never over its own source.
 
@@ -663,8 +663,9 @@ def to_zarr_safe(ds: xr.Dataset, path: PathLike, overwrite: bool = False, *,
 
     Parameters
     ----------
-    ds : xarray.Dataset
-        What to write.
+    ds : xarray.Dataset or xarray.DataArray
+        What to write; a DataArray is written as the variable of its name (the
+        output of ``downscale``, ``reach_temp_pred``, as it is).
     path : str or os.PathLike
         The zarr store (a folder) to create.
     overwrite : bool, default False
@@ -707,8 +708,13 @@ def to_zarr_safe(ds: xr.Dataset, path: PathLike, overwrite: bool = False, *,
     >>> xr.open_zarr(target, consolidated=False)["a"].values.tolist()
     [1.0, 2.0, 3.0, 4.0]
     """
+    if isinstance(ds, xr.DataArray):
+        if ds.name is None:
+            raise ParameterError("to_zarr_safe writes a DataArray as the variable of its name, and "
+                                 "this one has none; give it one with da.rename('name')")
+        ds = ds.to_dataset()
     if not isinstance(ds, xr.Dataset):
-        raise ParameterError(f"to_zarr_safe writes an xarray Dataset, got {type(ds).__name__}")
+        raise ParameterError(f"to_zarr_safe writes an xarray Dataset or DataArray, got {type(ds).__name__}")
     partial = sorted(k for k in ("mode", "append_dim", "region") if kwargs.get(k) not in (None, "w-"))
     if partial:
         raise ParameterError(

@@ -818,6 +818,12 @@ def fit(
             "no fine observations ('reach_temp' is all NaN) in the training period "
             f"{periods['train']}; give a training period with observations or use method='remap'"
         )
+    if masks["val"].any() and not np.isfinite(y_reach[masks["val"]]).any():
+        warnings.warn(
+            f"the validation period {periods['val']} holds no fine observation ('reach_temp' is "
+            "all NaN there): the checkpoint kept is the one with the lowest training loss, and "
+            "nothing held out judges it; give val= days with observations",
+            XmsglWarning, stacklevel=3)
     if y_seg is not None and not np.isfinite(y_seg[masks["train"]]).any():
         raise DataError(
             f"no coarse observations ('seg_temp' is all NaN) in the training period "

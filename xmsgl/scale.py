@@ -53,7 +53,7 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, Topology, topology_arrays
+from xmsgl.convention import REACH, SEG, TIME, Topology, output_coords, topology_arrays
 from xmsgl.exceptions import ModelMismatchError, ParameterError
 from xmsgl.graph import DIRECTIONS
 
@@ -1471,9 +1471,7 @@ def _downscale_lazy(
             (n_days % time_block,) if n_days % time_block else ())
     arr = out.data[inverse].rechunk((reach_chunk if dim == REACH else max(1, reach_chunk // 5),
                                      t_chunks))
-    sub = ds.isel({TIME: slice(i0, i1)})
-    coords = {name: c for name, c in sub.coords.items()
-              if set(c.dims) <= {dim, TIME} and c.dims}
+    coords = output_coords(ds.isel({TIME: slice(i0, i1)}), dim, chunks=arr.chunks)
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     history = (f"{now} UTC: xmsgl {xmsgl.__version__} downscale(method={model.method!r}, "
                f"scale={scale!r}, time={times[i0].date()}/{times[i1 - 1].date()}, model "
