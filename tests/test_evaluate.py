@@ -326,3 +326,26 @@ def test_one_block_is_refused_without_suggesting_one_fold(small_basin: xr.Datase
     with pytest.raises(xmsgl.DataError, match="finds 1 observed reaches but folds=2") as info:
         cross_validate(one, "climatology", folds=2, repeats=1, blocking="reach")
     assert "at least 2 folds" in str(info.value) and "folds <= 1" not in str(info.value)
+
+
+def test_accessor_warns_when_scores_are_in_sample(small_basin: xr.Dataset) -> None:
+    # Without a truth, ds.msgl.evaluate scores against the observations: on the
+    # training days those are what the model was fitted on, and idw copies them.
+    obs_only = small_basin.drop_vars("reach_temp_true")
+    times = obs_only.indexes["time"]
+    train = (str(times[0].date()), "2003-09-30")
+    clim = obs_only.msgl.fit(method="climatology", train=train)
+    pred = obs_only.msgl.downscale(clim)
+    assert pred.attrs["xmsgl_train_periods"] == f"{train[0]}/{train[1]}"
+    with pytest.warns(xmsgl.XmsglWarning, match="days inside the model's training periods .* in-sample"):
+        obs_only.msgl.evaluate(pred)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        held_out = obs_only.msgl.evaluate(pred.sel(time=slice("2003-10-01", None)))
+        small_basin.msgl.evaluate(pred)  # against the truth: nothing to say
+    assert int(held_out["n"]) > 0
+    idw = obs_only.msgl.fit(method="idw")
+    with pytest.warns(xmsgl.XmsglWarning, match="'idw' baseline .* zero error by construction"):
+        obs_only.msgl.evaluate(obs_only.msgl.downscale(idw))

@@ -67,7 +67,12 @@ class MsglAccessor:
         """Score ``prediction`` against this dataset; see :func:`xmsgl.evaluate.evaluate`.
 
         ``observed`` defaults to the full truth ``reach_temp_true`` when the dataset
-        has it (the synthetic basin), else to the observations ``reach_temp``.
+        has it (the synthetic basin), else to the observations ``reach_temp``. Scored
+        against ``reach_temp`` by default, a prediction whose model was fitted on some
+        of the scored observations (its ``xmsgl_train_periods``), or one of the
+        ``"idw"`` and ``"harmonic"`` baselines, which reproduce the observations they
+        are given, gets an :class:`~xmsgl.exceptions.XmsglWarning`: such scores are
+        in-sample.
         """
         from xmsgl.evaluate import evaluate
 
@@ -83,4 +88,49 @@ class MsglAccessor:
                     "the dataset has neither 'reach_temp_true' nor 'reach_temp' to score "
                     "against; pass observed=<DataArray>"
                 )
+            if name == "reach_temp":
+                _warn_in_sample(prediction, observed)
         return evaluate(prediction, observed, **kwargs)
+
+
+def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray) -> None:
+    """Warn when ``prediction`` is scored on observations it was fitted on or given."""
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    from xmsgl.exceptions import XmsglWarning
+
+    method = prediction.attrs.get("xmsgl_method")
+    if method in ("idw", "harmonic"):
+        warnings.warn(
+            f"scoring the {method!r} baseline against 'reach_temp': {method} reproduces the "
+            "observations of the dataset it predicted from, so where they are the same these "
+            "scores are zero error by construction; predict from a dataset with the scored "
+            "observations masked, or pass observed= held-out values",
+            XmsglWarning, stacklevel=3)
+        return
+    periods = prediction.attrs.get("xmsgl_train_periods")
+    if not periods or "time" not in prediction.dims or "time" not in observed.dims:
+        return
+    try:
+        times = pd.DatetimeIndex(prediction["time"].values)
+        inside = np.zeros(times.size, dtype=bool)
+        for part in str(periods).split(","):
+            a, b = part.strip().split("/")
+            inside |= (times >= pd.Timestamp(a)) & (times < pd.Timestamp(b) + pd.Timedelta(days=1))
+    except (ValueError, TypeError):
+        return  # an attribute written by someone else: nothing to judge
+    if not inside.any():
+        return
+    days = times[inside]
+    seen = observed.sel(time=observed["time"].isin(days))
+    n = int(seen.notnull().sum())
+    if n:
+        warnings.warn(
+            f"scoring against 'reach_temp' on {int(inside.sum())} days inside the model's "
+            f"training periods ({periods}), where 'reach_temp' holds {n} observations, those it "
+            "was fitted on: these scores are in-sample. Score a held-out period, e.g. "
+            "ds.msgl.evaluate(pred.sel(time=slice(start, end))), or pass observed=",
+            XmsglWarning, stacklevel=3)

@@ -455,6 +455,8 @@ class BaselineModel:
                 "long_name": f"daily mean stream water temperature of fine reaches, {self.method} baseline",
                 "xmsgl_method": self.method,
                 "xmsgl_model_sha256": self.sha256,
+                **({"xmsgl_train_periods": ", ".join(f"{a}/{b}" for a, b in self.config["train"])}
+                   if self.config.get("train") else {}),
                 "history": f"{now} UTC: xmsgl {_version()} BaselineModel(method={self.method!r}, "
                            f"train={self.config.get('train')}, sha256={self.sha256[:16]})"
                            f".predict(time={time!r})",
