@@ -470,6 +470,21 @@ def test_safe_writers_refuse_the_store_a_lazy_downscale_reads(basin: xr.Dataset,
 # ------------------------------------------------------------------- workers
 
 
+def test_model_objects_are_saved_in_a_folder_of_the_users_own(model: Downscaler, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import tempfile
+
+    from xmsgl.scale import _model_location
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    where = Path(_model_location(model, None))
+    assert where == tmp_path / f"xmsgl-models-{os.getuid()}" / model.sha256
+    assert (where / "config.json").is_file() and where.parent.stat().st_mode & 0o777 == 0o700
+    assert _model_location(model, None) == str(where)  # saved once, then reused
+    assert _model_location(model, tmp_path / "given") == str((tmp_path / "given").resolve())
+
+
 def test_model_cache_loads_once_and_checks_hash(model: Downscaler, tmp_path: object) -> None:
     import pathlib
 

@@ -739,11 +739,30 @@ def cached_model(path: str, sha256: str, device: Any = "cpu") -> Downscaler:
     return model
 
 
+def _models_folder() -> Path:
+    """This user's folder for models saved for workers: ``<tmp>/xmsgl-models-<uid>``.
+
+    One folder per user, readable by that user only: on a machine shared by several
+    users (an HPC login node) a folder common to all, created by whoever came first,
+    could not be written by the others, and would let them replace a model's files.
+    A folder of that name owned by someone else is not used.
+    """
+    tag = str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    folder = Path(tempfile.gettempdir()) / f"xmsgl-models-{tag}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if hasattr(os, "getuid") and (folder.is_symlink() or folder.stat().st_uid != os.getuid()):
+        raise ParameterError(
+            f"{str(folder)!r} belongs to another user; pass model as a saved folder's path "
+            f"(model.save(path), then downscale(path)) or set TMPDIR to a folder of your own"
+        )
+    return folder
+
+
 def _model_location(model: Downscaler, path: str | os.PathLike[str] | None) -> str:
     """A folder the workers can load the model from (saved to the temp folder if needed)."""
     if path is not None:
         return str(Path(path).resolve())
-    folder = Path(tempfile.gettempdir()) / "xmsgl-models" / model.sha256
+    folder = _models_folder() / model.sha256
     if not (folder / "config.json").is_file():
         model.save(folder)
     return str(folder)
@@ -1477,7 +1496,9 @@ def _downscale_lazy(
                f"scale={scale!r}, time={times[i0].date()}/{times[i1 - 1].date()}, model "
                f"sha256={model.sha256[:16]}, {_device_note(device)}, "
                f"lazy: {len(part.blocks)} blocks x {len(t_ranges)} time blocks, "
-               f"reach_chunk={reach_chunk}, halo={halo_}, time_block={time_block}, "
+               f"reach_chunk={reach_chunk}, "
+               f"halo={halo_ if halo_ is not None else 'None (drainage components kept whole)'}, "
+               f"time_block={time_block}, "
                f"spinup={int(spinup)}, chunk={chunk}, check_graph={bool(check_graph)})")
     return xr.DataArray(
         arr, dims=(dim, TIME), coords=coords, name=f"{dim}_temp_pred",
