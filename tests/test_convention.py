@@ -348,3 +348,13 @@ def test_a_target_lookalike_input_warns_unless_marked() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert ("reach_temp_qc" in input_variables(qc).reach_dynamic) is taken
+
+
+def test_segment_and_reach_lengths_in_different_units_warn() -> None:
+    ds = xmsgl.datasets.synthetic_basin(n_segments=5, start="2001-01-01", end="2001-02-01")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate(ds)  # consistent lengths: nothing to say
+    km_as_m = ds.assign(reach_length=(ds.reach_length / 1000).assign_attrs(units="m"))
+    with pytest.warns(xmsgl.XmsglWarning, match=r"'seg_length' is \d+ times the summed 'reach_length' .* km labelled 'm'"):
+        validate(km_as_m)

@@ -1141,6 +1141,7 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
     out = ds.copy(deep=False)
     for name in LENGTHS:
         out = _convert_length(out, name, notes)
+    _check_length_scales(out)
 
     for name, dim in TARGETS.items():
         if name in out.variables:
@@ -1174,6 +1175,45 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
     for note in notes:
         warnings.warn(note, UnitConversionWarning, stacklevel=3)
     return out
+
+
+#: Factor by which a segment's length and the summed length of its reaches may differ
+#: (as a median over segments) before :func:`validate` warns of a unit mistake.
+LENGTH_RATIO_LIMIT = 30.0
+
+
+def _check_length_scales(ds: xr.Dataset) -> None:
+    """Warn when segment and reach lengths disagree by orders of magnitude.
+
+    A segment is the chain of its reaches, so its length and the sum of its reaches'
+    lengths agree within a small factor (the synthetic basin: 0.4-1; the Delaware
+    files: 1). A median ratio beyond :data:`LENGTH_RATIO_LIMIT` either way means one
+    of them is in other units than its label says (km labelled ``m``), which
+    distances, the graphs and the baselines would then carry.
+    """
+    if not all(name in ds.variables for name in (*LENGTHS, "reach_seg")):
+        return
+    seg_len = np.asarray(ds["seg_length"].values, dtype=np.float64)
+    reach_len = np.asarray(ds["reach_length"].values, dtype=np.float64)
+    pos = pd.Index(np.asarray(ds[SEG].values)).get_indexer(np.asarray(ds["reach_seg"].values))
+    ok = pos >= 0
+    sums = np.bincount(pos[ok], weights=reach_len[ok], minlength=seg_len.size)
+    both = (seg_len > 0) & (sums > 0)
+    if not both.any():
+        return
+    ratio = float(np.median(seg_len[both] / sums[both]))
+    if 1.0 / LENGTH_RATIO_LIMIT <= ratio <= LENGTH_RATIO_LIMIT:
+        return
+    units = {name: ds[name].attrs.get("units") for name in LENGTHS}
+    longer, shorter = ("seg_length", "reach_length") if ratio > 1 else ("reach_length", "seg_length")
+    factor = ratio if ratio > 1 else 1.0 / ratio
+    warnings.warn(
+        f"'seg_length' is {ratio:.3g} times the summed 'reach_length' of its reaches (median "
+        f"over {int(both.sum())} segments), though a segment is the chain of its reaches: "
+        f"{longer!r} looks {factor:.3g} times too long, or {shorter!r} too short, for its "
+        f"units ({units}); a factor near 1000 is km labelled 'm' (or m labelled 'km'). Correct "
+        f"the 'units' attribute: distances, graphs and the baselines use both",
+        XmsglWarning, stacklevel=3)
 
 
 def _whole_in_range(vals: np.ndarray) -> bool:
