@@ -235,6 +235,23 @@ def test_unavailable_devices_are_typed_errors(basin: xr.Dataset) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(XmsglError, match="CUDA"):
             fit(basin, method="msgl", device="cuda:3", **FAST)
+        # A torch.device is checked like a name (it reached torch's own AssertionError).
+        with pytest.raises(XmsglError, match="CUDA"):
+            fit(basin, method="msgl", device=torch.device("cuda"), **FAST)
+    with pytest.raises(XmsglError, match="MPS"):
+        fit(basin, method="msgl", device=torch.device("mps"), **FAST)
+
+
+def test_a_device_xmsgl_does_not_run_on_leaves_the_model_usable(model: Downscaler, basin: xr.Dataset) -> None:
+    # "meta" holds no values: moving the model there used to fail deep in torch and
+    # leave its weights on meta, so that neither downscale nor save worked again.
+    before = basin.msgl.downscale(model)
+    for dev in ("meta", torch.device("meta"), "xla"):
+        with pytest.raises(ParameterError, match="xmsgl runs on 'cpu', 'cuda'"):
+            basin.msgl.downscale(model, device=dev)
+        with pytest.raises(ParameterError, match="xmsgl runs on 'cpu', 'cuda'"):
+            fit(basin, method="fine-only", device=dev, **FAST)
+    xr.testing.assert_identical(basin.msgl.downscale(model).drop_attrs(), before.drop_attrs())
 
 
 def test_no_coarse_observations_is_refused(basin: xr.Dataset) -> None:
@@ -394,3 +411,43 @@ def test_torch_threads_option_holds_inside_fit_and_downscale_only(basin: xr.Data
         basin.msgl.downscale(model)
     assert seen and set(seen) == {want}
     assert torch.get_num_threads() == before
+
+
+def test_a_diverged_fit_is_an_error_not_a_model(basin: xr.Dataset) -> None:
+    # lr=1e6 gave a validation RMSE of 1e13 degC and a model predicting 1e14 degC;
+    # lr=1e30 overflowed every validation score, and the untrained weights came back.
+    from xmsgl.exceptions import TrainingError
+
+    for lr in (1e6, 1e30):
+        with pytest.raises(TrainingError, match=r"lower lr \(now"):
+            fit(basin, method="fine-only", seed=0, **{**FAST, "epochs": 2}, lr=lr,
+                val=("2001-05-01", "2001-06-30"))
+
+
+def test_stage_a_refuses_what_it_cannot_learn(basin: xr.Dataset) -> None:
+    from xmsgl.exceptions import UnitsError
+
+    # Fixed weights of 0 for both of stage A's tasks trained nothing, and said nothing.
+    with pytest.raises(ParameterError, match="weight 0 to every task of stage 'stage_a'"):
+        fit(basin, method="async-msgl", weighting="fixed", seed=0, **FAST,
+            task_weights={"coarse": 0, "cross": 0, "fine": 1})
+    speed = basin.assign(seg_speed=basin.seg_temp.assign_attrs(units="m s-1"))
+    with pytest.raises(UnitsError, match="stage_a_variable='seg_speed' has units 'm s-1'"):
+        fit(speed, method="async-msgl", stage_a_variable="seg_speed", seed=0, **FAST)
+    with pytest.raises(ParameterError, match="evaluation-only truth"):
+        fit(basin, method="async-msgl", stage_a_variable="seg_temp_true", seed=0, **FAST)
+
+
+def test_numpy_numbers_are_numbers(basin: xr.Dataset) -> None:
+    m = fit(basin, method="fine-only", seed=0, **FAST, clip_grad_norm=np.float32(1.0),
+            ema_decay=np.float32(0.9))
+    assert m.config["hyperparameters"]["clip_grad_norm"] == 1.0
+    assert m.config["hyperparameters"]["ema_decay"] == pytest.approx(0.9)
+
+
+def test_a_stride_longer_than_the_window_is_refused(basin: xr.Dataset) -> None:
+    # Windows of 60 days every 200 left days 60-199 untrained, without a word.
+    with pytest.raises(ParameterError, match="stride=200 is longer than window=60"):
+        fit(basin, method="fine-only", **{**FAST, "window": 60, "stride": 200})
+    m = fit(basin, method="fine-only", seed=0, **{**FAST, "window": 60, "stride": None})
+    assert m.config["hyperparameters"]["stride"] == 60  # min(182, window)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -138,6 +140,42 @@ def test_save_and_load(tmp_path, small_basin: xr.Dataset, fitted: dict) -> None:
         fitted["idw"].save(tmp_path / "file.txt")
     with pytest.raises(xmsgl.DataError, match="not a readable"):
         load_baseline(tmp_path / "missing")
+
+
+def test_damaged_or_edited_baseline_folders_are_typed_errors(tmp_path, fitted: dict) -> None:
+    import json
+    import shutil
+
+    good = fitted["mohseni"].save(tmp_path / "good")
+
+    def copy(name: str) -> Path:
+        return Path(shutil.copytree(good, tmp_path / name))
+
+    truncated = copy("truncated")
+    (truncated / "arrays.npz").write_bytes((good / "arrays.npz").read_bytes()[:200])
+    with pytest.raises(xmsgl.DataError, match="not a readable xmsgl baseline folder"):
+        xmsgl.load(truncated)
+    lacking = copy("lacking")
+    arrays = dict(np.load(good / "arrays.npz"))
+    del arrays["params"]
+    np.savez(lacking / "arrays.npz", **arrays)
+    with pytest.raises(xmsgl.DataError, match=r"lacks \['params'\]"):
+        load_baseline(lacking)
+    changed = copy("changed")
+    arrays = dict(np.load(good / "arrays.npz"))
+    arrays["reach_clim"] = arrays["reach_clim"] + 1
+    np.savez(changed / "arrays.npz", **arrays)
+    with pytest.raises(xmsgl.DataError, match="does not match the sha256"):
+        load_baseline(changed)
+    for key, value, expect in (("method", "kriging", "names method 'kriging'"),
+                               ("format_version", 99, "format version 99"),
+                               ("format_version", True, "format version True")):
+        edited = copy(f"edited_{key}_{value}")
+        config = json.loads((good / "config.json").read_text())
+        config[key] = value
+        (edited / "config.json").write_text(json.dumps(config))
+        with pytest.raises(xmsgl.DataError, match=expect):
+            load_baseline(edited)
 
 
 def test_errors(small_basin: xr.Dataset, tiny_basin: xr.Dataset, fitted: dict) -> None:

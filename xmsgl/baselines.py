@@ -351,13 +351,11 @@ class BaselineModel:
         # the file's format entries, which saving adds, and the time of the fit: the
         # same settings on the same data give the same baseline and the same sha256.
         plain = json.loads(json.dumps({k: v for k, v in self.config.items()
-                                       if k not in ("format", "format_version", "created")},
+                                       if k not in ("format", "format_version", "created",
+                                                    "arrays_sha256")},
                                       default=str))
         h = hashlib.sha256(json.dumps(plain, sort_keys=True).encode())
-        for name in sorted(self.arrays):
-            arr = np.ascontiguousarray(self.arrays[name])
-            h.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
-            h.update(arr.tobytes())
+        _update_with_arrays(h, self.arrays)
         return h.hexdigest()
 
     # ------------------------------------------------------------------ predict
@@ -479,7 +477,8 @@ class BaselineModel:
         """
         arrays = io.BytesIO()
         np.savez(arrays, **self.arrays)  # type: ignore[arg-type]
-        config = {**self.config, "format": FORMAT, "format_version": FORMAT_VERSION, "method": self.method}
+        config = {**self.config, "format": FORMAT, "format_version": FORMAT_VERSION, "method": self.method,
+                  "arrays_sha256": _arrays_digest(self.arrays)}
         return write_model_folder(path, {ARRAYS: arrays.getvalue(),
                                          CONFIG: json.dumps(config, indent=1).encode()}, what="baseline")
 
@@ -502,18 +501,54 @@ def load_baseline(path: str | os.PathLike[str]) -> BaselineModel:
     >>> load_baseline(folder).method
     'climatology'
     """
+    import zipfile
+
     path = model_path(path)
     try:
         with open(path / CONFIG) as f:
             config = json.load(f)
-        with np.load(path / ARRAYS) as z:
+        with np.load(path / ARRAYS) as z:  # allow_pickle=False: arrays of numbers only
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as err:
-        raise DataError(f"{str(path)!r} is not a readable xmsgl baseline folder ({err}); "
-                        "write one with BaselineModel.save") from err
-    if config.get("format") != FORMAT:
-        raise DataError(f"{str(path)!r} holds format {config.get('format')!r}, not {FORMAT!r}")
-    return BaselineModel(str(config["method"]), config, arrays)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise DataError(f"{str(path)!r} is not a readable xmsgl baseline folder ({type(err).__name__}: "
+                        f"{err}); write one with BaselineModel.save") from err
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        kind = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise DataError(f"{str(path)!r} holds format {kind!r}, not {FORMAT!r}")
+    version = config.get("format_version")
+    if isinstance(version, bool) or version != FORMAT_VERSION:
+        raise DataError(f"{str(path)!r} is a baseline of format version {version!r}, which this xmsgl "
+                        f"({_version()}) does not read (it reads version {FORMAT_VERSION}); fit it "
+                        "again or use the xmsgl version that saved it")
+    method = config.get("method")
+    if method not in BASELINES:
+        raise DataError(f"{str(path)!r} names method {method!r}, not one of the baselines {list(BASELINES)}")
+    needed = ["reach_ids", "seg_ids", "reach_clim", "seg_clim"] + (
+        ["params", "param_level"] if method == "mohseni" else [])
+    missing = [k for k in needed if k not in arrays]
+    if missing:
+        raise DataError(f"{str(path)!r}: {ARRAYS} lacks {missing}, which a {method!r} baseline holds; "
+                        "the file is damaged or was edited: fit and save the baseline again")
+    recorded = config.get("arrays_sha256")  # absent in folders saved before it was recorded
+    if recorded is not None and recorded != _arrays_digest(arrays):
+        raise DataError(f"{str(path)!r}: {ARRAYS} does not match the sha256 recorded in {CONFIG} "
+                        "when it was saved; it was changed or damaged: fit and save the baseline again")
+    return BaselineModel(str(method), config, arrays)
+
+
+def _update_with_arrays(h: Any, arrays: dict[str, np.ndarray]) -> None:
+    """Feed a baseline's arrays (names, dtypes, shapes and values, in name order) to ``h``."""
+    for name in sorted(arrays):
+        arr = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
+        h.update(arr.tobytes())
+
+
+def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 of a baseline's arrays alone, recorded in ``config.json`` by ``save``."""
+    h = hashlib.sha256()
+    _update_with_arrays(h, arrays)
+    return h.hexdigest()
 
 
 def fit_baseline(

@@ -40,6 +40,7 @@ import datetime as _dt
 import inspect
 import json
 import math
+import numbers
 import os
 import warnings
 from pathlib import Path
@@ -50,13 +51,24 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, input_variables, same_units, validate
+from xmsgl.convention import (
+    REACH,
+    SEG,
+    TIME,
+    input_variables,
+    is_temperature_units,
+    is_truth,
+    same_units,
+    validate,
+)
 from xmsgl.exceptions import (
     DataError,
     ModelMismatchError,
     ParameterError,
     SchemaError,
     TimeError,
+    TrainingError,
+    UnitsError,
     XmsglError,
     XmsglWarning,
     check_count,
@@ -429,6 +441,12 @@ def _set_backbone_geometry(net: MSGLNet, ds: xr.Dataset, scales: tuple[str, ...]
 
 # ----------------------------------------------------------------------------- fit
 
+#: A validation RMSE above this many degC means the fit diverged (water temperatures
+#: span about 0-35 degC; predicting their mean scores about 7): ``fit`` raises
+#: :class:`~xmsgl.exceptions.TrainingError` rather than return such a model.
+DIVERGED_RMSE = 50.0
+
+
 
 def _resolve_periods(
     time: pd.DatetimeIndex, train: Any, val: Any, test: Any, *, selects_checkpoint: bool = True
@@ -538,7 +556,7 @@ def fit(
     weighting: str = "mgda",
     task_weights: dict[str, float] | None = None,
     window: int | None = None,
-    stride: int = 182,
+    stride: int | None = None,
     batch_size: int | None = None,
     attn_window: int = 30,
     attn_blocks: int = 2,
@@ -602,8 +620,10 @@ def fit(
     window : int, optional
         Training window length in days (default 365); for a baseline, the days of
         its climatology window (default 31).
-    stride : int, default 182
-        The step between training window starts, in days.
+    stride : int, optional
+        The step between training window starts, in days: 182 by default, or the
+        window when it is shorter (a stride longer than the window would leave the
+        days between windows untrained, and is refused).
     batch_size : int, optional
         Windows per step; by default as many as fit in about 3 GB of activations.
     attn_window, attn_blocks : int, default 30, 2
@@ -726,7 +746,7 @@ def fit(
         )
     _check_method_args(method, args)
     if clip_grad_norm is not None and (
-            isinstance(clip_grad_norm, bool) or not isinstance(clip_grad_norm, (int, float))
+            isinstance(clip_grad_norm, (bool, np.bool_)) or not isinstance(clip_grad_norm, numbers.Real)
             or not np.isfinite(clip_grad_norm) or clip_grad_norm <= 0):
         raise ParameterError(f"clip_grad_norm={clip_grad_norm!r} must be a positive number (for "
                              "example 1.0) or None for no clipping")
@@ -759,9 +779,15 @@ def fit(
             )
     _check_graph_options(graph_options)
     window = 365 if window is None else window
-    for name, val_ in (("epochs", epochs), ("hidden", hidden), ("window", window), ("stride", stride),
+    check_count("window", window)
+    stride = min(182, int(window)) if stride is None else stride
+    for name, val_ in (("epochs", epochs), ("hidden", hidden), ("stride", stride),
                        ("attn_window", attn_window), ("attn_blocks", attn_blocks)):
         check_count(name, val_)
+    if int(stride) > int(window):
+        raise ParameterError(f"stride={stride} is longer than window={window}: the days between "
+                             f"windows would never be trained on; give stride <= window (the "
+                             f"default is min(182, window))")
     if pretrain_epochs is not None:
         check_count("pretrain_epochs", pretrain_epochs)
     if (isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer))
@@ -898,7 +924,9 @@ def fit(
                     obs = obs[:, rows]
                 pred = predict(model_net, data, a, b, output=which, device=dev, rows=rows)[key]
                 ok = np.isfinite(obs)
-                se += float(((pred[ok] - obs[ok]) ** 2).sum())
+                # In float64: a diverged network's float32 errors overflow when squared.
+                err = pred[ok].astype(np.float64) - obs[ok]
+                se += float((err * err).sum())
                 n += int(ok.sum())
             # Validation reads the same sparse variable as training (no denser truth).
             return float(np.sqrt(se / n)) * y_std if n else None
@@ -941,6 +969,16 @@ def fit(
                     (SEG, TIME), (TIME, SEG)):
                 raise SchemaError(f"stage_a_variable={stage_a_variable!r} must be a (seg, time) "
                                   "variable of the dataset, in degC")
+            if is_truth(stage_a_variable):
+                raise ParameterError(f"stage_a_variable={stage_a_variable!r} is evaluation-only truth "
+                                     "(*_true), which fit never reads; give an observed or modelled "
+                                     "coarse water temperature")
+            a_units = ds[stage_a_variable].attrs.get("units")
+            if not (isinstance(a_units, str) and is_temperature_units(a_units)):
+                raise UnitsError(f"stage_a_variable={stage_a_variable!r} has units {a_units!r}: stage A "
+                                 "learns coarse water temperature, so it must be a temperature "
+                                 "(degC, K or degF), observed or a process model's (such as "
+                                 "'seg_tave_water')")
             mask_a = (~(masks["val"] | masks["test"]) if stage_a_period is None
                       else period_mask(time, stage_a_period, "stage_a_period"))
             if (mask_a & masks["test"]).any():
@@ -989,6 +1027,16 @@ def fit(
                 pseudo[a:b] = predict(net, data, a, b, output="remap", device=dev)["reach"]
             run("pseudo_labels", {"fine_only": pseudo}, windows, fine_val, pre_epochs)
         run("main", {"fine_only": train_reach}, windows, fine_val, int(epochs))
+
+    main = history.get("main", {})
+    best_epoch = main.get("best_epoch")
+    best_val = main.get("val", [])[best_epoch - 1] if best_epoch else None
+    if best_val is not None and best_val > DIVERGED_RMSE:
+        raise TrainingError(
+            f"the best validation RMSE of the fit is {best_val:.3g} degC (epoch {best_epoch}), far "
+            f"beyond any water temperature's spread: the fit diverged; lower lr (now {lr}), set "
+            "clip_grad_norm (e.g. 1.0), or check the inputs for extreme values"
+        )
 
     config: dict[str, Any] = {
         "format": FORMAT,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -467,26 +468,32 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     device(type='cpu')
     """
     if isinstance(device, torch.device):
-        return device
-    if not isinstance(device, str):
+        dev = device  # checked like a name: torch.device("cuda") is no more available
+    elif not isinstance(device, str):
         raise ParameterError(f"device={device!r} is not a device name; use 'auto', 'cpu', 'cuda', "
                              "'cuda:1' or 'mps' (or a torch.device)")
-    if device == "auto":
+    elif device == "auto":
         from xmsgl.options import get_option
 
         opt = get_option("device")
         if opt != "auto":
-            return torch.device(opt)
+            return resolve_device(opt)
         if torch.cuda.is_available():
             return torch.device("cuda")
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ParameterError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'") from err
+    else:
+        try:
+            dev = torch.device(device)
+        except RuntimeError as err:
+            raise ParameterError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'") from err
+    if dev.type not in ("cpu", "cuda", "mps"):
+        # "meta" holds no values, and xla, xpu and the rest are untested: moving a model
+        # there fails deep inside torch, or leaves its weights unusable.
+        raise ParameterError(f"device={device!r}: xmsgl runs on 'cpu', 'cuda' (or 'cuda:N') and 'mps', "
+                             f"not on {dev.type!r}; use 'auto' to pick the best of those")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise XmsglError(f"device={device!r} was asked for but torch sees no CUDA device; use 'auto'")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
@@ -743,8 +750,8 @@ def check_ema_decay(ema_decay: Any) -> None:
     """Raise :class:`ParameterError` unless ``ema_decay`` is None or a number in (0, 1)."""
     if ema_decay is None:
         return
-    if (isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float))
-            or not math.isfinite(ema_decay) or not 0 < ema_decay < 1):
+    if (isinstance(ema_decay, (bool, np.bool_)) or not isinstance(ema_decay, numbers.Real)
+            or not math.isfinite(ema_decay) or not 0 < float(ema_decay) < 1):
         raise ParameterError(
             f"ema_decay={ema_decay!r} must be a number between 0 and 1, both excluded (for "
             "example 0.95: each step's weights count for 5% of the average), or None for no "
@@ -840,7 +847,7 @@ def train_tasks(
     if not windows:
         raise DataError("no training windows: the training period is empty")
     if clip_grad_norm is not None and (
-            isinstance(clip_grad_norm, bool) or not isinstance(clip_grad_norm, (int, float))
+            isinstance(clip_grad_norm, (bool, np.bool_)) or not isinstance(clip_grad_norm, numbers.Real)
             or not math.isfinite(clip_grad_norm) or clip_grad_norm <= 0):
         raise ParameterError(
             f"clip_grad_norm={clip_grad_norm!r} must be a positive number (for example 1.0) or None "
@@ -868,6 +875,14 @@ def train_tasks(
             raise ParameterError(
                 f"task_weights has no weight for task(s) {missing} of stage {stage_name!r}; "
                 f"give one for each of {list(tasks)}"
+            )
+        if all(float(task_weights[t]) == 0 for t in tasks):
+            # ASYNC-MSGL's stage A trains coarse and cross only: weights 0 for both
+            # would run its epochs without changing a weight.
+            raise ParameterError(
+                f"task_weights give weight 0 to every task of stage {stage_name!r} "
+                f"({list(tasks)}), which would train nothing; give at least one of them a "
+                "positive weight"
             )
     needs_seg = any(t in tasks for t in ("coarse", "cross", "fine"))
     needs_reach = any(t in tasks for t in ("fine", "fine_only"))
@@ -995,6 +1010,15 @@ def train_tasks(
         if live is not None:
             net.load_state_dict(live)
         bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", val="-" if score is None else f"{score:.3f}")
+    if history["best_epoch"] is None:
+        # Every epoch's criterion was NaN or infinite (a validation score that
+        # overflowed, say): the weights restored would be the untrained ones.
+        what = "validation score" if any(v is not None for v in history["val"]) else "training loss"
+        raise TrainingError(
+            f"no epoch of stage {stage_name!r} gave a finite {what} ({history['val'] if what[0] == 'v' else history['loss']}): "
+            f"the fit diverged; lower lr (now {lr}), set clip_grad_norm (e.g. 1.0), or check the "
+            "inputs for extreme values"
+        )
     net.load_state_dict(best_state)
     return history
 

@@ -334,7 +334,7 @@ def fit_gru(
     hidden: int = 20,
     lr: float = 5e-3,
     window: int | None = None,
-    stride: int = 182,
+    stride: int | None = None,
     batch_size: int | None = None,
     seed: int = 0,
     clip_grad_norm: float | None = None,
@@ -359,7 +359,7 @@ def fit_gru(
         Hidden size of the GRU.
     lr : float, default 5e-3
         Adam learning rate.
-    window, stride : int, default 365, 182
+    window, stride : int, default 365 and min(182, window)
         Training windows (days) and the step between their starts.
     batch_size : int, optional
         Sequences (window x observed reach) per step; default 8.
@@ -397,8 +397,14 @@ def fit_gru(
     from xmsgl.train import feature_spec, fit_scalers, make_windows, masked_rmse, period_ranges
 
     window = 365 if window is None else window
-    for name, v in (("epochs", epochs), ("hidden", hidden), ("window", window), ("stride", stride)):
+    check_count("window", window)
+    stride = min(182, int(window)) if stride is None else stride
+    for name, v in (("epochs", epochs), ("hidden", hidden), ("stride", stride)):
         check_count(name, v)
+    if int(stride) > int(window):
+        raise ParameterError(f"stride={stride} is longer than window={window}: the days between "
+                             f"windows would never be trained on; give stride <= window (the "
+                             f"default is min(182, window))")
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ParameterError(f"lr={lr!r} must be a positive number")
     if batch_size is not None and int(batch_size) < 1:
