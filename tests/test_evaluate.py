@@ -148,6 +148,11 @@ def test_water_year_blocking_hides_coarse_targets(small_basin: xr.Dataset) -> No
     cv = cross_validate(small_basin, "x", folds=2, repeats=1, seeds=2, blocking="water_year",
                         trainer=trainer, score="score")
     assert cv.attrs["score"] == "score" and (cv.score == 1.0).all()
+    # A number is the score `score` names: the default, "rmse", used to be refused
+    # ("not among the trainer's scores ['score']").
+    cv = cross_validate(small_basin, "x", folds=2, repeats=1, seeds=2, blocking="water_year",
+                        trainer=trainer)
+    assert cv.attrs["score"] == "rmse" and (cv.rmse == 1.0).all()
 
 
 def test_variance_decomposition_recovers_known_variances(gauged_month: xr.Dataset) -> None:

@@ -98,7 +98,7 @@ def test_saved_from_gpu_loads_on_cpu(basin: xr.Dataset, gpu_model: xmsgl.Downsca
     np.testing.assert_array_equal(a.values, b.values)
 
 
-@pytest.mark.parametrize("method", ["async-msgl", "fine-only", "direct", "progressive"])
+@pytest.mark.parametrize("method", ["async-msgl", "fine-only", "remap", "direct", "progressive"])
 def test_other_methods_fit_and_downscale_on_gpu(basin: xr.Dataset, method: str) -> None:
     model = basin.msgl.fit(method=method, seed=0, device="cuda", graph_options={"max_hops": 3},
                            **FAST_FIT)

@@ -626,13 +626,14 @@ def default_trainer(method: str, fit_kwargs: Mapping[str, Any] | None = None) ->
     return train
 
 
-def _score(result: Any, test_ds: xr.Dataset) -> dict[str, float]:
+def _score(result: Any, test_ds: xr.Dataset, name: str = "score") -> dict[str, float]:
+    """The scores of a trainer's result; a plain number is the score called ``name``."""
     if isinstance(result, xr.DataArray):
         res = evaluate(result, test_ds["target"])
         return {k: float(res[k]) for k in (*METRICS, "n")}
     if isinstance(result, Mapping):
         return {str(k): float(v) for k, v in result.items()}
-    return {"score": float(result)}
+    return {name: float(result)}
 
 
 def _target(ds: xr.Dataset, use_truth: bool) -> tuple[xr.DataArray, str]:
@@ -819,7 +820,7 @@ def cross_validate(
         n_reaches[h.repeat, h.fold] = int(h.reaches.sum())
         n_days[h.repeat, h.fold] = int(h.days.sum())
         for k, s in enumerate(seed_list):
-            rows[(h.repeat, h.fold, k)] = _score(train_fn(train_ds, test_ds, s), test_ds)
+            rows[(h.repeat, h.fold, k)] = _score(train_fn(train_ds, test_ds, s), test_ds, score)
     out = _results_dataset(rows, {"repeat": list(range(n_rep)), "fold": list(range(folds)),
                                   "seed": seed_list})
     if score not in out.data_vars:
