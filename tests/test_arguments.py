@@ -451,3 +451,12 @@ def test_a_stride_longer_than_the_window_is_refused(basin: xr.Dataset) -> None:
         fit(basin, method="fine-only", **{**FAST, "window": 60, "stride": 200})
     m = fit(basin, method="fine-only", seed=0, **{**FAST, "window": 60, "stride": None})
     assert m.config["hyperparameters"]["stride"] == 60  # min(182, window)
+
+
+def test_fit_leaves_the_callers_random_stream_alone(basin: xr.Dataset) -> None:
+    # fit seeds torch for its own reproducibility; the caller's stream used to be reset.
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    fit(basin, method="fine-only", seed=0, **FAST)
+    assert torch.equal(torch.rand(3), expected)

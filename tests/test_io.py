@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+import xmsgl
 from tests.conftest import ROOT
 from xmsgl.exceptions import ParameterError, XmsglError
 from xmsgl.io import atomic_write, to_netcdf_safe, to_zarr_safe, write_model_folder
@@ -469,3 +470,42 @@ def test_submodules_are_attributes_after_import_xmsgl() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["DataError", "False"]
+
+
+def test_concurrent_saves_leave_one_model_and_no_old_copies(tmp_path: Path) -> None:
+    # Four writers replacing one folder at once used to raise raw OSErrors and leave
+    # hidden ".old" copies of the model behind.
+    import threading
+
+    target = tmp_path / "m"
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        for i in range(15):
+            try:
+                write_model_folder(target, {"config.json": b'{"format": "xmsgl-model"}',
+                                            "weights.pt": f"{k}-{i}".encode()})
+            except BaseException as err:  # noqa: BLE001 - collected and checked below
+                errors.append(err)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(isinstance(e, XmsglError) for e in errors), errors[:3]
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", "weights.pt"]
+    assert leftovers(tmp_path) == []
+
+
+def test_an_old_folder_that_cannot_be_deleted_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import xmsgl.io as io_module
+
+    target = tmp_path / "m"
+    files = {"config.json": b'{"format": "xmsgl-model"}', "weights.pt": b"1"}
+    write_model_folder(target, files)
+    monkeypatch.setattr(io_module, "_remove", lambda path: None if path.name.endswith(".old")
+                        else io_module.shutil.rmtree(path, ignore_errors=True))
+    with pytest.warns(xmsgl.XmsglWarning, match="could not be deleted .* kept at"):
+        write_model_folder(target, {**files, "weights.pt": b"2"})
+    assert (target / "weights.pt").read_bytes() == b"2"

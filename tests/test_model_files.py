@@ -26,7 +26,7 @@ torch = pytest.importorskip("torch")
 
 from tests.conftest import FAST_FIT, ROOT  # noqa: E402
 from xmsgl import train  # noqa: E402
-from xmsgl.exceptions import DataError, TrainingError, XmsglError  # noqa: E402
+from xmsgl.exceptions import DataError, ModelMismatchError, TrainingError, XmsglError  # noqa: E402
 from xmsgl.model import Downscaler, fit, load  # noqa: E402
 
 FAST = FAST_FIT
@@ -105,6 +105,18 @@ def test_malicious_weights_give_a_typed_error(saved: Path, tmp_path: Path) -> No
         load(saved)
 
 
+@pytest.mark.parametrize("version", [0, -5, True, 1.9, "1", None])
+def test_format_versions_that_are_not_known_integers_are_refused(saved: Path, version) -> None:
+    cfg = json.loads((saved / "config.json").read_text())
+    if version is None:
+        cfg.pop("format_version")
+    else:
+        cfg["format_version"] = version
+    (saved / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelMismatchError, match="this xmsgl reads"):
+        load(saved)
+
+
 def test_corrupt_config_gives_a_typed_error(saved: Path) -> None:
     (saved / "config.json").write_text('{"format": "xmsgl-model", "weights": {')
     with pytest.raises(XmsglError, match="config.json"):
@@ -159,6 +171,12 @@ def test_fine_head_is_read_from_the_config(saved: Path, basin: xr.Dataset, tmp_p
     lambda c: c["graph"].update(options={"max_hops": -3}),
     lambda c: c["graph"].update(options={"weighting": "cosine"}),
     lambda c: c["variables"]["static"].pop(c["variables"]["reach_vars"][0]),
+    # These loaded and then failed or misbehaved at the first use.
+    lambda c: c.update(history=5),
+    lambda c: c.update(periods=5),
+    lambda c: c["hyperparameters"].update(attn_window=10**9),
+    lambda c: c["targets"].update(mean=1e308, std=1e308),
+    lambda c: c["variables"]["static"].update({c["variables"]["reach_vars"][0]: "yes"}),
 ])
 def test_incomplete_settings_are_refused_at_load(saved: Path, basin: xr.Dataset, change) -> None:
     # These used to load, then fail at the first downscale with a bare KeyError,

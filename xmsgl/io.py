@@ -43,18 +43,20 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
-from xmsgl.exceptions import ParameterError, XmsglError
+from xmsgl.exceptions import ParameterError, XmsglError, XmsglWarning
 
 if TYPE_CHECKING:
     from dask.delayed import Delayed
@@ -206,10 +208,16 @@ def _not_a_model_folder(folder: Path) -> str | None:
     ``config.json`` (a project, a data folder) is never deleted by a save.
     """
     if not folder.is_dir():
-        return "it is not a folder"
+        # Gone since it was seen (another writer moved it): nothing left to protect.
+        if not os.path.lexists(folder):
+            return None
+        if not folder.is_dir():  # not one that came back meanwhile either
+            return "it is not a folder"
     try:
         config = json.loads((folder / "config.json").read_bytes())
     except FileNotFoundError:
+        if not os.path.lexists(folder):
+            return None
         return "it has no config.json"
     except (OSError, ValueError) as err:
         return f"its config.json cannot be read as JSON ({type(err).__name__})"
@@ -218,6 +226,8 @@ def _not_a_model_folder(folder: Path) -> str | None:
         return f"its config.json has format {kind!r}, not one of {sorted(_SAVED_FOLDERS)}"
     try:
         entries = list(folder.iterdir())
+    except FileNotFoundError:
+        return None  # moved away meanwhile
     except OSError as err:
         return f"its content cannot be listed ({type(err).__name__})"
     foreign = sorted(e.name for e in entries
@@ -357,6 +367,10 @@ def _prepare(final: Path, overwrite: bool) -> Path:
     return final.parent / f".{final.name}.{secrets.token_hex(6)}.tmp"
 
 
+#: What a rename fails with when another writer has just put an entry at the path.
+_TAKEN = frozenset({errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR})
+
+
 def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
             check_old: Callable[[Path], None] | None = None) -> Path:
     """Move the finished temporary entry ``tmp`` to ``final``; remove ``tmp`` on failure.
@@ -379,10 +393,13 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
             _refuse_existing(final)
         # A link is replaced itself, never what it points to, so the kind of its
         # target does not matter: nothing of it is lost.
-        if exists and not link and tmp.is_dir() != final.is_dir():
+        final_is_dir = final.is_dir()
+        if exists and not os.path.lexists(final):
+            exists = False  # moved away by another writer since: nothing to replace
+        if exists and not link and tmp.is_dir() != final_is_dir:
             raise ParameterError(
                 f"cannot replace {str(final)!r} by a {'folder' if tmp.is_dir() else 'file'}: "
-                f"it is a {'folder' if final.is_dir() else 'file'}; remove it first or write "
+                f"it is a {'folder' if final_is_dir else 'file'}; remove it first or write "
                 f"elsewhere"
             )
         if tmp.is_file():
@@ -392,19 +409,54 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
             # (Linux refuses to rename a folder over a non-folder): move the old store
             # or link aside first, and delete it only once the new one is in place.
             # _remove unlinks a link without following it, so its target survives.
-            old = final.parent / f".{final.name}.{secrets.token_hex(6)}.old"
-            os.replace(final, old)
+            old: Path | None = final.parent / f".{final.name}.{secrets.token_hex(6)}.old"
+            assert old is not None
             try:
-                if check_old is not None:
+                os.replace(final, old)
+            except FileNotFoundError:
+                old = None  # another writer moved it away meanwhile: nothing to keep
+            try:
+                if check_old is not None and old is not None:
                     check_old(old)
                 os.replace(tmp, final)
-            except BaseException:
-                os.replace(old, final)
+            except BaseException as exc:
+                if old is not None:
+                    try:
+                        os.replace(old, final)
+                    except OSError:
+                        # Another writer put its own entry at the path meanwhile: that one
+                        # stays, this write is dropped, and the entry both replaced goes.
+                        _remove(old)
+                        raise XmsglError(
+                            f"{str(final)!r} was written by another writer at the same time; "
+                            f"theirs is in place and this write was not kept: write again if "
+                            f"this one should win"
+                        ) from exc
+                if isinstance(exc, OSError) and exc.errno in _TAKEN:
+                    raise XmsglError(
+                        f"{str(final)!r} was written by another writer at the same time; this "
+                        f"write was not kept ({type(exc).__name__}: {exc})"
+                    ) from exc
                 raise
-            _remove(old)
+            if old is not None:
+                _remove(old)
+                if os.path.lexists(old):
+                    warnings.warn(
+                        f"the new {str(final)!r} is in place, but what was there before could not "
+                        f"be deleted (permissions?) and is kept at {str(old)!r}; delete it yourself",
+                        XmsglWarning, stacklevel=3)
         else:
             # A file (over nothing, a file or a link) is one atomic rename.
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except OSError as exc:
+                if exc.errno in _TAKEN:
+                    raise XmsglError(
+                        f"{str(final)!r} was written by another writer at the same time; theirs "
+                        f"is in place and this write was not kept: write again if this one "
+                        f"should win"
+                    ) from exc
+                raise
         _fsync(final.parent)
     except BaseException:
         _remove(tmp)

@@ -37,14 +37,16 @@ without a graph of :mod:`xmsgl.nn.gru` (a ``BaselineModel`` too, with torch weig
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import inspect
 import json
 import math
 import numbers
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 import numpy as np
 import pandas as pd
@@ -288,10 +290,15 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
 
     if config["method"] not in METHODS:
         raise bad(f"method {config['method']!r} is not one of {list(METHODS)}")
+    for key in ("history", "periods"):
+        if key in config and not isinstance(config[key], dict):
+            raise bad(f"the {key} entry is a {type(config[key]).__name__}, not a dict")
     t = config["targets"]
+    # Water temperatures in degC: a mean or spread beyond 1000 degC scales the
+    # predictions out of any range (1e308 made them infinite).
     if not (isinstance(t, dict) and _number(t.get("mean")) and _number(t.get("std"))
-            and float(t["std"]) > 0):
-        raise bad(f"the target scaler {t!r} needs a finite 'mean' and a positive 'std'")
+            and abs(float(t["mean"])) <= 1e3 and 0 < float(t["std"]) <= 1e3):
+        raise bad(f"the target scaler {t!r} needs a 'mean' within +-1000 and a 'std' in (0, 1000] degC")
     v = config["variables"]
     try:
         spec = FeatureSpec.from_dict(v)
@@ -308,6 +315,9 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
                                                        and math.isfinite(spec.mean.get(n, 0.0)))]
     if lacking or odd:
         raise bad(f"the input scalers lack or hold unusable values for {lacking + odd}")
+    not_flags = [n for n in names if not isinstance(spec.static[n], bool)]
+    if not_flags:
+        raise bad(f"the 'static' entries of {not_flags} must be true or false")
     # What downscale reads later (sizes of the heads' blocks and attention spans, the
     # graph's identity) is checked here too: a damaged entry would otherwise load and
     # fail at the first downscale with a bare KeyError or ZeroDivisionError.
@@ -319,6 +329,11 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
              or not isinstance(hp.get(k), int) or hp[k] <= 0}
     if wrong:
         raise bad(f"the hyperparameters {wrong} must be positive integers")
+    # Bounds no fit reaches, which keep downscale from asking for terabytes.
+    limits = {"hidden": 4096, "attn_window": 3660, "attn_blocks": 64, "window": 36600}
+    huge = {k: hp[k] for k, most in limits.items() if hp[k] > most}
+    if huge:
+        raise bad(f"the hyperparameters {huge} exceed what a fit gives ({limits})")
     if hp.get("fine_head", "residual") not in FINE_HEADS:
         raise bad(f"the fine_head {hp.get('fine_head')!r} is not one of {list(FINE_HEADS)}")
     if hp.get("input_scaling", "per-scale") not in INPUT_SCALINGS:
@@ -356,10 +371,12 @@ def _read_config(path: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def _format_version(config: dict[str, Any]) -> int:
-    try:
-        return int(config.get("format_version", -1))
-    except (TypeError, ValueError):
-        return FORMAT_VERSION + 1  # unreadable: treat as newer than this xmsgl knows
+    """The folder's format version; anything but an integer of at least 1 reads as
+    newer than this xmsgl knows (refused), never as an older version."""
+    version = config.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        return FORMAT_VERSION + 1
+    return version
 
 
 def load(path: str | os.PathLike[str]) -> Downscaler | BaselineModel:
@@ -531,6 +548,25 @@ _BASELINE_ARGS = ("ds", "method", "train", "val", "test", "window", "seed", "dev
                   "options")
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _keeps_torch_rng(func: _F) -> _F:
+    """Run ``func`` on a fork of torch's global random state, restored afterwards.
+
+    ``fit`` seeds torch with its ``seed`` so that a fit is reproducible; without the
+    fork that would also reset the caller's own random stream (``torch.rand`` after
+    a fit would give the same numbers after every fit).
+    """
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        devices = (list(range(torch.cuda.device_count()))
+                   if torch.cuda.is_available() and torch.cuda.is_initialized() else [])
+        with torch.random.fork_rng(devices=devices):
+            return func(*args, **kwargs)
+    return cast(_F, wrapper)
+
+
 @overload
 def fit(  # type: ignore[overload-overlap]
     ds: xr.Dataset, method: _BaselineName, **kwargs: Any
@@ -541,6 +577,7 @@ def fit(  # type: ignore[overload-overlap]
 def fit(ds: xr.Dataset, method: str = "msgl", **kwargs: Any) -> Downscaler: ...
 
 
+@_keeps_torch_rng
 @uses_thread_option
 def fit(
     ds: xr.Dataset,

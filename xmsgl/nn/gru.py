@@ -310,6 +310,11 @@ def load_gru(path: str | os.PathLike[str]) -> GRUModel:
         got = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise ModelMismatchError(f"{str(cfg_file)!r} holds format {got!r}, not {FORMAT!r}; load it "
                                  "with xmsgl.load")
+    version = config.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise ModelMismatchError(f"{str(cfg_file)!r} has format version {version!r}; this xmsgl reads "
+                                 f"{FORMAT!r} up to version {FORMAT_VERSION}: upgrade xmsgl or refit "
+                                 "the model")
     state, digest, wfile = read_weights(path, config, cfg_file, _REFETCH)
     try:
         hp = config["hyperparameters"]
