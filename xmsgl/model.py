@@ -355,12 +355,18 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
 
 def _read_config(path: Path) -> tuple[Path, dict[str, Any]]:
     cfg_file = path / CONFIG
-    if not cfg_file.is_file():
+    try:
+        found = cfg_file.is_file()
+    except PermissionError as err:
+        raise DataError(f"{str(path)!r} cannot be read ({err}); check the folder's permissions") from err
+    if not found:
         raise DataError(f"{str(path)!r} is not an xmsgl model folder (no {CONFIG}); "
                         "save one with model.save(path)")
     try:
         with open(cfg_file, encoding="utf-8") as f:
             config = json.load(f)
+    except PermissionError as err:
+        raise DataError(f"{str(cfg_file)!r} cannot be read ({err}); check its permissions") from err
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataError(f"{str(cfg_file)!r} cannot be read as JSON ({err}); the model folder is "
                         f"damaged: {_REFETCH}") from err

@@ -95,8 +95,13 @@ def read_weights(
     # A bare file name: a config cannot point outside its own folder.
     wfile = path / Path(weights["file"]).name
     if not wfile.is_file():
-        raise DataError(f"the weights file {str(wfile)!r} is missing; {refetch}")
-    blob = wfile.read_bytes()
+        what = "a folder, not a file" if wfile.is_dir() else "missing"
+        raise DataError(f"the weights file {str(wfile)!r} is {what}; {refetch}")
+    try:
+        blob = wfile.read_bytes()
+    except OSError as err:
+        raise DataError(f"the weights file {str(wfile)!r} cannot be read ({err}); check its "
+                        "permissions") from err
     digest = hashlib.sha256(blob).hexdigest()
     if digest != weights["sha256"]:
         raise ModelMismatchError(
