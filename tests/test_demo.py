@@ -51,6 +51,11 @@ def test_existing_outputs_are_refused_before_the_work(tmp_path, monkeypatch) -> 
     for outdir in (tmp_path / "afile", tmp_path / "afile" / "sub"):
         with pytest.raises(ParameterError, match="is a file, not a folder"):
             run_demo(outdir, quick=True, progress=False)
+    # With overwrite, an output that is a folder cannot be replaced by the file: said
+    # before the fits (it used to fail after them, with half the outputs written).
+    (tmp_path / "dirs" / "demo.png").mkdir(parents=True)
+    with pytest.raises(ParameterError, match=r"demo\.png' is a folder"):
+        run_demo(tmp_path / "dirs", quick=True, progress=False, overwrite=True)
     # A failed run creates no folder: it is made only when the outputs are written.
     with pytest.raises(AssertionError, match="started before"):
         run_demo(tmp_path / "new" / "demo", quick=True, progress=False)

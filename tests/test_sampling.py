@@ -74,3 +74,18 @@ def test_accessor_forwards(obs: xr.Dataset) -> None:
 
     out = obs.msgl.sparsify(keep=0.5, seed=3)
     np.testing.assert_array_equal(out.reach_temp.values, sparsify(obs, keep=0.5, seed=3).reach_temp.values)
+
+
+def test_the_record_says_what_was_kept_and_keeps_earlier_calls() -> None:
+    import xmsgl
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2001-01-01", end="2001-12-31",
+                                        reach_obs_share=0.5)
+    n = int(ds.reach_temp.notnull().sum())
+    once = ds.msgl.sparsify(keep=0.5, seed=0)
+    twice = once.msgl.sparsify(keep=0.5, seed=1)
+    first = once.reach_temp.attrs["xmsgl_sparsify"]
+    assert first.startswith("keep=0.5, seed=0") and f"{round(0.5 * n)} of {n} observations kept" in first
+    record = twice.reach_temp.attrs["xmsgl_sparsify"]
+    assert record.startswith(first + "; then keep=0.5, seed=1")
+    assert record.endswith(f"{int(twice.reach_temp.notnull().sum())} of {round(0.5 * n)} observations kept")

@@ -759,7 +759,7 @@ def topology_arrays(ds: xr.Dataset) -> Topology:
         s = np.flatnonzero(multi)[0]
         culprits = reach_ids[leaves & (reach_seg_idx == s)]
         raise TopologyError(
-            f"reaches {format_ids(culprits)} of segment {int(seg_ids[s])} all leave the segment; "
+            f"reaches {format_ids(culprits)} of segment {int(seg_ids[s])} each leave the segment; "
             f"a segment's reaches must drain to one outlet reach: fix 'reach_to' or 'reach_seg' "
             f"of all but the outlet reach"
         )

@@ -135,6 +135,14 @@ def check_outdir(outdir: str | Path, overwrite: bool, option: str = "outdir",
     if existing and not overwrite:
         raise ParameterError(f"{', '.join(map(repr, existing))} already exist(s); pass {overwrite_hint} "
                              f"to replace, or choose another {option}")
+    # Files replace files (or links); a folder in an output's place would be found
+    # only when that output is written, after the fits, with half the outputs written.
+    folders = [str(folder / name) for name in OUTPUTS
+               if (folder / name).is_dir() and not (folder / name).is_symlink()]
+    if folders:
+        raise ParameterError(f"{', '.join(map(repr, folders))} {'is a folder' if len(folders) == 1 else 'are folders'}, "
+                             f"which the demo's output files cannot replace; remove "
+                             f"{'it' if len(folders) == 1 else 'them'} or choose another {option}")
     return folder
 
 

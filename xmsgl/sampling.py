@@ -56,7 +56,8 @@ def sparsify(
     -------
     xarray.Dataset
         A copy of ``ds`` with ``variable`` thinned and its attribute
-        ``xmsgl_sparsify`` recording the call.
+        ``xmsgl_sparsify`` recording the call and how many observations it kept
+        (after an earlier call's record, joined by ``"; then "``).
 
     Raises
     ------
@@ -124,7 +125,12 @@ def sparsify(
     cols = np.argsort(np.asarray(ds[TIME].values), kind="stable")
     drop = np.zeros_like(observed)
     drop[np.ix_(rows, cols)] = _draw(observed[np.ix_(rows, cols)], keep, seed, by)
-    attrs = {**da.attrs, "xmsgl_sparsify": f"keep={keep}, seed={seed}, by={by!r}, period={period!r}"}
+    kept = int(observed.sum() - drop.sum())
+    call = (f"keep={keep}, seed={seed}, by={by!r}, period={period!r}: {kept} of "
+            f"{int(observed.sum())} observations kept")
+    # A second thinning adds to the record, so the share left overall stays readable.
+    before = da.attrs.get("xmsgl_sparsify")
+    attrs = {**da.attrs, "xmsgl_sparsify": f"{before}; then {call}" if before else call}
     new = da_rt.where(~xr.DataArray(drop, dims=(REACH, TIME)))
     new.attrs = attrs
     out = ds.copy(deep=False)
