@@ -92,6 +92,8 @@ class NodeGeometry:
     group: np.ndarray
     source: str
     length_scale: float
+    #: The nodes' ids, when known: they break ties between equally strong neighbours.
+    ids: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -278,11 +280,14 @@ def node_geometry(ds: xr.Dataset, scale: str, coords: str = "auto") -> NodeGeome
                             np.deg2rad(pos[:, 1]) * _EARTH_RADIUS], axis=1)
     else:
         root = _roots(to_idx)
-        _, tree = np.unique(root, return_inverse=True)
+        # Trees are stacked in the order of their outlets' ids, not of the dataset's
+        # rows: positions (and so neighbours) must not depend on how rows are ordered.
+        _, tree = np.unique(np.asarray(ids)[root], return_inverse=True)
         span = 2.0 * float(dist.max()) + float(np.max(length, initial=1.0)) + 1.0
         pos = np.stack([dist, tree.astype(np.float64) * span], axis=1)
     return NodeGeometry(pos=pos, outlet_distance=dist, tin=tin, tout=tout, group=group,
-                        source=source, length_scale=_length_scale(pos))
+                        source=source, length_scale=_length_scale(pos),
+                        ids=np.asarray(ids, dtype=np.int64))
 
 
 def _roots(to_idx: np.ndarray) -> np.ndarray:
@@ -317,7 +322,8 @@ def _check_k(k: int, available: int, what: str, fix: str) -> int:
     return int(k)
 
 
-def geometric_knn(pos: np.ndarray, k: int, *, duplicates: str = "allow") -> np.ndarray:
+def geometric_knn(pos: np.ndarray, k: int, *, duplicates: str = "allow",
+                  tie_keys: np.ndarray | None = None) -> np.ndarray:
     """The ``k`` nearest other nodes of every node in space, with :class:`scipy.spatial.cKDTree`.
 
     Parameters
@@ -330,7 +336,11 @@ def geometric_knn(pos: np.ndarray, k: int, *, duplicates: str = "allow") -> np.n
         Nodes at identical positions. ``"allow"`` (the documented fallback): the
         node itself is removed by index, not by distance, so co-located nodes are
         each other's nearest neighbours (at relative position 0), ties broken by
-        position in the dataset. ``"raise"``: :class:`SchemaError` naming them.
+        ``tie_keys``. ``"raise"``: :class:`SchemaError` naming them.
+    tie_keys : numpy.ndarray, optional
+        One sortable key per node (node ids), which ranks equidistant neighbours so
+        that the result does not depend on the nodes' order; by default the node's
+        position in the dataset.
 
     Returns
     -------
@@ -369,6 +379,7 @@ def geometric_knn(pos: np.ndarray, k: int, *, duplicates: str = "allow") -> np.n
                 f"positions {format_ids(np.sort(first[counts > 1]))}); move them apart or use "
                 "duplicates='allow'"
             )
+    keys = np.arange(n) if tie_keys is None else np.asarray(tie_keys)
     tree = cKDTree(pos)
     n_query = min(k + 2, n)  # one past the k + 1 needed: is the k-th place tied?
     dist, idx = tree.query(pos, k=n_query)
@@ -389,7 +400,7 @@ def geometric_knn(pos: np.ndarray, k: int, *, duplicates: str = "allow") -> np.n
     if rows.size:
         cand = idx[rows, : k + 1]
         d = np.where(cand == rows[:, None], np.inf, dist[rows, : k + 1])
-        order = np.lexsort((cand, d), axis=-1)[:, :k]
+        order = np.lexsort((keys[cand], d), axis=-1)[:, :k]
         out[rows] = np.take_along_axis(cand, order, axis=1)
     rest = np.flatnonzero(~sure)
     balls = tree.query_ball_point(pos[rest], dist[rest, k] * (1.0 + 1e-9))
@@ -397,12 +408,12 @@ def geometric_knn(pos: np.ndarray, k: int, *, duplicates: str = "allow") -> np.n
         near = np.asarray(ball, dtype=np.int64)
         near = near[near != i]
         d2 = ((pos[near] - pos[i]) ** 2).sum(axis=1)
-        out[i] = near[np.lexsort((near, d2))[:k]]
+        out[i] = near[np.lexsort((keys[near], d2))[:k]]
     return out
 
 
-def sparse_topk(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, k: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def sparse_topk(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, k: int,
+                tie_keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` largest off-diagonal entries of each row of a CSR matrix, padded with the row itself.
 
     Parameters
@@ -411,6 +422,11 @@ def sparse_topk(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, k: in
         A square CSR matrix (rows are updated from columns).
     k : int
         Neighbours per row (may exceed the number of nodes: rows are padded).
+    tie_keys : numpy.ndarray, optional
+        One sortable key per column (node ids): weights equal to 12 decimals are
+        ranked by it, so that the neighbours chosen do not depend on the order of
+        the nodes (river weights tie often: two tributaries of one junction). By
+        default the column position.
 
     Returns
     -------
@@ -437,8 +453,10 @@ def sparse_topk(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, k: in
     rows = np.repeat(np.arange(n), np.diff(indptr))
     off = indices != rows
     rows, cols, vals = rows[off], indices[off], data[off]
-    # Sort by row, then by decreasing weight (ties by column), then keep the first k.
-    order = np.lexsort((cols, -vals, rows))
+    # Sort by row, then by decreasing weight (ties, to 12 decimals, by key), then keep
+    # the first k. Rounding makes weights that differ only by summation order tie.
+    keys = cols if tie_keys is None else np.asarray(tie_keys)[cols]
+    order = np.lexsort((keys, -np.round(vals, 12), rows))
     rows, cols = rows[order], cols[order]
     start = np.searchsorted(rows, np.arange(n))
     rank = np.arange(rows.size) - start[rows]

@@ -677,10 +677,12 @@ def _block_geometry(block: xr.Dataset, info: dict[str, dict[str, Any]], seg_ok: 
         else:
             seg_ids = pd.Index(np.asarray(block["_sid"].values)[seg_ok])
             group = seg_ids.get_indexer(np.asarray(block["_rseg"].values)).astype(np.int64)
+        ids = (np.asarray(block["_sid"].values)[seg_ok] if sc == SEG
+               else np.asarray(block["_rid"].values)).astype(np.int64)
         out[sc] = NodeGeometry(
             pos=pos, outlet_distance=col("od").astype(np.float64),
             tin=col("tin").astype(np.int64), tout=col("tout").astype(np.int64), group=group,
-            source=str(meta["source"]), length_scale=float(meta["length_scale"]))
+            source=str(meta["source"]), length_scale=float(meta["length_scale"]), ids=ids)
     return out
 
 

@@ -451,7 +451,7 @@ class DMSGEBackbone(nn.Module):
         # Without "geo" only the diagnostics read the geometric neighbours, so a graph
         # too small for k of them (a block of the lazy path) gets fewer.
         k_geo = self.k if searched else min(self.k, n - 1)
-        geo = (geometric_knn(geometry.pos, k_geo) if k_geo >= 1
+        geo = (geometric_knn(geometry.pos, k_geo, tie_keys=geometry.ids) if k_geo >= 1
                else np.zeros((n, 0), dtype=np.int64))
         cand = cand_valid = None
         if "dynamic" in self.graphs and n > self.options["brute_max"]:
@@ -490,8 +490,14 @@ class DMSGEBackbone(nn.Module):
             t = t.coalesce().to_sparse_csr()
         elif t.layout != torch.sparse_csr:
             t = t.to_sparse_csr()
+        geom = self._scales[scale].geometry if scale in self._scales else None
+        tie = None
+        if geom is not None and geom.n == t.shape[0]:
+            # Equal river weights are ranked by node id (or, without ids, by position):
+            # never by the dataset's row order.
+            tie = geom.ids if geom.ids is not None else np.lexsort((geom.pos[:, 1], geom.pos[:, 0])).argsort()
         idx, real = sparse_topk(t.crow_indices().cpu().numpy(), t.col_indices().cpu().numpy(),
-                                t.values().detach().cpu().numpy(), self.k)
+                                t.values().detach().cpu().numpy(), self.k, tie_keys=tie)
         out = (torch.from_numpy(idx), torch.from_numpy(real))
         self._hydro[scale] = (adj, *out)
         return out
