@@ -263,3 +263,12 @@ def test_predictions_do_not_depend_on_the_order_of_the_rows(options) -> None:
     a = ds.msgl.downscale(model)
     b = shuffled.msgl.downscale(model).sel(reach=a.reach)
     assert float(np.abs(a - b).max()) < 1e-5
+
+
+def test_backbone_options_must_be_a_dict_of_sane_sizes() -> None:
+    from xmsgl.nn.dmsge import backbone_options
+
+    with pytest.raises(ParameterError, match="must be a dict"):
+        backbone_options([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match="layers'\\]=1000000 is more than 64"):
+        backbone_options({"layers": 10**6})

@@ -354,3 +354,26 @@ def test_accessor_warns_when_scores_are_in_sample(small_basin: xr.Dataset) -> No
     idw = obs_only.msgl.fit(method="idw")
     with pytest.warns(xmsgl.XmsglWarning, match="'idw' baseline .* zero error by construction"):
         obs_only.msgl.evaluate(obs_only.msgl.downscale(idw))
+
+
+def test_bad_trainer_results_and_scores_are_typed_errors(small_basin: xr.Dataset) -> None:
+    from xmsgl.evaluate import variance_decomposition
+
+    for bad in (None, "bad"):
+        with pytest.raises(xmsgl.ParameterError, match="the trainer returned"):
+            cross_validate(small_basin, "x", folds=2, repeats=1, seeds=1, blocking="water_year",
+                           trainer=lambda a, b, s, bad=bad: bad)
+    with pytest.raises(xmsgl.ParameterError, match="scores must be the xarray Dataset"):
+        variance_decomposition(np.ones((3, 2)))  # type: ignore[arg-type]
+    with pytest.raises(xmsgl.ParameterError, match="n_boot=1000000000"):
+        variance_decomposition(xr.DataArray(np.ones((3, 2)), dims=("partition", "seed")), n_boot=10**9)
+
+
+def test_reach_blocking_deals_the_same_folds_whatever_the_row_order(small_basin: xr.Dataset) -> None:
+    from xmsgl.evaluate import cv_partitions
+
+    rng = np.random.default_rng(0)
+    shuffled = small_basin.isel(reach=rng.permutation(small_basin.sizes["reach"]))
+    a = cv_partitions(small_basin, folds=2, repeats=2, blocking="reach", seed=3)
+    b = cv_partitions(shuffled, folds=2, repeats=2, blocking="reach", seed=3)
+    assert [sorted(h.groups) for h in a] == [sorted(h.groups) for h in b]

@@ -235,3 +235,35 @@ def test_bandpass_without_a_resolvable_band_is_a_parameter_error(basin: xr.Datas
         robustness(basin, fit_baseline(basin, "climatology"), {"bandpass": [(1.0, 2.0)]})
     # Just above it the band-pass is a high-pass, as documented for short <= 2.
     assert bandpass(basin, 2.0, 3.0).seg_air_temp.notnull().all()
+
+
+def test_review_fixes_split_test_draws_long_periods_and_typed_errors() -> None:
+    import xmsgl
+    from xmsgl.baselines import fit_baseline
+    from xmsgl.exceptions import ParameterError, PeriodError
+    from xmsgl.robustness import bandpass, lowpass, robustness
+
+    d = xmsgl.datasets.synthetic_basin(n_segments=6, start="2011-10-01", end="2015-09-30",
+                                       reach_obs_share=0.3)
+    # A test period in two parts is scored on those parts only (the years between
+    # were scored too).
+    clim = fit_baseline(d, "climatology", train=("2012-10-01", "2014-09-30"))
+    clim.config["periods"] = {"test": [["2011-10-01", "2012-09-30"], ["2014-10-01", "2015-09-30"]]}
+    rob = robustness(d, clim, {"lag": [0]})
+    assert rob.attrs["scored_days"] == "2011-10-01/2012-09-30, 2014-10-01/2015-09-30"
+    # A check's draws do not depend on the other checks listed beside it.
+    h = fit_baseline(d, "harmonic")
+    alone = robustness(d, h, {"mask_coarse": [0.5]}, n_draws=2)
+    beside = robustness(d, h, {"lag": [1], "mask_coarse": [0.5]}, n_draws=2)
+    assert float(alone.d_rmse.sel(check="mask_coarse", level=0)) == float(
+        beside.d_rmse.sel(check="mask_coarse", level=0))
+    # Cutoffs slower than half the record were set by the filter's edges (or failed
+    # with a LinAlgError).
+    for call in (lambda: lowpass(d, 3000.0), lambda: bandpass(d, 7.0, 1e9)):
+        with pytest.raises(ParameterError, match="more than half of the record"):
+            call()
+    with pytest.raises(ParameterError, match="names no check"):
+        robustness(d, h, {})
+    with pytest.raises(PeriodError):
+        robustness(d, h, {"lag": [1]}, time=("abc", "def"))
+    assert robustness(d, h, {"lag": [1]}, time="2015").attrs["scored_days"] == "2015-01-01/2015-09-30"

@@ -480,8 +480,10 @@ def cv_partitions(
             raise SchemaError("blocking='reach' holds out observed reaches; 'reach_temp' is missing")
         obs = np.isfinite(np.asarray(ds["reach_temp"].transpose(REACH, TIME).values)).any(axis=1)
         label = topo.reach_ids
-        groups = topo.reach_ids[obs]
-        sizes = np.ones(groups.size)
+        # In id order, as np.unique gives the other blockings' groups: the folds dealt
+        # for a seed must not depend on the order of the dataset's rows.
+        groups = np.sort(topo.reach_ids[obs])
+        sizes = np.ones(groups.size, dtype=np.int64)
         what = "observed reaches"
     else:
         want = 2 * folds
@@ -631,9 +633,15 @@ def _score(result: Any, test_ds: xr.Dataset, name: str = "score") -> dict[str, f
     if isinstance(result, xr.DataArray):
         res = evaluate(result, test_ds["target"])
         return {k: float(res[k]) for k in (*METRICS, "n")}
-    if isinstance(result, Mapping):
-        return {str(k): float(v) for k, v in result.items()}
-    return {name: float(result)}
+    try:
+        if isinstance(result, Mapping):
+            return {str(k): float(v) for k, v in result.items()}
+        return {name: float(result)}
+    except (TypeError, ValueError):
+        raise ParameterError(
+            f"the trainer returned {result!r}; it must return a number, a mapping of numbers or a "
+            "prediction DataArray on (reach, time)"
+        ) from None
 
 
 def _target(ds: xr.Dataset, use_truth: bool) -> tuple[xr.DataArray, str]:
@@ -958,6 +966,12 @@ def variance_decomposition(
     (0.0, True)
     """
     check_count("n_boot", n_boot)
+    if int(n_boot) > 1_000_000:
+        raise ParameterError(f"n_boot={n_boot} is more than 1,000,000 bootstrap draws; 1,000-10,000 "
+                             "give stable intervals")
+    if not isinstance(scores, (xr.Dataset, xr.DataArray)):
+        raise ParameterError(f"scores must be the xarray Dataset of cross_validate (or a DataArray on "
+                             f"'seed' and 'partition'/'repeat', 'fold'), got {type(scores).__name__}")
     if isinstance(ci, bool) or not isinstance(ci, (float, int, np.floating, np.integer)) \
             or not 0.0 < float(ci) < 1.0:
         raise ParameterError(f"ci={ci!r} must be the coverage of the intervals, strictly between 0 and "

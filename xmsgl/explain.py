@@ -142,7 +142,11 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
             # Dynamic graph of each depth: the one the next layer builds (and, for the
             # last depth, the one a further layer would build).
             st = backbone._state("reach").to(dev)
-            dyn = [feature_knn(s.mean(dim=2), backbone.k, st.cand, st.cand_valid,
+            # The energy table shows the dynamic graph even for a model that does not
+            # use it; its k may then exceed what the nodes (or candidates) allow.
+            k_dyn = max(1, min(backbone.k, states[0].shape[1] - 1,
+                               st.cand.shape[-1] if st.cand is not None else backbone.k))
+            dyn = [feature_knn(s.mean(dim=2), k_dyn, st.cand, st.cand_valid,
                                brute_max=backbone.options["brute_max"]) for s in states]
             hydro, real = rec["hydro"].to(dev), rec["hydro_real"].to(dev)
             geo = rec["geo"].to(dev)

@@ -63,6 +63,7 @@ import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, input_variables
 from xmsgl.exceptions import DataError, ParameterError, SchemaError, TimeError, check_count
+from xmsgl.periods import period_mask
 
 if TYPE_CHECKING:
     from xmsgl.baselines import BaselineModel
@@ -256,6 +257,7 @@ def lowpass(ds: xr.Dataset, period: float, *, order: int = 4,
     wn = 2.0 / p  # cutoff frequency 1/p per day over the Nyquist frequency 0.5 per day
     if wn >= 1.0 or not names:
         return ds.copy()
+    _check_record(ds, p, "period")
     sos = butter(order, wn, btype="lowpass", output="sos")
     return _filter(ds, sos, names, keep_mean=False)
 
@@ -309,12 +311,27 @@ def bandpass(ds: xr.Dataset, short: float, long: float, *, order: int = 4,
     names = _forcings(ds, variables)
     if not names:
         return ds.copy()
+    _check_record(ds, hi, "long")
     f_hi, f_lo = 2.0 / lo, 2.0 / hi
     if f_hi >= 1.0:
         sos = butter(order, f_lo, btype="highpass", output="sos")
     else:
         sos = butter(order, [f_lo, f_hi], btype="bandpass", output="sos")
     return _filter(ds, sos, names, keep_mean=True)
+
+
+def _check_record(ds: xr.Dataset, period: float, name: str) -> None:
+    """Refuse a cutoff period longer than half the record: the filter would be set by
+    its edge conditions, not by the data (a near-constant far from the series' mean)."""
+    if TIME not in ds.coords or ds.sizes.get(TIME, 0) < 2:
+        return
+    days = np.asarray(ds[TIME].values).astype("datetime64[D]").astype(np.int64)
+    span = int(days.max() - days.min()) + 1
+    if period > span / 2:
+        raise ParameterError(
+            f"{name}={period:g} days is more than half of the record ({span} days): a filter "
+            f"that slow is set by its edges, not by the data; give at most {span // 2} days"
+        )
 
 
 def _check_long(hi: float, long: Any) -> None:
@@ -440,6 +457,8 @@ def mask_coarse(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Data
     """
     s = _share(share, "share")
     seed = _seed(seed)
+    if SEG not in ds.dims:
+        raise SchemaError("mask_coarse masks segments, and the dataset has no 'seg' dimension")
     n = ds.sizes[SEG]
     k = int(round(s * n))
     rng = np.random.default_rng(seed)
@@ -506,18 +525,27 @@ def _predict(model: Any, ds: xr.Dataset, time: tuple[str, str]) -> xr.DataArray:
     return downscale(ds, model, time=time)
 
 
-def _default_period(model: Any, time: pd.DatetimeIndex) -> tuple[str, str]:
+def _default_days(model: Any, time: pd.DatetimeIndex) -> np.ndarray:
+    """The days scored by default: the model's test period (every part of it, and
+    nothing between its parts), else the days after its training, else all."""
     cfg = getattr(model, "config", {}) or {}
     test = (cfg.get("periods") or {}).get("test")
     if test:
-        return str(test[0][0]), str(test[-1][1])
+        return period_mask(time, [(str(a), str(b)) for a, b in test], "test")
     train = cfg.get("train")
     if train:
         end = max(pd.Timestamp(b) for _, b in train)
-        after = time[time > end]
-        if after.size:
-            return str(after[0].date()), str(after[-1].date())
-    return str(time[0].date()), str(time[-1].date())
+        after = np.asarray(time > end)
+        if after.any():
+            return after
+    return np.ones(len(time), dtype=bool)
+
+
+def _runs(time: pd.DatetimeIndex, mask: np.ndarray) -> list[str]:
+    """The runs of consecutive positions of ``mask`` as ``"first/last"`` dates."""
+    idx = np.flatnonzero(mask)
+    cuts = np.flatnonzero(np.diff(idx) > 1) + 1
+    return [f"{time[r[0]].date()}/{time[r[-1]].date()}" for r in np.split(idx, cuts) if r.size]
 
 
 def _levels(checks: Mapping[str, Sequence[Any]] | Sequence[str] | None) -> dict[str, list[Any]]:
@@ -525,6 +553,9 @@ def _levels(checks: Mapping[str, Sequence[Any]] | Sequence[str] | None) -> dict[
         return {k: list(v) for k, v in DEFAULT_CHECKS.items()}
     if isinstance(checks, str):
         checks = [checks]
+    if not checks:
+        raise ParameterError(f"checks={checks!r} names no check; give some of {list(CHECKS)}, or None "
+                             "for the default set")
     if not isinstance(checks, Mapping):
         checks = {str(c): DEFAULT_CHECKS.get(str(c), []) for c in checks}
     bad = sorted(set(checks) - set(CHECKS))
@@ -603,14 +634,18 @@ def robustness(
         default ``reach_temp_true`` when present, else ``reach_temp``. It must hold
         values on the scored days: observations masked there cannot be scored
         (see ``hide_scored``).
-    time : (start, end), optional
-        Scored days; default the model's test period (``config["periods"]["test"]``),
-        else the days after its training period, else every day.
+    time : period, optional
+        Scored days, read as :mod:`xmsgl.periods` reads periods (``"2015"``, a
+        ``(start, end)`` pair or a list of them); default the model's test period
+        (``config["periods"]["test"]``, every part of it and only those days), else
+        the days after its training period, else every day. The output's
+        ``scored_days`` lists them.
     n_draws : int, default 3
         Draws of each random check (``"shift"``, ``"mask_coarse"``, ``"mask_gauges"``);
         the errors are averaged over draws.
     seed : int, default 0
-        Seed of the draws (draw ``i`` of a check uses ``(seed, i)``).
+        Seed of the draws (draw ``d`` of a check at level ``j`` uses ``(seed, the
+        check's place in CHECKS, j, d)``: the same whatever other checks are listed).
     order : int, default 4
         Order of the Butterworth filters.
     hide_scored : bool, default False
@@ -671,14 +706,15 @@ def robustness(
     if TIME not in ds.dims:
         raise SchemaError("the dataset has no 'time' dimension")
     times = pd.DatetimeIndex(ds[TIME].values)
-    if time is None:
-        period = _default_period(fitted, times)
-    else:
-        period = (str(pd.Timestamp(time[0]).date()), str(pd.Timestamp(time[1]).date()))
-    scored = (times >= pd.Timestamp(period[0])) & (times <= pd.Timestamp(period[1]))
+    # Read the way every period argument is (a label such as "2015", a pair, a list
+    # of them): a date that cannot be read is a PeriodError, not a parser's error.
+    scored = _default_days(fitted, times) if time is None else period_mask(times, time, "time")
     if not scored.any():
-        raise TimeError(f"time={period!r} selects no day of the dataset "
+        raise TimeError(f"time={time!r} selects no day of the dataset "
                         f"({times[0].date()} to {times[-1].date()})")
+    first, last = np.flatnonzero(scored)[[0, -1]]
+    period = (str(times[first].date()), str(times[last].date()))
+    on_scored = xr.DataArray(scored, dims=(TIME,), coords={TIME: ds[TIME]}).sel({TIME: slice(*period)})
     if truth is None:
         truth = "reach_temp_true" if "reach_temp_true" in ds.data_vars else "reach_temp"
     if isinstance(truth, str):
@@ -701,7 +737,8 @@ def robustness(
         ds = ds.assign({v: ds[v].where(~on) for v in ("reach_temp", "seg_temp") if v in ds.data_vars})
 
     def score(pred: xr.DataArray) -> tuple[float, float, float]:
-        res = evaluate(pred.sel({TIME: slice(*period)}), ref)
+        # Only the scored days: a test period in parts leaves the days between out.
+        res = evaluate(pred.sel({TIME: slice(*period)}).where(on_scored), ref)
         return float(res.rmse), float(res.mae), float(res.bias)
 
     base = score(_predict(fitted, ds, period))
@@ -716,7 +753,9 @@ def robustness(
             draws = int(n_draws) if name in _RANDOM else 1
             got = []
             for d in range(draws):
-                rng_seed = [int(seed), i, j, d]
+                # By the check's name, not its place in the mapping: listing other
+                # checks beside it must not change its draws.
+                rng_seed = [int(seed), CHECKS.index(name), j, d]
                 if name == "lowpass":
                     got.append(score(_predict(fitted, lowpass(ds, level, order=order), period)))
                 elif name == "bandpass":
@@ -747,6 +786,7 @@ def robustness(
     out.attrs.update({
         "method": str(getattr(fitted, "method", "?")),
         "scored_period": list(period),
+        "scored_days": ", ".join(_runs(times, scored)),
         "truth": truth_name,
         "n_draws": int(n_draws),
         "seed": int(seed),

@@ -39,7 +39,7 @@ done by :func:`xmsgl.fit` and when a model is applied).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,9 @@ from xmsgl.knn import NodeGeometry, candidate_set, feature_knn, geometric_knn, s
 from xmsgl.nn.rgrn import SparseGraph
 
 __all__ = ["DEFAULTS", "GRAPHS", "DMSGEBackbone", "backbone_options", "dirichlet_energy"]
+
+#: Most graph layers ``backbone_options`` accepts.
+MAX_LAYERS = 64
 
 #: Neighbourhoods of every graph layer, in order.
 GRAPHS = ("hydro", "geo", "dynamic")
@@ -88,6 +91,9 @@ def backbone_options(options: dict[str, Any] | None) -> dict[str, Any]:
     8
     """
     opts = dict(DEFAULTS)
+    if options is not None and not isinstance(options, Mapping):
+        raise ParameterError(f"backbone_options={options!r} must be a dict of options, for example "
+                             "{'layers': 2, 'k': 8}")
     given = dict(options or {})
     unknown = sorted(set(given) - set(DEFAULTS))
     if unknown:
@@ -100,6 +106,11 @@ def backbone_options(options: dict[str, Any] | None) -> dict[str, Any]:
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) < low:
             raise ParameterError(f"backbone_options[{name!r}]={v!r} must be an integer >= {low}")
         opts[name] = int(v)
+    if opts["layers"] > MAX_LAYERS:
+        # Each layer holds its own activations for every node and day: a million of
+        # them filled the machine's memory before any error.
+        raise ParameterError(f"backbone_options['layers']={opts['layers']} is more than {MAX_LAYERS}; "
+                             "graph layers over-smooth long before that: use a few")
     if not isinstance(opts["concat"], (bool, np.bool_)):
         raise ParameterError(f"backbone_options['concat']={opts['concat']!r} must be True or False")
     opts["concat"] = bool(opts["concat"])
