@@ -556,3 +556,31 @@ def test_start_end_take_dates_as_well_as_labels() -> None:
     assert drb._day(pd.Timestamp("1980-01-31 12:00"), "end", last=True) == pd.Timestamp("1980-01-31")
     with pytest.raises(xmsgl.PeriodError, match="time zone"):
         drb._day(pd.Timestamp("1980-01-01", tz="UTC"), "start", last=False)
+
+
+def test_release_build_gives_segments_without_hrus_their_donors_attributes(
+        drb_raw_dir: Path, drb_parsed_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The release's own files are not here: its two readers are replaced by stand-ins,
+    # and the rest of the build (mirror parameters, attributes, observations) is real.
+    # It used to mark every segment as having HRUs and left 40 segments' HRU
+    # attributes NaN, so that fit refused the dataset.
+    import pandas as pd
+
+    def forcings(coarse, start, end, get):  # noqa: ANN001, ANN202
+        times = pd.date_range("1980-01-01", "1980-03-31")
+        n = coarse.seg_ids.size
+        air = np.tile(np.linspace(0.0, 10.0, times.size, dtype=np.float32), (n, 1))
+        return {"seg_tave_air": air, "seg_rain": 0 * air, "seginc_swrad": 100 + 0 * air,
+                "seg_outflow": 5 + 0 * air, "seg_tave_water": 2 + 0.8 * air}, times
+
+    def enhd(comids, get):  # noqa: ANN001, ANN202
+        return pd.DataFrame({k: pd.Series([], dtype=float) for k in
+                             ("comid", "to", "length_m", "slope", "elevation_m", "width_m", "order_key")})
+
+    monkeypatch.setattr(drb, "_release_forcings", forcings)
+    monkeypatch.setattr(drb, "_enhd_table", enhd)
+    ds = drb.open_drb(source="release", folder=drb_raw_dir, progress=False, cache=drb_parsed_cache)
+    assert int((~ds.seg_has_hru).sum()) == 40
+    static = [v for v in ds.data_vars if ds[v].dims == ("seg",) and ds[v].dtype.kind == "f"]
+    assert static and not any(bool(ds[v].isnull().any()) for v in static)
+    assert (ds.seg_forcing_donor != ds.seg).sum() == 40

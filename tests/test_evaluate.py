@@ -377,3 +377,14 @@ def test_reach_blocking_deals_the_same_folds_whatever_the_row_order(small_basin:
     a = cv_partitions(small_basin, folds=2, repeats=2, blocking="reach", seed=3)
     b = cv_partitions(shuffled, folds=2, repeats=2, blocking="reach", seed=3)
     assert [sorted(h.groups) for h in a] == [sorted(h.groups) for h in b]
+
+
+def test_accessor_scores_a_segment_prediction_against_the_segments(small_basin: xr.Dataset) -> None:
+    obs_only = small_basin.drop_vars(["reach_temp_true", "seg_temp_true"])
+    model = xmsgl.fit(obs_only, method="remap", epochs=1, window=120, stride=120, progress=False,
+                      train=("2000-10-01", "2003-09-30"), val=("2003-10-01", "2004-09-30"))
+    seg = obs_only.msgl.downscale(model, scale="seg")
+    with pytest.warns(xmsgl.XmsglWarning, match="scoring against 'seg_temp' on .* in-sample"):
+        scores = obs_only.msgl.evaluate(seg)
+    assert int(scores["n"]) > 0
+    assert int(small_basin.msgl.evaluate(seg)["n"]) == seg.size  # against seg_temp_true

@@ -67,8 +67,9 @@ class MsglAccessor:
         """Score ``prediction`` against this dataset; see :func:`xmsgl.evaluate.evaluate`.
 
         ``observed`` defaults to the full truth ``reach_temp_true`` when the dataset
-        has it (the synthetic basin), else to the observations ``reach_temp``. Scored
-        against ``reach_temp`` by default, a prediction whose model was fitted on some
+        has it (the synthetic basin), else to the observations ``reach_temp``; for a
+        prediction on segments (``scale="seg"``), ``seg_temp_true``, else ``seg_temp``.
+        Scored against the observations by default, a prediction whose model was fitted on some
         of the scored observations (its ``xmsgl_train_periods``), or one of the
         ``"idw"`` and ``"harmonic"`` baselines, which reproduce the observations they
         are given, gets an :class:`~xmsgl.exceptions.XmsglWarning`: such scores are
@@ -77,7 +78,10 @@ class MsglAccessor:
         from xmsgl.evaluate import evaluate
 
         if observed is None:
-            for name in ("reach_temp_true", "reach_temp"):
+            # A segment prediction (scale="seg") is scored against the segments'.
+            scale = "seg" if "seg" in getattr(prediction, "dims", ()) else "reach"
+            names = (f"{scale}_temp_true", f"{scale}_temp")
+            for name in names:
                 if name in self._ds:
                     observed = self._ds[name]
                     break
@@ -85,10 +89,10 @@ class MsglAccessor:
                 from xmsgl.exceptions import SchemaError
 
                 raise SchemaError(
-                    "the dataset has neither 'reach_temp_true' nor 'reach_temp' to score "
+                    f"the dataset has neither {names[0]!r} nor {names[1]!r} to score "
                     "against; pass observed=<DataArray>"
                 )
-            if name == "reach_temp":
+            if name == names[1]:
                 _warn_in_sample(prediction, observed)
         return evaluate(prediction, observed, **kwargs)
 
@@ -105,7 +109,7 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray) -> None:
     method = prediction.attrs.get("xmsgl_method")
     if method in ("idw", "harmonic"):
         warnings.warn(
-            f"scoring the {method!r} baseline against 'reach_temp': {method} reproduces the "
+            f"scoring the {method!r} baseline against {observed.name!r}: {method} reproduces the "
             "observations of the dataset it predicted from, so where they are the same these "
             "scores are zero error by construction; predict from a dataset with the scored "
             "observations masked, or pass observed= held-out values",
@@ -129,8 +133,8 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray) -> None:
     n = int(seen.notnull().sum())
     if n:
         warnings.warn(
-            f"scoring against 'reach_temp' on {int(inside.sum())} days inside the model's "
-            f"training periods ({periods}), where 'reach_temp' holds {n} observations, those it "
+            f"scoring against {observed.name!r} on {int(inside.sum())} days inside the model's "
+            f"training periods ({periods}), where {observed.name!r} holds {n} observations, those it "
             "was fitted on: these scores are in-sample. Score a held-out period, e.g. "
             "ds.msgl.evaluate(pred.sel(time=slice(start, end))), or pass observed=",
             XmsglWarning, stacklevel=3)

@@ -926,8 +926,15 @@ def _fine_obs(site_obs: pd.DataFrame, placed: pd.DataFrame, comid: np.ndarray,
 # forcings (mirror): HRU forcings area-weighted to segments
 
 
-def _mirror_forcings(coarse: _Coarse, seg_params: xr.Dataset, times: pd.DatetimeIndex,
-                     get: _Get) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def _hru_donors(coarse: _Coarse, seg_params: xr.Dataset, get: _Get
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """HRU area weights of the segments (rows of each segment's donor), the donors,
+    which segments have HRUs of their own, and the HRU ids, from the PRMS parameters.
+
+    Both sources read the segments' HRU attributes from ``seg_attr_drb.feather``,
+    which has none for segments without HRUs: they take their donor's, as the
+    mirror's forcings do.
+    """
     channel = _readers.open_netcdf(get(_F_CHANNEL),
                                    ["nhm_id", "hru_segment", "nhm_seg"])
     hru = _readers.open_netcdf(get(_F_HRU_PARAMS), ["nhm_id", "hru_area"])
@@ -951,7 +958,12 @@ def _mirror_forcings(coarse: _Coarse, seg_params: xr.Dataset, times: pd.Datetime
     nhm_to = params["tosegment_nhm"].reindex(nhm_seg=coarse.seg_ids).values.astype(np.int64)
     donor = _donors(coarse.seg_ids, coarse.seg_to, has_own, rank, nhm_to)
     weights = weights[np.searchsorted(coarse.seg_ids, donor)]
+    return weights, donor, has_own, nhm_ids
 
+
+def _mirror_forcings(coarse: _Coarse, seg_params: xr.Dataset, times: pd.DatetimeIndex,
+                     get: _Get) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    weights, donor, has_own, nhm_ids = _hru_donors(coarse, seg_params, get)
     out: dict[str, np.ndarray] = {}
     for name, var in ((_F_TMAX, "tmax"), (_F_TMIN, "tmin"), (_F_PRCP, "prcp")):
         ds = _readers.open_netcdf(get(name), [var])
@@ -1089,8 +1101,10 @@ def open_drb(
         fine_name = "NWM RouteLink"
     else:
         forcings, times = _release_forcings(coarse, first, last, get)
-        donor = coarse.seg_ids.copy()
-        has_own = np.ones(coarse.seg_ids.size, dtype=bool)
+        # The release's forcings cover every segment, but its HRU attributes do not:
+        # segments without HRUs take their donor's, as in the mirror build (all-True
+        # flags and the segments' own ids left 40 segments' attributes NaN).
+        _, donor, has_own, _ = _hru_donors(coarse, seg_params, get)
         fine_table = _enhd_table(set(xw["comid"].astype(int)), get)
         fine_file = _F_ENHD
         fine_name = "ENHD"
