@@ -101,7 +101,6 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray) -> None:
     """Warn when ``prediction`` is scored on observations it was fitted on or given."""
     import warnings
 
-    import numpy as np
     import pandas as pd
 
     from xmsgl.exceptions import XmsglWarning
@@ -118,13 +117,15 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray) -> None:
     periods = prediction.attrs.get("xmsgl_train_periods")
     if not periods or "time" not in prediction.dims or "time" not in observed.dims:
         return
+    from xmsgl.exceptions import XmsglError
+    from xmsgl.periods import period_mask
+
+    times = pd.DatetimeIndex(prediction["time"].values)
     try:
-        times = pd.DatetimeIndex(prediction["time"].values)
-        inside = np.zeros(times.size, dtype=bool)
-        for part in str(periods).split(","):
-            a, b = part.strip().split("/")
-            inside |= (times >= pd.Timestamp(a)) & (times < pd.Timestamp(b) + pd.Timedelta(days=1))
-    except (ValueError, TypeError):
+        # "a/b, c/d", as xmsgl.downscale.output_attrs writes it.
+        inside = period_mask(times, [tuple(p.strip().split("/")) for p in str(periods).split(",")],
+                             "xmsgl_train_periods")
+    except (XmsglError, ValueError, TypeError):
         return  # an attribute written by someone else: nothing to judge
     if not inside.any():
         return

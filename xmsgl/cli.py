@@ -101,7 +101,7 @@ def _info(args: argparse.Namespace) -> int:
         import torch
     except ImportError:
         return 0
-    from xmsgl.datasets.drb import data_folder
+    from xmsgl.datasets.drb import _ORIGIN_NOTE, _resolve
     from xmsgl.train import resolve_device
 
     print(f"torch threads: {torch.get_num_threads()}")
@@ -115,8 +115,9 @@ def _info(args: argparse.Namespace) -> int:
     mps = getattr(torch.backends, "mps", None)
     print(f"mps available: {bool(mps is not None and mps.is_available())}")
     print(f"device='auto' uses: {resolve_device('auto')}")
-    origin = "XMSGL_DATA_DIR" if os.environ.get("XMSGL_DATA_DIR") else "the user cache; XMSGL_DATA_DIR is not set"
-    print(f"data folder: {data_folder()} ({origin})")
+    # Resolved as every data call resolves it (POOCH.path, XMSGL_DATA_DIR, the cache).
+    folder, origin = _resolve(None)
+    print(f"data folder: {folder} ({'XMSGL_DATA_DIR' if origin == 'XMSGL_DATA_DIR' else _ORIGIN_NOTE[origin]})")
     return 0
 
 

@@ -956,6 +956,24 @@ def output_coords(sub: xr.Dataset, dim: str, chunks: tuple[Any, Any] | None = No
     return out
 
 
+def mislabel_hint(name: str, vmin: float, vmax: float, attrs: Mapping[str, Any]) -> str:
+    """What an implausible degC range says about the unit label, or ``""``.
+
+    A converted variable (``xmsgl_note``) whose values were degC already; values
+    near -273 degC (degC labelled ``K``); values above 200 (kelvin labelled degC).
+    """
+    note = attrs.get("xmsgl_note")
+    if note:
+        return (f"it was {str(note).removesuffix(' by xmsgl')}: if its values were already in "
+                f"degC, set ds[{name!r}].attrs['units'] = 'degC'")
+    if -300 < vmin < -200:
+        return (f"values near -273 degC are what degC values labelled 'K' become: if so, set "
+                f"ds[{name!r}].attrs['units'] = 'degC'")
+    if vmax > 200:
+        return f"values near 273-330 are kelvin: if so, set ds[{name!r}].attrs['units'] = 'K'"
+    return ""
+
+
 def check_loaded_temperature(name: str, values: np.ndarray, attrs: Mapping[str, Any], *,
                              water: bool) -> None:
     """Refuse values in degC, once read into memory, that no temperature of the kind has.
@@ -976,18 +994,9 @@ def check_loaded_temperature(name: str, values: np.ndarray, attrs: Mapping[str, 
               else CONVERTED_OTHER_TEMP)
     if lo <= vmin and vmax <= hi:
         return
-    note = attrs.get("xmsgl_note")
-    if note:
-        why = (f"it was {str(note).removesuffix(' by xmsgl')}: if its values were already in "
-               f"degC, set ds[{name!r}].attrs['units'] = 'degC'")
-    elif -300 < vmin < -200:
-        why = (f"values near -273 degC are what degC values labelled 'K' become: if so, set "
-               f"ds[{name!r}].attrs['units'] = 'degC'")
-    elif vmax > 200:
-        why = (f"values near 273-330 are kelvin: if so, set ds[{name!r}].attrs['units'] = 'K'")
-    else:
-        why = (f"mask fill values such as -9999 (ds[{name!r}].where(ds[{name!r}] > -9999)) or "
-               f"correct its 'units' attribute")
+    why = mislabel_hint(name, vmin, vmax, attrs) or (
+        f"mask fill values such as -9999 (ds[{name!r}].where(ds[{name!r}] > -9999)) or correct "
+        f"its 'units' attribute")
     what = "water temperature" if water else "temperature"
     n_out = int(((finite < lo) | (finite > hi)).sum())
     raise UnitsError(

@@ -371,6 +371,12 @@ def _prepare(final: Path, overwrite: bool) -> Path:
 _TAKEN = frozenset({errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR})
 
 
+def _lost_race(final: Path) -> XmsglError:
+    """The error of a write that another writer's, at the same path, replaced first."""
+    return XmsglError(f"{str(final)!r} was written by another writer at the same time; theirs is "
+                      f"in place and this write was not kept: write again if this one should win")
+
+
 def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
             check_old: Callable[[Path], None] | None = None) -> Path:
     """Move the finished temporary entry ``tmp`` to ``final``; remove ``tmp`` on failure.
@@ -409,36 +415,29 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
             # (Linux refuses to rename a folder over a non-folder): move the old store
             # or link aside first, and delete it only once the new one is in place.
             # _remove unlinks a link without following it, so its target survives.
-            old: Path | None = final.parent / f".{final.name}.{secrets.token_hex(6)}.old"
-            assert old is not None
+            old = final.parent / f".{final.name}.{secrets.token_hex(6)}.old"
             try:
                 os.replace(final, old)
+                moved = True
             except FileNotFoundError:
-                old = None  # another writer moved it away meanwhile: nothing to keep
+                moved = False  # another writer moved it away meanwhile: nothing to keep
             try:
-                if check_old is not None and old is not None:
+                if check_old is not None and moved:
                     check_old(old)
                 os.replace(tmp, final)
             except BaseException as exc:
-                if old is not None:
+                if moved:
                     try:
                         os.replace(old, final)
                     except OSError:
                         # Another writer put its own entry at the path meanwhile: that one
                         # stays, this write is dropped, and the entry both replaced goes.
                         _remove(old)
-                        raise XmsglError(
-                            f"{str(final)!r} was written by another writer at the same time; "
-                            f"theirs is in place and this write was not kept: write again if "
-                            f"this one should win"
-                        ) from exc
+                        raise _lost_race(final) from exc
                 if isinstance(exc, OSError) and exc.errno in _TAKEN:
-                    raise XmsglError(
-                        f"{str(final)!r} was written by another writer at the same time; this "
-                        f"write was not kept ({type(exc).__name__}: {exc})"
-                    ) from exc
+                    raise _lost_race(final) from exc
                 raise
-            if old is not None:
+            if moved:
                 _remove(old)
                 if os.path.lexists(old):
                     warnings.warn(
@@ -451,11 +450,7 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
                 os.replace(tmp, final)
             except OSError as exc:
                 if exc.errno in _TAKEN:
-                    raise XmsglError(
-                        f"{str(final)!r} was written by another writer at the same time; theirs "
-                        f"is in place and this write was not kept: write again if this one "
-                        f"should win"
-                    ) from exc
+                    raise _lost_race(final) from exc
                 raise
         _fsync(final.parent)
     except BaseException:
@@ -521,6 +516,14 @@ def _task_args(task: Any) -> list[Any]:
     return [getattr(a, "value", a) for a in args]  # dask's DataNode wraps a constant
 
 
+def _by_name(graph: Any) -> dict[str, dict[Any, Any]]:
+    """The tasks of a plain graph grouped by the name of their keys, as layers."""
+    layers: dict[str, dict[Any, Any]] = {}
+    for key, value in graph.items():
+        layers.setdefault(_key_name(key), {})[key] = value
+    return layers
+
+
 def _graph_paths(layers: Any, depth: int = 0) -> list[Any]:
     """Files read by the backend arrays of a dask graph, given as ``{name: tasks}``.
 
@@ -544,31 +547,26 @@ def _graph_paths(layers: Any, depth: int = 0) -> list[Any]:
                 for arg in _task_args(task):
                     sub = getattr(arg, "graph", None)
                     if isinstance(sub, dict):
-                        by_name: dict[str, dict[Any, Any]] = {}
-                        for key, value in sub.items():
-                            by_name.setdefault(_key_name(key), {})[key] = value
-                        found += _graph_paths(by_name, depth + 1)
+                        found += _graph_paths(_by_name(sub), depth + 1)
     return found
 
 
-def _lazy_sources(variable: xr.Variable) -> list[Any]:
-    """Files a lazy variable still reads: its own backend array, or the dask graph's.
+def _lazy_sources(obj: xr.Dataset | xr.DataArray, variables: list[xr.Variable]) -> list[Any]:
+    """Files ``obj`` still reads: its variables' own backend arrays, or its dask graph's.
 
     Results computed from a dataset (a downscaled DataArray, ``ds["a"] * 2``) keep
     no ``source`` in their encoding, but until they are computed they read the
-    input (:func:`_graph_paths`). Best effort: an unknown structure tells nothing.
+    input (:func:`_graph_paths`). The graph of the whole object is searched once,
+    not once per variable (the variables of one computation share it). Best effort:
+    an unknown structure tells nothing.
     """
     try:
-        data = variable._data
-        if not hasattr(data, "__dask_graph__"):
-            return [_backend_path(data)]
-        graph = data.__dask_graph__()
-        layers = getattr(graph, "layers", None)
-        if layers is None:  # a plain graph: group its tasks by name
-            layers = {}
-            for key, value in graph.items():
-                layers.setdefault(_key_name(key), {})[key] = value
-        return _graph_paths(layers)
+        found = [_backend_path(v._data) for v in variables if not hasattr(v._data, "__dask_graph__")]
+        graph = obj.__dask_graph__()
+        if graph is not None:
+            layers = getattr(graph, "layers", None)
+            found += _graph_paths(layers if layers is not None else _by_name(graph))
+        return found
     except Exception:  # noqa: BLE001 - a layout this xarray or dask version does not have
         return []
 
@@ -579,8 +577,7 @@ def _sources(obj: xr.Dataset | xr.DataArray) -> list[Path]:
     variables = list(obj.variables.values()) if isinstance(obj, xr.Dataset) else [
         obj.variable, *obj.coords.variables.values()]
     found += [v.encoding.get("source") for v in variables]
-    for v in variables:
-        found += _lazy_sources(v)
+    found += _lazy_sources(obj, variables)
     return [Path(os.fspath(s)) for s in dict.fromkeys(found) if isinstance(s, (str, os.PathLike))]
 
 
@@ -609,8 +606,8 @@ def _refuse_source(obj: xr.Dataset | xr.DataArray, path: Path) -> None:
                 f"it (and may still be read from it lazily). Write to another path, close the "
                 f"input, then move the new file over the old one yourself"
             )
-        if _inside(source, path) or _inside(path, source):
-            inner, outer = (source, path) if _inside(source, path) else (path, source)
+        inner, outer = (source, path) if _inside(source, path) else (path, source)
+        if _inside(inner, outer):
             raise ParameterError(
                 f"refusing to write {str(path)!r}: the data being written were read from "
                 f"{str(source)!r}, and {str(inner)!r} lies inside {str(outer)!r}, so the write "

@@ -41,7 +41,6 @@ import functools
 import inspect
 import json
 import math
-import numbers
 import os
 import warnings
 from collections.abc import Callable
@@ -80,13 +79,21 @@ from xmsgl.io import model_path
 from xmsgl.nn import MSGLNet
 from xmsgl.nn.dmsge import backbone_options as dmsge_options
 from xmsgl.nn.msgl import BACKBONES, FINE_HEADS
-from xmsgl.nn.weights import CONFIG, model_sha256, read_weights, save_network, state_sha256
+from xmsgl.nn.weights import (
+    CONFIG,
+    known_format_version,
+    model_sha256,
+    read_weights,
+    save_network,
+    state_sha256,
+)
 from xmsgl.periods import period_mask
 from xmsgl.train import (
     INPUT_SCALINGS,
     FeatureSpec,
     InputDays,
     ModelData,
+    check_clip_grad_norm,
     check_ema_decay,
     check_input_scaling,
     check_weighting,
@@ -99,6 +106,7 @@ from xmsgl.train import (
     period_ranges,
     predict,
     resolve_device,
+    resolve_stride,
     split_periods,
     target_array,
     time_breaks,
@@ -241,7 +249,7 @@ class Downscaler:
         """Read a model written by :meth:`save`; see :func:`load`."""
         path = model_path(path)
         cfg_file, config = _read_config(path)
-        if config.get("format") != FORMAT or _format_version(config) > FORMAT_VERSION:
+        if config.get("format") != FORMAT or not known_format_version(config, FORMAT_VERSION):
             hint = (" (a baseline: load it with xmsgl.load)" if config.get("format") == "xmsgl-baseline"
                     else "")
             raise ModelMismatchError(
@@ -374,15 +382,6 @@ def _read_config(path: Path) -> tuple[Path, dict[str, Any]]:
         raise DataError(f"{str(cfg_file)!r} holds a {type(config).__name__}, not the model's "
                         f"settings; {_REFETCH}")
     return cfg_file, config
-
-
-def _format_version(config: dict[str, Any]) -> int:
-    """The folder's format version; anything but an integer of at least 1 reads as
-    newer than this xmsgl knows (refused), never as an older version."""
-    version = config.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        return FORMAT_VERSION + 1
-    return version
 
 
 def load(path: str | os.PathLike[str]) -> Downscaler | BaselineModel:
@@ -788,11 +787,7 @@ def fit(
             f"their spelling (the baselines {list(BASELINES)} take settings such as 'air_window')"
         )
     _check_method_args(method, args)
-    if clip_grad_norm is not None and (
-            isinstance(clip_grad_norm, (bool, np.bool_)) or not isinstance(clip_grad_norm, numbers.Real)
-            or not np.isfinite(clip_grad_norm) or clip_grad_norm <= 0):
-        raise ParameterError(f"clip_grad_norm={clip_grad_norm!r} must be a positive number (for "
-                             "example 1.0) or None for no clipping")
+    check_clip_grad_norm(clip_grad_norm)
     check_ema_decay(ema_decay)
     if ema_decay is not None and subbasin_batch is not None:
         raise ParameterError("ema_decay is not available with subbasin_batch (each block of "
@@ -823,14 +818,10 @@ def fit(
     _check_graph_options(graph_options)
     window = 365 if window is None else window
     check_count("window", window)
-    stride = min(182, int(window)) if stride is None else stride
-    for name, val_ in (("epochs", epochs), ("hidden", hidden), ("stride", stride),
+    stride = resolve_stride(window, stride)
+    for name, val_ in (("epochs", epochs), ("hidden", hidden),
                        ("attn_window", attn_window), ("attn_blocks", attn_blocks)):
         check_count(name, val_)
-    if int(stride) > int(window):
-        raise ParameterError(f"stride={stride} is longer than window={window}: the days between "
-                             f"windows would never be trained on; give stride <= window (the "
-                             f"default is min(182, window))")
     if pretrain_epochs is not None:
         check_count("pretrain_epochs", pretrain_epochs)
     if (isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer))

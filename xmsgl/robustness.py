@@ -541,11 +541,6 @@ def _default_days(model: Any, time: pd.DatetimeIndex) -> np.ndarray:
     return np.ones(len(time), dtype=bool)
 
 
-def _runs(time: pd.DatetimeIndex, mask: np.ndarray) -> list[str]:
-    """The runs of consecutive positions of ``mask`` as ``"first/last"`` dates."""
-    idx = np.flatnonzero(mask)
-    cuts = np.flatnonzero(np.diff(idx) > 1) + 1
-    return [f"{time[r[0]].date()}/{time[r[-1]].date()}" for r in np.split(idx, cuts) if r.size]
 
 
 def _levels(checks: Mapping[str, Sequence[Any]] | Sequence[str] | None) -> dict[str, list[Any]]:
@@ -691,7 +686,7 @@ def robustness(
     >>> dict(rob.d_rmse.sizes)
     {'check': 2, 'level': 2}
     """
-    from xmsgl.evaluate import evaluate
+    from xmsgl.evaluate import _ranges, evaluate
 
     check_count("n_draws", n_draws)
     seed = _seed(seed)
@@ -786,7 +781,7 @@ def robustness(
     out.attrs.update({
         "method": str(getattr(fitted, "method", "?")),
         "scored_period": list(period),
-        "scored_days": ", ".join(_runs(times, scored)),
+        "scored_days": ", ".join(f"{a}/{b}" for a, b in _ranges(times, scored)),
         "truth": truth_name,
         "n_draws": int(n_draws),
         "seed": int(seed),

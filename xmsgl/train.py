@@ -36,6 +36,7 @@ from xmsgl.convention import (
     TIME,
     InputVariables,
     check_loaded_temperature,
+    mislabel_hint,
     same_units,
 )
 from xmsgl.exceptions import (
@@ -46,6 +47,7 @@ from xmsgl.exceptions import (
     UnitsError,
     XmsglError,
     XmsglWarning,
+    check_count,
 )
 from xmsgl.nn import FineHead, SparseGraph, graph_product
 from xmsgl.nn.rgrn import reusable_empty
@@ -206,20 +208,12 @@ def _check_temperature(name: str, vmin: float, vmax: float, spec: FeatureSpec,
     lo, hi = CONVERTED_OTHER_TEMP
     if lo <= vmin and vmax <= hi:
         return
-    note = attrs.get("xmsgl_note")
-    if note:
-        hint = (f" It was {str(note).removesuffix(' by xmsgl')}: if its values were already "
-                f"in degC, set ds[{name!r}].attrs['units'] = 'degC'.")
-    elif -300 < vmin < -200:
-        hint = (" Values near -273 degC are what degC values labelled 'K' become: if so, set "
-                f"ds[{name!r}].attrs['units'] = 'degC'.")
-    else:
-        hint = ""
+    why = mislabel_hint(name, vmin, vmax, attrs)
     raise UnitsError(
         f"input temperature {name!r} spans {vmin:.1f}..{vmax:.1f} degC here, outside the "
         f"plausible {lo:g}..{hi:g} degC for air and other temperatures; mask fill values "
         f"such as -9999 (ds[{name!r}].where(ds[{name!r}] > -9999)) or correct its 'units' "
-        f"attribute.{hint}"
+        f"attribute.{' ' + why[0].upper() + why[1:] + '.' if why else ''}"
     )
 
 
@@ -746,6 +740,32 @@ def check_weighting(weighting: object, task_weights: object) -> None:
         raise ParameterError(f"task_weights are all 0, so nothing would be trained; e.g. {example}")
 
 
+def check_clip_grad_norm(clip_grad_norm: Any) -> None:
+    """Raise :class:`ParameterError` unless ``clip_grad_norm`` is None or a positive number."""
+    if clip_grad_norm is not None and (
+            isinstance(clip_grad_norm, (bool, np.bool_)) or not isinstance(clip_grad_norm, numbers.Real)
+            or not math.isfinite(clip_grad_norm) or clip_grad_norm <= 0):
+        raise ParameterError(
+            f"clip_grad_norm={clip_grad_norm!r} must be a positive number (for example 1.0) or None "
+            "for no clipping"
+        )
+
+
+def resolve_stride(window: int, stride: int | None) -> int:
+    """The step between training windows: ``min(182, window)`` by default.
+
+    ``window`` must have been checked; a stride longer than it would leave the days
+    between windows untrained, so it is refused (:class:`ParameterError`).
+    """
+    stride = min(182, int(window)) if stride is None else stride
+    check_count("stride", stride)
+    if int(stride) > int(window):
+        raise ParameterError(f"stride={stride} is longer than window={window}: the days between "
+                             f"windows would never be trained on; give stride <= window (the "
+                             f"default is min(182, window))")
+    return int(stride)
+
+
 def check_ema_decay(ema_decay: Any) -> None:
     """Raise :class:`ParameterError` unless ``ema_decay`` is None or a number in (0, 1)."""
     if ema_decay is None:
@@ -846,13 +866,7 @@ def train_tasks(
     check_weighting(weighting, task_weights)
     if not windows:
         raise DataError("no training windows: the training period is empty")
-    if clip_grad_norm is not None and (
-            isinstance(clip_grad_norm, (bool, np.bool_)) or not isinstance(clip_grad_norm, numbers.Real)
-            or not math.isfinite(clip_grad_norm) or clip_grad_norm <= 0):
-        raise ParameterError(
-            f"clip_grad_norm={clip_grad_norm!r} must be a positive number (for example 1.0) or None "
-            "for no clipping"
-        )
+    check_clip_grad_norm(clip_grad_norm)
     check_ema_decay(ema_decay)
     stage_name = stage if stage is not None else desc
 
@@ -1013,11 +1027,12 @@ def train_tasks(
     if history["best_epoch"] is None:
         # Every epoch's criterion was NaN or infinite (a validation score that
         # overflowed, say): the weights restored would be the untrained ones.
-        what = "validation score" if any(v is not None for v in history["val"]) else "training loss"
+        scored = any(v is not None for v in history["val"])
+        what, values = ("validation score", history["val"]) if scored else ("training loss", history["loss"])
         raise TrainingError(
-            f"no epoch of stage {stage_name!r} gave a finite {what} ({history['val'] if what[0] == 'v' else history['loss']}): "
-            f"the fit diverged; lower lr (now {lr}), set clip_grad_norm (e.g. 1.0), or check the "
-            "inputs for extreme values"
+            f"no epoch of stage {stage_name!r} gave a finite {what} ({values}): the fit diverged; "
+            f"lower lr (now {lr}), set clip_grad_norm (e.g. 1.0), or check the inputs for extreme "
+            "values"
         )
     net.load_state_dict(best_state)
     return history

@@ -501,12 +501,9 @@ class DMSGEBackbone(nn.Module):
             t = t.coalesce().to_sparse_csr()
         elif t.layout != torch.sparse_csr:
             t = t.to_sparse_csr()
+        # Equal river weights are ranked by node id, never by the dataset's row order.
         geom = self._scales[scale].geometry if scale in self._scales else None
-        tie = None
-        if geom is not None and geom.n == t.shape[0]:
-            # Equal river weights are ranked by node id (or, without ids, by position):
-            # never by the dataset's row order.
-            tie = geom.ids if geom.ids is not None else np.lexsort((geom.pos[:, 1], geom.pos[:, 0])).argsort()
+        tie = geom.ids if geom is not None and geom.n == t.shape[0] else None
         idx, real = sparse_topk(t.crow_indices().cpu().numpy(), t.col_indices().cpu().numpy(),
                                 t.values().detach().cpu().numpy(), self.k, tie_keys=tie)
         out = (torch.from_numpy(idx), torch.from_numpy(real))

@@ -58,7 +58,7 @@ from xmsgl.exceptions import (
     check_count,
 )
 from xmsgl.io import model_path
-from xmsgl.nn.weights import CONFIG, read_weights, save_network, state_sha256
+from xmsgl.nn.weights import CONFIG, known_format_version, read_weights, save_network, state_sha256
 
 __all__ = ["FORMAT", "ReachGRU", "GRUModel", "fit_gru", "load_gru"]
 
@@ -310,8 +310,8 @@ def load_gru(path: str | os.PathLike[str]) -> GRUModel:
         got = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise ModelMismatchError(f"{str(cfg_file)!r} holds format {got!r}, not {FORMAT!r}; load it "
                                  "with xmsgl.load")
-    version = config.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+    if not known_format_version(config, FORMAT_VERSION):
+        version = config.get("format_version")
         raise ModelMismatchError(f"{str(cfg_file)!r} has format version {version!r}; this xmsgl reads "
                                  f"{FORMAT!r} up to version {FORMAT_VERSION}: upgrade xmsgl or refit "
                                  "the model")
@@ -399,17 +399,20 @@ def fit_gru(
     """
     from xmsgl.model import _resolve_periods
     from xmsgl.options import get_option
-    from xmsgl.train import feature_spec, fit_scalers, make_windows, masked_rmse, period_ranges
+    from xmsgl.train import (
+        feature_spec,
+        fit_scalers,
+        make_windows,
+        masked_rmse,
+        period_ranges,
+        resolve_stride,
+    )
 
     window = 365 if window is None else window
     check_count("window", window)
-    stride = min(182, int(window)) if stride is None else stride
-    for name, v in (("epochs", epochs), ("hidden", hidden), ("stride", stride)):
+    stride = resolve_stride(window, stride)
+    for name, v in (("epochs", epochs), ("hidden", hidden)):
         check_count(name, v)
-    if int(stride) > int(window):
-        raise ParameterError(f"stride={stride} is longer than window={window}: the days between "
-                             f"windows would never be trained on; give stride <= window (the "
-                             f"default is min(182, window))")
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ParameterError(f"lr={lr!r} must be a positive number")
     if batch_size is not None and int(batch_size) < 1:

@@ -71,6 +71,16 @@ def save_network(
     return folder, config, digest
 
 
+def known_format_version(config: dict[str, Any], newest: int) -> bool:
+    """Whether a folder's ``format_version`` is an integer from 1 to ``newest``.
+
+    Anything else (missing, ``True``, ``1.9``, ``"1"``, or newer) is refused by the
+    loaders, never read as some older version.
+    """
+    version = config.get("format_version")
+    return not isinstance(version, bool) and isinstance(version, int) and 1 <= version <= newest
+
+
 def read_weights(
     path: Path, config: dict[str, Any], cfg_file: Path, refetch: str
 ) -> tuple[dict[str, torch.Tensor], str, Path]:
