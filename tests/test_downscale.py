@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -271,8 +273,18 @@ def test_other_graph_is_refused_with_the_difference(basin: xr.Dataset, model: Do
         downscale(other, model)
     longer = basin.copy()
     longer["reach_length"] = basin.reach_length * 2
-    with pytest.raises(ModelMismatchError, match="ids match but"):
+    # Same ids: the error says which part of the network differs.
+    with pytest.raises(ModelMismatchError, match=r"ids match; what differs: the reach lengths "
+                       r"\(reach_length, compared to 0.01 m\) \(fingerprint"):
         downscale(longer, model)
+    both = longer.assign(seg_length=basin.seg_length * 3)
+    with pytest.raises(ModelMismatchError, match=r"what differs: the segment lengths .*; the reach lengths"):
+        downscale(both, model)
+    # A model saved without the parts of its fingerprint says less, but still refuses.
+    older = copy.deepcopy(model)
+    del older.config["graph"]["fingerprint_parts"]
+    with pytest.raises(ModelMismatchError, match="ids match but downstream pointers, parents, lengths"):
+        downscale(longer, older)
     # Applying the node-agnostic weights to another network is possible on purpose.
     out = downscale(longer, model, check_graph=False)
     assert out.sizes["reach"] == basin.sizes["reach"]

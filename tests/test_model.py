@@ -74,6 +74,26 @@ def test_split_periods_by_water_year() -> None:
     assert p["train"] == [(str(t[0].date()), str(t[int(len(t) * 0.7) - 1].date()))]
 
 
+def test_short_record_default_split_warns(basin: xr.Dataset) -> None:
+    # Under three whole water years the default split is 70/15/15 in time order:
+    # validation and test then cover part of one year each, which fit says.
+    import warnings
+
+    from xmsgl.exceptions import ShortRecordWarning
+    from xmsgl.model import _resolve_periods
+
+    t = pd.date_range("2012-10-01", "2014-10-01")
+    with pytest.warns(ShortRecordWarning, match=r"2 whole water year\(s\).*validation \(2014-02-24 to "
+                      r"2014-06-13\) and test \(2014-06-14 to 2014-10-01\)"):
+        _resolve_periods(t, None, None, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ShortRecordWarning)
+        _resolve_periods(pd.date_range("2011-10-01", "2014-09-30"), None, None, None)
+        _resolve_periods(t, ("2012-10-01", "2013-09-30"), ("2013-10-01", "2014-03-31"), None)
+    with pytest.warns(ShortRecordWarning, match="0 whole water year"):
+        fit(basin, method="fine-only", **{**FAST, "epochs": 1})
+
+
 def test_masked_rmse_ignores_nan_and_is_none_without_obs() -> None:
     pred = torch.tensor([1.0, 2.0, 3.0])
     assert masked_rmse(pred, torch.tensor([float("nan")] * 3)) is None

@@ -73,6 +73,19 @@ def test_lag_and_masks(basin: xr.Dataset) -> None:
     assert sorted(dropped.tolist()) == sorted(obs.tolist()) and not bool(out.reach_temp.notnull().any())
 
 
+def test_masks_do_not_depend_on_row_order(basin: xr.Dataset) -> None:
+    # The draws follow the ids, not the rows: a dataset stored in another order
+    # loses the same segments and gauges for the same seed.
+    flipped = basin.isel(seg=slice(None, None, -1), reach=slice(None, None, -1))
+    for seed in (0, 3, 4):
+        a = mask_coarse(basin, 0.5, seed=seed)[1]
+        b = mask_coarse(flipped, 0.5, seed=seed)[1]
+        assert sorted(a.tolist()) == sorted(b.tolist())
+        a = mask_gauges(basin, 0.5, seed=seed)[1]
+        b = mask_gauges(flipped, 0.5, seed=seed)[1]
+        assert a.size > 0 and sorted(a.tolist()) == sorted(b.tolist())
+
+
 def test_bad_parameters_are_typed_errors(basin: xr.Dataset) -> None:
     model = fit_baseline(basin, "climatology")
     with pytest.raises(xmsgl.ParameterError, match="not known"):

@@ -24,6 +24,7 @@ __all__ = [
     "XmsglWarning",
     "UnitConversionWarning",
     "TimeGapWarning",
+    "ShortRecordWarning",
     "format_ids",
     "check_count",
 ]
@@ -87,6 +88,12 @@ class UnitConversionWarning(XmsglWarning):
 
 class TimeGapWarning(XmsglWarning):
     """The days used have gaps: the recurrence restarts after each with a fresh state."""
+
+
+class ShortRecordWarning(XmsglWarning):
+    """The record is too short for the default split by water year (fewer than three
+    whole water years), so the default validation and test periods each cover part of
+    one year."""
 
 
 def check_count(name: str, value: object, least: int = 1) -> None:

@@ -425,13 +425,19 @@ def _cross(
     return cross_distance, _mask_csr(cross_distance, keep, w), cross_distance.data[keep]
 
 
-def _fingerprint(topo: Topology, options: dict[str, Any]) -> str:
+def _fingerprint(topo: Topology, options: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """The graphs' fingerprint, and one for each part of it (the first 16 hex digits
+    of each part's sha256) so that two networks with the same ids can be told apart
+    by what differs: pointers, parents, lengths or options."""
     h = hashlib.sha256()
     h.update(b"xmsgl-graphs-v1")
+    parts: dict[str, str] = {}
 
     def add(label: str, arr: np.ndarray) -> None:
+        data = np.ascontiguousarray(arr).astype("<i8").tobytes()
         h.update(label.encode())
-        h.update(np.ascontiguousarray(arr).astype("<i8").tobytes())
+        h.update(data)
+        parts[label] = hashlib.sha256(data).hexdigest()[:16]
 
     so = np.argsort(topo.seg_ids)
     ro = np.argsort(topo.reach_ids)
@@ -442,8 +448,21 @@ def _fingerprint(topo: Topology, options: dict[str, Any]) -> str:
     add("reach_to", topo.reach_to[ro])
     add("reach_seg", topo.reach_seg[ro])
     add("reach_length", np.round(topo.reach_length[ro] * 100.0))
-    h.update(json.dumps(options, sort_keys=True).encode())
-    return h.hexdigest()
+    opts = json.dumps(options, sort_keys=True).encode()
+    h.update(opts)
+    parts["options"] = hashlib.sha256(opts).hexdigest()[:16]
+    return h.hexdigest(), parts
+
+
+#: What each part of a graph fingerprint covers, in the words of a mismatch error.
+FINGERPRINT_PARTS = {
+    "seg_to": "the segments' downstream pointers (seg_to)",
+    "seg_length": "the segment lengths (seg_length, compared to 0.01 m)",
+    "reach_to": "the reaches' downstream pointers (reach_to)",
+    "reach_seg": "the segment each reach lies in (reach_seg)",
+    "reach_length": "the reach lengths (reach_length, compared to 0.01 m)",
+    "options": "the graph options",
+}
 
 
 # --------------------------------------------------------------------------- public
@@ -486,6 +505,10 @@ class RiverGraphs:
     fingerprint : str
         sha256 of the topology (sorted ids, pointers, parents, lengths rounded to
         0.01 m) and the options: equal for any ordering of the same network.
+    fingerprint_parts : dict of str
+        A short hash of each part of the fingerprint (``"seg_to"``, ``"seg_length"``,
+        ``"reach_to"``, ``"reach_seg"``, ``"reach_length"``, ``"options"``, and the
+        ids as ``"seg"`` and ``"reach"``), saved with models to say what differs.
     """
 
     def __init__(
@@ -505,6 +528,7 @@ class RiverGraphs:
         component_seg: np.ndarray,
         component_reach: np.ndarray,
         fingerprint: str,
+        fingerprint_parts: dict[str, str] | None = None,
     ) -> None:
         self.seg_ids = seg_ids
         self.reach_ids = reach_ids
@@ -523,6 +547,7 @@ class RiverGraphs:
         self.n_outlets_seg = int(np.unique(component_seg).size)
         self.n_outlets_reach = int(np.unique(component_reach).size)
         self.fingerprint = fingerprint
+        self.fingerprint_parts = dict(fingerprint_parts or {})
         self._data: HeteroData | None = None
 
     @property
@@ -836,6 +861,7 @@ def build_graphs(
         shape=(topo.n_reach, topo.n_seg),
     )
     length_scaled = dataclasses.replace(topo, seg_length=seg_length, reach_length=reach_length)
+    fingerprint, parts = _fingerprint(length_scaled, options)
     return RiverGraphs(
         seg_ids=topo.seg_ids,
         reach_ids=topo.reach_ids,
@@ -850,6 +876,7 @@ def build_graphs(
         options=options,
         component_seg=_components(topo.seg_to_idx),
         component_reach=_components(topo.reach_to_idx),
-        fingerprint=_fingerprint(length_scaled, options),
+        fingerprint=fingerprint,
+        fingerprint_parts=parts,
     )
 

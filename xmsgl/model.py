@@ -67,6 +67,7 @@ from xmsgl.exceptions import (
     ModelMismatchError,
     ParameterError,
     SchemaError,
+    ShortRecordWarning,
     TimeError,
     TrainingError,
     UnitsError,
@@ -87,7 +88,7 @@ from xmsgl.nn.weights import (
     save_network,
     state_sha256,
 )
-from xmsgl.periods import period_mask
+from xmsgl.periods import period_mask, whole_water_years
 from xmsgl.train import (
     INPUT_SCALINGS,
     FeatureSpec,
@@ -352,9 +353,12 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
             and all(_number(g.get(k)) for k in ("n_seg", "n_reach"))
             and all(isinstance(g.get(k), list) and all(isinstance(i, int) for i in g[k])
                     for k in ("seg_ids", "reach_ids"))
-            and isinstance(g.get("options", {}), dict)):
+            and isinstance(g.get("options", {}), dict)
+            and isinstance(g.get("fingerprint_parts", {}), dict)
+            and all(isinstance(v, str) for v in g.get("fingerprint_parts", {}).values())):
         raise bad("the graph entry needs a 'fingerprint', 'n_seg', 'n_reach', the integer "
-                  "'seg_ids' and 'reach_ids' and a dict of 'options'")
+                  "'seg_ids' and 'reach_ids', a dict of 'options' and, if any, a dict of "
+                  "'fingerprint_parts' (strings)")
     try:
         _check_graph_options(g.get("options", {}))
     except (ParameterError, SchemaError) as err:
@@ -470,11 +474,25 @@ DIVERGED_RMSE = 50.0
 
 
 
+def _span_text(spans: list[tuple[str, str]]) -> str:
+    return ", ".join(f"{a} to {b}" for a, b in spans)
+
+
 def _resolve_periods(
     time: pd.DatetimeIndex, train: Any, val: Any, test: Any, *, selects_checkpoint: bool = True
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     if train is None and val is None and test is None:
         periods: dict[str, Any] = dict(split_periods(time))
+        n_whole = whole_water_years(time).size
+        if n_whole < 3:
+            warnings.warn(
+                f"the record holds {n_whole} whole water year(s) ({time[0].date()} to "
+                f"{time[-1].date()}), too few for the default split by water year: its days are "
+                f"split 70/15/15 in time order, so validation ({_span_text(periods['val'])}) and "
+                f"test ({_span_text(periods['test'])}) each cover part of one year and leave "
+                "the other seasons unscored; give train=, val= and test= (start, end) to choose "
+                "them, or use a record of three water years or more",
+                ShortRecordWarning, stacklevel=3)
     else:
         periods = {"train": train, "val": val, "test": test}
     masks = {k: period_mask(time, v, k) for k, v in periods.items()}
@@ -1081,7 +1099,8 @@ def fit(
         "variables": spec.to_dict(),
         "targets": {"seg": "seg_temp", "reach": "reach_temp", "units": "degC",
                     "mean": y_mean, "std": y_std},
-        "graph": {"fingerprint": graphs.fingerprint, "options": graph_options,
+        "graph": {"fingerprint": graphs.fingerprint, "fingerprint_parts": graphs.fingerprint_parts,
+                  "options": graph_options,
                   "n_seg": graphs.n_seg, "n_reach": graphs.n_reach,
                   "seg_ids": sorted(int(i) for i in graphs.seg_ids),
                   "reach_ids": sorted(int(i) for i in graphs.reach_ids)},
@@ -1248,7 +1267,7 @@ def check_compatible(model: Downscaler, ds: xr.Dataset, graphs: Any, scale: str)
             if want - have:
                 diffs.append(f"{dim} ids {format_ids(sorted(want - have))} of the model's graph are missing")
         if not diffs:
-            diffs.append("the ids match but downstream pointers, parents, lengths or graph options differ")
+            diffs.append(_same_ids_differ(graphs, g))
         raise ModelMismatchError(
             "the dataset's river graph differs from the one the model was fitted on: "
             + "; ".join(diffs)
@@ -1256,6 +1275,27 @@ def check_compatible(model: Downscaler, ds: xr.Dataset, graphs: Any, scale: str)
             "downscale the network the model was fitted on, refit, or pass check_graph=False "
             "to apply the model to another network on purpose"
         )
+
+
+def _same_ids_differ(graphs: Any, saved: dict[str, Any]) -> str:
+    """What differs between two networks with the same ids, from the parts of their
+    fingerprints (models saved before the parts were kept say less)."""
+    from xmsgl.graph import FINGERPRINT_PARTS
+
+    have, want = graphs.fingerprint_parts, saved.get("fingerprint_parts")
+    if not isinstance(want, dict) or not have:
+        return "the ids match but downstream pointers, parents, lengths or graph options differ"
+    differ = [k for k in FINGERPRINT_PARTS if have.get(k) != want.get(k)]
+    words = []
+    for k in differ:
+        if k == "options":
+            words.append(f"the graph options ({graphs.options!r} here, "
+                         f"{saved.get('options')!r} in the model)")
+        else:
+            words.append(FINGERPRINT_PARTS[k])
+    if not words:
+        return "the ids match but downstream pointers, parents, lengths or graph options differ"
+    return "the ids match; what differs: " + "; ".join(words)
 
 
 def _rebuild(model: Downscaler, ds: xr.Dataset, graphs: Any, dev: torch.device,

@@ -37,7 +37,8 @@ import pandas as pd
 
 from xmsgl.exceptions import PeriodError, TimeError, XmsglWarning
 
-__all__ = ["WHOLE_WATER_YEAR_DAYS", "period_bounds", "period_list", "period_mask", "split_periods"]
+__all__ = ["WHOLE_WATER_YEAR_DAYS", "period_bounds", "period_list", "period_mask", "split_periods",
+           "water_years", "whole_water_years"]
 
 _HINT = ("give a label such as '2001', a pair (start, end) such as ('2001-01-01', '2001-12-31'), "
          "or a list of pairs")
@@ -180,6 +181,37 @@ def period_mask(time: pd.DatetimeIndex, period: Any, name: str = "period") -> np
 WHOLE_WATER_YEAR_DAYS = 330
 
 
+def water_years(time: pd.DatetimeIndex) -> np.ndarray:
+    """The water year (1 October - 30 September, named by the year it ends) of each day.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> water_years(pd.DatetimeIndex(["2000-09-30", "2000-10-01"])).tolist()
+    [2000, 2001]
+    """
+    time = pd.DatetimeIndex(time)
+    return np.asarray(time.year + (time.month >= 10).astype(int))
+
+
+def whole_water_years(time: pd.DatetimeIndex) -> np.ndarray:
+    """The water years whose days in ``time`` span at least
+    :data:`WHOLE_WATER_YEAR_DAYS` days, in order.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> whole_water_years(pd.date_range("2000-08-01", "2002-12-31")).tolist()
+    [2001, 2002]
+    """
+    time = pd.DatetimeIndex(time)
+    wy = water_years(time)
+    years = np.unique(wy)
+    first = np.array([time[wy == y][0] for y in years], dtype="datetime64[ns]")
+    last = np.array([time[wy == y][-1] for y in years], dtype="datetime64[ns]")
+    return years[(last - first) >= np.timedelta64(WHOLE_WATER_YEAR_DAYS, "D")]
+
+
 def split_periods(time: pd.DatetimeIndex) -> dict[str, list[tuple[str, str]]]:
     """Default train/validation/test periods, by water year (1 October - 30 September).
 
@@ -199,11 +231,8 @@ def split_periods(time: pd.DatetimeIndex) -> dict[str, list[tuple[str, str]]]:
     >>> split_periods(pd.date_range("2012-10-01", "2015-10-01"))["test"]
     [('2014-10-01', '2015-10-01')]
     """
-    wy = np.asarray(time.year + (time.month >= 10).astype(int))
-    years = np.unique(wy)
-    first = np.array([time[wy == y][0] for y in years], dtype="datetime64[ns]")
-    last = np.array([time[wy == y][-1] for y in years], dtype="datetime64[ns]")
-    whole = years[(last - first) >= np.timedelta64(WHOLE_WATER_YEAR_DAYS, "D")]
+    wy = water_years(time)
+    whole = whole_water_years(time)
     n = whole.size
 
     def span(mask: np.ndarray) -> list[tuple[str, str]]:

@@ -435,7 +435,9 @@ def mask_coarse(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Data
     """Mask a random share of the segments: basin-mean coarse inputs, no ``seg_temp``.
 
     Every ``seg_*`` input of the chosen segments is replaced by the mean over all
-    segments (per day for forcings) and their ``seg_temp`` becomes NaN.
+    segments (per day for forcings) and their ``seg_temp`` becomes NaN. The segments
+    are drawn in the order of their ids, so a seed masks the same segments however
+    the dataset's rows are ordered.
 
     Returns
     -------
@@ -462,8 +464,11 @@ def mask_coarse(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Data
     n = ds.sizes[SEG]
     k = int(round(s * n))
     rng = np.random.default_rng(seed)
+    # Drawn in the order of segment ids: the same seed masks the same segments
+    # however the dataset's rows are ordered.
+    by_id = np.argsort(np.asarray(ds[SEG].values), kind="stable")
     pick = np.zeros(n, dtype=bool)
-    pick[rng.choice(n, size=k, replace=False)] = True
+    pick[by_id[rng.choice(n, size=k, replace=False)]] = True
     ids = np.asarray(ds[SEG].values)[pick]
     if k == 0:
         return ds.copy(), ids
@@ -482,6 +487,9 @@ def mask_coarse(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Data
 def mask_gauges(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Dataset, np.ndarray]:
     """Drop the observations ``reach_temp`` of a random share of the observed reaches.
 
+    The reaches are drawn in the order of their ids, so a seed drops the same reaches
+    however the dataset's rows are ordered.
+
     Returns
     -------
     (xarray.Dataset, numpy.ndarray)
@@ -499,7 +507,9 @@ def mask_gauges(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Data
     if "reach_temp" not in ds.data_vars:
         raise SchemaError("mask_gauges drops observed reaches of 'reach_temp', which is missing")
     observed = np.asarray(ds["reach_temp"].notnull().any(TIME).transpose(REACH).values)
-    cand = np.flatnonzero(observed)
+    # The observed reaches in the order of their ids (as for mask_coarse).
+    by_id = np.argsort(np.asarray(ds[REACH].values), kind="stable")
+    cand = by_id[observed[by_id]]
     k = int(round(s * cand.size))
     rng = np.random.default_rng(seed)
     drop = np.zeros(ds.sizes[REACH], dtype=bool)
