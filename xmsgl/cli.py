@@ -14,6 +14,14 @@ Sub-commands:
     A sparsity sweep of several methods (optionally a cross-validation and
     robustness checks) on the synthetic basin or a dataset file; writes one
     netCDF file and prints a table of test RMSE.
+``xmsgl fit DATA MODEL``
+    Fit a method (``--method``, default msgl) on a netCDF file or zarr store in the
+    xmsgl convention and save the model folder ``MODEL``.
+``xmsgl downscale MODEL DATA OUT``
+    Downscale ``DATA`` with a saved model and write the prediction to ``OUT``: a
+    zarr store when ``OUT`` ends in ``.zarr``, else netCDF. ``DATA`` is read lazily
+    (dask, the file's own chunks): a zarr store chunked along ``reach`` streams
+    through block by block.
 
 Options are checked before any work starts: for ``xmsgl evaluate`` that includes
 what only the data can tell (the cross-validation's held-out sets, the variables
@@ -33,11 +41,12 @@ file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +59,7 @@ from xmsgl.exceptions import (
     XmsglError,
     XmsglWarning,
 )
-from xmsgl.io import output_folder, output_path
+from xmsgl.io import _refuse_model_folder, output_folder, output_path
 
 __all__ = ["main"]
 
@@ -135,38 +144,173 @@ def _json_attrs(ds: Any) -> Any:
     return ds
 
 
-def _open_data(value: str) -> Any:
-    """The ``--data`` file in memory, validated against the convention."""
+def _read_dataset(value: str, option: str = "--data", lazy: bool = False) -> Any:
+    """A netCDF file or zarr store, validated against the convention: in memory, or
+    with ``lazy`` dask-backed in the file's own chunks."""
     import xarray as xr
 
     import xmsgl
 
     path = Path(value).expanduser()
     if not path.exists():
-        raise ParameterError(f"--data {value!r} does not exist; give a netCDF file or a zarr store")
+        raise ParameterError(f"{option} {value!r} does not exist; give a netCDF file or a zarr store")
     try:
         if path.is_dir():
-            ds = xr.open_zarr(path).load()
+            ds = xr.open_zarr(path, chunks={}) if lazy else xr.open_zarr(path).load()
         else:
-            ds = xr.open_dataset(path).load()
+            ds = xr.open_dataset(path, chunks={}) if lazy else xr.open_dataset(path).load()
     except XmsglError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         # Readers answer a file that is not netCDF or zarr with many kinds of error
         # (no engine, group not found, HDF errors...): all mean the same to the user.
         detail = " ".join(str(err).split()).split(". ")[0][:200]
-        raise DataError(f"--data {value!r} cannot be read as a netCDF file or a zarr store "
+        raise DataError(f"{option} {value!r} cannot be read as a netCDF file or a zarr store "
                         f"({type(err).__name__}: {detail}); give a dataset in the xmsgl convention "
                         f"(see docs/convention.md)") from err
     try:
-        ds = xmsgl.validate(ds)
+        return xmsgl.validate(ds)
     except XmsglError as err:
-        raise type(err)(f"--data {value!r} is not in the xmsgl convention: {err}") from err
+        raise type(err)(f"{option} {value!r} is not in the xmsgl convention: {err}") from err
+
+
+def _open_data(value: str) -> Any:
+    """The ``--data`` file of ``xmsgl evaluate`` in memory, validated against the convention."""
+    ds = _read_dataset(value)
     if "reach_temp" not in ds.data_vars:
         raise SchemaError(f"--data {value!r} has no 'reach_temp' (reach, time): the sweep thins and "
                           f"scores fine observations; add them, or leave out --data for the "
                           f"synthetic basin")
     return ds
+
+
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Print xmsgl's warnings as ``xmsgl: warning: ...`` lines while a command runs."""
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message: Any, category: Any, filename: Any, lineno: Any, file: Any = None,
+                 line: Any = None) -> None:
+            if issubclass(category, XmsglWarning):
+                _warn(message)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
+def _period(option: str, value: Sequence[str] | None) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    _check_dates(value[0], value[1], option)
+    return (value[0], value[1])
+
+
+def _new_output(value: str, option: str, overwrite: bool, sources: Sequence[str]) -> Path:
+    """An output path that may be written: absent, or replaced with ``overwrite``, and
+    never one of the ``sources`` (the inputs) or inside one."""
+    out = output_path(value, option)
+    if os.path.lexists(out) and not overwrite:
+        raise ParameterError(f"{option} {value!r} already exists; pass --overwrite to replace it, "
+                             f"or choose another {option}")
+    for src in sources:
+        data = Path(src).expanduser().resolve()
+        same = out.exists() and data.exists() and os.path.samefile(out, data)  # hard links too
+        if same or out.resolve() == data or data in out.resolve().parents:
+            raise ParameterError(f"{option} {value!r} would write over the input {src!r}, even "
+                                 f"with --overwrite; choose another {option}")
+    return out
+
+
+def _fit(args: argparse.Namespace) -> int:
+    import time as _time
+
+    import xmsgl
+    from xmsgl.io import model_path
+
+    periods = {k: _period(f"--{k}", getattr(args, k)) for k in ("train", "val", "test")}
+    if args.epochs is not None and args.epochs < 1:
+        raise ParameterError(f"--epochs {args.epochs}: give at least 1")
+    if args.seed < 0:
+        raise ParameterError(f"--seed {args.seed}: give an integer of at least 0")
+    from xmsgl.baselines import BASELINES
+    from xmsgl.model import METHODS
+
+    known = [*METHODS, *BASELINES, "gru"]
+    if args.method not in known:
+        raise ParameterError(f"--method {args.method!r} is not known; use one of {known}")
+    if args.epochs is not None and args.method in BASELINES:
+        raise ParameterError(f"--epochs: the baseline {args.method!r} has no epochs; leave it out")
+    out = _new_output(args.model, "MODEL", args.overwrite, [args.data])
+    # Before the fit: --overwrite replaces a saved model only, never another folder.
+    _refuse_model_folder(model_path(out), "model")
+    device = _device(args.device)
+    with _warnings_as_lines():
+        ds = _read_dataset(args.data, "DATA")
+        kwargs: dict[str, Any] = {k: v for k, v in periods.items() if v is not None}
+        if args.method not in BASELINES:
+            kwargs.update(device=device, progress=not args.no_progress)
+            if args.epochs is not None:
+                kwargs["epochs"] = args.epochs
+        t0 = _time.time()
+        model = xmsgl.fit(ds, args.method, seed=args.seed, **kwargs)
+        seconds = _time.time() - t0
+        if os.path.lexists(out) and not args.overwrite:  # made while the model trained
+            raise ParameterError(f"MODEL {args.model!r} appeared while the model was fitted; pass "
+                                 f"--overwrite to replace it, or choose another MODEL")
+        # Replaces a saved model folder only; anything else there is refused.
+        path = model.save(out)
+    history = getattr(model, "history", None) or {}
+    main = history.get("main") or {}
+    best = main.get("best_epoch")
+    val = main.get("val") or []
+    score = ""
+    # best_epoch counts from 1.
+    if isinstance(best, int) and 1 <= best <= len(val) and val[best - 1] is not None:
+        score = f", best epoch {best} of {len(val)} with validation fine RMSE {val[best - 1]:.3f} degC"
+    print(f"fitted {args.method} on {args.data} in {seconds:.0f} s{score}")
+    print(f"wrote {path} (sha256 {model.sha256[:12]})")
+    return 0
+
+
+def _downscale(args: argparse.Namespace) -> int:
+    import xmsgl
+    from xmsgl.io import model_path, to_netcdf_safe, to_zarr_safe
+
+    time = _period("--time", args.time)
+    if args.reach_chunk is not None and args.reach_chunk < 1:
+        raise ParameterError(f"--reach-chunk {args.reach_chunk}: give at least 1")
+    out = _new_output(args.out, "OUT", args.overwrite, [args.data, args.model])
+    zarr = out.suffix.lower() == ".zarr"
+    if not zarr and out.is_dir():
+        raise ParameterError(f"OUT {args.out!r} is a folder; give a netCDF file name, or a zarr store "
+                             f"name ending in .zarr")
+    device = _device(args.device)
+    with _warnings_as_lines():
+        model = xmsgl.load(model_path(args.model, "MODEL"))
+        # The cross-scale estimate runs in memory only; the rest streams from the file.
+        lazy = args.scale != "cross"
+        if not lazy and args.reach_chunk is not None:
+            raise ParameterError("--reach-chunk: --scale cross runs in memory, not in blocks; leave "
+                                 "--reach-chunk out")
+        ds = _read_dataset(args.data, "DATA", lazy=lazy)
+        pred = ds.msgl.downscale(model, scale=args.scale, time=time, device=device,
+                                 check_graph=not args.other_network, reach_chunk=args.reach_chunk)
+        result = pred.to_dataset()
+        result.attrs = {"title": f"xmsgl downscale: {pred.attrs.get('long_name', pred.name)}",
+                        "history": pred.attrs.get("history", ""),
+                        "source": f"{args.data} with the model {args.model}"}
+        result = _json_attrs(result)
+        if zarr:
+            to_zarr_safe(result, out, overwrite=args.overwrite)
+        else:
+            to_netcdf_safe(result, out, overwrite=args.overwrite)
+    dims = " x ".join(f"{pred.sizes[d]} {d}" for d in pred.dims)
+    print(f"wrote {out} ({pred.name}: {dims}, {pred.attrs.get('units', '')}; "
+          f"{model.method} on {device})")
+    return 0
 
 
 def _check_evaluate(args: argparse.Namespace) -> Path:
@@ -249,21 +393,24 @@ _SYNTHETIC: dict[str, Any] = {"n_segments": 10, "start": "2000-10-01", "end": "2
                               "basin_seed": 1, "reach_obs_share": 0.1}
 
 
-def _check_dates(start: str, end: str) -> None:
-    """``--start`` and ``--end`` of the synthetic basin: dates, in order."""
+def _check_dates(start: str, end: str, option: str | None = None) -> None:
+    """``--start`` and ``--end`` of the synthetic basin (or the two dates of
+    ``option``): dates, in order."""
     import pandas as pd
 
     stamps = []
-    for option, value in (("--start", start), ("--end", end)):
+    names = (f"{option} START", f"{option} END") if option else ("--start", "--end")
+    for option_name, value in zip(names, (start, end)):
         try:
             stamp: Any = pd.Timestamp(value)
         except (ValueError, TypeError, OverflowError):
             stamp = pd.NaT
         if stamp is pd.NaT:  # pd.Timestamp("") is NaT, not an error
-            raise TimeError(f"{option} {value!r} is not a date; give one such as 2000-10-01")
+            raise TimeError(f"{option_name} {value!r} is not a date; give one such as 2000-10-01")
         stamps.append(stamp)
     if stamps[1] < stamps[0]:
-        raise TimeError(f"--end {end} is before --start {start}; swap them or move --end later")
+        raise TimeError(f"{names[1]} {end} is before {names[0]} {start}; swap them or move the "
+                        f"end later")
 
 
 #: What the robustness table of a method cannot show, printed under it.
@@ -513,6 +660,52 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--overwrite", action="store_true",
                     help="replace an existing --out file (never the --data file)")
     ev.set_defaults(func=_evaluate)
+
+    from xmsgl.model import METHODS
+
+    ft = sub.add_parser(
+        "fit", help="fit a model on a dataset file and save it",
+        description="Fit a method of xmsgl.fit on a netCDF file or zarr store in the xmsgl convention "
+                    "(docs/convention.md) and save the model folder MODEL. Without --train, --val "
+                    "and --test the water years are split by fit's rule (docs/model.md).")
+    ft.add_argument("data", metavar="DATA", help="netCDF file or zarr store in the xmsgl convention")
+    ft.add_argument("model", metavar="MODEL", help="model folder to write")
+    ft.add_argument("--method", default="msgl",
+                    help=f"{', '.join(METHODS)} or a baseline (default: %(default)s)")
+    ft.add_argument("--epochs", type=int, default=None, help="epochs of the main stage (default: fit's, 40)")
+    ft.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    for k, what in (("train", "training"), ("val", "validation"), ("test", "test")):
+        ft.add_argument(f"--{k}", nargs=2, metavar=("START", "END"), default=None,
+                        help=f"{what} period, ends included")
+    ft.add_argument("--device", default="auto",
+                    help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1... (default: %(default)s)")
+    ft.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    ft.add_argument("--overwrite", action="store_true", help="replace an existing model folder MODEL")
+    ft.set_defaults(func=_fit)
+
+    dn = sub.add_parser(
+        "downscale", help="downscale a dataset file with a saved model",
+        description="Downscale DATA (netCDF or zarr, read lazily) with the model folder MODEL and write "
+                    "the prediction to OUT: a zarr store if OUT ends in .zarr, else netCDF; written "
+                    "under a temporary name and renamed when complete.")
+    dn.add_argument("model", metavar="MODEL", help="model folder written by xmsgl fit or model.save")
+    dn.add_argument("data", metavar="DATA", help="netCDF file or zarr store in the xmsgl convention (read "
+                    "lazily, except for --scale cross)")
+    dn.add_argument("out", metavar="OUT", help="netCDF file, or zarr store ending in .zarr")
+    dn.add_argument("--scale", default="reach", choices=["reach", "seg", "cross"],
+                    help="reach (the fine prediction), seg (the coarse head) or cross (the cross-scale "
+                         "estimate) (default: %(default)s)")
+    dn.add_argument("--time", nargs=2, metavar=("START", "END"), default=None,
+                    help="days to return, ends included (default: all)")
+    dn.add_argument("--reach-chunk", type=int, default=None,
+                    help="reaches per block of the lazy run (default: downscale's)")
+    dn.add_argument("--other-network", action="store_true",
+                    help="apply the model to a network other than the one it was fitted on "
+                         "(check_graph=False)")
+    dn.add_argument("--device", default="auto",
+                    help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1... (default: %(default)s)")
+    dn.add_argument("--overwrite", action="store_true", help="replace an existing OUT (never DATA or MODEL)")
+    dn.set_defaults(func=_downscale)
     return parser
 
 

@@ -1,0 +1,147 @@
+"""``xmsgl fit`` and ``xmsgl downscale``: a model fitted, saved and applied from the shell."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import xmsgl
+from xmsgl.cli import main
+
+torch = pytest.importorskip("torch")
+
+FAST = ["--epochs", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("cli")
+    ds = xmsgl.datasets.synthetic_basin(n_segments=5, start="2000-10-01", end="2003-09-30")
+    nc, store = root / "basin.nc", root / "basin.zarr"
+    ds.to_netcdf(nc)
+    ds.to_zarr(store, consolidated=False)
+    return {"root": str(root), "nc": str(nc), "zarr": str(store)}
+
+
+@pytest.fixture(scope="module")
+def model_dir(files: dict[str, str]) -> str:
+    path = os.path.join(files["root"], "m.xmsgl")
+    assert main(["fit", files["nc"], path, "--seed", "3", *FAST]) == 0
+    return path
+
+
+def test_fit_saves_the_model_fit_would_return(files: dict[str, str], model_dir: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # The command is fit and save: the same settings from Python give the same model.
+    saved = xmsgl.load(model_dir)
+    ds = xr.load_dataset(files["nc"])
+    direct = ds.msgl.fit(method="msgl", seed=3, epochs=1, progress=False)
+    assert saved.weights_sha256 == direct.weights_sha256
+    cfg = json.loads(open(os.path.join(model_dir, "config.json")).read())
+    assert cfg["method"] == "msgl" and cfg["seed"] == 3
+
+
+def test_fit_prints_its_score_and_refuses_to_overwrite(files: dict[str, str], model_dir: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    path = os.path.join(files["root"], "printed.xmsgl")
+    assert main(["fit", files["nc"], path, "--method", "fine-only", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "fitted fine-only on" in out and f"wrote {path}" in out
+    best = xmsgl.load(path).history["main"]
+    assert (f"best epoch {best['best_epoch']} of 1 with validation fine RMSE "
+            f"{best['val'][best['best_epoch'] - 1]:.3f} degC") in out
+    before = xmsgl.load(model_dir).sha256
+    assert main(["fit", files["nc"], model_dir, *FAST]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert xmsgl.load(model_dir).sha256 == before
+    # --overwrite replaces a saved model, never another folder.
+    project = os.path.join(files["root"], "project")
+    os.makedirs(project)
+    open(os.path.join(project, "notes.txt"), "w").close()
+    assert main(["fit", files["nc"], project, "--overwrite", *FAST]) == 2
+    assert "is not an xmsgl model folder" in capsys.readouterr().err
+    assert os.listdir(project) == ["notes.txt"]
+
+
+def test_fit_checks_its_options_before_reading(files: dict[str, str], tmp_path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "m")
+    for argv, message in (
+        (["--method", "nope"], "--method 'nope' is not known"),
+        (["--method", "idw", "--epochs", "3"], "the baseline 'idw' has no epochs"),
+        (["--epochs", "0"], "--epochs 0: give at least 1"),
+        (["--train", "2002-01-01", "2001-01-01"], "--train END 2001-01-01 is before --train START"),
+        (["--val", "someday", "2001-01-01"], "--val START 'someday' is not a date"),
+    ):
+        assert main(["fit", files["nc"], out, *argv]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["fit", files["nc"], files["nc"], "--overwrite"]) == 2
+    assert "would write over the input" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path / "absent.nc"), out]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not os.path.exists(out)
+
+
+def test_fit_prints_warnings_as_lines(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2000-10-01", end="2002-10-01",
+                                        reach_obs_share=0.5)
+    ds.to_netcdf(tmp_path / "short.nc")
+    with warnings.catch_warnings():
+        # As on a command line, where xmsgl's warnings are shown, not raised.
+        warnings.simplefilter("default", xmsgl.XmsglWarning)
+        assert main(["fit", str(tmp_path / "short.nc"), str(tmp_path / "m"), "--method", "fine-only",
+                     *FAST]) == 0
+    err = capsys.readouterr().err
+    assert "xmsgl: warning: the record holds 2 whole water year(s)" in err
+
+
+@pytest.mark.parametrize("source", ["nc", "zarr"])
+@pytest.mark.parametrize("suffix", [".nc", ".zarr"])
+def test_downscale_writes_what_downscale_returns(files: dict[str, str], model_dir: str, tmp_path,
+                                                 source: str, suffix: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / f"pred{suffix}"
+    assert main(["downscale", model_dir, files[source], str(out), "--time", "2002-10-01",
+                 "2003-03-31"]) == 0
+    assert f"wrote {out} (reach_temp_pred: 26 reach x 182 time, degC; msgl on cpu)" in capsys.readouterr().out
+    got = (xr.open_zarr(out) if suffix == ".zarr" else xr.open_dataset(out))["reach_temp_pred"]
+    ds = xr.load_dataset(files["nc"])
+    want = ds.msgl.downscale(xmsgl.load(model_dir), time=("2002-10-01", "2003-03-31"), device="cpu")
+    np.testing.assert_allclose(got.values, want.values, atol=1e-5)
+    assert got.attrs["units"] == "degC" and "xmsgl" in got.attrs["history"]
+    assert list(got["reach"].values) == list(ds["reach"].values)
+
+
+def test_downscale_scales_and_refusals(files: dict[str, str], model_dir: str, tmp_path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    seg = tmp_path / "seg.nc"
+    assert main(["downscale", model_dir, files["nc"], str(seg), "--scale", "seg"]) == 0
+    assert xr.open_dataset(seg)["seg_temp_pred"].sizes["seg"] == 5
+    cross = tmp_path / "cross.zarr"
+    assert main(["downscale", model_dir, files["zarr"], str(cross), "--scale", "cross"]) == 0
+    assert "reach_temp_cross" in xr.open_zarr(cross)
+    capsys.readouterr()
+    for argv, message in (
+        ([files["nc"], files["nc"], "--overwrite"], "would write over the input"),
+        ([files["nc"], os.path.join(model_dir, "x.nc")], "would write over the input"),
+        ([files["nc"], str(seg)], "already exists; pass --overwrite"),
+        ([files["nc"], str(tmp_path / "c.nc"), "--scale", "cross", "--reach-chunk", "5"],
+         "--scale cross runs in memory"),
+        ([files["nc"], str(tmp_path / "t.nc"), "--time", "2003-01-01", "2002-01-01"],
+         "--time END 2002-01-01 is before --time START"),
+    ):
+        assert main(["downscale", model_dir, *argv]) == 2
+        assert message in capsys.readouterr().err
+    # Another network is refused with what differs, unless asked for on purpose.
+    other = xmsgl.datasets.synthetic_basin(n_segments=6, start="2002-10-01", end="2003-03-31", seed=9)
+    other.to_netcdf(tmp_path / "other.nc")
+    assert main(["downscale", model_dir, str(tmp_path / "other.nc"), str(tmp_path / "o.nc")]) == 2
+    assert "river graph differs" in capsys.readouterr().err
+    assert main(["downscale", model_dir, str(tmp_path / "other.nc"), str(tmp_path / "o.nc"),
+                 "--other-network"]) == 0
+    assert not os.path.exists(tmp_path / "t.nc") and not os.path.exists(tmp_path / "c.nc")
