@@ -103,15 +103,37 @@ def test_masked_rmse_ignores_nan_and_is_none_without_obs() -> None:
 
 def test_min_norm_weights_match_brute_force() -> None:
     rng = np.random.default_rng(0)
-    for _ in range(5):
-        g = rng.normal(size=(3, 6))
+    grid = np.linspace(0, 1, 101)
+    for i in range(12):
+        g = rng.normal(size=(3, 6 if i < 6 else 2))
+        if i % 3 == 1:
+            g[1] = g[0] * 1.7  # parallel gradients
+        if i % 4 == 2:
+            g[2] = g[0] + 0.05 * g[1]  # nearly the same direction: the optimum on an edge
         gram = g @ g.T
-        alpha = min_norm_weights(gram, iters=500)
+        alpha = min_norm_weights(gram)
         assert alpha.min() >= 0 and abs(alpha.sum() - 1) < 1e-9
-        grid = np.linspace(0, 1, 101)
         best = min(np.linalg.norm(a * g[0] + b * g[1] + (1 - a - b) * g[2])
-                   for a in grid for b in grid if a + b <= 1)
-        assert np.linalg.norm(alpha @ g) <= best + 1e-3
+                   for a in grid for b in grid if a + b <= 1 + 1e-12)
+        assert np.linalg.norm(alpha @ g) <= best + 1e-9
+    # Frank-Wolfe stopped at 50 steps left 0.07 on the third vector here, whose
+    # optimum is the middle of the first edge.
+    gram = np.array([[1, .892, .926], [.892, 1, .968], [.926, .968, 1]])
+    np.testing.assert_allclose(min_norm_weights(gram), [0.5, 0.5, 0.0], atol=1e-12)
+
+
+def test_mgda_weights_leave_out_tasks_without_shared_gradient() -> None:
+    from xmsgl.train import mgda_weights
+
+    # A zero gradient used to be the min-norm point alone and take all the weight,
+    # so the other tasks' gradients never reached the shared cell.
+    gram = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(mgda_weights(np.array([2.0, 1.0, 0.0]), gram), [1 / 3, 1 / 3, 1 / 3])
+    gram = np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(mgda_weights(np.array([2.0, 1.0, 0.0]), gram).sum(), 1.0)
+    np.testing.assert_allclose(mgda_weights(np.zeros(3), np.zeros((3, 3))), [1 / 3] * 3)
+    gram = np.array([[1.0, -1.0], [-1.0, 1.0]])
+    np.testing.assert_allclose(mgda_weights(np.array([1.0, 3.0]), gram), [0.5, 0.5])
 
 
 def test_windows_without_fine_obs_still_train_coarse_task(basin: xr.Dataset) -> None:
@@ -196,6 +218,46 @@ def test_async_stage_a_never_reads_test_period(basin: xr.Dataset) -> None:
     (a0, a1), = m.config["stage_a"]["period"]
     assert pd.Timestamp(a1) < pd.Timestamp("2001-06-01")
     assert "stage_a" in m.history and "main" in m.history
+
+
+@pytest.mark.parametrize("tasks, scored", [(("coarse", "remap"), "cross"),
+                                           (("coarse", "remap", "remap-fine"), "fine"),
+                                           (("coarse",), "coarse")])
+def test_stage_a_checkpoint_is_judged_on_what_it_trains(basin: xr.Dataset, monkeypatch: pytest.MonkeyPatch,
+                                                        tasks: tuple[str, ...], scored: str) -> None:
+    # With the default tasks stage A trains the coarse and cross-scale heads only;
+    # it used to keep the epoch whose untrained fine head scored best.
+    import xmsgl.model as model_module
+
+    outputs: list[str] = []
+    real = model_module.predict
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        outputs.append(kwargs["output"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model_module, "predict", spy)
+    m = fit(basin, method="async-msgl", val=("2001-05-16", "2001-05-31"), test=("2001-06-01", "2001-06-30"),
+            stage_a_tasks=tasks, pretrain_epochs=2, **{**FAST, "epochs": 1})
+    assert outputs == [scored, scored, "fine"]  # one validation range, two stage-A epochs, one main
+    assert m.history["stage_a"]["best_epoch"] in (1, 2)
+
+
+def test_stage_a_without_a_test_period_says_what_it_reads(basin: xr.Dataset) -> None:
+    # Given train and val but no test, stage A's default period holds every other
+    # day: fit says so, and the predictions count those days as training days.
+    with pytest.warns(xmsgl.XmsglWarning, match=r"no test period was given, so stage A also reads "
+                      r"'seg_temp' on 30 days outside the training period \(2001-06-01 to 2001-06-30\)"):
+        m = fit(basin, method="async-msgl", train=("2001-01-01", "2001-05-15"),
+                val=("2001-05-16", "2001-05-31"), **{**FAST, "epochs": 1})
+    pred = basin.msgl.downscale(m)
+    assert pred.attrs["xmsgl_train_periods"] == "2001-01-01/2001-05-15, 2001-06-01/2001-06-30"
+    with pytest.warns(xmsgl.XmsglWarning, match="in-sample"):
+        basin.drop_vars("reach_temp_true").msgl.evaluate(pred.sel(time=slice("2001-06-01", "2001-06-30")))
+    # msgl reads no day outside train: no warning, and its training days only.
+    m = fit(basin, method="msgl", train=("2001-01-01", "2001-05-15"), val=("2001-05-16", "2001-05-31"),
+            **{**FAST, "epochs": 1})
+    assert basin.msgl.downscale(m).attrs["xmsgl_train_periods"] == "2001-01-01/2001-05-15"
 
 
 def test_stage_a_variable_is_a_target_not_an_input(basin: xr.Dataset) -> None:

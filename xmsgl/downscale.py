@@ -109,6 +109,24 @@ def short_warmup(times: pd.DatetimeIndex, i0: int, i1: int, spinup: int, breaks:
     return ", ".join(spans)
 
 
+def merge_spans(spans: list[Any]) -> list[tuple[str, str]]:
+    """Date spans ``(first, last)`` (ISO dates, ends included) merged where they
+    overlap or touch, in order.
+
+    Examples
+    --------
+    >>> merge_spans([("2001-01-01", "2001-03-31"), ("2000-10-01", "2001-01-05"), ("2001-04-01", "2001-05-01")])
+    [('2000-10-01', '2001-05-01')]
+    """
+    out: list[list[pd.Timestamp]] = []
+    for a, b in sorted((pd.Timestamp(a), pd.Timestamp(b)) for a, b in spans):
+        if out and a <= out[-1][1] + pd.Timedelta(days=1):
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(str(a.date()), str(b.date())) for a, b in out]
+
+
 def output_attrs(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0: int, i1: int,
                  spinup: int, breaks: np.ndarray, history: str) -> dict[str, Any]:
     """The attributes of a downscaled DataArray, in memory and lazy alike."""
@@ -119,7 +137,10 @@ def output_attrs(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0: int
         "xmsgl_method": model.method,
         "xmsgl_model_sha256": model.sha256,
     }
-    train = model.config.get("periods", {}).get("train")
+    periods = model.config.get("periods", {})
+    # Every day whose targets a stage of the fit read: training, and ASYNC-MSGL's
+    # stage A (coarse targets carried to the reaches).
+    train = merge_spans([*(periods.get("train") or []), *(periods.get("stage_a") or [])])
     if train:
         attrs["xmsgl_train_periods"] = ", ".join(f"{a}/{b}" for a, b in train)
     short = short_warmup(times, i0, i1, spinup, breaks)

@@ -747,8 +747,10 @@ def build_graphs(
     standard deviation has ddof=0, and ``z = 0`` if it is 0);
     ``a[i, j] = sigmoid(z)``; ``a[i, i] = 1``; ``W[i, j] = a[i, j] / sum_k a[i, k]``.
     With ``"updown"`` upstream neighbours (``D < 0``) get larger weights than
-    downstream ones at the same distance, and nearer downstream nodes more than far
-    ones.
+    downstream ones at the same distance, nearer downstream nodes more than far
+    ones, and *farther* upstream nodes more than nearer ones (``v = -D`` grows with
+    the distance upstream); the cross-scale matrix weighs a reach's upstream
+    segments the same way, so its own segment need not weigh most.
 
     Weighting ``"adjacency"``. ``a[i, j] = 1`` for the direct downstream and/or
     upstream neighbours (by ``direction``) and ``a[i, i] = 1``, then row-normalized.

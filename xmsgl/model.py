@@ -16,7 +16,10 @@ Methods
     ``seg_tave_water`` works too) and, with ``"remap"`` in ``stage_a_tasks``, the
     cross-scale task on that variable carried to each reach from its segment
     (pseudo-labels; ``"remap-fine"`` adds the fine task). Stage A reads days of ``stage_a_period``, by default every day
-    outside the validation and test periods; it never reads test-period targets.
+    outside the validation and test periods; it never reads test-period targets. Its
+    checkpoint is the epoch whose validation score is best on what it trains: the
+    fine prediction with ``"remap-fine"``, else the cross-scale estimate with
+    ``"remap"``, else the coarse head.
 ``"fine-only"``
     The same cell on the fine graph with a linear head, trained on ``reach_temp``.
 ``"remap"``
@@ -657,7 +660,8 @@ def fit(
         Periods by date (ends included). When none is given, water years are
         split by :func:`xmsgl.train.split_periods` (last sixth test, the twelfth
         before it validation). When ``train`` is omitted it is every day outside
-        ``val`` and ``test``. Test-period targets are never read. A ``val`` or
+        ``val`` and ``test``. Test-period targets never affect the fit (they are
+        only checked, with the whole record, for impossible values). A ``val`` or
         ``test`` given that holds no day of the dataset raises
         :class:`~xmsgl.exceptions.TimeError`; a network fitted with no validation
         days keeps the epoch with the lowest training loss and warns
@@ -689,7 +693,10 @@ def fit(
     attn_window, attn_blocks : int, default 30, 2
         Temporal attention blocks of the cross-scale head.
     stage_a_period : (start, end) or list, optional
-        Days ASYNC-MSGL's stage A may read; default every day outside val and test.
+        Days ASYNC-MSGL's stage A may read; default every day outside val and test
+        (with no ``test`` given, that includes days outside ``train`` too, and fit
+        warns). The days read are part of the ``xmsgl_train_periods`` of the
+        model's predictions.
     stage_a_tasks : tuple of str, default ("coarse", "remap")
         ``"coarse"``: the coarse task on ``stage_a_variable``; ``"remap"``: the
         cross-scale task on ``stage_a_variable`` carried to each reach from its
@@ -1060,7 +1067,22 @@ def fit(
             if not targets_a:
                 raise XmsglError("stage_a_tasks is empty; give 'coarse' and/or 'remap'")
             wins_a = make_windows(period_ranges(time, mask_a), int(window), int(stride))
-            run("stage_a", targets_a, wins_a, fine_val, pre_epochs)
+            if test is None and stage_a_period is None and (mask_a & ~masks["train"]).any():
+                outside = [(str(time[a].date()), str(time[b - 1].date()))
+                           for a, b in period_ranges(time, mask_a & ~masks["train"])]
+                warnings.warn(
+                    f"no test period was given, so stage A also reads {stage_a_variable!r} on "
+                    f"{int((mask_a & ~masks['train']).sum())} days outside the training period "
+                    f"({_span_text(outside[:3])}{', ...' if len(outside) > 3 else ''}); scores on "
+                    "those days are not out of sample. Give test= (the days to keep out of every "
+                    "stage) or stage_a_period=", XmsglWarning, stacklevel=3)
+            # Stage A's checkpoint is judged on what it trains: the fine head when
+            # "remap-fine" trains it, else the cross-scale estimate ("remap"), else the
+            # coarse head. The fine head left untrained would score its initial weights.
+            score_a = (fine_val if "remap-fine" in stage_a_tasks
+                       else val_score("cross", ys_std_reach) if "remap" in stage_a_tasks
+                       else coarse_val)
+            run("stage_a", targets_a, wins_a, score_a, pre_epochs)
             periods["stage_a"] = [(str(time[a].date()), str(time[b - 1].date()))
                                   for a, b in period_ranges(time, mask_a)]
         run("main", {"coarse": train_seg, "cross": train_reach, "fine": train_reach},

@@ -64,6 +64,7 @@ __all__ = [
     "period_ranges",
     "make_windows",
     "masked_rmse",
+    "mgda_weights",
     "min_norm_weights",
     "train_tasks",
     "predict",
@@ -561,11 +562,49 @@ def masked_rmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None
     return torch.sqrt(diff.pow(2).sum() / n + 1e-8)
 
 
-def min_norm_weights(gram: np.ndarray, iters: int = 50, tol: float = 1e-7) -> np.ndarray:
+#: Up to this many tasks the min-norm point is solved exactly, face by face of the
+#: simplex (2**k - 1 small linear systems); beyond, by Frank-Wolfe.
+EXACT_MIN_NORM_TASKS = 8
+
+
+def _min_norm_exact(gram: np.ndarray) -> np.ndarray:
+    """The min-norm point by its faces: on each face (a subset ``S`` of the vectors)
+    the stationary point of ``a' G a`` with ``sum(a) = 1`` solves ``G_S a = lambda 1``;
+    of the solutions with every weight >= 0, the one of least norm is the optimum
+    (the optimum lies inside one face, where it is that face's stationary point)."""
+    k = gram.shape[0]
+    best, best_val = np.zeros(k), np.inf
+    for mask in range(1, 2 ** k):
+        idx = [i for i in range(k) if mask >> i & 1]
+        g = gram[np.ix_(idx, idx)]
+        m = len(idx)
+        # [G 1; 1' 0] [a; -lambda] = [0; 1]; least squares where G_S is singular
+        # (parallel vectors), which still gives a stationary point if there is one.
+        kkt = np.zeros((m + 1, m + 1))
+        kkt[:m, :m] = g
+        kkt[:m, m] = 1.0
+        kkt[m, :m] = 1.0
+        rhs = np.zeros(m + 1)
+        rhs[m] = 1.0
+        sol = np.linalg.lstsq(kkt, rhs, rcond=None)[0][:m]
+        if sol.min() < -1e-12 or abs(sol.sum() - 1.0) > 1e-9:
+            continue
+        a = np.zeros(k)
+        a[idx] = np.clip(sol, 0.0, None)
+        a /= a.sum()
+        val = float(a @ gram @ a)
+        if val < best_val - 1e-15:
+            best, best_val = a, val
+    return best
+
+
+def min_norm_weights(gram: np.ndarray, iters: int = 250, tol: float = 1e-9) -> np.ndarray:
     """Weights of the min-norm point in the convex hull of vectors, from their Gram matrix.
 
-    Frank-Wolfe with exact line search (the MGDA solver); two vectors are solved in
-    closed form on the first step.
+    Exact for up to :data:`EXACT_MIN_NORM_TASKS` vectors (every face of the simplex
+    solved in closed form, the feasible solution of least norm kept), including
+    optima on an edge or a vertex; beyond, Frank-Wolfe with exact line search
+    (``iters``, ``tol``).
 
     Examples
     --------
@@ -574,10 +613,16 @@ def min_norm_weights(gram: np.ndarray, iters: int = 50, tol: float = 1e-7) -> np
     [0.5, 0.5]
     >>> min_norm_weights(np.array([[1.0, 1.0], [1.0, 4.0]])).round(3).tolist()
     [1.0, 0.0]
+    >>> g = np.array([[1, .892, .926], [.892, 1, .968], [.926, .968, 1]])
+    >>> min_norm_weights(g).round(3).tolist()  # on an edge of the simplex
+    [0.5, 0.5, 0.0]
     """
+    gram = np.asarray(gram, dtype=np.float64)
     k = gram.shape[0]
     if k == 1:
         return np.ones(1)
+    if k <= EXACT_MIN_NORM_TASKS:
+        return _min_norm_exact(gram)
     alpha = np.full(k, 1.0 / k)
     for _ in range(iters):
         grad = gram @ alpha
@@ -593,6 +638,33 @@ def min_norm_weights(gram: np.ndarray, iters: int = 50, tol: float = 1e-7) -> np
             break
         alpha = (1 - gamma) * alpha
         alpha[t] += gamma
+    return alpha
+
+
+def mgda_weights(norms: np.ndarray, gram: np.ndarray) -> np.ndarray:
+    """MGDA-UB's task weights from the norms of the tasks' gradients on the shared
+    parameters and the Gram matrix of the normalized gradients.
+
+    A task whose gradient there is zero (a head whose last layer is still zero, say)
+    adds nothing to the shared update whatever its weight; left in, it would be the
+    min-norm point on its own and take all the weight. Such tasks get ``1/k`` each
+    (their heads still train), the others share the rest by their min-norm point;
+    with none left, the weights are equal.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mgda_weights(np.array([1.0, 2.0, 0.0]), np.diag([1.0, 1.0, 0.0])).round(3).tolist()
+    [0.333, 0.333, 0.333]
+    """
+    k = len(norms)
+    top = float(np.max(norms)) if k else 0.0
+    live = np.asarray(norms) > 1e-10 * top if top > 0 else np.zeros(k, dtype=bool)
+    if not live.any():
+        return np.full(k, 1.0 / k)
+    alpha = np.full(k, 1.0 / k)
+    idx = np.flatnonzero(live)
+    alpha[idx] = min_norm_weights(gram[np.ix_(idx, idx)]) * (idx.size / k)
     return alpha
 
 
@@ -927,6 +999,7 @@ def train_tasks(
         batches = [batches[i] for i in rng.permutation(len(batches))]
         losses = []
         wsum = dict.fromkeys(tasks, 0.0)
+        steps = 0  # steps taken (windows without any target are skipped)
         for n, starts in batches:
             ys = {t: _batch(targets[t], starts, n, device) for t in tasks}
             fine_tasks = [t for t in tasks if t != "coarse"]
@@ -969,14 +1042,16 @@ def train_tasks(
             if weighting == "mgda" and len(names) > 1:
                 grads = [torch.autograd.grad(task_loss[t], params, retain_graph=i < len(names) - 1,
                                              allow_unused=True) for i, t in enumerate(names)]
-                flat = []
+                flat, norms = [], []
                 for g in grads:
                     parts = [(gi if gi is not None else torch.zeros_like(p)).reshape(-1)
                              for gi, p in zip(g, params) if id(p) in shared_ids]
                     v = torch.cat(parts)
-                    flat.append(v / (v.norm() + 1e-12))
+                    norm = v.norm()
+                    norms.append(float(norm))
+                    flat.append(v / (norm + 1e-12))
                 mat = torch.stack(flat)
-                alpha = min_norm_weights((mat @ mat.t()).double().cpu().numpy())
+                alpha = mgda_weights(np.array(norms), (mat @ mat.t()).double().cpu().numpy())
                 for p, *gs in zip(params, *grads):
                     acc = None
                     for a, g in zip(alpha, gs):
@@ -1009,13 +1084,15 @@ def train_tasks(
             if average is not None:
                 average.update(net)
             losses.append(total)
+            steps += 1
             for t, w in weights.items():
-                wsum[t] += w / len(batches)
+                wsum[t] += w
         live = average.swap_in(net) if average is not None else None
         score = val(net) if val is not None else None
         history["loss"].append(float(np.mean(losses)) if losses else float("nan"))
         history["val"].append(score)
-        history["task_weights"] = wsum
+        # The mean weight of each task over the steps taken this epoch.
+        history["task_weights"] = {t: w / steps if steps else 0.0 for t, w in wsum.items()}
         crit = score if score is not None else history["loss"][-1]
         if crit is not None and math.isfinite(crit) and crit < best:
             best = crit
