@@ -388,3 +388,25 @@ def test_accessor_scores_a_segment_prediction_against_the_segments(small_basin: 
         scores = obs_only.msgl.evaluate(seg)
     assert int(scores["n"]) > 0
     assert int(small_basin.msgl.evaluate(seg)["n"]) == seg.size  # against seg_temp_true
+
+
+def test_a_given_test_period_keeps_a_validation_year(five_years: xr.Dataset) -> None:
+    # With test= alone, fit trained on every other day and validated on none: a
+    # sweep or a water-year cross-validation given a test period lost the networks'
+    # validation (and their checkpoint choice) without a word.
+    from xmsgl.evaluate import default_trainer
+
+    trainer = default_trainer("fine-only", {"epochs": 1, "window": 60, "stride": 60})
+    for test, val in (([("2003-10-01", "2004-09-30")], "2002-10-01/2003-09-30"),
+                      ([("2000-10-01", "2001-09-30")], "2001-10-01/2002-09-30")):
+        test_ds = xr.Dataset(attrs={"test_period": json.dumps(test)})
+        pred = trainer(five_years, test_ds, 0)
+        train = pred.attrs["xmsgl_train_periods"]
+        assert val.split("/")[0] not in train and test[0][0] not in train, train
+
+
+def test_a_shared_window_is_refused_for_a_mix_of_networks_and_baselines(small_basin: xr.Dataset) -> None:
+    # window is the networks' training window but the baselines' climatology window:
+    # shared, it turned the climatology into an annual mean without a word.
+    with pytest.raises(xmsgl.ParameterError, match="climatology window of the baselines"):
+        sparsity_sweep(small_basin, ["climatology", "msgl"], keep=[1.0], seeds=[0], fit_kwargs={"window": 365})

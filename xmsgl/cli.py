@@ -540,7 +540,14 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
         if args.robustness in BASELINES:
             kw["train"] = _ranges(time, ~test_days)
         else:
+            from xmsgl.periods import validation_beside
+
+            # The validation year(s) fit's own split keeps; with test= alone fit
+            # would validate on nothing.
             kw["test"] = test
+            val = validation_beside(time, test_days)
+            if val:
+                kw["val"] = val
         model = fit(hidden, args.robustness, **kw)
         # Scored against the test days' own observations (or the truth), which the
         # fit and every perturbed copy never see.

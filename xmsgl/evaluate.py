@@ -590,7 +590,9 @@ def default_trainer(method: str, fit_kwargs: Mapping[str, Any] | None = None) ->
     observations are already masked) and predict on ``train_ds``. Other methods are
     fitted with :func:`xmsgl.fit` and applied with :func:`xmsgl.downscale.downscale`;
     when ``test_ds`` carries a ``test_period`` attribute it is passed as ``test=``
-    so that those days are never read. ``fit_kwargs`` go to the fit call.
+    so that those days are never read, with, unless ``fit_kwargs`` set ``train`` or
+    ``val``, the validation period of :func:`xmsgl.periods.validation_beside` (the
+    whole water year(s) just before the test period, as fit's own split keeps). ``fit_kwargs`` go to the fit call.
 
     Returns
     -------
@@ -621,6 +623,15 @@ def default_trainer(method: str, fit_kwargs: Mapping[str, Any] | None = None) ->
         period = test_ds.attrs.get("test_period")
         if period and "test" not in kw:
             kw["test"] = [tuple(p) for p in json.loads(period)]
+            if "train" not in kw and "val" not in kw:
+                # With test= alone, fit would train on every other day and validate on
+                # none: keep the validation year(s) fit's own split would keep.
+                from xmsgl.periods import period_mask, validation_beside
+
+                time = pd.DatetimeIndex(train_ds[TIME].values)
+                val = validation_beside(time, period_mask(time, kw["test"], "test"))
+                if val:
+                    kw["val"] = val
         kw.setdefault("progress", False)
         model = fit(train_ds, method=method, seed=seed, **kw)
         return downscale(train_ds, model)
@@ -1080,6 +1091,8 @@ def sparsity_sweep(
         Thin reach-days, or whole reaches.
     fit_kwargs : mapping, optional
         Fit keyword arguments for every method, or ``{method: {...}}`` per method.
+        ``window`` (the networks' training window, the baselines' climatology
+        window) given to every method of a mix of both is refused.
     trainer : callable or mapping, optional
         A trainer (see :func:`cross_validate`) for every method or per method.
     test : (start, end) or list, optional
@@ -1092,8 +1105,9 @@ def sparsity_sweep(
     -------
     xarray.Dataset
         ``rmse``, ``mae``, ``bias``, ``nse``, ``kge`` and ``n`` on (``method``,
-        ``keep``, ``seed``), with ``n_train_obs`` (keep, seed): the fine training
-        observations left.
+        ``keep``, ``seed``), with ``n_train_obs`` (keep, seed): the fine
+        observations left outside the test period (the networks' training and
+        validation days; the baselines train on both).
 
     Raises
     ------
@@ -1150,6 +1164,17 @@ def sparsity_sweep(
             return None
         return obj
 
+    from xmsgl.baselines import BASELINES
+
+    shared = (isinstance(fit_kwargs, Mapping) and "window" in fit_kwargs
+              and not any(k in method_list for k in fit_kwargs))
+    kinds = {m in BASELINES for m in method_list}
+    if shared and len(kinds) == 2:
+        raise ParameterError(
+            f"fit_kwargs={fit_kwargs!r} is given to every method, and window means the training "
+            f"window of the networks but the climatology window of the baselines "
+            f"{[m for m in method_list if m in BASELINES]}; give it per method, e.g. "
+            f"fit_kwargs={{'msgl': {{'window': ...}}}}")
     trainers: dict[str, Trainer] = {}
     for m in method_list:
         t = per_method(trainer, m) if trainer is not None else None

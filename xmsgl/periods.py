@@ -38,7 +38,7 @@ import pandas as pd
 from xmsgl.exceptions import PeriodError, TimeError, XmsglWarning
 
 __all__ = ["WHOLE_WATER_YEAR_DAYS", "period_bounds", "period_list", "period_mask", "split_periods",
-           "water_years", "whole_water_years"]
+           "validation_beside", "water_years", "whole_water_years"]
 
 _HINT = ("give a label such as '2001', a pair (start, end) such as ('2001-01-01', '2001-12-31'), "
          "or a list of pairs")
@@ -210,6 +210,49 @@ def whole_water_years(time: pd.DatetimeIndex) -> np.ndarray:
     first = np.array([time[wy == y][0] for y in years], dtype="datetime64[ns]")
     last = np.array([time[wy == y][-1] for y in years], dtype="datetime64[ns]")
     return years[(last - first) >= np.timedelta64(WHOLE_WATER_YEAR_DAYS, "D")]
+
+
+def validation_beside(time: pd.DatetimeIndex, test: np.ndarray) -> list[tuple[str, str]]:
+    """A validation period for a given test period (a mask of ``time``), by the rule
+    of :func:`split_periods`: the ``max(1, round(n / 12))`` whole water years of the
+    record (``n`` of them) that hold no test day and come just before the first test
+    day, or where none does, just after the last; empty when no whole water year is
+    free of test days.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> t = pd.date_range("2000-10-01", "2005-09-30")
+    >>> validation_beside(t, np.asarray(t >= "2003-10-01") & np.asarray(t <= "2004-09-30"))
+    [('2002-10-01', '2003-09-30')]
+    >>> validation_beside(t, np.asarray(t <= "2001-09-30"))
+    [('2001-10-01', '2002-09-30')]
+    """
+    time = pd.DatetimeIndex(time)
+    test = np.asarray(test, dtype=bool)
+    if not test.any():
+        return []
+    wy = water_years(time)
+    whole = whole_water_years(time)
+    free = [y for y in whole if not test[wy == y].any()]
+    if not free:
+        return []
+    n_val = max(1, round(whole.size / 12))
+    first, last = time[test][0], time[test][-1]
+    before = [y for y in free if time[wy == y][-1] < first]
+    after = [y for y in free if time[wy == y][0] > last]
+    chosen = before[-n_val:] if before else after[:n_val]
+    if not chosen:
+        return []
+    # One span per run of consecutive chosen water years.
+    spans: list[tuple[str, str]] = []
+    for y in sorted(chosen):
+        days = time[wy == y]
+        if spans and y - 1 in chosen:
+            spans[-1] = (spans[-1][0], str(days[-1].date()))
+        else:
+            spans.append((str(days[0].date()), str(days[-1].date())))
+    return spans
 
 
 def split_periods(time: pd.DatetimeIndex) -> dict[str, list[tuple[str, str]]]:

@@ -280,7 +280,12 @@ def main() -> None:
     if args.rob_method in BASELINES:
         kw["train"] = (str(tindex[~tmask][0].date()), str(tindex[~tmask][-1].date()))
     else:
+        from xmsgl.periods import validation_beside
+
         kw.update(test=test, progress=False, seed=args.seeds[0])
+        val = validation_beside(tindex, tmask)
+        if val:
+            kw["val"] = val
     rob_model = fit(hidden, args.rob_method, **kw)
     rob = robustness(hidden, rob_model, n_draws=2, seed=0, time=(test[0][0], test[-1][1]))
     t_rob = time.time() - t2
@@ -323,9 +328,12 @@ def main() -> None:
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Fine training observations left: "
+        "Fine observations left outside the test period (training and validation days): "
         + ", ".join(f"keep {k:g}: {int(n)}" for k, n in zip(args.keep, sweep.n_train_obs.mean("seed").values)),
         "",
+        *(["`idw` has no source on the test days, whose observations are hidden, so it scores as "
+           "`climatology` (docs/evaluation.md); `harmonic` interpolates between climatologies there.",
+           ""] if "idw" in args.methods else []),
         "![RMSE against the share of observations kept](figures/results_sparsity.png)",
         "",
         "![Per-method test RMSE](figures/results_bars.png)",

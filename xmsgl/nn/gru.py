@@ -358,8 +358,11 @@ def fit_gru(
         :func:`xmsgl.train.split_periods`). Test-period targets are never read.
     epochs : int, default 40
         Passes over the training sequences; the weights of the epoch with the lowest
-        validation RMSE are kept (the last epoch's when the validation period holds
-        no observation).
+        validation RMSE are kept (with no validation observation, those of the lowest
+        training loss, with an :class:`~xmsgl.exceptions.XmsglWarning`, as for the
+        networks). ``config["history"]`` holds ``best_epoch`` (counted from 1),
+        ``val`` and ``loss``, the training RMSE in degC (the networks' ``loss`` is
+        on standardized targets).
     hidden : int, default 20
         Hidden size of the GRU.
     lr : float, default 5e-3
@@ -369,7 +372,8 @@ def fit_gru(
     batch_size : int, optional
         Sequences (window x observed reach) per step; default 8.
     seed : int, default 0
-        Seeds the weights and the order of the sequences.
+        Seeds the weights and the order of the sequences (listed by reach id, so a
+        seed gives the same model however the dataset's rows are ordered).
     clip_grad_norm : float, optional
         Gradient norm clipping (default none).
     progress : bool, optional
@@ -446,9 +450,22 @@ def fit_gru(
     y_val = np.where(masks["val"][None, :], y, np.nan)
     val_rows = np.flatnonzero(np.isfinite(y_val).any(axis=1))
     val_ranges = period_ranges(time, masks["val"])
+    if masks["val"].any() and val_rows.size == 0:
+        import warnings
+
+        from xmsgl.exceptions import XmsglWarning
+
+        warnings.warn(
+            f"the validation period {periods['val']} holds no fine observation ('reach_temp' is "
+            "all NaN there): the checkpoint kept is the one with the lowest training loss, and "
+            "nothing held out judges it; give val= days with observations",
+            XmsglWarning, stacklevel=3)
 
     wins = make_windows(period_ranges(time, masks["train"]), int(window), int(stride))
-    seqs = [(r, s, n) for s, n in wins for r in np.flatnonzero(np.isfinite(z_train[:, s: s + n]).any(axis=1))]
+    # Reaches in the order of their ids, so that a seed draws the same batches however
+    # the dataset's rows are ordered.
+    by_id = np.argsort(np.asarray(ds[REACH].values), kind="stable")
+    seqs = [(int(r), s, n) for s, n in wins for r in by_id if np.isfinite(z_train[r, s: s + n]).any()]
     bs = int(batch_size) if batch_size is not None else 8
     torch.manual_seed(int(seed))
     rng = np.random.default_rng(int(seed))
@@ -500,9 +517,11 @@ def fit_gru(
         score = val_rmse()
         history["loss"].append(total / max(steps, 1))
         history["val"].append(score)
-        if score is not None and score < best:
-            best, best_state = score, copy.deepcopy(net.state_dict())
-            history["best_epoch"] = epoch
+        # As the networks do: the validation RMSE, or without one the training loss.
+        crit = score if score is not None else (history["loss"][-1] if steps else None)
+        if crit is not None and math.isfinite(crit) and crit < best:
+            best, best_state = crit, copy.deepcopy(net.state_dict())
+            history["best_epoch"] = epoch + 1  # counted from 1, as the networks count
         if progress:
             print(f"gru epoch {epoch + 1}/{epochs}: train RMSE {history['loss'][-1]:.3f} degC, "
                   f"validation RMSE {score if score is None else round(score, 3)}")
