@@ -208,18 +208,19 @@ def _period(option: str, value: Sequence[str] | None) -> tuple[str, str] | None:
     return (value[0], value[1])
 
 
-def _new_output(value: str, option: str, overwrite: bool, sources: Sequence[str]) -> Path:
+def _new_output(value: str, option: str, overwrite: bool, sources: Sequence[tuple[str, str]],
+                out: Path | None = None) -> Path:
     """An output path that may be written: absent, or replaced with ``overwrite``, and
-    never one of the ``sources`` (the inputs) or inside one."""
-    out = output_path(value, option)
+    never one of the ``sources`` (``(what, path)`` of the inputs) or inside one."""
+    out = output_path(value, option) if out is None else out
     if os.path.lexists(out) and not overwrite:
         raise ParameterError(f"{option} {value!r} already exists; pass --overwrite to replace it, "
                              f"or choose another {option}")
-    for src in sources:
+    for what, src in sources:
         data = Path(src).expanduser().resolve()
         same = out.exists() and data.exists() and os.path.samefile(out, data)  # hard links too
         if same or out.resolve() == data or data in out.resolve().parents:
-            raise ParameterError(f"{option} {value!r} would write over the input {src!r}, even "
+            raise ParameterError(f"{option} {value!r} would write over the {what} {src!r}, even "
                                  f"with --overwrite; choose another {option}")
     return out
 
@@ -243,7 +244,7 @@ def _fit(args: argparse.Namespace) -> int:
         raise ParameterError(f"--method {args.method!r} is not known; use one of {known}")
     if args.epochs is not None and args.method in BASELINES:
         raise ParameterError(f"--epochs: the baseline {args.method!r} has no epochs; leave it out")
-    out = _new_output(args.model, "MODEL", args.overwrite, [args.data])
+    out = _new_output(args.model, "MODEL", args.overwrite, [("input", args.data)])
     # Before the fit: --overwrite replaces a saved model only, never another folder.
     _refuse_model_folder(model_path(out), "model")
     device = _device(args.device)
@@ -282,7 +283,7 @@ def _downscale(args: argparse.Namespace) -> int:
     time = _period("--time", args.time)
     if args.reach_chunk is not None and args.reach_chunk < 1:
         raise ParameterError(f"--reach-chunk {args.reach_chunk}: give at least 1")
-    out = _new_output(args.out, "OUT", args.overwrite, [args.data, args.model])
+    out = _new_output(args.out, "OUT", args.overwrite, [("input", args.data), ("input", args.model)])
     zarr = out.suffix.lower() == ".zarr"
     if not zarr and out.is_dir():
         raise ParameterError(f"OUT {args.out!r} is a folder; give a netCDF file name, or a zarr store "
@@ -376,16 +377,8 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
     out = output_path(args.out, "--out")
     if out.is_dir():
         raise ParameterError(f"--out {args.out!r} is a folder; give a netCDF file name")
-    if os.path.lexists(out) and not args.overwrite:
-        raise ParameterError(f"--out {args.out!r} already exists; pass --overwrite to replace it, or "
-                             f"choose another --out")
-    if args.data is not None:
-        data = Path(args.data).expanduser().resolve()
-        same = out.exists() and data.exists() and os.path.samefile(out, data)  # hard links too
-        if same or out.resolve() == data or data in out.resolve().parents:
-            raise ParameterError(f"--out {args.out!r} would write over the --data input {args.data!r}, "
-                                 f"even with --overwrite; choose another --out")
-    return out
+    return _new_output(args.out, "--out", args.overwrite,
+                       [] if args.data is None else [("--data input", args.data)], out)
 
 
 #: The synthetic basin of ``xmsgl evaluate`` when no --data is given.
@@ -594,6 +587,9 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
     return 0
 
 
+_DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1... (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from xmsgl import __version__
 
@@ -611,8 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="a small basin and few epochs (seconds)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    demo.add_argument("--device", default="auto",
-                      help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1... (default: %(default)s)")
+    demo.add_argument("--device", default="auto", help=_DEVICE_HELP)
     demo.set_defaults(func=_demo)
 
     fetch = sub.add_parser("fetch-data", help="pre-fetch the Delaware River Basin files")
@@ -660,9 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--robustness", default=None, metavar="METHOD",
                     help="also run the robustness checks on this method (fitted on the training "
                          "years; the test years' observations are hidden)")
-    ev.add_argument("--device", default="auto",
-                    help="where the networks run: auto (cuda, then mps, then cpu), cpu, cuda, cuda:1... "
-                         "(default: %(default)s)")
+    ev.add_argument("--device", default="auto", help="where the networks run: " + _DEVICE_HELP)
     ev.add_argument("--out", default="xmsgl-evaluation.nc", help="netCDF file (default: %(default)s)")
     ev.add_argument("--overwrite", action="store_true",
                     help="replace an existing --out file (never the --data file)")
@@ -684,8 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
     for k, what in (("train", "training"), ("val", "validation"), ("test", "test")):
         ft.add_argument(f"--{k}", nargs=2, metavar=("START", "END"), default=None,
                         help=f"{what} period, ends included")
-    ft.add_argument("--device", default="auto",
-                    help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1... (default: %(default)s)")
+    ft.add_argument("--device", default="auto", help=_DEVICE_HELP)
     ft.add_argument("--no-progress", action="store_true", help="hide progress bars")
     ft.add_argument("--overwrite", action="store_true", help="replace an existing model folder MODEL")
     ft.set_defaults(func=_fit)
@@ -709,8 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     dn.add_argument("--other-network", action="store_true",
                     help="apply the model to a network other than the one it was fitted on "
                          "(check_graph=False)")
-    dn.add_argument("--device", default="auto",
-                    help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1... (default: %(default)s)")
+    dn.add_argument("--device", default="auto", help=_DEVICE_HELP)
     dn.add_argument("--overwrite", action="store_true", help="replace an existing OUT (never DATA or MODEL)")
     dn.set_defaults(func=_downscale)
     return parser

@@ -47,6 +47,7 @@ from xmsgl.metrics import (
     rmse,
     skill,
 )
+from xmsgl.periods import period_mask, validation_beside, water_years
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -250,8 +251,7 @@ def water_year(time: pd.DatetimeIndex | xr.DataArray | np.ndarray) -> np.ndarray
     >>> water_year(pd.to_datetime(["2000-09-30", "2000-10-01"])).tolist()
     [2000, 2001]
     """
-    t = pd.DatetimeIndex(np.asarray(time))
-    return np.asarray(t.year + (t.month >= 10).astype(int), dtype=np.int64)
+    return water_years(time)
 
 
 def _depth(to_idx: np.ndarray) -> np.ndarray:
@@ -626,8 +626,6 @@ def default_trainer(method: str, fit_kwargs: Mapping[str, Any] | None = None) ->
             if "train" not in kw and "val" not in kw:
                 # With test= alone, fit would train on every other day and validate on
                 # none: keep the validation year(s) fit's own split would keep.
-                from xmsgl.periods import period_mask, validation_beside
-
                 time = pd.DatetimeIndex(train_ds[TIME].values)
                 val = validation_beside(time, period_mask(time, kw["test"], "test"))
                 if val:
@@ -1141,8 +1139,6 @@ def sparsity_sweep(
         test_days = ~train_days
         test_attr = ""
     else:
-        from xmsgl.periods import period_mask
-
         test_days = period_mask(time, test, "test")
         test_attr = json.dumps(_ranges(time, test_days))
     if not test_days.any():

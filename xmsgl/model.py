@@ -481,6 +481,16 @@ def _span_text(spans: list[tuple[str, str]]) -> str:
     return ", ".join(f"{a} to {b}" for a, b in spans)
 
 
+def warn_unobserved_validation(val: Any, stacklevel: int = 3) -> None:
+    """Warn that the validation period ``val`` holds no fine observation, so the
+    checkpoint is chosen by training loss (every network method, and the GRU)."""
+    warnings.warn(
+        f"the validation period {val} holds no fine observation ('reach_temp' is "
+        "all NaN there): the checkpoint kept is the one with the lowest training loss, and "
+        "nothing held out judges it; give val= days with observations",
+        XmsglWarning, stacklevel=stacklevel)
+
+
 def _resolve_periods(
     time: pd.DatetimeIndex, train: Any, val: Any, test: Any, *, selects_checkpoint: bool = True
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -904,11 +914,7 @@ def fit(
             f"{periods['train']}; give a training period with observations or use method='remap'"
         )
     if masks["val"].any() and not np.isfinite(y_reach[masks["val"]]).any():
-        warnings.warn(
-            f"the validation period {periods['val']} holds no fine observation ('reach_temp' is "
-            "all NaN there): the checkpoint kept is the one with the lowest training loss, and "
-            "nothing held out judges it; give val= days with observations",
-            XmsglWarning, stacklevel=3)
+        warn_unobserved_validation(periods["val"], stacklevel=4)
     if y_seg is not None and not np.isfinite(y_seg[masks["train"]]).any():
         raise DataError(
             f"no coarse observations ('seg_temp' is all NaN) in the training period "
@@ -1067,12 +1073,13 @@ def fit(
             if not targets_a:
                 raise XmsglError("stage_a_tasks is empty; give 'coarse' and/or 'remap'")
             wins_a = make_windows(period_ranges(time, mask_a), int(window), int(stride))
-            if test is None and stage_a_period is None and (mask_a & ~masks["train"]).any():
+            beyond = mask_a & ~masks["train"]
+            if test is None and stage_a_period is None and beyond.any():
                 outside = [(str(time[a].date()), str(time[b - 1].date()))
-                           for a, b in period_ranges(time, mask_a & ~masks["train"])]
+                           for a, b in period_ranges(time, beyond)]
                 warnings.warn(
                     f"no test period was given, so stage A also reads {stage_a_variable!r} on "
-                    f"{int((mask_a & ~masks['train']).sum())} days outside the training period "
+                    f"{int(beyond.sum())} days outside the training period "
                     f"({_span_text(outside[:3])}{', ...' if len(outside) > 3 else ''}); scores on "
                     "those days are not out of sample. Give test= (the days to keep out of every "
                     "stage) or stage_a_period=", XmsglWarning, stacklevel=3)

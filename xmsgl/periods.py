@@ -181,7 +181,7 @@ def period_mask(time: pd.DatetimeIndex, period: Any, name: str = "period") -> np
 WHOLE_WATER_YEAR_DAYS = 330
 
 
-def water_years(time: pd.DatetimeIndex) -> np.ndarray:
+def water_years(time: Any) -> np.ndarray:
     """The water year (1 October - 30 September, named by the year it ends) of each day.
 
     Examples
@@ -190,8 +190,8 @@ def water_years(time: pd.DatetimeIndex) -> np.ndarray:
     >>> water_years(pd.DatetimeIndex(["2000-09-30", "2000-10-01"])).tolist()
     [2000, 2001]
     """
-    time = pd.DatetimeIndex(time)
-    return np.asarray(time.year + (time.month >= 10).astype(int))
+    t = pd.DatetimeIndex(np.asarray(time))
+    return np.asarray(t.year + (t.month >= 10).astype(int), dtype=np.int64)
 
 
 def whole_water_years(time: pd.DatetimeIndex) -> np.ndarray:

@@ -401,7 +401,7 @@ def fit_gru(
     >>> fit_gru(ds, epochs=1).method  # doctest: +SKIP
     'gru'
     """
-    from xmsgl.model import _resolve_periods
+    from xmsgl.model import _resolve_periods, warn_unobserved_validation
     from xmsgl.options import get_option
     from xmsgl.train import (
         feature_spec,
@@ -451,15 +451,7 @@ def fit_gru(
     val_rows = np.flatnonzero(np.isfinite(y_val).any(axis=1))
     val_ranges = period_ranges(time, masks["val"])
     if masks["val"].any() and val_rows.size == 0:
-        import warnings
-
-        from xmsgl.exceptions import XmsglWarning
-
-        warnings.warn(
-            f"the validation period {periods['val']} holds no fine observation ('reach_temp' is "
-            "all NaN there): the checkpoint kept is the one with the lowest training loss, and "
-            "nothing held out judges it; give val= days with observations",
-            XmsglWarning, stacklevel=3)
+        warn_unobserved_validation(periods["val"], stacklevel=4)
 
     wins = make_windows(period_ranges(time, masks["train"]), int(window), int(stride))
     # Reaches in the order of their ids, so that a seed draws the same batches however
