@@ -49,6 +49,14 @@ def test_failed_download_exits_1_not_2(tmp_path, monkeypatch: pytest.MonkeyPatch
     for name in drb.POOCH.registry:
         monkeypatch.setitem(drb.POOCH.urls, name, f"http://127.0.0.1:9/{name}")
     monkeypatch.setattr(drb.POOCH, "retry_if_failed", 0)
+    # pooch's log handler keeps the stderr of the moment pooch was imported, which an
+    # earlier test's capture may have closed since (a process's own stderr stays open).
+    import sys
+
+    import pooch
+    for handler in pooch.get_logger().handlers:
+        if hasattr(handler, "stream"):
+            monkeypatch.setattr(handler, "stream", sys.stderr)
     assert main(["fetch-data", "--folder", str(tmp_path / "drb")]) == 1
     err = capsys.readouterr().err.strip().splitlines()  # pooch's progress lines, then the error
     assert err[-1].startswith("xmsgl: error: ") and "Traceback" not in "".join(err)
@@ -210,6 +218,8 @@ def files(tmp_path, monkeypatch: pytest.MonkeyPatch):
         (["evaluate", "--cv", "msgl", "--cv-seeds", "1"], "--cv-seeds 1: msgl depends on its training seed"),
         (["evaluate", "--cv", "idw", "--cv-seeds", "0"], "--cv-seeds 0: give at least 1"),
         (["evaluate", "--cv", "idw", "--folds", "1"], "--folds 1"),
+        # Cross-validation options without --cv: refused, not ignored.
+        (["evaluate", "--folds", "4", "--blocking", "reach"], "--folds --blocking: these set the cross-validation"),
         (["evaluate", "--keep", "1.0", "0"], "--keep [0.0]"),
         (["evaluate", "--seeds", "1", "1"], "--seeds [1, 1]"),
         # Refused by the sweep itself, but only after the basin was built.
@@ -219,6 +229,7 @@ def files(tmp_path, monkeypatch: pytest.MonkeyPatch):
         (["evaluate", "--start", "notadate"], "--start 'notadate' is not a date"),
         (["evaluate", "--end", ""], "--end '' is not a date"),
         (["evaluate", "--end", "1999-09-30"], "--end 1999-09-30 is before --start 2000-10-01"),
+        (["evaluate", "--start", "2000-10-01T00:00Z"], "--start '2000-10-01T00:00Z' has a time zone"),
         # Known only once the basin is built, and still before the sweep.
         (["evaluate", "--cv", "climatology", "--folds", "40"],
          "--cv climatology --blocking subbasin --folds 40: blocking='subbasin' finds 10 sub-basins"),

@@ -77,6 +77,8 @@ def test_fit_checks_its_options_before_reading(files: dict[str, str], tmp_path,
         (["--epochs", "0"], "--epochs 0: give at least 1"),
         (["--train", "2002-01-01", "2001-01-01"], "--train END 2001-01-01 is before --train START"),
         (["--val", "someday", "2001-01-01"], "--val START 'someday' is not a date"),
+        # A zone on one date of the pair: refused in one line, not a comparison's traceback.
+        (["--test", "2002-01-01", "2002-09-30T00:00+01:00"], "--test END '2002-09-30T00:00+01:00' has a time zone"),
     ):
         assert main(["fit", files["nc"], out, *argv]) == 2
         assert message in capsys.readouterr().err
@@ -117,6 +119,30 @@ def test_downscale_writes_what_downscale_returns(files: dict[str, str], model_di
     assert list(got["reach"].values) == list(ds["reach"].values)
 
 
+def test_downscale_keeps_numpy_attributes_and_reads_partial_labels(
+        files: dict[str, str], model_dir: str, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Attributes as a netCDF reader returns them (numpy scalars and arrays) ride on the
+    # coordinates copied into the output; they used to stop the write in json.dumps.
+    ds = xr.load_dataset(files["nc"])
+    ds["time"].attrs["actual_range"] = np.array([0.0, 1095.0])
+    ds["reach"].attrs["valid_min"] = np.int32(1)
+    ds.to_netcdf(tmp_path / "attrs.nc")
+    for suffix in (".nc", ".zarr"):
+        out = tmp_path / f"a{suffix}"
+        # An end given as a partial label includes all of it, as in the library: "2003"
+        # ends after "2003-06" starts (it was refused as "before" it), and reaches past
+        # the record, which is said in a line.
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", xmsgl.XmsglWarning)
+            assert main(["downscale", model_dir, str(tmp_path / "attrs.nc"), str(out), "--time",
+                         "2003-06", "2003"]) == 0
+        assert "xmsgl: warning: time=('2003-06', '2003') reaches past" in capsys.readouterr().err
+        got = (xr.open_zarr(out) if suffix == ".zarr" else xr.open_dataset(out))["reach_temp_pred"]
+        assert str(got.time.values[0])[:10] == "2003-06-01" and str(got.time.values[-1])[:10] == "2003-09-30"
+        assert list(np.asarray(got.time.attrs["actual_range"])) == [0.0, 1095.0]
+        assert int(got.reach.attrs["valid_min"]) == 1
+
+
 def test_downscale_scales_and_refusals(files: dict[str, str], model_dir: str, tmp_path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     seg = tmp_path / "seg.nc"
@@ -134,6 +160,8 @@ def test_downscale_scales_and_refusals(files: dict[str, str], model_dir: str, tm
          "--scale cross runs in memory"),
         ([files["nc"], str(tmp_path / "t.nc"), "--time", "2003-01-01", "2002-01-01"],
          "--time END 2002-01-01 is before --time START"),
+        ([files["nc"], str(tmp_path / "t.nc"), "--time", "2003-01-01T00:00Z", "2003-01-31"],
+         "--time START '2003-01-01T00:00Z' has a time zone"),
     ):
         assert main(["downscale", model_dir, *argv]) == 2
         assert message in capsys.readouterr().err

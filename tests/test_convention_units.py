@@ -63,6 +63,16 @@ def test_bounds_follow_the_role_of_the_variable() -> None:
         validate(relabel(ds, "seg_temp", "K", hot_k))
 
 
+def test_only_the_targets_truth_is_judged_as_water() -> None:
+    ds = basin()
+    cold = np.full(ds.reach_air_temp.shape, -23.0, dtype=np.float32)
+    truth_of_air = ds.assign(reach_air_temp_true=(ds.reach_air_temp.dims, cold, {"units": "degC"}))
+    validate(truth_of_air)  # a winter's day of air, not an implausible river
+    frozen = ds.assign(reach_temp_true=(ds.reach_air_temp.dims, cold, {"units": "degC"}))
+    with pytest.raises(UnitsError, match="reach_temp_true"):
+        validate(frozen)
+
+
 def test_true_conversions_pass_and_nan_is_ignored() -> None:
     ds = basin()
     k = relabel(ds, "reach_temp", "K", ds.reach_temp.values + 273.15)

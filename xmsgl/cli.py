@@ -131,12 +131,23 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _json_attrs(ds: Any) -> Any:
-    """``ds`` with attributes netCDF cannot hold (lists, dicts, None) as JSON text."""
+    """``ds`` with attributes netCDF cannot hold (lists, dicts, None, booleans) as JSON
+    text. Numbers stay numbers, numpy's included (a netCDF reader gives ``valid_min``
+    as ``np.int32`` and ``actual_range`` as an array), as do 1-D numeric arrays."""
     import json
 
+    import numpy as np
+
+    def keep(v: Any) -> bool:
+        if isinstance(v, np.ndarray):
+            return v.ndim == 1 and v.dtype.kind in "iuf"
+        return isinstance(v, (str, int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+    def text(v: Any) -> str:
+        return json.dumps(v, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+
     def clean(attrs: dict[Any, Any]) -> dict[Any, Any]:
-        return {k: (v if isinstance(v, (str, int, float)) and not isinstance(v, bool) else json.dumps(v))
-                for k, v in attrs.items()}
+        return {k: (v if keep(v) else text(v)) for k, v in attrs.items()}
 
     ds.attrs = clean(ds.attrs)
     for v in ds.variables.values():
@@ -341,7 +352,15 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
     if args.epochs < 1:
         raise ParameterError(f"--epochs {args.epochs}: give at least 1")
     args.device = _device(args.device)
+    given_cv = [name for name in (*_CV_DEFAULTS, "cv_seeds") if getattr(args, name) is not None]
+    if given_cv and not args.cv:
+        options = " ".join("--" + name.replace("_", "-") for name in given_cv)
+        raise ParameterError(f"{options}: these set the cross-validation of --cv METHOD, which is "
+                             f"not asked for; add --cv METHOD, or leave them out")
     if args.cv:
+        for name, value in _CV_DEFAULTS.items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
         if args.folds < 2:
             raise ParameterError(f"--folds {args.folds}: cross-validation needs at least 2 folds")
         if args.repeats < 1:
@@ -381,6 +400,9 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
                        [] if args.data is None else [("--data input", args.data)], out)
 
 
+#: The cross-validation of ``xmsgl evaluate --cv`` when its options are not given.
+_CV_DEFAULTS: dict[str, Any] = {"folds": 3, "repeats": 2, "blocking": "subbasin"}
+
 #: The synthetic basin of ``xmsgl evaluate`` when no --data is given.
 _SYNTHETIC: dict[str, Any] = {"n_segments": 10, "start": "2000-10-01", "end": "2005-09-30",
                               "basin_seed": 1, "reach_obs_share": 0.1}
@@ -388,18 +410,27 @@ _SYNTHETIC: dict[str, Any] = {"n_segments": 10, "start": "2000-10-01", "end": "2
 
 def _check_dates(start: str, end: str, option: str | None = None) -> None:
     """``--start`` and ``--end`` of the synthetic basin (or the two dates of
-    ``option``): dates, in order."""
+    ``option``): dates without a time zone, in order. The two dates of an option are
+    read as the library reads a period: an end that is a partial label ("2016")
+    includes all of it."""
     import pandas as pd
+
+    from xmsgl.periods import period_bounds
 
     stamps = []
     names = (f"{option} START", f"{option} END") if option else ("--start", "--end")
-    for option_name, value in zip(names, (start, end)):
+    for side, (option_name, value) in enumerate(zip(names, (start, end))):
         try:
             stamp: Any = pd.Timestamp(value)
         except (ValueError, TypeError, OverflowError):
             stamp = pd.NaT
         if stamp is pd.NaT:  # pd.Timestamp("") is NaT, not an error
             raise TimeError(f"{option_name} {value!r} is not a date; give one such as 2000-10-01")
+        if stamp.tz is not None:
+            raise TimeError(f"{option_name} {value!r} has a time zone; dates are the dataset's "
+                            f"own days: give it without one, such as {stamp.date()}")
+        if option:  # the first (START) or last (END) instant of the label
+            stamp = period_bounds(value, option_name)[side]
         stamps.append(stamp)
     if stamps[1] < stamps[0]:
         raise TimeError(f"{names[1]} {end} is before {names[0]} {start}; swap them or move the "
@@ -645,13 +676,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--reach-obs-share", type=float, default=None,
                     help=f"share of synthetic reaches with a gauge (default: {_SYNTHETIC['reach_obs_share']})")
     ev.add_argument("--cv", default=None, metavar="METHOD", help="also cross-validate this method")
-    ev.add_argument("--folds", type=int, default=3, help="cross-validation folds (default: %(default)s)")
-    ev.add_argument("--repeats", type=int, default=2, help="cross-validation repeats (default: %(default)s)")
+    ev.add_argument("--folds", type=int, default=None,
+                    help=f"cross-validation folds (default: {_CV_DEFAULTS['folds']})")
+    ev.add_argument("--repeats", type=int, default=None,
+                    help=f"cross-validation repeats (default: {_CV_DEFAULTS['repeats']})")
     ev.add_argument("--cv-seeds", type=int, default=None,
                     help="training seeds per fold (default: 2, or 1 for the baselines, which ignore "
                          "the seed)")
-    ev.add_argument("--blocking", default="subbasin", choices=["subbasin", "reach", "water_year"],
-                    help="cross-validation blocks (default: %(default)s)")
+    ev.add_argument("--blocking", default=None, choices=["subbasin", "reach", "water_year"],
+                    help=f"cross-validation blocks (default: {_CV_DEFAULTS['blocking']})")
     ev.add_argument("--robustness", default=None, metavar="METHOD",
                     help="also run the robustness checks on this method (fitted on the training "
                          "years; the test years' observations are hidden)")

@@ -1164,7 +1164,9 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
     for key in list(out.data_vars):
         name = str(key)
         da = out[name]
-        water = name in TARGETS or (is_truth(name) and "temp" in name)
+        # The targets and their truth; another truth (an air temperature's) is
+        # judged as any other temperature.
+        water = name in TARGETS or (is_truth(name) and name.removesuffix("_true") in TARGETS)
         if water:
             if not check_values and da.attrs.get("units") is None:
                 raise UnitsError(
