@@ -309,6 +309,11 @@ def test_model_hash_covers_its_settings(model: Downscaler, tmp_path) -> None:
     (lambda c: c["variables"].update(n_common=99), "n_common=99"),
     (lambda c: c["variables"]["mean"].pop(c["variables"]["reach_vars"][0]), "input scalers"),
     (lambda c: c["variables"].update(seg_vars=c["variables"]["seg_vars"][1:]), "seg_vars|n_common|do not"),
+    (lambda c: c["variables"]["reach_vars"].append(c["variables"]["reach_vars"][-1]), "name an input twice"),
+    (lambda c: c["targets"].update(units="K"), "targets' units are 'K'"),
+    (lambda c: c["periods"].update(train="2001-01-01/2001-05-06"), "period 'train'"),
+    (lambda c: c["periods"].update(val=[["2001-05-07", "someday"]]), "period 'val'"),
+    (lambda c: c["graph"].update(weight_stats={"fine": [0.0, 1.0]}), "weight_stats"),
 ])
 def test_edited_settings_are_refused_at_load(model: Downscaler, tmp_path, change, match) -> None:
     folder = model.save(tmp_path / "m.xmsgl")

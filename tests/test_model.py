@@ -300,8 +300,12 @@ def test_fit_errors_name_the_problem(basin: xr.Dataset) -> None:
     air = bad.reach_air_temp.values.copy()
     air[0, :3] = np.nan
     bad["reach_air_temp"] = (bad.reach_air_temp.dims, air, bad.reach_air_temp.attrs)
-    with pytest.raises(DataError, match=r"'reach_air_temp' has 3 NaN"):
+    with pytest.raises(DataError, match=r"'reach_air_temp' has 3 NaN") as got:
         fit(bad, method="msgl", **FAST)
+    # The message says where: the first reach and day, in the dataset's own ids.
+    first = f"reach {int(bad.reach.values[0])} on {str(bad.time.values[0])[:10]}"
+    assert f"(at {first}, " in str(got.value)
+    assert "to fit a model without it" in str(got.value)
     none = basin.assign(reach_temp=basin.reach_temp * np.nan)
     with pytest.raises(DataError, match="no fine observations"):
         fit(none, method="msgl", **FAST)
@@ -398,7 +402,7 @@ def test_baselines_fit_downscale_save_and_load(tmp_path, tiny_basin: xr.Dataset)
     assert bool(np.isfinite(out).all())
     part = tiny_basin.msgl.downscale(model, time=(str(tiny_basin.time[5].values)[:10], None))
     np.testing.assert_array_equal(part.values, out.values[:, 5:])
-    with pytest.raises(XmsglError, match="scale='reach'"):
+    with pytest.raises(ParameterError, match="scale='reach'"):
         tiny_basin.msgl.downscale(model, scale="seg")
 
     path = model.save(tmp_path / "clim")

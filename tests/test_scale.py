@@ -431,8 +431,9 @@ def test_regions_with_a_chunked_reach_coordinate_and_a_scalar_one(
     assert out["run"].item() == "r1"
     store = tmp_path / "pred.zarr"
     out.to_zarr(store, compute=False, mode="w-", consolidated=False)
-    for a in range(0, out.sizes["reach"], 100):
-        region = {"reach": slice(a, a + 100), "time": slice(None)}
+    n = out.sizes["reach"]
+    for a in range(0, n, 100):  # the recipe of docs/pangeo.md
+        region = {"reach": slice(a, min(a + 100, n)), "time": slice(None)}
         out.isel(reach=region["reach"]).drop_vars(
             [c for c in out.coords if "reach" not in out[c].dims]).to_zarr(
             store, region=region, consolidated=False)
@@ -523,6 +524,21 @@ def test_local_cluster_of_processes(basin: xr.Dataset, model: Downscaler,
     assert all(n <= 1 for n, _ in per_worker.values())
     assert any(n == 1 for n, _ in per_worker.values())
     assert all(threads == 1 for _, threads in per_worker.values())
+
+
+def test_workers_keep_a_bounded_number_of_models(model: Downscaler, tmp_path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import xmsgl.scale as scale
+
+    monkeypatch.setattr(scale, "_MODELS", type(scale._MODELS)())
+    monkeypatch.setattr(scale, "MODELS_KEPT", 2)
+    paths = [str(model.save(tmp_path / f"m{i}.xmsgl")) for i in range(3)]
+    first = scale.cached_model(paths[0], model.sha256)
+    assert scale.cached_model(paths[0], model.sha256) is first  # loaded once
+    scale.cached_model(paths[1], model.sha256)
+    scale.cached_model(paths[0], model.sha256)  # used again: now the most recent
+    scale.cached_model(paths[2], model.sha256)  # drops the least recently used, paths[1]
+    assert [key[0] for key in scale._MODELS] == [paths[0], paths[2]]
 
 
 # ------------------------------------------------------------------- training by sub-basins

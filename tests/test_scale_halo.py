@@ -15,14 +15,12 @@ pytest.importorskip("dask")
 
 from tests.conftest import SCALE_FIT, SCALE_RUN  # noqa: E402
 from xmsgl.convention import topology_arrays  # noqa: E402
-from xmsgl.graph import DIRECTIONS, build_graphs  # noqa: E402
+from xmsgl.graph import DIRECTIONS, build_graphs, reweight, weight_stats  # noqa: E402
 from xmsgl.model import fit  # noqa: E402
 from xmsgl.scale import (  # noqa: E402
     HALO_MARGIN,
     _depth,
-    _reweight,
     _sub_topology,
-    _weight_stats,
     cut_reach,
     halo_for_options,
     partition,
@@ -161,7 +159,7 @@ def test_core_rows_of_a_block_graph_are_those_of_the_whole_network(
     # block differs from the whole network only through its halo's edge, days away.
     topo = topology_arrays(deep)
     whole = build_graphs(deep, **opts)
-    stats = _weight_stats(whole)
+    stats = weight_stats(whole)
     direction = opts["direction"]
     default = halo_for_options(opts, topo, whole)
     reach = cut_reach(opts, topo, whole)
@@ -181,7 +179,7 @@ def test_core_rows_of_a_block_graph_are_those_of_the_whole_network(
                  "reach_seg": ("reach", t["reach_seg"])},
                 coords={"seg": t["seg_id"], "reach": t["reach_id"]})
             g = build_graphs(sub, **opts)
-            _reweight(g, stats)
+            reweight(g, stats)
             core_s, core_r = np.arange(b.n_core_seg), np.arange(b.n_core_reach)
             for which, ids, whole_ids, core, whole_core in (
                     ("coarse", (g.seg_ids, g.seg_ids), (whole.seg_ids, whole.seg_ids),

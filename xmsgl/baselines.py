@@ -451,6 +451,7 @@ class BaselineModel:
             attrs={
                 "units": "degC",
                 "long_name": f"daily mean stream water temperature of fine reaches, {self.method} baseline",
+                "cell_methods": "time: mean",
                 "xmsgl_method": self.method,
                 "xmsgl_model_sha256": self.sha256,
                 **({"xmsgl_train_periods": ", ".join(f"{a}/{b}" for a, b in self.config["train"])}

@@ -12,13 +12,12 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, output_coords, validate
+from xmsgl.convention import GEOMETRY, REACH, SEG, TIME, TOPOLOGY, output_coords, validate
 from xmsgl.exceptions import (
     DataError,
     ParameterError,
     TimeError,
     TimeGapWarning,
-    XmsglError,
     XmsglWarning,
     check_count,
 )
@@ -60,6 +59,20 @@ def _time_positions(time: pd.DatetimeIndex, sel: Any) -> tuple[int, int]:
             f"{time[i1 - 1].date()} are returned; give inputs for the other days to have them",
             XmsglWarning, stacklevel=3)
     return i0, i1
+
+
+def read_by(ds: xr.Dataset, model: Downscaler) -> xr.Dataset:
+    """``ds`` with only the data variables ``model`` reads: the topology, the
+    geometry and its inputs (coordinates are kept).
+
+    Other variables (observations, an ensemble of forcings on one more dimension, a
+    variable without units) are the dataset's business: a fitted model's inputs are
+    fixed, so they are neither validated nor read.
+    """
+    spec = model.features
+    keep = {*TOPOLOGY, *GEOMETRY, *spec.seg_vars, *spec.reach_vars}
+    drop = [v for v in ds.data_vars if str(v) not in keep]
+    return ds.drop_vars(drop) if drop else ds
 
 
 def long_name(scale: str) -> str:
@@ -244,7 +257,9 @@ def downscale(
     check_graph : bool, default True
         Refuse a dataset whose river graph differs from the model's
         (:class:`~xmsgl.exceptions.ModelMismatchError`). ``False`` applies the
-        model to another network on purpose (its weights are node-agnostic).
+        model to another network, or to part of its own, on purpose (its weights are
+        node-agnostic; the edges are weighed with the training network's distance
+        statistics, ``config["graph"]["weight_stats"]``).
     lazy : bool, optional
         Default: lazy when an input variable the model reads is dask-backed. The lazy
         path (:func:`xmsgl.scale.downscale_lazy`) computes nothing during the call and
@@ -299,7 +314,7 @@ def downscale(
     """
     import xmsgl
     from xmsgl.baselines import BaselineModel
-    from xmsgl.graph import build_graphs
+    from xmsgl.graph import build_graphs, reweight
 
     if scale not in (REACH, SEG, CROSS):
         raise ParameterError(f"scale={scale!r} is not known; use 'reach', 'seg' or 'cross'")
@@ -312,23 +327,23 @@ def downscale(
     model = (model_or_path if isinstance(model_or_path, (Downscaler, BaselineModel))
              else load(model_or_path))
     if scale == CROSS and (isinstance(model, BaselineModel) or model.output != "fine"):
-        raise XmsglError(
+        raise ParameterError(
             f"method {model.method!r} has no cross-scale estimate; scale='cross' needs a msgl "
             "or async-msgl model"
         )
     if isinstance(model, BaselineModel):
         if scale == SEG:
-            raise XmsglError(
+            raise ParameterError(
                 f"baseline {model.method!r} predicts reaches only; use scale='reach', or a msgl, "
                 "async-msgl or remap model for segments"
             )
         return model.predict(ds, time=time)
     if scale == SEG and model.output == "fine_only":
-        raise XmsglError(
+        raise ParameterError(
             f"method {model.method!r} has no coarse prediction; use scale='reach', or a "
             "msgl, async-msgl or remap model"
         )
-    ds = validate(ds, check_values=False)
+    ds = validate(read_by(ds, model), check_values=False)
     if TIME not in ds.dims:
         raise DataError("the dataset has no 'time' dimension; downscaling needs daily inputs")
     if lazy is None:
@@ -337,7 +352,7 @@ def downscale(
         spec = model.features
         lazy = is_lazy(ds, spec.seg_vars + spec.reach_vars)
     if lazy and scale == CROSS:
-        raise XmsglError("scale='cross' runs in memory only; pass lazy=False (or load the inputs)")
+        raise ParameterError("scale='cross' runs in memory only; pass lazy=False (or load the inputs)")
     if lazy:
         from xmsgl.scale import downscale_lazy
 
@@ -348,6 +363,9 @@ def downscale(
             batch_size=batch_size, check_graph=check_graph, reach_chunk=reach_chunk,
             time_block=time_block, halo=halo, threads=threads)
     graphs = build_graphs(ds, **model.config["graph"].get("options", {}))
+    if not check_graph:
+        # Another network, or part of the model's own: its edges weighed as in training.
+        reweight(graphs, model.config["graph"].get("weight_stats"))
     # The coarse prediction and the cross-scale estimate come from the coarse states
     # alone: they read segment inputs only.
     inputs_of = REACH if scale == REACH else SEG

@@ -882,3 +882,44 @@ def build_graphs(
         fingerprint_parts=parts,
     )
 
+
+
+def weight_stats(graphs: RiverGraphs) -> dict[str, list[float]] | None:
+    """Mean and standard deviation of the negated distances that the ``"msgl"``
+    weighting standardizes, for the ``"coarse"``, ``"fine"`` and ``"cross"`` graphs
+    (``None`` for another weighting).
+
+    A fitted model keeps those of its own network (``config["graph"]["weight_stats"]``),
+    so that applied to another network, or to a part of its own, it weighs a given
+    distance as in training (:func:`reweight`): a reach's prediction then does not
+    depend on which other basins the dataset holds. The lazy path's blocks are weighted
+    the same way.
+    """
+    if graphs.weighting != "msgl":
+        return None
+    out = {}
+    for which in ("coarse", "fine", "cross"):
+        m = graphs.matrix(which)
+        d = graphs.edge_distance(which)
+        v = -d if which == "cross" else -d[_csr_rows(m) != m.indices]
+        out[which] = [float(v.mean()) if v.size else 0.0, float(v.std()) if v.size else 0.0]
+    return out
+
+
+def reweight(graphs: RiverGraphs, stats: dict[str, Any] | None) -> None:
+    """Rebuild the ``"msgl"`` weights of ``graphs`` in place with the standardization
+    ``stats`` of :func:`weight_stats` (taken on another network, or on the whole of
+    which ``graphs`` is a part); nothing happens when ``stats`` is ``None``."""
+    if stats is None or graphs.weighting != "msgl":
+        return
+    for which in ("coarse", "fine", "cross"):
+        m = graphs.matrix(which)
+        rows = _csr_rows(m)
+        mean, std = stats[which]
+        v = -graphs.edge_distance(which)
+        z = (v - mean) / std if std > 0 else np.zeros_like(v)
+        w = np.maximum(expit(z), _MIN_WEIGHT)
+        if which != "cross":
+            w[rows == m.indices] = 1.0
+        w = w / np.bincount(rows, weights=w, minlength=m.shape[0])[rows]
+        setattr(graphs, which, sp.csr_matrix((w, m.indices, m.indptr), shape=m.shape))

@@ -293,6 +293,17 @@ def _number(value: object) -> bool:
             and math.isfinite(float(value)))
 
 
+def _iso_date(value: object) -> bool:
+    """Whether ``value`` is a date as ``config.json`` writes one (``"2001-10-01"``)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return value != ""
+
+
 def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
     """Refuse a ``config.json`` whose method, targets or variables cannot be right."""
     where = str(cfg_file)
@@ -305,7 +316,13 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
     for key in ("history", "periods"):
         if key in config and not isinstance(config[key], dict):
             raise bad(f"the {key} entry is a {type(config[key]).__name__}, not a dict")
+    for key, spans in config.get("periods", {}).items():
+        if spans is not None and not (isinstance(spans, list) and all(
+                isinstance(p, list) and len(p) == 2 and all(_iso_date(d) for d in p) for p in spans)):
+            raise bad(f"the period {key!r} is {spans!r}, not a list of [first, last] ISO dates")
     t = config["targets"]
+    if isinstance(t, dict) and t.get("units", "degC") != "degC":
+        raise bad(f"the targets' units are {t.get('units')!r}; a model predicts degC")
     # Water temperatures in degC: a mean or spread beyond 1000 degC scales the
     # predictions out of any range (1e308 made them infinite).
     if not (isinstance(t, dict) and _number(t.get("mean")) and _number(t.get("std"))
@@ -317,6 +334,8 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise bad(f"the variables entry cannot be read ({type(err).__name__}: {err})") from err
     names = spec.seg_vars + spec.reach_vars
+    if len(set(names)) != len(names):
+        raise bad(f"the variables {spec.seg_vars} / {spec.reach_vars} name an input twice")
     if not all(isinstance(n, str) for n in names) or not 0 <= spec.n_common <= min(
             len(spec.seg_vars), len(spec.reach_vars)):
         raise bad(f"the variables {spec.seg_vars} / {spec.reach_vars} with n_common={spec.n_common} "
@@ -362,6 +381,13 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
         raise bad("the graph entry needs a 'fingerprint', 'n_seg', 'n_reach', the integer "
                   "'seg_ids' and 'reach_ids', a dict of 'options' and, if any, a dict of "
                   "'fingerprint_parts' (strings)")
+    ws = g.get("weight_stats")
+    if ws is not None and not (
+            isinstance(ws, dict) and set(ws) == {"coarse", "fine", "cross"}
+            and all(isinstance(v, list) and len(v) == 2 and all(_number(x) for x in v) and v[1] >= 0
+                    for v in ws.values())):
+        raise bad("the graph entry's 'weight_stats' needs, for 'coarse', 'fine' and 'cross', "
+                  "a [mean, std] pair of numbers with std >= 0")
     try:
         _check_graph_options(g.get("options", {}))
     except (ParameterError, SchemaError) as err:
@@ -836,7 +862,7 @@ def fit(
         raise ParameterError(f"backbone_options are options of backbone='dmsge'; drop them or "
                              f"pass backbone='dmsge' (got backbone={backbone!r})")
     dmsge_opts = dmsge_options(backbone_options) if backbone == "dmsge" else None
-    from xmsgl.graph import build_graphs
+    from xmsgl.graph import build_graphs, weight_stats
     from xmsgl.options import get_option
 
     check_weighting(weighting, task_weights)
@@ -1129,7 +1155,7 @@ def fit(
         "targets": {"seg": "seg_temp", "reach": "reach_temp", "units": "degC",
                     "mean": y_mean, "std": y_std},
         "graph": {"fingerprint": graphs.fingerprint, "fingerprint_parts": graphs.fingerprint_parts,
-                  "options": graph_options,
+                  "options": graph_options, "weight_stats": weight_stats(graphs),
                   "n_seg": graphs.n_seg, "n_reach": graphs.n_reach,
                   "seg_ids": sorted(int(i) for i in graphs.seg_ids),
                   "reach_ids": sorted(int(i) for i in graphs.reach_ids)},

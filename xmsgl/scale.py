@@ -39,6 +39,7 @@ whole network, run as one block only (:class:`BlockDependenceError` otherwise). 
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import functools
 import os
@@ -55,7 +56,7 @@ import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, Topology, output_coords, topology_arrays
 from xmsgl.exceptions import ModelMismatchError, ParameterError
-from xmsgl.graph import DIRECTIONS
+from xmsgl.graph import DIRECTIONS, reweight, weight_stats
 
 if TYPE_CHECKING:
     from xmsgl.graph import RiverGraphs
@@ -554,46 +555,6 @@ def _sub_topology(topo: Topology, block: Block) -> dict[str, np.ndarray]:
             "reach_seg": topo.reach_seg[block.reach]}
 
 
-def _weight_stats(graphs: RiverGraphs) -> dict[str, tuple[float, float]] | None:
-    """Mean and std of the negated distances the ``"msgl"`` weighting standardizes.
-
-    Taken once over the whole network, so that every block weighs its edges as the
-    whole network does (a block's own statistics would shift every weight).
-    """
-    if graphs.weighting != "msgl":
-        return None
-    from xmsgl.graph import _csr_rows
-
-    out = {}
-    for which in ("coarse", "fine", "cross"):
-        m = graphs.matrix(which)
-        d = graphs.edge_distance(which)
-        v = -d if which == "cross" else -d[_csr_rows(m) != m.indices]
-        out[which] = (float(v.mean()) if v.size else 0.0, float(v.std()) if v.size else 0.0)
-    return out
-
-
-def _reweight(graphs: RiverGraphs, stats: dict[str, tuple[float, float]] | None) -> None:
-    """Rebuild the ``"msgl"`` weights of a block's graphs with whole-network statistics."""
-    if stats is None:
-        return
-    from scipy.special import expit
-
-    from xmsgl.graph import _MIN_WEIGHT, _csr_rows
-
-    for which in ("coarse", "fine", "cross"):
-        m = graphs.matrix(which)
-        rows = _csr_rows(m)
-        mean, std = stats[which]
-        v = -graphs.edge_distance(which)
-        z = (v - mean) / std if std > 0 else np.zeros_like(v)
-        w = np.maximum(expit(z), _MIN_WEIGHT)
-        if which != "cross":
-            w[rows == m.indices] = 1.0
-        w = w / np.bincount(rows, weights=w, minlength=m.shape[0])[rows]
-        setattr(graphs, which, sp.csr_matrix((w, m.indices, m.indptr), shape=m.shape))
-
-
 # ------------------------------------------------------------- the dmsge backbone in blocks
 
 
@@ -708,8 +669,12 @@ def _thread_model(model: Downscaler, key: tuple[str, ...]) -> Downscaler:
 
 # ------------------------------------------------------------------ the model on workers
 
-_MODELS: dict[tuple[str, str, str], Downscaler] = {}
+#: Models a worker process keeps loaded, the most recently used last; beyond
+#: :data:`MODELS_KEPT` the least recently used is dropped (a model's config holds its
+#: network's ids: tens of MB at 10^6 reaches, in a worker that may serve many models).
+_MODELS: collections.OrderedDict[tuple[str, str, str], Downscaler] = collections.OrderedDict()
 _MODELS_LOCK = threading.Lock()
+MODELS_KEPT = 4
 _THREADS_SET: list[int] = []
 
 
@@ -725,7 +690,9 @@ def cached_model(path: str, sha256: str, device: Any = "cpu") -> Downscaler:
     key = (str(path), str(sha256), str(device))
     with _MODELS_LOCK:
         model = _MODELS.get(key)
-        if model is None:
+        if model is not None:
+            _MODELS.move_to_end(key)
+        else:
             from xmsgl.model import Downscaler
 
             model = Downscaler.load(path)
@@ -738,6 +705,8 @@ def cached_model(path: str, sha256: str, device: Any = "cpu") -> Downscaler:
             model.net.to(device)
             model.net.eval()
             _MODELS[key] = model
+            while len(_MODELS) > MODELS_KEPT:
+                _MODELS.popitem(last=False)
     return model
 
 
@@ -763,7 +732,7 @@ def _models_folder() -> Path:
 def _model_location(model: Downscaler, path: str | os.PathLike[str] | None) -> str:
     """A folder the workers can load the model from (saved to the temp folder if needed)."""
     if path is not None:
-        return str(Path(path).resolve())
+        return str(Path(path).expanduser().resolve())
     folder = _models_folder() / model.sha256
     if not (folder / "config.json").is_file():
         model.save(folder)
@@ -823,7 +792,7 @@ def _block_downscale_inner(
     model_path: str,
     model_sha256: str,
     graph_options: dict[str, Any],
-    stats: dict[str, tuple[float, float]] | None,
+    stats: dict[str, Any] | None,
     device: str,
     scale: str,
     spinup: int,
@@ -882,7 +851,7 @@ def _block_downscale_inner(
         sub[name] = (dims, vals[:, :n_in] if _XTIME in da.dims else vals, {"units": units[name]})
     check_compatible_vars_only(model, sub, scale)
     graphs = build_graphs(sub, **graph_options)
-    _reweight(graphs, stats)
+    reweight(graphs, stats)
     # The coarse head reads segments only.
     geoms = _block_geometry(block, geometry or {}, seg_ok)
     days = (np.asarray(block["_day"].values, dtype=np.int64)[:n_in] if "_day" in block.variables
@@ -1399,7 +1368,10 @@ def _downscale_lazy(
     else:
         check_compatible_vars_only(model, ds, scale)
     _check_chunks(ds, names, reach_chunk)
-    stats = _weight_stats(graphs)
+    # Every block's edges weighed as the whole network's, or as in training when the
+    # network may be another (or part of the model's own), as in memory.
+    fitted = model.config["graph"].get("weight_stats")
+    stats = fitted if not check_graph and fitted is not None else weight_stats(graphs)
     topo = topology_arrays(ds)
     halo_ = default_halo(model, topo, graphs) if halo is None else int(halo)
     part = partition(topo, reach_chunk=reach_chunk, halo=halo_,
@@ -1512,7 +1484,7 @@ def _downscale_lazy(
 
 
 def subbasin_data(data: Any, topo: Topology, block: Block, graph_options: dict[str, Any],
-                  stats: dict[str, tuple[float, float]] | None, device: Any) -> Any:
+                  stats: dict[str, Any] | None, device: Any) -> Any:
     """The :class:`~xmsgl.train.ModelData` of one block: its inputs and its sub-graphs."""
     from xmsgl.graph import build_graphs
     from xmsgl.train import ModelData, cross_row_blocks, torch_graphs
@@ -1525,7 +1497,7 @@ def subbasin_data(data: Any, topo: Topology, block: Block, graph_options: dict[s
          "reach_seg": (REACH, t["reach_seg"])},
         coords={SEG: t["seg_id"], REACH: t["reach_id"]})
     graphs = build_graphs(sub, **graph_options)
-    _reweight(graphs, stats)
+    reweight(graphs, stats)
     return ModelData(np.ascontiguousarray(data.x_seg[:, block.seg]),
                      np.ascontiguousarray(data.x_reach[:, block.reach]),
                      torch_graphs(graphs, device), cross_row_blocks(graphs, device, 10_000),
@@ -1554,7 +1526,7 @@ def train_subbasins(
 
     part = partition(topo, reach_chunk=max_reaches, halo=halo,
                      direction=graphs.options.get("direction") or "updown")
-    stats = _weight_stats(graphs)
+    stats = weight_stats(graphs)
     val = kwargs.pop("val", None)
     if len(part.blocks) == 1 and part.blocks[0].reach.size == topo.n_reach:
         return train_tasks(net, data, targets, windows, val=val, epochs=epochs, device=device,

@@ -166,24 +166,41 @@ def _input_values(sel: xr.Dataset, name: str, dim: str) -> tuple[np.ndarray, boo
     return (vals if da.dims[0] == TIME else vals.T), False
 
 
+def _where_bad(bad: np.ndarray, sel: xr.Dataset, dim: str, limit: int = 3) -> str:
+    """The first ``limit`` places where ``bad`` (a (T, N) or static (N,) mask of the
+    days and nodes of ``sel``) is true, as ``"reach 12 on 2001-05-03, ..."``."""
+    ids = np.asarray(sel[dim].values)
+    if bad.ndim == 1:
+        places = [f"{dim} {ids[n].item()!r}" for n in np.flatnonzero(bad)[:limit]]
+    else:
+        days = pd.DatetimeIndex(sel[TIME].values)
+        t, n = np.nonzero(bad)  # in time order, then by node
+        places = [f"{dim} {ids[j].item()!r} on {days[i].date()}" for i, j in zip(t[:limit], n[:limit], strict=True)]
+    more = int(np.count_nonzero(bad)) - len(places)
+    return ", ".join(places) + (f" and {more} more" if more > 0 else "")
+
+
 def _check_scores(name: str, lo: Any, hi: Any, vals: np.ndarray, spec: FeatureSpec, static: bool,
-                  n_time: int) -> None:
+                  sel: xr.Dataset, dim: str) -> None:
     """Refuse input ``name`` whose smallest or largest standard score (``lo``,
     ``hi``) is NaN, infinite or beyond :data:`MAX_STANDARD_SCORE`; ``vals`` are its
-    values, counted for the message only then."""
+    values on the days and nodes (``dim``) of ``sel``, counted and located for the
+    message only then."""
     if lo >= -MAX_STANDARD_SCORE and hi <= MAX_STANDARD_SCORE:
         return
     as32 = np.asarray(vals, dtype=np.float32)
-    n_bad = int(np.count_nonzero(~np.isfinite(as32)))
+    bad = ~np.isfinite(as32)
+    n_bad = int(np.count_nonzero(bad))
     if n_bad:
         raise DataError(
             f"input variable {name!r} has {n_bad} NaN or infinite values"
-            + ("" if static else f" in the {n_time} days used")
+            + ("" if static else f" in the {sel.sizes[TIME]} days read")
+            + f" (at {_where_bad(bad, sel, dim)})"
             + (f"; it has no 'time' to interpolate along: fill it from related values, for "
                f"a reach its segment's value, or a basin median with "
                f"ds[{name!r}] = ds[{name!r}].fillna(ds[{name!r}].median())" if static else
                f"; fill them (for example ds[{name!r}].interpolate_na('time') or .fillna(...))")
-            + f" or leave the variable out with ds.drop_vars({name!r})"
+            + f"; to fit a model without it, leave it out with ds.drop_vars({name!r})"
         )
     z = (as32 - np.float32(spec.mean[name])) / np.float32(spec.std[name])
     n_far = int(np.count_nonzero(~(np.abs(z) <= MAX_STANDARD_SCORE)))
@@ -255,7 +272,7 @@ def input_array(
         # (NaN propagates and fails both comparisons); only when some are found are
         # they told apart and counted for the message.
         lo, hi = (z.min(), z.max()) if z.size else (0.0, 0.0)
-        _check_scores(name, lo, hi, vals, spec, static, n_time)
+        _check_scores(name, lo, hi, vals, spec, static, sel, dim)
         if z.size:  # the scores' extremes are the values' extremes, standardized
             _check_temperature(name, float(lo) * spec.std[name] + spec.mean[name],
                                float(hi) * spec.std[name] + spec.mean[name], spec, sel[name].attrs)
@@ -304,7 +321,7 @@ class InputDays:
                 hi = (np.float32(vmax) - mean) / std
             else:
                 lo = hi = np.float32(0.0)
-            _check_scores(name, lo, hi, vals, spec, static, n_time)
+            _check_scores(name, lo, hi, vals, spec, static, sel, dim)
             if vals.size:
                 _check_temperature(name, vmin, vmax, spec, sel[name].attrs)
             if static:

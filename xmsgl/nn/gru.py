@@ -41,10 +41,10 @@ from torch import nn
 from xmsgl.baselines import BaselineModel
 from xmsgl.convention import (
     REACH,
-    TARGETS,
     TIME,
+    TOPOLOGY,
     input_variables,
-    is_truth,
+    output_coords,
     same_units,
     topology_arrays,
     validate,
@@ -215,9 +215,10 @@ class GRUModel(BaselineModel):
 
         # The model was fitted on the validated dataset (temperatures in K or degF
         # converted to degC), so the inputs are read from the validated copy too;
-        # the raw ones would be refused, or scaled in the wrong units. Targets and
-        # truth are not read, so they are left out rather than judged.
-        ds = validate(ds.drop_vars([v for v in ds.data_vars if v in TARGETS or is_truth(v)]),
+        # the raw ones would be refused, or scaled in the wrong units. Variables it
+        # does not read (targets, truth, others) are left out rather than judged.
+        keep = {*TOPOLOGY, *self.config["variables"]["reach_vars"]}
+        ds = validate(ds.drop_vars([v for v in ds.data_vars if str(v) not in keep]),
                       check_values=False)
         topo = topology_arrays(ds)
         r_pos, _ = self._positions(ds, topo)
@@ -251,16 +252,18 @@ class GRUModel(BaselineModel):
         values = (z * np.float32(tgt["std"]) + np.float32(tgt["mean"])).astype(np.float32)
         values = values[:, idx - t0]
         del r_pos  # the inputs are read in the dataset's own reach order
-        sub = ds.isel({TIME: idx})
-        coords = {name: c for name, c in sub.coords.items() if c.dims and set(c.dims) <= {REACH, TIME}}
+        coords = output_coords(ds.isel({TIME: idx}), REACH)
+        train = self.config.get("train")
         now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         return xr.DataArray(
             values, dims=(REACH, TIME), coords=coords, name="reach_temp_pred",
             attrs={
                 "units": "degC",
                 "long_name": "daily mean stream water temperature of fine reaches, per-reach GRU baseline",
+                "cell_methods": "time: mean",
                 "xmsgl_method": "gru",
                 "xmsgl_model_sha256": self.sha256,
+                **({"xmsgl_train_periods": ", ".join(f"{a}/{b}" for a, b in train)} if train else {}),
                 "history": f"{now} UTC: xmsgl {_version()} GRUModel(sha256={self.sha256[:16]})"
                            f".predict(time={time!r})",
             },
