@@ -584,3 +584,57 @@ def test_release_build_gives_segments_without_hrus_their_donors_attributes(
     static = [v for v in ds.data_vars if ds[v].dims == ("seg",) and ds[v].dtype.kind == "f"]
     assert static and not any(bool(ds[v].isnull().any()) for v in static)
     assert (ds.seg_forcing_donor != ds.seg).sum() == 40
+
+
+def test_release_forcings_are_read_from_the_zip_itself(tmp_path: Path) -> None:
+    # The release's forcings on a stand-in archive of two segments: the table is read
+    # from the zip (nothing is written beside it, the data folder may be read-only),
+    # a replaced zip is what is read, and the dry-segment codes are filled (the frame's
+    # values came back read-only, which stopped every release build).
+    import types
+    import zipfile
+
+    import pandas as pd
+
+    def write(air: float) -> Path:
+        days = pd.date_range("1990-01-01", "1990-01-05")
+        rows = [{"seg_id_nat": seg, "date": day.date(), "seg_tave_air": air, "seg_rain": 0.001,
+                 "seginc_swrad": 120.0, "seg_outflow": 3.0,
+                 "seg_tave_water": -98.9 if (seg, i) == (2, 1) else 4.0 + i}
+                for seg in (1, 2) for i, day in enumerate(days)]
+        folder = tmp_path / "sciencebase" / "P9GD8I7A"
+        folder.mkdir(parents=True, exist_ok=True)
+        archive = folder / "sntemp_inputs_outputs_drb.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("sntemp_inputs_outputs_drb.csv", pd.DataFrame(rows).to_csv(index=False))
+        return archive
+
+    archive = write(10.0)
+    coarse = types.SimpleNamespace(seg_ids=np.array([2, 1]))
+    out, times = drb._release_forcings(coarse, None, None, lambda name: archive)
+    assert len(times) == 5 and sorted(p.name for p in archive.parent.iterdir()) == [archive.name]
+    np.testing.assert_allclose(out["seg_tave_air"], 10.0)
+    np.testing.assert_allclose(out["seg_rain"], 1.0)  # m/day -> mm/day
+    np.testing.assert_allclose(out["seg_tave_water"][0], [4.0, 5.0, 6.0, 7.0, 8.0])  # seg 2, filled
+    archive = write(25.0)
+    out, _ = drb._release_forcings(coarse, None, None, lambda name: archive)
+    np.testing.assert_allclose(out["seg_tave_air"], 25.0)
+    archive.write_bytes(b"not a zip")
+    with pytest.raises(xmsgl.DataError, match="sntemp_inputs_outputs_drb.zip"):
+        drb._release_forcings(coarse, None, None, lambda name: archive)
+
+
+def test_release_files_include_what_the_release_build_reads() -> None:
+    # The donors' HRU attributes come from two pywatershed parameter files, which a
+    # release fetch left out.
+    for name in (drb._F_CHANNEL, drb._F_HRU_PARAMS, drb._F_SNTEMP, drb._F_ENHD):
+        assert name in drb.files_for("release")
+
+
+def test_cache_below_a_file_is_refused_before_reading(tmp_path: Path) -> None:
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    for cache in (a_file, a_file / "sub"):
+        with pytest.raises(xmsgl.ParameterError, match="is a file, not a folder"):
+            drb._cache_dir(cache)
+    assert drb._cache_dir(tmp_path / "new" / "cache") == tmp_path / "new" / "cache"

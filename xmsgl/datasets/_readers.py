@@ -6,8 +6,9 @@ and says how to recover (usually: delete the file and fetch it again). Optional
 dependencies (``pyreadr``, ``rdata``, ``pyarrow``) are imported inside the reader
 that needs them, with an install hint when they are missing.
 
-Zip archives are extracted by :func:`extract_zip`, which refuses members that would
-land outside the destination folder and never leaves a half-extracted folder behind.
+A CSV file inside a zip archive is read in place by :func:`read_zipped_csv`; zip
+archives are extracted by :func:`extract_zip`, which refuses members that would land
+outside the destination folder and never leaves a half-extracted folder behind.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "read_parquet",
     "open_netcdf",
     "extract_zip",
+    "read_zipped_csv",
 ]
 
 
@@ -137,6 +139,26 @@ def read_csv(path: Path, **kwargs: Any) -> pd.DataFrame:
     """Read a CSV file with :func:`pandas.read_csv`."""
     with _reading(path, "CSV"):
         return pd.read_csv(path, **kwargs)
+
+
+def read_zipped_csv(archive: Path, member: str, **kwargs: Any) -> pd.DataFrame:
+    """Read the CSV file ``member`` of the zip ``archive`` with :func:`pandas.read_csv`,
+    straight from the archive (nothing is extracted to disk).
+
+    Raises
+    ------
+    DataError
+        When the archive is not a readable zip, lacks ``member``, or the CSV cannot be
+        parsed; naming the archive and how to fetch it again.
+    """
+    with _reading(archive, "zip"):
+        with zipfile.ZipFile(archive) as zf:
+            names = [i.filename for i in zf.infolist() if not i.is_dir()]
+            if member not in names:
+                raise DataError(f"zip archive {str(archive)!r} has no member {member!r}; it holds "
+                                f"{names[:10]}: " + _refetch_hint(archive))
+            with zf.open(member) as src:
+                return pd.read_csv(src, **kwargs)
 
 
 def open_netcdf(path: Path, variables: list[str] | None = None) -> xr.Dataset:

@@ -138,8 +138,10 @@ _F_ENHD = "sciencebase/P976XCVT/enhd_nhdplusatts.parquet"
 
 _SHARED = (_F_XWALK, _F_NETWORK, _F_OBS, _F_SITE_OBS, _F_SITES, _F_SEG_ATTR, _F_SEG_PARAMS, _F_NWIS)
 
-#: Files read by ``open_drb(source="release")`` (release files plus the shared mirror files).
-RELEASE_FILES: tuple[str, ...] = (_F_SNTEMP, _F_ENHD, *_SHARED)
+#: Files read by ``open_drb(source="release")`` (release files plus the shared mirror
+#: files, and the HRU parameters that give segments without HRUs their donors'
+#: attributes).
+RELEASE_FILES: tuple[str, ...] = (_F_SNTEMP, _F_ENHD, *_SHARED, _F_CHANNEL, _F_HRU_PARAMS)
 
 Source = Literal["mirror", "release"]
 
@@ -1289,7 +1291,16 @@ def _cache_dir(cache: object) -> Path | None:
         return None
     if isinstance(cache, bytes) or not isinstance(cache, (str, os.PathLike)):
         raise ParameterError(f"cache={cache!r} must be True, False or a folder path")
-    return Path(cache).expanduser()
+    folder = Path(cache).expanduser()
+    for above in (folder, *folder.parents):
+        # A file on the way would make every table unwritable, which the cache's
+        # writes skip without a word: refuse it before any file is read.
+        if above.exists():
+            if not above.is_dir():
+                raise ParameterError(f"cache={str(cache)!r}: {str(above)!r} is a file, not a "
+                                     "folder; give a folder (it is created when missing)")
+            break
+    return folder
 
 
 def _day(value: Any, name: str, last: bool) -> pd.Timestamp | None:
@@ -1341,13 +1352,12 @@ _RELEASE_COLUMNS = {
 
 def _release_forcings(coarse: _Coarse, start: pd.Timestamp | None, end: pd.Timestamp | None,
                       get: _Get) -> tuple[dict[str, np.ndarray], pd.DatetimeIndex]:
+    # Read from the archive itself: nothing is extracted into the data folder (which
+    # may be read-only and shared), and a replaced archive is what is read.
     archive = get(_F_SNTEMP)
-    folder = archive.with_suffix("")
-    csv = folder / "sntemp_inputs_outputs_drb.csv"
-    if not csv.is_file():
-        _readers.extract_zip(archive, folder, members=["sntemp_inputs_outputs_drb.csv"])
     cols = ["seg_id_nat", "date", *_RELEASE_COLUMNS]
-    table = _readers.read_csv(csv, usecols=cols, parse_dates=["date"])
+    table = _readers.read_zipped_csv(archive, "sntemp_inputs_outputs_drb.csv", usecols=cols,
+                                     parse_dates=["date"])
     bounds = (str(table["date"].min().date()), str(table["date"].max().date()))
     times = _period(bounds, start, end)
     table = table[table["date"].isin(times)]
@@ -1355,7 +1365,7 @@ def _release_forcings(coarse: _Coarse, start: pd.Timestamp | None, end: pd.Times
     for col in _RELEASE_COLUMNS:
         wide = table.pivot(index="seg_id_nat", columns="date", values=col)
         wide = wide.reindex(index=coarse.seg_ids, columns=times)
-        values = wide.to_numpy(dtype=np.float64)
+        values = wide.to_numpy(dtype=np.float64, copy=True)  # written into below
         if col == "seg_rain":
             values = values * 1000.0  # m/day -> mm/day
         if col == "seg_tave_water":
