@@ -43,6 +43,8 @@ def test_output_is_labeled(basin: xr.Dataset, model: Downscaler, device: str) ->
                  "spinup=180", "check_graph=True", "time=2001-03-01/2001-03-31"):
         assert part in hist
     np.testing.assert_array_equal(out.reach.values, basin.reach.values)
+    val = model.config["periods"]["val"]
+    assert out.attrs["xmsgl_val_periods"] == ", ".join(f"{a}/{b}" for a, b in val)
     assert out.reach_code.values[0] == f"r{basin.reach.values[0]}"  # input coordinates kept
     assert bool(np.isfinite(out).all())
     assert 0 < float(out.mean()) < 30

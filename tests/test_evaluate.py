@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -207,6 +208,22 @@ def test_cross_validation_copies_count_once(five_years: xr.Dataset) -> None:
     np.testing.assert_allclose(variance_decomposition(cv.rmse, n_boot=50).icc.values, vd.icc.values)
 
 
+def test_water_year_folds_of_a_network_leave_a_year_to_train_on() -> None:
+    # Three water years in two folds: a fold holds out two, and the validation year
+    # fit's rule takes used to be the last one left, so fit stopped mid-run with "the
+    # training period None holds no day". With one free year there is no validation.
+    import torch
+
+    torch.set_num_threads(1)
+    three = xmsgl.datasets.synthetic_basin(n_segments=4, start="2000-10-01", end="2003-09-30",
+                                           seed=1, reach_obs_share=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xmsgl.XmsglWarning)  # no validation observation
+        cv = cross_validate(three, "remap", folds=2, repeats=1, seeds=2, blocking="water_year",
+                            fit_kwargs={"epochs": 1, "window": 120, "stride": 120})
+    assert np.isfinite(cv.rmse.values).all() and cv.rmse.size == 4
+
+
 def test_decomposition_of_a_method_that_ignores_the_seed(small_basin: xr.Dataset) -> None:
     # One seed: no seed component to estimate; the partition variance is that of the scores.
     cv = cross_validate(small_basin, "climatology", folds=2, repeats=2, seeds=1, blocking="water_year")
@@ -354,6 +371,13 @@ def test_accessor_warns_when_scores_are_in_sample(small_basin: xr.Dataset) -> No
     idw = obs_only.msgl.fit(method="idw")
     with pytest.warns(xmsgl.XmsglWarning, match="'idw' baseline .* zero error by construction"):
         obs_only.msgl.evaluate(obs_only.msgl.downscale(idw))
+    # A network's validation observations chose its checkpoint: scored on them, it is
+    # optimistic, and said so.
+    val = pred.copy()
+    del val.attrs["xmsgl_train_periods"]
+    val.attrs["xmsgl_val_periods"] = "2003-10-01/2004-09-30"
+    with pytest.warns(xmsgl.XmsglWarning, match="validation periods .* chose its checkpoint"):
+        obs_only.msgl.evaluate(val)
 
 
 def test_bad_trainer_results_and_scores_are_typed_errors(small_basin: xr.Dataset) -> None:

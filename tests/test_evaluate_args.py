@@ -154,3 +154,29 @@ def test_empty_holdouts_are_refused_before_any_training(basin: xr.Dataset) -> No
     with pytest.raises(xmsgl.DataError, match="fold 1 .*has no 'reach_temp' value; the holdout is empty"):
         cross_validate(obs, "fake", folds=2, repeats=1, seeds=2, blocking="subbasin", trainer=trainer)
     assert calls == []
+
+
+def test_evaluation_arguments_are_checked_before_work(basin: xr.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    import xmsgl.evaluate as ev
+    from xmsgl.metrics import hot_mask
+
+    # An unknown score is refused before the default trainer fits anything.
+    calls = []
+    monkeypatch.setattr(ev, "default_trainer", lambda *a, **k: calls.append(1) or _constant)
+    with pytest.raises(xmsgl.ParameterError, match="score='RMSE'"):
+        cross_validate(basin, "climatology", folds=2, repeats=1, seeds=1, score="RMSE")
+    assert calls == []
+    truth = basin.reach_temp_true
+    with pytest.raises(xmsgl.exceptions.SchemaError, match="hot='bogus'"):
+        xmsgl.evaluate.evaluate(truth, truth, hot="bogus")  # refused even without by='hot'
+    days = truth.assign_coords(time=np.arange(truth.sizes["time"]))
+    with pytest.raises(xmsgl.exceptions.SchemaError, match="by='season' needs dates"):
+        xmsgl.evaluate.evaluate(days, days, by="season")
+    with pytest.raises(xmsgl.ParameterError, match="quantile=1.5"):
+        hot_mask(truth, quantile=1.5)
+
+
+def test_decomposition_refuses_a_sweep(basin: xr.Dataset) -> None:
+    scores = xr.DataArray(np.arange(12.0).reshape(2, 3, 2), dims=("method", "keep", "seed"), name="rmse")
+    with pytest.raises(xmsgl.exceptions.SchemaError, match=r"select one value of \['method', 'keep'\]"):
+        variance_decomposition(scores, n_boot=10)

@@ -156,6 +156,27 @@ def test_robustness_of_a_network(basin: xr.Dataset, tmp_path) -> None:
     assert np.isfinite(float(rob.d_rmse.sel(check="shift", level=0)))
 
 
+def test_default_days_follow_what_the_fit_read() -> None:
+    # A network keeps its periods under config["periods"]; its training days were
+    # scored as if held out when it had no test period.
+    import types
+
+    import pandas as pd
+
+    from xmsgl.robustness import _default_days
+
+    time = pd.date_range("2000-10-01", "2003-09-30")
+    network = types.SimpleNamespace(config={"periods": {
+        "train": [["2000-10-01", "2001-09-30"]], "val": [["2001-10-01", "2002-09-30"]], "test": []}})
+    days = _default_days(network, time)
+    assert time[days][0] == pd.Timestamp("2002-10-01") and days.sum() == 365
+    baseline = types.SimpleNamespace(config={"train": [["2000-10-01", "2002-09-30"]]})
+    assert time[_default_days(baseline, time)][0] == pd.Timestamp("2002-10-01")
+    tested = types.SimpleNamespace(config={"periods": {"test": [["2001-01-01", "2001-01-31"]]}})
+    assert _default_days(tested, time).sum() == 31
+    assert _default_days(types.SimpleNamespace(config={}), time).all()
+
+
 def _without_truth(ds: xr.Dataset) -> xr.Dataset:
     return ds.drop_vars([v for v in ds.data_vars if str(v).endswith("_true")])
 

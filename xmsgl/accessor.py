@@ -70,7 +70,8 @@ class MsglAccessor:
         has it (the synthetic basin), else to the observations ``reach_temp``; for a
         prediction on segments (``scale="seg"``), ``seg_temp_true``, else ``seg_temp``.
         Scored against the observations by default, a prediction whose model was fitted on some
-        of the scored observations (its ``xmsgl_train_periods``), or one of the
+        of the scored observations (its ``xmsgl_train_periods``) or chose its checkpoint
+        on them (its ``xmsgl_val_periods``), or one of the
         ``"idw"`` and ``"harmonic"`` baselines, which reproduce the observations they
         are given, gets an :class:`~xmsgl.exceptions.XmsglWarning`: such scores are
         in-sample.
@@ -114,28 +115,34 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray) -> None:
             "observations masked, or pass observed= held-out values",
             XmsglWarning, stacklevel=3)
         return
-    periods = prediction.attrs.get("xmsgl_train_periods")
-    if not periods or "time" not in prediction.dims or "time" not in observed.dims:
+    if "time" not in prediction.dims or "time" not in observed.dims:
         return
     from xmsgl.exceptions import XmsglError
     from xmsgl.periods import period_mask
 
     times = pd.DatetimeIndex(prediction["time"].values)
-    try:
-        # "a/b, c/d", as xmsgl.downscale.output_attrs writes it.
-        inside = period_mask(times, [tuple(p.strip().split("/")) for p in str(periods).split(",")],
-                             "xmsgl_train_periods")
-    except (XmsglError, ValueError, TypeError):
-        return  # an attribute written by someone else: nothing to judge
-    if not inside.any():
-        return
-    days = times[inside]
-    seen = observed.sel(time=observed["time"].isin(days))
-    n = int(seen.notnull().sum())
-    if n:
-        warnings.warn(
-            f"scoring against {observed.name!r} on {int(inside.sum())} days inside the model's "
-            f"training periods ({periods}), where {observed.name!r} holds {n} observations, those it "
-            "was fitted on: these scores are in-sample. Score a held-out period, e.g. "
-            "ds.msgl.evaluate(pred.sel(time=slice(start, end))), or pass observed=",
-            XmsglWarning, stacklevel=3)
+    for attr, what, why in (
+            ("xmsgl_train_periods", "training periods", "those it was fitted on: these scores are "
+                                                        "in-sample"),
+            ("xmsgl_val_periods", "validation periods", "those that chose its checkpoint: these "
+                                                        "scores are optimistic")):
+        periods = prediction.attrs.get(attr)
+        if not periods:
+            continue
+        try:
+            # "a/b, c/d", as xmsgl.downscale.output_attrs writes it.
+            inside = period_mask(times, [tuple(p.strip().split("/")) for p in str(periods).split(",")],
+                                 attr)
+        except (XmsglError, ValueError, TypeError):
+            continue  # an attribute written by someone else: nothing to judge
+        if not inside.any():
+            continue
+        seen = observed.sel(time=observed["time"].isin(times[inside]))
+        n = int(seen.notnull().sum())
+        if n:
+            warnings.warn(
+                f"scoring against {observed.name!r} on {int(inside.sum())} days inside the model's "
+                f"{what} ({periods}), where {observed.name!r} holds {n} observations, {why}. Score "
+                "a held-out period, e.g. ds.msgl.evaluate(pred.sel(time=slice(start, end))), or "
+                "pass observed=",
+                XmsglWarning, stacklevel=3)

@@ -156,6 +156,9 @@ def output_attrs(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0: int
     train = merge_spans([*(periods.get("train") or []), *(periods.get("stage_a") or [])])
     if train:
         attrs["xmsgl_train_periods"] = ", ".join(f"{a}/{b}" for a, b in train)
+    val = merge_spans(periods.get("val") or [])
+    if val:  # its observations chose the checkpoint
+        attrs["xmsgl_val_periods"] = ", ".join(f"{a}/{b}" for a, b in val)
     short = short_warmup(times, i0, i1, spinup, breaks)
     if short:
         attrs["xmsgl_short_warmup"] = short

@@ -122,7 +122,8 @@ def evaluate(
     prediction, observed : xarray.DataArray
         Predicted and observed (or true) water temperature in degC on the same
         dimensions, for example (reach, time); NaN marks a missing value. Only pairs
-        where both are finite count.
+        where neither is NaN count (an infinite value counts, and makes the scores
+        infinite).
     dims : str or sequence of str, optional
         Dimensions to pool over. Default: all (one pooled value per subset).
         ``dims="time"`` gives one value per reach.
@@ -190,17 +191,21 @@ def evaluate(
         raise SchemaError(
             f"by={by!r} needs a {str(time_dim)!r} dimension; the data has {tuple(map(str, p.dims))}"
         )
+    if hot not in (None, "reach"):
+        raise SchemaError(f"hot={hot!r} is not known; use 'reach' or None")
     labels: list[str] = ["all"]
     masks: list[xr.DataArray | None] = [None]
     if "season" in subsets:
+        if not np.issubdtype(p[time_dim].dtype, np.datetime64):
+            raise SchemaError(
+                f"by='season' needs dates on {str(time_dim)!r}, which holds "
+                f"{p[time_dim].dtype}; convert it (pd.to_datetime) or leave 'season' out")
         season = p[time_dim].dt.season
         for s in SEASONS:
             labels.append(s)
             masks.append(season == s)
     if "hot" in subsets:
         per = hot if hot is None else next((d for d in o.dims if d != time_dim), None)
-        if hot not in (None, "reach"):
-            raise SchemaError(f"hot={hot!r} is not known; use 'reach' or None")
         labels.append(HOT)
         # The threshold is taken over the observations that are scored (those with a
         # prediction): a day the prediction leaves out must not move it.
@@ -804,6 +809,9 @@ def cross_validate(
     {'repeat': 1, 'fold': 3, 'seed': 2}
     """
     seed_list = _seeds(seeds)
+    if trainer is None and score not in (*METRICS, "n"):
+        # The default trainer's scores are known now: refuse before any fit runs.
+        raise ParameterError(f"score={score!r} is not among the scores {[*METRICS, 'n']}")
     parts, target_all, target_name = _cv_plan(ds, folds=folds, repeats=repeats, blocking=blocking,
                                               seed=seed, use_truth=use_truth)
     train_fn = trainer if trainer is not None else default_trainer(method, fit_kwargs)
@@ -998,6 +1006,15 @@ def variance_decomposition(
     if "seed" not in da.dims:
         raise SchemaError(f"the scores need a 'seed' dimension; they have {tuple(map(str, da.dims))}")
     part_dims = [d for d in da.dims if d != "seed"]
+    other = [str(d) for d in part_dims if d not in ("repeat", "fold", "partition")]
+    if other:
+        # A sparsity sweep's (method, keep) cells are fixed settings, not random
+        # partitions of the data: their spread is not a partition variance.
+        raise SchemaError(
+            f"the scores {name!r} are on {tuple(map(str, da.dims))}; the decomposition reads "
+            f"partitions on ('repeat', 'fold') or 'partition', and seeds on 'seed': select one "
+            f"value of {other} first (e.g. scores.sel({other[0]}=...)), or pass cross_validate's "
+            "result")
     if not part_dims:
         raise DataError(f"the decomposition needs at least 2 partitions, got scores {name!r} on 'seed' "
                         "alone (no partition dimension); pass scores on (repeat, fold, seed) or "

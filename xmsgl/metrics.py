@@ -40,6 +40,7 @@ import xarray as xr
 from xmsgl.convention import _refuse_timezones, _temperature_scale, _temperature_to_celsius, same_units
 from xmsgl.exceptions import (
     DataError,
+    ParameterError,
     SchemaError,
     TimeError,
     UnitsError,
@@ -643,6 +644,8 @@ def hot_mask(
     >>> int(hot_mask(o, per=None).sum())
     2
     """
+    if not 0 <= quantile <= 1:
+        raise ParameterError(f"quantile={quantile!r} must be in [0, 1] (0.9: the hottest tenth)")
     if per is not None and per not in observed.dims:
         per = None  # a single series: per-reach and pooled agree
     over = [time_dim] if per is not None else list(observed.dims)

@@ -545,6 +545,11 @@ def _resolve_periods(
                 f"{time[both][0].date()}); give disjoint periods"
             )
     if not masks["train"].any():
+        if periods["train"] is None:
+            raise TimeError(f"the validation {periods['val']!r} and test {periods['test']!r} "
+                            f"periods cover every day of the dataset ({time[0].date()} to "
+                            f"{time[-1].date()}), which leaves none to train on; shorten them "
+                            "or give train= (start, end)")
         raise TimeError(f"the training period {periods['train']!r} holds no day of the dataset "
                         f"({time[0].date()} to {time[-1].date()})")
     for k, what in (("val", "validation"), ("test", "test")):

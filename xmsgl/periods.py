@@ -217,7 +217,8 @@ def validation_beside(time: pd.DatetimeIndex, test: np.ndarray) -> list[tuple[st
     of :func:`split_periods`: the ``max(1, round(n / 12))`` whole water years of the
     record (``n`` of them) that hold no test day and come just before the first test
     day, or where none does, just after the last; empty when no whole water year is
-    free of test days.
+    free of test days. At least one free whole water year is left for training: with
+    one free year there is no validation period.
 
     Examples
     --------
@@ -227,6 +228,8 @@ def validation_beside(time: pd.DatetimeIndex, test: np.ndarray) -> list[tuple[st
     [('2002-10-01', '2003-09-30')]
     >>> validation_beside(t, np.asarray(t <= "2001-09-30"))
     [('2001-10-01', '2002-09-30')]
+    >>> validation_beside(t, np.asarray(t >= "2001-10-01"))  # one free year: training's
+    []
     """
     time = pd.DatetimeIndex(time)
     test = np.asarray(test, dtype=bool)
@@ -235,9 +238,9 @@ def validation_beside(time: pd.DatetimeIndex, test: np.ndarray) -> list[tuple[st
     wy = water_years(time)
     whole = whole_water_years(time)
     free = [y for y in whole if not test[wy == y].any()]
-    if not free:
+    n_val = min(max(1, round(whole.size / 12)), len(free) - 1)
+    if n_val < 1:
         return []
-    n_val = max(1, round(whole.size / 12))
     first, last = time[test][0], time[test][-1]
     before = [y for y in free if time[wy == y][-1] < first]
     after = [y for y in free if time[wy == y][0] > last]

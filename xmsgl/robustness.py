@@ -537,14 +537,18 @@ def _predict(model: Any, ds: xr.Dataset, time: tuple[str, str]) -> xr.DataArray:
 
 def _default_days(model: Any, time: pd.DatetimeIndex) -> np.ndarray:
     """The days scored by default: the model's test period (every part of it, and
-    nothing between its parts), else the days after its training, else all."""
+    nothing between its parts), else the days after every day whose targets its fit
+    read (training, validation, ASYNC-MSGL's stage A), else all."""
     cfg = getattr(model, "config", {}) or {}
-    test = (cfg.get("periods") or {}).get("test")
+    periods = cfg.get("periods") or {}
+    test = periods.get("test")
     if test:
         return period_mask(time, [(str(a), str(b)) for a, b in test], "test")
-    train = cfg.get("train")
-    if train:
-        end = max(pd.Timestamp(b) for _, b in train)
+    # A baseline keeps its training period as "train", a network under "periods".
+    read = [*(cfg.get("train") or periods.get("train") or []), *(periods.get("val") or []),
+            *(periods.get("stage_a") or [])]
+    if read:
+        end = max(pd.Timestamp(b) for _, b in read)
         after = np.asarray(time > end)
         if after.any():
             return after
@@ -643,7 +647,8 @@ def robustness(
         Scored days, read as :mod:`xmsgl.periods` reads periods (``"2015"``, a
         ``(start, end)`` pair or a list of them); default the model's test period
         (``config["periods"]["test"]``, every part of it and only those days), else
-        the days after its training period, else every day. The output's
+        the days after its training and validation periods (and ASYNC-MSGL's stage
+        A), else every day. The output's
         ``scored_days`` lists them.
     n_draws : int, default 3
         Draws of each random check (``"shift"``, ``"mask_coarse"``, ``"mask_gauges"``);

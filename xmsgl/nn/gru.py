@@ -254,6 +254,7 @@ class GRUModel(BaselineModel):
         del r_pos  # the inputs are read in the dataset's own reach order
         coords = output_coords(ds.isel({TIME: idx}), REACH)
         train = self.config.get("train")
+        val = (self.config.get("periods") or {}).get("val")
         now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         return xr.DataArray(
             values, dims=(REACH, TIME), coords=coords, name="reach_temp_pred",
@@ -264,6 +265,7 @@ class GRUModel(BaselineModel):
                 "xmsgl_method": "gru",
                 "xmsgl_model_sha256": self.sha256,
                 **({"xmsgl_train_periods": ", ".join(f"{a}/{b}" for a, b in train)} if train else {}),
+                **({"xmsgl_val_periods": ", ".join(f"{a}/{b}" for a, b in val)} if val else {}),
                 "history": f"{now} UTC: xmsgl {_version()} GRUModel(sha256={self.sha256[:16]})"
                            f".predict(time={time!r})",
             },
