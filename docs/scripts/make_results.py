@@ -351,7 +351,12 @@ def main() -> None:
         f"seeds={args.cv_seeds}, blocking={args.blocking!r})`, {t_cv / 60:.1f} minutes, scored at every "
         "reach of the held-out blocks on every day. "
         f"Test RMSE (degC) over the {cv.rmse.size} fits: mean {float(cv.rmse.mean()):.3f}, "
-        f"range {float(cv.rmse.min()):.3f} to {float(cv.rmse.max()):.3f}.",
+        f"range {float(cv.rmse.min()):.3f} to {float(cv.rmse.max()):.3f}. "
+        f"The decomposition counts each distinct held-out set once: {vd.attrs['n_partitions']} "
+        f"partitions of the {cv.sizes['repeat'] * cv.sizes['fold']}"
+        + (f" ({vd.attrs['n_duplicates_dropped']} repeated a set held out before, and were dropped: "
+           "its mean below is over the distinct ones)" if vd.attrs["n_duplicates_dropped"] else "")
+        + ".",
         "",
         "| quantity | estimate | 95% bootstrap interval |",
         "|---|---|---|",
