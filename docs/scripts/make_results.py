@@ -354,8 +354,9 @@ def main() -> None:
         f"range {float(cv.rmse.min()):.3f} to {float(cv.rmse.max()):.3f}. "
         f"The decomposition counts each distinct held-out set once: {vd.attrs['n_partitions']} "
         f"partitions of the {cv.sizes['repeat'] * cv.sizes['fold']}"
-        + (f" ({vd.attrs['n_duplicates_dropped']} repeated a set held out before, and were dropped: "
-           "its mean below is over the distinct ones)" if vd.attrs["n_duplicates_dropped"] else "")
+        + (f" ({vd.attrs['n_duplicates_dropped']} repeated a set held out before and "
+           f"{'was' if vd.attrs['n_duplicates_dropped'] == 1 else 'were'} dropped: the mean "
+           "below is over the distinct ones)" if vd.attrs["n_duplicates_dropped"] else "")
         + ".",
         "",
         "| quantity | estimate | 95% bootstrap interval |",
