@@ -272,3 +272,48 @@ def test_backbone_options_must_be_a_dict_of_sane_sizes() -> None:
         backbone_options([1, 2])  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="layers'\\]=1000000 is more than 64"):
         backbone_options({"layers": 10**6})
+
+
+def test_sub_network_keeps_the_training_length_scale_and_k_needs_candidates_only_when_dynamic(
+        tmp_path) -> None:
+    # Edge features are in units of the training network's median nearest-node
+    # distance; a drainage basin downscaled alone recomputed it from its own nodes
+    # (0.14 degC apart here). k above candidates is refused only where the dynamic
+    # search reads the candidates.
+    from xmsgl.graph import build_graphs
+
+    two = xmsgl.datasets.synthetic_basin(n_segments=8, n_outlets=2, start="2001-01-01",
+                                         end="2001-04-30", seed=5, reach_obs_share=0.3)
+    opts = {"k": 6, "candidates": 4, "layers": 1, "graphs": ["hydro"]}
+    model = two.msgl.fit(method="msgl", epochs=1, hidden=4, window=60, stride=60, progress=False,
+                         backbone="dmsge", backbone_options=opts)
+    scales = model.config["hyperparameters"]["backbone_length_scales"]
+    assert set(scales) == {"seg", "reach"} and all(v > 0 for v in scales.values())
+    loaded = xmsgl.load(model.save(tmp_path / "m"))
+    assert loaded.net.dmsge.length_scales == scales
+    g = build_graphs(two)
+    first = g.component_seg == g.component_seg[0]
+    one = two.isel(seg=np.flatnonzero(first),
+                   reach=np.flatnonzero(np.isin(two.reach_seg.values, two.seg.values[first])))
+    whole = two.msgl.downscale(loaded).sel(reach=one.reach)
+    alone = one.msgl.downscale(loaded, check_graph=False)
+    np.testing.assert_allclose(alone.values, whole.values, atol=1e-5)
+    with pytest.raises(ParameterError, match="larger than backbone_options\\['candidates'\\]"):
+        two.msgl.fit(method="msgl", epochs=1, hidden=4, window=60, stride=60, progress=False,
+                     backbone="dmsge", backbone_options={**opts, "graphs": ["hydro", "dynamic"]})
+
+
+def test_plot_explain_refuses_a_graph_the_model_does_not_use(basin: xr.Dataset) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from xmsgl.explain import plot_explain
+
+    static = basin.msgl.fit(method="fine-only", epochs=1, hidden=4, window=60, stride=60,
+                            progress=False, backbone="dmsge",
+                            backbone_options={**OPTS, "graphs": ["hydro", "geo"]})
+    ex = static.explain(basin, time=("2001-02-01", "2001-03-31"))
+    assert (ex["top_neighbour"].sel(graph="dynamic") == -1).all()
+    with pytest.raises(ParameterError, match="not a neighbourhood of the explained model"):
+        plot_explain(ex, basin)  # graph="dynamic" by default
+    assert plot_explain(ex, basin, graph="geo").axes

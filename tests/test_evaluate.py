@@ -408,8 +408,11 @@ def test_accessor_scores_a_segment_prediction_against_the_segments(small_basin: 
     model = xmsgl.fit(obs_only, method="remap", epochs=1, window=120, stride=120, progress=False,
                       train=("2000-10-01", "2003-09-30"), val=("2003-10-01", "2004-09-30"))
     seg = obs_only.msgl.downscale(model, scale="seg")
-    with pytest.warns(xmsgl.XmsglWarning, match="scoring against 'seg_temp' on .* in-sample"):
+    with pytest.warns(xmsgl.XmsglWarning) as said:
         scores = obs_only.msgl.evaluate(seg)
+    # The training years, then the validation year (which chose the checkpoint).
+    assert [w.message.args[0].split(" days inside the model's ")[1][:18] for w in said] == [
+        "training periods (", "validation periods"]
     assert int(scores["n"]) > 0
     assert int(small_basin.msgl.evaluate(seg)["n"]) == seg.size  # against seg_temp_true
 

@@ -207,3 +207,44 @@ def test_reaches_without_coordinates_are_named(tiny_basin: xr.Dataset) -> None:
     bad = tiny_basin["reach"].values[[2, 5]]
     with pytest.raises(SchemaError, match=f"reach_x.*{bad[0]}.*{bad[1]}"):
         node_geometry(ds, "reach")
+
+
+def test_feature_ties_go_to_the_smaller_id_whatever_the_row_order() -> None:
+    # Equal embeddings (reaches given the same inputs) made the neighbours, and the
+    # predictions, depend on the order of the rows.
+    rng = np.random.default_rng(1)
+    x = torch.tensor(rng.normal(size=(9, 2)), dtype=torch.float32)
+    x[2:7] = x[1]  # six identical embeddings
+    ids = np.array([90, 10, 50, 20, 80, 30, 70, 40, 60])
+
+    def neighbours(perm: np.ndarray) -> dict[int, set[int]]:
+        idx = feature_knn(x[perm].unsqueeze(0), 2, tie_keys=ids[perm])[0].numpy()
+        return {int(ids[perm][i]): {int(ids[perm][j]) for j in row} for i, row in enumerate(idx)}
+
+    base = neighbours(np.arange(9))
+    assert base[10] == {20, 30}  # the smallest ids among the equals
+    for seed in range(5):
+        assert neighbours(np.random.default_rng(seed).permutation(9)) == base
+
+
+def test_candidates_do_not_depend_on_the_order_of_the_rows() -> None:
+    pos = np.array([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [5.0, 5.0]])
+    group = np.array([0, 1, 1, 2, 2, 2])
+    ids = np.array([10, 14, 12, 11, 13, 15])
+
+    def sets(perm: np.ndarray) -> dict[int, list[int]]:
+        cand, valid = candidate_set(pos[perm], group[perm], 2, tie_keys=ids[perm])
+        return {int(ids[perm][i]): [int(ids[perm][c]) for c, v in zip(row, ok) if v]
+                for i, (row, ok) in enumerate(zip(cand, valid))}
+
+    base = sets(np.arange(6))
+    assert base[10][-2:] == [11, 12]  # four candidates at the same distance: the smallest ids
+    for seed in range(5):
+        assert sets(np.random.default_rng(seed).permutation(6)) == base
+
+
+def test_feature_knn_needs_valid_with_candidates() -> None:
+    x = torch.zeros(1, 3000, 2)
+    cand = torch.zeros(3000, 4, dtype=torch.int64)
+    with pytest.raises(ParameterError, match="pass valid"):
+        feature_knn(x, 2, cand, None, brute_max=10)

@@ -147,7 +147,8 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
             k_dyn = max(1, min(backbone.k, states[0].shape[1] - 1,
                                st.cand.shape[-1] if st.cand is not None else backbone.k))
             dyn = [feature_knn(s.mean(dim=2), k_dyn, st.cand, st.cand_valid,
-                               brute_max=backbone.options["brute_max"]) for s in states]
+                               brute_max=backbone.options["brute_max"], tie_keys=st.geometry.ids)
+                   for s in states]
             hydro, real = rec["hydro"].to(dev), rec["hydro_real"].to(dev)
             geo = rec["geo"].to(dev)
             depth = len(states)
@@ -164,10 +165,10 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
     n_layers = len(rec["wins"])
     reach_ids = np.asarray(ds[REACH].values)
     cats = ("upstream", "downstream", "other", "self", "parent_segment")
-    # Neighbourhoods the model does not use stay NaN (top_neighbour: 0).
+    # Neighbourhoods the model does not use stay NaN (top_neighbour: -1, never an id).
     shares = {c: np.full((n_layers, len(_GRAPHS), n), np.nan) for c in cats}
     win_dist = np.full((n_layers, len(_GRAPHS), n), np.nan)
-    top_id = np.zeros((n_layers, len(_GRAPHS), n), dtype=np.int64)
+    top_id = np.full((n_layers, len(_GRAPHS), n), -1, dtype=np.int64)
     top_share = np.full((n_layers, len(_GRAPHS), n), np.nan)
     scale = float(geom.length_scale)
     edges = np.concatenate([[0.0], scale * 0.5 * 2.0 ** np.arange(n_bins - 1), [np.inf]])
@@ -220,7 +221,8 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
             "win_distance": (lgr, win_dist, {
                 "long_name": "mean straight-line distance of the max-winning neighbours",
                 "units": "m"}),
-            "top_neighbour": (lgr, top_id, {"long_name": "reach id of the most frequent winner"}),
+            "top_neighbour": (lgr, top_id, {"long_name": "reach id of the most frequent winner "
+                                                         "(-1 where the model does not use the graph)"}),
             "top_share": (lgr, top_share, {"long_name": "share of wins of the top neighbour",
                                            "units": "1"}),
             "win_distance_hist": (("layer", "graph", "distance_bin"), hist, {
@@ -286,6 +288,10 @@ def plot_explain(result: xr.Dataset, ds: xr.Dataset | None = None, *, variable: 
                              "result; use e.g. 'share_upstream', 'win_distance' or 'top_share'")
     if graph not in _GRAPHS:
         raise ParameterError(f"graph={graph!r} is not known; use one of {list(_GRAPHS)}")
+    used = str(result.attrs.get("graphs", " ".join(_GRAPHS))).split()
+    if graph not in used:
+        raise ParameterError(f"graph={graph!r} is not a neighbourhood of the explained model, which "
+                             f"uses {used}; draw one of those")
     n_layers = result.sizes.get("layer", 0)
     if n_layers == 0:
         raise ParameterError("the explained model has no graph layer (layers=0), so no neighbour "
@@ -324,7 +330,7 @@ def plot_explain(result: xr.Dataset, ds: xr.Dataset | None = None, *, variable: 
     if arrows:
         top = result["top_neighbour"].isel(layer=layer).sel(graph=graph).values
         for p, t in enumerate(top):
-            q = pos_of.get(int(t))
+            q = pos_of.get(int(t)) if t >= 0 else None
             if q is not None and q != p:
                 ax.plot([x[p], x[q]], [y[p], y[q]], color="tab:red", lw=0.5, alpha=0.6, zorder=2)
     sc = ax.scatter(x, y, c=sel, s=12, cmap="viridis", zorder=3)

@@ -468,8 +468,8 @@ def sparse_topk(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, k: in
     return index, real
 
 
-def candidate_set(pos: np.ndarray, group: np.ndarray, m: int, *, max_group: int = 32
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def candidate_set(pos: np.ndarray, group: np.ndarray, m: int, *, max_group: int = 32,
+                  tie_keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Fixed-width candidate neighbours: the node's group (parent segment) and its ``m`` nearest nodes.
 
     Parameters
@@ -482,6 +482,10 @@ def candidate_set(pos: np.ndarray, group: np.ndarray, m: int, *, max_group: int 
         Geometric candidates per node (at most ``N - 1``).
     max_group : int, default 32
         At most this many members of the node's group (the nearest ones) are kept.
+    tie_keys : numpy.ndarray, optional
+        A key per node (its id) that orders the group members and breaks distance
+        ties, so that each node's candidates, in order, do not depend on the order of
+        the rows. Default: the row positions.
 
     Returns
     -------
@@ -502,8 +506,9 @@ def candidate_set(pos: np.ndarray, group: np.ndarray, m: int, *, max_group: int 
     group = np.asarray(group, dtype=np.int64)
     n = pos.shape[0]
     m = _check_k(m, n - 1, "other nodes", "lower the number of geometric candidates")
-    geo = geometric_knn(pos, m)
-    order = np.argsort(group, kind="stable")
+    keys = np.arange(n) if tie_keys is None else np.asarray(tie_keys)
+    geo = geometric_knn(pos, m, tie_keys=keys)
+    order = np.lexsort((keys, group))  # by group, then by key
     g_sorted = group[order]
     starts = np.searchsorted(g_sorted, g_sorted, side="left")
     sizes = np.searchsorted(g_sorted, g_sorted, side="right") - starts
@@ -512,7 +517,7 @@ def candidate_set(pos: np.ndarray, group: np.ndarray, m: int, *, max_group: int 
     if width:
         big = np.flatnonzero(sizes - 1 > width)
         small = np.flatnonzero(sizes - 1 <= width)
-        # Groups that fit: every other member, in dataset order (self removed).
+        # Groups that fit: every other member, in key order (self removed).
         node = order[small]
         span = np.arange(width + 1)
         cols = starts[small][:, None] + span[None, :]
@@ -539,7 +544,7 @@ def candidate_set(pos: np.ndarray, group: np.ndarray, m: int, *, max_group: int 
 # ------------------------------------------------------------------- feature kNN
 
 
-def knn_brute(x: torch.Tensor, k: int) -> torch.Tensor:
+def knn_brute(x: torch.Tensor, k: int, tie_keys: np.ndarray | None = None) -> torch.Tensor:
     """Exact ``k`` nearest other nodes in feature space: ``cdist`` + ``topk``.
 
     Parameters
@@ -548,6 +553,9 @@ def knn_brute(x: torch.Tensor, k: int) -> torch.Tensor:
         Features.
     k : int
         Neighbours, at most ``N - 1``.
+    tie_keys : numpy.ndarray, optional
+        A key per node (its id): equal distances go to the smaller key, so that the
+        neighbours do not depend on the order of the rows. Default: the positions.
 
     Returns
     -------
@@ -566,13 +574,23 @@ def knn_brute(x: torch.Tensor, k: int) -> torch.Tensor:
     xb = x.unsqueeze(0) if squeeze else x
     n = xb.shape[1]
     k = _check_k(k, n - 1, "other nodes", "lower k")
+    order = inverse = None
+    if tie_keys is not None:
+        # Searched in key order, so that equal distances go to the smaller key.
+        order = torch.from_numpy(np.argsort(np.asarray(tie_keys), kind="stable")).to(xb.device)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(n, device=xb.device)
+        xb = xb.index_select(1, order)
     d = torch.cdist(xb, xb)
     # Rank the node itself after everything, NaN distances (NaN features) included:
     # topk puts NaN after inf, so an inf diagonal would let a node whose distances
     # are all NaN pick itself.
     d = d.masked_fill(torch.isnan(d), float("inf"))
     d.diagonal(dim1=1, dim2=2).fill_(float("nan"))
-    idx = d.topk(k, dim=2, largest=False).indices
+    # A stable sort breaks ties by column: in key order when the columns are.
+    idx = torch.sort(d, dim=2, stable=True).indices[:, :, :k]
+    if order is not None:
+        idx = order[idx][:, inverse]  # back to the caller's positions and rows
     return idx[0] if squeeze else idx
 
 
@@ -617,12 +635,14 @@ def knn_candidates(x: torch.Tensor, candidates: torch.Tensor, valid: torch.Tenso
     # Padding ranks after every real candidate, NaN distances (NaN features) included:
     # topk puts NaN after inf, so NaN marks the padding and inf the NaN distances.
     d = d.masked_fill(torch.isnan(d), float("inf")).masked_fill(~valid.unsqueeze(0), float("nan"))
-    pick = d.topk(k, dim=2, largest=False).indices
+    # Ties go to the earlier candidate column (candidate_set orders them by key).
+    pick = torch.sort(d, dim=2, stable=True).indices[:, :, :k]
     return candidates.unsqueeze(0).expand(b, n, m).gather(2, pick)
 
 
 def feature_knn(x: torch.Tensor, k: int, candidates: torch.Tensor | None = None,
-                valid: torch.Tensor | None = None, *, brute_max: int = 2048) -> torch.Tensor:
+                valid: torch.Tensor | None = None, *, brute_max: int = 2048,
+                tie_keys: np.ndarray | None = None) -> torch.Tensor:
     """Feature-space kNN: exact for ``N <= brute_max`` or without candidates, else over candidates.
 
     Parameters
@@ -635,6 +655,9 @@ def feature_knn(x: torch.Tensor, k: int, candidates: torch.Tensor | None = None,
         Candidate sets of :func:`candidate_set`.
     brute_max : int, default 2048
         Largest graph searched exhaustively when candidates are given.
+    tie_keys : numpy.ndarray, optional
+        A key per node (its id) that breaks ties in the exhaustive search; over
+        candidates, ties go to the earlier candidate (see :func:`candidate_set`).
 
     Returns
     -------
@@ -647,6 +670,7 @@ def feature_knn(x: torch.Tensor, k: int, candidates: torch.Tensor | None = None,
     torch.Size([2, 10, 4])
     """
     if candidates is None or x.shape[1] <= brute_max:
-        return knn_brute(x, k)
-    assert valid is not None, "pass valid along with candidates"
+        return knn_brute(x, k, tie_keys)
+    if valid is None:
+        raise ParameterError("feature_knn: pass valid (which candidates are real) along with candidates")
     return knn_candidates(x, candidates, valid, k)

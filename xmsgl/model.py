@@ -365,6 +365,10 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
     huge = {k: hp[k] for k, most in limits.items() if hp[k] > most}
     if huge:
         raise bad(f"the hyperparameters {huge} exceed what a fit gives ({limits})")
+    ls = hp.get("backbone_length_scales")
+    if ls is not None and not (isinstance(ls, dict) and all(
+            k in ("seg", "reach") and _number(x) and x > 0 for k, x in ls.items())):
+        raise bad(f"the backbone_length_scales {ls!r} must map 'seg'/'reach' to positive numbers")
     if hp.get("fine_head", "residual") not in FINE_HEADS:
         raise bad(f"the fine_head {hp.get('fine_head')!r} is not one of {list(FINE_HEADS)}")
     if hp.get("input_scaling", "per-scale") not in INPUT_SCALINGS:
@@ -462,7 +466,7 @@ def _build_net(config: dict[str, Any]) -> MSGLNet:
     hp = config["hyperparameters"]
     v = config["variables"]
     n_common = int(v["n_common"])
-    return MSGLNet(
+    net = MSGLNet(
         n_common=n_common,
         n_seg_extra=len(v["seg_vars"]) - n_common,
         n_reach_extra=len(v["reach_vars"]) - n_common,
@@ -474,6 +478,12 @@ def _build_net(config: dict[str, Any]) -> MSGLNet:
         # Models saved before the choice existed have the residual head.
         fine_head=str(hp.get("fine_head", "residual")),
     )
+    if net.dmsge is not None:
+        # The training network's edge length scales (models saved before they were
+        # kept take each network's own).
+        net.dmsge.length_scales = {str(k): float(x)
+                                   for k, x in (hp.get("backbone_length_scales") or {}).items()}
+    return net
 
 
 def _set_backbone_geometry(net: MSGLNet, ds: xr.Dataset, scales: tuple[str, ...],
@@ -998,6 +1008,12 @@ def fit(
                   len(spec.reach_vars) - spec.n_common, hidden_, int(attn_window), int(attn_blocks),
                   backbone=backbone, backbone_options=dmsge_opts, fine_head=fine_head).to(dev)
     _set_backbone_geometry(net, ds, scales)
+    if net.dmsge is not None:
+        # Edge features are in units of the training network's median nearest-node
+        # distance, kept so that another network (or part of this one) uses the same.
+        net.dmsge.length_scales = {s: float(net.dmsge.geometry(s).length_scale) or 1.0
+                                   for s in scales}
+        hp["backbone_length_scales"] = dict(net.dmsge.length_scales)
 
     val_ranges = period_ranges(time, masks["val"])
     ys_std_reach = std(y_reach)

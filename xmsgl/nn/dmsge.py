@@ -126,8 +126,9 @@ def backbone_options(options: dict[str, Any] | None) -> dict[str, Any]:
         raise ParameterError(f"backbone_options['graphs']={graphs!r} must be a non-empty list of "
                              f"distinct names from {list(GRAPHS)}")
     opts["graphs"] = [g for g in GRAPHS if g in graphs]
-    if opts["candidates"] < opts["k"]:
-        # Two limits on k, named together so that fixing one does not run into the other.
+    if "dynamic" in opts["graphs"] and opts["candidates"] < opts["k"]:
+        # Only the dynamic search reads the candidates. Two limits on k, named together
+        # so that fixing one does not run into the other.
         raise ParameterError(
             f"backbone_options['k']={opts['k']} is larger than backbone_options['candidates']="
             f"{opts['candidates']}, the candidates per node among which the dynamic search of "
@@ -435,6 +436,10 @@ class DMSGEBackbone(nn.Module):
         self.readout = (nn.Linear(self.hidden * (opts["layers"] + 1), self.hidden)
                         if self.concat else None)
         self._scales: dict[str, _ScaleState] = {}
+        #: Length scale of each scale's edge features, fixed by the fit (the training
+        #: network's median nearest-node distance); a scale absent here takes the
+        #: geometry's own.
+        self.length_scales: dict[str, float] = {}
         self._hydro: dict[str, tuple[Any, torch.Tensor, torch.Tensor]] = {}
         #: Set to a dict to record embeddings, neighbourhoods and max-winners of the next call.
         self.record: dict[str, Any] | None = None
@@ -467,9 +472,9 @@ class DMSGEBackbone(nn.Module):
         cand = cand_valid = None
         if "dynamic" in self.graphs and n > self.options["brute_max"]:
             m = min(self.options["candidates"], n - 1)
-            c, v = candidate_set(geometry.pos, geometry.group, m)
+            c, v = candidate_set(geometry.pos, geometry.group, m, tie_keys=geometry.ids)
             cand, cand_valid = torch.from_numpy(c), torch.from_numpy(v)
-        scale_len = float(geometry.length_scale) or 1.0
+        scale_len = float(self.length_scales.get(scale) or geometry.length_scale) or 1.0
         self._scales[scale] = _ScaleState(
             n=n, pos=torch.from_numpy(geometry.pos / scale_len).float(),
             odist=torch.from_numpy(geometry.outlet_distance / scale_len).float(),
@@ -552,7 +557,7 @@ class DMSGEBackbone(nn.Module):
                 with torch.no_grad():
                     summary = h.detach().mean(dim=2)  # (B, N, H): one graph per window
                     dyn = feature_knn(summary, self.k, st.cand, st.cand_valid,
-                                      brute_max=self.options["brute_max"])
+                                      brute_max=self.options["brute_max"], tie_keys=st.geometry.ids)
                 neighbours.append((dyn, edge_features(st, dyn)))
             wins: list[torch.Tensor] | None = [] if rec is not None else None
             h = layer(h, neighbours, self.mean, wins)
