@@ -30,6 +30,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from _provenance import provenance
 
 
 def main() -> None:
@@ -85,7 +86,7 @@ def main() -> None:
                "dropped": args.drop, "fine_head": args.fine_head or "default",
                "input_scaling": args.input_scaling or "default",
                **({"ema_decay": args.ema_decay} if args.ema_decay is not None else {}),
-               "date": time.strftime("%Y-%m-%d")}
+               "date": time.strftime("%Y-%m-%d"), **provenance(args.threads or torch.get_num_threads())}
     seg_pos = topology_arrays(ds).reach_seg_idx
     inherited = ds.seg_temp_true.sel(time=slice(*test)).transpose("seg", "time").values[seg_pos]
     gap = inherited - truth.values
@@ -134,17 +135,25 @@ def main() -> None:
                                   "mae": round(float(np.nanmean(np.abs(err))), 4), **extra,
                                   "fit_seconds": round(fit_seconds, 1), **setting}),
                       flush=True)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     for keep in args.keep:
-        summary = {m: (float(np.mean(scores[(m, keep)])), float(np.std(scores[(m, keep)])))
+        # The standard deviation over seeds is the sample one (ddof=1; 0 for one seed).
+        summary = {m: (float(np.mean(scores[(m, keep)])),
+                       float(np.std(scores[(m, keep)], ddof=1)) if len(scores[(m, keep)]) > 1 else 0.0)
                    for m in args.methods if (m, keep) in scores}
-        single = [summary[m][0] for m in ("fine-only", "remap") if m in summary]
-        line = {"what": "summary", "keep": keep, "seeds": args.seeds, **setting,
+        single = {m: summary[m][0] for m in ("fine-only", "remap") if m in summary}
+        line = {"what": "summary", "keep": keep, "seeds": seeds, **setting, "std": "sample (ddof=1)",
                 "rmse_mean_std": {m: [round(a, 4), round(b, 4)] for m, (a, b) in summary.items()}}
         if single:
-            best = min(single)
+            base = min(single, key=lambda m: single[m])
+            line["best_single_scale"] = base
+            missing = [m for m in ("fine-only", "remap") if m not in single]
+            if missing:
+                # The best of what ran, not of both single-scale baselines.
+                line["single_scale_not_run"] = missing
             for m in ("msgl", "async-msgl"):
                 if m in summary:
-                    line[f"{m}_gain_vs_best_single_scale"] = round(1 - summary[m][0] / best, 4)
+                    line[f"{m}_gain_vs_best_single_scale"] = round(1 - summary[m][0] / single[base], 4)
             line["goal_gain"] = 0.20
         print(json.dumps(line), flush=True)
 

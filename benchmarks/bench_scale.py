@@ -50,7 +50,7 @@ DEFAULT_BLOCK = 10_000  # blocks of the halo sweep
 
 
 def _fit_model() -> None:
-    # The same model as the inference benchmark (bench_inference.py, beside this file).
+    # The model of the inference benchmark with --max-hops 8 (bench_inference.py, beside this file).
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from bench_inference import fit_model
 

@@ -13,8 +13,9 @@ work as the timed network's equal-weights epoch).
 Run: ``python benchmarks/bench_train.py`` (``--quick`` for a small basin,
 ``--max-hops 8`` for the sparser fine graph of ``graph_options={"max_hops": 8}``).
 ``--device cuda`` trains on the GPU (the goals are for the 2-core CPU), and the
-line adds the GPU's peak allocated memory. Before each timed epoch one window
-trains a copy of the network, timed apart (``seconds_untimed_first_window``): what
+line adds the GPU's peak allocated memory. Before each timed epoch one step (the
+windows of one batch) trains a copy of the network, timed apart
+(``seconds_untimed_first_window``): what
 a process pays once (the import of torch's compiler stack by its first optimizer,
 about a second here; the recurrence's reusable buffers; starting CUDA) is not an
 epoch's cost.
@@ -32,11 +33,14 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from _provenance import provenance
 from torch import nn
 
 
 def _peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    """The process's peak RSS so far in GB (``ru_maxrss`` is in KiB on Linux): a high-water
+    mark, so each line's value covers everything the process ran before it."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
 class DenseReference(nn.Module):
@@ -141,6 +145,7 @@ def main() -> None:
     from xmsgl.train import (
         ModelData,
         cross_row_blocks,
+        default_batch_size,
         feature_spec,
         fit_scalers,
         input_array,
@@ -179,19 +184,21 @@ def main() -> None:
             "window": 365, "threads": args.threads, "max_hops": args.max_hops,
             "fine_nonzeros_per_row": round(graphs.fine.nnz / graphs.n_reach, 1),
             "device": str(dev), "gpu": torch.cuda.get_device_name(dev) if gpu else None,
-            "machine": platform.processor() or platform.machine(),
-            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+            "machine": platform.machine(), **provenance(args.threads), "date": time.strftime("%Y-%m-%d")}
+    # The windows a step takes, as train_tasks chooses them: the untimed first step
+    # must allocate the buffers of a whole step, or the timed epoch pays for them.
+    bs = args.batch_size or default_batch_size(graphs.n_seg + graphs.n_reach, 365, 20)
     results = {}
     for weighting in ("equal", "mgda"):
         torch.manual_seed(0)
         net = MSGLNet(spec.n_common, len(spec.seg_vars) - spec.n_common,
                       len(spec.reach_vars) - spec.n_common, hidden=20).to(dev)
-        # One window on a copy first, timed apart: what a process pays once (torch's
+        # One step on a copy first, timed apart: what a process pays once (torch's
         # first optimizer imports its compiler stack, the recurrence's reusable
         # buffers are allocated and zeroed, CUDA starts on a GPU), not every epoch.
         t_warm = time.perf_counter()
         warm = copy.deepcopy(net)
-        train_tasks(warm, data, {"coarse": ys, "cross": yr, "fine": yr}, windows[:1], val=None,
+        train_tasks(warm, data, {"coarse": ys, "cross": yr, "fine": yr}, windows[:bs], val=None,
                     epochs=1, weighting=weighting, batch_size=args.batch_size, device=dev,
                     rng=np.random.default_rng(0), progress=False)
         sync()

@@ -43,7 +43,11 @@ SINGLE = ("fine-only", "remap")
 # Fields of a fit's line that are not part of its setting.
 _NOT_SETTING = {"what", "method", "seed", "rmse", "mae", "fit_seconds", "date", "best_epoch",
                 "val_by_epoch", "task_weights_last_epoch", "rmse_observed_reaches",
-                "rmse_unobserved_reaches", "observed_reaches", "rmse_cross_scale_estimate"}
+                "rmse_unobserved_reaches", "observed_reaches", "rmse_cross_scale_estimate",
+                # Where a fit ran: a fit is deterministic per seed whatever the CPU and
+                # threads, and runs of several commits are pooled when their seeds do
+                # not conflict; the summary lists the commits it pooled.
+                "commit", "cpu", "torch", "threads"}
 
 
 def read_fits(lines: Iterable[str]) -> list[dict[str, Any]]:
@@ -76,7 +80,9 @@ def t_quantile_975(df: int) -> float:
 def compare(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One summary per (setting, multi-scale method) present with a single-scale baseline."""
     by_setting: dict[str, dict[str, dict[int, float]]] = {}
+    commits: dict[str, set[str]] = {}
     for rec in fits:
+        commits.setdefault(setting_key(rec), set()).add(str(rec.get("commit", "unrecorded")))
         scores = by_setting.setdefault(setting_key(rec), {}).setdefault(rec["method"], {})
         seed = int(rec["seed"])
         if seed in scores and scores[seed] != rec["rmse"]:
@@ -121,6 +127,7 @@ def compare(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
             line["gain_of_means_reaches_goal"] = line["gain_of_means"] >= GOAL_GAIN
             if n > 1:
                 line["ci95_lower_reaches_goal"] = line["gain_by_seed_ci95"][0] >= GOAL_GAIN
+            line["commits"] = sorted(commits[key])
             line["setting"] = setting
             out.append(line)
     return out
