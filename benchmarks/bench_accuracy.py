@@ -56,6 +56,8 @@ def main() -> None:
                     help="fine_head of msgl and async-msgl (default: fit's)")
     ap.add_argument("--input-scaling", default=None, choices=["pooled", "per-scale"],
                     help="input_scaling of msgl and async-msgl (default: fit's)")
+    ap.add_argument("--max-hops", type=int, default=None,
+                    help="graph_options={'max_hops': N} for every method (default: fit's graphs)")
     ap.add_argument("--ema-decay", type=float, default=None,
                     help="ema_decay of every network method (default: none, fit's)")
     args = ap.parse_args()
@@ -86,6 +88,7 @@ def main() -> None:
                "dropped": args.drop, "fine_head": args.fine_head or "default",
                "input_scaling": args.input_scaling or "default",
                **({"ema_decay": args.ema_decay} if args.ema_decay is not None else {}),
+               **({"max_hops": args.max_hops} if args.max_hops is not None else {}),
                "date": time.strftime("%Y-%m-%d"), **provenance(args.threads or torch.get_num_threads())}
     seg_pos = topology_arrays(ds).reach_seg_idx
     inherited = ds.seg_temp_true.sel(time=slice(*test)).transpose("seg", "time").values[seg_pos]
@@ -112,6 +115,8 @@ def main() -> None:
                                and method in ("msgl", "async-msgl") else {}),
                             **({"ema_decay": args.ema_decay} if args.ema_decay is not None
                                else {}),
+                            **({"graph_options": {"max_hops": args.max_hops}}
+                               if args.max_hops is not None else {}),
                             **periods)
                 pred = downscale(sparse, model, time=test)
                 fit_seconds = time.perf_counter() - t0
