@@ -103,8 +103,20 @@ def _gpu_memory(device: str) -> dict[str, float]:
             round(torch.cuda.max_memory_allocated() / 1e9, 2)}
 
 
+def _synthetic_network(n_reach: int, n_days: int) -> xr.Dataset:
+    """The synthetic basin generator's network at about ``n_reach`` reaches (its own
+    drainage shape: shallower than the random trees), its forcings, ``n_days`` days."""
+    import xmsgl
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=max(5, round(n_reach / 7.3)), start="2001-01-01",
+                                        end=str((pd.Timestamp("2001-01-01")
+                                                 + pd.Timedelta(days=n_days - 1)).date()))
+    return ds.drop_vars([v for v in ds.data_vars if str(v).endswith("_true")
+                         or v in ("seg_temp", "reach_temp")])
+
+
 def _one(n_reach: int, n_days: int, threads: int, device: str = "cpu", repeats: int = 1,
-         max_hops: int | None = None) -> None:
+         max_hops: int | None = None, network: str = "random") -> None:
     import torch
 
     import xmsgl
@@ -113,7 +125,8 @@ def _one(n_reach: int, n_days: int, threads: int, device: str = "cpu", repeats: 
     torch.set_num_threads(threads)
     model = xmsgl.load(model_dir(max_hops))
     template = xmsgl.datasets.synthetic_basin(n_segments=5, start="2001-01-01", end="2001-03-01")
-    ds = _network(n_reach, template, n_days)
+    ds = (_network(n_reach, template, n_days) if network == "random"
+          else _synthetic_network(n_reach, n_days))
     times = []
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
@@ -127,7 +140,7 @@ def _one(n_reach: int, n_days: int, threads: int, device: str = "cpu", repeats: 
     graph_s = time.perf_counter() - t1
     reach_days = out.sizes["reach"] * out.sizes["time"]
     print(json.dumps({
-        "what": "downscale_throughput", "method": model.method, "n_reach": int(out.sizes["reach"]),
+        "what": "downscale_throughput", "method": model.method, "network": network, "n_reach": int(out.sizes["reach"]),
         "n_seg": int(ds.sizes["seg"]), "days": int(out.sizes["time"]), "threads": threads,
         "device": device, "seconds_each_call": [round(t, 2) for t in times],
         "seconds_total": round(sec, 2), "seconds_graph_build": round(graph_s, 2),
@@ -151,19 +164,22 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu (the goal's setting), cuda, cuda:1, ...")
     ap.add_argument("--repeats", type=int, default=1, help="calls timed per size (the best is reported)")
+    ap.add_argument("--network", choices=["random", "synthetic"], default="random",
+                    help="random trees, 7 reaches per segment (default), or the synthetic basin "
+                         "generator's network, shallower")
     ap.add_argument("--max-hops", type=int, default=None,
                     help="graphs of at most this many hops (default: fit's default graphs)")
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     hops = [] if args.max_hops is None else ["--max-hops", str(args.max_hops)]
     if args.one is not None:
-        _one(args.one, args.days, args.threads, args.device, args.repeats, args.max_hops)
+        _one(args.one, args.days, args.threads, args.device, args.repeats, args.max_hops, args.network)
         return
     fit_model(model_dir(args.max_hops), args.max_hops)
     for n in args.sizes:
         subprocess.run([sys.executable, __file__, "--one", str(n), "--days", str(args.days),
                         "--threads", str(args.threads), "--device", args.device,
-                        "--repeats", str(args.repeats), *hops], check=True)
+                        "--repeats", str(args.repeats), "--network", args.network, *hops], check=True)
 
 
 if __name__ == "__main__":
