@@ -155,6 +155,19 @@ def _json_attrs(ds: Any) -> Any:
     return ds
 
 
+def _open_zarr(path: Path, lazy: bool) -> Any:
+    """A zarr store, with its consolidated metadata where it has them (a store written
+    without them is read without, and without xarray's warning that it fell back)."""
+    import xarray as xr
+
+    kw: dict[str, Any] = {"chunks": {}} if lazy else {}
+    try:
+        ds = xr.open_zarr(path, consolidated=True, **kw)
+    except (ValueError, KeyError):
+        ds = xr.open_zarr(path, consolidated=False, **kw)
+    return ds if lazy else ds.load()
+
+
 def _read_dataset(value: str, option: str = "--data", lazy: bool = False) -> Any:
     """A netCDF file or zarr store, validated against the convention: in memory, or
     with ``lazy`` dask-backed in the file's own chunks."""
@@ -167,7 +180,7 @@ def _read_dataset(value: str, option: str = "--data", lazy: bool = False) -> Any
         raise ParameterError(f"{option} {value!r} does not exist; give a netCDF file or a zarr store")
     try:
         if path.is_dir():
-            ds = xr.open_zarr(path, chunks={}) if lazy else xr.open_zarr(path).load()
+            ds = _open_zarr(path, lazy)
         else:
             ds = xr.open_dataset(path, chunks={}) if lazy else xr.open_dataset(path).load()
     except XmsglError:
