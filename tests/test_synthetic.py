@@ -254,6 +254,8 @@ def test_basins_differing_only_in_chunks_compute_together() -> None:
         ({"seed": -1}, ParameterError, "seed"),
         ({"start": "2005-01-01", "end": "2004-01-01"}, TimeError, "before"),
         ({"start": "not a date"}, TimeError, "start"),
+        # A zone put the days on UTC instants and shifted the simulated day of year.
+        ({"start": "2001-01-01T00:00+01:00"}, TimeError, "'start' carry a time zone"),
     ],
 )
 def test_bad_parameters_raise_typed_errors(kwargs: dict, error: type, word: str) -> None:

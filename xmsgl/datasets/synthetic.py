@@ -186,6 +186,12 @@ def _time_axis(start: Any, end: Any) -> pd.DatetimeIndex:
         raise TimeError(
             f"'start'/'end' must be dates such as '2007-10-01', got {start!r} and {end!r}: {err}"
         ) from err
+    zoned = [name for name, t in (("start", t0), ("end", t1)) if t.tz is not None]
+    if zoned:
+        # A zone would put the days on UTC instants (2001-06-30T22:00 for a Berlin
+        # 2001-07-01) and shift the simulated day of year: the basin's days are plain dates.
+        raise TimeError(f"{' and '.join(repr(n) for n in zoned)} carry a time zone ({start!r}, "
+                        f"{end!r}); give plain dates such as '2007-10-01'")
     if t1 < t0:
         raise TimeError(
             f"'end' ({t1.date()}) is before 'start' ({t0.date()}); swap them or move 'end' later"
