@@ -779,5 +779,13 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
     to_zarr: Any = ds.to_zarr  # its overloads need compute as a literal
     # Checked again on the old folder once it is moved aside: something else may have
     # been put at the path while the store was written.
-    return _write(lambda tmp: to_zarr(tmp, mode="w-", compute=compute, **kwargs), final, overwrite,
-                  compute, check_old=lambda old: _refuse_non_store(final, found=old))
+    def write(tmp: Path) -> Any:
+        with warnings.catch_warnings():
+            # zarr-python 3 notes, at every consolidated write, that consolidated metadata
+            # are not in the format 3 specification: xarray and zarr read them, and they
+            # spare a cloud reader one request per variable, so they are kept, quietly.
+            warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+            return to_zarr(tmp, mode="w-", compute=compute, **kwargs)
+
+    return _write(write, final, overwrite, compute,
+                  check_old=lambda old: _refuse_non_store(final, found=old))
