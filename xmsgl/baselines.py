@@ -81,7 +81,7 @@ from xmsgl.exceptions import (
     format_ids,
 )
 from xmsgl.io import model_path, write_model_folder
-from xmsgl.periods import period_mask, split_periods
+from xmsgl.periods import period_mask, spans_text, split_periods
 
 __all__ = ["BASELINES", "BaselineModel", "fit_baseline", "load_baseline", "default_train_period"]
 
@@ -454,7 +454,7 @@ class BaselineModel:
                 "cell_methods": "time: mean",
                 "xmsgl_method": self.method,
                 "xmsgl_model_sha256": self.sha256,
-                **({"xmsgl_train_periods": ", ".join(f"{a}/{b}" for a, b in self.config["train"])}
+                **({"xmsgl_train_periods": spans_text(self.config["train"])}
                    if self.config.get("train") else {}),
                 "history": f"{now} UTC: xmsgl {_version()} BaselineModel(method={self.method!r}, "
                            f"train={self.config.get('train')}, sha256={self.sha256[:16]})"

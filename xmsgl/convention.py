@@ -934,6 +934,19 @@ def _check_converted(
     )
 
 
+def only_read(ds: xr.Dataset, inputs: Iterable[str]) -> xr.Dataset:
+    """``ds`` with only the data variables a fitted model reads: the topology, the
+    geometry and its ``inputs`` (coordinates are kept).
+
+    Other variables (observations, an ensemble of forcings on one more dimension, a
+    variable without units) are the dataset's business: a fitted model's inputs are
+    fixed, so they are neither validated nor read.
+    """
+    keep = {*TOPOLOGY, *GEOMETRY, *inputs}
+    drop = [v for v in ds.data_vars if str(v) not in keep]
+    return ds.drop_vars(drop) if drop else ds
+
+
 def output_coords(sub: xr.Dataset, dim: str, chunks: tuple[Any, Any] | None = None) -> dict[str, xr.DataArray]:
     """The coordinates of ``sub`` that an output on (``dim``, ``time``) carries.
 

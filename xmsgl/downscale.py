@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from xmsgl.convention import GEOMETRY, REACH, SEG, TIME, TOPOLOGY, output_coords, validate
+from xmsgl.convention import REACH, SEG, TIME, only_read, output_coords, validate
 from xmsgl.exceptions import (
     DataError,
     ParameterError,
@@ -22,6 +22,7 @@ from xmsgl.exceptions import (
     check_count,
 )
 from xmsgl.model import Downscaler, _rebuild, check_compatible, load
+from xmsgl.periods import period_bounds, spans_text
 from xmsgl.train import inference_windows, predict, resolve_device, time_breaks, uses_thread_option
 
 if TYPE_CHECKING:
@@ -38,8 +39,6 @@ def _time_positions(time: pd.DatetimeIndex, sel: Any) -> tuple[int, int]:
         raise TimeError("the dataset's 'time' dimension is empty; downscaling needs daily inputs")
     if sel is None:
         return 0, len(time)
-    from xmsgl.periods import period_bounds
-
     start, end = period_bounds(sel, "time")
     # Counts of days before the bounds, not ``searchsorted``: that converts the bound
     # to the index's unit and refuses a day's last instant on an axis of seconds.
@@ -59,20 +58,6 @@ def _time_positions(time: pd.DatetimeIndex, sel: Any) -> tuple[int, int]:
             f"{time[i1 - 1].date()} are returned; give inputs for the other days to have them",
             XmsglWarning, stacklevel=3)
     return i0, i1
-
-
-def read_by(ds: xr.Dataset, model: Downscaler) -> xr.Dataset:
-    """``ds`` with only the data variables ``model`` reads: the topology, the
-    geometry and its inputs (coordinates are kept).
-
-    Other variables (observations, an ensemble of forcings on one more dimension, a
-    variable without units) are the dataset's business: a fitted model's inputs are
-    fixed, so they are neither validated nor read.
-    """
-    spec = model.features
-    keep = {*TOPOLOGY, *GEOMETRY, *spec.seg_vars, *spec.reach_vars}
-    drop = [v for v in ds.data_vars if str(v) not in keep]
-    return ds.drop_vars(drop) if drop else ds
 
 
 def long_name(scale: str) -> str:
@@ -155,10 +140,10 @@ def output_attrs(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0: int
     # stage A (coarse targets carried to the reaches).
     train = merge_spans([*(periods.get("train") or []), *(periods.get("stage_a") or [])])
     if train:
-        attrs["xmsgl_train_periods"] = ", ".join(f"{a}/{b}" for a, b in train)
+        attrs["xmsgl_train_periods"] = spans_text(train)
     val = merge_spans(periods.get("val") or [])
     if val:  # its observations chose the checkpoint
-        attrs["xmsgl_val_periods"] = ", ".join(f"{a}/{b}" for a, b in val)
+        attrs["xmsgl_val_periods"] = spans_text(val)
     short = short_warmup(times, i0, i1, spinup, breaks)
     if short:
         attrs["xmsgl_short_warmup"] = short
@@ -346,14 +331,14 @@ def downscale(
             f"method {model.method!r} has no coarse prediction; use scale='reach', or a "
             "msgl, async-msgl or remap model"
         )
-    ds = validate(read_by(ds, model), check_values=False)
+    inputs = model.features.seg_vars + model.features.reach_vars
+    ds = validate(only_read(ds, inputs), check_values=False)
     if TIME not in ds.dims:
         raise DataError("the dataset has no 'time' dimension; downscaling needs daily inputs")
     if lazy is None:
         from xmsgl.scale import is_lazy
 
-        spec = model.features
-        lazy = is_lazy(ds, spec.seg_vars + spec.reach_vars)
+        lazy = is_lazy(ds, inputs)
     if lazy and scale == CROSS:
         raise ParameterError("scale='cross' runs in memory only; pass lazy=False (or load the inputs)")
     if lazy:

@@ -167,13 +167,14 @@ def _csr_rows(m: sp.csr_matrix) -> np.ndarray:
     return np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
 
 
-def _standardized_sigmoid(values: np.ndarray) -> np.ndarray:
-    """sigmoid((v - mean) / std) over all given entries (std taken with ddof=0)."""
+def _standardized_sigmoid(values: np.ndarray, stats: Any = None) -> np.ndarray:
+    """sigmoid((v - mean) / std) over all given entries, with their own mean and std
+    (ddof=0), or the ``(mean, std)`` of ``stats`` (another network's)."""
     if values.size == 0:
         return values.astype(np.float64)
-    std = float(values.std())
+    mean, std = (values.mean(), float(values.std())) if stats is None else (stats[0], float(stats[1]))
     # A single entry, or all entries alike, carries no spread: every edge is average.
-    z = (values - values.mean()) / std if std > 0 else np.zeros_like(values)
+    z = (values - mean) / std if std > 0 else np.zeros_like(values)
     return np.maximum(expit(z), _MIN_WEIGHT)
 
 
@@ -883,6 +884,12 @@ def build_graphs(
     )
 
 
+def _standardized_entries(graphs: RiverGraphs, which: str) -> np.ndarray:
+    """The entries of ``graphs.matrix(which)`` whose negated distance the ``"msgl"``
+    weighting standardizes: all of the cross graph's, the others' off-diagonal ones."""
+    m = graphs.matrix(which)
+    return np.ones(m.nnz, dtype=bool) if which == "cross" else _csr_rows(m) != m.indices
+
 
 def weight_stats(graphs: RiverGraphs) -> dict[str, list[float]] | None:
     """Mean and standard deviation of the negated distances that the ``"msgl"``
@@ -899,9 +906,7 @@ def weight_stats(graphs: RiverGraphs) -> dict[str, list[float]] | None:
         return None
     out = {}
     for which in ("coarse", "fine", "cross"):
-        m = graphs.matrix(which)
-        d = graphs.edge_distance(which)
-        v = -d if which == "cross" else -d[_csr_rows(m) != m.indices]
+        v = -graphs.edge_distance(which)[_standardized_entries(graphs, which)]
         out[which] = [float(v.mean()) if v.size else 0.0, float(v.std()) if v.size else 0.0]
     return out
 
@@ -914,12 +919,8 @@ def reweight(graphs: RiverGraphs, stats: dict[str, Any] | None) -> None:
         return
     for which in ("coarse", "fine", "cross"):
         m = graphs.matrix(which)
-        rows = _csr_rows(m)
-        mean, std = stats[which]
-        v = -graphs.edge_distance(which)
-        z = (v - mean) / std if std > 0 else np.zeros_like(v)
-        w = np.maximum(expit(z), _MIN_WEIGHT)
-        if which != "cross":
-            w[rows == m.indices] = 1.0
-        w = w / np.bincount(rows, weights=w, minlength=m.shape[0])[rows]
+        entries = _standardized_entries(graphs, which)
+        w = np.ones(m.nnz)  # self loops keep weight 1 before normalization, as built
+        w[entries] = _standardized_sigmoid(-graphs.edge_distance(which)[entries], stats[which])
+        w = _row_normalize(_csr_rows(m), w, m.shape[0])
         setattr(graphs, which, sp.csr_matrix((w, m.indices, m.indptr), shape=m.shape))

@@ -37,8 +37,8 @@ import pandas as pd
 
 from xmsgl.exceptions import PeriodError, TimeError, XmsglWarning
 
-__all__ = ["WHOLE_WATER_YEAR_DAYS", "period_bounds", "period_list", "period_mask", "split_periods",
-           "validation_beside", "water_years", "whole_water_years"]
+__all__ = ["WHOLE_WATER_YEAR_DAYS", "period_bounds", "period_list", "period_mask", "spans_text",
+           "split_periods", "validation_beside", "water_years", "whole_water_years"]
 
 _HINT = ("give a label such as '2001', a pair (start, end) such as ('2001-01-01', '2001-12-31'), "
          "or a list of pairs")
@@ -161,6 +161,18 @@ def period_bounds(sel: Any, name: str = "time") -> tuple[Bound, Bound]:
             isinstance(v, (tuple, list, slice)) for v in sel)):
         raise PeriodError(f"{name}={sel!r}: give one period here, not a list of them")
     return _pair(sel, name, sel)
+
+
+def spans_text(spans: Any) -> str:
+    """Date spans ``(first, last)`` as ISO 8601 intervals ``"first/last"`` joined by
+    ``", "``: how outputs record periods (``xmsgl_train_periods``, ``scored_days``...).
+
+    Examples
+    --------
+    >>> spans_text([("2001-10-01", "2002-09-30"), ("2003-10-01", "2004-09-30")])
+    '2001-10-01/2002-09-30, 2003-10-01/2004-09-30'
+    """
+    return ", ".join(f"{a}/{b}" for a, b in spans)
 
 
 def period_mask(time: pd.DatetimeIndex, period: Any, name: str = "period") -> np.ndarray:

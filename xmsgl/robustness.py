@@ -63,7 +63,7 @@ import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, input_variables
 from xmsgl.exceptions import DataError, ParameterError, SchemaError, TimeError, check_count
-from xmsgl.periods import period_mask
+from xmsgl.periods import period_mask, spans_text
 
 if TYPE_CHECKING:
     from xmsgl.baselines import BaselineModel
@@ -796,7 +796,7 @@ def robustness(
     out.attrs.update({
         "method": str(getattr(fitted, "method", "?")),
         "scored_period": list(period),
-        "scored_days": ", ".join(f"{a}/{b}" for a, b in _ranges(times, scored)),
+        "scored_days": spans_text(_ranges(times, scored)),
         "truth": truth_name,
         "n_draws": int(n_draws),
         "seed": int(seed),

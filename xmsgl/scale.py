@@ -1368,10 +1368,10 @@ def _downscale_lazy(
     else:
         check_compatible_vars_only(model, ds, scale)
     _check_chunks(ds, names, reach_chunk)
-    # Every block's edges weighed as the whole network's, or as in training when the
-    # network may be another (or part of the model's own), as in memory.
-    fitted = model.config["graph"].get("weight_stats")
-    stats = fitted if not check_graph and fitted is not None else weight_stats(graphs)
+    # Every block's edges weighed as in training: on the model's own network these are
+    # the whole network's statistics; on another (check_graph=False) the training
+    # network's, as in memory. Models saved without them take the whole network's.
+    stats = model.config["graph"].get("weight_stats") or weight_stats(graphs)
     topo = topology_arrays(ds)
     halo_ = default_halo(model, topo, graphs) if halo is None else int(halo)
     part = partition(topo, reach_chunk=reach_chunk, halo=halo_,

@@ -42,8 +42,8 @@ from xmsgl.baselines import BaselineModel
 from xmsgl.convention import (
     REACH,
     TIME,
-    TOPOLOGY,
     input_variables,
+    only_read,
     output_coords,
     same_units,
     topology_arrays,
@@ -211,15 +211,13 @@ class GRUModel(BaselineModel):
         TimeError
             ``time`` selects no day of ``ds``.
         """
-        from xmsgl.periods import period_mask
+        from xmsgl.periods import period_mask, spans_text
 
         # The model was fitted on the validated dataset (temperatures in K or degF
         # converted to degC), so the inputs are read from the validated copy too;
         # the raw ones would be refused, or scaled in the wrong units. Variables it
         # does not read (targets, truth, others) are left out rather than judged.
-        keep = {*TOPOLOGY, *self.config["variables"]["reach_vars"]}
-        ds = validate(ds.drop_vars([v for v in ds.data_vars if str(v) not in keep]),
-                      check_values=False)
+        ds = validate(only_read(ds, self.config["variables"]["reach_vars"]), check_values=False)
         topo = topology_arrays(ds)
         r_pos, _ = self._positions(ds, topo)
         if TIME not in ds.dims:
@@ -264,8 +262,8 @@ class GRUModel(BaselineModel):
                 "cell_methods": "time: mean",
                 "xmsgl_method": "gru",
                 "xmsgl_model_sha256": self.sha256,
-                **({"xmsgl_train_periods": ", ".join(f"{a}/{b}" for a, b in train)} if train else {}),
-                **({"xmsgl_val_periods": ", ".join(f"{a}/{b}" for a, b in val)} if val else {}),
+                **({"xmsgl_train_periods": spans_text(train)} if train else {}),
+                **({"xmsgl_val_periods": spans_text(val)} if val else {}),
                 "history": f"{now} UTC: xmsgl {_version()} GRUModel(sha256={self.sha256[:16]})"
                            f".predict(time={time!r})",
             },
