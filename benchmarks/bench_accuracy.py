@@ -60,6 +60,8 @@ def main() -> None:
                     help="graph_options={'max_hops': N} for every method (default: fit's graphs)")
     ap.add_argument("--ema-decay", type=float, default=None,
                     help="ema_decay of every network method (default: none, fit's)")
+    ap.add_argument("--lr-schedule", default=None, choices=["constant", "cosine"],
+                    help="lr_schedule of every network method (default: fit's)")
     args = ap.parse_args()
     task_weights = None
     if args.task_weights:
@@ -88,6 +90,7 @@ def main() -> None:
                "dropped": args.drop, "fine_head": args.fine_head or "default",
                "input_scaling": args.input_scaling or "default",
                **({"ema_decay": args.ema_decay} if args.ema_decay is not None else {}),
+               **({"lr_schedule": args.lr_schedule} if args.lr_schedule else {}),
                **({"max_hops": args.max_hops} if args.max_hops is not None else {}),
                "date": time.strftime("%Y-%m-%d"), **provenance(args.threads or torch.get_num_threads())}
     seg_pos = topology_arrays(ds).reach_seg_idx
@@ -115,6 +118,7 @@ def main() -> None:
                                and method in ("msgl", "async-msgl") else {}),
                             **({"ema_decay": args.ema_decay} if args.ema_decay is not None
                                else {}),
+                            **({"lr_schedule": args.lr_schedule} if args.lr_schedule else {}),
                             **({"graph_options": {"max_hops": args.max_hops}}
                                if args.max_hops is not None else {}),
                             **periods)

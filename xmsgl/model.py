@@ -100,6 +100,7 @@ from xmsgl.train import (
     check_clip_grad_norm,
     check_ema_decay,
     check_input_scaling,
+    check_lr_schedule,
     check_weighting,
     cross_row_blocks,
     epoch_days,
@@ -688,6 +689,7 @@ def fit(
     fine_head: str = "concat",
     input_scaling: str = "per-scale",
     ema_decay: float | None = None,
+    lr_schedule: str = "constant",
     **options: Any,
 ) -> Downscaler | BaselineModel:
     """Fit a downscaling model to a dataset in the xmsgl convention.
@@ -727,6 +729,11 @@ def fit(
         Hidden size.
     lr : float, default 5e-3
         Adam learning rate.
+    lr_schedule : {"constant", "cosine"}, default "constant"
+        The learning rate over each stage's steps: ``lr`` throughout, or lowered
+        from ``lr`` towards 0 along half a cosine (:func:`xmsgl.train.lr_factor`).
+        Each stage (stage A, pretraining, the main stage) runs its own schedule.
+        Recorded in ``config["hyperparameters"]`` when not constant.
     weighting : {"mgda", "equal", "fixed"}, default "mgda"
         Task weighting of multi-task stages (MGDA-UB min-norm weights, equal, or
         ``task_weights``).
@@ -865,6 +872,11 @@ def fit(
     _check_method_args(method, args)
     check_clip_grad_norm(clip_grad_norm)
     check_ema_decay(ema_decay)
+    check_lr_schedule(lr_schedule)
+    if lr_schedule != "constant" and subbasin_batch is not None:
+        raise ParameterError(f"lr_schedule={lr_schedule!r} is not available with subbasin_batch "
+                             "(each block of sub-basins is a separate run of the training loop): "
+                             "drop one of them")
     if ema_decay is not None and subbasin_batch is not None:
         raise ParameterError("ema_decay is not available with subbasin_batch (each block of "
                              "sub-basins is a separate run of the training loop): drop one of them")
@@ -997,6 +1009,8 @@ def fit(
     if ema_decay is not None:
         # Recorded only when used: configs without it read as before.
         hp["ema_decay"] = float(ema_decay)
+    if lr_schedule != "constant":
+        hp["lr_schedule"] = lr_schedule
     if subbasin_batch is not None:
         # Training on sub-basins changes what each step sees; recorded only when used.
         hp["subbasin_batch"] = int(subbasin_batch)
@@ -1071,7 +1085,7 @@ def fit(
             net, data, targets, wins, val=score, epochs=n_epochs, lr=float(lr), weighting=weighting,
             task_weights=task_weights, batch_size=batch_size, device=dev, rng=rng,
             progress=bool(progress), desc=f"{method} {stage}", clip_grad_norm=clip_grad_norm,
-            stage=stage, time=time, ema_decay=ema_decay)
+            stage=stage, time=time, ema_decay=ema_decay, lr_schedule=lr_schedule)
 
     reach_seg_idx = data.reach_seg_idx
     if method in ("msgl", "async-msgl"):

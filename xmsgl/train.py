@@ -893,6 +893,32 @@ class WeightAverage:
         return live
 
 
+#: Learning-rate schedules understood by :func:`train_tasks` and ``fit``.
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def check_lr_schedule(lr_schedule: Any) -> None:
+    """Raise :class:`ParameterError` unless ``lr_schedule`` is one of :data:`LR_SCHEDULES`."""
+    if not isinstance(lr_schedule, str) or lr_schedule not in LR_SCHEDULES:
+        raise ParameterError(f"lr_schedule={lr_schedule!r} is not one of {list(LR_SCHEDULES)}")
+
+
+def lr_factor(lr_schedule: str, progress: float) -> float:
+    """The factor of the learning rate at ``progress`` (0 at a stage's first step, up
+    to 1 at its end) under ``lr_schedule``.
+
+    Examples
+    --------
+    >>> lr_factor("constant", 0.7)
+    1.0
+    >>> [round(lr_factor("cosine", p), 3) for p in (0.0, 0.5, 0.9)]
+    [1.0, 0.5, 0.024]
+    """
+    if lr_schedule == "constant":
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+
+
 def train_tasks(
     net: Any,
     data: ModelData,
@@ -914,6 +940,7 @@ def train_tasks(
     stage: str | None = None,
     time: pd.DatetimeIndex | None = None,
     ema_decay: float | None = None,
+    lr_schedule: str = "constant",
 ) -> dict[str, Any]:
     """Train ``net`` on ``targets`` (task name -> standardized (T, N) array).
 
@@ -946,6 +973,10 @@ def train_tasks(
     on from the weights of the last step. (With ``val=None`` the criterion is still
     the epoch's training loss, a mean over the steps of the weights being trained.)
 
+    ``lr_schedule`` sets the learning rate of every step (see :func:`lr_factor`):
+    ``"constant"`` keeps ``lr``; ``"cosine"`` lowers it from ``lr`` towards 0 along
+    half a cosine over the stage's planned steps.
+
     Returns
     -------
     dict
@@ -957,6 +988,7 @@ def train_tasks(
         raise DataError("no training windows: the training period is empty")
     check_clip_grad_norm(clip_grad_norm)
     check_ema_decay(ema_decay)
+    check_lr_schedule(lr_schedule)
     stage_name = stage if stage is not None else desc
 
     def window_text(starts: Sequence[int], n: int) -> str:
@@ -1017,7 +1049,12 @@ def train_tasks(
         losses = []
         wsum = dict.fromkeys(tasks, 0.0)
         steps = 0  # steps taken (windows without any target are skipped)
-        for n, starts in batches:
+        for j, (n, starts) in enumerate(batches):
+            if lr_schedule != "constant":
+                # Planned steps, skipped ones included: the rate depends on the
+                # position in the stage alone.
+                for group in opt.param_groups:
+                    group["lr"] = lr * lr_factor(lr_schedule, (epoch + j / len(batches)) / epochs)
             ys = {t: _batch(targets[t], starts, n, device) for t in tasks}
             fine_tasks = [t for t in tasks if t != "coarse"]
             rows_np = np.zeros(0, dtype=np.int64)
