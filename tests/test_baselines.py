@@ -342,3 +342,16 @@ def test_mohseni_names_the_air_temperature_the_dataset_has(small_basin: xr.Datas
         fit_baseline(small_basin.drop_vars("reach_air_temp"), "mohseni")
     fixed = renamed.assign(reach_air_temp=renamed["reach_tave_air"])
     assert fit_baseline(fixed, "mohseni").method == "mohseni"
+
+
+def test_baselines_refuse_the_lazy_options(small_basin: xr.Dataset,
+                                           fitted: dict[str, object]) -> None:
+    model = fitted["climatology"]
+    lazy_in = small_basin.chunk({"time": 100})
+    # Dask-backed inputs are computed during the call, as documented.
+    out = lazy_in.msgl.downscale(model)
+    assert out.chunks is None
+    for kw in ({"lazy": True}, {"reach_chunk": 10}, {"time_block": 365}, {"halo": 2}):
+        with pytest.raises(xmsgl.exceptions.ParameterError, match="computes its prediction in memory"):
+            lazy_in.msgl.downscale(model, **kw)
+    assert lazy_in.msgl.downscale(model, lazy=False).equals(out)

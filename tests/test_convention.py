@@ -358,3 +358,41 @@ def test_segment_and_reach_lengths_in_different_units_warn() -> None:
     km_as_m = ds.assign(reach_length=(ds.reach_length / 1000).assign_attrs(units="m"))
     with pytest.warns(xmsgl.XmsglWarning, match=r"'seg_length' is \d+ times the summed 'reach_length' .* km labelled 'm'"):
         validate(km_as_m)
+
+
+def test_nan_in_reach_seg_names_the_reaches_and_no_outlet_fix() -> None:
+    ds = hand_basin()
+    ds["reach_seg"] = ds["reach_seg"].astype(float)
+    ds["reach_seg"][[2, 4]] = np.nan
+    with pytest.raises(SchemaError, match=r"'reach_seg' holds NaN for reaches \[21, 23\]: every "
+                                          r"reach must name the segment it lies in") as err:
+        validate(ds)
+    assert "OUTLET" not in str(err.value) and "to_convention" not in str(err.value)
+    # Pointers along the stream keep their outlet advice.
+    ds = hand_basin()
+    ds["reach_to"] = ds["reach_to"].astype(float)
+    ds["reach_to"][6] = np.nan
+    with pytest.raises(SchemaError, match=r"'reach_to' holds NaN for reaches \[32\]; write 0"):
+        validate(ds)
+
+
+@pytest.mark.parametrize("calendar", ["360_day", "noleap"])
+def test_cftime_advice_runs_on_its_calendar(calendar: str) -> None:
+    pytest.importorskip("cftime")
+    ds = hand_basin(n_time=40)
+    cf = ds.convert_calendar(calendar, use_cftime=True, align_on="year" if calendar == "360_day" else None)
+    with pytest.raises(TimeError) as err:
+        validate(cf)
+    fix = str(err.value).split("convert them with ds = ")[1].split(". Days")[0]
+    fixed = eval(fix, {"ds": cf})  # the advice, as printed, runs
+    assert np.issubdtype(fixed.time.dtype, np.datetime64)
+    from xmsgl.sampling import sparsify
+
+    with pytest.raises(TimeError, match="holds cftime dates"):
+        sparsify(cf, keep=0.5)
+
+
+def test_days_under_another_name_are_told_to_be_renamed() -> None:
+    ds = hand_basin().drop_vars(["reach_temp", "seg_temp"]).rename(time="date")
+    with pytest.raises(SchemaError, match=r"'date' holds dates.*ds\.rename\(\{'date': 'time'\}\)"):
+        input_variables(ds)

@@ -226,3 +226,43 @@ def test_lazy_history_names_the_resolved_device(scale_basin: xr.Dataset,
     assert np.isfinite(out.values).all()
     named = ds.msgl.downscale(model, **SCALE_RUN, reach_chunk=30)
     assert "device='cpu'" in named.attrs["history"]
+
+
+# --------------------------------------------------- a date stands for its whole day
+
+def _noon(ds: xr.Dataset) -> xr.Dataset:
+    return ds.assign_coords(time=ds.time + pd.Timedelta(hours=12))
+
+
+@pytest.mark.parametrize("end", [__import__("datetime").date(2001, 2, 10), np.datetime64("2001-02-10"),
+                                 pd.Timestamp("2001-02-10"), pd.Timestamp("2001-02-10 06:00"),
+                                 "2001-02-10"])
+def test_an_end_date_keeps_its_noon_stamped_day(end: object) -> None:
+    times = pd.date_range("2001-02-01 12:00", periods=20)
+    mask = period_mask(times, [("2001-02-05", end)], "period")
+    assert times[mask][-1] == pd.Timestamp("2001-02-10 12:00") and mask.sum() == 6
+    # A start given as a date keeps its noon-stamped day too.
+    start = pd.Timestamp("2001-02-05 18:00")
+    assert period_mask(times, [(start, end)], "period").sum() == 6
+
+
+def test_a_month_as_datetime64_is_the_whole_month() -> None:
+    (lo, hi), = period_list([(np.datetime64("2001-02"), np.datetime64("2001-03"))], "train")
+    assert lo == pd.Timestamp("2001-02-01") and hi.date() == pd.Timestamp("2001-03-31").date()
+
+
+def test_fit_with_date_ends_on_noon_stamps_trains_on_none_of_their_days(
+        half_year_basin: xr.Dataset) -> None:
+    import datetime as dt
+
+    # Daily values stamped at noon (as Daymet's are), periods given as dates: no day
+    # of val or test may fall through to training (train is every other day).
+    ds = _noon(half_year_basin)
+    val, test = (dt.date(2001, 4, 1), dt.date(2001, 4, 30)), (dt.date(2001, 5, 1), dt.date(2001, 5, 31))
+    model = fit(ds, method="fine-only", val=val, test=test, epochs=1, window=30, stride=30,
+                hidden=4, progress=False)
+    periods = model.config["periods"]
+    assert [tuple(p) for p in periods["val"]] == [("2001-04-01", "2001-04-30")]
+    assert [tuple(p) for p in periods["test"]] == [("2001-05-01", "2001-05-31")]
+    for a, b in periods["train"]:
+        assert dt.date.fromisoformat(b) < val[0] or dt.date.fromisoformat(a) > test[1]

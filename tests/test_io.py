@@ -509,3 +509,36 @@ def test_an_old_folder_that_cannot_be_deleted_is_named(tmp_path: Path, monkeypat
     with pytest.warns(xmsgl.XmsglWarning, match="could not be deleted .* kept at"):
         write_model_folder(target, {**files, "weights.pt": b"2"})
     assert (target / "weights.pt").read_bytes() == b"2"
+
+
+def test_a_delayed_write_computed_twice_keeps_the_store(tmp_path: Path) -> None:
+    # A notebook cell run twice: the second compute writes its chunks again into the
+    # temporary path, which the first one renamed away; it must not replace the store.
+    target = tmp_path / "out.zarr"
+    ds = xr.Dataset({"a": ("x", np.arange(8.0))}).chunk({"x": 2})
+    later = to_zarr_safe(ds, target, compute=False, overwrite=True, consolidated=False)
+    later.compute()
+    with pytest.raises(XmsglError, match="already computed once"):
+        later.compute()
+    np.testing.assert_array_equal(xr.open_zarr(target, consolidated=False)["a"].values,
+                                  np.arange(8.0))
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/out.zarr", "gs://bucket/x.nc", "file:///tmp/x.nc",
+                                 "https://example.org/x.zarr"])
+def test_a_url_is_refused_not_written_to_a_local_folder(tmp_path: Path, url: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for writer in (to_zarr_safe, to_netcdf_safe):
+        with pytest.raises(ParameterError, match=r"is a URL; xmsgl writes to local paths only.*"
+                                                 r"ds\.to_zarr\(url"):
+            writer(small(), url)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mode_w_is_told_to_use_overwrite(tmp_path: Path) -> None:
+    with pytest.raises(ParameterError, match=r"mode='w'.*is overwrite=True here"):
+        to_zarr_safe(small(), tmp_path / "o.zarr", mode="w")
+    with pytest.raises(ParameterError, match=r"cannot honour \['append_dim', 'mode'\]"):
+        to_zarr_safe(small(), tmp_path / "o.zarr", mode="a", append_dim="time")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -560,3 +561,17 @@ def test_fit_by_subbasins(basin: xr.Dataset, model: Downscaler) -> None:
     assert all(np.isfinite(hist["loss"])) and hist["loss"][-1] < hist["loss"][0]
     pred = basin.msgl.downscale(parts, **RUN)
     assert np.isfinite(pred.values).all()
+
+
+def test_lazy_nan_error_names_the_real_day(basin: xr.Dataset, model: Downscaler) -> None:
+    from xmsgl.exceptions import DataError
+
+    bad = basin.copy()
+    vals = bad["reach_air_temp"].transpose("reach", "time").values.copy()
+    vals[5, 200] = np.nan
+    bad["reach_air_temp"] = (("reach", "time"), vals, basin["reach_air_temp"].attrs)
+    day = str(pd.Timestamp(basin.time.values[200]).date())
+    reach = basin.reach.values[5].item()
+    for ds in (bad, _chunked(bad)):
+        with pytest.raises(DataError, match=rf"at reach {reach} on {day}\)"):
+            ds.msgl.downscale(model, **RUN).compute()

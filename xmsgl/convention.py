@@ -446,6 +446,16 @@ def input_variables(
             # otherwise be left out without a word, and the model fitted without it.
             node = SEG if SEG in dims else REACH
             other = [d for d in dims if d not in (SEG, REACH, TIME)]
+            dated = [d for d in other if TIME not in dims and d in ds.coords
+                     and np.issubdtype(ds[d].dtype, np.datetime64)]
+            if dated:
+                # The days under another name ('date', 'day'): renaming is the fix, not
+                # a reduction that would throw the series away.
+                raise SchemaError(
+                    f"variable {name!r} is on dimensions {dims}, and {dated[0]!r} holds dates: "
+                    f"the days of the convention are the dimension 'time'; rename it with "
+                    f"ds = ds.rename({{{dated[0]!r}: 'time'}})"
+                )
             raise SchemaError(
                 f"variable {name!r} is on dimensions {dims}; model inputs are on ({node!r}, "
                 f"'time') or ({node!r},)"
@@ -621,9 +631,19 @@ def _pointer_index(
         )
     if not np.issubdtype(to.dtype, np.integer):
         if np.issubdtype(to.dtype, np.floating) and np.isnan(to).any():
+            nan = np.isnan(to)
+            whose = "reaches" if name.startswith("reach") else "segments"
+            if not allow_outlet:
+                # reach_seg: every reach belongs to a segment; there is no outlet value.
+                raise SchemaError(
+                    f"variable {name!r} holds NaN for {whose} {format_ids(owners[nan])}: "
+                    f"every reach must name the {what} it lies in; give them one, or drop them (with "
+                    f"everything that flows into them) from the dataset"
+                )
             raise SchemaError(
-                f"variable {name!r} holds NaN; write {OUTLET} (xmsgl.OUTLET) at outlets and "
-                f"store integer ids, or convert with xmsgl.to_convention(ds, outlet=np.nan)"
+                f"variable {name!r} holds NaN for {whose} {format_ids(owners[nan])}; write {OUTLET} "
+                f"(xmsgl.OUTLET) at outlets and store integer ids, or convert with "
+                f"xmsgl.to_convention(ds, outlet=np.nan)"
             )
         if not (np.issubdtype(to.dtype, np.floating) and np.all(to == np.round(to))):
             raise SchemaError(f"variable {name!r} must hold integer ids, got dtype {to.dtype}")
@@ -822,6 +842,25 @@ def _refuse_timezones(time: xr.DataArray) -> None:
     )
 
 
+def cftime_message(calendar: str) -> str:
+    """What to do with cftime dates of ``calendar``, for the errors that refuse them.
+
+    Examples
+    --------
+    >>> "align_on='date'" in cftime_message("360_day")
+    True
+    """
+    align = ", align_on='date'" if str(calendar).lower() == "360_day" else ""
+    lacks = ("the 31st of every month of 31 days" if align else
+             "29 February of a 365-day calendar")
+    return (
+        f"coordinate 'time' holds cftime dates (calendar {calendar!r}); convert them with "
+        f"ds = ds.convert_calendar('standard'{align}, use_cftime=False). Days the calendar "
+        f"lacks (such as {lacks}) then become gaps: fill them with "
+        f"ds = ds.resample(time='1D').interpolate('linear')"
+    )
+
+
 def _check_time(ds: xr.Dataset) -> None:
     if TIME not in ds.dims:
         return
@@ -831,12 +870,7 @@ def _check_time(ds: xr.Dataset) -> None:
     t = ds[TIME].values
     calendar = getattr(t.flat[0], "calendar", None) if t.size else None
     if calendar is not None:
-        raise TimeError(
-            f"coordinate 'time' holds cftime dates (calendar {calendar!r}); convert them with "
-            "ds.convert_calendar('standard', use_cftime=False). Days the calendar lacks (such as "
-            "29 February of a 365-day calendar) then become gaps: fill them with "
-            "ds.resample(time='1D').interpolate('linear')"
-        )
+        raise TimeError(cftime_message(calendar))
     if not np.issubdtype(t.dtype, np.datetime64):
         raise TimeError(
             f"coordinate 'time' must be datetime64, got {t.dtype}; decode it with "

@@ -253,7 +253,10 @@ def downscale(
         path (:func:`xmsgl.scale.downscale_lazy`) computes nothing during the call and
         returns a dask-backed DataArray made block by block of whole drainage
         components with :func:`xarray.map_blocks`; ``False`` loads the inputs and runs
-        in memory. See ``docs/pangeo.md``.
+        in memory. See ``docs/pangeo.md``. The baselines of
+        :data:`xmsgl.baselines.BASELINES` and ``"gru"`` always run in memory (dask-backed
+        inputs are computed during the call): ``lazy=True``, ``reach_chunk``,
+        ``time_block`` and ``halo`` are refused for them.
     reach_chunk : int, default 4,000
         Lazy path: core reaches per block.
     time_block : int, default ``chunk``
@@ -324,6 +327,15 @@ def downscale(
             raise ParameterError(
                 f"baseline {model.method!r} predicts reaches only; use scale='reach', or a msgl, "
                 "async-msgl or remap model for segments"
+            )
+        lazy_args = {k: v for k, v in (("lazy", lazy), ("reach_chunk", reach_chunk),
+                                       ("time_block", time_block), ("halo", halo))
+                     if v is not None and v is not False}
+        if lazy_args:
+            raise ParameterError(
+                f"method {model.method!r} computes its prediction in memory, from the inputs "
+                f"at once (dask-backed ones included), so {sorted(lazy_args)} would be ignored: "
+                f"drop them, or use a network model for a lazy result"
             )
         return model.predict(ds, time=time)
     if scale == SEG and model.output == "fine_only":

@@ -46,6 +46,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import secrets
 import shutil
 import time
@@ -111,6 +112,10 @@ def _named(name: str, text: str) -> str:
     return f"{name} {text!r}" if name.startswith("-") else f"{name}={text!r}"
 
 
+#: A URL's scheme (``s3://``, ``gs://``, ``https://``, ``file://``): not a local path.
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+
+
 def output_path(path: object, name: str = "path") -> Path:
     """The output path ``path`` (argument ``name``) as a :class:`~pathlib.Path`, ``~`` expanded.
 
@@ -132,6 +137,13 @@ def output_path(path: object, name: str = "path") -> Path:
         raise ParameterError(f"{name}={path!r} is not a file path; give a str or pathlib.Path")
     if not text:
         raise ParameterError(f"{name}='' is empty; give a file path")
+    if _URL.match(text):
+        raise ParameterError(
+            f"{_named(name, text)} is a URL; xmsgl writes to local paths only (the write-then-"
+            f"rename that keeps a file whole needs a file system): write to a local path and "
+            f"copy it, or write the object store with xarray itself (ds.to_zarr(url, ...)), "
+            f"which is not atomic"
+        )
     final = Path(text).expanduser()
     for folder in final.parents:
         if folder.exists():
@@ -378,16 +390,29 @@ def _lost_race(final: Path) -> XmsglError:
 
 
 def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
-            check_old: Callable[[Path], None] | None = None) -> Path:
+            check_old: Callable[[Path], None] | None = None, pending: Path | None = None) -> Path:
     """Move the finished temporary entry ``tmp`` to ``final``; remove ``tmp`` on failure.
 
     ``_written`` is the result of the write (unused): taking it makes a delayed
     commit depend on a delayed write, so the rename runs only after it.
     ``check_old``, when given, is called with an existing folder (or link) once it
     is moved aside and before anything replaces it; when it raises, the old entry is
-    moved back unchanged and nothing is deleted.
+    moved back unchanged and nothing is deleted. ``pending`` is the marker of a
+    delayed write (:func:`_write`): the commit takes it, so that computing the same
+    delayed write again (a notebook cell run twice) fails instead of putting the
+    chunks it wrote again, without the store's metadata, in place of the store.
     """
     try:
+        if pending is not None:
+            try:
+                os.unlink(pending)
+            except FileNotFoundError:
+                raise XmsglError(
+                    f"this delayed write to {str(final)!r} was already computed once, and a "
+                    f"delayed write runs only once: what this second run wrote was discarded "
+                    f"and {str(final)!r} was left as it was; call the writer again (compute=False "
+                    f"gives a new delayed write) to write it anew"
+                ) from None
         if not os.path.lexists(tmp):
             raise XmsglError(
                 f"nothing was written to the temporary path {str(tmp)!r}; write the output "
@@ -472,9 +497,14 @@ def _write(write: Callable[[Path], Any], final: Path, overwrite: bool, compute: 
         return _commit(result, tmp, final, overwrite, check_old)
     import dask
 
+    # A marker beside the temporary entry, which the commit takes: a second compute
+    # of the same delayed write finds it gone (see _commit). On the file system, so
+    # that it holds across the processes of a distributed scheduler.
+    pending = tmp.with_name(tmp.name + ".pending")
+    pending.touch()
     # The write's Delayed is an argument, so dask runs it first, and the rename only
     # once every chunk is written. pure=False: two writes never share a key.
-    return dask.delayed(_commit, pure=False)(result, tmp, final, overwrite, check_old)
+    return dask.delayed(_commit, pure=False)(result, tmp, final, overwrite, check_old, pending)
 
 
 def _backend_path(array: Any) -> Any:
@@ -655,7 +685,8 @@ def to_netcdf_safe(
     obj : xarray.Dataset or xarray.DataArray
         What to write (for example the output of downscaling).
     path : str or os.PathLike
-        The netCDF file to create.
+        The netCDF file to create, on a local file system (a URL such as
+        ``s3://...`` is refused: write with xarray itself there, not atomically).
     overwrite : bool, default False
         Replace an existing file at ``path``; a symbolic link there is replaced
         itself, not the file it points to. The file ``obj`` was read from (or still
@@ -665,6 +696,7 @@ def to_netcdf_safe(
         Write now. With ``False``, return a :class:`dask.delayed.Delayed` instead:
         computing it writes the values (chunk by chunk, with dask) to the temporary
         file and then renames it to ``path``; nothing appears at ``path`` before.
+        It runs once (a second compute fails).
     **kwargs
         Passed to :meth:`xarray.Dataset.to_netcdf` (``engine``, ``encoding``...).
 
@@ -716,7 +748,8 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
         What to write; a DataArray is written as the variable of its name (the
         output of ``downscale``, ``reach_temp_pred``, as it is).
     path : str or os.PathLike
-        The zarr store (a folder) to create.
+        The zarr store (a folder) to create, on a local file system (a URL such as
+        ``s3://...`` is refused: write with xarray itself there, not atomically).
     overwrite : bool, default False
         Replace an existing store at ``path``; a symbolic link there is replaced
         itself, not the store it points to. The store ``ds`` was read from (or still
@@ -725,7 +758,9 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
     compute : bool, default True
         Write now. With ``False``, return a :class:`dask.delayed.Delayed` instead:
         computing it writes the chunks to the temporary store and then renames it
-        to ``path``; nothing appears at ``path`` before.
+        to ``path``; nothing appears at ``path`` before. It runs once: computing it
+        again raises :class:`~xmsgl.exceptions.XmsglError` and leaves ``path`` as the
+        first run wrote it.
     **kwargs
         Passed to :meth:`xarray.Dataset.to_zarr` (``encoding``, ``consolidated``...).
 
@@ -764,6 +799,12 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
         ds = ds.to_dataset()
     if not isinstance(ds, xr.Dataset):
         raise ParameterError(f"to_zarr_safe writes an xarray Dataset or DataArray, got {type(ds).__name__}")
+    if kwargs.get("mode") == "w" and kwargs.get("append_dim") is None and kwargs.get("region") is None:
+        raise ParameterError(
+            "to_zarr_safe takes no mode: it always writes a whole new store, and mode='w' (replace "
+            "what is there) is overwrite=True here, which replaces the store only once the new one "
+            "is complete"
+        )
     partial = sorted(k for k in ("mode", "append_dim", "region") if kwargs.get(k) not in (None, "w-"))
     if partial:
         raise ParameterError(

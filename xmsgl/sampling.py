@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xmsgl.convention import REACH, TIME
+from xmsgl.convention import REACH, TIME, cftime_message
 from xmsgl.exceptions import ParameterError, SchemaError, TimeError
 from xmsgl.periods import period_mask
 
@@ -102,6 +102,10 @@ def sparsify(
             f"dropped observation; convert it first, e.g. ds[{variable!r}].astype('float64')"
         )
     if TIME not in ds.coords or not np.issubdtype(ds[TIME].dtype, np.datetime64):
+        first = ds[TIME].values.flat[0] if TIME in ds.coords and ds.sizes[TIME] else None
+        calendar = getattr(first, "calendar", None)
+        if calendar is not None:
+            raise TimeError(cftime_message(calendar))
         got = ds[TIME].dtype if TIME in ds.coords else "no coordinate"
         raise TimeError(
             f"coordinate 'time' must hold dates (datetime64), got {got}; "

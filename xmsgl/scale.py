@@ -807,7 +807,7 @@ def _block_downscale_inner(
     from xmsgl.downscale import check_compatible_vars_only
     from xmsgl.graph import build_graphs
     from xmsgl.model import _rebuild
-    from xmsgl.train import predict, resolve_device
+    from xmsgl.train import DATE_COORD, predict, resolve_device
 
     dev = resolve_device(device)
     model = cached_model(model_path, model_sha256, str(dev))
@@ -837,6 +837,11 @@ def _block_downscale_inner(
          "reach_seg": (REACH, np.asarray(block["_rseg"].values))},
         coords={SEG: sid[seg_ok], REACH: np.asarray(block["_rid"].values),
                 TIME: np.arange(n_in)})
+    days = (np.asarray(block["_day"].values, dtype=np.int64)[:n_in] if "_day" in block.variables
+            else None)
+    if days is not None:
+        # The real dates beside the positions, for the messages about bad inputs.
+        sub = sub.assign_coords({DATE_COORD: (TIME, days.astype("datetime64[D]"))})
     for name in seg_vars:
         da = block[name]
         vals = np.asarray(da.values)
@@ -854,8 +859,6 @@ def _block_downscale_inner(
     reweight(graphs, stats)
     # The coarse head reads segments only.
     geoms = _block_geometry(block, geometry or {}, seg_ok)
-    days = (np.asarray(block["_day"].values, dtype=np.int64)[:n_in] if "_day" in block.variables
-            else None)
     data = _rebuild(model, sub, graphs, dev, slice(0, n_in), reach_inputs=scale != SEG,
                     geometry=geoms, days=days)
     output = "coarse" if scale == SEG else model.output

@@ -166,6 +166,19 @@ def _input_values(sel: xr.Dataset, name: str, dim: str) -> tuple[np.ndarray, boo
     return (vals if da.dims[0] == TIME else vals.T), False
 
 
+#: A coordinate along ``time`` holding the dates where ``time`` holds day positions
+#: (the datasets a lazy block rebuilds), so that messages name the real days.
+DATE_COORD = "_date"
+
+
+def _day_text(values: np.ndarray, i: int) -> str:
+    """Day ``i`` of a time axis as ``"on 2001-05-03"``, or ``"on day 3"`` where the axis
+    holds positions rather than dates."""
+    if np.issubdtype(values.dtype, np.datetime64):
+        return f"on {pd.Timestamp(values[i]).date()}"
+    return f"on day {values[i].item()!r}"
+
+
 def _where_bad(bad: np.ndarray, sel: xr.Dataset, dim: str, limit: int = 3) -> str:
     """The first ``limit`` places where ``bad`` (a (T, N) or static (N,) mask of the
     days and nodes of ``sel``) is true, as ``"reach 12 on 2001-05-03, ..."``."""
@@ -173,9 +186,10 @@ def _where_bad(bad: np.ndarray, sel: xr.Dataset, dim: str, limit: int = 3) -> st
     if bad.ndim == 1:
         places = [f"{dim} {ids[n].item()!r}" for n in np.flatnonzero(bad)[:limit]]
     else:
-        days = pd.DatetimeIndex(sel[TIME].values)
+        days = np.asarray(sel[DATE_COORD].values if DATE_COORD in sel.coords else sel[TIME].values)
         t, n = np.nonzero(bad)  # in time order, then by node
-        places = [f"{dim} {ids[j].item()!r} on {days[i].date()}" for i, j in zip(t[:limit], n[:limit], strict=True)]
+        places = [f"{dim} {ids[j].item()!r} {_day_text(days, i)}"
+                  for i, j in zip(t[:limit], n[:limit], strict=True)]
     more = int(np.count_nonzero(bad)) - len(places)
     return ", ".join(places) + (f" and {more} more" if more > 0 else "")
 
