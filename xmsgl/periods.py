@@ -12,8 +12,12 @@ One reading for every function that takes them, the way xarray reads labels:
   since it is nearly always meant as the period between them, it warns
   (``XmsglWarning``) and names the tuple to give instead.
 
-Dates may be strings, ``datetime``, ``numpy.datetime64`` or ``pandas.Timestamp``;
-time-zone-aware dates are refused, since the datasets' days are time-zone naive,
+Dates may be strings, ``datetime``, ``numpy.datetime64`` or ``pandas.Timestamp``.
+A date or an instant stands for its whole day (a ``datetime64`` of month or year
+resolution for its whole month or year), as a string label does: the days of a
+dataset may be stamped at any hour (Daymet's at noon), and ``(date(2001, 6, 1),
+date(2001, 6, 30))`` keeps both ends' values whatever their hour. Time-zone-aware
+dates are refused, since the datasets' days are time-zone naive,
 and so are strings with a zone or UTC offset (``"2012-10-01T00:00Z"``,
 ``"2014-01-01T00:00+01:00"``).
 
