@@ -638,3 +638,45 @@ def test_cache_below_a_file_is_refused_before_reading(tmp_path: Path) -> None:
         with pytest.raises(xmsgl.ParameterError, match="is a file, not a folder"):
             drb._cache_dir(cache)
     assert drb._cache_dir(tmp_path / "new" / "cache") == tmp_path / "new" / "cache"
+
+
+def test_pooch_fetch_checks_a_present_file_as_fetch_does(cache: Path, offline: None) -> None:
+    # drb.POOCH.fetch, pooch's usual call, must not re-download over a file that
+    # differs from the registry (nor fail offline with a raw requests error).
+    target = cache / XWALK
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("not the crosswalk")
+    for call in (lambda: drb.fetch(XWALK, progress=False), lambda: drb.POOCH.fetch(XWALK)):
+        with pytest.raises(DataError, match="sha256"):
+            call()
+    assert target.read_text() == "not the crosswalk"
+    with pytest.raises(xmsgl.exceptions.ParameterError, match="downloader"):
+        drb.POOCH.fetch(XWALK, downloader=object())
+
+
+def test_pooch_fetch_returns_the_checked_file(drb_raw_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XMSGL_DATA_DIR", str(drb_raw_dir))
+    assert drb.POOCH.fetch(XWALK) == str(drb_raw_dir / XWALK)
+    assert drb.POOCH.fetch(XWALK, processor=lambda p, action, store: (p, action)) == (
+        str(drb_raw_dir / XWALK), "fetch")
+
+
+def test_routelink_slope_floor_is_not_a_reach_slope(drb_mirror: xr.Dataset) -> None:
+    # RouteLink gives 1e-5 where the slope rounded to 0: the parent segment's is used.
+    slope = drb_mirror["reach_slope"].values
+    assert not np.isclose(slope, 1e-5).any()
+    parent = drb_mirror["seg_slope"].sel(seg=drb_mirror["reach_seg"]).values
+    n_parent = int(np.isclose(slope, parent).sum())
+    floor = [a for a in drb_mirror.attrs["approximations"].split("; ") if "floor" in a]
+    assert len(floor) == 1
+    n_floor = int(floor[0].split("measurements: the ")[1].split(" reaches")[0])
+    # The floored reaches are among those that take their segment's slope.
+    assert 0 < n_floor <= n_parent and n_floor == 485
+
+
+def test_an_out_of_range_release_period_does_not_advise_the_release() -> None:
+    with pytest.raises(DataError, match=r"choose start/end inside it$") as err:
+        drb._period(("1979-01-01", "1979-03-31"), pd.Timestamp("1978-12-01"), None, other="")
+    assert "source='release'" not in str(err.value)
+    with pytest.raises(DataError, match="or use source='release'"):
+        drb._period(drb.MIRROR_PERIOD, pd.Timestamp("1970-01-01"), None)

@@ -90,6 +90,18 @@ class _DataPooch(pooch.Pooch):
     def path(self, value: str | os.PathLike[str] | None) -> None:
         self._assigned = None if value is None else Path(value).expanduser()
 
+    def fetch(self, fname: str, processor: Any = None, downloader: Any = None,
+              progressbar: bool = False) -> str:
+        """:func:`fetch` under pooch's own signature: a file already in the folder is
+        hash-checked and refused (:class:`DataError`) if it differs, never downloaded
+        over, and failures are :class:`DataError`. A ``processor`` is called as pooch
+        calls it; ``downloader`` is refused (the downloads use the registry's URLs)."""
+        if downloader is not None:
+            raise ParameterError("xmsgl.datasets.drb.POOCH downloads with its own settings; "
+                                 "call fetch without downloader=")
+        path = str(_fetch(fname, _where(None), bool(progressbar)))
+        return path if processor is None else processor(path, "fetch", self)
+
 
 def _create_pooch() -> _DataPooch:
     store = _DataPooch(
@@ -824,6 +836,11 @@ def _head(nodes: list[int], link: dict[int, int], key: dict[int, float]) -> int:
     return _topological(nodes, link, key)[0]
 
 
+#: The slope NHDPlus (and RouteLink, which copies it, rounded to 0.001) gives where the
+#: slope rounded to 0: a floor, not a measurement, read as unknown by :func:`open_drb`.
+_ROUTELINK_SLOPE_FLOOR = 1e-5
+
+
 def _routelink_table(get: _Get) -> pd.DataFrame:
     frames = []
     for name in _F_ROUTELINK:
@@ -1132,8 +1149,16 @@ def open_drb(
         if fine_col is not None and fine_col in fine_props:
             known = fine_props[fine_col].to_numpy(dtype=float)
             ok = np.isfinite(known) & (known > 0 if fine_col != "elevation_m" else np.isfinite(known))
+            if fine_col == "slope":
+                # The NHDPlus floor, where the slope rounded to 0: not a measured
+                # slope, so the parent segment's is used, as for no value.
+                ok &= known > _ROUTELINK_SLOPE_FLOOR * 1.5
             out = np.where(ok, known, out)
         return out
+
+    slope_known = fine_props["slope"].to_numpy(dtype=float) if "slope" in fine_props else None
+    n_floor = 0 if slope_known is None else int(np.count_nonzero(
+        np.isfinite(slope_known) & (slope_known > 0) & (slope_known <= _ROUTELINK_SLOPE_FLOOR * 1.5)))
 
     S, R, T = "seg", "reach", "time"
     fsrc = {"mirror": "pywatershed_drb_2yr/{v}.nc area-weighted by hru_area over hru_segment "
@@ -1183,7 +1208,8 @@ def open_drb(
             flag_values=np.array([_TOPO_FINE, _TOPO_CHAIN], dtype=np.int8),
             flag_meanings=f"{fine_name.lower().replace(' ', '_')} crosswalk_chain")),
         "reach_slope": (R, per_reach(params["seg_slope"].values, "slope"), _attrs(
-            "1", f"{fine_file} (slope) where known, else seg_slope of the parent segment",
+            "1", f"{fine_file} (slope) where known and above its 1e-5 floor, else seg_slope of the "
+            "parent segment",
             "reach slope")),
         "reach_width": (R, per_reach(params["seg_width"].values, "width_m"), _attrs(
             "m", f"{fine_file} (top width) where known, else seg_width of the parent segment",
@@ -1264,6 +1290,8 @@ def open_drb(
             "split evenly",
             "reach forcings are the parent segment's",
             "reach slope, width and elevation are the parent segment's where not known",
+            f"{fine_name} slopes of 1e-5 are the NHDPlus floor (a slope that rounded to 0), not "
+            f"measurements: the {n_floor} reaches that have one take the parent segment's slope",
             "sites without an NWIS COMID are placed by along-stream distance as a fraction of "
             "the segment length",
         ] + ([
@@ -1321,8 +1349,8 @@ def _day(value: Any, name: str, last: bool) -> pd.Timestamp | None:
     return None if day is None else day.floor("D")
 
 
-def _period(bounds: tuple[str, str], start: pd.Timestamp | None, end: pd.Timestamp | None
-            ) -> pd.DatetimeIndex:
+def _period(bounds: tuple[str, str], start: pd.Timestamp | None, end: pd.Timestamp | None,
+            other: str = ", or use source='release' for 1979-2022") -> pd.DatetimeIndex:
     lo, hi = pd.Timestamp(bounds[0]), pd.Timestamp(bounds[1])
     s = start if start is not None else lo
     e = end if end is not None else hi
@@ -1331,8 +1359,7 @@ def _period(bounds: tuple[str, str], start: pd.Timestamp | None, end: pd.Timesta
     if s < lo or e > hi or s > e:
         raise DataError(
             f"the period {s.date()}..{e.date()} is not inside the forcings of this source "
-            f"({lo.date()}..{hi.date()}); choose start/end inside it, or use "
-            f"source='release' for 1979-2022"
+            f"({lo.date()}..{hi.date()}); choose start/end inside it{other}"
         )
     return pd.date_range(s, e, freq="D")
 
@@ -1359,7 +1386,7 @@ def _release_forcings(coarse: _Coarse, start: pd.Timestamp | None, end: pd.Times
     table = _readers.read_zipped_csv(archive, "sntemp_inputs_outputs_drb.csv", usecols=cols,
                                      parse_dates=["date"])
     bounds = (str(table["date"].min().date()), str(table["date"].max().date()))
-    times = _period(bounds, start, end)
+    times = _period(bounds, start, end, other="")
     table = table[table["date"].isin(times)]
     out: dict[str, np.ndarray] = {}
     for col in _RELEASE_COLUMNS:
