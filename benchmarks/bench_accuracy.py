@@ -111,7 +111,9 @@ def main() -> None:
                             **({"pretrain_epochs": args.pretrain_epochs}
                                if method in ("async-msgl", "direct", "progressive") else {}),
                             stride=args.stride,
-                            weighting=args.weighting, task_weights=task_weights, progress=False,
+                            **({"weighting": args.weighting, "task_weights": task_weights}
+                               if method in ("msgl", "async-msgl") else {}),
+                            progress=False,
                             **({"fine_head": args.fine_head} if args.fine_head
                                and method in ("msgl", "async-msgl") else {}),
                             **({"input_scaling": args.input_scaling} if args.input_scaling

@@ -170,10 +170,8 @@ def test_fixed_weights_train_every_weighted_task(basin: xr.Dataset) -> None:
     hist = m.config["history"]["main"]
     assert hist["loss"][0] > 0
     assert hist["task_weights"] == pytest.approx({"coarse": 0.2, "cross": 0.3, "fine": 0.5})
-    # A single-task stage trains its task whatever the weights (weight 1).
-    f = fit(basin, method="fine-only", weighting="fixed", seed=0,
-            task_weights={"coarse": 1, "cross": 1, "fine": 0}, **FAST)
-    assert f.config["history"]["main"]["loss"][0] > 0
+    # Methods that train one task a stage read no task weights: they are refused
+    # (test_task_weights_are_refused_where_one_task_trains_at_a_time).
 
 
 # ------------------------------------------------------------------------ other arguments
@@ -465,3 +463,40 @@ def test_fit_leaves_the_callers_random_stream_alone(basin: xr.Dataset) -> None:
     torch.manual_seed(123)
     fit(basin, method="fine-only", seed=0, **FAST)
     assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"clip_grad_norm": -1.0}, "clip_grad_norm=-1.0"), ({"clip_grad_norm": 0}, "clip_grad_norm=0"),
+    ({"clip_grad_norm": True}, "clip_grad_norm=True"), ({"lr": True}, "lr=True"),
+    ({"batch_size": 2.7}, "batch_size=2.7"), ({"batch_size": True}, "batch_size=True"),
+])
+def test_the_gru_checks_its_arguments_as_the_networks_do(basin: xr.Dataset, kw: dict, match: str) -> None:
+    # A negative clip_grad_norm turned every gradient around (training climbed the loss).
+    with pytest.raises(ParameterError, match=re.escape(match)):
+        fit(basin, method="gru", epochs=1, window=30, stride=30, progress=False, **kw)
+
+
+def test_a_component_that_cannot_be_cut_is_refused(basin: xr.Dataset) -> None:
+    # Without a distance-limited graph the blocks keep whole components: a batch
+    # smaller than the component did nothing (the same weights as without it).
+    n = basin.sizes["reach"]
+    with pytest.raises(ParameterError, match=r"subbasin_batch=5: a drainage component of \d+ "
+                                             r"reaches cannot be cut.*max_hops"):
+        fit(basin, method="fine-only", subbasin_batch=5, **FAST)
+    fit(basin, method="fine-only", subbasin_batch=n, **FAST)  # one block: allowed
+
+
+@pytest.mark.parametrize("method", ["fine-only", "remap", "direct", "progressive"])
+def test_task_weights_are_refused_where_one_task_trains_at_a_time(basin: xr.Dataset, method: str) -> None:
+    with pytest.raises(ParameterError, match=r"does not read \['task_weights'\]"):
+        fit(basin, method=method, weighting="fixed",
+            task_weights={"coarse": 1.0, "cross": 1.0, "fine": 0.0}, **FAST)
+
+
+def test_fit_warnings_name_the_callers_line(basin: xr.Dataset) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(basin, method="fine-only", val=None, train=("2001-01-01", "2001-05-31"),
+            test=("2001-06-01", "2001-06-30"), **FAST)
+    assert caught, "a fit without validation days warns"
+    assert {w.filename for w in caught} == {__file__}

@@ -355,3 +355,16 @@ def test_baselines_refuse_the_lazy_options(small_basin: xr.Dataset,
         with pytest.raises(xmsgl.exceptions.ParameterError, match="computes its prediction in memory"):
             lazy_in.msgl.downscale(model, **kw)
     assert lazy_in.msgl.downscale(model, lazy=False).equals(out)
+
+
+@pytest.mark.parametrize(("method", "kw", "match"), [
+    ("idw", {"power": -2.0}, "power=-2.0 must be above 0"),
+    ("idw", {"d_min": 0.0}, "d_min=0.0 must be above 0"),
+    ("mohseni", {"air_window": 0}, "air_window=0 must be at least 1"),
+    ("mohseni", {"min_obs": 2}, "min_obs=2 must be at least 4"),
+    ("climatology", {"window": 2.7}, "window=2.7 must be a whole number"),
+])
+def test_baseline_settings_outside_their_range_are_refused(small_basin: xr.Dataset, method: str,
+                                                           kw: dict, match: str) -> None:
+    with pytest.raises(xmsgl.exceptions.ParameterError, match=match):
+        fit_baseline(small_basin, method, **kw)

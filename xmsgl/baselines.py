@@ -653,10 +653,29 @@ def fit_baseline(
     return BaselineModel(method, config, arrays)
 
 
+#: The smallest value each setting may take, and why (a setting outside is refused).
+_LEAST: dict[str, tuple[float, bool, str]] = {
+    # name: (bound, bound allowed, what it means)
+    "window": (1, True, "a number of days"),
+    "air_window": (1, True, "a number of days"),
+    "min_obs": (4, True, "the Mohseni curve has four parameters"),
+    "power": (0, False, "weights must fall with distance"),
+    "d_min": (0, False, "a distance in m"),
+}
+
+
 def _setting(name: str, value: Any, default: int | float) -> int | float:
     """A setting as a plain Python number of the default's type, or a typed error."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(float(value)):
         raise ParameterError(f"setting {name}={value!r} must be a finite number (default {default!r})")
+    if isinstance(default, int) and float(value) != int(float(value)):
+        raise ParameterError(f"setting {name}={value!r} must be a whole number (default {default!r})")
+    least, inclusive, why = _LEAST.get(name, (-np.inf, True, ""))
+    if float(value) < least or (not inclusive and float(value) == least):
+        raise ParameterError(
+            f"setting {name}={value!r} must be {'at least' if inclusive else 'above'} {least:g} "
+            f"({why}; default {default!r})"
+        )
     # numpy scalars (np.int64 from np.arange, ...) are not JSON serializable: the
     # fitted baseline could not be saved to config.json.
     return int(float(value)) if isinstance(default, int) else float(value)

@@ -7,6 +7,8 @@ the first offending ids and says how to fix the problem.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable
 
 __all__ = [
@@ -130,3 +132,18 @@ def format_ids(ids: Iterable[object], limit: int = 5) -> str:
     if len(items) > limit:
         return f"[{shown}, ...] ({len(items)} in all)"
     return f"[{shown}]"
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` with which a ``warnings.warn`` in the function calling this
+    one names the first frame outside xmsgl: the user's line, however many of the
+    package's wrappers and helpers lie between."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level

@@ -78,6 +78,7 @@ from xmsgl.exceptions import (
     XmsglWarning,
     check_count,
     format_ids,
+    user_stacklevel,
 )
 from xmsgl.io import model_path
 from xmsgl.nn import MSGLNet
@@ -518,14 +519,14 @@ def _span_text(spans: list[tuple[str, str]]) -> str:
     return ", ".join(f"{a} to {b}" for a, b in spans)
 
 
-def warn_unobserved_validation(val: Any, stacklevel: int = 3) -> None:
+def warn_unobserved_validation(val: Any) -> None:
     """Warn that the validation period ``val`` holds no fine observation, so the
     checkpoint is chosen by training loss (every network method, and the GRU)."""
     warnings.warn(
         f"the validation period {val} holds no fine observation ('reach_temp' is "
         "all NaN there): the checkpoint kept is the one with the lowest training loss, and "
         "nothing held out judges it; give val= days with observations",
-        XmsglWarning, stacklevel=stacklevel)
+        XmsglWarning, stacklevel=user_stacklevel())
 
 
 def _resolve_periods(
@@ -542,7 +543,7 @@ def _resolve_periods(
                 f"test ({_span_text(periods['test'])}) each cover part of one year and leave "
                 "the other seasons unscored; give train=, val= and test= (start, end) to choose "
                 "them, or use a record of three water years or more",
-                ShortRecordWarning, stacklevel=3)
+                ShortRecordWarning, stacklevel=user_stacklevel())
     else:
         periods = {"train": train, "val": val, "test": test}
     masks = {k: period_mask(time, v, k) for k, v in periods.items()}
@@ -573,7 +574,7 @@ def _resolve_periods(
             "no validation period: the checkpoint kept is the one with the lowest training "
             "loss, and nothing held out judges it; give val=(start, end) (days not in train) "
             "to choose it on held-out days",
-            XmsglWarning, stacklevel=3)
+            XmsglWarning, stacklevel=user_stacklevel())
     out = {}
     for k, m in masks.items():
         r = period_ranges(time, m)
@@ -789,7 +790,10 @@ def fit(
         Train on batches of sub-basins of at most this many reaches: each step runs
         the recurrence on one block of whole drainage components (or a piece of a
         larger one with a halo that carries no loss), so memory per step is that of
-        the block, not of the network (:func:`xmsgl.scale.train_subbasins`). Default
+        the block, not of the network (:func:`xmsgl.scale.train_subbasins`). Cutting
+        a component needs a graph limited in reach (``graph_options`` with
+        ``max_hops`` or ``max_distance``); without one, a component larger than the
+        batch is refused (:class:`~xmsgl.exceptions.ParameterError`). Default
         ``None``: the whole graph at every step.
     fine_head : {"concat", "residual"}, default "concat"
         The head of task 2, MSGL's prediction: ``"concat"`` reads the coarse
@@ -967,7 +971,7 @@ def fit(
             f"{periods['train']}; give a training period with observations or use method='remap'"
         )
     if masks["val"].any() and not np.isfinite(y_reach[masks["val"]]).any():
-        warn_unobserved_validation(periods["val"], stacklevel=4)
+        warn_unobserved_validation(periods["val"])
     if y_seg is not None and not np.isfinite(y_seg[masks["train"]]).any():
         raise DataError(
             f"no coarse observations ('seg_temp' is all NaN) in the training period "
@@ -1143,7 +1147,7 @@ def fit(
                     f"{int(beyond.sum())} days outside the training period "
                     f"({_span_text(outside[:3])}{', ...' if len(outside) > 3 else ''}); scores on "
                     "those days are not out of sample. Give test= (the days to keep out of every "
-                    "stage) or stage_a_period=", XmsglWarning, stacklevel=3)
+                    "stage) or stage_a_period=", XmsglWarning, stacklevel=user_stacklevel())
             # Stage A's checkpoint is judged on what it trains: the fine head when
             # "remap-fine" trains it, else the cross-scale estimate ("remap"), else the
             # coarse head. The fine head left untrained would score its initial weights.
@@ -1265,6 +1269,8 @@ _METHOD_ONLY_ARGS: dict[str, tuple[str, ...]] = {
     "pretrain_epochs": ("async-msgl", "direct", "progressive"),
     "fine_head": ("msgl", "async-msgl"),
     "input_scaling": ("msgl", "async-msgl", "direct", "progressive"),
+    # The other methods train one task a stage, with weight 1.
+    "task_weights": ("msgl", "async-msgl"),
 }
 
 

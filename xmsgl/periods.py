@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xmsgl.exceptions import PeriodError, TimeError, XmsglWarning
+from xmsgl.exceptions import PeriodError, TimeError, XmsglWarning, user_stacklevel
 
 __all__ = ["WHOLE_WATER_YEAR_DAYS", "period_bounds", "period_list", "period_mask", "spans_text",
            "split_periods", "validation_beside", "water_years", "whole_water_years"]
@@ -154,7 +154,7 @@ def period_list(period: Any, name: str = "period") -> list[tuple[Bound, Bound]]:
         warnings.warn(
             f"{name}={period!r} is read as a list of two single days; for the period from the "
             f"first to the second give a tuple: {name}={tuple(period)!r}",
-            XmsglWarning, stacklevel=3,
+            XmsglWarning, stacklevel=user_stacklevel(),
         )
     return out
 

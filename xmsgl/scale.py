@@ -1529,6 +1529,16 @@ def train_subbasins(
 
     part = partition(topo, reach_chunk=max_reaches, halo=halo,
                      direction=graphs.options.get("direction") or "updown")
+    largest = max((blk.n_core_reach for blk in part.blocks), default=0)
+    if halo is None and largest > max_reaches:
+        # Without a cut the components stay whole: a step would hold the whole
+        # component, not the block of max_reaches the caller sized memory for.
+        raise ParameterError(
+            f"subbasin_batch={max_reaches}: a drainage component of {largest} reaches cannot be "
+            f"cut into blocks, since the graph options {dict(graphs.options)} do not limit the "
+            f"graph's reach (a cut needs a halo); pass graph_options={{'max_hops': 8}} (or "
+            f"'max_distance'), or subbasin_batch={largest} or more"
+        )
     stats = weight_stats(graphs)
     val = kwargs.pop("val", None)
     if len(part.blocks) == 1 and part.blocks[0].reach.size == topo.n_reach:

@@ -48,6 +48,7 @@ from xmsgl.exceptions import (
     XmsglError,
     XmsglWarning,
     check_count,
+    user_stacklevel,
 )
 from xmsgl.nn import FineHead, SparseGraph, graph_product
 from xmsgl.nn.rgrn import reusable_empty
@@ -427,7 +428,7 @@ def fit_scalers(ds: xr.Dataset, spec: FeatureSpec, train_mask: np.ndarray,
             "input_scaling='pooled': " + ", ".join(
                 f"{a!r} ({spec.units[a]}) and {b!r} ({spec.units[b]})" for a, b in apart)
             + " feed the shared cell in different units, so each is standardized by its own "
-            "values; convert them to one unit to pool them"), stacklevel=3)
+            "values; convert them to one unit to pool them"), stacklevel=user_stacklevel())
         common = [pair for pair in common if pair not in apart]
     for seg_name, reach_name in common:
         store((seg_name, reach_name), np.concatenate(

@@ -407,6 +407,7 @@ def fit_gru(
     from xmsgl.model import _resolve_periods, warn_unobserved_validation
     from xmsgl.options import get_option
     from xmsgl.train import (
+        check_clip_grad_norm,
         feature_spec,
         fit_scalers,
         make_windows,
@@ -420,10 +421,14 @@ def fit_gru(
     stride = resolve_stride(window, stride)
     for name, v in (("epochs", epochs), ("hidden", hidden)):
         check_count(name, v)
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ParameterError(f"lr={lr!r} must be a positive number")
-    if batch_size is not None and int(batch_size) < 1:
-        raise ParameterError(f"batch_size={batch_size!r} must be a positive integer or None")
+    # The network methods' checks: a bool, a negative, zero or NaN value is refused.
+    if (isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer))
+            or not math.isfinite(lr) or lr <= 0):
+        raise ParameterError(f"lr={lr!r} must be a positive finite learning rate, for example 5e-3")
+    lr = float(lr)
+    if batch_size is not None:
+        check_count("batch_size", batch_size)
+    check_clip_grad_norm(clip_grad_norm)
     progress = bool(get_option("progress")) if progress is None else bool(progress)
     ds = validate(ds)
     if TIME not in ds.dims:
@@ -454,7 +459,7 @@ def fit_gru(
     val_rows = np.flatnonzero(np.isfinite(y_val).any(axis=1))
     val_ranges = period_ranges(time, masks["val"])
     if masks["val"].any() and val_rows.size == 0:
-        warn_unobserved_validation(periods["val"], stacklevel=4)
+        warn_unobserved_validation(periods["val"])
 
     wins = make_windows(period_ranges(time, masks["train"]), int(window), int(stride))
     # Reaches in the order of their ids, so that a seed draws the same batches however
