@@ -100,6 +100,11 @@ def test_evaluate_writes_netcdf_and_prints_a_table(tmp_path, capsys: pytest.Capt
         assert "vd_icc" in res and res.rob_d_rmse.dims == ("check", "level")
         assert res.attrs["command"].startswith("xmsgl evaluate --methods")
         assert "synthetic_basin(n_segments=5" in res.attrs["data"]
+        # Every step's history line is kept; a step's settings are named as its own.
+        steps = [line.split(": xmsgl ")[1].split(" ", 1)[1].split("(")[0]
+                 for line in res.attrs["history"].splitlines()]
+        assert steps == ["sparsity_sweep", "cross_validate", "variance_decomposition", "robustness"]
+        assert "method" not in res.attrs and res.attrs["cv_method"] == "climatology"
         assert np.isfinite(res.rmse.values).all()
     # An existing file is kept unless --overwrite is given.
     assert main(argv[:-2] + ["--out", str(out)]) == 2

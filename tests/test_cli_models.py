@@ -173,3 +173,25 @@ def test_downscale_scales_and_refusals(files: dict[str, str], model_dir: str, tm
     assert main(["downscale", model_dir, str(tmp_path / "other.nc"), str(tmp_path / "o.nc"),
                  "--other-network"]) == 0
     assert not os.path.exists(tmp_path / "t.nc") and not os.path.exists(tmp_path / "c.nc")
+
+
+def test_downscale_appends_to_the_inputs_history_and_drops_dangling_bounds(
+        files: dict[str, str], model_dir: str, tmp_path) -> None:
+    ds = xr.load_dataset(files["nc"])
+    t = ds.time.values
+    ds["time_bnds"] = (("time", "nv"), np.stack([t, t + np.timedelta64(1, "D")], axis=1))
+    ds["time"].attrs["bounds"] = "time_bnds"
+    ds.attrs["history"] = "2001-01-01 made by hand"
+    src, out = tmp_path / "in.nc", tmp_path / "out.nc"
+    ds.to_netcdf(src)
+    assert main(["downscale", model_dir, str(src), str(out)]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # xarray warns about bounds naming no variable
+        got = xr.open_dataset(out)
+    lines = got.attrs["history"].splitlines()
+    assert lines[0] == "2001-01-01 made by hand" and "downscale(method='msgl'" in lines[1]
+    assert "bounds" not in got["time"].attrs
+    got.close()
+    # In memory too: the output on (reach, time) carries no time_bnds.
+    pred = xr.load_dataset(src).msgl.downscale(xmsgl.load(model_dir), device="cpu")
+    assert "bounds" not in pred["time"].attrs

@@ -29,6 +29,10 @@ def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys) -> None:
         assert out["reach_temp_async_msgl"].attrs["units"] == "degC"
         assert "xmsgl" in out.attrs["history"]
         assert f"device={res['device']!r}" in out.attrs["history"]
+        # One history line for each prediction in the file.
+        methods = [line.split("downscale(method='")[1].split("'")[0]
+                   for line in out.attrs["history"].splitlines()]
+        assert methods == ["async-msgl", "fine-only", "remap"]
     assert res["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in (tmp_path / "demo").iterdir() if p.name.startswith(".")]
 

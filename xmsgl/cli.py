@@ -130,6 +130,28 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge_steps(out: Any, steps: dict[str, Any]) -> Any:
+    """``out`` with the variables of each further step merged in: every step's history
+    line kept, in order, and its other attributes prefixed by its name (``cv_method``),
+    since they describe that step, not the whole file."""
+    import xarray as xr
+
+    attrs = dict(out.attrs)
+    lines = [str(attrs.pop("history", ""))]
+    parts = []
+    for prefix, step in steps.items():
+        lines.append(str(step.attrs.get("history", "")))
+        for key, value in step.attrs.items():
+            if key != "history":
+                attrs.setdefault(f"{prefix}_{key}", value)
+        part = step.copy(deep=False)
+        part.attrs = {}
+        parts.append(part)
+    merged = xr.merge([out, *parts], combine_attrs="override")
+    merged.attrs = {**attrs, "history": "\n".join(line for line in lines if line)}
+    return merged
+
+
 def _json_attrs(ds: Any) -> Any:
     """``ds`` with attributes netCDF cannot hold (lists, dicts, None, booleans) as JSON
     text. Numbers stay numbers, numpy's included (a netCDF reader gives ``valid_min``
@@ -324,8 +346,12 @@ def _downscale(args: argparse.Namespace) -> int:
         pred = ds.msgl.downscale(model, scale=args.scale, time=time, device=device,
                                  check_graph=not args.other_network, reach_chunk=args.reach_chunk)
         result = pred.to_dataset()
+        # The input's history goes on, this step appended (CF: a filter appends its
+        # own line to the history of the file it read).
+        prior = str(ds.attrs.get("history", "")).rstrip("\n")
+        step = str(pred.attrs.get("history", ""))
         result.attrs = {"title": f"xmsgl downscale: {pred.attrs.get('long_name', pred.name)}",
-                        "history": pred.attrs.get("history", ""),
+                        "history": f"{prior}\n{step}" if prior else step,
                         "source": f"{args.data} with the model {args.model}"}
         result = _json_attrs(result)
         if zarr:
@@ -528,7 +554,6 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
     import time as _time
 
     import numpy as np
-    import xarray as xr
 
     from xmsgl.baselines import BASELINES
     from xmsgl.evaluate import cross_validate, sparsity_sweep, variance_decomposition
@@ -555,7 +580,7 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
                         "held_out_id": "cv_held_out_id"})
         cv = cv.rename({v: f"cv_{v}" for v in cv.data_vars})
         vd = vd.rename({v: f"vd_{v}" for v in vd.data_vars})
-        out = xr.merge([out, cv, vd], combine_attrs="drop_conflicts")
+        out = _merge_steps(out, {"cv": cv, "vd": vd})
         out.attrs["cv"] = (f"{args.cv} {args.blocking} folds={args.folds} repeats={args.repeats} "
                            f"({cv.sizes['cv_repeat']} distinct) seeds={args.cv_seeds}")
         out.attrs["vd_seed_component"] = vd_attrs["seed_component"]
@@ -591,7 +616,7 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
         rob = robustness(ds, model, n_draws=2, time=(test[0][0], test[-1][1]), hide_scored=True)
         rob = rob.rename({v: f"rob_{v}" for v in rob.data_vars})
         rob = rob.rename({"setting": "rob_setting"})
-        out = xr.merge([out, rob], combine_attrs="drop_conflicts")
+        out = _merge_steps(out, {"rob": rob})
         out.attrs["robustness_method"] = args.robustness
         if args.robustness in _ROBUSTNESS_NOTES:
             out.attrs["robustness_note"] = _ROBUSTNESS_NOTES[args.robustness]

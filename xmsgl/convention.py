@@ -997,6 +997,12 @@ def output_coords(sub: xr.Dataset, dim: str, chunks: tuple[Any, Any] | None = No
             continue
         c = c.copy(deep=False)
         c.encoding = {}
+        # CF's bounds (and climatology) name a variable of the file; an output on
+        # (dim, time) carries none, so the reference would dangle.
+        for key in ("bounds", "climatology"):
+            if key in c.attrs and str(c.attrs[key]) not in out and str(c.attrs[key]) not in {
+                    str(n) for n, v in sub.coords.items() if set(map(str, v.dims)) <= {dim, TIME}}:
+                c.attrs = {k: v for k, v in c.attrs.items() if k != key}
         if chunks is not None and c.chunks is not None:
             c = c.chunk({d: chunks[0] if str(d) == dim else chunks[1] for d in c.dims})
         out[str(name)] = c

@@ -261,7 +261,8 @@ def run_demo(
     out["reach_temp_true"] = truth.astype("float32")
     out["seg_temp_true"] = ds["seg_temp_true"].sel(time=slice(*test)).astype("float32")
     out.attrs = {"title": "xmsgl demo: downscaled stream temperature on a synthetic basin",
-                 "history": preds["async-msgl"].attrs["history"],
+                 # Every prediction's step, one line each.
+                 "history": "\n".join(p.attrs["history"] for p in preds.values()),
                  "xmsgl_version": xmsgl.__version__}
     nc = outdir / "downscaled.nc"
     with atomic_write(nc, overwrite=overwrite) as tmp:
