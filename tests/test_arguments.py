@@ -500,3 +500,20 @@ def test_fit_warnings_name_the_callers_line(basin: xr.Dataset) -> None:
             test=("2001-06-01", "2001-06-30"), **FAST)
     assert caught, "a fit without validation days warns"
     assert {w.filename for w in caught} == {__file__}
+
+
+def test_a_fit_that_starts_cuda_gives_the_gpus_the_callers_seed(
+        basin: xr.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    # CUDA started inside a fit takes the fit's seed, and fork_rng had no GPU state
+    # to restore: the GPUs get the caller's seed back, as if started afterwards.
+    # (Simulated here; tests/test_gpu.py checks it on a GPU.)
+    torch.manual_seed(123)
+    started = iter([False])
+    seeded: list[int] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: next(started, True))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", seeded.append)
+    fit(basin, method="fine-only", seed=0, device="cpu", **FAST)
+    # The fit seeds every device with its own seed; the caller's comes back last.
+    assert seeded == [0, 123]

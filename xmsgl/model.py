@@ -639,10 +639,20 @@ def _keeps_torch_rng(func: _F) -> _F:
     """
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        devices = (list(range(torch.cuda.device_count()))
-                   if torch.cuda.is_available() and torch.cuda.is_initialized() else [])
-        with torch.random.fork_rng(devices=devices):
-            return func(*args, **kwargs)
+        cuda_ready = torch.cuda.is_available() and torch.cuda.is_initialized()
+        devices = list(range(torch.cuda.device_count())) if cuda_ready else []
+        # The seed the caller's streams start from (torch.manual_seed sets it for the
+        # CPU and, once CUDA starts, for every GPU).
+        entry_seed = torch.initial_seed()
+        try:
+            with torch.random.fork_rng(devices=devices):
+                return func(*args, **kwargs)
+        finally:
+            if not cuda_ready and torch.cuda.is_available() and torch.cuda.is_initialized():
+                # CUDA started inside the fit and took the fit's seed; fork_rng had no
+                # GPU state to restore. Give the GPUs the caller's seed, as they would
+                # have taken on starting after the call.
+                torch.cuda.manual_seed_all(entry_seed)
     return cast(_F, wrapper)
 
 
