@@ -317,3 +317,11 @@ def test_plot_explain_refuses_a_graph_the_model_does_not_use(basin: xr.Dataset) 
     with pytest.raises(ParameterError, match="not a neighbourhood of the explained model"):
         plot_explain(ex, basin)  # graph="dynamic" by default
     assert plot_explain(ex, basin, graph="geo").axes
+
+
+def test_explain_refuses_a_baseline_with_a_typed_error(basin: xr.Dataset) -> None:
+    from xmsgl.explain import explain
+
+    model = xmsgl.fit(basin, "climatology")
+    with pytest.raises(ParameterError, match="has no graph network to explain"):
+        explain(model, basin)

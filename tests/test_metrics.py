@@ -394,3 +394,34 @@ def test_hot_mask_is_quiet_about_a_reach_without_observations() -> None:
         warnings.simplefilter("error")
         mask = hot_mask(obs)
     assert mask.values.tolist() == [[False, False, True], [False, False, False]]
+
+
+@pytest.mark.parametrize("value", [20.1, 12.3, 0.1, 8.0])
+def test_constant_observations_give_nan_nse_and_kge_not_huge_numbers(value: float) -> None:
+    # A gauge stuck at one value: the float64 mean of 20.1 x 365 is not 20.1, and the
+    # rounding left sums of squares of 1e-27, which gave an NSE of -1e27.
+    rng = np.random.default_rng(0)
+    n = 365
+    obs = xr.DataArray(np.full(n, value), dims="time")
+    pred = obs + xr.DataArray(rng.normal(0, 0.3, n), dims="time")
+    out = skill(pred, obs)
+    assert np.isnan(float(out["nse"])) and np.isnan(float(out["kge"]))
+    assert 0.2 < float(out["rmse"]) < 0.4
+
+
+def test_a_mean_within_rounding_of_zero_gives_nan_kge() -> None:
+    obs = xr.DataArray([0.1, 0.2, -0.3], dims="time")  # mean 1.9e-17, not 0
+    out = skill(obs + 0.1, obs)
+    assert np.isnan(float(out["kge"])) and np.isfinite(float(out["nse"]))
+
+
+def test_infinite_values_score_as_documented() -> None:
+    obs = xr.DataArray([10.0, 11.0, 12.0], dims="time")
+    inf_pred = skill(obs.copy(data=[10.0, np.inf, 12.0]), obs)
+    assert float(inf_pred["rmse"]) == np.inf and float(inf_pred["nse"]) == -np.inf
+    assert np.isnan(float(inf_pred["kge"]))
+    inf_obs = skill(obs, obs.copy(data=[10.0, np.inf, 12.0]))
+    assert np.isnan(float(inf_obs["nse"])) and np.isnan(float(inf_obs["kge"]))
+    both = skill(obs.copy(data=[10.0, np.inf, 12.0]), obs.copy(data=[10.0, np.inf, 12.0]))
+    assert all(np.isnan(float(both[m])) for m in ("rmse", "mae", "nse", "kge"))
+    assert int(both["n"]) == 3

@@ -113,7 +113,11 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
     from xmsgl.train import resolve_device
 
     check_count("n_bins", n_bins, least=2)
-    net = model.net
+    net = getattr(model, "net", None)
+    if net is None:
+        raise ParameterError(f"explain() needs a network model fitted with backbone='dmsge'; "
+                             f"{type(model).__name__} (method {getattr(model, 'method', '?')!r}) "
+                             "has no graph network to explain")
     backbone = getattr(net, "dmsge", None)
     if backbone is None:
         raise ParameterError("explain() needs a model fitted with backbone='dmsge'; this one uses "

@@ -2,9 +2,11 @@
 
 Every metric is computed from the *pairs* of a prediction and an observation that
 are both present; NaN in either marks a missing pair and is skipped. An infinite
-value is not missing: its pair counts, and makes ``rmse`` and ``mae`` infinite (``nse``
--inf, ``kge`` NaN), so a model that blew up on some days cannot score well on the
-rest. The kernels run
+value is not missing: its pair counts. An infinite prediction makes ``rmse`` and
+``mae`` infinite (``nse`` -inf, ``kge`` NaN), so a model that blew up on some days
+cannot score well on the rest; an infinite observation makes ``nse`` and ``kge`` NaN,
+and a pair infinite on both sides has no error (``inf - inf``), so every metric but
+``n`` is NaN. The kernels run
 through :func:`xarray.apply_ufunc` with ``dask="parallelized"``, so dask-backed
 inputs stay lazy: nothing is computed until the caller asks for values.
 
@@ -25,7 +27,10 @@ Inputs whose ``units`` are both kelvin or both Fahrenheit are converted to degC
 first (lazily on dask input), so the outputs are always in degC.
 
 NSE is NaN when the observations do not vary (fewer than two pairs or a constant
-series); KGE is NaN when ``std(o)`` or ``mean(o)`` is 0.
+series); KGE is NaN when ``std(o)`` or ``mean(o)`` is 0. "Constant" and "0" allow
+for float64 rounding: a series whose spread is within the rounding of its mean
+(a gauge stuck at 20.1 degC) counts as constant, not as a tiny spread that would
+give an NSE of -1e27.
 """
 
 from __future__ import annotations
@@ -85,6 +90,21 @@ _LONG_NAMES = {
 }
 
 
+#: Relative size of float64 rounding below which a spread or a mean counts as 0.
+_ROUNDING = 64 * np.finfo(np.float64).eps
+
+
+def _varies(x: np.ndarray, ok: np.ndarray, centered_ss: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Whether the valid values of ``x`` vary by more than the rounding of their mean:
+    not all equal, and a centered sum of squares above ``n (rounding x max|x|)^2``."""
+    hi = np.where(ok, x, -np.inf).max(axis=-1, initial=-np.inf)
+    lo = np.where(ok, x, np.inf).min(axis=-1, initial=np.inf)
+    scale = np.where(ok, np.abs(x), 0.0).max(axis=-1, initial=0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        floor = n * (_ROUNDING * scale) ** 2
+        return (hi > lo) & ~(centered_ss <= floor)
+
+
 def _kernel(pred: np.ndarray, obs: np.ndarray, n_core: int) -> np.ndarray:
     """All metrics and the pair count over the last ``n_core`` axes.
 
@@ -116,15 +136,23 @@ def _kernel(pred: np.ndarray, obs: np.ndarray, n_core: int) -> np.ndarray:
         sst = (do**2).sum(axis=-1)
         spp = (dp**2).sum(axis=-1)
         spo = (dp * do).sum(axis=-1)
-        nse = np.where(sst > 0, 1.0 - sse / sst, np.nan)
-        r = np.where((sst > 0) & (spp > 0), spo / np.sqrt(sst * spp), np.nan)
+        # A constant series is one whose spread is no more than the rounding of its
+        # mean: a gauge stuck at 20.1 degC leaves sums of squares of 1e-27, not 0,
+        # which would give NSE -1e27 rather than NaN. Likewise a mean within rounding
+        # of 0 is 0.
+        o_varies = _varies(o, ok, sst, n)
+        p_varies = _varies(p, ok, spp, n)
+        o_scale = np.where(ok, np.abs(o), 0.0).max(axis=-1, initial=0.0)
+        mean_o_zero = np.abs(mean_o) <= _ROUNDING * o_scale
+        nse = np.where(o_varies, 1.0 - sse / sst, np.nan)
+        r = np.where(o_varies & p_varies, spo / np.sqrt(sst * spp), np.nan)
         # A prediction without spread against a varying observation has r = 0 by
         # convention, which keeps KGE finite (and poor) instead of NaN.
-        r = np.where((sst > 0) & (spp == 0), 0.0, r)
-        alpha = np.sqrt(spp / sst)
+        r = np.where(o_varies & ~p_varies, 0.0, r)
+        alpha = np.where(p_varies, np.sqrt(spp / sst), 0.0)
         beta = mean_p / mean_o
         kge = 1.0 - np.sqrt((r - 1.0) ** 2 + (alpha - 1.0) ** 2 + (beta - 1.0) ** 2)
-        kge = np.where((sst > 0) & (mean_o != 0), kge, np.nan)
+        kge = np.where(o_varies & ~mean_o_zero, kge, np.nan)
     empty = n == 0
     out = np.stack([rmse, mae, bias, nse, kge], axis=-1)
     out[empty] = np.nan
