@@ -437,3 +437,11 @@ def test_a_shared_window_is_refused_for_a_mix_of_networks_and_baselines(small_ba
     # shared, it turned the climatology into an annual mean without a word.
     with pytest.raises(xmsgl.ParameterError, match="climatology window of the baselines"):
         sparsity_sweep(small_basin, ["climatology", "msgl"], keep=[1.0], seeds=[0], fit_kwargs={"window": 365})
+
+
+def test_variance_decomposition_of_no_seed_is_a_data_error() -> None:
+    from xmsgl.exceptions import DataError
+
+    scores = xr.DataArray(np.zeros((2, 3, 0)), dims=("repeat", "fold", "seed"), name="rmse")
+    with pytest.raises(DataError, match=r"\['seed'\] of the scores are empty"):
+        variance_decomposition(scores)

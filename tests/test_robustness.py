@@ -301,3 +301,12 @@ def test_review_fixes_split_test_draws_long_periods_and_typed_errors() -> None:
     with pytest.raises(PeriodError):
         robustness(d, h, {"lag": [1]}, time=("abc", "def"))
     assert robustness(d, h, {"lag": [1]}, time="2015").attrs["scored_days"] == "2015-01-01/2015-09-30"
+
+
+def test_daily_times_in_microseconds_are_daily(small_basin: xr.Dataset) -> None:
+    # pandas 3 builds datetime64[us] indexes: one step a day is still a day.
+    us = small_basin.assign_coords(time=small_basin.time.values.astype("datetime64[us]"))
+    np.testing.assert_allclose(lowpass(us, 10)["reach_air_temp"].values,
+                               lowpass(small_basin, 10)["reach_air_temp"].values)
+    np.testing.assert_allclose(bandpass(us, 5, 30)["reach_air_temp"].values,
+                               bandpass(small_basin, 5, 30)["reach_air_temp"].values)

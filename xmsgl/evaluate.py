@@ -1019,6 +1019,10 @@ def variance_decomposition(
         raise DataError(f"the decomposition needs at least 2 partitions, got scores {name!r} on 'seed' "
                         "alone (no partition dimension); pass scores on (repeat, fold, seed) or "
                         "(partition, seed), not one selected fold")
+    empty = [d for d in (*part_dims, "seed") if da.sizes[d] == 0]
+    if empty:
+        raise DataError(f"the decomposition needs at least 2 partitions and 1 seed; dimension(s) "
+                        f"{empty} of the scores are empty; raise folds/repeats or seeds")
     stacked = da.stack(partition=part_dims) if len(part_dims) > 1 else da.rename({part_dims[0]: "partition"})
     y = np.asarray(stacked.transpose("partition", "seed").values, dtype=np.float64)
     n_dup = 0

@@ -134,7 +134,8 @@ def _calendar(times: pd.DatetimeIndex, what: str) -> pd.DatetimeIndex | None:
     """The daily calendar from the first to the last day, or None when there is no gap."""
     if times.size < 2:
         return None
-    steps = np.diff(times.asi8)
+    # In nanoseconds whatever the index's own unit (pandas 3 builds datetime64[us]).
+    steps = np.diff(times.as_unit("ns").asi8)
     day = pd.Timedelta(days=1).value
     if (steps == day).all():
         return None
