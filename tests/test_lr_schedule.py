@@ -30,16 +30,21 @@ def test_factor_follows_half_a_cosine() -> None:
     assert {lr_factor("constant", p) for p in (0.0, 0.3, 1.0)} == {1.0}
 
 
-def test_the_optimizer_takes_the_scheduled_rates(half_year_basin: xr.Dataset,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[float] = []
+@pytest.fixture
+def seen(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The learning rate of every Adam step taken while the test runs."""
+    rates: list[float] = []
     step = torch.optim.Adam.step
 
     def spy(self, *args, **kwargs):
-        seen.append(self.param_groups[0]["lr"])
+        rates.append(self.param_groups[0]["lr"])
         return step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    return rates
+
+
+def test_the_optimizer_takes_the_scheduled_rates(half_year_basin: xr.Dataset, seen: list[float]) -> None:
     fit(half_year_basin, method="fine-only", lr=0.01, lr_schedule="cosine", batch_size=1, **FIT)
     # Three 40-day windows in 120 training days, one a step: nine steps in all.
     assert len(seen) == 9
@@ -50,16 +55,7 @@ def test_the_optimizer_takes_the_scheduled_rates(half_year_basin: xr.Dataset,
     assert seen == [0.01] * 9
 
 
-def test_each_stage_runs_its_own_schedule(half_year_basin: xr.Dataset,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[float] = []
-    step = torch.optim.Adam.step
-
-    def spy(self, *args, **kwargs):
-        seen.append(self.param_groups[0]["lr"])
-        return step(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+def test_each_stage_runs_its_own_schedule(half_year_basin: xr.Dataset, seen: list[float]) -> None:
     fit(half_year_basin, method="async-msgl", pretrain_epochs=2, lr=0.01, lr_schedule="cosine",
         batch_size=1, **FIT)
     # Stage A (2 epochs) then stage B (3 epochs), each starting at the full rate.

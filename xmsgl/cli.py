@@ -583,7 +583,6 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
         out = _merge_steps(out, {"cv": cv, "vd": vd})
         out.attrs["cv"] = (f"{args.cv} {args.blocking} folds={args.folds} repeats={args.repeats} "
                            f"({cv.sizes['cv_repeat']} distinct) seeds={args.cv_seeds}")
-        out.attrs["vd_seed_component"] = vd_attrs["seed_component"]
         parts.append(f"cross-validation {_time.time() - t1:.0f} s")
     if args.robustness:
         from xmsgl.evaluate import _mask_obs, _ranges

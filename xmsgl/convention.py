@@ -992,17 +992,17 @@ def output_coords(sub: xr.Dataset, dim: str, chunks: tuple[Any, Any] | None = No
     coordinate, so that it is chunked like the values it labels.
     """
     out: dict[str, xr.DataArray] = {}
+    kept = {str(n) for n, c in sub.coords.items() if set(map(str, c.dims)) <= {dim, TIME}}
     for name, c in sub.coords.items():
-        if not set(map(str, c.dims)) <= {dim, TIME}:
+        if str(name) not in kept:
             continue
         c = c.copy(deep=False)
         c.encoding = {}
         # CF's bounds (and climatology) name a variable of the file; an output on
-        # (dim, time) carries none, so the reference would dangle.
-        for key in ("bounds", "climatology"):
-            if key in c.attrs and str(c.attrs[key]) not in out and str(c.attrs[key]) not in {
-                    str(n) for n, v in sub.coords.items() if set(map(str, v.dims)) <= {dim, TIME}}:
-                c.attrs = {k: v for k, v in c.attrs.items() if k != key}
+        # (dim, time) carries only the coordinates kept, so another would dangle.
+        dangling = [k for k in ("bounds", "climatology") if k in c.attrs and str(c.attrs[k]) not in kept]
+        if dangling:
+            c.attrs = {k: v for k, v in c.attrs.items() if k not in dangling}
         if chunks is not None and c.chunks is not None:
             c = c.chunk({d: chunks[0] if str(d) == dim else chunks[1] for d in c.dims})
         out[str(name)] = c

@@ -94,12 +94,13 @@ _LONG_NAMES = {
 _ROUNDING = 64 * np.finfo(np.float64).eps
 
 
-def _varies(x: np.ndarray, ok: np.ndarray, centered_ss: np.ndarray, n: np.ndarray) -> np.ndarray:
+def _varies(x: np.ndarray, ok: np.ndarray, centered_ss: np.ndarray, n: np.ndarray,
+            scale: np.ndarray) -> np.ndarray:
     """Whether the valid values of ``x`` vary by more than the rounding of their mean:
-    not all equal, and a centered sum of squares above ``n (rounding x max|x|)^2``."""
+    not all equal, and a centered sum of squares above ``n (rounding x scale)^2``, with
+    ``scale`` their largest magnitude."""
     hi = np.where(ok, x, -np.inf).max(axis=-1, initial=-np.inf)
     lo = np.where(ok, x, np.inf).min(axis=-1, initial=np.inf)
-    scale = np.where(ok, np.abs(x), 0.0).max(axis=-1, initial=0.0)
     with np.errstate(invalid="ignore", over="ignore"):
         floor = n * (_ROUNDING * scale) ** 2
         return (hi > lo) & ~(centered_ss <= floor)
@@ -140,9 +141,9 @@ def _kernel(pred: np.ndarray, obs: np.ndarray, n_core: int) -> np.ndarray:
         # mean: a gauge stuck at 20.1 degC leaves sums of squares of 1e-27, not 0,
         # which would give NSE -1e27 rather than NaN. Likewise a mean within rounding
         # of 0 is 0.
-        o_varies = _varies(o, ok, sst, n)
-        p_varies = _varies(p, ok, spp, n)
-        o_scale = np.where(ok, np.abs(o), 0.0).max(axis=-1, initial=0.0)
+        o_scale = np.abs(o).max(axis=-1, initial=0.0)  # missing pairs were set to 0
+        o_varies = _varies(o, ok, sst, n, o_scale)
+        p_varies = _varies(p, ok, spp, n, np.abs(p).max(axis=-1, initial=0.0))
         mean_o_zero = np.abs(mean_o) <= _ROUNDING * o_scale
         nse = np.where(o_varies, 1.0 - sse / sst, np.nan)
         r = np.where(o_varies & p_varies, spo / np.sqrt(sst * spp), np.nan)

@@ -101,6 +101,7 @@ from xmsgl.train import (
     check_clip_grad_norm,
     check_ema_decay,
     check_input_scaling,
+    check_lr,
     check_lr_schedule,
     check_weighting,
     cross_row_blocks,
@@ -926,9 +927,7 @@ def fit(
         check_count(name, val_)
     if pretrain_epochs is not None:
         check_count("pretrain_epochs", pretrain_epochs)
-    if (isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer))
-            or not np.isfinite(lr) or lr <= 0):
-        raise ParameterError(f"lr={lr!r} must be a positive finite learning rate, for example 5e-3")
+    check_lr(lr)
     if isinstance(stage_a_tasks, str):
         # One task named on its own, e.g. stage_a_tasks="remap", not its letters.
         stage_a_tasks = (stage_a_tasks,)

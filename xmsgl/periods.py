@@ -102,11 +102,9 @@ def _stamp(value: Any, end: bool, name: str, given: Any) -> Bound:
     # The days of a dataset are daily steps, stamped at any hour (Daymet's at noon):
     # a date, or an instant, stands for its whole day, as a string label does, so
     # that an end of date(2002, 7, 31) keeps the values stamped 2002-07-31 12:00.
-    if isinstance(value, np.datetime64) and np.datetime_data(value.dtype)[0] in ("Y", "M"):
-        label = pd.Period(str(value))
-        return label.end_time if end else label.start_time
-    day = parsed.normalize()
-    return day + pd.Timedelta(days=1) - pd.Timedelta(1, "ns") if end else day
+    unit = np.datetime_data(value.dtype)[0] if isinstance(value, np.datetime64) else "D"
+    label = pd.Period(parsed, freq=unit if unit in ("Y", "M") else "D")
+    return label.end_time if end else label.start_time
 
 
 def _pair(item: Any, name: str, given: Any) -> tuple[Bound, Bound]:

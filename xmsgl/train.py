@@ -855,6 +855,15 @@ def check_clip_grad_norm(clip_grad_norm: Any) -> None:
         )
 
 
+def check_lr(lr: Any) -> float:
+    """``lr`` as a float, or :class:`ParameterError` unless it is a positive finite
+    number (a bool is refused)."""
+    if (isinstance(lr, (bool, np.bool_)) or not isinstance(lr, numbers.Real)
+            or not math.isfinite(lr) or lr <= 0):
+        raise ParameterError(f"lr={lr!r} must be a positive finite learning rate, for example 5e-3")
+    return float(lr)
+
+
 def resolve_stride(window: int, stride: int | None) -> int:
     """The step between training windows: ``min(182, window)`` by default.
 

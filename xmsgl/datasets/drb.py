@@ -1144,21 +1144,22 @@ def open_drb(
     seg_pos_of_reach = np.searchsorted(coarse.seg_ids, fine.reach_seg)
     fine_props = fine_table.set_index("comid").reindex(fine.comid)
 
+    # The NHDPlus floor, where the slope rounded to 0: not a measured slope, so the
+    # parent segment's is used, as for no value.
+    slope = (fine_props["slope"].to_numpy(dtype=float) if "slope" in fine_props
+             else np.full(len(fine_props), np.nan))
+    floored = np.isfinite(slope) & (slope > 0) & (slope <= _ROUTELINK_SLOPE_FLOOR * 1.5)
+    n_floor = int(np.count_nonzero(floored))
+
     def per_reach(seg_values: np.ndarray, fine_col: str | None) -> np.ndarray:
         out = np.asarray(seg_values, dtype=np.float64)[seg_pos_of_reach]
         if fine_col is not None and fine_col in fine_props:
             known = fine_props[fine_col].to_numpy(dtype=float)
             ok = np.isfinite(known) & (known > 0 if fine_col != "elevation_m" else np.isfinite(known))
             if fine_col == "slope":
-                # The NHDPlus floor, where the slope rounded to 0: not a measured
-                # slope, so the parent segment's is used, as for no value.
-                ok &= known > _ROUTELINK_SLOPE_FLOOR * 1.5
+                ok &= ~floored
             out = np.where(ok, known, out)
         return out
-
-    slope_known = fine_props["slope"].to_numpy(dtype=float) if "slope" in fine_props else None
-    n_floor = 0 if slope_known is None else int(np.count_nonzero(
-        np.isfinite(slope_known) & (slope_known > 0) & (slope_known <= _ROUTELINK_SLOPE_FLOOR * 1.5)))
 
     S, R, T = "seg", "reach", "time"
     fsrc = {"mirror": "pywatershed_drb_2yr/{v}.nc area-weighted by hru_area over hru_segment "

@@ -52,7 +52,6 @@ from xmsgl.convention import (
 from xmsgl.exceptions import (
     DataError,
     ModelMismatchError,
-    ParameterError,
     SchemaError,
     TimeError,
     check_count,
@@ -408,6 +407,7 @@ def fit_gru(
     from xmsgl.options import get_option
     from xmsgl.train import (
         check_clip_grad_norm,
+        check_lr,
         feature_spec,
         fit_scalers,
         make_windows,
@@ -422,10 +422,7 @@ def fit_gru(
     for name, v in (("epochs", epochs), ("hidden", hidden)):
         check_count(name, v)
     # The network methods' checks: a bool, a negative, zero or NaN value is refused.
-    if (isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer))
-            or not math.isfinite(lr) or lr <= 0):
-        raise ParameterError(f"lr={lr!r} must be a positive finite learning rate, for example 5e-3")
-    lr = float(lr)
+    lr = check_lr(lr)
     if batch_size is not None:
         check_count("batch_size", batch_size)
     check_clip_grad_norm(clip_grad_norm)
