@@ -283,6 +283,23 @@ def test_gru_is_deterministic_and_saves(tmp_path, gru_basin: xr.Dataset, gru_mod
         load(folder)
 
 
+def test_gru_restarts_after_a_gap_in_the_days(gru_basin: xr.Dataset, gru_model) -> None:
+    """As downscale does for the networks: a gap in 'time' restarts the GRU's state with a
+    TimeGapWarning, so the days after it are predicted as if the record began there (it
+    used to carry the state, and the warm-up, across the gap without a word)."""
+    t = gru_basin.time.values
+    gap = gru_basin.isel(time=np.flatnonzero((t < np.datetime64("2002-06-01"))
+                                             | (t >= np.datetime64("2002-09-01"))))
+    after = gru_basin.sel(time=slice("2002-09-01", None))
+    days = ("2002-09-01", "2002-10-15")
+    with pytest.warns(xmsgl.TimeGapWarning, match="2002-05-31 to 2002-09-01"):
+        across = gru_model.predict(gap, time=days)
+    alone = gru_model.predict(after, time=days)
+    np.testing.assert_array_equal(across.values, alone.values)
+    # The gap matters: the same days with the summer present are predicted otherwise.
+    assert float(abs(gru_model.predict(gru_basin, time=days) - alone).max()) > 1e-3
+
+
 def test_gru_errors(gru_basin: xr.Dataset, gru_model, small_basin: xr.Dataset) -> None:
     from xmsgl.model import fit
 

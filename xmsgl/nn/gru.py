@@ -29,6 +29,7 @@ import datetime as _dt
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,15 +126,18 @@ def _inputs(ds: xr.Dataset, names: list[str], mean: dict[str, float], std: dict[
 
 
 def _run(net: ReachGRU, x: np.ndarray, t0: int, t1: int, chunk: int, spinup: int,
-         batch: int = 4096) -> np.ndarray:
+         breaks: Sequence[int] | np.ndarray = (), batch: int = 4096) -> np.ndarray:
     """Standardized predictions (reach, t1 - t0): chunks of ``chunk`` days, each warmed up
-    on up to ``spinup`` earlier days from a fresh state, as in training."""
+    on up to ``spinup`` earlier days from a fresh state, as in training. ``breaks`` are
+    the positions in ``x`` of days that do not follow the day before
+    (:func:`xmsgl.train.time_breaks`): no chunk or warm-up crosses one, as in
+    ``downscale``."""
+    from xmsgl.train import inference_windows
+
     out = np.empty((x.shape[0], t1 - t0), dtype=np.float32)
     net.eval()
     with torch.inference_mode():
-        for a in range(t0, t1, chunk):
-            b = min(a + chunk, t1)
-            s = max(0, a - spinup)
+        for s, a, b in inference_windows(t0, t1, chunk, spinup, breaks):
             for r0 in range(0, x.shape[0], batch):
                 seq = torch.from_numpy(np.ascontiguousarray(x[r0: r0 + batch, s:b]))
                 out[r0: r0 + batch, a - t0: b - t0] = net(seq)[:, a - s:].numpy()
@@ -210,6 +214,7 @@ class GRUModel(BaselineModel):
         TimeError
             ``time`` selects no day of ``ds``.
         """
+        from xmsgl.downscale import _time_gaps
         from xmsgl.periods import period_mask, spans_text
 
         # The model was fitted on the validated dataset (temperatures in K or degF
@@ -242,9 +247,13 @@ class GRUModel(BaselineModel):
         t0, t1 = int(idx[0]), int(idx[-1]) + 1
         hp = self.config["hyperparameters"]
         spinup = int(hp.get("spinup", 180))
-        x = _inputs(ds.isel({TIME: slice(max(0, t0 - spinup), t1)}), names, var["mean"], var["std"])
-        off = t0 - max(0, t0 - spinup)
-        z = _run(self.net, x, off, off + t1 - t0, int(hp.get("chunk", 365)), spinup)
+        x0 = max(0, t0 - spinup)
+        x = _inputs(ds.isel({TIME: slice(x0, t1)}), names, var["mean"], var["std"])
+        # A gap in the days restarts the state, with a TimeGapWarning, as downscale does.
+        breaks = _time_gaps(times, t0, t1, spinup)
+        breaks = breaks[(breaks > x0) & (breaks < t1)] - x0
+        off = t0 - x0
+        z = _run(self.net, x, off, off + t1 - t0, int(hp.get("chunk", 365)), spinup, breaks)
         tgt = self.config["targets"]
         values = (z * np.float32(tgt["std"]) + np.float32(tgt["mean"])).astype(np.float32)
         values = values[:, idx - t0]
@@ -414,6 +423,7 @@ def fit_gru(
         masked_rmse,
         period_ranges,
         resolve_stride,
+        time_breaks,
     )
 
     window = 365 if window is None else window
@@ -455,6 +465,7 @@ def fit_gru(
     y_val = np.where(masks["val"][None, :], y, np.nan)
     val_rows = np.flatnonzero(np.isfinite(y_val).any(axis=1))
     val_ranges = period_ranges(time, masks["val"])
+    breaks = time_breaks(time)  # the warm-up of a validation day does not cross a gap
     if masks["val"].any() and val_rows.size == 0:
         warn_unobserved_validation(periods["val"])
 
@@ -475,7 +486,7 @@ def fit_gru(
             return None
         se, n = 0.0, 0
         for a, b in val_ranges:
-            pred = _run(net, x[val_rows], a, b, 365, spinup)
+            pred = _run(net, x[val_rows], a, b, 365, spinup, breaks)
             o = y_val[val_rows, a:b]
             ok = np.isfinite(o)
             se += float((((pred * y_std + y_mean) - o)[ok] ** 2).sum())
