@@ -71,6 +71,22 @@ def test_rgrn_graph_diffusion_changes_states() -> None:
     assert not torch.allclose(h2[:, 3], h_eye[:, 3])
 
 
+def test_rgrn_refuses_an_adjacency_that_requires_grad() -> None:
+    """The graph is an argument with no gradient: one that asks for a gradient is refused
+    instead of silently getting none; without autograd, or detached, it runs."""
+    torch.manual_seed(0)
+    cell = GraphRecurrent(hidden=3)
+    x = torch.randn(4, 5, 1, 12)
+    adj = torch.tensor(_chain(5).toarray(), dtype=torch.float32, requires_grad=True)
+    with pytest.raises(ParameterError, match="adjacency requires grad.*adj.detach"):
+        cell(x, adj)
+    with pytest.raises(ParameterError, match="adjacency requires grad"):
+        cell.run_inputs(torch.randn(4, 5, 1, 2), torch.randn(12, 2), torch.zeros(12), adj)
+    want = cell(x, adj.detach())
+    with torch.no_grad():
+        torch.testing.assert_close(cell(x, adj), want)
+
+
 def test_rgrn_time_chunks_equal_one_pass() -> None:
     torch.manual_seed(1)
     net = MSGLNet(n_common=2, n_seg_extra=1, n_reach_extra=0, hidden=4, attn_window=5)

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from xmsgl.exceptions import ParameterError
+
 __all__ = ["GraphRecurrent", "SparseGraph", "graph_product"]
 
 
@@ -746,6 +748,11 @@ class GraphRecurrent(nn.Module):
             returned); inference fills a larger result this way, chunk by chunk,
             without copies. Ignored when gradients are recorded.
 
+        ``x`` must be finite (``fit`` and ``downscale`` refuse other inputs first):
+        unlike in :meth:`forward`, a NaN or infinite input meets the zero weights
+        that keep the inputs out of the diffused block q, which turns it into NaN
+        there, and the graph carries it to the node's neighbours the same day.
+
         Examples
         --------
         >>> import torch
@@ -781,6 +788,11 @@ class GraphRecurrent(nn.Module):
             last = (h0.view(n_node, n_batch, hdim), c0.view(n_node, n_batch, hdim))
             return (hs, last) if return_state else hs
         mat, mat_t = (adj.adj, adj.adj_t) if isinstance(adj, SparseGraph) else (adj, None)
+        if torch.is_grad_enabled() and mat.requires_grad:
+            raise ParameterError(
+                "the adjacency requires grad, but the recurrence takes the graph as an argument, "
+                "not a parameter, and gives it no gradient; pass adj.detach(), or learn edge "
+                "weights outside this cell")
         xf = x.reshape(n_time, n_rows, n_in)
         weight, bias = self.recurrent.weight, self.recurrent.bias
         tracked = [t for t in (xf, w_x, b_x, weight, bias, h0, c0) if t is not None]
