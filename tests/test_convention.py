@@ -132,12 +132,58 @@ def test_non_integer_and_nonpositive_ids() -> None:
         validate(ds)
 
 
+def test_ids_written_as_text_get_advice_that_works() -> None:
+    """NHDPlus COMIDs read from a table as text: both the coordinate's and the pointer's
+    messages give a conversion, and following them gives a valid dataset."""
+    ds = hand_basin()
+    text = ds.assign_coords(reach=ds.reach.astype(str).astype(object))
+    text["reach_to"] = text.reach_to.astype(str)
+    with pytest.raises(SchemaError, match=r"'reach' must hold integer ids.*numbers written as "
+                                          r"text.*astype\('int64'\).*'reach_to' the same way"):
+        validate(text)
+    fixed = text.assign_coords(reach=text["reach"].astype("int64"))
+    with pytest.raises(SchemaError, match=r"'reach_to' must hold integer ids.*numbers written "
+                                          r"as text.*astype\('int64'\)"):
+        validate(fixed)
+    fixed["reach_to"] = fixed["reach_to"].astype("int64")
+    xr.testing.assert_identical(validate(fixed), validate(ds))
+    # Text that is not a number gets the mapping advice instead, fractional pointers the ids.
+    with pytest.raises(SchemaError, match="map them to positive integers"):
+        validate(ds.assign_coords(reach=[f"r{i}" for i in ds.reach.values]))
+    with pytest.raises(SchemaError, match=r"\[1.5\] are not"):
+        validate(ds.assign(reach_to=ds.reach_to.where(ds.reach != ds.reach[0], 1.5)))
+
+
 def test_missing_variable_and_dimension() -> None:
     with pytest.raises(SchemaError, match="'reach_length' is missing"):
         validate(hand_basin().drop_vars("reach_length"))
     with pytest.raises(SchemaError, match="dimension 'seg' is missing"):
         validate(hand_basin().rename({"seg": "segment"}))
     assert issubclass(SchemaError, ValueError) and issubclass(SchemaError, XmsglError)
+
+
+def test_time_aggregation_advice_gives_a_valid_dataset() -> None:
+    """The advice for duplicated or sub-daily steps, run as written, validates: a mean of
+    the whole dataset would spread the topology along 'time' and fail on it."""
+    import xarray as xr
+
+    ds = hand_basin()
+    dup = xr.concat([ds.isel(time=slice(0, 4)), ds.isel(time=[3]), ds.isel(time=slice(4, None))],
+                    dim="time", data_vars="minimal", coords="minimal", compat="override")
+    half = ds.assign_coords(time=ds.time + np.timedelta64(12, "h"))
+    hourly = xr.concat([ds, half], dim="time", data_vars="minimal", coords="minimal",
+                       compat="override").sortby("time")
+    for bad, agg in ((dup, "groupby('time')"), (hourly, "resample(time='1D')")):
+        with pytest.raises(TimeError) as err:
+            validate(bad)
+        msg = str(err.value)
+        code = msg[msg.index("tv = "): msg.index("]) (a ") + 2]
+        assert agg in code and "drop_dims('time')" in code
+        scope = {"ds": bad, "xr": xr}
+        exec(code.replace("; ", "\n"), scope)
+        fixed = validate(scope["ds"])
+        assert fixed.sizes["time"] == ds.sizes["time"] and fixed.seg_to.dims == ("seg",)
+    assert validate(dup.drop_duplicates("time")).sizes["time"] == ds.sizes["time"]
 
 
 def test_time_errors() -> None:

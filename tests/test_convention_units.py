@@ -96,6 +96,28 @@ def test_fill_values_are_named_in_the_message() -> None:
         validate(relabel(ds, "seg_air_temp", "K", vals))
 
 
+@pytest.mark.parametrize("units, offset", [("degC", 0.0), ("K", 273.15)])
+@pytest.mark.parametrize("name", ["seg_air_temp", "reach_temp"])
+def test_infinite_temperatures_are_named_not_taken_for_units(name: str, units: str,
+                                                             offset: float) -> None:
+    """An infinite value is not a question of units or fill values: the error says what it
+    is, and the masking it advises clears it (a fill-value mask did not)."""
+    ds = basin()
+    vals = ds[name].values + offset
+    vals[1, 3] = np.inf
+    vals[2, 5] = -np.inf
+    bad = relabel(ds, name, units, vals)
+    with pytest.raises(DataError, match=rf"'{name}' holds 2 infinite values.*np.isfinite"):
+        validate(bad)
+    masked = bad.assign({name: bad[name].where(np.isfinite(bad[name]))})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnitConversionWarning)  # K converted to degC
+        out = validate(masked)[name].values
+    assert np.isnan(out[1, 3]) and np.isnan(out[2, 5])
+    assert np.isnan(out).sum() == np.isnan(ds[name].values).sum() + np.isfinite(
+        ds[name].values[[1, 2], [3, 5]]).sum()
+
+
 def test_inputs_are_judged_even_without_check_values() -> None:
     ds = relabel(basin(), "seg_air_temp", "K")
     with pytest.raises(UnitsError, match="'seg_air_temp'"):

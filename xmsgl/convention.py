@@ -50,6 +50,7 @@ import pandas as pd
 import xarray as xr
 
 from xmsgl.exceptions import (
+    DataError,
     SchemaError,
     TimeError,
     TopologyError,
@@ -132,6 +133,9 @@ _TEMPERATURE_SCALES = (
 _METRES = {"m", "meter", "meters", "metre", "metres"}
 _KILOMETRES = {"km", "kilometer", "kilometers", "kilometre", "kilometres"}
 
+
+#: The first statement of the time-aggregation advice: the data variables on 'time'.
+_TIME_VARS = "tv = [v for v in ds.data_vars if 'time' in ds[v].dims];"
 
 def _norm_units(units: object) -> str:
     return str(units).strip().lower()
@@ -554,12 +558,16 @@ def _ids(ds: xr.Dataset, dim: str) -> np.ndarray:
     if ids.size == 0:
         raise SchemaError(f"dimension {dim!r} is empty; the network needs at least one {dim}")
     if not np.issubdtype(ids.dtype, np.integer):
+        pointers = "'seg_to' and 'reach_seg'" if dim == SEG else "'reach_to'"
         if np.issubdtype(ids.dtype, np.floating) and np.all(np.isfinite(ids)) and np.all(
             ids == np.round(ids)
         ):
             hint = f"convert them with ds.assign_coords({dim}=ds[{dim!r}].astype('int64'))"
+        elif _digit_strings(ids):
+            hint = (f"they are numbers written as text (ids such as COMIDs read from a table): "
+                    f"convert them with ds.assign_coords({dim}=ds[{dim!r}].astype('int64')), "
+                    f"and {pointers} the same way (ds[name] = ds[name].astype('int64'))")
         else:
-            pointers = "'seg_to' and 'reach_seg'" if dim == SEG else "'reach_to'"
             hint = (
                 f"map them to positive integers (the ids in {pointers} the same way) and keep "
                 f"the original ids as a coordinate"
@@ -586,6 +594,21 @@ def _ids(ds: xr.Dataset, dim: str) -> np.ndarray:
             f"appear once: drop or merge the duplicates"
         )
     return ids.astype(np.int64)
+
+
+def _digit_strings(values: np.ndarray) -> bool:
+    """Whether ``values`` are text (str, or ASCII bytes) that all read as integers."""
+    if values.dtype.kind not in "USO" or values.size == 0:
+        return False
+    for v in values.ravel():
+        if isinstance(v, bytes):
+            try:
+                v = v.decode("ascii")
+            except UnicodeDecodeError:
+                return False
+        if not isinstance(v, str) or not v.strip().lstrip("-").isdigit():
+            return False
+    return True
 
 
 def _load_1d(ds: xr.Dataset, name: str, dim: str) -> np.ndarray:
@@ -646,7 +669,16 @@ def _pointer_index(
                 f"xmsgl.to_convention(ds, outlet=np.nan)"
             )
         if not (np.issubdtype(to.dtype, np.floating) and np.all(to == np.round(to))):
-            raise SchemaError(f"variable {name!r} must hold integer ids, got dtype {to.dtype}")
+            if _digit_strings(to):
+                fix = (f"they are numbers written as text: convert them with ds[{name!r}] = "
+                       f"ds[{name!r}].astype('int64'), {OUTLET} at outlets")
+            elif np.issubdtype(to.dtype, np.floating):
+                fix = (f"ids are whole numbers, and {format_ids(np.unique(to[to != np.round(to)]))} "
+                       "are not: store the ids the coordinates hold")
+            else:
+                fix = ("store the ids of the coordinate as integers, with "
+                       f"{OUTLET} (xmsgl.OUTLET) at outlets")
+            raise SchemaError(f"variable {name!r} must hold integer ids, got dtype {to.dtype}; {fix}")
         # Casting an infinite or out-of-range float to int64 yields an arbitrary id
         # (and only a RuntimeWarning), so such pointers are refused by value here.
         huge = ~(np.abs(to) <= _MAX_ID_FLOAT)
@@ -887,7 +919,10 @@ def _check_time(ds: xr.Dataset) -> None:
     if len(dup):
         raise TimeError(
             f"coordinate 'time' has duplicated steps {format_ids([str(d.date()) for d in dup])}; "
-            f"aggregate them, e.g. ds.groupby('time').mean()"
+            f"keep the first of each with ds.drop_duplicates('time'), or average the variables "
+            f"on 'time' and keep the others as they are: {_TIME_VARS} ds = xr.merge(["
+            f"ds.drop_dims('time'), ds[tv].groupby('time').mean()]) (a mean of the whole "
+            f"dataset would spread the topology along 'time')"
         )
     if not idx.is_monotonic_increasing:
         pos = int(np.flatnonzero(np.diff(idx.asi8) < 0)[0])
@@ -901,7 +936,10 @@ def _check_time(ds: xr.Dataset) -> None:
         if same.size:
             raise TimeError(
                 f"coordinate 'time' has several steps on {idx[same[0]].date()}; xmsgl works on "
-                "daily means: aggregate them with ds.resample(time='1D').mean(). But if they are "
+                f"daily means: average the variables on 'time' by day and keep the others as they "
+                f"are, {_TIME_VARS} ds = xr.merge([ds.drop_dims('time'), "
+                "ds[tv].resample(time='1D').mean()]) (a resample of the whole dataset would spread "
+                "the topology along 'time'). But if they are "
                 "daily values stamped at local midnight and converted to UTC, do not average two "
                 "days together: round the stamps back to their dates with "
                 "ds.assign_coords(time=ds.time.dt.round('D'))"
@@ -940,6 +978,20 @@ def _value_range(da: xr.DataArray) -> tuple[float, float]:
     return float(da.min(skipna=True)), float(da.max(skipna=True))
 
 
+def _refuse_infinite(name: str, da: xr.DataArray, vmin: float, vmax: float) -> None:
+    """An infinite temperature (``vmin``/``vmax``: its range) is not a question of units
+    or fill values: say what it is and how to mask it."""
+    if not (np.isinf(vmin) or np.isinf(vmax)):
+        return
+    n_inf = int(np.isinf(np.asarray(da.values, dtype=np.float64)).sum())
+    raise DataError(
+        f"temperature {name!r} holds {n_inf} infinite value{'s' if n_inf > 1 else ''}; mask "
+        f"them as missing, e.g. ds[{name!r}] = ds[{name!r}].where(np.isfinite(ds[{name!r}])), "
+        "then fill them or leave them as the variable allows (inputs may not be NaN; "
+        "observations may)"
+    )
+
+
 def _check_converted(
     name: str, units: object, scale: str, raw: xr.DataArray, new: xr.DataArray, water: bool
 ) -> None:
@@ -949,6 +1001,7 @@ def _check_converted(
     if np.isnan(vmin) or (lo <= vmin and vmax <= hi):
         return
     rmin, rmax = _value_range(raw)
+    _refuse_infinite(name, raw, rmin, rmax)
     to_celsius = {"degC": lambda v: v, "K": lambda v: v - 273.15,
                   "degF": lambda v: (v - 32.0) * (5.0 / 9.0)}
     fits = [u for u, f in to_celsius.items() if u != scale and lo <= f(rmin) and f(rmax) <= hi]
@@ -1107,6 +1160,7 @@ def _temperature_to_celsius(
     if scale == "degC":
         if judge_water and not lazy and not empty:
             vmin, vmax = _value_range(da)
+            _refuse_infinite(name, da, vmin, vmax)
             if not np.isnan(vmin) and (vmin < lo - 5 or vmax > hi + 15):
                 raise UnitsError(
                     f"water temperature {name!r} is labelled {units!r} but spans "
