@@ -175,6 +175,38 @@ def test_downscale_scales_and_refusals(files: dict[str, str], model_dir: str, tm
     assert not os.path.exists(tmp_path / "t.nc") and not os.path.exists(tmp_path / "c.nc")
 
 
+def test_downscale_checks_only_what_the_model_reads(files: dict[str, str], model_dir: str, tmp_path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """As the Python call: an unused ensemble on one more dimension, observations in degF,
+    do not stop the command (it used to validate the whole file); its messages speak of
+    its own options."""
+    ds = xr.load_dataset(files["nc"])
+    ens = xr.concat([ds.reach_air_temp + k for k in range(3)], dim="member").rename("ens_air")
+    extra = ds.assign(ens_air=ens, reach_temp=(ds.reach_temp * 1.8 + 32).assign_attrs(units="degF"))
+    extra.to_netcdf(tmp_path / "extra.nc")
+    out = tmp_path / "p.nc"
+    assert main(["downscale", model_dir, str(tmp_path / "extra.nc"), str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "ens_air" not in err and "degF" not in err
+    want = ds.msgl.downscale(xmsgl.load(model_dir), device="cpu")
+    np.testing.assert_allclose(xr.open_dataset(out)["reach_temp_pred"].values, want.values, atol=1e-5)
+    # A variable the model reads is still judged, and the message names the file.
+    ds.drop_vars("reach_air_temp").to_netcdf(tmp_path / "no_air.nc")
+    assert main(["downscale", model_dir, str(tmp_path / "no_air.nc"), str(tmp_path / "q.nc")]) == 2
+    err = capsys.readouterr().err
+    assert "DATA " in err and "reach_air_temp" in err
+    # Advice in the command's words, and a missing model folder said as such.
+    base = xmsgl.baselines.fit_baseline(ds, "climatology")
+    base.save(tmp_path / "clim")
+    assert main(["downscale", str(tmp_path / "clim"), files["nc"], str(tmp_path / "s.nc"),
+                 "--scale", "seg"]) == 2
+    err = capsys.readouterr().err
+    assert "--scale reach" in err and "scale='reach'" not in err
+    assert main(["downscale", str(tmp_path / "nowhere"), files["nc"], str(tmp_path / "s.nc")]) == 2
+    assert f"MODEL '{tmp_path / 'nowhere'}' does not exist" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "q.nc") and not os.path.exists(tmp_path / "s.nc")
+
+
 def test_downscale_appends_to_the_inputs_history_and_drops_dangling_bounds(
         files: dict[str, str], model_dir: str, tmp_path) -> None:
     ds = xr.load_dataset(files["nc"])

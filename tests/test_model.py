@@ -384,8 +384,11 @@ def test_stale_or_foreign_files_are_refused(tmp_path, model: Downscaler) -> None
     (tmp_path / "plain").write_text("x")
     with pytest.raises(XmsglError, match="not an xmsgl model folder"):
         model.save(tmp_path / "plain")
-    with pytest.raises(DataError, match="no config.json"):
+    with pytest.raises(DataError, match="'.*nowhere' does not exist"):
         load(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no config.json"):
+        load(tmp_path / "empty")
 
 
 # ------------------------------------------------------------------------ baselines

@@ -190,9 +190,18 @@ def _open_zarr(path: Path, lazy: bool) -> Any:
     return ds if lazy else ds.load()
 
 
-def _read_dataset(value: str, option: str = "--data", lazy: bool = False) -> Any:
-    """A netCDF file or zarr store, validated against the convention: in memory, or
-    with ``lazy`` dask-backed in the file's own chunks."""
+def _cli_words(message: str) -> str:
+    """A message of the Python API with its keyword advice in the command's words."""
+    for scale in ("reach", "seg", "cross"):
+        message = message.replace(f"scale={scale!r}", f"--scale {scale}")
+    return message
+
+
+def _read_dataset(value: str, option: str = "--data", lazy: bool = False,
+                  check: bool = True) -> Any:
+    """A netCDF file or zarr store, validated against the convention (``check``): in
+    memory, or with ``lazy`` dask-backed in the file's own chunks. Without ``check``
+    the caller validates what it reads (``downscale`` checks only the model's inputs)."""
     import xarray as xr
 
     import xmsgl
@@ -214,6 +223,8 @@ def _read_dataset(value: str, option: str = "--data", lazy: bool = False) -> Any
         raise DataError(f"{option} {value!r} cannot be read as a netCDF file or a zarr store "
                         f"({type(err).__name__}: {detail}); give a dataset in the xmsgl convention "
                         f"(see docs/convention.md)") from err
+    if not check:
+        return ds
     try:
         return xmsgl.validate(ds)
     except XmsglError as err:
@@ -336,15 +347,25 @@ def _downscale(args: argparse.Namespace) -> int:
                              f"name ending in .zarr")
     device = _device(args.device)
     with _warnings_as_lines():
-        model = xmsgl.load(model_path(args.model, "MODEL"))
+        folder = model_path(args.model, "MODEL")
+        if not os.path.lexists(folder):
+            raise ParameterError(f"MODEL {args.model!r} does not exist; give a folder written by "
+                                 "xmsgl fit (or model.save in Python)")
+        model = xmsgl.load(folder)
         # The cross-scale estimate runs in memory only; the rest streams from the file.
         lazy = args.scale != "cross"
         if not lazy and args.reach_chunk is not None:
             raise ParameterError("--reach-chunk: --scale cross runs in memory, not in blocks; leave "
                                  "--reach-chunk out")
-        ds = _read_dataset(args.data, "DATA", lazy=lazy)
-        pred = ds.msgl.downscale(model, scale=args.scale, time=time, device=device,
-                                 check_graph=not args.other_network, reach_chunk=args.reach_chunk)
+        # Validated by downscale, as the Python call: only the variables the model reads
+        # (observations, or an ensemble on one more dimension, are left as they are).
+        ds = _read_dataset(args.data, "DATA", lazy=lazy, check=False)
+        try:
+            pred = ds.msgl.downscale(model, scale=args.scale, time=time, device=device,
+                                     check_graph=not args.other_network,
+                                     reach_chunk=args.reach_chunk)
+        except XmsglError as err:
+            raise type(err)(f"DATA {args.data!r}: {_cli_words(str(err))}") from err
         result = pred.to_dataset()
         # The input's history goes on, this step appended (CF: a filter appends its
         # own line to the history of the file it read).

@@ -408,6 +408,9 @@ def _read_config(path: Path) -> tuple[Path, dict[str, Any]]:
     except PermissionError as err:
         raise DataError(f"{str(path)!r} cannot be read ({err}); check the folder's permissions") from err
     if not found:
+        if not os.path.lexists(path):
+            raise DataError(f"{str(path)!r} does not exist; give the folder a model was saved to "
+                            "(model.save(path))")
         raise DataError(f"{str(path)!r} is not an xmsgl model folder (no {CONFIG}); "
                         "save one with model.save(path)")
     try:
