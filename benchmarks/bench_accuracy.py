@@ -62,6 +62,8 @@ def main() -> None:
                     help="ema_decay of every network method (default: none, fit's)")
     ap.add_argument("--lr-schedule", default=None, choices=["constant", "cosine"],
                     help="lr_schedule of every network method (default: fit's)")
+    ap.add_argument("--hidden", type=int, default=None,
+                    help="hidden size of every network method (default: fit's, 20)")
     args = ap.parse_args()
     task_weights = None
     if args.task_weights:
@@ -91,6 +93,7 @@ def main() -> None:
                "input_scaling": args.input_scaling or "default",
                **({"ema_decay": args.ema_decay} if args.ema_decay is not None else {}),
                **({"lr_schedule": args.lr_schedule} if args.lr_schedule else {}),
+               **({"hidden": args.hidden} if args.hidden is not None else {}),
                **({"max_hops": args.max_hops} if args.max_hops is not None else {}),
                "date": time.strftime("%Y-%m-%d"), **provenance(args.threads or torch.get_num_threads())}
     seg_pos = topology_arrays(ds).reach_seg_idx
@@ -121,6 +124,7 @@ def main() -> None:
                             **({"ema_decay": args.ema_decay} if args.ema_decay is not None
                                else {}),
                             **({"lr_schedule": args.lr_schedule} if args.lr_schedule else {}),
+                            **({"hidden": args.hidden} if args.hidden is not None else {}),
                             **({"graph_options": {"max_hops": args.max_hops}}
                                if args.max_hops is not None else {}),
                             **periods)
