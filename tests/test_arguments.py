@@ -240,6 +240,49 @@ def test_unavailable_devices_are_typed_errors(basin: xr.Dataset) -> None:
         fit(basin, method="msgl", device=torch.device("mps"), **FAST)
 
 
+def test_mps_without_sparse_products_falls_back_to_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch builds that do not run sparse CSR products on MPS: 'auto' passes over MPS
+    with one warning, an explicit 'mps' is a typed error that says why; an MPS that runs
+    them is picked."""
+    from xmsgl import train
+
+    mps = getattr(torch.backends, "mps", None)
+    if mps is None:
+        pytest.skip("this torch build has no torch.backends.mps")
+    monkeypatch.setattr(mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(train, "_MPS_WARNED", [])
+    problem = "NotImplementedError: Could not run 'new_compressed_tensor' from the 'mps:0' device."
+    monkeypatch.setattr(train, "_mps_sparse_problem", lambda device="mps": problem)
+    with pytest.warns(XmsglWarning, match="MPS.*sparse CSR.*new_compressed_tensor.*on the CPU"):
+        assert train.resolve_device("auto") == torch.device("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert train.resolve_device("auto") == torch.device("cpu")  # said once
+    for device in ("mps", torch.device("mps")):
+        with pytest.raises(XmsglError, match="device=.*mps.*sparse CSR.*new_compressed_tensor.*'cpu'"):
+            train.resolve_device(device)
+    monkeypatch.setattr(train, "_mps_sparse_problem", lambda device="mps": None)
+    assert train.resolve_device("auto") == torch.device("mps")
+    assert train.resolve_device("mps") == torch.device("mps")
+
+
+def test_the_mps_probe_answers_without_raising() -> None:
+    """On a machine without MPS the probe reports the failure as a reason, never raises;
+    with MPS it gives None or a reason."""
+    from xmsgl.train import _mps_sparse_problem
+
+    # Where the products run (the CPU), the probe finds the values it expects.
+    assert _mps_sparse_problem("cpu") is None
+    _mps_sparse_problem.cache_clear()
+    got = _mps_sparse_problem()
+    mps = getattr(torch.backends, "mps", None)
+    if mps is None or not mps.is_available():
+        assert isinstance(got, str) and got
+    else:
+        assert got is None or isinstance(got, str)
+
+
 def test_a_device_xmsgl_does_not_run_on_leaves_the_model_usable(model: Downscaler, basin: xr.Dataset) -> None:
     # "meta" holds no values: moving the model there used to fail deep in torch and
     # leave its weights on meta, so that neither downscale nor save worked again.

@@ -509,7 +509,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             return torch.device("cuda")
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
-            return torch.device("mps")
+            problem = _mps_sparse_problem()
+            if problem is None:
+                return torch.device("mps")
+            _warn_mps_once(problem)
         return torch.device("cpu")
     else:
         try:
@@ -531,7 +534,53 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         if mps is None or not mps.is_available():
             raise XmsglError(f"device={device!r} was asked for but this torch build or machine has no "
                              "MPS (Apple GPU) support; use 'auto' or 'cpu'")
+        problem = _mps_sparse_problem()
+        if problem is not None:
+            raise XmsglError(f"device={device!r}: the graph products use torch's sparse CSR tensors, "
+                             f"which this torch build does not run on MPS ({problem}); use 'cpu' "
+                             "(or 'auto', which then picks the CPU)")
     return dev
+
+
+@functools.lru_cache(maxsize=4)
+def _mps_sparse_problem(device: str = "mps") -> str | None:
+    """Why the graph products cannot run on Apple's MPS, or None where they can.
+
+    The recurrence diffuses through torch sparse CSR products (``addmm`` forward, the
+    transpose's product backward), which torch builds up to at least 2.13 do not run
+    on MPS: a fit there would fail at its first step. Tried once per process on a
+    2 x 2 graph, checking the values too (``device``: another device to try it on).
+    """
+    from xmsgl.nn.rgrn import _transpose
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on its beta sparse support
+            dev = torch.device(device)
+            adj = torch.sparse_csr_tensor(torch.tensor([0, 1, 3], dtype=torch.int32),
+                                          torch.tensor([0, 0, 1], dtype=torch.int32),
+                                          torch.tensor([1.0, 2.0, 3.0]), size=(2, 2)).to(dev)
+            x = torch.tensor([[1.0], [10.0]], device=dev)
+            forward = torch.addmm(x, adj, x).cpu()
+            backward = torch.sparse.mm(_transpose(adj), x).cpu()
+    except Exception as err:  # any refusal of the backend means the same here
+        return f"{type(err).__name__}: {' '.join(str(err).split())[:160]}"
+    if forward.flatten().tolist() != [2.0, 42.0] or backward.flatten().tolist() != [21.0, 30.0]:
+        return "its sparse product gave wrong values on a 2 x 2 test graph"
+    return None
+
+
+_MPS_WARNED: list[bool] = []
+
+
+def _warn_mps_once(problem: str) -> None:
+    """Say once per process that ``device='auto'`` passed over MPS, and why."""
+    if _MPS_WARNED:
+        return
+    _MPS_WARNED.append(True)
+    warnings.warn(f"device='auto': MPS (Apple GPU) is available, but the graph products use torch's "
+                  f"sparse CSR tensors, which this torch build does not run on MPS ({problem}); "
+                  "running on the CPU", XmsglWarning, stacklevel=user_stacklevel())
 
 
 # --------------------------------------------------------------------------- periods
