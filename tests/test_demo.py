@@ -29,11 +29,25 @@ def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys) -> None:
         assert out["reach_temp_async_msgl"].attrs["units"] == "degC"
         assert "xmsgl" in out.attrs["history"]
         assert f"device={res['device']!r}" in out.attrs["history"]
-        # One history line for each prediction in the file.
-        methods = [line.split("downscale(method='")[1].split("'")[0]
-                   for line in out.attrs["history"].splitlines()]
+        # The basin's history line, then one for each prediction in the file.
+        lines = out.attrs["history"].splitlines()
+        assert "synthetic_basin(" in lines[0]
+        methods = [line.split("downscale(method='")[1].split("'")[0] for line in lines[1:]]
         assert methods == ["async-msgl", "fine-only", "remap"]
+        # What the table is computed from is in the file: the table can be recomputed.
+        assert "keep=0.01, seed=0" in out.attrs["xmsgl_sparsify"] and out.attrs["seed"] == 0
+        assert '"n_segments": 12' in out.attrs["generator_parameters"]
+        unobs = out["reach_unobserved"].values.astype(bool)
+        assert 0 < unobs.sum() < unobs.size
+        for row in res["table"]:
+            err = out[f"reach_temp_{row['method'].replace('-', '_')}"] - out["reach_temp_true"]
+            assert math.isclose(float((err ** 2).mean() ** 0.5), row["rmse"], rel_tol=1e-5)
+            assert math.isclose(float((err[unobs] ** 2).mean() ** 0.5), row["rmse_unobserved"],
+                                rel_tol=1e-5)
+        assert set(out["reach_seg"].values) <= set(out["seg"].values)
     assert res["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Where the outputs went is said without progress too.
+    assert f"wrote {res['netcdf']} and {res['figure']}" in printed
     assert not [p for p in (tmp_path / "demo").iterdir() if p.name.startswith(".")]
 
 

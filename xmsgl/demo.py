@@ -27,10 +27,10 @@ __all__ = ["run_demo", "check_outdir", "DEMO_SETTINGS", "OUTPUTS"]
 #: The files the demo writes into its output folder.
 OUTPUTS = ("downscaled.nc", "demo.png")
 
-#: Basin and training settings of the demo. The full demo keeps to about four
-#: minutes on a quiet two-core CPU: the default synthetic network (450 segments,
-#: 3,288 reaches) over its last six water years, one-year windows without
-#: overlap, a few epochs per stage.
+#: Basin and training settings of the demo. The full demo takes one to two minutes
+#: on a quiet two-core CPU (the goal is five; docs/benchmarks.md, "Demo"): the
+#: default synthetic network (450 segments, 3,288 reaches) over its last six water
+#: years, one-year windows without overlap, a few epochs per stage.
 DEMO_SETTINGS: dict[str, dict[str, Any]] = {
     "full": {
         "basin": {"n_segments": 450, "start": "2013-10-01", "end": "2019-09-30"},
@@ -86,11 +86,14 @@ def _figure(ds: xr.DataArray | xr.Dataset, preds: dict[str, xr.DataArray], truth
     to = ds["reach_to"].values
     segs, colour = [], []
     vals = main.isel(time=day).values
+    outlets = []
     for i, t in enumerate(to):
         j = pos.get(int(t))
         if j is not None:
             segs.append([(x[i], y[i]), (x[j], y[j])])
             colour.append(vals[i])
+        else:
+            outlets.append(i)  # no line to draw: a marker, the largest rivers of the basin
     # The time series: the unobserved reach farthest, on average, from its segment.
     seg_of = ds["reach_seg"].values
     seg_truth = ds["seg_temp_true"].sel(time=truth["time"]).sel(seg=xr.DataArray(seg_of, dims="reach"))
@@ -98,19 +101,26 @@ def _figure(ds: xr.DataArray | xr.Dataset, preds: dict[str, xr.DataArray], truth
     gap[~unobserved] = -1
     r = int(np.argmax(gap))
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [1, 1.4]})
+    # One colour scale for every reach, the outlets included.
+    lims = (float(np.nanmin(vals)), float(np.nanmax(vals)))
     lc = LineCollection(segs, array=np.asarray(colour), cmap="coolwarm", linewidths=1.2)
+    lc.set_clim(*lims)
     ax0.add_collection(lc)
+    if outlets:
+        ax0.scatter(x[outlets], y[outlets], c=vals[outlets], cmap="coolwarm", vmin=lims[0],
+                    vmax=lims[1], s=30, marker="o", edgecolors="k", linewidths=0.6,
+                    label="outlet reach", zorder=3)
     ax0.autoscale()
     ax0.set_aspect("equal")
     ax0.plot(x[r], y[r], "k*", ms=12, label=f"reach {ids[r]}")
-    ax0.legend(loc="lower right")
+    ax0.legend(loc="best")
     fig.colorbar(lc, ax=ax0, label="water temperature (degC)")
     ax0.set_title(f"ASYNC-MSGL fine temperature, {times[day].date()}")
     ax0.set_xlabel("x (km)")
     ax0.set_ylabel("y (km)")
     ax1.plot(times, truth.isel(reach=r).values, "k-", lw=1.5, label="truth (reach)")
     ax1.plot(times, seg_truth.isel(reach=r).values, color="0.6", lw=1.2,
-             label=f"segment {seg_of[r]} (coarse)")
+             label=f"segment {seg_of[r]}, truth at its outlet (coarse)")
     ax1.plot(times, main.isel(reach=r).values, "C3-", lw=1.0, label="ASYNC-MSGL")
     ax1.plot(times, preds["fine-only"].isel(reach=r).values, "C0--", lw=0.8, label="fine-only")
     ax1.set_ylabel("water temperature (degC)")
@@ -186,9 +196,11 @@ def run_demo(
     -------
     dict
         ``"table"`` (one dict per method: rmse, mae, rmse_unobserved in degC,
-        fit_seconds), ``"netcdf"`` and ``"figure"`` paths, ``"models"`` (the fitted
-        :class:`~xmsgl.Downscaler` objects), ``"test_period"``, ``"seconds"`` and
-        ``"device"`` (where the networks ran).
+        fit_seconds) and ``"table_text"`` (the table as printed), ``"netcdf"`` and
+        ``"figure"`` paths, ``"figure_info"`` (the map's ``"day"`` and the time
+        series' ``"reach"``), ``"models"`` (the fitted :class:`~xmsgl.Downscaler`
+        objects), ``"test_period"``, ``"seconds"`` and ``"device"`` (where the
+        networks ran).
 
     Raises
     ------
@@ -260,9 +272,22 @@ def run_demo(
     out = xr.Dataset({f"reach_temp_{m.replace('-', '_')}": p for m, p in preds.items()})
     out["reach_temp_true"] = truth.astype("float32")
     out["seg_temp_true"] = ds["seg_temp_true"].sel(time=slice(*test)).astype("float32")
+    # What the table's columns and the figure's pairing are computed from.
+    out["reach_seg"] = ds["reach_seg"]
+    out["reach_unobserved"] = xr.DataArray(
+        unobserved.astype(np.int8), dims="reach",
+        attrs={"long_name": "reach without any kept observation in the training and validation "
+                            "periods (the table's 'RMSE unobs.')",
+               "flag_values": np.array([0, 1], dtype=np.int8),
+               "flag_meanings": "observed unobserved"})
     out.attrs = {"title": "xmsgl demo: downscaled stream temperature on a synthetic basin",
-                 # Every prediction's step, one line each.
-                 "history": "\n".join(p.attrs["history"] for p in preds.values()),
+                 # The basin's line, then every prediction's step, one line each.
+                 "history": "\n".join([str(ds.attrs.get("history", "")),
+                                       *(p.attrs["history"] for p in preds.values())]).strip(),
+                 "source": str(ds.attrs.get("source", "")),
+                 "generator_parameters": str(ds.attrs.get("generator_parameters", "")),
+                 "seed": seed,
+                 "xmsgl_sparsify": str(sparse["reach_temp"].attrs.get("xmsgl_sparsify", "")),
                  "xmsgl_version": xmsgl.__version__}
     nc = outdir / "downscaled.nc"
     with atomic_write(nc, overwrite=overwrite) as tmp:
@@ -270,7 +295,8 @@ def run_demo(
     png = outdir / "demo.png"
     fig_info = _figure(ds, preds, truth, unobserved, png, overwrite)
     seconds = time.perf_counter() - t0
-    say(f"done: {nc} and {png}")
+    # Said with or without progress, as the table is: where the results are.
+    print(f"wrote {nc} and {png} ({seconds:.0f} s in all)", flush=True)
     return {"table": rows, "table_text": table, "netcdf": nc, "figure": png, "models": models,
             "test_period": test, "figure_info": fig_info, "seconds": seconds, "device": str(dev)}
 
