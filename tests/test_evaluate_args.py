@@ -27,6 +27,31 @@ def test_sweep_takes_a_single_method_and_share(basin: xr.Dataset) -> None:
     assert np.isfinite(sw.rmse.values).all()
 
 
+def test_sweep_gives_shared_fit_kwargs_to_every_method_beside_their_own(
+        basin: xr.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    """{'idw': {...}, 'window': 21}: both methods get the window, idw its own power too,
+    and its own window wins (a method key used to make the shared keys vanish, the
+    methods running on defaults)."""
+    import xmsgl.baselines as baselines
+
+    seen: dict[str, dict] = {}
+    fit_baseline = baselines.fit_baseline
+
+    def spy(ds: xr.Dataset, method: str, **kw: object) -> object:
+        seen[method] = {k: v for k, v in kw.items() if k not in ("train", "seed")}
+        return fit_baseline(ds, method, **kw)
+
+    monkeypatch.setattr(baselines, "fit_baseline", spy)
+    sparsity_sweep(basin, ["climatology", "idw"], keep=[1.0], seeds=[0],
+                   fit_kwargs={"idw": {"power": 3.0}, "window": 21})
+    assert seen == {"climatology": {"window": 21}, "idw": {"power": 3.0, "window": 21}}
+    sparsity_sweep(basin, ["climatology", "idw"], keep=[1.0], seeds=[0],
+                   fit_kwargs={"idw": {"window": 15}, "window": 21})
+    assert seen == {"climatology": {"window": 21}, "idw": {"window": 15}}
+    with pytest.raises(xmsgl.ParameterError, match=r"settings for \['msgl'\].*not among"):
+        sparsity_sweep(basin, ["idw"], keep=[1.0], seeds=[0], fit_kwargs={"msgl": {"epochs": 1}})
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"methods": ["idw", "idw"]}, "repeats \\['idw'\\]"),
     ({"keep": [0.5, 0.5]}, "repeats \\[0.5\\]"),
@@ -83,6 +108,20 @@ def test_plot_sparsity_needs_a_sweep_result(basin: xr.Dataset) -> None:
                         trainer=_constant)
     with pytest.raises(xmsgl.SchemaError, match="needs the result of sparsity_sweep"):
         plot_sparsity(cv)
+
+
+def test_plot_sparsity_draws_a_share_of_zero() -> None:
+    """keep=0 (no fine observation, often the worst point) used to fall off the log axis."""
+    pytest.importorskip("matplotlib")
+    res = xr.Dataset({"rmse": (("method", "keep", "seed"), np.array([[[3.0], [1.5], [1.0]]]),
+                               {"units": "degC"})},
+                     coords={"method": ["idw"], "keep": [0.0, 0.1, 1.0], "seed": [0]})
+    ax = plot_sparsity(res).axes[0]
+    assert ax.get_xscale() == "symlog"
+    lo, hi = ax.get_xlim()
+    assert lo <= 0.0 < 1.0 <= hi
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), [0.0, 0.1, 1.0])
+    assert plot_sparsity(res.isel(keep=[1, 2])).axes[0].get_xscale() == "log"
 
 
 def test_explain_refuses_bad_bins(basin: xr.Dataset) -> None:

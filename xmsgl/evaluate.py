@@ -1109,9 +1109,11 @@ def sparsity_sweep(
     by : {"observation", "reach"}, default "observation"
         Thin reach-days, or whole reaches.
     fit_kwargs : mapping, optional
-        Fit keyword arguments for every method, or ``{method: {...}}`` per method.
-        ``window`` (the networks' training window, the baselines' climatology
-        window) given to every method of a mix of both is refused.
+        Fit keyword arguments: ``{method: {...}}`` entries for one method, every other
+        key for every method (a method's own entry wins over them), e.g.
+        ``{"epochs": 20, "msgl": {"weighting": "equal"}}``. ``window`` (the networks'
+        training window, the baselines' climatology window) given to every method of a
+        mix of both is refused, and so is an entry for a method not in ``methods``.
     trainer : callable or mapping, optional
         A trainer (see :func:`cross_validate`) for every method or per method.
     test : (start, end) or list, optional
@@ -1182,9 +1184,28 @@ def sparsity_sweep(
         return obj
 
     from xmsgl.baselines import BASELINES
+    from xmsgl.model import METHODS as NETWORKS
 
-    shared = (isinstance(fit_kwargs, Mapping) and "window" in fit_kwargs
-              and not any(k in method_list for k in fit_kwargs))
+    # fit_kwargs: keys naming a method (with a mapping) are that method's; the others go
+    # to every method, under its own (they used to be dropped as soon as one method key
+    # was given, so that method ran with its defaults).
+    own: dict[str, Mapping[str, Any]] = {}
+    common: dict[str, Any] = {}
+    if isinstance(fit_kwargs, Mapping):
+        names = {*NETWORKS, *BASELINES, "gru"}
+        own = {str(k): v for k, v in fit_kwargs.items() if k in names and isinstance(v, Mapping)}
+        common = {str(k): v for k, v in fit_kwargs.items() if str(k) not in own}
+        stray = sorted(k for k in own if k not in method_list)
+        if stray:
+            raise ParameterError(f"fit_kwargs has settings for {stray}, which are not among the "
+                                 f"methods {method_list}; add them to methods or leave them out")
+
+    def kwargs_for(m: str) -> Any:
+        if not isinstance(fit_kwargs, Mapping):
+            return fit_kwargs
+        return {**common, **own.get(m, {})}
+
+    shared = "window" in common
     kinds = {m in BASELINES for m in method_list}
     if shared and len(kinds) == 2:
         raise ParameterError(
@@ -1195,7 +1216,7 @@ def sparsity_sweep(
     trainers: dict[str, Trainer] = {}
     for m in method_list:
         t = per_method(trainer, m) if trainer is not None else None
-        trainers[m] = t if callable(t) else default_trainer(m, per_method(fit_kwargs, m))
+        trainers[m] = t if callable(t) else default_trainer(m, kwargs_for(m))
     rows: dict[tuple[int, ...], dict[str, float]] = {}
     n_obs = np.zeros((len(keep_list), len(seed_list)), dtype=np.int64)
     for i, k in enumerate(keep_list):
@@ -1241,7 +1262,8 @@ def _unique_list(name: str, value: Any, kind: Any, what: str) -> list[Any]:
 
 
 def plot_sparsity(result: xr.Dataset, ax: Any = None, metric: str = "rmse") -> Figure:
-    """Plot a score against the share of observations kept (log x), mean +- std over seeds.
+    """Plot a score against the share of observations kept (log x; symlog when a share is
+    0, so that its point is drawn), mean +- std over seeds.
 
     Parameters
     ----------
@@ -1292,7 +1314,13 @@ def plot_sparsity(result: xr.Dataset, ax: Any = None, metric: str = "rmse") -> F
         std = np.asarray(vals.std("seed").values)[order]
         line, = ax.plot(keep[order], mean, marker="o", label=str(m))
         ax.fill_between(keep[order], mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    ax.set_xscale("log")
+    positive = keep[keep > 0]
+    if positive.size < keep.size:
+        # A share of 0 (no fine observation) has no place on a log axis: linear up to
+        # the smallest other share, so that its point is drawn too.
+        ax.set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 1.0)
+    else:
+        ax.set_xscale("log")
     ax.set_xlabel("share of fine observations kept")
     ax.set_ylabel(f"test {metric.upper()} ({da.attrs.get('units', '')})")
     ax.legend(frameon=False)
