@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -174,7 +175,50 @@ def test_default_days_follow_what_the_fit_read() -> None:
     assert time[_default_days(baseline, time)][0] == pd.Timestamp("2002-10-01")
     tested = types.SimpleNamespace(config={"periods": {"test": [["2001-01-01", "2001-01-31"]]}})
     assert _default_days(tested, time).sum() == 31
-    assert _default_days(types.SimpleNamespace(config={}), time).all()
+    # Nothing held out to score: every day, said to be in-sample.
+    with pytest.warns(xmsgl.XmsglWarning, match="in-sample.*time="):
+        assert _default_days(types.SimpleNamespace(config={}), time).all()
+    fitted_on_all = types.SimpleNamespace(config={"train": [["2000-10-01", "2003-09-30"]]})
+    with pytest.warns(xmsgl.XmsglWarning, match="in-sample"):
+        assert _default_days(fitted_on_all, time).all()
+    # A test period outside the data names the period, not time=None.
+    with pytest.raises(xmsgl.TimeError, match="model's test period 2001-01-01/2001-01-31.*time="):
+        _default_days(tested, pd.date_range("2002-10-01", "2003-09-30"))
+
+
+def test_shift_goes_by_date_and_levels_are_checked_before_any_run(basin: xr.Dataset) -> None:
+    """A shift of s days starts the prediction on the date s days before the first scored
+    day (it counted rows, so a gap stretched it); levels the record cannot take are
+    refused before the first model run."""
+    from xmsgl import robustness as rob
+
+    t = basin.time.values
+    gap = basin.isel(time=np.flatnonzero((t < np.datetime64("2001-07-01"))
+                                         | (t >= np.datetime64("2001-07-26"))))
+    clim = fit_baseline(gap, "climatology", train=("2000-10-01", "2001-06-30"))
+    starts = []
+    real = rob._predict
+
+    def spy(model, ds, time):  # type: ignore[no-untyped-def]
+        starts.append(time[0])
+        return real(model, ds, time)
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(rob, "_predict", spy):
+        rob.robustness(gap, clim, {"shift": [20]}, time=("2001-08-01", "2001-09-30"), n_draws=3)
+    first = pd.Timestamp("2001-08-01")
+    days_before = [(first - pd.Timestamp(d)).days for d in starts[1:]]
+    assert all(1 <= d <= 20 for d in days_before), days_before
+    calls = []
+    with unittest.mock.patch.object(rob, "_predict", lambda *a: calls.append(a)):
+        for checks, match in (({"shift": [400]}, "shift level 400.*304 days before"),
+                              ({"lag": [1, 800]}, "lag level 800"),
+                              ({"lowpass": [7.0, 600.0]}, "lowpass level=600"),
+                              ({"bandpass": [(7.0, 600.0)]}, "bandpass long=600")):
+            with pytest.raises(xmsgl.ParameterError, match=match):
+                rob.robustness(gap, clim, checks, time=("2001-08-01", "2001-09-30"))
+    assert calls == []
 
 
 def _without_truth(ds: xr.Dataset) -> xr.Dataset:
@@ -216,6 +260,23 @@ def test_filters_bridge_missing_values(basin: xr.Dataset) -> None:
         np.testing.assert_allclose(got.values[1:], ref.reach_air_temp.values[1:])
         np.testing.assert_allclose(got[0].fillna(0).values, ref.reach_air_temp[0].where(got[0].notnull(), 0),
                                    atol=0.5)
+
+
+def test_bandpass_keeps_the_mean_of_the_days_with_values(basin: xr.Dataset) -> None:
+    """As documented: each forcing keeps its temporal mean, over the days it has, with a
+    missing summer too (the bridged series' mean, 0.3 degC warmer, was added back)."""
+    t = basin.time.values
+    summer = (t >= np.datetime64("2001-06-01")) & (t < np.datetime64("2001-09-01"))
+    gap = basin.isel(time=np.flatnonzero(~summer))
+    holed = basin.assign(seg_air_temp=basin.seg_air_temp.where(~summer))
+    for ds in (basin, gap, holed):
+        got = bandpass(ds, 5.0, 60.0).seg_air_temp
+        np.testing.assert_allclose(got.mean("time").values, ds.seg_air_temp.mean("time").values,
+                                   rtol=0, atol=1e-4)
+    # The variations kept are those of the band: the same as without the mean moved.
+    np.testing.assert_allclose(bandpass(gap, 5.0, 60.0).seg_air_temp.values,
+                               bandpass(holed, 5.0, 60.0).seg_air_temp.dropna("time").values,
+                               atol=1e-4)
 
 
 def _ramp_with_gap(basin: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:

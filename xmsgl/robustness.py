@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +63,15 @@ import pandas as pd
 import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, input_variables
-from xmsgl.exceptions import DataError, ParameterError, SchemaError, TimeError, check_count
+from xmsgl.exceptions import (
+    DataError,
+    ParameterError,
+    SchemaError,
+    TimeError,
+    XmsglWarning,
+    check_count,
+    user_stacklevel,
+)
 from xmsgl.periods import period_mask, spans_text
 
 if TYPE_CHECKING:
@@ -175,12 +184,21 @@ def _filter(ds: xr.Dataset, sos: np.ndarray, names: list[str], keep_mean: bool) 
     def kernel(x: np.ndarray) -> np.ndarray:
         dtype = np.asarray(x).dtype
         flat = np.array(x, dtype=np.float64).reshape(-1, np.shape(x)[-1])
+        # The mean kept is that of the days with values, not of the bridged series
+        # (a bridged summer gap would move it).
+        finite = np.isfinite(flat)
+        mean = np.where(finite, flat, 0.0).sum(axis=-1, keepdims=True) / np.maximum(
+            finite.sum(axis=-1, keepdims=True), 1)
         # NaN (missing forcings, days in a gap of the time axis) is bridged linearly so
         # that one missing day does not spread over the whole series; it stays NaN.
         bad = _fill_nan(flat)
         y = sosfiltfilt(sos, flat, axis=-1)
         if keep_mean:
-            y = y + np.mean(flat, axis=-1, keepdims=True)
+            # The band's own mean over those days is taken out: the result's mean over
+            # them is the input's, exactly.
+            own = np.where(finite, y, 0.0).sum(axis=-1, keepdims=True) / np.maximum(
+                finite.sum(axis=-1, keepdims=True), 1)
+            y = y - own + mean
         y[bad] = np.nan
         return y.reshape(np.shape(x)).astype(dtype, copy=False)
 
@@ -539,12 +557,19 @@ def _predict(model: Any, ds: xr.Dataset, time: tuple[str, str]) -> xr.DataArray:
 def _default_days(model: Any, time: pd.DatetimeIndex) -> np.ndarray:
     """The days scored by default: the model's test period (every part of it, and
     nothing between its parts), else the days after every day whose targets its fit
-    read (training, validation, ASYNC-MSGL's stage A), else all."""
+    read (training, validation, ASYNC-MSGL's stage A), else all (with a warning: the
+    scores are then in-sample)."""
     cfg = getattr(model, "config", {}) or {}
     periods = cfg.get("periods") or {}
     test = periods.get("test")
     if test:
-        return period_mask(time, [(str(a), str(b)) for a, b in test], "test")
+        spans = [(str(a), str(b)) for a, b in test]
+        mask = period_mask(time, spans, "test")
+        if not mask.any():
+            raise TimeError(f"the model's test period {spans_text(spans)}, scored by default, holds "
+                            f"no day of the dataset ({time[0].date()} to {time[-1].date()}); give "
+                            "the days to score with time=(start, end)")
+        return mask
     # A baseline keeps its training period as "train", a network under "periods".
     read = [*(cfg.get("train") or periods.get("train") or []), *(periods.get("val") or []),
             *(periods.get("stage_a") or [])]
@@ -553,7 +578,37 @@ def _default_days(model: Any, time: pd.DatetimeIndex) -> np.ndarray:
         after = np.asarray(time > end)
         if after.any():
             return after
+    warnings.warn(
+        f"robustness: the model records no test period and no day of the dataset follows the days "
+        f"its fit read, so every day ({time[0].date()} to {time[-1].date()}) is scored, those it "
+        "was fitted on included: the errors are in-sample; give time=(start, end) to score "
+        "held-out days", XmsglWarning, stacklevel=user_stacklevel())
     return np.ones(len(time), dtype=bool)
+
+
+def _check_levels_on(ds: xr.Dataset, levels: dict[str, list[Any]], times: pd.DatetimeIndex,
+                     t_first: int) -> None:
+    """Refuse, before any model run, levels the dataset's record cannot take (each
+    perturbed run of a network can take minutes): filters slower than half the record,
+    lags not shorter than the time axis, shifts longer than the days before the first
+    scored day."""
+    for name, lv in levels.items():
+        for level in lv:
+            if name == "lowpass":
+                _check_record(ds, _period(level, "lowpass level"), "lowpass level")
+            elif name == "bandpass":
+                _check_record(ds, _period(level[1], "long"), "bandpass long")
+            elif name == "lag" and abs(int(level)) >= len(times):
+                raise ParameterError(f"lag level {level!r} must be shorter than the time axis "
+                                     f"({len(times)} days)")
+            elif name == "shift":
+                before = int((times[t_first] - times[0]).days)
+                if int(level) > before:
+                    raise ParameterError(
+                        f"shift level {level!r}: the dataset has {before} days before the first "
+                        f"scored day ({times[t_first].date()}), so no prediction can start "
+                        f"{level} days earlier; give at most {before}, or a dataset that starts "
+                        "earlier")
 
 
 
@@ -649,8 +704,8 @@ def robustness(
         ``(start, end)`` pair or a list of them); default the model's test period
         (``config["periods"]["test"]``, every part of it and only those days), else
         the days after its training and validation periods (and ASYNC-MSGL's stage
-        A), else every day. The output's
-        ``scored_days`` lists them.
+        A), else every day, with an :class:`~xmsgl.exceptions.XmsglWarning` (in-sample
+        scores). The output's ``scored_days`` lists them.
     n_draws : int, default 3
         Draws of each random check (``"shift"``, ``"mask_coarse"``, ``"mask_gauges"``);
         the errors are averaged over draws.
@@ -720,7 +775,7 @@ def robustness(
     # Read the way every period argument is (a label such as "2015", a pair, a list
     # of them): a date that cannot be read is a PeriodError, not a parser's error.
     scored = _default_days(fitted, times) if time is None else period_mask(times, time, "time")
-    if not scored.any():
+    if not scored.any():  # time= given (the default days are checked where they are read)
         raise TimeError(f"time={time!r} selects no day of the dataset "
                         f"({times[0].date()} to {times[-1].date()})")
     first, last = np.flatnonzero(scored)[[0, -1]]
@@ -752,12 +807,13 @@ def robustness(
         res = evaluate(pred.sel({TIME: slice(*period)}).where(on_scored), ref)
         return float(res.rmse), float(res.mae), float(res.bias)
 
+    t_first = int(np.flatnonzero(scored)[0])
+    _check_levels_on(ds, levels, times, t_first)
     base = score(_predict(fitted, ds, period))
     names = list(levels)
     n_lev = max(len(v) for v in levels.values())
     vals = np.full((3, len(names), n_lev), np.nan)
     setting = np.full((len(names), n_lev), "", dtype=object)
-    t_first = int(np.flatnonzero(scored)[0])
     for i, name in enumerate(names):
         for j, level in enumerate(levels[name]):
             setting[i, j] = _label(name, level)
@@ -775,8 +831,10 @@ def robustness(
                 elif name == "lag":
                     got.append(score(_predict(fitted, lag(ds, int(level)), period)))
                 elif name == "shift":
+                    # By date: ``off`` days before the first scored day (the first day of
+                    # ds on or after that date, where it falls in a gap).
                     off = int(np.random.default_rng(rng_seed).integers(1, int(level) + 1))
-                    start = times[max(0, t_first - off)]
+                    start = times[int(times.searchsorted(times[t_first] - pd.Timedelta(days=off)))]
                     got.append(score(_predict(fitted, ds, (str(start.date()), period[1]))))
                 elif name == "mask_coarse":
                     pert, _ = mask_coarse(ds, level, seed=int(np.random.default_rng(rng_seed).integers(2**31)))
