@@ -72,6 +72,12 @@ def test_backbone_options_are_checked() -> None:
     with pytest.raises(ParameterError, match="candidates"):
         backbone_options({"k": 10, "candidates": 5})
     assert backbone_options({"graphs": ("dynamic", "hydro")})["graphs"] == ["hydro", "dynamic"]
+    # The winning neighbour is kept in one byte: k above 255 would wrap around.
+    assert backbone_options({"k": 255, "candidates": 255})["k"] == 255
+    with pytest.raises(ParameterError, match="k'\\]=256 is more than 255"):
+        backbone_options({"k": 256, "graphs": ["hydro", "geo"]})
+    # The candidates limit k only where the dynamic search reads them.
+    assert backbone_options({"k": 40, "graphs": ["hydro", "geo"]})["k"] == 40
 
 
 @pytest.mark.parametrize("kw", [{}, {"concat": False}, {"reduce": "mean", "encoder": "gru"},

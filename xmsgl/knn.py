@@ -9,7 +9,8 @@ Three kinds of neighbourhood feed the dynamic multi-scale graph embedding backbo
   (:func:`geometric_knn`), computed once per network;
 * **feature**: the ``k`` nearest nodes in an embedding space, recomputed for every
   window (:func:`feature_knn`). Small graphs use an exact search with
-  :func:`torch.cdist` and :func:`torch.topk` (O(N^2 d)); large ones search a fixed
+  :func:`torch.cdist` and a stable :func:`torch.sort` (equal distances by node id;
+  O(N^2 (d + log N))); large ones search a fixed
   candidate set per node (its parent segment's reaches and its ``M`` nearest
   geometric neighbours, :func:`candidate_set`), which costs O(N M d).
 
@@ -222,8 +223,8 @@ def node_geometry(ds: xr.Dataset, scale: str, coords: str = "auto") -> NodeGeome
         ``{scale}_lon``/``{scale}_lat`` in degrees, projected to m with a local
         equirectangular projection around their mean latitude. ``"outlet-distance"``
         (the fallback): position ``(d, o)`` with ``d`` the along-stream distance to
-        the outlet and ``o`` a per-tree offset (the tree's rank times twice the
-        longest outlet distance), so that different trees never mix and nodes at
+        the outlet and ``o`` a per-tree offset (the tree's rank times ``2 max(d) +
+        max(length) + 1``), so that different trees never mix and nodes at
         equal distance from the outlet of one tree are neighbours. ``"auto"`` takes
         the first available of x/y, lon/lat, then the fallback.
 

@@ -799,7 +799,8 @@ def fit(
         Options of the ``"dmsge"`` backbone: ``layers`` (3), ``k`` (8), ``concat``
         (True), ``reduce`` (``"max"`` or ``"mean"``), ``encoder`` (``"tcn"`` or
         ``"gru"``), ``candidates`` (32), ``brute_max`` (2048), ``coords``
-        (``"auto"``); see :data:`xmsgl.nn.dmsge.DEFAULTS`.
+        (``"auto"``), ``graphs`` (all three, e.g. ``["hydro", "geo"]``); see
+        :data:`xmsgl.nn.dmsge.DEFAULTS`.
     subbasin_batch : int, optional
         Train on batches of sub-basins of at most this many reaches: each step runs
         the recurrence on one block of whole drainage components (or a piece of a

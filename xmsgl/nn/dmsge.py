@@ -57,6 +57,10 @@ __all__ = ["DEFAULTS", "GRAPHS", "DMSGEBackbone", "backbone_options", "dirichlet
 #: Most graph layers ``backbone_options`` accepts.
 MAX_LAYERS = 64
 
+#: Most neighbours per neighbourhood: the max aggregation keeps each entry's winning
+#: neighbour in one byte.
+MAX_K = 255
+
 #: Neighbourhoods of every graph layer, in order.
 GRAPHS = ("hydro", "geo", "dynamic")
 
@@ -106,6 +110,10 @@ def backbone_options(options: dict[str, Any] | None) -> dict[str, Any]:
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) < low:
             raise ParameterError(f"backbone_options[{name!r}]={v!r} must be an integer >= {low}")
         opts[name] = int(v)
+    if opts["k"] > MAX_K:
+        # The winning neighbour of each entry is kept in one byte (max aggregation).
+        raise ParameterError(f"backbone_options['k']={opts['k']} is more than {MAX_K}, the most "
+                             "neighbours a layer keeps track of; use fewer")
     if opts["layers"] > MAX_LAYERS:
         # Each layer holds its own activations for every node and day: a million of
         # them filled the machine's memory before any error.
@@ -394,8 +402,9 @@ class DMSGEBackbone(nn.Module):
         Features per node and day of the projected inputs.
     hidden : int
         Embedding size ``H`` (and of the output).
-    layers, k, concat, reduce, encoder, candidates, brute_max, coords
-        See :data:`DEFAULTS` (``coords`` is used by whoever builds the geometry).
+    layers, k, concat, reduce, encoder, candidates, brute_max, coords, graphs
+        See :data:`DEFAULTS` (``coords`` is used by whoever builds the geometry;
+        ``graphs`` names the neighbourhoods, all three by default).
 
     Examples
     --------
