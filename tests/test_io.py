@@ -17,7 +17,7 @@ import xarray as xr
 import xmsgl
 from tests.conftest import ROOT
 from xmsgl.exceptions import ParameterError, XmsglError
-from xmsgl.io import atomic_write, to_netcdf_safe, to_zarr_safe, write_model_folder
+from xmsgl.io import atomic_write, output_path, to_netcdf_safe, to_zarr_safe, write_model_folder
 
 
 def small() -> xr.Dataset:
@@ -526,8 +526,9 @@ def test_a_delayed_write_computed_twice_keeps_the_store(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("url", ["s3://bucket/out.zarr", "gs://bucket/x.nc", "file:///tmp/x.nc",
-                                 "https://example.org/x.zarr"])
-def test_a_url_is_refused_not_written_to_a_local_folder(tmp_path: Path, url: str,
+                                 "https://example.org/x.zarr", Path("s3://bucket/out.zarr"),
+                                 Path("gs://bucket/x.nc"), "simplecache::s3://bucket/x.zarr"])
+def test_a_url_is_refused_not_written_to_a_local_folder(tmp_path: Path, url: str | Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     for writer in (to_zarr_safe, to_netcdf_safe):
@@ -535,6 +536,9 @@ def test_a_url_is_refused_not_written_to_a_local_folder(tmp_path: Path, url: str
                                                  r"ds\.to_zarr\(url"):
             writer(small(), url)
     assert list(tmp_path.iterdir()) == []
+    # A local name that merely holds a colon, and a drive letter's form, are paths.
+    for name in ("run:1.nc", "c:/x.nc"):
+        assert output_path(name) == Path(name)
 
 
 def test_mode_w_is_told_to_use_overwrite(tmp_path: Path) -> None:

@@ -56,6 +56,61 @@ def _chunked(ds: xr.Dataset) -> xr.Dataset:
 # ------------------------------------------------------------------- partition
 
 
+def test_weights_changed_in_place_are_what_the_lazy_path_runs(basin: xr.Dataset, model: Downscaler,
+                                                              tmp_path, monkeypatch) -> None:
+    """A model's sha256 follows its weights: edited in place after a lazy run, they are
+    what the next lazy run (whose workers load a copy saved under the sha256) and the
+    outputs' provenance name (the copy of the old weights ran, and the old sha256 was
+    quoted, before)."""
+    import copy
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the lazy path's saved copies go there
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    edited = copy.deepcopy(model)
+    before = edited.sha256
+    first = _chunked(basin).msgl.downscale(edited, **RUN).compute()
+    with torch.no_grad():
+        for p in edited.net.parameters():
+            p.mul_(0.5)
+    assert edited.sha256 != before
+    lazy = _chunked(basin).msgl.downscale(edited, **RUN).compute()
+    eager = basin.msgl.downscale(edited, **RUN)
+    np.testing.assert_allclose(lazy.values, eager.values, atol=1e-5)
+    assert float(abs(lazy - first).max()) > 0.01
+    assert lazy.attrs["xmsgl_model_sha256"] == eager.attrs["xmsgl_model_sha256"] == edited.sha256
+    # Saved and loaded, the sha256 is the file's, and unchanged by use.
+    edited.save(tmp_path / "m")
+    again = xmsgl.load(tmp_path / "m")
+    assert again.sha256 == edited.sha256 and again.weights_sha256 == edited.weights_sha256
+
+
+def test_block_options_are_counts_and_not_ignored(basin: xr.Dataset, model: Downscaler) -> None:
+    """reach_chunk, time_block and halo are checked like every count (30.9, True, "30"
+    used to be rounded or cast), and refused where the run is in memory and would ignore
+    them; the public downscale_lazy refuses a scale it cannot run (a KeyError at compute,
+    under the fine prediction's name, before)."""
+    from xmsgl.scale import downscale_lazy
+
+    lazy = _chunked(basin)
+    for kw, match in (({"reach_chunk": 30.9}, "reach_chunk=30.9"), ({"time_block": "365"}, "time_block="),
+                      ({"halo": True}, "halo=True"), ({"halo": -1}, "halo=-1 must be an integer of at least 0")):
+        with pytest.raises(ParameterError, match=match):
+            lazy.msgl.downscale(model, **RUN, **kw)
+    for ds, kw, why in ((basin, {"reach_chunk": 30}, "not dask-backed"),
+                        (lazy, {"lazy": False, "halo": 2}, "lazy=False was given")):
+        with pytest.raises(ParameterError, match=rf"shape the lazy run's blocks.*{why}.*lazy=True"):
+            ds.msgl.downscale(model, **RUN, **kw)
+    # In memory with lazy=True, blocks are what was asked for.
+    got = basin.msgl.downscale(model, lazy=True, reach_chunk=30, **RUN).compute()
+    np.testing.assert_allclose(got.values, basin.msgl.downscale(model, **RUN).values, atol=1e-5)
+    valid = xmsgl.validate(lazy)
+    for scale in ("cross", "Reach"):
+        with pytest.raises(ParameterError, match=f"scale={scale!r}: the lazy path runs"):
+            downscale_lazy(valid, model, scale=scale)
+
+
 def test_partition_covers_each_node_once_with_whole_segments(basin: xr.Dataset) -> None:
     topo = xmsgl.convention.topology_arrays(basin)
     for reach_chunk, halo in ((10_000, 4), (30, 0), (30, 3)):

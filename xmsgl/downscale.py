@@ -315,6 +315,12 @@ def downscale(
         check_count("batch_size", batch_size)
     if threads is not None:
         check_count("threads", threads)
+    # The lazy run's blocks (checked like every count: 30.9, True or "30" are refused,
+    # not rounded).
+    for name, value, least in (("reach_chunk", reach_chunk, 1), ("time_block", time_block, 1),
+                               ("halo", halo, 0)):
+        if value is not None:
+            check_count(name, value, least=least)
     model = (model_or_path if isinstance(model_or_path, (Downscaler, BaselineModel))
              else load(model_or_path))
     if scale == CROSS and (isinstance(model, BaselineModel) or model.output != "fine"):
@@ -347,12 +353,22 @@ def downscale(
     ds = validate(only_read(ds, inputs), check_values=False)
     if TIME not in ds.dims:
         raise DataError("the dataset has no 'time' dimension; downscaling needs daily inputs")
+    asked_lazy = lazy
     if lazy is None:
         from xmsgl.scale import is_lazy
 
         lazy = is_lazy(ds, inputs)
     if lazy and scale == CROSS:
         raise ParameterError("scale='cross' runs in memory only; pass lazy=False (or load the inputs)")
+    blocks = sorted(k for k, v in (("reach_chunk", reach_chunk), ("time_block", time_block),
+                                   ("halo", halo)) if v is not None)
+    if not lazy and blocks:
+        why = ("lazy=False was given" if asked_lazy is False else
+               "the inputs the model reads are in memory (not dask-backed)")
+        raise ParameterError(
+            f"{blocks} shape the lazy run's blocks, but this run is in memory ({why}), so they "
+            "would be ignored: pass lazy=True to run in blocks (it takes in-memory inputs too), "
+            "or drop them")
     if lazy:
         from xmsgl.scale import downscale_lazy
 

@@ -10,7 +10,8 @@ impossible by default:
 * **No half file.** Everything is written to a temporary name in the destination
   folder and renamed into place with :func:`os.replace` only once the writer has
   finished. A crash, an exception or a killed process leaves the previous file
-  intact, and at most a hidden ``.<name>.<random>.tmp`` entry behind, which can be
+  intact, and at most a hidden ``.<name>.<random>.tmp`` entry behind (with, for a
+  delayed write, ``compute=False``, its ``.tmp.pending`` marker), which can be
   deleted.
 
 A symbolic link at the output path counts as an existing entry, even when what it
@@ -112,8 +113,10 @@ def _named(name: str, text: str) -> str:
     return f"{name} {text!r}" if name.startswith("-") else f"{name}={text!r}"
 
 
-#: A URL's scheme (``s3://``, ``gs://``, ``https://``, ``file://``): not a local path.
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+#: A URL's scheme (``s3://``, ``gs://``, ``https://``, ``file://``), also as
+#: :class:`pathlib.Path` writes it (``s3:/bucket``), or an fsspec chain
+#: (``simplecache::s3://``): not a local path. (A one-letter scheme is a drive.)
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/|^[A-Za-z][A-Za-z0-9+.-]*::")
 
 
 def output_path(path: object, name: str = "path") -> Path:

@@ -91,6 +91,7 @@ from xmsgl.nn.weights import (
     read_weights,
     save_network,
     state_sha256,
+    weights_state,
 )
 from xmsgl.periods import period_mask, whole_water_years
 from xmsgl.train import (
@@ -181,6 +182,7 @@ class Downscaler:
         self.net = net
         self.config = config
         self._sha256: str | None = None
+        self._sha256_of: tuple[Any, ...] | None = None  # the weights' state it was taken on
 
     # ------------------------------------------------------------------ properties
     @property
@@ -199,11 +201,17 @@ class Downscaler:
     def history(self) -> dict[str, Any]:
         return dict(self.config.get("history", {}))
 
+    def _remember_sha256(self, digest: str) -> None:
+        self._sha256, self._sha256_of = digest, weights_state(self.net)
+
     @property
     def weights_sha256(self) -> str:
-        """sha256 of the weights alone (as recorded in ``config.json``)."""
-        if self._sha256 is None:
-            self._sha256 = state_sha256(self.net)
+        """sha256 of the weights alone (as recorded in ``config.json``); taken again
+        when the weights were changed since (the outputs' provenance, and the copy the
+        lazy path's workers load, follow the weights in use)."""
+        if self._sha256 is None or self._sha256_of != weights_state(self.net):
+            self._remember_sha256(state_sha256(self.net))
+        assert self._sha256 is not None
         return self._sha256
 
     @property
@@ -248,7 +256,8 @@ class Downscaler:
         pathlib.Path
             The folder written.
         """
-        path, self.config, self._sha256 = save_network(path, self.net, self.config)
+        path, self.config, digest = save_network(path, self.net, self.config)
+        self._remember_sha256(digest)
         return path
 
     @classmethod
@@ -287,7 +296,7 @@ class Downscaler:
                 f"different models: {_REFETCH}"
             ) from err
         model = cls(net, config)
-        model._sha256 = digest
+        model._remember_sha256(digest)
         return model
 
 

@@ -55,7 +55,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, Topology, output_coords, topology_arrays
-from xmsgl.exceptions import ModelMismatchError, ParameterError
+from xmsgl.exceptions import ModelMismatchError, ParameterError, check_count
 from xmsgl.graph import DIRECTIONS, reweight, weight_stats
 
 if TYPE_CHECKING:
@@ -1291,8 +1291,20 @@ def downscale_lazy(
         several blocks: pass ``lazy=False`` to ``downscale`` or a ``reach_chunk`` of
         at least the number of reaches (one block, exact).
     ParameterError
-        For a ``time_block`` that is not a multiple of ``chunk``.
+        For a ``time_block`` that is not a multiple of ``chunk``, a ``scale`` other
+        than ``"reach"`` or ``"seg"``, or counts that are not whole numbers.
     """
+    if scale not in (REACH, SEG):
+        raise ParameterError(
+            f"scale={scale!r}: the lazy path runs scale='reach' or 'seg'; the cross-scale "
+            "estimate (scale='cross') runs in memory only (downscale(..., lazy=False))")
+    check_count("spinup", spinup, least=0)
+    check_count("chunk", chunk)
+    for name, value, least in (("reach_chunk", reach_chunk, 1), ("time_block", time_block, 1),
+                               ("halo", halo, 0), ("batch_size", batch_size, 1),
+                               ("threads", threads, 1)):
+        if value is not None:
+            check_count(name, value, least=least)
     out = _downscale_lazy(ds, model, model_path=model_path, scale=scale, time=time,
                           device=device, spinup=spinup, chunk=chunk, batch_size=batch_size,
                           check_graph=check_graph, reach_chunk=reach_chunk,

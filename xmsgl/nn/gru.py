@@ -58,7 +58,14 @@ from xmsgl.exceptions import (
     check_count,
 )
 from xmsgl.io import model_path
-from xmsgl.nn.weights import CONFIG, known_format_version, read_weights, save_network, state_sha256
+from xmsgl.nn.weights import (
+    CONFIG,
+    known_format_version,
+    read_weights,
+    save_network,
+    state_sha256,
+    weights_state,
+)
 
 __all__ = ["FORMAT", "ReachGRU", "GRUModel", "fit_gru", "load_gru"]
 
@@ -175,11 +182,17 @@ class GRUModel(BaselineModel):
         super().__init__("gru", config, arrays)
         self.net = net
         self._sha256: str | None = None
+        self._sha256_of: tuple[Any, ...] | None = None  # the weights' state it was taken on
+
+    def _remember_sha256(self, digest: str) -> None:
+        self._sha256, self._sha256_of = digest, weights_state(self.net)
 
     @property
     def sha256(self) -> str:
-        if self._sha256 is None:
-            self._sha256 = state_sha256(self.net)
+        """sha256 of the weights, taken again when they were changed since."""
+        if self._sha256 is None or self._sha256_of != weights_state(self.net):
+            self._remember_sha256(state_sha256(self.net))
+        assert self._sha256 is not None
         return self._sha256
 
     def __repr__(self) -> str:
@@ -290,7 +303,8 @@ class GRUModel(BaselineModel):
             The folder written.
         """
         config = {**self.config, "format": FORMAT, "format_version": FORMAT_VERSION, "method": "gru"}
-        path, self.config, self._sha256 = save_network(path, self.net, config)
+        path, self.config, digest = save_network(path, self.net, config)
+        self._remember_sha256(digest)
         return path
 
 
@@ -336,7 +350,7 @@ def load_gru(path: str | os.PathLike[str]) -> GRUModel:
                                  f"{str(cfg_file)!r} ({type(err).__name__}); {_REFETCH}") from err
     net.eval()
     model = GRUModel(net, config)
-    model._sha256 = digest
+    model._remember_sha256(digest)
     return model
 
 

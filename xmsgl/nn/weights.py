@@ -39,6 +39,13 @@ def state_sha256(net: torch.nn.Module) -> str:
     return hashlib.sha256(state_bytes(net)).hexdigest()
 
 
+def weights_state(net: torch.nn.Module) -> tuple[Any, ...]:
+    """What changes when the weights of ``net`` do: each tensor's identity and torch's
+    count of its in-place changes (``load_state_dict``, an optimizer step,
+    ``p.mul_``...). A sha256 kept beside it is taken again when it differs."""
+    return tuple((name, id(t), t._version) for name, t in net.state_dict(keep_vars=True).items())
+
+
 def model_sha256(weights_sha256: str, config: dict[str, Any]) -> str:
     """sha256 of a model: its weights' sha256 and its settings (``config`` less the
     ``weights`` and ``created`` entries, in a canonical JSON form).
