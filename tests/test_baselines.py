@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -97,6 +98,41 @@ def test_mohseni_parameters_levels(fitted: dict) -> None:
     assert sum(levels.values()) == 145
     mu, alpha, gamma, beta = fitted["mohseni"].arrays["params"].T
     assert np.all(alpha > mu) and np.all(gamma > 0)
+
+
+def test_mohseni_air_window_counts_days_across_a_gap(small_basin: xr.Dataset, fitted: dict) -> None:
+    """The trailing air mean is over calendar days: after a gap in the time axis it holds
+    only the days of the window that are there (it reached back across the gap, 2.5
+    degC off on a July day in a check)."""
+    from xmsgl.baselines import _smooth_air
+
+    t = small_basin.time.values
+    gap = small_basin.isel(time=np.flatnonzero((t < np.datetime64("2002-07-01"))
+                                               | (t > np.datetime64("2002-07-10"))))
+    model = fitted["mohseni"]
+    days = ("2002-07-11", "2002-07-20")
+    # On the days whose window lies after the gap (from the 5th day on), the prediction is
+    # that of the whole record; the first four average only the days they have.
+    np.testing.assert_allclose(model.predict(gap, time=("2002-07-15", "2002-07-20")).values,
+                               model.predict(small_basin, time=("2002-07-15", "2002-07-20")).values,
+                               atol=1e-5)
+    # The first days after the gap see no day before it: as if the record began there.
+    after = small_basin.sel(time=slice("2002-07-11", None))
+    np.testing.assert_allclose(model.predict(gap, time=days).values,
+                               model.predict(after, time=days).values, atol=1e-5)
+    air = gap.reach_air_temp.transpose("reach", "time")
+    smooth = _smooth_air(air.values.astype(float), 5, pd.DatetimeIndex(gap.time.values))
+    first = int(np.flatnonzero(gap.time.values == np.datetime64(days[0]))[0])
+    np.testing.assert_allclose(smooth[:, first], air.values[:, first])  # alone in its window
+
+
+def test_climatology_window_is_at_most_a_year(small_basin: xr.Dataset) -> None:
+    """A window of 366 days is every day of the year once (a constant); wider ones counted
+    days twice and are refused."""
+    flat = fit_baseline(small_basin, "climatology", window=366).arrays["reach_clim"]
+    np.testing.assert_allclose(flat, flat[:, :1] * np.ones_like(flat), atol=1e-5)
+    with pytest.raises(xmsgl.ParameterError, match="window=367 must be at most 366"):
+        fit_baseline(small_basin, "climatology", window=367)
 
 
 def test_input_is_not_modified(small_basin: xr.Dataset) -> None:

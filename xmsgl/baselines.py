@@ -272,10 +272,22 @@ def _fit_mohseni(air: np.ndarray, water: np.ndarray) -> np.ndarray | None:
     return np.asarray(popt, dtype=np.float64)
 
 
-def _smooth_air(air: np.ndarray, window: int) -> np.ndarray:
-    """Trailing mean over ``window`` days (shorter at the start), NaN-aware."""
+def _smooth_air(air: np.ndarray, window: int, times: pd.DatetimeIndex | None = None) -> np.ndarray:
+    """Trailing mean over ``window`` days (shorter at the start), NaN-aware.
+
+    ``times`` (the axis of ``air``) makes the window one of calendar days: across a gap
+    in the time axis it holds only the days of the window that are there, not days
+    from before the gap."""
     if window <= 1:
         return air
+    if times is not None and len(times) > 1:
+        day = np.asarray(times.values).astype("datetime64[D]").astype(np.int64)
+        day = day - day[0]
+        if day[-1] + 1 != len(times):
+            # On the daily calendar, the missing days NaN, then back to the days given.
+            full = np.full((air.shape[0], int(day[-1]) + 1), np.nan)
+            full[:, day] = air
+            return _smooth_air(full, window)[:, day]
     ok = np.isfinite(air)
     s = np.cumsum(np.where(ok, air, 0.0), axis=1)
     c = np.cumsum(ok, axis=1).astype(np.float64)
@@ -425,7 +437,7 @@ class BaselineModel:
             values = clim_r
         elif self.method == "mohseni":
             air = _mohseni_air(ds)
-            air = _smooth_air(air, int(self.config["settings"]["air_window"]))
+            air = _smooth_air(air, int(self.config["settings"]["air_window"]), times)
             p = self.arrays["params"][r_pos]
             with np.errstate(over="ignore"):
                 values = _mohseni(air, p[:, :1], p[:, 1:2], p[:, 2:3], p[:, 3:4])
@@ -656,11 +668,19 @@ def fit_baseline(
 #: The smallest value each setting may take, and why (a setting outside is refused).
 _LEAST: dict[str, tuple[float, bool, str]] = {
     # name: (bound, bound allowed, what it means)
-    "window": (1, True, "a number of days"),
+    "window": (1, True, "a number of days"),  # at most 366 too (_MOST)
     "air_window": (1, True, "a number of days"),
     "min_obs": (4, True, "the Mohseni curve has four parameters"),
     "power": (0, False, "weights must fall with distance"),
     "d_min": (0, False, "a distance in m"),
+}
+
+
+#: The largest value a setting may take, and why.
+_MOST: dict[str, tuple[float, str]] = {
+    # A window of 366 days covers every day of the year once (a constant climatology);
+    # wider ones counted some days twice.
+    "window": (366, "a window of 366 days already covers every day of the year"),
 }
 
 
@@ -670,6 +690,10 @@ def _setting(name: str, value: Any, default: int | float) -> int | float:
         raise ParameterError(f"setting {name}={value!r} must be a finite number (default {default!r})")
     if isinstance(default, int) and float(value) != int(float(value)):
         raise ParameterError(f"setting {name}={value!r} must be a whole number (default {default!r})")
+    most = _MOST.get(name)
+    if most is not None and float(value) > most[0]:
+        raise ParameterError(f"setting {name}={value!r} must be at most {most[0]:g} ({most[1]}; "
+                             f"default {default!r})")
     least, inclusive, why = _LEAST.get(name, (-np.inf, True, ""))
     if float(value) < least or (not inclusive and float(value) == least):
         raise ParameterError(
@@ -700,7 +724,8 @@ def _fit_mohseni_all(
     ds: xr.Dataset, y_reach: np.ndarray, y_seg: np.ndarray | None, topo: Topology,
     settings: dict[str, Any],
 ) -> tuple[np.ndarray, np.ndarray]:
-    air = _smooth_air(_mohseni_air(ds), int(settings["air_window"]))
+    air = _smooth_air(_mohseni_air(ds), int(settings["air_window"]),
+                      pd.DatetimeIndex(ds[TIME].values))
     min_obs = int(settings["min_obs"])
     outlet = _outlet_reach_idx(topo)
     xs = [air[np.isfinite(y_reach)]]
