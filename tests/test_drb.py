@@ -413,6 +413,29 @@ def test_reach_topology_flags(drb_mirror: xr.Dataset) -> None:
     assert int((flag == 1).sum()) > 800  # the RouteLink-covered reaches
 
 
+def test_tributaries_of_split_segments_enter_the_lower_piece(drb_mirror: xr.Dataset,
+                                                             drb_raw_dir: Path) -> None:
+    """Three segments are split in two subsegments where a tributary joins. The tributary's
+    outlet reach flows into the lower piece (it was sent to the head of the whole segment,
+    above the upper piece, 15-17 km upstream of the confluence), the upper piece flows
+    into the lower, and the main stem above enters the upper piece."""
+    xw = pd.read_csv(drb_raw_dir / XWALK, dtype=str)
+    comids = {r.PRMS_segid: {int(c) for c in r.comid_seg.split(";")} for r in xw.itertuples()}
+    to = drb_mirror.reach_to.to_series()
+    seg_of = drb_mirror.reach_seg.to_series()
+    entered = {}
+    for upper, lower in (("3_1", "3_2"), ("8_1", "8_2"), ("51_1", "51_2")):
+        seg = int(seg_of[next(iter(comids[lower]))])
+        out_of_upper = {int(to[c]) for c in comids[upper]} - comids[upper]
+        assert out_of_upper <= comids[lower], (upper, out_of_upper)
+        for c, t in to.items():
+            if int(seg_of[c]) != seg and int(t) in comids[upper] | comids[lower]:
+                entered[int(seg_of[c])] = "upper" if int(t) in comids[upper] else "lower"
+    # Segment 1442 (subsegment 8_2), 1436 (2_1) and 1484 join at a split point; 1435 and
+    # 1477 are the main stems above.
+    assert entered == {1442: "lower", 1436: "lower", 1484: "lower", 1435: "upper", 1477: "upper"}
+
+
 def test_forcings_complete_and_in_range(drb_mirror: xr.Dataset) -> None:
     assert drb_mirror.sizes["time"] == 731
     for name in ("seg_tmax_air", "seg_tmin_air", "seg_prcp", "reach_tave_air"):
@@ -571,7 +594,7 @@ def test_release_build_gives_segments_without_hrus_their_donors_attributes(
         n = coarse.seg_ids.size
         air = np.tile(np.linspace(0.0, 10.0, times.size, dtype=np.float32), (n, 1))
         return {"seg_tave_air": air, "seg_rain": 0 * air, "seginc_swrad": 100 + 0 * air,
-                "seg_outflow": 5 + 0 * air, "seg_tave_water": 2 + 0.8 * air}, times
+                "seg_outflow": 5 + 0 * air, "seg_tave_water": 2 + 0.8 * air}, times, (7, 2)
 
     def enhd(comids, get):  # noqa: ANN001, ANN202
         return pd.DataFrame({k: pd.Series([], dtype=float) for k in
@@ -584,6 +607,11 @@ def test_release_build_gives_segments_without_hrus_their_donors_attributes(
     static = [v for v in ds.data_vars if ds[v].dims == ("seg",) and ds[v].dtype.kind == "f"]
     assert static and not any(bool(ds[v].isnull().any()) for v in static)
     assert (ds.seg_forcing_donor != ds.seg).sum() == 40
+    # What was approximated is said: the donors, the fill, the chain's order.
+    approx = ds.attrs["approximations"]
+    assert "40 segments without HRUs take HRU attributes" in approx
+    assert "7 segment-days on 2 segments that PRMS-SNTemp marks dry" in approx
+    assert "ENHD hydroseq order" in approx and "COMID order" not in approx
 
 
 def test_release_forcings_are_read_from_the_zip_itself(tmp_path: Path) -> None:
@@ -611,13 +639,14 @@ def test_release_forcings_are_read_from_the_zip_itself(tmp_path: Path) -> None:
 
     archive = write(10.0)
     coarse = types.SimpleNamespace(seg_ids=np.array([2, 1]))
-    out, times = drb._release_forcings(coarse, None, None, lambda name: archive)
+    out, times, filled = drb._release_forcings(coarse, None, None, lambda name: archive)
+    assert filled == (1, 1)
     assert len(times) == 5 and sorted(p.name for p in archive.parent.iterdir()) == [archive.name]
     np.testing.assert_allclose(out["seg_tave_air"], 10.0)
     np.testing.assert_allclose(out["seg_rain"], 1.0)  # m/day -> mm/day
     np.testing.assert_allclose(out["seg_tave_water"][0], [4.0, 5.0, 6.0, 7.0, 8.0])  # seg 2, filled
     archive = write(25.0)
-    out, _ = drb._release_forcings(coarse, None, None, lambda name: archive)
+    out, _, _ = drb._release_forcings(coarse, None, None, lambda name: archive)
     np.testing.assert_allclose(out["seg_tave_air"], 25.0)
     archive.write_bytes(b"not a zip")
     with pytest.raises(xmsgl.DataError, match="sntemp_inputs_outputs_drb.zip"):

@@ -590,6 +590,7 @@ class _Coarse:
     seg_length: np.ndarray       # m
     sub2seg: dict[str, int]      # subsegment id -> seg_id_nat
     sub_offset: dict[str, float]  # length of the segment below a subsegment's outlet, m
+    entry_sub: dict[int, str]    # the downstream segment's subsegment a segment flows into
 
 
 def _coarse_network(xw: pd.DataFrame, edges: pd.DataFrame) -> _Coarse:
@@ -629,6 +630,7 @@ def _coarse_network(xw: pd.DataFrame, edges: pd.DataFrame) -> _Coarse:
         seg_length=seg_length.reindex(seg_ids).to_numpy().astype(np.float64),
         sub2seg=sub2seg,
         sub_offset=offset,
+        entry_sub={int(g): str(t) for g, t in zip(leaving["seg"], leaving["to_subseg"])},
     )
 
 
@@ -706,6 +708,7 @@ def _fine_network(xw: pd.DataFrame, coarse: _Coarse, fine: pd.DataFrame) -> _Fin
     reach its known link names, else into the first reach of that segment's chain).
     """
     seg_of = dict(zip(xw["comid"], xw["seg_id_nat"]))
+    sub_of = dict(zip(xw["comid"].astype(int), xw["subseg_id"]))
     down_of_seg: dict[int, int] = {}
     for sub, seg, down in zip(xw["subseg_id"], xw["seg_id_nat"], xw["comid_down"]):
         # The segment's outlet COMID is the one of its most downstream subsegment.
@@ -774,7 +777,12 @@ def _fine_network(xw: pd.DataFrame, coarse: _Coarse, fine: pd.DataFrame) -> _Fin
             to[down] = known
             source[down] = _TOPO_FINE
         else:
-            to[down] = order[target_seg][0]
+            # Into the head of the subsegment the network file says the segment enters:
+            # at a split segment, a tributary joining at the split point enters the lower
+            # piece, beside (not above) the upper one.
+            entry = coarse.entry_sub.get(s, "")
+            heads = [c for c in order[target_seg] if sub_of.get(c) == entry]
+            to[down] = heads[0] if heads else order[target_seg][0]
             source[down] = _TOPO_CHAIN
 
     comid = np.array([c for s in coarse.seg_ids.tolist() for c in order[s]], dtype=np.int64)
@@ -1112,6 +1120,7 @@ def open_drb(
         raise DataError(f"{_F_SEG_PARAMS!r} lacks segments {format_ids(missing)}")
     params = params.sel(nhm_seg=coarse.seg_ids)
 
+    filled = (0, 0)
     if source == "mirror":
         times = _period(MIRROR_PERIOD, first, last)
         forcings, donor, has_own = _mirror_forcings(coarse, seg_params, times, get)
@@ -1119,7 +1128,7 @@ def open_drb(
         fine_file = " and ".join(_F_ROUTELINK)
         fine_name = "NWM RouteLink"
     else:
-        forcings, times = _release_forcings(coarse, first, last, get)
+        forcings, times, filled = _release_forcings(coarse, first, last, get)
         # The release's forcings cover every segment, but its HRU attributes do not:
         # segments without HRUs take their donor's, as in the mirror build (all-True
         # flags and the segments' own ids left 40 segments' attributes NaN).
@@ -1205,7 +1214,8 @@ def open_drb(
         "reach_seg": (R, fine.reach_seg, _attrs("1", f"{_F_XWALK} (comid_seg)",
                                                 "segment (seg_id_nat) of the reach")),
         "reach_topology_source": (R, fine.topo_source, _attrs(
-            "1", "xmsgl", "provenance of reach_to and reach_length",
+            "1", "xmsgl", "provenance of reach_to (reach_length is RouteLink's or ENHD's wherever "
+            "known, whatever this flag)",
             flag_values=np.array([_TOPO_FINE, _TOPO_CHAIN], dtype=np.int8),
             flag_meanings=f"{fine_name.lower().replace(' ', '_')} crosswalk_chain")),
         "reach_slope": (R, per_reach(params["seg_slope"].values, "slope"), _attrs(
@@ -1286,7 +1296,8 @@ def open_drb(
                    "an outlet here and flowing to 1793 in the NHM (kept as seg_to_nhm)",
         "approximations": "; ".join([
             f"reach_to of {fine.comid.size - n_fine} of {fine.comid.size} reaches is a chain inside "
-            f"the segment in COMID order, not known {fine_name} routing (reach_topology_source = 2)",
+            f"the segment in {'COMID order' if source == 'mirror' else 'ENHD hydroseq order'}, "
+            f"not known {fine_name} routing (reach_topology_source = 2)",
             "reach_length of reaches without known routing is the rest of the segment length "
             "split evenly",
             "reach forcings are the parent segment's",
@@ -1300,7 +1311,12 @@ def open_drb(
             "their nearest connected segment (seg_forcing_donor)",
             "forcings are the raw NHM daily forcings (without PRMS's monthly calibration "
             "adjustments or rain/snow split)",
-        ] if source == "mirror" else [])),
+        ] if source == "mirror" else [
+            f"{int((~has_own).sum())} segments without HRUs take HRU attributes from their "
+            "nearest connected segment (seg_forcing_donor)",
+        ] + ([
+            f"seg_sntemp_temp: {filled[0]} segment-days on {filled[1]} segments that PRMS-SNTemp "
+            "marks dry (-98.9 or -99.9) are interpolated in time"] if filled[0] else []))),
         "Conventions": "xmsgl",
     }
     return ds
@@ -1379,7 +1395,9 @@ _RELEASE_COLUMNS = {
 
 
 def _release_forcings(coarse: _Coarse, start: pd.Timestamp | None, end: pd.Timestamp | None,
-                      get: _Get) -> tuple[dict[str, np.ndarray], pd.DatetimeIndex]:
+                      get: _Get) -> tuple[dict[str, np.ndarray], pd.DatetimeIndex, tuple[int, int]]:
+    """The release's segment forcings on the period, and the segment-days (and segments)
+    of simulated water temperature filled where PRMS-SNTemp marks a segment dry."""
     # Read from the archive itself: nothing is extracted into the data folder (which
     # may be read-only and shared), and a replaced archive is what is read.
     archive = get(_F_SNTEMP)
@@ -1390,6 +1408,7 @@ def _release_forcings(coarse: _Coarse, start: pd.Timestamp | None, end: pd.Times
     times = _period(bounds, start, end, other="")
     table = table[table["date"].isin(times)]
     out: dict[str, np.ndarray] = {}
+    filled = (0, 0)
     for col in _RELEASE_COLUMNS:
         wide = table.pivot(index="seg_id_nat", columns="date", values=col)
         wide = wide.reindex(index=coarse.seg_ids, columns=times)
@@ -1399,13 +1418,15 @@ def _release_forcings(coarse: _Coarse, start: pd.Timestamp | None, end: pd.Times
         if col == "seg_tave_water":
             # PRMS-SNTemp writes -98.9 / -99.9 where a segment is dry; those days are
             # filled along time so the input has no gaps.
-            values[values < -90] = np.nan
+            dry = values < -90
+            values[dry] = np.nan
             values = pd.DataFrame(values).interpolate(axis=1, limit_direction="both").to_numpy()
+            filled = (int(dry.sum()), int(dry.any(axis=1).sum()))
         if np.isnan(values).any():
             bad = coarse.seg_ids[np.isnan(values).any(axis=1)]
             raise DataError(f"{_F_SNTEMP!r} has gaps in {col!r} for segments {format_ids(bad)}")
         out[col] = values.astype(np.float32)
-    return out, times
+    return out, times, filled
 
 
 def _enhd_table(comids: set[int], get: _Get) -> pd.DataFrame:
