@@ -559,6 +559,7 @@ def test_cache_folder_expands_home(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         (None, "1980-13-45", "end='1980-13-45' is not a date"),
         ("1980-06-10", "1980-06-01", "ends before it starts"),
         (("1979", "1980"), None, "not a period"),
+        ("1980-01-01T00:00-05:00", None, r"^start='1980-01-01T00:00-05:00' has a time zone"),
     ],
 )
 def test_bad_start_end_are_period_errors(start: object, end: object, match: str) -> None:
@@ -704,8 +705,14 @@ def test_routelink_slope_floor_is_not_a_reach_slope(drb_mirror: xr.Dataset) -> N
 
 
 def test_an_out_of_range_release_period_does_not_advise_the_release() -> None:
-    with pytest.raises(DataError, match=r"choose start/end inside it$") as err:
+    with pytest.raises(DataError, match=r"choose start/end inside them$") as err:
         drb._period(("1979-01-01", "1979-03-31"), pd.Timestamp("1978-12-01"), None, other="")
     assert "source='release'" not in str(err.value)
+    # The bound given is named, not a reversed period made of it and the other end.
+    for start, end, said in (("1981-06-01", None, "start=1981-06-01 is outside"),
+                             (None, "1978-12-31", "end=1978-12-31 is outside")):
+        with pytest.raises(DataError, match=said) as err:
+            drb._period(drb.MIRROR_PERIOD, start and pd.Timestamp(start), end and pd.Timestamp(end))
+        assert "1981-06-01..1980" not in str(err.value) and "1979-01-01..1978" not in str(err.value)
     with pytest.raises(DataError, match="or use source='release'"):
         drb._period(drb.MIRROR_PERIOD, pd.Timestamp("1970-01-01"), None)

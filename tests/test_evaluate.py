@@ -361,6 +361,12 @@ def test_accessor_warns_when_scores_are_in_sample(small_basin: xr.Dataset) -> No
     assert pred.attrs["xmsgl_train_periods"] == f"{train[0]}/{train[1]}"
     with pytest.warns(xmsgl.XmsglWarning, match="days inside the model's training periods .* in-sample"):
         obs_only.msgl.evaluate(pred)
+    # The count is of the pairs scored there, not of every observation of those days.
+    gauged = obs_only.reach_temp.sel(time=slice(*train)).notnull().any("time")
+    part = pred.sel(reach=obs_only.reach[gauged.values][:3])
+    scored = obs_only.reach_temp.sel(reach=part.reach, time=slice(*train)).notnull().sum()
+    with pytest.warns(xmsgl.XmsglWarning, match=rf": {int(scored)} of the pairs scored lie there"):
+        obs_only.msgl.evaluate(part)
     import warnings
 
     with warnings.catch_warnings():

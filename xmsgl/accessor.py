@@ -122,10 +122,10 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray) -> None:
 
     times = pd.DatetimeIndex(prediction["time"].values)
     for attr, what, why in (
-            ("xmsgl_train_periods", "training periods", "those it was fitted on: these scores are "
-                                                        "in-sample"),
-            ("xmsgl_val_periods", "validation periods", "those that chose its checkpoint: these "
-                                                        "scores are optimistic")):
+            ("xmsgl_train_periods", "training periods", "at the sites it was fitted on those scores "
+                                                        "are in-sample"),
+            ("xmsgl_val_periods", "validation periods", "at the sites that chose its checkpoint "
+                                                        "those scores are optimistic")):
         periods = prediction.attrs.get(attr)
         if not periods:
             continue
@@ -138,11 +138,12 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray) -> None:
         if not inside.any():
             continue
         seen = observed.sel(time=observed["time"].isin(times[inside]))
-        n = int(seen.notnull().sum())
+        # The pairs scored there: an observation with a prediction beside it (by id).
+        n = int((seen.notnull() & prediction.sel(time=times[inside]).notnull()).sum())
         if n:
             warnings.warn(
                 f"scoring against {observed.name!r} on {int(inside.sum())} days inside the model's "
-                f"{what} ({periods}), where {observed.name!r} holds {n} observations, {why}. Score "
-                "a held-out period, e.g. ds.msgl.evaluate(pred.sel(time=slice(start, end))), or "
-                "pass observed=",
+                f"{what} ({periods}): {n} of the pairs scored lie there, and {why} (sites held "
+                "out of the fit are not). Score a held-out period, e.g. "
+                "ds.msgl.evaluate(pred.sel(time=slice(start, end))), or pass observed=",
                 XmsglWarning, stacklevel=3)

@@ -1359,7 +1359,9 @@ def _day(value: Any, name: str, last: bool) -> pd.Timestamp | None:
         lo, hi = period_bounds(None if value is None else (value, value), name)
     except PeriodError as err:
         if "time zone" in str(err):
-            raise
+            # Said of the date given, not of the pair it was read as.
+            raise PeriodError(f"{name}={value!r} has a time zone, but the Delaware days have "
+                              "none; give a naive date such as '1980-06-01'") from err
         raise PeriodError(f"{name}={value!r} is not a date; give a day such as '1980-06-01', or a "
                           f"label such as '1980-06' (all its days)") from err
     day = hi if last else lo
@@ -1374,9 +1376,14 @@ def _period(bounds: tuple[str, str], start: pd.Timestamp | None, end: pd.Timesta
     # A reversed start/end pair is refused before; s > e here means a one-sided
     # period entirely outside the forcings.
     if s < lo or e > hi or s > e:
+        # Name the bound given (a one-sided period reads reversed if quoted whole).
+        given = ("start" if start is not None and (s < lo or s > hi) else
+                 "end" if end is not None and (e < lo or e > hi) else None)
+        what = (f"{given}={(s if given == 'start' else e).date()} is outside" if given else
+                f"the period {s.date()}..{e.date()} is not inside")
         raise DataError(
-            f"the period {s.date()}..{e.date()} is not inside the forcings of this source "
-            f"({lo.date()}..{hi.date()}); choose start/end inside it{other}"
+            f"{what} the forcings of this source ({lo.date()}..{hi.date()}); choose start/end "
+            f"inside them{other}"
         )
     return pd.date_range(s, e, freq="D")
 
