@@ -19,6 +19,7 @@ from tests.strategies import random_river_dataset, river_datasets
 from xmsgl.exceptions import (
     ParameterError,
     SchemaError,
+    TopologyError,
     UnitConversionWarning,
     UnitsError,
     XmsglError,
@@ -224,6 +225,23 @@ def test_zero_length_is_an_explicit_entry() -> None:
     np.testing.assert_allclose(g.fine.toarray(), [[2 / 3, 1 / 3], [1 / 3, 2 / 3]])
     assert g.cross_distance.nnz == 2
     np.testing.assert_allclose(g.cross.toarray(), [[1.0], [1.0]])
+
+
+def test_flow_distances_refuses_what_it_cannot_walk() -> None:
+    """The public flow_distances checks its stated preconditions: a cycle used to walk
+    forever (or fail with an IndexError under a cut), a negative length gave wrong signs."""
+    for to, length, match in (([1, 0, -1], [1.0, 1.0, 1.0], r"cycle \(nodes \[0, 1\]"),
+                              ([1, 2, 0], [1.0, 1.0, 1.0], "cycle"),
+                              ([1, 2, -1], [5.0, -10.0, 20.0], r"nodes \[1\] have lengths"),
+                              ([1, 5, -1], [1.0, 1.0, 1.0], r"nodes \[1\] point to positions"),
+                              ([1, -1], [1.0], "1 lengths for 2 nodes")):
+        for cut in ({}, {"max_distance": 1.5}):
+            with pytest.raises(TopologyError, match=match):
+                flow_distances(np.array(to), np.array(length), **cut)
+    # A long chain (the doubling must reach its head) and zero lengths are fine.
+    n = 1000
+    D, _ = flow_distances(np.append(np.arange(1, n), -1), np.zeros(n))
+    assert D.nnz == n * n
 
 
 def test_flow_distances_example_and_flags() -> None:

@@ -45,7 +45,14 @@ import xarray as xr
 from scipy.special import expit
 
 from xmsgl.convention import Topology, topology_arrays
-from xmsgl.exceptions import ParameterError, SchemaError, UnitConversionWarning, UnitsError
+from xmsgl.exceptions import (
+    ParameterError,
+    SchemaError,
+    TopologyError,
+    UnitConversionWarning,
+    UnitsError,
+    format_ids,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -244,9 +251,11 @@ def flow_distances(
            [-30., -20.,   0.]])
     """
     max_distance, max_hops = _check_limits(max_distance, max_hops)
+    to_idx = np.asarray(to_idx, dtype=np.int64)
+    length = np.asarray(length, dtype=np.float64)
     n = int(to_idx.size)
-    src, dst, dist = _walk(np.asarray(to_idx, dtype=np.int64),
-                           np.asarray(length, dtype=np.float64), max_distance, max_hops)
+    _check_forest(to_idx, length)
+    src, dst, dist = _walk(to_idx, length, max_distance, max_hops)
     diag = np.arange(n, dtype=np.int64)
     rows = np.concatenate([diag, src, dst])
     cols = np.concatenate([diag, dst, src])
@@ -258,6 +267,32 @@ def flow_distances(
     ])
     structure, perm = _sorted_csr(rows, cols, (n, n))
     return _with_data(structure, vals[perm]), flag[perm]
+
+
+def _check_forest(to_idx: np.ndarray, length: np.ndarray) -> None:
+    """Refuse what :func:`flow_distances` cannot walk: pointers out of range, a cycle
+    (the walk would never end), lengths not finite and >= 0 (the distances' signs and
+    the max_distance cut rely on them). ``build_graphs`` gets these from
+    :func:`~xmsgl.convention.topology_arrays`, which checks them on the ids."""
+    n = to_idx.size
+    if length.shape != to_idx.shape:
+        raise TopologyError(f"{length.size} lengths for {n} nodes; give one length per node")
+    bad = np.flatnonzero((to_idx < -1) | (to_idx >= n))
+    if bad.size:
+        raise TopologyError(f"nodes {format_ids(bad)} point to positions outside 0..{n - 1} "
+                            "(-1 marks an outlet)")
+    neg = np.flatnonzero(~np.isfinite(length) | (length < 0))
+    if neg.size:
+        raise TopologyError(f"nodes {format_ids(neg)} have lengths that are not finite and >= 0")
+    # Pointer doubling: after 2^k >= n steps every node of a forest has reached an
+    # outlet (-1 absorbs); a node on, or draining into, a cycle has not. O(n log n).
+    nxt = to_idx.copy()
+    for _ in range(max(1, int(np.ceil(np.log2(max(n, 2))))) + 1):
+        nxt = np.where(nxt >= 0, nxt[np.maximum(nxt, 0)], -1)
+    stuck = np.flatnonzero(nxt >= 0)
+    if stuck.size:
+        raise TopologyError(f"the pointers close a cycle (nodes {format_ids(stuck)} never reach "
+                            "an outlet); a river network drains to outlets")
 
 
 def _check_limits(
@@ -426,12 +461,28 @@ def _cross(
     return cross_distance, _mask_csr(cross_distance, keep, w), cross_distance.data[keep]
 
 
-def _fingerprint(topo: Topology, options: dict[str, Any]) -> tuple[str, dict[str, str]]:
+#: The fingerprint models are saved with now. Version 1 rounded the float64 lengths to
+#: 0.01 m, so that the same lengths stored as float32 (a netCDF or zarr round trip)
+#: fell on the other side of a rounding edge for about 1 reach in 500; version 2 rounds
+#: their float32 values. Models saved with version 1 are still compared with it.
+FINGERPRINT_VERSION = 2
+
+
+def _length_key(length: np.ndarray, version: int) -> np.ndarray:
+    """Lengths (m) as the fingerprint compares them: to 0.01 m, from their float32 value
+    (version 2: float32 storage cannot change it) or their float64 value (version 1)."""
+    if version >= 2:
+        length = np.asarray(length, dtype=np.float64).astype(np.float32).astype(np.float64)
+    return np.round(length * 100.0)
+
+
+def _fingerprint(topo: Topology, options: dict[str, Any],
+                 version: int = FINGERPRINT_VERSION) -> tuple[str, dict[str, str]]:
     """The graphs' fingerprint, and one for each part of it (the first 16 hex digits
     of each part's sha256) so that two networks with the same ids can be told apart
     by what differs: pointers, parents, lengths or options."""
     h = hashlib.sha256()
-    h.update(b"xmsgl-graphs-v1")
+    h.update(b"xmsgl-graphs-v%d" % version)
     parts: dict[str, str] = {}
 
     def add(label: str, arr: np.ndarray) -> None:
@@ -444,11 +495,11 @@ def _fingerprint(topo: Topology, options: dict[str, Any]) -> tuple[str, dict[str
     ro = np.argsort(topo.reach_ids)
     add("seg", topo.seg_ids[so])
     add("seg_to", topo.seg_to[so])
-    add("seg_length", np.round(topo.seg_length[so] * 100.0))
+    add("seg_length", _length_key(topo.seg_length[so], version))
     add("reach", topo.reach_ids[ro])
     add("reach_to", topo.reach_to[ro])
     add("reach_seg", topo.reach_seg[ro])
-    add("reach_length", np.round(topo.reach_length[ro] * 100.0))
+    add("reach_length", _length_key(topo.reach_length[ro], version))
     opts = json.dumps(options, sort_keys=True).encode()
     h.update(opts)
     parts["options"] = hashlib.sha256(opts).hexdigest()[:16]
@@ -504,8 +555,9 @@ class RiverGraphs:
     component_seg, component_reach : numpy.ndarray of int64
         For each node, the position of the outlet it drains to.
     fingerprint : str
-        sha256 of the topology (sorted ids, pointers, parents, lengths rounded to
-        0.01 m) and the options: equal for any ordering of the same network.
+        sha256 of the topology (sorted ids, pointers, parents, lengths as float32
+        rounded to 0.01 m) and the options: equal for any ordering of the same network,
+        and for its lengths stored as float32 or float64.
     fingerprint_parts : dict of str
         A short hash of each part of the fingerprint (``"seg_to"``, ``"seg_length"``,
         ``"reach_to"``, ``"reach_seg"``, ``"reach_length"``, ``"options"``, and the
@@ -530,6 +582,7 @@ class RiverGraphs:
         component_reach: np.ndarray,
         fingerprint: str,
         fingerprint_parts: dict[str, str] | None = None,
+        older_fingerprints: dict[int, tuple[str, dict[str, str]]] | None = None,
     ) -> None:
         self.seg_ids = seg_ids
         self.reach_ids = reach_ids
@@ -549,7 +602,15 @@ class RiverGraphs:
         self.n_outlets_reach = int(np.unique(component_reach).size)
         self.fingerprint = fingerprint
         self.fingerprint_parts = dict(fingerprint_parts or {})
+        self._older = dict(older_fingerprints or {})
         self._data: HeteroData | None = None
+
+    def fingerprint_of_version(self, version: int) -> tuple[str, dict[str, str]]:
+        """The fingerprint and its parts as version ``version`` computes them (what a
+        model saved with that version compares against)."""
+        if version == FINGERPRINT_VERSION or version not in self._older:
+            return self.fingerprint, self.fingerprint_parts
+        return self._older[version]
 
     @property
     def n_seg(self) -> int:
@@ -865,6 +926,7 @@ def build_graphs(
     )
     length_scaled = dataclasses.replace(topo, seg_length=seg_length, reach_length=reach_length)
     fingerprint, parts = _fingerprint(length_scaled, options)
+    older = {v: _fingerprint(length_scaled, options, version=v) for v in range(1, FINGERPRINT_VERSION)}
     return RiverGraphs(
         seg_ids=topo.seg_ids,
         reach_ids=topo.reach_ids,
@@ -881,6 +943,7 @@ def build_graphs(
         component_reach=_components(topo.reach_to_idx),
         fingerprint=fingerprint,
         fingerprint_parts=parts,
+        older_fingerprints=older,
     )
 
 

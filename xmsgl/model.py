@@ -393,10 +393,11 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
                     for k in ("seg_ids", "reach_ids"))
             and isinstance(g.get("options", {}), dict)
             and isinstance(g.get("fingerprint_parts", {}), dict)
+            and g.get("fingerprint_version", 1) in (1, 2)
             and all(isinstance(v, str) for v in g.get("fingerprint_parts", {}).values())):
         raise bad("the graph entry needs a 'fingerprint', 'n_seg', 'n_reach', the integer "
                   "'seg_ids' and 'reach_ids', a dict of 'options' and, if any, a dict of "
-                  "'fingerprint_parts' (strings)")
+                  "'fingerprint_parts' (strings) and a 'fingerprint_version' (1 or 2)")
     ws = g.get("weight_stats")
     if ws is not None and not (
             isinstance(ws, dict) and set(ws) == {"coarse", "fine", "cross"}
@@ -917,7 +918,7 @@ def fit(
         raise ParameterError(f"backbone_options are options of backbone='dmsge'; drop them or "
                              f"pass backbone='dmsge' (got backbone={backbone!r})")
     dmsge_opts = dmsge_options(backbone_options) if backbone == "dmsge" else None
-    from xmsgl.graph import build_graphs, weight_stats
+    from xmsgl.graph import FINGERPRINT_VERSION, build_graphs, weight_stats
     from xmsgl.options import get_option
 
     check_weighting(weighting, task_weights)
@@ -1216,6 +1217,7 @@ def fit(
         "targets": {"seg": "seg_temp", "reach": "reach_temp", "units": "degC",
                     "mean": y_mean, "std": y_std},
         "graph": {"fingerprint": graphs.fingerprint, "fingerprint_parts": graphs.fingerprint_parts,
+                  "fingerprint_version": FINGERPRINT_VERSION,
                   "options": graph_options, "weight_stats": weight_stats(graphs),
                   "n_seg": graphs.n_seg, "n_reach": graphs.n_reach,
                   "seg_ids": sorted(int(i) for i in graphs.seg_ids),
@@ -1375,7 +1377,12 @@ def check_compatible(model: Downscaler, ds: xr.Dataset, graphs: Any, scale: str)
                 f"{'static' if spec.static[v] else 'on time'} at fit time"
             )
     g = model.config["graph"]
-    if graphs.fingerprint != g["fingerprint"]:
+    # Models saved before the version was recorded have version 1.
+    version = int(g.get("fingerprint_version", 1))
+    here, here_parts = (graphs.fingerprint_of_version(version)
+                        if hasattr(graphs, "fingerprint_of_version")
+                        else (graphs.fingerprint, getattr(graphs, "fingerprint_parts", {})))
+    if here != g["fingerprint"]:
         diffs = []
         for dim, ids in ((SEG, graphs.seg_ids), (REACH, graphs.reach_ids)):
             have = set(int(i) for i in ids)
@@ -1385,22 +1392,23 @@ def check_compatible(model: Downscaler, ds: xr.Dataset, graphs: Any, scale: str)
             if want - have:
                 diffs.append(f"{dim} ids {format_ids(sorted(want - have))} of the model's graph are missing")
         if not diffs:
-            diffs.append(_same_ids_differ(graphs, g))
+            diffs.append(_same_ids_differ(graphs, g, here_parts))
         raise ModelMismatchError(
             "the dataset's river graph differs from the one the model was fitted on: "
             + "; ".join(diffs)
-            + f" (fingerprint {graphs.fingerprint[:12]}... vs {g['fingerprint'][:12]}...); "
+            + f" (fingerprint {here[:12]}... vs {g['fingerprint'][:12]}...); "
             "downscale the network the model was fitted on, refit, or pass check_graph=False "
             "to apply the model to another network on purpose"
         )
 
 
-def _same_ids_differ(graphs: Any, saved: dict[str, Any]) -> str:
+def _same_ids_differ(graphs: Any, saved: dict[str, Any], have: dict[str, str]) -> str:
     """What differs between two networks with the same ids, from the parts of their
-    fingerprints (models saved before the parts were kept say less)."""
+    fingerprints (``have``: this network's, in the saved model's version; models saved
+    before the parts were kept say less)."""
     from xmsgl.graph import FINGERPRINT_PARTS
 
-    have, want = graphs.fingerprint_parts, saved.get("fingerprint_parts")
+    want = saved.get("fingerprint_parts")
     if not isinstance(want, dict) or not have:
         return "the ids match but downstream pointers, parents, lengths or graph options differ"
     differ = [k for k in FINGERPRINT_PARTS if have.get(k) != want.get(k)]
