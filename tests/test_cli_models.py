@@ -136,7 +136,7 @@ def test_downscale_keeps_numpy_attributes_and_reads_partial_labels(
             warnings.simplefilter("default", xmsgl.XmsglWarning)
             assert main(["downscale", model_dir, str(tmp_path / "attrs.nc"), str(out), "--time",
                          "2003-06", "2003"]) == 0
-        assert "xmsgl: warning: time=('2003-06', '2003') reaches past" in capsys.readouterr().err
+        assert "xmsgl: warning: --time ('2003-06', '2003') reaches past" in capsys.readouterr().err
         got = (xr.open_zarr(out) if suffix == ".zarr" else xr.open_dataset(out))["reach_temp_pred"]
         assert str(got.time.values[0])[:10] == "2003-06-01" and str(got.time.values[-1])[:10] == "2003-09-30"
         assert list(np.asarray(got.time.attrs["actual_range"])) == [0.0, 1095.0]
@@ -205,6 +205,57 @@ def test_downscale_checks_only_what_the_model_reads(files: dict[str, str], model
     assert main(["downscale", str(tmp_path / "nowhere"), files["nc"], str(tmp_path / "s.nc")]) == 2
     assert f"MODEL '{tmp_path / 'nowhere'}' does not exist" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "q.nc") and not os.path.exists(tmp_path / "s.nc")
+
+
+def test_downscale_never_deletes_an_input_inside_out(files: dict[str, str], model_dir: str,
+                                                     tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An OUT zarr store holding DATA or MODEL is refused even with --overwrite: replacing it
+    deleted them (with --scale cross, where DATA is read into memory, and for MODEL)."""
+    import shutil
+
+    store = tmp_path / "o.zarr"
+    xr.Dataset({"x": ("a", [1.0])}).to_zarr(store, consolidated=False)
+    shutil.copy(files["nc"], store / "input.nc")
+    shutil.copytree(model_dir, store / "model")
+    for argv, what in (([model_dir, str(store / "input.nc"), str(store), "--scale", "cross"], "input.nc"),
+                       ([str(store / "model"), files["nc"], str(store)], "model")):
+        assert main(["downscale", *argv, "--overwrite"]) == 2
+        err = capsys.readouterr().err
+        assert "holds the input" in err and what in err and "would delete" in err
+    assert (store / "input.nc").is_file() and (store / "model" / "config.json").is_file()
+
+
+def test_downscale_on_a_damaged_chunk_is_one_line(files: dict[str, str], model_dir: str, tmp_path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """DATA is read while OUT is written: a chunk that cannot be decoded is a DataError
+    naming DATA (exit 2), not a traceback, and nothing is written."""
+    import shutil
+
+    store = tmp_path / "bad.zarr"
+    shutil.copytree(files["zarr"], store)
+    chunks = [p for p in (store / "reach_air_temp").rglob("*") if p.is_file()
+              and p.name not in ("zarr.json", ".zarray", ".zattrs")]
+    for chunk in chunks:
+        chunk.write_bytes(b"garbage")
+    out = tmp_path / "p.nc"
+    assert main(["downscale", model_dir, str(store), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"xmsgl: error: DATA '{store}' could not be read") and "Traceback" not in err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_messages_speak_of_the_commands_options(files: dict[str, str], model_dir: str, tmp_path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Errors and warnings name the option, not the Python keyword."""
+    other = xmsgl.datasets.synthetic_basin(n_segments=6, start="2002-10-01", end="2003-03-31", seed=9)
+    other.to_netcdf(tmp_path / "other.nc")
+    assert main(["downscale", model_dir, str(tmp_path / "other.nc"), str(tmp_path / "o.nc")]) == 2
+    err = capsys.readouterr().err
+    assert "pass --other-network" in err and "check_graph" not in err
+    assert main(["downscale", model_dir, files["nc"], str(tmp_path / "t.nc"), "--time", "1990", "1991"]) == 2
+    assert "--time ('1990', '1991') selects no day" in capsys.readouterr().err
+    assert main(["demo", "--quick", "--seed", "-1", "--outdir", str(tmp_path / "d")]) == 2
+    assert "--seed -1" in capsys.readouterr().err and not (tmp_path / "d").exists()
 
 
 def test_downscale_appends_to_the_inputs_history_and_drops_dangling_bounds(

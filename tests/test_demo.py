@@ -51,6 +51,20 @@ def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys) -> None:
     assert not [p for p in (tmp_path / "demo").iterdir() if p.name.startswith(".")]
 
 
+def test_a_failed_figure_leaves_neither_output(tmp_path, monkeypatch) -> None:
+    """Both outputs or neither: a failure (or Ctrl-C) while drawing the figure used to
+    leave downscaled.nc alone, which the next run then refused without --overwrite."""
+    import xmsgl.demo as demo
+
+    def broken(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "_figure", broken)
+    with pytest.raises(KeyboardInterrupt):
+        demo.run_demo(tmp_path / "d", quick=True, progress=False)
+    assert not (tmp_path / "d").exists() or list((tmp_path / "d").iterdir()) == []
+
+
 def test_existing_outputs_are_refused_before_the_work(tmp_path, monkeypatch) -> None:
     import xmsgl.datasets
     from xmsgl.demo import run_demo

@@ -380,8 +380,8 @@ def test_lengths_stored_as_float32_are_the_same_network(basin: xr.Dataset, model
     with it."""
     import copy
 
-    from xmsgl.graph import FINGERPRINT_VERSION, _fingerprint, build_graphs
     from xmsgl.convention import topology_arrays
+    from xmsgl.graph import FINGERPRINT_VERSION, _fingerprint, build_graphs
 
     # Lengths just off a 0.01 m rounding edge, which float32 storage moves across.
     n = basin.sizes["reach"]

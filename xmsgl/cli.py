@@ -77,6 +77,8 @@ def _device(name: str) -> str:
 def _demo(args: argparse.Namespace) -> int:
     from xmsgl.demo import check_outdir, run_demo
 
+    if args.seed < 0:
+        raise ParameterError(f"--seed {args.seed}: give an integer of at least 0")
     outdir = check_outdir(args.outdir, args.overwrite, "--outdir", "--overwrite")
     run_demo(outdir=outdir, quick=args.quick, progress=not args.no_progress, seed=args.seed,
              overwrite=args.overwrite, device=_device(args.device))
@@ -190,10 +192,25 @@ def _open_zarr(path: Path, lazy: bool) -> Any:
     return ds if lazy else ds.load()
 
 
+#: The Python API's keyword advice, in the command's words (regex, replacement).
+_CLI_WORDS = (
+    (r"\bscale='(reach|seg|cross)'", r"--scale \1"),
+    (r"\bpass check_graph=False\b", "pass --other-network"),
+    (r"\bcheck_graph=False\b", "--other-network"),
+    (r"\btrain=, val= and test= \(start, end\)", "--train, --val and --test START END"),
+    (r"\btrain=, val= and test=", "--train, --val and --test"),
+    (r"\b(train|val|test)=\(start, end\)", r"--\1 START END"),
+    (r"\b(train|val|test|time)=(?=[('\"])", r"--\1 "),
+    (r"\bmethod='([a-z-]+)'", r"--method \1"),
+)
+
+
 def _cli_words(message: str) -> str:
     """A message of the Python API with its keyword advice in the command's words."""
-    for scale in ("reach", "seg", "cross"):
-        message = message.replace(f"scale={scale!r}", f"--scale {scale}")
+    import re
+
+    for pattern, words in _CLI_WORDS:
+        message = re.sub(pattern, words, message)
     return message
 
 
@@ -250,7 +267,7 @@ def _warnings_as_lines() -> Iterator[None]:
         def show(message: Any, category: Any, filename: Any, lineno: Any, file: Any = None,
                  line: Any = None) -> None:
             if issubclass(category, XmsglWarning):
-                _warn(message)
+                _warn(_cli_words(str(message)))
             else:
                 shown(message, category, filename, lineno, file, line)
 
@@ -268,7 +285,8 @@ def _period(option: str, value: Sequence[str] | None) -> tuple[str, str] | None:
 def _new_output(value: str, option: str, overwrite: bool, sources: Sequence[tuple[str, str]],
                 out: Path | None = None) -> Path:
     """An output path that may be written: absent, or replaced with ``overwrite``, and
-    never one of the ``sources`` (``(what, path)`` of the inputs) or inside one."""
+    never one of the ``sources`` (``(what, path)`` of the inputs), inside one, or a
+    folder (a zarr store) that holds one: replacing it would delete that input."""
     out = output_path(value, option) if out is None else out
     if os.path.lexists(out) and not overwrite:
         raise ParameterError(f"{option} {value!r} already exists; pass --overwrite to replace it, "
@@ -279,6 +297,10 @@ def _new_output(value: str, option: str, overwrite: bool, sources: Sequence[tupl
         if same or out.resolve() == data or data in out.resolve().parents:
             raise ParameterError(f"{option} {value!r} would write over the {what} {src!r}, even "
                                  f"with --overwrite; choose another {option}")
+        if out.resolve() in data.parents:
+            raise ParameterError(f"{option} {value!r} holds the {what} {src!r}: replacing it "
+                                 f"would delete that input, even with --overwrite; choose another "
+                                 f"{option}, or move the {what} out of it")
     return out
 
 
@@ -375,10 +397,21 @@ def _downscale(args: argparse.Namespace) -> int:
                         "history": f"{prior}\n{step}" if prior else step,
                         "source": f"{args.data} with the model {args.model}"}
         result = _json_attrs(result)
-        if zarr:
-            to_zarr_safe(result, out, overwrite=args.overwrite)
-        else:
-            to_netcdf_safe(result, out, overwrite=args.overwrite)
+        try:
+            # DATA is read lazily, block by block, while the result is written: a chunk
+            # it cannot decode fails here, not when it was opened.
+            if zarr:
+                to_zarr_safe(result, out, overwrite=args.overwrite)
+            else:
+                to_netcdf_safe(result, out, overwrite=args.overwrite)
+        except XmsglError:
+            raise
+        except (ValueError, KeyError, RuntimeError) as err:
+            detail = " ".join(str(err).split()).split(". ")[0][:200]
+            raise DataError(f"DATA {args.data!r} could not be read while OUT was computed and "
+                            f"written ({type(err).__name__}: {detail}); nothing was written. Check "
+                            "the file (a damaged chunk?) or read it into memory in Python to "
+                            "find where") from err
     dims = " x ".join(f"{pred.sizes[d]} {d}" for d in pred.dims)
     print(f"wrote {out} ({pred.name}: {dims}, {pred.attrs.get('units', '')}; "
           f"{model.method} on {device})")
@@ -560,7 +593,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     out_path = _check_evaluate(args)
     # Scoped, so that calling main() in a process leaves its options as they were.
-    with xmsgl.set_options(progress=False, device=args.device):
+    with xmsgl.set_options(progress=False, device=args.device), _warnings_as_lines():
         ds, source = _evaluate_data(args)
         notes = _check_evaluate_data(args, ds)
         for note in notes:
@@ -646,7 +679,7 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
     to_netcdf_safe(_json_attrs(out), out_path, overwrite=args.overwrite)
     mean = sweep["rmse"].mean("seed")
     keep = [float(k) for k in sweep["keep"].values]
-    width = max(len(m) for m in args.methods) + 2
+    width = max(len("method"), *(len(m) for m in args.methods)) + 2
     print(f"test RMSE (degC) against {sweep.attrs['target']}, mean over seeds {list(args.seeds)}")
     print("method".ljust(width) + "".join(f"keep {k:<8g}" for k in keep))
     for m in args.methods:
@@ -833,7 +866,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(err)
         return 1
     except XmsglError as err:
-        _error(err)
+        _error(_cli_words(str(err)))
         return 2
     except OSError as err:
         # The system failed under a valid command (disk full, permission denied...).

@@ -290,10 +290,12 @@ def run_demo(
                  "xmsgl_sparsify": str(sparse["reach_temp"].attrs.get("xmsgl_sparsify", "")),
                  "xmsgl_version": xmsgl.__version__}
     nc = outdir / "downscaled.nc"
+    png = outdir / "demo.png"
+    # Both or neither: the figure is drawn while the file waits under its temporary
+    # name, so that a failure (or Ctrl-C) in either leaves no half of the outputs.
     with atomic_write(nc, overwrite=overwrite) as tmp:
         out.to_netcdf(tmp)
-    png = outdir / "demo.png"
-    fig_info = _figure(ds, preds, truth, unobserved, png, overwrite)
+        fig_info = _figure(ds, preds, truth, unobserved, png, overwrite)
     seconds = time.perf_counter() - t0
     # Said with or without progress, as the table is: where the results are.
     print(f"wrote {nc} and {png} ({seconds:.0f} s in all)", flush=True)
