@@ -244,6 +244,37 @@ def test_explain_returns_shares_energies_and_plots(fine_model: xmsgl.Downscaler,
     assert plot_energy({"a": ex}).axes
 
 
+def test_moving_the_model_drops_its_device_caches_and_explain_moves_it_back(
+        fine_model: xmsgl.Downscaler, basin: xr.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model put back on the CPU holds no copy on another device (the geometry's
+    per-device copies and the last river graph were not parameters, so .to('cpu') left
+    them on the GPU); explain() moves the model back to the CPU, as downscale does
+    ("meta" stands in for a GPU here)."""
+    import copy
+
+    model = copy.deepcopy(fine_model)  # a fitted model holding its last graph copies too
+    bb = model.net.dmsge
+    basin.msgl.downscale(model)
+    assert bb._hydro == {}  # downscale puts the model back on the CPU, caches dropped
+    state = bb._scales["reach"]
+    state.to(torch.device("meta"))
+    bb._hydro["reach"] = ("a graph", torch.zeros(1), torch.zeros(1))
+    assert "meta" in state.on_device
+    model.net.to("cpu")
+    assert state.on_device == {} and bb._hydro == {}
+    moves: list[str] = []
+    real_to = torch.nn.Module.to
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self is model.net:
+            moves.append(str(args[0] if args else kwargs.get("device")))
+        return real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "to", spy)
+    model.explain(basin, time=("2001-02-01", "2001-02-28"), device="cpu")
+    assert moves[-1] == "cpu" and len(moves) >= 2
+
+
 def test_explain_needs_the_dmsge_backbone(basin: xr.Dataset) -> None:
     model = basin.msgl.fit(method="fine-only", epochs=1, hidden=4, window=60, stride=60,
                            progress=False)

@@ -111,6 +111,28 @@ def test_block_options_are_counts_and_not_ignored(basin: xr.Dataset, model: Down
             downscale_lazy(valid, model, scale=scale)
 
 
+def test_the_device_option_goes_with_the_lazy_blocks(basin: xr.Dataset, model: Downscaler,
+                                                     monkeypatch) -> None:
+    """Blocks resolve their device when computed, perhaps after the set_options block
+    ended: the device the option named at the call goes with them (they got "auto"
+    while the history said the option's device)."""
+    import xmsgl.scale as scale
+
+    seen: list[str] = []
+    real = scale._downscale_lazy
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs["device"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scale, "_downscale_lazy", spy)
+    run = {k: v for k, v in RUN.items() if k != "device"}
+    with xmsgl.set_options(device="cpu"):
+        pred = _chunked(basin).msgl.downscale(model, **run)
+    assert seen == ["cpu"] and "device='cpu'" in pred.attrs["history"]
+    pred.compute()
+
+
 def test_partition_covers_each_node_once_with_whole_segments(basin: xr.Dataset) -> None:
     topo = xmsgl.convention.topology_arrays(basin)
     for reach_chunk, halo in ((10_000, 4), (30, 0), (30, 3)):

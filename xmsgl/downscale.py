@@ -370,7 +370,14 @@ def downscale(
             "would be ignored: pass lazy=True to run in blocks (it takes in-memory inputs too), "
             "or drop them")
     if lazy:
+        from xmsgl.options import get_option
         from xmsgl.scale import downscale_lazy
+
+        if str(device) == "auto" and get_option("device") != "auto":
+            # The blocks resolve the device when they are computed, perhaps after a
+            # set_options(device=...) block has ended or in worker processes that never
+            # saw it: the device the option names now goes with them.
+            device = get_option("device")
 
         return downscale_lazy(
             ds, model,

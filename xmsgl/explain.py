@@ -164,6 +164,8 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
                     energy[2, d, g], energy[3, d, g] = dirichlet_energy(cat, idx, mask)
     finally:
         backbone.record = None
+        # As downscale does: the model goes back to the CPU it is kept on.
+        net.to("cpu")
     geom = backbone.geometry("reach")
     n = geom.n
     n_layers = len(rec["wins"])

@@ -454,6 +454,25 @@ class DMSGEBackbone(nn.Module):
         self.record: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- geometry
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Copied or pickled without the last river graph used (a cache rebuilt on the
+        next call): its sparse CSR tensors cannot be deep-copied, which made
+        ``copy.deepcopy`` of a fitted model fail."""
+        state = dict(self.__dict__)
+        state["_hydro"] = {}
+        return state
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> DMSGEBackbone:
+        """Moving the module (``.to``, ``.cpu``, ``.cuda``) also drops the caches that are
+        not parameters or buffers: the geometry's copies on other devices and the last
+        river graph used. A model put back on the CPU then holds no GPU memory, and
+        pickles or copies without CUDA; they are rebuilt where next needed."""
+        out = super()._apply(fn, *args, **kwargs)
+        for state in self._scales.values():
+            state.on_device.clear()
+        self._hydro.clear()
+        return out
     def set_geometry(self, scale: str, geometry: NodeGeometry) -> None:
         """Give the backbone the node geometry of ``scale`` (static neighbourhoods are built here).
 

@@ -489,7 +489,7 @@ def fit_gru(
     by_id = np.argsort(np.asarray(ds[REACH].values), kind="stable")
     seqs = [(int(r), s, n) for s, n in wins for r in by_id if np.isfinite(z_train[r, s: s + n]).any()]
     bs = int(batch_size) if batch_size is not None else 8
-    torch.manual_seed(int(seed))
+    torch.default_generator.manual_seed(int(seed))  # CPU only: the GPUs' seeds are left alone
     rng = np.random.default_rng(int(seed))
     net = ReachGRU(len(names), int(hidden))
     opt = torch.optim.Adam(net.parameters(), lr=float(lr))
