@@ -546,3 +546,42 @@ def test_mode_w_is_told_to_use_overwrite(tmp_path: Path) -> None:
         to_zarr_safe(small(), tmp_path / "o.zarr", mode="w")
     with pytest.raises(ParameterError, match=r"cannot honour \['append_dim', 'mode'\]"):
         to_zarr_safe(small(), tmp_path / "o.zarr", mode="a", append_dim="time")
+
+
+def test_a_lazy_source_is_found_after_dask_optimize_or_inline_arrays(tmp_path: Path) -> None:
+    """The reading tasks fused into others (dask.optimize) or inlined (inline_array=True)
+    no longer carry the layer names the search knew: the store a lazy result still
+    reads was replaced with overwrite=True."""
+    import dask
+
+    store, nc = tmp_path / "in.zarr", tmp_path / "in.nc"
+    src = xr.Dataset({"a": (("x",), np.arange(8.0))})
+    src.to_zarr(store, consolidated=False)
+    src.to_netcdf(nc)
+    for opened, path in ((xr.open_zarr(store, consolidated=False, chunks={}), store),
+                         (xr.open_dataset(nc, chunks={"x": 4}), nc)):
+        (lazy,) = dask.optimize(xr.Dataset({"b": opened["a"] * 2}))
+        inlined = xr.Dataset({"b": opened["a"].chunk({"x": 2}, inline_array=True) * 2})
+        for obj in (lazy, inlined):
+            writer = to_zarr_safe if path.suffix == ".zarr" else to_netcdf_safe
+            with pytest.raises(ParameterError, match="were read from it"):
+                writer(obj, path, overwrite=True)
+        opened.close()
+    assert set(xr.open_zarr(store, consolidated=False).data_vars) == {"a"}
+
+
+def test_overwrite_nested_stores_and_nul_are_refused(tmp_path: Path) -> None:
+    big = tmp_path / "big.zarr"
+    xr.Dataset({"a": ("x", np.arange(4.0)), "keep": ("x", np.ones(4))}).to_zarr(big, consolidated=False)
+    with pytest.raises(ParameterError, match="inside the zarr store"):
+        to_zarr_safe(small(), big / "a", overwrite=True)
+    np.testing.assert_array_equal(xr.open_zarr(big, consolidated=False)["a"].values, np.arange(4.0))
+    (tmp_path / "o.nc").write_bytes(b"keep me")
+    for writer in (to_netcdf_safe, to_zarr_safe):
+        with pytest.raises(ParameterError, match="overwrite='no' must be True or False"):
+            writer(small(), tmp_path / "o.nc", overwrite="no")
+        with pytest.raises(ParameterError, match="NUL character"):
+            writer(small(), str(tmp_path / "a\0b.nc"))
+    with pytest.raises(ParameterError, match="overwrite='no'"), atomic_write(tmp_path / "o.nc", overwrite="no"):
+        pass
+    assert (tmp_path / "o.nc").read_bytes() == b"keep me"

@@ -68,7 +68,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def _figure(ds: xr.DataArray | xr.Dataset, preds: dict[str, xr.DataArray], truth: xr.DataArray,
-            unobserved: np.ndarray, path: Path, overwrite: bool) -> dict[str, Any]:
+            unobserved: np.ndarray) -> tuple[dict[str, Any], bytes]:
+    """The figure as PNG bytes (written by the caller, after the netCDF), and what it shows."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,10 +128,12 @@ def _figure(ds: xr.DataArray | xr.Dataset, preds: dict[str, xr.DataArray], truth
     ax1.set_title(f"unobserved reach {ids[r]}, test period")
     ax1.legend()
     fig.tight_layout()
-    with atomic_write(path, overwrite=overwrite) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=110, format="png")
     plt.close(fig)
-    return {"day": str(times[day].date()), "reach": int(ids[r])}
+    return {"day": str(times[day].date()), "reach": int(ids[r])}, buf.getvalue()
 
 
 def check_outdir(outdir: str | Path, overwrite: bool, option: str = "outdir",
@@ -291,11 +294,14 @@ def run_demo(
                  "xmsgl_version": xmsgl.__version__}
     nc = outdir / "downscaled.nc"
     png = outdir / "demo.png"
-    # Both or neither: the figure is drawn while the file waits under its temporary
-    # name, so that a failure (or Ctrl-C) in either leaves no half of the outputs.
+    # The figure is drawn (in memory) while the file waits under its temporary name:
+    # a failure (or Ctrl-C) while drawing or writing either leaves neither; the figure,
+    # made from the file's values, is written last.
     with atomic_write(nc, overwrite=overwrite) as tmp:
         out.to_netcdf(tmp)
-        fig_info = _figure(ds, preds, truth, unobserved, png, overwrite)
+        fig_info, png_bytes = _figure(ds, preds, truth, unobserved)
+    with atomic_write(png, overwrite=overwrite) as tmp:
+        tmp.write_bytes(png_bytes)
     seconds = time.perf_counter() - t0
     # Said with or without progress, as the table is: where the results are.
     print(f"wrote {nc} and {png} ({seconds:.0f} s in all)", flush=True)

@@ -56,6 +56,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import xarray as xr
 
 from xmsgl.exceptions import ParameterError, XmsglError, XmsglWarning
@@ -140,6 +141,8 @@ def output_path(path: object, name: str = "path") -> Path:
         raise ParameterError(f"{name}={path!r} is not a file path; give a str or pathlib.Path")
     if not text:
         raise ParameterError(f"{name}='' is empty; give a file path")
+    if "\0" in text:
+        raise ParameterError(f"{name}={text!r} holds a NUL character, which no file name can")
     if _URL.match(text):
         raise ParameterError(
             f"{_named(name, text)} is a URL; xmsgl writes to local paths only (the write-then-"
@@ -201,6 +204,8 @@ def model_path(path: object, what: str = "model") -> Path:
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
         raise ParameterError(f"{path!r} is not a path to a {what} folder; give a str or "
                              f"pathlib.Path (or a fitted {what} object)")
+    if "\0" in str(os.fspath(path)):
+        raise ParameterError(f"{path!r} holds a NUL character, which no folder name can")
     return Path(os.fspath(path)).expanduser()
 
 
@@ -363,7 +368,7 @@ def atomic_write(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     'two'
     """
     final = output_path(path)
-    tmp = _prepare(final, overwrite)
+    tmp = _prepare(final, check_overwrite(overwrite))
     try:
         yield tmp
     except BaseException:
@@ -584,6 +589,50 @@ def _graph_paths(layers: Any, depth: int = 0) -> list[Any]:
     return found
 
 
+def _scan_tasks(graph: Any, per_layer: int = 8, budget: int = 20_000) -> list[Any]:
+    """Backend arrays anywhere in the first tasks of every layer of a dask graph.
+
+    The layer names :func:`_graph_paths` knows are gone after ``dask.optimize`` (the
+    reading tasks fused into others) or ``chunk(inline_array=True)``: the arrays are
+    then arguments, at some depth, of other tasks. Every chunk of a layer reads the
+    same files, so a few tasks of each tell."""
+    found: list[Any] = []
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = []
+    layers = getattr(graph, "layers", None)
+    groups = layers.values() if layers is not None else _by_name(graph).values()
+    for tasks in groups:
+        for i, task in enumerate(tasks.values()):
+            if i >= per_layer:
+                break
+            stack.append((task, 0))
+    while stack and budget > 0:
+        item, depth = stack.pop()
+        budget -= 1
+        if item is None or isinstance(item, (str, bytes, int, float, bool)) \
+                or type(item).__name__ == "ndarray" or id(item) in seen or depth > 12:
+            continue
+        seen.add(id(item))
+        if any(hasattr(item, a) for a in ("datastore", "_array")) or (
+                hasattr(item, "array") and not isinstance(item, (tuple, list, dict))):
+            path = _backend_path(item)
+            if path is not None:
+                found.append(path)
+                continue
+        if isinstance(item, (tuple, list)):
+            stack += [(x, depth + 1) for x in item]
+        elif isinstance(item, dict):
+            stack += [(x, depth + 1) for x in item.values()]
+        else:
+            for attr in ("args", "kwargs", "value", "graph", "dsk", "func"):
+                inner = getattr(item, attr, None)
+                if inner is not None and not callable(inner) or attr == "func" and hasattr(
+                        inner, "keywords"):
+                    stack.append((inner if attr != "func" else getattr(inner, "keywords", None),
+                                  depth + 1))
+    return found
+
+
 def _lazy_sources(obj: xr.Dataset | xr.DataArray, variables: list[xr.Variable]) -> list[Any]:
     """Files ``obj`` still reads: its variables' own backend arrays, or its dask graph's.
 
@@ -599,6 +648,11 @@ def _lazy_sources(obj: xr.Dataset | xr.DataArray, variables: list[xr.Variable]) 
         if graph is not None:
             layers = getattr(graph, "layers", None)
             found += _graph_paths(layers if layers is not None else _by_name(graph))
+            # Layers renamed or fused (dask.optimize, inline_array=True): search the tasks.
+            try:
+                found += _scan_tasks(graph)
+            except Exception:  # noqa: BLE001 - best effort, as the layers' search
+                pass
         return found
     except Exception:  # noqa: BLE001 - a layout this xarray or dask version does not have
         return []
@@ -677,6 +731,24 @@ def _check_compute(compute: object) -> bool:
     return compute
 
 
+def check_overwrite(overwrite: object) -> bool:
+    """``overwrite`` as a bool; anything else is refused ("no" or "false" are truthy
+    strings, which would replace the file they meant to keep)."""
+    if not isinstance(overwrite, (bool, np.bool_)):
+        raise ParameterError(f"overwrite={overwrite!r} must be True or False")
+    return bool(overwrite)
+
+
+def _refuse_inside_store(final: Path) -> None:
+    """Refuse a path inside an existing zarr store (one of its arrays or groups): writing a
+    store there would replace that part of the other store, which then reads it wrong."""
+    for folder in final.parents:
+        if folder.is_dir() and any(os.path.lexists(folder / m) for m in _ZARR_MARKERS):
+            raise ParameterError(
+                f"{str(final)!r} lies inside the zarr store {str(folder)!r}; a store written "
+                "there would replace part of that one. Write to a path outside it")
+
+
 def to_netcdf_safe(
     obj: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool = False, *,
     compute: bool = True, **kwargs: Any
@@ -730,6 +802,7 @@ def to_netcdf_safe(
             f"to_netcdf_safe writes an xarray Dataset or DataArray, got {type(obj).__name__}"
         )
     compute = _check_compute(compute)
+    overwrite = check_overwrite(overwrite)
     final = output_path(path)
     _refuse_source(obj, final)
     return _write(lambda tmp: obj.to_netcdf(tmp, compute=compute, **kwargs), final, overwrite, compute)
@@ -816,7 +889,9 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
         )
     kwargs.pop("mode", None)
     compute = _check_compute(compute)
+    overwrite = check_overwrite(overwrite)
     final = output_path(path)
+    _refuse_inside_store(final)
     _refuse_source(ds, final)
     if overwrite:
         _refuse_non_store(final)
