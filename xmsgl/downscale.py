@@ -306,6 +306,7 @@ def downscale(
     import xmsgl
     from xmsgl.baselines import BaselineModel
     from xmsgl.graph import build_graphs, reweight
+    from xmsgl.scale import block_options, downscale_lazy, is_lazy
 
     if scale not in (REACH, SEG, CROSS):
         raise ParameterError(f"scale={scale!r} is not known; use 'reach', 'seg' or 'cross'")
@@ -315,12 +316,7 @@ def downscale(
         check_count("batch_size", batch_size)
     if threads is not None:
         check_count("threads", threads)
-    # The lazy run's blocks (checked like every count: 30.9, True or "30" are refused,
-    # not rounded).
-    for name, value, least in (("reach_chunk", reach_chunk, 1), ("time_block", time_block, 1),
-                               ("halo", halo, 0)):
-        if value is not None:
-            check_count(name, value, least=least)
+    blocks = block_options(reach_chunk, time_block, halo)
     model = (model_or_path if isinstance(model_or_path, (Downscaler, BaselineModel))
              else load(model_or_path))
     if scale == CROSS and (isinstance(model, BaselineModel) or model.output != "fine"):
@@ -334,13 +330,11 @@ def downscale(
                 f"baseline {model.method!r} predicts reaches only; use scale='reach', or a msgl, "
                 "async-msgl or remap model for segments"
             )
-        lazy_args = {k: v for k, v in (("lazy", lazy), ("reach_chunk", reach_chunk),
-                                       ("time_block", time_block), ("halo", halo))
-                     if v is not None and v is not False}
+        lazy_args = sorted(["lazy", *blocks] if lazy is not None and lazy is not False else blocks)
         if lazy_args:
             raise ParameterError(
                 f"method {model.method!r} computes its prediction in memory, from the inputs "
-                f"at once (dask-backed ones included), so {sorted(lazy_args)} would be ignored: "
+                f"at once (dask-backed ones included), so {lazy_args} would be ignored: "
                 f"drop them, or use a network model for a lazy result"
             )
         return model.predict(ds, time=time)
@@ -355,23 +349,18 @@ def downscale(
         raise DataError("the dataset has no 'time' dimension; downscaling needs daily inputs")
     asked_lazy = lazy
     if lazy is None:
-        from xmsgl.scale import is_lazy
-
         lazy = is_lazy(ds, inputs)
     if lazy and scale == CROSS:
         raise ParameterError("scale='cross' runs in memory only; pass lazy=False (or load the inputs)")
-    blocks = sorted(k for k, v in (("reach_chunk", reach_chunk), ("time_block", time_block),
-                                   ("halo", halo)) if v is not None)
     if not lazy and blocks:
         why = ("lazy=False was given" if asked_lazy is False else
                "the inputs the model reads are in memory (not dask-backed)")
         raise ParameterError(
-            f"{blocks} shape the lazy run's blocks, but this run is in memory ({why}), so they "
+            f"{sorted(blocks)} shape the lazy run's blocks, but this run is in memory ({why}), so they "
             "would be ignored: pass lazy=True to run in blocks (it takes in-memory inputs too), "
             "or drop them")
     if lazy:
         from xmsgl.options import get_option
-        from xmsgl.scale import downscale_lazy
 
         if str(device) == "auto" and get_option("device") != "auto":
             # The blocks resolve the device when they are computed, perhaps after a
@@ -438,6 +427,11 @@ def check_compatible_vars_only(model: Downscaler, ds: xr.Dataset, scale: str) ->
     """Variable checks of :func:`xmsgl.model.check_compatible`, without the graph."""
 
     class _Same:
-        fingerprint = model.config["graph"]["fingerprint"]
+        """The model's own graph, as far as check_compatible reads it."""
+
+        @staticmethod
+        def fingerprint_of_version(version: int) -> tuple[str, dict[str, str]]:
+            g = model.config["graph"]
+            return g["fingerprint"], g.get("fingerprint_parts", {})
 
     check_compatible(model, ds, _Same(), scale)

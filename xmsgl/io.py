@@ -368,7 +368,7 @@ def atomic_write(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     'two'
     """
     final = output_path(path)
-    tmp = _prepare(final, check_overwrite(overwrite))
+    tmp = _prepare(final, _check_overwrite(overwrite))
     try:
         yield tmp
     except BaseException:
@@ -624,12 +624,14 @@ def _scan_tasks(graph: Any, per_layer: int = 8, budget: int = 20_000) -> list[An
         elif isinstance(item, dict):
             stack += [(x, depth + 1) for x in item.values()]
         else:
-            for attr in ("args", "kwargs", "value", "graph", "dsk", "func"):
+            for attr in ("args", "kwargs", "value", "graph", "dsk"):
                 inner = getattr(item, attr, None)
-                if inner is not None and not callable(inner) or attr == "func" and hasattr(
-                        inner, "keywords"):
-                    stack.append((inner if attr != "func" else getattr(inner, "keywords", None),
-                                  depth + 1))
+                if inner is not None and not callable(inner):
+                    stack.append((inner, depth + 1))
+            # A functools.partial's keyword arguments.
+            keywords = getattr(getattr(item, "func", None), "keywords", None)
+            if keywords:
+                stack.append((keywords, depth + 1))
     return found
 
 
@@ -731,7 +733,7 @@ def _check_compute(compute: object) -> bool:
     return compute
 
 
-def check_overwrite(overwrite: object) -> bool:
+def _check_overwrite(overwrite: object) -> bool:
     """``overwrite`` as a bool; anything else is refused ("no" or "false" are truthy
     strings, which would replace the file they meant to keep)."""
     if not isinstance(overwrite, (bool, np.bool_)):
@@ -802,7 +804,7 @@ def to_netcdf_safe(
             f"to_netcdf_safe writes an xarray Dataset or DataArray, got {type(obj).__name__}"
         )
     compute = _check_compute(compute)
-    overwrite = check_overwrite(overwrite)
+    overwrite = _check_overwrite(overwrite)
     final = output_path(path)
     _refuse_source(obj, final)
     return _write(lambda tmp: obj.to_netcdf(tmp, compute=compute, **kwargs), final, overwrite, compute)
@@ -889,7 +891,7 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
         )
     kwargs.pop("mode", None)
     compute = _check_compute(compute)
-    overwrite = check_overwrite(overwrite)
+    overwrite = _check_overwrite(overwrite)
     final = output_path(path)
     _refuse_inside_store(final)
     _refuse_source(ds, final)

@@ -86,12 +86,11 @@ from xmsgl.nn.dmsge import backbone_options as dmsge_options
 from xmsgl.nn.msgl import BACKBONES, FINE_HEADS
 from xmsgl.nn.weights import (
     CONFIG,
+    WeightsDigest,
     known_format_version,
     model_sha256,
     read_weights,
     save_network,
-    state_sha256,
-    weights_state,
 )
 from xmsgl.periods import period_mask, whole_water_years
 from xmsgl.train import (
@@ -181,8 +180,7 @@ class Downscaler:
     def __init__(self, net: MSGLNet, config: dict[str, Any]) -> None:
         self.net = net
         self.config = config
-        self._sha256: str | None = None
-        self._sha256_of: tuple[Any, ...] | None = None  # the weights' state it was taken on
+        self._weights = WeightsDigest()
 
     # ------------------------------------------------------------------ properties
     @property
@@ -201,18 +199,12 @@ class Downscaler:
     def history(self) -> dict[str, Any]:
         return dict(self.config.get("history", {}))
 
-    def _remember_sha256(self, digest: str) -> None:
-        self._sha256, self._sha256_of = digest, weights_state(self.net)
-
     @property
     def weights_sha256(self) -> str:
         """sha256 of the weights alone (as recorded in ``config.json``); taken again
         when the weights were changed since (the outputs' provenance, and the copy the
         lazy path's workers load, follow the weights in use)."""
-        if self._sha256 is None or self._sha256_of != weights_state(self.net):
-            self._remember_sha256(state_sha256(self.net))
-        assert self._sha256 is not None
-        return self._sha256
+        return self._weights.of(self.net)
 
     @property
     def sha256(self) -> str:
@@ -257,7 +249,7 @@ class Downscaler:
             The folder written.
         """
         path, self.config, digest = save_network(path, self.net, self.config)
-        self._remember_sha256(digest)
+        self._weights.remember(self.net, digest)
         return path
 
     @classmethod
@@ -296,7 +288,7 @@ class Downscaler:
                 f"different models: {_REFETCH}"
             ) from err
         model = cls(net, config)
-        model._remember_sha256(digest)
+        model._weights.remember(net, digest)
         return model
 
 
@@ -1384,9 +1376,7 @@ def check_compatible(model: Downscaler, ds: xr.Dataset, graphs: Any, scale: str)
     g = model.config["graph"]
     # Models saved before the version was recorded have version 1.
     version = int(g.get("fingerprint_version", 1))
-    here, here_parts = (graphs.fingerprint_of_version(version)
-                        if hasattr(graphs, "fingerprint_of_version")
-                        else (graphs.fingerprint, getattr(graphs, "fingerprint_parts", {})))
+    here, here_parts = graphs.fingerprint_of_version(version)
     if here != g["fingerprint"]:
         diffs = []
         for dim, ids in ((SEG, graphs.seg_ids), (REACH, graphs.reach_ids)):

@@ -1214,6 +1214,18 @@ def _as_dask(da_: xr.DataArray, dims: tuple[str, ...]) -> Any:
     return arr
 
 
+def block_options(reach_chunk: object, time_block: object, halo: object) -> list[str]:
+    """Check the lazy run's block options as counts (30.9, True or "30" are refused, not
+    rounded) and return the names of those given."""
+    given = []
+    for name, value, least in (("reach_chunk", reach_chunk, 1), ("time_block", time_block, 1),
+                               ("halo", halo, 0)):
+        if value is not None:
+            check_count(name, value, least=least)
+            given.append(name)
+    return given
+
+
 def downscale_lazy(
     ds: xr.Dataset,
     model: Downscaler,
@@ -1300,11 +1312,10 @@ def downscale_lazy(
             "estimate (scale='cross') runs in memory only (downscale(..., lazy=False))")
     check_count("spinup", spinup, least=0)
     check_count("chunk", chunk)
-    for name, value, least in (("reach_chunk", reach_chunk, 1), ("time_block", time_block, 1),
-                               ("halo", halo, 0), ("batch_size", batch_size, 1),
-                               ("threads", threads, 1)):
+    block_options(reach_chunk, time_block, halo)
+    for name, value in (("batch_size", batch_size), ("threads", threads)):
         if value is not None:
-            check_count(name, value, least=least)
+            check_count(name, value)
     out = _downscale_lazy(ds, model, model_path=model_path, scale=scale, time=time,
                           device=device, spinup=spinup, chunk=chunk, batch_size=batch_size,
                           check_graph=check_graph, reach_chunk=reach_chunk,

@@ -60,11 +60,10 @@ from xmsgl.exceptions import (
 from xmsgl.io import model_path
 from xmsgl.nn.weights import (
     CONFIG,
+    WeightsDigest,
     known_format_version,
     read_weights,
     save_network,
-    state_sha256,
-    weights_state,
 )
 
 __all__ = ["FORMAT", "ReachGRU", "GRUModel", "fit_gru", "load_gru"]
@@ -181,19 +180,12 @@ class GRUModel(BaselineModel):
                   "seg_ids": np.asarray(config["seg_ids"], dtype=np.int64)}
         super().__init__("gru", config, arrays)
         self.net = net
-        self._sha256: str | None = None
-        self._sha256_of: tuple[Any, ...] | None = None  # the weights' state it was taken on
-
-    def _remember_sha256(self, digest: str) -> None:
-        self._sha256, self._sha256_of = digest, weights_state(self.net)
+        self._weights = WeightsDigest()
 
     @property
     def sha256(self) -> str:
         """sha256 of the weights, taken again when they were changed since."""
-        if self._sha256 is None or self._sha256_of != weights_state(self.net):
-            self._remember_sha256(state_sha256(self.net))
-        assert self._sha256 is not None
-        return self._sha256
+        return self._weights.of(self.net)
 
     def __repr__(self) -> str:
         return (f"<xmsgl.GRUModel hidden={self.net.hidden} n_reach={self.arrays['reach_ids'].size} "
@@ -304,7 +296,7 @@ class GRUModel(BaselineModel):
         """
         config = {**self.config, "format": FORMAT, "format_version": FORMAT_VERSION, "method": "gru"}
         path, self.config, digest = save_network(path, self.net, config)
-        self._remember_sha256(digest)
+        self._weights.remember(self.net, digest)
         return path
 
 
@@ -350,7 +342,7 @@ def load_gru(path: str | os.PathLike[str]) -> GRUModel:
                                  f"{str(cfg_file)!r} ({type(err).__name__}); {_REFETCH}") from err
     net.eval()
     model = GRUModel(net, config)
-    model._remember_sha256(digest)
+    model._weights.remember(net, digest)
     return model
 
 

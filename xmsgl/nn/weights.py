@@ -42,8 +42,29 @@ def state_sha256(net: torch.nn.Module) -> str:
 def weights_state(net: torch.nn.Module) -> tuple[Any, ...]:
     """What changes when the weights of ``net`` do: each tensor's identity and torch's
     count of its in-place changes (``load_state_dict``, an optimizer step,
-    ``p.mul_``...). A sha256 kept beside it is taken again when it differs."""
+    ``p.mul_``...)."""
     return tuple((name, id(t), t._version) for name, t in net.state_dict(keep_vars=True).items())
+
+
+class WeightsDigest:
+    """The sha256 of a network's weights (:func:`state_sha256`), kept while they are
+    unchanged (:func:`weights_state`) and taken again once they change, so that the
+    provenance of outputs follows the weights in use."""
+
+    def __init__(self) -> None:
+        self._digest: str | None = None
+        self._state: tuple[Any, ...] | None = None
+
+    def remember(self, net: torch.nn.Module, digest: str) -> None:
+        """Keep ``digest`` (read from a file, or just written) for ``net`` as it is now."""
+        self._digest, self._state = digest, weights_state(net)
+
+    def of(self, net: torch.nn.Module) -> str:
+        """The sha256 of ``net``'s weights now."""
+        if self._digest is None or self._state != weights_state(net):
+            self.remember(net, state_sha256(net))
+        assert self._digest is not None
+        return self._digest
 
 
 def model_sha256(weights_sha256: str, config: dict[str, Any]) -> str:
