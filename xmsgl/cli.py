@@ -387,7 +387,7 @@ def _downscale(args: argparse.Namespace) -> int:
                                      check_graph=not args.other_network,
                                      reach_chunk=args.reach_chunk)
         except XmsglError as err:
-            raise type(err)(f"DATA {args.data!r}: {_cli_words(str(err))}") from err
+            raise type(err)(f"DATA {args.data!r}: {err}") from err  # main() words it for the CLI
         result = pred.to_dataset()
         # The input's history goes on, this step appended (CF: a filter appends its
         # own line to the history of the file it read).
