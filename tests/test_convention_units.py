@@ -429,20 +429,22 @@ def test_input_days_are_input_array_a_block_at_a_time() -> None:
     a = rng.normal(5.0, 2.0, size=(n_time, n_reach))  # float64, as netCDF often gives
     b = rng.normal(-3.0, 0.5, size=(n_reach, n_time)).astype(np.float32)
     c = rng.normal(10.0, 4.0, size=n_reach)
+    d = rng.normal(1.0, 3.0, size=(n_time, n_reach)).astype(np.float32)
     ds = xr.Dataset({"reach_a": (("time", "reach"), a.copy()),
                      "reach_b": (("reach", "time"), b.copy()),
-                     "reach_c": (("reach",), c.copy())})
-    names = ["reach_b", "reach_c", "reach_a"]
+                     "reach_c": (("reach",), c.copy()),
+                     "reach_d": (("time", "reach"), d.copy())})
+    names = ["reach_b", "reach_c", "reach_a", "reach_d"]
     spec = FeatureSpec(seg_vars=[], reach_vars=names, n_common=0, units={}, static={},
-                       mean={"reach_a": 5.1, "reach_b": -3.0, "reach_c": 10.3},
-                       std={"reach_a": 2.2, "reach_b": 0.45, "reach_c": 4.1})
+                       mean={"reach_a": 5.1, "reach_b": -3.0, "reach_c": 10.3, "reach_d": 0.7},
+                       std={"reach_a": 2.2, "reach_b": 0.45, "reach_c": 4.1, "reach_d": 2.9})
     ref = input_array(ds, names, "reach", spec)
     days = InputDays(ds, names, "reach", spec)
     assert days.shape == ref.shape and len(days) == n_time and days.dtype == np.float32
     blocks = [(0, 7), (7, 14), (14, 40), (3, 5), (39, 40)]
     got = [days[t0:t1] for t0, t1 in blocks]
     for (t0, t1), block in zip(blocks, got, strict=True):
-        assert block.shape == (t1 - t0, n_reach, 3) and block.dtype == np.float32
+        assert block.shape == (t1 - t0, n_reach, 4) and block.dtype == np.float32
         np.testing.assert_array_equal(block, ref[t0:t1])
     np.testing.assert_array_equal(np.asarray(days), ref)
     np.testing.assert_array_equal(days[5:9:2], ref[5:9:2])
@@ -451,6 +453,7 @@ def test_input_days_are_input_array_a_block_at_a_time() -> None:
     np.testing.assert_array_equal(ds["reach_a"].values, a)
     np.testing.assert_array_equal(ds["reach_b"].values, b)
     np.testing.assert_array_equal(ds["reach_c"].values, c)
+    np.testing.assert_array_equal(ds["reach_d"].values, d)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -9999.0])

@@ -581,3 +581,32 @@ def test_accessor_forwards() -> None:
     assert ds.msgl.graphs(weighting="adjacency").fingerprint == build_graphs(
         ds, weighting="adjacency"
     ).fingerprint
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"direction": "downstream", "max_hops": 3}, {"direction": "upstream", "max_distance": 4000.0},
+    {"weighting": "adjacency"},
+])
+def test_weighted_build_is_build_then_reweight(options: dict) -> None:
+    # Another network weighed with a model's statistics in one pass: the same
+    # matrices, to the last bit, as build_graphs followed by reweight.
+    from xmsgl.datasets import synthetic_basin
+    from xmsgl.graph import build_graphs_weighted, reweight, weight_stats
+
+    trained = synthetic_basin(n_segments=30, start="2001-01-01", end="2001-01-05", seed=3)
+    other = synthetic_basin(n_segments=12, start="2001-01-01", end="2001-01-05", seed=4)
+    stats = weight_stats(build_graphs(trained, **options))
+    want = build_graphs(other, **options)
+    reweight(want, stats)
+    got = build_graphs_weighted(other, stats, **options)
+    own = build_graphs(other, **options)
+    for which in ("coarse", "fine", "cross"):
+        a, b = got.matrix(which), want.matrix(which)
+        assert (a.indptr == b.indptr).all() and (a.indices == b.indices).all()
+        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(got.edge_distance(which), want.edge_distance(which))
+        if options.get("weighting") != "adjacency":  # the statistics do change the weights
+            assert not np.array_equal(a.data, own.matrix(which).data)
+    assert got.fingerprint == own.fingerprint
+    # None: the network's own statistics, as build_graphs gives.
+    np.testing.assert_array_equal(build_graphs_weighted(other, None, **options).fine.data, own.fine.data)

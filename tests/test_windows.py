@@ -176,6 +176,7 @@ def test_fine_recurrence_by_blocks_of_days_gives_the_same_prediction(
     n_reach = ds.sizes["reach"]
     hidden = model.net.hidden
     monkeypatch.setattr(train, "STATE_BLOCK_BYTES", block_days * n_reach * hidden * 4)
+    monkeypatch.setattr(train, "STATE_BLOCK_MIN_DAYS", 1)
     # The head's own blocks (1 and 5 days for one window) straddle the state blocks.
     width = model.net.fine_head.parts()[0].shape[0]
     monkeypatch.setattr(train, "HEAD_BLOCK_BYTES", max(1, block_days - 2) * n_reach * width * 4)

@@ -305,7 +305,7 @@ def downscale(
     """
     import xmsgl
     from xmsgl.baselines import BaselineModel
-    from xmsgl.graph import build_graphs, reweight
+    from xmsgl.graph import build_graphs_weighted
     from xmsgl.scale import block_options, downscale_lazy, is_lazy
 
     if scale not in (REACH, SEG, CROSS):
@@ -374,10 +374,10 @@ def downscale(
             scale=scale, time=time, device=str(device), spinup=spinup, chunk=chunk,
             batch_size=batch_size, check_graph=check_graph, reach_chunk=reach_chunk,
             time_block=time_block, halo=halo, threads=threads)
-    graphs = build_graphs(ds, **model.config["graph"].get("options", {}))
-    if not check_graph:
-        # Another network, or part of the model's own: its edges weighed as in training.
-        reweight(graphs, model.config["graph"].get("weight_stats"))
+    # Another network, or part of the model's own (check_graph=False): its edges
+    # weighed as in training.
+    graphs = build_graphs_weighted(ds, None if check_graph else model.config["graph"].get("weight_stats"),
+                                   **model.config["graph"].get("options", {}))
     # The coarse prediction and the cross-scale estimate come from the coarse states
     # alone: they read segment inputs only.
     inputs_of = REACH if scale == REACH else SEG

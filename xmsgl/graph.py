@@ -358,8 +358,10 @@ def _square_weights(
     length: np.ndarray,
     weighting: str,
     direction: str,
+    stats: Any = None,
 ) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Row-normalized weights and the signed distance of each kept edge (CSR order)."""
+    """Row-normalized weights and the signed distance of each kept edge (CSR order);
+    ``stats`` as in :func:`_standardized_sigmoid`."""
     n = distance.shape[0]
     if weighting == "adjacency":
         # Direct neighbours only; built from the pointers rather than from the
@@ -384,7 +386,7 @@ def _square_weights(
     off = keep & (flags != _SELF)
     w = np.zeros(flags.size, dtype=np.float64)
     # Negated as in MSGL / river-dl: a large downstream distance means a small weight.
-    w[off] = _standardized_sigmoid(-distance.data[off])
+    w[off] = _standardized_sigmoid(-distance.data[off], stats)
     w[flags == _SELF] = 1.0
     w[keep] = _row_normalize(rows_all[keep], w[keep], n)
     return _mask_csr(distance, keep, w), distance.data[keep]
@@ -416,8 +418,10 @@ def _cross(
     seg_edge_distance: np.ndarray,
     weighting: str,
     direction: str,
+    stats: Any = None,
 ) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
-    """Cross distances (reach x seg), cross weights and each weight's distance."""
+    """Cross distances (reach x seg), cross weights and each weight's distance;
+    ``stats`` as in :func:`_standardized_sigmoid`."""
     n_reach, n_seg = topo.n_reach, topo.n_seg
     seg_of_outlet = np.full(n_reach, -1, dtype=np.int64)
     seg_of_outlet[topo.seg_outlet_reach_idx] = np.arange(n_seg)
@@ -456,7 +460,7 @@ def _cross(
     # Here "self" marks the own segment: it is kept whatever the direction.
     keep = _direction_keep(flags, direction)
     w = np.zeros(flags.size)
-    w[keep] = _standardized_sigmoid(-cross_distance.data[keep])
+    w[keep] = _standardized_sigmoid(-cross_distance.data[keep], stats)
     w[keep] = _row_normalize(_csr_rows(structure)[keep], w[keep], n_reach)
     return cross_distance, _mask_csr(cross_distance, keep, w), cross_distance.data[keep]
 
@@ -892,6 +896,29 @@ def build_graphs(
     >>> g.n_outlets_seg, g.n_outlets_reach
     (1, 1)
     """
+    return _build(ds, None, weighting=weighting, direction=direction, max_distance=max_distance,
+                  max_hops=max_hops)
+
+
+def build_graphs_weighted(ds: xr.Dataset, stats: dict[str, Any] | None, **options: Any) -> RiverGraphs:
+    """:func:`build_graphs` with the ``"msgl"`` weights standardized by ``stats``
+    (:func:`weight_stats` of another network; ``None``: the network's own): the same
+    graphs as ``build_graphs`` followed by :func:`reweight`, without weighing every
+    edge twice."""
+    if stats is not None and options.get("weighting", "msgl") != "msgl":
+        stats = None  # reweight leaves other weightings as built
+    return _build(ds, stats, **options)
+
+
+def _build(
+    ds: xr.Dataset,
+    stats: dict[str, Any] | None,
+    *,
+    weighting: str = "msgl",
+    direction: str = "updown",
+    max_distance: float | None = None,
+    max_hops: int | None = None,
+) -> RiverGraphs:
     max_distance, max_hops = _check_options(weighting, direction, max_distance, max_hops)
     if not isinstance(ds, xr.Dataset):
         raise SchemaError(f"expected an xarray.Dataset, got {type(ds).__name__}")
@@ -911,14 +938,17 @@ def build_graphs(
     reach_distance, reach_flags = flow_distances(
         topo.reach_to_idx, reach_length, max_distance=max_distance, max_hops=max_hops
     )
+    st = stats or {}
     coarse, coarse_d = _square_weights(
-        seg_distance, seg_flags, topo.seg_to_idx, seg_length, weighting, direction
+        seg_distance, seg_flags, topo.seg_to_idx, seg_length, weighting, direction, st.get("coarse")
     )
     fine, fine_d = _square_weights(
-        reach_distance, reach_flags, topo.reach_to_idx, reach_length, weighting, direction
+        reach_distance, reach_flags, topo.reach_to_idx, reach_length, weighting, direction,
+        st.get("fine")
     )
     cross_distance, cross, cross_d = _cross(
-        topo, reach_distance, reach_flags, reach_length, coarse, coarse_d, weighting, direction
+        topo, reach_distance, reach_flags, reach_length, coarse, coarse_d, weighting, direction,
+        st.get("cross")
     )
     parent = sp.csr_matrix(
         (np.ones(topo.n_reach), topo.reach_seg_idx, np.arange(topo.n_reach + 1)),

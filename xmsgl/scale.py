@@ -56,7 +56,7 @@ import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, Topology, output_coords, topology_arrays
 from xmsgl.exceptions import ModelMismatchError, ParameterError, check_count
-from xmsgl.graph import DIRECTIONS, reweight, weight_stats
+from xmsgl.graph import DIRECTIONS, build_graphs_weighted, weight_stats
 
 if TYPE_CHECKING:
     from xmsgl.graph import RiverGraphs
@@ -805,7 +805,6 @@ def _block_downscale_inner(
 ) -> xr.DataArray:
     """Apply the model to one (block of the network, time block) of the slot layout."""
     from xmsgl.downscale import check_compatible_vars_only
-    from xmsgl.graph import build_graphs
     from xmsgl.model import _rebuild
     from xmsgl.train import DATE_COORD, predict, resolve_device
 
@@ -855,8 +854,7 @@ def _block_downscale_inner(
         vals = np.asarray(da.values)
         sub[name] = (dims, vals[:, :n_in] if _XTIME in da.dims else vals, {"units": units[name]})
     check_compatible_vars_only(model, sub, scale)
-    graphs = build_graphs(sub, **graph_options)
-    reweight(graphs, stats)
+    graphs = build_graphs_weighted(sub, stats, **graph_options)
     # The coarse head reads segments only.
     geoms = _block_geometry(block, geometry or {}, seg_ok)
     data = _rebuild(model, sub, graphs, dev, slice(0, n_in), reach_inputs=scale != SEG,
@@ -1512,7 +1510,6 @@ def _downscale_lazy(
 def subbasin_data(data: Any, topo: Topology, block: Block, graph_options: dict[str, Any],
                   stats: dict[str, Any] | None, device: Any) -> Any:
     """The :class:`~xmsgl.train.ModelData` of one block: its inputs and its sub-graphs."""
-    from xmsgl.graph import build_graphs
     from xmsgl.train import ModelData, cross_row_blocks, torch_graphs
 
     t = _sub_topology(topo, block)
@@ -1522,8 +1519,7 @@ def subbasin_data(data: Any, topo: Topology, block: Block, graph_options: dict[s
          "reach_to": (REACH, t["reach_to"]), "reach_length": (REACH, t["reach_length"], m),
          "reach_seg": (REACH, t["reach_seg"])},
         coords={SEG: t["seg_id"], REACH: t["reach_id"]})
-    graphs = build_graphs(sub, **graph_options)
-    reweight(graphs, stats)
+    graphs = build_graphs_weighted(sub, stats, **graph_options)
     return ModelData(np.ascontiguousarray(data.x_seg[:, block.seg]),
                      np.ascontiguousarray(data.x_reach[:, block.reach]),
                      torch_graphs(graphs, device), cross_row_blocks(graphs, device, 10_000),

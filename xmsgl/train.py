@@ -327,6 +327,7 @@ class InputDays:
         self._mean = [np.float32(spec.mean[n]) for n in names]
         self._std = [np.float32(spec.std[n]) for n in names]
         self._values: list[np.ndarray] = []  # (T, N) as stored, or a static's (N,) scores
+        self._tensors: list[torch.Tensor | None] = []  # the same, viewed by torch
         self._static: list[bool] = []
         for name, mean, std in zip(names, self._mean, self._std, strict=True):
             vals, static = _input_values(sel, name, dim)
@@ -345,6 +346,10 @@ class InputDays:
                 vals = z
             self._values.append(vals)
             self._static.append(static)
+            # float32 values torch can view (static scores are this object's own) are
+            # standardized by torch on every thread, the others by numpy.
+            self._tensors.append(torch.from_numpy(vals) if vals.dtype == np.float32
+                                 and vals.dtype.isnative and vals.flags.writeable else None)
         self._days = 0  # the longest block made: buffers of one size are reused
         self._like = torch.empty(0, dtype=torch.float32)
 
@@ -362,9 +367,20 @@ class InputDays:
         t1 = max(t0, t1)
         n_feat, n_node = self.shape[2], self.shape[1]
         self._days = max(self._days, t1 - t0)
-        block = reusable_empty((n_feat, self._days, n_node), self._like).numpy()[:, : t1 - t0]
+        block_t = reusable_empty((n_feat, self._days, n_node), self._like)[:, : t1 - t0]
+        block = block_t.numpy()
         for j in range(n_feat):
             z = block[j]
+            vt = self._tensors[j]
+            if vt is not None:
+                # The same float32 operations as numpy's below, on every thread (a
+                # variable stored on (node, time) is read across its rows).
+                if self._static[j]:
+                    block_t[j].copy_(vt)
+                else:
+                    torch.sub(vt[t0:t1], float(self._mean[j]), out=block_t[j])
+                    block_t[j].div_(float(self._std[j]))
+                continue
             if self._static[j]:
                 z[...] = self._values[j]
                 continue
@@ -1318,6 +1334,17 @@ def inference_windows(
 #: 0.9-1.3 s to 0.8-0.9 s (docs/benchmarks.md).
 STATE_BLOCK_BYTES = 32e6
 
+#: Days per block of states at least (while the block stays within
+#: :data:`STATE_BLOCK_MAX_BYTES`): inputs stored on (node, time), as netCDF files
+#: and the synthetic basin hold them, are read a block of days at a time, and 16
+#: days of float32 fill a cache line of each node's row. With the 4 days that 32 MB
+#: gave at 10^5 reaches every line read held 16 bytes used of 64; a call took
+#: 15.8-16.0 s against 14.8-15.6 s with 16 days (docs/benchmarks.md).
+STATE_BLOCK_MIN_DAYS = 16
+
+#: The most bytes of fine states per block that :data:`STATE_BLOCK_MIN_DAYS` asks for.
+STATE_BLOCK_MAX_BYTES = 256e6
+
 #: Bytes of the fine head's pre-activations per block of days (:class:`_FineHeadDays`);
 #: the GELU's output takes as many again.
 HEAD_BLOCK_BYTES = 16e6
@@ -1404,7 +1431,9 @@ def _fine_by_chunks(net: Any, data: ModelData, starts: Sequence[int], length: in
     n_all, n_seg = data.x_reach.shape[1], data.x_seg.shape[1]
     # Blocks of about STATE_BLOCK_BYTES of fine states (all reaches: the recurrence
     # runs on the whole graph).
-    step = max(1, int(STATE_BLOCK_BYTES // max(1, n_all * nb * net.hidden * 4)))
+    per_day = max(1, n_all * nb * net.hidden * 4)
+    step = max(1, int(STATE_BLOCK_BYTES // per_day),
+               min(STATE_BLOCK_MIN_DAYS, int(STATE_BLOCK_MAX_BYTES // per_day)))
     bounds = sorted({*range(0, length, step), cut, length})
     spans = list(zip(bounds[:-1], bounds[1:], strict=True))
     if not spans:
