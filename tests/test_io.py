@@ -525,6 +525,29 @@ def test_a_delayed_write_computed_twice_keeps_the_store(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("as_array", [False, True])
+def test_a_delayed_netcdf_write_computed_twice_keeps_the_file(tmp_path: Path, as_array: bool) -> None:
+    # The same for netCDF: xarray's delayed write reopens the temporary file, renamed
+    # away by the first run, and failed with a bare KeyError, leaving a new temporary
+    # file behind. Now the chunks refuse before anything is opened; dask-backed
+    # coordinates too.
+    target = tmp_path / "out.nc"
+    ds = xr.Dataset({"a": ("x", np.arange(8.0))},
+                    coords={"lat": ("x", np.linspace(40.0, 41.0, 8))}).chunk({"x": 2})
+    obj = ds["a"] if as_array else ds
+    later = to_netcdf_safe(obj, target, compute=False, overwrite=True)
+    assert later.compute() == target
+    with pytest.raises(XmsglError, match="already computed once.*nothing was written"):
+        later.compute()
+    got = xr.load_dataset(target)
+    np.testing.assert_array_equal(got["a"].values, np.arange(8.0))
+    np.testing.assert_array_equal(got["lat"].values, np.linspace(40.0, 41.0, 8))
+    assert leftovers(tmp_path) == []
+    # The guard leaves the caller's object as it was.
+    assert (obj if as_array else obj["a"]).data.name == ds["a"].data.name
+    assert (obj if as_array else obj)["lat"].data.name == ds["lat"].data.name
+
+
 @pytest.mark.parametrize("url", ["s3://bucket/out.zarr", "gs://bucket/x.nc", "file:///tmp/x.nc",
                                  "https://example.org/x.zarr", Path("s3://bucket/out.zarr"),
                                  Path("gs://bucket/x.nc"), "simplecache::s3://bucket/x.zarr"])

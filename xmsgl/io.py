@@ -496,23 +496,59 @@ def _write(write: Callable[[Path], Any], final: Path, overwrite: bool, compute: 
            check_old: Callable[[Path], None] | None = None) -> Any:
     """Run ``write(tmp)`` and commit; with ``compute=False`` return a delayed commit."""
     tmp = _prepare(final, overwrite)
+    # A marker beside the temporary entry, which the commit of a delayed write takes:
+    # a second compute of the same delayed write finds it gone (see _commit). On the
+    # file system, so that it holds across the processes of a distributed scheduler.
+    pending = _pending_marker(tmp)
     try:
+        if not compute:
+            pending.touch()
         result = write(tmp)
     except BaseException:
         _remove_settled(tmp)
+        pending.unlink(missing_ok=True)
         raise
     if compute:
         return _commit(result, tmp, final, overwrite, check_old)
     import dask
 
-    # A marker beside the temporary entry, which the commit takes: a second compute
-    # of the same delayed write finds it gone (see _commit). On the file system, so
-    # that it holds across the processes of a distributed scheduler.
-    pending = tmp.with_name(tmp.name + ".pending")
-    pending.touch()
     # The write's Delayed is an argument, so dask runs it first, and the rename only
     # once every chunk is written. pure=False: two writes never share a key.
     return dask.delayed(_commit, pure=False)(result, tmp, final, overwrite, check_old, pending)
+
+
+def _pending_marker(tmp: Path) -> Path:
+    """The marker of a delayed write to the temporary entry ``tmp`` (:func:`_write`)."""
+    return tmp.with_name(tmp.name + ".pending")
+
+
+def _check_pending(block: Any, pending: str, final: str) -> Any:
+    """A chunk of a delayed netCDF write, passed on while its write is pending."""
+    if not os.path.exists(pending):
+        raise XmsglError(
+            f"this delayed write to {final!r} was already computed once, and a delayed write "
+            f"runs only once: nothing was written and {final!r} was left as it was; call the "
+            f"writer again (compute=False gives a new delayed write) to write it anew"
+        )
+    return block
+
+
+def _guard_chunks(obj: xr.Dataset | xr.DataArray, pending: Path, final: Path) -> xr.Dataset | xr.DataArray:
+    """``obj`` with every dask-backed variable's chunks checking the delayed write's
+    ``pending`` marker first. xarray's delayed netCDF write reopens the file it wrote
+    when computed again, which by then has been renamed: the second run would create
+    a new temporary file and fail in xarray (a bare ``KeyError``), leaving that file
+    behind. With the check, the chunks fail before anything is opened."""
+    from dask.base import is_dask_collection
+
+    out = obj.copy(deep=False)
+    variables = (out.variables if isinstance(out, xr.Dataset)
+                 else {None: out.variable, **out.coords.variables})
+    for var in variables.values():
+        if is_dask_collection(var.data):
+            var.data = var.data.map_blocks(_check_pending, str(pending), str(final),
+                                           dtype=var.dtype, meta=var.data._meta)
+    return out
 
 
 def _backend_path(array: Any) -> Any:
@@ -807,7 +843,10 @@ def to_netcdf_safe(
     overwrite = _check_overwrite(overwrite)
     final = output_path(path)
     _refuse_source(obj, final)
-    return _write(lambda tmp: obj.to_netcdf(tmp, compute=compute, **kwargs), final, overwrite, compute)
+    if compute:
+        return _write(lambda tmp: obj.to_netcdf(tmp, **kwargs), final, overwrite, compute)
+    return _write(lambda tmp: _guard_chunks(obj, _pending_marker(tmp), final).to_netcdf(
+        tmp, compute=False, **kwargs), final, overwrite, compute)
 
 
 def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool = False, *,
