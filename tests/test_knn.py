@@ -196,6 +196,18 @@ def test_node_geometry_sources_and_fallback(tiny_basin: xr.Dataset) -> None:
     g = node_geometry(lon, "reach")
     assert g.source == "lonlat"
     assert 80e3 < g.pos[:, 0].max() - g.pos[:, 0].min() < 90e3  # 1 degree of longitude at 41 N
+    # Across the 180th meridian, or in 0..360: the same local positions, up to a shift.
+    n = no_xy.sizes["reach"]
+    span = np.linspace(179.5, 180.5, n)
+    for lons in (np.where(span > 180.0, span - 360.0, span), span):
+        g2 = node_geometry(lon.assign(reach_lon=("reach", lons)), "reach")
+        np.testing.assert_allclose(np.diff(g2.pos[:, 0]), np.diff(g.pos[:, 0]), rtol=1e-9, atol=1e-6)
+        np.testing.assert_allclose(g2.pos[:, 1], g.pos[:, 1])
+    bad = no_xy["reach"].values[[1]]
+    for var, vals in (("reach_lat", np.where(np.arange(n) == 1, 4.6e6, 41.0)),
+                      ("reach_lon", np.where(np.arange(n) == 1, 5.1e5, -75.0))):
+        with pytest.raises(SchemaError, match=f"{var}.*outside.*{bad[0]}.*reach_x and reach_y"):
+            node_geometry(lon.assign({var: ("reach", vals)}), "reach")
     with pytest.raises(ParameterError):
         node_geometry(tiny_basin, "reach", coords="polar")
 

@@ -221,7 +221,10 @@ def node_geometry(ds: xr.Dataset, scale: str, coords: str = "auto") -> NodeGeome
     coords : {"auto", "xy", "lonlat", "outlet-distance"}, default "auto"
         ``"xy"``: ``{scale}_x``/``{scale}_y`` in m. ``"lonlat"``:
         ``{scale}_lon``/``{scale}_lat`` in degrees, projected to m with a local
-        equirectangular projection around their mean latitude. ``"outlet-distance"``
+        equirectangular projection around their mean latitude, longitudes taken
+        relative to their circular mean (a network across the 180th meridian, or
+        given in 0..360, stays whole; latitudes beyond 90 and longitudes beyond 360
+        degrees are a ``SchemaError``). ``"outlet-distance"``
         (the fallback): position ``(d, o)`` with ``d`` the along-stream distance to
         the outlet and ``o`` a per-tree offset (the tree's rank times ``2 max(d) +
         max(length) + 1``), so that different trees never mix and nodes at
@@ -276,9 +279,7 @@ def node_geometry(ds: xr.Dataset, scale: str, coords: str = "auto") -> NodeGeome
             )
         pos = _read_coords(ds, scale, available[source], ids)
         if source == "lonlat":
-            lat0 = np.deg2rad(pos[:, 1].mean())
-            pos = np.stack([np.deg2rad(pos[:, 0]) * np.cos(lat0) * _EARTH_RADIUS,
-                            np.deg2rad(pos[:, 1]) * _EARTH_RADIUS], axis=1)
+            pos = _project_lonlat(pos, scale, ids)
     else:
         root = _roots(to_idx)
         # Trees are stacked in the order of their outlets' ids, not of the dataset's
@@ -289,6 +290,30 @@ def node_geometry(ds: xr.Dataset, scale: str, coords: str = "auto") -> NodeGeome
     return NodeGeometry(pos=pos, outlet_distance=dist, tin=tin, tout=tout, group=group,
                         source=source, length_scale=_length_scale(pos),
                         ids=np.asarray(ids, dtype=np.int64))
+
+
+def _project_lonlat(lonlat: np.ndarray, scale: str, ids: np.ndarray) -> np.ndarray:
+    """Degrees to metres, projected locally (equirectangular about the mean latitude).
+
+    Longitudes are taken relative to their circular mean, so that a network across
+    the 180th meridian (179.9 and -179.9 are 22 km apart at 0 N, not 40,000) or given
+    in 0..360 is not torn in two. Values that cannot be degrees are refused.
+    """
+    lon, lat = lonlat[:, 0], lonlat[:, 1]
+    for name, vals, bound in ((f"{scale}_lat", lat, 90.0), (f"{scale}_lon", lon, 360.0)):
+        bad = np.abs(vals) > bound
+        if bad.any():
+            raise SchemaError(
+                f"coordinate variable {name!r} is outside -{bound:g}..{bound:g} degrees at {scale} "
+                f"ids {format_ids(ids[bad])}; projected positions in m belong in {scale}_x and "
+                f"{scale}_y (coords='xy')"
+            )
+    rad = np.deg2rad(lon)
+    centre = np.rad2deg(np.arctan2(np.sin(rad).mean(), np.cos(rad).mean()))
+    rel = (lon - centre + 180.0) % 360.0 - 180.0
+    lat0 = np.deg2rad(lat.mean())
+    return np.stack([np.deg2rad(rel) * np.cos(lat0) * _EARTH_RADIUS,
+                     np.deg2rad(lat) * _EARTH_RADIUS], axis=1)
 
 
 def _roots(to_idx: np.ndarray) -> np.ndarray:
