@@ -450,6 +450,10 @@ def test_input_days_are_input_array_a_block_at_a_time() -> None:
     np.testing.assert_array_equal(days[5:9:2], ref[5:9:2])
     part = InputDays(ds, names, "reach", spec, slice(10, 30))
     np.testing.assert_array_equal(part[0:20], ref[10:30])
+    # Reversed reaches and days (negative strides, which torch cannot view).
+    rev = ds.isel(reach=slice(None, None, -1), time=slice(None, None, -1))
+    np.testing.assert_array_equal(InputDays(rev, names, "reach", spec)[0:n_time],
+                                  input_array(rev, names, "reach", spec))
     np.testing.assert_array_equal(ds["reach_a"].values, a)
     np.testing.assert_array_equal(ds["reach_b"].values, b)
     np.testing.assert_array_equal(ds["reach_c"].values, c)

@@ -297,6 +297,19 @@ def input_array(
     return np.ascontiguousarray(view) if contiguous else view
 
 
+def _torch_view(vals: np.ndarray) -> torch.Tensor | None:
+    """``vals`` viewed by torch (no copy), or None where torch cannot view it: not
+    float32 in the machine's byte order, read-only, or strides torch refuses (negative
+    ones, from a dataset reversed with ``isel(slice(None, None, -1))``)."""
+    if not (vals.dtype == np.float32 and vals.dtype.isnative and vals.flags.writeable
+            and all(st >= 0 and st % vals.itemsize == 0 for st in vals.strides)):
+        return None
+    try:
+        return torch.from_numpy(vals)
+    except (ValueError, TypeError, RuntimeError):
+        return None
+
+
 class InputDays:
     """Standardized inputs (T, N, F), float32, made a block of days at a time.
 
@@ -348,8 +361,7 @@ class InputDays:
             self._static.append(static)
             # float32 values torch can view (static scores are this object's own) are
             # standardized by torch on every thread, the others by numpy.
-            self._tensors.append(torch.from_numpy(vals) if vals.dtype == np.float32
-                                 and vals.dtype.isnative and vals.flags.writeable else None)
+            self._tensors.append(_torch_view(vals))
         self._days = 0  # the longest block made: buffers of one size are reused
         self._like = torch.empty(0, dtype=torch.float32)
 
