@@ -608,5 +608,8 @@ def test_weighted_build_is_build_then_reweight(options: dict) -> None:
         if options.get("weighting") != "adjacency":  # the statistics do change the weights
             assert not np.array_equal(a.data, own.matrix(which).data)
     assert got.fingerprint == own.fingerprint
+    if options.get("weighting") != "adjacency":
+        with pytest.raises(ParameterError, match=r"no entry for the graphs \['cross'\]"):
+            build_graphs_weighted(other, {k: v for k, v in stats.items() if k != "cross"}, **options)
     # None: the network's own statistics, as build_graphs gives.
     np.testing.assert_array_equal(build_graphs_weighted(other, None, **options).fine.data, own.fine.data)

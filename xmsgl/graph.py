@@ -907,6 +907,10 @@ def build_graphs_weighted(ds: xr.Dataset, stats: dict[str, Any] | None, **option
     edge twice."""
     if stats is not None and options.get("weighting", "msgl") != "msgl":
         stats = None  # reweight leaves other weightings as built
+    missing = [] if stats is None else [k for k in ("coarse", "fine", "cross") if k not in stats]
+    if missing:
+        raise ParameterError(f"stats has no entry for the graphs {missing}; give the mean and "
+                             "standard deviation of all three, as weight_stats returns them")
     return _build(ds, stats, **options)
 
 
