@@ -55,6 +55,13 @@ class MsglAccessor:
 
         return downscale(self._ds, model, **kwargs)
 
+    def coverage(self, model: Any, **kwargs: Any) -> xr.Dataset:
+        """Nodes whose static inputs lie beyond those of the model's observed nodes; see
+        :func:`xmsgl.coverage.coverage`."""
+        from xmsgl.coverage import coverage
+
+        return coverage(self._ds, model, **kwargs)
+
     def sparsify(self, keep: float = 0.01, **kwargs: Any) -> xr.Dataset:
         """Keep a random share of fine observations; see :func:`xmsgl.sampling.sparsify`."""
         from xmsgl.sampling import sparsify

@@ -110,6 +110,7 @@ from xmsgl.train import (
     fit_scalers,
     input_array,
     make_windows,
+    observed_static_ranges,
     period_ranges,
     predict,
     resolve_device,
@@ -993,6 +994,9 @@ def fit(
             f"{periods['train']}; method {method!r} trains on them: give segment temperatures "
             "(observed or from a process model) or use method='fine-only'"
         )
+    # What xmsgl.coverage compares a dataset's static inputs with.
+    spec.observed_range = observed_static_ranges(
+        ds, spec, {s: y for s, y in ((SEG, y_seg), (REACH, y_reach)) if s in scales}, masks["train"])
     obs_train = [y_reach[masks["train"]]]
     if y_seg is not None:
         obs_train.append(y_seg[masks["train"]])

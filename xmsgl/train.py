@@ -103,11 +103,15 @@ class FeatureSpec:
     static: dict[str, bool]
     mean: dict[str, float] = field(default_factory=dict)
     std: dict[str, float] = field(default_factory=dict)
+    #: ``[min, max]`` of each static input over the nodes with training observations
+    #: at its scale (:func:`observed_static_ranges`; empty for models saved before).
+    observed_range: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "seg_vars": self.seg_vars, "reach_vars": self.reach_vars, "n_common": self.n_common,
             "units": self.units, "static": self.static, "mean": self.mean, "std": self.std,
+            "observed_range": self.observed_range,
         }
 
     @classmethod
@@ -117,7 +121,30 @@ class FeatureSpec:
             n_common=int(d["n_common"]), units=dict(d["units"]), static=dict(d["static"]),
             mean={k: float(v) for k, v in d["mean"].items()},
             std={k: float(v) for k, v in d["std"].items()},
+            observed_range={k: [float(v[0]), float(v[1])]
+                            for k, v in d.get("observed_range", {}).items()},
         )
+
+
+def observed_static_ranges(ds: xr.Dataset, spec: FeatureSpec, targets: dict[str, np.ndarray | None],
+                           train_mask: np.ndarray) -> dict[str, list[float]]:
+    """``[min, max]`` of each static input over the nodes that have at least one
+    observation (``targets[scale]``, (T, N)) on the training days, for the scales in
+    ``targets``; a variable with no such node is left out."""
+    out: dict[str, list[float]] = {}
+    for dim, names in ((SEG, spec.seg_vars), (REACH, spec.reach_vars)):
+        y = targets.get(dim)
+        if y is None:
+            continue
+        seen = np.isfinite(y[train_mask]).any(axis=0)
+        for name in names:
+            if not spec.static[name]:
+                continue
+            vals = np.asarray(ds[name].values, dtype=np.float64)[seen]
+            vals = vals[np.isfinite(vals)]
+            if vals.size:
+                out[name] = [float(vals.min()), float(vals.max())]
+    return out
 
 
 def feature_spec(ds: xr.Dataset, inputs: InputVariables) -> FeatureSpec:
