@@ -287,6 +287,10 @@ def downscale(
         ``spinup`` days of warm-up (the first days of the record and after a gap,
         as ISO intervals ``"first/last"``): they are less reliable, by up to a few
         degC in the first weeks; start ``ds`` earlier, or leave them out.
+        The values are not bounded (winter days can fall below 0 degC; clip them
+        where that matters), and nodes whose static inputs lie beyond those of the
+        observed nodes are extrapolations: :func:`xmsgl.coverage.coverage`
+        (``ds.msgl.coverage(model)``) names them.
 
     Raises
     ------
