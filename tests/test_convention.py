@@ -442,3 +442,27 @@ def test_days_under_another_name_are_told_to_be_renamed() -> None:
     ds = hand_basin().drop_vars(["reach_temp", "seg_temp"]).rename(time="date")
     with pytest.raises(SchemaError, match=r"'date' holds dates.*ds\.rename\(\{'date': 'time'\}\)"):
         input_variables(ds)
+
+
+def test_negative_discharge_is_named() -> None:
+    # A fill value or another sign convention in a discharge: a warning naming the
+    # variable and the reaches; lazy variables are not read, and no other units warn.
+    import xmsgl
+    from xmsgl.exceptions import XmsglWarning
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=5, start="2001-01-01", end="2001-02-28", seed=2)
+    q = ds["reach_discharge"].values.copy()
+    q[3, 5] = -1.0
+    q[7, :2] = -9999.0
+    bad = ds.assign(reach_discharge=(ds["reach_discharge"].dims, q, ds["reach_discharge"].attrs))
+    ids = ds["reach"].values[[3, 7]]
+    with pytest.warns(XmsglWarning, match=rf"'reach_discharge' \(m3 s-1\) is negative at 3 of .*"
+                                          rf"reach ids .*{ids[0]}.*{ids[1]}.*lowest -9999"):
+        xmsgl.validate(bad)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xmsgl.validate(bad.chunk({"time": 10}))
+        xmsgl.validate(bad, check_values=False)
+        cold = ds.assign(reach_precip=ds["reach_precip"] * 0 - 1.0)  # not a flow: no warning
+        xmsgl.validate(cold)
