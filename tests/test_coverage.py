@@ -101,3 +101,64 @@ def test_fine_only_reads_reaches_only(half_year_basin: xr.Dataset) -> None:
     cov = half_year_basin.msgl.coverage(model)
     assert set(cov.data_vars) == {"reach_beyond_observed", "reach_beyond_sd", "reach_beyond_variable"}
     assert all(n.startswith("reach_") for n in model.features.observed_range)
+
+
+def test_coverage_reads_inputs_as_fit_does(half_year_basin: xr.Dataset, half_year_msgl) -> None:
+    # A static input labelled in K is converted to degC by fit and downscale; coverage
+    # reads it the same way (it flagged every node, 390 sd beyond, reading kelvin).
+    from xmsgl.datasets import synthetic_basin
+    from xmsgl.model import fit
+
+    ds = synthetic_basin(n_segments=6, start="2001-01-01", end="2001-06-30", seed=3, reach_obs_share=0.3)
+    ds["reach_soil_temp"] = ("reach", 281.0 + ds["reach_elevation"].values / 1000.0, {"units": "K"})
+    with pytest.warns(Warning):
+        model = fit(ds, method="msgl", seed=0, **FAST_FIT)
+    assert 7.0 < model.features.observed_range["reach_soil_temp"][0] < 9.0  # degC
+    with pytest.warns(Warning, match="converted"):
+        cov = ds.msgl.coverage(model)
+    # Read as kelvin, every reach was 390 sd beyond through this input.
+    assert float(cov["reach_beyond_sd"].max()) < 10.0
+    assert (cov["reach_beyond_variable"] == "reach_soil_temp").sum() < cov.sizes["reach"] / 2
+
+
+def test_coverage_of_a_model_with_no_static_input_at_its_scale(half_year_basin: xr.Dataset) -> None:
+    # remap reads segment inputs only: with none static, nothing to judge, and the
+    # model is not taken for one saved before the ranges were recorded.
+    import xmsgl
+
+    ds = half_year_basin.drop_vars([v for v in half_year_basin.data_vars if str(v).startswith("seg_")
+                                    and "time" not in half_year_basin[v].dims and v != "seg_to"
+                                    and v != "seg_length"])
+    model = xmsgl.fit(ds, "remap", seed=0, **FAST_FIT)
+    assert model.features.observed_range == {}
+    cov = ds.msgl.coverage(model)
+    assert not cov["seg_beyond_observed"].any()
+
+
+def test_coverage_refuses_non_finite_and_damaged_ranges(half_year_basin: xr.Dataset, half_year_msgl,
+                                                        tmp_path: Path) -> None:
+    import json
+
+    import xmsgl
+    from xmsgl.exceptions import DataError, XmsglError
+
+    slope = half_year_basin["reach_slope"].values.copy()
+    slope[2] = np.inf
+    bad = half_year_basin.assign(reach_slope=("reach", slope, half_year_basin["reach_slope"].attrs))
+    rid = half_year_basin["reach"].values[2]
+    with pytest.raises(DataError, match=f"'reach_slope' is not finite at reach ids.*{rid}"):
+        bad.msgl.coverage(half_year_msgl)
+    half_year_msgl.save(tmp_path / "m")
+    cfg_path = tmp_path / "m" / "config.json"
+    good = json.loads(cfg_path.read_text())
+    for damage in ([1.0], [5.0, 1.0], "12", [float("nan"), 1.0]):
+        cfg = json.loads(json.dumps(good))
+        cfg["variables"]["observed_range"]["reach_slope"] = damage
+        cfg_path.write_text(json.dumps(cfg))
+        with pytest.raises(XmsglError, match="observed_range"):
+            xmsgl.load(tmp_path / "m")
+    cfg = json.loads(json.dumps(good))
+    cfg["variables"]["observed_range"]["reach_air_temp"] = [0.0, 1.0]  # not static
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(XmsglError, match="not static inputs"):
+        xmsgl.load(tmp_path / "m")

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG
-from xmsgl.exceptions import ParameterError, SchemaError
+from xmsgl.convention import REACH, SEG, only_read, validate
+from xmsgl.exceptions import DataError, ParameterError, SchemaError, format_ids
 
 __all__ = ["coverage"]
 
@@ -32,6 +32,12 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0) -> xr.Dataset:
     scale (``model.features.observed_range``). A node of ``ds`` is *beyond* where one
     of its static inputs lies more than ``margin`` standard deviations (the model's
     standardization of that input) below that smallest or above that largest value.
+    An input that was constant over the training days has a standard deviation of 1
+    in its own units there. The observations are the ``seg_temp`` and ``reach_temp``
+    of the training days; the targets of ASYNC-MSGL's stage A (``stage_a_variable``)
+    are not counted, so segments that only stage A saw can be flagged. Inputs are
+    read after :func:`xmsgl.validate`'s unit conversions, as ``fit`` and
+    ``downscale`` read them.
 
     Parameters
     ----------
@@ -60,6 +66,8 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0) -> xr.Dataset:
         ``margin`` that is not a number >= 0.
     SchemaError
         For a static input the model reads that ``ds`` lacks or holds on time.
+    DataError
+        For a static input that is not finite (``downscale`` refuses it too).
 
     Examples
     --------
@@ -67,8 +75,10 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0) -> xr.Dataset:
     >>> ds = xmsgl.datasets.synthetic_basin(n_segments=5, start="2000-10-01", end="2003-09-30")
     >>> model = ds.msgl.fit(epochs=1, progress=False)  # doctest: +SKIP
     >>> cov = ds.msgl.coverage(model)  # doctest: +SKIP
-    >>> int(cov["reach_beyond_observed"].sum())  # doctest: +SKIP
-    0
+    >>> sorted(cov.data_vars)  # doctest: +SKIP
+    ['reach_beyond_observed', 'reach_beyond_sd', 'reach_beyond_variable',
+     'reach_segment_beyond_observed', 'seg_beyond_observed', 'seg_beyond_sd',
+     'seg_beyond_variable']
     """
     from xmsgl.baselines import BaselineModel
     from xmsgl.model import Downscaler, load
@@ -80,17 +90,21 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0) -> xr.Dataset:
         model = load(model)
     if isinstance(model, BaselineModel):
         raise ParameterError(
-            f"coverage judges the inputs of a network model; the baseline {model.method!r} reads "
-            "no static inputs")
+            f"coverage judges the models fitted by the network methods (msgl, async-msgl, "
+            f"fine-only, remap, direct, progressive); {model.method!r} is a baseline")
     if not isinstance(model, Downscaler):
         raise ParameterError(f"expected an xmsgl.Downscaler or a saved model's folder, got "
                              f"{type(model).__name__}")
     spec = model.features
-    if not spec.observed_range and any(spec.static.values()):
+    if "observed_range" not in model.config["variables"]:
         raise ParameterError(
             "this model was saved before xmsgl recorded the range of its observed nodes' static "
             "inputs; fit it again to judge coverage")
     reads = {SEG: model.output != "fine_only", REACH: model.output != "remap"}
+    statics = [n for dim, names in ((SEG, spec.seg_vars), (REACH, spec.reach_vars)) if reads[dim]
+               for n in names if n in spec.observed_range]
+    # The inputs as fit and downscale read them (units converted), the topology checked.
+    ds = validate(only_read(ds, [n for n in statics if n in ds.variables]), check_values=False)
     out = xr.Dataset()
     flags: dict[str, np.ndarray] = {}
     for dim, names in ((SEG, spec.seg_vars), (REACH, spec.reach_vars)):
@@ -109,8 +123,12 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0) -> xr.Dataset:
                                   f"dataset holds it on {tuple(map(str, ds[name].dims))}")
             lo, hi = spec.observed_range[name]
             v = np.asarray(ds[name].values, dtype=np.float64)
-            far = np.maximum(lo - v, v - hi) / spec.std[name]
-            far = np.where(np.isfinite(far), np.maximum(far, 0.0), 0.0)
+            bad = ~np.isfinite(v)
+            if bad.any():
+                raise DataError(f"static input {name!r} is not finite at {dim} ids "
+                                f"{format_ids(np.asarray(ds[dim].values)[bad])}; downscale refuses "
+                                "it too: fill or mask those nodes first")
+            far = np.maximum(np.maximum(lo - v, v - hi) / spec.std[name], 0.0)
             more = far > worst
             worst[more], which[more] = far[more], name
         flag = worst > margin

@@ -334,9 +334,15 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
             and abs(float(t["mean"])) <= 1e3 and 0 < float(t["std"]) <= 1e3):
         raise bad(f"the target scaler {t!r} needs a 'mean' within +-1000 and a 'std' in (0, 1000] degC")
     v = config["variables"]
+    ranges = v.get("observed_range", {}) if isinstance(v, dict) else {}
+    if not isinstance(ranges, dict) or not all(
+            isinstance(r, list) and len(r) == 2 and all(_number(x) and math.isfinite(x) for x in r)
+            and r[0] <= r[1] for r in ranges.values()):
+        raise bad(f"the observed_range entry {ranges!r} must map inputs to [smallest, largest] "
+                  "finite numbers")
     try:
         spec = FeatureSpec.from_dict(v)
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
         raise bad(f"the variables entry cannot be read ({type(err).__name__}: {err})") from err
     names = spec.seg_vars + spec.reach_vars
     if len(set(names)) != len(names):
@@ -354,6 +360,9 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
     not_flags = [n for n in names if not isinstance(spec.static[n], bool)]
     if not_flags:
         raise bad(f"the 'static' entries of {not_flags} must be true or false")
+    not_static = [n for n in spec.observed_range if n not in names or not spec.static[n]]
+    if not_static:
+        raise bad(f"the observed_range entry names {not_static}, which are not static inputs")
     # What downscale reads later (sizes of the heads' blocks and attention spans, the
     # graph's identity) is checked here too: a damaged entry would otherwise load and
     # fail at the first downscale with a bare KeyError or ZeroDivisionError.
