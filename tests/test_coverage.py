@@ -19,12 +19,16 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _observed(ds: xr.Dataset, dim: str, model) -> np.ndarray:
-    y = ds[f"{dim}_temp"].transpose("time", dim).values
+def _train_days(ds: xr.Dataset, model) -> np.ndarray:
     days = np.zeros(ds.sizes["time"], dtype=bool)
     for a, b in model.config["periods"]["train"]:
         days |= (ds["time"].values >= np.datetime64(a)) & (ds["time"].values <= np.datetime64(b))
-    return np.isfinite(y[days]).any(axis=0)
+    return days
+
+
+def _observed(ds: xr.Dataset, dim: str, model) -> np.ndarray:
+    y = ds[f"{dim}_temp"].transpose("time", dim).values
+    return np.isfinite(y[_train_days(ds, model)]).any(axis=0)
 
 
 def test_ranges_are_those_of_the_observed_nodes(half_year_basin: xr.Dataset, half_year_msgl) -> None:
@@ -32,13 +36,17 @@ def test_ranges_are_those_of_the_observed_nodes(half_year_basin: xr.Dataset, hal
     # training observation at its scale, recomputed here from the dataset; the saved
     # model keeps it.
     spec = half_year_msgl.features
-    statics = [n for n in spec.seg_vars + spec.reach_vars if spec.static[n]]
-    assert statics and sorted(spec.observed_range) == sorted(statics)
-    for name in statics:
+    names = spec.seg_vars + spec.reach_vars
+    assert any(spec.static[n] for n in names) and not all(spec.static[n] for n in names)
+    assert sorted(spec.observed_range) == sorted(names)
+    days = _train_days(half_year_basin, half_year_msgl)
+    for name in names:
         dim = "seg" if name.startswith("seg_") else "reach"
         seen = _observed(half_year_basin, dim, half_year_msgl)
         assert 0 < seen.sum() < half_year_basin.sizes[dim] or dim == "seg"
-        vals = half_year_basin[name].values[seen]
+        da = half_year_basin[name]
+        vals = (da.values[seen] if spec.static[name]
+                else da.transpose("time", dim).values[days][:, seen])
         assert spec.observed_range[name] == [float(vals.min()), float(vals.max())]
 
 
@@ -99,7 +107,9 @@ def test_fine_only_reads_reaches_only(half_year_basin: xr.Dataset) -> None:
 
     model = xmsgl.fit(half_year_basin, "fine-only", seed=0, **FAST_FIT)
     cov = half_year_basin.msgl.coverage(model)
-    assert set(cov.data_vars) == {"reach_beyond_observed", "reach_beyond_sd", "reach_beyond_variable"}
+    assert set(cov.data_vars) == {"reach_beyond_observed", "reach_beyond_sd", "reach_beyond_variable",
+                                  "reach_days_beyond_observed", "reach_days_beyond_sd",
+                                  "reach_days_beyond_variable"}
     assert all(n.startswith("reach_") for n in model.features.observed_range)
 
 
@@ -130,9 +140,11 @@ def test_coverage_of_a_model_with_no_static_input_at_its_scale(half_year_basin: 
                                     and "time" not in half_year_basin[v].dims and v != "seg_to"
                                     and v != "seg_length"])
     model = xmsgl.fit(ds, "remap", seed=0, **FAST_FIT)
-    assert model.features.observed_range == {}
+    spec = model.features
+    assert spec.observed_range and not any(spec.static[n] for n in spec.observed_range)
     cov = ds.msgl.coverage(model)
     assert not cov["seg_beyond_observed"].any()
+    assert (cov["seg_beyond_variable"] == "").all()
 
 
 def test_coverage_refuses_non_finite_and_damaged_ranges(half_year_basin: xr.Dataset, half_year_msgl,
@@ -158,7 +170,38 @@ def test_coverage_refuses_non_finite_and_damaged_ranges(half_year_basin: xr.Data
         with pytest.raises(XmsglError, match="observed_range"):
             xmsgl.load(tmp_path / "m")
     cfg = json.loads(json.dumps(good))
-    cfg["variables"]["observed_range"]["reach_air_temp"] = [0.0, 1.0]  # not static
+    cfg["variables"]["observed_range"]["reach_bogus"] = [0.0, 1.0]  # not an input
     cfg_path.write_text(json.dumps(cfg))
-    with pytest.raises(XmsglError, match="not static inputs"):
+    with pytest.raises(XmsglError, match="not inputs of the model"):
         xmsgl.load(tmp_path / "m")
+
+
+def test_days_beyond_for_time_varying_inputs(half_year_basin: xr.Dataset, half_year_msgl) -> None:
+    # The observed reaches on the training days are inside by construction; air 15
+    # degrees warmer puts every reach beyond on the warm days, named by the input.
+    model = half_year_msgl
+    days = _train_days(half_year_basin, model)
+    seen = _observed(half_year_basin, "reach", model)
+    train = half_year_basin.isel(time=np.flatnonzero(days))
+    cov = train.msgl.coverage(model)
+    assert (cov["reach_days_beyond_observed"].values[seen] == 0).all()
+    assert (cov["reach_days_beyond_sd"].values[seen] == 0).all()
+    hot = half_year_basin.assign(reach_air_temp=half_year_basin["reach_air_temp"] + 15.0)
+    hot_cov = hot.msgl.coverage(model)
+    n_days = hot_cov["reach_days_beyond_observed"].values
+    assert (n_days > 0).all() and (n_days <= half_year_basin.sizes["time"]).all()
+    assert set(hot_cov["reach_days_beyond_variable"].values) == {"reach_air_temp"}
+    # By hand for one reach: days on which any input on time lies more than one sd
+    # beyond its observed range.
+    spec = model.features
+    union = np.zeros(hot.sizes["time"], dtype=bool)
+    for name in [n for n in spec.reach_vars if not spec.static[n]]:
+        lo, hi = spec.observed_range[name]
+        v = hot[name].isel(reach=0).values.astype(np.float64)
+        union |= (np.maximum(lo - v, v - hi) / spec.std[name]) > 1.0
+    assert n_days[0] == union.sum() > 0
+    # time= judges the days given only.
+    part = hot.msgl.coverage(model, time=("2001-01-01", "2001-01-31"))
+    assert (part["reach_days_beyond_observed"].values <= 31).all()
+    # Static results do not depend on the days.
+    np.testing.assert_array_equal(part["reach_beyond_sd"].values, hot_cov["reach_beyond_sd"].values)

@@ -6,8 +6,9 @@ node whose static inputs (area, slope, shade, groundwater share, ...) lie far be
 those of every observed node is an extrapolation: nothing in training tested what the
 network does there, and it can be far off (on the Delaware data, an unobserved segment
 whose groundwater coefficient was 11 standard deviations above the mean was predicted
-near 14 degC all year). :func:`coverage` says which nodes those are. It does not
-judge the time-varying inputs (air temperature, discharge).
+near 14 degC all year). :func:`coverage` says which nodes those are, and on how
+many days a time-varying input (air temperature, discharge) lies beyond what the
+observed nodes saw on the training days.
 """
 
 from __future__ import annotations
@@ -18,20 +19,22 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, only_read, validate
+from xmsgl.convention import REACH, SEG, TIME, only_read, validate
 from xmsgl.exceptions import DataError, ParameterError, SchemaError, format_ids
 
 __all__ = ["coverage"]
 
 
-def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0) -> xr.Dataset:
-    """Nodes of ``ds`` whose static inputs lie beyond those of the observed nodes.
+def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = None) -> xr.Dataset:
+    """Nodes of ``ds`` whose inputs lie beyond those of the observed nodes.
 
-    For each static input of a scale the model reads, the fit recorded the smallest
-    and largest value over the nodes with at least one training observation at that
-    scale (``model.features.observed_range``). A node of ``ds`` is *beyond* where one
-    of its static inputs lies more than ``margin`` standard deviations (the model's
-    standardization of that input) below that smallest or above that largest value.
+    For each input of a scale the model reads, the fit recorded the smallest and
+    largest value over the nodes with at least one training observation at that
+    scale (for an input on time, over those nodes' training days;
+    ``model.features.observed_range``). A node of ``ds`` is *beyond* where one of its
+    static inputs lies more than ``margin`` standard deviations (the model's
+    standardization of that input) below that smallest or above that largest value;
+    a day counts for a node where one of its time-varying inputs does.
     An input that was constant over the training days has a standard deviation of 1
     in its own units there. The observations are the ``seg_temp`` and ``reach_temp``
     of the training days; the targets of ASYNC-MSGL's stage A (``stage_a_variable``)
@@ -47,7 +50,10 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0) -> xr.Dataset:
         A fitted network model (``msgl``, ``async-msgl``, ``fine-only``, ``remap``,
         ``direct``, ``progressive``), or the folder of a saved one.
     margin : float, default 1.0
-        Standard deviations beyond the observed range before a node counts.
+        Standard deviations beyond the observed range before a node or day counts.
+    time : slice or (start, end), optional
+        The days to judge the time-varying inputs on (all of ``ds`` by default), as
+        given to ``downscale``.
 
     Returns
     -------
@@ -55,9 +61,11 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0) -> xr.Dataset:
         For each scale ``s`` the model reads (``seg``, ``reach``): ``s_beyond_observed``
         (bool), ``s_beyond_sd`` (how far beyond, in standard deviations: the largest
         over the inputs, 0 inside) and ``s_beyond_variable`` (that input's name, ``""``
-        inside). When the model reads both scales, ``reach_segment_beyond_observed``
-        flags reaches whose segment is beyond: MSGL's reach predictions also read
-        their segment's states.
+        inside). With time-varying inputs, ``s_days_beyond_observed`` (days on which
+        one lies beyond), ``s_days_beyond_sd`` (the largest distance over those days)
+        and ``s_days_beyond_variable`` (the input beyond on the most days). When the
+        model reads both scales, ``reach_segment_beyond_observed`` flags reaches whose
+        segment is beyond: MSGL's reach predictions also read their segment's states.
 
     Raises
     ------
@@ -67,7 +75,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0) -> xr.Dataset:
     SchemaError
         For a static input the model reads that ``ds`` lacks or holds on time.
     DataError
-        For a static input that is not finite (``downscale`` refuses it too).
+        For an input that is not finite (``downscale`` refuses it too).
 
     Examples
     --------
@@ -98,39 +106,54 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0) -> xr.Dataset:
     spec = model.features
     if "observed_range" not in model.config["variables"]:
         raise ParameterError(
-            "this model was saved before xmsgl recorded the range of its observed nodes' static "
+            "this model was saved before xmsgl recorded the range of its observed nodes' "
             "inputs; fit it again to judge coverage")
     reads = {SEG: model.output != "fine_only", REACH: model.output != "remap"}
-    statics = [n for dim, names in ((SEG, spec.seg_vars), (REACH, spec.reach_vars)) if reads[dim]
-               for n in names if n in spec.observed_range]
+    judged = [n for dim, names in ((SEG, spec.seg_vars), (REACH, spec.reach_vars)) if reads[dim]
+              for n in names if n in spec.observed_range]
     # The inputs as fit and downscale read them (units converted), the topology checked.
-    ds = validate(only_read(ds, [n for n in statics if n in ds.variables]), check_values=False)
+    ds = validate(only_read(ds, [n for n in judged if n in ds.variables]), check_values=False)
+    if time is not None:
+        ds = ds.sel({TIME: slice(*time) if isinstance(time, (tuple, list)) else time})
     out = xr.Dataset()
     flags: dict[str, np.ndarray] = {}
     for dim, names in ((SEG, spec.seg_vars), (REACH, spec.reach_vars)):
         if not reads[dim] or dim not in ds.dims:
             continue
         n = ds.sizes[dim]
-        worst = np.zeros(n)
-        which = np.full(n, "", dtype=object)
+        worst, which = np.zeros(n), np.full(n, "", dtype=object)
+        best_count, days_which = np.zeros(n, dtype=np.int64), np.full(n, "", dtype=object)
+        days_worst, days_any = np.zeros(n), np.zeros((ds.sizes.get(TIME, 0), n), dtype=bool)
         for name in names:
             if name not in spec.observed_range:
                 continue
+            static = spec.static[name]
+            want = (dim,) if static else (dim, TIME)
             if name not in ds.variables:
-                raise SchemaError(f"the model reads the static input {name!r}, which the dataset lacks")
-            if tuple(map(str, ds[name].dims)) != (dim,):
-                raise SchemaError(f"the model reads {name!r} as a static input on ({dim!r},); the "
-                                  f"dataset holds it on {tuple(map(str, ds[name].dims))}")
+                raise SchemaError(f"the model reads the input {name!r}, which the dataset lacks")
+            if set(map(str, ds[name].dims)) != set(want):
+                raise SchemaError(f"the model reads {name!r} on {want}; the dataset holds it on "
+                                  f"{tuple(map(str, ds[name].dims))}")
             lo, hi = spec.observed_range[name]
-            v = np.asarray(ds[name].values, dtype=np.float64)
+            da = ds[name] if static else ds[name].transpose(TIME, dim)
+            v = np.asarray(da.values, dtype=np.float64)
             bad = ~np.isfinite(v)
             if bad.any():
-                raise DataError(f"static input {name!r} is not finite at {dim} ids "
-                                f"{format_ids(np.asarray(ds[dim].values)[bad])}; downscale refuses "
-                                "it too: fill or mask those nodes first")
+                nodes = bad if static else bad.any(axis=0)
+                raise DataError(f"input {name!r} is not finite at {dim} ids "
+                                f"{format_ids(np.asarray(ds[dim].values)[nodes])}; downscale refuses "
+                                "it too: fill or mask those values first")
             far = np.maximum(np.maximum(lo - v, v - hi) / spec.std[name], 0.0)
-            more = far > worst
-            worst[more], which[more] = far[more], name
+            if static:
+                more = far > worst
+                worst[more], which[more] = far[more], name
+                continue
+            beyond = far > margin
+            days_any |= beyond
+            count = beyond.sum(axis=0)
+            more = count > best_count
+            best_count[more], days_which[more] = count[more], name
+            days_worst = np.maximum(days_worst, far.max(axis=0, initial=0.0))
         flag = worst > margin
         flags[dim] = flag
         coord = {dim: ds[dim].values}
@@ -142,6 +165,22 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0) -> xr.Dataset:
             "long_name": "distance beyond the observed range", "units": "standard deviations"})
         out[f"{dim}_beyond_variable"] = xr.DataArray(which.astype(str), dims=(dim,), coords=coord, attrs={
             "long_name": "static input farthest beyond the observed range"})
+        dynamic = [name for name in names if name in spec.observed_range and not spec.static[name]]
+        if dynamic:
+            out[f"{dim}_days_beyond_observed"] = xr.DataArray(
+                days_any.sum(axis=0).astype(np.int32), dims=(dim,), coords=coord, attrs={
+                    "long_name": "days with a time-varying input beyond those of the observed "
+                                 f"{dim}s on the training days",
+                    "description": f"days of the dataset on which an input on time lies more than "
+                                   f"{float(margin):g} standard deviations beyond its range over "
+                                   f"the observed nodes' training days ({', '.join(dynamic)})"})
+            out[f"{dim}_days_beyond_sd"] = xr.DataArray(
+                days_worst.astype(np.float32), dims=(dim,), coords=coord,
+                attrs={"long_name": "largest distance of a time-varying input beyond the observed "
+                                    "range", "units": "standard deviations"})
+            out[f"{dim}_days_beyond_variable"] = xr.DataArray(
+                days_which.astype(str), dims=(dim,), coords=coord,
+                attrs={"long_name": "time-varying input beyond the observed range on the most days"})
     if SEG in flags and REACH in flags and "reach_seg" in ds.variables:
         seg_ids = np.asarray(ds[SEG].values)
         pos = {int(s): i for i, s in enumerate(seg_ids)}

@@ -360,9 +360,9 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
     not_flags = [n for n in names if not isinstance(spec.static[n], bool)]
     if not_flags:
         raise bad(f"the 'static' entries of {not_flags} must be true or false")
-    not_static = [n for n in spec.observed_range if n not in names or not spec.static[n]]
-    if not_static:
-        raise bad(f"the observed_range entry names {not_static}, which are not static inputs")
+    not_inputs = [n for n in spec.observed_range if n not in names]
+    if not_inputs:
+        raise bad(f"the observed_range entry names {not_inputs}, which are not inputs of the model")
     # What downscale reads later (sizes of the heads' blocks and attention spans, the
     # graph's identity) is checked here too: a damaged entry would otherwise load and
     # fail at the first downscale with a bare KeyError or ZeroDivisionError.

@@ -103,8 +103,9 @@ class FeatureSpec:
     static: dict[str, bool]
     mean: dict[str, float] = field(default_factory=dict)
     std: dict[str, float] = field(default_factory=dict)
-    #: ``[min, max]`` of each static input over the nodes with training observations
-    #: at its scale (:func:`observed_static_ranges`; empty for models saved before).
+    #: ``[min, max]`` of each input over the nodes with training observations at its
+    #: scale, on the training days for an input on time (:func:`observed_static_ranges`;
+    #: absent from models saved before).
     observed_range: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,19 +129,24 @@ class FeatureSpec:
 
 def observed_static_ranges(ds: xr.Dataset, spec: FeatureSpec, targets: dict[str, np.ndarray | None],
                            train_mask: np.ndarray) -> dict[str, list[float]]:
-    """``[min, max]`` of each static input over the nodes that have at least one
-    observation (``targets[scale]``, (T, N)) on the training days, for the scales in
-    ``targets``; a variable with no such node is left out."""
+    """``[min, max]`` of each input over the nodes that have at least one observation
+    (``targets[scale]``, (T, N)) on the training days, for the scales in ``targets``
+    (an input on time: over those nodes' training days); a variable with no such
+    node is left out."""
     out: dict[str, list[float]] = {}
+    days = np.flatnonzero(train_mask)
     for dim, names in ((SEG, spec.seg_vars), (REACH, spec.reach_vars)):
         y = targets.get(dim)
         if y is None:
             continue
         seen = np.isfinite(y[train_mask]).any(axis=0)
         for name in names:
-            if not spec.static[name]:
-                continue
-            vals = np.asarray(ds[name].values, dtype=np.float64)[seen]
+            da = ds[name]
+            if spec.static[name]:
+                vals = np.asarray(da.values, dtype=np.float64)[seen]
+            else:
+                vals = np.asarray(da.isel({TIME: days}).transpose(TIME, dim).values,
+                                  dtype=np.float64)[:, seen]
             vals = vals[np.isfinite(vals)]
             if vals.size:
                 out[name] = [float(vals.min()), float(vals.max())]
