@@ -45,6 +45,15 @@ def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys) -> None:
             assert math.isclose(float((err[unobs] ** 2).mean() ** 0.5), row["rmse_unobserved"],
                                 rel_tol=1e-5)
         assert set(out["reach_seg"].values) <= set(out["seg"].values)
+        # The coverage line is recomputed from the file.
+        beyond = out["reach_beyond_observed"].values.astype(bool)
+        err = out["reach_temp_async_msgl"] - out["reach_temp_true"]
+        words = f"{int(beyond.sum())} of {beyond.size} reaches and " \
+                f"{int(out['seg_beyond_observed'].sum())} of {out.sizes['seg']} segments"
+        assert words in printed
+        assert f"at the others {float((err[~beyond] ** 2).mean() ** 0.5):.3f} degC" in printed
+        if beyond.any():
+            assert f"at those reaches {float((err[beyond] ** 2).mean() ** 0.5):.3f}" in printed
     assert res["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Where the outputs went is said without progress too.
     assert f"wrote {res['netcdf']} and {res['figure']}" in printed
