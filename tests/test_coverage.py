@@ -205,3 +205,33 @@ def test_days_beyond_for_time_varying_inputs(half_year_basin: xr.Dataset, half_y
     assert (part["reach_days_beyond_observed"].values <= 31).all()
     # Static results do not depend on the days.
     np.testing.assert_array_equal(part["reach_beyond_sd"].values, hot_cov["reach_beyond_sd"].values)
+
+
+def test_time_is_read_as_downscale_reads_it(half_year_basin: xr.Dataset, half_year_msgl) -> None:
+    # Out of range, reversed or one-sided periods were silently judged as no days, or
+    # as all days up to the one given; a single day dropped the time dimension.
+    from xmsgl.exceptions import PeriodError, TimeError, XmsglError
+
+    ds, model = half_year_basin, half_year_msgl
+    for bad, err in ((("2050-01-01", "2050-12-31"), TimeError), (("2001-01-31", "2001-01-01"), PeriodError),
+                     (("2001-01-31",), XmsglError), (("2001-01-01", "2001-01-05", "2001-01-09"), XmsglError)):
+        with pytest.raises(err):
+            ds.msgl.coverage(model, time=bad)
+        with pytest.raises(err):
+            ds.msgl.downscale(model, time=bad)
+    one = ds.msgl.coverage(model, time="2001-01-05")
+    assert (one["reach_days_beyond_observed"].values <= 1).all()
+    part = ds.msgl.coverage(model, time=slice("2001-01-01", "2001-01-31"))
+    same = ds.isel(time=slice(0, 31)).msgl.coverage(model)
+    xr.testing.assert_identical(part, same)
+
+
+def test_attributes_alone_are_judged(half_year_basin: xr.Dataset, half_year_msgl) -> None:
+    # Screening new sites by their attributes: without the inputs on time, the static
+    # ones are judged and no day counts are made.
+    ds = half_year_basin.drop_vars([v for v in half_year_basin.data_vars
+                                    if "time" in half_year_basin[v].dims]).drop_dims("time")
+    cov = ds.msgl.coverage(half_year_msgl)
+    full = half_year_basin.msgl.coverage(half_year_msgl)
+    assert not any("days" in str(v) for v in cov.data_vars)
+    np.testing.assert_array_equal(cov["reach_beyond_sd"].values, full["reach_beyond_sd"].values)

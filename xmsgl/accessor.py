@@ -56,7 +56,7 @@ class MsglAccessor:
         return downscale(self._ds, model, **kwargs)
 
     def coverage(self, model: Any, **kwargs: Any) -> xr.Dataset:
-        """Nodes whose static inputs lie beyond those of the model's observed nodes; see
+        """Nodes (and days) whose inputs lie beyond those of the model's observed nodes; see
         :func:`xmsgl.coverage.coverage`."""
         from xmsgl.coverage import coverage
 

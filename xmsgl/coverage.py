@@ -45,7 +45,8 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
     Parameters
     ----------
     ds : xarray.Dataset
-        The dataset to be downscaled (only its static inputs are read).
+        The dataset to be downscaled (only the model's inputs are read; without the
+        inputs on time, the static ones alone are judged).
     model : xmsgl.Downscaler or path
         A fitted network model (``msgl``, ``async-msgl``, ``fine-only``, ``remap``,
         ``direct``, ``progressive``), or the folder of a saved one.
@@ -61,9 +62,10 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         For each scale ``s`` the model reads (``seg``, ``reach``): ``s_beyond_observed``
         (bool), ``s_beyond_sd`` (how far beyond, in standard deviations: the largest
         over the inputs, 0 inside) and ``s_beyond_variable`` (that input's name, ``""``
-        inside). With time-varying inputs, ``s_days_beyond_observed`` (days on which
-        one lies beyond), ``s_days_beyond_sd`` (the largest distance over those days)
-        and ``s_days_beyond_variable`` (the input beyond on the most days). When the
+        inside the range, flagged above ``margin``). With time-varying inputs,
+        ``s_days_beyond_observed`` (days judged on which one lies beyond),
+        ``s_days_beyond_sd`` (the largest distance over all days judged, 0 inside the
+        range) and ``s_days_beyond_variable`` (the input beyond on the most days). When the
         model reads both scales, ``reach_segment_beyond_observed`` flags reaches whose
         segment is beyond: MSGL's reach predictions also read their segment's states.
 
@@ -73,7 +75,10 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         For a baseline model, a model saved before the ranges were recorded, or a
         ``margin`` that is not a number >= 0.
     SchemaError
-        For a static input the model reads that ``ds`` lacks or holds on time.
+        For a static input the model reads that ``ds`` lacks, or an input held on
+        other dimensions than the model reads it on.
+    TimeError, PeriodError
+        For ``time=`` that ``downscale`` refuses too.
     DataError
         For an input that is not finite (``downscale`` refuses it too).
 
@@ -83,10 +88,9 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
     >>> ds = xmsgl.datasets.synthetic_basin(n_segments=5, start="2000-10-01", end="2003-09-30")
     >>> model = ds.msgl.fit(epochs=1, progress=False)  # doctest: +SKIP
     >>> cov = ds.msgl.coverage(model)  # doctest: +SKIP
-    >>> sorted(cov.data_vars)  # doctest: +SKIP
+    >>> sorted(cov.data_vars)[:4]  # doctest: +SKIP
     ['reach_beyond_observed', 'reach_beyond_sd', 'reach_beyond_variable',
-     'reach_segment_beyond_observed', 'seg_beyond_observed', 'seg_beyond_sd',
-     'seg_beyond_variable']
+     'reach_days_beyond_observed']
     """
     from xmsgl.baselines import BaselineModel
     from xmsgl.model import Downscaler, load
@@ -114,7 +118,14 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
     # The inputs as fit and downscale read them (units converted), the topology checked.
     ds = validate(only_read(ds, [n for n in judged if n in ds.variables]), check_values=False)
     if time is not None:
-        ds = ds.sel({TIME: slice(*time) if isinstance(time, (tuple, list)) else time})
+        import pandas as pd
+
+        from xmsgl.downscale import _time_positions
+
+        if TIME not in ds.dims:
+            raise SchemaError("time= was given, but the dataset has no 'time' dimension")
+        i0, i1 = _time_positions(pd.DatetimeIndex(ds[TIME].values), time)  # as downscale reads it
+        ds = ds.isel({TIME: slice(i0, i1)})
     out = xr.Dataset()
     flags: dict[str, np.ndarray] = {}
     for dim, names in ((SEG, spec.seg_vars), (REACH, spec.reach_vars)):
@@ -124,13 +135,16 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         worst, which = np.zeros(n), np.full(n, "", dtype=object)
         best_count, days_which = np.zeros(n, dtype=np.int64), np.full(n, "", dtype=object)
         days_worst, days_any = np.zeros(n), np.zeros((ds.sizes.get(TIME, 0), n), dtype=bool)
+        judged_days: list[str] = []
         for name in names:
             if name not in spec.observed_range:
                 continue
             static = spec.static[name]
             want = (dim,) if static else (dim, TIME)
             if name not in ds.variables:
-                raise SchemaError(f"the model reads the input {name!r}, which the dataset lacks")
+                if not static:  # a dataset of the attributes alone is judged on them
+                    continue
+                raise SchemaError(f"the model reads the static input {name!r}, which the dataset lacks")
             if set(map(str, ds[name].dims)) != set(want):
                 raise SchemaError(f"the model reads {name!r} on {want}; the dataset holds it on "
                                   f"{tuple(map(str, ds[name].dims))}")
@@ -154,6 +168,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             more = count > best_count
             best_count[more], days_which[more] = count[more], name
             days_worst = np.maximum(days_worst, far.max(axis=0, initial=0.0))
+            judged_days.append(name)
         flag = worst > margin
         flags[dim] = flag
         coord = {dim: ds[dim].values}
@@ -162,22 +177,23 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             "description": f"true where a static input lies more than {float(margin):g} standard "
                            "deviations beyond its range over the observed nodes"})
         out[f"{dim}_beyond_sd"] = xr.DataArray(worst.astype(np.float32), dims=(dim,), coords=coord, attrs={
-            "long_name": "distance beyond the observed range", "units": "standard deviations"})
+            "long_name": "distance beyond the observed range (0 inside it)",
+            "units": "standard deviations"})
         out[f"{dim}_beyond_variable"] = xr.DataArray(which.astype(str), dims=(dim,), coords=coord, attrs={
             "long_name": "static input farthest beyond the observed range"})
-        dynamic = [name for name in names if name in spec.observed_range and not spec.static[name]]
-        if dynamic:
+        if judged_days:
             out[f"{dim}_days_beyond_observed"] = xr.DataArray(
                 days_any.sum(axis=0).astype(np.int32), dims=(dim,), coords=coord, attrs={
                     "long_name": "days with a time-varying input beyond those of the observed "
                                  f"{dim}s on the training days",
-                    "description": f"days of the dataset on which an input on time lies more than "
+                    "description": f"days judged on which an input on time lies more than "
                                    f"{float(margin):g} standard deviations beyond its range over "
-                                   f"the observed nodes' training days ({', '.join(dynamic)})"})
+                                   f"the observed nodes' training days ({', '.join(judged_days)})"})
             out[f"{dim}_days_beyond_sd"] = xr.DataArray(
                 days_worst.astype(np.float32), dims=(dim,), coords=coord,
                 attrs={"long_name": "largest distance of a time-varying input beyond the observed "
-                                    "range", "units": "standard deviations"})
+                                    "range over the days judged (0 inside it)",
+                       "units": "standard deviations"})
             out[f"{dim}_days_beyond_variable"] = xr.DataArray(
                 days_which.astype(str), dims=(dim,), coords=coord,
                 attrs={"long_name": "time-varying input beyond the observed range on the most days"})

@@ -142,11 +142,13 @@ def observed_static_ranges(ds: xr.Dataset, spec: FeatureSpec, targets: dict[str,
         seen = np.isfinite(y[train_mask]).any(axis=0)
         for name in names:
             da = ds[name]
+            # The observed nodes (and training days) first: a whole record in float64
+            # would be several times the input's own size.
+            nodes = np.flatnonzero(seen)
             if spec.static[name]:
-                vals = np.asarray(da.values, dtype=np.float64)[seen]
+                vals = np.asarray(da.isel({dim: nodes}).values, dtype=np.float64)
             else:
-                vals = np.asarray(da.isel({TIME: days}).transpose(TIME, dim).values,
-                                  dtype=np.float64)[:, seen]
+                vals = np.asarray(da.isel({TIME: days, dim: nodes}).values, dtype=np.float64)
             vals = vals[np.isfinite(vals)]
             if vals.size:
                 out[name] = [float(vals.min()), float(vals.max())]
