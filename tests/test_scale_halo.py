@@ -15,7 +15,7 @@ pytest.importorskip("dask")
 
 from tests.conftest import SCALE_FIT, SCALE_RUN  # noqa: E402
 from xmsgl.convention import topology_arrays  # noqa: E402
-from xmsgl.graph import DIRECTIONS, build_graphs, reweight, weight_stats  # noqa: E402
+from xmsgl.graph import DIRECTIONS, build_graphs, build_graphs_weighted, weight_stats  # noqa: E402
 from xmsgl.model import fit  # noqa: E402
 from xmsgl.scale import (  # noqa: E402
     HALO_MARGIN,
@@ -178,8 +178,7 @@ def test_core_rows_of_a_block_graph_are_those_of_the_whole_network(
                  "reach_length": ("reach", t["reach_length"], m),
                  "reach_seg": ("reach", t["reach_seg"])},
                 coords={"seg": t["seg_id"], "reach": t["reach_id"]})
-            g = build_graphs(sub, **opts)
-            reweight(g, stats)
+            g = build_graphs_weighted(sub, stats, **opts)
             core_s, core_r = np.arange(b.n_core_seg), np.arange(b.n_core_reach)
             for which, ids, whole_ids, core, whole_core in (
                     ("coarse", (g.seg_ids, g.seg_ids), (whole.seg_ids, whole.seg_ids),

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, only_read, validate
+from xmsgl.convention import REACH, SEG, TIME, only_read, topology_arrays, validate
 from xmsgl.exceptions import DataError, ParameterError, SchemaError, format_ids
 
 __all__ = ["coverage"]
@@ -197,13 +197,10 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             out[f"{dim}_days_beyond_variable"] = xr.DataArray(
                 days_which.astype(str), dims=(dim,), coords=coord,
                 attrs={"long_name": "time-varying input beyond the observed range on the most days"})
-    if SEG in flags and REACH in flags and "reach_seg" in ds.variables:
-        seg_ids = np.asarray(ds[SEG].values)
-        pos = {int(s): i for i, s in enumerate(seg_ids)}
-        idx = np.array([pos.get(int(s), -1) for s in np.asarray(ds["reach_seg"].values)])
-        seg_flag = np.where(idx >= 0, flags[SEG][np.maximum(idx, 0)], False)
+    if SEG in flags and REACH in flags:
+        # validate checked that every reach's segment is in the dataset.
         out["reach_segment_beyond_observed"] = xr.DataArray(
-            seg_flag, dims=(REACH,), coords={REACH: ds[REACH].values},
+            flags[SEG][topology_arrays(ds).reach_seg_idx], dims=(REACH,), coords={REACH: ds[REACH].values},
             attrs={"long_name": "the reach's segment is beyond the observed segments"})
     out.attrs.update({"xmsgl_margin_sd": float(margin), "xmsgl_method": model.method,
                       "xmsgl_model_sha256": model.sha256})

@@ -903,10 +903,10 @@ def build_graphs(
 def build_graphs_weighted(ds: xr.Dataset, stats: dict[str, Any] | None, **options: Any) -> RiverGraphs:
     """:func:`build_graphs` with the ``"msgl"`` weights standardized by ``stats``
     (:func:`weight_stats` of another network; ``None``: the network's own): the same
-    graphs as ``build_graphs`` followed by :func:`reweight`, without weighing every
-    edge twice."""
+    graphs as ``build_graphs``, with every ``"msgl"`` edge weighed by the standardization
+    of ``stats`` instead of the network's own."""
     if stats is not None and options.get("weighting", "msgl") != "msgl":
-        stats = None  # reweight leaves other weightings as built
+        stats = None  # the statistics standardize the "msgl" weighting only
     missing = [] if stats is None else [k for k in ("coarse", "fine", "cross") if k not in stats]
     if missing:
         raise ParameterError(f"stats has no entry for the graphs {missing}; give the mean and "
@@ -995,7 +995,7 @@ def weight_stats(graphs: RiverGraphs) -> dict[str, list[float]] | None:
 
     A fitted model keeps those of its own network (``config["graph"]["weight_stats"]``),
     so that applied to another network, or to a part of its own, it weighs a given
-    distance as in training (:func:`reweight`): a reach's prediction then does not
+    distance as in training (:func:`build_graphs_weighted`): a reach's prediction then does not
     depend on which other basins the dataset holds. The lazy path's blocks are weighted
     the same way.
     """
@@ -1006,18 +1006,3 @@ def weight_stats(graphs: RiverGraphs) -> dict[str, list[float]] | None:
         v = -graphs.edge_distance(which)[_standardized_entries(graphs, which)]
         out[which] = [float(v.mean()) if v.size else 0.0, float(v.std()) if v.size else 0.0]
     return out
-
-
-def reweight(graphs: RiverGraphs, stats: dict[str, Any] | None) -> None:
-    """Rebuild the ``"msgl"`` weights of ``graphs`` in place with the standardization
-    ``stats`` of :func:`weight_stats` (taken on another network, or on the whole of
-    which ``graphs`` is a part); nothing happens when ``stats`` is ``None``."""
-    if stats is None or graphs.weighting != "msgl":
-        return
-    for which in ("coarse", "fine", "cross"):
-        m = graphs.matrix(which)
-        entries = _standardized_entries(graphs, which)
-        w = np.ones(m.nnz)  # self loops keep weight 1 before normalization, as built
-        w[entries] = _standardized_sigmoid(-graphs.edge_distance(which)[entries], stats[which])
-        w = _row_normalize(_csr_rows(m), w, m.shape[0])
-        setattr(graphs, which, sp.csr_matrix((w, m.indices, m.indptr), shape=m.shape))

@@ -843,10 +843,9 @@ def to_netcdf_safe(
     overwrite = _check_overwrite(overwrite)
     final = output_path(path)
     _refuse_source(obj, final)
-    if compute:
-        return _write(lambda tmp: obj.to_netcdf(tmp, **kwargs), final, overwrite, compute)
-    return _write(lambda tmp: _guard_chunks(obj, _pending_marker(tmp), final).to_netcdf(
-        tmp, compute=False, **kwargs), final, overwrite, compute)
+    # A delayed write's chunks check its marker first (see _guard_chunks).
+    return _write(lambda tmp: (obj if compute else _guard_chunks(obj, _pending_marker(tmp), final)).to_netcdf(
+        tmp, compute=compute, **kwargs), final, overwrite, compute)
 
 
 def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool = False, *,

@@ -110,7 +110,7 @@ from xmsgl.train import (
     fit_scalers,
     input_array,
     make_windows,
-    observed_static_ranges,
+    observed_ranges,
     period_ranges,
     predict,
     resolve_device,
@@ -1003,8 +1003,8 @@ def fit(
             f"{periods['train']}; method {method!r} trains on them: give segment temperatures "
             "(observed or from a process model) or use method='fine-only'"
         )
-    # What xmsgl.coverage compares a dataset's static inputs with.
-    spec.observed_range = observed_static_ranges(
+    # What xmsgl.coverage compares a dataset's inputs with.
+    spec.observed_range = observed_ranges(
         ds, spec, {s: y for s, y in ((SEG, y_seg), (REACH, y_reach)) if s in scales}, masks["train"])
     obs_train = [y_reach[masks["train"]]]
     if y_seg is not None:

@@ -104,7 +104,7 @@ class FeatureSpec:
     mean: dict[str, float] = field(default_factory=dict)
     std: dict[str, float] = field(default_factory=dict)
     #: ``[min, max]`` of each input over the nodes with training observations at its
-    #: scale, on the training days for an input on time (:func:`observed_static_ranges`;
+    #: scale, on the training days for an input on time (:func:`observed_ranges`;
     #: absent from models saved before).
     observed_range: dict[str, list[float]] = field(default_factory=dict)
 
@@ -127,7 +127,7 @@ class FeatureSpec:
         )
 
 
-def observed_static_ranges(ds: xr.Dataset, spec: FeatureSpec, targets: dict[str, np.ndarray | None],
+def observed_ranges(ds: xr.Dataset, spec: FeatureSpec, targets: dict[str, np.ndarray | None],
                            train_mask: np.ndarray) -> dict[str, list[float]]:
     """``[min, max]`` of each input over the nodes that have at least one observation
     (``targets[scale]``, (T, N)) on the training days, for the scales in ``targets``
