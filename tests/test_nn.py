@@ -47,6 +47,27 @@ def test_graph_product_matches_dense_with_gradient(device: str) -> None:
 
 
 @pytest.mark.parametrize("device", devices())
+def test_sparse_graph_transpose_is_made_on_first_use_and_copies_the_matrix(device: str) -> None:
+    m = sp.random(9, 6, density=0.4, format="csr", random_state=1, dtype=np.float64)
+    m.indices = m.indices.astype(np.int32)
+    m.indptr = m.indptr.astype(np.int32)
+    m.has_sorted_indices = False  # as a matrix built column by column may be
+    g = SparseGraph(m, device)
+    assert g._adj_t is None  # inference never needs it
+    moved = g.to(device)
+    assert moved._adj_t is None
+    expected = torch.from_numpy(m.T.toarray().astype(np.float32)).to(device)
+    torch.testing.assert_close(moved.adj_t.to_dense(), expected)
+    assert moved.adj_t is moved.adj_t  # made once, then kept
+    assert moved.adj_t.crow_indices().dtype == torch.int32
+    torch.testing.assert_close(g.adj.to_dense(), expected.T)
+    # The tensors own their memory: changing the scipy matrix leaves the graph as it was.
+    m.data[:] = 7.0
+    m.indices[:] = 0
+    torch.testing.assert_close(g.adj.to_dense(), expected.T)
+
+
+@pytest.mark.parametrize("device", devices())
 def test_rgrn_shapes_and_shared_weights_across_graphs(device: str) -> None:
     torch.manual_seed(0)
     cell = GraphRecurrent(hidden=6).to(device)

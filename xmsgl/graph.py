@@ -381,13 +381,20 @@ def _square_weights(
         )
         w = _row_normalize(_csr_rows(structure), np.ones(structure.nnz), n)
         return _with_data(structure, w), np.concatenate(d_parts)[perm]
-    keep = _direction_keep(flags, direction)
     rows_all = _csr_rows(distance)
-    off = keep & (flags != _SELF)
+    self_loop = flags == _SELF
+    if direction == "updown":
+        # Every entry is kept: no masks, and the structure is the distances' own.
+        w = np.ones(flags.size, dtype=np.float64)
+        off = ~self_loop
+        # Negated as in MSGL / river-dl: a large downstream distance means a small weight.
+        w[off] = _standardized_sigmoid(-distance.data[off], stats)
+        return _with_data(distance, _row_normalize(rows_all, w, n)), distance.data.copy()
+    keep = _direction_keep(flags, direction)
+    off = keep & ~self_loop
     w = np.zeros(flags.size, dtype=np.float64)
-    # Negated as in MSGL / river-dl: a large downstream distance means a small weight.
     w[off] = _standardized_sigmoid(-distance.data[off], stats)
-    w[flags == _SELF] = 1.0
+    w[self_loop] = 1.0
     w[keep] = _row_normalize(rows_all[keep], w[keep], n)
     return _mask_csr(distance, keep, w), distance.data[keep]
 
@@ -458,6 +465,10 @@ def _cross(
         return cross_distance, weights, seg_edge_distance[pos]
 
     # Here "self" marks the own segment: it is kept whatever the direction.
+    if direction == "updown":
+        w = _standardized_sigmoid(-cross_distance.data, stats)
+        w = _row_normalize(_csr_rows(structure), w, n_reach)
+        return cross_distance, _with_data(cross_distance, w), cross_distance.data.copy()
     keep = _direction_keep(flags, direction)
     w = np.zeros(flags.size)
     w[keep] = _standardized_sigmoid(-cross_distance.data[keep], stats)

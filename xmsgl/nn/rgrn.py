@@ -24,6 +24,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
@@ -70,19 +71,32 @@ class SparseGraph:
     def __init__(self, matrix: Any, device: torch.device | str | None = None) -> None:
         self.shape = (int(matrix.shape[0]), int(matrix.shape[1]))
         self.adj = _to_torch_csr(matrix.tocsr(), device)
-        self.adj_t = _to_torch_csr(matrix.T.tocsr(), device)
+        # The transpose serves backward only: made on first use, so that inference
+        # (a 10^5-reach graph holds some 9 million entries) never builds it.
+        self._adj_t: torch.Tensor | None = None
+
+    @property
+    def adj_t(self) -> torch.Tensor:
+        """``A^T`` in the layout of :attr:`adj`, made on first use and kept."""
+        if self._adj_t is None:
+            crow, col, val = (t.cpu().numpy() for t in
+                              (self.adj.crow_indices(), self.adj.col_indices(), self.adj.values()))
+            m = sp.csr_matrix((val, col, crow), shape=self.shape)
+            self._adj_t = _to_torch_csr(m.T.tocsr(), self.adj.device)
+        return self._adj_t
 
     def to(self, device: torch.device | str) -> SparseGraph:
         out = SparseGraph.__new__(SparseGraph)
         out.shape = self.shape
         out.adj = self.adj.to(device)
-        out.adj_t = self.adj_t.to(device)
+        out._adj_t = None if self._adj_t is None else self._adj_t.to(device)
         return out
 
 
 def _to_torch_csr(m: Any, device: torch.device | str | None) -> torch.Tensor:
-    m = m.copy()
-    m.sort_indices()
+    if not m.has_sorted_indices:
+        m = m.copy()
+        m.sort_indices()
     with warnings.catch_warnings():
         # torch calls its CSR support "beta"; the products used here are stable.
         warnings.simplefilter("ignore", UserWarning)
@@ -94,10 +108,11 @@ def _csr(m: Any) -> torch.Tensor:
     # 32-bit indices where they fit: the CPU sparse product (MKL) works on 32-bit
     # indices and otherwise converts all of them on every call.
     itype = np.int32 if max(m.nnz, *m.shape) < np.iinfo(np.int32).max else np.int64
+    # Copies: the tensor never shares memory with the caller's matrix.
     return torch.sparse_csr_tensor(
-        torch.from_numpy(np.asarray(m.indptr, dtype=itype)),
-        torch.from_numpy(np.asarray(m.indices, dtype=itype)),
-        torch.from_numpy(np.asarray(m.data, dtype=np.float32)),
+        torch.from_numpy(np.array(m.indptr, dtype=itype)),
+        torch.from_numpy(np.array(m.indices, dtype=itype)),
+        torch.from_numpy(np.array(m.data, dtype=np.float32)),
         size=m.shape,
         check_invariants=False,
     )
