@@ -278,3 +278,57 @@ def test_downscale_appends_to_the_inputs_history_and_drops_dangling_bounds(
     # In memory too: the output on (reach, time) carries no time_bnds.
     pred = xr.load_dataset(src).msgl.downscale(xmsgl.load(model_dir), device="cpu")
     assert "bounds" not in pred["time"].attrs
+
+
+def test_coverage_prints_and_writes_what_coverage_returns(files: dict[str, str], model_dir: str, tmp_path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    ds = xr.load_dataset(files["nc"])
+    # Two reaches pushed far beyond every observed reach's slope: they must be named.
+    hot = ds.copy(deep=True)
+    hot["reach_slope"].values[[0, 3]] = float(ds["reach_slope"].max()) * 50
+    hot_nc = tmp_path / "hot.nc"
+    hot.to_netcdf(hot_nc)
+    out = tmp_path / "cov.nc"
+    capsys.readouterr()
+    assert main(["coverage", model_dir, str(hot_nc), "--out", str(out),
+                 "--time", "2002-10-01", "2003-09-30"]) == 0
+    printed = capsys.readouterr().out
+    expected = hot.msgl.coverage(xmsgl.load(model_dir), time=("2002-10-01", "2003-09-30"))
+    flagged = expected["reach_beyond_observed"].values
+    assert flagged[[0, 3]].all()
+    assert (f"reaches: {int(flagged.sum())} of {hot.sizes['reach']} have a static input more than "
+            "1 standard deviation beyond" in printed)
+    ids = hot["reach"].values
+    assert f"reach {ids[0]} (reach_slope," in printed and f"reach {ids[3]} (reach_slope," in printed
+    assert "(of 365 judged, 2002-10-01 to 2003-09-30)" in printed
+    assert expected.attrs["xmsgl_days_judged"] == 365
+    assert expected.attrs["xmsgl_time_judged"] == "2002-10-01 to 2003-09-30"
+    written = xr.load_dataset(out)
+    np.testing.assert_array_equal(written["reach_beyond_observed"].values, flagged.astype(np.int8))
+    np.testing.assert_array_equal(written["reach_beyond_sd"].values, expected["reach_beyond_sd"].values)
+    assert list(written["reach_beyond_variable"].values) == list(expected["reach_beyond_variable"].values)
+    assert written.attrs["xmsgl_model_sha256"] == expected.attrs["xmsgl_model_sha256"]
+    # Never over an existing file without --overwrite, nor over an input, nor to zarr.
+    assert main(["coverage", model_dir, str(hot_nc), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["coverage", model_dir, str(hot_nc), "--out", str(hot_nc), "--overwrite"]) == 2
+    assert main(["coverage", model_dir, str(hot_nc), "--out", str(tmp_path / "c.zarr")]) == 2
+    assert main(["coverage", model_dir, str(hot_nc), "--margin", "-1"]) == 2
+    assert "--margin" in capsys.readouterr().err
+    # The unchanged basin: printed without --out, nothing written.
+    assert main(["coverage", model_dir, files["nc"]]) == 0
+    assert "reaches: " in capsys.readouterr().out
+
+
+def test_coverage_refuses_a_baseline_and_a_missing_input(files: dict[str, str], model_dir: str, tmp_path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    clim = str(tmp_path / "clim")
+    assert main(["fit", files["nc"], clim, "--method", "climatology"]) == 0
+    capsys.readouterr()
+    assert main(["coverage", clim, files["nc"]]) == 2
+    assert "baseline" in capsys.readouterr().err
+    ds = xr.load_dataset(files["nc"]).drop_vars("reach_slope")
+    ds.to_netcdf(tmp_path / "no_slope.nc")
+    assert main(["coverage", model_dir, str(tmp_path / "no_slope.nc")]) == 2
+    err = capsys.readouterr().err
+    assert "reach_slope" in err and "no_slope.nc" in err

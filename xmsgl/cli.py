@@ -22,6 +22,10 @@ Sub-commands:
     zarr store when ``OUT`` ends in ``.zarr``, else netCDF. ``DATA`` is read lazily
     (dask, the file's own chunks): a zarr store chunked along ``reach`` streams
     through block by block.
+``xmsgl coverage MODEL DATA``
+    Which nodes of ``DATA`` have inputs beyond those of the nodes the model was
+    trained on (``ds.msgl.coverage``): prints the counts and the farthest nodes,
+    and with ``--out`` writes the flags to a netCDF file.
 
 Options are checked before any work starts: for ``xmsgl evaluate`` that includes
 what only the data can tell (the cross-validation's held-out sets, the variables
@@ -828,7 +832,112 @@ def build_parser() -> argparse.ArgumentParser:
     dn.add_argument("--device", default="auto", help=_DEVICE_HELP)
     dn.add_argument("--overwrite", action="store_true", help="replace an existing OUT (never DATA or MODEL)")
     dn.set_defaults(func=_downscale)
+
+    cv = sub.add_parser(
+        "coverage", help="nodes whose inputs lie beyond those the model was trained on",
+        description="Judge DATA against the range of each input over the nodes with training "
+                    "observations that the model folder MODEL recorded (ds.msgl.coverage): print "
+                    "how many segments and reaches lie beyond it, and the farthest; with --out, "
+                    "write the flags and distances to a netCDF file.")
+    cv.add_argument("model", metavar="MODEL", help="model folder written by xmsgl fit or model.save")
+    cv.add_argument("data", metavar="DATA", help="netCDF file or zarr store in the xmsgl convention")
+    cv.add_argument("--time", nargs=2, metavar=("START", "END"), default=None,
+                    help="days to judge the time-varying inputs on, ends included (default: all)")
+    cv.add_argument("--margin", type=float, default=1.0,
+                    help="standard deviations beyond the observed range before a node or day "
+                         "counts (default: %(default)s)")
+    cv.add_argument("--out", default=None, help="netCDF file to write the flags to (default: none)")
+    cv.add_argument("--overwrite", action="store_true", help="replace an existing --out (never DATA or MODEL)")
+    cv.set_defaults(func=_coverage)
     return parser
+
+
+def _coverage(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import xmsgl
+    from xmsgl.coverage import coverage
+    from xmsgl.io import model_path, to_netcdf_safe
+
+    time = _period("--time", args.time)
+    if not (np.isfinite(args.margin) and args.margin >= 0):
+        raise ParameterError(f"--margin {args.margin}: give a number of standard deviations >= 0")
+    out = None
+    if args.out is not None:
+        out = _new_output(args.out, "--out", args.overwrite,
+                          [("input", args.data), ("input", args.model)])
+        if out.suffix.lower() == ".zarr" or out.is_dir():
+            raise ParameterError(f"--out {args.out!r}: coverage writes one netCDF file; give a "
+                                 "file name such as coverage.nc")
+    with _warnings_as_lines():
+        folder = model_path(args.model, "MODEL")
+        if not os.path.lexists(folder):
+            raise ParameterError(f"MODEL {args.model!r} does not exist; give a folder written by "
+                                 "xmsgl fit (or model.save in Python)")
+        model = xmsgl.load(folder)
+        ds = _read_dataset(args.data, "DATA", check=False)  # coverage validates what it reads
+        try:
+            cov = coverage(ds, model, margin=args.margin, time=time)
+        except XmsglError as err:
+            raise type(err)(f"DATA {args.data!r}: {err}") from err
+    for line in _coverage_lines(cov, args.margin):
+        print(line)
+    if out is not None:
+        result = cov.copy()
+        for name, da in result.data_vars.items():
+            if da.dtype == bool:  # netCDF has no booleans: 0 / 1 flags, as CF describes them
+                result[name] = da.astype(np.int8).assign_attrs(
+                    da.attrs, flag_values=np.array([0, 1], dtype=np.int8),
+                    flag_meanings="inside beyond")
+        result.attrs.update({"title": "xmsgl coverage: nodes with inputs beyond those of the "
+                                      "observed nodes",
+                             "source": f"{args.data} with the model {args.model}"})
+        to_netcdf_safe(_json_attrs(result), out, overwrite=args.overwrite)
+        print(f"wrote {out}")
+    return 0
+
+
+def _coverage_lines(cov: Any, margin: float) -> list[str]:
+    """What :func:`_coverage` prints: per scale, the nodes beyond and the farthest ones."""
+    import numpy as np
+
+    words = {"seg": ("segment", "segments"), "reach": ("reach", "reaches")}
+    sds = f"{margin:g} standard deviation{'' if margin == 1 else 's'}"
+    lines = []
+    for dim in ("seg", "reach"):
+        if f"{dim}_beyond_observed" not in cov:
+            continue
+        one, many = words[dim]
+        ids = cov[dim].values
+        n = ids.size
+        flag = cov[f"{dim}_beyond_observed"].values
+        sd = cov[f"{dim}_beyond_sd"].values
+        var = cov[f"{dim}_beyond_variable"].values
+        line = (f"{many}: {int(flag.sum())} of {n} have a static input more than {sds} beyond "
+                f"those of the observed {many}")
+        top = [i for i in np.argsort(-sd, kind="stable")[:3] if flag[i]]
+        if top:
+            line += "; farthest: " + ", ".join(f"{one} {ids[i]} ({var[i]}, {sd[i]:.1f} sd)" for i in top)
+        lines.append(line)
+        days_name = f"{dim}_days_beyond_observed"
+        if days_name in cov:
+            days = cov[days_name].values
+            most = [i for i in np.argsort(-days, kind="stable")[:3] if days[i] > 0]
+            judged = (f" (of {cov.attrs['xmsgl_days_judged']} judged, "
+                      f"{cov.attrs.get('xmsgl_time_judged', '')})" if "xmsgl_days_judged" in cov.attrs else "")
+            line = (f"{many}: {int((days > 0).sum())} of {n} have days{judged} on which a "
+                    f"time-varying input lies more than {sds} beyond its range over the observed "
+                    f"{many}' training days")
+            if most:
+                dvar = cov[f"{dim}_days_beyond_variable"].values
+                line += "; most: " + ", ".join(f"{one} {ids[i]} ({int(days[i])} days, {dvar[i]})"
+                                               for i in most)
+            lines.append(line)
+    if "reach_segment_beyond_observed" in cov:
+        lines.append(f"reaches: {int(cov['reach_segment_beyond_observed'].values.sum())} of "
+                     f"{cov.sizes['reach']} lie in a segment beyond the observed ones (MSGL's "
+                     "reach predictions also read their segment's states)")
+    return lines
 
 
 def _error(message: object) -> None:

@@ -68,6 +68,9 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         range) and ``s_days_beyond_variable`` (the input beyond on the most days). When the
         model reads both scales, ``reach_segment_beyond_observed`` flags reaches whose
         segment is beyond: MSGL's reach predictions also read their segment's states.
+        Attributes: ``xmsgl_margin_sd``, ``xmsgl_method``, ``xmsgl_model_sha256`` and,
+        with time-varying inputs judged, ``xmsgl_days_judged`` and ``xmsgl_time_judged``
+        (the first and last day).
 
     Raises
     ------
@@ -204,4 +207,10 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             attrs={"long_name": "the reach's segment is beyond the observed segments"})
     out.attrs.update({"xmsgl_margin_sd": float(margin), "xmsgl_method": model.method,
                       "xmsgl_model_sha256": model.sha256})
+    if any(str(name).endswith("_days_beyond_observed") for name in out.data_vars):
+        days = ds[TIME].values
+        out.attrs["xmsgl_days_judged"] = int(days.size)
+        if days.size:
+            out.attrs["xmsgl_time_judged"] = (f"{np.datetime_as_string(days[0], unit='D')} to "
+                                              f"{np.datetime_as_string(days[-1], unit='D')}")
     return out
