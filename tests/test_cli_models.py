@@ -332,3 +332,46 @@ def test_coverage_refuses_a_baseline_and_a_missing_input(files: dict[str, str], 
     assert main(["coverage", model_dir, str(tmp_path / "no_slope.nc")]) == 2
     err = capsys.readouterr().err
     assert "reach_slope" in err and "no_slope.nc" in err
+
+
+def test_info_describes_a_saved_model(files: dict[str, str], model_dir: str, tmp_path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["info", model_dir]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    model = xmsgl.load(model_dir)
+    cfg = model.config
+    assert lines[0].startswith(f"{model_dir}: msgl (fine output)") and "seed 3" in lines[0]
+    assert lines[1] == f"sha256 {model.sha256}"
+    assert f"{cfg['graph']['n_seg']} segments, {cfg['graph']['n_reach']} reaches" in lines[2]
+    for k in ("train", "val", "test"):
+        (a, b), = cfg["periods"][k]
+        assert f"{k}: {a} to {b}" in lines
+    main_hist = cfg["history"]["main"]
+    best = main_hist["best_epoch"]
+    fit_line = next(ln for ln in lines if ln.startswith("fit: "))
+    assert f"{cfg['n_fine_train_obs']} fine training observations" in fit_line
+    assert f"best epoch {best} of {len(main_hist['val'])}" in fit_line
+    assert f"{main_hist['val'][best - 1]:.3f} degC" in fit_line
+    inputs = next(ln for ln in lines if ln.startswith("reach inputs: "))
+    for name in cfg["variables"]["reach_vars"]:
+        assert f"{name} (" in inputs
+    assert "reach_slope (1, static)" in inputs and "reach_air_temp (degC)" in inputs
+    # ASYNC-MSGL names its stage A; a baseline says what it is; a missing folder is refused.
+    path = str(tmp_path / "async")
+    assert main(["fit", files["nc"], path, "--method", "async-msgl", *FAST]) == 0
+    capsys.readouterr()
+    assert main(["info", path]) == 0
+    out = capsys.readouterr().out
+    stage = xmsgl.load(path).config["stage_a"]
+    assert f"stage A: {stage['period'][0][0]} to {stage['period'][0][1]}" in out
+    assert f"tasks {', '.join(stage['tasks'])}" in out
+    clim = str(tmp_path / "clim")
+    assert main(["fit", files["nc"], clim, "--method", "climatology"]) == 0
+    capsys.readouterr()
+    assert main(["info", clim]) == 0
+    out = capsys.readouterr().out
+    assert "the climatology baseline" in out and f"sha256 {xmsgl.load(clim).sha256}" in out
+    assert main(["info", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["info", files["nc"]]) == 2

@@ -8,8 +8,10 @@ Sub-commands:
     against the synthetic truth, write netCDF and a figure.
 ``xmsgl fetch-data``
     Download (or check) the Delaware River Basin files for offline use.
-``xmsgl info``
-    Versions of xmsgl and its main dependencies, and the torch devices seen.
+``xmsgl info [MODEL]``
+    Versions of xmsgl and its main dependencies, and the torch devices seen; with
+    ``MODEL``, what a saved model is: method, network, periods, the fit's best epoch
+    and validation score, inputs with their units, settings.
 ``xmsgl evaluate``
     A sparsity sweep of several methods (optionally a cross-validation and
     robustness checks) on the synthetic basin or a dataset file; writes one
@@ -46,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import sys
@@ -105,6 +108,10 @@ def _info(args: argparse.Namespace) -> int:
 
     import xmsgl
 
+    if args.model is not None:
+        for line in _model_lines(args.model):
+            print(line)
+        return 0
     print(f"xmsgl {xmsgl.__version__}")
     for pkg in ("numpy", "xarray", "dask", "torch", "torch_geometric", "pooch", "intake"):
         try:
@@ -134,6 +141,70 @@ def _info(args: argparse.Namespace) -> int:
     folder, origin = _resolve(None)
     print(f"data folder: {folder} ({'XMSGL_DATA_DIR' if origin == 'XMSGL_DATA_DIR' else _ORIGIN_NOTE[origin]})")
     return 0
+
+
+def _model_lines(value: str) -> list[str]:
+    """What ``xmsgl info MODEL`` prints: what was fitted, on which network and days,
+    how the fit went and what it reads."""
+    import xmsgl
+    from xmsgl.baselines import BaselineModel
+    from xmsgl.io import model_path
+    from xmsgl.periods import spans_text
+
+    folder = model_path(value, "MODEL")
+    if not os.path.lexists(folder):
+        raise ParameterError(f"MODEL {value!r} does not exist; give a folder written by xmsgl fit "
+                             "(or model.save in Python)")
+    model = xmsgl.load(folder)
+    cfg = model.config
+
+    def periods(spans: Any) -> str:
+        return spans_text(spans).replace("/", " to ") if spans else "none"
+
+    if isinstance(model, BaselineModel):
+        settings = ", ".join(f"{k} {v}" for k, v in (cfg.get("settings") or {}).items()) or "none"
+        fit = cfg.get("fit") or {}
+        counts = ", ".join(f"{k} {v}" for k, v in fit.items() if isinstance(v, (int, float)))
+        return [f"{value}: the {model.method} baseline, xmsgl {cfg.get('xmsgl', '?')}, "
+                f"created {cfg.get('created', '?')}, seed {cfg.get('seed', '?')}",
+                f"sha256 {model.sha256}",
+                f"network: {len(model.arrays.get('reach_ids', ())) or '?'} reaches",
+                f"train: {periods(cfg.get('train'))}",
+                f"settings: {settings}" + (f"; {counts}" if counts else "")]
+    g, hp, v = cfg["graph"], cfg["hyperparameters"], cfg["variables"]
+    per = cfg.get("periods") or {}
+    lines = [f"{value}: {cfg['method']} ({cfg['output']} output), xmsgl "
+             f"{cfg.get('versions', {}).get('xmsgl', '?')}, created {cfg.get('created', '?')} on "
+             f"{cfg.get('device', '?')}, seed {cfg.get('seed', '?')}",
+             f"sha256 {model.sha256}",
+             f"network: {g['n_seg']} segments, {g['n_reach']} reaches; graph options "
+             f"{json.dumps(g.get('options') or {})}",
+             *(f"{k}: {periods(per.get(k))}" for k in ("train", "val", "test")),
+             ]
+    stage_a = cfg.get("stage_a")
+    if stage_a:
+        lines.append(f"stage A: {periods(stage_a.get('period'))}; tasks "
+                     f"{', '.join(stage_a.get('tasks') or [])}"
+                     + (f"; targets {stage_a['variable']}" if stage_a.get("variable") else ""))
+    main = (cfg.get("history") or {}).get("main") or {}
+    best, val = main.get("best_epoch"), main.get("val") or []
+    fit = f"{cfg.get('n_fine_train_obs', '?')} fine training observations"
+    if isinstance(best, int) and 1 <= best <= len(val):
+        score = val[best - 1]
+        fit += (f"; best epoch {best} of {len(val)}"
+                + (f", validation fine RMSE {score:.3f} degC" if score is not None else ""))
+        if best == len(val) and len(val) > 1:
+            fit += " (the last epoch: the validation score was still improving)"
+    lines.append(f"fit: {fit}")
+    units = v.get("units") or {}
+    for dim, names in (("segment", v.get("seg_vars") or []), ("reach", v.get("reach_vars") or [])):
+        if names:
+            lines.append(f"{dim} inputs: " + ", ".join(
+                f"{n} ({units.get(n) or 'no units'}{', static' if (v.get('static') or {}).get(n) else ''})"
+                for n in names))
+    keys = ("hidden", "epochs", "lr", "weighting", "window", "stride", "fine_head", "input_scaling")
+    lines.append("hyperparameters: " + ", ".join(f"{k} {hp[k]}" for k in keys if k in hp))
+    return lines
 
 
 def _merge_steps(out: Any, steps: dict[str, Any]) -> Any:
@@ -743,7 +814,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cache folder (default: $XMSGL_DATA_DIR or the user cache)")
     fetch.set_defaults(func=_fetch_data)
 
-    info = sub.add_parser("info", help="print versions and devices")
+    info = sub.add_parser("info", help="print versions and devices, or describe a saved model",
+                          description="Without MODEL: the versions of xmsgl and its main "
+                                      "dependencies, the torch devices and the data folder. With "
+                                      "MODEL: what the saved model is (method, network, periods, "
+                                      "the fit's best epoch and score, inputs, settings).")
+    info.add_argument("model", metavar="MODEL", nargs="?", default=None,
+                      help="a model folder written by xmsgl fit or model.save")
     info.set_defaults(func=_info)
 
     ev = sub.add_parser(
