@@ -117,6 +117,13 @@ def test_downscale_writes_what_downscale_returns(files: dict[str, str], model_di
     np.testing.assert_allclose(got.values, want.values, atol=1e-5)
     assert got.attrs["units"] == "degC" and "xmsgl" in got.attrs["history"]
     assert list(got["reach"].values) == list(ds["reach"].values)
+    # Daily means with CF bounds: each day from its start to the next day's.
+    written = xr.open_zarr(out) if suffix == ".zarr" else xr.open_dataset(out)
+    assert written["time"].attrs["bounds"] == "time_bnds"
+    bounds = written["time_bnds"].values
+    np.testing.assert_array_equal(bounds[:, 0], written["time"].values)
+    assert (bounds[:, 1] - bounds[:, 0] == np.timedelta64(1, "D")).all()
+    assert got.attrs["cell_methods"] == "time: mean"
 
 
 def test_downscale_keeps_numpy_attributes_and_reads_partial_labels(
@@ -258,7 +265,7 @@ def test_messages_speak_of_the_commands_options(files: dict[str, str], model_dir
     assert "--seed -1" in capsys.readouterr().err and not (tmp_path / "d").exists()
 
 
-def test_downscale_appends_to_the_inputs_history_and_drops_dangling_bounds(
+def test_downscale_appends_to_the_inputs_history_and_writes_its_own_bounds(
         files: dict[str, str], model_dir: str, tmp_path) -> None:
     ds = xr.load_dataset(files["nc"])
     t = ds.time.values
@@ -273,7 +280,10 @@ def test_downscale_appends_to_the_inputs_history_and_drops_dangling_bounds(
         got = xr.open_dataset(out)
     lines = got.attrs["history"].splitlines()
     assert lines[0] == "2001-01-01 made by hand" and "downscale(method='msgl'" in lines[1]
-    assert "bounds" not in got["time"].attrs
+    # The input's bounds are not carried (the output holds no copy of them); the file
+    # writes its own, of the days it holds, under the name its time gives.
+    assert got["time"].attrs["bounds"] == "time_bnds"
+    np.testing.assert_array_equal(got["time_bnds"].values[:, 0], got["time"].values)
     got.close()
     # In memory too: the output on (reach, time) carries no time_bnds.
     pred = xr.load_dataset(src).msgl.downscale(xmsgl.load(model_dir), device="cpu")

@@ -466,3 +466,22 @@ def test_negative_discharge_is_named() -> None:
         xmsgl.validate(bad, check_values=False)
         cold = ds.assign(reach_precip=ds["reach_precip"] * 0 - 1.0)  # not a flow: no warning
         xmsgl.validate(cold)
+
+
+def test_daily_time_bounds() -> None:
+    import pandas as pd
+
+    from xmsgl.convention import daily_time_bounds
+
+    ds = xr.Dataset({"v": ("time", [1.0, 2.0, 3.0])},
+                    coords={"time": pd.date_range("2001-12-31", periods=3)})
+    out = daily_time_bounds(ds)
+    assert out["time"].attrs["bounds"] == "time_bnds"
+    assert out["time_bnds"].dims == ("time", "nv")
+    assert str(out["time_bnds"].values[0, 1])[:10] == "2002-01-01"
+    assert "bounds" not in ds["time"].attrs  # the input is left as it was
+    # Bounds already named, a variable of that name, or no dates: nothing to add twice.
+    assert daily_time_bounds(out) is out
+    taken = ds.assign(time_bnds=("time", [0, 0, 0]))
+    assert daily_time_bounds(taken)["time"].attrs["bounds"] == "_time_bnds"
+    assert daily_time_bounds(ds.drop_vars("time")) .identical(ds.drop_vars("time"))

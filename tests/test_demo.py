@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -28,6 +29,8 @@ def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys) -> None:
                 "reach_temp_true"} <= set(out.data_vars)
         assert out["reach_temp_async_msgl"].attrs["units"] == "degC"
         assert "xmsgl" in out.attrs["history"]
+        assert out["time"].attrs["bounds"] == "time_bnds"
+        assert (out["time_bnds"].values[:, 1] - out["time"].values == np.timedelta64(1, "D")).all()
         assert f"device={res['device']!r}" in out.attrs["history"]
         # The basin's history line, then one for each prediction in the file.
         lines = out.attrs["history"].splitlines()

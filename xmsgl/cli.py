@@ -432,6 +432,7 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _downscale(args: argparse.Namespace) -> int:
     import xmsgl
+    from xmsgl.convention import daily_time_bounds
     from xmsgl.io import model_path, to_netcdf_safe, to_zarr_safe
 
     time = _period("--time", args.time)
@@ -471,7 +472,7 @@ def _downscale(args: argparse.Namespace) -> int:
         result.attrs = {"title": f"xmsgl downscale: {pred.attrs.get('long_name', pred.name)}",
                         "history": f"{prior}\n{step}" if prior else step,
                         "source": f"{args.data} with the model {args.model}"}
-        result = _json_attrs(result)
+        result = _json_attrs(daily_time_bounds(result))
         try:
             # DATA is read lazily, block by block, while the result is written: a chunk
             # it cannot decode fails here, not when it was opened.

@@ -75,6 +75,7 @@ __all__ = [
     "to_convention",
     "topology_arrays",
     "Topology",
+    "daily_time_bounds",
 ]
 
 SEG = "seg"
@@ -1032,6 +1033,39 @@ def only_read(ds: xr.Dataset, inputs: Iterable[str]) -> xr.Dataset:
     keep = {*TOPOLOGY, *GEOMETRY, *inputs}
     drop = [v for v in ds.data_vars if str(v) not in keep]
     return ds.drop_vars(drop) if drop else ds
+
+
+def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with CF time bounds for daily means: ``time_bnds`` (time, nv) from each
+    day's start to the next day's, named by ``time``'s ``bounds`` attribute.
+
+    The outputs are daily means (``cell_methods = "time: mean"``) stamped at the start
+    of their day; with the bounds, CF readers (CDO, NCO, cf-python) know each value
+    covers the whole day rather than one instant. A dataset whose ``time`` already
+    names its bounds, or without a ``time`` coordinate of dates, is returned as it is.
+
+    Examples
+    --------
+    >>> import pandas as pd, xarray as xr
+    >>> ds = xr.Dataset(coords={"time": pd.date_range("2001-01-01", periods=2)})
+    >>> str(daily_time_bounds(ds)["time_bnds"].values[0, 1])[:10]
+    '2001-01-02'
+    """
+    if (TIME not in ds.coords or "bounds" in ds[TIME].attrs
+            or not np.issubdtype(ds[TIME].dtype, np.datetime64)):
+        return ds
+    name = "time_bnds"
+    while name in ds.variables:
+        name = "_" + name
+    start = ds[TIME].values
+    bounds = np.stack([start, start + np.timedelta64(1, "D")], axis=1)
+    out = ds.assign({name: ((TIME, "nv"), bounds)})
+    out[TIME].attrs = {**ds[TIME].attrs, "bounds": name}
+    if "units" not in out[TIME].encoding and start.size:
+        # CF wants the bounds in the units of the time they bound: one encoding for both.
+        out[TIME].encoding = {**ds[TIME].encoding,
+                              "units": f"days since {np.datetime_as_string(start[0], unit='D')}"}
+    return out
 
 
 def output_coords(sub: xr.Dataset, dim: str, chunks: tuple[Any, Any] | None = None) -> dict[str, xr.DataArray]:

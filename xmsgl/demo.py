@@ -219,6 +219,7 @@ def run_demo(
     ['async-msgl', 'fine-only', 'remap']
     """
     import xmsgl
+    from xmsgl.convention import daily_time_bounds
     from xmsgl.coverage import coverage
     from xmsgl.downscale import downscale
     from xmsgl.model import fit
@@ -310,6 +311,7 @@ def run_demo(
                  "seed": seed,
                  "xmsgl_sparsify": str(sparse["reach_temp"].attrs.get("xmsgl_sparsify", "")),
                  "xmsgl_version": xmsgl.__version__}
+    out = daily_time_bounds(out)
     nc = outdir / "downscaled.nc"
     png = outdir / "demo.png"
     # The figure is drawn (in memory) while the file waits under its temporary name:
