@@ -67,6 +67,20 @@ def test_sparse_graph_transpose_is_made_on_first_use_and_copies_the_matrix(devic
     torch.testing.assert_close(g.adj.to_dense(), expected.T)
 
 
+def test_the_recurrence_makes_the_transpose_for_backward_only() -> None:
+    torch.manual_seed(0)
+    cell = GraphRecurrent(hidden=4)
+    x = torch.randn(5, 6, 1, 3)
+    w, b = torch.randn(16, 3), torch.randn(16)
+    g = SparseGraph(_chain(6))
+    with torch.no_grad():
+        cell.run_inputs(x, w, b, g)
+        cell(torch.randn(5, 6, 1, 16), g)
+    assert g._adj_t is None  # inference never builds it
+    cell.run_inputs(x, w, b, g).sum().backward()
+    assert g._adj_t is not None
+
+
 @pytest.mark.parametrize("device", devices())
 def test_rgrn_shapes_and_shared_weights_across_graphs(device: str) -> None:
     torch.manual_seed(0)

@@ -802,7 +802,7 @@ class GraphRecurrent(nn.Module):
             hs = x.new_zeros(0, n_node, n_batch, hdim)
             last = (h0.view(n_node, n_batch, hdim), c0.view(n_node, n_batch, hdim))
             return (hs, last) if return_state else hs
-        mat, mat_t = (adj.adj, adj.adj_t) if isinstance(adj, SparseGraph) else (adj, None)
+        mat = adj.adj if isinstance(adj, SparseGraph) else adj
         if torch.is_grad_enabled() and mat.requires_grad:
             raise ParameterError(
                 "the adjacency requires grad, but the recurrence takes the graph as an argument, "
@@ -812,6 +812,8 @@ class GraphRecurrent(nn.Module):
         weight, bias = self.recurrent.weight, self.recurrent.bias
         tracked = [t for t in (xf, w_x, b_x, weight, bias, h0, c0) if t is not None]
         if torch.is_grad_enabled() and any(t.requires_grad for t in tracked):
+            # The transpose serves backward only: asked for (and made) here, not at inference.
+            mat_t = adj.adj_t if isinstance(adj, SparseGraph) else None
             hs, c = _Recurrence.apply(xf.contiguous(), w_x, b_x, weight, bias, h0, c0, mat, mat_t, n_node)
         else:
             flat_out = None if out is None else out.view(n_time, n_rows, hdim)
