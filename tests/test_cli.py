@@ -379,3 +379,15 @@ def test_device_is_checked_before_the_work(tmp_path, monkeypatch: pytest.MonkeyP
             line = one_error_line(capsys.readouterr().err)
             assert f"--device {name}:" in line and why in line
     assert len(calls) == 1 and not (tmp_path / "b").exists() and not (tmp_path / "e.nc").exists()
+
+
+def test_messages_in_the_commands_words_leave_python_code_alone() -> None:
+    from xmsgl.cli import _cli_words
+
+    assert (_cli_words("time=('2010-01-01', '2011-01-01') selects no day")
+            == "--time 2010-01-01 2011-01-01 selects no day")
+    assert _cli_words("give train=('a', 'b')") == "give --train a b"
+    assert _cli_words("use method='msgl'") == "use --method msgl"
+    # Advice written as Python keeps its keywords: it is code to type, not an option.
+    for code in ("ds.resample(time='1D').mean()", "fit(ds, method='msgl')", "f(a, time='x')"):
+        assert _cli_words(f"run {code}") == f"run {code}"

@@ -143,7 +143,7 @@ def test_downscale_keeps_numpy_attributes_and_reads_partial_labels(
             warnings.simplefilter("default", xmsgl.XmsglWarning)
             assert main(["downscale", model_dir, str(tmp_path / "attrs.nc"), str(out), "--time",
                          "2003-06", "2003"]) == 0
-        assert "xmsgl: warning: --time ('2003-06', '2003') reaches past" in capsys.readouterr().err
+        assert "xmsgl: warning: --time 2003-06 2003 reaches past" in capsys.readouterr().err
         got = (xr.open_zarr(out) if suffix == ".zarr" else xr.open_dataset(out))["reach_temp_pred"]
         assert str(got.time.values[0])[:10] == "2003-06-01" and str(got.time.values[-1])[:10] == "2003-09-30"
         assert list(np.asarray(got.time.attrs["actual_range"])) == [0.0, 1095.0]
@@ -260,7 +260,7 @@ def test_messages_speak_of_the_commands_options(files: dict[str, str], model_dir
     err = capsys.readouterr().err
     assert "pass --other-network" in err and "check_graph" not in err
     assert main(["downscale", model_dir, files["nc"], str(tmp_path / "t.nc"), "--time", "1990", "1991"]) == 2
-    assert "--time ('1990', '1991') selects no day" in capsys.readouterr().err
+    assert "--time 1990 1991 selects no day" in capsys.readouterr().err
     assert main(["demo", "--quick", "--seed", "-1", "--outdir", str(tmp_path / "d")]) == 2
     assert "--seed -1" in capsys.readouterr().err and not (tmp_path / "d").exists()
 
@@ -310,7 +310,7 @@ def test_coverage_prints_and_writes_what_coverage_returns(files: dict[str, str],
             "1 standard deviation beyond" in printed)
     ids = hot["reach"].values
     assert f"reach {ids[0]} (reach_slope," in printed and f"reach {ids[3]} (reach_slope," in printed
-    assert "(of 365 judged, 2002-10-01 to 2003-09-30)" in printed
+    assert "(of 365 days judged, 2002-10-01 to 2003-09-30)" in printed
     assert expected.attrs["xmsgl_days_judged"] == 365
     assert expected.attrs["xmsgl_time_judged"] == "2002-10-01 to 2003-09-30"
     written = xr.load_dataset(out)
@@ -325,9 +325,33 @@ def test_coverage_prints_and_writes_what_coverage_returns(files: dict[str, str],
     assert main(["coverage", model_dir, str(hot_nc), "--out", str(tmp_path / "c.zarr")]) == 2
     assert main(["coverage", model_dir, str(hot_nc), "--margin", "-1"]) == 2
     assert "--margin" in capsys.readouterr().err
-    # The unchanged basin: printed without --out, nothing written.
+    # A folder is refused as what it is, not as an existing file to --overwrite.
+    (tmp_path / "adir").mkdir()
+    for bad in (str(tmp_path / "adir"), str(tmp_path / "new") + os.sep):
+        assert main(["coverage", model_dir, str(hot_nc), "--out", bad]) == 2
+        assert "writes one netCDF file" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    # The unchanged basin: printed without --out, nothing written; the inputs judged named.
     assert main(["coverage", model_dir, files["nc"]]) == 0
-    assert "reaches: " in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "reaches: " in printed and "inputs judged: " in printed and "reach_slope" in printed
+    assert "not judged" not in printed
+    # Without an input on time, the coverage says so rather than counting no days.
+    partial = tmp_path / "partial.nc"
+    ds.drop_vars(["reach_discharge", "seg_discharge"]).to_netcdf(partial)
+    assert main(["coverage", model_dir, str(partial)]) == 0
+    printed = capsys.readouterr().out
+    assert "not judged (the model reads them, DATA lacks them): " in printed
+    assert "reach_discharge" in printed.split("not judged")[1]
+    # --time on a file of static inputs alone, and a period outside the record: one line
+    # in the command's words.
+    static = tmp_path / "static.nc"
+    ds.drop_dims("time").to_netcdf(static)
+    assert main(["coverage", model_dir, str(static), "--time", "2002-01-01", "2002-02-01"]) == 2
+    assert "--time was given" in capsys.readouterr().err
+    assert main(["coverage", model_dir, files["nc"], "--time", "2010-01-01", "2011-01-01"]) == 2
+    err = capsys.readouterr().err
+    assert "--time 2010-01-01 2011-01-01" in err and "time=" not in err
 
 
 def test_coverage_refuses_a_baseline_and_a_missing_input(files: dict[str, str], model_dir: str, tmp_path,
@@ -335,8 +359,9 @@ def test_coverage_refuses_a_baseline_and_a_missing_input(files: dict[str, str], 
     clim = str(tmp_path / "clim")
     assert main(["fit", files["nc"], clim, "--method", "climatology"]) == 0
     capsys.readouterr()
-    assert main(["coverage", clim, files["nc"]]) == 2
-    assert "baseline" in capsys.readouterr().err
+    assert main(["coverage", clim, str(tmp_path / "absent.nc")]) == 2  # refused before DATA is read
+    err = capsys.readouterr().err
+    assert f"MODEL {clim!r} is the climatology baseline" in err and "--method msgl" in err
     ds = xr.load_dataset(files["nc"]).drop_vars("reach_slope")
     ds.to_netcdf(tmp_path / "no_slope.nc")
     assert main(["coverage", model_dir, str(tmp_path / "no_slope.nc")]) == 2

@@ -275,8 +275,9 @@ _CLI_WORDS = (
     (r"\btrain=, val= and test= \(start, end\)", "--train, --val and --test START END"),
     (r"\btrain=, val= and test=", "--train, --val and --test"),
     (r"\b(train|val|test)=\(start, end\)", r"--\1 START END"),
-    (r"\b(train|val|test|time)=(?=[('\"])", r"--\1 "),
-    (r"\bmethod='([a-z-]+)'", r"--method \1"),
+    (r"(?<![(.])(?<!, )\b(train|val|test|time)=\('([^']*)', '([^']*)'\)", r"--\1 \2 \3"),
+    (r"(?<![(.])(?<!, )\b(train|val|test|time)=(?=[('\"])", r"--\1 "),
+    (r"(?<![(.])(?<!, )\bmethod='([a-z-]+)'", r"--method \1"),
 )
 
 
@@ -921,10 +922,11 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("data", metavar="DATA", help="netCDF file or zarr store in the xmsgl convention")
     cv.add_argument("--time", nargs=2, metavar=("START", "END"), default=None,
                     help="days to judge the time-varying inputs on, ends included (default: all)")
-    cv.add_argument("--margin", type=float, default=1.0,
+    cv.add_argument("--margin", type=float, default=1.0, metavar="SD",
                     help="standard deviations beyond the observed range before a node or day "
                          "counts (default: %(default)s)")
-    cv.add_argument("--out", default=None, help="netCDF file to write the flags to (default: none)")
+    cv.add_argument("--out", default=None, help="netCDF file to write the flags, distances and inputs "
+                                                 "beyond to (default: none)")
     cv.add_argument("--overwrite", action="store_true", help="replace an existing --out (never DATA or MODEL)")
     cv.set_defaults(func=_coverage)
     return parser
@@ -934,26 +936,42 @@ def _coverage(args: argparse.Namespace) -> int:
     import numpy as np
 
     import xmsgl
+    from xmsgl.baselines import BaselineModel
     from xmsgl.coverage import coverage
     from xmsgl.io import model_path, to_netcdf_safe
 
     time = _period("--time", args.time)
     if not (np.isfinite(args.margin) and args.margin >= 0):
-        raise ParameterError(f"--margin {args.margin}: give a number of standard deviations >= 0")
+        raise ParameterError(f"--margin {args.margin:g}: give a number of standard deviations >= 0")
     out = None
     if args.out is not None:
-        out = _new_output(args.out, "--out", args.overwrite,
-                          [("input", args.data), ("input", args.model)])
-        if out.suffix.lower() == ".zarr" or out.is_dir():
+        if (args.out.endswith(("/", os.sep)) or Path(args.out).suffix.lower() == ".zarr"
+                or Path(args.out).expanduser().is_dir()):
             raise ParameterError(f"--out {args.out!r}: coverage writes one netCDF file; give a "
                                  "file name such as coverage.nc")
+        out = _new_output(args.out, "--out", args.overwrite,
+                          [("input", args.data), ("input", args.model)])
     with _warnings_as_lines():
         folder = model_path(args.model, "MODEL")
         if not os.path.lexists(folder):
             raise ParameterError(f"MODEL {args.model!r} does not exist; give a folder written by "
                                  "xmsgl fit (or model.save in Python)")
         model = xmsgl.load(folder)
+        # What only the model can tell, before DATA is read.
+        if isinstance(model, BaselineModel):
+            raise ParameterError(
+                f"MODEL {args.model!r} is the {model.method} baseline; coverage judges the "
+                "network methods' models: fit one with xmsgl fit --method msgl (or async-msgl, "
+                "fine-only, remap, direct, progressive)")
+        if "observed_range" not in model.config["variables"]:
+            raise ParameterError(
+                f"MODEL {args.model!r} was saved before xmsgl recorded the range of its observed "
+                "nodes' inputs; fit it again with xmsgl fit to judge coverage")
         ds = _read_dataset(args.data, "DATA", check=False)  # coverage validates what it reads
+        if time is not None and "time" not in ds.dims:
+            raise ParameterError(f"--time was given, but DATA {args.data!r} has no 'time' "
+                                 "dimension (its static inputs are judged without it); leave "
+                                 "--time out")
         try:
             cov = coverage(ds, model, margin=args.margin, time=time)
         except XmsglError as err:
@@ -970,7 +988,11 @@ def _coverage(args: argparse.Namespace) -> int:
         result.attrs.update({"title": "xmsgl coverage: nodes with inputs beyond those of the "
                                       "observed nodes",
                              "source": f"{args.data} with the model {args.model}"})
-        to_netcdf_safe(_json_attrs(result), out, overwrite=args.overwrite)
+        try:
+            to_netcdf_safe(_json_attrs(result), out, overwrite=args.overwrite)
+        except OSError as err:
+            raise OSError(err.errno, f"--out {args.out!r} cannot be written "
+                                     f"({err.strerror or err}); nothing was written") from err
         print(f"wrote {out}")
     return 0
 
@@ -980,7 +1002,15 @@ def _coverage_lines(cov: Any, margin: float) -> list[str]:
     import numpy as np
 
     words = {"seg": ("segment", "segments"), "reach": ("reach", "reaches")}
-    sds = f"{margin:g} standard deviation{'' if margin == 1 else 's'}"
+    shown = f"{margin:g}"
+    sds = f"{shown} standard deviation{'' if shown == '1' else 's'}"
+
+    def count(k: int, n: int) -> str:
+        return f"{k} of {n} {'has' if k == 1 else 'have'}"
+
+    def days(k: int) -> str:
+        return f"{k} day{'' if k == 1 else 's'}"
+
     lines = []
     for dim in ("seg", "reach"):
         if f"{dim}_beyond_observed" not in cov:
@@ -991,7 +1021,7 @@ def _coverage_lines(cov: Any, margin: float) -> list[str]:
         flag = cov[f"{dim}_beyond_observed"].values
         sd = cov[f"{dim}_beyond_sd"].values
         var = cov[f"{dim}_beyond_variable"].values
-        line = (f"{many}: {int(flag.sum())} of {n} have a static input more than {sds} beyond "
+        line = (f"{many}: {count(int(flag.sum()), n)} a static input more than {sds} beyond "
                 f"those of the observed {many}")
         top = [i for i in np.argsort(-sd, kind="stable")[:3] if flag[i]]
         if top:
@@ -999,22 +1029,28 @@ def _coverage_lines(cov: Any, margin: float) -> list[str]:
         lines.append(line)
         days_name = f"{dim}_days_beyond_observed"
         if days_name in cov:
-            days = cov[days_name].values
-            most = [i for i in np.argsort(-days, kind="stable")[:3] if days[i] > 0]
-            judged = (f" (of {cov.attrs['xmsgl_days_judged']} judged, "
-                      f"{cov.attrs.get('xmsgl_time_judged', '')})" if "xmsgl_days_judged" in cov.attrs else "")
-            line = (f"{many}: {int((days > 0).sum())} of {n} have days{judged} on which a "
+            beyond = cov[days_name].values
+            most = [i for i in np.argsort(-beyond, kind="stable")[:3] if beyond[i] > 0]
+            judged = (f" (of {days(int(cov.attrs['xmsgl_days_judged']))} judged, "
+                      f"{cov.attrs.get('xmsgl_time_judged', '')})"
+                      if "xmsgl_days_judged" in cov.attrs else "")
+            line = (f"{many}: {count(int((beyond > 0).sum()), n)} days{judged} on which a "
                     f"time-varying input lies more than {sds} beyond its range over the observed "
                     f"{many}' training days")
             if most:
                 dvar = cov[f"{dim}_days_beyond_variable"].values
-                line += "; most: " + ", ".join(f"{one} {ids[i]} ({int(days[i])} days, {dvar[i]})"
+                line += "; most: " + ", ".join(f"{one} {ids[i]} ({days(int(beyond[i]))}, {dvar[i]})"
                                                for i in most)
             lines.append(line)
     if "reach_segment_beyond_observed" in cov:
-        lines.append(f"reaches: {int(cov['reach_segment_beyond_observed'].values.sum())} of "
-                     f"{cov.sizes['reach']} lie in a segment beyond the observed ones (MSGL's "
-                     "reach predictions also read their segment's states)")
+        k = int(cov["reach_segment_beyond_observed"].values.sum())
+        lines.append(f"reaches: {k} of {cov.sizes['reach']} {'lies' if k == 1 else 'lie'} in a "
+                     "segment beyond the observed ones (MSGL's reach predictions also read their "
+                     "segment's states)")
+    lines.append(f"inputs judged: {cov.attrs.get('xmsgl_inputs_judged') or 'none'}")
+    if cov.attrs.get("xmsgl_inputs_not_judged"):
+        lines.append(f"not judged (the model reads them, DATA lacks them): "
+                     f"{cov.attrs['xmsgl_inputs_not_judged']}")
     return lines
 
 

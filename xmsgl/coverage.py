@@ -68,7 +68,9 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         range) and ``s_days_beyond_variable`` (the input beyond on the most days). When the
         model reads both scales, ``reach_segment_beyond_observed`` flags reaches whose
         segment is beyond: MSGL's reach predictions also read their segment's states.
-        Attributes: ``xmsgl_margin_sd``, ``xmsgl_method``, ``xmsgl_model_sha256`` and,
+        Attributes: ``xmsgl_margin_sd``, ``xmsgl_method``, ``xmsgl_model_sha256``,
+        ``xmsgl_inputs_judged`` and ``xmsgl_inputs_not_judged`` (time-varying inputs
+        the model reads that ``ds`` lacks, comma-separated) and,
         with time-varying inputs judged, ``xmsgl_days_judged`` and ``xmsgl_time_judged``
         (the first and last day).
 
@@ -131,6 +133,10 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         ds = ds.isel({TIME: slice(i0, i1)})
     out = xr.Dataset()
     flags: dict[str, np.ndarray] = {}
+    words = {SEG: "segments", REACH: "reaches"}
+    sds = f"{float(margin):g} standard deviation{'' if f'{float(margin):g}' == '1' else 's'}"
+    judged_all: list[str] = []
+    absent: list[str] = []
     for dim, names in ((SEG, spec.seg_vars), (REACH, spec.reach_vars)):
         if not reads[dim] or dim not in ds.dims:
             continue
@@ -146,6 +152,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             want = (dim,) if static else (dim, TIME)
             if name not in ds.variables:
                 if not static:  # a dataset of the attributes alone is judged on them
+                    absent.append(name)
                     continue
                 raise SchemaError(f"the model reads the static input {name!r}, which the dataset lacks")
             if set(map(str, ds[name].dims)) != set(want):
@@ -161,6 +168,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
                                 f"{format_ids(np.asarray(ds[dim].values)[nodes])}; downscale refuses "
                                 "it too: fill or mask those values first")
             far = np.maximum(np.maximum(lo - v, v - hi) / spec.std[name], 0.0)
+            judged_all.append(name)
             if static:
                 more = far > worst
                 worst[more], which[more] = far[more], name
@@ -176,9 +184,9 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         flags[dim] = flag
         coord = {dim: ds[dim].values}
         out[f"{dim}_beyond_observed"] = xr.DataArray(flag, dims=(dim,), coords=coord, attrs={
-            "long_name": f"static input beyond those of the {dim}s with training observations",
-            "description": f"true where a static input lies more than {float(margin):g} standard "
-                           "deviations beyond its range over the observed nodes"})
+            "long_name": f"static input beyond those of the {words[dim]} with training observations",
+            "description": f"true where a static input lies more than {sds} beyond its range over "
+                           "the observed nodes"})
         out[f"{dim}_beyond_sd"] = xr.DataArray(worst.astype(np.float32), dims=(dim,), coords=coord, attrs={
             "long_name": "distance beyond the observed range (0 inside it)",
             "units": "standard deviations"})
@@ -188,10 +196,10 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             out[f"{dim}_days_beyond_observed"] = xr.DataArray(
                 days_any.sum(axis=0).astype(np.int32), dims=(dim,), coords=coord, attrs={
                     "long_name": "days with a time-varying input beyond those of the observed "
-                                 f"{dim}s on the training days",
-                    "description": f"days judged on which an input on time lies more than "
-                                   f"{float(margin):g} standard deviations beyond its range over "
-                                   f"the observed nodes' training days ({', '.join(judged_days)})"})
+                                 f"{words[dim]} on the training days",
+                    "description": f"days judged on which an input on time lies more than {sds} "
+                                   f"beyond its range over the observed nodes' training days "
+                                   f"({', '.join(judged_days)})"})
             out[f"{dim}_days_beyond_sd"] = xr.DataArray(
                 days_worst.astype(np.float32), dims=(dim,), coords=coord,
                 attrs={"long_name": "largest distance of a time-varying input beyond the observed "
@@ -206,7 +214,10 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             flags[SEG][topology_arrays(ds).reach_seg_idx], dims=(REACH,), coords={REACH: ds[REACH].values},
             attrs={"long_name": "the reach's segment is beyond the observed segments"})
     out.attrs.update({"xmsgl_margin_sd": float(margin), "xmsgl_method": model.method,
-                      "xmsgl_model_sha256": model.sha256})
+                      "xmsgl_model_sha256": model.sha256,
+                      "xmsgl_inputs_judged": ", ".join(judged_all),
+                      # Time-varying inputs the model reads that the dataset lacks.
+                      "xmsgl_inputs_not_judged": ", ".join(absent)})
     if any(str(name).endswith("_days_beyond_observed") for name in out.data_vars):
         days = ds[TIME].values
         out.attrs["xmsgl_days_judged"] = int(days.size)

@@ -299,7 +299,8 @@ def run_demo(
         out[f"{dim}_beyond_observed"] = xr.DataArray(
             cov[f"{dim}_beyond_observed"].values.astype(np.int8), dims=dim,
             attrs={"long_name": f"{dim} with a static input more than 1 standard deviation beyond "
-                                f"those of the observed {dim}s (ASYNC-MSGL's coverage)",
+                                f"those of the observed {'reaches' if dim == 'reach' else 'segments'} "
+                                "(ASYNC-MSGL's coverage)",
                    "flag_values": np.array([0, 1], dtype=np.int8), "flag_meanings": "inside beyond"})
         out[f"{dim}_beyond_sd"] = cov[f"{dim}_beyond_sd"]
     out.attrs = {"title": "xmsgl demo: downscaled stream temperature on a synthetic basin",
