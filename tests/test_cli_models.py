@@ -410,3 +410,14 @@ def test_info_describes_a_saved_model(files: dict[str, str], model_dir: str, tmp
     assert main(["info", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["info", files["nc"]]) == 2
+
+
+def test_downscale_refuses_an_out_that_names_a_folder(files: dict[str, str], model_dir: str, tmp_path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    # "pred/" was written as a netCDF file named "pred".
+    out = str(tmp_path / "pred") + os.sep
+    assert main(["downscale", model_dir, files["nc"], out]) == 2
+    assert "names a folder" in capsys.readouterr().err
+    assert not (tmp_path / "pred").exists()
+    assert main(["downscale", model_dir, files["nc"], str(tmp_path / "pred.zarr") + os.sep]) == 0
+    assert (tmp_path / "pred.zarr").is_dir()

@@ -441,8 +441,8 @@ def _downscale(args: argparse.Namespace) -> int:
         raise ParameterError(f"--reach-chunk {args.reach_chunk}: give at least 1")
     out = _new_output(args.out, "OUT", args.overwrite, [("input", args.data), ("input", args.model)])
     zarr = out.suffix.lower() == ".zarr"
-    if not zarr and out.is_dir():
-        raise ParameterError(f"OUT {args.out!r} is a folder; give a netCDF file name, or a zarr store "
+    if not zarr and (out.is_dir() or args.out.endswith(("/", os.sep))):
+        raise ParameterError(f"OUT {args.out!r} names a folder; give a netCDF file name, or a zarr store "
                              f"name ending in .zarr")
     device = _device(args.device)
     with _warnings_as_lines():
