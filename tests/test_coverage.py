@@ -235,3 +235,19 @@ def test_attributes_alone_are_judged(half_year_basin: xr.Dataset, half_year_msgl
     full = half_year_basin.msgl.coverage(half_year_msgl)
     assert not any("days" in str(v) for v in cov.data_vars)
     np.testing.assert_array_equal(cov["reach_beyond_sd"].values, full["reach_beyond_sd"].values)
+
+
+def test_coverage_of_a_period_reaching_past_the_days_says_what_it_judged(
+        half_year_basin: xr.Dataset, half_year_msgl) -> None:
+    import warnings
+
+    from xmsgl.exceptions import XmsglWarning
+
+    last = str(half_year_basin["time"].values[-1])[:10]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cov = half_year_basin.msgl.coverage(half_year_msgl, time=(last, "2100-01-01"))
+    messages = [str(w.message) for w in caught if issubclass(w.category, XmsglWarning)]
+    assert len(messages) == 1 and "only the 1 day from" in messages[0]
+    assert "are judged" in messages[0] and "returned" not in messages[0]
+    assert cov.attrs["xmsgl_days_judged"] == 1

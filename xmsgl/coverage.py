@@ -129,7 +129,8 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
 
         if TIME not in ds.dims:
             raise SchemaError("time= was given, but the dataset has no 'time' dimension")
-        i0, i1 = _time_positions(pd.DatetimeIndex(ds[TIME].values), time)  # as downscale reads it
+        # As downscale reads it.
+        i0, i1 = _time_positions(pd.DatetimeIndex(ds[TIME].values), time, done="judged")
         ds = ds.isel({TIME: slice(i0, i1)})
     out = xr.Dataset()
     flags: dict[str, np.ndarray] = {}

@@ -34,7 +34,10 @@ CROSS = "cross"
 __all__ = ["downscale"]
 
 
-def _time_positions(time: pd.DatetimeIndex, sel: Any) -> tuple[int, int]:
+def _time_positions(time: pd.DatetimeIndex, sel: Any, done: str = "returned",
+                    stacklevel: int = 3) -> tuple[int, int]:
+    """Positions ``[i0, i1)`` of the days ``sel`` picks; a period reaching beyond the
+    days warns that only those are ``done`` (returned, judged)."""
     if len(time) == 0:
         raise TimeError("the dataset's 'time' dimension is empty; downscaling needs daily inputs")
     if sel is None:
@@ -54,9 +57,10 @@ def _time_positions(time: pd.DatetimeIndex, sel: Any) -> tuple[int, int]:
         warnings.warn(
             f"time={sel!r} reaches {'before' if early else 'past'}"
             f"{' and past' if early and late else ''} the dataset's days ({time[0].date()} to "
-            f"{time[-1].date()}): only the {i1 - i0} days from {time[i0].date()} to "
-            f"{time[i1 - 1].date()} are returned; give inputs for the other days to have them",
-            XmsglWarning, stacklevel=3)
+            f"{time[-1].date()}): only the {i1 - i0} day{'' if i1 - i0 == 1 else 's'} from "
+            f"{time[i0].date()} to "
+            f"{time[i1 - 1].date()} are {done}; give inputs for the other days to have them",
+            XmsglWarning, stacklevel=stacklevel)
     return i0, i1
 
 
