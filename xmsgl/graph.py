@@ -187,13 +187,26 @@ def _standardized_sigmoid(values: np.ndarray, stats: Any = None) -> np.ndarray:
         return values.astype(np.float64)
     mean, std = (values.mean(), float(values.std())) if stats is None else (stats[0], float(stats[1]))
     # A single entry, or all entries alike, carries no spread: every edge is average.
-    z = (values - mean) / std if std > 0 else np.zeros_like(values)
-    return np.maximum(expit(z), _MIN_WEIGHT)
+    if not std > 0:
+        return np.maximum(expit(np.zeros_like(values, dtype=np.float64)), _MIN_WEIGHT)
+    z = np.subtract(values, mean, dtype=np.float64)  # one new array, the rest in place
+    z /= std
+    expit(z, out=z)
+    return np.maximum(z, _MIN_WEIGHT, out=z)
 
 
 def _row_normalize(rows: np.ndarray, w: np.ndarray, n_rows: int) -> np.ndarray:
     total = np.bincount(rows, weights=w, minlength=n_rows)
     return w / total[rows]
+
+
+def _row_normalize_csr(indptr: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """:func:`_row_normalize` of every entry of a CSR matrix, the same values: the sums
+    by ``bincount`` (``np.add.reduceat`` adds in another order, different in the last
+    bits), each spread over its row's run by ``repeat`` instead of a gather."""
+    counts = np.diff(indptr)
+    total = np.bincount(np.repeat(np.arange(counts.size), counts), weights=w, minlength=counts.size)
+    return w / np.repeat(total, counts)
 
 
 def _plural(n: int, word: str) -> str:
@@ -389,15 +402,20 @@ def _square_weights(
         )
         w = _row_normalize(_csr_rows(structure), np.ones(structure.nnz), n)
         return _with_data(structure, w), np.concatenate(d_parts)[perm]
-    rows_all = _csr_rows(distance)
     self_loop = flags == _SELF
     if direction == "updown":
         # Every entry is kept: no masks, and the structure is the distances' own.
-        w = np.ones(flags.size, dtype=np.float64)
-        off = ~self_loop
         # Negated as in MSGL / river-dl: a large downstream distance means a small weight.
-        w[off] = _standardized_sigmoid(-distance.data[off], stats)
-        return _with_data(distance, _row_normalize(rows_all, w, n)), distance.data.copy()
+        if stats is not None:
+            # Given statistics weigh each entry alone: all at once, the loops set after.
+            w = _standardized_sigmoid(-distance.data, stats)
+            w[self_loop] = 1.0
+        else:
+            w = np.ones(flags.size, dtype=np.float64)
+            off = ~self_loop
+            w[off] = _standardized_sigmoid(-distance.data[off], stats)
+        return _with_data(distance, _row_normalize_csr(distance.indptr, w)), distance.data.copy()
+    rows_all = _csr_rows(distance)
     keep = _direction_keep(flags, direction)
     off = keep & ~self_loop
     w = np.zeros(flags.size, dtype=np.float64)
@@ -474,8 +492,7 @@ def _cross(
 
     # Here "self" marks the own segment: it is kept whatever the direction.
     if direction == "updown":
-        w = _standardized_sigmoid(-cross_distance.data, stats)
-        w = _row_normalize(_csr_rows(structure), w, n_reach)
+        w = _row_normalize_csr(structure.indptr, _standardized_sigmoid(-cross_distance.data, stats))
         return cross_distance, _with_data(cross_distance, w), cross_distance.data.copy()
     keep = _direction_keep(flags, direction)
     w = np.zeros(flags.size)
