@@ -161,16 +161,35 @@ def _model_lines(value: str) -> list[str]:
     def periods(spans: Any) -> str:
         return spans_text(spans).replace("/", " to ") if spans else "none"
 
+    def fit_line(history: dict[str, Any], n_obs: Any) -> str:
+        best, val = history.get("best_epoch"), history.get("val") or []
+        fit = f"{n_obs} fine training observations"
+        if isinstance(best, int) and 1 <= best <= len(val):
+            score = val[best - 1]
+            fit += (f"; best epoch {best} of {len(val)}"
+                    + (f", validation fine RMSE {score:.3f} degC" if score is not None else ""))
+            if best == len(val) and len(val) > 1:
+                fit += " (the last epoch: the validation score was still improving)"
+        return f"fit: {fit}"
+
     if isinstance(model, BaselineModel):
-        settings = ", ".join(f"{k} {v}" for k, v in (cfg.get("settings") or {}).items()) or "none"
+        settings = ", ".join(f"{k} {v}" for k, v in (cfg.get("settings") or {}).items())
         fit = cfg.get("fit") or {}
         counts = ", ".join(f"{k} {v}" for k, v in fit.items() if isinstance(v, (int, float)))
-        return [f"{value}: the {model.method} baseline, xmsgl {cfg.get('xmsgl', '?')}, "
-                f"created {cfg.get('created', '?')}, seed {cfg.get('seed', '?')}",
-                f"sha256 {model.sha256}",
-                f"network: {len(model.arrays.get('reach_ids', ())) or '?'} reaches",
-                f"train: {periods(cfg.get('train'))}",
-                f"settings: {settings}" + (f"; {counts}" if counts else "")]
+        lines = [f"{value}: the {model.method} baseline, xmsgl {cfg.get('xmsgl', '?')}, "
+                 f"created {cfg.get('created', '?')}, seed {cfg.get('seed', '?')}",
+                 f"sha256 {model.sha256}",
+                 f"network: {len(model.arrays.get('reach_ids', ())) or '?'} reaches"]
+        spans = cfg.get("periods") or {"train": cfg.get("train")}
+        lines += [f"{k}: {periods(spans.get(k))}" for k in ("train", "val", "test") if k in spans]
+        if cfg.get("history"):  # the per-reach GRU trains in epochs
+            lines.append(fit_line(cfg["history"], cfg.get("n_fine_train_obs", "?")))
+        hp = cfg.get("hyperparameters") or {}
+        if hp:
+            lines.append("hyperparameters: " + ", ".join(f"{k} {v}" for k, v in hp.items()))
+        if settings or counts:
+            lines.append(f"settings: {settings or 'none'}" + (f"; {counts}" if counts else ""))
+        return lines
     g, hp, v = cfg["graph"], cfg["hyperparameters"], cfg["variables"]
     per = cfg.get("periods") or {}
     lines = [f"{value}: {cfg['method']} ({cfg['output']} output), xmsgl "
@@ -186,16 +205,7 @@ def _model_lines(value: str) -> list[str]:
         lines.append(f"stage A: {periods(stage_a.get('period'))}; tasks "
                      f"{', '.join(stage_a.get('tasks') or [])}"
                      + (f"; targets {stage_a['variable']}" if stage_a.get("variable") else ""))
-    main = (cfg.get("history") or {}).get("main") or {}
-    best, val = main.get("best_epoch"), main.get("val") or []
-    fit = f"{cfg.get('n_fine_train_obs', '?')} fine training observations"
-    if isinstance(best, int) and 1 <= best <= len(val):
-        score = val[best - 1]
-        fit += (f"; best epoch {best} of {len(val)}"
-                + (f", validation fine RMSE {score:.3f} degC" if score is not None else ""))
-        if best == len(val) and len(val) > 1:
-            fit += " (the last epoch: the validation score was still improving)"
-    lines.append(f"fit: {fit}")
+    lines.append(fit_line((cfg.get("history") or {}).get("main") or {}, cfg.get("n_fine_train_obs", "?")))
     units = v.get("units") or {}
     for dim, names in (("segment", v.get("seg_vars") or []), ("reach", v.get("reach_vars") or [])):
         if names:
