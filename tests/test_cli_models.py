@@ -407,6 +407,15 @@ def test_info_describes_a_saved_model(files: dict[str, str], model_dir: str, tmp
     assert main(["info", clim]) == 0
     out = capsys.readouterr().out
     assert "the climatology baseline" in out and f"sha256 {xmsgl.load(clim).sha256}" in out
+    gru = str(tmp_path / "gru")
+    assert main(["fit", files["nc"], gru, "--method", "gru", *FAST]) == 0
+    capsys.readouterr()
+    assert main(["info", gru]) == 0
+    out = capsys.readouterr().out
+    cfg = xmsgl.load(gru).config
+    assert "the gru baseline" in out and "best epoch 1 of 1" in out
+    assert f"test: {cfg['periods']['test'][0][0]} to {cfg['periods']['test'][0][1]}" in out
+    assert f"hidden {cfg['hyperparameters']['hidden']}" in out
     assert main(["info", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["info", files["nc"]]) == 2
