@@ -376,9 +376,10 @@ def test_info_describes_a_saved_model(files: dict[str, str], model_dir: str, tmp
     lines = capsys.readouterr().out.splitlines()
     model = xmsgl.load(model_dir)
     cfg = model.config
-    assert lines[0].startswith(f"{model_dir}: msgl (fine output)") and "seed 3" in lines[0]
+    assert lines[0].startswith(f"{model_dir}: msgl (the fine head's prediction)") and "seed 3" in lines[0]
     assert lines[1] == f"sha256 {model.sha256}"
     assert f"{cfg['graph']['n_seg']} segments, {cfg['graph']['n_reach']} reaches" in lines[2]
+    assert lines[2].endswith("graphs: fit's defaults")
     for k in ("train", "val", "test"):
         (a, b), = cfg["periods"][k]
         assert f"{k}: {a} to {b}" in lines
@@ -416,6 +417,22 @@ def test_info_describes_a_saved_model(files: dict[str, str], model_dir: str, tmp
     assert "the gru baseline" in out and "best epoch 1 of 1" in out
     assert f"test: {cfg['periods']['test'][0][0]} to {cfg['periods']['test'][0][1]}" in out
     assert f"hidden {cfg['hyperparameters']['hidden']}" in out
+    # Without validation days the epoch kept was chosen on the training loss: said so.
+    noval = str(tmp_path / "noval")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # printed as a line by the command
+        assert main(["fit", files["nc"], noval, "--train", "2000-10-01", "2002-09-30", "--test",
+                     "2002-10-01", "2003-09-30", "--epochs", "2", "--no-progress"]) == 0
+    assert "xmsgl: warning: no validation period" in capsys.readouterr().err
+    assert main(["info", noval]) == 0
+    out = capsys.readouterr().out
+    assert "val: none" in out and "chosen on the training loss" in out and "still improving" not in out
+    remap = str(tmp_path / "remap")
+    assert main(["fit", files["nc"], remap, "--method", "remap", *FAST]) == 0
+    capsys.readouterr()
+    assert main(["info", remap]) == 0
+    out = capsys.readouterr().out
+    assert "segments' observations only" in out and "fine training observations" not in out
     assert main(["info", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["info", files["nc"]]) == 2
@@ -430,3 +447,15 @@ def test_downscale_refuses_an_out_that_names_a_folder(files: dict[str, str], mod
     assert not (tmp_path / "pred").exists()
     assert main(["downscale", model_dir, files["nc"], str(tmp_path / "pred.zarr") + os.sep]) == 0
     assert (tmp_path / "pred.zarr").is_dir()
+
+
+@pytest.mark.parametrize("name", ["pred/", "pred/.", "existing.nc/"])
+def test_downscale_out_naming_a_folder_is_refused_before_overwrite_is_advised(
+        files: dict[str, str], model_dir: str, tmp_path, name: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "existing.nc").write_bytes(b"x")
+    out = str(tmp_path) + os.sep + name  # as typed: pathlib would drop the separator
+    assert main(["downscale", model_dir, files["nc"], out]) == 2
+    err = capsys.readouterr().err
+    assert "names a folder" in err and "--overwrite" not in err
+    assert not (tmp_path / "pred").exists() and (tmp_path / "existing.nc").read_bytes() == b"x"

@@ -483,5 +483,40 @@ def test_daily_time_bounds() -> None:
     # Bounds already named, a variable of that name, or no dates: nothing to add twice.
     assert daily_time_bounds(out) is out
     taken = ds.assign(time_bnds=("time", [0, 0, 0]))
-    assert daily_time_bounds(taken)["time"].attrs["bounds"] == "_time_bnds"
-    assert daily_time_bounds(ds.drop_vars("time")) .identical(ds.drop_vars("time"))
+    assert daily_time_bounds(taken)["time"].attrs["bounds"] == "time_bounds"
+    assert daily_time_bounds(ds.drop_vars("time")).identical(ds.drop_vars("time"))
+    assert daily_time_bounds(ds.isel(time=0)).identical(ds.isel(time=0))  # a scalar time
+    # Another dimension called nv, of another length: the bounds take a free name.
+    assert daily_time_bounds(ds.assign(x=("nv", np.arange(5.0))))["time_bnds"].dims == ("time", "bnds")
+
+
+@pytest.mark.parametrize("hours", [0, 12])
+def test_daily_time_bounds_are_the_stamps_days_in_the_units_of_time(tmp_path, hours: int) -> None:
+    import warnings
+
+    import netCDF4
+    import pandas as pd
+
+    from xmsgl.convention import daily_time_bounds
+
+    t = pd.date_range("2001-01-01", periods=3) + pd.Timedelta(hours=hours)
+    out = daily_time_bounds(xr.Dataset({"v": ("time", [1.0, 2.0, 3.0])}, coords={"time": t}))
+    for path in (tmp_path / "b.nc", tmp_path / "b.zarr"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # xarray warns of times it cannot write faithfully
+            if path.suffix == ".nc":
+                out.to_netcdf(path)
+                back = xr.load_dataset(path)
+            else:
+                out.to_zarr(path, consolidated=False)
+                back = xr.open_zarr(path, consolidated=False).load()
+        np.testing.assert_array_equal(back["time"].values, t.values)
+        # A noon stamp's value is the mean of its day: the bounds are the day's.
+        np.testing.assert_array_equal(back["time_bnds"].values[:, 0], t.floor("D").values)
+        np.testing.assert_array_equal(back["time_bnds"].values[:, 1], t.floor("D").values + np.timedelta64(1, "D"))
+    with netCDF4.Dataset(tmp_path / "b.nc") as raw:
+        units = raw["time"].units
+        assert units.startswith("hours since" if hours else "days since")
+        assert raw["time"].dtype == np.int64 and not hasattr(raw["time"], "_FillValue")
+        assert raw["time_bnds"].dtype == np.int64
+        assert getattr(raw["time_bnds"], "units", units) == units

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import sys
@@ -161,16 +160,23 @@ def _model_lines(value: str) -> list[str]:
     def periods(spans: Any) -> str:
         return spans_text(spans).replace("/", " to ") if spans else "none"
 
-    def fit_line(history: dict[str, Any], n_obs: Any) -> str:
+    def fit_line(history: dict[str, Any], n_obs: Any, fine: bool = True) -> str:
         best, val = history.get("best_epoch"), history.get("val") or []
-        fit = f"{n_obs} fine training observations"
+        fit = (f"{n_obs} fine training observations" if fine else
+               "trained on the segments' observations only (remap)")
         if isinstance(best, int) and 1 <= best <= len(val):
             score = val[best - 1]
-            fit += (f"; best epoch {best} of {len(val)}"
-                    + (f", validation fine RMSE {score:.3f} degC" if score is not None else ""))
-            if best == len(val) and len(val) > 1:
-                fit += " (the last epoch: the validation score was still improving)"
+            if score is not None:
+                fit += f"; best epoch {best} of {len(val)}, validation fine RMSE {score:.3f} degC"
+                if best == len(val) and len(val) > 1:
+                    fit += " (the last epoch: the validation score was still improving)"
+            else:
+                fit += (f"; epoch {best} of {len(val)} kept, chosen on the training loss (no "
+                        "validation observations)")
         return f"fit: {fit}"
+
+    def text(v: Any) -> str:
+        return "none" if v is None else str(v)
 
     if isinstance(model, BaselineModel):
         settings = ", ".join(f"{k} {v}" for k, v in (cfg.get("settings") or {}).items())
@@ -186,18 +192,21 @@ def _model_lines(value: str) -> list[str]:
             lines.append(fit_line(cfg["history"], cfg.get("n_fine_train_obs", "?")))
         hp = cfg.get("hyperparameters") or {}
         if hp:
-            lines.append("hyperparameters: " + ", ".join(f"{k} {v}" for k, v in hp.items()))
+            lines.append("hyperparameters: " + ", ".join(f"{k} {text(v)}" for k, v in hp.items()))
         if settings or counts:
             lines.append(f"settings: {settings or 'none'}" + (f"; {counts}" if counts else ""))
         return lines
     g, hp, v = cfg["graph"], cfg["hyperparameters"], cfg["variables"]
     per = cfg.get("periods") or {}
-    lines = [f"{value}: {cfg['method']} ({cfg['output']} output), xmsgl "
+    output = {"fine": "the fine head's prediction", "fine_only": "the fine cell alone",
+              "remap": "the coarse prediction taken by each reach"}.get(cfg["output"], cfg["output"])
+    options = g.get("options") or {}
+    lines = [f"{value}: {cfg['method']} ({output}), xmsgl "
              f"{cfg.get('versions', {}).get('xmsgl', '?')}, created {cfg.get('created', '?')} on "
              f"{cfg.get('device', '?')}, seed {cfg.get('seed', '?')}",
              f"sha256 {model.sha256}",
-             f"network: {g['n_seg']} segments, {g['n_reach']} reaches; graph options "
-             f"{json.dumps(g.get('options') or {})}",
+             f"network: {g['n_seg']} segments, {g['n_reach']} reaches; graphs: "
+             + (", ".join(f"{k} {text(o)}" for k, o in options.items()) or "fit's defaults"),
              *(f"{k}: {periods(per.get(k))}" for k in ("train", "val", "test")),
              ]
     stage_a = cfg.get("stage_a")
@@ -205,7 +214,8 @@ def _model_lines(value: str) -> list[str]:
         lines.append(f"stage A: {periods(stage_a.get('period'))}; tasks "
                      f"{', '.join(stage_a.get('tasks') or [])}"
                      + (f"; targets {stage_a['variable']}" if stage_a.get("variable") else ""))
-    lines.append(fit_line((cfg.get("history") or {}).get("main") or {}, cfg.get("n_fine_train_obs", "?")))
+    lines.append(fit_line((cfg.get("history") or {}).get("main") or {}, cfg.get("n_fine_train_obs", "?"),
+                          fine=cfg["method"] != "remap"))
     units = v.get("units") or {}
     for dim, names in (("segment", v.get("seg_vars") or []), ("reach", v.get("reach_vars") or [])):
         if names:
@@ -213,7 +223,11 @@ def _model_lines(value: str) -> list[str]:
                 f"{n} ({units.get(n) or 'no units'}{', static' if (v.get('static') or {}).get(n) else ''})"
                 for n in names))
     keys = ("hidden", "epochs", "lr", "weighting", "window", "stride", "fine_head", "input_scaling")
-    lines.append("hyperparameters: " + ", ".join(f"{k} {hp[k]}" for k in keys if k in hp))
+    lines.append("hyperparameters: " + ", ".join(f"{k} {text(hp[k])}" for k in keys if k in hp))
+    if hp.get("backbone", "rgrn") != "rgrn":
+        opts = hp.get("backbone_options") or {}
+        lines.append(f"backbone: {hp['backbone']}"
+                     + (" (" + ", ".join(f"{k} {text(o)}" for k, o in opts.items()) + ")" if opts else ""))
     return lines
 
 
@@ -390,6 +404,15 @@ def _new_output(value: str, option: str, overwrite: bool, sources: Sequence[tupl
     return out
 
 
+def _names_a_folder(value: str) -> bool:
+    """Whether an output path as typed names a folder: an existing one, or a path
+    ending in a separator, ``.`` or ``..``."""
+    seps = "/" + os.sep
+    return (value.endswith(tuple(seps)) or os.path.basename(value.rstrip(seps)) in ("", ".", "..")
+            or value.rstrip(seps).endswith(tuple(f"{c}{d}" for c in seps for d in (".", "..")))
+            or Path(value).expanduser().is_dir())
+
+
 def _fit(args: argparse.Namespace) -> int:
     import time as _time
 
@@ -449,11 +472,13 @@ def _downscale(args: argparse.Namespace) -> int:
     time = _period("--time", args.time)
     if args.reach_chunk is not None and args.reach_chunk < 1:
         raise ParameterError(f"--reach-chunk {args.reach_chunk}: give at least 1")
-    out = _new_output(args.out, "OUT", args.overwrite, [("input", args.data), ("input", args.model)])
-    zarr = out.suffix.lower() == ".zarr"
-    if not zarr and (out.is_dir() or args.out.endswith(("/", os.sep))):
+    # Whether OUT names a folder, from the text as typed ("pred/", "pred/."), before
+    # whether it exists: --overwrite would not help.
+    zarr = Path(args.out).suffix.lower() == ".zarr"
+    if not zarr and _names_a_folder(args.out):
         raise ParameterError(f"OUT {args.out!r} names a folder; give a netCDF file name, or a zarr store "
                              f"name ending in .zarr")
+    out = _new_output(args.out, "OUT", args.overwrite, [("input", args.data), ("input", args.model)])
     device = _device(args.device)
     with _warnings_as_lines():
         folder = model_path(args.model, "MODEL")
@@ -955,8 +980,7 @@ def _coverage(args: argparse.Namespace) -> int:
         raise ParameterError(f"--margin {args.margin:g}: give a number of standard deviations >= 0")
     out = None
     if args.out is not None:
-        if (args.out.endswith(("/", os.sep)) or Path(args.out).suffix.lower() == ".zarr"
-                or Path(args.out).expanduser().is_dir()):
+        if _names_a_folder(args.out) or Path(args.out).suffix.lower() == ".zarr":
             raise ParameterError(f"--out {args.out!r}: coverage writes one netCDF file; give a "
                                  "file name such as coverage.nc")
         out = _new_output(args.out, "--out", args.overwrite,

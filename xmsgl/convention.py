@@ -1036,13 +1036,19 @@ def only_read(ds: xr.Dataset, inputs: Iterable[str]) -> xr.Dataset:
 
 
 def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:
-    """``ds`` with CF time bounds for daily means: ``time_bnds`` (time, nv) from each
-    day's start to the next day's, named by ``time``'s ``bounds`` attribute.
+    """``ds`` with CF time bounds for daily means: ``time_bnds`` (time, nv) from the
+    start of each value's day to the start of the next, named by ``time``'s
+    ``bounds`` attribute.
 
-    The outputs are daily means (``cell_methods = "time: mean"``) stamped at the start
-    of their day; with the bounds, CF readers (CDO, NCO, cf-python) know each value
-    covers the whole day rather than one instant. A dataset whose ``time`` already
-    names its bounds, or without a ``time`` coordinate of dates, is returned as it is.
+    The outputs are daily means (``cell_methods = "time: mean"``); with the bounds, CF
+    readers (CDO, NCO, cf-python) know each value covers its whole day rather than one
+    instant. A stamp within the day (noon, as some records give daily values) gets the
+    bounds of its day, as the periods read it. Time and bounds are encoded in the same
+    units (days, or hours, minutes or seconds where the stamps need them, since the
+    first day) and calendar. A dataset whose ``time`` already names its bounds, or
+    without a one-dimensional ``time`` of ``datetime64`` values, is returned as it is.
+    Files appended to along ``time`` need the bounds in every piece: apply this
+    function to each.
 
     Examples
     --------
@@ -1051,20 +1057,34 @@ def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:
     >>> str(daily_time_bounds(ds)["time_bnds"].values[0, 1])[:10]
     '2001-01-02'
     """
-    if (TIME not in ds.coords or "bounds" in ds[TIME].attrs
-            or not np.issubdtype(ds[TIME].dtype, np.datetime64)):
+    if (TIME not in ds.dims or TIME not in ds.coords or ds[TIME].ndim != 1
+            or "bounds" in ds[TIME].attrs or not np.issubdtype(ds[TIME].dtype, np.datetime64)):
         return ds
-    name = "time_bnds"
-    while name in ds.variables:
-        name = "_" + name
-    start = ds[TIME].values
-    bounds = np.stack([start, start + np.timedelta64(1, "D")], axis=1)
-    out = ds.assign({name: ((TIME, "nv"), bounds)})
+    name = next(n for n in ("time_bnds", "time_bounds", *(f"time_bnds{i}" for i in range(1, 100)),
+                            None) if n is None or n not in ds.variables)
+    dim = next(d for d in ("nv", "bnds", *(f"nv{i}" for i in range(1, 100)), None)
+               if d is None or ds.sizes.get(d, 2) == 2)
+    if name is None or dim is None:
+        return ds
+    stamps = ds[TIME].values.astype("datetime64[ns]")
+    day = stamps.astype("datetime64[D]").astype("datetime64[ns]")
+    bounds = np.stack([day, day + np.timedelta64(1, "D")], axis=1)
+    out = ds.assign({name: ((TIME, dim), bounds)})
     out[TIME].attrs = {**ds[TIME].attrs, "bounds": name}
-    if "units" not in out[TIME].encoding and start.size:
-        # CF wants the bounds in the units of the time they bound: one encoding for both.
-        out[TIME].encoding = {**ds[TIME].encoding,
-                              "units": f"days since {np.datetime_as_string(start[0], unit='D')}"}
+    if stamps.size:
+        # CF wants the bounds in the units of the time they bound: one encoding for
+        # both, whole numbers in the coarsest unit that holds every stamp exactly.
+        origin = day[0]
+        offsets = (stamps - origin).astype(np.int64)  # ns; the bounds are whole days
+        unit = next(u for u, ns in (("days", 86_400 * 10**9), ("hours", 3_600 * 10**9),
+                                    ("minutes", 60 * 10**9), ("seconds", 10**9),
+                                    ("nanoseconds", 1)) if not (offsets % ns).any())
+        enc = {"units": f"{unit} since {np.datetime_as_string(origin, unit='s').replace('T', ' ')}",
+               "calendar": ds[TIME].encoding.get("calendar", "proleptic_gregorian"),
+               "dtype": "int64"}
+        out[TIME].encoding = {k: v for k, v in ds[TIME].encoding.items()
+                              if k not in ("units", "calendar", "dtype", "_FillValue")} | enc
+        out[name].encoding = dict(enc)
     return out
 
 
