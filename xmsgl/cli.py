@@ -142,19 +142,26 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_lines(value: str) -> list[str]:
-    """What ``xmsgl info MODEL`` prints: what was fitted, on which network and days,
-    how the fit went and what it reads."""
+def _load_model(value: str) -> Any:
+    """The model saved in the folder ``MODEL`` (``value`` as typed), or a
+    ParameterError naming MODEL when nothing is there."""
     import xmsgl
-    from xmsgl.baselines import BaselineModel
     from xmsgl.io import model_path
-    from xmsgl.periods import spans_text
 
     folder = model_path(value, "MODEL")
     if not os.path.lexists(folder):
         raise ParameterError(f"MODEL {value!r} does not exist; give a folder written by xmsgl fit "
                              "(or model.save in Python)")
-    model = xmsgl.load(folder)
+    return xmsgl.load(folder)
+
+
+def _model_lines(value: str) -> list[str]:
+    """What ``xmsgl info MODEL`` prints: what was fitted, on which network and days,
+    how the fit went and what it reads."""
+    from xmsgl.baselines import BaselineModel
+    from xmsgl.periods import spans_text
+
+    model = _load_model(value)
     cfg = model.config
 
     def periods(spans: Any) -> str:
@@ -465,9 +472,8 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _downscale(args: argparse.Namespace) -> int:
-    import xmsgl
     from xmsgl.convention import daily_time_bounds
-    from xmsgl.io import model_path, to_netcdf_safe, to_zarr_safe
+    from xmsgl.io import to_netcdf_safe, to_zarr_safe
 
     time = _period("--time", args.time)
     if args.reach_chunk is not None and args.reach_chunk < 1:
@@ -481,11 +487,7 @@ def _downscale(args: argparse.Namespace) -> int:
     out = _new_output(args.out, "OUT", args.overwrite, [("input", args.data), ("input", args.model)])
     device = _device(args.device)
     with _warnings_as_lines():
-        folder = model_path(args.model, "MODEL")
-        if not os.path.lexists(folder):
-            raise ParameterError(f"MODEL {args.model!r} does not exist; give a folder written by "
-                                 "xmsgl fit (or model.save in Python)")
-        model = xmsgl.load(folder)
+        model = _load_model(args.model)
         # The cross-scale estimate runs in memory only; the rest streams from the file.
         lazy = args.scale != "cross"
         if not lazy and args.reach_chunk is not None:
@@ -970,10 +972,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _coverage(args: argparse.Namespace) -> int:
     import numpy as np
 
-    import xmsgl
     from xmsgl.baselines import BaselineModel
     from xmsgl.coverage import coverage
-    from xmsgl.io import model_path, to_netcdf_safe
+    from xmsgl.io import to_netcdf_safe
 
     time = _period("--time", args.time)
     if not (np.isfinite(args.margin) and args.margin >= 0):
@@ -986,11 +987,7 @@ def _coverage(args: argparse.Namespace) -> int:
         out = _new_output(args.out, "--out", args.overwrite,
                           [("input", args.data), ("input", args.model)])
     with _warnings_as_lines():
-        folder = model_path(args.model, "MODEL")
-        if not os.path.lexists(folder):
-            raise ParameterError(f"MODEL {args.model!r} does not exist; give a folder written by "
-                                 "xmsgl fit (or model.save in Python)")
-        model = xmsgl.load(folder)
+        model = _load_model(args.model)
         # What only the model can tell, before DATA is read.
         if isinstance(model, BaselineModel):
             raise ParameterError(

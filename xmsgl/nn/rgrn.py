@@ -94,9 +94,7 @@ class SparseGraph:
 
 
 def _to_torch_csr(m: Any, device: torch.device | str | None) -> torch.Tensor:
-    if not m.has_sorted_indices:
-        m = m.copy()
-        m.sort_indices()
+    m = m if m.has_sorted_indices else m.sorted_indices()  # _csr copies the arrays
     with warnings.catch_warnings():
         # torch calls its CSR support "beta"; the products used here are stable.
         warnings.simplefilter("ignore", UserWarning)
