@@ -55,6 +55,15 @@ def test_fit_prints_its_score_and_refuses_to_overwrite(files: dict[str, str], mo
     best = xmsgl.load(path).history["main"]
     assert (f"best epoch {best['best_epoch']} of 1 with validation fine RMSE "
             f"{best['val'][best['best_epoch'] - 1]:.3f} degC") in out
+    assert "still improving" not in out  # one epoch: nothing to compare
+    # With two epochs, the line says when the last one was the best; so does the repr.
+    two = os.path.join(files["root"], "two.xmsgl")
+    assert main(["fit", files["nc"], two, "--method", "fine-only", "--epochs", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    kept = xmsgl.load(two)
+    b = kept.history["main"]["best_epoch"]
+    assert f"best epoch {b} of 2" in out and f" best_epoch={b}/2 " in repr(kept)
+    assert ("(still improving at the last epoch: more --epochs may help)" in out) == (b == 2)
     before = xmsgl.load(model_dir).sha256
     assert main(["fit", files["nc"], model_dir, *FAST]) == 2
     assert "already exists; pass --overwrite" in capsys.readouterr().err

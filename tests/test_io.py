@@ -85,6 +85,16 @@ def test_folder_is_replaced_whole(tmp_path: Path) -> None:
     assert (target / "new_chunk").read_text() == "new"
 
 
+@pytest.mark.parametrize("typed", ["new/", "new/.", "new//", ".", "./"])
+def test_to_netcdf_safe_refuses_a_path_that_names_a_folder(tmp_path: Path, typed: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # "new/" once wrote a file called "new": the separator was dropped by Path.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ParameterError, match=f"path={typed!r} names a folder; give a netCDF file"):
+        to_netcdf_safe(small(), typed)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_to_netcdf_safe(tmp_path: Path) -> None:
     target = tmp_path / "out.nc"
     ds = small()

@@ -419,6 +419,9 @@ def test_stale_or_foreign_files_are_refused(tmp_path, model: Downscaler) -> None
         model.save(tmp_path / "plain")
     with pytest.raises(DataError, match="'.*nowhere' does not exist"):
         load(tmp_path / "nowhere")
+    # A data file given where the model folder goes (an easy slip on the command line).
+    with pytest.raises(DataError, match="'.*plain' is a file, not an xmsgl model folder; give the folder"):
+        load(tmp_path / "plain")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no config.json"):
         load(tmp_path / "empty")

@@ -414,10 +414,9 @@ def _new_output(value: str, option: str, overwrite: bool, sources: Sequence[tupl
 def _names_a_folder(value: str) -> bool:
     """Whether an output path as typed names a folder: an existing one, or a path
     ending in a separator, ``.`` or ``..``."""
-    seps = "/" + os.sep
-    return (value.endswith(tuple(seps)) or os.path.basename(value.rstrip(seps)) in ("", ".", "..")
-            or value.rstrip(seps).endswith(tuple(f"{c}{d}" for c in seps for d in (".", "..")))
-            or Path(value).expanduser().is_dir())
+    from xmsgl.io import names_a_folder
+
+    return names_a_folder(value) or Path(value).expanduser().is_dir()
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -466,6 +465,8 @@ def _fit(args: argparse.Namespace) -> int:
     # best_epoch counts from 1.
     if isinstance(best, int) and 1 <= best <= len(val) and val[best - 1] is not None:
         score = f", best epoch {best} of {len(val)} with validation fine RMSE {val[best - 1]:.3f} degC"
+        if best == len(val) > 1:
+            score += " (still improving at the last epoch: more --epochs may help)"
     print(f"fitted {args.method} on {args.data} in {seconds:.0f} s{score}")
     print(f"wrote {path} (sha256 {model.sha256[:12]})")
     return 0
@@ -601,8 +602,9 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
             raise ParameterError(f"--basin-seed {args.basin_seed}: give an integer of at least 0")
         _check_dates(args.start, args.end)
     out = output_path(args.out, "--out")
-    if out.is_dir():
-        raise ParameterError(f"--out {args.out!r} is a folder; give a netCDF file name")
+    if _names_a_folder(args.out):
+        raise ParameterError(f"--out {args.out!r} names a folder; give a netCDF file name such as "
+                             f"results.nc")
     return _new_output(args.out, "--out", args.overwrite,
                        [] if args.data is None else [("--data input", args.data)], out)
 

@@ -162,6 +162,21 @@ def output_path(path: object, name: str = "path") -> Path:
     return final
 
 
+def names_a_folder(text: str) -> bool:
+    """Whether a path as typed can only name a folder: it ends in a separator, ``.``
+    or ``..`` (``"pred/"``, ``"pred/."``, ``"."``). Whether it exists is not looked at.
+
+    Examples
+    --------
+    >>> [names_a_folder(t) for t in ("pred.nc", "pred/", "pred/.", "..")]
+    [False, True, True, True]
+    """
+    seps = "/" + os.sep
+    stripped = text.rstrip(seps)
+    return (text.endswith(tuple(seps)) or os.path.basename(stripped) in ("", ".", "..")
+            or stripped.endswith(tuple(f"{c}{d}" for c in seps for d in (".", ".."))))
+
+
 def output_folder(path: object, name: str = "folder") -> Path:
     """:func:`output_path` for a folder: a new one, or an existing one that is not a file."""
     final = output_path(path, name)
@@ -824,7 +839,7 @@ def to_netcdf_safe(
     ParameterError
         When ``path`` exists (a dangling link included) and ``overwrite`` is False
         (checked again when a delayed write is computed), ``path`` is ``obj``'s
-        source or lies below a file.
+        source, lies below a file or, as typed, names a folder (``"pred/"``).
 
     Examples
     --------
@@ -842,6 +857,10 @@ def to_netcdf_safe(
     compute = _check_compute(compute)
     overwrite = _check_overwrite(overwrite)
     final = output_path(path)
+    text = os.fspath(path)  # a str: output_path refuses anything else
+    if isinstance(text, str) and names_a_folder(text):
+        raise ParameterError(f"path={text!r} names a folder; give a netCDF file name such as "
+                             f"{str(final / 'out.nc')!r}")
     _refuse_source(obj, final)
     # A delayed write's chunks check its marker first (see _guard_chunks).
     return _write(lambda tmp: (obj if compute else _guard_chunks(obj, _pending_marker(tmp), final)).to_netcdf(

@@ -220,8 +220,12 @@ class Downscaler:
     def __repr__(self) -> str:
         g = self.config["graph"]
         hp = self.config["hyperparameters"]
+        main = self.history.get("main") or {}
+        best, n_epochs = main.get("best_epoch"), len(main.get("val") or [])
+        # Which epoch was kept, of how many: best == n means the score still fell at the end.
+        kept = f" best_epoch={best}/{n_epochs}" if isinstance(best, int) and n_epochs else ""
         return (f"<xmsgl.Downscaler method={self.method!r} hidden={hp['hidden']} "
-                f"n_seg={g['n_seg']} n_reach={g['n_reach']} sha256={self.sha256[:12]}>")
+                f"n_seg={g['n_seg']} n_reach={g['n_reach']}{kept} sha256={self.sha256[:12]}>")
 
     # --------------------------------------------------------------------- explain
     def explain(self, ds: xr.Dataset, **kwargs: Any) -> xr.Dataset:
@@ -423,8 +427,11 @@ def _read_config(path: Path) -> tuple[Path, dict[str, Any]]:
         if not os.path.lexists(path):
             raise DataError(f"{str(path)!r} does not exist; give the folder a model was saved to "
                             "(model.save(path))")
-        raise DataError(f"{str(path)!r} is not an xmsgl model folder (no {CONFIG}); "
-                        "save one with model.save(path)")
+        if os.path.isfile(path):
+            raise DataError(f"{str(path)!r} is a file, not an xmsgl model folder; give the folder "
+                            "a model was saved to (model.save(path) writes one)")
+        raise DataError(f"{str(path)!r} is not an xmsgl model folder (no {CONFIG}); give the "
+                        "folder a model was saved to (model.save(path) writes one)")
     try:
         with open(cfg_file, encoding="utf-8") as f:
             config = json.load(f)
