@@ -102,6 +102,23 @@ def test_coverage_refuses(half_year_basin: xr.Dataset, half_year_msgl) -> None:
         half_year_basin.msgl.coverage(old)
 
 
+def test_a_dataarray_is_refused_with_the_way_to_a_dataset(half_year_basin: xr.Dataset, half_year_msgl) -> None:
+    # These three once failed with a raw AttributeError on a DataArray (downscale's output).
+    import xmsgl.convention
+    import xmsgl.downscale
+
+    da = half_year_basin["reach_air_temp"]
+    calls = [lambda: xmsgl.coverage.coverage(da, half_year_msgl),
+             lambda: xmsgl.downscale.downscale(da, half_year_msgl),
+             lambda: xmsgl.convention.daily_time_bounds(da)]
+    for call in calls:
+        with pytest.raises(SchemaError, match=r"expected an xarray.Dataset, got DataArray; make one with "
+                                              r"da.to_dataset\(\)"):
+            call()
+    with pytest.raises(SchemaError, match="got dict; open the data with xarray.open_dataset"):
+        xmsgl.downscale.downscale({"a": 1}, half_year_msgl)
+
+
 def test_fine_only_reads_reaches_only(half_year_basin: xr.Dataset) -> None:
     import xmsgl
 

@@ -480,6 +480,13 @@ def test_submodules_are_attributes_after_import_xmsgl() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["DataError", "False"]
+    # Every public module is one of them (xmsgl.coverage was once left out).
+    modules = {p.stem for p in (Path(ROOT) / "xmsgl").glob("*.py") if not p.stem.startswith("_")}
+    modules |= {p.name for p in (Path(ROOT) / "xmsgl").iterdir() if (p / "__init__.py").is_file()}
+    assert modules - xmsgl._SUBMODULES == set()
+    code = f"import xmsgl; print(all(hasattr(xmsgl, m) for m in {sorted(modules)!r}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.split() == ["True"], out.stderr
 
 
 def test_concurrent_saves_leave_one_model_and_no_old_copies(tmp_path: Path) -> None:

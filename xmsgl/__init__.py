@@ -68,9 +68,9 @@ __all__ = [
 #: Submodules reachable as attributes after ``import xmsgl`` (``xmsgl.io.to_zarr_safe``,
 #: ``xmsgl.metrics.rmse``), imported on first use: several import torch.
 _SUBMODULES = frozenset({
-    "accessor", "baselines", "cli", "convention", "datasets", "demo", "downscale", "evaluate",
-    "exceptions", "explain", "graph", "io", "knn", "metrics", "model", "nn", "options", "periods",
-    "robustness", "sampling", "scale", "train",
+    "accessor", "baselines", "cli", "convention", "coverage", "datasets", "demo", "downscale",
+    "evaluate", "exceptions", "explain", "graph", "io", "knn", "metrics", "model", "nn", "options",
+    "periods", "robustness", "sampling", "scale", "train",
 })
 
 

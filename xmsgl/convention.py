@@ -138,6 +138,18 @@ _KILOMETRES = {"km", "kilometer", "kilometers", "kilometre", "kilometres"}
 #: The first statement of the time-aggregation advice: the data variables on 'time'.
 _TIME_VARS = "tv = [v for v in ds.data_vars if 'time' in ds[v].dims];"
 
+
+def expect_dataset(ds: object) -> None:
+    """Refuse anything but an :class:`xarray.Dataset` with a :class:`SchemaError` that
+    says how to get one (a DataArray, such as ``downscale``'s output, has
+    ``to_dataset()``)."""
+    if isinstance(ds, xr.Dataset):
+        return
+    hint = ("; make one with da.to_dataset() (or pass the Dataset the array came from)"
+            if isinstance(ds, xr.DataArray) else
+            "; open the data with xarray.open_dataset or xarray.open_zarr")
+    raise SchemaError(f"expected an xarray.Dataset, got {type(ds).__name__}{hint}")
+
 def _norm_units(units: object) -> str:
     return str(units).strip().lower()
 
@@ -759,8 +771,7 @@ def topology_arrays(ds: xr.Dataset) -> Topology:
     :class:`~xmsgl.exceptions.TopologyError` naming the first offending ids.
     Only the one-dimensional topology variables are read.
     """
-    if not isinstance(ds, xr.Dataset):
-        raise SchemaError(f"expected an xarray.Dataset, got {type(ds).__name__}")
+    expect_dataset(ds)
     seg_ids = _ids(ds, SEG)
     reach_ids = _ids(ds, REACH)
     seg_to = _load_1d(ds, "seg_to", SEG)
@@ -1057,6 +1068,7 @@ def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:
     >>> str(daily_time_bounds(ds)["time_bnds"].values[0, 1])[:10]
     '2001-01-02'
     """
+    expect_dataset(ds)
     if (TIME not in ds.dims or TIME not in ds.coords or ds[TIME].ndim != 1
             or "bounds" in ds[TIME].attrs or not np.issubdtype(ds[TIME].dtype, np.datetime64)):
         return ds
@@ -1296,8 +1308,7 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
     >>> ds.msgl.validate().sizes["seg"]
     5
     """
-    if not isinstance(ds, xr.Dataset):
-        raise SchemaError(f"expected an xarray.Dataset, got {type(ds).__name__}")
+    expect_dataset(ds)
     # Packed values (scale_factor/add_offset not applied) would pass every other check
     # with wrong numbers; refuse them for every variable the convention may use.
     _refuse_packed(ds, [
@@ -1507,8 +1518,7 @@ def to_convention(
     >>> out["seg_to"].values.tolist(), "seg_id_nat" in out.coords
     ([2, 0], True)
     """
-    if not isinstance(ds, xr.Dataset):
-        raise SchemaError(f"expected an xarray.Dataset, got {type(ds).__name__}")
+    expect_dataset(ds)
     if names is not None and not isinstance(names, Mapping):
         raise SchemaError(
             f"names must be a mapping {{your_name: convention_name}}, got {type(names).__name__}"

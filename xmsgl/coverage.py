@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, only_read, topology_arrays, validate
+from xmsgl.convention import REACH, SEG, TIME, expect_dataset, only_read, topology_arrays, validate
 from xmsgl.exceptions import DataError, ParameterError, SchemaError, format_ids
 
 __all__ = ["coverage"]
@@ -100,6 +100,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
     from xmsgl.baselines import BaselineModel
     from xmsgl.model import Downscaler, load
 
+    expect_dataset(ds)
     if isinstance(margin, bool) or not isinstance(margin, (int, float, np.integer, np.floating)) or not (
             np.isfinite(margin) and margin >= 0):
         raise ParameterError(f"margin={margin!r} must be a number of standard deviations >= 0")

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, only_read, output_coords, validate
+from xmsgl.convention import REACH, SEG, TIME, expect_dataset, only_read, output_coords, validate
 from xmsgl.exceptions import (
     DataError,
     ParameterError,
@@ -316,6 +316,7 @@ def downscale(
     from xmsgl.graph import build_graphs_weighted
     from xmsgl.scale import block_options, downscale_lazy, is_lazy
 
+    expect_dataset(ds)
     if scale not in (REACH, SEG, CROSS):
         raise ParameterError(f"scale={scale!r} is not known; use 'reach', 'seg' or 'cross'")
     check_count("spinup", spinup, least=0)

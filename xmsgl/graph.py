@@ -44,7 +44,7 @@ import scipy.sparse as sp
 import xarray as xr
 from scipy.special import expit
 
-from xmsgl.convention import Topology, topology_arrays
+from xmsgl.convention import Topology, expect_dataset, topology_arrays
 from xmsgl.exceptions import (
     ParameterError,
     SchemaError,
@@ -960,8 +960,7 @@ def _build(
     max_hops: int | None = None,
 ) -> RiverGraphs:
     max_distance, max_hops = _check_options(weighting, direction, max_distance, max_hops)
-    if not isinstance(ds, xr.Dataset):
-        raise SchemaError(f"expected an xarray.Dataset, got {type(ds).__name__}")
+    expect_dataset(ds)
     topo = topology_arrays(ds)
     seg_length = topo.seg_length * _length_factor(ds, "seg_length")
     reach_length = topo.reach_length * _length_factor(ds, "reach_length")
