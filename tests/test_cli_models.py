@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import warnings
 
 import numpy as np
@@ -442,6 +443,23 @@ def test_info_describes_a_saved_model(files: dict[str, str], model_dir: str, tmp
     assert main(["info", remap]) == 0
     out = capsys.readouterr().out
     assert "segments' observations only" in out and "fine training observations" not in out
+    # Only the inputs a model reads are listed (remap reads no reach input, fine-only no
+    # segment input), as coverage judges them.
+    assert "segment inputs: " in out and "reach inputs: " not in out
+    fine = str(tmp_path / "fine")
+    assert main(["fit", files["nc"], fine, "--method", "fine-only", *FAST]) == 0
+    capsys.readouterr()
+    assert main(["info", fine]) == 0
+    out = capsys.readouterr().out
+    assert "reach inputs: " in out and "segment inputs: " not in out
+    # A config without "output" (the method implies it; downscale reads such a model).
+    bare = tmp_path / "bare"
+    shutil.copytree(model_dir, bare)
+    cfg = json.loads((bare / "config.json").read_text())
+    del cfg["output"]
+    (bare / "config.json").write_text(json.dumps(cfg))
+    assert main(["info", str(bare)]) == 0
+    assert "msgl (the fine head's prediction)" in capsys.readouterr().out
     assert main(["info", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["info", files["nc"]]) == 2
@@ -468,3 +486,36 @@ def test_downscale_out_naming_a_folder_is_refused_before_overwrite_is_advised(
     err = capsys.readouterr().err
     assert "names a folder" in err and "--overwrite" not in err
     assert not (tmp_path / "pred").exists() and (tmp_path / "existing.nc").read_bytes() == b"x"
+
+
+def test_checks_come_in_the_order_that_gives_advice_that_works(files: dict[str, str], model_dir: str, tmp_path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # "already exists; pass --overwrite" came first, and --overwrite was then refused.
+    nc = files["nc"]
+    assert main(["downscale", model_dir, nc, nc]) == 2
+    err = capsys.readouterr().err
+    assert "would write over the input" in err and "pass --overwrite" not in err
+    (tmp_path / "emptydir").mkdir()
+    assert main(["fit", nc, str(tmp_path / "emptydir"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "is not an xmsgl model folder" in err and "pass --overwrite" not in err
+    # An empty argument (an unset shell variable) is said to be empty, not taken for ".".
+    out = str(tmp_path / "x.nc")
+    for argv, said in ((["downscale", model_dir, "", out], "DATA '' is empty"),
+                       (["downscale", "", nc, out], "MODEL '' is empty"),
+                       (["fit", "", str(tmp_path / "m")], "DATA '' is empty"),
+                       (["info", ""], "MODEL '' is empty"),
+                       (["coverage", "", nc], "MODEL '' is empty")):
+        assert main(argv) == 2
+        assert said in capsys.readouterr().err, argv
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
+    assert main(["info", str(tmp_path / "dangling")]) == 2
+    assert "is a symbolic link to" in capsys.readouterr().err
+    # What the model cannot give is blamed on MODEL, before DATA is read (here it is absent).
+    fine = str(tmp_path / "fine")
+    assert main(["fit", nc, fine, "--method", "fine-only", *FAST]) == 0
+    capsys.readouterr()
+    assert main(["downscale", fine, str(tmp_path / "absent.nc"), out, "--scale", "seg"]) == 2
+    assert f"MODEL {fine!r}: method 'fine-only' has no coarse prediction; use --scale reach" in (
+        capsys.readouterr().err)
+    assert not os.path.exists(out)

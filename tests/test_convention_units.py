@@ -463,7 +463,8 @@ def test_input_days_are_input_array_a_block_at_a_time() -> None:
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -9999.0])
 @pytest.mark.parametrize("name", ["reach_a", "reach_c"])
 def test_input_days_refuse_what_input_array_refuses(bad: float, name: str) -> None:
-    # The checks run on construction, before any work, with input_array's message.
+    # The checks run on construction, before any work, with input_array's message, but for
+    # its last clause: a fitted model cannot leave the input out, as a new fit may.
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
     from xmsgl.train import FeatureSpec, InputDays, input_array
@@ -478,7 +479,13 @@ def test_input_days_refuse_what_input_array_refuses(bad: float, name: str) -> No
         input_array(ds, names, "reach", spec)
     with pytest.raises(DataError) as got:
         InputDays(ds, names, "reach", spec)
-    assert str(got.value) == str(ref.value)
+    fit_advice = f"; to fit a model without it, leave it out with ds.drop_vars({name!r})"
+    if not np.isfinite(bad):
+        assert str(ref.value).endswith(fit_advice)
+        assert str(got.value) == str(ref.value).replace(
+            fit_advice, "; the model was fitted with it, so it cannot be left out")
+    else:
+        assert str(got.value) == str(ref.value)
     assert repr(name) in str(got.value)
     assert ("NaN or infinite" in str(got.value)) == (not np.isfinite(bad))
 

@@ -148,7 +148,12 @@ def _load_model(value: str) -> Any:
     import xmsgl
     from xmsgl.io import model_path
 
+    if not value:  # an unset shell variable; Path("") would be the current folder
+        raise ParameterError("MODEL '' is empty; give a folder written by xmsgl fit")
     folder = model_path(value, "MODEL")
+    if os.path.islink(folder) and not folder.exists():
+        raise ParameterError(f"MODEL {value!r} is a symbolic link to {os.readlink(folder)!r}, which "
+                             "does not exist; give a folder written by xmsgl fit")
     if not os.path.lexists(folder):
         raise ParameterError(f"MODEL {value!r} does not exist; give a folder written by xmsgl fit "
                              "(or model.save in Python)")
@@ -206,7 +211,7 @@ def _model_lines(value: str) -> list[str]:
     g, hp, v = cfg["graph"], cfg["hyperparameters"], cfg["variables"]
     per = cfg.get("periods") or {}
     output = {"fine": "the fine head's prediction", "fine_only": "the fine cell alone",
-              "remap": "the coarse prediction taken by each reach"}.get(cfg["output"], cfg["output"])
+              "remap": "the coarse prediction taken by each reach"}.get(model.output, model.output)
     options = g.get("options") or {}
     lines = [f"{value}: {cfg['method']} ({output}), xmsgl "
              f"{cfg.get('versions', {}).get('xmsgl', '?')}, created {cfg.get('created', '?')} on "
@@ -224,8 +229,11 @@ def _model_lines(value: str) -> list[str]:
     lines.append(fit_line((cfg.get("history") or {}).get("main") or {}, cfg.get("n_fine_train_obs", "?"),
                           fine=cfg["method"] != "remap"))
     units = v.get("units") or {}
-    for dim, names in (("segment", v.get("seg_vars") or []), ("reach", v.get("reach_vars") or [])):
-        if names:
+    # The inputs the model reads (as coverage judges them): the fine cell alone reads no
+    # segment input, remap no reach input, though both record the dataset's.
+    for dim, names, read in (("segment", v.get("seg_vars") or [], model.output != "fine_only"),
+                             ("reach", v.get("reach_vars") or [], model.output != "remap")):
+        if names and read:
             lines.append(f"{dim} inputs: " + ", ".join(
                 f"{n} ({units.get(n) or 'no units'}{', static' if (v.get('static') or {}).get(n) else ''})"
                 for n in names))
@@ -330,6 +338,8 @@ def _read_dataset(value: str, option: str = "--data", lazy: bool = False,
 
     import xmsgl
 
+    if not value:  # an unset shell variable; Path("") would be the current folder
+        raise ParameterError(f"{option} '' is empty; give a netCDF file or a zarr store")
     path = Path(value).expanduser()
     if not path.exists():
         raise ParameterError(f"{option} {value!r} does not exist; give a netCDF file or a zarr store")
@@ -395,10 +405,9 @@ def _new_output(value: str, option: str, overwrite: bool, sources: Sequence[tupl
     never one of the ``sources`` (``(what, path)`` of the inputs), inside one, or a
     folder (a zarr store) that holds one: replacing it would delete that input."""
     out = output_path(value, option) if out is None else out
-    if os.path.lexists(out) and not overwrite:
-        raise ParameterError(f"{option} {value!r} already exists; pass --overwrite to replace it, "
-                             f"or choose another {option}")
     for what, src in sources:
+        if not src:  # refused by the command as it reads it ("'' is empty")
+            continue
         data = Path(src).expanduser().resolve()
         same = out.exists() and data.exists() and os.path.samefile(out, data)  # hard links too
         if same or out.resolve() == data or data in out.resolve().parents:
@@ -408,6 +417,10 @@ def _new_output(value: str, option: str, overwrite: bool, sources: Sequence[tupl
             raise ParameterError(f"{option} {value!r} holds the {what} {src!r}: replacing it "
                                  f"would delete that input, even with --overwrite; choose another "
                                  f"{option}, or move the {what} out of it")
+    # After the inputs: --overwrite, the advice below, cannot help an output that is one.
+    if os.path.lexists(out) and not overwrite:
+        raise ParameterError(f"{option} {value!r} already exists; pass --overwrite to replace it, "
+                             f"or choose another {option}")
     return out
 
 
@@ -438,9 +451,12 @@ def _fit(args: argparse.Namespace) -> int:
         raise ParameterError(f"--method {args.method!r} is not known; use one of {known}")
     if args.epochs is not None and args.method in BASELINES:
         raise ParameterError(f"--epochs: the baseline {args.method!r} has no epochs; leave it out")
-    out = _new_output(args.model, "MODEL", args.overwrite, [("input", args.data)])
-    # Before the fit: --overwrite replaces a saved model only, never another folder.
+    # Before the fit, in the order that gives advice that works: MODEL is not the input
+    # (overwrite=True checks that alone), nor a folder other than a saved model, which
+    # --overwrite never replaces; then whether it exists.
+    out = _new_output(args.model, "MODEL", True, [("input", args.data)])
     _refuse_model_folder(model_path(out), "model")
+    out = _new_output(args.model, "MODEL", args.overwrite, [("input", args.data)], out)
     device = _device(args.device)
     with _warnings_as_lines():
         ds = _read_dataset(args.data, "DATA")
@@ -489,6 +505,13 @@ def _downscale(args: argparse.Namespace) -> int:
     device = _device(args.device)
     with _warnings_as_lines():
         model = _load_model(args.model)
+        # What the model cannot give is said before DATA is read, and blamed on MODEL.
+        from xmsgl.downscale import check_model_scale
+
+        try:
+            check_model_scale(model, args.scale, ["--reach-chunk"] if args.reach_chunk is not None else [])
+        except XmsglError as err:
+            raise type(err)(f"MODEL {args.model!r}: {err}") from err
         # The cross-scale estimate runs in memory only; the rest streams from the file.
         lazy = args.scale != "cross"
         if not lazy and args.reach_chunk is not None:
@@ -602,9 +625,9 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
             raise ParameterError(f"--basin-seed {args.basin_seed}: give an integer of at least 0")
         _check_dates(args.start, args.end)
     out = output_path(args.out, "--out")
-    if _names_a_folder(args.out):
-        raise ParameterError(f"--out {args.out!r} names a folder; give a netCDF file name such as "
-                             f"results.nc")
+    if _names_a_folder(args.out) or Path(args.out).suffix.lower() == ".zarr":
+        raise ParameterError(f"--out {args.out!r}: evaluate writes one netCDF file; give a file "
+                             f"name such as results.nc")
     return _new_output(args.out, "--out", args.overwrite,
                        [] if args.data is None else [("--data input", args.data)], out)
 

@@ -1042,6 +1042,18 @@ def only_read(ds: xr.Dataset, inputs: Iterable[str]) -> xr.Dataset:
     fixed, so they are neither validated nor read.
     """
     keep = {*TOPOLOGY, *GEOMETRY, *inputs}
+    for name in inputs:
+        # An input on one more dimension (an ensemble member): the model reads it on
+        # its node and time alone, and cannot do without it (no advice to drop it).
+        if name in ds.data_vars:
+            other = [str(d) for d in ds[name].dims if d not in (SEG, REACH, TIME)]
+            if other:
+                raise SchemaError(
+                    f"input variable {name!r} is on dimensions {tuple(map(str, ds[name].dims))}; the "
+                    f"model reads it on its node and 'time' only: select or reduce "
+                    f"{format_ids(other)} first (for example ds[{name!r}].isel({other[0]}=0) or "
+                    f".mean({other[0]!r})), or downscale each {other[0]} in turn "
+                    f"(ds.isel({other[0]}=i))")
     drop = [v for v in ds.data_vars if str(v) not in keep]
     return ds.drop_vars(drop) if drop else ds
 
@@ -1328,8 +1340,12 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
         if name in out.variables:
             dims = tuple(map(str, out[name].dims))
             if set(dims) != {dim, TIME}:
+                other = [d for d in dims if d not in (dim, TIME)]
                 raise SchemaError(
                     f"target {name!r} must have dims ({dim!r}, 'time'), got {dims}"
+                    + (f": select one {other[0]!r} (for example ds[{name!r}] = "
+                       f"ds[{name!r}].isel({other[0]}=0)), or fit one model per {other[0]!r}"
+                       if other else f": give it on ({dim!r}, 'time')")
                 )
     # Water temperatures (targets and truth) get value checks; any other variable
     # with temperature units is converted to degC.

@@ -189,6 +189,36 @@ def _finite_end(ds: xr.Dataset, model: Downscaler, scale: str, i1: int, e1: int)
     return i1 + int(np.argmin(ok)) if not ok.all() else e1
 
 
+def check_model_scale(model: Downscaler | BaselineModel, scale: str, lazy_args: list[str]) -> None:
+    """Refuse what ``model`` cannot give, before any data is read: a scale it has no
+    output for, and (for a baseline, which predicts in memory) the block arguments
+    ``lazy_args`` that would be ignored."""
+    from xmsgl.baselines import BaselineModel
+
+    if scale == CROSS and (isinstance(model, BaselineModel) or model.output != "fine"):
+        raise ParameterError(
+            f"method {model.method!r} has no cross-scale estimate; scale='cross' needs a msgl "
+            "or async-msgl model"
+        )
+    if isinstance(model, BaselineModel):
+        if scale == SEG:
+            raise ParameterError(
+                f"baseline {model.method!r} predicts reaches only; use scale='reach', or a msgl, "
+                "async-msgl or remap model for segments"
+            )
+        if lazy_args:
+            raise ParameterError(
+                f"method {model.method!r} computes its prediction in memory, from the inputs "
+                f"at once (dask-backed ones included), so {lazy_args} would be ignored: "
+                f"drop them, or use a network model for a lazy result"
+            )
+    elif scale == SEG and model.output == "fine_only":
+        raise ParameterError(
+            f"method {model.method!r} has no coarse prediction; use scale='reach', or a "
+            "msgl, async-msgl or remap model"
+        )
+
+
 @uses_thread_option
 def downscale(
     ds: xr.Dataset,
@@ -328,30 +358,10 @@ def downscale(
     blocks = block_options(reach_chunk, time_block, halo)
     model = (model_or_path if isinstance(model_or_path, (Downscaler, BaselineModel))
              else load(model_or_path))
-    if scale == CROSS and (isinstance(model, BaselineModel) or model.output != "fine"):
-        raise ParameterError(
-            f"method {model.method!r} has no cross-scale estimate; scale='cross' needs a msgl "
-            "or async-msgl model"
-        )
+    check_model_scale(model, scale, sorted(["lazy", *blocks] if lazy is not None and lazy is not False
+                                           else blocks))
     if isinstance(model, BaselineModel):
-        if scale == SEG:
-            raise ParameterError(
-                f"baseline {model.method!r} predicts reaches only; use scale='reach', or a msgl, "
-                "async-msgl or remap model for segments"
-            )
-        lazy_args = sorted(["lazy", *blocks] if lazy is not None and lazy is not False else blocks)
-        if lazy_args:
-            raise ParameterError(
-                f"method {model.method!r} computes its prediction in memory, from the inputs "
-                f"at once (dask-backed ones included), so {lazy_args} would be ignored: "
-                f"drop them, or use a network model for a lazy result"
-            )
         return model.predict(ds, time=time)
-    if scale == SEG and model.output == "fine_only":
-        raise ParameterError(
-            f"method {model.method!r} has no coarse prediction; use scale='reach', or a "
-            "msgl, async-msgl or remap model"
-        )
     inputs = model.features.seg_vars + model.features.reach_vars
     ds = validate(only_read(ds, inputs), check_values=False)
     if TIME not in ds.dims:

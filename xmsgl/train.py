@@ -231,11 +231,12 @@ def _where_bad(bad: np.ndarray, sel: xr.Dataset, dim: str, limit: int = 3) -> st
 
 
 def _check_scores(name: str, lo: Any, hi: Any, vals: np.ndarray, spec: FeatureSpec, static: bool,
-                  sel: xr.Dataset, dim: str) -> None:
+                  sel: xr.Dataset, dim: str, fitting: bool = True) -> None:
     """Refuse input ``name`` whose smallest or largest standard score (``lo``,
     ``hi``) is NaN, infinite or beyond :data:`MAX_STANDARD_SCORE`; ``vals`` are its
     values on the days and nodes (``dim``) of ``sel``, counted and located for the
-    message only then."""
+    message only then. Leaving the variable out is advised when ``fitting`` only: a
+    fitted model needs every input it was fitted with."""
     if lo >= -MAX_STANDARD_SCORE and hi <= MAX_STANDARD_SCORE:
         return
     as32 = np.asarray(vals, dtype=np.float32)
@@ -250,7 +251,8 @@ def _check_scores(name: str, lo: Any, hi: Any, vals: np.ndarray, spec: FeatureSp
                f"a reach its segment's value, or a basin median with "
                f"ds[{name!r}] = ds[{name!r}].fillna(ds[{name!r}].median())" if static else
                f"; fill them (for example ds[{name!r}].interpolate_na('time') or .fillna(...))")
-            + f"; to fit a model without it, leave it out with ds.drop_vars({name!r})"
+            + (f"; to fit a model without it, leave it out with ds.drop_vars({name!r})" if fitting
+               else "; the model was fitted with it, so it cannot be left out")
         )
     z = (as32 - np.float32(spec.mean[name])) / np.float32(spec.std[name])
     n_far = int(np.count_nonzero(~(np.abs(z) <= MAX_STANDARD_SCORE)))
@@ -385,7 +387,7 @@ class InputDays:
                 hi = (np.float32(vmax) - mean) / std
             else:
                 lo = hi = np.float32(0.0)
-            _check_scores(name, lo, hi, vals, spec, static, sel, dim)
+            _check_scores(name, lo, hi, vals, spec, static, sel, dim, fitting=False)
             if vals.size:
                 _check_temperature(name, vmin, vmax, spec, sel[name].attrs)
             if static:
