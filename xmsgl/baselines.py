@@ -66,6 +66,7 @@ from xmsgl.convention import (
     TIME,
     Topology,
     check_loaded_temperature,
+    in_id_order,
     is_temperature_units,
     output_coords,
     topology_arrays,
@@ -627,7 +628,7 @@ def fit_baseline(
     window = int(settings["window"])
     if window < 1:
         raise XmsglError(f"window={window!r} must be a positive number of days")
-    ds = validate(ds)
+    ds = in_id_order(validate(ds))  # the same fit whatever the file's order
     topo = topology_arrays(ds)
     if TIME not in ds.dims:
         raise SchemaError("the dataset has no 'time' dimension; baselines need daily observations")

@@ -1033,6 +1033,29 @@ def _check_converted(
     )
 
 
+def in_id_order(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with its segments and reaches in increasing id order (``ds`` itself where
+    they are already).
+
+    Fits start from it: sums over nodes (the scalers, the graph weights' statistics),
+    the graphs' entries and the ids a model records then follow the ids, not the order
+    a file lists them in, so a shuffled file gives the same model to the last bit.
+
+    Examples
+    --------
+    >>> ds = xr.Dataset(coords={"seg": [3, 1, 2], "reach": [10, 11]})
+    >>> in_id_order(ds)["seg"].values.tolist()
+    [1, 2, 3]
+    """
+    order = {}
+    for dim in (SEG, REACH):
+        if dim in ds.dims and dim in ds.coords:
+            ids = np.asarray(ds[dim].values)
+            if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+                order[dim] = np.argsort(ids, kind="stable")
+    return ds.isel(order) if order else ds
+
+
 def only_read(ds: xr.Dataset, inputs: Iterable[str]) -> xr.Dataset:
     """``ds`` with only the data variables a fitted model reads: the topology, the
     geometry and its ``inputs`` (coordinates are kept).

@@ -59,6 +59,7 @@ from xmsgl.convention import (
     REACH,
     SEG,
     TIME,
+    in_id_order,
     input_variables,
     is_temperature_units,
     is_truth,
@@ -970,7 +971,8 @@ def fit(
     dev = resolve_device(device)
     pre_epochs = max(1, epochs // 2) if pretrain_epochs is None else int(pretrain_epochs)
 
-    ds = validate(ds)
+    # Ids in increasing order: the same model whatever order the file lists them in.
+    ds = in_id_order(validate(ds))
     time = pd.DatetimeIndex(ds[TIME].values)
     periods, masks = _resolve_periods(time, train, val, test)
     output = _OUTPUT[method]

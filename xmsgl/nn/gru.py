@@ -43,6 +43,7 @@ from xmsgl.baselines import BaselineModel
 from xmsgl.convention import (
     REACH,
     TIME,
+    in_id_order,
     input_variables,
     only_read,
     output_coords,
@@ -443,7 +444,7 @@ def fit_gru(
         check_count("batch_size", batch_size)
     check_clip_grad_norm(clip_grad_norm)
     progress = bool(get_option("progress")) if progress is None else bool(progress)
-    ds = validate(ds)
+    ds = in_id_order(validate(ds))  # the same fit whatever the file's order
     if TIME not in ds.dims:
         raise SchemaError("the dataset has no 'time' dimension; the GRU trains on daily data")
     if "reach_temp" not in ds.data_vars:
