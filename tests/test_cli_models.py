@@ -425,6 +425,10 @@ def test_info_describes_a_saved_model(files: dict[str, str], model_dir: str, tmp
     out = capsys.readouterr().out
     cfg = xmsgl.load(gru).config
     assert "the gru baseline" in out and "best epoch 1 of 1" in out
+    assert main(["fit", files["nc"], str(tmp_path / "gru2"), "--method", "gru", *FAST]) == 0
+    assert "best epoch 1 of 1 with validation fine RMSE" in capsys.readouterr().out  # once left out
+    assert main(["coverage", model_dir, files["nc"], "--overwrite"]) == 2
+    assert "--overwrite replaces the file of --out, which is not given" in capsys.readouterr().err
     assert f"test: {cfg['periods']['test'][0][0]} to {cfg['periods']['test'][0][1]}" in out
     assert f"hidden {cfg['hyperparameters']['hidden']}" in out
     # Without validation days the epoch kept was chosen on the training loss: said so.

@@ -317,6 +317,11 @@ _CLI_WORDS = (
     (r"(?<![(.])(?<!, )\b(train|val|test|time)=\('([^']*)', '([^']*)'\)", r"--\1 \2 \3"),
     (r"(?<![(.])(?<!, )\b(train|val|test|time)=(?=[('\"])", r"--\1 "),
     (r"(?<![(.])(?<!, )\bmethod='([a-z-]+)'", r"--method \1"),
+    (r"\bleave (train|val|test)= out\b", r"leave --\1 out"),
+    (r"\bthe (training|validation|test) period \('([^']*)', '([^']*)'\)",
+     lambda m: f"--{ {'training': 'train', 'validation': 'val'}.get(m[1], m[1])} {m[2]} {m[3]}"),
+    (r"; give a label such as '2001', a pair \(start, end\) such as \('2001-01-01', '2001-12-31'\), "
+     r"or a list of pairs", "; give a date such as 2001-01-01, or a year such as 2001"),
 )
 
 
@@ -473,8 +478,9 @@ def _fit(args: argparse.Namespace) -> int:
                                  f"--overwrite to replace it, or choose another MODEL")
         # Replaces a saved model folder only; anything else there is refused.
         path = model.save(out)
-    history = getattr(model, "history", None) or {}
-    main = history.get("main") or {}
+    history = getattr(model, "history", None) or getattr(model, "config", {}).get("history") or {}
+    # The network methods keep one history per stage; the GRU's is its only stage.
+    main = history.get("main") or (history if "best_epoch" in history else {})
     best = main.get("best_epoch")
     val = main.get("val") or []
     score = ""
@@ -1005,6 +1011,9 @@ def _coverage(args: argparse.Namespace) -> int:
     if not (np.isfinite(args.margin) and args.margin >= 0):
         raise ParameterError(f"--margin {args.margin:g}: give a number of standard deviations >= 0")
     out = None
+    if args.overwrite and args.out is None:
+        raise ParameterError("--overwrite replaces the file of --out, which is not given; add --out "
+                             "FILE.nc, or leave --overwrite out")
     if args.out is not None:
         if _names_a_folder(args.out) or Path(args.out).suffix.lower() == ".zarr":
             raise ParameterError(f"--out {args.out!r}: coverage writes one netCDF file; give a "
