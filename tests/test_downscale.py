@@ -15,7 +15,7 @@ from tests.conftest import FAST_FIT, devices
 torch = pytest.importorskip("torch")
 
 from xmsgl.downscale import downscale  # noqa: E402
-from xmsgl.exceptions import DataError, ModelMismatchError, ParameterError  # noqa: E402
+from xmsgl.exceptions import DataError, ModelMismatchError, ParameterError, TimeError  # noqa: E402
 from xmsgl.model import Downscaler, fit  # noqa: E402
 
 FAST = FAST_FIT
@@ -357,3 +357,13 @@ def test_downscale_never_builds_a_graph_transpose(basin: xr.Dataset, model: Down
     for scale in ("reach", "seg", "cross"):
         assert downscale(basin, model, scale=scale, device="cpu").notnull().all()
     assert downscale(basin, model, check_graph=False, device="cpu").notnull().all()
+
+
+def test_a_period_inside_a_gap_is_said_to_be_in_the_gap(basin: xr.Dataset, model: Downscaler) -> None:
+    # It was answered with the record's span, which holds the period.
+    gap = basin.drop_sel(time=pd.date_range("2001-02-10", "2001-02-20"))
+    for sel in (("2001-02-12", "2001-02-15"), "2001-02-14"):
+        with pytest.raises(TimeError, match=r"falls in a gap of its days, between 2001-02-09 and 2001-02-21"):
+            gap.msgl.downscale(model, time=sel)
+    with pytest.raises(TimeError, match=r"selects no day of the dataset \(2001-01-01 to 2001-06-30\)"):
+        gap.msgl.downscale(model, time=("1990", "1991"))

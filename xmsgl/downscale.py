@@ -48,6 +48,12 @@ def _time_positions(time: pd.DatetimeIndex, sel: Any, done: str = "returned",
     i0 = 0 if start is None else int(np.count_nonzero(np.asarray(time < start)))
     i1 = len(time) if end is None else int(np.count_nonzero(np.asarray(time <= end)))
     if i1 <= i0:
+        if 0 < i0 < len(time) and (start is None or end is None or pd.Timestamp(start) <= pd.Timestamp(end)):
+            # Inside the record's span, between two of its days: a gap.
+            raise TimeError(
+                f"time={sel!r} selects no day of the dataset: it falls in a gap of its days, "
+                f"between {time[i0 - 1].date()} and {time[i0].date()}; choose days the dataset has, "
+                f"or fill the gap first (e.g. ds.resample(time='1D').interpolate('linear'))")
         raise TimeError(
             f"time={sel!r} selects no day of the dataset ({time[0].date()} to {time[-1].date()})"
         )
