@@ -266,3 +266,20 @@ def test_fit_with_date_ends_on_noon_stamps_trains_on_none_of_their_days(
     assert [tuple(p) for p in periods["test"]] == [("2001-05-01", "2001-05-31")]
     for a, b in periods["train"]:
         assert dt.date.fromisoformat(b) < val[0] or dt.date.fromisoformat(a) > test[1]
+
+
+@pytest.mark.parametrize("day", [np.datetime64("2002-01-15"), np.datetime64("2002-01-15T13:00"),
+                                 pd.Timestamp("2002-01-15 13:00"), __import__("datetime").date(2002, 1, 15)])
+def test_a_date_alone_is_its_whole_day_as_a_string_is(day: object) -> None:
+    # A bare string stood for its day, a bare datetime64 or Timestamp was refused as
+    # "not a (start, end) pair".
+    from xmsgl.periods import period_bounds, period_list
+
+    want = period_bounds("2002-01-15")
+    assert want[0] == pd.Timestamp("2002-01-15") and want[1].normalize() == want[0]
+    assert period_bounds(day) == want
+    assert period_list(day, "train") == [want]
+    month = period_bounds(np.datetime64("2002-01"))
+    assert month[0] == pd.Timestamp("2002-01-01") and month[1].normalize() == pd.Timestamp("2002-01-31")
+    with pytest.raises(PeriodError, match="20020115 is not a"):
+        period_bounds(20020115)

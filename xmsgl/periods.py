@@ -112,7 +112,8 @@ def _pair(item: Any, name: str, given: Any) -> tuple[Bound, Bound]:
         if item.step is not None:
             raise PeriodError(f"{name}={given!r}: a period has no step; {_HINT}")
         item = (item.start, item.stop)
-    if isinstance(item, (str, bytes)):
+    if isinstance(item, (str, bytes, _dt.date, np.datetime64)):
+        # One label or date alone: all of it (a date, datetime64 or Timestamp its day).
         return _stamp(item, False, name, given), _stamp(item, True, name, given)
     if not isinstance(item, (tuple, list)) or len(item) != 2:
         raise PeriodError(f"{name}={given!r}: {item!r} is not a (start, end) pair; {_HINT}")
@@ -136,7 +137,7 @@ def period_list(period: Any, name: str = "period") -> list[tuple[Bound, Bound]]:
     """
     if period is None:
         return []
-    if isinstance(period, (str, bytes, slice)):
+    if isinstance(period, (str, bytes, slice, _dt.date, np.datetime64)):
         return [_pair(period, name, period)]
     if isinstance(period, tuple) and not any(isinstance(p, (tuple, list, slice)) for p in period):
         # A tuple of dates is one (start, end) pair; periods go in a list.
