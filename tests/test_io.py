@@ -63,6 +63,32 @@ def test_failure_inside_the_block_keeps_the_previous_file(tmp_path: Path) -> Non
     assert leftovers(tmp_path) == []
 
 
+def test_a_failed_write_removes_the_folders_it_made(tmp_path: Path) -> None:
+    # A failed downscale left empty folders nd1/nd2 behind.
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(RuntimeError, match="writer broke"):
+        with atomic_write(tmp_path / "kept" / "nd1" / "nd2" / "out.txt") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("writer broke")
+    assert list(tmp_path.iterdir()) == [tmp_path / "kept"] and list((tmp_path / "kept").iterdir()) == []
+    bad = small().chunk({"reach": 1})
+    bad["reach_temp"] = bad["reach_temp"].map_blocks(_broken, template=bad["reach_temp"])
+    with pytest.raises(ValueError, match="chunk broke"):
+        to_netcdf_safe(bad, tmp_path / "n1" / "n2" / "out.nc")
+    assert not (tmp_path / "n1").exists()
+    # A folder that gained another file meanwhile is left, with what is in it.
+    (tmp_path / "n1").mkdir()
+    with pytest.raises(ValueError, match="chunk broke"):
+        with atomic_write(tmp_path / "n1" / "n2" / "out.txt") as tmp:
+            (tmp_path / "n1" / "other.txt").write_text("someone else's")
+            raise ValueError("chunk broke")
+    assert sorted(p.name for p in (tmp_path / "n1").iterdir()) == ["other.txt"]
+
+
+def _broken(block: xr.DataArray) -> xr.DataArray:
+    raise ValueError("chunk broke")
+
+
 def test_nothing_written_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(XmsglError, match="nothing was written"):
         with atomic_write(tmp_path / "out.txt"):

@@ -383,13 +383,35 @@ def atomic_write(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     'two'
     """
     final = output_path(path)
+    made = _missing_folders(final)
     tmp = _prepare(final, _check_overwrite(overwrite))
     try:
         yield tmp
     except BaseException:
         _remove(tmp)
+        _remove_empty(made)  # the folders this write made for nothing
         raise
     _commit(None, tmp, final, overwrite)
+
+
+def _missing_folders(final: Path) -> list[Path]:
+    """The folders above ``final`` that do not exist yet, deepest first: those a write
+    creates, and removes again (when still empty) if it fails."""
+    missing = []
+    for folder in final.parents:
+        if os.path.lexists(folder):
+            break
+        missing.append(folder)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) that are empty; leave any other alone."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another writer's file), or already gone
+            return
 
 
 def _prepare(final: Path, overwrite: bool) -> Path:
@@ -510,6 +532,7 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
 def _write(write: Callable[[Path], Any], final: Path, overwrite: bool, compute: bool,
            check_old: Callable[[Path], None] | None = None) -> Any:
     """Run ``write(tmp)`` and commit; with ``compute=False`` return a delayed commit."""
+    made = _missing_folders(final)
     tmp = _prepare(final, overwrite)
     # A marker beside the temporary entry, which the commit of a delayed write takes:
     # a second compute of the same delayed write finds it gone (see _commit). On the
@@ -522,6 +545,7 @@ def _write(write: Callable[[Path], Any], final: Path, overwrite: bool, compute: 
     except BaseException:
         _remove_settled(tmp)
         pending.unlink(missing_ok=True)
+        _remove_empty(made)  # the folders this write made for nothing
         raise
     if compute:
         return _commit(result, tmp, final, overwrite, check_old)
