@@ -523,3 +523,27 @@ def test_checks_come_in_the_order_that_gives_advice_that_works(files: dict[str, 
     assert f"MODEL {fine!r}: method 'fine-only' has no coarse prediction; use --scale reach" in (
         capsys.readouterr().err)
     assert not os.path.exists(out)
+
+
+def test_nothing_is_written_inside_a_zarr_store_or_a_saved_model(files: dict[str, str], model_dir: str, tmp_path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # fit wrote a model folder into a store (every later read of the store warned about
+    # it) and the demo its files into a model folder, which a save could then no longer
+    # replace; fit found out only when it saved, after the whole fit.
+    store, nc = files["zarr"], files["nc"]
+    before = sorted(os.listdir(store)), sorted(os.listdir(model_dir))
+    for argv, said in ((["fit", nc, os.path.join(store, "m")], "MODEL"),
+                       (["fit", nc, os.path.join(model_dir, "sub"), *FAST], "MODEL"),
+                       (["downscale", model_dir, nc, os.path.join(store, "p.nc")], "OUT"),
+                       (["coverage", model_dir, nc, "--out", os.path.join(store, "c.nc")], "--out"),
+                       (["demo", "--quick", "--outdir", store, "--overwrite"], None),
+                       (["demo", "--quick", "--outdir", os.path.join(model_dir, "d")], None)):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert ("a zarr store" in err or "a saved xmsgl folder" in err) and "write to a path outside it" in err, err
+        assert said is None or f"xmsgl: error: {said} " in err
+    assert (sorted(os.listdir(store)), sorted(os.listdir(model_dir))) == before
+    import xmsgl.io
+
+    with pytest.raises(xmsgl.ParameterError, match="a saved xmsgl folder"):
+        xmsgl.io.to_netcdf_safe(xr.Dataset({"a": ("x", [1.0])}), os.path.join(model_dir, "x.nc"))

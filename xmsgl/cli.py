@@ -65,7 +65,7 @@ from xmsgl.exceptions import (
     XmsglError,
     XmsglWarning,
 )
-from xmsgl.io import _refuse_model_folder, output_folder, output_path
+from xmsgl.io import _refuse_inside_saved, _refuse_model_folder, output_folder, output_path
 
 __all__ = ["main"]
 
@@ -422,6 +422,12 @@ def _new_output(value: str, option: str, overwrite: bool, sources: Sequence[tupl
             raise ParameterError(f"{option} {value!r} holds the {what} {src!r}: replacing it "
                                  f"would delete that input, even with --overwrite; choose another "
                                  f"{option}, or move the {what} out of it")
+    # Not inside a zarr store or a saved model: refused by the writers too, but only
+    # once the work is done.
+    try:
+        _refuse_inside_saved(out)
+    except ParameterError as err:
+        raise ParameterError(f"{option} {err}") from None
     # After the inputs: --overwrite, the advice below, cannot help an output that is one.
     if os.path.lexists(out) and not overwrite:
         raise ParameterError(f"{option} {value!r} already exists; pass --overwrite to replace it, "

@@ -188,6 +188,8 @@ def output_folder(path: object, name: str = "folder") -> Path:
     if final.exists() and not final.is_dir():
         raise ParameterError(f"{_named(name, os.fspath(final))} is a file, not a folder; "
                              f"choose another {name}")
+    # The folder itself, and any above it: not a store or a saved model to write into.
+    _refuse_inside_saved(final, itself=True)
     return final
 
 
@@ -317,6 +319,7 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
     """
     final = model_path(path)
     _refuse_model_folder(final, what)
+    _refuse_inside_saved(final)
     # The same check, on the old folder after it is moved aside: another process
     # may have put something at the path while the new folder was being written.
     def replaceable(old: Path) -> None:
@@ -826,6 +829,28 @@ def _refuse_inside_store(final: Path) -> None:
                 "there would replace part of that one. Write to a path outside it")
 
 
+def _refuse_inside_saved(final: Path, itself: bool = False) -> None:
+    """Refuse a path inside an existing zarr store or saved xmsgl folder (a model).
+
+    A file or folder written there is an entry the store's readers do not know (zarr
+    warns on every read), or one that makes the model folder no longer one a save may
+    replace (it holds only its own files). With ``itself``, the folder ``final`` is
+    checked too (an output folder to write files into)."""
+    for folder in [final, *final.parents] if itself else final.parents:
+        if not folder.is_dir():
+            continue
+        where = "is" if folder == final else f"lies inside {str(folder)!r},"
+        if any(os.path.lexists(folder / m) for m in _ZARR_MARKERS):
+            raise ParameterError(
+                f"{str(final)!r} {where} a zarr store, whose readers would meet entries "
+                "they do not know; write to a path outside it")
+        if os.path.lexists(folder / "config.json") and _not_a_model_folder(folder) is None:
+            raise ParameterError(
+                f"{str(final)!r} {where} a saved xmsgl folder, which "
+                "holds only its own files (a later save would refuse to replace it); write to a "
+                "path outside it")
+
+
 def to_netcdf_safe(
     obj: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool = False, *,
     compute: bool = True, **kwargs: Any
@@ -885,6 +910,7 @@ def to_netcdf_safe(
     if isinstance(text, str) and names_a_folder(text):
         raise ParameterError(f"path={text!r} names a folder; give a netCDF file name such as "
                              f"{str(final / 'out.nc')!r}")
+    _refuse_inside_saved(final)
     _refuse_source(obj, final)
     # A delayed write's chunks check its marker first (see _guard_chunks).
     return _write(lambda tmp: (obj if compute else _guard_chunks(obj, _pending_marker(tmp), final)).to_netcdf(
@@ -975,6 +1001,7 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
     overwrite = _check_overwrite(overwrite)
     final = output_path(path)
     _refuse_inside_store(final)
+    _refuse_inside_saved(final)
     _refuse_source(ds, final)
     if overwrite:
         _refuse_non_store(final)
