@@ -394,9 +394,11 @@ def test_messages_in_the_commands_words_leave_python_code_alone() -> None:
     assert (_cli_words("the validation period ('1990', '1991') holds no day; give dates inside it, or "
                        "leave val= out") == "--val 1990 1991 holds no day; give dates inside it, or leave --val out")
     assert _cli_words("the training period ('a', 'b')") == "--train a b"
+    assert _cli_words("so overwrite=True does not replace it") == "so --overwrite does not replace it"
     assert (_cli_words("'now' is not a date; give a label such as '2001', a pair (start, end) such as "
                        "('2001-01-01', '2001-12-31'), or a list of pairs")
             == "'now' is not a date; give a date such as 2001-01-01, or a year such as 2001")
     # Advice written as Python keeps its keywords: it is code to type, not an option.
-    for code in ("ds.resample(time='1D').mean()", "fit(ds, method='msgl')", "f(a, time='x')"):
+    for code in ("ds.resample(time='1D').mean()", "fit(ds, method='msgl')", "f(a, time='x')",
+                 "to_zarr_safe(ds, p, overwrite=True)"):
         assert _cli_words(f"run {code}") == f"run {code}"

@@ -113,7 +113,13 @@ def test_format_versions_that_are_not_known_integers_are_refused(saved: Path, ve
     else:
         cfg["format_version"] = version
     (saved / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ModelMismatchError, match="this xmsgl reads"):
+    # Not a newer version, so not "upgrade xmsgl" (as it once said): a damaged folder.
+    with pytest.raises(DataError, match=r"has format 'xmsgl-model' but no 'format_version' of 1 to "
+                                        r"\d+ \(found .*\): the model folder is damaged; save or fetch"):
+        load(saved)
+    cfg["format_version"] = 99
+    (saved / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelMismatchError, match="version 99; this xmsgl reads .* upgrade xmsgl"):
         load(saved)
 
 

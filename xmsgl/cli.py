@@ -318,6 +318,7 @@ _CLI_WORDS = (
     (r"(?<![(.])(?<!, )\b(train|val|test|time)=(?=[('\"])", r"--\1 "),
     (r"(?<![(.])(?<!, )\bmethod='([a-z-]+)'", r"--method \1"),
     (r"\bleave (train|val|test)= out\b", r"leave --\1 out"),
+    (r"(?<![(.])(?<!, )\boverwrite=True\b", "--overwrite"),
     (r"\bthe (training|validation|test) period \('([^']*)', '([^']*)'\)",
      lambda m: f"--{ {'training': 'train', 'validation': 'val'}.get(m[1], m[1])} {m[2]} {m[3]}"),
     (r"; give a label such as '2001', a pair \(start, end\) such as \('2001-01-01', '2001-12-31'\), "

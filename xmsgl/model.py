@@ -266,6 +266,13 @@ class Downscaler:
         if config.get("format") != FORMAT or not known_format_version(config, FORMAT_VERSION):
             hint = (" (a baseline: load it with xmsgl.load)" if config.get("format") == "xmsgl-baseline"
                     else "")
+            version = config.get("format_version")
+            newer = isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION
+            if config.get("format") == FORMAT and not newer:
+                # Not a newer format: a config.json without a usable version (edited, damaged).
+                raise DataError(
+                    f"{str(cfg_file)!r} has format {FORMAT!r} but no 'format_version' of 1 to "
+                    f"{FORMAT_VERSION} (found {version!r}): the model folder is damaged; {_REFETCH}")
             raise ModelMismatchError(
                 f"{str(cfg_file)!r} has format {config.get('format')!r} version "
                 f"{config.get('format_version')!r}{hint}; this xmsgl reads {FORMAT!r} up to version "
