@@ -421,3 +421,14 @@ def test_baseline_settings_outside_their_range_are_refused(small_basin: xr.Datas
                                                            kw: dict, match: str) -> None:
     with pytest.raises(xmsgl.exceptions.ParameterError, match=match):
         fit_baseline(small_basin, method, **kw)
+
+
+def test_fit_baseline_refuses_bad_arguments_as_parameter_errors(small_basin) -> None:
+    # They were plain XmsglErrors, while fit() gives ParameterError for the same slips.
+    from xmsgl.baselines import fit_baseline
+    from xmsgl.exceptions import ParameterError
+
+    with pytest.raises(ParameterError, match=r"settings \['epochs'\] are not known for baseline 'climatology'"):
+        fit_baseline(small_basin, "climatology", epochs=3)
+    with pytest.raises(ParameterError, match="'msgl' is not a baseline"):
+        fit_baseline(small_basin, "msgl")

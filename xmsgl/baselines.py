@@ -619,11 +619,11 @@ def fit_baseline(
     'harmonic'
     """
     if method not in BASELINES:
-        raise XmsglError(f"method={method!r} is not a baseline; use one of {list(BASELINES)}")
+        raise ParameterError(f"method={method!r} is not a baseline; use one of {list(BASELINES)}")
     unknown = sorted(set(kw) - set(_DEFAULTS[method]))
     if unknown:
-        raise XmsglError(f"settings {unknown} are not known for baseline {method!r}; "
-                         f"it takes {sorted(_DEFAULTS[method])}")
+        raise ParameterError(f"settings {unknown} are not known for baseline {method!r}; "
+                             f"it takes {sorted(_DEFAULTS[method])}")
     settings = {k: _setting(k, v, _DEFAULTS[method][k]) for k, v in {**_DEFAULTS[method], **kw}.items()}
     window = int(settings["window"])
     if window < 1:
