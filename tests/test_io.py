@@ -591,6 +591,33 @@ def test_a_delayed_netcdf_write_computed_twice_keeps_the_file(tmp_path: Path, as
     assert (obj if as_array else obj)["lat"].data.name == ds["lat"].data.name
 
 
+@pytest.mark.parametrize("writer", ["zarr", "netcdf"])
+def test_a_delayed_write_computed_twice_runs_none_of_its_work(tmp_path: Path, writer: str) -> None:
+    # The second compute of a zarr write ran every chunk (a lazy downscale's whole
+    # inference) into a temporary store before the rename found the write done.
+    import threading
+
+    lock, runs = threading.Lock(), []
+
+    def work(block: np.ndarray) -> np.ndarray:
+        with lock:
+            runs.append(1)
+        return block
+
+    ds = xr.Dataset({"a": ("x", np.arange(8.0))}).chunk({"x": 2})
+    ds["a"] = ds["a"].copy(data=ds["a"].data.map_blocks(work, dtype=float))
+    target = tmp_path / ("out.zarr" if writer == "zarr" else "out.nc")
+    later = (to_zarr_safe(ds, target, compute=False, consolidated=False) if writer == "zarr"
+             else to_netcdf_safe(ds, target, compute=False))
+    later.compute()
+    first = len(runs)
+    assert first >= 4
+    with pytest.raises(XmsglError, match="already computed once"):
+        later.compute()
+    assert len(runs) == first  # not one chunk ran again
+    assert leftovers(tmp_path) == []
+
+
 @pytest.mark.parametrize("url", ["s3://bucket/out.zarr", "gs://bucket/x.nc", "file:///tmp/x.nc",
                                  "https://example.org/x.zarr", Path("s3://bucket/out.zarr"),
                                  Path("gs://bucket/x.nc"), "simplecache::s3://bucket/x.zarr"])

@@ -564,33 +564,36 @@ def _pending_marker(tmp: Path) -> Path:
     return tmp.with_name(tmp.name + ".pending")
 
 
-def _check_pending(block: Any, pending: str, final: str) -> Any:
-    """A chunk of a delayed netCDF write, passed on while its write is pending."""
+def _check_pending(pending: str, final: str) -> bool:
+    """Whether the delayed write to ``final`` is still pending (its marker exists);
+    raises when it was computed once already."""
     if not os.path.exists(pending):
         raise XmsglError(
             f"this delayed write to {final!r} was already computed once, and a delayed write "
             f"runs only once: nothing was written and {final!r} was left as it was; call the "
             f"writer again (compute=False gives a new delayed write) to write it anew"
         )
-    return block
+    return True
 
 
 def _guard_chunks(obj: xr.Dataset | xr.DataArray, pending: Path, final: Path) -> xr.Dataset | xr.DataArray:
-    """``obj`` with every dask-backed variable's chunks checking the delayed write's
-    ``pending`` marker first. xarray's delayed netCDF write reopens the file it wrote
-    when computed again, which by then has been renamed: the second run would create
-    a new temporary file and fail in xarray (a bare ``KeyError``), leaving that file
-    behind. With the check, the chunks fail before anything is opened."""
-    from dask.base import is_dask_collection
+    """``obj`` with every task of its dask graph made to wait for a check of the
+    delayed write's ``pending`` marker (``dask.graph_manipulation.bind``).
 
-    out = obj.copy(deep=False)
-    variables = (out.variables if isinstance(out, xr.Dataset)
-                 else {None: out.variable, **out.coords.variables})
-    for var in variables.values():
-        if is_dask_collection(var.data):
-            var.data = var.data.map_blocks(_check_pending, str(pending), str(final),
-                                           dtype=var.dtype, meta=var.data._meta)
-    return out
+    A delayed write computed a second time then fails before any of its work runs: a
+    lazy downscale's inference included (it used to run in full, and a zarr store be
+    written to a temporary folder, before the rename found the write already done), and
+    xarray's delayed netCDF write, which reopens the file it wrote when computed again
+    (by then renamed: a bare ``KeyError``, and a new temporary file left behind)."""
+    import dask
+    from dask.base import is_dask_collection
+    from dask.graph_manipulation import bind
+
+    if not is_dask_collection(obj):
+        return obj
+    check = dask.delayed(_check_pending, pure=False)(str(pending), str(final))
+    bound: xr.Dataset | xr.DataArray = bind(obj, check)
+    return bound
 
 
 def _backend_path(array: Any) -> Any:
@@ -1005,7 +1008,6 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
     _refuse_source(ds, final)
     if overwrite:
         _refuse_non_store(final)
-    to_zarr: Any = ds.to_zarr  # its overloads need compute as a literal
     # Checked again on the old folder once it is moved aside: something else may have
     # been put at the path while the store was written.
     def write(tmp: Path) -> Any:
@@ -1014,7 +1016,9 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
             # are not in the format 3 specification: xarray and zarr read them, and they
             # spare a cloud reader one request per variable, so they are kept, quietly.
             warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-            return to_zarr(tmp, mode="w-", compute=compute, **kwargs)
+            # Any: to_zarr's overloads need compute as a literal.
+            target: Any = ds if compute else _guard_chunks(ds, _pending_marker(tmp), final)
+            return target.to_zarr(tmp, mode="w-", compute=compute, **kwargs)
 
     return _write(write, final, overwrite, compute,
                   check_old=lambda old: _refuse_non_store(final, found=old))
