@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 
 import numpy as np
@@ -227,3 +228,17 @@ def test_lazy_default_halo_keeps_the_promise(deep: xr.Dataset, direction: str) -
     assert f"halo={3 + HALO_MARGIN}," in lazy.attrs["history"]
     diff = float(np.abs(lazy.compute() - ref).max())
     assert diff < 0.05, diff
+
+
+def test_a_halo_given_for_a_graph_without_a_cut_warns(deep: xr.Dataset) -> None:
+    # Such a graph links each reach to its whole flow path: by default components stay
+    # whole; a halo given anyway splits them without a word (1.6 degC off in a review).
+    model = fit(deep, method="msgl", seed=0, **FAST)
+    lazy_in = deep.chunk({"reach": 40, "seg": 10, "time": 120})
+    with pytest.warns(xmsgl.XmsglWarning, match=r"halo=2: this model's graph has no max_hops or "
+                                                r"max_distance cut.*leave halo out"):
+        lazy_in.msgl.downscale(model, **RUN, reach_chunk=60, halo=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xmsgl.XmsglWarning)
+        whole = lazy_in.msgl.downscale(model, **RUN, reach_chunk=60)  # the default: no warning
+    assert "halo=None" in whole.attrs["history"]

@@ -27,7 +27,9 @@ Delayed writes (``compute=False``) keep both promises: the returned
 :class:`dask.delayed.Delayed` writes to the temporary name and renames it into place
 as its last step, so the output appears only once its values are all written. Until
 it is computed (or if its computation fails) the output does not exist and only the
-hidden temporary entry does.
+hidden temporary entry does; a delayed write that is dropped without being computed
+leaves that entry and its marker behind, to be deleted by hand. Computed a second
+time, it fails before any of its work runs.
 
 Examples
 --------

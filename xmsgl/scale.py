@@ -45,6 +45,7 @@ import functools
 import os
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,7 +56,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, Topology, output_coords, topology_arrays
-from xmsgl.exceptions import ModelMismatchError, ParameterError, check_count
+from xmsgl.exceptions import ModelMismatchError, ParameterError, XmsglWarning, check_count, user_stacklevel
 from xmsgl.graph import DIRECTIONS, build_graphs_weighted, weight_stats
 
 if TYPE_CHECKING:
@@ -1397,7 +1398,17 @@ def _downscale_lazy(
     # network's, as in memory. Models saved without them take the whole network's.
     stats = model.config["graph"].get("weight_stats") or weight_stats(graphs)
     topo = topology_arrays(ds)
-    halo_ = default_halo(model, topo, graphs) if halo is None else int(halo)
+    default = default_halo(model, topo, graphs)
+    halo_ = default if halo is None else int(halo)
+    if halo is not None and default is None:
+        # The graph links every reach to its whole flow path (no max_hops or
+        # max_distance cut): any split changes the result (see docs/pangeo.md).
+        warnings.warn(
+            f"halo={halo_}: this model's graph has no max_hops or max_distance cut, so it links "
+            "every reach to its whole flow path and no halo is exact; by default such models keep "
+            "each drainage component whole (a block may then exceed reach_chunk). A component "
+            "cut with this halo gives approximate values near the cuts; leave halo out for the "
+            "in-memory result", XmsglWarning, stacklevel=user_stacklevel())
     part = partition(topo, reach_chunk=reach_chunk, halo=halo_,
                      direction=options.get("direction") or "updown")
     geometry = _network_geometry(model, ds, part, scale, reach_chunk)
