@@ -242,3 +242,15 @@ def test_a_halo_given_for_a_graph_without_a_cut_warns(deep: xr.Dataset) -> None:
         warnings.simplefilter("error", xmsgl.XmsglWarning)
         whole = lazy_in.msgl.downscale(model, **RUN, reach_chunk=60)  # the default: no warning
     assert "halo=None" in whole.attrs["history"]
+
+
+def test_inputs_chunked_by_a_few_days_along_time_warn(deep: xr.Dataset) -> None:
+    # Daily chunks gave a graph of 26,577 tasks for one output chunk, without a word.
+    model = fit(deep, method="msgl", seed=0, **FAST)
+    daily = deep.chunk({"reach": 40, "seg": 10, "time": 1})
+    with pytest.warns(xmsgl.XmsglWarning, match=r"chunked by 1 day along time: each block reads about 545 "
+                                                r"chunks.*ds.chunk\(\{'time': 365\}\)"):
+        daily.msgl.downscale(model, **RUN)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xmsgl.XmsglWarning)
+        deep.chunk({"reach": 40, "seg": 10, "time": 120}).msgl.downscale(model, **RUN)

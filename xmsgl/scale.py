@@ -98,6 +98,9 @@ HALO_MARGIN = 12
 MAX_INPUT_CHUNK_BYTES = 1 << 30
 #: Most chunks one input variable may have (the task graph grows with them).
 MAX_INPUT_CHUNKS = 200_000
+#: Fewest days per time chunk of an input before the lazy path warns: each time block
+#: (a year and its warm-up) then reads that many chunks per variable and block.
+MIN_TIME_CHUNK_DAYS = 30
 
 _SLOT = "xmsgl_slot"
 _XTIME = "xmsgl_xtime"
@@ -1174,6 +1177,21 @@ def _gather(arr: Any, rows: np.ndarray, row_chunks: tuple[int, ...], cols: np.nd
 
 
 def _check_chunks(ds: xr.Dataset, names: list[str], reach_chunk: int) -> None:
+    thin = {}  # variables chunked finely along time: name -> days per chunk
+    for name in names:
+        chunks = getattr(ds[name].data, "chunks", None)
+        if chunks is not None and TIME in ds[name].dims:
+            along = chunks[ds[name].dims.index(TIME)]
+            if len(along) > 1 and max(along) < MIN_TIME_CHUNK_DAYS:
+                thin[name] = max(along)
+    if thin:
+        days = min(thin.values())
+        warnings.warn(
+            f"input variables {sorted(thin)} are chunked by {days} day{'s' if days > 1 else ''} "
+            f"along time: each block reads about {(365 + 180) // days} chunks of each per year "
+            "of output, and the task graph (and the scheduler's work) grows with them; rechunk "
+            "along time first, e.g. ds = ds.chunk({'time': 365}), or open the store with "
+            "chunks={'time': 365}", XmsglWarning, stacklevel=user_stacklevel())
     for name in names:
         data = ds[name].data
         chunks = getattr(data, "chunks", None)
