@@ -431,6 +431,7 @@ def test_info_describes_a_saved_model(files: dict[str, str], model_dir: str, tmp
     assert "--overwrite replaces the file of --out, which is not given" in capsys.readouterr().err
     assert f"test: {cfg['periods']['test'][0][0]} to {cfg['periods']['test'][0][1]}" in out
     assert f"hidden {cfg['hyperparameters']['hidden']}" in out
+    assert "reach inputs: reach_air_temp (degC)" in out and "segment inputs" not in out
     # Without validation days the epoch kept was chosen on the training loss: said so.
     noval = str(tmp_path / "noval")
     with warnings.catch_warnings():

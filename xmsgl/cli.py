@@ -190,6 +190,13 @@ def _model_lines(value: str) -> list[str]:
     def text(v: Any) -> str:
         return "none" if v is None else str(v)
 
+    def input_lines(v: dict[str, Any], reads: dict[str, bool]) -> list[str]:
+        units, static = v.get("units") or {}, v.get("static") or {}
+        return [f"{dim} inputs: " + ", ".join(
+                    f"{n} ({units.get(n) or 'no units'}{', static' if static.get(n) else ''})" for n in names)
+                for dim, names in (("segment", v.get("seg_vars") or []), ("reach", v.get("reach_vars") or []))
+                if names and reads[dim]]
+
     if isinstance(model, BaselineModel):
         settings = ", ".join(f"{k} {v}" for k, v in (cfg.get("settings") or {}).items())
         fit = cfg.get("fit") or {}
@@ -202,6 +209,8 @@ def _model_lines(value: str) -> list[str]:
         lines += [f"{k}: {periods(spans.get(k))}" for k in ("train", "val", "test") if k in spans]
         if cfg.get("history"):  # the per-reach GRU trains in epochs
             lines.append(fit_line(cfg["history"], cfg.get("n_fine_train_obs", "?")))
+        if isinstance(cfg.get("variables"), dict):  # the GRU records what it reads
+            lines += input_lines(cfg["variables"], {"segment": True, "reach": True})
         hp = cfg.get("hyperparameters") or {}
         if hp:
             lines.append("hyperparameters: " + ", ".join(f"{k} {text(v)}" for k, v in hp.items()))
@@ -228,15 +237,9 @@ def _model_lines(value: str) -> list[str]:
                      + (f"; targets {stage_a['variable']}" if stage_a.get("variable") else ""))
     lines.append(fit_line((cfg.get("history") or {}).get("main") or {}, cfg.get("n_fine_train_obs", "?"),
                           fine=cfg["method"] != "remap"))
-    units = v.get("units") or {}
     # The inputs the model reads (as coverage judges them): the fine cell alone reads no
     # segment input, remap no reach input, though both record the dataset's.
-    for dim, names, read in (("segment", v.get("seg_vars") or [], model.output != "fine_only"),
-                             ("reach", v.get("reach_vars") or [], model.output != "remap")):
-        if names and read:
-            lines.append(f"{dim} inputs: " + ", ".join(
-                f"{n} ({units.get(n) or 'no units'}{', static' if (v.get('static') or {}).get(n) else ''})"
-                for n in names))
+    lines += input_lines(v, {"segment": model.output != "fine_only", "reach": model.output != "remap"})
     keys = ("hidden", "epochs", "lr", "weighting", "window", "stride", "fine_head", "input_scaling")
     lines.append("hyperparameters: " + ", ".join(f"{k} {text(hp[k])}" for k in keys if k in hp))
     if hp.get("backbone", "rgrn") != "rgrn":
