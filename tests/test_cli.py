@@ -226,6 +226,9 @@ def files(tmp_path, monkeypatch: pytest.MonkeyPatch):
         (["evaluate", "--cv", "msgl", "--cv-seeds", "1"], "--cv-seeds 1: msgl depends on its training seed"),
         (["evaluate", "--cv", "idw", "--cv-seeds", "0"], "--cv-seeds 0: give at least 1"),
         (["evaluate", "--cv", "idw", "--folds", "1"], "--folds 1"),
+        # --epochs with baselines alone: refused, not ignored (as fit does).
+        (["evaluate", "--methods", "idw", "climatology", "--epochs", "5"],
+         "--epochs: the methods asked for (['climatology', 'idw']) are baselines"),
         # Cross-validation options without --cv: refused, not ignored.
         (["evaluate", "--folds", "4", "--blocking", "reach"], "--folds --blocking: these set the cross-validation"),
         (["evaluate", "--keep", "1.0", "0"], "--keep [0.0]"),

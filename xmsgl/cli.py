@@ -596,8 +596,15 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
         raise ParameterError(f"--seeds {args.seeds}: give distinct seeds")
     if any(s < 0 for s in args.seeds):
         raise ParameterError(f"--seeds {args.seeds}: seeds must be integers of at least 0")
-    if args.epochs < 1:
-        raise ParameterError(f"--epochs {args.epochs}: give at least 1")
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise ParameterError(f"--epochs {args.epochs}: give at least 1")
+        asked = {*args.methods, *(m for m in (args.cv, args.robustness) if m)}
+        if asked and asked <= set(BASELINES):
+            raise ParameterError(f"--epochs: the methods asked for ({sorted(asked)}) are baselines, "
+                                 "which have no epochs; leave --epochs out")
+    else:
+        args.epochs = 10
     args.device = _device(args.device)
     given_cv = [name for name in (*_CV_DEFAULTS, "cv_seeds") if getattr(args, name) is not None]
     if given_cv and not args.cv:
@@ -914,7 +921,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (default: %(default)s)")
     ev.add_argument("--by", default="observation", choices=["observation", "reach"],
                     help="thin reach-days or whole reaches (default: %(default)s)")
-    ev.add_argument("--epochs", type=int, default=10, help="epochs of the neural methods (default: %(default)s)")
+    ev.add_argument("--epochs", type=int, default=None, help="epochs of the neural methods (default: 10)")
     ev.add_argument("--data", default=None, help="a netCDF file or zarr store in the xmsgl convention "
                     "(default: the synthetic basin)")
     # The synthetic basin's options default to None, so that one given with --data
