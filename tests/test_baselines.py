@@ -432,3 +432,14 @@ def test_fit_baseline_refuses_bad_arguments_as_parameter_errors(small_basin) -> 
         fit_baseline(small_basin, "climatology", epochs=3)
     with pytest.raises(ParameterError, match="'msgl' is not a baseline"):
         fit_baseline(small_basin, "msgl")
+
+
+def test_a_baseline_refuses_check_graph_false(small_basin) -> None:
+    # It predicts the reaches it was fitted on, by id: check_graph=False was ignored.
+    import xmsgl
+    from xmsgl.exceptions import ParameterError
+
+    model = xmsgl.fit(small_basin, "climatology")
+    with pytest.raises(ParameterError, match="check_graph=False would be ignored"):
+        small_basin.msgl.downscale(model, check_graph=False)
+    assert small_basin.msgl.downscale(model).sizes["reach"] == small_basin.sizes["reach"]

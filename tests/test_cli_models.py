@@ -427,6 +427,8 @@ def test_info_describes_a_saved_model(files: dict[str, str], model_dir: str, tmp
     assert "the gru baseline" in out and "best epoch 1 of 1" in out
     assert main(["fit", files["nc"], str(tmp_path / "gru2"), "--method", "gru", *FAST]) == 0
     assert "best epoch 1 of 1 with validation fine RMSE" in capsys.readouterr().out  # once left out
+    assert main(["downscale", clim, files["nc"], str(tmp_path / "c.nc"), "--other-network"]) == 2
+    assert f"MODEL {clim!r}: baseline 'climatology'" in capsys.readouterr().err
     assert main(["coverage", model_dir, files["nc"], "--overwrite"]) == 2
     assert "--overwrite replaces the file of --out, which is not given" in capsys.readouterr().err
     assert f"test: {cfg['periods']['test'][0][0]} to {cfg['periods']['test'][0][1]}" in out

@@ -525,7 +525,8 @@ def _downscale(args: argparse.Namespace) -> int:
         from xmsgl.downscale import check_model_scale
 
         try:
-            check_model_scale(model, args.scale, ["--reach-chunk"] if args.reach_chunk is not None else [])
+            check_model_scale(model, args.scale, ["--reach-chunk"] if args.reach_chunk is not None else [],
+                              check_graph=not args.other_network)
         except XmsglError as err:
             raise type(err)(f"MODEL {args.model!r}: {err}") from err
         # The cross-scale estimate runs in memory only; the rest streams from the file.

@@ -195,10 +195,12 @@ def _finite_end(ds: xr.Dataset, model: Downscaler, scale: str, i1: int, e1: int)
     return i1 + int(np.argmin(ok)) if not ok.all() else e1
 
 
-def check_model_scale(model: Downscaler | BaselineModel, scale: str, lazy_args: list[str]) -> None:
+def check_model_scale(model: Downscaler | BaselineModel, scale: str, lazy_args: list[str],
+                      check_graph: bool = True) -> None:
     """Refuse what ``model`` cannot give, before any data is read: a scale it has no
-    output for, and (for a baseline, which predicts in memory) the block arguments
-    ``lazy_args`` that would be ignored."""
+    output for, and (for a baseline, which predicts in memory on the reaches it was
+    fitted on) the block arguments ``lazy_args`` and ``check_graph=False``, which it
+    would ignore."""
     from xmsgl.baselines import BaselineModel
 
     if scale == CROSS and (isinstance(model, BaselineModel) or model.output != "fine"):
@@ -218,6 +220,11 @@ def check_model_scale(model: Downscaler | BaselineModel, scale: str, lazy_args: 
                 f"at once (dask-backed ones included), so {lazy_args} would be ignored: "
                 f"drop them, or use a network model for a lazy result"
             )
+        if not check_graph:
+            raise ParameterError(
+                f"baseline {model.method!r} predicts the reaches it was fitted on, matched by id, "
+                "and cannot run on another network: check_graph=False would be ignored; leave it "
+                "out, or use a network model")
     elif scale == SEG and model.output == "fine_only":
         raise ParameterError(
             f"method {model.method!r} has no coarse prediction; use scale='reach', or a "
@@ -365,7 +372,7 @@ def downscale(
     model = (model_or_path if isinstance(model_or_path, (Downscaler, BaselineModel))
              else load(model_or_path))
     check_model_scale(model, scale, sorted(["lazy", *blocks] if lazy is not None and lazy is not False
-                                           else blocks))
+                                           else blocks), check_graph=bool(check_graph))
     if isinstance(model, BaselineModel):
         return model.predict(ds, time=time)
     inputs = model.features.seg_vars + model.features.reach_vars
