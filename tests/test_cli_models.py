@@ -403,61 +403,48 @@ def test_info_describes_a_saved_model(files: dict[str, str], model_dir: str, tmp
     for name in cfg["variables"]["reach_vars"]:
         assert f"{name} (" in inputs
     assert "reach_slope (1, static)" in inputs and "reach_air_temp (degC)" in inputs
+    def info_of(name: str, *fit_args: str) -> tuple[str, str]:
+        """Fit into tmp_path/name with fit_args, then what xmsgl info prints of it."""
+        path = str(tmp_path / name)
+        assert main(["fit", files["nc"], path, *fit_args]) == 0
+        capsys.readouterr()
+        assert main(["info", path]) == 0
+        return path, capsys.readouterr().out
+
     # ASYNC-MSGL names its stage A; a baseline says what it is; a missing folder is refused.
-    path = str(tmp_path / "async")
-    assert main(["fit", files["nc"], path, "--method", "async-msgl", *FAST]) == 0
-    capsys.readouterr()
-    assert main(["info", path]) == 0
-    out = capsys.readouterr().out
+    path, out = info_of("async", "--method", "async-msgl", *FAST)
     stage = xmsgl.load(path).config["stage_a"]
     assert f"stage A: {stage['period'][0][0]} to {stage['period'][0][1]}" in out
     assert f"tasks {', '.join(stage['tasks'])}" in out
-    clim = str(tmp_path / "clim")
-    assert main(["fit", files["nc"], clim, "--method", "climatology"]) == 0
-    capsys.readouterr()
-    assert main(["info", clim]) == 0
-    out = capsys.readouterr().out
+    clim, out = info_of("clim", "--method", "climatology")
     assert "the climatology baseline" in out and f"sha256 {xmsgl.load(clim).sha256}" in out
-    gru = str(tmp_path / "gru")
-    assert main(["fit", files["nc"], gru, "--method", "gru", *FAST]) == 0
-    capsys.readouterr()
-    assert main(["info", gru]) == 0
-    out = capsys.readouterr().out
+    gru, out = info_of("gru", "--method", "gru", *FAST)
     cfg = xmsgl.load(gru).config
     assert "the gru baseline" in out and "best epoch 1 of 1" in out
+    assert f"test: {cfg['periods']['test'][0][0]} to {cfg['periods']['test'][0][1]}" in out
+    assert f"hidden {cfg['hyperparameters']['hidden']}" in out
+    assert "reach inputs: reach_air_temp (degC)" in out and "segment inputs" not in out
     assert main(["fit", files["nc"], str(tmp_path / "gru2"), "--method", "gru", *FAST]) == 0
     assert "best epoch 1 of 1 with validation fine RMSE" in capsys.readouterr().out  # once left out
     assert main(["downscale", clim, files["nc"], str(tmp_path / "c.nc"), "--other-network"]) == 2
     assert f"MODEL {clim!r}: baseline 'climatology'" in capsys.readouterr().err
     assert main(["coverage", model_dir, files["nc"], "--overwrite"]) == 2
     assert "--overwrite replaces the file of --out, which is not given" in capsys.readouterr().err
-    assert f"test: {cfg['periods']['test'][0][0]} to {cfg['periods']['test'][0][1]}" in out
-    assert f"hidden {cfg['hyperparameters']['hidden']}" in out
-    assert "reach inputs: reach_air_temp (degC)" in out and "segment inputs" not in out
     # Without validation days the epoch kept was chosen on the training loss: said so.
-    noval = str(tmp_path / "noval")
     with warnings.catch_warnings():
         warnings.simplefilter("always")  # printed as a line by the command
-        assert main(["fit", files["nc"], noval, "--train", "2000-10-01", "2002-09-30", "--test",
-                     "2002-10-01", "2003-09-30", "--epochs", "2", "--no-progress"]) == 0
+        assert main(["fit", files["nc"], str(tmp_path / "noval"), "--train", "2000-10-01", "2002-09-30",
+                     "--test", "2002-10-01", "2003-09-30", "--epochs", "2", "--no-progress"]) == 0
     assert "xmsgl: warning: no validation period" in capsys.readouterr().err
-    assert main(["info", noval]) == 0
+    assert main(["info", str(tmp_path / "noval")]) == 0
     out = capsys.readouterr().out
     assert "val: none" in out and "chosen on the training loss" in out and "still improving" not in out
-    remap = str(tmp_path / "remap")
-    assert main(["fit", files["nc"], remap, "--method", "remap", *FAST]) == 0
-    capsys.readouterr()
-    assert main(["info", remap]) == 0
-    out = capsys.readouterr().out
+    _, out = info_of("remap", "--method", "remap", *FAST)
     assert "segments' observations only" in out and "fine training observations" not in out
     # Only the inputs a model reads are listed (remap reads no reach input, fine-only no
     # segment input), as coverage judges them.
     assert "segment inputs: " in out and "reach inputs: " not in out
-    fine = str(tmp_path / "fine")
-    assert main(["fit", files["nc"], fine, "--method", "fine-only", *FAST]) == 0
-    capsys.readouterr()
-    assert main(["info", fine]) == 0
-    out = capsys.readouterr().out
+    _, out = info_of("fine", "--method", "fine-only", *FAST)
     assert "reach inputs: " in out and "segment inputs: " not in out
     # A config without "output" (the method implies it; downscale reads such a model).
     bare = tmp_path / "bare"
@@ -543,10 +530,10 @@ def test_nothing_is_written_inside_a_zarr_store_or_a_saved_model(files: dict[str
                        (["demo", "--quick", "--outdir", os.path.join(model_dir, "d")], None)):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
-        assert ("a zarr store" in err or "a saved xmsgl folder" in err) and "write to a path outside it" in err, err
+        assert ("zarr store" in err or "saved xmsgl folder" in err) and "write to a path outside it" in err, err
         assert said is None or f"xmsgl: error: {said} " in err
     assert (sorted(os.listdir(store)), sorted(os.listdir(model_dir))) == before
     import xmsgl.io
 
-    with pytest.raises(xmsgl.ParameterError, match="a saved xmsgl folder"):
+    with pytest.raises(xmsgl.ParameterError, match="saved xmsgl folder"):
         xmsgl.io.to_netcdf_safe(xr.Dataset({"a": ("x", [1.0])}), os.path.join(model_dir, "x.nc"))

@@ -447,6 +447,14 @@ def _names_a_folder(value: str) -> bool:
     return names_a_folder(value) or Path(value).expanduser().is_dir()
 
 
+def _one_netcdf_file(value: str, command: str, example: str) -> None:
+    """Refuse an ``--out`` of ``command`` that names a folder or a zarr store: it writes
+    one netCDF file."""
+    if _names_a_folder(value) or Path(value).suffix.lower() == ".zarr":
+        raise ParameterError(f"--out {value!r}: {command} writes one netCDF file; give a file "
+                             f"name such as {example}")
+
+
 def _fit(args: argparse.Namespace) -> int:
     import time as _time
 
@@ -649,9 +657,7 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
             raise ParameterError(f"--basin-seed {args.basin_seed}: give an integer of at least 0")
         _check_dates(args.start, args.end)
     out = output_path(args.out, "--out")
-    if _names_a_folder(args.out) or Path(args.out).suffix.lower() == ".zarr":
-        raise ParameterError(f"--out {args.out!r}: evaluate writes one netCDF file; give a file "
-                             f"name such as results.nc")
+    _one_netcdf_file(args.out, "evaluate", "results.nc")
     return _new_output(args.out, "--out", args.overwrite,
                        [] if args.data is None else [("--data input", args.data)], out)
 
@@ -1033,9 +1039,7 @@ def _coverage(args: argparse.Namespace) -> int:
         raise ParameterError("--overwrite replaces the file of --out, which is not given; add --out "
                              "FILE.nc, or leave --overwrite out")
     if args.out is not None:
-        if _names_a_folder(args.out) or Path(args.out).suffix.lower() == ".zarr":
-            raise ParameterError(f"--out {args.out!r}: coverage writes one netCDF file; give a "
-                                 "file name such as coverage.nc")
+        _one_netcdf_file(args.out, "coverage", "coverage.nc")
         out = _new_output(args.out, "--out", args.overwrite,
                           [("input", args.data), ("input", args.model)])
     with _warnings_as_lines():

@@ -150,6 +150,7 @@ def expect_dataset(ds: object) -> None:
             "; open the data with xarray.open_dataset or xarray.open_zarr")
     raise SchemaError(f"expected an xarray.Dataset, got {type(ds).__name__}{hint}")
 
+
 def _norm_units(units: object) -> str:
     return str(units).strip().lower()
 

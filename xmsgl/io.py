@@ -174,9 +174,7 @@ def names_a_folder(text: str) -> bool:
     [False, True, True, True]
     """
     seps = "/" + os.sep
-    stripped = text.rstrip(seps)
-    return (text.endswith(tuple(seps)) or os.path.basename(stripped) in ("", ".", "..")
-            or stripped.endswith(tuple(f"{c}{d}" for c in seps for d in (".", ".."))))
+    return text.endswith(tuple(seps)) or os.path.basename(text.rstrip(seps)) in ("", ".", "..")
 
 
 def output_folder(path: object, name: str = "folder") -> Path:
@@ -824,36 +822,28 @@ def _check_overwrite(overwrite: object) -> bool:
     return bool(overwrite)
 
 
-def _refuse_inside_store(final: Path) -> None:
-    """Refuse a path inside an existing zarr store (one of its arrays or groups): writing a
-    store there would replace that part of the other store, which then reads it wrong."""
-    for folder in final.parents:
-        if folder.is_dir() and any(os.path.lexists(folder / m) for m in _ZARR_MARKERS):
-            raise ParameterError(
-                f"{str(final)!r} lies inside the zarr store {str(folder)!r}; a store written "
-                "there would replace part of that one. Write to a path outside it")
-
-
 def _refuse_inside_saved(final: Path, itself: bool = False) -> None:
-    """Refuse a path inside an existing zarr store or saved xmsgl folder (a model).
+    """Refuse a path inside an existing zarr store (one of its arrays or groups) or a
+    saved xmsgl folder (a model).
 
-    A file or folder written there is an entry the store's readers do not know (zarr
-    warns on every read), or one that makes the model folder no longer one a save may
-    replace (it holds only its own files). With ``itself``, the folder ``final`` is
-    checked too (an output folder to write files into)."""
+    What is written inside a store replaces part of it or is an entry its readers do
+    not know (zarr warns on every read); inside a model folder it makes the folder no
+    longer one a save may replace (it holds only its own files). With ``itself``, the
+    folder ``final`` is checked too (an output folder to write files into)."""
     for folder in [final, *final.parents] if itself else final.parents:
         if not folder.is_dir():
             continue
-        where = "is" if folder == final else f"lies inside {str(folder)!r},"
+        # "'x' is a zarr store" or "'x/y' lies inside the zarr store 'x'".
+        inside = "" if folder == final else f" {str(folder)!r}"
+        verb = "is a" if folder == final else "lies inside the"
         if any(os.path.lexists(folder / m) for m in _ZARR_MARKERS):
             raise ParameterError(
-                f"{str(final)!r} {where} a zarr store, whose readers would meet entries "
-                "they do not know; write to a path outside it")
+                f"{str(final)!r} {verb} zarr store{inside}: what is written there replaces part "
+                "of the store or is an entry its readers do not know; write to a path outside it")
         if os.path.lexists(folder / "config.json") and _not_a_model_folder(folder) is None:
             raise ParameterError(
-                f"{str(final)!r} {where} a saved xmsgl folder, which "
-                "holds only its own files (a later save would refuse to replace it); write to a "
-                "path outside it")
+                f"{str(final)!r} {verb} saved xmsgl folder{inside}, which holds only its own "
+                "files (a later save would refuse to replace it); write to a path outside it")
 
 
 def to_netcdf_safe(
@@ -1005,7 +995,6 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
     compute = _check_compute(compute)
     overwrite = _check_overwrite(overwrite)
     final = output_path(path)
-    _refuse_inside_store(final)
     _refuse_inside_saved(final)
     _refuse_source(ds, final)
     if overwrite:
