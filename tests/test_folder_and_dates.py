@@ -246,6 +246,15 @@ def test_an_end_date_keeps_its_noon_stamped_day(end: object) -> None:
     assert period_mask(times, [(start, end)], "period").sum() == 6
 
 
+@pytest.mark.parametrize("text", ["2001-02-10T12", "2001-02-10T23:59", "2001-02-10 06:00:00"])
+def test_a_string_with_a_time_of_day_is_its_whole_day(text: str) -> None:
+    # Days stamped at midnight: a start of "...T12" must not drop its own day.
+    times = pd.date_range("2001-02-01", periods=20)
+    assert period_mask(times, [(text, "2001-02-12")], "period").sum() == 3
+    assert period_mask(times, [("2001-02-08", text)], "period").sum() == 3
+    assert period_mask(times, text, "period").sum() == 1
+
+
 def test_a_month_as_datetime64_is_the_whole_month() -> None:
     (lo, hi), = period_list([(np.datetime64("2001-02"), np.datetime64("2001-03"))], "train")
     assert lo == pd.Timestamp("2001-02-01") and hi.date() == pd.Timestamp("2001-03-31").date()

@@ -14,7 +14,8 @@ One reading for every function that takes them, the way xarray reads labels:
 
 Dates may be strings, ``datetime``, ``numpy.datetime64`` or ``pandas.Timestamp``.
 A date or an instant stands for its whole day (a ``datetime64`` of month or year
-resolution for its whole month or year), as a string label does: the days of a
+resolution for its whole month or year), as a string label does, and so does a
+string with a time of day (``"2002-10-01T12"`` is all of 1 October 2002): the days of a
 dataset may be stamped at any hour (Daymet's at noon), and ``(date(2001, 6, 1),
 date(2001, 6, 30))`` keeps both ends' values whatever their hour. Time-zone-aware
 dates are refused, since the datasets' days are time-zone naive,
@@ -96,6 +97,9 @@ def _stamp(value: Any, end: bool, name: str, given: Any) -> Bound:
     if parsed is pd.NaT:
         raise PeriodError(f"{name}={given!r}: {value!r} is not a date; {_HINT}")
     if isinstance(parsed, pd.Period):
+        if parsed.end_time - parsed.start_time < pd.Timedelta(days=1):
+            # "2002-10-01T12" names an hour; like an instant, it stands for its day.
+            parsed = pd.Period(parsed.start_time, freq="D")
         return parsed.end_time if end else parsed.start_time
     if parsed.tz is not None:
         raise _refuse_zone(value, name, given)
