@@ -418,6 +418,11 @@ def test_info_describes_a_saved_model(files: dict[str, str], model_dir: str, tmp
     assert f"tasks {', '.join(stage['tasks'])}" in out
     clim, out = info_of("clim", "--method", "climatology")
     assert "the climatology baseline" in out and f"sha256 {xmsgl.load(clim).sha256}" in out
+    assert "reads: no variable (the days of year alone)" in out
+    _, out = info_of("mohseni", "--method", "mohseni")
+    assert "reads: reach_air_temp (air temperature, as its trailing 5-day mean)" in out
+    _, out = info_of("idw", "--method", "idw")
+    assert "reads: reach_temp (the sources" in out and "; seg_temp (" in out and "reach_length (" in out
     gru, out = info_of("gru", "--method", "gru", *FAST)
     cfg = xmsgl.load(gru).config
     assert "the gru baseline" in out and "best epoch 1 of 1" in out

@@ -371,6 +371,21 @@ class BaselineModel:
         _update_with_arrays(h, self.arrays)
         return h.hexdigest()
 
+    @property
+    def reads(self) -> dict[str, str]:
+        """The variables of the dataset :meth:`predict` reads besides the network's ids
+        and topology, each with what it is read for (empty for ``"climatology"``, which
+        needs only the days)."""
+        if self.method == "mohseni":
+            days = (self.config.get("settings") or {}).get("air_window", "?")
+            return {"reach_air_temp": f"air temperature, as its trailing {days}-day mean"}
+        if self.method in ("idw", "harmonic"):
+            return {"reach_temp": "the sources: observations on the days of the dataset",
+                    "seg_temp": "the sources: observations of the segments' outlet reaches",
+                    "reach_length": "along-stream distances" if self.method == "idw" else
+                                    "edge conductances"}
+        return {}
+
     # ------------------------------------------------------------------ predict
     def _positions(self, ds: xr.Dataset, topo: Topology) -> tuple[np.ndarray, np.ndarray]:
         """Positions of the dataset's reaches and segments in the model's arrays."""

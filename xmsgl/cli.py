@@ -211,6 +211,9 @@ def _model_lines(value: str) -> list[str]:
             lines.append(fit_line(cfg["history"], cfg.get("n_fine_train_obs", "?")))
         if isinstance(cfg.get("variables"), dict):  # the GRU records what it reads
             lines += input_lines(cfg["variables"], {"segment": True, "reach": True})
+        else:
+            lines.append("reads: " + ("; ".join(f"{n} ({why})" for n, why in model.reads.items())
+                                      or "no variable (the days of year alone)"))
         hp = cfg.get("hyperparameters") or {}
         if hp:
             lines.append("hyperparameters: " + ", ".join(f"{k} {text(v)}" for k, v in hp.items()))

@@ -188,6 +188,14 @@ class GRUModel(BaselineModel):
         """sha256 of the weights, taken again when they were changed since."""
         return self._weights.of(self.net)
 
+    @property
+    def reads(self) -> dict[str, str]:
+        """The inputs :meth:`predict` reads (``config["variables"]``), each with its units."""
+        v = self.config.get("variables") or {}
+        units = v.get("units") or {}
+        return {n: f"input, {units.get(n) or 'no units'}"
+                for n in [*(v.get("seg_vars") or []), *(v.get("reach_vars") or [])]}
+
     def __repr__(self) -> str:
         return (f"<xmsgl.GRUModel hidden={self.net.hidden} n_reach={self.arrays['reach_ids'].size} "
                 f"sha256={self.sha256[:12]}>")
