@@ -312,6 +312,23 @@ def test_missing_input_variable_is_named(basin: xr.Dataset, model: Downscaler) -
         downscale(other_units, model)
 
 
+def test_an_input_stored_as_integers_is_read_as_its_values(basin: xr.Dataset, model: Downscaler) -> None:
+    # Fit leaves an int16 air temperature out (integers are flags or ids there); a model
+    # fitted with the float one reads it by name, as the values it holds, unit-checked.
+    rounded = basin.assign(reach_air_temp=basin.reach_air_temp.round())
+    as_int = basin.assign(reach_air_temp=basin.reach_air_temp.round().astype("int16")
+                          .assign_attrs(basin.reach_air_temp.attrs))
+    np.testing.assert_array_equal(downscale(as_int, model).values, downscale(rounded, model).values)
+    shifted = rounded.assign(reach_air_temp=rounded.reach_air_temp + 273)
+    shifted["reach_air_temp"].attrs["units"] = "K"
+    as_int["reach_air_temp"] = (as_int.reach_air_temp + 273).astype("int16").assign_attrs(units="K")
+    with pytest.warns(xmsgl.exceptions.UnitConversionWarning, match="'reach_air_temp' converted"):
+        from_int = downscale(as_int, model).values
+    with pytest.warns(xmsgl.exceptions.UnitConversionWarning, match="'reach_air_temp' converted"):
+        from_float = downscale(shifted, model).values
+    np.testing.assert_allclose(from_int, from_float, atol=1e-5)
+
+
 def test_nan_input_at_downscale_names_variable(basin: xr.Dataset, model: Downscaler) -> None:
     bad = basin.copy()
     v = bad.seg_air_temp.values.copy()
