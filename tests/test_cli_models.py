@@ -187,8 +187,12 @@ def test_downscale_scales_and_refusals(files: dict[str, str], model_dir: str, tm
     other.to_netcdf(tmp_path / "other.nc")
     assert main(["downscale", model_dir, str(tmp_path / "other.nc"), str(tmp_path / "o.nc")]) == 2
     assert "river graph differs" in capsys.readouterr().err
-    assert main(["downscale", model_dir, str(tmp_path / "other.nc"), str(tmp_path / "o.nc"),
-                 "--other-network"]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # printed as a line by the command
+        assert main(["downscale", model_dir, str(tmp_path / "other.nc"), str(tmp_path / "o.nc"),
+                     "--other-network"]) == 0
+    # Another network's reaches may lie far beyond those the model saw: said so.
+    assert "xmsgl: warning: 1 reach, id [5], has a static input" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "t.nc") and not os.path.exists(tmp_path / "c.nc")
 
 
@@ -207,6 +211,17 @@ def test_downscale_checks_only_what_the_model_reads(files: dict[str, str], model
     assert "ens_air" not in err and "degF" not in err
     want = ds.msgl.downscale(xmsgl.load(model_dir), device="cpu")
     np.testing.assert_allclose(xr.open_dataset(out)["reach_temp_pred"].values, want.values, atol=1e-5)
+    # A reach far beyond the observed ones is named, with the command to see more.
+    model = xmsgl.load(model_dir)
+    far = ds.reach_slope.values.copy()
+    far[3] = model.features.observed_range["reach_slope"][1] + 9 * model.features.std["reach_slope"]
+    ds.assign(reach_slope=("reach", far, ds.reach_slope.attrs)).to_netcdf(tmp_path / "far.nc")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # printed as a line by the command
+        assert main(["downscale", model_dir, str(tmp_path / "far.nc"), str(tmp_path / "far_p.nc")]) == 0
+    err = capsys.readouterr().err
+    assert f"xmsgl: warning: 1 reach, id [{int(ds.reach.values[3])}], has a static input" in err
+    assert "'reach_slope', 9.0 standard deviations" in err and "xmsgl coverage MODEL DATA" in err
     # A variable the model reads is still judged, and the message names the file.
     ds.drop_vars("reach_air_temp").to_netcdf(tmp_path / "no_air.nc")
     assert main(["downscale", model_dir, str(tmp_path / "no_air.nc"), str(tmp_path / "q.nc")]) == 2

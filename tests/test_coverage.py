@@ -83,6 +83,72 @@ def test_coverage_flags_what_lies_beyond(half_year_basin: xr.Dataset, half_year_
     np.testing.assert_array_equal(cov["reach_segment_beyond_observed"].values, want)
 
 
+def _far_beyond(ds: xr.Dataset, model, name: str, node: int, sd: float) -> xr.Dataset:
+    """``ds`` with every static input clipped to its observed range but ``name`` at
+    position ``node``, ``sd`` standard deviations above it."""
+    spec = model.features
+    ds = ds.copy()
+    for n in [n for n in spec.seg_vars + spec.reach_vars if spec.static[n]]:
+        a, b = spec.observed_range[n]
+        v = np.clip(ds[n].values, a, b)
+        if n == name:
+            v[node] = b + sd * spec.std[n]
+        ds[n] = (ds[n].dims, v, ds[n].attrs)
+    return ds
+
+
+def test_downscale_warns_of_nodes_far_beyond(half_year_basin: xr.Dataset, half_year_msgl) -> None:
+    import warnings
+
+    from xmsgl.coverage import WARN_SD
+    from xmsgl.exceptions import ExtrapolationWarning
+
+    model = half_year_msgl
+    ds = _far_beyond(half_year_basin, model, "reach_slope", 2, WARN_SD + 1.5)
+    rid = int(ds["reach"].values[2])
+    with pytest.warns(ExtrapolationWarning, match=rf"^1 reach, id \[{rid}\], has a static input more than "
+                      rf"5 standard deviations .*farthest: reach {rid}, 'reach_slope', 6.5 standard"):
+        ds.msgl.downscale(model, time="2001-03")
+    # Inside the threshold, or on a scale that does not read it: no warning.
+    near = _far_beyond(half_year_basin, model, "reach_slope", 2, WARN_SD - 0.5)
+    seg = _far_beyond(half_year_basin, model, "seg_slope" if "seg_slope" in model.features.seg_vars
+                      else "reach_slope", 0, 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        near.msgl.downscale(model, time="2001-03")
+        ds.msgl.downscale(model, scale="seg", time="2001-03")
+        seg.msgl.downscale(model, time="2001-03")
+    # A segment far beyond is judged for the reach prediction (MSGL reads both scales).
+    segs = [n for n in model.features.seg_vars if model.features.static[n]]
+    far_seg = _far_beyond(half_year_basin, model, segs[0], 1, 2 * WARN_SD)
+    sid = int(far_seg["seg"].values[1])
+    for scale in ("reach", "seg"):
+        with pytest.warns(ExtrapolationWarning, match=rf"^1 segment, id \[{sid}\], has .*'{segs[0]}'"):
+            far_seg.msgl.downscale(model, scale=scale, time="2001-03")
+
+
+def test_lazy_downscale_judges_static_inputs_and_reads_nothing_on_time(
+        half_year_basin: xr.Dataset, half_year_msgl) -> None:
+    import dask
+    import dask.array as dsa
+
+    from xmsgl.exceptions import ExtrapolationWarning
+
+    ds = _far_beyond(half_year_basin, half_year_msgl, "reach_slope", 2, 8.0).chunk({"time": 60})
+
+    def boom(x: np.ndarray) -> np.ndarray:
+        raise AssertionError("a time cube was computed")
+
+    for name in [n for n in ds.data_vars if "time" in ds[n].dims]:
+        data = ds[name].data
+        ds[name] = (ds[name].dims, dsa.map_blocks(boom, data, dtype=data.dtype), ds[name].attrs)
+    with dask.config.set(scheduler="sync"), pytest.warns(ExtrapolationWarning, match="'reach_slope'"):
+        out = ds.msgl.downscale(half_year_msgl)  # dask-backed static inputs are read
+    assert out.chunks is not None
+    with pytest.raises(AssertionError, match="time cube"):
+        out.compute()
+
+
 def test_coverage_refuses(half_year_basin: xr.Dataset, half_year_msgl) -> None:
     import xmsgl
 

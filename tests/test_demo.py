@@ -12,6 +12,7 @@ pytest.importorskip("torch")
 
 
 def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys) -> None:
+    from xmsgl.coverage import WARN_SD
     from xmsgl.demo import run_demo
     from xmsgl.train import resolve_device
 
@@ -57,6 +58,8 @@ def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys) -> None:
         assert f"at the others {float((err[~beyond] ** 2).mean() ** 0.5):.3f} degC" in printed
         if beyond.any():
             assert f"at those reaches {float((err[beyond] ** 2).mean() ** 0.5):.3f}" in printed
+        far = out["reach_beyond_sd"].values > WARN_SD
+        assert (f"{int(far.sum())} of those reaches lie more than" in printed) == bool(far.any())
     assert res["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Where the outputs went is said without progress too.
     assert f"wrote {res['netcdf']} and {res['figure']}" in printed

@@ -15,6 +15,7 @@ from xmsgl.convention import OUTLET, to_convention, validate
 from xmsgl.exceptions import (
     DataError,
     DownloadError,
+    ExtrapolationWarning,
     ModelMismatchError,
     ParameterError,
     PeriodError,
@@ -41,6 +42,7 @@ __all__ = [
     "DataError",
     "DownloadError",
     "Downscaler",
+    "ExtrapolationWarning",
     "ModelMismatchError",
     "ParameterError",
     "PeriodError",

@@ -86,8 +86,9 @@ def _demo(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise ParameterError(f"--seed {args.seed}: give an integer of at least 0")
     outdir = check_outdir(args.outdir, args.overwrite, "--outdir", "--overwrite")
-    run_demo(outdir=outdir, quick=args.quick, progress=not args.no_progress, seed=args.seed,
-             overwrite=args.overwrite, device=_device(args.device))
+    with _warnings_as_lines():
+        run_demo(outdir=outdir, quick=args.quick, progress=not args.no_progress, seed=args.seed,
+                 overwrite=args.overwrite, device=_device(args.device))
     return 0
 
 
@@ -316,6 +317,7 @@ def _open_zarr(path: Path, lazy: bool) -> Any:
 _CLI_WORDS = (
     (r"\bscale='(reach|seg|cross)'", r"--scale \1"),
     (r"\bpass check_graph=False\b", "pass --other-network"),
+    (r"\bds\.msgl\.coverage\(model\)", "xmsgl coverage MODEL DATA"),
     (r"\bcheck_graph=False\b", "--other-network"),
     (r"\btrain=, val= and test= \(start, end\)", "--train, --val and --test START END"),
     (r"\btrain=, val= and test=", "--train, --val and --test"),

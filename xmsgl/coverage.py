@@ -20,9 +20,15 @@ import numpy as np
 import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, expect_dataset, only_read, topology_arrays, validate
-from xmsgl.exceptions import DataError, ParameterError, SchemaError, format_ids
+from xmsgl.exceptions import DataError, ExtrapolationWarning, ParameterError, SchemaError, format_ids
 
-__all__ = ["coverage"]
+__all__ = ["coverage", "WARN_SD", "static_extrapolation"]
+
+#: Standard deviations beyond the observed nodes' range of a static input from which
+#: :func:`xmsgl.downscale.downscale` warns (:class:`~xmsgl.exceptions.ExtrapolationWarning`).
+#: Far beyond :func:`coverage`'s default margin of 1: the warning is for the nodes no
+#: one should take on trust, coverage for a closer look.
+WARN_SD = 5.0
 
 
 def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = None) -> xr.Dataset:
@@ -227,3 +233,73 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             out.attrs["xmsgl_time_judged"] = (f"{np.datetime_as_string(days[0], unit='D')} to "
                                               f"{np.datetime_as_string(days[-1], unit='D')}")
     return out
+
+
+def static_extrapolation(ds: xr.Dataset, model: Any, dims: tuple[str, ...], *,
+                         margin: float = WARN_SD) -> str | None:
+    """A sentence on the nodes of ``ds`` whose static inputs lie more than ``margin``
+    standard deviations beyond the observed nodes' range (as :func:`coverage` judges
+    them), or None when there are none.
+
+    ``ds`` is the validated dataset ``downscale`` reads; the static inputs of the
+    scales in ``dims`` are read (one value a node, as the topology is, even from a lazy
+    dataset; nothing on time), and a model saved before the ranges were recorded is
+    not judged.
+    """
+    spec = model.features
+    ranges = getattr(spec, "observed_range", None)
+    if not ranges:
+        return None
+    words = {SEG: ("segment", "segments"), REACH: ("reach", "reaches")}
+    parts, worst = [], (0.0, "", "", None)
+    for dim, names in ((SEG, spec.seg_vars), (REACH, spec.reach_vars)):
+        if dim not in dims or dim not in ds.dims:
+            continue
+        far = np.zeros(ds.sizes[dim])
+        which = np.full(ds.sizes[dim], "", dtype=object)
+        for name in names:
+            if not spec.static.get(name) or name not in ranges or name not in ds.variables:
+                continue
+            da = ds[name]
+            if tuple(map(str, da.dims)) != (dim,):
+                continue  # on another dimension too: downscale refuses it later
+            lo, hi = ranges[name]
+            v = np.asarray(da.values, dtype=np.float64)
+            d = np.maximum(np.maximum(lo - v, v - hi) / spec.std[name], 0.0)
+            d[~np.isfinite(d)] = 0.0
+            more = d > far
+            far[more], which[more] = d[more], name
+        beyond = np.flatnonzero(far > margin)
+        if beyond.size == 0:
+            continue
+        ids = np.asarray(ds[dim].values)
+        k = int(beyond[np.argmax(far[beyond])])
+        if far[k] > worst[0]:
+            worst = (float(far[k]), words[dim][0], str(which[k]), ids[k].item())
+        parts.append(f"{beyond.size} {words[dim][1] if beyond.size > 1 else words[dim][0]}, "
+                     f"{'ids' if beyond.size > 1 else 'id'} {format_ids(ids[beyond])},")
+    if not parts:
+        return None
+    sd, kind, name, node = worst
+    one = len(parts) == 1 and parts[0].startswith("1 ")
+    return (f"{' and '.join(parts)} {'has' if one else 'have'} a static input more than {margin:g} standard deviations "
+            f"beyond its range over the nodes with training observations (farthest: {kind} {node}, "
+            f"{name!r}, {sd:.1f} standard deviations): "
+            f"{'its prediction is an extrapolation' if one else 'their predictions are extrapolations'} "
+            "the training never tested; ds.msgl.coverage(model) lists every node, input and day")
+
+
+def warn_static_extrapolation(ds: xr.Dataset, model: Any, scale: str) -> None:
+    """Warn (:class:`~xmsgl.exceptions.ExtrapolationWarning`) with
+    :func:`static_extrapolation`'s sentence, if there is one, for the nodes a
+    downscale to ``scale`` reads: segments and reaches for MSGL's reach output,
+    reaches for fine-only, segments for remap and the coarse or cross-scale outputs."""
+    import warnings
+
+    from xmsgl.exceptions import user_stacklevel
+
+    dims = ((SEG,) if scale != REACH or model.output == "remap" else
+            (REACH,) if model.output == "fine_only" else (SEG, REACH))
+    text = static_extrapolation(ds, model, dims)
+    if text:
+        warnings.warn(text, ExtrapolationWarning, stacklevel=user_stacklevel())

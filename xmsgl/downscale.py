@@ -337,7 +337,10 @@ def downscale(
         The values are not bounded (winter days can fall below 0 degC; clip them
         where that matters), and nodes whose static inputs lie beyond those of the
         observed nodes are extrapolations: :func:`xmsgl.coverage.coverage`
-        (``ds.msgl.coverage(model)``) names them.
+        (``ds.msgl.coverage(model)``) names them. Where a static input lies more than :data:`xmsgl.coverage.WARN_SD` (5) standard deviations beyond
+        the observed nodes' range, downscale warns
+        (:class:`~xmsgl.exceptions.ExtrapolationWarning`) with the count, the first
+        ids and the farthest node.
 
     Raises
     ------
@@ -356,6 +359,7 @@ def downscale(
     """
     import xmsgl
     from xmsgl.baselines import BaselineModel
+    from xmsgl.coverage import warn_static_extrapolation
     from xmsgl.graph import build_graphs_weighted
     from xmsgl.scale import block_options, downscale_lazy, is_lazy
 
@@ -417,6 +421,8 @@ def downscale(
         check_compatible(model, ds, graphs, inputs_of)
     else:
         check_compatible_vars_only(model, ds, inputs_of)
+    # Nodes far beyond what training saw (the lazy path warns the same way).
+    warn_static_extrapolation(ds, model, scale)
     times = pd.DatetimeIndex(ds[TIME].values)
     i0, i1 = _time_positions(times, time)
     breaks = _time_gaps(times, i0, i1, int(spinup))

@@ -27,6 +27,7 @@ __all__ = [
     "UnitConversionWarning",
     "TimeGapWarning",
     "ShortRecordWarning",
+    "ExtrapolationWarning",
     "format_ids",
     "check_count",
 ]
@@ -90,6 +91,11 @@ class UnitConversionWarning(XmsglWarning):
 
 class TimeGapWarning(XmsglWarning):
     """The days used have gaps: the recurrence restarts after each with a fresh state."""
+
+
+class ExtrapolationWarning(XmsglWarning):
+    """Nodes asked about have static inputs far beyond those of every node the model
+    learned from: their predictions are extrapolations (see :func:`xmsgl.coverage.coverage`)."""
 
 
 class ShortRecordWarning(XmsglWarning):

@@ -1379,6 +1379,7 @@ def _downscale_lazy(
     import dask.array as dsa
 
     import xmsgl
+    from xmsgl.coverage import warn_static_extrapolation
     from xmsgl.downscale import (
         _time_gaps,
         _time_positions,
@@ -1411,6 +1412,9 @@ def _downscale_lazy(
     else:
         check_compatible_vars_only(model, ds, scale)
     _check_chunks(ds, names, reach_chunk)
+    # Nodes far beyond what training saw: static inputs are read (one value a node, as
+    # the topology is), nothing on time.
+    warn_static_extrapolation(ds, model, scale)
     # Every block's edges weighed as in training: on the model's own network these are
     # the whole network's statistics; on another (check_graph=False) the training
     # network's, as in memory. Models saved without them take the whole network's.
