@@ -140,6 +140,36 @@ def test_robustness_table(basin: xr.Dataset) -> None:
     rob = robustness(basin, idw, {"mask_gauges": [0.5, 1.0], "mask_coarse": [0.5]}, time=test, n_draws=2)
     assert float(rob.d_rmse.sel(check="mask_gauges", level=1)) > 0.0
     assert float(rob.d_rmse.sel(check="mask_coarse", level=0)) > 0.0
+    n_obs = int(basin.reach_temp.notnull().any("time").sum())
+    assert str(rob.setting.sel(check="mask_gauges", level=1).item()) == \
+        f"1 of observed reaches ({n_obs} of {n_obs})"
+    assert str(rob.setting.sel(check="mask_coarse", level=0).item()) == \
+        f"0.5 of segments ({basin.sizes['seg'] // 2} of {basin.sizes['seg']})"
+
+
+def test_filters_keep_rain_non_negative_and_let_temperatures_cross_zero(basin: xr.Dataset) -> None:
+    # The ringing of a zero-phase filter around storms took precipitation to -3.7 mm/d.
+    assert float(basin.reach_precip.min()) >= 0
+    for out in (lowpass(basin, 7.0), bandpass(basin, 7.0, 120.0), lowpass(basin.chunk({"reach": 5}), 7.0)):
+        assert float(out.reach_precip.min()) == 0.0
+        assert float(out.reach_discharge.min()) >= 0.0
+    # The same series as a temperature is not clipped, and the filter does take it below
+    # zero: the clip is what holds the rain at 0.
+    raw = lowpass(basin.assign(reach_precip=basin.reach_precip.assign_attrs(units="degC")), 7.0)
+    assert float(raw.reach_precip.min()) < -0.5
+
+
+@pytest.mark.parametrize(("share", "n", "masked"), [(0.5, 1, 1), (0.25, 2, 1), (0.25, 6, 2), (0.25, 10, 3),
+                                                     (0.01, 4, 1), (0.0, 4, 0), (1.0, 3, 3)])
+def test_a_share_of_a_few_nodes_masks_what_it_says(share: float, n: int, masked: int) -> None:
+    # round() sent 0.5 of one gauge, and 0.25 of two segments, to nothing masked (and
+    # 0.25 of 6 to 2 but of 10 to 2): a table then read "no change" for what never ran.
+    ds = xmsgl.datasets.synthetic_basin(n_segments=n, start="2001-01-01", end="2001-01-31", seed=1)
+    assert mask_coarse(ds, share, seed=0)[1].size == masked
+    reach_temp = np.full((ds.sizes["reach"], ds.sizes["time"]), np.nan)
+    reach_temp[:n] = 10.0  # n observed reaches
+    gauged = ds.assign(reach_temp=(("reach", "time"), reach_temp, ds.reach_temp.attrs))
+    assert mask_gauges(gauged, share, seed=0)[1].size == masked
 
 
 def test_robustness_of_a_network(basin: xr.Dataset, tmp_path) -> None:
