@@ -171,6 +171,18 @@ def test_variance_decomposition_recovers_known_variances(gauged_month: xr.Datase
     assert vd.sigma2_seed.attrs["units"] == "(degC)2" and "share training data" in vd.attrs["caveat"]
 
 
+def test_decomposition_does_not_depend_on_dimension_order_and_reads_units() -> None:
+    rng = np.random.default_rng(1)
+    y = xr.DataArray(rng.normal(2.0, 1.0, (3, 4, 2)), dims=("repeat", "fold", "seed"), name="score",
+                     attrs={"units": "degC"})
+    a = variance_decomposition(y, n_boot=300, seed=5)
+    b = variance_decomposition(y.transpose("seed", "fold", "repeat"), n_boot=300, seed=5)
+    xr.testing.assert_allclose(a.drop_attrs(), b.drop_attrs())  # intervals included
+    # Units from the scores' own attribute, not from a name it may not have.
+    assert a["mean"].attrs["units"] == "degC" and a.sigma2_seed.attrs["units"] == "(degC)2"
+    assert variance_decomposition(y.drop_attrs().rename(None), n_boot=10)["mean"].attrs["units"] == "1"
+
+
 def test_no_partition_effect_gives_zero_partition_variance(gauged_month: xr.Dataset) -> None:
     cv = cross_validate(gauged_month, "fake", folds=2, repeats=40, seeds=6, blocking="reach",
                         trainer=_fake_trainer(sigma_p=0.0, sigma_s=0.5))

@@ -928,7 +928,10 @@ def variance_decomposition(
 
     Intervals are percentile bootstrap intervals over partitions: ``n_boot`` times,
     ``P`` partitions are drawn with replacement (each with all its seeds) and the
-    estimates recomputed.
+    estimates recomputed. The partitions are taken in (repeat, fold) order whatever
+    the order of the dimensions, so the same scores give the same intervals. With few
+    partitions the intervals are too narrow (with ``P = 2`` a variance's upper bound
+    is its estimate): read them as a rough guide below about ten partitions.
 
     Caveat: folds of one repetition share most of their training data and the
     repetitions reuse the same observations, so partition effects are not
@@ -943,7 +946,7 @@ def variance_decomposition(
     variable : str, optional
         The score to decompose; default the ``score`` attribute (``"rmse"``).
     n_boot : int, default 1000
-        Bootstrap resamples (a positive integer).
+        Bootstrap resamples (a positive integer, at most 1,000,000).
     ci : float, default 0.95
         Coverage of the intervals, strictly between 0 and 1.
     seed : int, default 0
@@ -1005,7 +1008,11 @@ def variance_decomposition(
         name = str(da.name) if da.name is not None else "score"
     if "seed" not in da.dims:
         raise SchemaError(f"the scores need a 'seed' dimension; they have {tuple(map(str, da.dims))}")
-    part_dims = [d for d in da.dims if d != "seed"]
+    # In a fixed order: the bootstrap draws partitions by position, so scores on
+    # (seed, fold, repeat) must stack as those on (repeat, fold, seed) do.
+    part_dims = sorted((d for d in da.dims if d != "seed"),
+                       key=lambda d: ("repeat", "fold", "partition").index(d)
+                       if d in ("repeat", "fold", "partition") else 3)
     other = [str(d) for d in part_dims if d not in ("repeat", "fold", "partition")]
     if other:
         # A sparsity sweep's (method, keep) cells are fixed settings, not random
@@ -1050,7 +1057,7 @@ def variance_decomposition(
     bounds = [(np.nanquantile(b, lo_q), np.nanquantile(b, hi_q)) if np.isfinite(b).any()
               else (np.nan, np.nan) for b in boot]
     names = ("mean", "sigma2_partition", "sigma2_seed", "icc", "msb", "msw")
-    units = UNITS.get(name, "1")
+    units = str(da.attrs.get("units") or UNITS.get(name, "1"))
     sq = f"({units})2" if units != "1" else "1"
     unit_of = {"mean": units, "sigma2_partition": sq, "sigma2_seed": sq, "icc": "1", "msb": sq, "msw": sq}
     out = xr.Dataset(coords={"stat": ["estimate", "low", "high"]})

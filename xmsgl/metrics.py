@@ -573,7 +573,7 @@ def _one(name: str, prediction: xr.DataArray, observed: xr.DataArray,
 
 def rmse(prediction: xr.DataArray, observed: xr.DataArray,
          dims: str | Sequence[Hashable] | None = None) -> xr.DataArray:
-    """Root mean square error over the finite pairs, pooled over ``dims`` (degC).
+    """Root mean square error over the pairs where neither side is NaN, pooled over ``dims`` (degC).
 
     Examples
     --------
@@ -586,7 +586,7 @@ def rmse(prediction: xr.DataArray, observed: xr.DataArray,
 
 def mae(prediction: xr.DataArray, observed: xr.DataArray,
         dims: str | Sequence[Hashable] | None = None) -> xr.DataArray:
-    """Mean absolute error over the finite pairs, pooled over ``dims`` (degC).
+    """Mean absolute error over the pairs where neither side is NaN, pooled over ``dims`` (degC).
 
     Examples
     --------
@@ -599,7 +599,7 @@ def mae(prediction: xr.DataArray, observed: xr.DataArray,
 
 def bias(prediction: xr.DataArray, observed: xr.DataArray,
          dims: str | Sequence[Hashable] | None = None) -> xr.DataArray:
-    """Mean of prediction minus observation over the finite pairs (degC).
+    """Mean of prediction minus observation over the pairs where neither side is NaN (degC).
 
     Examples
     --------
@@ -612,7 +612,7 @@ def bias(prediction: xr.DataArray, observed: xr.DataArray,
 
 def nse(prediction: xr.DataArray, observed: xr.DataArray,
         dims: str | Sequence[Hashable] | None = None) -> xr.DataArray:
-    """Nash-Sutcliffe efficiency over the finite pairs (dimensionless).
+    """Nash-Sutcliffe efficiency over the pairs where neither side is NaN (dimensionless).
 
     Examples
     --------
@@ -626,7 +626,7 @@ def nse(prediction: xr.DataArray, observed: xr.DataArray,
 
 def kge(prediction: xr.DataArray, observed: xr.DataArray,
         dims: str | Sequence[Hashable] | None = None) -> xr.DataArray:
-    """Kling-Gupta efficiency (2009) over the finite pairs (dimensionless).
+    """Kling-Gupta efficiency (2009) over the pairs where neither side is NaN (dimensionless).
 
     Examples
     --------
