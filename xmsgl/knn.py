@@ -571,7 +571,8 @@ def candidate_set(pos: np.ndarray, group: np.ndarray, m: int, *, max_group: int 
 
 
 def knn_brute(x: torch.Tensor, k: int, tie_keys: np.ndarray | None = None) -> torch.Tensor:
-    """Exact ``k`` nearest other nodes in feature space: ``cdist`` + ``topk``.
+    """Exact ``k`` nearest other nodes in feature space: ``cdist`` and a stable sort
+    (equal distances by node id).
 
     Parameters
     ----------
