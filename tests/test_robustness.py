@@ -275,6 +275,10 @@ def test_robustness_scores_masked_test_observations_on_data_without_truth(basin:
     rob = robustness(ds, idw, {"mask_gauges": [1.0]}, time=test, n_draws=1, hide_scored=True)
     assert float(rob.base_rmse) > 0.1
     assert float(rob.d_rmse.sel(check="mask_gauges", level=0)) == 0.0
+    # Without hide_scored it reproduces what it is scored against: said so.
+    with pytest.warns(xmsgl.XmsglWarning, match="'idw' baseline reads the scored days' reach_temp"):
+        rob = robustness(ds, idw, {"lag": [0]}, time=test)
+    assert float(rob.base_rmse) < 1e-6
 
 
 def test_filters_bridge_missing_values(basin: xr.Dataset) -> None:

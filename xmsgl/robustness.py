@@ -821,6 +821,14 @@ def robustness(
             "give the unmasked dataset with hide_scored=True, which hides them from the model and "
             "scores against them, or pass the unmasked values as truth=<DataArray>"
         )
+    reads = getattr(fitted, "reads", {})
+    if not hide_scored and truth_name == "reach_temp" and "reach_temp" in reads:
+        # idw and harmonic reproduce their sources: scored against them, they score 0.
+        warnings.warn(
+            f"the {fitted.method!r} baseline reads the scored days' reach_temp as its sources and "
+            "is scored against the same values: its errors are in-sample (near 0 at every "
+            "observed reach-day); pass hide_scored=True to hide them from it",
+            XmsglWarning, stacklevel=user_stacklevel())
     if hide_scored:
         on = xr.DataArray(scored, dims=(TIME,), coords={TIME: ds[TIME]})
         ds = ds.assign({v: ds[v].where(~on) for v in ("reach_temp", "seg_temp") if v in ds.data_vars})
