@@ -108,6 +108,16 @@ def test_seasons_and_hot_days(obs2d: xr.DataArray) -> None:
     np.testing.assert_allclose(out.rmse.values, 1.0)
 
 
+def test_seasons_on_a_model_calendar() -> None:
+    pytest.importorskip("cftime")
+    # A climate model's noleap days: seasons as on the standard calendar (90 DJF days).
+    t = xr.date_range("2001-01-01", periods=365, freq="D", calendar="noleap", use_cftime=True)
+    o = xr.DataArray(np.arange(365.0) % 17, dims="time", coords={"time": t}, attrs={"units": "degC"})
+    out = evaluate(o + 2.0, o, by="season")
+    assert out.n.sel(subset="DJF").item() == 90 and out.n.sel(subset="JJA").item() == 92
+    np.testing.assert_allclose(out.rmse.values, 2.0)
+
+
 def test_hot_days_per_reach_vs_pooled(obs2d: xr.DataArray) -> None:
     per = hot_mask(obs2d, per="reach")
     pooled = hot_mask(obs2d, per=None)

@@ -196,11 +196,12 @@ def evaluate(
     labels: list[str] = ["all"]
     masks: list[xr.DataArray | None] = [None]
     if "season" in subsets:
-        if not np.issubdtype(p[time_dim].dtype, np.datetime64):
+        try:  # numpy dates, or cftime ones (a model calendar such as noleap)
+            season = p[time_dim].dt.season
+        except (TypeError, AttributeError) as err:
             raise SchemaError(
                 f"by='season' needs dates on {str(time_dim)!r}, which holds "
-                f"{p[time_dim].dtype}; convert it (pd.to_datetime) or leave 'season' out")
-        season = p[time_dim].dt.season
+                f"{p[time_dim].dtype}; convert it (pd.to_datetime) or leave 'season' out") from err
         for s in SEASONS:
             labels.append(s)
             masks.append(season == s)
