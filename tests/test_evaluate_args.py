@@ -124,6 +124,16 @@ def test_plot_sparsity_draws_a_share_of_zero() -> None:
     assert plot_sparsity(res.isel(keep=[1, 2])).axes[0].get_xscale() == "log"
 
 
+def test_plot_sparsity_band_is_the_seeds_sample_deviation() -> None:
+    pytest.importorskip("matplotlib")
+    res = xr.Dataset({"rmse": (("method", "keep", "seed"), np.array([[[1.0, 3.0], [2.0, 2.0]]]),
+                               {"units": "degC"})},
+                     coords={"method": ["idw"], "keep": [0.1, 1.0], "seed": [0, 1]})
+    band = plot_sparsity(res).axes[0].collections[0].get_paths()[0].vertices
+    # Mean 2 at keep 0.1, sample sd sqrt(2) (ddof=0 would give 1): the band spans 2 +- 1.414.
+    assert band[:, 1].min() == pytest.approx(2 - 2 ** 0.5) and band[:, 1].max() == pytest.approx(2 + 2 ** 0.5)
+
+
 def test_explain_refuses_bad_bins(basin: xr.Dataset) -> None:
     pytest.importorskip("torch")
     from xmsgl.explain import explain
