@@ -291,6 +291,10 @@ def test_to_convention_nan_outlet() -> None:
         validate(ds)
     out = xmsgl.to_convention(ds, outlet=np.nan)
     assert out.seg_to.dtype == np.int64 and out.seg_to.values.tolist() == [3, 3, 0]
+    # Any NaN scalar marks the outlets (a float32 one, read from a float32 file, too).
+    for nan in (float("nan"), np.float32("nan"), np.float64("nan")):
+        out = xmsgl.to_convention(ds, outlet=nan)
+        assert out.seg_to.dtype == np.int64 and out.seg_to.values.tolist() == [3, 3, 0]
 
 
 def test_to_convention_keeps_fractional_reach_seg_for_validate() -> None:

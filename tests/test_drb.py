@@ -418,9 +418,11 @@ def test_tributaries_of_split_segments_enter_the_lower_piece(drb_mirror: xr.Data
     """Three segments are split in two subsegments where a tributary joins. The tributary's
     outlet reach flows into the lower piece (it was sent to the head of the whole segment,
     above the upper piece, 15-17 km upstream of the confluence), the upper piece flows
-    into the lower, and the main stem above enters the upper piece."""
+    into the lower from its own downstream end, and the main stem above enters the upper
+    piece."""
     xw = pd.read_csv(drb_raw_dir / XWALK, dtype=str)
     comids = {r.PRMS_segid: {int(c) for c in r.comid_seg.split(";")} for r in xw.itertuples()}
+    downs = dict(zip(xw["PRMS_segid"], xw["comid_down"]))
     to = drb_mirror.reach_to.to_series()
     seg_of = drb_mirror.reach_seg.to_series()
     entered = {}
@@ -428,6 +430,10 @@ def test_tributaries_of_split_segments_enter_the_lower_piece(drb_mirror: xr.Data
         seg = int(seg_of[next(iter(comids[lower]))])
         out_of_upper = {int(to[c]) for c in comids[upper]} - comids[upper]
         assert out_of_upper <= comids[lower], (upper, out_of_upper)
+        # The upper piece ends at its own downstream-end COMID, as the crosswalk gives it
+        # (in 3_1 and 8_1 the COMID order put it at the head, with others after it).
+        leaving = {c for c in comids[upper] if int(to[c]) not in comids[upper]}
+        assert leaving == {int(downs[upper])}, (upper, leaving)
         for c, t in to.items():
             if int(seg_of[c]) != seg and int(t) in comids[upper] | comids[lower]:
                 entered[int(seg_of[c])] = "upper" if int(t) in comids[upper] else "lower"

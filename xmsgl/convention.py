@@ -1618,7 +1618,7 @@ def to_convention(
                     f"variable {name!r} must hold numeric ids to convert the outlet marker "
                     f"{outlet!r}, got dtype {vals.dtype}; map its values to integer ids first"
                 ) from err
-            if isinstance(outlet, float) and np.isnan(outlet):
+            if isinstance(outlet, (float, np.floating)) and np.isnan(outlet):
                 mask = np.isnan(as_float)
             else:
                 mask = vals == outlet

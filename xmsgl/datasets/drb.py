@@ -710,7 +710,9 @@ def _fine_network(xw: pd.DataFrame, coarse: _Coarse, fine: pd.DataFrame) -> _Fin
     seg_of = dict(zip(xw["comid"], xw["seg_id_nat"]))
     sub_of = dict(zip(xw["comid"].astype(int), xw["subseg_id"]))
     down_of_seg: dict[int, int] = {}
+    sub_outlets: set[int] = set()  # every subsegment's downstream-end COMID
     for sub, seg, down in zip(xw["subseg_id"], xw["seg_id_nat"], xw["comid_down"]):
+        sub_outlets.add(int(down))
         # The segment's outlet COMID is the one of its most downstream subsegment.
         if coarse.sub_offset.get(sub, 0.0) == 0.0:
             down_of_seg[int(seg)] = int(down)
@@ -748,8 +750,12 @@ def _fine_network(xw: pd.DataFrame, coarse: _Coarse, fine: pd.DataFrame) -> _Fin
         pieces: dict[int, list[int]] = {}
         for c in comids:
             pieces.setdefault(_sink(c, link), []).append(c)
+        # Upper subsegments first (the length below them largest); within one, the piece
+        # holding its own downstream-end COMID last; else by order key.
         ordered_sinks = sorted((p for p in pieces if p != down),
-                               key=lambda p: min((key.get(c, c), c) for c in pieces[p]))
+                               key=lambda p: (-coarse.sub_offset.get(sub_of.get(p, ""), 0.0),
+                                              any(c in sub_outlets for c in pieces[p]),
+                                              min((key.get(c, c), c) for c in pieces[p])))
         ordered_sinks.append(down)
         chain: list[int] = []
         for p in ordered_sinks:
