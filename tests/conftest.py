@@ -57,7 +57,7 @@ def half_year_basin():
 
 
 #: Settings of the quick fits the tests make: short windows, one epoch.
-FAST_FIT = {"epochs": 1, "window": 30, "stride": 30, "progress": False, "attn_window": 10}
+FAST_FIT = {"epochs": 1, "window": 30, "stride": 30, "progress": False}
 
 
 #: Fits of the scale-out tests: windows of 60 days, so that their 300-day basin

@@ -174,6 +174,29 @@ def test_fixed_weights_train_every_weighted_task(basin: xr.Dataset) -> None:
     # (test_task_weights_are_refused_where_one_task_trains_at_a_time).
 
 
+def test_a_window_whose_tasks_all_weigh_zero_takes_no_step(basin: xr.Dataset,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    # Fine observations only in the second half: the first half's windows hold coarse
+    # targets alone, which weigh 0. Adam stepped on them with zero gradients, moving the
+    # weights on momentum alone.
+    half = basin.time.values[basin.sizes["time"] // 2]
+    late = basin.assign(reach_temp=basin.reach_temp.where(basin.time >= half))
+    zero_steps = []
+    step = torch.optim.Adam.step
+
+    def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        zero_steps.append(not grads or all(float(g.abs().sum()) == 0.0 for g in grads))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", counted)
+    fit(late, method="msgl", weighting="fixed", seed=0, task_weights={"coarse": 0, "cross": 1, "fine": 1},
+        batch_size=1, **{**FAST, "epochs": 2})
+    assert zero_steps and not any(zero_steps)
+
+
 # ------------------------------------------------------------------------ other arguments
 
 
@@ -531,9 +554,22 @@ def test_a_component_that_cannot_be_cut_is_refused(basin: xr.Dataset) -> None:
 
 @pytest.mark.parametrize("method", ["fine-only", "remap", "direct", "progressive"])
 def test_task_weights_are_refused_where_one_task_trains_at_a_time(basin: xr.Dataset, method: str) -> None:
-    with pytest.raises(ParameterError, match=r"does not read \['task_weights'\]"):
+    with pytest.raises(ParameterError, match=r"does not read \['task_weights', 'weighting'\]"):
         fit(basin, method=method, weighting="fixed",
             task_weights={"coarse": 1.0, "cross": 1.0, "fine": 0.0}, **FAST)
+    # The weighting and the cross-scale head's settings are MSGL's too: they changed
+    # nothing (attn_blocks only the random draws of an unused head) and were recorded.
+    for name, value in (("weighting", "equal"), ("attn_window", 3), ("attn_blocks", 5)):
+        with pytest.raises(ParameterError, match=rf"does not read \['{name}'\].*{name} is read by "
+                                                 r"\['msgl', 'async-msgl'\]"):
+            fit(basin, method=method, **{name: value}, **FAST)
+
+
+def test_a_baseline_checks_its_device(basin: xr.Dataset) -> None:
+    # device="banana" was accepted, and not used, by the non-neural baselines.
+    with pytest.raises(ParameterError, match="device='banana' is not a torch device"):
+        fit(basin, method="climatology", device="banana")
+    assert fit(basin, method="climatology", device="cpu").method == "climatology"
 
 
 def test_fit_warnings_name_the_callers_line(basin: xr.Dataset) -> None:

@@ -16,7 +16,7 @@ from xmsgl.model import fit, load  # noqa: E402
 from xmsgl.train import WeightAverage  # noqa: E402
 
 PERIODS = {"train": ("2001-01-01", "2001-04-30"), "val": ("2001-05-01", "2001-06-30")}
-FIT = {"epochs": 3, "window": 40, "stride": 40, "progress": False, "attn_window": 10, "hidden": 6,
+FIT = {"epochs": 3, "window": 40, "stride": 40, "progress": False, "hidden": 6,
        "seed": 0, **PERIODS}
 
 

@@ -210,6 +210,11 @@ def _fit(ds: xr.Dataset, args: dict[str, Any]) -> Any:
     kwargs.pop("method")
     if method in ("async-msgl", "direct", "progressive"):
         kwargs["pretrain_epochs"] = 1  # the methods with a first stage
+    if method not in ("msgl", "async-msgl"):
+        # The task weighting and the cross-scale head are MSGL's: others refuse them.
+        kwargs.pop("attn_window")
+        if kwargs["weighting"] in ("mgda", "equal"):
+            kwargs.pop("weighting")
     return ds.msgl.fit(method=method, **kwargs)
 
 

@@ -23,7 +23,7 @@ from xmsgl.train import (  # noqa: E402
     split_periods,
 )
 
-FAST = {"epochs": 2, "window": 30, "stride": 30, "progress": False, "attn_window": 10}
+FAST = {"epochs": 2, "window": 30, "stride": 30, "progress": False}
 
 
 @pytest.fixture(scope="module")

@@ -778,9 +778,11 @@ def fit(
         Recorded in ``config["hyperparameters"]`` when not constant.
     weighting : {"mgda", "equal", "fixed"}, default "mgda"
         Task weighting of multi-task stages (MGDA-UB min-norm weights, equal, or
-        ``task_weights``).
+        ``task_weights``); msgl and async-msgl only (the other methods train one
+        task a stage and refuse it).
     task_weights : dict, optional
-        ``{"coarse": w0, "cross": w1, "fine": w2}`` for ``weighting="fixed"``.
+        ``{"coarse": w0, "cross": w1, "fine": w2}`` for ``weighting="fixed"``. A
+        window whose tasks present all weigh 0 takes no step.
     window : int, optional
         Training window length in days (default 365); for a baseline, the days of
         its climatology window (default 31).
@@ -791,11 +793,16 @@ def fit(
     batch_size : int, optional
         Windows per step; by default as many as fit in about 3 GB of activations.
     attn_window, attn_blocks : int, default 30, 2
-        Temporal attention blocks of the cross-scale head.
+        Temporal attention blocks of the cross-scale head (msgl and async-msgl only;
+        the other methods have no such head and refuse them).
     stage_a_period : (start, end) or list, optional
-        Days ASYNC-MSGL's stage A may read; default every day outside val and test
-        (with no ``test`` given, that includes days outside ``train`` too, and fit
-        warns). The days read are part of the ``xmsgl_train_periods`` of the
+        Days ASYNC-MSGL's stage A may read; default every day outside val and test,
+        days outside ``train`` included (the longer coarse record stage A is for: a
+        gap left in ``train`` is read too). With no ``test`` given nothing is held
+        out of stage A but the validation days, and fit warns when it reads days
+        outside ``train``. A period given here may overlap the validation days (not
+        the test days, a ``TimeError``): stage A then trains on the days that choose
+        its checkpoint. The days read are part of the ``xmsgl_train_periods`` of the
         model's predictions.
     stage_a_tasks : tuple of str, default ("coarse", "remap")
         ``"coarse"``: the coarse task on ``stage_a_variable``; ``"remap"``: the
@@ -808,9 +815,11 @@ def fit(
     graph_options : dict, optional
         Keyword arguments of :func:`xmsgl.graph.build_graphs`.
     device : str, default "auto"
-        ``"auto"`` (cuda, then mps, then cpu) or a torch device.
+        ``"auto"`` (cuda, then mps, then cpu) or a torch device. The non-neural
+        baselines run on the CPU with numpy; they check the device as the networks do.
     seed : int, default 0
-        Seeds weights and window order; on CPU equal seeds give equal models.
+        Seeds weights and window order; on CPU equal seeds give equal models with
+        the same number of torch threads (the order of sums changes with it).
     progress : bool, optional
         Progress bars (tqdm); default the ``progress`` option.
     clip_grad_norm : float, optional
@@ -1292,6 +1301,9 @@ def _fit_baseline(args: dict[str, Any]) -> BaselineModel:
             f"{unused} are arguments of the neural methods; baseline {method!r} does not take "
             f"them: drop them (it takes train, val, test, seed and {sorted(_DEFAULTS[method])})"
         )
+    # Fitted with numpy on the CPU; a device is still checked as the networks check it
+    # (device="banana" was accepted without a word).
+    resolve_device(args["device"])
     options = dict(args["options"])
     unknown = sorted(set(options) - set(_DEFAULTS[method]))
     if unknown:
@@ -1321,6 +1333,10 @@ _METHOD_ONLY_ARGS: dict[str, tuple[str, ...]] = {
     "input_scaling": ("msgl", "async-msgl", "direct", "progressive"),
     # The other methods train one task a stage, with weight 1.
     "task_weights": ("msgl", "async-msgl"),
+    "weighting": ("msgl", "async-msgl"),
+    # The cross-scale head (task 1) is MSGL's alone.
+    "attn_window": ("msgl", "async-msgl"),
+    "attn_blocks": ("msgl", "async-msgl"),
 }
 
 

@@ -1219,6 +1219,11 @@ def train_tasks(
                 loss = masked_rmse(out[t], y)
                 if loss is not None:
                     task_loss[t] = loss
+            if weighting == "fixed" and len(tasks) > 1:
+                # A task weighed 0 adds nothing; a window whose tasks all weigh 0 is
+                # skipped, as one without targets is (Adam would step on momentum alone).
+                assert task_weights is not None
+                task_loss = {t: v for t, v in task_loss.items() if float(task_weights[t]) > 0}
             if not task_loss:
                 continue
             for t, loss in task_loss.items():
