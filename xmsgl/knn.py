@@ -82,8 +82,11 @@ class NodeGeometry:
     source : str
         Where ``pos`` came from: ``"xy"``, ``"lonlat"`` or ``"outlet-distance"``.
     length_scale : float
-        The median distance (m) of each node to its nearest other node; relative
-        positions and along-stream distances are expressed in this unit.
+        The median distance (m) of each node to its nearest other node, over the
+        nodes that have no other node at their own position (co-located nodes,
+        common with outlet-distance positions, would make it 0); 1 when every
+        node shares its position. Relative positions and along-stream distances
+        are expressed in this unit.
     """
 
     pos: np.ndarray
