@@ -127,6 +127,17 @@ def test_downscale_warns_of_nodes_far_beyond(half_year_basin: xr.Dataset, half_y
             far_seg.msgl.downscale(model, scale=scale, time="2001-03")
 
 
+def test_robustness_runs_do_not_repeat_the_warning(half_year_basin: xr.Dataset, half_year_msgl) -> None:
+    import warnings
+
+    from xmsgl.robustness import robustness
+
+    ds = _far_beyond(half_year_basin, half_year_msgl, "reach_slope", 2, 8.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one run per perturbation: none warns
+        robustness(ds, half_year_msgl, {"lag": [0, 2]}, time=("2001-05-01", "2001-06-30"))
+
+
 def test_lazy_downscale_judges_static_inputs_and_reads_nothing_on_time(
         half_year_basin: xr.Dataset, half_year_msgl) -> None:
     import dask

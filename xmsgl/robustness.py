@@ -572,8 +572,12 @@ def _predict(model: Any, ds: xr.Dataset, time: tuple[str, str]) -> xr.DataArray:
     if isinstance(model, BaselineModel):
         return model.predict(ds, time=time)
     from xmsgl.downscale import downscale
+    from xmsgl.exceptions import ExtrapolationWarning
 
-    return downscale(ds, model, time=time)
+    with warnings.catch_warnings():
+        # The same nodes for every perturbed run: ds.msgl.coverage(model) names them.
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        return downscale(ds, model, time=time)
 
 
 def _default_days(model: Any, time: pd.DatetimeIndex) -> np.ndarray:
