@@ -153,6 +153,10 @@ def test_filters_keep_rain_non_negative_and_let_temperatures_cross_zero(basin: x
     for out in (lowpass(basin, 7.0), bandpass(basin, 7.0, 120.0), lowpass(basin.chunk({"reach": 5}), 7.0)):
         assert float(out.reach_precip.min()) == 0.0
         assert float(out.reach_discharge.min()) >= 0.0
+    # ... and keeps its mean (the clip alone raised rain's by 7% in the band 7-120 days).
+    for short, long in ((7.0, 120.0), (2.0, 30.0)):
+        np.testing.assert_allclose(float(bandpass(basin, short, long).reach_precip.mean()),
+                                   float(basin.reach_precip.mean()), rtol=1e-5)
     # The same series as a temperature is not clipped, and the filter does take it below
     # zero: the clip is what holds the rain at 0.
     raw = lowpass(basin.assign(reach_precip=basin.reach_precip.assign_attrs(units="degC")), 7.0)
@@ -162,6 +166,10 @@ def test_filters_keep_rain_non_negative_and_let_temperatures_cross_zero(basin: x
 @pytest.mark.parametrize(("share", "n", "masked"), [(0.5, 1, 1), (0.25, 2, 1), (0.25, 6, 2), (0.25, 10, 3),
                                                      (0.01, 4, 1), (0.0, 4, 0), (1.0, 3, 3)])
 def test_a_share_of_a_few_nodes_masks_what_it_says(share: float, n: int, masked: int) -> None:
+    from xmsgl.robustness import _mask_count
+
+    # Half up as the docs say, floating point notwithstanding (0.58 * 25 = 14.4999...).
+    assert [_mask_count(a, b) for a, b in ((0.58, 25), (0.29, 50), (0.35, 90))] == [15, 15, 32]
     # round() sent 0.5 of one gauge, and 0.25 of two segments, to nothing masked (and
     # 0.25 of 6 to 2 but of 10 to 2): a table then read "no change" for what never ran.
     ds = xmsgl.datasets.synthetic_basin(n_segments=n, start="2001-01-01", end="2001-01-31", seed=1)
