@@ -52,6 +52,20 @@ def test_sweep_gives_shared_fit_kwargs_to_every_method_beside_their_own(
         sparsity_sweep(basin, ["idw"], keep=[1.0], seeds=[0], fit_kwargs={"msgl": {"epochs": 1}})
 
 
+def test_sweep_refuses_an_argument_one_method_does_not_read_before_any_fit(
+        basin: xr.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    import xmsgl.sampling
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the sweep started before the arguments were checked")
+
+    monkeypatch.setattr(xmsgl.sampling, "sparsify", never)
+    # msgl reads weighting, fine-only does not: said before msgl's fits, not after them.
+    with pytest.raises(xmsgl.ParameterError, match=r"method 'fine-only' does not read \['weighting'\]"):
+        sparsity_sweep(basin, ["msgl", "fine-only"], keep=[0.5], seeds=[0],
+                       fit_kwargs={"epochs": 1, "weighting": "equal"})
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"methods": ["idw", "idw"]}, "repeats \\['idw'\\]"),
     ({"keep": [0.5, 0.5]}, "repeats \\[0.5\\]"),

@@ -1198,6 +1198,7 @@ def sparsity_sweep(
 
     from xmsgl.baselines import BASELINES
     from xmsgl.model import METHODS as NETWORKS
+    from xmsgl.model import check_method_args
 
     # fit_kwargs: keys naming a method (with a mapping) are that method's; the others go
     # to every method, under its own (they used to be dropped as soon as one method key
@@ -1230,6 +1231,10 @@ def sparsity_sweep(
     for m in method_list:
         t = per_method(trainer, m) if trainer is not None else None
         trainers[m] = t if callable(t) else default_trainer(m, kwargs_for(m))
+        if not callable(t) and m in NETWORKS and isinstance(kwargs_for(m), Mapping):
+            # An argument one method does not read is refused before the first fit,
+            # not after the other methods' fits.
+            check_method_args(m, kwargs_for(m))
     rows: dict[tuple[int, ...], dict[str, float]] = {}
     n_obs = np.zeros((len(keep_list), len(seed_list)), dtype=np.int64)
     for i, k in enumerate(keep_list):

@@ -46,7 +46,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
@@ -1338,6 +1338,16 @@ _METHOD_ONLY_ARGS: dict[str, tuple[str, ...]] = {
     "attn_window": ("msgl", "async-msgl"),
     "attn_blocks": ("msgl", "async-msgl"),
 }
+
+
+def check_method_args(method: str, kwargs: Mapping[str, Any]) -> None:
+    """Refuse the keyword arguments of :func:`fit` in ``kwargs`` given a value other
+    than the default that the network method ``method`` would not read; other names
+    are left to ``fit``. Sweeps call it for every method before the first fit.
+    """
+    defaults = inspect.signature(fit).parameters
+    _check_method_args(method, {name: kwargs.get(name, defaults[name].default)
+                                for name in _METHOD_ONLY_ARGS})
 
 
 def _check_method_args(method: str, args: dict[str, Any]) -> None:
