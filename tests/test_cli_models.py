@@ -192,7 +192,7 @@ def test_downscale_scales_and_refusals(files: dict[str, str], model_dir: str, tm
         assert main(["downscale", model_dir, str(tmp_path / "other.nc"), str(tmp_path / "o.nc"),
                      "--other-network"]) == 0
     # Another network's reaches may lie far beyond those the model saw: said so.
-    assert "xmsgl: warning: 1 reach, id [5], has a static input" in capsys.readouterr().err
+    assert "xmsgl: warning: 1 reach (id 5) has a static input" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "t.nc") and not os.path.exists(tmp_path / "c.nc")
 
 
@@ -220,7 +220,7 @@ def test_downscale_checks_only_what_the_model_reads(files: dict[str, str], model
         warnings.simplefilter("always")  # printed as a line by the command
         assert main(["downscale", model_dir, str(tmp_path / "far.nc"), str(tmp_path / "far_p.nc")]) == 0
     err = capsys.readouterr().err
-    assert f"xmsgl: warning: 1 reach, id [{int(ds.reach.values[3])}], has a static input" in err
+    assert f"xmsgl: warning: 1 reach (id {int(ds.reach.values[3])}) has a static input" in err
     assert "'reach_slope', 9.0 standard deviations" in err and "xmsgl coverage MODEL DATA" in err
     # A variable the model reads is still judged, and the message names the file.
     ds.drop_vars("reach_air_temp").to_netcdf(tmp_path / "no_air.nc")
@@ -466,6 +466,9 @@ def test_info_describes_a_saved_model(files: dict[str, str], model_dir: str, tmp
     assert "segment inputs: " in out and "reach inputs: " not in out
     _, out = info_of("fine", "--method", "fine-only", *FAST)
     assert "reach inputs: " in out and "segment inputs: " not in out
+    # Nor the settings it does not read (its config records weighting "mgda").
+    hp_line = next(ln for ln in out.splitlines() if ln.startswith("hyperparameters: "))
+    assert "weighting" not in hp_line and "fine_head" not in hp_line and "hidden " in hp_line
     # A config without "output" (the method implies it; downscale reads such a model).
     bare = tmp_path / "bare"
     shutil.copytree(model_dir, bare)

@@ -83,14 +83,15 @@ def test_coverage_flags_what_lies_beyond(half_year_basin: xr.Dataset, half_year_
     np.testing.assert_array_equal(cov["reach_segment_beyond_observed"].values, want)
 
 
-def _far_beyond(ds: xr.Dataset, model, name: str, node: int, sd: float) -> xr.Dataset:
-    """``ds`` with every static input clipped to its observed range but ``name`` at
-    position ``node``, ``sd`` standard deviations above it."""
+def _far_beyond(ds: xr.Dataset, model, name: str, node: int | slice, sd: float,
+                clip: bool = True) -> xr.Dataset:
+    """``ds`` with every static input clipped to its observed range (unless not
+    ``clip``) but ``name`` at position(s) ``node``, ``sd`` standard deviations above it."""
     spec = model.features
     ds = ds.copy()
     for n in [n for n in spec.seg_vars + spec.reach_vars if spec.static[n]]:
         a, b = spec.observed_range[n]
-        v = np.clip(ds[n].values, a, b)
+        v = np.clip(ds[n].values, a, b) if clip else ds[n].values.copy()
         if n == name:
             v[node] = b + sd * spec.std[n]
         ds[n] = (ds[n].dims, v, ds[n].attrs)
@@ -100,31 +101,43 @@ def _far_beyond(ds: xr.Dataset, model, name: str, node: int, sd: float) -> xr.Da
 def test_downscale_warns_of_nodes_far_beyond(half_year_basin: xr.Dataset, half_year_msgl) -> None:
     import warnings
 
+    import xmsgl
     from xmsgl.coverage import WARN_SD
     from xmsgl.exceptions import ExtrapolationWarning
 
     model = half_year_msgl
     ds = _far_beyond(half_year_basin, model, "reach_slope", 2, WARN_SD + 1.5)
     rid = int(ds["reach"].values[2])
-    with pytest.warns(ExtrapolationWarning, match=rf"^1 reach, id \[{rid}\], has a static input more than "
+    with pytest.warns(ExtrapolationWarning, match=rf"^1 reach \(id {rid}\) has a static input more than "
                       rf"5 standard deviations .*farthest: reach {rid}, 'reach_slope', 6.5 standard"):
         ds.msgl.downscale(model, time="2001-03")
     # Inside the threshold, or on a scale that does not read it: no warning.
     near = _far_beyond(half_year_basin, model, "reach_slope", 2, WARN_SD - 0.5)
-    seg = _far_beyond(half_year_basin, model, "seg_slope" if "seg_slope" in model.features.seg_vars
-                      else "reach_slope", 0, 0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         near.msgl.downscale(model, time="2001-03")
-        ds.msgl.downscale(model, scale="seg", time="2001-03")
-        seg.msgl.downscale(model, time="2001-03")
-    # A segment far beyond is judged for the reach prediction (MSGL reads both scales).
+        ds.msgl.downscale(model, scale="seg", time="2001-03")  # reaches are not read
+    # A segment far beyond is judged for the reach prediction (MSGL reads both scales),
+    # not for fine-only's, which reads no segment.
     segs = [n for n in model.features.seg_vars if model.features.static[n]]
     far_seg = _far_beyond(half_year_basin, model, segs[0], 1, 2 * WARN_SD)
     sid = int(far_seg["seg"].values[1])
     for scale in ("reach", "seg"):
-        with pytest.warns(ExtrapolationWarning, match=rf"^1 segment, id \[{sid}\], has .*'{segs[0]}'"):
+        with pytest.warns(ExtrapolationWarning, match=rf"^1 segment \(id {sid}\) has .*'{segs[0]}'"):
             far_seg.msgl.downscale(model, scale=scale, time="2001-03")
+    fine_only = xmsgl.fit(half_year_basin, "fine-only", seed=0, **FAST_FIT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        far_seg.msgl.downscale(fine_only, time="2001-03")
+    # Several nodes, both scales: counted, the first five ids shown, plural words.
+    both = _far_beyond(far_seg, model, "reach_slope", slice(0, 7), 2 * WARN_SD, clip=False)
+    ids = ", ".join(str(int(i)) for i in both["reach"].values[:5])
+    with pytest.warns(ExtrapolationWarning, match=rf"^1 segment \(id {sid}\) and 7 reaches \(ids {ids}, "
+                      r"\.\.\.\) have a static input .*: their predictions are extrapolations"):
+        both.msgl.downscale(model, time="2001-03")
+    from xmsgl.coverage import static_extrapolation
+
+    assert "more than 1 standard deviation beyond" in static_extrapolation(both, model, ("seg",), margin=1)
 
 
 def test_robustness_runs_do_not_repeat_the_warning(half_year_basin: xr.Dataset, half_year_msgl) -> None:

@@ -59,7 +59,9 @@ def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys) -> None:
         if beyond.any():
             assert f"at those reaches {float((err[beyond] ** 2).mean() ** 0.5):.3f}" in printed
         far = out["reach_beyond_sd"].values > WARN_SD
-        assert (f"{int(far.sum())} of those reaches lie more than" in printed) == bool(far.any())
+        far_seg = out["seg_beyond_sd"].values > WARN_SD
+        assert (f"{int(far.sum())} of those reaches" in printed) == bool(far.any())
+        assert ("standard deviations beyond (downscale warns of" in printed) == bool(far.any() or far_seg.any())
     assert res["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Where the outputs went is said without progress too.
     assert f"wrote {res['netcdf']} and {res['figure']}" in printed

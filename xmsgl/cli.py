@@ -244,7 +244,11 @@ def _model_lines(value: str) -> list[str]:
     # The inputs the model reads (as coverage judges them): the fine cell alone reads no
     # segment input, remap no reach input, though both record the dataset's.
     lines += input_lines(v, {"segment": model.output != "fine_only", "reach": model.output != "remap"})
-    keys = ("hidden", "epochs", "lr", "weighting", "window", "stride", "fine_head", "input_scaling")
+    from xmsgl.model import _METHOD_ONLY_ARGS
+
+    # Not the settings the method does not read (fine-only records weighting "mgda").
+    keys = [k for k in ("hidden", "epochs", "lr", "weighting", "window", "stride", "fine_head",
+                        "input_scaling") if cfg["method"] in _METHOD_ONLY_ARGS.get(k, (cfg["method"],))]
     lines.append("hyperparameters: " + ", ".join(f"{k} {text(hp[k])}" for k in keys if k in hp))
     if hp.get("backbone", "rgrn") != "rgrn":
         opts = hp.get("backbone_options") or {}

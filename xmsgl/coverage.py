@@ -276,13 +276,16 @@ def static_extrapolation(ds: xr.Dataset, model: Any, dims: tuple[str, ...], *,
         k = int(beyond[np.argmax(far[beyond])])
         if far[k] > worst[0]:
             worst = (float(far[k]), words[dim][0], str(which[k]), ids[k].item())
-        parts.append(f"{beyond.size} {words[dim][1] if beyond.size > 1 else words[dim][0]}, "
-                     f"{'ids' if beyond.size > 1 else 'id'} {format_ids(ids[beyond])},")
+        shown = ", ".join(str(i.item() if hasattr(i, "item") else i) for i in ids[beyond][:5])
+        many = beyond.size > 1
+        parts.append(f"{beyond.size} {words[dim][many]} ({'ids' if many else 'id'} {shown}"
+                     f"{', ...' if beyond.size > 5 else ''})")
     if not parts:
         return None
     sd, kind, name, node = worst
     one = len(parts) == 1 and parts[0].startswith("1 ")
-    return (f"{' and '.join(parts)} {'has' if one else 'have'} a static input more than {margin:g} standard deviations "
+    sds = f"{margin:g} standard deviation{'' if f'{margin:g}' == '1' else 's'}"
+    return (f"{' and '.join(parts)} {'has' if one else 'have'} a static input more than {sds} "
             f"beyond its range over the nodes with training observations (farthest: {kind} {node}, "
             f"{name!r}, {sd:.1f} standard deviations): "
             f"{'its prediction is an extrapolation' if one else 'their predictions are extrapolations'} "

@@ -287,13 +287,22 @@ def run_demo(
           f"RMSE at those reaches {there}, at the others "
           f"{float(np.sqrt(np.mean(err[~beyond] ** 2))):.3f} degC", flush=True)
     far = cov["reach_beyond_sd"].values > WARN_SD
-    if far.any():
-        k = int(np.argmax(cov["reach_beyond_sd"].values))
-        print(f"{int(far.sum())} of those reaches lie more than {WARN_SD:g} standard deviations beyond "
-              f"(downscale warns of them; farthest: reach {int(cov['reach'].values[k])}, "
-              f"{cov['reach_beyond_variable'].values[k]}, "
-              f"{float(cov['reach_beyond_sd'].values[k]):.1f}): ASYNC-MSGL's RMSE there "
-              f"{float(np.sqrt(np.mean(err[far] ** 2))):.3f} degC", flush=True)
+    far_seg = int((cov["seg_beyond_sd"].values > WARN_SD).sum())
+    if far.any() or far_seg:
+        # What downscale's warning (left out above) would have named.
+        n_far = int(far.sum())
+        who = [f"{n_far} of those reaches"] if n_far else []
+        who += [f"{far_seg} segment{'' if far_seg == 1 else 's'}"] if far_seg else []
+        verb = "lies" if len(who) == 1 and (n_far or far_seg) == 1 else "lie"
+        text = f"{' and '.join(who)} {verb} more than {WARN_SD:g} standard deviations beyond (downscale warns of {'it' if verb == 'lies' else 'them'}"
+        if n_far:
+            k = int(np.argmax(cov["reach_beyond_sd"].values))
+            text += (f"; farthest reach: {int(cov['reach'].values[k])}, {cov['reach_beyond_variable'].values[k]}, "
+                     f"{float(cov['reach_beyond_sd'].values[k]):.1f}): ASYNC-MSGL's RMSE at those reaches "
+                     f"{float(np.sqrt(np.mean(err[far] ** 2))):.3f} degC")
+        else:
+            text += ")"
+        print(text, flush=True)
     print(flush=True)
 
     say("writing netCDF and figure")

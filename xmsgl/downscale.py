@@ -421,8 +421,6 @@ def downscale(
         check_compatible(model, ds, graphs, inputs_of)
     else:
         check_compatible_vars_only(model, ds, inputs_of)
-    # Nodes far beyond what training saw (the lazy path warns the same way).
-    warn_static_extrapolation(ds, model, scale)
     times = pd.DatetimeIndex(ds[TIME].values)
     i0, i1 = _time_positions(times, time)
     breaks = _time_gaps(times, i0, i1, int(spinup))
@@ -431,6 +429,9 @@ def downscale(
     e1 = _finite_end(ds, model, scale, i1, lookahead_end(model, scale, times, i1, breaks))
     dev = resolve_device(device)
     data = _rebuild(model, ds, graphs, dev, slice(s0, e1), reach_inputs=scale == REACH)
+    # Nodes far beyond what training saw, once the inputs are known to be usable (the
+    # lazy path warns the same way).
+    warn_static_extrapolation(ds, model, scale)
     net = model.net.to(dev)
     try:
         # For segments only the coarse recurrence and head run.

@@ -1412,9 +1412,6 @@ def _downscale_lazy(
     else:
         check_compatible_vars_only(model, ds, scale)
     _check_chunks(ds, names, reach_chunk)
-    # Nodes far beyond what training saw: static inputs are read (one value a node, as
-    # the topology is), nothing on time.
-    warn_static_extrapolation(ds, model, scale)
     # Every block's edges weighed as in training: on the model's own network these are
     # the whole network's statistics; on another (check_graph=False) the training
     # network's, as in memory. Models saved without them take the whole network's.
@@ -1437,6 +1434,9 @@ def _downscale_lazy(
 
     times = pd.DatetimeIndex(ds[TIME].values)
     i0, i1 = _time_positions(times, time)
+    # Nodes far beyond what training saw, once the days asked for are known to exist:
+    # static inputs are read (one value a node, as the topology is), nothing on time.
+    warn_static_extrapolation(ds, model, scale)
     # Time blocks are laid out as the in-memory windows are, never across a gap.
     gaps = _time_gaps(times, i0, i1, int(spinup))
     t_ranges = inference_windows(i0, i1, time_block, int(spinup), gaps)

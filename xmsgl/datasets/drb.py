@@ -703,9 +703,11 @@ def _fine_network(xw: pd.DataFrame, coarse: _Coarse, fine: pd.DataFrame) -> _Fin
     ``fine`` has columns ``comid, to, length_m, order_key`` for the COMIDs whose
     routing is known (RouteLink or ENHD). Inside a segment the known downstream links
     are kept; the pieces they leave (single COMIDs or short known runs) are joined
-    into one chain in ``order_key`` order (upstream first), and the chain ends at the
-    crosswalk's downstream-end COMID, which flows into the downstream segment (into the
-    reach its known link names, else into the first reach of that segment's chain).
+    into one chain, upstream first: the upper subsegment's pieces before the lower's,
+    within a subsegment the piece holding its own downstream-end COMID last, else in
+    ``order_key`` order; the chain ends at the segment's downstream-end COMID, which
+    flows into the downstream segment (into the reach its known link names, else
+    into the first reach of that segment's chain).
     """
     seg_of = dict(zip(xw["comid"], xw["seg_id_nat"]))
     sub_of = dict(zip(xw["comid"].astype(int), xw["subseg_id"]))
