@@ -361,6 +361,13 @@ def test_period_outside_forcings_is_refused(drb_raw_dir: Path, drb_parsed_cache:
                      progress=False)
 
 
+def test_period_outside_the_mirror_is_refused_before_any_file_is_read(tmp_path: Path) -> None:
+    # An empty folder: the period is the first thing said, not a missing file.
+    with pytest.raises(DataError, match=r"start=1985-01-01 is outside the forcings of this source"):
+        drb.open_drb(start="1985-01-01", folder=tmp_path, cache=tmp_path / "cache", progress=False)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
 # --------------------------------------------------------------------------------------
 # the real network
 

@@ -1105,6 +1105,8 @@ def open_drb(
     if first is not None and last is not None and last < first:
         raise PeriodError(f"start={start!r}, end={end!r}: the period ends before it starts; give "
                           f"the first day as start and the last as end")
+    if source == "mirror":
+        _period(MIRROR_PERIOD, first, last)  # outside the forcings: said before any file is read
     cache_dir = _cache_dir(cache)
     # The folder is resolved once per call, so every file of one build comes from
     # the same folder even if XMSGL_DATA_DIR changes meanwhile.
