@@ -64,6 +64,9 @@ def main() -> None:
                     help="lr_schedule of every network method (default: fit's)")
     ap.add_argument("--hidden", type=int, default=None,
                     help="hidden size of every network method (default: fit's, 20)")
+    ap.add_argument("--stage-a-tasks", nargs="+", default=None,
+                    choices=["coarse", "remap", "remap-fine"],
+                    help="stage_a_tasks of async-msgl (default: fit's, coarse remap)")
     args = ap.parse_args()
     task_weights = None
     if args.task_weights:
@@ -95,6 +98,7 @@ def main() -> None:
                **({"lr_schedule": args.lr_schedule} if args.lr_schedule else {}),
                **({"hidden": args.hidden} if args.hidden is not None else {}),
                **({"max_hops": args.max_hops} if args.max_hops is not None else {}),
+               **({"stage_a_tasks": args.stage_a_tasks} if args.stage_a_tasks else {}),
                "date": time.strftime("%Y-%m-%d"), **provenance(args.threads or torch.get_num_threads())}
     seg_pos = topology_arrays(ds).reach_seg_idx
     inherited = ds.seg_temp_true.sel(time=slice(*test)).transpose("seg", "time").values[seg_pos]
@@ -127,6 +131,8 @@ def main() -> None:
                             **({"hidden": args.hidden} if args.hidden is not None else {}),
                             **({"graph_options": {"max_hops": args.max_hops}}
                                if args.max_hops is not None else {}),
+                            **({"stage_a_tasks": tuple(args.stage_a_tasks)}
+                               if args.stage_a_tasks and method == "async-msgl" else {}),
                             **periods)
                 pred = downscale(sparse, model, time=test)
                 fit_seconds = time.perf_counter() - t0
