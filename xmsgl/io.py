@@ -319,7 +319,6 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
     """
     final = model_path(path)
     _refuse_model_folder(final, what)
-    _refuse_inside_saved(final)
     # The same check, on the old folder after it is moved aside: another process
     # may have put something at the path while the new folder was being written.
     def replaceable(old: Path) -> None:
@@ -419,6 +418,7 @@ def _remove_empty(folders: list[Path]) -> None:
 
 def _prepare(final: Path, overwrite: bool) -> Path:
     """Check ``final`` can be written, create its folder, and return a temporary name."""
+    _refuse_inside_saved(final)  # every writer: not into a zarr store or a saved model
     # lexists, not exists: a dangling symbolic link is an entry the rename would
     # replace, so it is refused like any other (the CLI's --out check does the same).
     if os.path.lexists(final) and not overwrite:
@@ -905,7 +905,6 @@ def to_netcdf_safe(
     if isinstance(text, str) and names_a_folder(text):
         raise ParameterError(f"path={text!r} names a folder; give a netCDF file name such as "
                              f"{str(final / 'out.nc')!r}")
-    _refuse_inside_saved(final)
     _refuse_source(obj, final)
     # A delayed write's chunks check its marker first (see _guard_chunks).
     return _write(lambda tmp: (obj if compute else _guard_chunks(obj, _pending_marker(tmp), final)).to_netcdf(
@@ -995,7 +994,6 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
     compute = _check_compute(compute)
     overwrite = _check_overwrite(overwrite)
     final = output_path(path)
-    _refuse_inside_saved(final)
     _refuse_source(ds, final)
     if overwrite:
         _refuse_non_store(final)
