@@ -166,7 +166,6 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             if set(map(str, ds[name].dims)) != set(want):
                 raise SchemaError(f"the model reads {name!r} on {want}; the dataset holds it on "
                                   f"{tuple(map(str, ds[name].dims))}")
-            lo, hi = spec.observed_range[name]
             da = ds[name] if static else ds[name].transpose(TIME, dim)
             v = np.asarray(da.values, dtype=np.float64)
             bad = ~np.isfinite(v)
@@ -175,7 +174,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
                 raise DataError(f"input {name!r} is not finite at {dim} ids "
                                 f"{format_ids(np.asarray(ds[dim].values)[nodes])}; downscale refuses "
                                 "it too: fill or mask those values first")
-            far = np.maximum(np.maximum(lo - v, v - hi) / spec.std[name], 0.0)
+            far = _sd_beyond(v, spec.observed_range[name], spec.std[name])
             judged_all.append(name)
             if static:
                 more = far > worst
@@ -235,6 +234,13 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
     return out
 
 
+def _sd_beyond(values: np.ndarray, observed: Any, std: float) -> np.ndarray:
+    """How far ``values`` lie beyond the range ``observed`` (smallest, largest), in
+    standard deviations ``std``; 0 inside it."""
+    lo, hi = observed
+    return np.maximum(np.maximum(lo - values, values - hi) / std, 0.0)
+
+
 def static_extrapolation(ds: xr.Dataset, model: Any, dims: tuple[str, ...], *,
                          margin: float = WARN_SD) -> str | None:
     """A sentence on the nodes of ``ds`` whose static inputs lie more than ``margin``
@@ -263,9 +269,7 @@ def static_extrapolation(ds: xr.Dataset, model: Any, dims: tuple[str, ...], *,
             da = ds[name]
             if tuple(map(str, da.dims)) != (dim,):
                 continue  # on another dimension too: downscale refuses it later
-            lo, hi = ranges[name]
-            v = np.asarray(da.values, dtype=np.float64)
-            d = np.maximum(np.maximum(lo - v, v - hi) / spec.std[name], 0.0)
+            d = _sd_beyond(np.asarray(da.values, dtype=np.float64), ranges[name], spec.std[name])
             d[~np.isfinite(d)] = 0.0
             more = d > far
             far[more], which[more] = d[more], name

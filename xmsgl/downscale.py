@@ -337,8 +337,9 @@ def downscale(
         The values are not bounded (winter days can fall below 0 degC; clip them
         where that matters), and nodes whose static inputs lie beyond those of the
         observed nodes are extrapolations: :func:`xmsgl.coverage.coverage`
-        (``ds.msgl.coverage(model)``) names them. Where a static input lies more than :data:`xmsgl.coverage.WARN_SD` (5) standard deviations beyond
-        the observed nodes' range, downscale warns
+        (``ds.msgl.coverage(model)``) names them. Where a static input lies more
+        than :data:`xmsgl.coverage.WARN_SD` (5) standard deviations beyond the
+        observed nodes' range, downscale warns
         (:class:`~xmsgl.exceptions.ExtrapolationWarning`) with the count, the first
         ids and the farthest node.
 

@@ -262,7 +262,8 @@ def lowpass(ds: xr.Dataset, period: float, *, order: int = 4,
     A series that has no negative value and is not a temperature (precipitation,
     discharge, radiation) is clipped at 0 after filtering, the filter's ringing
     around a storm would otherwise give negative rain, and then scaled so that its
-    mean over the days with values is the filtered series' (zeros stay zeros). Missing values do not spread: before filtering, each series' NaN are bridged
+    mean over the days with values is the filtered series' (zeros stay zeros).
+    Missing values do not spread: before filtering, each series' NaN are bridged
     by linear interpolation in time (the first or last value repeats beyond the
     ends), and they are NaN again in the result. A time axis with gaps is filtered
     on the daily calendar, the missing days bridged the same way, and the result
@@ -859,6 +860,10 @@ def robustness(
     n_lev = max(len(v) for v in levels.values())
     vals = np.full((3, len(names), n_lev), np.nan)
     setting = np.full((len(names), n_lev), "", dtype=object)
+    # The nodes a mask draws from, for the settings' "(k of n)".
+    pool = {"mask_coarse": ds.sizes.get(SEG, 0),
+            "mask_gauges": (int(ds["reach_temp"].notnull().any(TIME).sum())
+                            if "mask_gauges" in levels and "reach_temp" in ds.data_vars else 0)}
     for i, name in enumerate(names):
         for j, level in enumerate(levels[name]):
             setting[i, j] = _label(name, level)
@@ -882,11 +887,10 @@ def robustness(
                     start = times[int(times.searchsorted(times[t_first] - pd.Timedelta(days=off)))]
                     got.append(score(_predict(fitted, ds, (str(start.date()), period[1]))))
                 else:
-                    mask, pool = ((mask_coarse, ds.sizes[SEG]) if name == "mask_coarse" else
-                                  (mask_gauges, int(ds["reach_temp"].notnull().any(TIME).sum())))
+                    mask = mask_coarse if name == "mask_coarse" else mask_gauges
                     pert, ids = mask(ds, level, seed=int(np.random.default_rng(rng_seed).integers(2**31)))
                     # How many were masked, which a share alone does not say on a small basin.
-                    setting[i, j] = f"{_label(name, level)} ({ids.size} of {pool})"
+                    setting[i, j] = f"{_label(name, level)} ({ids.size} of {pool[name]})"
                     got.append(score(_predict(fitted, pert, period)))
             vals[:, i, j] = np.mean(np.asarray(got), axis=0)
     coords = {"check": names, "level": np.arange(n_lev)}
