@@ -394,6 +394,27 @@ def test_coverage_refuses_a_baseline_and_a_missing_input(files: dict[str, str], 
     assert "reach_slope" in err and "no_slope.nc" in err
 
 
+def test_fit_and_info_say_when_fine_tuning_kept_its_starting_weights(
+        files: dict[str, str], model_dir: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # best_epoch 0: no epoch of the last stage validated better than its start.
+    kept = xmsgl.load(model_dir)
+    kept.config["history"]["main"] = {"loss": [1.0, 0.9], "val": [0.91, 0.82], "best_epoch": 0,
+                                      "val_start": 0.5}
+    monkeypatch.setattr(xmsgl, "fit", lambda *a, **k: kept)
+    path = os.path.join(files["root"], "kept.xmsgl")
+    capsys.readouterr()
+    assert main(["fit", files["nc"], path, "--method", "direct", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert ("the starting weights of the fine-tuning kept (validation fine RMSE 0.500 degC): none "
+            "of its 2 epochs scored lower") in out
+    assert main(["info", path]) == 0
+    out = capsys.readouterr().out
+    assert ("the weights the last stage started from kept (validation fine RMSE 0.500 degC): none "
+            "of its 2 epochs scored lower") in out
+    assert "best epoch" not in out
+
+
 def test_info_describes_a_saved_model(files: dict[str, str], model_dir: str, tmp_path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()

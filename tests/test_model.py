@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -258,7 +259,9 @@ def test_stage_a_checkpoint_is_judged_on_what_it_trains(basin: xr.Dataset, monke
     monkeypatch.setattr(model_module, "predict", spy)
     m = fit(basin, method="async-msgl", val=("2001-05-16", "2001-05-31"), test=("2001-06-01", "2001-06-30"),
             stage_a_tasks=tasks, pretrain_epochs=2, **{**FAST, "epochs": 1})
-    assert outputs == [scored, scored, "fine"]  # one validation range, two stage-A epochs, one main
+    # One validation range: two stage-A epochs, then the main stage's starting weights
+    # (which compete for its checkpoint) and its one epoch.
+    assert outputs == [scored, scored, "fine", "fine"]
     assert m.history["stage_a"]["best_epoch"] in (1, 2)
 
 
@@ -485,3 +488,66 @@ def test_fit_is_a_top_level_function() -> None:
     assert xmsgl.fit is fit and xmsgl.load is xmsgl.model.load
     with pytest.raises(AttributeError, match="no attribute 'fitt'"):
         xmsgl.fitt  # noqa: B018
+
+
+def _scripted_fine_tuning(basin: xr.Dataset, scores: list[float], **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    """train_tasks on a fitted fine-only network, judged by ``scores`` in turn; returns the
+    network's starting weights and the history."""
+    import torch
+
+    from xmsgl.convention import REACH
+    from xmsgl.model import _rebuild
+    from xmsgl.train import make_windows, target_array, train_tasks
+
+    m = fit(basin, method="fine-only", seed=0, **FAST)
+    net = m.net
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    graphs = basin.msgl.graphs()
+    data = _rebuild(m, basin, graphs, torch.device("cpu"), slice(None))
+    y = target_array(basin, "reach_temp", REACH)
+    y = (y - np.nanmean(y)) / np.nanstd(y)
+    queue = list(scores)
+    hist = train_tasks(net, data, {"fine_only": y.astype(np.float32)},
+                       make_windows([(0, basin.sizes["time"])], 30, 30), val=lambda _: queue.pop(0),
+                       epochs=len(scores) - int(kwargs.get("score_start", False)), lr=0.05, device=torch.device("cpu"),
+                       rng=np.random.default_rng(0), progress=False, **kwargs)
+    return start, {"hist": hist, "net": net}
+
+
+def test_fine_tuning_keeps_its_starting_weights_when_no_epoch_scores_lower(basin: xr.Dataset) -> None:
+    start, out = _scripted_fine_tuning(basin, [0.5, 0.9, 0.7], score_start=True)
+    assert out["hist"]["best_epoch"] == 0 and out["hist"]["val_start"] == 0.5
+    assert out["hist"]["val"] == [0.9, 0.7]
+    for k, v in out["net"].state_dict().items():
+        assert torch_equal(v, start[k]), k
+    # An epoch that scores lower than the start is kept, as before.
+    start, out = _scripted_fine_tuning(basin, [0.5, 0.9, 0.4], score_start=True)
+    assert out["hist"]["best_epoch"] == 2
+    assert not all(torch_equal(v, start[k]) for k, v in out["net"].state_dict().items())
+    # Without score_start the starting weights are not scored.
+    start, out = _scripted_fine_tuning(basin, [0.9, 0.7], score_start=False)
+    assert out["hist"]["best_epoch"] == 2 and "val_start" not in out["hist"]
+
+
+def torch_equal(a: Any, b: Any) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+@pytest.mark.parametrize("method", ["direct", "progressive", "async-msgl"])
+def test_fine_tuning_methods_score_the_weights_they_start_from(basin: xr.Dataset, method: str) -> None:
+    kw = {"stage_a_tasks": ("coarse", "remap", "remap-fine")} if method == "async-msgl" else {}
+    m = fit(basin, method=method, seed=0, pretrain_epochs=2, **{**FAST, "epochs": 2}, **kw)
+    main = m.history["main"]
+    start = main["val_start"]
+    assert start is not None and np.isfinite(start)
+    # The stage before trained the head the main stage scores (pseudo-labels, stage A's
+    # fine head), and the main stage starts from its checkpoint: the same score.
+    before = {"progressive": "pseudo_labels", "async-msgl": "stage_a"}.get(method)
+    if before is not None:
+        prev = m.history[before]
+        assert start == pytest.approx(prev["val"][prev["best_epoch"] - 1], rel=1e-6)
+    kept = start if main["best_epoch"] == 0 else main["val"][main["best_epoch"] - 1]
+    assert kept == min([start, *main["val"]])
+    assert fit(basin, method="msgl", seed=0, **FAST).history["main"].get("val_start") is None

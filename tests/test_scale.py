@@ -640,6 +640,18 @@ def test_fit_by_subbasins(basin: xr.Dataset, model: Downscaler) -> None:
     assert np.isfinite(pred.values).all()
 
 
+def test_fine_tuning_by_subbasins_scores_its_starting_weights(basin: xr.Dataset) -> None:
+    # As on the whole network: the weights the pseudo-label stage kept compete for
+    # the checkpoint of the fine-tuning.
+    m = fit(basin, method="progressive", seed=0, graph_options={"max_hops": 3}, subbasin_batch=40,
+            pretrain_epochs=2, **{**FAST, "epochs": 2})
+    main, prev = m.history["main"], m.history["pseudo_labels"]
+    assert main["subbasin_blocks"] > 3
+    assert main["val_start"] == pytest.approx(prev["val"][prev["best_epoch"] - 1], rel=1e-6)
+    kept = main["val_start"] if main["best_epoch"] == 0 else main["val"][main["best_epoch"] - 1]
+    assert kept == min([main["val_start"], *main["val"]])
+
+
 def test_lazy_nan_error_names_the_real_day(basin: xr.Dataset, model: Downscaler) -> None:
     from xmsgl.exceptions import DataError
 

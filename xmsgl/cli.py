@@ -177,7 +177,11 @@ def _model_lines(value: str) -> list[str]:
         best, val = history.get("best_epoch"), history.get("val") or []
         fit = (f"{n_obs} fine training observations" if fine else
                "trained on the segments' observations only (remap)")
-        if isinstance(best, int) and 1 <= best <= len(val):
+        start = history.get("val_start")
+        if best == 0 and start is not None:
+            fit += (f"; the weights the last stage started from kept (validation fine RMSE "
+                    f"{start:.3f} degC): none of its {len(val)} epochs scored lower")
+        elif isinstance(best, int) and 1 <= best <= len(val):
             score = val[best - 1]
             if score is not None:
                 fit += f"; best epoch {best} of {len(val)}, validation fine RMSE {score:.3f} degC"
@@ -511,8 +515,11 @@ def _fit(args: argparse.Namespace) -> int:
     best = main.get("best_epoch")
     val = main.get("val") or []
     score = ""
-    # best_epoch counts from 1.
-    if isinstance(best, int) and 1 <= best <= len(val) and val[best - 1] is not None:
+    # best_epoch counts from 1; 0 is the weights a fine-tuning stage started from.
+    if best == 0 and main.get("val_start") is not None:
+        score = (f", the starting weights of the fine-tuning kept (validation fine RMSE "
+                 f"{main['val_start']:.3f} degC): none of its {len(val)} epochs scored lower")
+    elif isinstance(best, int) and 1 <= best <= len(val) and val[best - 1] is not None:
         score = f", best epoch {best} of {len(val)} with validation fine RMSE {val[best - 1]:.3f} degC"
         if best == len(val) > 1:
             score += " (still improving at the last epoch: more --epochs may help)"

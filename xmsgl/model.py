@@ -1129,7 +1129,7 @@ def fit(
     history: dict[str, Any] = {}
 
     def run(stage: str, targets: dict[str, np.ndarray], wins: list[tuple[int, int]], score: Any,
-            n_epochs: int) -> None:
+            n_epochs: int, score_start: bool = False) -> None:
         if subbasin_batch is not None:
             from xmsgl.convention import topology_arrays
             from xmsgl.scale import halo_for_options, train_subbasins
@@ -1141,13 +1141,14 @@ def fit(
                 max_reaches=int(subbasin_batch), halo=halo, epochs=n_epochs, device=dev,
                 rng=rng, val=score, lr=float(lr), weighting=weighting, task_weights=task_weights,
                 batch_size=batch_size, progress=False, desc=f"{method} {stage}",
-                clip_grad_norm=clip_grad_norm, stage=stage, time=time)
+                clip_grad_norm=clip_grad_norm, stage=stage, time=time, score_start=score_start)
             return
         history[stage] = train_tasks(
             net, data, targets, wins, val=score, epochs=n_epochs, lr=float(lr), weighting=weighting,
             task_weights=task_weights, batch_size=batch_size, device=dev, rng=rng,
             progress=bool(progress), desc=f"{method} {stage}", clip_grad_norm=clip_grad_norm,
-            stage=stage, time=time, ema_decay=ema_decay, lr_schedule=lr_schedule)
+            stage=stage, time=time, ema_decay=ema_decay, lr_schedule=lr_schedule,
+            score_start=score_start)
 
     reach_seg_idx = data.reach_seg_idx
     if method in ("msgl", "async-msgl"):
@@ -1215,8 +1216,10 @@ def fit(
             run("stage_a", targets_a, wins_a, score_a, pre_epochs)
             periods["stage_a"] = [(str(time[a].date()), str(time[b - 1].date()))
                                   for a, b in period_ranges(time, mask_a)]
+        # ASYNC-MSGL fine-tunes: the weights stage A left compete for the checkpoint
+        # (they win only where stage A trained the fine head, "remap-fine").
         run("main", {"coarse": train_seg, "cross": train_reach, "fine": train_reach},
-            windows, fine_val, int(epochs))
+            windows, fine_val, int(epochs), score_start=method == "async-msgl")
     elif method == "fine-only":
         run("main", {"fine_only": train_reach}, windows, fine_val, int(epochs))
     elif method == "remap":
@@ -1230,14 +1233,18 @@ def fit(
             for a, b in train_ranges:
                 pseudo[a:b] = predict(net, data, a, b, output="remap", device=dev)["reach"]
             run("pseudo_labels", {"fine_only": pseudo}, windows, fine_val, pre_epochs)
-        run("main", {"fine_only": train_reach}, windows, fine_val, int(epochs))
+        # Fine-tuning: the weights it starts from compete for the checkpoint (after
+        # the pseudo-labels of "progressive" they may validate better).
+        run("main", {"fine_only": train_reach}, windows, fine_val, int(epochs), score_start=True)
 
     main = history.get("main", {})
     best_epoch = main.get("best_epoch")
-    best_val = main.get("val", [])[best_epoch - 1] if best_epoch else None
+    best_val = (main.get("val_start") if best_epoch == 0
+                else main.get("val", [])[best_epoch - 1] if best_epoch else None)
     if best_val is not None and best_val > DIVERGED_RMSE:
         raise TrainingError(
-            f"the best validation RMSE of the fit is {best_val:.3g} degC (epoch {best_epoch}), far "
+            f"the best validation RMSE of the fit is {best_val:.3g} degC ("
+            f"{'the weights fine-tuning started from' if best_epoch == 0 else f'epoch {best_epoch}'}), far "
             f"beyond any water temperature's spread: the fit diverged; lower lr (now {lr}), set "
             "clip_grad_norm (e.g. 1.0), or check the inputs for extreme values"
         )

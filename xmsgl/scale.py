@@ -1575,7 +1575,8 @@ def train_subbasins(
     block this is :func:`~xmsgl.train.train_tasks` itself. Memory per step is that of
     one block: full-graph backpropagation through a year does not fit beyond about
     10^4 reaches, a block of ``max_reaches`` does. Each pass starts a new Adam state
-    and the validation score (``val``) is taken once per epoch on the whole network.
+    and the validation score (``val``) is taken once per epoch on the whole network
+    (and on the starting weights with ``score_start``, as in ``train_tasks``).
     """
     from xmsgl.train import train_tasks
 
@@ -1593,9 +1594,10 @@ def train_subbasins(
         )
     stats = weight_stats(graphs)
     val = kwargs.pop("val", None)
+    score_start = bool(kwargs.pop("score_start", False))
     if len(part.blocks) == 1 and part.blocks[0].reach.size == topo.n_reach:
         return train_tasks(net, data, targets, windows, val=val, epochs=epochs, device=device,
-                           rng=rng, **kwargs)
+                           rng=rng, score_start=score_start, **kwargs)
     opts = dict(graphs.options)
     blocks = []
     for blk in part.blocks:
@@ -1615,6 +1617,13 @@ def train_subbasins(
     import copy
 
     best_state = copy.deepcopy(net.state_dict())
+    if score_start and val is not None:
+        # The weights the stage starts from compete with every epoch's (train_tasks).
+        start = val(net)
+        history["val_start"] = start
+        if start is not None and np.isfinite(start):
+            best = start
+            history["best_epoch"] = 0
     for epoch in range(int(epochs)):
         losses: list[float] = []
         for k in rng.permutation(len(blocks)).tolist():

@@ -1079,6 +1079,7 @@ def train_tasks(
     time: pd.DatetimeIndex | None = None,
     ema_decay: float | None = None,
     lr_schedule: str = "constant",
+    score_start: bool = False,
 ) -> dict[str, Any]:
     """Train ``net`` on ``targets`` (task name -> standardized (T, N) array).
 
@@ -1096,6 +1097,13 @@ def train_tasks(
     any fine observation skips the fine graph and trains the coarse task alone. After every epoch
     ``val(net)`` gives the validation score (lower is better); the weights of the
     best epoch are restored at the end.
+
+    With ``score_start`` (for a stage that starts from trained weights: the fine-tuning
+    of ASYNC-MSGL, ``direct`` and ``progressive``), ``val(net)`` also scores the
+    weights the stage starts from, before its first epoch (``"val_start"`` in the
+    history), and they compete with every epoch's: when no epoch scores lower, they are
+    the weights restored and ``"best_epoch"`` is 0. Fine-tuning then never leaves a
+    model that validates worse than the one it started from.
 
     With ``clip_grad_norm``, the gradients of all parameters are rescaled before
     each step so that their joint L2 norm is at most that value
@@ -1118,8 +1126,9 @@ def train_tasks(
     Returns
     -------
     dict
-        ``"loss"`` and ``"val"`` per epoch, ``"best_epoch"``, ``"task_weights"``
-        (mean weights per task in the last epoch).
+        ``"loss"`` and ``"val"`` per epoch, ``"best_epoch"`` (counted from 1; 0 for
+        the starting weights with ``score_start``), ``"task_weights"`` (mean weights
+        per task in the last epoch), and ``"val_start"`` with ``score_start``.
     """
     check_weighting(weighting, task_weights)
     if not windows:
@@ -1172,6 +1181,12 @@ def train_tasks(
     best = math.inf
     best_state = copy.deepcopy(net.state_dict())
     average = WeightAverage(net, float(ema_decay)) if ema_decay is not None else None
+    if score_start and val is not None:
+        start = val(net)
+        history["val_start"] = start
+        if start is not None and math.isfinite(start):
+            best = start
+            history["best_epoch"] = 0
 
     from tqdm.auto import tqdm
 
