@@ -297,6 +297,26 @@ def test_to_convention_nan_outlet() -> None:
         assert out.seg_to.dtype == np.int64 and out.seg_to.values.tolist() == [3, 3, 0]
 
 
+def test_to_convention_outlet_markers_per_scale() -> None:
+    # NHM segments marking outlets with NaN, NHDPlus reaches with -1: one marker each.
+    ds = hand_basin()
+    reach_to = ds.reach_to.values.copy()
+    outlets = reach_to == 0
+    ds["seg_to"] = ("seg", np.array([3.0, 3.0, np.nan]))
+    ds["reach_to"] = ("reach", np.where(outlets, -1, reach_to))
+    out = xmsgl.to_convention(ds, outlet={"seg_to": np.nan, "reach_to": -1})
+    assert out.seg_to.values.tolist() == [3, 3, 0]
+    assert out.reach_to.values.tolist() == reach_to.tolist()
+    validate(out)
+    # One scalar marks both pointers, as before: -1 leaves the NaN for validate to name.
+    with pytest.raises(SchemaError, match="NaN"):
+        validate(xmsgl.to_convention(ds, outlet=-1))
+    # A pointer left out of the mapping keeps its values.
+    assert (xmsgl.to_convention(ds, outlet={"seg_to": np.nan}).reach_to.values == -1).sum() == outlets.sum()
+    with pytest.raises(SchemaError, match=r"outlet has keys \['to_seg'\].*'seg_to' and 'reach_to'"):
+        xmsgl.to_convention(ds, outlet={"to_seg": np.nan})
+
+
 def test_to_convention_keeps_fractional_reach_seg_for_validate() -> None:
     # A fractional segment id is a mistake: it must not be truncated to a valid id.
     ds = hand_basin()

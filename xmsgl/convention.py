@@ -1535,9 +1535,11 @@ def to_convention(
     names : mapping, optional
         ``{your_name: convention_name}`` for variables, for example
         ``{"to_seg": "seg_to", "tocomid": "reach_to", "seg_id_nat_of_comid": "reach_seg"}``.
-    outlet : scalar, optional
+    outlet : scalar or mapping, optional
         The value your data writes at outlets in the downstream pointers (for example
-        ``-1`` or ``np.nan``); it becomes ``OUTLET``.
+        ``-1`` or ``np.nan``); it becomes ``OUTLET``. Where the two scales' files mark
+        outlets differently, give ``{"seg_to": marker, "reach_to": marker}`` (in the
+        convention's names; a pointer left out keeps its values).
     keep_original : bool, default True
         Keep the original dimension names as coordinates.
 
@@ -1600,35 +1602,44 @@ def to_convention(
         for yours, conv in rename_dims.items():
             if conv in (SEG, REACH) and conv in out.coords:
                 out = out.assign_coords({yours: (conv, out[conv].values)})
-    if outlet is not None:
-        for name in ("seg_to", "reach_to"):
-            if name not in out.variables:
-                continue
-            vals = np.asarray(out[name].values)
-            if np.issubdtype(vals.dtype, np.integer):
-                # Integer ids are replaced as integers: going through float64 would
-                # round ids above 2**53 to a neighbouring id.
-                out[name] = (out[name].dims, _replace_outlet_int(name, vals, outlet),
-                             out[name].attrs)
-                continue
-            try:
-                as_float = vals.astype(np.float64)
-            except (TypeError, ValueError) as err:
-                raise SchemaError(
-                    f"variable {name!r} must hold numeric ids to convert the outlet marker "
-                    f"{outlet!r}, got dtype {vals.dtype}; map its values to integer ids first"
-                ) from err
-            if isinstance(outlet, (float, np.floating)) and np.isnan(outlet):
-                mask = np.isnan(as_float)
-            else:
-                mask = vals == outlet
-            filled = np.where(mask, float(OUTLET), as_float)
-            # Only exact integer ids become int64; anything else (a NaN that is not the
-            # outlet marker, inf, 2.5) is kept as float so that validate() names it.
-            if _whole_in_range(filled):
-                out[name] = (out[name].dims, filled.astype(np.int64), out[name].attrs)
-            else:
-                out[name] = (out[name].dims, filled, out[name].attrs)
+    if isinstance(outlet, Mapping):
+        unknown = sorted(str(k) for k in outlet if k not in ("seg_to", "reach_to"))
+        if unknown:
+            raise SchemaError(
+                f"outlet has keys {unknown}; a mapping of outlet markers is keyed by the "
+                "convention's pointer names, 'seg_to' and 'reach_to'"
+            )
+        markers = {str(k): v for k, v in outlet.items() if v is not None}
+    else:
+        markers = {} if outlet is None else {"seg_to": outlet, "reach_to": outlet}
+    for name, marker in markers.items():
+        if name not in out.variables:
+            continue
+        vals = np.asarray(out[name].values)
+        if np.issubdtype(vals.dtype, np.integer):
+            # Integer ids are replaced as integers: going through float64 would
+            # round ids above 2**53 to a neighbouring id.
+            out[name] = (out[name].dims, _replace_outlet_int(name, vals, marker),
+                         out[name].attrs)
+            continue
+        try:
+            as_float = vals.astype(np.float64)
+        except (TypeError, ValueError) as err:
+            raise SchemaError(
+                f"variable {name!r} must hold numeric ids to convert the outlet marker "
+                f"{marker!r}, got dtype {vals.dtype}; map its values to integer ids first"
+            ) from err
+        if isinstance(marker, (float, np.floating)) and np.isnan(marker):
+            mask = np.isnan(as_float)
+        else:
+            mask = vals == marker
+        filled = np.where(mask, float(OUTLET), as_float)
+        # Only exact integer ids become int64; anything else (a NaN that is not the
+        # outlet marker, inf, 2.5) is kept as float so that validate() names it.
+        if _whole_in_range(filled):
+            out[name] = (out[name].dims, filled.astype(np.int64), out[name].attrs)
+        else:
+            out[name] = (out[name].dims, filled, out[name].attrs)
     for dim in (SEG, REACH):
         if dim in out.coords and np.issubdtype(out[dim].dtype, np.floating):
             vals = out[dim].values
