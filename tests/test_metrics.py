@@ -284,6 +284,27 @@ def test_float_fill_codes_in_degc_are_refused() -> None:
     metrics.align_pair(pred.assign_attrs(units="m3 s-1"), obs.assign_attrs(units="m3 s-1"))
 
 
+def test_float_fill_codes_without_units_on_either_side_are_refused() -> None:
+    # attrs dropped by arithmetic on both sides: -999 is no water temperature in any scale.
+    import xmsgl.metrics as metrics
+
+    obs = xr.DataArray([12.0, -999.0, 14.0], dims="time", coords={"time": [0, 1, 2]})
+    pred = obs.where(obs > -50, 13.0)
+    with pytest.raises(metrics.DataError, match=r"observed has no 'units' attribute and holds values "
+                       r"from -999 to 14, implausible .* degC, K or degF"):
+        metrics.rmse(pred, obs)
+    with pytest.raises(metrics.DataError, match="prediction has no 'units'"):
+        metrics.rmse(obs, pred)
+    # Bare kelvin on both sides is scored as it is; bare masked values too.
+    assert float(metrics.rmse(pred + 273.15, obs.where(obs > -50) + 273.15)) == pytest.approx(0.0)
+    # Another quantity beyond that range scores once it carries its units.
+    flow = xr.DataArray([450.0, 800.0], dims="time", coords={"time": [0, 1]})
+    with pytest.raises(metrics.DataError, match="set prediction.attrs"):
+        metrics.rmse(flow, flow + 10)
+    assert float(metrics.rmse(flow.assign_attrs(units="m3 s-1"),
+                              (flow + 10).assign_attrs(units="m3 s-1"))) == pytest.approx(10.0)
+
+
 _TO_SCALE = {"degC": lambda v: v, "K": lambda v: v + 273.15, "degF": lambda v: v * 1.8 + 32.0}
 
 

@@ -300,6 +300,10 @@ def align_pair(
 #: kelvin, fill values or another unit.
 PLAUSIBLE_DEGC = (-50.0, 100.0)
 
+#: Values outside this range cannot be water temperatures in degC, K or degF: what
+#: values without a ``units`` attribute are held to (fill codes such as -999).
+PLAUSIBLE_ANY_UNIT = (-50.0, 400.0)
+
 
 def _finite_range(da: xr.DataArray) -> tuple[float, float] | None:
     """Smallest and largest finite value of an in-memory array (None if lazy or empty)."""
@@ -357,12 +361,23 @@ def _check_fill_codes(side: str, da: xr.DataArray, what: str = "values",
                       without_units: bool = False) -> None:
     """Refuse values that cannot be water temperatures in degC (fill codes).
 
-    Values in other units are not judged; values without units only with
-    ``without_units`` (otherwise the units check judges them).
+    Values in other units are not judged. Values without units are held to degC
+    with ``without_units``; otherwise to what no water temperature in degC, K or
+    degF can be (:data:`PLAUSIBLE_ANY_UNIT`), since both sides may lack units alike
+    (attributes that arithmetic dropped), when the units check compares nothing.
     """
     units = da.attrs.get("units")
-    if (units is None and not without_units) or (units is not None
-                                                 and not same_units(str(units), "degC")):
+    if units is None and not without_units:
+        rng = _finite_range(da)
+        if rng is not None and (rng[0] < PLAUSIBLE_ANY_UNIT[0] or rng[1] > PLAUSIBLE_ANY_UNIT[1]):
+            raise DataError(
+                f"{side} has no 'units' attribute and holds {what} from {rng[0]:g} to "
+                f"{rng[1]:g}, implausible for water temperature in degC, K or degF (fill values "
+                f"such as -999?); mask the missing values, e.g. {side}.where({side} > -50), and "
+                f"set {side}.attrs['units']"
+            )
+        return
+    if units is not None and not same_units(str(units), "degC"):
         return
     rng = _finite_range(da)
     if _implausible(rng):
