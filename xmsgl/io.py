@@ -577,23 +577,70 @@ def _check_pending(pending: str, final: str) -> bool:
 
 
 def _guard_chunks(obj: xr.Dataset | xr.DataArray, pending: Path, final: Path) -> xr.Dataset | xr.DataArray:
-    """``obj`` with every task of its dask graph made to wait for a check of the
-    delayed write's ``pending`` marker (``dask.graph_manipulation.bind``).
+    """``obj`` with its dask graph made to wait for a check of the delayed write's
+    ``pending`` marker.
 
     A delayed write computed a second time then fails before any of its work runs: a
     lazy downscale's inference included (it used to run in full, and a zarr store be
     written to a temporary folder, before the rename found the write already done), and
     xarray's delayed netCDF write, which reopens the file it wrote when computed again
-    (by then renamed: a bare ``KeyError``, and a new temporary file left behind)."""
+    (by then renamed: a bare ``KeyError``, and a new temporary file left behind).
+
+    Every task of a graph depends, through its ancestors, on tasks that depend on
+    nothing; those alone are made to take the check first (:func:`_gated_graph`), and
+    every key stays as it was. (``dask.graph_manipulation.bind`` renames every key
+    instead, and lost the dependencies of rechunked and fancy-indexed arrays, every
+    lazy downscale's output among them.)"""
     import dask
     from dask.base import is_dask_collection
-    from dask.graph_manipulation import bind
 
     if not is_dask_collection(obj):
         return obj
     check = dask.delayed(_check_pending, pure=False)(str(pending), str(final))
-    bound: xr.Dataset | xr.DataArray = bind(obj, check)
-    return bound
+    check_graph = dict(check.__dask_graph__())
+    check_key = check.key
+
+    def gated(var: xr.Variable) -> xr.Variable:
+        data = var.data
+        if not is_dask_collection(data):
+            return var
+        import dask.array as dask_array
+
+        graph = _gated_graph(dict(data.__dask_graph__()), check_key)
+        graph.update(check_graph)
+        arr = dask_array.Array(graph, data.name, data.chunks, meta=data._meta)
+        return var.copy(deep=False, data=arr)
+
+    if isinstance(obj, xr.DataArray):
+        ds = obj._to_temp_dataset()
+        out = ds._replace(variables={k: gated(v) for k, v in ds.variables.items()})
+        return obj._from_temp_dataset(out)
+    return obj._replace(variables={k: gated(v) for k, v in obj.variables.items()})
+
+
+def _after_check(_check: Any, value: Any) -> Any:
+    """The value of a root task, once the delayed write's check has passed."""
+    return value
+
+
+def _gated_graph(graph: dict[Any, Any], check_key: Any) -> dict[Any, Any]:
+    """``graph`` with each task that depends on no other now depending on ``check_key``
+    (its value computed as before, after the check); the keys are unchanged."""
+    from dask.core import get_dependencies
+
+    out = dict(graph)
+    try:
+        from dask._task_spec import GraphNode, Task, TaskRef
+    except ImportError:  # dask before 2024.12: tasks are tuples
+        GraphNode = None  # noqa: N806
+    for key, task in graph.items():
+        if get_dependencies(graph, key):
+            continue
+        if GraphNode is not None and isinstance(task, GraphNode):
+            out[key] = Task(key, _after_check, TaskRef(check_key), task)
+        else:
+            out[key] = (_after_check, check_key, task)
+    return out
 
 
 def _backend_path(array: Any) -> Any:
