@@ -608,7 +608,7 @@ def _guard_chunks(obj: xr.Dataset | xr.DataArray, pending: Path, final: Path) ->
 
         graph = _gated_graph(dict(data.__dask_graph__()), check_key)
         graph.update(check_graph)
-        arr = dask_array.Array(graph, data.name, data.chunks, meta=data._meta)
+        arr: Any = dask_array.Array(graph, data.name, data.chunks, meta=data._meta)
         return var.copy(deep=False, data=arr)
 
     if isinstance(obj, xr.DataArray):
@@ -629,15 +629,16 @@ def _gated_graph(graph: dict[Any, Any], check_key: Any) -> dict[Any, Any]:
     from dask.core import get_dependencies
 
     out = dict(graph)
+    spec: Any
     try:
-        from dask._task_spec import GraphNode, Task, TaskRef
+        from dask import _task_spec as spec
     except ImportError:  # dask before 2024.12: tasks are tuples
-        GraphNode = None  # noqa: N806
+        spec = None
     for key, task in graph.items():
         if get_dependencies(graph, key):
             continue
-        if GraphNode is not None and isinstance(task, GraphNode):
-            out[key] = Task(key, _after_check, TaskRef(check_key), task)
+        if spec is not None and isinstance(task, spec.GraphNode):
+            out[key] = spec.Task(key, _after_check, spec.TaskRef(check_key), task)
         else:
             out[key] = (_after_check, check_key, task)
     return out
