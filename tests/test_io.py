@@ -646,6 +646,20 @@ def test_a_url_is_refused_not_written_to_a_local_folder(tmp_path: Path, url: str
         assert output_path(name) == Path(name)
 
 
+def test_netcdf_append_mode_is_refused_not_a_replacement(tmp_path: Path) -> None:
+    # mode="a" wrote a new file under the temporary name and renamed it over the old:
+    # the variables it was meant to add to were lost.
+    path = tmp_path / "f.nc"
+    xr.Dataset({"obs": ("x", np.arange(3.0))}).to_netcdf(path)
+    with pytest.raises(ParameterError, match=r"cannot honour mode='a'.*to_netcdf\(path, mode='a'\)"):
+        to_netcdf_safe(xr.Dataset({"pred": ("x", np.arange(3.0))}), path, overwrite=True, mode="a")
+    assert list(xr.load_dataset(path).data_vars) == ["obs"]
+    assert to_netcdf_safe(xr.Dataset({"pred": ("x", np.arange(3.0))}), path, overwrite=True,
+                          mode="w") == path
+    assert list(xr.load_dataset(path).data_vars) == ["pred"]
+    assert leftovers(tmp_path) == []
+
+
 def test_mode_w_is_told_to_use_overwrite(tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match=r"mode='w'.*is overwrite=True here"):
         to_zarr_safe(small(), tmp_path / "o.zarr", mode="w")

@@ -919,6 +919,8 @@ def to_netcdf_safe(
         It runs once (a second compute fails).
     **kwargs
         Passed to :meth:`xarray.Dataset.to_netcdf` (``engine``, ``encoding``...).
+        ``mode`` other than ``"w"`` is refused: adding to an existing file cannot be
+        made atomic.
 
     Returns
     -------
@@ -931,7 +933,8 @@ def to_netcdf_safe(
     ParameterError
         When ``path`` exists (a dangling link included) and ``overwrite`` is False
         (checked again when a delayed write is computed), ``path`` is ``obj``'s
-        source, lies below a file or, as typed, names a folder (``"pred/"``).
+        source, lies below a file or, as typed, names a folder (``"pred/"``), or
+        ``mode="a"`` is asked for.
 
     Examples
     --------
@@ -945,6 +948,14 @@ def to_netcdf_safe(
     if not isinstance(obj, (xr.Dataset, xr.DataArray)):
         raise ParameterError(
             f"to_netcdf_safe writes an xarray Dataset or DataArray, got {type(obj).__name__}"
+        )
+    if kwargs.get("mode", "w") != "w":
+        # The file is written anew under a temporary name and renamed: mode="a" would
+        # not add to the existing file but replace it, with what it held lost.
+        raise ParameterError(
+            f"to_netcdf_safe writes a whole new file and cannot honour mode={kwargs['mode']!r}; "
+            "call obj.to_netcdf(path, mode='a') directly to add variables or groups to an "
+            "existing file"
         )
     compute = _check_compute(compute)
     overwrite = _check_overwrite(overwrite)
