@@ -551,3 +551,10 @@ def test_fine_tuning_methods_score_the_weights_they_start_from(basin: xr.Dataset
     kept = start if main["best_epoch"] == 0 else main["val"][main["best_epoch"] - 1]
     assert kept == min([start, *main["val"]])
     assert fit(basin, method="msgl", seed=0, **FAST).history["main"].get("val_start") is None
+
+
+@pytest.mark.parametrize("seed", [np.int64(2), np.int32(2), np.uint8(2)])
+def test_a_numpy_integer_seed_fits_as_the_same_int(basin: xr.Dataset, seed: Any) -> None:
+    # for seed in np.arange(3): torch's generator refused the numpy integer (TypeError).
+    assert fit(basin, method="fine-only", seed=seed, **FAST).sha256 == \
+        fit(basin, method="fine-only", seed=2, **FAST).sha256

@@ -909,6 +909,7 @@ def fit(
     from xmsgl.baselines import BASELINES
 
     check_seed(seed)
+    seed = int(seed)  # a numpy integer too (torch's generators take Python ints only)
     if progress is not None and not isinstance(progress, (bool, np.bool_)):
         raise ParameterError(f"progress={progress!r} must be True, False or None (the "
                              "'progress' option)")
