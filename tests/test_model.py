@@ -558,3 +558,12 @@ def test_a_numpy_integer_seed_fits_as_the_same_int(basin: xr.Dataset, seed: Any)
     # for seed in np.arange(3): torch's generator refused the numpy integer (TypeError).
     assert fit(basin, method="fine-only", seed=seed, **FAST).sha256 == \
         fit(basin, method="fine-only", seed=2, **FAST).sha256
+
+
+@pytest.mark.parametrize("arg", [{"window": 40_000, "stride": 182}, {"attn_window": 4000},
+                                 {"hidden": 5000}, {"attn_blocks": 65}])
+def test_fit_refuses_sizes_that_load_would_refuse(basin: xr.Dataset, arg: dict[str, int]) -> None:
+    # Such a model was fitted and saved, then refused by load as "edited or damaged".
+    name = next(iter(arg))
+    with pytest.raises(ParameterError, match=rf"{name}={arg[name]} beyond the largest sizes"):
+        fit(basin, method="msgl", **{**FAST, **arg})

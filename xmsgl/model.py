@@ -132,6 +132,11 @@ __all__ = ["METHODS", "Downscaler", "fit", "load"]
 #: Methods understood by :func:`fit`.
 METHODS = ("msgl", "async-msgl", "fine-only", "remap", "direct", "progressive")
 
+#: The largest sizes a network may have (a window of 100 years, an attention span of
+#: 10): ``fit`` refuses larger ones, and ``load`` a model folder that holds them,
+#: which keeps ``downscale`` from asking for terabytes.
+SIZE_LIMITS = {"hidden": 4096, "attn_window": 3660, "attn_blocks": 64, "window": 36600}
+
 #: Which head gives the fine prediction of each method.
 _OUTPUT = {"msgl": "fine", "async-msgl": "fine", "fine-only": "fine_only", "remap": "remap",
            "direct": "fine_only", "progressive": "fine_only"}
@@ -386,11 +391,10 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
              or not isinstance(hp.get(k), int) or hp[k] <= 0}
     if wrong:
         raise bad(f"the hyperparameters {wrong} must be positive integers")
-    # Bounds no fit reaches, which keep downscale from asking for terabytes.
-    limits = {"hidden": 4096, "attn_window": 3660, "attn_blocks": 64, "window": 36600}
-    huge = {k: hp[k] for k, most in limits.items() if hp[k] > most}
+    # Bounds fit refuses to pass, which keep downscale from asking for terabytes.
+    huge = {k: hp[k] for k, most in SIZE_LIMITS.items() if hp[k] > most}
     if huge:
-        raise bad(f"the hyperparameters {huge} exceed what a fit gives ({limits})")
+        raise bad(f"the hyperparameters {huge} exceed what a fit gives ({SIZE_LIMITS})")
     ls = hp.get("backbone_length_scales")
     if ls is not None and not (isinstance(ls, dict) and all(
             k in ("seg", "reach") and _number(x) and x > 0 for k, x in ls.items())):
@@ -966,6 +970,13 @@ def fit(
     for name, val_ in (("epochs", epochs), ("hidden", hidden),
                        ("attn_window", attn_window), ("attn_blocks", attn_blocks)):
         check_count(name, val_)
+    huge = {k: v for k, v in (("hidden", hidden), ("attn_window", attn_window),
+                              ("attn_blocks", attn_blocks), ("window", window))
+            if int(v) > SIZE_LIMITS[k]}
+    if huge:
+        # load refuses a saved model beyond them (as damaged): refuse to fit one.
+        raise ParameterError(f"{', '.join(f'{k}={v!r}' for k, v in huge.items())} beyond the "
+                             f"largest sizes a model may have ({SIZE_LIMITS}); give smaller ones")
     if pretrain_epochs is not None:
         check_count("pretrain_epochs", pretrain_epochs)
     check_lr(lr)
