@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -212,6 +213,50 @@ def test_damaged_or_edited_baseline_folders_are_typed_errors(tmp_path, fitted: d
         (edited / "config.json").write_text(json.dumps(config))
         with pytest.raises(xmsgl.DataError, match=expect):
             load_baseline(edited)
+
+
+def test_edited_settings_periods_and_arrays_are_refused_at_load(tmp_path, fitted: dict) -> None:
+    # These loaded, then predicted with weights growing with distance (power -1) or
+    # failed at predict with a bare KeyError, ValueError or IndexError; the shape check
+    # holds in folders without arrays_sha256 (saved before it was recorded).
+    import json
+    import shutil
+
+    def edited(method: str, name: str, change: Any, arrays: Any = None) -> Path:
+        good = tmp_path / f"good_{method}"
+        if not good.exists():
+            fitted[method].save(good)
+        folder = Path(shutil.copytree(good, tmp_path / name))
+        config = json.loads((good / "config.json").read_text())
+        change(config)
+        config.pop("arrays_sha256", None)
+        (folder / "config.json").write_text(json.dumps(config))
+        if arrays is not None:
+            np.savez(folder / "arrays.npz", **arrays(dict(np.load(good / "arrays.npz"))))
+        return folder
+
+    cases = [
+        ("idw", lambda c: c["settings"].update(power=-1), None, r"setting power=-1 must be above 0"),
+        ("idw", lambda c: c["settings"].update(d_min=0), None, r"setting d_min=0 must be above 0"),
+        ("mohseni", lambda c: c["settings"].update(air_window=0), None, "air_window=0 must be at least 1"),
+        ("mohseni", lambda c: c["settings"].update(air_window="abc"), None, "must be a finite number"),
+        ("idw", lambda c: c["settings"].pop("power"), None, r"holds settings .* has \['d_min', 'power'"),
+        ("climatology", lambda c: c.pop("settings"), None, "holds settings None"),
+        ("climatology", lambda c: c.update(method="idw"), None, r"'idw' baseline has"),
+        ("climatology", lambda c: c.update(train="junk"), None, "holds train 'junk'"),
+        ("climatology", lambda c: c.update(train=[["2001-01-01", "x"]]), None, "not a list of"),
+        ("climatology", lambda c: c.update(train=[["2002-01-01", "2001-01-01"]]), None, "not a list of"),
+        ("climatology", lambda c: None, lambda a: {**a, "reach_clim": a["reach_clim"][:3]},
+         r"other shapes .*reach_clim \(3, 366\)"),
+        ("mohseni", lambda c: None, lambda a: {**a, "params": a["params"][:, :2]},
+         r"other shapes .*params"),
+    ]
+    for i, (method, change, arrays, expect) in enumerate(cases):
+        folder = edited(method, f"case{i}", change, arrays)
+        with pytest.raises(xmsgl.DataError, match=expect):
+            xmsgl.load(folder)
+    # An unedited folder without the sha256 entry (an older save) still loads.
+    assert xmsgl.load(edited("mohseni", "older", lambda c: None)).method == "mohseni"
 
 
 def test_errors(small_basin: xr.Dataset, tiny_basin: xr.Dataset, fitted: dict) -> None:

@@ -562,7 +562,52 @@ def load_baseline(path: str | os.PathLike[str]) -> BaselineModel:
     if recorded is not None and recorded != _arrays_digest(arrays):
         raise DataError(f"{str(path)!r}: {ARRAYS} does not match the sha256 recorded in {CONFIG} "
                         "when it was saved; it was changed or damaged: fit and save the baseline again")
+    _check_loaded(path, str(method), config, arrays)
     return BaselineModel(str(method), config, arrays)
+
+
+def _check_loaded(path: Path, method: str, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Refuse settings, training periods and arrays that ``fit_baseline`` never writes.
+
+    A hand-edited ``config.json`` (``power: -1``, a setting removed) or a truncated
+    array would otherwise load and predict nonsense, or fail at ``predict`` with a
+    bare ``KeyError`` or ``IndexError``."""
+    def bad(what: str) -> DataError:
+        return DataError(f"{str(path)!r}: {what}; the folder was edited or damaged: fit and save "
+                         "the baseline again")
+
+    settings = config.get("settings")
+    if not isinstance(settings, dict) or set(settings) != set(_DEFAULTS[method]):
+        raise bad(f"{CONFIG} holds settings {settings!r}, where a {method!r} baseline has "
+                  f"{sorted(_DEFAULTS[method])}")
+    for name, value in settings.items():
+        try:
+            _setting(name, value, _DEFAULTS[method][name])
+        except ParameterError as err:
+            raise bad(f"{CONFIG} holds a {method!r} {err}") from None
+    train = config.get("train")
+    ok = isinstance(train, list) and all(
+        isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(d, str) for d in pair)
+        for pair in train)
+    if ok:
+        try:
+            for a, b in train:  # type: ignore[union-attr]
+                ok = ok and pd.Timestamp(a) <= pd.Timestamp(b)
+        except (ValueError, TypeError):
+            ok = False
+    if not ok:
+        raise bad(f"{CONFIG} holds train {train!r}, not a list of (start, end) dates")
+    n_reach, n_seg = arrays["reach_ids"].shape, arrays["seg_ids"].shape
+    want = {"reach_ids": (n_reach, "iu"), "seg_ids": (n_seg, "iu"),
+            "reach_clim": ((*n_reach, _N_DOY), "f"), "seg_clim": ((*n_seg, _N_DOY), "f")}
+    if method == "mohseni":
+        want.update({"params": ((*n_reach, 4), "f"), "param_level": (n_reach, "iu")})
+    wrong = [f"{k} {arrays[k].shape} {arrays[k].dtype}" for k, (shape, kinds) in want.items()
+             if arrays[k].ndim != len(shape) or arrays[k].shape != shape or arrays[k].dtype.kind not in kinds]
+    if len(n_reach) != 1 or len(n_seg) != 1 or wrong:
+        raise bad(f"{ARRAYS} holds arrays of other shapes or types than a {method!r} baseline's "
+                  f"(one row per reach or segment, {_N_DOY} days of the year, 4 Mohseni "
+                  f"parameters): {wrong or ['reach_ids', 'seg_ids']}")
 
 
 def _update_with_arrays(h: Any, arrays: dict[str, np.ndarray]) -> None:
