@@ -183,8 +183,18 @@ def test_fine_head_is_read_from_the_config(saved: Path, basin: xr.Dataset, tmp_p
     lambda c: c["hyperparameters"].update(attn_window=10**9),
     lambda c: c["targets"].update(mean=1e308, std=1e308),
     lambda c: c["variables"]["static"].update({c["variables"]["reach_vars"][0]: "yes"}),
+    # These loaded and then made repr or xmsgl info fail with a traceback.
+    lambda c: c["history"].update(main={"best_epoch": 1, "val": ["x"]}),
+    lambda c: c["history"].update(main=[1]),
+    lambda c: c["history"].update(main={"best_epoch": 3, "val": [0.5]}),
+    lambda c: c["history"].update(main={"best_epoch": True, "val": [0.5]}),
+    lambda c: c["history"].update(main={"best_epoch": 0, "val": [0.5], "val_start": "x"}),
+    lambda c: c.update(stage_a=5),
+    lambda c: c.update(stage_a={"period": 5, "tasks": 3}),
+    lambda c: c.update(versions="x"),
 ])
 def test_incomplete_settings_are_refused_at_load(saved: Path, basin: xr.Dataset, change) -> None:
+    # (The saved model, unedited, loads: see the tests above.)
     # These used to load, then fail at the first downscale with a bare KeyError,
     # TypeError or ZeroDivisionError.
     cfg = json.loads((saved / "config.json").read_text())

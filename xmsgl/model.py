@@ -338,10 +338,33 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
     for key in ("history", "periods"):
         if key in config and not isinstance(config[key], dict):
             raise bad(f"the {key} entry is a {type(config[key]).__name__}, not a dict")
+    def spans_ok(spans: object) -> bool:
+        return isinstance(spans, list) and all(
+            isinstance(p, list) and len(p) == 2 and all(_iso_date(d) for d in p) for p in spans)
+
     for key, spans in config.get("periods", {}).items():
-        if spans is not None and not (isinstance(spans, list) and all(
-                isinstance(p, list) and len(p) == 2 and all(_iso_date(d) for d in p) for p in spans)):
+        if spans is not None and not spans_ok(spans):
             raise bad(f"the period {key!r} is {spans!r}, not a list of [first, last] ISO dates")
+    # What repr, xmsgl info and xmsgl fit read of the training record.
+    for stage, hist in config.get("history", {}).items():
+        if not isinstance(hist, dict):
+            raise bad(f"the history of stage {stage!r} is a {type(hist).__name__}, not a dict")
+        scores = hist.get("val", [])
+        best = hist.get("best_epoch")
+        if not (isinstance(scores, list) and all(v is None or _number(v) for v in scores)
+                and (best is None or (isinstance(best, int) and not isinstance(best, bool)
+                                      and 0 <= best <= len(scores)))
+                and (hist.get("val_start") is None or _number(hist["val_start"]))):
+            raise bad(f"the history of stage {stage!r} holds val {scores!r}, best_epoch {best!r} "
+                      f"and val_start {hist.get('val_start')!r}: not the scores of a fit")
+    stage_a = config.get("stage_a")
+    if stage_a is not None and not (
+            isinstance(stage_a, dict) and (stage_a.get("period") is None or spans_ok(stage_a["period"]))
+            and isinstance(stage_a.get("tasks", []), list)
+            and all(isinstance(t, str) for t in stage_a.get("tasks", []))):
+        raise bad(f"the stage_a entry {stage_a!r} is not a dict of a period and task names")
+    if "versions" in config and not isinstance(config["versions"], dict):
+        raise bad(f"the versions entry is a {type(config['versions']).__name__}, not a dict")
     t = config["targets"]
     if isinstance(t, dict) and t.get("units", "degC") != "degC":
         raise bad(f"the targets' units are {t.get('units')!r}; a model predicts degC")
