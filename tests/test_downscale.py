@@ -255,6 +255,24 @@ def test_days_asked_for_beyond_the_record_are_named(basin: xr.Dataset, model: Do
         warnings.simplefilter("error")
         downscale(basin, model, time=(days[0], days[-1]))
         downscale(basin, model, time=(days[3], None))
+    # The warning names the caller's line (it named a wrapper inside xmsgl), through the
+    # accessor too; a baseline's period beyond the days warns alike (it said nothing).
+    from xmsgl.baselines import fit_baseline
+
+    clim = fit_baseline(basin, "climatology")
+    for what in (model, clim):
+        with pytest.warns(xmsgl.XmsglWarning, match="reaches past the dataset's days") as got:
+            out = basin.msgl.downscale(what, time=(days[-11], "2030-12-31"))
+        assert out.sizes["time"] == 11
+        assert [w.filename for w in got] == [__file__]
+
+
+def test_a_lazy_run_refuses_a_name_that_is_no_device_at_once(basin: xr.Dataset, model: Downscaler) -> None:
+    # It was accepted, written into the history, and refused only at compute.
+    with pytest.raises(xmsgl.ParameterError, match="device='gpu' is not a torch device"):
+        basin.chunk({"time": 100}).msgl.downscale(model, device="gpu")
+    with pytest.raises(xmsgl.ParameterError, match="not on 'meta'"):
+        basin.chunk({"time": 100}).msgl.downscale(model, device="meta")
 
 
 def test_short_warmup_spans_stop_at_the_next_restart() -> None:

@@ -111,7 +111,7 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray) -> None:
 
     import pandas as pd
 
-    from xmsgl.exceptions import XmsglWarning
+    from xmsgl.exceptions import XmsglWarning, user_stacklevel
 
     method = prediction.attrs.get("xmsgl_method")
     if method in ("idw", "harmonic"):
@@ -120,7 +120,7 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray) -> None:
             "observations of the dataset it predicted from, so where they are the same these "
             "scores are zero error by construction; predict from a dataset with the scored "
             "observations masked, or pass observed= held-out values",
-            XmsglWarning, stacklevel=3)
+            XmsglWarning, stacklevel=user_stacklevel())
         return
     if "time" not in prediction.dims or "time" not in observed.dims:
         return
@@ -153,4 +153,4 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray) -> None:
                 f"{what} ({periods}): {n} of the pairs scored lie there, and {why} (sites held "
                 "out of the fit are not). Score a held-out period, e.g. "
                 "ds.msgl.evaluate(pred.sel(time=slice(start, end))), or pass observed=",
-                XmsglWarning, stacklevel=3)
+                XmsglWarning, stacklevel=user_stacklevel())

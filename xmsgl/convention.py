@@ -58,6 +58,7 @@ from xmsgl.exceptions import (
     UnitsError,
     XmsglWarning,
     format_ids,
+    user_stacklevel,
 )
 
 __all__ = [
@@ -491,7 +492,7 @@ def input_variables(
                 f"ds['reach_{name}'] = ds[{name!r}].broadcast_like(ds['reach']) "
                 f"(or set ds[{name!r}].attrs['xmsgl_role'] = 'ignore' to silence this)",
                 XmsglWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
     _refuse_packed(ds, [name for name, _, _ in candidates])
     for name, da, group in candidates:
@@ -507,7 +508,7 @@ def input_variables(
                     f"(a process model's output, complete on every day), set "
                     f"ds[{name!r}].attrs['xmsgl_role'] = 'input' to silence this",
                     XmsglWarning,
-                    stacklevel=2,
+                    stacklevel=user_stacklevel(),
                 )
         elif warn and (np.issubdtype(da.dtype, np.integer) or np.issubdtype(da.dtype, np.bool_)) and (
             _has_physical_units(name, da)
@@ -518,7 +519,7 @@ def input_variables(
                 f"input; to use it as one, cast it: ds[{name!r}] = ds[{name!r}].astype('float32') "
                 f"(or set ds[{name!r}].attrs['xmsgl_role'] = 'ignore' to silence this)",
                 XmsglWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
     return InputVariables(
         seg_dynamic=tuple(sorted(groups[(SEG, TIME)])),
@@ -1398,7 +1399,7 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
     if check_values:
         _check_flow_signs(out, input_variables(out, warn=False).all())
     for note in notes:
-        warnings.warn(note, UnitConversionWarning, stacklevel=3)
+        warnings.warn(note, UnitConversionWarning, stacklevel=user_stacklevel())
     return out
 
 
@@ -1432,7 +1433,7 @@ def _check_flow_signs(ds: xr.Dataset, names: Sequence[str]) -> None:
             f"tides reverse the flow; a fill value or another sign convention is more likely, "
             f"which the networks would read as a real flow: mask or correct it "
             f"(ds[{name!r}].where(ds[{name!r}] >= 0)) unless the flow does reverse"),
-            stacklevel=3)
+            stacklevel=user_stacklevel())
 
 
 #: Factor by which a segment's length and the summed length of its reaches may differ
@@ -1471,7 +1472,7 @@ def _check_length_scales(ds: xr.Dataset) -> None:
         f"{longer!r} looks {factor:.3g} times too long, or {shorter!r} too short, for its "
         f"units ({units}); a factor near 1000 is km labelled 'm' (or m labelled 'km'). Correct "
         f"the 'units' attribute: distances, graphs and the baselines use both",
-        XmsglWarning, stacklevel=3)
+        XmsglWarning, stacklevel=user_stacklevel())
 
 
 def _whole_in_range(vals: np.ndarray) -> bool:

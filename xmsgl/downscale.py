@@ -20,6 +20,7 @@ from xmsgl.exceptions import (
     TimeGapWarning,
     XmsglWarning,
     check_count,
+    user_stacklevel,
 )
 from xmsgl.model import Downscaler, _rebuild, check_compatible, load
 from xmsgl.periods import period_bounds, spans_text
@@ -34,8 +35,7 @@ CROSS = "cross"
 __all__ = ["downscale"]
 
 
-def _time_positions(time: pd.DatetimeIndex, sel: Any, done: str = "returned",
-                    stacklevel: int = 3) -> tuple[int, int]:
+def _time_positions(time: pd.DatetimeIndex, sel: Any, done: str = "returned") -> tuple[int, int]:
     """Positions ``[i0, i1)`` of the days ``sel`` picks; a period reaching beyond the
     days warns that only those are ``done`` (returned, judged)."""
     if len(time) == 0:
@@ -66,7 +66,7 @@ def _time_positions(time: pd.DatetimeIndex, sel: Any, done: str = "returned",
             f"{time[-1].date()}): only the {i1 - i0} day{'' if i1 - i0 == 1 else 's'} from "
             f"{time[i0].date()} to "
             f"{time[i1 - 1].date()} are {done}; give inputs for the other days to have them",
-            XmsglWarning, stacklevel=stacklevel)
+            XmsglWarning, stacklevel=user_stacklevel())
     return i0, i1
 
 
@@ -95,7 +95,7 @@ def _time_gaps(time: pd.DatetimeIndex, i0: int, i1: int, spinup: int) -> np.ndar
             f"start of the record, so the first days after a gap have less than spinup={spinup} "
             "days of warm-up. To run through a gap, make the steps daily and fill the inputs "
             "(e.g. ds.resample(time='1D').interpolate('linear'))",
-            TimeGapWarning, stacklevel=3)
+            TimeGapWarning, stacklevel=user_stacklevel())
     return breaks
 
 
@@ -379,7 +379,11 @@ def downscale(
     check_model_scale(model, scale, sorted(["lazy", *blocks] if lazy is not None and lazy is not False
                                            else blocks), check_graph=bool(check_graph))
     if isinstance(model, BaselineModel):
-        return model.predict(ds, time=time)
+        pred = model.predict(ds, time=time)
+        if time is not None:
+            # A period reaching beyond the days warns, as for the networks.
+            _time_positions(pd.DatetimeIndex(ds[TIME].values), time)
+        return pred
     inputs = model.features.seg_vars + model.features.reach_vars
     ds = validate(only_read(ds, inputs), check_values=False)
     if TIME not in ds.dims:
@@ -398,7 +402,11 @@ def downscale(
             "or drop them")
     if lazy:
         from xmsgl.options import get_option
+        from xmsgl.train import check_device_name
 
+        # Its availability is judged where the blocks are computed; a name that is no
+        # device is refused now, not once a cluster runs the graph.
+        check_device_name(device)
         if str(device) == "auto" and get_option("device") != "auto":
             # The blocks resolve the device when they are computed, perhaps after a
             # set_options(device=...) block has ended or in worker processes that never

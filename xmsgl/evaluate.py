@@ -34,6 +34,7 @@ from xmsgl.exceptions import (
     XmsglWarning,
     check_count,
     format_ids,
+    user_stacklevel,
 )
 from xmsgl.metrics import (
     METRICS,
@@ -546,7 +547,7 @@ def cv_partitions(
             f"remain{'s' if len(deals) == 1 else ''}. For more, give more "
             f"blocks ({_MORE_BLOCKS[blocking]}, or blocking={others[0]!r} or {others[1]!r}) or "
             f"another number of folds, or ask for repeats={len(deals)}",
-            XmsglWarning, stacklevel=2,
+            XmsglWarning, stacklevel=user_stacklevel(),
         )
     out: list[Holdout] = []
     for r, fold_of in enumerate(deals):

@@ -52,6 +52,7 @@ from xmsgl.exceptions import (
     UnitConversionWarning,
     UnitsError,
     format_ids,
+    user_stacklevel,
 )
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ def _length_factor(ds: xr.Dataset, name: str) -> float:
         warnings.warn(
             f"{name!r} converted from {units!r} to 'm' to build the graphs",
             UnitConversionWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
         return 1000.0
     raise UnitsError(f"variable {name!r} has units {units!r}; lengths must be in 'm' or 'km'")

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from xmsgl.exceptions import ParameterError, XmsglError, XmsglWarning
+from xmsgl.exceptions import ParameterError, XmsglError, XmsglWarning, user_stacklevel
 
 if TYPE_CHECKING:
     from dask.delayed import Delayed
@@ -516,7 +516,7 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
                     warnings.warn(
                         f"the new {str(final)!r} is in place, but what was there before could not "
                         f"be deleted (permissions?) and is kept at {str(old)!r}; delete it yourself",
-                        XmsglWarning, stacklevel=3)
+                        XmsglWarning, stacklevel=user_stacklevel())
         else:
             # A file (over nothing, a file or a link) is one atomic rename.
             try:

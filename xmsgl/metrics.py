@@ -51,6 +51,7 @@ from xmsgl.exceptions import (
     UnitsError,
     XmsglWarning,
     format_ids,
+    user_stacklevel,
 )
 
 __all__ = [
@@ -291,7 +292,7 @@ def align_pair(
             f"{len(lost)} of the prediction's {prediction.sizes[dim]} {str(dim)!r} labels are not "
             f"in the observations ({format_ids(list(lost))}) and are not scored; check that both "
             f"are on the same network, or select the shared ones to silence this",
-            XmsglWarning, stacklevel=3,
+            XmsglWarning, stacklevel=user_stacklevel(),
         )
     return p, o
 
@@ -460,7 +461,7 @@ def _check_units(prediction: xr.DataArray, observed: xr.DataArray) -> None:
     warnings.warn(
         f"{lacks} has no 'units' attribute; it is taken to be in degC like {has} ({unit!r}): set "
         f"{lacks}.attrs['units'] = 'degC' to silence this",
-        XmsglWarning, stacklevel=4,
+        XmsglWarning, stacklevel=user_stacklevel(),
     )
 
 

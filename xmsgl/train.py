@@ -551,6 +551,30 @@ def uses_thread_option(func: _F) -> _F:
     return cast(_F, wrapper)
 
 
+def check_device_name(device: object) -> torch.device | None:
+    """The device ``device`` names (None for ``"auto"``), or a :class:`ParameterError`
+    for a name that is no device xmsgl runs on; whether it is available here is not
+    judged (a lazy run resolves it where its blocks are computed)."""
+    if isinstance(device, torch.device):
+        dev = device
+    elif not isinstance(device, str):
+        raise ParameterError(f"device={device!r} is not a device name; use 'auto', 'cpu', 'cuda', "
+                             "'cuda:1' or 'mps' (or a torch.device)")
+    elif device == "auto":
+        return None
+    else:
+        try:
+            dev = torch.device(device)
+        except RuntimeError as err:
+            raise ParameterError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'") from err
+    if dev.type not in ("cpu", "cuda", "mps"):
+        # "meta" holds no values, and xla, xpu and the rest are untested: moving a model
+        # there fails deep inside torch, or leaves its weights unusable.
+        raise ParameterError(f"device={device!r}: xmsgl runs on 'cpu', 'cuda' (or 'cuda:N') and 'mps', "
+                             f"not on {dev.type!r}; use 'auto' to pick the best of those")
+    return dev
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` picks cuda, then mps, then cpu; anything else is passed to torch.
 
@@ -559,12 +583,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     >>> resolve_device("cpu")
     device(type='cpu')
     """
-    if isinstance(device, torch.device):
-        dev = device  # checked like a name: torch.device("cuda") is no more available
-    elif not isinstance(device, str):
-        raise ParameterError(f"device={device!r} is not a device name; use 'auto', 'cpu', 'cuda', "
-                             "'cuda:1' or 'mps' (or a torch.device)")
-    elif device == "auto":
+    dev = check_device_name(device)
+    if dev is None:  # "auto"
         from xmsgl.options import get_option
 
         opt = get_option("device")
@@ -579,16 +599,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
                 return torch.device("mps")
             _warn_mps_once(problem)
         return torch.device("cpu")
-    else:
-        try:
-            dev = torch.device(device)
-        except RuntimeError as err:
-            raise ParameterError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'") from err
-    if dev.type not in ("cpu", "cuda", "mps"):
-        # "meta" holds no values, and xla, xpu and the rest are untested: moving a model
-        # there fails deep inside torch, or leaves its weights unusable.
-        raise ParameterError(f"device={device!r}: xmsgl runs on 'cpu', 'cuda' (or 'cuda:N') and 'mps', "
-                             f"not on {dev.type!r}; use 'auto' to pick the best of those")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise XmsglError(f"device={device!r} was asked for but torch sees no CUDA device; use 'auto'")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
