@@ -600,22 +600,21 @@ def _guard_chunks(obj: xr.Dataset | xr.DataArray, pending: Path, final: Path) ->
     check_graph = dict(check.__dask_graph__())
     check_key = check.key
 
-    def gated(var: xr.Variable) -> xr.Variable:
+    import dask.array as dask_array
+
+    # A shallow copy has variables of its own (sharing the values): the caller's
+    # object keeps its graphs.
+    out = obj.copy(deep=False)
+    variables = ([out.variable, *(out.coords[k].variable for k in out.coords)]
+                 if isinstance(out, xr.DataArray) else list(out.variables.values()))
+    for var in variables:
         data = var.data
         if not is_dask_collection(data):
-            return var
-        import dask.array as dask_array
-
+            continue
         graph = _gated_graph(dict(data.__dask_graph__()), check_key)
         graph.update(check_graph)
-        arr: Any = dask_array.Array(graph, data.name, data.chunks, meta=data._meta)
-        return var.copy(deep=False, data=arr)
-
-    if isinstance(obj, xr.DataArray):
-        ds = obj._to_temp_dataset()
-        out = ds._replace(variables={k: gated(v) for k, v in ds.variables.items()})
-        return obj._from_temp_dataset(out)
-    return obj._replace(variables={k: gated(v) for k, v in obj.variables.items()})
+        var.data = dask_array.Array(graph, data.name, data.chunks, meta=data._meta)
+    return out
 
 
 def _after_check(_check: Any, value: Any) -> Any:
