@@ -75,6 +75,19 @@ def test_console_script_installed() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def test_evaluate_keep_coarse_keeps_the_held_out_sites_coarse_observations(tmp_path) -> None:
+    import xarray as xr
+
+    out = tmp_path / "kept.nc"
+    assert main(["evaluate", "--methods", "climatology", "--keep", "1.0", "--seeds", "0",
+                 "--n-segments", "5", "--end", "2003-09-30", "--cv", "climatology", "--folds", "2",
+                 "--repeats", "1", "--keep-coarse", "--out", str(out)]) == 0
+    with xr.open_dataset(out) as res:
+        assert res.attrs["cv_mask_coarse"] == 0
+        assert res.attrs["cv"].endswith("coarse observations of held-out sites kept")
+        assert "mask_coarse=False" in res.attrs["history"]
+
+
 def test_evaluate_writes_netcdf_and_prints_a_table(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     import xarray as xr
 
@@ -105,6 +118,8 @@ def test_evaluate_writes_netcdf_and_prints_a_table(tmp_path, capsys: pytest.Capt
                  for line in res.attrs["history"].splitlines()]
         assert steps == ["sparsity_sweep", "cross_validate", "variance_decomposition", "robustness"]
         assert "method" not in res.attrs and res.attrs["cv_method"] == "climatology"
+        # The held-out sites' coarse observations were hidden (the default).
+        assert res.attrs["cv_mask_coarse"] == 1 and "kept" not in res.attrs["cv"]
         assert np.isfinite(res.rmse.values).all()
     # An existing file is kept unless --overwrite is given.
     assert main(argv[:-2] + ["--out", str(out)]) == 2
@@ -231,6 +246,9 @@ def files(tmp_path, monkeypatch: pytest.MonkeyPatch):
          "--epochs: the methods asked for (['climatology', 'idw']) are baselines"),
         # Cross-validation options without --cv: refused, not ignored.
         (["evaluate", "--folds", "4", "--blocking", "reach"], "--folds --blocking: these set the cross-validation"),
+        (["evaluate", "--keep-coarse"], "--keep-coarse: these set the cross-validation"),
+        (["evaluate", "--cv", "idw", "--blocking", "water_year", "--keep-coarse"],
+         "--keep-coarse keeps the coarse observations of held-out sites; --blocking water_year"),
         (["evaluate", "--keep", "1.0", "0"], "--keep [0.0]"),
         (["evaluate", "--seeds", "1", "1"], "--seeds [1, 1]"),
         # Refused by the sweep itself, but only after the basin was built.

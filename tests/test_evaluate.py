@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -137,6 +138,35 @@ def test_trainer_sees_masked_data_and_scores_truth(small_basin: xr.Dataset) -> N
     np.testing.assert_allclose(cv.rmse.values, 0.5, atol=1e-5)
     np.testing.assert_array_equal(cv.n.values, 1461)  # one held-out reach, every day
     assert cv.attrs["target"] == "reach_temp_true" and cv.rmse.attrs["units"] == "degC"
+
+
+@pytest.mark.parametrize("blocking", ["reach", "subbasin"])
+def test_spatial_blocking_hides_the_held_out_sites_coarse_observations(small_basin: xr.Dataset,
+                                                                       blocking: str) -> None:
+    # Coarse gauges are often the fine ones (the Delaware seg_temp is the mean of its
+    # reaches' observations): a held-out reach's segment kept its seg_temp by default.
+    kept: dict[bool, list[bool]] = {True: [], False: []}
+
+    def trainer(mask: bool) -> Any:
+        def train(train_ds: xr.Dataset, test_ds: xr.Dataset, seed: int) -> float:
+            held = np.asarray(test_ds["target"].notnull().any("time"))
+            segs = np.unique(small_basin.reach_seg.values[held])
+            if bool(small_basin.seg_temp.sel(seg=segs).notnull().any()):
+                kept[mask].append(bool(train_ds.seg_temp.sel(seg=segs).notnull().any()))
+            # The other segments keep theirs.
+            others = ~small_basin.seg.isin(segs)
+            xr.testing.assert_equal(train_ds.seg_temp.where(others), small_basin.seg_temp.where(others))
+            return 1.0
+        return train
+
+    cv = cross_validate(small_basin, "x", folds=2, repeats=1, seeds=1, blocking=blocking,
+                        trainer=trainer(True), score="score")
+    assert cv.attrs["mask_coarse"] == 1 and "mask_coarse=True" in cv.attrs["history"]
+    cv = cross_validate(small_basin, "x", folds=2, repeats=1, seeds=1, blocking=blocking,
+                        trainer=trainer(False), score="score", mask_coarse=False)
+    assert cv.attrs["mask_coarse"] == 0
+    assert kept[True] and not any(kept[True])
+    assert kept[False] and all(kept[False])
 
 
 def test_water_year_blocking_hides_coarse_targets(small_basin: xr.Dataset) -> None:

@@ -151,6 +151,7 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray) -> None:
             warnings.warn(
                 f"scoring against {observed.name!r} on {int(inside.sum())} days inside the model's "
                 f"{what} ({periods}): {n} of the pairs scored lie there, and {why} (sites held "
-                "out of the fit are not). Score a held-out period, e.g. "
+                "out of the fit are not, if their segments' coarse observations, often from the "
+                "same gauges, were held out too). Score a held-out period, e.g. "
                 "ds.msgl.evaluate(pred.sel(time=slice(start, end))), or pass observed=",
                 XmsglWarning, stacklevel=user_stacklevel())

@@ -631,7 +631,8 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
     else:
         args.epochs = 10
     args.device = _device(args.device)
-    given_cv = [name for name in (*_CV_DEFAULTS, "cv_seeds") if getattr(args, name) is not None]
+    given_cv = [name for name in (*_CV_DEFAULTS, "cv_seeds", "keep_coarse")
+                if getattr(args, name) is not None]
     if given_cv and not args.cv:
         options = " ".join("--" + name.replace("_", "-") for name in given_cv)
         raise ParameterError(f"{options}: these set the cross-validation of --cv METHOD, which is "
@@ -642,6 +643,10 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
                 setattr(args, name, value)
         if args.folds < 2:
             raise ParameterError(f"--folds {args.folds}: cross-validation needs at least 2 folds")
+        if args.keep_coarse and args.blocking == "water_year":
+            raise ParameterError("--keep-coarse keeps the coarse observations of held-out sites; "
+                                 "--blocking water_year holds out days, whose coarse observations "
+                                 "are always hidden: leave it out")
         if args.repeats < 1:
             raise ParameterError(f"--repeats {args.repeats}: give at least 1")
         # The baselines ignore the seed: one seed per fold is all they need.
@@ -812,7 +817,8 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
                 warnings.filterwarnings("ignore", message=re.escape(note), category=XmsglWarning)
             cv = cross_validate(ds, args.cv, folds=args.folds, repeats=args.repeats,
                                 seeds=args.cv_seeds, blocking=args.blocking,
-                                fit_kwargs=None if args.cv in BASELINES else neural)
+                                fit_kwargs=None if args.cv in BASELINES else neural,
+                                mask_coarse=not args.keep_coarse)
         vd = variance_decomposition(cv, n_boot=200)
         vd_attrs = dict(vd.attrs)
         cv = cv.rename({"repeat": "cv_repeat", "fold": "cv_fold", "seed": "cv_seed",
@@ -821,7 +827,9 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
         vd = vd.rename({v: f"vd_{v}" for v in vd.data_vars})
         out = _merge_steps(out, {"cv": cv, "vd": vd})
         out.attrs["cv"] = (f"{args.cv} {args.blocking} folds={args.folds} repeats={args.repeats} "
-                           f"({cv.sizes['cv_repeat']} distinct) seeds={args.cv_seeds}")
+                           f"({cv.sizes['cv_repeat']} distinct) seeds={args.cv_seeds}"
+                           + (" coarse observations of held-out sites kept" if args.keep_coarse
+                              else ""))
         parts.append(f"cross-validation {_time.time() - t1:.0f} s")
     if args.robustness:
         from xmsgl.evaluate import _mask_obs, _ranges
@@ -967,6 +975,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "the seed)")
     ev.add_argument("--blocking", default=None, choices=["subbasin", "reach", "water_year"],
                     help=f"cross-validation blocks (default: {_CV_DEFAULTS['blocking']})")
+    ev.add_argument("--keep-coarse", action="store_const", const=True, default=None,
+                    help="keep the coarse observations (seg_temp) of the segments of held-out "
+                         "reaches (default: hidden, since coarse gauges are often the fine ones; "
+                         "keep them for coarse data not taken at the fine sites, such as a "
+                         "process model's output)")
     ev.add_argument("--robustness", default=None, metavar="METHOD",
                     help="also run the robustness checks on this method (fitted on the training "
                          "years; the test years' observations are hidden)")

@@ -734,14 +734,14 @@ def cross_validate(
     *,
     seed: int = 0,
     use_truth: bool = True,
-    mask_coarse: bool = False,
+    mask_coarse: bool = True,
 ) -> xr.Dataset:
     """Repeated, blocked K-fold cross-validation over several training seeds.
 
     For each repetition ``r`` and fold ``f`` (:func:`cv_partitions`) the held-out
     observations are masked (``reach_temp``, and for ``"water_year"`` blocking also
-    ``seg_temp`` on the held-out days; with ``mask_coarse=True`` also ``seg_temp``
-    of the segments of held-out sub-basins or reaches), a model is trained with
+    ``seg_temp`` on the held-out days; with ``mask_coarse=True``, the default, also
+    ``seg_temp`` of the segments of held-out sub-basins or reaches), a model is trained with
     every seed, and its prediction is scored on the held-out set: every reach of
     the held-out blocks on every held-out day, against ``reach_temp_true`` where the
     dataset has it (observed or not: what downscaling is for), else against the
@@ -781,8 +781,14 @@ def cross_validate(
         Seed of the block-to-fold deals.
     use_truth : bool, default True
         Score against ``reach_temp_true`` when present.
-    mask_coarse : bool, default False
-        Also hide the coarse observations of held-out segments (spatial blockings).
+    mask_coarse : bool, default True
+        With the spatial blockings, also hide the coarse observations (``seg_temp``)
+        of the segments the held-out reaches lie in. A site held out is then held
+        out at both scales: coarse gauges are often the fine ones (on the Delaware
+        data ``seg_temp`` is the mean of the segment's reach observations, the same
+        measurements), and a held-out reach whose segment keeps them is scored on
+        data its model was fitted on. ``False`` keeps them, for coarse data that do
+        not come from the fine sites (a process model's output everywhere).
 
     Returns
     -------
@@ -793,7 +799,8 @@ def cross_validate(
         blocks (and so the same training data), which
         :func:`variance_decomposition` counts once. Attributes ``method``,
         ``blocking``, ``score``, ``target``, ``repeats_dropped`` (repetitions that
-        would have repeated a partition) and ``history``.
+        would have repeated a partition), ``mask_coarse`` (1 where the held-out
+        sites' coarse observations were hidden) and ``history``.
 
     Raises
     ------
@@ -864,8 +871,11 @@ def cross_validate(
     out.attrs.update({
         "method": method, "blocking": blocking, "score": score, "target": target_name,
         "repeats_dropped": int(repeats) - n_rep,
+        # Whether the held-out sites' coarse observations were hidden (0/1: netCDF has no bool).
+        "mask_coarse": int(bool(mask_coarse) or blocking == "water_year"),
         "history": _history(f"cross_validate(method={method!r}, folds={folds}, repeats={repeats}, "
-                            f"seeds={seed_list}, blocking={blocking!r}, seed={seed})"),
+                            f"seeds={seed_list}, blocking={blocking!r}, seed={seed}, "
+                            f"mask_coarse={bool(mask_coarse)})"),
     })
     return out
 

@@ -43,7 +43,11 @@ def sparsify(
     by : {"observation", "reach"}, default "observation"
         ``"observation"`` keeps a share of the observed reach-days; ``"reach"``
         keeps all observations of a share of the observed reaches, so that whole
-        reaches become unobserved.
+        reaches become unobserved. Only ``variable`` is thinned: where coarse
+        observations come from the same gauges (on the Delaware data ``seg_temp``
+        is the mean of the segment's reach observations), a dropped reach's data
+        stays in them, so hide its segment's ``seg_temp`` too before scoring there
+        as held out (``cross_validate`` does so by default).
     period : label, (start, end) or list of them, optional
         Thin only days inside it (ends included, read by
         :func:`xmsgl.periods.period_list`); other days keep all their

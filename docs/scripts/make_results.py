@@ -349,7 +349,8 @@ def main() -> None:
         "",
         f"`cross_validate(ds, {args.cv_method!r}, folds={args.folds}, repeats={args.repeats}, "
         f"seeds={args.cv_seeds}, blocking={args.blocking!r})`, {t_cv / 60:.1f} minutes, scored at every "
-        "reach of the held-out blocks on every day. "
+        "reach of the held-out blocks on every day; the fine and coarse observations of the "
+        f"held-out blocks are hidden from the fits (mask_coarse={bool(cv.attrs['mask_coarse'])}). "
         f"Test RMSE (degC) over the {cv.rmse.size} fits: mean {float(cv.rmse.mean()):.3f}, "
         f"range {float(cv.rmse.min()):.3f} to {float(cv.rmse.max()):.3f}. "
         f"The decomposition counts each distinct held-out set once: {vd.attrs['n_partitions']} "
