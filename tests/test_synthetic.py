@@ -256,6 +256,16 @@ def test_basins_differing_only_in_chunks_compute_together() -> None:
         ({"start": "not a date"}, TimeError, "start"),
         # A zone put the days on UTC instants and shifted the simulated day of year.
         ({"start": "2001-01-01T00:00+01:00"}, TimeError, "'start' carry a time zone"),
+        # pandas read a number as nanoseconds since 1970 (a basin in 1970) and None or ""
+        # as NaT (a bare AttributeError).
+        ({"start": 2001, "end": 2003}, TimeError, r"'start' and 'end' must be dates .* got 2001, 2003"),
+        ({"start": 20010101}, TimeError, "'start' must be dates"),
+        ({"start": None}, TimeError, "'start' must be dates"),
+        ({"end": None}, TimeError, "'end' must be dates"),
+        ({"end": ""}, TimeError, "'end' must be dates"),
+        ({"end": "NaT"}, TimeError, "must be dates"),
+        # Headwaters lifted until validate refused their air (-95 degC at 1e5 m).
+        ({"reach_length": 2e4}, ParameterError, r"'reach_length' must lie in \(0, 10000\]"),
     ],
 )
 def test_bad_parameters_raise_typed_errors(kwargs: dict, error: type, word: str) -> None:
@@ -263,3 +273,9 @@ def test_bad_parameters_raise_typed_errors(kwargs: dict, error: type, word: str)
     with pytest.raises(error, match=word) as info:
         synthetic_basin(**call)
     assert isinstance(info.value, XmsglError)
+
+
+def test_times_within_one_day_make_that_day() -> None:
+    # An end earlier in the same day was refused as "before" the start.
+    ds = synthetic_basin(n_segments=2, start="2001-01-01T18:00", end="2001-01-01T06:00")
+    assert ds.sizes["time"] == 1

@@ -180,19 +180,32 @@ def _check_real(name: str, value: object, low: float, high: float, fix: str,
 
 
 def _time_axis(start: Any, end: Any) -> pd.DatetimeIndex:
+    import numbers
+
+    # pandas reads a number as nanoseconds since 1970 (start=2001 is 1970-01-01) and
+    # None or "" as NaT: neither is a date.
+    odd = [(name, v) for name, v in (("start", start), ("end", end))
+           if v is None or isinstance(v, (bool, numbers.Number)) or (isinstance(v, str) and not v.strip())]
+    if odd:
+        raise TimeError(
+            f"{' and '.join(f'{n!r}' for n, _ in odd)} must be dates such as '2007-10-01', got "
+            f"{', '.join(repr(v) for _, v in odd)}; a year is '2001' or '2001-01-01', as a string"
+        )
     try:
         t0, t1 = pd.Timestamp(start), pd.Timestamp(end)
     except (ValueError, TypeError) as err:
         raise TimeError(
             f"'start'/'end' must be dates such as '2007-10-01', got {start!r} and {end!r}: {err}"
         ) from err
+    if pd.isna(t0) or pd.isna(t1):
+        raise TimeError(f"'start'/'end' must be dates such as '2007-10-01', got {start!r} and {end!r}")
     zoned = [name for name, t in (("start", t0), ("end", t1)) if t.tz is not None]
     if zoned:
         # A zone would put the days on UTC instants (2001-06-30T22:00 for a Berlin
         # 2001-07-01) and shift the simulated day of year: the basin's days are plain dates.
         raise TimeError(f"{' and '.join(repr(n) for n in zoned)} carry a time zone ({start!r}, "
                         f"{end!r}); give plain dates such as '2007-10-01'")
-    if t1 < t0:
+    if t1.normalize() < t0.normalize():
         raise TimeError(
             f"'end' ({t1.date()}) is before 'start' ({t0.date()}); swap them or move 'end' later"
         )
@@ -908,7 +921,8 @@ def synthetic_basin(
     tributaries_per_segment : float, default 1.6
         Mean number of fine-only tributaries per segment (each 1 or 2 reaches).
     reach_length : float, default 1000.0
-        Mean reach length in m.
+        Mean reach length in m, at most 10,000 (the air cools with elevation, which
+        grows with slope times length).
     seg_obs_share, reach_obs_share : float, default 0.6 and 0.02
         Share of segments and of reaches that carry a temperature sensor.
     obs_noise : float, default 0.25
@@ -977,8 +991,12 @@ def synthetic_basin(
                                         "use a mean chain length of at least 1 reach"),
         tributaries_per_segment=_check_real("tributaries_per_segment", tributaries_per_segment,
                                             0.0, 1e3, "use 0 for no fine-only tributaries"),
-        reach_length=_check_real("reach_length", reach_length, 0.0, 1e6,
-                                 "give the mean reach length in m, e.g. 1000.0", low_open=True),
+        # Elevation grows with slope times length: with reaches of 20 km the default
+        # basin's headwaters reach -52 degC air, with 100 km -95 (which validate refuses).
+        reach_length=_check_real("reach_length", reach_length, 0.0, 1e4,
+                                 "give the mean reach length in m, e.g. 1000.0 (NHDPlus reaches are "
+                                 "about 1 km; longer ones lift the headwaters until the lapse rate "
+                                 "makes their air implausibly cold)", low_open=True),
         obs_noise=_check_real("obs_noise", obs_noise, 0.0, 100.0,
                               "give the sensor noise standard deviation in degC, e.g. 0.25"),
     )
