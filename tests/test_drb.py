@@ -638,12 +638,14 @@ def test_release_forcings_are_read_from_the_zip_itself(tmp_path: Path) -> None:
 
     import pandas as pd
 
-    def write(air: float) -> Path:
+    def write(air: float, twice: bool = False) -> Path:
         days = pd.date_range("1990-01-01", "1990-01-05")
         rows = [{"seg_id_nat": seg, "date": day.date(), "seg_tave_air": air, "seg_rain": 0.001,
                  "seginc_swrad": 120.0, "seg_outflow": 3.0,
                  "seg_tave_water": -98.9 if (seg, i) == (2, 1) else 4.0 + i}
                 for seg in (1, 2) for i, day in enumerate(days)]
+        if twice:
+            rows.append({**rows[7], "seg_tave_air": air + 1})
         folder = tmp_path / "sciencebase" / "P9GD8I7A"
         folder.mkdir(parents=True, exist_ok=True)
         archive = folder / "sntemp_inputs_outputs_drb.zip"
@@ -664,6 +666,12 @@ def test_release_forcings_are_read_from_the_zip_itself(tmp_path: Path) -> None:
     np.testing.assert_allclose(out["seg_tave_air"], 25.0)
     archive.write_bytes(b"not a zip")
     with pytest.raises(xmsgl.DataError, match="sntemp_inputs_outputs_drb.zip"):
+        drb._release_forcings(coarse, None, None, lambda name: archive)
+    # A segment-day given twice (the file is not hash-checked) stopped pandas' pivot
+    # with a bare ValueError.
+    archive = write(10.0, twice=True)
+    with pytest.raises(xmsgl.DataError, match=r"2 rows for segment-days given more than once "
+                                              r"\(first: segment 2 on 1990-01-03\)"):
         drb._release_forcings(coarse, None, None, lambda name: archive)
 
 

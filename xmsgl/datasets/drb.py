@@ -1424,6 +1424,15 @@ def _release_forcings(coarse: _Coarse, start: pd.Timestamp | None, end: pd.Times
     bounds = (str(table["date"].min().date()), str(table["date"].max().date()))
     times = _period(bounds, start, end, other="")
     table = table[table["date"].isin(times)]
+    twice = table.duplicated(["seg_id_nat", "date"], keep=False)
+    if twice.any():
+        first = table[twice].iloc[0]
+        raise DataError(
+            f"{_F_SNTEMP!r} ({str(archive)!r}) holds {int(twice.sum())} rows for segment-days given "
+            f"more than once (first: segment {int(first['seg_id_nat'])} on "
+            f"{pd.Timestamp(first['date']).date()}); the release has one row a segment-day: the file "
+            "is damaged or another one, so delete it and fetch it again (`xmsgl fetch-data`)"
+        )
     out: dict[str, np.ndarray] = {}
     filled = (0, 0)
     for col in _RELEASE_COLUMNS:
