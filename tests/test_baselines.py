@@ -488,3 +488,18 @@ def test_a_baseline_refuses_check_graph_false(small_basin) -> None:
     with pytest.raises(ParameterError, match="check_graph=False would be ignored"):
         small_basin.msgl.downscale(model, check_graph=False)
     assert small_basin.msgl.downscale(model).sizes["reach"] == small_basin.sizes["reach"]
+
+
+def test_a_short_record_warns_of_the_default_split() -> None:
+    # fit warns of the 70/15/15 split of a record under three water years; the
+    # baselines used the same split without a word.
+    short = xmsgl.datasets.synthetic_basin(n_segments=5, start="2001-01-01", end="2002-06-30")
+    with pytest.warns(xmsgl.ShortRecordWarning, match=r"0 whole water year\(s\).*the first 85% of the "
+                      r"days \(2001-01-01 to 2002-04-09\)") as got:
+        fit_baseline(short, "climatology")
+    assert [w.filename for w in got] == [__file__]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_baseline(short, "climatology", train=("2001-01-01", "2001-12-31"))

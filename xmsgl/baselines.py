@@ -77,12 +77,14 @@ from xmsgl.exceptions import (
     ModelMismatchError,
     ParameterError,
     SchemaError,
+    ShortRecordWarning,
     TimeError,
     XmsglError,
     format_ids,
+    user_stacklevel,
 )
 from xmsgl.io import model_path, write_model_folder
-from xmsgl.periods import period_mask, spans_text, split_periods
+from xmsgl.periods import period_mask, spans_text, split_periods, whole_water_years
 
 __all__ = ["BASELINES", "BaselineModel", "fit_baseline", "load_baseline", "default_train_period"]
 
@@ -205,6 +207,17 @@ def _length_m(ds: xr.Dataset, name: str, values: np.ndarray) -> np.ndarray:
 
 def _train_mask(time: pd.DatetimeIndex, train: Any) -> tuple[np.ndarray, list[tuple[str, str]]]:
     period = default_train_period(time) if train is None else train
+    if train is None and whole_water_years(time).size < 3:
+        # As fit warns of its split on such a record.
+        import warnings
+
+        warnings.warn(
+            f"the record holds {whole_water_years(time).size} whole water year(s) "
+            f"({time[0].date()} to {time[-1].date()}), too few for the default split by water "
+            f"year: the baseline trains on the first 85% of the days ({spans_text(period).replace('/', ' to ')}), "
+            "and the last 15%, its test days, cover part of one year; give train=(start, end) "
+            "to choose them, or use a record of three water years or more",
+            ShortRecordWarning, stacklevel=user_stacklevel())
     mask = period_mask(time, period, "train")
     if not mask.any():
         raise TimeError(
