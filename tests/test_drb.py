@@ -181,6 +181,15 @@ def test_cached_file_with_wrong_hash_is_refused(cache: Path) -> None:
     assert target.read_text().startswith("PRMS_segid"), "the file must not be replaced silently"
 
 
+def test_a_folder_where_the_file_belongs_is_named(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # It went to the download, which failed to write and said to give a writable folder.
+    monkeypatch.setitem(drb.POOCH.urls, XWALK, "http://127.0.0.1:9/GFv1_NHDv2_xwalk.csv")
+    (cache / XWALK).mkdir(parents=True)
+    with pytest.raises(DataError, match=r"is a folder where the data file .* belongs; remove or rename it"):
+        drb.fetch(XWALK, progress=False)
+    assert (cache / XWALK).is_dir()
+
+
 def test_missing_file_offline_names_file_url_and_fix(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Port 9 on localhost refuses connections: a download failure without internet.
     monkeypatch.setitem(drb.POOCH.urls, XWALK, "http://127.0.0.1:9/GFv1_NHDv2_xwalk.csv")

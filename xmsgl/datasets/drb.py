@@ -335,6 +335,12 @@ def _fetch(name: str, where: _Where, progress: bool) -> Path:
     known = registry[name]
     url = POOCH.get_url(name)
     path = where.root / name
+    if path.is_dir():
+        # A download would fail to write there, and say the folder is not writable.
+        raise DataError(
+            f"{str(path)!r} is a folder where the data file {name!r} belongs; remove or rename "
+            f"it, then fetch the file again (`xmsgl fetch-data`; source {url})"
+        )
     if path.is_file():
         if known is None:
             return path
