@@ -265,6 +265,9 @@ def test_days_asked_for_beyond_the_record_are_named(basin: xr.Dataset, model: Do
             out = basin.msgl.downscale(what, time=(days[-11], "2030-12-31"))
         assert out.sizes["time"] == 11
         assert [w.filename for w in got] == [__file__]
+    # A baseline reads a list of periods too (the warning's check refused it).
+    two = [(days[0], days[4]), (days[-5], days[-1])]
+    assert basin.msgl.downscale(clim, time=two).sizes["time"] == 10
 
 
 def test_a_lazy_run_refuses_a_name_that_is_no_device_at_once(basin: xr.Dataset, model: Downscaler) -> None:

@@ -19,6 +19,7 @@ from xmsgl.evaluate import (
     subbasins,
     variance_decomposition,
 )
+from xmsgl.exceptions import DataError
 
 
 def _fake_trainer(sigma_p: float, sigma_s: float, mu: float = 2.0):
@@ -167,6 +168,28 @@ def test_spatial_blocking_hides_the_held_out_sites_coarse_observations(small_bas
     assert cv.attrs["mask_coarse"] == 0
     assert kept[True] and not any(kept[True])
     assert kept[False] and all(kept[False])
+
+
+def test_folds_left_without_coarse_observations_say_why(small_basin: xr.Dataset) -> None:
+    # Where every coarse observation lies in the segments of held-out reaches, a method
+    # that needs them failed with "no coarse observations", naming neither cause nor fix.
+    gauged = small_basin.reach_temp.notnull().any("time")
+    segs = np.unique(small_basin.reach_seg.where(gauged, drop=True).values)
+    with_obs = [s for s in segs if bool(small_basin.seg_temp.sel(seg=s).notnull().any())]
+    one = small_basin.assign(seg_temp=small_basin.seg_temp.where(small_basin.seg == with_obs[0]))
+
+    def trainer(train_ds: xr.Dataset, test_ds: xr.Dataset, seed: int) -> float:
+        if not bool(train_ds.seg_temp.notnull().any()):
+            raise DataError("no coarse observations ('seg_temp' is all NaN)")
+        return 1.0
+
+    with pytest.raises(DataError, match=r"no coarse observations .*mask_coarse=True hid every coarse "
+                                        r"observation.*pass mask_coarse=False \(xmsgl evaluate --keep-coarse\)"):
+        cross_validate(one, "x", folds=2, repeats=1, seeds=1, blocking="reach", trainer=trainer,
+                       score="score")
+    cv = cross_validate(one, "x", folds=2, repeats=1, seeds=1, blocking="reach", trainer=trainer,
+                        score="score", mask_coarse=False)
+    assert (cv.score == 1.0).all()
 
 
 def test_water_year_blocking_hides_coarse_targets(small_basin: xr.Dataset) -> None:

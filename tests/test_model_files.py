@@ -204,6 +204,20 @@ def test_incomplete_settings_are_refused_at_load(saved: Path, basin: xr.Dataset,
         load(saved)
 
 
+def test_a_history_with_an_overflowed_validation_score_loads(saved: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # train_tasks records a validation score that overflowed (NaN, inf), json writes it as
+    # NaN or Infinity: such a fit's folder loads, and info reads it.
+    from xmsgl.cli import main
+
+    cfg = json.loads((saved / "config.json").read_text())
+    cfg["history"]["main"] = {**cfg["history"]["main"], "val": [float("nan"), float("inf"), 0.5],
+                              "best_epoch": 3, "loss": [1.0, 0.9, 0.8]}
+    (saved / "config.json").write_text(json.dumps(cfg))
+    assert load(saved).history["main"]["best_epoch"] == 3
+    assert main(["info", str(saved)]) == 0
+    assert "best epoch 3 of 3" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------- killed save
 
 SAVER = textwrap.dedent(

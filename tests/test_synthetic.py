@@ -264,8 +264,12 @@ def test_basins_differing_only_in_chunks_compute_together() -> None:
         ({"end": None}, TimeError, "'end' must be dates"),
         ({"end": ""}, TimeError, "'end' must be dates"),
         ({"end": "NaT"}, TimeError, "must be dates"),
-        # Headwaters lifted until validate refused their air (-95 degC at 1e5 m).
-        ({"reach_length": 2e4}, ParameterError, r"'reach_length' must lie in \(0, 10000\]"),
+        # Headwaters lifted until validate refused their air (-95 degC at 1e5 m), by long
+        # reaches or long chains of them.
+        ({"reach_length": 1e6}, ParameterError, r"highest reaches lie up to \d+ m, where the mean air "
+                                                r"temperature would be -\d+ degC .*shorter reach_length"),
+        ({"n_segments": 10, "n_outlets": 1, "reach_length": 1e4, "reaches_per_segment": 60},
+         ParameterError, "reaches_per_segment 60"),
     ],
 )
 def test_bad_parameters_raise_typed_errors(kwargs: dict, error: type, word: str) -> None:

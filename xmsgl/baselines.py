@@ -586,8 +586,8 @@ def _check_loaded(path: Path, method: str, config: dict[str, Any], arrays: dict[
     array would otherwise load and predict nonsense, or fail at ``predict`` with a
     bare ``KeyError`` or ``IndexError``."""
     def bad(what: str) -> DataError:
-        return DataError(f"{str(path)!r}: {what}; the folder was edited or damaged: fit and save "
-                         "the baseline again")
+        return DataError(f"{str(path)!r}: {what}; the folder was edited or damaged, or saved by "
+                         "an xmsgl that allowed it: fit and save the baseline again")
 
     settings = config.get("settings")
     if not isinstance(settings, dict) or set(settings) != set(_DEFAULTS[method]):

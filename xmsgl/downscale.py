@@ -380,8 +380,9 @@ def downscale(
                                            else blocks), check_graph=bool(check_graph))
     if isinstance(model, BaselineModel):
         pred = model.predict(ds, time=time)
-        if time is not None:
-            # A period reaching beyond the days warns, as for the networks.
+        if time is not None and not isinstance(time, list):
+            # A period reaching beyond the days warns, as for the networks (a list of
+            # periods, which a baseline's predict reads too, is not one period).
             _time_positions(pd.DatetimeIndex(ds[TIME].values), time)
         return pred
     inputs = model.features.seg_vars + model.features.reach_vars

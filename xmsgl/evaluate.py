@@ -849,6 +849,11 @@ def cross_validate(
             segs = np.zeros(topo.n_seg, dtype=bool)
             segs[topo.reach_seg_idx[h.reaches]] = True
             train_ds = _mask_obs(train_ds, "seg_temp", SEG, segs[:, None] & h.days[None, :])
+        # Whether mask_coarse hid every coarse observation there was: a method that
+        # needs them then fails, and its message should say why.
+        coarse_gone = (blocking != "water_year" and bool(mask_coarse) and "seg_temp" in ds
+                       and bool(ds["seg_temp"].notnull().any())
+                       and not bool(train_ds["seg_temp"].notnull().any()))
         tvals = np.where(cells, target_vals, np.nan)
         test_ds = xr.Dataset(
             {"target": target_all.copy(data=tvals)},
@@ -859,7 +864,18 @@ def cross_validate(
         n_reaches[h.repeat, h.fold] = int(h.reaches.sum())
         n_days[h.repeat, h.fold] = int(h.days.sum())
         for k, s in enumerate(seed_list):
-            rows[(h.repeat, h.fold, k)] = _score(train_fn(train_ds, test_ds, s), test_ds, score)
+            try:
+                pred = train_fn(train_ds, test_ds, s)
+            except DataError as err:
+                if not coarse_gone:
+                    raise
+                raise type(err)(
+                    f"{err} (fold {h.fold} of repetition {h.repeat}: mask_coarse=True hid every "
+                    "coarse observation, since all of them lie in the segments of its held-out "
+                    "reaches; pass mask_coarse=False (xmsgl evaluate --keep-coarse) where the "
+                    "coarse data are not taken at the fine sites, or use a method that does "
+                    "without them)") from err
+            rows[(h.repeat, h.fold, k)] = _score(pred, test_ds, score)
     out = _results_dataset(rows, {"repeat": list(range(n_rep)), "fold": list(range(folds)),
                                   "seed": seed_list})
     if score not in out.data_vars:

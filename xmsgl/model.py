@@ -345,16 +345,20 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
     for key, spans in config.get("periods", {}).items():
         if spans is not None and not spans_ok(spans):
             raise bad(f"the period {key!r} is {spans!r}, not a list of [first, last] ISO dates")
+    def score(v: object) -> bool:
+        # NaN and infinity included: an epoch whose validation overflowed is recorded so.
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
     # What repr, xmsgl info and xmsgl fit read of the training record.
     for stage, hist in config.get("history", {}).items():
         if not isinstance(hist, dict):
             raise bad(f"the history of stage {stage!r} is a {type(hist).__name__}, not a dict")
         scores = hist.get("val", [])
         best = hist.get("best_epoch")
-        if not (isinstance(scores, list) and all(v is None or _number(v) for v in scores)
+        if not (isinstance(scores, list) and all(score(v) for v in scores)
                 and (best is None or (isinstance(best, int) and not isinstance(best, bool)
                                       and 0 <= best <= len(scores)))
-                and (hist.get("val_start") is None or _number(hist["val_start"]))):
+                and score(hist.get("val_start"))):
             raise bad(f"the history of stage {stage!r} holds val {scores!r}, best_epoch {best!r} "
                       f"and val_start {hist.get('val_start')!r}: not the scores of a fit")
     stage_a = config.get("stage_a")
@@ -998,7 +1002,7 @@ def fit(
             if int(v) > SIZE_LIMITS[k]}
     if huge:
         # load refuses a saved model beyond them (as damaged): refuse to fit one.
-        raise ParameterError(f"{', '.join(f'{k}={v!r}' for k, v in huge.items())} beyond the "
+        raise ParameterError(f"{', '.join(f'{k}={int(v)}' for k, v in huge.items())} beyond the "
                              f"largest sizes a model may have ({SIZE_LIMITS}); give smaller ones")
     if pretrain_epochs is not None:
         check_count("pretrain_epochs", pretrain_epochs)
@@ -1251,10 +1255,12 @@ def fit(
             run("stage_a", targets_a, wins_a, score_a, pre_epochs)
             periods["stage_a"] = [(str(time[a].date()), str(time[b - 1].date()))
                                   for a, b in period_ranges(time, mask_a)]
-        # ASYNC-MSGL fine-tunes: the weights stage A left compete for the checkpoint
-        # (they win only where stage A trained the fine head, "remap-fine").
+        # ASYNC-MSGL fine-tunes: where stage A trained the fine head ("remap-fine"), the
+        # weights it left compete for the checkpoint. Otherwise the head scored is the
+        # one stage A never trained, whose starting score says nothing of stage A.
         run("main", {"coarse": train_seg, "cross": train_reach, "fine": train_reach},
-            windows, fine_val, int(epochs), score_start=method == "async-msgl")
+            windows, fine_val, int(epochs),
+            score_start=method == "async-msgl" and "remap-fine" in stage_a_tasks)
     elif method == "fine-only":
         run("main", {"fine_only": train_reach}, windows, fine_val, int(epochs))
     elif method == "remap":
@@ -1268,9 +1274,11 @@ def fit(
             for a, b in train_ranges:
                 pseudo[a:b] = predict(net, data, a, b, output="remap", device=dev)["reach"]
             run("pseudo_labels", {"fine_only": pseudo}, windows, fine_val, pre_epochs)
-        # Fine-tuning: the weights it starts from compete for the checkpoint (after
-        # the pseudo-labels of "progressive" they may validate better).
-        run("main", {"fine_only": train_reach}, windows, fine_val, int(epochs), score_start=True)
+        # Fine-tuning after the pseudo-labels of "progressive", which trained the head
+        # scored: the weights it starts from compete for the checkpoint. After the
+        # coarse pretraining of "direct" that head is untrained: not scored.
+        run("main", {"fine_only": train_reach}, windows, fine_val, int(epochs),
+            score_start=method == "progressive")
 
     main = history.get("main", {})
     best_epoch = main.get("best_epoch")

@@ -1108,12 +1108,13 @@ def train_tasks(
     ``val(net)`` gives the validation score (lower is better); the weights of the
     best epoch are restored at the end.
 
-    With ``score_start`` (for a stage that starts from trained weights: the fine-tuning
-    of ASYNC-MSGL, ``direct`` and ``progressive``), ``val(net)`` also scores the
-    weights the stage starts from, before its first epoch (``"val_start"`` in the
-    history), and they compete with every epoch's: when no epoch scores lower, they are
-    the weights restored and ``"best_epoch"`` is 0. Fine-tuning then never leaves a
-    model that validates worse than the one it started from.
+    With ``score_start`` (for a stage that fine-tunes weights whose scored head a stage
+    before trained: ``progressive`` after its pseudo-labels, ASYNC-MSGL after a stage A
+    with ``"remap-fine"``), ``val(net)`` also scores the weights the stage starts from,
+    before its first epoch (``"val_start"`` in the history), and they compete with every
+    epoch's: when no epoch scores lower, they are the weights restored and
+    ``"best_epoch"`` is 0. Fine-tuning then never leaves a model that validates worse
+    than the one it started from.
 
     With ``clip_grad_norm``, the gradients of all parameters are rescaled before
     each step so that their joint L2 norm is at most that value

@@ -179,6 +179,28 @@ def _check_real(name: str, value: object, low: float, high: float, fix: str,
     return v
 
 
+#: The coldest mean annual air temperature (degC) a reach of the basin may have: the
+#: lapse rate cools the air with elevation, which grows with slope times path length.
+COLDEST_CLIMATE = -25.0
+
+
+def _check_climate(net: _Network, p: _Params) -> None:
+    """Refuse a network whose highest reaches lie where no stream flows: their air
+    would be colder than :data:`COLDEST_CLIMATE` on average (and, day by day, beyond
+    what ``validate`` accepts of an air temperature)."""
+    climate = AIR_MEAN + LAPSE_RATE * net.reach_elevation + NORTH_GRADIENT * (net.reach_y - Y_OFFSET)
+    i = int(np.argmin(climate))
+    if climate[i] < COLDEST_CLIMATE:
+        raise ParameterError(
+            f"the basin's highest reaches lie up to {float(net.reach_elevation[i]):.0f} m, where the "
+            f"mean air temperature would be {float(climate[i]):.0f} degC (below {COLDEST_CLIMATE:g}): "
+            f"no stream flows there. Elevation grows with reach_length ({p.reach_length:g} m) times "
+            f"the reaches on the way down (reaches_per_segment {p.reaches_per_segment:g}, and the "
+            "segments per outlet): give a shorter reach_length, fewer reaches_per_segment or more "
+            "n_outlets"
+        )
+
+
 def _time_axis(start: Any, end: Any) -> pd.DatetimeIndex:
     import numbers
 
@@ -921,8 +943,9 @@ def synthetic_basin(
     tributaries_per_segment : float, default 1.6
         Mean number of fine-only tributaries per segment (each 1 or 2 reaches).
     reach_length : float, default 1000.0
-        Mean reach length in m, at most 10,000 (the air cools with elevation, which
-        grows with slope times length).
+        Mean reach length in m. The air cools with elevation, which grows with slope
+        times path length: a basin whose highest reaches would average below -25 degC
+        (:data:`COLDEST_CLIMATE`) is refused with a :class:`ParameterError`.
     seg_obs_share, reach_obs_share : float, default 0.6 and 0.02
         Share of segments and of reaches that carry a temperature sensor.
     obs_noise : float, default 0.25
@@ -991,12 +1014,8 @@ def synthetic_basin(
                                         "use a mean chain length of at least 1 reach"),
         tributaries_per_segment=_check_real("tributaries_per_segment", tributaries_per_segment,
                                             0.0, 1e3, "use 0 for no fine-only tributaries"),
-        # Elevation grows with slope times length: with reaches of 20 km the default
-        # basin's headwaters reach -52 degC air, with 100 km -95 (which validate refuses).
-        reach_length=_check_real("reach_length", reach_length, 0.0, 1e4,
-                                 "give the mean reach length in m, e.g. 1000.0 (NHDPlus reaches are "
-                                 "about 1 km; longer ones lift the headwaters until the lapse rate "
-                                 "makes their air implausibly cold)", low_open=True),
+        reach_length=_check_real("reach_length", reach_length, 0.0, 1e6,
+                                 "give the mean reach length in m, e.g. 1000.0", low_open=True),
         obs_noise=_check_real("obs_noise", obs_noise, 0.0, 100.0,
                               "give the sensor noise standard deviation in degC, e.g. 0.25"),
     )
@@ -1010,6 +1029,7 @@ def synthetic_basin(
     time_ns = times.values.astype("datetime64[ns]")
 
     net = _build_network(n_segments, n_outlets, p, seg_obs_share, reach_obs_share)
+    _check_climate(net, p)
     n_reach, n_seg, n_time = net.reach_to.size, net.seg_to.size, times.size
     n_comp = net.comp_reach.size - 1
 
