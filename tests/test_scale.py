@@ -594,6 +594,14 @@ def test_local_cluster_of_processes(basin: xr.Dataset, model: Downscaler,
             distributed.Client(cluster) as client:
         out = _chunked(basin).msgl.downscale(str(path), **RUN, reach_chunk=40, time_block=200)
         got = out.compute()
+        # Inputs persisted on the cluster (futures in their graph) failed with a KeyError
+        # in the workers, which ran the gather's reading tasks themselves.
+        pinned = _chunked(basin).persist()
+        kept = pinned.msgl.downscale(str(path), **RUN, reach_chunk=40, time_block=200)
+        written = xmsgl.io.to_zarr_safe(kept, pathlib.Path(str(tmp_path)) / "p.zarr",
+                                        compute=False).compute()
+        np.testing.assert_allclose(xr.open_zarr(written)["reach_temp_pred"].values, got.values,
+                                   atol=1e-5)
 
         def loaded() -> tuple[int, int]:
             import torch as t

@@ -1103,6 +1103,15 @@ def _reading_tasks(arr: Any, pieces: dict[Any, tuple[Any, ...]]) -> dict[Any, An
     return dsk
 
 
+def _holds_futures(arr: Any) -> bool:
+    """Whether the graph of ``arr`` holds futures of dask.distributed (a persisted array)."""
+    def future(v: Any) -> bool:
+        kind = type(getattr(v, "value", v))
+        return kind.__name__ == "Future" and kind.__module__.startswith("distributed")
+
+    return any(future(v) for v in arr.__dask_graph__().values())
+
+
 def _gather(arr: Any, rows: np.ndarray, row_chunks: tuple[int, ...], cols: np.ndarray | None = None,
             col_chunks: tuple[int, ...] | None = None,
             read_factor: float | None = None) -> Any:
@@ -1164,7 +1173,9 @@ def _gather(arr: Any, rows: np.ndarray, row_chunks: tuple[int, ...], cols: np.nd
     n_reads = sum(len(p[3]) for p in pieces.values())
     n_chunks = len({k for p in pieces.values() for k in p[3]})
     factor = MAX_READ_FACTOR if read_factor is None else float(read_factor)
-    if n_reads <= factor * max(n_chunks, 1):
+    # Chunks persisted on a distributed cluster are futures the scheduler resolves: a
+    # task cannot run them itself (a KeyError in the worker), so they are shared.
+    if n_reads <= factor * max(n_chunks, 1) and not _holds_futures(arr):
         dsk = _reading_tasks(arr, pieces)
         dependencies: list[Any] = []
     else:
