@@ -492,6 +492,27 @@ def test_negative_discharge_is_named() -> None:
         xmsgl.validate(cold)
 
 
+def test_daily_time_bounds_beyond_2262_in_seconds(tmp_path) -> None:
+    # A cast to nanoseconds wrapped 2297 into 1713: the written file read back as NaT.
+    import pandas as pd
+
+    from xmsgl.convention import daily_time_bounds
+
+    t = pd.date_range("2297-10-01", periods=3, freq="D", unit="s")
+    out = daily_time_bounds(xr.Dataset({"v": ("time", [1.0, 2.0, 3.0])}, coords={"time": t}))
+    assert str(out["time_bnds"].values[0, 0])[:10] == "2297-10-01"
+    assert out["time"].encoding["units"] == "days since 2297-10-01 00:00:00"
+    out.to_netcdf(tmp_path / "f.nc")
+    with xr.open_dataset(tmp_path / "f.nc", decode_times=xr.coders.CFDatetimeCoder(time_unit="s")) as back:
+        assert str(back["time"].values[2])[:10] == "2297-10-03"
+        assert str(back["time_bnds"].values[2, 1])[:10] == "2297-10-04"
+    # Stamps at a millisecond within the day keep their unit and get their day's bounds.
+    t = pd.date_range("2001-01-01T00:00:00.5", periods=2, freq="D", unit="ms")
+    out = daily_time_bounds(xr.Dataset(coords={"time": t}))
+    assert out["time"].encoding["units"].startswith("milliseconds since 2001-01-01")
+    assert str(out["time_bnds"].values[1, 0]) == "2001-01-02T00:00:00.000"
+
+
 def test_daily_time_bounds() -> None:
     import pandas as pd
 

@@ -413,3 +413,13 @@ def test_daily_times_in_microseconds_are_daily(small_basin: xr.Dataset) -> None:
                                lowpass(small_basin, 10)["reach_air_temp"].values)
     np.testing.assert_allclose(bandpass(us, 5, 30)["reach_air_temp"].values,
                                bandpass(small_basin, 5, 30)["reach_air_temp"].values)
+
+
+def test_lowpass_of_dates_beyond_2262() -> None:
+    # Gaps were found in nanoseconds: pandas' OutOfBoundsDatetime for CMIP extensions.
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2001-10-01", end="2002-09-30", seed=0)
+    far = ds.assign_coords(time=pd.date_range("2297-10-01", periods=ds.sizes["time"], freq="D", unit="s"))
+    a = lowpass(far.drop_isel(time=[5]), 10.0)
+    b = lowpass(ds.drop_isel(time=[5]), 10.0)
+    np.testing.assert_array_equal(a.reach_air_temp.values, b.reach_air_temp.values)
+    assert str(a.time.values[0])[:10] == "2297-10-01"

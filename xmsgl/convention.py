@@ -1115,8 +1115,10 @@ def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:
                if d is None or ds.sizes.get(d, 2) == 2)
     if name is None or dim is None:
         return ds
-    stamps = ds[TIME].values.astype("datetime64[ns]")
-    day = stamps.astype("datetime64[D]").astype("datetime64[ns]")
+    # In the stamps' own unit: a cast to nanoseconds wraps dates beyond 1678-2262
+    # (2297 became 1713), which datetime64[s] axes, as of CMIP extensions, hold.
+    stamps = ds[TIME].values
+    day = stamps.astype("datetime64[D]").astype(stamps.dtype)
     bounds = np.stack([day, day + np.timedelta64(1, "D")], axis=1)
     out = ds.assign({name: ((TIME, dim), bounds)})
     out[TIME].attrs = {**ds[TIME].attrs, "bounds": name}
@@ -1124,10 +1126,11 @@ def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:
         # CF wants the bounds in the units of the time they bound: one encoding for
         # both, whole numbers in the coarsest unit that holds every stamp exactly.
         origin = day[0]
-        offsets = (stamps - origin).astype(np.int64)  # ns; the bounds are whole days
-        unit = next(u for u, ns in (("days", 86_400 * 10**9), ("hours", 3_600 * 10**9),
-                                    ("minutes", 60 * 10**9), ("seconds", 10**9),
-                                    ("nanoseconds", 1)) if not (offsets % ns).any())
+        offsets = stamps - origin  # the bounds are whole days
+        unit = next(u for u, step in (("days", "D"), ("hours", "h"), ("minutes", "m"),
+                                      ("seconds", "s"), ("milliseconds", "ms"),
+                                      ("microseconds", "us"), ("nanoseconds", "ns"))
+                    if not (offsets % np.timedelta64(1, step)).astype(np.int64).any())
         enc = {"units": f"{unit} since {np.datetime_as_string(origin, unit='s').replace('T', ' ')}",
                "calendar": ds[TIME].encoding.get("calendar", "proleptic_gregorian"),
                "dtype": "int64"}

@@ -143,14 +143,15 @@ def _calendar(times: pd.DatetimeIndex, what: str) -> pd.DatetimeIndex | None:
     """The daily calendar from the first to the last day, or None when there is no gap."""
     if times.size < 2:
         return None
-    # In nanoseconds whatever the index's own unit (pandas 3 builds datetime64[us]).
-    steps = np.diff(times.as_unit("ns").asi8)
-    day = pd.Timedelta(days=1).value
+    # In seconds whatever the index's own unit (pandas 3 builds datetime64[us]; a cast
+    # to nanoseconds fails beyond 2262, which datetime64[s] axes reach).
+    steps = np.diff(times.values.astype("datetime64[s]").astype(np.int64))
+    day = 86_400
     if (steps == day).all():
         return None
     if (steps % day).any():
         raise TimeError(f"{what} needs daily time steps; the 'time' coordinate has steps of "
-                        f"{pd.Timedelta(int(steps[np.flatnonzero(steps % day)[0]]))}: resample to days")
+                        f"{pd.Timedelta(seconds=int(steps[np.flatnonzero(steps % day)[0]]))}: resample to days")
     return pd.date_range(times[0], times[-1], freq="D")
 
 
