@@ -1126,10 +1126,10 @@ def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:
         # CF wants the bounds in the units of the time they bound: one encoding for
         # both, whole numbers in the coarsest unit that holds every stamp exactly.
         origin = day[0]
-        offsets = stamps - origin  # the bounds are whole days
-        unit = next(u for u, step in (("days", "D"), ("hours", "h"), ("minutes", "m"),
-                                      ("seconds", "s"), ("milliseconds", "ms"),
-                                      ("microseconds", "us"), ("nanoseconds", "ns"))
+        offsets: Any = stamps - origin  # the bounds are whole days
+        steps: Any = (("days", "D"), ("hours", "h"), ("minutes", "m"), ("seconds", "s"),
+                      ("milliseconds", "ms"), ("microseconds", "us"), ("nanoseconds", "ns"))
+        unit = next(u for u, step in steps
                     if not (offsets % np.timedelta64(1, step)).astype(np.int64).any())
         enc = {"units": f"{unit} since {np.datetime_as_string(origin, unit='s').replace('T', ' ')}",
                "calendar": ds[TIME].encoding.get("calendar", "proleptic_gregorian"),

@@ -145,7 +145,7 @@ def _calendar(times: pd.DatetimeIndex, what: str) -> pd.DatetimeIndex | None:
         return None
     # In seconds whatever the index's own unit (pandas 3 builds datetime64[us]; a cast
     # to nanoseconds fails beyond 2262, which datetime64[s] axes reach).
-    steps = np.diff(times.values.astype("datetime64[s]").astype(np.int64))
+    steps: Any = np.diff(times.values.astype("datetime64[s]").astype(np.int64))
     day = 86_400
     if (steps == day).all():
         return None
