@@ -598,6 +598,10 @@ def test_local_cluster_of_processes(basin: xr.Dataset, model: Downscaler,
         # in the workers, which ran the gather's reading tasks themselves.
         pinned = _chunked(basin).persist()
         kept = pinned.msgl.downscale(str(path), **RUN, reach_chunk=40, time_block=200)
+        # Its gather tasks share chunks the scheduler resolves: other tasks, so other keys
+        # than those of the unpersisted run (which the scheduler may still hold).
+        gathers = [{k for k in dict(x.__dask_graph__()) if "xmsgl-gather" in str(k)} for x in (out, kept)]
+        assert gathers[0] and gathers[1] and not gathers[0] & gathers[1]
         written = xmsgl.io.to_zarr_safe(kept, pathlib.Path(str(tmp_path)) / "p.zarr",
                                         compute=False).compute()
         np.testing.assert_allclose(xr.open_zarr(written)["reach_temp_pred"].values, got.values,
