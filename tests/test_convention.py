@@ -492,6 +492,31 @@ def test_negative_discharge_is_named() -> None:
         xmsgl.validate(cold)
 
 
+def test_stamps_outside_their_own_time_bounds_are_refused() -> None:
+    # A daily mean stamped at 00:00 of the next day (bounds [D, D+1]) was taken for day
+    # D+1: every period, water year and output bound shifted by a day, silently.
+    import pandas as pd
+
+    import xmsgl
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-01", end="2001-01-20", seed=0)
+    t0 = ds.time.values
+    end = ds.assign_coords(time=t0 + np.timedelta64(1, "D"))
+    end["time_bnds"] = (("time", "nv"), np.stack([t0, t0 + np.timedelta64(1, "D")], axis=1))
+    end.time.attrs["bounds"] = "time_bnds"
+    with pytest.raises(TimeError, match=r"lies outside its bounds 'time_bnds' on 20 step\(s\) \(first: "
+                                        r"2001-01-02T00:00:00 with bounds 2001-01-01T00:00:00 to "
+                                        r"2001-01-02T00:00:00\).*assign_coords\(time=ds\['time_bnds'\]"):
+        validate(end)
+    # The fix the message gives, bounds written by daily_time_bounds, noon stamps: accepted.
+    validate(end.assign_coords(time=end["time_bnds"].values[:, 0]))
+    validate(xmsgl.convention.daily_time_bounds(ds))
+    noon = ds.assign_coords(time=pd.DatetimeIndex(t0) + pd.Timedelta(hours=12))
+    validate(xmsgl.convention.daily_time_bounds(noon))
+    # A model's inputs keep the bounds, so downscale checks them too.
+    assert "time_bnds" in xmsgl.convention.only_read(end, ["reach_air_temp"])
+
+
 def test_daily_time_bounds_beyond_2262_in_seconds(tmp_path) -> None:
     # A cast to nanoseconds wrapped 2297 into 1713: the written file read back as NaT.
     import pandas as pd

@@ -965,6 +965,34 @@ def _check_time(ds: xr.Dataset) -> None:
                 "xmsgl works on daily means: give daily inputs (for smooth forcings, e.g. "
                 "ds.resample(time='1D').interpolate('linear'))"
             )
+    _check_time_bounds(ds, t)
+
+
+def _check_time_bounds(ds: xr.Dataset, t: np.ndarray) -> None:
+    """Refuse stamps outside the CF bounds ``time`` names: the day of a value is read
+    from its stamp, so a daily mean stamped at the end of its interval (00:00 of the
+    next day, as some products write) would be taken for the next day's, silently."""
+    name = ds[TIME].attrs.get("bounds")
+    if not isinstance(name, str) or name not in ds.variables:
+        return
+    b = ds[name]
+    if b.ndim != 2 or TIME not in b.dims or not np.issubdtype(b.dtype, np.datetime64) or not t.size:
+        return
+    vals = np.asarray(b.transpose(TIME, ...).values)
+    if vals.shape[1] != 2:
+        return
+    lo, hi = vals[:, 0], vals[:, 1]
+    outside = ~((lo <= t) & (t < hi))
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise TimeError(
+            f"coordinate 'time' lies outside its bounds {name!r} on {int(outside.sum())} step(s) "
+            f"(first: {np.datetime_as_string(t[i], unit='s')} with bounds "
+            f"{np.datetime_as_string(lo[i], unit='s')} to {np.datetime_as_string(hi[i], unit='s')}): "
+            "xmsgl reads a value's day from its stamp, so a daily mean stamped at the end of its "
+            "interval would be taken for the next day's. Stamp each value within its interval, "
+            f"e.g. at its start: ds = ds.assign_coords(time=ds[{name!r}].values[:, 0])"
+        )
 
 
 def _convert_length(ds: xr.Dataset, name: str, notes: list[str]) -> xr.Dataset:
@@ -1067,6 +1095,8 @@ def only_read(ds: xr.Dataset, inputs: Iterable[str]) -> xr.Dataset:
     fixed, so they are neither validated nor read.
     """
     keep = {*TOPOLOGY, *GEOMETRY, *inputs}
+    if TIME in ds.coords and isinstance(ds[TIME].attrs.get("bounds"), str):
+        keep.add(ds[TIME].attrs["bounds"])  # validate checks the stamps against them
     for name in inputs:
         # An input on one more dimension (an ensemble member): the model reads it on
         # its node and time alone, and cannot do without it (no advice to drop it).
