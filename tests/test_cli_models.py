@@ -581,3 +581,20 @@ def test_nothing_is_written_inside_a_zarr_store_or_a_saved_model(files: dict[str
 
     with pytest.raises(xmsgl.ParameterError, match="saved xmsgl folder"):
         xmsgl.io.to_netcdf_safe(xr.Dataset({"a": ("x", [1.0])}), os.path.join(model_dir, "x.nc"))
+
+
+def test_downscale_reads_standard_dates_beyond_2262(files: dict[str, str], model_dir: str) -> None:
+    # xarray decodes a standard calendar beyond 1678-2262 as cftime, which the command
+    # refused with advice it could not follow; it now reads them as datetime64[s].
+    import pandas as pd
+
+    ds = xr.load_dataset(files["nc"])
+    far = ds.assign_coords(time=pd.date_range("2297-10-01", periods=ds.sizes["time"], freq="D", unit="s"))
+    src, out = os.path.join(files["root"], "far.nc"), os.path.join(files["root"], "far_out.nc")
+    far.to_netcdf(src)
+    assert main(["downscale", model_dir, src, out, "--time", "2297-10-01", "2297-12-31"]) == 0
+    want = far.msgl.downscale(xmsgl.load(model_dir), time=("2297-10-01", "2297-12-31"))
+    with xr.open_dataset(out, decode_times=xr.coders.CFDatetimeCoder(time_unit="s")) as got:
+        assert str(got.time.values[0])[:10] == "2297-10-01" and got.sizes["time"] == 92
+        assert str(got.time_bnds.values[-1, 1])[:10] == "2298-01-01"
+        np.testing.assert_allclose(got.reach_temp_pred.values, want.values, atol=1e-6)

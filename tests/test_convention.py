@@ -446,16 +446,29 @@ def test_nan_in_reach_seg_names_the_reaches_and_no_outlet_fix() -> None:
         validate(ds)
 
 
-@pytest.mark.parametrize("calendar", ["360_day", "noleap"])
+@pytest.mark.parametrize("calendar", ["360_day", "noleap", "all_leap", "standard"])
 def test_cftime_advice_runs_on_its_calendar(calendar: str) -> None:
     pytest.importorskip("cftime")
     ds = hand_basin(n_time=40)
     cf = ds.convert_calendar(calendar, use_cftime=True, align_on="year" if calendar == "360_day" else None)
     with pytest.raises(TimeError) as err:
         validate(cf)
-    fix = str(err.value).split("convert them with ds = ")[1].split(". Days")[0]
-    fixed = eval(fix, {"ds": cf})  # the advice, as printed, runs
+    text = str(err.value)
+    near = text.split("convert them with ds = ")[1].split(", or, for dates")[0]
+    fixed = eval(near, {"ds": cf})  # the advice, as printed, runs
     assert np.issubdtype(fixed.time.dtype, np.datetime64)
+    # Dates beyond 2262 (CMIP extensions): the first advice fails there (xarray's
+    # ValueError); the second, as printed, runs, and the filled result validates.
+    far = cf.assign_coords(time=xr.date_range("2297-10-01", periods=cf.sizes["time"], calendar=calendar,
+                                              use_cftime=True))
+    steps = text.split("cannot hold (xarray decodes those as cftime whatever the calendar): ")[1]
+    steps = steps.split(")). ")[0] + "))"
+    env = {"ds": far}
+    for step in steps.split("; "):
+        exec(step, env)
+    filled = eval(text.rsplit("ds = ", 1)[1], env)
+    assert str(filled.time.values[0])[:10] == "2297-10-01"
+    validate(filled)
     from xmsgl.sampling import sparsify
 
     with pytest.raises(TimeError, match="holds cftime dates"):

@@ -308,12 +308,12 @@ def _json_attrs(ds: Any) -> Any:
     return ds
 
 
-def _open_zarr(path: Path, lazy: bool) -> Any:
+def _open_zarr(path: Path, lazy: bool, **options: Any) -> Any:
     """A zarr store, with its consolidated metadata where it has them (a store written
     without them is read without, and without xarray's warning that it fell back)."""
     import xarray as xr
 
-    kw: dict[str, Any] = {"chunks": {}} if lazy else {}
+    kw: dict[str, Any] = {"chunks": {}, **options} if lazy else dict(options)
     try:
         ds = xr.open_zarr(path, consolidated=True, **kw)
     except (ValueError, KeyError):
@@ -351,6 +351,27 @@ def _cli_words(message: str) -> str:
     return message
 
 
+def _open_any(path: Path, lazy: bool, **kw: Any) -> Any:
+    """A zarr store (a folder) or a netCDF file, lazily or loaded."""
+    import xarray as xr
+
+    if path.is_dir():
+        return _open_zarr(path, lazy, **kw)
+    return xr.open_dataset(path, chunks={}, **kw) if lazy else xr.open_dataset(path, **kw).load()
+
+
+def _far_standard_dates(ds: Any) -> bool:
+    """Whether ``time`` holds cftime dates of a standard calendar, as xarray decodes dates
+    beyond 1678-2262 (where a time unit of seconds, in recent xarray, gives datetime64)."""
+    import xarray as xr
+
+    if "time" not in ds.coords or ds["time"].dtype != object or not ds["time"].size:
+        return False
+    calendar = str(getattr(ds["time"].values.flat[0], "calendar", "")).lower()
+    return (calendar in ("standard", "gregorian", "proleptic_gregorian")
+            and hasattr(getattr(xr, "coders", None), "CFDatetimeCoder"))
+
+
 def _read_dataset(value: str, option: str = "--data", lazy: bool = False,
                   check: bool = True) -> Any:
     """A netCDF file or zarr store, validated against the convention (``check``): in
@@ -366,10 +387,15 @@ def _read_dataset(value: str, option: str = "--data", lazy: bool = False,
     if not path.exists():
         raise ParameterError(f"{option} {value!r} does not exist; give a netCDF file or a zarr store")
     try:
-        if path.is_dir():
-            ds = _open_zarr(path, lazy)
-        else:
-            ds = xr.open_dataset(path, chunks={}) if lazy else xr.open_dataset(path).load()
+        with warnings.catch_warnings():
+            # Dates beyond 1678-2262 are read again below, in seconds.
+            warnings.filterwarnings("ignore", message="Unable to decode time axis into full numpy")
+            ds = _open_any(path, lazy)
+        if _far_standard_dates(ds):
+            # A standard calendar beyond 1678-2262, which xarray decodes as cftime: in
+            # datetime64[s] these are plain dates (the API takes them as such).
+            ds.close()
+            ds = _open_any(path, lazy, decode_times=xr.coders.CFDatetimeCoder(time_unit="s"))
     except XmsglError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as err:

@@ -896,14 +896,25 @@ def cftime_message(calendar: str) -> str:
     >>> "align_on='date'" in cftime_message("360_day")
     True
     """
-    align = ", align_on='date'" if str(calendar).lower() == "360_day" else ""
-    lacks = ("the 31st of every month of 31 days" if align else
-             "29 February of a 365-day calendar")
+    cal = str(calendar).lower()
+    align = ", align_on='date'" if cal == "360_day" else ""
+    if cal == "360_day":
+        days = ("Days the calendar lacks (the 31st of every month of 31 days) then become gaps: "
+                "fill them with")
+    elif cal in ("noleap", "365_day"):
+        days = "29 February of leap years, which the calendar lacks, then becomes a gap: fill it with"
+    elif cal in ("all_leap", "366_day"):
+        days = ("29 February of common years, which the calendar has, is dropped; fill any gap "
+                "with")
+    else:  # standard, gregorian, proleptic_gregorian, julian: cftime for the years alone
+        days = "Fill any gap with"
     return (
         f"coordinate 'time' holds cftime dates (calendar {calendar!r}); convert them with "
-        f"ds = ds.convert_calendar('standard'{align}, use_cftime=False). Days the calendar "
-        f"lacks (such as {lacks}) then become gaps: fill them with "
-        f"ds = ds.resample(time='1D').interpolate('linear')"
+        f"ds = ds.convert_calendar('standard'{align}, use_cftime=False), or, for dates outside "
+        "1678-2262, which datetime64[ns] cannot hold (xarray decodes those as cftime whatever "
+        f"the calendar): ds = ds.convert_calendar('proleptic_gregorian'{align}, "
+        "use_cftime=True); ds = ds.assign_coords(time=ds.indexes['time'].to_datetimeindex("
+        f"time_unit='s')). {days} ds = ds.resample(time='1D').interpolate('linear')"
     )
 
 
