@@ -953,10 +953,12 @@ def synthetic_basin(
     chunks : int, optional
         Return dask-backed (node, time) variables built about ``chunks`` reaches at a
         time (whole drainage basins per chunk). The topology and static attributes are
-        always in memory. Values are identical to those of an in-memory run. Each chunk
-        is simulated once per compute, so compute the variables you need together
-        (``ds.compute()`` or ``dask.compute``). ``chunks=5000`` keeps a 12-year chunk
-        near 1.5 GB.
+        always in memory. Values are identical to those of an in-memory run. A chunk
+        makes every variable at once, so compute the variables you need together
+        (``ds.compute()`` or ``dask.compute``): computed one by one, or read by a lazy
+        ``downscale`` (whose blocks read each variable on its own, ``docs/pangeo.md``),
+        each chunk is simulated once per variable read. ``chunks=5000`` keeps a 12-year
+        chunk near 1.5 GB.
 
     Returns
     -------
