@@ -583,6 +583,8 @@ def test_nothing_is_written_inside_a_zarr_store_or_a_saved_model(files: dict[str
         xmsgl.io.to_netcdf_safe(xr.Dataset({"a": ("x", [1.0])}), os.path.join(model_dir, "x.nc"))
 
 
+@pytest.mark.skipif(not hasattr(getattr(xr, "coders", None), "CFDatetimeCoder"),
+                    reason="needs xarray 2025.01 or later (xr.coders.CFDatetimeCoder)")
 def test_downscale_reads_standard_dates_beyond_2262(files: dict[str, str], model_dir: str) -> None:
     # xarray decodes a standard calendar beyond 1678-2262 as cftime, which the command
     # refused with advice it could not follow; it now reads them as datetime64[s].

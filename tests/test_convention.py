@@ -457,11 +457,13 @@ def test_cftime_advice_runs_on_its_calendar(calendar: str) -> None:
     near = text.split("convert them with ds = ")[1].split(", or, for dates")[0]
     fixed = eval(near, {"ds": cf})  # the advice, as printed, runs
     assert np.issubdtype(fixed.time.dtype, np.datetime64)
+    if not hasattr(getattr(xr, "coders", None), "CFDatetimeCoder"):
+        return  # the second advice needs xarray 2025.01 or later
     # Dates beyond 2262 (CMIP extensions): the first advice fails there (xarray's
     # ValueError); the second, as printed, runs, and the filled result validates.
     far = cf.assign_coords(time=xr.date_range("2297-10-01", periods=cf.sizes["time"], calendar=calendar,
                                               use_cftime=True))
-    steps = text.split("cannot hold (xarray decodes those as cftime whatever the calendar): ")[1]
+    steps = text.split("with xarray 2025.01 or later): ")[1]
     steps = steps.split(")). ")[0] + "))"
     env = {"ds": far}
     for step in steps.split("; "):
@@ -517,7 +519,8 @@ def test_stamps_outside_their_own_time_bounds_are_refused() -> None:
     end = ds.assign_coords(time=t0 + np.timedelta64(1, "D"))
     end["time_bnds"] = (("time", "nv"), np.stack([t0, t0 + np.timedelta64(1, "D")], axis=1))
     end.time.attrs["bounds"] = "time_bnds"
-    with pytest.raises(TimeError, match=r"lies outside its bounds 'time_bnds' on 20 step\(s\) \(first: "
+    with pytest.raises(TimeError, match=r"lies outside its bounds 'time_bnds' on 20 step\(s\), on another "
+                                        r"date than their interval's start \(first: "
                                         r"2001-01-02T00:00:00 with bounds 2001-01-01T00:00:00 to "
                                         r"2001-01-02T00:00:00\).*assign_coords\(time=ds\['time_bnds'\]"):
         validate(end)
@@ -528,8 +531,48 @@ def test_stamps_outside_their_own_time_bounds_are_refused() -> None:
     validate(xmsgl.convention.daily_time_bounds(noon))
     # A model's inputs keep the bounds, so downscale checks them too.
     assert "time_bnds" in xmsgl.convention.only_read(end, ["reach_air_temp"])
+    # Bounds stored as (nv, time): the printed fix runs there too.
+    flipped = end.assign(time_bnds=end["time_bnds"].transpose())
+    with pytest.raises(TimeError) as err:
+        validate(flipped)
+    validate(eval(str(err.value).rsplit("ds = ", 1)[1], {"ds": flipped}))
+    # Steps without bounds (pieces with and without them joined) are not judged.
+    joined = xr.concat([xmsgl.convention.daily_time_bounds(ds.isel(time=slice(0, 10))),
+                        ds.isel(time=slice(10, None))], "time", data_vars="minimal",
+                       coords="minimal", compat="override")
+    assert np.isnat(joined["time_bnds"].values[-1]).all()
+    validate(joined)
+    # Hourly values with hourly bounds, averaged to days as the message for several steps a
+    # day advises (the bounds left out of the average): accepted.
+    tv = [v for v in ds.data_vars if "time" in ds[v].dims]
+    hourly = ds[tv].resample(time="1h").interpolate("linear")
+    th = hourly.time.values
+    hourly["time_bnds"] = (("time", "nv"), np.stack([th, th + np.timedelta64(1, "h")], axis=1))
+    hourly.time.attrs["bounds"] = "time_bnds"
+    full = xr.merge([ds.drop_dims("time"), hourly])
+    with pytest.raises(TimeError, match="several steps on") as err:
+        validate(full)
+    advice = str(err.value).split("are, ")[1].split(" (a resample")[0]
+    env = {"ds": full, "xr": xr}
+    exec(advice, env)
+    validate(env["ds"])
 
 
+def test_daily_time_bounds_with_a_step_without_a_date() -> None:
+    # NaT among the stamps raised a bare StopIteration choosing the encoding's unit.
+    import pandas as pd
+
+    from xmsgl.convention import daily_time_bounds
+
+    ds = xr.Dataset({"v": ("time", [1.0, 2.0, 3.0])},
+                    coords={"time": pd.to_datetime(["2001-01-01", "NaT", "2001-01-03"])})
+    out = daily_time_bounds(ds)
+    assert out["time"].encoding["units"] == "days since 2001-01-01 00:00:00"
+    assert np.isnat(out["time_bnds"].values[1]).all()
+
+
+@pytest.mark.skipif(not hasattr(getattr(xr, "coders", None), "CFDatetimeCoder"),
+                    reason="needs xarray 2025.01 or later (xr.coders.CFDatetimeCoder)")
 def test_daily_time_bounds_beyond_2262_in_seconds(tmp_path) -> None:
     # A cast to nanoseconds wrapped 2297 into 1713: the written file read back as NaT.
     import pandas as pd

@@ -599,9 +599,13 @@ def test_local_cluster_of_processes(basin: xr.Dataset, model: Downscaler,
         pinned = _chunked(basin).persist()
         kept = pinned.msgl.downscale(str(path), **RUN, reach_chunk=40, time_block=200)
         # Its gather tasks share chunks the scheduler resolves: other tasks, so other keys
-        # than those of the unpersisted run (which the scheduler may still hold).
-        gathers = [{k for k in dict(x.__dask_graph__()) if "xmsgl-gather" in str(k)} for x in (out, kept)]
-        assert gathers[0] and gathers[1] and not gathers[0] & gathers[1]
+        # than those of the unpersisted run (which the scheduler may still hold). Keys
+        # both runs have (inputs held in memory, never persisted) are the same tasks.
+        graphs = [dict(x.__dask_graph__()) for x in (out, kept)]
+        gathers = [{k: v[0].__name__ for k, v in g.items() if isinstance(k, tuple)
+                    and str(k[0]).startswith("xmsgl-gather-")} for g in graphs]
+        assert "_gather_piece" in gathers[1].values() and "_read_piece" in gathers[0].values()
+        assert all(gathers[0][k] == gathers[1][k] for k in gathers[0].keys() & gathers[1].keys())
         written = xmsgl.io.to_zarr_safe(kept, pathlib.Path(str(tmp_path)) / "p.zarr",
                                         compute=False).compute()
         np.testing.assert_allclose(xr.open_zarr(written)["reach_temp_pred"].values, got.values,
@@ -682,3 +686,24 @@ def test_lazy_nan_error_names_the_real_day(basin: xr.Dataset, model: Downscaler)
     for ds in (bad, _chunked(bad)):
         with pytest.raises(DataError, match=rf"at reach {reach} on {day}\)"):
             ds.msgl.downscale(model, **RUN).compute()
+
+
+def test_gather_keys_name_the_way_of_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Chunks read by each task and chunks shared as tasks are other task definitions:
+    # under one key a distributed scheduler holding the first would be handed the second.
+    import dask.array as da
+
+    import xmsgl.scale as scale
+
+    arr = da.ones((40, 100), chunks=(10, 50))
+
+    def gathered() -> tuple[str, str]:
+        g = scale._gather(arr, np.arange(40), (20, 20), np.arange(100), (50, 50))
+        task = next(v for k, v in dict(g.__dask_graph__()).items() if "xmsgl-gather" in str(k))
+        assert float(g.sum().compute()) == 4000.0
+        return g.name, task[0].__name__
+
+    own = gathered()
+    monkeypatch.setattr(scale, "MAX_READ_FACTOR", 0)
+    shared = gathered()
+    assert own[1] == "_read_piece" and shared[1] == "_gather_piece" and own[0] != shared[0]

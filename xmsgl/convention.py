@@ -137,7 +137,8 @@ _KILOMETRES = {"km", "kilometer", "kilometers", "kilometre", "kilometres"}
 
 
 #: The first statement of the time-aggregation advice: the data variables on 'time'.
-_TIME_VARS = "tv = [v for v in ds.data_vars if 'time' in ds[v].dims];"
+_TIME_VARS = ("tv = [v for v in ds.data_vars if 'time' in ds[v].dims and v != "
+              "ds.time.attrs.get('bounds')];")
 
 
 def expect_dataset(ds: object) -> None:
@@ -912,7 +913,8 @@ def cftime_message(calendar: str) -> str:
         f"coordinate 'time' holds cftime dates (calendar {calendar!r}); convert them with "
         f"ds = ds.convert_calendar('standard'{align}, use_cftime=False), or, for dates outside "
         "1678-2262, which datetime64[ns] cannot hold (xarray decodes those as cftime whatever "
-        f"the calendar): ds = ds.convert_calendar('proleptic_gregorian'{align}, "
+        "the calendar; with xarray 2025.01 or later): "
+        f"ds = ds.convert_calendar('proleptic_gregorian'{align}, "
         "use_cftime=True); ds = ds.assign_coords(time=ds.indexes['time'].to_datetimeindex("
         f"time_unit='s')). {days} ds = ds.resample(time='1D').interpolate('linear')"
     )
@@ -993,16 +995,22 @@ def _check_time_bounds(ds: xr.Dataset, t: np.ndarray) -> None:
     if vals.shape[1] != 2:
         return
     lo, hi = vals[:, 0], vals[:, 1]
-    outside = ~((lo <= t) & (t < hi))
+    # Only a stamp on another date than its interval's start misplaces a day; steps
+    # without bounds (NaT: pieces joined or reindexed) say nothing.
+    known = ~(np.isnat(lo) | np.isnat(hi))
+    outside = known & ~((lo <= t) & (t < hi))
+    outside &= t.astype("datetime64[D]") != lo.astype("datetime64[D]")
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
         raise TimeError(
-            f"coordinate 'time' lies outside its bounds {name!r} on {int(outside.sum())} step(s) "
-            f"(first: {np.datetime_as_string(t[i], unit='s')} with bounds "
+            f"coordinate 'time' lies outside its bounds {name!r} on {int(outside.sum())} step(s), "
+            f"on another date than their interval's start (first: "
+            f"{np.datetime_as_string(t[i], unit='s')} with bounds "
             f"{np.datetime_as_string(lo[i], unit='s')} to {np.datetime_as_string(hi[i], unit='s')}): "
             "xmsgl reads a value's day from its stamp, so a daily mean stamped at the end of its "
             "interval would be taken for the next day's. Stamp each value within its interval, "
-            f"e.g. at its start: ds = ds.assign_coords(time=ds[{name!r}].values[:, 0])"
+            f"e.g. at its start: ds = ds.assign_coords(time=ds[{name!r}].transpose('time', ...)"
+            ".values[:, 0])"
         )
 
 
@@ -1163,15 +1171,17 @@ def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:
     bounds = np.stack([day, day + np.timedelta64(1, "D")], axis=1)
     out = ds.assign({name: ((TIME, dim), bounds)})
     out[TIME].attrs = {**ds[TIME].attrs, "bounds": name}
-    if stamps.size:
+    known = ~np.isnat(stamps)
+    if known.any():
         # CF wants the bounds in the units of the time they bound: one encoding for
-        # both, whole numbers in the coarsest unit that holds every stamp exactly.
-        origin = day[0]
-        offsets: Any = stamps - origin  # the bounds are whole days
+        # both, whole numbers in the coarsest unit that holds every stamp exactly
+        # (a step without a date, NaT, has none to hold).
+        origin = day[known][0]
+        offsets: Any = stamps[known] - origin  # the bounds are whole days
         steps: Any = (("days", "D"), ("hours", "h"), ("minutes", "m"), ("seconds", "s"),
                       ("milliseconds", "ms"), ("microseconds", "us"), ("nanoseconds", "ns"))
-        unit = next(u for u, step in steps
-                    if not (offsets % np.timedelta64(1, step)).astype(np.int64).any())
+        unit = next((u for u, step in steps
+                     if not (offsets % np.timedelta64(1, step)).astype(np.int64).any()), "nanoseconds")
         enc = {"units": f"{unit} since {np.datetime_as_string(origin, unit='s').replace('T', ' ')}",
                "calendar": ds[TIME].encoding.get("calendar", "proleptic_gregorian"),
                "dtype": "int64"}

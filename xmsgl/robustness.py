@@ -152,7 +152,7 @@ def _calendar(times: pd.DatetimeIndex, what: str) -> pd.DatetimeIndex | None:
     if (steps % day).any():
         raise TimeError(f"{what} needs daily time steps; the 'time' coordinate has steps of "
                         f"{pd.Timedelta(seconds=int(steps[np.flatnonzero(steps % day)[0]]))}: resample to days")
-    return pd.date_range(times[0], times[-1], freq="D")
+    return pd.date_range(times[0], times[-1], freq="D", unit=times.unit)
 
 
 def _fill_nan(x: np.ndarray) -> np.ndarray:

@@ -1138,11 +1138,8 @@ def _gather(arr: Any, rows: np.ndarray, row_chunks: tuple[int, ...], cols: np.nd
     from dask.highlevelgraph import HighLevelGraph
 
     two_d = cols is not None
-    futures = _holds_futures(arr)
-    # The way of reading (shared chunks, or read by each task) is part of the keys: a
-    # persisted array has the keys of the one it was made from, and a scheduler that
-    # still holds one way's tasks must not be handed the other's under the same keys.
-    name = "xmsgl-gather-" + tokenize(arr, rows, row_chunks, cols, col_chunks, read_factor, futures)
+    # Named once the way of reading is known (below); keys are (name, *index).
+    name = "xmsgl-gather"
     in_rows = np.concatenate([[0], np.cumsum(arr.chunks[0])])
     in_cols = np.concatenate([[0], np.cumsum(arr.chunks[1])]) if two_d else None
     row_starts = np.concatenate([[0], np.cumsum(row_chunks)])
@@ -1179,7 +1176,13 @@ def _gather(arr: Any, rows: np.ndarray, row_chunks: tuple[int, ...], cols: np.nd
     factor = MAX_READ_FACTOR if read_factor is None else float(read_factor)
     # Chunks persisted on a distributed cluster are futures the scheduler resolves: a
     # task cannot run them itself (a KeyError in the worker), so they are shared.
-    if n_reads <= factor * max(n_chunks, 1) and not futures:
+    read_in_tasks = n_reads <= factor * max(n_chunks, 1) and not _holds_futures(arr)
+    # The way of reading is part of the keys: a persisted array has the keys of the one
+    # it was made from, and a scheduler that still holds one way's tasks must not be
+    # handed the other's under the same keys.
+    name = "xmsgl-gather-" + tokenize(arr, rows, row_chunks, cols, col_chunks, read_in_tasks)
+    pieces = {(name, *key[1:]): piece for key, piece in pieces.items()}
+    if read_in_tasks:
         dsk = _reading_tasks(arr, pieces)
         dependencies: list[Any] = []
     else:
