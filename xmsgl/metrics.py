@@ -200,7 +200,9 @@ def align_pair(
         dimension (the message names the dimension and labels of each side); a
         side holds integers carrying ``_FillValue``/``missing_value`` attributes or
         values implausible for water temperature in degC, after conversion from K or
-        degF (undecoded fill values).
+        degF (undecoded fill values), or, without ``units``, values outside
+        :data:`PLAUSIBLE_ANY_UNIT`, which no water temperature in degC, K or degF
+        reaches.
     TimeError
         A time coordinate repeats a label (other dimensions: ``DataError``); the
         message names the dimension and the first repeated label. A timezone-aware

@@ -794,7 +794,9 @@ def fit(
         (:class:`~xmsgl.exceptions.XmsglWarning`).
     epochs : int, default 40
         Epochs of the main stage; the weights of the epoch with the best
-        validation fine RMSE are kept.
+        validation fine RMSE are kept (for ``progressive``, and ASYNC-MSGL with
+        ``"remap-fine"`` in ``stage_a_tasks``, the weights the stage starts from
+        compete too, and are kept when no epoch scores lower: ``best_epoch`` 0).
     pretrain_epochs : int, optional
         Epochs of each pretraining stage (ASYNC stage A, ``direct``,
         ``progressive``); default ``max(1, epochs // 2)``.
