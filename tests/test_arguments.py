@@ -440,6 +440,9 @@ def test_subbasin_batches_are_for_the_cell(basin: xr.Dataset) -> None:
     ({"device": None}, "set_options\\(device=None\\).*not a device name"),
     ({"progress": False, "torch_threads": -1}, "torch_threads=-1"),
     ({"torch_threads": "two"}, "torch_threads='two'"),
+    # Accepted and misread: "no" showed the bars, None hid them.
+    ({"progress": "no"}, "set_options\\(progress='no'\\): give True or False"),
+    ({"progress": None}, "set_options\\(progress=None\\)"),
 ])
 def test_set_options_refuses_bad_values_and_changes_nothing(basin: xr.Dataset, options, match) -> None:
     import xmsgl

@@ -646,3 +646,17 @@ def test_daily_time_bounds_are_the_stamps_days_in_the_units_of_time(tmp_path, ho
         assert raw["time"].dtype == np.int64 and not hasattr(raw["time"], "_FillValue")
         assert raw["time_bnds"].dtype == np.int64
         assert getattr(raw["time_bnds"], "units", units) == units
+
+
+def test_a_node_dimension_under_another_name_is_named_by_every_reader() -> None:
+    # coverage and downscale took 'segment' for an ensemble dimension and advised to
+    # reduce over it ("downscale each segment in turn").
+    import xmsgl
+    from xmsgl.convention import only_read
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-01", end="2001-01-10", seed=0)
+    renamed = ds.rename(seg="segment")
+    with pytest.raises(SchemaError, match=r"dimension 'seg' is missing .*to_convention\(ds, seg="):
+        validate(only_read(renamed, ["seg_air_temp", "reach_air_temp"]))
+    with pytest.raises(SchemaError, match=r"'reach_air_temp' is on dimensions .*'member'"):
+        only_read(ds.expand_dims(member=2), ["reach_air_temp"])

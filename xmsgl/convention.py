@@ -1121,7 +1121,9 @@ def only_read(ds: xr.Dataset, inputs: Iterable[str]) -> xr.Dataset:
         # its node and time alone, and cannot do without it (no advice to drop it).
         if name in ds.data_vars:
             other = [str(d) for d in ds[name].dims if d not in (SEG, REACH, TIME)]
-            if other:
+            # Without its node dimension under the convention's name (a 'segment' not
+            # renamed) the extra dimension is that node's: validate names the fix.
+            if other and any(d in ds[name].dims for d in (SEG, REACH)):
                 raise SchemaError(
                     f"input variable {name!r} is on dimensions {tuple(map(str, ds[name].dims))}; the "
                     f"model reads it on its node and 'time' only: select or reduce "

@@ -35,6 +35,12 @@ def _check(name: str, value: Any) -> None:
             resolve_device(value)
         except XmsglError as err:
             raise ParameterError(f"set_options(device={value!r}): {err}") from None
+    elif name == "progress" and not isinstance(value, bool):
+        # "no" is truthy and None falsy: neither says what was meant (fit refuses them too).
+        import numpy as np
+
+        if not isinstance(value, np.bool_):
+            raise ParameterError(f"set_options(progress={value!r}): give True or False")
     elif name == "torch_threads" and value is not None:
         try:
             check_count("torch_threads", value)
@@ -62,9 +68,18 @@ class set_options:
     XmsglError
         An unknown option name.
     ParameterError
-        A ``device`` torch does not know or this machine does not have, or a
-        ``torch_threads`` that is not a positive integer (or None). Values are
-        checked before any is set, so a refused call changes no option.
+        A ``device`` torch does not know or this machine does not have, a
+        ``torch_threads`` that is not a positive integer (or None), or a
+        ``progress`` that is not True or False. Values are checked before any is
+        set, so a refused call changes no option.
+
+    Notes
+    -----
+    The options are process-wide, not scoped to a thread: a block restores, when it
+    ends, the values it found when it began, so blocks of several threads that
+    overlap see each other's values and may leave one behind. Set options from one
+    thread (before starting the others), or pass ``device=`` and ``progress=`` to
+    the calls themselves.
 
     Examples
     --------
