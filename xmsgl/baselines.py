@@ -207,12 +207,13 @@ def _length_m(ds: xr.Dataset, name: str, values: np.ndarray) -> np.ndarray:
 
 def _train_mask(time: pd.DatetimeIndex, train: Any) -> tuple[np.ndarray, list[tuple[str, str]]]:
     period = default_train_period(time) if train is None else train
-    if train is None and whole_water_years(time).size < 3:
+    n_whole = whole_water_years(time).size if train is None else 3
+    if n_whole < 3:
         # As fit warns of its split on such a record.
         import warnings
 
         warnings.warn(
-            f"the record holds {whole_water_years(time).size} whole water year(s) "
+            f"the record holds {n_whole} whole water year(s) "
             f"({time[0].date()} to {time[-1].date()}), too few for the default split by water "
             f"year: the baseline trains on the first 85% of the days ({spans_text(period).replace('/', ' to ')}), "
             "and the last 15%, its test days, cover part of one year; give train=(start, end) "

@@ -838,6 +838,8 @@ def cross_validate(
     n_days = np.zeros((n_rep, folds), dtype=np.int64)
     held_id = np.zeros((n_rep, folds), dtype=np.int64)
     ids: dict[frozenset[int], int] = {}
+    spatial_mask = blocking != "water_year" and bool(mask_coarse)
+    had_coarse = "seg_temp" in ds and bool(ds["seg_temp"].notnull().any())
     for h in parts:
         held_id[h.repeat, h.fold] = ids.setdefault(frozenset(h.groups), len(ids))
         cells = h.reaches[:, None] & h.days[None, :]
@@ -849,11 +851,6 @@ def cross_validate(
             segs = np.zeros(topo.n_seg, dtype=bool)
             segs[topo.reach_seg_idx[h.reaches]] = True
             train_ds = _mask_obs(train_ds, "seg_temp", SEG, segs[:, None] & h.days[None, :])
-        # Whether mask_coarse hid every coarse observation there was: a method that
-        # needs them then fails, and its message should say why.
-        coarse_gone = (blocking != "water_year" and bool(mask_coarse) and "seg_temp" in ds
-                       and bool(ds["seg_temp"].notnull().any())
-                       and not bool(train_ds["seg_temp"].notnull().any()))
         tvals = np.where(cells, target_vals, np.nan)
         test_ds = xr.Dataset(
             {"target": target_all.copy(data=tvals)},
@@ -867,7 +864,9 @@ def cross_validate(
             try:
                 pred = train_fn(train_ds, test_ds, s)
             except DataError as err:
-                if not coarse_gone:
+                # Where mask_coarse hid every coarse observation there was, a method that
+                # needs them fails: say why.
+                if not (spatial_mask and had_coarse and not bool(train_ds["seg_temp"].notnull().any())):
                     raise
                 raise type(err)(
                     f"{err} (fold {h.fold} of repetition {h.repeat}: mask_coarse=True hid every "

@@ -592,6 +592,7 @@ def _guard_chunks(obj: xr.Dataset | xr.DataArray, pending: Path, final: Path) ->
     instead, and lost the dependencies of rechunked and fancy-indexed arrays, every
     lazy downscale's output among them.)"""
     import dask
+    import dask.array as dask_array
     from dask.base import is_dask_collection
 
     if not is_dask_collection(obj):
@@ -599,9 +600,6 @@ def _guard_chunks(obj: xr.Dataset | xr.DataArray, pending: Path, final: Path) ->
     check = dask.delayed(_check_pending, pure=False)(str(pending), str(final))
     check_graph = dict(check.__dask_graph__())
     check_key = check.key
-
-    import dask.array as dask_array
-
     # A shallow copy has variables of its own (sharing the values): the caller's
     # object keeps its graphs.
     out = obj.copy(deep=False)

@@ -1596,7 +1596,7 @@ def train_subbasins(
     and the validation score (``val``) is taken once per epoch on the whole network
     (and on the starting weights with ``score_start``, as in ``train_tasks``).
     """
-    from xmsgl.train import train_tasks
+    from xmsgl.train import score_starting_weights, train_tasks
 
     part = partition(topo, reach_chunk=max_reaches, halo=halo,
                      direction=graphs.options.get("direction") or "updown")
@@ -1635,13 +1635,8 @@ def train_subbasins(
     import copy
 
     best_state = copy.deepcopy(net.state_dict())
-    if score_start and val is not None:
-        # The weights the stage starts from compete with every epoch's (train_tasks).
-        start = val(net)
-        history["val_start"] = start
-        if start is not None and np.isfinite(start):
-            best = start
-            history["best_epoch"] = 0
+    if score_start:
+        best = score_starting_weights(net, val, history)
     for epoch in range(int(epochs)):
         losses: list[float] = []
         for k in rng.permutation(len(blocks)).tolist():

@@ -1067,6 +1067,20 @@ def lr_factor(lr_schedule: str, progress: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
 
+def score_starting_weights(net: Any, val: ValFn | None, history: dict[str, Any]) -> float:
+    """Score the weights a stage starts from (``score_start``): records ``"val_start"``
+    in ``history`` and, when the score is finite, ``"best_epoch"`` 0; returns the score
+    for the epochs to beat (infinity when there is none)."""
+    if val is None:
+        return math.inf
+    start = val(net)
+    history["val_start"] = start
+    if start is None or not math.isfinite(start):
+        return math.inf
+    history["best_epoch"] = 0
+    return float(start)
+
+
 def train_tasks(
     net: Any,
     data: ModelData,
@@ -1192,12 +1206,8 @@ def train_tasks(
     best = math.inf
     best_state = copy.deepcopy(net.state_dict())
     average = WeightAverage(net, float(ema_decay)) if ema_decay is not None else None
-    if score_start and val is not None:
-        start = val(net)
-        history["val_start"] = start
-        if start is not None and math.isfinite(start):
-            best = start
-            history["best_epoch"] = 0
+    if score_start:
+        best = score_starting_weights(net, val, history)
 
     from tqdm.auto import tqdm
 

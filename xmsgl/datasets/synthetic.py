@@ -184,11 +184,17 @@ def _check_real(name: str, value: object, low: float, high: float, fix: str,
 COLDEST_CLIMATE = -25.0
 
 
+def _climate(net: _Network) -> np.ndarray:
+    """Each reach's mean annual air temperature (degC): sea level's, cooled with
+    elevation and to the north."""
+    return AIR_MEAN + LAPSE_RATE * net.reach_elevation + NORTH_GRADIENT * (net.reach_y - Y_OFFSET)
+
+
 def _check_climate(net: _Network, p: _Params) -> None:
     """Refuse a network whose highest reaches lie where no stream flows: their air
     would be colder than :data:`COLDEST_CLIMATE` on average (and, day by day, beyond
     what ``validate`` accepts of an air temperature)."""
-    climate = AIR_MEAN + LAPSE_RATE * net.reach_elevation + NORTH_GRADIENT * (net.reach_y - Y_OFFSET)
+    climate = _climate(net)
     i = int(np.argmin(climate))
     if climate[i] < COLDEST_CLIMATE:
         raise ParameterError(
@@ -720,7 +726,7 @@ def _simulate(net: _Network, comp_ids: np.ndarray, seed: int, time_ns: np.ndarra
     efficiency = 0.75 + 0.25 * np.cos(2 * np.pi * (doy - 45) / YEAR)
     days, day_index = np.unique(doy, return_inverse=True)
     day_index = day_index.ravel()
-    climate = AIR_MEAN + LAPSE_RATE * net.reach_elevation + NORTH_GRADIENT * (net.reach_y - Y_OFFSET)
+    climate = _climate(net)
     precip_scale = PRECIP_MEAN * _precip_scale()
 
     out: dict[str, np.ndarray] = {}
