@@ -62,6 +62,8 @@ def main() -> None:
                     help="ema_decay of every network method (default: none, fit's)")
     ap.add_argument("--lr-schedule", default=None, choices=["constant", "cosine"],
                     help="lr_schedule of every network method (default: fit's)")
+    ap.add_argument("--weight-decay", type=float, default=None,
+                    help="weight_decay of every network method (default: fit's, 0)")
     ap.add_argument("--hidden", type=int, default=None,
                     help="hidden size of every network method (default: fit's, 20)")
     ap.add_argument("--stage-a-tasks", nargs="+", default=None,
@@ -96,6 +98,7 @@ def main() -> None:
                "input_scaling": args.input_scaling or "default",
                **({"ema_decay": args.ema_decay} if args.ema_decay is not None else {}),
                **({"lr_schedule": args.lr_schedule} if args.lr_schedule else {}),
+               **({"weight_decay": args.weight_decay} if args.weight_decay is not None else {}),
                **({"hidden": args.hidden} if args.hidden is not None else {}),
                **({"max_hops": args.max_hops} if args.max_hops is not None else {}),
                **({"stage_a_tasks": args.stage_a_tasks} if args.stage_a_tasks else {}),
@@ -128,6 +131,8 @@ def main() -> None:
                             **({"ema_decay": args.ema_decay} if args.ema_decay is not None
                                else {}),
                             **({"lr_schedule": args.lr_schedule} if args.lr_schedule else {}),
+                            **({"weight_decay": args.weight_decay}
+                               if args.weight_decay is not None else {}),
                             **({"hidden": args.hidden} if args.hidden is not None else {}),
                             **({"graph_options": {"max_hops": args.max_hops}}
                                if args.max_hops is not None else {}),

@@ -104,6 +104,7 @@ from xmsgl.train import (
     check_input_scaling,
     check_lr,
     check_lr_schedule,
+    check_weight_decay,
     check_weighting,
     cross_row_blocks,
     epoch_days,
@@ -763,6 +764,7 @@ def fit(
     input_scaling: str = "per-scale",
     ema_decay: float | None = None,
     lr_schedule: str = "constant",
+    weight_decay: float = 0.0,
     **options: Any,
 ) -> Downscaler | BaselineModel:
     """Fit a downscaling model to a dataset in the xmsgl convention.
@@ -809,6 +811,12 @@ def fit(
         from ``lr`` towards 0 along half a cosine (:func:`xmsgl.train.lr_factor`).
         Each stage (stage A, pretraining, the main stage) runs its own schedule.
         Recorded in ``config["hyperparameters"]`` when not constant.
+    weight_decay : float, default 0
+        Decoupled weight decay (AdamW, Loshchilov and Hutter 2019) of every weight
+        matrix: each step shrinks it by ``lr * weight_decay`` of itself besides the
+        gradient step; biases, gains and other one-dimensional parameters are not
+        shrunk. 0 trains with plain Adam, as the method does. Not with
+        ``subbasin_batch``. Recorded in ``config["hyperparameters"]`` when above 0.
     weighting : {"mgda", "equal", "fixed"}, default "mgda"
         Task weighting of multi-task stages (MGDA-UB min-norm weights, equal, or
         ``task_weights``); msgl and async-msgl only (the other methods train one
@@ -962,6 +970,10 @@ def fit(
     check_clip_grad_norm(clip_grad_norm)
     check_ema_decay(ema_decay)
     check_lr_schedule(lr_schedule)
+    check_weight_decay(weight_decay)
+    if weight_decay and subbasin_batch is not None:
+        raise ParameterError("weight_decay is not available with subbasin_batch (each block of "
+                             "sub-basins is a separate run of the training loop): drop one of them")
     if lr_schedule != "constant" and subbasin_batch is not None:
         raise ParameterError(f"lr_schedule={lr_schedule!r} is not available with subbasin_batch "
                              "(each block of sub-basins is a separate run of the training loop): "
@@ -1114,6 +1126,8 @@ def fit(
         hp["ema_decay"] = float(ema_decay)
     if lr_schedule != "constant":
         hp["lr_schedule"] = lr_schedule
+    if weight_decay:
+        hp["weight_decay"] = float(weight_decay)
     if subbasin_batch is not None:
         # Training on sub-basins changes what each step sees; recorded only when used.
         hp["subbasin_batch"] = int(subbasin_batch)
@@ -1189,7 +1203,7 @@ def fit(
             task_weights=task_weights, batch_size=batch_size, device=dev, rng=rng,
             progress=bool(progress), desc=f"{method} {stage}", clip_grad_norm=clip_grad_norm,
             stage=stage, time=time, ema_decay=ema_decay, lr_schedule=lr_schedule,
-            score_start=score_start)
+            score_start=score_start, weight_decay=float(weight_decay))
 
     reach_seg_idx = data.reach_seg_idx
     if method in ("msgl", "async-msgl"):

@@ -1041,6 +1041,28 @@ class WeightAverage:
         return live
 
 
+def check_weight_decay(weight_decay: Any) -> None:
+    """Raise :class:`ParameterError` unless ``weight_decay`` is a finite number >= 0."""
+    if (isinstance(weight_decay, (bool, np.bool_)) or not isinstance(weight_decay, numbers.Real)
+            or not math.isfinite(weight_decay) or float(weight_decay) < 0):
+        raise ParameterError(
+            f"weight_decay={weight_decay!r} must be a finite number >= 0 (0: none; for example "
+            "1e-2 shrinks each weight matrix by lr * 1e-2 of itself every step)"
+        )
+
+
+def make_optimizer(net: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam at ``lr``; with ``weight_decay`` > 0, AdamW (decoupled weight decay,
+    Loshchilov and Hutter) on the weight matrices and Adam on the biases, gains and
+    other one-dimensional parameters, which are not shrunk."""
+    if not weight_decay:
+        return torch.optim.Adam(net.parameters(), lr=lr)
+    params = [p for p in net.parameters() if p.requires_grad]
+    return torch.optim.AdamW(
+        [{"params": [p for p in params if p.ndim >= 2], "weight_decay": float(weight_decay)},
+         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=lr)
+
+
 #: Learning-rate schedules understood by :func:`train_tasks` and ``fit``.
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -1104,6 +1126,7 @@ def train_tasks(
     ema_decay: float | None = None,
     lr_schedule: str = "constant",
     score_start: bool = False,
+    weight_decay: float = 0.0,
 ) -> dict[str, Any]:
     """Train ``net`` on ``targets`` (task name -> standardized (T, N) array).
 
@@ -1148,6 +1171,10 @@ def train_tasks(
     ``"constant"`` keeps ``lr``; ``"cosine"`` lowers it from ``lr`` towards 0 along
     half a cosine over the stage's planned steps.
 
+    ``weight_decay`` > 0 steps with AdamW instead of Adam (see :func:`make_optimizer`):
+    every weight matrix shrinks by ``lr * weight_decay`` of itself each step, apart from
+    the gradient; biases and other one-dimensional parameters do not.
+
     Returns
     -------
     dict
@@ -1161,6 +1188,7 @@ def train_tasks(
     check_clip_grad_norm(clip_grad_norm)
     check_ema_decay(ema_decay)
     check_lr_schedule(lr_schedule)
+    check_weight_decay(weight_decay)
     stage_name = stage if stage is not None else desc
 
     def window_text(starts: Sequence[int], n: int) -> str:
@@ -1198,7 +1226,7 @@ def train_tasks(
     n_nodes = (data.x_seg.shape[1] if needs_seg else 0) + (data.x_reach.shape[1] if needs_reach else 0)
     length = max(n for _, n in windows)
     bs = batch_size or default_batch_size(n_nodes, length, net.hidden)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    opt = make_optimizer(net, lr, float(weight_decay))
     shared = net.shared_parameters()
     shared_ids = {id(p) for p in shared}
     params = [p for p in net.parameters()]
