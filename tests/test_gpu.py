@@ -111,7 +111,15 @@ def test_other_methods_fit_and_downscale_on_gpu(basin: xr.Dataset, method: str) 
 def test_dmsge_backbone_on_gpu(basin: xr.Dataset) -> None:
     model = basin.msgl.fit(method="msgl", seed=0, device="cuda", backbone="dmsge",
                            graph_options={"max_hops": 3}, **FAST_FIT)
-    on_gpu = basin.msgl.downscale(model, device="cuda", **RUN)
+    # cuDNN runs float32 convolutions and recurrences in TF32 by default on Ampere and
+    # later, and the dynamic graph's neighbour choices amplify that rounding (docs/dmsge.md):
+    # the CPU's results are matched in full float32.
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        on_gpu = basin.msgl.downscale(model, device="cuda", **RUN)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
     on_cpu = basin.msgl.downscale(model, device="cpu", **RUN)
     assert np.isfinite(on_gpu.values).all()
     assert _max_diff(on_gpu, on_cpu) < 1e-3

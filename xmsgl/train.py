@@ -1312,7 +1312,8 @@ def train_tasks(
                     norms.append(float(norm))
                     flat.append(v / (norm + 1e-12))
                 mat = torch.stack(flat)
-                alpha = mgda_weights(np.array(norms), (mat @ mat.t()).double().cpu().numpy())
+                # To the CPU first: MPS has no float64.
+                alpha = mgda_weights(np.array(norms), (mat @ mat.t()).cpu().double().numpy())
                 for p, *gs in zip(params, *grads):
                     acc = None
                     for a, g in zip(alpha, gs):
