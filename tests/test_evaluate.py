@@ -170,6 +170,40 @@ def test_spatial_blocking_hides_the_held_out_sites_coarse_observations(small_bas
     assert kept[False] and all(kept[False])
 
 
+@pytest.mark.parametrize("blocking", ["reach", "subbasin", "water_year"])
+def test_a_stage_a_record_is_hidden_with_the_coarse_observations(small_basin: xr.Dataset,
+                                                                  blocking: str) -> None:
+    # ASYNC-MSGL's stage A read a longer coarse record named by stage_a_variable at
+    # the held-out sites' segments: held out at one scale, kept in stage A.
+    ds = small_basin.assign(seg_long=small_basin.seg_temp_true)
+    seen: dict[str, list[bool]] = {"held": [], "other": []}
+
+    def trainer(train_ds: xr.Dataset, test_ds: xr.Dataset, seed: int) -> float:
+        held = test_ds["target"].notnull()
+        if blocking == "water_year":
+            days = held.any("reach")
+            seen["held"].append(bool(train_ds.seg_long.isel(time=days.values).notnull().any()))
+            seen["other"].append(bool(train_ds.seg_long.isel(time=~days.values).notnull().all()))
+        else:
+            segs = np.unique(ds.reach_seg.values[np.asarray(held.any("time"))])
+            seen["held"].append(bool(train_ds.seg_long.sel(seg=segs).notnull().any()))
+            seen["other"].append(bool(train_ds.seg_long.drop_sel(seg=segs).notnull().all()))
+        return 1.0
+
+    cross_validate(ds, "x", folds=2, repeats=1, seeds=1, blocking=blocking, trainer=trainer,
+                   score="score", fit_kwargs={"stage_a_variable": "seg_long"})
+    assert seen["held"] and not any(seen["held"]) and all(seen["other"])
+    seen = {"held": [], "other": []}
+    cross_validate(ds, "x", folds=2, repeats=1, seeds=1, blocking=blocking, trainer=trainer,
+                   score="score")
+    assert seen["held"] and all(seen["held"])  # not named: not a target, left alone
+    if blocking != "water_year":
+        seen = {"held": [], "other": []}
+        cross_validate(ds, "x", folds=2, repeats=1, seeds=1, blocking=blocking, trainer=trainer,
+                       score="score", fit_kwargs={"stage_a_variable": "seg_long"}, mask_coarse=False)
+        assert seen["held"] and all(seen["held"])
+
+
 def test_folds_left_without_coarse_observations_say_why(small_basin: xr.Dataset) -> None:
     # Where every coarse observation lies in the segments of held-out reaches, a method
     # that needs them failed with "no coarse observations", naming neither cause nor fix.

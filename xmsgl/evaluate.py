@@ -583,6 +583,19 @@ def _mask_obs(ds: xr.Dataset, name: str, dim: str, cells: np.ndarray) -> xr.Data
     return ds.assign({name: new})
 
 
+def _coarse_targets(ds: xr.Dataset, fit_kwargs: Mapping[str, Any] | None) -> list[str]:
+    """The coarse variables a fit learns from, which cross-validation hides with the
+    held-out data: ``seg_temp``, and ASYNC-MSGL's ``stage_a_variable`` when the fit
+    arguments name another (seg, time) variable of ``ds`` (a longer coarse record taken
+    at the same gauges would otherwise carry the held-out sites' data into stage A)."""
+    names = ["seg_temp"]
+    other = (fit_kwargs or {}).get("stage_a_variable")
+    if (isinstance(other, str) and other != "seg_temp" and other in ds.data_vars
+            and set(ds[other].dims) == {SEG, TIME}):
+        names.append(other)
+    return names
+
+
 # ----------------------------------------------------------------------------- trainers
 
 #: A trainer: ``(train_ds, test_ds, seed)`` -> a score, a mapping of scores, or a
@@ -741,7 +754,8 @@ def cross_validate(
     For each repetition ``r`` and fold ``f`` (:func:`cv_partitions`) the held-out
     observations are masked (``reach_temp``, and for ``"water_year"`` blocking also
     ``seg_temp`` on the held-out days; with ``mask_coarse=True``, the default, also
-    ``seg_temp`` of the segments of held-out sub-basins or reaches), a model is trained with
+    ``seg_temp`` of the segments of held-out sub-basins or reaches; the same for a
+    ``stage_a_variable`` that ``fit_kwargs`` name), a model is trained with
     every seed, and its prediction is scored on the held-out set: every reach of
     the held-out blocks on every held-out day, against ``reach_temp_true`` where the
     dataset has it (observed or not: what downscaling is for), else against the
@@ -787,8 +801,11 @@ def cross_validate(
         out at both scales: coarse gauges are often the fine ones (on the Delaware
         data ``seg_temp`` is the mean of the segment's reach observations, the same
         measurements), and a held-out reach whose segment keeps them is scored on
-        data its model was fitted on. ``False`` keeps them, for coarse data that do
-        not come from the fine sites (a process model's output everywhere).
+        data its model was fitted on. A ``stage_a_variable`` other than ``seg_temp``
+        in ``fit_kwargs`` (ASYNC-MSGL's longer coarse record, say) is hidden there
+        too, as it is on the held-out days with ``"water_year"`` blocking. ``False``
+        keeps them, for coarse data that do not come from the fine sites (a process
+        model's output everywhere).
 
     Returns
     -------
@@ -840,17 +857,20 @@ def cross_validate(
     ids: dict[frozenset[int], int] = {}
     spatial_mask = blocking != "water_year" and bool(mask_coarse)
     had_coarse = "seg_temp" in ds and bool(ds["seg_temp"].notnull().any())
+    coarse_vars = _coarse_targets(ds, fit_kwargs)
     for h in parts:
         held_id[h.repeat, h.fold] = ids.setdefault(frozenset(h.groups), len(ids))
         cells = h.reaches[:, None] & h.days[None, :]
         train_ds = _mask_obs(ds, "reach_temp", REACH, cells)
         if blocking == "water_year":
-            train_ds = _mask_obs(train_ds, "seg_temp", SEG,
-                                 np.ones(topo.n_seg, dtype=bool)[:, None] & h.days[None, :])
+            for name in coarse_vars:
+                train_ds = _mask_obs(train_ds, name, SEG,
+                                     np.ones(topo.n_seg, dtype=bool)[:, None] & h.days[None, :])
         elif mask_coarse:
             segs = np.zeros(topo.n_seg, dtype=bool)
             segs[topo.reach_seg_idx[h.reaches]] = True
-            train_ds = _mask_obs(train_ds, "seg_temp", SEG, segs[:, None] & h.days[None, :])
+            for name in coarse_vars:
+                train_ds = _mask_obs(train_ds, name, SEG, segs[:, None] & h.days[None, :])
         tvals = np.where(cells, target_vals, np.nan)
         test_ds = xr.Dataset(
             {"target": target_all.copy(data=tvals)},
