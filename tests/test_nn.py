@@ -65,6 +65,9 @@ def test_sparse_graph_transpose_is_made_on_first_use_and_copies_the_matrix(devic
     m.data[:] = 7.0
     m.indices[:] = 0
     torch.testing.assert_close(g.adj.to_dense(), expected.T)
+    # On an accelerator the transpose is made from a copy of the host matrix kept for it.
+    assert (g._host is None) == (g.adj.device.type == "cpu")
+    torch.testing.assert_close(g.adj_t.to_dense(), expected)
 
 
 def test_the_recurrence_makes_the_transpose_for_backward_only() -> None:

@@ -70,18 +70,25 @@ class SparseGraph:
 
     def __init__(self, matrix: Any, device: torch.device | str | None = None) -> None:
         self.shape = (int(matrix.shape[0]), int(matrix.shape[1]))
-        self.adj = _to_torch_csr(matrix.tocsr(), device)
+        csr = matrix.tocsr()
+        self.adj = _to_torch_csr(csr, device)
         # The transpose serves backward only: made on first use, so that inference
-        # (a 10^5-reach graph holds some 9 million entries) never builds it.
+        # (a 10^5-reach graph holds some 9 million entries) never builds it. On an
+        # accelerator it is made from the host's matrix, kept for that (training builds
+        # a small cross matrix every step; reading it back from the device would
+        # synchronise each time).
         self._adj_t: torch.Tensor | None = None
+        self._host = csr.copy() if self.adj.device.type != "cpu" else None
 
     @property
     def adj_t(self) -> torch.Tensor:
         """``A^T`` in the layout of :attr:`adj`, made on first use and kept."""
         if self._adj_t is None:
-            crow, col, val = (t.cpu().numpy() for t in
-                              (self.adj.crow_indices(), self.adj.col_indices(), self.adj.values()))
-            m = sp.csr_matrix((val, col, crow), shape=self.shape)
+            m = self._host
+            if m is None:
+                crow, col, val = (t.cpu().numpy() for t in
+                                  (self.adj.crow_indices(), self.adj.col_indices(), self.adj.values()))
+                m = sp.csr_matrix((val, col, crow), shape=self.shape)
             self._adj_t = _to_torch_csr(m.T.tocsr(), self.adj.device)
         return self._adj_t
 
@@ -90,6 +97,7 @@ class SparseGraph:
         out.shape = self.shape
         out.adj = self.adj.to(device)
         out._adj_t = None if self._adj_t is None else self._adj_t.to(device)
+        out._host = None
         return out
 
 
