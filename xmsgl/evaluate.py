@@ -596,6 +596,29 @@ def _coarse_targets(ds: xr.Dataset, fit_kwargs: Mapping[str, Any] | None) -> lis
     return names
 
 
+def _masked_coarse(ds: xr.Dataset, fit_kwargs: Mapping[str, Any] | None, mask_coarse: Any) -> list[str]:
+    """The coarse variables ``cross_validate`` hides at the held-out sites' segments:
+    :func:`_coarse_targets` for ``True``, none for ``False``, or the names given."""
+    if isinstance(mask_coarse, (bool, np.bool_)):
+        return _coarse_targets(ds, fit_kwargs) if mask_coarse else []
+    names = [mask_coarse] if isinstance(mask_coarse, str) else mask_coarse
+    try:
+        names = list(names)
+    except TypeError:
+        names = None
+    bad = None if names is not None else [mask_coarse]
+    if names is not None:
+        bad = [n for n in names if not isinstance(n, str) or n not in ds.data_vars
+               or set(ds[n].dims) != {SEG, TIME}]
+    if bad:
+        raise ParameterError(
+            f"mask_coarse={mask_coarse!r}: {bad} are not (seg, time) variables of the dataset; "
+            "give True (hide seg_temp and a stage_a_variable of fit_kwargs), False, or the names "
+            "of the coarse variables to hide, such as ['seg_temp']"
+        )
+    return list(dict.fromkeys(names or []))
+
+
 # ----------------------------------------------------------------------------- trainers
 
 #: A trainer: ``(train_ds, test_ds, seed)`` -> a score, a mapping of scores, or a
@@ -795,17 +818,20 @@ def cross_validate(
         Seed of the block-to-fold deals.
     use_truth : bool, default True
         Score against ``reach_temp_true`` when present.
-    mask_coarse : bool, default True
+    mask_coarse : bool or sequence of str, default True
         With the spatial blockings, also hide the coarse observations (``seg_temp``)
         of the segments the held-out reaches lie in. A site held out is then held
         out at both scales: coarse gauges are often the fine ones (on the Delaware
         data ``seg_temp`` is the mean of the segment's reach observations, the same
         measurements), and a held-out reach whose segment keeps them is scored on
-        data its model was fitted on. A ``stage_a_variable`` other than ``seg_temp``
-        in ``fit_kwargs`` (ASYNC-MSGL's longer coarse record, say) is hidden there
-        too, as it is on the held-out days with ``"water_year"`` blocking. ``False``
-        keeps them, for coarse data that do not come from the fine sites (a process
-        model's output everywhere).
+        data its model was fitted on. ``True`` also hides there a
+        ``stage_a_variable`` other than ``seg_temp`` that ``fit_kwargs`` name
+        (ASYNC-MSGL's longer coarse record, say), as ``"water_year"`` blocking does
+        on the held-out days. A list names the (seg, time) variables to hide
+        instead: ``["seg_temp"]`` keeps a process model's output given as
+        ``stage_a_variable``, which exists at every segment. ``False`` hides none,
+        for coarse data that do not come from the fine sites. The result's
+        ``mask_coarse_variables`` attribute names those hidden.
 
     Returns
     -------
@@ -855,9 +881,9 @@ def cross_validate(
     n_days = np.zeros((n_rep, folds), dtype=np.int64)
     held_id = np.zeros((n_rep, folds), dtype=np.int64)
     ids: dict[frozenset[int], int] = {}
-    spatial_mask = blocking != "water_year" and bool(mask_coarse)
-    had_coarse = "seg_temp" in ds and bool(ds["seg_temp"].notnull().any())
     coarse_vars = _coarse_targets(ds, fit_kwargs)
+    hidden_vars = _masked_coarse(ds, fit_kwargs, mask_coarse) if blocking != "water_year" else []
+    had_values = {n for n in hidden_vars if bool(ds[n].notnull().any())}
     for h in parts:
         held_id[h.repeat, h.fold] = ids.setdefault(frozenset(h.groups), len(ids))
         cells = h.reaches[:, None] & h.days[None, :]
@@ -866,10 +892,10 @@ def cross_validate(
             for name in coarse_vars:
                 train_ds = _mask_obs(train_ds, name, SEG,
                                      np.ones(topo.n_seg, dtype=bool)[:, None] & h.days[None, :])
-        elif mask_coarse:
+        elif hidden_vars:
             segs = np.zeros(topo.n_seg, dtype=bool)
             segs[topo.reach_seg_idx[h.reaches]] = True
-            for name in coarse_vars:
+            for name in hidden_vars:
                 train_ds = _mask_obs(train_ds, name, SEG, segs[:, None] & h.days[None, :])
         tvals = np.where(cells, target_vals, np.nan)
         test_ds = xr.Dataset(
@@ -884,16 +910,21 @@ def cross_validate(
             try:
                 pred = train_fn(train_ds, test_ds, s)
             except DataError as err:
-                # Where mask_coarse hid every coarse observation there was, a method that
+                # Where mask_coarse hid every value a coarse variable had, a method that
                 # needs them fails: say why.
-                if not (spatial_mask and had_coarse and not bool(train_ds["seg_temp"].notnull().any())):
+                emptied = [n for n in hidden_vars
+                           if n in had_values and not bool(train_ds[n].notnull().any())]
+                if not emptied:
                     raise
+                what = ("every coarse observation" if emptied == ["seg_temp"]
+                        else f"every value of {emptied}")
                 raise type(err)(
-                    f"{err} (fold {h.fold} of repetition {h.repeat}: mask_coarse=True hid every "
-                    "coarse observation, since all of them lie in the segments of its held-out "
-                    "reaches; pass mask_coarse=False (xmsgl evaluate --keep-coarse) where the "
-                    "coarse data are not taken at the fine sites, or use a method that does "
-                    "without them)") from err
+                    f"{err} (fold {h.fold} of repetition {h.repeat}: mask_coarse={mask_coarse!r} "
+                    f"hid {what}, since all of them lie in the segments of its held-out reaches; "
+                    "pass mask_coarse=False (xmsgl evaluate --keep-coarse) where the coarse data "
+                    "are not taken at the fine sites, or the names of the variables to hide "
+                    "(mask_coarse=['seg_temp'] keeps a process model's output), or use a method "
+                    "that does without them)") from err
             rows[(h.repeat, h.fold, k)] = _score(pred, test_ds, score)
     out = _results_dataset(rows, {"repeat": list(range(n_rep)), "fold": list(range(folds)),
                                   "seed": seed_list})
@@ -906,11 +937,13 @@ def cross_validate(
     out.attrs.update({
         "method": method, "blocking": blocking, "score": score, "target": target_name,
         "repeats_dropped": int(repeats) - n_rep,
-        # Whether the held-out sites' coarse observations were hidden (0/1: netCDF has no bool).
-        "mask_coarse": int(bool(mask_coarse) or blocking == "water_year"),
+        # Whether the held-out sites' coarse observations were hidden (0/1: netCDF has no
+        # bool), and which variables.
+        "mask_coarse": int(bool(hidden_vars) or blocking == "water_year"),
+        "mask_coarse_variables": ", ".join(coarse_vars if blocking == "water_year" else hidden_vars),
         "history": _history(f"cross_validate(method={method!r}, folds={folds}, repeats={repeats}, "
                             f"seeds={seed_list}, blocking={blocking!r}, seed={seed}, "
-                            f"mask_coarse={bool(mask_coarse)})"),
+                            f"mask_coarse={mask_coarse!r})"),
     })
     return out
 
