@@ -87,3 +87,30 @@ def test_refused_where_it_would_not_apply(half_year_basin: xr.Dataset) -> None:
         fit(half_year_basin, method="climatology", weight_decay=0.01)
     with pytest.raises(ParameterError, match="weight_decay"):
         fit(half_year_basin, method="gru", weight_decay=0.01, epochs=1, progress=False)
+
+
+def test_a_decay_that_would_zero_the_weights_is_refused(half_year_basin: xr.Dataset) -> None:
+    # AdamW multiplies the matrices by 1 - lr * weight_decay each step: at 1 or more they
+    # are zeroed or flipped (1000 at lr 0.005 multiplied them by -4).
+    with pytest.raises(ParameterError, match=r"lr \* weight_decay = 5 .*below 200"):
+        fit(half_year_basin, method="fine-only", weight_decay=1000.0, lr=0.005, **FIT)
+    with pytest.raises(ParameterError, match="weight_decay"):
+        fit(half_year_basin, method="msgl", weight_decay=100.0, lr=0.01, **FIT)
+
+
+def test_info_shows_the_settings_recorded_when_used(half_year_basin: xr.Dataset, tmp_path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # xmsgl info listed a fixed set of hyperparameters: a decayed, scheduled fit read as
+    # a plain one.
+    from xmsgl.cli import main
+
+    fit(half_year_basin, method="fine-only", weight_decay=0.05, lr_schedule="cosine",
+        clip_grad_norm=2.0, **FIT).save(tmp_path / "m")
+    fit(half_year_basin, method="fine-only", **FIT).save(tmp_path / "plain")
+    assert main(["info", str(tmp_path / "m")]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("hyperparameters: "))
+    assert "lr_schedule cosine" in line and "weight_decay 0.05" in line
+    assert "clip_grad_norm 2" in line
+    assert main(["info", str(tmp_path / "plain")]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("hyperparameters: "))
+    assert "weight_decay" not in line and "lr_schedule" not in line and "clip_grad_norm" not in line

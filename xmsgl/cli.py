@@ -253,6 +253,9 @@ def _model_lines(value: str) -> list[str]:
     # Not the settings the method does not read (fine-only records weighting "mgda").
     keys = [k for k in ("hidden", "epochs", "lr", "weighting", "window", "stride", "fine_head",
                         "input_scaling") if cfg["method"] in _METHOD_ONLY_ARGS.get(k, (cfg["method"],))]
+    # Settings recorded only when used (off by default).
+    keys += [k for k in ("lr_schedule", "weight_decay", "ema_decay", "clip_grad_norm", "subbasin_batch")
+             if hp.get(k) is not None]
     lines.append("hyperparameters: " + ", ".join(f"{k} {text(hp[k])}" for k in keys if k in hp))
     if hp.get("backbone", "rgrn") != "rgrn":
         opts = hp.get("backbone_options") or {}

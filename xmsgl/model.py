@@ -44,6 +44,7 @@ import functools
 import inspect
 import json
 import math
+import numbers
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -813,10 +814,11 @@ def fit(
         Recorded in ``config["hyperparameters"]`` when not constant.
     weight_decay : float, default 0
         Decoupled weight decay (AdamW, Loshchilov and Hutter 2019) of every weight
-        matrix: each step shrinks it by ``lr * weight_decay`` of itself besides the
-        gradient step; biases, gains and other one-dimensional parameters are not
-        shrunk. 0 trains with plain Adam, as the method does. Not with
-        ``subbasin_batch``. Recorded in ``config["hyperparameters"]`` when above 0.
+        matrix (and convolution kernel): each step shrinks it by ``lr * weight_decay``
+        of itself besides the gradient step; biases, gains and other one-dimensional
+        parameters are not shrunk. 0 trains with plain Adam, as the method does;
+        ``lr * weight_decay`` must stay below 1. Not with ``subbasin_batch``.
+        Recorded in ``config["hyperparameters"]`` when above 0.
     weighting : {"mgda", "equal", "fixed"}, default "mgda"
         Task weighting of multi-task stages (MGDA-UB min-norm weights, equal, or
         ``task_weights``); msgl and async-msgl only (the other methods train one
@@ -971,6 +973,8 @@ def fit(
     check_ema_decay(ema_decay)
     check_lr_schedule(lr_schedule)
     check_weight_decay(weight_decay)
+    if isinstance(lr, numbers.Real) and math.isfinite(lr) and lr > 0:
+        check_weight_decay(weight_decay, float(lr))  # a bad lr is refused by its own check
     if weight_decay and subbasin_batch is not None:
         raise ParameterError("weight_decay is not available with subbasin_batch (each block of "
                              "sub-basins is a separate run of the training loop): drop one of them")

@@ -1041,13 +1041,22 @@ class WeightAverage:
         return live
 
 
-def check_weight_decay(weight_decay: Any) -> None:
-    """Raise :class:`ParameterError` unless ``weight_decay`` is a finite number >= 0."""
+def check_weight_decay(weight_decay: Any, lr: float | None = None) -> None:
+    """Raise :class:`ParameterError` unless ``weight_decay`` is a finite number >= 0
+    and, given ``lr``, ``lr * weight_decay`` < 1 (each step multiplies the weight
+    matrices by ``1 - lr * weight_decay``: at 1 or more it zeroes or flips them)."""
     if (isinstance(weight_decay, (bool, np.bool_)) or not isinstance(weight_decay, numbers.Real)
             or not math.isfinite(weight_decay) or float(weight_decay) < 0):
         raise ParameterError(
             f"weight_decay={weight_decay!r} must be a finite number >= 0 (0: none; for example "
             "1e-2 shrinks each weight matrix by lr * 1e-2 of itself every step)"
+        )
+    if lr is not None and float(lr) * float(weight_decay) >= 1:
+        raise ParameterError(
+            f"weight_decay={weight_decay!r} with lr={lr!r} shrinks every weight matrix by "
+            f"lr * weight_decay = {float(lr) * float(weight_decay):g} of itself each step, which "
+            f"zeroes or flips it; give weight_decay below {1 / float(lr):g} (typical values are "
+            "1e-4 to 0.1)"
         )
 
 
@@ -1188,7 +1197,7 @@ def train_tasks(
     check_clip_grad_norm(clip_grad_norm)
     check_ema_decay(ema_decay)
     check_lr_schedule(lr_schedule)
-    check_weight_decay(weight_decay)
+    check_weight_decay(weight_decay, lr)
     stage_name = stage if stage is not None else desc
 
     def window_text(starts: Sequence[int], n: int) -> str:
@@ -1271,7 +1280,9 @@ def train_tasks(
             if not step_tasks:
                 continue
             rows = torch.from_numpy(rows_np).to(device)
-            cross = SparseGraph(data.cross_csr[rows_np], device) if rows_np.size else None
+            # On an accelerator the transpose for backward is made from the host slice.
+            cross = (SparseGraph(data.cross_csr[rows_np], device, keep_host=device.type != "cpu")
+                     if rows_np.size else None)
             xs = _batch(data.x_seg, starts, n, device) if any(
                 t in step_tasks for t in ("coarse", "cross", "fine")) else None
             xr_ = _batch(data.x_reach, starts, n, device) if any(
