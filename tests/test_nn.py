@@ -65,9 +65,19 @@ def test_sparse_graph_transpose_is_made_on_first_use_and_copies_the_matrix(devic
     m.data[:] = 7.0
     m.indices[:] = 0
     torch.testing.assert_close(g.adj.to_dense(), expected.T)
-    # On an accelerator the transpose is made from a copy of the host matrix kept for it.
-    assert (g._host is None) == (g.adj.device.type == "cpu")
+    assert g._host is None  # no host matrix kept unless asked
+
+
+@pytest.mark.parametrize("device", devices())
+def test_sparse_graph_keeping_the_host_matrix_transposes_it(device: str) -> None:
+    m = sp.random(9, 6, density=0.4, format="csr", random_state=2, dtype=np.float64)
+    expected = torch.from_numpy(m.T.toarray().astype(np.float32)).to(device)
+    g = SparseGraph(m, device, keep_host=True)
+    assert g._host is not None
+    moved = g.to(device)
     torch.testing.assert_close(g.adj_t.to_dense(), expected)
+    torch.testing.assert_close(moved.adj_t.to_dense(), expected)
+    assert g.adj_t.crow_indices().dtype == torch.int32
 
 
 def test_the_recurrence_makes_the_transpose_for_backward_only() -> None:

@@ -68,17 +68,19 @@ class SparseGraph:
     (3, 3)
     """
 
-    def __init__(self, matrix: Any, device: torch.device | str | None = None) -> None:
+    def __init__(self, matrix: Any, device: torch.device | str | None = None, *,
+                 keep_host: bool = False) -> None:
         self.shape = (int(matrix.shape[0]), int(matrix.shape[1]))
         csr = matrix.tocsr()
         self.adj = _to_torch_csr(csr, device)
         # The transpose serves backward only: made on first use, so that inference
-        # (a 10^5-reach graph holds some 9 million entries) never builds it. On an
-        # accelerator it is made from the host's matrix, kept for that (training builds
-        # a small cross matrix every step; reading it back from the device would
-        # synchronise each time).
+        # (a 10^5-reach graph holds some 9 million entries) never builds it. With
+        # keep_host it is made from the host matrix instead of the device's arrays read
+        # back (training builds a small cross matrix every step, and on an accelerator
+        # each read-back synchronises). The caller hands the matrix over: not to be
+        # changed afterwards.
         self._adj_t: torch.Tensor | None = None
-        self._host = csr.copy() if self.adj.device.type != "cpu" else None
+        self._host = csr if keep_host else None
 
     @property
     def adj_t(self) -> torch.Tensor:
@@ -97,7 +99,7 @@ class SparseGraph:
         out.shape = self.shape
         out.adj = self.adj.to(device)
         out._adj_t = None if self._adj_t is None else self._adj_t.to(device)
-        out._host = None
+        out._host = self._host
         return out
 
 
