@@ -8,6 +8,9 @@ the CPU's.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -108,18 +111,53 @@ def test_other_methods_fit_and_downscale_on_gpu(basin: xr.Dataset, method: str) 
     assert _max_diff(on_gpu, on_cpu) < 1e-3
 
 
+@contextlib.contextmanager
+def _cudnn_full_float32() -> Iterator[None]:
+    """cuDNN's convolutions and recurrences in full float32 (no TF32) inside the block.
+
+    torch 2.9 and later set this per operator (``cudnn.conv.fp32_precision``); mixing
+    that with the older ``cudnn.allow_tf32`` makes reading the latter raise, so the
+    newer one is used where it exists.
+    """
+    cudnn = torch.backends.cudnn
+    if getattr(getattr(cudnn, "conv", None), "fp32_precision", None) is not None:
+        saved = (cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision)
+        cudnn.conv.fp32_precision = cudnn.rnn.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision = saved
+    else:
+        tf32 = cudnn.allow_tf32
+        cudnn.allow_tf32 = False
+        try:
+            yield
+        finally:
+            cudnn.allow_tf32 = tf32
+
+
+def test_cudnn_full_float32_restores_the_settings() -> None:
+    cudnn = torch.backends.cudnn
+    if getattr(getattr(cudnn, "conv", None), "fp32_precision", None) is not None:
+        before = (cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision)
+        with _cudnn_full_float32():
+            assert (cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision) == ("ieee", "ieee")
+        assert (cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision) == before
+    else:
+        before = cudnn.allow_tf32
+        with _cudnn_full_float32():
+            assert cudnn.allow_tf32 is False
+        assert cudnn.allow_tf32 == before
+
+
 def test_dmsge_backbone_on_gpu(basin: xr.Dataset) -> None:
     model = basin.msgl.fit(method="msgl", seed=0, device="cuda", backbone="dmsge",
                            graph_options={"max_hops": 3}, **FAST_FIT)
     # cuDNN runs float32 convolutions and recurrences in TF32 by default on Ampere and
     # later, and the dynamic graph's neighbour choices amplify that rounding (docs/dmsge.md):
     # the CPU's results are matched in full float32.
-    tf32 = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    try:
+    with _cudnn_full_float32():
         on_gpu = basin.msgl.downscale(model, device="cuda", **RUN)
-    finally:
-        torch.backends.cudnn.allow_tf32 = tf32
     on_cpu = basin.msgl.downscale(model, device="cpu", **RUN)
     assert np.isfinite(on_gpu.values).all()
     assert _max_diff(on_gpu, on_cpu) < 1e-3
