@@ -230,6 +230,24 @@ def test_mask_coarse_names_the_variables_to_hide(small_basin: xr.Dataset) -> Non
             cross_validate(ds, "x", mask_coarse=bad, **kw)
 
 
+@pytest.mark.parametrize("blocking", ["reach", "subbasin"])
+def test_data_without_coarse_observations_cross_validate(small_basin: xr.Dataset, blocking: str) -> None:
+    # mask_coarse=True read seg_temp whether or not the dataset had it (KeyError).
+    cv = cross_validate(small_basin.drop_vars("seg_temp"), "climatology", folds=2, repeats=1,
+                        seeds=1, blocking=blocking)
+    assert np.isfinite(cv.rmse.values).all()
+    assert cv.attrs["mask_coarse"] == 0 and cv.attrs["mask_coarse_variables"] == ""
+
+
+def test_water_year_blocking_checks_the_names_it_ignores(small_basin: xr.Dataset) -> None:
+    with pytest.raises(ParameterError, match="mask_coarse"):
+        cross_validate(small_basin, "climatology", folds=2, repeats=1, seeds=1,
+                       blocking="water_year", mask_coarse=["nope"])
+    with pytest.raises(ParameterError, match="True, False or a list"):
+        cross_validate(small_basin, "climatology", folds=2, repeats=1, seeds=1,
+                       blocking="reach", mask_coarse=1)
+
+
 def test_a_stage_a_record_hidden_in_full_is_named(small_basin: xr.Dataset) -> None:
     # The explanation named seg_temp only; a stage-A record that lay wholly in the
     # held-out sites' segments left the fit's error unexplained.

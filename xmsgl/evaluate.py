@@ -588,7 +588,7 @@ def _coarse_targets(ds: xr.Dataset, fit_kwargs: Mapping[str, Any] | None) -> lis
     held-out data: ``seg_temp``, and ASYNC-MSGL's ``stage_a_variable`` when the fit
     arguments name another (seg, time) variable of ``ds`` (a longer coarse record taken
     at the same gauges would otherwise carry the held-out sites' data into stage A)."""
-    names = ["seg_temp"]
+    names = ["seg_temp"] if "seg_temp" in ds.data_vars else []
     other = (fit_kwargs or {}).get("stage_a_variable")
     if (isinstance(other, str) and other != "seg_temp" and other in ds.data_vars
             and set(ds[other].dims) == {SEG, TIME}):
@@ -605,18 +605,18 @@ def _masked_coarse(ds: xr.Dataset, fit_kwargs: Mapping[str, Any] | None, mask_co
     try:
         names = list(names)
     except TypeError:
-        names = None
-    bad = None if names is not None else [mask_coarse]
-    if names is not None:
-        bad = [n for n in names if not isinstance(n, str) or n not in ds.data_vars
-               or set(ds[n].dims) != {SEG, TIME}]
+        raise ParameterError(
+            f"mask_coarse={mask_coarse!r} must be True, False or a list of the names of the "
+            "coarse variables to hide, such as ['seg_temp']") from None
+    bad = [n for n in names if not isinstance(n, str) or n not in ds.data_vars
+           or set(ds[n].dims) != {SEG, TIME}]
     if bad:
         raise ParameterError(
             f"mask_coarse={mask_coarse!r}: {bad} are not (seg, time) variables of the dataset; "
             "give True (hide seg_temp and a stage_a_variable of fit_kwargs), False, or the names "
             "of the coarse variables to hide, such as ['seg_temp']"
         )
-    return list(dict.fromkeys(names or []))
+    return list(dict.fromkeys(names))
 
 
 # ----------------------------------------------------------------------------- trainers
@@ -770,7 +770,7 @@ def cross_validate(
     *,
     seed: int = 0,
     use_truth: bool = True,
-    mask_coarse: bool = True,
+    mask_coarse: bool | Sequence[str] = True,
 ) -> xr.Dataset:
     """Repeated, blocked K-fold cross-validation over several training seeds.
 
@@ -831,7 +831,9 @@ def cross_validate(
         instead: ``["seg_temp"]`` keeps a process model's output given as
         ``stage_a_variable``, which exists at every segment. ``False`` hides none,
         for coarse data that do not come from the fine sites. The result's
-        ``mask_coarse_variables`` attribute names those hidden.
+        ``mask_coarse_variables`` attribute names those hidden. With
+        ``"water_year"`` blocking the coarse targets are hidden on the held-out
+        days whatever ``mask_coarse`` says (its names are still checked).
 
     Returns
     -------
@@ -882,7 +884,11 @@ def cross_validate(
     held_id = np.zeros((n_rep, folds), dtype=np.int64)
     ids: dict[frozenset[int], int] = {}
     coarse_vars = _coarse_targets(ds, fit_kwargs)
-    hidden_vars = _masked_coarse(ds, fit_kwargs, mask_coarse) if blocking != "water_year" else []
+    # Checked with every blocking; "water_year" hides the coarse targets on the held-out
+    # days whatever it says.
+    hidden_vars = _masked_coarse(ds, fit_kwargs, mask_coarse)
+    if blocking == "water_year":
+        hidden_vars = []
     had_values = {n for n in hidden_vars if bool(ds[n].notnull().any())}
     for h in parts:
         held_id[h.repeat, h.fold] = ids.setdefault(frozenset(h.groups), len(ids))
