@@ -583,6 +583,11 @@ def _mask_obs(ds: xr.Dataset, name: str, dim: str, cells: np.ndarray) -> xr.Data
     return ds.assign({name: new})
 
 
+def _is_coarse_series(ds: xr.Dataset, name: Any) -> bool:
+    """Whether ``name`` is a (seg, time) variable of ``ds``."""
+    return isinstance(name, str) and name in ds.data_vars and set(ds[name].dims) == {SEG, TIME}
+
+
 def _coarse_targets(ds: xr.Dataset, fit_kwargs: Mapping[str, Any] | None) -> list[str]:
     """The coarse variables a fit learns from, which cross-validation hides with the
     held-out data: ``seg_temp``, and ASYNC-MSGL's ``stage_a_variable`` when the fit
@@ -590,9 +595,8 @@ def _coarse_targets(ds: xr.Dataset, fit_kwargs: Mapping[str, Any] | None) -> lis
     at the same gauges would otherwise carry the held-out sites' data into stage A)."""
     names = ["seg_temp"] if "seg_temp" in ds.data_vars else []
     other = (fit_kwargs or {}).get("stage_a_variable")
-    if (isinstance(other, str) and other != "seg_temp" and other in ds.data_vars
-            and set(ds[other].dims) == {SEG, TIME}):
-        names.append(other)
+    if other != "seg_temp" and _is_coarse_series(ds, other):
+        names.append(str(other))
     return names
 
 
@@ -608,8 +612,7 @@ def _masked_coarse(ds: xr.Dataset, fit_kwargs: Mapping[str, Any] | None, mask_co
         raise ParameterError(
             f"mask_coarse={mask_coarse!r} must be True, False or a list of the names of the "
             "coarse variables to hide, such as ['seg_temp']") from None
-    bad = [n for n in names if not isinstance(n, str) or n not in ds.data_vars
-           or set(ds[n].dims) != {SEG, TIME}]
+    bad = [n for n in names if not _is_coarse_series(ds, n)]
     if bad:
         raise ParameterError(
             f"mask_coarse={mask_coarse!r}: {bad} are not (seg, time) variables of the dataset; "
@@ -886,9 +889,8 @@ def cross_validate(
     coarse_vars = _coarse_targets(ds, fit_kwargs)
     # Checked with every blocking; "water_year" hides the coarse targets on the held-out
     # days whatever it says.
-    hidden_vars = _masked_coarse(ds, fit_kwargs, mask_coarse)
-    if blocking == "water_year":
-        hidden_vars = []
+    checked = _masked_coarse(ds, fit_kwargs, mask_coarse)
+    hidden_vars = [] if blocking == "water_year" else checked
     had_values = {n for n in hidden_vars if bool(ds[n].notnull().any())}
     for h in parts:
         held_id[h.repeat, h.fold] = ids.setdefault(frozenset(h.groups), len(ids))

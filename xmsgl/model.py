@@ -44,7 +44,6 @@ import functools
 import inspect
 import json
 import math
-import numbers
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -973,8 +972,6 @@ def fit(
     check_ema_decay(ema_decay)
     check_lr_schedule(lr_schedule)
     check_weight_decay(weight_decay)
-    if isinstance(lr, numbers.Real) and math.isfinite(lr) and lr > 0:
-        check_weight_decay(weight_decay, float(lr))  # a bad lr is refused by its own check
     if weight_decay and subbasin_batch is not None:
         raise ParameterError("weight_decay is not available with subbasin_batch (each block of "
                              "sub-basins is a separate run of the training loop): drop one of them")
@@ -1024,7 +1021,7 @@ def fit(
                              f"largest sizes a model may have ({SIZE_LIMITS}); give smaller ones")
     if pretrain_epochs is not None:
         check_count("pretrain_epochs", pretrain_epochs)
-    check_lr(lr)
+    check_weight_decay(weight_decay, check_lr(lr))
     if isinstance(stage_a_tasks, str):
         # One task named on its own, e.g. stage_a_tasks="remap", not its letters.
         stage_a_tasks = (stage_a_tasks,)
