@@ -301,6 +301,17 @@ def test_stage_a_variable_is_a_target_not_an_input(basin: xr.Dataset) -> None:
         assert "seg_temp_record" in xmsgl.convention.input_variables(ds).all()
 
 
+def test_stage_a_period_over_validation_days_warns(basin: xr.Dataset) -> None:
+    # Allowed (coarse targets only), but the fine validation score that picks the
+    # checkpoint then judges days stage A trained on: said, with the days.
+    with pytest.warns(xmsgl.XmsglWarning, match=r"overlaps the validation period on 6 days "
+                      r"\(2001-05-16 to 2001-05-21\)"):
+        m = fit(basin, method="async-msgl", val=("2001-05-16", "2001-05-31"),
+                test=("2001-06-01", "2001-06-30"), stage_a_period=("2001-01-01", "2001-05-21"),
+                **{**FAST, "epochs": 1})
+    assert m.config["stage_a"]["period"][-1][1] == "2001-05-21"
+
+
 def test_stage_a_without_targets_is_refused(basin: xr.Dataset) -> None:
     record = basin.seg_temp.where(basin.time < np.datetime64("2001-03-01"))
     ds = basin.assign(seg_temp_record=record.assign_attrs(units="degC"))

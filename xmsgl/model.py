@@ -843,8 +843,8 @@ def fit(
         gap left in ``train`` is read too). With no ``test`` given nothing is held
         out of stage A but the validation days, and fit warns when it reads days
         outside ``train``. A period given here may overlap the validation days (not
-        the test days, a ``TimeError``): stage A then trains on the days that choose
-        its checkpoint. The days read are part of the ``xmsgl_train_periods`` of the
+        the test days, a ``TimeError``), with a warning: stage A then trains on the
+        days that choose its checkpoint. The days read are part of the ``xmsgl_train_periods`` of the
         model's predictions.
     stage_a_tasks : tuple of str, default ("coarse", "remap")
         ``"coarse"``: the coarse task on ``stage_a_variable``; ``"remap"``: the
@@ -1231,6 +1231,19 @@ def fit(
                     f"stage_a_period {stage_a_period!r} overlaps the test period "
                     f"{periods['test']}; stage A must never see test-period data"
                 )
+            seen_val = mask_a & masks["val"]
+            if stage_a_period is not None and seen_val.any():
+                spans = [(str(time[a].date()), str(time[b - 1].date()))
+                         for a, b in period_ranges(time, seen_val)]
+                warnings.warn(
+                    f"stage_a_period {stage_a_period!r} overlaps the validation period on "
+                    f"{int(seen_val.sum())} days ({_span_text(spans[:3])}"
+                    f"{', ...' if len(spans) > 3 else ''}): stage A trains on "
+                    f"{stage_a_variable!r} on days whose fine observations choose the "
+                    "checkpoint, so the validation scores in the model's history are not out "
+                    "of sample. Leave stage_a_period out (every day outside val and test) or "
+                    "end it before the validation period", XmsglWarning,
+                    stacklevel=user_stacklevel())
             ya = _masked(std(target_array(ds, stage_a_variable, SEG)), mask_a)
             if not np.isfinite(ya).any():
                 # Stage A would otherwise run its epochs without a single loss.
