@@ -423,3 +423,30 @@ def test_messages_in_the_commands_words_leave_python_code_alone() -> None:
     for code in ("ds.resample(time='1D').mean()", "fit(ds, method='msgl')", "f(a, time='x')",
                  "to_zarr_safe(ds, p, overwrite=True)"):
         assert _cli_words(f"run {code}") == f"run {code}"
+
+
+@pytest.mark.filterwarnings("default::xmsgl.exceptions.ShortRecordWarning")
+def test_evaluate_takes_a_test_period_and_advises_it(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    # On a record of two water years the default split warns; its advice named
+    # --train and --val, which evaluate does not have.
+    import json
+
+    import xarray as xr
+
+    import xmsgl
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2000-10-01", end="2002-09-30", seed=2)
+    ds.to_netcdf(tmp_path / "short.nc")
+    base = ["evaluate", "--methods", "climatology", "msgl", "--epochs", "1", "--keep", "1",
+            "--data", str(tmp_path / "short.nc")]
+    assert main([*base, "--out", str(tmp_path / "a.nc")]) == 0
+    err = capsys.readouterr().err
+    assert "give --test START END to choose the test period" in err and "--train" not in err
+    # climatology alone: the networks would validate on nothing before this test period
+    base = ["evaluate", "--methods", "climatology", "--keep", "1", "--data", str(tmp_path / "short.nc")]
+    assert main([*base, "--test", "2002-04-01", "2002-09-30", "--out", str(tmp_path / "b.nc")]) == 0
+    assert "too few for the default split" not in capsys.readouterr().err
+    with xr.open_dataset(tmp_path / "b.nc") as res:
+        assert json.loads(res.attrs["test_period"]) == [["2002-04-01", "2002-09-30"]]
+    assert main([*base, "--test", "2002-09-30", "2002-04-01", "--out", str(tmp_path / "c.nc")]) == 2
+    assert "--test" in capsys.readouterr().err

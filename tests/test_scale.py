@@ -84,6 +84,22 @@ def test_weights_changed_in_place_are_what_the_lazy_path_runs(basin: xr.Dataset,
     edited.save(tmp_path / "m")
     again = xmsgl.load(tmp_path / "m")
     assert again.sha256 == edited.sha256 and again.weights_sha256 == edited.weights_sha256
+    # Edits torch does not count as in-place changes of the parameters: through
+    # .data (a view of the same memory) and by replacing .data, as
+    # torch.nn.utils.vector_to_parameters does. The lazy run used to load the copy
+    # saved under the old sha256, the old weights.
+    from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+    for edit in (lambda: next(iter(edited.net.parameters())).data.add_(0.5),
+                 lambda: vector_to_parameters(parameters_to_vector(edited.net.parameters()) * 1.05,
+                                              edited.net.parameters())):
+        before = edited.sha256
+        edit()
+        assert edited.sha256 != before
+        lazy = _chunked(basin).msgl.downscale(edited, **RUN).compute()
+        eager = basin.msgl.downscale(edited, **RUN)
+        np.testing.assert_allclose(lazy.values, eager.values, atol=1e-5)
+        assert lazy.attrs["xmsgl_model_sha256"] == edited.sha256
 
 
 def test_block_options_are_counts_and_not_ignored(basin: xr.Dataset, model: Downscaler) -> None:

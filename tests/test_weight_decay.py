@@ -114,3 +114,22 @@ def test_info_shows_the_settings_recorded_when_used(half_year_basin: xr.Dataset,
     assert main(["info", str(tmp_path / "plain")]) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("hyperparameters: "))
     assert "weight_decay" not in line and "lr_schedule" not in line and "clip_grad_norm" not in line
+
+
+def test_info_shows_the_task_weights_attention_and_batch_settings(half_year_basin: xr.Dataset, tmp_path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # A model with fixed weights and a shorter attention printed the defaults' line.
+    from xmsgl.cli import main
+
+    fit(half_year_basin, method="msgl", weighting="fixed", task_weights={"coarse": 1, "cross": 0.5, "fine": 2},
+        attn_window=10, attn_blocks=1, batch_size=2, **FIT).save(tmp_path / "m")
+    assert main(["info", str(tmp_path / "m")]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("hyperparameters: "))
+    assert "weighting fixed" in line and "task_weights (coarse=1 cross=0.5 fine=2)" in line
+    assert "attn_window 10" in line and "attn_blocks 1" in line and "batch_size 2" in line
+    assert "pretrain_epochs" not in line  # msgl has no first stage
+    fit(half_year_basin, method="direct", pretrain_epochs=1, **FIT).save(tmp_path / "d")
+    assert main(["info", str(tmp_path / "d")]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("hyperparameters: "))
+    assert "pretrain_epochs 1" in line
+    assert "attn_window" not in line and "task_weights" not in line and "batch_size" not in line

@@ -193,6 +193,8 @@ def _model_lines(value: str) -> list[str]:
         return f"fit: {fit}"
 
     def text(v: Any) -> str:
+        if isinstance(v, dict):  # task_weights
+            return "(" + " ".join(f"{k}={w}" for k, w in v.items()) + ")"
         return "none" if v is None else str(v)
 
     def input_lines(v: dict[str, Any], reads: dict[str, bool]) -> list[str]:
@@ -251,10 +253,13 @@ def _model_lines(value: str) -> list[str]:
     from xmsgl.model import _METHOD_ONLY_ARGS
 
     # Not the settings the method does not read (fine-only records weighting "mgda").
-    keys = [k for k in ("hidden", "epochs", "lr", "weighting", "window", "stride", "fine_head",
-                        "input_scaling") if cfg["method"] in _METHOD_ONLY_ARGS.get(k, (cfg["method"],))]
-    # Settings recorded only when used (off by default).
-    keys += [k for k in ("lr_schedule", "weight_decay", "ema_decay", "clip_grad_norm", "subbasin_batch")
+    keys = [k for k in ("hidden", "epochs", "pretrain_epochs", "lr", "weighting", "window", "stride",
+                        "fine_head", "input_scaling", "attn_window", "attn_blocks")
+            if cfg["method"] in _METHOD_ONLY_ARGS.get(k, (cfg["method"],))]
+    # Settings recorded only when used (off by default): task_weights with weighting
+    # "fixed", batch_size when given (None: as many windows as fit in memory).
+    keys += [k for k in ("task_weights", "batch_size", "lr_schedule", "weight_decay", "ema_decay",
+                         "clip_grad_norm", "subbasin_batch")
              if hp.get(k) is not None]
     lines.append("hyperparameters: " + ", ".join(f"{k} {text(hp[k])}" for k in keys if k in hp))
     if hp.get("backbone", "rgrn") != "rgrn":
@@ -345,11 +350,21 @@ _CLI_WORDS = (
 )
 
 
-def _cli_words(message: str) -> str:
-    """A message of the Python API with its keyword advice in the command's words."""
+#: ``xmsgl evaluate`` chooses the test period alone (``--test``): the sweep trains every
+#: method on the other days, and the networks validate on the water year(s) before it.
+_EVALUATE_WORDS = (
+    (r"\bgive train=, val= and test= \(start, end\) to choose them",
+     "give --test START END to choose the test period"),
+    (r"\bgive train=\(start, end\) to choose them", "give --test START END to choose the test period"),
+)
+
+
+def _cli_words(message: str, command: str = "") -> str:
+    """A message of the Python API with its keyword advice in the words of the
+    command (``command``: words of its own first, for ``"evaluate"``)."""
     import re
 
-    for pattern, words in _CLI_WORDS:
+    for pattern, words in (*(_EVALUATE_WORDS if command == "evaluate" else ()), *_CLI_WORDS):
         message = re.sub(pattern, words, message)
     return message
 
@@ -427,15 +442,16 @@ def _open_data(value: str) -> Any:
 
 
 @contextlib.contextmanager
-def _warnings_as_lines() -> Iterator[None]:
-    """Print xmsgl's warnings as ``xmsgl: warning: ...`` lines while a command runs."""
+def _warnings_as_lines(command: str = "") -> Iterator[None]:
+    """Print xmsgl's warnings as ``xmsgl: warning: ...`` lines while a command runs, in
+    the words of ``command`` (:func:`_cli_words`)."""
     with warnings.catch_warnings():
         shown = warnings.showwarning
 
         def show(message: Any, category: Any, filename: Any, lineno: Any, file: Any = None,
                  line: Any = None) -> None:
             if issubclass(category, XmsglWarning):
-                _warn(_cli_words(str(message)))
+                _warn(_cli_words(str(message), command))
             else:
                 shown(message, category, filename, lineno, file, line)
 
@@ -659,6 +675,7 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
                                  "which have no epochs; leave --epochs out")
     else:
         args.epochs = 10
+    args.test = _period("--test", args.test)
     args.device = _device(args.device)
     given_cv = [name for name in (*_CV_DEFAULTS, "cv_seeds", "keep_coarse")
                 if getattr(args, name) is not None]
@@ -812,7 +829,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     out_path = _check_evaluate(args)
     # Scoped, so that calling main() in a process leaves its options as they were.
-    with xmsgl.set_options(progress=False, device=args.device), _warnings_as_lines():
+    with xmsgl.set_options(progress=False, device=args.device), _warnings_as_lines("evaluate"):
         ds, source = _evaluate_data(args)
         notes = _check_evaluate_data(args, ds)
         for note in notes:
@@ -836,7 +853,7 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
     fit_kwargs = {m: ({} if m in BASELINES else neural) for m in args.methods}
     t0 = _time.time()
     sweep = sparsity_sweep(ds, args.methods, keep=args.keep, seeds=args.seeds, by=args.by,
-                           fit_kwargs=fit_kwargs)
+                           fit_kwargs=fit_kwargs, test=args.test)
     out = sweep
     parts = [f"sweep {_time.time() - t0:.0f} s"]
     if args.cv:
@@ -994,6 +1011,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"synthetic basin seed (default: {_SYNTHETIC['basin_seed']})")
     ev.add_argument("--reach-obs-share", type=float, default=None,
                     help=f"share of synthetic reaches with a gauge (default: {_SYNTHETIC['reach_obs_share']})")
+    ev.add_argument("--test", nargs=2, metavar=("START", "END"), default=None,
+                    help="test period of the sweep and of --robustness, ends included (default: "
+                         "the last water year(s), by fit's split); every method trains on the "
+                         "other days, and the networks validate on the water year(s) before it")
     ev.add_argument("--cv", default=None, metavar="METHOD", help="also cross-validate this method")
     ev.add_argument("--folds", type=int, default=None,
                     help=f"cross-validation folds (default: {_CV_DEFAULTS['folds']})")
@@ -1234,7 +1255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(err)
         return 1
     except XmsglError as err:
-        _error(_cli_words(str(err)))
+        _error(_cli_words(str(err), getattr(args, "command", "")))
         return 2
     except OSError as err:
         # The system failed under a valid command (disk full, permission denied...).

@@ -183,6 +183,93 @@ def feature_spec(ds: xr.Dataset, inputs: InputVariables) -> FeatureSpec:
 MAX_STANDARD_SCORE = 1000.0
 
 
+#: Numbers that data sets write for "missing" without declaring them as ``_FillValue``
+#: (so xarray does not mask them). Refused in an input where they are far from its
+#: other values: :data:`FILL_SCORE` training standard deviations from the training
+#: mean (:func:`_check_fill_values`), or, on the training days themselves, beyond the
+#: other values by more than their range (:func:`refuse_fill_values`): one such value
+#: among the training days widens the standard deviation that would judge it, and
+#: with them a few percent of the days.
+FILL_VALUES = (-99999.0, -32768.0, -32767.0, -9999.0, -999.0, 9999.0, 99999.0)
+
+#: Standard scores beyond which a value of :data:`FILL_VALUES` is taken for a fill value.
+FILL_SCORE = 10.0
+
+
+def _fill_message(name: str, found: np.ndarray, n: int, where: str, why: str, static: bool) -> str:
+    shown = " and ".join(f"{v:g}" for v in found)
+    first = f"{found[0]:g}"
+    fill = ("fill them from related values (a reach's from its segment, or a basin median)"
+            if static else "fill the gaps (for example .interpolate_na('time'))")
+    return (f"input variable {name!r} holds {n} value{'s' if n != 1 else ''} of {shown} (at "
+            f"{where}), {why}: a fill value that was not masked (no _FillValue or missing_value "
+            f"attribute told xarray of it); mask it, ds[{name!r}] = "
+            f"ds[{name!r}].where(ds[{name!r}] != {first}), then {fill}, or leave the variable out")
+
+
+def _check_fill_values(name: str, lo: Any, hi: Any, vals: np.ndarray, spec: FeatureSpec,
+                       static: bool, sel: xr.Dataset, dim: str) -> None:
+    """Refuse values of :data:`FILL_VALUES` more than :data:`FILL_SCORE` standard
+    deviations from the training mean in input ``name`` (``lo``, ``hi``: its smallest
+    and largest standard scores, which rule the search out for almost every input).
+    Temperatures in degC are left to their plausible range."""
+    if (-FILL_SCORE <= lo and hi <= FILL_SCORE) or spec.units.get(name) == "degC":
+        return
+    mean, std = float(spec.mean[name]), float(spec.std[name])
+    vmin, vmax = float(lo) * std + mean, float(hi) * std + mean
+    cands = [v for v in FILL_VALUES if abs(v - mean) > FILL_SCORE * std
+             and vmin - 1e-3 * abs(v) <= v <= vmax + 1e-3 * abs(v)]
+    if not cands:
+        return
+    bad = np.isin(np.asarray(vals, dtype=np.float32), np.asarray(cands, dtype=np.float32))
+    if not bad.any():
+        return
+    found = np.unique(np.asarray(vals, dtype=np.float64)[bad])
+    raise DataError(_fill_message(
+        name, found, int(np.count_nonzero(bad)), _where_bad(bad, sel, dim),
+        f"more than {FILL_SCORE:g} standard deviations from its training mean {mean:.4g} "
+        f"(standard deviation {std:.4g})", static))
+
+
+def refuse_fill_values(ds: xr.Dataset, name: str, vals: np.ndarray, train_mask: np.ndarray) -> None:
+    """Refuse input ``name`` whose training values ``vals`` (finite, flattened) hold a
+    value of :data:`FILL_VALUES` beyond the range of its other values by more than that
+    range (or only such values): a fill value would otherwise set the mean and
+    standard deviation that judge it. Temperatures in degC are left to their
+    plausible range."""
+    if not vals.size or str(ds[name].attrs.get("units")) == "degC":
+        return
+    vmin, vmax = float(vals.min()), float(vals.max())
+    if not any(vmin <= v <= vmax for v in FILL_VALUES):
+        return
+    sentinel = np.isin(vals, np.asarray(FILL_VALUES))
+    if not sentinel.any():
+        return
+    others = vals[~sentinel]
+    if others.size:
+        omin, omax = float(others.min()), float(others.max())
+        span = omax - omin
+        found = np.unique(vals[sentinel])
+        found = found[(found < omin - span) | (found > omax + span)]
+        if not found.size:
+            return
+        why = f"beyond its other training values ({omin:.4g}..{omax:.4g}) by more than their range"
+    else:
+        found = np.unique(vals[sentinel])
+        why = "its only values on the training days"
+    da = ds[name]
+    if TIME in da.dims:
+        days = np.flatnonzero(train_mask)
+        sel = ds.isel({TIME: days})
+        arr = np.asarray(sel[name].transpose(TIME, *[d for d in da.dims if d != TIME]).values)
+    else:
+        sel, arr = ds, np.asarray(da.values)
+    bad = np.isin(arr, found)
+    dim = next(str(d) for d in da.dims if str(d) != TIME)
+    raise DataError(_fill_message(name, found, int(np.count_nonzero(bad)),
+                                  _where_bad(bad, sel, dim), why, TIME not in da.dims))
+
+
 def _input_values(sel: xr.Dataset, name: str, dim: str) -> tuple[np.ndarray, bool]:
     """Input ``name`` of ``sel`` as it is stored (no copy where the data allow):
     (T, N) (a transposed view for a variable stored on (N, T)) or (N,), and whether
@@ -238,6 +325,7 @@ def _check_scores(name: str, lo: Any, hi: Any, vals: np.ndarray, spec: FeatureSp
     message only then. Leaving the variable out is advised when ``fitting`` only: a
     fitted model needs every input it was fitted with."""
     if lo >= -MAX_STANDARD_SCORE and hi <= MAX_STANDARD_SCORE:
+        _check_fill_values(name, lo, hi, vals, spec, static, sel, dim)
         return
     as32 = np.asarray(vals, dtype=np.float32)
     bad = ~np.isfinite(as32)
@@ -453,13 +541,16 @@ def check_input_scaling(scaling: object) -> None:
 
 
 def _training_values(ds: xr.Dataset, name: str, train_mask: np.ndarray) -> np.ndarray:
-    """The finite values of input ``name`` on the training days (all of a static one)."""
+    """The finite values of input ``name`` on the training days (all of a static one);
+    :class:`DataError` where they hold fill values (:func:`refuse_fill_values`)."""
     da = ds[name]
     if TIME in da.dims:
         vals = np.asarray(da.isel({TIME: np.flatnonzero(train_mask)}).values, dtype=np.float64)
     else:
         vals = np.asarray(da.values, dtype=np.float64)
-    return vals[np.isfinite(vals)]
+    vals = vals[np.isfinite(vals)]
+    refuse_fill_values(ds, name, vals, train_mask)
+    return vals
 
 
 def fit_scalers(ds: xr.Dataset, spec: FeatureSpec, train_mask: np.ndarray,

@@ -39,11 +39,23 @@ def state_sha256(net: torch.nn.Module) -> str:
     return hashlib.sha256(state_bytes(net)).hexdigest()
 
 
-def weights_state(net: torch.nn.Module) -> tuple[Any, ...]:
-    """What changes when the weights of ``net`` do: each tensor's identity and torch's
-    count of its in-place changes (``load_state_dict``, an optimizer step,
-    ``p.mul_``...)."""
-    return tuple((name, id(t), t._version) for name, t in net.state_dict(keep_vars=True).items())
+def weights_state(net: torch.nn.Module) -> str:
+    """What changes when the weights of ``net`` do: a sha256 of each tensor's name,
+    dtype, shape and raw bytes (about a millisecond for an MSGL network).
+
+    Torch's count of in-place changes would be cheaper, but edits through ``p.data``
+    (``p.data.add_``, a numpy view, ``p.data = ...`` as
+    ``torch.nn.utils.vector_to_parameters`` does) leave it and the tensor's identity
+    as they were, and a stale digest would send the lazy path's workers the old
+    weights under the old name.
+    """
+    h = hashlib.sha256()
+    for name, t in net.state_dict(keep_vars=True).items():
+        flat = t.detach().reshape(-1).contiguous().cpu()
+        h.update(f"{name}|{flat.dtype}|{tuple(t.shape)};".encode())
+        if flat.numel():
+            h.update(memoryview(flat.view(torch.uint8).numpy()))
+    return h.hexdigest()
 
 
 class WeightsDigest:
@@ -53,7 +65,7 @@ class WeightsDigest:
 
     def __init__(self) -> None:
         self._digest: str | None = None
-        self._state: tuple[Any, ...] | None = None
+        self._state: str | None = None
 
     def remember(self, net: torch.nn.Module, digest: str) -> None:
         """Keep ``digest`` (read from a file, or just written) for ``net`` as it is now."""

@@ -1,0 +1,107 @@
+"""Undeclared fill values (-9999 and kin) in inputs other than temperatures.
+
+A fill value among the training days sets the mean and standard deviation that would
+judge it: one -9999 among N precipitation values scores only about sqrt(N) standard
+deviations, never the 1000 that refuse far values, so it used to train the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import xmsgl
+from xmsgl.exceptions import DataError
+from xmsgl.train import FILL_VALUES, refuse_fill_values
+
+torch.set_num_threads(1)
+
+PERIODS = {"train": ("2000-10-01", "2001-09-30"), "val": ("2001-10-01", "2002-03-31"),
+           "test": ("2002-04-01", "2002-09-30")}
+FIT = {"method": "msgl", "epochs": 1, "seed": 0, "window": 120, "stride": 120, "progress": False,
+       "hidden": 4, **PERIODS}
+
+
+@pytest.fixture(scope="module")
+def basin() -> xr.Dataset:
+    return xmsgl.datasets.synthetic_basin(n_segments=6, start="2000-10-01", end="2002-09-30", seed=0)
+
+
+@pytest.fixture(scope="module")
+def model(basin: xr.Dataset) -> Any:
+    return basin.msgl.fit(**FIT)
+
+
+def _set(ds: xr.Dataset, name: str, index: Any, value: float) -> xr.Dataset:
+    out = ds.copy(deep=True)
+    out[name].values[index] = value
+    return out
+
+
+@pytest.mark.parametrize(("name", "index", "where"), [
+    ("seg_precip", (1, 100), r"seg \d+ on 2001-01-09"),
+    ("reach_precip", (2, 40), r"reach \d+ on 2000-11-10"),
+    ("reach_width", (3,), r"reach \d+\)"),
+])
+def test_fit_refuses_one_fill_value_among_the_training_days(basin: xr.Dataset, name: str,
+                                                             index: Any, where: str) -> None:
+    bad = _set(basin, name, index, -9999.0)
+    with pytest.raises(DataError, match=rf"{name!r} holds 1 value of -9999 \(at {where}.*beyond its "
+                                        rf"other training values.*!= -9999"):
+        bad.msgl.fit(**FIT)
+
+
+def test_fit_refuses_many_fill_values(basin: xr.Dataset) -> None:
+    # 5% of the days: the standard deviation they make would score them about 4.
+    bad = basin.copy(deep=True)
+    vals = bad["reach_precip"].values
+    vals[np.random.default_rng(0).random(vals.shape) < 0.05] = -999.0
+    with pytest.raises(DataError, match=r"'reach_precip' holds \d+ values of -999 \(at .* and \d+ more\)"):
+        bad.msgl.fit(**FIT)
+
+
+def test_a_fill_value_outside_the_training_days_is_refused_too(basin: xr.Dataset) -> None:
+    # On a test day it is no training value, and the clean standard deviation finds it.
+    bad = _set(basin, "reach_precip", (2, 600), -9999.0)
+    with pytest.raises(DataError, match=r"'reach_precip' has 1 values more than 1000"):
+        bad.msgl.fit(**FIT)
+
+
+@pytest.mark.parametrize(("name", "index", "fix"), [
+    ("reach_width", (5,), "from related values"),
+    ("reach_precip", (2, slice(40, 45)), r"interpolate_na\('time'\)"),
+])
+def test_downscale_refuses_fill_values_nearer_than_1000_deviations(
+        basin: xr.Dataset, model: Any, name: str, index: Any, fix: str) -> None:
+    bad = _set(basin, name, index, -999.0)
+    with pytest.raises(DataError, match=rf"{name!r} holds \d+ values? of -999 .*more than 10 standard "
+                                        rf"deviations from its training mean.*{fix}"):
+        bad.msgl.downscale(model)
+
+
+def test_the_same_numbers_as_real_values_are_kept(basin: xr.Dataset) -> None:
+    # Elevations reach -999 m nowhere on land, but a value in line with the others is
+    # not judged by its digits: only one far beyond them is.
+    ds = basin.copy(deep=True)
+    vals = np.asarray(ds["reach_width"].values, dtype=np.float64)
+    vals = vals * 1000.0   # widths of 0.6-12 km: 9999 is then among them
+    vals[0] = 9999.0
+    refuse_fill_values(ds.assign(reach_width=("reach", vals, ds["reach_width"].attrs)),
+                       "reach_width", vals, np.ones(ds.sizes["time"], bool))
+    with pytest.raises(DataError, match="its only values"):
+        only = np.full(4, -9999.0)
+        refuse_fill_values(xr.Dataset({"x": ("reach", only, {"units": "m"})}), "x", only, np.ones(1, bool))
+
+
+def test_temperatures_keep_their_own_check(basin: xr.Dataset) -> None:
+    bad = _set(basin, "reach_air_temp", (0, 10), -9999.0)
+    with pytest.raises(xmsgl.UnitsError):
+        bad.msgl.fit(**FIT)
+
+
+def test_every_fill_value_is_exact_in_float32() -> None:
+    assert all(float(np.float32(v)) == v for v in FILL_VALUES)
