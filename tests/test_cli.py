@@ -61,6 +61,11 @@ def test_failed_download_exits_1_not_2(tmp_path, monkeypatch: pytest.MonkeyPatch
     err = capsys.readouterr().err.strip().splitlines()  # pooch's progress lines, then the error
     assert err[-1].startswith("xmsgl: error: ") and "Traceback" not in "".join(err)
     assert "could not be downloaded from http://127.0.0.1:9/" in err[-1]
+    assert len(err) > 1  # pooch's lines
+    # --no-progress: the error alone (fetch-data printed its download log regardless).
+    assert main(["fetch-data", "--folder", str(tmp_path / "drb2"), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("xmsgl: error: ")
 
 
 def test_parser_defaults() -> None:

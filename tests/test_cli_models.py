@@ -600,3 +600,17 @@ def test_downscale_reads_standard_dates_beyond_2262(files: dict[str, str], model
         assert str(got.time.values[0])[:10] == "2297-10-01" and got.sizes["time"] == 92
         assert str(got.time_bnds.values[-1, 1])[:10] == "2298-01-01"
         np.testing.assert_allclose(got.reach_temp_pred.values, want.values, atol=1e-6)
+
+
+def test_outputs_name_their_sources_by_absolute_path(files: dict[str, str], model_dir: str, tmp_path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given relative paths, the source attribute kept them, which meant nothing once
+    # the output was moved.
+    monkeypatch.chdir(files["root"])
+    data, model = os.path.basename(files["nc"]), os.path.basename(model_dir)
+    want = f"{os.path.join(files['root'], data)} with the model {os.path.join(files['root'], model)}"
+    assert main(["downscale", model, data, str(tmp_path / "p.nc"), "--time", "2002-10-01", "2002-10-31"]) == 0
+    assert main(["coverage", model, data, "--out", str(tmp_path / "c.nc")]) == 0
+    for name in ("p.nc", "c.nc"):
+        with xr.open_dataset(tmp_path / name) as out:
+            assert out.attrs["source"] == want

@@ -358,3 +358,18 @@ def test_coverage_of_a_period_reaching_past_the_days_says_what_it_judged(
     assert len(messages) == 1 and "only the 1 day from" in messages[0]
     assert "are judged" in messages[0] and "returned" not in messages[0]
     assert cov.attrs["xmsgl_days_judged"] == 1
+
+
+def test_coverage_keeps_the_id_coordinates_downscale_keeps(half_year_basin: xr.Dataset, half_year_msgl) -> None:
+    # Its outputs carried the bare ids: seg_id_nat, COMID and the ids' attributes were lost.
+    ds = half_year_basin.assign_coords(
+        COMID=("reach", np.arange(half_year_basin.sizes["reach"]) + 1000),
+        seg_id_nat=("seg", np.arange(half_year_basin.sizes["seg"]) + 7), basin="test")
+    ds["reach"].attrs["long_name"] = "reach id"
+    cov = ds.msgl.coverage(half_year_msgl)
+    down = ds.msgl.downscale(half_year_msgl)
+    np.testing.assert_array_equal(cov["COMID"], down["COMID"])
+    np.testing.assert_array_equal(cov["reach_beyond_sd"]["COMID"], ds["COMID"])
+    np.testing.assert_array_equal(cov["seg_beyond_sd"]["seg_id_nat"], ds["seg_id_nat"])
+    assert cov["reach"].attrs["long_name"] == "reach id" and cov["basin"].item() == "test"
+    assert "time" not in cov.dims

@@ -96,7 +96,7 @@ def _fetch_data(args: argparse.Namespace) -> int:
     from xmsgl.datasets.drb import fetch_data
 
     folder = None if args.folder is None else output_folder(args.folder, "--folder")
-    paths = fetch_data(source=args.source, folder=folder)
+    paths = fetch_data(source=args.source, folder=folder, progress=not args.no_progress)
     for p in paths:
         print(p)
     print(f"{len(paths)} files ready")
@@ -267,6 +267,12 @@ def _model_lines(value: str) -> list[str]:
         lines.append(f"backbone: {hp['backbone']}"
                      + (" (" + ", ".join(f"{k} {text(o)}" for k, o in opts.items()) + ")" if opts else ""))
     return lines
+
+
+def _source(args: argparse.Namespace) -> str:
+    """The ``source`` attribute of an output of DATA and MODEL: absolute paths, which
+    still name the files once the output is moved."""
+    return f"{os.path.abspath(args.data)} with the model {os.path.abspath(args.model)}"
 
 
 def _merge_steps(out: Any, steps: dict[str, Any]) -> Any:
@@ -619,7 +625,7 @@ def _downscale(args: argparse.Namespace) -> int:
         step = str(pred.attrs.get("history", ""))
         result.attrs = {"title": f"xmsgl downscale: {pred.attrs.get('long_name', pred.name)}",
                         "history": f"{prior}\n{step}" if prior else step,
-                        "source": f"{args.data} with the model {args.model}"}
+                        "source": _source(args)}
         result = _json_attrs(daily_time_bounds(result))
         try:
             # DATA is read lazily, block by block, while the result is written: a chunk
@@ -976,6 +982,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="which files: public mirrors (default) or the full USGS releases")
     fetch.add_argument("--folder", default=None,
                        help="cache folder (default: $XMSGL_DATA_DIR or the user cache)")
+    fetch.add_argument("--no-progress", action="store_true",
+                       help="no progress bars or download log lines")
     fetch.set_defaults(func=_fetch_data)
 
     info = sub.add_parser("info", help="print versions and devices, or describe a saved model",
@@ -1153,7 +1161,7 @@ def _coverage(args: argparse.Namespace) -> int:
                     flag_meanings="inside beyond")
         result.attrs.update({"title": "xmsgl coverage: nodes with inputs beyond those of the "
                                       "observed nodes",
-                             "source": f"{args.data} with the model {args.model}"})
+                             "source": _source(args)})
         try:
             to_netcdf_safe(_json_attrs(result), out, overwrite=args.overwrite)
         except OSError as err:

@@ -19,7 +19,16 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, expect_dataset, only_read, topology_arrays, validate
+from xmsgl.convention import (
+    REACH,
+    SEG,
+    TIME,
+    expect_dataset,
+    only_read,
+    output_coords,
+    topology_arrays,
+    validate,
+)
 from xmsgl.exceptions import DataError, ExtrapolationWarning, ParameterError, SchemaError, format_ids
 
 __all__ = ["coverage", "WARN_SD", "static_extrapolation"]
@@ -189,7 +198,9 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             judged_days.append(name)
         flag = worst > margin
         flags[dim] = flag
-        coord = {dim: ds[dim].values}
+        # The dataset's coordinates along dim (ids' attributes, seg_id_nat, COMID), as
+        # downscale's outputs carry them.
+        coord = _node_coords(ds, dim)
         out[f"{dim}_beyond_observed"] = xr.DataArray(flag, dims=(dim,), coords=coord, attrs={
             "long_name": f"static input beyond those of the {words[dim]} with training observations",
             "description": f"true where a static input lies more than {sds} beyond its range over "
@@ -218,7 +229,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
     if SEG in flags and REACH in flags:
         # validate checked that every reach's segment is in the dataset.
         out["reach_segment_beyond_observed"] = xr.DataArray(
-            flags[SEG][topology_arrays(ds).reach_seg_idx], dims=(REACH,), coords={REACH: ds[REACH].values},
+            flags[SEG][topology_arrays(ds).reach_seg_idx], dims=(REACH,), coords=_node_coords(ds, REACH),
             attrs={"long_name": "the reach's segment is beyond the observed segments"})
     out.attrs.update({"xmsgl_margin_sd": float(margin), "xmsgl_method": model.method,
                       "xmsgl_model_sha256": model.sha256,
@@ -232,6 +243,12 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             out.attrs["xmsgl_time_judged"] = (f"{np.datetime_as_string(days[0], unit='D')} to "
                                               f"{np.datetime_as_string(days[-1], unit='D')}")
     return out
+
+
+def _node_coords(ds: xr.Dataset, dim: str) -> dict[str, xr.DataArray]:
+    """The coordinates of ``ds`` an output on (``dim``,) carries: those on ``dim`` alone
+    and the scalar ones."""
+    return {k: c for k, c in output_coords(ds, dim).items() if TIME not in c.dims}
 
 
 def _sd_beyond(values: np.ndarray, observed: Any, std: float) -> np.ndarray:
