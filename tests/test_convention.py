@@ -503,7 +503,8 @@ def test_negative_discharge_is_named() -> None:
         warnings.simplefilter("error")
         xmsgl.validate(bad.chunk({"time": 10}))
         xmsgl.validate(bad, check_values=False)
-        cold = ds.assign(reach_precip=ds["reach_precip"] * 0 - 1.0)  # not a flow: no warning
+        # Not a quantity that is never negative: no warning.
+        cold = ds.assign(reach_elevation=ds["reach_elevation"] * 0 - 1.0)
         xmsgl.validate(cold)
 
 
@@ -660,3 +661,27 @@ def test_a_node_dimension_under_another_name_is_named_by_every_reader() -> None:
         validate(only_read(renamed, ["seg_air_temp", "reach_air_temp"]))
     with pytest.raises(SchemaError, match=r"'reach_air_temp' is on dimensions .*'member'"):
         only_read(ds.expand_dims(member=2), ["reach_air_temp"])
+
+
+@pytest.mark.parametrize(("name", "units", "what"), [
+    ("reach_precip", "mm day-1", "a precipitation"), ("reach_precip", "mm/d", "a precipitation"),
+    ("reach_area", "km2", "an area"), ("reach_area", "acre", "an area")])
+def test_negative_precipitation_and_areas_are_named(name: str, units: str, what: str) -> None:
+    import warnings
+
+    import xmsgl
+    from xmsgl.exceptions import XmsglWarning
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=5, start="2001-01-01", end="2001-02-28", seed=2)
+    vals = ds[name].values.copy()
+    vals[2] = -1.0  # a reach's value (all its days for a variable on time)
+    bad = ds.assign({name: (ds[name].dims, vals, {**ds[name].attrs, "units": units})})
+    with pytest.warns(XmsglWarning, match=rf"'{name}' \({units}\) is negative at .*reach ids "
+                                          rf".*{ds['reach'].values[2]}.*: {what}.* is never negative"):
+        xmsgl.validate(bad)
+    # Lengths in m are not judged (an elevation below sea level), nor unknown units.
+    low = ds.assign(reach_elevation=ds["reach_elevation"] - 1e4, reach_area=ds["reach_area"].assign_attrs(
+        units="furlong2") * -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xmsgl.validate(low)

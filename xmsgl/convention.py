@@ -1459,8 +1459,23 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
     return out
 
 
+#: Units of quantities that are never negative, with what such a quantity is and when,
+#: if ever, it can be negative: an input in them with negative values is warned of.
+NONNEGATIVE_UNITS = (
+    ("m3 s-1", "a discharge", "is negative only where tides reverse the flow",
+     "unless the flow does reverse"),
+    ("mm day-1", "a precipitation (or other depth of water a day)", "is never negative",
+     "unless it is a net flux such as precipitation minus evaporation"),
+    ("km2", "an area", "is never negative", "unless the sign means something in this data"),
+    ("m2", "an area", "is never negative", "unless the sign means something in this data"),
+    ("ha", "an area", "is never negative", "unless the sign means something in this data"),
+    ("acre", "an area", "is never negative", "unless the sign means something in this data"),
+)
+
+
 def _check_flow_signs(ds: xr.Dataset, names: Sequence[str]) -> None:
-    """Warn of negative values in an input in units of volume flow (discharge).
+    """Warn of negative values in an input in units of a quantity that is never
+    negative (:data:`NONNEGATIVE_UNITS`): a discharge, a precipitation, an area.
 
     Water flows backwards only where tides reverse it; a negative discharge is far
     more often a fill value or another sign convention, which the networks would
@@ -1469,14 +1484,19 @@ def _check_flow_signs(ds: xr.Dataset, names: Sequence[str]) -> None:
     for name in names:
         da = ds[name]
         units = da.attrs.get("units")
-        if not isinstance(units, str) or not same_units(units, "m3 s-1") or _is_lazy(da):
+        if not isinstance(units, str) or _is_lazy(da):
+            continue
+        kind = next((k for k in NONNEGATIVE_UNITS if same_units(units, k[0])), None)
+        if kind is None:
             continue
         vals = np.asarray(da.values)
         if not np.issubdtype(vals.dtype, np.number):
             continue
-        neg = vals < 0
+        # Round-off of a regridding or a unit conversion (-1e-18) is no fill value.
+        neg = vals < -1e-6 * float(np.nanmax(np.abs(vals), initial=0.0))
         if not neg.any():
             continue
+        _, what, when, unless = kind
         dim = next((str(d) for d in da.dims if str(d) in (SEG, REACH)), None)
         where = ""
         if dim is not None:
@@ -1485,10 +1505,9 @@ def _check_flow_signs(ds: xr.Dataset, names: Sequence[str]) -> None:
             where = f" at {dim} ids {format_ids(nodes)}"
         warnings.warn(XmsglWarning(
             f"input {name!r} ({units}) is negative at {int(neg.sum())} of {neg.size} values"
-            f"{where} (lowest {float(np.nanmin(vals)):g}): a discharge is negative only where "
-            f"tides reverse the flow; a fill value or another sign convention is more likely, "
-            f"which the networks would read as a real flow: mask or correct it "
-            f"(ds[{name!r}].where(ds[{name!r}] >= 0)) unless the flow does reverse"),
+            f"{where} (lowest {float(np.nanmin(vals)):g}): {what} {when}; a fill "
+            f"value or another sign convention is more likely, which the networks would read "
+            f"as a real value: mask or correct it (ds[{name!r}].where(ds[{name!r}] >= 0)) {unless}"),
             stacklevel=user_stacklevel())
 
 
