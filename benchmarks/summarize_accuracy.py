@@ -97,14 +97,20 @@ def compare(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for multi in MULTI:
             if multi not in methods:
                 continue
-            candidates = []
-            for single in SINGLE:
-                seeds = sorted(set(methods[multi]) & set(methods.get(single, {})))
-                if seeds:
-                    mean = sum(methods[single][s] for s in seeds) / len(seeds)
-                    candidates.append((mean, single, seeds))
-            if not candidates:
+            present = [b for b in SINGLE if set(methods[multi]) & set(methods.get(b, {}))]
+            if not present:
                 continue
+            # The best baseline is judged on the seeds every baseline present shares
+            # with the multi-scale method: means over different seeds (fine-only over
+            # seeds 0-2, remap over seed 0) would compare seeds as much as methods.
+            shared = set(methods[multi]).intersection(*(methods[b] for b in present))
+            chosen_on = sorted(shared) if shared else None
+            candidates = []
+            for single in present:
+                seeds = sorted(set(methods[multi]) & set(methods[single]))
+                judge = chosen_on or seeds
+                mean = sum(methods[single][s] for s in judge) / len(judge)
+                candidates.append((mean, single, seeds))
             _, base, seeds = min(candidates)
             a = [methods[multi][s] for s in seeds]
             b = [methods[base][s] for s in seeds]
@@ -123,10 +129,13 @@ def compare(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 half = t_quantile_975(n - 1) * sd / math.sqrt(n)
                 line["gain_by_seed_sd"] = round(sd, 4)
                 line["gain_by_seed_ci95"] = [round(mean_gain - half, 4), round(mean_gain + half, 4)]
+            line["baseline_chosen_on_seeds"] = chosen_on if chosen_on is not None else (
+                "each baseline's own seeds (no seed shared by all)")
             line["goal_gain"] = GOAL_GAIN
-            line["gain_of_means_reaches_goal"] = line["gain_of_means"] >= GOAL_GAIN
+            # Judged on the unrounded values: a gain of 0.19996 is below the goal.
+            line["gain_of_means_reaches_goal"] = 1 - (sum(a) / n) / (sum(b) / n) >= GOAL_GAIN
             if n > 1:
-                line["ci95_lower_reaches_goal"] = line["gain_by_seed_ci95"][0] >= GOAL_GAIN
+                line["ci95_lower_reaches_goal"] = mean_gain - half >= GOAL_GAIN
             line["commits"] = sorted(commits[key])
             line["setting"] = setting
             out.append(line)

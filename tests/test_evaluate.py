@@ -138,6 +138,15 @@ def test_trainer_sees_masked_data_and_scores_truth(small_basin: xr.Dataset) -> N
     assert cv.seed.values.tolist() == [4, 9]
     np.testing.assert_allclose(cv.rmse.values, 0.5, atol=1e-5)
     np.testing.assert_array_equal(cv.n.values, 1461)  # one held-out reach, every day
+    # Every partition trains its seed replicates with seeds of its own (nested in the
+    # partitions, as variance_decomposition reads them); the same seed in every fold
+    # made the design crossed.
+    from xmsgl.evaluate import training_seed
+
+    want = [(0, f, training_seed(s, 0, f)) for f in range(3) for s in (4, 9)]
+    assert sorted(seen) == sorted(want)
+    assert len({seed for *_, seed in seen}) == 6
+    np.testing.assert_array_equal(cv.train_seed.sel(seed=9).values[0], [training_seed(9, 0, f) for f in range(3)])
     assert cv.attrs["target"] == "reach_temp_true" and cv.rmse.attrs["units"] == "degC"
 
 

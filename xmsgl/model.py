@@ -913,7 +913,8 @@ def fit(
         an average). Averaging damps the step-to-step noise that the early-stopping
         choice on very sparse validation data follows: with 1% of the fine
         observations kept, 0.95 lowered the test RMSE of MSGL by 0.031 degC and that
-        of fine-only by 0.011 over three seeds (``docs/benchmarks.md``). Default
+        of fine-only by 0.011 over three seeds, with one-year windows every 365 days
+        (``docs/benchmarks.md``; not measured at the default stride). Default
         ``None``: no average. Each stage (stage A, pretraining) keeps its own
         average. Not with ``subbasin_batch``. Recorded in
         ``config["hyperparameters"]`` when set.

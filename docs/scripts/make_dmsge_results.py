@@ -230,7 +230,7 @@ def part_drb(args: argparse.Namespace) -> dict[str, Any]:
 
 def _fmt(vals: list[float]) -> str:
     a = np.asarray(vals, dtype=float)
-    return f"{a.mean():.2f} ± {a.std():.2f}" if a.size > 1 else f"{a.mean():.2f}"
+    return f"{a.mean():.2f} ± {a.std(ddof=1):.2f}" if a.size > 1 else f"{a.mean():.2f}"
 
 
 def _head(p: dict[str, Any]) -> str:
@@ -249,7 +249,7 @@ def render(store: dict[str, Any]) -> str:
         p = store["compare"]
         out += ["## dmsge against the recurrent cell\n", _head(p),
                 f"Setting: {p['setting']}. Test period {p['test'][0]} to {p['test'][1]}; RMSE "
-                "(degC) at every reach against `reach_temp_true`, mean ± std over seeds "
+                "(degC) at every reach against `reach_temp_true`, mean ± sample std (ddof=1) over seeds "
                 f"{sorted({r['seed'] for r in p['rows']})} (the seed sets both the sparsified "
                 "observations and the weights).\n",
                 "| kept | method | rgrn | dmsge | dmsge − rgrn | fit s (rgrn / dmsge) |",
