@@ -240,7 +240,9 @@ def test_edited_settings_periods_and_arrays_are_refused_at_load(tmp_path, fitted
         ("idw", lambda c: c["settings"].update(d_min=0), None, r"setting d_min=0 must be above 0"),
         ("mohseni", lambda c: c["settings"].update(air_window=0), None, "air_window=0 must be at least 1"),
         ("mohseni", lambda c: c["settings"].update(air_window="abc"), None, "must be a finite number"),
-        ("idw", lambda c: c["settings"].pop("power"), None, r"holds settings .* has \['d_min', 'power'"),
+        ("idw", lambda c: c["settings"].pop("power"), None,
+         r"holds settings .* has \['d_min', 'min_count', 'power'"),
+        ("idw", lambda c: c["settings"].update(min_count=0), None, "min_count=0 must be at least 1"),
         ("climatology", lambda c: c.pop("settings"), None, "holds settings None"),
         ("climatology", lambda c: c.update(method="idw"), None, r"'idw' baseline has"),
         ("climatology", lambda c: c.update(train="junk"), None, "holds train 'junk'"),
@@ -257,6 +259,12 @@ def test_edited_settings_periods_and_arrays_are_refused_at_load(tmp_path, fitted
             xmsgl.load(folder)
     # An unedited folder without the sha256 entry (an older save) still loads.
     assert xmsgl.load(edited("mohseni", "older", lambda c: None)).method == "mohseni"
+    # A folder saved before min_count existed (fitted as min_count 1) loads as saved,
+    # with the sha256 its outputs recorded.
+    old = edited("climatology", "no_min_count", lambda c: c["settings"].pop("min_count"))
+    loaded = xmsgl.load(old)
+    assert "min_count" not in loaded.config["settings"]
+    assert loaded.sha256 == xmsgl.load(old).sha256
 
 
 def test_errors(small_basin: xr.Dataset, tiny_basin: xr.Dataset, fitted: dict) -> None:
@@ -402,7 +410,7 @@ def test_numpy_settings_are_saved_and_bad_ones_are_typed_errors(tmp_path, small_
     model = fit_baseline(small_basin, "mohseni", window=np.int64(21), air_window=np.int64(3),
                          min_obs=np.int64(40))
     again = load_baseline(model.save(tmp_path / "moh"))
-    assert again.config["settings"] == {"window": 21, "air_window": 3, "min_obs": 40}
+    assert again.config["settings"] == {"window": 21, "min_count": 3, "air_window": 3, "min_obs": 40}
     np.testing.assert_array_equal(again.predict(small_basin, time=TEST).values,
                                   model.predict(small_basin, time=TEST).values)
     fit_baseline(small_basin, "idw", power=np.float32(1.5), d_min=np.int64(50)).save(tmp_path / "idw")
@@ -503,3 +511,53 @@ def test_a_short_record_warns_of_the_default_split() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit_baseline(short, "climatology", train=("2001-01-01", "2001-12-31"))
+
+
+def test_one_observation_does_not_make_a_climatology(small_basin: xr.Dataset) -> None:
+    # A reach observed once (3 degC off) used to take that value for the 31 days of
+    # the year around it, with jumps at their ends; with min_count (3) those days
+    # keep its segment's climatology, as an unobserved reach's do.
+    reach = int(np.flatnonzero(np.isnan(small_basin.reach_temp.values).all(axis=1))[0])
+    day = int(np.flatnonzero(pd.DatetimeIndex(small_basin.time.values) == pd.Timestamp("2001-07-15"))[0])
+    once = small_basin.copy(deep=True)
+    once["reach_temp"].values[reach, day] = float(small_basin.reach_temp_true.values[reach, day]) + 3.0
+    train = ("2000-10-01", "2002-09-30")
+    plain = fit_baseline(small_basin, "climatology", train=train)
+    one = fit_baseline(once, "climatology", train=train)
+    # (The pooled climatology, which an unobserved segment falls back to, counts the
+    # observation among thousands: 0.01 degC.)
+    np.testing.assert_allclose(one.arrays["reach_clim"][reach], plain.arrays["reach_clim"][reach], atol=0.05)
+    legacy = fit_baseline(once, "climatology", train=train, min_count=1)
+    doy = 195  # 15 July, day of year 196, as the tables count from 0
+    assert legacy.arrays["reach_clim"][reach, doy] == pytest.approx(
+        small_basin.reach_temp_true.values[reach, day] + 3.0, abs=1e-4)
+    assert one.config["fit"]["climatology_days"]["reach_doy_own"] < \
+        legacy.config["fit"]["climatology_days"]["reach_doy_own"]
+
+
+def test_mohseni_says_where_missing_air_leaves_it_without_a_value(small_basin: xr.Dataset) -> None:
+    model = fit_baseline(small_basin, "mohseni", train=("2000-10-01", "2003-09-30"))
+    gap = small_basin.copy(deep=True)
+    gap["reach_air_temp"].values[4, 1100:1103] = np.nan   # 3 days (the others of their 5-day means are kept)
+    reach = int(small_basin.reach.values[4])
+    with pytest.warns(xmsgl.XmsglWarning, match=rf"mohseni predicts no value on 3 reach-days \(reach "
+                                                rf"{reach} on 2003-10-06,.*'reach_air_temp' is missing"):
+        out = model.predict(gap, time=TEST)
+    assert int(out.isnull().sum()) == 3
+    assert (model.arrays["params"][:, 0] >= 0).all()   # mu, the floor, at or above freezing
+
+
+def test_downscale_refuses_window_options_a_baseline_ignores(gru_basin: xr.Dataset, gru_model,
+                                                              small_basin: xr.Dataset, fitted: dict) -> None:
+    # The GRU warms up and runs in its own windows: spinup=0 or chunk=30 gave the
+    # default output without a word.
+    from xmsgl.downscale import downscale
+
+    for kw in ({"spinup": 0}, {"chunk": 30}):
+        with pytest.raises(xmsgl.ParameterError, match=rf"\['{next(iter(kw))}=.*runs in the windows it "
+                                                       r"was fitted with \(spinup 180, chunk 365"):
+            downscale(gru_basin, gru_model, **kw)
+    with pytest.raises(xmsgl.ParameterError, match=r"\['spinup=30'\].*predicts each day on its own"):
+        downscale(small_basin, fitted["climatology"], spinup=30)
+    out = downscale(gru_basin, gru_model, spinup=180, chunk=365)  # the defaults: as before
+    assert out.dims == ("reach", "time")

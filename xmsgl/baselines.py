@@ -8,9 +8,11 @@ degC, as :func:`xmsgl.downscale.downscale` does. No baseline needs torch.
 ``"climatology"``
     Per reach and day of year, the mean of the reach's training observations
     within a circular window of ``window`` days (default 31) around the day.
-    Days of year with no observation in the window fall back to the reach's
-    segment (the same climatology of ``seg_temp``), then to the pooled
-    climatology of every fine and coarse training observation.
+    Days of year with fewer than ``min_count`` observations (default 3) in the
+    window fall back to the reach's segment (the same climatology of
+    ``seg_temp``, with the same minimum), then to the pooled climatology of every
+    fine and coarse training observation: one observation would otherwise set the
+    value of ``window`` days of the year, with jumps at their ends.
 ``"mohseni"``
     The logistic air-to-water regression of Mohseni et al. (1998),
     ``T_w = mu + (alpha - mu) / (1 + exp(gamma * (beta - T_air)))``, with
@@ -80,6 +82,7 @@ from xmsgl.exceptions import (
     ShortRecordWarning,
     TimeError,
     XmsglError,
+    XmsglWarning,
     format_ids,
     user_stacklevel,
 )
@@ -98,11 +101,15 @@ ARRAYS = "arrays.npz"
 
 _N_DOY = 366
 _DEFAULTS: dict[str, dict[str, Any]] = {
-    "climatology": {"window": 31},
-    "mohseni": {"window": 31, "air_window": 5, "min_obs": 50},
-    "idw": {"window": 31, "power": 2.0, "d_min": 100.0},
-    "harmonic": {"window": 31},
+    "climatology": {"window": 31, "min_count": 3},
+    "mohseni": {"window": 31, "min_count": 3, "air_window": 5, "min_obs": 50},
+    "idw": {"window": 31, "min_count": 3, "power": 2.0, "d_min": 100.0},
+    "harmonic": {"window": 31, "min_count": 3},
 }
+
+#: Settings added after the first saved baselines, with the value that reproduces
+#: what those were fitted with (a folder without them loads with these).
+_ADDED_SETTINGS = {"min_count": 1}
 
 
 def _version() -> str:
@@ -165,8 +172,9 @@ def _doy(time: pd.DatetimeIndex) -> np.ndarray:
     return np.asarray(time.day_of_year, dtype=np.int64) - 1
 
 
-def _smoothed_clim(values: np.ndarray, doy: np.ndarray, window: int) -> np.ndarray:
-    """Circular moving-window mean by day of year, NaN where no value falls in the window."""
+def _smoothed_clim(values: np.ndarray, doy: np.ndarray, window: int, min_count: int = 1) -> np.ndarray:
+    """Circular moving-window mean by day of year, NaN where fewer than ``min_count``
+    values fall in the window."""
     from scipy.ndimage import uniform_filter1d
 
     n = values.shape[0]
@@ -180,8 +188,10 @@ def _smoothed_clim(values: np.ndarray, doy: np.ndarray, window: int) -> np.ndarr
     # weigh more than days with one, and gaps need no special case.
     s = uniform_filter1d(s, size=window, axis=1, mode="wrap")
     c = uniform_filter1d(c, size=window, axis=1, mode="wrap")
+    # c is the window's mean count: c * window values fall in it.
+    enough = c * window > max(int(min_count), 1) - 0.5
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(c > 1e-9, s / np.where(c > 1e-9, c, 1.0), np.nan)
+        out = np.where(enough, s / np.where(enough, c, 1.0), np.nan)
     return out
 
 
@@ -232,9 +242,11 @@ def _train_mask(time: pd.DatetimeIndex, train: Any) -> tuple[np.ndarray, list[tu
 
 
 def _climatology_tables(
-    y_reach: np.ndarray, y_seg: np.ndarray | None, topo: Topology, doy: np.ndarray, window: int
+    y_reach: np.ndarray, y_seg: np.ndarray | None, topo: Topology, doy: np.ndarray, window: int,
+    min_count: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """Reach and segment climatologies (n, 366), gaps filled by the fallbacks."""
+    """Reach and segment climatologies (n, 366), gaps (days of year with fewer than
+    ``min_count`` observations in the window) filled by the fallbacks."""
     pooled_parts = [y_reach]
     if y_seg is not None:
         pooled_parts.append(y_seg)
@@ -248,11 +260,11 @@ def _climatology_tables(
     # of the year: days farther than the window from any observation are interpolated.
     pooled = _fill_circular(_smoothed_clim(pooled_vals.reshape(1, -1),
                                            np.tile(doy, pooled_vals.shape[0]), window)[0])
-    seg = (_smoothed_clim(y_seg, doy, window) if y_seg is not None
+    seg = (_smoothed_clim(y_seg, doy, window, min_count) if y_seg is not None
            else np.full((topo.n_seg, _N_DOY), np.nan))
     seg_level = np.isfinite(seg)
     seg = np.where(seg_level, seg, pooled[None, :])
-    reach = _smoothed_clim(y_reach, doy, window)
+    reach = _smoothed_clim(y_reach, doy, window, min_count)
     own = np.isfinite(reach)
     from_seg = ~own & seg_level[topo.reach_seg_idx]
     reach = np.where(own, reach, seg[topo.reach_seg_idx])
@@ -265,7 +277,10 @@ def _mohseni(air: np.ndarray, mu: float, alpha: float, gamma: float, beta: float
     return mu + (alpha - mu) / (1.0 + np.exp(gamma * (beta - air)))
 
 
-_BOUNDS = ([-5.0, 0.0, 0.01, -10.0], [20.0, 40.0, 2.0, 40.0])
+# mu, the curve's lower plateau, is the minimum water temperature: at or above
+# freezing, as Mohseni et al. (1998) keep it (below 0 it let cold records predict ice
+# water below 0 degC).
+_BOUNDS = ([0.0, 0.0, 0.01, -10.0], [20.0, 40.0, 2.0, 40.0])
 
 
 def _fit_mohseni(air: np.ndarray, water: np.ndarray) -> np.ndarray | None:
@@ -275,7 +290,7 @@ def _fit_mohseni(air: np.ndarray, water: np.ndarray) -> np.ndarray | None:
     x, y = air[ok], water[ok]
     if x.size < 5:
         return None
-    p0 = [float(np.clip(np.percentile(y, 2), -4.0, 19.0)),
+    p0 = [float(np.clip(np.percentile(y, 2), 0.1, 19.0)),
           float(np.clip(np.percentile(y, 98) + 1.0, 1.0, 39.0)), 0.2,
           float(np.clip(np.median(x), -9.0, 39.0))]
     try:
@@ -471,6 +486,18 @@ class BaselineModel:
             p = self.arrays["params"][r_pos]
             with np.errstate(over="ignore"):
                 values = _mohseni(air, p[:, :1], p[:, 1:2], p[:, 2:3], p[:, 3:4])
+            missing = ~np.isfinite(values[:, tmask])
+            if missing.any():
+                r_idx, t_idx = np.nonzero(missing)
+                days = times[np.flatnonzero(tmask)]
+                first = ", ".join(f"reach {topo.reach_ids[i]} on {days[j].date()}"
+                                  for i, j in zip(r_idx[:3], t_idx[:3], strict=True))
+                warnings.warn(XmsglWarning(
+                    f"mohseni predicts no value on {int(missing.sum())} reach-days ({first}"
+                    f"{' and more' if missing.sum() > 3 else ''}): 'reach_air_temp' is missing "
+                    "on those days (NaN), so their trailing mean is; fill it (for example "
+                    "ds['reach_air_temp'].interpolate_na('time')) or use another baseline there"),
+                    stacklevel=user_stacklevel())
         else:
             y_reach = _reach_time(ds, "reach_temp", REACH)
             y_seg = _reach_time(ds, "seg_temp", SEG)
@@ -591,6 +618,11 @@ def _check_loaded(path: Path, method: str, config: dict[str, Any], arrays: dict[
                          "an xmsgl that allowed it: fit and save the baseline again")
 
     settings = config.get("settings")
+    if isinstance(settings, dict):
+        # A folder saved before a setting existed was fitted as its old value; its
+        # config stays as saved (and its sha256 with it), since predict reads the arrays.
+        settings = {**{k: v for k, v in _ADDED_SETTINGS.items() if k in _DEFAULTS[method]},
+                    **settings}
     if not isinstance(settings, dict) or set(settings) != set(_DEFAULTS[method]):
         raise bad(f"{CONFIG} holds settings {settings!r}, where a {method!r} baseline has "
                   f"{sorted(_DEFAULTS[method])}")
@@ -666,7 +698,9 @@ def fit_baseline(
         Recorded for symmetry with :func:`xmsgl.fit`; the baselines are
         deterministic.
     **kw
-        Settings: ``window`` (days of the climatology window, 31), ``air_window``
+        Settings: ``window`` (days of the climatology window, 31), ``min_count`` (3,
+        the observations a day of a reach's or segment's climatology needs in its
+        window before it falls back to the next level), ``air_window``
         (days of the trailing air temperature mean, 5) and ``min_obs`` (50, the
         observations a reach needs for its own logistic fit) for ``"mohseni"``;
         ``power`` (2.0) and ``d_min`` (100.0 m, the smallest distance) for ``"idw"``.
@@ -718,7 +752,8 @@ def fit_baseline(
     # Only training days are read; the rest are masked before any statistic.
     y_reach = np.where(tmask[None, :], y_reach, np.nan)
     y_seg = np.where(tmask[None, :], y_seg, np.nan) if y_seg is not None else None
-    reach_clim, seg_clim, counts = _climatology_tables(y_reach, y_seg, topo, doy, window)
+    reach_clim, seg_clim, counts = _climatology_tables(y_reach, y_seg, topo, doy, window,
+                                                       int(settings["min_count"]))
     arrays: dict[str, np.ndarray] = {
         "reach_ids": topo.reach_ids.astype(np.int64),
         "seg_ids": topo.seg_ids.astype(np.int64),
@@ -744,6 +779,7 @@ def fit_baseline(
 _LEAST: dict[str, tuple[float, bool, str]] = {
     # name: (bound, bound allowed, what it means)
     "window": (1, True, "a number of days"),  # at most 366 too (_MOST)
+    "min_count": (1, True, "a number of observations"),
     "air_window": (1, True, "a number of days"),
     "min_obs": (4, True, "the Mohseni curve has four parameters"),
     "power": (0, False, "weights must fall with distance"),

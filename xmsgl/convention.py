@@ -1492,8 +1492,13 @@ def _check_flow_signs(ds: xr.Dataset, names: Sequence[str]) -> None:
         vals = np.asarray(da.values)
         if not np.issubdtype(vals.dtype, np.number):
             continue
-        # Round-off of a regridding or a unit conversion (-1e-18) is no fill value.
-        neg = vals < -1e-6 * float(np.nanmax(np.abs(vals), initial=0.0))
+        # No temporary array unless something is negative (the check reads every value
+        # of an in-memory dataset); round-off of a regridding or a unit conversion
+        # (-1e-18) is no fill value.
+        vmin = float(np.nanmin(vals, initial=np.inf))
+        if not vmin < 0:
+            continue
+        neg = vals < -1e-6 * max(-vmin, float(np.nanmax(vals, initial=0.0)))
         if not neg.any():
             continue
         _, what, when, unless = kind

@@ -264,7 +264,10 @@ def downscale(
         A fitted model or the folder of a saved one. A baseline
         (:class:`~xmsgl.baselines.BaselineModel`) gives
         ``model.predict(ds, time=time)``; the arguments of the networks
-        (``device``, ``spinup``, ...) do not apply to it.
+        (``device``, ``batch_size``, ...) do not apply to it, and ``spinup`` or
+        ``chunk`` other than their defaults, which it would ignore, raise
+        :class:`~xmsgl.exceptions.ParameterError` (the GRU runs in the windows it
+        was fitted with).
     scale : {"reach", "seg", "cross"}, default "reach"
         ``"reach"`` for the fine prediction; ``"seg"`` for the coarse head's
         prediction (methods with a coarse task: msgl, async-msgl, remap);
@@ -379,6 +382,17 @@ def downscale(
     check_model_scale(model, scale, sorted(["lazy", *blocks] if lazy is not None and lazy is not False
                                            else blocks), check_graph=bool(check_graph))
     if isinstance(model, BaselineModel):
+        windows = [f"{k}={v}" for k, v, d in (("spinup", spinup, 180), ("chunk", chunk, 365)) if v != d]
+        if windows:
+            # The GRU warms up and runs in windows of its own (its config's spinup and
+            # chunk); the other baselines have none. Either way these were ignored.
+            raise ParameterError(
+                f"{windows} shape a network's inference windows; baseline {model.method!r} "
+                + ("runs in the windows it was fitted with (spinup "
+                   f"{model.config.get('hyperparameters', {}).get('spinup', 180)}, chunk "
+                   f"{model.config.get('hyperparameters', {}).get('chunk', 365)} days)"
+                   if model.method == "gru" else "predicts each day on its own")
+                + ", so they would be ignored: leave them out")
         pred = model.predict(ds, time=time)
         if time is not None and not isinstance(time, list):
             # A period reaching beyond the days warns, as for the networks (a list of
