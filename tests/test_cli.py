@@ -455,3 +455,25 @@ def test_evaluate_takes_a_test_period_and_advises_it(tmp_path, capsys: pytest.Ca
         assert json.loads(res.attrs["test_period"]) == [["2002-04-01", "2002-09-30"]]
     assert main([*base, "--test", "2002-09-30", "2002-04-01", "--out", str(tmp_path / "c.nc")]) == 2
     assert "--test" in capsys.readouterr().err
+
+
+def test_a_full_disk_while_fetching_exits_1_with_the_system_error(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # Every OSError became a DataError that advised another folder, with status 2 (bad
+    # usage); a full disk is the system failing a valid command.
+    import pooch
+
+    def full(self, url, output_file, pooch_obj, check_only=False):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pooch.HTTPDownloader, "__call__", full)
+    assert main(["fetch-data", "--folder", str(tmp_path / "drb"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "writable folder" not in err
+    # A folder that cannot be written is still the user's to change (status 2).
+    def denied(self, url, output_file, pooch_obj, check_only=False):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(pooch.HTTPDownloader, "__call__", denied)
+    assert main(["fetch-data", "--folder", str(tmp_path / "drb3"), "--no-progress"]) == 2
+    assert "writable folder" in capsys.readouterr().err

@@ -82,6 +82,29 @@ def test_a_failed_figure_leaves_neither_output(tmp_path, monkeypatch) -> None:
     assert not (tmp_path / "d").exists() or list((tmp_path / "d").iterdir()) == []
 
 
+@pytest.mark.parametrize("failing", ["demo.png", "downscaled.nc"])
+def test_a_failed_rename_leaves_neither_output(tmp_path, monkeypatch, failing: str) -> None:
+    """The file was renamed into place before the figure was written, so a failure
+    writing the figure (a full disk) left downscaled.nc alone."""
+    import os
+
+    import xmsgl.demo as demo
+    import xmsgl.io as xio
+
+    monkeypatch.setattr(demo, "_figure", lambda *a, **k: ({}, b"png"))
+    real = os.replace
+
+    def full(a, b):
+        if str(b).endswith(failing):
+            raise OSError(28, "No space left on device")
+        return real(a, b)
+
+    monkeypatch.setattr(xio.os, "replace", full)
+    with pytest.raises(OSError, match="No space"):
+        demo.run_demo(tmp_path / "d", quick=True, progress=False)
+    assert not (tmp_path / "d").exists() or list((tmp_path / "d").iterdir()) == []
+
+
 def test_existing_outputs_are_refused_before_the_work(tmp_path, monkeypatch) -> None:
     import xmsgl.datasets
     from xmsgl.demo import run_demo

@@ -184,6 +184,23 @@ def test_dirichlet_energy_is_zero_for_equal_nodes_and_positive_otherwise() -> No
     assert en > 0
 
 
+def test_normalized_energy_is_about_one_for_unrelated_neighbours_whatever_the_offset() -> None:
+    # Divided by the mean squared norm, an offset every node shares (ReLU outputs are
+    # non-negative) pulled the ratio towards 0 with no graph smoothing at all.
+    gen = torch.Generator().manual_seed(0)
+    n, k = 400, 6
+    idx = torch.randint(0, n, (n, k), generator=gen)
+    h = torch.randn(1, n, 50, 8, generator=gen)
+    for offset in (0.0, 5.0):
+        _, en = dirichlet_energy(h + offset, idx)
+        assert en == pytest.approx(1.0, abs=0.05)
+    # Neighbours that share their embedding: the ratio falls with the graph.
+    smooth = h.clone()
+    smooth[0, 1::2] = smooth[0, 0::2]
+    pairs = torch.arange(n).view(n, 1) ^ 1   # each node's twin
+    assert dirichlet_energy(smooth + 5.0, pairs)[1] == pytest.approx(0.0, abs=1e-6)
+
+
 def test_fit_save_load_round_trip(tmp_path, fine_model: xmsgl.Downscaler, basin: xr.Dataset) -> None:
     hp = fine_model.config["hyperparameters"]
     assert hp["backbone"] == "dmsge" and hp["backbone_options"]["k"] == 3

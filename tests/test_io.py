@@ -704,3 +704,62 @@ def test_overwrite_nested_stores_and_nul_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match="overwrite='no'"), atomic_write(tmp_path / "o.nc", overwrite="no"):
         pass
     assert (tmp_path / "o.nc").read_bytes() == b"keep me"
+
+
+def test_a_failed_commit_removes_the_folders_it_made(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The folders a write creates were removed when the writer failed, not when the
+    # final rename did, nor when an atomic_write block wrote nothing or a model
+    # folder's save failed.
+    import os
+
+    import numpy as np
+    import xarray as xr
+
+    import xmsgl.io as xio
+
+    ds = xr.Dataset({"a": ("x", np.arange(3.0))})
+    real = os.replace
+
+    def full(a, b):
+        if str(a).endswith(".tmp"):
+            raise OSError(28, "No space left on device")
+        return real(a, b)
+
+    with monkeypatch.context() as m:
+        m.setattr(xio.os, "replace", full)
+        with pytest.raises(OSError, match="No space"):
+            xio.to_netcdf_safe(ds, tmp_path / "n1" / "n2" / "o.nc")
+    assert not (tmp_path / "n1").exists()
+    with pytest.raises(xmsgl.XmsglError, match="nothing was written"):
+        with xio.atomic_write(tmp_path / "a1" / "a2" / "f.txt"):
+            pass
+    assert not (tmp_path / "a1").exists()
+    with monkeypatch.context() as m:
+        def no_fsync(fd):
+            raise OSError(5, "Input/output error")
+        m.setattr(xio.os, "fsync", no_fsync)
+        with pytest.raises(OSError, match="Input/output"):
+            xio.write_model_folder(tmp_path / "m1" / "m2" / "m.xmsgl", {"config.json": b"{}"})
+    assert not (tmp_path / "m1").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_names_near_the_file_system_limit_are_written(tmp_path) -> None:
+    # The temporary name is the target's plus 18 characters: a valid 253-character
+    # name failed with ENAMETOOLONG.
+    import numpy as np
+    import xarray as xr
+
+    import xmsgl.io as xio
+
+    ds = xr.Dataset({"a": ("x", np.arange(3.0))})
+    name = "L" * 250 + ".nc"
+    xio.to_netcdf_safe(ds, tmp_path / name)
+    xio.to_netcdf_safe(ds * 2, tmp_path / name, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    with xr.open_dataset(tmp_path / name) as back:
+        assert float(back["a"][1]) == 2.0
+    store = "Z" * 250 + ".zarr"
+    xio.to_zarr_safe(ds, tmp_path / store)
+    xio.to_zarr_safe(ds * 3, tmp_path / store, overwrite=True)   # the old store moved aside first
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, store])

@@ -423,3 +423,17 @@ def test_lowpass_of_dates_beyond_2262() -> None:
     b = lowpass(ds.drop_isel(time=[5]), 10.0)
     np.testing.assert_array_equal(a.reach_air_temp.values, b.reach_air_temp.values)
     assert str(a.time.values[0])[:10] == "2297-10-01"
+
+
+def test_booleans_and_a_truth_without_days_are_refused(basin: xr.Dataset) -> None:
+    # True was read as 1: a 1-day lowpass (no change), every segment masked, a
+    # "no" that hid the scored observations, and xarray's ValueError for a truth of one day.
+    model = fit_baseline(basin, "climatology")
+    for checks in ({"lowpass": [True]}, {"mask_coarse": [True]}, {"mask_gauges": [False]},
+                   {"bandpass": [(True, 30)]}):
+        with pytest.raises(xmsgl.ParameterError, match=f"{next(iter(checks))}|short"):
+            robustness(basin, model, checks)
+    with pytest.raises(xmsgl.ParameterError, match="hide_scored='no' must be True or False"):
+        robustness(basin, model, {"lag": [1]}, hide_scored="no")
+    with pytest.raises(xmsgl.SchemaError, match=r"truth 'reach_temp_true' must be a \(reach, time\)"):
+        robustness(basin, model, {"lag": [1]}, truth=basin.reach_temp_true.isel(time=400))

@@ -158,3 +158,27 @@ def test_extraction_of_a_clean_archive(tmp_path: Path) -> None:
     assert sorted(p.relative_to(tmp_path).as_posix() for p in out) == ["data/good.csv",
                                                                       "data/sub/more.csv"]
     assert (tmp_path / "data" / "sub" / "more.csv").read_bytes() == b"c\n3\n"
+
+
+def test_extract_zip_changes_nothing_when_a_member_cannot_be_placed(tmp_path) -> None:
+    # a.csv was replaced before b.csv, a folder, stopped the moves: half an update.
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("a.csv", "new-a")
+        z.writestr("b.csv", "new-b")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "a.csv").write_text("old-a")
+    (dest / "b.csv").mkdir()
+    with pytest.raises(DataError, match=r"\['b.csv'\] would replace a folder.*nothing was changed"):
+        extract_zip(archive, dest)
+    assert (dest / "a.csv").read_text() == "old-a"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zip", "dest"]
+    # An encrypted member: a DataError, not zipfile's RuntimeError.
+    raw = bytearray(archive.read_bytes())
+    raw[raw.find(b"PK\x03\x04") + 6] |= 1
+    raw[raw.find(b"PK\x01\x02") + 8] |= 1
+    archive.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="encrypted"):
+        extract_zip(archive, tmp_path / "other")
+    assert not (tmp_path / "other").exists()

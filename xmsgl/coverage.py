@@ -206,7 +206,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             "description": f"true where a static input lies more than {sds} beyond its range over "
                            "the observed nodes"})
         out[f"{dim}_beyond_sd"] = xr.DataArray(worst.astype(np.float32), dims=(dim,), coords=coord, attrs={
-            "long_name": "distance beyond the observed range (0 inside it)",
+            "long_name": "distance of the static inputs beyond the observed range (0 inside it)",
             "units": "standard deviations"})
         out[f"{dim}_beyond_variable"] = xr.DataArray(which.astype(str), dims=(dim,), coords=coord, attrs={
             "long_name": "static input farthest beyond the observed range"})

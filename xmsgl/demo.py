@@ -337,14 +337,23 @@ def run_demo(
     out = daily_time_bounds(out)
     nc = outdir / "downscaled.nc"
     png = outdir / "demo.png"
-    # The figure is drawn (in memory) while the file waits under its temporary name:
-    # a failure (or Ctrl-C) while drawing or writing either leaves neither; the figure,
-    # made from the file's values, is written last.
-    with atomic_write(nc, overwrite=overwrite) as tmp:
-        out.to_netcdf(tmp)
-        fig_info, png_bytes = _figure(ds, preds, truth, unobserved)
-    with atomic_write(png, overwrite=overwrite) as tmp:
-        tmp.write_bytes(png_bytes)
+    # The figure is drawn (in memory) and written while the file waits under its
+    # temporary name, and the file goes in place last: a failure (or Ctrl-C) while
+    # drawing or writing either leaves neither (a new figure is taken back if the
+    # file's own rename fails; one replaced with overwrite=True cannot be).
+    png_new = not os.path.lexists(png)
+    png_done = False
+    try:
+        with atomic_write(nc, overwrite=overwrite) as tmp:
+            out.to_netcdf(tmp)
+            fig_info, png_bytes = _figure(ds, preds, truth, unobserved)
+            with atomic_write(png, overwrite=overwrite) as tmp_png:
+                tmp_png.write_bytes(png_bytes)
+            png_done = True
+    except BaseException:
+        if png_done and png_new:
+            png.unlink(missing_ok=True)
+        raise
     seconds = time.perf_counter() - t0
     # Said with or without progress, as the table is: where the results are.
     print(f"wrote {nc} and {png} ({seconds:.0f} s in all)", flush=True)

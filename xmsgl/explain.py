@@ -5,7 +5,7 @@ model on a dataset, one window, and returns an :class:`xarray.Dataset` with:
 
 * **over-smoothing**: the Dirichlet energy of the embeddings after the encoder
   (depth 0) and after every graph layer, on the hydrologic, geometric and dynamic
-  graphs, raw and normalized by the mean squared norm, for each layer's output
+  graphs, raw and normalized by the nodes' spread, for each layer's output
   and for the concatenation of all outputs up to that depth (what the read-out
   sees when ``concat=True``);
 * **attribution**: for each layer and neighbourhood, how often each neighbour
@@ -212,7 +212,8 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
             "dirichlet_energy": (("depth", "graph"), energy[0], {
                 "long_name": "Dirichlet energy of each depth's embedding", "units": "1"}),
             "dirichlet_energy_normalized": (("depth", "graph"), energy[1], {
-                "long_name": "Dirichlet energy over mean squared norm", "units": "1"}),
+                "long_name": "Dirichlet energy over the nodes' spread (about 1: neighbours no "
+                             "closer than any two nodes)", "units": "1"}),
             "dirichlet_energy_concat": (("depth", "graph"), energy[2], {
                 "long_name": "Dirichlet energy of the concatenated embeddings up to each depth",
                 "units": "1"}),

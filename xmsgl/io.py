@@ -324,6 +324,7 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
     def replaceable(old: Path) -> None:
         _refuse_model_folder(final, what, found=old)
 
+    made = _missing_folders(output_path(final))
     tmp = _prepare(output_path(final), overwrite=True)
     try:
         tmp.mkdir()
@@ -334,8 +335,9 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
                 os.fsync(f.fileno())
     except BaseException:
         _remove(tmp)
+        _remove_empty(made)  # the folders this write made for nothing
         raise
-    return _commit(None, tmp, final, True, check_old=replaceable)
+    return _commit(None, tmp, final, True, check_old=replaceable, made=made)
 
 
 @contextlib.contextmanager
@@ -393,7 +395,7 @@ def atomic_write(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
         _remove(tmp)
         _remove_empty(made)  # the folders this write made for nothing
         raise
-    _commit(None, tmp, final, overwrite)
+    _commit(None, tmp, final, overwrite, made=made)
 
 
 def _missing_folders(final: Path) -> list[Path]:
@@ -424,7 +426,23 @@ def _prepare(final: Path, overwrite: bool) -> Path:
     if os.path.lexists(final) and not overwrite:
         _refuse_existing(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    return final.parent / f".{final.name}.{secrets.token_hex(6)}.tmp"
+    return final.parent / _hidden_name(final, "tmp")
+
+
+#: Longest file name most file systems take, in bytes.
+_NAME_MAX = 255
+
+
+def _hidden_name(final: Path, kind: str) -> str:
+    """A hidden name beside ``final``: ``.<name>.<random>.<kind>``, with the name cut
+    (to whole characters) so that it and a ``.pending`` marker stay within
+    :data:`_NAME_MAX` bytes: a target name near the limit could not be written."""
+    suffix = f".{secrets.token_hex(6)}.{kind}"
+    room = _NAME_MAX - len(".pending") - len(suffix.encode()) - 1
+    name = final.name
+    while len(name.encode()) > room:
+        name = name[:-1]
+    return f".{name}{suffix}"
 
 
 #: What a rename fails with when another writer has just put an entry at the path.
@@ -438,8 +456,10 @@ def _lost_race(final: Path) -> XmsglError:
 
 
 def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
-            check_old: Callable[[Path], None] | None = None, pending: Path | None = None) -> Path:
-    """Move the finished temporary entry ``tmp`` to ``final``; remove ``tmp`` on failure.
+            check_old: Callable[[Path], None] | None = None, pending: Path | None = None,
+            made: list[Path] | None = None) -> Path:
+    """Move the finished temporary entry ``tmp`` to ``final``; remove ``tmp`` on failure,
+    and the folders ``made`` for it (deepest first) when they are still empty.
 
     ``_written`` is the result of the write (unused): taking it makes a delayed
     commit depend on a delayed write, so the rename runs only after it.
@@ -488,7 +508,7 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
             # (Linux refuses to rename a folder over a non-folder): move the old store
             # or link aside first, and delete it only once the new one is in place.
             # _remove unlinks a link without following it, so its target survives.
-            old = final.parent / f".{final.name}.{secrets.token_hex(6)}.old"
+            old = final.parent / _hidden_name(final, "old")
             try:
                 os.replace(final, old)
                 moved = True
@@ -528,6 +548,7 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
         _fsync(final.parent)
     except BaseException:
         _remove(tmp)
+        _remove_empty(made or [])  # the folders this write made for nothing
         raise
     return final
 
@@ -551,12 +572,12 @@ def _write(write: Callable[[Path], Any], final: Path, overwrite: bool, compute: 
         _remove_empty(made)  # the folders this write made for nothing
         raise
     if compute:
-        return _commit(result, tmp, final, overwrite, check_old)
+        return _commit(result, tmp, final, overwrite, check_old, made=made)
     import dask
 
     # The write's Delayed is an argument, so dask runs it first, and the rename only
     # once every chunk is written. pure=False: two writes never share a key.
-    return dask.delayed(_commit, pure=False)(result, tmp, final, overwrite, check_old, pending)
+    return dask.delayed(_commit, pure=False)(result, tmp, final, overwrite, check_old, pending, made)
 
 
 def _pending_marker(tmp: Path) -> Path:

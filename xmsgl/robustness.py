@@ -119,6 +119,8 @@ def _forcings(ds: xr.Dataset, variables: str | Sequence[str] | None) -> list[str
 
 
 def _period(value: Any, what: str) -> float:
+    if isinstance(value, bool):  # float(True) is 1: a 1-day period, which changes nothing
+        raise ParameterError(f"{what}={value!r} must be a period in days (a positive number)")
     try:
         p = float(value)
     except (TypeError, ValueError) as err:
@@ -464,6 +466,8 @@ def _seed(value: Any, what: str = "seed") -> int:
 
 
 def _share(value: Any, what: str) -> float:
+    if isinstance(value, bool):  # float(True) is 1: every node
+        raise ParameterError(f"{what}={value!r} must be a share between 0 and 1")
     try:
         s = float(value)
     except (TypeError, ValueError) as err:
@@ -802,6 +806,8 @@ def robustness(
     seed = _seed(seed)
     order = _order(order)
     levels = _levels(checks)
+    if not isinstance(hide_scored, (bool, np.bool_)):
+        raise ParameterError(f"hide_scored={hide_scored!r} must be True or False")
     if not isinstance(model, (str, os.PathLike)):
         fitted = model
     else:
@@ -829,6 +835,10 @@ def robustness(
         truth_name, ref = truth, ds[truth]
     else:
         truth_name, ref = str(truth.name or "truth"), truth
+    if not isinstance(ref, xr.DataArray) or set(map(str, ref.dims)) != {REACH, TIME}:
+        raise SchemaError(
+            f"truth {truth_name!r} must be a (reach, time) DataArray to score against; it is on "
+            f"{tuple(map(str, getattr(ref, 'dims', ())))}: give the reference for every scored day")
     ref = ref.sel({TIME: slice(*period)})
     if ref.chunks is None and not bool(ref.notnull().any()):
         raise DataError(

@@ -281,8 +281,9 @@ def render(store: dict[str, Any]) -> str:
         p = store["depth"]
         out += ["## Depth, layer concatenation and over-smoothing\n", _head(p),
                 f"Setting: {p['setting']}; fine-only, {p['keep']:.0%} of fine observations kept, "
-                "seed 0. Normalized Dirichlet energy (energy over mean squared norm; 0 = all "
-                "reaches equal) of the last layer's output and of the concatenation of all "
+                "seed 0. Normalized Dirichlet energy (energy over the reaches' spread; 0: "
+                "neighbours equal, about 1: neighbours no closer than any two reaches) of the "
+                "last layer's output and of the concatenation of all "
                 "outputs, on the test year, per graph.\n",
                 "| layers | concat | test RMSE | energy last layer (hydro / geo / dynamic) | "
                 "energy of the concatenation (hydro / geo / dynamic) | fit s |",

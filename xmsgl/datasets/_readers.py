@@ -250,12 +250,27 @@ def extract_zip(archive: Path, dest: Path, members: list[str] | None = None) -> 
                 with zf.open(name) as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst)
                 out.append(Path(name))
+            # Every destination is judged before any member moves: one that cannot be
+            # replaced by a file (a folder, or a file where a folder must be) would
+            # otherwise stop the moves halfway, with the earlier members replaced.
+            blocked = [str(rel) for rel in out
+                       if (dest / rel).is_dir()
+                       or any((dest / p).exists() and not (dest / p).is_dir() for p in rel.parents
+                              if str(p) != ".")]
+            if blocked:
+                raise DataError(
+                    f"cannot extract zip archive {str(archive)!r} into {str(dest)!r}: "
+                    f"{blocked[:5]} would replace a folder or need one where a file is; "
+                    "nothing was changed: move them aside or extract elsewhere")
             dest.mkdir(parents=True, exist_ok=True)
             for rel in out:
                 final = dest / rel
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp / rel, final)
-        except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile) as err:
+        except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile, RuntimeError,
+                NotImplementedError) as err:
+            # RuntimeError: an encrypted member; NotImplementedError: a compression
+            # method zipfile cannot read.
             raise DataError(
                 f"could not extract zip archive {str(archive)!r} ({type(err).__name__}: {err}); "
                 + _refetch_hint(archive)

@@ -31,6 +31,7 @@ dataset's attributes and in the ``source`` attribute of each variable and coordi
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -413,6 +414,11 @@ def _download(name: str, url: str, known: str | None, where: _Where, existed: bo
             f"{known} and was discarded ({err}); try again later or report the changed file"
         ) from err
     except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            # A full disk, a lost network drive...: the system failed a valid request
+            # (the command exits 1 for an OSError), and another folder is not the fix.
+            raise OSError(err.errno, f"could not write {name!r} into the data folder "
+                                     f"{str(where.root)!r}: {err.strerror or err}") from err
         fix = {
             "folder": "give a writable folder as folder= (`xmsgl fetch-data --folder`)",
             "POOCH.path": "assign a writable folder to xmsgl.datasets.drb.POOCH.path",

@@ -365,8 +365,13 @@ def dirichlet_energy(h: torch.Tensor, idx: torch.Tensor, real: torch.Tensor | No
     """Dirichlet energy of embeddings ``h`` (B, N, T, H) on a kNN graph ``idx`` ((N, k) or (B, N, k)).
 
     ``E = 1 / (2 |edges| T) sum_t sum_(i, j) ||h_i(t) - h_j(t)||^2`` over the real
-    edges, and the same divided by the mean squared norm ``mean ||h_i(t)||^2``
-    (scale-free: 0 when all nodes are equal, about 1 for unrelated embeddings).
+    (directed: node ``i`` to each of its ``k`` neighbours) edges, and the same divided
+    by the nodes' spread ``S = mean_t mean_i ||h_i(t) - mean_j h_j(t)||^2``: 0 when
+    neighbours are equal, about 1 when they are no closer than any two nodes
+    (``E(i, j) = S`` on average for unrelated nodes), below 1 where the graph joins
+    similar nodes. Dividing by the mean squared norm instead let an offset shared by
+    every node (ReLU outputs are non-negative) pull the ratio towards 0 with depth,
+    graph or not.
 
     Returns
     -------
@@ -389,8 +394,8 @@ def dirichlet_energy(h: torch.Tensor, idx: torch.Tensor, real: torch.Tensor | No
         total += float((d2 * mask).sum())
     n_edges = float(mask.sum()) * t
     energy = 0.5 * total / max(n_edges, 1.0)
-    norm = float(h.pow(2).sum(dim=-1).mean())
-    return energy, energy / norm if norm > 0 else 0.0
+    spread = float((h - h.mean(dim=1, keepdim=True)).pow(2).sum(dim=-1).mean())
+    return energy, energy / spread if spread > 0 else 0.0
 
 
 class DMSGEBackbone(nn.Module):
