@@ -477,3 +477,31 @@ def test_a_full_disk_while_fetching_exits_1_with_the_system_error(tmp_path, monk
     monkeypatch.setattr(pooch.HTTPDownloader, "__call__", denied)
     assert main(["fetch-data", "--folder", str(tmp_path / "drb3"), "--no-progress"]) == 2
     assert "writable folder" in capsys.readouterr().err
+
+
+def test_evaluate_robustness_reads_the_test_days_whole(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Noon stamps: comparing them with the test period's date strings left its last
+    # day out of the test days, so a baseline trained on it and was scored on it.
+    import pandas as pd
+
+    import xmsgl
+    import xmsgl.model
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2000-10-01", end="2003-09-30", seed=2)
+    ds = ds.assign_coords(time=ds.time + pd.Timedelta(hours=12))
+    ds.to_netcdf(tmp_path / "noon.nc")
+    import functools
+
+    seen: dict = {}
+    real = xmsgl.model.fit
+
+    @functools.wraps(real)  # fit reads its own signature
+    def spy(*args, **kw):
+        seen.update(kw)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(xmsgl.model, "fit", spy)
+    assert main(["evaluate", "--methods", "climatology", "--keep", "1", "--data", str(tmp_path / "noon.nc"),
+                 "--robustness", "climatology", "--test", "2002-10-01", "2003-09-30",
+                 "--out", str(tmp_path / "r.nc")]) == 0
+    assert seen["train"] == [("2000-10-01", "2002-09-30")]

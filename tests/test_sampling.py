@@ -89,3 +89,20 @@ def test_the_record_says_what_was_kept_and_keeps_earlier_calls() -> None:
     record = twice.reach_temp.attrs["xmsgl_sparsify"]
     assert record.startswith(first + "; then keep=0.5, seed=1")
     assert record.endswith(f"{int(twice.reach_temp.notnull().sum())} of {round(0.5 * n)} observations kept")
+
+
+def test_the_short_record_split_counts_whole_days_and_whole_years_hold_their_days() -> None:
+    # int(90 * 0.70) was 62 (0.7 * 90 = 62.999...): a day lost to rounding; and a water
+    # year of two days 364 days apart (a gap allows it) counted as whole, and became
+    # the test period.
+    import pandas as pd
+
+    from xmsgl.periods import split_periods, whole_water_years
+
+    t = pd.date_range("2001-01-01", periods=90)
+    p = split_periods(t)
+    assert p["train"] == [("2001-01-01", "2001-03-04")]   # 63 days, then 13 and 14
+    assert p["val"] == [("2001-03-05", "2001-03-17")] and p["test"] == [("2001-03-18", "2001-03-31")]
+    gap = pd.date_range("2000-10-01", "2003-10-01").append(pd.DatetimeIndex(["2004-09-30"]))
+    assert whole_water_years(gap).tolist() == [2001, 2002, 2003]
+    assert split_periods(gap)["test"] == [("2002-10-01", "2004-09-30")]

@@ -125,7 +125,7 @@ def default_train_period(time: pd.DatetimeIndex) -> list[tuple[str, str]]:
     """Days before the default test period of :func:`xmsgl.fit` (by water year).
 
     The test period is that of :func:`xmsgl.periods.split_periods`: with ``n >= 3``
-    whole water years (1 October - 30 September, spanning at least
+    whole water years (1 October - 30 September, spanning and holding at least
     :data:`~xmsgl.periods.WHOLE_WATER_YEAR_DAYS` days) the last ``max(1, round(n /
     6))`` of them and any days after them; with fewer, the last 15% of the days. A
     partial water year at the end of the record is never a test year of its own.

@@ -891,9 +891,11 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
         t2 = _time.time()
         test = [tuple(p) for p in json.loads(sweep.attrs["test_period"])]
         time = ds["time"].to_index()
-        test_days = np.zeros(len(time), dtype=bool)
-        for a, b in test:
-            test_days |= (time >= a) & (time <= b)
+        from xmsgl.periods import period_mask
+
+        # Read as every period is: whole days, so noon stamps on the last day count
+        # (comparing with the date strings left the last day out).
+        test_days = period_mask(time, test, "test")
         hidden = _mask_obs(ds, "reach_temp", "reach", np.ones((ds.sizes["reach"], 1), bool) & test_days)
         hidden = _mask_obs(hidden, "seg_temp", "seg", np.ones((ds.sizes["seg"], 1), bool) & test_days)
         kw = {} if args.robustness in BASELINES else {**neural, "progress": False}

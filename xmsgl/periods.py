@@ -202,8 +202,9 @@ def period_mask(time: pd.DatetimeIndex, period: Any, name: str = "period") -> np
     return mask
 
 
-#: Days from first to last that make a water year of the record whole enough to
-#: count in :func:`split_periods` (a complete one spans 364 or 365).
+#: Days from first to last, and days held, that make a water year of the record whole
+#: enough to count in :func:`split_periods` (a complete one spans 364 or 365 and holds
+#: 365 or 366).
 WHOLE_WATER_YEAR_DAYS = 330
 
 
@@ -222,7 +223,8 @@ def water_years(time: Any) -> np.ndarray:
 
 def whole_water_years(time: pd.DatetimeIndex) -> np.ndarray:
     """The water years whose days in ``time`` span at least
-    :data:`WHOLE_WATER_YEAR_DAYS` days, in order.
+    :data:`WHOLE_WATER_YEAR_DAYS` days and number at least as many, in order (a year
+    of two days 364 days apart, which a gap allows, is not whole).
 
     Examples
     --------
@@ -232,10 +234,11 @@ def whole_water_years(time: pd.DatetimeIndex) -> np.ndarray:
     """
     time = pd.DatetimeIndex(time)
     wy = water_years(time)
-    years = np.unique(wy)
+    years, held = np.unique(wy, return_counts=True)
     first = np.array([time[wy == y][0] for y in years], dtype="datetime64[ns]")
     last = np.array([time[wy == y][-1] for y in years], dtype="datetime64[ns]")
-    return years[(last - first) >= np.timedelta64(WHOLE_WATER_YEAR_DAYS, "D")]
+    return years[((last - first) >= np.timedelta64(WHOLE_WATER_YEAR_DAYS, "D"))
+                 & (held >= WHOLE_WATER_YEAR_DAYS)]
 
 
 def validation_beside(time: pd.DatetimeIndex, test: np.ndarray) -> list[tuple[str, str]]:
@@ -288,7 +291,7 @@ def split_periods(time: pd.DatetimeIndex) -> dict[str, list[tuple[str, str]]]:
     """Default train/validation/test periods, by water year (1 October - 30 September).
 
     Only whole water years count (their days span at least
-    :data:`WHOLE_WATER_YEAR_DAYS`): with ``n >= 3`` of them, the last
+    :data:`WHOLE_WATER_YEAR_DAYS` and number as many): with ``n >= 3`` of them, the last
     ``max(1, round(n / 6))`` whole years and any days after them are the test period,
     the ``max(1, round(n / 12))`` whole years before them validation, everything
     earlier (a partial first year included) training. With fewer than three whole
@@ -323,7 +326,8 @@ def split_periods(time: pd.DatetimeIndex) -> dict[str, list[tuple[str, str]]]:
         }
     if len(time) < 10:
         raise TimeError(f"the dataset has {len(time)} days; xmsgl needs at least 10 to train")
-    i1 = int(len(time) * 0.70)
-    i2 = int(len(time) * 0.85)
+    # Integer arithmetic: int(90 * 0.70) is 62 (0.7 * 90 = 62.999...).
+    i1 = len(time) * 7 // 10
+    i2 = len(time) * 17 // 20
     idx = np.arange(len(time))
     return {"train": span(idx < i1), "val": span((idx >= i1) & (idx < i2)), "test": span(idx >= i2)}

@@ -26,8 +26,9 @@ def sparsify(
     """Keep a random share of the fine observations; the rest become NaN.
 
     The input is never modified: a new Dataset is returned whose ``variable`` is a
-    new array. Exactly ``round(keep * n)`` of the ``n`` candidates are kept (at
-    least one when ``keep > 0`` and there is any), drawn with
+    new array. Exactly ``round(keep * n)`` of the ``n`` candidates are kept (Python's
+    ``round``, halves to even: ``keep=0.25`` of 10 keeps 2; at least one when
+    ``keep > 0`` and there is any), drawn with
     :func:`numpy.random.default_rng` in the order of reach ids and dates, so that a
     seed gives the same draw everywhere, however the dataset's rows are ordered. A
     dask-backed ``variable`` stays lazy (only where it is observed is computed).
@@ -61,7 +62,8 @@ def sparsify(
     xarray.Dataset
         A copy of ``ds`` with ``variable`` thinned and its attribute
         ``xmsgl_sparsify`` recording the call and how many observations it kept
-        (after an earlier call's record, joined by ``"; then "``).
+        of the candidates (those inside ``period`` when it is given; after an earlier
+        call's record, joined by ``"; then "``).
 
     Raises
     ------
