@@ -565,3 +565,38 @@ def test_time_only_variable_warns_that_it_is_not_an_input() -> None:
         bare = basin_air.copy()
         bare.attrs = {}
         input_variables(ds.assign(day_index=bare))
+
+
+def test_integer_and_ignored_temperatures_are_not_converted_into_inputs() -> None:
+    # An int16 air temperature in K became float64 degC in validate's copy, which fit
+    # then read as an input; in degC it was left out, with a warning. An ignored one
+    # was converted too (18 K read as -255 degC).
+
+    import xmsgl
+    from xmsgl.convention import input_variables
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2001-01-01", end="2001-03-31")
+    d = ds.assign(reach_air_k=(ds.reach_air_temp + 273.15).round().astype("int16"),
+                  reach_air_x=ds.reach_air_temp + 273.15)
+    d.reach_air_k.attrs = {"units": "K"}
+    d.reach_air_x.attrs = {"units": "K", "xmsgl_role": "ignore"}
+    with pytest.warns(xmsgl.UnitConversionWarning, match="'reach_air_k' converted"):
+        out = xmsgl.validate(d)
+    # Converted (a model fitted with a float one reads it by name), and marked.
+    assert out.reach_air_k.attrs["units"] == "degC" and out.reach_air_k.attrs["xmsgl_stored_as"] == "int16"
+    np.testing.assert_array_equal(out.reach_air_x.values, d.reach_air_x.values)
+    assert out.reach_air_x.attrs["units"] == "K"
+    with pytest.warns(xmsgl.XmsglWarning, match=r"'reach_air_k' has units 'K' but int16 values"):
+        names = input_variables(out).all()
+    assert "reach_air_k" not in names and "reach_air_x" not in names
+
+
+def test_lengths_in_km_are_bounded_in_metres() -> None:
+    import xmsgl
+    from xmsgl.exceptions import TopologyError
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2001-01-01", end="2001-01-31")
+    km = ds.assign(seg_length=(ds.seg_length / 1000.0).assign_attrs(units="km"))
+    km["seg_length"].values[1] = 1e11   # passed as 1e11 km, became 1e14 m
+    with pytest.raises(TopologyError, match="seg_length.*implausible lengths above"):
+        xmsgl.validate(km)

@@ -401,6 +401,11 @@ def _refuse_packed(ds: xr.Dataset, names: Iterable[Hashable]) -> None:
     )
 
 
+#: Attribute ``validate`` puts on an integer temperature it converted to float degC:
+#: the dtype it was stored as, so that it stays out of the inputs as the integer did.
+STORED_AS = "xmsgl_stored_as"
+
+
 def input_variables(
     ds: xr.Dataset, exclude: Iterable[str] = (), *, warn: bool = True
 ) -> InputVariables:
@@ -497,7 +502,8 @@ def input_variables(
             )
     _refuse_packed(ds, [name for name, _, _ in candidates])
     for name, da, group in candidates:
-        if np.issubdtype(da.dtype, np.floating):
+        stored = str(da.attrs.get(STORED_AS, da.dtype))
+        if np.issubdtype(da.dtype, np.floating) and not np.issubdtype(np.dtype(stored), np.integer):
             groups[group].append(name)
             target = next((t for t in TARGETS if name.startswith(t + "_")), None)
             if warn and target is not None and da.attrs.get("xmsgl_role") != "input":
@@ -511,11 +517,12 @@ def input_variables(
                     XmsglWarning,
                     stacklevel=user_stacklevel(),
                 )
-        elif warn and (np.issubdtype(da.dtype, np.integer) or np.issubdtype(da.dtype, np.bool_)) and (
-            _has_physical_units(name, da)
-        ):
+        elif warn and (np.issubdtype(np.dtype(stored), np.integer)
+                       or np.issubdtype(da.dtype, np.bool_)) and _has_physical_units(name, da):
+            units = da.attrs.get("xmsgl_note", "").removeprefix("converted from ").split(" to ")[0] \
+                if STORED_AS in da.attrs else repr(da.attrs["units"])
             warnings.warn(
-                f"variable {name!r} has units {da.attrs['units']!r} but {da.dtype} values, and "
+                f"variable {name!r} has units {units} but {stored} values, and "
                 f"integer and boolean variables are taken as flags or ids, so it is not a model "
                 f"input; to use it as one, cast it: ds[{name!r}] = ds[{name!r}].astype('float32') "
                 f"(or set ds[{name!r}].attrs['xmsgl_role'] = 'ignore' to silence this)",
@@ -1025,6 +1032,11 @@ def _convert_length(ds: xr.Dataset, name: str, notes: list[str]) -> xr.Dataset:
         return ds
     if u in _KILOMETRES:
         da = ds[name] * 1000.0
+        if not _is_lazy(da):
+            # The bound on lengths holds in metres: 1e11 km passed it before conversion.
+            dim = next(iter(map(str, da.dims)), None)
+            _check_lengths(name, np.asarray(da.values),
+                           np.asarray(ds[dim].values) if dim in ds.coords else np.arange(da.size))
         da.attrs = {**ds[name].attrs, "units": "m",
                     "xmsgl_note": f"converted from {units!r} to 'm' by xmsgl"}
         notes.append(f"{name!r} converted from {units!r} to 'm'")
@@ -1393,6 +1405,9 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
     ------
     SchemaError, TopologyError, UnitsError, TimeError
         Naming the variable, the first offending ids and the fix.
+    DataError
+        An infinite value in a temperature whose values are read to judge its units
+        (other inputs' NaN and infinite values are refused where a model reads them).
 
     Examples
     --------
@@ -1442,8 +1457,15 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
                     f"water temperature {name!r} has no 'units'; set ds[{name!r}].attrs['units'] = 'degC'"
                 )
             out = _temperature_to_celsius(out, name, notes, water=True, check_values=check_values)
-        elif "units" in da.attrs and is_temperature_units(da.attrs["units"]):
+        elif ("units" in da.attrs and is_temperature_units(da.attrs["units"])
+              and da.attrs.get("xmsgl_role") != "ignore"):
+            # Not a variable marked to be ignored. An integer one is converted (a model
+            # fitted with the float variable reads it by name) and marked with the
+            # dtype it was stored as, which input_variables leaves out as it does the
+            # integer (the conversion makes a float of it).
             out = _temperature_to_celsius(out, name, notes, water=False, check_values=check_values)
+            if np.issubdtype(da.dtype, np.integer) and np.issubdtype(out[name].dtype, np.floating):
+                out[name].attrs[STORED_AS] = str(da.dtype)
 
     missing = [v for v in input_variables(out, warn=False).all() if "units" not in out[v].attrs]
     if missing:
@@ -1464,12 +1486,14 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
 NONNEGATIVE_UNITS = (
     ("m3 s-1", "a discharge", "is negative only where tides reverse the flow",
      "unless the flow does reverse"),
+    ("ft3 s-1", "a discharge", "is negative only where tides reverse the flow",
+     "unless the flow does reverse"),
     ("mm day-1", "a precipitation (or other depth of water a day)", "is never negative",
      "unless it is a net flux such as precipitation minus evaporation"),
     ("km2", "an area", "is never negative", "unless the sign means something in this data"),
     ("m2", "an area", "is never negative", "unless the sign means something in this data"),
-    ("ha", "an area", "is never negative", "unless the sign means something in this data"),
-    ("acre", "an area", "is never negative", "unless the sign means something in this data"),
+    *((u, "an area", "is never negative", "unless the sign means something in this data")
+      for u in ("ha", "hectare", "hectares", "acre", "acres")),
 )
 
 
