@@ -273,6 +273,23 @@ def _climatology_tables(
     return reach, seg, counts
 
 
+def _warn_missing_air(values: np.ndarray, reach_ids: np.ndarray, days: pd.DatetimeIndex) -> None:
+    """Warn where Mohseni's prediction ``values`` (reach, day) is NaN: missing air
+    temperature, which its trailing mean carries."""
+    missing = ~np.isfinite(values)
+    if not missing.any():
+        return
+    r_idx, t_idx = np.nonzero(missing)
+    first = ", ".join(f"reach {reach_ids[i]} on {days[j].date()}"
+                      for i, j in zip(r_idx[:3], t_idx[:3], strict=True))
+    warnings.warn(XmsglWarning(
+        f"mohseni predicts no value on {int(missing.sum())} reach-days ({first}"
+        f"{' and more' if missing.sum() > 3 else ''}): 'reach_air_temp' is missing "
+        "on those days (NaN), so their trailing mean is; fill it (for example "
+        "ds['reach_air_temp'].interpolate_na('time')) or use another baseline there"),
+        stacklevel=user_stacklevel())
+
+
 def _mohseni(air: np.ndarray, mu: float, alpha: float, gamma: float, beta: float) -> np.ndarray:
     return mu + (alpha - mu) / (1.0 + np.exp(gamma * (beta - air)))
 
@@ -486,18 +503,6 @@ class BaselineModel:
             p = self.arrays["params"][r_pos]
             with np.errstate(over="ignore"):
                 values = _mohseni(air, p[:, :1], p[:, 1:2], p[:, 2:3], p[:, 3:4])
-            missing = ~np.isfinite(values[:, tmask])
-            if missing.any():
-                r_idx, t_idx = np.nonzero(missing)
-                days = times[np.flatnonzero(tmask)]
-                first = ", ".join(f"reach {topo.reach_ids[i]} on {days[j].date()}"
-                                  for i, j in zip(r_idx[:3], t_idx[:3], strict=True))
-                warnings.warn(XmsglWarning(
-                    f"mohseni predicts no value on {int(missing.sum())} reach-days ({first}"
-                    f"{' and more' if missing.sum() > 3 else ''}): 'reach_air_temp' is missing "
-                    "on those days (NaN), so their trailing mean is; fill it (for example "
-                    "ds['reach_air_temp'].interpolate_na('time')) or use another baseline there"),
-                    stacklevel=user_stacklevel())
         else:
             y_reach = _reach_time(ds, "reach_temp", REACH)
             y_seg = _reach_time(ds, "seg_temp", SEG)
@@ -510,6 +515,8 @@ class BaselineModel:
             else:
                 values = _harmonic(src, topo, length, clim_r)
         values = values[:, tmask]
+        if self.method == "mohseni":
+            _warn_missing_air(values, topo.reach_ids, times[tmask])
         now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         coords = output_coords(ds.isel({TIME: np.flatnonzero(tmask)}), REACH)
         return xr.DataArray(

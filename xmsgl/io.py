@@ -439,9 +439,7 @@ def _hidden_name(final: Path, kind: str) -> str:
     :data:`_NAME_MAX` bytes: a target name near the limit could not be written."""
     suffix = f".{secrets.token_hex(6)}.{kind}"
     room = _NAME_MAX - len(".pending") - len(suffix.encode()) - 1
-    name = final.name
-    while len(name.encode()) > room:
-        name = name[:-1]
+    name = final.name.encode()[:room].decode(errors="ignore")  # a cut character dropped
     return f".{name}{suffix}"
 
 

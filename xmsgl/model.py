@@ -582,6 +582,12 @@ def _span_text(spans: list[tuple[str, str]]) -> str:
     return ", ".join(f"{a} to {b}" for a, b in spans)
 
 
+def _days_text(time: pd.DatetimeIndex, mask: np.ndarray, most: int = 3) -> str:
+    """The first ``most`` runs of the days ``mask`` marks, as ``"a to b, c to d, ..."``."""
+    spans = [(str(time[a].date()), str(time[b - 1].date())) for a, b in period_ranges(time, mask)]
+    return _span_text(spans[:most]) + (", ..." if len(spans) > most else "")
+
+
 def warn_unobserved_validation(val: Any) -> None:
     """Warn that the validation period ``val`` holds no fine observation, so the
     checkpoint is chosen by training loss (every network method, and the GRU)."""
@@ -1234,12 +1240,9 @@ def fit(
                 )
             seen_val = mask_a & masks["val"]
             if stage_a_period is not None and seen_val.any():
-                spans = [(str(time[a].date()), str(time[b - 1].date()))
-                         for a, b in period_ranges(time, seen_val)]
                 warnings.warn(
                     f"stage_a_period {stage_a_period!r} overlaps the validation period on "
-                    f"{int(seen_val.sum())} days ({_span_text(spans[:3])}"
-                    f"{', ...' if len(spans) > 3 else ''}): stage A trains on "
+                    f"{int(seen_val.sum())} days ({_days_text(time, seen_val)}): stage A trains on "
                     f"{stage_a_variable!r} on days whose fine observations choose the "
                     "checkpoint, so the validation scores in the model's history are not out "
                     "of sample. Leave stage_a_period out (every day outside val and test) or "
@@ -1269,12 +1272,10 @@ def fit(
             wins_a = make_windows(period_ranges(time, mask_a), int(window), int(stride))
             beyond = mask_a & ~masks["train"]
             if test is None and stage_a_period is None and beyond.any():
-                outside = [(str(time[a].date()), str(time[b - 1].date()))
-                           for a, b in period_ranges(time, beyond)]
                 warnings.warn(
                     f"no test period was given, so stage A also reads {stage_a_variable!r} on "
                     f"{int(beyond.sum())} days outside the training period "
-                    f"({_span_text(outside[:3])}{', ...' if len(outside) > 3 else ''}); scores on "
+                    f"({_days_text(time, beyond)}); scores on "
                     "those days are not out of sample. Give test= (the days to keep out of every "
                     "stage) or stage_a_period=", XmsglWarning, stacklevel=user_stacklevel())
             # Stage A's checkpoint is judged on what it trains: the fine head when
