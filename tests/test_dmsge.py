@@ -63,6 +63,11 @@ def test_edge_reduce_gradients_and_values_match_a_dense_reference(mean: bool) ->
 
 def test_backbone_options_are_checked() -> None:
     assert backbone_options(None)["layers"] == 3
+    assert backbone_options(None)["dynamic_days"] == 20
+    assert backbone_options({"dynamic_days": None})["dynamic_days"] is None
+    for bad in (0, -3, 2.5, True, "30"):
+        with pytest.raises(ParameterError, match="dynamic_days.*integer >= 1"):
+            backbone_options({"dynamic_days": bad})
     with pytest.raises(ParameterError, match="not known"):
         backbone_options({"depth": 2})
     with pytest.raises(ParameterError, match="reduce"):
@@ -93,31 +98,99 @@ def test_backbone_shapes_and_gradients(tiny_basin: xr.Dataset, kw: dict) -> None
     assert all(p.grad is not None for p in net.parameters())
 
 
-def test_encoder_is_causal(tiny_basin: xr.Dataset) -> None:
-    # Only the dynamic graph (built from the window mean) sees later days: without
-    # it, a change on day 15 leaves days 0-14 unchanged.
-    net, adj = _backbone(tiny_basin, graphs=["hydro", "geo"])
-    x = torch.randn(30, tiny_basin.sizes["reach"], 1, 3)
+@pytest.mark.parametrize("kw", [{"graphs": ["hydro", "geo"]}, {}, {"encoder": "gru"},
+                                {"dynamic_days": 7}, {"dynamic_days": 1}])
+def test_no_day_reads_a_later_day(tiny_basin: xr.Dataset, kw: dict) -> None:
+    # The encoder is causal, and each block's feature-space graph is built from the
+    # days up to its first: a change from day 15 on leaves days 0-14 unchanged.
+    torch.manual_seed(0)
+    net, adj = _backbone(tiny_basin, **kw)
+    n = tiny_basin.sizes["reach"]
+    x = torch.randn(30, n, 1, 3)
     y = x.clone()
-    y[15:] += 1.0
+    y[15:] += 5.0 * torch.randn(1, n, 1, 3)
     with torch.no_grad():
         a, b = net(x, adj, "reach"), net(y, adj, "reach")
     torch.testing.assert_close(a[:15], b[:15])
     assert not torch.allclose(a[15:], b[15:])
 
 
-def test_dynamic_graph_is_rebuilt_per_window(tiny_basin: xr.Dataset) -> None:
-    net, adj = _backbone(tiny_basin)
+def test_the_whole_window_graph_reads_later_days(tiny_basin: xr.Dataset) -> None:
+    # dynamic_days=None, the graph of models saved before the option: one graph per
+    # window from the mean over all of its days, which a later change moves.
+    torch.manual_seed(0)
+    net, adj = _backbone(tiny_basin, dynamic_days=None)
+    n = tiny_basin.sizes["reach"]
+    x = torch.randn(30, n, 1, 3)
+    y = x.clone()
+    y[15:] += 5.0 * torch.randn(1, n, 1, 3)
+    with torch.no_grad():
+        a, b = net(x, adj, "reach"), net(y, adj, "reach")
+    assert not torch.allclose(a[:15], b[:15])
+
+
+def test_blocks_lie_on_the_calendar(tiny_basin: xr.Dataset) -> None:
+    # A window that starts 23 days later gives the days of the longer run once it
+    # holds enough days before them (encoder 31 days, then two layers of blocks of
+    # 10 days, each built from the 10 days before): its graphs change on the same
+    # dates. Blocks counted from the window's start instead change on other dates.
+    torch.manual_seed(0)
+    net, adj = _backbone(tiny_basin, dynamic_days=10)
+    n = tiny_basin.sizes["reach"]
+    x = torch.randn(120, n, 1, 3) * torch.linspace(0.5, 2.0, n).view(1, n, 1, 1)
+    with torch.no_grad():
+        whole = net(x, adj, "reach", day0=[100])
+        later = net(x[23:], adj, "reach", day0=[123])
+        counted = net(x[23:], adj, "reach")
+    torch.testing.assert_close(later[57:], whole[23 + 57:])
+    assert not torch.allclose(counted[57:], whole[23 + 57:])
+    with pytest.raises(ParameterError, match="day0 gives 2 first dates for 1 windows"):
+        net(x, adj, "reach", day0=[1, 2])
+
+
+def test_dynamic_graph_is_rebuilt_per_window_and_block(tiny_basin: xr.Dataset) -> None:
+    net, adj = _backbone(tiny_basin, dynamic_days=10)
     n = tiny_basin.sizes["reach"]
     x = torch.randn(25, n, 2, 3)
     x[:, :, 1] = x[:, :, 1].flip(1) * 3  # a second window with other features
     net.record = {}
     with torch.no_grad():
-        net(x, adj, "reach")
-    dyn = net.record["index"][0]
+        net(x, adj, "reach", day0=[0, 5])
+    pieces = net.record["index"][0]
     net.record = None
-    assert dyn.shape == (2, n, 3)
-    assert not torch.equal(dyn[0], dyn[1])
+    # Window 0 changes graph on days 10 and 20, window 1 on days 5 and 15.
+    assert [(t0, t1) for t0, t1, _ in pieces] == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 25)]
+    assert all(idx.shape == (2, n, 3) for _, _, idx in pieces)
+    assert not torch.equal(pieces[0][2][0], pieces[0][2][1])
+    assert torch.equal(pieces[0][2][0], pieces[1][2][0])  # window 0 keeps its first graph to day 10
+
+
+def test_downscaling_does_not_depend_on_chunk_or_period(tmp_path) -> None:
+    # With a causal graph on calendar blocks, a day's prediction depends on neither
+    # the inference windows (chunk) nor the period asked for, once the spin-up covers
+    # what the backbone reads before a day; a model saved before dynamic_days existed
+    # loads with the whole-window graph it was fitted with.
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2001-01-01", end="2001-12-31",
+                                        seed=2, reach_obs_share=0.3)
+    torch.set_num_threads(1)
+    model = ds.msgl.fit(method="msgl", epochs=1, hidden=8, window=90, stride=90, progress=False,
+                        backbone="dmsge", backbone_options=OPTS, seed=0)
+    assert model.net.dmsge.options["dynamic_days"] == 20
+    whole = ds.msgl.downscale(model)
+    pieces = ds.msgl.downscale(model, chunk=30, spinup=180)
+    np.testing.assert_allclose(pieces.values, whole.values, atol=1e-4)
+    part = ds.msgl.downscale(model, time=("2001-08-01", "2001-12-31"))
+    np.testing.assert_allclose(part.values, whole.sel(time=part.time).values, atol=1e-4)
+    folder = model.save(tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    del cfg["hyperparameters"]["backbone_options"]["dynamic_days"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    old = xmsgl.load(folder)
+    assert old.net.dmsge.options["dynamic_days"] is None
+    assert not np.allclose(ds.msgl.downscale(old).values, whole.values, atol=1e-4)
+    from xmsgl.cli import _model_lines
+
+    assert "dynamic_days none" in [ln for ln in _model_lines(str(folder)) if ln.startswith("backbone")][0]
 
 
 def test_node_permutation_permutes_the_output(tiny_basin: xr.Dataset) -> None:
@@ -379,3 +452,16 @@ def test_explain_refuses_a_baseline_with_a_typed_error(basin: xr.Dataset) -> Non
     model = xmsgl.fit(basin, "climatology")
     with pytest.raises(ParameterError, match="has no graph network to explain"):
         explain(model, basin)
+
+
+def test_top_neighbour_sums_a_node_over_the_blocks() -> None:
+    # explain's top neighbour of the dynamic graph: the node whose wins, summed over
+    # the blocks, are largest (the smaller node on a tie).
+    from xmsgl.explain import _top_neighbour
+
+    rows = np.array([0, 0, 0, 1, 1, 2])
+    cols = np.array([2, 1, 2, 0, 2, 1])
+    w = np.array([0.2, 0.3, 0.25, 0.5, 0.5, 1.0])
+    top, share = _top_neighbour(rows, cols, w, 3)
+    assert top.tolist() == [2, 0, 1]
+    np.testing.assert_allclose(share, [0.45, 0.5, 1.0])

@@ -120,26 +120,44 @@ def test_fine_head_is_a_gelu_mlp_plus_a_linear_branch_without_bias() -> None:
         torch.testing.assert_close(head(hc, hf), ref)
 
 
-def test_dynamic_neighbours_are_those_of_the_window_mean_embedding(tiny_basin) -> None:
-    # Guards `h.mean(dim=2)` in DMSGEBackbone.forward: each window's feature-space
-    # graph is the kNN of its nodes' embeddings averaged over the window's days.
+def test_dynamic_neighbours_are_those_of_the_trailing_mean_embedding(tiny_basin) -> None:
+    # Guards DMSGEBackbone.dynamic_blocks: a block starting on day s takes the kNN of
+    # the embedding averaged over days s - D + 1 to s (those in the window); blocks
+    # start where the date is a multiple of D, and windows are cut where any changes.
     from xmsgl.graph import build_graphs
     from xmsgl.knn import feature_knn, node_geometry
     from xmsgl.nn import SparseGraph
 
     torch.manual_seed(0)
     geom = node_geometry(tiny_basin, "reach")
-    net = DMSGEBackbone(n_inputs=3, hidden=6, layers=1, k=3, graphs=["dynamic"])
+    net = DMSGEBackbone(n_inputs=3, hidden=6, layers=1, k=3, graphs=["dynamic"], dynamic_days=7)
     net.set_geometry("reach", geom)
     x = torch.randn(20, geom.n, 2, 3) * torch.linspace(0.2, 3.0, 20).view(20, 1, 1, 1)
     net.record = {}
     with torch.no_grad():
+        net(x, SparseGraph(build_graphs(tiny_basin).fine), "reach", day0=[3, 12])
+    rec, net.record = net.record, None
+    enc = rec["states"][0]  # (B, N, T, H): the encoder output the layer's graphs are built on
+    pieces = rec["index"][0]
+    starts = [[0, 4, 11, 18], [0, 2, 9, 16]]  # days whose date (3 + t, 12 + t) is a multiple of 7
+    assert [(t0, t1) for t0, t1, _ in pieces] == [(0, 2), (2, 4), (4, 9), (9, 11), (11, 16),
+                                                   (16, 18), (18, 20)]
+    for t0, _, idx in pieces:
+        for w in range(2):
+            s = max(v for v in starts[w] if v <= t0)
+            mean = enc[w: w + 1, :, max(0, s - 6): s + 1].mean(dim=2)
+            assert torch.equal(idx[w], feature_knn(mean, 3, tie_keys=geom.ids)[0])
+    # dynamic_days=None: one graph per window, the kNN of its mean over all days.
+    net.options["dynamic_days"] = None
+    net.record = {}
+    with torch.no_grad():
         net(x, SparseGraph(build_graphs(tiny_basin).fine), "reach")
     rec, net.record = net.record, None
-    enc = rec["states"][0]  # (B, N, T, H): the encoder output the layer's graph is built on
-    expected = feature_knn(enc.mean(dim=2), 3, tie_keys=geom.ids)
-    assert torch.equal(rec["index"][0], expected)
-    assert not torch.equal(rec["index"][0], feature_knn(enc.amax(dim=2), 3, tie_keys=geom.ids))
+    ((t0, t1, idx),) = rec["index"][0]
+    enc = rec["states"][0]
+    assert (t0, t1) == (0, 20)
+    assert torch.equal(idx, feature_knn(enc.mean(dim=2), 3, tie_keys=geom.ids))
+    assert not torch.equal(idx, feature_knn(enc.amax(dim=2), 3, tie_keys=geom.ids))
 
 
 @pytest.mark.parametrize("reduce", ["max", "mean"])

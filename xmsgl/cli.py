@@ -264,6 +264,8 @@ def _model_lines(value: str) -> list[str]:
     lines.append("hyperparameters: " + ", ".join(f"{k} {text(hp[k])}" for k in keys if k in hp))
     if hp.get("backbone", "rgrn") != "rgrn":
         opts = hp.get("backbone_options") or {}
+        if hp["backbone"] == "dmsge" and opts and "dynamic_days" not in opts:
+            opts = {**opts, "dynamic_days": None}  # saved before the option: as it loads
         lines.append(f"backbone: {hp['backbone']}"
                      + (" (" + ", ".join(f"{k} {text(o)}" for k, o in opts.items()) + ")" if opts else ""))
     return lines

@@ -107,7 +107,6 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
     import torch
 
     from xmsgl.graph import build_graphs
-    from xmsgl.knn import feature_knn
     from xmsgl.model import _rebuild, check_compatible
     from xmsgl.nn.dmsge import dirichlet_energy
     from xmsgl.train import resolve_device
@@ -137,31 +136,32 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
     data = _rebuild(model, ds, graphs, dev, tsel)
     net = net.to(dev)
     x = torch.from_numpy(np.asarray(data.x_reach)).to(dev).unsqueeze(2)  # (T, N, 1, F)
+    day0 = [data.epoch_day_at(0)]
     backbone.record = {}
     try:
         with torch.inference_mode():
-            net.hidden_states(x, data.graphs["fine"], "reach")
+            net.hidden_states(x, data.graphs["fine"], "reach", day0=day0)
             rec = backbone.record
             states = rec["states"]
-            # Dynamic graph of each depth: the one the next layer builds (and, for the
-            # last depth, the one a further layer would build).
+            # Dynamic graphs of each depth: those the next layer builds (and, for the
+            # last depth, those a further layer would build), block by block.
             st = backbone._state("reach").to(dev)
             # The energy table shows the dynamic graph even for a model that does not
             # use it; its k may then exceed what the nodes (or candidates) allow.
             k_dyn = max(1, min(backbone.k, states[0].shape[1] - 1,
                                st.cand.shape[-1] if st.cand is not None else backbone.k))
-            dyn = [feature_knn(s.mean(dim=2), k_dyn, st.cand, st.cand_valid,
-                               brute_max=backbone.options["brute_max"], tie_keys=st.geometry.ids)
-                   for s in states]
+            dyn = [backbone.dynamic_blocks(s, "reach", day0, k=k_dyn) for s in states]
             hydro, real = rec["hydro"].to(dev), rec["hydro_real"].to(dev)
             geo = rec["geo"].to(dev)
             depth = len(states)
             energy = np.zeros((4, depth, len(_GRAPHS)))
             for d in range(depth):
                 cat = torch.cat(states[: d + 1], dim=-1)
-                for g, (idx, mask) in enumerate(((hydro, real), (geo, None), (dyn[d], None))):
-                    energy[0, d, g], energy[1, d, g] = dirichlet_energy(states[d], idx, mask)
-                    energy[2, d, g], energy[3, d, g] = dirichlet_energy(cat, idx, mask)
+                for g, (idx, mask) in enumerate(((hydro, real), (geo, None), (None, None))):
+                    for col, h in ((0, states[d]), (2, cat)):
+                        energy[col, d, g], energy[col + 1, d, g] = (
+                            dirichlet_energy(h, idx, mask) if idx is not None
+                            else _energy_by_blocks(h, dyn[d]))
     finally:
         backbone.record = None
         # As downscale does: the model goes back to the CPU it is kept on.
@@ -179,18 +179,22 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
     scale = float(geom.length_scale)
     edges = np.concatenate([[0.0], scale * 0.5 * 2.0 ** np.arange(n_bins - 1), [np.inf]])
     hist = np.full((n_layers, len(_GRAPHS), n_bins), np.nan)
-    rows = np.repeat(np.arange(n), backbone.k)
+    n_days = int(states[0].shape[2])
     for lay in range(n_layers):
-        dyn_l = rec["index"][lay]
-        idxs = (hydro.cpu().numpy(), geo.cpu().numpy(), None if dyn_l is None else dyn_l[0].numpy())
         for g, gname in enumerate(_GRAPHS):
             if gname not in rec["wins"][lay]:
                 continue
-            w = rec["wins"][lay][gname][0].numpy()  # (N, k), rows sum to 1
-            idx_g = idxs[g]
-            assert idx_g is not None
-            j = idx_g.reshape(-1)
-            wf = w.reshape(-1)
+            if gname == "dynamic":
+                # One (index, wins) per block of days, weighed by its days.
+                pieces = [(idx[0].numpy(), w[0].numpy(), (t1 - t0) / max(n_days, 1))
+                          for (t0, t1, idx), w in zip(rec["index"][lay], rec["wins"][lay][gname])]
+            else:
+                idx_s = (hydro if gname == "hydro" else geo).cpu().numpy()
+                pieces = [(idx_s, rec["wins"][lay][gname][0].numpy(), 1.0)]  # (N, k), rows sum to 1
+            k_g = pieces[0][0].shape[1]
+            rows = np.tile(np.repeat(np.arange(n), k_g), len(pieces))
+            j = np.concatenate([p[0].reshape(-1) for p in pieces])
+            wf = np.concatenate([p[1].reshape(-1) * p[2] for p in pieces])
             is_self = j == rows
             down = (geom.tin[j] <= geom.tin[rows]) & (geom.tout[rows] <= geom.tout[j]) & ~is_self
             up = (geom.tin[rows] <= geom.tin[j]) & (geom.tout[j] <= geom.tout[rows]) & ~is_self
@@ -200,9 +204,14 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
                 shares[c][lay, g] = np.bincount(rows, weights=wf * m, minlength=n)
             dist = np.sqrt(((geom.pos[j] - geom.pos[rows]) ** 2).sum(axis=1))
             win_dist[lay, g] = np.bincount(rows, weights=wf * dist, minlength=n)
-            best = w.argmax(axis=1)
-            top_id[lay, g] = reach_ids[idx_g[np.arange(n), best]]
-            top_share[lay, g] = w[np.arange(n), best]
+            if len(pieces) == 1:
+                w, idx_g = pieces[0][1], pieces[0][0]
+                best = w.argmax(axis=1)
+                top_id[lay, g] = reach_ids[idx_g[np.arange(n), best]]
+                top_share[lay, g] = w[np.arange(n), best]
+            else:
+                top_j, top_share[lay, g] = _top_neighbour(rows, j, wf, n)
+                top_id[lay, g] = reach_ids[top_j]
             b = np.clip(np.searchsorted(edges, dist, side="right") - 1, 0, n_bins - 1)
             hist[lay, g] = np.bincount(b, weights=wf, minlength=n_bins) / max(float(wf.sum()), 1e-12)
     lg = ("layer", "graph")
@@ -253,6 +262,36 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
         },
     )
     return out
+
+
+def _energy_by_blocks(h: Any, pieces: list[tuple[int, int, Any]]) -> tuple[float, float]:
+    """Dirichlet energy of ``h`` (B, N, T, H) on graphs that change with the days:
+    each piece ``(t0, t1, index)`` of :meth:`~xmsgl.nn.dmsge.DMSGEBackbone.dynamic_blocks`
+    scored on its days, weighed by them; normalized by the spread over all days."""
+    from xmsgl.nn.dmsge import dirichlet_energy
+
+    n_days = max(int(h.shape[2]), 1)
+    energy = sum(dirichlet_energy(h[:, :, t0:t1], idx)[0] * (t1 - t0) / n_days
+                 for t0, t1, idx in pieces if t1 > t0)
+    spread = float((h - h.mean(dim=1, keepdim=True)).pow(2).sum(dim=-1).mean())
+    return float(energy), float(energy) / spread if spread > 0 else 0.0
+
+
+def _top_neighbour(rows: np.ndarray, j: np.ndarray, w: np.ndarray, n: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the column with the largest summed weight (the smallest column on a
+    tie) and that weight, from entries ``(rows, j, w)``."""
+    keys, inv = np.unique(rows.astype(np.int64) * n + j, return_inverse=True)
+    total = np.bincount(inv.reshape(-1), weights=w, minlength=keys.size)
+    r, c = keys // n, keys % n
+    # Sorted by row, then by weight (largest first), then by column: each row's first.
+    order = np.lexsort((c, -total, r))
+    first = order[np.r_[True, r[order][1:] != r[order][:-1]]]
+    top_j = np.zeros(n, dtype=np.int64)
+    top_w = np.full(n, np.nan)
+    top_j[r[first]] = c[first]
+    top_w[r[first]] = total[first]
+    return top_j, top_w
 
 
 def _check_result(result: Any, what: str) -> None:

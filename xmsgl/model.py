@@ -83,6 +83,7 @@ from xmsgl.exceptions import (
 )
 from xmsgl.io import model_path
 from xmsgl.nn import MSGLNet
+from xmsgl.nn.dmsge import LEGACY_DYNAMIC_DAYS
 from xmsgl.nn.dmsge import backbone_options as dmsge_options
 from xmsgl.nn.msgl import BACKBONES, FINE_HEADS
 from xmsgl.nn.weights import (
@@ -531,6 +532,10 @@ def _build_net(config: dict[str, Any]) -> MSGLNet:
     hp = config["hyperparameters"]
     v = config["variables"]
     n_common = int(v["n_common"])
+    backbone_opts = hp.get("backbone_options")
+    if backbone_opts is not None and "dynamic_days" not in backbone_opts:
+        # Saved before the option existed: one feature-space graph per window, as fitted.
+        backbone_opts = {**backbone_opts, "dynamic_days": LEGACY_DYNAMIC_DAYS}
     net = MSGLNet(
         n_common=n_common,
         n_seg_extra=len(v["seg_vars"]) - n_common,
@@ -539,7 +544,7 @@ def _build_net(config: dict[str, Any]) -> MSGLNet:
         attn_window=int(hp["attn_window"]),
         attn_blocks=int(hp["attn_blocks"]),
         backbone=str(hp.get("backbone", "rgrn")),
-        backbone_options=hp.get("backbone_options"),
+        backbone_options=backbone_opts,
         # Models saved before the choice existed have the residual head.
         fine_head=str(hp.get("fine_head", "residual")),
     )

@@ -1378,7 +1378,8 @@ def train_tasks(
                 t in step_tasks for t in ("coarse", "cross", "fine")) else None
             xr_ = _batch(data.x_reach, starts, n, device) if any(
                 t in step_tasks for t in ("fine", "fine_only")) else None
-            out = net(xs, xr_, data.graphs, tasks=step_tasks, rows=rows, cross=cross)
+            out = net(xs, xr_, data.graphs, tasks=step_tasks, rows=rows, cross=cross,
+                      day0=[data.epoch_day_at(s) for s in starts])
             task_loss = {}
             for t in step_tasks:
                 y = ys[t] if t == "coarse" else ys[t].index_select(1, rows)
@@ -1749,17 +1750,18 @@ def predict(
         for j in range(0, len(ws), bs):
             part = ws[j: j + bs]
             starts = [w[0] for w in part]
+            day0 = [data.epoch_day_at(s) for s in starts]
             h_c = h_f = None
             coarse = None
             if need_seg and not by_chunks:
                 h_c = net.hidden_states(_batch(data.x_seg, starts, length, device), data.graphs["coarse"],
-                                        "seg")
+                                        "seg", day0=day0)
                 coarse = net.coarse_prediction(h_c)  # (L, S, B)
             elif need_seg:  # made with the fine prediction, below
                 coarse = torch.empty(length, n_seg, len(part), device=device)
             if need_reach and not by_chunks:
                 h_f = net.hidden_states(_batch(data.x_reach, starts, length, device), data.graphs["fine"],
-                                        "reach")
+                                        "reach", day0=day0)
                 if rows_t is not None:
                     h_f = h_f.index_select(1, rows_t)
             fine = None

@@ -13,9 +13,15 @@ out, so every head of :class:`~xmsgl.nn.MSGLNet` works on it unchanged.
    * ``hydro``: the ``k`` strongest entries of each row of the river adjacency the
      cell would use (padded with the node itself where a row has fewer);
    * ``geo``: the ``k`` nearest nodes in space (:func:`xmsgl.knn.geometric_knn`);
-   * ``dynamic``: the ``k`` nearest nodes in the current embedding space, the
-     embedding averaged over the window's days, recomputed for every window
-     (:func:`xmsgl.knn.feature_knn`), not for every day.
+   * ``dynamic``: the ``k`` nearest nodes in the current embedding space
+     (:func:`xmsgl.knn.feature_knn`), kept for a block of ``dynamic_days`` days
+     (20 by default) and built from the embedding averaged over the
+     ``dynamic_days`` days that end with the block's first day: a day's graph
+     reads no later day (:meth:`DMSGEBackbone.dynamic_blocks`). Blocks lie on the
+     calendar (their first days are multiples of ``dynamic_days`` days since
+     1970-01-01 when the caller gives each window's first date), so a day's graph
+     does not depend on where its window starts once the window holds enough days
+     before it.
 
    The message of neighbour ``j`` to node ``i`` is an EdgeConv function of
    ``[h_i, h_j - h_i, p_j - p_i, s_ij]`` (``p`` the position, ``s`` the signed
@@ -39,7 +45,7 @@ done by :func:`xmsgl.fit` and when a model is applied).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +81,14 @@ DEFAULTS: dict[str, Any] = {
     "brute_max": 2048,    # graphs up to this many nodes get the exact dynamic search
     "coords": "auto",     # positions: "auto", "xy", "lonlat" or "outlet-distance"
     "graphs": list(GRAPHS),  # neighbourhoods used (e.g. ["hydro", "geo"]: static graphs only)
+    # days a feature-space graph is kept for, built from the embedding of the days up
+    # to its first; None: one graph per window from all its days (not causal)
+    "dynamic_days": 20,
 }
+
+#: ``dynamic_days`` of models saved before the option existed: one feature-space
+#: graph per window, from the embedding averaged over all of the window's days.
+LEGACY_DYNAMIC_DAYS = None
 
 # Bytes of one chunk of gathered messages (B, N, k, days, H) in float32.
 _CHUNK_BYTES = 64e6
@@ -119,6 +132,14 @@ def backbone_options(options: dict[str, Any] | None) -> dict[str, Any]:
         # them filled the machine's memory before any error.
         raise ParameterError(f"backbone_options['layers']={opts['layers']} is more than {MAX_LAYERS}; "
                              "graph layers over-smooth long before that: use a few")
+    dd = opts["dynamic_days"]
+    if dd is not None:
+        if isinstance(dd, bool) or not isinstance(dd, (int, np.integer)) or int(dd) < 1:
+            raise ParameterError(
+                f"backbone_options['dynamic_days']={dd!r} must be an integer >= 1 (the days each "
+                "feature-space graph is kept for, 20 by default) or None (one graph per window "
+                "from all of its days, which reads days after the one predicted)")
+        opts["dynamic_days"] = int(dd)
     if not isinstance(opts["concat"], (bool, np.bool_)):
         raise ParameterError(f"backbone_options['concat']={opts['concat']!r} must be True or False")
     opts["concat"] = bool(opts["concat"])
@@ -407,9 +428,10 @@ class DMSGEBackbone(nn.Module):
         Features per node and day of the projected inputs.
     hidden : int
         Embedding size ``H`` (and of the output).
-    layers, k, concat, reduce, encoder, candidates, brute_max, coords, graphs
+    layers, k, concat, reduce, encoder, candidates, brute_max, coords, graphs, dynamic_days
         See :data:`DEFAULTS` (``coords`` is used by whoever builds the geometry;
-        ``graphs`` names the neighbourhoods, all three by default).
+        ``graphs`` names the neighbourhoods, all three by default; ``dynamic_days``:
+        see :meth:`dynamic_blocks`).
 
     Examples
     --------
@@ -431,11 +453,13 @@ class DMSGEBackbone(nn.Module):
     def __init__(self, n_inputs: int, hidden: int, layers: int = 3, k: int = 8, concat: bool = True,
                  reduce: str = "max", encoder: str = "tcn", candidates: int = 32,
                  brute_max: int = 2048, coords: str = "auto",
-                 graphs: list[str] | tuple[str, ...] = GRAPHS) -> None:
+                 graphs: list[str] | tuple[str, ...] = GRAPHS,
+                 dynamic_days: int | None = DEFAULTS["dynamic_days"]) -> None:
         super().__init__()
         opts = backbone_options({"layers": layers, "k": k, "concat": concat, "reduce": reduce,
                                  "encoder": encoder, "candidates": candidates,
-                                 "brute_max": brute_max, "coords": coords, "graphs": list(graphs)})
+                                 "brute_max": brute_max, "coords": coords, "graphs": list(graphs),
+                                 "dynamic_days": dynamic_days})
         self.graphs = tuple(opts["graphs"])
         self.options = opts
         self.hidden = int(hidden)
@@ -549,13 +573,60 @@ class DMSGEBackbone(nn.Module):
         return out
 
     # ------------------------------------------------------------------ forward
+    def dynamic_blocks(self, h: torch.Tensor, scale: str, day0: Sequence[int] | None = None,
+                       k: int | None = None) -> list[tuple[int, int, torch.Tensor]]:
+        """The feature-space neighbourhoods of embeddings ``h`` (B, N, T, H), day by day.
+
+        Returns pieces ``(t0, t1, index)``: days ``[t0, t1)`` of every window take
+        the neighbours ``index`` (B, N, k). With ``dynamic_days`` D, a window's graph
+        changes on its first day and on every day whose date is a multiple of D days
+        since 1970-01-01 (``day0``: each window's first date in those days; without
+        it, every D days from the window's start); the graph of a block starting on
+        day ``s`` is the kNN of the embedding averaged over days ``s - D + 1`` to
+        ``s`` (those in the window), so no day's graph reads a later day. Windows
+        whose blocks start on other days are cut where any of them changes. With
+        ``dynamic_days=None``: one piece, the kNN of the mean over all days. ``k``
+        replaces the backbone's number of neighbours.
+        """
+        b, n, t, _ = h.shape
+        st = self._state(scale).to(h.device)
+        days = self.options.get("dynamic_days", LEGACY_DYNAMIC_DAYS)
+
+        def knn(summary: torch.Tensor) -> torch.Tensor:
+            return feature_knn(summary, self.k if k is None else k, st.cand, st.cand_valid,
+                               brute_max=self.options["brute_max"], tie_keys=st.geometry.ids)
+
+        with torch.no_grad():
+            h = h.detach()
+            if days is None or t == 0:
+                return [(0, t, knn(h.mean(dim=2)))]
+            if day0 is not None and len(day0) != b:
+                raise ParameterError(f"day0 gives {len(day0)} first dates for {b} windows")
+            phase = [0] * b if day0 is None else [int(d) % days for d in day0]
+            starts = [sorted({0, *range((-p) % days, t, days)}) for p in phase]
+            cuts = sorted(set().union(*starts))
+            graphs: dict[tuple[int, int], torch.Tensor] = {}
+            pieces = []
+            for u0, u1 in zip(cuts, [*cuts[1:], t]):
+                rows = []
+                for w in range(b):
+                    s = max(v for v in starts[w] if v <= u0)
+                    if (w, s) not in graphs:
+                        graphs[(w, s)] = knn(h[w: w + 1, :, max(0, s - days + 1): s + 1].mean(dim=2))[0]
+                    rows.append(graphs[(w, s)])
+                pieces.append((u0, u1, torch.stack(rows)))
+            return pieces
+
     def forward(self, x: torch.Tensor, adj: SparseGraph | torch.Tensor, scale: str,
-                project: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+                project: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                day0: Sequence[int] | None = None) -> torch.Tensor:
         """Hidden states (T, N, B, H) for inputs ``x`` (T, N, B, F) of ``scale``.
 
         ``project`` maps inputs to the ``n_inputs`` features (the shared input
         projections of :class:`~xmsgl.nn.MSGLNet`); it is applied a chunk of days
-        at a time.
+        at a time. ``day0``: the first date of each of the ``B`` windows, in days
+        since 1970-01-01, which lays the feature-space graphs' blocks on the
+        calendar (:meth:`dynamic_blocks`).
         """
         n_time, n, b, _ = x.shape
         st = self._state(scale)
@@ -584,22 +655,44 @@ class DMSGEBackbone(nn.Module):
             rec.update({"scale": scale, "index": [], "wins": [], "states": states,
                         "hydro": hydro.cpu(), "hydro_real": hydro_real.cpu(), "geo": st.geo.cpu()})
         for layer in self.layers:
-            neighbours = list(static)
-            dyn = None
+            pieces: list[tuple[int, int, torch.Tensor | None]] = [(0, n_time, None)]
             if "dynamic" in self.graphs:
-                with torch.no_grad():
-                    summary = h.detach().mean(dim=2)  # (B, N, H): one graph per window
-                    dyn = feature_knn(summary, self.k, st.cand, st.cand_valid,
-                                      brute_max=self.options["brute_max"], tie_keys=st.geometry.ids)
-                neighbours.append((dyn, edge_features(st, dyn)))
-            wins: list[torch.Tensor] | None = [] if rec is not None else None
-            h = layer(h, neighbours, self.mean, wins)
+                pieces = list(self.dynamic_blocks(h, scale, day0))
+            outs = []
+            piece_wins: list[list[torch.Tensor]] = []
+            for t0, t1, dyn in pieces:
+                neighbours = list(static)
+                if dyn is not None:
+                    neighbours.append((dyn, edge_features(st, dyn)))
+                wins: list[torch.Tensor] | None = [] if rec is not None else None
+                hp = h if t1 - t0 == n_time else h[:, :, t0:t1]
+                outs.append(layer(hp, neighbours, self.mean, wins))
+                if wins is not None:
+                    piece_wins.append(wins)
+            h = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
             states.append(h)
-            if rec is not None and wins is not None:
-                rec["index"].append(None if dyn is None else dyn.cpu())
-                rec["wins"].append(dict(zip(self.graphs, (w.cpu() for w in wins))))
+            if rec is not None:
+                self._record_layer(rec, pieces, piece_wins, n_time)
         if self.readout is not None:
             h = self.readout(torch.cat(states, dim=-1))
         if rec is not None:
             rec["states"] = [s.detach() for s in states]
         return h.permute(2, 1, 0, 3).contiguous()
+
+    def _record_layer(self, rec: dict[str, Any], pieces: list[tuple[int, int, torch.Tensor | None]],
+                      piece_wins: list[list[torch.Tensor]], n_time: int) -> None:
+        """What :attr:`record` keeps of one layer: its feature-space pieces and how often
+        each neighbour won. A static neighbourhood's wins (B, N, k) are averaged over
+        the pieces by their days; the dynamic one's stay one per piece, aligned with
+        ``rec["index"]``'s ``(t0, t1, index)``."""
+        wins: dict[str, Any] = {}
+        for g, name in enumerate(self.graphs):
+            per_piece = [w[g].cpu() for w in piece_wins]
+            if name == "dynamic":
+                wins[name] = per_piece
+            else:
+                wins[name] = sum(w * ((t1 - t0) / max(n_time, 1))
+                                 for w, (t0, t1, _) in zip(per_piece, pieces))
+        rec["wins"].append(wins)
+        rec["index"].append(None if "dynamic" not in self.graphs else
+                            [(t0, t1, idx.cpu()) for t0, t1, idx in pieces if idx is not None])

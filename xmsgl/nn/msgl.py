@@ -12,6 +12,7 @@ one scale get a projection of their own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -154,7 +155,8 @@ class MSGLNet(nn.Module):
         return out.view(*x.shape[:-1], n_gates)
 
     def hidden_states(
-        self, x: torch.Tensor, adj: SparseGraph | torch.Tensor, scale: str, time_chunk: int | None = None
+        self, x: torch.Tensor, adj: SparseGraph | torch.Tensor, scale: str, time_chunk: int | None = None,
+        day0: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """Hidden states (T, N, B, H) of one scale for inputs (T, N, B, F).
 
@@ -163,10 +165,12 @@ class MSGLNet(nn.Module):
         projection is part of each day's product, so at inference no buffer grows
         with the number of days but the states themselves.
         With ``backbone="dmsge"`` the dynamic backbone runs instead of the cell (on
-        the whole window: its feature-space graph is built per window).
+        the whole window); ``day0``, each window's first date in days since
+        1970-01-01, lays its feature-space graphs' blocks on the calendar (the cell
+        does not read it).
         """
         if self.dmsge is not None:
-            return self.dmsge(x, adj, scale, project=lambda v: self._project(v, scale))
+            return self.dmsge(x, adj, scale, project=lambda v: self._project(v, scale), day0=day0)
         weight = self._projection(scale, x.shape[-1])
         if time_chunk is None or time_chunk >= x.shape[0]:
             out = self.cell.run_inputs(x, weight, self.gate_bias, adj)
@@ -242,6 +246,7 @@ class MSGLNet(nn.Module):
         tasks: tuple[str, ...] = ("coarse", "cross", "fine"),
         rows: torch.Tensor | None = None,
         cross: SparseGraph | torch.Tensor | None = None,
+        day0: Sequence[int] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Predictions of ``tasks`` for a batch of windows.
 
@@ -263,6 +268,9 @@ class MSGLNet(nn.Module):
         cross : SparseGraph, optional
             The rows ``rows`` of the cross matrix (required with ``rows`` for the
             cross and fine tasks).
+        day0 : sequence of int, optional
+            The first date of each window in days since 1970-01-01 (read by the
+            dmsge backbone only, see :meth:`hidden_states`).
 
         Returns
         -------
@@ -277,7 +285,7 @@ class MSGLNet(nn.Module):
         n_time = n_batch = n_out = 0
         if need_coarse:
             assert x_seg is not None
-            h_c = self.hidden_states(x_seg, graphs["coarse"], "seg")
+            h_c = self.hidden_states(x_seg, graphs["coarse"], "seg", day0=day0)
             n_time, _, n_batch, _ = h_c.shape
             if "coarse" in tasks:
                 out["coarse"] = self.coarse_prediction(h_c)
@@ -289,7 +297,7 @@ class MSGLNet(nn.Module):
                 h_cross = hx.permute(0, 2, 1, 3).reshape(n_out * n_batch, n_time, self.hidden)
         if need_fine:
             assert x_reach is not None
-            h_f = self.hidden_states(x_reach, graphs["fine"], "reach")
+            h_f = self.hidden_states(x_reach, graphs["fine"], "reach", day0=day0)
             n_time, _, n_batch, _ = h_f.shape
             if rows is not None:
                 h_f = select_rows(h_f, 1, rows)
