@@ -89,3 +89,41 @@ def test_threads_never_share_a_block_in_use() -> None:
     assert 1 <= len(pool.blocks) <= 4
     held = sum(len(b) for b in pool.blocks)
     assert pool.release() == held and pool.blocks == []
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_process_never_writes_the_parents_results() -> None:
+    # Blocks are private maps: after a fork the child's runs of the recurrence write
+    # pages of its own, never those of a result the parent keeps (shared maps did).
+    import os
+
+    import numpy as np
+    import scipy.sparse as sp
+
+    from xmsgl.nn import GraphRecurrent, SparseGraph
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    n, hdim, n_in, days = 500, 20, 3, 120  # states of 4.8 MB: pooled
+    a = sp.eye(n, format="csr") + sp.eye(n, k=1, format="csr")
+    graph = SparseGraph(sp.csr_matrix(a.multiply(1.0 / np.asarray(a.sum(axis=1)))))
+    cell = GraphRecurrent(hdim)
+    w, b = torch.randn(4 * hdim, n_in), torch.randn(4 * hdim)
+    x1, x2 = torch.randn(days, n, 1, n_in), torch.randn(days, n, 1, n_in)
+    with torch.no_grad():
+        ref = cell.run_inputs(x1, w, b, graph).clone()  # its block is free again after this
+        go_r, go_w = os.pipe()
+        done_r, done_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child waits for the parent's result, then runs its own
+            try:
+                os.read(go_r, 1)
+                cell.run_inputs(x2, w, b, graph)
+            finally:
+                os.write(done_w, b"x")
+                os._exit(0)
+        kept = cell.run_inputs(x1, w, b, graph)
+        os.write(go_w, b"x")
+        os.read(done_r, 1)
+        os.waitpid(pid, 0)
+    assert torch.equal(kept, ref)

@@ -626,3 +626,28 @@ def test_select_rows_gradient_matches_index_select(
     torch.testing.assert_close(g_got, g_want)
     with torch.no_grad():
         assert not rgrn.select_rows(x, 1, idx).requires_grad
+
+
+def test_a_state_of_any_layout_is_taken_and_a_graph_of_another_dtype_is_refused() -> None:
+    # The memory is made contiguous before the diffusion views it per node; a graph
+    # whose dtype is not the cell's is a ParameterError, not torch's dtype message.
+    import scipy.sparse as sp
+
+    from xmsgl.exceptions import ParameterError
+    from xmsgl.nn import GraphRecurrent, SparseGraph
+
+    torch.manual_seed(0)
+    n, b, hdim = 6, 3, 4
+    cell = GraphRecurrent(hdim)
+    graph = SparseGraph(sp.random(n, n, density=0.4, random_state=0, format="csr"))
+    x = torch.randn(5, n, b, 4 * hdim)
+    h0, c0 = torch.randn(hdim, n, b).permute(1, 2, 0), torch.randn(hdim, n, b).permute(1, 2, 0)
+    assert not c0.is_contiguous()
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            got = cell(x, graph, state=(h0, c0))
+            ref = cell(x, graph, state=(h0.contiguous(), c0.contiguous()))
+        torch.testing.assert_close(got, ref)
+    with pytest.raises(ParameterError, match="graph's weights are torch.float32 but the cell's are "
+                                             "torch.float64"):
+        cell.double()(x.double(), graph)

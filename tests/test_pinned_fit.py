@@ -371,3 +371,52 @@ def test_default_window_and_stride_are_a_year_and_half_a_year(half_year_basin: x
     assert (hp["window"], hp["stride"]) == (365, 182)
     hp = fit(half_year_basin, method="fine-only", window=100, **tiny, **PERIODS).config["hyperparameters"]
     assert (hp["window"], hp["stride"]) == (100, 100)
+
+
+@pytest.mark.parametrize("val", [False, True])
+def test_a_stage_whose_every_window_is_skipped_names_the_cause(half_year_basin: xr.Dataset,
+                                                               val: bool) -> None:
+    # Guards nothing_trained in train_tasks: no window holds an observation of a task
+    # weighed above 0, so no step is taken; that is said as such (not as a fit that
+    # diverged), and untrained weights are never returned, scored or not.
+    from xmsgl.exceptions import TrainingError
+    from xmsgl.train import train_tasks
+
+    net, data = _msgl_data(half_year_basin)
+    n_time, n_seg = half_year_basin.sizes["time"], half_year_basin.sizes["seg"]
+    n_reach = half_year_basin.sizes["reach"]
+    fine = np.full((n_time, n_reach), np.nan, np.float32)
+    weights = {"coarse": 0.0, "cross": 1.0, "fine": 1.0}
+    with pytest.raises(TrainingError, match=r"no training window of stage 'probe' holds an observation "
+                       r"of a task weighed above 0 \(task_weights=\{'coarse': 0.0, 'cross': 1.0, "
+                       r"'fine': 1.0\}\) \(tasks \['coarse', 'cross', 'fine'\]\), so nothing was "
+                       r"trained; .* or weights above 0"):
+        train_tasks(net, data, {"coarse": np.zeros((n_time, n_seg), np.float32), "cross": fine,
+                                "fine": fine},
+                    [(30, 30)], val=(lambda _: 0.5) if val else None, epochs=2,
+                    device=torch.device("cpu"), rng=np.random.default_rng(0), progress=False,
+                    stage="probe", weighting="fixed", task_weights=weights)
+
+
+def test_a_subbasin_block_with_only_unweighted_observations_is_skipped() -> None:
+    # Guards the skip test of xmsgl.scale.train_subbasins: a block whose only
+    # observations are of tasks weighed 0 is left out, as train_tasks leaves out such
+    # a window; the fit trains on the other block (it used to stop as "diverged").
+    from xmsgl.convention import topology_arrays
+    from xmsgl.datasets.synthetic import synthetic_basin
+    from xmsgl.scale import partition
+
+    ds = synthetic_basin(n_segments=6, start="2000-10-01", end="2001-06-30", seed=0, n_outlets=2,
+                         reach_obs_share=0.5, seg_obs_share=1.0, reaches_per_segment=1.5,
+                         tributaries_per_segment=0.3)
+    part = partition(topology_arrays(ds), reach_chunk=8, halo=None)
+    assert len(part.blocks) == 2
+    second = part.blocks[1]
+    ds["seg_temp"] = ds.seg_temp.where(~ds.seg.isin(ds.seg.values[second.seg[:second.n_core_seg]]))
+    model = fit(ds, method="msgl", subbasin_batch=8, weighting="fixed", seed=0,
+                task_weights={"coarse": 1.0, "cross": 0.0, "fine": 0.0},
+                train=("2000-10-01", "2001-02-27"), val=("2001-02-28", "2001-04-30"),
+                test=("2001-05-01", "2001-06-30"), hidden=8, epochs=1, window=60, stride=30,
+                progress=False)
+    assert model.history["main"]["subbasin_blocks"] == 2
+    assert model.history["main"]["best_epoch"] == 1

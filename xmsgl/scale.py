@@ -1596,7 +1596,7 @@ def train_subbasins(
     and the validation score (``val``) is taken once per epoch on the whole network
     (and on the starting weights with ``score_start``, as in ``train_tasks``).
     """
-    from xmsgl.train import score_starting_weights, train_tasks
+    from xmsgl.train import nothing_trained, score_starting_weights, train_tasks
 
     part = partition(topo, reach_chunk=max_reaches, halo=halo,
                      direction=graphs.options.get("direction") or "updown")
@@ -1637,16 +1637,25 @@ def train_subbasins(
     best_state = copy.deepcopy(net.state_dict())
     if score_start:
         best = score_starting_weights(net, val, history)
+    # A block whose only observations are of tasks weighed 0 takes no step, as a
+    # window of train_tasks does.
+    weights = kwargs.get("task_weights") if kwargs.get("weighting") == "fixed" else None
+    trained = 0
     for epoch in range(int(epochs)):
         losses: list[float] = []
         for k in rng.permutation(len(blocks)).tolist():
             bdata, btargets = blocks[k]
-            if not any(np.isfinite(y).any() for y in btargets.values()):
+            if not any(np.isfinite(y).any() for t, y in btargets.items()
+                       if weights is None or float(weights.get(t, 0.0)) > 0):
                 continue
+            trained += 1
             h = train_tasks(net, bdata, btargets, windows, val=None, epochs=1, device=device,
                             rng=rng, **kwargs)
             losses.extend(x for x in h["loss"] if np.isfinite(x))
             history["task_weights"] = h["task_weights"]
+        if not trained:
+            raise nothing_trained(str(kwargs.get("stage") or kwargs.get("desc") or "fit"),
+                                  list(targets), str(kwargs.get("weighting", "equal")), weights)
         score = val(net) if val is not None else None
         history["loss"].append(float(np.mean(losses)) if losses else float("nan"))
         history["val"].append(score)

@@ -1203,6 +1203,19 @@ def score_starting_weights(net: Any, val: ValFn | None, history: dict[str, Any])
     return float(start)
 
 
+def nothing_trained(stage: str, tasks: Sequence[str], weighting: str,
+                    task_weights: dict[str, float] | None) -> TrainingError:
+    """The error of a stage whose every window was skipped: no step was taken (its
+    weights would be the untrained ones, not a model that diverged)."""
+    weighed = (f" weighed above 0 (task_weights={task_weights})" if weighting == "fixed" and task_weights
+               else "")
+    return TrainingError(
+        f"no training window of stage {stage!r} holds an observation of a task{weighed} (tasks "
+        f"{list(tasks)}), so nothing was trained; give observations of these tasks in the "
+        "training period" + (", or weights above 0 to the tasks that have them" if weighed else "")
+    )
+
+
 def train_tasks(
     net: Any,
     data: ModelData,
@@ -1240,7 +1253,8 @@ def train_tasks(
     The fine heads act on each reach alone, so they run only on the reaches with an
     observation in the batch (the exact loss, at a fraction of the cost with sparse
     data); where more than ``max_head_reaches`` reaches are observed (dense
-    pseudo-labels), a random subset of that many is drawn per step. A batch without
+    pseudo-labels, or real observations at many reaches), a random subset of that
+    many is drawn per step and the step's loss is taken on those alone. A batch without
     any fine observation skips the fine graph and trains the coarse task alone. After every epoch
     ``val(net)`` gives the validation score (lower is better); the weights of the
     best epoch are restored at the end.
@@ -1340,6 +1354,7 @@ def train_tasks(
     from tqdm.auto import tqdm
 
     bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False, unit="epoch")
+    steps_taken = 0
     for epoch in bar:
         net.train()
         order = rng.permutation(len(windows))
@@ -1452,6 +1467,9 @@ def train_tasks(
             steps += 1
             for t, w in weights.items():
                 wsum[t] += w
+        steps_taken += steps
+        if epoch == 0 and not steps_taken:
+            raise nothing_trained(stage_name, tasks, weighting, task_weights)
         live = average.swap_in(net) if average is not None else None
         score = val(net) if val is not None else None
         history["loss"].append(float(np.mean(losses)) if losses else float("nan"))

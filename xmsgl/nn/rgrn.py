@@ -248,7 +248,13 @@ class _BlockPool:
         reaches was about 9% slower with ``bytearray`` blocks under 64 MiB).
         """
         try:
-            block: mmap.mmap | bytearray = mmap.mmap(-1, nbytes)
+            # Private: after a fork (multiprocessing's default start on Linux, data
+            # loader workers) each process writes pages of its own. A shared map made
+            # parent and child write the same pages, and each reused blocks the other
+            # still read, since a block's use is known from this process's references.
+            private = getattr(mmap, "MAP_PRIVATE", None)
+            block: mmap.mmap | bytearray = (mmap.mmap(-1, nbytes) if private is None
+                                            else mmap.mmap(-1, nbytes, flags=private))
         except (OSError, ValueError, OverflowError):
             return bytearray(nbytes)
         if nbytes >= cls.fill_bytes:
@@ -431,7 +437,9 @@ def _day_buffers(
     # (On CPU only, where the sparse product reads a strided block without a copy.)
     in_place = n_rows == n_node and like.device.type == "cpu"
     q = None if in_place else like.new_empty(n_rows, hdim)
-    return hs, c0.clone(), q, like.new_full((), -1.0)
+    # Contiguous whatever the layout of the state given: the memory is viewed as
+    # (nodes, windows x H) by the diffusion.
+    return hs, c0.clone(memory_format=torch.contiguous_format), q, like.new_full((), -1.0)
 
 
 def _stacked_weight(
@@ -818,6 +826,11 @@ class GraphRecurrent(nn.Module):
                 "weights outside this cell")
         xf = x.reshape(n_time, n_rows, n_in)
         weight, bias = self.recurrent.weight, self.recurrent.bias
+        if mat.dtype != weight.dtype:
+            raise ParameterError(
+                f"the graph's weights are {mat.dtype} but the cell's are {weight.dtype}; give a graph "
+                f"of the cell's dtype (a SparseGraph is float32: keep the model in float32, or pass "
+                f"a torch sparse tensor of {weight.dtype})")
         tracked = [t for t in (xf, w_x, b_x, weight, bias, h0, c0) if t is not None]
         if torch.is_grad_enabled() and any(t.requires_grad for t in tracked):
             # The transpose serves backward only: asked for (and made) here, not at inference.
