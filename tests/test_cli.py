@@ -300,6 +300,24 @@ def test_robustness_method_needs_its_variables_before_the_sweep(files, capsys: p
     assert not (files / "r.nc").exists()
 
 
+def test_robustness_checks_the_data_cannot_take_are_refused_before_the_sweep(
+        files, capsys: pytest.CaptureFixture[str]) -> None:
+    # The default shift levels need days before the test period: a test period at the
+    # start of the record is refused before the sweep runs (it used to be refused
+    # after it), with advice the command can follow.
+    import xmsgl
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2000-10-01", end="2002-09-30", seed=2)
+    ds.to_netcdf(files / "b.nc")
+    assert main(["evaluate", "--methods", "climatology", "--robustness", "climatology", "--data", "b.nc",
+                 "--test", "2000-10-01", "2001-09-30", "--out", "r.nc"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "--robustness climatology runs the default checks" in line
+    assert "0 days before the first scored day (2000-10-01)" in line and "leave shift out of checks" in line
+    assert "Choose --test with more days before it" in line
+    assert not (files / "r.nc").exists()
+
+
 def test_cross_validation_of_a_baseline_says_what_it_cannot_tell(
         tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import xarray as xr

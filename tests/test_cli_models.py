@@ -343,6 +343,11 @@ def test_coverage_prints_and_writes_what_coverage_returns(files: dict[str, str],
     np.testing.assert_array_equal(written["reach_beyond_sd"].values, expected["reach_beyond_sd"].values)
     assert list(written["reach_beyond_variable"].values) == list(expected["reach_beyond_variable"].values)
     assert written.attrs["xmsgl_model_sha256"] == expected.attrs["xmsgl_model_sha256"]
+    # The input's history goes on with this step's line; distances in the CF unit "1".
+    history = written.attrs["history"].splitlines()
+    assert "coverage(method=" in history[-1] and "margin=1" in history[-1]
+    assert history[:-1] == str(hot.attrs.get("history", "")).splitlines()
+    assert written["reach_beyond_sd"].attrs["units"] == "1"
     # Never over an existing file without --overwrite, nor over an input, nor to zarr.
     assert main(["coverage", model_dir, str(hot_nc), "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err

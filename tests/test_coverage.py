@@ -330,6 +330,7 @@ def test_time_is_read_as_downscale_reads_it(half_year_basin: xr.Dataset, half_ye
     assert (one["reach_days_beyond_observed"].values <= 1).all()
     part = ds.msgl.coverage(model, time=slice("2001-01-01", "2001-01-31"))
     same = ds.isel(time=slice(0, 31)).msgl.coverage(model)
+    assert "time=slice(" in part.attrs.pop("history") and "time=" not in same.attrs.pop("history")
     xr.testing.assert_identical(part, same)
 
 
@@ -373,3 +374,34 @@ def test_coverage_keeps_the_id_coordinates_downscale_keeps(half_year_basin: xr.D
     np.testing.assert_array_equal(cov["seg_beyond_sd"]["seg_id_nat"], ds["seg_id_nat"])
     assert cov["reach"].attrs["long_name"] == "reach id" and cov["basin"].item() == "test"
     assert "time" not in cov.dims
+
+
+def test_inputs_in_other_units_than_the_fit_are_refused(half_year_basin: xr.Dataset,
+                                                        half_year_msgl) -> None:
+    # validate converts temperatures only: an area in m2 or a discharge in ft3 s-1
+    # would be measured in the wrong unit (millions of standard deviations), so
+    # coverage refuses them as downscale does.
+    from xmsgl.exceptions import ModelMismatchError
+
+    ds = half_year_basin.copy()
+    name = next(n for n in half_year_msgl.features.reach_vars if "area" in n)
+    assert half_year_msgl.features.units[name] == "km2"
+    ds[name] = (ds[name] * 1e6).assign_attrs(units="m2")
+    with pytest.raises(ModelMismatchError, match=f"input variable '{name}' has units 'm2'; the "
+                                                 "model was fitted with 'km2'"):
+        ds.msgl.coverage(half_year_msgl)
+    with pytest.raises(ModelMismatchError, match="has units 'm2'"):
+        ds.msgl.downscale(half_year_msgl)
+
+
+def test_coverage_says_how_it_was_made_in_valid_units(half_year_basin: xr.Dataset,
+                                                      half_year_msgl) -> None:
+    # A history line naming the step, the model and the margin; distances in
+    # standard deviations carry the CF unit "1" (the words are in the long name).
+    cov = half_year_basin.msgl.coverage(half_year_msgl, margin=2)
+    assert "xmsgl" in cov.attrs["history"] and "coverage(method='msgl'" in cov.attrs["history"]
+    assert f"sha256={half_year_msgl.sha256[:16]}" in cov.attrs["history"]
+    assert "margin=2" in cov.attrs["history"]
+    for name in ("reach_beyond_sd", "seg_beyond_sd"):
+        assert cov[name].attrs["units"] == "1"
+        assert "standard deviations" in cov[name].attrs["long_name"]

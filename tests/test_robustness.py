@@ -437,3 +437,24 @@ def test_booleans_and_a_truth_without_days_are_refused(basin: xr.Dataset) -> Non
         robustness(basin, model, {"lag": [1]}, hide_scored="no")
     with pytest.raises(xmsgl.SchemaError, match=r"truth 'reach_temp_true' must be a \(reach, time\)"):
         robustness(basin, model, {"lag": [1]}, truth=basin.reach_temp_true.isel(time=400))
+
+
+def test_mask_gauges_without_observations_is_refused_before_the_first_run(basin: xr.Dataset) -> None:
+    # mask_gauges needs reach_temp; on a forcing-only dataset scored against a truth
+    # given apart, that is refused before the first model run (it came after all the
+    # other checks' runs); a shift longer than the record before is advised to be left out.
+    import unittest.mock
+
+    from xmsgl import robustness as rob
+
+    clim = fit_baseline(basin, "climatology", train=("2000-10-01", "2001-09-30"))
+    calls: list[object] = []
+    with unittest.mock.patch.object(rob, "_predict", lambda *a: calls.append(a)):
+        with pytest.raises(xmsgl.SchemaError, match="mask_gauges drops observed reaches of 'reach_temp', "
+                                                    "which the dataset lacks; leave mask_gauges out"):
+            rob.robustness(basin.drop_vars("reach_temp"), clim, truth=basin.reach_temp_true,
+                           time=("2001-10-01", "2002-09-30"))
+        with pytest.raises(xmsgl.ParameterError, match="0 days before the first scored day "
+                                                       r"\(2000-10-01\).*; leave shift out of checks"):
+            rob.robustness(basin, clim, {"shift": [30]}, time=("2000-10-01", "2001-09-30"))
+    assert calls == []

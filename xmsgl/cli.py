@@ -814,6 +814,8 @@ def _check_evaluate_data(args: argparse.Namespace, ds: Any) -> list[str]:
             except XmsglError as err:
                 where = f"--data {args.data!r}" if args.data is not None else "the synthetic basin"
                 raise type(err)(f"{option} mohseni cannot run on {where}: {err}") from None
+    if args.robustness:
+        _check_robustness_data(args, ds)
     notes: list[str] = []
     if args.cv:
         with warnings.catch_warnings(record=True) as caught:
@@ -830,6 +832,34 @@ def _check_evaluate_data(args: argparse.Namespace, ds: Any) -> list[str]:
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return notes
+
+
+def _check_robustness_data(args: argparse.Namespace, ds: Any) -> None:
+    """The default robustness checks against the dataset and the test period the sweep
+    will take, before the sweep (which the checks would otherwise refuse after it)."""
+    import numpy as np
+    import pandas as pd
+
+    from xmsgl.baselines import default_train_period
+    from xmsgl.periods import period_mask
+    from xmsgl.robustness import _check_levels_on, _levels
+
+    time = pd.DatetimeIndex(ds["time"].values)
+    if args.test is not None:
+        test_days = period_mask(time, args.test, "test")
+    else:  # the sweep's default: the days outside fit's training years
+        test_days = np.ones(len(time), dtype=bool)
+        for a, b in default_train_period(time):
+            test_days &= ~((time >= pd.Timestamp(a)) & (time <= pd.Timestamp(b)))
+    if not test_days.any():
+        return  # the sweep names an empty test period itself
+    try:
+        _check_levels_on(ds, _levels(None), time, int(np.flatnonzero(test_days)[0]))
+    except XmsglError as err:
+        raise type(err)(
+            f"--robustness {args.robustness} runs the default checks (xmsgl.robustness."
+            f"DEFAULT_CHECKS), which this data cannot take: {err}. Choose --test with more days "
+            "before it, or call xmsgl.robustness.robustness with checks of your own") from None
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -1163,8 +1193,12 @@ def _coverage(args: argparse.Namespace) -> int:
                 result[name] = da.astype(np.int8).assign_attrs(
                     da.attrs, flag_values=np.array([0, 1], dtype=np.int8),
                     flag_meanings="inside beyond")
+        # The input's history goes on with this step, as downscale's does.
+        prior = str(ds.attrs.get("history", "")).rstrip("\n")
+        step = str(cov.attrs.get("history", ""))
         result.attrs.update({"title": "xmsgl coverage: nodes with inputs beyond those of the "
                                       "observed nodes",
+                             "history": f"{prior}\n{step}" if prior else step,
                              "source": _source(args)})
         try:
             to_netcdf_safe(_json_attrs(result), out, overwrite=args.overwrite)

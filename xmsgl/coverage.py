@@ -26,10 +26,18 @@ from xmsgl.convention import (
     expect_dataset,
     only_read,
     output_coords,
+    same_units,
     topology_arrays,
     validate,
 )
-from xmsgl.exceptions import DataError, ExtrapolationWarning, ParameterError, SchemaError, format_ids
+from xmsgl.exceptions import (
+    DataError,
+    ExtrapolationWarning,
+    ModelMismatchError,
+    ParameterError,
+    SchemaError,
+    format_ids,
+)
 
 __all__ = ["coverage", "WARN_SD", "static_extrapolation"]
 
@@ -101,6 +109,9 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         For ``time=`` that ``downscale`` refuses too.
     DataError
         For an input that is not finite (``downscale`` refuses it too).
+    ModelMismatchError
+        For an input in other units than the model was fitted with (``downscale``
+        refuses it too).
 
     Examples
     --------
@@ -138,6 +149,15 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
               for n in names if n in spec.observed_range]
     # The inputs as fit and downscale read them (units converted), the topology checked.
     ds = validate(only_read(ds, [n for n in judged if n in ds.variables]), check_values=False)
+    for name in judged:
+        # validate converts temperatures only: other inputs in other units than the
+        # fit's would be measured in the wrong unit (downscale refuses them too).
+        if name in ds.variables:
+            units = str(ds[name].attrs.get("units", "1"))
+            if not same_units(units, spec.units[name]):
+                raise ModelMismatchError(
+                    f"input variable {name!r} has units {units!r}; the model was fitted with "
+                    f"{spec.units[name]!r}: convert it or refit the model")
     if time is not None:
         import pandas as pd
 
@@ -206,8 +226,9 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             "description": f"true where a static input lies more than {sds} beyond its range over "
                            "the observed nodes"})
         out[f"{dim}_beyond_sd"] = xr.DataArray(worst.astype(np.float32), dims=(dim,), coords=coord, attrs={
-            "long_name": "distance of the static inputs beyond the observed range (0 inside it)",
-            "units": "standard deviations"})
+            "long_name": "distance of the static inputs beyond the observed range (0 inside it), "
+                         "in standard deviations of the training inputs",
+            "units": "1"})
         out[f"{dim}_beyond_variable"] = xr.DataArray(which.astype(str), dims=(dim,), coords=coord, attrs={
             "long_name": "static input farthest beyond the observed range"})
         if judged_days:
@@ -221,8 +242,9 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             out[f"{dim}_days_beyond_sd"] = xr.DataArray(
                 days_worst.astype(np.float32), dims=(dim,), coords=coord,
                 attrs={"long_name": "largest distance of a time-varying input beyond the observed "
-                                    "range over the days judged (0 inside it)",
-                       "units": "standard deviations"})
+                                    "range over the days judged (0 inside it), in standard "
+                                    "deviations of the training inputs",
+                       "units": "1"})
             out[f"{dim}_days_beyond_variable"] = xr.DataArray(
                 days_which.astype(str), dims=(dim,), coords=coord,
                 attrs={"long_name": "time-varying input beyond the observed range on the most days"})
@@ -231,6 +253,14 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         out["reach_segment_beyond_observed"] = xr.DataArray(
             flags[SEG][topology_arrays(ds).reach_seg_idx], dims=(REACH,), coords=_node_coords(ds, REACH),
             attrs={"long_name": "the reach's segment is beyond the observed segments"})
+    import datetime as _dt
+
+    import xmsgl
+
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    out.attrs["history"] = (f"{now} UTC: xmsgl {xmsgl.__version__} coverage(method={model.method!r}, "
+                            f"model sha256={model.sha256[:16]}, margin={float(margin):g}"
+                            + (f", time={time!r}" if time is not None else "") + ")")
     out.attrs.update({"xmsgl_margin_sd": float(margin), "xmsgl_method": model.method,
                       "xmsgl_model_sha256": model.sha256,
                       "xmsgl_inputs_judged": ", ".join(judged_all),

@@ -633,7 +633,10 @@ def _check_levels_on(ds: xr.Dataset, levels: dict[str, list[Any]], times: pd.Dat
     """Refuse, before any model run, levels the dataset's record cannot take (each
     perturbed run of a network can take minutes): filters slower than half the record,
     lags not shorter than the time axis, shifts longer than the days before the first
-    scored day."""
+    scored day; and ``mask_gauges`` on a dataset without ``reach_temp``."""
+    if "mask_gauges" in levels and "reach_temp" not in ds.data_vars:
+        raise SchemaError("mask_gauges drops observed reaches of 'reach_temp', which the dataset "
+                          "lacks; leave mask_gauges out of checks, or give the observations")
     for name, lv in levels.items():
         for level in lv:
             if name == "lowpass":
@@ -646,11 +649,11 @@ def _check_levels_on(ds: xr.Dataset, levels: dict[str, list[Any]], times: pd.Dat
             elif name == "shift":
                 before = int((times[t_first] - times[0]).days)
                 if int(level) > before:
+                    fix = (f"give at most {before}" if before >= 1 else "leave shift out of checks")
                     raise ParameterError(
                         f"shift level {level!r}: the dataset has {before} days before the first "
                         f"scored day ({times[t_first].date()}), so no prediction can start "
-                        f"{level} days earlier; give at most {before}, or a dataset that starts "
-                        "earlier")
+                        f"{level} days earlier; {fix}, or a dataset that starts earlier")
 
 
 
