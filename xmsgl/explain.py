@@ -69,7 +69,10 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
         A dataset with the model's input variables.
     time : (start, end), optional
         The days to run, as one window (default: all days of ``ds``; a year or two
-        is typical).
+        is typical). A gap in the days is run through as if they followed each
+        other, and the first days have no spin-up (the encoder and the dynamic
+        graph read days before them): give a period without gaps that starts some
+        months before the days of interest.
     device : str, default "cpu"
         Torch device.
     n_bins : int, default 8

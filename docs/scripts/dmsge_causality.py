@@ -1,12 +1,15 @@
 """What a dmsge model's predictions read: later days, the period asked, the chunks.
 
 Fits MSGL with the dmsge backbone (one epoch, default options, seed 0) on a
-12-segment synthetic basin (water years 2001-2003), once with the calendar blocks of
-``dynamic_days=20`` (the default) and once with ``dynamic_days=None`` (one graph per
-window from all its days, the graph of models saved before the option), and prints
-as JSON lines, per setting, the largest change of the downscaled temperature (degC):
+12-segment synthetic basin (water years 2001-2003), with the calendar blocks of
+``dynamic_days=20`` (the default), with ``dynamic_days=None`` (one graph per window
+from all its days, the graph of models saved before the option), and with the
+default blocks and the residual fine head (which reads the cross-scale attention),
+and prints as JSON lines, per setting, the largest change of the downscaled
+temperature (degC):
 
-* before May 2002 when the air temperature is raised by 10 degC from 2002-06-01 on;
+* before June 2002 and before May 2002 when the air temperature is raised by 10
+  degC from 2002-06-01 on;
 * on the days of June 2002 when ``downscale`` is asked for that month alone;
 * anywhere when ``downscale`` runs windows of ``chunk=30`` instead of 365.
 
@@ -32,18 +35,18 @@ def main() -> None:
     warm = ds.copy()
     for v in air:
         warm[v] = ds[v].where(ds.time < np.datetime64("2002-06-01"), ds[v] + 10.0)
-    before = slice(None, "2002-04-30")
-    for days in (20, None):
+    before = {"june": slice(None, "2002-05-31"), "may": slice(None, "2002-04-30")}
+    for days, head in ((20, "concat"), (None, "concat"), (20, "residual")):
         model = ds.msgl.fit(method="msgl", epochs=1, progress=False, backbone="dmsge",
-                            backbone_options={"dynamic_days": days}, seed=0)
+                            backbone_options={"dynamic_days": days}, fine_head=head, seed=0)
         whole = ds.msgl.downscale(model)
         hot = warm.msgl.downscale(model)
         month = ds.msgl.downscale(model, time=("2002-06-01", "2002-06-30"))
         chunked = ds.msgl.downscale(model, chunk=30)
         print(json.dumps({
-            "dynamic_days": days,
-            "air_plus_10_from_june_2002_change_before_may": float(
-                abs(hot.sel(time=before) - whole.sel(time=before)).max()),
+            "dynamic_days": days, "fine_head": head,
+            **{f"air_plus_10_from_june_2002_change_before_{m}": float(
+                abs(hot.sel(time=b) - whole.sel(time=b)).max()) for m, b in before.items()},
             "june_2002_alone_change": float(abs(month - whole.sel(time=month.time)).max()),
             "chunk_30_change": float(abs(chunked - whole).max()),
         }), flush=True)
