@@ -405,3 +405,25 @@ def test_coverage_says_how_it_was_made_in_valid_units(half_year_basin: xr.Datase
     for name in ("reach_beyond_sd", "seg_beyond_sd"):
         assert cov[name].attrs["units"] == "1"
         assert "standard deviations" in cov[name].attrs["long_name"]
+
+
+def test_days_are_judged_a_block_at_a_time_alike(half_year_basin: xr.Dataset, half_year_msgl,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # Inputs on time are read a block of days at a time (dask-backed ones too): blocks
+    # of 7 days, or a dask-backed dataset, give what one block of the whole record gives.
+    import xmsgl.coverage
+
+    ds = half_year_basin.copy()
+    # Some days far beyond, in two blocks, on two inputs: counted once a day.
+    name = next(n for n in half_year_msgl.features.reach_vars if not half_year_msgl.features.static[n])
+    vals = ds[name].transpose("time", "reach").values.copy()
+    vals[[3, 10, 11], :2] += 100.0
+    ds[name] = (("time", "reach"), vals, ds[name].attrs)
+    whole = ds.msgl.coverage(half_year_msgl)
+    assert whole["reach_days_beyond_observed"].values[:2].min() >= 3
+    monkeypatch.setattr(xmsgl.coverage, "_BLOCK_VALUES", 7 * ds.sizes["reach"])
+    for other in (ds.msgl.coverage(half_year_msgl),
+                  ds.chunk({"time": 30}).msgl.coverage(half_year_msgl)):
+        for cov in (whole, other):
+            cov.attrs.pop("history", None)
+        xr.testing.assert_identical(other, whole)

@@ -1175,7 +1175,9 @@ def _coverage(args: argparse.Namespace) -> int:
             raise ParameterError(
                 f"MODEL {args.model!r} was saved before xmsgl recorded the range of its observed "
                 "nodes' inputs; fit it again with xmsgl fit to judge coverage")
-        ds = _read_dataset(args.data, "DATA", check=False)  # coverage validates what it reads
+        # Lazily: coverage validates what it reads and reads its inputs a block of
+        # days at a time.
+        ds = _read_dataset(args.data, "DATA", lazy=True, check=False)
         if time is not None and "time" not in ds.dims:
             raise ParameterError(f"--time was given, but DATA {args.data!r} has no 'time' "
                                  "dimension (its static inputs are judged without it); leave "

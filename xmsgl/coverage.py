@@ -180,7 +180,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         n = ds.sizes[dim]
         worst, which = np.zeros(n), np.full(n, "", dtype=object)
         best_count, days_which = np.zeros(n, dtype=np.int64), np.full(n, "", dtype=object)
-        days_worst, days_any = np.zeros(n), np.zeros((ds.sizes.get(TIME, 0), n), dtype=bool)
+        days_worst, n_days_any = np.zeros(n), np.zeros(n, dtype=np.int64)
         judged_days: list[str] = []
         for name in names:
             if name not in spec.observed_range:
@@ -195,27 +195,37 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             if set(map(str, ds[name].dims)) != set(want):
                 raise SchemaError(f"the model reads {name!r} on {want}; the dataset holds it on "
                                   f"{tuple(map(str, ds[name].dims))}")
-            da = ds[name] if static else ds[name].transpose(TIME, dim)
-            v = np.asarray(da.values, dtype=np.float64)
-            bad = ~np.isfinite(v)
-            if bad.any():
-                nodes = bad if static else bad.any(axis=0)
-                raise DataError(f"input {name!r} is not finite at {dim} ids "
-                                f"{format_ids(np.asarray(ds[dim].values)[nodes])}; downscale refuses "
-                                "it too: fill or mask those values first")
-            far = _sd_beyond(v, spec.observed_range[name], spec.std[name])
             judged_all.append(name)
-            if static:
-                more = far > worst
-                worst[more], which[more] = far[more], name
+            if not static:
+                judged_days.append(name)  # judged below, a block of days at a time
                 continue
-            beyond = far > margin
-            days_any |= beyond
-            count = beyond.sum(axis=0)
-            more = count > best_count
-            best_count[more], days_which[more] = count[more], name
-            days_worst = np.maximum(days_worst, far.max(axis=0, initial=0.0))
-            judged_days.append(name)
+            v = np.asarray(ds[name].values, dtype=np.float64)
+            _check_finite(v, name, ds, dim)
+            far = _sd_beyond(v, spec.observed_range[name], spec.std[name])
+            more = far > worst
+            worst[more], which[more] = far[more], name
+        # Inputs on time a block of days at a time, all of them for each block (a day
+        # counts once however many inputs lie beyond on it): what is held is one block
+        # of one input, whatever the record's length, and a dask-backed input is read
+        # one block at a time.
+        counts = {name: np.zeros(n, dtype=np.int64) for name in judged_days}
+        n_time = ds.sizes.get(TIME, 0)
+        step = max(1, int(_BLOCK_VALUES // max(n, 1)))
+        for t0 in range(0, n_time if judged_days else 0, step):
+            block = slice(t0, min(t0 + step, n_time))
+            any_beyond = np.zeros((block.stop - t0, n), dtype=bool)
+            for name in judged_days:
+                v = np.asarray(ds[name].isel({TIME: block}).transpose(TIME, dim).values, dtype=np.float64)
+                _check_finite(v, name, ds, dim)
+                far = _sd_beyond(v, spec.observed_range[name], spec.std[name])
+                beyond = far > margin
+                any_beyond |= beyond
+                counts[name] += beyond.sum(axis=0)
+                days_worst = np.maximum(days_worst, far.max(axis=0, initial=0.0))
+            n_days_any += any_beyond.sum(axis=0)
+        for name in judged_days:  # in the model's order: the first input wins a tie
+            more = counts[name] > best_count
+            best_count[more], days_which[more] = counts[name][more], name
         flag = worst > margin
         flags[dim] = flag
         # The dataset's coordinates along dim (ids' attributes, seg_id_nat, COMID), as
@@ -233,7 +243,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             "long_name": "static input farthest beyond the observed range"})
         if judged_days:
             out[f"{dim}_days_beyond_observed"] = xr.DataArray(
-                days_any.sum(axis=0).astype(np.int32), dims=(dim,), coords=coord, attrs={
+                n_days_any.astype(np.int32), dims=(dim,), coords=coord, attrs={
                     "long_name": "days with a time-varying input beyond those of the observed "
                                  f"{words[dim]} on the training days",
                     "description": f"days judged on which an input on time lies more than {sds} "
@@ -273,6 +283,21 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             out.attrs["xmsgl_time_judged"] = (f"{np.datetime_as_string(days[0], unit='D')} to "
                                               f"{np.datetime_as_string(days[-1], unit='D')}")
     return out
+
+
+#: Values of one input read at a time (a block of days of all nodes), 64 MB in float64.
+_BLOCK_VALUES = 8_000_000
+
+
+def _check_finite(v: np.ndarray, name: str, ds: xr.Dataset, dim: str) -> None:
+    """Refuse an input that is not finite (static (N,) or a block of days (T, N)),
+    naming the nodes."""
+    bad = ~np.isfinite(v)
+    if bad.any():
+        nodes = bad if v.ndim == 1 else bad.any(axis=0)
+        raise DataError(f"input {name!r} is not finite at {dim} ids "
+                        f"{format_ids(np.asarray(ds[dim].values)[nodes])}; downscale refuses "
+                        "it too: fill or mask those values first")
 
 
 def _node_coords(ds: xr.Dataset, dim: str) -> dict[str, xr.DataArray]:
