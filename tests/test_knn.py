@@ -260,3 +260,51 @@ def test_feature_knn_needs_valid_with_candidates() -> None:
     cand = torch.zeros(3000, 4, dtype=torch.int64)
     with pytest.raises(ParameterError, match="pass valid"):
         feature_knn(x, 2, cand, None, brute_max=10)
+
+
+def test_feature_searches_are_exact_under_an_offset_all_nodes_share() -> None:
+    # |x_i|^2 + |x_j|^2 - 2 x_i.x_j in float32 lost the differences between nodes under
+    # a common offset ten times their spread (93 of 100 rows wrong): the searches
+    # centre the features first, and find the float64 neighbours.
+    import torch
+
+    from xmsgl.knn import knn_brute, knn_candidates
+
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn(2, 100, 8, generator=gen, dtype=torch.float64)
+    for offset in (10.0, 100.0):
+        x = (base * 0.01 + offset).float()
+        d = torch.cdist(x.double(), x.double())
+        d.diagonal(dim1=1, dim2=2).fill_(float("inf"))
+        want = d.argsort(dim=2)[:, :, :3]
+        assert torch.equal(knn_brute(x, 3), want)
+        cand = torch.arange(100).repeat(100, 1)
+        cand = cand[~torch.eye(100, dtype=torch.bool)].view(100, 99)
+        got = knn_candidates(x, cand, torch.ones(100, 99, dtype=torch.bool), 3)
+        assert torch.equal(got, want)
+
+
+def test_outlet_walks_refuse_a_cycle_and_go_through_a_nan_length() -> None:
+    from xmsgl.exceptions import TopologyError
+    from xmsgl.knn import _roots, outlet_distance
+
+    with pytest.raises(TopologyError, match=r"positions \[0, 1\] never reach an outlet"):
+        outlet_distance(np.array([1, 0, -1]), np.ones(3))
+    with pytest.raises(TopologyError, match="form a cycle"):
+        _roots(np.array([1, 0, -1]))
+    d = outlet_distance(np.array([1, 2, -1, 0]), np.array([1.0, np.nan, 1.0, 1.0]))
+    assert d[2] == 0.0 and d[1] == 1.0 and np.isnan(d[0]) and np.isnan(d[3])
+    assert _roots(np.array([1, 2, -1, 0])).tolist() == [2, 2, 2, 2]
+
+
+def test_an_edge_layer_refuses_more_neighbours_than_a_byte_counts() -> None:
+    import torch
+
+    from xmsgl.exceptions import ParameterError
+    from xmsgl.nn.dmsge import EdgeLayer
+
+    layer = EdgeLayer(hidden=2, n_graphs=1)
+    n, k = 300, 256
+    idx = torch.randint(0, n, (1, n, k))
+    with pytest.raises(ParameterError, match="256 neighbours per node.*at most 255"):
+        layer(torch.randn(1, n, 3, 2), [(idx, torch.zeros(1, n, k, 3))])

@@ -33,8 +33,9 @@ out, so every head of :class:`~xmsgl.nn.MSGLNet` works on it unchanged.
 
    reduced by the maximum (or the mean) over the ``k`` neighbours and summed over
    the three neighbourhoods. Because ReLU is monotone, the maximum is taken before
-   the ReLU and the ``(k, T)`` message tensor never needs to be kept for backward;
-   days are processed in chunks (re-computed in backward) to bound memory.
+   the ReLU and the ``(k, T)`` message tensor never needs to be kept for backward:
+   the neighbours are visited one at a time, keeping the running maximum and the
+   winning neighbour (one byte) per entry.
 3. With ``concat=True`` the encoder output and every layer's output are
    concatenated and mapped back to ``H`` by a linear read-out (the hierarchical
    representation); with ``concat=False`` the last layer's output is used.
@@ -311,6 +312,9 @@ class EdgeLayer(nn.Module):
         offsets = (torch.arange(b, device=h.device) * n).view(b, 1, 1)
         for g, (idx, feats) in enumerate(neighbours):
             k = idx.shape[-1]
+            if k > MAX_K:
+                raise ParameterError(f"{k} neighbours per node: the layer keeps the winning "
+                                     f"neighbour in one byte, so at most {MAX_K}")
             a = proj[2 * g]
             nb = proj[2 * g + 1].reshape(b * n, t, hd)
             w = self.edge.weight[g * hd: (g + 1) * hd]
