@@ -300,6 +300,21 @@ def test_robustness_method_needs_its_variables_before_the_sweep(files, capsys: p
     assert not (files / "r.nc").exists()
 
 
+def test_the_robustness_of_climatology_says_why_its_rows_are_zero(tmp_path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import xarray as xr
+
+    out = tmp_path / "clim.nc"
+    assert main(["evaluate", "--methods", "climatology", "--keep", "1.0", "--seeds", "0",
+                 "--n-segments", "4", "--end", "2002-09-30", "--robustness", "climatology",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "robustness climatology: note: climatology predicts each reach from its training" in text
+    with xr.open_dataset(out) as res:
+        assert float(abs(res.rob_d_rmse).max()) == 0.0
+        assert "reads no input when it predicts" in res.attrs["robustness_note"]
+
+
 def test_robustness_checks_the_data_cannot_take_are_refused_before_the_sweep(
         files, capsys: pytest.CaptureFixture[str]) -> None:
     # The default shift levels need days before the test period: a test period at the

@@ -780,6 +780,9 @@ _ROBUSTNESS_NOTES = {
            "observations are hidden from it (they are what it is scored on), so it predicts every "
            "scored day from its climatology: no check can change it, and the zeros say nothing about "
            "its robustness",
+    "climatology": "climatology predicts each reach from its training observations by day of "
+                   "year and reads no input when it predicts, so no check can change it: the "
+                   "zeros say nothing about its robustness",
 }
 
 
