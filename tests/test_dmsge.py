@@ -465,3 +465,28 @@ def test_top_neighbour_sums_a_node_over_the_blocks() -> None:
     top, share = _top_neighbour(rows, cols, w, 3)
     assert top.tolist() == [2, 0, 1]
     np.testing.assert_allclose(share, [0.45, 0.5, 1.0])
+
+
+def test_the_winners_of_mean_messages_are_those_of_the_stacked_messages() -> None:
+    # With reduce="mean" the recorded winner is the neighbour whose message is largest
+    # (the first on a tie), found one neighbour at a time instead of stacking all k.
+    from xmsgl.nn.dmsge import EdgeLayer
+
+    torch.manual_seed(0)
+    b, n, t, hd, k = 2, 7, 5, 3, 4
+    layer = EdgeLayer(hd, n_graphs=1)
+    h = torch.randn(b, n, t, hd)
+    h[:, :, 0] = 0.0  # ties on the first day: the first neighbour wins them
+    idx = torch.randint(0, n, (b, n, k))
+    feats = torch.zeros(b, n, k, 3)
+    wins: list[torch.Tensor] = []
+    with torch.no_grad():
+        layer(h, [(idx, feats)], mean=True, wins=wins)
+        nb = layer.node(h).split(hd, dim=-1)[1].reshape(b * n, t, hd)
+        rows = (idx + (torch.arange(b) * n).view(b, 1, 1)).reshape(b * n, k)
+        e = (feats @ layer.edge.weight.t()).expand(b, n, k, hd)
+        z = torch.stack([nb.index_select(0, rows[:, j]).view(b, n, t, hd) + e[:, :, j].unsqueeze(2)
+                         for j in range(k)])
+        ref = torch.zeros(b, n, k)
+        ref.scatter_add_(2, z.argmax(dim=0).reshape(b, n, -1), torch.ones(b, n, t * hd))
+    torch.testing.assert_close(wins[0], ref / (t * hd))

@@ -275,6 +275,24 @@ class _EdgeReduce(torch.autograd.Function):
         return gm, grad_nb, None, grad_e, None
 
 
+def _largest_message(nb: torch.Tensor, rows: torch.Tensor, e: torch.Tensor,
+                     shape: tuple[int, int, int, int]) -> torch.Tensor:
+    """Which of the ``k`` neighbours sends the largest ``nb_j + e_j`` per entry (the first
+    on a tie), as one byte an entry: the neighbours are visited one at a time, never
+    stacked (k times the states)."""
+    best = arg = None
+    for j in range(rows.shape[1]):
+        z = nb.index_select(0, rows[:, j]).view(shape) + e[:, :, j].unsqueeze(2)
+        if best is None or arg is None:
+            best, arg = z, torch.zeros(shape, dtype=torch.uint8, device=z.device)
+            continue
+        more = z > best
+        best = torch.where(more, z, best)
+        arg.masked_fill_(more, j)
+    assert arg is not None
+    return arg
+
+
 class EdgeLayer(nn.Module):
     """One graph layer: EdgeConv messages over several neighbourhoods, summed.
 
@@ -323,9 +341,7 @@ class EdgeLayer(nn.Module):
             if wins is not None:
                 agg, arg = _edge_reduce_forward(a.contiguous(), nb, rows, e.contiguous(), mean)
                 if arg is None:  # mean: the neighbour with the largest message still "wins"
-                    z = torch.stack([nb.index_select(0, rows[:, j]).view(b, n, t, hd)
-                                     + e[:, :, j].unsqueeze(2) for j in range(k)])
-                    arg = z.argmax(dim=0)
+                    arg = _largest_message(nb, rows, e, (b, n, t, hd))
                 count = torch.zeros(b, n, k, device=h.device)
                 flat = arg.reshape(b, n, -1).long()
                 count.scatter_add_(2, flat, torch.ones_like(flat, dtype=count.dtype))
