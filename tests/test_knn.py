@@ -308,3 +308,30 @@ def test_an_edge_layer_refuses_more_neighbours_than_a_byte_counts() -> None:
     idx = torch.randint(0, n, (1, n, k))
     with pytest.raises(ParameterError, match="256 neighbours per node.*at most 255"):
         layer(torch.randn(1, n, 3, 2), [(idx, torch.zeros(1, n, k, 3))])
+
+
+def test_outlet_distances_and_roots_match_a_walk_node_by_node() -> None:
+    # Level by level up from the outlets (each node once) gives what walking every
+    # node down to its outlet gives, on forests in any row order and on a long chain.
+    from xmsgl.knn import _roots, outlet_distance
+
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 7, 60, 300):
+        to = np.array([-1 if i == 0 or rng.random() < 0.1 else rng.integers(0, i) for i in range(n)])
+        perm = rng.permutation(n)
+        inv = np.argsort(perm)
+        to = np.where(to[perm] >= 0, inv[np.maximum(to[perm], 0)], -1)
+        length = rng.uniform(0.5, 3.0, n)
+        want_d, want_r = np.zeros(n), np.arange(n)
+        for i in range(n):
+            j = i
+            while to[j] >= 0:
+                want_d[i] += length[to[j]]
+                j = to[j]
+            want_r[i] = j
+        np.testing.assert_allclose(outlet_distance(to, length), want_d)
+        assert _roots(to).tolist() == want_r.tolist()
+    chain = np.arange(1, 40_001)
+    chain[-1] = -1
+    d = outlet_distance(chain, np.ones(40_000))
+    assert d[0] == 39_999.0 and d[-1] == 0.0 and (_roots(chain) == 39_999).all()

@@ -108,6 +108,11 @@ class NodeGeometry:
 def outlet_distance(to_idx: np.ndarray, length: np.ndarray) -> np.ndarray:
     """Along-stream distance from each node to its outlet (summed lengths after it).
 
+    Raises
+    ------
+    TopologyError
+        Some nodes never reach an outlet (their downstream links form a cycle).
+
     Examples
     --------
     >>> import numpy as np
@@ -116,23 +121,49 @@ def outlet_distance(to_idx: np.ndarray, length: np.ndarray) -> np.ndarray:
     """
     to_idx = np.asarray(to_idx, dtype=np.int64)
     length = np.asarray(length, dtype=np.float64)
-    out = np.full(to_idx.size, np.nan)
-    out[to_idx < 0] = 0.0
-    # Walk every node down until a node with a known distance: O(N x depth) at worst,
-    # in vectorized steps (one per hop of the longest flow path).
-    todo = np.flatnonzero(to_idx >= 0)
-    known = to_idx < 0  # apart from the values: a NaN length must not stall the walk
-    while todo.size:
-        nxt = to_idx[todo]
-        ready = known[nxt]
-        if not ready.any():
-            raise TopologyError(
-                f"nodes at positions {format_ids(todo)} never reach an outlet: their downstream "
-                "links form a cycle; fix the network's to-links")
-        out[todo[ready]] = out[nxt[ready]] + length[nxt[ready]]
-        known[todo[ready]] = True
-        todo = todo[~ready]
+    out = np.zeros(to_idx.size)
+    # Level by level up from the outlets, each node once: a node's downstream node is
+    # done before it (a NaN length gives NaN upstream of it, nothing more).
+    for level in _levels_up(to_idx)[1:]:
+        down = to_idx[level]
+        out[level] = out[down] + length[down]
     return out
+
+
+def _levels_up(to_idx: np.ndarray) -> list[np.ndarray]:
+    """The nodes by their hops from their outlet: outlets first, then the nodes that
+    drain into them, and so on (each node once; O(N) in all).
+
+    Raises
+    ------
+    TopologyError
+        Some nodes never reach an outlet.
+    """
+    n = to_idx.size
+    has_down = to_idx >= 0
+    # The nodes draining into each node, as a CSR list.
+    upstream = np.flatnonzero(has_down)
+    upstream = upstream[np.argsort(to_idx[upstream], kind="stable")]
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(to_idx[has_down], minlength=n), out=ptr[1:])
+    levels = [np.flatnonzero(~has_down)]
+    seen = levels[0].size
+    while True:
+        front = levels[-1]
+        counts = ptr[front + 1] - ptr[front]
+        if not counts.sum():
+            break
+        starts = np.repeat(ptr[front], counts)
+        offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        levels.append(upstream[starts + offsets])
+        seen += levels[-1].size
+    if seen < n:
+        reached = np.zeros(n, dtype=bool)
+        reached[np.concatenate(levels)] = True
+        raise TopologyError(
+            f"nodes at positions {format_ids(np.flatnonzero(~reached))} never reach an outlet: "
+            "their downstream links form a cycle; fix the network's to-links")
+    return levels
 
 
 def euler_tour(to_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -326,17 +357,12 @@ def _project_lonlat(lonlat: np.ndarray, scale: str, ids: np.ndarray) -> np.ndarr
 
 
 def _roots(to_idx: np.ndarray) -> np.ndarray:
+    """The outlet each node drains to (itself for outlets)."""
+    to_idx = np.asarray(to_idx, dtype=np.int64)
     root = np.arange(to_idx.size, dtype=np.int64)
-    nxt = np.asarray(to_idx, dtype=np.int64).copy()
-    active = nxt >= 0
-    for _ in range(to_idx.size + 1):  # a node reaches its outlet in fewer hops than nodes
-        if not active.any():
-            return root
-        root[active] = nxt[active]
-        nxt[active] = to_idx[nxt[active]]
-        active = nxt >= 0
-    raise TopologyError(f"nodes at positions {format_ids(np.flatnonzero(active))} never reach an "
-                        "outlet: their downstream links form a cycle; fix the network's to-links")
+    for level in _levels_up(to_idx)[1:]:
+        root[level] = root[to_idx[level]]
+    return root
 
 
 def _length_scale(pos: np.ndarray) -> float:
