@@ -335,3 +335,27 @@ def test_outlet_distances_and_roots_match_a_walk_node_by_node() -> None:
     chain[-1] = -1
     d = outlet_distance(chain, np.ones(40_000))
     assert d[0] == 39_999.0 and d[-1] == 0.0 and (_roots(chain) == 39_999).all()
+
+
+def test_geometric_neighbours_of_co_located_groups_are_ranked_by_key() -> None:
+    # Nodes with k others at their very position take the smallest keys of their group
+    # (ranked once per group; a ball per node grew with the square of the group), and
+    # every node matches a brute-force ranking by (distance, key).
+    from xmsgl.knn import geometric_knn
+
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        n = int(rng.integers(3, 40))
+        k = int(rng.integers(1, n))
+        pos = rng.integers(0, int(rng.integers(1, 4)), size=(n, 2)).astype(float)
+        keys = rng.permutation(n) * 10
+        got = geometric_knn(pos, k, tie_keys=keys)
+        for i in range(n):
+            d2 = ((pos - pos[i]) ** 2).sum(axis=1)
+            d2[i] = np.inf
+            assert got[i].tolist() == np.lexsort((keys, d2))[:k].tolist()
+    pos = np.zeros((3000, 2))
+    pos[1500:] = [1.0, 0.0]
+    got = geometric_knn(pos, 4)
+    assert got[0].tolist() == [1, 2, 3, 4] and got[2].tolist() == [0, 1, 3, 4]
+    assert got[2999].tolist() == [1500, 1501, 1502, 1503]

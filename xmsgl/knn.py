@@ -467,12 +467,29 @@ def geometric_knn(pos: np.ndarray, k: int, *, duplicates: str = "allow",
         order = np.lexsort((keys[cand], d), axis=-1)[:, :k]
         out[rows] = np.take_along_axis(cand, order, axis=1)
     rest = np.flatnonzero(~sure)
-    balls = tree.query_ball_point(pos[rest], dist[rest, k] * (1.0 + 1e-9))
-    for i, ball in zip(rest, balls):
-        near = np.asarray(ball, dtype=np.int64)
-        near = near[near != i]
-        d2 = ((pos[near] - pos[i]) ** 2).sum(axis=1)
-        out[i] = near[np.lexsort((keys[near], d2))[:k]]
+    # Nodes with k others at their very position: those are their neighbours, the
+    # smallest keys of the group first, so each group is ranked once (a ball per node
+    # made the work and memory grow with the square of the group's size).
+    stacked = rest[dist[rest, k] == 0.0]
+    if stacked.size:
+        _, group = np.unique(pos, axis=0, return_inverse=True)
+        group = group.reshape(-1)
+        by_group = np.lexsort((keys, group))  # each group's nodes, smallest key first
+        first = np.searchsorted(group[by_group], np.arange(group.max() + 1))
+        for i in stacked:
+            start = first[group[i]]
+            ranked = by_group[start: start + k + 1]
+            out[i] = ranked[ranked != i][:k]
+        rest = rest[dist[rest, k] > 0.0]
+    # The others a few hundred at a time, so that the balls' lists stay small.
+    for c0 in range(0, rest.size, 512):
+        part = rest[c0: c0 + 512]
+        balls = tree.query_ball_point(pos[part], dist[part, k] * (1.0 + 1e-9))
+        for i, ball in zip(part, balls):
+            near = np.asarray(ball, dtype=np.int64)
+            near = near[near != i]
+            d2 = ((pos[near] - pos[i]) ** 2).sum(axis=1)
+            out[i] = near[np.lexsort((keys[near], d2))[:k]]
     return out
 
 
