@@ -414,16 +414,40 @@ def test_days_are_judged_a_block_at_a_time_alike(half_year_basin: xr.Dataset, ha
     import xmsgl.coverage
 
     ds = half_year_basin.copy()
-    # Some days far beyond, in two blocks, on two inputs: counted once a day.
-    name = next(n for n in half_year_msgl.features.reach_vars if not half_year_msgl.features.static[n])
-    vals = ds[name].transpose("time", "reach").values.copy()
-    vals[[3, 10, 11], :2] += 100.0
-    ds[name] = (("time", "reach"), vals, ds[name].attrs)
-    whole = ds.msgl.coverage(half_year_msgl)
-    assert whole["reach_days_beyond_observed"].values[:2].min() >= 3
+    spec = half_year_msgl.features
+    first, second = [n for n in spec.reach_vars if not spec.static[n]][:2]
+    # Days far beyond on two inputs, in two blocks of 7 days: days 3, 10 and 11 on the
+    # first, days 10 and 11 on the second too: three days, each counted once.
+    for name, days in ((first, [3, 10, 11]), (second, [10, 11])):
+        vals = ds[name].transpose("time", "reach").values.copy()
+        vals[days, :2] += 100.0 * spec.std[name]
+        ds[name] = (("time", "reach"), vals, ds[name].attrs)
+    whole = ds.msgl.coverage(half_year_msgl, margin=5)
+    assert whole["reach_days_beyond_observed"].values[:2].tolist() == [3, 3]
+    assert whole["reach_days_beyond_variable"].values[:2].tolist() == [first, first]
     monkeypatch.setattr(xmsgl.coverage, "_BLOCK_VALUES", 7 * ds.sizes["reach"])
-    for other in (ds.msgl.coverage(half_year_msgl),
-                  ds.chunk({"time": 30}).msgl.coverage(half_year_msgl)):
+    for other in (ds.msgl.coverage(half_year_msgl, margin=5),
+                  ds.chunk({"time": 30}).msgl.coverage(half_year_msgl, margin=5)):
         for cov in (whole, other):
             cov.attrs.pop("history", None)
         xr.testing.assert_identical(other, whole)
+
+
+def test_values_not_finite_are_named_over_every_block(half_year_basin: xr.Dataset, half_year_msgl,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # Days are read a block at a time; the error names every node with a value that is
+    # not finite, in whichever block, not only those of the first block holding one.
+    import xmsgl.coverage
+    from xmsgl.exceptions import DataError
+
+    monkeypatch.setattr(xmsgl.coverage, "_BLOCK_VALUES", 7 * half_year_basin.sizes["reach"])
+    ds = half_year_basin.copy()
+    spec = half_year_msgl.features
+    name = next(n for n in spec.reach_vars if not spec.static[n])
+    vals = ds[name].transpose("time", "reach").values.copy()
+    vals[2, 1] = np.nan
+    vals[40, 4] = np.inf
+    ds[name] = (("time", "reach"), vals, ds[name].attrs)
+    ids = ds["reach"].values
+    with pytest.raises(DataError, match=rf"'{name}' is not finite at reach ids \[{ids[1]}, {ids[4]}\]"):
+        ds.msgl.coverage(half_year_msgl)

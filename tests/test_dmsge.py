@@ -490,3 +490,11 @@ def test_the_winners_of_mean_messages_are_those_of_the_stacked_messages() -> Non
         ref = torch.zeros(b, n, k)
         ref.scatter_add_(2, z.argmax(dim=0).reshape(b, n, -1), torch.ones(b, n, t * hd))
     torch.testing.assert_close(wins[0], ref / (t * hd))
+
+
+def test_a_window_of_no_day_gives_no_state(tiny_basin: xr.Dataset) -> None:
+    # As the recurrent cell: (0, N, B, H), not an IndexError from the encoder.
+    net, adj = _backbone(tiny_basin)
+    n = tiny_basin.sizes["reach"]
+    out = net(torch.randn(0, n, 2, 3), adj, "reach", day0=[0, 5])
+    assert tuple(out.shape) == (0, n, 2, 6)

@@ -209,6 +209,8 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         # of one input, whatever the record's length, and a dask-backed input is read
         # one block at a time.
         counts = {name: np.zeros(n, dtype=np.int64) for name in judged_days}
+        # Nodes with a value that is not finite, over every block (refused after them).
+        bad = {name: np.zeros(n, dtype=bool) for name in judged_days}
         n_time = ds.sizes.get(TIME, 0)
         step = max(1, int(_BLOCK_VALUES // max(n, 1)))
         for t0 in range(0, n_time if judged_days else 0, step):
@@ -216,13 +218,15 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             any_beyond = np.zeros((block.stop - t0, n), dtype=bool)
             for name in judged_days:
                 v = np.asarray(ds[name].isel({TIME: block}).transpose(TIME, dim).values, dtype=np.float64)
-                _check_finite(v, name, ds, dim)
+                bad[name] |= ~np.isfinite(v).all(axis=0)
                 far = _sd_beyond(v, spec.observed_range[name], spec.std[name])
                 beyond = far > margin
                 any_beyond |= beyond
                 counts[name] += beyond.sum(axis=0)
                 days_worst = np.maximum(days_worst, far.max(axis=0, initial=0.0))
             n_days_any += any_beyond.sum(axis=0)
+        for name in judged_days:
+            _check_finite(np.where(bad[name], np.nan, 0.0), name, ds, dim)
         for name in judged_days:  # in the model's order: the first input wins a tie
             more = counts[name] > best_count
             best_count[more], days_which[more] = counts[name][more], name

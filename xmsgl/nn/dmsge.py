@@ -653,6 +653,8 @@ class DMSGEBackbone(nn.Module):
         if st.n != n:
             raise ParameterError(f"the {scale!r} inputs have {n} nodes but the geometry given to "
                                  f"the dmsge backbone has {st.n}; set the geometry of this network")
+        if n_time == 0:  # no day: no state (as the recurrent cell gives)
+            return x.new_zeros(0, n, b, self.hidden)
         dev = x.device
         st = st.to(dev)
         hydro, hydro_real = (t.to(dev) for t in self.hydro_index(adj, scale))
