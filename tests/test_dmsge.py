@@ -98,19 +98,25 @@ def test_backbone_shapes_and_gradients(tiny_basin: xr.Dataset, kw: dict) -> None
     assert all(p.grad is not None for p in net.parameters())
 
 
+def _changed_from_day_15(ds: xr.Dataset, **kw: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """A backbone's states over 30 days of random inputs, and over the same inputs
+    changed from day 15 on."""
+    torch.manual_seed(0)
+    net, adj = _backbone(ds, **kw)
+    n = ds.sizes["reach"]
+    x = torch.randn(30, n, 1, 3)
+    y = x.clone()
+    y[15:] += 5.0 * torch.randn(1, n, 1, 3)
+    with torch.no_grad():
+        return net(x, adj, "reach"), net(y, adj, "reach")
+
+
 @pytest.mark.parametrize("kw", [{"graphs": ["hydro", "geo"]}, {}, {"encoder": "gru"},
                                 {"dynamic_days": 7}, {"dynamic_days": 1}])
 def test_no_day_reads_a_later_day(tiny_basin: xr.Dataset, kw: dict) -> None:
     # The encoder is causal, and each block's feature-space graph is built from the
     # days up to its first: a change from day 15 on leaves days 0-14 unchanged.
-    torch.manual_seed(0)
-    net, adj = _backbone(tiny_basin, **kw)
-    n = tiny_basin.sizes["reach"]
-    x = torch.randn(30, n, 1, 3)
-    y = x.clone()
-    y[15:] += 5.0 * torch.randn(1, n, 1, 3)
-    with torch.no_grad():
-        a, b = net(x, adj, "reach"), net(y, adj, "reach")
+    a, b = _changed_from_day_15(tiny_basin, **kw)
     torch.testing.assert_close(a[:15], b[:15])
     assert not torch.allclose(a[15:], b[15:])
 
@@ -118,14 +124,7 @@ def test_no_day_reads_a_later_day(tiny_basin: xr.Dataset, kw: dict) -> None:
 def test_the_whole_window_graph_reads_later_days(tiny_basin: xr.Dataset) -> None:
     # dynamic_days=None, the graph of models saved before the option: one graph per
     # window from the mean over all of its days, which a later change moves.
-    torch.manual_seed(0)
-    net, adj = _backbone(tiny_basin, dynamic_days=None)
-    n = tiny_basin.sizes["reach"]
-    x = torch.randn(30, n, 1, 3)
-    y = x.clone()
-    y[15:] += 5.0 * torch.randn(1, n, 1, 3)
-    with torch.no_grad():
-        a, b = net(x, adj, "reach"), net(y, adj, "reach")
+    a, b = _changed_from_day_15(tiny_basin, dynamic_days=None)
     assert not torch.allclose(a[:15], b[:15])
 
 

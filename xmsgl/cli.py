@@ -843,17 +843,11 @@ def _check_robustness_data(args: argparse.Namespace, ds: Any) -> None:
     import numpy as np
     import pandas as pd
 
-    from xmsgl.baselines import default_train_period
-    from xmsgl.periods import period_mask
+    from xmsgl.evaluate import _sweep_test_days
     from xmsgl.robustness import _check_levels_on, _levels
 
     time = pd.DatetimeIndex(ds["time"].values)
-    if args.test is not None:
-        test_days = period_mask(time, args.test, "test")
-    else:  # the sweep's default: the days outside fit's training years
-        test_days = np.ones(len(time), dtype=bool)
-        for a, b in default_train_period(time):
-            test_days &= ~((time >= pd.Timestamp(a)) & (time <= pd.Timestamp(b)))
+    test_days = _sweep_test_days(time, args.test)
     if not test_days.any():
         return  # the sweep names an empty test period itself
     try:

@@ -200,7 +200,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
                 judged_days.append(name)  # judged below, a block of days at a time
                 continue
             v = np.asarray(ds[name].values, dtype=np.float64)
-            _check_finite(v, name, ds, dim)
+            _refuse_not_finite(~np.isfinite(v), name, ds, dim)
             far = _sd_beyond(v, spec.observed_range[name], spec.std[name])
             more = far > worst
             worst[more], which[more] = far[more], name
@@ -226,7 +226,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
                 days_worst = np.maximum(days_worst, far.max(axis=0, initial=0.0))
             n_days_any += any_beyond.sum(axis=0)
         for name in judged_days:
-            _check_finite(np.where(bad[name], np.nan, 0.0), name, ds, dim)
+            _refuse_not_finite(bad[name], name, ds, dim)
         for name in judged_days:  # in the model's order: the first input wins a tie
             more = counts[name] > best_count
             best_count[more], days_which[more] = counts[name][more], name
@@ -267,14 +267,11 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         out["reach_segment_beyond_observed"] = xr.DataArray(
             flags[SEG][topology_arrays(ds).reach_seg_idx], dims=(REACH,), coords=_node_coords(ds, REACH),
             attrs={"long_name": "the reach's segment is beyond the observed segments"})
-    import datetime as _dt
+    from xmsgl.evaluate import _history
 
-    import xmsgl
-
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    out.attrs["history"] = (f"{now} UTC: xmsgl {xmsgl.__version__} coverage(method={model.method!r}, "
-                            f"model sha256={model.sha256[:16]}, margin={float(margin):g}"
-                            + (f", time={time!r}" if time is not None else "") + ")")
+    out.attrs["history"] = _history(f"coverage(method={model.method!r}, model sha256="
+                                    f"{model.sha256[:16]}, margin={float(margin):g}"
+                                    + (f", time={time!r}" if time is not None else "") + ")")
     out.attrs.update({"xmsgl_margin_sd": float(margin), "xmsgl_method": model.method,
                       "xmsgl_model_sha256": model.sha256,
                       "xmsgl_inputs_judged": ", ".join(judged_all),
@@ -293,12 +290,9 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
 _BLOCK_VALUES = 8_000_000
 
 
-def _check_finite(v: np.ndarray, name: str, ds: xr.Dataset, dim: str) -> None:
-    """Refuse an input that is not finite (static (N,) or a block of days (T, N)),
-    naming the nodes."""
-    bad = ~np.isfinite(v)
-    if bad.any():
-        nodes = bad if v.ndim == 1 else bad.any(axis=0)
+def _refuse_not_finite(nodes: np.ndarray, name: str, ds: xr.Dataset, dim: str) -> None:
+    """Refuse input ``name`` where it is not finite at the ``nodes`` marked, naming them."""
+    if nodes.any():
         raise DataError(f"input {name!r} is not finite at {dim} ids "
                         f"{format_ids(np.asarray(ds[dim].values)[nodes])}; downscale refuses "
                         "it too: fill or mask those values first")

@@ -731,6 +731,20 @@ def _seeds(seeds: int | Sequence[int]) -> list[int]:
     return [int(s) for s in out]
 
 
+def _sweep_test_days(time: pd.DatetimeIndex, test: Any) -> np.ndarray:
+    """The days :func:`sparsity_sweep` scores: those of ``test``, or by default the
+    days outside the training period of fit's split
+    (:func:`xmsgl.baselines.default_train_period`)."""
+    from xmsgl.baselines import default_train_period
+
+    if test is not None:
+        return period_mask(time, test, "test")
+    train_days = np.zeros(len(time), dtype=bool)
+    for a, b in default_train_period(time):
+        train_days |= (time >= pd.Timestamp(a)) & (time <= pd.Timestamp(b))
+    return ~train_days
+
+
 def _results_dataset(rows: dict[tuple[int, ...], dict[str, float]], dims: dict[str, list[Any]]) -> xr.Dataset:
     names = sorted({k for r in rows.values() for k in r}, key=lambda k: (k not in METRICS, k))
     shape = tuple(len(v) for v in dims.values())
@@ -1282,7 +1296,6 @@ def sparsity_sweep(
     >>> dict(sw.rmse.sizes)
     {'method': 2, 'keep': 2, 'seed': 2}
     """
-    from xmsgl.baselines import default_train_period
     from xmsgl.sampling import sparsify
 
     method_list = _unique_list("methods", methods, str, "method names such as 'idw'")
@@ -1292,15 +1305,8 @@ def sparsity_sweep(
         raise ParameterError(f"keep={keep!r} holds {format_ids(bad)}; shares kept must be in [0, 1]")
     seed_list = _seeds(seeds)
     time = pd.DatetimeIndex(ds[TIME].values)
-    if test is None:
-        train_days = np.zeros(len(time), dtype=bool)
-        for a, b in default_train_period(time):
-            train_days |= (time >= pd.Timestamp(a)) & (time <= pd.Timestamp(b))
-        test_days = ~train_days
-        test_attr = ""
-    else:
-        test_days = period_mask(time, test, "test")
-        test_attr = json.dumps(_ranges(time, test_days))
+    test_days = _sweep_test_days(time, test)
+    test_attr = "" if test is None else json.dumps(_ranges(time, test_days))
     if not test_days.any():
         raise DataError(f"the test period {test!r} holds no day of the dataset")
     train_ranges = _ranges(time, ~test_days)

@@ -139,14 +139,12 @@ def _levels_up(to_idx: np.ndarray) -> list[np.ndarray]:
     TopologyError
         Some nodes never reach an outlet.
     """
+    from xmsgl.scale import _upstream_neighbours
+
     n = to_idx.size
-    has_down = to_idx >= 0
-    # The nodes draining into each node, as a CSR list.
-    upstream = np.flatnonzero(has_down)
-    upstream = upstream[np.argsort(to_idx[upstream], kind="stable")]
-    ptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(to_idx[has_down], minlength=n), out=ptr[1:])
-    levels = [np.flatnonzero(~has_down)]
+    up = _upstream_neighbours(to_idx)  # row i: the nodes draining into i
+    ptr, upstream = up.indptr.astype(np.int64), up.indices.astype(np.int64)
+    levels = [np.flatnonzero(to_idx < 0)]
     seen = levels[0].size
     while True:
         front = levels[-1]

@@ -1354,7 +1354,6 @@ def train_tasks(
     from tqdm.auto import tqdm
 
     bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False, unit="epoch")
-    steps_taken = 0
     for epoch in bar:
         net.train()
         order = rng.permutation(len(windows))
@@ -1467,8 +1466,7 @@ def train_tasks(
             steps += 1
             for t, w in weights.items():
                 wsum[t] += w
-        steps_taken += steps
-        if epoch == 0 and not steps_taken:
+        if not steps:  # every epoch visits the same windows: none will take a step
             raise nothing_trained(stage_name, tasks, weighting, task_weights)
         live = average.swap_in(net) if average is not None else None
         score = val(net) if val is not None else None

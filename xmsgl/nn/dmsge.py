@@ -687,8 +687,7 @@ class DMSGEBackbone(nn.Module):
                 if dyn is not None:
                     neighbours.append((dyn, edge_features(st, dyn)))
                 wins: list[torch.Tensor] | None = [] if rec is not None else None
-                hp = h if t1 - t0 == n_time else h[:, :, t0:t1]
-                outs.append(layer(hp, neighbours, self.mean, wins))
+                outs.append(layer(h[:, :, t0:t1], neighbours, self.mean, wins))
                 if wins is not None:
                     piece_wins.append(wins)
             h = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
