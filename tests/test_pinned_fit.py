@@ -420,3 +420,56 @@ def test_a_subbasin_block_with_only_unweighted_observations_is_skipped() -> None
                 progress=False)
     assert model.history["main"]["subbasin_blocks"] == 2
     assert model.history["main"]["best_epoch"] == 1
+
+
+def test_epochs_without_validation_are_ranked_on_equally_weighted_losses_under_mgda() -> None:
+    # Guards the criterion of a fit without validation under MGDA-UB: its weighted loss
+    # sums each step's tasks with other weights, so epochs are ranked on the task
+    # losses summed with equal weights; other weightings keep the training loss.
+    from xmsgl.train import epoch_loss_criterion
+
+    hist = {"loss": [0.9, 0.5], "loss_equal": [1.2, 1.4]}
+    assert epoch_loss_criterion(hist, "mgda") == 1.4
+    assert epoch_loss_criterion(hist, "equal") == 0.5
+    assert epoch_loss_criterion({"loss": [0.7]}, "mgda") == 0.7  # no step with several tasks
+    assert epoch_loss_criterion({"loss": []}, "equal") is None
+
+
+def test_an_mgda_fit_without_validation_keeps_the_epoch_of_lowest_equal_sum(
+        half_year_basin: xr.Dataset) -> None:
+    from xmsgl.train import make_windows, train_tasks
+
+    net, data = _msgl_data(half_year_basin)
+    n_time, n_seg = half_year_basin.sizes["time"], half_year_basin.sizes["seg"]
+    n_reach = half_year_basin.sizes["reach"]
+    rng = np.random.default_rng(1)
+    coarse = rng.normal(size=(n_time, n_seg)).astype(np.float32)
+    fine = np.where(rng.random((n_time, n_reach)) < 0.2, rng.normal(size=(n_time, n_reach)),
+                    np.nan).astype(np.float32)
+    hist = train_tasks(net, data, {"coarse": coarse, "cross": fine, "fine": fine},
+                       make_windows([(0, n_time)], 30, 30), val=None, epochs=4, lr=0.05,
+                       device=torch.device("cpu"), rng=np.random.default_rng(0), progress=False,
+                       weighting="mgda")
+    assert len(hist["loss_equal"]) == len(hist["loss"]) == 4
+    # Three tasks summed with weights 1 against a convex combination of them.
+    assert all(e > w for e, w in zip(hist["loss_equal"], hist["loss"]))
+    assert hist["best_epoch"] == int(np.argmin(hist["loss_equal"])) + 1
+
+
+def test_subbasin_mgda_fit_without_validation_keeps_the_epoch_of_lowest_equal_sum() -> None:
+    from xmsgl.datasets.synthetic import synthetic_basin
+    from xmsgl.exceptions import XmsglWarning
+
+    ds = synthetic_basin(n_segments=6, start="2000-10-01", end="2001-06-30", seed=0, n_outlets=2,
+                         reach_obs_share=0.5, seg_obs_share=1.0, reaches_per_segment=1.5,
+                         tributaries_per_segment=0.3)
+    with pytest.warns(XmsglWarning, match="no validation period"):
+        model = fit(ds, method="msgl", subbasin_batch=8, weighting="mgda", seed=4,
+                    train=("2000-10-01", "2001-04-30"), test=("2001-05-01", "2001-06-30"),
+                    hidden=8, epochs=4, window=60, stride=30, lr=0.1, progress=False)
+    hist = model.history["main"]
+    # A seed where the two rankings differ (epoch 2 has the lowest weighted loss).
+    assert int(np.argmin(hist["loss"])) != int(np.argmin(hist["loss_equal"]))
+    assert hist["subbasin_blocks"] == 2
+    assert len(hist["loss_equal"]) == len(hist["loss"]) == 4
+    assert hist["best_epoch"] == int(np.argmin(hist["loss_equal"])) + 1

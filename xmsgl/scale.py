@@ -1596,7 +1596,7 @@ def train_subbasins(
     and the validation score (``val``) is taken once per epoch on the whole network
     (and on the starting weights with ``score_start``, as in ``train_tasks``).
     """
-    from xmsgl.train import nothing_trained, score_starting_weights, train_tasks
+    from xmsgl.train import epoch_loss_criterion, nothing_trained, score_starting_weights, train_tasks
 
     part = partition(topo, reach_chunk=max_reaches, halo=halo,
                      direction=graphs.options.get("direction") or "updown")
@@ -1643,6 +1643,7 @@ def train_subbasins(
     trained = 0
     for epoch in range(int(epochs)):
         losses: list[float] = []
+        equal_sums: list[float] = []
         for k in rng.permutation(len(blocks)).tolist():
             bdata, btargets = blocks[k]
             if not any(np.isfinite(y).any() for t, y in btargets.items()
@@ -1652,14 +1653,18 @@ def train_subbasins(
             h = train_tasks(net, bdata, btargets, windows, val=None, epochs=1, device=device,
                             rng=rng, **kwargs)
             losses.extend(x for x in h["loss"] if np.isfinite(x))
+            equal_sums.extend(x for x in h.get("loss_equal", []) if np.isfinite(x))
             history["task_weights"] = h["task_weights"]
         if not trained:
             raise nothing_trained(str(kwargs.get("stage") or kwargs.get("desc") or "fit"),
                                   list(targets), str(kwargs.get("weighting", "equal")), weights)
         score = val(net) if val is not None else None
         history["loss"].append(float(np.mean(losses)) if losses else float("nan"))
+        if equal_sums:
+            history.setdefault("loss_equal", []).append(float(np.mean(equal_sums)))
         history["val"].append(score)
-        crit = score if score is not None else history["loss"][-1]
+        crit = score if score is not None else epoch_loss_criterion(
+            history, str(kwargs.get("weighting", "equal")))
         if crit is not None and np.isfinite(crit) and crit < best:
             best = crit
             history["best_epoch"] = epoch + 1

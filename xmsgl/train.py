@@ -1216,6 +1216,15 @@ def nothing_trained(stage: str, tasks: Sequence[str], weighting: str,
     )
 
 
+def epoch_loss_criterion(history: dict[str, Any], weighting: str) -> float | None:
+    """What ranks the last epoch of ``history`` without a validation score: its
+    training loss, or with ``weighting="mgda"`` (whose task weights change from step
+    to step, so that two epochs' weighted losses are sums of different things) its
+    task losses summed with equal weights (``"loss_equal"``)."""
+    key = "loss_equal" if weighting == "mgda" and history.get("loss_equal") else "loss"
+    return history[key][-1] if history[key] else None
+
+
 def train_tasks(
     net: Any,
     data: ModelData,
@@ -1281,6 +1290,11 @@ def train_tasks(
     on from the weights of the last step. (With ``val=None`` the criterion is still
     the epoch's training loss, a mean over the steps of the weights being trained.)
 
+    With ``val=None`` the epoch kept is the one with the lowest training loss; with
+    ``weighting="mgda"``, whose weights change from step to step, the lowest mean of
+    the steps' task losses summed with equal weights (``"loss_equal"``, see
+    :func:`epoch_loss_criterion`).
+
     ``lr_schedule`` sets the learning rate of every step (see :func:`lr_factor`):
     ``"constant"`` keeps ``lr``; ``"cosine"`` lowers it from ``lr`` towards 0 along
     half a cosine over the stage's planned steps.
@@ -1292,7 +1306,8 @@ def train_tasks(
     Returns
     -------
     dict
-        ``"loss"`` and ``"val"`` per epoch, ``"best_epoch"`` (counted from 1; 0 for
+        ``"loss"`` and ``"val"`` per epoch (with ``weighting="mgda"`` also
+        ``"loss_equal"``), ``"best_epoch"`` (counted from 1; 0 for
         the starting weights with ``score_start``), ``"task_weights"`` (mean weights
         per task in the last epoch), and ``"val_start"`` with ``score_start``.
     """
@@ -1363,6 +1378,7 @@ def train_tasks(
         batches = [(n, starts[j: j + bs]) for n, starts in by_len.items() for j in range(0, len(starts), bs)]
         batches = [batches[i] for i in rng.permutation(len(batches))]
         losses = []
+        equal_sums: list[float] = []  # MGDA-UB: each step's task losses, summed
         wsum = dict.fromkeys(tasks, 0.0)
         steps = 0  # steps taken (windows without any target are skipped)
         for j, (n, starts) in enumerate(batches):
@@ -1451,6 +1467,10 @@ def train_tasks(
                 assert isinstance(loss_sum, torch.Tensor)
                 loss_sum.backward()
                 total = float(loss_sum.detach())
+            if weighting == "mgda":
+                # The weights change from step to step: without validation, epochs are
+                # compared on the task losses summed with equal weights.
+                equal_sums.append(float(sum(task_loss[t].detach() for t in names)))
             if not math.isfinite(total):
                 raise TrainingError(
                     f"the training loss became {total} in epoch {epoch + 1} of stage {stage_name!r}, "
@@ -1471,10 +1491,12 @@ def train_tasks(
         live = average.swap_in(net) if average is not None else None
         score = val(net) if val is not None else None
         history["loss"].append(float(np.mean(losses)) if losses else float("nan"))
+        if equal_sums:
+            history.setdefault("loss_equal", []).append(float(np.mean(equal_sums)))
         history["val"].append(score)
         # The mean weight of each task over the steps taken this epoch.
         history["task_weights"] = {t: w / steps if steps else 0.0 for t, w in wsum.items()}
-        crit = score if score is not None else history["loss"][-1]
+        crit = score if score is not None else epoch_loss_criterion(history, weighting)
         if crit is not None and math.isfinite(crit) and crit < best:
             best = crit
             history["best_epoch"] = epoch + 1
