@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
+from _provenance import provenance
 
 from xmsgl.nn import GraphRecurrent, SparseGraph, graph_product
 
@@ -105,7 +106,8 @@ def main() -> None:
     graph = SparseGraph(matrix)
     # The reference as it was: the same matrix with 64-bit indices.
     graph64 = SparseGraph(matrix)
-    graph64.adj, graph64.adj_t = (_int64(graph.adj), _int64(graph.adj_t))
+    # (adj_t is made on first use; the int64 copy takes its place.)
+    graph64.adj, graph64._adj_t = _int64(graph.adj), _int64(graph.adj_t)
     n_node = graph.shape[0]
     torch.manual_seed(0)
     cell = GraphRecurrent(args.hidden)
@@ -125,7 +127,7 @@ def main() -> None:
         return out
 
     w_out = torch.randn(args.days, n_node, args.batch, args.hidden)
-    info = {"n_node": n_node, "days": args.days, "batch": args.batch, "hidden": args.hidden,
+    info = {**provenance(args.threads), "n_node": n_node, "days": args.days, "batch": args.batch, "hidden": args.hidden,
             "threads": args.threads, "torch": torch.__version__,
             "machine": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d")}
 

@@ -16,6 +16,7 @@ import json
 import sys
 
 import numpy as np
+from _provenance import provenance
 
 
 def main() -> None:
@@ -39,7 +40,7 @@ def main() -> None:
                               "halo": q.attrs["history"].split("halo=")[1].split(",")[0],
                               "max_abs_diff_degC": round(float(d.max()), 4),
                               "reaches_over_0.05": int((d.max(1) > 0.05).sum()),
-                              "goal_max_abs_diff_degC": 0.05}), flush=True)
+                              "goal_max_abs_diff_degC": 0.05, **provenance()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+from _provenance import provenance
 
 
 def _print(record: dict[str, Any], ref: Any, lazy: Any) -> None:
@@ -35,7 +36,7 @@ def _print(record: dict[str, Any], ref: Any, lazy: Any) -> None:
             float(np.abs(lazy_da.compute().values - ref.values).max()), 7)
     except xmsgl.exceptions.XmsglError as err:
         record["error"] = f"{type(err).__name__}: {str(err)[:120]}"
-    print(json.dumps(record), flush=True)
+    print(json.dumps({**record, **provenance()}), flush=True)
 
 
 def main() -> None:
@@ -56,8 +57,7 @@ def main() -> None:
                 "coords": coords}, ds.msgl.downscale(m, time=period),
                partial(ds.chunk({"reach": 10}).msgl.downscale, m, time=period))
 
-    fast = {"epochs": 1, "window": 60, "stride": 60, "progress": False, "attn_window": 10,
-            "hidden": 8, "seed": 0}
+    fast = {"epochs": 1, "window": 60, "stride": 60, "progress": False, "hidden": 8, "seed": 0}
     run = {"device": "cpu", "chunk": 100, "spinup": 40}
     three = xmsgl.datasets.synthetic_basin(n_segments=24, start="2001-01-01", end="2001-10-27",
                                            seed=3, reach_obs_share=0.3, n_outlets=3)
@@ -66,7 +66,8 @@ def main() -> None:
         for method in ("fine-only", "msgl"):
             m = data.msgl.fit(method=method, backbone="dmsge",
                               backbone_options={"layers": 2, "k": 3},
-                              graph_options={"max_hops": 2}, **fast)
+                              graph_options={"max_hops": 2}, **fast,
+                              **({"attn_window": 10} if method == "msgl" else {}))
             chunked = data.chunk({"reach": 40, "seg": 10, "time": 120})
             for scale in ("reach", "seg") if method == "msgl" else ("reach",):
                 _print({"what": "one_block", "basin": f"24 segments {name}", "method": method,
@@ -84,7 +85,8 @@ def main() -> None:
                                             ("msgl", 2, 1, "updown")):
         m = one.msgl.fit(method=method, backbone="dmsge",
                          backbone_options={"layers": layers, "k": 3, "graphs": ["hydro"]},
-                         graph_options={"max_hops": hops, "direction": direction}, **fast)
+                         graph_options={"max_hops": hops, "direction": direction}, **fast,
+                         **({"attn_window": 10} if method == "msgl" else {}))
         ref = one.msgl.downscale(m, **run)
         for halo in (0, 1, 2, 3, None):
             _print({"what": "hydro_halo", "basin": "60 segments, one component",

@@ -27,6 +27,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from _provenance import provenance
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -105,7 +107,7 @@ def main() -> None:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     machine = f"{platform.node()} {platform.processor() or platform.machine()}"
     for res in results.values():
-        print(json.dumps({**res, "machine": machine, "date": stamp}))
+        print(json.dumps({**res, "machine": machine, "date": stamp, **provenance()}))
 
 
 if __name__ == "__main__":

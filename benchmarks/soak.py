@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 import torch
+from _provenance import provenance
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import xmsgl
@@ -50,7 +51,7 @@ def settled_rss_mb() -> float:
 
 
 def emit(**row: Any) -> None:
-    print(json.dumps(row), flush=True)
+    print(json.dumps({**row, **provenance()}), flush=True)
 
 
 class StepCounter:

@@ -41,7 +41,8 @@ GOAL_GAIN = 0.20
 MULTI = ("msgl", "async-msgl")
 SINGLE = ("fine-only", "remap")
 # Fields of a fit's line that are not part of its setting.
-_NOT_SETTING = {"what", "method", "seed", "rmse", "mae", "fit_seconds", "date", "best_epoch",
+_NOT_SETTING = {"what", "method", "seed", "rmse", "mae", "fit_seconds", "downscale_seconds",
+                "date", "best_epoch",
                 "val_by_epoch", "task_weights_last_epoch", "rmse_observed_reaches",
                 "rmse_unobserved_reaches", "observed_reaches", "rmse_cross_scale_estimate",
                 # Where a fit ran: a fit is deterministic per seed whatever the CPU and
