@@ -587,3 +587,53 @@ def test_fit_refuses_sizes_that_load_would_refuse(basin: xr.Dataset, arg: dict[s
     name = next(iter(arg))
     with pytest.raises(ParameterError, match=rf"{name}={arg[name]} beyond the largest sizes"):
         fit(basin, method="msgl", **{**FAST, **arg})
+
+
+def test_async_stage_a_trains_on_no_test_day(basin: xr.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Guards what stage A reads, not only the period its config records: no target
+    # of a test day and no window reaching one.
+    import xmsgl.model as model_mod
+
+    seen: list[tuple[str, dict[str, np.ndarray], list[tuple[int, int]]]] = []
+    real = model_mod.train_tasks
+
+    def spy(net: Any, data: Any, targets: dict[str, np.ndarray], wins: list[tuple[int, int]],
+            **kw: Any) -> Any:
+        seen.append((kw.get("stage"), targets, list(wins)))
+        return real(net, data, targets, wins, **kw)
+
+    monkeypatch.setattr(model_mod, "train_tasks", spy)
+    fit(basin, method="async-msgl", val=("2001-05-16", "2001-05-31"), test=("2001-06-01", "2001-06-30"),
+        **{**FAST, "epochs": 1})
+    time = pd.DatetimeIndex(basin.time.values)
+    first_test = int(np.searchsorted(time, pd.Timestamp("2001-06-01")))
+    stage_a = [(t, w) for s, t, w in seen if s == "stage_a"]
+    assert stage_a
+    for targets, wins in stage_a:
+        assert all(s + n <= first_test for s, n in wins)
+        for y in targets.values():
+            assert not np.isfinite(y[first_test:]).any()
+
+
+def test_an_input_static_here_but_on_time_at_fit_is_refused(basin: xr.Dataset, model: Downscaler) -> None:
+    name = next(v for v in model.features.seg_vars if model.features.static[v] is False)
+    flat = basin.assign({name: basin[name].isel(time=0, drop=True)})
+    with pytest.raises(ModelMismatchError, match=f"{name}.*static here but was on time"):
+        flat.msgl.downscale(model)
+
+
+def test_sparsify_by_reach_keeps_at_least_one_reach(basin: xr.Dataset) -> None:
+    observed = int(basin.reach_temp.notnull().any("time").sum())
+    assert 0 < observed < 50  # 1% of them rounds to none
+    kept = basin.msgl.sparsify(keep=0.01, by="reach", seed=0)
+    assert int(kept.reach_temp.notnull().any("time").sum()) == 1
+
+
+def test_another_seed_gives_other_weights(basin: xr.Dataset, model: Downscaler) -> None:
+    import torch
+
+    other = fit(basin, method=model.method, seed=1, **FAST)
+    same = fit(basin, method=model.method, seed=0, **FAST)
+    a, b, c = (m.net.state_dict() for m in (model, other, same))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(a[k], c[k]) for k in a)
