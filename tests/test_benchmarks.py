@@ -67,8 +67,9 @@ def test_bench_train_quick_prints_epochs_and_ratios() -> None:
                  "train_epoch_reference_dense_msgl_three_tasks"):
         ref = recs[what][0]
         assert ref["timed_windows"] == 1
+        # Both figures are printed rounded (to 0.01 and 0.1 s), hence the tolerance.
         assert ref["speed_ratio_vs_equal"] == pytest.approx(
-            ref["seconds_per_epoch_extrapolated"] / epochs[0]["seconds_per_epoch"], abs=0.1, rel=0.05)
+            ref["seconds_per_epoch_extrapolated"] / epochs[0]["seconds_per_epoch"], abs=0.1, rel=0.1)
 
 
 def test_bench_train_without_references_stops_after_the_network() -> None:
