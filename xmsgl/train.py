@@ -1288,7 +1288,7 @@ def train_tasks(
     weights the stage starts with); the score of every epoch is that of the averaged
     weights, and those of the best epoch are the ones restored. Training itself goes
     on from the weights of the last step. (With ``val=None`` the criterion is still
-    the epoch's training loss, a mean over the steps of the weights being trained.)
+    the training loss of the weights being trained, as below.)
 
     With ``val=None`` the epoch kept is the one with the lowest training loss; with
     ``weighting="mgda"``, whose weights change from step to step, the lowest mean of
