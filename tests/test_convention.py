@@ -685,3 +685,74 @@ def test_negative_precipitation_and_areas_are_named(name: str, units: str, what:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         xmsgl.validate(low)
+
+
+@pytest.mark.parametrize(("role", "taken"), [("Ignore", False), (" IGNORE ", False), ("Input", True),
+                                             (b"ignore", False)])
+def test_a_role_in_any_case_is_read(role: object, taken: bool) -> None:
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-01", end="2001-02-01")
+    ds["reach_swrad"].attrs["xmsgl_role"] = role
+    assert ("reach_swrad" in input_variables(validate(ds)).reach_dynamic) is taken
+
+
+@pytest.mark.parametrize("role", ["ignored", "skip", 1])
+def test_an_unknown_role_is_refused_not_taken_for_none(role: object) -> None:
+    # Read as no role, a misspelled "ignore" would feed the model the variable it hid.
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-01", end="2001-02-01")
+    ds["reach_swrad"].attrs["xmsgl_role"] = role
+    with pytest.raises(SchemaError, match=rf"'reach_swrad' has xmsgl_role={role!r}, which xmsgl does "
+                                          r"not know.*'ignore'.*'input'"):
+        validate(ds)
+    with pytest.raises(SchemaError, match="'reach_swrad' has xmsgl_role"):
+        input_variables(ds)
+
+
+def test_bytes_units_are_read_as_text_and_checked() -> None:
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-01", end="2001-02-01")
+    as_bytes = ds.assign(reach_air_temp=(ds.reach_air_temp + 273.15).assign_attrs(units=np.bytes_(b"K")))
+    with pytest.warns(UnitConversionWarning, match="'reach_air_temp' converted from 'K'"):
+        out = validate(as_bytes)
+    assert out.reach_air_temp.attrs["units"] == "degC"
+    assert as_bytes.reach_air_temp.attrs["units"] == np.bytes_(b"K")  # the user's dataset is kept
+    # Kelvin values labelled degC in bytes meet the same range check as in text.
+    kelvin = ds.assign(reach_air_temp=(ds.reach_air_temp + 273.15).assign_attrs(units=b"degC"))
+    with pytest.raises(UnitsError, match="'reach_air_temp' is labelled 'degC'.*already in K"):
+        validate(kelvin)
+
+
+@pytest.mark.parametrize("units", [["degC"], 1.0])
+def test_units_that_are_not_text_are_refused(units: object) -> None:
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-01", end="2001-02-01")
+    bad = ds.assign(reach_air_temp=ds.reach_air_temp.assign_attrs(units=units))
+    with pytest.raises(UnitsError, match=r"'reach_air_temp' has units .* of type \w+, not a string"):
+        validate(bad)
+
+
+def test_a_coordinate_that_looks_like_an_input_warns() -> None:
+    # A producer's 'coordinates' attribute (or set_coords) makes an input a coordinate,
+    # and coordinates are not inputs: the model would be fitted without it.
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-01", end="2001-02-01")
+    moved = ds.set_coords(["reach_elevation", "seg_swrad"])
+    with pytest.warns(xmsgl.XmsglWarning, match=r"coordinates \['reach_elevation', 'seg_swrad'\] look "
+                                                 r"like a model input.*reset_coords"):
+        found = input_variables(moved)
+    assert "reach_elevation" not in found.all()
+    # Map positions and coordinates marked "ignore" are no inputs, and nothing is said.
+    placed = ds.assign_coords(
+        lat=("reach", np.zeros(ds.sizes["reach"]), {"units": "degrees_north"}),
+        x=("reach", np.zeros(ds.sizes["reach"]), {"units": "m"}),
+        easting=("reach", np.zeros(ds.sizes["reach"]), {"units": "m", "standard_name": "projection_x_coordinate"}),
+        reach_order=("reach", np.ones(ds.sizes["reach"]), {"units": "1"}),
+        reach_flag=("reach", np.zeros(ds.sizes["reach"]), {"units": "m", "xmsgl_role": "ignore"}),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert input_variables(placed) == input_variables(ds)
+
+
+def test_downscale_names_an_input_found_among_the_coordinates(half_year_basin: xr.Dataset,
+                                                               half_year_msgl: object) -> None:
+    moved = half_year_basin.set_coords("reach_elevation")
+    with pytest.raises(xmsgl.ModelMismatchError, match=r"\['reach_elevation'\] the model was fitted "
+                                                       r"with are coordinates.*reset_coords"):
+        moved.msgl.downscale(half_year_msgl)

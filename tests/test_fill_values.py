@@ -120,3 +120,55 @@ def test_temperatures_keep_their_own_check(basin: xr.Dataset) -> None:
 
 def test_every_fill_value_is_exact_in_float32() -> None:
     assert all(float(np.float32(v)) == v for v in FILL_VALUES)
+
+
+@pytest.mark.parametrize("value", [1e20, 9.96921e36, -1e30, 3.4e38])
+def test_fit_refuses_huge_fill_values(basin: xr.Dataset, value: float) -> None:
+    # CMIP's missing_value, netCDF's default float fill: three among a year of
+    # radiation set its standard deviation to 1e17, and the model learned nothing from it.
+    bad = basin.copy(deep=True)
+    bad["reach_swrad"].values[3, 5:8] = value
+    with pytest.raises(DataError, match=r"'reach_swrad' holds 3 values of .*beyond its other "
+                                        r"training values.*where\(abs\(ds\['reach_swrad'\]\) < 1e\+15\)"):
+        bad.msgl.fit(**FIT)
+
+
+def test_huge_values_in_line_with_the_others_are_kept() -> None:
+    # Not the magnitude alone but the distance from the other values makes a fill value
+    # (a variable of nothing but such values is refused, as one of -9999 only is).
+    vals = np.array([1e14, 5e14, 9e14, 1.2e15])
+    ds = xr.Dataset({"x": ("reach", vals, {"units": "m2"})})
+    refuse_fill_values(ds, "x", vals, np.ones(1, bool))
+    many = np.concatenate([np.linspace(0.0, 1.0, 50), [1e20, -1e20, 5e30, 7e36]])
+    with pytest.raises(DataError,
+                       match=r"4 values of -1e\+20 and 1e\+20 and 5e\+30 \(and 1 other value\)"):
+        refuse_fill_values(xr.Dataset({"x": ("reach", many, {"units": "m2"})}), "x", many,
+                           np.ones(1, bool))
+
+
+@pytest.mark.parametrize("kwargs", [{"mask_and_scale": False}, {"decode_cf": False},
+                                    {"mask_and_scale": False, "chunks": {}}])
+def test_a_declared_fill_value_left_unmasked_is_refused(basin: xr.Dataset, tmp_path: Any,
+                                                        kwargs: dict[str, Any]) -> None:
+    # -50 W m-2 lies among real radiation values, so no check of the values finds it.
+    ds = basin.copy(deep=True)
+    ds["reach_swrad"].values[3, 5:40] = np.nan
+    ds["reach_swrad"].encoding["_FillValue"] = -50.0
+    ds.to_netcdf(tmp_path / "fill.nc")
+    with xr.open_dataset(tmp_path / "fill.nc", **kwargs) as raw:
+        found = "its values are not read here" if "chunks" in kwargs else "35 values equal to it"
+        with pytest.raises(DataError, match=rf"'reach_swrad' was not masked: its attributes still "
+                                            rf"declare _FillValue = -50 \({found}\).*decode_cf"):
+            raw.msgl.validate()
+    with xr.open_dataset(tmp_path / "fill.nc") as decoded:
+        assert int(decoded.msgl.validate()["reach_swrad"].isnull().sum()) == 35
+
+
+def test_a_fill_attribute_on_masked_values_passes(basin: xr.Dataset) -> None:
+    ds = basin.copy(deep=True)
+    ds["reach_swrad"].values[3, 5:40] = np.nan
+    ds["reach_swrad"].attrs["missing_value"] = -50.0
+    ds.msgl.validate()
+    ds["reach_swrad"].values[3, 5] = -50.0
+    with pytest.raises(DataError, match="missing_value = -50 \\(1 value equal to it\\)"):
+        ds.msgl.validate()

@@ -386,10 +386,54 @@ def _has_physical_units(name: str, da: xr.DataArray) -> bool:
     return not name.lower().endswith(_ID_SUFFIXES)
 
 
+def _refuse_unmasked(ds: xr.Dataset, names: Iterable[Hashable]) -> None:
+    """Refuse variables whose declared fill values were not masked.
+
+    Decoding moves ``_FillValue`` and ``missing_value`` from a variable's attributes
+    to its encoding; still in the attributes, they mean the file was opened without
+    masking (``mask_and_scale=False`` or ``decode_cf=False``), and a missing day reads
+    as that number, which may lie among real values (-50 W m-2). Refused where the
+    values are lazy (not read to check) or hold a declared fill value; an in-memory
+    variable that holds none (NaN where missing, the attribute left in by hand) passes.
+    """
+    for key in names:
+        da = ds[key]
+        fills = {}
+        for attr in ("_FillValue", "missing_value"):
+            if attr not in da.attrs:
+                continue
+            vals = np.atleast_1d(np.asarray(da.attrs[attr]))
+            if vals.dtype.kind in "iufb":
+                vals = vals.astype(np.float64)
+                vals = vals[np.isfinite(vals)]
+                if vals.size:
+                    fills[attr] = vals
+        if not fills:
+            continue
+        declared = ", ".join(f"{a} = {format_ids(v.tolist()) if v.size > 1 else f'{v[0]:g}'}"
+                             for a, v in fills.items())
+        if _is_lazy(da):
+            found = "its values are not read here"
+        else:
+            n = int(np.count_nonzero(np.isin(np.asarray(da.values), np.concatenate(list(fills.values())))))
+            if not n:
+                continue
+            found = f"{n} value{'s' if n != 1 else ''} equal to it"
+        raise DataError(
+            f"variable {str(key)!r} was not masked: its attributes still declare {declared} "
+            f"({found}), so missing values would be read as numbers; open the file with "
+            f"xr.open_dataset(...) and its default masking (not mask_and_scale=False or "
+            f"decode_cf=False), or decode it with ds = xr.decode_cf(ds)"
+        )
+
+
 def _refuse_packed(ds: xr.Dataset, names: Iterable[Hashable]) -> None:
-    """Refuse variables that still carry CF packing attributes (not decoded)."""
+    """Refuse variables that still carry CF packing attributes (not decoded), and those
+    whose declared fill values were not masked (:func:`_refuse_unmasked`)."""
+    names = list(names)
     packed = [str(n) for n in names if any(a in ds[n].attrs for a in _PACKING_ATTRS)]
     if not packed:
+        _refuse_unmasked(ds, names)
         return
     which = (f"variable {packed[0]!r} is" if len(packed) == 1
              else f"variables {format_ids(packed)} are")
@@ -404,6 +448,84 @@ def _refuse_packed(ds: xr.Dataset, names: Iterable[Hashable]) -> None:
 #: Attribute ``validate`` puts on an integer temperature it converted to float degC:
 #: the dtype it was stored as, so that it stays out of the inputs as the integer did.
 STORED_AS = "xmsgl_stored_as"
+
+#: Attribute giving a variable's part in a model, one of :data:`ROLES`: ``"ignore"``
+#: leaves a variable out (and unconverted), ``"input"`` takes one that looks like
+#: observed water temperature as an input without a warning.
+ROLE = "xmsgl_role"
+ROLES = ("ignore", "input")
+
+
+def role(name: Hashable, da: xr.DataArray) -> str | None:
+    """Variable ``name``'s :data:`ROLE` in lower case, or None where it has none.
+
+    Any case and surrounding spaces are accepted (``"Ignore"``); another value
+    (``"ignored"``, ``"skip"``) raises :class:`SchemaError`, since taking it for no
+    role would use as an input the variable it was meant to leave out.
+    """
+    value = da.attrs.get(ROLE)
+    if value is None:
+        return None
+    text = value.decode(errors="replace") if isinstance(value, bytes) else value
+    found = text.strip().lower() if isinstance(text, str) else None
+    if found not in ROLES:
+        raise SchemaError(
+            f"variable {str(name)!r} has {ROLE}={value!r}, which xmsgl does not know; the roles "
+            f"are 'ignore' (leave the variable out) and 'input' (use it as a model input): set "
+            f"ds[{str(name)!r}].attrs[{ROLE!r}] = 'ignore', or delete the attribute"
+        )
+    return found
+
+
+#: Coordinates that place nodes on a map, by name or ``standard_name``: never model
+#: inputs, and no warning for them.
+_PLACE_COORDS = {"x", "y", "lat", "lon", "latitude", "longitude", "projection_x_coordinate",
+                 "projection_y_coordinate", "grid_latitude", "grid_longitude"}
+
+
+def input_coords(ds: xr.Dataset, skip: Iterable[str] = ()) -> list[str]:
+    """Coordinates of ``ds`` that would be model inputs as data variables.
+
+    Coordinates are never inputs; a floating-point one on a node dimension (and
+    maybe ``time``) with physical units, that is no index, geometry or map position
+    and has no ``xmsgl_role`` of ``"ignore"``, looks like an input a file's
+    ``coordinates`` attribute (or ``set_coords``) made a coordinate.
+    """
+    skip = set(skip) | set(TOPOLOGY) | set(TARGETS) | set(GEOMETRY)
+    found = []
+    for key, c in ds.coords.items():
+        name = str(key)
+        dims = set(map(str, c.dims))
+        if (name in skip or key in ds.indexes or is_truth(name) or not dims
+                or not {SEG, REACH} & dims or not dims <= {SEG, REACH, TIME}
+                or not np.issubdtype(c.dtype, np.floating)):
+            continue
+        units = c.attrs.get("units")
+        standard = str(c.attrs.get("standard_name", "")).lower()
+        if (units is None or name.lower() in _PLACE_COORDS or standard in _PLACE_COORDS
+                or str(c.attrs.get("axis", "")).upper() in ("X", "Y")
+                or _norm_units(units).startswith("degree") and not is_temperature_units(units)
+                or not _has_physical_units(name, c) or role(name, c) == "ignore"):
+            continue
+        found.append(name)
+    return found
+
+
+def _warn_input_like_coords(ds: xr.Dataset, skip: Iterable[str]) -> None:
+    """Warn of the coordinates :func:`input_coords` finds, with the fixes."""
+    names = input_coords(ds, skip)
+    if not names:
+        return
+    which = (f"coordinate {names[0]!r} looks" if len(names) == 1
+             else f"coordinates {format_ids(names)} look")
+    warnings.warn(
+        f"{which} like a model input (a float with units on the nodes), but coordinates are "
+        f"not inputs (a file's 'coordinates' attribute or set_coords makes a variable one): "
+        f"to use {'it' if len(names) == 1 else 'them'}, ds = ds.reset_coords({names!r}); to "
+        f"silence this, set ds[{names[0]!r}].attrs['xmsgl_role'] = 'ignore'",
+        XmsglWarning,
+        stacklevel=user_stacklevel(),
+    )
 
 
 def input_variables(
@@ -460,7 +582,7 @@ def input_variables(
     candidates: list[tuple[str, xr.DataArray, tuple[str, ...]]] = []
     for key, da in ds.data_vars.items():
         name = str(key)
-        if name in skip or is_truth(name) or da.attrs.get("xmsgl_role") == "ignore":
+        if name in skip or is_truth(name) or role(name, da) == "ignore":
             continue
         dims = tuple(str(d) for d in da.dims)
         group = dims if dims in groups else tuple(reversed(dims))
@@ -506,7 +628,7 @@ def input_variables(
         if np.issubdtype(da.dtype, np.floating) and not np.issubdtype(np.dtype(stored), np.integer):
             groups[group].append(name)
             target = next((t for t in TARGETS if name.startswith(t + "_")), None)
-            if warn and target is not None and da.attrs.get("xmsgl_role") != "input":
+            if warn and target is not None and role(name, da) != "input":
                 warnings.warn(
                     f"variable {name!r} looks like a version of the target {target!r} (observed "
                     f"water temperature) and is taken as a model input: a model fed it learns "
@@ -529,6 +651,8 @@ def input_variables(
                 XmsglWarning,
                 stacklevel=user_stacklevel(),
             )
+    if warn:
+        _warn_input_like_coords(ds, skip)
     return InputVariables(
         seg_dynamic=tuple(sorted(groups[(SEG, TIME)])),
         seg_static=tuple(sorted(groups[(SEG,)])),
@@ -1341,7 +1465,7 @@ def _temperature_to_celsius(
         # Other temperatures in degC are judged like converted ones: a fill value such
         # as -9999 or kelvin values labelled degC would otherwise reach the model.
         if (not water and check_values and not lazy and not empty
-                and da.attrs.get("xmsgl_role") != "ignore"):
+                and role(name, da) != "ignore"):
             _check_converted(name, units, "degC", da, da, water=False)
         if units != "degC":
             new = da.copy(deep=False)
@@ -1359,13 +1483,38 @@ def _temperature_to_celsius(
         )
     if np.issubdtype(da.dtype, np.floating):
         new = new.astype(da.dtype)
-    ignored = da.attrs.get("xmsgl_role") == "ignore"
+    ignored = role(name, da) == "ignore"
     if not lazy and not empty and not ignored and (check_values or not water):
         _check_converted(name, units, scale, da, new, water)
     new.attrs = {**da.attrs, "units": "degC",
                  "xmsgl_note": f"converted from {units!r} to 'degC' by xmsgl"}
     notes.append(f"{name!r} converted from {units!r} to 'degC'")
     return ds.assign({name: new})
+
+
+def _units_as_text(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with every ``units`` attribute a ``str``: bytes (as some HDF5 writers
+    store attributes) are decoded in a shallow copy; another type (a list, a number)
+    raises :class:`UnitsError`, since no unit check could read it."""
+    fixed: dict[Hashable, str] = {}
+    for key, v in ds.variables.items():
+        units = v.attrs.get("units")
+        if units is None or isinstance(units, str):
+            continue
+        if isinstance(units, bytes):
+            fixed[key] = units.decode(errors="replace")
+            continue
+        raise UnitsError(
+            f"variable {str(key)!r} has units {units!r} of type {type(units).__name__}, not a "
+            f"string, so no unit check can read them; set ds[{str(key)!r}].attrs['units'] to "
+            f"the unit's name, for example 'degC'"
+        )
+    if not fixed:
+        return ds
+    out = ds.copy(deep=False)
+    for key, units in fixed.items():
+        out[key].attrs["units"] = units
+    return out
 
 
 def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
@@ -1417,12 +1566,13 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
     5
     """
     expect_dataset(ds)
+    ds = _units_as_text(ds)
     # Packed values (scale_factor/add_offset not applied) would pass every other check
     # with wrong numbers; refuse them for every variable the convention may use.
     _refuse_packed(ds, [
         k for k, v in ds.data_vars.items()
         if {SEG, REACH} & set(map(str, v.dims)) and set(map(str, v.dims)) <= {SEG, REACH, TIME}
-        and v.attrs.get("xmsgl_role") != "ignore"
+        and role(k, v) != "ignore"
     ])
     topology_arrays(ds)
     _check_time(ds)
@@ -1458,7 +1608,7 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
                 )
             out = _temperature_to_celsius(out, name, notes, water=True, check_values=check_values)
         elif ("units" in da.attrs and is_temperature_units(da.attrs["units"])
-              and da.attrs.get("xmsgl_role") != "ignore"):
+              and role(name, da) != "ignore"):
             # Not a variable marked to be ignored. An integer one is converted (a model
             # fitted with the float variable reads it by name) and marked with the
             # dtype it was stored as, which input_variables leaves out as it does the

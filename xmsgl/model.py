@@ -1497,6 +1497,14 @@ def check_compatible(model: Downscaler, ds: xr.Dataset, graphs: Any, scale: str)
     if model.output == "fine_only":
         need = spec.reach_vars
     missing = [v for v in need if v not in ds.data_vars]
+    coords = [v for v in missing if v in ds.coords]
+    if coords:
+        raise ModelMismatchError(
+            f"input variables {format_ids(coords)} the model was fitted with are coordinates "
+            f"of the dataset, and coordinates are not inputs (a file's 'coordinates' attribute "
+            f"or set_coords makes a variable one): make them data variables with "
+            f"ds = ds.reset_coords({coords!r})"
+        )
     if missing:
         raise ModelMismatchError(
             f"input variables {format_ids(missing)} the model was fitted with are missing from "

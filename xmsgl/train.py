@@ -192,19 +192,28 @@ MAX_STANDARD_SCORE = 1000.0
 #: with them a few percent of the days.
 FILL_VALUES = (-99999.0, -32768.0, -32767.0, -9999.0, -999.0, 9999.0, 99999.0)
 
+#: Magnitude from which an input value is taken for a fill value as those of
+#: :data:`FILL_VALUES` are (1e20, CMIP's ``missing_value``; 9.96921e36, netCDF's
+#: default float fill; 3.4e38, the largest float32): no forcing or attribute of a
+#: river network comes near it in the units the convention uses (a drainage area of
+#: the Amazon is 7e12 m2).
+HUGE_VALUE = 1e15
+
 #: Standard scores beyond which a value of :data:`FILL_VALUES` is taken for a fill value.
 FILL_SCORE = 10.0
 
 
 def _fill_message(name: str, found: np.ndarray, n: int, where: str, why: str, static: bool) -> str:
-    shown = " and ".join(f"{v:g}" for v in found)
-    first = f"{found[0]:g}"
+    shown = " and ".join(f"{v:g}" for v in found[:3]) + (
+        f" (and {len(found) - 3} other value{'s' if len(found) > 4 else ''})" if len(found) > 3 else "")
+    huge = bool(np.any(np.abs(found) >= HUGE_VALUE))
+    keep = (f"abs(ds[{name!r}]) < {HUGE_VALUE:g}" if huge else f"ds[{name!r}] != {found[0]:g}")
     fill = ("fill them from related values (a reach's from its segment, or a basin median)"
             if static else "fill the gaps (for example .interpolate_na('time'))")
     return (f"input variable {name!r} holds {n} value{'s' if n != 1 else ''} of {shown} (at "
             f"{where}), {why}: a fill value that was not masked (no _FillValue or missing_value "
             f"attribute told xarray of it); mask it, ds[{name!r}] = "
-            f"ds[{name!r}].where(ds[{name!r}] != {first}), then {fill}, or leave the variable out")
+            f"ds[{name!r}].where({keep}), then {fill}, or leave the variable out")
 
 
 def _check_fill_values(name: str, lo: Any, hi: Any, vals: np.ndarray, spec: FeatureSpec,
@@ -233,16 +242,17 @@ def _check_fill_values(name: str, lo: Any, hi: Any, vals: np.ndarray, spec: Feat
 
 def refuse_fill_values(ds: xr.Dataset, name: str, vals: np.ndarray, train_mask: np.ndarray) -> None:
     """Refuse input ``name`` whose training values ``vals`` (finite, flattened) hold a
-    value of :data:`FILL_VALUES` beyond the range of its other values by more than that
-    range (or only such values): a fill value would otherwise set the mean and
-    standard deviation that judge it. Temperatures in degC are left to their
+    value of :data:`FILL_VALUES`, or of magnitude :data:`HUGE_VALUE` or more, beyond the
+    range of its other values by more than that range (or only such values): a fill
+    value would otherwise set the mean and standard deviation that judge it, and the
+    model would learn nothing from the input. Temperatures in degC are left to their
     plausible range."""
     if not vals.size or str(ds[name].attrs.get("units")) == "degC":
         return
     vmin, vmax = float(vals.min()), float(vals.max())
-    if not any(vmin <= v <= vmax for v in FILL_VALUES):
+    if not (any(vmin <= v <= vmax for v in FILL_VALUES) or vmin <= -HUGE_VALUE or vmax >= HUGE_VALUE):
         return
-    sentinel = np.isin(vals, np.asarray(FILL_VALUES))
+    sentinel = np.isin(vals, np.asarray(FILL_VALUES)) | (np.abs(vals) >= HUGE_VALUE)
     if not sentinel.any():
         return
     others = vals[~sentinel]
