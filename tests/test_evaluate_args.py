@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -60,10 +62,48 @@ def test_sweep_refuses_an_argument_one_method_does_not_read_before_any_fit(
         raise AssertionError("the sweep started before the arguments were checked")
 
     monkeypatch.setattr(xmsgl.sampling, "sparsify", never)
-    # msgl reads weighting, fine-only does not: said before msgl's fits, not after them.
-    with pytest.raises(xmsgl.ParameterError, match=r"method 'fine-only' does not read \['weighting'\]"):
+    # A method's own setting it does not read: said before msgl's fits, not after them.
+    with pytest.raises(xmsgl.ParameterError, match=r"fit_kwargs\['fine-only'\] has settings "
+                                                   r"\['weighting'\] that method 'fine-only' does not read"):
         sparsity_sweep(basin, ["msgl", "fine-only"], keep=[0.5], seeds=[0],
-                       fit_kwargs={"epochs": 1, "weighting": "equal"})
+                       fit_kwargs={"epochs": 1, "fine-only": {"weighting": "equal"}})
+    with pytest.raises(xmsgl.ParameterError, match=r"fit_kwargs\['idw'\] has settings \['epochs'\].*"
+                                                   r"it takes \['window', 'min_count', 'power', 'd_min'\]"):
+        sparsity_sweep(basin, ["msgl", "idw"], keep=[0.5], seeds=[0], fit_kwargs={"idw": {"epochs": 1}})
+    # A setting for every method that none of them reads.
+    with pytest.raises(xmsgl.ParameterError, match=r"settings \['power', 'pretrain_epochs'\] are read "
+                                                   r"by none of the methods \['msgl', 'climatology'\]"):
+        sparsity_sweep(basin, ["msgl", "climatology"], keep=[0.5], seeds=[0],
+                       fit_kwargs={"epochs": 1, "pretrain_epochs": 2, "power": 3.0})
+
+
+def test_sweep_gives_a_shared_setting_to_the_methods_that_read_it(
+        basin: xr.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    """epochs and weighting go to msgl, not to fine-only (weighting) nor to climatology
+    (either): a sweep of networks against baselines with a shared epochs used to stop at
+    the first baseline, after the networks before it had been fitted."""
+    import xmsgl.baselines as baselines
+    import xmsgl.model
+
+    seen: dict[str, dict] = {}
+    fit, fit_baseline = xmsgl.model.fit, baselines.fit_baseline
+
+    def spy_fit(ds: xr.Dataset, method: str, **kw: object) -> object:
+        seen[method] = {k: v for k, v in kw.items() if k in ("epochs", "weighting", "min_count")}
+        return fit(ds, method=method, **kw)
+
+    def spy_baseline(ds: xr.Dataset, method: str, **kw: object) -> object:
+        seen[method] = {k: v for k, v in kw.items() if k not in ("train", "seed")}
+        return fit_baseline(ds, method, **kw)
+
+    monkeypatch.setattr(xmsgl.model, "fit", spy_fit)
+    monkeypatch.setattr(baselines, "fit_baseline", spy_baseline)
+    sw = sparsity_sweep(basin, ["msgl", "fine-only", "climatology"], keep=[1.0], seeds=[0],
+                        fit_kwargs={"epochs": 1, "weighting": "equal", "min_count": 2, "hidden": 4})
+    assert seen == {"msgl": {"epochs": 1, "weighting": "equal"}, "fine-only": {"epochs": 1},
+                    "climatology": {"min_count": 2}}
+    assert np.isfinite(sw.rmse.values).all()
+    assert json.loads(sw.attrs["fit_kwargs"])["climatology"] == {"min_count": 2}
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -678,6 +678,11 @@ def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+def baseline_settings(method: str) -> tuple[str, ...]:
+    """The keyword arguments :func:`fit_baseline` takes for baseline ``method``."""
+    return ("train", "seed", *_DEFAULTS[method])
+
+
 def fit_baseline(
     ds: xr.Dataset,
     method: str,

@@ -1261,10 +1261,12 @@ def sparsity_sweep(
         Thin reach-days, or whole reaches.
     fit_kwargs : mapping, optional
         Fit keyword arguments: ``{method: {...}}`` entries for one method, every other
-        key for every method (a method's own entry wins over them), e.g.
-        ``{"epochs": 20, "msgl": {"weighting": "equal"}}``. ``window`` (the networks'
-        training window, the baselines' climatology window) given to every method of a
-        mix of both is refused, and so is an entry for a method not in ``methods``.
+        key for every method that reads it (a method's own entry wins over them), e.g.
+        ``{"epochs": 20, "msgl": {"weighting": "equal"}}`` (``epochs`` goes to the
+        networks, not to a baseline). ``window`` (the networks' training window, the
+        baselines' climatology window) given to every method of a mix of both is
+        refused, and so are a key no method reads, a method's own key that it does not
+        read and an entry for a method not in ``methods``, all before the first fit.
     trainer : callable or mapping, optional
         A trainer (see :func:`cross_validate`) for every method or per method.
     test : (start, end) or list, optional
@@ -1326,9 +1328,9 @@ def sparsity_sweep(
             return None
         return obj
 
-    from xmsgl.baselines import BASELINES
+    from xmsgl.baselines import BASELINES, baseline_settings
     from xmsgl.model import METHODS as NETWORKS
-    from xmsgl.model import check_method_args
+    from xmsgl.model import check_method_args, method_reads
 
     # fit_kwargs: keys naming a method (with a mapping) are that method's; the others go
     # to every method, under its own (they used to be dropped as soon as one method key
@@ -1344,10 +1346,28 @@ def sparsity_sweep(
             raise ParameterError(f"fit_kwargs has settings for {stray}, which are not among the "
                                  f"methods {method_list}; add them to methods or leave them out")
 
+    def reads(m: str, name: str) -> bool:
+        return name in baseline_settings(m) if m in BASELINES else method_reads(m, name)
+
+    # A setting for every method goes to those that read it (epochs to the networks,
+    # not to a climatology); one that no method reads, or a method's own setting it
+    # does not read, is refused here, before the first fit.
+    unread = sorted(k for k in common if not any(reads(m, k) for m in method_list))
+    if unread:
+        raise ParameterError(f"fit_kwargs settings {unread} are read by none of the methods "
+                             f"{method_list}; drop them")
+    for m, settings in own.items():
+        wrong = sorted(str(k) for k in settings if not reads(m, str(k)))
+        if wrong:
+            takes = (list(baseline_settings(m)[2:]) if m in BASELINES
+                     else "the keyword arguments of xmsgl.fit")
+            raise ParameterError(f"fit_kwargs[{m!r}] has settings {wrong} that method {m!r} does "
+                                 f"not read; it takes {takes}")
+
     def kwargs_for(m: str) -> Any:
         if not isinstance(fit_kwargs, Mapping):
             return fit_kwargs
-        return {**common, **own.get(m, {})}
+        return {**{k: v for k, v in common.items() if reads(m, k)}, **own.get(m, {})}
 
     shared = "window" in common
     kinds = {m in BASELINES for m in method_list}
@@ -1379,6 +1399,9 @@ def sparsity_sweep(
                 rows[(mi, i, j)] = _score(trainers[m](thin, test_ds, s), test_ds)
     out = _results_dataset(rows, {"method": method_list, "keep": keep_list, "seed": seed_list})
     out["n_train_obs"] = (("keep", "seed"), n_obs)
+    if isinstance(fit_kwargs, Mapping):
+        # What each method was given, where a shared setting went to some of them only.
+        out.attrs["fit_kwargs"] = json.dumps({m: kwargs_for(m) for m in method_list}, default=repr)
     out.attrs.update({
         "by": by, "target": target_name, "test_period": json.dumps(_ranges(time, test_days)),
         "history": _history(f"sparsity_sweep(methods={method_list!r}, keep={keep_list!r}, "

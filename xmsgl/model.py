@@ -1427,14 +1427,27 @@ _METHOD_ONLY_ARGS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: The keyword arguments of :func:`fit` and their defaults, read once (a caller that
+#: wraps ``fit`` does not change what a method reads).
+_FIT_DEFAULTS: dict[str, Any] = {name: p.default for name, p in inspect.signature(fit).parameters.items()}
+
+
 def check_method_args(method: str, kwargs: Mapping[str, Any]) -> None:
     """Refuse the keyword arguments of :func:`fit` in ``kwargs`` given a value other
     than the default that the network method ``method`` would not read; other names
     are left to ``fit``. Sweeps call it for every method before the first fit.
     """
-    defaults = inspect.signature(fit).parameters
-    _check_method_args(method, {name: kwargs.get(name, defaults[name].default)
+    _check_method_args(method, {name: kwargs.get(name, _FIT_DEFAULTS[name])
                                 for name in _METHOD_ONLY_ARGS})
+
+
+def method_reads(method: str, name: str) -> bool:
+    """Whether ``fit(method=method)`` reads keyword argument ``name`` (a network method
+    or ``"gru"``): a sweep gives a setting meant for every method only to those that
+    read it."""
+    if method == "gru":
+        return name in _GRU_ARGS
+    return name in _FIT_DEFAULTS and method in _METHOD_ONLY_ARGS.get(name, (method,))
 
 
 def _check_method_args(method: str, args: dict[str, Any]) -> None:
@@ -1443,9 +1456,8 @@ def _check_method_args(method: str, args: dict[str, Any]) -> None:
     ``fit(method="msgl", stage_a_period=...)`` would otherwise train without stage A
     and record nothing of it, leaving the caller to believe it ran.
     """
-    defaults = inspect.signature(fit).parameters
     unused = [name for name, methods in _METHOD_ONLY_ARGS.items()
-              if method not in methods and not _same(args[name], defaults[name].default)]
+              if method not in methods and not _same(args[name], _FIT_DEFAULTS[name])]
     if unused:
         where = "; ".join(f"{name} is read by {list(_METHOD_ONLY_ARGS[name])}" for name in unused)
         raise ParameterError(f"method {method!r} does not read {unused}: drop them or choose a "
