@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -283,3 +284,15 @@ def test_decomposition_refuses_a_sweep(basin: xr.Dataset) -> None:
     scores = xr.DataArray(np.arange(12.0).reshape(2, 3, 2), dims=("method", "keep", "seed"), name="rmse")
     with pytest.raises(xmsgl.exceptions.SchemaError, match=r"select one value of \['method', 'keep'\]"):
         variance_decomposition(scores, n_boot=10)
+
+
+def test_a_sweep_on_a_short_record_says_what_it_scores(basin: xr.Dataset) -> None:
+    # Two water years: the default test period is the last 15% of the days (a summer),
+    # and with baselines alone no fit said so.
+    with pytest.warns(xmsgl.ShortRecordWarning, match=r"holds 2 whole water year\(s\).*scores the last "
+                                                      r"15% of its days \(2002-06-13 to 2002-09-30\)"):
+        sw = sparsity_sweep(basin, ["climatology"], keep=[1.0], seeds=[0])
+    assert json.loads(sw.attrs["test_period"]) == [["2002-06-13", "2002-09-30"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sparsity_sweep(basin, ["climatology"], keep=[1.0], seeds=[0], test=("2002-04-01", "2002-09-30"))

@@ -31,6 +31,7 @@ from xmsgl.exceptions import (
     ExtrapolationWarning,
     ParameterError,
     SchemaError,
+    ShortRecordWarning,
     XmsglWarning,
     check_count,
     format_ids,
@@ -49,7 +50,7 @@ from xmsgl.metrics import (
     rmse,
     skill,
 )
-from xmsgl.periods import period_mask, validation_beside, water_years
+from xmsgl.periods import period_mask, validation_beside, water_years, whole_water_years
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -682,7 +683,12 @@ def default_trainer(method: str, fit_kwargs: Mapping[str, Any] | None = None) ->
                 if val:
                     kw["val"] = val
         kw.setdefault("progress", False)
-        model = fit(train_ds, method=method, seed=seed, **kw)
+        with warnings.catch_warnings():
+            if "test" not in kw:
+                # Without a test period (a sweep's default on a short record, which the
+                # sweep has said once), fit would say it again at every fit.
+                warnings.simplefilter("ignore", ShortRecordWarning)
+            model = fit(train_ds, method=method, seed=seed, **kw)
         with warnings.catch_warnings():
             # Held-out sites unlike the fitted ones are what the scores measure; a
             # warning for every fold and seed would bury the rest.
@@ -742,6 +748,19 @@ def _sweep_test_days(time: pd.DatetimeIndex, test: Any) -> np.ndarray:
     train_days = np.zeros(len(time), dtype=bool)
     for a, b in default_train_period(time):
         train_days |= (time >= pd.Timestamp(a)) & (time <= pd.Timestamp(b))
+    n_whole = whole_water_years(time).size
+    if n_whole < 3:
+        # Said here, once, whatever the methods: baselines take an explicit training
+        # period, so no fit would say it.
+        test_days = time[~train_days]
+        warnings.warn(
+            f"the record holds {n_whole} whole water year(s) ({time[0].date()} to "
+            f"{time[-1].date()}), too few for the default test period by water year: the "
+            f"sweep scores the last 15% of its days ({test_days[0].date()} to "
+            f"{test_days[-1].date()}), part of one year, and leaves the other seasons "
+            "unscored; give test=(start, end) to choose the test period, or use a record of "
+            "three water years or more",
+            ShortRecordWarning, stacklevel=user_stacklevel())
     return ~train_days
 
 
