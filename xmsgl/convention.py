@@ -641,13 +641,19 @@ def input_variables(
                 )
         elif warn and (np.issubdtype(np.dtype(stored), np.integer)
                        or np.issubdtype(da.dtype, np.bool_)) and _has_physical_units(name, da):
-            units = da.attrs.get("xmsgl_note", "").removeprefix("converted from ").split(" to ")[0] \
-                if STORED_AS in da.attrs else repr(da.attrs["units"])
+            if STORED_AS in da.attrs:
+                # validate made float degC of it; a cast keeps the mark that leaves it out.
+                text = (f"variable {name!r} was stored as {stored} values, which validate "
+                        f"converted to float degC and marked {STORED_AS!r}: integer variables "
+                        f"are taken as flags or ids, so it is not a model input; to use it as "
+                        f"one, drop the mark: del ds[{name!r}].attrs[{STORED_AS!r}]")
+            else:
+                text = (f"variable {name!r} has units {da.attrs['units']!r} but {stored} values, "
+                        f"and integer and boolean variables are taken as flags or ids, so it is "
+                        f"not a model input; to use it as one, cast it: ds[{name!r}] = "
+                        f"ds[{name!r}].astype('float32')")
             warnings.warn(
-                f"variable {name!r} has units {units} but {stored} values, and "
-                f"integer and boolean variables are taken as flags or ids, so it is not a model "
-                f"input; to use it as one, cast it: ds[{name!r}] = ds[{name!r}].astype('float32') "
-                f"(or set ds[{name!r}].attrs['xmsgl_role'] = 'ignore' to silence this)",
+                f"{text} (or set ds[{name!r}].attrs['xmsgl_role'] = 'ignore' to silence this)",
                 XmsglWarning,
                 stacklevel=user_stacklevel(),
             )
