@@ -79,7 +79,7 @@ def test_a_fill_value_outside_the_training_days_is_refused_too(basin: xr.Dataset
     # On a test day it is no training value, and the clean standard deviation finds it.
     bad = _set(basin, "reach_precip", (2, 600), -9999.0)
     with _negative_warned("reach_precip"), pytest.raises(
-            DataError, match=r"'reach_precip' has 1 values more than 1000"):
+            DataError, match=r"'reach_precip' has 1 value \(-9999\) more than 1000 .*\(at reach 3 on 2002-05-24\)"):
         bad.msgl.fit(**FIT)
 
 
@@ -172,3 +172,27 @@ def test_a_fill_attribute_on_masked_values_passes(basin: xr.Dataset) -> None:
     ds["reach_swrad"].values[3, 5] = -50.0
     with pytest.raises(DataError, match="missing_value = -50 \\(1 value equal to it\\)"):
         ds.msgl.validate()
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_fill_value_in_a_temperature_at_downscale_is_a_units_error_that_says_where(
+        basin: xr.Dataset, model: Any, lazy: bool) -> None:
+    # The check of the standard scores ran first, and its DataError named no place.
+    bad = _set(basin, "reach_air_temp", (2, 400), -9999.0)
+    if lazy:
+        bad = bad.chunk({"time": 100})
+    with pytest.raises(xmsgl.UnitsError, match=r"'reach_air_temp' spans -9999.0\.\..* \(1 value, at "
+                                               r"reach 3 on 2001-11-05\)"):
+        bad.msgl.downscale(model).load()
+
+
+def test_far_values_of_another_input_are_located(basin: xr.Dataset, model: Any) -> None:
+    bad = _set(basin, "reach_precip", (4, slice(500, 502)), 5e7)
+    with pytest.raises(DataError, match=r"'reach_precip' has 2 values \(5e\+07\) more than 1000 .*"
+                                        r"\(at reach 5 on 2002-02-13, reach 5 on 2002-02-14\)"):
+        bad.msgl.downscale(model)
+    # validate names the first places of a temperature outside its plausible range too.
+    hot = _set(basin, "seg_air_temp", (1, 30), 1e20)
+    with pytest.raises(xmsgl.UnitsError, match=r"spans .*\.\.1e\+20, outside .*\(1 value, at seg 2 on "
+                                               r"2000-10-31\)"):
+        hot.msgl.validate()

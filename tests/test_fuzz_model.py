@@ -321,14 +321,21 @@ def test_downscale_refuses_bad_counts(fitted: tuple[xr.Dataset, Any], kwargs: di
 
 
 def test_downscale_refuses_fill_values_and_extra_dimensions(fitted: tuple[xr.Dataset, Any]) -> None:
-    from xmsgl.exceptions import DataError, SchemaError
+    from xmsgl.exceptions import DataError, SchemaError, UnitsError
 
     ds, model = fitted
     bad = ds.copy()
     air = ds["reach_air_temp"].values.copy()
     air[0, :3] = -9999.0
     bad["reach_air_temp"] = ds["reach_air_temp"].copy(data=air)
-    with pytest.raises(DataError, match=r"'reach_air_temp' has 3 values more than"):
+    # A temperature is judged by its plausible range first (the documented UnitsError).
+    with pytest.raises(UnitsError, match=r"'reach_air_temp' spans -9999.0\.\..*\(3 values, at reach"):
+        bad.msgl.downscale(model)
+    bad = ds.copy()
+    shade = ds["reach_shade"].values.copy()
+    shade[:3] = -9999.0
+    bad["reach_shade"] = ds["reach_shade"].copy(data=shade)
+    with pytest.raises(DataError, match=r"'reach_shade' has 3 values \(-9999\) more than .*\(at reach"):
         bad.msgl.downscale(model)
     bad = ds.copy()
     bad["seg_air_temp"] = ds["seg_air_temp"].expand_dims(member=2)

@@ -1181,6 +1181,30 @@ def _value_range(da: xr.DataArray) -> tuple[float, float]:
     return float(da.min(skipna=True)), float(da.max(skipna=True))
 
 
+def _places(mask: xr.DataArray, limit: int = 3) -> str:
+    """How many entries of boolean ``mask`` are true and where the first ``limit`` lie,
+    as ``"2 values, at reach 1 on 2015-06-28 and reach 4 on 2015-07-01"`` (node ids and
+    days from the coordinates, in time order)."""
+    dims = [str(d) for d in mask.dims]
+    order = [d for d in (TIME,) if d in dims] + [d for d in dims if d != TIME]
+    values = np.asarray(mask.transpose(*order).values)
+    hits = np.argwhere(values)
+    parts = []
+    for idx in hits[:limit]:
+        words = []
+        for d, i in zip(order, idx, strict=True):
+            label = mask[d].values[i] if d in mask.coords else i
+            if d == TIME and np.issubdtype(np.asarray(label).dtype, np.datetime64):
+                words.append(f"on {str(np.datetime_as_string(label, unit='D'))}")
+            else:
+                words.append(f"{d} {np.asarray(label).item()!r}")
+        # "reach 1 on 2015-06-28": the node first, then the day.
+        parts.append(" ".join(sorted(words, key=lambda w: w.startswith("on "))))
+    n = len(hits)
+    more = f" and {n - limit} more" if n > limit else ""
+    return f"{n} value{'s' if n != 1 else ''}, at {', '.join(parts)}{more}"
+
+
 def _refuse_infinite(name: str, da: xr.DataArray, vmin: float, vmax: float) -> None:
     """An infinite temperature (``vmin``/``vmax``: its range) is not a question of units
     or fill values: say what it is and how to mask it."""
@@ -1210,17 +1234,18 @@ def _check_converted(
     fits = [u for u, f in to_celsius.items() if u != scale and lo <= f(rmin) and f(rmax) <= hi]
     what = "water temperature" if water else "temperature"
     if fits:
-        looks = (f"its values ({rmin:.1f}..{rmax:.1f}) look like they are already in "
+        looks = (f"its values ({value_span(rmin, rmax)}) look like they are already in "
                  f"{fits[0]}: set ds[{name!r}].attrs['units'] = {fits[0]!r}")
     else:
-        looks = (f"its values ({rmin:.1f}..{rmax:.1f}) fit no temperature scale: mask fill "
+        looks = (f"its values ({value_span(rmin, rmax)}) fit no temperature scale: mask fill "
                  f"values such as -9999 (ds[{name!r}].where(ds[{name!r}] != -9999)) and set "
                  f"ds[{name!r}].attrs['units'] to the unit they are really in")
     spans = "it spans" if scale == "degC" else "converted to degC it spans"
     raise UnitsError(
         f"{what} {name!r} is labelled {units!r}, but {spans} "
-        f"{vmin:.1f}..{vmax:.1f}, outside the plausible {lo:g}..{hi:g} degC for "
-        f"{'water' if water else 'air and other'} temperatures; {looks}"
+        f"{value_span(vmin, vmax)}, outside the plausible {lo:g}..{hi:g} degC for "
+        f"{'water' if water else 'air and other'} temperatures "
+        f"({_places((new < lo) | (new > hi))}); {looks}"
     )
 
 
@@ -1363,6 +1388,14 @@ def output_coords(sub: xr.Dataset, dim: str, chunks: tuple[Any, Any] | None = No
     return out
 
 
+def value_span(vmin: float, vmax: float) -> str:
+    """``"-9.2..29.3"``: a range of values in messages, tenths where they are ordinary
+    numbers, four significant digits where they are not (a fill value of 1e20)."""
+    def one(v: float) -> str:
+        return f"{v:.1f}" if abs(v) < 1e6 else f"{v:.4g}"
+    return f"{one(vmin)}..{one(vmax)}"
+
+
 def mislabel_hint(name: str, vmin: float, vmax: float, attrs: Mapping[str, Any]) -> str:
     """What an implausible degC range says about the unit label, or ``""``.
 
@@ -1376,7 +1409,7 @@ def mislabel_hint(name: str, vmin: float, vmax: float, attrs: Mapping[str, Any])
     if -300 < vmin < -200:
         return (f"values near -273 degC are what degC values labelled 'K' become: if so, set "
                 f"ds[{name!r}].attrs['units'] = 'degC'")
-    if vmax > 200:
+    if 200 < vmax < 400:
         return f"values near 273-330 are kelvin: if so, set ds[{name!r}].attrs['units'] = 'K'"
     return ""
 
@@ -1407,7 +1440,7 @@ def check_loaded_temperature(name: str, values: np.ndarray, attrs: Mapping[str, 
     what = "water temperature" if water else "temperature"
     n_out = int(((finite < lo) | (finite > hi)).sum())
     raise UnitsError(
-        f"{what} {name!r} spans {vmin:.1f}..{vmax:.1f} degC, outside the plausible "
+        f"{what} {name!r} spans {value_span(vmin, vmax)} degC, outside the plausible "
         f"{lo:g}..{hi:g} degC for {'water' if water else 'air and other'} temperatures "
         f"({n_out} value{'s' if n_out != 1 else ''} outside it); {why}"
     )
@@ -1448,13 +1481,13 @@ def _temperature_to_celsius(
             )
         vmin, vmax = _value_range(da)
         if np.isnan(vmin) or (lo <= vmin and vmax <= hi):
-            notes.append(f"{name!r} had no units; its values ({vmin:.1f}..{vmax:.1f}) are "
+            notes.append(f"{name!r} had no units; its values ({value_span(vmin, vmax)}) are "
                          f"plausible in degC, which was assumed")
             new = da.copy(deep=False)
             new.attrs = {**da.attrs, "units": "degC"}
             return ds.assign({name: new})
         raise UnitsError(
-            f"water temperature {name!r} has no 'units' attribute and values {vmin:.1f}..{vmax:.1f} "
+            f"water temperature {name!r} has no 'units' attribute and values {value_span(vmin, vmax)} "
             f"that are implausible in degC; set ds[{name!r}].attrs['units'] to 'degC', 'K' or 'degF'"
         )
     scale = _temperature_scale(units)
@@ -1465,7 +1498,7 @@ def _temperature_to_celsius(
             if not np.isnan(vmin) and (vmin < lo - 5 or vmax > hi + 15):
                 raise UnitsError(
                     f"water temperature {name!r} is labelled {units!r} but spans "
-                    f"{vmin:.1f}..{vmax:.1f}; if it is kelvin or Fahrenheit set "
+                    f"{value_span(vmin, vmax)}; if it is kelvin or Fahrenheit set "
                     f"ds[{name!r}].attrs['units'] to 'K' or 'degF', else remove the bad values"
                 )
         # Other temperatures in degC are judged like converted ones: a fill value such

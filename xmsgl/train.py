@@ -38,6 +38,7 @@ from xmsgl.convention import (
     check_loaded_temperature,
     mislabel_hint,
     same_units,
+    value_span,
 )
 from xmsgl.exceptions import (
     DataError,
@@ -353,33 +354,42 @@ def _check_scores(name: str, lo: Any, hi: Any, vals: np.ndarray, spec: FeatureSp
                else "; the model was fitted with it, so it cannot be left out")
         )
     z = (as32 - np.float32(spec.mean[name])) / np.float32(spec.std[name])
-    n_far = int(np.count_nonzero(~(np.abs(z) <= MAX_STANDARD_SCORE)))
+    far = ~(np.abs(z) <= MAX_STANDARD_SCORE)
+    n_far = int(np.count_nonzero(far))
+    found = np.unique(as32[far])
+    shown = " and ".join(f"{v:g}" for v in found[:3]) + (" and others" if found.size > 3 else "")
     raise DataError(
-        f"input variable {name!r} has {n_far} values more than {MAX_STANDARD_SCORE:g} "
-        f"standard deviations from its training mean {spec.mean[name]:.4g} (standard "
-        f"deviation {spec.std[name]:.4g}); look for fill values such as -9999 or a change "
+        f"input variable {name!r} has {n_far} value{'s' if n_far != 1 else ''} ({shown}) more "
+        f"than {MAX_STANDARD_SCORE:g} standard deviations from its training mean "
+        f"{spec.mean[name]:.4g} (standard deviation {spec.std[name]:.4g}) (at "
+        f"{_where_bad(far, sel, dim)}); look for fill values such as -9999 or a change "
         "of units, and mask or convert them"
     )
 
 
 def _check_temperature(name: str, vmin: float, vmax: float, spec: FeatureSpec,
-                       attrs: Mapping[str, Any]) -> None:
+                       attrs: Mapping[str, Any], vals: np.ndarray, sel: xr.Dataset, dim: str) -> None:
     """Refuse a degC input whose values leave :data:`~xmsgl.convention.CONVERTED_OTHER_TEMP`.
 
     The convention judges temperatures when it validates values in memory; this check
     also covers lazy inputs (it runs on each block as it is computed) and inputs that
     were never validated: a fill value such as -9999, or degC values labelled ``K``,
-    which the conversion turns into about -270 degC.
+    which the conversion turns into about -270 degC. It runs before the check of the
+    standard scores, so that a fill value in a temperature is told as one. ``vals``
+    (on the days and nodes ``dim`` of ``sel``) locate the values outside.
     """
-    if spec.units.get(name) != "degC":
+    if spec.units.get(name) != "degC" or not (np.isfinite(vmin) and np.isfinite(vmax)):
         return
     lo, hi = CONVERTED_OTHER_TEMP
     if lo <= vmin and vmax <= hi:
         return
     why = mislabel_hint(name, vmin, vmax, attrs)
+    out = (vals < lo) | (vals > hi)
+    n_out = int(np.count_nonzero(out))
     raise UnitsError(
-        f"input temperature {name!r} spans {vmin:.1f}..{vmax:.1f} degC here, outside the "
-        f"plausible {lo:g}..{hi:g} degC for air and other temperatures; mask fill values "
+        f"input temperature {name!r} spans {value_span(vmin, vmax)} degC here, outside the "
+        f"plausible {lo:g}..{hi:g} degC for air and other temperatures ({n_out} "
+        f"value{'s' if n_out != 1 else ''}, at {_where_bad(out, sel, dim)}); mask fill values "
         f"such as -9999 (ds[{name!r}].where(ds[{name!r}] > -9999)) or correct its 'units' "
         f"attribute.{' ' + why[0].upper() + why[1:] + '.' if why else ''}"
     )
@@ -422,10 +432,11 @@ def input_array(
         # (NaN propagates and fails both comparisons); only when some are found are
         # they told apart and counted for the message.
         lo, hi = (z.min(), z.max()) if z.size else (0.0, 0.0)
-        _check_scores(name, lo, hi, vals, spec, static, sel, dim)
         if z.size:  # the scores' extremes are the values' extremes, standardized
             _check_temperature(name, float(lo) * spec.std[name] + spec.mean[name],
-                               float(hi) * spec.std[name] + spec.mean[name], spec, sel[name].attrs)
+                               float(hi) * spec.std[name] + spec.mean[name], spec, sel[name].attrs,
+                               vals, sel, dim)
+        _check_scores(name, lo, hi, vals, spec, static, sel, dim)
         if static:
             planes[j] = z
     view = planes.transpose(1, 2, 0)
@@ -485,9 +496,9 @@ class InputDays:
                 hi = (np.float32(vmax) - mean) / std
             else:
                 lo = hi = np.float32(0.0)
-            _check_scores(name, lo, hi, vals, spec, static, sel, dim, fitting=False)
             if vals.size:
-                _check_temperature(name, vmin, vmax, spec, sel[name].attrs)
+                _check_temperature(name, vmin, vmax, spec, sel[name].attrs, vals, sel, dim)
+            _check_scores(name, lo, hi, vals, spec, static, sel, dim, fitting=False)
             if static:
                 z = vals.astype(np.float32) - mean
                 z /= std
