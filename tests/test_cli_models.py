@@ -384,7 +384,7 @@ def test_coverage_prints_and_writes_what_coverage_returns(files: dict[str, str],
     assert "--time 2010-01-01 2011-01-01" in err and "time=" not in err
 
 
-def test_coverage_refuses_a_baseline_and_a_missing_input(files: dict[str, str], model_dir: str, tmp_path,
+def test_coverage_refuses_a_baseline_and_lists_a_missing_input(files: dict[str, str], model_dir: str, tmp_path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     clim = str(tmp_path / "clim")
     assert main(["fit", files["nc"], clim, "--method", "climatology"]) == 0
@@ -394,9 +394,10 @@ def test_coverage_refuses_a_baseline_and_a_missing_input(files: dict[str, str], 
     assert f"MODEL {clim!r} is the climatology baseline" in err and "--method msgl" in err
     ds = xr.load_dataset(files["nc"]).drop_vars("reach_slope")
     ds.to_netcdf(tmp_path / "no_slope.nc")
-    assert main(["coverage", model_dir, str(tmp_path / "no_slope.nc")]) == 2
-    err = capsys.readouterr().err
-    assert "reach_slope" in err and "no_slope.nc" in err
+    # A static input DATA lacks is listed as not judged, as one on time is.
+    assert main(["coverage", model_dir, str(tmp_path / "no_slope.nc")]) == 0
+    out = capsys.readouterr().out
+    assert "not judged (the model reads them, DATA lacks them): reach_slope" in out
 
 
 def test_fit_and_info_say_when_fine_tuning_kept_its_starting_weights(

@@ -179,7 +179,8 @@ def test_coverage_refuses(half_year_basin: xr.Dataset, half_year_msgl) -> None:
     with pytest.raises(ParameterError, match="margin"):
         half_year_basin.msgl.coverage(half_year_msgl, margin=-1)
     with pytest.raises(SchemaError, match="reach_slope"):
-        half_year_basin.drop_vars("reach_slope").msgl.coverage(half_year_msgl)
+        half_year_basin.assign(reach_slope=half_year_basin.reach_slope.expand_dims(
+            time=half_year_basin.time).transpose()).msgl.coverage(half_year_msgl)
     baseline = xmsgl.fit(half_year_basin, "climatology")
     with pytest.raises(ParameterError, match="baseline"):
         half_year_basin.msgl.coverage(baseline)
@@ -332,6 +333,18 @@ def test_time_is_read_as_downscale_reads_it(half_year_basin: xr.Dataset, half_ye
     same = ds.isel(time=slice(0, 31)).msgl.coverage(model)
     assert "time=slice(" in part.attrs.pop("history") and "time=" not in same.attrs.pop("history")
     xr.testing.assert_identical(part, same)
+
+
+def test_a_static_input_the_dataset_lacks_is_listed_as_not_judged(half_year_basin: xr.Dataset,
+                                                                   half_year_msgl) -> None:
+    # It used to stop coverage with an error that gave no fix, where the docs promise a
+    # list of the inputs the model reads that DATA lacks.
+    cov = half_year_basin.drop_vars("reach_slope").msgl.coverage(half_year_msgl)
+    assert cov.attrs["xmsgl_inputs_not_judged"] == "reach_slope"
+    assert "reach_slope" not in cov.attrs["xmsgl_inputs_judged"].split(", ")
+    assert not (cov["reach_beyond_variable"] == "reach_slope").any()
+    full = half_year_basin.msgl.coverage(half_year_msgl)
+    assert full.attrs["xmsgl_inputs_not_judged"] == ""
 
 
 def test_attributes_alone_are_judged(half_year_basin: xr.Dataset, half_year_msgl) -> None:

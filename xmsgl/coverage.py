@@ -92,8 +92,8 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         model reads both scales, ``reach_segment_beyond_observed`` flags reaches whose
         segment is beyond: MSGL's reach predictions also read their segment's states.
         Attributes: ``xmsgl_margin_sd``, ``xmsgl_method``, ``xmsgl_model_sha256``,
-        ``xmsgl_inputs_judged`` and ``xmsgl_inputs_not_judged`` (time-varying inputs
-        the model reads that ``ds`` lacks, comma-separated) and,
+        ``xmsgl_inputs_judged`` and ``xmsgl_inputs_not_judged`` (inputs the model
+        reads that ``ds`` lacks, comma-separated) and,
         with time-varying inputs judged, ``xmsgl_days_judged`` and ``xmsgl_time_judged``
         (the first and last day).
 
@@ -188,10 +188,10 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             static = spec.static[name]
             want = (dim,) if static else (dim, TIME)
             if name not in ds.variables:
-                if not static:  # a dataset of the attributes alone is judged on them
-                    absent.append(name)
-                    continue
-                raise SchemaError(f"the model reads the static input {name!r}, which the dataset lacks")
+                # A dataset of the attributes alone is judged on them, one that lacks an
+                # attribute on the others: the caller is told what was not judged.
+                absent.append(name)
+                continue
             if set(map(str, ds[name].dims)) != set(want):
                 raise SchemaError(f"the model reads {name!r} on {want}; the dataset holds it on "
                                   f"{tuple(map(str, ds[name].dims))}")
@@ -275,7 +275,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
     out.attrs.update({"xmsgl_margin_sd": float(margin), "xmsgl_method": model.method,
                       "xmsgl_model_sha256": model.sha256,
                       "xmsgl_inputs_judged": ", ".join(judged_all),
-                      # Time-varying inputs the model reads that the dataset lacks.
+                      # Inputs the model reads that the dataset lacks.
                       "xmsgl_inputs_not_judged": ", ".join(absent)})
     if any(str(name).endswith("_days_beyond_observed") for name in out.data_vars):
         days = ds[TIME].values
