@@ -615,3 +615,36 @@ def test_a_cpu_fit_leaves_the_seed_queued_for_the_gpus_alone(
     assert seeded == [] and torch.initial_seed() == 123
     b = fit(basin, method="fine-only", seed=0, device="cpu", **FAST)
     assert a.sha256 == b.sha256
+
+
+def test_a_dataset_given_for_the_model_is_named_by_its_type() -> None:
+    import xmsgl
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-01", end="2001-02-28")
+    # The whole repr of the Dataset (1,700 characters) used to bury the point.
+    with pytest.raises(ParameterError, match=r"^a Dataset is not a path to a model folder; give a str"):
+        ds.msgl.downscale(ds)
+    with pytest.raises(ParameterError, match=r"^None is not a path"):
+        ds.msgl.downscale(None)
+
+
+def test_evaluating_a_model_says_to_downscale_it_first() -> None:
+    import xmsgl
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-01", end="2001-04-30")
+    model = ds.msgl.fit(method="climatology")
+    with pytest.raises(xmsgl.SchemaError, match=r"got BaselineModel and DataArray; a fitted model is not "
+                                                r"a prediction: downscale it first, "
+                                                r"ds\.msgl\.evaluate\(ds\.msgl\.downscale\(model\)\)"):
+        ds.msgl.evaluate(model)
+    with pytest.raises(xmsgl.SchemaError, match=r"got Dataset and DataArray; pick a variable"):
+        ds.msgl.evaluate(ds)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is there")
+def test_a_cuda_device_torch_does_not_see_is_a_parameter_error() -> None:
+    from xmsgl.train import resolve_device
+
+    for device in ("cuda", "cuda:3"):
+        with pytest.raises(ParameterError, match=rf"device='{device}' was asked for but torch sees"):
+            resolve_device(device)

@@ -398,6 +398,21 @@ def test_robustness_help_names_the_training_years(capsys: pytest.CaptureFixture[
     assert "fitted on the training years" in out and "all observations" not in out
 
 
+@pytest.mark.parametrize(("command", "words"), [
+    ("demo", ["fit ASYNC-MSGL and the fine-only and remap baselines", "OUTDIR/downscaled.nc",
+              "OUTDIR/demo.png", "keep 1% of"]),
+    ("fetch-data", ["sha256", "XMSGL_DATA_DIR"]),
+    ("evaluate", ["each in (0, 1]"]),
+])
+def test_every_command_says_what_it_does(capsys: pytest.CaptureFixture[str], command: str,
+                                         words: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    # Without whitespace: argparse wraps at the terminal's width, at spaces and hyphens.
+    out = "".join(capsys.readouterr().out.split())
+    assert all("".join(w.split()) in out for w in words), out
+
+
 def test_demo_refuses_existing_outputs_unless_overwrite(tmp_path, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     import xmsgl.demo

@@ -27,8 +27,12 @@ def test_explain_time_slice_keeps_both_ends() -> None:
     time = pd.date_range("2001-01-01", periods=10)
     assert _time_slice(time, ("2001-01-03", "2001-01-05")) == slice(2, 5)
     assert _time_slice(time, None) == slice(0, 10)
-    with pytest.raises(ParameterError, match="selects 1 days"):
+    with pytest.raises(ParameterError, match="selects 1 day of the dataset .*give a longer period"):
         _time_slice(time, ("2001-01-10", "2001-01-20"))
+    # A period outside the days: a longer one would not help (it used to say so).
+    with pytest.raises(TimeError, match=r"selects no day of the dataset \(2001-01-01 to 2001-01-10\); "
+                                        r"give a period inside its days"):
+        _time_slice(time, ("2010-01-01", "2010-02-01"))
 
 
 def test_synthetic_basin_refuses_an_end_one_day_before_its_start() -> None:

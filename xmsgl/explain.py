@@ -31,7 +31,7 @@ import pandas as pd
 import xarray as xr
 
 from xmsgl.convention import REACH, TIME, validate
-from xmsgl.exceptions import DataError, ParameterError, SchemaError, check_count, format_ids
+from xmsgl.exceptions import DataError, ParameterError, SchemaError, TimeError, check_count, format_ids
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -50,8 +50,11 @@ def _time_slice(time: pd.DatetimeIndex, sel: Any) -> slice:
     from xmsgl.periods import period_bounds, period_mask
 
     idx = np.flatnonzero(period_mask(time, [period_bounds(sel, "time")], "time"))
+    if idx.size == 0:
+        raise TimeError(f"time={sel!r} selects no day of the dataset ({time[0].date()} to "
+                        f"{time[-1].date()}); give a period inside its days")
     if idx.size < 2:
-        raise ParameterError(f"time={sel!r} selects {idx.size} days of the dataset "
+        raise ParameterError(f"time={sel!r} selects 1 day of the dataset "
                              f"({time[0].date()} to {time[-1].date()}); give a longer period")
     return slice(int(idx[0]), int(idx[-1]) + 1)
 

@@ -219,7 +219,11 @@ def model_path(path: object, what: str = "model") -> Path:
     xmsgl.exceptions.ParameterError: None is not a path to a model folder; give a str or pathlib.Path (or a fitted model object)
     """
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
-        raise ParameterError(f"{path!r} is not a path to a {what} folder; give a str or "
+        # A short repr names a value (None, 3); a long one (a Dataset given where the
+        # model belongs) would bury the point, so its type is named instead.
+        shown = repr(path)
+        shown = shown if len(shown) <= 80 and "\n" not in shown else f"a {type(path).__name__}"
+        raise ParameterError(f"{shown} is not a path to a {what} folder; give a str or "
                              f"pathlib.Path (or a fitted {what} object)")
     if "\0" in str(os.fspath(path)):
         raise ParameterError(f"{path!r} holds a NUL character, which no folder name can")

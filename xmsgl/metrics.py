@@ -217,10 +217,14 @@ def align_pair(
     [3.0, 1.0, 2.0]
     """
     if not isinstance(prediction, xr.DataArray) or not isinstance(observed, xr.DataArray):
+        model = next((x for x in (prediction, observed) if hasattr(x, "predict")
+                      or type(x).__name__ in ("Downscaler", "BaselineModel")), None)
+        fix = ("a fitted model is not a prediction: downscale it first, "
+               "ds.msgl.evaluate(ds.msgl.downscale(model))" if model is not None else
+               "pick a variable, e.g. ds['reach_temp']")
         raise SchemaError(
             "prediction and observed must be xarray.DataArray objects, got "
-            f"{type(prediction).__name__} and {type(observed).__name__}; pick a variable, "
-            "e.g. ds['reach_temp']"
+            f"{type(prediction).__name__} and {type(observed).__name__}; {fix}"
         )
     if set(prediction.dims) != set(observed.dims):
         raise SchemaError(

@@ -712,18 +712,18 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             _warn_mps_once(problem)
         return torch.device("cpu")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise XmsglError(f"device={device!r} was asked for but torch sees no CUDA device; use 'auto'")
+        raise ParameterError(f"device={device!r} was asked for but torch sees no CUDA device; use 'auto'")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise XmsglError(f"device={device!r} was asked for but torch sees {torch.cuda.device_count()} "
+        raise ParameterError(f"device={device!r} was asked for but torch sees {torch.cuda.device_count()} "
                          "CUDA device(s), numbered from 0")
     if dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise XmsglError(f"device={device!r} was asked for but this torch build or machine has no "
+            raise ParameterError(f"device={device!r} was asked for but this torch build or machine has no "
                              "MPS (Apple GPU) support; use 'auto' or 'cpu'")
         problem = _mps_sparse_problem()
         if problem is not None:
-            raise XmsglError(f"device={device!r}: the graph products use torch's sparse CSR tensors, "
+            raise ParameterError(f"device={device!r}: the graph products use torch's sparse CSR tensors, "
                              f"which this torch build does not run on MPS ({problem}); use 'cpu' "
                              "(or 'auto', which then picks the CPU)")
     return dev
