@@ -553,6 +553,22 @@ def test_accessor_warns_when_scores_are_in_sample(small_basin: xr.Dataset) -> No
     val.attrs["xmsgl_val_periods"] = "2003-10-01/2004-09-30"
     with pytest.warns(xmsgl.XmsglWarning, match="validation periods .* chose its checkpoint"):
         obs_only.msgl.evaluate(val)
+    # Observations passed by hand are as in-sample as the default ones (they went unsaid).
+    with pytest.warns(xmsgl.XmsglWarning, match="days inside the model's training periods .* in-sample"):
+        small_basin.msgl.evaluate(pred, observed=small_basin.reach_temp)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small_basin.msgl.evaluate(pred, observed=small_basin.reach_temp_true)
+
+
+def test_scores_and_predictions_say_what_made_them(half_year_basin: xr.Dataset, half_year_msgl) -> None:
+    pred = half_year_basin.msgl.downscale(half_year_msgl)
+    periods = half_year_msgl.config["periods"]
+    assert pred.attrs["xmsgl_seed"] == half_year_msgl.config["seed"] == 0
+    assert pred.attrs["xmsgl_test_periods"] == ",".join(f"{a}/{b}" for a, b in periods["test"])
+    scores = half_year_basin.msgl.evaluate(pred)
+    assert scores.attrs["xmsgl_model_sha256"] == half_year_msgl.sha256
+    assert scores.attrs["xmsgl_method"] == "msgl"
 
 
 def test_bad_trainer_results_and_scores_are_typed_errors(small_basin: xr.Dataset) -> None:
@@ -620,3 +636,25 @@ def test_variance_decomposition_of_no_seed_is_a_data_error() -> None:
     scores = xr.DataArray(np.zeros((2, 3, 0)), dims=("repeat", "fold", "seed"), name="rmse")
     with pytest.raises(DataError, match=r"\['seed'\] of the scores are empty"):
         variance_decomposition(scores)
+
+
+def test_a_model_records_the_observations_it_learned_from(half_year_basin: xr.Dataset) -> None:
+    import pandas as pd
+
+    from tests.conftest import FAST_FIT
+
+    a = half_year_basin.msgl.sparsify(keep=0.5, seed=1)
+    b = half_year_basin.msgl.sparsify(keep=0.5, seed=2)
+    ma = a.msgl.fit(method="fine-only", seed=0, **FAST_FIT)
+    mb = b.msgl.fit(method="fine-only", seed=0, **FAST_FIT)
+    assert ma.config["data"]["sparsify"] == a.reach_temp.attrs["xmsgl_sparsify"]
+    assert ma.config["data"]["targets_sha256"] != mb.config["data"]["targets_sha256"]
+    # The same observations give the same record, and a test-day observation is no part
+    # of it (the fit never reads one).
+    again = a.msgl.fit(method="fine-only", seed=1, **FAST_FIT)
+    assert again.config["data"]["targets_sha256"] == ma.config["data"]["targets_sha256"]
+    test = ma.config["periods"]["test"][0]
+    moved = a.assign(reach_temp=a.reach_temp.where(
+        ~a.time.to_index().isin(pd.date_range(*test)), a.reach_temp + 1.0))
+    assert (moved.msgl.fit(method="fine-only", seed=0, **FAST_FIT).config["data"]["targets_sha256"]
+            == ma.config["data"]["targets_sha256"])

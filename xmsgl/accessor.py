@@ -76,7 +76,8 @@ class MsglAccessor:
         ``observed`` defaults to the full truth ``reach_temp_true`` when the dataset
         has it (the synthetic basin), else to the observations ``reach_temp``; for a
         prediction on segments (``scale="seg"``), ``seg_temp_true``, else ``seg_temp``.
-        Scored against the observations by default, a prediction whose model was fitted on some
+        Scored against the observations (by default, or ``reach_temp`` / ``seg_temp``
+        passed as ``observed``), a prediction whose model was fitted on some
         of the scored observations (its ``xmsgl_train_periods``) or chose its checkpoint
         on them (its ``xmsgl_val_periods``), or one of the
         ``"idw"`` and ``"harmonic"`` baselines, which reproduce the observations they
@@ -102,6 +103,9 @@ class MsglAccessor:
                 )
             if name == names[1]:
                 _warn_in_sample(prediction, observed)
+        elif getattr(observed, "name", None) in ("reach_temp", "seg_temp"):
+            # Observations passed by hand are as in-sample as the default ones.
+            _warn_in_sample(prediction, observed)
         return evaluate(prediction, observed, **kwargs)
 
 

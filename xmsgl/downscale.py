@@ -154,6 +154,11 @@ def output_attrs(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0: int
     val = merge_spans(periods.get("val") or [])
     if val:  # its observations chose the checkpoint
         attrs["xmsgl_val_periods"] = spans_text(val)
+    test = merge_spans(periods.get("test") or [])
+    if test:  # held out of the fit: the days to score it on
+        attrs["xmsgl_test_periods"] = spans_text(test)
+    if isinstance(model.config.get("seed"), int):
+        attrs["xmsgl_seed"] = int(model.config["seed"])
     short = short_warmup(times, i0, i1, spinup, breaks)
     if short:
         attrs["xmsgl_short_warmup"] = short
@@ -332,7 +337,9 @@ def downscale(
         ``cell_methods="time: mean"``, with the coordinates of ``ds`` along those
         dimensions and a ``history`` line naming the time of the run, the days
         returned, xmsgl version, method, model hash and device. ``xmsgl_train_periods``
-        gives the model's training days, and ``xmsgl_short_warmup`` (only where
+        gives the model's training days (``xmsgl_val_periods``, ``xmsgl_test_periods``
+        its validation and held-out days, ``xmsgl_seed`` its seed), and
+        ``xmsgl_short_warmup`` (only where
         there are such days) the days returned whose recurrent state had fewer than
         ``spinup`` days of warm-up (the first days of the record and after a gap,
         as ISO intervals ``"first/last"``): they are less reliable, by up to a few

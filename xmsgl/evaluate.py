@@ -239,6 +239,10 @@ def evaluate(
                                                  coords="minimal", compat="override")
     for name in (*METRICS, "n"):
         out[name].attrs.setdefault("units", UNITS[name])
+    # What was scored: the model behind the prediction, so that a saved score names it.
+    for key in ("xmsgl_method", "xmsgl_model_sha256"):
+        if key in prediction.attrs:
+            out.attrs[key] = prediction.attrs[key]
     out.attrs["history"] = _history(
         f"evaluate(dims={dims!r}, by={by!r}, join={join!r}, hot={hot!r})"
     )

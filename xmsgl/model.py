@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import hashlib
 import inspect
 import json
 import math
@@ -1094,6 +1095,7 @@ def fit(
             f"{periods['train']}; method {method!r} trains on them: give segment temperatures "
             "(observed or from a process model) or use method='fine-only'"
         )
+    data_record = _data_record(ds, y_reach, y_seg, masks["train"] | masks["val"])
     # What xmsgl.coverage compares a dataset's inputs with.
     spec.observed_range = observed_ranges(
         ds, spec, {s: y for s, y in ((SEG, y_seg), (REACH, y_reach)) if s in scales}, masks["train"])
@@ -1348,6 +1350,7 @@ def fit(
         "stage_a": ({"period": periods.get("stage_a"), "tasks": list(stage_a_tasks),
                      "variable": stage_a_variable} if method == "async-msgl" else None),
         "n_fine_train_obs": n_fine_train,
+        "data": data_record,
         "seed": int(seed),
         "device": str(dev),
         "versions": _versions(),
@@ -1356,6 +1359,24 @@ def fit(
     }
     net.eval()
     return Downscaler(net.cpu() if dev.type != "cpu" else net, _plain(config))
+
+
+def _data_record(ds: xr.Dataset, y_reach: np.ndarray, y_seg: np.ndarray | None,
+                 days: np.ndarray) -> dict[str, Any]:
+    """What identifies the observations a fit learned from: a sha256 of the targets
+    (degC, in id order, NaN where unobserved) on the training and validation ``days``,
+    with the record of the thinning that made them (``sparsify``) and the dataset's
+    ``history``, so that two models can be told apart by their data without refitting."""
+    h = hashlib.sha256()
+    for y in (y_reach, y_seg):
+        if y is not None:
+            part = np.asarray(y[days], dtype=np.float32)
+            # One NaN pattern, whatever the file's: the hash follows the values.
+            h.update(np.where(np.isfinite(part), part, np.float32(np.nan)).tobytes())
+    return {"targets_sha256": h.hexdigest(),
+            "targets_days": "training and validation",
+            "sparsify": str(ds["reach_temp"].attrs.get("xmsgl_sparsify", "")),
+            "history": str(ds.attrs.get("history", ""))}
 
 
 def _plain(value: Any) -> Any:
