@@ -134,6 +134,11 @@ def test_downscale_writes_what_downscale_returns(files: dict[str, str], model_di
     np.testing.assert_array_equal(bounds[:, 0], written["time"].values)
     assert (bounds[:, 1] - bounds[:, 0] == np.timedelta64(1, "D")).all()
     assert got.attrs["cell_methods"] == "time: mean"
+    assert written.attrs["Conventions"] == "CF-1.8"
+    if suffix == ".nc":
+        # Compressed in chunks of the output's blocks (it was written contiguous and raw).
+        assert got.encoding["zlib"] and got.encoding["shuffle"] and got.encoding["complevel"] == 4
+        assert tuple(got.encoding["chunksizes"]) == (26, 182)
 
 
 def test_downscale_keeps_numpy_attributes_and_reads_partial_labels(
@@ -620,3 +625,43 @@ def test_outputs_name_their_sources_by_absolute_path(files: dict[str, str], mode
     for name in ("p.nc", "c.nc"):
         with xr.open_dataset(tmp_path / name) as out:
             assert out.attrs["source"] == want
+
+
+def test_a_netcdf_file_is_read_in_blocks_of_whole_stored_chunks(tmp_path) -> None:
+    from xmsgl.cli import _NETCDF_CHUNKS, _open_any
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=5, start="2000-10-01", end="2002-09-30")
+    contiguous, daily = tmp_path / "contiguous.nc", tmp_path / "daily.nc"
+    ds.to_netcdf(contiguous)
+    ds.to_netcdf(daily, encoding={v: {"chunksizes": (ds[v].sizes["reach"], 1)}
+                                  for v in ds.data_vars if ds[v].dims == ("reach", "time")})
+    old = dict(_NETCDF_CHUNKS)
+    try:
+        _NETCDF_CHUNKS.update(reach=10, time=100)  # blocks smaller than this basin
+        lazy = _open_any(contiguous, lazy=True)
+        # A contiguous file was one dask chunk per variable, read whole.
+        assert lazy["reach_air_temp"].chunks == ((10, 10, 6), (100,) * 7 + (30,))
+        per_day = _open_any(daily, lazy=True)
+        # Stored a day at a time and all reaches at once: whole stored chunks.
+        assert per_day["reach_air_temp"].chunks == ((26,), (100,) * 7 + (30,))
+        xr.testing.assert_identical(lazy.load(), xr.load_dataset(contiguous))
+    finally:
+        _NETCDF_CHUNKS.clear()
+        _NETCDF_CHUNKS.update(old)
+
+
+def test_chunking_advice_is_in_the_commands_words(files: dict[str, str], model_dir: str, tmp_path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # A store of one day a chunk: the advice was Python calls the command cannot take.
+    daily = tmp_path / "daily.zarr"
+    ds = xr.load_dataset(files["nc"]).isel(time=slice(-40, None)).chunk({"time": 1})
+    for v in ds.variables.values():
+        v.encoding.clear()
+    ds.to_zarr(daily, consolidated=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # printed as a line by the command
+        assert main(["downscale", model_dir, str(daily), str(tmp_path / "out.zarr")]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "are chunked by 1 day along time" in err
+    assert "store DATA in chunks of a year along time (in Python: ds.chunk({'time': 365}).to_zarr(...))" in err
+    assert "open the store with" not in err

@@ -355,6 +355,15 @@ _CLI_WORDS = (
      lambda m: f"--{ {'training': 'train', 'validation': 'val'}.get(m[1], m[1])} {m[2]} {m[3]}"),
     (r"; give a label such as '2001', a pair \(start, end\) such as \('2001-01-01', '2001-12-31'\), "
      r"or a list of pairs", "; give a date such as 2001-01-01, or a year such as 2001"),
+    # The command reads DATA as it is stored: the fix is to store it otherwise.
+    (r"rechunk along time first, e\.g\. ds = ds\.chunk\(\{'time': 365\}\), or open the store "
+     r"with chunks=\{'time': 365\}",
+     "store DATA in chunks of a year along time (in Python: ds.chunk({'time': 365}).to_zarr(...))"),
+    (r"rechunk, e\.g\. ds = ds\.chunk\((\{[^}]*\})\) or xr\.open_zarr\(\.\.\., chunks=\{[^}]*\}\), "
+     r"or store the data with smaller chunks",
+     r"store DATA in smaller chunks (in Python: ds.chunk(\1).to_zarr(...))"),
+    (r"rechunk to larger chunks, e\.g\. ds = ds\.chunk\((\{[^}]*\})\)",
+     r"store DATA in larger chunks (in Python: ds.chunk(\1).to_zarr(...))"),
 )
 
 
@@ -383,7 +392,41 @@ def _open_any(path: Path, lazy: bool, **kw: Any) -> Any:
 
     if path.is_dir():
         return _open_zarr(path, lazy, **kw)
-    return xr.open_dataset(path, chunks={}, **kw) if lazy else xr.open_dataset(path, **kw).load()
+    if not lazy:
+        return xr.open_dataset(path, **kw).load()
+    with xr.open_dataset(path, **kw) as plain:
+        chunks = _netcdf_chunks(plain)
+    with warnings.catch_warnings():
+        # A variable stored in other chunks than the one the sizes follow is read in
+        # whole stored chunks all the same.
+        warnings.filterwarnings("ignore", message=".*separate the stored chunks")
+        return xr.open_dataset(path, chunks=chunks, **kw)
+
+
+#: Dask chunks the command reads a netCDF file in, along each dimension, before they
+#: are rounded up to whole stored chunks: a year of days, and blocks of nodes of some
+#: 15 MB per float32 variable a year (a contiguous file, one chunk per variable, was
+#: read whole, and refused above a gigabyte).
+_NETCDF_CHUNKS = {"time": 365, "reach": 10_000, "seg": 10_000}
+
+
+def _netcdf_chunks(ds: Any) -> dict[str, int]:
+    """Dask chunks for reading the netCDF dataset ``ds`` (opened without dask): per
+    dimension of :data:`_NETCDF_CHUNKS`, the target rounded up to a whole number of the
+    largest stored chunk along it (the target itself where every variable is stored
+    contiguous), so that a block reads whole stored chunks and each only once."""
+    out: dict[str, int] = {}
+    for dim, target in _NETCDF_CHUNKS.items():
+        if dim not in ds.dims:
+            continue
+        stored = 0
+        for var in ds.variables.values():
+            sizes = var.encoding.get("chunksizes")
+            if sizes and dim in var.dims:
+                stored = max(stored, int(sizes[var.dims.index(dim)]))
+        size = -(-target // stored) * stored if stored else target
+        out[dim] = min(size, int(ds.sizes[dim]))
+    return out
 
 
 def _far_standard_dates(ds: Any) -> bool:
@@ -401,7 +444,8 @@ def _far_standard_dates(ds: Any) -> bool:
 def _read_dataset(value: str, option: str = "--data", lazy: bool = False,
                   check: bool = True) -> Any:
     """A netCDF file or zarr store, validated against the convention (``check``): in
-    memory, or with ``lazy`` dask-backed in the file's own chunks. Without ``check``
+    memory, or with ``lazy`` dask-backed (a zarr store in its own chunks, a netCDF file
+    in whole stored chunks of about a year by 10,000 nodes: :func:`_netcdf_chunks`). Without ``check``
     the caller validates what it reads (``downscale`` checks only the model's inputs)."""
     import xarray as xr
 
@@ -583,7 +627,7 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _downscale(args: argparse.Namespace) -> int:
     from xmsgl.convention import daily_time_bounds
-    from xmsgl.io import to_netcdf_safe, to_zarr_safe
+    from xmsgl.io import compressed_encoding, to_netcdf_safe, to_zarr_safe
 
     time = _period("--time", args.time)
     if args.reach_chunk is not None and args.reach_chunk < 1:
@@ -626,6 +670,7 @@ def _downscale(args: argparse.Namespace) -> int:
         prior = str(ds.attrs.get("history", "")).rstrip("\n")
         step = str(pred.attrs.get("history", ""))
         result.attrs = {"title": f"xmsgl downscale: {pred.attrs.get('long_name', pred.name)}",
+                        "Conventions": "CF-1.8",
                         "history": f"{prior}\n{step}" if prior else step,
                         "source": _source(args)}
         result = _json_attrs(daily_time_bounds(result))
@@ -635,7 +680,8 @@ def _downscale(args: argparse.Namespace) -> int:
             if zarr:
                 to_zarr_safe(result, out, overwrite=args.overwrite)
             else:
-                to_netcdf_safe(result, out, overwrite=args.overwrite)
+                to_netcdf_safe(result, out, overwrite=args.overwrite,
+                               encoding={str(pred.name): compressed_encoding(pred)})
         except XmsglError:
             raise
         except (ValueError, KeyError, RuntimeError) as err:

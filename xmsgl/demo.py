@@ -21,7 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from xmsgl.exceptions import ExtrapolationWarning, ParameterError
-from xmsgl.io import atomic_write, output_folder
+from xmsgl.io import atomic_write, compressed_encoding, output_folder
 
 __all__ = ["run_demo", "check_outdir", "DEMO_SETTINGS", "OUTPUTS"]
 
@@ -349,7 +349,8 @@ def run_demo(
     png_done = False
     try:
         with atomic_write(nc, overwrite=overwrite) as tmp:
-            out.to_netcdf(tmp)
+            out.to_netcdf(tmp, encoding={str(k): compressed_encoding(v) for k, v in out.data_vars.items()
+                                         if v.dims == ("reach", "time") and v.dtype.kind == "f"})
             fig_info, png_bytes = _figure(ds, preds, truth, unobserved)
             with atomic_write(png, overwrite=overwrite) as tmp_png:
                 tmp_png.write_bytes(png_bytes)

@@ -66,7 +66,8 @@ from xmsgl.exceptions import ParameterError, XmsglError, XmsglWarning, user_stac
 if TYPE_CHECKING:
     from dask.delayed import Delayed
 
-__all__ = ["atomic_write", "output_folder", "output_path", "to_netcdf_safe", "to_zarr_safe", "write_model_folder"]
+__all__ = ["atomic_write", "compressed_encoding", "output_folder", "output_path", "to_netcdf_safe",
+           "to_zarr_safe", "write_model_folder"]
 
 PathLike = str | os.PathLike[str]
 
@@ -912,6 +913,26 @@ def _refuse_inside_saved(final: Path, itself: bool = False) -> None:
             raise ParameterError(
                 f"{str(final)!r} {verb} saved xmsgl folder{inside}, which holds only its own "
                 "files (a later save would refuse to replace it); write to a path outside it")
+
+
+def compressed_encoding(da: xr.DataArray, level: int = 4) -> dict[str, Any]:
+    """A netCDF-4 encoding for a (node, time) output: zlib at ``level`` with the byte
+    shuffle, in chunks of the array's own dask chunks (or up to 1000 nodes by 365 days
+    in memory), so that a reader of one reach or one year reads little. Downscaled
+    temperatures take about half the space they take uncompressed.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> compressed_encoding(xr.DataArray(np.zeros((3000, 730), "float32"), dims=("reach", "time")))
+    {'zlib': True, 'complevel': 4, 'shuffle': True, 'chunksizes': (1000, 365)}
+    """
+    if da.chunks:
+        sizes = tuple(int(c[0]) for c in da.chunks)
+    else:
+        sizes = tuple(min(int(n), 365 if str(d) == "time" else 1000) for d, n in da.sizes.items())
+    return {"zlib": True, "complevel": int(level), "shuffle": True,
+            "chunksizes": tuple(max(1, s) for s in sizes)}
 
 
 def to_netcdf_safe(
