@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -665,3 +666,62 @@ def test_chunking_advice_is_in_the_commands_words(files: dict[str, str], model_d
     assert "are chunked by 1 day along time" in err
     assert "store DATA in chunks of a year along time (in Python: ds.chunk({'time': 365}).to_zarr(...))" in err
     assert "open the store with" not in err
+
+
+def test_sigterm_stops_a_write_as_ctrl_c_does_and_leaves_nothing(
+        files: dict[str, str], model_dir: str, tmp_path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A batch system's cancel (SIGTERM) used to kill the process mid-write, leaving its
+    temporary file; Ctrl-C printed a traceback."""
+    import signal
+
+    import xmsgl.cli
+
+    before = signal.getsignal(signal.SIGTERM)
+    write = xr.Dataset.to_netcdf
+
+    def cancelled(self: xr.Dataset, path: object, *args: object, **kwargs: object) -> object:
+        write(self, path, *args, **kwargs)  # the temporary file is there, whole or not
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the command")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", cancelled)
+    out = tmp_path / "out" / "pred.nc"
+    out.parent.mkdir()
+    assert main(["downscale", model_dir, files["nc"], str(out)]) == 143
+    assert "stopped by SIGTERM; no output was left half-written" in capsys.readouterr().err
+    assert list(out.parent.iterdir()) == []  # neither OUT nor its temporary file
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
+
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(xmsgl.cli, "_info", interrupted)
+    assert main(["info"]) == 130
+    assert "stopped by Ctrl-C" in capsys.readouterr().err
+
+
+def test_a_second_ctrl_c_cannot_stop_the_removal_of_a_failed_write(tmp_path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    import xmsgl.io
+
+    seen = []
+    remove = xmsgl.io._remove
+
+    def spy(path: object) -> None:
+        seen.append(signal.getsignal(signal.SIGINT))
+        remove(path)
+
+    monkeypatch.setattr(xmsgl.io, "_remove", spy)
+
+    def failing(tmp: Path) -> None:
+        tmp.write_text("half")  # a write that had begun
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        xmsgl.io._write(failing, tmp_path / "a.nc", False, True)
+    assert seen and all(h is signal.SIG_IGN for h in seen)
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    assert list(tmp_path.iterdir()) == []

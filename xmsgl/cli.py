@@ -1343,14 +1343,48 @@ def _quiet_stdout() -> None:
         pass
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[dict[str, bool]]:
+    """While a command runs, SIGTERM stops it as Ctrl-C does (a ``KeyboardInterrupt``),
+    so that a write in progress removes its temporary entry: SLURM's ``scancel``, a hub
+    culling a server and a pod eviction send SIGTERM, which otherwise kills the process
+    on the spot. Yields a dict whose ``"term"`` says whether SIGTERM came; the handler
+    before is put back after (only the main thread can set one)."""
+    import signal
+    import threading
+
+    stopped = {"term": False}
+    if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
+        yield stopped
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        stopped["term"] = True
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield stopped
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xmsgl`` command: 0 on success, 2 for bad usage, 1 for failures."""
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        code = int(args.func(args))
+        with _terminate_as_interrupt() as stopped:
+            code = int(args.func(args))
         sys.stdout.flush()
         return code
+    except KeyboardInterrupt:
+        # Ctrl-C, or SIGTERM (a batch system's cancel): the writes clean up after
+        # themselves as they fail, so a line says so instead of a traceback.
+        signal_name = "SIGTERM" if stopped.get("term") else "Ctrl-C"
+        _error(f"stopped by {signal_name}; no output was left half-written (each is written "
+               "under a temporary name and renamed only when complete)")
+        return 143 if stopped.get("term") else 130
     except BrokenPipeError:
         # The reader stopped reading (`xmsgl info | head -1`): nothing left to say.
         _quiet_stdout()

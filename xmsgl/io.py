@@ -88,6 +88,26 @@ def _remove(path: Path) -> None:
 _SETTLE_S, _SETTLE_LIMIT_S = 1.0, 60.0
 
 
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM off while a failed write's temporary entry is removed: a
+    second Ctrl-C used to stop the removal half-way and leave the entry behind. Where
+    signals cannot be set (a thread other than the main one), nothing changes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = [n for n in ("SIGINT", "SIGTERM") if hasattr(signal, n)]
+    old = {n: signal.signal(getattr(signal, n), signal.SIG_IGN) for n in names}
+    try:
+        yield
+    finally:
+        for n, handler in old.items():
+            signal.signal(getattr(signal, n), handler)
+
+
 def _remove_settled(path: Path) -> None:
     """Remove ``path`` and keep removing it until it stays gone for :data:`_SETTLE_S`.
 
@@ -570,9 +590,10 @@ def _write(write: Callable[[Path], Any], final: Path, overwrite: bool, compute: 
             pending.touch()
         result = write(tmp)
     except BaseException:
-        _remove_settled(tmp)
-        pending.unlink(missing_ok=True)
-        _remove_empty(made)  # the folders this write made for nothing
+        with _uninterrupted():
+            _remove_settled(tmp)
+            pending.unlink(missing_ok=True)
+            _remove_empty(made)  # the folders this write made for nothing
         raise
     if compute:
         return _commit(result, tmp, final, overwrite, check_old, made=made)
