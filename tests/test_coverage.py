@@ -440,10 +440,44 @@ def test_days_are_judged_a_block_at_a_time_alike(half_year_basin: xr.Dataset, ha
     assert whole["reach_days_beyond_variable"].values[:2].tolist() == [first, first]
     monkeypatch.setattr(xmsgl.coverage, "_BLOCK_VALUES", 7 * ds.sizes["reach"])
     for other in (ds.msgl.coverage(half_year_msgl, margin=5),
-                  ds.chunk({"time": 30}).msgl.coverage(half_year_msgl, margin=5)):
+                  ds.chunk({"time": 30}).msgl.coverage(half_year_msgl, margin=5),
+                  ds.chunk({"time": 30, "reach": 4}).msgl.coverage(half_year_msgl, margin=5)):
         for cov in (whole, other):
             cov.attrs.pop("history", None)
         xr.testing.assert_identical(other, whole)
+
+
+def test_a_dask_backed_input_is_read_a_chunk_once(half_year_basin: xr.Dataset, half_year_msgl,
+                                                  monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Blocks of days for every node cut each chunk of a long record into several reads
+    # (365 / days of them: 46 at a million reaches); blocks of whole chunks read each once.
+    import dask
+    from dask.callbacks import Callback
+
+    import xmsgl.coverage
+
+    spec = half_year_msgl.features
+    on_time = [n for n in spec.reach_vars if not spec.static[n]]
+    half_year_basin.chunk({"time": 30, "reach": 4}).to_zarr(tmp_path / "in.zarr", consolidated=False)
+    ds = xr.open_zarr(tmp_path / "in.zarr", consolidated=False)
+    monkeypatch.setattr(xmsgl.coverage, "_BLOCK_VALUES", 7 * ds.sizes["reach"])
+    reads: dict[tuple, int] = {}
+
+    class Count(Callback):
+        def _pretask(self, key: object, dsk: object, state: object) -> None:
+            # The store's chunks: ('open_dataset-<variable>-<token>', i, j).
+            if isinstance(key, tuple) and str(key[0]).startswith("open_dataset-") and any(
+                    f"-{v}-" in str(key[0]) for v in on_time):
+                reads[key] = reads.get(key, 0) + 1
+
+    with dask.config.set({"optimization.fuse.active": False}), Count():
+        cov = ds.msgl.coverage(half_year_msgl, margin=5)
+    n_chunks = len(on_time) * len(ds.chunks["reach"]) * len(ds.chunks["time"])
+    assert len(reads) == n_chunks and set(reads.values()) == {1}
+    want = half_year_basin.msgl.coverage(half_year_msgl, margin=5)
+    for c in (cov, want):
+        c.attrs.pop("history", None)
+    xr.testing.assert_identical(cov, want)
 
 
 def test_values_not_finite_are_named_over_every_block(half_year_basin: xr.Dataset, half_year_msgl,

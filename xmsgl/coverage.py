@@ -204,27 +204,30 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             far = _sd_beyond(v, spec.observed_range[name], spec.std[name])
             more = far > worst
             worst[more], which[more] = far[more], name
-        # Inputs on time a block of days at a time, all of them for each block (a day
-        # counts once however many inputs lie beyond on it): what is held is one block
-        # of one input, whatever the record's length, and a dask-backed input is read
-        # one block at a time.
+        # Inputs on time a block of days and nodes at a time, all of them for each block
+        # (a day counts once however many inputs lie beyond on it): what is held is one
+        # block of one input, whatever the record's length, and a dask-backed input is
+        # read in blocks of whole chunks, each chunk once.
         counts = {name: np.zeros(n, dtype=np.int64) for name in judged_days}
         # Nodes with a value that is not finite, over every block (refused after them).
         bad = {name: np.zeros(n, dtype=bool) for name in judged_days}
         n_time = ds.sizes.get(TIME, 0)
-        step = max(1, int(_BLOCK_VALUES // max(n, 1)))
-        for t0 in range(0, n_time if judged_days else 0, step):
-            block = slice(t0, min(t0 + step, n_time))
-            any_beyond = np.zeros((block.stop - t0, n), dtype=bool)
-            for name in judged_days:
-                v = np.asarray(ds[name].isel({TIME: block}).transpose(TIME, dim).values, dtype=np.float64)
-                bad[name] |= ~np.isfinite(v).all(axis=0)
-                far = _sd_beyond(v, spec.observed_range[name], spec.std[name])
-                beyond = far > margin
-                any_beyond |= beyond
-                counts[name] += beyond.sum(axis=0)
-                days_worst = np.maximum(days_worst, far.max(axis=0, initial=0.0))
-            n_days_any += any_beyond.sum(axis=0)
+        t_step, n_step = _block_sizes(ds, judged_days, dim, n)
+        for t0 in range(0, n_time if judged_days else 0, t_step):
+            block = slice(t0, min(t0 + t_step, n_time))
+            for j0 in range(0, n, n_step):
+                nodes = slice(j0, min(j0 + n_step, n))
+                any_beyond = np.zeros((block.stop - t0, nodes.stop - j0), dtype=bool)
+                for name in judged_days:
+                    v = np.asarray(ds[name].isel({TIME: block, dim: nodes}).transpose(TIME, dim).values,
+                                   dtype=np.float64)
+                    bad[name][nodes] |= ~np.isfinite(v).all(axis=0)
+                    far = _sd_beyond(v, spec.observed_range[name], spec.std[name])
+                    beyond = far > margin
+                    any_beyond |= beyond
+                    counts[name][nodes] += beyond.sum(axis=0)
+                    days_worst[nodes] = np.maximum(days_worst[nodes], far.max(axis=0, initial=0.0))
+                n_days_any[nodes] += any_beyond.sum(axis=0)
         for name in judged_days:
             _refuse_not_finite(bad[name], name, ds, dim)
         for name in judged_days:  # in the model's order: the first input wins a tie
@@ -288,6 +291,28 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
 
 #: Values of one input read at a time (a block of days of all nodes), 64 MB in float64.
 _BLOCK_VALUES = 8_000_000
+
+
+def _block_sizes(ds: xr.Dataset, names: list[str], dim: str, n: int) -> tuple[int, int]:
+    """Days and nodes of a block that :func:`coverage` reads: about :data:`_BLOCK_VALUES`
+    values. In memory, days of every node. Dask-backed, whole chunks (the largest of the
+    variables' along each dimension): a block of days read for every node used to cut
+    each stored chunk of a long record into several reads, about ``365 / days`` of them
+    (twice at 30,000 reaches, 46 times at a million); a block of whole chunks reads each
+    once, and holds at least one chunk's values."""
+    chunk_t = chunk_n = 0
+    for name in names:
+        chunks = getattr(ds[name].data, "chunks", None)
+        if chunks is not None:
+            dims = list(map(str, ds[name].dims))
+            chunk_t = max(chunk_t, max(chunks[dims.index(TIME)]))
+            chunk_n = max(chunk_n, max(chunks[dims.index(dim)]))
+    if not chunk_t:
+        return max(1, int(_BLOCK_VALUES // max(n, 1))), max(n, 1)
+    t_step = chunk_t * max(1, int(_BLOCK_VALUES // max(n * chunk_t, 1)))
+    if n * t_step <= _BLOCK_VALUES:
+        return t_step, max(n, 1)
+    return t_step, chunk_n * max(1, int(_BLOCK_VALUES // (t_step * chunk_n)))
 
 
 def _refuse_not_finite(nodes: np.ndarray, name: str, ds: xr.Dataset, dim: str) -> None:
