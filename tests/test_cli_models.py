@@ -628,7 +628,8 @@ def test_outputs_name_their_sources_by_absolute_path(files: dict[str, str], mode
             assert out.attrs["source"] == want
 
 
-def test_a_netcdf_file_is_read_in_blocks_of_whole_stored_chunks(tmp_path) -> None:
+def test_a_netcdf_file_is_read_in_blocks_of_whole_stored_chunks(tmp_path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from xmsgl.cli import _NETCDF_CHUNKS, _open_any
 
     ds = xmsgl.datasets.synthetic_basin(n_segments=5, start="2000-10-01", end="2002-09-30")
@@ -646,6 +647,19 @@ def test_a_netcdf_file_is_read_in_blocks_of_whole_stored_chunks(tmp_path) -> Non
         # Stored a day at a time and all reaches at once: whole stored chunks.
         assert per_day["reach_air_temp"].chunks == ((26,), (100,) * 7 + (30,))
         xr.testing.assert_identical(lazy.load(), xr.load_dataset(contiguous))
+        # An unlimited time (netCDF-C's default for a record dimension): the data are
+        # stored a day of every reach at a time, the time coordinate in chunks of its
+        # own (512 days), which set the blocks' days before.
+        unlimited = tmp_path / "unlimited.nc"
+        ds.to_netcdf(unlimited, unlimited_dims=["time"])
+        with xr.open_dataset(unlimited) as raw:
+            var = raw["reach_air_temp"]
+            assert var.encoding["chunksizes"][var.dims.index("time")] == 1
+            assert raw["time"].encoding["chunksizes"][0] > 100
+        assert _open_any(unlimited, lazy=True)["reach_air_temp"].chunks[1][0] == 100
+        # Days are taken fewer where every reach is one stored chunk, to bound a block.
+        monkeypatch.setattr("xmsgl.cli._NETCDF_CHUNK_VALUES", 26 * 40)
+        assert _open_any(unlimited, lazy=True)["reach_air_temp"].chunks[1][0] == 40
     finally:
         _NETCDF_CHUNKS.clear()
         _NETCDF_CHUNKS.update(old)

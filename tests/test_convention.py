@@ -720,12 +720,26 @@ def test_bytes_units_are_read_as_text_and_checked() -> None:
         validate(kelvin)
 
 
-@pytest.mark.parametrize("units", [["degC"], 1.0])
+@pytest.mark.parametrize("units", [["degC"], ["K", "degC"]])
 def test_units_that_are_not_text_are_refused(units: object) -> None:
     ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-01", end="2001-02-01")
     bad = ds.assign(reach_air_temp=ds.reach_air_temp.assign_attrs(units=units))
     with pytest.raises(UnitsError, match=r"'reach_air_temp' has units .* of type \w+, not a string"):
         validate(bad)
+
+
+def test_units_and_roles_stored_as_scalars_are_read() -> None:
+    # netCDF readers return some attributes as numbers or one-element arrays: a
+    # dimensionless 1, a 0-d string. A variable the convention does not read (a grid
+    # mapping's scalar) keeps whatever it has.
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-01", end="2001-02-01")
+    odd = ds.assign(reach_air_temp=ds.reach_air_temp.assign_attrs(units=np.array("degC")),
+                    reach_shade=ds.reach_shade.assign_attrs(units=np.int32(1)),
+                    crs=xr.DataArray(0, attrs={"units": ["m"]}))
+    odd["reach_swrad"].attrs["xmsgl_role"] = np.array("ignore")
+    out = validate(odd)
+    assert out.reach_air_temp.attrs["units"] == "degC" and out.reach_shade.attrs["units"] == "1"
+    assert "reach_swrad" not in input_variables(out).all()
 
 
 def test_a_coordinate_that_looks_like_an_input_warns() -> None:
@@ -756,3 +770,15 @@ def test_downscale_names_an_input_found_among_the_coordinates(half_year_basin: x
     with pytest.raises(xmsgl.ModelMismatchError, match=r"\['reach_elevation'\] the model was fitted "
                                                        r"with are coordinates.*reset_coords"):
         moved.msgl.downscale(half_year_msgl)
+
+
+def test_places_of_values_out_of_range_read_well_on_any_dimensions() -> None:
+    from xmsgl.convention import _places
+
+    time = pd.date_range("2001-01-01", periods=4)
+    on_time = xr.DataArray([False, True, False, False], dims="time", coords={"time": time})
+    assert _places(on_time) == "1 value, on 2001-01-02"
+    assert _places(xr.DataArray(True)) == "1 value"
+    on_nodes = xr.DataArray([[False, True], [True, True]], dims=("reach", "time"),
+                            coords={"reach": [7, 9], "time": time[:2]})
+    assert _places(on_nodes, limit=2) == "3 values, at reach 9 on 2001-01-01, reach 7 on 2001-01-02 and 1 more"

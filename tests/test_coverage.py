@@ -470,14 +470,22 @@ def test_a_dask_backed_input_is_read_a_chunk_once(half_year_basin: xr.Dataset, h
                     f"-{v}-" in str(key[0]) for v in on_time):
                 reads[key] = reads.get(key, 0) + 1
 
-    with dask.config.set({"optimization.fuse.active": False}), Count():
-        cov = ds.msgl.coverage(half_year_msgl, margin=5)
-    n_chunks = len(on_time) * len(ds.chunks["reach"]) * len(ds.chunks["time"])
-    assert len(reads) == n_chunks and set(reads.values()) == {1}
-    want = half_year_basin.msgl.coverage(half_year_msgl, margin=5)
-    for c in (cov, want):
-        c.attrs.pop("history", None)
-    xr.testing.assert_identical(cov, want)
+    # The whole record, and a subset whose first chunks are shorter (uneven chunks).
+    for sub, first in ((ds, 0), (ds.isel(time=slice(10, None)), 10)):
+        reads.clear()
+        with dask.config.set({"optimization.fuse.active": False}), Count():
+            cov = sub.msgl.coverage(half_year_msgl, margin=5)
+        n_chunks = len(on_time) * len(sub.chunks["reach"]) * len(sub.chunks["time"])
+        assert len(reads) == n_chunks and set(reads.values()) == {1}
+        want = half_year_basin.isel(time=slice(first, None)).msgl.coverage(half_year_msgl, margin=5)
+        for c in (cov, want):
+            c.attrs.pop("history", None)
+        xr.testing.assert_identical(cov, want)
+    # A chunk larger than four blocks is read in blocks of days, as in memory: memory
+    # stays bounded whatever the chunks.
+    monkeypatch.setattr(xmsgl.coverage, "_BLOCK_VALUES", 20)
+    times, nodes = xmsgl.coverage._blocks(ds, on_time, "reach", ds.sizes["reach"])
+    assert nodes == [slice(0, ds.sizes["reach"])] and max(t.stop - t.start for t in times) == 1
 
 
 def test_values_not_finite_are_named_over_every_block(half_year_basin: xr.Dataset, half_year_msgl,

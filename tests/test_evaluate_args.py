@@ -296,3 +296,21 @@ def test_a_sweep_on_a_short_record_says_what_it_scores(basin: xr.Dataset) -> Non
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         sparsity_sweep(basin, ["climatology"], keep=[1.0], seeds=[0], test=("2002-04-01", "2002-09-30"))
+
+
+def test_a_short_record_is_said_once_by_a_sweep_and_still_by_cross_validation(basin: xr.Dataset) -> None:
+    fit = {"epochs": 1, "window": 60, "stride": 60, "hidden": 4}
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        sparsity_sweep(basin, ["fine-only", "climatology"], keep=[1.0], seeds=[0],
+                       fit_kwargs={"fine-only": fit})
+    short = [w for w in seen if issubclass(w.category, xmsgl.ShortRecordWarning)]
+    assert len(short) == 1 and "the sweep scores" in str(short[0].message)
+    # Cross-validation's fits split the record themselves: fit's own warning stays.
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        try:
+            cross_validate(basin, "fine-only", folds=2, repeats=1, seeds=[0], fit_kwargs=fit)
+        except xmsgl.XmsglError:
+            pass  # the few gauges of this basin may leave a fold without observations
+    assert any(issubclass(w.category, xmsgl.ShortRecordWarning) for w in seen)

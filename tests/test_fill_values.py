@@ -7,6 +7,7 @@ deviations, never the 1000 that refuse far values, so it used to train the model
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -196,3 +197,26 @@ def test_far_values_of_another_input_are_located(basin: xr.Dataset, model: Any) 
     with pytest.raises(xmsgl.UnitsError, match=r"spans .*\.\.1e\+20, outside .*\(1 value, at seg 2 on "
                                                r"2000-10-31\)"):
         hot.msgl.validate()
+
+
+def test_the_mask_advised_leaves_no_fill_value_found(basin: xr.Dataset) -> None:
+    # It used to name both values and mask one: the next fit refused the other.
+    bad = basin.copy(deep=True)
+    bad["reach_swrad"].values[3, 5] = 1e20
+    bad["reach_swrad"].values[3, 9] = -9999.0
+    with pytest.raises(DataError) as info:
+        bad.msgl.fit(**FIT)
+    advice = re.search(r"ds\['reach_swrad'\] = (ds\['reach_swrad'\]\.where\(.*\)), then", str(info.value))
+    assert advice, str(info.value)
+    masked = eval(advice.group(1), {"ds": bad})  # the advice, run as written
+    assert int(masked.isnull().sum()) == 2
+    bad["reach_swrad"] = masked.interpolate_na("time")
+    bad.msgl.fit(**FIT)
+
+
+def test_a_value_on_the_plausible_bound_is_no_fill_value(basin: xr.Dataset) -> None:
+    # 65 degC lies inside the range; extremes rebuilt from float32 scores put it past.
+    for k in range(6):
+        ok = basin.copy(deep=True)
+        ok["reach_air_temp"].values[k, 10 + k] = 65.0
+        ok.msgl.fit(**FIT)

@@ -409,23 +409,37 @@ def _open_any(path: Path, lazy: bool, **kw: Any) -> Any:
 #: read whole, and refused above a gigabyte).
 _NETCDF_CHUNKS = {"time": 365, "reach": 10_000, "seg": 10_000}
 
+#: Most values of one dask chunk of a netCDF variable on (node, time): 256 MB of float32.
+_NETCDF_CHUNK_VALUES = 64_000_000
+
 
 def _netcdf_chunks(ds: Any) -> dict[str, int]:
     """Dask chunks for reading the netCDF dataset ``ds`` (opened without dask): per
     dimension of :data:`_NETCDF_CHUNKS`, the target rounded up to a whole number of the
-    largest stored chunk along it (the target itself where every variable is stored
-    contiguous), so that a block reads whole stored chunks and each only once."""
+    largest chunk a data variable is stored in along it (the target itself where every
+    one is stored contiguous), so that a block reads whole stored chunks and each only
+    once. Where a node dimension's stored chunks span more nodes than the target (a
+    file with an unlimited ``time`` stores each day of every node as a chunk), days
+    are taken fewer, in whole stored chunks still, to keep a chunk within
+    :data:`_NETCDF_CHUNK_VALUES`. Coordinates are not looked at: they are read whole."""
+    stored: dict[str, int] = {}
     out: dict[str, int] = {}
     for dim, target in _NETCDF_CHUNKS.items():
         if dim not in ds.dims:
             continue
-        stored = 0
-        for var in ds.variables.values():
+        stored[dim] = 0
+        for var in ds.data_vars.values():
             sizes = var.encoding.get("chunksizes")
             if sizes and dim in var.dims:
-                stored = max(stored, int(sizes[var.dims.index(dim)]))
-        size = -(-target // stored) * stored if stored else target
+                stored[dim] = max(stored[dim], int(sizes[var.dims.index(dim)]))
+        size = -(-target // stored[dim]) * stored[dim] if stored[dim] else target
         out[dim] = min(size, int(ds.sizes[dim]))
+    if "time" in out:
+        step = max(1, stored["time"])
+        for dim in ("reach", "seg"):
+            if dim in out and out[dim] * out["time"] > _NETCDF_CHUNK_VALUES:
+                days = (_NETCDF_CHUNK_VALUES // out[dim]) // step * step
+                out["time"] = max(step, min(out["time"], days))
     return out
 
 

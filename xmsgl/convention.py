@@ -466,7 +466,7 @@ def role(name: Hashable, da: xr.DataArray) -> str | None:
     value = da.attrs.get(ROLE)
     if value is None:
         return None
-    text = value.decode(errors="replace") if isinstance(value, bytes) else value
+    text = _scalar_attr(value)
     found = text.strip().lower() if isinstance(text, str) else None
     if found not in ROLES:
         raise SchemaError(
@@ -1201,8 +1201,12 @@ def _places(mask: xr.DataArray, limit: int = 3) -> str:
         # "reach 1 on 2015-06-28": the node first, then the day.
         parts.append(" ".join(sorted(words, key=lambda w: w.startswith("on "))))
     n = len(hits)
+    count = f"{n} value{'s' if n != 1 else ''}"
+    if not any(parts):  # a variable without dimensions: nothing to place
+        return count
     more = f" and {n - limit} more" if n > limit else ""
-    return f"{n} value{'s' if n != 1 else ''}, at {', '.join(parts)}{more}"
+    at = "" if all(p.startswith("on ") for p in parts) else "at "
+    return f"{count}, {at}{', '.join(parts)}{more}"
 
 
 def _refuse_infinite(name: str, da: xr.DataArray, vmin: float, vmax: float) -> None:
@@ -1531,17 +1535,35 @@ def _temperature_to_celsius(
     return ds.assign({name: new})
 
 
+def _scalar_attr(value: Any) -> Any:
+    """An attribute as a plain scalar: a one-element array (netCDF readers return some
+    attributes so) or a numpy scalar by its item, bytes decoded; anything else as is."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(()).item()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
 def _units_as_text(ds: xr.Dataset) -> xr.Dataset:
-    """``ds`` with every ``units`` attribute a ``str``: bytes (as some HDF5 writers
-    store attributes) are decoded in a shallow copy; another type (a list, a number)
-    raises :class:`UnitsError`, since no unit check could read it."""
+    """``ds`` with the ``units`` of the variables the convention may read (on ``seg``,
+    ``reach`` and ``time``) as ``str``, in a shallow copy: bytes (as some HDF5 writers
+    store attributes) decoded, a one-element array or numpy scalar by its item, a
+    number by its text (``1`` is ``"1"``, dimensionless); another type (a list)
+    raises :class:`UnitsError`, since no unit check could read it. Other variables (a
+    grid mapping's scalar) are the dataset's business and are left as they are."""
     fixed: dict[Hashable, str] = {}
     for key, v in ds.variables.items():
+        dims = set(map(str, v.dims))
         units = v.attrs.get("units")
-        if units is None or isinstance(units, str):
+        if units is None or isinstance(units, str) or not ({SEG, REACH} & dims) \
+                or not dims <= {SEG, REACH, TIME}:
             continue
-        if isinstance(units, bytes):
-            fixed[key] = units.decode(errors="replace")
+        plain = _scalar_attr(units)
+        if isinstance(plain, (int, float)) and not isinstance(plain, bool):
+            plain = f"{plain:g}"
+        if isinstance(plain, str):
+            fixed[key] = plain
             continue
         raise UnitsError(
             f"variable {str(key)!r} has units {units!r} of type {type(units).__name__}, not a "

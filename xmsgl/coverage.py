@@ -14,6 +14,7 @@ observed nodes saw on the training days.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -211,13 +212,10 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         counts = {name: np.zeros(n, dtype=np.int64) for name in judged_days}
         # Nodes with a value that is not finite, over every block (refused after them).
         bad = {name: np.zeros(n, dtype=bool) for name in judged_days}
-        n_time = ds.sizes.get(TIME, 0)
-        t_step, n_step = _block_sizes(ds, judged_days, dim, n)
-        for t0 in range(0, n_time if judged_days else 0, t_step):
-            block = slice(t0, min(t0 + t_step, n_time))
-            for j0 in range(0, n, n_step):
-                nodes = slice(j0, min(j0 + n_step, n))
-                any_beyond = np.zeros((block.stop - t0, nodes.stop - j0), dtype=bool)
+        times, node_blocks = _blocks(ds, judged_days, dim, n) if judged_days else ([], [])
+        for block in times:
+            for nodes in node_blocks:
+                any_beyond = np.zeros((block.stop - block.start, nodes.stop - nodes.start), dtype=bool)
                 for name in judged_days:
                     v = np.asarray(ds[name].isel({TIME: block, dim: nodes}).transpose(TIME, dim).values,
                                    dtype=np.float64)
@@ -293,26 +291,44 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
 _BLOCK_VALUES = 8_000_000
 
 
-def _block_sizes(ds: xr.Dataset, names: list[str], dim: str, n: int) -> tuple[int, int]:
-    """Days and nodes of a block that :func:`coverage` reads: about :data:`_BLOCK_VALUES`
-    values. In memory, days of every node. Dask-backed, whole chunks (the largest of the
-    variables' along each dimension): a block of days read for every node used to cut
-    each stored chunk of a long record into several reads, about ``365 / days`` of them
-    (twice at 30,000 reaches, 46 times at a million); a block of whole chunks reads each
-    once, and holds at least one chunk's values."""
-    chunk_t = chunk_n = 0
+def _group(sizes: Sequence[int], limit: int) -> list[slice]:
+    """Consecutive runs of the chunks ``sizes`` (along one dimension) of about ``limit``
+    elements each, one chunk at least: slices that cut no chunk."""
+    out: list[slice] = []
+    start = size = 0
+    for c in sizes:
+        if size and size + c > limit:
+            out.append(slice(start, start + size))
+            start, size = start + size, 0
+        size += int(c)
+    if size:
+        out.append(slice(start, start + size))
+    return out
+
+
+def _blocks(ds: xr.Dataset, names: list[str], dim: str, n: int) -> tuple[list[slice], list[slice]]:
+    """Days and nodes of the blocks :func:`coverage` reads, about :data:`_BLOCK_VALUES`
+    values each. In memory, or where one chunk alone holds more than four times that:
+    days of every node. Dask-backed: runs of whole chunks, on the chunks' own
+    boundaries (those of the first input; a subset's chunks are uneven), so that each
+    chunk is read once: blocks of days of every node cut each stored chunk of a long
+    record into several reads, about ``365 / days`` of them (twice at 30,000 reaches,
+    46 times at a million)."""
+    n_time = ds.sizes.get(TIME, 0)
     for name in names:
         chunks = getattr(ds[name].data, "chunks", None)
-        if chunks is not None:
-            dims = list(map(str, ds[name].dims))
-            chunk_t = max(chunk_t, max(chunks[dims.index(TIME)]))
-            chunk_n = max(chunk_n, max(chunks[dims.index(dim)]))
-    if not chunk_t:
-        return max(1, int(_BLOCK_VALUES // max(n, 1))), max(n, 1)
-    t_step = chunk_t * max(1, int(_BLOCK_VALUES // max(n * chunk_t, 1)))
-    if n * t_step <= _BLOCK_VALUES:
-        return t_step, max(n, 1)
-    return t_step, chunk_n * max(1, int(_BLOCK_VALUES // (t_step * chunk_n)))
+        if chunks is None:
+            continue
+        dims = list(map(str, ds[name].dims))
+        along_t, along_n = chunks[dims.index(TIME)], chunks[dims.index(dim)]
+        if max(along_t) * max(along_n) <= 4 * _BLOCK_VALUES:
+            times = _group(along_t, max(1, _BLOCK_VALUES // max(n, 1)))
+            longest = max(t.stop - t.start for t in times)
+            return times, _group(along_n, max(1, _BLOCK_VALUES // longest))
+        break
+    step = max(1, int(_BLOCK_VALUES // max(n, 1)))
+    return ([slice(t0, min(t0 + step, n_time)) for t0 in range(0, n_time, step)],
+            [slice(0, n)])
 
 
 def _refuse_not_finite(nodes: np.ndarray, name: str, ds: xr.Dataset, dim: str) -> None:

@@ -687,12 +687,7 @@ def default_trainer(method: str, fit_kwargs: Mapping[str, Any] | None = None) ->
                 if val:
                     kw["val"] = val
         kw.setdefault("progress", False)
-        with warnings.catch_warnings():
-            if "test" not in kw:
-                # Without a test period (a sweep's default on a short record, which the
-                # sweep has said once), fit would say it again at every fit.
-                warnings.simplefilter("ignore", ShortRecordWarning)
-            model = fit(train_ds, method=method, seed=seed, **kw)
+        model = fit(train_ds, method=method, seed=seed, **kw)
         with warnings.catch_warnings():
             # Held-out sites unlike the fitted ones are what the scores measure; a
             # warning for every fold and seed would bury the rest.
@@ -1331,6 +1326,7 @@ def sparsity_sweep(
     seed_list = _seeds(seeds)
     time = pd.DatetimeIndex(ds[TIME].values)
     test_days = _sweep_test_days(time, test)
+    said_short = test is None and whole_water_years(time).size < 3  # _sweep_test_days warned
     test_attr = "" if test is None else json.dumps(_ranges(time, test_days))
     if not test_days.any():
         raise DataError(f"the test period {test!r} holds no day of the dataset")
@@ -1419,7 +1415,11 @@ def sparsity_sweep(
                              np.ones(topo.n_seg, dtype=bool)[:, None] & test_days[None, :])
             n_obs[i, j] = int(thin["reach_temp"].notnull().sum())
             for mi, m in enumerate(method_list):
-                rows[(mi, i, j)] = _score(trainers[m](thin, test_ds, s), test_ds)
+                with warnings.catch_warnings():
+                    if said_short:
+                        # Said once above: the fits would say it again, each of them.
+                        warnings.simplefilter("ignore", ShortRecordWarning)
+                    rows[(mi, i, j)] = _score(trainers[m](thin, test_ds, s), test_ds)
     out = _results_dataset(rows, {"method": method_list, "keep": keep_list, "seed": seed_list})
     out["n_train_obs"] = (("keep", "seed"), n_obs)
     if isinstance(fit_kwargs, Mapping):

@@ -359,8 +359,9 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
                 f.flush()
                 os.fsync(f.fileno())
     except BaseException:
-        _remove(tmp)
-        _remove_empty(made)  # the folders this write made for nothing
+        with _uninterrupted():
+            _remove(tmp)
+            _remove_empty(made)  # the folders this write made for nothing
         raise
     return _commit(None, tmp, final, True, check_old=replaceable, made=made)
 
@@ -417,8 +418,9 @@ def atomic_write(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     try:
         yield tmp
     except BaseException:
-        _remove(tmp)
-        _remove_empty(made)  # the folders this write made for nothing
+        with _uninterrupted():
+            _remove(tmp)
+            _remove_empty(made)  # the folders this write made for nothing
         raise
     _commit(None, tmp, final, overwrite, made=made)
 
@@ -570,8 +572,9 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
                 raise
         _fsync(final.parent)
     except BaseException:
-        _remove(tmp)
-        _remove_empty(made or [])  # the folders this write made for nothing
+        with _uninterrupted():
+            _remove(tmp)
+            _remove_empty(made or [])  # the folders this write made for nothing
         raise
     return final
 

@@ -207,8 +207,15 @@ FILL_SCORE = 10.0
 def _fill_message(name: str, found: np.ndarray, n: int, where: str, why: str, static: bool) -> str:
     shown = " and ".join(f"{v:g}" for v in found[:3]) + (
         f" (and {len(found) - 3} other value{'s' if len(found) > 4 else ''})" if len(found) > 3 else "")
-    huge = bool(np.any(np.abs(found) >= HUGE_VALUE))
-    keep = (f"abs(ds[{name!r}]) < {HUGE_VALUE:g}" if huge else f"ds[{name!r}] != {found[0]:g}")
+    # A mask that leaves none of the values found: every huge one by its size, the
+    # others by their values.
+    small = [float(v) for v in found if abs(v) < HUGE_VALUE]
+    parts = [f"abs(ds[{name!r}]) < {HUGE_VALUE:g}"] if len(small) < len(found) else []
+    if len(small) == 1 and not parts:
+        parts.append(f"ds[{name!r}] != {small[0]:g}")
+    elif small:
+        parts.append(f"~ds[{name!r}].isin({small})")
+    keep = parts[0] if len(parts) == 1 else " & ".join(f"({p})" for p in parts)
     fill = ("fill them from related values (a reach's from its segment, or a basin median)"
             if static else "fill the gaps (for example .interpolate_na('time'))")
     return (f"input variable {name!r} holds {n} value{'s' if n != 1 else ''} of {shown} (at "
@@ -386,6 +393,8 @@ def _check_temperature(name: str, vmin: float, vmax: float, spec: FeatureSpec,
     why = mislabel_hint(name, vmin, vmax, attrs)
     out = (vals < lo) | (vals > hi)
     n_out = int(np.count_nonzero(out))
+    if not n_out:  # the extremes given were not the values' own
+        return
     raise UnitsError(
         f"input temperature {name!r} spans {value_span(vmin, vmax)} degC here, outside the "
         f"plausible {lo:g}..{hi:g} degC for air and other temperatures ({n_out} "
@@ -432,9 +441,10 @@ def input_array(
         # (NaN propagates and fails both comparisons); only when some are found are
         # they told apart and counted for the message.
         lo, hi = (z.min(), z.max()) if z.size else (0.0, 0.0)
-        if z.size:  # the scores' extremes are the values' extremes, standardized
-            _check_temperature(name, float(lo) * spec.std[name] + spec.mean[name],
-                               float(hi) * spec.std[name] + spec.mean[name], spec, sel[name].attrs,
+        if z.size and spec.units.get(name) == "degC":
+            # The values' own extremes: ones rebuilt from float32 scores could put a
+            # value on the plausible range's bound (65 degC) just past it.
+            _check_temperature(name, float(np.min(vals)), float(np.max(vals)), spec, sel[name].attrs,
                                vals, sel, dim)
         _check_scores(name, lo, hi, vals, spec, static, sel, dim)
         if static:
