@@ -81,8 +81,10 @@ def test_bench_inference_reference_gives_downscales_values() -> None:
     recs = by_what(run_bench("bench_inference.py", "--sizes", "500", "--days", "60", "--threads",
                              "1", "--repeats", "2"))
     line = recs["downscale_throughput"][0]
-    assert line["reach_days_per_s"] == pytest.approx(
-        line["n_reach"] * line["days"] / line["seconds_best_call"], rel=0.1)
+    # The seconds are printed to 0.01 s, a call here takes a few hundredths: the rate
+    # lies within what the rounded figure allows (a relative tolerance failed on 0.04).
+    work, sec = line["n_reach"] * line["days"], line["seconds_best_call"]
+    assert work / (sec + 0.005) <= line["reach_days_per_s"] <= work / max(sec - 0.005, 1e-9)
     ref = recs["downscale_reference_dense_straightforward"][0]
     assert ref["n_reach"] == line["n_reach"]
     # The straightforward dense computation and downscale agree to float32 rounding.
