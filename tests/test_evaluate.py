@@ -653,6 +653,11 @@ def test_a_model_records_the_observations_it_learned_from(half_year_basin: xr.Da
     # of it (the fit never reads one).
     again = a.msgl.fit(method="fine-only", seed=1, **FAST_FIT)
     assert again.config["data"]["targets_sha256"] == ma.config["data"]["targets_sha256"]
+    # The same data built again (another time in its history line) give the same model.
+    rebuilt = a.assign_attrs(history="2031-01-01T00:00:00Z built again")
+    same = rebuilt.msgl.fit(method="fine-only", seed=0, **FAST_FIT)
+    assert same.config["data"]["history"] != ma.config["data"]["history"]
+    assert same.sha256 == ma.sha256
     test = ma.config["periods"]["test"][0]
     moved = a.assign(reach_temp=a.reach_temp.where(
         ~a.time.to_index().isin(pd.date_range(*test)), a.reach_temp + 1.0))

@@ -81,7 +81,8 @@ class WeightsDigest:
 
 def model_sha256(weights_sha256: str, config: dict[str, Any]) -> str:
     """sha256 of a model: its weights' sha256 and its settings (``config`` less the
-    ``weights`` and ``created`` entries, in a canonical JSON form).
+    ``weights`` and ``created`` entries and the dataset's ``history`` in ``data``, in a
+    canonical JSON form).
 
     A model saved and loaded again keeps it; an edited ``config.json`` (a target
     mean, a variable, a graph option) changes it, so the provenance recorded with
@@ -90,6 +91,10 @@ def model_sha256(weights_sha256: str, config: dict[str, Any]) -> str:
     a model was created is not part of what it is.
     """
     settings = {k: v for k, v in config.items() if k not in ("weights", "created")}
+    if isinstance(settings.get("data"), dict):
+        # The dataset's history line says when it was built: the same observations
+        # (``targets_sha256``) built again are the same data.
+        settings["data"] = {k: v for k, v in settings["data"].items() if k != "history"}
     # Through JSON once, so that a fitted model and its reloaded copy agree
     # (tuples become lists, integer keys strings) before the canonical form.
     settings = json.loads(json.dumps(settings))
