@@ -458,3 +458,28 @@ def test_mask_gauges_without_observations_is_refused_before_the_first_run(basin:
                                                        r"\(2000-10-01\).*; leave shift out of checks"):
             rob.robustness(basin, clim, {"shift": [30]}, time=("2000-10-01", "2001-09-30"))
     assert calls == []
+
+
+def test_noon_stamps_leave_the_last_training_day_unscored(basin: xr.Dataset) -> None:
+    # The default days follow the training period by day: a stamp at noon on its last
+    # day used to count as a day after it, and was scored although trained on.
+    noon = basin.assign_coords(time=basin.time + pd.Timedelta(hours=12))
+    model = fit_baseline(noon, "climatology", train=("2000-10-01", "2001-09-30"))
+    rob = robustness(noon, model, {"lag": [3]})
+    assert rob.attrs["scored_days"].startswith("2001-10-01/")
+
+
+def test_robustness_refuses_what_it_cannot_read_with_the_fix(basin: xr.Dataset) -> None:
+    model = fit_baseline(basin, "climatology", train=("2000-10-01", "2001-09-30"))
+    with pytest.raises(xmsgl.TimeError, match=r"strictly increasing 'time'.*ds\.sortby\('time'\)"):
+        robustness(basin.isel(time=slice(None, None, -1)), model, {"lag": [3]})
+    with pytest.raises(xmsgl.SchemaError, match="expected an xarray.Dataset, got DataArray"):
+        robustness(basin.reach_air_temp, model, {"lag": [3]})
+    for truth in (basin.reach_temp_true.values, basin[["reach_temp_true"]]):
+        with pytest.raises(xmsgl.SchemaError, match="must be a \\(reach, time\\) DataArray"):
+            robustness(basin, model, {"lag": [3]}, truth=truth)
+    short = basin.isel(time=slice(0, 12))
+    with pytest.raises(xmsgl.DataError, match=r"depends on the order alone\): use a longer record or a "
+                                              r"lower order \(order=1 needs more than 9 days\)"):
+        lowpass(short, 3)
+    assert lowpass(short, 3, order=1).sizes["time"] == 12

@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, input_variables, is_temperature_units
+from xmsgl.convention import REACH, SEG, TIME, expect_dataset, input_variables, is_temperature_units
 from xmsgl.exceptions import (
     DataError,
     ParameterError,
@@ -182,7 +182,8 @@ def _filter(ds: xr.Dataset, sos: np.ndarray, names: list[str], keep_mean: bool) 
     pad = 3 * (2 * sos.shape[0] + 1)
     if n_time <= pad:
         raise DataError(f"the dataset has {n_time} days; a zero-phase filter of order "
-                        f"{2 * sos.shape[0]} needs more than {pad}: use a longer period or a lower order")
+                        f"{2 * sos.shape[0]} needs more than {pad} (its padding depends on the order "
+                        f"alone): use a longer record or a lower order (order=1 needs more than 9 days)")
 
     def kernel(x: np.ndarray, floor: bool) -> np.ndarray:
         dtype = np.asarray(x).dtype
@@ -616,8 +617,10 @@ def _default_days(model: Any, time: pd.DatetimeIndex) -> np.ndarray:
     read = [*(cfg.get("train") or periods.get("train") or []), *(periods.get("val") or []),
             *(periods.get("stage_a") or [])]
     if read:
-        end = max(pd.Timestamp(b) for _, b in read)
-        after = np.asarray(time > end)
+        # By day, as every period is read: a stamp at noon on the last day read is
+        # that day, not one after it.
+        end = max(pd.Timestamp(b) for _, b in read).normalize()
+        after = np.asarray(time.normalize() > end)
         if after.any():
             return after
     warnings.warn(
@@ -805,6 +808,7 @@ def robustness(
     """
     from xmsgl.evaluate import _ranges, evaluate
 
+    expect_dataset(ds)
     check_count("n_draws", n_draws)
     seed = _seed(seed)
     order = _order(order)
@@ -819,7 +823,8 @@ def robustness(
         fitted = load(model)
     if TIME not in ds.dims:
         raise SchemaError("the dataset has no 'time' dimension")
-    times = pd.DatetimeIndex(ds[TIME].values)
+    # Sorted, unique dates, as the checks need (a reversed axis failed in pandas).
+    times = _times(ds, "robustness")
     # Read the way every period argument is (a label such as "2015", a pair, a list
     # of them): a date that cannot be read is a PeriodError, not a parser's error.
     scored = _default_days(fitted, times) if time is None else period_mask(times, time, "time")
@@ -837,7 +842,7 @@ def robustness(
                               "reference to score against")
         truth_name, ref = truth, ds[truth]
     else:
-        truth_name, ref = str(truth.name or "truth"), truth
+        truth_name, ref = str(getattr(truth, "name", None) or "truth"), truth
     if not isinstance(ref, xr.DataArray) or set(map(str, ref.dims)) != {REACH, TIME}:
         raise SchemaError(
             f"truth {truth_name!r} must be a (reach, time) DataArray to score against; it is on "
