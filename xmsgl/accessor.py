@@ -101,10 +101,8 @@ class MsglAccessor:
                     f"the dataset has neither {names[0]!r} nor {names[1]!r} to score "
                     "against; pass observed=<DataArray>"
                 )
-            if name == names[1]:
-                _warn_in_sample(prediction, observed)
-        elif getattr(observed, "name", None) in ("reach_temp", "seg_temp"):
-            # Observations passed by hand are as in-sample as the default ones.
+        if getattr(observed, "name", None) in ("reach_temp", "seg_temp"):
+            # Observations, by default or passed by hand: in-sample where the model read them.
             _warn_in_sample(prediction, observed)
         return evaluate(prediction, observed, **kwargs)
 

@@ -428,12 +428,9 @@ def _refuse_unmasked(ds: xr.Dataset, names: Iterable[Hashable]) -> None:
 
 
 def _refuse_packed(ds: xr.Dataset, names: Iterable[Hashable]) -> None:
-    """Refuse variables that still carry CF packing attributes (not decoded), and those
-    whose declared fill values were not masked (:func:`_refuse_unmasked`)."""
-    names = list(names)
+    """Refuse variables that still carry CF packing attributes (not decoded)."""
     packed = [str(n) for n in names if any(a in ds[n].attrs for a in _PACKING_ATTRS)]
     if not packed:
-        _refuse_unmasked(ds, names)
         return
     which = (f"variable {packed[0]!r} is" if len(packed) == 1
              else f"variables {format_ids(packed)} are")
@@ -1630,11 +1627,15 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
     ds = _units_as_text(ds)
     # Packed values (scale_factor/add_offset not applied) would pass every other check
     # with wrong numbers; refuse them for every variable the convention may use.
-    _refuse_packed(ds, [
+    used = [
         k for k, v in ds.data_vars.items()
         if {SEG, REACH} & set(map(str, v.dims)) and set(map(str, v.dims)) <= {SEG, REACH, TIME}
         and role(k, v) != "ignore"
-    ])
+    ]
+    _refuse_packed(ds, used)
+    # Once here, where every path in reads the data first, not at each listing of
+    # the inputs: the check reads the values of a variable that declares a fill.
+    _refuse_unmasked(ds, used)
     topology_arrays(ds)
     _check_time(ds)
     notes: list[str] = []

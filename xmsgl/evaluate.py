@@ -747,20 +747,26 @@ def _sweep_test_days(time: pd.DatetimeIndex, test: Any) -> np.ndarray:
     train_days = np.zeros(len(time), dtype=bool)
     for a, b in default_train_period(time):
         train_days |= (time >= pd.Timestamp(a)) & (time <= pd.Timestamp(b))
-    n_whole = whole_water_years(time).size
-    if n_whole < 3:
-        # Said here, once, whatever the methods: baselines take an explicit training
-        # period, so no fit would say it.
-        test_days = time[~train_days]
-        warnings.warn(
-            f"the record holds {n_whole} whole water year(s) ({time[0].date()} to "
-            f"{time[-1].date()}), too few for the default test period by water year: the "
-            f"sweep scores the last 15% of its days ({test_days[0].date()} to "
-            f"{test_days[-1].date()}), part of one year, and leaves the other seasons "
-            "unscored; give test=(start, end) to choose the test period, or use a record of "
-            "three water years or more",
-            ShortRecordWarning, stacklevel=user_stacklevel())
     return ~train_days
+
+
+def _warn_short_sweep(time: pd.DatetimeIndex, test_days: np.ndarray) -> bool:
+    """Warn, once for a whole sweep, that a record of fewer than three water years
+    leaves the default test period part of one year; whether it warned. Said by the
+    sweep whatever the methods: baselines take an explicit training period, so no fit
+    would say it."""
+    n_whole = whole_water_years(time).size
+    if n_whole >= 3:
+        return False
+    days = time[test_days]
+    warnings.warn(
+        f"the record holds {n_whole} whole water year(s) ({time[0].date()} to "
+        f"{time[-1].date()}), too few for the default test period by water year: the "
+        f"sweep scores the last 15% of its days ({days[0].date()} to {days[-1].date()}), "
+        "part of one year, and leaves the other seasons unscored; give test=(start, end) "
+        "to choose the test period, or use a record of three water years or more",
+        ShortRecordWarning, stacklevel=user_stacklevel())
+    return True
 
 
 def _results_dataset(rows: dict[tuple[int, ...], dict[str, float]], dims: dict[str, list[Any]]) -> xr.Dataset:
@@ -1326,7 +1332,7 @@ def sparsity_sweep(
     seed_list = _seeds(seeds)
     time = pd.DatetimeIndex(ds[TIME].values)
     test_days = _sweep_test_days(time, test)
-    said_short = test is None and whole_water_years(time).size < 3  # _sweep_test_days warned
+    said_short = test is None and _warn_short_sweep(time, test_days)
     test_attr = "" if test is None else json.dumps(_ranges(time, test_days))
     if not test_days.any():
         raise DataError(f"the test period {test!r} holds no day of the dataset")

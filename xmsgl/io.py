@@ -108,6 +108,14 @@ def _uninterrupted() -> Iterator[None]:
             signal.signal(getattr(signal, n), handler)
 
 
+def _discard(tmp: Path, made: list[Path]) -> None:
+    """Remove a failed write's temporary entry and the folders ``made`` for it, with
+    Ctrl-C and SIGTERM held off until done (:func:`_uninterrupted`)."""
+    with _uninterrupted():
+        _remove(tmp)
+        _remove_empty(made)  # the folders this write made for nothing
+
+
 def _remove_settled(path: Path) -> None:
     """Remove ``path`` and keep removing it until it stays gone for :data:`_SETTLE_S`.
 
@@ -359,9 +367,7 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
                 f.flush()
                 os.fsync(f.fileno())
     except BaseException:
-        with _uninterrupted():
-            _remove(tmp)
-            _remove_empty(made)  # the folders this write made for nothing
+        _discard(tmp, made)
         raise
     return _commit(None, tmp, final, True, check_old=replaceable, made=made)
 
@@ -418,9 +424,7 @@ def atomic_write(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     try:
         yield tmp
     except BaseException:
-        with _uninterrupted():
-            _remove(tmp)
-            _remove_empty(made)  # the folders this write made for nothing
+        _discard(tmp, made)
         raise
     _commit(None, tmp, final, overwrite, made=made)
 
@@ -572,9 +576,7 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
                 raise
         _fsync(final.parent)
     except BaseException:
-        with _uninterrupted():
-            _remove(tmp)
-            _remove_empty(made or [])  # the folders this write made for nothing
+        _discard(tmp, made or [])
         raise
     return final
 
