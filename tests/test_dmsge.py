@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 
 import xmsgl
-from xmsgl.exceptions import ParameterError, SchemaError
+from xmsgl.exceptions import ModelMismatchError, ParameterError, SchemaError, UnitsError
 
 torch = pytest.importorskip("torch")
 
@@ -310,6 +310,41 @@ def test_dataset_without_coordinates_falls_back_or_raises(basin: xr.Dataset) -> 
     with pytest.raises(SchemaError, match="reach_x and reach_y"):
         no_xy.msgl.fit(method="fine-only", epochs=1, progress=False, backbone="dmsge",
                        backbone_options={**OPTS, "coords": "xy"})
+
+
+def test_a_model_reads_the_positions_it_was_fitted_with(tmp_path, fine_model: xmsgl.Downscaler,
+                                                       basin: xr.Dataset) -> None:
+    """Without the training data's x/y, coords='auto' would fall back to other positions and
+    change every neighbourhood: the model refuses, saved and loaded too, lazily too."""
+    assert fine_model.config["hyperparameters"]["backbone_positions"] == {"reach": "xy"}
+    no_xy = basin.drop_vars(["reach_x", "reach_y"])
+    with pytest.raises(ModelMismatchError, match=r"positions from \['reach_x', 'reach_y'\]"):
+        no_xy.msgl.downscale(fine_model)
+    fine_model.save(tmp_path / "m")
+    loaded = xmsgl.load(tmp_path / "m")
+    with pytest.raises(ModelMismatchError, match="reach_x"):
+        no_xy.msgl.downscale(loaded)
+    with pytest.raises(ModelMismatchError, match="reach_x"):
+        no_xy.chunk({"reach": 40}).msgl.downscale(loaded, lazy=True)
+    with pytest.raises(ModelMismatchError, match="reach_x"):
+        loaded.explain(no_xy)
+    # A model fitted on the fallback keeps it where x/y exist.
+    fallback = no_xy.msgl.fit(method="fine-only", epochs=1, hidden=8, window=60, stride=60,
+                              progress=False, backbone="dmsge", backbone_options=OPTS)
+    assert fallback.config["hyperparameters"]["backbone_positions"] == {"reach": "outlet-distance"}
+    xr.testing.assert_identical(basin.msgl.downscale(fallback).drop_attrs(),
+                                no_xy.msgl.downscale(fallback).drop_attrs())
+
+
+def test_projected_positions_in_km_are_converted_and_other_units_refused(
+        fine_model: xmsgl.Downscaler, basin: xr.Dataset) -> None:
+    km = basin.assign(**{v: (basin[v] / 1000).assign_attrs(units="km") for v in ("reach_x", "reach_y")})
+    xr.testing.assert_allclose(km.msgl.downscale(fine_model), basin.msgl.downscale(fine_model),
+                               atol=1e-4)
+    np.testing.assert_allclose(node_geometry(km, "reach").pos, node_geometry(basin, "reach").pos)
+    deg = basin.assign(reach_x=basin.reach_x.assign_attrs(units="degrees_east"))
+    with pytest.raises(UnitsError, match="'reach_x' has units 'degrees_east'.*reach_lon"):
+        node_geometry(deg, "reach")
 
 
 def test_explain_returns_shares_energies_and_plots(fine_model: xmsgl.Downscaler,

@@ -87,7 +87,8 @@ def test_missing_coordinates_are_named_when_the_lazy_call_is_made(basin: xr.Data
     model = fit(basin, method="fine-only", backbone="dmsge",
                 backbone_options={**OPTS, "coords": "xy"}, **FAST)
     no_xy = basin.drop_vars(["reach_x", "reach_y"]).chunk({"reach": 40})
-    with pytest.raises(xmsgl.exceptions.SchemaError, match="reach_x and reach_y"):
+    with pytest.raises(xmsgl.exceptions.ModelMismatchError,
+                       match=r"positions from \['reach_x', 'reach_y'\]"):
         no_xy.msgl.downscale(model, **RUN)
 
 

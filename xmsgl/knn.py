@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
-from xmsgl.exceptions import ParameterError, SchemaError, TopologyError, format_ids
+from xmsgl.exceptions import ParameterError, SchemaError, TopologyError, UnitsError, format_ids
 
 if TYPE_CHECKING:
     import torch
@@ -243,8 +243,33 @@ def _read_coords(ds: xr.Dataset, scale: str, names: tuple[str, str], ids: np.nda
                 f"{format_ids(ids[bad])}; fill them, drop the variables {list(names)} to use the "
                 "along-stream fallback (coords='auto'), or pass coords='outlet-distance'"
             )
+        if names[0].endswith(("_x", "_y")):
+            vals = vals * _xy_factor(ds, name)
         cols.append(vals)
     return np.stack(cols, axis=1)
+
+
+def _xy_factor(ds: xr.Dataset, name: str) -> float:
+    """Factor that turns the projected coordinate ``ds[name]`` into metres.
+
+    No ``units`` is read as metres, as the convention says; ``km`` is converted;
+    anything else (``degrees_east``, ``ft``) is refused, since positions in another
+    unit would be read as metres and change the neighbourhoods without a word.
+    """
+    from xmsgl.graph import _KM, _M
+
+    units = ds[name].attrs.get("units")
+    if units is None:
+        return 1.0
+    u = str(units.decode() if isinstance(units, bytes) else units).strip().lower()
+    if u in _M:
+        return 1.0
+    if u in _KM:
+        return 1000.0
+    hint = (f"; longitudes and latitudes go in {name.rsplit('_', 1)[0]}_lon and "
+            f"{name.rsplit('_', 1)[0]}_lat" if u.startswith("deg") else "")
+    raise UnitsError(f"coordinate variable {name!r} has units {units!r}; projected positions "
+                     f"(x, y) must be in 'm' or 'km'{hint}")
 
 
 def node_geometry(ds: xr.Dataset, scale: str, coords: str = "auto") -> NodeGeometry:
@@ -257,7 +282,8 @@ def node_geometry(ds: xr.Dataset, scale: str, coords: str = "auto") -> NodeGeome
     scale : {"seg", "reach"}
         Which nodes.
     coords : {"auto", "xy", "lonlat", "outlet-distance"}, default "auto"
-        ``"xy"``: ``{scale}_x``/``{scale}_y`` in m. ``"lonlat"``:
+        ``"xy"``: ``{scale}_x``/``{scale}_y`` in m (their ``units``: ``m``, or
+        ``km``, converted; none is read as m). ``"lonlat"``:
         ``{scale}_lon``/``{scale}_lat`` in degrees, projected to m with a local
         equirectangular projection around their mean latitude, longitudes taken
         relative to their circular mean (a network across the 180th meridian, or
@@ -278,6 +304,8 @@ def node_geometry(ds: xr.Dataset, scale: str, coords: str = "auto") -> NodeGeome
     SchemaError
         The requested coordinates are missing, not on ``(scale,)``, or missing at
         some nodes (the message names the ids).
+    UnitsError
+        ``{scale}_x``/``{scale}_y`` have units other than m or km.
     ParameterError
         An unknown ``scale`` or ``coords``.
 

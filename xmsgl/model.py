@@ -429,6 +429,12 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
     if ls is not None and not (isinstance(ls, dict) and all(
             k in ("seg", "reach") and _number(x) and x > 0 for k, x in ls.items())):
         raise bad(f"the backbone_length_scales {ls!r} must map 'seg'/'reach' to positive numbers")
+    pos = hp.get("backbone_positions")
+    if pos is not None and not (isinstance(pos, dict) and all(
+            k in ("seg", "reach") and x in ("xy", "lonlat", "outlet-distance")
+            for k, x in pos.items())):
+        raise bad(f"the backbone_positions {pos!r} must map 'seg'/'reach' to 'xy', 'lonlat' or "
+                  "'outlet-distance'")
     if hp.get("fine_head", "residual") not in FINE_HEADS:
         raise bad(f"the fine_head {hp.get('fine_head')!r} is not one of {list(FINE_HEADS)}")
     if hp.get("input_scaling", "per-scale") not in INPUT_SCALINGS:
@@ -551,9 +557,12 @@ def _build_net(config: dict[str, Any]) -> MSGLNet:
     )
     if net.dmsge is not None:
         # The training network's edge length scales (models saved before they were
-        # kept take each network's own).
+        # kept take each network's own), and the kind of positions it was fitted
+        # with (models saved before it was kept resolve their coords option).
         net.dmsge.length_scales = {str(k): float(x)
                                    for k, x in (hp.get("backbone_length_scales") or {}).items()}
+        net.dmsge.positions = {str(k): str(x)
+                               for k, x in (hp.get("backbone_positions") or {}).items()}
     return net
 
 
@@ -567,12 +576,47 @@ def _set_backbone_geometry(net: MSGLNet, ds: xr.Dataset, scales: tuple[str, ...]
     backbone = getattr(net, "dmsge", None)
     if backbone is None:
         return
-    from xmsgl.knn import node_geometry
 
     for scale in scales:
         geom = (geometry or {}).get(scale)
         backbone.set_geometry(scale, geom if geom is not None else
-                              node_geometry(ds, scale, backbone.options["coords"]))
+                              backbone_geometry(backbone, ds, scale))
+
+
+#: The variables that give each kind of node position (``{}`` is the scale).
+_POSITION_VARS = {"xy": ("{}_x", "{}_y"), "lonlat": ("{}_lon", "{}_lat")}
+
+
+def backbone_geometry(backbone: Any, ds: xr.Dataset, scale: str) -> Any:
+    """The :class:`~xmsgl.knn.NodeGeometry` of ``ds``'s ``scale`` nodes for a dmsge backbone.
+
+    A fitted backbone reads positions of the kind it was fitted with (``"xy"``,
+    ``"lonlat"`` or ``"outlet-distance"``, kept in its ``positions``): with
+    ``coords="auto"`` a dataset without the training data's coordinates would
+    otherwise fall back to other positions, and every neighbourhood and edge
+    feature would change without a word. Models saved before the kind was kept,
+    and a fit in progress, resolve ``coords`` as given.
+
+    Raises
+    ------
+    ModelMismatchError
+        The dataset lacks the coordinate variables the model's positions came from.
+    """
+    from xmsgl.knn import node_geometry
+
+    fitted = getattr(backbone, "positions", {}).get(scale)
+    if fitted is None:
+        return node_geometry(ds, scale, backbone.options["coords"])
+    names = [n.format(scale) for n in _POSITION_VARS.get(fitted, ())]
+    missing = [n for n in names if n not in ds.variables]
+    if missing:
+        raise ModelMismatchError(
+            f"the model's dmsge backbone was fitted with {scale} positions from {names} "
+            f"({fitted!r}), and the dataset lacks {missing}: its neighbourhoods and edge "
+            f"features would come from other positions and its predictions would change; add "
+            f"{names} (units m or km for x/y, degrees for lon/lat) or refit the model"
+        )
+    return node_geometry(ds, scale, fitted)
 
 
 # ----------------------------------------------------------------------------- fit
@@ -1160,6 +1204,9 @@ def fit(
         net.dmsge.length_scales = {s: float(net.dmsge.geometry(s).length_scale) or 1.0
                                    for s in scales}
         hp["backbone_length_scales"] = dict(net.dmsge.length_scales)
+        # Which positions the neighbourhoods came from: another dataset must give the same.
+        net.dmsge.positions = {s: str(net.dmsge.geometry(s).source) for s in scales}
+        hp["backbone_positions"] = dict(net.dmsge.positions)
 
     val_ranges = period_ranges(time, masks["val"])
     ys_std_reach = std(y_reach)

@@ -589,8 +589,8 @@ def _network_geometry(model: Downscaler, ds: xr.Dataset, part: Partition, scale:
     BlockDependenceError
         The model reads ``"geo"`` or ``"dynamic"`` neighbours and the network is cut
         into several blocks.
-    SchemaError
-        The coordinates the model's ``coords`` option asks for are missing.
+    ModelMismatchError
+        The coordinates the model's positions came from are missing.
     """
     backbone = getattr(model.net, "dmsge", None)
     if backbone is None:
@@ -606,10 +606,9 @@ def _network_geometry(model: Downscaler, ds: xr.Dataset, part: Partition, scale:
             "downscale in memory with lazy=False (or load the inputs with ds.load()), or pass "
             f"reach_chunk={n_reach} (or more) to run the whole network as one block, which is exact"
         )
-    from xmsgl.knn import node_geometry
+    from xmsgl.model import backbone_geometry
 
-    return {s: node_geometry(ds, s, backbone.options["coords"])
-            for s in _backbone_scales(model, scale)}
+    return {s: backbone_geometry(backbone, ds, s) for s in _backbone_scales(model, scale)}
 
 
 def _geometry_fields(geom: NodeGeometry) -> dict[str, np.ndarray]:

@@ -498,6 +498,9 @@ class DMSGEBackbone(nn.Module):
         #: network's median nearest-node distance); a scale absent here takes the
         #: geometry's own.
         self.length_scales: dict[str, float] = {}
+        #: The kind of positions (``"xy"``, ``"lonlat"``, ``"outlet-distance"``) each
+        #: scale was fitted with; empty until a fit sets it.
+        self.positions: dict[str, str] = {}
         self._hydro: dict[str, tuple[Any, torch.Tensor, torch.Tensor]] = {}
         #: Set to a dict to record embeddings, neighbourhoods and max-winners of the next call.
         self.record: dict[str, Any] | None = None
