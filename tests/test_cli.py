@@ -553,3 +553,26 @@ def test_evaluate_robustness_reads_the_test_days_whole(tmp_path, monkeypatch: py
                  "--robustness", "climatology", "--test", "2002-10-01", "2003-09-30",
                  "--out", str(tmp_path / "r.nc")]) == 0
     assert seen["train"] == [("2000-10-01", "2002-09-30")]
+
+
+def test_an_unknown_option_is_the_subcommands_error_and_evaluate_takes_no_progress(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--methods", "climatology", "--bogus"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "xmsgl evaluate: error: unrecognized arguments: --bogus" in err
+    assert "usage: xmsgl evaluate" in err
+    assert build_parser().parse_args(["evaluate", "--no-progress"]).no_progress
+
+
+def test_evaluate_advice_names_what_evaluate_takes() -> None:
+    from xmsgl.cli import _cli_words
+
+    said = _cli_words("no validation period: ...; give val=(start, end) (days not in train) to "
+                      "choose it on held-out days", "evaluate")
+    assert "--val" not in said and "fewer --folds" in said
+    said = _cli_words("no fine observations in the training period [('a', 'b')]; give a training "
+                      "period with observations or use method='remap'", "evaluate")
+    assert "--method" not in said and said.endswith("with observations")
+    # xmsgl fit has --val: its advice stays.
+    assert "--val START END" in _cli_words("give val=(start, end) (days not in train) to", "fit")

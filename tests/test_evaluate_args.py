@@ -306,11 +306,121 @@ def test_a_short_record_is_said_once_by_a_sweep_and_still_by_cross_validation(ba
                        fit_kwargs={"fine-only": fit})
     short = [w for w in seen if issubclass(w.category, xmsgl.ShortRecordWarning)]
     assert len(short) == 1 and "the sweep scores" in str(short[0].message)
-    # Cross-validation's fits split the record themselves: fit's own warning stays.
+    # Cross-validation by sub-basin fits on every day but the last whole water year,
+    # its validation period: no short-record warning on two water years ...
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        try:
-            cross_validate(basin, "fine-only", folds=2, repeats=1, seeds=[0], fit_kwargs=fit)
-        except xmsgl.XmsglError:
-            pass  # the few gauges of this basin may leave a fold without observations
-    assert any(issubclass(w.category, xmsgl.ShortRecordWarning) for w in seen)
+        cv = cross_validate(basin, "fine-only", folds=2, repeats=1, seeds=[0], fit_kwargs=fit)
+    assert not any(issubclass(w.category, xmsgl.ShortRecordWarning) for w in seen)
+    assert set(cv.val_period.values.ravel()) == {'[["2001-10-01", "2002-09-30"]]'}
+    # ... and on less than two, fit splits the record itself and says so, naming the fold.
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        cross_validate(basin.isel(time=slice(0, 550)), "fine-only", folds=2, repeats=1,
+                       seeds=[0], fit_kwargs=fit)
+    short = [str(w.message) for w in seen if issubclass(w.category, xmsgl.ShortRecordWarning)]
+    assert short and short[0].startswith("fold 0 of repetition 0: the record holds 1 whole")
+
+
+FAST = {"epochs": 1, "window": 60, "stride": 60, "hidden": 4}
+
+
+@pytest.fixture()
+def fits(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """The keyword arguments of every fit the default trainer runs."""
+    import xmsgl.model
+
+    seen: list[dict] = []
+    real = xmsgl.model.fit
+
+    def spy(ds, method="msgl", **kw):
+        if ds is not xmsgl.model._ARGUMENTS_ONLY:
+            seen.append({"method": method, **kw})
+        return real(ds, method=method, **kw)
+
+    monkeypatch.setattr(xmsgl.model, "fit", spy)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def three_years() -> xr.Dataset:
+    return xmsgl.datasets.synthetic_basin(n_segments=4, start="2000-10-01", end="2003-09-30", seed=4,
+                                          reach_obs_share=0.3)
+
+
+def test_a_sweep_given_a_validation_period_still_hides_its_scored_days_from_the_fit(
+        three_years: xr.Dataset, fits: list[dict]) -> None:
+    # With val= and no test=, fit used to train on every other day, the scored year
+    # included (ASYNC-MSGL's stage A read a longer coarse record there).
+    sw = sparsity_sweep(three_years, ["fine-only"], keep=[1.0], seeds=[0],
+                        fit_kwargs={**FAST, "val": ("2001-10-01", "2002-09-30")})
+    scored = [tuple(p) for p in json.loads(sw.attrs["test_period"])]
+    assert scored == [("2002-10-01", "2003-09-30")]
+    assert [f["test"] for f in fits] == [scored]
+    # Without a period of its own, fit splits the record by itself: the same days.
+    fits.clear()
+    sparsity_sweep(three_years, ["fine-only"], keep=[1.0], seeds=[0], fit_kwargs=FAST)
+    assert "test" not in fits[0] and "val" not in fits[0]
+
+
+def test_sweeps_refuse_a_bad_setting_or_method_before_the_first_fit(
+        three_years: xr.Dataset, fits: list[dict]) -> None:
+    cases = [
+        ({"fine-only": {**FAST, "epochs": 0}}, ["msgl", "fine-only"], xmsgl.ParameterError, "epochs"),
+        ({"async-msgl": {**FAST, "stage_a_tasks": ("coarse", "bogus")}}, ["msgl", "async-msgl"],
+         xmsgl.ParameterError, "bogus"),
+        ({"async-msgl": {**FAST, "stage_a_variable": "seg_nope"}}, ["msgl", "async-msgl"],
+         xmsgl.SchemaError, "seg_nope"),
+        (FAST, ["msgl", "fine_only"], xmsgl.ParameterError, r"methods \['fine_only'\] are not known"),
+        ({**FAST, "seed": 3}, ["msgl"], xmsgl.ParameterError, r"sets \['seed'\].*seeds="),
+        ({"msgl": {**FAST, "method": "remap"}}, ["msgl"], xmsgl.ParameterError, "methods="),
+        ({**FAST, "test": ("2002-10-01", "2003-09-30")}, ["msgl"], xmsgl.ParameterError, "test="),
+        ({"direct": {"weighting": "equal"}}, ["msgl", "direct"], xmsgl.ParameterError,
+         r"weighting is read by \['msgl'"),
+    ]
+    for kwargs, methods, error, match in cases:
+        with pytest.raises(error, match=match):
+            sparsity_sweep(three_years, methods, keep=[1.0], seeds=[0], fit_kwargs=kwargs)
+    with pytest.raises(xmsgl.ParameterError, match="must be a mapping"):
+        sparsity_sweep(three_years, ["msgl"], keep=[1.0], seeds=[0], fit_kwargs=[("epochs", 1)])
+    assert fits == []
+
+
+def test_a_share_that_leaves_no_training_observation_is_refused_before_the_first_fit(
+        three_years: xr.Dataset, fits: list[dict]) -> None:
+    with pytest.raises(xmsgl.DataError, match=r"keep=0, seed=0 leaves no fine observation.*"
+                                              r"\['msgl'\]"):
+        sparsity_sweep(three_years, ["climatology", "msgl"], keep=[1.0, 0.0], seeds=[0],
+                       fit_kwargs={"msgl": FAST})
+    assert fits == []
+
+
+def test_cross_validation_checks_every_fold_and_records_what_it_did(
+        three_years: xr.Dataset, fits: list[dict]) -> None:
+    from xmsgl.evaluate import cv_partitions
+
+    with pytest.raises(xmsgl.ParameterError, match=r"sets \['seed'\].*seed= for the folds"):
+        cross_validate(three_years, "msgl", folds=2, repeats=1, seeds=1, fit_kwargs={**FAST, "seed": 3})
+    with pytest.raises(xmsgl.ParameterError, match="takes its settings flat"):
+        cross_validate(three_years, "msgl", folds=2, repeats=1, seeds=1, fit_kwargs={"msgl": FAST})
+    with pytest.raises(xmsgl.ParameterError, match="epochs"):
+        cross_validate(three_years, "msgl", folds=2, repeats=1, seeds=1, fit_kwargs={"epochs": 0})
+    # Observations in one sub-basin only: the fold holding it out has none to train on.
+    parts = cv_partitions(three_years, folds=2, repeats=1, blocking="subbasin")
+    inside = xr.DataArray(parts[1].reaches, dims="reach", coords={"reach": three_years.reach})
+    one = three_years.assign(reach_temp=three_years.reach_temp.where(inside))
+    with pytest.raises(xmsgl.DataError, match=r"fold 1 of repetition 0 \(held-out blocks .*no fine "
+                                              r"observation.*before any fit"):
+        cross_validate(one, "fine-only", folds=2, repeats=1, seeds=1, fit_kwargs=FAST)
+    # A fixed validation year that a fold holds out is named with the fold, before any fit.
+    with pytest.raises(xmsgl.TimeError, match=r"fold \d of repetition 0 .*overlap"):
+        cross_validate(three_years, "fine-only", folds=3, repeats=1, seeds=1, blocking="water_year",
+                       fit_kwargs={**FAST, "val": ("2001-10-01", "2002-09-30")})
+    assert fits == []
+    cv = cross_validate(three_years, "fine-only", folds=2, repeats=1, seeds=1, fit_kwargs=FAST)
+    assert json.loads(cv.attrs["fit_kwargs"]) == FAST and cv.attrs["trainer"] == "default"
+    held = [json.loads(str(v)) for v in cv.held_out_blocks.values.ravel()]
+    assert sorted(g for h in held for g in h) == sorted(g for p in parts for g in p.groups)
+    # Held-out sites are fitted on every day but the last water year, which validates.
+    assert [f["val"] for f in fits] == [[("2002-10-01", "2003-09-30")]] * 2
+    assert set(cv.val_period.values.ravel()) == {'[["2002-10-01", "2003-09-30"]]'}

@@ -373,6 +373,10 @@ _EVALUATE_WORDS = (
     (r"\bgive train=, val= and test= \(start, end\) to choose them",
      "give --test START END to choose the test period"),
     (r"\bgive train=\(start, end\) to choose them", "give --test START END to choose the test period"),
+    # It has no --val: the validation years follow from the folds and the record.
+    (r"\bgive val=\(start, end\) \(days not in train\) to choose it on held-out days",
+     "fewer --folds, or a record with more whole water years, leave one to validate on"),
+    (r" or use method='remap'", ""),
 )
 
 
@@ -1148,6 +1152,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "years; the test years' observations are hidden)")
     ev.add_argument("--device", default="auto", help="where the networks run: " + _DEVICE_HELP)
     ev.add_argument("--out", default="xmsgl-evaluation.nc", help="netCDF file (default: %(default)s)")
+    ev.add_argument("--no-progress", action="store_true",
+                    help="accepted as by the other commands; evaluate shows no progress bars")
     ev.add_argument("--overwrite", action="store_true",
                     help="replace an existing --out file (never the --data file)")
     ev.set_defaults(func=_evaluate)
@@ -1385,7 +1391,13 @@ def _terminate_as_interrupt() -> Iterator[dict[str, bool]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xmsgl`` command: 0 on success, 2 for bad usage, 1 for failures."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # Unknown options are the subcommand's: its usage and an "xmsgl SUB: error:" line,
+        # not the top-level usage that argparse gives them (exits with 2).
+        subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        subs.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         with _terminate_as_interrupt() as stopped:

@@ -32,6 +32,7 @@ from xmsgl.exceptions import (
     ParameterError,
     SchemaError,
     ShortRecordWarning,
+    XmsglError,
     XmsglWarning,
     check_count,
     format_ids,
@@ -50,7 +51,13 @@ from xmsgl.metrics import (
     rmse,
     skill,
 )
-from xmsgl.periods import period_mask, validation_beside, water_years, whole_water_years
+from xmsgl.periods import (
+    period_mask,
+    validation_at_end,
+    validation_beside,
+    water_years,
+    whole_water_years,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -246,8 +253,9 @@ def evaluate(
     out.attrs["history"] = _history(
         f"evaluate(dims={dims!r}, by={by!r}, join={join!r}, hot={hot!r})"
     )
+    node = next((str(d) for d in o.dims if d != time_dim), "reach")
     out.attrs["hot_rule"] = (
-        "observed value >= 90th percentile of the reach's own observed values" if hot == "reach"
+        f"observed value >= 90th percentile of the {node}'s own observed values" if hot == "reach"
         else "observed value >= 90th percentile of all observed values"
     )
     return out
@@ -635,6 +643,41 @@ def _masked_coarse(ds: xr.Dataset, fit_kwargs: Mapping[str, Any] | None, mask_co
 Trainer = Callable[[xr.Dataset, xr.Dataset, int], Any]
 
 
+def _fit_periods(kw: Mapping[str, Any], time: pd.DatetimeIndex,
+                 attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The periods the default trainer gives :func:`xmsgl.fit` (``train``, ``val``,
+    ``test``), from the fit arguments ``kw`` and a held-out set's attributes ``attrs``.
+
+    * Test days (``test_period``, JSON) are passed as ``test=`` unless ``kw`` has a
+      ``test``; when ``kw`` has neither ``train`` nor ``val`` the validation period
+      is :func:`~xmsgl.periods.validation_beside` (fit's own rule). A sweep whose test
+      days are fit's default split (``default_split``) lets fit split by itself
+      when ``kw`` names no period: the same days.
+    * Held-out sites (spatial blocking: no test days) are scored on every day, so
+      the network trains on every day but the validation years of
+      :func:`~xmsgl.periods.validation_at_end`, as the baselines train on every day;
+      not on fit's default split, which would leave its test years unread.
+    """
+    out: dict[str, Any] = {}
+    named = {"train", "val", "test"} & set(kw)
+    period = attrs.get("test_period")
+    if period:
+        if "test" in kw or (attrs.get("default_split") and not named):
+            return out
+        out["test"] = [tuple(p) for p in json.loads(period)]
+        if not {"train", "val"} & set(kw):
+            # With test= alone, fit would train on every other day and validate on
+            # none: keep the validation year(s) fit's own split would keep.
+            val = validation_beside(time, period_mask(time, out["test"], "test"))
+            if val:
+                out["val"] = val
+    elif attrs.get("blocking") in ("subbasin", "reach") and not named:
+        val = validation_at_end(time)
+        if val:
+            out["val"] = val
+    return out
+
+
 def default_trainer(method: str, fit_kwargs: Mapping[str, Any] | None = None) -> Trainer:
     """The trainer :func:`cross_validate` and :func:`sparsity_sweep` use by default.
 
@@ -645,10 +688,14 @@ def default_trainer(method: str, fit_kwargs: Mapping[str, Any] | None = None) ->
     when ``test_ds`` carries a ``test_period`` attribute it is passed as ``test=``
     so that those days are never read, with, unless ``fit_kwargs`` set ``train`` or
     ``val``, the validation period of :func:`xmsgl.periods.validation_beside` (the
-    whole water year(s) just before the test period, as fit's own split keeps; on a
+    whole water year(s) just before the test period, as fit's own split keeps, or
+    just before its last block where test days hold both ends of the record; on a
     record with no whole water year free of test days beside the one left for
     training there is none, and the fit warns that its checkpoint is chosen on the
-    training loss: give ``fit_kwargs`` a ``val``). ``fit_kwargs`` go to the fit call.
+    training loss). Held-out sites (``"subbasin"`` and ``"reach"`` blocking), scored
+    on every day, are fitted on every day but the last whole water year(s)
+    (:func:`xmsgl.periods.validation_at_end`), the validation period, as the
+    baselines are fitted on every day. ``fit_kwargs`` go to the fit call.
 
     Returns
     -------
@@ -676,16 +723,7 @@ def default_trainer(method: str, fit_kwargs: Mapping[str, Any] | None = None) ->
         from xmsgl.model import fit
 
         kw = dict(kwargs)
-        period = test_ds.attrs.get("test_period")
-        if period and "test" not in kw:
-            kw["test"] = [tuple(p) for p in json.loads(period)]
-            if "train" not in kw and "val" not in kw:
-                # With test= alone, fit would train on every other day and validate on
-                # none: keep the validation year(s) fit's own split would keep.
-                time = pd.DatetimeIndex(train_ds[TIME].values)
-                val = validation_beside(time, period_mask(time, kw["test"], "test"))
-                if val:
-                    kw["val"] = val
+        kw.update(_fit_periods(kw, pd.DatetimeIndex(train_ds[TIME].values), test_ds.attrs))
         kw.setdefault("progress", False)
         model = fit(train_ds, method=method, seed=seed, **kw)
         with warnings.catch_warnings():
@@ -695,6 +733,52 @@ def default_trainer(method: str, fit_kwargs: Mapping[str, Any] | None = None) ->
             return downscale(train_ds, model)
 
     return train
+
+
+def _training_days(method: str, kw: Mapping[str, Any], time: pd.DatetimeIndex,
+                   attrs: Mapping[str, Any]) -> np.ndarray:
+    """The days the default trainer fits ``method`` on (a mask of ``time``), before
+    the held-out observations are masked: a baseline every day (or its ``train``),
+    a network fit's training period as :func:`_fit_periods` sets it."""
+    from xmsgl.baselines import BASELINES
+    from xmsgl.model import _resolve_periods
+
+    if method in BASELINES:
+        return (period_mask(time, kw["train"], "train") if "train" in kw
+                else np.ones(time.size, dtype=bool))
+    kw = {**kw, **_fit_periods(kw, time, attrs)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fit says it, once it runs
+        _, masks = _resolve_periods(time, kw.get("train"), kw.get("val"), kw.get("test"))
+    return np.asarray(masks["train"])
+
+
+def _check_fit_kwargs(fit_kwargs: Any, caller: str, nested: bool) -> None:
+    """Refuse ``fit_kwargs`` that are not a mapping, or that set what ``caller``
+    (``"sparsity_sweep"`` or ``"cross_validate"``) gives each fit itself: the seed,
+    the method, the data and the test days; in the flat form or, where ``nested``,
+    in a method's own entry."""
+    if fit_kwargs is None:
+        return
+    if not isinstance(fit_kwargs, Mapping):
+        raise ParameterError(f"fit_kwargs={fit_kwargs!r} must be a mapping of keyword arguments of "
+                             "xmsgl.fit, e.g. {'epochs': 20}")
+    sweep = caller == "sparsity_sweep"
+    hints = {"seed": f"{caller}'s seeds=" + ("" if sweep else " (and seed= for the folds)"),
+             "method": f"{caller}'s " + ("methods=" if sweep else "method="),
+             "ds": f"{caller}'s ds",
+             "test": ("sparsity_sweep's test=" if sweep
+                      else "the held-out blocks (blocking='water_year' holds out years)")}
+    entries = [("fit_kwargs", fit_kwargs)]
+    if nested:
+        entries += [(f"fit_kwargs[{k!r}]", v) for k, v in fit_kwargs.items() if isinstance(v, Mapping)]
+    for where, entry in entries:
+        taken = [k for k in hints if k in entry]
+        if taken:
+            raise ParameterError(
+                f"{where} sets {taken}, which {caller} gives each fit itself; drop "
+                f"{'them' if len(taken) > 1 else 'it'} and use "
+                + ", ".join(hints[k] for k in taken))
 
 
 def _score(result: Any, test_ds: xr.Dataset, name: str = "score") -> dict[str, float]:
@@ -821,6 +905,62 @@ def _cv_plan(ds: xr.Dataset, *, folds: int, repeats: int, blocking: str, seed: i
     return parts, target_all, target_name
 
 
+class _FoldWarnings:
+    """Warnings raised while a fold is fitted, said again with the fold named, each
+    text once per cross-validation (``said``)."""
+
+    def __init__(self, h: Holdout, said: set[tuple[Any, str]]) -> None:
+        self.h, self.said = h, said
+        self._cm = warnings.catch_warnings(record=True)
+
+    def __enter__(self) -> None:
+        self.caught = self._cm.__enter__()
+        warnings.simplefilter("always")
+
+    def __exit__(self, *exc: Any) -> None:
+        self._cm.__exit__(*exc)
+        for w in self.caught or []:
+            key = (w.category, str(w.message))
+            if key in self.said:
+                continue
+            self.said.add(key)
+            text = f"fold {self.h.fold} of repetition {self.h.repeat}: {w.message}"
+            warnings.warn(text, w.category, stacklevel=user_stacklevel())
+
+
+def _cv_training_checked(ds: xr.Dataset, parts: list[Holdout], method: str,
+                         kwargs: Mapping[str, Any], blocking: str) -> dict[tuple[int, int], Any]:
+    """Check, before any fit, that every fold leaves the default trainer's fit of
+    ``method`` a fine observation on its training days, and that its periods agree;
+    return each fold's validation period (networks; ``{}`` for baselines)."""
+    from xmsgl.baselines import BASELINES
+
+    time = pd.DatetimeIndex(ds[TIME].values)
+    observed = np.isfinite(np.asarray(ds["reach_temp"].transpose(REACH, TIME).values))
+    vals: dict[tuple[int, int], Any] = {}
+    for h in parts:
+        where = (f"fold {h.fold} of repetition {h.repeat} (held-out blocks "
+                 f"{format_ids(h.groups)})")
+        attrs = {"blocking": blocking,
+                 "test_period": json.dumps(_ranges(time, h.days)) if blocking == "water_year" else ""}
+        try:
+            days = _training_days(method, kwargs, time, attrs)
+        except XmsglError as err:
+            raise type(err)(f"{where}: {err}") from err
+        if method not in BASELINES:
+            vals[(h.repeat, h.fold)] = {**kwargs, **_fit_periods(kwargs, time, attrs)}.get("val") or []
+        if method == "remap":
+            continue
+        left = observed & ~(h.reaches[:, None] & h.days[None, :])
+        if not left[:, days].any():
+            raise DataError(
+                f"{where} leaves no fine observation ('reach_temp') on the days {method!r} trains "
+                "on: every observed reach lies in its held-out blocks, or on held-out or "
+                "validation days; use fewer folds, another blocking or a record with more "
+                "observed sites (checked before any fit)")
+    return vals
+
+
 def cross_validate(
     ds: xr.Dataset,
     method: str,
@@ -912,16 +1052,24 @@ def cross_validate(
         and the coordinate
         ``held_out_id`` (repeat, fold): equal numbers mark the same held-out
         blocks (and so the same training data), which
-        :func:`variance_decomposition` counts once. Attributes ``method``,
-        ``blocking``, ``score``, ``target``, ``repeats_dropped`` (repetitions that
-        would have repeated a partition), ``mask_coarse`` (1 where the held-out
-        sites' coarse observations were hidden) and ``history``.
+        :func:`variance_decomposition` counts once; ``held_out_blocks`` (JSON list
+        of the blocks held out) and, for a network fitted by the default trainer,
+        ``val_period`` (JSON list of the validation spans) on (``repeat``, ``fold``).
+        Attributes ``method``, ``blocking``, ``score``, ``target``,
+        ``repeats_dropped`` (repetitions that would have repeated a partition),
+        ``mask_coarse`` (1 where the held-out sites' coarse observations were
+        hidden), ``seed``, ``use_truth``, ``trainer``, ``fit_kwargs`` (JSON, with the
+        default trainer) and ``history``.
 
     Raises
     ------
     DataError
-        Fewer blocks than folds, or a held-out set without any target value
-        (both before anything is trained).
+        Fewer blocks than folds, a held-out set without any target value, or a fold
+        that leaves the default trainer's fit no fine observation on its training
+        days (all before anything is trained).
+    ParameterError
+        ``fit_kwargs`` that are not a mapping, that set ``seed``, ``method`` or
+        ``test``, that hold per-method entries, or that fit refuses (before any fit).
 
     Warns
     -----
@@ -941,12 +1089,31 @@ def cross_validate(
     if trainer is None and score not in (*METRICS, "n"):
         # The default trainer's scores are known now: refuse before any fit runs.
         raise ParameterError(f"score={score!r} is not among the scores {[*METRICS, 'n']}")
+    _check_fit_kwargs(fit_kwargs, "cross_validate", nested=False)
+    kwargs = dict(fit_kwargs or {})
+    if trainer is None:
+        from xmsgl.baselines import BASELINES
+        from xmsgl.model import METHODS as NETWORKS
+        from xmsgl.model import check_fit_args, check_stage_a_variable
+
+        nested = [k for k, v in kwargs.items() if k in (*NETWORKS, *BASELINES, "gru")
+                  and isinstance(v, Mapping)]
+        if nested:
+            raise ParameterError(
+                f"fit_kwargs has entries for methods {nested}: cross_validate fits one method and "
+                f"takes its settings flat, e.g. fit_kwargs={dict(kwargs[nested[0]])!r}")
+        if method in NETWORKS:
+            # What fit refuses of its arguments is refused before the first fold's fits.
+            check_fit_args(method, kwargs)
+            if method == "async-msgl" and "stage_a_variable" in kwargs:
+                check_stage_a_variable(ds, kwargs["stage_a_variable"])
     parts, target_all, target_name = _cv_plan(ds, folds=folds, repeats=repeats, blocking=blocking,
                                               seed=seed, use_truth=use_truth)
     train_fn = trainer if trainer is not None else default_trainer(method, fit_kwargs)
     target_vals = np.asarray(target_all.values)
     time = pd.DatetimeIndex(ds[TIME].values)
     topo = topology_arrays(ds)
+    val_periods = _cv_training_checked(ds, parts, method, kwargs, blocking) if trainer is None else {}
     n_rep = parts[-1].repeat + 1
     rows: dict[tuple[int, ...], dict[str, float]] = {}
     n_reaches = np.zeros((n_rep, folds), dtype=np.int64)
@@ -960,6 +1127,7 @@ def cross_validate(
     checked = _masked_coarse(ds, fit_kwargs, mask_coarse)
     hidden_vars = [] if blocking == "water_year" else checked
     had_values = {n for n in hidden_vars if bool(ds[n].notnull().any())}
+    said: set[tuple[Any, str]] = set()
     for h in parts:
         held_id[h.repeat, h.fold] = ids.setdefault(frozenset(h.groups), len(ids))
         cells = h.reaches[:, None] & h.days[None, :]
@@ -985,7 +1153,8 @@ def cross_validate(
         for k, s in enumerate(seed_list):
             train_seeds[h.repeat, h.fold, k] = cell_seed = training_seed(s, h.repeat, h.fold)
             try:
-                pred = train_fn(train_ds, test_ds, cell_seed)
+                with _FoldWarnings(h, said):
+                    pred = train_fn(train_ds, test_ds, cell_seed)
             except DataError as err:
                 # Where mask_coarse hid every value a coarse variable had, a method that
                 # needs them fails: say why.
@@ -1013,6 +1182,17 @@ def cross_validate(
     out["n_test_days"] = (("repeat", "fold"), n_days)
     out = out.assign_coords(held_out_id=(("repeat", "fold"), held_id, {
         "long_name": "number of the held-out set; equal numbers hold out the same blocks"}))
+    groups = np.empty((n_rep, folds), dtype=object)
+    for h in parts:
+        groups[h.repeat, h.fold] = json.dumps([int(g) for g in h.groups])
+    out["held_out_blocks"] = (("repeat", "fold"), groups.astype(str), {
+        "long_name": f"blocks held out (JSON list; {blocking} numbers of cv_partitions)"})
+    if val_periods:
+        vals = np.empty((n_rep, folds), dtype=object)
+        for (r, f), v in val_periods.items():
+            vals[r, f] = json.dumps(v)
+        out["val_period"] = (("repeat", "fold"), vals.astype(str), {
+            "long_name": "validation period of the fits (JSON list of [start, end]; [] for none)"})
     out.attrs.update({
         "method": method, "blocking": blocking, "score": score, "target": target_name,
         "repeats_dropped": int(repeats) - n_rep,
@@ -1020,10 +1200,14 @@ def cross_validate(
         # bool), and which variables.
         "mask_coarse": int(bool(hidden_vars) or blocking == "water_year"),
         "mask_coarse_variables": ", ".join(coarse_vars if blocking == "water_year" else hidden_vars),
+        "seed": int(seed), "use_truth": int(bool(use_truth)),
+        "trainer": "default" if trainer is None else getattr(trainer, "__qualname__", repr(trainer)),
         "history": _history(f"cross_validate(method={method!r}, folds={folds}, repeats={repeats}, "
                             f"seeds={seed_list}, blocking={blocking!r}, seed={seed}, "
                             f"mask_coarse={mask_coarse!r})"),
     })
+    if trainer is None and fit_kwargs is not None:
+        out.attrs["fit_kwargs"] = json.dumps(kwargs, default=repr)
     return out
 
 
@@ -1295,7 +1479,8 @@ def sparsity_sweep(
         A trainer (see :func:`cross_validate`) for every method or per method.
     test : (start, end) or list, optional
         Test days; default the last water years, as in :func:`xmsgl.fit` (then the
-        default trainer lets ``fit`` pick the same split itself).
+        default trainer lets ``fit`` pick the same split itself, unless ``fit_kwargs``
+        name ``train`` or ``val``: the test days are then passed as ``test=``).
     use_truth : bool, default True
         Score against ``reach_temp_true`` when present.
 
@@ -1311,7 +1496,17 @@ def sparsity_sweep(
     ------
     ParameterError
         Methods or shares that are not names or numbers in [0, 1], repeated ones,
-        bad seeds.
+        bad seeds, unknown methods, ``fit_kwargs`` that set ``seed``, ``method`` or
+        ``test`` or that a network's fit refuses; all before the first fit.
+    DataError
+        A share and seed that leave a network no fine observation on its training
+        days (before the first fit), or a test period without a target value.
+
+    Notes
+    -----
+    Only ``reach_temp`` is thinned. Where the coarse observations come from the same
+    gauges (the Delaware files' ``seg_temp`` is the mean of its segment's reach
+    observations), a gauge thinned out still informs the fits through ``seg_temp``.
 
     Examples
     --------
@@ -1333,7 +1528,10 @@ def sparsity_sweep(
     time = pd.DatetimeIndex(ds[TIME].values)
     test_days = _sweep_test_days(time, test)
     said_short = test is None and _warn_short_sweep(time, test_days)
-    test_attr = "" if test is None else json.dumps(_ranges(time, test_days))
+    # The scored days always go to the trainer: a fit given val= or train= with no
+    # test= would train on every other day, the scored ones included (ASYNC-MSGL's
+    # stage A read a longer coarse record there).
+    test_attr = json.dumps(_ranges(time, test_days))
     if not test_days.any():
         raise DataError(f"the test period {test!r} holds no day of the dataset")
     train_ranges = _ranges(time, ~test_days)
@@ -1342,7 +1540,8 @@ def sparsity_sweep(
     if not np.isfinite(tvals).any():
         raise DataError(f"the test period holds no {target_name!r} value; nothing to score")
     test_ds = xr.Dataset({"target": target_all.copy(data=tvals)},
-                         attrs={"test_period": test_attr, "blocking": "time"})
+                         attrs={"test_period": test_attr, "blocking": "time",
+                                "default_split": int(test is None)})
     topo = topology_arrays(ds)
 
     def per_method(obj: Any, m: str) -> Any:
@@ -1354,8 +1553,16 @@ def sparsity_sweep(
         return obj
 
     from xmsgl.baselines import BASELINES, baseline_settings
+    from xmsgl.model import _METHOD_ONLY_ARGS, check_fit_args, check_stage_a_variable, method_reads
     from xmsgl.model import METHODS as NETWORKS
-    from xmsgl.model import check_method_args, method_reads
+
+    _check_fit_kwargs(fit_kwargs, "sparsity_sweep", nested=True)
+    known = {*NETWORKS, *BASELINES, "gru"}
+    unknown = [m for m in method_list if m not in known and not callable(
+        per_method(trainer, m) if trainer is not None else None)]
+    if unknown:
+        raise ParameterError(f"methods {unknown} are not known; use {sorted(known)} (or give a "
+                             "trainer for them)")
 
     # fit_kwargs: keys naming a method (with a mapping) are that method's; the others go
     # to every method, under its own (they used to be dropped as soon as one method key
@@ -1384,10 +1591,13 @@ def sparsity_sweep(
     for m, settings in own.items():
         wrong = sorted(str(k) for k in settings if not reads(m, str(k)))
         if wrong:
-            takes = (list(baseline_settings(m)[2:]) if m in BASELINES
-                     else "the keyword arguments of xmsgl.fit")
+            if m in BASELINES:
+                takes = f"it takes {list(baseline_settings(m)[2:])}"
+            else:
+                takes = "; ".join(f"{k} is read by {list(_METHOD_ONLY_ARGS[k])}" for k in wrong
+                                  if k in _METHOD_ONLY_ARGS) or "it takes the keyword arguments of xmsgl.fit"
             raise ParameterError(f"fit_kwargs[{m!r}] has settings {wrong} that method {m!r} does "
-                                 f"not read; it takes {takes}")
+                                 f"not read ({takes})")
 
     def kwargs_for(m: str) -> Any:
         if not isinstance(fit_kwargs, Mapping):
@@ -1403,22 +1613,51 @@ def sparsity_sweep(
             f"{[m for m in method_list if m in BASELINES]}; give it per method, e.g. "
             f"fit_kwargs={{'msgl': {{'window': ...}}}}")
     trainers: dict[str, Trainer] = {}
+    defaults: list[str] = []
     for m in method_list:
         t = per_method(trainer, m) if trainer is not None else None
         trainers[m] = t if callable(t) else default_trainer(m, kwargs_for(m))
-        if not callable(t) and m in NETWORKS and isinstance(kwargs_for(m), Mapping):
-            # An argument one method does not read is refused before the first fit,
-            # not after the other methods' fits.
-            check_method_args(m, kwargs_for(m))
+        if not callable(t):
+            defaults.append(m)
+            if m in NETWORKS:
+                # What fit refuses of its arguments (a setting the method does not
+                # read, epochs=0, an unknown stage A task) is refused before the
+                # first fit, not after the other methods' fits.
+                check_fit_args(m, kwargs_for(m))
+                if m == "async-msgl" and "stage_a_variable" in kwargs_for(m):
+                    check_stage_a_variable(ds, kwargs_for(m)["stage_a_variable"])
+
+    def thinned(k: float, s: int) -> xr.Dataset:
+        thin = sparsify(ds, keep=k, seed=s, by=by, period=train_ranges)
+        hide = np.ones(topo.n_reach, dtype=bool)[:, None] & test_days[None, :]
+        thin = _mask_obs(thin, "reach_temp", REACH, hide)
+        return _mask_obs(thin, "seg_temp", SEG,
+                         np.ones(topo.n_seg, dtype=bool)[:, None] & test_days[None, :])
+
+    # Every (keep, seed) must leave the methods fitted by the default trainer a fine
+    # observation on the days they train on, checked before the first fit: a small
+    # share may keep only validation days, and a sweep that failed there lost the
+    # fits before it.
+    needy = [m for m in defaults if m not in BASELINES and m != "remap"]
+    if needy:
+        train_days = {m: _training_days(m, kwargs_for(m), time, test_ds.attrs) for m in needy}
+        for k in keep_list:
+            for s in seed_list:
+                observed = np.isfinite(thinned(k, s)["reach_temp"].transpose(REACH, TIME).values)
+                left = {m: int(observed[:, d].sum()) for m, d in train_days.items()}
+                short = [m for m, n in left.items() if n == 0]
+                if short:
+                    raise DataError(
+                        f"keep={k:g}, seed={s} leaves no fine observation ('reach_temp') on the "
+                        f"days {short} train on ({int(observed.sum())} kept outside the test "
+                        "period, on validation days only or none); raise the smallest share of "
+                        "keep or drop it, before any fit has run")
+
     rows: dict[tuple[int, ...], dict[str, float]] = {}
     n_obs = np.zeros((len(keep_list), len(seed_list)), dtype=np.int64)
     for i, k in enumerate(keep_list):
         for j, s in enumerate(seed_list):
-            thin = sparsify(ds, keep=k, seed=s, by=by, period=train_ranges)
-            hide = np.ones(topo.n_reach, dtype=bool)[:, None] & test_days[None, :]
-            thin = _mask_obs(thin, "reach_temp", REACH, hide)
-            thin = _mask_obs(thin, "seg_temp", SEG,
-                             np.ones(topo.n_seg, dtype=bool)[:, None] & test_days[None, :])
+            thin = thinned(k, s)
             n_obs[i, j] = int(thin["reach_temp"].notnull().sum())
             for mi, m in enumerate(method_list):
                 with warnings.catch_warnings():
@@ -1429,8 +1668,9 @@ def sparsity_sweep(
     out = _results_dataset(rows, {"method": method_list, "keep": keep_list, "seed": seed_list})
     out["n_train_obs"] = (("keep", "seed"), n_obs)
     if isinstance(fit_kwargs, Mapping):
-        # What each method was given, where a shared setting went to some of them only.
-        out.attrs["fit_kwargs"] = json.dumps({m: kwargs_for(m) for m in method_list}, default=repr)
+        # What each method fitted by the default trainer was given, where a shared
+        # setting went to some of them only (a trainer of one's own reads none).
+        out.attrs["fit_kwargs"] = json.dumps({m: kwargs_for(m) for m in defaults}, default=repr)
     out.attrs.update({
         "by": by, "target": target_name, "test_period": json.dumps(_ranges(time, test_days)),
         "history": _history(f"sparsity_sweep(methods={method_list!r}, keep={keep_list!r}, "

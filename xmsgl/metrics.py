@@ -676,8 +676,9 @@ def hot_mask(
     per : str or None, default "reach"
         ``"reach"`` (any dimension name): the threshold is the ``quantile`` of each
         reach's own observed values along ``time_dim``, so every observed reach
-        contributes its own warmest days. ``None``: one pooled threshold over all
-        observed values.
+        contributes its own warmest days (``"seg"`` for segment data). ``None``: one
+        pooled threshold over all observed values. A name that is not a dimension of
+        ``observed`` is a ``SchemaError``, except for a single series on ``time_dim``.
     time_dim : str, default "time"
         The time dimension.
     quantile : float, default 0.9
@@ -687,6 +688,13 @@ def hot_mask(
     -------
     xarray.DataArray of bool
         True at hot observed entries.
+
+    Raises
+    ------
+    ParameterError
+        ``quantile`` outside [0, 1].
+    SchemaError
+        ``per`` or ``time_dim`` is not a dimension of ``observed``.
 
     Examples
     --------
@@ -698,6 +706,13 @@ def hot_mask(
     if not 0 <= quantile <= 1:
         raise ParameterError(f"quantile={quantile!r} must be in [0, 1] (0.9: the hottest tenth)")
     if per is not None and per not in observed.dims:
+        if tuple(observed.dims) != (time_dim,):
+            # A typo, or segment data with the default per="reach", would otherwise pool
+            # every node under one threshold without a word.
+            raise SchemaError(
+                f"per={per!r} is not a dimension of observed {tuple(map(str, observed.dims))}; "
+                "name the node dimension (per='seg' for segment data) or pass per=None for one "
+                "pooled threshold")
         per = None  # a single series: per-reach and pooled agree
     over = [time_dim] if per is not None else list(observed.dims)
     if per is not None and time_dim not in observed.dims:

@@ -1098,6 +1098,8 @@ def fit(
     dev = resolve_device(device)
     pre_epochs = max(1, epochs // 2) if pretrain_epochs is None else int(pretrain_epochs)
 
+    if ds is _ARGUMENTS_ONLY:
+        return None  # type: ignore[return-value]  # check_fit_args: the arguments are sound
     # Ids in increasing order: the same model whatever order the file lists them in.
     ds = in_id_order(validate(ds))
     time = pd.DatetimeIndex(ds[TIME].values)
@@ -1271,20 +1273,7 @@ def fit(
     if method in ("msgl", "async-msgl"):
         assert train_seg is not None
         if method == "async-msgl":
-            if stage_a_variable not in ds.data_vars or tuple(ds[stage_a_variable].dims) not in (
-                    (SEG, TIME), (TIME, SEG)):
-                raise SchemaError(f"stage_a_variable={stage_a_variable!r} must be a (seg, time) "
-                                  "variable of the dataset, in degC")
-            if is_truth(stage_a_variable):
-                raise ParameterError(f"stage_a_variable={stage_a_variable!r} is evaluation-only truth "
-                                     "(*_true), which fit never reads; give an observed or modelled "
-                                     "coarse water temperature")
-            a_units = ds[stage_a_variable].attrs.get("units")
-            if not (isinstance(a_units, str) and is_temperature_units(a_units)):
-                raise UnitsError(f"stage_a_variable={stage_a_variable!r} has units {a_units!r}: stage A "
-                                 "learns coarse water temperature, so it must be a temperature "
-                                 "(degC, K or degF), observed or a process model's (such as "
-                                 "'seg_tave_water')")
+            check_stage_a_variable(ds, stage_a_variable)
             mask_a = (~(masks["val"] | masks["test"]) if stage_a_period is None
                       else period_mask(time, stage_a_period, "stage_a_period"))
             if (mask_a & masks["test"]).any():
@@ -1498,6 +1487,44 @@ _METHOD_ONLY_ARGS: dict[str, tuple[str, ...]] = {
 #: The keyword arguments of :func:`fit` and their defaults, read once (a caller that
 #: wraps ``fit`` does not change what a method reads).
 _FIT_DEFAULTS: dict[str, Any] = {name: p.default for name, p in inspect.signature(fit).parameters.items()}
+
+
+def check_stage_a_variable(ds: xr.Dataset, name: Any) -> None:
+    """Refuse an ASYNC-MSGL ``stage_a_variable`` that is not a (seg, time) water
+    temperature of ``ds`` that fit may read (:func:`fit` and the sweeps, before their
+    first fit)."""
+    if not isinstance(name, str) or name not in ds.data_vars or tuple(ds[name].dims) not in (
+            (SEG, TIME), (TIME, SEG)):
+        raise SchemaError(f"stage_a_variable={name!r} must be a (seg, time) variable of the "
+                          "dataset, in degC")
+    if is_truth(name):
+        raise ParameterError(f"stage_a_variable={name!r} is evaluation-only truth (*_true), which "
+                             "fit never reads; give an observed or modelled coarse water temperature")
+    a_units = ds[name].attrs.get("units")
+    if not (isinstance(a_units, str) and is_temperature_units(a_units)):
+        raise UnitsError(f"stage_a_variable={name!r} has units {a_units!r}: stage A learns coarse "
+                         "water temperature, so it must be a temperature (degC, K or degF), "
+                         "observed or a process model's (such as 'seg_tave_water')")
+
+
+#: Given as ``ds``, :func:`fit` stops after checking its arguments (:func:`check_fit_args`).
+_ARGUMENTS_ONLY: Any = object()
+
+
+def check_fit_args(method: str, kwargs: Mapping[str, Any]) -> None:
+    """Run the checks :func:`fit` makes of its arguments before it reads any data, for
+    the network ``method`` and the keyword arguments ``kwargs`` (no ``seed``).
+
+    Sweeps and cross-validation call it for every method before their first fit, so
+    that ``epochs=0`` or an unknown ``stage_a_tasks`` entry for one method is refused
+    at once, not after the other methods' fits (each of them minutes to hours).
+
+    Raises
+    ------
+    ParameterError
+        What ``fit`` would refuse, with its message.
+    """
+    fit(_ARGUMENTS_ONLY, method=method, **kwargs)
 
 
 def check_method_args(method: str, kwargs: Mapping[str, Any]) -> None:

@@ -43,7 +43,8 @@ import pandas as pd
 from xmsgl.exceptions import PeriodError, TimeError, XmsglWarning, user_stacklevel
 
 __all__ = ["WHOLE_WATER_YEAR_DAYS", "period_bounds", "period_list", "period_mask", "spans_text",
-           "split_periods", "validation_beside", "water_years", "whole_water_years"]
+           "split_periods", "validation_at_end", "validation_beside", "water_years",
+           "whole_water_years"]
 
 _HINT = ("give a label such as '2001', a pair (start, end) such as ('2001-01-01', '2001-12-31'), "
          "or a list of pairs")
@@ -241,13 +242,51 @@ def whole_water_years(time: pd.DatetimeIndex) -> np.ndarray:
                  & (held >= WHOLE_WATER_YEAR_DAYS)]
 
 
+def validation_at_end(time: pd.DatetimeIndex) -> list[tuple[str, str]]:
+    """A validation period for a fit with no test days (held-out sites are scored on
+    every day instead): the last ``max(1, round(n / 12))`` whole water years of the
+    record (``n`` of them), as :func:`split_periods` counts them, leaving at least one
+    whole water year for training; empty with fewer than two.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> validation_at_end(pd.date_range("2000-10-01", "2004-12-31"))
+    [('2003-10-01', '2004-09-30')]
+    >>> validation_at_end(pd.date_range("2000-10-01", "2001-09-30"))
+    []
+    """
+    time = pd.DatetimeIndex(time)
+    wy = water_years(time)
+    whole = whole_water_years(time)
+    n_val = min(max(1, round(whole.size / 12)), whole.size - 1)
+    if n_val < 1:
+        return []
+    return _year_spans(time, wy, [int(y) for y in whole[-n_val:]])
+
+
+def _year_spans(time: pd.DatetimeIndex, wy: np.ndarray, chosen: list[int]) -> list[tuple[str, str]]:
+    """The days of the water years ``chosen`` as (start, end) spans, one per run of
+    consecutive years."""
+    spans: list[tuple[str, str]] = []
+    for y in sorted(chosen):
+        days = time[wy == y]
+        if spans and y - 1 in chosen:
+            spans[-1] = (spans[-1][0], str(days[-1].date()))
+        else:
+            spans.append((str(days[0].date()), str(days[-1].date())))
+    return spans
+
+
 def validation_beside(time: pd.DatetimeIndex, test: np.ndarray) -> list[tuple[str, str]]:
     """A validation period for a given test period (a mask of ``time``), by the rule
     of :func:`split_periods`: the ``max(1, round(n / 12))`` whole water years of the
     record (``n`` of them) that hold no test day and come just before the first test
-    day, or where none does, just after the last; empty when no whole water year is
-    free of test days. At least one free whole water year is left for training: with
-    one free year there is no validation period.
+    day, or where none does, just after the last, or where the test days hold both
+    ends of the record, just before the last test block (the free years between the
+    blocks, the latest first); empty when no whole water year is free of test days.
+    At least one free whole water year is left for training: with one free year there
+    is no validation period.
 
     Examples
     --------
@@ -259,6 +298,8 @@ def validation_beside(time: pd.DatetimeIndex, test: np.ndarray) -> list[tuple[st
     [('2001-10-01', '2002-09-30')]
     >>> validation_beside(t, np.asarray(t >= "2001-10-01"))  # one free year: training's
     []
+    >>> validation_beside(t, np.asarray((t <= "2001-09-30") | (t >= "2004-10-01")))
+    [('2003-10-01', '2004-09-30')]
     """
     time = pd.DatetimeIndex(time)
     test = np.asarray(test, dtype=bool)
@@ -275,16 +316,11 @@ def validation_beside(time: pd.DatetimeIndex, test: np.ndarray) -> list[tuple[st
     after = [y for y in free if time[wy == y][0] > last]
     chosen = before[-n_val:] if before else after[:n_val]
     if not chosen:
-        return []
-    # One span per run of consecutive chosen water years.
-    spans: list[tuple[str, str]] = []
-    for y in sorted(chosen):
-        days = time[wy == y]
-        if spans and y - 1 in chosen:
-            spans[-1] = (spans[-1][0], str(days[-1].date()))
-        else:
-            spans.append((str(days[0].date()), str(days[-1].date())))
-    return spans
+        # Test days at both ends: the free years lie between test blocks; take those
+        # just before the last block (with repeated cross-validation by water year,
+        # 1 fold in 15 held out the first and the last year and went unvalidated).
+        chosen = [y for y in free if time[wy == y][-1] < last][-n_val:]
+    return _year_spans(time, wy, chosen)
 
 
 def split_periods(time: pd.DatetimeIndex) -> dict[str, list[tuple[str, str]]]:
