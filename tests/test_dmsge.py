@@ -336,6 +336,19 @@ def test_a_model_reads_the_positions_it_was_fitted_with(tmp_path, fine_model: xm
                                 no_xy.msgl.downscale(fallback).drop_attrs())
 
 
+def test_explain_takes_a_saved_folder_and_records_its_call(tmp_path, fine_model: xmsgl.Downscaler,
+                                                           basin: xr.Dataset) -> None:
+    from xmsgl.explain import explain
+
+    fine_model.save(tmp_path / "m")
+    ex = explain(str(tmp_path / "m"), basin, time=("2001-02-01", "2001-04-30"))
+    xr.testing.assert_identical(ex.drop_attrs(), fine_model.explain(
+        basin, time=("2001-02-01", "2001-04-30")).drop_attrs())
+    assert f"xmsgl {xmsgl.__version__} explain(time='2001-02-01/2001-04-30', n_bins=8" in \
+        ex.attrs["history"]
+    assert "(xy)" in ex.win_distance.attrs["long_name"]
+
+
 def test_projected_positions_in_km_are_converted_and_other_units_refused(
         fine_model: xmsgl.Downscaler, basin: xr.Dataset) -> None:
     km = basin.assign(**{v: (basin[v] / 1000).assign_attrs(units="km") for v in ("reach_x", "reach_y")})

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+import xmsgl
 from xmsgl.exceptions import SchemaError, TimeError, XmsglError
 from xmsgl.sampling import sparsify
 
@@ -106,3 +107,13 @@ def test_the_short_record_split_counts_whole_days_and_whole_years_hold_their_day
     gap = pd.date_range("2000-10-01", "2003-10-01").append(pd.DatetimeIndex(["2004-09-30"]))
     assert whole_water_years(gap).tolist() == [2001, 2002, 2003]
     assert split_periods(gap)["test"] == [("2002-10-01", "2004-09-30")]
+
+
+def test_thinning_by_reach_records_how_many_reaches_it_kept() -> None:
+    ds = xmsgl.datasets.synthetic_basin(n_segments=6, start="2001-01-01", end="2001-03-31", seed=3,
+                                        reach_obs_share=0.3)
+    n = int(ds.reach_temp.notnull().any("time").sum())
+    thin = xmsgl.sampling.sparsify(ds, keep=0.5, seed=0, by="reach")
+    kept = int(thin.reach_temp.notnull().any("time").sum())
+    assert thin.reach_temp.attrs["xmsgl_sparsify"].endswith(f"({kept} of {n} observed reaches)")
+    assert kept == max(1, round(0.5 * n))

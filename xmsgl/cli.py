@@ -1064,8 +1064,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo", help="run the whole job on the built-in synthetic basin",
-        description="Build the Delaware-sized synthetic basin, keep 1% of its fine training "
-                    "observations, fit ASYNC-MSGL and the fine-only and remap baselines, "
+        description="Build the Delaware-sized synthetic basin, keep 1% of its fine "
+                    "observations (on every day: validation is as sparse as training), fit "
+                    "ASYNC-MSGL and the fine-only and remap baselines, "
                     "downscale the test water year and print RMSE and MAE at all reaches "
                     "against the synthetic truth (and at the reaches without a kept "
                     "observation), with ASYNC-MSGL's coverage; then write OUTDIR/downscaled.nc "

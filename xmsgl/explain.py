@@ -22,7 +22,7 @@ energy against depth for one or several models.
 
 from __future__ import annotations
 
-import datetime as _dt
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ import pandas as pd
 import xarray as xr
 
 from xmsgl.convention import REACH, TIME, validate
+from xmsgl.evaluate import _history
 from xmsgl.exceptions import DataError, ParameterError, SchemaError, TimeError, check_count, format_ids
 
 if TYPE_CHECKING:
@@ -65,17 +66,18 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
 
     Parameters
     ----------
-    model : Downscaler
+    model : Downscaler, str or path
         Fitted with ``backbone="dmsge"`` and a method with a fine backbone (not
-        ``"remap"``).
+        ``"remap"``), or the folder it was saved to.
     ds : xarray.Dataset
         A dataset with the model's input variables.
     time : (start, end), optional
         The days to run, as one window (default: all days of ``ds``; a year or two
-        is typical). A gap in the days is run through as if they followed each
-        other, and the first days have no spin-up (the encoder and the dynamic
-        graph read days before them): give a period without gaps that starts some
-        months before the days of interest.
+        is typical). Every statistic covers all of these days. A gap in the days
+        is run through as if they followed each other, and the first days have no
+        spin-up (the encoder and the dynamic graph read days before them): give a
+        period without gaps, long enough (a year or more) that its first weeks
+        weigh little in the statistics.
     device : str, default "cpu"
         Torch device.
     n_bins : int, default 8
@@ -105,6 +107,11 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
         or ``n_bins`` is not an integer of at least 2.
     ModelMismatchError
         The dataset does not fit the model (see :func:`xmsgl.model.check_compatible`).
+    TimeError, PeriodError
+        ``time`` selects no day of ``ds``, is reversed, or is not one period.
+    SchemaError, TopologyError, DataError
+        ``ds`` is not a dataset in the convention (see :func:`xmsgl.validate`), or
+        an input holds NaN on the days run.
 
     Examples
     --------
@@ -118,6 +125,10 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
     from xmsgl.train import resolve_device
 
     check_count("n_bins", n_bins, least=2)
+    if isinstance(model, (str, os.PathLike)):
+        from xmsgl.model import load
+
+        model = load(model)  # type: ignore[assignment]
     net = getattr(model, "net", None)
     if net is None:
         raise ParameterError(f"explain() needs a network model fitted with backbone='dmsge'; "
@@ -138,6 +149,7 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
         check_compatible(model, ds, graphs, REACH)
     times = pd.DatetimeIndex(ds[TIME].values)
     tsel = _time_slice(times, time)
+    s_time = f"{times[tsel.start].date()}/{times[tsel.stop - 1].date()}"
     dev = resolve_device(device)
     data = _rebuild(model, ds, graphs, dev, tsel)
     net = net.to(dev)
@@ -241,7 +253,8 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
             **{f"basin_share_{c}": (lg, shares[c].mean(axis=2), {
                 "long_name": f"basin mean of share_{c}", "units": "1"}) for c in cats},
             "win_distance": (lgr, win_dist, {
-                "long_name": "mean straight-line distance of the max-winning neighbours",
+                "long_name": "mean distance of the max-winning neighbours between the "
+                             f"backbone's positions ({geom.source})",
                 "units": "m"}),
             "top_neighbour": (lgr, top_id, {"long_name": "reach id of the most frequent winner "
                                                          "(-1 where the model does not use the graph)"}),
@@ -264,7 +277,8 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
             "positions": geom.source, "k": backbone.k,
             "concat": int(backbone.concat), "reduce": backbone.options["reduce"],
             "graphs": " ".join(backbone.graphs),
-            "history": f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ} xmsgl.explain.explain",
+            "history": _history(f"explain(time={s_time!r}, n_bins={n_bins}, device={str(dev)!r}, "
+                                f"check_graph={bool(check_graph)})"),
         },
     )
     return out

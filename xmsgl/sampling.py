@@ -138,6 +138,10 @@ def sparsify(
     kept = int(observed.sum() - drop.sum())
     call = (f"keep={keep}, seed={seed}, by={by!r}, period={period!r}: {kept} of "
             f"{int(observed.sum())} observations kept")
+    if by == "reach":
+        # What the share applied to: the observed reaches.
+        call += (f" ({int((observed & ~drop).any(axis=1).sum())} of "
+                 f"{int(observed.any(axis=1).sum())} observed reaches)")
     # A second thinning adds to the record, so the share left overall stays readable.
     before = da.attrs.get("xmsgl_sparsify")
     attrs = {**da.attrs, "xmsgl_sparsify": f"{before}; then {call}" if before else call}
