@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+import xmsgl
 from xmsgl.cli import build_parser, main
 
 
@@ -472,6 +473,13 @@ def test_messages_in_the_commands_words_leave_python_code_alone() -> None:
     assert (_cli_words("'now' is not a date; give a label such as '2001', a pair (start, end) such as "
                        "('2001-01-01', '2001-12-31'), or a list of pairs")
             == "'now' is not a date; give a date such as 2001-01-01, or a year such as 2001")
+    # Where one period is asked for, the advice offers no list, in Python or in the command.
+    from xmsgl.periods import period_bounds
+
+    with pytest.raises(xmsgl.PeriodError) as err:
+        period_bounds(("now", "2001"), "time")
+    assert "list" not in str(err.value)
+    assert _cli_words(str(err.value)).endswith("give a date such as 2001-01-01, or a year such as 2001")
     # Advice written as Python keeps its keywords: it is code to type, not an option.
     for code in ("ds.resample(time='1D').mean()", "fit(ds, method='msgl')", "f(a, time='x')",
                  "to_zarr_safe(ds, p, overwrite=True)"):

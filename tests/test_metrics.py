@@ -456,3 +456,19 @@ def test_infinite_values_score_as_documented() -> None:
     both = skill(obs.copy(data=[10.0, np.inf, 12.0]), obs.copy(data=[10.0, np.inf, 12.0]))
     assert all(np.isnan(float(both[m])) for m in ("rmse", "mae", "nse", "kge"))
     assert int(both["n"]) == 3
+
+
+def test_hot_mask_refuses_a_per_that_is_not_a_dimension() -> None:
+    from xmsgl.metrics import hot_mask
+
+    o = xr.DataArray(np.arange(40.0).reshape(2, 20), dims=("seg", "time"))
+    with pytest.raises(xmsgl.SchemaError, match=r"per='reach' is not a dimension.*per='seg'"):
+        hot_mask(o)  # segment data with the default per="reach" used to pool both segments
+    assert hot_mask(o, per="seg").sum("time").values.tolist() == [2, 2]
+    assert int(hot_mask(o.isel(seg=0)).sum()) == 2  # one series: per-reach and pooled agree
+
+
+def test_the_package_lists_what_it_gives_on_first_use() -> None:
+    import xmsgl
+
+    assert {"fit", "load", "Downscaler", "metrics", "datasets"} <= set(dir(xmsgl))

@@ -481,6 +481,10 @@ def test_baselines_fit_downscale_save_and_load(tmp_path, tiny_basin: xr.Dataset)
     path = model.save(tmp_path / "clim")
     back = xmsgl.load(path)
     assert isinstance(back, BaselineModel) and back.method == "climatology"
+    # The network loader names the loader that reads it, and no upgrade.
+    with pytest.raises(ModelMismatchError, match=r"holds a baseline .*load it with xmsgl.load") as err:
+        Downscaler.load(path)
+    assert "upgrade" not in str(err.value)
     np.testing.assert_array_equal(tiny_basin.msgl.downscale(path).values, out.values)
 
 

@@ -95,3 +95,8 @@ def __getattr__(name: str) -> Any:
 
         return fit
     raise AttributeError(f"module 'xmsgl' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # What __getattr__ gives too, for tab completion and help(xmsgl).
+    return sorted({*globals(), *__all__, *_SUBMODULES, "Downscaler", "fit", "load"})

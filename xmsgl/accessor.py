@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import xarray as xr
 
 if TYPE_CHECKING:
+    from xmsgl.baselines import BaselineModel
     from xmsgl.graph import RiverGraphs
     from xmsgl.model import Downscaler
 
@@ -43,8 +44,10 @@ class MsglAccessor:
 
         return build_graphs(self._ds, **kwargs)
 
-    def fit(self, method: str = "msgl", **kwargs: Any) -> Downscaler:
-        """Fit a downscaling model; see :func:`xmsgl.model.fit`."""
+    def fit(self, method: str = "msgl", **kwargs: Any) -> Downscaler | BaselineModel:
+        """Fit a downscaling model; see :func:`xmsgl.model.fit` (a network method gives a
+        :class:`~xmsgl.Downscaler`, a baseline a :class:`~xmsgl.baselines.BaselineModel`,
+        ``"gru"`` a :class:`~xmsgl.nn.gru.GRUModel`)."""
         from xmsgl.model import fit
 
         return fit(self._ds, method=method, **kwargs)

@@ -353,8 +353,8 @@ _CLI_WORDS = (
     (r"(?<![(.])(?<!, )\boverwrite=True\b", "--overwrite"),
     (r"\bthe (training|validation|test) period \('([^']*)', '([^']*)'\)",
      lambda m: f"--{ {'training': 'train', 'validation': 'val'}.get(m[1], m[1])} {m[2]} {m[3]}"),
-    (r"; give a label such as '2001', a pair \(start, end\) such as \('2001-01-01', '2001-12-31'\), "
-     r"or a list of pairs", "; give a date such as 2001-01-01, or a year such as 2001"),
+    (r"; give a label such as '2001', a pair \(start, end\) such as \('2001-01-01', '2001-12-31'\)"
+     r"(, or a list of pairs)?", "; give a date such as 2001-01-01, or a year such as 2001"),
     # The command reads DATA as it is stored: the fix is to store it otherwise.
     (r"rechunk along time first, e\.g\. ds = ds\.chunk\(\{'time': 365\}\), or open the store "
      r"with chunks=\{'time': 365\}",
@@ -1169,7 +1169,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("data", metavar="DATA", help="netCDF file or zarr store in the xmsgl convention")
     ft.add_argument("model", metavar="MODEL", help="model folder to write")
     ft.add_argument("--method", default="msgl",
-                    help=f"{', '.join(METHODS)} or a baseline (default: %(default)s)")
+                    help=f"{', '.join(METHODS)}, a baseline (climatology, mohseni, idw, "
+                         "harmonic) or gru, the per-reach GRU (default: %(default)s)")
     ft.add_argument("--epochs", type=int, default=None, help="epochs of the main stage (default: fit's, 40)")
     ft.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     for k, what in (("train", "training"), ("val", "validation"), ("test", "test")):

@@ -104,8 +104,10 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         For a baseline model, a model saved before the ranges were recorded, or a
         ``margin`` that is not a number >= 0.
     SchemaError
-        For a static input the model reads that ``ds`` lacks, or an input held on
-        other dimensions than the model reads it on.
+        For an input held on other dimensions than the model reads it on. An
+        input the model reads that ``ds`` lacks is not an error: the nodes are not
+        judged on it, and it is named in ``xmsgl_inputs_not_judged`` (a dataset of
+        the static attributes alone is judged on those).
     TimeError, PeriodError
         For ``time=`` that ``downscale`` refuses too.
     DataError

@@ -358,7 +358,18 @@ def downscale(
     ModelMismatchError
         A missing input variable, other units, or another river graph.
     DataError
-        NaN in an input over the days used.
+        NaN in an input over the days used, or a value far beyond any the model
+        learned from.
+    UnitsError
+        A temperature input outside its plausible range (a fill value such as -9999
+        left in the data), named with the node and day.
+    ParameterError
+        An unknown ``scale``, a negative ``spinup``, a ``chunk`` or ``threads`` below
+        1, or something other than a model or a model folder as ``model``.
+    TimeError, PeriodError
+        ``time`` selects no day of ``ds``, is reversed, or is more than one period.
+    SchemaError, TopologyError
+        ``ds`` is not a dataset in the convention (see :func:`xmsgl.validate`).
 
     Examples
     --------

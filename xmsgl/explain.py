@@ -323,7 +323,7 @@ def _check_result(result: Any, what: str) -> None:
 
 
 def plot_explain(result: xr.Dataset, ds: xr.Dataset | None = None, *, variable: str = "share_upstream",
-                 layer: int = -1, graph: str = "dynamic", arrows: bool = True,
+                 layer: int = -1, graph: str | None = None, arrows: bool = True,
                  ax: Axes | None = None) -> Figure:
     """Draw a per-reach variable of :func:`explain` on the network map.
 
@@ -331,6 +331,25 @@ def plot_explain(result: xr.Dataset, ds: xr.Dataset | None = None, *, variable: 
     at ``layer`` (a position: -1 is the last layer) and ``graph``; with ``ds`` the
     river network (each reach joined to its downstream reach) is drawn beneath;
     with ``arrows`` a thin line joins each reach to its top neighbour.
+
+    Parameters
+    ----------
+    result : xarray.Dataset
+        A result of :func:`explain`.
+    ds : xarray.Dataset, optional
+        The dataset explained, to draw the river network beneath.
+    variable : str, default "share_upstream"
+        A per-reach variable of ``result`` (``share_*``, ``win_distance``,
+        ``top_share``).
+    layer : int, default -1
+        Position of the layer (-1: the last).
+    graph : {"hydro", "geo", "dynamic"}, optional
+        The neighbourhood; default the last the model uses (its ``graphs``
+        attribute).
+    arrows : bool, default True
+        Join each reach to its top neighbour.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; default a new figure.
 
     Returns
     -------
@@ -352,9 +371,11 @@ def plot_explain(result: xr.Dataset, ds: xr.Dataset | None = None, *, variable: 
     if variable not in result or REACH not in result[variable].dims:
         raise ParameterError(f"variable={variable!r} is not a per-reach variable of the explain "
                              "result; use e.g. 'share_upstream', 'win_distance' or 'top_share'")
+    used = str(result.attrs.get("graphs", " ".join(_GRAPHS))).split()
+    if graph is None:
+        graph = used[-1] if used else "dynamic"
     if graph not in _GRAPHS:
         raise ParameterError(f"graph={graph!r} is not known; use one of {list(_GRAPHS)}")
-    used = str(result.attrs.get("graphs", " ".join(_GRAPHS))).split()
     if graph not in used:
         raise ParameterError(f"graph={graph!r} is not a neighbourhood of the explained model, which "
                              f"uses {used}; draw one of those")
@@ -418,6 +439,12 @@ def plot_energy(results: xr.Dataset | Mapping[str, xr.Dataset] | Sequence[xr.Dat
     results : xarray.Dataset, mapping or sequence of them
         One result of :func:`explain`, ``{label: result}``, or a list of results
         (labelled by their position).
+    normalized : bool, default True
+        Draw the energy over the nodes' spread (``dirichlet_energy_normalized``,
+        about 1 where neighbours are no closer than any two nodes) instead of the
+        raw energy.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; default a new figure.
 
     Returns
     -------

@@ -597,6 +597,9 @@ def rmse(prediction: xr.DataArray, observed: xr.DataArray,
          dims: str | Sequence[Hashable] | None = None) -> xr.DataArray:
     """Root mean square error over the pairs where neither side is NaN, pooled over ``dims`` (degC).
 
+    ``dims`` (a name or names; default all) are pooled: the result keeps the other
+    dimensions, as in :func:`skill`.
+
     Examples
     --------
     >>> import xarray as xr
@@ -609,6 +612,9 @@ def rmse(prediction: xr.DataArray, observed: xr.DataArray,
 def mae(prediction: xr.DataArray, observed: xr.DataArray,
         dims: str | Sequence[Hashable] | None = None) -> xr.DataArray:
     """Mean absolute error over the pairs where neither side is NaN, pooled over ``dims`` (degC).
+
+    ``dims`` (a name or names; default all) are pooled: the result keeps the other
+    dimensions, as in :func:`skill`.
 
     Examples
     --------
@@ -623,6 +629,9 @@ def bias(prediction: xr.DataArray, observed: xr.DataArray,
          dims: str | Sequence[Hashable] | None = None) -> xr.DataArray:
     """Mean of prediction minus observation over the pairs where neither side is NaN (degC).
 
+    ``dims`` (a name or names; default all) are pooled: the result keeps the other
+    dimensions, as in :func:`skill`.
+
     Examples
     --------
     >>> import xarray as xr
@@ -635,6 +644,9 @@ def bias(prediction: xr.DataArray, observed: xr.DataArray,
 def nse(prediction: xr.DataArray, observed: xr.DataArray,
         dims: str | Sequence[Hashable] | None = None) -> xr.DataArray:
     """Nash-Sutcliffe efficiency over the pairs where neither side is NaN (dimensionless).
+
+    ``dims`` (a name or names; default all) are pooled: the result keeps the other
+    dimensions, as in :func:`skill`.
 
     Examples
     --------
@@ -649,6 +661,9 @@ def nse(prediction: xr.DataArray, observed: xr.DataArray,
 def kge(prediction: xr.DataArray, observed: xr.DataArray,
         dims: str | Sequence[Hashable] | None = None) -> xr.DataArray:
     """Kling-Gupta efficiency (2009) over the pairs where neither side is NaN (dimensionless).
+
+    ``dims`` (a name or names; default all) are pooled: the result keeps the other
+    dimensions, as in :func:`skill`.
 
     Examples
     --------

@@ -195,18 +195,26 @@ class Downscaler:
     # ------------------------------------------------------------------ properties
     @property
     def method(self) -> str:
+        """The method fitted, one of :data:`METHODS`."""
         return str(self.config["method"])
 
     @property
     def output(self) -> str:
+        """What the network predicts reaches from: ``"fine"`` (MSGL and ASYNC-MSGL: the
+        fine head on both scales' states), ``"fine_only"`` (fine-only, direct,
+        progressive: the fine states alone) or ``"remap"`` (each reach takes its
+        segment's coarse prediction)."""
         return _OUTPUT[self.method]
 
     @property
     def features(self) -> FeatureSpec:
+        """The input variables per scale, their units, which are static and their
+        scalers (read from ``config.json``)."""
         return FeatureSpec.from_dict(self.config["variables"])
 
     @property
     def history(self) -> dict[str, Any]:
+        """Training losses and validation scores per stage and epoch (a copy)."""
         return dict(self.config.get("history", {}))
 
     @property
@@ -272,8 +280,14 @@ class Downscaler:
         path = model_path(path)
         cfg_file, config = _read_config(path)
         if config.get("format") != FORMAT or not known_format_version(config, FORMAT_VERSION):
-            hint = (" (a baseline: load it with xmsgl.load)" if config.get("format") == "xmsgl-baseline"
-                    else "")
+            other = {"xmsgl-baseline": "a baseline", "xmsgl-gru": "the per-reach GRU"}.get(
+                str(config.get("format")))
+            if other:
+                # Another of this xmsgl's model formats: the right loader is the fix.
+                raise ModelMismatchError(
+                    f"{str(cfg_file)!r} holds {other} (format {config.get('format')!r}), not a "
+                    f"network Downscaler: load it with xmsgl.load({str(path)!r})")
+            hint = ""
             version = config.get("format_version")
             newer = isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION
             if config.get("format") == FORMAT and not newer:
@@ -500,10 +514,16 @@ def load(path: str | os.PathLike[str]) -> Downscaler | BaselineModel:
     The ``format`` in the folder's ``config.json`` decides: a neural model gives a
     :class:`Downscaler`, a baseline (``"xmsgl-baseline"``) a
     :class:`~xmsgl.baselines.BaselineModel` (read by
-    :func:`~xmsgl.baselines.load_baseline`). Neural weights are read with
+    :func:`~xmsgl.baselines.load_baseline`), the per-reach GRU (``"xmsgl-gru"``) a
+    :class:`~xmsgl.nn.gru.GRUModel`. Neural weights are read with
     ``torch.load(weights_only=True)`` and checked against the sha256 recorded in
     ``config.json``: a stale or modified weights file raises
     :class:`~xmsgl.exceptions.ModelMismatchError` instead of loading.
+
+    Parameters
+    ----------
+    path : str or path
+        The model folder (``config.json`` and the weights).
 
     Raises
     ------
@@ -840,6 +860,10 @@ def fit(
         with ``train`` (default: every day outside ``val`` and ``test`` when either
         is given, else :func:`xmsgl.baselines.default_train_period`), ``seed``,
         ``window`` and ``options``; a baseline takes none of the network arguments.
+        ``"gru"`` fits the per-reach GRU baseline (:mod:`xmsgl.nn.gru`, a
+        ``GRUModel``), which takes the network arguments of training (``epochs``,
+        ``hidden``, ``lr``, ``window``, ``stride``, ``batch_size``,
+        ``clip_grad_norm``, ``device``) but no graph or task settings.
     train, val, test : (start, end) or list of (start, end), optional
         Periods by date (ends included). When none is given, water years are
         split by :func:`xmsgl.train.split_periods` (last sixth test, the twelfth

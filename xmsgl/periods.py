@@ -175,7 +175,11 @@ def period_bounds(sel: Any, name: str = "time") -> tuple[Bound, Bound]:
     if isinstance(sel, list) or (isinstance(sel, tuple) and len(sel) == 2 and any(
             isinstance(v, (tuple, list, slice)) for v in sel)):
         raise PeriodError(f"{name}={sel!r}: give one period here, not a list of them")
-    return _pair(sel, name, sel)
+    try:
+        return _pair(sel, name, sel)
+    except PeriodError as err:
+        # One period is asked for here: the advice offers no list.
+        raise PeriodError(str(err).replace(", or a list of pairs", "")) from None
 
 
 def spans_text(spans: Any) -> str:

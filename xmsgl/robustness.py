@@ -276,9 +276,10 @@ def lowpass(ds: xr.Dataset, period: float, *, order: int = 4,
     Raises
     ------
     ParameterError
-        A non-positive period or order.
+        A non-positive period, a period longer than half the record, or an order
+        outside 1..12.
     DataError
-        Too few days for the filter.
+        A record no longer than the filter's padding (15 days at order 4).
     TimeError
         The time coordinate is not strictly increasing or not in whole days.
 
@@ -328,15 +329,21 @@ def bandpass(ds: xr.Dataset, short: float, long: float, *, order: int = 4,
     Returns
     -------
     xarray.Dataset
-        NaN and gaps of the time axis are handled as in :func:`lowpass`, and a
-        non-negative series that is not a temperature is clipped at 0 and scaled
-        back to its mean as there, so every series keeps its mean.
+        The filtered copy of ``ds``. NaN and gaps of the time axis are handled as in
+        :func:`lowpass`, and a non-negative series that is not a temperature is
+        clipped at 0 and scaled back to its mean as there, so every series keeps its
+        mean.
 
     Raises
     ------
     ParameterError
         Non-positive periods, ``short >= long``, ``long <= 2`` days (no variation of
-        daily data is that short) or a bad order.
+        daily data is that short), ``long`` longer than half the record, or an order
+        outside 1..12.
+    DataError
+        A record no longer than the filter's padding.
+    TimeError
+        The time coordinate is not strictly increasing or not in whole days.
 
     Examples
     --------
@@ -496,6 +503,15 @@ def mask_coarse(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Data
     the dataset's rows are ordered. ``share * n`` is rounded half up, and any share
     above 0 masks at least one segment.
 
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A dataset in the convention, with a ``seg`` dimension.
+    share : float
+        Share of the segments masked, in [0, 1].
+    seed : int, default 0
+        Seed of the draw.
+
     Returns
     -------
     (xarray.Dataset, numpy.ndarray)
@@ -505,6 +521,8 @@ def mask_coarse(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Data
     ------
     ParameterError
         A share outside [0, 1], or a seed that is not an integer of at least 0.
+    SchemaError
+        ``ds`` has no ``seg`` dimension.
 
     Examples
     --------
@@ -545,8 +563,21 @@ def mask_gauges(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Data
     """Drop the observations ``reach_temp`` of a random share of the observed reaches.
 
     The reaches are drawn in the order of their ids, so a seed drops the same reaches
-    however the dataset's rows are ordered. ``share * n`` is rounded half up, and any
-    share above 0 drops at least one reach.
+    however the dataset's rows are ordered. ``share * n`` is rounded half up (where
+    :func:`xmsgl.sampling.sparsify` rounds half to even), and any share above 0 drops
+    at least one reach. Only ``reach_temp`` is dropped: where the coarse observations
+    come from the same gauges (the Delaware files' ``seg_temp``), the dropped gauges
+    still inform the fit through their segment's ``seg_temp``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A dataset in the convention with ``reach_temp``.
+    share : float
+        Share of the observed reaches (those with any ``reach_temp`` value) dropped,
+        in [0, 1].
+    seed : int, default 0
+        Seed of the draw.
 
     Returns
     -------
