@@ -907,7 +907,7 @@ def _cv_plan(ds: xr.Dataset, *, folds: int, repeats: int, blocking: str, seed: i
 
 class _FoldWarnings:
     """Warnings raised while a fold is fitted, said again with the fold named, each
-    text once per cross-validation (``said``)."""
+    text once per cross-validation (``said``); none when the fit fails."""
 
     def __init__(self, h: Holdout, said: set[tuple[Any, str]]) -> None:
         self.h, self.said = h, said
@@ -919,6 +919,8 @@ class _FoldWarnings:
 
     def __exit__(self, *exc: Any) -> None:
         self._cm.__exit__(*exc)
+        if exc[0] is not None:
+            return  # the error says what went wrong; its warnings would only bury it
         for w in self.caught or []:
             key = (w.category, str(w.message))
             if key in self.said:
@@ -1599,9 +1601,9 @@ def sparsity_sweep(
             raise ParameterError(f"fit_kwargs[{m!r}] has settings {wrong} that method {m!r} does "
                                  f"not read ({takes})")
 
-    def kwargs_for(m: str) -> Any:
+    def kwargs_for(m: str) -> dict[str, Any]:
         if not isinstance(fit_kwargs, Mapping):
-            return fit_kwargs
+            return {}  # None: _check_fit_kwargs refused anything else
         return {**{k: v for k, v in common.items() if reads(m, k)}, **own.get(m, {})}
 
     shared = "window" in common
