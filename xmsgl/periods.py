@@ -321,8 +321,8 @@ def validation_beside(time: pd.DatetimeIndex, test: np.ndarray) -> list[tuple[st
     chosen = before[-n_val:] if before else after[:n_val]
     if not chosen:
         # Test days at both ends: the free years lie between test blocks; take those
-        # just before the last block (with repeated cross-validation by water year,
-        # 1 fold in 15 held out the first and the last year and went unvalidated).
+        # just before the last block (folds of a cross-validation by water year that
+        # held out the first and the last year went unvalidated).
         chosen = [y for y in free if time[wy == y][-1] < last][-n_val:]
     return _year_spans(time, wy, chosen)
 
