@@ -546,3 +546,21 @@ def test_a_window_of_no_day_gives_no_state(tiny_basin: xr.Dataset) -> None:
     n = tiny_basin.sizes["reach"]
     out = net(torch.randn(0, n, 2, 3), adj, "reach", day0=[0, 5])
     assert tuple(out.shape) == (0, n, 2, 6)
+
+
+def test_a_model_saved_before_positions_were_kept_reads_x_y_as_it_did(
+        tmp_path, fine_model: xmsgl.Downscaler, basin: xr.Dataset) -> None:
+    """Such a model read x/y as metres whatever their units, and took its length scale
+    so: reading km now would move its predictions by degrees."""
+    folder = fine_model.save(tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    del cfg["hyperparameters"]["backbone_positions"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    old = xmsgl.load(folder)
+    km = basin.assign(**{v: (basin[v] / 1000).assign_attrs(units="km") for v in ("reach_x", "reach_y")})
+    old.explain(km, time=("2001-02-01", "2001-04-30"))  # sets the geometry of km
+    np.testing.assert_allclose(old.net.dmsge.geometry("reach").pos,
+                               np.stack([km.reach_x.values, km.reach_y.values], axis=1))
+    fine_model.explain(km, time=("2001-02-01", "2001-04-30"))
+    np.testing.assert_allclose(fine_model.net.dmsge.geometry("reach").pos,
+                               np.stack([basin.reach_x.values, basin.reach_y.values], axis=1))

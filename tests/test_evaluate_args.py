@@ -319,7 +319,8 @@ def test_a_short_record_is_said_once_by_a_sweep_and_still_by_cross_validation(ba
         cross_validate(basin.isel(time=slice(0, 550)), "fine-only", folds=2, repeats=1,
                        seeds=[0], fit_kwargs=fit)
     short = [str(w.message) for w in seen if issubclass(w.category, xmsgl.ShortRecordWarning)]
-    assert short and short[0].startswith("fold 0 of repetition 0: the record holds 1 whole")
+    assert short and short[0].startswith("the record holds 1 whole")
+    assert short[0].endswith(" (fold 0 of repetition 0)")
 
 
 FAST = {"epochs": 1, "window": 60, "stride": 60, "hidden": 4}
@@ -428,3 +429,47 @@ def test_cross_validation_checks_every_fold_and_records_what_it_did(
     # Held-out sites are fitted on every day but the last water year, which validates.
     assert [f["val"] for f in fits] == [[("2002-10-01", "2003-09-30")]] * 2
     assert set(cv.val_period.values.ravel()) == {'[["2002-10-01", "2003-09-30"]]'}
+
+
+def test_cross_validation_records_periods_given_as_dates_and_scores_baselines_without_gauges(
+        three_years: xr.Dataset) -> None:
+    import pandas as pd
+
+    from xmsgl.evaluate import cv_partitions
+
+    # Timestamps as fit takes them: recorded as text, not lost at the end of the run.
+    val = (pd.Timestamp("2002-10-01"), pd.Timestamp("2003-09-30"))
+    cv = cross_validate(three_years, "fine-only", folds=2, repeats=1, seeds=1,
+                        fit_kwargs={**FAST, "val": val})
+    assert set(cv.val_period.values.ravel()) == {'[["2002-10-01", "2003-09-30"]]'}
+    # A baseline fits and scores a fold whose held-out blocks hold every gauge.
+    parts = cv_partitions(three_years, folds=2, repeats=1, blocking="subbasin")
+    inside = xr.DataArray(parts[1].reaches, dims="reach", coords={"reach": three_years.reach})
+    one = three_years.assign(reach_temp=three_years.reach_temp.where(inside))
+    clim = cross_validate(one, "climatology", folds=2, repeats=1, seeds=1, mask_coarse=False)
+    assert np.isfinite(clim.rmse).all() and "val_period" not in clim
+
+
+def test_a_sweep_names_its_test_days_when_a_fit_period_covers_them(three_years: xr.Dataset) -> None:
+    with pytest.raises(xmsgl.TimeError, match=r"overlap.*the sweep scores 2002-10-01/2003-09-30"):
+        sparsity_sweep(three_years, ["fine-only"], keep=[1.0], seeds=[0],
+                       fit_kwargs={**FAST, "train": ("2000-10-01", "2003-09-30")})
+
+
+def test_fold_warnings_are_named_but_filtered_and_raised_as_any_warning(basin: xr.Dataset) -> None:
+    # Two water years in two folds: no year is left to validate on, and fit says so.
+    run = dict(folds=2, repeats=1, seeds=[0], blocking="water_year", fit_kwargs=FAST)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        cross_validate(basin, "fine-only", **run)
+    said = [str(w.message) for w in seen if str(w.message).startswith("no validation period")]
+    assert said and all(s.endswith("of repetition 0)") for s in said)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", message="no validation period")
+        cross_validate(basin, "fine-only", **run)
+    assert not [w for w in seen if "no validation period" in str(w.message)]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="no validation period")
+        with pytest.raises(xmsgl.XmsglWarning, match="no validation period"):
+            cross_validate(basin, "fine-only", **run)

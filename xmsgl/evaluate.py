@@ -32,6 +32,7 @@ from xmsgl.exceptions import (
     ParameterError,
     SchemaError,
     ShortRecordWarning,
+    TimeError,
     XmsglError,
     XmsglWarning,
     check_count,
@@ -53,6 +54,7 @@ from xmsgl.metrics import (
 )
 from xmsgl.periods import (
     period_mask,
+    spans_text,
     validation_at_end,
     validation_beside,
     water_years,
@@ -736,21 +738,22 @@ def default_trainer(method: str, fit_kwargs: Mapping[str, Any] | None = None) ->
 
 
 def _training_days(method: str, kw: Mapping[str, Any], time: pd.DatetimeIndex,
-                   attrs: Mapping[str, Any]) -> np.ndarray:
+                   attrs: Mapping[str, Any]) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """The days the default trainer fits ``method`` on (a mask of ``time``), before
-    the held-out observations are masked: a baseline every day (or its ``train``),
-    a network fit's training period as :func:`_fit_periods` sets it."""
+    the held-out observations are masked, and its validation spans (dates as text):
+    a baseline every day (or its ``train``) and none, a network fit's periods as
+    :func:`_fit_periods` sets them (fit's own split where it sets none)."""
     from xmsgl.baselines import BASELINES
     from xmsgl.model import _resolve_periods
 
     if method in BASELINES:
         return (period_mask(time, kw["train"], "train") if "train" in kw
-                else np.ones(time.size, dtype=bool))
+                else np.ones(time.size, dtype=bool)), []
     kw = {**kw, **_fit_periods(kw, time, attrs)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the fit says it, once it runs
-        _, masks = _resolve_periods(time, kw.get("train"), kw.get("val"), kw.get("test"))
-    return np.asarray(masks["train"])
+        periods, masks = _resolve_periods(time, kw.get("train"), kw.get("val"), kw.get("test"))
+    return np.asarray(masks["train"]), [tuple(p) for p in periods["val"]]
 
 
 def _check_fit_kwargs(fit_kwargs: Any, caller: str, nested: bool) -> None:
@@ -906,28 +909,37 @@ def _cv_plan(ds: xr.Dataset, *, folds: int, repeats: int, blocking: str, seed: i
 
 
 class _FoldWarnings:
-    """Warnings raised while a fold is fitted, said again with the fold named, each
-    text once per cross-validation (``said``); none when the fit fails."""
+    """While a fold is fitted, xmsgl's warnings are shown with the fold named at their
+    end. Only the text shown changes, and only for :class:`XmsglWarning`: filters
+    (by message too, matched at its start), ``"error"``, once-only display and
+    warnings recorded by ``catch_warnings(record=True)`` work as for any warning."""
 
-    def __init__(self, h: Holdout, said: set[tuple[Any, str]]) -> None:
-        self.h, self.said = h, said
-        self._cm = warnings.catch_warnings(record=True)
+    def __init__(self, h: Holdout) -> None:
+        self.note = f" (fold {h.fold} of repetition {h.repeat})"
+        self._cm = warnings.catch_warnings()
 
     def __enter__(self) -> None:
-        self.caught = self._cm.__enter__()
-        warnings.simplefilter("always")
+        self._cm.__enter__()  # restores showwarning on exit
+        before = warnings.showwarning
+        # CPython's default display, and the one catch_warnings(record=True) swaps in:
+        # calling it keeps what the caller set up (a record, a file).
+        plain = getattr(warnings, "_showwarning_orig", None)
+        impl = getattr(warnings, "_showwarnmsg_impl", None)
+        note = self.note
+
+        def show(message: Any, category: type[Warning], filename: str, lineno: int,
+                 file: Any = None, line: str | None = None) -> None:
+            if issubclass(category, XmsglWarning):
+                message = category(f"{message}{note}")
+            if before is plain and impl is not None:
+                impl(warnings.WarningMessage(message, category, filename, lineno, file, line))
+            else:
+                before(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
 
     def __exit__(self, *exc: Any) -> None:
         self._cm.__exit__(*exc)
-        if exc[0] is not None:
-            return  # the error says what went wrong; its warnings would only bury it
-        for w in self.caught or []:
-            key = (w.category, str(w.message))
-            if key in self.said:
-                continue
-            self.said.add(key)
-            text = f"fold {self.h.fold} of repetition {self.h.repeat}: {w.message}"
-            warnings.warn(text, w.category, stacklevel=user_stacklevel())
 
 
 def _cv_training_checked(ds: xr.Dataset, parts: list[Holdout], method: str,
@@ -946,11 +958,12 @@ def _cv_training_checked(ds: xr.Dataset, parts: list[Holdout], method: str,
         attrs = {"blocking": blocking,
                  "test_period": json.dumps(_ranges(time, h.days)) if blocking == "water_year" else ""}
         try:
-            days = _training_days(method, kwargs, time, attrs)
+            days, val = _training_days(method, kwargs, time, attrs)
         except XmsglError as err:
             raise type(err)(f"{where}: {err}") from err
-        if method not in BASELINES:
-            vals[(h.repeat, h.fold)] = {**kwargs, **_fit_periods(kwargs, time, attrs)}.get("val") or []
+        if method in BASELINES:
+            continue  # fitted on every day; they score without fine observations too
+        vals[(h.repeat, h.fold)] = val
         if method == "remap":
             continue
         left = observed & ~(h.reaches[:, None] & h.days[None, :])
@@ -1129,7 +1142,6 @@ def cross_validate(
     checked = _masked_coarse(ds, fit_kwargs, mask_coarse)
     hidden_vars = [] if blocking == "water_year" else checked
     had_values = {n for n in hidden_vars if bool(ds[n].notnull().any())}
-    said: set[tuple[Any, str]] = set()
     for h in parts:
         held_id[h.repeat, h.fold] = ids.setdefault(frozenset(h.groups), len(ids))
         cells = h.reaches[:, None] & h.days[None, :]
@@ -1155,7 +1167,7 @@ def cross_validate(
         for k, s in enumerate(seed_list):
             train_seeds[h.repeat, h.fold, k] = cell_seed = training_seed(s, h.repeat, h.fold)
             try:
-                with _FoldWarnings(h, said):
+                with _FoldWarnings(h):
                     pred = train_fn(train_ds, test_ds, cell_seed)
             except DataError as err:
                 # Where mask_coarse hid every value a coarse variable had, a method that
@@ -1642,7 +1654,15 @@ def sparsity_sweep(
     # fits before it.
     needy = [m for m in defaults if m not in BASELINES and m != "remap"]
     if needy:
-        train_days = {m: _training_days(m, kwargs_for(m), time, test_ds.attrs) for m in needy}
+        train_days = {}
+        for m in needy:
+            try:
+                train_days[m] = _training_days(m, kwargs_for(m), time, test_ds.attrs)[0]
+            except TimeError as err:
+                raise TimeError(
+                    f"{err} (fit_kwargs for {m!r}: the sweep scores "
+                    f"{spans_text(_ranges(time, test_days))}, its test= or by default the last "
+                    "water years, which a fit's train= or val= must leave out)") from err
         for k in keep_list:
             for s in seed_list:
                 observed = np.isfinite(thinned(k, s)["reach_temp"].transpose(REACH, TIME).values)

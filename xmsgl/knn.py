@@ -224,7 +224,8 @@ def _coord_vars(ds: xr.Dataset, scale: str) -> dict[str, tuple[str, str]]:
     return found
 
 
-def _read_coords(ds: xr.Dataset, scale: str, names: tuple[str, str], ids: np.ndarray) -> np.ndarray:
+def _read_coords(ds: xr.Dataset, scale: str, names: tuple[str, str], ids: np.ndarray,
+                 read_units: bool = True) -> np.ndarray:
     cols = []
     for name in names:
         da = ds[name]
@@ -243,7 +244,7 @@ def _read_coords(ds: xr.Dataset, scale: str, names: tuple[str, str], ids: np.nda
                 f"{format_ids(ids[bad])}; fill them, drop the variables {list(names)} to use the "
                 "along-stream fallback (coords='auto'), or pass coords='outlet-distance'"
             )
-        if names[0].endswith(("_x", "_y")):
+        if read_units and names[0].endswith(("_x", "_y")):
             vals = vals * _xy_factor(ds, name)
         cols.append(vals)
     return np.stack(cols, axis=1)
@@ -272,7 +273,8 @@ def _xy_factor(ds: xr.Dataset, name: str) -> float:
                      f"(x, y) must be in 'm' or 'km'{hint}")
 
 
-def node_geometry(ds: xr.Dataset, scale: str, coords: str = "auto") -> NodeGeometry:
+def node_geometry(ds: xr.Dataset, scale: str, coords: str = "auto", *,
+                  read_units: bool = True) -> NodeGeometry:
     """Positions, outlet distances and river structure of the ``scale`` nodes of ``ds``.
 
     Parameters
@@ -294,6 +296,9 @@ def node_geometry(ds: xr.Dataset, scale: str, coords: str = "auto") -> NodeGeome
         max(length) + 1``), so that different trees never mix and nodes at
         equal distance from the outlet of one tree are neighbours. ``"auto"`` takes
         the first available of x/y, lon/lat, then the fallback.
+    read_units : bool, default True
+        Read the ``units`` of x/y (``False``: every value is taken as m, as models
+        saved before 2026-11-28 read them).
 
     Returns
     -------
@@ -343,7 +348,7 @@ def node_geometry(ds: xr.Dataset, scale: str, coords: str = "auto") -> NodeGeome
                 f"({scale!r},); add them, or pass coords='auto' to fall back to positions from "
                 "the along-stream distance to the outlet"
             )
-        pos = _read_coords(ds, scale, available[source], ids)
+        pos = _read_coords(ds, scale, available[source], ids, read_units)
         if source == "lonlat":
             pos = _project_lonlat(pos, scale, ids)
     else:

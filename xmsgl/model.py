@@ -583,6 +583,7 @@ def _build_net(config: dict[str, Any]) -> MSGLNet:
                                    for k, x in (hp.get("backbone_length_scales") or {}).items()}
         net.dmsge.positions = {str(k): str(x)
                                for k, x in (hp.get("backbone_positions") or {}).items()}
+        net.dmsge.saved_without_positions = "backbone_positions" not in hp
     return net
 
 
@@ -626,7 +627,10 @@ def backbone_geometry(backbone: Any, ds: xr.Dataset, scale: str) -> Any:
 
     fitted = getattr(backbone, "positions", {}).get(scale)
     if fitted is None:
-        return node_geometry(ds, scale, backbone.options["coords"])
+        # Models saved before the kind was kept read x/y as metres whatever their
+        # units, and their length scales were taken so: they go on reading them so.
+        return node_geometry(ds, scale, backbone.options["coords"],
+                             read_units=not getattr(backbone, "saved_without_positions", False))
     names = [n.format(scale) for n in _POSITION_VARS.get(fitted, ())]
     missing = [n for n in names if n not in ds.variables]
     if missing:

@@ -501,6 +501,9 @@ class DMSGEBackbone(nn.Module):
         #: The kind of positions (``"xy"``, ``"lonlat"``, ``"outlet-distance"``) each
         #: scale was fitted with; empty until a fit sets it.
         self.positions: dict[str, str] = {}
+        #: A model saved before ``positions`` were kept: x/y are read as m whatever
+        #: their units, as when it was fitted.
+        self.saved_without_positions = False
         self._hydro: dict[str, tuple[Any, torch.Tensor, torch.Tensor]] = {}
         #: Set to a dict to record embeddings, neighbourhoods and max-winners of the next call.
         self.record: dict[str, Any] | None = None
