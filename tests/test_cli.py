@@ -571,6 +571,8 @@ def test_an_unknown_option_is_the_subcommands_error_and_evaluate_takes_no_progre
     assert "xmsgl evaluate: error: unrecognized arguments: --bogus" in err
     assert "usage: xmsgl evaluate" in err
     assert build_parser().parse_args(["evaluate", "--no-progress"]).no_progress
+    for sub in (["downscale", "m", "d", "o"], ["coverage", "m", "d"]):
+        assert build_parser().parse_args([*sub, "--no-progress"]).no_progress
 
 
 def test_evaluate_advice_names_what_evaluate_takes() -> None:

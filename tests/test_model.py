@@ -380,6 +380,14 @@ def test_save_load_round_trip(tmp_path, model: Downscaler, basin: xr.Dataset) ->
     a = basin.msgl.downscale(model, device="cpu")
     b = basin.msgl.downscale(path, device="cpu")
     np.testing.assert_array_equal(a.values, b.values)
+    # The output says what it was made from: the input's title and source, lazily too.
+    assert a.attrs["xmsgl_input_title"] == basin.attrs["title"]
+    assert a.attrs["xmsgl_input_source"] == basin.attrs["source"]
+    lazy = basin.chunk({"reach": 60}).msgl.downscale(model, device="cpu", lazy=True)
+    assert lazy.attrs["xmsgl_input_title"] == basin.attrs["title"]
+    bare = basin.copy()
+    bare.attrs = {}
+    assert not [k for k in bare.msgl.downscale(model, device="cpu").attrs if "input" in k]
     # Saving again over a model replaces it atomically; no temporary folder is left.
     model.save(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.xmsgl"]
@@ -470,6 +478,10 @@ def test_baselines_fit_downscale_save_and_load(tmp_path, tiny_basin: xr.Dataset)
     model = tiny_basin.msgl.fit(method="climatology")
     assert isinstance(model, BaselineModel) and model.method == "climatology"
     out = tiny_basin.msgl.downscale(model)
+    assert "xmsgl_sources" not in out.attrs
+    # An interpolation says that it read the observations of the days it predicts.
+    idw = tiny_basin.msgl.downscale(tiny_basin.msgl.fit(method="idw"))
+    assert idw.attrs["xmsgl_sources"].startswith("reach_temp and seg_temp of the dataset on every day")
     assert out.dims == ("reach", "time") and out.attrs["units"] == "degC"
     assert out.sizes == {"reach": tiny_basin.sizes["reach"], "time": tiny_basin.sizes["time"]}
     assert bool(np.isfinite(out).all())

@@ -471,7 +471,9 @@ class BaselineModel:
         -------
         xarray.DataArray
             float32 on (reach, time), units ``degC``, with ``long_name``,
-            ``xmsgl_method`` and a ``history`` line.
+            ``xmsgl_method``, ``xmsgl_train_periods``, a ``history`` line and, for
+            ``"idw"`` and ``"harmonic"``, ``xmsgl_sources`` saying that the
+            observations of the predicted days were read.
 
         Raises
         ------
@@ -532,6 +534,13 @@ class BaselineModel:
                 "xmsgl_model_sha256": self.sha256,
                 **({"xmsgl_train_periods": spans_text(self.config["train"])}
                    if self.config.get("train") else {}),
+                # An interpolation reads the observations of the days it predicts: at a
+                # gauged reach its value is the observation, so those days are not held
+                # out however the training period reads.
+                **({"xmsgl_sources": "reach_temp and seg_temp of the dataset on every day "
+                                     "predicted (at a gauged reach the prediction is its "
+                                     "observation; mask observations a test must not see)"}
+                   if self.method in ("idw", "harmonic") else {}),
                 "history": f"{now} UTC: xmsgl {_version()} BaselineModel(method={self.method!r}, "
                            f"train={self.config.get('train')}, sha256={self.sha256[:16]})"
                            f".predict(time={time!r})",

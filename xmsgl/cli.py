@@ -1202,6 +1202,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(check_graph=False)")
     dn.add_argument("--device", default="auto", help=_DEVICE_HELP)
     dn.add_argument("--overwrite", action="store_true", help="replace an existing OUT (never DATA or MODEL)")
+    dn.add_argument("--no-progress", action="store_true",
+                    help="accepted as by fit and demo; downscale shows no progress bars")
     dn.set_defaults(func=_downscale)
 
     cv = sub.add_parser(
@@ -1220,6 +1222,8 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--out", default=None, help="netCDF file to write the flags, distances and inputs "
                                                  "beyond to (default: none)")
     cv.add_argument("--overwrite", action="store_true", help="replace an existing --out (never DATA or MODEL)")
+    cv.add_argument("--no-progress", action="store_true",
+                    help="accepted as by fit and demo; coverage shows no progress bars")
     cv.set_defaults(func=_coverage)
     return parser
 

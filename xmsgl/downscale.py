@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import warnings
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -135,9 +136,17 @@ def merge_spans(spans: list[Any]) -> list[tuple[str, str]]:
     return [(str(a.date()), str(b.date())) for a, b in out]
 
 
+#: Attributes of the input dataset that its outputs carry as ``xmsgl_input_*``: what the
+#: data were, and what they approximate (the Delaware mirror's reach forcings are their
+#: segment's), so that a file of predictions says what it was made from.
+INPUT_ATTRS = ("title", "source", "approximations")
+
+
 def output_attrs(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0: int, i1: int,
-                 spinup: int, breaks: np.ndarray, history: str) -> dict[str, Any]:
-    """The attributes of a downscaled DataArray, in memory and lazy alike."""
+                 spinup: int, breaks: np.ndarray, history: str,
+                 inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The attributes of a downscaled DataArray, in memory and lazy alike; ``inputs``
+    (the input dataset's attributes) gives the :data:`INPUT_ATTRS` it has."""
     attrs: dict[str, Any] = {
         "units": "degC",
         "long_name": long_name(scale),
@@ -162,6 +171,9 @@ def output_attrs(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0: int
     short = short_warmup(times, i0, i1, spinup, breaks)
     if short:
         attrs["xmsgl_short_warmup"] = short
+    for key in INPUT_ATTRS:
+        if inputs and key in inputs:
+            attrs[f"xmsgl_input_{key}"] = str(inputs[key])
     attrs["history"] = history
     return attrs
 
@@ -500,7 +512,7 @@ def downscale(
         dims=(dim, TIME),
         coords=coords,
         name="reach_temp_cross" if scale == CROSS else f"{dim}_temp_pred",
-        attrs=output_attrs(model, scale, times, i0, i1, int(spinup), breaks, history),
+        attrs=output_attrs(model, scale, times, i0, i1, int(spinup), breaks, history, ds.attrs),
     )
 
 

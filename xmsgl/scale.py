@@ -1550,7 +1550,7 @@ def _downscale_lazy(
                f"spinup={int(spinup)}, chunk={chunk}, check_graph={bool(check_graph)})")
     return xr.DataArray(
         arr, dims=(dim, TIME), coords=coords, name=f"{dim}_temp_pred",
-        attrs=output_attrs(model, scale, times, i0, i1, int(spinup), gaps, history))
+        attrs=output_attrs(model, scale, times, i0, i1, int(spinup), gaps, history, ds.attrs))
 
 
 
