@@ -57,6 +57,7 @@ from xmsgl.exceptions import (
     UnitConversionWarning,
     UnitsError,
     XmsglWarning,
+    check_count,
     format_ids,
     user_stacklevel,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "TARGETS",
     "GEOMETRY",
     "InputVariables",
+    "fill_daily",
     "input_variables",
     "same_units",
     "validate",
@@ -523,6 +525,82 @@ def _warn_input_like_coords(ds: xr.Dataset, skip: Iterable[str]) -> None:
         XmsglWarning,
         stacklevel=user_stacklevel(),
     )
+
+
+def _added_days(daily: pd.DatetimeIndex, have: pd.DatetimeIndex) -> np.ndarray:
+    """Which days of ``daily`` are not among ``have``."""
+    return np.asarray(~daily.isin(have))
+
+
+def fill_daily(ds: xr.Dataset, max_gap: int | None = None) -> xr.Dataset:
+    """Daily steps from the first day of ``ds`` to its last, the inputs of the added days
+    interpolated linearly in time; observations, truth and every other variable stay
+    missing (NaN) there.
+
+    A gap left in the days restarts the recurrent state (``TimeGapWarning``); filling
+    its forcings lets a model run through it. Filling the whole dataset
+    (``ds.resample(time='1D').interpolate('linear')``) would also draw straight lines
+    through the observations, which a fit would then train on.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A dataset in the convention; its days may have gaps.
+    max_gap : int, optional
+        The longest gap (missing days in a row) to fill; the days of longer gaps are
+        not added, so those gaps stay. Default: fill every gap.
+
+    Returns
+    -------
+    xarray.Dataset
+        A copy on daily steps (at the time of day of the first stamp), with the
+        attribute ``xmsgl_filled_days`` (the number of days added).
+
+    Raises
+    ------
+    TimeError
+        ``ds`` has no ``time`` dimension, or its days are unsorted or repeated.
+    ParameterError
+        ``max_gap`` is not a whole number of at least 1.
+
+    Examples
+    --------
+    >>> import xmsgl
+    >>> ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-01", end="2001-01-31")
+    >>> gappy = ds.drop_sel(time=ds.time[10:15])
+    >>> full = fill_daily(gappy)
+    >>> full.sizes["time"], int(full.reach_temp.isel(time=slice(10, 15)).count())
+    (31, 0)
+    """
+    if max_gap is not None:
+        check_count("max_gap", max_gap)
+    if TIME not in ds.dims:
+        raise TimeError("the dataset has no 'time' dimension; there are no days to fill")
+    t = pd.DatetimeIndex(ds[TIME].values)
+    if len(t) and not (t[1:] > t[:-1]).all():
+        raise TimeError("the days of 'time' are unsorted or repeated; sort them "
+                        "(ds.sortby('time')) and drop repeats first")
+    if len(t) < 2:
+        return ds.copy()
+    daily = pd.date_range(t[0], t[-1], freq="D")
+    added = ~daily.isin(t)
+    if max_gap is not None:
+        # Runs of added days longer than max_gap are not added.
+        edges = np.diff(np.concatenate([[0], added.astype(np.int8), [0]]))
+        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            if b - a > int(max_gap):
+                added[a:b] = False
+        daily = daily[added | daily.isin(t)]
+    full = ds.reindex({TIME: daily})
+    for name in input_variables(ds, warn=False).all():
+        if TIME in full[name].dims:
+            # Only the added days are filled: a missing value of a day the dataset
+            # has stays missing (validate names it).
+            filled = full[name].interpolate_na(TIME, method="linear")
+            full[name] = full[name].where(~xr.DataArray(_added_days(daily, t), dims=TIME,
+                                                          coords={TIME: daily}), filled)
+    full.attrs["xmsgl_filled_days"] = int(len(daily) - len(t))
+    return full
 
 
 def input_variables(
@@ -1035,14 +1113,15 @@ def cftime_message(calendar: str) -> str:
     align = ", align_on='date'" if cal == "360_day" else ""
     if cal == "360_day":
         days = ("Days the calendar lacks (the 31st of every month of 31 days) then become gaps: "
-                "fill them with")
+                "fill their inputs (the observations stay missing) with")
     elif cal in ("noleap", "365_day"):
-        days = "29 February of leap years, which the calendar lacks, then becomes a gap: fill it with"
+        days = ("29 February of leap years, which the calendar lacks, then becomes a gap: fill its "
+                "inputs (the observations stay missing) with")
     elif cal in ("all_leap", "366_day"):
-        days = ("29 February of common years, which the calendar has, is dropped; fill any gap "
-                "with")
+        days = ("29 February of common years, which the calendar has, is dropped; fill the "
+                "inputs of any gap (the observations stay missing) with")
     else:  # standard, gregorian, proleptic_gregorian, julian: cftime for the years alone
-        days = "Fill any gap with"
+        days = "Fill the inputs of any gap (the observations stay missing) with"
     return (
         f"coordinate 'time' holds cftime dates (calendar {calendar!r}); convert them with "
         f"ds = ds.convert_calendar('standard'{align}, use_cftime=False), or, for dates outside "
@@ -1050,7 +1129,7 @@ def cftime_message(calendar: str) -> str:
         "the calendar; with xarray 2025.01 or later): "
         f"ds = ds.convert_calendar('proleptic_gregorian'{align}, "
         "use_cftime=True); ds = ds.assign_coords(time=ds.indexes['time'].to_datetimeindex("
-        f"time_unit='s')). {days} ds = ds.resample(time='1D').interpolate('linear')"
+        f"time_unit='s')). {days} ds = xmsgl.convention.fill_daily(ds)"
     )
 
 
@@ -1109,8 +1188,9 @@ def _check_time(ds: xr.Dataset) -> None:
         if typical > 1:
             raise TimeError(
                 f"coordinate 'time' is not daily: its steps are typically {typical} days apart; "
-                "xmsgl works on daily means: give daily inputs (for smooth forcings, e.g. "
-                "ds.resample(time='1D').interpolate('linear'))"
+                "xmsgl works on daily means: give daily inputs (for smooth forcings, "
+                "xmsgl.convention.fill_daily(ds) interpolates the inputs of the days between and "
+                "leaves the observations missing there)"
             )
     _check_time_bounds(ds, t)
 
@@ -1292,6 +1372,12 @@ def only_read(ds: xr.Dataset, inputs: Iterable[str]) -> xr.Dataset:
             # Without its node dimension under the convention's name (a 'segment' not
             # renamed) the extra dimension is that node's: validate names the fix.
             if other and any(d in ds[name].dims for d in (SEG, REACH)):
+                days = _days_elsewhere(ds, ds[name].dims)
+                if days:
+                    raise SchemaError(
+                        f"input variable {name!r} has its days on {days!r}; the convention names "
+                        f"that dimension 'time': ds = ds.rename({days}='time'), or "
+                        f"xmsgl.to_convention(ds, time={days!r})")
                 raise SchemaError(
                     f"input variable {name!r} is on dimensions {tuple(map(str, ds[name].dims))}; the "
                     f"model reads it on its node and 'time' only: select or reduce "
@@ -1300,6 +1386,16 @@ def only_read(ds: xr.Dataset, inputs: Iterable[str]) -> xr.Dataset:
                     f"(ds.isel({other[0]}=i))")
     drop = [v for v in ds.data_vars if str(v) not in keep]
     return ds.drop_vars(drop) if drop else ds
+
+
+def _days_elsewhere(ds: xr.Dataset, dims: Iterable[Hashable]) -> str | None:
+    """The dimension among ``dims`` that holds dates when none is called 'time' (the
+    day axis under another name, not an extra dimension to select), or None."""
+    names = [str(d) for d in dims]
+    if TIME in names:
+        return None
+    return next((d for d in names if d in ds.coords and np.issubdtype(ds[d].dtype, np.datetime64)),
+                None)
 
 
 def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:
@@ -1649,6 +1745,12 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
             dims = tuple(map(str, out[name].dims))
             if set(dims) != {dim, TIME}:
                 other = [d for d in dims if d not in (dim, TIME)]
+                days = _days_elsewhere(out, out[name].dims)
+                if days:
+                    raise SchemaError(
+                        f"target {name!r} has its days on {days!r}; the convention names that "
+                        f"dimension 'time': ds = ds.rename({days}='time'), or "
+                        f"xmsgl.to_convention(ds, time={days!r})")
                 raise SchemaError(
                     f"target {name!r} must have dims ({dim!r}, 'time'), got {dims}"
                     + (f": select one {other[0]!r} (for example ds[{name!r}] = "
@@ -1668,6 +1770,15 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
                 raise UnitsError(
                     f"water temperature {name!r} has no 'units'; set ds[{name!r}].attrs['units'] = 'degC'"
                 )
+            if name in TARGETS and np.issubdtype(da.dtype, np.integer):
+                # An integer cannot be NaN: every node-day is read as an observation,
+                # a "missing" marker (-1, 0, -9999 within range) as a temperature.
+                warnings.warn(
+                    f"target {name!r} is stored as {da.dtype}, which cannot mark a value "
+                    f"missing: all {da.size} node-days are read as observations; if some are "
+                    f"missing markers, mask them: ds[{name!r}] = ds[{name!r}].where("
+                    f"ds[{name!r}] != <marker>) (or open the file with its _FillValue)",
+                    XmsglWarning, stacklevel=user_stacklevel())
             out = _temperature_to_celsius(out, name, notes, water=True, check_values=check_values)
         elif ("units" in da.attrs and is_temperature_units(da.attrs["units"])
               and role(name, da) != "ignore"):

@@ -54,7 +54,8 @@ def _time_positions(time: pd.DatetimeIndex, sel: Any, done: str = "returned") ->
             raise TimeError(
                 f"time={sel!r} selects no day of the dataset: it falls in a gap of its days, "
                 f"between {time[i0 - 1].date()} and {time[i0].date()}; choose days the dataset has, "
-                f"or fill the gap first (e.g. ds.resample(time='1D').interpolate('linear'))")
+                f"or fill the gap's inputs first (xmsgl.convention.fill_daily(ds), which leaves "
+                f"the observations missing)")
         raise TimeError(
             f"time={sel!r} selects no day of the dataset ({time[0].date()} to {time[-1].date()})"
         )
@@ -95,7 +96,8 @@ def _time_gaps(time: pd.DatetimeIndex, i0: int, i1: int, spinup: int) -> np.ndar
             f"{more}): the recurrent state restarts after each with a fresh state, as at the "
             f"start of the record, so the first days after a gap have less than spinup={spinup} "
             "days of warm-up. To run through a gap, make the steps daily and fill the inputs "
-            "(e.g. ds.resample(time='1D').interpolate('linear'))",
+            "(xmsgl.convention.fill_daily(ds, max_gap=...), which leaves the observations "
+            "missing)",
             TimeGapWarning, stacklevel=user_stacklevel())
     return breaks
 

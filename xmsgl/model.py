@@ -1180,7 +1180,15 @@ def fit(
     if pooled.size == 0:
         raise DataError("no coarse or fine observations in the training period; nothing to learn from")
     y_mean = float(pooled.mean())
-    y_std = float(pooled.std()) or 1.0
+    y_std = float(pooled.std())
+    if y_std <= 1e-6 * max(1.0, abs(y_mean)):
+        # Constant observations (a stuck sensor, a filled constant): whether float32
+        # rounding left a spread of 1e-7 or none decided what the model became.
+        warnings.warn(
+            f"the {pooled.size} training observations are all {y_mean:.4g} degC: the model "
+            "learns no variation from them; check the observations (a stuck sensor or a "
+            "filled constant)", XmsglWarning, stacklevel=user_stacklevel())
+        y_std = 1.0
 
     def std(y: np.ndarray) -> np.ndarray:
         return (y - y_mean) / y_std
@@ -1319,7 +1327,16 @@ def fit(
                     "of sample. Leave stage_a_period out (every day outside val and test) or "
                     "end it before the validation period", XmsglWarning,
                     stacklevel=user_stacklevel())
-            ya = _masked(std(target_array(ds, stage_a_variable, SEG)), mask_a)
+            raw_a = _masked(target_array(ds, stage_a_variable, SEG), mask_a)
+            if np.isfinite(raw_a).any() and float(np.nanmin(raw_a)) < STAGE_A_COLDEST:
+                # Streams stay near 0 degC under ice; values this cold are air.
+                raise ParameterError(
+                    f"stage_a_variable={stage_a_variable!r} goes down to "
+                    f"{float(np.nanmin(raw_a)):.1f} degC on stage A's days, colder than any "
+                    f"stream (below {STAGE_A_COLDEST:g} degC): it looks like an air temperature; "
+                    "stage A learns coarse water temperature, so give an observed or modelled one "
+                    "(such as PRMS-SNTemp's 'seg_tave_water')")
+            ya = _masked(std(raw_a), mask_a)
             if not np.isfinite(ya).any():
                 # Stage A would otherwise run its epochs without a single loss.
                 days = f"{int(mask_a.sum())} days" if mask_a.any() else "no day of the dataset"
@@ -1533,6 +1550,12 @@ def check_stage_a_variable(ds: xr.Dataset, name: Any) -> None:
         raise UnitsError(f"stage_a_variable={name!r} has units {a_units!r}: stage A learns coarse "
                          "water temperature, so it must be a temperature (degC, K or degF), "
                          "observed or a process model's (such as 'seg_tave_water')")
+
+
+#: The coldest value (degC) an ASYNC-MSGL ``stage_a_variable`` may hold on stage A's
+#: days: water under ice stays near 0, so colder values are taken for an air
+#: temperature given by mistake (which would also leave the model's inputs).
+STAGE_A_COLDEST = -5.0
 
 
 #: Given as ``ds``, :func:`fit` stops after checking its arguments (:func:`check_fit_args`).

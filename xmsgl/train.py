@@ -598,9 +598,13 @@ def fit_scalers(ds: xr.Dataset, spec: FeatureSpec, train_mask: np.ndarray,
     """
     check_input_scaling(scaling)
 
+    constant: list[str] = []
+
     def store(names: Sequence[str], finite: np.ndarray) -> None:
         mean = float(finite.mean()) if finite.size else 0.0
         std = float(finite.std()) if finite.size else 1.0
+        if finite.size and std <= 1e-12:
+            constant.extend(names)
         for name in names:
             spec.mean[name] = mean
             spec.std[name] = std if std > 1e-12 else 1.0
@@ -625,6 +629,16 @@ def fit_scalers(ds: xr.Dataset, spec: FeatureSpec, train_mask: np.ndarray,
     for name in spec.seg_vars + spec.reach_vars:
         if name not in done:
             store((name,), _training_values(ds, name, train_mask))
+    if constant:
+        # Standardized, such an input is 0 on every training day: its weights keep
+        # their random start, and any other value at downscale moves the predictions
+        # through them (coverage's distances, in units of its spread, cannot tell).
+        warnings.warn(XmsglWarning(
+            f"inputs {constant} take one value over the training days and nodes, so the model "
+            "cannot learn from them, and another value at downscale would move its "
+            "predictions through untrained weights; drop them (ds.drop_vars(...)) or mark "
+            "them attrs['xmsgl_role'] = 'ignore', unless the same value holds wherever the "
+            "model is applied"), stacklevel=user_stacklevel())
 
 
 def target_array(ds: xr.Dataset, name: str, dim: str, time_index: slice | None = None) -> np.ndarray:

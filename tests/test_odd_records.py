@@ -1,0 +1,99 @@
+"""Records users bring: gaps to fill, constant inputs or observations, integer targets,
+the day axis under another name, an air temperature given as stage A's target."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import xmsgl
+from xmsgl.convention import fill_daily
+
+torch = pytest.importorskip("torch")
+
+FIT = {"epochs": 1, "window": 60, "stride": 60, "hidden": 4, "progress": False, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def basin() -> xr.Dataset:
+    torch.set_num_threads(1)
+    return xmsgl.datasets.synthetic_basin(n_segments=4, start="2000-10-01", end="2003-09-30", seed=0,
+                                          reach_obs_share=0.3)
+
+
+def test_fill_daily_fills_the_inputs_of_a_gap_and_never_the_observations(basin: xr.Dataset) -> None:
+    gap = pd.date_range("2001-03-01", "2001-08-31")
+    short = pd.date_range("2002-03-01", "2002-03-03")
+    gappy = basin.drop_sel(time=gap.append(short))
+    full = fill_daily(gappy)
+    assert full.sizes["time"] == basin.sizes["time"] and full.attrs["xmsgl_filled_days"] == 187
+    # Straight lines through the forcings, none through the observations or the truth.
+    for name in ("reach_temp", "seg_temp", "reach_temp_true"):
+        assert int(full[name].sel(time=gap).count()) == 0
+    air = full.seg_air_temp.sel(time=gap)
+    assert bool(np.isfinite(air).all())
+    ends = full.seg_air_temp.sel(time=["2001-02-28", "2001-09-01"]).values
+    np.testing.assert_allclose(air.isel(time=0).values,
+                               ends[:, 0] + (ends[:, 1] - ends[:, 0]) / (len(gap) + 1), rtol=1e-5)
+    # The days the dataset had are left as they were, a missing value included.
+    xr.testing.assert_identical(full.sel(time=gappy.time).reach_temp, gappy.reach_temp)
+    # max_gap fills the short gap and leaves the long one.
+    some = fill_daily(gappy, max_gap=5)
+    assert some.attrs["xmsgl_filled_days"] == 3 and not bool(some.time.isin(gap).any())
+    with pytest.raises(xmsgl.ParameterError, match="max_gap"):
+        fill_daily(gappy, max_gap=0)
+    # A model runs through the filled gap: no gap warning at downscale.
+    model = full.msgl.fit(**FIT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xmsgl.exceptions.TimeGapWarning)
+        full.msgl.downscale(model)
+
+
+def test_the_gap_advice_names_fill_daily_not_a_resample_of_the_observations(basin: xr.Dataset) -> None:
+    gappy = basin.drop_sel(time=pd.date_range("2001-03-01", "2001-08-31"))
+    model = gappy.msgl.fit(**FIT)
+    with pytest.warns(xmsgl.exceptions.TimeGapWarning, match=r"fill_daily\(ds, max_gap=...\)") as seen:
+        gappy.msgl.downscale(model)
+    assert not any("resample" in str(w.message) for w in seen)
+
+
+def test_constant_inputs_and_observations_are_named_at_fit(basin: xr.Dataset) -> None:
+    flat = basin.assign(reach_gw_share=xr.full_like(basin.reach_gw_share, 0.0),
+                        seg_gw_share=xr.full_like(basin.seg_gw_share, 0.0))
+    with pytest.warns(xmsgl.XmsglWarning, match=r"inputs \['seg_gw_share', 'reach_gw_share'\] take one "
+                                                r"value"):
+        flat.msgl.fit(**FIT)
+    # Constant observations give one kind of model whatever float32 makes of the constant.
+    for value in (10.0, 4.1):
+        stuck = basin.assign(reach_temp=basin.reach_temp * 0 + value,
+                             seg_temp=basin.seg_temp * 0 + value)
+        with pytest.warns(xmsgl.XmsglWarning, match=f"training observations are all {value:g} degC"):
+            model = stuck.msgl.fit(**FIT)
+        assert model.config["targets"]["std"] == 1.0
+
+
+def test_an_integer_target_is_said_to_hold_no_missing_value(basin: xr.Dataset) -> None:
+    coded = basin.assign(reach_temp=basin.reach_temp.fillna(-1).round().astype("int16")
+                         .assign_attrs(units="degC"))
+    with pytest.warns(xmsgl.XmsglWarning, match=r"'reach_temp' is stored as int16.*<marker>"):
+        coded.msgl.validate()
+
+
+def test_the_day_axis_under_another_name_is_to_be_renamed(basin: xr.Dataset) -> None:
+    model = basin.msgl.fit(**FIT)
+    dated = basin.rename(time="date")
+    with pytest.raises(xmsgl.SchemaError, match=r"target 'seg_temp' has its days on 'date'.*"
+                                               r"rename\(date='time'\)"):
+        dated.msgl.validate()
+    with pytest.raises(xmsgl.SchemaError, match=r"has its days on 'date'.*to_convention\(ds, time='date'\)"):
+        dated.drop_vars(["reach_temp", "seg_temp"]).msgl.downscale(model)
+    assert xmsgl.to_convention(dated, time="date").msgl.validate().sizes["time"] == basin.sizes["time"]
+
+
+def test_an_air_temperature_is_refused_as_stage_a_water_temperature(basin: xr.Dataset) -> None:
+    with pytest.raises(xmsgl.ParameterError, match=r"'seg_air_temp' goes down to -\d.*looks like an air"):
+        basin.msgl.fit(method="async-msgl", stage_a_variable="seg_air_temp", **FIT)
