@@ -97,3 +97,20 @@ def test_the_day_axis_under_another_name_is_to_be_renamed(basin: xr.Dataset) -> 
 def test_an_air_temperature_is_refused_as_stage_a_water_temperature(basin: xr.Dataset) -> None:
     with pytest.raises(xmsgl.ParameterError, match=r"'seg_air_temp' goes down to -\d.*looks like an air"):
         basin.msgl.fit(method="async-msgl", stage_a_variable="seg_air_temp", **FIT)
+
+
+@pytest.mark.parametrize("method", ["direct", "progressive"])
+def test_coarse_pretraining_without_coarse_validation_says_so(basin: xr.Dataset, method: str) -> None:
+    early = basin.assign(seg_temp=basin.seg_temp.where(basin.time < np.datetime64("2001-10-01")))
+    with pytest.warns(xmsgl.XmsglWarning, match=f"coarse pretraining of '{method}' keeps the epoch"):
+        early.msgl.fit(method=method, **FIT)
+
+
+def test_gaps_that_leave_only_scraps_of_training_windows_are_named(basin: xr.Dataset) -> None:
+    scraps = basin.isel(time=[i for i in range(basin.sizes["time"]) if i % 3 != 2])
+    with pytest.warns(xmsgl.exceptions.TimeGapWarning, match=r"runs shorter than 30 days.*fill_daily"):
+        scraps.msgl.fit(**FIT)
+    # A few gaps in a long record are no scraps: no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xmsgl.exceptions.TimeGapWarning)
+        basin.drop_sel(time=pd.date_range("2001-03-01", "2001-03-05")).msgl.fit(**FIT)

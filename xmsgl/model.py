@@ -74,6 +74,7 @@ from xmsgl.exceptions import (
     SchemaError,
     ShortRecordWarning,
     TimeError,
+    TimeGapWarning,
     TrainingError,
     UnitsError,
     XmsglError,
@@ -660,6 +661,27 @@ def _days_text(time: pd.DatetimeIndex, mask: np.ndarray, most: int = 3) -> str:
     """The first ``most`` runs of the days ``mask`` marks, as ``"a to b, c to d, ..."``."""
     spans = [(str(time[a].date()), str(time[b - 1].date())) for a, b in period_ranges(time, mask)]
     return _span_text(spans[:most]) + (", ..." if len(spans) > most else "")
+
+
+#: Runs of consecutive training days shorter than this (or than the window) are scraps.
+SCRAP_DAYS = 30
+
+
+def _warn_scraps(time: pd.DatetimeIndex, ranges: list[tuple[int, int]], window: int) -> None:
+    """Warn when gaps in ``time`` leave most training days in runs shorter than
+    :data:`SCRAP_DAYS`: windows never cross a gap, so the recurrence would learn from
+    short windows that each start from a fresh state."""
+    runs = np.array([b - a for a, b in ranges], dtype=np.int64)
+    short = runs < min(SCRAP_DAYS, window)
+    if runs.size and runs[short].sum() * 2 > runs.sum():
+        warnings.warn(
+            f"gaps in 'time' cut the training period into {runs.size} runs of consecutive "
+            f"days, and {int(runs[short].sum())} of its {int(runs.sum())} days lie in runs "
+            f"shorter than {min(SCRAP_DAYS, window)} days: windows never cross a gap, so the "
+            "recurrence learns from short windows that each start from a fresh state; fill "
+            "the inputs of short gaps first (xmsgl.convention.fill_daily(ds, max_gap=...)) "
+            "or fit on a part of the record without them",
+            TimeGapWarning, stacklevel=user_stacklevel())
 
 
 def warn_unobserved_validation(val: Any) -> None:
@@ -1278,6 +1300,7 @@ def fit(
     fine_val = val_score(output, ys_std_reach)
     coarse_val = val_score("coarse", ys_std_seg)
     train_ranges = period_ranges(time, masks["train"])
+    _warn_scraps(time, train_ranges, int(window))
     windows = make_windows(train_ranges, int(window), int(stride))
     train_reach = _masked(ys_std_reach, masks["train"])
     train_seg = _masked(ys_std_seg, masks["train"]) if ys_std_seg is not None else None
@@ -1388,6 +1411,13 @@ def fit(
         run("main", {"coarse": train_seg}, windows, fine_val, int(epochs))
     elif method in ("direct", "progressive"):
         assert train_seg is not None
+        if masks["val"].any() and y_seg is not None and not np.isfinite(y_seg[masks["val"]]).any():
+            # As for the fine stages: say that nothing held out chooses the checkpoint.
+            warnings.warn(
+                f"the validation period {periods['val']} holds no coarse observation "
+                f"('seg_temp' is all NaN there): the coarse pretraining of {method!r} keeps "
+                "the epoch with the lowest training loss; give val= days with coarse "
+                "observations", XmsglWarning, stacklevel=user_stacklevel())
         run("pretrain_coarse", {"coarse": train_seg}, windows, coarse_val, pre_epochs)
         if method == "progressive":
             pseudo = np.full_like(train_reach, np.nan)
