@@ -464,6 +464,11 @@ def test_fold_warnings_are_named_but_filtered_and_raised_as_any_warning(basin: x
         cross_validate(basin, "fine-only", **run)
     said = [str(w.message) for w in seen if str(w.message).startswith("no validation period")]
     assert said and all(s.endswith("of repetition 0)") for s in said)
+    # Under Python's default filters a text is shown once, not once per fold and seed.
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        cross_validate(basin, "fine-only", **{**run, "seeds": [0, 1]})
+    assert len([w for w in seen if str(w.message).startswith("no validation period")]) == 1
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         warnings.filterwarnings("ignore", message="no validation period")

@@ -53,12 +53,47 @@ def test_fill_daily_fills_the_inputs_of_a_gap_and_never_the_observations(basin: 
         full.msgl.downscale(model)
 
 
+def test_fill_daily_refuses_stamps_at_several_times_and_keeps_dask_flags_bounds_and_encodings(
+        basin: xr.Dataset) -> None:
+    gappy = basin.drop_sel(time=pd.date_range("2001-03-01", "2001-03-20"))
+    # Two files joined, one stamped at midnight and one at noon: a grid at one time of
+    # day would have dropped half the stamps and their observations.
+    t = gappy.indexes["time"]
+    mixed = gappy.assign_coords(time=t.where(t < "2002-01-01", t + pd.Timedelta(hours=12)))
+    with pytest.raises(xmsgl.TimeError, match=r"2 times of day.*dt.floor\('D'\)"):
+        fill_daily(mixed)
+    # Chunked along time, with a flag, time bounds and an encoding: lazy, and kept.
+    rich = xmsgl.convention.daily_time_bounds(gappy.assign(
+        flag=("time", np.ones(gappy.sizes["time"], dtype=bool))))
+    rich["seg_air_temp"].encoding = {"zlib": True, "complevel": 3}
+    lazy = fill_daily(rich.chunk({"time": 100}))
+    assert lazy.seg_air_temp.chunks is not None
+    full = lazy.compute()
+    xr.testing.assert_allclose(full.seg_air_temp, fill_daily(rich).seg_air_temp)
+    assert full.flag.dtype == bool and int((~full.flag).sum()) == 20
+    bounds = full[full.time.attrs["bounds"]]
+    assert bool(bounds.notnull().all()) and bounds.sizes["time"] == basin.sizes["time"]
+    assert full.seg_air_temp.encoding.get("complevel") == 3
+    # exclude: a modelled temperature used as a stage-A target is not drawn through.
+    excluded = fill_daily(gappy, exclude=["seg_air_temp"])
+    assert int(excluded.seg_air_temp.sel(time="2001-03-10").count()) == 0
+
+
 def test_the_gap_advice_names_fill_daily_not_a_resample_of_the_observations(basin: xr.Dataset) -> None:
     gappy = basin.drop_sel(time=pd.date_range("2001-03-01", "2001-08-31"))
     model = gappy.msgl.fit(**FIT)
     with pytest.warns(xmsgl.exceptions.TimeGapWarning, match=r"fill_daily\(ds, max_gap=...\)") as seen:
         gappy.msgl.downscale(model)
     assert not any("resample" in str(w.message) for w in seen)
+
+
+def test_constant_inputs_are_named_only_where_the_method_reads_them(basin: xr.Dataset) -> None:
+    flat = basin.assign(seg_gw_share=xr.full_like(basin.seg_gw_share, 0.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xmsgl.XmsglWarning)
+        flat.msgl.fit(method="fine-only", **FIT)  # reads no segment input
+    with pytest.warns(xmsgl.XmsglWarning, match=r"inputs \['seg_gw_share'\] take one value"):
+        flat.msgl.fit(method="msgl", **FIT)
 
 
 def test_constant_inputs_and_observations_are_named_at_fit(basin: xr.Dataset) -> None:
@@ -87,7 +122,7 @@ def test_the_day_axis_under_another_name_is_to_be_renamed(basin: xr.Dataset) -> 
     model = basin.msgl.fit(**FIT)
     dated = basin.rename(time="date")
     with pytest.raises(xmsgl.SchemaError, match=r"target 'seg_temp' has its days on 'date'.*"
-                                               r"rename\(date='time'\)"):
+                                               r"rename\(\{'date': 'time'\}\)"):
         dated.msgl.validate()
     with pytest.raises(xmsgl.SchemaError, match=r"has its days on 'date'.*to_convention\(ds, time='date'\)"):
         dated.drop_vars(["reach_temp", "seg_temp"]).msgl.downscale(model)
@@ -97,6 +132,12 @@ def test_the_day_axis_under_another_name_is_to_be_renamed(basin: xr.Dataset) -> 
 def test_an_air_temperature_is_refused_as_stage_a_water_temperature(basin: xr.Dataset) -> None:
     with pytest.raises(xmsgl.ParameterError, match=r"'seg_air_temp' goes down to -\d.*looks like an air"):
         basin.msgl.fit(method="async-msgl", stage_a_variable="seg_air_temp", **FIT)
+    # The observed seg_temp, which MSGL trains on too, is judged as a target: one cold
+    # outlier does not stop ASYNC-MSGL.
+    seg = basin.seg_temp.copy()
+    first = np.argwhere(np.isfinite(seg.values))[0]
+    seg[first[0], first[1]] = -7.0
+    basin.assign(seg_temp=seg).msgl.fit(method="async-msgl", **FIT)
 
 
 @pytest.mark.parametrize("method", ["direct", "progressive"])

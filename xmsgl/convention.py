@@ -527,15 +527,11 @@ def _warn_input_like_coords(ds: xr.Dataset, skip: Iterable[str]) -> None:
     )
 
 
-def _added_days(daily: pd.DatetimeIndex, have: pd.DatetimeIndex) -> np.ndarray:
-    """Which days of ``daily`` are not among ``have``."""
-    return np.asarray(~daily.isin(have))
-
-
-def fill_daily(ds: xr.Dataset, max_gap: int | None = None) -> xr.Dataset:
+def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
+               exclude: Iterable[str] = ()) -> xr.Dataset:
     """Daily steps from the first day of ``ds`` to its last, the inputs of the added days
     interpolated linearly in time; observations, truth and every other variable stay
-    missing (NaN) there.
+    missing (NaN; boolean flags False) there.
 
     A gap left in the days restarts the recurrent state (``TimeGapWarning``); filling
     its forcings lets a model run through it. Filling the whole dataset
@@ -545,21 +541,28 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None) -> xr.Dataset:
     Parameters
     ----------
     ds : xarray.Dataset
-        A dataset in the convention; its days may have gaps.
+        A dataset in the convention; its days may have gaps. Every stamp must be at
+        one time of day (as a daily record's are).
     max_gap : int, optional
         The longest gap (missing days in a row) to fill; the days of longer gaps are
         not added, so those gaps stay. Default: fill every gap.
+    exclude : iterable of str, optional
+        Inputs by the convention that are not to be filled, such as a process model's
+        water temperature given to ASYNC-MSGL as ``stage_a_variable`` (a target there).
 
     Returns
     -------
     xarray.Dataset
-        A copy on daily steps (at the time of day of the first stamp), with the
-        attribute ``xmsgl_filled_days`` (the number of days added).
+        A copy on daily steps, with the attribute ``xmsgl_filled_days`` (the number of
+        days added); each variable keeps its attributes and encoding, and time bounds
+        named by ``time``'s ``bounds`` attribute are made again for every day. Dask
+        variables stay lazy (an interpolated one in one chunk along time).
 
     Raises
     ------
     TimeError
-        ``ds`` has no ``time`` dimension, or its days are unsorted or repeated.
+        ``ds`` has no ``time`` dimension of dates, its days are unsorted or repeated,
+        or its stamps lie at several times of day.
     ParameterError
         ``max_gap`` is not a whole number of at least 1.
 
@@ -574,32 +577,63 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None) -> xr.Dataset:
     """
     if max_gap is not None:
         check_count("max_gap", max_gap)
-    if TIME not in ds.dims:
+    if TIME not in ds.dims or TIME not in ds.coords:
         raise TimeError("the dataset has no 'time' dimension; there are no days to fill")
+    if not np.issubdtype(ds[TIME].dtype, np.datetime64):
+        calendar = getattr(ds[TIME].values.flat[0], "calendar", None) if ds.sizes[TIME] else None
+        if calendar is not None:
+            raise TimeError(cftime_message(calendar))
+        raise TimeError(f"coordinate 'time' must hold dates (datetime64), got {ds[TIME].dtype}")
     t = pd.DatetimeIndex(ds[TIME].values)
     if len(t) and not (t[1:] > t[:-1]).all():
         raise TimeError("the days of 'time' are unsorted or repeated; sort them "
                         "(ds.sortby('time')) and drop repeats first")
+    offsets = np.unique(np.asarray(t - t.normalize()))
+    if offsets.size > 1:
+        # A grid at one time of day would leave the other stamps out (and their
+        # observations with them).
+        raise TimeError(
+            f"the stamps of 'time' lie at {offsets.size} times of day (e.g. "
+            f"{', '.join(str(pd.Timedelta(o)) for o in offsets[:2])}); give each day one stamp "
+            "at one time first: ds = ds.assign_coords(time=ds.time.dt.floor('D'))")
     if len(t) < 2:
         return ds.copy()
     daily = pd.date_range(t[0], t[-1], freq="D")
-    added = ~daily.isin(t)
+    added = np.asarray(~daily.isin(t))
     if max_gap is not None:
         # Runs of added days longer than max_gap are not added.
         edges = np.diff(np.concatenate([[0], added.astype(np.int8), [0]]))
         for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
             if b - a > int(max_gap):
                 added[a:b] = False
-        daily = daily[added | daily.isin(t)]
-    full = ds.reindex({TIME: daily})
+        daily = daily[added | np.asarray(daily.isin(t))]
+        added = np.asarray(~daily.isin(t))
+    bounds = ds[TIME].attrs.get("bounds")
+    base = ds.drop_vars(bounds) if isinstance(bounds, str) and bounds in ds.variables else ds
+    flags = {str(n): False for n, v in base.data_vars.items()
+             if TIME in v.dims and v.dtype == bool}
+    full = (base.reindex({TIME: daily}, fill_value=flags) if flags
+            else base.reindex({TIME: daily}))
+    new_day = xr.DataArray(added, dims=TIME, coords={TIME: daily})
+    skip = set(exclude)
     for name in input_variables(ds, warn=False).all():
-        if TIME in full[name].dims:
-            # Only the added days are filled: a missing value of a day the dataset
-            # has stays missing (validate names it).
-            filled = full[name].interpolate_na(TIME, method="linear")
-            full[name] = full[name].where(~xr.DataArray(_added_days(daily, t), dims=TIME,
-                                                          coords={TIME: daily}), filled)
-    full.attrs["xmsgl_filled_days"] = int(len(daily) - len(t))
+        if name in skip or TIME not in full[name].dims:
+            continue
+        var = full[name]
+        if var.chunks is not None:
+            var = var.chunk({TIME: -1})  # interpolation runs along the whole axis
+        # Only the added days are filled: a missing value of a day the dataset has
+        # stays missing (validate names it).
+        filled = var.where(~new_day, var.interpolate_na(TIME, method="linear"))
+        filled.attrs, filled.encoding = ds[name].attrs, dict(ds[name].encoding)
+        full[name] = filled
+    for key in full.data_vars:
+        if key in ds.variables and not full[key].encoding:
+            full[key].encoding = dict(ds[key].encoding)
+    if isinstance(bounds, str) and bounds in ds.variables:
+        full[TIME].attrs = {k: v for k, v in full[TIME].attrs.items() if k != "bounds"}
+        full = daily_time_bounds(full)
+    full.attrs["xmsgl_filled_days"] = int(added.sum())
     return full
 
 
@@ -1376,7 +1410,7 @@ def only_read(ds: xr.Dataset, inputs: Iterable[str]) -> xr.Dataset:
                 if days:
                     raise SchemaError(
                         f"input variable {name!r} has its days on {days!r}; the convention names "
-                        f"that dimension 'time': ds = ds.rename({days}='time'), or "
+                        f"that dimension 'time': ds = ds.rename({{{days!r}: 'time'}}), or "
                         f"xmsgl.to_convention(ds, time={days!r})")
                 raise SchemaError(
                     f"input variable {name!r} is on dimensions {tuple(map(str, ds[name].dims))}; the "
@@ -1749,7 +1783,7 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
                 if days:
                     raise SchemaError(
                         f"target {name!r} has its days on {days!r}; the convention names that "
-                        f"dimension 'time': ds = ds.rename({days}='time'), or "
+                        f"dimension 'time': ds = ds.rename({{{days!r}: 'time'}}), or "
                         f"xmsgl.to_convention(ds, time={days!r})")
                 raise SchemaError(
                     f"target {name!r} must have dims ({dim!r}, 'time'), got {dims}"

@@ -910,26 +910,32 @@ def _cv_plan(ds: xr.Dataset, *, folds: int, repeats: int, blocking: str, seed: i
 
 class _FoldWarnings:
     """While a fold is fitted, xmsgl's warnings are shown with the fold named at their
-    end. Only the text shown changes, and only for :class:`XmsglWarning`: filters
-    (by message too, matched at its start), ``"error"``, once-only display and
-    warnings recorded by ``catch_warnings(record=True)`` work as for any warning."""
+    end, each text once per cross-validation (``said``; the fits' own
+    ``catch_warnings`` reset Python's record of what was shown, so every fold and seed
+    would say it again). Only what is shown changes, and only for
+    :class:`XmsglWarning`: filters (by message too, matched at its start), ``"error"``
+    and ``catch_warnings(record=True)`` work as for any warning."""
 
-    def __init__(self, h: Holdout) -> None:
+    def __init__(self, h: Holdout, said: set[tuple[type, str]]) -> None:
         self.note = f" (fold {h.fold} of repetition {h.repeat})"
-        self._cm = warnings.catch_warnings()
+        self.said = said
 
     def __enter__(self) -> None:
-        self._cm.__enter__()  # restores showwarning on exit
-        before = warnings.showwarning
+        # The hook alone is swapped and put back: catch_warnings would also reset the
+        # record of warnings already shown, and each fold and seed would say them again.
+        self._before = before = warnings.showwarning
         # CPython's default display, and the one catch_warnings(record=True) swaps in:
         # calling it keeps what the caller set up (a record, a file).
         plain = getattr(warnings, "_showwarning_orig", None)
         impl = getattr(warnings, "_showwarnmsg_impl", None)
-        note = self.note
+        note, said = self.note, self.said
 
         def show(message: Any, category: type[Warning], filename: str, lineno: int,
                  file: Any = None, line: str | None = None) -> None:
             if issubclass(category, XmsglWarning):
+                if (category, str(message)) in said:
+                    return
+                said.add((category, str(message)))
                 message = category(f"{message}{note}")
             if before is plain and impl is not None:
                 impl(warnings.WarningMessage(message, category, filename, lineno, file, line))
@@ -939,7 +945,7 @@ class _FoldWarnings:
         warnings.showwarning = show
 
     def __exit__(self, *exc: Any) -> None:
-        self._cm.__exit__(*exc)
+        warnings.showwarning = self._before
 
 
 def _cv_training_checked(ds: xr.Dataset, parts: list[Holdout], method: str,
@@ -1142,6 +1148,7 @@ def cross_validate(
     checked = _masked_coarse(ds, fit_kwargs, mask_coarse)
     hidden_vars = [] if blocking == "water_year" else checked
     had_values = {n for n in hidden_vars if bool(ds[n].notnull().any())}
+    said: set[tuple[type, str]] = set()
     for h in parts:
         held_id[h.repeat, h.fold] = ids.setdefault(frozenset(h.groups), len(ids))
         cells = h.reaches[:, None] & h.days[None, :]
@@ -1167,7 +1174,7 @@ def cross_validate(
         for k, s in enumerate(seed_list):
             train_seeds[h.repeat, h.fold, k] = cell_seed = training_seed(s, h.repeat, h.fold)
             try:
-                with _FoldWarnings(h):
+                with _FoldWarnings(h, said):
                     pred = train_fn(train_ds, test_ds, cell_seed)
             except DataError as err:
                 # Where mask_coarse hid every value a coarse variable had, a method that

@@ -1351,14 +1351,17 @@ def fit(
                     "end it before the validation period", XmsglWarning,
                     stacklevel=user_stacklevel())
             raw_a = _masked(target_array(ds, stage_a_variable, SEG), mask_a)
-            if np.isfinite(raw_a).any() and float(np.nanmin(raw_a)) < STAGE_A_COLDEST:
-                # Streams stay near 0 degC under ice; values this cold are air.
+            if (stage_a_variable != "seg_temp" and np.isfinite(raw_a).any()
+                    and float(np.nanmin(raw_a)) < STAGE_A_COLDEST):
+                # Streams stay near 0 degC under ice; values this cold are air. (The
+                # observed seg_temp, which MSGL trains on too, is judged as a target.)
                 raise ParameterError(
                     f"stage_a_variable={stage_a_variable!r} goes down to "
                     f"{float(np.nanmin(raw_a)):.1f} degC on stage A's days, colder than any "
                     f"stream (below {STAGE_A_COLDEST:g} degC): it looks like an air temperature; "
                     "stage A learns coarse water temperature, so give an observed or modelled one "
-                    "(such as PRMS-SNTemp's 'seg_tave_water')")
+                    "(such as PRMS-SNTemp's 'seg_tave_water'), or mask the values that are not "
+                    "water temperatures")
             ya = _masked(std(raw_a), mask_a)
             if not np.isfinite(ya).any():
                 # Stage A would otherwise run its epochs without a single loss.
@@ -1582,9 +1585,9 @@ def check_stage_a_variable(ds: xr.Dataset, name: Any) -> None:
                          "observed or a process model's (such as 'seg_tave_water')")
 
 
-#: The coldest value (degC) an ASYNC-MSGL ``stage_a_variable`` may hold on stage A's
-#: days: water under ice stays near 0, so colder values are taken for an air
-#: temperature given by mistake (which would also leave the model's inputs).
+#: The coldest value (degC) an ASYNC-MSGL ``stage_a_variable`` other than ``seg_temp``
+#: may hold on stage A's days: water under ice stays near 0, so colder values are taken
+#: for an air temperature given by mistake (which would also leave the model's inputs).
 STAGE_A_COLDEST = -5.0
 
 

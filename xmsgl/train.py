@@ -604,7 +604,12 @@ def fit_scalers(ds: xr.Dataset, spec: FeatureSpec, train_mask: np.ndarray,
         mean = float(finite.mean()) if finite.size else 0.0
         std = float(finite.std()) if finite.size else 1.0
         if finite.size and std <= 1e-12:
-            constant.extend(names)
+            # Only where there is something to vary: the static attributes of a network
+            # of one segment are constant by nature.
+            # Only at the scales the method reads (fine-only reads no segment input).
+            constant.extend(n for n in names if (SEG if n in spec.seg_vars else REACH) in scales
+                            and not (spec.static[n]
+                                     and ds.sizes[SEG if n in spec.seg_vars else REACH] < 2))
         for name in names:
             spec.mean[name] = mean
             spec.std[name] = std if std > 1e-12 else 1.0
