@@ -155,3 +155,15 @@ def test_gaps_that_leave_only_scraps_of_training_windows_are_named(basin: xr.Dat
     with warnings.catch_warnings():
         warnings.simplefilter("error", xmsgl.exceptions.TimeGapWarning)
         basin.drop_sel(time=pd.date_range("2001-03-01", "2001-03-05")).msgl.fit(**FIT)
+
+
+def test_stamps_all_at_a_late_hour_are_named(basin: xr.Dataset) -> None:
+    # Local midnight converted to UTC lands at 23:00 the day before: every value would be
+    # read as the previous day's.
+    shifted = basin.assign_coords(time=basin.time.values - np.timedelta64(1, "h"))
+    with pytest.warns(xmsgl.XmsglWarning, match=r"every stamp of 'time' is at 23:00.*dt.round"):
+        shifted.msgl.validate()
+    # Noon stamps (Daymet's) are a day's own.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xmsgl.XmsglWarning)
+        basin.assign_coords(time=basin.time.values + np.timedelta64(12, "h")).msgl.validate()

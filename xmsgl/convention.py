@@ -1226,6 +1226,18 @@ def _check_time(ds: xr.Dataset) -> None:
                 "xmsgl.convention.fill_daily(ds) interpolates the inputs of the days between and "
                 "leaves the observations missing there)"
             )
+    offsets = np.unique(np.asarray(idx - idx.normalize()))
+    if (offsets.size == 1 and pd.Timedelta(offsets[0]) > pd.Timedelta(hours=12)
+            and "bounds" not in ds[TIME].attrs):
+        # Every value at one late hour: most often local midnights converted to UTC
+        # (each value then read as the day before its own), or stamps at a day's end.
+        hour = str(pd.Timedelta(offsets[0]))[-8:-3]
+        warnings.warn(
+            f"every stamp of 'time' is at {hour}: a value's day is its stamp's date, so each is "
+            "read as that date's; if these are local midnights converted to UTC, or stamps at "
+            "the end of the day, round them to their dates first: "
+            "ds = ds.assign_coords(time=ds.time.dt.round('D'))",
+            XmsglWarning, stacklevel=user_stacklevel())
     _check_time_bounds(ds, t)
 
 
