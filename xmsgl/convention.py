@@ -625,7 +625,7 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
         # Only the added days are filled: a missing value of a day the dataset has
         # stays missing (validate names it).
         filled = var.where(~new_day, var.interpolate_na(TIME, method="linear"))
-        filled.attrs, filled.encoding = ds[name].attrs, dict(ds[name].encoding)
+        filled.attrs = ds[name].attrs
         full[name] = filled
     for key in full.data_vars:
         if key in ds.variables and not full[key].encoding:
@@ -1418,12 +1418,7 @@ def only_read(ds: xr.Dataset, inputs: Iterable[str]) -> xr.Dataset:
             # Without its node dimension under the convention's name (a 'segment' not
             # renamed) the extra dimension is that node's: validate names the fix.
             if other and any(d in ds[name].dims for d in (SEG, REACH)):
-                days = _days_elsewhere(ds, ds[name].dims)
-                if days:
-                    raise SchemaError(
-                        f"input variable {name!r} has its days on {days!r}; the convention names "
-                        f"that dimension 'time': ds = ds.rename({{{days!r}: 'time'}}), or "
-                        f"xmsgl.to_convention(ds, time={days!r})")
+                _refuse_days_elsewhere(ds, name, "input variable")
                 raise SchemaError(
                     f"input variable {name!r} is on dimensions {tuple(map(str, ds[name].dims))}; the "
                     f"model reads it on its node and 'time' only: select or reduce "
@@ -1434,14 +1429,19 @@ def only_read(ds: xr.Dataset, inputs: Iterable[str]) -> xr.Dataset:
     return ds.drop_vars(drop) if drop else ds
 
 
-def _days_elsewhere(ds: xr.Dataset, dims: Iterable[Hashable]) -> str | None:
-    """The dimension among ``dims`` that holds dates when none is called 'time' (the
-    day axis under another name, not an extra dimension to select), or None."""
-    names = [str(d) for d in dims]
+def _refuse_days_elsewhere(ds: xr.Dataset, name: str, kind: str) -> None:
+    """Refuse the variable ``name`` (a ``kind``: "target", "input variable") whose days
+    lie on a dimension of dates under another name than 'time': the day axis to rename,
+    not an extra dimension to select."""
+    names = [str(d) for d in ds[name].dims]
     if TIME in names:
-        return None
-    return next((d for d in names if d in ds.coords and np.issubdtype(ds[d].dtype, np.datetime64)),
+        return
+    days = next((d for d in names if d in ds.coords and np.issubdtype(ds[d].dtype, np.datetime64)),
                 None)
+    if days:
+        raise SchemaError(
+            f"{kind} {name!r} has its days on {days!r}; the convention names that dimension 'time': "
+            f"ds = ds.rename({{{days!r}: 'time'}}), or xmsgl.to_convention(ds, time={days!r})")
 
 
 def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:
@@ -1791,12 +1791,7 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
             dims = tuple(map(str, out[name].dims))
             if set(dims) != {dim, TIME}:
                 other = [d for d in dims if d not in (dim, TIME)]
-                days = _days_elsewhere(out, out[name].dims)
-                if days:
-                    raise SchemaError(
-                        f"target {name!r} has its days on {days!r}; the convention names that "
-                        f"dimension 'time': ds = ds.rename({{{days!r}: 'time'}}), or "
-                        f"xmsgl.to_convention(ds, time={days!r})")
+                _refuse_days_elsewhere(out, name, "target")
                 raise SchemaError(
                     f"target {name!r} must have dims ({dim!r}, 'time'), got {dims}"
                     + (f": select one {other[0]!r} (for example ds[{name!r}] = "

@@ -215,16 +215,23 @@ def signed_stream_distance(geom: NodeGeometry, i: np.ndarray, j: np.ndarray) -> 
     return np.where(down | up, d, 0.0)
 
 
-def _coord_vars(ds: xr.Dataset, scale: str) -> dict[str, tuple[str, str]]:
-    found = {}
-    if f"{scale}_x" in ds.variables and f"{scale}_y" in ds.variables:
-        found["xy"] = (f"{scale}_x", f"{scale}_y")
-    if f"{scale}_lon" in ds.variables and f"{scale}_lat" in ds.variables:
-        found["lonlat"] = (f"{scale}_lon", f"{scale}_lat")
-    return found
+#: The variables that give each kind of node position (``{}`` is the scale).
+POSITION_VARS = {"xy": ("{}_x", "{}_y"), "lonlat": ("{}_lon", "{}_lat")}
 
 
-def _read_coords(ds: xr.Dataset, scale: str, names: tuple[str, str], ids: np.ndarray,
+def position_vars(scale: str, source: str) -> tuple[str, ...]:
+    """The variables of ``scale`` nodes that positions of kind ``source`` come from
+    (none for ``"outlet-distance"``)."""
+    return tuple(n.format(scale) for n in POSITION_VARS.get(source, ()))
+
+
+def _coord_vars(ds: xr.Dataset, scale: str) -> dict[str, tuple[str, ...]]:
+    found = {source: position_vars(scale, source) for source in POSITION_VARS}
+    return {source: names for source, names in found.items()
+            if all(n in ds.variables for n in names)}
+
+
+def _read_coords(ds: xr.Dataset, scale: str, names: tuple[str, ...], ids: np.ndarray,
                  read_units: bool = True) -> np.ndarray:
     cols = []
     for name in names:

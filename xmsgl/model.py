@@ -605,10 +605,6 @@ def _set_backbone_geometry(net: MSGLNet, ds: xr.Dataset, scales: tuple[str, ...]
                               backbone_geometry(backbone, ds, scale))
 
 
-#: The variables that give each kind of node position (``{}`` is the scale).
-_POSITION_VARS = {"xy": ("{}_x", "{}_y"), "lonlat": ("{}_lon", "{}_lat")}
-
-
 def backbone_geometry(backbone: Any, ds: xr.Dataset, scale: str) -> Any:
     """The :class:`~xmsgl.knn.NodeGeometry` of ``ds``'s ``scale`` nodes for a dmsge backbone.
 
@@ -624,7 +620,7 @@ def backbone_geometry(backbone: Any, ds: xr.Dataset, scale: str) -> Any:
     ModelMismatchError
         The dataset lacks the coordinate variables the model's positions came from.
     """
-    from xmsgl.knn import node_geometry
+    from xmsgl.knn import node_geometry, position_vars
 
     fitted = getattr(backbone, "positions", {}).get(scale)
     if fitted is None:
@@ -632,7 +628,7 @@ def backbone_geometry(backbone: Any, ds: xr.Dataset, scale: str) -> Any:
         # units, and their length scales were taken so: they go on reading them so.
         return node_geometry(ds, scale, backbone.options["coords"],
                              read_units=not getattr(backbone, "saved_without_positions", False))
-    names = [n.format(scale) for n in _POSITION_VARS.get(fitted, ())]
+    names = list(position_vars(scale, fitted))
     missing = [n for n in names if n not in ds.variables]
     if missing:
         raise ModelMismatchError(
@@ -1609,15 +1605,6 @@ def check_fit_args(method: str, kwargs: Mapping[str, Any]) -> None:
         What ``fit`` would refuse, with its message.
     """
     fit(_ARGUMENTS_ONLY, method=method, **kwargs)
-
-
-def check_method_args(method: str, kwargs: Mapping[str, Any]) -> None:
-    """Refuse the keyword arguments of :func:`fit` in ``kwargs`` given a value other
-    than the default that the network method ``method`` would not read; other names
-    are left to ``fit``. Sweeps call it for every method before the first fit.
-    """
-    _check_method_args(method, {name: kwargs.get(name, _FIT_DEFAULTS[name])
-                                for name in _METHOD_ONLY_ARGS})
 
 
 def method_reads(method: str, name: str) -> bool:
