@@ -663,3 +663,18 @@ def test_a_model_records_the_observations_it_learned_from(half_year_basin: xr.Da
         ~a.time.to_index().isin(pd.date_range(*test)), a.reach_temp + 1.0))
     assert (moved.msgl.fit(method="fine-only", seed=0, **FAST_FIT).config["data"]["targets_sha256"]
             == ma.config["data"]["targets_sha256"])
+
+
+def test_the_scored_runs_use_the_device_the_fit_was_given(five_years: xr.Dataset, monkeypatch) -> None:
+    # fit got fit_kwargs' device but the scored run took downscale's default
+    # ("auto"): device="cpu" on a machine with a GPU was ignored for the scores.
+    import xmsgl.downscale as dsc
+    from xmsgl.evaluate import default_trainer
+
+    asked: list[str] = []
+    real = dsc.resolve_device
+    monkeypatch.setattr(dsc, "resolve_device", lambda device="auto": asked.append(str(device)) or real(device))
+    trainer = default_trainer("fine-only", {"epochs": 1, "window": 60, "stride": 60, "device": "cpu"})
+    pred = trainer(five_years, xr.Dataset(attrs={"test_period": json.dumps([("2003-10-01", "2004-09-30")])}), 0)
+    assert asked and set(asked) == {"cpu"}, asked
+    assert pred.sizes["reach"] == five_years.sizes["reach"]

@@ -483,3 +483,19 @@ def test_robustness_refuses_what_it_cannot_read_with_the_fix(basin: xr.Dataset) 
                                               r"lower order \(order=1 needs more than 9 days\)"):
         lowpass(short, 3)
     assert lowpass(short, 3, order=1).sizes["time"] == 12
+
+
+def test_a_network_model_runs_on_the_device_given(basin: xr.Dataset, monkeypatch) -> None:
+    import xmsgl.downscale as dsc
+
+    model = basin.msgl.fit(method="fine-only", epochs=1, window=60, stride=60, progress=False,
+                           train=("2000-10-01", "2001-06-30"), val=("2001-07-01", "2001-09-30"),
+                           test=("2001-10-01", "2002-09-30"))
+    asked: list[str] = []
+    real = dsc.resolve_device
+    monkeypatch.setattr(dsc, "resolve_device", lambda device="auto": asked.append(str(device)) or real(device))
+    out = robustness(basin, model, {"lag": [1]}, device="cpu")
+    assert asked and set(asked) == {"cpu"}, asked
+    assert "device='cpu'" in out.attrs["history"]
+    with pytest.raises(xmsgl.ParameterError, match="device"):
+        robustness(basin, model, {"lag": [1]}, device="banana")

@@ -732,7 +732,10 @@ def default_trainer(method: str, fit_kwargs: Mapping[str, Any] | None = None) ->
             # Held-out sites unlike the fitted ones are what the scores measure; a
             # warning for every fold and seed would bury the rest.
             warnings.simplefilter("ignore", ExtrapolationWarning)
-            return downscale(train_ds, model)
+            # On the device the fit was given: "cpu" on a machine with a GPU, or a
+            # GPU other than the first, holds for the scored runs too.
+            dev = kw.get("device")
+            return downscale(train_ds, model, **({} if dev is None else {"device": dev}))
 
     return train
 

@@ -614,7 +614,8 @@ def mask_gauges(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Data
 # ----------------------------------------------------------------------------- the table
 
 
-def _predict(model: Any, ds: xr.Dataset, time: tuple[str, str]) -> xr.DataArray:
+def _predict(model: Any, ds: xr.Dataset, time: tuple[str, str],
+             device: str | None = None) -> xr.DataArray:
     from xmsgl.baselines import BaselineModel
 
     if isinstance(model, BaselineModel):
@@ -625,7 +626,7 @@ def _predict(model: Any, ds: xr.Dataset, time: tuple[str, str]) -> xr.DataArray:
     with warnings.catch_warnings():
         # The same nodes for every perturbed run: ds.msgl.coverage(model) names them.
         warnings.simplefilter("ignore", ExtrapolationWarning)
-        return downscale(ds, model, time=time)
+        return downscale(ds, model, time=time, **({} if device is None else {"device": device}))
 
 
 def _default_days(model: Any, time: pd.DatetimeIndex) -> np.ndarray:
@@ -755,6 +756,7 @@ def robustness(
     seed: int = 0,
     order: int = 4,
     hide_scored: bool = False,
+    device: str | None = None,
 ) -> xr.Dataset:
     """Change of a fitted model's error when its inputs are perturbed.
 
@@ -799,6 +801,10 @@ def robustness(
         unmasked ones (``truth`` is read from ``ds`` as given). This is the
         temporal holdout of a dataset without ``reach_temp_true``: the model
         never sees the observations it is scored on.
+    device : str, optional
+        Torch device of a network model's runs (see :func:`xmsgl.downscale.downscale`);
+        default that of ``downscale`` (``"auto"``, or ``set_options(device=...)``).
+        Baselines run on the CPU.
 
     Returns
     -------
@@ -905,7 +911,7 @@ def robustness(
 
     t_first = int(np.flatnonzero(scored)[0])
     _check_levels_on(ds, levels, times, t_first)
-    base = score(_predict(fitted, ds, period))
+    base = score(_predict(fitted, ds, period, device))
     names = list(levels)
     n_lev = max(len(v) for v in levels.values())
     vals = np.full((3, len(names), n_lev), np.nan)
@@ -924,24 +930,24 @@ def robustness(
                 # checks beside it must not change its draws.
                 rng_seed = [int(seed), CHECKS.index(name), j, d]
                 if name == "lowpass":
-                    got.append(score(_predict(fitted, lowpass(ds, level, order=order), period)))
+                    got.append(score(_predict(fitted, lowpass(ds, level, order=order), period, device)))
                 elif name == "bandpass":
                     got.append(score(_predict(fitted, bandpass(ds, level[0], level[1], order=order),
-                                              period)))
+                                              period, device)))
                 elif name == "lag":
-                    got.append(score(_predict(fitted, lag(ds, int(level)), period)))
+                    got.append(score(_predict(fitted, lag(ds, int(level)), period, device)))
                 elif name == "shift":
                     # By date: ``off`` days before the first scored day (the first day of
                     # ds on or after that date, where it falls in a gap).
                     off = int(np.random.default_rng(rng_seed).integers(1, int(level) + 1))
                     start = times[int(times.searchsorted(times[t_first] - pd.Timedelta(days=off)))]
-                    got.append(score(_predict(fitted, ds, (str(start.date()), period[1]))))
+                    got.append(score(_predict(fitted, ds, (str(start.date()), period[1]), device)))
                 else:
                     mask = mask_coarse if name == "mask_coarse" else mask_gauges
                     pert, ids = mask(ds, level, seed=int(np.random.default_rng(rng_seed).integers(2**31)))
                     # How many were masked, which a share alone does not say on a small basin.
                     setting[i, j] = f"{_label(name, level)} ({ids.size} of {pool[name]})"
-                    got.append(score(_predict(fitted, pert, period)))
+                    got.append(score(_predict(fitted, pert, period, device)))
             vals[:, i, j] = np.mean(np.asarray(got), axis=0)
     coords = {"check": names, "level": np.arange(n_lev)}
     out = xr.Dataset(coords=coords)
@@ -962,6 +968,7 @@ def robustness(
         "order": order,
         "hide_scored": int(bool(hide_scored)),
         "history": f"{now} UTC: xmsgl {_version()} robustness(checks={levels!r}, "
-                   f"n_draws={n_draws}, seed={seed}, order={order}, hide_scored={bool(hide_scored)})",
+                   f"n_draws={n_draws}, seed={seed}, order={order}, hide_scored={bool(hide_scored)}"
+                   + ("" if device is None else f", device={device!r}") + ")",
     })
     return out
