@@ -158,6 +158,20 @@ def test_weights_without_fixed_and_unknown_weighting() -> None:
     check_weighting("equal", None)
 
 
+@pytest.mark.parametrize("method", ["msgl", "async-msgl"])
+def test_a_fine_weight_of_0_is_refused_where_the_fine_head_is_the_prediction(
+        basin: xr.Dataset, method: str) -> None:
+    # It was accepted: the fine head, which downscale returns and whose validation
+    # score chooses the checkpoint, kept its random initial weights.
+    with pytest.raises(ParameterError, match=r"gives the task 'fine' weight 0.*random initial weights"):
+        fit(basin, method=method, weighting="fixed", task_weights={"coarse": 1, "cross": 1, "fine": 0},
+            **FAST)
+    from xmsgl.model import check_fit_args
+
+    with pytest.raises(ParameterError, match="'fine' weight 0"):
+        check_fit_args(method, {"weighting": "fixed", "task_weights": {"coarse": 1, "cross": 1, "fine": 0.0}})
+
+
 def test_fit_refuses_misspelled_weights_before_training(basin: xr.Dataset) -> None:
     with pytest.raises(ParameterError, match="unknown task"):
         fit(basin, method="msgl", weighting="fixed", task_weights={"Coarse": 1, "Cross": 1,

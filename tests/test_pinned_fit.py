@@ -412,9 +412,11 @@ def test_a_subbasin_block_with_only_unweighted_observations_is_skipped() -> None
     part = partition(topology_arrays(ds), reach_chunk=8, halo=None)
     assert len(part.blocks) == 2
     second = part.blocks[1]
-    ds["seg_temp"] = ds.seg_temp.where(~ds.seg.isin(ds.seg.values[second.seg[:second.n_core_seg]]))
+    # The second block keeps its segment observations only, and the coarse task weighs
+    # 0 (the fine task, the method's prediction, may not).
+    ds["reach_temp"] = ds.reach_temp.where(~ds.reach.isin(ds.reach.values[second.reach[:second.n_core_reach]]))
     model = fit(ds, method="msgl", subbasin_batch=8, weighting="fixed", seed=0,
-                task_weights={"coarse": 1.0, "cross": 0.0, "fine": 0.0},
+                task_weights={"coarse": 0.0, "cross": 1.0, "fine": 1.0},
                 train=("2000-10-01", "2001-02-27"), val=("2001-02-28", "2001-04-30"),
                 test=("2001-05-01", "2001-06-30"), hidden=8, epochs=1, window=60, stride=30,
                 progress=False)

@@ -926,7 +926,8 @@ def fit(
         task a stage and refuse it).
     task_weights : dict, optional
         ``{"coarse": w0, "cross": w1, "fine": w2}`` for ``weighting="fixed"``. A
-        window whose tasks present all weigh 0 takes no step.
+        window whose tasks present all weigh 0 takes no step. ``"fine"`` must weigh
+        more than 0: the fine head is the prediction.
     window : int, optional
         Training window length in days (default 365); for a baseline, the days of
         its climatology window (default 31).
@@ -1098,6 +1099,15 @@ def fit(
     from xmsgl.options import get_option
 
     check_weighting(weighting, task_weights)
+    if weighting == "fixed" and isinstance(task_weights, dict) and float(task_weights["fine"]) == 0:
+        # The fine head is the method's prediction and its validation score picks the
+        # checkpoint: at weight 0 it keeps its random initial weights (its inputs, the
+        # shared cell's states, still move), and the checkpoint follows noise.
+        raise ParameterError(
+            f"task_weights gives the task 'fine' weight 0, but the fine head is {method!r}'s "
+            "prediction (and its validation score chooses the checkpoint): it would keep its "
+            "random initial weights. Give 'fine' a weight > 0 (e.g. {'coarse': 1, 'cross': 1, "
+            "'fine': 0.1}); to train on coarse data alone use method='remap'")
     if batch_size is not None:
         check_count("batch_size", batch_size)
     if subbasin_batch is not None:
