@@ -1159,19 +1159,31 @@ def check_ema_decay(ema_decay: Any) -> None:
 
 class WeightAverage:
     """An exponential moving average of a module's weights (its floating-point
-    state; other entries, such as counters, follow the module's last value)."""
+    state; other entries, such as counters, follow the module's last value).
+
+    The average is of the weights after each step only: after ``k`` steps the
+    weights of step ``j`` count for ``d**(k-j) * (1 - d) / (1 - d**k)``, the
+    weights the module started with for nothing (the correction Adam makes to its
+    moments). Without it they kept ``d**k`` of the average: where one step takes a
+    whole epoch (a small basin, several windows a step), most of it after a few
+    epochs.
+    """
 
     def __init__(self, net: torch.nn.Module, decay: float) -> None:
         self.decay = decay
+        self.steps = 0
         self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
 
     @torch.no_grad()
     def update(self, net: torch.nn.Module) -> None:
         """Fold the module's current weights into the average."""
+        self.steps += 1
+        # (1 - d) / (1 - d**k): 1 at the first step, which replaces the start.
+        rate = (1.0 - self.decay) / (1.0 - self.decay ** self.steps)
         for k, v in net.state_dict().items():
             avg = self.state[k]
             if v.is_floating_point():
-                avg.lerp_(v.detach(), 1.0 - self.decay)
+                avg.lerp_(v.detach(), rate)
             else:
                 avg.copy_(v)
 
@@ -1334,8 +1346,9 @@ def train_tasks(
     day positions) before any gradient is taken from it.
 
     With ``ema_decay``, an exponential moving average of the weights is kept, updated
-    after every step (``avg = ema_decay * avg + (1 - ema_decay) * weights``, from the
-    weights the stage starts with); the score of every epoch is that of the averaged
+    after every step (``avg = ema_decay * avg + (1 - ema_decay) * weights``, of the
+    weights after each step, corrected as Adam corrects its moments so that the
+    weights the stage starts with count for nothing; see :class:`WeightAverage`); the score of every epoch is that of the averaged
     weights, and those of the best epoch are the ones restored. Training itself goes
     on from the weights of the last step. (With ``val=None`` the criterion is still
     the training loss of the weights being trained, as below.)
