@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -564,3 +565,34 @@ def test_a_model_saved_before_positions_were_kept_reads_x_y_as_it_did(
     fine_model.explain(km, time=("2001-02-01", "2001-04-30"))
     np.testing.assert_allclose(fine_model.net.dmsge.geometry("reach").pos,
                                np.stack([basin.reach_x.values, basin.reach_y.values], axis=1))
+
+
+def test_a_model_saved_before_positions_were_kept_warns_on_longitudes_across_the_meridian(
+        tmp_path, basin: xr.Dataset) -> None:
+    """Such a model may have been fitted when longitudes across the 180th meridian were
+    read as a network torn 360 degrees apart, or after: its folder cannot say which."""
+    def lonlat(ds: xr.Dataset, lon0: float) -> xr.Dataset:
+        out = ds.drop_vars(["reach_x", "reach_y", "seg_x", "seg_y"], errors="ignore")
+        x = ds.reach_x.values - ds.reach_x.values.mean()
+        lon = lon0 + x / 80_000.0  # about 1/80 degree a km at 41 N
+        lon = (lon + 180.0) % 360.0 - 180.0
+        return out.assign(reach_lon=("reach", lon, {"units": "degrees_east"}),
+                          reach_lat=("reach", 41.0 + ds.reach_y.values / 111_000.0,
+                                     {"units": "degrees_north"}))
+
+    whole = lonlat(basin, -75.0)
+    torn = lonlat(basin, 180.0)  # the same network across the meridian
+    assert np.ptp(torn.reach_lon.values) > 180
+    model = whole.msgl.fit(method="fine-only", epochs=1, hidden=8, window=60, stride=60,
+                           progress=False, backbone="dmsge", backbone_options=OPTS)
+    folder = model.save(tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["hyperparameters"].pop("backbone_positions") == {"reach": "lonlat"}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    old = xmsgl.load(folder)
+    with pytest.warns(xmsgl.XmsglWarning, match=r"reach_lon spans 3\d\d\.\d degrees as given.*refit it"):
+        torn.msgl.downscale(old)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        whole.msgl.downscale(old)  # a network that no projection tore
+        torn.msgl.downscale(model)  # the kind of its positions kept: read as whole

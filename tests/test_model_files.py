@@ -105,6 +105,19 @@ def test_malicious_weights_give_a_typed_error(saved: Path, tmp_path: Path) -> No
         load(saved)
 
 
+def test_folders_are_written_as_version_2_and_version_1_is_read_as_before(
+        saved: Path, basin: xr.Dataset, model: Downscaler) -> None:
+    # Readers from before version 2 misread fields they did not know (a dmsge
+    # backbone's positions in km): a higher version makes them ask for an upgrade.
+    import numpy as np
+
+    cfg = json.loads((saved / "config.json").read_text())
+    assert cfg["format_version"] == 2
+    cfg["format_version"] = 1
+    (saved / "config.json").write_text(json.dumps(cfg))
+    np.testing.assert_array_equal(basin.msgl.downscale(load(saved)).values, basin.msgl.downscale(model).values)
+
+
 @pytest.mark.parametrize("version", [0, -5, True, 1.9, "1", None])
 def test_format_versions_that_are_not_known_integers_are_refused(saved: Path, version) -> None:
     cfg = json.loads((saved / "config.json").read_text())

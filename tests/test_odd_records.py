@@ -167,3 +167,53 @@ def test_stamps_all_at_a_late_hour_are_named(basin: xr.Dataset) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", xmsgl.XmsglWarning)
         basin.assign_coords(time=basin.time.values + np.timedelta64(12, "h")).msgl.validate()
+
+
+PERIODS = {"train": ("2000-10-01", "2002-09-30"), "val": ("2002-10-01", "2003-09-30")}
+
+
+def _keep(ds: xr.Dataset, reaches: np.ndarray, n: int | None = None) -> xr.Dataset:
+    """The training period's observations at ``reaches`` only (the first ``n`` of
+    them in time order when given); the validation year's all kept."""
+    y = ds.reach_temp.transpose("reach", "time").values.copy()
+    train = (ds.time <= np.datetime64(PERIODS["train"][1])).values
+    keep = np.zeros_like(y, dtype=bool)
+    keep[reaches] = np.isfinite(y[reaches])
+    if n is not None:
+        rows, cols = np.nonzero(keep & train[None, :])
+        order = np.argsort(cols, kind="stable")[n:]
+        keep[rows[order], cols[order]] = False
+    y[train[None, :] & ~keep] = np.nan
+    return ds.assign(reach_temp=(("reach", "time"), y, ds.reach_temp.attrs))
+
+
+def test_fits_on_a_handful_of_fine_observations_or_reaches_warn(basin: xr.Dataset) -> None:
+    # Fits on 10 observations, or at one reach, were often worse than remap (which
+    # reads none), and nothing said so.
+    observed = np.flatnonzero(basin.reach_temp.sel(time=slice(*PERIODS["train"])).notnull().any("time").values)
+    assert observed.size >= 5
+    two = _keep(basin, observed[:2])
+    for method in ("fine-only", "msgl", "gru"):
+        kw = {"epochs": 1, "progress": False, "seed": 0} if method == "gru" else FIT
+        with pytest.warns(xmsgl.FewObservationsWarning, match=rf"method '{method}' learns the reaches "
+                                                              r"from \d+ fine observations at 2 reaches"):
+            two.msgl.fit(method=method, **PERIODS, **kw)
+    with pytest.warns(xmsgl.FewObservationsWarning, match=r"from 10 fine observations at \d reach"):
+        _keep(basin, observed, n=10).msgl.fit(method="fine-only", **PERIODS, **FIT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xmsgl.FewObservationsWarning)
+        basin.msgl.fit(method="fine-only", **PERIODS, **FIT)  # every gauged reach: no warning
+        two.msgl.fit(method="remap", **PERIODS, **FIT)  # reads no fine observation
+
+
+def test_a_single_observation_is_named_as_such(basin: xr.Dataset) -> None:
+    # It was blamed on "a stuck sensor or a filled constant".
+    observed = np.flatnonzero(basin.reach_temp.sel(time=slice(*PERIODS["train"])).notnull().any("time").values)
+    one = _keep(basin, observed[:1], n=1)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        one.msgl.fit(method="fine-only", **PERIODS, **FIT)
+    texts = [str(w.message) for w in said]
+    assert any("training period's one observation" in t for t in texts), texts
+    assert not any("stuck sensor" in t for t in texts)
+    assert any("from 1 fine observation at 1 reach" in t for t in texts)

@@ -237,9 +237,9 @@ def test_shift_goes_by_date_and_levels_are_checked_before_any_run(basin: xr.Data
     starts = []
     real = rob._predict
 
-    def spy(model, ds, time):  # type: ignore[no-untyped-def]
+    def spy(model, ds, time, device=None):  # type: ignore[no-untyped-def]
         starts.append(time[0])
-        return real(model, ds, time)
+        return real(model, ds, time, device)
 
     import unittest.mock
 

@@ -678,6 +678,16 @@ def test_fit_by_subbasins(basin: xr.Dataset, model: Downscaler) -> None:
     assert np.isfinite(pred.values).all()
 
 
+def test_fit_by_subbasins_shows_progress_when_asked(basin: xr.Dataset, capsys) -> None:
+    # progress=True was accepted and ignored with subbasin_batch.
+    kw = {**FAST, "epochs": 2, "progress": True}
+    fit(basin, method="fine-only", seed=0, graph_options={"max_hops": 3}, subbasin_batch=40, **kw)
+    assert "fine-only main" in capsys.readouterr().err
+    fit(basin, method="fine-only", seed=0, graph_options={"max_hops": 3}, subbasin_batch=40,
+        **{**kw, "progress": False})
+    assert capsys.readouterr().err == ""
+
+
 def test_fine_tuning_by_subbasins_scores_its_starting_weights(basin: xr.Dataset) -> None:
     # As on the whole network: the weights the pseudo-label stage kept compete for
     # the checkpoint of the fine-tuning.

@@ -27,6 +27,7 @@ __all__ = [
     "UnitConversionWarning",
     "TimeGapWarning",
     "ShortRecordWarning",
+    "FewObservationsWarning",
     "ExtrapolationWarning",
     "format_ids",
     "check_count",
@@ -96,6 +97,12 @@ class TimeGapWarning(XmsglWarning):
 class ExtrapolationWarning(XmsglWarning):
     """Nodes asked about have static inputs far beyond those of every node the model
     learned from: their predictions are extrapolations (see :func:`xmsgl.coverage.coverage`)."""
+
+
+class FewObservationsWarning(XmsglWarning):
+    """A method that learns the reaches from fine observations has very few of them,
+    or at very few reaches, in its training period: compare it with ``remap`` on
+    held-out data before trusting it."""
 
 
 class ShortRecordWarning(XmsglWarning):

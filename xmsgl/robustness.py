@@ -626,7 +626,9 @@ def _predict(model: Any, ds: xr.Dataset, time: tuple[str, str],
     with warnings.catch_warnings():
         # The same nodes for every perturbed run: ds.msgl.coverage(model) names them.
         warnings.simplefilter("ignore", ExtrapolationWarning)
-        return downscale(ds, model, time=time, **({} if device is None else {"device": device}))
+        if device is None:
+            return downscale(ds, model, time=time)
+        return downscale(ds, model, time=time, device=device)
 
 
 def _default_days(model: Any, time: pd.DatetimeIndex) -> np.ndarray:

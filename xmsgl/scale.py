@@ -1629,6 +1629,8 @@ def train_subbasins(
         blocks.append((bdata, btargets))
     history: dict[str, Any] = {"loss": [], "val": [], "best_epoch": None, "task_weights": {},
                                "subbasin_blocks": len(blocks)}
+    # One bar over the epochs; the passes over each block show none.
+    show = bool(kwargs.get("progress", False))
     kwargs["progress"] = False
     best = np.inf
     import copy
@@ -1640,7 +1642,11 @@ def train_subbasins(
     # window of train_tasks does.
     weights = kwargs.get("task_weights") if kwargs.get("weighting") == "fixed" else None
     trained = 0
-    for epoch in range(int(epochs)):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(int(epochs)), desc=str(kwargs.get("desc") or "fit"), disable=not show,
+               leave=False, unit="epoch")
+    for epoch in bar:
         losses: list[float] = []
         equal_sums: list[float] = []
         for k in rng.permutation(len(blocks)).tolist():
@@ -1668,5 +1674,6 @@ def train_subbasins(
             best = crit
             history["best_epoch"] = epoch + 1
             best_state = copy.deepcopy(net.state_dict())
+        bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", val="-" if score is None else f"{score:.3f}")
     net.load_state_dict(best_state)
     return history

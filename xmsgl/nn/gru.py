@@ -427,7 +427,7 @@ def fit_gru(
     >>> fit_gru(ds, epochs=1).method  # doctest: +SKIP
     'gru'
     """
-    from xmsgl.model import _resolve_periods, warn_unobserved_validation
+    from xmsgl.model import _resolve_periods, warn_few_fine_observations, warn_unobserved_validation
     from xmsgl.options import get_option
     from xmsgl.train import (
         check_clip_grad_norm,
@@ -475,6 +475,7 @@ def fit_gru(
     if obs.size == 0:
         raise DataError(f"no fine observations ('reach_temp') in the training period {periods['train']}; "
                         "method 'gru' learns from them only: give a training period with observations")
+    warn_few_fine_observations(y_train[:, masks["train"]], 0, periods["train"], "gru")
     y_mean, y_std = float(obs.mean()), float(obs.std()) or 1.0
     z_train = (y_train - y_mean) / y_std
     y_val = np.where(masks["val"][None, :], y, np.nan)
