@@ -596,3 +596,28 @@ def test_a_model_saved_before_positions_were_kept_warns_on_longitudes_across_the
         warnings.simplefilter("error")
         whole.msgl.downscale(old)  # a network that no projection tore
         torn.msgl.downscale(model)  # the kind of its positions kept: read as whole
+
+
+@pytest.mark.parametrize("n_days, day0", [(365, [10957, 11139, 11321]), (45, [3, 17]), (7, [5])])
+def test_calendar_blocks_as_one_batch_give_the_pieces_states_and_gradients(
+        basin: xr.Dataset, monkeypatch, n_days: int, day0: list[int]) -> None:
+    # On a GPU the layers run every window's calendar blocks as one batch; the
+    # windows cut into pieces (the CPU's way) must give the same states.
+    torch.manual_seed(0)
+    net, adj = _backbone(basin, dynamic_days=20, graphs=("hydro", "geo", "dynamic"))
+    x = torch.randn(n_days, basin.sizes["reach"], len(day0), 3)
+
+    def run(devices: tuple[str, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        monkeypatch.setattr(DMSGEBackbone, "blocks_on", devices)
+        net.zero_grad()
+        xi = x.clone().requires_grad_(True)
+        out = net(xi, adj, "reach", day0=day0)
+        (out.square().mean() + out.sum()).backward()
+        return out.detach(), [xi.grad, *(p.grad.clone() for p in net.parameters() if p.grad is not None)]
+
+    pieces, grads_p = run(())
+    blocks, grads_b = run(("cpu",))
+    torch.testing.assert_close(blocks, pieces, rtol=0, atol=0)
+    assert len(grads_b) == len(grads_p) > 3
+    for a, b in zip(grads_b, grads_p):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

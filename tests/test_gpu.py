@@ -223,3 +223,48 @@ def test_a_fit_that_starts_cuda_leaves_the_callers_gpu_stream() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "True"
+
+
+@pytest.mark.parametrize("backbone", ["rgrn", "dmsge"])
+def test_a_cpu_fitted_model_downscales_alike_on_the_gpu(basin: xr.Dataset, backbone: str) -> None:
+    model = basin.msgl.fit(method="msgl", seed=0, device="cpu", backbone=backbone,
+                           graph_options={"max_hops": 3}, **FAST_FIT)
+    with _cudnn_full_float32():
+        on_gpu = basin.msgl.downscale(model, device="cuda", **RUN)
+    assert "cuda" in on_gpu.attrs["history"]
+    assert _max_diff(on_gpu, basin.msgl.downscale(model, device="cpu", **RUN)) < 1e-3
+
+
+def test_dmsge_calendar_blocks_of_windows_of_many_phases_on_the_gpu(basin: xr.Dataset, monkeypatch) -> None:
+    # Windows 32 days apart against blocks of 20: every window of a batch changes
+    # graph on other days, which the GPU runs as one batch of blocks.
+    from xmsgl.nn.dmsge import DMSGEBackbone
+
+    model = basin.msgl.fit(method="fine-only", seed=0, device="cuda", backbone="dmsge",
+                           graph_options={"max_hops": 3}, epochs=1, window=90, stride=32, progress=False,
+                           backbone_options={"dynamic_days": 20})
+    assert np.isfinite(model.history["main"]["loss"]).all()
+    with _cudnn_full_float32():
+        blocks = basin.msgl.downscale(model, device="cuda", **RUN)
+        monkeypatch.setattr(DMSGEBackbone, "blocks_on", ())
+        pieces = basin.msgl.downscale(model, device="cuda", **RUN)
+    assert _max_diff(blocks, pieces) < 1e-4
+
+
+def test_mgda_and_explain_on_the_gpu(basin: xr.Dataset) -> None:
+    model = basin.msgl.fit(method="msgl", seed=0, device="cuda", backbone="dmsge", weighting="mgda",
+                           graph_options={"max_hops": 3}, **FAST_FIT)
+    t = basin.time.values
+    period = (str(t[0])[:10], str(t[120])[:10])
+    with _cudnn_full_float32():
+        on_gpu = model.explain(basin, time=period, device="cuda")
+    on_cpu = model.explain(basin, time=period, device="cpu")
+    np.testing.assert_allclose(on_gpu.dirichlet_energy.values, on_cpu.dirichlet_energy.values, rtol=1e-3)
+
+
+def test_cross_validation_scores_on_the_device_it_fits_on(basin: xr.Dataset) -> None:
+    from xmsgl.evaluate import default_trainer
+
+    trainer = default_trainer("fine-only", {**FAST_FIT, "device": "cpu"})
+    pred = trainer(basin, xr.Dataset(), 0)
+    assert "cuda" not in pred.attrs["history"]
