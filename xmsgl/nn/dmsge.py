@@ -682,7 +682,7 @@ class DMSGEBackbone(nn.Module):
                              for i in range(0, x.shape[0], per)])
         return [(w, s, e, idx[p]) for p, (w, s, e) in enumerate(spans)]
 
-    def _layer_by_blocks(self, layer: EdgeLayer, h: torch.Tensor, scale: str,
+    def _layer_by_blocks(self, layer: nn.Module, h: torch.Tensor, scale: str,
                          day0: Sequence[int] | None, static: list[tuple[torch.Tensor, torch.Tensor]],
                          st: _ScaleState) -> torch.Tensor:
         """One layer over every window's calendar blocks at once.
