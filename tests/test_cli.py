@@ -487,7 +487,6 @@ def test_messages_in_the_commands_words_leave_python_code_alone() -> None:
 
 
 @pytest.mark.filterwarnings("default::xmsgl.exceptions.ShortRecordWarning")
-@pytest.mark.filterwarnings("ignore::xmsgl.FewObservationsWarning")  # a fit on one gauged reach
 def test_evaluate_takes_a_test_period_and_advises_it(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     # On a record of two water years the default split warns; its advice named
     # --train and --val, which evaluate does not have.

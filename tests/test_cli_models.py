@@ -15,9 +15,6 @@ import xarray as xr
 import xmsgl
 from xmsgl.cli import main
 
-# The models of these tests learn from one gauged reach, which fit warns of.
-pytestmark = pytest.mark.filterwarnings("ignore::xmsgl.FewObservationsWarning")
-
 torch = pytest.importorskip("torch")
 
 FAST = ["--epochs", "1", "--no-progress"]

@@ -8,9 +8,6 @@ import numpy as np
 import pytest
 import xarray as xr
 
-# The quick demo's networks learn from six observations at one reach, which fit warns of.
-pytestmark = pytest.mark.filterwarnings("ignore::xmsgl.FewObservationsWarning")
-
 pytest.importorskip("torch")
 
 

@@ -6,9 +6,11 @@ import doctest
 import importlib
 import pkgutil
 import re
+import warnings
 
 import pytest
 
+import xmsgl
 from tests.conftest import ROOT
 
 
@@ -48,7 +50,10 @@ def test_readme_example_runs(tmp_path, monkeypatch) -> None:  # type: ignore[no-
     blocks = _python_blocks("README.md")
     assert blocks, "README.md lost its example"
     namespace: dict[str, object] = {}
-    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    with warnings.catch_warnings():
+        # The example's fits learn from enough gauges (the tests ignore this warning).
+        warnings.simplefilter("error", xmsgl.FewObservationsWarning)
+        exec(compile(blocks[0], "README.md", "exec"), namespace)
     pred = namespace["pred"]
     assert pred.dims == ("reach", "time") and pred.attrs["units"] == "degC"  # type: ignore[attr-defined]
     assert (tmp_path / "my-model" / "config.json").exists()

@@ -400,7 +400,6 @@ def test_a_share_that_leaves_no_training_observation_is_refused_before_the_first
     assert fits == []
 
 
-@pytest.mark.filterwarnings("ignore::xmsgl.FewObservationsWarning")  # a fit on one gauged reach
 def test_cross_validation_checks_every_fold_and_records_what_it_did(
         three_years: xr.Dataset, fits: list[dict]) -> None:
     from xmsgl.evaluate import cv_partitions
@@ -432,7 +431,6 @@ def test_cross_validation_checks_every_fold_and_records_what_it_did(
     assert set(cv.val_period.values.ravel()) == {'[["2002-10-01", "2003-09-30"]]'}
 
 
-@pytest.mark.filterwarnings("ignore::xmsgl.FewObservationsWarning")  # a fit on one gauged reach
 def test_cross_validation_records_periods_given_as_dates_and_scores_baselines_without_gauges(
         three_years: xr.Dataset) -> None:
     import pandas as pd

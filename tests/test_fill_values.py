@@ -19,9 +19,6 @@ import xmsgl
 from xmsgl.exceptions import DataError, XmsglWarning
 from xmsgl.train import FILL_VALUES, refuse_fill_values
 
-# The models of these tests learn from one gauged reach, which fit warns of.
-pytestmark = pytest.mark.filterwarnings("ignore::xmsgl.FewObservationsWarning")
-
 torch.set_num_threads(1)
 
 PERIODS = {"train": ("2000-10-01", "2001-09-30"), "val": ("2001-10-01", "2002-03-31"),

@@ -217,3 +217,14 @@ def test_a_single_observation_is_named_as_such(basin: xr.Dataset) -> None:
     assert any("training period's one observation" in t for t in texts), texts
     assert not any("stuck sensor" in t for t in texts)
     assert any("from 1 fine observation at 1 reach" in t for t in texts)
+
+
+def test_fine_observations_of_one_season_warn(basin: xr.Dataset) -> None:
+    # 458 observations, all in the training period's last 20 days, gave msgl 7.33
+    # degC against remap's 2.66, without a word.
+    summer = (basin.time >= np.datetime64("2001-06-01")) & (basin.time <= np.datetime64("2001-07-15"))
+    train = basin.time <= np.datetime64(PERIODS["train"][1])
+    one_season = basin.assign(reach_temp=basin.reach_temp.where(summer | ~train))
+    with pytest.warns(xmsgl.FewObservationsWarning, match=r"on 45 days of the year \(2001-06-01 to "
+                                                          r"2001-07-15 .*other seasons extrapolate"):
+        one_season.msgl.fit(method="fine-only", **PERIODS, **FIT)

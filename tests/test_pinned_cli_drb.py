@@ -16,9 +16,6 @@ from xmsgl.cli import main  # noqa: E402
 from xmsgl.exceptions import ParameterError  # noqa: E402
 from xmsgl.robustness import bandpass  # noqa: E402
 
-# The models of these tests learn from one gauged reach, which fit warns of.
-pytestmark = pytest.mark.filterwarnings("ignore::xmsgl.FewObservationsWarning")
-
 
 def test_fit_line_quotes_the_best_epochs_score_not_the_last(
         tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,

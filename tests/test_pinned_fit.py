@@ -398,7 +398,6 @@ def test_a_stage_whose_every_window_is_skipped_names_the_cause(half_year_basin: 
                     stage="probe", weighting="fixed", task_weights=weights)
 
 
-@pytest.mark.filterwarnings("ignore::xmsgl.FewObservationsWarning")  # a fit on one gauged reach
 def test_a_subbasin_block_with_only_unweighted_observations_is_skipped() -> None:
     # Guards the skip test of xmsgl.scale.train_subbasins: a block whose only
     # observations are of tasks weighed 0 is left out, as train_tasks leaves out such

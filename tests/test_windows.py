@@ -13,9 +13,6 @@ torch.set_num_threads(1)
 
 from xmsgl.nn.heads import CrossScaleHead  # noqa: E402
 
-# The models of these tests learn from a handful of observations, which fit warns of.
-pytestmark = pytest.mark.filterwarnings("ignore::xmsgl.FewObservationsWarning")
-
 
 @pytest.mark.parametrize("phase", [0, 7, 15, 29])
 @pytest.mark.parametrize("first_output", [40, 100, 180])

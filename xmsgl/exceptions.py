@@ -101,8 +101,8 @@ class ExtrapolationWarning(XmsglWarning):
 
 class FewObservationsWarning(XmsglWarning):
     """A method that learns the reaches from fine observations has very few of them,
-    or at very few reaches, in its training period: compare it with ``remap`` on
-    held-out data before trusting it."""
+    at very few reaches or on few days of the year, in its training period: compare
+    it with ``remap`` on held-out data before trusting it."""
 
 
 class ShortRecordWarning(XmsglWarning):

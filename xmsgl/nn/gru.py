@@ -475,7 +475,7 @@ def fit_gru(
     if obs.size == 0:
         raise DataError(f"no fine observations ('reach_temp') in the training period {periods['train']}; "
                         "method 'gru' learns from them only: give a training period with observations")
-    warn_few_fine_observations(y_train[:, masks["train"]], 0, periods["train"], "gru")
+    warn_few_fine_observations(y_train[:, masks["train"]], 0, periods["train"], "gru", time[masks["train"]])
     y_mean, y_std = float(obs.mean()), float(obs.std()) or 1.0
     z_train = (y_train - y_mean) / y_std
     y_val = np.where(masks["val"][None, :], y, np.nan)
