@@ -678,3 +678,24 @@ def test_the_scored_runs_use_the_device_the_fit_was_given(five_years: xr.Dataset
     pred = trainer(five_years, xr.Dataset(attrs={"test_period": json.dumps([("2003-10-01", "2004-09-30")])}), 0)
     assert asked and set(asked) == {"cpu"}, asked
     assert pred.sizes["reach"] == five_years.sizes["reach"]
+
+
+def test_few_observations_are_said_once_per_cross_validation_and_not_by_sweeps() -> None:
+    # Each fold's counts made a new text, so every fold and seed said it again; a
+    # sweep, which thins the observations on purpose, said it for every cell.
+    import warnings
+
+    fast = {"epochs": 1, "hidden": 4, "window": 60, "stride": 60, "progress": False}
+    basin = xmsgl.datasets.synthetic_basin(n_segments=6, start="2000-10-01", end="2004-09-30", seed=3,
+                                           reach_obs_share=0.5)
+    gauged = basin.reach.values[basin.reach_temp.notnull().any("time").values][:4]
+    four = basin.assign(reach_temp=basin.reach_temp.where(basin.reach.isin(gauged)))
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always", xmsgl.FewObservationsWarning)
+        cross_validate(four, "fine-only", folds=2, blocking="water_year", seeds=[0, 1], fit_kwargs=fast)
+    few = [str(w.message) for w in said if w.category is xmsgl.FewObservationsWarning]
+    assert len(few) == 1 and few[0].endswith("other folds may have as few, and are not named"), few
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always", xmsgl.FewObservationsWarning)
+        sparsity_sweep(four, ["fine-only"], keep=[0.05], seeds=[0], fit_kwargs=fast)
+    assert not [w for w in said if w.category is xmsgl.FewObservationsWarning]

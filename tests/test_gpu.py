@@ -236,19 +236,33 @@ def test_a_cpu_fitted_model_downscales_alike_on_the_gpu(basin: xr.Dataset, backb
 
 
 def test_dmsge_calendar_blocks_of_windows_of_many_phases_on_the_gpu(basin: xr.Dataset, monkeypatch) -> None:
-    # Windows 32 days apart against blocks of 20: every window of a batch changes
-    # graph on other days, which the GPU runs as one batch of blocks.
+    # Windows 182 days apart against blocks of 20: every window of a batch changes
+    # graph on other days, which the GPU runs as one batch of blocks (downscale
+    # batches windows of one phase only, so the backbone is called here).
+    from xmsgl.graph import build_graphs
+    from xmsgl.knn import node_geometry
+    from xmsgl.nn import SparseGraph
     from xmsgl.nn.dmsge import DMSGEBackbone
 
-    model = basin.msgl.fit(method="fine-only", seed=0, device="cuda", backbone="dmsge",
-                           graph_options={"max_hops": 3}, epochs=1, window=90, stride=32, progress=False,
-                           backbone_options={"dynamic_days": 20})
-    assert np.isfinite(model.history["main"]["loss"]).all()
-    with _cudnn_full_float32():
-        blocks = basin.msgl.downscale(model, device="cuda", **RUN)
-        monkeypatch.setattr(DMSGEBackbone, "blocks_on", ())
-        pieces = basin.msgl.downscale(model, device="cuda", **RUN)
-    assert _max_diff(blocks, pieces) < 1e-4
+    torch.manual_seed(0)
+    net = DMSGEBackbone(n_inputs=3, hidden=8, layers=2, k=3, dynamic_days=20).to("cuda")
+    net.set_geometry("reach", node_geometry(basin, "reach"))
+    adj = SparseGraph(build_graphs(basin, max_hops=3).fine, device="cuda")
+    x = torch.randn(90, basin.sizes["reach"], 3, 3, device="cuda")
+    day0 = [10957, 10957 + 182, 10957 + 364]
+
+    def run(devices: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        monkeypatch.setattr(DMSGEBackbone, "blocks_on", devices)
+        xi = x.clone().requires_grad_(True)
+        with _cudnn_full_float32():
+            out = net(xi, adj, "reach", day0=day0)
+        out.square().mean().backward()
+        return out.detach(), xi.grad
+
+    blocks, grad_b = run(("cuda",))
+    pieces, grad_p = run(())
+    torch.testing.assert_close(blocks, pieces, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad_b, grad_p, rtol=1e-4, atol=1e-6)
 
 
 def test_mgda_and_explain_on_the_gpu(basin: xr.Dataset) -> None:

@@ -225,6 +225,14 @@ def test_fine_observations_of_one_season_warn(basin: xr.Dataset) -> None:
     summer = (basin.time >= np.datetime64("2001-06-01")) & (basin.time <= np.datetime64("2001-07-15"))
     train = basin.time <= np.datetime64(PERIODS["train"][1])
     one_season = basin.assign(reach_temp=basin.reach_temp.where(summer | ~train))
-    with pytest.warns(xmsgl.FewObservationsWarning, match=r"on 45 days of the year \(2001-06-01 to "
-                                                          r"2001-07-15 .*other seasons extrapolate"):
+    with pytest.warns(xmsgl.FewObservationsWarning, match=r"leave 320 days of the year without one "
+                                                          r"\(16 Jul to 31 May.*those days extrapolate"):
         one_season.msgl.fit(method="fine-only", **PERIODS, **FIT)
+    # Samples a fortnight apart cover the year: no warning (counting days of the
+    # year seen, as first written, warned of them and not of a summer's loggers).
+    fortnightly = basin.time.dt.dayofyear % 14 == 0
+    sparse = basin.assign(reach_temp=basin.reach_temp.where(fortnightly | ~train))
+    assert int(sparse.reach_temp.where(train).notnull().any("reach").sum()) < 90
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xmsgl.FewObservationsWarning)
+        sparse.msgl.fit(method="fine-only", **PERIODS, **FIT)

@@ -499,3 +499,6 @@ def test_a_network_model_runs_on_the_device_given(basin: xr.Dataset, monkeypatch
     assert "device='cpu'" in out.attrs["history"]
     with pytest.raises(xmsgl.ParameterError, match="device"):
         robustness(basin, model, {"lag": [1]}, device="banana")
+    clim = fit_baseline(basin, "climatology", train=("2000-10-01", "2001-09-30"))
+    with pytest.raises(xmsgl.ParameterError, match="device"):
+        robustness(basin, clim, {"lag": [1]}, device="banana")  # a baseline runs on none

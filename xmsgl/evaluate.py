@@ -29,6 +29,7 @@ from xmsgl.convention import REACH, SEG, TIME, topology_arrays
 from xmsgl.exceptions import (
     DataError,
     ExtrapolationWarning,
+    FewObservationsWarning,
     ParameterError,
     SchemaError,
     ShortRecordWarning,
@@ -697,7 +698,8 @@ def default_trainer(method: str, fit_kwargs: Mapping[str, Any] | None = None) ->
     training loss). Held-out sites (``"subbasin"`` and ``"reach"`` blocking), scored
     on every day, are fitted on every day but the last whole water year(s)
     (:func:`xmsgl.periods.validation_at_end`), the validation period, as the
-    baselines are fitted on every day. ``fit_kwargs`` go to the fit call.
+    baselines are fitted on every day. ``fit_kwargs`` go to the fit call; their
+    ``device`` is also the one the scored run of a network is made on.
 
     Returns
     -------
@@ -936,10 +938,14 @@ class _FoldWarnings:
         def show(message: Any, category: type[Warning], filename: str, lineno: int,
                  file: Any = None, line: str | None = None) -> None:
             if issubclass(category, XmsglWarning):
-                if (category, str(message)) in said:
+                # Each fold's counts differ: the first fold's stands for the others.
+                key = "" if issubclass(category, FewObservationsWarning) else str(message)
+                if (category, key) in said:
                     return
-                said.add((category, str(message)))
-                message = category(f"{message}{note}")
+                said.add((category, key))
+                more = ("; other folds may have as few, and are not named"
+                        if issubclass(category, FewObservationsWarning) else "")
+                message = category(f"{message}{note}{more}")
             if before is plain and impl is not None:
                 impl(warnings.WarningMessage(message, category, filename, lineno, file, line))
             else:
@@ -1034,7 +1040,8 @@ def cross_validate(
     blocking : {"subbasin", "reach", "water_year"}, default "subbasin"
         What is held out together (see :func:`cv_partitions`).
     fit_kwargs : mapping, optional
-        Keyword arguments of the fit call of the default trainer.
+        Keyword arguments of the fit call of the default trainer (their ``device``
+        is also where a network's scored run is made).
     score : str, default "rmse"
         The score :func:`variance_decomposition` reads by default (stored in the
         ``score`` attribute).
@@ -1499,6 +1506,9 @@ def sparsity_sweep(
         baselines' climatology window) given to every method of a mix of both is
         refused, and so are a key no method reads, a method's own key that it does not
         read and an entry for a method not in ``methods``, all before the first fit.
+        A ``device`` is also where the networks' scored runs are made. The fits'
+        :class:`~xmsgl.FewObservationsWarning` is not shown: thinning is what the
+        sweep measures (``n_train_obs`` counts each cell's observations).
     trainer : callable or mapping, optional
         A trainer (see :func:`cross_validate`) for every method or per method.
     test : (start, end) or list, optional
@@ -1696,6 +1706,8 @@ def sparsity_sweep(
                     if said_short:
                         # Said once above: the fits would say it again, each of them.
                         warnings.simplefilter("ignore", ShortRecordWarning)
+                    # Thinning is what the sweep measures (n_train_obs counts each cell).
+                    warnings.simplefilter("ignore", FewObservationsWarning)
                     rows[(mi, i, j)] = _score(trainers[m](thin, test_ds, s), test_ds)
     out = _results_dataset(rows, {"method": method_list, "keep": keep_list, "seed": seed_list})
     out["n_train_obs"] = (("keep", "seed"), n_obs)

@@ -854,6 +854,10 @@ def robustness(
     levels = _levels(checks)
     if not isinstance(hide_scored, (bool, np.bool_)):
         raise ParameterError(f"hide_scored={hide_scored!r} must be True or False")
+    if device is not None:
+        from xmsgl.train import resolve_device
+
+        resolve_device(device)  # refused before any run, whatever the model
     if not isinstance(model, (str, os.PathLike)):
         fitted = model
     else:

@@ -646,72 +646,73 @@ class DMSGEBackbone(nn.Module):
     #: Devices whose layers run all windows' calendar blocks as one batch
     #: (:meth:`_layer_by_blocks`); elsewhere the windows are cut into pieces where any
     #: of them changes graph. The two give the same states; on a GPU the pieces
-    #: cost a kernel launch each (250,135 operations against 5,189 for a forward and
-    #: backward of 7 windows of 365 days, 3 layers), while on the CPU, which spends
-    #: its time computing, the batch's padding and copies made a fit of a 30-segment
-    #: basin about 5% slower (5.0-5.2 s against 4.6-4.9).
+    #: cost a kernel launch each (250,045 operations against 3,461 for a forward and
+    #: backward of 7 windows of 365 days, 3 layers: benchmarks/bench_small_data.py),
+    #: while on the CPU, which spends its time computing, the batch's padding and
+    #: copies made a fit of a 30-segment basin about 5% slower (5.0-5.2 s against
+    #: 4.6-4.9, one thread).
     blocks_on: tuple[str, ...] = ("cuda", "mps")
 
-    def _window_blocks(self, h: torch.Tensor, scale: str, day0: Sequence[int] | None
-                       ) -> list[tuple[int, int, int, torch.Tensor]]:
-        """The calendar blocks of each window, ``(window, t0, t1, index)``: the same
-        graphs as :meth:`dynamic_blocks` gives, one per window and block rather than
-        per piece of the windows cut where any of them changes."""
-        b, _, t, _ = h.shape
+    def _block_layout(self, b: int, t: int, day0: Sequence[int] | None, device: torch.device
+                      ) -> tuple[list[tuple[int, int, int]], torch.Tensor, torch.Tensor]:
+        """The calendar blocks of each of ``b`` windows of ``t`` days, ``(window, t0,
+        t1)``, as :meth:`dynamic_blocks` lays them (one per window and block rather
+        than per piece of the windows cut where any of them changes); the rows of the
+        ``(B*T, ...)`` day-major states each block reads, padded to the longest block
+        by repeating its last day, ``(P, L)``; and for each window's day, its place
+        in the blocks' ``(P*L, ...)`` output."""
         days = int(self.options["dynamic_days"])
-        st = self._state(scale).to(h.device)
         if day0 is not None and len(day0) != b:
             raise ParameterError(f"day0 gives {len(day0)} first dates for {b} windows")
         phase = [0] * b if day0 is None else [int(d) % days for d in day0]
-        spans = []
-        summaries = []
+        spans: list[tuple[int, int, int]] = []
+        for w in range(b):
+            starts = sorted({0, *range((-phase[w]) % days, t, days)})
+            spans.extend((w, s, e) for s, e in zip(starts, [*starts[1:], t]))
+        width = max(e - s for _, s, e in spans)
+        rows = np.array([[w * t + min(s + d, e - 1) for d in range(width)] for w, s, e in spans])
+        back = np.empty(b * t, dtype=np.int64)
+        for p, (w, s, e) in enumerate(spans):
+            back[w * t + s: w * t + e] = np.arange(p * width, p * width + e - s)
+        return spans, torch.from_numpy(rows).to(device), torch.from_numpy(back).to(device)
+
+    def _block_graphs(self, h: torch.Tensor, scale: str, spans: list[tuple[int, int, int]]) -> torch.Tensor:
+        """The feature-space neighbours (P, N, k) of each block of ``spans``: those of
+        :meth:`dynamic_blocks`, searched for every block in a few batched calls."""
+        days = int(self.options["dynamic_days"])
+        st = self._state(scale).to(h.device)
         with torch.no_grad():
             hd = h.detach()
-            for w in range(b):
-                starts = sorted({0, *range((-phase[w]) % days, t, days)})
-                for s, e in zip(starts, [*starts[1:], t]):
-                    spans.append((w, s, e))
-                    summaries.append(hd[w, :, max(0, s - days + 1): s + 1].mean(dim=1))
-            x = torch.stack(summaries)  # (P, N, H)
-            # The search of several blocks at once, in batches whose exhaustive
-            # distance matrices (N x N each) stay near 256 MB.
+            x = torch.stack([hd[w, :, max(0, s - days + 1): s + 1].mean(dim=1) for w, s, _ in spans])
+            # Batches whose exhaustive distance matrices (N x N each) stay near 256 MB.
             n = x.shape[1]
             per = max(1, (1 << 28) // (4 * n * min(n, self.options["brute_max"] if st.cand is not None else n)))
-            idx = torch.cat([feature_knn(x[i: i + per], self.k, st.cand, st.cand_valid,
-                                         brute_max=self.options["brute_max"], tie_keys=st.geometry.ids)
-                             for i in range(0, x.shape[0], per)])
-        return [(w, s, e, idx[p]) for p, (w, s, e) in enumerate(spans)]
+            return torch.cat([feature_knn(x[i: i + per], self.k, st.cand, st.cand_valid,
+                                          brute_max=self.options["brute_max"], tie_keys=st.geometry.ids)
+                              for i in range(0, x.shape[0], per)])
 
     def _layer_by_blocks(self, layer: nn.Module, h: torch.Tensor, scale: str,
-                         day0: Sequence[int] | None, static: list[tuple[torch.Tensor, torch.Tensor]],
-                         st: _ScaleState) -> torch.Tensor:
+                         layout: tuple[list[tuple[int, int, int]], torch.Tensor, torch.Tensor],
+                         static: list[tuple[torch.Tensor, torch.Tensor]], st: _ScaleState) -> torch.Tensor:
         """One layer over every window's calendar blocks at once.
 
-        Each block of ``dynamic_days`` days (shorter at a window's ends) becomes a
-        batch entry of its own, padded to the full block by repeating its last day,
-        and takes its own feature-space neighbours; the layer mixes no days, so the
-        padding changes nothing and is dropped. Cutting the windows where any of them
-        changes graph instead ran the layer once per piece: windows every 182 days
-        against blocks of 20 give each batch a different phase, and 7 windows of 365
-        days ran it 43 times a layer (250,000 operations forward and backward, against
-        2,242 with one graph a window), a kernel launch each on a GPU.
+        Each block (``layout``, from :meth:`_block_layout`) becomes a batch entry of
+        its own, padded to the longest block by repeating its last day, and takes its
+        own feature-space neighbours; the layer mixes no days, so the padding changes
+        nothing and is dropped. Cutting the windows where any of them changes graph
+        instead ran the layer once per piece: windows every 182 days against blocks
+        of 20 give each batch a different phase, and 7 windows of 365 days ran it 43
+        times a layer (250,045 operations forward and backward against 3,461 this
+        way), a kernel launch each on a GPU.
         """
+        spans, rows, back = layout
         b, n, t, hd = h.shape
-        days = int(self.options["dynamic_days"])
-        blocks = self._window_blocks(h, scale, day0)
-        # Day d of block p reads day min(t0 + d, t1 - 1) of its window.
-        rows = torch.tensor([[w * t + min(t0 + d, t1 - 1) for d in range(days)] for w, t0, t1, _ in blocks],
-                            device=h.device)
-        seq = h.transpose(1, 2).reshape(b * t, n, hd)  # (B*T, N, H)
-        hb = seq.index_select(0, rows.reshape(-1)).view(len(blocks), days, n, hd).transpose(1, 2)
-        dyn = torch.stack([idx for *_, idx in blocks])
-        neighbours = [*static, (dyn, edge_features(st, dyn))]
-        out = layer(hb, neighbours, self.mean, None)  # (P, N, D, H)
-        # Each day of each window from the block that holds it.
-        back = torch.empty(b * t, dtype=torch.long, device=h.device)
-        for p, (w, t0, t1, _) in enumerate(blocks):
-            back[w * t + t0: w * t + t1] = torch.arange(p * days, p * days + t1 - t0, device=h.device)
-        flat = out.transpose(1, 2).reshape(len(blocks) * days, n, out.shape[-1])
+        width = rows.shape[1]
+        seq = h.transpose(1, 2).reshape(b * t, n, hd)  # (B*T, N, H), day-major
+        hb = seq.index_select(0, rows.reshape(-1)).view(len(spans), width, n, hd).transpose(1, 2)
+        dyn = self._block_graphs(h, scale, spans)
+        out = layer(hb, [*static, (dyn, edge_features(st, dyn))], self.mean, None)  # (P, N, L, H)
+        flat = out.transpose(1, 2).reshape(len(spans) * width, n, out.shape[-1])
         return flat.index_select(0, back).view(b, t, n, out.shape[-1]).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, adj: SparseGraph | torch.Tensor, scale: str,
@@ -755,9 +756,10 @@ class DMSGEBackbone(nn.Module):
                         "hydro": hydro.cpu(), "hydro_real": hydro_real.cpu(), "geo": st.geo.cpu()})
         blocked = ("dynamic" in self.graphs and rec is None and dev.type in self.blocks_on
                    and self.options.get("dynamic_days", LEGACY_DYNAMIC_DAYS) is not None)
+        layout = self._block_layout(b, n_time, day0, dev) if blocked else None
         for layer in self.layers:
-            if blocked:
-                h = self._layer_by_blocks(layer, h, scale, day0, static, st)
+            if layout is not None:
+                h = self._layer_by_blocks(layer, h, scale, layout, static, st)
                 states.append(h)
                 continue
             pieces: list[tuple[int, int, torch.Tensor | None]] = [(0, n_time, None)]
