@@ -17,7 +17,8 @@ the dmsge layers' two layouts (docs/dmsge.md):
   with the windows cut into pieces (the CPU's layout) and as one batch of calendar
   blocks (the GPU's), on a 30-segment basin.
 
-Run: ``python benchmarks/bench_small_data.py`` (all cases; ``--case few`` etc. for one).
+Run: ``python benchmarks/bench_small_data.py`` (all cases; ``--case few`` etc. for one;
+``--quick``: a few days, epochs and setups, to check that the script runs).
 """
 
 from __future__ import annotations
@@ -69,13 +70,13 @@ def _rmse(ds, model, test) -> float:
     return float(np.sqrt(np.nanmean((pred.values - truth.values) ** 2)))
 
 
-def case_few(epochs: int) -> None:
+def case_few(epochs: int, quick: bool = False) -> None:
     base = _basin()
     y = base.reach_temp.sel(time=slice(*PERIODS["train"])).transpose("reach", "time").values
     best_reach = int(np.argmax(np.isfinite(y).sum(axis=1)))
     setups = [("10 observations", {"n": 10}), ("30 observations", {"n": 30}),
               ("one reach", {"reach": best_reach}), ("last 20 training days", {"last_days": 20})]
-    for label, how in setups:
+    for label, how in setups[:1] if quick else setups:
         ds, n_obs, n_reach = _thinned(base, **how)
         for method in ("msgl", "fine-only", "remap"):
             t0 = time.perf_counter()
@@ -90,22 +91,22 @@ def case_few(epochs: int) -> None:
                 "date": time.strftime("%Y-%m-%d %H:%M")}), flush=True)
 
 
-def case_ema() -> None:
+def case_ema(epochs: int = 8) -> None:
     ds = _basin(share=None).msgl.sparsify(keep=0.05, seed=1)
     for decay in (None, 0.95):
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = ds.msgl.fit(method="msgl", epochs=8, ema_decay=decay, progress=False, seed=0)
+            model = ds.msgl.fit(method="msgl", epochs=epochs, ema_decay=decay, progress=False, seed=0)
         test = tuple(model.config["periods"]["test"][0])
         print(json.dumps({
-            "case": "ema", "ema_decay": decay, "epochs": 8, "test": list(test),
+            "case": "ema", "ema_decay": decay, "epochs": epochs, "test": list(test),
             "test_rmse": round(_rmse(ds, model, test), 4), "best_epoch": model.history["main"]["best_epoch"],
             "seconds": round(time.perf_counter() - t0, 1), **provenance(torch.get_num_threads()),
             "date": time.strftime("%Y-%m-%d %H:%M")}), flush=True)
 
 
-def case_ops() -> None:
+def case_ops(n_windows: int = 7, n_days: int = 365) -> None:
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from xmsgl.graph import build_graphs
@@ -127,8 +128,8 @@ def case_ops() -> None:
     net = DMSGEBackbone(n_inputs=3, hidden=20, layers=3, dynamic_days=20)
     net.set_geometry("reach", node_geometry(ds, "reach"))
     adj = SparseGraph(build_graphs(ds).fine)
-    x = torch.randn(365, ds.sizes["reach"], 7, 3)
-    day0 = [10957 + 182 * w for w in range(7)]
+    x = torch.randn(n_days, ds.sizes["reach"], n_windows, 3)
+    day0 = [10957 + 182 * w for w in range(n_windows)]
     states = {}
     for layout, devices in (("pieces", ()), ("blocks", ("cpu",))):
         DMSGEBackbone.blocks_on = devices
@@ -139,7 +140,7 @@ def case_ops() -> None:
             out = net(x, adj, "reach", day0=day0)
             out.square().mean().backward()
         states[layout] = out.detach()
-        print(json.dumps({"case": "ops", "layout": layout, "windows": 7, "days": 365,
+        print(json.dumps({"case": "ops", "layout": layout, "windows": n_windows, "days": n_days,
                           "n_reach": ds.sizes["reach"], "aten_ops_forward_backward": count.n,
                           "seconds_counted": round(time.perf_counter() - t0, 2),
                           "max_state_difference": float((out.detach() - states["pieces"]).abs().max()),
@@ -152,14 +153,15 @@ def main() -> None:
     ap.add_argument("--case", choices=("few", "ema", "ops", "all"), default="all")
     ap.add_argument("--epochs", type=int, default=15, help="epochs of the few-observation fits")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="a few days, epochs and setups")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.case in ("ops", "all"):
-        case_ops()
+        case_ops(*((3, 60) if args.quick else (7, 365)))
     if args.case in ("ema", "all"):
-        case_ema()
+        case_ema(1 if args.quick else 8)
     if args.case in ("few", "all"):
-        case_few(args.epochs)
+        case_few(1 if args.quick else args.epochs, args.quick)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,17 @@ def test_bench_cell_matches_its_reference() -> None:
     assert recs["cell_train_window"][0]["commit"]
 
 
+def test_bench_small_data_quick() -> None:
+    lines = run_bench("bench_small_data.py", "--quick")
+    ops = {r["layout"]: r for r in lines if r["case"] == "ops"}
+    assert ops["blocks"]["aten_ops_forward_backward"] < ops["pieces"]["aten_ops_forward_backward"]
+    assert ops["blocks"]["max_state_difference"] == 0.0
+    assert [r["ema_decay"] for r in lines if r["case"] == "ema"] == [None, 0.95]
+    few = [r for r in lines if r["case"] == "few"]
+    assert {r["method"] for r in few} == {"msgl", "fine-only", "remap"}
+    assert [r["few_observations_warning"] for r in few] == [True, True, False]
+
+
 def test_bench_knn_candidate_search_is_exact_within_its_candidates() -> None:
     recs = by_what(run_bench("bench_knn.py", "--reaches", "500", "--repeat", "1", "--threads", "1"))
     assert set(recs) == {"reference", "brute", "static", "candidates"}
