@@ -1348,8 +1348,9 @@ def train_tasks(
     With ``ema_decay``, an exponential moving average of the weights is kept, updated
     after every step (``avg = ema_decay * avg + (1 - ema_decay) * weights``, of the
     weights after each step, corrected as Adam corrects its moments so that the
-    weights the stage starts with count for nothing; see :class:`WeightAverage`); the score of every epoch is that of the averaged
-    weights, and those of the best epoch are the ones restored. Training itself goes
+    weights the stage starts with count for nothing; see :class:`WeightAverage`);
+    the score of every epoch is that of the averaged weights, and those of the best
+    epoch are the ones restored. Training itself goes
     on from the weights of the last step. (With ``val=None`` the criterion is still
     the training loss of the weights being trained, as below.)
 

@@ -686,7 +686,8 @@ class DMSGEBackbone(nn.Module):
             x = torch.stack([hd[w, :, max(0, s - days + 1): s + 1].mean(dim=1) for w, s, _ in spans])
             # Batches whose exhaustive distance matrices (N x N each) stay near 256 MB.
             n = x.shape[1]
-            per = max(1, (1 << 28) // (4 * n * min(n, self.options["brute_max"] if st.cand is not None else n)))
+            cols = min(n, self.options["brute_max"]) if st.cand is not None else n
+            per = max(1, (1 << 28) // (4 * n * cols))
             return torch.cat([feature_knn(x[i: i + per], self.k, st.cand, st.cand_valid,
                                           brute_max=self.options["brute_max"], tie_keys=st.geometry.ids)
                               for i in range(0, x.shape[0], per)])
