@@ -736,8 +736,7 @@ def default_trainer(method: str, fit_kwargs: Mapping[str, Any] | None = None) ->
             warnings.simplefilter("ignore", ExtrapolationWarning)
             # On the device the fit was given: "cpu" on a machine with a GPU, or a
             # GPU other than the first, holds for the scored runs too.
-            dev = kw.get("device")
-            return downscale(train_ds, model) if dev is None else downscale(train_ds, model, device=dev)
+            return downscale(train_ds, model, device=kw.get("device", "auto"))
 
     return train
 

@@ -370,6 +370,14 @@ def node_geometry(ds: xr.Dataset, scale: str, coords: str = "auto", *,
                         ids=np.asarray(ids, dtype=np.int64))
 
 
+def relative_longitude(lon: np.ndarray) -> np.ndarray:
+    """Longitudes (degrees) relative to their circular mean, in -180..180: a network
+    across the 180th meridian, or given in 0..360, stays whole."""
+    rad = np.deg2rad(lon)
+    centre = np.rad2deg(np.arctan2(np.sin(rad).mean(), np.cos(rad).mean()))
+    return np.asarray((lon - centre + 180.0) % 360.0 - 180.0)
+
+
 def _project_lonlat(lonlat: np.ndarray, scale: str, ids: np.ndarray) -> np.ndarray:
     """Degrees to metres, projected locally (equirectangular about the mean latitude).
 
@@ -386,9 +394,7 @@ def _project_lonlat(lonlat: np.ndarray, scale: str, ids: np.ndarray) -> np.ndarr
                 f"ids {format_ids(ids[bad])}; projected positions in m belong in {scale}_x and "
                 f"{scale}_y (coords='xy')"
             )
-    rad = np.deg2rad(lon)
-    centre = np.rad2deg(np.arctan2(np.sin(rad).mean(), np.cos(rad).mean()))
-    rel = (lon - centre + 180.0) % 360.0 - 180.0
+    rel = relative_longitude(lon)
     lat0 = np.deg2rad(lat.mean())
     return np.stack([np.deg2rad(rel) * np.cos(lat0) * _EARTH_RADIUS,
                      np.deg2rad(lat) * _EARTH_RADIUS], axis=1)

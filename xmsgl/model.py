@@ -660,10 +660,10 @@ def _warn_torn_lonlat(ds: xr.Dataset, scale: str) -> None:
     positions it was fitted on: applied to such a network, one kind moved by 4-6
     degC (a synthetic network across the meridian).
     """
+    from xmsgl.knn import relative_longitude
+
     lon = np.asarray(ds[f"{scale}_lon"].values, dtype=np.float64)
-    rad = np.deg2rad(lon)
-    centre = np.rad2deg(np.arctan2(np.sin(rad).mean(), np.cos(rad).mean()))
-    rel = (lon - centre + 180.0) % 360.0 - 180.0
+    rel = relative_longitude(lon)
     if abs(float(np.ptp(lon)) - float(np.ptp(rel))) <= 1.0:
         return
     warnings.warn(

@@ -615,7 +615,7 @@ def mask_gauges(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Data
 
 
 def _predict(model: Any, ds: xr.Dataset, time: tuple[str, str],
-             device: str | None = None) -> xr.DataArray:
+             device: str = "auto") -> xr.DataArray:
     from xmsgl.baselines import BaselineModel
 
     if isinstance(model, BaselineModel):
@@ -626,8 +626,6 @@ def _predict(model: Any, ds: xr.Dataset, time: tuple[str, str],
     with warnings.catch_warnings():
         # The same nodes for every perturbed run: ds.msgl.coverage(model) names them.
         warnings.simplefilter("ignore", ExtrapolationWarning)
-        if device is None:
-            return downscale(ds, model, time=time)
         return downscale(ds, model, time=time, device=device)
 
 
@@ -917,7 +915,10 @@ def robustness(
 
     t_first = int(np.flatnonzero(scored)[0])
     _check_levels_on(ds, levels, times, t_first)
-    base = score(_predict(fitted, ds, period, device))
+    def run(data: xr.Dataset, days: tuple[str, str]) -> tuple[float, float, float]:
+        return score(_predict(fitted, data, days, device or "auto"))
+
+    base = run(ds, period)
     names = list(levels)
     n_lev = max(len(v) for v in levels.values())
     vals = np.full((3, len(names), n_lev), np.nan)
@@ -936,24 +937,23 @@ def robustness(
                 # checks beside it must not change its draws.
                 rng_seed = [int(seed), CHECKS.index(name), j, d]
                 if name == "lowpass":
-                    got.append(score(_predict(fitted, lowpass(ds, level, order=order), period, device)))
+                    got.append(run(lowpass(ds, level, order=order), period))
                 elif name == "bandpass":
-                    got.append(score(_predict(fitted, bandpass(ds, level[0], level[1], order=order),
-                                              period, device)))
+                    got.append(run(bandpass(ds, level[0], level[1], order=order), period))
                 elif name == "lag":
-                    got.append(score(_predict(fitted, lag(ds, int(level)), period, device)))
+                    got.append(run(lag(ds, int(level)), period))
                 elif name == "shift":
                     # By date: ``off`` days before the first scored day (the first day of
                     # ds on or after that date, where it falls in a gap).
                     off = int(np.random.default_rng(rng_seed).integers(1, int(level) + 1))
                     start = times[int(times.searchsorted(times[t_first] - pd.Timedelta(days=off)))]
-                    got.append(score(_predict(fitted, ds, (str(start.date()), period[1]), device)))
+                    got.append(run(ds, (str(start.date()), period[1])))
                 else:
                     mask = mask_coarse if name == "mask_coarse" else mask_gauges
                     pert, ids = mask(ds, level, seed=int(np.random.default_rng(rng_seed).integers(2**31)))
                     # How many were masked, which a share alone does not say on a small basin.
                     setting[i, j] = f"{_label(name, level)} ({ids.size} of {pool[name]})"
-                    got.append(score(_predict(fitted, pert, period, device)))
+                    got.append(run(pert, period))
             vals[:, i, j] = np.mean(np.asarray(got), axis=0)
     coords = {"check": names, "level": np.arange(n_lev)}
     out = xr.Dataset(coords=coords)

@@ -1595,7 +1595,14 @@ def train_subbasins(
     and the validation score (``val``) is taken once per epoch on the whole network
     (and on the starting weights with ``score_start``, as in ``train_tasks``).
     """
-    from xmsgl.train import epoch_loss_criterion, nothing_trained, score_starting_weights, train_tasks
+    from xmsgl.train import (
+        epoch_bar,
+        epoch_loss_criterion,
+        nothing_trained,
+        score_starting_weights,
+        show_epoch,
+        train_tasks,
+    )
 
     part = partition(topo, reach_chunk=max_reaches, halo=halo,
                      direction=graphs.options.get("direction") or "updown")
@@ -1642,10 +1649,7 @@ def train_subbasins(
     # window of train_tasks does.
     weights = kwargs.get("task_weights") if kwargs.get("weighting") == "fixed" else None
     trained = 0
-    from tqdm.auto import tqdm
-
-    bar = tqdm(range(int(epochs)), desc=str(kwargs.get("desc") or "fit"), disable=not show,
-               leave=False, unit="epoch")
+    bar = epoch_bar(epochs, str(kwargs.get("desc") or "fit"), show)
     for epoch in bar:
         losses: list[float] = []
         equal_sums: list[float] = []
@@ -1674,6 +1678,6 @@ def train_subbasins(
             best = crit
             history["best_epoch"] = epoch + 1
             best_state = copy.deepcopy(net.state_dict())
-        bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", val="-" if score is None else f"{score:.3f}")
+        show_epoch(bar, history, score)
     net.load_state_dict(best_state)
     return history

@@ -1287,6 +1287,18 @@ def epoch_loss_criterion(history: dict[str, Any], weighting: str) -> float | Non
     return history[key][-1] if history[key] else None
 
 
+def epoch_bar(epochs: int, desc: str | None, progress: bool) -> Any:
+    """The progress bar over a stage's epochs (tqdm.auto; silent unless ``progress``)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(range(int(epochs)), desc=desc, disable=not progress, leave=False, unit="epoch")
+
+
+def show_epoch(bar: Any, history: dict[str, Any], score: float | None) -> None:
+    """The epoch's training loss and validation score on its :func:`epoch_bar`."""
+    bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", val="-" if score is None else f"{score:.3f}")
+
+
 def train_tasks(
     net: Any,
     data: ModelData,
@@ -1430,9 +1442,7 @@ def train_tasks(
     if score_start:
         best = score_starting_weights(net, val, history)
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False, unit="epoch")
+    bar = epoch_bar(epochs, desc, progress)
     for epoch in bar:
         net.train()
         order = rng.permutation(len(windows))
@@ -1567,7 +1577,7 @@ def train_tasks(
             best_state = copy.deepcopy(net.state_dict())
         if live is not None:
             net.load_state_dict(live)
-        bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", val="-" if score is None else f"{score:.3f}")
+        show_epoch(bar, history, score)
     if history["best_epoch"] is None:
         # Every epoch's criterion was NaN or infinite (a validation score that
         # overflowed, say): the weights restored would be the untrained ones.

@@ -626,10 +626,7 @@ class DMSGEBackbone(nn.Module):
             h = h.detach()
             if days is None or t == 0:
                 return [(0, t, knn(h.mean(dim=2)))]
-            if day0 is not None and len(day0) != b:
-                raise ParameterError(f"day0 gives {len(day0)} first dates for {b} windows")
-            phase = [0] * b if day0 is None else [int(d) % days for d in day0]
-            starts = [sorted({0, *range((-p) % days, t, days)}) for p in phase]
+            starts = self._calendar_starts(b, t, day0)
             cuts = sorted(set().union(*starts))
             graphs: dict[tuple[int, int], torch.Tensor] = {}
             pieces = []
@@ -653,6 +650,16 @@ class DMSGEBackbone(nn.Module):
     #: 4.6-4.9, one thread).
     blocks_on: tuple[str, ...] = ("cuda", "mps")
 
+    def _calendar_starts(self, b: int, t: int, day0: Sequence[int] | None) -> list[list[int]]:
+        """The first day of each calendar block of each of ``b`` windows of ``t`` days
+        (see :meth:`dynamic_blocks`): the window's first day and every day whose date
+        is a multiple of ``dynamic_days`` days since 1970-01-01."""
+        days = int(self.options["dynamic_days"])
+        if day0 is not None and len(day0) != b:
+            raise ParameterError(f"day0 gives {len(day0)} first dates for {b} windows")
+        phase = [0] * b if day0 is None else [int(d) % days for d in day0]
+        return [sorted({0, *range((-p) % days, t, days)}) for p in phase]
+
     def _block_layout(self, b: int, t: int, day0: Sequence[int] | None, device: torch.device
                       ) -> tuple[list[tuple[int, int, int]], torch.Tensor, torch.Tensor]:
         """The calendar blocks of each of ``b`` windows of ``t`` days, ``(window, t0,
@@ -661,14 +668,8 @@ class DMSGEBackbone(nn.Module):
         ``(B*T, ...)`` day-major states each block reads, padded to the longest block
         by repeating its last day, ``(P, L)``; and for each window's day, its place
         in the blocks' ``(P*L, ...)`` output."""
-        days = int(self.options["dynamic_days"])
-        if day0 is not None and len(day0) != b:
-            raise ParameterError(f"day0 gives {len(day0)} first dates for {b} windows")
-        phase = [0] * b if day0 is None else [int(d) % days for d in day0]
-        spans: list[tuple[int, int, int]] = []
-        for w in range(b):
-            starts = sorted({0, *range((-phase[w]) % days, t, days)})
-            spans.extend((w, s, e) for s, e in zip(starts, [*starts[1:], t]))
+        spans = [(w, s, e) for w, starts in enumerate(self._calendar_starts(b, t, day0))
+                 for s, e in zip(starts, [*starts[1:], t])]
         width = max(e - s for _, s, e in spans)
         rows = np.array([[w * t + min(s + d, e - 1) for d in range(width)] for w, s, e in spans])
         back = np.empty(b * t, dtype=np.int64)
