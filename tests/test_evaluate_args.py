@@ -382,12 +382,19 @@ def test_sweeps_refuse_a_bad_setting_or_method_before_the_first_fit(
         ({**FAST, "test": ("2002-10-01", "2003-09-30")}, ["msgl"], xmsgl.ParameterError, "test="),
         ({"direct": {"weighting": "equal"}}, ["msgl", "direct"], xmsgl.ParameterError,
          r"weighting is read by \['msgl'"),
+        # The per-reach GRU's values too, not only its names.
+        ({"gru": {"epochs": 0}}, ["msgl", "gru"], xmsgl.ParameterError, "epochs"),
+        ({"gru": {"window": 100, "stride": 200}}, ["msgl", "gru"], xmsgl.ParameterError, "stride"),
+        ({"gru": {"lr": -1.0}}, ["msgl", "gru"], xmsgl.ParameterError, "lr"),
     ]
     for kwargs, methods, error, match in cases:
         with pytest.raises(error, match=match):
             sparsity_sweep(three_years, methods, keep=[1.0], seeds=[0], fit_kwargs=kwargs)
     with pytest.raises(xmsgl.ParameterError, match="must be a mapping"):
         sparsity_sweep(three_years, ["msgl"], keep=[1.0], seeds=[0], fit_kwargs=[("epochs", 1)])
+    # Cross-validation of the GRU: refused before the first fold's fit.
+    with pytest.raises(xmsgl.ParameterError, match="hidden"):
+        cross_validate(three_years, "gru", folds=2, repeats=1, fit_kwargs={"hidden": 0})
     assert fits == []
 
 

@@ -657,6 +657,24 @@ def test_workers_keep_a_bounded_number_of_models(model: Downscaler, tmp_path,
     assert [key[0] for key in scale._MODELS] == [paths[0], paths[2]]
 
 
+def test_threads_keep_a_bounded_number_of_model_copies(model: Downscaler,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker thread's own copies (dmsge models) are bounded as the process's models are.
+    import threading
+
+    import xmsgl.scale as scale
+
+    monkeypatch.setattr(scale, "_THREAD", threading.local())
+    monkeypatch.setattr(scale, "MODELS_KEPT", 2)
+    first = scale._thread_model(model, ("a",))
+    assert first is not model and scale._thread_model(model, ("a",)) is first
+    scale._thread_model(model, ("b",))
+    scale._thread_model(model, ("a",))  # used again: now the most recent
+    scale._thread_model(model, ("c",))  # drops the least recently used, "b"
+    assert list(scale._THREAD.models) == [("a",), ("c",)]
+    assert scale._thread_model(model, ("a",)) is first
+
+
 # ------------------------------------------------------------------- training by sub-basins
 
 

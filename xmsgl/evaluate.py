@@ -1132,7 +1132,7 @@ def cross_validate(
             raise ParameterError(
                 f"fit_kwargs has entries for methods {nested}: cross_validate fits one method and "
                 f"takes its settings flat, e.g. fit_kwargs={dict(kwargs[nested[0]])!r}")
-        if method in NETWORKS:
+        if method in (*NETWORKS, "gru"):
             # What fit refuses of its arguments is refused before the first fold's fits.
             check_fit_args(method, kwargs)
             if method == "async-msgl" and "stage_a_variable" in kwargs:
@@ -1652,7 +1652,7 @@ def sparsity_sweep(
         trainers[m] = t if callable(t) else default_trainer(m, kwargs_for(m))
         if not callable(t):
             defaults.append(m)
-            if m in NETWORKS:
+            if m in (*NETWORKS, "gru"):
                 # What fit refuses of its arguments (a setting the method does not
                 # read, epochs=0, an unknown stage A task) is refused before the
                 # first fit, not after the other methods' fits.

@@ -60,7 +60,7 @@ def _time_slice(time: pd.DatetimeIndex, sel: Any) -> slice:
     return slice(int(idx[0]), int(idx[-1]) + 1)
 
 
-def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str = "cpu",
+def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str = "auto",
             n_bins: int = 8, check_graph: bool = True) -> xr.Dataset:
     """Dirichlet energy per layer and neighbour attribution of a dmsge model on ``ds``.
 
@@ -78,8 +78,10 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
         spin-up (the encoder and the dynamic graph read days before them): give a
         period without gaps, long enough (a year or more) that its first weeks
         weigh little in the statistics.
-    device : str, default "cpu"
-        Torch device.
+    device : str, default "auto"
+        Torch device: ``"auto"`` takes cuda, then mps, then the CPU, as
+        :func:`xmsgl.fit` and :func:`xmsgl.downscale.downscale` do. The model goes
+        back to the CPU afterwards, and the statistics are returned as NumPy arrays.
     n_bins : int, default 8
         Bins of the winner-distance histogram: doubling widths from half the
         network's typical node spacing, the last one open.

@@ -1732,7 +1732,7 @@ _ARGUMENTS_ONLY: Any = object()
 
 def check_fit_args(method: str, kwargs: Mapping[str, Any]) -> None:
     """Run the checks :func:`fit` makes of its arguments before it reads any data, for
-    the network ``method`` and the keyword arguments ``kwargs`` (no ``seed``).
+    the network ``method`` (or ``"gru"``) and the keyword arguments ``kwargs`` (no ``seed``).
 
     Sweeps and cross-validation call it for every method before their first fit, so
     that ``epochs=0`` or an unknown ``stage_a_tasks`` entry for one method is refused
@@ -1786,10 +1786,10 @@ _GRU_ARGS = ("ds", "method", "train", "val", "test", "epochs", "hidden", "lr", "
 
 def _fit_gru(args: dict[str, Any]) -> BaselineModel:
     """Fit the per-reach GRU (:func:`xmsgl.nn.gru.fit_gru`) from the arguments of :func:`fit`."""
-    from xmsgl.nn.gru import fit_gru
+    from xmsgl.nn.gru import check_gru_settings, fit_gru
 
-    defaults = inspect.signature(fit).parameters
-    unused = [k for k in defaults if k not in _GRU_ARGS and args[k] != defaults[k].default]
+    unused = [k for k, default in _FIT_DEFAULTS.items()
+              if k not in _GRU_ARGS and args[k] != default]
     if args["options"]:
         unused += sorted(args["options"])
     if unused:
@@ -1801,6 +1801,11 @@ def _fit_gru(args: dict[str, Any]) -> BaselineModel:
     if str(args["device"]) not in ("auto", "cpu"):
         raise ParameterError(f"device={args['device']!r}: method 'gru' trains on the CPU only; "
                              "use device='auto' or 'cpu'")
+    check_gru_settings(epochs=args["epochs"], hidden=args["hidden"], lr=args["lr"],
+                       window=args["window"], stride=args["stride"],
+                       batch_size=args["batch_size"], clip_grad_norm=args["clip_grad_norm"])
+    if args["ds"] is _ARGUMENTS_ONLY:
+        return None  # type: ignore[return-value]  # check_fit_args: the arguments only
     return fit_gru(args["ds"], train=args["train"], val=args["val"], test=args["test"],
                    epochs=args["epochs"], hidden=args["hidden"], lr=args["lr"], window=args["window"],
                    stride=args["stride"], batch_size=args["batch_size"], seed=args["seed"],

@@ -657,16 +657,23 @@ def _thread_model(model: Downscaler, key: tuple[str, ...]) -> Downscaler:
     """This thread's own copy of a dmsge model.
 
     The backbone keeps the geometry of the block it runs as state, so threads of
-    one worker that run blocks at the same time must not share it.
+    one worker that run blocks at the same time must not share it. A thread keeps
+    at most :data:`MODELS_KEPT` copies, the least recently used dropped first, as
+    the process keeps its models (a worker's threads live as long as it does, and
+    a copy on a GPU holds its memory there).
     """
     models = getattr(_THREAD, "models", None)
     if models is None:
-        models = _THREAD.models = {}
+        models = _THREAD.models = collections.OrderedDict()
     own = models.get(key)
     if own is None:
         import copy
 
         own = models[key] = copy.deepcopy(model)
+        while len(models) > MODELS_KEPT:
+            models.popitem(last=False)
+    else:
+        models.move_to_end(key)
     return own
 
 

@@ -355,6 +355,34 @@ def load_gru(path: str | os.PathLike[str]) -> GRUModel:
     return model
 
 
+def check_gru_settings(*, epochs: Any = 40, hidden: Any = 20, lr: Any = 5e-3,
+                       window: Any = None, stride: Any = None, batch_size: Any = None,
+                       clip_grad_norm: Any = None) -> tuple[int, int, float]:
+    """Refuse what :func:`fit_gru` refuses of its settings, before any data is read.
+
+    Returns the window, the stride and the learning rate as the fit uses them.
+
+    Raises
+    ------
+    ParameterError
+        A non-positive ``epochs``, ``hidden``, ``window``, ``stride``, ``batch_size``
+        or ``lr``, a stride longer than the window, a bad ``clip_grad_norm``.
+    """
+    from xmsgl.train import check_clip_grad_norm, check_lr, resolve_stride
+
+    window = 365 if window is None else window
+    check_count("window", window)
+    stride = resolve_stride(window, stride)
+    for name, v in (("epochs", epochs), ("hidden", hidden)):
+        check_count(name, v)
+    # The network methods' checks: a bool, a negative, zero or NaN value is refused.
+    lr = check_lr(lr)
+    if batch_size is not None:
+        check_count("batch_size", batch_size)
+    check_clip_grad_norm(clip_grad_norm)
+    return int(window), int(stride), lr
+
+
 def fit_gru(
     ds: xr.Dataset,
     *,
@@ -430,27 +458,17 @@ def fit_gru(
     from xmsgl.model import _resolve_periods, warn_few_fine_observations, warn_unobserved_validation
     from xmsgl.options import get_option
     from xmsgl.train import (
-        check_clip_grad_norm,
-        check_lr,
         feature_spec,
         fit_scalers,
         make_windows,
         masked_rmse,
         period_ranges,
-        resolve_stride,
         time_breaks,
     )
 
-    window = 365 if window is None else window
-    check_count("window", window)
-    stride = resolve_stride(window, stride)
-    for name, v in (("epochs", epochs), ("hidden", hidden)):
-        check_count(name, v)
-    # The network methods' checks: a bool, a negative, zero or NaN value is refused.
-    lr = check_lr(lr)
-    if batch_size is not None:
-        check_count("batch_size", batch_size)
-    check_clip_grad_norm(clip_grad_norm)
+    window, stride, lr = check_gru_settings(epochs=epochs, hidden=hidden, lr=lr, window=window,
+                                            stride=stride, batch_size=batch_size,
+                                            clip_grad_norm=clip_grad_norm)
     progress = bool(get_option("progress")) if progress is None else bool(progress)
     ds = in_id_order(validate(ds))  # the same fit whatever the file's order
     if TIME not in ds.dims:
