@@ -75,3 +75,70 @@ def test_docstring_examples_run(name: str) -> None:
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
     result = doctest.testmod(module, optionflags=flags, report=True)
     assert result.failed == 0, f"{result.failed} docstring example(s) of {name} failed (output above)"
+
+
+def _run_block(path: str, block: str, swaps: dict[str, str] | None = None) -> dict[str, object]:
+    """Run one python block of ``path``, with each text of ``swaps`` (which must be in
+    the block) replaced: epochs and basin sizes cut down to a test's budget."""
+    for old, new in (swaps or {}).items():
+        assert old in block, f"{path}: the example no longer holds {old!r}; update this test"
+        block = block.replace(old, new)
+    namespace: dict[str, object] = {}
+    exec(compile(block, path, "exec"), namespace)
+    return namespace
+
+
+def test_model_page_example_runs(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    blocks = [b for b in _python_blocks("docs/model.md") if "msgl.fit(" in b]
+    assert blocks, "docs/model.md lost its 'Using it' example"
+    ns = _run_block("docs/model.md", blocks[0], {"epochs=40": "epochs=1"})
+    fine, coarse, cross = ns["fine"], ns["coarse"], ns["cross"]
+    assert fine.dims == ("reach", "time") and fine.dtype == "float32"  # type: ignore[attr-defined]
+    assert str(fine.time.values[0])[:10] == "2018-10-01"  # type: ignore[attr-defined]
+    assert coarse.dims == ("seg", "time") and cross.dims == ("reach", "time")  # type: ignore[attr-defined]
+    assert all(a.attrs["units"] == "degC" for a in (fine, coarse, cross))  # type: ignore[attr-defined]
+    assert (tmp_path / "drb.xmsgl" / "config.json").exists()
+
+
+def test_dmsge_page_example_runs() -> None:
+    blocks = [b for b in _python_blocks("docs/dmsge.md") if "backbone=\"dmsge\"" in b]
+    assert blocks, "docs/dmsge.md lost its example"
+    ns = _run_block("docs/dmsge.md", blocks[0], {"epochs=6": "epochs=1"})
+    assert ns["fine"].dims == ("reach", "time")  # type: ignore[attr-defined]
+    assert "dirichlet_energy" in ns["ex"]  # type: ignore[operator]
+
+
+def test_synthetic_page_example_runs() -> None:
+    blocks = _python_blocks("docs/synthetic.md")
+    assert blocks, "docs/synthetic.md lost its example"
+    # The default basin (WY 2008-2019) cut to a year, the 10^5-reach one to 100 segments:
+    # what is checked is that the calls are as documented, not their size.
+    ns = _run_block("docs/synthetic.md", blocks[0], {
+        "synthetic_basin()": 'synthetic_basin(start="2018-10-01")',
+        "n_segments=14_000, chunks=5_000": 'n_segments=100, chunks=500, start="2018-10-01"'})
+    assert ns["ds"].sizes["seg"] == 450  # type: ignore[attr-defined]
+    assert ns["small"].sizes["seg"] == 20  # type: ignore[attr-defined]
+    assert ns["big"].reach_air_temp.chunks is not None  # type: ignore[attr-defined]
+
+
+def test_graphs_page_examples_run() -> None:
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    result = doctest.testfile(str(ROOT / "docs" / "graphs.md"), module_relative=False,
+                              optionflags=flags, report=True)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_data_page_examples_run(drb_raw_dir, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("XMSGL_DATA_DIR", str(drb_raw_dir))
+    monkeypatch.chdir(ROOT)  # the intake example names catalogs/ from the repository root
+    blocks = _python_blocks("docs/data.md")
+    assert len(blocks) == 3, "docs/data.md's examples changed; update this test"
+    ns = _run_block("docs/data.md", blocks[0])
+    assert ns["graphs"].n_reach == ns["ds"].sizes["reach"]  # type: ignore[attr-defined]
+    # The second example sets the variable the tests already set: to the same folder.
+    ns = _run_block("docs/data.md", blocks[1], {'"/path/to/drb-data"': repr(str(drb_raw_dir))})
+    assert ns["ds"].sizes["reach"] > 0  # type: ignore[attr-defined]
+    pytest.importorskip("intake")
+    ns = _run_block("docs/data.md", blocks[2])
+    assert ns["ds"].sizes["reach"] > 0  # type: ignore[attr-defined]

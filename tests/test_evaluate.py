@@ -440,6 +440,8 @@ def test_cross_validate_a_baseline(small_basin: xr.Dataset) -> None:
     np.testing.assert_allclose(cv.rmse.isel(seed=0).values, cv.rmse.isel(seed=1).values)
     assert int(cv.n_test_reaches.sum()) == small_basin.sizes["reach"]
     assert cv["n"].dtype == np.int64 and (cv["n"].values > 0).all()  # counts of pairs
+    # The default trainer's settings are recorded even when none were given.
+    assert json.loads(cv.attrs["fit_kwargs"]) == {} and cv.attrs["trainer"] == "default"
 
 
 def test_sparsity_sweep_and_plot(small_basin: xr.Dataset) -> None:

@@ -365,7 +365,8 @@ def test_a_sweep_given_a_validation_period_still_hides_its_scored_days_from_the_
     # No fit_kwargs at all: fit's defaults (remap's coarse network is small enough here).
     fits.clear()
     sw = sparsity_sweep(three_years, ["remap"], keep=[1.0], seeds=[0])
-    assert np.isfinite(sw.rmse).all() and fits[0]["method"] == "remap" and "fit_kwargs" not in sw.attrs
+    assert np.isfinite(sw.rmse).all() and fits[0]["method"] == "remap"
+    assert json.loads(sw.attrs["fit_kwargs"]) == {"remap": {}}  # fit's defaults, recorded
 
 
 def test_sweeps_refuse_a_bad_setting_or_method_before_the_first_fit(

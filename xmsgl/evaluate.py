@@ -1089,7 +1089,8 @@ def cross_validate(
         ``repeats_dropped`` (repetitions that would have repeated a partition),
         ``mask_coarse`` (1 where the held-out sites' coarse observations were
         hidden), ``seed``, ``use_truth``, ``trainer``, ``fit_kwargs`` (JSON, with the
-        default trainer) and ``history``.
+        default trainer: the settings its fits were given, ``{}`` for none) and
+        ``history``.
 
     Raises
     ------
@@ -1236,7 +1237,8 @@ def cross_validate(
                             f"seeds={seed_list}, blocking={blocking!r}, seed={seed}, "
                             f"mask_coarse={mask_coarse!r})"),
     })
-    if trainer is None and fit_kwargs is not None:
+    if trainer is None:
+        # What the default trainer's fits were given ("{}": fit's defaults).
         out.attrs["fit_kwargs"] = json.dumps(kwargs, default=repr)
     return out
 
@@ -1523,7 +1525,9 @@ def sparsity_sweep(
         ``rmse``, ``mae``, ``bias``, ``nse``, ``kge`` and ``n`` on (``method``,
         ``keep``, ``seed``), with ``n_train_obs`` (keep, seed): the fine
         observations left outside the test period (the networks' training and
-        validation days; the baselines train on both).
+        validation days; the baselines train on both). Attribute ``fit_kwargs``
+        (JSON, when a method is fitted by the default trainer): what each such
+        method was given, ``{}`` for fit's defaults.
 
     Raises
     ------
@@ -1710,9 +1714,10 @@ def sparsity_sweep(
                     rows[(mi, i, j)] = _score(trainers[m](thin, test_ds, s), test_ds)
     out = _results_dataset(rows, {"method": method_list, "keep": keep_list, "seed": seed_list})
     out["n_train_obs"] = (("keep", "seed"), n_obs)
-    if isinstance(fit_kwargs, Mapping):
+    if defaults:
         # What each method fitted by the default trainer was given, where a shared
-        # setting went to some of them only (a trainer of one's own reads none).
+        # setting went to some of them only (a trainer of one's own reads none; {}
+        # is fit's defaults).
         out.attrs["fit_kwargs"] = json.dumps({m: kwargs_for(m) for m in defaults}, default=repr)
     out.attrs.update({
         "by": by, "target": target_name, "test_period": json.dumps(_ranges(time, test_days)),

@@ -59,6 +59,11 @@ class SparseGraph:
         The weights (rows are updated from columns).
     device : torch.device or str, optional
         Where to keep the tensors.
+    keep_host : bool, default False
+        Keep the host (scipy) matrix, from which the transpose (made on first use,
+        for backward) is built, instead of reading the device's arrays back: on an
+        accelerator each read-back synchronises. The matrix must not be changed
+        afterwards.
 
     Examples
     --------
