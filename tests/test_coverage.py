@@ -140,6 +140,67 @@ def test_downscale_warns_of_nodes_far_beyond(half_year_basin: xr.Dataset, half_y
     assert "more than 1 standard deviation beyond" in static_extrapolation(both, model, ("seg",), margin=1)
 
 
+def _air_in_fahrenheit(ds: xr.Dataset) -> xr.Dataset:
+    """Air temperatures in degF, still labelled degC (plausible air on cold days)."""
+    return ds.assign({v: ds[v] * 9 / 5 + 32 for v in ("seg_air_temp", "reach_air_temp")})
+
+
+def test_downscale_warns_of_time_varying_inputs_far_beyond(half_year_basin: xr.Dataset,
+                                                           half_year_msgl) -> None:
+    import warnings
+
+    from xmsgl.coverage import dynamic_extrapolation
+    from xmsgl.exceptions import ExtrapolationWarning, InputRangeWarning
+
+    model = half_year_msgl
+    spec = model.features
+    jan = ("2001-01-01", "2001-01-31")
+    assert issubclass(InputRangeWarning, ExtrapolationWarning)  # robustness and CV leave both out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the training's own days: nothing to say
+        half_year_basin.msgl.downscale(model, time=jan)
+    hot = _air_in_fahrenheit(half_year_basin)
+    lo, hi = spec.observed_range["reach_air_temp"]
+    v = hot["reach_air_temp"].values
+    share = float((v > hi + spec.std["reach_air_temp"]).mean())
+    assert share > 0.05  # what the warning is for
+    with pytest.warns(InputRangeWarning, match=r"^inputs 'seg_air_temp' \(degC; \d+% of the node-days.*"
+                      r"'reach_air_temp' .*check the units \(degF labelled degC"):
+        hot.msgl.downscale(model, time=jan)
+    # The segments' alone, for the coarse output (the reaches are not read).
+    with pytest.warns(InputRangeWarning, match=r"^input 'seg_air_temp' .*lie more than"):
+        hot.msgl.downscale(model, scale="seg", time=jan)
+    # A few node-days beyond (a heat wave at one reach) are not warned of.
+    few = half_year_basin.copy(deep=True)
+    few["reach_air_temp"].values[0, :3] = hi + 3 * spec.std["reach_air_temp"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        few.msgl.downscale(model, time=jan)
+    # The share of node-days beyond is what decides: named just below it, not above.
+    from xmsgl.train import InputDays
+
+    days = InputDays(hot.sel(time=slice(*jan)), spec.seg_vars, "seg", spec)
+    lo_s, hi_s = spec.observed_range["seg_air_temp"]
+    sd_s = spec.std["seg_air_temp"]
+    v_s = hot["seg_air_temp"].sel(time=slice(*jan)).values
+    s_seg = float(((v_s < lo_s - sd_s) | (v_s > hi_s + sd_s)).mean())
+    assert dynamic_extrapolation([days], model, share=s_seg - 1e-6)[1] == ["seg_air_temp"]
+    assert dynamic_extrapolation([days], model, share=s_seg + 1e-6) is None
+    # A missing-data code in an input never negative (a discharge), even on one node-day.
+    code = half_year_basin.copy(deep=True)
+    assert spec.observed_range["reach_discharge"][0] >= 0
+    code["reach_discharge"].values[1, 5] = -99.9
+    with pytest.warns(InputRangeWarning, match=r"^input 'reach_discharge' \(m3 s-1; 1 of \d+ node-days, "
+                      r"lowest -99.9.*never negative in training.*missing-data code"):
+        code.msgl.downscale(model, time=jan)
+    # The lazy path judges each block, naming the inputs.
+    with pytest.warns(InputRangeWarning, match=r"inputs \['seg_air_temp', 'reach_air_temp'\] lie far "
+                      r"beyond their training range in a block"):
+        hot.chunk({"reach": 20}).msgl.downscale(model, time=jan).compute()
+    # Plain arrays (inputs already standardized) are not judged.
+    assert dynamic_extrapolation([np.zeros((3, 2, 1), np.float32)], model) is None
+
+
 def test_robustness_runs_do_not_repeat_the_warning(half_year_basin: xr.Dataset, half_year_msgl) -> None:
     import warnings
 

@@ -51,8 +51,10 @@ def test_readme_example_runs(tmp_path, monkeypatch) -> None:  # type: ignore[no-
     assert blocks, "README.md lost its example"
     namespace: dict[str, object] = {}
     with warnings.catch_warnings():
-        # The example's fits learn from enough gauges (the tests ignore this warning).
+        # The example's fits learn from enough gauges, and run on days like their
+        # training's (the tests ignore these warnings).
         warnings.simplefilter("error", xmsgl.FewObservationsWarning)
+        warnings.simplefilter("error", xmsgl.InputRangeWarning)
         exec(compile(blocks[0], "README.md", "exec"), namespace)
     pred = namespace["pred"]
     assert pred.dims == ("reach", "time") and pred.attrs["units"] == "degC"  # type: ignore[attr-defined]

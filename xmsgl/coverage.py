@@ -40,7 +40,8 @@ from xmsgl.exceptions import (
     format_ids,
 )
 
-__all__ = ["coverage", "WARN_SD", "static_extrapolation"]
+__all__ = ["coverage", "WARN_SD", "WARN_DAYS_SHARE", "static_extrapolation",
+           "dynamic_extrapolation"]
 
 #: Standard deviations beyond the observed nodes' range of a static input from which
 #: :func:`xmsgl.downscale.downscale` warns (:class:`~xmsgl.exceptions.ExtrapolationWarning`).
@@ -407,6 +408,86 @@ def static_extrapolation(ds: xr.Dataset, model: Any, dims: tuple[str, ...], *,
             f"{name!r}, {sd:.1f} standard deviations): "
             f"{'its prediction is an extrapolation' if one else 'their predictions are extrapolations'} "
             "the training never tested; ds.msgl.coverage(model) lists every node, input and day")
+
+
+#: Share of the node-days :func:`xmsgl.downscale.downscale` reads on which a
+#: time-varying input may lie more than one standard deviation (:func:`coverage`'s
+#: default margin) beyond its training range before it warns
+#: (:class:`~xmsgl.exceptions.ExtrapolationWarning`). Set by the Delaware files
+#: (``docs/scripts/dynamic_extrapolation.py``): Fahrenheit air temperatures labelled degC
+#: put 5.5-21% of a winter's node-days there, a summer 8 degC warmer than any in training
+#: 0.01-0.6%, the record itself under 0.01%.
+WARN_DAYS_SHARE = 0.05
+
+
+def dynamic_extrapolation(inputs: Sequence[Any], model: Any, *, share: float = WARN_DAYS_SHARE
+                          ) -> tuple[str, list[str]] | None:
+    """A sentence on the time-varying inputs that lie far beyond their training range on
+    the days run, and their names, or None when there are none (what
+    :func:`xmsgl.downscale.downscale` warns of, :class:`~xmsgl.exceptions.InputRangeWarning`).
+
+    ``inputs`` are the :class:`xmsgl.train.InputDays` a downscale reads (other entries
+    are skipped). An input is named where more than ``share`` of its node-days lie more
+    than one standard deviation (the model's standardization of it) beyond the range
+    it had at the nodes with training observations, or, in units of a quantity that is
+    never negative (:data:`xmsgl.convention.NONNEGATIVE_UNITS`) and never was in
+    training, where any value lies below 0 by more than that: a change of units
+    (Fahrenheit labelled degC) or a missing-data code (PRMS writes -99.9) that would be
+    read as a real value. The extremes the inputs found when they were checked rule
+    most inputs out without another pass over their values. A model saved before the
+    ranges were recorded is not judged.
+    """
+    from xmsgl.convention import NONNEGATIVE_UNITS
+    from xmsgl.train import InputDays
+
+    spec = model.features
+    ranges = getattr(spec, "observed_range", None)
+    if not ranges:
+        return None
+    far_parts: list[str] = []
+    neg_parts: list[str] = []
+    names: list[str] = []
+    for x in inputs:
+        if not isinstance(x, InputDays):
+            continue
+        for j, (name, ext) in enumerate(zip(x.names, x.extremes, strict=True)):
+            if ext is None or name not in ranges:
+                continue
+            lo, hi = (float(v) for v in ranges[name])
+            sd = float(spec.std[name])
+            vmin, vmax = ext
+            if vmin >= lo - sd and vmax <= hi + sd:
+                continue
+            units = str(spec.units.get(name, ""))
+            vals = x.raw(j)
+            never_negative = lo >= 0 and any(same_units(units, k[0]) for k in NONNEGATIVE_UNITS)
+            if never_negative and vmin < -sd:
+                n_neg = int(np.count_nonzero(vals < -sd))
+                neg_parts.append(f"{name!r} ({units}; {n_neg} of {vals.size} node-days, lowest "
+                                 f"{vmin:g}, standard deviation {sd:.3g})")
+                names.append(name)
+                continue
+            frac = float(np.count_nonzero((vals < lo - sd) | (vals > hi + sd))) / max(vals.size, 1)
+            if frac > share:
+                far_parts.append(f"{name!r} ({units}; {100 * frac:.0f}% of the node-days, values "
+                                 f"{vmin:.4g}..{vmax:.4g} against {lo:.4g}..{hi:.4g} in training, "
+                                 f"standard deviation {sd:.3g})")
+                names.append(name)
+    if not names:
+        return None
+    text = []
+    if far_parts:
+        text.append(f"input{'s' if len(far_parts) > 1 else ''} {', '.join(far_parts)} lie more "
+                    "than a standard deviation beyond the range of the nodes with training "
+                    f"observations on over {share:.0%} of the node-days read: check the units "
+                    "(degF labelled degC, for one) and that the days resemble the training's")
+    if neg_parts:
+        text.append(f"input{'s' if len(neg_parts) > 1 else ''} {', '.join(neg_parts)}, never "
+                    "negative in training, are below 0 by more than a standard deviation: a "
+                    "missing-data code (PRMS writes -99.9) or another sign convention is read as "
+                    "a real value; mask it (ds[name].where(ds[name] >= 0))")
+    return ("; ".join(text) + ". The predictions read the values as they are: "
+            "ds.msgl.coverage(model, time=...) lists the nodes and days beyond the range"), names
 
 
 def warn_static_extrapolation(ds: xr.Dataset, model: Any, scale: str) -> None:

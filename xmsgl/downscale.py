@@ -16,6 +16,7 @@ import xarray as xr
 from xmsgl.convention import REACH, SEG, TIME, expect_dataset, only_read, output_coords, validate
 from xmsgl.exceptions import (
     DataError,
+    InputRangeWarning,
     ParameterError,
     TimeError,
     TimeGapWarning,
@@ -395,7 +396,7 @@ def downscale(
     """
     import xmsgl
     from xmsgl.baselines import BaselineModel
-    from xmsgl.coverage import warn_static_extrapolation
+    from xmsgl.coverage import dynamic_extrapolation, warn_static_extrapolation
     from xmsgl.graph import build_graphs_weighted
     from xmsgl.scale import block_options, downscale_lazy, is_lazy
 
@@ -488,6 +489,11 @@ def downscale(
     # Nodes far beyond what training saw, once the inputs are known to be usable (the
     # lazy path warns the same way).
     warn_static_extrapolation(ds, model, scale)
+    # Inputs on the days run far beyond their training range (a change of units, a
+    # missing-data code), found from the extremes the inputs' checks took.
+    found = dynamic_extrapolation([data.x_seg, data.x_reach], model)
+    if found:
+        warnings.warn(found[0], InputRangeWarning, stacklevel=user_stacklevel())
     net = model.net.to(dev)
     try:
         # For segments only the coarse recurrence and head run.

@@ -29,6 +29,7 @@ __all__ = [
     "ShortRecordWarning",
     "FewObservationsWarning",
     "ExtrapolationWarning",
+    "InputRangeWarning",
     "format_ids",
     "check_count",
 ]
@@ -97,6 +98,13 @@ class TimeGapWarning(XmsglWarning):
 class ExtrapolationWarning(XmsglWarning):
     """Nodes asked about have static inputs far beyond those of every node the model
     learned from: their predictions are extrapolations (see :func:`xmsgl.coverage.coverage`)."""
+
+
+class InputRangeWarning(ExtrapolationWarning):
+    """A time-varying input lies far beyond its training range on many of the days run,
+    or below 0 in units never negative: a change of units (degF labelled degC), a
+    missing-data code (-99.9), or days unlike the training's (a model fitted on winters
+    run on a summer). See :func:`xmsgl.coverage.dynamic_extrapolation`."""
 
 
 class FewObservationsWarning(XmsglWarning):

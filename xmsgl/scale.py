@@ -56,7 +56,14 @@ import scipy.sparse as sp
 import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, Topology, output_coords, topology_arrays
-from xmsgl.exceptions import ModelMismatchError, ParameterError, XmsglWarning, check_count, user_stacklevel
+from xmsgl.exceptions import (
+    InputRangeWarning,
+    ModelMismatchError,
+    ParameterError,
+    XmsglWarning,
+    check_count,
+    user_stacklevel,
+)
 from xmsgl.graph import DIRECTIONS, build_graphs_weighted, weight_stats
 
 if TYPE_CHECKING:
@@ -814,6 +821,7 @@ def _block_downscale_inner(
     geometry: dict[str, dict[str, Any]] | None = None,
 ) -> xr.DataArray:
     """Apply the model to one (block of the network, time block) of the slot layout."""
+    from xmsgl.coverage import WARN_DAYS_SHARE, dynamic_extrapolation
     from xmsgl.downscale import check_compatible_vars_only
     from xmsgl.model import _rebuild
     from xmsgl.train import DATE_COORD, predict, resolve_device
@@ -869,6 +877,16 @@ def _block_downscale_inner(
     geoms = _block_geometry(block, geometry or {}, seg_ok)
     data = _rebuild(model, sub, graphs, dev, slice(0, n_in), reach_inputs=scale != SEG,
                     geometry=geoms, days=days)
+    found = dynamic_extrapolation([data.x_seg, data.x_reach], model)
+    if found:
+        # The same words for every block (a warning is shown once per text), without
+        # the block's counts: the in-memory run and coverage() give those.
+        warnings.warn(
+            f"inputs {found[1]} lie far beyond their training range in a block of this run "
+            f"(more than a standard deviation beyond it on over {WARN_DAYS_SHARE:.0%} of the "
+            "block's node-days, or negative in units never negative): check their units and "
+            "missing-data codes; ds.msgl.coverage(model, time=...) lists the nodes and days",
+            InputRangeWarning, stacklevel=2)
     output = "coarse" if scale == SEG else model.output
     out = predict(model.net, data, t_keep, t_end, output=output, device=dev, chunk=int(chunk),
                   spinup=int(spinup), batch_size=batch_size)

@@ -498,6 +498,11 @@ class InputDays:
         self._values: list[np.ndarray] = []  # (T, N) as stored, or a static's (N,) scores
         self._tensors: list[torch.Tensor | None] = []  # the same, viewed by torch
         self._static: list[bool] = []
+        self.names = list(names)
+        #: Each time-varying input's smallest and largest value on these days (None
+        #: for a static input or no days), which :func:`xmsgl.coverage.dynamic_extrapolation`
+        #: judges against the training range.
+        self.extremes: list[tuple[float, float] | None] = []
         for name, mean, std in zip(names, self._mean, self._std, strict=True):
             vals, static = _input_values(sel, name, dim)
             if vals.size:
@@ -506,6 +511,7 @@ class InputDays:
                 hi = (np.float32(vmax) - mean) / std
             else:
                 lo = hi = np.float32(0.0)
+            self.extremes.append((vmin, vmax) if vals.size and not static else None)
             if vals.size:
                 _check_temperature(name, vmin, vmax, spec, sel[name].attrs, vals, sel, dim)
             _check_scores(name, lo, hi, vals, spec, static, sel, dim, fitting=False)
@@ -520,6 +526,11 @@ class InputDays:
             self._tensors.append(_torch_view(vals))
         self._days = 0  # the longest block made: buffers of one size are reused
         self._like = torch.empty(0, dtype=torch.float32)
+
+    def raw(self, j: int) -> np.ndarray:
+        """Input ``j`` as the dataset stores it on these days: (T, N) for a time-varying
+        one (a view where the data allow), a static one's (N,) standard scores."""
+        return self._values[j]
 
     def __len__(self) -> int:
         return self.shape[0]
