@@ -392,6 +392,8 @@ def test_model_hash_covers_its_settings(model: Downscaler, tmp_path) -> None:
     (lambda c: c["periods"].update(train="2001-01-01/2001-05-06"), "period 'train'"),
     (lambda c: c["periods"].update(val=[["2001-05-07", "someday"]]), "period 'val'"),
     (lambda c: c["graph"].update(weight_stats={"fine": [0.0, 1.0]}), "weight_stats"),
+    (lambda c: c["graph"]["drainage"]["seg"].append([1, "2"]), "drainage"),
+    (lambda c: c["graph"].update(drainage={"segs": []}), "drainage"),
 ])
 def test_edited_settings_are_refused_at_load(model: Downscaler, tmp_path, change, match) -> None:
     folder = model.save(tmp_path / "m.xmsgl")

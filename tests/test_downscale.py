@@ -100,6 +100,40 @@ def test_one_basin_of_the_network_alone_is_weighed_as_in_training(tmp_path) -> N
     del old.config["graph"]["weight_stats"]
     apart = one.msgl.downscale(old, check_graph=False)
     assert float(np.abs(apart - whole).max()) > 1e-3
+    # A part that cuts a drainage basin is warned of (whole basins, above, are not): at a
+    # segment that drains into another, with what lies upstream of it.
+    to = dict(zip(two.seg.values.tolist(), two.seg_to.values.tolist()))
+    cut = next(s for s in one.seg.values.tolist() if to[s] != 0 and s in to.values())
+    keep, todo = [cut], [cut]
+    while todo:
+        below = todo.pop()
+        up = [s for s, t in to.items() if t == below]
+        keep += up
+        todo += up
+    head = two.sel(seg=keep).sel(reach=two.reach[two.reach_seg.isin(keep)])
+    head = head.assign(seg_to=head.seg_to.where(head.seg != cut, 0))
+    r_to = head.reach_to.values.copy()
+    r_to[~np.isin(r_to, head.reach.values)] = 0
+    head = head.assign(reach_to=("reach", r_to, head.reach_to.attrs))
+    for lazy in (False, True):
+        blocks = {"reach_chunk": 1000} if lazy else {}
+        with pytest.warns(xmsgl.XmsglWarning, match=rf"cuts its drainage basins: segment ids \[{cut}\] "
+                          r"drain to an outlet here but not in the model's network.*include whole "
+                          r"drainage basins"):
+            head.msgl.downscale(m, check_graph=False, lazy=lazy, **blocks)
+    # The lower part of a basin without its headwaters: its outlet's basin is short.
+    # (Nothing in it points upstream, into what was dropped.)
+    low = one.drop_sel(seg=keep).sel(reach=one.reach[~one.reach_seg.isin(keep)])
+    assert low.sizes["seg"] > 0
+    n_basin = int(first.sum())
+    with pytest.warns(xmsgl.XmsglWarning, match=rf"the basins of outlet segment ids \d+ "
+                      rf"\({n_basin - len(keep)} of {n_basin}\) hold fewer segments"):
+        low.msgl.downscale(m, check_graph=False)
+    # A model saved before the counts were kept is not judged.
+    del old.config["graph"]["drainage"]
+    from xmsgl.model import partial_network
+
+    assert partial_network(old, build_graphs(head)) is None
 
 
 def test_coarse_predictions(basin: xr.Dataset, model: Downscaler) -> None:

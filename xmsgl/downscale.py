@@ -24,7 +24,7 @@ from xmsgl.exceptions import (
     check_count,
     user_stacklevel,
 )
-from xmsgl.model import Downscaler, _rebuild, check_compatible, load
+from xmsgl.model import Downscaler, _rebuild, check_compatible, load, partial_network
 from xmsgl.periods import period_bounds, spans_text
 from xmsgl.train import inference_windows, predict, resolve_device, time_breaks, uses_thread_option
 
@@ -478,6 +478,9 @@ def downscale(
         check_compatible(model, ds, graphs, inputs_of)
     else:
         check_compatible_vars_only(model, ds, inputs_of)
+        cut = partial_network(model, graphs)
+        if cut:
+            warnings.warn(cut, XmsglWarning, stacklevel=user_stacklevel())
     times = pd.DatetimeIndex(ds[TIME].values)
     i0, i1 = _time_positions(times, time)
     breaks = _time_gaps(times, i0, i1, int(spinup))
