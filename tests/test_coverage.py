@@ -10,6 +10,7 @@ import xarray as xr
 
 torch = pytest.importorskip("torch")
 
+import xmsgl  # noqa: E402
 from tests.conftest import FAST_FIT  # noqa: E402
 from xmsgl.exceptions import ParameterError, SchemaError  # noqa: E402
 
@@ -115,6 +116,7 @@ def test_downscale_warns_of_nodes_far_beyond(half_year_basin: xr.Dataset, half_y
     near = _far_beyond(half_year_basin, model, "reach_slope", 2, WARN_SD - 0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.simplefilter("ignore", xmsgl.ColdStartWarning)  # short records: said apart
         near.msgl.downscale(model, time="2001-03")
         ds.msgl.downscale(model, scale="seg", time="2001-03")  # reaches are not read
     # A segment far beyond is judged for the reach prediction (MSGL reads both scales),
@@ -128,6 +130,7 @@ def test_downscale_warns_of_nodes_far_beyond(half_year_basin: xr.Dataset, half_y
     fine_only = xmsgl.fit(half_year_basin, "fine-only", seed=0, **FAST_FIT)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.simplefilter("ignore", xmsgl.ColdStartWarning)  # short records: said apart
         far_seg.msgl.downscale(fine_only, time="2001-03")
     # Several nodes, both scales: counted, the first five ids shown, plural words.
     both = _far_beyond(far_seg, model, "reach_slope", slice(0, 7), 2 * WARN_SD, clip=False)
@@ -158,6 +161,7 @@ def test_downscale_warns_of_time_varying_inputs_far_beyond(half_year_basin: xr.D
     assert issubclass(InputRangeWarning, ExtrapolationWarning)  # robustness and CV leave both out
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the training's own days: nothing to say
+        warnings.simplefilter("ignore", xmsgl.ColdStartWarning)  # short records: said apart
         half_year_basin.msgl.downscale(model, time=jan)
     hot = _air_in_fahrenheit(half_year_basin)
     lo, hi = spec.observed_range["reach_air_temp"]
@@ -175,6 +179,7 @@ def test_downscale_warns_of_time_varying_inputs_far_beyond(half_year_basin: xr.D
     few["reach_air_temp"].values[0, :3] = hi + 3 * spec.std["reach_air_temp"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.simplefilter("ignore", xmsgl.ColdStartWarning)  # short records: said apart
         few.msgl.downscale(model, time=jan)
     # The share of node-days beyond is what decides: named just below it, not above.
     from xmsgl.train import InputDays

@@ -274,6 +274,26 @@ def test_days_short_of_warm_up_are_named(basin: xr.Dataset, model: Downscaler) -
     assert gappy.attrs["xmsgl_short_warmup"] == f"{days[0]}/{days[29]}, {days[100]}/{days[129]}"
 
 
+def test_mostly_cold_started_days_are_warned_of(basin: xr.Dataset, model: Downscaler) -> None:
+    import warnings
+
+    days = [str(d)[:10] for d in basin.time.values]
+    # A month from a dataset that starts on its first day: every day is short of warm-up.
+    month = basin.sel(time=slice("2001-03-01", "2001-03-31"))
+    with pytest.warns(xmsgl.ColdStartWarning, match=r"^31 of the 31 days returned \(2001-03-01/2001-03-31\) "
+                      r"have fewer than spinup=180 days of inputs before them.*Give the dataset 180 days"):
+        month.msgl.downscale(model)
+    with pytest.warns(xmsgl.ColdStartWarning, match=r"^31 of the 31 days"):  # lazily too
+        month.chunk({"reach": 50}).msgl.downscale(model, reach_chunk=50)
+    # 40 of 61 days (over half) short of a 40-day warm-up are; 30 of 181 and 0 of 81 are not.
+    with pytest.warns(xmsgl.ColdStartWarning, match=rf"^40 of the 61 days returned \({days[80]}/"):
+        downscale(basin.isel(time=slice(80, None)), model, spinup=40, time=(days[80], days[140]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xmsgl.ColdStartWarning)
+        downscale(basin, model, spinup=30, chunk=50)
+        downscale(basin, model, spinup=40, time=(days[60], days[140]))  # 0 of 81
+
+
 def test_days_asked_for_beyond_the_record_are_named(basin: xr.Dataset, model: Downscaler) -> None:
     # A period past the record's end used to come back shorter without a word.
     days = [str(d)[:10] for d in basin.time.values]
@@ -287,6 +307,7 @@ def test_days_asked_for_beyond_the_record_are_named(basin: xr.Dataset, model: Do
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.simplefilter("ignore", xmsgl.ColdStartWarning)  # short records: said apart
         # (The summer days of this short record lie beyond the winter the model was
         # fitted on: tests/test_coverage.py checks that warning.)
         warnings.simplefilter("ignore", xmsgl.InputRangeWarning)

@@ -13,6 +13,7 @@ from xmsgl import accessor as _accessor  # noqa: F401  (registers ds.msgl)
 from xmsgl import datasets
 from xmsgl.convention import OUTLET, to_convention, validate
 from xmsgl.exceptions import (
+    ColdStartWarning,
     DataError,
     DownloadError,
     ExtrapolationWarning,
@@ -53,6 +54,7 @@ __all__ = [
     "ShortRecordWarning",
     "FewObservationsWarning",
     "InputRangeWarning",
+    "ColdStartWarning",
     "TimeGapWarning",
     "TopologyError",
     "TrainingError",

@@ -30,6 +30,7 @@ __all__ = [
     "FewObservationsWarning",
     "ExtrapolationWarning",
     "InputRangeWarning",
+    "ColdStartWarning",
     "format_ids",
     "check_count",
 ]
@@ -93,6 +94,12 @@ class UnitConversionWarning(XmsglWarning):
 
 class TimeGapWarning(XmsglWarning):
     """The days used have gaps: the recurrence restarts after each with a fresh state."""
+
+
+class ColdStartWarning(XmsglWarning):
+    """Most of the days returned have fewer than ``spinup`` days of inputs before them:
+    the recurrent state starts fresh at the dataset's first day (and after a gap), so
+    they are cold-start values. Give inputs for the warm-up before the first day wanted."""
 
 
 class ExtrapolationWarning(XmsglWarning):

@@ -621,11 +621,13 @@ def _predict(model: Any, ds: xr.Dataset, time: tuple[str, str],
     if isinstance(model, BaselineModel):
         return model.predict(ds, time=time)
     from xmsgl.downscale import downscale
-    from xmsgl.exceptions import ExtrapolationWarning
+    from xmsgl.exceptions import ColdStartWarning, ExtrapolationWarning
 
     with warnings.catch_warnings():
-        # The same nodes for every perturbed run: ds.msgl.coverage(model) names them.
+        # The same nodes for every perturbed run: ds.msgl.coverage(model) names them;
+        # and the same days short of warm-up, which the result's runs share.
         warnings.simplefilter("ignore", ExtrapolationWarning)
+        warnings.simplefilter("ignore", ColdStartWarning)
         return downscale(ds, model, time=time, device=device)
 
 
