@@ -664,3 +664,22 @@ def test_a_cuda_device_torch_does_not_see_is_a_parameter_error() -> None:
     for device in ("cuda", "cuda:3"):
         with pytest.raises(ParameterError, match=rf"device='{device}' was asked for but torch sees"):
             resolve_device(device)
+
+
+def test_a_misspelled_keyword_is_a_parameter_error_that_names_the_right_one(model: Downscaler) -> None:
+    from xmsgl.datasets import synthetic_basin
+
+    ds = synthetic_basin(n_segments=4, start="2001-01-01", end="2001-03-31", seed=1)
+    cases = [
+        (lambda: ds.msgl.downscale(model, spin_up=10), r"ds.msgl.downscale\(\) got argument \['spin_up'\] "
+         r"that it does not take \(did you mean 'spinup'\?\); it takes \[.*'spinup'"),
+        (lambda: ds.msgl.coverage(model, margn=1), r"\['margn'\].*did you mean 'margin'"),
+        (lambda: ds.msgl.graphs(max_hop=3), r"\['max_hop'\].*did you mean 'max_hops'"),
+        (lambda: ds.msgl.sparsify(0.1, sed=3), r"\['sed'\].*did you mean 'seed'"),
+        (lambda: ds.msgl.validate(check=False), r"\['check'\] that it does not take; it takes \['check_values'\]"),
+        (lambda: ds.msgl.fit(epoch=1), r"fit\(\) got arguments \['epoch'\].*did you mean 'epochs'"),
+        (lambda: ds.msgl.fit("idw", pwer=3), r"\['pwer'\].*did you mean 'power'"),
+    ]
+    for call, match in cases:
+        with pytest.raises(ParameterError, match=match):
+            call()

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
+from xmsgl.exceptions import check_keywords
+
 if TYPE_CHECKING:
     from xmsgl.baselines import BaselineModel
     from xmsgl.graph import RiverGraphs
@@ -30,18 +32,21 @@ class MsglAccessor:
         """Check the convention; see :func:`xmsgl.convention.validate`."""
         from xmsgl.convention import validate
 
+        check_keywords(validate, kwargs, "ds.msgl.validate", ("ds",))
         return validate(self._ds, **kwargs)
 
     def to_convention(self, **kwargs: Any) -> xr.Dataset:
         """Rename to the convention; see :func:`xmsgl.convention.to_convention`."""
         from xmsgl.convention import to_convention
 
+        check_keywords(to_convention, kwargs, "ds.msgl.to_convention", ("ds",))
         return to_convention(self._ds, **kwargs)
 
     def graphs(self, **kwargs: Any) -> RiverGraphs:
         """Build the coarse, fine and cross-scale graphs; see :func:`xmsgl.graph.build_graphs`."""
         from xmsgl.graph import build_graphs
 
+        check_keywords(build_graphs, kwargs, "ds.msgl.graphs", ("ds",))
         return build_graphs(self._ds, **kwargs)
 
     def fit(self, method: str = "msgl", **kwargs: Any) -> Downscaler | BaselineModel:
@@ -56,6 +61,7 @@ class MsglAccessor:
         """Downscale with a fitted model or a saved model path; see :func:`xmsgl.downscale.downscale`."""
         from xmsgl.downscale import downscale
 
+        check_keywords(downscale, kwargs, "ds.msgl.downscale", ("ds", "model_or_path"))
         return downscale(self._ds, model, **kwargs)
 
     def coverage(self, model: Any, **kwargs: Any) -> xr.Dataset:
@@ -63,12 +69,14 @@ class MsglAccessor:
         :func:`xmsgl.coverage.coverage`."""
         from xmsgl.coverage import coverage
 
+        check_keywords(coverage, kwargs, "ds.msgl.coverage", ("ds", "model"))
         return coverage(self._ds, model, **kwargs)
 
     def sparsify(self, keep: float = 0.01, **kwargs: Any) -> xr.Dataset:
         """Keep a random share of fine observations; see :func:`xmsgl.sampling.sparsify`."""
         from xmsgl.sampling import sparsify
 
+        check_keywords(sparsify, kwargs, "ds.msgl.sparsify", ("ds", "keep"))
         return sparsify(self._ds, keep=keep, **kwargs)
 
     def evaluate(
@@ -107,6 +115,7 @@ class MsglAccessor:
         if getattr(observed, "name", None) in ("reach_temp", "seg_temp"):
             # Observations, by default or passed by hand: in-sample where the model read them.
             _warn_in_sample(prediction, observed)
+        check_keywords(evaluate, kwargs, "ds.msgl.evaluate", ("prediction", "observed"))
         return evaluate(prediction, observed, **kwargs)
 
 

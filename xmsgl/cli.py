@@ -575,12 +575,17 @@ def _names_a_folder(value: str) -> bool:
     return names_a_folder(value) or Path(value).expanduser().is_dir()
 
 
+#: Suffixes of a netCDF file name (a name with another, such as ``.csv``, is refused:
+#: the file written would be netCDF whatever it is called).
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
+
+
 def _one_netcdf_file(value: str, command: str, example: str) -> None:
-    """Refuse an ``--out`` of ``command`` that names a folder or a zarr store: it writes
-    one netCDF file."""
-    if _names_a_folder(value) or Path(value).suffix.lower() == ".zarr":
+    """Refuse an ``--out`` of ``command`` that names a folder or a zarr store, or a file
+    whose suffix is not one of :data:`NETCDF_SUFFIXES`: it writes one netCDF file."""
+    if _names_a_folder(value) or Path(value).suffix.lower() not in NETCDF_SUFFIXES:
         raise ParameterError(f"--out {value!r}: {command} writes one netCDF file; give a file "
-                             f"name such as {example}")
+                             f"name ending in .nc, such as {example}")
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -656,6 +661,9 @@ def _downscale(args: argparse.Namespace) -> int:
     if not zarr and _names_a_folder(args.out):
         raise ParameterError(f"OUT {args.out!r} names a folder; give a netCDF file name, or a zarr store "
                              f"name ending in .zarr")
+    if not zarr and Path(args.out).suffix.lower() not in NETCDF_SUFFIXES:
+        raise ParameterError(f"OUT {args.out!r}: downscale writes a netCDF file or a zarr store, "
+                             "whatever the name says; give a name ending in .nc (netCDF) or .zarr")
     out = _new_output(args.out, "OUT", args.overwrite, [("input", args.data), ("input", args.model)])
     device = _device(args.device)
     with _warnings_as_lines():
@@ -1189,7 +1197,7 @@ def build_parser() -> argparse.ArgumentParser:
     dn.add_argument("model", metavar="MODEL", help="model folder written by xmsgl fit or model.save")
     dn.add_argument("data", metavar="DATA", help="netCDF file or zarr store in the xmsgl convention (read "
                     "lazily, except for --scale cross)")
-    dn.add_argument("out", metavar="OUT", help="netCDF file, or zarr store ending in .zarr")
+    dn.add_argument("out", metavar="OUT", help="netCDF file ending in .nc, or zarr store ending in .zarr")
     dn.add_argument("--scale", default="reach", choices=["reach", "seg", "cross"],
                     help="reach (the fine prediction), seg (the coarse head) or cross (the cross-scale "
                          "estimate) (default: %(default)s)")

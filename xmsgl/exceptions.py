@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "XmsglError",
@@ -145,6 +146,46 @@ def check_count(name: str, value: object, least: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < least:
         kind = "a positive integer" if least == 1 else f"an integer of at least {least}"
         raise ParameterError(f"{name}={value!r} must be {kind}")
+
+
+def did_you_mean(names: Iterable[str], known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the names among ``names`` close to one of ``known``
+    (``difflib``'s match), or ``""``.
+
+    Examples
+    --------
+    >>> did_you_mean(["spin_up"], ["spinup", "chunk", "time"])
+    " (did you mean 'spinup'?)"
+    >>> did_you_mean(["bogus"], ["spinup"])
+    ''
+    """
+    import difflib
+
+    known = list(known)
+    pairs = [(n, difflib.get_close_matches(n, known, n=1, cutoff=0.75)) for n in names]
+    hints = [f"{close[0]!r}" for _, close in pairs if close]
+    return f" (did you mean {' or '.join(hints)}?)" if hints else ""
+
+
+def check_keywords(func: Any, kwargs: Mapping[str, Any], where: str, given: Sequence[str] = ()) -> None:
+    """Refuse keyword arguments ``func`` does not take, with a :class:`ParameterError`
+    that names them and the closest of its own (Python's ``TypeError`` says less);
+    ``given``: its arguments the caller passes itself.
+
+    A function that takes ``**kwargs`` judges its own and is not checked.
+    """
+    import inspect
+
+    params = inspect.signature(func).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    takes = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+             and p.name not in given]
+    unknown = sorted(k for k in kwargs if k not in takes)
+    if unknown:
+        raise ParameterError(
+            f"{where}() got argument{'s' if len(unknown) > 1 else ''} {unknown} that it does not "
+            f"take{did_you_mean(unknown, takes)}; it takes {sorted(takes)}")
 
 
 def format_ids(ids: Iterable[object], limit: int = 5) -> str:

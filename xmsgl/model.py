@@ -81,6 +81,7 @@ from xmsgl.exceptions import (
     XmsglError,
     XmsglWarning,
     check_count,
+    did_you_mean,
     format_ids,
     user_stacklevel,
 )
@@ -1267,8 +1268,9 @@ def fit(
         raise ParameterError(f"method={method!r} is not known; use one of {list(METHODS + BASELINES) + ['gru']}")
     if options:
         raise ParameterError(
-            f"fit() got arguments {sorted(options)} that method {method!r} does not take; check "
-            f"their spelling (the baselines {list(BASELINES)} take settings such as 'air_window')"
+            f"fit() got arguments {sorted(options)} that method {method!r} does not take"
+            f"{did_you_mean(sorted(options), _FIT_DEFAULTS)}; check their spelling (the baselines "
+            f"{list(BASELINES)} take settings such as 'air_window')"
         )
     _check_method_args(method, args)
     check_clip_grad_norm(clip_grad_norm)
@@ -1741,7 +1743,8 @@ def _fit_baseline(args: dict[str, Any]) -> BaselineModel:
     unknown = sorted(set(options) - set(_DEFAULTS[method]))
     if unknown:
         raise ParameterError(f"fit() got arguments {unknown} that baseline {method!r} does not "
-                             f"take; it takes the settings {sorted(_DEFAULTS[method])}")
+                             f"take{did_you_mean(unknown, [*_DEFAULTS[method], *_FIT_DEFAULTS])}; "
+                             f"it takes the settings {sorted(_DEFAULTS[method])}")
     if args["window"] is not None:
         options["window"] = args["window"]
     train = args["train"]
