@@ -100,7 +100,7 @@ def fit_model(path: str = MODEL_DIR, max_hops: int | None = 8) -> None:
                                         reach_obs_share=0.3)
     model = fit(ds, method="msgl", epochs=1, window=120, stride=120, progress=False,
                 graph_options={} if max_hops is None else {"max_hops": max_hops})
-    model.save(path)
+    model.save(path, overwrite=True)  # the benchmarks' own scratch folder
 
 
 def _gpu_memory(device: str) -> dict[str, float]:

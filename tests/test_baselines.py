@@ -170,7 +170,13 @@ def test_save_and_load(tmp_path, small_basin: xr.Dataset, fitted: dict) -> None:
     assert later.sha256 == base.sha256
     edited = type(base)(base.method, {**base.config, "seed": base.config["seed"] + 1}, base.arrays)
     assert edited.sha256 != base.sha256
-    fitted["idw"].save(tmp_path / "climatology")  # replaces a baseline folder
+    # Another baseline's folder is replaced when asked only; the same one is saved again.
+    with pytest.raises(xmsgl.XmsglError, match=r"holds another saved baseline \(method 'climatology'.*"
+                                               r"pass overwrite=True"):
+        fitted["idw"].save(tmp_path / "climatology")
+    assert load_baseline(tmp_path / "climatology").method == "climatology"
+    fitted["climatology"].save(tmp_path / "climatology")
+    fitted["idw"].save(tmp_path / "climatology", overwrite=True)
     assert load_baseline(tmp_path / "climatology").method == "idw"
     (tmp_path / "file.txt").write_text("x")
     with pytest.raises(xmsgl.XmsglError, match="not an xmsgl baseline folder"):

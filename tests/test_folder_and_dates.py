@@ -53,10 +53,16 @@ def test_save_keeps_a_project_folder_that_has_a_config_json(tmp_path: Path,
 
 def test_save_replaces_a_saved_model(tmp_path: Path, model: Downscaler) -> None:
     path = model.save(tmp_path / "m")
+    model.save(path)  # the same model: saved again
     cfg = json.loads((path / "config.json").read_text())
     cfg["note"] = "old"
     (path / "config.json").write_text(json.dumps(cfg))
-    model.save(path)
+    # Another model (here its settings differ): replaced when asked only.
+    with pytest.raises(XmsglError, match=r"holds another saved model \(method 'msgl', created .*"
+                                         r"pass overwrite=True to replace it"):
+        model.save(path)
+    assert json.loads((path / "config.json").read_text())["note"] == "old"
+    model.save(path, overwrite=True)
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "weights.pt"]
     assert "note" not in json.loads((path / "config.json").read_text())
     assert xmsgl.load(path).sha256 == model.sha256

@@ -548,13 +548,16 @@ class BaselineModel:
         )
 
     # ------------------------------------------------------------------ save/load
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
         """Write the baseline to the folder ``path`` (``config.json`` + ``arrays.npz``).
 
         The folder is written under a temporary name next to ``path`` and moved into
-        place, so a reader never sees a half-written baseline. An existing baseline
-        folder at ``path`` is replaced; any other existing path raises
-        :class:`~xmsgl.exceptions.XmsglError`.
+        place, so a reader never sees a half-written baseline.
+        An existing folder holding the same saved baseline (the same settings and arrays)
+        is written again; one holding another baseline is replaced with
+        ``overwrite=True`` only (outputs cite a baseline by its sha256, which a replaced
+        folder no longer has), else :class:`~xmsgl.exceptions.XmsglError`; any other
+        existing file or folder raises it too.
 
         Returns
         -------
@@ -566,7 +569,8 @@ class BaselineModel:
         config = {**self.config, "format": FORMAT, "format_version": FORMAT_VERSION, "method": self.method,
                   "arrays_sha256": _arrays_digest(self.arrays)}
         return write_model_folder(path, {ARRAYS: arrays.getvalue(),
-                                         CONFIG: json.dumps(config, indent=1).encode()}, what="baseline")
+                                         CONFIG: json.dumps(config, indent=1).encode()}, what="baseline",
+                                  overwrite=overwrite)
 
 
 def load_baseline(path: str | os.PathLike[str]) -> BaselineModel:

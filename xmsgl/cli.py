@@ -628,7 +628,7 @@ def _fit(args: argparse.Namespace) -> int:
             raise ParameterError(f"MODEL {args.model!r} appeared while the model was fitted; pass "
                                  f"--overwrite to replace it, or choose another MODEL")
         # Replaces a saved model folder only; anything else there is refused.
-        path = model.save(out)
+        path = model.save(out, overwrite=True)  # --overwrite was checked above
     history = getattr(model, "history", None) or getattr(model, "config", {}).get("history") or {}
     # The network methods keep one history per stage; the GRU's is its only stage.
     main = history.get("main") or (history if "best_epoch" in history else {})

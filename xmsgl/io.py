@@ -326,7 +326,18 @@ def _refuse_model_folder(final: Path, what: str, found: Path | None = None) -> N
                          "choose another path or remove it")
 
 
-def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "model") -> Path:
+def _saved_settings(folder: Path) -> dict[str, Any] | None:
+    """The ``config.json`` of a saved folder less its ``created`` time (which holds the
+    sha256 of the weights or arrays beside it), or None where it cannot be read."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return {k: v for k, v in config.items() if k != "created"} if isinstance(config, dict) else None
+
+
+def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "model",
+                       overwrite: bool = True) -> Path:
     """Write a saved-model folder (file name -> contents) in one atomic move.
 
     An existing xmsgl folder at ``path`` is replaced: one whose ``config.json`` names
@@ -341,7 +352,10 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
     folder once it is moved aside, just before it is deleted, and when that fails
     the old folder is moved back as it was. Every file is flushed to disk before the
     folder is renamed into place, so a reader never sees half a folder and a save
-    killed midway leaves the previous one intact.
+    killed midway leaves the previous one intact. With ``overwrite=False`` an existing
+    folder is replaced only when it holds the same saved model (the same
+    ``config.json`` but for its ``created`` time: the same settings and the same
+    weights' or arrays' sha256); another one raises :class:`~xmsgl.exceptions.XmsglError`.
 
     Examples
     --------
@@ -352,6 +366,19 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
     """
     final = model_path(path)
     _refuse_model_folder(final, what)
+    if not overwrite and os.path.lexists(final):
+        old = _saved_settings(final)
+        new = json.loads(files["config.json"]) if "config.json" in files else None
+        if old is None or not isinstance(new, dict) or old != {
+                k: v for k, v in new.items() if k != "created"}:
+            said = ""
+            if old is not None:
+                raw = json.loads((final / "config.json").read_text())
+                said = (f" (method {raw.get('method')!r}, created {raw.get('created', '?')})"
+                        if isinstance(raw, dict) else "")
+            raise XmsglError(
+                f"{str(final)!r} holds another saved {what}{said}, which outputs may cite by its "
+                f"sha256; pass overwrite=True to replace it, or save to another folder")
     # The same check, on the old folder after it is moved aside: another process
     # may have put something at the path while the new folder was being written.
     def replaceable(old: Path) -> None:

@@ -265,20 +265,23 @@ class Downscaler:
         return explain(self, ds, **kwargs)
 
     # -------------------------------------------------------------------- save/load
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
         """Write the model to the folder ``path`` (``config.json`` + ``weights.pt``).
 
         The folder is written under a temporary name next to ``path`` and moved into
         place with :func:`os.replace`, so a reader never sees a half-written model.
-        An existing xmsgl model at ``path`` is replaced; any other existing file or
-        folder raises :class:`~xmsgl.exceptions.XmsglError`.
+        An existing folder holding the same saved model (the same settings and weights)
+        is written again; one holding another model is replaced with
+        ``overwrite=True`` only (outputs cite a model by its sha256, which a replaced
+        folder no longer has), else :class:`~xmsgl.exceptions.XmsglError`; any other
+        existing file or folder raises it too.
 
         Returns
         -------
         pathlib.Path
             The folder written.
         """
-        path, self.config, digest = save_network(path, self.net, self.config)
+        path, self.config, digest = save_network(path, self.net, self.config, overwrite)
         self._weights.remember(self.net, digest)
         return path
 

@@ -291,12 +291,15 @@ class GRUModel(BaselineModel):
             },
         )
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
         """Write the model to the folder ``path`` (``config.json`` + ``weights.pt``).
 
-        Written under a temporary name and moved into place; an existing xmsgl
-        model folder is replaced, any other existing path raises
-        :class:`~xmsgl.exceptions.XmsglError`.
+        Written under a temporary name and moved into place.
+        An existing folder holding the same saved model (the same settings and weights)
+        is written again; one holding another model is replaced with
+        ``overwrite=True`` only (outputs cite a model by its sha256, which a replaced
+        folder no longer has), else :class:`~xmsgl.exceptions.XmsglError`; any other
+        existing file or folder raises it too.
 
         Returns
         -------
@@ -304,7 +307,7 @@ class GRUModel(BaselineModel):
             The folder written.
         """
         config = {**self.config, "format": FORMAT, "format_version": FORMAT_VERSION, "method": "gru"}
-        path, self.config, digest = save_network(path, self.net, config)
+        path, self.config, digest = save_network(path, self.net, config, overwrite)
         self._weights.remember(self.net, digest)
         return path
 

@@ -103,16 +103,19 @@ def model_sha256(weights_sha256: str, config: dict[str, Any]) -> str:
 
 
 def save_network(
-    path: str | os.PathLike[str], net: torch.nn.Module, config: dict[str, Any]
+    path: str | os.PathLike[str], net: torch.nn.Module, config: dict[str, Any],
+    overwrite: bool = True,
 ) -> tuple[Path, dict[str, Any], str]:
-    """Write ``net``'s weights and ``config`` (plus the weights' name and sha256) atomically.
+    """Write ``net``'s weights and ``config`` (plus the weights' name and sha256) atomically
+    (``overwrite``: as :func:`xmsgl.io.write_model_folder`).
 
     Returns the folder written, the config as written and the weights' sha256.
     """
     blob = state_bytes(net)
     digest = hashlib.sha256(blob).hexdigest()
     config = {**config, "weights": {"file": WEIGHTS, "sha256": digest}}
-    folder = write_model_folder(path, {WEIGHTS: blob, CONFIG: json.dumps(config, indent=1).encode()})
+    folder = write_model_folder(path, {WEIGHTS: blob, CONFIG: json.dumps(config, indent=1).encode()},
+                                overwrite=overwrite)
     return folder, config, digest
 
 
