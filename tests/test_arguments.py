@@ -679,6 +679,13 @@ def test_a_misspelled_keyword_is_a_parameter_error_that_names_the_right_one(mode
         (lambda: ds.msgl.validate(check=False), r"\['check'\] that it does not take; it takes \['check_values'\]"),
         (lambda: ds.msgl.fit(epoch=1), r"fit\(\) got arguments \['epoch'\].*did you mean 'epochs'"),
         (lambda: ds.msgl.fit("idw", pwer=3), r"\['pwer'\].*did you mean 'power'"),
+        # A baseline is pointed to its own settings, not to the networks' it refuses.
+        (lambda: ds.msgl.fit("climatology", epoch=1), r"\['epoch'\] that baseline 'climatology' does "
+         r"not take; it takes"),
+        (lambda: ds.msgl.fit("gru", hiden=3), r"\['hiden'\] are not arguments of method 'gru'.*"
+         r"did you mean 'hidden'"),
+        # Refused before the in-sample warning of a call that is refused anyway.
+        (lambda: ds.msgl.evaluate(ds.reach_temp, bi="season"), r"\['bi'\] that it does not take; it takes \['by'"),
     ]
     for call, match in cases:
         with pytest.raises(ParameterError, match=match):

@@ -181,13 +181,17 @@ def test_downscale_warns_of_time_varying_inputs_far_beyond(half_year_basin: xr.D
         warnings.simplefilter("error")
         warnings.simplefilter("ignore", xmsgl.ColdStartWarning)  # short records: said apart
         few.msgl.downscale(model, time=jan)
-    # The share of node-days beyond is what decides: named just below it, not above.
+    # The share of node-days beyond is what decides: named just below it, not above
+    # (over 30 days, the window it is taken on).
+    from xmsgl.coverage import WARN_WINDOW_DAYS
     from xmsgl.train import InputDays
 
-    days = InputDays(hot.sel(time=slice(*jan)), spec.seg_vars, "seg", spec)
+    assert WARN_WINDOW_DAYS == 30
+    jan30 = ("2001-01-01", "2001-01-30")
+    days = InputDays(hot.sel(time=slice(*jan30)), spec.seg_vars, "seg", spec)
     lo_s, hi_s = spec.observed_range["seg_air_temp"]
     sd_s = spec.std["seg_air_temp"]
-    v_s = hot["seg_air_temp"].sel(time=slice(*jan)).values
+    v_s = hot["seg_air_temp"].sel(time=slice(*jan30)).values
     s_seg = float(((v_s < lo_s - sd_s) | (v_s > hi_s + sd_s)).mean())
     assert dynamic_extrapolation([days], model, share=s_seg - 1e-6)[1] == ["seg_air_temp"]
     assert dynamic_extrapolation([days], model, share=s_seg + 1e-6) is None
@@ -202,6 +206,20 @@ def test_downscale_warns_of_time_varying_inputs_far_beyond(half_year_basin: xr.D
     with pytest.warns(InputRangeWarning, match=r"inputs \['seg_air_temp', 'reach_air_temp'\] lie far "
                       r"beyond their training range in a block"):
         hot.chunk({"reach": 20}).msgl.downscale(model, time=jan).compute()
+    # Five days in degF in a run of four months: 4% of its node-days, 17% of those of
+    # the 30 days around them (a month appended in other units is not diluted by the rest).
+    five = half_year_basin.copy()
+    spell = (five.time >= np.datetime64("2001-02-01")) & (five.time <= np.datetime64("2001-02-05"))
+    for v in ("seg_air_temp", "reach_air_temp"):
+        five[v] = xr.where(spell, five[v] * 9 / 5 + 32, five[v]).transpose(*five[v].dims).assign_attrs(
+            five[v].attrs)
+    run = ("2001-01-01", "2001-04-30")
+    r = five["reach_air_temp"].sel(time=slice(*run)).values
+    lo_r, hi_r = spec.observed_range["reach_air_temp"]
+    sd_r = spec.std["reach_air_temp"]
+    assert ((r < lo_r - sd_r) | (r > hi_r + sd_r)).mean() < 0.05
+    with pytest.warns(InputRangeWarning, match=r"'reach_air_temp' \(degC; 17% of the node-days"):
+        five.msgl.downscale(model, time=run)
     # Plain arrays (inputs already standardized) are not judged.
     assert dynamic_extrapolation([np.zeros((3, 2, 1), np.float32)], model) is None
 

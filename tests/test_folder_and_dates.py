@@ -13,7 +13,7 @@ import xarray as xr
 
 import xmsgl
 from tests.conftest import SCALE_FIT, SCALE_RUN
-from xmsgl.exceptions import PeriodError, XmsglError
+from xmsgl.exceptions import ParameterError, PeriodError, XmsglError
 from xmsgl.io import write_model_folder
 from xmsgl.model import Downscaler, fit
 from xmsgl.periods import period_bounds, period_list, period_mask
@@ -54,6 +54,17 @@ def test_save_keeps_a_project_folder_that_has_a_config_json(tmp_path: Path,
 def test_save_replaces_a_saved_model(tmp_path: Path, model: Downscaler) -> None:
     path = model.save(tmp_path / "m")
     model.save(path)  # the same model: saved again
+    # Also when it was fitted on the same data built again (the dataset's history line
+    # and the time of the fit are not part of the model's sha256).
+    cfg = json.loads((path / "config.json").read_text())
+    assert isinstance(cfg.get("data"), dict)
+    cfg["data"]["history"] = "built again"
+    cfg["created"] = "2000-01-01T00:00:00Z"
+    (path / "config.json").write_text(json.dumps(cfg))
+    assert xmsgl.load(path).sha256 == model.sha256
+    model.save(path)
+    with pytest.raises(ParameterError, match="overwrite='no' must be True or False"):
+        model.save(path, overwrite="no")
     cfg = json.loads((path / "config.json").read_text())
     cfg["note"] = "old"
     (path / "config.json").write_text(json.dumps(cfg))

@@ -97,6 +97,7 @@ class MsglAccessor:
         """
         from xmsgl.evaluate import evaluate
 
+        check_keywords(evaluate, kwargs, "ds.msgl.evaluate", ("prediction", "observed"))
         if observed is None:
             # A segment prediction (scale="seg") is scored against the segments'.
             scale = "seg" if "seg" in getattr(prediction, "dims", ()) else "reach"
@@ -115,7 +116,6 @@ class MsglAccessor:
         if getattr(observed, "name", None) in ("reach_temp", "seg_temp"):
             # Observations, by default or passed by hand: in-sample where the model read them.
             _warn_in_sample(prediction, observed)
-        check_keywords(evaluate, kwargs, "ds.msgl.evaluate", ("prediction", "observed"))
         return evaluate(prediction, observed, **kwargs)
 
 

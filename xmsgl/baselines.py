@@ -568,9 +568,16 @@ class BaselineModel:
         np.savez(arrays, **self.arrays)  # type: ignore[arg-type]
         config = {**self.config, "format": FORMAT, "format_version": FORMAT_VERSION, "method": self.method,
                   "arrays_sha256": _arrays_digest(self.arrays)}
+        def identity(c: dict[str, Any]) -> Any:
+            # What sha256 reads: the settings less the file's format and the time of the
+            # fit, with the arrays' digest.
+            return json.loads(json.dumps({k: v for k, v in c.items()
+                                          if k not in ("format", "format_version", "created")},
+                                         default=str))
+
         return write_model_folder(path, {ARRAYS: arrays.getvalue(),
                                          CONFIG: json.dumps(config, indent=1).encode()}, what="baseline",
-                                  overwrite=overwrite)
+                                  overwrite=overwrite, same=lambda old: identity(old) == identity(config))
 
 
 def load_baseline(path: str | os.PathLike[str]) -> BaselineModel:

@@ -40,7 +40,7 @@ from xmsgl.exceptions import (
     format_ids,
 )
 
-__all__ = ["coverage", "WARN_SD", "WARN_DAYS_SHARE", "static_extrapolation",
+__all__ = ["coverage", "WARN_SD", "WARN_DAYS_SHARE", "WARN_WINDOW_DAYS", "static_extrapolation",
            "dynamic_extrapolation"]
 
 #: Standard deviations beyond the observed nodes' range of a static input from which
@@ -413,11 +413,17 @@ def static_extrapolation(ds: xr.Dataset, model: Any, dims: tuple[str, ...], *,
 #: Share of the node-days :func:`xmsgl.downscale.downscale` reads on which a
 #: time-varying input may lie more than one standard deviation (:func:`coverage`'s
 #: default margin) beyond its training range before it warns
-#: (:class:`~xmsgl.exceptions.ExtrapolationWarning`). Set by the Delaware files
-#: (``docs/scripts/dynamic_extrapolation.py``): Fahrenheit air temperatures labelled degC
-#: put 5.5-21% of a winter's node-days there, a summer 8 degC warmer than any in training
-#: 0.01-0.6%, the record itself under 0.01%.
+#: (:class:`~xmsgl.exceptions.InputRangeWarning`), over its worst :data:`WARN_WINDOW_DAYS`
+#: consecutive days. Set by the Delaware files (``docs/scripts/dynamic_extrapolation.py``):
+#: Fahrenheit air temperatures labelled degC put 13-38% of a winter's worst 30 days'
+#: node-days there, a summer 8 degC warmer than any in training up to 1.7%, the record
+#: itself 0.07%.
 WARN_DAYS_SHARE = 0.05
+
+#: Days over which that share is taken (the most of any run of this many days): a unit
+#: mistake in one month of a long run (a monthly file appended in degF) is not diluted
+#: by the other months.
+WARN_WINDOW_DAYS = 30
 
 
 def dynamic_extrapolation(inputs: Sequence[Any], model: Any, *, share: float = WARN_DAYS_SHARE
@@ -427,9 +433,10 @@ def dynamic_extrapolation(inputs: Sequence[Any], model: Any, *, share: float = W
     :func:`xmsgl.downscale.downscale` warns of, :class:`~xmsgl.exceptions.InputRangeWarning`).
 
     ``inputs`` are the :class:`xmsgl.train.InputDays` a downscale reads (other entries
-    are skipped). An input is named where more than ``share`` of its node-days lie more
-    than one standard deviation (the model's standardization of it) beyond the range
-    it had at the nodes with training observations, or, in units of a quantity that is
+    are skipped). An input is named where more than ``share`` of its node-days of some
+    :data:`WARN_WINDOW_DAYS` consecutive days lie more than one standard deviation (the
+    model's standardization of it) beyond the range it had at the nodes with training
+    observations, or, in units of a quantity that is
     never negative (:data:`xmsgl.convention.NONNEGATIVE_UNITS`) and never was in
     training, where any value lies below 0 by more than that: a change of units
     (Fahrenheit labelled degC) or a missing-data code (PRMS writes -99.9) that would be
@@ -467,7 +474,7 @@ def dynamic_extrapolation(inputs: Sequence[Any], model: Any, *, share: float = W
                                  f"{vmin:g}, standard deviation {sd:.3g})")
                 names.append(name)
                 continue
-            frac = float(np.count_nonzero((vals < lo - sd) | (vals > hi + sd))) / max(vals.size, 1)
+            frac = _largest_window_share((vals < lo - sd) | (vals > hi + sd))
             if frac > share:
                 far_parts.append(f"{name!r} ({units}; {100 * frac:.0f}% of the node-days, values "
                                  f"{vmin:.4g}..{vmax:.4g} against {lo:.4g}..{hi:.4g} in training, "
@@ -479,7 +486,8 @@ def dynamic_extrapolation(inputs: Sequence[Any], model: Any, *, share: float = W
     if far_parts:
         text.append(f"input{'s' if len(far_parts) > 1 else ''} {', '.join(far_parts)} lie more "
                     "than a standard deviation beyond the range of the nodes with training "
-                    f"observations on over {share:.0%} of the node-days read: check the units "
+                    f"observations on over {share:.0%} of the node-days of {WARN_WINDOW_DAYS} "
+                    "days read (the share given is the largest over such days): check the units "
                     "(degF labelled degC, for one) and that the days resemble the training's")
     if neg_parts:
         text.append(f"input{'s' if len(neg_parts) > 1 else ''} {', '.join(neg_parts)}, never "
@@ -488,6 +496,18 @@ def dynamic_extrapolation(inputs: Sequence[Any], model: Any, *, share: float = W
                     "a real value; mask it (ds[name].where(ds[name] >= 0))")
     return ("; ".join(text) + ". The predictions read the values as they are: "
             "ds.msgl.coverage(model, time=...) lists the nodes and days beyond the range"), names
+
+
+def _largest_window_share(far: np.ndarray) -> float:
+    """The largest share of True among the node-days of any :data:`WARN_WINDOW_DAYS`
+    consecutive days of ``far`` (T, N) (all days when there are fewer)."""
+    per_day = np.count_nonzero(far, axis=1) if far.ndim == 2 else far.astype(np.int64)
+    n_node = far.shape[1] if far.ndim == 2 else 1
+    days = min(WARN_WINDOW_DAYS, per_day.size)
+    if days == 0 or n_node == 0:
+        return 0.0
+    run = np.concatenate([[0], np.cumsum(per_day, dtype=np.int64)])
+    return float((run[days:] - run[:-days]).max()) / (days * n_node)
 
 
 def warn_static_extrapolation(ds: xr.Dataset, model: Any, scale: str) -> None:

@@ -337,7 +337,8 @@ def _saved_settings(folder: Path) -> dict[str, Any] | None:
 
 
 def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "model",
-                       overwrite: bool = True) -> Path:
+                       overwrite: bool = True,
+                       same: Callable[[dict[str, Any]], bool] | None = None) -> Path:
     """Write a saved-model folder (file name -> contents) in one atomic move.
 
     An existing xmsgl folder at ``path`` is replaced: one whose ``config.json`` names
@@ -352,10 +353,11 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
     folder once it is moved aside, just before it is deleted, and when that fails
     the old folder is moved back as it was. Every file is flushed to disk before the
     folder is renamed into place, so a reader never sees half a folder and a save
-    killed midway leaves the previous one intact. With ``overwrite=False`` an existing
-    folder is replaced only when it holds the same saved model (the same
-    ``config.json`` but for its ``created`` time: the same settings and the same
-    weights' or arrays' sha256); another one raises :class:`~xmsgl.exceptions.XmsglError`.
+    killed midway leaves the previous one intact. With ``overwrite=False`` (a bool,
+    as every ``overwrite`` of xmsgl) an existing folder is replaced only when it holds
+    the same saved model: ``same(config)`` of its ``config.json`` is true (by default,
+    the same ``config.json`` but for its ``created`` time); another one raises
+    :class:`~xmsgl.exceptions.XmsglError`.
 
     Examples
     --------
@@ -364,13 +366,17 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
     >>> sorted(p.name for p in write_model_folder(folder, {"config.json": b"{}"}).iterdir())
     ['config.json']
     """
+    overwrite = _check_overwrite(overwrite)
     final = model_path(path)
     _refuse_model_folder(final, what)
     if not overwrite and os.path.lexists(final):
         old = _saved_settings(final)
-        new = json.loads(files["config.json"]) if "config.json" in files else None
-        if old is None or not isinstance(new, dict) or old != {
-                k: v for k, v in new.items() if k != "created"}:
+        if same is None:
+            new = json.loads(files["config.json"]) if "config.json" in files else None
+            alike = isinstance(new, dict) and old == {k: v for k, v in new.items() if k != "created"}
+        else:
+            alike = old is not None and same(old)
+        if not alike:
             said = ""
             if old is not None:
                 raw = json.loads((final / "config.json").read_text())

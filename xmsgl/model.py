@@ -1732,8 +1732,8 @@ def _fit_baseline(args: dict[str, Any]) -> BaselineModel:
     from xmsgl.baselines import _DEFAULTS, fit_baseline
 
     method = args["method"]
-    defaults = inspect.signature(fit).parameters
-    unused = [k for k in defaults if k not in _BASELINE_ARGS and args[k] != defaults[k].default]
+    unused = [k for k, default in _FIT_DEFAULTS.items()
+              if k not in _BASELINE_ARGS and args[k] != default]
     if unused:
         raise ParameterError(
             f"{unused} are arguments of the neural methods; baseline {method!r} does not take "
@@ -1746,7 +1746,7 @@ def _fit_baseline(args: dict[str, Any]) -> BaselineModel:
     unknown = sorted(set(options) - set(_DEFAULTS[method]))
     if unknown:
         raise ParameterError(f"fit() got arguments {unknown} that baseline {method!r} does not "
-                             f"take{did_you_mean(unknown, [*_DEFAULTS[method], *_FIT_DEFAULTS])}; "
+                             f"take{did_you_mean(unknown, [*_DEFAULTS[method], *_BASELINE_ARGS])}; "
                              f"it takes the settings {sorted(_DEFAULTS[method])}")
     if args["window"] is not None:
         options["window"] = args["window"]
@@ -1875,10 +1875,11 @@ def _fit_gru(args: dict[str, Any]) -> BaselineModel:
     if args["options"]:
         unused += sorted(args["options"])
     if unused:
+        hint = did_you_mean(sorted(args["options"]), _GRU_ARGS)
         raise ParameterError(
-            f"{unused} are not arguments of method 'gru' (a per-reach GRU without a graph): drop "
-            "them; it takes train, val, test, epochs, hidden, lr, window, stride, batch_size, seed, "
-            "clip_grad_norm and progress"
+            f"{unused} are not arguments of method 'gru' (a per-reach GRU without a graph){hint}: "
+            "drop them; it takes train, val, test, epochs, hidden, lr, window, stride, batch_size, "
+            "seed, clip_grad_norm and progress"
         )
     if str(args["device"]) not in ("auto", "cpu"):
         raise ParameterError(f"device={args['device']!r}: method 'gru' trains on the CPU only; "

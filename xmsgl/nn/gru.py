@@ -228,7 +228,7 @@ class GRUModel(BaselineModel):
         TimeError
             ``time`` selects no day of ``ds``.
         """
-        from xmsgl.downscale import _time_gaps
+        from xmsgl.downscale import _time_gaps, short_warmup
         from xmsgl.periods import period_mask, spans_text
 
         # The model was fitted on the validated dataset (temperatures in K or degF
@@ -264,8 +264,9 @@ class GRUModel(BaselineModel):
         x0 = max(0, t0 - spinup)
         x = _inputs(ds.isel({TIME: slice(x0, t1)}), names, var["mean"], var["std"])
         # A gap in the days restarts the state, with a TimeGapWarning, as downscale does.
-        breaks = _time_gaps(times, t0, t1, spinup)
-        breaks = breaks[(breaks > x0) & (breaks < t1)] - x0
+        all_breaks = _time_gaps(times, t0, t1, spinup)
+        short = short_warmup(times, t0, t1, spinup, all_breaks)
+        breaks = all_breaks[(all_breaks > x0) & (all_breaks < t1)] - x0
         off = t0 - x0
         z = _run(self.net, x, off, off + t1 - t0, int(hp.get("chunk", 365)), spinup, breaks)
         tgt = self.config["targets"]
@@ -286,6 +287,9 @@ class GRUModel(BaselineModel):
                 "xmsgl_model_sha256": self.sha256,
                 **({"xmsgl_train_periods": spans_text(train)} if train else {}),
                 **({"xmsgl_val_periods": spans_text(val)} if val else {}),
+                # As downscale's networks: the days whose state had less than spinup days
+                # of warm-up (from the first to the last day returned).
+                **({"xmsgl_short_warmup": short} if short else {}),
                 "history": f"{now} UTC: xmsgl {_version()} GRUModel(sha256={self.sha256[:16]})"
                            f".predict(time={time!r})",
             },

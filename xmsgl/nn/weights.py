@@ -114,8 +114,17 @@ def save_network(
     blob = state_bytes(net)
     digest = hashlib.sha256(blob).hexdigest()
     config = {**config, "weights": {"file": WEIGHTS, "sha256": digest}}
+    mine = model_sha256(digest, config)
+
+    def same(old: dict[str, Any]) -> bool:
+        # The same model: the same model sha256 (settings and weights; not the time of
+        # the fit, nor the dataset's history line).
+        w = old.get("weights")
+        return isinstance(w, dict) and isinstance(w.get("sha256"), str) and \
+            model_sha256(w["sha256"], old) == mine
+
     folder = write_model_folder(path, {WEIGHTS: blob, CONFIG: json.dumps(config, indent=1).encode()},
-                                overwrite=overwrite)
+                                overwrite=overwrite, same=same)
     return folder, config, digest
 
 
