@@ -201,3 +201,19 @@ def test_load_gru_refuses_another_format(gru_model, tmp_path: Path) -> None:
     cfg.write_text(json.dumps(config), encoding="utf-8")
     with pytest.raises(ModelMismatchError, match="holds format 'xmsgl-model', not 'xmsgl-gru'"):
         load_gru(path)
+
+
+def test_gru_output_lists_its_days_short_of_warm_up(gru_basin: xr.Dataset, gru_model) -> None:
+    import warnings
+
+    from xmsgl.exceptions import ColdStartWarning
+
+    # The first month of the record: every day short of the 180-day warm-up, as the
+    # warning says and the output lists; a month a year in: none.
+    with pytest.warns(ColdStartWarning, match="xmsgl_short_warmup"):
+        first = gru_model.predict(gru_basin, time=("2000-10-01", "2000-10-31"))
+    assert first.attrs["xmsgl_short_warmup"] == "2000-10-01/2000-10-31"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ColdStartWarning)
+        later = gru_model.predict(gru_basin, time=("2001-10-01", "2001-10-31"))
+    assert "xmsgl_short_warmup" not in later.attrs
