@@ -472,3 +472,22 @@ def test_the_package_lists_what_it_gives_on_first_use() -> None:
     import xmsgl
 
     assert {"fit", "load", "Downscaler", "metrics", "datasets"} <= set(dir(xmsgl))
+
+
+def test_fahrenheit_looking_water_and_the_days_scored(obs2d: xr.DataArray) -> None:
+    import warnings
+
+    # Water in degF labelled degC (inside the plausible -50..100) is warned of.
+    f = (obs2d * 1.8 + 32).assign_attrs(units="degC")
+    with pytest.warns(xmsgl.XmsglWarning, match=r"observed is labelled degC but \d+ of its 2190 values "
+                      r"\(\d+%\) exceed 40.*degF labelled degC"):
+        evaluate(obs2d, f)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hot = obs2d + 17  # a warm spring: some values above 40, under 5% of them
+        assert 0 < float((hot > 40).mean()) < 0.05
+        evaluate(obs2d, hot.assign_attrs(units="degC"))
+    # The days scored are the ones both share, named in the result.
+    out = evaluate(obs2d, obs2d.sel(time=slice("2001-03-01", "2001-05-31")))
+    assert out.attrs["scored_period"] == "2001-03-01/2001-05-31"
+    assert int(out.n) == 3 * 92

@@ -169,7 +169,9 @@ def evaluate(
         One variable per metric (``rmse``, ``mae``, ``bias`` in degC; ``nse``,
         ``kge`` with units ``"1"``) and ``n``, the number of pairs behind each
         value, on the dimensions not pooled over (plus ``subset``). A ``history``
-        attribute records the call. Values where ``n == 0`` are NaN (for example
+        attribute records the call, and ``scored_period`` (in memory) the first and
+        last day with a pair, ``"YYYY-MM-DD/YYYY-MM-DD"``: only the days both sides
+        share are scored. Values where ``n == 0`` are NaN (for example
         reaches without observations when scoring per reach, or an empty season);
         ``n`` is int64 on in-memory and dask input alike.
 
@@ -256,6 +258,13 @@ def evaluate(
     out.attrs["history"] = _history(
         f"evaluate(dims={dims!r}, by={by!r}, join={join!r}, hot={hot!r})"
     )
+    if not lazy and time_dim in p.dims and time_dim in p.coords:
+        # The days scored (the first and last with a pair): the labels both share,
+        # which may be fewer than the prediction's (observations of part of its days).
+        paired = (p.notnull() & o.notnull()).any([d for d in p.dims if d != time_dim]).values
+        if paired.any():
+            days = p[time_dim].values[paired]
+            out.attrs["scored_period"] = f"{str(days[0])[:10]}/{str(days[-1])[:10]}"
     node = next((str(d) for d in o.dims if d != time_dim), "reach")
     out.attrs["hot_rule"] = (
         f"observed value >= 90th percentile of the {node}'s own observed values" if hot == "reach"
@@ -1496,7 +1505,8 @@ def sparsity_sweep(
         Shares of the observations (or observed reaches) kept, in [0, 1] (a single
         number is one share); each at most once.
     seeds : int or sequence of int, default (0, 1, 2)
-        Seeds of both the thinning and the training.
+        Seeds of both the thinning and the training; an int is a count, seeds
+        ``0 .. seeds - 1`` (``seeds=[2]`` for seed 2 alone).
     by : {"observation", "reach"}, default "observation"
         Thin reach-days, or whole reaches.
     fit_kwargs : mapping, optional

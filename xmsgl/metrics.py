@@ -242,6 +242,8 @@ def align_pair(
     # Both sides in K or both in degF: score them in degC, as the outputs are labelled.
     prediction = _converted("prediction", prediction)
     observed = _converted("observed", observed)
+    for side, da in (("prediction", prediction), ("observed", observed)):
+        _warn_fahrenheit_looking(side, da)
     if join not in ("inner", "exact"):
         raise SchemaError(f"join={join!r} is not known; use 'inner' or 'exact'")
     for dim in prediction.dims:
@@ -409,6 +411,33 @@ def _to_degc(da: xr.DataArray) -> xr.DataArray:
     ds = _temperature_to_celsius(xr.Dataset({key: da.variable}), key, [], water=True,
                                  check_values=False)
     return da.copy(data=ds[key].data).assign_attrs(ds[key].attrs)
+
+
+#: A water temperature labelled degC with more than :data:`WARM_SHARE` of its values
+#: above this (degC) is warned of: stream water seldom passes 35 degC, and Fahrenheit
+#: values of ordinary water (32-80) labelled degC, inside :data:`PLAUSIBLE_DEGC`, look so.
+WARM_DEGC = 40.0
+WARM_SHARE = 0.05
+
+
+def _warn_fahrenheit_looking(side: str, da: xr.DataArray) -> None:
+    """Warn (:class:`~xmsgl.exceptions.XmsglWarning`) of an in-memory side labelled degC
+    with more than :data:`WARM_SHARE` of its finite values above :data:`WARM_DEGC`."""
+    if da.chunks is not None or da.attrs.get("units") != "degC" or da.dtype.kind != "f":
+        return
+    vals = np.asarray(da.values)
+    finite = np.isfinite(vals)
+    n = int(finite.sum())
+    if not n:
+        return
+    warm = int(np.count_nonzero(vals[finite] > WARM_DEGC))
+    if warm > WARM_SHARE * n:
+        warnings.warn(
+            f"{side} is labelled degC but {warm} of its {n} values ({100 * warm / n:.0f}%) exceed "
+            f"{WARM_DEGC:g} (up to {float(vals[finite].max()):.4g}): stream water seldom passes "
+            "35 degC, and water temperatures in degF labelled degC look like this; convert them "
+            "((x - 32) / 1.8) and set units='degC', or label them 'degF'",
+            XmsglWarning, stacklevel=user_stacklevel())
 
 
 def _converted(side: str, da: xr.DataArray) -> xr.DataArray:
