@@ -486,3 +486,13 @@ def test_fold_warnings_are_named_but_filtered_and_raised_as_any_warning(basin: x
         warnings.filterwarnings("error", message="no validation period")
         with pytest.raises(xmsgl.XmsglWarning, match="no validation period"):
             cross_validate(basin, "fine-only", **run)
+
+
+def test_a_test_period_beyond_the_record_is_said_to_be_cut(basin: xr.Dataset) -> None:
+    # A sweep asked for years past the record scored its last months without a word.
+    end = str(basin.time.values[-1])[:10]
+    start = str(basin.time.values[-40])[:10]
+    with pytest.warns(xmsgl.XmsglWarning, match=rf"reaches past the dataset's days .*only the 40 days "
+                      rf"from {start} to {end} are scored"):
+        sw = sparsity_sweep(basin, ["climatology"], keep=[1.0], seeds=[0], test=(start, "2030-12-31"))
+    assert json.loads(sw.attrs["test_period"]) == [[start, end]]

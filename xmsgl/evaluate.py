@@ -54,6 +54,7 @@ from xmsgl.metrics import (
     skill,
 )
 from xmsgl.periods import (
+    period_list,
     period_mask,
     spans_text,
     validation_at_end,
@@ -843,7 +844,22 @@ def _sweep_test_days(time: pd.DatetimeIndex, test: Any) -> np.ndarray:
     from xmsgl.baselines import default_train_period
 
     if test is not None:
-        return period_mask(time, test, "test")
+        mask = period_mask(time, test, "test")
+        bounds = period_list(test, "test")
+        early = any(lo is not None and pd.Timestamp(lo).normalize() < time[0].normalize()
+                    for lo, _ in bounds)
+        late = any(hi is not None and pd.Timestamp(hi).normalize() > time[-1].normalize()
+                   for _, hi in bounds)
+        if (early or late) and mask.any():
+            # The scores would read as the period's, being of part of it only.
+            days = time[mask]
+            warnings.warn(
+                f"test={test!r} reaches {'before' if early else 'past'}"
+                f"{' and past' if early and late else ''} the dataset's days ({time[0].date()} "
+                f"to {time[-1].date()}): only the {int(mask.sum())} days from {days[0].date()} "
+                f"to {days[-1].date()} are scored; give inputs for the other days to score them",
+                XmsglWarning, stacklevel=user_stacklevel())
+        return mask
     train_days = np.zeros(len(time), dtype=bool)
     for a, b in default_train_period(time):
         train_days |= (time >= pd.Timestamp(a)) & (time <= pd.Timestamp(b))
