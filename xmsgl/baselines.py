@@ -406,14 +406,7 @@ class BaselineModel:
         Recorded with every output (``xmsgl_model_sha256``), as for the networks; a
         saved and loaded baseline keeps it.
         """
-        # Through JSON first, as config.json holds it (tuples become lists), without
-        # the file's format entries, which saving adds, and the time of the fit: the
-        # same settings on the same data give the same baseline and the same sha256.
-        plain = json.loads(json.dumps({k: v for k, v in self.config.items()
-                                       if k not in ("format", "format_version", "created",
-                                                    "arrays_sha256")},
-                                      default=str))
-        h = hashlib.sha256(json.dumps(plain, sort_keys=True).encode())
+        h = hashlib.sha256(json.dumps(_identity_settings(self.config), sort_keys=True).encode())
         _update_with_arrays(h, self.arrays)
         return h.hexdigest()
 
@@ -568,16 +561,25 @@ class BaselineModel:
         np.savez(arrays, **self.arrays)  # type: ignore[arg-type]
         config = {**self.config, "format": FORMAT, "format_version": FORMAT_VERSION, "method": self.method,
                   "arrays_sha256": _arrays_digest(self.arrays)}
-        def identity(c: dict[str, Any]) -> Any:
-            # What sha256 reads: the settings less the file's format and the time of the
-            # fit, with the arrays' digest.
-            return json.loads(json.dumps({k: v for k, v in c.items()
-                                          if k not in ("format", "format_version", "created")},
-                                         default=str))
+        def same(old: dict[str, Any]) -> bool:
+            # What sha256 reads: the settings and the arrays' digest.
+            return (old.get("arrays_sha256") == config["arrays_sha256"]
+                    and _identity_settings(old) == _identity_settings(config))
 
         return write_model_folder(path, {ARRAYS: arrays.getvalue(),
                                          CONFIG: json.dumps(config, indent=1).encode()}, what="baseline",
-                                  overwrite=overwrite, same=lambda old: identity(old) == identity(config))
+                                  overwrite=overwrite, same=same)
+
+
+def _identity_settings(config: dict[str, Any]) -> Any:
+    """The settings a baseline's sha256 reads: ``config`` through JSON (as config.json
+    holds it: tuples become lists), less the file's format entries, which saving adds,
+    the time of the fit and the arrays' digest (the arrays are hashed themselves): the
+    same settings on the same data give the same baseline and the same sha256."""
+    return json.loads(json.dumps({k: v for k, v in config.items()
+                                  if k not in ("format", "format_version", "created",
+                                               "arrays_sha256")},
+                                 default=str))
 
 
 def load_baseline(path: str | os.PathLike[str]) -> BaselineModel:

@@ -501,11 +501,11 @@ def dynamic_extrapolation(inputs: Sequence[Any], model: Any, *, share: float = W
 def _largest_window_share(far: np.ndarray) -> float:
     """The largest share of True among the node-days of any :data:`WARN_WINDOW_DAYS`
     consecutive days of ``far`` (T, N) (all days when there are fewer)."""
-    per_day = np.count_nonzero(far, axis=1) if far.ndim == 2 else far.astype(np.int64)
-    n_node = far.shape[1] if far.ndim == 2 else 1
-    days = min(WARN_WINDOW_DAYS, per_day.size)
+    n_time, n_node = far.shape
+    days = min(WARN_WINDOW_DAYS, n_time)
     if days == 0 or n_node == 0:
         return 0.0
+    per_day = np.count_nonzero(far, axis=1)
     run = np.concatenate([[0], np.cumsum(per_day, dtype=np.int64)])
     return float((run[days:] - run[:-days]).max()) / (days * n_node)
 

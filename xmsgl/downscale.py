@@ -25,7 +25,7 @@ from xmsgl.exceptions import (
     check_count,
     user_stacklevel,
 )
-from xmsgl.model import Downscaler, _rebuild, check_compatible, load, partial_network
+from xmsgl.model import Downscaler, _rebuild, check_compatible, load, warn_partial_network
 from xmsgl.periods import period_bounds, spans_text
 from xmsgl.train import inference_windows, predict, resolve_device, time_breaks, uses_thread_option
 
@@ -103,22 +103,19 @@ def _time_gaps(time: pd.DatetimeIndex, i0: int, i1: int, spinup: int) -> np.ndar
             "(xmsgl.convention.fill_daily(ds, max_gap=...), which leaves the observations "
             "missing)",
             TimeGapWarning, stacklevel=user_stacklevel())
-    starts = [0, *(int(b) for b in breaks), len(time)]
-    n_short = sum(max(0, min(b + spinup, nxt, i1) - max(b, i0))
-                  for b, nxt in zip(starts[:-1], starts[1:], strict=True))
+    spans = _short_spans(len(time), i0, i1, spinup, breaks)
+    n_short = sum(z - a for a, z in spans)
     if 2 * n_short > i1 - i0:
-        short = short_warmup(time, i0, i1, spinup, breaks)
-        if short:
-            warnings.warn(
-                f"{n_short} of the {i1 - i0} days returned ({short}) have fewer than "
-                f"spinup={spinup} days of inputs before them: the recurrent state starts fresh "
-                "at the dataset's first day (and after a gap) and warms up over them, so these are "
-                "cold-start values (on the Delaware files a month downscaled alone was 3.9 degC "
-                "off on its first day and 0.2 on its eleventh; docs/scripts/cold_start.py). "
-                f"Give the dataset {spinup} days of inputs before the first day you want and "
-                "select that day with time=, or leave the days listed in the result's "
-                "xmsgl_short_warmup out",
-                ColdStartWarning, stacklevel=user_stacklevel())
+        warnings.warn(
+            f"{n_short} of the {i1 - i0} days returned ({_spans_text(time, spans)}) have fewer than "
+            f"spinup={spinup} days of inputs before them: the recurrent state starts fresh "
+            "at the dataset's first day (and after a gap) and warms up over them, so these are "
+            "cold-start values (on the Delaware files a month downscaled alone was 3.9 degC "
+            "off on its first day and 0.2 on its eleventh; docs/scripts/cold_start.py). "
+            f"Give the dataset {spinup} days of inputs before the first day you want and "
+            "select that day with time=, or leave the days listed in the result's "
+            "xmsgl_short_warmup out",
+            ColdStartWarning, stacklevel=user_stacklevel())
     return breaks
 
 
@@ -131,13 +128,21 @@ def short_warmup(times: pd.DatetimeIndex, i0: int, i1: int, spinup: int, breaks:
     (``breaks``), so the days after those starts that are closer to them than
     ``spinup`` days are less warmed up than the rest of the output.
     """
-    starts = [0, *(int(b) for b in breaks), len(times)]
-    spans = []
-    for b, nxt in zip(starts[:-1], starts[1:], strict=True):
-        a, z = max(b, i0), min(b + spinup, nxt, i1)
-        if a < z:
-            spans.append(f"{times[a].date()}/{times[z - 1].date()}")
-    return ", ".join(spans)
+    return _spans_text(times, _short_spans(len(times), i0, i1, spinup, breaks))
+
+
+def _short_spans(n_times: int, i0: int, i1: int, spinup: int, breaks: np.ndarray
+                 ) -> list[tuple[int, int]]:
+    """Positions ``(a, z)`` (``z`` exclusive) of the days ``i0`` to ``i1`` that follow
+    a fresh state (the first day, or a gap of ``breaks``) by fewer than ``spinup`` days."""
+    starts = [0, *(int(b) for b in breaks), n_times]
+    spans = [(max(b, i0), min(b + spinup, nxt, i1)) for b, nxt in zip(starts[:-1], starts[1:], strict=True)]
+    return [(a, z) for a, z in spans if a < z]
+
+
+def _spans_text(times: pd.DatetimeIndex, spans: list[tuple[int, int]]) -> str:
+    """``spans`` of positions as ISO intervals ``"first/last"`` joined by ``", "``."""
+    return ", ".join(f"{times[a].date()}/{times[z - 1].date()}" for a, z in spans)
 
 
 def merge_spans(spans: list[Any]) -> list[tuple[str, str]]:
@@ -497,9 +502,7 @@ def downscale(
         check_compatible(model, ds, graphs, inputs_of)
     else:
         check_compatible_vars_only(model, ds, inputs_of)
-        cut = partial_network(model, graphs)
-        if cut:
-            warnings.warn(cut, XmsglWarning, stacklevel=user_stacklevel())
+        warn_partial_network(model, graphs)
     times = pd.DatetimeIndex(ds[TIME].values)
     i0, i1 = _time_positions(times, time)
     breaks = _time_gaps(times, i0, i1, int(spinup))

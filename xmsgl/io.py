@@ -326,14 +326,14 @@ def _refuse_model_folder(final: Path, what: str, found: Path | None = None) -> N
                          "choose another path or remove it")
 
 
-def _saved_settings(folder: Path) -> dict[str, Any] | None:
-    """The ``config.json`` of a saved folder less its ``created`` time (which holds the
-    sha256 of the weights or arrays beside it), or None where it cannot be read."""
+def _saved_config(folder: Path) -> dict[str, Any] | None:
+    """The ``config.json`` of a saved folder (which holds the sha256 of the weights or
+    arrays beside it), or None where it cannot be read as a JSON object."""
     try:
         config = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
         return None
-    return {k: v for k, v in config.items() if k != "created"} if isinstance(config, dict) else None
+    return config if isinstance(config, dict) else None
 
 
 def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "model",
@@ -355,9 +355,8 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
     folder is renamed into place, so a reader never sees half a folder and a save
     killed midway leaves the previous one intact. With ``overwrite=False`` (a bool,
     as every ``overwrite`` of xmsgl) an existing folder is replaced only when it holds
-    the same saved model: ``same(config)`` of its ``config.json`` is true (by default,
-    the same ``config.json`` but for its ``created`` time); another one raises
-    :class:`~xmsgl.exceptions.XmsglError`.
+    the same saved model, ``same(config)`` of its ``config.json`` being true (never
+    without ``same``); another one raises :class:`~xmsgl.exceptions.XmsglError`.
 
     Examples
     --------
@@ -370,18 +369,10 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
     final = model_path(path)
     _refuse_model_folder(final, what)
     if not overwrite and os.path.lexists(final):
-        old = _saved_settings(final)
-        if same is None:
-            new = json.loads(files["config.json"]) if "config.json" in files else None
-            alike = isinstance(new, dict) and old == {k: v for k, v in new.items() if k != "created"}
-        else:
-            alike = old is not None and same(old)
-        if not alike:
-            said = ""
-            if old is not None:
-                raw = json.loads((final / "config.json").read_text())
-                said = (f" (method {raw.get('method')!r}, created {raw.get('created', '?')})"
-                        if isinstance(raw, dict) else "")
+        old = _saved_config(final)
+        if old is None or same is None or not same(old):
+            said = ("" if old is None else
+                    f" (method {old.get('method')!r}, created {old.get('created', '?')})")
             raise XmsglError(
                 f"{str(final)!r} holds another saved {what}{said}, which outputs may cite by its "
                 f"sha256; pass overwrite=True to replace it, or save to another folder")

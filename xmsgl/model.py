@@ -565,6 +565,15 @@ def partial_network(model: Downscaler, graphs: Any) -> str | None:
             "and select the nodes afterwards")
 
 
+def warn_partial_network(model: Downscaler, graphs: Any) -> None:
+    """Warn (:class:`~xmsgl.exceptions.XmsglWarning`) with :func:`partial_network`'s
+    sentence, if there is one: what ``downscale(check_graph=False)`` says, in memory
+    and lazily."""
+    cut = partial_network(model, graphs)
+    if cut:
+        warnings.warn(cut, XmsglWarning, stacklevel=user_stacklevel())
+
+
 def _read_config(path: Path) -> tuple[Path, dict[str, Any]]:
     cfg_file = path / CONFIG
     try:

@@ -1430,7 +1430,7 @@ def _downscale_lazy(
         output_attrs,
     )
     from xmsgl.graph import build_graphs
-    from xmsgl.model import check_compatible, partial_network
+    from xmsgl.model import check_compatible, warn_partial_network
     from xmsgl.train import inference_windows
 
     reach_chunk = DEFAULT_REACH_CHUNK if reach_chunk is None else int(reach_chunk)
@@ -1453,9 +1453,7 @@ def _downscale_lazy(
         check_compatible(model, ds, graphs, scale)
     else:
         check_compatible_vars_only(model, ds, scale)
-        cut = partial_network(model, graphs)
-        if cut:
-            warnings.warn(cut, XmsglWarning, stacklevel=user_stacklevel())
+        warn_partial_network(model, graphs)
     _check_chunks(ds, names, reach_chunk)
     # Every block's edges weighed as in training: on the model's own network these are
     # the whole network's statistics; on another (check_graph=False) the training

@@ -16,22 +16,15 @@ from __future__ import annotations
 import json
 import warnings
 
-from xmsgl.datasets import open_drb
+from _drb_1979 import drb_and_model
+
 from xmsgl.exceptions import ColdStartWarning, ExtrapolationWarning
 
 MONTH = ("1980-07-01", "1980-07-31")
 
 
 def main() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    ds = open_drb()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = ds.msgl.fit(method="msgl", epochs=5, seed=0, progress=False,
-                            train=("1979-01-01", "1979-12-31"), val=("1980-01-01", "1980-06-30"),
-                            test=("1980-07-01", "1980-12-31"))
+    ds, model = drb_and_model()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         warnings.simplefilter("ignore", ExtrapolationWarning)  # the same static nodes both ways

@@ -19,9 +19,9 @@ import warnings
 
 import numpy as np
 import xarray as xr
+from _drb_1979 import drb_and_model
 
 import xmsgl
-from xmsgl.datasets import open_drb
 from xmsgl.exceptions import ExtrapolationWarning
 
 AIR = ["seg_tave_air", "reach_tave_air", "seg_tmax_air", "reach_tmax_air", "seg_tmin_air",
@@ -47,15 +47,7 @@ def shares(ds: xr.Dataset, model: xmsgl.Downscaler) -> dict[str, list[float]]:
 
 
 def main() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    ds = open_drb()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = ds.msgl.fit(method="msgl", epochs=5, seed=0, progress=False,
-                            train=("1979-01-01", "1979-12-31"), val=("1980-01-01", "1980-06-30"),
-                            test=("1980-07-01", "1980-12-31"))
+    ds, model = drb_and_model()
     winter = ds.sel(time=slice("1979-12-01", "1980-02-29"))
     summer = ds.sel(time=slice("1980-06-01", "1980-08-31"))
     fahrenheit = winter.assign({v: winter[v] * 9 / 5 + 32 for v in AIR})

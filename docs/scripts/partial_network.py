@@ -19,10 +19,7 @@ import warnings
 
 import numpy as np
 import xarray as xr
-
-from xmsgl.datasets import open_drb
-
-TEST = ("1980-07-01", "1980-12-31")
+from _drb_1979 import TEST, drb_and_model
 
 
 def upstream_of(ds: xr.Dataset, seg: int) -> list[int]:
@@ -48,15 +45,9 @@ def part(ds: xr.Dataset, segs: list[int], outlet: int) -> xr.Dataset:
 
 
 def main() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    ds = open_drb()
+    ds, model = drb_and_model()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = ds.msgl.fit(method="msgl", epochs=5, seed=0, progress=False,
-                            train=("1979-01-01", "1979-12-31"), val=("1980-01-01", "1980-06-30"),
-                            test=TEST)
+        warnings.simplefilter("ignore")  # the network's own warnings, said elsewhere
         full = ds.msgl.downscale(model, time=TEST)
     outlets = [int(s) for s, t in zip(ds.seg.values, ds.seg_to.values, strict=True) if int(t) == 0]
     largest = max(outlets, key=lambda o: len(upstream_of(ds, o)))
