@@ -174,6 +174,12 @@ def test_downscale_scales_and_refusals(files: dict[str, str], model_dir: str, tm
     cross = tmp_path / "cross.zarr"
     assert main(["downscale", model_dir, files["zarr"], str(cross), "--scale", "cross"]) == 0
     assert "reach_temp_cross" in xr.open_zarr(cross)
+    # A store for readers with zarr-python 2 (the installed zarr writes format 3 by default).
+    v2 = tmp_path / "v2.zarr"
+    assert main(["downscale", model_dir, files["zarr"], str(v2), "--time", "2002-10-01", "2002-12-31",
+                 "--zarr-format", "2"]) == 0
+    assert (v2 / ".zgroup").is_file() and not (v2 / "zarr.json").exists()
+    assert xr.open_zarr(v2, zarr_format=2)["reach_temp_pred"].sizes["time"] == 92
     capsys.readouterr()
     for argv, message in (
         ([files["nc"], files["nc"], "--overwrite"], "would write over the input"),
@@ -185,6 +191,8 @@ def test_downscale_scales_and_refusals(files: dict[str, str], model_dir: str, tm
          "--time END 2002-01-01 is before --time START"),
         ([files["nc"], str(tmp_path / "t.nc"), "--time", "2003-01-01T00:00Z", "2003-01-31"],
          "--time START '2003-01-01T00:00Z' has a time zone"),
+        ([files["nc"], str(tmp_path / "t.nc"), "--zarr-format", "2"],
+         "--zarr-format 2 applies to a zarr store"),
     ):
         assert main(["downscale", model_dir, *argv]) == 2
         assert message in capsys.readouterr().err

@@ -449,6 +449,37 @@ def test_failed_chunk_of_an_eager_zarr_write_leaves_no_temporary_store(tmp_path:
     assert leftovers(tmp_path) == [] and not (tmp_path / "out.zarr").exists()
 
 
+@pytest.mark.parametrize("suffix", [".zarr", ".nc"])
+def test_a_failed_write_waits_for_the_blocks_still_running(tmp_path: Path, suffix: str) -> None:
+    # A block of inference takes seconds: the others, still running when one failed,
+    # wrote their chunks after the temporary entry had stayed gone for a second, and
+    # left it behind (zarr and netCDF alike).
+    dask = pytest.importorskip("dask")
+    import time
+
+    import dask.array as dsa
+
+    def slow(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        assert block_info is not None
+        if block_info[0]["chunk-location"] == (0, 0):
+            raise RuntimeError("chunk failed")
+        time.sleep(1.4)  # longer than the removal's quiet second
+        return block
+
+    x = dsa.ones((8, 100), chunks=(1, 100)).map_blocks(slow, dtype=float)
+    write = to_zarr_safe if suffix == ".zarr" else to_netcdf_safe
+    with dask.config.set(scheduler="threads", num_workers=4):
+        with pytest.raises(RuntimeError, match="chunk failed"):
+            write(xr.Dataset({"v": (("a", "b"), x)}), tmp_path / f"out{suffix}")
+    time.sleep(1.5)  # what a block still running would have written by now
+    assert leftovers(tmp_path) == [] and not (tmp_path / f"out{suffix}").exists()
+    # A write that succeeds runs on the pool as before.
+    ok = dsa.ones((8, 100), chunks=(1, 100))
+    with dask.config.set(scheduler="threads", num_workers=4):
+        write(xr.Dataset({"v": (("a", "b"), ok)}), tmp_path / f"ok{suffix}")
+    assert leftovers(tmp_path) == []
+
+
 def test_a_lazy_result_never_overwrites_the_store_it_reads(tmp_path: Path) -> None:
     # A result computed from a store keeps no "source" in its encoding, but until it
     # is computed it reads that store: replacing it would leave the input dataset

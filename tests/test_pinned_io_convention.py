@@ -44,10 +44,12 @@ def test_fahrenheit_water_labelled_degc_is_refused() -> None:
     ds = hand_basin()
     hot = ds.reach_temp.copy()
     hot[2, :5] = [50.0, 60.0, 70.0, 80.0, 75.0]
-    with pytest.raises(UnitsError, match=r"labelled 'degC' but spans 50\.0\.\.80\.0.*'K' or 'degF'"):
+    with pytest.raises(UnitsError, match=r"labelled 'degC' but spans 50\.0\.\.80\.0.*look like degF: "
+                                         r"set ds\['reach_temp'\]\.attrs\['units'\] = 'degF'"):
         validate(ds.assign(reach_temp=hot))
-    hot[2, :5] = [20.0, 30.0, 40.0, 55.0, 35.0]  # within the tolerance: accepted
-    validate(ds.assign(reach_temp=hot))
+    hot[2, :5] = [20.0, 30.0, 40.0, 55.0, 35.0]  # within the tolerance: accepted, warned of
+    with pytest.warns(xmsgl.XmsglWarning, match=r"'reach_temp' is labelled degC but 1 of its 5 values"):
+        validate(ds.assign(reach_temp=hot))
 
 
 def test_in_id_order_sorts_reaches_as_well_as_segments() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -626,6 +627,17 @@ def test_local_cluster_of_processes(basin: xr.Dataset, model: Downscaler,
                                         compute=False).compute()
         np.testing.assert_allclose(xr.open_zarr(written)["reach_temp_pred"].values, got.values,
                                    atol=1e-5)
+
+        # A warning of a block's inputs reaches the client (it printed on the workers'
+        # stderr only): a discharge of the wrong sign, once per call.
+        flipped = _chunked(basin.assign(reach_discharge=-basin.reach_discharge.assign_attrs(
+            basin.reach_discharge.attrs)))
+        with pytest.warns(xmsgl.InputRangeWarning, match=r"\['reach_discharge'\] lie far beyond") as said:
+            flipped.msgl.downscale(str(path), **RUN, reach_chunk=40, time_block=200).compute()
+            for _ in range(100):  # the workers' events come in beside the result
+                if any(issubclass(w.category, xmsgl.InputRangeWarning) for w in said):
+                    break
+                time.sleep(0.1)
 
         def loaded() -> tuple[int, int]:
             import torch as t

@@ -92,7 +92,7 @@ class MsglAccessor:
         of the scored observations (its ``xmsgl_train_periods``) or chose its checkpoint
         on them (its ``xmsgl_val_periods``), or one of the
         ``"idw"`` and ``"harmonic"`` baselines, which reproduce the observations they
-        are given, gets an :class:`~xmsgl.exceptions.XmsglWarning`: such scores are
+        are given, gets an :class:`~xmsgl.exceptions.InSampleWarning`: such scores are
         in-sample.
         """
         from xmsgl.evaluate import evaluate
@@ -125,7 +125,7 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray) -> None:
 
     import pandas as pd
 
-    from xmsgl.exceptions import XmsglWarning, user_stacklevel
+    from xmsgl.exceptions import InSampleWarning, user_stacklevel
 
     method = prediction.attrs.get("xmsgl_method")
     if method in ("idw", "harmonic"):
@@ -134,7 +134,7 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray) -> None:
             "observations of the dataset it predicted from, so where they are the same these "
             "scores are zero error by construction; predict from a dataset with the scored "
             "observations masked, or pass observed= held-out values",
-            XmsglWarning, stacklevel=user_stacklevel())
+            InSampleWarning, stacklevel=user_stacklevel())
         return
     if "time" not in prediction.dims or "time" not in observed.dims:
         return
@@ -168,4 +168,4 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray) -> None:
                 "out of the fit are not, if their segments' coarse observations, often from the "
                 "same gauges, were held out too). Score a held-out period, e.g. "
                 "ds.msgl.evaluate(pred.sel(time=slice(start, end))), or pass observed=",
-                XmsglWarning, stacklevel=user_stacklevel())
+                InSampleWarning, stacklevel=user_stacklevel())

@@ -76,6 +76,7 @@ from xmsgl.convention import (
 )
 from xmsgl.exceptions import (
     DataError,
+    InputRangeWarning,
     ModelMismatchError,
     ParameterError,
     SchemaError,
@@ -87,7 +88,7 @@ from xmsgl.exceptions import (
     user_stacklevel,
 )
 from xmsgl.io import model_path, write_model_folder
-from xmsgl.periods import period_mask, spans_text, split_periods, whole_water_years
+from xmsgl.periods import period_mask, select_days, spans_text, split_periods, whole_water_years
 
 __all__ = ["BASELINES", "BaselineModel", "fit_baseline", "load_baseline", "default_train_period"]
 
@@ -476,6 +477,15 @@ class BaselineModel:
             A variable the method needs is missing.
         TimeError
             ``time`` selects no day of ``ds``, or the time axis is unusable.
+
+        Warns
+        -----
+        XmsglWarning
+            ``time`` reaches beyond the dataset's days: only those are returned.
+        InputRangeWarning
+            ``"mohseni"``: the air temperature of the days returned lies far beyond the
+            values its curves were fitted on (``config["input_range"]``), as
+            :func:`xmsgl.downscale.downscale` judges the networks' inputs.
         """
         ds = validate(ds, check_values=False)
         topo = topology_arrays(ds)
@@ -483,10 +493,7 @@ class BaselineModel:
         if TIME not in ds.dims:
             raise SchemaError("the dataset has no 'time' dimension; baselines predict daily values")
         times = pd.DatetimeIndex(ds[TIME].values)
-        tmask = np.ones(len(times), dtype=bool) if time is None else period_mask(times, time, "time")
-        if not tmask.any():
-            raise TimeError(f"time={time!r} selects no day of the dataset "
-                            f"({times[0].date()} to {times[-1].date()})")
+        tmask = select_days(times, time)
         doy = _doy(times)
         clim_r = self.arrays["reach_clim"][r_pos][:, doy]
         clim_s = self.arrays["seg_clim"][s_pos][:, doy]
@@ -494,6 +501,7 @@ class BaselineModel:
             values = clim_r
         elif self.method == "mohseni":
             air = _mohseni_air(ds)
+            _warn_air_range(self.config, air[:, tmask])
             air = _smooth_air(air, int(self.config["settings"]["air_window"]), times)
             p = self.arrays["params"][r_pos]
             with np.errstate(over="ignore"):
@@ -574,11 +582,12 @@ class BaselineModel:
 def _identity_settings(config: dict[str, Any]) -> Any:
     """The settings a baseline's sha256 reads: ``config`` through JSON (as config.json
     holds it: tuples become lists), less the file's format entries, which saving adds,
-    the time of the fit and the arrays' digest (the arrays are hashed themselves): the
-    same settings on the same data give the same baseline and the same sha256."""
+    the time of the fit, the arrays' digest (the arrays are hashed themselves) and the
+    inputs' training range (read by warnings only, never by the values): the same
+    settings on the same data give the same baseline and the same sha256."""
     return json.loads(json.dumps({k: v for k, v in config.items()
                                   if k not in ("format", "format_version", "created",
-                                               "arrays_sha256")},
+                                               "arrays_sha256", "input_range")},
                                  default=str))
 
 
@@ -806,6 +815,8 @@ def fit_baseline(
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     config = {"method": method, "settings": settings, "train": ranges, "seed": int(seed),
               "created": now, "xmsgl": _version(), "fit": info}
+    if method == "mohseni":
+        config["input_range"] = _air_range(ds, y_reach, y_seg, topo)
     return BaselineModel(method, config, arrays)
 
 
@@ -863,6 +874,43 @@ def _mohseni_air(ds: xr.Dataset) -> np.ndarray:
             f"ds = ds.assign(reach_air_temp=ds[{others[0]!r}])" if others else
             "; add the daily mean air temperature at each reach")
     raise SchemaError(f"method 'mohseni' needs 'reach_air_temp' on (reach, time) in degC{hint}")
+
+
+def _air_range(ds: xr.Dataset, y_reach: np.ndarray, y_seg: np.ndarray | None, topo: Topology
+               ) -> dict[str, dict[str, Any]]:
+    """The air temperatures the Mohseni curves were fitted on (at each observation: the
+    reach's, or the outlet reach's of an observed segment): their range and spread, which
+    ``predict`` judges a dataset's air temperatures against (degF labelled degC would
+    put every winter day on the curve's summer plateau)."""
+    air = _mohseni_air(ds)
+    seen = [air[np.isfinite(y_reach)]]
+    if y_seg is not None:
+        seen.append(air[_outlet_reach_idx(topo)][np.isfinite(y_seg)])
+    vals = np.concatenate(seen)
+    vals = vals[np.isfinite(vals)]
+    if vals.size == 0:
+        return {}
+    return {"reach_air_temp": {"range": [float(vals.min()), float(vals.max())],
+                               "std": float(vals.std()) or 1.0, "units": "degC"}}
+
+
+def _warn_air_range(config: dict[str, Any], air: np.ndarray) -> None:
+    """Warn (:class:`~xmsgl.exceptions.InputRangeWarning`) when the air temperatures of
+    the days predicted lie far beyond those the curves were fitted on, as ``downscale``
+    judges a network's inputs (:func:`xmsgl.coverage.input_range_sentence`)."""
+    from xmsgl.coverage import input_range_sentence
+
+    known = (config.get("input_range") or {}).get("reach_air_temp")
+    vals = air[np.isfinite(air)]
+    if not isinstance(known, dict) or vals.size == 0:
+        return
+    name = "reach_air_temp"
+    said = input_range_sentence(
+        [(name, (float(vals.min()), float(vals.max())), lambda: air.T)],
+        {name: known["range"]}, {name: float(known["std"])}, {name: str(known.get("units", "degC"))},
+        more="model.config['input_range'] holds the range")
+    if said:
+        warnings.warn(said[0], InputRangeWarning, stacklevel=user_stacklevel())
 
 
 def _fit_mohseni_all(

@@ -664,6 +664,9 @@ def _downscale(args: argparse.Namespace) -> int:
     if not zarr and Path(args.out).suffix.lower() not in NETCDF_SUFFIXES:
         raise ParameterError(f"OUT {args.out!r}: downscale writes a netCDF file or a zarr store, "
                              "whatever the name says; give a name ending in .nc (netCDF) or .zarr")
+    if args.zarr_format is not None and not zarr:
+        raise ParameterError(f"--zarr-format {args.zarr_format} applies to a zarr store; OUT {args.out!r} "
+                             "is a netCDF file: leave --zarr-format out, or name OUT ending in .zarr")
     out = _new_output(args.out, "OUT", args.overwrite, [("input", args.data), ("input", args.model)])
     device = _device(args.device)
     with _warnings_as_lines():
@@ -704,7 +707,8 @@ def _downscale(args: argparse.Namespace) -> int:
             # DATA is read lazily, block by block, while the result is written: a chunk
             # it cannot decode fails here, not when it was opened.
             if zarr:
-                to_zarr_safe(result, out, overwrite=args.overwrite)
+                to_zarr_safe(result, out, overwrite=args.overwrite,
+                             **({} if args.zarr_format is None else {"zarr_format": args.zarr_format}))
             else:
                 to_netcdf_safe(result, out, overwrite=args.overwrite,
                                encoding={str(pred.name): compressed_encoding(pred)})
@@ -1210,6 +1214,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(check_graph=False)")
     dn.add_argument("--device", default="auto", help=_DEVICE_HELP)
     dn.add_argument("--overwrite", action="store_true", help="replace an existing OUT (never DATA or MODEL)")
+    dn.add_argument("--zarr-format", type=int, choices=[2, 3], default=None,
+                    help="zarr format of a .zarr OUT: 2 for readers with zarr-python 2, 3 (default: "
+                         "the installed zarr's)")
     dn.add_argument("--no-progress", action="store_true",
                     help="accepted as by fit and demo; downscale shows no progress bars")
     dn.set_defaults(func=_downscale)

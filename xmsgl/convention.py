@@ -1332,6 +1332,35 @@ def _places(mask: xr.DataArray, limit: int = 3) -> str:
     return f"{count}, {at}{', '.join(parts)}{more}"
 
 
+#: A water temperature labelled degC with more than :data:`WARM_SHARE` of its values
+#: above this (degC) is warned of: stream water seldom passes 35 degC, and Fahrenheit
+#: values of ordinary water (32-60 degF, inside what validation accepts as degC) labelled
+#: degC look so.
+WARM_DEGC = 40.0
+WARM_SHARE = 0.05
+
+
+def warn_fahrenheit_looking(what: str, da: xr.DataArray) -> None:
+    """Warn (:class:`~xmsgl.exceptions.XmsglWarning`) of an in-memory water temperature
+    ``da`` labelled degC with more than :data:`WARM_SHARE` of its finite values above
+    :data:`WARM_DEGC` (``what`` names it in the message)."""
+    if _is_lazy(da) or da.dtype.kind != "f":
+        return
+    vals = np.asarray(da.values)
+    finite = np.isfinite(vals)
+    n = int(finite.sum())
+    if not n:
+        return
+    warm = int(np.count_nonzero(vals[finite] > WARM_DEGC))
+    if warm > WARM_SHARE * n:
+        warnings.warn(
+            f"{what} is labelled degC but {warm} of its {n} values ({100 * warm / n:.0f}%) exceed "
+            f"{WARM_DEGC:g} (up to {float(vals[finite].max()):.4g}): stream water seldom passes "
+            "35 degC, and water temperatures in degF labelled degC look like this; convert them "
+            "((x - 32) / 1.8) and set units='degC', or label them 'degF'",
+            XmsglWarning, stacklevel=user_stacklevel())
+
+
 def _refuse_infinite(name: str, da: xr.DataArray, vmin: float, vmax: float) -> None:
     """An infinite temperature (``vmin``/``vmax``: its range) is not a question of units
     or fill values: say what it is and how to mask it."""
@@ -1638,12 +1667,21 @@ def _temperature_to_celsius(
         if judge_water and not lazy and not empty:
             vmin, vmax = _value_range(da)
             _refuse_infinite(name, da, vmin, vmax)
-            if not np.isnan(vmin) and (vmin < lo - 5 or vmax > hi + 15):
+            a, b = lo - 5, hi + 15
+            if not np.isnan(vmin) and (vmin < a or vmax > b):
+                to_celsius = {"K": lambda v: v - 273.15, "degF": lambda v: (v - 32.0) * (5.0 / 9.0)}
+                fits = [u for u, f in to_celsius.items() if lo <= f(vmin) and f(vmax) <= hi]
+                looks = (f"its values look like {fits[0]}: set ds[{name!r}].attrs['units'] = "
+                         f"{fits[0]!r}" if fits else
+                         f"they fit no temperature scale: mask fill values such as -9999 "
+                         f"(ds[{name!r}].where(ds[{name!r}] > -9999)); if the values are kelvin or "
+                         f"Fahrenheit set ds[{name!r}].attrs['units'] to 'K' or 'degF'")
                 raise UnitsError(
                     f"water temperature {name!r} is labelled {units!r} but spans "
-                    f"{value_span(vmin, vmax)}; if it is kelvin or Fahrenheit set "
-                    f"ds[{name!r}].attrs['units'] to 'K' or 'degF', else remove the bad values"
+                    f"{value_span(vmin, vmax)}, outside the plausible {a:g}..{b:g} degC "
+                    f"({_places((da < a) | (da > b))}); {looks}"
                 )
+            warn_fahrenheit_looking(f"water temperature {name!r}", da)
         # Other temperatures in degC are judged like converted ones: a fill value such
         # as -9999 or kelvin values labelled degC would otherwise reach the model.
         if (not water and check_values and not lazy and not empty

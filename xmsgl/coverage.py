@@ -14,7 +14,7 @@ observed nodes saw on the training days.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -444,42 +444,56 @@ def dynamic_extrapolation(inputs: Sequence[Any], model: Any, *, share: float = W
     most inputs out without another pass over their values. A model saved before the
     ranges were recorded is not judged.
     """
-    from xmsgl.convention import NONNEGATIVE_UNITS
     from xmsgl.train import InputDays
 
     spec = model.features
     ranges = getattr(spec, "observed_range", None)
     if not ranges:
         return None
+    found = [(name, ext, (lambda x=x, j=j: x.raw(j)))
+             for x in inputs if isinstance(x, InputDays)
+             for j, (name, ext) in enumerate(zip(x.names, x.extremes, strict=True))]
+    return input_range_sentence(found, ranges, spec.std, spec.units, share=share)
+
+
+def input_range_sentence(inputs: Sequence[tuple[str, tuple[float, float] | None, Callable[[], np.ndarray]]],
+                         ranges: Mapping[str, Sequence[float]], std: Mapping[str, float],
+                         units: Mapping[str, str], *, share: float = WARN_DAYS_SHARE,
+                         more: str = "ds.msgl.coverage(model, time=...) lists the nodes and days "
+                                     "beyond the range") -> tuple[str, list[str]] | None:
+    """The judgement of :func:`dynamic_extrapolation`, for any model that records its
+    inputs' training ranges (``ranges``) and scales (``std``): ``inputs`` are
+    ``(name, (smallest, largest) or None, values)``, ``values()`` giving the (T, N)
+    values of the days run, read only where the extremes leave a doubt; ``more`` ends
+    the sentence (where to look further)."""
+    from xmsgl.convention import NONNEGATIVE_UNITS
+
     far_parts: list[str] = []
     neg_parts: list[str] = []
     names: list[str] = []
-    for x in inputs:
-        if not isinstance(x, InputDays):
+    for name, ext, raw in inputs:
+        if ext is None or name not in ranges:
             continue
-        for j, (name, ext) in enumerate(zip(x.names, x.extremes, strict=True)):
-            if ext is None or name not in ranges:
-                continue
-            lo, hi = (float(v) for v in ranges[name])
-            sd = float(spec.std[name])
-            vmin, vmax = ext
-            if vmin >= lo - sd and vmax <= hi + sd:
-                continue
-            units = str(spec.units.get(name, ""))
-            vals = x.raw(j)
-            never_negative = lo >= 0 and any(same_units(units, k[0]) for k in NONNEGATIVE_UNITS)
-            if never_negative and vmin < -sd:
-                n_neg = int(np.count_nonzero(vals < -sd))
-                neg_parts.append(f"{name!r} ({units}; {n_neg} of {vals.size} node-days, lowest "
-                                 f"{vmin:g}, standard deviation {sd:.3g})")
-                names.append(name)
-                continue
-            frac = _largest_window_share((vals < lo - sd) | (vals > hi + sd))
-            if frac > share:
-                far_parts.append(f"{name!r} ({units}; {100 * frac:.0f}% of the node-days, values "
-                                 f"{vmin:.4g}..{vmax:.4g} against {lo:.4g}..{hi:.4g} in training, "
-                                 f"standard deviation {sd:.3g})")
-                names.append(name)
+        lo, hi = (float(v) for v in ranges[name])
+        sd = float(std[name])
+        vmin, vmax = ext
+        if vmin >= lo - sd and vmax <= hi + sd:
+            continue
+        unit = str(units.get(name, ""))
+        vals = raw()
+        never_negative = lo >= 0 and any(same_units(unit, k[0]) for k in NONNEGATIVE_UNITS)
+        if never_negative and vmin < -sd:
+            n_neg = int(np.count_nonzero(vals < -sd))
+            neg_parts.append(f"{name!r} ({unit}; {n_neg} of {vals.size} node-days, lowest "
+                             f"{vmin:g}, standard deviation {sd:.3g})")
+            names.append(name)
+            continue
+        frac = _largest_window_share((vals < lo - sd) | (vals > hi + sd))
+        if frac > share:
+            far_parts.append(f"{name!r} ({unit}; {100 * frac:.0f}% of the node-days, values "
+                             f"{vmin:.4g}..{vmax:.4g} against {lo:.4g}..{hi:.4g} in training, "
+                             f"standard deviation {sd:.3g})")
+            names.append(name)
     if not names:
         return None
     text = []
@@ -494,8 +508,7 @@ def dynamic_extrapolation(inputs: Sequence[Any], model: Any, *, share: float = W
                     "negative in training, are below 0 by more than a standard deviation: a "
                     "missing-data code (PRMS writes -99.9) or another sign convention is read as "
                     "a real value; mask it (ds[name].where(ds[name] >= 0))")
-    return ("; ".join(text) + ". The predictions read the values as they are: "
-            "ds.msgl.coverage(model, time=...) lists the nodes and days beyond the range"), names
+    return "; ".join(text) + f". The predictions read the values as they are: {more}", names
 
 
 def _largest_window_share(far: np.ndarray) -> float:

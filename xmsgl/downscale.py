@@ -21,12 +21,11 @@ from xmsgl.exceptions import (
     ParameterError,
     TimeError,
     TimeGapWarning,
-    XmsglWarning,
     check_count,
     user_stacklevel,
 )
 from xmsgl.model import Downscaler, _rebuild, check_compatible, load, warn_partial_network
-from xmsgl.periods import period_bounds, spans_text
+from xmsgl.periods import period_bounds, spans_text, warn_beyond_record
 from xmsgl.train import inference_windows, predict, resolve_device, time_breaks, uses_thread_option
 
 if TYPE_CHECKING:
@@ -61,16 +60,7 @@ def _time_positions(time: pd.DatetimeIndex, sel: Any, done: str = "returned") ->
         raise TimeError(
             f"time={sel!r} selects no day of the dataset ({time[0].date()} to {time[-1].date()})"
         )
-    early = start is not None and pd.Timestamp(start).normalize() < time[0].normalize()
-    late = end is not None and pd.Timestamp(end).normalize() > time[-1].normalize()
-    if early or late:
-        warnings.warn(
-            f"time={sel!r} reaches {'before' if early else 'past'}"
-            f"{' and past' if early and late else ''} the dataset's days ({time[0].date()} to "
-            f"{time[-1].date()}): only the {i1 - i0} day{'' if i1 - i0 == 1 else 's'} from "
-            f"{time[i0].date()} to "
-            f"{time[i1 - 1].date()} are {done}; give inputs for the other days to have them",
-            XmsglWarning, stacklevel=user_stacklevel())
+    warn_beyond_record(time, sel, np.arange(i0, i1), done)
     return i0, i1
 
 
@@ -450,12 +440,8 @@ def downscale(
                    f"{model.config.get('hyperparameters', {}).get('chunk', 365)} days)"
                    if model.method == "gru" else "predicts each day on its own")
                 + ", so they would be ignored: leave them out")
-        pred = model.predict(ds, time=time)
-        if time is not None and not isinstance(time, list):
-            # A period reaching beyond the days warns, as for the networks (a list of
-            # periods, which a baseline's predict reads too, is not one period).
-            _time_positions(pd.DatetimeIndex(ds[TIME].values), time)
-        return pred
+        # Its predict warns of a period reaching beyond the days, as for the networks.
+        return model.predict(ds, time=time)
     inputs = model.features.seg_vars + model.features.reach_vars
     ds = validate(only_read(ds, inputs), check_values=False)
     if TIME not in ds.dims:

@@ -32,6 +32,7 @@ __all__ = [
     "ExtrapolationWarning",
     "InputRangeWarning",
     "ColdStartWarning",
+    "InSampleWarning",
     "format_ids",
     "check_count",
 ]
@@ -113,6 +114,12 @@ class InputRangeWarning(ExtrapolationWarning):
     or below 0 in units never negative: a change of units (degF labelled degC), a
     missing-data code (-99.9), or days unlike the training's (a model fitted on winters
     run on a summer). See :func:`xmsgl.coverage.dynamic_extrapolation`."""
+
+
+class InSampleWarning(XmsglWarning):
+    """Scores are being taken on data the model was fitted on, or chose its checkpoint
+    on, or (``idw``, ``harmonic``) copies: they are optimistic. Score held-out days
+    (the model's ``xmsgl_test_periods``) or held-out observations instead."""
 
 
 class FewObservationsWarning(XmsglWarning):

@@ -116,6 +116,42 @@ def _discard(tmp: Path, made: list[Path]) -> None:
         _remove_empty(made)  # the folders this write made for nothing
 
 
+@contextlib.contextmanager
+def _waited_pool() -> Iterator[None]:
+    """Run dask's threaded scheduler, where it is the one in use, on a thread pool of its
+    own, and after a failure wait for the tasks still running before going on.
+
+    When one task of a dask-backed write fails, the threaded scheduler raises at once
+    while its other threads finish the tasks they hold, which then write their chunks
+    into the temporary entry: a block of inference can take seconds, so the entry came
+    back after its removal. Waiting for them (with Ctrl-C held off, as the removal is)
+    lets the removal be the last word. A distributed or synchronous scheduler is left
+    as it is."""
+    try:
+        import dask
+        import dask.threaded
+        from dask.base import get_scheduler
+    except ImportError:  # pragma: no cover - dask is a dependency
+        yield
+        return
+    if get_scheduler() not in (None, dask.threaded.get):
+        yield
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    # dask's own pool class carries context variables into its threads, as its default does.
+    make: Any = getattr(dask.threaded, "ContextAwareThreadPoolExecutor", ThreadPoolExecutor)
+    pool = make(int(dask.config.get("num_workers", None) or os.cpu_count() or 1))
+    try:
+        with dask.config.set(pool=pool):
+            yield
+    except BaseException:
+        with _uninterrupted():
+            pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
 def _remove_settled(path: Path) -> None:
     """Remove ``path`` and keep removing it until it stays gone for :data:`_SETTLE_S`.
 
@@ -617,7 +653,10 @@ def _write(write: Callable[[Path], Any], final: Path, overwrite: bool, compute: 
     try:
         if not compute:
             pending.touch()
-        result = write(tmp)
+            result = write(tmp)
+        else:
+            with _waited_pool():
+                result = write(tmp)
     except BaseException:
         with _uninterrupted():
             _remove_settled(tmp)

@@ -42,7 +42,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xmsgl.convention import _refuse_timezones, _temperature_scale, _temperature_to_celsius, same_units
+from xmsgl.convention import (  # noqa: F401  (WARM_DEGC, WARM_SHARE: read here by their users)
+    WARM_DEGC,
+    WARM_SHARE,
+    _refuse_timezones,
+    _temperature_scale,
+    _temperature_to_celsius,
+    same_units,
+    warn_fahrenheit_looking,
+)
 from xmsgl.exceptions import (
     DataError,
     ParameterError,
@@ -413,31 +421,11 @@ def _to_degc(da: xr.DataArray) -> xr.DataArray:
     return da.copy(data=ds[key].data).assign_attrs(ds[key].attrs)
 
 
-#: A water temperature labelled degC with more than :data:`WARM_SHARE` of its values
-#: above this (degC) is warned of: stream water seldom passes 35 degC, and Fahrenheit
-#: values of ordinary water (32-80) labelled degC, inside :data:`PLAUSIBLE_DEGC`, look so.
-WARM_DEGC = 40.0
-WARM_SHARE = 0.05
-
-
 def _warn_fahrenheit_looking(side: str, da: xr.DataArray) -> None:
-    """Warn (:class:`~xmsgl.exceptions.XmsglWarning`) of an in-memory side labelled degC
-    with more than :data:`WARM_SHARE` of its finite values above :data:`WARM_DEGC`."""
-    if da.chunks is not None or da.attrs.get("units") != "degC" or da.dtype.kind != "f":
-        return
-    vals = np.asarray(da.values)
-    finite = np.isfinite(vals)
-    n = int(finite.sum())
-    if not n:
-        return
-    warm = int(np.count_nonzero(vals[finite] > WARM_DEGC))
-    if warm > WARM_SHARE * n:
-        warnings.warn(
-            f"{side} is labelled degC but {warm} of its {n} values ({100 * warm / n:.0f}%) exceed "
-            f"{WARM_DEGC:g} (up to {float(vals[finite].max()):.4g}): stream water seldom passes "
-            "35 degC, and water temperatures in degF labelled degC look like this; convert them "
-            "((x - 32) / 1.8) and set units='degC', or label them 'degF'",
-            XmsglWarning, stacklevel=user_stacklevel())
+    """Warn of an in-memory side labelled degC that looks like degF
+    (:func:`xmsgl.convention.warn_fahrenheit_looking`)."""
+    if da.attrs.get("units") == "degC":
+        warn_fahrenheit_looking(side, da)
 
 
 def _converted(side: str, da: xr.DataArray) -> xr.DataArray:

@@ -42,8 +42,8 @@ import pandas as pd
 
 from xmsgl.exceptions import PeriodError, TimeError, XmsglWarning, user_stacklevel
 
-__all__ = ["WHOLE_WATER_YEAR_DAYS", "period_bounds", "period_list", "period_mask", "spans_text",
-           "split_periods", "validation_at_end", "validation_beside", "water_years",
+__all__ = ["WHOLE_WATER_YEAR_DAYS", "period_bounds", "period_list", "period_mask", "select_days",
+           "spans_text", "split_periods", "warn_beyond_record", "validation_at_end", "validation_beside", "water_years",
            "whole_water_years"]
 
 _HINT = ("give a label such as '2001', a pair (start, end) such as ('2001-01-01', '2001-12-31'), "
@@ -204,6 +204,41 @@ def period_mask(time: pd.DatetimeIndex, period: Any, name: str = "period") -> np
         if hi is not None:
             inside &= np.asarray(time <= hi)
         mask |= inside
+    return mask
+
+
+def warn_beyond_record(time: pd.DatetimeIndex, sel: Any, kept: np.ndarray, done: str = "returned",
+                       name: str = "time") -> None:
+    """Warn (:class:`~xmsgl.exceptions.XmsglWarning`) when the period(s) ``sel`` reach
+    before the first or past the last day of ``time``: only the days ``kept``
+    (positions in ``time``, at least one) are ``done``, the others have no inputs."""
+    bounds = period_list(sel, name)
+    early = any(lo is not None and lo.normalize() < time[0].normalize() for lo, _ in bounds)
+    late = any(hi is not None and hi.normalize() > time[-1].normalize() for _, hi in bounds)
+    if not (early or late):
+        return
+    n = int(kept.size)
+    warnings.warn(
+        f"{name}={sel!r} reaches {'before' if early else 'past'}"
+        f"{' and past' if early and late else ''} the dataset's days ({time[0].date()} to "
+        f"{time[-1].date()}): only the {n} day{'' if n == 1 else 's'} from "
+        f"{time[int(kept[0])].date()} to {time[int(kept[-1])].date()} are {done}; give inputs "
+        "for the other days to have them",
+        XmsglWarning, stacklevel=user_stacklevel())
+
+
+def select_days(time: pd.DatetimeIndex, sel: Any, done: str = "returned", name: str = "time"
+                ) -> np.ndarray:
+    """Mask of the days of ``time`` that ``sel`` (a period or a list of them; ``None``:
+    all) picks. No day picked is a :class:`~xmsgl.exceptions.TimeError`; a period
+    reaching beyond the days warns (:func:`warn_beyond_record`)."""
+    if sel is None:
+        return np.ones(len(time), dtype=bool)
+    mask = period_mask(time, sel, name)
+    if not mask.any():
+        span = f" ({time[0].date()} to {time[-1].date()})" if len(time) else " (it has none)"
+        raise TimeError(f"{name}={sel!r} selects no day of the dataset{span}")
+    warn_beyond_record(time, sel, np.flatnonzero(mask), done, name)
     return mask
 
 

@@ -65,14 +65,14 @@ import xarray as xr
 from xmsgl.convention import REACH, SEG, TIME, expect_dataset, input_variables, is_temperature_units
 from xmsgl.exceptions import (
     DataError,
+    InSampleWarning,
     ParameterError,
     SchemaError,
     TimeError,
-    XmsglWarning,
     check_count,
     user_stacklevel,
 )
-from xmsgl.periods import period_mask, spans_text
+from xmsgl.periods import period_mask, select_days, spans_text
 
 if TYPE_CHECKING:
     from xmsgl.baselines import BaselineModel
@@ -631,6 +631,33 @@ def _predict(model: Any, ds: xr.Dataset, time: tuple[str, str],
         return downscale(ds, model, time=time, device=device)
 
 
+def _days_read(model: Any) -> list[tuple[str, str]]:
+    """The spans whose targets the model's fit read: training (a baseline keeps it as
+    ``"train"``, a network under ``"periods"``), validation and ASYNC-MSGL's stage A."""
+    cfg = getattr(model, "config", {}) or {}
+    periods = cfg.get("periods") or {}
+    return [(str(a), str(b)) for a, b in (*(cfg.get("train") or periods.get("train") or []),
+                                          *(periods.get("val") or []),
+                                          *(periods.get("stage_a") or []))]
+
+
+def _warn_days_read(model: Any, time: pd.DatetimeIndex, scored: np.ndarray) -> None:
+    """Warn when days given to score lie inside the periods the model's fit read."""
+    from xmsgl.downscale import merge_spans
+
+    read = _days_read(model)
+    if not read:
+        return
+    inside = scored & period_mask(time, read, "read")
+    if inside.any():
+        n, m = int(inside.sum()), int(scored.sum())
+        warnings.warn(
+            f"robustness: {n} of the {m} days scored lie inside the periods the model's fit read "
+            f"({spans_text(merge_spans(read))}): its errors there are in-sample, and smaller than "
+            "on days it never saw; give time= held-out days (by default the model's test period "
+            "is scored)", InSampleWarning, stacklevel=user_stacklevel())
+
+
 def _default_days(model: Any, time: pd.DatetimeIndex) -> np.ndarray:
     """The days scored by default: the model's test period (every part of it, and
     nothing between its parts), else the days after every day whose targets its fit
@@ -647,9 +674,7 @@ def _default_days(model: Any, time: pd.DatetimeIndex) -> np.ndarray:
                             f"no day of the dataset ({time[0].date()} to {time[-1].date()}); give "
                             "the days to score with time=(start, end)")
         return mask
-    # A baseline keeps its training period as "train", a network under "periods".
-    read = [*(cfg.get("train") or periods.get("train") or []), *(periods.get("val") or []),
-            *(periods.get("stage_a") or [])]
+    read = _days_read(model)
     if read:
         # By day, as every period is read: a stamp at noon on the last day read is
         # that day, not one after it.
@@ -661,7 +686,7 @@ def _default_days(model: Any, time: pd.DatetimeIndex) -> np.ndarray:
         f"robustness: the model records no test period and no day of the dataset follows the days "
         f"its fit read, so every day ({time[0].date()} to {time[-1].date()}) is scored, those it "
         "was fitted on included: the errors are in-sample; give time=(start, end) to score "
-        "held-out days", XmsglWarning, stacklevel=user_stacklevel())
+        "held-out days", InSampleWarning, stacklevel=user_stacklevel())
     return np.ones(len(time), dtype=bool)
 
 
@@ -787,8 +812,9 @@ def robustness(
         ``(start, end)`` pair or a list of them); default the model's test period
         (``config["periods"]["test"]``, every part of it and only those days), else
         the days after its training and validation periods (and ASYNC-MSGL's stage
-        A), else every day, with an :class:`~xmsgl.exceptions.XmsglWarning` (in-sample
-        scores). The output's ``scored_days`` lists them.
+        A), else every day, with an :class:`~xmsgl.exceptions.InSampleWarning` (in-sample
+        scores). Days given here inside the periods the fit read (training,
+        validation, stage A) warn too. The output's ``scored_days`` lists them.
     n_draws : int, default 3
         Draws of each random check (``"shift"``, ``"mask_coarse"``, ``"mask_gauges"``);
         the errors are averaged over draws.
@@ -870,10 +896,10 @@ def robustness(
     times = _times(ds, "robustness")
     # Read the way every period argument is (a label such as "2015", a pair, a list
     # of them): a date that cannot be read is a PeriodError, not a parser's error.
-    scored = _default_days(fitted, times) if time is None else period_mask(times, time, "time")
-    if not scored.any():  # time= given (the default days are checked where they are read)
-        raise TimeError(f"time={time!r} selects no day of the dataset "
-                        f"({times[0].date()} to {times[-1].date()})")
+    if time is None:
+        scored = _default_days(fitted, times)
+    else:
+        scored = select_days(times, time, done="scored")
     first, last = np.flatnonzero(scored)[[0, -1]]
     period = (str(times[first].date()), str(times[last].date()))
     on_scored = xr.DataArray(scored, dims=(TIME,), coords={TIME: ds[TIME]}).sel({TIME: slice(*period)})
@@ -905,7 +931,7 @@ def robustness(
             f"the {fitted.method!r} baseline reads the scored days' reach_temp as its sources and "
             "is scored against the same values: its errors are in-sample (near 0 at every "
             "observed reach-day); pass hide_scored=True to hide them from it",
-            XmsglWarning, stacklevel=user_stacklevel())
+            InSampleWarning, stacklevel=user_stacklevel())
     if hide_scored:
         on = xr.DataArray(scored, dims=(TIME,), coords={TIME: ds[TIME]})
         ds = ds.assign({v: ds[v].where(~on) for v in ("reach_temp", "seg_temp") if v in ds.data_vars})
@@ -917,6 +943,8 @@ def robustness(
 
     t_first = int(np.flatnonzero(scored)[0])
     _check_levels_on(ds, levels, times, t_first)
+    if time is not None:  # days given inside the fit, once the call is known to run
+        _warn_days_read(fitted, times, scored)
     def run(data: xr.Dataset, days: tuple[str, str]) -> tuple[float, float, float]:
         return score(_predict(fitted, data, days, device or "auto"))
 

@@ -45,6 +45,7 @@ import functools
 import os
 import tempfile
 import threading
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -756,6 +757,46 @@ def _model_location(model: Downscaler, path: str | os.PathLike[str] | None) -> s
     return str(folder)
 
 
+class CallTag:
+    """Names one lazy ``downscale`` call to its block tasks, so that a warning of its
+    blocks is said once per call (:func:`warn_once`). It is not part of the tasks'
+    identity: dask's keys for the same inputs and options stay the same."""
+
+    def __init__(self) -> None:
+        self.id = uuid.uuid4().hex
+
+    def __dask_tokenize__(self) -> str:
+        return "xmsgl-call-tag"
+
+
+#: Warnings said by block tasks: (call, text), the latest :data:`SAID_KEPT`.
+_SAID: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
+_SAID_LOCK = threading.Lock()
+SAID_KEPT = 1000
+
+
+def warn_once(call: CallTag | None, text: str, category: type[Warning]) -> None:
+    """Warn of ``text`` once per call in this process, and to the client when a
+    dask.distributed worker runs the task (:func:`distributed.warn`; Python's own
+    ``warnings.warn`` would only print on the worker's stderr, where a user with
+    ``filterwarnings("error")`` never sees it). A process's record of what was said
+    is cleared by every ``catch_warnings`` that torch, pandas or xarray enter, so
+    Python's once-per-text rule alone repeated a block's warning for every block."""
+    if call is not None:
+        with _SAID_LOCK:
+            key = (call.id, text)
+            if key in _SAID:
+                return
+            _SAID[key] = None
+            while len(_SAID) > SAID_KEPT:
+                _SAID.popitem(last=False)
+    try:
+        from distributed import warn as say
+    except ImportError:  # pragma: no cover - dask.distributed is optional
+        say = warnings.warn
+    say(text, category, stacklevel=3)
+
+
 def _block_downscale(block: xr.Dataset, *, threads: int | None, **kwargs: Any) -> xr.DataArray:
     """:func:`_block_downscale_inner` with ``threads`` torch threads, restored afterwards.
 
@@ -819,6 +860,7 @@ def _block_downscale_inner(
     reach_vars: list[str],
     units: dict[str, str],
     geometry: dict[str, dict[str, Any]] | None = None,
+    call: CallTag | None = None,
 ) -> xr.DataArray:
     """Apply the model to one (block of the network, time block) of the slot layout."""
     from xmsgl.coverage import WARN_DAYS_SHARE, dynamic_extrapolation
@@ -879,14 +921,14 @@ def _block_downscale_inner(
                     geometry=geoms, days=days)
     found = dynamic_extrapolation([data.x_seg, data.x_reach], model)
     if found:
-        # The same words for every block (a warning is shown once per text), without
-        # the block's counts: the in-memory run and coverage() give those.
-        warnings.warn(
-            f"inputs {found[1]} lie far beyond their training range in a block of this run "
-            f"(more than a standard deviation beyond it on over {WARN_DAYS_SHARE:.0%} of the "
-            "block's node-days, or negative in units never negative): check their units and "
-            "missing-data codes; ds.msgl.coverage(model, time=...) lists the nodes and days",
-            InputRangeWarning, stacklevel=2)
+        # The same words for every block, said once per call, without the block's
+        # counts: the in-memory run and coverage() give those.
+        warn_once(call,
+                  f"inputs {found[1]} lie far beyond their training range in a block of this run "
+                  f"(more than a standard deviation beyond it on over {WARN_DAYS_SHARE:.0%} of the "
+                  "block's node-days, or negative in units never negative): check their units and "
+                  "missing-data codes; ds.msgl.coverage(model, time=...) lists the nodes and days",
+                  InputRangeWarning)
     output = "coarse" if scale == SEG else model.output
     out = predict(model.net, data, t_keep, t_end, output=output, device=dev, chunk=int(chunk),
                   spinup=int(spinup), batch_size=batch_size)
@@ -1551,7 +1593,8 @@ def _downscale_lazy(
                 "seg_vars": list(seg_vars), "reach_vars": list(reach_vars),
                 "units": {n: spec.units[n] for n in names},
                 "geometry": {sc: {"source": g.source, "length_scale": float(g.length_scale)}
-                             for sc, g in geometry.items()}})
+                             for sc, g in geometry.items()},
+                "call": CallTag()})
     dim = SEG if scale == SEG else REACH
     order = np.concatenate([b.seg[c] if scale == SEG else b.reach[r] for b, c, r in sorted_blocks])
     inverse = np.empty(order.size, dtype=np.int64)

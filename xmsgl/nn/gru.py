@@ -29,6 +29,7 @@ import datetime as _dt
 import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,10 +54,11 @@ from xmsgl.convention import (
 )
 from xmsgl.exceptions import (
     DataError,
+    InputRangeWarning,
     ModelMismatchError,
     SchemaError,
-    TimeError,
     check_count,
+    user_stacklevel,
 )
 from xmsgl.io import model_path
 from xmsgl.nn.weights import (
@@ -130,6 +132,27 @@ def _inputs(ds: xr.Dataset, names: list[str], mean: dict[str, float], std: dict[
             )
         out[:, :, j] = (vals - mean[name]) / std[name]
     return out
+
+
+def _warn_input_range(ds: xr.Dataset, names: list[str], var: dict[str, Any]) -> None:
+    """Warn (:class:`~xmsgl.exceptions.InputRangeWarning`) of time-varying inputs of the
+    days predicted far beyond their training range, as ``downscale`` does for the
+    networks (:func:`xmsgl.coverage.input_range_sentence`); a model saved without the
+    ranges is not judged."""
+    from xmsgl.coverage import input_range_sentence
+
+    ranges = var.get("observed_range") or {}
+    found = []
+    for name in names:
+        da = ds[name]
+        if TIME not in da.dims or name not in ranges:
+            continue
+        vals = np.asarray(da.transpose(TIME, REACH).values, dtype=np.float64)
+        found.append((name, (float(vals.min()), float(vals.max())), lambda v=vals: v))
+    said = input_range_sentence(found, ranges, var["std"], var["units"],
+                                more="model.config['variables']['observed_range'] holds the ranges")
+    if said:
+        warnings.warn(said[0], InputRangeWarning, stacklevel=user_stacklevel())
 
 
 def _run(net: ReachGRU, x: np.ndarray, t0: int, t1: int, chunk: int, spinup: int,
@@ -227,9 +250,18 @@ class GRUModel(BaselineModel):
             NaN in an input.
         TimeError
             ``time`` selects no day of ``ds``.
+
+        Warns
+        -----
+        XmsglWarning
+            ``time`` reaches beyond the dataset's days: only those are returned.
+        InputRangeWarning
+            A time-varying input of the days returned lies far beyond its range at the
+            reaches with training observations (``config["variables"]["observed_range"]``),
+            as :func:`xmsgl.downscale.downscale` judges the networks' inputs.
         """
         from xmsgl.downscale import _time_gaps, short_warmup
-        from xmsgl.periods import period_mask, spans_text
+        from xmsgl.periods import select_days, spans_text
 
         # The model was fitted on the validated dataset (temperatures in K or degF
         # converted to degC), so the inputs are read from the validated copy too;
@@ -253,16 +285,14 @@ class GRUModel(BaselineModel):
                 raise ModelMismatchError(f"input variable {v!r} has units {units!r}; the GRU was fitted "
                                          f"with {var['units'][v]!r}: convert it or refit")
         times = pd.DatetimeIndex(ds[TIME].values)
-        tmask = np.ones(len(times), dtype=bool) if time is None else period_mask(times, time, "time")
-        if not tmask.any():
-            raise TimeError(f"time={time!r} selects no day of the dataset "
-                            f"({times[0].date()} to {times[-1].date()})")
+        tmask = select_days(times, time)
         idx = np.flatnonzero(tmask)
         t0, t1 = int(idx[0]), int(idx[-1]) + 1
         hp = self.config["hyperparameters"]
         spinup = int(hp.get("spinup", 180))
         x0 = max(0, t0 - spinup)
         x = _inputs(ds.isel({TIME: slice(x0, t1)}), names, var["mean"], var["std"])
+        _warn_input_range(ds.isel({TIME: idx}), names, var)
         # A gap in the days restarts the state, with a TimeGapWarning, as downscale does.
         all_breaks = _time_gaps(times, t0, t1, spinup)
         short = short_warmup(times, t0, t1, spinup, all_breaks)
@@ -469,6 +499,7 @@ def fit_gru(
         fit_scalers,
         make_windows,
         masked_rmse,
+        observed_ranges,
         period_ranges,
         time_breaks,
     )
@@ -495,6 +526,9 @@ def fit_gru(
     fit_scalers(ds, rspec, masks["train"])
     x = _inputs(ds, names, rspec.mean, rspec.std)  # (R, T, F)
     y = np.asarray(ds["reach_temp"].transpose(REACH, TIME).values, dtype=np.float32)
+    # What predict judges a dataset's inputs against, as the networks do: each input's
+    # range over the reaches with a training observation, on the training days.
+    rspec.observed_range = observed_ranges(ds, rspec, {REACH: y.T}, masks["train"])
     y_train = np.where(masks["train"][None, :], y, np.nan)
     obs = y_train[np.isfinite(y_train)]
     if obs.size == 0:

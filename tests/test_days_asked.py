@@ -1,0 +1,138 @@
+"""Days asked for beyond the record, and days scored inside the fit's periods, are said
+alike by every model type: networks, baselines and the GRU, ``downscale``, ``predict``
+and ``robustness``."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import xmsgl
+from xmsgl.baselines import fit_baseline
+from xmsgl.periods import select_days, warn_beyond_record
+
+
+@pytest.fixture(scope="module")
+def basin() -> xr.Dataset:
+    return xmsgl.datasets.synthetic_basin(n_segments=6, start="2000-10-01", end="2002-09-30", seed=2,
+                                          reach_obs_share=0.2)
+
+
+def test_select_days_warns_beyond_and_refuses_none() -> None:
+    t = pd.date_range("2001-01-01", "2001-12-31")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert select_days(t, None).all()
+        assert select_days(t, ("2001-03-01", "2001-03-31")).sum() == 31
+    with pytest.warns(xmsgl.XmsglWarning, match=r"reaches past the dataset's days .* only the 31 days "
+                                                r"from 2001-12-01 to 2001-12-31 are returned"):
+        assert select_days(t, ("2001-12-01", "2002-02-28")).sum() == 31
+    with pytest.warns(xmsgl.XmsglWarning, match="reaches before and past .* are scored"):
+        select_days(t, [("2000-12-01", "2001-01-05"), ("2001-12-30", "2002-01-05")], done="scored")
+    with pytest.raises(xmsgl.TimeError, match=r"time=\('2003', '2004'\) selects no day .*2001-01-01 "
+                                              "to 2001-12-31"):
+        select_days(t, ("2003", "2004"))
+    # A label of the last year whole is inside, and so is a date at noon on the last day.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert select_days(t, "2001").all()
+        warn_beyond_record(t, ("2001-06-01", "2001-12-31T12:00"), np.arange(151, 365))
+
+
+@pytest.mark.parametrize("method", ["climatology", "harmonic"])
+def test_baselines_say_days_beyond_the_record(basin: xr.Dataset, method: str) -> None:
+    model = fit_baseline(basin, method)
+    with pytest.warns(xmsgl.XmsglWarning, match="only the 30 days from 2002-09-01 to 2002-09-30 "
+                                                "are returned"):
+        out = model.predict(basin, time=("2002-09-01", "2003-08-31"))
+    assert out.sizes["time"] == 30
+    with pytest.raises(xmsgl.TimeError, match="selects no day"):
+        model.predict(basin, time=("2004", "2005"))
+
+
+def test_the_gru_says_days_beyond_the_record(basin: xr.Dataset) -> None:
+    pytest.importorskip("torch")
+    model = xmsgl.fit(basin, "gru", epochs=1, window=120, stride=120, progress=False)
+    with pytest.warns(xmsgl.XmsglWarning, match="reaches before the dataset's days .* only the 31 "
+                                                "days from 2000-10-01 to 2000-10-31"):
+        out = model.predict(basin, time=("2000-01-01", "2000-10-31"))
+    assert out.sizes["time"] == 31
+
+
+def test_robustness_warns_of_days_given_inside_the_fit(basin: xr.Dataset) -> None:
+    from xmsgl.robustness import robustness
+
+    model = fit_baseline(basin, "climatology", train=("2000-10-01", "2001-09-30"))
+    with pytest.warns(xmsgl.InSampleWarning, match=r"30 of the 61 days scored lie inside the periods "
+                                                   r"the model's fit read \(2000-10-01/2001-09-30\)"):
+        robustness(basin, model, {"lag": [1]}, time=("2001-09-01", "2001-10-31"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # held-out days, inside the record: nothing to say
+        robustness(basin, model, {"lag": [1]}, time=("2001-10-01", "2001-10-31"))
+    with pytest.warns(xmsgl.XmsglWarning, match="reaches past .* are scored"):
+        robustness(basin, model, {"lag": [1]}, time=("2002-09-01", "2002-12-31"))
+
+
+def test_in_sample_warnings_are_one_class() -> None:
+    assert issubclass(xmsgl.InSampleWarning, xmsgl.XmsglWarning)
+    assert xmsgl.InSampleWarning is xmsgl.exceptions.InSampleWarning
+
+
+def _fahrenheit_labelled_celsius(ds: xr.Dataset, name: str, period: tuple[str, str]) -> xr.Dataset:
+    """``ds`` with ``name`` in degF on the days of ``period``, still labelled degC (a
+    winter's file appended in the wrong units; a whole record in degF has summers
+    beyond any air temperature, which validation refuses)."""
+    inside = (ds.time >= np.datetime64(period[0])) & (ds.time <= np.datetime64(period[1]))
+    return ds.assign({name: ds[name].where(~inside, ds[name] * 1.8 + 32.0).assign_attrs(ds[name].attrs)})
+
+
+def test_the_gru_and_mohseni_judge_their_inputs_range(basin: xr.Dataset) -> None:
+    """The baselines that read inputs warn, as the networks do, of a degF air temperature
+    labelled degC; the record itself is silent."""
+    pytest.importorskip("torch")
+    winter = ("2001-12-01", "2002-02-28")
+    bad = _fahrenheit_labelled_celsius(basin, "reach_air_temp", winter)
+    for model in (xmsgl.fit(basin, "gru", epochs=1, window=120, stride=120, progress=False),
+                  fit_baseline(basin, "mohseni")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", xmsgl.InputRangeWarning)
+            good = model.predict(basin, time=winter)
+        with pytest.warns(xmsgl.InputRangeWarning, match=r"'reach_air_temp' \(degC; \d+% of the node-days"):
+            off = model.predict(bad, time=winter)
+        # The values read as they are: the warning is all that tells them apart.
+        assert float(abs(off - good).mean()) > 1.0
+    assert "observed_range" in model.config.get("variables", {}) or "input_range" in model.config
+
+
+def test_the_mohseni_range_leaves_its_identity_alone(basin: xr.Dataset) -> None:
+    a = fit_baseline(basin, "mohseni")
+    b = fit_baseline(basin, "mohseni")
+    b.config["input_range"] = {}
+    assert a.sha256 == b.sha256
+
+
+def test_fahrenheit_water_of_a_cool_season_labelled_degc_is_warned_of() -> None:
+    """Water temperatures in degF labelled degC pass the degC range check in a cool season
+    (32-60 degF): validation, and so fit, warns of them; a fill value in the targets is
+    refused with where it lies and how to mask it."""
+    ds = xmsgl.datasets.synthetic_basin(n_segments=6, start="2000-12-01", end="2001-03-31", seed=2,
+                                        reach_obs_share=0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xmsgl.validate(ds)  # the record as it is: silent
+    f = ds.assign(reach_temp=(ds.reach_temp * 1.8 + 32.0).assign_attrs(ds.reach_temp.attrs))
+    assert float(f.reach_temp.max()) < 60  # inside the range a degC label accepts
+    with pytest.warns(xmsgl.XmsglWarning, match=r"water temperature 'reach_temp' is labelled degC but \d+ "
+                                                r"of its \d+ values \(\d+%\) exceed 40.*degF"):
+        xmsgl.validate(f)
+    fill = ds.reach_temp.copy()
+    r, t = np.argwhere(np.isfinite(fill.values))[3]
+    fill[r, t] = -9999.0
+    rid, day = int(ds.reach.values[r]), str(ds.time.values[t])[:10]
+    with pytest.raises(xmsgl.UnitsError, match=rf"spans -9999\.0\.\..*\(1 value, at reach {rid} on {day}\); "
+                                               r"they fit no temperature scale: mask fill values"):
+        xmsgl.validate(ds.assign(reach_temp=fill))
