@@ -480,6 +480,13 @@ def test_messages_in_the_commands_words_leave_python_code_alone() -> None:
         period_bounds(("now", "2001"), "time")
     assert "list" not in str(err.value)
     assert _cli_words(str(err.value)).endswith("give a date such as 2001-01-01, or a year such as 2001")
+    # A folder that holds no model is one xmsgl fit writes; xmsgl evaluate compares the
+    # methods of --methods, which has no --method (it was advised).
+    assert _cli_words("give the folder a model was saved to (model.save(path) writes one)") == (
+        "give the folder a model was saved to (xmsgl fit writes one; model.save in Python)")
+    few = "such fits were often worse than method='remap', which reads none"
+    assert _cli_words(few, "evaluate") == "such fits were often worse than remap (add it to --methods), which reads none"
+    assert _cli_words(few) == "such fits were often worse than --method remap, which reads none"
     # Advice written as Python keeps its keywords: it is code to type, not an option.
     for code in ("ds.resample(time='1D').mean()", "fit(ds, method='msgl')", "f(a, time='x')",
                  "to_zarr_safe(ds, p, overwrite=True)"):

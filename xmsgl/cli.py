@@ -21,7 +21,8 @@ Sub-commands:
     xmsgl convention and save the model folder ``MODEL``.
 ``xmsgl downscale MODEL DATA OUT``
     Downscale ``DATA`` with a saved model and write the prediction to ``OUT``: a
-    zarr store when ``OUT`` ends in ``.zarr``, else netCDF. ``DATA`` is read lazily
+    zarr store when ``OUT`` ends in ``.zarr``, a netCDF file when it ends in ``.nc``
+    (or another netCDF suffix); any other name is refused. ``DATA`` is read lazily
     (dask, the file's own chunks): a zarr store chunked along ``reach`` streams
     through block by block.
 ``xmsgl coverage MODEL DATA``
@@ -351,6 +352,8 @@ _CLI_WORDS = (
     (r"(?<![(.])(?<!, )\bmethod='([a-z-]+)'", r"--method \1"),
     (r"\bleave (train|val|test)= out\b", r"leave --\1 out"),
     (r"(?<![(.])(?<!, )\boverwrite=True\b", "--overwrite"),
+    (r"\(model\.save\(path\) writes one\)", "(xmsgl fit writes one; model.save in Python)"),
+    (r"\(model\.save\(path\)\)", "(written by xmsgl fit; model.save in Python)"),
     (r"\bthe (training|validation|test) period \('([^']*)', '([^']*)'\)",
      lambda m: f"--{ {'training': 'train', 'validation': 'val'}.get(m[1], m[1])} {m[2]} {m[3]}"),
     (r"; give a label such as '2001', a pair \(start, end\) such as \('2001-01-01', '2001-12-31'\)"
@@ -377,6 +380,8 @@ _EVALUATE_WORDS = (
     (r"\bgive val=\(start, end\) \(days not in train\) to choose it on held-out days",
      "fewer --folds, or a record with more whole water years, leave one to validate on"),
     (r" or use method='remap'", ""),
+    # It compares the methods of --methods: remap is one to add there.
+    (r"\bworse than method='remap'", "worse than remap (add it to --methods)"),
 )
 
 
@@ -1196,7 +1201,8 @@ def build_parser() -> argparse.ArgumentParser:
     dn = sub.add_parser(
         "downscale", help="downscale a dataset file with a saved model",
         description="Downscale DATA (netCDF or zarr, read lazily) with the model folder MODEL and write "
-                    "the prediction to OUT: a zarr store if OUT ends in .zarr, else netCDF; written "
+                    "the prediction to OUT: a zarr store if OUT ends in .zarr, a netCDF file if it "
+                    "ends in .nc (or .nc4, .cdf, .netcdf); any other name is refused. Written "
                     "under a temporary name and renamed when complete.")
     dn.add_argument("model", metavar="MODEL", help="model folder written by xmsgl fit or model.save")
     dn.add_argument("data", metavar="DATA", help="netCDF file or zarr store in the xmsgl convention (read "
