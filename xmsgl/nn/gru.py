@@ -147,7 +147,7 @@ def _warn_input_range(ds: xr.Dataset, names: list[str], var: dict[str, Any]) -> 
         da = ds[name]
         if TIME not in da.dims or name not in ranges:
             continue
-        vals = np.asarray(da.transpose(TIME, REACH).values, dtype=np.float64)
+        vals = np.asarray(da.transpose(TIME, REACH).values)  # as stored: no float64 copy
         found.append((name, (float(vals.min()), float(vals.max())), lambda v=vals: v))
     said = input_range_sentence(found, ranges, var["std"], var["units"],
                                 more="model.config['variables']['observed_range'] holds the ranges")
