@@ -466,3 +466,54 @@ def test_a_period_inside_a_gap_is_said_to_be_in_the_gap(basin: xr.Dataset, model
             gap.msgl.downscale(model, time=sel)
     with pytest.raises(TimeError, match=r"selects no day of the dataset \(2001-01-01 to 2001-06-30\)"):
         gap.msgl.downscale(model, time=("1990", "1991"))
+
+
+def test_runs_on_an_accelerator_take_turns_with_the_callers_model() -> None:
+    """In memory, downscale moves the caller's model to the device and back to the CPU:
+    two threads running one model on a GPU would pull its weights from under each other,
+    so runs there take turns; on the CPU nothing moves and nothing waits."""
+    import threading
+    import time
+
+    import torch
+
+    from xmsgl.downscale import on_device
+
+    moves: list[tuple[str, str]] = []
+
+    class Net(torch.nn.Module):
+        def to(self, dev):  # type: ignore[override]
+            moves.append((threading.current_thread().name, str(dev)))
+            time.sleep(0.05)  # a move takes a while: room for another thread to cut in
+            return self
+
+    net = Net()
+
+    def run() -> None:
+        with on_device(net, torch.device("cuda")) as on:
+            assert on is net
+            time.sleep(0.1)
+
+    threads = [threading.Thread(target=run, name=f"t{i}") for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Each thread's move there is followed by its own move back, never another's.
+    assert len(moves) == 6
+    for there, back in zip(moves[::2], moves[1::2]):
+        assert there[1] == "cuda" and back == (there[0], "cpu")
+    # On the CPU: the same moves (no-ops for the weights), and runs side by side.
+    moves.clear()
+    inside = threading.Barrier(2, timeout=5)
+
+    def cpu_run() -> None:
+        with on_device(net, torch.device("cpu")):
+            inside.wait()  # both inside at once, or the barrier times out
+
+    pair = [threading.Thread(target=cpu_run) for _ in range(2)]
+    for t in pair:
+        t.start()
+    for t in pair:
+        t.join()
+    assert [d for _, d in moves] == ["cpu"] * 4 and not inside.broken

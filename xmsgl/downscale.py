@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
+import threading
 import warnings
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -62,6 +64,27 @@ def _time_positions(time: pd.DatetimeIndex, sel: Any, done: str = "returned") ->
         )
     warn_beyond_record(time, sel, np.arange(i0, i1), done)
     return i0, i1
+
+
+#: Taken by in-memory runs on an accelerator (:func:`on_device`).
+_DEVICE_LOCK = threading.RLock()
+
+_Net = TypeVar("_Net", bound=torch.nn.Module)
+
+
+@contextlib.contextmanager
+def on_device(net: _Net, dev: torch.device) -> Iterator[_Net]:
+    """``net`` moved to ``dev`` for a run, and back to the CPU, where models are kept,
+    after it (the move back also drops a dmsge backbone's per-run graph copies). On an
+    accelerator the module moved is the caller's model itself, so the runs of one
+    process there take turns: a second thread's move back to the CPU would pull the
+    weights from under the first one's run. On the CPU the weights stay where they are
+    and runs go side by side."""
+    with _DEVICE_LOCK if dev.type != "cpu" else contextlib.nullcontext():
+        try:
+            yield net.to(dev)
+        finally:
+            net.to("cpu")
 
 
 def long_name(scale: str) -> str:
@@ -505,14 +528,11 @@ def downscale(
     found = dynamic_extrapolation([data.x_seg, data.x_reach], model)
     if found:
         warnings.warn(found[0], InputRangeWarning, stacklevel=user_stacklevel())
-    net = model.net.to(dev)
-    try:
+    with on_device(model.net, dev) as net:
         # For segments only the coarse recurrence and head run.
         output = {REACH: model.output, SEG: "coarse", CROSS: "cross"}[scale]
         out = predict(net, data, i0 - s0, i1 - s0, output=output, device=dev, chunk=int(chunk),
                       spinup=int(spinup), batch_size=batch_size)
-    finally:
-        model.net.to("cpu")
     tgt = model.config["targets"]
     key = "seg" if scale == SEG else "reach"  # the cross-scale estimate is on reaches
     values = out[key]  # float32 (T, N), predict's own: back to degC in place
