@@ -745,7 +745,7 @@ def test_a_second_ctrl_c_cannot_stop_the_removal_of_a_failed_write(tmp_path,
 
     monkeypatch.setattr(xmsgl.io, "_remove", spy)
 
-    def failing(tmp: Path) -> None:
+    def failing(tmp: Path, now: bool, guard: bool) -> None:
         tmp.write_text("half")  # a write that had begun
         raise KeyboardInterrupt
 

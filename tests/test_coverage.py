@@ -463,7 +463,7 @@ def test_coverage_of_a_period_reaching_past_the_days_says_what_it_judged(
         cov = half_year_basin.msgl.coverage(half_year_msgl, time=(last, "2100-01-01"))
     messages = [str(w.message) for w in caught if issubclass(w.category, XmsglWarning)]
     assert len(messages) == 1 and "only the 1 day from" in messages[0]
-    assert "are judged" in messages[0] and "returned" not in messages[0]
+    assert "1 day from 2001-06-30 to 2001-06-30 is judged" in messages[0] and "returned" not in messages[0]
     assert cov.attrs["xmsgl_days_judged"] == 1
 
 

@@ -96,8 +96,13 @@ def test_the_gru_and_mohseni_judge_their_inputs_range(basin: xr.Dataset) -> None
     pytest.importorskip("torch")
     winter = ("2001-12-01", "2002-02-28")
     bad = _fahrenheit_labelled_celsius(basin, "reach_air_temp", winter)
-    for model in (xmsgl.fit(basin, "gru", epochs=1, window=120, stride=120, progress=False),
-                  fit_baseline(basin, "mohseni")):
+    gru = xmsgl.fit(basin, "gru", epochs=1, window=120, stride=120, progress=False)
+    mohseni = fit_baseline(basin, "mohseni")
+    # The ranges they judge against, recorded at fit: over the gauged reaches' training days.
+    lo, hi = gru.config["variables"]["observed_range"]["reach_air_temp"]
+    assert lo < 0 < 20 < hi < 40
+    assert mohseni.config["input_range"]["reach_air_temp"]["range"][1] > 20
+    for model in (gru, mohseni):
         with warnings.catch_warnings():
             warnings.simplefilter("error", xmsgl.InputRangeWarning)
             good = model.predict(basin, time=winter)
@@ -105,7 +110,6 @@ def test_the_gru_and_mohseni_judge_their_inputs_range(basin: xr.Dataset) -> None
             off = model.predict(bad, time=winter)
         # The values read as they are: the warning is all that tells them apart.
         assert float(abs(off - good).mean()) > 1.0
-    assert "observed_range" in model.config.get("variables", {}) or "input_range" in model.config
 
 
 def test_the_mohseni_range_leaves_its_identity_alone(basin: xr.Dataset) -> None:
@@ -136,3 +140,10 @@ def test_fahrenheit_water_of_a_cool_season_labelled_degc_is_warned_of() -> None:
     with pytest.raises(xmsgl.UnitsError, match=rf"spans -9999\.0\.\..*\(1 value, at reach {rid} on {day}\); "
                                                r"they fit no temperature scale: mask fill values"):
         xmsgl.validate(ds.assign(reach_temp=fill))
+
+
+def test_a_list_of_two_days_is_said_once(basin: xr.Dataset) -> None:
+    model = fit_baseline(basin, "climatology")
+    with pytest.warns(xmsgl.XmsglWarning) as said:
+        model.predict(basin, time=["2001-01-01", "2001-03-01"])
+    assert sum("list of two single days" in str(w.message) for w in said) == 1

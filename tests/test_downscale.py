@@ -517,3 +517,38 @@ def test_runs_on_an_accelerator_take_turns_with_the_callers_model() -> None:
     for t in pair:
         t.join()
     assert [d for _, d in moves] == ["cpu"] * 4 and not inside.broken
+    # A CPU run of the same model waits for a GPU run (its move back to the CPU landed
+    # inside the GPU run), while another model's GPU run goes beside it.
+    moves.clear()
+    other = Net()
+    started = threading.Event()
+    both = threading.Barrier(2, timeout=5)
+
+    def gpu_run(model: torch.nn.Module, name: str) -> None:
+        with on_device(model, torch.device("cuda")):
+            moves.append((name, "running"))
+            started.set()
+            both.wait()  # the other model's run is inside too
+            time.sleep(0.1)
+
+    a = threading.Thread(target=gpu_run, args=(net, "a"), name="a")
+    c = threading.Thread(target=gpu_run, args=(other, "c"), name="c")
+    a.start()
+    started.wait(5)
+    b = threading.Thread(target=cpu_run_alone, args=(net,), name="b")
+    b.start()
+    c.start()
+    for t in (a, b, c):
+        t.join()
+    assert not both.broken
+    mine = [m for m in moves if m[0] in ("a", "b")]
+    assert mine.index(("a", "cpu")) < mine.index(("b", "cpu"))  # b moved only after a was back
+
+
+def cpu_run_alone(net) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from xmsgl.downscale import on_device
+
+    with on_device(net, torch.device("cpu")):
+        pass

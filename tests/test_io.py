@@ -480,6 +480,49 @@ def test_a_failed_write_waits_for_the_blocks_still_running(tmp_path: Path, suffi
     assert leftovers(tmp_path) == []
 
 
+def test_the_writes_own_pool_is_its_alone(tmp_path: Path) -> None:
+    # The pool a write waits on was put in dask's configuration, which the process
+    # shares: computes in other threads ran on it and failed once it was shut down, and
+    # a task computing something lazy itself waited for a thread of the same pool.
+    dask = pytest.importorskip("dask")
+    import threading
+    import time
+
+    import dask.array as dsa
+
+    seen: list[object] = []
+
+    def nested(block: np.ndarray) -> np.ndarray:
+        # What a compute inside this task would run on (the write's pool, whose threads
+        # are all busy with tasks like this one: it waited for ever).
+        seen.append(dask.config.get("pool", None))
+        time.sleep(0.05)
+        return block + 10.0
+
+    x = dsa.ones((8, 10), chunks=(1, 10)).map_blocks(nested, dtype=float)
+    done = threading.Event()
+
+    def write() -> None:
+        with dask.config.set(num_workers=2):
+            to_zarr_safe(xr.Dataset({"v": (("a", "b"), x)}), tmp_path / "n.zarr")
+        done.set()
+
+    t = threading.Thread(target=write, daemon=True)  # a hung write must not hold the run
+    t.start()
+    failures = []
+    deadline = time.monotonic() + 30
+    while not done.is_set() and t.is_alive() and time.monotonic() < deadline:  # other computes
+        try:
+            dsa.ones(100, chunks=10).sum().compute()
+        except RuntimeError as err:  # "cannot schedule new futures after shutdown"
+            failures.append(err)
+    t.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert done.is_set()
+    assert failures == [] and seen and all(p is None for p in seen)
+    assert dask.config.get("pool", None) is None
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "n.zarr")["v"].values, 11.0)
+
+
 def test_a_lazy_result_never_overwrites_the_store_it_reads(tmp_path: Path) -> None:
     # A result computed from a store keeps no "source" in its encoding, but until it
     # is computed it reads that store: replacing it would leave the input dataset

@@ -501,7 +501,7 @@ class BaselineModel:
             values = clim_r
         elif self.method == "mohseni":
             air = _mohseni_air(ds)
-            _warn_air_range(self.config, air[:, tmask])
+            _warn_air_range(self.config, air if tmask.all() else air[:, tmask])
             air = _smooth_air(air, int(self.config["settings"]["air_window"]), times)
             p = self.arrays["params"][r_pos]
             with np.errstate(over="ignore"):

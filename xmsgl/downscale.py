@@ -7,6 +7,7 @@ import datetime as _dt
 import os
 import threading
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -62,12 +63,40 @@ def _time_positions(time: pd.DatetimeIndex, sel: Any, done: str = "returned") ->
         raise TimeError(
             f"time={sel!r} selects no day of the dataset ({time[0].date()} to {time[-1].date()})"
         )
-    warn_beyond_record(time, sel, np.arange(i0, i1), done)
+    warn_beyond_record(time, sel, np.arange(i0, i1), done, bounds=[(start, end)])
     return i0, i1
 
 
-#: Taken by in-memory runs on an accelerator (:func:`on_device`).
-_DEVICE_LOCK = threading.RLock()
+class _Turns:
+    """The in-memory runs of one model (:func:`on_device`): runs on the CPU go side by
+    side (shared), a run on an accelerator goes alone (exclusive)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+
+    @contextlib.contextmanager
+    def take(self, exclusive: bool) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive and (not exclusive or self._shared == 0))
+            if exclusive:
+                self._exclusive = True
+            else:
+                self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                if exclusive:
+                    self._exclusive = False
+                else:
+                    self._shared -= 1
+                self._cond.notify_all()
+
+
+_TURNS: weakref.WeakKeyDictionary[torch.nn.Module, _Turns] = weakref.WeakKeyDictionary()
+_TURNS_LOCK = threading.Lock()
 
 _Net = TypeVar("_Net", bound=torch.nn.Module)
 
@@ -75,12 +104,14 @@ _Net = TypeVar("_Net", bound=torch.nn.Module)
 @contextlib.contextmanager
 def on_device(net: _Net, dev: torch.device) -> Iterator[_Net]:
     """``net`` moved to ``dev`` for a run, and back to the CPU, where models are kept,
-    after it (the move back also drops a dmsge backbone's per-run graph copies). On an
-    accelerator the module moved is the caller's model itself, so the runs of one
-    process there take turns: a second thread's move back to the CPU would pull the
-    weights from under the first one's run. On the CPU the weights stay where they are
-    and runs go side by side."""
-    with _DEVICE_LOCK if dev.type != "cpu" else contextlib.nullcontext():
+    after it (the move back also drops a dmsge backbone's per-run graph copies). The
+    module moved is the caller's model itself, so a run on an accelerator goes alone
+    among the runs of that model in the process: another thread's move back to the CPU
+    would pull the weights from under it. Runs on the CPU go side by side, and runs of
+    other models are not held up."""
+    with _TURNS_LOCK:
+        turns = _TURNS.setdefault(net, _Turns())
+    with turns.take(exclusive=dev.type != "cpu"):
         try:
             yield net.to(dev)
         finally:

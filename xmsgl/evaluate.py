@@ -54,11 +54,13 @@ from xmsgl.metrics import (
     skill,
 )
 from xmsgl.periods import (
+    bounds_mask,
     period_list,
     period_mask,
     spans_text,
     validation_at_end,
     validation_beside,
+    warn_beyond_record,
     water_years,
     whole_water_years,
 )
@@ -844,21 +846,12 @@ def _sweep_test_days(time: pd.DatetimeIndex, test: Any) -> np.ndarray:
     from xmsgl.baselines import default_train_period
 
     if test is not None:
-        mask = period_mask(time, test, "test")
-        bounds = period_list(test, "test")
-        early = any(lo is not None and pd.Timestamp(lo).normalize() < time[0].normalize()
-                    for lo, _ in bounds)
-        late = any(hi is not None and pd.Timestamp(hi).normalize() > time[-1].normalize()
-                   for _, hi in bounds)
-        if (early or late) and mask.any():
-            # The scores would read as the period's, being of part of it only.
-            days = time[mask]
-            warnings.warn(
-                f"test={test!r} reaches {'before' if early else 'past'}"
-                f"{' and past' if early and late else ''} the dataset's days ({time[0].date()} "
-                f"to {time[-1].date()}): only the {int(mask.sum())} days from {days[0].date()} "
-                f"to {days[-1].date()} are scored; give inputs for the other days to score them",
-                XmsglWarning, stacklevel=user_stacklevel())
+        # A period reaching beyond the days warns: the scores would read as the
+        # period's, being of part of it only.
+        bounds = period_list(test, "test")  # read once: its warnings are said once
+        mask = bounds_mask(time, bounds)
+        if mask.any():
+            warn_beyond_record(time, test, np.flatnonzero(mask), "scored", "test", bounds=bounds)
         return mask
     train_days = np.zeros(len(time), dtype=bool)
     for a, b in default_train_period(time):

@@ -116,40 +116,66 @@ def _discard(tmp: Path, made: list[Path]) -> None:
         _remove_empty(made)  # the folders this write made for nothing
 
 
-@contextlib.contextmanager
-def _waited_pool() -> Iterator[None]:
-    """Run dask's threaded scheduler, where it is the one in use, on a thread pool of its
-    own, and after a failure wait for the tasks still running before going on.
+def _is_dask(obj: Any) -> bool:
+    """Whether any variable of ``obj`` (a Dataset or DataArray) is dask-backed."""
+    if isinstance(obj, xr.DataArray):
+        return obj.chunks is not None
+    return any(v.chunks is not None for v in obj.variables.values())
+
+
+def _compute_waited(write: Callable[[bool], Any], lazy: bool) -> Any:
+    """Run ``write(compute)`` now; a dask-backed one, where the threaded scheduler is in
+    use with its own pool, on a pool of the write's own, passed to this compute alone.
 
     When one task of a dask-backed write fails, the threaded scheduler raises at once
     while its other threads finish the tasks they hold, which then write their chunks
     into the temporary entry: a block of inference can take seconds, so the entry came
-    back after its removal. Waiting for them (with Ctrl-C held off, as the removal is)
-    lets the removal be the last word. A distributed or synchronous scheduler is left
-    as it is."""
-    try:
-        import dask
-        import dask.threaded
-        from dask.base import get_scheduler
-    except ImportError:  # pragma: no cover - dask is a dependency
-        yield
-        return
-    if get_scheduler() not in (None, dask.threaded.get):
-        yield
-        return
-    from concurrent.futures import ThreadPoolExecutor
+    back after its removal. The pool's tasks are waited for (at most
+    :data:`_SETTLE_LIMIT_S`; a second Ctrl-C stops the wait) before the caller removes
+    it. dask's configuration is not touched: other computes of the process, and the
+    write's own tasks if they compute something, run as they would have. Another
+    scheduler, or a pool set in dask's configuration, is used as it is.
+    """
+    if not lazy:
+        return write(True)
+    import dask
+    import dask.threaded
+    from dask.base import get_scheduler
+
+    if get_scheduler() not in (None, dask.threaded.get) or dask.config.get("pool", None) is not None:
+        return write(True)
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    from dask.system import CPU_COUNT
 
     # dask's own pool class carries context variables into its threads, as its default does.
-    make: Any = getattr(dask.threaded, "ContextAwareThreadPoolExecutor", ThreadPoolExecutor)
-    pool = make(int(dask.config.get("num_workers", None) or os.cpu_count() or 1))
+    base: Any = getattr(dask.threaded, "ContextAwareThreadPoolExecutor", ThreadPoolExecutor)
+
+    class Pool(base):  # type: ignore[misc, valid-type]
+        """A thread pool that keeps the futures of what it ran."""
+
+        def __init__(self, workers: int) -> None:
+            super().__init__(workers)
+            self.futures: list[Any] = []
+
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            future = super().submit(fn, *args, **kwargs)
+            self.futures.append(future)
+            return future
+
+    pool = Pool(int(dask.config.get("num_workers", None) or CPU_COUNT))
     try:
-        with dask.config.set(pool=pool):
-            yield
+        return write(False).compute(scheduler="threads", pool=pool)
     except BaseException:
-        with _uninterrupted():
-            pool.shutdown(wait=True, cancel_futures=True)
+        for future in pool.futures:
+            future.cancel()  # those not started
+        try:
+            wait(pool.futures, timeout=_SETTLE_LIMIT_S)
+        except KeyboardInterrupt:  # a second Ctrl-C: remove what is there now
+            pass
         raise
-    pool.shutdown(wait=True)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _remove_settled(path: Path) -> None:
@@ -641,9 +667,11 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
     return final
 
 
-def _write(write: Callable[[Path], Any], final: Path, overwrite: bool, compute: bool,
-           check_old: Callable[[Path], None] | None = None) -> Any:
-    """Run ``write(tmp)`` and commit; with ``compute=False`` return a delayed commit."""
+def _write(write: Callable[[Path, bool, bool], Any], final: Path, overwrite: bool, compute: bool,
+           check_old: Callable[[Path], None] | None = None, lazy: bool = False) -> Any:
+    """Run ``write(tmp, compute, guard)`` and commit; with ``compute=False`` return a
+    delayed commit (its chunks guarded: :func:`_guard_chunks`). ``lazy``: the data are
+    dask-backed (:func:`_compute_waited`)."""
     made = _missing_folders(final)
     tmp = _prepare(final, overwrite)
     # A marker beside the temporary entry, which the commit of a delayed write takes:
@@ -653,10 +681,9 @@ def _write(write: Callable[[Path], Any], final: Path, overwrite: bool, compute: 
     try:
         if not compute:
             pending.touch()
-            result = write(tmp)
+            result = write(tmp, False, True)
         else:
-            with _waited_pool():
-                result = write(tmp)
+            result = _compute_waited(lambda now: write(tmp, now, False), lazy)
     except BaseException:
         with _uninterrupted():
             _remove_settled(tmp)
@@ -1096,8 +1123,9 @@ def to_netcdf_safe(
                              f"{str(final / 'out.nc')!r}")
     _refuse_source(obj, final)
     # A delayed write's chunks check its marker first (see _guard_chunks).
-    return _write(lambda tmp: (obj if compute else _guard_chunks(obj, _pending_marker(tmp), final)).to_netcdf(
-        tmp, compute=compute, **kwargs), final, overwrite, compute)
+    return _write(lambda tmp, now, guard: (_guard_chunks(obj, _pending_marker(tmp), final) if guard
+                                           else obj).to_netcdf(tmp, compute=now, **kwargs),
+                  final, overwrite, compute, lazy=_is_dask(obj))
 
 
 def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool = False, *,
@@ -1188,15 +1216,15 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
         _refuse_non_store(final)
     # Checked again on the old folder once it is moved aside: something else may have
     # been put at the path while the store was written.
-    def write(tmp: Path) -> Any:
+    def write(tmp: Path, now: bool, guard: bool) -> Any:
         with warnings.catch_warnings():
             # zarr-python 3 notes, at every consolidated write, that consolidated metadata
             # are not in the format 3 specification: xarray and zarr read them, and they
             # spare a cloud reader one request per variable, so they are kept, quietly.
             warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
             # Any: to_zarr's overloads need compute as a literal.
-            target: Any = ds if compute else _guard_chunks(ds, _pending_marker(tmp), final)
-            return target.to_zarr(tmp, mode="w-", compute=compute, **kwargs)
+            target: Any = _guard_chunks(ds, _pending_marker(tmp), final) if guard else ds
+            return target.to_zarr(tmp, mode="w-", compute=now, **kwargs)
 
     return _write(write, final, overwrite, compute,
-                  check_old=lambda old: _refuse_non_store(final, found=old))
+                  check_old=lambda old: _refuse_non_store(final, found=old), lazy=_is_dask(ds))

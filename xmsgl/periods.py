@@ -42,9 +42,9 @@ import pandas as pd
 
 from xmsgl.exceptions import PeriodError, TimeError, XmsglWarning, user_stacklevel
 
-__all__ = ["WHOLE_WATER_YEAR_DAYS", "period_bounds", "period_list", "period_mask", "select_days",
-           "spans_text", "split_periods", "warn_beyond_record", "validation_at_end", "validation_beside", "water_years",
-           "whole_water_years"]
+__all__ = ["WHOLE_WATER_YEAR_DAYS", "bounds_mask", "period_bounds", "period_list", "period_mask",
+           "select_days", "spans_text", "split_periods", "validation_at_end", "validation_beside",
+           "warn_beyond_record", "water_years", "whole_water_years"]
 
 _HINT = ("give a label such as '2001', a pair (start, end) such as ('2001-01-01', '2001-12-31'), "
          "or a list of pairs")
@@ -196,8 +196,13 @@ def spans_text(spans: Any) -> str:
 
 def period_mask(time: pd.DatetimeIndex, period: Any, name: str = "period") -> np.ndarray:
     """Boolean mask of the days of ``time`` inside ``period`` (ends included)."""
+    return bounds_mask(time, period_list(period, name))
+
+
+def bounds_mask(time: pd.DatetimeIndex, bounds: list[tuple[Bound, Bound]]) -> np.ndarray:
+    """Boolean mask of the days of ``time`` inside any of ``bounds`` (ends included)."""
     mask = np.zeros(len(time), dtype=bool)
-    for lo, hi in period_list(period, name):
+    for lo, hi in bounds:
         inside = np.ones(len(time), dtype=bool)
         if lo is not None:
             inside &= np.asarray(time >= lo)
@@ -208,11 +213,13 @@ def period_mask(time: pd.DatetimeIndex, period: Any, name: str = "period") -> np
 
 
 def warn_beyond_record(time: pd.DatetimeIndex, sel: Any, kept: np.ndarray, done: str = "returned",
-                       name: str = "time") -> None:
+                       name: str = "time", bounds: list[tuple[Bound, Bound]] | None = None) -> None:
     """Warn (:class:`~xmsgl.exceptions.XmsglWarning`) when the period(s) ``sel`` reach
     before the first or past the last day of ``time``: only the days ``kept``
-    (positions in ``time``, at least one) are ``done``, the others have no inputs."""
-    bounds = period_list(sel, name)
+    (positions in ``time``, at least one) are ``done``, the others have no inputs.
+    ``bounds``: ``sel`` as :func:`period_list` reads it, where the caller has them."""
+    if bounds is None:
+        bounds = period_list(sel, name)
     early = any(lo is not None and lo.normalize() < time[0].normalize() for lo, _ in bounds)
     late = any(hi is not None and hi.normalize() > time[-1].normalize() for _, hi in bounds)
     if not (early or late):
@@ -222,7 +229,7 @@ def warn_beyond_record(time: pd.DatetimeIndex, sel: Any, kept: np.ndarray, done:
         f"{name}={sel!r} reaches {'before' if early else 'past'}"
         f"{' and past' if early and late else ''} the dataset's days ({time[0].date()} to "
         f"{time[-1].date()}): only the {n} day{'' if n == 1 else 's'} from "
-        f"{time[int(kept[0])].date()} to {time[int(kept[-1])].date()} are {done}; give inputs "
+        f"{time[int(kept[0])].date()} to {time[int(kept[-1])].date()} {'is' if n == 1 else 'are'} {done}; give inputs "
         "for the other days to have them",
         XmsglWarning, stacklevel=user_stacklevel())
 
@@ -234,11 +241,12 @@ def select_days(time: pd.DatetimeIndex, sel: Any, done: str = "returned", name: 
     reaching beyond the days warns (:func:`warn_beyond_record`)."""
     if sel is None:
         return np.ones(len(time), dtype=bool)
-    mask = period_mask(time, sel, name)
+    bounds = period_list(sel, name)  # read once: its warnings are said once
+    mask = bounds_mask(time, bounds)
     if not mask.any():
         span = f" ({time[0].date()} to {time[-1].date()})" if len(time) else " (it has none)"
         raise TimeError(f"{name}={sel!r} selects no day of the dataset{span}")
-    warn_beyond_record(time, sel, np.flatnonzero(mask), done, name)
+    warn_beyond_record(time, sel, np.flatnonzero(mask), done, name, bounds=bounds)
     return mask
 
 

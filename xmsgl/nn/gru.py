@@ -134,21 +134,23 @@ def _inputs(ds: xr.Dataset, names: list[str], mean: dict[str, float], std: dict[
     return out
 
 
-def _warn_input_range(ds: xr.Dataset, names: list[str], var: dict[str, Any]) -> None:
+def _warn_input_range(x: np.ndarray, on_time: list[bool], names: list[str], var: dict[str, Any]) -> None:
     """Warn (:class:`~xmsgl.exceptions.InputRangeWarning`) of time-varying inputs of the
-    days predicted far beyond their training range, as ``downscale`` does for the
-    networks (:func:`xmsgl.coverage.input_range_sentence`); a model saved without the
-    ranges is not judged."""
+    days run (warm-up included) far beyond their training range, as ``downscale`` does
+    for the networks (:func:`xmsgl.coverage.input_range_sentence`), from the standardized
+    inputs ``x`` (reach, time, input) already made: no other read or copy of them. A
+    model saved without the ranges is not judged."""
     from xmsgl.coverage import input_range_sentence
 
     ranges = var.get("observed_range") or {}
     found = []
-    for name in names:
-        da = ds[name]
-        if TIME not in da.dims or name not in ranges:
+    for j, name in enumerate(names):
+        if not on_time[j] or name not in ranges or x.shape[1] == 0:
             continue
-        vals = np.asarray(da.transpose(TIME, REACH).values)  # as stored: no float64 copy
-        found.append((name, (float(vals.min()), float(vals.max())), lambda v=vals: v))
+        z = x[:, :, j]
+        mean, std = float(var["mean"][name]), float(var["std"][name])
+        ext = (float(z.min()) * std + mean, float(z.max()) * std + mean)
+        found.append((name, ext, lambda z=z, mean=mean, std=std: z.T * std + mean))
     said = input_range_sentence(found, ranges, var["std"], var["units"],
                                 more="model.config['variables']['observed_range'] holds the ranges")
     if said:
@@ -292,7 +294,7 @@ class GRUModel(BaselineModel):
         spinup = int(hp.get("spinup", 180))
         x0 = max(0, t0 - spinup)
         x = _inputs(ds.isel({TIME: slice(x0, t1)}), names, var["mean"], var["std"])
-        _warn_input_range(ds.isel({TIME: idx}), names, var)
+        _warn_input_range(x, [TIME in ds[n].dims for n in names], names, var)
         # A gap in the days restarts the state, with a TimeGapWarning, as downscale does.
         all_breaks = _time_gaps(times, t0, t1, spinup)
         short = short_warmup(times, t0, t1, spinup, all_breaks)
