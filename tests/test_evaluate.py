@@ -313,6 +313,24 @@ def test_water_year_blocking_hides_coarse_targets(small_basin: xr.Dataset) -> No
     assert cv.attrs["score"] == "rmse" and (cv.rmse == 1.0).all()
 
 
+def test_a_negative_partition_estimate_is_set_to_zero_and_kept() -> None:
+    # Partition means all alike, seeds apart: (MSB - MSW) / K < 0, set to 0 in the
+    # table (which then biases it upwards) and kept as it was in an attribute.
+    y = np.array([[[1.0, 2.0], [2.0, 1.0], [1.1, 1.9], [1.9, 1.1]]])  # (repeat, fold, seed)
+    scores = xr.DataArray(y, dims=("repeat", "fold", "seed"), name="rmse", attrs={"units": "degC"})
+    vd = variance_decomposition(scores, n_boot=50)
+    msw = ((y - 1.5) ** 2).sum() / (4 * 1)
+    assert float(vd.msw.sel(stat="estimate")) == pytest.approx(msw)
+    assert float(vd.msb.sel(stat="estimate")) == pytest.approx(0.0, abs=1e-12)
+    assert float(vd.sigma2_partition.sel(stat="estimate")) == 0.0
+    assert vd.attrs["sigma2_partition_unclipped"] == pytest.approx(-msw / 2)
+    # Positive, it is the estimate itself.
+    y2 = y + np.array([0.0, 1.0, 2.0, 3.0])[None, :, None]
+    vd2 = variance_decomposition(xr.DataArray(y2, dims=("repeat", "fold", "seed"), name="rmse"), n_boot=50)
+    assert vd2.attrs["sigma2_partition_unclipped"] == pytest.approx(
+        float(vd2.sigma2_partition.sel(stat="estimate")))
+
+
 def test_variance_decomposition_recovers_known_variances(gauged_month: xr.Dataset) -> None:
     cv = cross_validate(gauged_month, "fake", folds=2, repeats=40, seeds=6, blocking="reach",
                         trainer=_fake_trainer(sigma_p=1.0, sigma_s=0.5))

@@ -1360,7 +1360,10 @@ def variance_decomposition(
         Variables ``mean``, ``sigma2_partition``, ``sigma2_seed``, ``icc``, ``msb``
         and ``msw`` on dimension ``stat`` = ``["estimate", "low", "high"]``;
         attributes ``n_partitions`` (distinct ones), ``n_duplicates_dropped``,
-        ``n_seeds``, ``seed_component`` and the caveat.
+        ``n_seeds``, ``seed_component``, ``sigma2_partition_unclipped`` (``(MSB -
+        MSW) / K`` before it is set to 0 where negative: with few partitions that
+        happens often, and the clipped estimate is then biased upwards; NaN with one
+        seed) and the caveat.
 
     Raises
     ------
@@ -1470,8 +1473,10 @@ def variance_decomposition(
         elif n_ in ("sigma2_seed", "msw") and case == "constant":
             row[:] = 0.0
         out[n_] = ("stat", row, {"units": unit_of[n_]})
+    unclipped = float((est[4] - est[5]) / k) if case == "estimated" else float("nan")
     out.attrs.update({
         "score": name, "n_partitions": p, "n_duplicates_dropped": n_dup, "n_seeds": k,
+        "sigma2_partition_unclipped": unclipped,
         "n_boot": int(n_boot), "ci": ci, "seed_component": _SEED_COMPONENT[case],
         "caveat": "folds of one repetition share training data, so partition effects are not "
                   "independent; estimates and intervals are approximate",
