@@ -582,12 +582,13 @@ class BaselineModel:
 def _identity_settings(config: dict[str, Any]) -> Any:
     """The settings a baseline's sha256 reads: ``config`` through JSON (as config.json
     holds it: tuples become lists), less the file's format entries, which saving adds,
-    the time of the fit, the arrays' digest (the arrays are hashed themselves) and the
-    inputs' training range (read by warnings only, never by the values): the same
-    settings on the same data give the same baseline and the same sha256."""
+    the time of the fit and the arrays' digest (the arrays are hashed themselves): the
+    same settings on the same data give the same baseline and the same sha256. Every
+    other entry counts, ``input_range`` too, so that an xmsgl of another version reads
+    the same sha256 from the same folder."""
     return json.loads(json.dumps({k: v for k, v in config.items()
                                   if k not in ("format", "format_version", "created",
-                                               "arrays_sha256", "input_range")},
+                                               "arrays_sha256")},
                                  default=str))
 
 
