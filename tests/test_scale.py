@@ -654,6 +654,24 @@ def test_local_cluster_of_processes(basin: xr.Dataset, model: Downscaler,
     assert all(threads == 1 for _, threads in per_worker.values())
 
 
+def test_a_block_warning_is_said_once_by_a_cluster_in_the_clients_process() -> None:
+    # A worker in the client's own process warned there, and sent the warning on to the
+    # client, which said it again.
+    import warnings
+
+    distributed = pytest.importorskip("distributed")
+    from xmsgl.exceptions import InputRangeWarning
+    from xmsgl.scale import CallTag, warn_once
+
+    with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=1,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            client.submit(warn_once, CallTag(), "inputs far beyond", InputRangeWarning, pure=False).result()
+            time.sleep(1.0)  # what the client would receive from the worker arrives by now
+    assert [str(w.message) for w in seen if w.category is InputRangeWarning] == ["inputs far beyond"]
+
+
 def test_workers_keep_a_bounded_number_of_models(model: Downscaler, tmp_path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     import xmsgl.scale as scale

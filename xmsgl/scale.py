@@ -790,10 +790,18 @@ def warn_once(call: CallTag | None, text: str, category: type[Warning]) -> None:
             _SAID[key] = None
             while len(_SAID) > SAID_KEPT:
                 _SAID.popitem(last=False)
+    say: Any = warnings.warn
     try:
-        from distributed import warn as say
-    except ImportError:  # pragma: no cover - dask.distributed is optional
-        say = warnings.warn
+        from distributed import get_worker
+        from distributed import warn as remote
+
+        # A worker in the client's own process (an "inproc://" address, as
+        # Client(processes=False) makes) warns there already: sent on, the client said
+        # it a second time.
+        if not str(get_worker().address).startswith("inproc://"):
+            say = remote
+    except (ImportError, ValueError):  # no dask.distributed, or not on one of its workers
+        pass
     say(text, category, stacklevel=3)
 
 
