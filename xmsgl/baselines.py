@@ -76,7 +76,6 @@ from xmsgl.convention import (
 )
 from xmsgl.exceptions import (
     DataError,
-    InputRangeWarning,
     ModelMismatchError,
     ParameterError,
     SchemaError,
@@ -808,7 +807,8 @@ def fit_baseline(
                             "n_reach_obs": int(np.isfinite(y_reach).sum()),
                             "n_seg_obs": int(np.isfinite(y_seg).sum()) if y_seg is not None else 0}
     if method == "mohseni":
-        params, level = _fit_mohseni_all(ds, y_reach, y_seg, topo, settings)
+        air = _mohseni_air(ds)  # read once: the curves' fit and their inputs' range
+        params, level = _fit_mohseni_all(ds, air, y_reach, y_seg, topo, settings)
         arrays["params"] = params
         arrays["param_level"] = level
         info["param_levels"] = {"own": int((level == 0).sum()), "segment": int((level == 1).sum()),
@@ -817,7 +817,7 @@ def fit_baseline(
     config = {"method": method, "settings": settings, "train": ranges, "seed": int(seed),
               "created": now, "xmsgl": _version(), "fit": info}
     if method == "mohseni":
-        config["input_range"] = _air_range(ds, y_reach, y_seg, topo)
+        config["input_range"] = _air_range(air, y_reach, y_seg, topo)
     return BaselineModel(method, config, arrays)
 
 
@@ -877,13 +877,12 @@ def _mohseni_air(ds: xr.Dataset) -> np.ndarray:
     raise SchemaError(f"method 'mohseni' needs 'reach_air_temp' on (reach, time) in degC{hint}")
 
 
-def _air_range(ds: xr.Dataset, y_reach: np.ndarray, y_seg: np.ndarray | None, topo: Topology
+def _air_range(air: np.ndarray, y_reach: np.ndarray, y_seg: np.ndarray | None, topo: Topology
                ) -> dict[str, dict[str, Any]]:
     """The air temperatures the Mohseni curves were fitted on (at each observation: the
     reach's, or the outlet reach's of an observed segment): their range and spread, which
     ``predict`` judges a dataset's air temperatures against (degF labelled degC would
-    put every winter day on the curve's summer plateau)."""
-    air = _mohseni_air(ds)
+    put every winter day on the curve's summer plateau). ``air``: :func:`_mohseni_air`."""
     seen = [air[np.isfinite(y_reach)]]
     if y_seg is not None:
         seen.append(air[_outlet_reach_idx(topo)][np.isfinite(y_seg)])
@@ -899,27 +898,25 @@ def _warn_air_range(config: dict[str, Any], air: np.ndarray) -> None:
     """Warn (:class:`~xmsgl.exceptions.InputRangeWarning`) when the air temperatures of
     the days predicted lie far beyond those the curves were fitted on, as ``downscale``
     judges a network's inputs (:func:`xmsgl.coverage.input_range_sentence`)."""
-    from xmsgl.coverage import input_range_sentence
+    from xmsgl.coverage import warn_input_range
 
     known = (config.get("input_range") or {}).get("reach_air_temp")
     vals = air[np.isfinite(air)]
     if not isinstance(known, dict) or vals.size == 0:
         return
     name = "reach_air_temp"
-    said = input_range_sentence(
+    warn_input_range(
         [(name, (float(vals.min()), float(vals.max())), lambda: air.T)],
         {name: known["range"]}, {name: float(known["std"])}, {name: str(known.get("units", "degC"))},
         more="model.config['input_range'] holds the range")
-    if said:
-        warnings.warn(said[0], InputRangeWarning, stacklevel=user_stacklevel())
 
 
 def _fit_mohseni_all(
-    ds: xr.Dataset, y_reach: np.ndarray, y_seg: np.ndarray | None, topo: Topology,
-    settings: dict[str, Any],
+    ds: xr.Dataset, raw_air: np.ndarray, y_reach: np.ndarray, y_seg: np.ndarray | None,
+    topo: Topology, settings: dict[str, Any],
 ) -> tuple[np.ndarray, np.ndarray]:
-    air = _smooth_air(_mohseni_air(ds), int(settings["air_window"]),
-                      pd.DatetimeIndex(ds[TIME].values))
+    """Mohseni parameters of every reach from ``raw_air`` (:func:`_mohseni_air` of ``ds``)."""
+    air = _smooth_air(raw_air, int(settings["air_window"]), pd.DatetimeIndex(ds[TIME].values))
     min_obs = int(settings["min_obs"])
     outlet = _outlet_reach_idx(topo)
     xs = [air[np.isfinite(y_reach)]]

@@ -511,6 +511,21 @@ def input_range_sentence(inputs: Sequence[tuple[str, tuple[float, float] | None,
     return "; ".join(text) + f". The predictions read the values as they are: {more}", names
 
 
+def warn_input_range(inputs: Sequence[tuple[str, tuple[float, float] | None, Callable[[], np.ndarray]]],
+                     ranges: Mapping[str, Sequence[float]], std: Mapping[str, float],
+                     units: Mapping[str, str], *, more: str) -> None:
+    """Warn (:class:`~xmsgl.exceptions.InputRangeWarning`) with
+    :func:`input_range_sentence`'s sentence, if there is one: what the models that
+    record their inputs' ranges outside ``model.features`` (the GRU, mohseni) say."""
+    import warnings
+
+    from xmsgl.exceptions import InputRangeWarning, user_stacklevel
+
+    said = input_range_sentence(inputs, ranges, std, units, more=more)
+    if said:
+        warnings.warn(said[0], InputRangeWarning, stacklevel=user_stacklevel())
+
+
 def _largest_window_share(far: np.ndarray) -> float:
     """The largest share of True among the node-days of any :data:`WARN_WINDOW_DAYS`
     consecutive days of ``far`` (T, N) (all days when there are fewer)."""

@@ -29,7 +29,6 @@ import datetime as _dt
 import json
 import math
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,11 +53,9 @@ from xmsgl.convention import (
 )
 from xmsgl.exceptions import (
     DataError,
-    InputRangeWarning,
     ModelMismatchError,
     SchemaError,
     check_count,
-    user_stacklevel,
 )
 from xmsgl.io import model_path
 from xmsgl.nn.weights import (
@@ -140,7 +137,7 @@ def _warn_input_range(x: np.ndarray, on_time: list[bool], names: list[str], var:
     for the networks (:func:`xmsgl.coverage.input_range_sentence`), from the standardized
     inputs ``x`` (reach, time, input) already made: no other read or copy of them. A
     model saved without the ranges is not judged."""
-    from xmsgl.coverage import input_range_sentence
+    from xmsgl.coverage import warn_input_range
 
     ranges = var.get("observed_range") or {}
     found = []
@@ -151,10 +148,8 @@ def _warn_input_range(x: np.ndarray, on_time: list[bool], names: list[str], var:
         mean, std = float(var["mean"][name]), float(var["std"][name])
         ext = (float(z.min()) * std + mean, float(z.max()) * std + mean)
         found.append((name, ext, lambda z=z, mean=mean, std=std: z.T * std + mean))
-    said = input_range_sentence(found, ranges, var["std"], var["units"],
-                                more="model.config['variables']['observed_range'] holds the ranges")
-    if said:
-        warnings.warn(said[0], InputRangeWarning, stacklevel=user_stacklevel())
+    warn_input_range(found, ranges, var["std"], var["units"],
+                     more="model.config['variables']['observed_range'] holds the ranges")
 
 
 def _run(net: ReachGRU, x: np.ndarray, t0: int, t1: int, chunk: int, spinup: int,
