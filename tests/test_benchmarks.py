@@ -9,10 +9,14 @@ reported nothing until someone ran it by hand.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +26,20 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 DRB_DIR = os.environ.get("XMSGL_DATA_DIR")
 
 
+@functools.cache
+def _scratch() -> str:
+    """This test process's temporary folder for the scripts' scratch files (their fitted
+    models): the test workers run side by side, and two scripts writing one model
+    folder at once must not meet there."""
+    folder = tempfile.mkdtemp(prefix="xmsgl-bench-tests-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def run_bench(script: str, *args: str, timeout: float = 600) -> list[dict[str, Any]]:
     """The JSON lines the benchmark prints on stdout (every stdout line must be one)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
+           "TMPDIR": _scratch()}
     proc = subprocess.run([sys.executable, script, *args], cwd=BENCH, env=env, capture_output=True,
                           text=True, timeout=timeout)
     assert proc.returncode == 0, f"{script} failed:\n{proc.stderr[-3000:]}"
