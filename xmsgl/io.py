@@ -52,6 +52,7 @@ import os
 import re
 import secrets
 import shutil
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -152,25 +153,39 @@ def _compute_waited(write: Callable[[bool], Any], lazy: bool) -> Any:
     base: Any = getattr(dask.threaded, "ContextAwareThreadPoolExecutor", ThreadPoolExecutor)
 
     class Pool(base):  # type: ignore[misc, valid-type]
-        """A thread pool that keeps the futures of what it ran."""
+        """A thread pool that keeps the futures of what it runs until they are done (a
+        done future holds its task's result: keeping them all held every chunk computed,
+        4.9 GB against 0.3 for a 1.6 GB store whose chunks feed two variables)."""
 
         def __init__(self, workers: int) -> None:
             super().__init__(workers)
-            self.futures: list[Any] = []
+            self._lock = threading.Lock()
+            self._pending: set[Any] = set()
 
         def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
             future = super().submit(fn, *args, **kwargs)
-            self.futures.append(future)
+            with self._lock:
+                self._pending.add(future)
+            future.add_done_callback(self._done)
             return future
+
+        def _done(self, future: Any) -> None:
+            with self._lock:
+                self._pending.discard(future)
+
+        def pending(self) -> list[Any]:
+            with self._lock:
+                return list(self._pending)
 
     pool = Pool(int(dask.config.get("num_workers", None) or CPU_COUNT))
     try:
         return write(False).compute(scheduler="threads", pool=pool)
     except BaseException:
-        for future in pool.futures:
+        pending = pool.pending()
+        for future in pending:
             future.cancel()  # those not started
         try:
-            wait(pool.futures, timeout=_SETTLE_LIMIT_S)
+            wait(pending, timeout=_SETTLE_LIMIT_S)
         except KeyboardInterrupt:  # a second Ctrl-C: remove what is there now
             pass
         raise
