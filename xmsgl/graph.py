@@ -724,12 +724,12 @@ class RiverGraphs:
         """
         import torch
 
+        from xmsgl.nn.rgrn import quiet_sparse_notes
+
         m = self.matrix(which)
         dt = torch.float32 if dtype is None else dtype
         if layout == "csr":
-            with warnings.catch_warnings():
-                # torch flags its sparse CSR support as beta on every construction.
-                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            with quiet_sparse_notes():  # torch's notes on its beta CSR support
                 t = torch.sparse_csr_tensor(
                     torch.from_numpy(m.indptr.astype(np.int64)),
                     torch.from_numpy(m.indices.astype(np.int64)),

@@ -778,11 +778,10 @@ def _mps_sparse_problem(device: str = "mps") -> str | None:
     on MPS: a fit there would fail at its first step. Tried once per process on a
     2 x 2 graph, checking the values too (``device``: another device to try it on).
     """
-    from xmsgl.nn.rgrn import _transpose
+    from xmsgl.nn.rgrn import _transpose, quiet_sparse_notes
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's notes on its beta sparse support
+        with quiet_sparse_notes():
             dev = torch.device(device)
             adj = torch.sparse_csr_tensor(torch.tensor([0, 1, 3], dtype=torch.int32),
                                           torch.tensor([0, 0, 1], dtype=torch.int32),
