@@ -100,6 +100,23 @@ def test_fit_checks_its_options_before_reading(files: dict[str, str], tmp_path,
     assert not os.path.exists(out)
 
 
+def test_the_gru_fits_where_the_automatic_device_is_a_gpu(files: dict[str, str], tmp_path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # The GRU trains on the CPU only. On a machine with a GPU, --device auto (the default)
+    # was resolved to cuda before the fit, which the GRU refused: exit 2, "trains on the
+    # CPU only". A GPU named with --device is still refused.
+    import xmsgl.cli as cli
+
+    monkeypatch.setattr(cli, "_device", lambda name: "cuda" if name == "auto" else name)
+    out = str(tmp_path / "gru")
+    assert main(["fit", files["nc"], out, "--method", "gru", *FAST]) == 0, capsys.readouterr().err
+    assert xmsgl.load(out).method == "gru"
+    assert main(["fit", files["nc"], str(tmp_path / "named"), "--method", "gru", "--device", "cuda",
+                 *FAST]) == 2
+    assert "method 'gru' trains on the CPU only" in capsys.readouterr().err
+
+
 def test_fit_prints_warnings_as_lines(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2000-10-01", end="2002-10-01",
                                         reach_obs_share=0.5)

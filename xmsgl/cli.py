@@ -623,7 +623,10 @@ def _fit(args: argparse.Namespace) -> int:
         ds = _read_dataset(args.data, "DATA")
         kwargs: dict[str, Any] = {k: v for k, v in periods.items() if v is not None}
         if args.method not in BASELINES:
-            kwargs.update(device=device, progress=not args.no_progress)
+            # "auto" goes on as such: the GRU, which trains on the CPU only, takes it,
+            # and refused the GPU it resolves to on a machine with one.
+            kwargs.update(device=args.device if args.device == "auto" else device,
+                          progress=not args.no_progress)
             if args.epochs is not None:
                 kwargs["epochs"] = args.epochs
         t0 = _time.time()
