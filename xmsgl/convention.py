@@ -615,6 +615,10 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
     full = (base.reindex({TIME: daily}, fill_value=flags) if flags
             else base.reindex({TIME: daily}))
     new_day = xr.DataArray(added, dims=TIME, coords={TIME: daily})
+    # Interpolation is linear in time, on the days' numbers (days since 1970): xarray's
+    # own conversion of a date axis to numbers overflows with numpy 2.5 beyond 2262
+    # (CMIP extensions), in pandas' conversion between datetime64 units.
+    day_numbers = daily.values.astype("datetime64[D]").astype(np.int64).astype(np.float64)
     skip = set(exclude)
     for name in input_variables(ds, warn=False).all():
         if name in skip or TIME not in full[name].dims:
@@ -624,7 +628,9 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
             var = var.chunk({TIME: -1})  # interpolation runs along the whole axis
         # Only the added days are filled: a missing value of a day the dataset has
         # stays missing (validate names it).
-        filled = var.where(~new_day, var.interpolate_na(TIME, method="linear"))
+        between = (var.assign_coords({TIME: day_numbers}).interpolate_na(TIME, method="linear")
+                   .assign_coords({TIME: daily}))
+        filled = var.where(~new_day, between)
         filled.attrs = ds[name].attrs
         full[name] = filled
     for key in full.data_vars:
