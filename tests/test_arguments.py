@@ -281,11 +281,14 @@ def test_mps_without_sparse_products_falls_back_to_the_cpu(monkeypatch: pytest.M
     """torch builds that do not run sparse CSR products on MPS: 'auto' passes over MPS
     with one warning, an explicit 'mps' is a typed error that says why; an MPS that runs
     them is picked."""
+    import xmsgl
     from xmsgl import train
 
     mps = getattr(torch.backends, "mps", None)
     if mps is None:
         pytest.skip("this torch build has no torch.backends.mps")
+    # What "auto" picks, not the CPU the test run sets for it (tests/conftest.py).
+    monkeypatch.setitem(xmsgl.options.OPTIONS, "device", "auto")
     monkeypatch.setattr(mps, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(train, "_MPS_WARNED", [])
