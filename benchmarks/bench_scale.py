@@ -15,7 +15,8 @@ Modes:
 * ``memory``: the reference measured in the same run: inputs loaded, the in-memory
   single-block downscale with ``--workers`` torch threads;
 * ``zarr``: the lazy result streamed to a zarr store (``to_zarr(compute=False)``,
-  then computed);
+  then computed; ``--writer xmsgl``: through ``xmsgl.io.to_zarr_safe``, which writes
+  to a temporary name and renames it, as ``xmsgl downscale`` does);
 * ``call``: the lazy call alone (topology, blocks, task graph), nothing computed.
 
 Run: ``python benchmarks/bench_scale.py`` (10^4 and 10^5, lazy and memory, and the
@@ -106,7 +107,7 @@ def _zarr_input(n_reach: int, chunk: int):  # type: ignore[no-untyped-def]
 
 def _one(n_reach: int, mode: str, workers: int, reach_chunk: int, halo: int | None,
          save: str | None, scheduler: str = "threads", zarr_input: bool = False,
-         device: str = "cpu") -> None:
+         device: str = "cpu", writer: str = "xarray") -> None:
     import dask
     import torch
 
@@ -153,8 +154,14 @@ def _one(n_reach: int, mode: str, workers: int, reach_chunk: int, halo: int | No
             elif mode == "zarr":
                 store = os.path.join(WORK, f"pred-{n_reach}.zarr")
                 shutil.rmtree(store, ignore_errors=True)
-                delayed = out.to_dataset().to_zarr(store, compute=False, mode="w-")
-                delayed.compute()
+                rec["writer"] = writer
+                if writer == "xmsgl":
+                    from xmsgl.io import to_zarr_safe
+
+                    to_zarr_safe(out.to_dataset(), store)
+                else:
+                    delayed = out.to_dataset().to_zarr(store, compute=False, mode="w-")
+                    delayed.compute()
                 values = None
                 shutil.rmtree(store, ignore_errors=True)
             else:
@@ -226,11 +233,13 @@ def halo_sweep(halos: list[int], max_hops: list[int]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     ap.add_argument("--memory-sizes", type=int, nargs="*", default=[10_000, 100_000],
                     help="sizes also run in memory as the reference")
     ap.add_argument("--zarr-sizes", type=int, nargs="*", default=[],
                     help="sizes streamed to zarr (10^6 is a manual run)")
+    ap.add_argument("--writer", choices=["xarray", "xmsgl"], default="xarray",
+                    help="the zarr runs' writer: xarray's to_zarr, or xmsgl.io.to_zarr_safe")
     ap.add_argument("--call-sizes", type=int, nargs="*", default=[],
                     help="sizes whose lazy call alone is timed (no compute)")
     ap.add_argument("--workers", type=int, default=2)
@@ -251,7 +260,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.one is not None:
         _one(args.one, args.mode, args.workers, args.reach_chunk, args.halo, args.save, args.scheduler,
-             args.zarr_input, args.device)
+             args.zarr_input, args.device, args.writer)
         return
     if args.halo_sweep:
         halo_sweep([0, 2, 4, 8, 12, 14], [3, 8])
@@ -262,7 +271,7 @@ def main() -> None:
     def run(n: int, mode: str, save: str | None = None) -> None:
         cmd = [sys.executable, __file__, "--one", str(n), "--mode", mode, "--workers",
                str(args.workers), "--reach-chunk", str(args.reach_chunk), "--scheduler", args.scheduler,
-               "--device", args.device]
+               "--device", args.device, "--writer", args.writer]
         if args.halo is not None:
             cmd += ["--halo", str(args.halo)]
         if args.zarr_input:

@@ -145,13 +145,15 @@ def test_bench_graph_quick() -> None:
 
 def test_bench_scale_lazy_against_memory() -> None:
     recs = by_what(run_bench("bench_scale.py", "--sizes", "3000", "--memory-sizes", "3000",
-                             "--reach-chunk", "1000", "--workers", "1", "--call-sizes", "3000"))
+                             "--reach-chunk", "1000", "--workers", "1", "--call-sizes", "3000",
+                             "--zarr-sizes", "3000", "--writer", "xmsgl"))
     lazy = recs["downscale_lazy"][0]
     assert lazy["seconds_end_to_end"] >= lazy["seconds"]
     assert lazy["reach_days_per_s"] == pytest.approx(
         lazy["n_reach"] * lazy["days"] / lazy["seconds_end_to_end"], rel=0.05)
     assert "reach_days_per_s" in recs["downscale_memory"][0]
     assert "reach_days_per_s" not in recs["downscale_call"][0]  # nothing computed there
+    assert recs["downscale_zarr"][0]["writer"] == "xmsgl" and recs["downscale_zarr"][0]["n_reach"] == lazy["n_reach"]
     assert recs["lazy_vs_memory"][0]["max_abs_diff_degC"] <= recs["lazy_vs_memory"][0]["goal_max_abs_diff_degC"]
 
 
