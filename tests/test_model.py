@@ -166,6 +166,20 @@ def test_fit_returns_downscaler_with_config(model: Downscaler, basin: xr.Dataset
     assert not hasattr(basin.msgl, "model")  # nothing trained lives on the accessor
 
 
+def test_the_config_names_the_hyperparameters_a_method_does_not_read(
+        basin: xr.Dataset, model: Downscaler, tmp_path) -> None:
+    # Every network method records the same hyperparameters; the fine-only cell trains
+    # one task with weight 1 and no cross-scale head, though it records weighting "mgda".
+    assert model.config["hyperparameters_not_read"] == ["pretrain_epochs"]
+    fine = fit(basin, method="fine-only", seed=0, **{**FAST, "epochs": 1})
+    assert fine.config["hyperparameters"]["weighting"] == "mgda"
+    assert fine.config["hyperparameters_not_read"] == ["attn_blocks", "attn_window", "fine_head",
+                                                       "pretrain_epochs", "task_weights", "weighting"]
+    assert set(fine.config["hyperparameters_not_read"]) <= set(fine.config["hyperparameters"])
+    back = xmsgl.load(fine.save(tmp_path / "fine"))
+    assert back.config["hyperparameters_not_read"] == fine.config["hyperparameters_not_read"]
+
+
 def test_fit_is_reproducible_on_cpu(basin: xr.Dataset, model: Downscaler) -> None:
     # Equal to the bit on the CPU; on a GPU, see tests/test_gpu.py.
     first = fit(basin, method="msgl", seed=0, device="cpu", **FAST)

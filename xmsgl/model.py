@@ -1675,6 +1675,9 @@ def fit(
         "method": method,
         "output": output,
         "hyperparameters": hp,
+        # Recorded for every network method, read by some only: fine-only records
+        # weighting "mgda" but trains one task with weight 1 (xmsgl info leaves these out).
+        "hyperparameters_not_read": sorted(k for k in hp if method not in _METHOD_ONLY_ARGS.get(k, (method,))),
         "variables": spec.to_dict(),
         "targets": {"seg": "seg_temp", "reach": "reach_temp", "units": "degC",
                     "mean": y_mean, "std": y_std},
