@@ -251,12 +251,12 @@ def _model_lines(value: str) -> list[str]:
     # The inputs the model reads (as coverage judges them): the fine cell alone reads no
     # segment input, remap no reach input, though both record the dataset's.
     lines += input_lines(v, {"segment": model.output != "fine_only", "reach": model.output != "remap"})
-    from xmsgl.model import _METHOD_ONLY_ARGS
+    from xmsgl.model import reads_setting
 
     # Not the settings the method does not read (fine-only records weighting "mgda").
     keys = [k for k in ("hidden", "epochs", "pretrain_epochs", "lr", "weighting", "window", "stride",
                         "fine_head", "input_scaling", "attn_window", "attn_blocks")
-            if cfg["method"] in _METHOD_ONLY_ARGS.get(k, (cfg["method"],))]
+            if reads_setting(cfg["method"], k)]
     # Settings recorded only when used (off by default): task_weights with weighting
     # "fixed", batch_size when given (None: as many windows as fit in memory).
     keys += [k for k in ("task_weights", "batch_size", "lr_schedule", "weight_decay", "ema_decay",

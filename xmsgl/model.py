@@ -1677,7 +1677,7 @@ def fit(
         "hyperparameters": hp,
         # Recorded for every network method, read by some only: fine-only records
         # weighting "mgda" but trains one task with weight 1 (xmsgl info leaves these out).
-        "hyperparameters_not_read": sorted(k for k in hp if method not in _METHOD_ONLY_ARGS.get(k, (method,))),
+        "hyperparameters_not_read": sorted(k for k in hp if not reads_setting(method, k)),
         "variables": spec.to_dict(),
         "targets": {"seg": "seg_temp", "reach": "reach_temp", "units": "degC",
                     "mean": y_mean, "std": y_std},
@@ -1840,13 +1840,19 @@ def check_fit_args(method: str, kwargs: Mapping[str, Any]) -> None:
     fit(_ARGUMENTS_ONLY, method=method, **kwargs)
 
 
+def reads_setting(method: str, name: str) -> bool:
+    """Whether the network ``method`` reads setting ``name``: not where the setting is
+    one of :data:`_METHOD_ONLY_ARGS` that other methods alone read."""
+    return method in _METHOD_ONLY_ARGS.get(name, (method,))
+
+
 def method_reads(method: str, name: str) -> bool:
     """Whether ``fit(method=method)`` reads keyword argument ``name`` (a network method
     or ``"gru"``): a sweep gives a setting meant for every method only to those that
     read it."""
     if method == "gru":
         return name in _GRU_ARGS
-    return name in _FIT_DEFAULTS and method in _METHOD_ONLY_ARGS.get(name, (method,))
+    return name in _FIT_DEFAULTS and reads_setting(method, name)
 
 
 def _check_method_args(method: str, args: dict[str, Any]) -> None:
