@@ -561,8 +561,20 @@ def test_accessor_warns_when_scores_are_in_sample(small_basin: xr.Dataset) -> No
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         held_out = obs_only.msgl.evaluate(pred.sel(time=slice("2003-10-01", None)))
-        small_basin.msgl.evaluate(pred)  # against the truth: nothing to say
+        # Against the truth on held-out days, or at reaches never observed: nothing to say.
+        small_basin.msgl.evaluate(pred.sel(time=slice("2003-10-01", None)))
+        never = small_basin.reach_temp.isnull().all("time")
+        small_basin.msgl.evaluate(pred.sel(reach=small_basin.reach[never.values]))
     assert int(held_out["n"]) > 0
+    # Against the truth on the training days, the pairs at observed reach-days are
+    # in-sample: their count and share are said.
+    inside = small_basin.sel(time=slice(*train))
+    n_in = int((inside.reach_temp.notnull() & inside.reach_temp_true.notnull()).sum())
+    total = int(small_basin.reach_temp_true.notnull().sum())
+    with pytest.warns(xmsgl.InSampleWarning, match=rf"'reach_temp_true' on \d+ days inside the "
+                      rf"model's training periods .*: {n_in} of the {total} pairs scored "
+                      rf"\({n_in / total:.1%}\) are node-days where this dataset has observations"):
+        small_basin.msgl.evaluate(pred)
     idw = obs_only.msgl.fit(method="idw")
     with pytest.warns(xmsgl.XmsglWarning, match="'idw' baseline .* zero error by construction"):
         obs_only.msgl.evaluate(obs_only.msgl.downscale(idw))
@@ -576,9 +588,12 @@ def test_accessor_warns_when_scores_are_in_sample(small_basin: xr.Dataset) -> No
     # Observations passed by hand are as in-sample as the default ones (they went unsaid).
     with pytest.warns(xmsgl.XmsglWarning, match="days inside the model's training periods .* in-sample"):
         small_basin.msgl.evaluate(pred, observed=small_basin.reach_temp)
+    with pytest.warns(xmsgl.InSampleWarning, match="are node-days where this dataset has observations"):
+        small_basin.msgl.evaluate(pred, observed=small_basin.reach_temp_true)
+    # A truth with another name is not judged (nothing says what was observed of it).
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        small_basin.msgl.evaluate(pred, observed=small_basin.reach_temp_true)
+        small_basin.msgl.evaluate(pred, observed=small_basin.reach_temp_true.rename("truth"))
 
 
 def test_scores_and_predictions_say_what_made_them(half_year_basin: xr.Dataset, half_year_msgl) -> None:
@@ -586,7 +601,12 @@ def test_scores_and_predictions_say_what_made_them(half_year_basin: xr.Dataset, 
     periods = half_year_msgl.config["periods"]
     assert pred.attrs["xmsgl_seed"] == half_year_msgl.config["seed"] == 0
     assert pred.attrs["xmsgl_test_periods"] == ",".join(f"{a}/{b}" for a, b in periods["test"])
-    scores = half_year_basin.msgl.evaluate(pred)
+    # Scored on every day, against the truth at observed reach-days too: said, for the
+    # training days (in-sample) and the validation days (optimistic).
+    with pytest.warns(xmsgl.InSampleWarning, match="'reach_temp_true' on .* periods") as said:
+        scores = half_year_basin.msgl.evaluate(pred)
+    assert sorted(str(w.message).split("scores are ")[1].split(".")[0] for w in said) == [
+        "in-sample", "optimistic"]
     assert scores.attrs["xmsgl_model_sha256"] == half_year_msgl.sha256
     assert scores.attrs["xmsgl_method"] == "msgl"
 
@@ -625,7 +645,12 @@ def test_accessor_scores_a_segment_prediction_against_the_segments(small_basin: 
     assert [w.message.args[0].split(" days inside the model's ")[1][:18] for w in said] == [
         "training periods (", "validation periods"]
     assert int(scores["n"]) > 0
-    assert int(small_basin.msgl.evaluate(seg)["n"]) == seg.size  # against seg_temp_true
+    # Against seg_temp_true, with the pairs at observed segment-days of the training and
+    # validation years said to be in-sample.
+    with pytest.warns(xmsgl.InSampleWarning, match="'seg_temp_true' .* where this dataset has "
+                                                   r"observations \('seg_temp'\)") as said:
+        assert int(small_basin.msgl.evaluate(seg)["n"]) == seg.size
+    assert len(said) == 2
 
 
 def test_a_given_test_period_keeps_a_validation_year(five_years: xr.Dataset) -> None:

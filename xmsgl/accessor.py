@@ -93,7 +93,11 @@ class MsglAccessor:
         on them (its ``xmsgl_val_periods``), or one of the
         ``"idw"`` and ``"harmonic"`` baselines, which reproduce the observations they
         are given, gets an :class:`~xmsgl.exceptions.InSampleWarning`: such scores are
-        in-sample.
+        in-sample. Scored against the truth (``reach_temp_true`` / ``seg_temp_true``), it
+        warns the same way when some of the pairs scored inside those periods are
+        node-days where the dataset has observations (``reach_temp`` / ``seg_temp``),
+        with their count and share: there the truth is what the model was fitted on, up
+        to the observations' noise.
         """
         from xmsgl.evaluate import evaluate
 
@@ -113,22 +117,34 @@ class MsglAccessor:
                     f"the dataset has neither {names[0]!r} nor {names[1]!r} to score "
                     "against; pass observed=<DataArray>"
                 )
-        if getattr(observed, "name", None) in ("reach_temp", "seg_temp"):
+        scored = getattr(observed, "name", None)
+        if scored in ("reach_temp", "seg_temp"):
             # Observations, by default or passed by hand: in-sample where the model read them.
             _warn_in_sample(prediction, observed)
+        elif scored in ("reach_temp_true", "seg_temp_true") and str(scored)[:-5] in self._ds:
+            # The truth is in-sample too at the node-days whose observations the model read.
+            _warn_in_sample(prediction, observed, read=self._ds[str(scored)[:-5]])
         return evaluate(prediction, observed, **kwargs)
 
 
-def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray) -> None:
-    """Warn when ``prediction`` is scored on observations it was fitted on or given."""
+def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
+                    read: xr.DataArray | None = None) -> None:
+    """Warn when ``prediction`` is scored on observations it was fitted on or given.
+
+    ``read``: the observations behind a truth ``observed`` (``reach_temp`` behind
+    ``reach_temp_true``): the pairs scored at their node-days inside the model's
+    periods are in-sample, the others are not.
+    """
     import warnings
 
     import pandas as pd
 
     from xmsgl.exceptions import InSampleWarning, user_stacklevel
 
+    if not isinstance(prediction, xr.DataArray) or not isinstance(observed, xr.DataArray):
+        return  # refused by evaluate, with the fix
     method = prediction.attrs.get("xmsgl_method")
-    if method in ("idw", "harmonic"):
+    if method in ("idw", "harmonic") and read is None:
         warnings.warn(
             f"scoring the {method!r} baseline against {observed.name!r}: {method} reproduces the "
             "observations of the dataset it predicted from, so where they are the same these "
@@ -160,7 +176,26 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray) -> None:
             continue
         seen = observed.sel(time=observed["time"].isin(times[inside]))
         # The pairs scored there: an observation with a prediction beside it (by id).
-        n = int((seen.notnull() & prediction.sel(time=times[inside]).notnull()).sum())
+        pairs = seen.notnull() & prediction.sel(time=times[inside]).notnull()
+        if read is not None:
+            # Of the truth's pairs there, those at node-days with an observation.
+            n = int((pairs & read.sel(time=read["time"].isin(times[inside])).notnull()).sum())
+            if n:
+                total = int((observed.notnull() & prediction.notnull()).sum())
+                fitted, verdict = (("was fitted on", "in-sample") if attr == "xmsgl_train_periods"
+                                   else ("chose its checkpoint on", "optimistic"))
+                warnings.warn(
+                    f"scoring against {observed.name!r} on {int(inside.sum())} days inside the "
+                    f"model's {what} ({periods}): {n} of the {total} pairs scored "
+                    f"({n / max(total, 1):.1%}) are node-days where this dataset has observations "
+                    f"({read.name!r}), which the model {fitted} if it was fitted on this dataset: "
+                    "there the truth is what it was shown, up to the observations' noise, and the "
+                    f"scores are {verdict}. Score a held-out period, e.g. "
+                    "ds.msgl.evaluate(pred.sel(time=slice(start, end))), or the nodes without "
+                    "observations",
+                    InSampleWarning, stacklevel=user_stacklevel())
+            continue
+        n = int(pairs.sum())
         if n:
             warnings.warn(
                 f"scoring against {observed.name!r} on {int(inside.sum())} days inside the model's "
