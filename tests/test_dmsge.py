@@ -361,6 +361,34 @@ def test_projected_positions_in_km_are_converted_and_other_units_refused(
         node_geometry(deg, "reach")
 
 
+def test_explain_leaves_the_spin_up_days_out(fine_model: xmsgl.Downscaler, basin: xr.Dataset) -> None:
+    # The backbone is causal, so a run's first days are the same whatever follows them;
+    # the statistics of the whole record (120 days) are then the day-weighted means of
+    # those of January-February (59) and of March-April (61), the latter explained after
+    # January-February's spin-up, only if its spin-up days are left out of them.
+    whole = fine_model.explain(basin)
+    head = fine_model.explain(basin, time=("2001-01-01", "2001-02-28"))
+    tail = fine_model.explain(basin, time=("2001-03-01", "2001-04-30"))
+    assert (whole.attrs["spinup_days"], head.attrs["spinup_days"], tail.attrs["spinup_days"]) == (0, 0, 59)
+    assert "spinup=180" in tail.attrs["history"]
+    for name in ("dirichlet_energy", "dirichlet_energy_concat", "share_upstream", "share_downstream",
+                 "share_other", "share_self", "share_parent_segment", "win_distance"):
+        np.testing.assert_allclose(np.nan_to_num(whole[name].values) * 120,
+                                   np.nan_to_num(head[name].values) * 59 + np.nan_to_num(tail[name].values) * 61,
+                                   rtol=1e-4, atol=1e-5, err_msg=name)
+    # Without the spin-up the period starts from fresh states, and its statistics move.
+    cold = fine_model.explain(basin, time=("2001-03-01", "2001-04-30"), spinup=0)
+    assert cold.attrs["spinup_days"] == 0
+    assert not np.allclose(cold["dirichlet_energy"].values, tail["dirichlet_energy"].values, rtol=1e-3)
+    # The warm-up stops at the record's start and at a gap.
+    assert fine_model.explain(basin, time=("2001-01-20", "2001-02-28")).attrs["spinup_days"] == 19
+    gapped = basin.drop_sel(time=np.datetime64("2001-02-10"))
+    assert fine_model.explain(gapped, time=("2001-03-01", "2001-04-30"), spinup=30).attrs["spinup_days"] == 18
+    assert fine_model.explain(basin, time=("2001-03-01", "2001-04-30"), spinup=5).attrs["spinup_days"] == 5
+    with pytest.raises(xmsgl.ParameterError, match="spinup"):
+        fine_model.explain(basin, spinup=-1)
+
+
 def test_explain_returns_shares_energies_and_plots(fine_model: xmsgl.Downscaler,
                                                    basin: xr.Dataset) -> None:
     import matplotlib

@@ -60,8 +60,8 @@ def _time_slice(time: pd.DatetimeIndex, sel: Any) -> slice:
     return slice(int(idx[0]), int(idx[-1]) + 1)
 
 
-def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str = "auto",
-            n_bins: int = 8, check_graph: bool = True) -> xr.Dataset:
+def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int = 180,
+            device: str = "auto", n_bins: int = 8, check_graph: bool = True) -> xr.Dataset:
     """Dirichlet energy per layer and neighbour attribution of a dmsge model on ``ds``.
 
     Parameters
@@ -72,12 +72,17 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
     ds : xarray.Dataset
         A dataset with the model's input variables.
     time : (start, end), optional
-        The days to run, as one window (default: all days of ``ds``; a year or two
-        is typical). Every statistic covers all of these days. A gap in the days
-        is run through as if they followed each other, and the first days have no
-        spin-up (the encoder and the dynamic graph read days before them): give a
-        period without gaps, long enough (a year or more) that its first weeks
-        weigh little in the statistics.
+        The days to explain, as one window (default: all days of ``ds``; a year or
+        two is typical). Every statistic covers all of these days and no other. A
+        gap in the days is run through as if they followed each other: give a
+        period without gaps.
+    spinup : int, default 180
+        Days before ``time``'s first day that are run first and left out of every
+        statistic (the encoder reads the 30 days before a day, and each layer's
+        dynamic graph the ``dynamic_days`` before its block), as ``downscale``'s
+        warm-up; fewer where the dataset starts (or a gap ends) closer before it,
+        none with the default ``time``. The result's ``spinup_days`` attribute says
+        how many were run.
     device : str, default "auto"
         Torch device: ``"auto"`` takes cuda, then mps, then the CPU, as
         :func:`xmsgl.fit` and :func:`xmsgl.downscale.downscale` do. The model goes
@@ -106,7 +111,8 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
     ------
     ParameterError
         The model has no dmsge backbone on reaches, ``time`` selects too few days,
-        or ``n_bins`` is not an integer of at least 2.
+        ``spinup`` is not an integer of at least 0, or ``n_bins`` is not an integer
+        of at least 2.
     ModelMismatchError
         The dataset does not fit the model (see :func:`xmsgl.model.check_compatible`).
     TimeError, PeriodError
@@ -128,6 +134,7 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
     from xmsgl.train import resolve_device
 
     check_count("n_bins", n_bins, least=2)
+    check_count("spinup", spinup, least=0)
     if isinstance(model, (str, os.PathLike)):
         from xmsgl.model import load
 
@@ -153,19 +160,24 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
     times = pd.DatetimeIndex(ds[TIME].values)
     tsel = _time_slice(times, time)
     s_time = f"{times[tsel.start].date()}/{times[tsel.stop - 1].date()}"
+    # The warm-up: up to spinup days before, never across a gap.
+    first = _run_start(times, tsel.start, int(spinup))
+    warm = tsel.start - first
     dev = resolve_device(device)
-    data = _rebuild(model, ds, graphs, dev, tsel)
+    data = _rebuild(model, ds, graphs, dev, slice(first, tsel.stop))
     # As downscale does: on the device for the run, then back on the CPU it is kept on
     # (runs on an accelerator take turns, xmsgl.downscale.on_device).
     with on_device(net, dev) as net:
         x = torch.from_numpy(np.asarray(data.x_reach)).to(dev).unsqueeze(2)  # (T, N, 1, F)
         day0 = [data.epoch_day_at(0)]
-        backbone.record = {}
+        backbone.record = {"from_day": warm}
         try:
             with torch.inference_mode():
                 net.hidden_states(x, data.graphs["fine"], "reach", day0=day0)
                 rec = backbone.record
-                states = rec["states"]
+                run_states = rec["states"]
+                # The statistics read the explained days only.
+                states = [s[:, :, warm:] for s in run_states]
                 # Dynamic graphs of each depth: those the next layer builds (and, for the
                 # last depth, those a further layer would build), block by block.
                 st = backbone._state("reach").to(dev)
@@ -173,7 +185,9 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
                 # use it; its k may then exceed what the nodes (or candidates) allow.
                 k_dyn = max(1, min(backbone.k, states[0].shape[1] - 1,
                                    st.cand.shape[-1] if st.cand is not None else backbone.k))
-                dyn = [backbone.dynamic_blocks(s, "reach", day0, k=k_dyn) for s in states]
+                dyn = [[(max(t0, warm) - warm, t1 - warm, idx)
+                        for t0, t1, idx in backbone.dynamic_blocks(s, "reach", day0, k=k_dyn) if t1 > warm]
+                       for s in run_states]
                 hydro, real = rec["hydro"].to(dev), rec["hydro_real"].to(dev)
                 geo = rec["geo"].to(dev)
                 depth = len(states)
@@ -277,14 +291,28 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, device: str 
         attrs={
             "method": model.method, "model_sha256": model.sha256,
             "period": f"{times[tsel.start].date()} to {times[tsel.stop - 1].date()}",
+            "spinup_days": warm,
             "positions": geom.source, "k": backbone.k,
             "concat": int(backbone.concat), "reduce": backbone.options["reduce"],
             "graphs": " ".join(backbone.graphs),
-            "history": _history(f"explain(time={s_time!r}, n_bins={n_bins}, device={str(dev)!r}, "
-                                f"check_graph={bool(check_graph)})"),
+            "history": _history(f"explain(time={s_time!r}, n_bins={n_bins}, spinup={int(spinup)}, "
+                                f"device={str(dev)!r}, check_graph={bool(check_graph)})"),
         },
     )
     return out
+
+
+def _run_start(times: pd.DatetimeIndex, start: int, spinup: int) -> int:
+    """The first day to run for days from ``start`` with up to ``spinup`` days of
+    warm-up: not before the record, nor before the end of a gap (a step longer than
+    a day) at or before ``start``."""
+    first = max(0, start - spinup)
+    if start > first:
+        steps = np.diff(times[first: start + 1].values) > np.timedelta64(1, "D")
+        after_gap = np.flatnonzero(steps)
+        if after_gap.size:
+            first += int(after_gap[-1]) + 1
+    return first
 
 
 def _energy_by_blocks(h: Any, pieces: list[tuple[int, int, Any]]) -> tuple[float, float]:

@@ -505,7 +505,8 @@ class DMSGEBackbone(nn.Module):
         #: their units, as when it was fitted.
         self.saved_without_positions = False
         self._hydro: dict[str, tuple[Any, torch.Tensor, torch.Tensor]] = {}
-        #: Set to a dict to record embeddings, neighbourhoods and max-winners of the next call.
+        #: Set to a dict to record embeddings, neighbourhoods and max-winners of the next
+        #: call; its ``"from_day"`` (default 0) leaves the wins of earlier days out.
         self.record: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- geometry
@@ -767,6 +768,12 @@ class DMSGEBackbone(nn.Module):
             pieces: list[tuple[int, int, torch.Tensor | None]] = [(0, n_time, None)]
             if "dynamic" in self.graphs:
                 pieces = list(self.dynamic_blocks(h, scale, day0))
+            if rec is not None and 0 < rec.get("from_day", 0) < n_time:
+                # Recorded from that day on: a piece across it is cut there (a layer mixes
+                # no days, so the two halves give what the whole did).
+                cut = int(rec["from_day"])
+                pieces = [q for t0, t1, g in pieces
+                          for q in (((t0, cut, g), (cut, t1, g)) if t0 < cut < t1 else ((t0, t1, g),))]
             outs = []
             piece_wins: list[list[torch.Tensor]] = []
             for t0, t1, dyn in pieces:
@@ -792,15 +799,20 @@ class DMSGEBackbone(nn.Module):
         """What :attr:`record` keeps of one layer: its feature-space pieces and how often
         each neighbour won. A static neighbourhood's wins (B, N, k) are averaged over
         the pieces by their days; the dynamic one's stay one per piece, aligned with
-        ``rec["index"]``'s ``(t0, t1, index)``."""
+        ``rec["index"]``'s ``(t0, t1, index)``. With ``rec["from_day"]`` (a spin-up),
+        only the pieces from that day on count, their days counted from it."""
+        first = int(rec.get("from_day", 0))
+        kept = [i for i, (t0, _, _) in enumerate(pieces) if t0 >= first]
+        n_kept = max(n_time - first, 1)
         wins: dict[str, Any] = {}
         for g, name in enumerate(self.graphs):
-            per_piece = [w[g].cpu() for w in piece_wins]
+            per_piece = [piece_wins[i][g].cpu() for i in kept]
             if name == "dynamic":
                 wins[name] = per_piece
             else:
-                wins[name] = sum(w * ((t1 - t0) / max(n_time, 1))
-                                 for w, (t0, t1, _) in zip(per_piece, pieces))
+                wins[name] = sum(w * ((pieces[i][1] - pieces[i][0]) / n_kept)
+                                 for w, i in zip(per_piece, kept))
         rec["wins"].append(wins)
         rec["index"].append(None if "dynamic" not in self.graphs else
-                            [(t0, t1, idx.cpu()) for t0, t1, idx in pieces if idx is not None])
+                            [(t0 - first, t1 - first, idx.cpu())
+                             for t0, t1, idx in (pieces[i] for i in kept) if idx is not None])
