@@ -596,6 +596,32 @@ def test_accessor_warns_when_scores_are_in_sample(small_basin: xr.Dataset) -> No
         small_basin.msgl.evaluate(pred, observed=small_basin.reach_temp_true.rename("truth"))
 
 
+def test_the_in_sample_check_leaves_a_dask_backed_prediction_uncomputed(small_basin: xr.Dataset) -> None:
+    # ds.msgl.evaluate stays lazy on a dask-backed prediction; its in-sample check
+    # computed the prediction (against the observations), a second run of the whole
+    # downscale before the scores' own.
+    pytest.importorskip("dask")
+    clim = small_basin.msgl.fit(method="climatology", train=("2000-10-01", "2003-09-30"))
+    pred = small_basin.msgl.downscale(clim)
+    template = pred.chunk({"reach": 50})
+
+    def never(block: xr.DataArray) -> xr.DataArray:
+        raise AssertionError("the prediction was computed")
+
+    lazy = template.map_blocks(never, template=template)
+    for ds in (small_basin, small_basin.drop_vars("reach_temp_true")):
+        with pytest.warns(xmsgl.InSampleWarning, match=r"on 1095 days inside the model's training periods"):
+            scores = ds.msgl.evaluate(lazy)
+        assert scores["rmse"].chunks is not None
+    # Taken as complete, the lazy prediction gives the counts of the in-memory one (it
+    # has no NaN).
+    with pytest.warns(xmsgl.InSampleWarning) as lazy_said:
+        small_basin.msgl.evaluate(lazy)
+    with pytest.warns(xmsgl.InSampleWarning) as said:
+        small_basin.msgl.evaluate(pred)
+    assert [str(w.message) for w in lazy_said] == [str(w.message) for w in said]
+
+
 def test_scores_and_predictions_say_what_made_them(half_year_basin: xr.Dataset, half_year_msgl) -> None:
     pred = half_year_basin.msgl.downscale(half_year_msgl)
     periods = half_year_msgl.config["periods"]

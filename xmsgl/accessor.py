@@ -127,6 +127,21 @@ class MsglAccessor:
         return evaluate(prediction, observed, **kwargs)
 
 
+def _paired(observed: xr.DataArray, prediction: xr.DataArray) -> xr.DataArray:
+    """Where ``observed`` has a value and ``prediction`` one beside it (by coordinate).
+
+    A dask-backed prediction is not computed for this (``evaluate`` stays lazy on it):
+    it is taken to have a value wherever it has coordinates.
+    """
+    there = observed.notnull()
+    if prediction.chunks is None:
+        return there & prediction.notnull()
+    for dim in prediction.dims:
+        if dim in there.dims and dim in there.indexes and dim in prediction.indexes:
+            there = there.sel({dim: there.indexes[dim].isin(prediction.indexes[dim])})
+    return there
+
+
 def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
                     read: xr.DataArray | None = None) -> None:
     """Warn when ``prediction`` is scored on observations it was fitted on or given.
@@ -176,12 +191,12 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
             continue
         seen = observed.sel(time=observed["time"].isin(times[inside]))
         # The pairs scored there: an observation with a prediction beside it (by id).
-        pairs = seen.notnull() & prediction.sel(time=times[inside]).notnull()
+        pairs = _paired(seen, prediction.sel(time=times[inside]))
         if read is not None:
             # Of the truth's pairs there, those at node-days with an observation.
             n = int((pairs & read.sel(time=read["time"].isin(times[inside])).notnull()).sum())
             if n:
-                total = int((observed.notnull() & prediction.notnull()).sum())
+                total = int(_paired(observed, prediction).sum())
                 fitted, verdict = (("was fitted on", "in-sample") if attr == "xmsgl_train_periods"
                                    else ("chose its checkpoint on", "optimistic"))
                 warnings.warn(
