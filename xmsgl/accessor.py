@@ -173,6 +173,7 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
     from xmsgl.periods import period_mask
 
     times = pd.DatetimeIndex(prediction["time"].values)
+    total: int | None = None  # all pairs scored against a truth, counted once if needed
     for attr, what, why in (
             ("xmsgl_train_periods", "training periods", "at the sites it was fitted on those scores "
                                                         "are in-sample"),
@@ -196,7 +197,8 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
             # Of the truth's pairs there, those at node-days with an observation.
             n = int((pairs & read.sel(time=read["time"].isin(times[inside])).notnull()).sum())
             if n:
-                total = int(_paired(observed, prediction).sum())
+                if total is None:
+                    total = int(_paired(observed, prediction).sum())
                 fitted, verdict = (("was fitted on", "in-sample") if attr == "xmsgl_train_periods"
                                    else ("chose its checkpoint on", "optimistic"))
                 warnings.warn(

@@ -304,15 +304,13 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
 
 def _run_start(times: pd.DatetimeIndex, start: int, spinup: int) -> int:
     """The first day to run for days from ``start`` with up to ``spinup`` days of
-    warm-up: not before the record, nor before the end of a gap (a step longer than
-    a day) at or before ``start``."""
-    first = max(0, start - spinup)
-    if start > first:
-        steps = np.diff(times[first: start + 1].values) > np.timedelta64(1, "D")
-        after_gap = np.flatnonzero(steps)
-        if after_gap.size:
-            first += int(after_gap[-1]) + 1
-    return first
+    warm-up: not before the record, nor before the end of a gap
+    (:func:`~xmsgl.train.time_breaks`) at or before ``start``."""
+    from xmsgl.train import time_breaks
+
+    breaks = time_breaks(times)
+    before = breaks[breaks <= start]
+    return max(0, start - spinup, int(before[-1]) if before.size else 0)
 
 
 def _energy_by_blocks(h: Any, pieces: list[tuple[int, int, Any]]) -> tuple[float, float]:
