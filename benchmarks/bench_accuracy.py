@@ -68,7 +68,7 @@ def main() -> None:
                     help="hidden size of every network method (default: fit's, 20)")
     ap.add_argument("--stage-a-tasks", nargs="+", default=None,
                     choices=["coarse", "remap", "remap-fine"],
-                    help="stage_a_tasks of async-msgl (default: fit's, coarse remap)")
+                    help="stage_a_tasks of async-msgl (default: fit's, coarse remap remap-fine)")
     args = ap.parse_args()
     task_weights = None
     if args.task_weights:

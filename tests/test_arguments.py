@@ -247,7 +247,7 @@ def test_fit_refuses_arguments_the_method_does_not_read(basin: xr.Dataset, metho
 
 
 def test_arguments_at_their_defaults_are_accepted_by_every_method(basin: xr.Dataset) -> None:
-    m = fit(basin, method="fine-only", seed=0, stage_a_tasks=["coarse", "remap"],
+    m = fit(basin, method="fine-only", seed=0, stage_a_tasks=["coarse", "remap", "remap-fine"],
             stage_a_variable="seg_temp", fine_head="concat", pretrain_epochs=None, **FAST)
     assert m.method == "fine-only"
 
@@ -521,7 +521,7 @@ def test_stage_a_refuses_what_it_cannot_learn(basin: xr.Dataset) -> None:
     # Fixed weights of 0 for both of stage A's tasks trained nothing, and said nothing.
     with pytest.raises(ParameterError, match="weight 0 to every task of stage 'stage_a'"):
         fit(basin, method="async-msgl", weighting="fixed", seed=0, **FAST,
-            task_weights={"coarse": 0, "cross": 0, "fine": 1})
+            stage_a_tasks=("coarse", "remap"), task_weights={"coarse": 0, "cross": 0, "fine": 1})
     speed = basin.assign(seg_speed=basin.seg_temp.assign_attrs(units="m s-1"))
     with pytest.raises(UnitsError, match="stage_a_variable='seg_speed' has units 'm s-1'"):
         fit(speed, method="async-msgl", stage_a_variable="seg_speed", seed=0, **FAST)

@@ -252,6 +252,8 @@ def test_async_stage_a_never_reads_test_period(basin: xr.Dataset) -> None:
     (a0, a1), = m.config["stage_a"]["period"]
     assert pd.Timestamp(a1) < pd.Timestamp("2001-06-01")
     assert "stage_a" in m.history and "main" in m.history
+    # The default stage A trains all three heads on its pseudo-labels.
+    assert m.config["stage_a"]["tasks"] == ["coarse", "remap", "remap-fine"]
 
 
 @pytest.mark.parametrize("tasks, scored", [(("coarse", "remap"), "cross"),
@@ -259,8 +261,8 @@ def test_async_stage_a_never_reads_test_period(basin: xr.Dataset) -> None:
                                            (("coarse",), "coarse")])
 def test_stage_a_checkpoint_is_judged_on_what_it_trains(basin: xr.Dataset, monkeypatch: pytest.MonkeyPatch,
                                                         tasks: tuple[str, ...], scored: str) -> None:
-    # With the default tasks stage A trains the coarse and cross-scale heads only;
-    # it used to keep the epoch whose untrained fine head scored best.
+    # Without "remap-fine" stage A trains the coarse and cross-scale heads only; it
+    # used to keep the epoch whose untrained fine head scored best.
     import xmsgl.model as model_module
 
     outputs: list[str] = []
@@ -579,8 +581,8 @@ def torch_equal(a: Any, b: Any) -> bool:
 
 @pytest.mark.parametrize("method", ["progressive", "async-msgl"])
 def test_fine_tuning_methods_score_the_weights_they_start_from(basin: xr.Dataset, method: str) -> None:
-    kw = {"stage_a_tasks": ("coarse", "remap", "remap-fine")} if method == "async-msgl" else {}
-    m = fit(basin, method=method, seed=0, pretrain_epochs=2, **{**FAST, "epochs": 2}, **kw)
+    # ASYNC-MSGL's default stage A trains the fine head ("remap-fine").
+    m = fit(basin, method=method, seed=0, pretrain_epochs=2, **{**FAST, "epochs": 2})
     main = m.history["main"]
     start = main["val_start"]
     assert start is not None and np.isfinite(start)
@@ -593,10 +595,11 @@ def test_fine_tuning_methods_score_the_weights_they_start_from(basin: xr.Dataset
 
 
 @pytest.mark.parametrize("method, kw", [("msgl", {}), ("direct", {"pretrain_epochs": 1}),
-                                        ("async-msgl", {"pretrain_epochs": 1})])
+                                        ("async-msgl", {"pretrain_epochs": 1,
+                                                        "stage_a_tasks": ("coarse", "remap")})])
 def test_a_stage_whose_scored_head_is_untrained_does_not_score_its_start(
         basin: xr.Dataset, method: str, kw: dict[str, Any]) -> None:
-    # direct's coarse pretraining and ASYNC-MSGL's default stage A leave the head the
+    # direct's coarse pretraining and ASYNC-MSGL's stage A without "remap-fine" leave the head the
     # main stage is scored by untrained: its random weights won the checkpoint of small
     # fits, which then returned a model that was never fine-tuned.
     main = fit(basin, method=method, seed=0, **FAST, **kw).history["main"]

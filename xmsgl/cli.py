@@ -1091,8 +1091,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "against the synthetic truth (and at the reaches without a kept "
                     "observation), with ASYNC-MSGL's coverage; then write OUTDIR/downscaled.nc "
                     "(the predictions, the truth, the flags) and OUTDIR/demo.png (the network "
-                    "on a summer day, a time series at an unobserved reach). One to two minutes "
-                    "on two CPU cores; --quick takes seconds.")
+                    "on a summer day, a time series at an unobserved reach). One to four minutes "
+                    "on two CPU cores, as fast as they are; --quick takes seconds.")
     demo.add_argument("--outdir", default="xmsgl-demo", help="folder for outputs (default: %(default)s)")
     demo.add_argument("--overwrite", action="store_true",
                       help="replace downscaled.nc and demo.png when --outdir already holds them")

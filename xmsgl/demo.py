@@ -28,8 +28,9 @@ __all__ = ["run_demo", "check_outdir", "DEMO_SETTINGS", "OUTPUTS"]
 #: The files the demo writes into its output folder.
 OUTPUTS = ("downscaled.nc", "demo.png")
 
-#: Basin and training settings of the demo. The full demo takes one to two minutes
-#: on a quiet two-core CPU (the goal is five; docs/benchmarks.md, "Demo"): the
+#: Basin and training settings of the demo. The full demo takes one to four minutes
+#: on a quiet two-core CPU, as fast as it is (the goal is five; docs/benchmarks.md,
+#: "Demo"): the
 #: default synthetic network (450 segments, 3,288 reaches) over its last six water
 #: years, one-year windows without overlap, a few epochs per stage for the networks
 #: on the reaches. The remap baseline's coarse network (450 segments) costs a third

@@ -1056,7 +1056,7 @@ def fit(
     attn_window: int = 30,
     attn_blocks: int = 2,
     stage_a_period: Any = None,
-    stage_a_tasks: tuple[str, ...] = ("coarse", "remap"),
+    stage_a_tasks: tuple[str, ...] = ("coarse", "remap", "remap-fine"),
     stage_a_variable: str = "seg_temp",
     graph_options: dict[str, Any] | None = None,
     device: str | torch.device = "auto",
@@ -1157,11 +1157,13 @@ def fit(
         the test days, a ``TimeError``), with a warning: stage A then trains on the
         days that choose its checkpoint. The days read are part of the ``xmsgl_train_periods`` of the
         model's predictions.
-    stage_a_tasks : tuple of str, default ("coarse", "remap")
+    stage_a_tasks : tuple of str, default ("coarse", "remap", "remap-fine")
         ``"coarse"``: the coarse task on ``stage_a_variable``; ``"remap"``: the
         cross-scale task on ``stage_a_variable`` carried to each reach from its
         segment (pseudo-labels); ``"remap-fine"``: the fine task on the same
-        pseudo-labels too (this runs the fine graph in stage A: slower).
+        pseudo-labels too (this runs the fine graph in stage A). Give
+        ``("coarse", "remap")`` for a faster stage A that leaves the fine head
+        to stage B.
     stage_a_variable : str, default "seg_temp"
         The coarse (seg, time) variable of stage A, in degC, NaN where it has no
         value. It is stage A's target, never one of the model's inputs.
