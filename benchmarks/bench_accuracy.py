@@ -104,7 +104,6 @@ def main() -> None:
                **({"weight_decay": args.weight_decay} if args.weight_decay is not None else {}),
                **({"hidden": args.hidden} if args.hidden is not None else {}),
                **({"max_hops": args.max_hops} if args.max_hops is not None else {}),
-               **({"stage_a_tasks": args.stage_a_tasks} if args.stage_a_tasks else {}),
                "date": time.strftime("%Y-%m-%d"), **provenance(args.threads or torch.get_num_threads())}
     seg_pos = topology_arrays(ds).reach_seg_idx
     inherited = ds.seg_temp_true.sel(time=slice(*test)).transpose("seg", "time").values[seg_pos]
@@ -158,6 +157,10 @@ def main() -> None:
                                          for k, h in stages.items()}
                 extra["task_weights_last_epoch"] = {
                     k: {t: round(w, 3) for t, w in h["task_weights"].items()} for k, h in stages.items()}
+                if method == "async-msgl":
+                    # The tasks stage A trained, on the fit's own line: fit's default
+                    # changed once (2026-11-29), and summarize_accuracy.py keeps them apart.
+                    extra["stage_a_tasks"] = list(model.config["stage_a"]["tasks"])
                 if method in ("msgl", "async-msgl"):
                     cross = downscale(sparse, model, time=test, scale="cross")
                     extra["rmse_cross_scale_estimate"] = round(float(rmse_of(cross, truth)), 4)

@@ -20,6 +20,12 @@ seeds both were fitted on):
 * ``goal_gain`` (0.20) and whether the gain of means and the interval's lower bound
   reach it.
 
+ASYNC-MSGL fits with different stage-A tasks (``stage_a_tasks`` on their lines) are
+compared as separate methods, each line saying its tasks. A line without them was
+printed before they were recorded on every ASYNC-MSGL line and fitted with fit's
+default of then, ``["coarse", "remap"]``; runs of that time given
+``--stage-a-tasks`` carry them on the line.
+
 Fits are deterministic per seed, so a fit that appears in two files must carry the
 same RMSE; the script stops with an error otherwise.
 
@@ -38,7 +44,6 @@ from collections.abc import Iterable
 from typing import Any
 
 GOAL_GAIN = 0.20
-MULTI = ("msgl", "async-msgl")
 SINGLE = ("fine-only", "remap")
 # Fields of a fit's line that are not part of its setting.
 _NOT_SETTING = {"what", "method", "seed", "rmse", "mae", "fit_seconds", "downscale_seconds",
@@ -48,7 +53,12 @@ _NOT_SETTING = {"what", "method", "seed", "rmse", "mae", "fit_seconds", "downsca
                 # Where a fit ran: a fit is deterministic per seed whatever the CPU and
                 # threads, and runs of several commits are pooled when their seeds do
                 # not conflict; the summary lists the commits it pooled.
-                "commit", "cpu", "torch", "threads"}
+                "commit", "cpu", "torch", "threads",
+                # A property of the ASYNC-MSGL fit, not of the setting its baselines share.
+                "stage_a_tasks"}
+#: ASYNC-MSGL's stage-A tasks on lines that do not record them: fit's default until
+#: 2026-11-29, when the fine task ("remap-fine") joined it.
+_STAGE_A_UNRECORDED = ["coarse", "remap"]
 
 
 def read_fits(lines: Iterable[str]) -> list[dict[str, Any]]:
@@ -71,6 +81,19 @@ def setting_key(rec: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in rec.items() if k not in _NOT_SETTING}, sort_keys=True)
 
 
+def stage_a_tasks(rec: dict[str, Any]) -> list[str] | None:
+    """The stage-A tasks of an ASYNC-MSGL fit's line; None for the other methods."""
+    if rec["method"] != "async-msgl":
+        return None
+    return list(rec.get("stage_a_tasks") or _STAGE_A_UNRECORDED)
+
+
+def method_key(rec: dict[str, Any]) -> str:
+    """The method a fit is compared as: ASYNC-MSGL with its stage-A tasks apart."""
+    tasks = stage_a_tasks(rec)
+    return rec["method"] if tasks is None else f"async-msgl[{','.join(tasks)}]"
+
+
 def t_quantile_975(df: int) -> float:
     """The 0.975 quantile of Student's t with ``df`` degrees of freedom."""
     from scipy.stats import t
@@ -82,12 +105,15 @@ def compare(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One summary per (setting, multi-scale method) present with a single-scale baseline."""
     by_setting: dict[str, dict[str, dict[int, float]]] = {}
     commits: dict[str, set[str]] = {}
+    tasks_of: dict[str, list[str] | None] = {}
     for rec in fits:
         commits.setdefault(setting_key(rec), set()).add(str(rec.get("commit", "unrecorded")))
-        scores = by_setting.setdefault(setting_key(rec), {}).setdefault(rec["method"], {})
+        name = method_key(rec)
+        tasks_of[name] = stage_a_tasks(rec)
+        scores = by_setting.setdefault(setting_key(rec), {}).setdefault(name, {})
         seed = int(rec["seed"])
         if seed in scores and scores[seed] != rec["rmse"]:
-            raise SystemExit(f"error: method {rec['method']!r}, seed {seed} appears twice with "
+            raise SystemExit(f"error: method {name!r}, seed {seed} appears twice with "
                              f"different RMSE ({scores[seed]} and {rec['rmse']}) in the same "
                              "setting; fits are deterministic per seed, so these files come "
                              "from different code or data: pass only runs of one version")
@@ -95,9 +121,7 @@ def compare(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for key, methods in by_setting.items():
         setting = json.loads(key)
-        for multi in MULTI:
-            if multi not in methods:
-                continue
+        for multi in sorted(m for m in methods if m == "msgl" or m.startswith("async-msgl")):
             present = [b for b in SINGLE if set(methods[multi]) & set(methods.get(b, {}))]
             if not present:
                 continue
@@ -118,9 +142,12 @@ def compare(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
             gains = [1 - x / y for x, y in zip(a, b, strict=True)]
             n = len(gains)
             mean_gain = sum(gains) / n
+            method = "async-msgl" if multi.startswith("async-msgl") else multi
             line: dict[str, Any] = {
-                "what": "paired_gain", "method": multi, "baseline": base, "seeds": seeds,
-                f"rmse_{multi}": a, f"rmse_{base}": b,
+                "what": "paired_gain", "method": method,
+                **({"stage_a_tasks": tasks_of[multi]} if tasks_of[multi] is not None else {}),
+                "baseline": base, "seeds": seeds,
+                f"rmse_{method}": a, f"rmse_{base}": b,
                 "gain_of_means": round(1 - (sum(a) / n) / (sum(b) / n), 4),
                 "gain_by_seed": [round(g, 4) for g in gains],
                 "gain_by_seed_mean": round(mean_gain, 4),

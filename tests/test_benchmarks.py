@@ -126,10 +126,15 @@ def test_bench_accuracy_records_its_setting_and_pools_by_seed(tmp_path: Path) ->
                                                          for s in (0, 1)}
     assert all(r["pretrain_epochs"] == 1 and r["fit_seconds"] >= 0 and r["downscale_seconds"] >= 0
                for r in fits)
+    # ASYNC-MSGL's lines say which tasks its stage A trained (fit's default here).
+    assert [r.get("stage_a_tasks") for r in fits if r["method"] == "async-msgl"] == \
+        [["coarse", "remap", "remap-fine"]] * 2
+    assert all("stage_a_tasks" not in r for r in fits if r["method"] != "async-msgl")
     log = tmp_path / "run.log"
     log.write_text("\n".join(json.dumps(r) for r in recs))
     paired = by_what(run_bench("summarize_accuracy.py", str(log)))["paired_gain"]
     assert [(p["method"], p["baseline"], p["seeds"]) for p in paired] == [("async-msgl", "fine-only", [0, 1])]
+    assert paired[0]["stage_a_tasks"] == ["coarse", "remap", "remap-fine"]
     rmse = {(r["method"], r["seed"]): r["rmse"] for r in fits}
     assert paired[0]["gain_by_seed"] == pytest.approx(
         [round(1 - rmse[("async-msgl", s)] / rmse[("fine-only", s)], 4) for s in (0, 1)], abs=1e-4)

@@ -104,3 +104,24 @@ def test_the_best_baseline_is_judged_on_the_seeds_all_share() -> None:
     line, = summ.compare(fits)
     assert line["baseline"] == "remap" and line["seeds"] == [0]
     assert line["baseline_chosen_on_seeds"] == [0]
+
+
+def test_async_msgl_fits_of_different_stage_a_tasks_stay_apart() -> None:
+    # fit's default stage A gained the fine task on 2026-11-29: lines without tasks are
+    # of the earlier default, and the same seed fitted both ways is no conflict.
+    fits = [json.loads(_fit("async-msgl", s, 0.70 + 0.01 * s)) for s in range(2)]
+    fits += [json.loads(_fit("async-msgl", s, 0.64 + 0.01 * s,
+                             stage_a_tasks=["coarse", "remap", "remap-fine"])) for s in range(2)]
+    fits += [json.loads(_fit("fine-only", s, 0.80)) for s in range(2)]
+    lines = summ.compare(fits)
+    by_tasks = {tuple(x["stage_a_tasks"]): x for x in lines}
+    assert set(by_tasks) == {("coarse", "remap"), ("coarse", "remap", "remap-fine")}
+    for tasks, first in ((("coarse", "remap"), 0.70), (("coarse", "remap", "remap-fine"), 0.64)):
+        line = by_tasks[tasks]
+        assert line["method"] == "async-msgl" and line["baseline"] == "fine-only"
+        assert line["rmse_async-msgl"] == [first, round(first + 0.01, 2)]
+        assert "stage_a_tasks" not in line["setting"]
+    # Two fits of one seed and the same tasks still conflict.
+    twice = fits + [json.loads(_fit("async-msgl", 0, 0.5, stage_a_tasks=["coarse", "remap", "remap-fine"]))]
+    with pytest.raises(SystemExit, match=r"async-msgl\[coarse,remap,remap-fine\]', seed 0"):
+        summ.compare(twice)
