@@ -88,10 +88,18 @@ def stage_a_tasks(rec: dict[str, Any]) -> list[str] | None:
     return list(rec.get("stage_a_tasks") or _STAGE_A_UNRECORDED)
 
 
-def method_key(rec: dict[str, Any]) -> str:
+MethodKey = tuple[str, tuple[str, ...] | None]
+
+
+def method_key(rec: dict[str, Any]) -> MethodKey:
     """The method a fit is compared as: ASYNC-MSGL with its stage-A tasks apart."""
     tasks = stage_a_tasks(rec)
-    return rec["method"] if tasks is None else f"async-msgl[{','.join(tasks)}]"
+    return rec["method"], None if tasks is None else tuple(tasks)
+
+
+def method_label(key: MethodKey) -> str:
+    method, tasks = key
+    return method if tasks is None else f"{method}[{','.join(tasks)}]"
 
 
 def t_quantile_975(df: int) -> float:
@@ -103,17 +111,15 @@ def t_quantile_975(df: int) -> float:
 
 def compare(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One summary per (setting, multi-scale method) present with a single-scale baseline."""
-    by_setting: dict[str, dict[str, dict[int, float]]] = {}
+    by_setting: dict[str, dict[MethodKey, dict[int, float]]] = {}
     commits: dict[str, set[str]] = {}
-    tasks_of: dict[str, list[str] | None] = {}
     for rec in fits:
         commits.setdefault(setting_key(rec), set()).add(str(rec.get("commit", "unrecorded")))
         name = method_key(rec)
-        tasks_of[name] = stage_a_tasks(rec)
         scores = by_setting.setdefault(setting_key(rec), {}).setdefault(name, {})
         seed = int(rec["seed"])
         if seed in scores and scores[seed] != rec["rmse"]:
-            raise SystemExit(f"error: method {name!r}, seed {seed} appears twice with "
+            raise SystemExit(f"error: method {method_label(name)!r}, seed {seed} appears twice with "
                              f"different RMSE ({scores[seed]} and {rec['rmse']}) in the same "
                              "setting; fits are deterministic per seed, so these files come "
                              "from different code or data: pass only runs of one version")
@@ -121,31 +127,32 @@ def compare(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for key, methods in by_setting.items():
         setting = json.loads(key)
-        for multi in sorted(m for m in methods if m == "msgl" or m.startswith("async-msgl")):
-            present = [b for b in SINGLE if set(methods[multi]) & set(methods.get(b, {}))]
+        singles = {k[0]: v for k, v in methods.items() if k[0] in SINGLE}
+        for multi in sorted((k for k in methods if k[0] in ("msgl", "async-msgl")), key=method_label):
+            present = [b for b in SINGLE if set(methods[multi]) & set(singles.get(b, {}))]
             if not present:
                 continue
             # The best baseline is judged on the seeds every baseline present shares
             # with the multi-scale method: means over different seeds (fine-only over
             # seeds 0-2, remap over seed 0) would compare seeds as much as methods.
-            shared = set(methods[multi]).intersection(*(methods[b] for b in present))
+            shared = set(methods[multi]).intersection(*(singles[b] for b in present))
             chosen_on = sorted(shared) if shared else None
             candidates = []
             for single in present:
-                seeds = sorted(set(methods[multi]) & set(methods[single]))
+                seeds = sorted(set(methods[multi]) & set(singles[single]))
                 judge = chosen_on or seeds
-                mean = sum(methods[single][s] for s in judge) / len(judge)
+                mean = sum(singles[single][s] for s in judge) / len(judge)
                 candidates.append((mean, single, seeds))
             _, base, seeds = min(candidates)
             a = [methods[multi][s] for s in seeds]
-            b = [methods[base][s] for s in seeds]
+            b = [singles[base][s] for s in seeds]
             gains = [1 - x / y for x, y in zip(a, b, strict=True)]
             n = len(gains)
             mean_gain = sum(gains) / n
-            method = "async-msgl" if multi.startswith("async-msgl") else multi
+            method, tasks = multi
             line: dict[str, Any] = {
                 "what": "paired_gain", "method": method,
-                **({"stage_a_tasks": tasks_of[multi]} if tasks_of[multi] is not None else {}),
+                **({"stage_a_tasks": list(tasks)} if tasks is not None else {}),
                 "baseline": base, "seeds": seeds,
                 f"rmse_{method}": a, f"rmse_{base}": b,
                 "gain_of_means": round(1 - (sum(a) / n) / (sum(b) / n), 4),
