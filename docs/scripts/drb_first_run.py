@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import xmsgl
     from xmsgl.datasets.drb import open_drb
+    from xmsgl.io import atomic_write
 
     t0 = time.perf_counter()
     ds = open_drb(source="mirror", progress=False)
@@ -171,6 +172,15 @@ def main(argv: list[str] | None = None) -> int:
         f"* Fitted on {n_train_seg:,} segment-days and {n_train_reach:,} reach-days "
         f"({times[0].date()}..{(val_start - pd.Timedelta(days=1)).date()}); {args.epochs} epochs "
         f"of `{args.method}` took {fit_s:.0f} s.",
+    ]
+    stage_a = model.config.get("stage_a")
+    if stage_a:  # ASYNC-MSGL: say what its stage A learned, which its default has changed
+        days_a = ", ".join(f"{a}..{b}" for a, b in stage_a["period"])
+        lines.append(
+            f"* Stage A: {model.config['hyperparameters']['pretrain_epochs']} epochs on "
+            f"`{stage_a['variable']}` of {days_a} (outside validation and test), tasks "
+            + ", ".join(f"`{t}`" for t in stage_a["tasks"]) + "; then the epochs above of MSGL.")
+    lines += [
         "",
         "## Scores (degC; RMSE | MAE | bias | n observations)",
         "",
@@ -208,12 +218,17 @@ def main(argv: list[str] | None = None) -> int:
         "and the full PRMS-SNTemp drivers (`source='release'`).",
         "",
     ]
-    args.out.write_text("\n".join(lines))
-    args.out.with_suffix(".json").write_text(json.dumps({
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    # each file all at once (a temporary name renamed), so a failed run leaves the last report whole
+    with atomic_write(args.out, overwrite=True) as tmp:
+        tmp.write_text("\n".join(lines))
+    record = {
         "produced": stamp, "where": where, "epochs": args.epochs, "method": args.method,
         "seed": args.seed, "held_out_segments": held_segs.tolist(), "build_s": build_s,
-        "fit_s": fit_s, "results": results,
-    }, indent=1))
+        "fit_s": fit_s, "stage_a": stage_a, "results": results,
+    }
+    with atomic_write(args.out.with_suffix(".json"), overwrite=True) as tmp:
+        tmp.write_text(json.dumps(record, indent=1))
     print(f"wrote {args.out}")
     return 0
 
