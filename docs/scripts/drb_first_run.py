@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DOCS / "drb_first_run.md")
     parser.add_argument("--input-scaling", default=None, choices=["pooled", "per-scale"],
                         help="fit's input_scaling (methods on both scales; default: fit's)")
+    parser.add_argument("--stage-a-tasks", nargs="+", default=None,
+                        choices=["coarse", "remap", "remap-fine"],
+                        help="stage_a_tasks of async-msgl (default: fit's)")
     args = parser.parse_args(argv)
 
     import xmsgl
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         progress=False,
         **({"input_scaling": args.input_scaling} if args.input_scaling else {}),
+        **({"stage_a_tasks": tuple(args.stage_a_tasks)} if args.stage_a_tasks else {}),
     )
     fit_s = time.perf_counter() - t1
     fine_pred = ds.msgl.downscale(model, scale="reach", device=args.device).transpose("reach", "time")
@@ -153,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{xmsgl.__version__}: `python docs/scripts/drb_first_run.py --epochs {args.epochs} "
         f"--method {args.method} --seed {args.seed}"
         + (f" --input-scaling {args.input_scaling}" if args.input_scaling else "")
+        + (f" --stage-a-tasks {' '.join(args.stage_a_tasks)}" if args.stage_a_tasks else "")
         + "`. Do not edit by hand; rerun the script.",
         "",
         "## Data",
