@@ -1,0 +1,140 @@
+"""Pool ``drb_first_run.py`` reports of several splits into one table of fine-scale RMSE.
+
+Each run of ``drb_first_run.py --seed S --method M --out F`` writes ``F`` and a JSON
+of its numbers next to it (``F`` with the suffix ``.json``). A seed is a split: it
+draws the held-out segments and the initial weights. This script reads any number
+of those JSON files and prints, as a markdown table, the fine-scale RMSE (degC,
+against the observations at reaches) of each method on each split and held-out
+group, the air-temperature regression of each split, the mean and the population
+standard deviation over the splits, and how far each multi-scale method's mean lies
+below the better single-scale mean (fine-only or remap) of each group::
+
+    python docs/scripts/drb_splits.py runs/*.json
+
+ASYNC-MSGL runs of different stage-A tasks are kept apart (their tasks are named
+in the column). Reports written before the JSON named stage A carry none; give
+``--stage-a-tasks`` to say what they used, or they form a column of their own.
+The script stops if two files give one method and split, or if a split's files
+disagree on its held-out segments (the runs then did not share a split).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+GROUPS = ("held-out dates, fitted sites", "held-out sites, fitted dates",
+          "held-out sites, held-out dates")
+SHORT = {GROUPS[0]: "dates, at fitted sites", GROUPS[1]: "sites, on fitted dates",
+         GROUPS[2]: "sites and dates"}
+SINGLE = ("fine-only", "remap")
+MULTI = ("msgl", "async-msgl")
+REGRESSION = "air-temperature regression"
+
+
+def column_name(record: dict[str, Any], assumed_tasks: list[str] | None) -> str:
+    """The table column of one report: its method, and for ASYNC-MSGL its stage-A tasks."""
+    method = str(record["method"])
+    if method != "async-msgl":
+        return method
+    stage_a = record.get("stage_a")
+    tasks = stage_a["tasks"] if stage_a else assumed_tasks
+    if tasks is None:
+        return "async-msgl (stage A not recorded)"
+    return "async-msgl, stage A " + " ".join(tasks)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and population standard deviation (ddof=0)."""
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+
+
+def gather(paths: list[Path], assumed_tasks: list[str] | None
+           ) -> tuple[dict[str, dict[int, dict[str, float]]], dict[int, dict[str, float]],
+                      dict[int, dict[str, int]]]:
+    """RMSE by column, seed and group; the regression's RMSE and n by seed and group."""
+    table: dict[str, dict[int, dict[str, float]]] = {}
+    regression: dict[int, dict[str, float]] = {}
+    counts: dict[int, dict[str, int]] = {}
+    held: dict[int, tuple[list[int], Path]] = {}
+    epochs: dict[int, Path] = {}
+    for path in paths:
+        record = json.loads(path.read_text())
+        seed = int(record["seed"])
+        if seed in held and held[seed][0] != record["held_out_segments"]:
+            sys.exit(f"{path} and {held[seed][1]} hold out different segments for seed {seed}")
+        held.setdefault(seed, (record["held_out_segments"], path))
+        epochs.setdefault(int(record["epochs"]), path)
+        column = column_name(record, assumed_tasks)
+        if seed in table.setdefault(column, {}):
+            sys.exit(f"{path}: a second report of {column} on seed {seed}")
+        table[column][seed] = {g: float(record["results"][g]["fine_msgl"]["rmse"]) for g in GROUPS}
+        regression[seed] = {g: float(record["results"][g]["fine_baseline"]["rmse"]) for g in GROUPS}
+        counts[seed] = {g: int(record["results"][g]["fine_msgl"]["n"]) for g in GROUPS}
+    if len(epochs) > 1:
+        sys.exit("the reports were fitted for different numbers of epochs: "
+                 + ", ".join(f"{e} ({p})" for e, p in sorted(epochs.items())))
+    return table, regression, counts
+
+
+def markdown(table: dict[str, dict[int, dict[str, float]]], regression: dict[int, dict[str, float]],
+             counts: dict[int, dict[str, int]]) -> str:
+    """The table: a row per group and split, then the means and the gains."""
+    order = [c for c in ("msgl",) if c in table]
+    order += sorted(c for c in table if c.startswith("async-msgl"))
+    order += [c for c in SINGLE if c in table]
+    order += sorted(c for c in table if c not in order)
+    seeds = sorted(regression)
+    lines = ["| held out | seed | " + " | ".join(order) + f" | {REGRESSION} | n |",
+             "|---|---|" + "---|" * (len(order) + 2)]
+    means: dict[str, dict[str, float]] = {c: {} for c in order}
+    for group in GROUPS:
+        for i, seed in enumerate(seeds):
+            cells = [f"{table[c][seed][group]:.2f}" if seed in table[c] else "–" for c in order]
+            lines.append(f"| {SHORT[group] if i == 0 else ''} | {seed} | " + " | ".join(cells)
+                         + f" | {regression[seed][group]:.2f} | {counts[seed][group]:,} |")
+        cells = []
+        for c in order:
+            values = [table[c][s][group] for s in seeds if s in table[c]]
+            mean, std = mean_std(values)
+            means[c][group] = mean
+            mark = "" if len(values) == len(seeds) else f" ({len(values)} of {len(seeds)} splits)"
+            cells.append(f"{mean:.2f} +- {std:.2f}{mark}")
+        mean, std = mean_std([regression[s][group] for s in seeds])
+        lines.append("| | mean +- std | " + " | ".join(cells) + f" | {mean:.2f} +- {std:.2f} | |")
+    single = [c for c in SINGLE if c in table]
+    multi = [c for c in order if c.split(",")[0].split(" (")[0] in MULTI]
+    if single and multi:
+        lines += ["", "Below the better single-scale mean of each group ("
+                  + " or ".join(single) + "; a negative figure is worse):", ""]
+        for c in multi:
+            gains = []
+            for group in GROUPS:
+                best = min(means[s][group] for s in single)
+                gains.append(f"{SHORT[group]}: {100 * (1 - means[c][group] / best):.1f}%")
+            lines.append(f"* {c}: " + "; ".join(gains))
+    if any(len(table[c]) != len(seeds) for c in order):
+        lines += ["", "A column with fewer splits than the table is averaged over its own "
+                  "splits only; its gain is then not of the same splits as the baseline's."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("reports", nargs="+", type=Path, help="JSON files of drb_first_run.py")
+    parser.add_argument("--stage-a-tasks", nargs="+", default=None,
+                        choices=["coarse", "remap", "remap-fine"],
+                        help="stage-A tasks of ASYNC-MSGL reports that do not name theirs")
+    args = parser.parse_args(argv)
+    table, regression, counts = gather(args.reports, args.stage_a_tasks)
+    print(markdown(table, regression, counts))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
