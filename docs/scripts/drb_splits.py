@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,6 @@ GROUPS = ("held-out dates, fitted sites", "held-out sites, fitted dates",
 SHORT = {GROUPS[0]: "dates, at fitted sites", GROUPS[1]: "sites, on fitted dates",
          GROUPS[2]: "sites and dates"}
 SINGLE = ("fine-only", "remap")
-MULTI = ("msgl", "async-msgl")
 REGRESSION = "air-temperature regression"
 
 
@@ -50,8 +49,7 @@ def column_name(record: dict[str, Any], assumed_tasks: list[str] | None) -> str:
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and population standard deviation (ddof=0)."""
-    mean = sum(values) / len(values)
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    return statistics.fmean(values), statistics.pstdev(values)
 
 
 def gather(paths: list[Path], assumed_tasks: list[str] | None
@@ -85,10 +83,11 @@ def gather(paths: list[Path], assumed_tasks: list[str] | None
 def markdown(table: dict[str, dict[int, dict[str, float]]], regression: dict[int, dict[str, float]],
              counts: dict[int, dict[str, int]]) -> str:
     """The table: a row per group and split, then the means and the gains."""
-    order = [c for c in ("msgl",) if c in table]
-    order += sorted(c for c in table if c.startswith("async-msgl"))
-    order += [c for c in SINGLE if c in table]
-    order += sorted(c for c in table if c not in order)
+    # the multi-scale columns: MSGL, then ASYNC-MSGL by stage A (see column_name)
+    multi = [c for c in ("msgl",) if c in table]
+    multi += sorted(c for c in table if c.startswith("async-msgl"))
+    single = [c for c in SINGLE if c in table]
+    order = multi + single + sorted(c for c in table if c not in multi + single)
     seeds = sorted(regression)
     lines = ["| held out | seed | " + " | ".join(order) + f" | {REGRESSION} | n |",
              "|---|---|" + "---|" * (len(order) + 2)]
@@ -107,8 +106,6 @@ def markdown(table: dict[str, dict[int, dict[str, float]]], regression: dict[int
             cells.append(f"{mean:.2f} +- {std:.2f}{mark}")
         mean, std = mean_std([regression[s][group] for s in seeds])
         lines.append("| | mean +- std | " + " | ".join(cells) + f" | {mean:.2f} +- {std:.2f} | |")
-    single = [c for c in SINGLE if c in table]
-    multi = [c for c in order if c.split(",")[0].split(" (")[0] in MULTI]
     if single and multi:
         lines += ["", "Below the better single-scale mean of each group ("
                   + " or ".join(single) + "; a negative figure is worse):", ""]
