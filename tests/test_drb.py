@@ -393,6 +393,20 @@ def test_mirror_passes_validation(drb_mirror: xr.Dataset) -> None:
     assert (drb_mirror["COMID"].values == drb_mirror["reach"].values).all()
 
 
+def test_mirror_says_cf_names_of_its_forcings(drb_mirror: xr.Dataset) -> None:
+    assert drb_mirror.attrs["Conventions"] == "CF-1.8"
+    for scale in ("seg", "reach"):
+        tmax, tmin = drb_mirror[f"{scale}_tmax_air"].attrs, drb_mirror[f"{scale}_tmin_air"].attrs
+        assert tmax["standard_name"] == tmin["standard_name"] == "air_temperature"
+        assert (tmax["cell_methods"], tmin["cell_methods"]) == ("time: maximum", "time: minimum")
+        # (tmax + tmin) / 2 is not a mean over the day: no cell method is claimed.
+        assert "cell_methods" not in drb_mirror[f"{scale}_tave_air"].attrs
+        assert drb_mirror[f"{scale}_prcp"].attrs["standard_name"] == "lwe_precipitation_rate"
+        # Water temperature is given no standard name (sea_water_temperature would be wrong).
+        assert "standard_name" not in drb_mirror[f"{scale}_temp"].attrs
+    assert drb_mirror["seg_lat"].attrs["standard_name"] == "latitude"
+
+
 def test_segments_outlets_acyclic(drb_mirror: xr.Dataset) -> None:
     topo = topology_arrays(drb_mirror)  # raises on cycles
     assert topo.n_seg == N_SEG
@@ -635,6 +649,10 @@ def test_release_build_gives_segments_without_hrus_their_donors_attributes(
     assert "40 segments without HRUs take HRU attributes" in approx
     assert "7 segment-days on 2 segments that PRMS-SNTemp marks dry" in approx
     assert "ENHD hydroseq order" in approx and "COMID order" not in approx
+    # The release's seg_prcp is rain alone: it is not called precipitation.
+    assert "standard_name" not in ds.seg_prcp.attrs and "standard_name" not in ds.reach_prcp.attrs
+    assert ds.seg_swrad.attrs["standard_name"] == "surface_downwelling_shortwave_flux_in_air"
+    assert ds.reach_outflow.attrs["cell_methods"] == "time: mean"
 
 
 def test_release_forcings_are_read_from_the_zip_itself(tmp_path: Path) -> None:

@@ -42,6 +42,13 @@ def test_small_basin_follows_the_convention(small_basin: xr.Dataset) -> None:
                                          "reach_discharge"}
     assert "reach_gw_share" in inputs.reach_static and "seg_shade" in inputs.seg_static
     assert "reach_is_tributary" not in inputs.all()  # integer flags are never inputs
+    assert small_basin.attrs["Conventions"] == "CF-1.8"
+    for scale in ("seg", "reach"):
+        for key, standard_name in (("air_temp", "air_temperature"), ("precip", "lwe_precipitation_rate"),
+                                   ("swrad", "surface_downwelling_shortwave_flux_in_air"),
+                                   ("discharge", "water_volume_transport_in_river_channel")):
+            attrs = small_basin[f"{scale}_{key}"].attrs
+            assert (attrs["standard_name"], attrs["cell_methods"]) == (standard_name, "time: mean")
 
 
 def test_tiny_basin_and_a_single_segment(tiny_basin: xr.Dataset) -> None:

@@ -877,6 +877,15 @@ _DYNAMIC: dict[str, tuple[str, str]] = {
     "discharge": ("discharge", "m3 s-1"),
 }
 
+#: CF standard names of the forcings (all daily means; water temperature is given none,
+#: as ``sea_water_temperature`` would be wrong for a river).
+_DYNAMIC_CF: dict[str, str] = {
+    "air_temp": "air_temperature",
+    "swrad": "surface_downwelling_shortwave_flux_in_air",
+    "precip": "lwe_precipitation_rate",
+    "discharge": "water_volume_transport_in_river_channel",
+}
+
 
 def _version() -> str:
     try:
@@ -1114,9 +1123,10 @@ def synthetic_basin(
                         {"long_name": "drainage area at the segment outlet", "units": "km2"})
     for key, (long_name, units) in _DYNAMIC.items():
         where = "at the segment outlet" if key == "discharge" else "length-weighted over the segment"
-        data[f"reach_{key}"] = (R + T, dynamic[f"reach_{key}"], {"long_name": long_name, "units": units})
+        cf = {"standard_name": _DYNAMIC_CF[key], "cell_methods": "time: mean"}
+        data[f"reach_{key}"] = (R + T, dynamic[f"reach_{key}"], {"long_name": long_name, "units": units, **cf})
         data[f"seg_{key}"] = (S + T, dynamic[f"seg_{key}"], {"long_name": f"{long_name}, {where}",
-                                                             "units": units})
+                                                             "units": units, **cf})
     data["seg_temp"] = (S + T, dynamic["seg_temp"],
                         {"long_name": "observed water temperature at the segment outlet", "units": "degC"})
     data["reach_temp"] = (R + T, dynamic["reach_temp"],
@@ -1143,6 +1153,7 @@ def synthetic_basin(
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     attrs = {
         "title": "xmsgl synthetic river basin",
+        "Conventions": "CF-1.8",
         "source": "xmsgl.datasets.synthetic_basin (physically based heat budget, see docs/synthetic.md)",
         "generator_parameters": json.dumps(params),
         "seed": seed,
