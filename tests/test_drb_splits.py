@@ -74,10 +74,18 @@ def test_table_means_and_gains(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert mean_rows[1][3] == "9.00 +- 0.00 (1 of 2 splits)"  # one split only
     assert mean_rows[2][5] == "4.50 +- 0.50"        # fine-only: 4.0 and 5.0
     # gains against the better single-scale mean of each group: fine-only 2.5 / remap 3.6 / remap 4.3
-    gains = {line.split(":")[0][2:]: line for line in out.splitlines() if line.startswith("* ")}
+    gains: dict[str, str] = {}
+    paired: dict[str, str] = {}
+    for line in out.splitlines():
+        if line.startswith("* "):
+            (paired if line.split(":")[0][2:] in gains else gains)[line.split(":")[0][2:]] = line
     assert gains["msgl"] == ("* msgl: dates, at fitted sites: 12.0%; sites, on fitted dates: "
                              f"{100 * (1 - 3.2 / 3.6):.1f}%; sites and dates: {100 * (1 - 3.5 / 4.3):.1f}%")
     assert "async-msgl, stage A coarse remap" in gains
+    # paired on the splits both have: 20% and 4% at the held-out dates (mean 12, sd
+    # 11.31, t(0.975, 1) = 12.706: 12 +- 101.6)
+    assert paired["msgl"].startswith("* msgl: dates, at fitted sites 12.0% (-89.6 to 113.6; 2 of 2) "
+                                     "against fine-only; ")
     assert "fewer splits than the table" in out
 
 
@@ -99,3 +107,20 @@ def test_refusals(tmp_path: Path) -> None:
     longer = _report(tmp_path, "fine-only", 0, (2.5, 4.0, 4.0), epochs=30)
     with pytest.raises(SystemExit, match="different numbers of epochs"):
         splits.main([str(a), str(longer)])
+
+
+def test_paired_gain_over_splits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Gains of 10, 20 and 0% on three splits: mean 10, sd 10, t(0.975, 2) = 4.303.
+    method = {0: {g: 1.8 for g in GROUPS}, 1: {g: 1.6 for g in GROUPS}, 2: {g: 2.0 for g in GROUPS}}
+    base = {s: {g: 2.0 for g in GROUPS} for s in (0, 1, 2)}
+    assert splits.paired_gain(method, base, GROUPS[0]) == "10.0% (-14.8 to 34.8; 2 of 3)"
+    assert splits.paired_gain({0: method[0]}, base, GROUPS[1]) == "10.0% (one split)"
+    assert splits.paired_gain({5: method[0]}, base, GROUPS[1]) == "no common split"
+    files = [_report(tmp_path, "msgl", s, (m,) * 3) for s, m in enumerate((1.8, 1.6, 2.0))]
+    files += [_report(tmp_path, "fine-only", s, (2.0, 2.0, 2.0)) for s in range(3)]
+    files += [_report(tmp_path, "remap", s, (2.5, 1.0, 2.5)) for s in range(3)]
+    assert splits.main([str(f) for f in files]) == 0
+    out = capsys.readouterr().out
+    # the baseline of each group is the single-scale method with the lower mean there
+    assert ("* msgl: dates, at fitted sites 10.0% (-14.8 to 34.8; 2 of 3) against fine-only; "
+            "sites, on fitted dates -80.0% (-129.7 to -30.3; 0 of 3) against remap") in out

@@ -6,8 +6,10 @@ draws the held-out segments and the initial weights. This script reads any numbe
 of those JSON files and prints, as a markdown table, the fine-scale RMSE (degC,
 against the observations at reaches) of each method on each split and held-out
 group, the air-temperature regression of each split, the mean and the population
-standard deviation over the splits, and how far each multi-scale method's mean lies
-below the better single-scale mean (fine-only or remap) of each group::
+standard deviation over the splits, how far each multi-scale method's mean lies
+below the better single-scale mean (fine-only or remap) of each group, and the same
+gain split by split (paired: the mean of the splits' gains, a 95% Student-t interval
+for it, and the number of splits on which the method is better)::
 
     python docs/scripts/drb_splits.py runs/*.json
 
@@ -50,6 +52,21 @@ def column_name(record: dict[str, Any], assumed_tasks: list[str] | None) -> str:
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and population standard deviation (ddof=0)."""
     return statistics.fmean(values), statistics.pstdev(values)
+
+
+def paired_gain(method: dict[int, dict[str, float]], base: dict[int, dict[str, float]],
+                group: str) -> str:
+    """``100 (1 - method / base)`` on each split both have: mean, 95% t-interval, wins."""
+    seeds = sorted(set(method) & set(base))
+    gains = [100.0 * (1.0 - method[s][group] / base[s][group]) for s in seeds]
+    wins = sum(g > 0 for g in gains)
+    if len(gains) < 2:
+        return f"{gains[0]:.1f}% (one split)" if gains else "no common split"
+    from scipy.stats import t
+
+    half = float(t.ppf(0.975, len(gains) - 1)) * statistics.stdev(gains) / len(gains) ** 0.5
+    mean = statistics.fmean(gains)
+    return f"{mean:.1f}% ({mean - half:.1f} to {mean + half:.1f}; {wins} of {len(gains)})"
 
 
 def gather(paths: list[Path], assumed_tasks: list[str] | None
@@ -115,6 +132,14 @@ def markdown(table: dict[str, dict[int, dict[str, float]]], regression: dict[int
                 best = min(means[s][group] for s in single)
                 gains.append(f"{SHORT[group]}: {100 * (1 - means[c][group] / best):.1f}%")
             lines.append(f"* {c}: " + "; ".join(gains))
+        lines += ["", "Split by split against that baseline (the mean of the splits' own gains, "
+                  "its 95% Student-t interval, and on how many splits the method is better):", ""]
+        for c in multi:
+            parts = []
+            for group in GROUPS:
+                base = min(single, key=lambda s: means[s][group])
+                parts.append(f"{SHORT[group]} {paired_gain(table[c], table[base], group)} against {base}")
+            lines.append(f"* {c}: " + "; ".join(parts))
     if any(len(table[c]) != len(seeds) for c in order):
         lines += ["", "A column with fewer splits than the table is averaged over its own "
                   "splits only; its gain is then not of the same splits as the baseline's."]
