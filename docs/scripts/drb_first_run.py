@@ -15,7 +15,10 @@ Evaluation design (two years allow no more):
   on held-out dates at fitted sites, at held-out sites on fitted dates, and at
   held-out sites on held-out dates, each with its number of observations; a
   persistence-free baseline (the training-period linear fit of water on air
-  temperature, the parent segment's for reaches) is scored on the same points.
+  temperature, the parent segment's for reaches) is scored on the same points;
+* the JSON also gives the two held-out-site groups segment by segment
+  (``held_out_by_segment``: coarse and fine scores of each held-out segment), to
+  find which segments carry a split's error.
 """
 
 from __future__ import annotations
@@ -142,6 +145,20 @@ def main(argv: list[str] | None = None) -> int:
             "fine_baseline": _scores(base_reach, reach_obs_v, reach_mask),
         }
 
+    # the held-out-site groups segment by segment: which segments carry the error
+    by_segment: dict[str, dict[str, dict[str, dict[str, float | int]]]] = {}
+    reach_seg_v = ds["reach_seg"].values
+    for seg_id in held_segs.tolist():
+        one_seg = np.asarray(ds["seg"].values == seg_id)
+        one_reach = np.asarray(reach_seg_v == seg_id)
+        by_segment[str(seg_id)] = {
+            label: {
+                "coarse_msgl": _scores(coarse_pred.values, seg_obs, days[None, :] & one_seg[:, None]),
+                "fine_msgl": _scores(fine_pred.values, reach_obs_v, days[None, :] & one_reach[:, None]),
+            }
+            for label, (days, held) in groups.items() if held
+        }
+
     n_seg_obs = int(np.isfinite(seg_obs).sum())
     n_reach_obs = int(np.isfinite(reach_obs_v).sum())
     n_train_seg = int((np.isfinite(train_ds["seg_temp"].values) & train_days[None, :]).sum())
@@ -231,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         "produced": stamp, "where": where, "epochs": args.epochs, "method": args.method,
         "seed": args.seed, "held_out_segments": held_segs.tolist(), "build_s": build_s,
         "fit_s": fit_s, "stage_a": stage_a, "results": results,
+        "held_out_by_segment": by_segment,
     }
     with atomic_write(args.out.with_suffix(".json"), overwrite=True) as tmp:
         tmp.write_text(json.dumps(record, indent=1))
