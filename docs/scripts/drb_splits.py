@@ -126,10 +126,11 @@ def markdown(table: dict[str, dict[int, dict[str, float]]], regression: dict[int
     if single and multi:
         lines += ["", "Below the better single-scale mean of each group ("
                   + " or ".join(single) + "; a negative figure is worse):", ""]
+        base = {group: min(single, key=lambda s: means[s][group]) for group in GROUPS}
         for c in multi:
             gains = []
             for group in GROUPS:
-                best = min(means[s][group] for s in single)
+                best = means[base[group]][group]
                 gains.append(f"{SHORT[group]}: {100 * (1 - means[c][group] / best):.1f}%")
             lines.append(f"* {c}: " + "; ".join(gains))
         lines += ["", "Split by split against that baseline (the mean of the splits' own gains, "
@@ -137,8 +138,8 @@ def markdown(table: dict[str, dict[int, dict[str, float]]], regression: dict[int
         for c in multi:
             parts = []
             for group in GROUPS:
-                base = min(single, key=lambda s: means[s][group])
-                parts.append(f"{SHORT[group]} {paired_gain(table[c], table[base], group)} against {base}")
+                b = base[group]
+                parts.append(f"{SHORT[group]} {paired_gain(table[c], table[b], group)} against {b}")
             lines.append(f"* {c}: " + "; ".join(parts))
     if any(len(table[c]) != len(seeds) for c in order):
         lines += ["", "A column with fewer splits than the table is averaged over its own "

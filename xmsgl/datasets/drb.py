@@ -1032,6 +1032,28 @@ def _mirror_forcings(coarse: _Coarse, seg_params: xr.Dataset, times: pd.Datetime
 # the builder
 
 
+#: CF standard names and cell methods of the forcings and of the latitude, for both
+#: scales (a reach variable takes its segment variable's). Water temperature is given
+#: none (``sea_water_temperature`` would be wrong for a river). The mean air
+#: temperature is (tmax + tmin) / 2, not a mean over the day, so it has no cell method.
+_CF_ATTRS: dict[str, dict[str, str]] = {
+    "seg_tmax_air": {"standard_name": "air_temperature", "cell_methods": "time: maximum"},
+    "seg_tmin_air": {"standard_name": "air_temperature", "cell_methods": "time: minimum"},
+    "seg_tave_air": {"standard_name": "air_temperature"},
+    "seg_swrad": {"standard_name": "surface_downwelling_shortwave_flux_in_air",
+                  "cell_methods": "time: mean"},
+    "seg_outflow": {"standard_name": "water_volume_transport_in_river_channel",
+                    "cell_methods": "time: mean"},
+    "seg_lat": {"standard_name": "latitude"},
+}
+
+#: The mirror's seg_prcp is all precipitation; the release's is rain alone and gets none.
+_MIRROR_CF_ATTRS: dict[str, dict[str, str]] = {
+    **_CF_ATTRS,
+    "seg_prcp": {"standard_name": "lwe_precipitation_rate", "cell_methods": "time: mean"},
+}
+
+
 def _attrs(units: str, source: str, long_name: str, **extra: Any) -> dict[str, Any]:
     return {"units": units, "long_name": long_name, "source": source, **extra}
 
@@ -1289,9 +1311,7 @@ def open_drb(
     for col, (units, long_name) in _SEG_ATTR_COLUMNS.items():
         data[f"seg_{col}"] = (S, seg_attr[col].to_numpy(np.float64), _attrs(
             units, f"{_F_SEG_ATTR} ({col}) of seg_forcing_donor", long_name))
-    # The mirror's seg_prcp is all precipitation; the release's is rain alone.
-    prcp_cf = {"seg_prcp": {"standard_name": "lwe_precipitation_rate", "cell_methods": "time: mean"}}
-    for name, cf in {**_CF_ATTRS, **(prcp_cf if source == "mirror" else {})}.items():
+    for name, cf in (_MIRROR_CF_ATTRS if source == "mirror" else _CF_ATTRS).items():
         for scale_name in (name, name.replace("seg_", "reach_", 1)):
             if scale_name in data:
                 data[scale_name][2].update(cf)
@@ -1349,21 +1369,6 @@ def open_drb(
     }
     return ds
 
-
-#: CF standard names and cell methods of the forcings and of the latitude, for both
-#: scales (a reach variable takes its segment variable's). Water temperature is given
-#: none (``sea_water_temperature`` would be wrong for a river). The mean air
-#: temperature is (tmax + tmin) / 2, not a mean over the day, so it has no cell method.
-_CF_ATTRS: dict[str, dict[str, str]] = {
-    "seg_tmax_air": {"standard_name": "air_temperature", "cell_methods": "time: maximum"},
-    "seg_tmin_air": {"standard_name": "air_temperature", "cell_methods": "time: minimum"},
-    "seg_tave_air": {"standard_name": "air_temperature"},
-    "seg_swrad": {"standard_name": "surface_downwelling_shortwave_flux_in_air",
-                  "cell_methods": "time: mean"},
-    "seg_outflow": {"standard_name": "water_volume_transport_in_river_channel",
-                    "cell_methods": "time: mean"},
-    "seg_lat": {"standard_name": "latitude"},
-}
 
 
 def values_meta(key: str) -> tuple[str, str, str, str]:

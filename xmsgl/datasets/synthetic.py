@@ -870,20 +870,14 @@ def _simulate(net: _Network, comp_ids: np.ndarray, seed: int, time_ns: np.ndarra
 
 # ----------------------------------------------------------------------------- output
 
-_DYNAMIC: dict[str, tuple[str, str]] = {
-    "air_temp": ("daily mean air temperature", "degC"),
-    "swrad": ("daily mean incoming shortwave radiation", "W m-2"),
-    "precip": ("precipitation", "mm d-1"),
-    "discharge": ("discharge", "m3 s-1"),
-}
-
-#: CF standard names of the forcings (all daily means; water temperature is given none,
-#: as ``sea_water_temperature`` would be wrong for a river).
-_DYNAMIC_CF: dict[str, str] = {
-    "air_temp": "air_temperature",
-    "swrad": "surface_downwelling_shortwave_flux_in_air",
-    "precip": "lwe_precipitation_rate",
-    "discharge": "water_volume_transport_in_river_channel",
+#: Forcings: long name, units and CF standard name (all daily means; water temperature
+#: is given none, as ``sea_water_temperature`` would be wrong for a river).
+_DYNAMIC: dict[str, tuple[str, str, str]] = {
+    "air_temp": ("daily mean air temperature", "degC", "air_temperature"),
+    "swrad": ("daily mean incoming shortwave radiation", "W m-2",
+              "surface_downwelling_shortwave_flux_in_air"),
+    "precip": ("precipitation", "mm d-1", "lwe_precipitation_rate"),
+    "discharge": ("discharge", "m3 s-1", "water_volume_transport_in_river_channel"),
 }
 
 
@@ -1121,9 +1115,9 @@ def synthetic_basin(
     data["reach_area"] = (R, net.reach_area, {"long_name": "drainage area at the reach outlet", "units": "km2"})
     data["seg_area"] = (S, net.reach_area[net.seg_outlet_reach],
                         {"long_name": "drainage area at the segment outlet", "units": "km2"})
-    for key, (long_name, units) in _DYNAMIC.items():
+    for key, (long_name, units, standard_name) in _DYNAMIC.items():
         where = "at the segment outlet" if key == "discharge" else "length-weighted over the segment"
-        cf = {"standard_name": _DYNAMIC_CF[key], "cell_methods": "time: mean"}
+        cf = {"standard_name": standard_name, "cell_methods": "time: mean"}
         data[f"reach_{key}"] = (R + T, dynamic[f"reach_{key}"], {"long_name": long_name, "units": units, **cf})
         data[f"seg_{key}"] = (S + T, dynamic[f"seg_{key}"], {"long_name": f"{long_name}, {where}",
                                                              "units": units, **cf})
