@@ -19,6 +19,9 @@ Evaluation design (two years allow no more):
 * the JSON also gives the two held-out-site groups segment by segment
   (``held_out_by_segment``: coarse and fine scores of each held-out segment), to
   find which segments carry a split's error.
+
+``--save DIR`` also saves the fitted model (``model.save``), to study it afterwards
+(``ds.msgl.coverage(xmsgl.load(DIR))``, inputs changed before ``downscale``).
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage-a-tasks", nargs="+", default=None,
                         choices=["coarse", "remap", "remap-fine"],
                         help="stage_a_tasks of async-msgl (default: fit's)")
+    parser.add_argument("--save", type=Path, default=None,
+                        help="also save the fitted model to this folder (model.save), to study it later")
     args = parser.parse_args(argv)
 
     import xmsgl
@@ -113,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         **({"stage_a_tasks": tuple(args.stage_a_tasks)} if args.stage_a_tasks else {}),
     )
     fit_s = time.perf_counter() - t1
+    if args.save is not None:
+        model.save(args.save, overwrite=True)  # a rerun replaces its earlier model, as its reports
     fine_pred = ds.msgl.downscale(model, scale="reach", device=args.device).transpose("reach", "time")
     if model.output == "fine_only":  # no coarse prediction (downscale's rule): coarse rows stay empty
         coarse_pred = xr.full_like(ds["seg_temp"], np.nan).transpose("seg", "time")
