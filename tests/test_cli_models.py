@@ -766,8 +766,14 @@ def test_a_second_ctrl_c_cannot_stop_the_removal_of_a_failed_write(tmp_path,
         tmp.write_text("half")  # a write that had begun
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        xmsgl.io._write(failing, tmp_path / "a.nc", False, True)
-    assert seen and all(h is signal.SIG_IGN for h in seen)
-    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    # Python's own handler to start from: a process started in the background by a
+    # shell inherits SIGINT ignored, where the checks below could not fail.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            xmsgl.io._write(failing, tmp_path / "a.nc", False, True)
+        assert seen and all(h is signal.SIG_IGN for h in seen)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert list(tmp_path.iterdir()) == []
