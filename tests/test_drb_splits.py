@@ -124,3 +124,26 @@ def test_paired_gain_over_splits(tmp_path: Path, capsys: pytest.CaptureFixture[s
     # the baseline of each group is the single-scale method with the lower mean there
     assert ("* msgl: dates, at fitted sites 10.0% (-14.8 to 34.8; 2 of 3) against fine-only; "
             "sites, on fitted dates -80.0% (-129.7 to -30.3; 0 of 3) against remap") in out
+
+
+def test_the_segment_carrying_a_split_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def seg(n: int, rmse: float, bias: float) -> dict[str, Any]:
+        return {"fine_msgl": {"n": n, "rmse": rmse, "mae": rmse, "bias": bias},
+                "coarse_msgl": {"n": 0, "rmse": float("nan"), "mae": float("nan"), "bias": float("nan")}}
+
+    with_segments = _report(tmp_path, "msgl", 0, (2.0, 3.0, 3.0))
+    record = json.loads(with_segments.read_text())
+    # squared errors 10 * 4 = 40 and 30 * 1 = 30 on fitted dates: segment 7 holds 4/7;
+    # on held-out dates segment 8 is the only one observed
+    record["held_out_by_segment"] = {
+        "7": {GROUPS[1]: seg(10, 2.0, 1.5), GROUPS[2]: seg(0, float("nan"), float("nan"))},
+        "8": {GROUPS[1]: seg(30, 1.0, -0.5), GROUPS[2]: seg(5, 3.0, 2.0)},
+    }
+    with_segments.write_text(json.dumps(record))
+    older = _report(tmp_path, "fine-only", 0, (2.5, 3.5, 3.5))
+    assert splits.main([str(with_segments), str(older)]) == 0
+    out = capsys.readouterr().out
+    rows = {(r[0], r[1]): r[2:] for r in _rows(out) if r[0] == "msgl"}
+    assert rows[("msgl", "0")] == ["7: 57%, 2.00 (+1.50), without it 1.00", "8: 100%, 3.00 (+2.00), without it –"]
+    assert "1 report(s) without held_out_by_segment" in out
+    assert not any(r[0] == "fine-only" and len(r) == 4 and ":" in r[2] for r in _rows(out))

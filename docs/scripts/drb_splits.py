@@ -18,6 +18,12 @@ in the column). Reports written before the JSON named stage A carry none; give
 ``--stage-a-tasks`` to say what they used, or they form a column of their own.
 The script stops if two files give one method and split, or if a split's files
 disagree on its held-out segments (the runs then did not share a split).
+
+Reports that give the held-out sites segment by segment (``held_out_by_segment``,
+written by ``drb_first_run.py`` since 2026-11-29) add a last section: for each
+method, split and held-out-site group, the held-out segment that holds the largest
+share of the squared error, its RMSE and bias there, and the group's RMSE without
+it, so that a split's score carried by one segment shows as such.
 """
 
 from __future__ import annotations
@@ -147,6 +153,44 @@ def markdown(table: dict[str, dict[int, dict[str, float]]], regression: dict[int
     return "\n".join(lines)
 
 
+def largest_segments(paths: list[Path], assumed_tasks: list[str] | None) -> str:
+    """For each report with ``held_out_by_segment``: the held-out segment carrying the
+    largest share of the fine squared error in each held-out-site group."""
+    rows = []
+    skipped = 0
+    for path in paths:
+        record = json.loads(path.read_text())
+        segments = record.get("held_out_by_segment")
+        if not segments:
+            skipped += 1
+            continue
+        cells = []
+        for group in GROUPS[1:]:
+            scores = [(seg, v[group]["fine_msgl"]) for seg, v in segments.items()
+                      if v[group]["fine_msgl"]["n"]]
+            sse = {seg: f["n"] * f["rmse"] ** 2 for seg, f in scores}
+            total, n = sum(sse.values()), sum(f["n"] for _, f in scores)
+            if not scores or total == 0:
+                cells.append("–")
+                continue
+            seg, f = max(scores, key=lambda item: sse[item[0]])
+            rest = n - f["n"]
+            without = f"{((total - sse[seg]) / rest) ** 0.5:.2f}" if rest else "–"
+            cells.append(f"{seg}: {100 * sse[seg] / total:.0f}%, {f['rmse']:.2f} ({f['bias']:+.2f}), "
+                         f"without it {without}")
+        rows.append((column_name(record, assumed_tasks), int(record["seed"]), cells))
+    if not rows:
+        return ""
+    lines = ["\n", "The held-out segment with the largest share of each report's squared error at "
+             "the held-out sites (share, its RMSE and bias, the group's RMSE without it):", "",
+             "| method | seed | " + " | ".join(SHORT[g] for g in GROUPS[1:]) + " |",
+             "|---|---|---|---|"]
+    lines += [f"| {c} | {seed} | " + " | ".join(cells) + " |" for c, seed, cells in sorted(rows)]
+    if skipped:
+        lines += ["", f"{skipped} report(s) without held_out_by_segment (written before it) left out."]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reports", nargs="+", type=Path, help="JSON files of drb_first_run.py")
@@ -155,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="stage-A tasks of ASYNC-MSGL reports that do not name theirs")
     args = parser.parse_args(argv)
     table, regression, counts = gather(args.reports, args.stage_a_tasks)
-    print(markdown(table, regression, counts))
+    print(markdown(table, regression, counts) + largest_segments(args.reports, args.stage_a_tasks))
     return 0
 
 
