@@ -75,17 +75,17 @@ def paired_gain(method: dict[int, dict[str, float]], base: dict[int, dict[str, f
     return f"{mean:.1f}% ({mean - half:.1f} to {mean + half:.1f}; {wins} of {len(gains)})"
 
 
-def gather(paths: list[Path], assumed_tasks: list[str] | None
+def gather(reports: list[tuple[Path, dict[str, Any]]], assumed_tasks: list[str] | None
            ) -> tuple[dict[str, dict[int, dict[str, float]]], dict[int, dict[str, float]],
                       dict[int, dict[str, int]]]:
-    """RMSE by column, seed and group; the regression's RMSE and n by seed and group."""
+    """RMSE by column, seed and group; the regression's RMSE and n by seed and group
+    (``reports``: each file's path and its JSON)."""
     table: dict[str, dict[int, dict[str, float]]] = {}
     regression: dict[int, dict[str, float]] = {}
     counts: dict[int, dict[str, int]] = {}
     held: dict[int, tuple[list[int], Path]] = {}
     epochs: dict[int, Path] = {}
-    for path in paths:
-        record = json.loads(path.read_text())
+    for path, record in reports:
         seed = int(record["seed"])
         if seed in held and held[seed][0] != record["held_out_segments"]:
             sys.exit(f"{path} and {held[seed][1]} hold out different segments for seed {seed}")
@@ -153,13 +153,12 @@ def markdown(table: dict[str, dict[int, dict[str, float]]], regression: dict[int
     return "\n".join(lines)
 
 
-def largest_segments(paths: list[Path], assumed_tasks: list[str] | None) -> str:
+def largest_segments(records: list[dict[str, Any]], assumed_tasks: list[str] | None) -> str:
     """For each report with ``held_out_by_segment``: the held-out segment carrying the
-    largest share of the fine squared error in each held-out-site group."""
+    largest share of the fine squared error in each held-out-site group ("" if none has)."""
     rows = []
     skipped = 0
-    for path in paths:
-        record = json.loads(path.read_text())
+    for record in records:
         segments = record.get("held_out_by_segment")
         if not segments:
             skipped += 1
@@ -181,7 +180,7 @@ def largest_segments(paths: list[Path], assumed_tasks: list[str] | None) -> str:
         rows.append((column_name(record, assumed_tasks), int(record["seed"]), cells))
     if not rows:
         return ""
-    lines = ["\n", "The held-out segment with the largest share of each report's squared error at "
+    lines = ["The held-out segment with the largest share of each report's squared error at "
              "the held-out sites (share, its RMSE and bias, the group's RMSE without it):", "",
              "| method | seed | " + " | ".join(SHORT[g] for g in GROUPS[1:]) + " |",
              "|---|---|---|---|"]
@@ -198,8 +197,12 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["coarse", "remap", "remap-fine"],
                         help="stage-A tasks of ASYNC-MSGL reports that do not name theirs")
     args = parser.parse_args(argv)
-    table, regression, counts = gather(args.reports, args.stage_a_tasks)
-    print(markdown(table, regression, counts) + largest_segments(args.reports, args.stage_a_tasks))
+    reports = [(path, json.loads(path.read_text())) for path in args.reports]
+    table, regression, counts = gather(reports, args.stage_a_tasks)
+    print(markdown(table, regression, counts))
+    segments = largest_segments([record for _, record in reports], args.stage_a_tasks)
+    if segments:
+        print("\n" + segments)
     return 0
 
 
