@@ -350,6 +350,54 @@ def test_downscale_needs_a_model_or_a_path(basin: xr.Dataset, bad) -> None:
         basin.msgl.downscale(bad)
 
 
+def _flag_calls(model: Downscaler, basin: xr.Dataset) -> dict:
+    """A call per True/False argument of the public functions, given the value ``v``."""
+    import xmsgl
+    from xmsgl.convention import to_convention
+    from xmsgl.demo import run_demo
+    from xmsgl.evaluate import cross_validate, evaluate, sparsity_sweep
+    from xmsgl.explain import explain
+    from xmsgl.scale import downscale_lazy
+
+    obs = basin["reach_temp"]
+    return {
+        "check_graph": lambda v: basin.msgl.downscale(model, check_graph=v),
+        "lazy": lambda v: basin.msgl.downscale(model, lazy=v),
+        "explain check_graph": lambda v: explain(model, basin, check_graph=v),
+        "lazy check_graph": lambda v: downscale_lazy(basin, model, check_graph=v),
+        "check_empty": lambda v: evaluate(obs, obs, check_empty=v),
+        "cross_validate use_truth": lambda v: cross_validate(basin, "idw", use_truth=v),
+        "sparsity_sweep use_truth": lambda v: sparsity_sweep(basin, "idw", use_truth=v),
+        "keep_original": lambda v: to_convention(basin, keep_original=v),
+        "quick": lambda v: run_demo("never-written", quick=v),
+        "demo overwrite": lambda v: run_demo("never-written", overwrite=v),
+        "open_drb progress": lambda v: xmsgl.datasets.open_drb(progress=v),
+    }
+
+
+@pytest.mark.parametrize("name", ["check_graph", "lazy", "explain check_graph", "lazy check_graph",
+                                  "check_empty", "cross_validate use_truth", "sparsity_sweep use_truth",
+                                  "keep_original", "quick", "demo overwrite", "open_drb progress"])
+@pytest.mark.parametrize("bad", ["false", "no", 0, 1, None])
+def test_true_false_arguments_refuse_anything_else(model: Downscaler, basin: xr.Dataset, tmp_path,
+                                                     monkeypatch: pytest.MonkeyPatch, name: str, bad) -> None:
+    """A truth test reads "false" as True: each such argument is refused by name before
+    any work, and None only where it means "decide for me"."""
+    if bad is None and name in ("lazy", "check_empty"):
+        return  # None is their default: judged from the inputs
+    monkeypatch.chdir(tmp_path)
+    arg = name.split()[-1]
+    with pytest.raises(ParameterError, match=rf"^{arg}={re.escape(repr(bad))} must be True(, False or None| or False)$"):
+        _flag_calls(model, basin)[name](bad)
+    assert not (tmp_path / "never-written").exists()
+
+
+def test_numpy_booleans_are_true_or_false(model: Downscaler, basin: xr.Dataset) -> None:
+    plain = basin.msgl.downscale(model, check_graph=True, lazy=False)
+    xr.testing.assert_identical(basin.msgl.downscale(model, check_graph=np.True_, lazy=np.False_)
+                                .drop_attrs(), plain.drop_attrs())
+
+
 @pytest.mark.parametrize("threads", [0, -1, 1.5])
 def test_lazy_threads_are_checked_at_the_call(model: Downscaler, basin: xr.Dataset, threads) -> None:
     with pytest.raises(ParameterError, match="threads="):

@@ -58,6 +58,7 @@ from xmsgl.exceptions import (
     UnitsError,
     XmsglWarning,
     check_count,
+    check_flag,
     format_ids,
     user_stacklevel,
 )
@@ -2078,6 +2079,7 @@ def to_convention(
         raise SchemaError(
             f"names must be a mapping {{your_name: convention_name}}, got {type(names).__name__}"
         )
+    check_flag("keep_original", keep_original)
     rename_dims: dict[str, str] = {}
     for conv, yours in ((SEG, seg), (REACH, reach), (TIME, time)):
         if yours is None or yours == conv:

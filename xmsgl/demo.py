@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xmsgl.exceptions import ExtrapolationWarning, FewObservationsWarning, ParameterError
+from xmsgl.exceptions import ExtrapolationWarning, FewObservationsWarning, ParameterError, check_flag
 from xmsgl.io import atomic_write, compressed_encoding, output_folder
 
 __all__ = ["run_demo", "check_outdir", "DEMO_SETTINGS", "OUTPUTS"]
@@ -234,6 +234,9 @@ def run_demo(
     from xmsgl.train import resolve_device, split_periods
 
     t0 = time.perf_counter()
+    check_flag("quick", quick)
+    check_flag("overwrite", overwrite)
+    check_flag("progress", progress, none=True)
     # The progress option covers the demo too, as it does fit (options.py).
     progress = bool(get_option("progress")) if progress is None else bool(progress)
     settings = DEMO_SETTINGS["quick" if quick else "full"]

@@ -25,6 +25,7 @@ from xmsgl.exceptions import (
     TimeError,
     TimeGapWarning,
     check_count,
+    check_flag,
     user_stacklevel,
 )
 from xmsgl.model import Downscaler, _rebuild, check_compatible, load, warn_partial_network
@@ -448,7 +449,9 @@ def downscale(
         left in the data), named with the node and day.
     ParameterError
         An unknown ``scale``, a negative ``spinup``, a ``chunk`` or ``threads`` below
-        1, or something other than a model or a model folder as ``model``.
+        1, a ``check_graph`` or ``lazy`` other than True or False (``lazy`` None too;
+        a string such as ``"false"`` would read as True), or something other than a
+        model or a model folder as ``model``.
     TimeError, PeriodError
         ``time`` selects no day of ``ds``, is reversed, or is more than one period.
     SchemaError, TopologyError
@@ -477,6 +480,8 @@ def downscale(
         check_count("batch_size", batch_size)
     if threads is not None:
         check_count("threads", threads)
+    check_flag("check_graph", check_graph)
+    check_flag("lazy", lazy, none=True)
     blocks = block_options(reach_chunk, time_block, halo)
     model = (model_or_path if isinstance(model_or_path, (Downscaler, BaselineModel))
              else load(model_or_path))

@@ -37,6 +37,7 @@ from xmsgl.exceptions import (
     XmsglError,
     XmsglWarning,
     check_count,
+    check_flag,
     format_ids,
     user_stacklevel,
 )
@@ -201,6 +202,7 @@ def evaluate(
     >>> round(float(out.rmse.sel(subset="all")), 6), int(out.n.sel(subset="all"))
     (1.0, 365)
     """
+    check_flag("check_empty", check_empty, none=True)
     subsets = _as_by(by)
     p, o = align_pair(prediction, observed, join=join)
     lazy = p.chunks is not None or o.chunks is not None
@@ -1135,6 +1137,7 @@ def cross_validate(
     {'repeat': 1, 'fold': 3, 'seed': 2}
     """
     seed_list = _seeds(seeds)
+    check_flag("use_truth", use_truth)
     if trainer is None and score not in (*METRICS, "n"):
         # The default trainer's scores are known now: refuse before any fit runs.
         raise ParameterError(f"score={score!r} is not among the scores {[*METRICS, 'n']}")
@@ -1580,6 +1583,7 @@ def sparsity_sweep(
     """
     from xmsgl.sampling import sparsify
 
+    check_flag("use_truth", use_truth)
     method_list = _unique_list("methods", methods, str, "method names such as 'idw'")
     keep_list = [float(k) for k in _unique_list("keep", keep, _NUMBER, "shares in [0, 1]")]
     bad = [k for k in keep_list if not 0.0 <= k <= 1.0]

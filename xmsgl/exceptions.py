@@ -35,6 +35,7 @@ __all__ = [
     "InSampleWarning",
     "format_ids",
     "check_count",
+    "check_flag",
 ]
 
 
@@ -153,6 +154,29 @@ def check_count(name: str, value: object, least: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < least:
         kind = "a positive integer" if least == 1 else f"an integer of at least {least}"
         raise ParameterError(f"{name}={value!r} must be {kind}")
+
+
+def check_flag(name: str, value: object, *, none: bool = False) -> None:
+    """Refuse anything but True or False (and None, with ``none``) for the argument ``name``.
+
+    A truth test would read the strings ``"false"`` and ``"no"`` as True, the
+    opposite of what they say, and 0 or 1 are as likely a count given in the wrong
+    place; numpy's booleans are taken.
+
+    Examples
+    --------
+    >>> check_flag("check_graph", True)
+    >>> check_flag("lazy", None, none=True)
+    >>> check_flag("lazy", "false", none=True)
+    Traceback (most recent call last):
+    ...
+    xmsgl.exceptions.ParameterError: lazy='false' must be True, False or None
+    """
+    import numpy as np
+
+    if (value is None and none) or isinstance(value, (bool, np.bool_)):
+        return
+    raise ParameterError(f"{name}={value!r} must be {'True, False or None' if none else 'True or False'}")
 
 
 def did_you_mean(names: Iterable[str], known: Iterable[str]) -> str:

@@ -32,7 +32,15 @@ import xarray as xr
 
 from xmsgl.convention import REACH, TIME, validate
 from xmsgl.evaluate import _history
-from xmsgl.exceptions import DataError, ParameterError, SchemaError, TimeError, check_count, format_ids
+from xmsgl.exceptions import (
+    DataError,
+    ParameterError,
+    SchemaError,
+    TimeError,
+    check_count,
+    check_flag,
+    format_ids,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -135,6 +143,7 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
 
     check_count("n_bins", n_bins, least=2)
     check_count("spinup", spinup, least=0)
+    check_flag("check_graph", check_graph)
     if isinstance(model, (str, os.PathLike)):
         from xmsgl.model import load
 

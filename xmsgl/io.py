@@ -59,10 +59,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import xarray as xr
 
-from xmsgl.exceptions import ParameterError, XmsglError, XmsglWarning, user_stacklevel
+from xmsgl.exceptions import ParameterError, XmsglError, XmsglWarning, check_flag, user_stacklevel
 
 if TYPE_CHECKING:
     from dask.delayed import Delayed
@@ -1009,16 +1008,14 @@ def _refuse_non_store(final: Path, found: Path | None = None) -> None:
 
 
 def _check_compute(compute: object) -> bool:
-    if not isinstance(compute, bool):
-        raise ParameterError(f"compute={compute!r} must be True or False")
-    return compute
+    check_flag("compute", compute)
+    return bool(compute)
 
 
 def _check_overwrite(overwrite: object) -> bool:
     """``overwrite`` as a bool; anything else is refused ("no" or "false" are truthy
     strings, which would replace the file they meant to keep)."""
-    if not isinstance(overwrite, (bool, np.bool_)):
-        raise ParameterError(f"overwrite={overwrite!r} must be True or False")
+    check_flag("overwrite", overwrite)
     return bool(overwrite)
 
 

@@ -70,6 +70,7 @@ from xmsgl.exceptions import (
     SchemaError,
     TimeError,
     check_count,
+    check_flag,
     user_stacklevel,
 )
 from xmsgl.periods import period_mask, select_days, spans_text
@@ -882,8 +883,7 @@ def robustness(
     seed = _seed(seed)
     order = _order(order)
     levels = _levels(checks)
-    if not isinstance(hide_scored, (bool, np.bool_)):
-        raise ParameterError(f"hide_scored={hide_scored!r} must be True or False")
+    check_flag("hide_scored", hide_scored)
     if device is not None:
         from xmsgl.train import resolve_device
 

@@ -63,6 +63,7 @@ from xmsgl.exceptions import (
     ParameterError,
     XmsglWarning,
     check_count,
+    check_flag,
     user_stacklevel,
 )
 from xmsgl.graph import DIRECTIONS, build_graphs_weighted, weight_stats
@@ -1421,6 +1422,7 @@ def downscale_lazy(
             "estimate (scale='cross') runs in memory only (downscale(..., lazy=False))")
     check_count("spinup", spinup, least=0)
     check_count("chunk", chunk)
+    check_flag("check_graph", check_graph)
     block_options(reach_chunk, time_block, halo)
     for name, value in (("batch_size", batch_size), ("threads", threads)):
         if value is not None:

@@ -49,7 +49,15 @@ import xarray as xr
 
 from xmsgl.convention import OUTLET
 from xmsgl.datasets import _readers
-from xmsgl.exceptions import DataError, DownloadError, ParameterError, PeriodError, SchemaError, format_ids
+from xmsgl.exceptions import (
+    DataError,
+    DownloadError,
+    ParameterError,
+    PeriodError,
+    SchemaError,
+    check_flag,
+    format_ids,
+)
 from xmsgl.io import output_folder
 from xmsgl.periods import period_bounds
 
@@ -1141,6 +1149,7 @@ def open_drb(
                           f"the first day as start and the last as end")
     if source == "mirror":
         _period(MIRROR_PERIOD, first, last)  # outside the forcings: said before any file is read
+    check_flag("progress", progress)
     cache_dir = _cache_dir(cache)
     # The folder is resolved once per call, so every file of one build comes from
     # the same folder even if XMSGL_DATA_DIR changes meanwhile.
