@@ -353,7 +353,8 @@ def test_downscale_needs_a_model_or_a_path(basin: xr.Dataset, bad) -> None:
 def _flag_calls(model: Downscaler, basin: xr.Dataset) -> dict:
     """A call per True/False argument of the public functions, given the value ``v``."""
     import xmsgl
-    from xmsgl.convention import to_convention
+    from xmsgl.convention import input_variables, to_convention
+    from xmsgl.datasets.drb import fetch
     from xmsgl.demo import run_demo
     from xmsgl.evaluate import cross_validate, evaluate, sparsity_sweep
     from xmsgl.explain import explain
@@ -372,12 +373,17 @@ def _flag_calls(model: Downscaler, basin: xr.Dataset) -> dict:
         "quick": lambda v: run_demo("never-written", quick=v),
         "demo overwrite": lambda v: run_demo("never-written", overwrite=v),
         "open_drb progress": lambda v: xmsgl.datasets.open_drb(progress=v),
+        "fetch_data progress": lambda v: xmsgl.datasets.fetch_data(progress=v),
+        "fetch progress": lambda v: fetch("not-a-registry-file", progress=v),
+        "check_values": lambda v: xmsgl.validate(basin, check_values=v),
+        "warn": lambda v: input_variables(basin, warn=v),
     }
 
 
 @pytest.mark.parametrize("name", ["check_graph", "lazy", "explain check_graph", "lazy check_graph",
                                   "check_empty", "cross_validate use_truth", "sparsity_sweep use_truth",
-                                  "keep_original", "quick", "demo overwrite", "open_drb progress"])
+                                  "keep_original", "quick", "demo overwrite", "open_drb progress",
+                                  "fetch_data progress", "fetch progress", "check_values", "warn"])
 @pytest.mark.parametrize("bad", ["false", "no", 0, 1, None])
 def test_true_false_arguments_refuse_anything_else(model: Downscaler, basin: xr.Dataset, tmp_path,
                                                      monkeypatch: pytest.MonkeyPatch, name: str, bad) -> None:

@@ -354,6 +354,41 @@ def test_to_convention_outlet_keeps_large_integer_ids_exact() -> None:
         xmsgl.to_convention(raw, names={"to_seg": "seg_to"}, outlet="-1")
 
 
+def test_unsigned_pointers_to_large_ids_find_them() -> None:
+    # numpy compares uint64 with int64 as float64, where ids from 2**53 on merge.
+    ds = hand_basin()
+    shift = np.int64(2**62)
+    ds = ds.assign_coords(seg=ds.seg.values + shift)
+    ds["seg_to"] = ("seg", np.array([3 + shift, 3 + shift, 0], dtype=np.uint64))
+    ds["reach_seg"] = ("reach", (ds.reach_seg.values + shift).astype(np.uint64))
+    topo = topology_arrays(ds)
+    assert topo.seg_to_idx.tolist() == [2, 2, -1]
+    assert topo.reach_seg_idx.tolist() == [0, 0, 1, 1, 1, 2, 2, 2]
+    # And the same ids the other way round: unsigned coordinates, signed pointers.
+    flipped = ds.assign_coords(seg=ds.seg.values.astype(np.uint64))
+    flipped["seg_to"] = ("seg", np.array([3 + shift, 3 + shift, 0], dtype=np.int64))
+    assert topology_arrays(flipped).seg_to_idx.tolist() == [2, 2, -1]
+
+
+@pytest.mark.parametrize("units", [b"m", np.array(["m"]), np.array([b"km"]), np.str_("metres")])
+def test_graphs_read_length_units_as_validate_reads_them(units) -> None:
+    ds = hand_basin()
+    ds["seg_length"].attrs["units"] = units
+    ds["reach_length"].attrs["units"] = units
+    km = "k" in str(units)
+    if km:
+        ds["seg_length"] = ds["seg_length"] / 1000.0
+        ds["reach_length"] = ds["reach_length"] / 1000.0
+        ds["seg_length"].attrs["units"] = units
+        ds["reach_length"].attrs["units"] = units
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xmsgl.exceptions.UnitConversionWarning)
+        validate(ds)
+        got = ds.msgl.graphs()
+    want = hand_basin().msgl.graphs()
+    assert got.fingerprint == want.fingerprint
+
+
 def _explode(block: np.ndarray) -> np.ndarray:
     raise AssertionError("a time-dimensioned array was computed")
 

@@ -415,18 +415,34 @@ def _refuse_unmasked(ds: xr.Dataset, names: Iterable[Hashable]) -> None:
             continue
         declared = ", ".join(f"{a} = {format_ids(v.tolist()) if v.size > 1 else f'{v[0]:g}'}"
                              for a, v in fills.items())
+        rounded_only = False
         if _is_lazy(da):
             found = "its values are not read here"
         else:
-            n = int(np.count_nonzero(np.isin(np.asarray(da.values), np.concatenate(list(fills.values())))))
+            values = np.asarray(da.values)
+            declared_fills = np.concatenate(list(fills.values()))
+            hit = np.isin(values, declared_fills)
+            if values.dtype.kind == "f" and values.dtype != declared_fills.dtype:
+                # A float32 variable with its fill declared as float64 (-99.9) holds the
+                # fill rounded to float32, which equals no float64 value; xr.decode_cf
+                # compares so too and leaves them in.
+                with np.errstate(over="ignore"):
+                    cast = np.isin(values, declared_fills.astype(values.dtype))
+                rounded_only = bool((cast & ~hit).any())
+                hit |= cast
+            n = int(np.count_nonzero(hit))
             if not n:
                 continue
             found = f"{n} value{'s' if n != 1 else ''} equal to it"
+        fix = (f"the fill is declared as float64 and the values are {da.dtype}, so xr.decode_cf "
+               f"would not mask them either: mask them with ds[{str(key)!r}] = ds[{str(key)!r}]"
+               f".where(~ds[{str(key)!r}].isin(np.array({declared_fills.tolist()!r}, "
+               f"dtype={str(da.dtype)!r}))) and drop the attribute" if rounded_only else
+               "open the file with xr.open_dataset(...) and its default masking (not "
+               "mask_and_scale=False or decode_cf=False), or decode it with ds = xr.decode_cf(ds)")
         raise DataError(
             f"variable {str(key)!r} was not masked: its attributes still declare {declared} "
-            f"({found}), so missing values would be read as numbers; open the file with "
-            f"xr.open_dataset(...) and its default masking (not mask_and_scale=False or "
-            f"decode_cf=False), or decode it with ds = xr.decode_cf(ds)"
+            f"({found}), so missing values would be read as numbers; {fix}"
         )
 
 
@@ -691,6 +707,7 @@ def input_variables(
     >>> "reach_air_temp" in xmsgl.convention.input_variables(ds).reach_dynamic
     True
     """
+    check_flag("warn", warn)
     skip = set(TOPOLOGY) | set(TARGETS) | set(GEOMETRY) | set(exclude)
     groups: dict[tuple[str, ...], list[str]] = {
         (SEG, TIME): [], (SEG,): [], (REACH, TIME): [], (REACH,): []
@@ -921,6 +938,12 @@ def _pointer_index(
             f"{format_ids(np.unique(to[to > _MAX_ID]))} (from {format_ids(owners[to > _MAX_ID])}); "
             f"no {what} has such an id: fix these pointers"
         )
+    # numpy compares unsigned with signed 64-bit integers as float64, which merges ids
+    # from 2**53 on: both sides are looked up as int64 (the pointers are in range, above).
+    if np.issubdtype(to.dtype, np.unsignedinteger):
+        to = to.astype(np.int64)
+    if np.issubdtype(ids.dtype, np.unsignedinteger) and (ids.size == 0 or ids.max() <= _MAX_ID):
+        ids = ids.astype(np.int64)
     if not np.issubdtype(to.dtype, np.integer):
         if np.issubdtype(to.dtype, np.floating) and np.isnan(to).any():
             nan = np.isnan(to)
@@ -1811,6 +1834,7 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
     5
     """
     expect_dataset(ds)
+    check_flag("check_values", check_values)
     ds = _units_as_text(ds)
     # Packed values (scale_factor/add_offset not applied) would pass every other check
     # with wrong numbers; refuse them for every variable the convention may use.

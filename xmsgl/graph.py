@@ -44,7 +44,15 @@ import scipy.sparse as sp
 import xarray as xr
 from scipy.special import expit
 
-from xmsgl.convention import Topology, expect_dataset, topology_arrays
+from xmsgl.convention import (
+    _KILOMETRES,
+    _METRES,
+    Topology,
+    _norm_units,
+    _scalar_attr,
+    expect_dataset,
+    topology_arrays,
+)
 from xmsgl.exceptions import (
     ParameterError,
     SchemaError,
@@ -75,9 +83,6 @@ _SELF, _DOWN, _UP = 0, 1, 2
 # (and could leave a reach without its own segment) once weights reach torch.
 _MIN_WEIGHT = 1e-30
 
-_M = {"m", "meter", "meters", "metre", "metres"}
-_KM = {"km", "kilometer", "kilometers", "kilometre", "kilometres"}
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -89,10 +94,12 @@ def _length_factor(ds: xr.Dataset, name: str) -> float:
         raise UnitsError(
             f"variable {name!r} has no 'units' attribute; set ds[{name!r}].attrs['units'] = 'm'"
         )
-    u = str(units).strip().lower()
-    if u in _M:
+    # Read as validate reads it: bytes (some HDF5 writers) or a one-element array as text.
+    units = _scalar_attr(units)
+    u = _norm_units(units)
+    if u in _METRES:
         return 1.0
-    if u in _KM:
+    if u in _KILOMETRES:
         warnings.warn(
             f"{name!r} converted from {units!r} to 'm' to build the graphs",
             UnitConversionWarning,

@@ -264,15 +264,15 @@ def _xy_factor(ds: xr.Dataset, name: str) -> float:
     anything else (``degrees_east``, ``ft``) is refused, since positions in another
     unit would be read as metres and change the neighbourhoods without a word.
     """
-    from xmsgl.graph import _KM, _M
+    from xmsgl.convention import _KILOMETRES, _METRES, _norm_units, _scalar_attr
 
-    units = ds[name].attrs.get("units")
+    units = _scalar_attr(ds[name].attrs.get("units"))
     if units is None:
         return 1.0
-    u = str(units.decode() if isinstance(units, bytes) else units).strip().lower()
-    if u in _M:
+    u = _norm_units(units)
+    if u in _METRES:
         return 1.0
-    if u in _KM:
+    if u in _KILOMETRES:
         return 1000.0
     hint = (f"; longitudes and latitudes go in {name.rsplit('_', 1)[0]}_lon and "
             f"{name.rsplit('_', 1)[0]}_lat" if u.startswith("deg") else "")

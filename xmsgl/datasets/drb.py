@@ -331,6 +331,7 @@ def fetch(name: str, *, folder: str | os.PathLike[str] | None = None, progress: 
     ParameterError
         When ``folder`` is a file or lies below one.
     """
+    check_flag("progress", progress)
     return _fetch(name, _where(folder), progress)
 
 
@@ -468,6 +469,7 @@ def fetch_data(source: Source = "mirror", folder: str | os.PathLike[str] | None 
         When a file cannot be fetched (see :func:`fetch`); the message says where the
         files were looked for and how many are missing there.
     """
+    check_flag("progress", progress)
     names = files_for(source)
     where = _where(folder, batch=names)
     return [_fetch(n, where, progress) for n in names]
