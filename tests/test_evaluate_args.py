@@ -144,6 +144,14 @@ def test_reach_blocking_without_observations_says_what_is_needed(basin: xr.Datas
     assert "folds <= 0" not in str(err.value)
 
 
+def test_cross_validate_refuses_an_unknown_method_before_judging_the_data(basin: xr.Dataset) -> None:
+    # Without fine observations a fold's data check used to fail first and blame the data.
+    empty = basin.assign(reach_temp=basin.reach_temp * np.nan)
+    for ds in (basin, empty):
+        with pytest.raises(xmsgl.ParameterError, match="method='nonsense' is not known"):
+            cross_validate(ds, "nonsense", folds=2, repeats=1, seeds=2, blocking="subbasin")
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"ci": 1.5}, "ci=1.5"),
     ({"ci": 0.0}, "ci=0.0"),

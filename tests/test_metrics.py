@@ -491,3 +491,18 @@ def test_fahrenheit_looking_water_and_the_days_scored(obs2d: xr.DataArray) -> No
     out = evaluate(obs2d, obs2d.sel(time=slice("2001-03-01", "2001-05-31")))
     assert out.attrs["scored_period"] == "2001-03-01/2001-05-31"
     assert int(out.n) == 3 * 92
+
+
+def test_a_dimension_named_twice_is_refused_by_name() -> None:
+    o = xr.DataArray(np.linspace(5.0, 20.0, 40), dims="time", attrs={"units": "degC"})
+    with pytest.raises(xmsgl.ParameterError, match=r"dims=\['time', 'time'\] names \['time'\] more than once"):
+        evaluate(o + 1, o, dims=["time", "time"])
+    assert float(evaluate(o + 1, o, dims=["time"]).rmse) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("quantile", ["0.9", None, True, float("nan"), 1.5, -0.1])
+def test_hot_mask_refuses_a_quantile_that_is_no_share(quantile) -> None:
+    o = xr.DataArray(np.arange(20.0), dims="time")
+    with pytest.raises(xmsgl.ParameterError, match=r"quantile=.* must be a number in \[0, 1\]"):
+        hot_mask(o, per=None, quantile=quantile)
+    assert int(hot_mask(o, per=None, quantile=np.float32(0.9)).sum()) == 2

@@ -516,6 +516,10 @@ def _core_dims(da: xr.DataArray, dims: str | Iterable[Hashable] | None) -> list[
     if dims is None:
         return list(da.dims)
     wanted: list[Hashable] = [dims] if isinstance(dims, str) else list(dims)
+    twice = sorted({str(d) for d in wanted if wanted.count(d) > 1})
+    if twice:
+        raise ParameterError(f"dims={dims!r} names {format_ids(twice)} more than once; give each "
+                             "dimension to pool over once")
     missing = [d for d in wanted if d not in da.dims]
     if missing:
         raise SchemaError(
@@ -735,8 +739,9 @@ def hot_mask(
     >>> int(hot_mask(o, per=None).sum())
     2
     """
-    if not 0 <= quantile <= 1:
-        raise ParameterError(f"quantile={quantile!r} must be in [0, 1] (0.9: the hottest tenth)")
+    if (isinstance(quantile, (bool, np.bool_)) or not isinstance(quantile, (int, float, np.integer, np.floating))
+            or not 0 <= quantile <= 1):
+        raise ParameterError(f"quantile={quantile!r} must be a number in [0, 1] (0.9: the hottest tenth)")
     if per is not None and per not in observed.dims:
         if tuple(observed.dims) != (time_dim,):
             # A typo, or segment data with the default per="reach", would otherwise pool
