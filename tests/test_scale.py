@@ -416,6 +416,29 @@ def test_lazy_matches_in_memory(basin: xr.Dataset, model: Downscaler,
     assert float(np.abs(bare - reference).max()) > float(np.abs(split - reference).max())
 
 
+def test_a_look_ahead_ends_for_the_whole_network_as_in_memory(basin: xr.Dataset) -> None:
+    # A residual fine head reads days ahead of the last one asked for. When one
+    # drainage component's forcings end among those days, the look-ahead ends there
+    # for every reach in memory; blocks used to judge only their own reaches, so the
+    # other components changed with reach_chunk.
+    from xmsgl.convention import topology_arrays
+
+    residual = fit(basin, method="msgl", seed=0, graph_options={"max_hops": 3}, fine_head="residual",
+                   attn_window=10, **FAST)
+    assert residual.net.lookahead(residual.output) > 0
+    first = partition(topology_arrays(basin), reach_chunk=40, halo=None).blocks[0].reach
+    ds = basin.copy(deep=True)
+    for name in residual.features.reach_vars:
+        if "time" in ds[name].dims:
+            ds[name][{"reach": first, "time": slice(250, None)}] = np.nan
+    time = ("2001-01-01", str(ds.time.values[245])[:10])
+    reference = ds.msgl.downscale(residual, time=time, **RUN)
+    lazy = _chunked(ds)
+    for reach_chunk in (1000, 40):
+        got = lazy.msgl.downscale(residual, time=time, reach_chunk=reach_chunk, **RUN).compute()
+        np.testing.assert_allclose(got.values, reference.values, atol=1e-4)
+
+
 def test_lazy_follows_the_users_order_and_time_selection(basin: xr.Dataset, model: Downscaler,
                                                          reference: xr.DataArray) -> None:
     rng = np.random.default_rng(0)
@@ -489,6 +512,27 @@ def test_lazy_degc_labelled_kelvin_fails_at_compute(basin: xr.Dataset, model: Do
 
 
 # ------------------------------------------------------------------- output
+
+
+def test_a_store_grown_along_time_as_the_docs_say(basin: xr.Dataset, model: Downscaler,
+                                                 reference: xr.DataArray, tmp_path: Path) -> None:
+    # docs/pangeo.md: each piece through daily_time_bounds and rechunked to the store's
+    # time chunks, the first one included (its in-memory bounds would be one chunk).
+    from xmsgl.convention import daily_time_bounds
+
+    lazy, store = _chunked(basin), tmp_path / "grown.zarr"
+    # 200 days, then 100: pieces on the run's windows of 100 days, each warmed up as
+    # in a single run over all the days.
+    pieces = [("2001-01-01", "2001-07-19"), ("2001-07-20", "2001-10-27")]
+    for k, days in enumerate(pieces):
+        piece = daily_time_bounds(lazy.msgl.downscale(model, time=days, **RUN).to_dataset())
+        piece.chunk({"time": 100}).to_zarr(store, **({"mode": "w-"} if k == 0 else {"append_dim": "time"}))
+    back = xr.open_zarr(store)
+    assert back.sizes["time"] == 300 and back["time_bnds"].encoding["chunks"][0] == 100
+    days = back["time"].values.astype("datetime64[D]")
+    np.testing.assert_array_equal(back["time_bnds"].values[:, 0].astype("datetime64[D]"), days)
+    np.testing.assert_array_equal(back["time"].values, basin["time"].values)
+    np.testing.assert_allclose(back["reach_temp_pred"].values, reference.values, atol=1e-4)
 
 
 def test_zarr_regions(basin: xr.Dataset, model: Downscaler, reference: xr.DataArray,

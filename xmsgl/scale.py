@@ -893,9 +893,13 @@ def _block_downscale_inner(
     if n_core == 0 or t_keep >= t_end:
         return xr.DataArray(np.zeros((n_core, t_end - t_keep), dtype=np.float32),
                             dims=(_SLOT, _XTIME), name="prediction")
-    # The look-ahead stops at the first day on which an input of the block is not
+    # The look-ahead stops at the first day on which an input of the network is not
     # finite (forcings that end after the kept days), as in memory.
-    n_in = t_end + _finite_days(block, seg_vars + reach_vars, t_end, n_in)
+    if "_finite" in block.variables:
+        ok = np.asarray(block["_finite"].values, dtype=bool)[t_end:n_in]
+        n_in = t_end + (int(np.argmin(ok)) if not ok.all() else ok.size)
+    else:
+        n_in = t_end + _finite_days(block, seg_vars + reach_vars, t_end, n_in)
     m = {"units": "m"}
     sub = xr.Dataset(
         {"seg_to": (SEG, np.asarray(block["_sto"].values)[seg_ok]),
@@ -945,6 +949,32 @@ def _block_downscale_inner(
     vals = out["seg"][:, score] if scale == SEG else out["reach"][:, rcore]
     vals = (vals * np.float32(tgt["std"]) + np.float32(tgt["mean"])).astype(np.float32).T
     return xr.DataArray(vals, dims=(_SLOT, _XTIME), name="prediction")
+
+
+def _network_finite(ds: xr.Dataset, names: list[tuple[str, str]], t_ranges: list[tuple[int, int, int]],
+                    ends: list[int]) -> Any:
+    """Per day of the time blocks' inputs (each block's days ``s`` to its ``end``, one
+    after the other), lazily: True on its warm-up and kept days, and on a look-ahead
+    day whether every time-varying input in ``names`` ((variable, dimension)) is
+    finite at every node; only the look-ahead days of the inputs are read."""
+    import dask.array as dsa
+
+    pieces = []
+    for (s, _, b), e in zip(t_ranges, ends):
+        head = dsa.ones(b - s, dtype=bool, chunks=b - s) if b > s else None
+        look = None
+        if e > b:
+            for name, dim in names:
+                da_ = ds[name]
+                if TIME not in da_.dims:
+                    continue
+                f = dsa.isfinite(_as_dask(da_, (dim, TIME))[:, b:e]).all(axis=0)
+                look = f if look is None else look & f
+            if look is None:
+                look = dsa.ones(e - b, dtype=bool, chunks=e - b)
+        block = [p for p in (head, look) if p is not None]
+        pieces.append(dsa.concatenate(block).rechunk(e - s) if len(block) > 1 else block[0])
+    return dsa.concatenate(pieces)
 
 
 def _finite_days(block: xr.Dataset, names: list[str], start: int, stop: int) -> int:
@@ -1569,6 +1599,12 @@ def _downscale_lazy(
         k: ((_SLOT,), dsa.from_array(np.concatenate(v), chunks=(slot_chunks,)))
         for k, v in meta.items()}
     variables["_keep"] = ((_XTIME,), dsa.from_array(keep, chunks=(xtime_chunks,)))
+    if any(e > b for (_, _, b), e in zip(t_ranges, ends)):
+        # The look-ahead stops where an input of any node stops being finite, as in
+        # memory, not where one of the block's own does: a basin whose forcings end
+        # early would otherwise change the others' values with the blocking.
+        variables["_finite"] = ((_XTIME,), _network_finite(
+            ds, [(n, SEG if n in seg_vars else REACH) for n in names], t_ranges, ends))
     # Each input day's date (days since 1970-01-01): the heads' attention spans lie on
     # the calendar, as in memory.
     day_numbers = times.values.astype("datetime64[D]").astype(np.int64)
