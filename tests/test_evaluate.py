@@ -428,6 +428,15 @@ def test_decomposition_of_a_method_that_ignores_the_seed(small_basin: xr.Dataset
     assert vd.attrs["seed_component"].startswith("not applicable")
 
 
+def test_variance_decomposition_refuses_two_layouts_and_scores_that_are_not_numbers() -> None:
+    both = xr.DataArray(np.ones((2, 2, 3)), dims=("repeat", "partition", "seed"))
+    with pytest.raises(xmsgl.SchemaError, match="either on \\('repeat', 'fold'\\) or on 'partition', not both"):
+        variance_decomposition(both)
+    text = xr.DataArray(np.array([["a", "b"], ["c", "d"]]), dims=("partition", "seed"))
+    with pytest.raises(xmsgl.SchemaError, match="hold <U1 values, not numbers"):
+        variance_decomposition(text)
+
+
 def test_variance_decomposition_errors() -> None:
     y = xr.DataArray(np.ones((1, 3)), dims=("partition", "seed"))
     with pytest.raises(xmsgl.DataError, match="at least 2 partitions"):

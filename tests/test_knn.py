@@ -35,6 +35,33 @@ def _dist_of(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.sqrt(((x[idx] - x[:, None, :]) ** 2).sum(-1))
 
 
+def test_low_level_searches_refuse_arrays_of_the_wrong_shape_or_kind() -> None:
+    with pytest.raises(SchemaError, match=r"positions must be an \(N, d\) array.*shape \(3,\)"):
+        geometric_knn(np.array([0.0, 1.0, 2.0]), 1)
+    assert geometric_knn(np.array([[0.0, 0, 0], [1, 0, 0], [5, 0, 0]]), 1).ravel().tolist() == [1, 0, 1]
+    with pytest.raises(SchemaError, match="floating-point tensor.*torch.int64"):
+        knn_brute(torch.tensor([[0], [1], [5]]), 1)
+    with pytest.raises(SchemaError, match=r"shape \(3,\)"):
+        knn_brute(torch.tensor([0.0, 1.0, 5.0]), 1)
+    with pytest.raises(SchemaError, match=r"to_idx \(3,\) and length \(2,\)"):
+        outlet_distance(np.array([1, 2, -1]), np.array([5.0, 10.0]))
+
+
+def test_identical_features_are_neighbours_in_id_order_whatever_the_row_order() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 6, generator=gen) * 3 + 10
+    x[[7, 12, 30, 33]] = x[5].clone()
+    x[0] = x[5] + 0.01
+    ids = np.arange(100, 140)
+    for rows in range(4):
+        perm = torch.randperm(40, generator=gen) if rows else torch.arange(40)
+        keys = ids[perm.numpy()]
+        idx = knn_brute(x[perm], 3, tie_keys=keys).numpy()
+        at = {int(k): i for i, k in enumerate(keys)}
+        assert keys[idx[at[100]]].tolist() == [105, 107, 112]
+        assert keys[idx[at[105]]].tolist() == [107, 112, 130]
+
+
 def test_knn_brute_matches_a_numpy_reference() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 60, 5)).astype(np.float32)

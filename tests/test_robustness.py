@@ -504,3 +504,11 @@ def test_a_network_model_runs_on_the_device_given(basin: xr.Dataset, monkeypatch
     clim = fit_baseline(basin, "climatology", train=("2000-10-01", "2001-09-30"))
     with pytest.raises(xmsgl.ParameterError, match="device"):
         robustness(basin, clim, {"lag": [1]}, device="banana")  # a baseline runs on none
+
+
+@pytest.mark.parametrize("perturb", [lambda da: lowpass(da, 30), lambda da: bandpass(da, 5, 30),
+                                     lambda da: lag(da, 1), lambda da: mask_coarse(da, 0.5),
+                                     lambda da: mask_gauges(da, 0.5)])
+def test_perturbations_of_one_variable_are_refused_as_not_a_dataset(basin: xr.Dataset, perturb) -> None:
+    with pytest.raises(xmsgl.SchemaError, match="expected an xarray.Dataset, got DataArray"):
+        perturb(basin["reach_temp"])

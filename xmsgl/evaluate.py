@@ -1434,6 +1434,14 @@ def variance_decomposition(
             f"partitions on ('repeat', 'fold') or 'partition', and seeds on 'seed': select one "
             f"value of {other} first (e.g. scores.sel({other[0]}=...)), or pass cross_validate's "
             "result")
+    if "partition" in part_dims and len(part_dims) > 1:
+        raise SchemaError(
+            f"the scores {name!r} are on {tuple(map(str, da.dims))}: partitions are given either on "
+            "('repeat', 'fold') or on 'partition', not both; stack them into one 'partition' "
+            "dimension first, or pass cross_validate's result")
+    if da.dtype.kind not in "iuf":
+        raise SchemaError(f"the scores {name!r} hold {da.dtype} values, not numbers; pass the "
+                          "scores themselves (e.g. cross_validate(...)['rmse'])")
     if not part_dims:
         raise DataError(f"the decomposition needs at least 2 partitions, got scores {name!r} on 'seed' "
                         "alone (no partition dimension); pass scores on (repeat, fold, seed) or "

@@ -405,6 +405,7 @@ def plot_explain(result: xr.Dataset, ds: xr.Dataset | None = None, *, variable: 
     """
     import matplotlib.pyplot as plt
 
+    check_flag("arrows", arrows)
     _check_result(result, "plot_explain")
     if variable not in result or REACH not in result[variable].dims:
         raise ParameterError(f"variable={variable!r} is not a per-reach variable of the explain "
@@ -496,6 +497,7 @@ def plot_energy(results: xr.Dataset | Mapping[str, xr.Dataset] | Sequence[xr.Dat
     """
     import matplotlib.pyplot as plt
 
+    check_flag("normalized", normalized)
     items: dict[str, Any]
     if isinstance(results, xr.Dataset):
         items = {"": results}

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
-from xmsgl.exceptions import ParameterError, SchemaError, TopologyError, UnitsError, format_ids
+from xmsgl.exceptions import ParameterError, SchemaError, TopologyError, UnitsError, check_flag, format_ids
 
 if TYPE_CHECKING:
     import torch
@@ -110,6 +110,8 @@ def outlet_distance(to_idx: np.ndarray, length: np.ndarray) -> np.ndarray:
 
     Raises
     ------
+    SchemaError
+        ``to_idx`` and ``length`` are not one value per node each.
     TopologyError
         Some nodes never reach an outlet (their downstream links form a cycle).
 
@@ -121,6 +123,9 @@ def outlet_distance(to_idx: np.ndarray, length: np.ndarray) -> np.ndarray:
     """
     to_idx = np.asarray(to_idx, dtype=np.int64)
     length = np.asarray(length, dtype=np.float64)
+    if to_idx.ndim != 1 or length.shape != to_idx.shape:
+        raise SchemaError(f"to_idx {to_idx.shape} and length {length.shape} must be one value per "
+                          "node each, in the same order")
     out = np.zeros(to_idx.size)
     # Level by level up from the outlets, each node once: a node's downstream node is
     # done before it (a NaN length gives NaN upstream of it, nothing more).
@@ -330,6 +335,7 @@ def node_geometry(ds: xr.Dataset, scale: str, coords: str = "auto", *,
     """
     from xmsgl.convention import REACH, SEG, topology_arrays
 
+    check_flag("read_units", read_units)
     if scale not in (SEG, REACH):
         raise ParameterError(f"scale={scale!r} is not known; use 'seg' or 'reach'")
     if coords not in COORDS:
@@ -436,8 +442,8 @@ def geometric_knn(pos: np.ndarray, k: int, *, duplicates: str = "allow",
 
     Parameters
     ----------
-    pos : numpy.ndarray, (N, 2)
-        Finite positions.
+    pos : numpy.ndarray, (N, d)
+        Finite positions (x and y in the package: d = 2).
     k : int
         Neighbours per node, at most ``N - 1``.
     duplicates : {"allow", "raise"}, default "allow"
@@ -460,7 +466,8 @@ def geometric_knn(pos: np.ndarray, k: int, *, duplicates: str = "allow",
     ParameterError
         ``k`` is not in ``1 .. N - 1``, or an unknown ``duplicates``.
     SchemaError
-        Non-finite positions, or duplicates with ``duplicates="raise"``.
+        Positions that are not a (N, d) array, non-finite positions, or duplicates
+        with ``duplicates="raise"``.
 
     Examples
     --------
@@ -471,6 +478,8 @@ def geometric_knn(pos: np.ndarray, k: int, *, duplicates: str = "allow",
     from scipy.spatial import cKDTree
 
     pos = np.asarray(pos, dtype=np.float64)
+    if pos.ndim != 2:
+        raise SchemaError(f"positions must be an (N, d) array, one row per node; got shape {pos.shape}")
     n = pos.shape[0]
     if duplicates not in ("allow", "raise"):
         raise ParameterError(f"duplicates={duplicates!r} is not known; use 'allow' or 'raise'")
@@ -683,7 +692,9 @@ def _centred(x: torch.Tensor) -> torch.Tensor:
 
 def knn_brute(x: torch.Tensor, k: int, tie_keys: np.ndarray | None = None) -> torch.Tensor:
     """Exact ``k`` nearest other nodes in feature space: ``cdist`` and a stable sort
-    (equal distances by node id).
+    (equal computed distances by node id: nodes with identical features are taken
+    in id order; distances equal only in exact arithmetic may round apart in
+    float32, above 25 nodes most of all, and then go by the rounding).
 
     Parameters
     ----------
@@ -692,13 +703,21 @@ def knn_brute(x: torch.Tensor, k: int, tie_keys: np.ndarray | None = None) -> to
     k : int
         Neighbours, at most ``N - 1``.
     tie_keys : numpy.ndarray, optional
-        A key per node (its id): equal distances go to the smaller key, so that the
-        neighbours do not depend on the order of the rows. Default: the positions.
+        A key per node (its id): equal computed distances go to the smaller key, so
+        that the neighbours do not depend on the order of the rows. Default: the
+        positions.
 
     Returns
     -------
     torch.Tensor of int64, (B, N, k) or (N, k)
         Nearest first; never the node itself.
+
+    Raises
+    ------
+    SchemaError
+        Features that are not a floating-point tensor of (N, d) or (B, N, d).
+    ParameterError
+        ``k`` is not in ``1 .. N - 1``.
 
     Examples
     --------
@@ -708,6 +727,9 @@ def knn_brute(x: torch.Tensor, k: int, tie_keys: np.ndarray | None = None) -> to
     """
     import torch
 
+    if x.dim() not in (2, 3) or not x.is_floating_point():
+        raise SchemaError(f"features must be a floating-point tensor of (N, d) or (B, N, d), got "
+                          f"{x.dtype} of shape {tuple(x.shape)}")
     squeeze = x.dim() == 2
     xb = _centred(x.unsqueeze(0) if squeeze else x)
     n = xb.shape[1]

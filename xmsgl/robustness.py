@@ -108,6 +108,7 @@ def _version() -> str:
 
 
 def _forcings(ds: xr.Dataset, variables: str | Sequence[str] | None) -> list[str]:
+    expect_dataset(ds)
     if variables is None:
         inp = input_variables(ds)
         return list(inp.seg_dynamic + inp.reach_dynamic)
@@ -533,6 +534,7 @@ def mask_coarse(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Data
     >>> len(ids), bool(out.seg_temp.sel(seg=ids).isnull().all())
     (4, True)
     """
+    expect_dataset(ds)
     s = _share(share, "share")
     seed = _seed(seed)
     if SEG not in ds.dims:
@@ -592,6 +594,7 @@ def mask_gauges(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Data
     SchemaError
         No ``reach_temp`` in ``ds``.
     """
+    expect_dataset(ds)
     s = _share(share, "share")
     seed = _seed(seed)
     if "reach_temp" not in ds.data_vars:
