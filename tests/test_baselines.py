@@ -258,6 +258,11 @@ def test_edited_settings_periods_and_arrays_are_refused_at_load(tmp_path, fitted
          r"other shapes .*reach_clim \(3, 366\)"),
         ("mohseni", lambda c: None, lambda a: {**a, "params": a["params"][:, :2]},
          r"other shapes .*params"),
+        ("mohseni", lambda c: c.update(input_range=[1]), None, r"holds input_range \[1\], not"),
+        ("mohseni", lambda c: c["input_range"]["reach_air_temp"].update(std="abc"), None,
+         "holds input_range .*'std': 'abc'"),
+        ("mohseni", lambda c: c["input_range"]["reach_air_temp"].update(range=[5.0, -5.0]), None,
+         "holds input_range .*'range': \\[5.0, -5.0\\]"),
     ]
     for i, (method, change, arrays, expect) in enumerate(cases):
         folder = edited(method, f"case{i}", change, arrays)

@@ -217,3 +217,59 @@ def test_gru_output_lists_its_days_short_of_warm_up(gru_basin: xr.Dataset, gru_m
         warnings.simplefilter("error", ColdStartWarning)
         later = gru_model.predict(gru_basin, time=("2001-10-01", "2001-10-31"))
     assert "xmsgl_short_warmup" not in later.attrs
+
+
+def test_gru_refuses_an_input_static_here_that_was_on_time_at_fit(gru_basin: xr.Dataset, gru_model) -> None:
+    from xmsgl.exceptions import ModelMismatchError
+
+    static = gru_basin.assign(reach_air_temp=gru_basin["reach_air_temp"].isel(time=0, drop=True))
+    with pytest.raises(ModelMismatchError, match="'reach_air_temp' is static here but was on time"):
+        gru_model.predict(static)
+
+
+def test_gru_sha256_covers_its_settings(gru_basin: xr.Dataset, gru_model, tmp_path: Path) -> None:
+    import xmsgl
+
+    folder = gru_model.save(tmp_path / "gru")
+    assert xmsgl.load(folder).sha256 == gru_model.sha256
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["targets"]["mean"] += 8.0  # what predict adds back: the predictions move by 8 degC
+    (folder / "config.json").write_text(json.dumps(cfg))
+    edited = xmsgl.load(folder)
+    assert edited.sha256 != gru_model.sha256
+    assert edited.predict(gru_basin).attrs["xmsgl_model_sha256"] == edited.sha256
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c.pop("reach_ids"), "KeyError"),
+    (lambda c: c.pop("targets"), "KeyError"),
+    (lambda c: c["hyperparameters"].update(chunk=0), "hyperparameters.chunk is 0"),
+    (lambda c: c["variables"].pop("units"), "variables.units must give every input"),
+    (lambda c: c["variables"]["std"].update(reach_air_temp=0.0), "'reach_air_temp' has mean .* std 0.0"),
+    (lambda c: c["targets"].update(std="abc"), "targets has mean .* std 'abc'"),
+])
+def test_gru_settings_that_predict_cannot_use_are_refused_at_load(gru_model, tmp_path: Path, edit,
+                                                                   match: str) -> None:
+    import xmsgl
+    from xmsgl.exceptions import DataError
+
+    folder = gru_model.save(tmp_path / "gru")
+    cfg = json.loads((folder / "config.json").read_text())
+    edit(cfg)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(DataError, match=f"is not a GRU model's settings: .*{match}"):
+        xmsgl.load(folder)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"seed": "3"}, "seed='3'"), ({"seed": True}, "seed=True"),
+                                           ({"progress": "no"}, "progress='no'")])
+def test_gru_and_baseline_fits_check_seed_and_progress(gru_basin: xr.Dataset, kwargs, match: str) -> None:
+    from xmsgl.baselines import fit_baseline
+    from xmsgl.exceptions import ParameterError
+    from xmsgl.nn.gru import fit_gru
+
+    with pytest.raises(ParameterError, match=match):
+        fit_gru(gru_basin, train=TRAIN, epochs=1, **kwargs)
+    if "seed" in kwargs:
+        with pytest.raises(ParameterError, match=match):
+            fit_baseline(gru_basin, "idw", **kwargs)

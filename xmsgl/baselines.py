@@ -681,6 +681,24 @@ def _check_loaded(path: Path, method: str, config: dict[str, Any], arrays: dict[
             ok = False
     if not ok:
         raise bad(f"{CONFIG} holds train {train!r}, not a list of (start, end) dates")
+    if "input_range" in config:
+        # What predict judges the air temperatures against (absent in older folders).
+        rng_ = config["input_range"]
+        air = rng_.get("reach_air_temp") if isinstance(rng_, dict) else None
+        lo_hi = air.get("range") if isinstance(air, dict) else None
+        std = air.get("std") if isinstance(air, dict) else None
+
+        def real(v: Any) -> bool:
+            return not isinstance(v, bool) and isinstance(v, (int, float)) and bool(np.isfinite(v))
+
+        fine = rng_ == {} or (
+            isinstance(rng_, dict) and set(rng_) == {"reach_air_temp"} and isinstance(lo_hi, list)
+            and len(lo_hi) == 2 and all(real(v) for v in lo_hi) and lo_hi[0] <= lo_hi[1]
+            and isinstance(air, dict) and real(std) and float(std) > 0  # type: ignore[arg-type]
+            and isinstance(air.get("units", "degC"), str))
+        if not fine:
+            raise bad(f"{CONFIG} holds input_range {rng_!r}, not {{'reach_air_temp': {{'range': [low, "
+                      "high], 'std': positive, 'units': ...}}")
     n_reach, n_seg = arrays["reach_ids"].shape, arrays["seg_ids"].shape
     want = {"reach_ids": (n_reach, "iu"), "seg_ids": (n_seg, "iu"),
             "reach_clim": ((*n_reach, _N_DOY), "f"), "seg_clim": ((*n_seg, _N_DOY), "f")}
@@ -769,8 +787,11 @@ def fit_baseline(
     >>> fit_baseline(ds, "harmonic").predict(ds).attrs["xmsgl_method"]
     'harmonic'
     """
+    from xmsgl.model import check_seed
+
     if method not in BASELINES:
         raise ParameterError(f"method={method!r} is not a baseline; use one of {list(BASELINES)}")
+    check_seed(seed)
     unknown = sorted(set(kw) - set(_DEFAULTS[method]))
     if unknown:
         raise ParameterError(f"settings {unknown} are not known for baseline {method!r}; "

@@ -56,12 +56,14 @@ from xmsgl.exceptions import (
     ModelMismatchError,
     SchemaError,
     check_count,
+    check_flag,
 )
 from xmsgl.io import model_path
 from xmsgl.nn.weights import (
     CONFIG,
     WeightsDigest,
     known_format_version,
+    model_sha256,
     read_weights,
     save_network,
 )
@@ -205,8 +207,10 @@ class GRUModel(BaselineModel):
 
     @property
     def sha256(self) -> str:
-        """sha256 of the weights, taken again when they were changed since."""
-        return self._weights.of(self.net)
+        """sha256 of the model, its weights and its settings (taken again when the
+        weights were changed since): an edited ``config.json`` (a target scaler, say)
+        gives another one, as for the networks (:func:`xmsgl.nn.weights.model_sha256`)."""
+        return model_sha256(self._weights.of(self.net), self.config)
 
     @property
     def reads(self) -> dict[str, str]:
@@ -275,7 +279,13 @@ class GRUModel(BaselineModel):
         if missing:
             raise ModelMismatchError(f"input variables {missing} the GRU was fitted with are missing; "
                                      "add them (same names and units) or refit")
+        static = var.get("static") or {}
         for v in names:
+            if v in static and bool(static[v]) != (TIME not in ds[v].dims):
+                raise ModelMismatchError(
+                    f"input variable {v!r} is {'static' if TIME not in ds[v].dims else 'on time'} here but "
+                    f"was {'static' if static[v] else 'on time'} when the GRU was fitted: give it as then "
+                    "or refit")
             units = str(ds[v].attrs.get("units", "1"))
             # Spellings of one unit ("W m-2", "W/m2") are the same unit, as for the networks.
             if not same_units(units, var["units"][v]):
@@ -375,6 +385,7 @@ def load_gru(path: str | os.PathLike[str]) -> GRUModel:
         raise ModelMismatchError(f"{str(cfg_file)!r} has format version {version!r}; this xmsgl reads "
                                  f"{FORMAT!r} up to version {FORMAT_VERSION}: upgrade xmsgl or refit "
                                  "the model")
+    _check_gru_config(config, cfg_file)
     state, digest, wfile = read_weights(path, config, cfg_file, _REFETCH)
     try:
         hp = config["hyperparameters"]
@@ -387,6 +398,48 @@ def load_gru(path: str | os.PathLike[str]) -> GRUModel:
     model = GRUModel(net, config)
     model._weights.remember(net, digest)
     return model
+
+
+def _check_gru_config(config: dict[str, Any], cfg_file: Path) -> None:
+    """Refuse a ``config.json`` whose entries :meth:`GRUModel.predict` reads are missing
+    or of the wrong kind (:class:`DataError`), rather than fail later with Python's
+    own error."""
+    def number(value: Any) -> bool:
+        return (not isinstance(value, bool) and isinstance(value, (int, float))
+                and math.isfinite(float(value)))
+
+    def whole(value: Any, least: int) -> bool:
+        return not isinstance(value, bool) and isinstance(value, int) and value >= least
+
+    problems: list[str] = []
+    try:
+        var, tgt, hp = config["variables"], config["targets"], config["hyperparameters"]
+        names = var["reach_vars"]
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            problems.append("variables.reach_vars must be a list of input names")
+            names = []
+        for key in ("units", "mean", "std", "static"):
+            if not isinstance(var.get(key), dict) or set(names) - set(var[key]):
+                problems.append(f"variables.{key} must give every input of reach_vars")
+        for n in names:
+            m, s = var["mean"].get(n), var["std"].get(n)
+            if not (number(m) and number(s) and s > 0):
+                problems.append(f"input {n!r} has mean {m!r} and std {s!r} (finite numbers, std > 0)")
+        if not (number(tgt.get("mean")) and number(tgt.get("std")) and tgt["std"] > 0):
+            problems.append(f"targets has mean {tgt.get('mean')!r} and std {tgt.get('std')!r} (finite "
+                            "numbers, std > 0)")
+        for key, least in (("hidden", 1), ("spinup", 0), ("chunk", 1)):
+            if (key in hp or key == "hidden") and not whole(hp.get(key), least):
+                problems.append(f"hyperparameters.{key} is {hp.get(key)!r} (an integer of at least {least})")
+        for key in ("reach_ids", "seg_ids"):
+            ids = config[key]
+            if not isinstance(ids, list) or not all(whole(i, -2**63) for i in ids):
+                problems.append(f"{key} must be a list of integer ids")
+    except (KeyError, TypeError, AttributeError) as err:
+        problems.append(f"an entry is missing or of the wrong kind ({type(err).__name__}: {err})")
+    if problems:
+        raise DataError(f"{str(cfg_file)!r} is not a GRU model's settings: {'; '.join(problems)}; "
+                        f"{_REFETCH}")
 
 
 def check_gru_settings(*, epochs: Any = 40, hidden: Any = 20, lr: Any = 5e-3,
@@ -489,7 +542,12 @@ def fit_gru(
     >>> fit_gru(ds, epochs=1).method  # doctest: +SKIP
     'gru'
     """
-    from xmsgl.model import _resolve_periods, warn_few_fine_observations, warn_unobserved_validation
+    from xmsgl.model import (
+        _resolve_periods,
+        check_seed,
+        warn_few_fine_observations,
+        warn_unobserved_validation,
+    )
     from xmsgl.options import get_option
     from xmsgl.train import (
         feature_spec,
@@ -504,6 +562,8 @@ def fit_gru(
     window, stride, lr = check_gru_settings(epochs=epochs, hidden=hidden, lr=lr, window=window,
                                             stride=stride, batch_size=batch_size,
                                             clip_grad_norm=clip_grad_norm)
+    check_seed(seed)
+    check_flag("progress", progress, none=True)
     progress = bool(get_option("progress")) if progress is None else bool(progress)
     ds = in_id_order(validate(ds))  # the same fit whatever the file's order
     if TIME not in ds.dims:
