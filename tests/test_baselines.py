@@ -572,3 +572,21 @@ def test_downscale_refuses_window_options_a_baseline_ignores(gru_basin: xr.Datas
         downscale(small_basin, fitted["climatology"], spinup=30)
     out = downscale(gru_basin, gru_model, spinup=180, chunk=365)  # the defaults: as before
     assert out.dims == ("reach", "time")
+
+
+def test_baseline_outputs_name_the_held_out_days_the_seed_and_the_inputs(small_basin: xr.Dataset,
+                                                                        tmp_path) -> None:
+    # As a network's output does: what to score on (InSampleWarning points there), the
+    # seed, and what the data were.
+    days = pd.DatetimeIndex(small_basin.time.values)
+    test = (str(days[-120].date()), str(days[-1].date()))
+    ds = small_basin.assign_attrs(title="a basin", source="a model run")
+    model = xmsgl.fit(ds, "climatology", test=test, seed=3)
+    out = ds.msgl.downscale(model)
+    assert out.attrs["xmsgl_test_periods"] == f"{test[0]}/{test[1]}"
+    assert out.attrs["xmsgl_seed"] == 3
+    assert (out.attrs["xmsgl_input_title"], out.attrs["xmsgl_input_source"]) == ("a basin", "a model run")
+    back = xmsgl.load(model.save(tmp_path / "clim"))
+    assert back.sha256 == model.sha256 and back.config["test"] == [list(test)]
+    # Without test= nothing is said of held-out days.
+    assert "xmsgl_test_periods" not in ds.msgl.downscale(xmsgl.fit(ds, "idw")).attrs

@@ -273,3 +273,9 @@ def test_gru_and_baseline_fits_check_seed_and_progress(gru_basin: xr.Dataset, kw
     if "seed" in kwargs:
         with pytest.raises(ParameterError, match=match):
             fit_baseline(gru_basin, "idw", **kwargs)
+
+
+def test_gru_outputs_name_the_held_out_days_the_seed_and_the_inputs(gru_basin: xr.Dataset, gru_model) -> None:
+    out = gru_model.predict(gru_basin.assign_attrs(title="a basin"))
+    assert out.attrs["xmsgl_test_periods"] == f"{TEST[0]}/{TEST[1]}"
+    assert out.attrs["xmsgl_seed"] == 0 and out.attrs["xmsgl_input_title"] == "a basin"

@@ -69,6 +69,7 @@ from xmsgl.convention import (
     Topology,
     check_loaded_temperature,
     in_id_order,
+    input_attrs,
     is_temperature_units,
     output_coords,
     topology_arrays,
@@ -534,6 +535,12 @@ class BaselineModel:
                 "xmsgl_model_sha256": self.sha256,
                 **({"xmsgl_train_periods": spans_text(self.config["train"])}
                    if self.config.get("train") else {}),
+                # The days fit held out (test=), to score on, and the seed, as for the networks.
+                **({"xmsgl_test_periods": spans_text(self.config["test"])}
+                   if self.config.get("test") else {}),
+                **({"xmsgl_seed": int(self.config["seed"])}
+                   if isinstance(self.config.get("seed"), int) else {}),
+                **input_attrs(ds.attrs),
                 # An interpolation reads the observations of the days it predicts: at a
                 # gauged reach its value is the observation, so those days are not held
                 # out however the training period reads.
@@ -669,18 +676,21 @@ def _check_loaded(path: Path, method: str, config: dict[str, Any], arrays: dict[
             _setting(name, value, _DEFAULTS[method][name])
         except ParameterError as err:
             raise bad(f"{CONFIG} holds a {method!r} {err}") from None
-    train = config.get("train")
-    ok = isinstance(train, list) and all(
-        isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(d, str) for d in pair)
-        for pair in train)
-    if ok:
-        try:
-            for a, b in train:  # type: ignore[union-attr]
-                ok = ok and pd.Timestamp(a) <= pd.Timestamp(b)
-        except (ValueError, TypeError):
-            ok = False
-    if not ok:
-        raise bad(f"{CONFIG} holds train {train!r}, not a list of (start, end) dates")
+    for key in ("train", "test"):
+        if key == "test" and key not in config:
+            continue  # recorded only when fit was given test=
+        spans = config.get(key)
+        ok = isinstance(spans, list) and all(
+            isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(d, str) for d in pair)
+            for pair in spans)
+        if ok:
+            try:
+                for a, b in spans:  # type: ignore[union-attr]
+                    ok = ok and pd.Timestamp(a) <= pd.Timestamp(b)
+            except (ValueError, TypeError):
+                ok = False
+        if not ok:
+            raise bad(f"{CONFIG} holds {key} {spans!r}, not a list of (start, end) dates")
     if "input_range" in config:
         # What predict judges the air temperatures against (absent in older folders).
         rng_ = config["input_range"]

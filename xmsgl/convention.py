@@ -135,6 +135,24 @@ _TEMPERATURE_SCALES = (
     ("K", re.compile(_TEMP_PREFIX + r"(?:k|kelvins?)")),
     ("degF", re.compile(_TEMP_PREFIX + r"(?:f|fahrenheit)")),
 )
+#: Attributes of the input dataset that its outputs carry as ``xmsgl_input_*``: what the
+#: data were, and what they approximate (the Delaware mirror's reach forcings are their
+#: segment's), so that a file of predictions says what it was made from; every model's
+#: output (networks, baselines, the GRU) gives them.
+INPUT_ATTRS = ("title", "source", "approximations")
+
+
+def input_attrs(attrs: Mapping[str, Any]) -> dict[str, str]:
+    """The input dataset's :data:`INPUT_ATTRS` as the ``xmsgl_input_*`` attributes of an output.
+
+    Examples
+    --------
+    >>> input_attrs({"title": "Delaware", "history": "built"})
+    {'xmsgl_input_title': 'Delaware'}
+    """
+    return {f"xmsgl_input_{k}": str(attrs[k]) for k in INPUT_ATTRS if k in attrs}
+
+
 _METRES = {"m", "meter", "meters", "metre", "metres"}
 _KILOMETRES = {"km", "kilometer", "kilometers", "kilometre", "kilometres"}
 

@@ -16,7 +16,16 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, expect_dataset, only_read, output_coords, validate
+from xmsgl.convention import (
+    REACH,
+    SEG,
+    TIME,
+    expect_dataset,
+    input_attrs,
+    only_read,
+    output_coords,
+    validate,
+)
 from xmsgl.exceptions import (
     ColdStartWarning,
     DataError,
@@ -208,17 +217,11 @@ def merge_spans(spans: list[Any]) -> list[tuple[str, str]]:
     return [(str(a.date()), str(b.date())) for a, b in out]
 
 
-#: Attributes of the input dataset that its outputs carry as ``xmsgl_input_*``: what the
-#: data were, and what they approximate (the Delaware mirror's reach forcings are their
-#: segment's), so that a file of predictions says what it was made from.
-INPUT_ATTRS = ("title", "source", "approximations")
-
-
 def output_attrs(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0: int, i1: int,
                  spinup: int, breaks: np.ndarray, history: str,
                  inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The attributes of a downscaled DataArray, in memory and lazy alike; ``inputs``
-    (the input dataset's attributes) gives the :data:`INPUT_ATTRS` it has."""
+    (the input dataset's attributes) gives the :data:`xmsgl.convention.INPUT_ATTRS` it has."""
     attrs: dict[str, Any] = {
         "units": "degC",
         "long_name": long_name(scale),
@@ -243,9 +246,7 @@ def output_attrs(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0: int
     short = short_warmup(times, i0, i1, spinup, breaks)
     if short:
         attrs["xmsgl_short_warmup"] = short
-    for key in INPUT_ATTRS:
-        if inputs and key in inputs:
-            attrs[f"xmsgl_input_{key}"] = str(inputs[key])
+    attrs.update(input_attrs(inputs or {}))
     attrs["history"] = history
     return attrs
 

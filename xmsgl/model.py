@@ -1772,7 +1772,11 @@ def _fit_baseline(args: dict[str, Any]) -> BaselineModel:
         periods, _ = _resolve_periods(pd.DatetimeIndex(ds[TIME].values), train, args["val"],
                                       args["test"], selects_checkpoint=False)
         train = periods["train"]
-    return fit_baseline(args["ds"], method, train=train, seed=args["seed"], **options)
+    model = fit_baseline(args["ds"], method, train=train, seed=args["seed"], **options)
+    if args["test"] is not None and periods.get("test"):
+        # The days held out, which its outputs name (xmsgl_test_periods) as a network's do.
+        model.config["test"] = [list(map(str, p)) for p in periods["test"]]
+    return model
 
 
 #: Arguments of :func:`fit` that only some network methods read, with the methods

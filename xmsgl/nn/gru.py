@@ -311,8 +311,11 @@ class GRUModel(BaselineModel):
         values = values[:, idx - t0]
         del r_pos  # the inputs are read in the dataset's own reach order
         coords = output_coords(ds.isel({TIME: idx}), REACH)
+        from xmsgl.convention import input_attrs
+
         train = self.config.get("train")
         val = (self.config.get("periods") or {}).get("val")
+        test = (self.config.get("periods") or {}).get("test")
         now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         return xr.DataArray(
             values, dims=(REACH, TIME), coords=coords, name="reach_temp_pred",
@@ -324,9 +327,13 @@ class GRUModel(BaselineModel):
                 "xmsgl_model_sha256": self.sha256,
                 **({"xmsgl_train_periods": spans_text(train)} if train else {}),
                 **({"xmsgl_val_periods": spans_text(val)} if val else {}),
+                **({"xmsgl_test_periods": spans_text(test)} if test else {}),
+                **({"xmsgl_seed": int(self.config["seed"])}
+                   if isinstance(self.config.get("seed"), int) else {}),
                 # As downscale's networks: the days whose state had less than spinup days
                 # of warm-up (from the first to the last day returned).
                 **({"xmsgl_short_warmup": short} if short else {}),
+                **input_attrs(ds.attrs),
                 "history": f"{now} UTC: xmsgl {_version()} GRUModel(sha256={self.sha256[:16]})"
                            f".predict(time={time!r})",
             },
