@@ -533,6 +533,14 @@ def test_set_options_refuses_bad_values_and_changes_nothing(basin: xr.Dataset, o
     assert xmsgl.options.OPTIONS == before
 
 
+@pytest.mark.parametrize("name", ["no_such_option", ["device"], None])
+def test_get_option_refuses_what_is_no_option_name(name) -> None:
+    import xmsgl
+
+    with pytest.raises(XmsglError, match="unknown option .*known options are"):
+        xmsgl.get_option(name)
+
+
 def test_torch_threads_option_holds_inside_fit_and_downscale_only(basin: xr.Dataset,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import xmsgl.downscale

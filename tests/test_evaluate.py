@@ -587,6 +587,16 @@ def test_accessor_warns_when_scores_are_in_sample(small_basin: xr.Dataset) -> No
     idw = obs_only.msgl.fit(method="idw")
     with pytest.warns(xmsgl.XmsglWarning, match="'idw' baseline .* zero error by construction"):
         obs_only.msgl.evaluate(obs_only.msgl.downscale(idw))
+    # Against the truth, on days outside its training periods too: at the observed
+    # node-days idw returned the observation itself.
+    idw_pred = small_basin.msgl.downscale(small_basin.msgl.fit(method="idw"))
+    late = idw_pred.sel(time=slice("2003-10-01", None))
+    seen = small_basin.reach_temp.sel(time=slice("2003-10-01", None))
+    n_obs = int((seen.notnull() & small_basin.reach_temp_true.sel(time=slice("2003-10-01", None)).notnull()).sum())
+    assert n_obs and float(np.abs(late - seen).max()) == 0.0
+    with pytest.warns(xmsgl.InSampleWarning, match=rf"'idw' baseline against 'reach_temp_true': {n_obs} of "
+                      r"the \d+ pairs scored .* in-sample, on any day"):
+        small_basin.msgl.evaluate(late)
     # A network's validation observations chose its checkpoint: scored on them, it is
     # optimistic, and said so.
     val = pred.copy()

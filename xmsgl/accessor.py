@@ -167,6 +167,22 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
             "observations masked, or pass observed= held-out values",
             InSampleWarning, stacklevel=user_stacklevel())
         return
+    if method in ("idw", "harmonic") and read is not None:
+        # Against the truth: at every node-day where the dataset has an observation the
+        # baseline returned that observation, on any day (it has no held-out period).
+        pairs = _paired(observed, prediction)
+        n = int((pairs & read.notnull()).sum())
+        if n:
+            n_pairs = int(pairs.sum())
+            warnings.warn(
+                f"scoring the {method!r} baseline against {observed.name!r}: {n} of the {n_pairs} "
+                f"pairs scored ({n / max(n_pairs, 1):.1%}) are node-days where this dataset has "
+                f"observations ({read.name!r}), which {method} returns as its prediction if it "
+                "predicted from this dataset: there its error is the observations' noise alone and "
+                "the scores are in-sample, on any day. Score the nodes without observations, or "
+                "predict from a dataset with the scored observations masked",
+                InSampleWarning, stacklevel=user_stacklevel())
+        return
     if "time" not in prediction.dims or "time" not in observed.dims:
         return
     from xmsgl.exceptions import XmsglError

@@ -20,7 +20,7 @@ OPTIONS: dict[str, Any] = {
 
 def get_option(name: str) -> Any:
     """Return the current value of option ``name``."""
-    if name not in OPTIONS:
+    if not isinstance(name, str) or name not in OPTIONS:
         raise XmsglError(f"unknown option {name!r}; known options are {sorted(OPTIONS)}")
     return OPTIONS[name]
 
