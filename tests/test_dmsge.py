@@ -475,6 +475,16 @@ def test_backbone_options_must_be_a_dict_of_sane_sizes() -> None:
         backbone_options([1, 2])  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="layers'\\]=1000000 is more than 64"):
         backbone_options({"layers": 10**6})
+    # Names of mixed types are named too (sorting them raised a TypeError).
+    with pytest.raises(ParameterError, match=r"backbone_options \['x', 1\] are not known"):
+        backbone_options({1: 2, "x": 1})  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize("options", [0, "", [], {"k": 4}])
+def test_options_of_the_dmsge_backbone_are_refused_for_the_rgrn(options) -> None:
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-01", end="2001-03-31", seed=1)
+    with pytest.raises(ParameterError, match="backbone_options are options of backbone='dmsge'"):
+        xmsgl.fit(ds, "fine-only", backbone="rgrn", backbone_options=options, epochs=1, progress=False)
 
 
 def test_sub_network_keeps_the_training_length_scale_and_k_needs_candidates_only_when_dynamic(

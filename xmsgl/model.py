@@ -1306,7 +1306,7 @@ def fit(
     if fine_head not in FINE_HEADS:
         raise ParameterError(f"fine_head={fine_head!r} is not known; use one of {list(FINE_HEADS)}")
     check_input_scaling(input_scaling)
-    if backbone != "dmsge" and backbone_options:
+    if backbone != "dmsge" and backbone_options is not None and backbone_options != {}:
         raise ParameterError(f"backbone_options are options of backbone='dmsge'; drop them or "
                              f"pass backbone='dmsge' (got backbone={backbone!r})")
     dmsge_opts = dmsge_options(backbone_options) if backbone == "dmsge" else None

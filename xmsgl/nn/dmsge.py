@@ -113,7 +113,7 @@ def backbone_options(options: dict[str, Any] | None) -> dict[str, Any]:
         raise ParameterError(f"backbone_options={options!r} must be a dict of options, for example "
                              "{'layers': 2, 'k': 8}")
     given = dict(options or {})
-    unknown = sorted(set(given) - set(DEFAULTS))
+    unknown = sorted(set(given) - set(DEFAULTS), key=repr)  # names of any type
     if unknown:
         raise ParameterError(f"backbone_options {unknown} are not known; the dmsge backbone takes "
                              f"{sorted(DEFAULTS)}")
