@@ -3,7 +3,14 @@
 A model is fitted briefly on a small synthetic basin, then applied (with
 ``check_graph=False``: the weights are node-agnostic) to random networks of the
 requested size with the same input variables and 365 days. Each size runs in a
-fresh subprocess so that its peak memory (max RSS) is its own. Prints JSON lines.
+fresh subprocess so that its peak memory (max RSS) is its own. ``peak_rss_gb`` is the
+process's high-water mark, building the input included; ``peak_rss_gb_input`` is that
+mark before the first call (the input and the model), ``rss_gb_before_calls`` the
+memory resident when the calls start and ``peak_rss_gb_calls`` the high-water mark
+over the calls, the resident input included (Linux: the mark is reset through
+``/proc/self/clear_refs`` when the calls start and read as ``VmHWM``; null where that
+cannot be done): the calls' own memory is the difference of those two. On the synthetic network of 10^5 reaches the input alone sets
+``peak_rss_gb``. Prints JSON lines.
 
 The model's graphs are fit's defaults unless ``--max-hops N`` limits them to ``N``
 hops (``graph_options={"max_hops": N}``, a model of its own): the random networks
@@ -172,6 +179,30 @@ def _straightforward(model, ds: xr.Dataset) -> tuple[float, np.ndarray]:  # type
     return sec, y.numpy() * target["std"] + target["mean"]
 
 
+def _reset_high_water_mark() -> float | None:
+    """Reset the process's resident-set high-water mark (Linux ``clear_refs`` 5), so
+    that :func:`_high_water_mark_gb` reads the peak from now on, and return the mark
+    just after (the memory resident then, GB); None where it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return None
+    return _high_water_mark_gb()
+
+
+def _high_water_mark_gb() -> float | None:
+    """``VmHWM`` of ``/proc/self/status`` in GB, or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / 1e9
+    except OSError:
+        pass
+    return None
+
+
 def _one(n_reach: int, n_days: int, threads: int, device: str = "cpu", repeats: int = 1,
          max_hops: int | None = None, network: str = "random", reference_max: int = 20_000) -> None:
     import torch
@@ -184,12 +215,15 @@ def _one(n_reach: int, n_days: int, threads: int, device: str = "cpu", repeats: 
     template = xmsgl.datasets.synthetic_basin(n_segments=5, start="2001-01-01", end="2001-03-01")
     ds = (_network(n_reach, template, n_days) if network == "random"
           else _synthetic_network(n_reach, n_days))
+    rss_input = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    rss_before_calls = _reset_high_water_mark()
     times = []
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
         out = downscale(ds, model, check_graph=False, device=device)
         times.append(time.perf_counter() - t0)
     sec = min(times)
+    rss_calls = _high_water_mark_gb() if rss_before_calls is not None else None
     from xmsgl.graph import build_graphs
 
     t1 = time.perf_counter()
@@ -208,6 +242,9 @@ def _one(n_reach: int, n_days: int, threads: int, device: str = "cpu", repeats: 
         "fine_nonzeros_per_row": round(graphs.fine.nnz / graphs.n_reach, 1),
         # ru_maxrss is in KiB on Linux.
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2),
+        "peak_rss_gb_input": round(rss_input, 2),
+        "rss_gb_before_calls": None if rss_before_calls is None else round(rss_before_calls, 2),
+        "peak_rss_gb_calls": None if rss_calls is None else round(rss_calls, 2),
         **_gpu_memory(device),
         "goal_reach_days_per_s": 3_000_000, "machine": platform.machine(),
         **provenance(threads), "date": time.strftime("%Y-%m-%d"),

@@ -17,7 +17,9 @@ it times, per window:
 
 The goal is a feature kNN for 3,200 reaches within 0.2 s per window on the
 project's CPU; ``ratio`` is reference seconds over the method's seconds (each the best
-of ``--repeat`` runs). ``peak_rss_mib_after_candidates`` is the process's peak memory
+of ``--repeat`` runs). The reference is numpy's broadcast and sort, which run on one
+thread, while the methods run on torch's ``--threads``: with two threads the ratio
+can favour the methods by up to two; ``--threads 1`` compares like with like. ``peak_rss_mib_after_candidates`` is the process's peak memory
 right after the candidate search, which runs before the references.
 
     python benchmarks/bench_knn.py --threads 2

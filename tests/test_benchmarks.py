@@ -111,6 +111,11 @@ def test_bench_inference_reference_gives_downscales_values() -> None:
     # lies within what the rounded figure allows (a relative tolerance failed on 0.04).
     work, sec = line["n_reach"] * line["days"], line["seconds_best_call"]
     assert work / (sec + 0.005) <= line["reach_days_per_s"] <= work / max(sec - 0.005, 1e-9)
+    # The peaks: the calls' high-water mark starts from what is resident when they
+    # start (Linux), and the process's covers both the input and the calls.
+    if line["peak_rss_gb_calls"] is not None:
+        assert 0 < line["rss_gb_before_calls"] <= line["peak_rss_gb_calls"] <= line["peak_rss_gb"] + 0.01
+    assert 0 < line["peak_rss_gb_input"] <= line["peak_rss_gb"]
     ref = recs["downscale_reference_dense_straightforward"][0]
     assert ref["n_reach"] == line["n_reach"]
     # The straightforward dense computation and downscale agree to float32 rounding.
