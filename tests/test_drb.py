@@ -644,6 +644,8 @@ def test_release_build_gives_segments_without_hrus_their_donors_attributes(
     static = [v for v in ds.data_vars if ds[v].dims == ("seg",) and ds[v].dtype.kind == "f"]
     assert static and not any(bool(ds[v].isnull().any()) for v in static)
     assert (ds.seg_forcing_donor != ds.seg).sum() == 40
+    # Their HRU attributes are the donor's, and their long names say so.
+    assert all("seg_forcing_donor" in ds[f"seg_{c}"].attrs["long_name"] for c in drb._SEG_ATTR_COLUMNS)
     # What was approximated is said: the donors, the fill, the chain's order.
     approx = ds.attrs["approximations"]
     assert "40 segments without HRUs take HRU attributes" in approx

@@ -1321,7 +1321,9 @@ def open_drb(
             "degC", "seg_tave_air of the parent segment", "daily mean air temperature (parent segment)"))
     for col, (units, long_name) in _SEG_ATTR_COLUMNS.items():
         data[f"seg_{col}"] = (S, seg_attr[col].to_numpy(np.float64), _attrs(
-            units, f"{_F_SEG_ATTR} ({col}) of seg_forcing_donor", long_name))
+            units, f"{_F_SEG_ATTR} ({col}) of seg_forcing_donor",
+            f"{long_name} (of seg_forcing_donor: the segment's own, or the nearest connected "
+            "segment's with HRUs where seg_has_hru is 0)"))
     for name, cf in (_MIRROR_CF_ATTRS if source == "mirror" else _CF_ATTRS).items():
         for scale_name in (name, name.replace("seg_", "reach_", 1)):
             if scale_name in data:
