@@ -695,17 +695,15 @@ def _check_loaded(path: Path, method: str, config: dict[str, Any], arrays: dict[
         # What predict judges the air temperatures against (absent in older folders).
         rng_ = config["input_range"]
         air = rng_.get("reach_air_temp") if isinstance(rng_, dict) else None
-        lo_hi = air.get("range") if isinstance(air, dict) else None
-        std = air.get("std") if isinstance(air, dict) else None
 
         def real(v: Any) -> bool:
             return not isinstance(v, bool) and isinstance(v, (int, float)) and bool(np.isfinite(v))
 
         fine = rng_ == {} or (
-            isinstance(rng_, dict) and set(rng_) == {"reach_air_temp"} and isinstance(lo_hi, list)
-            and len(lo_hi) == 2 and all(real(v) for v in lo_hi) and lo_hi[0] <= lo_hi[1]
-            and isinstance(air, dict) and real(std) and float(std) > 0  # type: ignore[arg-type]
-            and isinstance(air.get("units", "degC"), str))
+            isinstance(air, dict) and set(rng_) == {"reach_air_temp"}
+            and isinstance(air.get("range"), list) and len(air["range"]) == 2
+            and all(real(v) for v in air["range"]) and air["range"][0] <= air["range"][1]
+            and real(air.get("std")) and air["std"] > 0 and isinstance(air.get("units", "degC"), str))
         if not fine:
             raise bad(f"{CONFIG} holds input_range {rng_!r}, not {{'reach_air_temp': {{'range': [low, "
                       "high], 'std': positive, 'units': ...}}")

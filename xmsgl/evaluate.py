@@ -1148,12 +1148,12 @@ def cross_validate(
         from xmsgl.model import METHODS as NETWORKS
         from xmsgl.model import check_fit_args, check_stage_a_variable
 
-        if method not in (*NETWORKS, *BASELINES, "gru"):
+        known = {*NETWORKS, *BASELINES, "gru"}
+        if method not in known:
             # Refused now: a fold's data check would otherwise fail first and blame the data.
-            raise ParameterError(f"method={method!r} is not known; use one of "
-                                 f"{sorted({*NETWORKS, *BASELINES, 'gru'})} (or give a trainer)")
-        nested = [k for k, v in kwargs.items() if k in (*NETWORKS, *BASELINES, "gru")
-                  and isinstance(v, Mapping)]
+            raise ParameterError(f"method={method!r} is not known; use one of {sorted(known)} (or "
+                                 "give a trainer)")
+        nested = [k for k, v in kwargs.items() if k in known and isinstance(v, Mapping)]
         if nested:
             raise ParameterError(
                 f"fit_kwargs has entries for methods {nested}: cross_validate fits one method and "

@@ -42,6 +42,7 @@ from __future__ import annotations
 import collections
 import datetime as _dt
 import functools
+import operator
 import os
 import tempfile
 import threading
@@ -894,12 +895,10 @@ def _block_downscale_inner(
         return xr.DataArray(np.zeros((n_core, t_end - t_keep), dtype=np.float32),
                             dims=(_SLOT, _XTIME), name="prediction")
     # The look-ahead stops at the first day on which an input of the network is not
-    # finite (forcings that end after the kept days), as in memory.
-    if "_finite" in block.variables:
-        ok = np.asarray(block["_finite"].values, dtype=bool)[t_end:n_in]
-        n_in = t_end + (int(np.argmin(ok)) if not ok.all() else ok.size)
-    else:
-        n_in = t_end + _finite_days(block, seg_vars + reach_vars, t_end, n_in)
+    # finite (forcings that end after the kept days), as in memory: ``_finite`` says it
+    # per day. It is there wherever a block reads ahead; elsewhere no day follows the
+    # kept ones (t_end == n_in) and nothing is read.
+    n_in = t_end + _finite_days(block, ["_finite"], t_end, n_in)
     m = {"units": "m"}
     sub = xr.Dataset(
         {"seg_to": (SEG, np.asarray(block["_sto"].values)[seg_ok]),
@@ -951,35 +950,27 @@ def _block_downscale_inner(
     return xr.DataArray(vals, dims=(_SLOT, _XTIME), name="prediction")
 
 
-def _network_finite(ds: xr.Dataset, names: list[tuple[str, str]], t_ranges: list[tuple[int, int, int]],
-                    ends: list[int]) -> Any:
+def _network_finite(inputs: list[Any], t_ranges: list[tuple[int, int, int]], ends: list[int]) -> Any:
     """Per day of the time blocks' inputs (each block's days ``s`` to its ``end``, one
     after the other), lazily: True on its warm-up and kept days, and on a look-ahead
-    day whether every time-varying input in ``names`` ((variable, dimension)) is
-    finite at every node; only the look-ahead days of the inputs are read."""
+    day whether every array of ``inputs`` (dask, (node, time)) is finite at every node;
+    only the look-ahead days of the inputs are read."""
     import dask.array as dsa
 
     pieces = []
     for (s, _, b), e in zip(t_ranges, ends):
-        head = dsa.ones(b - s, dtype=bool, chunks=b - s) if b > s else None
-        look = None
+        block = [dsa.ones(b - s, dtype=bool, chunks=b - s)]
         if e > b:
-            for name, dim in names:
-                da_ = ds[name]
-                if TIME not in da_.dims:
-                    continue
-                f = dsa.isfinite(_as_dask(da_, (dim, TIME))[:, b:e]).all(axis=0)
-                look = f if look is None else look & f
-            if look is None:
-                look = dsa.ones(e - b, dtype=bool, chunks=e - b)
-        block = [p for p in (head, look) if p is not None]
-        pieces.append(dsa.concatenate(block).rechunk(e - s) if len(block) > 1 else block[0])
+            look = [dsa.isfinite(arr[:, b:e]).all(axis=0) for arr in inputs]
+            block.append(functools.reduce(operator.and_, look) if look
+                         else dsa.ones(e - b, dtype=bool, chunks=e - b))
+        pieces.append(dsa.concatenate(block).rechunk(e - s))
     return dsa.concatenate(pieces)
 
 
 def _finite_days(block: xr.Dataset, names: list[str], start: int, stop: int) -> int:
     """How many days from ``start`` on (up to ``stop``) every time-varying input of
-    ``block`` is finite on."""
+    ``block`` is finite on (a boolean variable: true on)."""
     if stop <= start:
         return 0
     ok = np.ones(stop - start, dtype=bool)
@@ -987,7 +978,7 @@ def _finite_days(block: xr.Dataset, names: list[str], start: int, stop: int) -> 
         da = block[name]
         if _XTIME in da.dims:
             vals = np.asarray(da.transpose(_XTIME, ...).values[start:stop])
-            ok &= np.isfinite(vals.reshape(stop - start, -1)).all(axis=1)
+            ok &= (vals if vals.dtype == bool else np.isfinite(vals)).reshape(stop - start, -1).all(axis=1)
     return int(np.argmin(ok)) if not ok.all() else stop - start
 
 
@@ -1599,12 +1590,15 @@ def _downscale_lazy(
         k: ((_SLOT,), dsa.from_array(np.concatenate(v), chunks=(slot_chunks,)))
         for k, v in meta.items()}
     variables["_keep"] = ((_XTIME,), dsa.from_array(keep, chunks=(xtime_chunks,)))
+    # The time-varying inputs as dask arrays on (node, time), made once for the
+    # look-ahead's check and the blocks' gathers.
+    on_time = {n: _as_dask(ds[n], (SEG if n in seg_vars else REACH, TIME))
+               for n in names if TIME in ds[n].dims}
     if any(e > b for (_, _, b), e in zip(t_ranges, ends)):
         # The look-ahead stops where an input of any node stops being finite, as in
         # memory, not where one of the block's own does: a basin whose forcings end
         # early would otherwise change the others' values with the blocking.
-        variables["_finite"] = ((_XTIME,), _network_finite(
-            ds, [(n, SEG if n in seg_vars else REACH) for n in names], t_ranges, ends))
+        variables["_finite"] = ((_XTIME,), _network_finite(list(on_time.values()), t_ranges, ends))
     # Each input day's date (days since 1970-01-01): the heads' attention spans lie on
     # the calendar, as in memory.
     day_numbers = times.values.astype("datetime64[D]").astype(np.int64)
@@ -1617,12 +1611,11 @@ def _downscale_lazy(
     for name in names:
         dim = SEG if name in seg_vars else REACH
         index = seg_index if dim == SEG else reach_index
-        da_ = ds[name]
-        if TIME in da_.dims:
-            arr = _gather(_as_dask(da_, (dim, TIME)), index, slot_chunks, xtime_idx, xtime_chunks)
+        if name in on_time:
+            arr = _gather(on_time[name], index, slot_chunks, xtime_idx, xtime_chunks)
             variables[name] = ((_SLOT, _XTIME), arr)
         else:
-            variables[name] = ((_SLOT,), _gather(_as_dask(da_, (dim,)), index, slot_chunks))
+            variables[name] = ((_SLOT,), _gather(_as_dask(ds[name], (dim,)), index, slot_chunks))
     slot_ds = xr.Dataset(variables)
 
     n_core = tuple(b.n_core_seg if scale == SEG else b.n_core_reach for b in part.blocks)

@@ -44,6 +44,7 @@ from xmsgl.convention import (
     REACH,
     TIME,
     in_id_order,
+    input_attrs,
     input_variables,
     only_read,
     output_coords,
@@ -311,8 +312,6 @@ class GRUModel(BaselineModel):
         values = values[:, idx - t0]
         del r_pos  # the inputs are read in the dataset's own reach order
         coords = output_coords(ds.isel({TIME: idx}), REACH)
-        from xmsgl.convention import input_attrs
-
         train = self.config.get("train")
         val = (self.config.get("periods") or {}).get("val")
         test = (self.config.get("periods") or {}).get("test")
@@ -411,9 +410,7 @@ def _check_gru_config(config: dict[str, Any], cfg_file: Path) -> None:
     """Refuse a ``config.json`` whose entries :meth:`GRUModel.predict` reads are missing
     or of the wrong kind (:class:`DataError`), rather than fail later with Python's
     own error."""
-    def number(value: Any) -> bool:
-        return (not isinstance(value, bool) and isinstance(value, (int, float))
-                and math.isfinite(float(value)))
+    from xmsgl.model import _number as number
 
     def whole(value: Any, least: int) -> bool:
         return not isinstance(value, bool) and isinstance(value, int) and value >= least
