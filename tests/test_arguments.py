@@ -16,6 +16,7 @@ from tests.conftest import FAST_FIT
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
+from xmsgl.downscale import downscale  # noqa: E402
 from xmsgl.exceptions import (  # noqa: E402
     DataError,
     ModelMismatchError,
@@ -122,6 +123,13 @@ def test_downscale_time_label_and_bad_time(model: Downscaler, basin: xr.Dataset)
                 (pd.Timestamp("2001-03-01", tz="UTC"), pd.Timestamp("2001-03-31", tz="UTC"))):
         with pytest.raises(PeriodError, match="time="):
             basin.msgl.downscale(model, time=bad)
+
+
+def test_accessor_names_the_model_as_the_function_does(model: Downscaler, basin: xr.Dataset) -> None:
+    # ds.msgl.downscale(model_or_path=...) is xmsgl.downscale(ds, model_or_path=...).
+    by_name = basin.msgl.downscale(model_or_path=model, time="2001-03", device="cpu")
+    by_function = downscale(basin, model_or_path=model, time="2001-03", device="cpu")
+    np.testing.assert_array_equal(by_name.values, by_function.values)
 
 
 def test_sparsify_takes_label_periods(basin: xr.Dataset) -> None:

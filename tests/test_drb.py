@@ -384,7 +384,10 @@ def test_period_outside_the_mirror_is_refused_before_any_file_is_read(tmp_path: 
 def test_mirror_passes_validation(drb_mirror: xr.Dataset) -> None:
     xmsgl.validate(drb_mirror)
     for name, da in drb_mirror.data_vars.items():
-        assert "units" in da.attrs and "source" in da.attrs, name
+        assert "source" in da.attrs, name
+        # Quantities have units; ids and flags (integers and booleans) have none, as in CF.
+        is_quantity = np.issubdtype(da.dtype, np.floating)
+        assert ("units" in da.attrs) == is_quantity, (name, da.dtype, da.attrs.get("units"))
     # docs/data.md: every data variable and coordinate has a source.
     for name, da in drb_mirror.coords.items():
         assert da.attrs.get("source"), name
@@ -641,6 +644,8 @@ def test_release_build_gives_segments_without_hrus_their_donors_attributes(
     monkeypatch.setattr(drb, "_enhd_table", enhd)
     ds = drb.open_drb(source="release", folder=drb_raw_dir, progress=False, cache=drb_parsed_cache)
     assert int((~ds.seg_has_hru).sum()) == 40
+    for name, da in ds.data_vars.items():  # units on quantities only, as in the mirror
+        assert ("units" in da.attrs) == (da.dtype.kind == "f"), (name, da.dtype)
     static = [v for v in ds.data_vars if ds[v].dims == ("seg",) and ds[v].dtype.kind == "f"]
     assert static and not any(bool(ds[v].isnull().any()) for v in static)
     assert (ds.seg_forcing_donor != ds.seg).sum() == 40

@@ -57,12 +57,12 @@ class MsglAccessor:
 
         return fit(self._ds, method=method, **kwargs)
 
-    def downscale(self, model: Any, **kwargs: Any) -> xr.DataArray:
+    def downscale(self, model_or_path: Any, **kwargs: Any) -> xr.DataArray:
         """Downscale with a fitted model or a saved model path; see :func:`xmsgl.downscale.downscale`."""
         from xmsgl.downscale import downscale
 
         check_keywords(downscale, kwargs, "ds.msgl.downscale", ("ds", "model_or_path"))
-        return downscale(self._ds, model, **kwargs)
+        return downscale(self._ds, model_or_path, **kwargs)
 
     def coverage(self, model: Any, **kwargs: Any) -> xr.Dataset:
         """Nodes (and days) whose inputs lie beyond those of the model's observed nodes; see

@@ -1064,8 +1064,10 @@ _MIRROR_CF_ATTRS: dict[str, dict[str, str]] = {
 }
 
 
-def _attrs(units: str, source: str, long_name: str, **extra: Any) -> dict[str, Any]:
-    return {"units": units, "long_name": long_name, "source": source, **extra}
+def _attrs(units: str | None, source: str, long_name: str, **extra: Any) -> dict[str, Any]:
+    """A variable's attributes; ``units=None`` for ids and flags, which CF gives none."""
+    out = {"long_name": long_name, "source": source, **extra}
+    return out if units is None else {"units": units, **out}
 
 
 _SEG_ATTR_COLUMNS = {
@@ -1231,12 +1233,12 @@ def open_drb(
             "release": f"{_F_SNTEMP} (sntemp_inputs_outputs_drb.csv)"}[source]
     data: dict[str, Any] = {
         "seg_to": (S, coarse.seg_to, _attrs(
-            "1", f"{_F_NETWORK} (edges: to_subseg), subsegments joined by {_F_XWALK}",
+            None, f"{_F_NETWORK} (edges: to_subseg), subsegments joined by {_F_XWALK}",
             "downstream segment (seg_id_nat), 0 at outlets; USGS study network")),
         "seg_length": (S, coarse.seg_length, _attrs(
             "m", f"{_F_NETWORK} (edges: subseg_length summed per segment)", "segment length")),
         "seg_to_nhm": (S, params["tosegment_nhm"].values.astype(np.int64), _attrs(
-            "1", f"{_F_SEG_PARAMS} (tosegment_nhm)",
+            None, f"{_F_SEG_PARAMS} (tosegment_nhm)",
             "downstream segment in the full NHM (differs from seg_to only at 1791)")),
         "seg_slope": (S, params["seg_slope"].values.astype(np.float64), _attrs(
             "1", f"{_F_SEG_PARAMS} (seg_slope)", "segment slope")),
@@ -1249,27 +1251,27 @@ def open_drb(
         "seg_lat": (S, params["seg_lat"].values.astype(np.float64), _attrs(
             "degrees_north", f"{_F_SEG_PARAMS} (seg_lat)", "segment latitude")),
         "seg_forcing_donor": (S, donor.astype(np.int64), _attrs(
-            "1", "xmsgl: nearest connected segment with HRUs (upstream first), as PRMS",
+            None, "xmsgl: nearest connected segment with HRUs (upstream first), as PRMS",
             "segment whose HRU forcings and attributes this segment uses")),
-        "seg_has_hru": (S, has_own, _attrs("1", f"{_F_CHANNEL} (hru_segment)",
+        "seg_has_hru": (S, has_own, _attrs(None, f"{_F_CHANNEL} (hru_segment)",
                                            "segment has HRUs of its own")),
         "seg_in_space_holdout": (S, space_holdout, _attrs(
-            "1", f"{_F_OBS} (in_space_holdout)", "segment is in the USGS spatial test set")),
+            None, f"{_F_OBS} (in_space_holdout)", "segment is in the USGS spatial test set")),
         "in_time_holdout": (T, time_holdout, _attrs(
-            "1", f"{_F_OBS} (in_time_holdout)", "day is in the USGS temporal test set")),
+            None, f"{_F_OBS} (in_time_holdout)", "day is in the USGS temporal test set")),
         "seg_temp": ((S, T), seg_temp, _attrs(
             "degC", f"{_F_OBS} (mean_temp_c; subsegments joined by {_F_XWALK})",
             "observed daily mean water temperature")),
         "reach_to": (R, fine.reach_to, _attrs(
-            "1", f"{fine_file} (to) where known, else the crosswalk chain; see reach_topology_source",
+            None, f"{fine_file} (to) where known, else the crosswalk chain; see reach_topology_source",
             "downstream reach (COMID), 0 at outlets")),
         "reach_length": (R, fine.reach_length, _attrs(
             "m", f"{fine_file} (length) where known, else the rest of seg_length split evenly",
             "reach length")),
-        "reach_seg": (R, fine.reach_seg, _attrs("1", f"{_F_XWALK} (comid_seg)",
+        "reach_seg": (R, fine.reach_seg, _attrs(None, f"{_F_XWALK} (comid_seg)",
                                                 "segment (seg_id_nat) of the reach")),
         "reach_topology_source": (R, fine.topo_source, _attrs(
-            "1", "xmsgl", "provenance of reach_to (reach_length is RouteLink's or ENHD's wherever "
+            None, "xmsgl", "provenance of reach_to (reach_length is RouteLink's or ENHD's wherever "
             "known, whatever this flag)",
             flag_values=np.array([_TOPO_FINE, _TOPO_CHAIN], dtype=np.int8),
             flag_meanings=f"{fine_name.lower().replace(' ', '_')} crosswalk_chain")),
@@ -1288,11 +1290,11 @@ def open_drb(
             f"{_F_SITES} (fish_dist_to_outlet_m); see site_*",
             "observed daily mean water temperature (mean over the sites on the reach)")),
         "site_comid": ("site", placed["comid"].to_numpy(np.int64), _attrs(
-            "1", "xmsgl", "reach (COMID) the monitoring site is placed on")),
+            None, "xmsgl", "reach (COMID) the monitoring site is placed on")),
         "site_seg": ("site", placed["seg"].to_numpy(np.int64), _attrs(
-            "1", f"{_F_SITES} (subseg_id)", "segment (seg_id_nat) the site is matched to")),
+            None, f"{_F_SITES} (subseg_id)", "segment (seg_id_nat) the site is matched to")),
         "site_mapping": ("site", placed["how"].to_numpy(np.int8), _attrs(
-            "1", "xmsgl", "how the site was placed on a reach",
+            None, "xmsgl", "how the site was placed on a reach",
             flag_values=np.array([_SITE_NWIS, _SITE_DISTANCE], dtype=np.int8),
             flag_meanings="nwis_comid along_stream_distance")),
         "site_dist_to_outlet": ("site", placed["dist_m"].to_numpy(np.float64), _attrs(
