@@ -574,6 +574,26 @@ def test_downscale_refuses_window_options_a_baseline_ignores(gru_basin: xr.Datas
     assert out.dims == ("reach", "time")
 
 
+@pytest.mark.parametrize("device", ["banana", 42, "cuda:9", None])
+def test_downscale_checks_a_baseline_s_device_as_its_fit_does(small_basin: xr.Dataset, fitted: dict,
+                                                               gru_basin: xr.Dataset, gru_model,
+                                                               device: object) -> None:
+    # A baseline runs on the CPU, but a bad device name was accepted without a word.
+    from xmsgl.downscale import downscale
+
+    with pytest.raises(xmsgl.ParameterError, match="device="):
+        xmsgl.fit(small_basin, method="climatology", device=device)
+    with pytest.raises(xmsgl.ParameterError, match="device="):
+        downscale(small_basin, fitted["climatology"], device=device)
+    with pytest.raises(xmsgl.ParameterError, match="device="):
+        small_basin.msgl.downscale(fitted["climatology"], device=device)
+    with pytest.raises(xmsgl.ParameterError, match="device="):
+        downscale(gru_basin, gru_model, device=device)
+    # The names of devices that exist here are taken, as before.
+    xr.testing.assert_identical(downscale(small_basin, fitted["climatology"], device="cpu"),
+                                downscale(small_basin, fitted["climatology"]))
+
+
 def test_baseline_outputs_name_the_held_out_days_the_seed_and_the_inputs(small_basin: xr.Dataset,
                                                                         tmp_path) -> None:
     # As a network's output does: what to score on (InSampleWarning points there), the

@@ -90,15 +90,41 @@ def test_same_seed_on_gpu_repeats(basin: xr.Dataset, gpu_model: xmsgl.Downscaler
 
 def test_saved_from_gpu_loads_on_cpu(basin: xr.Dataset, gpu_model: xmsgl.Downscaler,
                                      tmp_path: object) -> None:
+    # Saved while its network sits on the GPU (a fit hands it back on the CPU, so it
+    # is moved there first) and loaded in a process that sees no GPU.
+    import os
     import pathlib
+    import subprocess
+    import sys
 
-    path = pathlib.Path(str(tmp_path)) / "gpu.xmsgl"
-    gpu_model.save(path)
-    back = xmsgl.load(path)
-    assert back.sha256 == gpu_model.sha256
-    a = basin.msgl.downscale(back, device="cpu", **RUN)
+    tmp = pathlib.Path(str(tmp_path))
+    path = tmp / "gpu.xmsgl"
+    gpu_model.net.to("cuda")
+    try:
+        assert all(p.device.type == "cuda" for p in gpu_model.net.parameters())
+        gpu_model.save(path)
+    finally:
+        gpu_model.net.to("cpu")
     b = basin.msgl.downscale(gpu_model, device="cpu", **RUN)
-    np.testing.assert_array_equal(a.values, b.values)
+    basin.to_netcdf(tmp / "basin.nc")
+    script = (
+        "import sys, torch, xarray as xr, xmsgl\n"
+        "assert not torch.cuda.is_available()\n"
+        "torch.set_num_threads(1)\n"
+        "back = xmsgl.load(sys.argv[1])\n"
+        "ds = xr.open_dataset(sys.argv[2]).load()\n"
+        f"out = ds.msgl.downscale(back, device='auto', **{RUN!r})\n"
+        "assert 'device=' in out.attrs['history'] and 'cpu' in out.attrs['history']\n"
+        "out.drop_attrs().to_netcdf(sys.argv[3])\n"
+        "print(back.sha256)\n"
+    )
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([sys.executable, "-c", script, str(path), str(tmp / "basin.nc"),
+                           str(tmp / "out.nc")], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == gpu_model.sha256
+    with xr.open_dataarray(tmp / "out.nc") as a:
+        np.testing.assert_array_equal(a.values, b.values)
 
 
 @pytest.mark.parametrize("method", ["async-msgl", "fine-only", "remap", "direct", "progressive"])

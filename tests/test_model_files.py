@@ -89,6 +89,27 @@ def _plant(saved: Path, payload: object) -> None:
     (saved / "config.json").write_text(json.dumps(cfg))
 
 
+def test_weights_saved_on_a_gpu_load_on_a_cpu_only_machine(saved: Path, model: Downscaler,
+                                                            basin: xr.Dataset) -> None:
+    # A file whose tensors were on cuda:0 when saved (as torch.save writes them from a
+    # GPU) must load where there is none: the weights are read onto the CPU. Plain
+    # torch.load of such a file fails on a machine without CUDA.
+    from unittest import mock
+
+    state = {k: v.detach().cpu() for k, v in model.net.state_dict().items()}
+    with mock.patch("torch.serialization.location_tag", lambda storage: "cuda:0"):
+        _plant(saved, state)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError):
+            torch.load(saved / "weights.pt", weights_only=True)
+    back = load(saved)
+    assert all(p.device.type == "cpu" for p in back.net.parameters())
+    for (name, a), b in zip(model.net.state_dict().items(), back.net.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    xr.testing.assert_equal(basin.msgl.downscale(back, device="cpu"),
+                            basin.msgl.downscale(model, device="cpu"))
+
+
 def test_malicious_weights_run_no_code(saved: Path, tmp_path: Path) -> None:
     # config.json is as easy to edit as the weights, so the hash alone does not stop
     # a hostile file: weights_only loading must.

@@ -354,7 +354,8 @@ def downscale(
         A fitted model or the folder of a saved one. A baseline
         (:class:`~xmsgl.baselines.BaselineModel`) gives
         ``model.predict(ds, time=time)``; the arguments of the networks
-        (``device``, ``batch_size``, ...) do not apply to it, and ``spinup`` or
+        (``device``, ``batch_size``, ...) do not apply to it (it runs on the CPU;
+        they are checked all the same, as its fit checks ``device``), and ``spinup`` or
         ``chunk`` other than their defaults, which it would ignore, raise
         :class:`~xmsgl.exceptions.ParameterError` (the GRU runs in the windows it
         was fitted with).
@@ -500,6 +501,9 @@ def downscale(
                    f"{model.config.get('hyperparameters', {}).get('chunk', 365)} days)"
                    if model.method == "gru" else "predicts each day on its own")
                 + ", so they would be ignored: leave them out")
+        # It runs on the CPU; a device is still checked as for the networks and as
+        # a baseline's fit checks it (device="banana" was accepted without a word).
+        resolve_device(device)
         # Its predict warns of a period reaching beyond the days, as for the networks.
         return model.predict(ds, time=time)
     inputs = model.features.seg_vars + model.features.reach_vars
