@@ -385,8 +385,25 @@ def test_a_link_may_be_replaced_by_either_kind(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
-def test_failed_rename_over_a_link_puts_the_link_back(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_exchange(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace folders as where renameat2's exchange is missing: two renames."""
+    import xmsgl.io as io_module
+
+    monkeypatch.setattr(io_module, "_RENAMEAT2", [None])
+
+
+@pytest.mark.parametrize("exchange", [True, False])
+def test_failed_rename_over_a_link_puts_the_link_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      exchange: bool) -> None:
+    import xmsgl.io as io_module
+
+    if exchange:
+        def failing_exchange(a: Path, b: Path) -> bool:
+            raise OSError("disk gone")
+
+        monkeypatch.setattr(io_module, "_exchange", failing_exchange)
+    else:
+        _no_exchange(monkeypatch)
     (tmp_path / "real.zarr").mkdir()
     (tmp_path / "real.zarr" / "theirs").write_text("keep")
     link = tmp_path / "out.zarr"
@@ -615,17 +632,73 @@ def test_concurrent_saves_leave_one_model_and_no_old_copies(tmp_path: Path) -> N
     assert leftovers(tmp_path) == []
 
 
-def test_an_old_folder_that_cannot_be_deleted_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("exchange", [True, False])
+def test_an_old_folder_that_cannot_be_deleted_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       exchange: bool) -> None:
     import xmsgl.io as io_module
 
+    if not exchange:
+        _no_exchange(monkeypatch)
     target = tmp_path / "m"
     files = {"config.json": b'{"format": "xmsgl-model"}', "weights.pt": b"1"}
     write_model_folder(target, files)
-    monkeypatch.setattr(io_module, "_remove", lambda path: None if path.name.endswith(".old")
+    # The old folder is at .m.<random>.tmp after a swap, at .m.<random>.old after two renames.
+    monkeypatch.setattr(io_module, "_remove", lambda path: None if path.name.startswith(".m.")
                         else io_module.shutil.rmtree(path, ignore_errors=True))
     with pytest.warns(xmsgl.XmsglWarning, match="could not be deleted .* kept at"):
         write_model_folder(target, {**files, "weights.pt": b"2"})
     assert (target / "weights.pt").read_bytes() == b"2"
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith(".m.")]
+    assert len(kept) == 1 and (kept[0] / "weights.pt").read_bytes() == b"1"
+
+
+def test_a_store_is_replaced_in_one_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On Linux the new store and the old one are swapped by one renameat2 call: the
+    # path is never left empty, and the old store is never renamed away first.
+    import xmsgl.io as io_module
+
+    if io_module._renameat2() is None:
+        pytest.skip("renameat2 is Linux's")
+    target = tmp_path / "out.zarr"
+    to_zarr_safe(xr.Dataset({"a": ("x", np.arange(4.0))}), target)
+    moved: list[str] = []
+    replace = os.replace
+
+    def recording_replace(src: os.PathLike[str], dst: os.PathLike[str]) -> None:
+        moved.append(os.fspath(src))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    to_zarr_safe(xr.Dataset({"a": ("x", np.arange(4.0) * 2)}), target, overwrite=True)
+    assert str(target) not in moved
+    np.testing.assert_array_equal(xr.open_zarr(target)["a"].values, np.arange(4.0) * 2)
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_process_killed_at_the_swap_leaves_a_whole_store(tmp_path: Path, when: str) -> None:
+    # A process killed (SIGKILL, the OOM killer) just before or just after the swap
+    # leaves the old or the new store at the path, never nothing.
+    import xmsgl.io as io_module
+
+    if io_module._renameat2() is None:
+        pytest.skip("renameat2 is Linux's")
+    target = tmp_path / "out.zarr"
+    to_zarr_safe(xr.Dataset({"a": ("x", np.arange(4.0))}), target)
+    child = textwrap.dedent(f"""
+        import os, numpy as np, xarray as xr, xmsgl.io as io
+        real = io._exchange
+        def exchange(a, b):
+            if {when == "after"!r}:
+                real(a, b)
+            os._exit(137)
+        io._exchange = exchange
+        io.to_zarr_safe(xr.Dataset({{"a": ("x", np.arange(4.0) * 2)}}), {str(target)!r}, overwrite=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 137, done.stderr[-2000:]
+    expected = np.arange(4.0) * (2 if when == "after" else 1)
+    np.testing.assert_array_equal(xr.open_zarr(target)["a"].values, expected)
 
 
 def test_a_delayed_write_computed_twice_keeps_the_store(tmp_path: Path) -> None:

@@ -343,6 +343,7 @@ def run_demo(
                    "flag_values": np.array([0, 1], dtype=np.int8), "flag_meanings": "inside beyond"})
         out[f"{dim}_beyond_sd"] = cov[f"{dim}_beyond_sd"]
     out.attrs = {"title": "xmsgl demo: downscaled stream temperature on a synthetic basin",
+                 "Conventions": "CF-1.8",
                  # The basin's line, then every prediction's step, one line each.
                  "history": "\n".join([str(ds.attrs.get("history", "")),
                                        *(p.attrs["history"] for p in preds.values())]).strip(),

@@ -12,7 +12,11 @@ impossible by default:
   finished. A crash, an exception or a killed process leaves the previous file
   intact, and at most a hidden ``.<name>.<random>.tmp`` entry behind (with, for a
   delayed write, ``compute=False``, its ``.tmp.pending`` marker), which can be
-  deleted.
+  deleted. A folder (a zarr store, a saved model) replacing an existing one is
+  swapped with it in one atomic step on Linux (``renameat2`` with
+  ``RENAME_EXCHANGE``); where the system or the file system cannot, the old one is
+  renamed aside first, and a process killed between the two renames leaves the old
+  one at a hidden ``.<name>.<random>.old`` and nothing at the path.
 
 A symbolic link at the output path counts as an existing entry, even when what it
 points to does not exist. With ``overwrite=True`` the link itself is replaced by the
@@ -578,6 +582,45 @@ def _hidden_name(final: Path, kind: str) -> str:
 _TAKEN = frozenset({errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR})
 
 
+def _renameat2() -> Callable[..., int] | None:
+    """glibc's ``renameat2`` (Linux 3.15, glibc 2.28), or None where there is none."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        func = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return func  # type: ignore[no-any-return]
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+_RENAMEAT2: list[Callable[..., int] | None] = []
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the entries at ``a`` and ``b`` in one atomic step; False where the system or
+    the file system cannot (the caller then renames twice), an OSError for any other
+    failure."""
+    import ctypes
+
+    if not _RENAMEAT2:
+        _RENAMEAT2.append(_renameat2())
+    func = _RENAMEAT2[0]
+    if func is None:
+        return False
+    if func(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOENT):
+        return False  # not supported here, or b vanished meanwhile: rename as before
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def _lost_race(final: Path) -> XmsglError:
     """The error of a write that another writer's, at the same path, replaced first."""
     return XmsglError(f"{str(final)!r} was written by another writer at the same time; theirs is "
@@ -593,8 +636,9 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
     ``_written`` is the result of the write (unused): taking it makes a delayed
     commit depend on a delayed write, so the rename runs only after it.
     ``check_old``, when given, is called with an existing folder (or link) once it
-    is moved aside and before anything replaces it; when it raises, the old entry is
-    moved back unchanged and nothing is deleted. ``pending`` is the marker of a
+    is out of the path (swapped with the new one, or moved aside before it is put in
+    place) and before it is deleted; when it raises, the old entry is put back
+    unchanged and nothing is deleted. ``pending`` is the marker of a
     delayed write (:func:`_write`): the commit takes it, so that computing the same
     delayed write again (a notebook cell run twice) fails instead of putting the
     chunks it wrote again, without the store's metadata, in place of the store.
@@ -632,10 +676,32 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
             )
         if tmp.is_file():
             _fsync(tmp)
-        if exists and tmp.is_dir():
-            # os.replace cannot put a folder over a non-empty one, nor over a link
-            # (Linux refuses to rename a folder over a non-folder): move the old store
-            # or link aside first, and delete it only once the new one is in place.
+        if exists and tmp.is_dir() and _exchange(tmp, final):
+            # Swapped in one step: the path held the old entry and now holds the new
+            # one, with no moment without either; the old one is now at tmp.
+            try:
+                if check_old is not None:
+                    check_old(tmp)
+            except BaseException:
+                if not _exchange(tmp, final):
+                    raise XmsglError(
+                        f"the check of what was at {str(final)!r} failed after the new entry "
+                        f"took its place, and swapping them back failed too: the old entry "
+                        f"is at {str(tmp)!r}") from None
+                raise
+            _remove(tmp)
+            if os.path.lexists(tmp):
+                warnings.warn(
+                    f"the new {str(final)!r} is in place, but what was there before could not "
+                    f"be deleted (permissions?) and is kept at {str(tmp)!r}; delete it yourself",
+                    XmsglWarning, stacklevel=user_stacklevel())
+        elif exists and tmp.is_dir():
+            # Where the two cannot be swapped in one step (not Linux, or a file system
+            # without it): os.replace cannot put a folder over a non-empty one, nor
+            # over a link (Linux refuses to rename a folder over a non-folder), so the
+            # old store or link is moved aside first, and deleted only once the new
+            # one is in place. A process killed between the two renames leaves the
+            # path empty and the old entry at a hidden .<name>.<random>.old.
             # _remove unlinks a link without following it, so its target survives.
             old = final.parent / _hidden_name(final, "old")
             try:
