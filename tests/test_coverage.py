@@ -173,7 +173,7 @@ def test_downscale_warns_of_time_varying_inputs_far_beyond(half_year_basin: xr.D
                       r"'reach_air_temp' .*check the units \(degF labelled degC"):
         hot.msgl.downscale(model, time=jan)
     # The segments' alone, for the coarse output (the reaches are not read).
-    with pytest.warns(InputRangeWarning, match=r"^input 'seg_air_temp' .*lie more than"):
+    with pytest.warns(InputRangeWarning, match=r"^input 'seg_air_temp' .*lies more than"):
         hot.msgl.downscale(model, scale="seg", time=jan)
     # A few node-days beyond (a heat wave at one reach) are not warned of.
     few = half_year_basin.copy(deep=True)
@@ -213,7 +213,7 @@ def test_downscale_warns_of_time_varying_inputs_far_beyond(half_year_basin: xr.D
             hot.chunk({"reach": 20}).msgl.downscale(model, time=jan, chunk=10, time_block=10).compute()
         ranges = [w for w in said if issubclass(w.category, InputRangeWarning)]
         assert len(ranges) == 1
-        assert re.search(r"inputs \['seg_air_temp', 'reach_air_temp'\] lie far beyond their training "
+        assert re.search(r"inputs 'seg_air_temp', 'reach_air_temp' lie far beyond their training "
                          r"range in a block", str(ranges[0].message))
     # Five days in degF in a run of four months: 4% of its node-days, 17% of those of
     # the 30 days around them (a month appended in other units is not diluted by the rest).
@@ -526,7 +526,9 @@ def test_days_are_judged_a_block_at_a_time_alike(half_year_basin: xr.Dataset, ha
     # first, days 10 and 11 on the second too: three days, each counted once.
     for name, days in ((first, [3, 10, 11]), (second, [10, 11])):
         vals = ds[name].transpose("time", "reach").values.copy()
-        vals[days, :2] += 100.0 * spec.std[name]
+        # 8 standard deviations above the range: within -90..65 degC for a temperature
+        # (one beyond is refused as a fill value or mislabelled units).
+        vals[days, :2] = spec.observed_range[name][1] + 8.0 * spec.std[name]
         ds[name] = (("time", "reach"), vals, ds[name].attrs)
     whole = ds.msgl.coverage(half_year_msgl, margin=5)
     assert whole["reach_days_beyond_observed"].values[:2].tolist() == [3, 3]
@@ -599,3 +601,94 @@ def test_values_not_finite_are_named_over_every_block(half_year_basin: xr.Datase
     ids = ds["reach"].values
     with pytest.raises(DataError, match=rf"'{name}' is not finite at reach ids \[{ids[1]}, {ids[4]}\]"):
         ds.msgl.coverage(half_year_msgl)
+
+
+def test_a_value_not_finite_is_placed_on_its_day(half_year_basin: xr.Dataset, half_year_msgl) -> None:
+    from xmsgl.exceptions import DataError
+
+    ds = half_year_basin.copy()
+    spec = half_year_msgl.features
+    name = next(n for n in spec.reach_vars if not spec.static[n])
+    vals = ds[name].transpose("time", "reach").values.copy()
+    vals[5, 2] = np.nan
+    ds[name] = (("time", "reach"), vals, ds[name].attrs)
+    day = str(ds.time.values[5])[:10]
+    with pytest.raises(DataError, match=rf"\(first: reach {ds.reach.values[2].item()!r} on {day}\).*time="):
+        ds.msgl.coverage(half_year_msgl)
+
+
+def test_the_refusals_say_what_to_do(half_year_basin: xr.Dataset, half_year_msgl) -> None:
+    on_time = half_year_basin.assign(reach_slope=half_year_basin.reach_slope.expand_dims(
+        time=half_year_basin.time).transpose())
+    with pytest.raises(SchemaError, match=r"give it as at fit time.*isel\(time=0\)"):
+        on_time.msgl.coverage(half_year_msgl)
+    static_only = half_year_basin[[n for n in half_year_basin.data_vars if "time" not in
+                                   half_year_basin[n].dims]]
+    assert "time" not in static_only.dims
+    with pytest.raises(SchemaError, match="leave time= out"):
+        static_only.msgl.coverage(half_year_msgl, time=("2001-01-01", "2001-01-31"))
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_degc_labelled_kelvin_is_refused_in_memory_and_lazily(half_year_basin: xr.Dataset,
+                                                                half_year_msgl, lazy: bool) -> None:
+    # validate reads no lazy values: coverage judged the dask-backed temperatures as
+    # about -270 degC (every day 31 standard deviations beyond) instead of refusing
+    # them, as downscale does.
+    import warnings
+
+    from xmsgl.exceptions import UnitConversionWarning, UnitsError
+
+    name = next(n for n in half_year_msgl.features.reach_vars if n.endswith("air_temp"))
+    ds = half_year_basin.copy()
+    ds[name] = ds[name].assign_attrs(units="K")
+    if lazy:
+        ds = ds.chunk({"time": 60})
+    with warnings.catch_warnings(), pytest.raises(UnitsError, match=name):
+        warnings.simplefilter("ignore", UnitConversionWarning)  # the lazy conversion says it
+        ds.msgl.coverage(half_year_msgl)
+
+
+def test_one_input_beyond_is_told_in_the_singular() -> None:
+    from xmsgl.coverage import input_range_sentence
+
+    vals = np.full((40, 3), 30.0)
+    said = input_range_sentence([("seg_air_temp", (30.0, 30.0), lambda: vals)], {"seg_air_temp": [0.0, 10.0]},
+                                {"seg_air_temp": 2.0}, {"seg_air_temp": "degC"})
+    assert said is not None and "'seg_air_temp' (degC; 100% of the node-days" in said[0]
+    assert ") lies more than" in said[0]
+    neg = np.full((40, 3), -5.0)
+    said = input_range_sentence([("reach_precip", (-5.0, -5.0), lambda: neg)], {"reach_precip": [0.0, 10.0]},
+                                {"reach_precip": 1.0}, {"reach_precip": "mm day-1"})
+    assert said is not None and "never negative in training, is below 0" in said[0]
+
+
+def test_the_gru_is_judged_on_its_reaches(tmp_path: Path) -> None:
+    # The GRU records its inputs' observed ranges; its static inputs were never judged
+    # (no warning, and coverage refused it as a baseline).
+    import warnings
+
+    from xmsgl.coverage import WARN_SD
+    from xmsgl.exceptions import ExtrapolationWarning
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2000-10-01", end="2001-09-30", seed=3,
+                                        reach_obs_share=0.3)
+    gru = xmsgl.fit(ds, "gru", epochs=1, window=120, stride=120, progress=False)
+    spec = gru.features
+    assert spec.seg_vars == [] and "reach_slope" in spec.observed_range
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExtrapolationWarning)
+        inside = _far_beyond(ds, gru, "reach_slope", 2, 0.0)
+        gru.predict(inside, time=("2001-01-01", "2001-01-31"))
+    far = _far_beyond(ds, gru, "reach_slope", 2, WARN_SD + 2)
+    rid = far.reach.values[2]
+    with pytest.warns(ExtrapolationWarning, match=rf"1 reach \(id {rid}\).*'reach_slope'"):
+        gru.predict(far, time=("2001-01-01", "2001-01-31"))
+    with pytest.warns(ExtrapolationWarning, match=rf"id {rid}"):
+        far.msgl.downscale(gru, time=("2001-01-01", "2001-01-31"))
+    for model in (gru, gru.save(tmp_path / "gru")):
+        cov = far.msgl.coverage(model)
+        assert "seg_beyond_observed" not in cov and cov.attrs["xmsgl_method"] == "gru"
+        assert cov.reach_beyond_observed.values.tolist() == [i == 2 for i in range(far.sizes["reach"])]
+        assert cov.reach_beyond_sd.values[2] == pytest.approx(WARN_SD + 2, rel=1e-5)
+        assert cov.reach_beyond_variable.values[2] == "reach_slope"

@@ -72,9 +72,10 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
     ds : xarray.Dataset
         The dataset to be downscaled (only the model's inputs are read; without the
         inputs on time, the static ones alone are judged).
-    model : xmsgl.Downscaler or path
+    model : xmsgl.Downscaler, GRUModel or path
         A fitted network model (``msgl``, ``async-msgl``, ``fine-only``, ``remap``,
-        ``direct``, ``progressive``), or the folder of a saved one.
+        ``direct``, ``progressive``), the per-reach GRU baseline (``gru``: its reaches
+        alone), or the folder of a saved one.
     margin : float, default 1.0
         Standard deviations beyond the observed range before a node or day counts.
     time : slice or (start, end), optional
@@ -102,8 +103,8 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
     Raises
     ------
     ParameterError
-        For a baseline model, a model saved before the ranges were recorded, or a
-        ``margin`` that is not a number >= 0.
+        For a baseline model other than the GRU, a model saved before the ranges were
+        recorded, or a ``margin`` that is not a number >= 0.
     SchemaError
         For an input held on other dimensions than the model reads it on. An
         input the model reads that ``ds`` lacks is not an error: the nodes are not
@@ -116,6 +117,10 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
     ModelMismatchError
         For an input in other units than the model was fitted with (``downscale``
         refuses it too).
+    UnitsError
+        For a temperature input outside the plausible -90..65 degC once converted (a
+        fill value such as -9999, or degC labelled ``K``), in memory or dask-backed
+        (``downscale`` refuses it too).
 
     Examples
     --------
@@ -129,6 +134,8 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
     """
     from xmsgl.baselines import BaselineModel
     from xmsgl.model import Downscaler, load
+    from xmsgl.nn.gru import GRUModel
+    from xmsgl.train import _check_temperature, _where_bad
 
     expect_dataset(ds)
     if isinstance(margin, bool) or not isinstance(margin, (int, float, np.integer, np.floating)) or not (
@@ -136,11 +143,12 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         raise ParameterError(f"margin={margin!r} must be a number of standard deviations >= 0")
     if isinstance(model, (str, os.PathLike)):
         model = load(model)
-    if isinstance(model, BaselineModel):
+    if isinstance(model, BaselineModel) and not isinstance(model, GRUModel):
         raise ParameterError(
             f"coverage judges the models fitted by the network methods (msgl, async-msgl, "
-            f"fine-only, remap, direct, progressive); {model.method!r} is a baseline")
-    if not isinstance(model, Downscaler):
+            f"fine-only, remap, direct, progressive) and the GRU; {model.method!r} is a baseline "
+            "that learns no weights from inputs")
+    if not isinstance(model, (Downscaler, GRUModel)):
         raise ParameterError(f"expected an xmsgl.Downscaler or a saved model's folder, got "
                              f"{type(model).__name__}")
     spec = model.features
@@ -148,7 +156,9 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         raise ParameterError(
             "this model was saved before xmsgl recorded the range of its observed nodes' "
             "inputs; fit it again to judge coverage")
-    reads = {SEG: model.output != "fine_only", REACH: model.output != "remap"}
+    # The GRU reads its reaches' inputs alone.
+    reads = ({SEG: False, REACH: True} if isinstance(model, GRUModel) else
+             {SEG: model.output != "fine_only", REACH: model.output != "remap"})
     judged = [n for dim, names in ((SEG, spec.seg_vars), (REACH, spec.reach_vars)) if reads[dim]
               for n in names if n in spec.observed_range]
     # The inputs as fit and downscale read them (units converted), the topology checked.
@@ -168,7 +178,8 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         from xmsgl.downscale import _time_positions
 
         if TIME not in ds.dims:
-            raise SchemaError("time= was given, but the dataset has no 'time' dimension")
+            raise SchemaError("time= was given, but the dataset has no 'time' dimension: leave "
+                              "time= out to judge its static inputs alone")
         # As downscale reads it.
         i0, i1 = _time_positions(pd.DatetimeIndex(ds[TIME].values), time, done="judged")
         ds = ds.isel({TIME: slice(i0, i1)})
@@ -197,14 +208,21 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
                 absent.append(name)
                 continue
             if set(map(str, ds[name].dims)) != set(want):
-                raise SchemaError(f"the model reads {name!r} on {want}; the dataset holds it on "
-                                  f"{tuple(map(str, ds[name].dims))}")
+                raise SchemaError(
+                    f"the model reads {name!r} on {want}; the dataset holds it on "
+                    f"{tuple(map(str, ds[name].dims))}: give it as at fit time"
+                    + (f" (a value per node: ds[{name!r}].isel(time=0) where it is constant, or "
+                       "refit the model with it on time)" if static else
+                       f" (on time: ds[{name!r}].broadcast_like(ds.time) for a constant, or refit "
+                       "the model with it static)"))
             judged_all.append(name)
             if not static:
                 judged_days.append(name)  # judged below, a block of days at a time
                 continue
             v = np.asarray(ds[name].values, dtype=np.float64)
             _refuse_not_finite(~np.isfinite(v), name, ds, dim)
+            if v.size:  # a fill value or mislabelled units, as downscale refuses them
+                _check_temperature(name, float(v.min()), float(v.max()), spec, ds[name].attrs, v, ds, dim)
             far = _sd_beyond(v, spec.observed_range[name], spec.std[name])
             more = far > worst
             worst[more], which[more] = far[more], name
@@ -215,14 +233,23 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         counts = {name: np.zeros(n, dtype=np.int64) for name in judged_days}
         # Nodes with a value that is not finite, over every block (refused after them).
         bad = {name: np.zeros(n, dtype=bool) for name in judged_days}
+        first_bad: dict[str, str] = {}  # the first of them, node and day
         times, node_blocks = _blocks(ds, judged_days, dim, n) if judged_days else ([], [])
         for block in times:
             for nodes in node_blocks:
                 any_beyond = np.zeros((block.stop - block.start, nodes.stop - nodes.start), dtype=bool)
                 for name in judged_days:
-                    v = np.asarray(ds[name].isel({TIME: block, dim: nodes}).transpose(TIME, dim).values,
-                                   dtype=np.float64)
-                    bad[name][nodes] |= ~np.isfinite(v).all(axis=0)
+                    sel = ds[[name]].isel({TIME: block, dim: nodes})
+                    v = np.asarray(sel[name].transpose(TIME, dim).values, dtype=np.float64)
+                    finite = np.isfinite(v)
+                    if not finite.all():
+                        bad[name][nodes] |= ~finite.all(axis=0)
+                        first_bad.setdefault(name, _where_bad(~finite, sel, dim, limit=1))
+                    elif v.size:
+                        # A lazy input's values were not read by validate: a fill value
+                        # or degC labelled K is refused here, as downscale refuses it.
+                        _check_temperature(name, float(v.min()), float(v.max()), spec,
+                                           ds[name].attrs, v, sel, dim)
                     far = _sd_beyond(v, spec.observed_range[name], spec.std[name])
                     beyond = far > margin
                     any_beyond |= beyond
@@ -230,7 +257,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
                     days_worst[nodes] = np.maximum(days_worst[nodes], far.max(axis=0, initial=0.0))
                 n_days_any[nodes] += any_beyond.sum(axis=0)
         for name in judged_days:
-            _refuse_not_finite(bad[name], name, ds, dim)
+            _refuse_not_finite(bad[name], name, ds, dim, first_bad.get(name))
         for name in judged_days:  # in the model's order: the first input wins a tie
             more = counts[name] > best_count
             best_count[more], days_which[more] = counts[name][more], name
@@ -334,12 +361,16 @@ def _blocks(ds: xr.Dataset, names: list[str], dim: str, n: int) -> tuple[list[sl
             [slice(0, n)])
 
 
-def _refuse_not_finite(nodes: np.ndarray, name: str, ds: xr.Dataset, dim: str) -> None:
-    """Refuse input ``name`` where it is not finite at the ``nodes`` marked, naming them."""
+def _refuse_not_finite(nodes: np.ndarray, name: str, ds: xr.Dataset, dim: str,
+                       first: str | None = None) -> None:
+    """Refuse input ``name`` where it is not finite at the ``nodes`` marked, naming them
+    (and ``first``, the first node and day, for an input on time)."""
     if nodes.any():
         raise DataError(f"input {name!r} is not finite at {dim} ids "
-                        f"{format_ids(np.asarray(ds[dim].values)[nodes])}; downscale refuses "
-                        "it too: fill or mask those values first")
+                        f"{format_ids(np.asarray(ds[dim].values)[nodes])}"
+                        + (f" (first: {first})" if first else "")
+                        + "; downscale refuses it too: fill or mask those values first"
+                        + (", or judge the days before them with time=" if first else ""))
 
 
 def _node_coords(ds: xr.Dataset, dim: str) -> dict[str, xr.DataArray]:
@@ -498,14 +529,16 @@ def input_range_sentence(inputs: Sequence[tuple[str, tuple[float, float] | None,
         return None
     text = []
     if far_parts:
-        text.append(f"input{'s' if len(far_parts) > 1 else ''} {', '.join(far_parts)} lie more "
+        text.append(f"input{'s' if len(far_parts) > 1 else ''} {', '.join(far_parts)} "
+                    f"{'lie' if len(far_parts) > 1 else 'lies'} more "
                     "than a standard deviation beyond the range of the nodes with training "
                     f"observations on over {share:.0%} of the node-days of {WARN_WINDOW_DAYS} "
                     "days read (the share given is the largest over such days): check the units "
                     "(degF labelled degC, for one) and that the days resemble the training's")
     if neg_parts:
         text.append(f"input{'s' if len(neg_parts) > 1 else ''} {', '.join(neg_parts)}, never "
-                    "negative in training, are below 0 by more than a standard deviation: a "
+                    f"negative in training, {'are' if len(neg_parts) > 1 else 'is'} below 0 by more "
+                    "than a standard deviation: a "
                     "missing-data code (PRMS writes -99.9) or another sign convention is read as "
                     "a real value; mask it (ds[name].where(ds[name] >= 0))")
     return "; ".join(text) + f". The predictions read the values as they are: {more}", names

@@ -936,7 +936,9 @@ def _block_downscale_inner(
         # The same words for every block, said once per call, without the block's
         # counts: the in-memory run and coverage() give those.
         warn_once(call,
-                  f"inputs {found[1]} lie far beyond their training range in a block of this run "
+                  f"input{'s' if len(found[1]) > 1 else ''} {', '.join(map(repr, found[1]))} "
+                  f"{'lie' if len(found[1]) > 1 else 'lies'} far beyond "
+                  "their training range in a block of this run "
                   f"(more than a standard deviation beyond it on over {WARN_DAYS_SHARE:.0%} of the "
                   "block's node-days, or negative in units never negative): check their units and "
                   "missing-data codes; ds.msgl.coverage(model, time=...) lists the nodes and days",

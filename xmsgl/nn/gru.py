@@ -29,9 +29,10 @@ import datetime as _dt
 import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -54,10 +55,12 @@ from xmsgl.convention import (
 )
 from xmsgl.exceptions import (
     DataError,
+    ExtrapolationWarning,
     ModelMismatchError,
     SchemaError,
     check_count,
     check_flag,
+    user_stacklevel,
 )
 from xmsgl.io import model_path
 from xmsgl.nn.weights import (
@@ -68,6 +71,9 @@ from xmsgl.nn.weights import (
     read_weights,
     save_network,
 )
+
+if TYPE_CHECKING:
+    from xmsgl.train import FeatureSpec
 
 __all__ = ["FORMAT", "ReachGRU", "GRUModel", "fit_gru", "load_gru"]
 
@@ -214,6 +220,15 @@ class GRUModel(BaselineModel):
         return model_sha256(self._weights.of(self.net), self.config)
 
     @property
+    def features(self) -> FeatureSpec:
+        """Its inputs, their scalers and their ranges over the reaches with training
+        observations, as a network's ``features`` (what :func:`xmsgl.coverage.coverage`
+        judges a dataset against)."""
+        from xmsgl.train import FeatureSpec
+
+        return FeatureSpec.from_dict(self.config["variables"])
+
+    @property
     def reads(self) -> dict[str, str]:
         """The inputs :meth:`predict` reads (``config["variables"]``), each with its units."""
         v = self.config.get("variables") or {}
@@ -261,7 +276,12 @@ class GRUModel(BaselineModel):
             A time-varying input of the days returned lies far beyond its range at the
             reaches with training observations (``config["variables"]["observed_range"]``),
             as :func:`xmsgl.downscale.downscale` judges the networks' inputs.
+        ExtrapolationWarning
+            A reach's static input lies more than
+            :data:`~xmsgl.coverage.WARN_SD` standard deviations beyond that range, as
+            for the networks; ``ds.msgl.coverage(model)`` lists every reach.
         """
+        from xmsgl.coverage import static_extrapolation
         from xmsgl.downscale import _time_gaps, short_warmup
         from xmsgl.periods import select_days, spans_text
 
@@ -301,6 +321,11 @@ class GRUModel(BaselineModel):
         x0 = max(0, t0 - spinup)
         x = _inputs(ds.isel({TIME: slice(x0, t1)}), names, var["mean"], var["std"])
         _warn_input_range(x, [TIME in ds[n].dims for n in names], names, var)
+        # Reaches whose static inputs lie far beyond the observed reaches', as
+        # downscale warns for the networks.
+        far = static_extrapolation(ds, self, (REACH,))
+        if far:
+            warnings.warn(far, ExtrapolationWarning, stacklevel=user_stacklevel())
         # A gap in the days restarts the state, with a TimeGapWarning, as downscale does.
         all_breaks = _time_gaps(times, t0, t1, spinup)
         short = short_warmup(times, t0, t1, spinup, all_breaks)
