@@ -236,3 +236,80 @@ def test_fine_observations_of_one_season_warn(basin: xr.Dataset) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", xmsgl.FewObservationsWarning)
         sparse.msgl.fit(method="fine-only", **PERIODS, **FIT)
+
+
+def test_async_msgl_learns_from_a_coarse_record_outside_the_training_period(basin: xr.Dataset) -> None:
+    # The coarse record covers the first water year only, the fine one the second: the
+    # case ASYNC-MSGL is for. It was refused for want of seg_temp in the training period.
+    ds = basin.copy()
+    ds["seg_temp"] = ds.seg_temp.where(ds.time < np.datetime64("2001-10-01"))
+    ds["reach_temp"] = ds.reach_temp.where(ds.time >= np.datetime64("2001-10-01"))
+    periods = {"train": ("2001-10-01", "2002-09-30"), "val": ("2002-10-01", "2003-03-31"),
+               "test": ("2003-04-01", "2003-09-30")}
+    with pytest.warns(xmsgl.XmsglWarning, match=r"stage A of 'async-msgl' learns from 'seg_temp' on its "
+                                                r"own days.*without the coarse task"):
+        model = ds.msgl.fit(method="async-msgl", **periods, **FIT)
+    assert model.config["periods"]["stage_a"] == [("2000-10-01", "2002-09-30")]
+    assert np.isfinite(model.history["stage_a"]["loss"]).all()
+    assert np.isfinite(model.history["main"]["loss"]).all()
+    out = ds.msgl.downscale(model, time=periods["test"])
+    assert bool(np.isfinite(out).all())
+    # MSGL itself trains the coarse task on the training days: refused, pointing to ASYNC-MSGL.
+    with pytest.raises(xmsgl.DataError, match="no coarse observations.*method='async-msgl'"):
+        ds.msgl.fit(method="msgl", **periods, **FIT)
+    # Stage A without a value in its period is still refused.
+    with pytest.warns(xmsgl.XmsglWarning, match="without the coarse task"), \
+            pytest.raises(xmsgl.DataError, match="has no value in stage A's period"):
+        ds.msgl.fit(method="async-msgl", stage_a_period=("2001-10-01", "2002-09-30"), **periods, **FIT)
+
+
+@pytest.mark.parametrize("method", ["msgl", "async-msgl", "gru"])
+def test_a_stuck_fine_sensor_is_named_beside_varying_segments(basin: xr.Dataset, method: str) -> None:
+    # Pooled with the varying segment observations, the constant fine ones went unsaid.
+    ds = basin.copy()
+    ds["reach_temp"] = xr.where(ds.reach_temp.notnull(), 10.0, np.nan).astype("float32").assign_attrs(
+        basin.reach_temp.attrs)
+    fit = {**FIT, "hidden": 4} if method != "gru" else {"epochs": 1, "window": 60, "stride": 60,
+                                                        "progress": False}
+    with pytest.warns(xmsgl.XmsglWarning, match=r"training observations of 'reach_temp' are all 10 degC"):
+        ds.msgl.fit(method=method, **fit)
+    # Varying observations say nothing of it.
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        basin.msgl.fit(method=method, **fit)
+    assert not [w for w in seen if "are all" in str(w.message)]
+
+
+def test_climatology_says_which_days_of_the_year_it_interpolates(basin: xr.Dataset) -> None:
+    # Summer observations only: January was drawn between August and June, unsaid.
+    summer = basin.time.dt.month.isin([6, 7, 8])
+    ds = basin.assign(reach_temp=basin.reach_temp.where(summer), seg_temp=basin.seg_temp.where(summer))
+    with pytest.warns(xmsgl.FewObservationsWarning, match=r"days of the year farther than its window"):
+        model = xmsgl.fit(ds, method="climatology")
+    assert model.config["fit"]["climatology_days"]["doy_interpolated"] > 200
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xmsgl.FewObservationsWarning)
+        full = xmsgl.fit(basin, method="climatology")
+    assert full.config["fit"]["climatology_days"]["doy_interpolated"] == 0
+
+
+def test_a_baseline_leaves_variables_it_does_not_read_alone(basin: xr.Dataset) -> None:
+    # Only what a model reads is validated at downscale: an ensemble on one more
+    # dimension or a variable without units broke the non-neural baselines alone.
+    extra = basin.assign(ens=(("reach", "member"), np.zeros((basin.sizes["reach"], 3))),
+                         seg_bar=(("seg", "time"), np.zeros((basin.sizes["seg"], basin.sizes["time"]))))
+    for method in ("climatology", "mohseni", "idw", "harmonic"):
+        model = xmsgl.fit(basin, method=method)
+        a = extra.msgl.downscale(model, time=("2003-01-01", "2003-01-31"))
+        b = basin.msgl.downscale(model, time=("2003-01-01", "2003-01-31"))
+        xr.testing.assert_equal(a, b)
+
+
+def test_a_short_gap_free_training_period_is_not_blamed_on_gaps(basin: xr.Dataset) -> None:
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        basin.msgl.fit(method="fine-only", train=("2001-01-01", "2001-01-20"), val=("2001-02-01", "2001-03-01"),
+                       test=("2002-01-01", "2002-09-30"), **{**FIT, "window": 30, "stride": 30})
+    said = [str(w.message) for w in seen if "consecutive days" in str(w.message)]
+    assert said and "holds 20 consecutive days, fewer than 30" in said[0]
+    assert not [w for w in seen if issubclass(w.category, xmsgl.exceptions.TimeGapWarning)]

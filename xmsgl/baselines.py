@@ -68,15 +68,18 @@ from xmsgl.convention import (
     TIME,
     Topology,
     check_loaded_temperature,
+    expect_dataset,
     in_id_order,
     input_attrs,
     is_temperature_units,
+    only_read,
     output_coords,
     topology_arrays,
     validate,
 )
 from xmsgl.exceptions import (
     DataError,
+    FewObservationsWarning,
     ModelMismatchError,
     ParameterError,
     SchemaError,
@@ -88,7 +91,15 @@ from xmsgl.exceptions import (
     user_stacklevel,
 )
 from xmsgl.io import model_path, write_model_folder
-from xmsgl.periods import period_mask, select_days, spans_text, split_periods, whole_water_years
+from xmsgl.periods import (
+    _day_text,
+    _longest_unobserved,
+    period_mask,
+    select_days,
+    spans_text,
+    split_periods,
+    whole_water_years,
+)
 
 __all__ = ["BASELINES", "BaselineModel", "fit_baseline", "load_baseline", "default_train_period"]
 
@@ -259,8 +270,8 @@ def _climatology_tables(
         )
     # The pooled climatology is the last resort, so it must be defined on every day
     # of the year: days farther than the window from any observation are interpolated.
-    pooled = _fill_circular(_smoothed_clim(pooled_vals.reshape(1, -1),
-                                           np.tile(doy, pooled_vals.shape[0]), window)[0])
+    pooled_raw = _smoothed_clim(pooled_vals.reshape(1, -1), np.tile(doy, pooled_vals.shape[0]), window)[0]
+    pooled = _fill_circular(pooled_raw)
     seg = (_smoothed_clim(y_seg, doy, window, min_count) if y_seg is not None
            else np.full((topo.n_seg, _N_DOY), np.nan))
     seg_level = np.isfinite(seg)
@@ -270,7 +281,9 @@ def _climatology_tables(
     from_seg = ~own & seg_level[topo.reach_seg_idx]
     reach = np.where(own, reach, seg[topo.reach_seg_idx])
     counts = {"reach_doy_own": int(own.sum()), "reach_doy_segment": int(from_seg.sum()),
-              "reach_doy_pooled": int((~own & ~from_seg).sum())}
+              "reach_doy_pooled": int((~own & ~from_seg).sum()),
+              # Days of the year no observation's window reaches, interpolated.
+              "doy_interpolated": int((~np.isfinite(pooled_raw)).sum())}
     return reach, seg, counts
 
 
@@ -487,7 +500,12 @@ class BaselineModel:
             values its curves were fitted on (``config["input_range"]``), as
             :func:`xmsgl.downscale.downscale` judges the networks' inputs.
         """
-        ds = validate(ds, check_values=False)
+        expect_dataset(ds)
+        if self.method == "mohseni" and "reach_air_temp" not in ds.data_vars:
+            _mohseni_air(ds)  # its SchemaError names the dataset's other air temperatures
+        # Only what it reads is validated, as for the networks: other variables (an
+        # ensemble on one more dimension, a variable without units) are left as they are.
+        ds = validate(only_read(ds, list(self.reads)), check_values=False)
         topo = topology_arrays(ds)
         r_pos, s_pos = self._positions(ds, topo)
         if TIME not in ds.dims:
@@ -826,6 +844,20 @@ def fit_baseline(
     y_seg = np.where(tmask[None, :], y_seg, np.nan) if y_seg is not None else None
     reach_clim, seg_clim, counts = _climatology_tables(y_reach, y_seg, topo, doy, window,
                                                        int(settings["min_count"]))
+    if method == "climatology" and counts["doy_interpolated"]:
+        # Observations of one season only: the other days of the year are drawn
+        # between the nearest observed ones (a January from June and August).
+        seen = times[tmask & (np.isfinite(y_reach).any(axis=0) |
+                              (np.isfinite(y_seg).any(axis=0) if y_seg is not None else False))]
+        gap, first, last = _longest_unobserved(seen)
+        warnings.warn(
+            f"climatology's training observations leave {counts['doy_interpolated']} days of the "
+            f"year farther than its window ({window} days) from any observation (the longest run "
+            f"{_day_text(first)} to {_day_text(last)}, {gap} days, in the training period "
+            f"{ranges}): their values are interpolated between the nearest observed days of the "
+            "year, not learned; score them on held-out days of those seasons, or give a training "
+            "period whose observations cover them", FewObservationsWarning,
+            stacklevel=user_stacklevel())
     arrays: dict[str, np.ndarray] = {
         "reach_ids": topo.reach_ids.astype(np.int64),
         "seg_ids": topo.seg_ids.astype(np.int64),

@@ -98,7 +98,7 @@ from xmsgl.nn.weights import (
     read_weights,
     save_network,
 )
-from xmsgl.periods import period_mask, whole_water_years
+from xmsgl.periods import _day_text, _longest_unobserved, period_mask, whole_water_years
 from xmsgl.train import (
     INPUT_SCALINGS,
     FeatureSpec,
@@ -792,16 +792,34 @@ def _warn_scraps(time: pd.DatetimeIndex, ranges: list[tuple[int, int]], window: 
     :data:`SCRAP_DAYS`: windows never cross a gap, so the recurrence would learn from
     short windows that each start from a fresh state."""
     runs = np.array([b - a for a, b in ranges], dtype=np.int64)
-    short = runs < min(SCRAP_DAYS, window)
-    if runs.size and runs[short].sum() * 2 > runs.sum():
+    least = min(SCRAP_DAYS, window)
+    short = runs < least
+    if not (runs.size and runs[short].sum() * 2 > runs.sum()):
+        return
+    # Runs are parted by gaps in the days, or by the training periods given.
+    gaps = any(time[a] - time[b - 1] > pd.Timedelta(days=1)
+               for (_, b), (a, _) in zip(ranges[:-1], ranges[1:], strict=True))
+    if runs.size == 1:
+        warnings.warn(
+            f"the training period holds {int(runs[0])} consecutive days, fewer than {least}: the "
+            "recurrence learns from windows that short, each starting from a fresh state; give a "
+            "longer training period", XmsglWarning, stacklevel=user_stacklevel())
+    elif gaps:
         warnings.warn(
             f"gaps in 'time' cut the training period into {runs.size} runs of consecutive "
             f"days, and {int(runs[short].sum())} of its {int(runs.sum())} days lie in runs "
-            f"shorter than {min(SCRAP_DAYS, window)} days: windows never cross a gap, so the "
+            f"shorter than {least} days: windows never cross a gap, so the "
             "recurrence learns from short windows that each start from a fresh state; fill "
             "the inputs of short gaps first (xmsgl.convention.fill_daily(ds, max_gap=...)) "
             "or fit on a part of the record without them",
             TimeGapWarning, stacklevel=user_stacklevel())
+    else:
+        warnings.warn(
+            f"the training periods given are {runs.size} runs of consecutive days, and "
+            f"{int(runs[short].sum())} of their {int(runs.sum())} days lie in runs shorter than "
+            f"{least} days: windows never cross from one period to the next, so the recurrence "
+            "learns from short windows that each start from a fresh state; give longer periods",
+            XmsglWarning, stacklevel=user_stacklevel())
 
 
 def warn_unobserved_validation(val: Any) -> None:
@@ -829,23 +847,6 @@ FEW_FINE_REACHES = 5
 #: bound, half a year, is a choice: summer loggers (June to September) pass it,
 #: monthly or fortnightly samples do not.
 FEW_FINE_SEASON_GAP = 182
-
-
-def _longest_unobserved(days: pd.DatetimeIndex) -> tuple[int, int, int]:
-    """The longest run of days of the year without one of ``days``, across the new
-    year: ``(length, first, last)`` as days of a 365-day year (a leap year's days
-    from 1 March on taken one back, so dates keep their day)."""
-    doy = np.asarray(days.day_of_year) - (np.asarray(days.is_leap_year) & (np.asarray(days.month) > 2))
-    doy = np.unique(doy)
-    nxt = np.append(doy[1:], doy[0] + 365)
-    gaps = nxt - doy - 1
-    i = int(np.argmax(gaps))
-    return int(gaps[i]), int(doy[i] % 365 + 1), int((nxt[i] - 2) % 365 + 1)
-
-
-def _day_text(doy: int) -> str:
-    """A day of a 365-day year as day and month."""
-    return (pd.Timestamp("2001-01-01") + pd.Timedelta(days=doy - 1)).strftime("%d %b")
 
 
 def warn_few_fine_observations(y_train: np.ndarray, reach_axis: int, period: Any, method: str,
@@ -1410,11 +1411,22 @@ def fit(
     if masks["val"].any() and not np.isfinite(y_reach[masks["val"]]).any():
         warn_unobserved_validation(periods["val"])
     if y_seg is not None and not np.isfinite(y_seg[masks["train"]]).any():
-        raise DataError(
+        if method != "async-msgl":
+            raise DataError(
+                f"no coarse observations ('seg_temp' is all NaN) in the training period "
+                f"{periods['train']}; method {method!r} trains on them: give segment temperatures "
+                "(observed or from a process model), use method='async-msgl' with a coarse record "
+                "outside it (stage_a_period, stage_a_variable), or method='fine-only'"
+            )
+        # ASYNC-MSGL's case: a coarse record that is not aligned with the fine one.
+        # Stage A learns from it (and refuses a stage_a_variable without a value in
+        # its period); stage B trains the tasks it has observations for.
+        warnings.warn(
             f"no coarse observations ('seg_temp' is all NaN) in the training period "
-            f"{periods['train']}; method {method!r} trains on them: give segment temperatures "
-            "(observed or from a process model) or use method='fine-only'"
-        )
+            f"{periods['train']}: stage A of 'async-msgl' learns from {stage_a_variable!r} on "
+            "its own days, and stage B fine-tunes on the fine observations without the coarse "
+            "task; give seg_temp on the training days (observed or from a process model) for "
+            "the coarse task to go on in stage B", XmsglWarning, stacklevel=user_stacklevel())
     data_record = _data_record(ds, y_reach, y_seg, masks["train"] | masks["val"])
     # What xmsgl.coverage compares a dataset's inputs with.
     spec.observed_range = observed_ranges(
@@ -1437,6 +1449,12 @@ def fit(
              "learns no variation from them; check the observations (a stuck sensor or a "
              "filled constant)"), XmsglWarning, stacklevel=user_stacklevel())
         y_std = 1.0
+    else:
+        # One scale's observations constant while the other's vary (a stuck fine
+        # sensor beside varying segments) passed the pooled check unsaid.
+        for name, y, read in (("reach_temp", y_reach, uses_reach), ("seg_temp", y_seg, y_seg is not None)):
+            if read and y is not None:
+                warn_constant_observations(name, y[masks["train"]])
 
     def std(y: np.ndarray) -> np.ndarray:
         return (y - y_mean) / y_std
@@ -1800,6 +1818,18 @@ _METHOD_ONLY_ARGS: dict[str, tuple[str, ...]] = {
 #: The keyword arguments of :func:`fit` and their defaults, read once (a caller that
 #: wraps ``fit`` does not change what a method reads).
 _FIT_DEFAULTS: dict[str, Any] = {name: p.default for name, p in inspect.signature(fit).parameters.items()}
+
+
+def warn_constant_observations(name: str, y: np.ndarray) -> None:
+    """Warn (:class:`~xmsgl.exceptions.XmsglWarning`) where the training observations
+    ``y`` of target ``name`` are two or more, all of one value: a stuck sensor or a
+    filled constant, from which a model learns no variation."""
+    obs = y[np.isfinite(y)]
+    if obs.size > 1 and float(obs.std()) <= 1e-6 * max(1.0, abs(float(obs.mean()))):
+        warnings.warn(
+            f"the {obs.size} training observations of {name!r} are all {float(obs.mean()):.4g} "
+            "degC: the model learns no variation from them at that scale; check the observations "
+            "(a stuck sensor or a filled constant)", XmsglWarning, stacklevel=user_stacklevel())
 
 
 def check_stage_a_variable(ds: xr.Dataset, name: Any) -> None:

@@ -621,6 +621,9 @@ def fit_gru(
         raise DataError(f"no fine observations ('reach_temp') in the training period {periods['train']}; "
                         "method 'gru' learns from them only: give a training period with observations")
     warn_few_fine_observations(y_train[:, masks["train"]], 0, periods["train"], "gru", time[masks["train"]])
+    from xmsgl.model import warn_constant_observations
+
+    warn_constant_observations("reach_temp", obs)
     y_mean, y_std = float(obs.mean()), float(obs.std()) or 1.0
     z_train = (y_train - y_mean) / y_std
     y_val = np.where(masks["val"][None, :], y, np.nan)
