@@ -112,20 +112,43 @@ _Net = TypeVar("_Net", bound=torch.nn.Module)
 
 
 @contextlib.contextmanager
+def model_turn(net: torch.nn.Module, exclusive: bool) -> Iterator[None]:
+    """A turn among the in-memory runs of ``net`` in this process: ``exclusive`` goes
+    alone, the others side by side (:class:`_Turns`). Not re-entrant: a thread holding
+    a turn moves the model with :func:`_moved`, not :func:`on_device`."""
+    with _TURNS_LOCK:
+        turns = _TURNS.setdefault(net, _Turns())
+    with turns.take(exclusive=exclusive):
+        yield
+
+
+def keeps_run_state(net: torch.nn.Module) -> bool:
+    """Whether a run of ``net`` sets state on the shared model before it runs: a dmsge
+    backbone keeps the dataset's node geometry (and ``explain``'s record), so two runs
+    of it at once, even on the CPU, would read each other's."""
+    return getattr(net, "dmsge", None) is not None
+
+
+@contextlib.contextmanager
+def _moved(net: _Net, dev: torch.device) -> Iterator[_Net]:
+    """``net`` on ``dev`` for a run and back on the CPU after it, inside a turn."""
+    try:
+        yield net.to(dev)
+    finally:
+        net.to("cpu")
+
+
+@contextlib.contextmanager
 def on_device(net: _Net, dev: torch.device) -> Iterator[_Net]:
     """``net`` moved to ``dev`` for a run, and back to the CPU, where models are kept,
     after it (the move back also drops a dmsge backbone's per-run graph copies). The
     module moved is the caller's model itself, so a run on an accelerator goes alone
     among the runs of that model in the process: another thread's move back to the CPU
     would pull the weights from under it. Runs on the CPU go side by side, and runs of
-    other models are not held up."""
-    with _TURNS_LOCK:
-        turns = _TURNS.setdefault(net, _Turns())
-    with turns.take(exclusive=dev.type != "cpu"):
-        try:
-            yield net.to(dev)
-        finally:
-            net.to("cpu")
+    other models are not held up. (A dmsge model's whole run, from setting its
+    geometry on, goes alone: :func:`model_turn` around :func:`_moved`.)"""
+    with model_turn(net, exclusive=dev.type != "cpu"), _moved(net, dev) as moved:
+        yield moved
 
 
 def long_name(scale: str) -> str:
@@ -560,20 +583,24 @@ def downscale(
     s0 = inference_windows(i0, i1, int(chunk), int(spinup), breaks)[0][0]
     e1 = _finite_end(ds, model, scale, i1, lookahead_end(model, scale, times, i1, breaks))
     dev = resolve_device(device)
-    data = _rebuild(model, ds, graphs, dev, slice(s0, e1), reach_inputs=scale == REACH)
-    # Nodes far beyond what training saw, once the inputs are known to be usable (the
-    # lazy path warns the same way).
-    warn_static_extrapolation(ds, model, scale)
-    # Inputs on the days run far beyond their training range (a change of units, a
-    # missing-data code), found from the extremes the inputs' checks took.
-    found = dynamic_extrapolation([data.x_seg, data.x_reach], model)
-    if found:
-        warnings.warn(found[0], InputRangeWarning, stacklevel=user_stacklevel())
-    with on_device(model.net, dev) as net:
-        # For segments only the coarse recurrence and head run.
-        output = {REACH: model.output, SEG: "coarse", CROSS: "cross"}[scale]
-        out = predict(net, data, i0 - s0, i1 - s0, output=output, device=dev, chunk=int(chunk),
-                      spinup=int(spinup), batch_size=batch_size)
+    # A dmsge model's run sets the dataset's geometry on the shared model first: its
+    # whole run goes alone among this model's runs (two threads on two networks read
+    # each other's geometry, or failed); the cell's runs on the CPU go side by side.
+    with model_turn(model.net, exclusive=dev.type != "cpu" or keeps_run_state(model.net)):
+        data = _rebuild(model, ds, graphs, dev, slice(s0, e1), reach_inputs=scale == REACH)
+        # Nodes far beyond what training saw, once the inputs are known to be usable (the
+        # lazy path warns the same way).
+        warn_static_extrapolation(ds, model, scale)
+        # Inputs on the days run far beyond their training range (a change of units, a
+        # missing-data code), found from the extremes the inputs' checks took.
+        found = dynamic_extrapolation([data.x_seg, data.x_reach], model)
+        if found:
+            warnings.warn(found[0], InputRangeWarning, stacklevel=user_stacklevel())
+        with _moved(model.net, dev) as net:
+            # For segments only the coarse recurrence and head run.
+            output = {REACH: model.output, SEG: "coarse", CROSS: "cross"}[scale]
+            out = predict(net, data, i0 - s0, i1 - s0, output=output, device=dev, chunk=int(chunk),
+                          spinup=int(spinup), batch_size=batch_size)
     tgt = model.config["targets"]
     key = "seg" if scale == SEG else "reach"  # the cross-scale estimate is on reaches
     values = out[key]  # float32 (T, N), predict's own: back to degC in place

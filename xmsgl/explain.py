@@ -135,7 +135,7 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
     """
     import torch
 
-    from xmsgl.downscale import on_device
+    from xmsgl.downscale import _moved, model_turn
     from xmsgl.graph import build_graphs
     from xmsgl.model import _rebuild, check_compatible
     from xmsgl.nn.dmsge import dirichlet_energy
@@ -173,44 +173,47 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
     first = _run_start(times, tsel.start, int(spinup))
     warm = tsel.start - first
     dev = resolve_device(device)
-    data = _rebuild(model, ds, graphs, dev, slice(first, tsel.stop))
-    # As downscale does: on the device for the run, then back on the CPU it is kept on
-    # (runs on an accelerator take turns, xmsgl.downscale.on_device).
-    with on_device(net, dev) as net:
-        x = torch.from_numpy(np.asarray(data.x_reach)).to(dev).unsqueeze(2)  # (T, N, 1, F)
-        day0 = [data.epoch_day_at(0)]
-        backbone.record = {"from_day": warm}
-        try:
-            with torch.inference_mode():
-                net.hidden_states(x, data.graphs["fine"], "reach", day0=day0)
-                rec = backbone.record
-                run_states = rec["states"]
-                # The statistics read the explained days only.
-                states = [s[:, :, warm:] for s in run_states]
-                # Dynamic graphs of each depth: those the next layer builds (and, for the
-                # last depth, those a further layer would build), block by block.
-                st = backbone._state("reach").to(dev)
-                # The energy table shows the dynamic graph even for a model that does not
-                # use it; its k may then exceed what the nodes (or candidates) allow.
-                k_dyn = max(1, min(backbone.k, states[0].shape[1] - 1,
-                                   st.cand.shape[-1] if st.cand is not None else backbone.k))
-                dyn = [[(max(t0, warm) - warm, t1 - warm, idx)
-                        for t0, t1, idx in backbone.dynamic_blocks(s, "reach", day0, k=k_dyn) if t1 > warm]
-                       for s in run_states]
-                hydro, real = rec["hydro"].to(dev), rec["hydro_real"].to(dev)
-                geo = rec["geo"].to(dev)
-                depth = len(states)
-                energy = np.zeros((4, depth, len(_GRAPHS)))
-                for d in range(depth):
-                    cat = torch.cat(states[: d + 1], dim=-1)
-                    for g, (idx, mask) in enumerate(((hydro, real), (geo, None), (None, None))):
-                        for col, h in ((0, states[d]), (2, cat)):
-                            energy[col, d, g], energy[col + 1, d, g] = (
-                                dirichlet_energy(h, idx, mask) if idx is not None
-                                else _energy_by_blocks(h, dyn[d]))
-        finally:
-            backbone.record = None
-    geom = backbone.geometry("reach")
+    # The run sets the dataset's geometry and a record on the shared backbone: it
+    # goes alone among this model's runs in the process (xmsgl.downscale.model_turn);
+    # another thread's explain or downscale wrote into the record or cleared it.
+    with model_turn(net, exclusive=True):
+        data = _rebuild(model, ds, graphs, dev, slice(first, tsel.stop))
+        # As downscale does: on the device for the run, then back on the CPU it is kept on.
+        with _moved(net, dev) as net:
+            x = torch.from_numpy(np.asarray(data.x_reach)).to(dev).unsqueeze(2)  # (T, N, 1, F)
+            day0 = [data.epoch_day_at(0)]
+            backbone.record = {"from_day": warm}
+            try:
+                with torch.inference_mode():
+                    net.hidden_states(x, data.graphs["fine"], "reach", day0=day0)
+                    rec = backbone.record
+                    run_states = rec["states"]
+                    # The statistics read the explained days only.
+                    states = [s[:, :, warm:] for s in run_states]
+                    # Dynamic graphs of each depth: those the next layer builds (and, for the
+                    # last depth, those a further layer would build), block by block.
+                    st = backbone._state("reach").to(dev)
+                    # The energy table shows the dynamic graph even for a model that does not
+                    # use it; its k may then exceed what the nodes (or candidates) allow.
+                    k_dyn = max(1, min(backbone.k, states[0].shape[1] - 1,
+                                       st.cand.shape[-1] if st.cand is not None else backbone.k))
+                    dyn = [[(max(t0, warm) - warm, t1 - warm, idx)
+                            for t0, t1, idx in backbone.dynamic_blocks(s, "reach", day0, k=k_dyn) if t1 > warm]
+                           for s in run_states]
+                    hydro, real = rec["hydro"].to(dev), rec["hydro_real"].to(dev)
+                    geo = rec["geo"].to(dev)
+                    depth = len(states)
+                    energy = np.zeros((4, depth, len(_GRAPHS)))
+                    for d in range(depth):
+                        cat = torch.cat(states[: d + 1], dim=-1)
+                        for g, (idx, mask) in enumerate(((hydro, real), (geo, None), (None, None))):
+                            for col, h in ((0, states[d]), (2, cat)):
+                                energy[col, d, g], energy[col + 1, d, g] = (
+                                    dirichlet_energy(h, idx, mask) if idx is not None
+                                    else _energy_by_blocks(h, dyn[d]))
+            finally:
+                backbone.record = None
+        geom = backbone.geometry("reach")
     n = geom.n
     n_layers = len(rec["wins"])
     reach_ids = np.asarray(ds[REACH].values)
