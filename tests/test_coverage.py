@@ -692,3 +692,24 @@ def test_the_gru_is_judged_on_its_reaches(tmp_path: Path) -> None:
         assert cov.reach_beyond_observed.values.tolist() == [i == 2 for i in range(far.sizes["reach"])]
         assert cov.reach_beyond_sd.values[2] == pytest.approx(WARN_SD + 2, rel=1e-5)
         assert cov.reach_beyond_variable.values[2] == "reach_slope"
+
+
+def test_the_first_value_not_finite_is_the_earliest_over_every_block(
+        half_year_basin: xr.Dataset, half_year_msgl, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Blocks go by days, then by nodes: the first found was not the earliest day when
+    # a later day's value sat at a node of an earlier block.
+    import xmsgl.coverage
+    from xmsgl.exceptions import DataError
+
+    ds = half_year_basin.copy()
+    spec = half_year_msgl.features
+    name = next(n for n in spec.reach_vars if not spec.static[n])
+    vals = ds[name].transpose("time", "reach").values.copy()
+    vals[50, 0] = np.nan  # a later day at the first node
+    vals[5, -1] = np.nan  # the earliest day, at the last node
+    ds[name] = (("time", "reach"), vals, ds[name].attrs)
+    day = str(ds.time.values[5])[:10]
+    monkeypatch.setattr(xmsgl.coverage, "_BLOCK_VALUES", 3 * ds.sizes["time"])
+    for run in (ds, ds.chunk({"reach": 3})):
+        with pytest.raises(DataError, match=rf"\(first: reach {ds.reach.values[-1].item()!r} on {day}\)"):
+            run.msgl.coverage(half_year_msgl)

@@ -934,3 +934,47 @@ def test_a_dask_backed_write_does_not_hold_the_chunks_it_computed(tmp_path: Path
     assert proc.returncode == 0, proc.stderr[-2000:]
     # 0.8 GB of data, 1.2 GB with both variables' chunks: held, the peak passes 1.2 GB.
     assert float(proc.stdout.split()[-1]) < 0.8
+
+
+@pytest.mark.parametrize("swap_back", ["fails", "raises", "another writer"])
+def test_an_old_folder_is_never_deleted_when_it_cannot_be_put_back(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    swap_back: str) -> None:
+    # The new folder took the old one's place, the check of the old one failed, and
+    # swapping back failed (or another writer's save was at the path by then): the old
+    # folder was said to be kept and then deleted with the temporary entry.
+    import xmsgl.io as io_module
+
+    if io_module._renameat2() is None:
+        pytest.skip("renameat2 is Linux's")
+    target = tmp_path / "m"
+    target.mkdir()
+    (target / "precious.txt").write_text("keep")
+    tmp = io_module._prepare(io_module.output_path(target), True)
+    tmp.mkdir()
+    (tmp / "config.json").write_text('{"format": "xmsgl-model"}')
+    real = io_module._exchange
+    calls: list[int] = []
+
+    def exchange(a: Path, b: Path) -> bool:
+        calls.append(1)
+        if len(calls) == 1 or swap_back == "another writer":
+            return real(a, b)
+        if swap_back == "raises":
+            raise OSError(16, "Device or resource busy", str(b))
+        return False
+
+    def check(old: Path) -> None:
+        if swap_back == "another writer":
+            monkeypatch.setattr(io_module, "_exchange", real)
+            write_model_folder(target, {"config.json": b'{"format": "xmsgl-model", "tag": "other"}',
+                                        "weights.pt": b"o"})
+        io_module._refuse_model_folder(target, "model", found=old)
+
+    monkeypatch.setattr(io_module, "_exchange", exchange)
+    with pytest.raises(XmsglError):
+        io_module._commit(None, tmp, target, True, check_old=check)
+    kept = [p for p in tmp_path.rglob("precious.txt")]
+    assert len(kept) == 1 and kept[0].read_text() == "keep"
+    if swap_back == "another writer":  # the other writer's save stays where it put it
+        assert b'"tag": "other"' in (target / "config.json").read_bytes()

@@ -254,6 +254,19 @@ def test_async_msgl_learns_from_a_coarse_record_outside_the_training_period(basi
     assert np.isfinite(model.history["main"]["loss"]).all()
     out = ds.msgl.downscale(model, time=periods["test"])
     assert bool(np.isfinite(out).all())
+    # Its segments are judged against those stage A learned from, on stage A's days.
+    ranges = model.features.observed_range
+    assert all(n in ranges for n in model.features.seg_vars)
+    stage_a = ds.sel(time=slice("2000-10-01", "2002-09-30"))  # its days: all but val and test
+    seen = stage_a.seg_temp.notnull().any("time")
+    name = next(n for n in model.features.seg_vars if not model.features.static[n])
+    on = stage_a[name].where(seen)
+    assert ranges[name] == pytest.approx([float(on.min()), float(on.max())])
+    cov = ds.assign(seg_elevation=ds.seg_elevation + 1e4).msgl.coverage(model)
+    assert bool(cov.seg_beyond_observed.all())
+    # Without "coarse" in stage A nothing would train the coarse head.
+    with pytest.raises(xmsgl.ParameterError, match="leaves out .coarse."):
+        ds.msgl.fit(method="async-msgl", stage_a_tasks=("remap", "remap-fine"), **periods, **FIT)
     # MSGL itself trains the coarse task on the training days: refused, pointing to ASYNC-MSGL.
     with pytest.raises(xmsgl.DataError, match="no coarse observations.*method='async-msgl'"):
         ds.msgl.fit(method="msgl", **periods, **FIT)
@@ -284,7 +297,7 @@ def test_climatology_says_which_days_of_the_year_it_interpolates(basin: xr.Datas
     # Summer observations only: January was drawn between August and June, unsaid.
     summer = basin.time.dt.month.isin([6, 7, 8])
     ds = basin.assign(reach_temp=basin.reach_temp.where(summer), seg_temp=basin.seg_temp.where(summer))
-    with pytest.warns(xmsgl.FewObservationsWarning, match=r"days of the year farther than its window"):
+    with pytest.warns(xmsgl.FewObservationsWarning, match=r"days of the year without one within its centred window of 31 days \(the longest run"):
         model = xmsgl.fit(ds, method="climatology")
     assert model.config["fit"]["climatology_days"]["doy_interpolated"] > 200
     with warnings.catch_warnings():
@@ -312,4 +325,15 @@ def test_a_short_gap_free_training_period_is_not_blamed_on_gaps(basin: xr.Datase
                        test=("2002-01-01", "2002-09-30"), **{**FIT, "window": 30, "stride": 30})
     said = [str(w.message) for w in seen if "consecutive days" in str(w.message)]
     assert said and "holds 20 consecutive days, fewer than 30" in said[0]
+    assert not [w for w in seen if issubclass(w.category, xmsgl.exceptions.TimeGapWarning)]
+
+
+def test_short_training_periods_given_are_not_blamed_on_gaps(basin: xr.Dataset) -> None:
+    train = [("2001-01-01", "2001-01-20"), ("2001-03-01", "2001-03-20"), ("2001-05-01", "2001-05-20")]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        basin.msgl.fit(method="fine-only", train=train, val=("2001-07-01", "2001-08-31"),
+                       test=("2002-01-01", "2002-09-30"), **{**FIT, "window": 30, "stride": 30})
+    said = [str(w.message) for w in seen if "runs of consecutive days" in str(w.message)]
+    assert said and said[0].startswith("the training periods given are 3 runs") and "fill_daily" not in said[0]
     assert not [w for w in seen if issubclass(w.category, xmsgl.exceptions.TimeGapWarning)]

@@ -92,8 +92,6 @@ from xmsgl.exceptions import (
 )
 from xmsgl.io import model_path, write_model_folder
 from xmsgl.periods import (
-    _day_text,
-    _longest_unobserved,
     period_mask,
     select_days,
     spans_text,
@@ -284,6 +282,18 @@ def _climatology_tables(
               "reach_doy_pooled": int((~own & ~from_seg).sum()),
               # Days of the year no observation's window reaches, interpolated.
               "doy_interpolated": int((~np.isfinite(pooled_raw)).sum())}
+    if counts["doy_interpolated"]:
+        # The longest run of them, across the new year (day-of-year positions 0-365).
+        gap = ~np.isfinite(pooled_raw)
+        twice = np.concatenate([gap, gap])
+        best, start, run = 0, 0, 0
+        for i, g in enumerate(twice):
+            run = run + 1 if g else 0
+            if run > best:
+                best, start = run, i - run + 1
+        best = min(best, _N_DOY)
+        counts.update({"doy_interpolated_longest": best, "doy_interpolated_first": start % _N_DOY,
+                       "doy_interpolated_last": (start + best - 1) % _N_DOY})
     return reach, seg, counts
 
 
@@ -847,17 +857,17 @@ def fit_baseline(
     if method == "climatology" and counts["doy_interpolated"]:
         # Observations of one season only: the other days of the year are drawn
         # between the nearest observed ones (a January from June and August).
-        seen = times[tmask & (np.isfinite(y_reach).any(axis=0) |
-                              (np.isfinite(y_seg).any(axis=0) if y_seg is not None else False))]
-        gap, first, last = _longest_unobserved(seen)
+        def day(pos: int) -> str:  # a day-of-year position (0-365) as day and month
+            return (pd.Timestamp("2000-01-01") + pd.Timedelta(days=pos)).strftime("%d %b")
+
         warnings.warn(
-            f"climatology's training observations leave {counts['doy_interpolated']} days of the "
-            f"year farther than its window ({window} days) from any observation (the longest run "
-            f"{_day_text(first)} to {_day_text(last)}, {gap} days, in the training period "
-            f"{ranges}): their values are interpolated between the nearest observed days of the "
-            "year, not learned; score them on held-out days of those seasons, or give a training "
-            "period whose observations cover them", FewObservationsWarning,
-            stacklevel=user_stacklevel())
+            f"climatology's training observations (in the training period {ranges}) leave "
+            f"{counts['doy_interpolated']} days of the year without one within its centred "
+            f"window of {window} days (the longest run {day(counts['doy_interpolated_first'])} to "
+            f"{day(counts['doy_interpolated_last'])}, {counts['doy_interpolated_longest']} days): "
+            "their values are interpolated between the nearest observed days of the year, not "
+            "learned; score them on held-out days of those seasons, or give a training period "
+            "whose observations cover them", FewObservationsWarning, stacklevel=user_stacklevel())
     arrays: dict[str, np.ndarray] = {
         "reach_ids": topo.reach_ids.astype(np.int64),
         "seg_ids": topo.seg_ids.astype(np.int64),

@@ -63,7 +63,9 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
     An input that was constant over the training days has a standard deviation of 1
     in its own units there. The observations are the ``seg_temp`` and ``reach_temp``
     of the training days; the targets of ASYNC-MSGL's stage A (``stage_a_variable``)
-    are not counted, so segments that only stage A saw can be flagged. Inputs are
+    are not counted, so segments that only stage A saw can be flagged (but for an
+    ASYNC-MSGL fit without a segment observation on the training days, whose
+    segments are judged against those stage A learned from, on its days). Inputs are
     read after :func:`xmsgl.validate`'s unit conversions, as ``fit`` and
     ``downscale`` read them.
 
@@ -135,7 +137,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
     from xmsgl.baselines import BaselineModel
     from xmsgl.model import Downscaler, load
     from xmsgl.nn.gru import GRUModel
-    from xmsgl.train import _check_temperature, _where_bad
+    from xmsgl.train import _check_temperature
 
     expect_dataset(ds)
     if isinstance(margin, bool) or not isinstance(margin, (int, float, np.integer, np.floating)) or not (
@@ -233,7 +235,8 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         counts = {name: np.zeros(n, dtype=np.int64) for name in judged_days}
         # Nodes with a value that is not finite, over every block (refused after them).
         bad = {name: np.zeros(n, dtype=bool) for name in judged_days}
-        first_bad: dict[str, str] = {}  # the first of them, node and day
+        # The first of them (day, then node position), over every block.
+        first_bad: dict[str, tuple[int, int]] = {}
         times, node_blocks = _blocks(ds, judged_days, dim, n) if judged_days else ([], [])
         for block in times:
             for nodes in node_blocks:
@@ -244,7 +247,9 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
                     finite = np.isfinite(v)
                     if not finite.all():
                         bad[name][nodes] |= ~finite.all(axis=0)
-                        first_bad.setdefault(name, _where_bad(~finite, sel, dim, limit=1))
+                        t, j = np.nonzero(~finite)  # in day order, then by node
+                        here = (block.start + int(t[0]), nodes.start + int(j[0]))
+                        first_bad[name] = min(first_bad.get(name, here), here)
                     elif v.size:
                         # A lazy input's values were not read by validate: a fill value
                         # or degC labelled K is refused here, as downscale refuses it.
@@ -257,7 +262,10 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
                     days_worst[nodes] = np.maximum(days_worst[nodes], far.max(axis=0, initial=0.0))
                 n_days_any[nodes] += any_beyond.sum(axis=0)
         for name in judged_days:
-            _refuse_not_finite(bad[name], name, ds, dim, first_bad.get(name))
+            where = first_bad.get(name)
+            _refuse_not_finite(bad[name], name, ds, dim, None if where is None else (
+                f"{dim} {np.asarray(ds[dim].values)[where[1]].item()!r} on "
+                f"{np.datetime_as_string(ds[TIME].values[where[0]], unit='D')}"))
         for name in judged_days:  # in the model's order: the first input wins a tie
             more = counts[name] > best_count
             best_count[more], days_which[more] = counts[name][more], name

@@ -145,9 +145,11 @@ def on_device(net: _Net, dev: torch.device) -> Iterator[_Net]:
     module moved is the caller's model itself, so a run on an accelerator goes alone
     among the runs of that model in the process: another thread's move back to the CPU
     would pull the weights from under it. Runs on the CPU go side by side, and runs of
-    other models are not held up. (A dmsge model's whole run, from setting its
-    geometry on, goes alone: :func:`model_turn` around :func:`_moved`.)"""
-    with model_turn(net, exclusive=dev.type != "cpu"), _moved(net, dev) as moved:
+    other models are not held up; a dmsge model's run goes alone on the CPU too
+    (:func:`keeps_run_state`; ``downscale`` and ``explain`` hold its turn from setting
+    the geometry on, with :func:`model_turn` around :func:`_moved`)."""
+    with model_turn(net, exclusive=dev.type != "cpu" or keeps_run_state(net)), \
+            _moved(net, dev) as moved:
         yield moved
 
 

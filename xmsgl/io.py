@@ -602,6 +602,15 @@ _AT_FDCWD, _RENAME_EXCHANGE = -100, 2
 _RENAMEAT2: list[Callable[..., int] | None] = []
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The entry at ``path`` (device and inode, the link itself), or None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _exchange(a: Path, b: Path) -> bool:
     """Swap the entries at ``a`` and ``b`` in one atomic step; False where the system or
     the file system cannot (the caller then renames twice), an OSError for any other
@@ -643,6 +652,7 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
     delayed write again (a notebook cell run twice) fails instead of putting the
     chunks it wrote again, without the store's metadata, in place of the store.
     """
+    keep_tmp = False  # tmp holds the old entry, which nothing may delete
     try:
         if pending is not None:
             try:
@@ -679,16 +689,34 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
         if exists and tmp.is_dir() and _exchange(tmp, final):
             # Swapped in one step: the path held the old entry and now holds the new
             # one, with no moment without either; the old one is now at tmp.
+            keep_tmp = True
+            ours = _identity(final)
             try:
                 if check_old is not None:
                     check_old(tmp)
-            except BaseException:
-                if not _exchange(tmp, final):
-                    raise XmsglError(
-                        f"the check of what was at {str(final)!r} failed after the new entry "
-                        f"took its place, and swapping them back failed too: the old entry "
-                        f"is at {str(tmp)!r}") from None
-                raise
+            except BaseException as exc:
+                # Swapped back only while the path still holds this write's entry (not
+                # one another writer put there meanwhile); else, or where the swap back
+                # fails, the old entry is kept under a hidden name, never deleted.
+                back = False
+                if _identity(final) == ours:
+                    try:
+                        back = _exchange(tmp, final)
+                    except OSError:
+                        back = False
+                if back:
+                    keep_tmp = False  # tmp holds this write's entry again: discarded
+                    raise
+                kept = final.parent / _hidden_name(final, "old")
+                try:
+                    os.replace(tmp, kept)
+                except OSError:
+                    kept = tmp
+                raise XmsglError(
+                    f"the check of what was at {str(final)!r} failed after the new entry took its "
+                    f"place, and it could not be put back: what was there is kept at "
+                    f"{str(kept)!r}; move it back by hand") from exc
+            keep_tmp = False
             _remove(tmp)
             if os.path.lexists(tmp):
                 warnings.warn(
@@ -742,7 +770,8 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
                 raise
         _fsync(final.parent)
     except BaseException:
-        _discard(tmp, made or [])
+        if not keep_tmp:
+            _discard(tmp, made or [])
         raise
     return final
 

@@ -796,8 +796,9 @@ def _warn_scraps(time: pd.DatetimeIndex, ranges: list[tuple[int, int]], window: 
     short = runs < least
     if not (runs.size and runs[short].sum() * 2 > runs.sum()):
         return
-    # Runs are parted by gaps in the days, or by the training periods given.
-    gaps = any(time[a] - time[b - 1] > pd.Timedelta(days=1)
+    # Runs are parted by gaps in the days (one run ending where the next begins, the
+    # days between them missing) or by the training periods given (days between them).
+    gaps = any(a == b and time[a] - time[b - 1] > pd.Timedelta(days=1)
                for (_, b), (a, _) in zip(ranges[:-1], ranges[1:], strict=True))
     if runs.size == 1:
         warnings.warn(
@@ -1410,7 +1411,8 @@ def fit(
                                    time[masks["train"]])
     if masks["val"].any() and not np.isfinite(y_reach[masks["val"]]).any():
         warn_unobserved_validation(periods["val"])
-    if y_seg is not None and not np.isfinite(y_seg[masks["train"]]).any():
+    seg_unseen = y_seg is not None and not np.isfinite(y_seg[masks["train"]]).any()
+    if seg_unseen:
         if method != "async-msgl":
             raise DataError(
                 f"no coarse observations ('seg_temp' is all NaN) in the training period "
@@ -1421,6 +1423,14 @@ def fit(
         # ASYNC-MSGL's case: a coarse record that is not aligned with the fine one.
         # Stage A learns from it (and refuses a stage_a_variable without a value in
         # its period); stage B trains the tasks it has observations for.
+        if "coarse" not in stage_a_tasks:
+            # Nothing would train the coarse head: scale="seg" would return its
+            # initial weights.
+            raise ParameterError(
+                f"no coarse observations ('seg_temp' is all NaN) in the training period "
+                f"{periods['train']}, and stage_a_tasks={tuple(stage_a_tasks)!r} leaves out "
+                "'coarse': nothing would train the coarse head; add 'coarse' to stage_a_tasks "
+                "(the default has it) or give seg_temp on the training days")
         warnings.warn(
             f"no coarse observations ('seg_temp' is all NaN) in the training period "
             f"{periods['train']}: stage A of 'async-msgl' learns from {stage_a_variable!r} on "
@@ -1627,6 +1637,11 @@ def fit(
                 targets_a["fine"] = pseudo
             if not targets_a:
                 raise XmsglError("stage_a_tasks is empty; give 'coarse' and/or 'remap'")
+            if seg_unseen:
+                # No segment observed on the training days: the segments' inputs are
+                # judged (coverage, downscale's warnings) against those of the
+                # segments stage A learned from, on its days.
+                spec.observed_range.update(observed_ranges(ds, spec, {SEG: raw_a}, mask_a))
             wins_a = make_windows(period_ranges(time, mask_a), int(window), int(stride))
             beyond = mask_a & ~masks["train"]
             if test is None and stage_a_period is None and beyond.any():
