@@ -62,6 +62,10 @@ def test_attributes_record_the_call(tiny_basin: xr.Dataset) -> None:
     assert tiny_basin.attrs["seed"] == 3
     assert json.loads(tiny_basin.attrs["generator_parameters"])["n_segments"] == 6
     assert "xmsgl" in tiny_basin.attrs["history"] and "synthetic_basin(" in tiny_basin.attrs["history"]
+    # Stamped as the later steps' lines are (downscale, evaluate): one format in a file.
+    import re
+
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: xmsgl ", tiny_basin.attrs["history"])
 
 
 def test_same_seed_same_basin_other_seed_other_basin() -> None:

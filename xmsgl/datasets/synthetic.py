@@ -1144,14 +1144,15 @@ def synthetic_basin(
         "obs_noise": p.obs_noise, "chunks": chunks,
     }
     call = ", ".join(f"{k}={v!r}" for k, v in params.items())
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # As every later step's line (downscale, evaluate) stamps itself.
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC:")
     attrs = {
         "title": "xmsgl synthetic river basin",
         "Conventions": "CF-1.8",
         "source": "xmsgl.datasets.synthetic_basin (physically based heat budget, see docs/synthetic.md)",
         "generator_parameters": json.dumps(params),
         "seed": seed,
-        "history": f"{stamp} xmsgl {_version()}: xmsgl.datasets.synthetic_basin({call})",
+        "history": f"{stamp} xmsgl {_version()} xmsgl.datasets.synthetic_basin({call})",
     }
     return xr.Dataset(
         data,
