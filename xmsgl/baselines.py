@@ -91,13 +91,7 @@ from xmsgl.exceptions import (
     user_stacklevel,
 )
 from xmsgl.io import model_path, write_model_folder
-from xmsgl.periods import (
-    period_mask,
-    select_days,
-    spans_text,
-    split_periods,
-    whole_water_years,
-)
+from xmsgl.periods import period_mask, select_days, spans_text, split_periods, whole_water_years
 
 __all__ = ["BASELINES", "BaselineModel", "fit_baseline", "load_baseline", "default_train_period"]
 
@@ -283,17 +277,17 @@ def _climatology_tables(
               # Days of the year no observation's window reaches, interpolated.
               "doy_interpolated": int((~np.isfinite(pooled_raw)).sum())}
     if counts["doy_interpolated"]:
-        # The longest run of them, across the new year (day-of-year positions 0-365).
-        gap = ~np.isfinite(pooled_raw)
-        twice = np.concatenate([gap, gap])
-        best, start, run = 0, 0, 0
-        for i, g in enumerate(twice):
-            run = run + 1 if g else 0
-            if run > best:
-                best, start = run, i - run + 1
-        best = min(best, _N_DOY)
-        counts.update({"doy_interpolated_longest": best, "doy_interpolated_first": start % _N_DOY,
-                       "doy_interpolated_last": (start + best - 1) % _N_DOY})
+        # The longest run of them, across the new year (day-of-year positions 0-365):
+        # the widest step between defined days (there is one: an observation's own),
+        # of equal ones the first to end in the year.
+        ok = np.flatnonzero(np.isfinite(pooled_raw))
+        nxt = np.append(ok[1:], ok[0] + _N_DOY)
+        width = nxt - ok
+        end = np.where(ok == _N_DOY - 1, nxt - 1 - _N_DOY, nxt - 1)
+        i = int(np.lexsort((end, -width))[0])
+        counts.update({"doy_interpolated_longest": int(nxt[i] - ok[i] - 1),
+                       "doy_interpolated_first": int(ok[i] + 1) % _N_DOY,
+                       "doy_interpolated_last": int(nxt[i] - 1) % _N_DOY})
     return reach, seg, counts
 
 

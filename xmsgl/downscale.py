@@ -112,13 +112,14 @@ _Net = TypeVar("_Net", bound=torch.nn.Module)
 
 
 @contextlib.contextmanager
-def model_turn(net: torch.nn.Module, exclusive: bool) -> Iterator[None]:
-    """A turn among the in-memory runs of ``net`` in this process: ``exclusive`` goes
-    alone, the others side by side (:class:`_Turns`). Not re-entrant: a thread holding
-    a turn moves the model with :func:`_moved`, not :func:`on_device`."""
+def model_turn(net: torch.nn.Module, dev: torch.device) -> Iterator[None]:
+    """A turn among the in-memory runs of ``net`` in this process (:class:`_Turns`): a
+    run on an accelerator, or of a model that keeps run state (:func:`keeps_run_state`),
+    goes alone; the others go side by side. Not re-entrant: a thread holding a turn
+    moves the model with :func:`_moved`, not :func:`on_device`."""
     with _TURNS_LOCK:
         turns = _TURNS.setdefault(net, _Turns())
-    with turns.take(exclusive=exclusive):
+    with turns.take(exclusive=dev.type != "cpu" or keeps_run_state(net)):
         yield
 
 
@@ -148,8 +149,7 @@ def on_device(net: _Net, dev: torch.device) -> Iterator[_Net]:
     other models are not held up; a dmsge model's run goes alone on the CPU too
     (:func:`keeps_run_state`; ``downscale`` and ``explain`` hold its turn from setting
     the geometry on, with :func:`model_turn` around :func:`_moved`)."""
-    with model_turn(net, exclusive=dev.type != "cpu" or keeps_run_state(net)), \
-            _moved(net, dev) as moved:
+    with model_turn(net, dev), _moved(net, dev) as moved:
         yield moved
 
 
@@ -588,7 +588,7 @@ def downscale(
     # A dmsge model's run sets the dataset's geometry on the shared model first: its
     # whole run goes alone among this model's runs (two threads on two networks read
     # each other's geometry, or failed); the cell's runs on the CPU go side by side.
-    with model_turn(model.net, exclusive=dev.type != "cpu" or keeps_run_state(model.net)):
+    with model_turn(model.net, dev):
         data = _rebuild(model, ds, graphs, dev, slice(s0, e1), reach_inputs=scale == REACH)
         # Nodes far beyond what training saw, once the inputs are known to be usable (the
         # lazy path warns the same way).

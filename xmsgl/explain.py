@@ -173,10 +173,10 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
     first = _run_start(times, tsel.start, int(spinup))
     warm = tsel.start - first
     dev = resolve_device(device)
-    # The run sets the dataset's geometry and a record on the shared backbone: it
-    # goes alone among this model's runs in the process (xmsgl.downscale.model_turn);
+    # The run sets the dataset's geometry and a record on the shared dmsge backbone:
+    # it goes alone among this model's runs in the process (xmsgl.downscale.model_turn);
     # another thread's explain or downscale wrote into the record or cleared it.
-    with model_turn(net, exclusive=True):
+    with model_turn(net, dev):
         data = _rebuild(model, ds, graphs, dev, slice(first, tsel.stop))
         # As downscale does: on the device for the run, then back on the CPU it is kept on.
         with _moved(net, dev) as net:

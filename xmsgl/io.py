@@ -630,6 +630,17 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
+def _remove_replaced(old: Path, final: Path) -> None:
+    """Delete ``old``, what was at ``final`` before the new entry took its place,
+    with a warning naming it where it cannot be deleted."""
+    _remove(old)
+    if os.path.lexists(old):
+        warnings.warn(
+            f"the new {str(final)!r} is in place, but what was there before could not "
+            f"be deleted (permissions?) and is kept at {str(old)!r}; delete it yourself",
+            XmsglWarning, stacklevel=user_stacklevel())
+
+
 def _lost_race(final: Path) -> XmsglError:
     """The error of a write that another writer's, at the same path, replaced first."""
     return XmsglError(f"{str(final)!r} was written by another writer at the same time; theirs is "
@@ -717,12 +728,7 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
                     f"place, and it could not be put back: what was there is kept at "
                     f"{str(kept)!r}; move it back by hand") from exc
             keep_tmp = False
-            _remove(tmp)
-            if os.path.lexists(tmp):
-                warnings.warn(
-                    f"the new {str(final)!r} is in place, but what was there before could not "
-                    f"be deleted (permissions?) and is kept at {str(tmp)!r}; delete it yourself",
-                    XmsglWarning, stacklevel=user_stacklevel())
+            _remove_replaced(tmp, final)
         elif exists and tmp.is_dir():
             # Where the two cannot be swapped in one step (not Linux, or a file system
             # without it): os.replace cannot put a folder over a non-empty one, nor
@@ -754,12 +760,7 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
                     raise _lost_race(final) from exc
                 raise
             if moved:
-                _remove(old)
-                if os.path.lexists(old):
-                    warnings.warn(
-                        f"the new {str(final)!r} is in place, but what was there before could not "
-                        f"be deleted (permissions?) and is kept at {str(old)!r}; delete it yourself",
-                        XmsglWarning, stacklevel=user_stacklevel())
+                _remove_replaced(old, final)
         else:
             # A file (over nothing, a file or a link) is one atomic rename.
             try:

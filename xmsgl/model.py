@@ -98,7 +98,7 @@ from xmsgl.nn.weights import (
     read_weights,
     save_network,
 )
-from xmsgl.periods import _day_text, _longest_unobserved, period_mask, whole_water_years
+from xmsgl.periods import period_mask, whole_water_years
 from xmsgl.train import (
     INPUT_SCALINGS,
     FeatureSpec,
@@ -848,6 +848,23 @@ FEW_FINE_REACHES = 5
 #: bound, half a year, is a choice: summer loggers (June to September) pass it,
 #: monthly or fortnightly samples do not.
 FEW_FINE_SEASON_GAP = 182
+
+
+def _longest_unobserved(days: pd.DatetimeIndex) -> tuple[int, int, int]:
+    """The longest run of days of the year without one of ``days``, across the new
+    year: ``(length, first, last)`` as days of a 365-day year (a leap year's days
+    from 1 March on taken one back, so dates keep their day)."""
+    doy = np.asarray(days.day_of_year) - (np.asarray(days.is_leap_year) & (np.asarray(days.month) > 2))
+    doy = np.unique(doy)
+    nxt = np.append(doy[1:], doy[0] + 365)
+    gaps = nxt - doy - 1
+    i = int(np.argmax(gaps))
+    return int(gaps[i]), int(doy[i] % 365 + 1), int((nxt[i] - 2) % 365 + 1)
+
+
+def _day_text(doy: int) -> str:
+    """A day of a 365-day year as day and month."""
+    return (pd.Timestamp("2001-01-01") + pd.Timedelta(days=doy - 1)).strftime("%d %b")
 
 
 def warn_few_fine_observations(y_train: np.ndarray, reach_axis: int, period: Any, method: str,

@@ -414,20 +414,3 @@ def split_periods(time: pd.DatetimeIndex) -> dict[str, list[tuple[str, str]]]:
     i2 = len(time) * 17 // 20
     idx = np.arange(len(time))
     return {"train": span(idx < i1), "val": span((idx >= i1) & (idx < i2)), "test": span(idx >= i2)}
-
-
-def _longest_unobserved(days: pd.DatetimeIndex) -> tuple[int, int, int]:
-    """The longest run of days of the year without one of ``days``, across the new
-    year: ``(length, first, last)`` as days of a 365-day year (a leap year's days
-    from 1 March on taken one back, so dates keep their day)."""
-    doy = np.asarray(days.day_of_year) - (np.asarray(days.is_leap_year) & (np.asarray(days.month) > 2))
-    doy = np.unique(doy)
-    nxt = np.append(doy[1:], doy[0] + 365)
-    gaps = nxt - doy - 1
-    i = int(np.argmax(gaps))
-    return int(gaps[i]), int(doy[i] % 365 + 1), int((nxt[i] - 2) % 365 + 1)
-
-
-def _day_text(doy: int) -> str:
-    """A day of a 365-day year as day and month."""
-    return (pd.Timestamp("2001-01-01") + pd.Timedelta(days=doy - 1)).strftime("%d %b")
