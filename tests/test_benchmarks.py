@@ -105,7 +105,7 @@ def test_bench_train_without_references_stops_after_the_network() -> None:
 
 def test_bench_inference_reference_gives_downscales_values() -> None:
     recs = by_what(run_bench("bench_inference.py", "--sizes", "500", "--days", "60", "--threads",
-                             "1", "--repeats", "2"))
+                             "1", "--repeats", "2", "--reference-repeats", "2"))
     line = recs["downscale_throughput"][0]
     # The seconds are printed to 0.01 s, a call here takes a few hundredths: the rate
     # lies within what the rounded figure allows (a relative tolerance failed on 0.04).
@@ -118,6 +118,14 @@ def test_bench_inference_reference_gives_downscales_values() -> None:
     assert 0 < line["peak_rss_gb_input"] <= line["peak_rss_gb"]
     ref = recs["downscale_reference_dense_straightforward"][0]
     assert ref["n_reach"] == line["n_reach"]
+    # Like for like: the reference's best against the best call, its first against the first.
+    assert len(ref["seconds_each_run"]) == 2 and ref["seconds"] == min(ref["seconds_each_run"])
+    calls = line["seconds_each_call"]
+    for key, (r, c) in {"speed_ratio_best": (ref["seconds"], min(calls)),
+                        "speed_ratio_first": (ref["seconds_each_run"][0], calls[0])}.items():
+        # Both sides are printed to 0.01 s and the ratio to 0.1: bounds from the rounding.
+        lo, hi = max(r - 0.005, 0) / (c + 0.005), (r + 0.005) / max(c - 0.005, 1e-9)
+        assert lo - 0.05 <= ref[key] <= hi + 0.05, key
     # The straightforward dense computation and downscale agree to float32 rounding.
     assert ref["max_abs_difference_degc"] < 1e-3
 
