@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -699,6 +700,58 @@ def test_a_process_killed_at_the_swap_leaves_a_whole_store(tmp_path: Path, when:
     assert done.returncode == 137, done.stderr[-2000:]
     expected = np.arange(4.0) * (2 if when == "after" else 1)
     np.testing.assert_array_equal(xr.open_zarr(target)["a"].values, expected)
+
+
+@pytest.mark.parametrize("kind", ["model", "store"])
+def test_a_process_killed_between_the_two_renames_is_named_where_nothing_is(
+        tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # Where folders cannot be swapped in one step, a process killed after moving the
+    # old folder aside and before putting its own in place leaves nothing at the path:
+    # reading the path names where what was there was left, so it can be moved back.
+    from xmsgl.cli import main as cli_main
+    from xmsgl.io import left_aside
+
+    target = tmp_path / ("m" if kind == "model" else "in.zarr")
+    files = {"config.json": b'{"format": "xmsgl-model"}', "weights.pt": b"1"}
+    if kind == "model":
+        write_model_folder(target, files)
+        call = f"io.write_model_folder({str(target)!r}, {{**{files!r}, 'weights.pt': b'2'}})"
+    else:
+        to_zarr_safe(xr.Dataset({"a": ("x", np.arange(4.0))}), target)
+        call = f"io.to_zarr_safe(xr.Dataset({{'a': ('x', np.arange(4.0) * 2)}}), {str(target)!r}, overwrite=True)"
+    child = textwrap.dedent(f"""
+        import os, numpy as np, xarray as xr, xmsgl.io as io
+        io._RENAMEAT2[:] = [None]  # as where renameat2's exchange is missing
+        replace = os.replace
+        def killed_at_the_second(src, dst):
+            replace(src, dst)
+            if str(src) == {str(target)!r}:  # the old folder is aside: killed here
+                os._exit(137)
+        os.replace = killed_at_the_second
+        {call}
+    """)
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 137, done.stderr[-2000:]
+    assert not os.path.lexists(target)
+    aside = left_aside(target)
+    assert aside is not None and aside.name.startswith(f".{target.name}.") and aside.name.endswith(".old")
+    named = f"does not exist.*left what was there at .*{aside.name}.*move that back"
+    if kind == "model":
+        with pytest.raises(xmsgl.DataError, match=named):
+            xmsgl.load(target)
+        assert cli_main(["info", str(target)]) == 2
+    else:
+        assert cli_main(["fit", str(target), str(tmp_path / "out")]) == 2
+    assert re.search(named, capsys.readouterr().err)
+    # Moved back, the old entry is whole and nothing is named any more.
+    os.replace(aside, target)
+    assert left_aside(target) is None
+    if kind == "model":
+        assert (target / "weights.pt").read_bytes() == b"1"
+    else:
+        np.testing.assert_array_equal(xr.open_zarr(target)["a"].values, np.arange(4.0))
+    with pytest.raises(xmsgl.DataError, match="does not exist; give the folder a model was saved to .model.save.path..$"):
+        xmsgl.load(tmp_path / "never-written")
 
 
 def test_a_delayed_write_computed_twice_keeps_the_store(tmp_path: Path) -> None:

@@ -148,7 +148,7 @@ def _load_model(value: str) -> Any:
     """The model saved in the folder ``MODEL`` (``value`` as typed), or a
     ParameterError naming MODEL when nothing is there."""
     import xmsgl
-    from xmsgl.io import model_path
+    from xmsgl.io import missing_hint, model_path
 
     if not value:  # an unset shell variable; Path("") would be the current folder
         raise ParameterError("MODEL '' is empty; give a folder written by xmsgl fit")
@@ -158,7 +158,7 @@ def _load_model(value: str) -> Any:
                              "does not exist; give a folder written by xmsgl fit")
     if not os.path.lexists(folder):
         raise ParameterError(f"MODEL {value!r} does not exist; give a folder written by xmsgl fit "
-                             "(or model.save in Python)")
+                             f"(or model.save in Python){missing_hint(folder)}")
     return xmsgl.load(folder)
 
 
@@ -478,7 +478,10 @@ def _read_dataset(value: str, option: str = "--data", lazy: bool = False,
         raise ParameterError(f"{option} '' is empty; give a netCDF file or a zarr store")
     path = Path(value).expanduser()
     if not path.exists():
-        raise ParameterError(f"{option} {value!r} does not exist; give a netCDF file or a zarr store")
+        from xmsgl.io import missing_hint
+
+        raise ParameterError(f"{option} {value!r} does not exist; give a netCDF file or a zarr "
+                             f"store{missing_hint(path)}")
     try:
         with warnings.catch_warnings():
             # Dates beyond 1678-2262 are read again below, in seconds.

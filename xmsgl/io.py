@@ -16,7 +16,8 @@ impossible by default:
   swapped with it in one atomic step on Linux (``renameat2`` with
   ``RENAME_EXCHANGE``); where the system or the file system cannot, the old one is
   renamed aside first, and a process killed between the two renames leaves the old
-  one at a hidden ``.<name>.<random>.old`` and nothing at the path.
+  one at a hidden ``.<name>.<random>.old`` and nothing at the path; reading the path
+  then fails with a message that names that entry (:func:`left_aside`).
 
 A symbolic link at the output path counts as an existing entry, even when what it
 points to does not exist. With ``overwrite=True`` the link itself is replaced by the
@@ -576,6 +577,54 @@ def _hidden_name(final: Path, kind: str) -> str:
     room = _NAME_MAX - len(".pending") - len(suffix.encode()) - 1
     name = final.name.encode()[:room].decode(errors="ignore")  # a cut character dropped
     return f".{name}{suffix}"
+
+
+def left_aside(final: Path) -> Path | None:
+    """The entry a replacing write moved aside from ``final`` and was stopped before
+    putting its own in place (a process killed between the two renames where a folder
+    cannot be swapped in one step): the newest ``.<name>.<random>.old`` beside it, or
+    None. Where nothing is at ``final``, a message that it does not exist names this
+    entry, so that what was there can be moved back.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     (Path(d) / ".store.zarr.0123456789ab.old").mkdir()
+    ...     left_aside(Path(d) / "store.zarr").name
+    '.store.zarr.0123456789ab.old'
+    """
+    cut = _hidden_name(final, "old")[: -len(".0123456789ab.old")]
+    found = []
+    try:
+        with os.scandir(final.parent) as entries:
+            for entry in entries:
+                rest = entry.name[len(cut):]
+                if (entry.name.startswith(cut) and len(rest) == 17 and rest.endswith(".old")
+                        and rest[0] == "." and all(c in "0123456789abcdef" for c in rest[1:13])):
+                    found.append(Path(entry.path))
+    except OSError:
+        return None
+    if not found:
+        return None
+
+    def mtime(p: Path) -> float:
+        try:
+            return p.lstat().st_mtime
+        except OSError:
+            return 0.0
+
+    return max(found, key=mtime)
+
+
+def missing_hint(final: Path) -> str:
+    """``"; ..."``, naming what an interrupted write left aside from ``final``
+    (:func:`left_aside`), to add to a message that ``final`` does not exist; or ``""``."""
+    aside = left_aside(final)
+    if aside is None:
+        return ""
+    return (f"; a write replacing it was stopped before it finished and left what was there at "
+            f"{str(aside)!r}: move that back to {str(final)!r} (or write anew)")
 
 
 #: What a rename fails with when another writer has just put an entry at the path.

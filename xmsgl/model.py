@@ -582,8 +582,10 @@ def _read_config(path: Path) -> tuple[Path, dict[str, Any]]:
         raise DataError(f"{str(path)!r} cannot be read ({err}); check the folder's permissions") from err
     if not found:
         if not os.path.lexists(path):
+            from xmsgl.io import missing_hint
+
             raise DataError(f"{str(path)!r} does not exist; give the folder a model was saved to "
-                            "(model.save(path))")
+                            f"(model.save(path)){missing_hint(path)}")
         if os.path.isfile(path):
             raise DataError(f"{str(path)!r} is a file, not an xmsgl model folder; give the folder "
                             "a model was saved to (model.save(path) writes one)")
