@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -459,6 +460,15 @@ def test_mohseni_names_the_air_temperature_the_dataset_has(small_basin: xr.Datas
         fit_baseline(small_basin.drop_vars("reach_air_temp"), "mohseni")
     fixed = renamed.assign(reach_air_temp=renamed["reach_tave_air"])
     assert fit_baseline(fixed, "mohseni").method == "mohseni"
+    # On a record too short for the split by water year, the missing variable is named
+    # before any warning on how the record would be split (which never happens).
+    short = renamed.isel(time=slice(0, 500))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(xmsgl.SchemaError, match="for the xmsgl command by adding such a copy"):
+            fit_baseline(short, "mohseni")
+    with pytest.warns(xmsgl.ShortRecordWarning):
+        fit_baseline(short.assign(reach_air_temp=short["reach_tave_air"]), "mohseni")
 
 
 def test_baselines_refuse_the_lazy_options(small_basin: xr.Dataset,

@@ -423,6 +423,19 @@ def test_coverage_refuses_a_baseline_and_lists_a_missing_input(files: dict[str, 
     assert main(["coverage", clim, str(tmp_path / "absent.nc")]) == 2  # refused before DATA is read
     err = capsys.readouterr().err
     assert f"MODEL {clim!r} is the climatology baseline" in err and "--method msgl" in err
+    assert "gru" in err.split("fit one with")[1]
+    # The GRU learns from its reaches' inputs and is judged, as ds.msgl.coverage judges it
+    # (the command refused it with the baselines).
+    gru = str(tmp_path / "gru")
+    assert main(["fit", files["nc"], gru, "--method", "gru", *FAST]) == 0
+    capsys.readouterr()
+    assert main(["coverage", gru, files["nc"], "--out", str(tmp_path / "gru_cov.nc")]) == 0
+    printed = capsys.readouterr().out
+    assert "reaches: " in printed and "segments: " not in printed
+    expected = xr.load_dataset(files["nc"]).msgl.coverage(xmsgl.load(gru))
+    written = xr.load_dataset(tmp_path / "gru_cov.nc")
+    np.testing.assert_array_equal(written["reach_beyond_observed"].values,
+                                  expected["reach_beyond_observed"].values)
     ds = xr.load_dataset(files["nc"]).drop_vars("reach_slope")
     ds.to_netcdf(tmp_path / "no_slope.nc")
     # A static input DATA lacks is listed as not judged, as one on time is.

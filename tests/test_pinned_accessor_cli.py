@@ -78,6 +78,23 @@ def test_accessor_warns_for_a_validation_period_alone(obs_basin: xr.Dataset) -> 
         obs_basin.msgl.evaluate(pred)
 
 
+@pytest.mark.parametrize("method", ["async-msgl", "msgl"])
+def test_the_in_sample_warning_names_asyncs_stage_a(obs_basin: xr.Dataset, method: str) -> None:
+    # ASYNC-MSGL's training periods include stage A's days, on which it learned from the
+    # segments' coarse values, not from reach_temp: the warning says so, for it alone.
+    t = obs_basin["time"].values
+    span = f"{str(t[0])[:10]}/{str(t[-1])[:10]}"
+    pred = _prediction(obs_basin, xmsgl_method=method, xmsgl_train_periods=span)
+    truth = obs_basin.assign(reach_temp_true=obs_basin["reach_temp"].fillna(12.0))
+    for scored in ({}, {"observed": truth["reach_temp_true"]}):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            truth.msgl.evaluate(pred, **scored)
+        said = " ".join(str(w.message) for w in seen if issubclass(w.category, XmsglWarning))
+        assert "inside the model's training periods" in said
+        assert ("ASYNC-MSGL's stage A alone" in said) == (method == "async-msgl")
+
+
 def test_accessor_warns_for_the_harmonic_baseline(obs_basin: xr.Dataset) -> None:
     # Guards the harmonic baseline among those that reproduce the observations given.
     pred = _prediction(obs_basin, xmsgl_method="harmonic")

@@ -190,6 +190,11 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
 
     times = pd.DatetimeIndex(prediction["time"].values)
     total: int | None = None  # all pairs scored against a truth, counted once if needed
+    # ASYNC-MSGL's training periods include its stage A's days, on which it learned
+    # from the segments' coarse values (carried to their reaches), not from reach_temp.
+    stage_a = (" (or, on days of ASYNC-MSGL's stage A alone, learned from through their "
+               "segments' coarse values, which often come from the same gauges)"
+               if method == "async-msgl" else "")
     for attr, what, why in (
             ("xmsgl_train_periods", "training periods", "at the sites it was fitted on those scores "
                                                         "are in-sample"),
@@ -217,6 +222,8 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
                     total = int(_paired(observed, prediction).sum())
                 fitted, verdict = (("was fitted on", "in-sample") if attr == "xmsgl_train_periods"
                                    else ("chose its checkpoint on", "optimistic"))
+                if attr == "xmsgl_train_periods" and stage_a:
+                    fitted += stage_a
                 warnings.warn(
                     f"scoring against {observed.name!r} on {int(inside.sum())} days inside the "
                     f"model's {what} ({periods}): {n} of the {total} pairs scored "
@@ -232,7 +239,8 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
         if n:
             warnings.warn(
                 f"scoring against {observed.name!r} on {int(inside.sum())} days inside the model's "
-                f"{what} ({periods}): {n} of the pairs scored lie there, and {why} (sites held "
+                f"{what} ({periods}): {n} of the pairs scored lie there, and {why}"
+                f"{stage_a if attr == 'xmsgl_train_periods' else ''} (sites held "
                 "out of the fit are not, if their segments' coarse observations, often from the "
                 "same gauges, were held out too). Score a held-out period, e.g. "
                 "ds.msgl.evaluate(pred.sel(time=slice(start, end))), or pass observed=",

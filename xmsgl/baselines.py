@@ -837,6 +837,9 @@ def fit_baseline(
     if "reach_temp" not in ds.data_vars:
         raise SchemaError("baselines are fitted on 'reach_temp' on (reach, time) in degC (NaN where "
                           "unobserved); add it")
+    # Read before the training period is chosen: a dataset without air temperatures is
+    # refused before any word on how its record is split.
+    air = _mohseni_air(ds) if method == "mohseni" else None
     times = pd.DatetimeIndex(ds[TIME].values)
     tmask, ranges = _train_mask(times, train)
     doy = _doy(times)
@@ -871,8 +874,7 @@ def fit_baseline(
     info: dict[str, Any] = {"climatology_days": counts,
                             "n_reach_obs": int(np.isfinite(y_reach).sum()),
                             "n_seg_obs": int(np.isfinite(y_seg).sum()) if y_seg is not None else 0}
-    if method == "mohseni":
-        air = _mohseni_air(ds)  # read once: the curves' fit and their inputs' range
+    if air is not None:  # mohseni's, read once: the curves' fit and their inputs' range
         params, level = _fit_mohseni_all(ds, air, y_reach, y_seg, topo, settings)
         arrays["params"] = params
         arrays["param_level"] = level
@@ -936,8 +938,9 @@ def _mohseni_air(ds: xr.Dataset) -> np.ndarray:
     others = sorted(str(k) for k, v in ds.data_vars.items()
                     if set(map(str, v.dims)) == {REACH, TIME} and "air" in str(k)
                     and is_temperature_units(v.attrs.get("units", "")))
-    hint = (f"; this dataset has {others}: use one as the air temperature with "
-            f"ds = ds.assign(reach_air_temp=ds[{others[0]!r}])" if others else
+    hint = (f"; this dataset has {others}: use one as the air temperature, in Python with "
+            f"ds = ds.assign(reach_air_temp=ds[{others[0]!r}]), or for the xmsgl command by "
+            f"adding such a copy named 'reach_air_temp' to the file" if others else
             "; add the daily mean air temperature at each reach")
     raise SchemaError(f"method 'mohseni' needs 'reach_air_temp' on (reach, time) in degC{hint}")
 

@@ -1261,6 +1261,7 @@ def _coverage(args: argparse.Namespace) -> int:
     from xmsgl.baselines import BaselineModel
     from xmsgl.coverage import coverage
     from xmsgl.io import to_netcdf_safe
+    from xmsgl.nn.gru import GRUModel
 
     time = _period("--time", args.time)
     if not (np.isfinite(args.margin) and args.margin >= 0):
@@ -1276,11 +1277,12 @@ def _coverage(args: argparse.Namespace) -> int:
     with _warnings_as_lines():
         model = _load_model(args.model)
         # What only the model can tell, before DATA is read.
-        if isinstance(model, BaselineModel):
+        if isinstance(model, BaselineModel) and not isinstance(model, GRUModel):
             raise ParameterError(
-                f"MODEL {args.model!r} is the {model.method} baseline; coverage judges the "
-                "network methods' models: fit one with xmsgl fit --method msgl (or async-msgl, "
-                "fine-only, remap, direct, progressive)")
+                f"MODEL {args.model!r} is the {model.method} baseline, which learns no weights "
+                "from inputs; coverage judges the network methods' models and the GRU's: fit "
+                "one with xmsgl fit --method msgl (or async-msgl, fine-only, remap, direct, "
+                "progressive, gru)")
         if "observed_range" not in model.config["variables"]:
             raise ParameterError(
                 f"MODEL {args.model!r} was saved before xmsgl recorded the range of its observed "
