@@ -883,7 +883,7 @@ def fit_baseline(
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     config = {"method": method, "settings": settings, "train": ranges, "seed": int(seed),
               "created": now, "xmsgl": _version(), "fit": info}
-    if method == "mohseni":
+    if air is not None:
         config["input_range"] = _air_range(air, y_reach, y_seg, topo)
     return BaselineModel(method, config, arrays)
 
