@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import warnings
@@ -819,3 +820,26 @@ def test_places_of_values_out_of_range_read_well_on_any_dimensions() -> None:
     on_nodes = xr.DataArray([[False, True], [True, True]], dims=("reach", "time"),
                             coords={"reach": [7, 9], "time": time[:2]})
     assert _places(on_nodes, limit=2) == "3 values, at reach 9 on 2001-01-01, reach 7 on 2001-01-02 and 1 more"
+
+
+def test_dates_of_its_own_beside_time_get_advice_that_works() -> None:
+    # A second table on its own 'date' axis beside 'time': renaming the dataset's
+    # dimension, as advised, failed (the name 'time' is taken).
+    ds = hand_basin()
+    dates = ds["time"].values[2:7]
+    ds["reach_shade_spot"] = xr.DataArray(
+        np.full((ds.sizes["reach"], 5), 0.3), dims=("reach", "date"), coords={"date": dates})
+    with pytest.raises(SchemaError, match=r"'date' holds dates of its own") as info:
+        input_variables(ds)
+    said = str(info.value)
+    assert "ds.rename" not in said
+    first = re.search(r"(ds\['reach_shade_spot'\] = .*?\)) \(NaN", said)
+    assert first, said
+    fixed = ds.copy()
+    exec(first.group(1), {"ds": fixed})
+    assert fixed["reach_shade_spot"].dims == ("reach", "time")
+    np.testing.assert_array_equal(fixed["reach_shade_spot"].sel(time=dates).values, 0.3)
+    assert "reach_shade_spot" in str(input_variables(fixed))
+    kept = re.search(r"or leave it out with (ds\.drop_vars\(.*?\))", said)
+    assert kept
+    input_variables(eval(kept.group(1), {"ds": ds}))

@@ -243,3 +243,19 @@ def test_a_value_on_the_plausible_bound_is_no_fill_value(basin: xr.Dataset) -> N
         ok = basin.copy(deep=True)
         ok["reach_air_temp"].values[k, 10 + k] = 65.0
         ok.msgl.fit(**FIT)
+
+
+def test_the_fill_value_advice_at_downscale_does_not_say_to_leave_the_input_out(
+        basin: xr.Dataset, model: Any) -> None:
+    # A fitted model needs every input it was fitted with: leaving it out, as the
+    # message advised at downscale as at fit, was refused with a ModelMismatchError.
+    bad = _set(basin, "reach_swrad", (3, 9), -9999.0)
+    with pytest.raises(DataError, match=r"standard deviations from its training mean") as info:
+        bad.msgl.downscale(model)
+    said = str(info.value)
+    assert "cannot be left out" in said and "or leave the variable out" not in said
+    with pytest.raises(xmsgl.ModelMismatchError):
+        bad.drop_vars("reach_swrad").msgl.downscale(model)
+    # At fit, leaving it out is a choice still open.
+    with pytest.raises(DataError, match="or leave the variable out"):
+        bad.msgl.fit(**FIT)

@@ -63,3 +63,13 @@ def test_a_target_on_a_member_dimension_names_the_fix(half_year_basin: xr.Datase
         ds.msgl.validate()
     ds["reach_temp"] = ds["reach_temp"].isel(member=0)
     ds.msgl.validate()
+
+
+@pytest.mark.parametrize("method", ["msgl", "fine-only", "async-msgl"])
+def test_fit_on_a_dataset_without_time_is_a_schema_error(half_year_basin: xr.Dataset, method: str) -> None:
+    # The topology and static inputs alone (before the forcings are merged) validate;
+    # fit then failed with xarray's KeyError for 'time'.
+    static = half_year_basin.drop_dims("time")
+    static.msgl.validate()
+    with pytest.raises(SchemaError, match="no 'time' dimension.*merge them"):
+        static.msgl.fit(method=method, epochs=1, progress=False)

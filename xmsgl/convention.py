@@ -746,6 +746,15 @@ def input_variables(
             other = [d for d in dims if d not in (SEG, REACH, TIME)]
             dated = [d for d in other if TIME not in dims and d in ds.coords
                      and np.issubdtype(ds[d].dtype, np.datetime64)]
+            if dated and TIME in ds.dims:
+                # Another table of days beside the dataset's own: put it on 'time'.
+                raise SchemaError(
+                    f"variable {name!r} is on dimensions {dims}, and {dated[0]!r} holds dates "
+                    f"of its own beside the dataset's 'time': put it on the dataset's days with "
+                    f"ds[{name!r}] = ds[{name!r}].rename({{{dated[0]!r}: 'time'}})"
+                    f".reindex(time=ds['time']) (NaN on days it lacks), or leave it out with "
+                    f"ds.drop_vars({name!r}) or ds[{name!r}].attrs['xmsgl_role'] = 'ignore'"
+                )
             if dated:
                 # The days under another name ('date', 'day'): renaming is the fix, not
                 # a reduction that would throw the series away.

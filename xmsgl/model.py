@@ -1394,6 +1394,9 @@ def fit(
         return None  # type: ignore[return-value]  # check_fit_args: the arguments are sound
     # Ids in increasing order: the same model whatever order the file lists them in.
     ds = in_id_order(validate(ds))
+    if TIME not in ds.dims:
+        raise SchemaError("the dataset has no 'time' dimension; fit trains on daily forcings and "
+                          "observations on (node, time): merge them into it (xr.merge) first")
     time = pd.DatetimeIndex(ds[TIME].values)
     periods, masks = _resolve_periods(time, train, val, test)
     output = _OUTPUT[method]

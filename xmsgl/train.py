@@ -204,7 +204,8 @@ HUGE_VALUE = 1e15
 FILL_SCORE = 10.0
 
 
-def _fill_message(name: str, found: np.ndarray, n: int, where: str, why: str, static: bool) -> str:
+def _fill_message(name: str, found: np.ndarray, n: int, where: str, why: str, static: bool,
+                  fitting: bool = True) -> str:
     shown = " and ".join(f"{v:g}" for v in found[:3]) + (
         f" (and {len(found) - 3} other value{'s' if len(found) > 4 else ''})" if len(found) > 3 else "")
     # A mask that leaves none of the values found: every huge one by its size, the
@@ -221,11 +222,13 @@ def _fill_message(name: str, found: np.ndarray, n: int, where: str, why: str, st
     return (f"input variable {name!r} holds {n} value{'s' if n != 1 else ''} of {shown} (at "
             f"{where}), {why}: a fill value that was not masked (no _FillValue or missing_value "
             f"attribute told xarray of it); mask it, ds[{name!r}] = "
-            f"ds[{name!r}].where({keep}), then {fill}, or leave the variable out")
+            f"ds[{name!r}].where({keep}), then {fill}"
+            + (", or leave the variable out" if fitting else
+               " (the model was fitted with it, so it cannot be left out)"))
 
 
 def _check_fill_values(name: str, lo: Any, hi: Any, vals: np.ndarray, spec: FeatureSpec,
-                       static: bool, sel: xr.Dataset, dim: str) -> None:
+                       static: bool, sel: xr.Dataset, dim: str, fitting: bool = True) -> None:
     """Refuse values of :data:`FILL_VALUES` more than :data:`FILL_SCORE` standard
     deviations from the training mean in input ``name`` (``lo``, ``hi``: its smallest
     and largest standard scores, which rule the search out for almost every input).
@@ -245,7 +248,7 @@ def _check_fill_values(name: str, lo: Any, hi: Any, vals: np.ndarray, spec: Feat
     raise DataError(_fill_message(
         name, found, int(np.count_nonzero(bad)), _where_bad(bad, sel, dim),
         f"more than {FILL_SCORE:g} standard deviations from its training mean {mean:.4g} "
-        f"(standard deviation {std:.4g})", static))
+        f"(standard deviation {std:.4g})", static, fitting))
 
 
 def refuse_fill_values(ds: xr.Dataset, name: str, vals: np.ndarray, train_mask: np.ndarray) -> None:
@@ -343,7 +346,7 @@ def _check_scores(name: str, lo: Any, hi: Any, vals: np.ndarray, spec: FeatureSp
     message only then. Leaving the variable out is advised when ``fitting`` only: a
     fitted model needs every input it was fitted with."""
     if lo >= -MAX_STANDARD_SCORE and hi <= MAX_STANDARD_SCORE:
-        _check_fill_values(name, lo, hi, vals, spec, static, sel, dim)
+        _check_fill_values(name, lo, hi, vals, spec, static, sel, dim, fitting)
         return
     as32 = np.asarray(vals, dtype=np.float32)
     bad = ~np.isfinite(as32)
