@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -92,8 +93,37 @@ def test_fill_values_are_named_in_the_message() -> None:
     ds = basin()
     vals = ds.seg_air_temp.values + 273.15
     vals[0, 0] = -9999.0
-    with pytest.raises(UnitsError, match=r"'seg_air_temp'.*fit no temperature scale.*-9999"):
-        validate(relabel(ds, "seg_air_temp", "K", vals))
+    bad = relabel(ds, "seg_air_temp", "K", vals)
+    with pytest.raises(UnitsError, match=r"'seg_air_temp' holds -9999 \(1 value, at seg 1 on .*"
+                                         r"plausible as labelled 'K'") as info:
+        validate(bad)
+    # The mask advised, run as written, leaves the kelvin values and drops the code.
+    advice = re.search(r"ds\['seg_air_temp'\] = (.*?), then fill", str(info.value))
+    assert advice, str(info.value)
+    masked = eval(advice.group(1), {"ds": bad})
+    assert int(masked.isnull().sum()) == 1 and float(masked.min()) > 200
+
+
+@pytest.mark.parametrize("units", ["degC", "degF", "K"])
+@pytest.mark.parametrize("code", [-99.9, -99.0, -9999.0, 999.0])
+def test_a_missing_data_code_is_never_taken_for_another_scale(units: str, code: float) -> None:
+    # A -99.9 among air temperatures in degC was read as "the values fit degF"; the
+    # relabel advised then turned every value into a wrong one. A -99 among degF
+    # values, -72.8 degC converted, was accepted without a word.
+    ds = basin()
+    to = {"degC": lambda v: v, "degF": lambda v: v * 1.8 + 32.0, "K": lambda v: v + 273.15}[units]
+    vals = to(ds.seg_air_temp.values.astype(np.float64)).astype(np.float32)
+    vals[1, 3:6] = code
+    bad = relabel(ds, "seg_air_temp", units, vals)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnitConversionWarning)
+        with pytest.raises(UnitsError, match=r"holds .* \(3 values, at seg .*missing-data code") as info:
+            validate(bad)
+        said = str(info.value)
+        assert "attrs['units'] =" not in said
+        masked = eval(re.search(r"ds\['seg_air_temp'\] = (.*?), then fill", said).group(1), {"ds": bad})
+        assert int(masked.isnull().sum()) == 3
+        validate(bad.assign(seg_air_temp=masked.interpolate_na("time")))
 
 
 @pytest.mark.parametrize("units, offset", [("degC", 0.0), ("K", 273.15)])
@@ -493,8 +523,8 @@ def test_input_days_refuse_what_input_array_refuses(bad: float, name: str) -> No
 # ------------------------------------------------ inputs already labelled degC
 
 
-@pytest.mark.parametrize(("bad", "says"), [(-9999.0, "fit no temperature scale.*-9999"),
-                                            (300.0, "already in K")])
+@pytest.mark.parametrize(("bad", "says"), [(-9999.0, "holds -9999 .*missing-data code"),
+                                            (300.0, "is labelled 'degC', but it spans.*already in K")])
 def test_degc_inputs_out_of_range_are_refused(bad: float, says: str) -> None:
     # A fill value or kelvin values in an input labelled degC used to reach the model.
     ds = basin()
@@ -503,7 +533,7 @@ def test_degc_inputs_out_of_range_are_refused(bad: float, says: str) -> None:
         vals = vals + 273.15  # kelvin values labelled degC
     else:
         vals[2, 3] = bad
-    with pytest.raises(UnitsError, match=rf"'reach_air_temp' is labelled 'degC', but it spans.*{says}"):
+    with pytest.raises(UnitsError, match=rf"'reach_air_temp' {says}"):
         validate(relabel(ds, "reach_air_temp", "degC", vals))
     # Marked to be ignored, or lazy (judged later, block by block): not read here.
     ignored = relabel(ds, "reach_air_temp", "degC", vals)

@@ -1432,20 +1432,112 @@ def _refuse_infinite(name: str, da: xr.DataArray, vmin: float, vmax: float) -> N
     )
 
 
+#: A temperature's smallest (or largest) value lying this many degrees Celsius away
+#: from every other value of the variable is a missing-data code, not a temperature
+#: (:func:`_isolated_codes`): a record of daily temperatures leaves no such gap.
+CODE_GAP_DEGC = 30.0
+
+#: Values a temperature needs before :func:`_isolated_codes` judges its ends: a
+#: handful of static temperatures (a few reaches' means) may lie far apart.
+CODE_MIN_VALUES = 100
+
+
+def _isolated_codes(raw: xr.DataArray, scale: str, limit: int = 3) -> list[float]:
+    """The values at either end of temperature ``raw`` (in ``scale``) that lie more than
+    :data:`CODE_GAP_DEGC` from all its other values (up to ``limit`` of them, the
+    outermost first): missing-data codes such as -99.9 or -9999 that no ``_FillValue``
+    declared. Empty for fewer than :data:`CODE_MIN_VALUES` finite values.
+
+    Examples
+    --------
+    >>> t = np.r_[np.linspace(-5.0, 30.0, 200), [-99.9, -99.9]]
+    >>> _isolated_codes(xr.DataArray(t), "degC")
+    [-99.9]
+    >>> _isolated_codes(xr.DataArray(t[:200]), "degC")
+    []
+    """
+    vals = np.asarray(raw.values).ravel()
+    if vals.dtype.kind != "f":
+        vals = vals.astype(np.float64)
+    if np.count_nonzero(np.isfinite(vals)) < CODE_MIN_VALUES:
+        return []
+    gap = CODE_GAP_DEGC * (1.8 if scale == "degF" else 1.0)  # in the variable's degrees
+    # Each end against the nearest value inside it, by reductions over the array as
+    # it is (no sorted or filtered copy: validate runs this on whole records).
+    low, high = float(np.nanmin(vals)), float(np.nanmax(vals))
+    codes: list[float] = []
+    while len(codes) < limit:
+        found = False
+        above = float(np.min(vals, where=vals > low, initial=np.inf))
+        if np.isfinite(above) and above - low > gap:
+            codes.append(low)
+            low, found = above, True
+        below = float(np.max(vals, where=vals < high, initial=-np.inf))
+        if len(codes) < limit and np.isfinite(below) and below >= low and high - below > gap:
+            codes.append(high)
+            high, found = below, True
+        if not found:
+            break
+    return codes
+
+
+def _codes_message(what: str, name: str, raw: xr.DataArray, scale: str, codes: list[float],
+                   why: str) -> str:
+    """What :func:`_check_converted` says of missing-data ``codes`` in ``raw``."""
+    hit = raw.isin(codes)
+    rest = raw.where(~hit)
+    rmin, rmax = _value_range(rest)
+    shown = " and ".join(f"{c:g}" for c in codes)
+    # Bounds halfway across the gaps, rounded: they keep every other value and drop
+    # the codes whatever their float rounding (-99.9 in float32 is not -99.9).
+    half = CODE_GAP_DEGC / 2 * (1.8 if scale == "degF" else 1.0)
+    parts = []
+    if any(c < rmin for c in codes):
+        parts.append(f"ds[{name!r}] > {np.floor(rmin - half):g}")
+    if any(c > rmax for c in codes):
+        parts.append(f"ds[{name!r}] < {np.ceil(rmax + half):g}")
+    keep = parts[0] if len(parts) == 1 else " & ".join(f"({p})" for p in parts)
+    return (f"{what} {name!r} holds {shown} ({_places(hit)}), more than {CODE_GAP_DEGC:g} degC "
+            f"from all its other values ({value_span(rmin, rmax)}){why}: a missing-data "
+            f"code that was not masked (no _FillValue or missing_value attribute told xarray of "
+            f"it), not a temperature; mask it, ds[{name!r}] = ds[{name!r}].where({keep}), then "
+            "fill the gaps (for example .interpolate_na('time')) where the variable is an input "
+            "(inputs may not be NaN; observations may)")
+
+
 def _check_converted(
     name: str, units: object, scale: str, raw: xr.DataArray, new: xr.DataArray, water: bool
 ) -> None:
-    """Refuse a conversion to degC whose result is implausible for the quantity."""
+    """Refuse a conversion to degC whose result is implausible for the quantity, and
+    missing-data codes (:func:`_isolated_codes`) whatever the range."""
     lo, hi = CONVERTED_WATER_TEMP if water else CONVERTED_OTHER_TEMP
     vmin, vmax = _value_range(new)
-    if np.isnan(vmin) or (lo <= vmin and vmax <= hi):
+    what = "water temperature" if water else "temperature"
+    if np.isnan(vmin):
+        return
+    if lo <= vmin and vmax <= hi:
+        # Inside the range, only a code of three digits can pass for a temperature:
+        # -99 or -99.9 degF (-72.8 degC); an isolated 60 degC is a value to doubt,
+        # not a missing-data code to mask.
+        codes = [c for c in _isolated_codes(raw, scale) if abs(c) >= 99] if scale == "degF" else []
+        if codes:
+            raise UnitsError(_codes_message(what, name, raw, scale, codes, ""))
         return
     rmin, rmax = _value_range(raw)
     _refuse_infinite(name, raw, rmin, rmax)
+    codes = _isolated_codes(raw, scale)
+    if codes:
+        # A few codes put the range out: what else there is may be right as labelled,
+        # and relabelling the whole variable (which its range alone might suggest)
+        # would corrupt every value.
+        rest_min, rest_max = _value_range(new.where(~raw.isin(codes)))
+        if lo <= rest_min and rest_max <= hi:
+            raise UnitsError(_codes_message(
+                what, name, raw, scale, codes, f", and without {'them' if len(codes) > 1 else 'it'} the "
+                f"variable is plausible as labelled {units!r}"))
     to_celsius = {"degC": lambda v: v, "K": lambda v: v - 273.15,
                   "degF": lambda v: (v - 32.0) * (5.0 / 9.0)}
     fits = [u for u, f in to_celsius.items() if u != scale and lo <= f(rmin) and f(rmax) <= hi]
-    what = "water temperature" if water else "temperature"
     if fits:
         looks = (f"its values ({value_span(rmin, rmax)}) look like they are already in "
                  f"{fits[0]}: set ds[{name!r}].attrs['units'] = {fits[0]!r}")
@@ -1725,6 +1817,11 @@ def _temperature_to_celsius(
             vmin, vmax = _value_range(da)
             _refuse_infinite(name, da, vmin, vmax)
             a, b = lo - 5, hi + 15
+            codes = _isolated_codes(da, "degC") if not np.isnan(vmin) else []
+            if codes:
+                rest_min, rest_max = _value_range(da.where(~da.isin(codes)))
+                if a <= rest_min and rest_max <= b:
+                    raise UnitsError(_codes_message("water temperature", name, da, "degC", codes, ""))
             if not np.isnan(vmin) and (vmin < a or vmax > b):
                 to_celsius = {"K": lambda v: v - 273.15, "degF": lambda v: (v - 32.0) * (5.0 / 9.0)}
                 fits = [u for u, f in to_celsius.items() if lo <= f(vmin) and f(vmax) <= hi]
