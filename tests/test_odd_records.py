@@ -3,6 +3,7 @@ the day axis under another name, an air temperature given as stage A's target.""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -167,6 +168,32 @@ def test_stamps_all_at_a_late_hour_are_named(basin: xr.Dataset) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", xmsgl.XmsglWarning)
         basin.assign_coords(time=basin.time.values + np.timedelta64(12, "h")).msgl.validate()
+
+
+def test_local_midnights_east_of_greenwich_with_summer_time_are_named(basin: xr.Dataset) -> None:
+    # Berlin's midnights in UTC fall at 23:00 in winter and 22:00 in summer: two times of
+    # day, which the warning for one late hour let through, each value read as the day
+    # before its own; fill_daily advised floor('D'), which moved them back a day too.
+    from xmsgl.convention import fill_daily
+
+    local = pd.DatetimeIndex(basin.time.values).tz_localize("Europe/Berlin")
+    with pytest.raises(xmsgl.TimeError, match=r"tz_localize\(None\)") as info:
+        basin.assign_coords(time=local).msgl.validate()
+    assert "with ds = ds.assign_coords(time=ds.indexes['time'].tz_convert(None))" not in str(info.value)
+    utc = basin.assign_coords(time=local.tz_convert(None))
+    with pytest.warns(xmsgl.XmsglWarning, match=r"every stamp of 'time' is at 22:00 and 23:00.*dt.round"):
+        utc.msgl.validate()
+    with pytest.raises(xmsgl.TimeError, match=r"2 times of day.*dt.round\('D'\)") as info:
+        fill_daily(utc)
+    advice = re.search(r"ds = ds.assign_coords\(time=(ds.time.dt.round\('D'\))\)", str(info.value))
+    assert advice
+    fixed = utc.assign_coords(time=eval(advice.group(1), {"ds": utc}))
+    np.testing.assert_array_equal(fixed.time.values, basin.time.values)
+    # Stamps of a zone west of Greenwich (04:00 and 05:00 UTC) still floor to their dates.
+    west = basin.assign_coords(
+        time=pd.DatetimeIndex(basin.time.values).tz_localize("America/New_York").tz_convert(None))
+    with pytest.raises(xmsgl.TimeError, match=r"floor\('D'\)"):
+        fill_daily(west)
 
 
 PERIODS = {"train": ("2000-10-01", "2002-09-30"), "val": ("2002-10-01", "2003-09-30")}

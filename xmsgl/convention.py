@@ -626,11 +626,16 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
     offsets = np.unique(np.asarray(t - t.normalize()))
     if offsets.size > 1:
         # A grid at one time of day would leave the other stamps out (and their
-        # observations with them).
+        # observations with them). Stamps all after noon are most often local midnights
+        # converted to UTC (two hours where the zone keeps summer time): rounded, they
+        # fall on their own dates, where floor would put each on the day before.
+        late = pd.Timedelta(offsets.min()) > pd.Timedelta(hours=12)
         raise TimeError(
             f"the stamps of 'time' lie at {offsets.size} times of day (e.g. "
             f"{', '.join(str(pd.Timedelta(o)) for o in offsets[:2])}); give each day one stamp "
-            "at one time first: ds = ds.assign_coords(time=ds.time.dt.floor('D'))")
+            "at one time first: ds = ds.assign_coords(time=ds.time.dt."
+            + ("round('D')) (every stamp is after noon: local midnights converted to UTC, "
+               "which floor would put on the day before)" if late else "floor('D'))"))
     if len(t) < 2:
         return ds.copy()
     daily = pd.date_range(t[0], t[-1], freq="D")
@@ -1187,8 +1192,10 @@ def _refuse_timezones(time: xr.DataArray) -> None:
     raise TimeError(
         f"coordinate 'time' holds timezone-aware timestamps (time zone {tz}); xmsgl needs naive "
         f"datetime64 days: keep the local dates of daily values with "
-        f"ds = ds.assign_coords(time={fix}.tz_localize(None)), or convert them to naive UTC "
-        f"with ds = ds.assign_coords(time={fix}.tz_convert(None))"
+        f"ds = ds.assign_coords(time={fix}.tz_localize(None)) (a daily value's day is its "
+        f"local date; converting to UTC with tz_convert(None) would put the local midnights "
+        f"of a zone east of Greenwich on the evening before, and each value on the day before "
+        f"its own)"
     )
 
 
@@ -1284,16 +1291,17 @@ def _check_time(ds: xr.Dataset) -> None:
                 "leaves the observations missing there)"
             )
     offsets = np.unique(np.asarray(idx - idx.normalize()))
-    if (offsets.size == 1 and pd.Timedelta(offsets[0]) > pd.Timedelta(hours=12)
+    if (offsets.size and pd.Timedelta(offsets.min()) > pd.Timedelta(hours=12)
             and "bounds" not in ds[TIME].attrs):
-        # Every value at one late hour: most often local midnights converted to UTC
-        # (each value then read as the day before its own), or stamps at a day's end.
-        hour = str(pd.Timedelta(offsets[0]))[-8:-3]
+        # Every value late in the day: most often local midnights converted to UTC
+        # (each value then read as the day before its own; two hours where the zone
+        # keeps summer time), or stamps at a day's end.
+        hours = " and ".join(str(pd.Timedelta(o))[-8:-3] for o in offsets[:2])
         warnings.warn(
-            f"every stamp of 'time' is at {hour}: a value's day is its stamp's date, so each is "
-            "read as that date's; if these are local midnights converted to UTC, or stamps at "
-            "the end of the day, round them to their dates first: "
-            "ds = ds.assign_coords(time=ds.time.dt.round('D'))",
+            f"every stamp of 'time' is at {hours}{' or later' if offsets.size > 2 else ''}: a "
+            "value's day is its stamp's date, so each is read as that date's; if these are "
+            "local midnights converted to UTC, or stamps at the end of the day, round them to "
+            "their dates first: ds = ds.assign_coords(time=ds.time.dt.round('D'))",
             XmsglWarning, stacklevel=user_stacklevel())
     _check_time_bounds(ds, t)
 
