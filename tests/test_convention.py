@@ -843,3 +843,17 @@ def test_dates_of_its_own_beside_time_get_advice_that_works() -> None:
     kept = re.search(r"or leave it out with (ds\.drop_vars\(.*?\))", said)
     assert kept
     input_variables(eval(kept.group(1), {"ds": ds}))
+
+
+def test_a_head_reach_in_the_wrong_segment_is_named_beside_the_reach_flowing_into_it() -> None:
+    # Reach 31, the head of segment 3 where segments 1 and 2 join, given segment 1: the
+    # error named reach 22 of segment 2 and advised changing its 'reach_to', which then
+    # validated a wrong network (segment 2 bypassing reach 31).
+    ds = hand_basin()
+    bad = ds.assign(reach_seg=ds.reach_seg.where(ds.reach != 31, 1))
+    with pytest.raises(TopologyError, match=r"reaches \[22\] leave segments \[2\] into segment 1.*"
+                                            r"or, if reach 31 lies in segment 3, correct its "
+                                            r"'reach_seg' \(now 1\)"):
+        validate(bad)
+    fixed = bad.assign(reach_seg=bad.reach_seg.where(bad.reach != 31, 3))
+    xr.testing.assert_identical(validate(fixed), validate(ds))

@@ -1157,6 +1157,13 @@ def topology_arrays(ds: xr.Dataset) -> Topology:
             + f", but 'seg_to' says those segments drain to "
             f"{format_ids([OUTLET if t < 0 else seg_ids[t] for t in seg_to_idx[reach_seg_idx[r]]])}; "
             f"make 'reach_to' of each segment's outlet reach point into its downstream segment"
+            + "".join(
+                # The reach flowed into may be the one misplaced: a head reach of the
+                # downstream segment given another segment in 'reach_seg'.
+                f", or, if reach {reach_ids[reach_to_idx[i]].item()!r} lies in segment "
+                f"{seg_ids[seg_to_idx[reach_seg_idx[i]]].item()!r}, correct its 'reach_seg' "
+                f"(now {seg_ids[to_seg_of_reach[i]].item()!r})"
+                for i in r[:3] if reach_to_idx[i] >= 0 and seg_to_idx[reach_seg_idx[i]] >= 0)
         )
     outlet_reach = np.full(n_seg, -1, dtype=np.int64)
     outlet_reach[reach_seg_idx[leaves]] = np.flatnonzero(leaves)
