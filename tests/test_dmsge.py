@@ -543,15 +543,20 @@ def test_explain_refuses_a_baseline_with_a_typed_error(basin: xr.Dataset) -> Non
 
 def test_top_neighbour_sums_a_node_over_the_blocks() -> None:
     # explain's top neighbour of the dynamic graph: the node whose wins, summed over
-    # the blocks, are largest (the smaller node on a tie).
+    # the blocks, are largest (on a tie the one of the smaller id, whatever the rows'
+    # order: the smaller row position had been taken, so a permuted dataset could
+    # name another neighbour).
     from xmsgl.explain import _top_neighbour
 
     rows = np.array([0, 0, 0, 1, 1, 2])
     cols = np.array([2, 1, 2, 0, 2, 1])
     w = np.array([0.2, 0.3, 0.25, 0.5, 0.5, 1.0])
-    top, share = _top_neighbour(rows, cols, w, 3)
+    top, share = _top_neighbour(rows, cols, w, 3, np.array([10, 11, 12]))
     assert top.tolist() == [2, 0, 1]
     np.testing.assert_allclose(share, [0.45, 0.5, 1.0])
+    # Row 1 ties between positions 0 and 2: the smaller id wins, not the smaller position.
+    top, _ = _top_neighbour(rows, cols, w, 3, np.array([12, 11, 10]))
+    assert top.tolist() == [2, 2, 1]
 
 
 def test_the_winners_of_mean_messages_are_those_of_the_stacked_messages() -> None:

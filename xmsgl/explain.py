@@ -257,7 +257,7 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
                 top_id[lay, g] = reach_ids[idx_g[np.arange(n), best]]
                 top_share[lay, g] = w[np.arange(n), best]
             else:
-                top_j, top_share[lay, g] = _top_neighbour(rows, j, wf, n)
+                top_j, top_share[lay, g] = _top_neighbour(rows, j, wf, n, reach_ids)
                 top_id[lay, g] = reach_ids[top_j]
             b = np.clip(np.searchsorted(edges, dist, side="right") - 1, 0, n_bins - 1)
             hist[lay, g] = np.bincount(b, weights=wf, minlength=n_bins) / max(float(wf.sum()), 1e-12)
@@ -338,15 +338,16 @@ def _energy_by_blocks(h: Any, pieces: list[tuple[int, int, Any]]) -> tuple[float
     return float(energy), float(energy) / spread if spread > 0 else 0.0
 
 
-def _top_neighbour(rows: np.ndarray, j: np.ndarray, w: np.ndarray, n: int
+def _top_neighbour(rows: np.ndarray, j: np.ndarray, w: np.ndarray, n: int, ids: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the column with the largest summed weight (the smallest column on a
-    tie) and that weight, from entries ``(rows, j, w)``."""
+    """Per row, the column with the largest summed weight (on a tie, the one of the
+    smallest id in ``ids``, so that the dataset's row order does not choose) and that
+    weight, from entries ``(rows, j, w)``."""
     keys, inv = np.unique(rows.astype(np.int64) * n + j, return_inverse=True)
     total = np.bincount(inv.reshape(-1), weights=w, minlength=keys.size)
     r, c = keys // n, keys % n
-    # Sorted by row, then by weight (largest first), then by column: each row's first.
-    order = np.lexsort((c, -total, r))
+    # Sorted by row, then by weight (largest first), then by id: each row's first.
+    order = np.lexsort((ids[c], -total, r))
     first = order[np.r_[True, r[order][1:] != r[order][:-1]]]
     top_j = np.zeros(n, dtype=np.int64)
     top_w = np.full(n, np.nan)
