@@ -789,10 +789,13 @@ def _days_text(time: pd.DatetimeIndex, mask: np.ndarray, most: int = 3) -> str:
 SCRAP_DAYS = 30
 
 
-def _warn_scraps(time: pd.DatetimeIndex, ranges: list[tuple[int, int]], window: int) -> None:
+def _warn_scraps(time: pd.DatetimeIndex, ranges: list[tuple[int, int]], window: int,
+                 what: str = "the training period") -> None:
     """Warn when gaps in ``time`` leave most training days in runs shorter than
     :data:`SCRAP_DAYS`: windows never cross a gap, so the recurrence would learn from
-    short windows that each start from a fresh state."""
+    short windows that each start from a fresh state. ``what``: the days' name in the
+    messages (ASYNC-MSGL's stage A has its own)."""
+    given = "the training periods given" if what == "the training period" else f"{what} given"
     runs = np.array([b - a for a, b in ranges], dtype=np.int64)
     least = min(SCRAP_DAYS, window)
     short = runs < least
@@ -804,12 +807,13 @@ def _warn_scraps(time: pd.DatetimeIndex, ranges: list[tuple[int, int]], window: 
                for (_, b), (a, _) in zip(ranges[:-1], ranges[1:], strict=True))
     if runs.size == 1:
         warnings.warn(
-            f"the training period holds {int(runs[0])} consecutive days, fewer than {least}: the "
+            f"{what} holds {int(runs[0])} consecutive days, fewer than {least}: the "
             "recurrence learns from windows that short, each starting from a fresh state; give a "
-            "longer training period", XmsglWarning, stacklevel=user_stacklevel())
+            f"longer {what.split(' ', 1)[1] if what.startswith('the ') else what}",
+            XmsglWarning, stacklevel=user_stacklevel())
     elif gaps:
         warnings.warn(
-            f"gaps in 'time' cut the training period into {runs.size} runs of consecutive "
+            f"gaps in 'time' cut {what} into {runs.size} runs of consecutive "
             f"days, and {int(runs[short].sum())} of its {int(runs.sum())} days lie in runs "
             f"shorter than {least} days: windows never cross a gap, so the "
             "recurrence learns from short windows that each start from a fresh state; fill "
@@ -818,7 +822,8 @@ def _warn_scraps(time: pd.DatetimeIndex, ranges: list[tuple[int, int]], window: 
             TimeGapWarning, stacklevel=user_stacklevel())
     else:
         warnings.warn(
-            f"the training periods given are {runs.size} runs of consecutive days, and "
+            f"{given} {'are' if given.endswith('s given') else 'is'} {runs.size} runs of "
+            f"consecutive days, and "
             f"{int(runs[short].sum())} of their {int(runs.sum())} days lie in runs shorter than "
             f"{least} days: windows never cross from one period to the next, so the recurrence "
             "learns from short windows that each start from a fresh state; give longer periods",
@@ -1664,8 +1669,19 @@ def fit(
                 # judged (coverage, downscale's warnings) against those of the
                 # segments stage A learned from, on its days.
                 spec.observed_range.update(observed_ranges(ds, spec, {SEG: raw_a}, mask_a))
-            wins_a = make_windows(period_ranges(time, mask_a), int(window), int(stride))
-            beyond = mask_a & ~masks["train"]
+            ranges_a = period_ranges(time, mask_a)
+            _warn_scraps(time, ranges_a, int(window), "stage A's period")
+            wins_a = make_windows(ranges_a, int(window), int(stride))
+            # The days whose targets stage A read: each run of its days from the first
+            # to the last with a value (days before or after them only warm the state
+            # up or are not read), for the record and the warnings of what it saw.
+            valued = np.isfinite(raw_a).any(axis=1)
+            read_a = np.zeros_like(mask_a)
+            for a, b in ranges_a:
+                at = a + np.flatnonzero(valued[a:b])
+                if at.size:
+                    read_a[at[0]:at[-1] + 1] = True
+            beyond = read_a & ~masks["train"]
             if test is None and stage_a_period is None and beyond.any():
                 warnings.warn(
                     f"no test period was given, so stage A also reads {stage_a_variable!r} on "
@@ -1679,9 +1695,21 @@ def fit(
             score_a = (fine_val if "remap-fine" in stage_a_tasks
                        else val_score("cross", ys_std_reach) if "remap" in stage_a_tasks
                        else coarse_val)
+            if (score_a is coarse_val and masks["val"].any()
+                    and (y_seg is None or not np.isfinite(y_seg[masks["val"]]).any())):
+                # As for direct's coarse pretraining: nothing held out chooses the epoch.
+                warnings.warn(
+                    f"the validation period {periods['val']} holds no coarse observation "
+                    "('seg_temp' is all NaN there): stage A of 'async-msgl', which trains the "
+                    "coarse task alone, keeps the epoch with the lowest training loss; give "
+                    "val= days with coarse observations, or add 'remap' to stage_a_tasks (its "
+                    "cross-scale estimate is scored on the fine observations)", XmsglWarning,
+                    stacklevel=user_stacklevel())
             run("stage_a", targets_a, wins_a, score_a, pre_epochs)
             periods["stage_a"] = [(str(time[a].date()), str(time[b - 1].date()))
-                                  for a, b in period_ranges(time, mask_a)]
+                                  for a, b in period_ranges(time, read_a)]
+            data_record = _data_record(ds, y_reach, y_seg, masks["train"] | masks["val"],
+                                       stage_a=(stage_a_variable, raw_a))
         # ASYNC-MSGL fine-tunes: where stage A trained the fine head ("remap-fine"), the
         # weights it left compete for the checkpoint. Otherwise the head scored is the
         # one stage A never trained, whose starting score says nothing of stage A.
@@ -1761,19 +1789,25 @@ def fit(
 
 
 def _data_record(ds: xr.Dataset, y_reach: np.ndarray, y_seg: np.ndarray | None,
-                 days: np.ndarray) -> dict[str, Any]:
+                 days: np.ndarray, stage_a: tuple[str, np.ndarray] | None = None) -> dict[str, Any]:
     """What identifies the observations a fit learned from: a sha256 of the targets
     (degC, in id order, NaN where unobserved) on the training and validation ``days``,
-    with the record of the thinning that made them (``sparsify``) and the dataset's
-    ``history``, so that two models can be told apart by their data without refitting."""
+    and, for ASYNC-MSGL, of ``stage_a`` (its variable's name and its values on stage A's
+    days, NaN elsewhere), with the record of the thinning that made them (``sparsify``)
+    and the dataset's ``history``, so that two models can be told apart by their data
+    without refitting."""
     h = hashlib.sha256()
-    for y in (y_reach, y_seg):
-        if y is not None:
-            part = np.asarray(y[days], dtype=np.float32)
-            # One NaN pattern, whatever the file's: the hash follows the values.
-            h.update(np.where(np.isfinite(part), part, np.float32(np.nan)).tobytes())
+    parts = [y[days] for y in (y_reach, y_seg) if y is not None]
+    if stage_a is not None:
+        h.update(f"stage A: {stage_a[0]}".encode())
+        parts.append(stage_a[1])
+    for y in parts:
+        part = np.asarray(y, dtype=np.float32)
+        # One NaN pattern, whatever the file's: the hash follows the values.
+        h.update(np.where(np.isfinite(part), part, np.float32(np.nan)).tobytes())
     return {"targets_sha256": h.hexdigest(),
-            "targets_days": "training and validation",
+            "targets_days": "training and validation" + (
+                f", and {stage_a[0]!r} on stage A's days" if stage_a is not None else ""),
             "sparsify": str(ds["reach_temp"].attrs.get("xmsgl_sparsify", "")),
             "history": str(ds.attrs.get("history", ""))}
 
