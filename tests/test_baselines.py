@@ -624,3 +624,31 @@ def test_baseline_outputs_name_the_held_out_days_the_seed_and_the_inputs(small_b
     assert back.sha256 == model.sha256 and back.config["test"] == [list(test)]
     # Without test= nothing is said of held-out days.
     assert "xmsgl_test_periods" not in ds.msgl.downscale(xmsgl.fit(ds, "idw")).attrs
+
+
+@pytest.mark.parametrize(("name", "value", "error", "says"), [
+    # (at fit validate names them first, as missing-data codes)
+    ("reach_air_temp", -9999.0, "UnitsError", "outside the plausible|missing-data code"),
+    ("reach_air_temp", 200.0, "UnitsError", "outside the plausible|missing-data code"),
+    ("reach_precip", -9999.0, "DataError", "standard deviations from its training mean"),
+    ("reach_discharge", 1e7, "DataError", "standard deviations from its training mean"),
+])
+def test_the_gru_refuses_the_inputs_the_networks_refuse(gru_basin: xr.Dataset, gru_model, name: str,
+                                                         value: float, error: str, says: str) -> None:
+    # It checked NaN alone: one fill value or impossible temperature moved its
+    # predictions by 1-9 degC without a word, where every network refuses them.
+    bad = gru_basin.copy(deep=True)
+    index = (2, 400) if bad[name].dims[0] == "reach" else (400, 2)
+    bad[name].values[index] = value
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xmsgl.XmsglWarning)
+        with pytest.raises(getattr(xmsgl, error), match=says) as info:
+            gru_model.predict(bad)
+    assert "at reach 3 on 2001-11-05" in str(info.value) and "or leave the variable out" not in str(info.value)
+    # At fit the same, on days outside the training period too.
+    from xmsgl.model import fit
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xmsgl.XmsglWarning)
+        with pytest.raises(getattr(xmsgl, error), match=says):
+            fit(bad, "gru", epochs=1, window=180, stride=90, progress=False)

@@ -140,6 +140,27 @@ def _inputs(ds: xr.Dataset, names: list[str], mean: dict[str, float], std: dict[
     return out
 
 
+def _check_inputs(ds: xr.Dataset, names: list[str], spec: Any, fitting: bool) -> None:
+    """The networks' checks of the inputs read (:class:`xmsgl.train.InputDays`): a degC
+    input outside the plausible range, NaN or infinite values, values beyond
+    :data:`~xmsgl.train.MAX_STANDARD_SCORE` training standard deviations and
+    undeclared fill values are typed errors that say where, instead of moving the
+    predictions without a word. ``spec``: the GRU's scalers
+    (:class:`~xmsgl.train.FeatureSpec`); ``fitting``: whether leaving an input out is
+    still a choice (at fit, not for a fitted model)."""
+    from xmsgl.train import _check_scores, _check_temperature, _input_values
+
+    for name in names:
+        vals, static = _input_values(ds, name, REACH)
+        if not vals.size:
+            continue
+        vmin, vmax = float(np.min(vals)), float(np.max(vals))
+        mean, std = np.float32(spec.mean[name]), np.float32(spec.std[name])
+        lo, hi = (np.float32(vmin) - mean) / std, (np.float32(vmax) - mean) / std
+        _check_temperature(name, vmin, vmax, spec, ds[name].attrs, vals, ds, REACH)
+        _check_scores(name, lo, hi, vals, spec, static, ds, REACH, fitting=fitting)
+
+
 def _warn_input_range(x: np.ndarray, on_time: list[bool], names: list[str], var: dict[str, Any]) -> None:
     """Warn (:class:`~xmsgl.exceptions.InputRangeWarning`) of time-varying inputs of the
     days run (warm-up included) far beyond their training range, as ``downscale`` does
@@ -319,7 +340,9 @@ class GRUModel(BaselineModel):
         hp = self.config["hyperparameters"]
         spinup = int(hp.get("spinup", 180))
         x0 = max(0, t0 - spinup)
-        x = _inputs(ds.isel({TIME: slice(x0, t1)}), names, var["mean"], var["std"])
+        run_days = ds.isel({TIME: slice(x0, t1)})
+        _check_inputs(run_days, names, self.features, fitting=False)
+        x = _inputs(run_days, names, var["mean"], var["std"])
         _warn_input_range(x, [TIME in ds[n].dims for n in names], names, var)
         # Reaches whose static inputs lie far beyond the observed reaches', as
         # downscale warns for the networks.
@@ -610,6 +633,7 @@ def fit_gru(
 
     rspec = FeatureSpec([], names, 0, {v: spec.units[v] for v in names}, {v: spec.static[v] for v in names})
     fit_scalers(ds, rspec, masks["train"])
+    _check_inputs(ds, names, rspec, fitting=True)
     x = _inputs(ds, names, rspec.mean, rspec.std)  # (R, T, F)
     y = np.asarray(ds["reach_temp"].transpose(REACH, TIME).values, dtype=np.float32)
     # What predict judges a dataset's inputs against, as the networks do: each input's
