@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -552,3 +553,23 @@ def cpu_run_alone(net) -> None:  # type: ignore[no-untyped-def]
 
     with on_device(net, torch.device("cpu")):
         pass
+
+
+def test_another_network_reusing_the_models_ids_is_not_called_part_of_it() -> None:
+    # Another basin whose reach ids are all among the model's: the error named only
+    # the missing ids (as if the rest were the model's graph), and check_graph=False
+    # called it "part of the model's" network, though its pointers differ.
+    one = xmsgl.datasets.synthetic_basin(n_segments=8, start="2000-10-01", end="2001-09-30", seed=1)
+    other = xmsgl.datasets.synthetic_basin(n_segments=8, start="2000-10-01", end="2001-09-30", seed=2)
+    assert np.isin(other.reach.values, one.reach.values).all() and other.sizes["reach"] < one.sizes["reach"]
+    m = one.msgl.fit(method="msgl", epochs=1, hidden=4, window=120, stride=120, seed=0, progress=False)
+    with pytest.raises(xmsgl.ModelMismatchError, match=r"of the model's graph are missing; the nodes "
+                                                       r"whose ids both have are not compared"):
+        other.msgl.downscale(m)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        other.msgl.downscale(m, check_graph=False)
+    said = " ".join(str(w.message) for w in seen)
+    assert "is part of the model's" not in said
+    if "cuts its drainage basins" in said:
+        assert "ids alone are compared" in said

@@ -557,7 +557,9 @@ def partial_network(model: Downscaler, graphs: Any) -> str | None:
         break  # the segments say it; the reaches only where the segments are whole
     if not parts:
         return None
-    return ("the dataset's network is part of the model's and cuts its drainage basins: "
+    return ("the dataset's network, every id of it one of the model's (ids alone are "
+            "compared: a network whose ids the model's reuses for other nodes reads the same), "
+            "cuts its drainage basins: "
             + parts[0] + ". With check_graph=False the graphs are built on this part, and each "
             "node's graph reads its whole flow path, so these predictions differ from those of "
             "the model's network (by 0.7-3.5 degC, as a median over reaches, on cut-outs of the "
@@ -2066,7 +2068,12 @@ def check_compatible(model: Downscaler, ds: xr.Dataset, graphs: Any, scale: str)
                 diffs.append(f"{dim} ids {format_ids(sorted(have - want))} are not in the model's graph")
             if want - have:
                 diffs.append(f"{dim} ids {format_ids(sorted(want - have))} of the model's graph are missing")
-        if not diffs:
+        if diffs:
+            # The model keeps the fingerprint of its network, not its pointers: with other
+            # ids, whether the nodes both have are linked alike cannot be told.
+            diffs.append("the nodes whose ids both have are not compared (their pointers, "
+                         "parents and lengths may differ too)")
+        else:
             diffs.append(_same_ids_differ(graphs, g, here_parts))
         raise ModelMismatchError(
             "the dataset's river graph differs from the one the model was fitted on: "
