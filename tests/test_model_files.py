@@ -157,6 +157,19 @@ def test_format_versions_that_are_not_known_integers_are_refused(saved: Path, ve
         load(saved)
 
 
+@pytest.mark.parametrize("method", ["fine-only", "remap", "direct", "async-msgl"])
+def test_a_method_edited_into_another_is_refused(saved: Path, method: str) -> None:
+    # MSGL's weights have the shape of fine-only's and remap's: with its method edited,
+    # the folder loaded and predicted through another head, 5-6 degC off, without a word.
+    cfg = json.loads((saved / "config.json").read_text())
+    assert cfg["method"] == "msgl" and cfg["output"] == "fine" and cfg["stage_a"] is None
+    cfg["method"] = method
+    (saved / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(DataError, match=rf"method '{method}' (predicts with its|has an ASYNC-MSGL "
+                                        r"stage A).*edited or damaged"):
+        load(saved)
+
+
 def test_corrupt_config_gives_a_typed_error(saved: Path) -> None:
     (saved / "config.json").write_text('{"format": "xmsgl-model", "weights": {')
     with pytest.raises(XmsglError, match="config.json"):

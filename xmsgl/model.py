@@ -363,6 +363,16 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
 
     if config["method"] not in METHODS:
         raise bad(f"method {config['method']!r} is not one of {list(METHODS)}")
+    # The weights of several methods have one shape: a method edited into another
+    # would read them as that method's head and output, without a word.
+    method = config["method"]
+    if "output" in config and config["output"] != _OUTPUT[method]:
+        raise bad(f"method {method!r} predicts with its {_OUTPUT[method]!r} output, but the "
+                  f"config records the {config['output']!r} output of another method")
+    if "stage_a" in config and (config["stage_a"] is not None) != (method == "async-msgl"):
+        raise bad(f"method {method!r} " + ("has an ASYNC-MSGL stage A, but the config records none"
+                                           if method == "async-msgl" else
+                                           "has no stage A, but the config records ASYNC-MSGL's"))
     for key in ("history", "periods"):
         if key in config and not isinstance(config[key], dict):
             raise bad(f"the {key} entry is a {type(config[key]).__name__}, not a dict")
