@@ -209,7 +209,8 @@ def test_damaged_or_edited_baseline_folders_are_typed_errors(tmp_path, fitted: d
     arrays = dict(np.load(good / "arrays.npz"))
     arrays["reach_clim"] = arrays["reach_clim"] + 1
     np.savez(changed / "arrays.npz", **arrays)
-    with pytest.raises(xmsgl.DataError, match="does not match the sha256"):
+    # A ModelMismatchError, as a network's weights that do not match their sha256 give.
+    with pytest.raises(xmsgl.ModelMismatchError, match="does not match the sha256"):
         load_baseline(changed)
     for key, value, expect in (("method", "kriging", "names method 'kriging'"),
                                ("format_version", 99, "format version 99"),

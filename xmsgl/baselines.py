@@ -644,7 +644,9 @@ def load_baseline(path: str | os.PathLike[str]) -> BaselineModel:
     try:
         with open(path / CONFIG) as f:
             config = json.load(f)
-        with np.load(path / ARRAYS) as z:  # allow_pickle=False: arrays of numbers only
+        # Opened here, so that a damaged file is closed too (np.load given a path left
+        # it open when the zip could not be read). allow_pickle=False: numbers only.
+        with open(path / ARRAYS, "rb") as fh, np.load(fh) as z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise DataError(f"{str(path)!r} is not a readable xmsgl baseline folder ({type(err).__name__}: "
@@ -668,8 +670,11 @@ def load_baseline(path: str | os.PathLike[str]) -> BaselineModel:
                         "the file is damaged or was edited: fit and save the baseline again")
     recorded = config.get("arrays_sha256")  # absent in folders saved before it was recorded
     if recorded is not None and recorded != _arrays_digest(arrays):
-        raise DataError(f"{str(path)!r}: {ARRAYS} does not match the sha256 recorded in {CONFIG} "
-                        "when it was saved; it was changed or damaged: fit and save the baseline again")
+        # The error a network's weights give in this case, so that one except clause
+        # finds a data file swapped or changed in any saved model.
+        raise ModelMismatchError(
+            f"{str(path)!r}: {ARRAYS} does not match the sha256 recorded in {CONFIG} when it "
+            "was saved; it was changed or damaged: fit and save the baseline again")
     _check_loaded(path, str(method), config, arrays)
     return BaselineModel(str(method), config, arrays)
 
