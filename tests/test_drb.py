@@ -575,12 +575,38 @@ def test_unwritable_folder_names_the_way_it_was_chosen(tmp_path: Path, monkeypat
         raise PermissionError(13, "Permission denied", path)
 
     monkeypatch.setattr(pooch.core, "make_local_storage", refuse)
-    with pytest.raises(DataError, match="could not write") as info:
+    # The file is missing too: both are said, a folder that holds it first (offline,
+    # a writable folder alone, as the message once advised, holds no file either).
+    with pytest.raises(DataError, match="is missing from the data folder .*which cannot be "
+                                        "written.*cannot be downloaded") as info:
         drb.fetch(XWALK, folder=tmp_path, progress=False)
     assert "writable folder as folder=" in str(info.value) and "XMSGL_DATA_DIR" not in str(info.value)
+    assert "if the files are in another folder, point folder= at it" in str(info.value)
     monkeypatch.setenv("XMSGL_DATA_DIR", str(tmp_path))
     with pytest.raises(DataError, match="set XMSGL_DATA_DIR to a writable folder"):
         drb.fetch(XWALK, progress=False)
+    with pytest.raises(DataError, match=r"where \d+ of the \d+ files are missing"):
+        drb.fetch_data(progress=False)
+
+
+def test_a_data_folder_that_is_a_file_is_a_typed_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # XMSGL_DATA_DIR (or POOCH.path) naming a file, or a folder below one, gave a bare
+    # NotADirectoryError; folder= was already checked.
+    afile = tmp_path / "afile"
+    afile.write_text("a file")
+    for named, says in ((afile, "is a file, not a folder"), (afile / "sub", "lies below the file")):
+        monkeypatch.setenv("XMSGL_DATA_DIR", str(named))
+        for call in (lambda: drb.fetch(XWALK, progress=False), lambda: drb.fetch_data(progress=False),
+                     lambda: drb.open_drb(progress=False)):
+            with pytest.raises(DataError, match=f"named by XMSGL_DATA_DIR\\) {says}.*set XMSGL_DATA_DIR"):
+                call()
+    # A file where the registry's layout needs a folder.
+    monkeypatch.delenv("XMSGL_DATA_DIR")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / XWALK.split("/")[0]).write_text("in the way")
+    with pytest.raises(DataError, match="a file stands where a folder of its layout belongs"):
+        drb.fetch(XWALK, folder=folder, progress=False)
 
 
 def test_cache_folder_expands_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -253,7 +253,25 @@ def _where(folder: str | os.PathLike[str] | None, batch: tuple[str, ...] = ()) -
     if folder is not None:
         output_folder(folder, "folder")
     root, origin = _resolve(folder)
+    if origin != "folder":
+        # The other origins name a folder as surely: a file there (or above it) is
+        # told before anything is fetched, with the knob that chose it.
+        blocked = next((p for p in (root, *root.parents) if p.exists() and not p.is_dir()), None)
+        if blocked is not None:
+            raise DataError(
+                f"the data folder {str(root)!r} ({_ORIGIN_NOTE[origin]}) "
+                + ("is a file" if blocked == root else f"lies below the file {str(blocked)!r}")
+                + f", not a folder; {_FOLDER_FIX[origin]}")
     return _Where(root, origin, batch)
+
+
+#: How to choose another data folder, by where the folder came from.
+_FOLDER_FIX = {
+    "folder": "give a writable folder as folder= (`xmsgl fetch-data --folder`)",
+    "POOCH.path": "assign a writable folder to xmsgl.datasets.drb.POOCH.path",
+    "XMSGL_DATA_DIR": "set XMSGL_DATA_DIR to a writable folder",
+    "cache": "set XMSGL_DATA_DIR to a writable folder",
+}
 
 
 _ORIGIN_NOTE = {
@@ -423,18 +441,24 @@ def _download(name: str, url: str, known: str | None, where: _Where, existed: bo
             f"{known} and was discarded ({err}); try again later or report the changed file"
         ) from err
     except OSError as err:
+        if err.errno == errno.ENOTDIR:
+            # A file where the registry's layout needs a folder ('drb-trends' a file).
+            raise DataError(
+                f"could not write {name!r} into the data folder {str(where.root)!r} "
+                f"({_ORIGIN_NOTE[where.origin]}): a file stands where a folder of its layout "
+                f"belongs ({err}); move that file away, or {_FOLDER_FIX[where.origin]}") from err
         if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             # A full disk, a lost network drive...: the system failed a valid request
             # (the command exits 1 for an OSError), and another folder is not the fix.
             raise OSError(err.errno, f"could not write {name!r} into the data folder "
                                      f"{str(where.root)!r}: {err.strerror or err}") from err
-        fix = {
-            "folder": "give a writable folder as folder= (`xmsgl fetch-data --folder`)",
-            "POOCH.path": "assign a writable folder to xmsgl.datasets.drb.POOCH.path",
-        }.get(where.origin, "set XMSGL_DATA_DIR to a writable folder")
+        # The file is missing (else it would not be fetched) and cannot be downloaded
+        # here: both are said, so that a folder that holds it is the first fix offered.
         raise DataError(
-            f"could not write {name!r} into the data folder {str(where.root)!r} "
-            f"({_ORIGIN_NOTE[where.origin]}; {type(err).__name__}: {err}); {fix}"
+            f"{name!r} is missing from the data folder {str(where.root)!r}, which cannot be "
+            f"written ({_ORIGIN_NOTE[where.origin]}; {type(err).__name__}: {err}), so it "
+            f"cannot be downloaded ({url}) there; {_missing_hint(name, where, existed)}; or, "
+            f"with internet access, {_FOLDER_FIX[where.origin]}"
         ) from err
 
 
