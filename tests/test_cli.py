@@ -267,9 +267,9 @@ def files(tmp_path, monkeypatch: pytest.MonkeyPatch):
         (["evaluate", "--start", "2000-10-01T00:00Z"], "--start '2000-10-01T00:00Z' has a time zone"),
         # Known only once the basin is built, and still before the sweep.
         (["evaluate", "--cv", "climatology", "--folds", "40"],
-         "--cv climatology --blocking subbasin --folds 40: blocking='subbasin' finds 10 sub-basins"),
+         "--cv climatology --blocking subbasin --folds 40: --blocking subbasin finds 10 sub-basins"),
         (["evaluate", "--cv", "climatology", "--blocking", "water_year", "--folds", "5", "--end", "2003-09-30"],
-         "--folds 5: blocking='water_year' finds 3 water years but folds=5"),
+         "--folds 5: --blocking water_year finds 3 water years but --folds 5"),
         # The synthetic basin's options do not apply to a --data file: refused, not ignored.
         (["evaluate", "--data", "e1.nc", "--start", "2001-10-01"],
          "--start: these build the synthetic basin and do not apply to --data 'e1.nc'"),

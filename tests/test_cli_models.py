@@ -790,3 +790,86 @@ def test_a_second_ctrl_c_cannot_stop_the_removal_of_a_failed_write(tmp_path,
     finally:
         signal.signal(signal.SIGINT, before)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(
+        files: dict[str, str], tmp_path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # It was found when the model or the sweep was saved, after all the work, with
+    # exit 1 and an error naming a hidden temporary file.
+    import tempfile
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = tempfile.mkstemp
+
+    def refuse(*args, **kwargs):
+        if Path(kwargs.get("dir", "")) == locked:
+            raise PermissionError(13, "Permission denied")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(xmsgl, "fit", lambda *a, **k: pytest.fail("the fit ran"))
+    assert main(["fit", files["nc"], str(locked / "m"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert f"MODEL {str(locked / 'm')!r} cannot be written (Permission denied" in err
+    # A folder still to be made is judged by the nearest one that exists.
+    assert main(["fit", files["nc"], str(locked / "new" / "m"), *FAST]) == 2
+    assert "cannot be written" in capsys.readouterr().err
+    assert sorted(p.name for p in locked.iterdir()) == []
+
+
+def test_outputs_record_paths_and_commands_that_work_again(
+        files: dict[str, str], model_dir: str, tmp_path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # A quoted '~' (a Makefile's, a job script's variable) reached the command as typed:
+    # the files were read and written under $HOME, but `source` named '<cwd>/~/...'.
+    import shlex
+    import shutil
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(files["nc"], home / "b.nc")
+    shutil.copytree(model_dir, home / "m")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    assert main(["downscale", "~/m", "~/b.nc", "~/p.nc"]) == 0
+    source = xr.open_dataset(home / "p.nc").attrs["source"]
+    assert source == f"{home / 'b.nc'} with the model {home / 'm'}", source
+    # evaluate's command line is quoted, so that it runs again as written.
+    spaced = tmp_path / "a dir"
+    spaced.mkdir()
+    shutil.copy(files["nc"], spaced / "my basin.nc")
+    argv = ["evaluate", "--data", str(spaced / "my basin.nc"), "--methods", "climatology",
+            "--keep", "1", "--out", str(spaced / "e v.nc")]
+    assert main(argv) == 0
+    attrs = xr.open_dataset(spaced / "e v.nc").attrs
+    assert shlex.split(attrs["command"]) == ["xmsgl", *argv]
+    assert attrs["data"] == str(spaced / "my basin.nc")
+    capsys.readouterr()
+
+
+def test_the_grus_progress_goes_to_stderr(files: dict[str, str], tmp_path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # Its epochs were printed on stdout, among the results a script parses.
+    assert main(["fit", files["nc"], str(tmp_path / "g"), "--method", "gru", "--epochs", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert "gru epoch 1/2" in err and "gru epoch" not in out
+    assert out.startswith("fitted gru on ")
+
+
+def test_advice_is_in_the_commands_words(files: dict[str, str], tmp_path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # Python keywords where options exist: train= (start, end), a period printed as
+    # None, ds.msgl.coverage(model, time=...), cross_validate.
+    from xmsgl.cli import _cli_words
+
+    assert main(["fit", files["nc"], str(tmp_path / "m"), "--test", "2000-10-01", "2003-09-30", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "the test ('2000-10-01', '2003-09-30') period covers every day" in err
+    assert "None" not in err and "shorten it or give --train START END" in err
+    assert (_cli_words("; ds.msgl.coverage(model, time=...) lists the nodes")
+            == "; xmsgl coverage MODEL DATA --time START END lists the nodes")
+    assert "(xmsgl evaluate --cv METHOD)" in _cli_words("held-out data (xmsgl.evaluate.cross_validate), or")
+    assert (_cli_words("or blocking='subbasin' or 'reach') or ask for repeats=1", "evaluate")
+            == "or --blocking subbasin or reach) or ask for --repeats 1")

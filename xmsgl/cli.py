@@ -51,6 +51,7 @@ import argparse
 import contextlib
 import os
 import re
+import shlex
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -275,7 +276,13 @@ def _model_lines(value: str) -> list[str]:
 def _source(args: argparse.Namespace) -> str:
     """The ``source`` attribute of an output of DATA and MODEL: absolute paths, which
     still name the files once the output is moved."""
-    return f"{os.path.abspath(args.data)} with the model {os.path.abspath(args.model)}"
+    return f"{_absolute(args.data)} with the model {_absolute(args.model)}"
+
+
+def _absolute(path: str) -> str:
+    """``path`` as read: ``~`` expanded (a quoted one reaches the command as typed),
+    then absolute."""
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def _merge_steps(out: Any, steps: dict[str, Any]) -> Any:
@@ -342,11 +349,17 @@ def _open_zarr(path: Path, lazy: bool, **options: Any) -> Any:
 _CLI_WORDS = (
     (r"\bscale='(reach|seg|cross)'", r"--scale \1"),
     (r"\bpass check_graph=False\b", "pass --other-network"),
+    (r"\bds\.msgl\.coverage\(model, time=\.\.\.\)", "xmsgl coverage MODEL DATA --time START END"),
     (r"\bds\.msgl\.coverage\(model\)", "xmsgl coverage MODEL DATA"),
+    (r"\(xmsgl\.evaluate\.cross_validate\)", "(xmsgl evaluate --cv METHOD)"),
+    (r"\bblocking='(\w+)' or '(\w+)'", r"--blocking \1 or \2"),
+    (r"\bblocking='(\w+)'", r"--blocking \1"),
+    (r"\b(repeats|folds)=(\d+)", r"--\1 \2"),
     (r"\bcheck_graph=False\b", "--other-network"),
     (r"\btrain=, val= and test= \(start, end\)", "--train, --val and --test START END"),
     (r"\btrain=, val= and test=", "--train, --val and --test"),
     (r"\b(train|val|test)=\(start, end\)", r"--\1 START END"),
+    (r"\b(train|val|test)= \(start, end\)", r"--\1 START END"),
     (r"(?<![(.])(?<!, )\b(train|val|test|time)=\('([^']*)', '([^']*)'\)", r"--\1 \2 \3"),
     (r"(?<![(.])(?<!, )\b(train|val|test|time)=(?=[('\"])", r"--\1 "),
     (r"(?<![(.])(?<!, )\bmethod='([a-z-]+)'", r"--method \1"),
@@ -572,7 +585,28 @@ def _new_output(value: str, option: str, overwrite: bool, sources: Sequence[tupl
     if os.path.lexists(out) and not overwrite:
         raise ParameterError(f"{option} {value!r} already exists; pass --overwrite to replace it, "
                              f"or choose another {option}")
+    _refuse_unwritable(out, value, option)
     return out
+
+
+def _refuse_unwritable(out: Path, value: str, option: str) -> None:
+    """Refuse, before any work, an output whose folder cannot be written: the writers
+    put a temporary entry beside it (in the nearest folder that exists, the others
+    made on the way), and found this only once a fit or a sweep was done. A probe
+    file is made there and removed at once: permissions alone do not tell (a
+    read-only file system, a root user)."""
+    import tempfile
+
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".xmsgl-probe-")
+    except OSError as err:
+        raise ParameterError(f"{option} {value!r} cannot be written ({err.strerror or err} in "
+                             f"{str(folder)!r}); nothing was done: choose another {option}") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _names_a_folder(value: str) -> bool:
@@ -878,7 +912,7 @@ def _evaluate_data(args: argparse.Namespace) -> tuple[Any, str]:
     import xmsgl
 
     if args.data is not None:
-        return _open_data(args.data), args.data
+        return _open_data(args.data), _absolute(args.data)
     ds = xmsgl.datasets.synthetic_basin(n_segments=args.n_segments, start=args.start, end=args.end,
                                         seed=args.basin_seed, reach_obs_share=args.reach_obs_share)
     source = (f"synthetic_basin(n_segments={args.n_segments}, start={args.start!r}, "
@@ -956,7 +990,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         notes = _check_evaluate_data(args, ds)
         for note in notes:
             _warn(f"--cv {args.cv} --blocking {args.blocking} --folds {args.folds} --repeats "
-                  f"{args.repeats}: {note}")
+                  f"{args.repeats}: {_cli_words(note, 'evaluate')}")
         return _run_evaluate(args, out_path, ds, source, notes)
 
 
@@ -1038,7 +1072,7 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
             out.attrs["robustness_note"] = _ROBUSTNESS_NOTES[args.robustness]
         parts.append(f"robustness {_time.time() - t2:.0f} s")
     out.attrs["data"] = source
-    out.attrs["command"] = "xmsgl " + " ".join(args.argv)
+    out.attrs["command"] = "xmsgl " + shlex.join(args.argv)  # quoted: it can be run again
     to_netcdf_safe(_json_attrs(out), out_path, overwrite=args.overwrite)
     mean = sweep["rmse"].mean("seed")
     keep = [float(k) for k in sweep["keep"].values]

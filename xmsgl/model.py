@@ -965,10 +965,12 @@ def _resolve_periods(
             )
     if not masks["train"].any():
         if periods["train"] is None:
-            raise TimeError(f"the validation {periods['val']!r} and test {periods['test']!r} "
-                            f"periods cover every day of the dataset ({time[0].date()} to "
-                            f"{time[-1].date()}), which leaves none to train on; shorten them "
-                            "or give train= (start, end)")
+            given = " and ".join(f"{what} {periods[k]!r}" for k, what in
+                                 (("val", "validation"), ("test", "test")) if periods[k] is not None)
+            raise TimeError(f"the {given} period{'s' if ' and ' in given else ''} cover"
+                            f"{'' if ' and ' in given else 's'} every day of the dataset ({time[0].date()} to "
+                            f"{time[-1].date()}), which leaves none to train on; shorten "
+                            f"{'them' if ' and ' in given else 'it'} or give train= (start, end)")
         raise TimeError(f"the training period {periods['train']!r} holds no day of the dataset "
                         f"({time[0].date()} to {time[-1].date()})")
     for k, what in (("val", "validation"), ("test", "test")):

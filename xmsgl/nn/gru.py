@@ -29,6 +29,7 @@ import datetime as _dt
 import json
 import math
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -719,8 +720,9 @@ def fit_gru(
             best, best_state = crit, copy.deepcopy(net.state_dict())
             history["best_epoch"] = epoch + 1  # counted from 1, as the networks count
         if progress:
+            # On stderr, with the networks' progress bars: stdout is the results'.
             print(f"gru epoch {epoch + 1}/{epochs}: train RMSE {history['loss'][-1]:.3f} degC, "
-                  f"validation RMSE {score if score is None else round(score, 3)}")
+                  f"validation RMSE {score if score is None else round(score, 3)}", file=sys.stderr)
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
