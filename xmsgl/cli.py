@@ -1292,10 +1292,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _coverage(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from xmsgl.baselines import BaselineModel
-    from xmsgl.coverage import coverage
+    from xmsgl.coverage import coverage, judges
     from xmsgl.io import to_netcdf_safe
-    from xmsgl.nn.gru import GRUModel
 
     time = _period("--time", args.time)
     if not (np.isfinite(args.margin) and args.margin >= 0):
@@ -1311,7 +1309,7 @@ def _coverage(args: argparse.Namespace) -> int:
     with _warnings_as_lines():
         model = _load_model(args.model)
         # What only the model can tell, before DATA is read.
-        if isinstance(model, BaselineModel) and not isinstance(model, GRUModel):
+        if not judges(model):
             raise ParameterError(
                 f"MODEL {args.model!r} is the {model.method} baseline, which learns no weights "
                 "from inputs; coverage judges the network methods' models and the GRU's: fit "

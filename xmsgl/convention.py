@@ -1520,6 +1520,22 @@ def _codes_message(what: str, name: str, raw: xr.DataArray, scale: str, codes: l
             "(inputs may not be NaN; observations may)")
 
 
+def _refuse_codes(what: str, name: str, raw: xr.DataArray, new: xr.DataArray, scale: str,
+                  lo: float, hi: float, labelled: str = "") -> None:
+    """Refuse temperature ``raw`` (in ``scale``; ``new``: in degC) whose missing-data
+    codes (:func:`_isolated_codes`) are all that put it outside ``lo``..``hi`` degC,
+    naming them (``labelled``: how the rest is plausible, for the message)."""
+    codes = _isolated_codes(raw, scale)
+    if not codes:
+        return
+    rest_min, rest_max = _value_range(new.where(~raw.isin(codes)))
+    if lo <= rest_min and rest_max <= hi:
+        raise UnitsError(_codes_message(
+            what, name, raw, scale, codes,
+            f", and without {'them' if len(codes) > 1 else 'it'} the variable is plausible "
+            f"{labelled}" if labelled else ""))
+
+
 def _check_converted(
     name: str, units: object, scale: str, raw: xr.DataArray, new: xr.DataArray, water: bool
 ) -> None:
@@ -1540,16 +1556,10 @@ def _check_converted(
         return
     rmin, rmax = _value_range(raw)
     _refuse_infinite(name, raw, rmin, rmax)
-    codes = _isolated_codes(raw, scale)
-    if codes:
-        # A few codes put the range out: what else there is may be right as labelled,
-        # and relabelling the whole variable (which its range alone might suggest)
-        # would corrupt every value.
-        rest_min, rest_max = _value_range(new.where(~raw.isin(codes)))
-        if lo <= rest_min and rest_max <= hi:
-            raise UnitsError(_codes_message(
-                what, name, raw, scale, codes, f", and without {'them' if len(codes) > 1 else 'it'} the "
-                f"variable is plausible as labelled {units!r}"))
+    # A few codes put the range out: what else there is may be right as labelled, and
+    # relabelling the whole variable (which its range alone might suggest) would
+    # corrupt every value.
+    _refuse_codes(what, name, raw, new, scale, lo, hi, f"as labelled {units!r}")
     to_celsius = {"degC": lambda v: v, "K": lambda v: v - 273.15,
                   "degF": lambda v: (v - 32.0) * (5.0 / 9.0)}
     fits = [u for u, f in to_celsius.items() if u != scale and lo <= f(rmin) and f(rmax) <= hi]
@@ -1832,11 +1842,8 @@ def _temperature_to_celsius(
             vmin, vmax = _value_range(da)
             _refuse_infinite(name, da, vmin, vmax)
             a, b = lo - 5, hi + 15
-            codes = _isolated_codes(da, "degC") if not np.isnan(vmin) else []
-            if codes:
-                rest_min, rest_max = _value_range(da.where(~da.isin(codes)))
-                if a <= rest_min and rest_max <= b:
-                    raise UnitsError(_codes_message("water temperature", name, da, "degC", codes, ""))
+            if not np.isnan(vmin):
+                _refuse_codes("water temperature", name, da, da, "degC", a, b)
             if not np.isnan(vmin) and (vmin < a or vmax > b):
                 to_celsius = {"K": lambda v: v - 273.15, "degF": lambda v: (v - 32.0) * (5.0 / 9.0)}
                 fits = [u for u, f in to_celsius.items() if lo <= f(vmin) and f(vmax) <= hi]

@@ -50,6 +50,17 @@ __all__ = ["coverage", "WARN_SD", "WARN_DAYS_SHARE", "WARN_WINDOW_DAYS", "static
 WARN_SD = 5.0
 
 
+def judges(model: Any) -> bool:
+    """Whether :func:`coverage` judges ``model``: every network method's and the GRU's,
+    which learn weights from their inputs, not a baseline that learns none
+    (climatology, mohseni, idw, harmonic). The ``xmsgl coverage`` command asks this
+    before it reads its data."""
+    from xmsgl.baselines import BaselineModel
+    from xmsgl.nn.gru import GRUModel
+
+    return not isinstance(model, BaselineModel) or isinstance(model, GRUModel)
+
+
 def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = None) -> xr.Dataset:
     """Nodes of ``ds`` whose inputs lie beyond those of the observed nodes.
 
@@ -134,7 +145,6 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
     ['reach_beyond_observed', 'reach_beyond_sd', 'reach_beyond_variable',
      'reach_days_beyond_observed']
     """
-    from xmsgl.baselines import BaselineModel
     from xmsgl.model import Downscaler, load
     from xmsgl.nn.gru import GRUModel
     from xmsgl.train import _check_temperature
@@ -145,7 +155,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         raise ParameterError(f"margin={margin!r} must be a number of standard deviations >= 0")
     if isinstance(model, (str, os.PathLike)):
         model = load(model)
-    if isinstance(model, BaselineModel) and not isinstance(model, GRUModel):
+    if not judges(model):
         raise ParameterError(
             f"coverage judges the models fitted by the network methods (msgl, async-msgl, "
             f"fine-only, remap, direct, progressive) and the GRU; {model.method!r} is a baseline "

@@ -965,12 +965,13 @@ def _resolve_periods(
             )
     if not masks["train"].any():
         if periods["train"] is None:
-            given = " and ".join(f"{what} {periods[k]!r}" for k, what in
-                                 (("val", "validation"), ("test", "test")) if periods[k] is not None)
-            raise TimeError(f"the {given} period{'s' if ' and ' in given else ''} cover"
-                            f"{'' if ' and ' in given else 's'} every day of the dataset ({time[0].date()} to "
-                            f"{time[-1].date()}), which leaves none to train on; shorten "
-                            f"{'them' if ' and ' in given else 'it'} or give train= (start, end)")
+            given = [f"{what} {periods[k]!r}" for k, what in (("val", "validation"), ("test", "test"))
+                     if periods[k] is not None]
+            several = len(given) > 1
+            raise TimeError(f"the {' and '.join(given)} period{'s cover' if several else ' covers'} "
+                            f"every day of the dataset ({time[0].date()} to {time[-1].date()}), "
+                            f"which leaves none to train on; shorten {'them' if several else 'it'} "
+                            "or give train= (start, end)")
         raise TimeError(f"the training period {periods['train']!r} holds no day of the dataset "
                         f"({time[0].date()} to {time[-1].date()})")
     for k, what in (("val", "validation"), ("test", "test")):
@@ -1478,7 +1479,8 @@ def fit(
             "its own days, and stage B fine-tunes on the fine observations without the coarse "
             "task; give seg_temp on the training days (observed or from a process model) for "
             "the coarse task to go on in stage B", XmsglWarning, stacklevel=user_stacklevel())
-    data_record = _data_record(ds, y_reach, y_seg, masks["train"] | masks["val"])
+    # What stage A learned from (ASYNC-MSGL), for the record of the fit's data.
+    stage_a_record: tuple[str, np.ndarray] | None = None
     # What xmsgl.coverage compares a dataset's inputs with.
     spec.observed_range = observed_ranges(
         ds, spec, {s: y for s, y in ((SEG, y_seg), (REACH, y_reach)) if s in scales}, masks["train"])
@@ -1722,8 +1724,7 @@ def fit(
             run("stage_a", targets_a, wins_a, score_a, pre_epochs)
             periods["stage_a"] = [(str(time[a].date()), str(time[b - 1].date()))
                                   for a, b in period_ranges(time, read_a)]
-            data_record = _data_record(ds, y_reach, y_seg, masks["train"] | masks["val"],
-                                       stage_a=(stage_a_variable, raw_a))
+            stage_a_record = (stage_a_variable, raw_a)
         # ASYNC-MSGL fine-tunes: where stage A trained the fine head ("remap-fine"), the
         # weights it left compete for the checkpoint. Otherwise the head scored is the
         # one stage A never trained, whose starting score says nothing of stage A.
@@ -1791,7 +1792,7 @@ def fit(
         "stage_a": ({"period": periods.get("stage_a"), "tasks": list(stage_a_tasks),
                      "variable": stage_a_variable} if method == "async-msgl" else None),
         "n_fine_train_obs": n_fine_train,
-        "data": data_record,
+        "data": _data_record(ds, y_reach, y_seg, masks["train"] | masks["val"], stage_a_record),
         "seed": int(seed),
         "device": str(dev),
         "versions": _versions(),

@@ -456,6 +456,25 @@ def input_array(
     return np.ascontiguousarray(view) if contiguous else view
 
 
+def check_input_values(name: str, vals: np.ndarray, static: bool, spec: FeatureSpec,
+                       sel: xr.Dataset, dim: str, fitting: bool) -> tuple[float, float] | None:
+    """The checks of a fitted model's input ``name`` (``vals``, as :func:`_input_values`
+    gives them on the days and nodes ``dim`` of ``sel``), on its smallest and largest
+    value: a degC input outside the plausible range (:func:`_check_temperature`), then
+    NaN, infinite, far and fill values (:func:`_check_scores`; rounding is monotone, so
+    the extremes give the extreme scores). Returns those extremes (None without
+    values). ``fitting``: whether leaving the input out may be advised."""
+    if vals.size:
+        vmin, vmax = float(vals.min()), float(vals.max())
+        mean, std = np.float32(spec.mean[name]), np.float32(spec.std[name])
+        lo, hi = (np.float32(vmin) - mean) / std, (np.float32(vmax) - mean) / std
+        _check_temperature(name, vmin, vmax, spec, sel[name].attrs, vals, sel, dim)
+    else:
+        lo = hi = np.float32(0.0)
+    _check_scores(name, lo, hi, vals, spec, static, sel, dim, fitting=fitting)
+    return (vmin, vmax) if vals.size else None
+
+
 def _torch_view(vals: np.ndarray) -> torch.Tensor | None:
     """``vals`` viewed by torch (no copy), or None where torch cannot view it: not
     float32 in the machine's byte order, read-only, or strides torch refuses (negative
@@ -508,16 +527,8 @@ class InputDays:
         self.extremes: list[tuple[float, float] | None] = []
         for name, mean, std in zip(names, self._mean, self._std, strict=True):
             vals, static = _input_values(sel, name, dim)
-            if vals.size:
-                vmin, vmax = float(vals.min()), float(vals.max())
-                lo = (np.float32(vmin) - mean) / std
-                hi = (np.float32(vmax) - mean) / std
-            else:
-                lo = hi = np.float32(0.0)
-            self.extremes.append((vmin, vmax) if vals.size and not static else None)
-            if vals.size:
-                _check_temperature(name, vmin, vmax, spec, sel[name].attrs, vals, sel, dim)
-            _check_scores(name, lo, hi, vals, spec, static, sel, dim, fitting=False)
+            extremes = check_input_values(name, vals, static, spec, sel, dim, fitting=False)
+            self.extremes.append(None if static else extremes)
             if static:
                 z = vals.astype(np.float32) - mean
                 z /= std

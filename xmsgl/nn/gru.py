@@ -142,24 +142,17 @@ def _inputs(ds: xr.Dataset, names: list[str], mean: dict[str, float], std: dict[
 
 
 def _check_inputs(ds: xr.Dataset, names: list[str], spec: Any, fitting: bool) -> None:
-    """The networks' checks of the inputs read (:class:`xmsgl.train.InputDays`): a degC
-    input outside the plausible range, NaN or infinite values, values beyond
-    :data:`~xmsgl.train.MAX_STANDARD_SCORE` training standard deviations and
+    """The networks' checks of the inputs read (:func:`xmsgl.train.check_input_values`):
+    a degC input outside the plausible range, NaN or infinite values, far values and
     undeclared fill values are typed errors that say where, instead of moving the
     predictions without a word. ``spec``: the GRU's scalers
     (:class:`~xmsgl.train.FeatureSpec`); ``fitting``: whether leaving an input out is
     still a choice (at fit, not for a fitted model)."""
-    from xmsgl.train import _check_scores, _check_temperature, _input_values
+    from xmsgl.train import _input_values, check_input_values
 
     for name in names:
         vals, static = _input_values(ds, name, REACH)
-        if not vals.size:
-            continue
-        vmin, vmax = float(np.min(vals)), float(np.max(vals))
-        mean, std = np.float32(spec.mean[name]), np.float32(spec.std[name])
-        lo, hi = (np.float32(vmin) - mean) / std, (np.float32(vmax) - mean) / std
-        _check_temperature(name, vmin, vmax, spec, ds[name].attrs, vals, ds, REACH)
-        _check_scores(name, lo, hi, vals, spec, static, ds, REACH, fitting=fitting)
+        check_input_values(name, vals, static, spec, ds, REACH, fitting)
 
 
 def _warn_input_range(x: np.ndarray, on_time: list[bool], names: list[str], var: dict[str, Any]) -> None:
