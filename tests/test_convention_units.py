@@ -637,3 +637,19 @@ def test_lengths_in_km_are_bounded_in_metres() -> None:
     km["seg_length"].values[1] = 1e11   # passed as 1e11 km, became 1e14 m
     with pytest.raises(TopologyError, match="seg_length.*implausible lengths above"):
         xmsgl.validate(km)
+
+
+def test_an_isolated_water_temperature_inside_the_range_is_not_called_a_code() -> None:
+    # As for air temperatures, only values that put the range out are named as
+    # missing-data codes; a water record with one value far from the others but
+    # inside the plausible range was refused as "a missing-data code".
+    ds = basin()
+    vals = np.full(ds.reach_temp.shape, np.nan, np.float32)
+    vals[:, :40] = np.linspace(2.0, 18.0, 40, dtype=np.float32)
+    vals[0, 50] = 55.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xmsgl.XmsglWarning)
+        validate(relabel(ds, "reach_temp", "degC", vals))
+    vals[0, 50] = -99.9  # outside it: named as a code
+    with pytest.raises(UnitsError, match="holds -99.9 .*missing-data code"):
+        validate(relabel(ds, "reach_temp", "degC", vals))

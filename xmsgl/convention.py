@@ -1842,9 +1842,10 @@ def _temperature_to_celsius(
             vmin, vmax = _value_range(da)
             _refuse_infinite(name, da, vmin, vmax)
             a, b = lo - 5, hi + 15
-            if not np.isnan(vmin):
-                _refuse_codes("water temperature", name, da, da, "degC", a, b)
             if not np.isnan(vmin) and (vmin < a or vmax > b):
+                # Codes alone outside the range are named as codes (as for the other
+                # temperatures; an isolated value inside it is not taken for one).
+                _refuse_codes("water temperature", name, da, da, "degC", a, b)
                 to_celsius = {"K": lambda v: v - 273.15, "degF": lambda v: (v - 32.0) * (5.0 / 9.0)}
                 fits = [u for u, f in to_celsius.items() if lo <= f(vmin) and f(vmax) <= hi]
                 looks = (f"its values look like {fits[0]}: set ds[{name!r}].attrs['units'] = "
