@@ -94,6 +94,23 @@ def test_evaluate_keep_coarse_keeps_the_held_out_sites_coarse_observations(tmp_p
         assert "mask_coarse=False" in res.attrs["history"]
 
 
+def test_evaluate_prints_the_mean_over_distinct_held_out_sets(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    import xarray as xr
+
+    out = tmp_path / "dup.nc"
+    # Five water years in three folds, twice: one held-out set is drawn in both repetitions.
+    assert main(["evaluate", "--methods", "climatology", "--keep", "1.0", "--seeds", "0",
+                 "--n-segments", "5", "--cv", "climatology", "--blocking", "water_year", "--folds", "3",
+                 "--repeats", "2", "--out", str(out)]) == 0
+    printed = float(re.search(r"mean RMSE ([0-9.]+) degC over 5 distinct", capsys.readouterr().out)[1])
+    with xr.open_dataset(out) as res:
+        assert res.attrs["vd_n_duplicates_dropped"] == 1
+        assert printed == round(float(res.vd_mean.sel(stat="estimate")), 3)
+        assert round(float(res.cv_rmse.mean()), 3) != printed  # the duplicate counted twice
+
+
 def test_evaluate_writes_netcdf_and_prints_a_table(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     import xarray as xr
 
