@@ -615,6 +615,24 @@ def test_accessor_warns_when_scores_are_in_sample(small_basin: xr.Dataset) -> No
         small_basin.msgl.evaluate(pred, observed=small_basin.reach_temp_true.rename("truth"))
 
 
+def test_accessor_evaluate_gives_evaluates_typed_errors_before_judging_the_dates(small_basin: xr.Dataset) -> None:
+    # The in-sample check read the prediction's dates before evaluate's checks ran: a
+    # bad pair got pandas' errors instead of evaluate's typed ones.
+    clim = small_basin.msgl.fit(method="climatology", train=("2000-10-01", "2003-09-30"))
+    pred = small_basin.msgl.downscale(clim)
+    twice = xr.concat([pred.isel(time=slice(0, 10)), pred.isel(time=slice(5, 15))], "time")
+    with pytest.raises(xmsgl.TimeError, match="prediction has duplicated 'time' labels"):
+        small_basin.msgl.evaluate(twice)
+    noleap = pred.convert_calendar("noleap")
+    with pytest.raises(xmsgl.DataError, match="share no 'time' label"):
+        small_basin.msgl.evaluate(noleap)
+    # Both on a model calendar: scored, and judged on the dates the periods name.
+    on_noleap = small_basin.convert_calendar("noleap")
+    with pytest.warns(xmsgl.InSampleWarning, match=r"on 1095 days inside the model's training periods"):
+        scores = on_noleap.msgl.evaluate(noleap)
+    assert int(scores["n"]) > 0
+
+
 def test_the_in_sample_check_leaves_a_dask_backed_prediction_uncomputed(small_basin: xr.Dataset) -> None:
     # ds.msgl.evaluate stays lazy on a dask-backed prediction; its in-sample check
     # computed the prediction (against the observations), a second run of the whole

@@ -117,6 +117,9 @@ class MsglAccessor:
                     f"the dataset has neither {names[0]!r} nor {names[1]!r} to score "
                     "against; pass observed=<DataArray>"
                 )
+        # Scored first: its checks (duplicated labels, calendars, units) are the typed errors
+        # a bad pair gets, before the in-sample judgement reads the pair's dates.
+        result = evaluate(prediction, observed, **kwargs)
         scored = getattr(observed, "name", None)
         if scored in ("reach_temp", "seg_temp"):
             # Observations, by default or passed by hand: in-sample where the model read them.
@@ -124,7 +127,7 @@ class MsglAccessor:
         elif scored in ("reach_temp_true", "seg_temp_true") and str(scored)[:-5] in self._ds:
             # The truth is in-sample too at the node-days whose observations the model read.
             _warn_in_sample(prediction, observed, read=self._ds[str(scored)[:-5]])
-        return evaluate(prediction, observed, **kwargs)
+        return result
 
 
 def _paired(observed: xr.DataArray, prediction: xr.DataArray) -> xr.DataArray:
@@ -188,7 +191,15 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
     from xmsgl.exceptions import XmsglError
     from xmsgl.periods import period_mask
 
-    times = pd.DatetimeIndex(prediction["time"].values)
+    labels = prediction["time"].values  # as the pair has them, to select by
+    index = prediction.indexes.get("time")
+    try:
+        # The periods are dates; a model calendar's (cftime) are read as such where they
+        # exist in the standard one.
+        times = (pd.DatetimeIndex([f"{t.year:04d}-{t.month:02d}-{t.day:02d}" for t in index])
+                 if isinstance(index, xr.CFTimeIndex) else pd.DatetimeIndex(labels))
+    except (TypeError, ValueError):
+        return  # days such as 360_day's 30 February: the periods cannot be laid on them
     total: int | None = None  # all pairs scored against a truth, counted once if needed
     # ASYNC-MSGL's training periods include its stage A's days, on which it learned
     # from the segments' coarse values (carried to their reaches), not from reach_temp.
@@ -211,12 +222,12 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
             continue  # an attribute written by someone else: nothing to judge
         if not inside.any():
             continue
-        seen = observed.sel(time=observed["time"].isin(times[inside]))
+        seen = observed.sel(time=observed["time"].isin(labels[inside]))
         # The pairs scored there: an observation with a prediction beside it (by id).
-        pairs = _paired(seen, prediction.sel(time=times[inside]))
+        pairs = _paired(seen, prediction.sel(time=labels[inside]))
         if read is not None:
             # Of the truth's pairs there, those at node-days with an observation.
-            n = int((pairs & read.sel(time=read["time"].isin(times[inside])).notnull()).sum())
+            n = int((pairs & read.sel(time=read["time"].isin(labels[inside])).notnull()).sum())
             if n:
                 if total is None:
                     total = int(_paired(observed, prediction).sum())
