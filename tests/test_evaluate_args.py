@@ -124,6 +124,14 @@ def test_sweep_refuses_bad_lists(basin: xr.Dataset, kwargs: dict, match: str) ->
         sparsity_sweep(basin, **args)
 
 
+def test_a_sweep_whose_test_period_covers_the_record_says_so(basin: xr.Dataset) -> None:
+    # It was refused by sparsify, which named its own period=[] (nothing left to thin).
+    whole = ("2000-10-01", "2002-09-30")
+    with pytest.raises(xmsgl.DataError, match=r"test=\('2000-10-01', '2002-09-30'\) covers every day "
+                       r"of the dataset \(2000-10-01 to 2002-09-30\), which leaves none to train on"):
+        sparsity_sweep(basin, "climatology", keep=[1.0], seeds=[0], test=whole)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"folds": 2.0}, "folds=2.0"),
     ({"folds": 1}, "folds=1"),

@@ -1611,6 +1611,11 @@ def sparsity_sweep(
     test_attr = json.dumps(_ranges(time, test_days))
     if not test_days.any():
         raise DataError(f"the test period {test!r} holds no day of the dataset")
+    if test_days.all():
+        raise DataError(
+            f"test={test!r} covers every day of the dataset ({time[0].date()} to "
+            f"{time[-1].date()}), which leaves none to train on; give test=(start, end) covering "
+            "part of the record")
     train_ranges = _ranges(time, ~test_days)
     target_all, target_name = _target(ds, use_truth)
     tvals = np.where(test_days[None, :], np.asarray(target_all.values), np.nan)
