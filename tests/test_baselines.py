@@ -623,8 +623,17 @@ def test_baseline_outputs_name_the_held_out_days_the_seed_and_the_inputs(small_b
     assert (out.attrs["xmsgl_input_title"], out.attrs["xmsgl_input_source"]) == ("a basin", "a model run")
     back = xmsgl.load(model.save(tmp_path / "clim"))
     assert back.sha256 == model.sha256 and back.config["test"] == [list(test)]
-    # Without test= nothing is said of held-out days.
-    assert "xmsgl_test_periods" not in ds.msgl.downscale(xmsgl.fit(ds, "idw")).attrs
+    # Without a period, the default split's test days are held out and named, as a
+    # network's are (they went unnamed, and config had no "test" to score on).
+    default = xmsgl.fit(ds, "idw")
+    split = [list(p) for p in xmsgl.periods.split_periods(days)["test"]]
+    assert default.config["test"] == split
+    assert ds.msgl.downscale(default).attrs["xmsgl_test_periods"] == ",".join(f"{a}/{b}" for a, b in split)
+    assert default.config["train"][-1][1] < split[0][0]
+    # Given train= alone, no day is said to be held out.
+    alone = xmsgl.fit(ds, "climatology", train=(str(days[0].date()), str(days[400].date())))
+    assert "test" not in alone.config
+    assert "xmsgl_test_periods" not in ds.msgl.downscale(alone).attrs
 
 
 @pytest.mark.parametrize(("name", "value", "error", "says"), [

@@ -888,6 +888,10 @@ def fit_baseline(
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     config = {"method": method, "settings": settings, "train": ranges, "seed": int(seed),
               "created": now, "xmsgl": _version(), "fit": info}
+    if train is None:
+        # The default split's test days, held out as fit holds them out of a network's
+        # fit: named with the outputs (xmsgl_test_periods), to score on.
+        config["test"] = [list(map(str, p)) for p in split_periods(times)["test"]]
     if air is not None:
         config["input_range"] = _air_range(air, y_reach, y_seg, topo)
     return BaselineModel(method, config, arrays)
