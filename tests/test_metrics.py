@@ -482,6 +482,16 @@ def test_fahrenheit_looking_water_and_the_days_scored(obs2d: xr.DataArray) -> No
     with pytest.warns(xmsgl.XmsglWarning, match=r"observed is labelled degC but \d+ of its 2190 values "
                       r"\(\d+%\) exceed 40.*degF labelled degC"):
         evaluate(obs2d, f)
+    # Without units, taken to be degC beside a degC side: said to look like degF, not
+    # advised to be labelled degC (which silenced the warning and kept the scores wrong).
+    bare = f.copy()
+    bare.attrs.clear()
+    with pytest.warns(xmsgl.XmsglWarning) as said:
+        evaluate(bare, obs2d.assign_attrs(units="degC"))
+    assert [str(w.message).split(" but ")[0] for w in said] == [
+        "prediction has no 'units' attribute and is taken to be in degC"]
+    assert "degF taken as degC look like this; convert them ((x - 32) / 1.8) and set units='degC'" \
+        in str(said[0].message)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         hot = obs2d + 17  # a warm spring: some values above 40, under 5% of them

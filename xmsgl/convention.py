@@ -1412,25 +1412,31 @@ WARM_DEGC = 40.0
 WARM_SHARE = 0.05
 
 
-def warn_fahrenheit_looking(what: str, da: xr.DataArray) -> None:
+def warn_fahrenheit_looking(what: str, da: xr.DataArray, *, unlabelled: bool = False) -> bool:
     """Warn (:class:`~xmsgl.exceptions.XmsglWarning`) of an in-memory water temperature
-    ``da`` labelled degC with more than :data:`WARM_SHARE` of its finite values above
-    :data:`WARM_DEGC` (``what`` names it in the message)."""
+    ``da`` labelled degC (``unlabelled``: without units, taken to be degC) with more
+    than :data:`WARM_SHARE` of its finite values above :data:`WARM_DEGC` (``what``
+    names it in the message); whether it warned."""
     if _is_lazy(da) or da.dtype.kind != "f":
-        return
+        return False
     vals = np.asarray(da.values)
     finite = np.isfinite(vals)
     n = int(finite.sum())
     if not n:
-        return
+        return False
     warm = int(np.count_nonzero(vals[finite] > WARM_DEGC))
-    if warm > WARM_SHARE * n:
-        warnings.warn(
-            f"{what} is labelled degC but {warm} of its {n} values ({100 * warm / n:.0f}%) exceed "
-            f"{WARM_DEGC:g} (up to {float(vals[finite].max()):.4g}): stream water seldom passes "
-            "35 degC, and water temperatures in degF labelled degC look like this; convert them "
-            "((x - 32) / 1.8) and set units='degC', or label them 'degF'",
-            XmsglWarning, stacklevel=user_stacklevel())
+    if warm <= WARM_SHARE * n:
+        return False
+    label, taken, advice = (
+        ("has no 'units' attribute and is taken to be in degC", "taken as", "set units='degC'")
+        if unlabelled else ("is labelled degC", "labelled", "set units='degC', or label them 'degF'"))
+    warnings.warn(
+        f"{what} {label} but {warm} of its {n} values ({100 * warm / n:.0f}%) exceed "
+        f"{WARM_DEGC:g} (up to {float(vals[finite].max()):.4g}): stream water seldom passes "
+        f"35 degC, and water temperatures in degF {taken} degC look like this; convert them "
+        f"((x - 32) / 1.8) and {advice}",
+        XmsglWarning, stacklevel=user_stacklevel())
+    return True
 
 
 def _refuse_infinite(name: str, da: xr.DataArray, vmin: float, vmax: float) -> None:

@@ -481,11 +481,13 @@ def _check_units(prediction: xr.DataArray, observed: xr.DataArray) -> None:
             f"implausible for degC ({has} is in {unit!r}); convert {lacks} to degC (from kelvin: "
             f"subtract 273.15) and set {lacks}.attrs['units'] = 'degC'"
         )
-    warnings.warn(
-        f"{lacks} has no 'units' attribute; it is taken to be in degC like {has} ({unit!r}): set "
-        f"{lacks}.attrs['units'] = 'degC' to silence this",
-        XmsglWarning, stacklevel=user_stacklevel(),
-    )
+    # Values that look like degF are said to be so, not to be silenced as degC.
+    if not warn_fahrenheit_looking(lacks, da_lacks, unlabelled=True):
+        warnings.warn(
+            f"{lacks} has no 'units' attribute; it is taken to be in degC like {has} ({unit!r}): set "
+            f"{lacks}.attrs['units'] = 'degC' to silence this",
+            XmsglWarning, stacklevel=user_stacklevel(),
+        )
 
 
 def _labels(da: xr.DataArray, dim: Hashable) -> str:
