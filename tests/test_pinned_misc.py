@@ -41,3 +41,14 @@ def test_synthetic_basin_refuses_an_end_one_day_before_its_start() -> None:
         xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-02", end="2001-01-01")
     one_day = xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-01", end="2001-01-01")
     assert one_day.sizes["time"] == 1
+
+
+def test_synthetic_basin_refuses_dates_beyond_nanosecond_stamps() -> None:
+    # 2300 wrapped around to 1715 (summer water for a January) without a word.
+    with pytest.raises(TimeError, match=r"start='2300-01-01' and end='2300-03-01' lie outside the days "
+                                        r"datetime64\[ns\] holds \(1677-09-22 to 2262-04-11\)"):
+        xmsgl.datasets.synthetic_basin(n_segments=2, start="2300-01-01", end="2300-03-01")
+    with pytest.raises(TimeError, match=r"^end='2262-04-12' lies outside"):
+        xmsgl.datasets.synthetic_basin(n_segments=2, start="2262-04-01", end="2262-04-12")
+    edge = xmsgl.datasets.synthetic_basin(n_segments=2, start="2262-04-01", end="2262-04-11")
+    assert str(edge.time.values[-1])[:10] == "2262-04-11" and edge.indexes["time"].is_monotonic_increasing

@@ -237,6 +237,17 @@ def _time_axis(start: Any, end: Any) -> pd.DatetimeIndex:
         raise TimeError(
             f"'end' ({t1.date()}) is before 'start' ({t0.date()}); swap them or move 'end' later"
         )
+    # The basin's days are datetime64[ns], as xarray decodes them: a date outside that
+    # range (1677-09-22 to 2262-04-11) wrapped around to another century without a word.
+    first, last = pd.Timestamp.min.ceil("D"), pd.Timestamp.max.floor("D")
+    outside = [f"{name}={v!r}" for name, v, t in (("start", start, t0), ("end", end, t1))
+               if not first <= t.normalize() <= last]
+    if outside:
+        raise TimeError(
+            f"{' and '.join(outside)} {'lie' if len(outside) > 1 else 'lies'} outside the days "
+            f"datetime64[ns] holds ({first.date()} to "
+            f"{last.date()}), the basin's time axis; give dates inside them"
+        )
     return pd.date_range(t0.normalize(), t1.normalize(), freq="D")
 
 
