@@ -25,7 +25,12 @@ def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys) -> None:
         assert math.isfinite(row["rmse"]) and 0 < row["mae"] <= row["rmse"] < 15
         assert row["method"] in printed
     assert "RMSE" in printed and "MAE" in printed
+    # The basin's sizes and the share kept are facts of the run, shown without progress.
+    assert "[" not in printed.split("reaches")[0] and " fine observations (1%); test period " in printed
     with xr.open_dataset(res["netcdf"]) as out:
+        # Each prediction's long_name names its method (viewers list variables by it).
+        assert [out[f"reach_temp_{m}"].attrs["long_name"].rsplit(" (", 1)[1]
+                for m in ("async_msgl", "fine_only", "remap")] == ["async-msgl)", "fine-only)", "remap)"]
         assert {"reach_temp_async_msgl", "reach_temp_fine_only", "reach_temp_remap",
                 "reach_temp_true"} <= set(out.data_vars)
         assert out["reach_temp_async_msgl"].attrs["units"] == "degC"
@@ -150,3 +155,28 @@ def test_progress_option_covers_the_demo(tmp_path, monkeypatch, capsys) -> None:
     with pytest.raises(AssertionError, match="stopped"):
         run_demo(tmp_path / "demo", quick=True)
     assert "building the synthetic basin" in capsys.readouterr().out
+
+
+def test_the_demo_says_where_predictions_fall_below_freezing(tmp_path, monkeypatch, capsys) -> None:
+    # The heads are not bounded; a class reading the table should hear of it. Forced
+    # here: the quick fits stay above 0 degC.
+    import xmsgl.downscale
+    from xmsgl.demo import run_demo
+
+    real = xmsgl.downscale.downscale
+
+    def colder(ds, model, **kwargs):
+        out = real(ds, model, **kwargs)
+        return out.copy(data=out.values - 12) if model.method == "async-msgl" else out
+
+    monkeypatch.setattr(xmsgl.downscale, "downscale", colder)
+    res = run_demo(tmp_path / "cold", quick=True, progress=False, seed=0)
+    printed = capsys.readouterr().out
+    with xr.open_dataset(res["netcdf"]) as out:
+        pred = out["reach_temp_async_msgl"].values
+        low = pred[pred < 0]
+        truth = float(out["reach_temp_true"].min())
+        others = {m: int((out[f"reach_temp_{m}"] < 0).sum()) for m in ("fine_only", "remap")}
+    assert low.size and others == {"fine_only": 0, "remap": 0}
+    assert (f"Reach-days predicted below 0 degC: async-msgl {low.size} (lowest {float(low.min()):.2f}), "
+            f"fine-only 0, remap 0; the truth's lowest value is {truth:.2f}") in printed

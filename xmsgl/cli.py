@@ -1137,7 +1137,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="replace downscaled.nc and demo.png when --outdir already holds them")
     demo.add_argument("--quick", action="store_true", help="a small basin and few epochs (seconds)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    demo.add_argument("--no-progress", action="store_true",
+                      help="hide progress bars and the timed step lines (the results are printed)")
     demo.add_argument("--device", default="auto", help=_DEVICE_HELP)
     demo.set_defaults(func=_demo)
 

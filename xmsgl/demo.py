@@ -119,8 +119,10 @@ def _figure(ds: xr.DataArray | xr.Dataset, preds: dict[str, xr.DataArray], truth
                     label="outlet reach", zorder=3)
     ax0.autoscale()
     ax0.set_aspect("equal")
-    # Beneath an outlet's circle where the reach is one: both stay visible.
-    ax0.plot(x[r], y[r], "k*", ms=14, label=f"reach {ids[r]} (unobserved, right)", zorder=2)
+    # Above the outlets' circles, hollow: a circle beneath (its own, or a nearby outlet's,
+    # which hid the star's centre and made it read as the outlet) stays visible.
+    ax0.plot(x[r], y[r], "*", color="k", mfc="none", mew=1.3, ms=15,
+             label=f"reach {ids[r]} (unobserved, right)", zorder=4)
     ax0.legend(loc="best")
     fig.colorbar(lc, ax=ax0, label="water temperature (degC)")
     ax0.set_title(f"ASYNC-MSGL fine temperature, {times[day].date()}")
@@ -245,9 +247,13 @@ def run_demo(
     dev = resolve_device(device)
     outdir = check_outdir(outdir, overwrite)
 
-    def say(msg: str) -> None:
+    def say(msg: str, always: bool = False) -> None:
+        # Progress lines are timed and shown with progress; the facts of the run
+        # (always=True) are shown without it too.
         if progress:
             print(f"[{time.perf_counter() - t0:6.1f} s] {msg}", flush=True)
+        elif always:
+            print(msg, flush=True)
 
     say(f"building the synthetic basin {settings['basin']}; the networks run on {_device_name(dev)}")
     ds = xmsgl.datasets.synthetic_basin(seed=seed, **settings["basin"])
@@ -259,7 +265,7 @@ def run_demo(
     n_obs = int(sparse["reach_temp"].notnull().sum())
     say(f"{ds.sizes['seg']} segments, {ds.sizes['reach']} reaches, {ds.sizes['time']} days; "
         f"kept {n_obs} of {int(ds['reach_temp'].notnull().sum())} fine observations (1%); "
-        f"test period {test[0]} to {test[1]}")
+        f"test period {test[0]} to {test[1]}", always=True)
     observed = sparse["reach_temp"].sel(time=slice(None, periods["val"][0][1])).notnull().any("time").values
     unobserved = ~np.asarray(observed)
     if quick:
@@ -323,10 +329,23 @@ def run_demo(
         else:
             text += ")"
         print(text, flush=True)
+    # Heads linear in the states are not bounded: said where a prediction falls below
+    # freezing, with the truth's lowest value beside it (docs/model.md).
+    cold = {m: p.values[p.values < 0] for m, p in preds.items()}
+    if any(v.size for v in cold.values()):
+        counts = ", ".join(f"{m} {v.size}" + (f" (lowest {float(v.min()):.2f})" if v.size else "")
+                           for m, v in cold.items())
+        print(f"Reach-days predicted below 0 degC: {counts}; the truth's lowest value is "
+              f"{float(np.nanmin(truth.values)):.2f}. Predictions are not bounded: clip them "
+              "(pred.clip(min=0)) where the freezing point matters", flush=True)
     print(flush=True)
 
     say("writing netCDF and figure")
-    out = xr.Dataset({f"reach_temp_{m.replace('-', '_')}": p for m, p in preds.items()})
+    # Each prediction names its method in its long_name: viewers (ncview, Panoply) list
+    # variables by it.
+    out = xr.Dataset({f"reach_temp_{m.replace('-', '_')}":
+                      p.assign_attrs(long_name=f"{p.attrs['long_name']} ({m})")
+                      for m, p in preds.items()})
     out["reach_temp_true"] = truth.astype("float32")
     out["seg_temp_true"] = ds["seg_temp_true"].sel(time=slice(*test)).astype("float32")
     # What the table's columns and the figure's pairing are computed from.
