@@ -257,17 +257,25 @@ def pooch_records() -> Iterator[list[logging.LogRecord]]:
         logger.removeHandler(handler)
 
 
-@pytest.mark.parametrize("progress", [False, True])
+@pytest.mark.parametrize("progress", [False, True, "option off", "option on"])
 def test_pooch_log_line_only_with_progress(
     cache: Path, monkeypatch: pytest.MonkeyPatch, truncated_server: str,
-    pooch_records: list[logging.LogRecord], progress: bool
+    pooch_records: list[logging.LogRecord], progress: bool | str
 ) -> None:
+    import xmsgl
+
     monkeypatch.setitem(drb.POOCH.urls, XWALK, truncated_server)
     filters = list(pooch.get_logger().filters)
+    shown = progress == "option on" if isinstance(progress, str) else progress
     with pytest.raises(DataError):
-        drb.fetch(XWALK, progress=progress)
+        if isinstance(progress, str):
+            # Left out, progress follows the option, as fit's does (it was always shown).
+            with xmsgl.set_options(progress=shown):
+                drb.fetch(XWALK)
+        else:
+            drb.fetch(XWALK, progress=progress)
     said = [r.getMessage() for r in pooch_records]
-    assert any("Downloading" in m for m in said) is progress, said
+    assert any("Downloading" in m for m in said) is shown, said
     assert pooch.get_logger().filters == filters
 
 

@@ -9,7 +9,8 @@ from xmsgl.exceptions import ParameterError, XmsglError, check_count
 __all__ = ["OPTIONS", "set_options", "get_option"]
 
 OPTIONS: dict[str, Any] = {
-    # Show tqdm progress bars in long calls (fit and its stages, the GRU's fit, the demo).
+    # Show tqdm progress bars in long calls (fit and its stages, the GRU's fit, the demo,
+    # the Delaware data's downloads).
     "progress": True,
     # Torch device used when a call says device="auto".
     "device": "auto",

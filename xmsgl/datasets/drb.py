@@ -316,7 +316,8 @@ def _missing_hint(name: str, where: _Where, existed: bool) -> str:
     )
 
 
-def fetch(name: str, *, folder: str | os.PathLike[str] | None = None, progress: bool = True) -> Path:
+def fetch(name: str, *, folder: str | os.PathLike[str] | None = None,
+          progress: bool | None = None) -> Path:
     """Return the local path of registry file ``name``, downloading it if needed.
 
     A file already in the data folder is hash-checked against the registry and
@@ -332,8 +333,9 @@ def fetch(name: str, *, folder: str | os.PathLike[str] | None = None, progress: 
     folder : path, optional
         The data folder. Default: :func:`data_folder` at the time of the call
         (``XMSGL_DATA_DIR`` when set, else xmsgl's user cache folder).
-    progress : bool, default True
-        Show a progress bar and pooch's log line while downloading.
+    progress : bool, optional
+        Show a progress bar and pooch's log line while downloading; default the
+        ``progress`` option (:func:`xmsgl.set_options`).
 
     Returns
     -------
@@ -349,8 +351,16 @@ def fetch(name: str, *, folder: str | os.PathLike[str] | None = None, progress: 
     ParameterError
         When ``folder`` is a file or lies below one.
     """
-    check_flag("progress", progress)
+    check_flag("progress", progress, none=True)
+    progress = _progress(progress)
     return _fetch(name, _where(folder), progress)
+
+
+def _progress(progress: bool | None) -> bool:
+    """``progress`` as given, or the ``progress`` option where it is None."""
+    from xmsgl.options import get_option
+
+    return bool(get_option("progress")) if progress is None else bool(progress)
 
 
 def _fetch(name: str, where: _Where, progress: bool) -> Path:
@@ -463,7 +473,7 @@ def _download(name: str, url: str, known: str | None, where: _Where, existed: bo
 
 
 def fetch_data(source: Source = "mirror", folder: str | os.PathLike[str] | None = None,
-               *, progress: bool = True) -> list[Path]:
+               *, progress: bool | None = None) -> list[Path]:
     """Download (or check) every file that ``open_drb(source=...)`` needs.
 
     This is what ``xmsgl fetch-data`` runs. Fetch on a machine with internet, copy the
@@ -477,8 +487,9 @@ def fetch_data(source: Source = "mirror", folder: str | os.PathLike[str] | None 
     folder : path, optional
         Where to store them. Default: :func:`data_folder` at the time of the call
         (``XMSGL_DATA_DIR`` when set, else xmsgl's user cache folder).
-    progress : bool, default True
-        Show progress bars and pooch's log lines.
+    progress : bool, optional
+        Show progress bars and pooch's log lines; default the ``progress`` option
+        (:func:`xmsgl.set_options`).
 
     Returns
     -------
@@ -493,7 +504,8 @@ def fetch_data(source: Source = "mirror", folder: str | os.PathLike[str] | None 
         When a file cannot be fetched (see :func:`fetch`); the message says where the
         files were looked for and how many are missing there.
     """
-    check_flag("progress", progress)
+    check_flag("progress", progress, none=True)
+    progress = _progress(progress)
     names = files_for(source)
     where = _where(folder, batch=names)
     return [_fetch(n, where, progress) for n in names]
@@ -1114,7 +1126,7 @@ def open_drb(
     *,
     folder: str | os.PathLike[str] | None = None,
     cache: bool | str | os.PathLike[str] = True,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> xr.Dataset:
     """The Delaware River Basin as a multi-scale dataset in the xmsgl convention.
 
@@ -1141,8 +1153,9 @@ def open_drb(
     cache : bool or path, default True
         Keep parsed tables of the slow R files as parquet in xmsgl's cache folder (or
         in the folder given, ``~`` expanded), so later builds take a second or two.
-    progress : bool, default True
-        Show download progress bars and pooch's log lines.
+    progress : bool, optional
+        Show download progress bars and pooch's log lines; default the ``progress``
+        option (:func:`xmsgl.set_options`).
 
     Returns
     -------
@@ -1177,7 +1190,8 @@ def open_drb(
                           f"the first day as start and the last as end")
     if source == "mirror":
         _period(MIRROR_PERIOD, first, last)  # outside the forcings: said before any file is read
-    check_flag("progress", progress)
+    check_flag("progress", progress, none=True)
+    progress = _progress(progress)
     cache_dir = _cache_dir(cache)
     # The folder is resolved once per call, so every file of one build comes from
     # the same folder even if XMSGL_DATA_DIR changes meanwhile.
