@@ -336,7 +336,7 @@ def test_a_short_record_is_said_once_by_a_sweep_and_still_by_cross_validation(ba
                        seeds=[0], fit_kwargs=fit)
     short = [str(w.message) for w in seen if issubclass(w.category, xmsgl.ShortRecordWarning)]
     assert short and short[0].startswith("the record holds 1 whole")
-    assert short[0].endswith(" (fold 0 of repetition 0)")
+    assert short[0].endswith(" (fold 0 of repetition 0; said once per cross-validation)")
 
 
 FAST = {"epochs": 1, "window": 60, "stride": 60, "hidden": 4}
@@ -487,7 +487,7 @@ def test_fold_warnings_are_named_but_filtered_and_raised_as_any_warning(basin: x
         warnings.simplefilter("always")
         cross_validate(basin, "fine-only", **run)
     said = [str(w.message) for w in seen if str(w.message).startswith("no validation period")]
-    assert said and all(s.endswith("of repetition 0)") for s in said)
+    assert said and all(s.endswith("of repetition 0; said once per cross-validation)") for s in said)
     # Under Python's default filters a text is shown once, not once per fold and seed.
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("default")
@@ -512,3 +512,15 @@ def test_a_test_period_beyond_the_record_is_said_to_be_cut(basin: xr.Dataset) ->
                       rf"from {start} to {end} are scored"):
         sw = sparsity_sweep(basin, ["climatology"], keep=[1.0], seeds=[0], test=(start, "2030-12-31"))
     assert json.loads(sw.attrs["test_period"]) == [[start, end]]
+
+
+def test_a_sweep_says_each_warning_once_naming_the_first_cell(basin: xr.Dataset) -> None:
+    # Under Python's default filters a sweep said the same conversion for every
+    # (method, share, seed): twelve times here.
+    kelvin = basin.assign(reach_air_temp=(basin.reach_air_temp + 273.15).assign_attrs(units="K"))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        sparsity_sweep(kelvin, ["climatology", "idw"], keep=[1.0, 0.5, 0.2], seeds=[0, 1])
+    said = [str(w.message) for w in seen if issubclass(w.category, xmsgl.UnitConversionWarning)]
+    assert said == ["'reach_air_temp' converted from 'K' to 'degC' (climatology, keep=1, seed=0; "
+                    "said once per sweep)"]

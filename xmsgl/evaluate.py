@@ -932,17 +932,21 @@ def _cv_plan(ds: xr.Dataset, *, folds: int, repeats: int, blocking: str, seed: i
     return parts, target_all, target_name
 
 
-class _FoldWarnings:
-    """While a fold is fitted, xmsgl's warnings are shown with the fold named at their
-    end, each text once per cross-validation (``said``; the fits' own
-    ``catch_warnings`` reset Python's record of what was shown, so every fold and seed
-    would say it again). Only what is shown changes, and only for
-    :class:`XmsglWarning`: filters (by message too, matched at its start), ``"error"``
-    and ``catch_warnings(record=True)`` work as for any warning."""
+class _CellWarnings:
+    """While one cell of a cross-validation or a sweep is fitted, xmsgl's warnings are
+    shown with the cell named at their end (``note``), each text once per call
+    (``said``; the fits' own ``catch_warnings`` reset Python's record of what was shown,
+    so every fold, share and seed would say it again). Only what is shown changes, and
+    only for :class:`XmsglWarning`: filters (by message too, matched at its start),
+    ``"error"`` and ``catch_warnings(record=True)`` work as for any warning."""
 
-    def __init__(self, h: Holdout, said: set[tuple[type, str]]) -> None:
-        self.note = f" (fold {h.fold} of repetition {h.repeat})"
+    def __init__(self, note: str, said: set[tuple[type, str]]) -> None:
+        self.note = note
         self.said = said
+
+    @classmethod
+    def fold(cls, h: Holdout, said: set[tuple[type, str]]) -> _CellWarnings:
+        return cls(f" (fold {h.fold} of repetition {h.repeat}; said once per cross-validation)", said)
 
     def __enter__(self) -> None:
         # The hook alone is swapped and put back: catch_warnings would also reset the
@@ -1209,7 +1213,7 @@ def cross_validate(
         for k, s in enumerate(seed_list):
             train_seeds[h.repeat, h.fold, k] = cell_seed = training_seed(s, h.repeat, h.fold)
             try:
-                with _FoldWarnings(h, said):
+                with _CellWarnings.fold(h, said):
                     pred = train_fn(train_ds, test_ds, cell_seed)
             except DataError as err:
                 # Where mask_coarse hid every value a coarse variable had, a method that
@@ -1745,6 +1749,7 @@ def sparsity_sweep(
 
     rows: dict[tuple[int, ...], dict[str, float]] = {}
     n_obs = np.zeros((len(keep_list), len(seed_list)), dtype=np.int64)
+    said: set[tuple[type, str]] = set()  # each warning's text once per sweep, not per cell
     for i, k in enumerate(keep_list):
         for j, s in enumerate(seed_list):
             thin = thinned(k, s)
@@ -1756,7 +1761,8 @@ def sparsity_sweep(
                         warnings.simplefilter("ignore", ShortRecordWarning)
                     # Thinning is what the sweep measures (n_train_obs counts each cell).
                     warnings.simplefilter("ignore", FewObservationsWarning)
-                    rows[(mi, i, j)] = _score(trainers[m](thin, test_ds, s), test_ds)
+                    with _CellWarnings(f" ({m}, keep={k:g}, seed={s}; said once per sweep)", said):
+                        rows[(mi, i, j)] = _score(trainers[m](thin, test_ds, s), test_ds)
     out = _results_dataset(rows, {"method": method_list, "keep": keep_list, "seed": seed_list})
     out["n_train_obs"] = (("keep", "seed"), n_obs)
     if defaults:
