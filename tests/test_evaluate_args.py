@@ -524,3 +524,18 @@ def test_a_sweep_says_each_warning_once_naming_the_first_cell(basin: xr.Dataset)
     said = [str(w.message) for w in seen if issubclass(w.category, xmsgl.UnitConversionWarning)]
     assert said == ["'reach_air_temp' converted from 'K' to 'degC' (climatology, keep=1, seed=0; "
                     "said once per sweep)"]
+
+
+def test_cross_validation_and_sweeps_show_one_bar_over_their_fits(basin: xr.Dataset,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # The fits' own bars are off; with the progress option on there was nothing at all.
+    with xmsgl.set_options(progress=True):
+        cross_validate(basin, "climatology", folds=2, repeats=1, seeds=1, blocking="water_year")
+        sparsity_sweep(basin, ["climatology", "idw"], keep=[1.0, 0.5], seeds=[0])
+    err = capsys.readouterr().err
+    assert "cross-validation climatology" in err and "/2 [" in err
+    assert "sparsity sweep" in err and "/4 [" in err
+    with xmsgl.set_options(progress=False):
+        cross_validate(basin, "climatology", folds=2, repeats=1, seeds=1, blocking="water_year")
+        sparsity_sweep(basin, ["climatology", "idw"], keep=[1.0, 0.5], seeds=[0])
+    assert capsys.readouterr().err == ""

@@ -932,6 +932,18 @@ def _cv_plan(ds: xr.Dataset, *, folds: int, repeats: int, blocking: str, seed: i
     return parts, target_all, target_name
 
 
+def _cells_bar(total: int, desc: str) -> Any:
+    """One progress bar over the fits of a cross-validation or sweep (tqdm.auto; shown
+    with the ``progress`` option): the fits' own bars are off, and without it a
+    default cross-validation showed nothing for hours."""
+    from tqdm.auto import tqdm
+
+    from xmsgl.options import get_option
+
+    return tqdm(total=int(total), desc=desc, disable=not get_option("progress"), leave=False,
+                unit="fit")
+
+
 class _CellWarnings:
     """While one cell of a cross-validation or a sweep is fitted, xmsgl's warnings are
     shown with the cell named at their end (``note``), each text once per call
@@ -1188,6 +1200,7 @@ def cross_validate(
     hidden_vars = [] if blocking == "water_year" else checked
     had_values = {n for n in hidden_vars if bool(ds[n].notnull().any())}
     said: set[tuple[type, str]] = set()
+    bar = _cells_bar(len(parts) * len(seed_list), f"cross-validation {method}")
     for h in parts:
         held_id[h.repeat, h.fold] = ids.setdefault(frozenset(h.groups), len(ids))
         cells = h.reaches[:, None] & h.days[None, :]
@@ -1232,6 +1245,8 @@ def cross_validate(
                     "(mask_coarse=['seg_temp'] keeps a process model's output), or use a method "
                     "that does without them)") from err
             rows[(h.repeat, h.fold, k)] = _score(pred, test_ds, score)
+            bar.update()
+    bar.close()
     out = _results_dataset(rows, {"repeat": list(range(n_rep)), "fold": list(range(folds)),
                                   "seed": seed_list})
     if score not in out.data_vars:
@@ -1750,6 +1765,7 @@ def sparsity_sweep(
     rows: dict[tuple[int, ...], dict[str, float]] = {}
     n_obs = np.zeros((len(keep_list), len(seed_list)), dtype=np.int64)
     said: set[tuple[type, str]] = set()  # each warning's text once per sweep, not per cell
+    bar = _cells_bar(len(keep_list) * len(seed_list) * len(method_list), "sparsity sweep")
     for i, k in enumerate(keep_list):
         for j, s in enumerate(seed_list):
             thin = thinned(k, s)
@@ -1763,6 +1779,8 @@ def sparsity_sweep(
                     warnings.simplefilter("ignore", FewObservationsWarning)
                     with _CellWarnings(f" ({m}, keep={k:g}, seed={s}; said once per sweep)", said):
                         rows[(mi, i, j)] = _score(trainers[m](thin, test_ds, s), test_ds)
+                bar.update()
+    bar.close()
     out = _results_dataset(rows, {"method": method_list, "keep": keep_list, "seed": seed_list})
     out["n_train_obs"] = (("keep", "seed"), n_obs)
     if defaults:

@@ -10,7 +10,7 @@ __all__ = ["OPTIONS", "set_options", "get_option"]
 
 OPTIONS: dict[str, Any] = {
     # Show tqdm progress bars in long calls (fit and its stages, the GRU's fit, the demo,
-    # the Delaware data's downloads).
+    # the Delaware data's downloads, one bar over a cross-validation's or sweep's fits).
     "progress": True,
     # Torch device used when a call says device="auto".
     "device": "auto",
