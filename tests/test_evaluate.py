@@ -633,6 +633,30 @@ def test_accessor_evaluate_gives_evaluates_typed_errors_before_judging_the_dates
     assert int(scores["n"]) > 0
 
 
+def test_the_in_sample_check_reads_a_dask_backed_dataset_once(small_basin: xr.Dataset) -> None:
+    # Each count (training, validation, all pairs) was a compute of its own: three passes
+    # over a zarr-backed truth before the scores.
+    dask = pytest.importorskip("dask")
+    from dask.callbacks import Callback
+
+    clim = small_basin.msgl.fit(method="climatology", train=("2000-10-01", "2002-09-30"))
+    pred = small_basin.msgl.downscale(clim).assign_attrs(xmsgl_val_periods="2002-10-01/2003-09-30")
+    lazy = small_basin.chunk({"reach": 20, "time": 365})
+    starts = []
+
+    class Count(Callback):
+        def _start(self, dsk: object) -> None:
+            starts.append(1)
+
+    with Count(), pytest.warns(xmsgl.InSampleWarning) as said:
+        scores = lazy.msgl.evaluate(pred)
+    assert len(starts) == 1 and isinstance(scores["rmse"].data, dask.array.Array)
+    # The counts are those of the in-memory dataset.
+    with pytest.warns(xmsgl.InSampleWarning) as eager:
+        small_basin.msgl.evaluate(pred)
+    assert [str(w.message) for w in said] == [str(w.message) for w in eager] and len(said) == 2
+
+
 def test_the_in_sample_check_leaves_a_dask_backed_prediction_uncomputed(small_basin: xr.Dataset) -> None:
     # ds.msgl.evaluate stays lazy on a dask-backed prediction; its in-sample check
     # computed the prediction (against the observations), a second run of the whole

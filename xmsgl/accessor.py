@@ -145,6 +145,18 @@ def _paired(observed: xr.DataArray, prediction: xr.DataArray) -> xr.DataArray:
     return there
 
 
+def _counts(*sums: xr.DataArray) -> list[int]:
+    """The integer sums ``sums``, those on dask computed in one pass."""
+    lazy = [i for i, a in enumerate(sums) if a.chunks is not None]
+    out = [int(a) if a.chunks is None else 0 for a in sums]
+    if lazy:
+        import dask
+
+        for i, value in zip(lazy, dask.compute(*(sums[i] for i in lazy))):
+            out[i] = int(value)
+    return out
+
+
 def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
                     read: xr.DataArray | None = None) -> None:
     """Warn when ``prediction`` is scored on observations it was fitted on or given.
@@ -174,9 +186,8 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
         # Against the truth: at every node-day where the dataset has an observation the
         # baseline returned that observation, on any day (it has no held-out period).
         pairs = _paired(observed, prediction)
-        n = int((pairs & read.notnull()).sum())
+        n, n_pairs = _counts((pairs & read.notnull()).sum(), pairs.sum())
         if n:
-            n_pairs = int(pairs.sum())
             warnings.warn(
                 f"scoring the {method!r} baseline against {observed.name!r}: {n} of the {n_pairs} "
                 f"pairs scored ({n / max(n_pairs, 1):.1%}) are node-days where this dataset has "
@@ -200,12 +211,13 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
                  if isinstance(index, xr.CFTimeIndex) else pd.DatetimeIndex(labels))
     except (TypeError, ValueError):
         return  # days such as 360_day's 30 February: the periods cannot be laid on them
-    total: int | None = None  # all pairs scored against a truth, counted once if needed
     # ASYNC-MSGL's training periods include its stage A's days, on which it learned
     # from the segments' coarse values (carried to their reaches), not from reach_temp.
     stage_a = (" (or, on days of ASYNC-MSGL's stage A alone, learned from through their "
                "segments' coarse values, which often come from the same gauges)"
                if method == "async-msgl" else "")
+    found: list[tuple[str, str, str, str, int]] = []  # (attr, what, why, periods, days inside)
+    sums: list[xr.DataArray] = []  # the pairs each counts, computed together below
     for attr, what, why in (
             ("xmsgl_train_periods", "training periods", "at the sites it was fitted on those scores "
                                                         "are in-sample"),
@@ -223,33 +235,40 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
         if not inside.any():
             continue
         seen = observed.sel(time=observed["time"].isin(labels[inside]))
-        # The pairs scored there: an observation with a prediction beside it (by id).
+        # The pairs scored there: an observation with a prediction beside it (by id);
+        # against a truth, those at node-days with an observation.
         pairs = _paired(seen, prediction.sel(time=labels[inside]))
         if read is not None:
-            # Of the truth's pairs there, those at node-days with an observation.
-            n = int((pairs & read.sel(time=read["time"].isin(labels[inside])).notnull()).sum())
-            if n:
-                if total is None:
-                    total = int(_paired(observed, prediction).sum())
-                fitted, verdict = (("was fitted on", "in-sample") if attr == "xmsgl_train_periods"
-                                   else ("chose its checkpoint on", "optimistic"))
-                if attr == "xmsgl_train_periods" and stage_a:
-                    fitted += stage_a
-                warnings.warn(
-                    f"scoring against {observed.name!r} on {int(inside.sum())} days inside the "
-                    f"model's {what} ({periods}): {n} of the {total} pairs scored "
-                    f"({n / max(total, 1):.1%}) are node-days where this dataset has observations "
-                    f"({read.name!r}), which the model {fitted} if it was fitted on this dataset: "
-                    "there the truth is what it was shown, up to the observations' noise, and the "
-                    f"scores are {verdict}. Score a held-out period, e.g. "
-                    "ds.msgl.evaluate(pred.sel(time=slice(start, end))), or the nodes without "
-                    "observations",
-                    InSampleWarning, stacklevel=user_stacklevel())
+            pairs = pairs & read.sel(time=read["time"].isin(labels[inside])).notnull()
+        found.append((attr, what, why, str(periods), int(inside.sum())))
+        sums.append(pairs.sum())
+    if not found:
+        return
+    # Against a truth, every pair scored too, for the share; one pass over a dask-backed
+    # pair for all the counts (each count was a compute of its own).
+    *counts, total = _counts(*sums, _paired(observed, prediction).sum() if read is not None
+                             else xr.DataArray(0))
+    for (attr, what, why, periods, days), n in zip(found, counts):
+        if not n:
             continue
-        n = int(pairs.sum())
-        if n:
+        if read is not None:
+            fitted, verdict = (("was fitted on", "in-sample") if attr == "xmsgl_train_periods"
+                               else ("chose its checkpoint on", "optimistic"))
+            if attr == "xmsgl_train_periods" and stage_a:
+                fitted += stage_a
             warnings.warn(
-                f"scoring against {observed.name!r} on {int(inside.sum())} days inside the model's "
+                f"scoring against {observed.name!r} on {days} days inside the "
+                f"model's {what} ({periods}): {n} of the {total} pairs scored "
+                f"({n / max(total, 1):.1%}) are node-days where this dataset has observations "
+                f"({read.name!r}), which the model {fitted} if it was fitted on this dataset: "
+                "there the truth is what it was shown, up to the observations' noise, and the "
+                f"scores are {verdict}. Score a held-out period, e.g. "
+                "ds.msgl.evaluate(pred.sel(time=slice(start, end))), or the nodes without "
+                "observations",
+                InSampleWarning, stacklevel=user_stacklevel())
+        else:
+            warnings.warn(
+                f"scoring against {observed.name!r} on {days} days inside the model's "
                 f"{what} ({periods}): {n} of the pairs scored lie there, and {why}"
                 f"{stage_a if attr == 'xmsgl_train_periods' else ''} (sites held "
                 "out of the fit are not, if their segments' coarse observations, often from the "
