@@ -15,12 +15,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("dask")
 
 from tests.conftest import SCALE_FIT, SCALE_RUN  # noqa: E402
-from xmsgl.convention import topology_arrays  # noqa: E402
+from xmsgl.convention import hops_to_outlet, topology_arrays  # noqa: E402
 from xmsgl.graph import DIRECTIONS, build_graphs, build_graphs_weighted, weight_stats  # noqa: E402
 from xmsgl.model import fit  # noqa: E402
 from xmsgl.scale import (  # noqa: E402
     HALO_MARGIN,
-    _depth,
     _sub_topology,
     cut_reach,
     halo_for_options,
@@ -82,7 +81,7 @@ def test_halo_grows_on_the_side_the_graph_reads(deep: xr.Dataset, direction: str
 
 def test_default_halo_of_a_downstream_graph_is_the_path_to_the_outlet(deep: xr.Dataset) -> None:
     topo = topology_arrays(deep)
-    depth = _depth(topo.seg_to_idx)
+    depth = hops_to_outlet(topo.seg_to_idx)
     for opts in ({"direction": "downstream", "max_hops": 3}, {"direction": "downstream"}):
         halo = halo_for_options(opts, topo)
         assert halo == depth.max() == 20
@@ -117,7 +116,7 @@ def test_cut_reach_of_a_distance_cut_counts_the_segments_it_spans(
     # wherever segments are shorter than the median.
     topo = topology_arrays(deep)
     g = build_graphs(deep, max_distance=max_distance)
-    depth = _depth(topo.seg_to_idx)
+    depth = hops_to_outlet(topo.seg_to_idx)
     want = 0
     for which, seg_of in (("seg_distance", None), ("reach_distance", topo.reach_seg_idx)):
         d = getattr(g, which).tocoo()

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, topology_arrays
+from xmsgl.convention import REACH, SEG, TIME, hops_to_outlet, topology_arrays
 from xmsgl.exceptions import (
     DataError,
     ExtrapolationWarning,
@@ -293,17 +293,6 @@ def water_year(time: pd.DatetimeIndex | xr.DataArray | np.ndarray) -> np.ndarray
     return water_years(time)
 
 
-def _depth(to_idx: np.ndarray) -> np.ndarray:
-    """Hops from each node to its outlet."""
-    depth = np.zeros(to_idx.size, dtype=np.int64)
-    cur = to_idx.copy()
-    while (cur >= 0).any():
-        on = cur >= 0
-        depth[on] += 1
-        cur[on] = to_idx[cur[on]]
-    return depth
-
-
 def subbasins(ds: xr.Dataset, n_groups: int) -> xr.DataArray:
     """Cut the network into about ``n_groups`` spatially contiguous sub-basins.
 
@@ -339,7 +328,7 @@ def subbasins(ds: xr.Dataset, n_groups: int) -> xr.DataArray:
     check_count("n_groups", n_groups)
     size = np.bincount(topo.reach_seg_idx, minlength=topo.n_seg).astype(np.float64)
     target = topo.n_reach / float(n_groups)
-    depth = _depth(topo.seg_to_idx)
+    depth = hops_to_outlet(topo.seg_to_idx)
     acc = size.copy()
     root = topo.seg_to_idx < 0
     for s in np.argsort(-depth, kind="stable"):

@@ -57,7 +57,7 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, Topology, output_coords, topology_arrays
+from xmsgl.convention import REACH, SEG, TIME, Topology, hops_to_outlet, output_coords, topology_arrays
 from xmsgl.exceptions import (
     InputRangeWarning,
     ModelMismatchError,
@@ -198,18 +198,6 @@ class Partition:
                 f"{self.n_split} split with halo {self.halo}"
                 + ("" if self.direction == "updown" else f" {self.direction}")
                 + f" (+{self.halo_share:.1%} reaches)>")
-
-
-def _depth(to_idx: np.ndarray) -> np.ndarray:
-    """Hops from each node to its outlet (vectorized pointer walk)."""
-    depth = np.zeros(to_idx.size, dtype=np.int64)
-    cur = to_idx.copy()
-    live = np.flatnonzero(cur >= 0)
-    while live.size:
-        depth[live] += 1
-        cur[live] = to_idx[cur[live]]
-        live = live[cur[live] >= 0]
-    return depth
 
 
 def _cut_tree(to_idx: np.ndarray, weight: np.ndarray, nodes: np.ndarray, target: int,
@@ -354,7 +342,7 @@ def partition(
     unit = comp.copy()  # unit label = a segment position (component outlet or piece root)
     big = np.flatnonzero(comp_size > reach_chunk) if split_ok else np.zeros(0, dtype=np.int64)
     if big.size:
-        depth = _depth(topo.seg_to_idx)
+        depth = hops_to_outlet(topo.seg_to_idx)
         for c in big.tolist():
             nodes = np.flatnonzero(comp_inv == c)
             unit[nodes] = _cut_tree(topo.seg_to_idx, weight, nodes, reach_chunk, depth)
@@ -451,7 +439,7 @@ def halo_for_options(opts: dict[str, Any], topo: Topology | None = None,
     if direction == "downstream":
         if topo is None:
             return None
-        return int(_depth(topo.seg_to_idx).max()) if topo.n_seg else 0
+        return int(hops_to_outlet(topo.seg_to_idx).max()) if topo.n_seg else 0
     if opts.get("max_hops") is None and opts.get("max_distance") is None:
         return None
     if topo is None:
@@ -476,7 +464,7 @@ def cut_reach(opts: dict[str, Any], topo: Topology, graphs: RiverGraphs | None =
     ``topo`` taken as metres (lengths in km then overestimate the reach, which only
     makes the halo larger). Without any cut, the depth of the network.
     """
-    depth = _depth(topo.seg_to_idx)
+    depth = hops_to_outlet(topo.seg_to_idx)
     reach = int(depth.max()) if topo.n_seg else 0
     max_hops, max_distance = opts.get("max_hops"), opts.get("max_distance")
     if max_hops is not None:
