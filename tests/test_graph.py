@@ -627,3 +627,34 @@ def test_weighted_build_weighs_with_the_given_statistics(options: dict) -> None:
             build_graphs_weighted(other, {k: v for k, v in stats.items() if k != "cross"}, **options)
     # None: the network's own statistics, as build_graphs gives.
     np.testing.assert_array_equal(build_graphs_weighted(other, None, **options).fine.data, own.fine.data)
+
+
+def test_graphs_too_large_for_memory_are_refused_before_they_are_built(
+        small_basin: xr.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without a cut every pair of reaches on one flow path is stored: on a deep network
+    # the process was killed for memory with no word. The estimate is the exact count.
+    import xmsgl.graph as graph
+    from xmsgl.exceptions import XmsglWarning
+
+    full = build_graphs(small_basin)
+    need = graph.BYTES_PER_FINE_ENTRY * full.fine.nnz
+    monkeypatch.setattr(graph, "LARGE_GRAPH_BYTES", need - 1)
+    monkeypatch.setattr(graph, "_available_memory", lambda: need - 1)
+    with pytest.raises(ParameterError, match=rf"hold {full.fine.nnz:,} fine entries, about .* GB while "
+                       r"built, more than the .* GB of memory available; give a cut: max_hops"):
+        build_graphs(small_basin)
+    monkeypatch.setattr(graph, "_available_memory", lambda: 10 * need)
+    with pytest.warns(XmsglWarning, match=rf"hold {full.fine.nnz:,} fine entries"):
+        build_graphs(small_basin)
+    # With max_hops the count is bounded, and it is the count stored.
+    cut = build_graphs(small_basin, max_hops=2)
+    monkeypatch.setattr(graph, "LARGE_GRAPH_BYTES", graph.BYTES_PER_FINE_ENTRY * cut.fine.nnz - 1)
+    with pytest.warns(XmsglWarning, match=rf"at most 2 counted\) hold {cut.fine.nnz:,} fine entries"):
+        build_graphs(small_basin, max_hops=2)
+    monkeypatch.setattr(graph, "LARGE_GRAPH_BYTES", graph.BYTES_PER_FINE_ENTRY * cut.fine.nnz)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_graphs(small_basin, max_hops=2)
+        build_graphs(small_basin, max_distance=1e9)  # not estimated: the lengths decide
