@@ -132,3 +132,13 @@ def devices() -> list[str]:
     except ImportError:  # pragma: no cover
         pass
     return out
+
+
+@pytest.fixture
+def split_as_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cut components into pieces as the blocks ask, even where a default halo covers a
+    small test basin whole (which xmsgl.scale would run whole instead): the tests of
+    halos and of stitching blocks need the pieces."""
+    import xmsgl.scale
+
+    monkeypatch.setattr(xmsgl.scale, "WHOLE_WHEN_HELD", False)

@@ -15,6 +15,9 @@ import xmsgl
 torch = pytest.importorskip("torch")
 dask = pytest.importorskip("dask")
 
+#: Pieces as the blocks ask, though a default halo covers these small basins whole.
+pytestmark = pytest.mark.usefixtures("split_as_asked")
+
 import dask.array as dsa  # noqa: E402
 
 from tests.conftest import SCALE_FIT, SCALE_RUN  # noqa: E402

@@ -11,6 +11,9 @@ import xmsgl
 torch = pytest.importorskip("torch")
 dask = pytest.importorskip("dask")
 
+#: Pieces as the blocks ask, though a default halo covers these small basins whole.
+pytestmark = pytest.mark.usefixtures("split_as_asked")
+
 from tests.conftest import SCALE_FIT, SCALE_RUN  # noqa: E402
 from xmsgl.exceptions import ParameterError  # noqa: E402
 from xmsgl.model import Downscaler, fit  # noqa: E402

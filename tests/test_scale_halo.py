@@ -14,8 +14,11 @@ import xmsgl
 torch = pytest.importorskip("torch")
 pytest.importorskip("dask")
 
+#: Pieces as the blocks ask, though a default halo covers these small basins whole.
+pytestmark = pytest.mark.usefixtures("split_as_asked")
+
 from tests.conftest import SCALE_FIT, SCALE_RUN  # noqa: E402
-from xmsgl.convention import hops_to_outlet, topology_arrays  # noqa: E402
+from xmsgl.convention import Topology, hops_to_outlet, topology_arrays  # noqa: E402
 from xmsgl.graph import DIRECTIONS, build_graphs, build_graphs_weighted, weight_stats  # noqa: E402
 from xmsgl.model import fit  # noqa: E402
 from xmsgl.scale import (  # noqa: E402
@@ -253,3 +256,46 @@ def test_inputs_chunked_by_a_few_days_along_time_warn(deep: xr.Dataset) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", xmsgl.XmsglWarning)
         deep.chunk({"reach": 40, "seg": 10, "time": 120}).msgl.downscale(model, **RUN)
+
+
+def _tree_topology(seg_to_idx: np.ndarray, per_seg: int) -> Topology:
+    """A Topology of the segment pointers given, ``per_seg`` reaches in a chain in each."""
+    n_seg = seg_to_idx.size
+    seg_of = np.repeat(np.arange(n_seg), per_seg)
+    n = seg_of.size
+    # Reaches in a chain inside each segment; a segment's last reach flows into the
+    # first reach of the segment downstream.
+    reach_to = np.arange(1, n + 1)
+    last = np.arange(per_seg - 1, n, per_seg)
+    reach_to[last] = np.where(seg_to_idx >= 0, seg_to_idx * per_seg, -1)
+    zeros = np.zeros(n_seg)
+    return Topology(
+        seg_ids=np.arange(n_seg), seg_to=seg_to_idx, seg_length=zeros + 1.0,
+        reach_ids=np.arange(n), reach_to=reach_to, reach_length=np.ones(n), reach_seg=seg_of,
+        seg_to_idx=seg_to_idx, reach_to_idx=reach_to, reach_seg_idx=seg_of,
+        seg_outlet_reach_idx=last)
+
+
+def test_a_wide_basin_whose_halos_reach_every_branch_runs_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A star: 300 head segments on one outlet. Every piece's halo went down to the outlet
+    # and up every sibling, so each of the blocks held the whole network (26 of them, and
+    # 26 times the work, for a star of 10^5 reaches).
+    import xmsgl.scale
+
+    monkeypatch.setattr(xmsgl.scale, "WHOLE_WHEN_HELD", True)  # as xmsgl runs
+    star = _tree_topology(np.append(-1, np.zeros(300, dtype=np.int64)), per_seg=5)
+    p = partition(star, reach_chunk=200, halo=12)
+    assert p.n_split == 0 and len(p.blocks) == 1
+    assert p.blocks[0].n_core_reach == p.blocks[0].reach.size == star.n_reach
+    # A chain's pieces see only their neighbours: still cut, with halos on top.
+    chain = _tree_topology(np.append(np.arange(1, 301), -1), per_seg=5)
+    p = partition(chain, reach_chunk=200, halo=12)
+    held = sum(b.reach.size for b in p.blocks)
+    assert p.n_split == 1 and len(p.blocks) > 5 and chain.n_reach < held < 2 * chain.n_reach
+    assert sorted(np.concatenate([b.reach[: b.n_core_reach] for b in p.blocks]).tolist()) == \
+        list(range(chain.n_reach))
+    # A small basin that a default halo covers whole from any piece runs whole.
+    deep = xmsgl.datasets.synthetic_basin(n_segments=60, start="2001-01-01", end="2001-01-05",
+                                          seed=0, n_outlets=1)
+    assert partition(topology_arrays(deep), reach_chunk=60, halo=15).n_split == 0
+    assert partition(topology_arrays(deep), reach_chunk=60, halo=5).n_split == 1

@@ -269,6 +269,72 @@ def _grow_halo(core: np.ndarray, to_idx: np.ndarray, up: sp.csr_matrix, hops: in
     return np.flatnonzero(mask)
 
 
+#: Run whole a component one of whose blocks would hold all of it (see :func:`partition`).
+#: Tests of the halos on small basins, which a default halo covers, turn it off.
+WHOLE_WHEN_HELD = True
+
+
+def _pack(topo: Topology, comp: np.ndarray, comp_inv: np.ndarray, n_comp: int, weight: np.ndarray,
+          big: np.ndarray, reach_chunk: int, halo: int,
+          direction: str) -> tuple[list[Block], np.ndarray]:
+    """The blocks of :func:`partition` with the components ``big`` cut into pieces; with,
+    per component, the most of its reaches one block holds (core and halo)."""
+    # Units to pack: whole small components, and pieces of the large ones.
+    unit = comp.copy()  # unit label = a segment position (component outlet or piece root)
+    if big.size:
+        depth = hops_to_outlet(topo.seg_to_idx)
+        for c in big.tolist():
+            nodes = np.flatnonzero(comp_inv == c)
+            unit[nodes] = _cut_tree(topo.seg_to_idx, weight, nodes, reach_chunk, depth)
+    unit_ids, unit_inv = np.unique(unit, return_inverse=True)
+    unit_size = np.bincount(unit_inv, weights=weight).astype(np.int64)
+    # Next fit in the dataset's order: a store kept in basin order then gives blocks
+    # that read a few contiguous input chunks and fill a few output chunks (packing by
+    # size instead scatters every chunk over many blocks, which dask must then hold).
+    first = np.full(unit_ids.size, topo.n_reach, dtype=np.int64)
+    np.minimum.at(first, unit_inv[topo.reach_seg_idx], np.arange(topo.n_reach))
+    free: list[int] = []
+    unit_bin = np.empty(unit_ids.size, dtype=np.int64)
+    for u in np.argsort(first, kind="stable").tolist():
+        size = int(unit_size[u])
+        if not free or free[-1] < size:
+            free.append(max(reach_chunk, size))
+        free[-1] -= size
+        unit_bin[u] = len(free) - 1
+    seg_bin = unit_bin[unit_inv]
+    reach_by_seg = np.argsort(topo.reach_seg_idx, kind="stable")
+    seg_start = np.concatenate([[0], np.cumsum(weight)])
+    split_comp = np.zeros(n_comp, dtype=bool)
+    split_comp[big] = True
+    seg_split = split_comp[comp_inv]
+    up = _upstream_neighbours(topo.seg_to_idx) if (halo and big.size) else None
+
+    def reaches_of(segs: np.ndarray) -> np.ndarray:
+        if segs.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        parts = [reach_by_seg[seg_start[s]: seg_start[s + 1]] for s in segs.tolist()]
+        return np.sort(np.concatenate(parts))
+
+    blocks = []
+    widest = np.zeros(n_comp, dtype=np.int64)
+    seg_sorted = np.argsort(seg_bin, kind="stable")
+    bounds = np.searchsorted(seg_bin[seg_sorted], np.arange(len(free) + 1))
+    for b in range(len(free)):
+        core = np.sort(seg_sorted[bounds[b]: bounds[b + 1]])
+        halo_segs = np.zeros(0, dtype=np.int64)
+        if up is not None and seg_split[core].any():
+            halo_segs = _grow_halo(core, topo.seg_to_idx, up, halo, direction)
+        core_r = reaches_of(core)
+        blocks.append(Block(
+            seg=np.concatenate([core, halo_segs]).astype(np.int64), n_core_seg=int(core.size),
+            reach=np.concatenate([core_r, reaches_of(halo_segs)]).astype(np.int64),
+            n_core_reach=int(core_r.size)))
+        segs = blocks[-1].seg
+        held = np.bincount(comp_inv[segs], weights=weight[segs], minlength=n_comp).astype(np.int64)
+        np.maximum(widest, held, out=widest)
+    return blocks, widest
+
+
 def partition(
     ds_or_topology: xr.Dataset | Topology,
     reach_chunk: int = DEFAULT_REACH_CHUNK,
@@ -286,7 +352,9 @@ def partition(
     of it along the network, with their reaches, on the side that the graph of
     ``direction`` reads from (a node of a ``"downstream"`` graph reads only nodes
     downstream of it, so its halo grows downstream only; ``"updown"`` grows both
-    ways, along any branch).
+    ways, along any branch). A component one of whose blocks would hold all of it,
+    halo included (a wide basin, whose halos reach every sibling branch through the
+    outlet), is not cut: it runs whole, in a block of its own.
 
     Parameters
     ----------
@@ -338,56 +406,18 @@ def partition(
     weight = np.bincount(topo.reach_seg_idx, minlength=n_seg)
     comp_ids, comp_inv = np.unique(comp, return_inverse=True)
     comp_size = np.bincount(comp_inv, weights=weight).astype(np.int64)
-    # Units to pack: whole small components, and pieces of the large ones.
-    unit = comp.copy()  # unit label = a segment position (component outlet or piece root)
     big = np.flatnonzero(comp_size > reach_chunk) if split_ok else np.zeros(0, dtype=np.int64)
-    if big.size:
-        depth = hops_to_outlet(topo.seg_to_idx)
-        for c in big.tolist():
-            nodes = np.flatnonzero(comp_inv == c)
-            unit[nodes] = _cut_tree(topo.seg_to_idx, weight, nodes, reach_chunk, depth)
-    unit_ids, unit_inv = np.unique(unit, return_inverse=True)
-    unit_size = np.bincount(unit_inv, weights=weight).astype(np.int64)
-    # Next fit in the dataset's order: a store kept in basin order then gives blocks
-    # that read a few contiguous input chunks and fill a few output chunks (packing by
-    # size instead scatters every chunk over many blocks, which dask must then hold).
-    first = np.full(unit_ids.size, topo.n_reach, dtype=np.int64)
-    np.minimum.at(first, unit_inv[topo.reach_seg_idx], np.arange(topo.n_reach))
-    free: list[int] = []
-    unit_bin = np.empty(unit_ids.size, dtype=np.int64)
-    for u in np.argsort(first, kind="stable").tolist():
-        size = int(unit_size[u])
-        if not free or free[-1] < size:
-            free.append(max(reach_chunk, size))
-        free[-1] -= size
-        unit_bin[u] = len(free) - 1
-    seg_bin = unit_bin[unit_inv]
-    reach_by_seg = np.argsort(topo.reach_seg_idx, kind="stable")
-    seg_start = np.concatenate([[0], np.cumsum(weight)])
-    split_comp = np.zeros(comp_ids.size, dtype=bool)
-    split_comp[big] = True
-    seg_split = split_comp[comp_inv]
-    up = _upstream_neighbours(topo.seg_to_idx) if (halo and big.size) else None
-
-    def reaches_of(segs: np.ndarray) -> np.ndarray:
-        if segs.size == 0:
-            return np.zeros(0, dtype=np.int64)
-        parts = [reach_by_seg[seg_start[s]: seg_start[s + 1]] for s in segs.tolist()]
-        return np.sort(np.concatenate(parts))
-
-    blocks = []
-    seg_sorted = np.argsort(seg_bin, kind="stable")
-    bounds = np.searchsorted(seg_bin[seg_sorted], np.arange(len(free) + 1))
-    for b in range(len(free)):
-        core = np.sort(seg_sorted[bounds[b]: bounds[b + 1]])
-        halo_segs = np.zeros(0, dtype=np.int64)
-        if up is not None and seg_split[core].any():
-            halo_segs = _grow_halo(core, topo.seg_to_idx, up, halo, direction)
-        core_r = reaches_of(core)
-        blocks.append(Block(
-            seg=np.concatenate([core, halo_segs]).astype(np.int64), n_core_seg=int(core.size),
-            reach=np.concatenate([core_r, reaches_of(halo_segs)]).astype(np.int64),
-            n_core_reach=int(core_r.size)))
+    blocks, widest = _pack(topo, comp, comp_inv, comp_size.size, weight, big, reach_chunk, halo,
+                           direction)
+    # A component one of whose blocks holds all of it, halo included (a wide basin:
+    # from one head segment, a hop down to the shared outlet and a hop up reach every
+    # sibling), is run whole instead: exact, no larger than that block, and once (a
+    # star of 10^5 reaches ran the whole network in each of its 26 blocks).
+    whole = big[widest[big] >= comp_size[big]] if WHOLE_WHEN_HELD else big[:0]
+    if whole.size:
+        big = np.setdiff1d(big, whole)
+        blocks, _ = _pack(topo, comp, comp_inv, comp_size.size, weight, big, reach_chunk, halo,
+                          direction)
     return Partition(tuple(blocks), reach_chunk, halo, int(comp_ids.size), int(big.size),
                      direction)
 
