@@ -194,8 +194,10 @@ def test_bad_pairs_are_typed_errors(obs2d: xr.DataArray) -> None:
         evaluate(obs2d.isel(reach=0), obs2d)
     with pytest.raises(xmsgl.UnitsError, match="'K'"):
         evaluate(obs2d.assign_attrs(units="K"), obs2d)
-    with pytest.raises(xmsgl.SchemaError, match="by="):
+    with pytest.raises(xmsgl.ParameterError, match="by="):
         evaluate(obs2d, obs2d, by="month")
+    with pytest.raises(xmsgl.ParameterError, match=r"by=\['seasons'\] is not known \(did you mean 'season'\?\)"):
+        evaluate(obs2d, obs2d, by="seasons")
 
 
 def test_empty_selection_is_an_error(obs2d: xr.DataArray) -> None:

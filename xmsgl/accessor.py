@@ -61,7 +61,7 @@ class MsglAccessor:
         """Downscale with a fitted model or a saved model path; see :func:`xmsgl.downscale.downscale`."""
         from xmsgl.downscale import downscale
 
-        check_keywords(downscale, kwargs, "ds.msgl.downscale", ("ds", "model_or_path"))
+        check_keywords(downscale, kwargs, "ds.msgl.downscale", ("ds",))
         return downscale(self._ds, model_or_path, **kwargs)
 
     def coverage(self, model: Any, **kwargs: Any) -> xr.Dataset:
@@ -69,14 +69,14 @@ class MsglAccessor:
         :func:`xmsgl.coverage.coverage`."""
         from xmsgl.coverage import coverage
 
-        check_keywords(coverage, kwargs, "ds.msgl.coverage", ("ds", "model"))
+        check_keywords(coverage, kwargs, "ds.msgl.coverage", ("ds",))
         return coverage(self._ds, model, **kwargs)
 
     def sparsify(self, keep: float = 0.01, **kwargs: Any) -> xr.Dataset:
         """Keep a random share of fine observations; see :func:`xmsgl.sampling.sparsify`."""
         from xmsgl.sampling import sparsify
 
-        check_keywords(sparsify, kwargs, "ds.msgl.sparsify", ("ds", "keep"))
+        check_keywords(sparsify, kwargs, "ds.msgl.sparsify", ("ds",))
         return sparsify(self._ds, keep=keep, **kwargs)
 
     def evaluate(
@@ -101,7 +101,7 @@ class MsglAccessor:
         """
         from xmsgl.evaluate import evaluate
 
-        check_keywords(evaluate, kwargs, "ds.msgl.evaluate", ("prediction", "observed"))
+        check_keywords(evaluate, kwargs, "ds.msgl.evaluate")
         if observed is None:
             # A segment prediction (scale="seg") is scored against the segments'.
             scale = "seg" if "seg" in getattr(prediction, "dims", ()) else "reach"

@@ -85,7 +85,6 @@ from xmsgl.exceptions import (
     SchemaError,
     ShortRecordWarning,
     TimeError,
-    XmsglError,
     XmsglWarning,
     format_ids,
     user_stacklevel,
@@ -834,7 +833,7 @@ def fit_baseline(
     settings = {k: _setting(k, v, _DEFAULTS[method][k]) for k, v in {**_DEFAULTS[method], **kw}.items()}
     window = int(settings["window"])
     if window < 1:
-        raise XmsglError(f"window={window!r} must be a positive number of days")
+        raise ParameterError(f"window={window!r} must be a positive number of days")
     ds = in_id_order(validate(ds))  # the same fit whatever the file's order
     topo = topology_arrays(ds)
     if TIME not in ds.dims:

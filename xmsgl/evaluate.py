@@ -118,7 +118,11 @@ def _as_by(by: str | Sequence[str] | None) -> list[str]:
     items = [by] if isinstance(by, str) else list(by)
     bad = [b for b in items if b not in _BY]
     if bad:
-        raise SchemaError(f"by={bad!r} is not known; use None, 'season', 'hot' or a list of them")
+        from xmsgl.exceptions import did_you_mean
+
+        hint = did_you_mean([b for b in bad if isinstance(b, str)], _BY)
+        raise ParameterError(f"by={bad!r} is not known{hint}; use None, 'season', 'hot' or a list of "
+                             "them")
     return items
 
 

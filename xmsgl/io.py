@@ -403,7 +403,7 @@ def _refuse_model_folder(final: Path, what: str, found: Path | None = None) -> N
     else:
         reason = _not_a_model_folder(entry)
     if reason is not None:
-        raise XmsglError(f"{str(final)!r} exists and is not an xmsgl {what} folder ({reason}); "
+        raise ParameterError(f"{str(final)!r} exists and is not an xmsgl {what} folder ({reason}); "
                          "choose another path or remove it")
 
 
@@ -454,7 +454,7 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
         if old is None or same is None or not same(old):
             said = ("" if old is None else
                     f" (method {old.get('method')!r}, created {old.get('created', '?')})")
-            raise XmsglError(
+            raise ParameterError(
                 f"{str(final)!r} holds another saved {what}{said}, which outputs may cite by its "
                 f"sha256; pass overwrite=True to replace it, or save to another folder")
     # The same check, on the old folder after it is moved aside: another process

@@ -78,7 +78,6 @@ from xmsgl.exceptions import (
     TimeGapWarning,
     TrainingError,
     UnitsError,
-    XmsglError,
     XmsglWarning,
     check_count,
     did_you_mean,
@@ -1320,7 +1319,9 @@ def fit(
     if method == "gru":
         return _fit_gru(args)
     if method not in METHODS:
-        raise ParameterError(f"method={method!r} is not known; use one of {list(METHODS + BASELINES) + ['gru']}")
+        known = list(METHODS + BASELINES) + ["gru"]
+        hint = did_you_mean([method], known) if isinstance(method, str) else ""
+        raise ParameterError(f"method={method!r} is not known{hint}; use one of {known}")
     if options:
         raise ParameterError(
             f"fit() got arguments {sorted(options)} that method {method!r} does not take"
@@ -1679,7 +1680,7 @@ def fit(
             if "remap-fine" in stage_a_tasks:
                 targets_a["fine"] = pseudo
             if not targets_a:
-                raise XmsglError("stage_a_tasks is empty; give 'coarse' and/or 'remap'")
+                raise ParameterError("stage_a_tasks is empty; give 'coarse' and/or 'remap'")
             if seg_unseen:
                 # No segment observed on the training days: the segments' inputs are
                 # judged (coverage, downscale's warnings) against those of the

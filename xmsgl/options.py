@@ -22,7 +22,10 @@ OPTIONS: dict[str, Any] = {
 def get_option(name: str) -> Any:
     """Return the current value of option ``name``."""
     if not isinstance(name, str) or name not in OPTIONS:
-        raise XmsglError(f"unknown option {name!r}; known options are {sorted(OPTIONS)}")
+        from xmsgl.exceptions import did_you_mean
+
+        hint = did_you_mean([name], OPTIONS) if isinstance(name, str) else ""
+        raise ParameterError(f"unknown option {name!r}{hint}; known options are {sorted(OPTIONS)}")
     return OPTIONS[name]
 
 
@@ -93,7 +96,10 @@ class set_options:
     def __init__(self, **kwargs: Any) -> None:
         unknown = sorted(set(kwargs) - set(OPTIONS))
         if unknown:
-            raise XmsglError(f"unknown options {unknown}; known options are {sorted(OPTIONS)}")
+            from xmsgl.exceptions import did_you_mean
+
+            raise ParameterError(f"unknown options {unknown}{did_you_mean(unknown, OPTIONS)}; known "
+                                 f"options are {sorted(OPTIONS)}")
         # Every value is checked before any is set: a bad one leaves all options as
         # they were, and is refused here rather than as a bare torch error in a
         # later fit or downscale.
