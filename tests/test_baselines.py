@@ -623,6 +623,8 @@ def test_baseline_outputs_name_the_held_out_days_the_seed_and_the_inputs(small_b
     assert (out.attrs["xmsgl_input_title"], out.attrs["xmsgl_input_source"]) == ("a basin", "a model run")
     back = xmsgl.load(model.save(tmp_path / "clim"))
     assert back.sha256 == model.sha256 and back.config["test"] == [list(test)]
+    # The repr names the training days as the outputs do, the same after loading.
+    assert repr(back) == repr(model) and f"train={out.attrs['xmsgl_train_periods']}>" in repr(model)
     # Without a period, the default split's test days are held out and named, as a
     # network's are (they went unnamed, and config had no "test" to score on).
     default = xmsgl.fit(ds, "idw")

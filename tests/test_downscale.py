@@ -237,7 +237,7 @@ def test_gap_in_days_restarts_the_recurrence(basin: xr.Dataset, model: Downscale
     keep[80:100] = False
     gappy = basin.isel(time=keep)
     run = {"spinup": 30, "chunk": 50}
-    with pytest.warns(xmsgl.TimeGapWarning, match=r"1 gap in 'time' \(2001-03-21 to 2001-04-11\)"):
+    with pytest.warns(xmsgl.TimeGapWarning, match=r"1 gap in 'time' \(between 2001-03-21 and 2001-04-11: 20 days missing\)"):
         out = downscale(gappy, model, **run)
     before = downscale(gappy.isel(time=slice(0, 80)), model, **run)
     after = downscale(gappy.isel(time=slice(80, None)), model, **run)

@@ -413,8 +413,11 @@ class BaselineModel:
         self.arrays = arrays
 
     def __repr__(self) -> str:
+        # The periods as the outputs name them: the same before saving and after loading
+        # (tuples became lists in config.json).
+        train = spans_text(self.config["train"]) if self.config.get("train") else None
         return (f"<xmsgl.BaselineModel method={self.method!r} n_reach={self.arrays['reach_ids'].size} "
-                f"train={self.config.get('train')}>")
+                f"train={train}>")
 
     @property
     def sha256(self) -> str:

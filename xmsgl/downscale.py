@@ -161,6 +161,10 @@ def long_name(scale: str) -> str:
     return f"daily mean stream water temperature of {what} by xmsgl"
 
 
+def _plural_days(n: int) -> str:
+    return f"{n} day" if n == 1 else f"{n} days"
+
+
 def _time_gaps(time: pd.DatetimeIndex, i0: int, i1: int, spinup: int) -> np.ndarray:
     """The gaps of ``time`` (:func:`~xmsgl.train.time_breaks`), for the inference windows.
 
@@ -172,7 +176,11 @@ def _time_gaps(time: pd.DatetimeIndex, i0: int, i1: int, spinup: int) -> np.ndar
     breaks = time_breaks(time)
     used = breaks[(breaks > i0 - spinup) & (breaks < i1)]
     if used.size:
-        shown = ", ".join(f"{time[b - 1].date()} to {time[b].date()}" for b in used[:3])
+        # The days either side of each gap, and how many are missing between them (the
+        # two dates read as the missing days themselves).
+        shown = ", ".join(
+            f"between {time[b - 1].date()} and {time[b].date()}: "
+            f"{_plural_days((time[b] - time[b - 1]).days - 1)} missing" for b in used[:3])
         more = f" and {used.size - 3} more" if used.size > 3 else ""
         warnings.warn(
             f"the days used have {used.size} gap{'s' if used.size > 1 else ''} in 'time' ({shown}"
