@@ -631,6 +631,10 @@ def test_accessor_evaluate_gives_evaluates_typed_errors_before_judging_the_dates
     with pytest.warns(xmsgl.InSampleWarning, match=r"on 1095 days inside the model's training periods"):
         scores = on_noleap.msgl.evaluate(noleap)
     assert int(scores["n"]) > 0
+    # 360_day: its 29 and 30 February (six in three years) lie in no period; the others do.
+    days360 = pred.convert_calendar("360_day", align_on="year")
+    with pytest.warns(xmsgl.InSampleWarning, match=r"on 1074 days inside the model's training periods"):
+        small_basin.convert_calendar("360_day", align_on="year").msgl.evaluate(days360)
 
 
 def test_the_in_sample_check_reads_a_dask_backed_dataset_once(small_basin: xr.Dataset) -> None:

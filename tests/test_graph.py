@@ -651,6 +651,8 @@ def test_graphs_too_large_for_memory_are_refused_before_they_are_built(
     monkeypatch.setattr(graph, "LARGE_GRAPH_BYTES", graph.BYTES_PER_FINE_ENTRY * cut.fine.nnz - 1)
     with pytest.warns(XmsglWarning, match=rf"at most 2 counted\) hold {cut.fine.nnz:,} fine entries"):
         build_graphs(small_basin, max_hops=2)
+    with pytest.warns(XmsglWarning, match=r"at most 2 counted"):  # a distance beside it too
+        build_graphs(small_basin, max_hops=2, max_distance=1e9)
     monkeypatch.setattr(graph, "LARGE_GRAPH_BYTES", graph.BYTES_PER_FINE_ENTRY * cut.fine.nnz)
     import warnings
 

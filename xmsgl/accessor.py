@@ -206,11 +206,12 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
     index = prediction.indexes.get("time")
     try:
         # The periods are dates; a model calendar's (cftime) are read as such where they
-        # exist in the standard one.
-        times = (pd.DatetimeIndex([f"{t.year:04d}-{t.month:02d}-{t.day:02d}" for t in index])
+        # exist in the standard one (360_day's 30 February is in no period).
+        times = (pd.DatetimeIndex(pd.to_datetime(
+                    [f"{t.year:04d}-{t.month:02d}-{t.day:02d}" for t in index], errors="coerce"))
                  if isinstance(index, xr.CFTimeIndex) else pd.DatetimeIndex(labels))
     except (TypeError, ValueError):
-        return  # days such as 360_day's 30 February: the periods cannot be laid on them
+        return  # not dates: nothing to judge
     # ASYNC-MSGL's training periods include its stage A's days, on which it learned
     # from the segments' coarse values (carried to their reaches), not from reach_temp.
     stage_a = (" (or, on days of ASYNC-MSGL's stage A alone, learned from through their "

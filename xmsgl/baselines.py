@@ -809,8 +809,8 @@ def fit_baseline(
 
     Raises
     ------
-    XmsglError
-        An unknown method or setting.
+    ParameterError
+        An unknown method or setting, a window that is not a positive number of days.
     DataError
         No observation in the training period.
     SchemaError, TimeError

@@ -1038,13 +1038,20 @@ def _find_cycles(to_idx: np.ndarray) -> np.ndarray:
     Pointer doubling, O(N log N) in a fixed number of numpy passes (peeling the
     headwaters took one Python step per level: 14 s on a chain of 10^6 reaches).
     """
+    # Every node of a cycle is landed on, and only those.
+    far = far_downstream(to_idx)
+    return np.unique(far[far >= 0])
+
+
+def far_downstream(to_idx: np.ndarray) -> np.ndarray:
+    """Where each node is after at least N steps downstream (-1 absorbs at outlets), by
+    pointer doubling: -1 for every node of a forest; a node on a cycle, for one on or
+    draining into it."""
     n = to_idx.size
     nxt = np.asarray(to_idx, dtype=np.int64).copy()
-    # After 2^k >= n steps every node of a forest has reached an outlet (-1 absorbs);
-    # the others have landed on a cycle, and every node of a cycle is landed on.
-    for _ in range(max(1, int(np.ceil(np.log2(max(n, 2))))) + 1):
+    for _ in range(max(1, int(np.ceil(np.log2(max(n, 2))))) + 1):  # 2^k >= n steps
         nxt = np.where(nxt >= 0, nxt[np.maximum(nxt, 0)], -1)
-    return np.unique(nxt[nxt >= 0])
+    return nxt
 
 
 def hops_to_outlet(to_idx: np.ndarray) -> np.ndarray:

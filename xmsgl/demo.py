@@ -233,7 +233,7 @@ def run_demo(
     from xmsgl.coverage import WARN_SD, coverage
     from xmsgl.downscale import downscale
     from xmsgl.model import fit
-    from xmsgl.options import get_option
+    from xmsgl.options import progress_or_option
     from xmsgl.sampling import sparsify
     from xmsgl.train import resolve_device, split_periods
 
@@ -242,7 +242,7 @@ def run_demo(
     check_flag("overwrite", overwrite)
     check_flag("progress", progress, none=True)
     # The progress option covers the demo too, as it does fit (options.py).
-    progress = bool(get_option("progress")) if progress is None else bool(progress)
+    progress = progress_or_option(progress)
     settings = DEMO_SETTINGS["quick" if quick else "full"]
     dev = resolve_device(device)
     outdir = check_outdir(outdir, overwrite)

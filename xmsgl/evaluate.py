@@ -38,6 +38,7 @@ from xmsgl.exceptions import (
     XmsglWarning,
     check_count,
     check_flag,
+    did_you_mean,
     format_ids,
     user_stacklevel,
 )
@@ -118,8 +119,6 @@ def _as_by(by: str | Sequence[str] | None) -> list[str]:
     items = [by] if isinstance(by, str) else list(by)
     bad = [b for b in items if b not in _BY]
     if bad:
-        from xmsgl.exceptions import did_you_mean
-
         hint = did_you_mean([b for b in bad if isinstance(b, str)], _BY)
         raise ParameterError(f"by={bad!r} is not known{hint}; use None, 'season', 'hot' or a list of "
                              "them")
@@ -274,11 +273,12 @@ def evaluate(
         if paired.any():
             days = p[time_dim].values[paired]
             out.attrs["scored_period"] = f"{str(days[0])[:10]}/{str(days[-1])[:10]}"
-    node = next((str(d) for d in o.dims if d != time_dim), "reach")
-    out.attrs["hot_rule"] = (
-        f"observed value >= 90th percentile of the {node}'s own observed values" if hot == "reach"
-        else "observed value >= 90th percentile of all observed values"
-    )
+    if "hot" in subsets:  # the rule of the hot10 subset, where there is one
+        node = next((str(d) for d in o.dims if d != time_dim), "reach")
+        out.attrs["hot_rule"] = (
+            f"observed value >= 90th percentile of the {node}'s own observed values" if hot == "reach"
+            else "observed value >= 90th percentile of all observed values"
+        )
     return out
 
 
@@ -931,9 +931,9 @@ def _cells_bar(total: int, desc: str) -> Any:
     default cross-validation showed nothing for hours."""
     from tqdm.auto import tqdm
 
-    from xmsgl.options import get_option
+    from xmsgl.options import progress_or_option
 
-    return tqdm(total=int(total), desc=desc, disable=not get_option("progress"), leave=False,
+    return tqdm(total=int(total), desc=desc, disable=not progress_or_option(None), leave=False,
                 unit="fit")
 
 
@@ -1194,52 +1194,54 @@ def cross_validate(
     had_values = {n for n in hidden_vars if bool(ds[n].notnull().any())}
     said: set[tuple[type, str]] = set()
     bar = _cells_bar(len(parts) * len(seed_list), f"cross-validation {method}")
-    for h in parts:
-        held_id[h.repeat, h.fold] = ids.setdefault(frozenset(h.groups), len(ids))
-        cells = h.reaches[:, None] & h.days[None, :]
-        train_ds = _mask_obs(ds, "reach_temp", REACH, cells)
-        if blocking == "water_year":
-            for name in coarse_vars:
-                train_ds = _mask_obs(train_ds, name, SEG,
-                                     np.ones(topo.n_seg, dtype=bool)[:, None] & h.days[None, :])
-        elif hidden_vars:
-            segs = np.zeros(topo.n_seg, dtype=bool)
-            segs[topo.reach_seg_idx[h.reaches]] = True
-            for name in hidden_vars:
-                train_ds = _mask_obs(train_ds, name, SEG, segs[:, None] & h.days[None, :])
-        tvals = np.where(cells, target_vals, np.nan)
-        test_ds = xr.Dataset(
-            {"target": target_all.copy(data=tvals)},
-            attrs={"repeat": h.repeat, "fold": h.fold, "blocking": blocking,
-                   "groups": json.dumps(h.groups),
-                   "test_period": json.dumps(_ranges(time, h.days)) if blocking == "water_year" else ""},
-        )
-        n_reaches[h.repeat, h.fold] = int(h.reaches.sum())
-        n_days[h.repeat, h.fold] = int(h.days.sum())
-        for k, s in enumerate(seed_list):
-            train_seeds[h.repeat, h.fold, k] = cell_seed = training_seed(s, h.repeat, h.fold)
-            try:
-                with _CellWarnings.fold(h, said):
-                    pred = train_fn(train_ds, test_ds, cell_seed)
-            except DataError as err:
-                # Where mask_coarse hid every value a coarse variable had, a method that
-                # needs them fails: say why.
-                emptied = [n for n in hidden_vars
-                           if n in had_values and not bool(train_ds[n].notnull().any())]
-                if not emptied:
-                    raise
-                what = ("every coarse observation" if emptied == ["seg_temp"]
-                        else f"every value of {emptied}")
-                raise type(err)(
-                    f"{err} (fold {h.fold} of repetition {h.repeat}: mask_coarse={mask_coarse!r} "
-                    f"hid {what}, since all of them lie in the segments of its held-out reaches; "
-                    "pass mask_coarse=False (xmsgl evaluate --keep-coarse) where the coarse data "
-                    "are not taken at the fine sites, or the names of the variables to hide "
-                    "(mask_coarse=['seg_temp'] keeps a process model's output), or use a method "
-                    "that does without them)") from err
-            rows[(h.repeat, h.fold, k)] = _score(pred, test_ds, score)
-            bar.update()
-    bar.close()
+    try:
+        for h in parts:
+            held_id[h.repeat, h.fold] = ids.setdefault(frozenset(h.groups), len(ids))
+            cells = h.reaches[:, None] & h.days[None, :]
+            train_ds = _mask_obs(ds, "reach_temp", REACH, cells)
+            if blocking == "water_year":
+                for name in coarse_vars:
+                    train_ds = _mask_obs(train_ds, name, SEG,
+                                         np.ones(topo.n_seg, dtype=bool)[:, None] & h.days[None, :])
+            elif hidden_vars:
+                segs = np.zeros(topo.n_seg, dtype=bool)
+                segs[topo.reach_seg_idx[h.reaches]] = True
+                for name in hidden_vars:
+                    train_ds = _mask_obs(train_ds, name, SEG, segs[:, None] & h.days[None, :])
+            tvals = np.where(cells, target_vals, np.nan)
+            test_ds = xr.Dataset(
+                {"target": target_all.copy(data=tvals)},
+                attrs={"repeat": h.repeat, "fold": h.fold, "blocking": blocking,
+                       "groups": json.dumps(h.groups),
+                       "test_period": json.dumps(_ranges(time, h.days)) if blocking == "water_year" else ""},
+            )
+            n_reaches[h.repeat, h.fold] = int(h.reaches.sum())
+            n_days[h.repeat, h.fold] = int(h.days.sum())
+            for k, s in enumerate(seed_list):
+                train_seeds[h.repeat, h.fold, k] = cell_seed = training_seed(s, h.repeat, h.fold)
+                try:
+                    with _CellWarnings.fold(h, said):
+                        pred = train_fn(train_ds, test_ds, cell_seed)
+                except DataError as err:
+                    # Where mask_coarse hid every value a coarse variable had, a method that
+                    # needs them fails: say why.
+                    emptied = [n for n in hidden_vars
+                               if n in had_values and not bool(train_ds[n].notnull().any())]
+                    if not emptied:
+                        raise
+                    what = ("every coarse observation" if emptied == ["seg_temp"]
+                            else f"every value of {emptied}")
+                    raise type(err)(
+                        f"{err} (fold {h.fold} of repetition {h.repeat}: mask_coarse={mask_coarse!r} "
+                        f"hid {what}, since all of them lie in the segments of its held-out reaches; "
+                        "pass mask_coarse=False (xmsgl evaluate --keep-coarse) where the coarse data "
+                        "are not taken at the fine sites, or the names of the variables to hide "
+                        "(mask_coarse=['seg_temp'] keeps a process model's output), or use a method "
+                        "that does without them)") from err
+                rows[(h.repeat, h.fold, k)] = _score(pred, test_ds, score)
+                bar.update()
+    finally:
+        bar.close()
     out = _results_dataset(rows, {"repeat": list(range(n_rep)), "fold": list(range(folds)),
                                   "seed": seed_list})
     if score not in out.data_vars:
@@ -1759,21 +1761,23 @@ def sparsity_sweep(
     n_obs = np.zeros((len(keep_list), len(seed_list)), dtype=np.int64)
     said: set[tuple[type, str]] = set()  # each warning's text once per sweep, not per cell
     bar = _cells_bar(len(keep_list) * len(seed_list) * len(method_list), "sparsity sweep")
-    for i, k in enumerate(keep_list):
-        for j, s in enumerate(seed_list):
-            thin = thinned(k, s)
-            n_obs[i, j] = int(thin["reach_temp"].notnull().sum())
-            for mi, m in enumerate(method_list):
-                with warnings.catch_warnings():
-                    if said_short:
-                        # Said once above: the fits would say it again, each of them.
-                        warnings.simplefilter("ignore", ShortRecordWarning)
-                    # Thinning is what the sweep measures (n_train_obs counts each cell).
-                    warnings.simplefilter("ignore", FewObservationsWarning)
-                    with _CellWarnings(f" ({m}, keep={k:g}, seed={s}; said once per sweep)", said):
-                        rows[(mi, i, j)] = _score(trainers[m](thin, test_ds, s), test_ds)
-                bar.update()
-    bar.close()
+    try:
+        for i, k in enumerate(keep_list):
+            for j, s in enumerate(seed_list):
+                thin = thinned(k, s)
+                n_obs[i, j] = int(thin["reach_temp"].notnull().sum())
+                for mi, m in enumerate(method_list):
+                    with warnings.catch_warnings():
+                        if said_short:
+                            # Said once above: the fits would say it again, each of them.
+                            warnings.simplefilter("ignore", ShortRecordWarning)
+                        # Thinning is what the sweep measures (n_train_obs counts each cell).
+                        warnings.simplefilter("ignore", FewObservationsWarning)
+                        with _CellWarnings(f" ({m}, keep={k:g}, seed={s}; said once per sweep)", said):
+                            rows[(mi, i, j)] = _score(trainers[m](thin, test_ds, s), test_ds)
+                    bar.update()
+    finally:
+        bar.close()
     out = _results_dataset(rows, {"method": method_list, "keep": keep_list, "seed": seed_list})
     out["n_train_obs"] = (("keep", "seed"), n_obs)
     if defaults:

@@ -52,6 +52,7 @@ from xmsgl.convention import (
     _norm_units,
     _scalar_attr,
     expect_dataset,
+    far_downstream,
     hops_to_outlet,
     topology_arrays,
 )
@@ -316,12 +317,8 @@ def _check_forest(to_idx: np.ndarray, length: np.ndarray) -> None:
     neg = np.flatnonzero(~np.isfinite(length) | (length < 0))
     if neg.size:
         raise TopologyError(f"nodes {format_ids(neg)} have lengths that are not finite and >= 0")
-    # Pointer doubling: after 2^k >= n steps every node of a forest has reached an
-    # outlet (-1 absorbs); a node on, or draining into, a cycle has not. O(n log n).
-    nxt = to_idx.copy()
-    for _ in range(max(1, int(np.ceil(np.log2(max(n, 2))))) + 1):
-        nxt = np.where(nxt >= 0, nxt[np.maximum(nxt, 0)], -1)
-    stuck = np.flatnonzero(nxt >= 0)
+    # A node on, or draining into, a cycle never reaches an outlet. O(n log n).
+    stuck = np.flatnonzero(far_downstream(to_idx) >= 0)
     if stuck.size:
         raise TopologyError(f"the pointers close a cycle (nodes {format_ids(stuck)} never reach "
                             "an outlet); a river network drains to outlets")
@@ -992,8 +989,8 @@ def _check_graph_size(topo: Topology, max_distance: float | None, max_hops: int 
     N x (mean hops to the outlet) of them, which on a deep network (a random tree of
     10^5 reaches, 2,063 hops on average) took 21 GB before the kernel killed the
     process. ``max_distance`` alone is not estimated (the pairs it keeps depend on the
-    lengths); ``max_hops`` bounds the count."""
-    if max_distance is not None or not topo.n_reach:
+    lengths); ``max_hops`` bounds the count, with or without it."""
+    if (max_distance is not None and max_hops is None) or not topo.n_reach:
         return
     hops = hops_to_outlet(topo.reach_to_idx)
     if max_hops is not None:

@@ -404,7 +404,7 @@ def _refuse_model_folder(final: Path, what: str, found: Path | None = None) -> N
         reason = _not_a_model_folder(entry)
     if reason is not None:
         raise ParameterError(f"{str(final)!r} exists and is not an xmsgl {what} folder ({reason}); "
-                         "choose another path or remove it")
+                             "choose another path or remove it")
 
 
 def _saved_config(folder: Path) -> dict[str, Any] | None:
@@ -429,7 +429,7 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
     to one, the link is replaced and the folder it points to is left as it was. Any
     other existing path (a folder that merely holds a ``config.json``, a model folder
     with a file of the user's added, a dangling link) raises
-    :class:`~xmsgl.exceptions.XmsglError` naming ``what`` (``"model"``,
+    :class:`~xmsgl.exceptions.ParameterError` naming ``what`` (``"model"``,
     ``"baseline"``...), and nothing is deleted. The check is made again on the old
     folder once it is moved aside, just before it is deleted, and when that fails
     the old folder is moved back as it was. Every file is flushed to disk before the
@@ -437,7 +437,7 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
     killed midway leaves the previous one intact. With ``overwrite=False`` (a bool,
     as every ``overwrite`` of xmsgl) an existing folder is replaced only when it holds
     the same saved model, ``same(config)`` of its ``config.json`` being true (never
-    without ``same``); another one raises :class:`~xmsgl.exceptions.XmsglError`.
+    without ``same``); another one raises :class:`~xmsgl.exceptions.ParameterError`.
 
     Examples
     --------

@@ -1353,7 +1353,7 @@ def fit(
                              f"pass backbone='dmsge' (got backbone={backbone!r})")
     dmsge_opts = dmsge_options(backbone_options) if backbone == "dmsge" else None
     from xmsgl.graph import FINGERPRINT_VERSION, build_graphs, weight_stats
-    from xmsgl.options import get_option
+    from xmsgl.options import progress_or_option
 
     check_weighting(weighting, task_weights)
     if weighting == "fixed" and isinstance(task_weights, dict) and float(task_weights["fine"]) == 0:
@@ -1407,7 +1407,7 @@ def fit(
                              "example ('coarse', 'remap')")
     if bad_a:
         raise ParameterError(f"stage_a_tasks {bad_a} are not known; use 'coarse', 'remap' and/or 'remap-fine'")
-    progress = get_option("progress") if progress is None else bool(progress)
+    progress = progress_or_option(progress)
     dev = resolve_device(device)
     pre_epochs = max(1, epochs // 2) if pretrain_epochs is None else int(pretrain_epochs)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xmsgl.exceptions import ParameterError, XmsglError, check_count
+from xmsgl.exceptions import ParameterError, XmsglError, check_count, did_you_mean
 
 __all__ = ["OPTIONS", "set_options", "get_option"]
 
@@ -22,11 +22,15 @@ OPTIONS: dict[str, Any] = {
 def get_option(name: str) -> Any:
     """Return the current value of option ``name``."""
     if not isinstance(name, str) or name not in OPTIONS:
-        from xmsgl.exceptions import did_you_mean
-
         hint = did_you_mean([name], OPTIONS) if isinstance(name, str) else ""
         raise ParameterError(f"unknown option {name!r}{hint}; known options are {sorted(OPTIONS)}")
     return OPTIONS[name]
+
+
+def progress_or_option(progress: Any) -> bool:
+    """``progress`` as given, or the ``progress`` option where it is None (the default
+    of every call that shows progress)."""
+    return bool(OPTIONS["progress"]) if progress is None else bool(progress)
 
 
 def _check(name: str, value: Any) -> None:
@@ -69,10 +73,8 @@ class set_options:
 
     Raises
     ------
-    XmsglError
-        An unknown option name.
     ParameterError
-        A ``device`` torch does not know or this machine does not have, a
+        An unknown option name (with the closest known one), a ``device`` torch does not know or this machine does not have, a
         ``torch_threads`` that is not a positive integer (or None), or a
         ``progress`` that is not True or False. Values are checked before any is
         set, so a refused call changes no option.
@@ -96,8 +98,6 @@ class set_options:
     def __init__(self, **kwargs: Any) -> None:
         unknown = sorted(set(kwargs) - set(OPTIONS))
         if unknown:
-            from xmsgl.exceptions import did_you_mean
-
             raise ParameterError(f"unknown options {unknown}{did_you_mean(unknown, OPTIONS)}; known "
                                  f"options are {sorted(OPTIONS)}")
         # Every value is checked before any is set: a bad one leaves all options as

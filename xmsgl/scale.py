@@ -269,8 +269,8 @@ def _grow_halo(core: np.ndarray, to_idx: np.ndarray, up: sp.csr_matrix, hops: in
     return np.flatnonzero(mask)
 
 
-#: Run whole a component one of whose blocks would hold all of it (see :func:`partition`).
-#: Tests of the halos on small basins, which a default halo covers, turn it off.
+#: :func:`partition`'s default: run whole a component one of whose blocks would hold all
+#: of it. Tests of the halos on small basins, which a default halo covers, turn it off.
 WHOLE_WHEN_HELD = True
 
 
@@ -340,6 +340,7 @@ def partition(
     reach_chunk: int = DEFAULT_REACH_CHUNK,
     halo: int | None = DEFAULT_HALO,
     direction: str = "updown",
+    whole_when_held: bool | None = None,
 ) -> Partition:
     """Blocks of the river network that keep drainage components together.
 
@@ -352,9 +353,10 @@ def partition(
     of it along the network, with their reaches, on the side that the graph of
     ``direction`` reads from (a node of a ``"downstream"`` graph reads only nodes
     downstream of it, so its halo grows downstream only; ``"updown"`` grows both
-    ways, along any branch). A component one of whose blocks would hold all of it,
-    halo included (a wide basin, whose halos reach every sibling branch through the
-    outlet), is not cut: it runs whole, in a block of its own.
+    ways, along any branch). With ``whole_when_held``, a component one of whose
+    blocks would hold all of it, halo included (a wide basin, whose halos reach
+    every sibling branch through the outlet), is not cut: it runs whole, in a block
+    of its own.
 
     Parameters
     ----------
@@ -370,6 +372,10 @@ def partition(
     direction : {"updown", "downstream", "upstream"}, default "updown"
         The graph option ``direction`` of the model the blocks are for: the side
         the halo grows on.
+    whole_when_held : bool, optional
+        Run whole a component one of whose blocks would hold all of it (inference:
+        exact, no larger, computed once); default :data:`WHOLE_WHEN_HELD` (True).
+        Training by sub-basins keeps the pieces it was asked for (each a step).
 
     Returns
     -------
@@ -413,7 +419,9 @@ def partition(
     # from one head segment, a hop down to the shared outlet and a hop up reach every
     # sibling), is run whole instead: exact, no larger than that block, and once (a
     # star of 10^5 reaches ran the whole network in each of its 26 blocks).
-    whole = big[widest[big] >= comp_size[big]] if WHOLE_WHEN_HELD else big[:0]
+    if whole_when_held is None:
+        whole_when_held = WHOLE_WHEN_HELD
+    whole = big[widest[big] >= comp_size[big]] if whole_when_held else big[:0]
     if whole.size:
         big = np.setdiff1d(big, whole)
         blocks, _ = _pack(topo, comp, comp_inv, comp_size.size, weight, big, reach_chunk, halo,
@@ -547,7 +555,8 @@ def subbasin_batches(
 
     The same blocks as :func:`partition` with ``reach_chunk=max_reaches``.
     """
-    return partition(ds_or_topology, reach_chunk=max_reaches, halo=halo, direction=direction)
+    return partition(ds_or_topology, reach_chunk=max_reaches, halo=halo, direction=direction,
+                     whole_when_held=False)
 
 
 # ------------------------------------------------------------------ sub-networks
@@ -1732,8 +1741,10 @@ def train_subbasins(
         train_tasks,
     )
 
+    # The pieces asked for, each a step (a component run whole would be one step where
+    # the caller asked for several).
     part = partition(topo, reach_chunk=max_reaches, halo=halo,
-                     direction=graphs.options.get("direction") or "updown")
+                     direction=graphs.options.get("direction") or "updown", whole_when_held=False)
     largest = max((blk.n_core_reach for blk in part.blocks), default=0)
     if halo is None and largest > max_reaches:
         # Without a cut the components stay whole: a step would hold the whole

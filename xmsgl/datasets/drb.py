@@ -59,6 +59,7 @@ from xmsgl.exceptions import (
     format_ids,
 )
 from xmsgl.io import output_folder
+from xmsgl.options import progress_or_option
 from xmsgl.periods import period_bounds
 
 __all__ = [
@@ -352,15 +353,8 @@ def fetch(name: str, *, folder: str | os.PathLike[str] | None = None,
         When ``folder`` is a file or lies below one.
     """
     check_flag("progress", progress, none=True)
-    progress = _progress(progress)
+    progress = progress_or_option(progress)
     return _fetch(name, _where(folder), progress)
-
-
-def _progress(progress: bool | None) -> bool:
-    """``progress`` as given, or the ``progress`` option where it is None."""
-    from xmsgl.options import get_option
-
-    return bool(get_option("progress")) if progress is None else bool(progress)
 
 
 def _fetch(name: str, where: _Where, progress: bool) -> Path:
@@ -505,7 +499,7 @@ def fetch_data(source: Source = "mirror", folder: str | os.PathLike[str] | None 
         files were looked for and how many are missing there.
     """
     check_flag("progress", progress, none=True)
-    progress = _progress(progress)
+    progress = progress_or_option(progress)
     names = files_for(source)
     where = _where(folder, batch=names)
     return [_fetch(n, where, progress) for n in names]
@@ -1191,7 +1185,7 @@ def open_drb(
     if source == "mirror":
         _period(MIRROR_PERIOD, first, last)  # outside the forcings: said before any file is read
     check_flag("progress", progress, none=True)
-    progress = _progress(progress)
+    progress = progress_or_option(progress)
     cache_dir = _cache_dir(cache)
     # The folder is resolved once per call, so every file of one build comes from
     # the same folder even if XMSGL_DATA_DIR changes meanwhile.

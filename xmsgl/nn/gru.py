@@ -594,7 +594,7 @@ def fit_gru(
         warn_few_fine_observations,
         warn_unobserved_validation,
     )
-    from xmsgl.options import get_option
+    from xmsgl.options import progress_or_option
     from xmsgl.train import (
         feature_spec,
         fit_scalers,
@@ -610,7 +610,7 @@ def fit_gru(
                                             clip_grad_norm=clip_grad_norm)
     check_seed(seed)
     check_flag("progress", progress, none=True)
-    progress = bool(get_option("progress")) if progress is None else bool(progress)
+    progress = progress_or_option(progress)
     ds = in_id_order(validate(ds))  # the same fit whatever the file's order
     if TIME not in ds.dims:
         raise SchemaError("the dataset has no 'time' dimension; the GRU trains on daily data")
