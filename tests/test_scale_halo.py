@@ -286,6 +286,10 @@ def test_a_wide_basin_whose_halos_reach_every_branch_runs_whole(monkeypatch: pyt
     star = _tree_topology(np.append(-1, np.zeros(300, dtype=np.int64)), per_seg=5)
     p = partition(star, reach_chunk=200, halo=12)
     assert p.n_split == 0 and len(p.blocks) == 1
+    # Training keeps the pieces it asks for: each is a step of its own.
+    from xmsgl.scale import subbasin_batches
+
+    assert subbasin_batches(star, 200, halo=12).n_split == 1
     assert p.blocks[0].n_core_reach == p.blocks[0].reach.size == star.n_reach
     # A chain's pieces see only their neighbours: still cut, with halos on top.
     chain = _tree_topology(np.append(np.arange(1, 301), -1), per_seg=5)

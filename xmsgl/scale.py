@@ -548,12 +548,14 @@ def hydro_order(ds: xr.Dataset, reach_chunk: int = DEFAULT_REACH_CHUNK) -> dict[
 
 
 def subbasin_batches(
-    ds_or_topology: xr.Dataset | Topology, max_reaches: int, halo: int = DEFAULT_HALO,
+    ds_or_topology: xr.Dataset | Topology, max_reaches: int, halo: int | None = DEFAULT_HALO,
     direction: str = "updown",
 ) -> Partition:
     """Sub-basin batches for training on a sub-graph per step (see ``fit(subbasin_batch=...)``).
 
-    The same blocks as :func:`partition` with ``reach_chunk=max_reaches``.
+    The same blocks as :func:`partition` with ``reach_chunk=max_reaches``, the pieces
+    asked for each a step, even where one block would hold a whole component (run
+    whole, it would be one step where the caller asked for several).
     """
     return partition(ds_or_topology, reach_chunk=max_reaches, halo=halo, direction=direction,
                      whole_when_held=False)
@@ -1741,10 +1743,7 @@ def train_subbasins(
         train_tasks,
     )
 
-    # The pieces asked for, each a step (a component run whole would be one step where
-    # the caller asked for several).
-    part = partition(topo, reach_chunk=max_reaches, halo=halo,
-                     direction=graphs.options.get("direction") or "updown", whole_when_held=False)
+    part = subbasin_batches(topo, max_reaches, halo, graphs.options.get("direction") or "updown")
     largest = max((blk.n_core_reach for blk in part.blocks), default=0)
     if halo is None and largest > max_reaches:
         # Without a cut the components stay whole: a step would hold the whole
