@@ -660,3 +660,26 @@ def test_graphs_too_large_for_memory_are_refused_before_they_are_built(
         warnings.simplefilter("error")
         build_graphs(small_basin, max_hops=2)
         build_graphs(small_basin, max_distance=1e9)  # not estimated: the lengths decide
+
+
+def test_available_memory_is_at_most_a_containers_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    import xmsgl.graph as graph
+
+    files = {"/proc/meminfo": "MemTotal: 33554432 kB\nMemAvailable: 16777216 kB\n",
+             "/sys/fs/cgroup/memory.max": "4294967296\n", "/sys/fs/cgroup/memory.current": "1073741824\n"}
+
+    def fake_open(path: str, *args: object, **kwargs: object) -> io.StringIO:
+        if path not in files:
+            raise FileNotFoundError(path)
+        return io.StringIO(files[path])
+
+    monkeypatch.setattr(graph, "open", fake_open, raising=False)
+    assert graph._available_memory() == 3 * 1024**3  # the limit less what the container uses
+    files["/sys/fs/cgroup/memory.max"] = "max\n"  # no limit: the machine's
+    assert graph._available_memory() == 16 * 1024**3
+    del files["/sys/fs/cgroup/memory.max"]
+    files["/sys/fs/cgroup/memory/memory.limit_in_bytes"] = str(2**63 - 4096)  # v1, unlimited
+    files["/sys/fs/cgroup/memory/memory.usage_in_bytes"] = "0"
+    assert graph._available_memory() == 16 * 1024**3

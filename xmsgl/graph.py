@@ -969,18 +969,36 @@ LARGE_GRAPH_BYTES = 2 * 1024**3
 
 def _available_memory() -> int | None:
     """Bytes of memory available now (Linux's MemAvailable), else the machine's
-    physical memory, else None where neither can be read."""
+    physical memory, else None where neither can be read; at most a container's limit
+    (cgroup v2 ``memory.max``, v1 ``memory.limit_in_bytes``) less what it uses."""
+    free: int | None = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    free = int(line.split()[1]) * 1024
+                    break
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
-        return None
+    if free is None:
+        try:
+            free = int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+        except (AttributeError, ValueError, OSError):
+            return None
+    for limit, used in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                        ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                         "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit) as f:
+                cap = f.read().strip()
+            with open(used) as f:
+                taken = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if cap.isdigit():  # "max" (v2) is no limit; v1 writes a huge number instead
+            free = min(free, max(int(cap) - taken, 0))
+        break
+    return free
 
 
 def _check_graph_size(topo: Topology, max_distance: float | None, max_hops: int | None) -> None:
