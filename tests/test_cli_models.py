@@ -873,3 +873,26 @@ def test_advice_is_in_the_commands_words(files: dict[str, str], tmp_path,
     assert "(xmsgl evaluate --cv METHOD)" in _cli_words("held-out data (xmsgl.evaluate.cross_validate), or")
     assert (_cli_words("or blocking='subbasin' or 'reach') or ask for repeats=1", "evaluate")
             == "or --blocking subbasin or reach) or ask for --repeats 1")
+
+
+def test_fit_takes_a_graph_cut(files: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    # A deep network needs max_hops or max_distance, which the graph-size refusal names:
+    # the command had no way to give them.
+    from xmsgl.cli import _cli_words
+
+    path = os.path.join(files["root"], "cut.xmsgl")
+    assert main(["fit", files["nc"], path, "--method", "fine-only", "--max-hops", "3",
+                 "--max-distance", "50000", *FAST]) == 0
+    assert xmsgl.load(path).config["graph"]["options"] == {"max_hops": 3, "max_distance": 50000.0}
+    assert main(["fit", files["nc"], path + "2", "--method", "climatology", "--max-hops", "3"]) == 2
+    assert "--max-hops: 'climatology' builds no river graph; leave it out" in capsys.readouterr().err
+    assert main(["fit", files["nc"], path + "3", "--method", "fine-only", "--max-hops", "0", *FAST]) == 2
+    assert "error: --max-hops 0 must be an integer >= 1" in capsys.readouterr().err
+    # The refusal's advice, in the command's words.
+    from xmsgl import graph
+
+    with pytest.MonkeyPatch.context() as mp, pytest.warns(xmsgl.XmsglWarning) as said:
+        mp.setattr(graph, "LARGE_GRAPH_BYTES", 0)
+        graph.build_graphs(xr.open_dataset(files["nc"]))
+    assert "give a cut: xmsgl fit --max-hops (e.g. 8) or --max-distance (m), whose model" in \
+        _cli_words(str(said[0].message))

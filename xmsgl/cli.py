@@ -365,6 +365,9 @@ _CLI_WORDS = (
     (r"(?<![(.])(?<!, )\bmethod='([a-z-]+)'", r"--method \1"),
     (r"\bleave (train|val|test)= out\b", r"leave --\1 out"),
     (r"(?<![(.])(?<!, )\boverwrite=True\b", "--overwrite"),
+    (r"\bgive a cut: max_hops \(e\.g\. 8\) or max_distance \(m\), to graphs\(\), or to fit\(\),",
+     "give a cut: xmsgl fit --max-hops (e.g. 8) or --max-distance (m),"),
+    (r"\bmax_(hops|distance)=(\S+) must be", r"--max-\1 \2 must be"),
     (r"\(model\.save\(path\) writes one\)", "(xmsgl fit writes one; model.save in Python)"),
     (r"\(model\.save\(path\)\)", "(written by xmsgl fit; model.save in Python)"),
     (r"\bthe (training|validation|test) period \('([^']*)', '([^']*)'\)",
@@ -649,6 +652,11 @@ def _fit(args: argparse.Namespace) -> int:
         raise ParameterError(f"--method {args.method!r} is not known; use one of {known}")
     if args.epochs is not None and args.method in BASELINES:
         raise ParameterError(f"--epochs: the baseline {args.method!r} has no epochs; leave it out")
+    cuts = {k: v for k, v in (("max_hops", args.max_hops), ("max_distance", args.max_distance))
+            if v is not None}
+    if cuts and (args.method in BASELINES or args.method == "gru"):
+        raise ParameterError(f"--{next(iter(cuts)).replace('_', '-')}: {args.method!r} builds no "
+                             "river graph; leave it out")
     # Before the fit, in the order that gives advice that works: MODEL is not the input
     # (overwrite=True checks that alone), nor a folder other than a saved model, which
     # --overwrite never replaces; then whether it exists.
@@ -666,6 +674,8 @@ def _fit(args: argparse.Namespace) -> int:
                           progress=not args.no_progress)
             if args.epochs is not None:
                 kwargs["epochs"] = args.epochs
+            if cuts:
+                kwargs["graph_options"] = cuts
         t0 = _time.time()
         model = xmsgl.fit(ds, args.method, seed=args.seed, **kwargs)
         seconds = _time.time() - t0
@@ -1236,6 +1246,12 @@ def build_parser() -> argparse.ArgumentParser:
     for k, what in (("train", "training"), ("val", "validation"), ("test", "test")):
         ft.add_argument(f"--{k}", nargs=2, metavar=("START", "END"), default=None,
                         help=f"{what} period, ends included")
+    ft.add_argument("--max-hops", type=int, default=None, metavar="N",
+                    help="graph cut: leave out pairs of nodes more than N hops apart along the stream "
+                         "(fit's graph_options; needed on deep networks, and to cut components in "
+                         "lazy runs)")
+    ft.add_argument("--max-distance", type=float, default=None, metavar="M",
+                    help="graph cut: leave out pairs of nodes more than M metres apart along the stream")
     ft.add_argument("--device", default="auto", help=_DEVICE_HELP)
     ft.add_argument("--no-progress", action="store_true", help="hide progress bars")
     ft.add_argument("--overwrite", action="store_true", help="replace an existing model folder MODEL")
