@@ -967,7 +967,8 @@ def _block_downscale_inner(
         warn_once(call,
                   f"input{'s' if len(found[1]) > 1 else ''} {', '.join(map(repr, found[1]))} "
                   f"{'lie' if len(found[1]) > 1 else 'lies'} far beyond "
-                  "their training range in a block of this run "
+                  "their training range in a block of a lazy downscale, said as the block is "
+                  "computed (its line is xmsgl's, not yours) "
                   f"(more than a standard deviation beyond it on over {WARN_DAYS_SHARE:.0%} of the "
                   "block's node-days, or negative in units never negative): check their units and "
                   "missing-data codes; ds.msgl.coverage(model, time=...) lists the nodes and days",
