@@ -15,9 +15,11 @@ pytest.importorskip("torch")
 
 
 def _model(periods: dict, seg_vars=("seg_air_temp",), output: str = "fine") -> SimpleNamespace:
+    # A network whose prediction reads no attention (no look-ahead to name).
     return SimpleNamespace(method="async-msgl", sha256="0" * 64, output=output,
                            config={"periods": periods},
-                           features=SimpleNamespace(seg_vars=list(seg_vars), reach_vars=[]))
+                           features=SimpleNamespace(seg_vars=list(seg_vars), reach_vars=[]),
+                           net=SimpleNamespace(lookahead=lambda output: 0))
 
 
 def test_output_attrs_record_stage_a_days_as_training_days() -> None:

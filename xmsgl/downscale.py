@@ -33,6 +33,7 @@ from xmsgl.exceptions import (
     ParameterError,
     TimeError,
     TimeGapWarning,
+    XmsglWarning,
     check_count,
     check_flag,
     user_stacklevel,
@@ -252,9 +253,11 @@ def merge_spans(spans: list[Any]) -> list[tuple[str, str]]:
 
 def output_attrs(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0: int, i1: int,
                  spinup: int, breaks: np.ndarray, history: str,
-                 inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 inputs: Mapping[str, Any] | None = None, read_end: int | None = None) -> dict[str, Any]:
     """The attributes of a downscaled DataArray, in memory and lazy alike; ``inputs``
-    (the input dataset's attributes) gives the :data:`xmsgl.convention.INPUT_ATTRS` it has."""
+    (the input dataset's attributes) gives the :data:`xmsgl.convention.INPUT_ATTRS` it has;
+    ``read_end``: where the run's inputs end (after the look-ahead, cut where they stop
+    being finite), else where the record or a gap ends it."""
     attrs: dict[str, Any] = {
         "units": "degC",
         "long_name": long_name(scale),
@@ -279,9 +282,40 @@ def output_attrs(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0: int
     short = short_warmup(times, i0, i1, spinup, breaks)
     if short:
         attrs["xmsgl_short_warmup"] = short
+    cut = _short_lookahead(model, scale, times, i0, i1, breaks, read_end)
+    if cut:
+        attrs["xmsgl_short_lookahead"] = cut
     attrs.update(input_attrs(inputs or {}))
     attrs["history"] = history
     return attrs
+
+
+def _short_lookahead(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0: int, i1: int,
+                     breaks: np.ndarray, read_end: int | None = None) -> str | None:
+    """The last days returned whose look-ahead the record's end (or a gap after them)
+    cuts short, as an ISO interval, for a prediction through the cross-scale head's
+    attention; ``None`` where there are none. Their values change once later days
+    are in the input (by up to 0.7 degC on the last week of a month run at the end of
+    the record): warned of (:class:`~xmsgl.exceptions.XmsglWarning`) when they are more
+    than half of the days returned, as a month appended each month is."""
+    look = 0 if scale == SEG else model.net.lookahead(model.output if scale == REACH else "cross")
+    if not look:
+        return None
+    end = lookahead_end(model, scale, times, i1, breaks) if read_end is None else read_end
+    first = max(i0, end - look)
+    if first >= i1:
+        return None
+    span = f"{times[first].date()}/{times[i1 - 1].date()}"
+    if 2 * (i1 - first) > i1 - i0:
+        warnings.warn(
+            f"{i1 - first} of the {i1 - i0} days returned ({span}) have fewer than the "
+            f"{look} days after them that this model's cross-scale attention reads (the "
+            "record ends, has a gap or its inputs stop sooner): their values change once later inputs are "
+            "given, so a store appended period by period keeps values no later run gives; "
+            f"ask for days that end {look} days before the inputs do, or run them again "
+            "when later inputs come (named in xmsgl_short_lookahead)",
+            XmsglWarning, stacklevel=user_stacklevel())
+    return span
 
 
 def lookahead_end(model: Downscaler, scale: str, times: pd.DatetimeIndex, i1: int,
@@ -633,7 +667,8 @@ def downscale(
         dims=(dim, TIME),
         coords=coords,
         name="reach_temp_cross" if scale == CROSS else f"{dim}_temp_pred",
-        attrs=output_attrs(model, scale, times, i0, i1, int(spinup), breaks, history, ds.attrs),
+        attrs=output_attrs(model, scale, times, i0, i1, int(spinup), breaks, history, ds.attrs,
+                           read_end=e1),
     )
 
 
