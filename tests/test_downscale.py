@@ -575,3 +575,17 @@ def test_another_network_reusing_the_models_ids_is_not_called_part_of_it() -> No
     assert "is part of the model's" not in said
     if "cuts its drainage basins" in said:
         assert "ids alone are compared" in said
+
+
+def test_a_nan_on_the_last_day_gets_advice_that_fills_it(basin: xr.Dataset, model: Downscaler) -> None:
+    # interpolate_na('time') fills between values only: advised alone for a forcing
+    # missing on the newest day, it left the NaN and the same error came back.
+    name = model.features.seg_vars[0]
+    last, mid = basin.time.values[-1], basin.time.values[100]
+    for day, said in ((last, True), (mid, False)):
+        bad = basin.copy(deep=True)
+        bad[name].loc[{"time": day}] = np.nan
+        with pytest.raises(xmsgl.DataError, match="interpolate_na") as err:
+            downscale(bad, model)
+        assert ("NaN on the last day read stays: end the days asked for (time=) before it" in
+                str(err.value)) is said
