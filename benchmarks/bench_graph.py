@@ -11,7 +11,10 @@ weights, the largest matrix), ``peak_mem_mb`` (peak of Python-tracked allocation
 numpy and scipy arrays included, during one extra call under :mod:`tracemalloc`),
 the mean and largest number of hops from a reach to its outlet, and, for the
 Delaware size, ``ratio`` against all-pairs ``scipy.sparse.csgraph.shortest_path``
-(dense and unsigned) timed in the same run. The networks are random river forests
+(dense and unsigned) timed in the same run. ``deep_chain_hops_and_cycles`` times the
+hops to the outlet and the cycle check on a chain of 5 x 10^4 nodes (2 x 10^4 with
+``--quick``) against the walk of one step per level (quadratic in the depth: 9 s at
+5 x 10^4), in the same run. The networks are random river forests
 from ``tests/strategies.py``, so the script needs no data files; when
 ``xmsgl.datasets.synthetic_basin`` is available it is timed as well.
 """
@@ -62,7 +65,9 @@ def peak_mb(fn: Callable[[], Any]) -> float:
 
 
 def depth(to_idx: np.ndarray) -> np.ndarray:
-    """Hops from each node to its outlet."""
+    """Hops from each node to its outlet, the straightforward way: every node one
+    hop down per step, one step per level of the network (the reference of
+    :func:`measure_deep_chain`)."""
     d = np.zeros(to_idx.size, dtype=np.int64)
     cur = to_idx.copy()
     alive = cur >= 0
@@ -71,6 +76,43 @@ def depth(to_idx: np.ndarray) -> np.ndarray:
         cur[alive] = to_idx[cur[alive]]
         alive = cur >= 0
     return d
+
+
+def peel_cycles(to_idx: np.ndarray) -> np.ndarray:
+    """Nodes on a cycle, the straightforward way: headwaters peeled a level a step."""
+    n = to_idx.size
+    indeg = np.bincount(to_idx[to_idx >= 0], minlength=n)
+    alive = np.ones(n, dtype=bool)
+    frontier = np.flatnonzero(indeg == 0)
+    while frontier.size:
+        alive[frontier] = False
+        nxt = to_idx[frontier]
+        nxt = nxt[nxt >= 0]
+        np.subtract.at(indeg, nxt, 1)
+        cand = np.unique(nxt)
+        frontier = cand[(indeg[cand] == 0) & alive[cand]]
+    return np.flatnonzero(alive)
+
+
+def measure_deep_chain(n: int, repeat: int) -> dict[str, Any]:
+    """Hops to the outlet and the cycle check (what validate, graphs and the lazy
+    partition walk) on a chain of ``n`` nodes, the deepest network there is, by
+    pointer doubling against one step per level."""
+    from xmsgl.convention import _find_cycles, hops_to_outlet
+
+    to_idx = np.append(np.arange(1, n), -1)
+    seconds, (hops, cycles) = best_of(lambda: (hops_to_outlet(to_idx), _find_cycles(to_idx)), repeat)
+    ref_seconds, (ref_hops, ref_cycles) = best_of(lambda: (depth(to_idx), peel_cycles(to_idx)), repeat)
+    assert np.array_equal(hops, ref_hops) and cycles.size == ref_cycles.size == 0
+    row: dict[str, Any] = {
+        "what": "deep_chain_hops_and_cycles", "n_nodes": n, "seconds": round(seconds, 4),
+        "reference": "one numpy step per level (hops) and headwater peeling (cycles)",
+        "reference_seconds": round(ref_seconds, 4), "speed_ratio": round(ref_seconds / seconds, 1),
+        "python": platform.python_version(), "machine": platform.machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    row.update(provenance())
+    return row
 
 
 def dense_reference(ds: xr.Dataset) -> Callable[[], Any]:
@@ -126,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(measure("delaware_sized_random", delaware, repeat, reference=True)), flush=True)
     print(json.dumps(measure("delaware_sized_random", delaware, repeat, reference=False,
                              weighting="adjacency")), flush=True)
+
+    print(json.dumps(measure_deep_chain(20_000 if args.quick else 50_000, repeat)), flush=True)
 
     large = random_river_dataset(1, 14_300, n_outlets=200, reaches_per_seg=(2, 12), window=4)
     print(json.dumps(measure("1e5_reaches_random", large, repeat, reference=False)), flush=True)

@@ -159,6 +159,9 @@ def test_bench_graph_quick() -> None:
     assert first["what"] == "delaware_sized_random"
     assert first["speed_ratio"] == pytest.approx(first["reference_seconds"] / first["seconds"], rel=0.05)
     assert all(r["nnz"] > 0 for r in recs if "nnz" in r)
+    chain = next(r for r in recs if r["what"] == "deep_chain_hops_and_cycles")
+    assert chain["n_nodes"] == 20_000
+    assert chain["speed_ratio"] == pytest.approx(chain["reference_seconds"] / chain["seconds"], rel=0.1)
 
 
 def test_bench_scale_lazy_against_memory() -> None:
