@@ -887,7 +887,8 @@ def test_fit_takes_a_graph_cut(files: dict[str, str], capsys: pytest.CaptureFixt
     assert main(["fit", files["nc"], path + "2", "--method", "climatology", "--max-hops", "3"]) == 2
     assert "--max-hops: 'climatology' builds no river graph; leave it out" in capsys.readouterr().err
     assert main(["fit", files["nc"], path + "3", "--method", "fine-only", "--max-hops", "0", *FAST]) == 2
-    assert "error: --max-hops 0 must be an integer >= 1" in capsys.readouterr().err
+    assert "error: --max-hops 0 must be an integer >= 1 (e.g. 3), or leave it out for no cut" in \
+        capsys.readouterr().err
     # The refusal's advice, in the command's words.
     from xmsgl import graph
 

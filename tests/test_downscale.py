@@ -587,5 +587,11 @@ def test_a_nan_on_the_last_day_gets_advice_that_fills_it(basin: xr.Dataset, mode
         bad[name].loc[{"time": day}] = np.nan
         with pytest.raises(xmsgl.DataError, match="interpolate_na") as err:
             downscale(bad, model)
-        assert ("NaN on the last day read stays: end the days asked for (time=) before it" in
+        assert ("a NaN on the record's last day stays: end the days asked for (time=) before it" in
                 str(err.value)) is said
+    # fit has no time=: its periods are named instead.
+    with pytest.raises(xmsgl.DataError, match=r"record's last day stays: end the periods \(train=, val=, "
+                       r"test=\) before it"):
+        at_end = basin.copy(deep=True)
+        at_end[name].loc[{"time": last}] = np.nan
+        fit(at_end, method="fine-only", epochs=1, progress=False)

@@ -677,6 +677,9 @@ def test_available_memory_is_at_most_a_containers_limit(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(graph, "open", fake_open, raising=False)
     assert graph._available_memory() == 3 * 1024**3  # the limit less what the container uses
+    # Page cache not in use is given back on demand: not counted as used.
+    files["/sys/fs/cgroup/memory.stat"] = "anon 536870912\ninactive_file 536870912\n"
+    assert graph._available_memory() == int(3.5 * 1024**3)
     files["/sys/fs/cgroup/memory.max"] = "max\n"  # no limit: the machine's
     assert graph._available_memory() == 16 * 1024**3
     del files["/sys/fs/cgroup/memory.max"]

@@ -292,12 +292,15 @@ def output_attrs(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0: int
 
 def _short_lookahead(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0: int, i1: int,
                      breaks: np.ndarray, read_end: int | None = None) -> str | None:
-    """The last days returned whose look-ahead the record's end (or a gap after them)
-    cuts short, as an ISO interval, for a prediction through the cross-scale head's
-    attention; ``None`` where there are none. Their values change once later days
-    are in the input (by up to 0.7 degC on the last week of a month run at the end of
-    the record): warned of (:class:`~xmsgl.exceptions.XmsglWarning`) when they are more
-    than half of the days returned, as a month appended each month is."""
+    """The last days returned whose look-ahead the record's end (or a gap after them,
+    or ``read_end``: where the inputs stop being finite, known to the in-memory run
+    only) may cut short, as an ISO interval, for a prediction through the cross-scale
+    head's attention; ``None`` where there are none. The bound is the head's whole
+    look-ahead: which of these days change once later days are in the input depends
+    on where the attention spans fall on their calendar grid (by up to 0.7 degC on the
+    last week of a month run at the end of the record). Warned of
+    (:class:`~xmsgl.exceptions.XmsglWarning`) when they are more than half of the days
+    returned, as a month appended each month is."""
     look = 0 if scale == SEG else model.net.lookahead(model.output if scale == REACH else "cross")
     if not look:
         return None
@@ -309,9 +312,10 @@ def _short_lookahead(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0:
     if 2 * (i1 - first) > i1 - i0:
         warnings.warn(
             f"{i1 - first} of the {i1 - i0} days returned ({span}) have fewer than the "
-            f"{look} days after them that this model's cross-scale attention reads (the "
-            "record ends, has a gap or its inputs stop sooner): their values change once later inputs are "
-            "given, so a store appended period by period keeps values no later run gives; "
+            f"{look} days after them that this model's cross-scale attention may read (the "
+            "record ends, has a gap or its inputs stop sooner): their values can change once "
+            "later inputs are given (the last ones most), so a store appended period by period "
+            "can keep values no later run gives; "
             f"ask for days that end {look} days before the inputs do, or run them again "
             "when later inputs come (named in xmsgl_short_lookahead)",
             XmsglWarning, stacklevel=user_stacklevel())

@@ -985,16 +985,25 @@ def _available_memory() -> int | None:
             free = int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
         except (AttributeError, ValueError, OSError):
             return None
-    for limit, used in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                        ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                         "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+    for folder, limit, used, cache in (
+            ("/sys/fs/cgroup", "memory.max", "memory.current", "inactive_file"),
+            ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes",
+             "total_inactive_file")):
         try:
-            with open(limit) as f:
+            with open(f"{folder}/{limit}") as f:
                 cap = f.read().strip()
-            with open(used) as f:
+            with open(f"{folder}/{used}") as f:
                 taken = int(f.read().strip())
         except (OSError, ValueError):
             continue
+        # Page cache not in use counts as used, and is given back on demand (as a
+        # kubelet counts a container's working set).
+        try:
+            with open(f"{folder}/memory.stat") as f:
+                stat = dict(line.split()[:2] for line in f if len(line.split()) >= 2)
+            taken -= min(int(stat.get(cache, 0)), taken)
+        except (OSError, ValueError):
+            pass
         if cap.isdigit():  # "max" (v2) is no limit; v1 writes a huge number instead
             free = min(free, max(int(cap) - taken, 0))
         break
@@ -1011,6 +1020,7 @@ def _check_graph_size(topo: Topology, max_distance: float | None, max_hops: int 
     if (max_distance is not None and max_hops is None) or not topo.n_reach:
         return
     hops = hops_to_outlet(topo.reach_to_idx)
+    mean_hops = float(hops.mean())  # of the network, before the cut
     if max_hops is not None:
         hops = np.minimum(hops, max_hops)
     entries = topo.n_reach + 2 * int(hops.sum())
@@ -1018,7 +1028,7 @@ def _check_graph_size(topo: Topology, max_distance: float | None, max_hops: int 
     if need <= LARGE_GRAPH_BYTES:
         return
     free = _available_memory()
-    what = (f"the graphs of {topo.n_reach} reaches ({float(hops.mean()):.0f} hops to the outlet on "
+    what = (f"the graphs of {topo.n_reach} reaches ({mean_hops:.0f} hops to the outlet on "
             f"average{f', at most {max_hops} counted' if max_hops is not None else ''}) hold "
             f"{entries:,} fine entries, about {need / 1e9:.1f} GB while built")
     cut = ("give a cut: max_hops (e.g. 8) or max_distance (m), to graphs(), or to fit(), whose "

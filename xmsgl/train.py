@@ -360,8 +360,10 @@ def _check_scores(name: str, lo: Any, hi: Any, vals: np.ndarray, spec: FeatureSp
                f"a reach its segment's value, or a basin median with "
                f"ds[{name!r}] = ds[{name!r}].fillna(ds[{name!r}].median())" if static else
                f"; fill them (for example ds[{name!r}].interpolate_na('time') or .fillna(...))"
-               + ("; interpolate_na fills between values only, and NaN on the last day read "
-                  "stays: end the days asked for (time=) before it, or fill it with .fillna(...)"
+               + ("; interpolate_na fills between values only, so a NaN on the record's last "
+                  "day stays: end " + ("the periods (train=, val=, test=)" if fitting else
+                                       "the days asked for (time=)")
+                  + " before it, or fill it with .fillna(...)"
                   if bad.ndim == 2 and bad[-1].any() else ""))
             + (f"; to fit a model without it, leave it out with ds.drop_vars({name!r})" if fitting
                else "; the model was fitted with it, so it cannot be left out")
