@@ -36,6 +36,7 @@ from xmsgl.exceptions import (
     XmsglWarning,
     check_count,
     check_flag,
+    plural,
     user_stacklevel,
 )
 from xmsgl.model import Downscaler, _rebuild, check_compatible, load, warn_partial_network
@@ -162,10 +163,6 @@ def long_name(scale: str) -> str:
     return f"daily mean stream water temperature of {what} by xmsgl"
 
 
-def _plural_days(n: int) -> str:
-    return f"{n} day" if n == 1 else f"{n} days"
-
-
 def _time_gaps(time: pd.DatetimeIndex, i0: int, i1: int, spinup: int) -> np.ndarray:
     """The gaps of ``time`` (:func:`~xmsgl.train.time_breaks`), for the inference windows.
 
@@ -181,7 +178,7 @@ def _time_gaps(time: pd.DatetimeIndex, i0: int, i1: int, spinup: int) -> np.ndar
         # two dates read as the missing days themselves).
         shown = ", ".join(
             f"between {time[b - 1].date()} and {time[b].date()}: "
-            f"{_plural_days((time[b] - time[b - 1]).days - 1)} missing" for b in used[:3])
+            f"{plural((time[b] - time[b - 1]).days - 1, 'day')} missing" for b in used[:3])
         more = f" and {used.size - 3} more" if used.size > 3 else ""
         warnings.warn(
             f"the days used have {used.size} gap{'s' if used.size > 1 else ''} in 'time' ({shown}"
@@ -301,7 +298,7 @@ def _short_lookahead(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0:
     last week of a month run at the end of the record). Warned of
     (:class:`~xmsgl.exceptions.XmsglWarning`) when they are more than half of the days
     returned, as a month appended each month is."""
-    look = 0 if scale == SEG else model.net.lookahead(model.output if scale == REACH else "cross")
+    look = _lookahead(model, scale)
     if not look:
         return None
     end = lookahead_end(model, scale, times, i1, breaks) if read_end is None else read_end
@@ -322,6 +319,12 @@ def _short_lookahead(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0:
     return span
 
 
+def _lookahead(model: Downscaler, scale: str) -> int:
+    """Days after a day that the prediction of ``scale`` reads (the cross-scale head's
+    attention; none for segments)."""
+    return 0 if scale == SEG else model.net.lookahead(model.output if scale == REACH else "cross")
+
+
 def lookahead_end(model: Downscaler, scale: str, times: pd.DatetimeIndex, i1: int,
                   breaks: np.ndarray) -> int:
     """Where the inputs of a run ending at ``i1`` (exclusive) need to end: up to the
@@ -329,7 +332,7 @@ def lookahead_end(model: Downscaler, scale: str, times: pd.DatetimeIndex, i1: in
     prediction that goes through its attention (:meth:`MSGLNet.reads_attention`),
     where the record goes on without a gap, so that the last kept days' attention
     spans are whole."""
-    look = 0 if scale == SEG else model.net.lookahead(model.output if scale == REACH else "cross")
+    look = _lookahead(model, scale)
     if not look:
         return i1
     stop = int(np.min(breaks[breaks >= i1], initial=len(times)))

@@ -1193,8 +1193,7 @@ def cross_validate(
     hidden_vars = [] if blocking == "water_year" else checked
     had_values = {n for n in hidden_vars if bool(ds[n].notnull().any())}
     said: set[tuple[type, str]] = set()
-    bar = _cells_bar(len(parts) * len(seed_list), f"cross-validation {method}")
-    try:
+    with _cells_bar(len(parts) * len(seed_list), f"cross-validation {method}") as bar:
         for h in parts:
             held_id[h.repeat, h.fold] = ids.setdefault(frozenset(h.groups), len(ids))
             cells = h.reaches[:, None] & h.days[None, :]
@@ -1240,8 +1239,6 @@ def cross_validate(
                         "that does without them)") from err
                 rows[(h.repeat, h.fold, k)] = _score(pred, test_ds, score)
                 bar.update()
-    finally:
-        bar.close()
     out = _results_dataset(rows, {"repeat": list(range(n_rep)), "fold": list(range(folds)),
                                   "seed": seed_list})
     if score not in out.data_vars:
@@ -1760,8 +1757,7 @@ def sparsity_sweep(
     rows: dict[tuple[int, ...], dict[str, float]] = {}
     n_obs = np.zeros((len(keep_list), len(seed_list)), dtype=np.int64)
     said: set[tuple[type, str]] = set()  # each warning's text once per sweep, not per cell
-    bar = _cells_bar(len(keep_list) * len(seed_list) * len(method_list), "sparsity sweep")
-    try:
+    with _cells_bar(len(keep_list) * len(seed_list) * len(method_list), "sparsity sweep") as bar:
         for i, k in enumerate(keep_list):
             for j, s in enumerate(seed_list):
                 thin = thinned(k, s)
@@ -1776,8 +1772,6 @@ def sparsity_sweep(
                         with _CellWarnings(f" ({m}, keep={k:g}, seed={s}; said once per sweep)", said):
                             rows[(mi, i, j)] = _score(trainers[m](thin, test_ds, s), test_ds)
                     bar.update()
-    finally:
-        bar.close()
     out = _results_dataset(rows, {"method": method_list, "keep": keep_list, "seed": seed_list})
     out["n_train_obs"] = (("keep", "seed"), n_obs)
     if defaults:

@@ -219,6 +219,17 @@ def check_keywords(func: Any, kwargs: Mapping[str, Any], where: str, given: Sequ
             f"take{did_you_mean(unknown, takes)}; it takes {sorted(takes)}")
 
 
+def plural(n: int, word: str) -> str:
+    """``n`` and ``word``, with an ``s`` unless ``n`` is 1.
+
+    Examples
+    --------
+    >>> plural(1, "day"), plural(5, "day")
+    ('1 day', '5 days')
+    """
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def format_ids(ids: Iterable[object], limit: int = 5) -> str:
     """Render the first ``limit`` ids of ``ids`` for an error message.
 

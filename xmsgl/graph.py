@@ -64,6 +64,7 @@ from xmsgl.exceptions import (
     UnitsError,
     XmsglWarning,
     format_ids,
+    plural,
     user_stacklevel,
 )
 
@@ -219,10 +220,6 @@ def _row_normalize_csr(indptr: np.ndarray, w: np.ndarray) -> np.ndarray:
     counts = np.diff(indptr)
     total = np.bincount(np.repeat(np.arange(counts.size), counts), weights=w, minlength=counts.size)
     return w / np.repeat(total, counts)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _components(to_idx: np.ndarray) -> np.ndarray:
@@ -821,9 +818,9 @@ class RiverGraphs:
             f"<xmsgl.RiverGraphs weighting={self.weighting!r} direction={o['direction']!r}"
             + (" " + " ".join(cut) if cut else "") + ">",
             f"  coarse: {self.n_seg} segments, {self.coarse.nnz} weighted edges "
-            f"(self-loops included), {_plural(self.n_outlets_seg, 'outlet')}",
+            f"(self-loops included), {plural(self.n_outlets_seg, 'outlet')}",
             f"  fine:   {self.n_reach} reaches, {self.fine.nnz} weighted edges "
-            f"(self-loops included), {_plural(self.n_outlets_reach, 'outlet')}",
+            f"(self-loops included), {plural(self.n_outlets_reach, 'outlet')}",
             f"  cross:  {self.n_reach} reaches x {self.n_seg} segments, {self.cross.nnz} edges",
             f"  distances stored: seg {self.seg_distance.nnz}, reach {self.reach_distance.nnz}, "
             f"cross {self.cross_distance.nnz}",

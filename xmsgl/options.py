@@ -74,7 +74,8 @@ class set_options:
     Raises
     ------
     ParameterError
-        An unknown option name (with the closest known one), a ``device`` torch does not know or this machine does not have, a
+        An unknown option name (with the closest known one), a ``device`` torch
+        does not know or this machine does not have, a
         ``torch_threads`` that is not a positive integer (or None), or a
         ``progress`` that is not True or False. Values are checked before any is
         set, so a refused call changes no option.
