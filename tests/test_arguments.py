@@ -769,3 +769,30 @@ def test_a_misspelled_keyword_is_a_parameter_error_that_names_the_right_one(mode
     for call, match in cases:
         with pytest.raises(ParameterError, match=match):
             call()
+
+
+def test_accessor_methods_show_the_arguments_of_the_functions_they_call() -> None:
+    """help(ds.msgl.downscale) and a notebook's pop-up list the function's arguments."""
+    import inspect
+    import pydoc
+
+    from xmsgl.convention import to_convention, validate
+    from xmsgl.coverage import coverage
+    from xmsgl.datasets import synthetic_basin
+    from xmsgl.graph import build_graphs
+    from xmsgl.sampling import sparsify
+
+    ds = synthetic_basin(n_segments=4, start="2001-01-01", end="2001-02-28", seed=1)
+    for name, func in [("validate", validate), ("to_convention", to_convention),
+                       ("graphs", build_graphs), ("fit", fit), ("downscale", downscale),
+                       ("coverage", coverage), ("sparsify", sparsify)]:
+        params = list(inspect.signature(func).parameters.values())
+        assert params[0].name == "ds"
+        method = getattr(ds.msgl, name)
+        assert list(inspect.signature(method).parameters.values()) == params[1:], name
+        assert func.__doc__ and func.__doc__ in (method.__doc__ or ""), name
+    text = pydoc.render_doc(ds.msgl.downscale, renderer=pydoc.plaintext)
+    assert "reach_chunk" in text and "ds.msgl.downscale(...)" in text
+    # Positional arguments reach the function as they did (sparsify's keep).
+    kept = ds.msgl.sparsify(0.5, 3)
+    assert kept.reach_temp.count() < ds.reach_temp.count()

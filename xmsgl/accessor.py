@@ -6,6 +6,9 @@ that the user keeps, saves and passes back to :meth:`MsglAccessor.downscale`.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import types
 from typing import TYPE_CHECKING, Any
 
 import xarray as xr
@@ -20,64 +23,81 @@ if TYPE_CHECKING:
 __all__ = ["MsglAccessor"]
 
 
+class _Forward:
+    """An accessor method calling ``xmsgl.<module>.<name>(ds, ...)``.
+
+    Looked up, it imports that function (not before: importing xmsgl and building an
+    accessor stay light) and wears its signature, less ``ds``, and its docstring, so that
+    ``help(ds.msgl.downscale)`` and a notebook's signature pop-up show the arguments.
+    ``check``: refuse arguments the function does not take with a ``ParameterError``
+    naming the closest (``fit`` passes its own to the baselines, which judge them).
+    """
+
+    def __init__(self, module: str, name: str, check: bool = True) -> None:
+        self.module, self.name, self.check = module, name, check
+        self._method: Any = None
+
+    def __set_name__(self, owner: type, attr: str) -> None:
+        self.attr = attr
+
+    def _build(self) -> Any:
+        func = getattr(importlib.import_module(self.module), self.name)
+        where, check = f"ds.msgl.{self.attr}", self.check
+
+        def method(accessor: MsglAccessor, *args: Any, **kwargs: Any) -> Any:
+            if check:
+                check_keywords(func, kwargs, where, ("ds",))
+            return func(accessor._ds, *args, **kwargs)
+
+        # __wrapped__ gives inspect.signature the function's parameters; bound, the
+        # first (ds) is the accessor's own and is dropped.
+        functools.update_wrapper(method, func)
+        method.__doc__ = (f"``{where}(...)`` is ``{self.module}.{self.name}(ds, ...)``:\n\n"
+                          + (func.__doc__ or ""))
+        method.__qualname__ = f"MsglAccessor.{self.attr}"
+        return method
+
+    def __get__(self, accessor: MsglAccessor | None, owner: type | None = None) -> Any:
+        if self._method is None:
+            self._method = self._build()
+        return self._method if accessor is None else types.MethodType(self._method, accessor)
+
+
 @xr.register_dataset_accessor("msgl")
 class MsglAccessor:
-    """Multi-scale river methods on an :class:`xarray.Dataset` (``ds.msgl``)."""
+    """Multi-scale river methods on an :class:`xarray.Dataset` (``ds.msgl``).
+
+    Each forwards to one of xmsgl's functions with the dataset as its first argument:
+    ``validate`` (:func:`xmsgl.convention.validate`), ``to_convention``
+    (:func:`xmsgl.convention.to_convention`), ``graphs``
+    (:func:`xmsgl.graph.build_graphs`), ``fit`` (:func:`xmsgl.model.fit`: a network
+    method gives a :class:`~xmsgl.Downscaler`, a baseline a
+    :class:`~xmsgl.baselines.BaselineModel`, ``"gru"`` a :class:`~xmsgl.nn.gru.GRUModel`),
+    ``downscale`` (:func:`xmsgl.downscale.downscale`, with a fitted model or a saved
+    model's path), ``coverage`` (:func:`xmsgl.coverage.coverage`), ``sparsify``
+    (:func:`xmsgl.sampling.sparsify`) and ``evaluate`` (below).
+    """
 
     def __init__(self, ds: xr.Dataset) -> None:
         # Accessors are built for every object they are used on; never raise here.
         self._ds = ds
 
-    def validate(self, **kwargs: Any) -> xr.Dataset:
-        """Check the convention; see :func:`xmsgl.convention.validate`."""
-        from xmsgl.convention import validate
-
-        check_keywords(validate, kwargs, "ds.msgl.validate", ("ds",))
-        return validate(self._ds, **kwargs)
-
-    def to_convention(self, **kwargs: Any) -> xr.Dataset:
-        """Rename to the convention; see :func:`xmsgl.convention.to_convention`."""
-        from xmsgl.convention import to_convention
-
-        check_keywords(to_convention, kwargs, "ds.msgl.to_convention", ("ds",))
-        return to_convention(self._ds, **kwargs)
-
-    def graphs(self, **kwargs: Any) -> RiverGraphs:
-        """Build the coarse, fine and cross-scale graphs; see :func:`xmsgl.graph.build_graphs`."""
-        from xmsgl.graph import build_graphs
-
-        check_keywords(build_graphs, kwargs, "ds.msgl.graphs", ("ds",))
-        return build_graphs(self._ds, **kwargs)
-
-    def fit(self, method: str = "msgl", **kwargs: Any) -> Downscaler | BaselineModel:
-        """Fit a downscaling model; see :func:`xmsgl.model.fit` (a network method gives a
-        :class:`~xmsgl.Downscaler`, a baseline a :class:`~xmsgl.baselines.BaselineModel`,
-        ``"gru"`` a :class:`~xmsgl.nn.gru.GRUModel`)."""
-        from xmsgl.model import fit
-
-        return fit(self._ds, method=method, **kwargs)
-
-    def downscale(self, model_or_path: Any, **kwargs: Any) -> xr.DataArray:
-        """Downscale with a fitted model or a saved model path; see :func:`xmsgl.downscale.downscale`."""
-        from xmsgl.downscale import downscale
-
-        check_keywords(downscale, kwargs, "ds.msgl.downscale", ("ds",))
-        return downscale(self._ds, model_or_path, **kwargs)
-
-    def coverage(self, model: Any, **kwargs: Any) -> xr.Dataset:
-        """Nodes (and days) whose inputs lie beyond those of the model's observed nodes; see
-        :func:`xmsgl.coverage.coverage`."""
-        from xmsgl.coverage import coverage
-
-        check_keywords(coverage, kwargs, "ds.msgl.coverage", ("ds",))
-        return coverage(self._ds, model, **kwargs)
-
-    def sparsify(self, keep: float = 0.01, **kwargs: Any) -> xr.Dataset:
-        """Keep a random share of fine observations; see :func:`xmsgl.sampling.sparsify`."""
-        from xmsgl.sampling import sparsify
-
-        check_keywords(sparsify, kwargs, "ds.msgl.sparsify", ("ds",))
-        return sparsify(self._ds, keep=keep, **kwargs)
+    if TYPE_CHECKING:  # what type checkers see; at run time the _Forward below
+        def validate(self, **kwargs: Any) -> xr.Dataset: ...
+        def to_convention(self, **kwargs: Any) -> xr.Dataset: ...
+        def graphs(self, **kwargs: Any) -> RiverGraphs: ...
+        def fit(self, method: str = "msgl", **kwargs: Any) -> Downscaler | BaselineModel: ...
+        def downscale(self, model_or_path: Any, **kwargs: Any) -> xr.DataArray: ...
+        def coverage(self, model: Any, **kwargs: Any) -> xr.Dataset: ...
+        def sparsify(self, keep: float = 0.01, **kwargs: Any) -> xr.Dataset: ...
+    else:
+        validate = _Forward("xmsgl.convention", "validate")
+        to_convention = _Forward("xmsgl.convention", "to_convention")
+        graphs = _Forward("xmsgl.graph", "build_graphs")
+        fit = _Forward("xmsgl.model", "fit", check=False)
+        downscale = _Forward("xmsgl.downscale", "downscale")
+        coverage = _Forward("xmsgl.coverage", "coverage")
+        sparsify = _Forward("xmsgl.sampling", "sparsify")
 
     def evaluate(
         self, prediction: xr.DataArray, observed: xr.DataArray | None = None, **kwargs: Any
