@@ -897,3 +897,38 @@ def test_fit_takes_a_graph_cut(files: dict[str, str], capsys: pytest.CaptureFixt
         graph.build_graphs(xr.open_dataset(files["nc"]))
     assert "give a cut: xmsgl fit --max-hops (e.g. 8) or --max-distance (m), whose model" in \
         _cli_words(str(said[0].message))
+
+
+def test_downscale_append_grows_a_store_checked(files: dict[str, str], model_dir: str, tmp_path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "pred.zarr"
+    assert main(["downscale", model_dir, files["zarr"], str(out), "--time", "2002-10-01", "2002-12-31"]) == 0
+    assert main(["downscale", model_dir, files["zarr"], str(out), "--time", "2003-01-01", "2003-03-31",
+                 "--append"]) == 0
+    assert f"appended to {out} (reach_temp_pred: 26 reach x 90 time, degC; msgl on cpu)" in capsys.readouterr().out
+    written = xr.open_zarr(out)
+    ds = xr.load_dataset(files["nc"])
+    model = xmsgl.load(model_dir)
+    want = xr.concat([ds.msgl.downscale(model, time=t, device="cpu")
+                      for t in (("2002-10-01", "2002-12-31"), ("2003-01-01", "2003-03-31"))], "time")
+    np.testing.assert_allclose(written["reach_temp_pred"].values, want.values, atol=1e-5)
+    assert written["time_bnds"].shape == (182, 2) and written.attrs["Conventions"] == "CF-1.8"
+    history = written.attrs["history"].splitlines()
+    assert "append_zarr: 2003-01-01 to 2003-03-31 (90 time steps); the piece: " in history[-1]
+    assert "downscale(method='msgl'" in history[-1] and "time=2003-01-01/2003-03-31" in history[-1]
+    # Days the store has, and options that cannot apply, are refused before anything is written.
+    refusals = [
+        (["--time", "2003-03-01", "2003-04-30", "--append"], "not after the store's last day (2003-03-31)"),
+        (["--append", "--overwrite"], "leave --overwrite out"),
+        (["--append", "--zarr-format", "2"], "leave --zarr-format out"),
+    ]
+    for argv, message in refusals:
+        assert main(["downscale", model_dir, files["zarr"], str(out), *argv]) == 2
+        assert message in capsys.readouterr().err
+    assert xr.open_zarr(out).sizes["time"] == 182
+    assert main(["downscale", model_dir, files["zarr"], str(tmp_path / "p.nc"), "--append"]) == 2
+    assert "--append grows a zarr store along time" in capsys.readouterr().err
+    assert main(["downscale", model_dir, files["zarr"], str(tmp_path / "new.zarr"), "--append"]) == 2
+    assert "does not exist; write its first days without --append" in capsys.readouterr().err
+    assert main(["downscale", model_dir, files["zarr"], files["zarr"], "--append"]) == 2
+    assert "is or holds the input" in capsys.readouterr().err

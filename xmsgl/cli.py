@@ -24,7 +24,8 @@ Sub-commands:
     zarr store when ``OUT`` ends in ``.zarr``, a netCDF file when it ends in ``.nc``
     (or another netCDF suffix); any other name is refused. ``DATA`` is read lazily
     (dask, the file's own chunks): a zarr store chunked along ``reach`` streams
-    through block by block.
+    through block by block. With ``--append``, the days are added to the end of the
+    existing store ``OUT`` (:func:`xmsgl.io.append_zarr`).
 ``xmsgl coverage MODEL DATA``
     Which nodes of ``DATA`` have inputs beyond those of the nodes the model was
     trained on (``ds.msgl.coverage``): prints the counts and the farthest nodes,
@@ -61,6 +62,7 @@ from typing import Any
 from xmsgl.exceptions import (
     DataError,
     DownloadError,
+    ModelMismatchError,
     ParameterError,
     SchemaError,
     TimeError,
@@ -708,7 +710,7 @@ def _fit(args: argparse.Namespace) -> int:
 
 def _downscale(args: argparse.Namespace) -> int:
     from xmsgl.convention import daily_time_bounds
-    from xmsgl.io import compressed_encoding, to_netcdf_safe, to_zarr_safe
+    from xmsgl.io import append_zarr, compressed_encoding, to_netcdf_safe, to_zarr_safe
 
     time = _period("--time", args.time)
     if args.reach_chunk is not None and args.reach_chunk < 1:
@@ -725,7 +727,10 @@ def _downscale(args: argparse.Namespace) -> int:
     if args.zarr_format is not None and not zarr:
         raise ParameterError(f"--zarr-format {args.zarr_format} applies to a zarr store; OUT {args.out!r} "
                              "is a netCDF file: leave --zarr-format out, or name OUT ending in .zarr")
-    out = _new_output(args.out, "OUT", args.overwrite, [("input", args.data), ("input", args.model)])
+    if args.append:
+        out = _append_output(args, zarr)
+    else:
+        out = _new_output(args.out, "OUT", args.overwrite, [("input", args.data), ("input", args.model)])
     device = _device(args.device)
     with _warnings_as_lines():
         model = _load_model(args.model)
@@ -764,7 +769,13 @@ def _downscale(args: argparse.Namespace) -> int:
         try:
             # DATA is read lazily, block by block, while the result is written: a chunk
             # it cannot decode fails here, not when it was opened.
-            if zarr:
+            if args.append:
+                try:
+                    append_zarr(result, out)
+                except ModelMismatchError as err:
+                    raise ModelMismatchError(f"OUT {args.out!r}: {err}".replace(
+                        "pass same_model=False", "in Python append_zarr(..., same_model=False)")) from err
+            elif zarr:
                 to_zarr_safe(result, out, overwrite=args.overwrite,
                              **({} if args.zarr_format is None else {"zarr_format": args.zarr_format}))
             else:
@@ -779,9 +790,29 @@ def _downscale(args: argparse.Namespace) -> int:
                             "the file (a damaged chunk?) or read it into memory in Python to "
                             "find where") from err
     dims = " x ".join(f"{pred.sizes[d]} {d}" for d in pred.dims)
-    print(f"wrote {out} ({pred.name}: {dims}, {pred.attrs.get('units', '')}; "
-          f"{model.method} on {device})")
+    print(f"{'appended to' if args.append else 'wrote'} {out} ({pred.name}: {dims}, "
+          f"{pred.attrs.get('units', '')}; {model.method} on {device})")
     return 0
+
+
+def _append_output(args: argparse.Namespace, zarr: bool) -> Path:
+    """The existing zarr store ``--append`` grows; refused before any work where it cannot."""
+    if not zarr:
+        raise ParameterError(f"--append grows a zarr store along time; OUT {args.out!r} is not one: "
+                             "name a store ending in .zarr")
+    for option, given in (("--overwrite", args.overwrite), ("--zarr-format", args.zarr_format is not None)):
+        if given:
+            raise ParameterError(f"--append adds to the store OUT as it is; leave {option} out")
+    out = output_path(args.out, "OUT")
+    if not out.is_dir():
+        raise ParameterError(f"--append: OUT {args.out!r} does not exist; write its first days without "
+                             "--append")
+    for what, src in (("input", args.data), ("input", args.model)):
+        data = Path(src).expanduser().resolve() if src else None
+        if data is not None and (out.resolve() == data or out.resolve() in data.parents):
+            raise ParameterError(f"--append: OUT {args.out!r} is or holds the {what} {src!r}; "
+                                 "choose another OUT")
+    return out
 
 
 def _check_evaluate(args: argparse.Namespace) -> Path:
@@ -1285,6 +1316,10 @@ def build_parser() -> argparse.ArgumentParser:
     dn.add_argument("--zarr-format", type=int, choices=[2, 3], default=None,
                     help="zarr format of a .zarr OUT: 2 for readers with zarr-python 2, 3 (default: "
                          "the installed zarr's)")
+    dn.add_argument("--append", action="store_true",
+                    help="add the days downscaled to the end of the existing zarr store OUT, checked "
+                         "to follow its last day with its reaches, variables, units and model, and "
+                         "undone if the write fails (xmsgl.io.append_zarr)")
     dn.add_argument("--no-progress", action="store_true",
                     help="accepted as by fit and demo; downscale shows no progress bars")
     dn.set_defaults(func=_downscale)

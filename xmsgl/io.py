@@ -71,7 +71,7 @@ from xmsgl.exceptions import ParameterError, XmsglError, XmsglWarning, check_fla
 if TYPE_CHECKING:
     from dask.delayed import Delayed
 
-__all__ = ["atomic_write", "compressed_encoding", "output_folder", "output_path", "to_netcdf_safe",
+__all__ = ["append_zarr", "atomic_write", "compressed_encoding", "output_folder", "output_path", "to_netcdf_safe",
            "to_zarr_safe", "write_model_folder"]
 
 PathLike = str | os.PathLike[str]
@@ -1291,9 +1291,10 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
 
     The store is written to a temporary folder next to ``path`` and renamed into
     place when complete. Appending (``append_dim``), writing a ``region`` or any
-    ``mode`` other than a fresh store cannot be made atomic and is refused: use
-    :meth:`xarray.Dataset.to_zarr` directly for those (``docs/pangeo.md`` shows
-    the region-by-region recipe).
+    ``mode`` other than a fresh store cannot be made atomic and is refused: append
+    with :func:`append_zarr` (checked, and undone if it fails), or use
+    :meth:`xarray.Dataset.to_zarr` directly (``docs/pangeo.md`` shows the
+    region-by-region recipe).
 
     Parameters
     ----------
@@ -1361,8 +1362,9 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
     partial = sorted(k for k in ("mode", "append_dim", "region") if kwargs.get(k) not in (None, "w-"))
     if partial:
         raise ParameterError(
-            f"to_zarr_safe writes a whole new store and cannot honour {partial}; call "
-            f"ds.to_zarr(...) directly to append to or update an existing store"
+            f"to_zarr_safe writes a whole new store and cannot honour {partial}; append along "
+            f"time with xmsgl.io.append_zarr(ds, path), or call ds.to_zarr(...) directly to "
+            f"update an existing store"
         )
     kwargs.pop("mode", None)
     compute = _check_compute(compute)
@@ -1385,3 +1387,320 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
 
     return _write(write, final, overwrite, compute,
                   check_old=lambda old: _refuse_non_store(final, found=old), lazy=_is_dask(ds))
+
+
+#: Set on the appended dimension's coordinate array while an append writes: the
+#: lengths of the store's arrays before it, to undo an append a killed process left.
+_UNFINISHED = "xmsgl_append_unfinished"
+
+
+def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = "time",
+                same_model: bool = True) -> Path:
+    """Append ``piece`` to the existing zarr store ``path`` along ``dim``, checked, and
+    undone if the write fails.
+
+    ``to_zarr(append_dim="time")`` writes whatever it is given: days the store already
+    has, a piece whose reaches are in another order, one without the store's time
+    bounds, or in chunks that do not continue the store's (refused half-way). This
+    function checks the piece against the store first and then appends it:
+
+    * the piece has the store's variables along ``dim`` (its time bounds are added
+      where the store has them, :func:`xmsgl.convention.daily_time_bounds`), in the
+      same units, on the same coordinates of the other dimensions (the same reach ids
+      in the same order);
+    * it starts after the store's last day (a piece that repeats or goes back is
+      refused); a gap of missing days gets a :class:`~xmsgl.exceptions.TimeGapWarning`;
+    * with ``same_model`` (the default), each variable was computed by the model that
+      wrote the store's (``xmsgl_model_sha256``): the store's variable attributes are
+      the first piece's and would misname a later model's days;
+    * the piece is rechunked to continue the store's chunks.
+
+    The store's global attributes are kept (``to_zarr`` replaces them with the
+    piece's), with a line added to ``history`` naming the days appended and the
+    piece's own ``history``. Should the write fail (an error, Ctrl-C), the store's
+    arrays are cut back to their lengths before it and its attributes restored. A
+    process killed while writing leaves the days it wrote and a mark on the ``dim``
+    coordinate (``xmsgl_append_unfinished``); the next ``append_zarr`` on the store
+    cuts them off first, with a warning. One append at a time: a second process
+    appending to the same store meanwhile is refused.
+
+    Parameters
+    ----------
+    piece : xarray.Dataset or xarray.DataArray
+        What to append (a DataArray, e.g. ``downscale``'s output, as the variable of its
+        name). Variables without ``dim`` (coordinates such as the reaches' positions) are
+        not written: the store has them.
+    path : str or os.PathLike
+        An existing zarr store on a local file system; write the first piece with
+        :func:`to_zarr_safe`.
+    dim : str, default "time"
+    same_model : bool, default True
+        Refuse a piece whose variables name another model than the store's.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``, ``~`` expanded.
+
+    Raises
+    ------
+    ParameterError
+        ``path`` is not an existing zarr store, ``piece`` reads from it, or another
+        process is appending to it.
+    DataError
+        The piece's variables, dimensions or coordinates are not the store's, or its
+        days do not follow the store's.
+    UnitsError
+        A variable's units differ.
+    ModelMismatchError
+        With ``same_model``, another model computed the piece.
+
+    Examples
+    --------
+    >>> import os, tempfile, pandas as pd, xarray as xr
+    >>> from xmsgl.io import append_zarr, to_zarr_safe
+    >>> def days(start, n):
+    ...     time = pd.date_range(start, periods=n)
+    ...     return xr.DataArray([[1.0] * n], coords={"reach": [7], "time": time},
+    ...                         dims=("reach", "time"), name="t", attrs={"units": "degC"})
+    >>> store = os.path.join(tempfile.mkdtemp(), "t.zarr")
+    >>> _ = to_zarr_safe(days("2001-01-01", 3), store, consolidated=False)
+    >>> _ = append_zarr(days("2001-01-04", 2), store)
+    >>> xr.open_zarr(store, consolidated=False).sizes["time"]
+    5
+    >>> append_zarr(days("2001-01-05", 2), store)
+    Traceback (most recent call last):
+    ...
+    xmsgl.exceptions.DataError: the piece starts on 2001-01-05, not after the store's last day (2001-01-05): appending it would repeat days; append piece.sel(time=slice('2001-01-06', None))
+    """
+    import zarr
+
+    final = output_path(path)
+    if not final.is_dir() or not any(os.path.lexists(final / m) for m in _ZARR_MARKERS):
+        raise ParameterError(f"{str(final)!r} is not an existing zarr store; write the first piece "
+                             "with xmsgl.io.to_zarr_safe(piece, path), then append the others")
+    if isinstance(piece, xr.DataArray):
+        if piece.name is None:
+            raise ParameterError("append_zarr writes a DataArray as the variable of its name, and "
+                                 "this one has none; give it one with da.rename('name')")
+        piece = piece.to_dataset()
+    if not isinstance(piece, xr.Dataset):
+        raise ParameterError(f"append_zarr writes an xarray Dataset or DataArray, got {type(piece).__name__}")
+    _refuse_source(piece, final)
+    with _append_lock(final):
+        try:
+            group = zarr.open_group(str(final), mode="r+", use_consolidated=False)
+        except TypeError:  # zarr 2 reads the arrays' own metadata with open_group
+            group = zarr.open_group(str(final), mode="r+")
+        consolidated = (final / ".zmetadata").exists() or _v3_consolidated(final)
+        consolidated = _undo_unfinished(group, dim, final, consolidated)
+        store = xr.open_zarr(final, consolidated=False)
+        piece, first, last = _checked_piece(piece, store, dim, same_model, final)
+        lengths = {str(v): list(getattr(group[str(v)], "shape", ())) for v in store.variables
+                   if dim in store[v].dims}
+        attrs = dict(group.attrs)
+        import datetime
+
+        from xmsgl import __version__
+
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        # The piece's own history: its last line (the run that computed it).
+        told = [line for line in (str(piece.attrs.get("history", "")).strip().splitlines()
+                                  or [str(v.attrs.get("history", "")).strip()
+                                      for v in piece.data_vars.values()]) if line] or [""]
+        line = (f"{now} UTC: xmsgl {__version__} append_zarr: {first} to {last} "
+                f"({piece.sizes[dim]} {dim} steps)" + (f"; the piece: {told[-1]}" if told[-1] else ""))
+        new_attrs = {**attrs, "history": f"{attrs['history']}\n{line}" if attrs.get("history") else line}
+        # What undoes this append should its process be killed: xarray's write replaces
+        # the global attributes and drops the consolidated metadata first.
+        group[dim].attrs[_UNFINISHED] = json.dumps(
+            {"lengths": lengths, "attrs": attrs, "consolidated": consolidated})
+        try:
+            piece.to_zarr(final, append_dim=dim, consolidated=False)
+            group.attrs.put(new_attrs)
+            del group[dim].attrs[_UNFINISHED]
+        except BaseException:
+            with _uninterrupted():
+                _cut_back(group, lengths, attrs, dim)
+                if consolidated:
+                    _consolidate(final)
+            raise
+        if consolidated:
+            _consolidate(final)
+    return final
+
+
+@contextlib.contextmanager
+def _append_lock(final: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the store's folder (POSIX ``flock``; elsewhere none)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        yield
+        return
+    fd = os.open(final, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            raise ParameterError(f"{str(final)!r}: another process is appending to this store; "
+                                 "wait until it is done") from err
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _consolidate(final: Path) -> None:
+    """Consolidate the metadata of a store that had them (zarr 3 warns that format 3
+    does not specify them: the store's writer chose them)."""
+    import zarr
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        zarr.consolidate_metadata(str(final))
+
+
+def _v3_consolidated(final: Path) -> bool:
+    try:
+        meta = json.loads((final / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("consolidated_metadata") is not None
+
+
+def _cut_back(group: Any, lengths: dict[str, list[int]], attrs: dict[str, Any], dim: str) -> None:
+    """Resize the store's arrays to ``lengths`` (dropping the chunks beyond) and restore
+    its global attributes ``attrs``; the unfinished mark goes last."""
+    for name, shape in lengths.items():
+        if name in group and list(group[name].shape) != shape:
+            group[name].resize(tuple(shape))
+    group.attrs.put(attrs)
+    if _UNFINISHED in group[dim].attrs:
+        del group[dim].attrs[_UNFINISHED]
+
+
+def _undo_unfinished(group: Any, dim: str, final: Path, consolidated: bool) -> bool:
+    """Cut back the days an append killed half-way wrote, and restore the store's
+    attributes, with a warning; return whether the store has consolidated metadata."""
+    if dim not in group or _UNFINISHED not in group[dim].attrs:
+        return consolidated
+    mark = json.loads(group[dim].attrs[_UNFINISHED])
+    lengths = mark["lengths"]
+    before = group[dim].shape[0]
+    with _uninterrupted():
+        _cut_back(group, lengths, mark["attrs"], dim)
+        if consolidated or mark["consolidated"]:
+            _consolidate(final)
+    warnings.warn(f"{str(final)!r}: an earlier append to this store did not finish (its process "
+                  f"stopped while writing); its {before - lengths[dim][0]} {dim} steps were cut off, "
+                  f"leaving the store's {lengths[dim][0]}; append them again",
+                  XmsglWarning, stacklevel=user_stacklevel())
+    return consolidated or bool(mark["consolidated"])
+
+
+def _checked_piece(piece: xr.Dataset, store: xr.Dataset, dim: str, same_model: bool,
+                   final: Path) -> tuple[xr.Dataset, str, str]:
+    """``piece`` as it is appended to ``store`` (its variables along ``dim``, the store's
+    time bounds added, chunks continuing the store's), with its first and last labels;
+    refused where it does not continue the store."""
+    from xmsgl.exceptions import DataError, ModelMismatchError, TimeGapWarning, UnitsError, format_ids
+
+    name = repr(str(final))
+    if dim not in store.dims or dim not in piece.dims:
+        where = "the store" if dim not in store.dims else "the piece"
+        raise DataError(f"{where} has no dimension {dim!r} to append along (the store {name} has "
+                        f"{sorted(map(str, store.dims))}, the piece {sorted(map(str, piece.dims))})")
+    bounds: str | None = store[dim].encoding.get("bounds", store[dim].attrs.get("bounds"))
+    if bounds is not None and bounds not in piece.variables:
+        from xmsgl.convention import daily_time_bounds
+
+        piece = daily_time_bounds(piece)
+        if bounds not in piece.variables:
+            raise DataError(f"the store {name} has time bounds {bounds!r} and the piece has none; "
+                            f"add them under that name")
+    spans: set[str] = {bounds} if bounds else set()
+    wanted = {str(v) for v in store.data_vars if dim in store[v].dims} | spans
+    given = {str(v) for v in piece.variables if dim in piece[v].dims and v not in piece.coords} | (
+        spans & {str(v) for v in piece.variables})
+    if given != wanted:
+        missing, extra = sorted(wanted - given), sorted(given - wanted)
+        raise DataError(f"the piece's variables along {dim!r} are not the store's: "
+                        + "; ".join(s for s in (f"missing {missing}" if missing else "",
+                                                f"not in the store {extra}" if extra else "") if s)
+                        + f". Append pieces with the variables of the store {name}")
+    labels = piece.indexes.get(dim)
+    if labels is None or not labels.is_monotonic_increasing or not labels.is_unique:
+        raise DataError(f"the piece's {dim!r} must be labelled, increasing and without repeats; "
+                        f"sort it (piece.sortby({dim!r})) and drop repeated labels")
+    ends = store.indexes[dim]
+    if len(ends) and len(labels):
+        first, last = labels[0], ends[-1]
+        if first <= last:
+            later = labels[labels > last]
+            fix = (f"append piece.sel({dim}=slice({_text(later[0])!r}, None))" if len(later)
+                   else "it holds no later day")
+            raise DataError(f"the piece starts on {_text(first)}, not after the store's last day "
+                            f"({_text(last)}): appending it would repeat days; {fix}")
+        if len(ends) > 1:
+            step = ends[-1] - ends[-2]
+            skipped = int((first - last) / step) - 1 if step else 0
+            if skipped > 0:
+                warnings.warn(
+                    f"the piece starts on {_text(first)} and the store {name} ends on "
+                    f"{_text(last)}: between them {skipped} {dim} steps are missing, which "
+                    "the store will not hold", TimeGapWarning, stacklevel=user_stacklevel())
+    for v in sorted(wanted - spans):
+        mine, theirs = piece[v], store[v]
+        if mine.dims != theirs.dims:
+            raise DataError(f"{v!r} is on {mine.dims} in the piece and on {theirs.dims} in the store "
+                            f"{name}; transpose it (piece[{v!r}].transpose(*{theirs.dims}))")
+        for d in mine.dims:
+            if d == dim or d not in store.indexes:
+                continue
+            if d not in piece.indexes or not piece.indexes[d].equals(store.indexes[d]):
+                ours = piece.indexes.get(d)
+                odd = [] if ours is None else [i for i in ours if i not in set(store.indexes[d])]
+                raise DataError(
+                    f"{v!r}: the piece's {d!r} labels are not the store's, in the store's order"
+                    + (f" (not in the store: {format_ids(odd)}); " if odd else "; ")
+                    + f"select them as the store has them: piece.sel({d}=store[{d!r}])")
+        units = (mine.attrs.get("units"), theirs.attrs.get("units"))
+        if units[0] != units[1]:
+            raise UnitsError(f"{v!r} is in {units[0]!r} in the piece and in {units[1]!r} in the store "
+                             f"{name}; convert the piece to the store's units")
+        models = (mine.attrs.get("xmsgl_model_sha256"), theirs.attrs.get("xmsgl_model_sha256"))
+        if same_model and models[0] != models[1]:
+            raise ModelMismatchError(
+                f"{v!r} was computed by the model {str(models[0])[:16]} and the store {name}'s by "
+                f"{str(models[1])[:16]}: the store's attributes describe its model alone. Write "
+                "another store, or pass same_model=False (the history line names the piece's model)")
+    keep = [v for v in piece.variables if dim in piece[v].dims]
+    piece = piece[[v for v in keep if v not in piece.coords]].drop_vars(
+        [c for c in piece.coords if dim not in piece[c].dims])
+    out = piece.copy()
+    length = store.sizes[dim]
+    for key in out.variables:
+        out[key].encoding = {}  # the store's encoding applies
+        zchunks = store[key].encoding.get("chunks") if key in store.variables else None
+        if not zchunks or key == dim:
+            continue
+        chunks: dict[Any, Any] = {}
+        for d, size in zip(out[key].dims, zchunks):
+            if d == dim:
+                head = size - length % size if length % size else size
+                n = out.sizes[dim]
+                chunks[d] = tuple([min(head, n)] + [size] * ((max(n - head, 0)) // size)
+                                  + ([(n - head) % size] if n > head and (n - head) % size else []))
+            else:
+                chunks[d] = size
+        out[key] = out[key].chunk(chunks)
+    return out, _text(labels[0]), _text(labels[-1])
+
+
+def _text(label: Any) -> str:
+    """A label for a message: a day as ``2001-01-05``, a time within it with its hour."""
+    import pandas as pd
+
+    if isinstance(label, pd.Timestamp):
+        return str(label.date()) if label == label.normalize() else label.isoformat()
+    return str(label)

@@ -1,0 +1,247 @@
+"""xmsgl.io.append_zarr: a store grown along time, checked and undone on failure."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import warnings
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from tests.conftest import FAST_FIT
+from xmsgl.convention import daily_time_bounds
+from xmsgl.exceptions import (
+    DataError,
+    ModelMismatchError,
+    ParameterError,
+    TimeGapWarning,
+    UnitsError,
+    XmsglWarning,
+)
+from xmsgl.io import append_zarr, to_zarr_safe
+
+zarr = pytest.importorskip("zarr")
+
+
+def days(start: str, n: int, reaches: list[int] | None = None, value: float | None = None,
+         units: str = "degC", model: str = "abc") -> xr.DataArray:
+    """A downscale-like output: (reach, time) float32 with units and a model hash."""
+    reaches = [11, 12, 13] if reaches is None else reaches
+    time = pd.date_range(start, periods=n)
+    # A value of its own on each reach-day: reach * 1000 + day of the year.
+    values = (np.asarray(reaches, "float32")[:, None] * 1000 + time.day_of_year.values[None, :]
+              if value is None else np.full((len(reaches), n), value)).astype("float32")
+    return xr.DataArray(values, coords={"reach": reaches, "time": time}, dims=("reach", "time"),
+                        name="reach_temp_pred",
+                        attrs={"units": units, "xmsgl_model_sha256": model, "history": f"run {start}"})
+
+
+def first_store(path: Path, piece: xr.DataArray, time_chunk: int = 4, **kw: object) -> Path:
+    ds = daily_time_bounds(piece.to_dataset())
+    ds.attrs = {"title": "t", "history": "written"}
+    to_zarr_safe(ds.chunk({"time": time_chunk}), path, **kw)  # type: ignore[arg-type]
+    return path
+
+
+def test_appended_days_follow_the_store_with_bounds_chunks_and_attributes(tmp_path: Path) -> None:
+    store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
+    # 10 days in chunks of 4 leave the last chunk half full; 7 more days continue it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        append_zarr(days("2001-01-11", 7), store)
+    out = xr.open_zarr(store)
+    whole = days("2001-01-01", 17)
+    np.testing.assert_array_equal(out.reach_temp_pred.values, whole.values)
+    assert list(out.time.values) == list(whole.time.values)
+    assert out.time_bnds.shape == (17, 2)
+    assert pd.Timestamp(out.time_bnds.values[-1, 1]) == pd.Timestamp("2001-01-18")
+    assert out.reach_temp_pred.encoding["chunks"][1] == 4
+    # The store's global attributes stay, with a history line for the append.
+    lines = out.attrs["history"].splitlines()
+    assert out.attrs["title"] == "t" and lines[0] == "written"
+    assert "append_zarr: 2001-01-11 to 2001-01-17 (7 time steps); the piece: run 2001-01-11" in lines[1]
+    # Consolidated metadata follow the new length.
+    assert xr.open_zarr(store, consolidated=True).sizes["time"] == 17
+
+
+def test_a_lazy_piece_appends_and_a_dataset_without_bounds_gets_none(tmp_path: Path) -> None:
+    piece = days("2001-01-01", 5).to_dataset()
+    to_zarr_safe(piece, tmp_path / "s.zarr")
+    later = days("2001-01-06", 9).chunk({"time": 2})
+    append_zarr(later, tmp_path / "s.zarr")
+    out = xr.open_zarr(tmp_path / "s.zarr")
+    assert "time_bnds" not in out and out.sizes["time"] == 14
+    np.testing.assert_array_equal(out.reach_temp_pred.values, days("2001-01-01", 14).values)
+
+
+@pytest.mark.parametrize("piece, error, match", [
+    (days("2001-01-08", 5), DataError, r"starts on 2001-01-08, not after the store's last day "
+     r"\(2001-01-10\): appending it would repeat days; append piece.sel\(time=slice\('2001-01-11', None\)\)"),
+    (days("2000-12-01", 3), DataError, r"it holds no later day"),
+    (days("2001-01-11", 3, reaches=[12, 11, 13]), DataError,
+     r"the piece's 'reach' labels are not the store's, in the store's order; select"),
+    (days("2001-01-11", 3, reaches=[11, 12, 99]), DataError, r"not in the store: \[99\]"),
+    (days("2001-01-11", 3, units="degF"), UnitsError, r"'degF' in the piece and in 'degC' in the store"),
+    (days("2001-01-11", 3, model="other"), ModelMismatchError, r"same_model=False"),
+    (days("2001-01-11", 3).rename("seg_temp_pred"), DataError,
+     r"missing \['reach_temp_pred'\]; not in the store \['seg_temp_pred'\]"),
+    (days("2001-01-11", 3).transpose(), DataError, r"transpose it"),
+    (days("2001-01-11", 3).isel(time=[2, 1, 0]), DataError, r"increasing and without repeats"),
+])
+def test_a_piece_that_does_not_continue_the_store_is_refused_and_leaves_it_as_it_was(
+        tmp_path: Path, piece: xr.DataArray, error: type, match: str) -> None:
+    store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
+    before = xr.open_zarr(store).load()
+    with pytest.raises(error, match=match):
+        append_zarr(piece, store)
+    xr.testing.assert_identical(xr.open_zarr(store).load(), before)
+
+
+def test_another_model_appends_when_asked(tmp_path: Path) -> None:
+    store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
+    append_zarr(days("2001-01-11", 3, model="other"), store, same_model=False)
+    assert xr.open_zarr(store).sizes["time"] == 13
+
+
+def test_a_gap_warns_with_its_length(tmp_path: Path) -> None:
+    store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
+    with pytest.warns(TimeGapWarning, match=r"starts on 2001-01-15 .* ends on 2001-01-10: between them "
+                                            r"4 time steps are missing"):
+        append_zarr(days("2001-01-15", 3), store)
+
+
+def test_bad_paths_and_objects_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ParameterError, match="is not an existing zarr store; write the first piece"):
+        append_zarr(days("2001-01-01", 3), tmp_path / "none.zarr")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ParameterError, match="is not an existing zarr store"):
+        append_zarr(days("2001-01-01", 3), tmp_path / "folder")
+    store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
+    with pytest.raises(ParameterError, match="has none; give it one"):
+        append_zarr(days("2001-01-11", 3).rename(None), store)
+    with pytest.raises(ParameterError, match="reads from it|were read from it"):
+        append_zarr(xr.open_zarr(store), store)
+
+
+def _failing_piece() -> xr.DataArray:
+    """Seven days whose last chunk fails when computed, after the first ones are written."""
+    piece = days("2001-01-11", 7).chunk({"time": (2, 4, 1)})
+
+    def boom(block: np.ndarray) -> np.ndarray:
+        raise RuntimeError("a chunk could not be read")
+
+    bad = da.map_blocks(boom, piece.data[:, 6:], dtype="float32")
+    return piece.copy(data=da.concatenate([piece.data[:, :6], bad], axis=1))
+
+
+def test_a_failed_append_is_undone(tmp_path: Path) -> None:
+    store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
+    before = xr.open_zarr(store).load()
+    with pytest.raises(RuntimeError, match="could not be read"):
+        append_zarr(_failing_piece(), store)
+    after = xr.open_zarr(store)
+    xr.testing.assert_identical(after.load(), before)
+    assert "xmsgl_append_unfinished" not in after.time.attrs
+    # and the store takes the same days again
+    append_zarr(days("2001-01-11", 7), store)
+    np.testing.assert_array_equal(xr.open_zarr(store).reach_temp_pred.values, days("2001-01-01", 17).values)
+
+
+def test_an_append_whose_process_was_killed_is_cut_off_by_the_next(tmp_path: Path) -> None:
+    store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
+    # As a killed append leaves it: the mark, then the days written, the attributes replaced.
+    group = zarr.open_group(str(store), mode="r+", use_consolidated=False)
+    lengths = {"reach_temp_pred": [3, 10], "time": [10], "time_bnds": [10, 2]}
+    group["time"].attrs["xmsgl_append_unfinished"] = json.dumps(
+        {"lengths": lengths, "attrs": dict(group.attrs), "consolidated": True})
+    killed = days("2001-01-11", 3, value=-99.0).to_dataset().pipe(daily_time_bounds)
+    killed.attrs = {"history": "the killed piece's"}
+    killed.to_zarr(store, append_dim="time", consolidated=False)
+    assert zarr.open_group(str(store), use_consolidated=False)["time"].shape == (13,)
+    with pytest.warns(XmsglWarning, match=r"an earlier append to this store did not finish .* its 3 time "
+                                          r"steps were cut off, leaving the store's 10"):
+        append_zarr(days("2001-01-11", 7), store)
+    out = xr.open_zarr(store, consolidated=True)  # consolidated again
+    np.testing.assert_array_equal(out.reach_temp_pred.values, days("2001-01-01", 17).values)
+    assert "xmsgl_append_unfinished" not in out.time.attrs
+    assert out.attrs["history"].splitlines()[0] == "written" and out.attrs["title"] == "t"
+
+
+def test_a_second_append_at_once_is_refused(tmp_path: Path) -> None:
+    store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
+    fd = os.open(store, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ParameterError, match="another process is appending to this store"):
+            append_zarr(days("2001-01-11", 3), store)
+    finally:
+        os.close(fd)
+    append_zarr(days("2001-01-11", 3), store)
+
+
+def test_downscaled_years_appended_match_the_pieces(half_year_basin: xr.Dataset, tmp_path: Path) -> None:
+    """The CLI-like output of downscale (global attributes, bounds) grows month by month."""
+    from xmsgl.model import fit
+
+    model = fit(half_year_basin, method="fine-only", seed=0, **FAST_FIT)
+    pieces = [half_year_basin.msgl.downscale(model, time=t, spinup=30)
+              for t in (("2001-03-01", "2001-03-31"), ("2001-04-01", "2001-05-15"))]
+    store = tmp_path / "pred.zarr"
+    to_zarr_safe(daily_time_bounds(pieces[0].to_dataset()).chunk({"time": 20}), store)
+    append_zarr(pieces[1], store)
+    out = xr.open_zarr(store)
+    xr.testing.assert_equal(out.reach_temp_pred.load(), xr.concat(pieces, "time").drop_vars(
+        [c for c in pieces[0].coords if "time" not in pieces[0][c].dims and c != "reach"]))
+    assert out.reach_temp_pred.attrs["xmsgl_model_sha256"] == model.sha256
+
+
+def test_an_append_killed_for_real_is_cut_off_by_the_next(tmp_path: Path) -> None:
+    """SIGKILL in the middle of the write: the next append finds the days it left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
+    flag = tmp_path / "writing"
+    code = f"""
+import time, dask, dask.array as da, numpy as np
+from pathlib import Path
+from tests.test_append import days
+from xmsgl.io import append_zarr
+
+def slow(block):
+    if block.size:  # not dask's trial call on an empty block
+        Path({str(flag)!r}).touch()
+        time.sleep(60)
+    return block
+
+piece = days("2001-01-11", 9).chunk({{"time": 2}})
+piece = piece.copy(data=da.concatenate([piece.data[:, :6], da.map_blocks(slow, piece.data[:, 6:], dtype='float32')], axis=1))
+with dask.config.set(scheduler="synchronous"):
+    append_zarr(piece, {str(store)!r})
+"""
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parents[1],
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        for _ in range(600):
+            if flag.exists() or child.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert flag.exists(), "the child never reached its slow chunk"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    left = zarr.open_group(str(store), use_consolidated=False)
+    assert "xmsgl_append_unfinished" in left["time"].attrs and left["time"].shape[0] > 10
+    with pytest.warns(XmsglWarning, match="did not finish"):
+        append_zarr(days("2001-01-11", 9), store)
+    out = xr.open_zarr(store, consolidated=True)
+    np.testing.assert_array_equal(out.reach_temp_pred.values, days("2001-01-01", 19).values)
+    assert out.attrs["title"] == "t"
