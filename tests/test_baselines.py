@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -664,3 +665,26 @@ def test_the_gru_refuses_the_inputs_the_networks_refuse(gru_basin: xr.Dataset, g
         warnings.simplefilter("ignore", xmsgl.XmsglWarning)
         with pytest.raises(getattr(xmsgl, error), match=says):
             fit(bad, "gru", epochs=1, window=180, stride=90, progress=False)
+
+
+def test_gru_records_its_provenance_as_the_networks_do(gru_basin: xr.Dataset, gru_model,
+                                                       half_year_msgl) -> None:
+    """The threads, versions, device and data of a fit, and downscale's history line."""
+    import torch
+
+    for model in (gru_model, half_year_msgl):
+        cfg = model.config
+        assert cfg["torch_threads"] == torch.get_num_threads()
+        assert cfg["versions"]["torch"] == torch.__version__ and cfg["device"] == "cpu"
+        assert len(cfg["data"]["targets_sha256"]) == 64
+    assert gru_model.config["data"]["targets_days"] == "training and validation"
+    assert len(gru_model.weights_sha256) == 64 and gru_model.weights_sha256 != gru_model.sha256
+    pred = gru_model.predict(gru_basin, time=("2003-01-01", "2003-01-31"))
+    assert re.search(r"UTC: xmsgl \S+ downscale\(method='gru', scale='reach', time=2003-01-01/2003-01-31, "
+                     rf"model sha256={gru_model.sha256[:16]}, device='cpu', spinup=180, chunk=365\)$",
+                     pred.attrs["history"]), pred.attrs["history"]
+    # Thinned observations are another data record, named by sparsify's.
+    thin = gru_basin.msgl.sparsify(keep=0.5, seed=1)
+    other = xmsgl.fit(thin, "gru", epochs=1, window=180, stride=90, batch_size=4, progress=False)
+    assert other.config["data"]["targets_sha256"] != gru_model.config["data"]["targets_sha256"]
+    assert "keep=0.5, seed=1" in other.config["data"]["sparsify"]

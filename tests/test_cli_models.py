@@ -512,6 +512,8 @@ def test_info_describes_a_saved_model(files: dict[str, str], model_dir: str, tmp
     gru, out = info_of("gru", "--method", "gru", *FAST)
     cfg = xmsgl.load(gru).config
     assert "the gru baseline" in out and "best epoch 1 of 1" in out
+    threads = cfg["torch_threads"]
+    assert f" on cpu with {threads} torch thread{'s' if threads > 1 else ''}, seed 0" in out
     assert f"test: {cfg['periods']['test'][0][0]} to {cfg['periods']['test'][0][1]}" in out
     assert f"hidden {cfg['hyperparameters']['hidden']}" in out
     assert "reach inputs: reach_air_temp (degC)" in out and "segment inputs" not in out

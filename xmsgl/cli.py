@@ -208,12 +208,16 @@ def _model_lines(value: str) -> list[str]:
                 for dim, names in (("segment", v.get("seg_vars") or []), ("reach", v.get("reach_vars") or []))
                 if names and reads[dim]]
 
+    # Equal seeds give equal weights on the CPU with the same number of threads.
+    threads = (f" with {cfg['torch_threads']} torch thread{'s' if cfg['torch_threads'] != 1 else ''}"
+               if isinstance(cfg.get("torch_threads"), int) else "")
     if isinstance(model, BaselineModel):
         settings = ", ".join(f"{k} {v}" for k, v in (cfg.get("settings") or {}).items())
         fit = cfg.get("fit") or {}
         counts = ", ".join(f"{k} {v}" for k, v in fit.items() if isinstance(v, (int, float)))
         lines = [f"{value}: the {model.method} baseline, xmsgl {cfg.get('xmsgl', '?')}, "
-                 f"created {cfg.get('created', '?')}, seed {cfg.get('seed', '?')}",
+                 f"created {cfg.get('created', '?')}{' on cpu' + threads if threads else ''}, "
+                 f"seed {cfg.get('seed', '?')}",
                  f"sha256 {model.sha256}",
                  f"network: {len(model.arrays.get('reach_ids', ())) or '?'} reaches"]
         spans = cfg.get("periods") or {"train": cfg.get("train")}
@@ -238,7 +242,7 @@ def _model_lines(value: str) -> list[str]:
     options = g.get("options") or {}
     lines = [f"{value}: {cfg['method']} ({output}), xmsgl "
              f"{cfg.get('versions', {}).get('xmsgl', '?')}, created {cfg.get('created', '?')} on "
-             f"{cfg.get('device', '?')}, seed {cfg.get('seed', '?')}",
+             f"{cfg.get('device', '?')}{threads}, seed {cfg.get('seed', '?')}",
              f"sha256 {model.sha256}",
              f"network: {g['n_seg']} segments, {g['n_reach']} reaches; graphs: "
              + (", ".join(f"{k} {text(o)}" for k, o in options.items()) or "fit's defaults"),

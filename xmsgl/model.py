@@ -1796,6 +1796,8 @@ def fit(
         "data": _data_record(ds, y_reach, y_seg, masks["train"] | masks["val"], stage_a_record),
         "seed": int(seed),
         "device": str(dev),
+        # Equal seeds give equal weights on the CPU with the same number of threads.
+        "torch_threads": int(torch.get_num_threads()),
         "versions": _versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "history": history,

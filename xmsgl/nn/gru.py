@@ -13,7 +13,9 @@ days every ``stride`` days inside the training period (:func:`xmsgl.train.make_w
 each (window, observed reach) pair is one sequence, the loss is the RMSE over the
 observed reach-days of a batch (:func:`xmsgl.train.masked_rmse`), Adam, and the
 weights of the epoch with the lowest validation RMSE (on the validation period's
-``reach_temp``) are kept. On CPU equal seeds give equal models.
+``reach_temp``) are kept. On CPU equal seeds give equal models with the same
+number of torch threads (``xmsgl.set_options(torch_threads=1)`` fixes it; the
+model's ``config["torch_threads"]`` records it).
 
 A fitted :class:`GRUModel` is a :class:`~xmsgl.baselines.BaselineModel`, so
 :func:`xmsgl.downscale.downscale`, the sweeps and the cross-validation take it
@@ -228,11 +230,16 @@ class GRUModel(BaselineModel):
         self._weights = WeightsDigest()
 
     @property
+    def weights_sha256(self) -> str:
+        """sha256 of the weights alone, as for the networks' :class:`~xmsgl.Downscaler`."""
+        return self._weights.of(self.net)
+
+    @property
     def sha256(self) -> str:
         """sha256 of the model, its weights and its settings (taken again when the
         weights were changed since): an edited ``config.json`` (a target scaler, say)
         gives another one, as for the networks (:func:`xmsgl.nn.weights.model_sha256`)."""
-        return model_sha256(self._weights.of(self.net), self.config)
+        return model_sha256(self.weights_sha256, self.config)
 
     @property
     def features(self) -> FeatureSpec:
@@ -375,8 +382,12 @@ class GRUModel(BaselineModel):
                 # of warm-up (from the first to the last day returned).
                 **({"xmsgl_short_warmup": short} if short else {}),
                 **input_attrs(ds.attrs),
-                "history": f"{now} UTC: xmsgl {_version()} GRUModel(sha256={self.sha256[:16]})"
-                           f".predict(time={time!r})",
+                # As downscale's line for the networks: the days returned, the method,
+                # the model, the device (the GRU runs on the CPU) and the windows.
+                "history": f"{now} UTC: xmsgl {_version()} downscale(method='gru', scale='reach', "
+                           f"time={times[t0].date()}/{times[t1 - 1].date()}, model "
+                           f"sha256={self.sha256[:16]}, device='cpu', spinup={spinup}, "
+                           f"chunk={int(hp.get('chunk', 365))})",
             },
         )
 
@@ -589,7 +600,9 @@ def fit_gru(
     'gru'
     """
     from xmsgl.model import (
+        _data_record,
         _resolve_periods,
+        _versions,
         check_seed,
         warn_few_fine_observations,
         warn_unobserved_validation,
@@ -731,7 +744,10 @@ def fit_gru(
         "reach_ids": [int(i) for i in topo.reach_ids], "seg_ids": [int(i) for i in topo.seg_ids],
         "periods": periods, "train": periods["train"], "n_sequences": len(seqs),
         "n_fine_train_obs": int(obs.size), "seed": int(seed),
+        # What identifies the observations learned from, as the networks record it.
+        "data": _data_record(ds, y.T, None, masks["train"] | masks["val"]),
         "settings": {}, "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "device": "cpu", "torch_threads": int(torch.get_num_threads()), "versions": _versions(),
         "xmsgl": _version(), "torch": torch.__version__, "history": history,
     }
     return GRUModel(net, config)
