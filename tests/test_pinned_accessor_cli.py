@@ -40,6 +40,9 @@ def test_accessor_forwards_its_defaults_and_keywords(obs_basin: xr.Dataset,
     import xmsgl.model
 
     seen: dict[str, tuple] = {}
+    import inspect
+
+    default = inspect.signature(obs_basin.msgl.fit).parameters["method"].default
 
     def recorder(name: str):
         def call(*args, **kwargs):
@@ -52,7 +55,11 @@ def test_accessor_forwards_its_defaults_and_keywords(obs_basin: xr.Dataset,
     monkeypatch.setattr(xmsgl.coverage, "coverage", recorder("coverage"))
     ds = obs_basin
     assert ds.msgl.fit(epochs=3) == "fit"
-    assert seen["fit"][0][0] is ds and seen["fit"][1] == {"method": "msgl", "epochs": 3}
+    # The accessor's fit is the function's, default included (it wears its signature).
+    assert seen["fit"][0][0] is ds and seen["fit"][1] == {"epochs": 3}
+    assert default == "msgl"
+    ds.msgl.fit("gru", epochs=2)
+    assert seen["fit"] == ((ds, "gru"), {"epochs": 2})
     ds.msgl.downscale("m.xmsgl", scale="seg", time=("2001-01-01", "2001-01-31"))
     assert seen["downscale"] == ((ds, "m.xmsgl"), {"scale": "seg", "time": ("2001-01-01", "2001-01-31")})
     ds.msgl.coverage("m.xmsgl", margin=0.5)

@@ -35,14 +35,13 @@ class _Forward:
 
     def __init__(self, module: str, name: str, check: bool = True) -> None:
         self.module, self.name, self.check = module, name, check
-        self._method: Any = None
 
     def __set_name__(self, owner: type, attr: str) -> None:
         self.attr = attr
 
     def _build(self) -> Any:
         func = getattr(importlib.import_module(self.module), self.name)
-        where, check = f"ds.msgl.{self.attr}", self.check
+        module, name, where, check = self.module, self.name, f"ds.msgl.{self.attr}", self.check
 
         def method(accessor: MsglAccessor, *args: Any, **kwargs: Any) -> Any:
             if check:
@@ -52,15 +51,14 @@ class _Forward:
         # __wrapped__ gives inspect.signature the function's parameters; bound, the
         # first (ds) is the accessor's own and is dropped.
         functools.update_wrapper(method, func)
-        method.__doc__ = (f"``{where}(...)`` is ``{self.module}.{self.name}(ds, ...)``:\n\n"
-                          + (func.__doc__ or ""))
+        method.__doc__ = f"``{where}(...)`` is ``{module}.{name}(ds, ...)``:\n\n" + (func.__doc__ or "")
         method.__qualname__ = f"MsglAccessor.{self.attr}"
         return method
 
     def __get__(self, accessor: MsglAccessor | None, owner: type | None = None) -> Any:
-        if self._method is None:
-            self._method = self._build()
-        return self._method if accessor is None else types.MethodType(self._method, accessor)
+        # Built at each lookup (microseconds): it wears the function as it is now.
+        method = self._build()
+        return method if accessor is None else types.MethodType(method, accessor)
 
 
 @xr.register_dataset_accessor("msgl")
