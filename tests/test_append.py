@@ -77,6 +77,10 @@ def test_a_lazy_piece_appends_and_a_dataset_without_bounds_gets_none(tmp_path: P
     append_zarr(later, tmp_path / "s.zarr")
     out = xr.open_zarr(tmp_path / "s.zarr")
     assert "time_bnds" not in out and out.sizes["time"] == 14
+    # Written from a DataArray, the store had its history on the variable: the global
+    # history starts with it, then names the piece appended.
+    first, added = out.attrs["history"].splitlines()
+    assert first == "run 2001-01-01" and "the piece: run 2001-01-06" in added
     np.testing.assert_array_equal(out.reach_temp_pred.values, days("2001-01-01", 14).values)
 
 

@@ -504,6 +504,8 @@ def test_info_describes_a_saved_model(files: dict[str, str], model_dir: str, tmp
     assert f"tasks {', '.join(stage['tasks'])}" in out
     clim, out = info_of("clim", "--method", "climatology")
     assert "the climatology baseline" in out and f"sha256 {xmsgl.load(clim).sha256}" in out
+    test = xmsgl.load(clim).config["test"][0]
+    assert f"test: {test[0]} to {test[1]}" in out  # the default split's, held out
     assert "reads: no variable (the days of year alone)" in out
     _, out = info_of("mohseni", "--method", "mohseni")
     assert "reads: reach_air_temp (air temperature, as its trailing 5-day mean)" in out

@@ -576,13 +576,14 @@ def test_accessor_warns_when_scores_are_in_sample(small_basin: xr.Dataset) -> No
         small_basin.msgl.evaluate(pred.sel(reach=small_basin.reach[never.values]))
     assert int(held_out["n"]) > 0
     # Against the truth on the training days, the pairs at observed reach-days are
-    # in-sample: their count and share are said.
+    # in-sample: their count and share are said (two significant figures).
+    from xmsgl.accessor import _share
     inside = small_basin.sel(time=slice(*train))
     n_in = int((inside.reach_temp.notnull() & inside.reach_temp_true.notnull()).sum())
     total = int(small_basin.reach_temp_true.notnull().sum())
     with pytest.warns(xmsgl.InSampleWarning, match=rf"'reach_temp_true' on \d+ days inside the "
                       rf"model's training periods .*: {n_in} of the {total} pairs scored "
-                      rf"\({n_in / total:.1%}\) are node-days where this dataset has observations"):
+                      rf"\({_share(n_in, total)}\) are node-days where this dataset has observations"):
         small_basin.msgl.evaluate(pred)
     idw = obs_only.msgl.fit(method="idw")
     with pytest.warns(xmsgl.XmsglWarning, match="'idw' baseline .* zero error by construction"):

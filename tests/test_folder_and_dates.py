@@ -73,6 +73,11 @@ def test_save_replaces_a_saved_model(tmp_path: Path, model: Downscaler) -> None:
                                          r"pass overwrite=True to replace it"):
         model.save(path)
     assert json.loads((path / "config.json").read_text())["note"] == "old"
+    # Named by what is there: a baseline saved over this model's folder finds a model.
+    clim = xmsgl.fit(xmsgl.datasets.synthetic_basin(n_segments=3, start="2000-10-01", end="2001-09-30"),
+                     "climatology", train=("2000-10-01", "2001-09-30"))
+    with pytest.raises(XmsglError, match=r"holds another saved model \(method 'msgl'"):
+        clim.save(path)
     model.save(path, overwrite=True)
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "weights.pt"]
     assert "note" not in json.loads((path / "config.json").read_text())

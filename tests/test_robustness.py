@@ -222,6 +222,16 @@ def test_default_days_follow_what_the_fit_read() -> None:
     # A test period outside the data names the period, not time=None.
     with pytest.raises(xmsgl.TimeError, match="model's test period 2001-01-01/2001-01-31.*time="):
         _default_days(tested, pd.date_range("2002-10-01", "2003-09-30"))
+    # A light baseline keeps the test days of the default split as config["test"]: those are
+    # scored (every day was, training included, with a warning that said there were none).
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2000-10-01", end="2004-09-30", seed=1)
+    clim = xmsgl.fit(ds, "climatology")
+    test = clim.config["test"]
+    time4 = pd.DatetimeIndex(ds.time.values)
+    days = time4[_default_days(clim, time4)]
+    assert (str(days[0].date()), str(days[-1].date())) == tuple(test[0]) and len(test) == 1
+    with pytest.raises(xmsgl.TimeError, match=f"model's test period {test[0][0]}/{test[0][1]}"):
+        _default_days(clim, pd.date_range("2000-10-01", "2001-09-30"))
 
 
 def test_shift_goes_by_date_and_levels_are_checked_before_any_run(basin: xr.Dataset) -> None:

@@ -163,6 +163,19 @@ def _paired(observed: xr.DataArray, prediction: xr.DataArray) -> xr.DataArray:
     return there
 
 
+def _share(n: int, total: int) -> str:
+    """``n`` of ``total`` as a percentage with two significant figures, so that a
+    small share is not printed as zero.
+
+    Examples
+    --------
+    >>> _share(87, 211845), _share(1, 3), _share(3, 3)
+    ('0.041%', '33%', '100%')
+    """
+    share = 100 * n / max(total, 1)
+    return f"{share:.0f}%" if share >= 10 else f"{share:.2g}%"
+
+
 def _counts(*sums: xr.DataArray) -> list[int]:
     """The integer sums ``sums``, those on dask computed in one pass."""
     lazy = [i for i, a in enumerate(sums) if a.chunks is not None]
@@ -208,7 +221,7 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
         if n:
             warnings.warn(
                 f"scoring the {method!r} baseline against {observed.name!r}: {n} of the {n_pairs} "
-                f"pairs scored ({n / max(n_pairs, 1):.1%}) are node-days where this dataset has "
+                f"pairs scored ({_share(n, n_pairs)}) are node-days where this dataset has "
                 f"observations ({read.name!r}), which {method} returns as its prediction if it "
                 "predicted from this dataset: there its error is the observations' noise alone and "
                 "the scores are in-sample, on any day. Score the nodes without observations, or "
@@ -278,7 +291,7 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
             warnings.warn(
                 f"scoring against {observed.name!r} on {days} days inside the "
                 f"model's {what} ({periods}): {n} of the {total} pairs scored "
-                f"({n / max(total, 1):.1%}) are node-days where this dataset has observations "
+                f"({_share(n, total)}) are node-days where this dataset has observations "
                 f"({read.name!r}), which the model {fitted} if it was fitted on this dataset: "
                 "there the truth is what it was shown, up to the observations' noise, and the "
                 f"scores are {verdict}. Score a held-out period, e.g. "

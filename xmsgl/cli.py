@@ -220,7 +220,8 @@ def _model_lines(value: str) -> list[str]:
                  f"seed {cfg.get('seed', '?')}",
                  f"sha256 {model.sha256}",
                  f"network: {len(model.arrays.get('reach_ids', ())) or '?'} reaches"]
-        spans = cfg.get("periods") or {"train": cfg.get("train")}
+        # The light baselines keep their periods as entries of their own.
+        spans = cfg.get("periods") or {k: cfg[k] for k in ("train", "test") if cfg.get(k)}
         lines += [f"{k}: {periods(spans.get(k))}" for k in ("train", "val", "test") if k in spans]
         if cfg.get("history"):  # the per-reach GRU trains in epochs
             lines.append(fit_line(cfg["history"], cfg.get("n_fine_train_obs", "?")))

@@ -454,8 +454,11 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
         if old is None or same is None or not same(old):
             said = ("" if old is None else
                     f" (method {old.get('method')!r}, created {old.get('created', '?')})")
+            # Named by what is there, not by what is being saved.
+            there = {"xmsgl-model": "model", "xmsgl-gru": "baseline",
+                     "xmsgl-baseline": "baseline"}.get(str((old or {}).get("format")), what)
             raise ParameterError(
-                f"{str(final)!r} holds another saved {what}{said}, which outputs may cite by its "
+                f"{str(final)!r} holds another saved {there}{said}, which outputs may cite by its "
                 f"sha256; pass overwrite=True to replace it, or save to another folder")
     # The same check, on the old folder after it is moved aside: another process
     # may have put something at the path while the new folder was being written.
@@ -1510,7 +1513,12 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
                                       for v in piece.data_vars.values()]) if line] or [""]
         line = (f"{now} UTC: xmsgl {__version__} append_zarr: {first} to {last} "
                 f"({piece.sizes[dim]} {dim} steps)" + (f"; the piece: {told[-1]}" if told[-1] else ""))
-        new_attrs = {**attrs, "history": f"{attrs['history']}\n{line}" if attrs.get("history") else line}
+        # A store written from a DataArray has its history on the variable alone: the
+        # global one then starts with it, so that it names the first piece too.
+        before = attrs.get("history") or next(
+            (str(store[v].attrs["history"]) for v in sorted(map(str, store.data_vars))
+             if dim in store[v].dims and store[v].attrs.get("history")), "")
+        new_attrs = {**attrs, "history": f"{before}\n{line}" if before else line}
         # What undoes this append should its process be killed: xarray's write replaces
         # the global attributes and drops the consolidated metadata first.
         group[dim].attrs[_UNFINISHED] = json.dumps(

@@ -673,7 +673,8 @@ def _default_days(model: Any, time: pd.DatetimeIndex) -> np.ndarray:
     scores are then in-sample)."""
     cfg = getattr(model, "config", {}) or {}
     periods = cfg.get("periods") or {}
-    test = periods.get("test")
+    # The networks and the GRU keep it in "periods", the light baselines on its own.
+    test = periods.get("test") or cfg.get("test")
     if test:
         spans = [(str(a), str(b)) for a, b in test]
         mask = period_mask(time, spans, "test")
