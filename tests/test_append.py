@@ -115,8 +115,8 @@ def test_another_model_appends_when_asked(tmp_path: Path) -> None:
 
 def test_a_gap_warns_with_its_length(tmp_path: Path) -> None:
     store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
-    with pytest.warns(TimeGapWarning, match=r"starts on 2001-01-15 .* ends on 2001-01-10: between them "
-                                            r"4 time steps are missing"):
+    with pytest.warns(TimeGapWarning, match=r"leaves 4 time steps missing \(4 between 2001-01-10 and "
+                                            r"2001-01-15\): .* can never be appended later"):
         append_zarr(days("2001-01-15", 3), store)
 
 
@@ -249,3 +249,100 @@ with dask.config.set(scheduler="synchronous"):
     out = xr.open_zarr(store, consolidated=True)
     np.testing.assert_array_equal(out.reach_temp_pred.values, days("2001-01-01", 19).values)
     assert out.attrs["title"] == "t"
+
+
+def _noon(piece: xr.DataArray) -> xr.DataArray:
+    return piece.assign_coords(time=piece.indexes["time"] + pd.Timedelta("12h"))
+
+
+@pytest.mark.parametrize("make, error, match", [
+    # Stamps the store's whole days cannot hold: xarray wrote them in hours, read as days.
+    (lambda: _noon(days("2001-01-11", 3)), DataError, r"cannot be written exactly in the store .* units "
+     r"'days since 2001-01-01.*\(e.g. 2001-01-11T12:00:00\)"),
+    (lambda: days("2001-01-11", 3).convert_calendar("noleap"), DataError,
+     r"calendar 'noleap' and the store .*'standard \(datetime64\)'; convert the piece"),
+    (lambda: days("2001-01-11", 3).isel(time=slice(0, 0)), DataError, r"no 'time' step to append"),
+    (lambda: days("2001-01-11", 3).assign_coords(doy=("time", [11, 12, 13])), DataError,
+     r"not in the store \['doy'\]"),
+])
+def test_times_and_coordinates_the_store_cannot_take_are_refused(tmp_path: Path, make, error, match) -> None:
+    store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
+    before = xr.open_zarr(store).load()
+    with pytest.raises(error, match=match):
+        append_zarr(make(), store)
+    xr.testing.assert_identical(xr.open_zarr(store).load(), before)
+
+
+def test_a_store_with_a_coordinate_along_time_needs_it_in_the_piece(tmp_path: Path) -> None:
+    first = days("2001-01-01", 4).assign_coords(doy=("time", [1, 2, 3, 4]))
+    to_zarr_safe(first.to_dataset(), tmp_path / "s.zarr")
+    with pytest.raises(DataError, match=r"missing \['doy'\]"):
+        append_zarr(days("2001-01-05", 2), tmp_path / "s.zarr")
+    append_zarr(days("2001-01-05", 2).assign_coords(doy=("time", [5, 6])), tmp_path / "s.zarr")
+    assert xr.open_zarr(tmp_path / "s.zarr").doy.values.tolist() == [1, 2, 3, 4, 5, 6]
+
+
+def test_other_stores_bounds_shards_and_unlabelled_reaches(tmp_path: Path) -> None:
+    # Bounds on ("time", "bnds"), as CDO writes them: the piece's are made on those names.
+    d = days("2001-01-01", 10).to_dataset()
+    d["time_bnds"] = (("time", "bnds"), np.stack([d.time.values, d.time.values + np.timedelta64(1, "D")], 1))
+    d.time.attrs["bounds"] = "time_bnds"
+    to_zarr_safe(d.chunk({"time": 4}), tmp_path / "cdo.zarr")
+    append_zarr(days("2001-01-11", 3), tmp_path / "cdo.zarr")
+    out = xr.open_zarr(tmp_path / "cdo.zarr")
+    assert out.time_bnds.dims == ("time", "bnds") and pd.Timestamp(out.time_bnds.values[-1, 1]) == \
+        pd.Timestamp("2001-01-14")
+    # A sharded store (zarr format 3) is appended to shard by shard.
+    sharded = daily_time_bounds(days("2001-01-01", 10).to_dataset())
+    to_zarr_safe(sharded, tmp_path / "shard.zarr",
+                 encoding={"reach_temp_pred": {"chunks": (1, 2), "shards": (3, 4)}})
+    append_zarr(days("2001-01-11", 5), tmp_path / "shard.zarr")
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "shard.zarr").reach_temp_pred.values,
+                                  days("2001-01-01", 15).values)
+    # Reaches without labels: their number is compared.
+    to_zarr_safe(days("2001-01-01", 3).drop_vars("reach").to_dataset(), tmp_path / "plain.zarr")
+    with pytest.raises(DataError, match=r"has 4 'reach' in the piece and 3 in the store"):
+        append_zarr(days("2001-01-04", 2, reaches=[1, 2, 3, 4]).drop_vars("reach"), tmp_path / "plain.zarr")
+
+
+def test_gaps_warn_from_a_one_day_store_and_inside_the_piece(tmp_path: Path) -> None:
+    store = first_store(tmp_path / "s.zarr", days("2001-01-01", 1))
+    with pytest.warns(TimeGapWarning, match=r"leaves 29 time steps missing \(29 between 2001-01-01 and "
+                                            r"2001-01-31\)"):
+        append_zarr(days("2001-01-31", 2), store)
+    inner = days("2001-02-02", 5).isel(time=[0, 1, 4])
+    with pytest.warns(TimeGapWarning, match=r"leaves 2 time steps missing \(2 between 2001-02-03 and 2001-02-06\)"):
+        append_zarr(inner, store)
+
+
+def test_another_model_is_named_in_the_history(tmp_path: Path) -> None:
+    store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
+    append_zarr(days("2001-01-11", 3, model="f00d" * 16), store, same_model=False)
+    assert "; reach_temp_pred by the model sha256=f00df00df00df00d" in xr.open_zarr(store).attrs["history"]
+    bare = days("2001-01-01", 3)
+    del bare.attrs["xmsgl_model_sha256"]
+    to_zarr_safe(bare, tmp_path / "bare.zarr")
+    with pytest.raises(ModelMismatchError, match=r"store .*'s by no model it names"):
+        append_zarr(days("2001-01-04", 2), tmp_path / "bare.zarr")
+
+
+def test_sigterm_undoes_an_append_as_ctrl_c_does(tmp_path: Path) -> None:
+    import signal
+
+    store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
+    before = xr.open_zarr(store).load()
+    piece = days("2001-01-11", 7).chunk({"time": (2, 4, 1)})
+
+    def term(block: np.ndarray) -> np.ndarray:
+        if block.size:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return block
+
+    import dask
+
+    lazy = piece.copy(data=da.concatenate([piece.data[:, :6], da.map_blocks(term, piece.data[:, 6:],
+                                                                           dtype="float32")], axis=1))
+    with dask.config.set(scheduler="synchronous"), pytest.raises(KeyboardInterrupt):
+        append_zarr(lazy, store)
+    xr.testing.assert_identical(xr.open_zarr(store).load(), before)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

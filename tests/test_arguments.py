@@ -796,3 +796,25 @@ def test_accessor_methods_show_the_arguments_of_the_functions_they_call() -> Non
     # Positional arguments reach the function as they did (sparsify's keep).
     kept = ds.msgl.sparsify(0.5, 3)
     assert kept.reach_temp.count() < ds.reach_temp.count()
+
+
+def test_accessor_methods_pickle_compare_and_refuse_bad_positions() -> None:
+    """A bound method is pickled by its name (ProcessPool workers), two lookups are equal,
+    and a call Python would refuse is a ParameterError counting the user's arguments."""
+    import pickle
+
+    from xmsgl.datasets import synthetic_basin
+
+    ds = synthetic_basin(n_segments=4, start="2001-01-01", end="2001-02-28", seed=1)
+    for name in ("validate", "to_convention", "graphs", "fit", "downscale", "coverage", "sparsify"):
+        method = getattr(ds.msgl, name)
+        assert method == getattr(ds.msgl, name) and method.__name__ == name
+        assert pickle.loads(pickle.dumps(method)).__name__ == name
+    assert type(pickle.loads(pickle.dumps(ds.msgl.graphs))()).__name__ == "RiverGraphs"
+    with pytest.raises(ParameterError, match=r"ds.msgl.coverage\(\): too many positional arguments; "
+                                             r"it takes \(model, \*, margin=1.0, time=None\)"):
+        ds.msgl.coverage("m", 2.0)
+    with pytest.raises(ParameterError, match=r"ds.msgl.validate\(\): too many positional arguments"):
+        ds.msgl.validate(False)
+    with pytest.raises(ParameterError, match=r"ds.msgl.fit\(\) is called on its dataset .* leave ds= out"):
+        ds.msgl.fit(ds=ds)

@@ -688,3 +688,19 @@ def test_gru_records_its_provenance_as_the_networks_do(gru_basin: xr.Dataset, gr
     other = xmsgl.fit(thin, "gru", epochs=1, window=180, stride=90, batch_size=4, progress=False)
     assert other.config["data"]["targets_sha256"] != gru_model.config["data"]["targets_sha256"]
     assert "keep=0.5, seed=1" in other.config["data"]["sparsify"]
+
+
+def test_gru_thread_option_holds_for_fit_gru_and_threads_are_not_the_models_identity(
+        gru_basin: xr.Dataset, gru_model) -> None:
+    from xmsgl.nn.gru import fit_gru
+    from xmsgl.nn.weights import model_sha256
+
+    with xmsgl.set_options(torch_threads=1):
+        direct = fit_gru(gru_basin, epochs=1, window=180, stride=90, batch_size=4, progress=False)
+    assert direct.config["torch_threads"] == 1
+    cfg = dict(gru_model.config)
+    assert model_sha256("w", {**cfg, "torch_threads": 7}) == model_sha256("w", cfg)
+    # A list of periods is named as such in the history line, not as one span.
+    pred = gru_model.predict(gru_basin, time=[("2001-01-01", "2001-01-10"), ("2002-05-01", "2002-05-03")])
+    assert pred.sizes["time"] == 13
+    assert "time=2001-01-01/2001-01-10, 2002-05-01/2002-05-03, model" in pred.attrs["history"]

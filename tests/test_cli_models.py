@@ -917,12 +917,16 @@ def test_downscale_append_grows_a_store_checked(files: dict[str, str], model_dir
                       for t in (("2002-10-01", "2002-12-31"), ("2003-01-01", "2003-03-31"))], "time")
     np.testing.assert_allclose(written["reach_temp_pred"].values, want.values, atol=1e-5)
     assert written["time_bnds"].shape == (182, 2) and written.attrs["Conventions"] == "CF-1.8"
+    # The first run's 92 days were stored in chunks of a year, which later days fill.
+    assert written["reach_temp_pred"].encoding["chunks"][1] == 365
+    assert written["time_bnds"].encoding["chunks"][0] == 365
     history = written.attrs["history"].splitlines()
     assert "append_zarr: 2003-01-01 to 2003-03-31 (90 time steps); the piece: " in history[-1]
     assert "downscale(method='msgl'" in history[-1] and "time=2003-01-01/2003-03-31" in history[-1]
     # Days the store has, and options that cannot apply, are refused before anything is written.
     refusals = [
-        (["--time", "2003-03-01", "2003-04-30", "--append"], "not after the store's last day (2003-03-31)"),
+        (["--time", "2003-03-01", "2003-04-30", "--append"], "not after the store's last day (2003-03-31): "
+         "appending it would repeat days; start --time at 2003-04-01"),
         (["--append", "--overwrite"], "leave --overwrite out"),
         (["--append", "--zarr-format", "2"], "leave --zarr-format out"),
     ]
@@ -936,3 +940,6 @@ def test_downscale_append_grows_a_store_checked(files: dict[str, str], model_dir
     assert "does not exist; write its first days without --append" in capsys.readouterr().err
     assert main(["downscale", model_dir, files["zarr"], files["zarr"], "--append"]) == 2
     assert "is or holds the input" in capsys.readouterr().err
+    (tmp_path / "file.zarr").write_text("")
+    assert main(["downscale", model_dir, files["zarr"], str(tmp_path / "file.zarr"), "--append"]) == 2
+    assert "is a file, not a zarr store" in capsys.readouterr().err

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import types
 from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
-from xmsgl.exceptions import check_keywords
+from xmsgl.exceptions import ParameterError, check_keywords
 
 if TYPE_CHECKING:
     from xmsgl.baselines import BaselineModel
@@ -29,36 +30,56 @@ class _Forward:
     Looked up, it imports that function (not before: importing xmsgl and building an
     accessor stay light) and wears its signature, less ``ds``, and its docstring, so that
     ``help(ds.msgl.downscale)`` and a notebook's signature pop-up show the arguments.
-    ``check``: refuse arguments the function does not take with a ``ParameterError``
-    naming the closest (``fit`` passes its own to the baselines, which judge them).
+    Arguments the function does not take are a ``ParameterError`` naming the method
+    (and, for a keyword, the closest the function takes; ``check=False``: ``fit``
+    passes unknown keywords on to the baselines, which judge them).
     """
 
     def __init__(self, module: str, name: str, check: bool = True) -> None:
         self.module, self.name, self.check = module, name, check
+        self._built: tuple[Any, Any] | None = None  # (function, method wearing it)
 
     def __set_name__(self, owner: type, attr: str) -> None:
         self.attr = attr
 
-    def _build(self) -> Any:
+    def _method(self) -> Any:
         func = getattr(importlib.import_module(self.module), self.name)
+        built = self._built
+        if built is not None and built[0] is func:
+            return built[1]  # the same object at every lookup: ds.msgl.fit == ds.msgl.fit
         module, name, where, check = self.module, self.name, f"ds.msgl.{self.attr}", self.check
+        signature = inspect.signature(func)
 
         def method(accessor: MsglAccessor, *args: Any, **kwargs: Any) -> Any:
+            if "ds" in kwargs:
+                raise ParameterError(f"{where}() is called on its dataset (ds.msgl); leave ds= out")
             if check:
                 check_keywords(func, kwargs, where, ("ds",))
+            try:
+                signature.bind(accessor._ds, *args, **kwargs)
+            except TypeError as err:  # Python's count would include the dataset
+                raise ParameterError(f"{where}(): {err}; it takes {_takes(signature)}") from None
             return func(accessor._ds, *args, **kwargs)
 
         # __wrapped__ gives inspect.signature the function's parameters; bound, the
-        # first (ds) is the accessor's own and is dropped.
+        # first (ds) is the accessor's own and is dropped. The method keeps its own
+        # name: pickle finds a bound method by it.
         functools.update_wrapper(method, func)
+        method.__name__, method.__qualname__ = self.attr, f"MsglAccessor.{self.attr}"
+        method.__module__ = __name__
         method.__doc__ = f"``{where}(...)`` is ``{module}.{name}(ds, ...)``:\n\n" + (func.__doc__ or "")
-        method.__qualname__ = f"MsglAccessor.{self.attr}"
+        self._built = (func, method)  # built again if the module's function is replaced
         return method
 
     def __get__(self, accessor: MsglAccessor | None, owner: type | None = None) -> Any:
-        # Built at each lookup (microseconds): it wears the function as it is now.
-        method = self._build()
+        method = self._method()
         return method if accessor is None else types.MethodType(method, accessor)
+
+
+def _takes(signature: inspect.Signature) -> str:
+    """The arguments after the dataset, as a call reads them: ``(keep=0.01, *, ...)``."""
+    params = [p.replace(annotation=p.empty) for p in list(signature.parameters.values())[1:]]
+    return str(signature.replace(parameters=params, return_annotation=signature.empty))
 
 
 @xr.register_dataset_accessor("msgl")
@@ -87,7 +108,8 @@ class MsglAccessor:
         def fit(self, method: str = "msgl", **kwargs: Any) -> Downscaler | BaselineModel: ...
         def downscale(self, model_or_path: Any, **kwargs: Any) -> xr.DataArray: ...
         def coverage(self, model: Any, **kwargs: Any) -> xr.Dataset: ...
-        def sparsify(self, keep: float = 0.01, **kwargs: Any) -> xr.Dataset: ...
+        def sparsify(self, keep: float = 0.01, seed: int = 42, by: str = "observation",
+                     period: Any = None, variable: str = "reach_temp") -> xr.Dataset: ...
     else:
         validate = _Forward("xmsgl.convention", "validate")
         to_convention = _Forward("xmsgl.convention", "to_convention")
@@ -164,16 +186,27 @@ def _paired(observed: xr.DataArray, prediction: xr.DataArray) -> xr.DataArray:
 
 
 def _share(n: int, total: int) -> str:
-    """``n`` of ``total`` as a percentage with two significant figures, so that a
-    small share is not printed as zero.
+    """``n`` of ``total`` as a percentage, two significant figures below 10%, so that
+    a small share is not printed as zero, and never 0% or 100% unless it is.
 
     Examples
     --------
-    >>> _share(87, 211845), _share(1, 3), _share(3, 3)
-    ('0.041%', '33%', '100%')
+    >>> _share(87, 211845), _share(1, 3), _share(3, 3), _share(999, 1000), _share(1, 10**7)
+    ('0.041%', '33%', '100%', '99.9%', '0.00001%')
+    >>> _share(99_999, 100_000)
+    '99.999%'
     """
+    import numpy as np
+
     share = 100 * n / max(total, 1)
-    return f"{share:.0f}%" if share >= 10 else f"{share:.2g}%"
+    text = (f"{share:.0f}" if share >= 10 else
+            np.format_float_positional(share, precision=2, unique=True, fractional=False, trim="-"))
+    digits = 3
+    while n < total and text == "100" and digits < 17:  # 99.9%, 99.99%...: not all of them
+        text = np.format_float_positional(share, precision=digits, unique=True, fractional=False,
+                                          trim="-")
+        digits += 1
+    return f"{text}%"
 
 
 def _counts(*sums: xr.DataArray) -> list[int]:

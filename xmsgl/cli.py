@@ -777,10 +777,22 @@ def _downscale(args: argparse.Namespace) -> int:
             if args.append:
                 try:
                     append_zarr(result, out)
+                except DataError as err:  # in the command's words
+                    text = re.sub(r"append piece\.sel\(time=slice\('([^']+)', None\)\)",
+                                  r"start --time at \1", str(err))
+                    raise type(err)(f"OUT {args.out!r}: {text}") from err
                 except ModelMismatchError as err:
                     raise ModelMismatchError(f"OUT {args.out!r}: {err}".replace(
                         "pass same_model=False", "in Python append_zarr(..., same_model=False)")) from err
             elif zarr:
+                # A store that later runs grow with --append keeps its first chunks: a
+                # year of days a chunk, not the first run's few (a daily run's one).
+                if result.sizes["time"] < 365:
+                    result = result.chunk({"time": -1})
+                    for var in result.variables.values():
+                        if "time" in var.dims and var.ndim > 1:
+                            var.encoding["chunks"] = tuple(
+                                365 if d == "time" else c[0] for d, c in zip(var.dims, var.chunks or ()))
                 to_zarr_safe(result, out, overwrite=args.overwrite,
                              **({} if args.zarr_format is None else {"zarr_format": args.zarr_format}))
             else:
@@ -809,6 +821,9 @@ def _append_output(args: argparse.Namespace, zarr: bool) -> Path:
         if given:
             raise ParameterError(f"--append adds to the store OUT as it is; leave {option} out")
     out = output_path(args.out, "OUT")
+    if os.path.lexists(out) and not out.is_dir():
+        raise ParameterError(f"--append: OUT {args.out!r} is a file, not a zarr store; name the store "
+                             "to grow")
     if not out.is_dir():
         raise ParameterError(f"--append: OUT {args.out!r} does not exist; write its first days without "
                              "--append")

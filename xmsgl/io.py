@@ -1498,7 +1498,7 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
         consolidated = (final / ".zmetadata").exists() or _v3_consolidated(final)
         consolidated = _undo_unfinished(group, dim, final, consolidated)
         store = xr.open_zarr(final, consolidated=False)
-        piece, first, last = _checked_piece(piece, store, dim, same_model, final)
+        piece, first, last, note = _checked_piece(piece, store, dim, same_model, final)
         lengths = {str(v): list(getattr(group[str(v)], "shape", ())) for v in store.variables
                    if dim in store[v].dims}
         attrs = dict(group.attrs)
@@ -1512,7 +1512,7 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
                                   or [str(v.attrs.get("history", "")).strip()
                                       for v in piece.data_vars.values()]) if line] or [""]
         line = (f"{now} UTC: xmsgl {__version__} append_zarr: {first} to {last} "
-                f"({piece.sizes[dim]} {dim} steps)" + (f"; the piece: {told[-1]}" if told[-1] else ""))
+                f"({piece.sizes[dim]} {dim} steps){note}" + (f"; the piece: {told[-1]}" if told[-1] else ""))
         # A store written from a DataArray has its history on the variable alone: the
         # global one then starts with it, so that it names the first piece too.
         before = attrs.get("history") or next(
@@ -1524,7 +1524,8 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
         group[dim].attrs[_UNFINISHED] = json.dumps(
             {"lengths": lengths, "attrs": attrs, "consolidated": consolidated})
         try:
-            piece.to_zarr(final, append_dim=dim, consolidated=False)
+            with _term_as_interrupt():
+                piece.to_zarr(final, append_dim=dim, consolidated=False)
             group.attrs.put(new_attrs)
             del group[dim].attrs[_UNFINISHED]
         except BaseException:
@@ -1536,6 +1537,28 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
         if consolidated:
             _consolidate(final)
     return final
+
+
+@contextlib.contextmanager
+def _term_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a batch system's time limit) stops the block as Ctrl-C does, so that a
+    write is undone; where a handler of the caller's is set, or off the main thread,
+    nothing changes."""
+    import signal
+
+    if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -1606,90 +1629,52 @@ def _undo_unfinished(group: Any, dim: str, final: Path, consolidated: bool) -> b
     return consolidated or bool(mark["consolidated"])
 
 
+def _along(ds: xr.Dataset, dim: str) -> set[str]:
+    """The variables of ``ds`` along ``dim`` (data and coordinates), less ``dim`` itself."""
+    return {str(v) for v in ds.variables if dim in ds[v].dims and v != dim}
+
+
 def _checked_piece(piece: xr.Dataset, store: xr.Dataset, dim: str, same_model: bool,
-                   final: Path) -> tuple[xr.Dataset, str, str]:
+                   final: Path) -> tuple[xr.Dataset, str, str, str]:
     """``piece`` as it is appended to ``store`` (its variables along ``dim``, the store's
-    time bounds added, chunks continuing the store's), with its first and last labels;
-    refused where it does not continue the store."""
-    from xmsgl.exceptions import DataError, ModelMismatchError, TimeGapWarning, UnitsError, format_ids
+    time bounds added, chunks continuing the store's), its first and last labels and
+    what the history line adds about its model; refused where it does not continue
+    the store."""
+    from xmsgl.exceptions import DataError
 
     name = repr(str(final))
-    if dim not in store.dims or dim not in piece.dims:
-        where = "the store" if dim not in store.dims else "the piece"
-        raise DataError(f"{where} has no dimension {dim!r} to append along (the store {name} has "
-                        f"{sorted(map(str, store.dims))}, the piece {sorted(map(str, piece.dims))})")
+    for where, ds in (("the store", store), ("the piece", piece)):
+        if dim not in ds.dims or dim not in ds.indexes:
+            raise DataError(f"{where} has no coordinate {dim!r} to append along (the store {name} "
+                            f"has {sorted(map(str, store.dims))}, the piece {sorted(map(str, piece.dims))})")
+    if not piece.sizes[dim]:
+        raise DataError(f"the piece has no {dim!r} step to append")
+    _check_calendars(piece.indexes[dim], store.indexes[dim], name)
     bounds: str | None = store[dim].encoding.get("bounds", store[dim].attrs.get("bounds"))
-    if bounds is not None and bounds not in piece.variables:
-        from xmsgl.convention import daily_time_bounds
-
-        piece = daily_time_bounds(piece)
-        if bounds not in piece.variables:
-            raise DataError(f"the store {name} has time bounds {bounds!r} and the piece has none; "
-                            f"add them under that name")
-    spans: set[str] = {bounds} if bounds else set()
-    wanted = {str(v) for v in store.data_vars if dim in store[v].dims} | spans
-    given = {str(v) for v in piece.variables if dim in piece[v].dims and v not in piece.coords} | (
-        spans & {str(v) for v in piece.variables})
+    piece = _with_bounds(piece, store, dim, bounds, name)
+    wanted, given = _along(store, dim), _along(piece, dim)
     if given != wanted:
         missing, extra = sorted(wanted - given), sorted(given - wanted)
         raise DataError(f"the piece's variables along {dim!r} are not the store's: "
                         + "; ".join(s for s in (f"missing {missing}" if missing else "",
                                                 f"not in the store {extra}" if extra else "") if s)
-                        + f". Append pieces with the variables of the store {name}")
-    labels = piece.indexes.get(dim)
-    if labels is None or not labels.is_monotonic_increasing or not labels.is_unique:
-        raise DataError(f"the piece's {dim!r} must be labelled, increasing and without repeats; "
-                        f"sort it (piece.sortby({dim!r})) and drop repeated labels")
-    ends = store.indexes[dim]
-    if len(ends) and len(labels):
-        first, last = labels[0], ends[-1]
-        if first <= last:
-            later = labels[labels > last]
-            fix = (f"append piece.sel({dim}=slice({_text(later[0])!r}, None))" if len(later)
-                   else "it holds no later day")
-            raise DataError(f"the piece starts on {_text(first)}, not after the store's last day "
-                            f"({_text(last)}): appending it would repeat days; {fix}")
-        if len(ends) > 1:
-            step = ends[-1] - ends[-2]
-            skipped = int((first - last) / step) - 1 if step else 0
-            if skipped > 0:
-                warnings.warn(
-                    f"the piece starts on {_text(first)} and the store {name} ends on "
-                    f"{_text(last)}: between them {skipped} {dim} steps are missing, which "
-                    "the store will not hold", TimeGapWarning, stacklevel=user_stacklevel())
-    for v in sorted(wanted - spans):
-        mine, theirs = piece[v], store[v]
-        if mine.dims != theirs.dims:
-            raise DataError(f"{v!r} is on {mine.dims} in the piece and on {theirs.dims} in the store "
-                            f"{name}; transpose it (piece[{v!r}].transpose(*{theirs.dims}))")
-        for d in mine.dims:
-            if d == dim or d not in store.indexes:
-                continue
-            if d not in piece.indexes or not piece.indexes[d].equals(store.indexes[d]):
-                ours = piece.indexes.get(d)
-                odd = [] if ours is None else [i for i in ours if i not in set(store.indexes[d])]
-                raise DataError(
-                    f"{v!r}: the piece's {d!r} labels are not the store's, in the store's order"
-                    + (f" (not in the store: {format_ids(odd)}); " if odd else "; ")
-                    + f"select them as the store has them: piece.sel({d}=store[{d!r}])")
-        units = (mine.attrs.get("units"), theirs.attrs.get("units"))
-        if units[0] != units[1]:
-            raise UnitsError(f"{v!r} is in {units[0]!r} in the piece and in {units[1]!r} in the store "
-                             f"{name}; convert the piece to the store's units")
-        models = (mine.attrs.get("xmsgl_model_sha256"), theirs.attrs.get("xmsgl_model_sha256"))
-        if same_model and models[0] != models[1]:
-            raise ModelMismatchError(
-                f"{v!r} was computed by the model {str(models[0])[:16]} and the store {name}'s by "
-                f"{str(models[1])[:16]}: the store's attributes describe its model alone. Write "
-                "another store, or pass same_model=False (the history line names the piece's model)")
-    keep = [v for v in piece.variables if dim in piece[v].dims]
-    piece = piece[[v for v in keep if v not in piece.coords]].drop_vars(
-        [c for c in piece.coords if dim not in piece[c].dims])
-    out = piece.copy()
+                        + f". Append pieces with the variables (and coordinates along {dim!r}) of the "
+                        f"store {name}")
+    labels = piece.indexes[dim]
+    if not labels.is_monotonic_increasing or not labels.is_unique:
+        raise DataError(f"the piece's {dim!r} must be increasing and without repeats; sort it "
+                        f"(piece.sortby({dim!r})) and drop repeated labels")
+    _check_days(piece, store, dim, bounds, name)
+    note = ""
+    for v in sorted(wanted - ({bounds} if bounds else set())):
+        note = _check_variable(v, piece, store, dim, same_model, name) or note
+    out = piece.drop_vars([v for v in piece.variables if dim not in piece[v].dims])
     length = store.sizes[dim]
-    for key in out.variables:
+    for key in list(out.variables):
         out[key].encoding = {}  # the store's encoding applies
-        zchunks = store[key].encoding.get("chunks") if key in store.variables else None
+        enc = store[key].encoding if key in store.variables else {}
+        # A sharded store is written shard by shard: pieces line up with its shards.
+        zchunks = enc.get("shards") or enc.get("chunks")
         if not zchunks or key == dim:
             continue
         chunks: dict[Any, Any] = {}
@@ -1702,7 +1687,164 @@ def _checked_piece(piece: xr.Dataset, store: xr.Dataset, dim: str, same_model: b
             else:
                 chunks[d] = size
         out[key] = out[key].chunk(chunks)
-    return out, _text(labels[0]), _text(labels[-1])
+    return out, _text(labels[0]), _text(labels[-1]), note
+
+
+def _calendar(index: Any) -> str:
+    return str(getattr(index, "calendar", None) or "standard (datetime64)")
+
+
+def _check_calendars(mine: Any, theirs: Any, name: str) -> None:
+    """Refuse a piece whose time axis is on another calendar than the store's."""
+    from xmsgl.exceptions import DataError
+
+    if type(mine) is not type(theirs) or _calendar(mine) != _calendar(theirs):
+        raise DataError(f"the piece's time is on the calendar {_calendar(mine)!r} and the store "
+                        f"{name}'s on {_calendar(theirs)!r}; convert the piece "
+                        "(piece.convert_calendar(...)) to the store's")
+
+
+def _with_bounds(piece: xr.Dataset, store: xr.Dataset, dim: str, bounds: str | None,
+                 name: str) -> xr.Dataset:
+    """``piece`` with the store's time bounds where the store has them (on the store's
+    dimension names), without any where it has none."""
+    from xmsgl.exceptions import DataError
+
+    own = piece[dim].encoding.get("bounds", piece[dim].attrs.get("bounds"))
+    if bounds is None:
+        # The store has none: the piece's own (by name) would be a variable it lacks.
+        return piece if own is None or own not in piece.variables else piece.drop_vars(own)
+    if bounds not in piece.variables:
+        from xmsgl.convention import daily_time_bounds
+
+        piece = daily_time_bounds(piece)
+        made = piece[dim].attrs.get("bounds")
+        if made is None or made not in piece.variables:
+            raise DataError(f"the store {name} has time bounds {bounds!r} and the piece has none; "
+                            "add them under that name")
+        if made != bounds:
+            piece = piece.rename({made: bounds})
+            piece[dim].attrs["bounds"] = bounds
+        # On the store's name for the bounds' second dimension ("nv", "bnds"...).
+        there, here = store[bounds].dims, piece[bounds].dims
+        if here != there and len(here) == len(there) == 2 and here[0] == there[0] == dim:
+            piece = piece.rename_dims({here[1]: there[1]})
+    return piece
+
+
+def _check_days(piece: xr.Dataset, store: xr.Dataset, dim: str, bounds: str | None,
+                name: str) -> None:
+    """Refuse days that repeat or precede the store's, or that its time encoding cannot
+    hold; warn of missing days (they can never be appended later)."""
+    from xmsgl.exceptions import DataError, TimeGapWarning
+
+    labels, ends = piece.indexes[dim], store.indexes[dim]
+    if len(ends):
+        first, last = labels[0], ends[-1]
+        if first <= last:
+            later = labels[labels > last]
+            fix = (f"append piece.sel({dim}=slice({_text(later[0])!r}, None))" if len(later)
+                   else "it holds no later day")
+            raise DataError(f"the piece starts on {_text(first)}, not after the store's last day "
+                            f"({_text(last)}): appending it would repeat days; {fix}")
+    _check_encodable(piece, store, dim, name)
+    step = (ends[-1] - ends[-2] if len(ends) > 1 else
+            _bounds_step(store, bounds) if bounds is not None else
+            labels[1] - labels[0] if len(labels) > 1 else None)
+    if not step or not len(ends):
+        return
+    stamps = [ends[-1], *labels]
+    gaps = [(a, b, int((b - a) / step) - 1) for a, b in zip(stamps[:-1], stamps[1:])]
+    gaps = [g for g in gaps if g[2] > 0]
+    if gaps:
+        said = "; ".join(f"{n} between {_text(a)} and {_text(b)}" for a, b, n in gaps[:3])
+        total = sum(n for _, _, n in gaps)
+        warnings.warn(
+            f"appending to the store {name} leaves {total} {dim} steps missing ({said}"
+            f"{'; ...' if len(gaps) > 3 else ''}): they precede the store's last day once this "
+            "piece is written, so they can never be appended later. Append them first, or accept "
+            "the gap", TimeGapWarning, stacklevel=user_stacklevel())
+
+
+def _bounds_step(store: xr.Dataset, bounds: str) -> Any:
+    """The length of the store's last time step, from its bounds."""
+    last = store[bounds].isel({store[bounds].dims[0]: -1}).values
+    return last[-1] - last[0] if len(last) == 2 else None
+
+
+def _check_encodable(piece: xr.Dataset, store: xr.Dataset, dim: str, name: str) -> None:
+    """Refuse times the store's encoding cannot hold exactly (a stamp at noon in whole
+    ``days since``): xarray would write them in other units, read back in the store's."""
+    import numpy as np
+    from xarray.coding.times import decode_cf_datetime, encode_cf_datetime
+
+    from xmsgl.exceptions import DataError
+
+    enc = store[dim].encoding
+    units, calendar = enc.get("units"), enc.get("calendar")
+    if not units or not np.issubdtype(piece[dim].dtype, np.datetime64):
+        return
+    values = piece[dim].values
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            numbers, _, _ = encode_cf_datetime(values, units, calendar, dtype=enc.get("dtype"))
+            # Read back as the store reads them: in its own units (xarray writes the
+            # piece in others where its numbers would not be exact).
+            back = decode_cf_datetime(numbers, units, calendar)
+        except (ValueError, TypeError, OverflowError) as err:
+            raise DataError(f"the piece's times cannot be written in the store {name}'s units "
+                            f"{units!r} ({err})") from err
+    exact = np.array_equal(np.asarray(back, dtype="datetime64[ns]"), values.astype("datetime64[ns]"))
+    if not exact:
+        odd = next((t for t, b in zip(values, np.asarray(back, dtype="datetime64[ns]"))
+                    if t != b), values[0])
+        raise DataError(
+            f"the piece's times cannot be written exactly in the store {name}'s units {units!r} "
+            f"(e.g. {np.datetime_as_string(odd, unit='s')}): the store holds other times of day or "
+            "steps. Give the piece the store's time stamps (e.g. piece.assign_coords(time="
+            "piece.indexes['time'].normalize()) for days stamped at midnight)")
+
+
+def _check_variable(v: str, piece: xr.Dataset, store: xr.Dataset, dim: str, same_model: bool,
+                    name: str) -> str:
+    """Refuse ``v`` where its dimensions, labels, sizes, units or model are not the
+    store's; return what the history line says of another model, if any."""
+    from xmsgl.exceptions import DataError, ModelMismatchError, UnitsError, format_ids
+
+    mine, theirs = piece[v], store[v]
+    if mine.dims != theirs.dims:
+        raise DataError(f"{v!r} is on {mine.dims} in the piece and on {theirs.dims} in the store "
+                        f"{name}; transpose it (piece[{v!r}].transpose(*{theirs.dims}))")
+    for d in mine.dims:
+        if d == dim:
+            continue
+        if d not in store.indexes:
+            if piece.sizes[d] != store.sizes[d]:
+                raise DataError(f"{v!r} has {piece.sizes[d]} {d!r} in the piece and {store.sizes[d]} in "
+                                f"the store {name}")
+            continue
+        if d not in piece.indexes or not piece.indexes[d].equals(store.indexes[d]):
+            ours = piece.indexes.get(d)
+            odd = [] if ours is None else [i for i in ours if i not in set(store.indexes[d])]
+            raise DataError(
+                f"{v!r}: the piece's {d!r} labels are not the store's, in the store's order"
+                + (f" (not in the store: {format_ids(odd)}); " if odd else "; ")
+                + f"select them as the store has them: piece.sel({d}=store[{d!r}])")
+    units = (mine.attrs.get("units"), theirs.attrs.get("units"))
+    if units[0] != units[1]:
+        raise UnitsError(f"{v!r} is in {units[0]!r} in the piece and in {units[1]!r} in the store "
+                         f"{name}; convert the piece to the store's units")
+    ours, stores = mine.attrs.get("xmsgl_model_sha256"), theirs.attrs.get("xmsgl_model_sha256")
+    if ours == stores:
+        return ""
+    named = f"by the model {str(stores)[:16]}" if stores else "by no model it names (xmsgl_model_sha256)"
+    if same_model:
+        raise ModelMismatchError(
+            f"{v!r} was computed by the model {str(ours)[:16]} and the store {name}'s {named}: the "
+            "store's attributes describe its values alone. Write another store, or pass "
+            "same_model=False (the history line then names the piece's model)")
+    return f"; {v} by the model sha256={str(ours)[:16]}" if ours else f"; {v} by no model it names"
 
 
 def _text(label: Any) -> str:

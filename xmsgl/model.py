@@ -40,16 +40,15 @@ without a graph of :mod:`xmsgl.nn.gru` (a ``BaselineModel`` too, with torch weig
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import hashlib
 import inspect
 import json
 import math
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -115,6 +114,7 @@ from xmsgl.train import (
     feature_spec,
     fit_scalers,
     input_array,
+    keeps_torch_rng,
     make_windows,
     observed_ranges,
     period_ranges,
@@ -1036,35 +1036,6 @@ _BASELINE_ARGS = ("ds", "method", "train", "val", "test", "window", "seed", "dev
                   "options")
 
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _keeps_torch_rng(func: _F) -> _F:
-    """Run ``func`` on a fork of torch's global random state, restored afterwards.
-
-    ``fit`` seeds torch with its ``seed`` so that a fit is reproducible; without the
-    fork that would also reset the caller's own random stream (``torch.rand`` after
-    a fit would give the same numbers after every fit).
-    """
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        cuda_ready = torch.cuda.is_available() and torch.cuda.is_initialized()
-        devices = list(range(torch.cuda.device_count())) if cuda_ready else []
-        # The seed the caller's streams start from (torch.manual_seed sets it for the
-        # CPU and, once CUDA starts, for every GPU).
-        entry_seed = torch.initial_seed()
-        try:
-            with torch.random.fork_rng(devices=devices):
-                return func(*args, **kwargs)
-        finally:
-            if not cuda_ready and torch.cuda.is_available() and torch.cuda.is_initialized():
-                # CUDA started inside the fit and took the fit's seed; fork_rng had no
-                # GPU state to restore. Give the GPUs the caller's seed, as they would
-                # have taken on starting after the call.
-                torch.cuda.manual_seed_all(entry_seed)
-    return cast(_F, wrapper)
-
-
 @overload
 def fit(  # type: ignore[overload-overlap]
     ds: xr.Dataset, method: _BaselineName, **kwargs: Any
@@ -1075,7 +1046,7 @@ def fit(  # type: ignore[overload-overlap]
 def fit(ds: xr.Dataset, method: str = "msgl", **kwargs: Any) -> Downscaler: ...
 
 
-@_keeps_torch_rng
+@keeps_torch_rng
 @uses_thread_option
 def fit(
     ds: xr.Dataset,

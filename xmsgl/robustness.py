@@ -819,7 +819,8 @@ def robustness(
     time : period, optional
         Scored days, read as :mod:`xmsgl.periods` reads periods (``"2015"``, a
         ``(start, end)`` pair or a list of them); default the model's test period
-        (``config["periods"]["test"]``, every part of it and only those days), else
+        (``config["periods"]["test"]``, a light baseline's ``config["test"]``, every
+        part of it and only those days), else
         the days after its training and validation periods (and ASYNC-MSGL's stage
         A), else every day, with an :class:`~xmsgl.exceptions.InSampleWarning` (in-sample
         scores). Days given here inside the periods the fit read (training,

@@ -722,6 +722,32 @@ def uses_thread_option(func: _F) -> _F:
     return cast(_F, wrapper)
 
 
+def keeps_torch_rng(func: _F) -> _F:
+    """Run ``func`` on a fork of torch's global random state, restored afterwards.
+
+    ``fit`` seeds torch with its ``seed`` so that a fit is reproducible; without the
+    fork that would also reset the caller's own random stream (``torch.rand`` after
+    a fit would give the same numbers after every fit).
+    """
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        cuda_ready = torch.cuda.is_available() and torch.cuda.is_initialized()
+        devices = list(range(torch.cuda.device_count())) if cuda_ready else []
+        # The seed the caller's streams start from (torch.manual_seed sets it for the
+        # CPU and, once CUDA starts, for every GPU).
+        entry_seed = torch.initial_seed()
+        try:
+            with torch.random.fork_rng(devices=devices):
+                return func(*args, **kwargs)
+        finally:
+            if not cuda_ready and torch.cuda.is_available() and torch.cuda.is_initialized():
+                # CUDA started inside the fit and took the fit's seed; fork_rng had no
+                # GPU state to restore. Give the GPUs the caller's seed, as they would
+                # have taken on starting after the call.
+                torch.cuda.manual_seed_all(entry_seed)
+    return cast(_F, wrapper)
+
+
 def check_device_name(device: object) -> torch.device | None:
     """The device ``device`` names (None for ``"auto"``), or a :class:`ParameterError`
     for a name that is no device xmsgl runs on; whether it is available here is not

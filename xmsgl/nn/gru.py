@@ -14,8 +14,9 @@ each (window, observed reach) pair is one sequence, the loss is the RMSE over th
 observed reach-days of a batch (:func:`xmsgl.train.masked_rmse`), Adam, and the
 weights of the epoch with the lowest validation RMSE (on the validation period's
 ``reach_temp``) are kept. On CPU equal seeds give equal models with the same
-number of torch threads (``xmsgl.set_options(torch_threads=1)`` fixes it; the
-model's ``config["torch_threads"]`` records it).
+number of torch threads (``xmsgl.set_options(torch_threads=1)`` fixes it, for
+:func:`fit_gru` as for :func:`xmsgl.fit`; the model's ``config["torch_threads"]``
+records it).
 
 A fitted :class:`GRUModel` is a :class:`~xmsgl.baselines.BaselineModel`, so
 :func:`xmsgl.downscale.downscale`, the sweeps and the cross-validation take it
@@ -74,6 +75,7 @@ from xmsgl.nn.weights import (
     read_weights,
     save_network,
 )
+from xmsgl.train import keeps_torch_rng, uses_thread_option
 
 if TYPE_CHECKING:
     from xmsgl.train import FeatureSpec
@@ -385,7 +387,7 @@ class GRUModel(BaselineModel):
                 # As downscale's line for the networks: the days returned, the method,
                 # the model, the device (the GRU runs on the CPU) and the windows.
                 "history": f"{now} UTC: xmsgl {_version()} downscale(method='gru', scale='reach', "
-                           f"time={times[t0].date()}/{times[t1 - 1].date()}, model "
+                           f"time={_runs_text(times, idx)}, model "
                            f"sha256={self.sha256[:16]}, device='cpu', spinup={spinup}, "
                            f"chunk={int(hp.get('chunk', 365))})",
             },
@@ -407,9 +409,22 @@ class GRUModel(BaselineModel):
             The folder written.
         """
         config = {**self.config, "format": FORMAT, "format_version": FORMAT_VERSION, "method": "gru"}
-        path, self.config, digest = save_network(path, self.net, config, overwrite)
+        path, self.config, digest = save_network(path, self.net, config, overwrite, what="baseline")
         self._weights.remember(self.net, digest)
         return path
+
+
+def _runs_text(times: pd.DatetimeIndex, idx: np.ndarray) -> str:
+    """The days ``times[idx]`` as runs of consecutive rows, ``first/last`` each.
+
+    Examples
+    --------
+    >>> t = pd.date_range("2001-01-01", periods=10)
+    >>> _runs_text(t, np.array([0, 1, 2, 7, 8]))
+    '2001-01-01/2001-01-03, 2001-01-08/2001-01-09'
+    """
+    cuts = np.flatnonzero(np.diff(idx) != 1) + 1
+    return ", ".join(f"{times[run[0]].date()}/{times[run[-1]].date()}" for run in np.split(idx, cuts))
 
 
 def load_gru(path: str | os.PathLike[str]) -> GRUModel:
@@ -527,6 +542,8 @@ def check_gru_settings(*, epochs: Any = 40, hidden: Any = 20, lr: Any = 5e-3,
     return int(window), int(stride), lr
 
 
+@keeps_torch_rng
+@uses_thread_option
 def fit_gru(
     ds: xr.Dataset,
     *,

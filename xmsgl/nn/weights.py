@@ -81,8 +81,8 @@ class WeightsDigest:
 
 def model_sha256(weights_sha256: str, config: dict[str, Any]) -> str:
     """sha256 of a model: its weights' sha256 and its settings (``config`` less the
-    ``weights`` and ``created`` entries and the dataset's ``history`` in ``data``, in a
-    canonical JSON form).
+    ``weights``, ``created`` and ``torch_threads`` entries and the dataset's ``history``
+    in ``data``, in a canonical JSON form).
 
     A model saved and loaded again keeps it; an edited ``config.json`` (a target
     mean, a variable, a graph option) changes it, so the provenance recorded with
@@ -90,7 +90,9 @@ def model_sha256(weights_sha256: str, config: dict[str, Any]) -> str:
     with the same settings (the same seed on a CPU) have the same sha256: the time
     a model was created is not part of what it is.
     """
-    settings = {k: v for k, v in config.items() if k not in ("weights", "created")}
+    # Nor the torch threads the fit ran with: they can change the weights (then the
+    # weights' sha256 differs), not what the same weights are.
+    settings = {k: v for k, v in config.items() if k not in ("weights", "created", "torch_threads")}
     if isinstance(settings.get("data"), dict):
         # The dataset's history line says when it was built: the same observations
         # (``targets_sha256``) built again are the same data.
@@ -104,10 +106,10 @@ def model_sha256(weights_sha256: str, config: dict[str, Any]) -> str:
 
 def save_network(
     path: str | os.PathLike[str], net: torch.nn.Module, config: dict[str, Any],
-    overwrite: bool = True,
+    overwrite: bool = True, what: str = "model",
 ) -> tuple[Path, dict[str, Any], str]:
     """Write ``net``'s weights and ``config`` (plus the weights' name and sha256) atomically
-    (``overwrite``: as :func:`xmsgl.io.write_model_folder`).
+    (``overwrite`` and ``what``, the kind of folder: as :func:`xmsgl.io.write_model_folder`).
 
     Returns the folder written, the config as written and the weights' sha256.
     """
@@ -124,7 +126,7 @@ def save_network(
             model_sha256(w["sha256"], old) == mine
 
     folder = write_model_folder(path, {WEIGHTS: blob, CONFIG: json.dumps(config, indent=1).encode()},
-                                overwrite=overwrite, same=same)
+                                what=what, overwrite=overwrite, same=same)
     return folder, config, digest
 
 
