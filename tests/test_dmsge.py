@@ -384,6 +384,11 @@ def test_explain_leaves_the_spin_up_days_out(fine_model: xmsgl.Downscaler, basin
     assert fine_model.explain(basin, time=("2001-01-20", "2001-02-28")).attrs["spinup_days"] == 19
     gapped = basin.drop_sel(time=np.datetime64("2001-02-10"))
     assert fine_model.explain(gapped, time=("2001-03-01", "2001-04-30"), spinup=30).attrs["spinup_days"] == 18
+    # A gap inside the days explained is said, as downscale says it; n_days counts them.
+    with pytest.warns(xmsgl.TimeGapWarning, match=r"1 gap in the days explained, the first between "
+                                                  r"2001-02-09 and 2001-02-11 \(1 day missing\)"):
+        inside = fine_model.explain(gapped, time=("2001-02-01", "2001-02-28"))
+    assert inside.attrs["n_days"] == 27 and head.attrs["n_days"] == 59
     assert fine_model.explain(basin, time=("2001-03-01", "2001-04-30"), spinup=5).attrs["spinup_days"] == 5
     with pytest.raises(xmsgl.ParameterError, match="spinup"):
         fine_model.explain(basin, spinup=-1)
@@ -539,6 +544,10 @@ def test_explain_refuses_a_baseline_with_a_typed_error(basin: xr.Dataset) -> Non
     model = xmsgl.fit(basin, "climatology")
     with pytest.raises(ParameterError, match="has no graph network to explain"):
         explain(model, basin)
+    # The per-reach GRU has a network, but no graph: not told to refit with a backbone.
+    gru = xmsgl.fit(basin, "gru", epochs=1, window=30, stride=30, progress=False)
+    with pytest.raises(ParameterError, match=r"GRUModel \(method 'gru'\) has no graph network to explain"):
+        explain(gru, basin)
 
 
 def test_top_neighbour_sums_a_node_over_the_blocks() -> None:

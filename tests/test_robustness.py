@@ -522,3 +522,28 @@ def test_a_network_model_runs_on_the_device_given(basin: xr.Dataset, monkeypatch
 def test_perturbations_of_one_variable_are_refused_as_not_a_dataset(basin: xr.Dataset, perturb) -> None:
     with pytest.raises(xmsgl.SchemaError, match="expected an xarray.Dataset, got DataArray"):
         perturb(basin["reach_temp"])
+
+
+def test_robustness_labels_signs_zero_changes_and_lazy_truth(basin: xr.Dataset) -> None:
+    """The level is a position (said so), d_bias's sign is named, a check that changes
+    nothing gives exactly 0, and a dask-backed truth without values is refused too."""
+    model = xmsgl.fit(basin, "climatology")
+    rob = robustness(basin, model, {"lag": [0, 3], "mask_gauges": [0.5]}, n_draws=3)
+    assert "position" in rob.level.attrs["long_name"]
+    assert "warmer, not worse" in rob.d_bias.attrs["long_name"]
+    assert float(rob.d_bias.sel(check="lag", level=0)) == 0.0
+    # climatology reads no gauge: three draws, each exactly the base.
+    for m in ("d_rmse", "d_mae", "d_bias"):
+        assert float(rob[m].sel(check="mask_gauges", level=0)) == 0.0, m
+    masked = basin.assign(reach_temp_true=basin.reach_temp_true.where(basin.time < np.datetime64("2001-10-01")))
+    with pytest.raises(xmsgl.DataError, match="holds no value"):
+        robustness(masked.chunk({"time": 200}), model, {"lag": [1]}, truth="reach_temp_true")
+    # A perturbed copy says what was done to it.
+    assert "xmsgl.robustness.lag(ds, 3) changed" in lag(basin, 3).attrs["history"]
+
+
+def test_a_models_history_is_a_copy(half_year_msgl) -> None:
+    sha = half_year_msgl.sha256
+    h = half_year_msgl.history
+    h["main"]["best_epoch"] = 99
+    assert half_year_msgl.sha256 == sha and half_year_msgl.history["main"]["best_epoch"] != 99

@@ -148,8 +148,10 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
         from xmsgl.model import load
 
         model = load(model)  # type: ignore[assignment]
+    from xmsgl.baselines import BaselineModel
+
     net = getattr(model, "net", None)
-    if net is None:
+    if net is None or isinstance(model, BaselineModel):  # the per-reach GRU has a net, no graph
         raise ParameterError(f"explain() needs a network model fitted with backbone='dmsge'; "
                              f"{type(model).__name__} (method {getattr(model, 'method', '?')!r}) "
                              "has no graph network to explain")
@@ -169,6 +171,7 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
     times = pd.DatetimeIndex(ds[TIME].values)
     tsel = _time_slice(times, time)
     s_time = f"{times[tsel.start].date()}/{times[tsel.stop - 1].date()}"
+    _warn_gaps(times, tsel)
     # The warm-up: up to spinup days before, never across a gap.
     first = _run_start(times, tsel.start, int(spinup))
     warm = tsel.start - first
@@ -304,6 +307,7 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
             "method": model.method, "model_sha256": model.sha256,
             "period": f"{times[tsel.start].date()} to {times[tsel.stop - 1].date()}",
             "spinup_days": warm,
+            "n_days": int(tsel.stop - tsel.start),
             "positions": geom.source, "k": backbone.k,
             "concat": int(backbone.concat), "reduce": backbone.options["reduce"],
             "graphs": " ".join(backbone.graphs),
@@ -312,6 +316,24 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
         },
     )
     return out
+
+
+def _warn_gaps(times: pd.DatetimeIndex, tsel: slice) -> None:
+    """Warn, as downscale does, of missing days inside the explained ones: they are run
+    through as if the days on either side followed each other."""
+    import warnings
+
+    from xmsgl.exceptions import TimeGapWarning, plural, user_stacklevel
+
+    days = times[tsel].normalize()
+    jumps = np.flatnonzero(np.diff(days.values).astype("timedelta64[D]").astype(np.int64) > 1)
+    if jumps.size:
+        a, b = days[jumps[0]], days[jumps[0] + 1]
+        warnings.warn(
+            f"explain: {plural(jumps.size, 'gap')} in the days explained, the first between "
+            f"{a.date()} and {b.date()} ({plural(int((b - a).days) - 1, 'day')} missing): the run goes "
+            "through as if the days on either side followed each other; explain the days on each "
+            "side of a gap separately (time=)", TimeGapWarning, stacklevel=user_stacklevel())
 
 
 def _run_start(times: pd.DatetimeIndex, start: int, spinup: int) -> int:

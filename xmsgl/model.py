@@ -39,6 +39,7 @@ without a graph of :mod:`xmsgl.nn.gru` (a ``BaselineModel`` too, with torch weig
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import hashlib
 import inspect
@@ -221,8 +222,9 @@ class Downscaler:
 
     @property
     def history(self) -> dict[str, Any]:
-        """Training losses and validation scores per stage and epoch (a copy)."""
-        return dict(self.config.get("history", {}))
+        """Training losses and validation scores per stage and epoch (a copy: editing it
+        leaves the model, its config and its sha256 as they are)."""
+        return copy.deepcopy(self.config.get("history", {}))
 
     @property
     def weights_sha256(self) -> str:

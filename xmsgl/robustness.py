@@ -53,10 +53,11 @@ their chunks), so a chunked dataset stays lazy until the model reads it.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import warnings
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -239,6 +240,31 @@ def _filter(ds: xr.Dataset, sos: np.ndarray, names: list[str], keep_mean: bool) 
     return ds.assign(out)
 
 
+_T = TypeVar("_T", bound=Callable[..., Any])
+
+
+def _recorded(func: _T) -> _T:
+    """Append the perturbation's call to the returned dataset's ``history``: a perturbed
+    copy saved to disk says what was done to it."""
+    @functools.wraps(func)
+    def wrapper(ds: xr.Dataset, *args: Any, **kwargs: Any) -> Any:
+        result = func(ds, *args, **kwargs)
+        pert = result[0] if isinstance(result, tuple) else result
+        # The variables whose values are new (a level that changes nothing records nothing).
+        changed = [str(v) for v in pert.data_vars if v in ds.variables and pert[v].data is not ds[v].data]
+        if not changed:
+            return result
+        call = ", ".join(["ds", *map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+        now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        line = (f"{now} UTC: xmsgl {_version()} xmsgl.robustness.{func.__name__}({call}) "
+                f"changed {', '.join(changed)}")
+        prior = str(pert.attrs.get("history", "")).rstrip("\n")
+        pert = pert.assign_attrs(history=f"{prior}\n{line}" if prior else line)
+        return (pert, *result[1:]) if isinstance(result, tuple) else pert
+    return cast(_T, wrapper)
+
+
+@_recorded
 def lowpass(ds: xr.Dataset, period: float, *, order: int = 4,
             variables: str | Sequence[str] | None = None) -> xr.Dataset:
     """Low-pass the dynamic forcings of ``ds`` along time (zero-phase Butterworth).
@@ -308,6 +334,7 @@ def lowpass(ds: xr.Dataset, period: float, *, order: int = 4,
     return _filter(ds, sos, names, keep_mean=False)
 
 
+@_recorded
 def bandpass(ds: xr.Dataset, short: float, long: float, *, order: int = 4,
              variables: str | Sequence[str] | None = None) -> xr.Dataset:
     """Keep each forcing's mean plus its variations with periods in ``[short, long]`` days.
@@ -402,6 +429,7 @@ def _order(order: Any) -> int:
     return int(order)
 
 
+@_recorded
 def lag(ds: xr.Dataset, days: int, *, variables: str | Sequence[str] | None = None) -> xr.Dataset:
     """Shift the dynamic forcings by ``days``: day ``t`` gets the forcings of ``t - days``.
 
@@ -496,6 +524,7 @@ def _mask_count(share: float, n: int) -> int:
     return min(n, max(1, int(np.floor(round(share * n, 9) + 0.5))))
 
 
+@_recorded
 def mask_coarse(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Dataset, np.ndarray]:
     """Mask a random share of the segments: basin-mean coarse inputs, no ``seg_temp``.
 
@@ -562,6 +591,7 @@ def mask_coarse(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Data
     return ds.assign(out), ids
 
 
+@_recorded
 def mask_gauges(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Dataset, np.ndarray]:
     """Drop the observations ``reach_temp`` of a random share of the observed reaches.
 
@@ -876,8 +906,10 @@ def robustness(
     >>> ds = xmsgl.datasets.synthetic_basin(n_segments=6, start="2000-10-01", end="2003-09-30")
     >>> model = fit_baseline(ds, "mohseni")
     >>> rob = robustness(ds, model, {"lag": [0, 5], "lowpass": [2.0, 30.0]})
-    >>> float(abs(rob.d_rmse.sel(check="lag", level=0)))
+    >>> float(abs(rob.d_rmse.sel(check="lag", level=0)))  # level: the position, 0 days here
     0.0
+    >>> str(rob.setting.sel(check="lag", level=1).values)  # the second level: 5 days
+    '5 d'
     >>> dict(rob.d_rmse.sizes)
     {'check': 2, 'level': 2}
     """
@@ -926,7 +958,7 @@ def robustness(
             f"truth {truth_name!r} must be a (reach, time) DataArray to score against; it is on "
             f"{tuple(map(str, getattr(ref, 'dims', ())))}: give the reference for every scored day")
     ref = ref.sel({TIME: slice(*period)})
-    if ref.chunks is None and not bool(ref.notnull().any()):
+    if not bool(ref.notnull().any()):  # one reduction, on dask too
         raise DataError(
             f"truth {truth_name!r} holds no value from {period[0]} to {period[1]}, the scored days: "
             "there is nothing to score against (were the observations of those days masked in ds?); "
@@ -961,6 +993,7 @@ def robustness(
     names = list(levels)
     n_lev = max(len(v) for v in levels.values())
     vals = np.full((3, len(names), n_lev), np.nan)
+    dvals = np.full((3, len(names), n_lev), np.nan)
     setting = np.full((len(names), n_lev), "", dtype=object)
     # The nodes a mask draws from, for the settings' "(k of n)".
     pool = {"mask_coarse": ds.sizes.get(SEG, 0),
@@ -994,13 +1027,19 @@ def robustness(
                     setting[i, j] = f"{_label(name, level)} ({ids.size} of {pool[name]})"
                     got.append(run(pert, period))
             vals[:, i, j] = np.mean(np.asarray(got), axis=0)
-    coords = {"check": names, "level": np.arange(n_lev)}
-    out = xr.Dataset(coords=coords)
+            # Each draw against the base, then averaged: draws that change nothing give
+            # exactly 0 (the mean of equal errors can differ from them in the last bit).
+            dvals[:, i, j] = np.mean(np.asarray(got) - np.asarray(base), axis=0)
+    out = xr.Dataset(coords={"check": names, "level": ("level", np.arange(n_lev), {
+        "long_name": "position of the level in its check's list (the level itself: setting)"})})
     for k, m in enumerate(("rmse", "mae", "bias")):
-        out[m] = (("check", "level"), vals[k], {"units": "degC", "long_name": f"{m.upper()} of the perturbed run"})
-        out[f"d_{m}"] = (("check", "level"), vals[k] - base[k],
-                         {"units": "degC", "long_name": f"change of {m.upper()} against the unperturbed run"})
-        out[f"base_{m}"] = ((), base[k], {"units": "degC", "long_name": f"{m.upper()} of the unperturbed run"})
+        what = {"rmse": "RMSE", "mae": "MAE", "bias": "BIAS (mean of prediction minus truth)"}[m]
+        sign = ("; positive: the perturbed run is warmer, not worse" if m == "bias"
+                else "; positive: the perturbed run is worse")
+        out[m] = (("check", "level"), vals[k], {"units": "degC", "long_name": f"{what} of the perturbed run"})
+        out[f"d_{m}"] = (("check", "level"), dvals[k],
+                         {"units": "degC", "long_name": f"change of {what} against the unperturbed run{sign}"})
+        out[f"base_{m}"] = ((), base[k], {"units": "degC", "long_name": f"{what} of the unperturbed run"})
     out = out.assign_coords(setting=(("check", "level"), setting.astype(str)))
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     out.attrs.update({
