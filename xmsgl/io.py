@@ -1502,23 +1502,8 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
         lengths = {str(v): list(getattr(group[str(v)], "shape", ())) for v in store.variables
                    if dim in store[v].dims}
         attrs = dict(group.attrs)
-        import datetime
-
-        from xmsgl import __version__
-
-        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        # The piece's own history: its last line (the run that computed it).
-        told = [line for line in (str(piece.attrs.get("history", "")).strip().splitlines()
-                                  or [str(v.attrs.get("history", "")).strip()
-                                      for v in piece.data_vars.values()]) if line] or [""]
-        line = (f"{now} UTC: xmsgl {__version__} append_zarr: {first} to {last} "
-                f"({piece.sizes[dim]} {dim} steps){note}" + (f"; the piece: {told[-1]}" if told[-1] else ""))
-        # A store written from a DataArray has its history on the variable alone: the
-        # global one then starts with it, so that it names the first piece too.
-        before = attrs.get("history") or next(
-            (str(store[v].attrs["history"]) for v in sorted(map(str, store.data_vars))
-             if dim in store[v].dims and store[v].attrs.get("history")), "")
-        new_attrs = {**attrs, "history": f"{before}\n{line}" if before else line}
+        new_attrs = {**attrs, "history": _appended_history(piece, store, attrs, dim,
+                                                           f"{first} to {last}", note)}
         # What undoes this append should its process be killed: xarray's write replaces
         # the global attributes and drops the consolidated metadata first.
         group[dim].attrs[_UNFINISHED] = json.dumps(
@@ -1537,6 +1522,28 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
         if consolidated:
             _consolidate(final)
     return final
+
+
+def _appended_history(piece: xr.Dataset, store: xr.Dataset, attrs: dict[str, Any], dim: str,
+                      span: str, note: str) -> str:
+    """The store's global ``history`` with a line for appending ``piece`` (its days, and
+    the last line of its own history: the run that computed it)."""
+    import datetime
+
+    from xmsgl import __version__
+
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    told = [line for line in (str(piece.attrs.get("history", "")).strip().splitlines()
+                              or [str(v.attrs.get("history", "")).strip()
+                                  for v in piece.data_vars.values()]) if line]
+    line = (f"{now} UTC: xmsgl {__version__} append_zarr: {span} ({piece.sizes[dim]} {dim} "
+            f"steps){note}" + (f"; the piece: {told[-1]}" if told else ""))
+    # A store written from a DataArray has its history on the variable alone: the
+    # global one then starts with it, so that it names the first piece too.
+    before = attrs.get("history") or next(
+        (str(store[v].attrs["history"]) for v in sorted(map(str, store.data_vars))
+         if dim in store[v].dims and store[v].attrs.get("history")), "")
+    return f"{before}\n{line}" if before else line
 
 
 @contextlib.contextmanager
