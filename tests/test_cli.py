@@ -130,6 +130,10 @@ def test_evaluate_writes_netcdf_and_prints_a_table(tmp_path, capsys: pytest.Capt
     assert "robustness idw: note: idw reads only the observations of the day it predicts" in text
     with xr.open_dataset(out) as res:
         assert dict(res.rmse.sizes) == {"method": 2, "keep": 2, "seed": 2}
+        # CF: a title and version, named metrics, and coordinates without a fill value.
+        assert res.attrs["Conventions"] == "CF-1.11" and res.attrs["title"].startswith("xmsgl evaluate")
+        assert res.rmse.attrs["long_name"] == "root mean square error"
+        assert "_FillValue" not in res["keep"].encoding
         # One seed per fold for a baseline, which ignores the seed.
         assert dict(res.cv_rmse.sizes) == {"cv_repeat": 2, "cv_fold": 2, "cv_seed": 1}
         assert "from its climatology" in res.attrs["robustness_note"]

@@ -152,7 +152,14 @@ def test_downscale_writes_what_downscale_returns(files: dict[str, str], model_di
     np.testing.assert_array_equal(bounds[:, 0], written["time"].values)
     assert (bounds[:, 1] - bounds[:, 0] == np.timedelta64(1, "D")).all()
     assert got.attrs["cell_methods"] == "time: mean"
-    assert written.attrs["Conventions"] == "CF-1.8"
+    assert written.attrs["Conventions"] == "CF-1.11"
+    # CF coordinates and what a catalog (ACDD) reads.
+    assert {k: written["time"].attrs[k] for k in ("standard_name", "axis")} == {"standard_name": "time",
+                                                                              "axis": "T"}
+    assert written["reach"].attrs["long_name"] == "reach id"
+    assert (written.attrs["time_coverage_start"], written.attrs["time_coverage_end"]) == ("2002-10-01",
+                                                                                          "2003-04-01")
+    assert written.attrs["date_created"].endswith("Z")
     if suffix == ".nc":
         # Compressed in chunks of the output's blocks (it was written contiguous and raw).
         assert got.encoding["zlib"] and got.encoding["shuffle"] and got.encoding["complevel"] == 4
@@ -916,7 +923,7 @@ def test_downscale_append_grows_a_store_checked(files: dict[str, str], model_dir
     want = xr.concat([ds.msgl.downscale(model, time=t, device="cpu")
                       for t in (("2002-10-01", "2002-12-31"), ("2003-01-01", "2003-03-31"))], "time")
     np.testing.assert_allclose(written["reach_temp_pred"].values, want.values, atol=1e-5)
-    assert written["time_bnds"].shape == (182, 2) and written.attrs["Conventions"] == "CF-1.8"
+    assert written["time_bnds"].shape == (182, 2) and written.attrs["Conventions"] == "CF-1.11"
     # The first run's 92 days were stored in chunks of a year, which later days fill.
     assert written["reach_temp_pred"].encoding["chunks"][1] == 365
     assert written["time_bnds"].encoding["chunks"][0] == 365

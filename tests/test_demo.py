@@ -34,7 +34,7 @@ def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys) -> None:
         assert {"reach_temp_async_msgl", "reach_temp_fine_only", "reach_temp_remap",
                 "reach_temp_true"} <= set(out.data_vars)
         assert out["reach_temp_async_msgl"].attrs["units"] == "degC"
-        assert "xmsgl" in out.attrs["history"] and out.attrs["Conventions"] == "CF-1.8"
+        assert "xmsgl" in out.attrs["history"] and out.attrs["Conventions"] == "CF-1.11"
         assert out["time"].attrs["bounds"] == "time_bnds"
         assert (out["time_bnds"].values[:, 1] - out["time"].values == np.timedelta64(1, "D")).all()
         assert f"device={res['device']!r}" in out.attrs["history"]

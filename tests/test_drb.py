@@ -405,7 +405,7 @@ def test_mirror_passes_validation(drb_mirror: xr.Dataset) -> None:
 
 
 def test_mirror_says_cf_names_of_its_forcings(drb_mirror: xr.Dataset) -> None:
-    assert drb_mirror.attrs["Conventions"] == "CF-1.8"
+    assert drb_mirror.attrs["Conventions"] == "CF-1.11"
     for scale in ("seg", "reach"):
         tmax, tmin = drb_mirror[f"{scale}_tmax_air"].attrs, drb_mirror[f"{scale}_tmin_air"].attrs
         assert tmax["standard_name"] == tmin["standard_name"] == "air_temperature"

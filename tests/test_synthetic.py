@@ -42,7 +42,7 @@ def test_small_basin_follows_the_convention(small_basin: xr.Dataset) -> None:
                                          "reach_discharge"}
     assert "reach_gw_share" in inputs.reach_static and "seg_shade" in inputs.seg_static
     assert "reach_is_tributary" not in inputs.all()  # integer flags are never inputs
-    assert small_basin.attrs["Conventions"] == "CF-1.8"
+    assert small_basin.attrs["Conventions"] == "CF-1.11"
     for scale in ("seg", "reach"):
         for key, standard_name in (("air_temp", "air_temperature"), ("precip", "lwe_precipitation_rate"),
                                    ("swrad", "surface_downwelling_shortwave_flux_in_air"),

@@ -55,7 +55,7 @@ import re
 import shlex
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -714,7 +714,7 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _downscale(args: argparse.Namespace) -> int:
-    from xmsgl.convention import daily_time_bounds
+    from xmsgl.convention import CF_CONVENTIONS, cf_coordinate_attrs, daily_time_bounds
     from xmsgl.io import append_zarr, compressed_encoding, to_netcdf_safe, to_zarr_safe
 
     time = _period("--time", args.time)
@@ -767,10 +767,11 @@ def _downscale(args: argparse.Namespace) -> int:
         prior = str(ds.attrs.get("history", "")).rstrip("\n")
         step = str(pred.attrs.get("history", ""))
         result.attrs = {"title": f"xmsgl downscale: {pred.attrs.get('long_name', pred.name)}",
-                        "Conventions": "CF-1.8",
+                        "Conventions": CF_CONVENTIONS,
                         "history": f"{prior}\n{step}" if prior else step,
-                        "source": _source(args)}
-        result = _json_attrs(daily_time_bounds(result))
+                        "source": _source(args),
+                        **_discovery_attrs(pred, ds.attrs)}
+        result = _json_attrs(cf_coordinate_attrs(daily_time_bounds(result)))
         try:
             # DATA is read lazily, block by block, while the result is written: a chunk
             # it cannot decode fails here, not when it was opened.
@@ -810,6 +811,24 @@ def _downscale(args: argparse.Namespace) -> int:
     print(f"{'appended to' if args.append else 'wrote'} {out} ({pred.name}: {dims}, "
           f"{pred.attrs.get('units', '')}; {model.method} on {device})")
     return 0
+
+
+def _discovery_attrs(pred: Any, source_attrs: Mapping[Any, Any]) -> dict[str, str]:
+    """Global attributes a data catalog (ACDD) reads, from what is known: when the file
+    was made, the days it covers, and the input's ``featureType`` (CF discrete sampling
+    geometry) where it names one."""
+    import datetime
+
+    import pandas as pd
+
+    days = pd.DatetimeIndex(pred["time"].values) if pred["time"].dtype.kind == "M" else None
+    out = {"date_created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    if days is not None and len(days):
+        out["time_coverage_start"] = days[0].strftime("%Y-%m-%d")
+        out["time_coverage_end"] = (days[-1] + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    if source_attrs.get("featureType"):
+        out["featureType"] = str(source_attrs["featureType"])
+    return out
 
 
 def _append_output(args: argparse.Namespace, zarr: bool) -> Path:
@@ -1137,7 +1156,14 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
         parts.append(f"robustness {_time.time() - t2:.0f} s")
     out.attrs["data"] = source
     out.attrs["command"] = "xmsgl " + shlex.join(args.argv)  # quoted: it can be run again
-    to_netcdf_safe(_json_attrs(out), out_path, overwrite=args.overwrite)
+    import xmsgl
+    from xmsgl.convention import CF_CONVENTIONS
+
+    out.attrs.update({"title": "xmsgl evaluate: test scores of downscaling methods",
+                      "Conventions": CF_CONVENTIONS, "source": f"xmsgl {xmsgl.__version__} evaluate"})
+    # CF: coordinate variables hold no missing values (xarray gives floats a NaN fill).
+    fill = {str(c): {"_FillValue": None} for c in out.coords if out[c].dtype.kind == "f"}
+    to_netcdf_safe(_json_attrs(out), out_path, overwrite=args.overwrite, encoding=fill)
     mean = sweep["rmse"].mean("seed")
     keep = [float(k) for k in sweep["keep"].values]
     width = max(len("method"), *(len(m) for m in args.methods)) + 2
@@ -1369,6 +1395,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _coverage(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from xmsgl.convention import CF_CONVENTIONS, cf_coordinate_attrs
     from xmsgl.coverage import coverage, judges
     from xmsgl.io import to_netcdf_safe
 
@@ -1421,10 +1448,11 @@ def _coverage(args: argparse.Namespace) -> int:
         step = str(cov.attrs.get("history", ""))
         result.attrs.update({"title": "xmsgl coverage: nodes with inputs beyond those of the "
                                       "observed nodes",
+                             "Conventions": CF_CONVENTIONS,
                              "history": f"{prior}\n{step}" if prior else step,
                              "source": _source(args)})
         try:
-            to_netcdf_safe(_json_attrs(result), out, overwrite=args.overwrite)
+            to_netcdf_safe(_json_attrs(cf_coordinate_attrs(result)), out, overwrite=args.overwrite)
         except OSError as err:
             raise OSError(err.errno, f"--out {args.out!r} cannot be written "
                                      f"({err.strerror or err}); nothing was written") from err

@@ -67,6 +67,7 @@ __all__ = [
     "SEG",
     "REACH",
     "TIME",
+    "CF_CONVENTIONS",
     "OUTLET",
     "TOPOLOGY",
     "TARGETS",
@@ -85,6 +86,9 @@ __all__ = [
 SEG = "seg"
 REACH = "reach"
 TIME = "time"
+#: The CF version xmsgl's files follow: 1.9 and later allow the 64-bit integers of
+#: their ids and time stamps (CF-1.8 did not).
+CF_CONVENTIONS = "CF-1.11"
 
 #: Downstream id written at outlets, in ``seg_to`` and ``reach_to``. Ids are positive.
 OUTLET = 0
@@ -1677,6 +1681,28 @@ def _refuse_days_elsewhere(ds: xr.Dataset, name: str, kind: str) -> None:
         raise SchemaError(
             f"{kind} {name!r} has its days on {days!r}; the convention names that dimension 'time': "
             f"ds = ds.rename({{{days!r}: 'time'}}), or xmsgl.to_convention(ds, time={days!r})")
+
+
+def cf_coordinate_attrs(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with the CF attributes of its coordinates where it lacks them: ``time``
+    as the time axis (``standard_name``, ``long_name``, ``axis``), the ids of ``reach``
+    and ``seg`` with a ``long_name``. Attributes already there are kept.
+
+    Examples
+    --------
+    >>> import pandas as pd, xarray as xr
+    >>> ds = xr.Dataset(coords={"time": pd.date_range("2001-01-01", periods=2), "reach": [7]})
+    >>> cf_coordinate_attrs(ds)["time"].attrs["axis"], cf_coordinate_attrs(ds)["reach"].attrs["long_name"]
+    ('T', 'reach id')
+    """
+    expect_dataset(ds)
+    wanted = {TIME: {"standard_name": "time", "long_name": "time", "axis": "T"},
+              REACH: {"long_name": "reach id"}, SEG: {"long_name": "segment id"}}
+    out = ds.copy()
+    for name, attrs in wanted.items():
+        if name in out.coords:
+            out[name].attrs = {**attrs, **out[name].attrs}
+    return out
 
 
 def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:

@@ -229,7 +229,7 @@ def run_demo(
     ['async-msgl', 'fine-only', 'remap']
     """
     import xmsgl
-    from xmsgl.convention import daily_time_bounds
+    from xmsgl.convention import CF_CONVENTIONS, cf_coordinate_attrs, daily_time_bounds
     from xmsgl.coverage import WARN_SD, coverage
     from xmsgl.downscale import downscale
     from xmsgl.model import fit
@@ -346,8 +346,10 @@ def run_demo(
     out = xr.Dataset({f"reach_temp_{m.replace('-', '_')}":
                       p.assign_attrs(long_name=f"{p.attrs['long_name']} ({m})")
                       for m, p in preds.items()})
-    out["reach_temp_true"] = truth.astype("float32")
-    out["seg_temp_true"] = ds["seg_temp_true"].sel(time=slice(*test)).astype("float32")
+    # The truth is a daily mean too, as the predictions are.
+    out["reach_temp_true"] = truth.astype("float32").assign_attrs(cell_methods="time: mean")
+    out["seg_temp_true"] = ds["seg_temp_true"].sel(time=slice(*test)).astype("float32").assign_attrs(
+        cell_methods="time: mean")
     # What the table's columns and the figure's pairing are computed from.
     out["reach_seg"] = ds["reach_seg"]
     out["reach_unobserved"] = xr.DataArray(
@@ -361,12 +363,13 @@ def run_demo(
             cov[f"{dim}_beyond_observed"].values.astype(np.int8), dims=dim,
             attrs={"long_name": f"{dim} with a static input more than 1 standard deviation beyond "
                                 f"those of the {'reaches' if dim == 'reach' else 'segments'} with a "
-                                "training-period observation (ASYNC-MSGL's coverage; reach_unobserved "
-                                "counts validation observations too)",
+                                "training-period observation (ASYNC-MSGL's coverage"
+                                + ("; reach_unobserved counts validation observations too)"
+                                   if dim == "reach" else ")"),
                    "flag_values": np.array([0, 1], dtype=np.int8), "flag_meanings": "inside beyond"})
         out[f"{dim}_beyond_sd"] = cov[f"{dim}_beyond_sd"]
     out.attrs = {"title": "xmsgl demo: downscaled stream temperature on a synthetic basin",
-                 "Conventions": "CF-1.8",
+                 "Conventions": CF_CONVENTIONS,
                  # The basin's line, then every prediction's step, one line each.
                  "history": "\n".join([str(ds.attrs.get("history", "")),
                                        *(p.attrs["history"] for p in preds.values())]).strip(),
@@ -375,7 +378,7 @@ def run_demo(
                  "seed": seed,
                  "xmsgl_sparsify": str(sparse["reach_temp"].attrs.get("xmsgl_sparsify", "")),
                  "xmsgl_version": xmsgl.__version__}
-    out = daily_time_bounds(out)
+    out = cf_coordinate_attrs(daily_time_bounds(out))
     nc = outdir / "downscaled.nc"
     png = outdir / "demo.png"
     # The figure is drawn (in memory) and written while the file waits under its
@@ -387,7 +390,7 @@ def run_demo(
     try:
         with atomic_write(nc, overwrite=overwrite) as tmp:
             out.to_netcdf(tmp, encoding={str(k): compressed_encoding(v) for k, v in out.data_vars.items()
-                                         if v.dims == ("reach", "time") and v.dtype.kind == "f"})
+                                         if "time" in v.dims and v.ndim == 2 and v.dtype.kind == "f"})
             fig_info, png_bytes = _figure(ds, preds, truth, unobserved)
             with atomic_write(png, overwrite=overwrite) as tmp_png:
                 tmp_png.write_bytes(png_bytes)

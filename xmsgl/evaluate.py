@@ -43,6 +43,7 @@ from xmsgl.exceptions import (
     user_stacklevel,
 )
 from xmsgl.metrics import (
+    _LONG_NAMES,
     METRICS,
     SEASONS,
     UNITS,
@@ -259,6 +260,7 @@ def evaluate(
                                                  coords="minimal", compat="override")
     for name in (*METRICS, "n"):
         out[name].attrs.setdefault("units", UNITS[name])
+        out[name].attrs.setdefault("long_name", _LONG_NAMES[name])
     # What was scored: the model behind the prediction, so that a saved score names it.
     for key in ("xmsgl_method", "xmsgl_model_sha256"):
         if key in prediction.attrs:
@@ -883,7 +885,8 @@ def _results_dataset(rows: dict[tuple[int, ...], dict[str, float]], dims: dict[s
             arr[idx] = r.get(name, np.nan)
         if name == "n" and np.isfinite(arr).all():
             arr = arr.astype(np.int64)  # a count, as metrics.skill gives it (NaN only where a cell is missing)
-        out[name] = (tuple(dims), arr, {"units": UNITS.get(name, "1")})
+        out[name] = (tuple(dims), arr, {"units": UNITS.get(name, "1"),
+                                        **({"long_name": _LONG_NAMES[name]} if name in _LONG_NAMES else {})})
     return out
 
 

@@ -47,7 +47,7 @@ import pandas as pd
 import pooch
 import xarray as xr
 
-from xmsgl.convention import OUTLET
+from xmsgl.convention import CF_CONVENTIONS, OUTLET
 from xmsgl.datasets import _readers
 from xmsgl.exceptions import (
     DataError,
@@ -1412,7 +1412,7 @@ def open_drb(
         ] + ([
             f"seg_sntemp_temp: {filled[0]} segment-days on {filled[1]} segments that PRMS-SNTemp "
             "marks dry (-98.9 or -99.9) are interpolated in time"] if filled[0] else []))),
-        "Conventions": "CF-1.8",
+        "Conventions": CF_CONVENTIONS,
     }
     return ds
 

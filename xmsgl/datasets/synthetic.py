@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xmsgl.convention import OUTLET
+from xmsgl.convention import CF_CONVENTIONS, OUTLET
 from xmsgl.exceptions import ParameterError, TimeError
 
 __all__ = ["synthetic_basin"]
@@ -1159,7 +1159,7 @@ def synthetic_basin(
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC:")
     attrs = {
         "title": "xmsgl synthetic river basin",
-        "Conventions": "CF-1.8",
+        "Conventions": CF_CONVENTIONS,
         "source": "xmsgl.datasets.synthetic_basin (physically based heat budget, see docs/synthetic.md)",
         "generator_parameters": json.dumps(params),
         "seed": seed,
