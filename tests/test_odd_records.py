@@ -51,7 +51,21 @@ def test_fill_daily_fills_the_inputs_of_a_gap_and_never_the_observations(basin: 
     model = full.msgl.fit(**FIT)
     with warnings.catch_warnings():
         warnings.simplefilter("error", xmsgl.exceptions.TimeGapWarning)
-        full.msgl.downscale(model)
+        pred = full.msgl.downscale(model)
+    # The filled days are named on the dataset and carried to the output.
+    assert full.attrs["xmsgl_filled_spans"] == "2001-03-01/2001-08-31, 2002-03-01/2002-03-03"
+    assert "fill_daily: the inputs of 187 added days" in full.attrs["history"]
+    assert pred.attrs["xmsgl_input_filled_days"] == "187"
+    assert pred.attrs["xmsgl_input_filled_spans"] == full.attrs["xmsgl_filled_spans"]
+
+
+def _as_cftime(values: np.ndarray) -> np.ndarray:
+    """datetime64 values as cftime dates of the noleap calendar (as convert_calendar
+    leaves a CMIP file's bounds)."""
+    import cftime
+
+    return np.array([cftime.DatetimeNoLeap(t.year, t.month, t.day) for t in pd.DatetimeIndex(values.ravel())],
+                    dtype=object).reshape(values.shape)
 
 
 def test_fill_daily_refuses_stamps_at_several_times_and_keeps_dask_flags_bounds_and_encodings(
@@ -69,12 +83,24 @@ def test_fill_daily_refuses_stamps_at_several_times_and_keeps_dask_flags_bounds_
     rich["seg_air_temp"].encoding = {"zlib": True, "complevel": 3}
     lazy = fill_daily(rich.chunk({"time": 100}))
     assert lazy.seg_air_temp.chunks is not None
+    assert max(lazy.seg_air_temp.chunksizes["time"]) == 100  # not one chunk of the record
     full = lazy.compute()
     xr.testing.assert_allclose(full.seg_air_temp, fill_daily(rich).seg_air_temp)
     assert full.flag.dtype == bool and int((~full.flag).sum()) == 20
     bounds = full[full.time.attrs["bounds"]]
     assert bool(bounds.notnull().all()) and bounds.sizes["time"] == basin.sizes["time"]
     assert full.seg_air_temp.encoding.get("complevel") == 3
+    # Bounds that put each stamp on the next day (a daily mean stamped at its end) are
+    # refused, also as cftime beside converted stamps, before fill_daily makes them again.
+    lo = gappy.indexes["time"]
+    ends = gappy.assign_coords(time=lo + pd.Timedelta(days=1))
+    ends["time_bnds"] = (("time", "nv"), np.stack([lo.values, (lo + pd.Timedelta(days=1)).values], 1))
+    ends.time.attrs["bounds"] = "time_bnds"
+    with pytest.raises(xmsgl.TimeError, match="lies outside its bounds"):
+        fill_daily(ends)
+    cf = ends.assign(time_bnds=(("time", "nv"), _as_cftime(ends.time_bnds.values)))
+    with pytest.raises(xmsgl.TimeError, match="lies outside its bounds"):
+        fill_daily(cf)
     # exclude: a modelled temperature used as a stage-A target is not drawn through.
     excluded = fill_daily(gappy, exclude=["seg_air_temp"])
     assert int(excluded.seg_air_temp.sel(time="2001-03-10").count()) == 0
@@ -366,3 +392,32 @@ def test_short_training_periods_given_are_not_blamed_on_gaps(basin: xr.Dataset) 
     said = [str(w.message) for w in seen if "runs of consecutive days" in str(w.message)]
     assert said and said[0].startswith("the training periods given are 3 runs") and "fill_daily" not in said[0]
     assert not [w for w in seen if issubclass(w.category, xmsgl.exceptions.TimeGapWarning)]
+
+
+def test_climate_calendars_bounds_ensembles_and_scores() -> None:
+    """A prediction back on its climate model's calendar gets daily bounds of that
+    calendar; an ensemble member dimension is refused with the per-member recipe, naming
+    every variable on it; scores across two calendars say so."""
+    import warnings
+
+    from xmsgl.convention import daily_time_bounds
+    from xmsgl.evaluate import evaluate
+
+    t = pd.date_range("1990-02-26", periods=5)
+    pred = xr.DataArray(np.ones((2, 5), "f4"), dims=("reach", "time"), coords={"reach": [1, 2], "time": t},
+                        name="x", attrs={"units": "degC"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        noleap = pred.convert_calendar("noleap")
+    out = daily_time_bounds(noleap.to_dataset())
+    assert out.time.attrs["bounds"] == "time_bnds" and out.time_bnds.encoding["calendar"] == "noleap"
+    assert str(out.time_bnds.values[2, 1])[:10] == "1990-03-01"  # 28 February, then 1 March
+    with pytest.raises(xmsgl.DataError, match=r"on the calendar 'standard \(datetime64\)' and the "
+                                              r"observations on 'noleap'"):
+        evaluate(pred, noleap)
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-01", end="2001-01-31")
+    members = xr.concat([ds[["reach_air_temp", "seg_air_temp"]]] * 3, "member")
+    ens = ds.assign(reach_air_temp=members.reach_air_temp, seg_air_temp=members.seg_air_temp)
+    with pytest.raises(xmsgl.SchemaError, match=r"2 variables on 'member': \['reach_air_temp', "
+                                                r"'seg_air_temp'\]\): for an ensemble, downscale each member"):
+        ens.msgl.validate()

@@ -60,6 +60,7 @@ from xmsgl.exceptions import (
     check_count,
     check_flag,
     format_ids,
+    plural,
     user_stacklevel,
 )
 
@@ -153,8 +154,18 @@ def input_attrs(attrs: Mapping[str, Any]) -> dict[str, str]:
     --------
     >>> input_attrs({"title": "Delaware", "history": "built"})
     {'xmsgl_input_title': 'Delaware'}
+
+    Days whose inputs :func:`fill_daily` interpolated are named too: an output's values
+    there come from forcings drawn as straight lines.
+
+    >>> input_attrs({"xmsgl_filled_days": 1, "xmsgl_filled_spans": "2004-02-29/2004-02-29"})
+    {'xmsgl_input_filled_days': '1', 'xmsgl_input_filled_spans': '2004-02-29/2004-02-29'}
     """
-    return {f"xmsgl_input_{k}": str(attrs[k]) for k in INPUT_ATTRS if k in attrs}
+    out = {f"xmsgl_input_{k}": str(attrs[k]) for k in INPUT_ATTRS if k in attrs}
+    for key in ("filled_days", "filled_spans"):
+        if f"xmsgl_{key}" in attrs:
+            out[f"xmsgl_input_{key}"] = str(attrs[f"xmsgl_{key}"])
+    return out
 
 
 _METRES = {"m", "meter", "meters", "metre", "metres"}
@@ -595,7 +606,10 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
         A copy on daily steps, with the attribute ``xmsgl_filled_days`` (the number of
         days added); each variable keeps its attributes and encoding, and time bounds
         named by ``time``'s ``bounds`` attribute are made again for every day. Dask
-        variables stay lazy (an interpolated one in one chunk along time).
+        variables stay lazy (an interpolated one in chunks of the input's first chunk
+        length along time). The added days are named in ``xmsgl_filled_spans`` and a
+        ``history`` line; ``downscale`` carries both counts to its outputs
+        (``xmsgl_input_filled_days``, ``xmsgl_input_filled_spans``).
 
     Raises
     ------
@@ -640,6 +654,9 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
             "at one time first: ds = ds.assign_coords(time=ds.time.dt."
             + ("round('D')) (every stamp is after noon: local midnights converted to UTC, "
                "which floor would put on the day before)" if late else "floor('D'))"))
+    # Bounds that put a stamp on another day than its own are refused before they are
+    # made again from the stamps (which would hide the shift).
+    _check_time_bounds(ds, np.asarray(t.values))
     if len(t) < 2:
         return ds.copy()
     daily = pd.date_range(t[0], t[-1], freq="D")
@@ -675,6 +692,10 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
         between = (var.assign_coords({TIME: day_numbers}).interpolate_na(TIME, method="linear")
                    .assign_coords({TIME: daily}))
         filled = var.where(~new_day, between)
+        if ds[name].chunks is not None:
+            # Back to chunks of the input's length along time: one chunk of the whole
+            # record would make every later step hold it whole.
+            filled = filled.chunk({TIME: ds[name].chunksizes[TIME][0]})
         filled.attrs = ds[name].attrs
         full[name] = filled
     for key in full.data_vars:
@@ -683,7 +704,18 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
     if isinstance(bounds, str) and bounds in ds.variables:
         full[TIME].attrs = {k: v for k, v in full[TIME].attrs.items() if k != "bounds"}
         full = daily_time_bounds(full)
+    # Which days were drawn, for downscale's outputs (xmsgl_input_filled_*) and history.
+    edges = np.diff(np.concatenate([[0], added.astype(np.int8), [0]]))
+    spans = ", ".join(f"{daily[int(a)].date()}/{daily[int(b) - 1].date()}"
+                      for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
     full.attrs["xmsgl_filled_days"] = int(added.sum())
+    if spans:
+        full.attrs["xmsgl_filled_spans"] = spans
+        now = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
+        line = (f"{now} UTC: xmsgl fill_daily: the inputs of {int(added.sum())} added days "
+                "interpolated linearly in time (xmsgl_filled_spans)")
+        prior = str(full.attrs.get("history", "")).rstrip("\n")
+        full.attrs["history"] = f"{prior}\n{line}" if prior else line
     return full
 
 
@@ -772,10 +804,16 @@ def input_variables(
                     f"the days of the convention are the dimension 'time'; rename it with "
                     f"ds = ds.rename({{{dated[0]!r}: 'time'}})"
                 )
+            # Every variable on that dimension, not only the first met.
+            alike = [str(k) for k, v in ds.data_vars.items()
+                     if other and other[0] in v.dims and str(k) not in skip]
             raise SchemaError(
                 f"variable {name!r} is on dimensions {dims}; model inputs are on ({node!r}, "
                 f"'time') or ({node!r},)"
-                + (f": select or reduce {format_ids(other)} (for example "
+                + (f" ({plural(len(alike), 'variable')} on {other[0]!r}: {format_ids(alike)})"
+                   f": for an ensemble, downscale each member in turn, e.g. xr.concat("
+                   f"[ds.sel({other[0]}=k).msgl.downscale(model) for k in ds[{other[0]!r}].values], "
+                   f"{other[0]!r}); else select or reduce {format_ids(other)} (for example "
                    f"ds[{name!r}].isel({other[0]}=0) or .mean({other[0]!r}))" if other else
                    ": split it into one variable per scale")
                 + f", or leave it out with ds.drop_vars({name!r}) or "
@@ -1343,6 +1381,21 @@ def _check_time(ds: xr.Dataset) -> None:
     _check_time_bounds(ds, t)
 
 
+def _cftime_bounds_as_dates(vals: np.ndarray, name: str) -> np.ndarray:
+    """Bounds of cftime dates as datetime64 of the same dates and times (the checks read
+    them by date); a :class:`TimeError` where a date has none in the standard calendar."""
+    try:
+        cols = [np.asarray(xr.CFTimeIndex(vals[:, k]).to_datetimeindex(time_unit="s", unsafe=True))
+                for k in range(2)]
+    except (TypeError, ValueError) as err:
+        raise TimeError(
+            f"the bounds {name!r} of 'time' hold cftime dates while 'time' holds datetime64 "
+            f"(convert_calendar converts 'time', not its bounds), and they cannot be read as "
+            f"dates ({err}); convert them as 'time' was, or drop them (ds.drop_vars({name!r})) "
+            "once each stamp lies within its day") from err
+    return np.stack(cols, axis=1)
+
+
 def _check_time_bounds(ds: xr.Dataset, t: np.ndarray) -> None:
     """Refuse stamps outside the CF bounds ``time`` names: the day of a value is read
     from its stamp, so a daily mean stamped at the end of its interval (00:00 of the
@@ -1351,10 +1404,16 @@ def _check_time_bounds(ds: xr.Dataset, t: np.ndarray) -> None:
     if not isinstance(name, str) or name not in ds.variables:
         return
     b = ds[name]
-    if b.ndim != 2 or TIME not in b.dims or not np.issubdtype(b.dtype, np.datetime64) or not t.size:
+    if b.ndim != 2 or TIME not in b.dims or not t.size:
         return
     vals = np.asarray(b.transpose(TIME, ...).values)
     if vals.shape[1] != 2:
+        return
+    if vals.dtype == object:
+        # cftime bounds beside datetime64 stamps: convert_calendar converts 'time' and
+        # leaves its bounds as they were. Read them by their dates, as the stamps are.
+        vals = _cftime_bounds_as_dates(vals, name)
+    if not np.issubdtype(vals.dtype, np.datetime64):
         return
     lo, hi = vals[:, 0], vals[:, 1]
     # Only a stamp on another date than its interval's start misplaces a day; steps
@@ -1729,7 +1788,11 @@ def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:
     """
     expect_dataset(ds)
     if (TIME not in ds.dims or TIME not in ds.coords or ds[TIME].ndim != 1
-            or "bounds" in ds[TIME].attrs or not np.issubdtype(ds[TIME].dtype, np.datetime64)):
+            or "bounds" in ds[TIME].attrs):
+        return ds
+    if isinstance(ds.indexes.get(TIME), xr.CFTimeIndex):
+        return _cftime_daily_bounds(ds)
+    if not np.issubdtype(ds[TIME].dtype, np.datetime64):
         return ds
     name = next(n for n in ("time_bnds", "time_bounds", *(f"time_bnds{i}" for i in range(1, 100)),
                             None) if n is None or n not in ds.variables)
@@ -1761,6 +1824,31 @@ def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:
         out[TIME].encoding = {k: v for k, v in ds[TIME].encoding.items()
                               if k not in ("units", "calendar", "dtype", "_FillValue")} | enc
         out[name].encoding = dict(enc)
+    return out
+
+
+def _cftime_daily_bounds(ds: xr.Dataset) -> xr.Dataset:
+    """:func:`daily_time_bounds` on a model calendar (cftime dates, e.g. ``noleap``, a
+    prediction converted back to its climate model's calendar): each day from its start
+    to the next day's, in whole days since the first, in that calendar."""
+    import datetime
+
+    index = ds.indexes[TIME]
+    name = next((n for n in ("time_bnds", "time_bounds") if n not in ds.variables), None)
+    dim = next((d for d in ("nv", "bnds") if ds.sizes.get(d, 2) == 2), None)
+    if name is None or dim is None or not len(index):
+        return ds
+    starts = [t.replace(hour=0, minute=0, second=0, microsecond=0) for t in index]
+    bounds = np.array([[a, a + datetime.timedelta(days=1)] for a in starts], dtype=object)
+    out = ds.assign({name: ((TIME, dim), bounds)})
+    out[TIME].attrs = {**ds[TIME].attrs, "bounds": name}
+    exact = all(t == a for t, a in zip(index, starts))
+    first = starts[0]
+    enc = {"units": f"{'days' if exact else 'seconds'} since {first.strftime('%Y-%m-%d %H:%M:%S')}",
+           "calendar": str(getattr(index, "calendar", "standard")), "dtype": "int64"}
+    out[TIME].encoding = {k: v for k, v in ds[TIME].encoding.items()
+                          if k not in ("units", "calendar", "dtype", "_FillValue")} | enc
+    out[name].encoding = dict(enc)
     return out
 
 

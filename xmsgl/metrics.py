@@ -504,8 +504,16 @@ def _labels(da: xr.DataArray, dim: Hashable) -> str:
 
 def _same_days_hint(prediction: xr.DataArray, observed: xr.DataArray, dim: Hashable) -> str:
     """A hint when two time axes share days but not times of day (noon-stamped daily
-    values against midnight-stamped ones)."""
+    values against midnight-stamped ones), or lie on two calendars."""
     a, b = prediction[dim].values, observed[dim].values
+    calendars = [str(getattr(x.flat[0], "calendar", "")) if x.dtype == object and x.size else
+                 ("standard (datetime64)" if np.issubdtype(x.dtype, np.datetime64) else "") for x in (a, b)]
+    if all(calendars) and calendars[0] != calendars[1]:
+        # One side on a model calendar (cftime), the other on dates: no label is equal.
+        which = "prediction" if a.dtype == object else "observed"
+        return (f"; the prediction is on the calendar {calendars[0]!r} and the observations on "
+                f"{calendars[1]!r}: convert the {which} to the other's, e.g. "
+                f"{which}.convert_calendar('standard', use_cftime=False)")
     if not (np.issubdtype(a.dtype, np.datetime64) and np.issubdtype(b.dtype, np.datetime64)):
         return ""
     if not np.intersect1d(a.astype("datetime64[D]"), b.astype("datetime64[D]")).size:
