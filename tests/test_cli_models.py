@@ -929,6 +929,8 @@ def test_downscale_append_grows_a_store_checked(files: dict[str, str], model_dir
     assert written["time_bnds"].encoding["chunks"][0] == 365
     history = written.attrs["history"].splitlines()
     assert "append_zarr: 2003-01-01 to 2003-03-31 (90 time steps); the piece: " in history[-1]
+    assert (written.attrs["time_coverage_start"], written.attrs["time_coverage_end"]) == ("2002-10-01",
+                                                                                          "2003-04-01")
     assert "downscale(method='msgl'" in history[-1] and "time=2003-01-01/2003-03-31" in history[-1]
     # Days the store has, and options that cannot apply, are refused before anything is written.
     refusals = [

@@ -1504,6 +1504,8 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
         attrs = dict(group.attrs)
         new_attrs = {**attrs, "history": _appended_history(piece, store, attrs, dim,
                                                            f"{first} to {last}", note)}
+        if "time_coverage_end" in attrs and "time_coverage_end" in piece.attrs:
+            new_attrs["time_coverage_end"] = piece.attrs["time_coverage_end"]  # ACDD: the days now held
         # What undoes this append should its process be killed: xarray's write replaces
         # the global attributes and drops the consolidated metadata first.
         group[dim].attrs[_UNFINISHED] = json.dumps(
