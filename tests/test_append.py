@@ -65,6 +65,8 @@ def test_appended_days_follow_the_store_with_bounds_chunks_and_attributes(tmp_pa
     # The store's global attributes stay, with a history line for the append.
     lines = out.attrs["history"].splitlines()
     assert out.attrs["title"] == "t" and lines[0] == "written"
+    # The variable's own history gets the same line after the first piece's.
+    assert out.reach_temp_pred.attrs["history"].splitlines() == ["run 2001-01-01", lines[-1]]
     assert "append_zarr: 2001-01-11 to 2001-01-17 (7 time steps); the piece: run 2001-01-11" in lines[1]
     # Consolidated metadata follow the new length.
     assert xr.open_zarr(store, consolidated=True).sizes["time"] == 17
@@ -150,7 +152,7 @@ def test_a_failed_append_is_undone(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="could not be read"):
         append_zarr(_failing_piece(), store)
     after = xr.open_zarr(store)
-    xr.testing.assert_identical(after.load(), before)
+    xr.testing.assert_identical(after.load(), before)  # the variables' history included
     assert "xmsgl_append_unfinished" not in after.time.attrs
     # and the store takes the same days again
     append_zarr(days("2001-01-11", 7), store)
@@ -163,7 +165,9 @@ def test_an_append_whose_process_was_killed_is_cut_off_by_the_next(tmp_path: Pat
     group = zarr.open_group(str(store), mode="r+", use_consolidated=False)
     lengths = {"reach_temp_pred": [3, 10], "time": [10], "time_bnds": [10, 2]}
     group["time"].attrs["xmsgl_append_unfinished"] = json.dumps(
-        {"lengths": lengths, "attrs": dict(group.attrs), "consolidated": True})
+        {"lengths": lengths, "attrs": dict(group.attrs), "consolidated": True,
+         "histories": {"reach_temp_pred": "run 2001-01-01"}})
+    group["reach_temp_pred"].attrs["history"] = "run 2001-01-01\nthe killed append's line"
     killed = days("2001-01-11", 3, value=-99.0).to_dataset().pipe(daily_time_bounds)
     killed.attrs = {"history": "the killed piece's"}
     killed.to_zarr(store, append_dim="time", consolidated=False)
@@ -175,6 +179,9 @@ def test_an_append_whose_process_was_killed_is_cut_off_by_the_next(tmp_path: Pat
     np.testing.assert_array_equal(out.reach_temp_pred.values, days("2001-01-01", 17).values)
     assert "xmsgl_append_unfinished" not in out.time.attrs
     assert out.attrs["history"].splitlines()[0] == "written" and out.attrs["title"] == "t"
+    # The killed append's line left the variable's history with its days.
+    told = out.reach_temp_pred.attrs["history"].splitlines()
+    assert told[0] == "run 2001-01-01" and "killed" not in told[-1] and len(told) == 2
 
 
 def test_a_second_append_at_once_is_refused(tmp_path: Path) -> None:

@@ -1506,18 +1506,24 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
                                                            f"{first} to {last}", note)}
         if "time_coverage_end" in attrs and "time_coverage_end" in piece.attrs:
             new_attrs["time_coverage_end"] = piece.attrs["time_coverage_end"]  # ACDD: the days now held
+        # The variables' own history (the first piece's) gets the same line.
+        histories = {str(v): str(group[str(v)].attrs["history"]) for v in store.data_vars
+                     if dim in store[v].dims and isinstance(group[str(v)].attrs.get("history"), str)}
         # What undoes this append should its process be killed: xarray's write replaces
         # the global attributes and drops the consolidated metadata first.
         group[dim].attrs[_UNFINISHED] = json.dumps(
-            {"lengths": lengths, "attrs": attrs, "consolidated": consolidated})
+            {"lengths": lengths, "attrs": attrs, "consolidated": consolidated, "histories": histories})
         try:
             with _term_as_interrupt():
                 piece.to_zarr(final, append_dim=dim, consolidated=False)
             group.attrs.put(new_attrs)
+            line = str(new_attrs["history"]).splitlines()[-1]
+            for name, told in histories.items():
+                group[name].attrs["history"] = f"{told}\n{line}"
             del group[dim].attrs[_UNFINISHED]
         except BaseException:
             with _uninterrupted():
-                _cut_back(group, lengths, attrs, dim)
+                _cut_back(group, lengths, attrs, dim, histories)
                 if consolidated:
                     _consolidate(final)
             raise
@@ -1608,13 +1614,18 @@ def _v3_consolidated(final: Path) -> bool:
     return isinstance(meta, dict) and meta.get("consolidated_metadata") is not None
 
 
-def _cut_back(group: Any, lengths: dict[str, list[int]], attrs: dict[str, Any], dim: str) -> None:
+def _cut_back(group: Any, lengths: dict[str, list[int]], attrs: dict[str, Any], dim: str,
+              histories: dict[str, str]) -> None:
     """Resize the store's arrays to ``lengths`` (dropping the chunks beyond) and restore
-    its global attributes ``attrs``; the unfinished mark goes last."""
+    its global attributes ``attrs`` and its variables' ``histories``; the unfinished
+    mark goes last."""
     for name, shape in lengths.items():
         if name in group and list(group[name].shape) != shape:
             group[name].resize(tuple(shape))
     group.attrs.put(attrs)
+    for name, told in histories.items():
+        if name in group:
+            group[name].attrs["history"] = told
     if _UNFINISHED in group[dim].attrs:
         del group[dim].attrs[_UNFINISHED]
 
@@ -1628,7 +1639,7 @@ def _undo_unfinished(group: Any, dim: str, final: Path, consolidated: bool) -> b
     lengths = mark["lengths"]
     before = group[dim].shape[0]
     with _uninterrupted():
-        _cut_back(group, lengths, mark["attrs"], dim)
+        _cut_back(group, lengths, mark["attrs"], dim, mark.get("histories") or {})
         if consolidated or mark["consolidated"]:
             _consolidate(final)
     warnings.warn(f"{str(final)!r}: an earlier append to this store did not finish (its process "
