@@ -415,9 +415,49 @@ def test_climate_calendars_bounds_ensembles_and_scores() -> None:
     with pytest.raises(xmsgl.DataError, match=r"on the calendar 'standard \(datetime64\)' and the "
                                               r"observations on 'noleap'"):
         evaluate(pred, noleap)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        on_360 = pred.convert_calendar("360_day", align_on="date")
+    with pytest.raises(xmsgl.DataError, match=r"put prediction and observed on the standard calendar, e.g. "
+                                              r"prediction.convert_calendar\('standard', align_on='date'"):
+        evaluate(on_360, noleap)
     ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-01", end="2001-01-31")
     members = xr.concat([ds[["reach_air_temp", "seg_air_temp"]]] * 3, "member")
     ens = ds.assign(reach_air_temp=members.reach_air_temp, seg_air_temp=members.seg_air_temp)
     with pytest.raises(xmsgl.SchemaError, match=r"2 variables on 'member': \['reach_air_temp', "
                                                 r"'seg_air_temp'\]\): for an ensemble, downscale each member"):
         ens.msgl.validate()
+
+
+def test_object_bounds_that_are_not_dates_pass_and_fills_add_up() -> None:
+    """cftime bounds with missing rows, 360_day dates the standard calendar lacks and text
+    bounds say nothing (they passed before cftime bounds were read); a second fill adds its
+    days to the first's; filled inputs keep chunks of the input's largest length."""
+    import cftime
+
+    from xmsgl.convention import fill_daily, validate
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2011-02-01", end="2011-03-31", seed=1)
+    days = pd.DatetimeIndex(ds.time.values)
+    import datetime
+
+    # As a 360_day file's bounds beside its converted stamps: 28 February runs to the
+    # 29th, which the standard calendar lacks; the 31st of a month has no bounds.
+    lo = np.array([cftime.Datetime360Day(d.year, d.month, d.day) if d.day <= 30 else np.nan
+                   for d in days], dtype=object)
+    hi = np.array([x + datetime.timedelta(days=1) if not isinstance(x, float) else np.nan for x in lo],
+                  dtype=object)
+    for bounds in (np.stack([lo, hi], 1),                                   # 2011-02-29/30 in there
+                   np.where(np.arange(len(days))[:, None] == 3, np.nan, np.stack([lo, hi], 1)),
+                   np.array([["a", "b"]] * len(days), dtype=object)):
+        with_bounds = ds.assign(time_bnds=(("time", "nv"), bounds))
+        with_bounds.time.attrs["bounds"] = "time_bnds"
+        validate(with_bounds)
+    gappy = ds.drop_sel(time=ds.time[[5, 6, 20]])
+    once = fill_daily(gappy)
+    twice = fill_daily(once.drop_sel(time=once.time[[30]]))
+    assert once.attrs["xmsgl_filled_days"] == 3 and twice.attrs["xmsgl_filled_days"] == 4
+    assert twice.attrs["xmsgl_filled_spans"] == "2011-02-06/2011-02-07, 2011-02-21/2011-02-21, 2011-03-03/2011-03-03"
+    assert fill_daily(once).attrs["xmsgl_filled_days"] == 3  # nothing more to fill
+    lazy = fill_daily(gappy.chunk({"time": (3, 50, 3)}))
+    assert max(lazy.seg_air_temp.chunksizes["time"]) == 50 and len(lazy.seg_air_temp.chunksizes["time"]) == 2

@@ -816,7 +816,7 @@ def _downscale(args: argparse.Namespace) -> int:
 def _discovery_attrs(pred: Any, source_attrs: Mapping[Any, Any]) -> dict[str, str]:
     """Global attributes a data catalog (ACDD) reads, from what is known: when the file
     was made, the days it covers, and the input's ``featureType`` (CF discrete sampling
-    geometry) where it names one."""
+    geometry) where it names one and the output's nodes carry their ``cf_role``."""
     import datetime
 
     import pandas as pd
@@ -826,7 +826,9 @@ def _discovery_attrs(pred: Any, source_attrs: Mapping[Any, Any]) -> dict[str, st
     if days is not None and len(days):
         out["time_coverage_start"] = days[0].strftime("%Y-%m-%d")
         out["time_coverage_end"] = (days[-1] + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
-    if source_attrs.get("featureType"):
+    # A discrete sampling geometry needs its instance variable (cf_role) in the file too.
+    if source_attrs.get("featureType") and any(pred[d].attrs.get("cf_role") for d in pred.dims
+                                               if d in pred.coords):
         out["featureType"] = str(source_attrs["featureType"])
     return out
 

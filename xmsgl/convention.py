@@ -606,7 +606,7 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
         A copy on daily steps, with the attribute ``xmsgl_filled_days`` (the number of
         days added); each variable keeps its attributes and encoding, and time bounds
         named by ``time``'s ``bounds`` attribute are made again for every day. Dask
-        variables stay lazy (an interpolated one in chunks of the input's first chunk
+        variables stay lazy (an interpolated one in chunks of the input's largest chunk
         length along time). The added days are named in ``xmsgl_filled_spans`` and a
         ``history`` line; ``downscale`` carries both counts to its outputs
         (``xmsgl_input_filled_days``, ``xmsgl_input_filled_spans``).
@@ -695,7 +695,7 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
         if ds[name].chunks is not None:
             # Back to chunks of the input's length along time: one chunk of the whole
             # record would make every later step hold it whole.
-            filled = filled.chunk({TIME: ds[name].chunksizes[TIME][0]})
+            filled = filled.chunk({TIME: max(ds[name].chunksizes[TIME])})
         filled.attrs = ds[name].attrs
         full[name] = filled
     for key in full.data_vars:
@@ -708,9 +708,12 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
     edges = np.diff(np.concatenate([[0], added.astype(np.int8), [0]]))
     spans = ", ".join(f"{daily[int(a)].date()}/{daily[int(b) - 1].date()}"
                       for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
-    full.attrs["xmsgl_filled_days"] = int(added.sum())
+    # Filled again: the counts and spans add up with the earlier fill's.
+    before_n = int(ds.attrs.get("xmsgl_filled_days", 0) or 0)
+    before_spans = str(ds.attrs.get("xmsgl_filled_spans", ""))
+    full.attrs["xmsgl_filled_days"] = before_n + int(added.sum())
     if spans:
-        full.attrs["xmsgl_filled_spans"] = spans
+        full.attrs["xmsgl_filled_spans"] = f"{before_spans}, {spans}" if before_spans else spans
         now = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
         line = (f"{now} UTC: xmsgl fill_daily: the inputs of {int(added.sum())} added days "
                 "interpolated linearly in time (xmsgl_filled_spans)")
@@ -1381,19 +1384,19 @@ def _check_time(ds: xr.Dataset) -> None:
     _check_time_bounds(ds, t)
 
 
-def _cftime_bounds_as_dates(vals: np.ndarray, name: str) -> np.ndarray:
-    """Bounds of cftime dates as datetime64 of the same dates and times (the checks read
-    them by date); a :class:`TimeError` where a date has none in the standard calendar."""
-    try:
-        cols = [np.asarray(xr.CFTimeIndex(vals[:, k]).to_datetimeindex(time_unit="s", unsafe=True))
-                for k in range(2)]
-    except (TypeError, ValueError) as err:
-        raise TimeError(
-            f"the bounds {name!r} of 'time' hold cftime dates while 'time' holds datetime64 "
-            f"(convert_calendar converts 'time', not its bounds), and they cannot be read as "
-            f"dates ({err}); convert them as 'time' was, or drop them (ds.drop_vars({name!r})) "
-            "once each stamp lies within its day") from err
-    return np.stack(cols, axis=1)
+def _cftime_bounds_as_dates(vals: np.ndarray) -> np.ndarray:
+    """Bounds held as objects (cftime dates beside converted stamps) as datetime64 of
+    the same dates and times; anything else (NaN, None, text) and dates the standard
+    calendar lacks (30 February of 360_day) as NaT, which the check passes over."""
+    out = np.full(vals.shape, np.datetime64("NaT"), dtype="datetime64[s]")
+    for idx, v in np.ndenumerate(vals):
+        if hasattr(v, "calendar") and hasattr(v, "year"):
+            try:
+                out[idx] = np.datetime64(f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:"
+                                         f"{v.minute:02d}:{v.second:02d}")
+            except ValueError:
+                pass
+    return out
 
 
 def _check_time_bounds(ds: xr.Dataset, t: np.ndarray) -> None:
@@ -1412,7 +1415,7 @@ def _check_time_bounds(ds: xr.Dataset, t: np.ndarray) -> None:
     if vals.dtype == object:
         # cftime bounds beside datetime64 stamps: convert_calendar converts 'time' and
         # leaves its bounds as they were. Read them by their dates, as the stamps are.
-        vals = _cftime_bounds_as_dates(vals, name)
+        vals = _cftime_bounds_as_dates(vals)
     if not np.issubdtype(vals.dtype, np.datetime64):
         return
     lo, hi = vals[:, 0], vals[:, 1]

@@ -509,11 +509,12 @@ def _same_days_hint(prediction: xr.DataArray, observed: xr.DataArray, dim: Hasha
     calendars = [str(getattr(x.flat[0], "calendar", "")) if x.dtype == object and x.size else
                  ("standard (datetime64)" if np.issubdtype(x.dtype, np.datetime64) else "") for x in (a, b)]
     if all(calendars) and calendars[0] != calendars[1]:
-        # One side on a model calendar (cftime), the other on dates: no label is equal.
-        which = "prediction" if a.dtype == object else "observed"
+        # Two calendars (a model's cftime dates on one side at least): no label is equal.
+        model_side = [w for w, x in (("prediction", a), ("observed", b)) if x.dtype == object]
+        align = ", align_on='date'" if "360_day" in calendars else ""
         return (f"; the prediction is on the calendar {calendars[0]!r} and the observations on "
-                f"{calendars[1]!r}: convert the {which} to the other's, e.g. "
-                f"{which}.convert_calendar('standard', use_cftime=False)")
+                f"{calendars[1]!r}: put {' and '.join(model_side)} on the standard calendar, e.g. "
+                f"{model_side[0]}.convert_calendar('standard'{align}, use_cftime=False)")
     if not (np.issubdtype(a.dtype, np.datetime64) and np.issubdtype(b.dtype, np.datetime64)):
         return ""
     if not np.intersect1d(a.astype("datetime64[D]"), b.astype("datetime64[D]")).size:
