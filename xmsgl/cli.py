@@ -1119,8 +1119,9 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
                               else ""))
         parts.append(f"cross-validation {_time.time() - t1:.0f} s")
     if args.robustness:
-        from xmsgl.evaluate import _mask_obs, _ranges
+        from xmsgl.evaluate import _mask_obs
         from xmsgl.model import fit
+        from xmsgl.periods import mask_spans
         from xmsgl.robustness import robustness
 
         t2 = _time.time()
@@ -1135,7 +1136,7 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
         hidden = _mask_obs(hidden, "seg_temp", "seg", np.ones((ds.sizes["seg"], 1), bool) & test_days)
         kw = {} if args.robustness in BASELINES else {**neural, "progress": False}
         if args.robustness in BASELINES:
-            kw["train"] = _ranges(time, ~test_days)
+            kw["train"] = mask_spans(time, ~test_days)
         else:
             from xmsgl.periods import validation_beside
 

@@ -63,6 +63,7 @@ from xmsgl.exceptions import (
     plural,
     user_stacklevel,
 )
+from xmsgl.periods import mask_spans, spans_text
 
 __all__ = [
     "SEG",
@@ -705,9 +706,7 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
         full[TIME].attrs = {k: v for k, v in full[TIME].attrs.items() if k != "bounds"}
         full = daily_time_bounds(full)
     # Which days were drawn, for downscale's outputs (xmsgl_input_filled_*) and history.
-    edges = np.diff(np.concatenate([[0], added.astype(np.int8), [0]]))
-    spans = ", ".join(f"{daily[int(a)].date()}/{daily[int(b) - 1].date()}"
-                      for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
+    spans = spans_text(mask_spans(daily, added))
     # Filled again: the counts and spans add up with the earlier fill's.
     before_n = int(ds.attrs.get("xmsgl_filled_days", 0) or 0)
     before_spans = str(ds.attrs.get("xmsgl_filled_spans", ""))

@@ -58,6 +58,7 @@ from xmsgl.metrics import (
 )
 from xmsgl.periods import (
     bounds_mask,
+    mask_spans,
     period_list,
     period_mask,
     spans_text,
@@ -589,15 +590,6 @@ def cv_partitions(
     return out
 
 
-def _ranges(time: pd.DatetimeIndex, mask: np.ndarray) -> list[tuple[str, str]]:
-    """Contiguous runs of ``mask`` as (start, end) date strings (ends included)."""
-    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return [
-        (str(time[int(a)].date()), str(time[int(b) - 1].date())) for a, b in zip(starts, ends)
-    ]
-
-
 def _mask_obs(ds: xr.Dataset, name: str, dim: str, cells: np.ndarray) -> xr.Dataset:
     """A shallow copy of ``ds`` whose ``name`` is NaN on the (node, time) ``cells``."""
     if name not in ds.data_vars:
@@ -1002,7 +994,7 @@ def _cv_training_checked(ds: xr.Dataset, parts: list[Holdout], method: str,
         where = (f"fold {h.fold} of repetition {h.repeat} (held-out blocks "
                  f"{format_ids(h.groups)})")
         attrs = {"blocking": blocking,
-                 "test_period": json.dumps(_ranges(time, h.days)) if blocking == "water_year" else ""}
+                 "test_period": json.dumps(mask_spans(time, h.days)) if blocking == "water_year" else ""}
         try:
             days, val = _training_days(method, kwargs, time, attrs)
         except XmsglError as err:
@@ -1215,7 +1207,7 @@ def cross_validate(
                 {"target": target_all.copy(data=tvals)},
                 attrs={"repeat": h.repeat, "fold": h.fold, "blocking": blocking,
                        "groups": json.dumps(h.groups),
-                       "test_period": json.dumps(_ranges(time, h.days)) if blocking == "water_year" else ""},
+                       "test_period": json.dumps(mask_spans(time, h.days)) if blocking == "water_year" else ""},
             )
             n_reaches[h.repeat, h.fold] = int(h.reaches.sum())
             n_days[h.repeat, h.fold] = int(h.days.sum())
@@ -1622,7 +1614,7 @@ def sparsity_sweep(
     # The scored days always go to the trainer: a fit given val= or train= with no
     # test= would train on every other day, the scored ones included (ASYNC-MSGL's
     # stage A read a longer coarse record there).
-    test_attr = json.dumps(_ranges(time, test_days))
+    test_attr = json.dumps(mask_spans(time, test_days))
     if not test_days.any():
         raise DataError(f"the test period {test!r} holds no day of the dataset")
     if test_days.all():
@@ -1630,7 +1622,7 @@ def sparsity_sweep(
             f"test={test!r} covers every day of the dataset ({time[0].date()} to "
             f"{time[-1].date()}), which leaves none to train on; give test=(start, end) covering "
             "part of the record")
-    train_ranges = _ranges(time, ~test_days)
+    train_ranges = mask_spans(time, ~test_days)
     target_all, target_name = _target(ds, use_truth)
     tvals = np.where(test_days[None, :], np.asarray(target_all.values), np.nan)
     if not np.isfinite(tvals).any():
@@ -1743,7 +1735,7 @@ def sparsity_sweep(
             except TimeError as err:
                 raise TimeError(
                     f"{err} (fit_kwargs for {m!r}: the sweep scores "
-                    f"{spans_text(_ranges(time, test_days))}, its test= or by default the last "
+                    f"{spans_text(mask_spans(time, test_days))}, its test= or by default the last "
                     "water years, which a fit's train= or val= must leave out)") from err
         for k in keep_list:
             for s in seed_list:
@@ -1783,7 +1775,7 @@ def sparsity_sweep(
         # is fit's defaults).
         out.attrs["fit_kwargs"] = json.dumps({m: kwargs_for(m) for m in defaults}, default=repr)
     out.attrs.update({
-        "by": by, "target": target_name, "test_period": json.dumps(_ranges(time, test_days)),
+        "by": by, "target": target_name, "test_period": json.dumps(mask_spans(time, test_days)),
         "history": _history(f"sparsity_sweep(methods={method_list!r}, keep={keep_list!r}, "
                             f"seeds={seed_list!r}, by={by!r})"),
     })

@@ -1288,6 +1288,18 @@ def to_netcdf_safe(
                   final, overwrite, compute, lazy=_is_dask(obj))
 
 
+def _as_dataset(obj: object, writer: str) -> xr.Dataset:
+    """``obj`` as the Dataset ``writer`` writes: a DataArray as the variable of its name."""
+    if isinstance(obj, xr.DataArray):
+        if obj.name is None:
+            raise ParameterError(f"{writer} writes a DataArray as the variable of its name, and "
+                                 "this one has none; give it one with da.rename('name')")
+        return obj.to_dataset()
+    if not isinstance(obj, xr.Dataset):
+        raise ParameterError(f"{writer} writes an xarray Dataset or DataArray, got {type(obj).__name__}")
+    return obj
+
+
 def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool = False, *,
                  compute: bool = True, **kwargs: Any) -> Path | Delayed:
     """Write ``ds`` to the zarr store ``path`` atomically, never over its own source.
@@ -1349,13 +1361,7 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
     >>> xr.open_zarr(target, consolidated=False)["a"].values.tolist()
     [1.0, 2.0, 3.0, 4.0]
     """
-    if isinstance(ds, xr.DataArray):
-        if ds.name is None:
-            raise ParameterError("to_zarr_safe writes a DataArray as the variable of its name, and "
-                                 "this one has none; give it one with da.rename('name')")
-        ds = ds.to_dataset()
-    if not isinstance(ds, xr.Dataset):
-        raise ParameterError(f"to_zarr_safe writes an xarray Dataset or DataArray, got {type(ds).__name__}")
+    ds = _as_dataset(ds, "to_zarr_safe")
     if kwargs.get("mode") == "w" and kwargs.get("append_dim") is None and kwargs.get("region") is None:
         raise ParameterError(
             "to_zarr_safe takes no mode: it always writes a whole new store, and mode='w' (replace "
@@ -1482,13 +1488,7 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
     if not final.is_dir() or not any(os.path.lexists(final / m) for m in _ZARR_MARKERS):
         raise ParameterError(f"{str(final)!r} is not an existing zarr store; write the first piece "
                              "with xmsgl.io.to_zarr_safe(piece, path), then append the others")
-    if isinstance(piece, xr.DataArray):
-        if piece.name is None:
-            raise ParameterError("append_zarr writes a DataArray as the variable of its name, and "
-                                 "this one has none; give it one with da.rename('name')")
-        piece = piece.to_dataset()
-    if not isinstance(piece, xr.Dataset):
-        raise ParameterError(f"append_zarr writes an xarray Dataset or DataArray, got {type(piece).__name__}")
+    piece = _as_dataset(piece, "append_zarr")
     _refuse_source(piece, final)
     with _append_lock(final):
         try:

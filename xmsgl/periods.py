@@ -194,6 +194,20 @@ def spans_text(spans: Any) -> str:
     return ", ".join(f"{a}/{b}" for a, b in spans)
 
 
+def mask_spans(time: pd.DatetimeIndex, mask: np.ndarray) -> list[tuple[str, str]]:
+    """Contiguous runs of ``mask`` as (first, last) date strings (ends included).
+
+    Examples
+    --------
+    >>> t = pd.date_range("2001-01-01", periods=6)
+    >>> mask_spans(t, np.array([1, 1, 0, 0, 1, 0], dtype=bool))
+    [('2001-01-01', '2001-01-02'), ('2001-01-05', '2001-01-05')]
+    """
+    edges = np.diff(np.concatenate([[0], np.asarray(mask).astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(str(time[int(a)].date()), str(time[int(b) - 1].date())) for a, b in zip(starts, ends)]
+
+
 def period_mask(time: pd.DatetimeIndex, period: Any, name: str = "period") -> np.ndarray:
     """Boolean mask of the days of ``time`` inside ``period`` (ends included)."""
     return bounds_mask(time, period_list(period, name))

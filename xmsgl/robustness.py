@@ -74,7 +74,7 @@ from xmsgl.exceptions import (
     check_flag,
     user_stacklevel,
 )
-from xmsgl.periods import period_mask, select_days, spans_text
+from xmsgl.periods import mask_spans, period_mask, select_days, spans_text
 
 if TYPE_CHECKING:
     from xmsgl.baselines import BaselineModel
@@ -913,7 +913,7 @@ def robustness(
     >>> dict(rob.d_rmse.sizes)
     {'check': 2, 'level': 2}
     """
-    from xmsgl.evaluate import _ranges, evaluate
+    from xmsgl.evaluate import evaluate
 
     expect_dataset(ds)
     check_count("n_draws", n_draws)
@@ -1045,7 +1045,7 @@ def robustness(
     out.attrs.update({
         "method": str(getattr(fitted, "method", "?")),
         "scored_period": list(period),
-        "scored_days": spans_text(_ranges(times, scored)),
+        "scored_days": spans_text(mask_spans(times, scored)),
         "truth": truth_name,
         "n_draws": int(n_draws),
         "seed": int(seed),

@@ -307,7 +307,7 @@ class GRUModel(BaselineModel):
         """
         from xmsgl.coverage import static_extrapolation
         from xmsgl.downscale import _time_gaps, short_warmup
-        from xmsgl.periods import select_days, spans_text
+        from xmsgl.periods import mask_spans, select_days, spans_text
 
         # The model was fitted on the validated dataset (temperatures in K or degF
         # converted to degC), so the inputs are read from the validated copy too;
@@ -387,7 +387,7 @@ class GRUModel(BaselineModel):
                 # As downscale's line for the networks: the days returned, the method,
                 # the model, the device (the GRU runs on the CPU) and the windows.
                 "history": f"{now} UTC: xmsgl {_version()} downscale(method='gru', scale='reach', "
-                           f"time={_runs_text(times, idx)}, model "
+                           f"time={spans_text(mask_spans(times, tmask))}, model "
                            f"sha256={self.sha256[:16]}, device='cpu', spinup={spinup}, "
                            f"chunk={int(hp.get('chunk', 365))})",
             },
@@ -412,19 +412,6 @@ class GRUModel(BaselineModel):
         path, self.config, digest = save_network(path, self.net, config, overwrite, what="baseline")
         self._weights.remember(self.net, digest)
         return path
-
-
-def _runs_text(times: pd.DatetimeIndex, idx: np.ndarray) -> str:
-    """The days ``times[idx]`` as runs of consecutive rows, ``first/last`` each.
-
-    Examples
-    --------
-    >>> t = pd.date_range("2001-01-01", periods=10)
-    >>> _runs_text(t, np.array([0, 1, 2, 7, 8]))
-    '2001-01-01/2001-01-03, 2001-01-08/2001-01-09'
-    """
-    cuts = np.flatnonzero(np.diff(idx) != 1) + 1
-    return ", ".join(f"{times[run[0]].date()}/{times[run[-1]].date()}" for run in np.split(idx, cuts))
 
 
 def load_gru(path: str | os.PathLike[str]) -> GRUModel:
