@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -351,6 +352,52 @@ def test_downscale_appends_to_the_inputs_history_and_writes_its_own_bounds(
     # In memory too: the output on (reach, time) carries no time_bnds.
     pred = xr.load_dataset(src).msgl.downscale(xmsgl.load(model_dir), device="cpu")
     assert "bounds" not in pred["time"].attrs
+
+
+def test_output_dataset_gives_python_the_file_the_command_writes(files: dict[str, str], model_dir: str,
+                                                                 tmp_path) -> None:
+    from xmsgl.convention import output_dataset
+    from xmsgl.exceptions import ParameterError
+    from xmsgl.io import to_netcdf_safe
+
+    ds = xr.load_dataset(files["nc"])
+    ds.attrs.update(history="2001-01-01 made by hand", featureType="timeSeries")
+    ds["reach"].attrs["cf_role"] = "timeseries_id"
+    src, cli_out = tmp_path / "in.nc", tmp_path / "cli.nc"
+    ds.to_netcdf(src)
+    assert main(["downscale", model_dir, str(src), str(cli_out), "--time", "2002-10-01", "2003-03-31"]) == 0
+    read = xr.open_dataset(src, chunks={})  # lazy, as a Pangeo user reads
+    pred = read.msgl.downscale(xmsgl.load(model_dir), time=("2002-10-01", "2003-03-31"), device="cpu")
+    out = output_dataset(pred, read)
+    assert out["reach_temp_pred"].chunks is not None  # nothing computed
+    assert "Conventions" not in pred.attrs and "bounds" not in pred["time"].attrs  # pred unchanged
+    py_out = to_netcdf_safe(out, tmp_path / "py.nc")
+    with xr.open_dataset(cli_out) as a, xr.open_dataset(py_out) as b:
+        def same(attrs: dict) -> dict:  # but when it ran, to the second
+            return {k: re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "T", v) if k == "history" else v
+                    for k, v in attrs.items() if k not in ("date_created", "source")}
+
+        assert same(b.attrs) == same(a.attrs)
+        assert b.attrs["history"].splitlines()[0] == "2001-01-01 made by hand"
+        assert b.attrs["featureType"] == "timeSeries" and b.attrs["title"].startswith("xmsgl downscale")
+        assert b.attrs["source"].startswith(str(src)) and xmsgl.load(model_dir).sha256 in b.attrs["source"]
+        for name in ("time", "time_bnds", "reach", "reach_temp_pred"):
+            assert same(b[name].attrs) == same(a[name].attrs), name
+        xr.testing.assert_allclose(a["reach_temp_pred"], b["reach_temp_pred"], atol=1e-5)
+        np.testing.assert_array_equal(a["time_bnds"].values, b["time_bnds"].values)
+    # Both scales in one file: each prediction's history line, once.
+    seg = read.msgl.downscale(xmsgl.load(model_dir), scale="seg", time=("2002-10-01", "2003-03-31"),
+                              device="cpu")
+    both = output_dataset(xr.Dataset({str(pred.name): pred, str(seg.name): seg}), source="both scales")
+    lines = both.attrs["history"].splitlines()
+    assert len(lines) == 2 and "scale='seg'" in lines[1] and both.attrs["source"] == "both scales"
+    assert "featureType" not in both.attrs  # no input named one
+    with pytest.raises(ParameterError, match="rename"):
+        output_dataset(pred.rename(None))
+    with pytest.raises(ParameterError, match="got ndarray"):
+        output_dataset(pred.values)
+    with pytest.raises(ParameterError, match="ds must be the Dataset"):
+        output_dataset(pred, files["nc"])
 
 
 def test_coverage_prints_and_writes_what_coverage_returns(files: dict[str, str], model_dir: str, tmp_path,

@@ -9,6 +9,7 @@ import re
 import warnings
 
 import pytest
+import xarray as xr
 
 import xmsgl
 from tests.conftest import ROOT
@@ -59,6 +60,8 @@ def test_readme_example_runs(tmp_path, monkeypatch) -> None:  # type: ignore[no-
     pred = namespace["pred"]
     assert pred.dims == ("reach", "time") and pred.attrs["units"] == "degC"  # type: ignore[attr-defined]
     assert (tmp_path / "my-model" / "config.json").exists()
+    with xr.open_dataset(tmp_path / "stream-temp.nc") as written:
+        assert written.attrs["Conventions"].startswith("CF-") and written["time"].attrs["bounds"] == "time_bnds"
 
 
 def _modules() -> list[str]:

@@ -55,7 +55,7 @@ import re
 import shlex
 import sys
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -312,31 +312,6 @@ def _merge_steps(out: Any, steps: dict[str, Any]) -> Any:
     merged = xr.merge([out, *parts], combine_attrs="override")
     merged.attrs = {**attrs, "history": "\n".join(line for line in lines if line)}
     return merged
-
-
-def _json_attrs(ds: Any) -> Any:
-    """``ds`` with attributes netCDF cannot hold (lists, dicts, None, booleans) as JSON
-    text. Numbers stay numbers, numpy's included (a netCDF reader gives ``valid_min``
-    as ``np.int32`` and ``actual_range`` as an array), as do 1-D numeric arrays."""
-    import json
-
-    import numpy as np
-
-    def keep(v: Any) -> bool:
-        if isinstance(v, np.ndarray):
-            return v.ndim == 1 and v.dtype.kind in "iuf"
-        return isinstance(v, (str, int, float, np.integer, np.floating)) and not isinstance(v, bool)
-
-    def text(v: Any) -> str:
-        return json.dumps(v, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
-
-    def clean(attrs: dict[Any, Any]) -> dict[Any, Any]:
-        return {k: (v if keep(v) else text(v)) for k, v in attrs.items()}
-
-    ds.attrs = clean(ds.attrs)
-    for v in ds.variables.values():
-        v.attrs = clean(v.attrs)
-    return ds
 
 
 def _open_zarr(path: Path, lazy: bool, **options: Any) -> Any:
@@ -714,7 +689,7 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _downscale(args: argparse.Namespace) -> int:
-    from xmsgl.convention import CF_CONVENTIONS, cf_coordinate_attrs, daily_time_bounds
+    from xmsgl.convention import output_dataset
     from xmsgl.io import append_zarr, compressed_encoding, to_netcdf_safe, to_zarr_safe
 
     time = _period("--time", args.time)
@@ -761,17 +736,8 @@ def _downscale(args: argparse.Namespace) -> int:
                                      reach_chunk=args.reach_chunk)
         except XmsglError as err:
             raise type(err)(f"DATA {args.data!r}: {err}") from err  # main() words it for the CLI
-        result = pred.to_dataset()
-        # The input's history goes on, this step appended (CF: a filter appends its
-        # own line to the history of the file it read).
-        prior = str(ds.attrs.get("history", "")).rstrip("\n")
-        step = str(pred.attrs.get("history", ""))
-        result.attrs = {"title": f"xmsgl downscale: {pred.attrs.get('long_name', pred.name)}",
-                        "Conventions": CF_CONVENTIONS,
-                        "history": f"{prior}\n{step}" if prior else step,
-                        "source": _source(args),
-                        **_discovery_attrs(pred, ds.attrs)}
-        result = _json_attrs(cf_coordinate_attrs(daily_time_bounds(result)))
+        # The input's history goes on, this step appended; CF and catalog attributes.
+        result = output_dataset(pred, ds, source=_source(args))
         try:
             # DATA is read lazily, block by block, while the result is written: a chunk
             # it cannot decode fails here, not when it was opened.
@@ -811,26 +777,6 @@ def _downscale(args: argparse.Namespace) -> int:
     print(f"{'appended to' if args.append else 'wrote'} {out} ({pred.name}: {dims}, "
           f"{pred.attrs.get('units', '')}; {model.method} on {device})")
     return 0
-
-
-def _discovery_attrs(pred: Any, source_attrs: Mapping[Any, Any]) -> dict[str, str]:
-    """Global attributes a data catalog (ACDD) reads, from what is known: when the file
-    was made, the days it covers, and the input's ``featureType`` (CF discrete sampling
-    geometry) where it names one and the output's nodes carry their ``cf_role``."""
-    import datetime
-
-    import pandas as pd
-
-    days = pd.DatetimeIndex(pred["time"].values) if pred["time"].dtype.kind == "M" else None
-    out = {"date_created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    if days is not None and len(days):
-        out["time_coverage_start"] = days[0].strftime("%Y-%m-%d")
-        out["time_coverage_end"] = (days[-1] + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
-    # A discrete sampling geometry needs its instance variable (cf_role) in the file too.
-    if source_attrs.get("featureType") and any(pred[d].attrs.get("cf_role") for d in pred.dims
-                                               if d in pred.coords):
-        out["featureType"] = str(source_attrs["featureType"])
-    return out
 
 
 def _append_output(args: argparse.Namespace, zarr: bool) -> Path:
@@ -1160,13 +1106,13 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
     out.attrs["data"] = source
     out.attrs["command"] = "xmsgl " + shlex.join(args.argv)  # quoted: it can be run again
     import xmsgl
-    from xmsgl.convention import CF_CONVENTIONS
+    from xmsgl.convention import CF_CONVENTIONS, json_safe_attrs
 
     out.attrs.update({"title": "xmsgl evaluate: test scores of downscaling methods",
                       "Conventions": CF_CONVENTIONS, "source": f"xmsgl {xmsgl.__version__} evaluate"})
     # CF: coordinate variables hold no missing values (xarray gives floats a NaN fill).
     fill = {str(c): {"_FillValue": None} for c in out.coords if out[c].dtype.kind == "f"}
-    to_netcdf_safe(_json_attrs(out), out_path, overwrite=args.overwrite, encoding=fill)
+    to_netcdf_safe(json_safe_attrs(out), out_path, overwrite=args.overwrite, encoding=fill)
     mean = sweep["rmse"].mean("seed")
     keep = [float(k) for k in sweep["keep"].values]
     width = max(len("method"), *(len(m) for m in args.methods)) + 2
@@ -1398,7 +1344,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _coverage(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from xmsgl.convention import CF_CONVENTIONS, cf_coordinate_attrs
+    from xmsgl.convention import CF_CONVENTIONS, cf_coordinate_attrs, json_safe_attrs
     from xmsgl.coverage import coverage, judges
     from xmsgl.io import to_netcdf_safe
 
@@ -1455,7 +1401,7 @@ def _coverage(args: argparse.Namespace) -> int:
                              "history": f"{prior}\n{step}" if prior else step,
                              "source": _source(args)})
         try:
-            to_netcdf_safe(_json_attrs(cf_coordinate_attrs(result)), out, overwrite=args.overwrite)
+            to_netcdf_safe(json_safe_attrs(cf_coordinate_attrs(result)), out, overwrite=args.overwrite)
         except OSError as err:
             raise OSError(err.errno, f"--out {args.out!r} cannot be written "
                                      f"({err.strerror or err}); nothing was written") from err

@@ -51,6 +51,7 @@ import xarray as xr
 
 from xmsgl.exceptions import (
     DataError,
+    ParameterError,
     SchemaError,
     TimeError,
     TopologyError,
@@ -83,6 +84,8 @@ __all__ = [
     "topology_arrays",
     "Topology",
     "daily_time_bounds",
+    "cf_coordinate_attrs",
+    "output_dataset",
 ]
 
 SEG = "seg"
@@ -1764,6 +1767,114 @@ def cf_coordinate_attrs(ds: xr.Dataset) -> xr.Dataset:
         if name in out.coords:
             out[name].attrs = {**attrs, **out[name].attrs}
     return out
+
+
+def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None, *,
+                   source: str | None = None) -> xr.Dataset:
+    """The file ``xmsgl downscale`` writes, from a prediction made in Python.
+
+    ``pred`` is what ``ds.msgl.downscale`` returns (a Dataset of several such, the
+    reach and segment predictions say, works too); ``ds`` the dataset it was
+    downscaled from. The result carries, as the command's output does:
+
+    * CF: ``Conventions``, time bounds for daily means (:func:`daily_time_bounds`),
+      ``time`` as the time axis and the ids' ``long_name`` (:func:`cf_coordinate_attrs`);
+    * ``title``, and ``history``: ``ds``'s lines, then the prediction's;
+    * ``source``: as given, else ``ds``'s file (when it was read from one) and the
+      model's sha256;
+    * what a catalog reads (ACDD): ``date_created``, ``time_coverage_start`` and
+      ``_end`` (the end of the last day), and ``ds``'s ``featureType`` where the
+      output's nodes carry a ``cf_role``;
+    * attributes netCDF cannot hold (lists, dicts, booleans, None) as JSON text.
+
+    Nothing is computed: a dask-backed prediction stays lazy. Write the result with
+    :func:`xmsgl.io.to_netcdf_safe` or :func:`xmsgl.io.to_zarr_safe`.
+
+    Raises
+    ------
+    ParameterError
+        When ``pred`` is not a DataArray with a name or a Dataset, or ``ds`` is not a
+        Dataset.
+
+    Examples
+    --------
+    >>> import pandas as pd, xarray as xr
+    >>> pred = xr.DataArray([[10.5, 11.0]], dims=("reach", "time"), name="reach_temp_pred",
+    ...                     coords={"reach": [7], "time": pd.date_range("2001-06-01", periods=2)},
+    ...                     attrs={"units": "degC", "long_name": "water temperature", "history": "made"})
+    >>> out = output_dataset(pred, source="a test")
+    >>> out.attrs["Conventions"], out.attrs["time_coverage_end"], out["time"].attrs["bounds"]
+    ('CF-1.11', '2001-06-03', 'time_bnds')
+    """
+    import datetime
+
+    if isinstance(pred, xr.DataArray):
+        if pred.name is None:
+            raise ParameterError("output_dataset: pred has no name; give it one with "
+                                 "pred.rename('reach_temp_pred')")
+        first = pred
+        result = pred.to_dataset()
+    elif isinstance(pred, xr.Dataset) and pred.data_vars:
+        first = next(iter(pred.data_vars.values()))
+        result = pred.copy()
+    else:
+        raise ParameterError("output_dataset: pred must be what ds.msgl.downscale returns (a "
+                             f"named DataArray) or a Dataset of such, got {type(pred).__name__}")
+    if ds is not None and not isinstance(ds, xr.Dataset):
+        raise ParameterError(f"output_dataset: ds must be the Dataset pred was downscaled from, "
+                             f"got {type(ds).__name__}")
+    inputs: Mapping[Any, Any] = ds.attrs if ds is not None else {}
+    # CF: a step appends its line to the history of what it read; one line per step.
+    lines = [str(inputs.get("history", "")).rstrip("\n")]
+    for var in result.data_vars.values():
+        line = str(var.attrs.get("history", ""))
+        if line and line not in lines:
+            lines.append(line)
+    if source is None:
+        read_from = ds.encoding.get("source") if ds is not None else None
+        model = f"the model of sha256 {first.attrs.get('xmsgl_model_sha256', 'unknown')}"
+        source = f"{read_from} with {model}" if read_from else f"xmsgl, {model}"
+    attrs: dict[str, Any] = {"title": f"xmsgl downscale: {first.attrs.get('long_name', first.name)}",
+                             "Conventions": CF_CONVENTIONS,
+                             "history": "\n".join(line for line in lines if line),
+                             "source": str(source),
+                             "date_created": datetime.datetime.now(datetime.timezone.utc).strftime(
+                                 "%Y-%m-%dT%H:%M:%SZ")}
+    if TIME in result.coords and result[TIME].ndim == 1 and result.sizes[TIME]:
+        if result[TIME].dtype.kind == "M":
+            days = pd.DatetimeIndex(result[TIME].values)
+            attrs["time_coverage_start"] = days[0].strftime("%Y-%m-%d")
+            attrs["time_coverage_end"] = (days[-1] + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    # A discrete sampling geometry needs its instance variable (cf_role) in the file too.
+    if inputs.get("featureType") and any(result[d].attrs.get("cf_role") for d in result.dims
+                                         if d in result.coords):
+        attrs["featureType"] = str(inputs["featureType"])
+    result.attrs = attrs
+    return json_safe_attrs(cf_coordinate_attrs(daily_time_bounds(result)))
+
+
+def json_safe_attrs(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with the attributes netCDF cannot hold (lists, dicts, None, booleans) as
+    JSON text, on the dataset and every variable. Numbers stay numbers, numpy's included
+    (a netCDF reader gives ``valid_min`` as ``np.int32`` and ``actual_range`` as an
+    array), as do 1-D numeric arrays. ``ds`` is changed in place and returned."""
+    import json
+
+    def keep(v: Any) -> bool:
+        if isinstance(v, np.ndarray):
+            return v.ndim == 1 and v.dtype.kind in "iuf"
+        return isinstance(v, (str, int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+    def text(v: Any) -> str:
+        return json.dumps(v, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+
+    def clean(attrs: dict[Any, Any]) -> dict[Any, Any]:
+        return {k: (v if keep(v) else text(v)) for k, v in attrs.items()}
+
+    ds.attrs = clean(ds.attrs)
+    for v in ds.variables.values():
+        v.attrs = clean(v.attrs)
+    return ds
 
 
 def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:
