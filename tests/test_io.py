@@ -634,6 +634,36 @@ def test_concurrent_saves_leave_one_model_and_no_old_copies(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("exchange", [True, False])
+def test_a_save_without_overwrite_never_replaces_a_model_saved_meanwhile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool) -> None:
+    # Two saves to one new path at once, overwrite=False: both found nothing there, and
+    # the second silently replaced the first's model (16 of 20 rounds in a review).
+    import xmsgl.io as io_module
+
+    if not exchange:
+        _no_exchange(monkeypatch)
+    target = tmp_path / "m"
+    theirs = {"config.json": b'{"format": "xmsgl-model", "id": "theirs"}', "weights.pt": b"1"}
+    ours = {"config.json": b'{"format": "xmsgl-model", "id": "ours"}', "weights.pt": b"2"}
+    real_prepare = io_module._prepare
+
+    def another_save_lands_first(final: Path, overwrite: bool) -> Path:
+        monkeypatch.setattr(io_module, "_prepare", real_prepare)
+        write_model_folder(target, theirs)  # after our check, before our rename
+        return real_prepare(final, overwrite=overwrite)
+
+    monkeypatch.setattr(io_module, "_prepare", another_save_lands_first)
+    same = lambda config: config.get("id") == "ours"  # noqa: E731
+    with pytest.raises(ParameterError, match="holds another saved model"):
+        write_model_folder(target, ours, overwrite=False, same=same)
+    assert (target / "weights.pt").read_bytes() == b"1" and leftovers(tmp_path) == []
+    # The same model found there is replaced, as without the race.
+    write_model_folder(target, {**ours, "weights.pt": b"3"}, overwrite=False,
+                       same=lambda config: config.get("id") == "theirs")
+    assert (target / "weights.pt").read_bytes() == b"3"
+
+
+@pytest.mark.parametrize("exchange", [True, False])
 def test_an_old_folder_that_cannot_be_deleted_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        exchange: bool) -> None:
     import xmsgl.io as io_module

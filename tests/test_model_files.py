@@ -61,6 +61,51 @@ def test_tampered_weights_are_refused(saved: Path) -> None:
         load(saved)
 
 
+def test_load_leaves_the_callers_random_stream_alone(saved: Path) -> None:
+    # Building the network drew its starting weights from torch's global stream.
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    load(saved)
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("kind", ["network", "baseline"])
+def test_a_folder_replaced_while_it_is_read_is_read_again(saved: Path, model: Downscaler, basin: xr.Dataset,
+                                                          monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    # A colleague's save(overwrite=True) between the reads of config.json and the
+    # weights: the pair did not match, and the load failed as "stale or modified".
+    from xmsgl.baselines import fit_baseline
+
+    if kind == "baseline":
+        first, second = fit_baseline(basin, "climatology"), fit_baseline(basin, "mohseni")
+        saved = first.save(saved.parent / "b.xmsgl")
+    else:
+        first, second = model, fit(basin, method="msgl", seed=1, **FAST)
+    swaps: list[object] = []
+    real_open, real_read_bytes = open, Path.read_bytes
+
+    def swap(file: object) -> None:
+        if str(file).endswith(("weights.pt", "arrays.npz")) and str(file).startswith(str(saved)) \
+                and not swaps:  # config.json was read; the folder changes under the reader
+            swaps.append(file)
+            second.save(saved, overwrite=True)
+
+    def opening(file: object, *args: object, **kwargs: object) -> object:
+        swap(file)
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    def reading(self: Path) -> bytes:
+        swap(self)
+        return real_read_bytes(self)
+
+    monkeypatch.setattr("builtins.open", opening)
+    monkeypatch.setattr(Path, "read_bytes", reading)
+    got = xmsgl.load(saved)
+    assert len(swaps) == 1  # the folder was replaced mid-read
+    assert (got.sha256 == second.sha256) if kind == "network" else (got.method == second.method), got
+
+
 def test_truncated_weights_are_refused(saved: Path) -> None:
     w = saved / "weights.pt"
     w.write_bytes(w.read_bytes()[:100])

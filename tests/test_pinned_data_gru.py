@@ -203,6 +203,19 @@ def test_load_gru_refuses_another_format(gru_model, tmp_path: Path) -> None:
         load_gru(path)
 
 
+def test_loading_a_gru_leaves_the_callers_random_stream_alone(gru_model, tmp_path: Path) -> None:
+    import torch
+
+    import xmsgl
+
+    path = gru_model.save(tmp_path / "gru.xmsgl")
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    assert xmsgl.load(path).weights_sha256 == gru_model.weights_sha256
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_gru_output_lists_its_days_short_of_warm_up(gru_basin: xr.Dataset, gru_model) -> None:
     import warnings
 

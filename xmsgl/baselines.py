@@ -89,7 +89,7 @@ from xmsgl.exceptions import (
     format_ids,
     user_stacklevel,
 )
-from xmsgl.io import model_path, write_model_folder
+from xmsgl.io import model_path, read_saved_folder, write_model_folder
 from xmsgl.periods import period_mask, select_days, spans_text, split_periods, whole_water_years
 
 __all__ = ["BASELINES", "BaselineModel", "fit_baseline", "load_baseline", "default_train_period"]
@@ -640,9 +640,13 @@ def load_baseline(path: str | os.PathLike[str]) -> BaselineModel:
     >>> load_baseline(folder).method
     'climatology'
     """
+    # Read again where another process replaced the folder meanwhile.
+    return read_saved_folder(model_path(path), _read_baseline)
+
+
+def _read_baseline(path: Path) -> BaselineModel:
     import zipfile
 
-    path = model_path(path)
     try:
         with open(path / CONFIG) as f:
             config = json.load(f)

@@ -62,7 +62,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import xarray as xr
 
@@ -75,6 +75,7 @@ __all__ = ["append_zarr", "atomic_write", "compressed_encoding", "output_folder"
            "to_zarr_safe", "write_model_folder"]
 
 PathLike = str | os.PathLike[str]
+_T = TypeVar("_T")
 
 
 def _remove(path: Path) -> None:
@@ -417,6 +418,23 @@ def _saved_config(folder: Path) -> dict[str, Any] | None:
     return config if isinstance(config, dict) else None
 
 
+def _refuse_another_model(final: Path, folder: Path, what: str,
+                          same: Callable[[dict[str, Any]], bool] | None) -> None:
+    """Refuse to replace, without ``overwrite``, the saved folder ``folder`` (at
+    ``final``, or moved aside from it) unless it holds the same model, ``same`` of its
+    ``config.json`` being true."""
+    old = _saved_config(folder)
+    if old is not None and same is not None and same(old):
+        return
+    said = "" if old is None else f" (method {old.get('method')!r}, created {old.get('created', '?')})"
+    # Named by what is there, not by what is being saved.
+    there = {"xmsgl-model": "model", "xmsgl-gru": "baseline",
+             "xmsgl-baseline": "baseline"}.get(str((old or {}).get("format")), what)
+    raise ParameterError(
+        f"{str(final)!r} holds another saved {there}{said}, which outputs may cite by its "
+        f"sha256; pass overwrite=True to replace it, or save to another folder")
+
+
 def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "model",
                        overwrite: bool = True,
                        same: Callable[[dict[str, Any]], bool] | None = None) -> Path:
@@ -450,20 +468,14 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
     final = model_path(path)
     _refuse_model_folder(final, what)
     if not overwrite and os.path.lexists(final):
-        old = _saved_config(final)
-        if old is None or same is None or not same(old):
-            said = ("" if old is None else
-                    f" (method {old.get('method')!r}, created {old.get('created', '?')})")
-            # Named by what is there, not by what is being saved.
-            there = {"xmsgl-model": "model", "xmsgl-gru": "baseline",
-                     "xmsgl-baseline": "baseline"}.get(str((old or {}).get("format")), what)
-            raise ParameterError(
-                f"{str(final)!r} holds another saved {there}{said}, which outputs may cite by its "
-                f"sha256; pass overwrite=True to replace it, or save to another folder")
-    # The same check, on the old folder after it is moved aside: another process
-    # may have put something at the path while the new folder was being written.
+        _refuse_another_model(final, final, what, same)
+    # The same checks, on the old folder after it is moved aside: another process
+    # may have put something at the path while the new folder was being written
+    # (two saves to one path at once: the second finds the first's model there).
     def replaceable(old: Path) -> None:
         _refuse_model_folder(final, what, found=old)
+        if not overwrite:
+            _refuse_another_model(final, old, what, same)
 
     made = _missing_folders(output_path(final))
     tmp = _prepare(output_path(final), overwrite=True)
@@ -652,6 +664,22 @@ def _renameat2() -> Callable[..., int] | None:
 
 _AT_FDCWD, _RENAME_EXCHANGE = -100, 2
 _RENAMEAT2: list[Callable[..., int] | None] = []
+
+
+def read_saved_folder(path: Path, read: Callable[[Path], _T]) -> _T:
+    """``read(path)``, run again where it failed because another process replaced the
+    saved folder at ``path`` while it read (a save with ``overwrite=True``): the
+    ``config.json`` of one save and the weights of the next do not match, or a file
+    was deleted with the old folder. The folder's entry is compared before and after
+    the read; a failure where it is the same, or a third failure, is raised as it is."""
+    for attempt in range(3):
+        before = _identity(path)
+        try:
+            return read(path)
+        except XmsglError:
+            if attempt == 2 or before is None or _identity(path) == before:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

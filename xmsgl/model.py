@@ -84,7 +84,7 @@ from xmsgl.exceptions import (
     format_ids,
     user_stacklevel,
 )
-from xmsgl.io import model_path
+from xmsgl.io import model_path, read_saved_folder
 from xmsgl.nn import MSGLNet
 from xmsgl.nn.dmsge import LEGACY_DYNAMIC_DAYS
 from xmsgl.nn.dmsge import backbone_options as dmsge_options
@@ -287,9 +287,14 @@ class Downscaler:
         return path
 
     @classmethod
+    @keeps_torch_rng  # the network's starting weights, replaced by the saved ones
     def load(cls, path: str | os.PathLike[str]) -> Downscaler:
         """Read a model written by :meth:`save`; see :func:`load`."""
-        path = model_path(path)
+        # Read again where another process replaced the folder meanwhile.
+        return read_saved_folder(model_path(path), cls._read)
+
+    @classmethod
+    def _read(cls, path: Path) -> Downscaler:
         cfg_file, config = _read_config(path)
         if config.get("format") != FORMAT or not known_format_version(config, FORMAT_VERSION):
             other = {"xmsgl-baseline": "a baseline", "xmsgl-gru": "the per-reach GRU"}.get(

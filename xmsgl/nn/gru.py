@@ -66,7 +66,7 @@ from xmsgl.exceptions import (
     check_flag,
     user_stacklevel,
 )
-from xmsgl.io import model_path
+from xmsgl.io import model_path, read_saved_folder
 from xmsgl.nn.weights import (
     CONFIG,
     WeightsDigest,
@@ -431,7 +431,12 @@ def load_gru(path: str | os.PathLike[str]) -> GRUModel:
     >>> import xmsgl
     >>> model = xmsgl.load("gru.xmsgl")  # doctest: +SKIP
     """
-    path = model_path(path)
+    # Read again where another process replaced the folder meanwhile.
+    return read_saved_folder(model_path(path), _read_gru)
+
+
+@keeps_torch_rng  # the network's starting weights, replaced by the saved ones
+def _read_gru(path: Path) -> GRUModel:
     cfg_file = path / CONFIG
     try:
         config = json.loads(cfg_file.read_text(encoding="utf-8"))
