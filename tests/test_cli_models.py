@@ -877,6 +877,51 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(
     assert sorted(p.name for p in locked.iterdir()) == []
 
 
+def test_a_demo_folder_or_a_store_that_cannot_be_written_is_refused_before_any_work(
+        files: dict[str, str], model_dir: str, tmp_path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # The demo ran its fits in a read-only folder and failed at the end, exit 1; an
+    # append to a store another user owns failed after the downscale, with a bare
+    # PermissionError naming a chunk's temporary file.
+    import tempfile
+
+    from xmsgl.demo import run_demo
+    from xmsgl.exceptions import ParameterError
+    from xmsgl.io import append_zarr
+
+    store = tmp_path / "p.zarr"
+    assert main(["downscale", model_dir, files["nc"], str(store), "--time", "2002-10-01", "2002-10-31"]) == 0
+    locked = {tmp_path / "ro", store / "reach_temp_pred"}
+    (tmp_path / "ro").mkdir()
+    real = tempfile.mkstemp
+
+    def refuse(*args, **kwargs):
+        if Path(kwargs.get("dir", "")) in locked:
+            raise PermissionError(13, "Permission denied")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.setattr("xmsgl.cli._load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr("xmsgl.datasets.synthetic_basin", lambda *a, **k: pytest.fail("the demo ran"))
+    assert main(["demo", "--outdir", str(tmp_path / "ro" / "demo"), "--no-progress"]) == 2
+    assert "--outdir" in capsys.readouterr().err
+    with pytest.raises(ParameterError, match="outdir .*cannot be written .*Permission denied"):
+        run_demo(outdir=tmp_path / "ro" / "demo", progress=False)
+    assert main(["downscale", model_dir, files["nc"], str(store), "--time", "2002-11-01", "2002-11-30",
+                 "--append"]) == 2
+    err = capsys.readouterr().err
+    assert "--append: OUT" in err and "reach_temp_pred" in err and "nothing was appended" in err
+    before = xr.open_zarr(store).sizes["time"]
+    ds = xr.load_dataset(files["nc"])
+    monkeypatch.undo()
+    piece = ds.msgl.downscale(xmsgl.load(model_dir), time=("2002-11-01", "2002-11-30"), device="cpu")
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(ParameterError, match="cannot be written .*reach_temp_pred.*nothing was appended"):
+        append_zarr(piece, store)
+    assert xr.open_zarr(store).sizes["time"] == before == 31
+    assert sorted(p.name for p in (tmp_path / "ro").iterdir()) == []
+
+
 def test_outputs_record_paths_and_commands_that_work_again(
         files: dict[str, str], model_dir: str, tmp_path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -597,6 +597,56 @@ def test_unwritable_folder_names_the_way_it_was_chosen(tmp_path: Path, monkeypat
         drb.fetch_data(progress=False)
 
 
+def test_a_folder_pooch_cannot_write_is_a_typed_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # pooch itself words a read-only folder as a PermissionError without an errno: it
+    # came out as a bare OSError "[Errno None] ..." with no folder to choose.
+    def refuse_as_pooch_does(path: str) -> None:
+        raise PermissionError(f"[Errno 13] Permission denied: '{path}/tmpab' | Pooch could not write "
+                              f"to data cache folder '{path}'. Will not be able to download data files.")
+
+    monkeypatch.setattr(pooch.core, "make_local_storage", refuse_as_pooch_does)
+    monkeypatch.setenv("XMSGL_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataError, match="which cannot be written.*set XMSGL_DATA_DIR to a writable folder"):
+        drb.fetch(XWALK, progress=False)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_fetched_files_and_parsed_tables_follow_the_umask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          umask: int) -> None:
+    # A folder fetched for a group (xmsgl fetch-data into a shared XMSGL_DATA_DIR) held
+    # files of mode 0600, as did the parsed-table cache: readable by their owner alone.
+    body = b"a,b\n1,2\n"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    name = "test-share/table.csv"
+    monkeypatch.setitem(drb.POOCH.registry, name, "sha256:" + hashlib.sha256(body).hexdigest())
+    monkeypatch.setitem(drb.POOCH.urls, name, f"http://127.0.0.1:{server.server_address[1]}/table.csv")
+    before = os.umask(umask)
+    try:
+        got = drb.fetch(name, folder=tmp_path / "data", progress=False)
+        frame = drb._parsed(name, lambda p: pd.read_csv(p), tmp_path / "parsed", "t1",
+                            lambda n: drb.fetch(n, folder=tmp_path / "data", progress=False))
+    finally:
+        os.umask(before)
+        server.shutdown()
+        server.server_close()
+    assert got.read_bytes() == body and frame["b"].tolist() == [2]
+    assert got.stat().st_mode & 0o777 == 0o666 & ~umask
+    (table,) = (tmp_path / "parsed").iterdir()
+    assert table.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_a_data_folder_that_is_a_file_is_a_typed_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # XMSGL_DATA_DIR (or POOCH.path) naming a file, or a folder below one, gave a bare
     # NotADirectoryError; folder= was already checked.

@@ -69,7 +69,14 @@ from xmsgl.exceptions import (
     XmsglError,
     XmsglWarning,
 )
-from xmsgl.io import _refuse_inside_saved, _refuse_model_folder, output_folder, output_path
+from xmsgl.io import (
+    _refuse_inside_saved,
+    _refuse_model_folder,
+    output_folder,
+    output_path,
+    refuse_unwritable,
+    refuse_unwritable_store,
+)
 
 __all__ = ["main"]
 
@@ -573,28 +580,8 @@ def _new_output(value: str, option: str, overwrite: bool, sources: Sequence[tupl
     if os.path.lexists(out) and not overwrite:
         raise ParameterError(f"{option} {value!r} already exists; pass --overwrite to replace it, "
                              f"or choose another {option}")
-    _refuse_unwritable(out, value, option)
+    refuse_unwritable(out, value, option)
     return out
-
-
-def _refuse_unwritable(out: Path, value: str, option: str) -> None:
-    """Refuse, before any work, an output whose folder cannot be written: the writers
-    put a temporary entry beside it (in the nearest folder that exists, the others
-    made on the way), and found this only once a fit or a sweep was done. A probe
-    file is made there and removed at once: permissions alone do not tell (a
-    read-only file system, a root user)."""
-    import tempfile
-
-    folder = out.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".xmsgl-probe-")
-    except OSError as err:
-        raise ParameterError(f"{option} {value!r} cannot be written ({err.strerror or err} in "
-                             f"{str(folder)!r}); nothing was done: choose another {option}") from None
-    os.close(fd)
-    os.unlink(probe)
 
 
 def _names_a_folder(value: str) -> bool:
@@ -799,6 +786,10 @@ def _append_output(args: argparse.Namespace, zarr: bool) -> Path:
         if data is not None and (out.resolve() == data or out.resolve() in data.parents):
             raise ParameterError(f"--append: OUT {args.out!r} is or holds the {what} {src!r}; "
                                  "choose another OUT")
+    try:
+        refuse_unwritable_store(out)
+    except ParameterError as err:
+        raise ParameterError(f"--append: OUT {err}") from None
     return out
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from xmsgl.exceptions import ExtrapolationWarning, FewObservationsWarning, ParameterError, check_flag
-from xmsgl.io import atomic_write, compressed_encoding, output_folder
+from xmsgl.io import atomic_write, compressed_encoding, output_folder, refuse_unwritable
 
 __all__ = ["run_demo", "check_outdir", "DEMO_SETTINGS", "OUTPUTS"]
 
@@ -166,6 +166,8 @@ def check_outdir(outdir: str | Path, overwrite: bool, option: str = "outdir",
         raise ParameterError(f"{', '.join(map(repr, folders))} {'is a folder' if len(folders) == 1 else 'are folders'}, "
                              f"which the demo's output files cannot replace; remove "
                              f"{'it' if len(folders) == 1 else 'them'} or choose another {option}")
+    # Found before the fits, not once they are done (a read-only working folder).
+    refuse_unwritable(folder / OUTPUTS[0], str(outdir), option)
     return folder
 
 

@@ -666,6 +666,74 @@ _AT_FDCWD, _RENAME_EXCHANGE = -100, 2
 _RENAMEAT2: list[Callable[..., int] | None] = []
 
 
+def refuse_unwritable(out: Path, value: str, option: str) -> None:
+    """Refuse, before any work, an output whose folder cannot be written: the writers
+    put a temporary entry beside it (in the nearest folder that exists, the others
+    made on the way), and found this only once a fit or a sweep was done. A probe
+    file is made there and removed at once: permissions alone do not tell (a
+    read-only file system, a root user). ``value`` and ``option`` name the output as
+    the user gave it (``--out``, ``outdir``)."""
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    failed = _unwritable(folder)
+    if failed is not None:
+        raise ParameterError(f"{option} {value!r} cannot be written ({failed} in {str(folder)!r}); "
+                             f"nothing was done: choose another {option}")
+
+
+def refuse_unwritable_store(final: Path) -> None:
+    """Refuse to append to the zarr store ``final`` where a file cannot be made in its
+    folder or in one of its arrays' (an append writes chunks and metadata in both): a
+    store another user owns failed with a bare PermissionError once the piece was
+    computed, or as the mark that undoes a killed append was written."""
+    folders = [final, *sorted(p for p in final.iterdir() if p.is_dir() and not p.is_symlink())]
+    for folder in folders:
+        failed = _unwritable(folder)
+        if failed is not None:
+            raise ParameterError(f"{str(final)!r} cannot be written ({failed} in {str(folder)!r}); nothing "
+                                 "was appended: append as a user who may write the store, or to a copy of it")
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why a file cannot be made in ``folder`` (a probe, removed at once), or None."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".xmsgl-probe-")
+    except OSError as err:
+        return str(err.strerror or err)
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def give_new_file_mode(path: PathLike) -> None:
+    """Give the file ``path``, made through a temporary file (which ``tempfile`` creates
+    with mode 0600, readable by its owner alone), the mode a new file gets: 0666 less
+    the umask, so that a group sharing the folder can read it. Never raises: a file
+    another user made keeps its mode."""
+    try:
+        os.chmod(path, 0o666 & ~_umask())
+    except OSError:
+        pass
+
+
+def _umask() -> int:
+    """The process's umask: read from Linux's ``/proc``, else by setting it and back
+    (Python has no getter), which other threads could see for an instant."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def read_saved_folder(path: Path, read: Callable[[Path], _T]) -> _T:
     """``read(path)``, run again where it failed because another process replaced the
     saved folder at ``path`` while it read (a save with ``overwrite=True``): the
@@ -1518,6 +1586,7 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
                              "with xmsgl.io.to_zarr_safe(piece, path), then append the others")
     piece = _as_dataset(piece, "append_zarr")
     _refuse_source(piece, final)
+    refuse_unwritable_store(final)
     with _append_lock(final):
         try:
             group = zarr.open_group(str(final), mode="r+", use_consolidated=False)

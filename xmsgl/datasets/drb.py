@@ -58,7 +58,7 @@ from xmsgl.exceptions import (
     check_flag,
     format_ids,
 )
-from xmsgl.io import output_folder
+from xmsgl.io import give_new_file_mode, output_folder
 from xmsgl.options import progress_or_option
 from xmsgl.periods import period_bounds
 
@@ -431,7 +431,9 @@ def _download(name: str, url: str, known: str | None, where: _Where, existed: bo
     store.urls = POOCH.urls
     try:
         with _pooch_log(progress):
-            return Path(store.fetch(name, progressbar=progress))
+            fetched = Path(store.fetch(name, progressbar=progress))
+        give_new_file_mode(fetched)  # pooch's temporary file was its owner's alone
+        return fetched
     except requests.exceptions.RequestException as err:
         raise DownloadError(
             f"{name!r} is not in the data folder and could not be downloaded from {url} "
@@ -451,7 +453,10 @@ def _download(name: str, url: str, known: str | None, where: _Where, existed: bo
                 f"could not write {name!r} into the data folder {str(where.root)!r} "
                 f"({_ORIGIN_NOTE[where.origin]}): a file stands where a folder of its layout "
                 f"belongs ({err}); move that file away, or {_FOLDER_FIX[where.origin]}") from err
-        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        # pooch words a folder it cannot write as a PermissionError without an errno.
+        denied = err.errno in (errno.EACCES, errno.EPERM, errno.EROFS) or (
+            err.errno is None and isinstance(err, PermissionError))
+        if not denied:
             # A full disk, a lost network drive...: the system failed a valid request
             # (the command exits 1 for an OSError), and another folder is not the fix.
             raise OSError(err.errno, f"could not write {name!r} into the data folder "
@@ -543,6 +548,7 @@ def _parsed(name: str, parse: Callable[[Path], pd.DataFrame], cache_dir: Path | 
         os.close(fd)
         try:
             frame.to_parquet(tmp)
+            give_new_file_mode(tmp)  # mkstemp's 0600: a group sharing the cache reads it
             os.replace(tmp, target)
         finally:
             with contextlib.suppress(FileNotFoundError):
