@@ -615,6 +615,20 @@ def test_a_stride_longer_than_the_window_is_refused(basin: xr.Dataset) -> None:
     assert m.config["hyperparameters"]["stride"] == 60  # min(182, window)
 
 
+def test_one_device_spelled_two_ways_gives_one_model(basin: xr.Dataset) -> None:
+    # "cpu:0" was recorded as written, and the same weights had another sha256.
+    a = fit(basin, method="fine-only", seed=0, device="cpu", **FAST)
+    b = fit(basin, method="fine-only", seed=0, device=torch.device("cpu", 0), **FAST)
+    assert b.config["device"] == "cpu" and b.sha256 == a.sha256
+    # The GRU trains on any spelling of the CPU, and a name that is no device is said so.
+    gru = fit(basin, method="gru", seed=0, device="cpu:0", epochs=1, progress=False)
+    assert gru.config["device"] == "cpu"
+    with pytest.raises(ParameterError, match="'banana' is not a torch device"):
+        fit(basin, method="gru", device="banana", epochs=1, progress=False)
+    with pytest.raises(ParameterError, match="method 'gru' trains on the CPU only"):
+        fit(basin, method="gru", device="cuda:0", epochs=1, progress=False)
+
+
 def test_fit_leaves_the_callers_random_stream_alone(basin: xr.Dataset) -> None:
     # fit seeds torch for its own reproducibility; the caller's stream used to be reset.
     torch.manual_seed(123)

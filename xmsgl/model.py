@@ -89,6 +89,7 @@ from xmsgl.nn import MSGLNet
 from xmsgl.nn.dmsge import LEGACY_DYNAMIC_DAYS
 from xmsgl.nn.dmsge import backbone_options as dmsge_options
 from xmsgl.nn.msgl import BACKBONES, FINE_HEADS
+from xmsgl.nn.rgrn import releases_buffers
 from xmsgl.nn.weights import (
     CONFIG,
     WeightsDigest,
@@ -104,6 +105,7 @@ from xmsgl.train import (
     InputDays,
     ModelData,
     check_clip_grad_norm,
+    check_device_name,
     check_ema_decay,
     check_input_scaling,
     check_lr,
@@ -1055,6 +1057,7 @@ def fit(ds: xr.Dataset, method: str = "msgl", **kwargs: Any) -> Downscaler: ...
 
 @keeps_torch_rng
 @uses_thread_option
+@releases_buffers
 def fit(
     ds: xr.Dataset,
     method: str = "msgl",
@@ -1773,7 +1776,8 @@ def fit(
         "n_fine_train_obs": n_fine_train,
         "data": _data_record(ds, y_reach, y_seg, masks["train"] | masks["val"], stage_a_record),
         "seed": int(seed),
-        "device": str(dev),
+        # "cpu:0" and "cpu" are one device: the same fit, the same sha256.
+        "device": "cpu" if dev.type == "cpu" else str(dev),
         # Equal seeds give equal weights on the CPU with the same number of threads.
         "torch_threads": int(torch.get_num_threads()),
         "versions": _versions(),
@@ -2002,7 +2006,8 @@ def _fit_gru(args: dict[str, Any]) -> BaselineModel:
             "drop them; it takes train, val, test, epochs, hidden, lr, window, stride, batch_size, "
             "seed, clip_grad_norm and progress"
         )
-    if str(args["device"]) not in ("auto", "cpu"):
+    dev = check_device_name(args["device"])  # a name that is no device is refused as such
+    if dev is not None and dev.type != "cpu":
         raise ParameterError(f"device={args['device']!r}: method 'gru' trains on the CPU only; "
                              "use device='auto' or 'cpu'")
     check_gru_settings(epochs=args["epochs"], hidden=args["hidden"], lr=args["lr"],

@@ -17,13 +17,14 @@ state, which costs no copy.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import mmap
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,7 +33,9 @@ from torch import nn
 
 from xmsgl.exceptions import ParameterError
 
-__all__ = ["GraphRecurrent", "SparseGraph", "graph_product"]
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+__all__ = ["GraphRecurrent", "SparseGraph", "graph_product", "release_buffers"]
 
 
 class _SparseProduct(torch.autograd.Function):
@@ -911,5 +914,29 @@ def select_rows(x: torch.Tensor, dim: int, rows: torch.Tensor) -> torch.Tensor:
 
 
 def release_buffers() -> int:
-    """Drop the recurrence's free reusable buffers; returns the bytes dropped."""
+    """Drop the recurrence's free reusable buffers; returns the bytes dropped.
+
+    ``fit`` drops them when it returns. An in-memory ``downscale`` keeps those of its
+    largest call for the next one (a new block costs the system's zeroing of its
+    pages, about 15% of a call); a long-lived process (a notebook kernel, a service)
+    that is done downscaling calls this to give them back.
+
+    Examples
+    --------
+    >>> from xmsgl.nn.rgrn import release_buffers
+    >>> release_buffers() >= 0
+    True
+    """
     return _POOL.release()
+
+
+def releases_buffers(func: _F) -> _F:
+    """``func``, after which the recurrence's free buffers are dropped (a fit's hold a
+    window's activations: hundreds of MB that no later call of the process reuses)."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        finally:
+            release_buffers()
+    return cast(_F, wrapper)
