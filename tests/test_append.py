@@ -196,6 +196,55 @@ def test_a_second_append_at_once_is_refused(tmp_path: Path) -> None:
     append_zarr(days("2001-01-11", 3), store)
 
 
+def test_without_fcntl_the_store_is_locked_through_a_file_in_it(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # Windows has no fcntl: two appends at once ran there, repeating days in the store
+    # or undoing one that had said it was done. msvcrt's byte locks stand in for it;
+    # here a stand-in msvcrt whose locks are held by file (as Windows holds them).
+    import sys
+    import types
+
+    held: set[int] = set()
+
+    def locking(fd: int, mode: int, nbytes: int) -> None:
+        key = os.fstat(fd).st_ino
+        if mode == 1:  # LK_NBLCK
+            if key in held:
+                raise OSError(36, "Resource deadlock avoided")
+            held.add(key)
+        else:
+            held.discard(key)
+
+    fake = types.ModuleType("msvcrt")
+    fake.locking, fake.LK_NBLCK, fake.LK_UNLCK = locking, 1, 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # import fcntl fails, as on Windows
+    monkeypatch.setitem(sys.modules, "msvcrt", fake)
+    import xmsgl.io as io_module
+
+    store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
+    with io_module._append_lock(store):  # another append in progress
+        with pytest.raises(ParameterError, match="another process is appending to this store"):
+            append_zarr(days("2001-01-11", 3), store)
+    append_zarr(days("2001-01-11", 3), store)
+    assert held == set() and xr.open_zarr(store).sizes["time"] == 13
+
+
+def test_a_file_system_that_refuses_locks_is_said_and_the_append_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Some network mounts answer flock with ENOLCK: every append was refused as "another
+    # process is appending", which waiting never ends.
+    import errno
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(XmsglWarning, match="refused a lock .*No locks available.*without one"):
+        append_zarr(days("2001-01-11", 3), store)
+    assert xr.open_zarr(store).sizes["time"] == 13
+
+
 def test_downscaled_years_appended_match_the_pieces(half_year_basin: xr.Dataset, tmp_path: Path) -> None:
     """The CLI-like output of downscale (global attributes, bounds) grows month by month."""
     from xmsgl.model import fit

@@ -287,7 +287,7 @@ def test_evaluation_arguments_are_checked_before_work(basin: xr.Dataset, monkeyp
         cross_validate(basin, "climatology", folds=2, repeats=1, seeds=1, score="RMSE")
     assert calls == []
     truth = basin.reach_temp_true
-    with pytest.raises(xmsgl.exceptions.SchemaError, match="hot='bogus'"):
+    with pytest.raises(xmsgl.ParameterError, match="hot='bogus'"):
         xmsgl.evaluate.evaluate(truth, truth, hot="bogus")  # refused even without by='hot'
     days = truth.assign_coords(time=np.arange(truth.sizes["time"]))
     with pytest.raises(xmsgl.exceptions.SchemaError, match="by='season' needs dates"):

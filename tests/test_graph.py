@@ -289,8 +289,10 @@ def test_km_lengths_are_converted() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"weighting": "gaussian"}, SchemaError, r"weighting='gaussian'.*'msgl', 'adjacency'"),
-        ({"direction": "sideways"}, SchemaError, r"direction='sideways'.*'updown'"),
+        # A ParameterError, as every bad argument, and a SchemaError as before.
+        ({"weighting": "gaussian"}, ParameterError, r"weighting='gaussian'.*'msgl', 'adjacency'"),
+        ({"weighting": "gaussian"}, SchemaError, r"weighting='gaussian'"),
+        ({"direction": "sideways"}, ParameterError, r"direction='sideways'.*'updown'"),
         ({"max_hops": 0}, XmsglError, "max_hops"),
         ({"max_distance": -1.0}, XmsglError, "max_distance"),
         ({"max_distance": "far"}, XmsglError, "max_distance"),

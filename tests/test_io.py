@@ -1061,3 +1061,39 @@ def test_an_old_folder_is_never_deleted_when_it_cannot_be_put_back(tmp_path: Pat
     assert len(kept) == 1 and kept[0].read_text() == "keep"
     if swap_back == "another writer":  # the other writer's save stays where it put it
         assert b'"tag": "other"' in (target / "config.json").read_bytes()
+
+
+def test_keywords_xarray_does_not_take_are_refused_before_writing(tmp_path: Path) -> None:
+    # They reached xarray, whose TypeError came without a hint ('replace' for 'overwrite').
+    ds = xr.Dataset({"a": ("x", [1.0, 2.0])})
+    with pytest.raises(ParameterError, match=r"to_netcdf_safe got \['replace'\].*takes overwrite"):
+        to_netcdf_safe(ds, tmp_path / "a.nc", replace=True)
+    with pytest.raises(ParameterError, match=r"to_zarr_safe got \['overwrit'\].*did you mean 'overwrite'"):
+        to_zarr_safe(ds, tmp_path / "a.zarr", overwrit=True)
+    assert list(tmp_path.iterdir()) == []
+    # xarray's own keywords pass.
+    to_netcdf_safe(ds, tmp_path / "a.nc", engine="netcdf4", encoding={"a": {"zlib": True}})
+    to_zarr_safe(ds, tmp_path / "a.zarr", consolidated=False)
+
+
+def test_a_file_the_system_will_not_replace_is_a_typed_error(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # Windows refuses to replace a file that is open (xr.open_dataset keeps it open):
+    # a bare PermissionError came after the whole computation.
+    import xmsgl.io as io_module
+
+    target = tmp_path / "pred.nc"
+    ds = xr.Dataset({"a": ("x", [1.0, 2.0])})
+    to_netcdf_safe(ds, target)
+    before = target.read_bytes()
+    real = os.replace
+
+    def refuse(src: object, dst: object) -> None:
+        if Path(str(dst)) == target:
+            raise PermissionError(13, "Access is denied")
+        real(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(io_module.os, "replace", refuse)
+    with pytest.raises(XmsglError, match=r"pred\.nc' could not be replaced \(Access is denied\).*ds\.close\(\)"):
+        to_netcdf_safe(ds * 2, target, overwrite=True)
+    assert target.read_bytes() == before and leftovers(tmp_path) == []

@@ -33,3 +33,55 @@ def test_mypy() -> None:
         [sys.executable, "-m", "mypy", "xmsgl"], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+TYPED_USER_CODE = '''
+from pathlib import Path
+
+import torch
+import xarray as xr
+from dask.delayed import Delayed
+
+import xmsgl
+import xmsgl.io
+from xmsgl.accessor import MsglAccessor
+from xmsgl.baselines import BaselineModel
+
+
+def run(ds: xr.Dataset, name: str) -> tuple[xmsgl.Downscaler, xr.DataArray, Path]:
+    model = xmsgl.fit(ds, method="msgl", epochs=1)         # a network: a Downscaler
+    base: BaselineModel = xmsgl.fit(ds, method="climatology")
+    either = xmsgl.fit(ds, method=name)                     # a name from a config file
+    either.save("m")
+    pred = MsglAccessor(ds).downscale(model, device=torch.device("cpu"))
+    xmsgl.scale.downscale_lazy(ds, model, device=torch.device("cpu"))
+    xmsgl.robustness.robustness(ds, model, device=torch.device("cpu"))
+    path: Path = xmsgl.io.to_netcdf_safe(xmsgl.convention.output_dataset(pred, ds), "out.nc")
+    delayed: Delayed = xmsgl.io.to_zarr_safe(pred.to_dataset(), "out.zarr", compute=False)
+    basin = xmsgl.datasets.synthetic_basin(n_segments=5)
+    basin.msgl.validate()
+    loaded = xmsgl.load(path)
+    # What is wrong must stay an error: each ignore is needed (warn_unused_ignores).
+    xmsgl.load(42)  # type: ignore[arg-type]
+    xmsgl.datasets.synthetic_basin(n_segments="five")  # type: ignore[arg-type]
+    bad: xmsgl.Downscaler = loaded  # type: ignore[assignment]
+    wrong: xmsgl.Downscaler = either  # type: ignore[assignment]
+    print(base, bad, wrong, delayed)
+    return model, pred, path
+'''
+
+
+def test_typed_user_code_is_checked(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # The top-level names (xmsgl.fit, xmsgl.load, xmsgl.Downscaler, the submodules,
+    # xmsgl.datasets.synthetic_basin) were Any to type checkers: mypy --strict passed
+    # xmsgl.load(42), and correct code returning a prediction failed no-any-return.
+    pytest.importorskip("mypy", reason="mypy is not installed; install the test extra: "
+                                       "pip install -e '.[test]'")
+    (tmp_path / "user.py").write_text(TYPED_USER_CODE)
+    (tmp_path / "mypy.ini").write_text(
+        f"[mypy]\nstrict = True\nwarn_unused_ignores = True\nmypy_path = {ROOT}\n"
+        "[mypy-xmsgl.*]\nignore_errors = True\n"
+        "[mypy-scipy.*,tqdm.*,torch_geometric.*,pooch.*,intake.*]\nignore_missing_imports = True\n")
+    proc = subprocess.run([sys.executable, "-m", "mypy", "--config-file", "mypy.ini", "user.py"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

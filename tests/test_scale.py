@@ -129,6 +129,17 @@ def test_block_options_are_counts_and_not_ignored(basin: xr.Dataset, model: Down
     for scale in ("cross", "Reach"):
         with pytest.raises(ParameterError, match=f"scale={scale!r}: the lazy path runs"):
             downscale_lazy(valid, model, scale=scale)
+    # A baseline (what xmsgl.load may give) gave an AttributeError ('features').
+    from xmsgl.baselines import fit_baseline
+
+    with pytest.raises(ParameterError, match="not baseline 'climatology'.*ds.msgl.downscale"):
+        downscale_lazy(valid, fit_baseline(basin, "climatology"))  # type: ignore[arg-type]
+    # A torch.device, as downscale takes, names the device of the blocks and the history.
+    import torch
+
+    pred = downscale_lazy(valid, model, device=torch.device("cpu"), **{k: v for k, v in RUN.items()
+                                                                        if k != "device"})
+    assert "device='cpu'" in pred.attrs["history"]
 
 
 def test_the_device_option_goes_with_the_lazy_blocks(basin: xr.Dataset, model: Downscaler,

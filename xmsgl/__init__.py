@@ -7,12 +7,13 @@ is imported only when graphs or models are needed.
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xmsgl import accessor as _accessor  # noqa: F401  (registers ds.msgl)
 from xmsgl import datasets
 from xmsgl.convention import OUTLET, to_convention, validate
 from xmsgl.exceptions import (
+    ChoiceError,
     ColdStartWarning,
     DataError,
     DownloadError,
@@ -43,6 +44,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "OUTLET",
+    "ChoiceError",
     "DataError",
     "DownloadError",
     "Downscaler",
@@ -74,6 +76,34 @@ __all__ = [
     "validate",
 ]
 
+
+if TYPE_CHECKING:  # what __getattr__ gives, as type checkers see it (never run)
+    from xmsgl import accessor as accessor
+    from xmsgl import baselines as baselines
+    from xmsgl import cli as cli
+    from xmsgl import convention as convention
+    from xmsgl import coverage as coverage
+    from xmsgl import datasets as datasets
+    from xmsgl import demo as demo
+    from xmsgl import downscale as downscale
+    from xmsgl import evaluate as evaluate
+    from xmsgl import exceptions as exceptions
+    from xmsgl import explain as explain
+    from xmsgl import graph as graph
+    from xmsgl import io as io
+    from xmsgl import knn as knn
+    from xmsgl import metrics as metrics
+    from xmsgl import model as model
+    from xmsgl import nn as nn
+    from xmsgl import options as options
+    from xmsgl import periods as periods
+    from xmsgl import robustness as robustness
+    from xmsgl import sampling as sampling
+    from xmsgl import scale as scale
+    from xmsgl import train as train
+    from xmsgl.model import Downscaler as Downscaler
+    from xmsgl.model import fit as fit
+    from xmsgl.model import load as load
 
 #: Submodules reachable as attributes after ``import xmsgl`` (``xmsgl.io.to_zarr_safe``,
 #: ``xmsgl.metrics.rmse``), imported on first use: several import torch.

@@ -14,7 +14,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ import xarray as xr
 
 from xmsgl.exceptions import ExtrapolationWarning, FewObservationsWarning, ParameterError, check_flag
 from xmsgl.io import atomic_write, compressed_encoding, output_folder, refuse_unwritable
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["run_demo", "check_outdir", "DEMO_SETTINGS", "OUTPUTS"]
 
@@ -183,7 +186,7 @@ def _device_name(dev: Any) -> str:
 
 def run_demo(
     outdir: str | Path = "xmsgl-demo", quick: bool = False, progress: bool | None = None, seed: int = 0,
-    overwrite: bool = False, device: str = "auto",
+    overwrite: bool = False, device: str | torch.device = "auto",
 ) -> dict[str, Any]:
     """Run the demo job and write its outputs to ``outdir``.
 

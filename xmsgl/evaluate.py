@@ -27,6 +27,7 @@ import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, hops_to_outlet, topology_arrays
 from xmsgl.exceptions import (
+    ChoiceError,
     DataError,
     ExtrapolationWarning,
     FewObservationsWarning,
@@ -218,7 +219,7 @@ def evaluate(
             f"by={by!r} needs a {str(time_dim)!r} dimension; the data has {tuple(map(str, p.dims))}"
         )
     if hot not in (None, "reach"):
-        raise SchemaError(f"hot={hot!r} is not known; use 'reach' or None")
+        raise ChoiceError(f"hot={hot!r} is not known; use 'reach' or None")
     labels: list[str] = ["all"]
     masks: list[xr.DataArray | None] = [None]
     if "season" in subsets:

@@ -24,6 +24,7 @@ __all__ = [
     "TrainingError",
     "ParameterError",
     "PeriodError",
+    "ChoiceError",
     "XmsglWarning",
     "UnitConversionWarning",
     "TimeGapWarning",
@@ -81,6 +82,12 @@ class TrainingError(XmsglError):
 
 class ParameterError(XmsglError):
     """A function argument is out of range or of the wrong kind."""
+
+
+class ChoiceError(SchemaError, ParameterError):
+    """An argument names a choice that does not exist (``weighting=``, ``hot=``,
+    ``join=``...): a :class:`ParameterError`, and a :class:`SchemaError` as these were
+    before."""
 
 
 class PeriodError(TimeError, ParameterError):

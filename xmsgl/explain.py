@@ -43,6 +43,7 @@ from xmsgl.exceptions import (
 )
 
 if TYPE_CHECKING:
+    import torch
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -69,7 +70,7 @@ def _time_slice(time: pd.DatetimeIndex, sel: Any) -> slice:
 
 
 def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int = 180,
-            device: str = "auto", n_bins: int = 8, check_graph: bool = True) -> xr.Dataset:
+            device: str | torch.device = "auto", n_bins: int = 8, check_graph: bool = True) -> xr.Dataset:
     """Dirichlet energy per layer and neighbour attribution of a dmsge model on ``ds``.
 
     Parameters

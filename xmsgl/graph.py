@@ -57,8 +57,8 @@ from xmsgl.convention import (
     topology_arrays,
 )
 from xmsgl.exceptions import (
+    ChoiceError,
     ParameterError,
-    SchemaError,
     TopologyError,
     UnitConversionWarning,
     UnitsError,
@@ -360,11 +360,11 @@ def _check_options(
     weighting: str, direction: str, max_distance: float | None, max_hops: int | None
 ) -> tuple[float | None, int | None]:
     if weighting not in WEIGHTINGS:
-        raise SchemaError(
+        raise ChoiceError(
             f"weighting={weighting!r} is not known; use one of {list(WEIGHTINGS)}"
         )
     if direction not in DIRECTIONS:
-        raise SchemaError(
+        raise ChoiceError(
             f"direction={direction!r} is not known; use one of {list(DIRECTIONS)}"
         )
     return _check_limits(max_distance, max_hops)
@@ -671,7 +671,7 @@ class RiverGraphs:
         """The scipy matrix named ``which``: "coarse", "fine", "cross" or "parent"."""
         names = ("coarse", "fine", "cross", "parent")
         if which not in names:
-            raise SchemaError(f"which={which!r} is not a graph; use one of {list(names)}")
+            raise ChoiceError(f"which={which!r} is not a graph; use one of {list(names)}")
         m: sp.csr_matrix = getattr(self, which)
         return m
 
@@ -748,7 +748,7 @@ class RiverGraphs:
                 size=m.shape, is_coalesced=True, check_invariants=False,
             )
         else:
-            raise SchemaError(f"layout={layout!r} is not known; use 'csr' or 'coo'")
+            raise ChoiceError(f"layout={layout!r} is not known; use 'csr' or 'coo'")
         return t if device is None else t.to(device)
 
     @property

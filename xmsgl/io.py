@@ -62,11 +62,18 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import xarray as xr
 
-from xmsgl.exceptions import ParameterError, XmsglError, XmsglWarning, check_flag, user_stacklevel
+from xmsgl.exceptions import (
+    ParameterError,
+    XmsglError,
+    XmsglWarning,
+    check_flag,
+    did_you_mean,
+    user_stacklevel,
+)
 
 if TYPE_CHECKING:
     from dask.delayed import Delayed
@@ -795,6 +802,15 @@ def _lost_race(final: Path) -> XmsglError:
                       f"in place and this write was not kept: write again if this one should win")
 
 
+def _in_use(final: Path, exc: OSError) -> XmsglError:
+    """The error of a rename the system refused at ``final``: on Windows, a file that is
+    open (a dataset read with xarray keeps its file open until closed) cannot be
+    replaced; elsewhere, a folder that cannot be written."""
+    return XmsglError(f"{str(final)!r} could not be replaced ({exc.strerror or exc}); nothing was changed "
+                      "there: close what holds it open (ds.close() for a dataset read from it, on "
+                      "Windows) or check the folder's permissions, then write again")
+
+
 def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
             check_old: Callable[[Path], None] | None = None, pending: Path | None = None,
             made: list[Path] | None = None) -> Path:
@@ -891,6 +907,8 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
                 moved = True
             except FileNotFoundError:
                 moved = False  # another writer moved it away meanwhile: nothing to keep
+            except PermissionError as exc:
+                raise _in_use(final, exc) from exc
             try:
                 if check_old is not None and moved:
                     check_old(old)
@@ -913,6 +931,8 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
             # A file (over nothing, a file or a link) is one atomic rename.
             try:
                 os.replace(tmp, final)
+            except PermissionError as exc:
+                raise _in_use(final, exc) from exc
             except OSError as exc:
                 if exc.errno in _TAKEN:
                     raise _lost_race(final) from exc
@@ -1307,6 +1327,21 @@ def compressed_encoding(da: xr.DataArray, level: int = 4) -> dict[str, Any]:
             "chunksizes": tuple(max(1, s) for s in sizes)}
 
 
+@overload
+def to_netcdf_safe(obj: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool = False, *,
+                   compute: Literal[True] = True, **kwargs: Any) -> Path: ...
+
+
+@overload
+def to_netcdf_safe(obj: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool = False, *,
+                   compute: Literal[False], **kwargs: Any) -> Delayed: ...
+
+
+@overload
+def to_netcdf_safe(obj: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool = False, *,
+                   compute: bool, **kwargs: Any) -> Path | Delayed: ...
+
+
 def to_netcdf_safe(
     obj: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool = False, *,
     compute: bool = True, **kwargs: Any
@@ -1362,6 +1397,7 @@ def to_netcdf_safe(
         raise ParameterError(
             f"to_netcdf_safe writes an xarray Dataset or DataArray, got {type(obj).__name__}"
         )
+    _check_writer_kwargs(kwargs, "to_netcdf")
     if kwargs.get("mode", "w") != "w":
         # The file is written anew under a temporary name and renamed: mode="a" would
         # not add to the existing file but replace it, with what it held lost.
@@ -1384,6 +1420,23 @@ def to_netcdf_safe(
                   final, overwrite, compute, lazy=_is_dask(obj))
 
 
+def _check_writer_kwargs(kwargs: dict[str, Any], method: str) -> None:
+    """Refuse keywords xarray's ``Dataset.<method>`` does not take, as every other
+    function of xmsgl does, before any work (xarray's TypeError came once the write
+    began, with no hint: ``replace=True`` for ``overwrite=True``)."""
+    import inspect
+
+    known = [name for name in inspect.signature(getattr(xr.Dataset, method)).parameters
+             if name not in ("self", "path", "store", "compute")]
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        writer = f"{method}_safe"
+        raise ParameterError(
+            f"{writer} got {unknown}, which neither it nor xarray's Dataset.{method} takes"
+            f"{did_you_mean(unknown, [*known, 'overwrite'])}; it takes overwrite, compute and "
+            f"xarray's keywords ({', '.join(known)})")
+
+
 def _as_dataset(obj: object, writer: str) -> xr.Dataset:
     """``obj`` as the Dataset ``writer`` writes: a DataArray as the variable of its name."""
     if isinstance(obj, xr.DataArray):
@@ -1394,6 +1447,21 @@ def _as_dataset(obj: object, writer: str) -> xr.Dataset:
     if not isinstance(obj, xr.Dataset):
         raise ParameterError(f"{writer} writes an xarray Dataset or DataArray, got {type(obj).__name__}")
     return obj
+
+
+@overload
+def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool = False, *,
+                 compute: Literal[True] = True, **kwargs: Any) -> Path: ...
+
+
+@overload
+def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool = False, *,
+                 compute: Literal[False], **kwargs: Any) -> Delayed: ...
+
+
+@overload
+def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool = False, *,
+                 compute: bool, **kwargs: Any) -> Path | Delayed: ...
 
 
 def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool = False, *,
@@ -1458,6 +1526,7 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
     [1.0, 2.0, 3.0, 4.0]
     """
     ds = _as_dataset(ds, "to_zarr_safe")
+    _check_writer_kwargs(kwargs, "to_zarr")
     if kwargs.get("mode") == "w" and kwargs.get("append_dim") is None and kwargs.get("region") is None:
         raise ParameterError(
             "to_zarr_safe takes no mode: it always writes a whole new store, and mode='w' (replace "
@@ -1675,22 +1744,59 @@ def _term_as_interrupt() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _append_lock(final: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the store's folder (POSIX ``flock``; elsewhere none)."""
+    """Hold an exclusive lock on the store: POSIX ``flock`` on its folder; on Windows
+    ``msvcrt.locking`` on a file in it (``.xmsgl_append.lock``), as a folder cannot be
+    opened there. A file system that refuses locks (some network mounts) is said, and
+    the append goes on without one."""
     try:
         import fcntl
-    except ImportError:  # Windows: no lock
-        yield
+    except ImportError:
+        with _windows_append_lock(final):
+            yield
         return
     fd = os.open(final, os.O_RDONLY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
-            raise ParameterError(f"{str(final)!r}: another process is appending to this store; "
-                                 "wait until it is done") from err
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                warnings.warn(f"{str(final)!r}: the file system refused a lock ({err.strerror or err}); "
+                              "appending without one: make sure no other process appends to this "
+                              "store at the same time", XmsglWarning, stacklevel=user_stacklevel())
+            else:
+                raise _appending_elsewhere(final) from err
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _appending_elsewhere(final: Path) -> ParameterError:
+    return ParameterError(f"{str(final)!r}: another process is appending to this store; wait until "
+                          "it is done")
+
+
+@contextlib.contextmanager
+def _windows_append_lock(final: Path) -> Iterator[None]:
+    """The lock of :func:`_append_lock` where there is no ``fcntl``: the first byte of a
+    lock file in the store, locked with ``msvcrt`` (released when the file is closed,
+    or the process dies); no lock where neither exists."""
+    try:
+        import msvcrt
+    except ImportError:
+        yield
+        return
+    with open(final / ".xmsgl_append.lock", "a+b") as f:
+        f.seek(0)
+        try:
+            msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        except OSError as err:
+            raise _appending_elsewhere(final) from err
+        try:
+            yield
+        finally:
+            f.seek(0)
+            with contextlib.suppress(OSError):
+                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
 
 
 def _consolidate(final: Path) -> None:

@@ -52,6 +52,7 @@ from xmsgl.convention import (  # noqa: F401  (WARM_DEGC, WARM_SHARE: read here 
     warn_fahrenheit_looking,
 )
 from xmsgl.exceptions import (
+    ChoiceError,
     DataError,
     ParameterError,
     SchemaError,
@@ -253,7 +254,7 @@ def align_pair(
     for side, da in (("prediction", prediction), ("observed", observed)):
         _warn_fahrenheit_looking(side, da)
     if join not in ("inner", "exact"):
-        raise SchemaError(f"join={join!r} is not known; use 'inner' or 'exact'")
+        raise ChoiceError(f"join={join!r} is not known; use 'inner' or 'exact'")
     for dim in prediction.dims:
         has_p, has_o = dim in prediction.coords, dim in observed.coords
         if has_p != has_o:

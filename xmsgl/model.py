@@ -1039,6 +1039,7 @@ def _masked(y: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 _BaselineName = Literal["climatology", "mohseni", "idw", "harmonic", "gru"]
+_NetworkName = Literal["msgl", "async-msgl", "fine-only", "remap", "direct", "progressive"]
 
 #: Arguments of :func:`fit` that a baseline uses (the others belong to the networks).
 _BASELINE_ARGS = ("ds", "method", "train", "val", "test", "window", "seed", "device", "progress",
@@ -1052,7 +1053,11 @@ def fit(  # type: ignore[overload-overlap]
 
 
 @overload
-def fit(ds: xr.Dataset, method: str = "msgl", **kwargs: Any) -> Downscaler: ...
+def fit(ds: xr.Dataset, method: _NetworkName = "msgl", **kwargs: Any) -> Downscaler: ...
+
+
+@overload
+def fit(ds: xr.Dataset, method: str, **kwargs: Any) -> Downscaler | BaselineModel: ...
 
 
 @keeps_torch_rng

@@ -77,6 +77,8 @@ from xmsgl.exceptions import (
 from xmsgl.periods import mask_spans, period_mask, select_days, spans_text
 
 if TYPE_CHECKING:
+    import torch
+
     from xmsgl.baselines import BaselineModel
     from xmsgl.model import Downscaler
 
@@ -649,7 +651,7 @@ def mask_gauges(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Data
 
 
 def _predict(model: Any, ds: xr.Dataset, time: tuple[str, str],
-             device: str = "auto") -> xr.DataArray:
+             device: str | torch.device = "auto") -> xr.DataArray:
     from xmsgl.baselines import BaselineModel
     from xmsgl.exceptions import ColdStartWarning, ExtrapolationWarning
 
@@ -822,7 +824,7 @@ def robustness(
     seed: int = 0,
     order: int = 4,
     hide_scored: bool = False,
-    device: str | None = None,
+    device: str | torch.device | None = None,
 ) -> xr.Dataset:
     """Change of a fitted model's error when its inputs are perturbed.
 

@@ -70,6 +70,8 @@ from xmsgl.exceptions import (
 from xmsgl.graph import DIRECTIONS, build_graphs_weighted, weight_stats
 
 if TYPE_CHECKING:
+    import torch
+
     from xmsgl.graph import RiverGraphs
     from xmsgl.knn import NodeGeometry
     from xmsgl.model import Downscaler
@@ -1396,7 +1398,7 @@ def downscale_lazy(
     model_path: str | os.PathLike[str] | None = None,
     scale: str = REACH,
     time: Any = None,
-    device: str = "auto",
+    device: str | torch.device = "auto",
     spinup: int = 180,
     chunk: int = 365,
     batch_size: int | None = None,
@@ -1466,9 +1468,18 @@ def downscale_lazy(
         several blocks: pass ``lazy=False`` to ``downscale`` or a ``reach_chunk`` of
         at least the number of reaches (one block, exact).
     ParameterError
-        For a ``time_block`` that is not a multiple of ``chunk``, a ``scale`` other
+        For a model that is not a network (a baseline), a ``time_block`` that is not a
+        multiple of ``chunk``, a ``scale`` other
         than ``"reach"`` or ``"seg"``, or counts that are not whole numbers.
     """
+    from xmsgl.model import Downscaler
+
+    if not isinstance(model, Downscaler):
+        # A baseline (xmsgl.load gives one too) predicts in memory, on its fitted reaches.
+        what = f"baseline {model.method!r}" if hasattr(model, "method") else type(model).__name__
+        raise ParameterError(
+            f"downscale_lazy runs a network model (xmsgl.Downscaler), not {what}: downscale a "
+            "baseline with ds.msgl.downscale(model), which computes it in memory")
     if scale not in (REACH, SEG):
         raise ParameterError(
             f"scale={scale!r}: the lazy path runs scale='reach' or 'seg'; the cross-scale "
@@ -1481,7 +1492,7 @@ def downscale_lazy(
         if value is not None:
             check_count(name, value)
     out = _downscale_lazy(ds, model, model_path=model_path, scale=scale, time=time,
-                          device=device, spinup=spinup, chunk=chunk, batch_size=batch_size,
+                          device=str(device), spinup=spinup, chunk=chunk, batch_size=batch_size,
                           check_graph=check_graph, reach_chunk=reach_chunk,
                           time_block=time_block, halo=halo, threads=threads)
     # The set-up's whole-network distances and statistics are garbage now: hand their

@@ -9,7 +9,11 @@ stays light.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what __getattr__ gives, as type checkers see it (never run)
+    from xmsgl.datasets.drb import data_folder, fetch_data, open_drb
+    from xmsgl.datasets.synthetic import synthetic_basin
 
 __all__ = ["synthetic_basin", "open_drb", "fetch_data", "data_folder"]
 
