@@ -1759,12 +1759,11 @@ def _append_lock(final: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
-            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                warnings.warn(f"{str(final)!r}: the file system refused a lock ({err.strerror or err}); "
-                              "appending without one: make sure no other process appends to this "
-                              "store at the same time", XmsglWarning, stacklevel=user_stacklevel())
-            else:
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise _appending_elsewhere(final) from err
+            warnings.warn(f"{str(final)!r}: the file system refused a lock ({err.strerror or err}); "
+                          "appending without one: make sure no other process appends to this "
+                          "store at the same time", XmsglWarning, stacklevel=user_stacklevel())
         yield
     finally:
         os.close(fd)  # releases the lock
