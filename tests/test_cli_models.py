@@ -922,6 +922,53 @@ def test_a_demo_folder_or_a_store_that_cannot_be_written_is_refused_before_any_w
     assert sorted(p.name for p in (tmp_path / "ro").iterdir()) == []
 
 
+def test_a_model_and_a_run_can_be_given_again_from_their_record(files: dict[str, str], model_dir: str,
+                                                                tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A reviewer refitting from config.json needed Python for any hyperparameter but the
+    # epochs, and could not replay a downscale whose history named spinup or chunk.
+    path = tmp_path / "m"
+    assert main(["fit", files["nc"], str(path), *FAST, "--set", "hidden=3", "--set", "lr=0.002",
+                 "--set", "weighting=equal"]) == 0
+    hp = xmsgl.load(path).config["hyperparameters"]
+    assert (hp["hidden"], hp["lr"], hp["weighting"]) == (3, 0.002, "equal")
+    capsys.readouterr()
+    for bad, says in ((["--set", "seed=2"], "seed has its own option, --seed"),
+                      (["--set", "hidden"], "give NAME=VALUE"),
+                      (["--set", "hiden=3"], "did you mean 'hidden'")):
+        assert main(["fit", files["nc"], str(tmp_path / "x"), *FAST, *bad]) == 2
+        assert says in capsys.readouterr().err
+    out = tmp_path / "p.nc"
+    assert main(["downscale", model_dir, files["nc"], str(out), "--time", "2002-10-01", "2002-12-31",
+                 "--spinup", "30", "--chunk", "100"]) == 0
+    ds = xr.load_dataset(files["nc"])
+    want = ds.msgl.downscale(xmsgl.load(model_dir), time=("2002-10-01", "2002-12-31"), spinup=30,
+                             chunk=100, device="cpu")
+    with xr.open_dataset(out) as got:
+        assert "spinup=30, chunk=100" in got["reach_temp_pred"].attrs["history"]
+        np.testing.assert_allclose(got["reach_temp_pred"].values, want.values, atol=1e-5)
+    assert main(["downscale", model_dir, files["nc"], str(tmp_path / "q.nc"), "--spinup", "-1"]) == 2
+    assert "--spinup -1: give at least 0" in capsys.readouterr().err
+
+
+def test_info_names_and_checks_the_data_a_model_learned_from(files: dict[str, str], model_dir: str,
+                                                             tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["info", model_dir, "--data", files["nc"]]) == 0
+    said = capsys.readouterr().out
+    record = xmsgl.load(model_dir).config["data"]
+    assert f"targets sha256 {record['targets_sha256']}" in said and "versions: xmsgl" in said
+    assert f"inputs sha256 {record['inputs_sha256']}" in said
+    assert "targets on the days the fit learned from the same; inputs on the days it read the same" in said
+    ds = xr.load_dataset(files["nc"])
+    ds["reach_air_temp"][:, 5] += 0.5  # a training day's forcing
+    changed = tmp_path / "changed.nc"
+    ds.to_netcdf(changed)
+    assert main(["info", model_dir, "--data", str(changed)]) == 0
+    assert "learned from the same; inputs on the days it read DIFFERENT" in capsys.readouterr().out
+    assert main(["info", "--data", files["nc"]]) == 2
+    assert "give MODEL too" in capsys.readouterr().err
+
+
 def test_outputs_record_paths_and_commands_that_work_again(
         files: dict[str, str], model_dir: str, tmp_path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -104,6 +105,46 @@ def test_a_folder_replaced_while_it_is_read_is_read_again(saved: Path, model: Do
     got = xmsgl.load(saved)
     assert len(swaps) == 1  # the folder was replaced mid-read
     assert (got.sha256 == second.sha256) if kind == "network" else (got.method == second.method), got
+
+
+@pytest.mark.parametrize("method", ["msgl", "async-msgl"])
+def test_check_data_tells_the_data_a_model_learned_from(method: str) -> None:
+    # The record named the targets only: a forcing or a static attribute changed gave
+    # another model with the same record, and no call compared a dataset without refitting.
+    from xmsgl.model import check_data
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2000-10-01", end="2002-09-30", seed=3,
+                                        reach_obs_share=0.3)
+    m = fit(ds, method=method, seed=0, train=("2000-10-01", "2001-09-30"), val=("2001-10-01", "2002-05-31"),
+            test=("2002-06-01", "2002-09-30"), **FAST)
+    assert m.check_data(ds) == {"targets": True, "inputs": True}
+    # Loaded again, in another order of the reaches: the same data.
+    shuffled = ds.isel(reach=np.random.default_rng(0).permutation(ds.sizes["reach"]))
+    assert check_data(m, shuffled) == {"targets": True, "inputs": True}
+    # The test period's observations were never read.
+    later = ds.copy(deep=True)
+    later["reach_temp"][:, -10:] = 30.0
+    later["seg_temp"][:, -10:] = 30.0
+    assert check_data(m, later) == {"targets": True, "inputs": True}
+    def observed(name: str) -> tuple[int, ...]:  # a training day's observation
+        return tuple(int(i) for i in np.argwhere(np.isfinite(ds[name].values[:, :300]))[0])
+
+    for name, where, key in (("reach_temp", observed("reach_temp"), "targets"),
+                             ("seg_temp", observed("seg_temp"), "targets"),
+                             ("reach_air_temp", (1, 20), "inputs")):
+        changed = ds.copy(deep=True)
+        changed[name].values[where] += 0.5
+        got = check_data(m, changed)
+        assert got[key] is False and got[{"targets": "inputs", "inputs": "targets"}[key]] is True, name
+    static = next(str(v) for v in ds.data_vars if str(v) in m.config["variables"]["reach_vars"]
+                  and "time" not in ds[v].dims)
+    changed = ds.copy(deep=True)
+    changed[static].values[0] += 0.1
+    assert check_data(m, changed) == {"targets": True, "inputs": False}
+    with pytest.raises(xmsgl.ParameterError, match="not of BaselineModel"):
+        from xmsgl.baselines import fit_baseline
+
+        check_data(fit_baseline(ds, "climatology"), ds)  # type: ignore[arg-type]
 
 
 def test_truncated_weights_are_refused(saved: Path) -> None:

@@ -122,7 +122,12 @@ def _info(args: argparse.Namespace) -> int:
     if args.model is not None:
         for line in _model_lines(args.model):
             print(line)
+        if args.data is not None:
+            for line in _data_lines(args):
+                print(line)
         return 0
+    if args.data is not None:
+        raise ParameterError("--data compares a dataset with a saved model's record: give MODEL too")
     print(f"xmsgl {xmsgl.__version__}")
     for pkg in ("numpy", "xarray", "dask", "torch", "torch_geometric", "pooch", "intake"):
         try:
@@ -284,7 +289,36 @@ def _model_lines(value: str) -> list[str]:
             opts = {**opts, "dynamic_days": None}  # saved before the option: as it loads
         lines.append(f"backbone: {hp['backbone']}"
                      + (" (" + ", ".join(f"{k} {text(o)}" for k, o in opts.items()) + ")" if opts else ""))
+    # What identifies the data it learned from (xmsgl info MODEL --data DATA compares).
+    data = cfg.get("data") or {}
+    if data.get("targets_sha256"):
+        lines.append(f"targets sha256 {data['targets_sha256']} ({data.get('targets_days', '?')})")
+    if data.get("inputs_sha256"):
+        lines.append(f"inputs sha256 {data['inputs_sha256']} ({data.get('inputs_days', '?')})")
+    if data.get("sparsify"):
+        lines.append(f"observations thinned: sparsify({data['sparsify']})")
+    versions = cfg.get("versions") or {}
+    if versions:
+        lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     return lines
+
+
+def _data_lines(args: argparse.Namespace) -> list[str]:
+    """``xmsgl info MODEL --data DATA``: whether DATA holds what MODEL learned from."""
+    from xmsgl.model import Downscaler, check_data
+
+    model = _load_model(args.model)
+    if not isinstance(model, Downscaler):
+        raise ParameterError(f"--data: MODEL {args.model!r} is a baseline; --data compares the data "
+                             "record of a network model")
+    ds = _read_dataset(args.data, "--data", lazy=False, check=False)
+    try:
+        got = check_data(model, ds)
+    except XmsglError as err:
+        raise type(err)(f"--data {args.data!r}: {err}") from err
+    said = {True: "the same", False: "DIFFERENT", None: "not recorded (a model fitted before inputs were)"}
+    return [f"data {args.data}: targets on the days the fit learned from {said[got['targets']]}; "
+            f"inputs on the days it read {said[got['inputs']]}"]
 
 
 def _source(args: argparse.Namespace) -> str:
@@ -605,6 +639,34 @@ def _one_netcdf_file(value: str, command: str, example: str) -> None:
                              f"name ending in .nc, such as {example}")
 
 
+#: fit's arguments that have options of their own in ``xmsgl fit``.
+_FIT_OPTIONS = {"method": "--method", "seed": "--seed", "epochs": "--epochs", "train": "--train",
+                "val": "--val", "test": "--test", "device": "--device", "progress": "--no-progress",
+                "graph_options": "--max-hops/--max-distance", "ds": "DATA"}
+
+
+def _settings(given: list[str]) -> dict[str, Any]:
+    """``--set NAME=VALUE`` as fit's keyword arguments: VALUE read as JSON where it is
+    (8, 0.001, null, [1, 2], {"a": 1}), else as text (equal)."""
+    import json
+
+    out: dict[str, Any] = {}
+    for item in given:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not name.isidentifier():
+            raise ParameterError(f"--set {item!r}: give NAME=VALUE, for example --set hidden=8")
+        if name in _FIT_OPTIONS:
+            raise ParameterError(f"--set {item!r}: {name} has its own option, {_FIT_OPTIONS[name]}")
+        if name in out:
+            raise ParameterError(f"--set {name}= is given twice; give it once")
+        try:
+            out[name] = json.loads(text)
+        except ValueError:
+            out[name] = text
+    return out
+
+
 def _fit(args: argparse.Namespace) -> int:
     import time as _time
 
@@ -624,6 +686,7 @@ def _fit(args: argparse.Namespace) -> int:
         raise ParameterError(f"--method {args.method!r} is not known; use one of {known}")
     if args.epochs is not None and args.method in BASELINES:
         raise ParameterError(f"--epochs: the baseline {args.method!r} has no epochs; leave it out")
+    settings = _settings(args.settings)
     cuts = {k: v for k, v in (("max_hops", args.max_hops), ("max_distance", args.max_distance))
             if v is not None}
     if cuts and (args.method in BASELINES or args.method == "gru"):
@@ -648,6 +711,7 @@ def _fit(args: argparse.Namespace) -> int:
                 kwargs["epochs"] = args.epochs
             if cuts:
                 kwargs["graph_options"] = cuts
+        kwargs.update(settings)
         t0 = _time.time()
         model = xmsgl.fit(ds, args.method, seed=args.seed, **kwargs)
         seconds = _time.time() - t0
@@ -682,6 +746,11 @@ def _downscale(args: argparse.Namespace) -> int:
     time = _period("--time", args.time)
     if args.reach_chunk is not None and args.reach_chunk < 1:
         raise ParameterError(f"--reach-chunk {args.reach_chunk}: give at least 1")
+    for option, value, least in (("--spinup", args.spinup, 0), ("--chunk", args.chunk, 1)):
+        if value is not None and value < least:
+            raise ParameterError(f"{option} {value}: give at least {least}")
+    # As the history line of a run in Python records them, to run it again from here.
+    run = {k: v for k, v in (("spinup", args.spinup), ("chunk", args.chunk)) if v is not None}
     # Whether OUT names a folder, from the text as typed ("pred/", "pred/."), before
     # whether it exists: --overwrite would not help.
     zarr = Path(args.out).suffix.lower() == ".zarr"
@@ -720,7 +789,7 @@ def _downscale(args: argparse.Namespace) -> int:
         try:
             pred = ds.msgl.downscale(model, scale=args.scale, time=time, device=device,
                                      check_graph=not args.other_network,
-                                     reach_chunk=args.reach_chunk)
+                                     reach_chunk=args.reach_chunk, **run)
         except XmsglError as err:
             raise type(err)(f"DATA {args.data!r}: {err}") from err  # main() words it for the CLI
         # The input's history goes on, this step appended; CF and catalog attributes.
@@ -1193,6 +1262,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "the fit's best epoch and score, inputs, settings).")
     info.add_argument("model", metavar="MODEL", nargs="?", default=None,
                       help="a model folder written by xmsgl fit or model.save")
+    info.add_argument("--data", metavar="DATA", default=None,
+                      help="a netCDF file or zarr store: say whether it holds the targets and "
+                           "inputs MODEL learned from (their sha256s, as fit recorded them)")
     info.set_defaults(func=_info)
 
     ev = sub.add_parser(
@@ -1272,6 +1344,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "lazy runs)")
     ft.add_argument("--max-distance", type=float, default=None, metavar="M",
                     help="graph cut: leave out pairs of nodes more than M metres apart along the stream")
+    ft.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
+                    help="any other argument of xmsgl.fit, repeatable: --set hidden=8 --set lr=0.001 "
+                         "--set weighting=equal (VALUE read as JSON where it is, else as text), so "
+                         "that the hyperparameters a model's config.json records can be given again")
     ft.add_argument("--device", default="auto", help=_DEVICE_HELP)
     ft.add_argument("--no-progress", action="store_true", help="hide progress bars")
     ft.add_argument("--overwrite", action="store_true", help="replace an existing model folder MODEL")
@@ -1294,6 +1370,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="days to return, ends included (default: all)")
     dn.add_argument("--reach-chunk", type=int, default=None,
                     help="reaches per block of the lazy run (default: downscale's)")
+    dn.add_argument("--spinup", type=int, default=None, metavar="DAYS",
+                    help="days run before --time to warm the state up (default: downscale's, 180)")
+    dn.add_argument("--chunk", type=int, default=None, metavar="DAYS",
+                    help="days run at a time (default: downscale's, 365)")
     dn.add_argument("--other-network", action="store_true",
                     help="apply the model to a network other than the one it was fitted on "
                          "(check_graph=False)")

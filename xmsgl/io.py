@@ -1426,8 +1426,10 @@ def _check_writer_kwargs(kwargs: dict[str, Any], method: str) -> None:
     began, with no hint: ``replace=True`` for ``overwrite=True``)."""
     import inspect
 
-    known = [name for name in inspect.signature(getattr(xr.Dataset, method)).parameters
-             if name not in ("self", "path", "store", "compute")]
+    params = inspect.signature(getattr(xr.Dataset, method)).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # a method that takes any keyword (wrapped, or a future xarray's)
+    known = [name for name in params if name not in ("self", "path", "store", "compute")]
     unknown = sorted(set(kwargs) - set(known))
     if unknown:
         writer = f"{method}_safe"

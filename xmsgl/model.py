@@ -47,7 +47,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -135,7 +135,7 @@ from xmsgl.train import (
 if TYPE_CHECKING:
     from xmsgl.baselines import BaselineModel
 
-__all__ = ["METHODS", "Downscaler", "fit", "load"]
+__all__ = ["METHODS", "Downscaler", "check_data", "fit", "load"]
 
 #: Methods understood by :func:`fit`.
 METHODS = ("msgl", "async-msgl", "fine-only", "remap", "direct", "progressive")
@@ -268,6 +268,10 @@ class Downscaler:
         return explain(self, ds, **kwargs)
 
     # -------------------------------------------------------------------- save/load
+    def check_data(self, ds: xr.Dataset) -> dict[str, bool | None]:
+        """Whether ``ds`` holds the data this model was fitted on: see :func:`check_data`."""
+        return check_data(self, ds)
+
     def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
         """Write the model to the folder ``path`` (``config.json`` + ``weights.pt``).
 
@@ -1779,7 +1783,10 @@ def fit(
         "stage_a": ({"period": periods.get("stage_a"), "tasks": list(stage_a_tasks),
                      "variable": stage_a_variable} if method == "async-msgl" else None),
         "n_fine_train_obs": n_fine_train,
-        "data": _data_record(ds, y_reach, y_seg, masks["train"] | masks["val"], stage_a_record),
+        "data": _data_record(ds, y_reach, y_seg, masks["train"] | masks["val"], stage_a_record,
+                             inputs=[*spec.seg_vars, *spec.reach_vars],
+                             input_days=(masks["train"] | masks["val"]
+                                         | period_mask(time, periods.get("stage_a") or [], "stage_a"))),
         "seed": int(seed),
         # "cpu:0" and "cpu" are one device: the same fit, the same sha256.
         "device": "cpu" if dev.type == "cpu" else str(dev),
@@ -1794,27 +1801,112 @@ def fit(
 
 
 def _data_record(ds: xr.Dataset, y_reach: np.ndarray, y_seg: np.ndarray | None,
-                 days: np.ndarray, stage_a: tuple[str, np.ndarray] | None = None) -> dict[str, Any]:
-    """What identifies the observations a fit learned from: a sha256 of the targets
-    (degC, in id order, NaN where unobserved) on the training and validation ``days``,
-    and, for ASYNC-MSGL, of ``stage_a`` (its variable's name and its values on stage A's
-    days, NaN elsewhere), with the record of the thinning that made them (``sparsify``)
-    and the dataset's ``history``, so that two models can be told apart by their data
-    without refitting."""
+                 days: np.ndarray, stage_a: tuple[str, np.ndarray] | None = None,
+                 inputs: Sequence[str] = (), input_days: np.ndarray | None = None) -> dict[str, Any]:
+    """What identifies the data a fit learned from: a sha256 of the targets (degC, in
+    id order, NaN where unobserved) on the training and validation ``days``, and, for
+    ASYNC-MSGL, of ``stage_a`` (its variable's name and its values on stage A's days,
+    NaN elsewhere); a sha256 of the ``inputs`` (forcings on ``input_days``, the days
+    the fit read, and static attributes); the record of the thinning that made the
+    targets (``sparsify``) and the dataset's ``history``. Two models can be told apart
+    by their data without refitting, and :func:`check_data` tells whether a dataset
+    is the one a model learned from."""
     h = hashlib.sha256()
     parts = [y[days] for y in (y_reach, y_seg) if y is not None]
     if stage_a is not None:
         h.update(f"stage A: {stage_a[0]}".encode())
         parts.append(stage_a[1])
     for y in parts:
-        part = np.asarray(y, dtype=np.float32)
-        # One NaN pattern, whatever the file's: the hash follows the values.
-        h.update(np.where(np.isfinite(part), part, np.float32(np.nan)).tobytes())
-    return {"targets_sha256": h.hexdigest(),
-            "targets_days": "training and validation" + (
-                f", and {stage_a[0]!r} on stage A's days" if stage_a is not None else ""),
-            "sparsify": str(ds["reach_temp"].attrs.get("xmsgl_sparsify", "")),
+        h.update(_float_bytes(y))
+    record = {"targets_sha256": h.hexdigest(),
+              "targets_days": "training and validation" + (
+                  f", and {stage_a[0]!r} on stage A's days" if stage_a is not None else "")}
+    if inputs:
+        record["inputs_sha256"] = _inputs_sha256(ds, inputs, days if input_days is None else input_days)
+        record["inputs_days"] = "the days the fit read (training, validation" + (
+            ", stage A)" if stage_a is not None else ")")
+    return {**record, "sparsify": str(ds["reach_temp"].attrs.get("xmsgl_sparsify", "")),
             "history": str(ds.attrs.get("history", ""))}
+
+
+def _float_bytes(values: Any) -> bytes:
+    """``values`` as float32 bytes with one NaN pattern, whatever the file's: a hash of
+    them follows the values."""
+    part = np.asarray(values, dtype=np.float32)
+    return np.where(np.isfinite(part), part, np.float32(np.nan)).tobytes()
+
+
+def _inputs_sha256(ds: xr.Dataset, names: Sequence[str], days: np.ndarray) -> str:
+    """sha256 of the input variables ``names`` (in the convention's units, in id
+    order): each one's name and its values, on (time, node) on ``days`` or on its node
+    alone for a static one."""
+    h = hashlib.sha256()
+    for name in names:
+        da = ds[name]
+        if TIME in da.dims:
+            da = da.isel({TIME: np.flatnonzero(days)}).transpose(TIME, ...)
+        h.update(f"{name}:{tuple(map(str, da.dims))}".encode())
+        h.update(_float_bytes(da.values))
+    return h.hexdigest()
+
+
+def check_data(model: Downscaler, ds: xr.Dataset) -> dict[str, bool | None]:
+    """Whether ``ds`` holds the data ``model`` was fitted on, without refitting.
+
+    The targets (and ASYNC-MSGL's stage A variable) on the days the fit learned from,
+    and the inputs on the days it read, are hashed as ``fit`` hashed them (with the
+    periods and variables its ``config.json`` records) and compared with the sha256s
+    in ``model.config["data"]``. Observations on other days (the test period's) and
+    variables the model does not read may differ.
+
+    Returns
+    -------
+    dict
+        ``{"targets": bool, "inputs": bool or None}``: ``None`` for a model fitted
+        before the inputs were recorded.
+
+    Raises
+    ------
+    ParameterError
+        For a model that is not a network fitted by ``fit`` (a baseline, the GRU).
+    SchemaError, DataError
+        As :func:`fit` for a dataset without the variables the model reads.
+
+    Examples
+    --------
+    >>> import xmsgl
+    >>> from xmsgl.model import check_data
+    >>> check_data(model, ds)  # doctest: +SKIP
+    {'targets': True, 'inputs': True}
+    """
+    if not isinstance(model, Downscaler):
+        raise ParameterError(f"check_data reads the record of a network model (xmsgl.Downscaler), "
+                             f"not of {type(model).__name__}")
+    record = model.config.get("data") or {}
+    if "targets_sha256" not in record:
+        raise ParameterError("this model records no sha256 of its data (fitted by an xmsgl from "
+                             "before they were recorded): refit it to compare data")
+    ds = in_id_order(validate(ds))
+    time = pd.DatetimeIndex(ds[TIME].values)
+    periods = model.config.get("periods", {})
+
+    def mask(key: str) -> np.ndarray:
+        spans = periods.get(key) or []
+        return period_mask(time, [tuple(s) for s in spans], key) if spans else np.zeros(len(time), bool)
+
+    days = mask("train") | mask("val")
+    y_reach = target_array(ds, "reach_temp", REACH)
+    y_seg = target_array(ds, "seg_temp", SEG) if model.method != "fine-only" else None
+    stage = model.config.get("stage_a")
+    stage_a = None
+    read_a = mask("stage_a")
+    if stage and periods.get("stage_a"):
+        stage_a = (str(stage["variable"]), _masked(target_array(ds, str(stage["variable"]), SEG), read_a))
+    variables = model.config["variables"]
+    names = [*variables["seg_vars"], *variables["reach_vars"]] if "inputs_sha256" in record else []
+    got = _data_record(ds, y_reach, y_seg, days, stage_a, inputs=names, input_days=days | read_a)
+    return {"targets": got["targets_sha256"] == record["targets_sha256"],
+            "inputs": got["inputs_sha256"] == record["inputs_sha256"] if names else None}
 
 
 def _plain(value: Any) -> Any:
