@@ -891,7 +891,8 @@ def test_a_demo_folder_or_a_store_that_cannot_be_written_is_refused_before_any_w
 
     store = tmp_path / "p.zarr"
     assert main(["downscale", model_dir, files["nc"], str(store), "--time", "2002-10-01", "2002-10-31"]) == 0
-    locked = {tmp_path / "ro", store / "reach_temp_pred"}
+    # The static arrays are not written by an append: another user's may stay so.
+    locked = {tmp_path / "ro", store / "reach_temp_pred", store / "reach"}
     (tmp_path / "ro").mkdir()
     real = tempfile.mkstemp
 
@@ -919,6 +920,9 @@ def test_a_demo_folder_or_a_store_that_cannot_be_written_is_refused_before_any_w
     with pytest.raises(ParameterError, match="cannot be written .*reach_temp_pred.*nothing was appended"):
         append_zarr(piece, store)
     assert xr.open_zarr(store).sizes["time"] == before == 31
+    locked.difference_update({store / "reach_temp_pred"})  # the static 'reach' stays another's
+    append_zarr(piece, store)
+    assert xr.open_zarr(store).sizes["time"] == 61
     assert sorted(p.name for p in (tmp_path / "ro").iterdir()) == []
 
 
@@ -932,7 +936,17 @@ def test_a_model_and_a_run_can_be_given_again_from_their_record(files: dict[str,
     hp = xmsgl.load(path).config["hyperparameters"]
     assert (hp["hidden"], hp["lr"], hp["weighting"]) == (3, 0.002, "equal")
     capsys.readouterr()
+    from xmsgl.cli import _settings
+
+    # Numbers as numbers (.001 too), names and dates as text, lists as JSON.
+    assert _settings(["lr=.001", "hidden=08", "stage_a_period=2001", "fine_head=concat",
+                      "task_weights=[1, 2, 1]", "clip_grad_norm=null"]) == {
+        "lr": 0.001, "hidden": 8, "stage_a_period": "2001", "fine_head": "concat",
+        "task_weights": [1, 2, 1], "clip_grad_norm": None}
+    assert _settings(['stage_a_period=["2001", "2002"]']) == {"stage_a_period": ["2001", "2002"]}
     for bad, says in ((["--set", "seed=2"], "seed has its own option, --seed"),
+                      (["--set", "max_hops=3"], "max_hops has its own option, --max-hops"),
+                      (["--set", "lr=nan"], "give a finite number"),
                       (["--set", "hidden"], "give NAME=VALUE"),
                       (["--set", "hiden=3"], "did you mean 'hidden'")):
         assert main(["fit", files["nc"], str(tmp_path / "x"), *FAST, *bad]) == 2
@@ -948,6 +962,11 @@ def test_a_model_and_a_run_can_be_given_again_from_their_record(files: dict[str,
         np.testing.assert_allclose(got["reach_temp_pred"].values, want.values, atol=1e-5)
     assert main(["downscale", model_dir, files["nc"], str(tmp_path / "q.nc"), "--spinup", "-1"]) == 2
     assert "--spinup -1: give at least 0" in capsys.readouterr().err
+    # A baseline has no windows to set: said of MODEL, in the command's words.
+    base = tmp_path / "clim"
+    assert main(["fit", files["nc"], str(base), "--method", "climatology"]) == 0
+    assert main(["downscale", str(base), files["nc"], str(tmp_path / "r.nc"), "--spinup", "30"]) == 2
+    assert f"--spinup: MODEL {str(base)!r} is the baseline 'climatology'" in capsys.readouterr().err
 
 
 def test_info_names_and_checks_the_data_a_model_learned_from(files: dict[str, str], model_dir: str,

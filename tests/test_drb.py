@@ -632,6 +632,10 @@ def test_fetched_files_and_parsed_tables_follow_the_umask(tmp_path: Path, monkey
     name = "test-share/table.csv"
     monkeypatch.setitem(drb.POOCH.registry, name, "sha256:" + hashlib.sha256(body).hexdigest())
     monkeypatch.setitem(drb.POOCH.urls, name, f"http://127.0.0.1:{server.server_address[1]}/table.csv")
+    moved: list[int] = []  # the mode pooch's file has as it is put in place
+    real_move = pooch.core.shutil.move
+    monkeypatch.setattr(pooch.core.shutil, "move",
+                        lambda src, dst: moved.append(os.stat(src).st_mode & 0o777) or real_move(src, dst))
     before = os.umask(umask)
     try:
         got = drb.fetch(name, folder=tmp_path / "data", progress=False)
@@ -642,7 +646,7 @@ def test_fetched_files_and_parsed_tables_follow_the_umask(tmp_path: Path, monkey
         server.shutdown()
         server.server_close()
     assert got.read_bytes() == body and frame["b"].tolist() == [2]
-    assert got.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert moved == [0o666 & ~umask] and got.stat().st_mode & 0o777 == 0o666 & ~umask
     (table,) = (tmp_path / "parsed").iterdir()
     assert table.stat().st_mode & 0o777 == 0o666 & ~umask
 

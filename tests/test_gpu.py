@@ -86,6 +86,10 @@ def test_same_seed_on_gpu_repeats(basin: xr.Dataset, gpu_model: xmsgl.Downscaler
     a = basin.msgl.downscale(gpu_model, device="cuda", **RUN)
     b = basin.msgl.downscale(again, device="cuda", **RUN)
     assert _max_diff(a, b) < 1e-3
+    # One GPU, one spelling in the record: "cuda" is recorded with its number.
+    import torch
+
+    assert gpu_model.config["device"] == f"cuda:{torch.cuda.current_device()}"
 
 
 def test_saved_from_gpu_loads_on_cpu(basin: xr.Dataset, gpu_model: xmsgl.Downscaler,

@@ -1016,7 +1016,9 @@ def test_a_dask_backed_write_does_not_hold_the_chunks_it_computed(tmp_path: Path
                           env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     # 0.8 GB of data, 1.2 GB with both variables' chunks: held, the peak passes 1.2 GB.
-    assert float(proc.stdout.split()[-1]) < 0.8
+    # Alone 0.30-0.33 GB; beside the tests of the real files, whose reads slow the
+    # writes, 0.87-0.89 (chunks computed wait longer for theirs): below 1.0 either way.
+    assert float(proc.stdout.split()[-1]) < 1.0
 
 
 @pytest.mark.parametrize("swap_back", ["fails", "raises", "another writer"])
@@ -1097,3 +1099,33 @@ def test_a_file_the_system_will_not_replace_is_a_typed_error(tmp_path: Path,
     with pytest.raises(XmsglError, match=r"pred\.nc' could not be replaced \(Access is denied\).*ds\.close\(\)"):
         to_netcdf_safe(ds * 2, target, overwrite=True)
     assert target.read_bytes() == before and leftovers(tmp_path) == []
+
+
+def test_a_new_file_mode_is_read_without_changing_the_umask(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # Where there is no /proc, the umask was read by setting it to 022 and back: files
+    # other threads made in that instant were readable by all under a umask of 077.
+    from xmsgl.io import give_new_file_mode
+
+    def no_umask(mask: int) -> int:
+        raise AssertionError("the umask was changed")
+
+    target = tmp_path / "f"
+    target.write_bytes(b"x")
+    os.chmod(target, 0o600)
+    before = os.umask(0o027)
+    real_open = open
+
+    def no_proc(file: object, *args: object, **kwargs: object) -> object:  # macOS, Windows
+        if str(file).startswith("/proc"):
+            raise FileNotFoundError(2, "No such file or directory", str(file))
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    try:
+        monkeypatch.setattr("builtins.open", no_proc)
+        monkeypatch.setattr(os, "umask", no_umask)
+        give_new_file_mode(target)
+    finally:
+        monkeypatch.undo()
+        os.umask(before)
+    assert target.stat().st_mode & 0o777 == 0o640 and leftovers(tmp_path) == []

@@ -642,13 +642,38 @@ def _one_netcdf_file(value: str, command: str, example: str) -> None:
 #: fit's arguments that have options of their own in ``xmsgl fit``.
 _FIT_OPTIONS = {"method": "--method", "seed": "--seed", "epochs": "--epochs", "train": "--train",
                 "val": "--val", "test": "--test", "device": "--device", "progress": "--no-progress",
-                "graph_options": "--max-hops/--max-distance", "ds": "DATA"}
+                "graph_options": "--max-hops/--max-distance", "max_hops": "--max-hops",
+                "max_distance": "--max-distance", "ds": "DATA"}
+
+#: fit's arguments whose values are names or dates: "2001" stays a label, not a number.
+_TEXT_SETTINGS = frozenset({"stage_a_period", "stage_a_variable", "fine_head", "backbone", "weighting",
+                            "input_scaling", "lr_schedule"})
 
 
 def _settings(given: list[str]) -> dict[str, Any]:
-    """``--set NAME=VALUE`` as fit's keyword arguments: VALUE read as JSON where it is
-    (8, 0.001, null, [1, 2], {"a": 1}), else as text (equal)."""
+    """``--set NAME=VALUE`` as fit's keyword arguments. VALUE is a number where it
+    reads as one (8, 0.001, .001, 1e-3; not NaN or infinity), else JSON (null, true,
+    [1, 2], {"a": 1}), else text (equal); for the arguments that take names or dates
+    (:data:`_TEXT_SETTINGS`) text unless it is a JSON list or object."""
     import json
+    import math
+
+    def value(name: str, text: str) -> Any:
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = text
+        if name in _TEXT_SETTINGS:
+            return parsed if isinstance(parsed, (list, dict)) else text
+        for kind in (int, float):
+            try:
+                number = kind(text)
+            except ValueError:
+                continue
+            if not math.isfinite(number):
+                raise ParameterError(f"--set {name}={text}: give a finite number")
+            return number
+        return parsed
 
     out: dict[str, Any] = {}
     for item in given:
@@ -660,10 +685,7 @@ def _settings(given: list[str]) -> dict[str, Any]:
             raise ParameterError(f"--set {item!r}: {name} has its own option, {_FIT_OPTIONS[name]}")
         if name in out:
             raise ParameterError(f"--set {name}= is given twice; give it once")
-        try:
-            out[name] = json.loads(text)
-        except ValueError:
-            out[name] = text
+        out[name] = value(name, text.strip())
     return out
 
 
@@ -778,6 +800,13 @@ def _downscale(args: argparse.Namespace) -> int:
                               check_graph=not args.other_network)
         except XmsglError as err:
             raise type(err)(f"MODEL {args.model!r}: {err}") from err
+        from xmsgl.baselines import BaselineModel
+
+        windows = [o for o, v in (("--spinup", args.spinup), ("--chunk", args.chunk)) if v is not None]
+        if windows and isinstance(model, BaselineModel):
+            raise ParameterError(f"{'/'.join(windows)}: MODEL {args.model!r} is the baseline "
+                                 f"{model.method!r}, which has no network's warm-up or windows to "
+                                 "set (the GRU runs in those it was fitted with); leave them out")
         # The cross-scale estimate runs in memory only; the rest streams from the file.
         lazy = args.scale != "cross"
         if not lazy and args.reach_chunk is not None:

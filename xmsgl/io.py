@@ -689,12 +689,20 @@ def refuse_unwritable(out: Path, value: str, option: str) -> None:
                              f"nothing was done: choose another {option}")
 
 
-def refuse_unwritable_store(final: Path) -> None:
-    """Refuse to append to the zarr store ``final`` where a file cannot be made in its
-    folder or in one of its arrays' (an append writes chunks and metadata in both): a
-    store another user owns failed with a bare PermissionError once the piece was
-    computed, or as the mark that undoes a killed append was written."""
-    folders = [final, *sorted(p for p in final.iterdir() if p.is_dir() and not p.is_symlink())]
+def refuse_unwritable_store(final: Path, dim: str = "time") -> None:
+    """Refuse to append to the zarr store ``final`` along ``dim`` where a file cannot
+    be made where the append writes: the store's folder (its metadata) and the folders
+    of its arrays along ``dim`` (their metadata and chunks; a format 3 array's chunks
+    are under ``c``). A store another user owns failed with a bare PermissionError once
+    the piece was computed. Arrays without ``dim`` (static ones) are not written, and
+    may be another's."""
+    names: list[str] = []
+    with contextlib.suppress(OSError, ValueError, KeyError):  # unreadable: append_zarr says so
+        with xr.open_zarr(final, consolidated=False) as store:
+            names = [str(v) for v in store.variables if dim in store[v].dims]
+    folders = [final]
+    for name in names:
+        folders += [p for p in (final / name, final / name / "c") if p.is_dir() and not p.is_symlink()]
     for folder in folders:
         failed = _unwritable(folder)
         if failed is not None:
@@ -717,28 +725,26 @@ def _unwritable(folder: Path) -> str | None:
 
 def give_new_file_mode(path: PathLike) -> None:
     """Give the file ``path``, made through a temporary file (which ``tempfile`` creates
-    with mode 0600, readable by its owner alone), the mode a new file gets: 0666 less
-    the umask, so that a group sharing the folder can read it. Never raises: a file
-    another user made keeps its mode."""
+    with mode 0600, readable by its owner alone), the mode a new file gets in its
+    folder: that of a probe file made there with 0666 (the umask, and a default ACL,
+    applied by the system), so that a group sharing the folder can read it. The umask
+    itself is never changed (other threads would make files under the wrong one).
+    Never raises: where no probe can be made, or the file is another user's, it keeps
+    its mode."""
+    folder = Path(path).parent
+    probe = folder / f".xmsgl-mode-{secrets.token_hex(6)}"
     try:
-        os.chmod(path, 0o666 & ~_umask())
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
     except OSError:
-        pass
-
-
-def _umask() -> int:
-    """The process's umask: read from Linux's ``/proc``, else by setting it and back
-    (Python has no getter), which other threads could see for an instant."""
+        return
     try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+        mode = os.fstat(fd).st_mode & 0o777
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+    with contextlib.suppress(OSError):
+        os.chmod(path, mode)
 
 
 def read_saved_folder(path: Path, read: Callable[[Path], _T]) -> _T:
@@ -1657,7 +1663,7 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
                              "with xmsgl.io.to_zarr_safe(piece, path), then append the others")
     piece = _as_dataset(piece, "append_zarr")
     _refuse_source(piece, final)
-    refuse_unwritable_store(final)
+    refuse_unwritable_store(final, dim)
     with _append_lock(final):
         try:
             group = zarr.open_group(str(final), mode="r+", use_consolidated=False)
@@ -1747,8 +1753,8 @@ def _term_as_interrupt() -> Iterator[None]:
 @contextlib.contextmanager
 def _append_lock(final: Path) -> Iterator[None]:
     """Hold an exclusive lock on the store: POSIX ``flock`` on its folder; on Windows
-    ``msvcrt.locking`` on a file in it (``.xmsgl_append.lock``), as a folder cannot be
-    opened there. A file system that refuses locks (some network mounts) is said, and
+    ``msvcrt.locking`` on a file beside it (``.<store>.xmsgl-append.lock``; one in the
+    store would be an entry zarr warns of), as a folder cannot be opened there. A file system that refuses locks (some network mounts) is said, and
     the append goes on without one."""
     try:
         import fcntl
@@ -1779,14 +1785,14 @@ def _appending_elsewhere(final: Path) -> ParameterError:
 @contextlib.contextmanager
 def _windows_append_lock(final: Path) -> Iterator[None]:
     """The lock of :func:`_append_lock` where there is no ``fcntl``: the first byte of a
-    lock file in the store, locked with ``msvcrt`` (released when the file is closed,
+    lock file beside the store, locked with ``msvcrt`` (released when the file is closed,
     or the process dies); no lock where neither exists."""
     try:
         import msvcrt
     except ImportError:
         yield
         return
-    with open(final / ".xmsgl_append.lock", "a+b") as f:
+    with open(final.parent / f".{final.name}.xmsgl-append.lock", "a+b") as f:
         f.seek(0)
         try:
             msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]

@@ -1788,8 +1788,9 @@ def fit(
                              input_days=(masks["train"] | masks["val"]
                                          | period_mask(time, periods.get("stage_a") or [], "stage_a"))),
         "seed": int(seed),
-        # "cpu:0" and "cpu" are one device: the same fit, the same sha256.
-        "device": "cpu" if dev.type == "cpu" else str(dev),
+        # One device, one spelling ("cpu:0" is "cpu", "cuda" the GPU's number): the
+        # same fit, the same sha256.
+        "device": _device_record(dev),
         # Equal seeds give equal weights on the CPU with the same number of threads.
         "torch_threads": int(torch.get_num_threads()),
         "versions": _versions(),
@@ -1798,6 +1799,14 @@ def fit(
     }
     net.eval()
     return Downscaler(net.cpu() if dev.type != "cpu" else net, _plain(config))
+
+
+def _device_record(dev: torch.device) -> str:
+    """The device a fit ran on as its config records it: ``"cpu"``, ``"mps"``, or
+    ``"cuda:N"`` with the GPU's number (the current one for a bare ``"cuda"``)."""
+    if dev.type == "cuda":
+        return f"cuda:{dev.index if dev.index is not None else torch.cuda.current_device()}"
+    return dev.type if dev.type in ("cpu", "mps") else str(dev)
 
 
 def _data_record(ds: xr.Dataset, y_reach: np.ndarray, y_seg: np.ndarray | None,

@@ -429,11 +429,18 @@ def _download(name: str, url: str, known: str | None, where: _Where, existed: bo
     store = pooch.Pooch(path=where.root, base_url=POOCH.base_url, registry=POOCH.registry,
                         retry_if_failed=POOCH.retry_if_failed)
     store.urls = POOCH.urls
+    base = pooch.downloaders.choose_downloader(url, progressbar=progress)
+
+    def download(url: str, output_file: Any, pup: Any) -> None:
+        base(url, output_file, pup)
+        # pooch's temporary file (mode 0600, its owner's alone) gets a new file's mode
+        # before pooch moves it into place: a group sharing the folder reads it.
+        if isinstance(output_file, (str, os.PathLike)):
+            give_new_file_mode(output_file)
+
     try:
         with _pooch_log(progress):
-            fetched = Path(store.fetch(name, progressbar=progress))
-        give_new_file_mode(fetched)  # pooch's temporary file was its owner's alone
-        return fetched
+            return Path(store.fetch(name, downloader=download, progressbar=progress))
     except requests.exceptions.RequestException as err:
         raise DownloadError(
             f"{name!r} is not in the data folder and could not be downloaded from {url} "
