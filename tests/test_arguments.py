@@ -615,6 +615,17 @@ def test_a_stride_longer_than_the_window_is_refused(basin: xr.Dataset) -> None:
     assert m.config["hyperparameters"]["stride"] == 60  # min(182, window)
 
 
+def test_the_typed_method_names_are_fits_methods() -> None:
+    # fit's overloads name the methods for type checkers; they must be fit's own.
+    import typing
+
+    from xmsgl.baselines import BASELINES
+    from xmsgl.model import METHODS, _BaselineName, _NetworkName
+
+    assert typing.get_args(_NetworkName) == METHODS
+    assert typing.get_args(_BaselineName) == (*BASELINES, "gru")
+
+
 def test_one_device_spelled_two_ways_gives_one_model(basin: xr.Dataset) -> None:
     # "cpu:0" was recorded as written, and the same weights had another sha256.
     a = fit(basin, method="fine-only", seed=0, device="cpu", **FAST)

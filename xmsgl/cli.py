@@ -1375,8 +1375,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="graph cut: leave out pairs of nodes more than M metres apart along the stream")
     ft.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
                     help="any other argument of xmsgl.fit, repeatable: --set hidden=8 --set lr=0.001 "
-                         "--set weighting=equal (VALUE read as JSON where it is, else as text), so "
-                         "that the hyperparameters a model's config.json records can be given again")
+                         "--set weighting=equal (VALUE a number where it reads as one, else JSON "
+                         "such as null or [1, 2, 1], else text; names and dates stay text), so that "
+                         "the hyperparameters a model's config.json records can be given again")
     ft.add_argument("--device", default="auto", help=_DEVICE_HELP)
     ft.add_argument("--no-progress", action="store_true", help="hide progress bars")
     ft.add_argument("--overwrite", action="store_true", help="replace an existing model folder MODEL")

@@ -1840,11 +1840,11 @@ def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None
                              "source": str(source),
                              "date_created": datetime.datetime.now(datetime.timezone.utc).strftime(
                                  "%Y-%m-%dT%H:%M:%SZ")}
-    if TIME in result.coords and result[TIME].ndim == 1 and result.sizes[TIME]:
-        if result[TIME].dtype.kind == "M":
-            days = pd.DatetimeIndex(result[TIME].values)
-            attrs["time_coverage_start"] = days[0].strftime("%Y-%m-%d")
-            attrs["time_coverage_end"] = (days[-1] + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    if (TIME in result.coords and result[TIME].ndim == 1 and result.sizes[TIME]
+            and result[TIME].dtype.kind == "M"):
+        days = pd.DatetimeIndex(result[TIME].values)
+        attrs["time_coverage_start"] = days[0].strftime("%Y-%m-%d")
+        attrs["time_coverage_end"] = (days[-1] + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
     # A discrete sampling geometry needs its instance variable (cf_role) in the file too.
     if inputs.get("featureType") and any(result[d].attrs.get("cf_role") for d in result.dims
                                          if d in result.coords):
