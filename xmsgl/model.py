@@ -161,10 +161,17 @@ _REFETCH = "save or fetch the model again"
 
 
 def _versions() -> dict[str, str]:
+    """The versions a fit ran with: xmsgl and what computes its numbers (scipy builds
+    the graphs, pandas reads the dates), and Python."""
+    import platform
+
+    import scipy
+
     import xmsgl
 
     return {"xmsgl": xmsgl.__version__, "torch": torch.__version__, "numpy": np.__version__,
-            "xarray": xr.__version__}
+            "xarray": xr.__version__, "scipy": scipy.__version__, "pandas": pd.__version__,
+            "python": platform.python_version()}
 
 
 class Downscaler:
