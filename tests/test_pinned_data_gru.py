@@ -216,6 +216,19 @@ def test_loading_a_gru_leaves_the_callers_random_stream_alone(gru_model, tmp_pat
     assert torch.equal(torch.rand(3), expected)
 
 
+def test_check_data_reads_the_grus_record(gru_basin: xr.Dataset, gru_model) -> None:
+    from xmsgl.model import check_data
+
+    assert check_data(gru_model, gru_basin) == {"targets": True, "inputs": True}
+    changed = gru_basin.copy(deep=True)
+    changed["reach_air_temp"].values[0, 10] += 0.5  # a training day's forcing
+    assert check_data(gru_model, changed) == {"targets": True, "inputs": False}
+    observed = tuple(int(i) for i in np.argwhere(np.isfinite(gru_basin["reach_temp"].values[:, :300]))[0])
+    changed = gru_basin.copy(deep=True)
+    changed["reach_temp"].values[observed] += 0.5
+    assert check_data(gru_model, changed) == {"targets": False, "inputs": True}
+
+
 def test_gru_output_lists_its_days_short_of_warm_up(gru_basin: xr.Dataset, gru_model) -> None:
     import warnings
 

@@ -220,6 +220,20 @@ def _model_lines(value: str) -> list[str]:
                 for dim, names in (("segment", v.get("seg_vars") or []), ("reach", v.get("reach_vars") or []))
                 if names and reads[dim]]
 
+    def record_lines() -> list[str]:
+        """What identifies the data it learned from (``--data DATA`` compares), the
+        thinning, and the versions it was fitted with."""
+        data, out = cfg.get("data") or {}, []
+        if data.get("targets_sha256"):
+            out.append(f"targets sha256 {data['targets_sha256']} ({data.get('targets_days', '?')})")
+        if data.get("inputs_sha256"):
+            out.append(f"inputs sha256 {data['inputs_sha256']} ({data.get('inputs_days', '?')})")
+        if data.get("sparsify"):
+            out.append(f"observations thinned: sparsify({data['sparsify']})")
+        if cfg.get("versions"):
+            out.append("versions: " + ", ".join(f"{k} {v}" for k, v in cfg["versions"].items()))
+        return out
+
     # Equal seeds give equal weights on the CPU with the same number of threads.
     threads = (f" with {cfg['torch_threads']} torch thread{'s' if cfg['torch_threads'] != 1 else ''}"
                if isinstance(cfg.get("torch_threads"), int) else "")
@@ -247,7 +261,7 @@ def _model_lines(value: str) -> list[str]:
             lines.append("hyperparameters: " + ", ".join(f"{k} {text(v)}" for k, v in hp.items()))
         if settings or counts:
             lines.append(f"settings: {settings or 'none'}" + (f"; {counts}" if counts else ""))
-        return lines
+        return lines + record_lines()
     g, hp, v = cfg["graph"], cfg["hyperparameters"], cfg["variables"]
     per = cfg.get("periods") or {}
     output = {"fine": "the fine head's prediction", "fine_only": "the fine cell alone",
@@ -289,28 +303,19 @@ def _model_lines(value: str) -> list[str]:
             opts = {**opts, "dynamic_days": None}  # saved before the option: as it loads
         lines.append(f"backbone: {hp['backbone']}"
                      + (" (" + ", ".join(f"{k} {text(o)}" for k, o in opts.items()) + ")" if opts else ""))
-    # What identifies the data it learned from (xmsgl info MODEL --data DATA compares).
-    data = cfg.get("data") or {}
-    if data.get("targets_sha256"):
-        lines.append(f"targets sha256 {data['targets_sha256']} ({data.get('targets_days', '?')})")
-    if data.get("inputs_sha256"):
-        lines.append(f"inputs sha256 {data['inputs_sha256']} ({data.get('inputs_days', '?')})")
-    if data.get("sparsify"):
-        lines.append(f"observations thinned: sparsify({data['sparsify']})")
-    versions = cfg.get("versions") or {}
-    if versions:
-        lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    return lines
+    return lines + record_lines()
 
 
 def _data_lines(args: argparse.Namespace) -> list[str]:
     """``xmsgl info MODEL --data DATA``: whether DATA holds what MODEL learned from."""
     from xmsgl.model import Downscaler, check_data
+    from xmsgl.nn.gru import GRUModel
 
     model = _load_model(args.model)
-    if not isinstance(model, Downscaler):
-        raise ParameterError(f"--data: MODEL {args.model!r} is a baseline; --data compares the data "
-                             "record of a network model")
+    if not isinstance(model, (Downscaler, GRUModel)):
+        raise ParameterError(f"--data: MODEL {args.model!r} is the baseline {model.method!r}, which "
+                             "records no data sha256; --data compares the data record of a network "
+                             "model or of the GRU")
     ds = _read_dataset(args.data, "--data", lazy=False, check=False)
     try:
         got = check_data(model, ds)

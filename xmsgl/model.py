@@ -134,6 +134,7 @@ from xmsgl.train import (
 
 if TYPE_CHECKING:
     from xmsgl.baselines import BaselineModel
+    from xmsgl.nn.gru import GRUModel
 
 __all__ = ["METHODS", "Downscaler", "check_data", "fit", "load"]
 
@@ -1866,7 +1867,7 @@ def _inputs_sha256(ds: xr.Dataset, names: Sequence[str], days: np.ndarray) -> st
     return h.hexdigest()
 
 
-def check_data(model: Downscaler, ds: xr.Dataset) -> dict[str, bool | None]:
+def check_data(model: Downscaler | GRUModel, ds: xr.Dataset) -> dict[str, bool | None]:
     """Whether ``ds`` holds the data ``model`` was fitted on, without refitting.
 
     The targets (and ASYNC-MSGL's stage A variable) on the days the fit learned from,
@@ -1884,7 +1885,8 @@ def check_data(model: Downscaler, ds: xr.Dataset) -> dict[str, bool | None]:
     Raises
     ------
     ParameterError
-        For a model that is not a network fitted by ``fit`` (a baseline, the GRU).
+        For a light baseline (climatology, mohseni, idw, harmonic), which learns from no
+        recorded data sha256; the networks and the GRU are read.
     SchemaError, DataError
         As :func:`fit` for a dataset without the variables the model reads.
 
@@ -1895,9 +1897,11 @@ def check_data(model: Downscaler, ds: xr.Dataset) -> dict[str, bool | None]:
     >>> check_data(model, ds)  # doctest: +SKIP
     {'targets': True, 'inputs': True}
     """
-    if not isinstance(model, Downscaler):
-        raise ParameterError(f"check_data reads the record of a network model (xmsgl.Downscaler), "
-                             f"not of {type(model).__name__}")
+    from xmsgl.nn.gru import GRUModel
+
+    if not isinstance(model, (Downscaler, GRUModel)):
+        raise ParameterError(f"check_data reads the record of a network model (xmsgl.Downscaler) or "
+                             f"of the GRU, not of {type(model).__name__}")
     record = model.config.get("data") or {}
     if "targets_sha256" not in record:
         raise ParameterError("this model records no sha256 of its data (fitted by an xmsgl from "
@@ -1912,7 +1916,7 @@ def check_data(model: Downscaler, ds: xr.Dataset) -> dict[str, bool | None]:
 
     days = mask("train") | mask("val")
     y_reach = target_array(ds, "reach_temp", REACH)
-    y_seg = target_array(ds, "seg_temp", SEG) if model.method != "fine-only" else None
+    y_seg = target_array(ds, "seg_temp", SEG) if model.method not in ("fine-only", "gru") else None
     stage = model.config.get("stage_a")
     stage_a = None
     read_a = mask("stage_a")

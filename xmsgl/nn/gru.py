@@ -754,7 +754,7 @@ def fit_gru(
         "periods": periods, "train": periods["train"], "n_sequences": len(seqs),
         "n_fine_train_obs": int(obs.size), "seed": int(seed),
         # What identifies the observations learned from, as the networks record it.
-        "data": _data_record(ds, y.T, None, masks["train"] | masks["val"]),
+        "data": _data_record(ds, y.T, None, masks["train"] | masks["val"], inputs=list(names)),
         "settings": {}, "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "device": "cpu", "torch_threads": int(torch.get_num_threads()), "versions": _versions(),
         "xmsgl": _version(), "torch": torch.__version__, "history": history,
