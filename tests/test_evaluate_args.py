@@ -539,3 +539,38 @@ def test_cross_validation_and_sweeps_show_one_bar_over_their_fits(basin: xr.Data
         cross_validate(basin, "climatology", folds=2, repeats=1, seeds=1, blocking="water_year")
         sparsity_sweep(basin, ["climatology", "idw"], keep=[1.0, 0.5], seeds=[0])
     assert capsys.readouterr().err == ""
+
+
+def test_arguments_that_were_taken_silently_are_refused() -> None:
+    # An audit of the error messages: each of these was accepted and did something else.
+    import xmsgl.convention as C
+    import xmsgl.evaluate as E
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2001-01-01", end="2001-03-31", seed=1)
+    gappy = ds.isel(time=[0, 1, 2, 5, 6])
+    # One name is a name, not its letters (it filled the variable it was told to skip).
+    filled = C.fill_daily(gappy, exclude="reach_air_temp")
+    assert bool(filled["reach_air_temp"].isel(time=3).isnull().all())
+    with pytest.raises(xmsgl.ParameterError, match=r"\['reach_air_tmp'\] is not among the inputs"):
+        C.fill_daily(gappy, exclude=["reach_air_tmp"])
+    # A trainer that cannot be used: the default fit ran in its place, or a bare TypeError.
+    with pytest.raises(xmsgl.ParameterError, match="trainer=5 is not callable"):
+        E.sparsity_sweep(ds, "climatology", keep=[1.0], seeds=[0], trainer=5)
+    with pytest.raises(xmsgl.ParameterError, match=r"\['climatolgy'\].*did you mean 'climatology'"):
+        E.sparsity_sweep(ds, "climatology", keep=[1.0], seeds=[0], trainer={"climatolgy": lambda *a: 0})
+    with pytest.raises(xmsgl.ParameterError, match="trainer=5 is not callable"):
+        E.cross_validate(ds, "climatology", folds=2, repeats=1, seeds=1, trainer=5)
+    # Counts that ran out of memory listing their draws.
+    with pytest.raises(xmsgl.ParameterError, match="seeds=1000000000 is more than 10,000"):
+        E.cross_validate(ds, "climatology", folds=2, repeats=1, seeds=10**9)
+    with pytest.raises(xmsgl.ParameterError, match="repeats=1000000000 is more than 10,000"):
+        E.cross_validate(ds, "climatology", folds=2, repeats=10**9, seeds=1)
+    # seg= and reach= naming one dimension: seg= was dropped without a word.
+    renamed = ds.rename(seg="nseg", reach="comid")
+    with pytest.raises(xmsgl.SchemaError, match=r"\['comid'\] is given for two of seg=, reach="):
+        C.to_convention(renamed, seg="comid", reach="comid")
+    # Bins that double in width: 10**9 of them ran for minutes, then out of memory.
+    from xmsgl.explain import explain
+
+    with pytest.raises(xmsgl.ParameterError, match="n_bins=100: give at most 64"):
+        explain("no-model-read-before-the-check", ds, n_bins=100)  # type: ignore[arg-type]

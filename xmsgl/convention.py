@@ -684,8 +684,14 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
     # own conversion of a date axis to numbers overflows with numpy 2.5 beyond 2262
     # (CMIP extensions), in pandas' conversion between datetime64 units.
     day_numbers = daily.values.astype("datetime64[D]").astype(np.int64).astype(np.float64)
-    skip = set(exclude)
-    for name in input_variables(ds, warn=False).all():
+    # One name is a name, not its letters; a name that is no input is a mistake.
+    skip = {exclude} if isinstance(exclude, str) else set(exclude)
+    inputs = input_variables(ds, warn=False).all()
+    unknown = sorted(map(str, skip - set(inputs)))
+    if unknown:
+        raise ParameterError(f"exclude={exclude!r}: {unknown} {'is' if len(unknown) == 1 else 'are'} not "
+                             f"among the inputs fill_daily fills ({sorted(inputs)}); check the names")
+    for name in inputs:
         if name in skip or TIME not in full[name].dims:
             continue
         var = full[name]
@@ -2511,8 +2517,14 @@ def to_convention(
         )
     check_flag("keep_original", keep_original)
     rename_dims: dict[str, str] = {}
-    for conv, yours in ((SEG, seg), (REACH, reach), (TIME, time)):
-        if yours is None or yours == conv:
+    given = [(conv, yours) for conv, yours in ((SEG, seg), (REACH, reach), (TIME, time)) if yours is not None]
+    twice = sorted({str(y) for _, y in given if [y2 for _, y2 in given].count(y) > 1})
+    if twice:
+        raise SchemaError(f"{twice} {'is' if len(twice) == 1 else 'are'} given for two of seg=, reach= and "
+                          f"time= ({', '.join(f'{c}={y!r}' for c, y in given if y in twice)}); each names "
+                          "its own dimension")
+    for conv, yours in given:
+        if yours == conv:
             continue
         if yours not in ds.dims:
             raise SchemaError(

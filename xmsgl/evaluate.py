@@ -501,6 +501,8 @@ def cv_partitions(
         raise ParameterError(f"blocking={blocking!r} is not known; use one of {list(BLOCKINGS)}")
     check_count("folds", folds, least=2)
     check_count("repeats", repeats)
+    if repeats > MAX_DRAWS:
+        raise ParameterError(f"repeats={repeats} is more than {MAX_DRAWS:,} partitions; give fewer")
     check_count("seed", seed, least=0)
     folds, repeats = int(folds), int(repeats)
     topo = topology_arrays(ds)
@@ -814,9 +816,35 @@ def _target(ds: xr.Dataset, use_truth: bool) -> tuple[xr.DataArray, str]:
     return ds["reach_temp"].transpose(REACH, TIME), "reach_temp"
 
 
+#: The most seeds or repeats a sweep or cross-validation takes (each is a fit):
+#: beyond it, a mistyped count ran out of memory listing them.
+MAX_DRAWS = 10_000
+
+
+def _check_trainer(trainer: Any, methods: Sequence[str]) -> None:
+    """Refuse a ``trainer`` that is neither callable nor a mapping of method names to
+    callables (or to fit keywords): one such was left out without a word, and the
+    default fit ran instead."""
+    if trainer is None or callable(trainer):
+        return
+    if not isinstance(trainer, Mapping):
+        raise ParameterError(f"trainer={trainer!r} is not callable; give a function trainer(train_ds, "
+                             "test_ds, seed) as xmsgl.evaluate.default_trainer(method) returns, or a "
+                             "dict of them by method")
+    unknown = sorted(str(k) for k in trainer if k not in methods)
+    if unknown:
+        raise ParameterError(f"trainer names {unknown}, which {'is' if len(unknown) == 1 else 'are'} not "
+                             f"among the methods {list(methods)}{did_you_mean(unknown, methods)}")
+    bad = sorted(str(k) for k, t in trainer.items() if not callable(t) and not isinstance(t, Mapping))
+    if bad:
+        raise ParameterError(f"trainer for {bad} is not callable; give a function per method")
+
+
 def _seeds(seeds: int | Sequence[int]) -> list[int]:
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
         check_count("seeds", seeds)
+        if seeds > MAX_DRAWS:
+            raise ParameterError(f"seeds={seeds} is more than {MAX_DRAWS:,} fits; give fewer")
         return list(range(int(seeds)))
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (Sequence, np.ndarray)):
         raise ParameterError(f"seeds={seeds!r} must be a positive count or a list of seeds")
@@ -1147,6 +1175,9 @@ def cross_validate(
         # The default trainer's scores are known now: refuse before any fit runs.
         raise ParameterError(f"score={score!r} is not among the scores {[*METRICS, 'n']}")
     _check_fit_kwargs(fit_kwargs, "cross_validate", nested=False)
+    if trainer is not None and not callable(trainer):
+        raise ParameterError(f"trainer={trainer!r} is not callable; give a function trainer(train_ds, "
+                             "test_ds, seed) as xmsgl.evaluate.default_trainer(method) returns")
     kwargs = dict(fit_kwargs or {})
     if trainer is None:
         from xmsgl.baselines import BASELINES
@@ -1646,6 +1677,7 @@ def sparsity_sweep(
     from xmsgl.model import METHODS as NETWORKS
 
     _check_fit_kwargs(fit_kwargs, "sparsity_sweep", nested=True)
+    _check_trainer(trainer, method_list)
     known = {*NETWORKS, *BASELINES, "gru"}
     unknown = [m for m in method_list if m not in known and not callable(
         per_method(trainer, m) if trainer is not None else None)]

@@ -121,7 +121,7 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
     ParameterError
         The model has no dmsge backbone on reaches, ``time`` selects too few days,
         ``spinup`` is not an integer of at least 0, or ``n_bins`` is not an integer
-        of at least 2.
+        from 2 to 64.
     ModelMismatchError
         The dataset does not fit the model (see :func:`xmsgl.model.check_compatible`).
     TimeError, PeriodError
@@ -143,6 +143,10 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
     from xmsgl.train import resolve_device
 
     check_count("n_bins", n_bins, least=2)
+    if n_bins > 64:
+        # Bins double in width: beyond 64 their edges pass any distance a river has
+        # (and 10**9 ran for minutes, then out of memory).
+        raise ParameterError(f"n_bins={n_bins}: give at most 64 (the bins double in width)")
     check_count("spinup", spinup, least=0)
     check_flag("check_graph", check_graph)
     if isinstance(model, (str, os.PathLike)):
