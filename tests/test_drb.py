@@ -7,6 +7,7 @@ everywhere. Nothing here needs internet except the ``network`` tests.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import logging
@@ -279,13 +280,12 @@ def test_pooch_log_line_only_with_progress(
     assert pooch.get_logger().filters == filters
 
 
-@pytest.fixture
-def truncated_server() -> Iterator[str]:
-    """A local HTTP server that answers every request with a few bytes."""
+@contextlib.contextmanager
+def _serving(body: bytes) -> Iterator[str]:
+    """A local HTTP server that answers every request with ``body``; yields its address."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            body = b"PRMS_segid,segidnat,comid_do"
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -298,10 +298,17 @@ def truncated_server() -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/GFv1_NHDv2_xwalk.csv"
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def truncated_server() -> Iterator[str]:
+    """A local HTTP server that answers every request with a few bytes."""
+    with _serving(b"PRMS_segid,segidnat,comid_do") as address:
+        yield f"{address}/GFv1_NHDv2_xwalk.csv"
 
 
 def test_truncated_download_leaves_nothing_in_cache(
@@ -616,35 +623,21 @@ def test_fetched_files_and_parsed_tables_follow_the_umask(tmp_path: Path, monkey
     # A folder fetched for a group (xmsgl fetch-data into a shared XMSGL_DATA_DIR) held
     # files of mode 0600, as did the parsed-table cache: readable by their owner alone.
     body = b"a,b\n1,2\n"
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     name = "test-share/table.csv"
     monkeypatch.setitem(drb.POOCH.registry, name, "sha256:" + hashlib.sha256(body).hexdigest())
-    monkeypatch.setitem(drb.POOCH.urls, name, f"http://127.0.0.1:{server.server_address[1]}/table.csv")
     moved: list[int] = []  # the mode pooch's file has as it is put in place
     real_move = pooch.core.shutil.move
     monkeypatch.setattr(pooch.core.shutil, "move",
                         lambda src, dst: moved.append(os.stat(src).st_mode & 0o777) or real_move(src, dst))
     before = os.umask(umask)
     try:
-        got = drb.fetch(name, folder=tmp_path / "data", progress=False)
-        frame = drb._parsed(name, lambda p: pd.read_csv(p), tmp_path / "parsed", "t1",
-                            lambda n: drb.fetch(n, folder=tmp_path / "data", progress=False))
+        with _serving(body) as address:
+            monkeypatch.setitem(drb.POOCH.urls, name, f"{address}/table.csv")
+            got = drb.fetch(name, folder=tmp_path / "data", progress=False)
+            frame = drb._parsed(name, lambda p: pd.read_csv(p), tmp_path / "parsed", "t1",
+                                lambda n: drb.fetch(n, folder=tmp_path / "data", progress=False))
     finally:
         os.umask(before)
-        server.shutdown()
-        server.server_close()
     assert got.read_bytes() == body and frame["b"].tolist() == [2]
     assert moved == [0o666 & ~umask] and got.stat().st_mode & 0o777 == 0o666 & ~umask
     (table,) = (tmp_path / "parsed").iterdir()
