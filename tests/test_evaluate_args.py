@@ -574,3 +574,100 @@ def test_arguments_that_were_taken_silently_are_refused() -> None:
 
     with pytest.raises(xmsgl.ParameterError, match="n_bins=100: give at most 64"):
         explain("no-model-read-before-the-check", ds, n_bins=100)  # type: ignore[arg-type]
+
+
+def test_arguments_of_the_wrong_type_are_typed_errors_that_name_them() -> None:
+    # An audit of the error messages: each of these raised Python's own TypeError,
+    # ValueError, AttributeError or IndexError, or an xarray AlignmentError.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import xmsgl.convention as C
+    import xmsgl.evaluate as E
+    import xmsgl.knn as K
+    import xmsgl.metrics as M
+    import xmsgl.robustness as R
+    import xmsgl.scale as S
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2001-01-01", end="2001-03-31", seed=1)
+    obs, pred = ds["reach_temp"], ds["reach_temp_true"]
+    P = xmsgl.ParameterError
+    with pytest.raises(P, match="by=5 must be None, 'season', 'hot' or a list of them"):
+        E.evaluate(pred, obs, by=5)  # type: ignore[arg-type]
+    with pytest.raises(P, match="dims=5 must be a dimension name or a list of them"):
+        M.rmse(pred, obs, dims=5)  # type: ignore[arg-type]
+    for chunk in (None, "10", 2.5):
+        with pytest.raises(P, match=f"reach_chunk={chunk!r} must be a positive number of reaches"):
+            S.partition(ds, reach_chunk=chunk)  # type: ignore[arg-type]
+    with pytest.raises(P, match="halo='1' must be a number of segment hops"):
+        S.partition(ds, 5, halo="1")  # type: ignore[arg-type]
+    with pytest.raises(xmsgl.SchemaError, match="fill_daily takes an xarray.Dataset"):
+        C.fill_daily(None)  # type: ignore[arg-type]
+    gappy = ds.isel(time=[0, 1, 4])
+    with pytest.raises(xmsgl.TimeError, match="timezone-aware"):
+        C.fill_daily(gappy.assign_coords(time=gappy.indexes["time"].tz_localize("UTC")))
+    with pytest.raises(P, match="variables=5 must be a variable name or a list of them"):
+        R.lowpass(ds, 30, variables=5)  # type: ignore[arg-type]
+    with pytest.raises(P, match="period='30' must be a period in days"):
+        R.lowpass(ds, "30", variables="reach_air_temp")  # type: ignore[arg-type]
+    with pytest.raises(P, match="checks=5 must be a list of check names"):
+        R.robustness(ds, "no-model-read-before-the-check", 5)  # type: ignore[arg-type]
+    with pytest.raises(xmsgl.SchemaError, match="observed must be an xarray.DataArray"):
+        M.hot_mask(obs.values)  # type: ignore[arg-type]
+    # skill pairs by position: a timezone, or labels that differ, are refused in its words.
+    with pytest.raises(xmsgl.TimeError, match="timezone-aware"):
+        M.skill(pred.assign_coords(time=pred.indexes["time"].tz_localize("UTC")), obs)
+    with pytest.raises(xmsgl.DataError, match="not aligned along 'time'.*align_pair"):
+        M.skill(pred.isel(time=slice(1, None)), obs.isel(time=slice(None, -1)))
+    pos = np.random.default_rng(0).random((5, 2))
+    with pytest.raises(P, match=r"tie_keys has shape \(3,\); give one key per node, shape \(5,\)"):
+        K.geometric_knn(pos, 2, tie_keys=np.arange(3))
+    with pytest.raises(P, match="there are no other nodes"):
+        K.geometric_knn(np.zeros((0, 2)), 2)
+    with pytest.raises(xmsgl.TimeError, match="water years need an array of dates"):
+        E.water_year("2001")  # type: ignore[arg-type]
+    sw = xr.Dataset({"rmse": (("method", "keep", "seed"), np.ones((1, 2, 1)))},
+                    coords={"method": ["idw"], "keep": [1.0, 0.5], "seed": [0]})
+    with pytest.raises(P, match="ax=5 must be matplotlib Axes"):
+        plot_sparsity(sw, ax=5)
+    with pytest.raises(xmsgl.SchemaError, match="metric='rmes' is not a variable.*did you mean 'rmse'"):
+        plot_sparsity(sw, metric="rmes")
+    with pytest.raises(xmsgl.DataError, match="hold infinite values at"):
+        variance_decomposition(xr.DataArray([[1.0, 2.0], [np.inf, 3.0]], dims=("repeat", "seed")))
+
+
+@pytest.mark.parametrize(("values", "what"), [
+    (True, "booleans"), (np.datetime64("2001-01-01", "ns"), "dates"), ("a", "text"),
+    (1 + 0j, "complex numbers"), (None, "Python objects")])
+def test_metrics_refuse_values_that_are_not_temperatures(values: object, what: str) -> None:
+    # They were scored: True as 1 degC, a date as its nanoseconds since 1970.
+    obs = xr.DataArray([10.0, 11.0, 12.0], dims="time",
+                       coords={"time": np.array(["2001-01-01", "2001-01-02", "2001-01-03"],
+                                                dtype="datetime64[ns]")})
+    pred = obs.copy(data=np.full(3, values, dtype=object if values is None else None))
+    for func in (xmsgl.metrics.rmse, xmsgl.metrics.skill):
+        with pytest.raises(xmsgl.SchemaError, match=f"prediction holds {what}"):
+            func(pred, obs)
+
+
+def test_time_labels_of_text_against_dates_are_named_as_such() -> None:
+    # It was a numpy DTypePromotionError from inside xarray's alignment.
+    obs = xr.DataArray([10.0, 11.0], dims="time",
+                       coords={"time": np.array(["2001-01-01", "2001-01-02"], dtype="datetime64[ns]")})
+    pred = obs.assign_coords(time=["2001-01-01", "2001-01-02"])
+    with pytest.raises(xmsgl.TimeError, match=r"dates on one side and <U10 values on the other "
+                                              r"\(prediction\).*pd.to_datetime"):
+        xmsgl.metrics.rmse(pred, obs)
+
+
+def test_a_basin_too_large_is_refused_before_it_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    import xmsgl.datasets.synthetic as syn
+
+    with pytest.raises(xmsgl.ParameterError, match="'n_segments' must be at most 1,000,000"):
+        syn.synthetic_basin(n_segments=10**12, start="2001-01-01", end="2001-01-02")
+    # A machine of 1 MB: an in-memory basin that cannot fit is refused, a lazy one is built.
+    monkeypatch.setattr(syn, "_physical_memory", lambda: 10**6)
+    with pytest.raises(xmsgl.ParameterError, match="more than this machine's 0 GB; pass chunks=5000"):
+        syn.synthetic_basin(n_segments=20, start="2001-01-01", end="2001-12-31")
+    lazy = syn.synthetic_basin(n_segments=20, start="2001-01-01", end="2001-12-31", chunks=50)
+    assert lazy["reach_temp"].chunks is not None

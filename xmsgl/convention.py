@@ -617,9 +617,11 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
 
     Raises
     ------
+    SchemaError
+        ``ds`` is no Dataset.
     TimeError
         ``ds`` has no ``time`` dimension of dates, its days are unsorted or repeated,
-        or its stamps lie at several times of day.
+        its stamps lie at several times of day or carry a time zone.
     ParameterError
         ``max_gap`` is not a whole number of at least 1.
 
@@ -632,10 +634,14 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
     >>> full.sizes["time"], int(full.reach_temp.isel(time=slice(10, 15)).count())
     (31, 0)
     """
+    if not isinstance(ds, xr.Dataset):
+        raise SchemaError(f"fill_daily takes an xarray.Dataset in the convention, got "
+                          f"{type(ds).__name__}; e.g. fill_daily(xr.open_dataset(path))")
     if max_gap is not None:
         check_count("max_gap", max_gap)
     if TIME not in ds.dims or TIME not in ds.coords:
         raise TimeError("the dataset has no 'time' dimension; there are no days to fill")
+    _refuse_timezones(ds[TIME])
     if not np.issubdtype(ds[TIME].dtype, np.datetime64):
         calendar = getattr(ds[TIME].values.flat[0], "calendar", None) if ds.sizes[TIME] else None
         if calendar is not None:

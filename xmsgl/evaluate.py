@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import warnings
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,6 +37,7 @@ from xmsgl.exceptions import (
     TimeError,
     XmsglError,
     XmsglWarning,
+    check_axes,
     check_count,
     check_flag,
     did_you_mean,
@@ -119,8 +120,13 @@ def _history(call: str) -> str:
 def _as_by(by: str | Sequence[str] | None) -> list[str]:
     if by is None:
         return []
-    items = [by] if isinstance(by, str) else list(by)
-    bad = [b for b in items if b not in _BY]
+    if isinstance(by, str):
+        items = [by]
+    elif isinstance(by, Iterable):
+        items = list(by)
+    else:
+        raise ParameterError(f"by={by!r} must be None, 'season', 'hot' or a list of them")
+    bad = [b for b in items if not isinstance(b, str) or b not in _BY]
     if bad:
         hint = did_you_mean([b for b in bad if isinstance(b, str)], _BY)
         raise ParameterError(f"by={bad!r} is not known{hint}; use None, 'season', 'hot' or a list of "
@@ -1503,8 +1509,12 @@ def variance_decomposition(
                         f"{k}; raise folds/repeats or seeds")
     if not np.isfinite(y).all():
         bad = np.argwhere(~np.isfinite(y))[:3].tolist()
-        raise DataError(f"scores {name!r} hold NaN at (partition, seed) {bad}; the design must be "
-                        "complete: rerun the failed fits or drop those partitions")
+        what = "NaN" if np.isnan(y).any() else "infinite values"
+        if np.isnan(y).any() and np.isinf(y).any():
+            what = "NaN and infinite values"
+        raise DataError(f"scores {name!r} hold {what} at (partition, seed) {bad}; the design must be "
+                        "complete and finite: rerun the failed (or diverged) fits or drop those "
+                        "partitions")
     est = _anova(y)
     # Compared on the scores themselves: their means can differ from them in the last bit.
     case = "one seed" if k == 1 else "constant" if (y == y[:, :1]).all() else "estimated"
@@ -1855,6 +1865,14 @@ def plot_sparsity(result: xr.Dataset, ax: Any = None, metric: str = "rmse") -> F
     -------
     matplotlib.figure.Figure
 
+    Raises
+    ------
+    ParameterError
+        ``result`` is no Dataset, or ``ax`` is neither None nor matplotlib Axes.
+    SchemaError
+        ``metric`` is no variable of ``result``, or ``result`` is not on (method,
+        keep, seed).
+
     Examples
     --------
     >>> import numpy as np, xarray as xr
@@ -1869,8 +1887,12 @@ def plot_sparsity(result: xr.Dataset, ax: Any = None, metric: str = "rmse") -> F
 
     if not isinstance(result, xr.Dataset):
         raise ParameterError(f"result must be the Dataset of sparsity_sweep(), got {type(result).__name__}")
-    if metric not in result.data_vars:
-        raise SchemaError(f"variable {metric!r} is not in the sweep result {sorted(str(v) for v in result.data_vars)}")
+    check_axes(ax)
+    if not isinstance(metric, str) or metric not in result.data_vars:
+        known = sorted(str(v) for v in result.data_vars)
+        hint = did_you_mean([metric], known) if isinstance(metric, str) else ""
+        raise SchemaError(f"metric={metric!r} is not a variable of the sweep result{hint}; use one of "
+                          f"{known}")
     need = {"method", "keep", "seed"}
     if not need <= set(result[metric].dims) or not need <= set(result.coords):
         raise SchemaError(

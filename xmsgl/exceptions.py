@@ -186,6 +186,26 @@ def check_flag(name: str, value: object, *, none: bool = False) -> None:
     raise ParameterError(f"{name}={value!r} must be {'True, False or None' if none else 'True or False'}")
 
 
+def check_axes(ax: object) -> None:
+    """Refuse anything but None or matplotlib Axes for a plotting function's ``ax``.
+
+    Examples
+    --------
+    >>> check_axes(None)
+    >>> check_axes(5)
+    Traceback (most recent call last):
+    ...
+    xmsgl.exceptions.ParameterError: ax=5 must be matplotlib Axes (e.g. from plt.subplots()) or None for a new figure
+    """
+    if ax is None:
+        return
+    from matplotlib.axes import Axes
+
+    if not isinstance(ax, Axes):
+        raise ParameterError(f"ax={ax!r} must be matplotlib Axes (e.g. from plt.subplots()) or None "
+                             "for a new figure")
+
+
 def did_you_mean(names: Iterable[str], known: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the names among ``names`` close to one of ``known``
     (``difflib``'s match), or ``""``.

@@ -37,6 +37,7 @@ from xmsgl.exceptions import (
     ParameterError,
     SchemaError,
     TimeError,
+    check_axes,
     check_count,
     check_flag,
     format_ids,
@@ -429,8 +430,9 @@ def plot_explain(result: xr.Dataset, ds: xr.Dataset | None = None, *, variable: 
     SchemaError
         ``result`` is not a result of :func:`explain`.
     ParameterError
-        An unknown variable or graph, a layer position out of range, or a model
-        without graph layers (``layers=0``: nothing is attributed per reach).
+        An unknown variable or graph, a layer position out of range, a model
+        without graph layers (``layers=0``: nothing is attributed per reach), or an
+        ``ax`` that is neither None nor matplotlib Axes.
     DataError
         ``ds`` lacks reaches of the result (it is not the dataset explained).
     """
@@ -470,6 +472,7 @@ def plot_explain(result: xr.Dataset, ds: xr.Dataset | None = None, *, variable: 
                             f"({format_ids(list(missing))}); pass the dataset explain() ran on, "
                             "or ds=None")
         to = ds["reach_to"].sel({REACH: ids}).values
+    check_axes(ax)
     fig: Figure
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 5))
@@ -524,7 +527,7 @@ def plot_energy(results: xr.Dataset | Mapping[str, xr.Dataset] | Sequence[xr.Dat
     ------
     ParameterError, SchemaError
         ``results`` is not one of those, or holds something that is not an
-        :func:`explain` result.
+        :func:`explain` result; ``ax`` is neither None nor matplotlib Axes.
     """
     import matplotlib.pyplot as plt
 
@@ -543,6 +546,7 @@ def plot_energy(results: xr.Dataset | Mapping[str, xr.Dataset] | Sequence[xr.Dat
         raise ParameterError("results is empty; give at least one explain() result")
     for label, res in items.items():
         _check_result(res, f"plot_energy (result {label!r})" if label else "plot_energy")
+    check_axes(ax)
     fig: Figure
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 4))

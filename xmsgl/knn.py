@@ -431,6 +431,9 @@ def _length_scale(pos: np.ndarray) -> float:
 def _check_k(k: int, available: int, what: str, fix: str) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or int(k) < 1:
         raise ParameterError(f"k={k!r} must be a positive integer")
+    if available < 1:
+        raise ParameterError(f"k={k}: there are no {what} (fewer than two nodes); give at least "
+                             "two nodes")
     if int(k) > available:
         raise ParameterError(f"k={k} is larger than the {available} {what}; {fix}")
     return int(k)
@@ -464,7 +467,8 @@ def geometric_knn(pos: np.ndarray, k: int, *, duplicates: str = "allow",
     Raises
     ------
     ParameterError
-        ``k`` is not in ``1 .. N - 1``, or an unknown ``duplicates``.
+        ``k`` is not in ``1 .. N - 1``, an unknown ``duplicates``, or ``tie_keys``
+        not one per node.
     SchemaError
         Positions that are not a (N, d) array, non-finite positions, or duplicates
         with ``duplicates="raise"``.
@@ -497,6 +501,8 @@ def geometric_knn(pos: np.ndarray, k: int, *, duplicates: str = "allow",
                 "duplicates='allow'"
             )
     keys = np.arange(n) if tie_keys is None else np.asarray(tie_keys)
+    if keys.shape != (n,):
+        raise ParameterError(f"tie_keys has shape {keys.shape}; give one key per node, shape ({n},)")
     tree = cKDTree(pos)
     n_query = min(k + 2, n)  # one past the k + 1 needed: is the k-th place tied?
     dist, idx = tree.query(pos, k=n_query)
@@ -736,6 +742,9 @@ def knn_brute(x: torch.Tensor, k: int, tie_keys: np.ndarray | None = None) -> to
     k = _check_k(k, n - 1, "other nodes", "lower k")
     order = inverse = None
     if tie_keys is not None:
+        if np.shape(tie_keys) != (n,):
+            raise ParameterError(f"tie_keys has shape {np.shape(tie_keys)}; give one key per node, "
+                                 f"shape ({n},)")
         # Searched in key order, so that equal distances go to the smaller key.
         order = torch.from_numpy(np.argsort(np.asarray(tie_keys), kind="stable")).to(xb.device)
         inverse = torch.empty_like(order)

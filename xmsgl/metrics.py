@@ -195,7 +195,8 @@ def align_pair(
     Raises
     ------
     SchemaError
-        The arrays have different dimensions, or a coordinate is missing on one.
+        The arrays have different dimensions, or a coordinate is missing on one; a
+        side holds no real numbers (booleans, dates, text, complex numbers).
     UnitsError
         Both carry ``units`` and they differ; or one side has none and the other
         is not in degC, or the side without units holds values implausible for
@@ -215,7 +216,8 @@ def align_pair(
     TimeError
         A time coordinate repeats a label (other dimensions: ``DataError``); the
         message names the dimension and the first repeated label. A timezone-aware
-        ``time`` coordinate, with the fix.
+        ``time`` coordinate, with the fix; a ``time`` coordinate of dates on one side
+        and of text or numbers on the other.
 
     Examples
     --------
@@ -241,12 +243,14 @@ def align_pair(
             f"{tuple(map(str, observed.dims))}; rename or select so both have the same dimensions"
         )
     for side, da in (("prediction", prediction), ("observed", observed)):
+        _check_numbers(side, da)
         if "time" in da.coords:
             _refuse_timezones(da["time"])
         _check_labels(side, da)
         _check_integer(side, da)
         if da.dtype.kind == "f":
             _check_fill_codes(side, da)
+    _check_time_labels(prediction, observed)
     _check_units(prediction, observed)
     # Both sides in K or both in degF: score them in degC, as the outputs are labelled.
     prediction = _converted("prediction", prediction)
@@ -358,6 +362,40 @@ def _check_labels(side: str, da: xr.DataArray) -> None:
             f"{side} has duplicated {str(dim)!r} labels (first: {first!r}, "
             f"{int(index.duplicated().sum())} repeated in all); drop or combine the repeated labels, e.g. "
             f"da.drop_duplicates({str(dim)!r}), before scoring"
+        )
+
+
+def _check_numbers(side: str, da: xr.DataArray) -> None:
+    """Refuse values that are not real numbers: booleans, dates, text, complex or objects
+    would be scored as temperatures (True as 1 degC, a date as nanoseconds)."""
+    if da.dtype.kind in "fiu":
+        return
+    kind = {"b": "booleans", "M": "dates", "m": "time spans", "U": "text", "S": "text",
+            "c": "complex numbers", "O": "Python objects"}.get(da.dtype.kind, "non-numbers")
+    raise SchemaError(
+        f"{side} holds {kind} (dtype {da.dtype}), not temperatures; pass the temperature "
+        f"values themselves, e.g. {side}.astype(float) when they are numbers stored as "
+        "another type"
+    )
+
+
+def _check_time_labels(prediction: xr.DataArray, observed: xr.DataArray) -> None:
+    """Refuse a ``time`` coordinate of dates on one side and of something else (text,
+    numbers) on the other: no label would ever match."""
+    kinds = []
+    for da in (prediction, observed):
+        if "time" not in da.coords or "time" not in da.dims:
+            return
+        values = da["time"].values
+        kinds.append("dates" if values.dtype.kind == "M" or (
+            values.dtype == object and values.size and hasattr(values.flat[0], "calendar"))
+            else f"{da['time'].dtype} values")
+    if kinds[0] != kinds[1] and "dates" in kinds:
+        side = "prediction" if kinds[0] != "dates" else "observed"
+        raise TimeError(
+            f"the 'time' coordinate holds dates on one side and {[k for k in kinds if k != 'dates'][0]} "
+            f"on the other ({side}); convert the labels to dates, e.g. "
+            f"{side} = {side}.assign_coords(time=pd.to_datetime({side}['time'].values))"
         )
 
 
@@ -527,7 +565,13 @@ def _same_days_hint(prediction: xr.DataArray, observed: xr.DataArray, dim: Hasha
 def _core_dims(da: xr.DataArray, dims: str | Iterable[Hashable] | None) -> list[Hashable]:
     if dims is None:
         return list(da.dims)
-    wanted: list[Hashable] = [dims] if isinstance(dims, str) else list(dims)
+    if isinstance(dims, str) or not isinstance(dims, Iterable):
+        if not isinstance(dims, str) and dims not in da.dims:
+            raise ParameterError(f"dims={dims!r} must be a dimension name or a list of them, e.g. "
+                                 "dims='time'")
+        wanted: list[Hashable] = [dims]
+    else:
+        wanted = list(dims)
     twice = sorted({str(d) for d in wanted if wanted.count(d) > 1})
     if twice:
         raise ParameterError(f"dims={dims!r} names {format_ids(twice)} more than once; give each "
@@ -569,6 +613,16 @@ def skill(
         input too), on the dimensions not pooled over. Lazy when an input is
         dask-backed.
 
+    Raises
+    ------
+    SchemaError
+        An input is no DataArray of real numbers, or the two have other dimensions.
+    DataError
+        The inputs are not aligned (other labels or sizes along a dimension): use
+        :func:`align_pair` first.
+    TimeError
+        A timezone-aware ``time`` coordinate.
+
     Examples
     --------
     >>> import xarray as xr
@@ -577,6 +631,7 @@ def skill(
     >>> float(out.rmse), float(out.bias), int(out.n)
     (0.5, 0.5, 4)
     """
+    _check_aligned(prediction, observed)
     core = _core_dims(prediction, dims)
     # Inputs in K or degF (aligned by hand rather than by align_pair) are scored in degC.
     prediction, observed = _to_degc(prediction), _to_degc(observed)
@@ -607,6 +662,34 @@ def skill(
         da.attrs = {"units": units, "long_name": _LONG_NAMES[name]}
         out[name] = da
     return out
+
+
+def _check_aligned(prediction: xr.DataArray, observed: xr.DataArray) -> None:
+    """What :func:`skill` needs of its (already aligned) inputs, refused in its own words."""
+    if not isinstance(prediction, xr.DataArray) or not isinstance(observed, xr.DataArray):
+        raise SchemaError(
+            "prediction and observed must be xarray.DataArray objects, got "
+            f"{type(prediction).__name__} and {type(observed).__name__}"
+        )
+    for side, da in (("prediction", prediction), ("observed", observed)):
+        _check_numbers(side, da)
+        if "time" in da.coords:
+            _refuse_timezones(da["time"])
+    if set(prediction.dims) != set(observed.dims):
+        raise SchemaError(
+            f"prediction dims {tuple(map(str, prediction.dims))} differ from observed dims "
+            f"{tuple(map(str, observed.dims))}; rename or select so both have the same dimensions"
+        )
+    for dim in prediction.dims:
+        same = (prediction.sizes[dim] == observed.sizes[dim]) and (
+            dim not in prediction.indexes or dim not in observed.indexes
+            or prediction.indexes[dim].equals(observed.indexes[dim]))
+        if not same:
+            raise DataError(
+                f"prediction and observed are not aligned along {str(dim)!r} (skill pairs values by "
+                "position); align them first with xmsgl.metrics.align_pair(prediction, observed), "
+                "or score them with xmsgl.evaluate.evaluate, which aligns"
+            )
 
 
 def _shared_other_units(prediction: xr.DataArray, observed: xr.DataArray) -> str | None:
@@ -742,7 +825,8 @@ def hot_mask(
     ParameterError
         ``quantile`` outside [0, 1].
     SchemaError
-        ``per`` or ``time_dim`` is not a dimension of ``observed``.
+        ``per`` or ``time_dim`` is not a dimension of ``observed``; ``observed`` is
+        no DataArray of numbers.
 
     Examples
     --------
@@ -751,6 +835,10 @@ def hot_mask(
     >>> int(hot_mask(o, per=None).sum())
     2
     """
+    if not isinstance(observed, xr.DataArray):
+        raise SchemaError(f"observed must be an xarray.DataArray with a {str(time_dim)!r} dimension, "
+                          f"got {type(observed).__name__}; e.g. hot_mask(ds['reach_temp'])")
+    _check_numbers("observed", observed)
     if (isinstance(quantile, (bool, np.bool_)) or not isinstance(quantile, (int, float, np.integer, np.floating))
             or not 0 <= quantile <= 1):
         raise ParameterError(f"quantile={quantile!r} must be a number in [0, 1] (0.9: the hottest tenth)")

@@ -279,7 +279,19 @@ def water_years(time: Any) -> np.ndarray:
     >>> water_years(pd.DatetimeIndex(["2000-09-30", "2000-10-01"])).tolist()
     [2000, 2001]
     """
-    t = pd.DatetimeIndex(np.asarray(time))
+    values = np.asarray(time)
+    if values.ndim != 1 or values.dtype.kind != "M":
+        calendar = getattr(values.flat[0], "calendar", None) if values.size and values.dtype == object else None
+        if calendar is not None:
+            # cftime dates (a model calendar): their year and month are those of the date.
+            years = np.array([d.year for d in values.ravel()], dtype=np.int64)
+            months = np.array([d.month for d in values.ravel()], dtype=np.int64)
+            return (years + (months >= 10)).reshape(values.shape)
+        raise TimeError(
+            f"water years need an array of dates (datetime64), got {type(time).__name__} of "
+            f"{values.dtype} with shape {values.shape}; convert it first, e.g. "
+            "pd.to_datetime(values) or ds['time']")
+    t = pd.DatetimeIndex(values)
     return np.asarray(t.year + (t.month >= 10).astype(int), dtype=np.int64)
 
 

@@ -56,7 +56,7 @@ import datetime as _dt
 import functools
 import os
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
@@ -115,8 +115,14 @@ def _forcings(ds: xr.Dataset, variables: str | Sequence[str] | None) -> list[str
     if variables is None:
         inp = input_variables(ds)
         return list(inp.seg_dynamic + inp.reach_dynamic)
-    names = [variables] if isinstance(variables, str) else list(variables)
-    bad = [v for v in names if v not in ds.data_vars or TIME not in ds[v].dims]
+    if isinstance(variables, str):
+        names = [variables]
+    elif isinstance(variables, Iterable):
+        names = list(variables)
+    else:
+        raise ParameterError(f"variables={variables!r} must be a variable name or a list of them, "
+                             "e.g. variables='seg_air_temp'")
+    bad = [v for v in names if not isinstance(v, str) or v not in ds.data_vars or TIME not in ds[v].dims]
     if bad:
         raise SchemaError(f"variables {bad} are not variables of the dataset on 'time'; give "
                           "dynamic forcings such as 'seg_air_temp'")
@@ -124,7 +130,9 @@ def _forcings(ds: xr.Dataset, variables: str | Sequence[str] | None) -> list[str
 
 
 def _period(value: Any, what: str) -> float:
-    if isinstance(value, bool):  # float(True) is 1: a 1-day period, which changes nothing
+    # float(True) is 1: a 1-day period, which changes nothing; text such as "30" is
+    # refused as numbers given as text are elsewhere (a list's "30d" would not parse).
+    if isinstance(value, (bool, np.bool_, str, bytes)):
         raise ParameterError(f"{what}={value!r} must be a period in days (a positive number)")
     try:
         p = float(value)
@@ -766,6 +774,9 @@ def _levels(checks: Mapping[str, Sequence[Any]] | Sequence[str] | None) -> dict[
         return {k: list(v) for k, v in DEFAULT_CHECKS.items()}
     if isinstance(checks, str):
         checks = [checks]
+    if not isinstance(checks, Mapping | Iterable):
+        raise ParameterError(f"checks={checks!r} must be a list of check names, a mapping of names "
+                             f"to levels, or None; the checks are {list(CHECKS)}")
     if not checks:
         raise ParameterError(f"checks={checks!r} names no check; give some of {list(CHECKS)}, or None "
                              "for the default set")

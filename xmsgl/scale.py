@@ -49,6 +49,7 @@ import threading
 import uuid
 import warnings
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -386,7 +387,8 @@ def partition(
     Raises
     ------
     ParameterError
-        For ``reach_chunk < 1``, ``halo < 0`` or an unknown ``direction``.
+        For a ``reach_chunk`` that is not a whole number of at least 1, a ``halo``
+        that is not one of at least 0 (or None), or an unknown ``direction``.
 
     Examples
     --------
@@ -397,9 +399,9 @@ def partition(
     >>> sum(b.n_core_reach for b in p.blocks) == ds.sizes["reach"]
     True
     """
-    if isinstance(reach_chunk, bool) or int(reach_chunk) < 1:
+    if isinstance(reach_chunk, bool) or not isinstance(reach_chunk, Integral) or reach_chunk < 1:
         raise ParameterError(f"reach_chunk={reach_chunk!r} must be a positive number of reaches")
-    if halo is not None and (isinstance(halo, bool) or int(halo) < 0):
+    if halo is not None and (isinstance(halo, bool) or not isinstance(halo, Integral) or halo < 0):
         raise ParameterError(f"halo={halo!r} must be a number of segment hops >= 0, or None")
     if direction not in DIRECTIONS:
         raise ParameterError(f"direction={direction!r} is not known; use one of {list(DIRECTIONS)}")

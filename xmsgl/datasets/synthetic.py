@@ -31,6 +31,7 @@ exactly the values of an in-memory run.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -84,6 +85,9 @@ SINUOSITY = 1.25
 X_OFFSET, Y_OFFSET = 500_000.0, 4_550_000.0  # m, a UTM-like frame near 41 degN
 METRES_PER_DEGREE = 111_195.0
 SEGMENTS_PER_OUTLET = 75  # default component size
+#: The most segments a basin may have: about 7 million reaches, more than the
+#: 2.7 million flowlines of NHDPlus over the conterminous United States.
+MAX_SEGMENTS = 1_000_000
 TIP_BIAS = 0.5  # probability that a new segment extends the newest tip (longer main stems)
 YEAR = 365.25
 
@@ -177,6 +181,27 @@ def _check_real(name: str, value: object, low: float, high: float, fix: str,
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
         raise ParameterError(f"{name!r} must lie in {interval}, got {value!r}; {fix}")
     return v
+
+
+def _physical_memory() -> int | None:
+    """This machine's memory in bytes, or None where the system does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_fits_in_memory(n_reach: int, n_seg: int, n_time: int) -> None:
+    """Refuse an in-memory basin whose variables alone exceed this machine's memory,
+    before the simulation fills it (it would run for minutes and then be killed)."""
+    need = (n_reach + n_seg) * n_time * (len(_DYNAMIC) + 2) * 4  # float32 values
+    have = _physical_memory()
+    if have is not None and need > have:
+        raise ParameterError(
+            f"a basin of {n_reach:,} reaches and {n_seg:,} segments over {n_time:,} days needs "
+            f"about {need / 1e9:,.0f} GB in memory, more than this machine's {have / 1e9:,.0f} GB; "
+            "pass chunks=5000 for a lazy (dask-backed) basin, or ask for fewer segments or days"
+        )
 
 
 #: The coldest mean annual air temperature (degC) a reach of the basin may have: the
@@ -1003,7 +1028,9 @@ def synthetic_basin(
     Raises
     ------
     xmsgl.ParameterError
-        For a parameter out of range, naming it and its valid range.
+        For a parameter out of range, naming it and its valid range (at most
+        :data:`MAX_SEGMENTS` segments); for an in-memory basin (``chunks=None``)
+        larger than this machine's memory.
     xmsgl.TimeError
         When ``end`` is before ``start`` or either is not a date.
 
@@ -1021,6 +1048,9 @@ def synthetic_basin(
     True
     """
     n_segments = _check_int("n_segments", n_segments, 1, "ask for at least one segment")
+    if n_segments > MAX_SEGMENTS:
+        raise ParameterError(f"'n_segments' must be at most {MAX_SEGMENTS:,} (about 7 million "
+                             f"reaches), got {n_segments:,}; ask for fewer segments")
     seed = _check_int("seed", seed, 0, "use a non-negative integer seed")
     if n_outlets is None:
         n_outlets = max(1, int(round(n_segments / SEGMENTS_PER_OUTLET)))
@@ -1053,6 +1083,8 @@ def synthetic_basin(
     net = _build_network(n_segments, n_outlets, p, seg_obs_share, reach_obs_share)
     _check_climate(net, p)
     n_reach, n_seg, n_time = net.reach_to.size, net.seg_to.size, times.size
+    if chunks is None:
+        _check_fits_in_memory(n_reach, n_seg, n_time)
     n_comp = net.comp_reach.size - 1
 
     dyn_names = [f"{s}_{v}" for s in ("seg", "reach") for v in
