@@ -193,6 +193,53 @@ def expect_dataset(ds: object) -> None:
     raise SchemaError(f"expected an xarray.Dataset, got {type(ds).__name__}{hint}")
 
 
+def _extension_array(ds: xr.Dataset, name: Hashable) -> Any:
+    """The pandas extension array (nullable ``Int64``, ``boolean``...) behind variable
+    ``name``, or None for a numpy-backed one."""
+    var = ds.variables[name]
+    if isinstance(var.dtype, np.dtype):
+        return None
+    arr = ds.indexes[name].array if name in ds.indexes else ds[name].data
+    return arr if hasattr(arr, "isna") and hasattr(arr, "to_numpy") else None
+
+
+def _as_numpy(arr: Any) -> np.ndarray:
+    """A pandas extension array as numpy values: whole numbers without a missing one
+    stay integers (exactly: going through float64 rounds ids above 2**53), missing
+    values become NaN."""
+    missing = np.asarray(arr.isna(), dtype=bool)
+    kind = getattr(getattr(arr.dtype, "numpy_dtype", None), "kind", None)
+    if kind in ("i", "u", "b") and not missing.any():
+        return np.asarray(arr.to_numpy(dtype=arr.dtype.numpy_dtype))
+    if kind in ("i", "u", "f"):
+        return np.asarray(arr.to_numpy(dtype=np.float64, na_value=np.nan))
+    return np.asarray(arr.to_numpy())
+
+
+def numpy_backed(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with its pandas nullable numbers (an ``Int64`` column of a table read with
+    ``dtype_backend='numpy_nullable'``, say) as numpy arrays; ``ds`` itself when it has
+    none. Missing values become NaN; ids without one stay exact integers."""
+    # Nullable numbers only: a timezone-aware time (another extension dtype) is
+    # refused where time is checked, with its own fix.
+    names = [name for name, var in ds.variables.items() if not isinstance(var.dtype, np.dtype)
+             and getattr(getattr(var.dtype, "numpy_dtype", None), "kind", None) in ("i", "u", "f", "b")]
+    if not names:
+        return ds
+    out = ds.copy(deep=False)
+    for name in names:
+        arr = _extension_array(ds, name)
+        if arr is None:
+            continue
+        var = ds.variables[name]
+        new = xr.Variable(var.dims, _as_numpy(arr), var.attrs, var.encoding)
+        if name in ds.coords:
+            out = out.assign_coords({name: new})
+        else:
+            out[name] = new
+    return out
+
+
 def _norm_units(units: object) -> str:
     return str(units).strip().lower()
 
@@ -940,6 +987,10 @@ def _ids(ds: xr.Dataset, dim: str) -> np.ndarray:
             ids == np.round(ids)
         ):
             hint = f"convert them with ds.assign_coords({dim}=ds[{dim!r}].astype('int64'))"
+        elif ids.dtype == object and all(isinstance(i, (int, np.integer)) and not isinstance(i, bool)
+                                         for i in ids.tolist()):
+            hint = (f"they are whole numbers held as Python objects: convert them with "
+                    f"ds.assign_coords({dim}=ds[{dim!r}].astype('int64'))")
         elif _digit_strings(ids):
             hint = (f"they are numbers written as text (ids such as COMIDs read from a table): "
                     f"convert them with ds.assign_coords({dim}=ds[{dim!r}].astype('int64')), "
@@ -1049,12 +1100,13 @@ def _pointer_index(
             raise SchemaError(
                 f"variable {name!r} holds NaN for {whose} {format_ids(owners[nan])}; write {OUTLET} "
                 f"(xmsgl.OUTLET) at outlets and store integer ids, or convert with "
-                f"xmsgl.to_convention(ds, outlet=np.nan)"
+                f"xmsgl.to_convention(ds, outlet=np.nan) (a mapping such as "
+                f"outlet={{{name!r}: np.nan, ...}} when the pointers mark outlets differently)"
             )
         if not (np.issubdtype(to.dtype, np.floating) and np.all(to == np.round(to))):
             if _digit_strings(to):
                 fix = (f"they are numbers written as text: convert them with ds[{name!r}] = "
-                       f"ds[{name!r}].astype('int64'), {OUTLET} at outlets")
+                       f"ds[{name!r}].astype('int64')" + (f", {OUTLET} at outlets" if allow_outlet else ""))
             elif np.issubdtype(to.dtype, np.floating):
                 fix = (f"ids are whole numbers, and {format_ids(np.unique(to[to != np.round(to)]))} "
                        "are not: store the ids the coordinates hold")
@@ -1071,6 +1123,7 @@ def _pointer_index(
                 f"{format_ids(np.unique(to[huge]))} (from {format_ids(owners[huge])}); "
                 f"write {OUTLET} at outlets and existing ids elsewhere"
             )
+        _refuse_inexact_float_ids(name, to, ids)
         to = to.astype(np.int64)
     order = np.argsort(ids)
     sorted_ids = ids[order]
@@ -1081,14 +1134,48 @@ def _pointer_index(
     outlet = to == OUTLET
     missing = ~found & ~(outlet & allow_outlet)
     if missing.any():
+        absent = np.unique(to[missing])
+        if allow_outlet and absent.size == 1 and absent[0] < OUTLET:
+            # -1 (or another negative marker) where the convention writes 0: NHM and
+            # NHDPlus tables often mark outlets so; no id can be negative.
+            fix = (f"{int(absent[0])} looks like an outlet marker: convert it with "
+                   f"xmsgl.to_convention(ds, outlet={int(absent[0])}) (or a mapping such as "
+                   f"outlet={{{name!r}: {int(absent[0])}}} when the pointers mark outlets "
+                   f"differently), or write {OUTLET} at outlets")
+        elif allow_outlet:
+            fix = f"write {OUTLET} at outlets or add the missing {_PLURAL.get(what, what + 's')}"
+        else:
+            fix = f"every reach must name an existing {what}"
         raise TopologyError(
             f"variable {name!r} points to {what} ids that are not in the network "
-            f"{format_ids(np.unique(to[missing]))} (from {format_ids(owners[missing])}); "
-            + (f"write {OUTLET} at outlets or add the missing {_PLURAL.get(what, what + 's')}"
-               if allow_outlet
-               else f"every reach must name an existing {what}")
+            f"{format_ids(absent)} (from {format_ids(owners[missing])}); " + fix
         )
     return idx.astype(np.int64)
+
+
+def _refuse_inexact_float_ids(name: str, values: np.ndarray, ids: np.ndarray) -> None:
+    """Refuse float pointers when the network has ids beyond the whole numbers the float
+    type holds exactly.
+
+    float32 holds every whole number only up to 2**24 (16,777,216) and float64 up to
+    2**53: above, neighbouring ids share one value, so a pointer stored as float may
+    name another existing id (a reach would skip the next one down) without any error.
+    """
+    if values.dtype.kind != "f" or not values.size:
+        return
+    exact = 2 ** (np.finfo(values.dtype).nmant + 1)
+    finite = np.abs(values[np.isfinite(values)]).astype(np.float64)
+    largest = max(float(finite.max()) if finite.size else 0.0,
+                  float(np.abs(ids.astype(np.float64)).max()) if ids.size and ids.dtype.kind in "iuf" else 0.0)
+    if largest > exact:
+        raise SchemaError(
+            f"variable {name!r} holds ids as {values.dtype}, and the network's ids reach "
+            f"{largest:,.0f}, while {values.dtype} "
+            f"holds whole numbers exactly only up to {exact:,}: above, neighbouring ids are "
+            "rounded to one value, so these pointers may name other ids; store the ids as int64 "
+            "from the source (before any conversion to float), e.g. read the table with "
+            "dtype={'tocomid': 'Int64'} and convert with xmsgl.to_convention(ds, outlet=...)"
+        )
 
 
 def _find_cycles(to_idx: np.ndarray) -> np.ndarray:
@@ -1122,12 +1209,22 @@ def hops_to_outlet(to_idx: np.ndarray) -> np.ndarray:
     --------
     >>> hops_to_outlet(np.array([1, 2, -1, 2])).tolist()
     [2, 1, 0, 1]
+
+    Pointers that close a cycle are a :class:`~xmsgl.exceptions.TopologyError` (the
+    doubling would never reach an outlet).
     """
     jump = np.asarray(to_idx, dtype=np.int64).copy()
     # hops[i]: from i to jump[i] (to its outlet once jump[i] is -1).
     hops = (jump >= 0).astype(np.int64)
     live = np.flatnonzero(jump >= 0)
+    # In a forest every path ends within N hops, so within log2(N) + 1 doublings.
+    rounds_left = int(np.ceil(np.log2(max(jump.size, 1)))) + 2
     while live.size:
+        if rounds_left == 0:
+            raise TopologyError(
+                f"the pointers close a cycle (positions {format_ids(live)} never reach an outlet); "
+                "check the data with ds.msgl.validate(), which names the ids")
+        rounds_left -= 1
         ahead = jump[live]
         hops[live] += hops[ahead]  # hops of ahead: still those to its own jump
         jump[live] = jump[ahead]
@@ -2013,11 +2110,26 @@ def value_span(vmin: float, vmax: float) -> str:
     return f"{one(vmin)}..{one(vmax)}"
 
 
-def mislabel_hint(name: str, vmin: float, vmax: float, attrs: Mapping[str, Any]) -> str:
+def mask_outside(name: str, lo: float, hi: float, vmin: float, vmax: float) -> str:
+    """The expression that masks the values of ``ds[name]`` outside ``lo..hi`` on the
+    side(s) its range ``vmin..vmax`` leaves (a fix a message can give as it is)."""
+    v = f"ds[{name!r}]"
+    if vmin < lo and vmax > hi:
+        cond = f"({v} >= {lo:g}) & ({v} <= {hi:g})"
+    elif vmin < lo:
+        cond = f"{v} >= {lo:g}"
+    else:
+        cond = f"{v} <= {hi:g}"
+    return f"{v}.where({cond})"
+
+
+def mislabel_hint(name: str, vmin: float, vmax: float, attrs: Mapping[str, Any], *,
+                  water: bool = False) -> str:
     """What an implausible degC range says about the unit label, or ``""``.
 
     A converted variable (``xmsgl_note``) whose values were degC already; values
-    near -273 degC (degC labelled ``K``); values above 200 (kelvin labelled degC).
+    near -273 degC (degC labelled ``K``); values above 200 (kelvin labelled degC);
+    with ``water``, values that are water temperatures in degF (23..122).
     """
     note = attrs.get("xmsgl_note")
     if note:
@@ -2028,6 +2140,9 @@ def mislabel_hint(name: str, vmin: float, vmax: float, attrs: Mapping[str, Any])
                 f"ds[{name!r}].attrs['units'] = 'degC'")
     if 200 < vmax < 400:
         return f"values near 273-330 are kelvin: if so, set ds[{name!r}].attrs['units'] = 'K'"
+    if water and 23.0 <= vmin and vmax <= 122.0:
+        return (f"its values ({vmin:.4g}..{vmax:.4g}) look like water temperatures in degF: if "
+                f"so, set ds[{name!r}].attrs['units'] = 'degF'")
     return ""
 
 
@@ -2051,9 +2166,9 @@ def check_loaded_temperature(name: str, values: np.ndarray, attrs: Mapping[str, 
               else CONVERTED_OTHER_TEMP)
     if lo <= vmin and vmax <= hi:
         return
-    why = mislabel_hint(name, vmin, vmax, attrs) or (
-        f"mask fill values such as -9999 (ds[{name!r}].where(ds[{name!r}] > -9999)) or correct "
-        f"its 'units' attribute")
+    why = mislabel_hint(name, vmin, vmax, attrs, water=water) or (
+        f"mask fill values ({mask_outside(name, lo, hi, vmin, vmax)}) or correct its 'units' "
+        f"attribute")
     what = "water temperature" if water else "temperature"
     n_out = int(((finite < lo) | (finite > hi)).sum())
     raise UnitsError(
@@ -2121,8 +2236,8 @@ def _temperature_to_celsius(
                 fits = [u for u, f in to_celsius.items() if lo <= f(vmin) and f(vmax) <= hi]
                 looks = (f"its values look like {fits[0]}: set ds[{name!r}].attrs['units'] = "
                          f"{fits[0]!r}" if fits else
-                         f"they fit no temperature scale: mask fill values such as -9999 "
-                         f"(ds[{name!r}].where(ds[{name!r}] > -9999)); if the values are kelvin or "
+                         f"they fit no temperature scale: mask fill values "
+                         f"({mask_outside(name, a, b, vmin, vmax)}); if the values are kelvin or "
                          f"Fahrenheit set ds[{name!r}].attrs['units'] to 'K' or 'degF'")
                 raise UnitsError(
                     f"water temperature {name!r} is labelled {units!r} but spans "
@@ -2253,7 +2368,7 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
     """
     expect_dataset(ds)
     check_flag("check_values", check_values)
-    ds = _units_as_text(ds)
+    ds = _units_as_text(numpy_backed(ds))
     # Packed values (scale_factor/add_offset not applied) would pass every other check
     # with wrong numbers; refuse them for every variable the convention may use.
     used = [
@@ -2345,6 +2460,9 @@ NONNEGATIVE_UNITS = (
     ("m2", "an area", "is never negative", "unless the sign means something in this data"),
     *((u, "an area", "is never negative", "unless the sign means something in this data")
       for u in ("ha", "hectare", "hectares", "acre", "acres")),
+    *((u, "a radiation flux", "is never negative when it is incoming (shortwave or longwave)",
+       "unless it is a net radiation (incoming minus outgoing)")
+      for u in ("W m-2", "MJ m-2 day-1", "MJ m-2 d-1")),
 )
 
 
@@ -2576,6 +2694,19 @@ def to_convention(
     else:
         markers = {} if outlet is None else {"seg_to": outlet, "reach_to": outlet}
     for name, marker in markers.items():
+        arr = _extension_array(out, name) if name in out.variables else None
+        if arr is not None and (marker is pd.NA or (isinstance(marker, (float, np.floating))
+                                                    and np.isnan(marker))):
+            # Nullable integer ids with <NA> at outlets: replaced exactly, not through
+            # the float64 that numpy's view of them would give.
+            missing = np.asarray(arr.isna(), dtype=bool)
+            if getattr(getattr(arr.dtype, "numpy_dtype", None), "kind", None) in ("i", "u"):
+                ids = np.asarray(arr.to_numpy(dtype=np.int64, na_value=OUTLET))
+                ids[missing] = OUTLET
+                var = out.variables[name]
+                out[name] = xr.Variable(var.dims, ids, var.attrs, var.encoding)
+    out = numpy_backed(out)
+    for name, marker in markers.items():
         if name not in out.variables:
             continue
         vals = np.asarray(out[name].values)
@@ -2585,6 +2716,10 @@ def to_convention(
             out[name] = (out[name].dims, _replace_outlet_int(name, vals, marker),
                          out[name].attrs)
             continue
+        if vals.dtype.kind == "f":
+            dim = SEG if name == "seg_to" else REACH
+            ids = np.asarray(out[dim].values) if dim in out.coords else np.empty(0, np.int64)
+            _refuse_inexact_float_ids(name, vals, ids)
         try:
             as_float = vals.astype(np.float64)
         except (TypeError, ValueError) as err:
@@ -2592,7 +2727,7 @@ def to_convention(
                 f"variable {name!r} must hold numeric ids to convert the outlet marker "
                 f"{marker!r}, got dtype {vals.dtype}; map its values to integer ids first"
             ) from err
-        if isinstance(marker, (float, np.floating)) and np.isnan(marker):
+        if marker is pd.NA or (isinstance(marker, (float, np.floating)) and np.isnan(marker)):
             mask = np.isnan(as_float)
         else:
             mask = vals == marker

@@ -474,6 +474,14 @@ WARN_DAYS_SHARE = 0.05
 #: by the other months.
 WARN_WINDOW_DAYS = 30
 
+#: Standard deviations beyond its training range at which any single value of a
+#: time-varying input is named by :func:`xmsgl.downscale.downscale`
+#: (:class:`~xmsgl.exceptions.InputRangeWarning`), however few such node-days there are:
+#: a missing-data code such as 9999.9 W m-2 on five days of one reach (135 standard
+#: deviations out) moved that reach's prediction by 5 degC without a word, while the
+#: share rule above waits for 5% of the node-days.
+FAR_SD = 25.0
+
 
 def dynamic_extrapolation(inputs: Sequence[Any], model: Any, *, share: float = WARN_DAYS_SHARE
                           ) -> tuple[str, list[str]] | None:
@@ -489,7 +497,9 @@ def dynamic_extrapolation(inputs: Sequence[Any], model: Any, *, share: float = W
     never negative (:data:`xmsgl.convention.NONNEGATIVE_UNITS`) and never was in
     training, where any value lies below 0 by more than that: a change of units
     (Fahrenheit labelled degC) or a missing-data code (PRMS writes -99.9) that would be
-    read as a real value. The extremes the inputs found when they were checked rule
+    read as a real value; or where any value lies more than :data:`FAR_SD` standard
+    deviations beyond that range (a missing-data code such as 9999.9 on a few days).
+    The extremes the inputs found when they were checked rule
     most inputs out without another pass over their values. A model saved before the
     ranges were recorded is not judged.
     """
@@ -519,6 +529,7 @@ def input_range_sentence(inputs: Sequence[tuple[str, tuple[float, float] | None,
 
     far_parts: list[str] = []
     neg_parts: list[str] = []
+    odd_parts: list[str] = []
     names: list[str] = []
     for name, ext, raw in inputs:
         if ext is None or name not in ranges:
@@ -537,6 +548,14 @@ def input_range_sentence(inputs: Sequence[tuple[str, tuple[float, float] | None,
                              f"{vmin:g}, standard deviation {sd:.3g})")
             names.append(name)
             continue
+        if vmin < lo - FAR_SD * sd or vmax > hi + FAR_SD * sd:
+            far = (vals < lo - FAR_SD * sd) | (vals > hi + FAR_SD * sd)
+            far_vals = vals[far]
+            odd_parts.append(f"{name!r} ({unit}; {far_vals.size} of {vals.size} node-days, values "
+                             f"such as {', '.join(f'{v:.6g}' for v in np.unique(far_vals)[:3])} against "
+                             f"{lo:.4g}..{hi:.4g} in training, standard deviation {sd:.3g})")
+            names.append(name)
+            continue
         frac = _largest_window_share((vals < lo - sd) | (vals > hi + sd))
         if frac > share:
             far_parts.append(f"{name!r} ({unit}; {100 * frac:.0f}% of the node-days, values "
@@ -553,6 +572,12 @@ def input_range_sentence(inputs: Sequence[tuple[str, tuple[float, float] | None,
                     f"observations on over {share:.0%} of the node-days of {WARN_WINDOW_DAYS} "
                     "days read (the share given is the largest over such days): check the units "
                     "(degF labelled degC, for one) and that the days resemble the training's")
+    if odd_parts:
+        text.append(f"input{'s' if len(odd_parts) > 1 else ''} {', '.join(odd_parts)} "
+                    f"{'have' if len(odd_parts) > 1 else 'has'} values more than {FAR_SD:g} "
+                    "standard deviations beyond the range of the nodes with training observations: "
+                    "a missing-data code (9999.9, say) or a change of units is read as a real "
+                    "value; mask or convert them")
     if neg_parts:
         text.append(f"input{'s' if len(neg_parts) > 1 else ''} {', '.join(neg_parts)}, never "
                     f"negative in training, {'are' if len(neg_parts) > 1 else 'is'} below 0 by more "

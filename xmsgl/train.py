@@ -36,6 +36,7 @@ from xmsgl.convention import (
     TIME,
     InputVariables,
     check_loaded_temperature,
+    mask_outside,
     mislabel_hint,
     same_units,
     value_span,
@@ -191,7 +192,9 @@ MAX_STANDARD_SCORE = 1000.0
 #: other values by more than their range (:func:`refuse_fill_values`): one such value
 #: among the training days widens the standard deviation that would judge it, and
 #: with them a few percent of the days.
-FILL_VALUES = (-99999.0, -32768.0, -32767.0, -9999.0, -999.0, 9999.0, 99999.0)
+#: The decimal ones (PRMS writes -99.9) are compared as float32, how files store them.
+FILL_VALUES = (-99999.0, -32768.0, -32767.0, -9999.9, -9999.0, -999.9, -999.0, -99.9, -99.0,
+               999.9, 9999.0, 9999.9, 99999.0)
 
 #: Magnitude from which an input value is taken for a fill value as those of
 #: :data:`FILL_VALUES` are (1e20, CMIP's ``missing_value``; 9.96921e36, netCDF's
@@ -261,9 +264,11 @@ def refuse_fill_values(ds: xr.Dataset, name: str, vals: np.ndarray, train_mask: 
     if not vals.size or str(ds[name].attrs.get("units")) == "degC":
         return
     vmin, vmax = float(vals.min()), float(vals.max())
-    if not (any(vmin <= v <= vmax for v in FILL_VALUES) or vmin <= -HUGE_VALUE or vmax >= HUGE_VALUE):
+    if not (any(vmin - 1e-3 * abs(v) <= v <= vmax + 1e-3 * abs(v) for v in FILL_VALUES)
+            or vmin <= -HUGE_VALUE or vmax >= HUGE_VALUE):
         return
-    sentinel = np.isin(vals, np.asarray(FILL_VALUES)) | (np.abs(vals) >= HUGE_VALUE)
+    sentinel = (np.isin(vals.astype(np.float32), np.asarray(FILL_VALUES, dtype=np.float32))
+                | (np.abs(vals) >= HUGE_VALUE))
     if not sentinel.any():
         return
     others = vals[~sentinel]
@@ -407,7 +412,7 @@ def _check_temperature(name: str, vmin: float, vmax: float, spec: FeatureSpec,
         f"input temperature {name!r} spans {value_span(vmin, vmax)} degC here, outside the "
         f"plausible {lo:g}..{hi:g} degC for air and other temperatures ({n_out} "
         f"value{'s' if n_out != 1 else ''}, at {_where_bad(out, sel, dim)}); mask fill values "
-        f"such as -9999 (ds[{name!r}].where(ds[{name!r}] > -9999)) or correct its 'units' "
+        f"({mask_outside(name, lo, hi, vmin, vmax)}) or correct its 'units' "
         f"attribute.{' ' + why[0].upper() + why[1:] + '.' if why else ''}"
     )
 
@@ -614,6 +619,11 @@ def _training_values(ds: xr.Dataset, name: str, train_mask: np.ndarray) -> np.nd
     return vals
 
 
+#: An input whose standard deviation over the training values is at most this share
+#: of its largest magnitude takes one value (to rounding): it is not scaled (std 1).
+CONSTANT_SPREAD = 1e-9
+
+
 def fit_scalers(ds: xr.Dataset, spec: FeatureSpec, train_mask: np.ndarray,
                 scaling: str = "per-scale", scales: tuple[str, ...] = (SEG, REACH)) -> None:
     """Mean and standard deviation of each input over the training days (in place).
@@ -633,7 +643,10 @@ def fit_scalers(ds: xr.Dataset, spec: FeatureSpec, train_mask: np.ndarray,
     def store(names: Sequence[str], finite: np.ndarray) -> None:
         mean = float(finite.mean()) if finite.size else 0.0
         std = float(finite.std()) if finite.size else 1.0
-        if finite.size and std <= 1e-12:
+        # Constant relative to the values' own size (rounding of one repeated value),
+        # not to an absolute bound: a permeability of 1e-16..1e-13 m2 varies.
+        flat = finite.size > 0 and std <= CONSTANT_SPREAD * float(np.abs(finite).max())
+        if flat:
             # Only where there is something to vary: the static attributes of a network
             # of one segment are constant by nature.
             # Only at the scales the method reads (fine-only reads no segment input).
@@ -642,7 +655,7 @@ def fit_scalers(ds: xr.Dataset, spec: FeatureSpec, train_mask: np.ndarray,
                                      and ds.sizes[SEG if n in spec.seg_vars else REACH] < 2))
         for name in names:
             spec.mean[name] = mean
-            spec.std[name] = std if std > 1e-12 else 1.0
+            spec.std[name] = 1.0 if flat or not finite.size else std
 
     pooled = scaling == "pooled" and SEG in scales and REACH in scales
     common = (list(zip(spec.seg_vars[:spec.n_common], spec.reach_vars[:spec.n_common]))

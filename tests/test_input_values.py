@@ -1,0 +1,93 @@
+"""Input values as data sets deliver them: tiny magnitudes, missing-data codes that no
+attribute declares, temperatures in the wrong units. Each is learned from, or named
+with a fix that works."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from tests.conftest import FAST_FIT
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)
+
+from xmsgl.convention import check_loaded_temperature  # noqa: E402
+from xmsgl.exceptions import DataError, InputRangeWarning, UnitsError, XmsglWarning  # noqa: E402
+
+
+def _with_permeability(ds: xr.Dataset, scale: float = 1.0) -> xr.Dataset:
+    rng = np.random.default_rng(0)
+    out = ds.copy()
+    for dim in ("seg", "reach"):
+        out[f"{dim}_permeability"] = (dim, scale * 10 ** rng.uniform(-16, -12.5, ds.sizes[dim]),
+                                      {"units": "m2"})
+    return out
+
+
+def test_an_input_of_tiny_magnitude_is_learned_from(half_year_basin: xr.Dataset) -> None:
+    # A permeability of 1e-16..3e-13 m2 (std 7e-14) was taken for a constant: scaled by
+    # 1 instead of its spread, so the model never saw it vary (and warned it was constant).
+    ds = _with_permeability(half_year_basin)
+    model = ds.msgl.fit(method="msgl", seed=0, **FAST_FIT)
+    spec = model.features
+    values = ds["reach_permeability"].values
+    assert spec.std["reach_permeability"] == pytest.approx(values.std(), rel=1e-6)
+    doubled = ds.assign(reach_permeability=ds["reach_permeability"] * 2)
+    moved = abs(doubled.msgl.downscale(model) - ds.msgl.downscale(model)).max()
+    assert float(moved) > 1e-3
+    # One value repeated, with the rounding of a unit conversion, is still constant.
+    flat = half_year_basin.assign(reach_const=("reach", np.full(ds.sizes["reach"], 1234.5678)
+                                               * (1 + 1e-13 * np.arange(ds.sizes["reach"])),
+                                               {"units": "m"}))
+    with pytest.warns(XmsglWarning, match=r"inputs \['reach_const'\] take one value"):
+        m = flat.msgl.fit(method="fine-only", seed=0, **FAST_FIT)
+    assert m.features.std["reach_const"] == 1.0
+
+
+def test_decimal_missing_codes_are_refused_where_they_lie_apart(half_year_basin: xr.Dataset) -> None:
+    for code in (-99.0, -99.9):
+        ds = half_year_basin.copy(deep=True)
+        width = ds["reach_width"].astype(np.float32)
+        width[3] = code
+        ds["reach_width"] = width
+        with pytest.raises(DataError, match=rf"'reach_width' holds 1 value of {code:g}"):
+            ds.msgl.fit(method="msgl", seed=0, **FAST_FIT)
+
+
+def test_codes_at_downscale_are_named_however_few(half_year_basin: xr.Dataset, half_year_msgl) -> None:
+    ds = half_year_basin.copy(deep=True)
+    swrad = ds["reach_swrad"].copy(deep=True)
+    # Five node-days of one reach, far below the 5% share rule (9999.9, a code of
+    # FILL_VALUES, is refused outright).
+    swrad[3, 100:105] = 5000.0
+    ds["reach_swrad"] = swrad
+    with pytest.warns(InputRangeWarning, match=r"'reach_swrad' \(W m-2; 5 of .* node-days, values "
+                                               r"such as 5000 .*more than 25 standard deviations"):
+        ds.msgl.downscale(half_year_msgl)
+    # A negative incoming radiation is a code too, named as the validation reads it.
+    swrad[3, 100:105] = -99.9
+    ds["reach_swrad"] = swrad
+    with pytest.warns(XmsglWarning, match="'reach_swrad' \\(W m-2\\) is negative at 5 of .*a radiation flux"):
+        ds.msgl.validate()
+
+
+@pytest.mark.parametrize(("values", "fix"), [
+    (np.array([12.0, 14.0, -99.9]), "ds['t'].where(ds['t'] >= -10)"),
+    (np.array([12.0, 14.0, 99.9]), "ds['t'].where(ds['t'] <= 60)"),
+    (np.array([-99.9, 14.0, 99.9]), "ds['t'].where((ds['t'] >= -10) & (ds['t'] <= 60))"),
+])
+def test_the_mask_a_temperature_message_gives_removes_what_it_names(values: np.ndarray, fix: str) -> None:
+    # Every message offered .where(x > -9999), which keeps a -99.9 or a 99.9.
+    with pytest.raises(UnitsError) as err:
+        check_loaded_temperature("t", values, {}, water=True)
+    assert fix in str(err.value)
+    ds = xr.Dataset({"t": ("x", values)})  # noqa: F841 (read by the fix)
+    masked = eval(fix)
+    check_loaded_temperature("t", masked.values, {}, water=True)
+
+
+def test_water_temperatures_in_degf_labelled_degc_are_named_as_degf() -> None:
+    with pytest.raises(UnitsError, match="look like water temperatures in degF.*'degF'"):
+        check_loaded_temperature("reach_temp", np.array([35.0, 60.0, 75.0]), {}, water=True)
