@@ -204,7 +204,10 @@ def align_pair(
         other no units at all, an :class:`~xmsgl.exceptions.XmsglWarning` names
         the side without units. Also raised for values labelled K or degF
         that, converted to degC, fall outside :data:`PLAUSIBLE_DEGC` while the
-        raw values fit it (degC values labelled K).
+        raw values fit it (degC values labelled K); and for values labelled degC
+        (or integers without units) outside :data:`PLAUSIBLE_DEGC` that fit water
+        temperatures in kelvin (223.15..373.15) or degF (:data:`PLAUSIBLE_WATER_F`):
+        the message names the scale and the conversion to degC.
     DataError
         ``join="exact"`` and the labels differ, or no label is shared along a
         dimension (the message names the dimension and labels of each side); a
@@ -218,6 +221,16 @@ def align_pair(
         message names the dimension and the first repeated label. A timezone-aware
         ``time`` coordinate, with the fix; a ``time`` coordinate of dates on one side
         and of text or numbers on the other.
+
+    Warns
+    -----
+    XmsglWarning
+        A side without ``units`` taken to be degC; reach or segment labels of the
+        prediction left out by ``join="inner"``; a side labelled degC that looks like
+        degF; a side stored as integers (without fill attributes, in range), which
+        cannot mark a value missing, so a marker such as -1 or 0 is scored as a
+        temperature: mask it and cast to float, e.g.
+        ``observed.where(observed != -1).astype(float)``.
 
     Examples
     --------
@@ -242,6 +255,9 @@ def align_pair(
             f"prediction dims {tuple(map(str, prediction.dims))} differ from observed dims "
             f"{tuple(map(str, observed.dims))}; rename or select so both have the same dimensions"
         )
+    # Stored as integers: said once the pair is known to be scored (after every refusal).
+    integers = [(side, da) for side, da in (("prediction", prediction), ("observed", observed))
+                if da.dtype.kind in "iu"]
     for side, da in (("prediction", prediction), ("observed", observed)):
         _check_numbers(side, da)
         if "time" in da.coords:
@@ -292,6 +308,8 @@ def align_pair(
             # The same labels in another order: pairs are matched by label, not position
             # (repeated labels were refused above).
             observed = observed.sel({dim: a})
+        for side, da in integers:
+            _warn_integer(side, da)
         return prediction, observed
     p, o = xr.align(prediction, observed, join="inner")
     for dim in p.dims:
@@ -315,6 +333,8 @@ def align_pair(
             f"are on the same network, or select the shared ones to silence this",
             XmsglWarning, stacklevel=user_stacklevel(),
         )
+    for side, da in integers:
+        _warn_integer(side, da)
     return p, o
 
 
@@ -325,6 +345,10 @@ PLAUSIBLE_DEGC = (-50.0, 100.0)
 #: Values outside this range cannot be water temperatures in degC, K or degF: what
 #: values without a ``units`` attribute are held to (fill codes such as -999).
 PLAUSIBLE_ANY_UNIT = (-50.0, 400.0)
+
+#: Values labelled degC outside :data:`PLAUSIBLE_DEGC` but inside this range (degF of
+#: water at -10..60 degC) are said to look like degF.
+PLAUSIBLE_WATER_F = (14.0, 140.0)
 
 
 def _finite_range(da: xr.DataArray) -> tuple[float, float] | None:
@@ -413,6 +437,58 @@ def _check_integer(side: str, da: xr.DataArray) -> None:
     _check_fill_codes(side, da, "integers", without_units=True)
 
 
+def _warn_integer(side: str, da: xr.DataArray) -> None:
+    """Warn (:class:`~xmsgl.exceptions.XmsglWarning`) of a side stored as integers:
+    an integer cannot be NaN, so every value is scored, and a "missing" marker that
+    lies in the plausible range (-1, 0) is scored as a temperature."""
+    if da.dtype.kind not in "iu":
+        return
+    # The smallest value, when 0 or below, is the likely marker: name it and its count.
+    marker, smallest = "<marker>", ""
+    if da.chunks is None and da.size:
+        vals = np.asarray(da.values)
+        low = vals.min()
+        if low <= 0:
+            marker = f"{low.item()}"
+            smallest = f"; its smallest value, {marker}, is on {int((vals == low).sum())} of them"
+    warnings.warn(
+        f"{side} is stored as {da.dtype}, which cannot mark a value missing (no NaN): each of "
+        f"its {da.size} values is read as a temperature{smallest}; if some are missing markers "
+        f"(such as -1 or 0), mask them and cast to float, e.g. "
+        f"{side} = {side}.where({side} != {marker}).astype(float)",
+        XmsglWarning, stacklevel=user_stacklevel(),
+    )
+
+
+def _mask_hint(side: str, rng: tuple[float, float], lo: float, hi: float) -> str:
+    """A mask that drops the values of ``side`` outside ``lo..hi`` that its range
+    ``rng`` holds (those below, above, or both)."""
+    below, above = rng[0] < lo, rng[1] > hi
+    if below and above:
+        return f"{side}.where(({side} > {lo:g}) & ({side} < {hi:g}))"
+    if above:
+        return f"{side}.where({side} < {hi:g})"
+    return f"{side}.where({side} > {lo:g})"
+
+
+def _other_scale_hint(side: str, rng: tuple[float, float], label: str) -> str:
+    """What a degC range implausible for water says about its scale, or ``""``: values
+    that fit water temperatures in kelvin (:data:`PLAUSIBLE_DEGC` + 273.15) or, beyond
+    what degC allows, in degF (:data:`PLAUSIBLE_WATER_F`) are said to be so."""
+    lo, hi = rng
+    if PLAUSIBLE_DEGC[0] + 273.15 <= lo and hi <= PLAUSIBLE_DEGC[1] + 273.15:
+        return (f"{side} {label} but holds values from {lo:g} to {hi:g}, which look like kelvin "
+                f"({lo - 273.15:.4g} to {hi - 273.15:.4g} degC): if so, convert them to degC, "
+                f"e.g. ({side} - 273.15).assign_attrs(units='degC') (or label them "
+                f"{side}.attrs['units'] = 'K' where the other side is in K too)")
+    if PLAUSIBLE_WATER_F[0] <= lo and hi <= PLAUSIBLE_WATER_F[1]:
+        return (f"{side} {label} but holds values from {lo:g} to {hi:g}, which look like degF "
+                f"({(lo - 32) / 1.8:.4g} to {(hi - 32) / 1.8:.4g} degC): if so, convert them to "
+                f"degC, e.g. (({side} - 32) / 1.8).assign_attrs(units='degC') (or label them "
+                f"{side}.attrs['units'] = 'degF' where the other side is in degF too)")
+    return ""
+
+
 def _check_fill_codes(side: str, da: xr.DataArray, what: str = "values",
                       without_units: bool = False) -> None:
     """Refuse values that cannot be water temperatures in degC (fill codes).
@@ -421,6 +497,9 @@ def _check_fill_codes(side: str, da: xr.DataArray, what: str = "values",
     with ``without_units``; otherwise to what no water temperature in degC, K or
     degF can be (:data:`PLAUSIBLE_ANY_UNIT`), since both sides may lack units alike
     (attributes that arithmetic dropped), when the units check compares nothing.
+    Values held to degC that fit water temperatures in kelvin or degF are a
+    ``UnitsError`` that names the scale; the mask a fill-value message suggests
+    drops the values found beyond the range (below it, above it, or both).
     """
     units = da.attrs.get("units")
     if units is None and not without_units:
@@ -429,8 +508,8 @@ def _check_fill_codes(side: str, da: xr.DataArray, what: str = "values",
             raise DataError(
                 f"{side} has no 'units' attribute and holds {what} from {rng[0]:g} to "
                 f"{rng[1]:g}, implausible for water temperature in degC, K or degF (fill values "
-                f"such as -999?); mask the missing values, e.g. {side}.where({side} > -50), and "
-                f"set {side}.attrs['units']"
+                f"such as -999?); mask the missing values, e.g. "
+                f"{_mask_hint(side, rng, *PLAUSIBLE_ANY_UNIT)}, and set {side}.attrs['units']"
             )
         return
     if units is not None and not same_units(str(units), "degC"):
@@ -438,10 +517,15 @@ def _check_fill_codes(side: str, da: xr.DataArray, what: str = "values",
     rng = _finite_range(da)
     if _implausible(rng):
         assert rng is not None
+        label = "is labelled degC" if units is not None else "has no 'units' attribute (taken as degC)"
+        hint = _other_scale_hint(side, rng, label)
+        if hint:
+            raise UnitsError(hint)
         raise DataError(
             f"{side} holds {what} from {rng[0]:g} to {rng[1]:g}, implausible for water "
             "temperature in degC (fill values such as -999?); mask the missing values, e.g. "
-            f"{side}.where({side} > -50).astype(float), or decode the file with xarray.decode_cf"
+            f"{_mask_hint(side, rng, *PLAUSIBLE_DEGC)}.astype(float), or decode the file with "
+            "xarray.decode_cf"
         )
 
 
