@@ -671,3 +671,23 @@ def test_a_basin_too_large_is_refused_before_it_is_built(monkeypatch: pytest.Mon
         syn.synthetic_basin(n_segments=20, start="2001-01-01", end="2001-12-31")
     lazy = syn.synthetic_basin(n_segments=20, start="2001-01-01", end="2001-12-31", chunks=50)
     assert lazy["reach_temp"].chunks is not None
+
+
+def test_a_trainer_is_given_no_truth_and_agreeing_seeds_keep_their_unclipped_estimate(
+        basin: xr.Dataset) -> None:
+    # The truth at held-out cells is the scoring target: a trainer could read it.
+    seen: list[list[str]] = []
+
+    def record(train_ds: xr.Dataset, test_ds: xr.Dataset, seed: int) -> float:
+        seen.append(sorted(str(n) for n in train_ds.data_vars if str(n).endswith("_true")))
+        return 1.0 + 0.1 * int(test_ds.attrs.get("fold", 0))
+
+    assert "reach_temp_true" in basin
+    cross_validate(basin, "climatology", folds=2, repeats=1, seeds=1, blocking="reach", trainer=record)
+    sparsity_sweep(basin, "idw", keep=[0.5], seeds=[0], trainer=record)
+    assert len(seen) == 3 and seen == [[], [], []]
+    # Scores equal across seeds: (MSB - MSW) / K with MSW = 0, not NaN (NaN is for one seed).
+    y = np.array([[1.0, 1.0, 1.0], [2.0, 2.0, 2.0], [4.0, 4.0, 4.0]])
+    res = variance_decomposition(xr.DataArray(y, dims=("partition", "seed")), n_boot=50)
+    assert res.attrs["sigma2_partition_unclipped"] == pytest.approx(float(res["sigma2_partition"][0]))
+    assert res.attrs["sigma2_partition_unclipped"] == pytest.approx(np.var(y[:, 0], ddof=1))

@@ -29,11 +29,15 @@ def test_float_pointers_that_cannot_hold_the_ids_are_refused(dtype: type, base: 
     ds = _chain([a, b, c], [b, c, 0], dtype)
     for call in (topology_arrays, lambda d: d.msgl.validate(), lambda d: d.msgl.graphs()):
         with pytest.raises(SchemaError, match=rf"holds ids as {np.dtype(dtype).name}.*exactly only "
-                                              rf"up to {base:,}.*store the ids as int64"):
+                                              rf"up to {base:,}: pointers \[{base}\] may stand for "
+                                              r"several.*store the ids as int64"):
             call(ds)
-    # Float pointers to ids the float holds exactly are read as before.
+    # Float pointers to ids the float holds exactly are read as before, large ids
+    # included where every pointer is exactly one id.
     small = _chain([3, 2, 1], [2, 1, 0], dtype)
     assert topology_arrays(small).reach_to.tolist() == [2, 1, 0]
+    even = _chain([base + 8, base + 4, base + 2], [base + 4, base + 2, 0], dtype)
+    assert topology_arrays(even).reach_to.tolist() == [base + 4, base + 2, 0]
     # to_convention, which turns float pointers into integers, refuses them too.
     with pytest.raises(SchemaError, match="exactly only up to"):
         xmsgl.to_convention(ds.assign(reach_to=ds["reach_to"].where(ds["reach_to"] > 0)), outlet=np.nan)

@@ -1154,26 +1154,33 @@ def _pointer_index(
 
 
 def _refuse_inexact_float_ids(name: str, values: np.ndarray, ids: np.ndarray) -> None:
-    """Refuse float pointers when the network has ids beyond the whole numbers the float
-    type holds exactly.
+    """Refuse float pointers that name an id only through rounding.
 
     float32 holds every whole number only up to 2**24 (16,777,216) and float64 up to
-    2**53: above, neighbouring ids share one value, so a pointer stored as float may
-    name another existing id (a reach would skip the next one down) without any error.
+    2**53: above, neighbouring ids round to one value, so a pointer stored as float
+    may name another existing id (a reach would skip the next one down) without any
+    error. A pointer whose value is exactly one id, and the image of no other, is read.
     """
-    if values.dtype.kind != "f" or not values.size:
+    if values.dtype.kind != "f" or not values.size or ids.dtype.kind not in "iu":
         return
-    exact = 2 ** (np.finfo(values.dtype).nmant + 1)
-    finite = np.abs(values[np.isfinite(values)]).astype(np.float64)
-    largest = max(float(finite.max()) if finite.size else 0.0,
-                  float(np.abs(ids.astype(np.float64)).max()) if ids.size and ids.dtype.kind in "iuf" else 0.0)
-    if largest > exact:
+    limit = 2 ** (np.finfo(values.dtype).nmant + 1)
+    big = ids > limit
+    if not big.any():
+        return
+    pointers = values[np.isfinite(values) & (values != OUTLET)]
+    rounded = ids.astype(values.dtype)
+    suspects = np.unique(pointers[np.isin(pointers, rounded[big])])
+    bad = []
+    for v in suspects.tolist():
+        named = ids[rounded == v]
+        if named.size != 1 or int(named[0]) != int(v):
+            bad.append(int(v))
+    if bad:
         raise SchemaError(
-            f"variable {name!r} holds ids as {values.dtype}, and the network's ids reach "
-            f"{largest:,.0f}, while {values.dtype} "
-            f"holds whole numbers exactly only up to {exact:,}: above, neighbouring ids are "
-            "rounded to one value, so these pointers may name other ids; store the ids as int64 "
-            "from the source (before any conversion to float), e.g. read the table with "
+            f"variable {name!r} holds ids as {values.dtype}, which holds whole numbers exactly only "
+            f"up to {limit:,}: pointers {format_ids(bad)} may stand for several of the network's "
+            "ids (neighbouring ids round to one value) or for none exactly; store the ids as "
+            "int64 from the source (before any conversion to float), e.g. read the table with "
             "dtype={'tocomid': 'Int64'} and convert with xmsgl.to_convention(ds, outlet=...)"
         )
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, hops_to_outlet, topology_arrays
+from xmsgl.convention import REACH, SEG, TIME, hops_to_outlet, is_truth, topology_arrays
 from xmsgl.exceptions import (
     ChoiceError,
     DataError,
@@ -599,6 +599,13 @@ def cv_partitions(
     return out
 
 
+def _without_truth(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` without its ``*_true`` variables: what a trainer is given holds no truth,
+    which at held-out cells is the very target it is scored on."""
+    truth = [name for name in ds.data_vars if is_truth(str(name))]
+    return ds.drop_vars(truth) if truth else ds
+
+
 def _mask_obs(ds: xr.Dataset, name: str, dim: str, cells: np.ndarray) -> xr.Dataset:
     """A shallow copy of ``ds`` whose ``name`` is NaN on the (node, time) ``cells``."""
     if name not in ds.data_vars:
@@ -1107,7 +1114,8 @@ def cross_validate(
         ``trainer(train_ds, test_ds, seed)`` replacing the default (``seed`` is
         the cell's :func:`training_seed`)
         (:func:`default_trainer`). ``train_ds`` is ``ds`` with the held-out
-        observations masked; ``test_ds`` holds ``target`` (reach, time), NaN
+        observations masked and without its ``*_true`` variables (the truth at
+        held-out cells is the target itself); ``test_ds`` holds ``target`` (reach, time), NaN
         outside the held-out set, and attributes ``repeat``, ``fold``,
         ``blocking``, ``groups`` and ``test_period`` (JSON). It returns a number
         (stored as ``score``), a mapping of named scores, or a prediction
@@ -1230,7 +1238,7 @@ def cross_validate(
         for h in parts:
             held_id[h.repeat, h.fold] = ids.setdefault(frozenset(h.groups), len(ids))
             cells = h.reaches[:, None] & h.days[None, :]
-            train_ds = _mask_obs(ds, "reach_temp", REACH, cells)
+            train_ds = _mask_obs(_without_truth(ds), "reach_temp", REACH, cells)
             if blocking == "water_year":
                 for name in coarse_vars:
                     train_ds = _mask_obs(train_ds, name, SEG,
@@ -1536,7 +1544,9 @@ def variance_decomposition(
         elif n_ in ("sigma2_seed", "msw") and case == "constant":
             row[:] = 0.0
         out[n_] = ("stat", row, {"units": unit_of[n_]})
-    unclipped = float((est[4] - est[5]) / k) if case == "estimated" else float("nan")
+    # Seeds that all agree have no within-partition spread: MSW is 0 (to rounding).
+    unclipped = (float((est[4] - est[5]) / k) if case == "estimated" else
+                 float(est[4] / k) if case == "constant" else float("nan"))
     out.attrs.update({
         "score": name, "n_partitions": p, "n_duplicates_dropped": n_dup, "n_seeds": k,
         "sigma2_partition_unclipped": unclipped,
@@ -1598,7 +1608,8 @@ def sparsity_sweep(
         :class:`~xmsgl.FewObservationsWarning` is not shown: thinning is what the
         sweep measures (``n_train_obs`` counts each cell's observations).
     trainer : callable or mapping, optional
-        A trainer (see :func:`cross_validate`) for every method or per method.
+        A trainer (see :func:`cross_validate`) for every method or per method. Its
+        ``train_ds`` holds the thinned observations and no ``*_true`` variables.
     test : (start, end) or list, optional
         Test days; default the last water years, as in :func:`xmsgl.fit` (then the
         default trainer lets ``fit`` pick the same split itself, unless ``fit_kwargs``
@@ -1759,7 +1770,7 @@ def sparsity_sweep(
                     check_stage_a_variable(ds, kwargs_for(m)["stage_a_variable"])
 
     def thinned(k: float, s: int) -> xr.Dataset:
-        thin = sparsify(ds, keep=k, seed=s, by=by, period=train_ranges)
+        thin = sparsify(_without_truth(ds), keep=k, seed=s, by=by, period=train_ranges)
         hide = np.ones(topo.n_reach, dtype=bool)[:, None] & test_days[None, :]
         thin = _mask_obs(thin, "reach_temp", REACH, hide)
         return _mask_obs(thin, "seg_temp", SEG,

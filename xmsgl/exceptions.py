@@ -7,9 +7,12 @@ the first offending ids and says how to fix the problem.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 __all__ = [
@@ -204,6 +207,22 @@ def check_axes(ax: object) -> None:
     if not isinstance(ax, Axes):
         raise ParameterError(f"ax={ax!r} must be matplotlib Axes (e.g. from plt.subplots()) or None "
                              "for a new figure")
+
+
+#: xmsgl's own blocks that change Python's warning filters take turns: the filters are
+#: process-wide, and two such blocks overlapping in two threads left one's filter
+#: behind when the other ended.
+_FILTERS_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def ignoring(category: type[Warning], message: str = "") -> Iterator[None]:
+    """Ignore warnings of ``category`` whose text starts with the pattern ``message``
+    inside the block, nothing else (the filters are process-wide: another thread's
+    warnings of other kinds are shown meanwhile)."""
+    with _FILTERS_LOCK, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=message, category=category)
+        yield
 
 
 def did_you_mean(names: Iterable[str], known: Iterable[str]) -> str:

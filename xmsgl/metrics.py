@@ -939,9 +939,13 @@ def hot_mask(
     if per is not None and time_dim not in observed.dims:
         raise SchemaError(f"observed has no {str(time_dim)!r} dimension to rank days along")
     src = observed.chunk({d: -1 for d in over}) if observed.chunks is not None else observed
-    with warnings.catch_warnings():
-        # A reach without observations has no threshold (NaN) and no hot day: that is
-        # the answer, not something to warn about.
-        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
-        threshold = src.quantile(quantile, dim=over, skipna=True).drop_vars("quantile")
-    return observed >= threshold
+    # A reach without observations has no threshold (NaN) and no hot day: that is the
+    # answer. Its row is filled before the quantile, which would warn of it ("All-NaN
+    # slice"), and its threshold set to NaN after (no filter: they are process-wide).
+    # numpy's quantile (xarray's enters catch_warnings of its own), the same "linear" one.
+    seen = src.notnull().any(over)
+    axes = tuple(range(-len(over), 0))
+    threshold = xr.apply_ufunc(
+        lambda v: np.nanquantile(v, float(quantile), axis=axes), src.where(seen, 0.0),
+        input_core_dims=[over], dask="parallelized", output_dtypes=[np.float64])
+    return observed >= threshold.where(seen)

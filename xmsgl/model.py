@@ -128,6 +128,7 @@ from xmsgl.train import (
     target_array,
     time_breaks,
     torch_graphs,
+    torch_seeded,
     train_tasks,
     uses_thread_option,
 )
@@ -684,15 +685,11 @@ def load(path: str | os.PathLike[str]) -> Downscaler | BaselineModel:
     return Downscaler.load(path)
 
 
-def _build_net(config: dict[str, Any]) -> MSGLNet:
+def _new_net(config: dict[str, Any], n_common: int, backbone_opts: Any) -> MSGLNet:
+    """The network a config describes, with fresh starting weights."""
     hp = config["hyperparameters"]
     v = config["variables"]
-    n_common = int(v["n_common"])
-    backbone_opts = hp.get("backbone_options")
-    if backbone_opts is not None and "dynamic_days" not in backbone_opts:
-        # Saved before the option existed: one feature-space graph per window, as fitted.
-        backbone_opts = {**backbone_opts, "dynamic_days": LEGACY_DYNAMIC_DAYS}
-    net = MSGLNet(
+    return MSGLNet(
         n_common=n_common,
         n_seg_extra=len(v["seg_vars"]) - n_common,
         n_reach_extra=len(v["reach_vars"]) - n_common,
@@ -704,6 +701,18 @@ def _build_net(config: dict[str, Any]) -> MSGLNet:
         # Models saved before the choice existed have the residual head.
         fine_head=str(hp.get("fine_head", "residual")),
     )
+
+
+def _build_net(config: dict[str, Any]) -> MSGLNet:
+    hp = config["hyperparameters"]
+    v = config["variables"]
+    n_common = int(v["n_common"])
+    backbone_opts = hp.get("backbone_options")
+    if backbone_opts is not None and "dynamic_days" not in backbone_opts:
+        # Saved before the option existed: one feature-space graph per window, as fitted.
+        backbone_opts = {**backbone_opts, "dynamic_days": LEGACY_DYNAMIC_DAYS}
+    with torch_seeded():  # starting weights the saved ones replace
+        net = _new_net(config, n_common, backbone_opts)
     if net.dmsge is not None:
         # The training network's edge length scales (models saved before they were
         # kept take each network's own), and the kind of positions it was fitted
@@ -1521,10 +1530,10 @@ def fit(
                      np.asarray(graphs.parent.tocsr().indices, dtype=np.int64), graphs.cross.tocsr(),
                      breaks=time_breaks(time), days=epoch_days(time))
 
-    # The weights are made on the CPU; the GPUs are seeded only for a fit that runs on
-    # one. (torch.manual_seed would also queue the seed for GPUs that have not started,
+    # The weights are made on the CPU (from the seed, in a block of their own: see
+    # torch_seeded); the GPUs are seeded only for a fit that runs on one.
+    # (torch.manual_seed would also queue the seed for GPUs that have not started,
     # which a CPU fit then handed to the caller's later GPU work.)
-    torch.default_generator.manual_seed(seed)
     if dev.type == "cuda":
         torch.cuda.manual_seed_all(seed)
     rng = np.random.default_rng(seed)
@@ -1550,9 +1559,12 @@ def fit(
         # Only non-default backbones are recorded: configs of the cell stay as they were.
         hp["backbone"] = backbone
         hp["backbone_options"] = dmsge_opts
-    net = MSGLNet(spec.n_common, len(spec.seg_vars) - spec.n_common,
-                  len(spec.reach_vars) - spec.n_common, hidden_, int(attn_window), int(attn_blocks),
-                  backbone=backbone, backbone_options=dmsge_opts, fine_head=fine_head).to(dev)
+    with torch_seeded(seed):
+        net = MSGLNet(spec.n_common, len(spec.seg_vars) - spec.n_common,
+                      len(spec.reach_vars) - spec.n_common, hidden_, int(attn_window),
+                      int(attn_blocks), backbone=backbone, backbone_options=dmsge_opts,
+                      fine_head=fine_head)
+    net = net.to(dev)
     _set_backbone_geometry(net, ds, scales)
     if net.dmsge is not None:
         # Edge features are in units of the training network's median nearest-node

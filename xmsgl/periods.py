@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xmsgl.exceptions import PeriodError, TimeError, XmsglWarning, user_stacklevel
+from xmsgl.exceptions import PeriodError, TimeError, XmsglWarning, ignoring, user_stacklevel
 
 __all__ = ["WHOLE_WATER_YEAR_DAYS", "bounds_mask", "period_bounds", "period_list", "period_mask",
            "select_days", "spans_text", "split_periods", "validation_at_end", "validation_beside",
@@ -62,8 +62,12 @@ def _has_zone(text: str) -> bool:
     if _ZONE.search(text):
         return True
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pandas warns about formats it guesses
+        # ISO 8601, the usual form, without touching the (process-wide) warning filters.
+        return _dt.datetime.fromisoformat(text.strip()).tzinfo is not None
+    except ValueError:
+        pass
+    try:
+        with ignoring(UserWarning):  # pandas warns about formats it guesses
             parsed = pd.Timestamp(text)
     except (ValueError, TypeError, OverflowError):
         return False

@@ -18,6 +18,7 @@ import copy
 import functools
 import math
 import numbers
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -735,28 +736,49 @@ def uses_thread_option(func: _F) -> _F:
     return cast(_F, wrapper)
 
 
-def keeps_torch_rng(func: _F) -> _F:
-    """Run ``func`` on a fork of torch's global random state, restored afterwards.
+#: One seeded block at a time in the process (see :func:`torch_seeded`).
+_RNG_LOCK = threading.Lock()
 
-    ``fit`` seeds torch with its ``seed`` so that a fit is reproducible; without the
-    fork that would also reset the caller's own random stream (``torch.rand`` after
-    a fit would give the same numbers after every fit).
+
+@contextmanager
+def torch_seeded(seed: int | None = None) -> Iterator[None]:
+    """Draws from torch's global CPU generator inside the block start from ``seed``
+    (None: from wherever the generator stands), and the generator is as it was after it.
+
+    The blocks of all threads take turns: two fits building their networks at once
+    drew each other's numbers (a fit of seed 7 beside another gave another model in 2-4
+    of 10 runs), and a fork held over a whole call restored, when calls overlapped, a
+    state another call had seeded. Building a network is the only use of torch's
+    random numbers in xmsgl (training draws none), so it is done in such a block.
+    """
+    with _RNG_LOCK, torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.default_generator.manual_seed(int(seed))
+        yield
+
+
+def keeps_torch_rng(func: _F) -> _F:
+    """Run ``func`` leaving the GPUs' random states as they were.
+
+    The CPU generator is left alone by xmsgl itself: networks are built in
+    :func:`torch_seeded` blocks, which restore it. A fit on a GPU seeds the GPUs; their
+    states are saved and restored here (or, where CUDA started inside the call and took
+    the fit's seed, given the caller's seed, as they would have taken on starting after
+    the call).
     """
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         cuda_ready = torch.cuda.is_available() and torch.cuda.is_initialized()
-        devices = list(range(torch.cuda.device_count())) if cuda_ready else []
+        states = torch.cuda.get_rng_state_all() if cuda_ready else None
         # The seed the caller's streams start from (torch.manual_seed sets it for the
         # CPU and, once CUDA starts, for every GPU).
         entry_seed = torch.initial_seed()
         try:
-            with torch.random.fork_rng(devices=devices):
-                return func(*args, **kwargs)
+            return func(*args, **kwargs)
         finally:
-            if not cuda_ready and torch.cuda.is_available() and torch.cuda.is_initialized():
-                # CUDA started inside the fit and took the fit's seed; fork_rng had no
-                # GPU state to restore. Give the GPUs the caller's seed, as they would
-                # have taken on starting after the call.
+            if states is not None:
+                torch.cuda.set_rng_state_all(states)
+            elif torch.cuda.is_available() and torch.cuda.is_initialized():
                 torch.cuda.manual_seed_all(entry_seed)
     return cast(_F, wrapper)
 

@@ -75,7 +75,7 @@ from xmsgl.nn.weights import (
     read_weights,
     save_network,
 )
-from xmsgl.train import keeps_torch_rng, uses_thread_option
+from xmsgl.train import keeps_torch_rng, torch_seeded, uses_thread_option
 
 if TYPE_CHECKING:
     from xmsgl.train import FeatureSpec
@@ -455,7 +455,8 @@ def _read_gru(path: Path) -> GRUModel:
     state, digest, wfile = read_weights(path, config, cfg_file, _REFETCH)
     try:
         hp = config["hyperparameters"]
-        net = ReachGRU(len(config["variables"]["reach_vars"]), int(hp["hidden"]))
+        with torch_seeded():  # starting weights the saved ones replace
+            net = ReachGRU(len(config["variables"]["reach_vars"]), int(hp["hidden"]))
         net.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ModelMismatchError(f"the weights in {str(wfile)!r} do not fit the architecture in "
@@ -679,9 +680,9 @@ def fit_gru(
     by_id = np.argsort(np.asarray(ds[REACH].values), kind="stable")
     seqs = [(int(r), s, n) for s, n in wins for r in by_id if np.isfinite(z_train[r, s: s + n]).any()]
     bs = int(batch_size) if batch_size is not None else 8
-    torch.default_generator.manual_seed(int(seed))  # CPU only: the GPUs' seeds are left alone
     rng = np.random.default_rng(int(seed))
-    net = ReachGRU(len(names), int(hidden))
+    with torch_seeded(int(seed)):  # CPU only: the GPUs' seeds are left alone
+        net = ReachGRU(len(names), int(hidden))
     opt = torch.optim.Adam(net.parameters(), lr=float(lr))
     spinup = 180
 

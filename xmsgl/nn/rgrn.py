@@ -22,7 +22,6 @@ import math
 import mmap
 import sys
 import threading
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
@@ -31,7 +30,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from xmsgl.exceptions import ParameterError
+from xmsgl.exceptions import ParameterError, ignoring
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -124,8 +123,7 @@ SPARSE_NOTES = r"Sparse (invariant checks are implicitly disabled|\w+ tensor sup
 @contextlib.contextmanager
 def quiet_sparse_notes() -> Iterator[None]:
     """Silence torch's notes on its sparse tensors (:data:`SPARSE_NOTES`), nothing else."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=SPARSE_NOTES, category=UserWarning)
+    with ignoring(UserWarning, SPARSE_NOTES):
         yield
 
 
