@@ -57,17 +57,24 @@ _ZONE = re.compile(r"[T ]\d{1,2}(?::\d{2}(?::\d{2}(?:[.,]\d+)?)?)?\s*"
                    r"(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)\s*$", re.IGNORECASE)
 
 
+#: Labels of a year, a month or a quarter ("2001", "2001-03", "2001Q1").
+_PLAIN = re.compile(r"^\s*\d{4}(?:-\d{1,2}|[Qq][1-4])?\s*$")
+
+
 def _has_zone(text: str) -> bool:
     """Whether the date string ``text`` carries a time zone or a UTC offset."""
     if _ZONE.search(text):
         return True
+    if _PLAIN.match(text):
+        return False  # a year, a month or a quarter: no time of day, so no zone
     try:
         # ISO 8601, the usual form, without touching the (process-wide) warning filters.
         return _dt.datetime.fromisoformat(text.strip()).tzinfo is not None
     except ValueError:
         pass
     try:
-        with ignoring(UserWarning):  # pandas warns about formats it guesses
+        # pandas warns about formats it guesses, and of forms it will stop reading.
+        with ignoring(UserWarning), ignoring(DeprecationWarning):
             parsed = pd.Timestamp(text)
     except (ValueError, TypeError, OverflowError):
         return False
