@@ -597,9 +597,9 @@ def test_arguments_of_the_wrong_type_are_typed_errors_that_name_them() -> None:
     with pytest.raises(P, match="dims=5 must be a dimension name or a list of them"):
         M.rmse(pred, obs, dims=5)  # type: ignore[arg-type]
     for chunk in (None, "10", 2.5):
-        with pytest.raises(P, match=f"reach_chunk={chunk!r} must be a positive number of reaches"):
+        with pytest.raises(P, match=f"reach_chunk={chunk!r} must be a whole number of reaches"):
             S.partition(ds, reach_chunk=chunk)  # type: ignore[arg-type]
-    with pytest.raises(P, match="halo='1' must be a number of segment hops"):
+    with pytest.raises(P, match="halo='1' must be a whole number of segment hops"):
         S.partition(ds, 5, halo="1")  # type: ignore[arg-type]
     with pytest.raises(xmsgl.SchemaError, match="fill_daily takes an xarray.Dataset"):
         C.fill_daily(None)  # type: ignore[arg-type]
@@ -617,14 +617,17 @@ def test_arguments_of_the_wrong_type_are_typed_errors_that_name_them() -> None:
     # skill pairs by position: a timezone, or labels that differ, are refused in its words.
     with pytest.raises(xmsgl.TimeError, match="timezone-aware"):
         M.skill(pred.assign_coords(time=pred.indexes["time"].tz_localize("UTC")), obs)
-    with pytest.raises(xmsgl.DataError, match="not aligned along 'time'.*align_pair"):
+    with pytest.raises(xmsgl.DataError, match="differ along 'time'.*skill does not align them.*align_pair"):
         M.skill(pred.isel(time=slice(1, None)), obs.isel(time=slice(None, -1)))
+    # A dimension of one side only (an ensemble's members) is broadcast, as before.
+    members = xr.concat([pred, pred + 1.0], "member")
+    assert M.skill(members, obs, dims=["reach", "time"])["rmse"].sizes["member"] == 2
     pos = np.random.default_rng(0).random((5, 2))
     with pytest.raises(P, match=r"tie_keys has shape \(3,\); give one key per node, shape \(5,\)"):
         K.geometric_knn(pos, 2, tie_keys=np.arange(3))
     with pytest.raises(P, match="there are no other nodes"):
         K.geometric_knn(np.zeros((0, 2)), 2)
-    with pytest.raises(xmsgl.TimeError, match="water years need an array of dates"):
+    with pytest.raises(xmsgl.TimeError, match="water years need dates, got str"):
         E.water_year("2001")  # type: ignore[arg-type]
     sw = xr.Dataset({"rmse": (("method", "keep", "seed"), np.ones((1, 2, 1)))},
                     coords={"method": ["idw"], "keep": [1.0, 0.5], "seed": [0]})

@@ -13,6 +13,7 @@ from tests.conftest import FAST_FIT
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
+import xmsgl  # noqa: E402
 from xmsgl.convention import check_loaded_temperature  # noqa: E402
 from xmsgl.exceptions import DataError, InputRangeWarning, UnitsError, XmsglWarning  # noqa: E402
 
@@ -69,7 +70,7 @@ def test_codes_at_downscale_are_named_however_few(half_year_basin: xr.Dataset, h
     # A negative incoming radiation is a code too, named as the validation reads it.
     swrad[3, 100:105] = -99.9
     ds["reach_swrad"] = swrad
-    with pytest.warns(XmsglWarning, match="'reach_swrad' \\(W m-2\\) is negative at 5 of .*a radiation flux"):
+    with pytest.warns(XmsglWarning, match="'reach_swrad' \\(W m-2\\) is negative at 5 of .*an incoming radiation flux"):
         ds.msgl.validate()
 
 
@@ -91,3 +92,24 @@ def test_the_mask_a_temperature_message_gives_removes_what_it_names(values: np.n
 def test_water_temperatures_in_degf_labelled_degc_are_named_as_degf() -> None:
     with pytest.raises(UnitsError, match="look like water temperatures in degF.*'degF'"):
         check_loaded_temperature("reach_temp", np.array([35.0, 60.0, 75.0]), {}, water=True)
+
+
+def test_one_spike_among_warm_degc_water_is_not_named_degf() -> None:
+    warm = np.r_[np.linspace(24.0, 30.0, 200), 99.0]
+    with pytest.raises(UnitsError) as err:
+        check_loaded_temperature("reach_temp", warm, {}, water=True)
+    assert "degF" not in str(err.value) and "ds['reach_temp'].where(ds['reach_temp'] <= 60)" in str(err.value)
+
+
+def test_a_code_in_a_converted_temperature_gets_no_degc_mask(half_year_basin: xr.Dataset) -> None:
+    # The check runs on degC values, but a mask of degC bounds applied to the stored
+    # degF array dropped 628 real temperatures beside 6 codes.
+    ds = half_year_basin.copy()
+    for s in ("reach", "seg"):
+        f = (ds[f"{s}_air_temp"] * 1.8 + 32).astype("float32")
+        f[{"time": 40}] = 9999.0
+        ds[f"{s}_air_temp"] = f.assign_attrs(units="degF")
+    with pytest.warns(xmsgl.UnitConversionWarning), \
+            pytest.raises(UnitsError, match=r"mask fill values \(in ds\['\w+_air_temp'\] as stored, "
+                                            r"in its own units"):
+        ds.chunk({"time": 100}).msgl.fit(method="msgl", seed=0, **FAST_FIT)

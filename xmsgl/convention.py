@@ -1170,11 +1170,17 @@ def _refuse_inexact_float_ids(name: str, values: np.ndarray, ids: np.ndarray) ->
     pointers = values[np.isfinite(values) & (values != OUTLET)]
     rounded = ids.astype(values.dtype)
     suspects = np.unique(pointers[np.isin(pointers, rounded[big])])
-    bad = []
-    for v in suspects.tolist():
-        named = ids[rounded == v]
-        if named.size != 1 or int(named[0]) != int(v):
-            bad.append(int(v))
+    if not suspects.size:
+        return
+    # How many ids round to each suspect value, and whether the one that does is it.
+    order = np.argsort(rounded, kind="stable")
+    ranked = rounded[order]
+    first = np.searchsorted(ranked, suspects, side="left")
+    count = np.searchsorted(ranked, suspects, side="right") - first
+    named = ids[order[np.minimum(first, ranked.size - 1)]]
+    # Whole floats below 2**63 (refused above otherwise) convert to int64 exactly.
+    wrong = (count != 1) | (named != suspects.astype(np.float64).astype(np.int64))
+    bad = [int(v) for v in suspects[wrong].astype(np.float64).astype(np.int64)]
     if bad:
         raise SchemaError(
             f"variable {name!r} holds ids as {values.dtype}, which holds whole numbers exactly only "
@@ -2130,6 +2136,17 @@ def mask_outside(name: str, lo: float, hi: float, vmin: float, vmax: float) -> s
     return f"{v}.where({cond})"
 
 
+def stored_mask(name: str, lo: float, hi: float, vmin: float, vmax: float,
+                attrs: Mapping[str, Any]) -> str:
+    """:func:`mask_outside` of degC bounds where the variable is stored in degC; for one
+    converted from other units (``xmsgl_note``), where degC bounds would mask the wrong
+    values of the stored array, the same words without an expression."""
+    if attrs.get("xmsgl_note"):
+        return (f"in ds[{name!r}] as stored, in its own units: its degC bounds {lo:g}..{hi:g} "
+                "do not apply there")
+    return mask_outside(name, lo, hi, vmin, vmax)
+
+
 def mislabel_hint(name: str, vmin: float, vmax: float, attrs: Mapping[str, Any], *,
                   water: bool = False) -> str:
     """What an implausible degC range says about the unit label, or ``""``.
@@ -2173,11 +2190,12 @@ def check_loaded_temperature(name: str, values: np.ndarray, attrs: Mapping[str, 
               else CONVERTED_OTHER_TEMP)
     if lo <= vmin and vmax <= hi:
         return
-    why = mislabel_hint(name, vmin, vmax, attrs, water=water) or (
-        f"mask fill values ({mask_outside(name, lo, hi, vmin, vmax)}) or correct its 'units' "
-        f"attribute")
-    what = "water temperature" if water else "temperature"
     n_out = int(((finite < lo) | (finite > hi)).sum())
+    # degF is named where many values are past the range, not for one spike.
+    why = mislabel_hint(name, vmin, vmax, attrs, water=water and n_out > 0.01 * finite.size) or (
+        f"mask fill values ({stored_mask(name, lo, hi, vmin, vmax, attrs)}) or correct its "
+        f"'units' attribute")
+    what = "water temperature" if water else "temperature"
     raise UnitsError(
         f"{what} {name!r} spans {value_span(vmin, vmax)} degC, outside the plausible "
         f"{lo:g}..{hi:g} degC for {'water' if water else 'air and other'} temperatures "
@@ -2467,15 +2485,30 @@ NONNEGATIVE_UNITS = (
     ("m2", "an area", "is never negative", "unless the sign means something in this data"),
     *((u, "an area", "is never negative", "unless the sign means something in this data")
       for u in ("ha", "hectare", "hectares", "acre", "acres")),
-    *((u, "a radiation flux", "is never negative when it is incoming (shortwave or longwave)",
-       "unless it is a net radiation (incoming minus outgoing)")
-      for u in ("W m-2", "MJ m-2 day-1", "MJ m-2 d-1")),
 )
+
+#: Units of a radiation flux: never negative where it is incoming (a net radiation is),
+#: so :func:`validate` judges them only where ``standard_name`` says "downwelling" or
+#: ``long_name`` "incoming", and a downscale where the training's values never were.
+RADIATION_UNITS = tuple(
+    (u, "an incoming radiation flux", "is never negative",
+     "unless it is a net radiation (incoming minus outgoing)")
+    for u in ("W m-2", "MJ m-2 day-1", "MJ m-2 d-1"))
+
+
+def _is_incoming(attrs: Mapping[str, Any]) -> bool:
+    long_name = str(attrs.get("long_name", "")).lower()
+    standard = str(attrs.get("standard_name", "")).lower()
+    if re.search(r"\bnet\b", long_name) or "net_" in standard:
+        return False  # a net flux, whatever name arithmetic carried over from its terms
+    return "downwelling" in standard or "incoming" in long_name
 
 
 def _check_flow_signs(ds: xr.Dataset, names: Sequence[str]) -> None:
     """Warn of negative values in an input in units of a quantity that is never
-    negative (:data:`NONNEGATIVE_UNITS`): a discharge, a precipitation, an area.
+    negative (:data:`NONNEGATIVE_UNITS`): a discharge, a precipitation, an area; and
+    an incoming radiation (:data:`RADIATION_UNITS`, a variable whose ``standard_name``
+    says "downwelling" or whose ``long_name`` says "incoming").
 
     Water flows backwards only where tides reverse it; a negative discharge is far
     more often a fill value or another sign convention, which the networks would
@@ -2486,7 +2519,8 @@ def _check_flow_signs(ds: xr.Dataset, names: Sequence[str]) -> None:
         units = da.attrs.get("units")
         if not isinstance(units, str) or _is_lazy(da):
             continue
-        kind = next((k for k in NONNEGATIVE_UNITS if same_units(units, k[0])), None)
+        kinds = NONNEGATIVE_UNITS + (RADIATION_UNITS if _is_incoming(da.attrs) else ())
+        kind = next((k for k in kinds if same_units(units, k[0])), None)
         if kind is None:
             continue
         vals = np.asarray(da.values)
@@ -2568,6 +2602,8 @@ def _whole_in_range(vals: np.ndarray) -> bool:
 def _replace_outlet_int(name: str, vals: np.ndarray, outlet: Any) -> np.ndarray:
     """Replace the outlet marker in integer pointers by ``OUTLET``, exactly."""
     marker = outlet
+    if marker is pd.NA:
+        return _as_int64(vals)  # integer ids hold no <NA> (those were replaced already)
     if isinstance(marker, (float, np.floating)):
         if not np.isfinite(marker):
             return _as_int64(vals)  # NaN or inf never occurs in integer ids

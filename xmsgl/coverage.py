@@ -494,7 +494,8 @@ def dynamic_extrapolation(inputs: Sequence[Any], model: Any, *, share: float = W
     :data:`WARN_WINDOW_DAYS` consecutive days lie more than one standard deviation (the
     model's standardization of it) beyond the range it had at the nodes with training
     observations, or, in units of a quantity that is
-    never negative (:data:`xmsgl.convention.NONNEGATIVE_UNITS`) and never was in
+    never negative (:data:`xmsgl.convention.NONNEGATIVE_UNITS`, or a radiation flux,
+    :data:`xmsgl.convention.RADIATION_UNITS`) and never was in
     training, where any value lies below 0 by more than that: a change of units
     (Fahrenheit labelled degC) or a missing-data code (PRMS writes -99.9) that would be
     read as a real value; or where any value lies more than :data:`FAR_SD` standard
@@ -525,7 +526,7 @@ def input_range_sentence(inputs: Sequence[tuple[str, tuple[float, float] | None,
     ``(name, (smallest, largest) or None, values)``, ``values()`` giving the (T, N)
     values of the days run, read only where the extremes leave a doubt; ``more`` ends
     the sentence (where to look further)."""
-    from xmsgl.convention import NONNEGATIVE_UNITS
+    from xmsgl.convention import NONNEGATIVE_UNITS, RADIATION_UNITS
 
     far_parts: list[str] = []
     neg_parts: list[str] = []
@@ -541,7 +542,8 @@ def input_range_sentence(inputs: Sequence[tuple[str, tuple[float, float] | None,
             continue
         unit = str(units.get(name, ""))
         vals = raw()
-        never_negative = lo >= 0 and any(same_units(unit, k[0]) for k in NONNEGATIVE_UNITS)
+        never_negative = lo >= 0 and any(same_units(unit, k[0])
+                                         for k in NONNEGATIVE_UNITS + RADIATION_UNITS)
         if never_negative and vmin < -sd:
             n_neg = int(np.count_nonzero(vals < -sd))
             neg_parts.append(f"{name!r} ({unit}; {n_neg} of {vals.size} node-days, lowest "
@@ -576,8 +578,9 @@ def input_range_sentence(inputs: Sequence[tuple[str, tuple[float, float] | None,
         text.append(f"input{'s' if len(odd_parts) > 1 else ''} {', '.join(odd_parts)} "
                     f"{'have' if len(odd_parts) > 1 else 'has'} values more than {FAR_SD:g} "
                     "standard deviations beyond the range of the nodes with training observations: "
-                    "a missing-data code (9999.9, say) or a change of units is read as a real "
-                    "value; mask or convert them")
+                    "look for a missing-data code (9999.9, say) or a change of units, which would "
+                    "be read as real values; a real extreme (a flood) is an extrapolation the model "
+                    "never saw")
     if neg_parts:
         text.append(f"input{'s' if len(neg_parts) > 1 else ''} {', '.join(neg_parts)}, never "
                     f"negative in training, {'are' if len(neg_parts) > 1 else 'is'} below 0 by more "

@@ -205,9 +205,9 @@ def align_pair(
         the side without units. Also raised for values labelled K or degF
         that, converted to degC, fall outside :data:`PLAUSIBLE_DEGC` while the
         raw values fit it (degC values labelled K); and for values labelled degC
-        (or integers without units) outside :data:`PLAUSIBLE_DEGC` that fit water
-        temperatures in kelvin (223.15..373.15) or degF (:data:`PLAUSIBLE_WATER_F`):
-        the message names the scale and the conversion to degC.
+        (or integers without units) outside :data:`PLAUSIBLE_DEGC` that all fit water
+        temperatures in kelvin (223.15..373.15): the message names the scale and the
+        conversion to degC.
     DataError
         ``join="exact"`` and the labels differ, or no label is shared along a
         dimension (the message names the dimension and labels of each side); a
@@ -227,9 +227,9 @@ def align_pair(
     XmsglWarning
         A side without ``units`` taken to be degC; reach or segment labels of the
         prediction left out by ``join="inner"``; a side labelled degC that looks like
-        degF; a side stored as integers (without fill attributes, in range), which
-        cannot mark a value missing, so a marker such as -1 or 0 is scored as a
-        temperature: mask it and cast to float, e.g.
+        degF; a side stored as integers in degC whose smallest value is negative (an
+        integer cannot mark a value missing, so a marker such as -1 is scored as a
+        temperature): mask it and cast to float, e.g.
         ``observed.where(observed != -1).astype(float)``.
 
     Examples
@@ -346,10 +346,6 @@ PLAUSIBLE_DEGC = (-50.0, 100.0)
 #: values without a ``units`` attribute are held to (fill codes such as -999).
 PLAUSIBLE_ANY_UNIT = (-50.0, 400.0)
 
-#: Values labelled degC outside :data:`PLAUSIBLE_DEGC` but inside this range (degF of
-#: water at -10..60 degC) are said to look like degF.
-PLAUSIBLE_WATER_F = (14.0, 140.0)
-
 
 def _finite_range(da: xr.DataArray) -> tuple[float, float] | None:
     """Smallest and largest finite value of an in-memory array (None if lazy or empty)."""
@@ -438,24 +434,25 @@ def _check_integer(side: str, da: xr.DataArray) -> None:
 
 
 def _warn_integer(side: str, da: xr.DataArray) -> None:
-    """Warn (:class:`~xmsgl.exceptions.XmsglWarning`) of a side stored as integers:
-    an integer cannot be NaN, so every value is scored, and a "missing" marker that
-    lies in the plausible range (-1, 0) is scored as a temperature."""
-    if da.dtype.kind not in "iu":
+    """Warn (:class:`~xmsgl.exceptions.XmsglWarning`) of a side stored as integers in
+    degC whose smallest value is negative: an integer cannot be NaN, and a water
+    temperature below 0 degC stored as a whole number is far more often a "missing"
+    marker (-1) than a reading, which would then be scored as a temperature. Integers
+    from 0 up (0 degC is ice-covered water) are read as data, without a word."""
+    if da.dtype.kind not in "iu" or da.chunks is not None or not da.size:
         return
-    # The smallest value, when 0 or below, is the likely marker: name it and its count.
-    marker, smallest = "<marker>", ""
-    if da.chunks is None and da.size:
-        vals = np.asarray(da.values)
-        low = vals.min()
-        if low <= 0:
-            marker = f"{low.item()}"
-            smallest = f"; its smallest value, {marker}, is on {int((vals == low).sum())} of them"
+    units = da.attrs.get("units")
+    if units is not None and not same_units(str(units), "degC"):
+        return
+    vals = np.asarray(da.values)
+    low = vals.min().item()
+    if low >= 0:
+        return
     warnings.warn(
-        f"{side} is stored as {da.dtype}, which cannot mark a value missing (no NaN): each of "
-        f"its {da.size} values is read as a temperature{smallest}; if some are missing markers "
-        f"(such as -1 or 0), mask them and cast to float, e.g. "
-        f"{side} = {side}.where({side} != {marker}).astype(float)",
+        f"{side} is stored as {da.dtype}, which cannot mark a value missing (no NaN), and its "
+        f"smallest value, {low}, is on {int((vals == low).sum())} of its {da.size} values: a "
+        f"missing-data marker is scored as a temperature; if it is one, mask it and cast to "
+        f"float, e.g. {side} = {side}.where({side} != {low}).astype(float)",
         XmsglWarning, stacklevel=user_stacklevel(),
     )
 
@@ -473,19 +470,16 @@ def _mask_hint(side: str, rng: tuple[float, float], lo: float, hi: float) -> str
 
 def _other_scale_hint(side: str, rng: tuple[float, float], label: str) -> str:
     """What a degC range implausible for water says about its scale, or ``""``: values
-    that fit water temperatures in kelvin (:data:`PLAUSIBLE_DEGC` + 273.15) or, beyond
-    what degC allows, in degF (:data:`PLAUSIBLE_WATER_F`) are said to be so."""
+    that all fit water temperatures in kelvin (:data:`PLAUSIBLE_DEGC` + 273.15) are
+    said to be so."""
     lo, hi = rng
     if PLAUSIBLE_DEGC[0] + 273.15 <= lo and hi <= PLAUSIBLE_DEGC[1] + 273.15:
         return (f"{side} {label} but holds values from {lo:g} to {hi:g}, which look like kelvin "
                 f"({lo - 273.15:.4g} to {hi - 273.15:.4g} degC): if so, convert them to degC, "
                 f"e.g. ({side} - 273.15).assign_attrs(units='degC') (or label them "
                 f"{side}.attrs['units'] = 'K' where the other side is in K too)")
-    if PLAUSIBLE_WATER_F[0] <= lo and hi <= PLAUSIBLE_WATER_F[1]:
-        return (f"{side} {label} but holds values from {lo:g} to {hi:g}, which look like degF "
-                f"({(lo - 32) / 1.8:.4g} to {(hi - 32) / 1.8:.4g} degC): if so, convert them to "
-                f"degC, e.g. (({side} - 32) / 1.8).assign_attrs(units='degC') (or label them "
-                f"{side}.attrs['units'] = 'degF' where the other side is in degF too)")
+    # No such test for degF: water in degF passes 100 on the hottest days only, so
+    # values past 100 that fit degF are as often one spike among degC values.
     return ""
 
 
@@ -497,7 +491,7 @@ def _check_fill_codes(side: str, da: xr.DataArray, what: str = "values",
     with ``without_units``; otherwise to what no water temperature in degC, K or
     degF can be (:data:`PLAUSIBLE_ANY_UNIT`), since both sides may lack units alike
     (attributes that arithmetic dropped), when the units check compares nothing.
-    Values held to degC that fit water temperatures in kelvin or degF are a
+    Values held to degC that all fit water temperatures in kelvin are a
     ``UnitsError`` that names the scale; the mask a fill-value message suggests
     drops the values found beyond the range (below it, above it, or both).
     """
@@ -700,10 +694,11 @@ def skill(
     Raises
     ------
     SchemaError
-        An input is no DataArray of real numbers, or the two have other dimensions.
+        An input is no DataArray of real numbers.
     DataError
-        The inputs are not aligned (other labels or sizes along a dimension): use
-        :func:`align_pair` first.
+        The inputs differ along a dimension they share (other labels, order or size):
+        use :func:`align_pair` first. A dimension of one side only (an ensemble's
+        ``member``) is broadcast.
     TimeError
         A timezone-aware ``time`` coordinate.
 
@@ -759,20 +754,18 @@ def _check_aligned(prediction: xr.DataArray, observed: xr.DataArray) -> None:
         _check_numbers(side, da)
         if "time" in da.coords:
             _refuse_timezones(da["time"])
-    if set(prediction.dims) != set(observed.dims):
-        raise SchemaError(
-            f"prediction dims {tuple(map(str, prediction.dims))} differ from observed dims "
-            f"{tuple(map(str, observed.dims))}; rename or select so both have the same dimensions"
-        )
-    for dim in prediction.dims:
+    # A dimension of one side only (an ensemble's member) is broadcast; the shared ones
+    # must carry the same labels: skill does not align them.
+    for dim in set(prediction.dims) & set(observed.dims):
         same = (prediction.sizes[dim] == observed.sizes[dim]) and (
             dim not in prediction.indexes or dim not in observed.indexes
             or prediction.indexes[dim].equals(observed.indexes[dim]))
         if not same:
             raise DataError(
-                f"prediction and observed are not aligned along {str(dim)!r} (skill pairs values by "
-                "position); align them first with xmsgl.metrics.align_pair(prediction, observed), "
-                "or score them with xmsgl.evaluate.evaluate, which aligns"
+                f"prediction and observed differ along {str(dim)!r} (other labels, another order "
+                "or another size), and skill does not align them; align them first with "
+                "xmsgl.metrics.align_pair(prediction, observed), or score them with "
+                "xmsgl.evaluate.evaluate, which aligns"
             )
 
 
@@ -942,10 +935,6 @@ def hot_mask(
     # A reach without observations has no threshold (NaN) and no hot day: that is the
     # answer. Its row is filled before the quantile, which would warn of it ("All-NaN
     # slice"), and its threshold set to NaN after (no filter: they are process-wide).
-    # numpy's quantile (xarray's enters catch_warnings of its own), the same "linear" one.
     seen = src.notnull().any(over)
-    axes = tuple(range(-len(over), 0))
-    threshold = xr.apply_ufunc(
-        lambda v: np.nanquantile(v, float(quantile), axis=axes), src.where(seen, 0.0),
-        input_core_dims=[over], dask="parallelized", output_dtypes=[np.float64])
+    threshold = src.where(seen, 0.0).quantile(quantile, dim=over, skipna=True).drop_vars("quantile")
     return observed >= threshold.where(seen)

@@ -1530,12 +1530,10 @@ def fit(
                      np.asarray(graphs.parent.tocsr().indices, dtype=np.int64), graphs.cross.tocsr(),
                      breaks=time_breaks(time), days=epoch_days(time))
 
-    # The weights are made on the CPU (from the seed, in a block of their own: see
-    # torch_seeded); the GPUs are seeded only for a fit that runs on one.
+    # The weights are made on the CPU, from the seed, in a block of their own (see
+    # torch_seeded); nothing is drawn on a GPU, so the GPUs are never seeded.
     # (torch.manual_seed would also queue the seed for GPUs that have not started,
     # which a CPU fit then handed to the caller's later GPU work.)
-    if dev.type == "cuda":
-        torch.cuda.manual_seed_all(seed)
     rng = np.random.default_rng(seed)
     hp = {"hidden": hidden_, "attn_window": int(attn_window), "attn_blocks": int(attn_blocks),
           "epochs": int(epochs), "pretrain_epochs": pre_epochs, "lr": float(lr),

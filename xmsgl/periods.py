@@ -290,19 +290,27 @@ def water_years(time: Any) -> np.ndarray:
     >>> water_years(pd.DatetimeIndex(["2000-09-30", "2000-10-01"])).tolist()
     [2000, 2001]
     """
-    values = np.asarray(time)
-    if values.ndim != 1 or values.dtype.kind != "M":
-        calendar = getattr(values.flat[0], "calendar", None) if values.size and values.dtype == object else None
-        if calendar is not None:
+    if isinstance(time, pd.DatetimeIndex):  # timezone-aware ones too: their local dates
+        t = time
+    else:
+        values = np.asarray(time)
+        first = values.flat[0] if values.size else None
+        if values.dtype == object and getattr(first, "calendar", None) is not None:
             # cftime dates (a model calendar): their year and month are those of the date.
             years = np.array([d.year for d in values.ravel()], dtype=np.int64)
             months = np.array([d.month for d in values.ravel()], dtype=np.int64)
             return (years + (months >= 10)).reshape(values.shape)
-        raise TimeError(
-            f"water years need an array of dates (datetime64), got {type(time).__name__} of "
-            f"{values.dtype} with shape {values.shape}; convert it first, e.g. "
-            "pd.to_datetime(values) or ds['time']")
-    t = pd.DatetimeIndex(values)
+        if values.ndim != 1 or values.dtype.kind in "USiufb" or isinstance(first, (str, bytes)):
+            raise TimeError(
+                f"water years need dates, got {type(time).__name__} of {values.dtype} with "
+                f"shape {values.shape}; convert them first, e.g. pd.to_datetime(values) or "
+                "ds['time']")
+        try:
+            t = pd.DatetimeIndex(values)  # datetime64, or Timestamps and dates as objects
+        except (TypeError, ValueError) as err:
+            raise TimeError(f"water years need dates, got {type(time).__name__} holding "
+                            f"{type(first).__name__}; convert them first, e.g. "
+                            "pd.to_datetime(values)") from err
     return np.asarray(t.year + (t.month >= 10).astype(int), dtype=np.int64)
 
 

@@ -400,9 +400,11 @@ def partition(
     True
     """
     if isinstance(reach_chunk, bool) or not isinstance(reach_chunk, Integral) or reach_chunk < 1:
-        raise ParameterError(f"reach_chunk={reach_chunk!r} must be a positive number of reaches")
+        raise ParameterError(f"reach_chunk={reach_chunk!r} must be a whole number of reaches (an int) "
+                             "of at least 1")
     if halo is not None and (isinstance(halo, bool) or not isinstance(halo, Integral) or halo < 0):
-        raise ParameterError(f"halo={halo!r} must be a number of segment hops >= 0, or None")
+        raise ParameterError(f"halo={halo!r} must be a whole number of segment hops (an int) >= 0, "
+                             "or None")
     if direction not in DIRECTIONS:
         raise ParameterError(f"direction={direction!r} is not known; use one of {list(DIRECTIONS)}")
     reach_chunk = int(reach_chunk)

@@ -37,9 +37,9 @@ from xmsgl.convention import (
     TIME,
     InputVariables,
     check_loaded_temperature,
-    mask_outside,
     mislabel_hint,
     same_units,
+    stored_mask,
     value_span,
 )
 from xmsgl.exceptions import (
@@ -214,12 +214,15 @@ def _fill_message(name: str, found: np.ndarray, n: int, where: str, why: str, st
         f" (and {len(found) - 3} other value{'s' if len(found) > 4 else ''})" if len(found) > 3 else "")
     # A mask that leaves none of the values found: every huge one by its size, the
     # others by their values.
+    # The values as stored (a float32 -99.9 read as float64 is -99.90000152587891,
+    # which != -99.9 would keep): short where that is exact.
     small = [float(v) for v in found if abs(v) < HUGE_VALUE]
+    exact = [f"{v:g}" if float(f"{v:g}") == v else repr(v) for v in small]
     parts = [f"abs(ds[{name!r}]) < {HUGE_VALUE:g}"] if len(small) < len(found) else []
     if len(small) == 1 and not parts:
-        parts.append(f"ds[{name!r}] != {small[0]:g}")
+        parts.append(f"ds[{name!r}] != {exact[0]}")
     elif small:
-        parts.append(f"~ds[{name!r}].isin({small})")
+        parts.append(f"~ds[{name!r}].isin([{', '.join(exact)}])")
     keep = parts[0] if len(parts) == 1 else " & ".join(f"({p})" for p in parts)
     fill = ("fill them from related values (a reach's from its segment, or a basin median)"
             if static else "fill the gaps (for example .interpolate_na('time'))")
@@ -413,7 +416,7 @@ def _check_temperature(name: str, vmin: float, vmax: float, spec: FeatureSpec,
         f"input temperature {name!r} spans {value_span(vmin, vmax)} degC here, outside the "
         f"plausible {lo:g}..{hi:g} degC for air and other temperatures ({n_out} "
         f"value{'s' if n_out != 1 else ''}, at {_where_bad(out, sel, dim)}); mask fill values "
-        f"({mask_outside(name, lo, hi, vmin, vmax)}) or correct its 'units' "
+        f"({stored_mask(name, lo, hi, vmin, vmax, attrs)}) or correct its 'units' "
         f"attribute.{' ' + why[0].upper() + why[1:] + '.' if why else ''}"
     )
 
@@ -758,27 +761,23 @@ def torch_seeded(seed: int | None = None) -> Iterator[None]:
 
 
 def keeps_torch_rng(func: _F) -> _F:
-    """Run ``func`` leaving the GPUs' random states as they were.
+    """Run ``func`` leaving the caller's GPU random streams as they were.
 
-    The CPU generator is left alone by xmsgl itself: networks are built in
-    :func:`torch_seeded` blocks, which restore it. A fit on a GPU seeds the GPUs; their
-    states are saved and restored here (or, where CUDA started inside the call and took
-    the fit's seed, given the caller's seed, as they would have taken on starting after
-    the call).
+    xmsgl draws random numbers on the CPU only, to build networks, in
+    :func:`torch_seeded` blocks that restore the CPU generator, and never seeds a GPU.
+    Where CUDA starts inside the call (a fit on a GPU), the GPUs are given the seed the
+    caller's streams start from, as they would have taken on starting after the call.
     """
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         cuda_ready = torch.cuda.is_available() and torch.cuda.is_initialized()
-        states = torch.cuda.get_rng_state_all() if cuda_ready else None
         # The seed the caller's streams start from (torch.manual_seed sets it for the
         # CPU and, once CUDA starts, for every GPU).
         entry_seed = torch.initial_seed()
         try:
             return func(*args, **kwargs)
         finally:
-            if states is not None:
-                torch.cuda.set_rng_state_all(states)
-            elif torch.cuda.is_available() and torch.cuda.is_initialized():
+            if not cuda_ready and torch.cuda.is_available() and torch.cuda.is_initialized():
                 torch.cuda.manual_seed_all(entry_seed)
     return cast(_F, wrapper)
 
