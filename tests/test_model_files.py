@@ -436,3 +436,41 @@ def test_gradient_clipping_is_available(basin: xr.Dataset) -> None:
     assert name is not None
     fitted = fit(basin, method="msgl", seed=0, **{**FAST, name: 1.0})
     assert fitted.config["hyperparameters"].get(name) == 1.0
+
+
+def test_old_folders_say_what_changed_and_damaged_versions_are_damage(
+        basin: xr.Dataset, tmp_path: Path) -> None:
+    import warnings
+
+    from xmsgl.baselines import fit_baseline, load_baseline
+    from xmsgl.nn.gru import load_gru
+
+    # An msgl model from before the attention spans went on the calendar: its residual
+    # head reads them, so it now predicts otherwise (by up to 1.7 degC), said on load.
+    model = fit(basin, method="msgl", seed=0, fine_head="residual", **FAST_FIT)
+    folder = model.save(tmp_path / "old")
+    cfg = json.loads((folder / "config.json").read_text())
+    del cfg["hyperparameters"]["fine_head"]
+    cfg["created"] = "2026-11-20T10:00:00Z"
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.warns(xmsgl.XmsglWarning, match=r"saved on 2026-11-20T10:00:00Z, before the "
+                                                r"cross-scale head's attention spans.*refit it"):
+        load(folder)
+    cfg["created"] = "2026-11-24T10:00:00Z"  # after: read as saved, without a word
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xmsgl.XmsglWarning)
+        load(folder)
+    # A version no xmsgl wrote is damage, for the GRU and the baselines as for networks;
+    # a newer one asks for an upgrade.
+    gru = fit(basin, method="gru", seed=0, epochs=1, window=120, stride=120, progress=False)
+    base = fit_baseline(basin, "climatology")
+    for saved, loader in ((gru.save(tmp_path / "gru"), load_gru),
+                          (base.save(tmp_path / "base"), load_baseline)):
+        cfg = json.loads((saved / "config.json").read_text())
+        for version, error, text in (("1", DataError, "damaged"), (1.0, DataError, "damaged"),
+                                     (None, DataError, "damaged"), (99, ModelMismatchError, "upgrade")):
+            cfg["format_version"] = version
+            (saved / "config.json").write_text(json.dumps(cfg))
+            with pytest.raises(error, match=text):
+                loader(saved)

@@ -91,3 +91,24 @@ def test_stage_a_records_the_days_it_read_targets_on(basin: xr.Dataset) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", xmsgl.exceptions.InSampleWarning)
         ds.msgl.evaluate(pred.sel(time=slice("2002-10-01", None)))
+
+
+def test_a_record_from_before_stage_a_was_hashed_checks_out_on_its_data(basin: xr.Dataset) -> None:
+    # Records written before stage A's variable joined the targets' sha256 say so in
+    # targets_days; check_data said their own data were "DIFFERENT".
+    from xmsgl.convention import REACH, SEG, validate
+    from xmsgl.model import _data_record, in_id_order, target_array
+    from xmsgl.periods import period_mask
+
+    model, _ = _fit(basin, **PERIODS)
+    assert model.check_data(basin)["targets"] is True
+    ds = in_id_order(validate(basin))
+    time = ds.indexes["time"]
+    days = np.zeros(len(time), bool)
+    for key in ("train", "val"):
+        days |= period_mask(time, [tuple(s) for s in model.config["periods"][key]], key)
+    old = _data_record(ds, target_array(ds, "reach_temp", REACH), target_array(ds, "seg_temp", SEG),
+                       days)
+    assert old["targets_days"] == "training and validation"
+    model.config["data"] = {**model.config["data"], **{k: old[k] for k in ("targets_sha256", "targets_days")}}
+    assert model.check_data(basin)["targets"] is True

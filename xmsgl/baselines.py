@@ -89,7 +89,7 @@ from xmsgl.exceptions import (
     format_ids,
     user_stacklevel,
 )
-from xmsgl.io import model_path, read_saved_folder, write_model_folder
+from xmsgl.io import model_path, read_saved_folder, refuse_unknown_version, write_model_folder
 from xmsgl.periods import period_mask, select_days, spans_text, split_periods, whole_water_years
 
 __all__ = ["BASELINES", "BaselineModel", "fit_baseline", "load_baseline", "default_train_period"]
@@ -692,11 +692,8 @@ def _read_baseline(path: Path) -> BaselineModel:
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         kind = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise DataError(f"{str(path)!r} holds format {kind!r}, not {FORMAT!r}")
-    version = config.get("format_version")
-    if isinstance(version, bool) or version != FORMAT_VERSION:
-        raise DataError(f"{str(path)!r} is a baseline of format version {version!r}, which this xmsgl "
-                        f"({_version()}) does not read (it reads version {FORMAT_VERSION}); fit it "
-                        "again or use the xmsgl version that saved it")
+    refuse_unknown_version(config, FORMAT, FORMAT_VERSION, path / CONFIG,
+                           "fit the baseline again or fetch the folder again")
     method = config.get("method")
     if method not in BASELINES:
         raise DataError(f"{str(path)!r} names method {method!r}, not one of the baselines {list(BASELINES)}")

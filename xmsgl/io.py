@@ -67,6 +67,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 import xarray as xr
 
 from xmsgl.exceptions import (
+    DataError,
+    ModelMismatchError,
     ParameterError,
     XmsglError,
     XmsglWarning,
@@ -1870,7 +1872,6 @@ def _checked_piece(piece: xr.Dataset, store: xr.Dataset, dim: str, same_model: b
     time bounds added, chunks continuing the store's), its first and last labels and
     what the history line adds about its model; refused where it does not continue
     the store."""
-    from xmsgl.exceptions import DataError
 
     name = repr(str(final))
     for where, ds in (("the store", store), ("the piece", piece)):
@@ -1926,7 +1927,6 @@ def _calendar(index: Any) -> str:
 
 def _check_calendars(mine: Any, theirs: Any, name: str) -> None:
     """Refuse a piece whose time axis is on another calendar than the store's."""
-    from xmsgl.exceptions import DataError
 
     if type(mine) is not type(theirs) or _calendar(mine) != _calendar(theirs):
         raise DataError(f"the piece's time is on the calendar {_calendar(mine)!r} and the store "
@@ -1938,7 +1938,6 @@ def _with_bounds(piece: xr.Dataset, store: xr.Dataset, dim: str, bounds: str | N
                  name: str) -> xr.Dataset:
     """``piece`` with the store's time bounds where the store has them (on the store's
     dimension names), without any where it has none."""
-    from xmsgl.exceptions import DataError
 
     own = piece[dim].encoding.get("bounds", piece[dim].attrs.get("bounds"))
     if bounds is None:
@@ -2008,7 +2007,6 @@ def _check_encodable(piece: xr.Dataset, store: xr.Dataset, dim: str, name: str) 
     import numpy as np
     from xarray.coding.times import decode_cf_datetime, encode_cf_datetime
 
-    from xmsgl.exceptions import DataError
 
     enc = store[dim].encoding
     units, calendar = enc.get("units"), enc.get("calendar")
@@ -2084,3 +2082,31 @@ def _text(label: Any) -> str:
     if isinstance(label, pd.Timestamp):
         return str(label.date()) if label == label.normalize() else label.isoformat()
     return str(label)
+
+
+def known_format_version(config: dict[str, Any], newest: int) -> bool:
+    """Whether a folder's ``format_version`` is an integer from 1 to ``newest``.
+
+    Anything else (missing, ``True``, ``1.9``, ``"1"``, or newer) is refused by the
+    loaders, never read as some older version.
+    """
+    version = config.get("format_version")
+    return not isinstance(version, bool) and isinstance(version, int) and 1 <= version <= newest
+
+
+def refuse_unknown_version(config: dict[str, Any], fmt: str, newest: int, cfg_file: Path,
+                           refetch: str) -> None:
+    """Refuse a folder whose ``format_version`` is not one :func:`known_format_version`
+    takes: a newer one is a :class:`ModelMismatchError` (upgrade xmsgl), anything else
+    (missing, ``"1"``, ``1.0``, 0) a :class:`DataError` (the folder is damaged, and no
+    upgrade reads it)."""
+    if known_format_version(config, newest):
+        return
+    version = config.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > newest:
+        raise ModelMismatchError(
+            f"{str(cfg_file)!r} has format {fmt!r} version {version}; this xmsgl reads {fmt!r} up "
+            f"to version {newest}: upgrade xmsgl or refit the model")
+    raise DataError(
+        f"{str(cfg_file)!r} has format {fmt!r} but no 'format_version' of 1 to {newest} (found "
+        f"{version!r}): the model folder is damaged; {refetch}")

@@ -70,9 +70,9 @@ from xmsgl.io import model_path, read_saved_folder
 from xmsgl.nn.weights import (
     CONFIG,
     WeightsDigest,
-    known_format_version,
     model_sha256,
     read_weights,
+    refuse_unknown_version,
     save_network,
 )
 from xmsgl.train import keeps_torch_rng, torch_seeded, uses_thread_option
@@ -446,11 +446,7 @@ def _read_gru(path: Path) -> GRUModel:
         got = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise ModelMismatchError(f"{str(cfg_file)!r} holds format {got!r}, not {FORMAT!r}; load it "
                                  "with xmsgl.load")
-    if not known_format_version(config, FORMAT_VERSION):
-        version = config.get("format_version")
-        raise ModelMismatchError(f"{str(cfg_file)!r} has format version {version!r}; this xmsgl reads "
-                                 f"{FORMAT!r} up to version {FORMAT_VERSION}: upgrade xmsgl or refit "
-                                 "the model")
+    refuse_unknown_version(config, FORMAT, FORMAT_VERSION, cfg_file, _REFETCH)
     _check_gru_config(config, cfg_file)
     state, digest, wfile = read_weights(path, config, cfg_file, _REFETCH)
     try:

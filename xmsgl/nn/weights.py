@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from xmsgl.exceptions import DataError, ModelMismatchError
-from xmsgl.io import write_model_folder
+from xmsgl.io import known_format_version, refuse_unknown_version, write_model_folder  # noqa: F401
 
 __all__ = ["CONFIG", "WEIGHTS", "read_weights", "save_network", "state_bytes", "state_sha256"]
 
@@ -128,16 +128,6 @@ def save_network(
     folder = write_model_folder(path, {WEIGHTS: blob, CONFIG: json.dumps(config, indent=1).encode()},
                                 what=what, overwrite=overwrite, same=same)
     return folder, config, digest
-
-
-def known_format_version(config: dict[str, Any], newest: int) -> bool:
-    """Whether a folder's ``format_version`` is an integer from 1 to ``newest``.
-
-    Anything else (missing, ``True``, ``1.9``, ``"1"``, or newer) is refused by the
-    loaders, never read as some older version.
-    """
-    version = config.get("format_version")
-    return not isinstance(version, bool) and isinstance(version, int) and 1 <= version <= newest
 
 
 def read_weights(
