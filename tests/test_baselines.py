@@ -213,14 +213,16 @@ def test_damaged_or_edited_baseline_folders_are_typed_errors(tmp_path, fitted: d
     # A ModelMismatchError, as a network's weights that do not match their sha256 give.
     with pytest.raises(xmsgl.ModelMismatchError, match="does not match the sha256"):
         load_baseline(changed)
-    for key, value, expect in (("method", "kriging", "names method 'kriging'"),
-                               ("format_version", 99, "format version 99"),
-                               ("format_version", True, "format version True")):
+    # A newer format asks for an upgrade, as for networks; a version no xmsgl wrote is damage.
+    for key, value, error, expect in (
+            ("method", "kriging", xmsgl.DataError, "names method 'kriging'"),
+            ("format_version", 99, xmsgl.ModelMismatchError, "version 99.*upgrade xmsgl"),
+            ("format_version", True, xmsgl.DataError, "found True.*damaged")):
         edited = copy(f"edited_{key}_{value}")
         config = json.loads((good / "config.json").read_text())
         config[key] = value
         (edited / "config.json").write_text(json.dumps(config))
-        with pytest.raises(xmsgl.DataError, match=expect):
+        with pytest.raises(error, match=expect):
             load_baseline(edited)
 
 
