@@ -622,6 +622,12 @@ def test_arguments_of_the_wrong_type_are_typed_errors_that_name_them() -> None:
     # A dimension of one side only (an ensemble's members) is broadcast, as before.
     members = xr.concat([pred, pred + 1.0], "member")
     assert M.skill(members, obs, dims=["reach", "time"])["rmse"].sizes["member"] == 2
+    by_default = M.skill(members, obs)["rmse"]  # pooled over the shared dimensions
+    assert by_default.dims == ("member",)
+    assert float(by_default[0]) == pytest.approx(float(M.rmse(pred, obs)))
+    assert M.skill(obs, members)["rmse"].dims == ("member",)
+    with pytest.raises(xmsgl.SchemaError, match=r"dims \['member'\] are not dimensions of observed"):
+        M.skill(members, obs, dims=["member", "time"])
     pos = np.random.default_rng(0).random((5, 2))
     with pytest.raises(P, match=r"tie_keys has shape \(3,\); give one key per node, shape \(5,\)"):
         K.geometric_knn(pos, 2, tie_keys=np.arange(3))

@@ -113,3 +113,28 @@ def test_a_code_in_a_converted_temperature_gets_no_degc_mask(half_year_basin: xr
             pytest.raises(UnitsError, match=r"mask fill values \(in ds\['\w+_air_temp'\] as stored, "
                                             r"in its own units"):
         ds.chunk({"time": 100}).msgl.fit(method="msgl", seed=0, **FAST_FIT)
+
+
+@pytest.mark.parametrize(("attrs", "incoming"), [
+    ({"standard_name": "surface_downwelling_shortwave_flux_in_air"}, True),
+    ({"standard_name": "toa_incoming_shortwave_flux"}, True),
+    ({"long_name": "Surface solar radiation downwards"}, True),
+    ({"long_name": "daylight average incident shortwave radiation"}, True),
+    ({"long_name": "Shortwave radiation"}, True),
+    ({"standard_name": "surface_net_downward_shortwave_flux"}, False),
+    ({"long_name": "Net radiation"}, False),
+    ({"long_name": "net radiation", "standard_name": "surface_downwelling_shortwave_flux_in_air"}, False),
+    ({"standard_name": "surface_upwelling_longwave_flux_in_air"}, False),
+])
+def test_negative_radiation_is_a_code_only_where_the_flux_is_incoming(
+        tiny_basin: xr.Dataset, attrs: dict, incoming: bool) -> None:
+    import warnings
+
+    ds = tiny_basin.copy()
+    flux = (ds["reach_swrad"] - 80.0).assign_attrs({"units": "W m-2", **attrs})
+    ds["reach_flux"] = flux.drop_attrs().assign_attrs({"units": "W m-2", **attrs})
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        ds.msgl.validate()
+    said = [w for w in seen if "'reach_flux' (W m-2) is negative" in str(w.message)]
+    assert bool(said) == incoming

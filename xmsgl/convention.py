@@ -1164,7 +1164,9 @@ def _refuse_inexact_float_ids(name: str, values: np.ndarray, ids: np.ndarray) ->
     if values.dtype.kind != "f" or not values.size or ids.dtype.kind not in "iu":
         return
     limit = 2 ** (np.finfo(values.dtype).nmant + 1)
-    big = ids > limit
+    if ids.dtype.kind == "u" and ids.size and ids.max() > np.iinfo(np.int64).max:
+        return  # ids above the int64 range are refused as such by validate()
+    big = (ids > limit) | (ids < -limit)
     if not big.any():
         return
     pointers = values[np.isfinite(values) & (values != OUTLET)]
@@ -2497,11 +2499,14 @@ RADIATION_UNITS = tuple(
 
 
 def _is_incoming(attrs: Mapping[str, Any]) -> bool:
-    long_name = str(attrs.get("long_name", "")).lower()
-    standard = str(attrs.get("standard_name", "")).lower()
-    if re.search(r"\bnet\b", long_name) or "net_" in standard:
-        return False  # a net flux, whatever name arithmetic carried over from its terms
-    return "downwelling" in standard or "incoming" in long_name
+    """Whether a radiation flux's names say it is incoming (downwelling, downward,
+    incident, or plain shortwave or solar radiation at the surface), and not net or
+    outgoing."""
+    text = f"{attrs.get('long_name', '')} {attrs.get('standard_name', '')}".lower()
+    if re.search(r"\bnet\b|net_|-net\b|\bnet-|upwelling|upward|outgoing|reflected", text):
+        return False  # a net or outgoing flux, whatever name arithmetic carried over
+    return any(word in text for word in ("downwelling", "incoming", "downward", "incident",
+                                         "shortwave", "solar"))
 
 
 def _check_flow_signs(ds: xr.Dataset, names: Sequence[str]) -> None:

@@ -679,8 +679,9 @@ def skill(
         Aligned arrays with the same dimensions. A side whose ``units`` name
         kelvin or Fahrenheit is converted to degC (no other check is made).
     dims : str or sequence of str, optional
-        Dimensions to pool over (default all: one pooled value). Pooling over
-        ``"time"`` only gives one value per reach.
+        Dimensions to pool over (default all those both inputs have: one pooled value,
+        per member where one side has a dimension the other lacks, such as an
+        ensemble's ``member``). Pooling over ``"time"`` only gives one value per reach.
 
     Returns
     -------
@@ -711,7 +712,19 @@ def skill(
     (0.5, 0.5, 4)
     """
     _check_aligned(prediction, observed)
-    core = _core_dims(prediction, dims)
+    # By default the dimensions both sides have: one of one side only (an ensemble's
+    # member) stays in the result, broadcast against the other.
+    core = _core_dims(prediction, dims) if dims is not None else [
+        d for d in prediction.dims if d in observed.dims]
+    one_sided = [d for d in core if d not in observed.dims]
+    if one_sided:
+        raise SchemaError(
+            f"dims {format_ids(one_sided)} are not dimensions of observed "
+            f"{tuple(map(str, observed.dims))}; pool over dimensions both have (a dimension of one "
+            "side only, such as an ensemble's member, is kept in the result)")
+    if set(prediction.dims) != set(observed.dims):
+        # The kernel pairs whole arrays: each side gets the other's one-sided dimensions.
+        prediction, observed = xr.broadcast(prediction, observed)
     # Inputs in K or degF (aligned by hand rather than by align_pair) are scored in degC.
     prediction, observed = _to_degc(prediction), _to_degc(observed)
     # Another quantity (discharge in m3 s-1, say) keeps its own units in the errors.

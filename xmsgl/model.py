@@ -369,9 +369,15 @@ CALENDAR_SPANS = "2026-11-23T01:44:48Z"
 
 def _warn_before_calendar_spans(config: dict[str, Any], cfg_file: Path) -> None:
     created = config.get("created")
-    if (config.get("method") in ("msgl", "async-msgl")
-            and "fine_head" not in config.get("hyperparameters", {})
-            and isinstance(created, str) and created < CALENDAR_SPANS):
+    if (config.get("method") not in ("msgl", "async-msgl")
+            or "fine_head" in config.get("hyperparameters", {}) or not isinstance(created, str)):
+        return
+    try:
+        when = pd.Timestamp(created)
+        when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+    except (ValueError, TypeError):
+        return  # a date no xmsgl wrote: nothing to judge it by
+    if when < pd.Timestamp(CALENDAR_SPANS):
         warnings.warn(
             f"{str(cfg_file)!r} was saved on {created}, before the cross-scale head's attention "
             f"spans were put on the calendar ({CALENDAR_SPANS}): its fine predictions now differ "
