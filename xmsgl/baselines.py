@@ -76,6 +76,7 @@ from xmsgl.convention import (
     output_coords,
     topology_arrays,
     validate,
+    warn_constant_observations,
 )
 from xmsgl.exceptions import (
     DataError,
@@ -288,38 +289,6 @@ def _climatology_tables(
                        "doy_interpolated_first": int(ok[i] + 1) % _N_DOY,
                        "doy_interpolated_last": int(nxt[i] - 1) % _N_DOY})
     return reach, seg, counts
-
-
-def _warn_constant_observations(method: str, y_reach: np.ndarray, y_seg: np.ndarray | None) -> None:
-    """Warn (:class:`~xmsgl.exceptions.XmsglWarning`) where the training observations
-    (NaN elsewhere) give no variation to learn from, as :func:`xmsgl.fit` does: one
-    observation, or fine and coarse ones all of one value (a stuck sensor, a filled
-    constant); else where those of one scale are two or more of one value."""
-    scales = [("reach_temp", y_reach)] + ([("seg_temp", y_seg)] if y_seg is not None else [])
-    obs = {name: y[np.isfinite(y)] for name, y in scales}
-    pooled = np.concatenate(list(obs.values()))
-    if pooled.size == 0:
-        return
-    mean = float(pooled.mean())
-    if float(pooled.std()) <= 1e-6 * max(1.0, abs(mean)):
-        warnings.warn(
-            (f"the training period's one observation ({mean:.4g} degC) gives baseline {method!r} "
-             "no variation to learn from: give a training period with more observations"
-             if pooled.size == 1 else
-             f"the {pooled.size} training observations are all {mean:.4g} degC: baseline "
-             f"{method!r} learns no variation from them; check the observations (a stuck "
-             "sensor or a filled constant)"),
-            XmsglWarning, stacklevel=user_stacklevel())
-        return
-    # One scale's observations constant while the other's vary (a stuck fine sensor
-    # beside varying segments): the climatology of that scale is flat.
-    for name, y in obs.items():
-        if y.size > 1 and float(y.std()) <= 1e-6 * max(1.0, abs(float(y.mean()))):
-            warnings.warn(
-                f"the {y.size} training observations of {name!r} are all {float(y.mean()):.4g} "
-                f"degC: baseline {method!r} learns no variation from them at that scale; check "
-                "the observations (a stuck sensor or a filled constant)",
-                XmsglWarning, stacklevel=user_stacklevel())
 
 
 def _warn_missing_air(values: np.ndarray, reach_ids: np.ndarray, days: pd.DatetimeIndex) -> None:
@@ -899,7 +868,8 @@ def fit_baseline(
     y_seg = np.where(tmask[None, :], y_seg, np.nan) if y_seg is not None else None
     reach_clim, seg_clim, counts = _climatology_tables(y_reach, y_seg, topo, doy, window,
                                                        int(settings["min_count"]))
-    _warn_constant_observations(method, y_reach, y_seg)
+    warn_constant_observations([("reach_temp", y_reach)] + ([("seg_temp", y_seg)] if y_seg is not None
+                                                             else []), f"baseline {method!r}")
     if method == "climatology" and counts["doy_interpolated"]:
         # Observations of one season only: the other days of the year are drawn
         # between the nearest observed ones (a January from June and August).

@@ -193,6 +193,17 @@ def expect_dataset(ds: object) -> None:
     raise SchemaError(f"expected an xarray.Dataset, got {type(ds).__name__}{hint}")
 
 
+def _nullable_kind(dtype: Any) -> str | None:
+    """The numpy kind (``"i"``, ``"u"``, ``"f"``, ``"b"``) of a pandas nullable number
+    dtype (``Int64``...), None for any other."""
+    return getattr(getattr(dtype, "numpy_dtype", None), "kind", None)
+
+
+def _missing_marker(marker: Any) -> bool:
+    """Whether an outlet marker is "missing": NaN or pandas' ``<NA>``."""
+    return marker is pd.NA or (isinstance(marker, (float, np.floating)) and bool(np.isnan(marker)))
+
+
 def _extension_array(ds: xr.Dataset, name: Hashable) -> Any:
     """The pandas extension array (nullable ``Int64``, ``boolean``...) behind variable
     ``name``, or None for a numpy-backed one."""
@@ -208,7 +219,7 @@ def _as_numpy(arr: Any) -> np.ndarray:
     stay integers (exactly: going through float64 rounds ids above 2**53), missing
     values become NaN."""
     missing = np.asarray(arr.isna(), dtype=bool)
-    kind = getattr(getattr(arr.dtype, "numpy_dtype", None), "kind", None)
+    kind = _nullable_kind(arr.dtype)
     if kind in ("i", "u", "b") and not missing.any():
         return np.asarray(arr.to_numpy(dtype=arr.dtype.numpy_dtype))
     if kind in ("i", "u", "f"):
@@ -222,8 +233,8 @@ def numpy_backed(ds: xr.Dataset) -> xr.Dataset:
     none. Missing values become NaN; ids without one stay exact integers."""
     # Nullable numbers only: a timezone-aware time (another extension dtype) is
     # refused where time is checked, with its own fix.
-    names = [name for name, var in ds.variables.items() if not isinstance(var.dtype, np.dtype)
-             and getattr(getattr(var.dtype, "numpy_dtype", None), "kind", None) in ("i", "u", "f", "b")]
+    names = [name for name, var in ds.variables.items()
+             if not isinstance(var.dtype, np.dtype) and _nullable_kind(var.dtype) in ("i", "u", "f", "b")]
     if not names:
         return ds
     out = ds.copy(deep=False)
@@ -2125,16 +2136,18 @@ def value_span(vmin: float, vmax: float) -> str:
     return f"{one(vmin)}..{one(vmax)}"
 
 
-def mask_outside(name: str, lo: float, hi: float, vmin: float, vmax: float) -> str:
-    """The expression that masks the values of ``ds[name]`` outside ``lo..hi`` on the
-    side(s) its range ``vmin..vmax`` leaves (a fix a message can give as it is)."""
-    v = f"ds[{name!r}]"
+def mask_outside(v: str, lo: float, hi: float, vmin: float, vmax: float, *,
+                 inclusive: bool = True) -> str:
+    """The expression that masks the values of the array written ``v`` (``ds['x']``,
+    ``observed``) outside ``lo..hi`` on the side(s) its range ``vmin..vmax`` leaves, a
+    fix a message can give as it is (``inclusive=False``: the bounds masked too)."""
+    ge, le = (">=", "<=") if inclusive else (">", "<")
     if vmin < lo and vmax > hi:
-        cond = f"({v} >= {lo:g}) & ({v} <= {hi:g})"
+        cond = f"({v} {ge} {lo:g}) & ({v} {le} {hi:g})"
     elif vmin < lo:
-        cond = f"{v} >= {lo:g}"
+        cond = f"{v} {ge} {lo:g}"
     else:
-        cond = f"{v} <= {hi:g}"
+        cond = f"{v} {le} {hi:g}"
     return f"{v}.where({cond})"
 
 
@@ -2146,7 +2159,7 @@ def stored_mask(name: str, lo: float, hi: float, vmin: float, vmax: float,
     if attrs.get("xmsgl_note"):
         return (f"in ds[{name!r}] as stored, in its own units: its degC bounds {lo:g}..{hi:g} "
                 "do not apply there")
-    return mask_outside(name, lo, hi, vmin, vmax)
+    return mask_outside(f"ds[{name!r}]", lo, hi, vmin, vmax)
 
 
 def mislabel_hint(name: str, vmin: float, vmax: float, attrs: Mapping[str, Any], *,
@@ -2170,6 +2183,51 @@ def mislabel_hint(name: str, vmin: float, vmax: float, attrs: Mapping[str, Any],
         return (f"its values ({vmin:.4g}..{vmax:.4g}) look like water temperatures in degF: if "
                 f"so, set ds[{name!r}].attrs['units'] = 'degF'")
     return ""
+
+
+def _one_value(obs: np.ndarray) -> bool:
+    """Whether finite observations hold one value, to float32 rounding (a spread of 1e-7
+    or none must not decide what a model becomes)."""
+    return float(obs.std()) <= 1e-6 * max(1.0, abs(float(obs.mean())))
+
+
+def warn_constant_scale(name: str, y: np.ndarray, learner: str = "the model") -> None:
+    """Warn (:class:`~xmsgl.exceptions.XmsglWarning`) where the training observations
+    ``y`` of target ``name`` are two or more, all of one value: a stuck sensor or a
+    filled constant, from which ``learner`` learns no variation."""
+    obs = y[np.isfinite(y)]
+    if obs.size > 1 and _one_value(obs):
+        warnings.warn(
+            f"the {obs.size} training observations of {name!r} are all {float(obs.mean()):.4g} "
+            f"degC: {learner} learns no variation from them at that scale; check the observations "
+            "(a stuck sensor or a filled constant)", XmsglWarning, stacklevel=user_stacklevel())
+
+
+def warn_constant_observations(scales: Sequence[tuple[str, np.ndarray]], learner: str = "the model",
+                               per_scale: Iterable[str] | None = None) -> bool:
+    """Warn (:class:`~xmsgl.exceptions.XmsglWarning`) where the training observations of
+    ``scales`` (name and values, NaN where unobserved) give ``learner`` no variation to
+    learn from: one observation, or all of one value pooled over the scales (then True
+    is returned); else where those of one scale of ``per_scale`` (default all) are (a
+    stuck fine sensor beside varying segments)."""
+    pooled = np.concatenate([y[np.isfinite(y)] for _, y in scales]) if scales else np.empty(0)
+    if pooled.size == 0:
+        return False
+    if _one_value(pooled):
+        mean = float(pooled.mean())
+        warnings.warn(
+            (f"the training period's one observation ({mean:.4g} degC) gives {learner} no "
+             "variation to learn from: give a training period with more observations"
+             if pooled.size == 1 else
+             f"the {pooled.size} training observations are all {mean:.4g} degC: {learner} learns "
+             "no variation from them; check the observations (a stuck sensor or a filled "
+             "constant)"), XmsglWarning, stacklevel=user_stacklevel())
+        return True
+    judged = None if per_scale is None else set(per_scale)
+    for name, y in scales:
+        if judged is None or name in judged:
+            warn_constant_scale(name, y, learner)
+    return False
 
 
 def check_loaded_temperature(name: str, values: np.ndarray, attrs: Mapping[str, Any], *,
@@ -2264,7 +2322,7 @@ def _temperature_to_celsius(
                 looks = (f"its values look like {fits[0]}: set ds[{name!r}].attrs['units'] = "
                          f"{fits[0]!r}" if fits else
                          f"they fit no temperature scale: mask fill values "
-                         f"({mask_outside(name, a, b, vmin, vmax)}); if the values are kelvin or "
+                         f"({mask_outside(f'ds[{name!r}]', a, b, vmin, vmax)}); if the values are kelvin or "
                          f"Fahrenheit set ds[{name!r}].attrs['units'] to 'K' or 'degF'")
                 raise UnitsError(
                     f"water temperature {name!r} is labelled {units!r} but spans "
@@ -2743,16 +2801,12 @@ def to_convention(
         markers = {} if outlet is None else {"seg_to": outlet, "reach_to": outlet}
     for name, marker in markers.items():
         arr = _extension_array(out, name) if name in out.variables else None
-        if arr is not None and (marker is pd.NA or (isinstance(marker, (float, np.floating))
-                                                    and np.isnan(marker))):
+        if arr is not None and _missing_marker(marker) and _nullable_kind(arr.dtype) in ("i", "u"):
             # Nullable integer ids with <NA> at outlets: replaced exactly, not through
             # the float64 that numpy's view of them would give.
-            missing = np.asarray(arr.isna(), dtype=bool)
-            if getattr(getattr(arr.dtype, "numpy_dtype", None), "kind", None) in ("i", "u"):
-                ids = np.asarray(arr.to_numpy(dtype=np.int64, na_value=OUTLET))
-                ids[missing] = OUTLET
-                var = out.variables[name]
-                out[name] = xr.Variable(var.dims, ids, var.attrs, var.encoding)
+            var = out.variables[name]
+            out[name] = xr.Variable(var.dims, np.asarray(arr.to_numpy(dtype=np.int64, na_value=OUTLET)),
+                                    var.attrs, var.encoding)
     out = numpy_backed(out)
     for name, marker in markers.items():
         if name not in out.variables:
@@ -2775,7 +2829,7 @@ def to_convention(
                 f"variable {name!r} must hold numeric ids to convert the outlet marker "
                 f"{marker!r}, got dtype {vals.dtype}; map its values to integer ids first"
             ) from err
-        if marker is pd.NA or (isinstance(marker, (float, np.floating)) and np.isnan(marker)):
+        if _missing_marker(marker):
             mask = np.isnan(as_float)
         else:
             mask = vals == marker

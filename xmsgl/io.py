@@ -2084,29 +2084,20 @@ def _text(label: Any) -> str:
     return str(label)
 
 
-def known_format_version(config: dict[str, Any], newest: int) -> bool:
-    """Whether a folder's ``format_version`` is an integer from 1 to ``newest``.
-
-    Anything else (missing, ``True``, ``1.9``, ``"1"``, or newer) is refused by the
-    loaders, never read as some older version.
-    """
-    version = config.get("format_version")
-    return not isinstance(version, bool) and isinstance(version, int) and 1 <= version <= newest
-
-
 def refuse_unknown_version(config: dict[str, Any], fmt: str, newest: int, cfg_file: Path,
                            refetch: str) -> None:
-    """Refuse a folder whose ``format_version`` is not one :func:`known_format_version`
-    takes: a newer one is a :class:`ModelMismatchError` (upgrade xmsgl), anything else
-    (missing, ``"1"``, ``1.0``, 0) a :class:`DataError` (the folder is damaged, and no
-    upgrade reads it)."""
-    if known_format_version(config, newest):
-        return
+    """Refuse a folder whose ``format_version`` is not an integer from 1 to ``newest``
+    (never read as some older version): a newer one is a :class:`ModelMismatchError`
+    (upgrade xmsgl), anything else (missing, ``True``, ``"1"``, ``1.0``, 0) a
+    :class:`DataError` (the folder is damaged, and no upgrade reads it)."""
     version = config.get("format_version")
-    if isinstance(version, int) and not isinstance(version, bool) and version > newest:
-        raise ModelMismatchError(
-            f"{str(cfg_file)!r} has format {fmt!r} version {version}; this xmsgl reads {fmt!r} up "
-            f"to version {newest}: upgrade xmsgl or refit the model")
+    if isinstance(version, int) and not isinstance(version, bool):
+        if 1 <= version <= newest:
+            return
+        if version > newest:
+            raise ModelMismatchError(
+                f"{str(cfg_file)!r} has format {fmt!r} version {version}; this xmsgl reads {fmt!r} "
+                f"up to version {newest}: upgrade xmsgl or refit the model")
     raise DataError(
         f"{str(cfg_file)!r} has format {fmt!r} but no 'format_version' of 1 to {newest} (found "
         f"{version!r}): the model folder is damaged; {refetch}")

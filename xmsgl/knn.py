@@ -439,6 +439,13 @@ def _check_k(k: int, available: int, what: str, fix: str) -> int:
     return int(k)
 
 
+def _one_key_per_node(tie_keys: np.ndarray, n: int) -> np.ndarray:
+    keys = np.asarray(tie_keys)
+    if keys.shape != (n,):
+        raise ParameterError(f"tie_keys has shape {keys.shape}; give one key per node, shape ({n},)")
+    return keys
+
+
 def geometric_knn(pos: np.ndarray, k: int, *, duplicates: str = "allow",
                   tie_keys: np.ndarray | None = None) -> np.ndarray:
     """The ``k`` nearest other nodes of every node in space, with :class:`scipy.spatial.cKDTree`.
@@ -500,9 +507,7 @@ def geometric_knn(pos: np.ndarray, k: int, *, duplicates: str = "allow",
                 f"positions {format_ids(np.sort(first[counts > 1]))}); move them apart or use "
                 "duplicates='allow'"
             )
-    keys = np.arange(n) if tie_keys is None else np.asarray(tie_keys)
-    if keys.shape != (n,):
-        raise ParameterError(f"tie_keys has shape {keys.shape}; give one key per node, shape ({n},)")
+    keys = np.arange(n) if tie_keys is None else _one_key_per_node(tie_keys, n)
     tree = cKDTree(pos)
     n_query = min(k + 2, n)  # one past the k + 1 needed: is the k-th place tied?
     dist, idx = tree.query(pos, k=n_query)
@@ -742,11 +747,8 @@ def knn_brute(x: torch.Tensor, k: int, tie_keys: np.ndarray | None = None) -> to
     k = _check_k(k, n - 1, "other nodes", "lower k")
     order = inverse = None
     if tie_keys is not None:
-        if np.shape(tie_keys) != (n,):
-            raise ParameterError(f"tie_keys has shape {np.shape(tie_keys)}; give one key per node, "
-                                 f"shape ({n},)")
         # Searched in key order, so that equal distances go to the smaller key.
-        order = torch.from_numpy(np.argsort(np.asarray(tie_keys), kind="stable")).to(xb.device)
+        order = torch.from_numpy(np.argsort(_one_key_per_node(tie_keys, n), kind="stable")).to(xb.device)
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(n, device=xb.device)
         xb = xb.index_select(1, order)

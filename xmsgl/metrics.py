@@ -48,6 +48,7 @@ from xmsgl.convention import (  # noqa: F401  (WARM_DEGC, WARM_SHARE: read here 
     _refuse_timezones,
     _temperature_scale,
     _temperature_to_celsius,
+    mask_outside,
     same_units,
     warn_fahrenheit_looking,
 )
@@ -457,17 +458,6 @@ def _warn_integer(side: str, da: xr.DataArray) -> None:
     )
 
 
-def _mask_hint(side: str, rng: tuple[float, float], lo: float, hi: float) -> str:
-    """A mask that drops the values of ``side`` outside ``lo..hi`` that its range
-    ``rng`` holds (those below, above, or both)."""
-    below, above = rng[0] < lo, rng[1] > hi
-    if below and above:
-        return f"{side}.where(({side} > {lo:g}) & ({side} < {hi:g}))"
-    if above:
-        return f"{side}.where({side} < {hi:g})"
-    return f"{side}.where({side} > {lo:g})"
-
-
 def _other_scale_hint(side: str, rng: tuple[float, float], label: str) -> str:
     """What a degC range implausible for water says about its scale, or ``""``: values
     that all fit water temperatures in kelvin (:data:`PLAUSIBLE_DEGC` + 273.15) are
@@ -503,7 +493,8 @@ def _check_fill_codes(side: str, da: xr.DataArray, what: str = "values",
                 f"{side} has no 'units' attribute and holds {what} from {rng[0]:g} to "
                 f"{rng[1]:g}, implausible for water temperature in degC, K or degF (fill values "
                 f"such as -999?); mask the missing values, e.g. "
-                f"{_mask_hint(side, rng, *PLAUSIBLE_ANY_UNIT)}, and set {side}.attrs['units']"
+                f"{mask_outside(side, *PLAUSIBLE_ANY_UNIT, *rng, inclusive=False)}, and set "
+                f"{side}.attrs['units']"
             )
         return
     if units is not None and not same_units(str(units), "degC"):
@@ -518,8 +509,8 @@ def _check_fill_codes(side: str, da: xr.DataArray, what: str = "values",
         raise DataError(
             f"{side} holds {what} from {rng[0]:g} to {rng[1]:g}, implausible for water "
             "temperature in degC (fill values such as -999?); mask the missing values, e.g. "
-            f"{_mask_hint(side, rng, *PLAUSIBLE_DEGC)}.astype(float), or decode the file with "
-            "xarray.decode_cf"
+            f"{mask_outside(side, *PLAUSIBLE_DEGC, *rng, inclusive=False)}.astype(float), or "
+            "decode the file with xarray.decode_cf"
         )
 
 

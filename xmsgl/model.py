@@ -66,6 +66,7 @@ from xmsgl.convention import (
     is_truth,
     same_units,
     validate,
+    warn_constant_observations,
 )
 from xmsgl.exceptions import (
     DataError,
@@ -84,7 +85,7 @@ from xmsgl.exceptions import (
     format_ids,
     user_stacklevel,
 )
-from xmsgl.io import model_path, read_saved_folder
+from xmsgl.io import model_path, read_saved_folder, refuse_unknown_version
 from xmsgl.nn import MSGLNet
 from xmsgl.nn.dmsge import LEGACY_DYNAMIC_DAYS
 from xmsgl.nn.dmsge import backbone_options as dmsge_options
@@ -93,7 +94,6 @@ from xmsgl.nn.rgrn import releases_buffers
 from xmsgl.nn.weights import (
     CONFIG,
     WeightsDigest,
-    known_format_version,
     model_sha256,
     read_weights,
     save_network,
@@ -311,7 +311,7 @@ class Downscaler:
     @classmethod
     def _read(cls, path: Path) -> Downscaler:
         cfg_file, config = _read_config(path)
-        if config.get("format") != FORMAT or not known_format_version(config, FORMAT_VERSION):
+        if config.get("format") != FORMAT:
             other = {"xmsgl-baseline": "a baseline", "xmsgl-gru": "the per-reach GRU"}.get(
                 str(config.get("format")))
             if other:
@@ -319,19 +319,12 @@ class Downscaler:
                 raise ModelMismatchError(
                     f"{str(cfg_file)!r} holds {other} (format {config.get('format')!r}), not a "
                     f"network Downscaler: load it with xmsgl.load({str(path)!r})")
-            hint = ""
-            version = config.get("format_version")
-            newer = isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION
-            if config.get("format") == FORMAT and not newer:
-                # Not a newer format: a config.json without a usable version (edited, damaged).
-                raise DataError(
-                    f"{str(cfg_file)!r} has format {FORMAT!r} but no 'format_version' of 1 to "
-                    f"{FORMAT_VERSION} (found {version!r}): the model folder is damaged; {_REFETCH}")
             raise ModelMismatchError(
                 f"{str(cfg_file)!r} has format {config.get('format')!r} version "
-                f"{config.get('format_version')!r}{hint}; this xmsgl reads {FORMAT!r} up to version "
+                f"{config.get('format_version')!r}; this xmsgl reads {FORMAT!r} up to version "
                 f"{FORMAT_VERSION}: upgrade xmsgl or refit the model"
             )
+        refuse_unknown_version(config, FORMAT, FORMAT_VERSION, cfg_file, _REFETCH)
         for key in ("method", "hyperparameters", "variables", "targets", "graph"):
             if key not in config:
                 raise DataError(f"{str(cfg_file)!r} lacks the entry {key!r}; the model folder is "
@@ -1519,30 +1512,19 @@ def fit(
     # What xmsgl.coverage compares a dataset's inputs with.
     spec.observed_range = observed_ranges(
         ds, spec, {s: y for s, y in ((SEG, y_seg), (REACH, y_reach)) if s in scales}, masks["train"])
-    obs_train = [y_reach[masks["train"]]]
+    obs_train = [("reach_temp", y_reach[masks["train"]])]
     if y_seg is not None:
-        obs_train.append(y_seg[masks["train"]])
-    pooled = np.concatenate([o[np.isfinite(o)] for o in obs_train])
+        obs_train.append(("seg_temp", y_seg[masks["train"]]))
+    pooled = np.concatenate([o[np.isfinite(o)] for _, o in obs_train])
     if pooled.size == 0:
         raise DataError("no coarse or fine observations in the training period; nothing to learn from")
     y_mean = float(pooled.mean())
     y_std = float(pooled.std())
-    if y_std <= 1e-6 * max(1.0, abs(y_mean)):
-        # Constant observations (a stuck sensor, a filled constant): whether float32
-        # rounding left a spread of 1e-7 or none decided what the model became.
-        warnings.warn(
-            (f"the training period's one observation ({y_mean:.4g} degC) gives no variation to "
-             "learn from: give a training period with more observations" if pooled.size == 1 else
-             f"the {pooled.size} training observations are all {y_mean:.4g} degC: the model "
-             "learns no variation from them; check the observations (a stuck sensor or a "
-             "filled constant)"), XmsglWarning, stacklevel=user_stacklevel())
+    # Constant observations (a stuck sensor, a filled constant): whether float32 rounding
+    # left a spread of 1e-7 or none decided what the model became.
+    if warn_constant_observations(obs_train, per_scale=["seg_temp", "reach_temp"] if uses_reach
+                                  else ["seg_temp"]):
         y_std = 1.0
-    else:
-        # One scale's observations constant while the other's vary (a stuck fine
-        # sensor beside varying segments) passed the pooled check unsaid.
-        for name, y, read in (("reach_temp", y_reach, uses_reach), ("seg_temp", y_seg, y_seg is not None)):
-            if read and y is not None:
-                warn_constant_observations(name, y[masks["train"]])
 
     def std(y: np.ndarray) -> np.ndarray:
         return (y - y_mean) / y_std
@@ -2046,18 +2028,6 @@ _METHOD_ONLY_ARGS: dict[str, tuple[str, ...]] = {
 #: The keyword arguments of :func:`fit` and their defaults, read once (a caller that
 #: wraps ``fit`` does not change what a method reads).
 _FIT_DEFAULTS: dict[str, Any] = {name: p.default for name, p in inspect.signature(fit).parameters.items()}
-
-
-def warn_constant_observations(name: str, y: np.ndarray) -> None:
-    """Warn (:class:`~xmsgl.exceptions.XmsglWarning`) where the training observations
-    ``y`` of target ``name`` are two or more, all of one value: a stuck sensor or a
-    filled constant, from which a model learns no variation."""
-    obs = y[np.isfinite(y)]
-    if obs.size > 1 and float(obs.std()) <= 1e-6 * max(1.0, abs(float(obs.mean()))):
-        warnings.warn(
-            f"the {obs.size} training observations of {name!r} are all {float(obs.mean()):.4g} "
-            "degC: the model learns no variation from them at that scale; check the observations "
-            "(a stuck sensor or a filled constant)", XmsglWarning, stacklevel=user_stacklevel())
 
 
 def check_stage_a_variable(ds: xr.Dataset, name: Any) -> None:

@@ -56,6 +56,7 @@ from xmsgl.convention import (
     same_units,
     topology_arrays,
     validate,
+    warn_constant_scale,
 )
 from xmsgl.exceptions import (
     DataError,
@@ -66,13 +67,12 @@ from xmsgl.exceptions import (
     check_flag,
     user_stacklevel,
 )
-from xmsgl.io import model_path, read_saved_folder
+from xmsgl.io import model_path, read_saved_folder, refuse_unknown_version
 from xmsgl.nn.weights import (
     CONFIG,
     WeightsDigest,
     model_sha256,
     read_weights,
-    refuse_unknown_version,
     save_network,
 )
 from xmsgl.train import keeps_torch_rng, torch_seeded, uses_thread_option
@@ -658,9 +658,7 @@ def fit_gru(
         raise DataError(f"no fine observations ('reach_temp') in the training period {periods['train']}; "
                         "method 'gru' learns from them only: give a training period with observations")
     warn_few_fine_observations(y_train[:, masks["train"]], 0, periods["train"], "gru", time[masks["train"]])
-    from xmsgl.model import warn_constant_observations
-
-    warn_constant_observations("reach_temp", obs)
+    warn_constant_scale("reach_temp", obs)
     y_mean, y_std = float(obs.mean()), float(obs.std()) or 1.0
     z_train = (y_train - y_mean) / y_std
     y_val = np.where(masks["val"][None, :], y, np.nan)

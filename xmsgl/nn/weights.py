@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from xmsgl.exceptions import DataError, ModelMismatchError
-from xmsgl.io import known_format_version, refuse_unknown_version, write_model_folder  # noqa: F401
+from xmsgl.io import write_model_folder
 
 __all__ = ["CONFIG", "WEIGHTS", "read_weights", "save_network", "state_bytes", "state_sha256"]
 
