@@ -6,6 +6,7 @@ import json
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -635,6 +636,11 @@ def test_arguments_of_the_wrong_type_are_typed_errors_that_name_them() -> None:
         K.geometric_knn(np.zeros((0, 2)), 2)
     with pytest.raises(xmsgl.TimeError, match="water years need dates, got str"):
         E.water_year("2001")  # type: ignore[arg-type]
+    # A missing date is named, not read as the smallest integer.
+    with pytest.raises(xmsgl.TimeError, match=r"1 missing \(NaT\) of 3 at positions \[1\]"):
+        E.water_year(np.array(["2001-01-01", "NaT", "2001-11-01"], dtype="datetime64[ns]"))
+    with pytest.raises(xmsgl.TimeError, match="missing"):
+        E.water_year(pd.DatetimeIndex(["2001-01-01", None]))
     sw = xr.Dataset({"rmse": (("method", "keep", "seed"), np.ones((1, 2, 1)))},
                     coords={"method": ["idw"], "keep": [1.0, 0.5], "seed": [0]})
     with pytest.raises(P, match="ax=5 must be matplotlib Axes"):

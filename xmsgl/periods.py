@@ -311,6 +311,12 @@ def water_years(time: Any) -> np.ndarray:
             raise TimeError(f"water years need dates, got {type(time).__name__} holding "
                             f"{type(first).__name__}; convert them first, e.g. "
                             "pd.to_datetime(values)") from err
+    if t.hasnans:
+        where = np.flatnonzero(np.asarray(t.isna()))
+        raise TimeError(
+            f"water years need dates, got {where.size} missing (NaT) of {len(t)} at positions "
+            f"{where[:5].tolist()}{' ...' if where.size > 5 else ''}; drop or fill them first, "
+            "e.g. ds.sel(time=ds.time.notnull())")
     return np.asarray(t.year + (t.month >= 10).astype(int), dtype=np.int64)
 
 
