@@ -441,7 +441,8 @@ def test_model_hash_covers_its_settings(model: Downscaler, tmp_path) -> None:
     assert load(folder).sha256 == model.sha256
     assert model.weights_sha256 == json.loads((folder / "config.json").read_text())["weights"]["sha256"]
     _edit(folder, lambda c: c["targets"].update(mean=c["targets"]["mean"] + 1.0))
-    edited = load(folder)
+    with pytest.warns(XmsglWarning, match=r"edited after the model was saved \(changed \['targets'\]\)"):
+        edited = load(folder)
     assert edited.weights_sha256 == model.weights_sha256
     assert edited.sha256 != model.sha256
 
@@ -843,3 +844,27 @@ def test_accessor_methods_pickle_compare_and_refuse_bad_positions() -> None:
         ds.msgl.validate(False)
     with pytest.raises(ParameterError, match=r"ds.msgl.fit\(\) is called on its dataset .* leave ds= out"):
         ds.msgl.fit(ds=ds)
+
+
+def test_every_named_choice_that_does_not_exist_is_a_choice_error(basin: xr.Dataset, model: Downscaler) -> None:
+    # Only the graphs' and metrics' choices were ChoiceError; fit's weighting="gaussian"
+    # (the documented example) and the rest were a plain ParameterError.
+    from xmsgl.exceptions import ChoiceError
+    from xmsgl.sampling import sparsify
+
+    cases = [
+        lambda: fit(basin, method="gnn", **FAST_FIT),
+        lambda: fit(basin, method="msgl", weighting="gaussian", **FAST_FIT),
+        lambda: fit(basin, method="msgl", fine_head="mlp", **FAST_FIT),
+        lambda: fit(basin, method="msgl", backbone="gat", **FAST_FIT),
+        lambda: fit(basin, method="msgl", input_scaling="minmax", **FAST_FIT),
+        lambda: fit(basin, method="msgl", lr_schedule="step", **FAST_FIT),
+        lambda: fit(basin, method="msgl", device="tpu", **FAST_FIT),
+        lambda: downscale(basin, model, scale="segment"),
+        lambda: sparsify(basin, keep=0.5, by="segment"),
+        lambda: basin.msgl.graphs(weighting="gaussian"),
+    ]
+    for case in cases:
+        with pytest.raises(ChoiceError) as err:
+            case()
+        assert isinstance(err.value, ParameterError)

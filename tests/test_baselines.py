@@ -13,6 +13,7 @@ import pytest
 import xarray as xr
 
 import xmsgl
+from tests.conftest import as_saved_before_digests
 from xmsgl.baselines import BASELINES, default_train_period, fit_baseline, load_baseline
 from xmsgl.evaluate import evaluate
 
@@ -241,6 +242,7 @@ def test_edited_settings_periods_and_arrays_are_refused_at_load(tmp_path, fitted
         config = json.loads((good / "config.json").read_text())
         change(config)
         config.pop("arrays_sha256", None)
+        as_saved_before_digests(config)  # as saved before either was recorded
         (folder / "config.json").write_text(json.dumps(config))
         if arrays is not None:
             np.savez(folder / "arrays.npz", **arrays(dict(np.load(good / "arrays.npz"))))

@@ -14,6 +14,7 @@ import pytest
 import xarray as xr
 
 import xmsgl
+from tests.conftest import as_saved_before_digests
 from xmsgl.cli import main
 
 torch = pytest.importorskip("torch")
@@ -603,7 +604,7 @@ def test_info_describes_a_saved_model(files: dict[str, str], model_dir: str, tmp
     shutil.copytree(model_dir, bare)
     cfg = json.loads((bare / "config.json").read_text())
     del cfg["output"]
-    (bare / "config.json").write_text(json.dumps(cfg))
+    (bare / "config.json").write_text(json.dumps(as_saved_before_digests(cfg)))
     assert main(["info", str(bare)]) == 0
     assert "msgl (the fine head's prediction)" in capsys.readouterr().out
     assert main(["info", str(tmp_path / "nowhere")]) == 2

@@ -4,6 +4,8 @@ with a fix that works."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -138,3 +140,49 @@ def test_negative_radiation_is_a_code_only_where_the_flux_is_incoming(
         ds.msgl.validate()
     said = [w for w in seen if "'reach_flux' (W m-2) is negative" in str(w.message)]
     assert bool(said) == incoming
+
+
+def _one_observation_set_to(ds: xr.Dataset, value: float) -> tuple[xr.Dataset, str, str]:
+    da = ds["reach_temp"].transpose("reach", "time")
+    v = da.values.copy()
+    i, j = np.argwhere(np.isfinite(v))[10]
+    v[i, j] = value
+    where = f"reach {ds.reach.values[i].item()!r} on {str(ds.time.values[j])[:10]}"
+    return ds.assign(reach_temp=(da.dims, v, da.attrs)), where, str(i)
+
+
+@pytest.mark.parametrize("value", [59.0, -7.0])
+def test_an_implausible_water_temperature_inside_the_units_tolerance_is_named(
+        half_year_basin: xr.Dataset, value: float) -> None:
+    # One observation of 59 degC (or -7) passed validation silently, since the range
+    # that judges units reaches 60 (and -10), and a model trained on it as truth.
+    ds, where, _ = _one_observation_set_to(half_year_basin, value)
+    with pytest.warns(XmsglWarning, match=rf"'reach_temp' has values outside -5..45 degC.*1 value, at "
+                                          rf"{where}.*mask them") as rec:
+        ds.msgl.validate()
+    fix = str(rec[0].message).split("mask them, ")[1].split("; a model")[0]
+    exec(fix)  # the fix as written removes the value and the warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds.msgl.validate()
+    ok, _, _ = _one_observation_set_to(half_year_basin, 44.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ok.msgl.validate()
+
+
+def test_an_implausible_converted_water_temperature_is_masked_in_degc(half_year_basin: xr.Dataset) -> None:
+    ds, where, _ = _one_observation_set_to(half_year_basin, 47.0)
+    ds["reach_temp"] = (ds["reach_temp"] * 1.8 + 32).assign_attrs(units="degF")
+    with pytest.warns(xmsgl.UnitConversionWarning), \
+            pytest.warns(XmsglWarning, match=rf"outside -5..45 degC.*{where}.*ds = ds.msgl.validate\(\); "
+                                             r".*in degC as converted from 'degF'") as rec:
+        ds.msgl.validate()
+    fix = [str(r.message) for r in rec if "outside -5..45" in str(r.message)][0]
+    space = {"ds": ds}
+    with warnings.catch_warnings():  # its validate() warns again, before the mask
+        warnings.simplefilter("ignore")
+        exec(fix.split("mask them, ")[1].split(", in degC")[0], space)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        space["ds"].msgl.validate()

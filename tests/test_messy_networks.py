@@ -66,6 +66,22 @@ def test_nullable_integer_columns_are_read_as_integers() -> None:
     conv.msgl.validate()
 
 
+def test_ids_and_values_of_the_other_byte_order_are_read_as_native(half_year_basin, half_year_msgl) -> None:
+    # Big-endian ids (as some binary readers give them) stopped validate and downscale
+    # with pandas' bare ValueError "Big-endian buffer not supported".
+    ds = half_year_basin
+    swapped = ds.assign_coords(reach=ds["reach"].values.astype(">i8"), seg=ds["seg"].values.astype(">u4"))
+    swapped["reach_to"] = swapped["reach_to"].astype(">i8")
+    swapped["reach_air_temp"] = swapped["reach_air_temp"].astype(">f8")
+    out = swapped.msgl.validate()
+    assert out["reach"].dtype.isnative and out["seg"].dtype.isnative and out["reach_to"].dtype.isnative
+    assert out["reach_air_temp"].dtype.isnative
+    np.testing.assert_array_equal(out["reach"].values, ds["reach"].values)
+    for data in (swapped, swapped.chunk({"reach": 20})):
+        np.testing.assert_array_equal(data.msgl.downscale(half_year_msgl).values,
+                                      ds.msgl.downscale(half_year_msgl).values)
+
+
 def test_an_outlet_marked_minus_one_gets_the_conversion_that_reads_it() -> None:
     ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2001-01-01", end="2001-01-31", seed=1)
     marked = ds.assign(seg_to=ds["seg_to"].where(ds["seg_to"] != 0, -1))

@@ -25,7 +25,7 @@ import xmsgl
 
 torch = pytest.importorskip("torch")
 
-from tests.conftest import FAST_FIT, ROOT  # noqa: E402
+from tests.conftest import FAST_FIT, ROOT, as_saved_before_digests  # noqa: E402
 from xmsgl import train  # noqa: E402
 from xmsgl.exceptions import DataError, ModelMismatchError, TrainingError, XmsglError  # noqa: E402
 from xmsgl.model import Downscaler, fit, load  # noqa: E402
@@ -221,6 +221,7 @@ def test_folders_are_written_as_version_2_and_version_1_is_read_as_before(
     cfg = json.loads((saved / "config.json").read_text())
     assert cfg["format_version"] == 2
     cfg["format_version"] = 1
+    as_saved_before_digests(cfg)
     (saved / "config.json").write_text(json.dumps(cfg))
     np.testing.assert_array_equal(basin.msgl.downscale(load(saved)).values, basin.msgl.downscale(model).values)
 
@@ -273,7 +274,7 @@ def test_config_without_weights_entry_gives_a_typed_error(saved: Path) -> None:
 def test_weights_of_another_architecture_give_a_typed_error(saved: Path) -> None:
     cfg = json.loads((saved / "config.json").read_text())
     cfg["hyperparameters"]["hidden"] = int(cfg["hyperparameters"]["hidden"]) + 3
-    (saved / "config.json").write_text(json.dumps(cfg))
+    (saved / "config.json").write_text(json.dumps(cfg))  # refused before the digests are read
     with pytest.raises(XmsglError):
         load(saved)
 
@@ -286,7 +287,7 @@ def test_fine_head_is_read_from_the_config(saved: Path, basin: xr.Dataset, tmp_p
     path = residual.save(tmp_path / "residual.xmsgl")
     cfg = json.loads((path / "config.json").read_text())
     assert cfg["hyperparameters"].pop("fine_head") == "residual"
-    (path / "config.json").write_text(json.dumps(cfg))
+    (path / "config.json").write_text(json.dumps(as_saved_before_digests(cfg)))
     older = load(path)
     assert type(older.net.fine_head).__name__ == "FineResidualHead"
     xr.testing.assert_equal(basin.msgl.downscale(older).drop_attrs(),
@@ -345,7 +346,7 @@ def test_a_history_with_an_overflowed_validation_score_loads(saved: Path, capsys
     cfg = json.loads((saved / "config.json").read_text())
     cfg["history"]["main"] = {**cfg["history"]["main"], "val": [float("nan"), float("inf"), 0.5],
                               "best_epoch": 3, "loss": [1.0, 0.9, 0.8]}
-    (saved / "config.json").write_text(json.dumps(cfg))
+    (saved / "config.json").write_text(json.dumps(as_saved_before_digests(cfg)))
     assert load(saved).history["main"]["best_epoch"] == 3
     assert main(["info", str(saved)]) == 0
     assert "best epoch 3 of 3" in capsys.readouterr().out
@@ -452,6 +453,7 @@ def test_old_folders_say_what_changed_and_damaged_versions_are_damage(
     cfg = json.loads((folder / "config.json").read_text())
     del cfg["hyperparameters"]["fine_head"]
     cfg["created"] = "2026-11-20T10:00:00Z"
+    as_saved_before_digests(cfg)
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.warns(xmsgl.XmsglWarning, match=r"saved on 2026-11-20T10:00:00Z, before the "
                                                 r"cross-scale head's attention spans.*refit it"):
@@ -474,3 +476,53 @@ def test_old_folders_say_what_changed_and_damaged_versions_are_damage(
             (saved / "config.json").write_text(json.dumps(cfg))
             with pytest.raises(error, match=text):
                 loader(saved)
+
+
+def _edit(folder: Path, change) -> None:
+    cfg = json.loads((folder / "config.json").read_text())
+    change(cfg)
+    (folder / "config.json").write_text(json.dumps(cfg, indent=1))
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    (lambda c: c["targets"].__setitem__("mean", [m + 1 for m in c["targets"]["mean"]]
+                                        if isinstance(c["targets"]["mean"], list) else c["targets"]["mean"] + 1),
+     r"changed \['targets'\]"),
+    (lambda c: c["periods"].__setitem__("test", [["2001-01-01", "2001-01-31"]]), r"changed \['periods'\]"),
+    (lambda c: c.__setitem__("note", "mine"), r"added \['note'\]"),
+])
+def test_a_config_edited_after_saving_is_named_at_load(saved: Path, basin: xr.Dataset, change, named) -> None:
+    # A target's mean edited by hand moved every prediction by as much, and loaded
+    # without a word (the weights' sha256 does not cover the settings).
+    _edit(saved, change)
+    with pytest.warns(xmsgl.XmsglWarning, match=rf"config.json' was edited after the model was saved \({named}\)"):
+        load(saved)
+
+
+def test_a_config_saved_and_loaded_as_is_warns_of_nothing(saved: Path, model: Downscaler, tmp_path: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = load(saved)
+        resaved = load(again.save(tmp_path / "again"))
+    assert resaved.sha256 == again.sha256 == model.sha256
+    digests = json.loads((saved / "config.json").read_text())["weights"]["settings_sha256"]
+    assert {"targets", "variables", "periods", "graph"} <= set(digests)
+
+
+def test_edited_configs_of_the_gru_and_the_light_baselines_are_named(basin: xr.Dataset, tmp_path: Path) -> None:
+    import warnings
+
+    from xmsgl.baselines import fit_baseline, load_baseline
+    from xmsgl.nn.gru import load_gru
+
+    gru = fit(basin, method="gru", seed=0, epochs=1, window=120, stride=120, progress=False)
+    for saved, loader in ((gru.save(tmp_path / "gru"), load_gru),
+                          (fit_baseline(basin, "climatology").save(tmp_path / "clim"), load_baseline)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            loader(saved)
+        _edit(saved, lambda c: c.__setitem__("note", "mine"))
+        with pytest.warns(xmsgl.XmsglWarning, match=r"edited after the model was saved \(added \['note'\]\)"):
+            loader(saved)

@@ -79,6 +79,7 @@ from xmsgl.convention import (
     warn_constant_observations,
 )
 from xmsgl.exceptions import (
+    ChoiceError,
     DataError,
     FewObservationsWarning,
     ModelMismatchError,
@@ -90,7 +91,14 @@ from xmsgl.exceptions import (
     format_ids,
     user_stacklevel,
 )
-from xmsgl.io import model_path, read_saved_folder, refuse_unknown_version, write_model_folder
+from xmsgl.io import (
+    model_path,
+    read_saved_folder,
+    refuse_unknown_version,
+    settings_digests,
+    warn_edited_settings,
+    write_model_folder,
+)
 from xmsgl.periods import period_mask, select_days, spans_text, split_periods, whole_water_years
 
 __all__ = ["BASELINES", "BaselineModel", "fit_baseline", "load_baseline", "default_train_period"]
@@ -600,6 +608,9 @@ class BaselineModel:
         np.savez(arrays, **self.arrays)  # type: ignore[arg-type]
         config = {**self.config, "format": FORMAT, "format_version": FORMAT_VERSION, "method": self.method,
                   "arrays_sha256": _arrays_digest(self.arrays)}
+        # A digest of each settings entry, which a load compares (the arrays' sha256
+        # does not cover the settings): an edited entry is named there.
+        config["settings_sha256"] = settings_digests(_identity_settings(config))
         def same(old: dict[str, Any]) -> bool:
             # What sha256 reads: the settings and the arrays' digest.
             return (old.get("arrays_sha256") == config["arrays_sha256"]
@@ -619,7 +630,7 @@ def _identity_settings(config: dict[str, Any]) -> Any:
     the same sha256 from the same folder."""
     return json.loads(json.dumps({k: v for k, v in config.items()
                                   if k not in ("format", "format_version", "created",
-                                               "arrays_sha256")},
+                                               "arrays_sha256", "settings_sha256")},
                                  default=str))
 
 
@@ -680,6 +691,8 @@ def _read_baseline(path: Path) -> BaselineModel:
             f"{str(path)!r}: {ARRAYS} does not match the sha256 recorded in {CONFIG} when it "
             "was saved; it was changed or damaged: fit and save the baseline again")
     _check_loaded(path, str(method), config, arrays)
+    warn_edited_settings(config.get("settings_sha256"), _identity_settings(config), path / CONFIG,
+                         "fit and save the baseline again")
     return BaselineModel(str(method), config, arrays)
 
 
@@ -837,7 +850,7 @@ def fit_baseline(
     from xmsgl.model import check_seed
 
     if method not in BASELINES:
-        raise ParameterError(f"method={method!r} is not a baseline; use one of {list(BASELINES)}")
+        raise ChoiceError(f"method={method!r} is not a baseline; use one of {list(BASELINES)}")
     check_seed(seed)
     unknown = sorted(set(kw) - set(_DEFAULTS[method]))
     if unknown:

@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from xmsgl.exceptions import (
+    ChoiceError,
     DataError,
     DownloadError,
     ModelMismatchError,
@@ -710,7 +711,7 @@ def _fit(args: argparse.Namespace) -> int:
 
     known = [*METHODS, *BASELINES, "gru"]
     if args.method not in known:
-        raise ParameterError(f"--method {args.method!r} is not known; use one of {known}")
+        raise ChoiceError(f"--method {args.method!r} is not known; use one of {known}")
     if args.epochs is not None and args.method in BASELINES:
         raise ParameterError(f"--epochs: the baseline {args.method!r} has no epochs; leave it out")
     settings = _settings(args.settings)
@@ -906,7 +907,7 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
                           ("--robustness", [args.robustness] if args.robustness else [])):
         unknown = [m for m in names if m not in known]
         if unknown:
-            raise ParameterError(f"{option}: unknown method(s) {unknown}; use one of {known}")
+            raise ChoiceError(f"{option}: unknown method(s) {unknown}; use one of {known}")
     if len(set(args.methods)) != len(args.methods):
         raise ParameterError(f"--methods {args.methods} names a method twice; give each once")
     bad_keep = [k for k in args.keep if not 0 < k <= 1]

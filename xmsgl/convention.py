@@ -229,21 +229,30 @@ def _as_numpy(arr: Any) -> np.ndarray:
 
 def numpy_backed(ds: xr.Dataset) -> xr.Dataset:
     """``ds`` with its pandas nullable numbers (an ``Int64`` column of a table read with
-    ``dtype_backend='numpy_nullable'``, say) as numpy arrays; ``ds`` itself when it has
-    none. Missing values become NaN; ids without one stay exact integers."""
+    ``dtype_backend='numpy_nullable'``, say) as numpy arrays, and numbers stored in the
+    other byte order (``>i8`` on this machine, as some binary readers give them) in this
+    machine's; ``ds`` itself when it has neither. Missing values become NaN; ids without
+    one stay exact integers."""
     # Nullable numbers only: a timezone-aware time (another extension dtype) is
     # refused where time is checked, with its own fix.
     names = [name for name, var in ds.variables.items()
              if not isinstance(var.dtype, np.dtype) and _nullable_kind(var.dtype) in ("i", "u", "f", "b")]
-    if not names:
+    # pandas cannot index ids of the other byte order ("Big-endian buffer not supported").
+    swapped = [name for name, var in ds.variables.items()
+               if isinstance(var.dtype, np.dtype) and var.dtype.kind in "iufcb"
+               and not var.dtype.isnative]
+    if not (names or swapped):
         return ds
     out = ds.copy(deep=False)
-    for name in names:
-        arr = _extension_array(ds, name)
-        if arr is None:
-            continue
+    for name in [*names, *swapped]:
         var = ds.variables[name]
-        new = xr.Variable(var.dims, _as_numpy(arr), var.attrs, var.encoding)
+        if name in swapped:
+            new = var.astype(var.dtype.newbyteorder("="))
+        else:
+            arr = _extension_array(ds, name)
+            if arr is None:
+                continue
+            new = xr.Variable(var.dims, _as_numpy(arr), var.attrs, var.encoding)
         if name in ds.coords:
             out = out.assign_coords({name: new})
         else:
@@ -1668,6 +1677,36 @@ def warn_fahrenheit_looking(what: str, da: xr.DataArray, *, unlabelled: bool = F
     return True
 
 
+def warn_implausible_water(name: str, da: xr.DataArray, converted_from: str | None = None) -> bool:
+    """Warn (:class:`~xmsgl.exceptions.XmsglWarning`) of the values of an in-memory
+    water temperature ``da`` in degC that lie outside :data:`PLAUSIBLE_WATER_TEMP`
+    (they pass validation, whose tolerance is wider so as to judge units, but a stream
+    at 59 degC or -8 degC is a recording error far more often than a hot spring or
+    a frozen sensor); ``converted_from``: the units ``da`` was converted from, so that
+    the fix masks the converted values; whether it warned. A model reads such an
+    observation as truth."""
+    if _is_lazy(da) or da.dtype.kind != "f" or da.size == 0:
+        return False
+    lo, hi = PLAUSIBLE_WATER_TEMP
+    outside = (da < lo) | (da > hi)
+    if not bool(outside.any()):
+        return False
+    vals = np.asarray(da.values)
+    inside = vals[np.isfinite(vals) & ~np.asarray(outside.values)]
+    others = f"; its other values span {value_span(float(inside.min()), float(inside.max()))}" \
+        if inside.size else ""
+    v = f"ds[{name!r}]"
+    where = f"{v} = {v}.where(({v} >= {lo:g}) & ({v} <= {hi:g}))"
+    if converted_from is not None:
+        where = f"ds = ds.msgl.validate(); {where}, in degC as converted from {converted_from!r}"
+    warnings.warn(
+        f"water temperature {name!r} has values outside {lo:g}..{hi:g} degC, which liquid "
+        f"stream water seldom leaves ({_places(outside)}{others}): unless they are real (a "
+        f"hot spring), mask them, {where}; a model takes what it is given as truth",
+        XmsglWarning, stacklevel=user_stacklevel())
+    return True
+
+
 def _refuse_infinite(name: str, da: xr.DataArray, vmin: float, vmax: float) -> None:
     """An infinite temperature (``vmin``/``vmax``: its range) is not a question of units
     or fill values: say what it is and how to mask it."""
@@ -2329,7 +2368,8 @@ def _temperature_to_celsius(
                     f"{value_span(vmin, vmax)}, outside the plausible {a:g}..{b:g} degC "
                     f"({_places((da < a) | (da > b))}); {looks}"
                 )
-            warn_fahrenheit_looking(f"water temperature {name!r}", da)
+            if not warn_fahrenheit_looking(f"water temperature {name!r}", da):
+                warn_implausible_water(name, da)
         # Other temperatures in degC are judged like converted ones: a fill value such
         # as -9999 or kelvin values labelled degC would otherwise reach the model.
         if (not water and check_values and not lazy and not empty
@@ -2354,6 +2394,8 @@ def _temperature_to_celsius(
     ignored = role(name, da) == "ignore"
     if not lazy and not empty and not ignored and (check_values or not water):
         _check_converted(name, units, scale, da, new, water)
+        if water:
+            warn_implausible_water(name, new, converted_from=str(units))
     new.attrs = {**da.attrs, "units": "degC",
                  "xmsgl_note": f"converted from {units!r} to 'degC' by xmsgl"}
     notes.append(f"{name!r} converted from {units!r} to 'degC'")

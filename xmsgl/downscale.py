@@ -27,6 +27,7 @@ from xmsgl.convention import (
     validate,
 )
 from xmsgl.exceptions import (
+    ChoiceError,
     ColdStartWarning,
     DataError,
     InputRangeWarning,
@@ -553,7 +554,7 @@ def downscale(
 
     expect_dataset(ds)
     if scale not in (REACH, SEG, CROSS):
-        raise ParameterError(f"scale={scale!r} is not known; use 'reach', 'seg' or 'cross'")
+        raise ChoiceError(f"scale={scale!r} is not known; use 'reach', 'seg' or 'cross'")
     check_count("spinup", spinup, least=0)
     check_count("chunk", chunk)
     if batch_size is not None:

@@ -129,7 +129,7 @@ def _as_by(by: str | Sequence[str] | None) -> list[str]:
     bad = [b for b in items if not isinstance(b, str) or b not in _BY]
     if bad:
         hint = did_you_mean([b for b in bad if isinstance(b, str)], _BY)
-        raise ParameterError(f"by={bad!r} is not known{hint}; use None, 'season', 'hot' or a list of "
+        raise ChoiceError(f"by={bad!r} is not known{hint}; use None, 'season', 'hot' or a list of "
                              "them")
     return items
 
@@ -504,7 +504,7 @@ def cv_partitions(
     True
     """
     if blocking not in BLOCKINGS:
-        raise ParameterError(f"blocking={blocking!r} is not known; use one of {list(BLOCKINGS)}")
+        raise ChoiceError(f"blocking={blocking!r} is not known; use one of {list(BLOCKINGS)}")
     check_count("folds", folds, least=2)
     check_count("repeats", repeats)
     if repeats > MAX_DRAWS:
@@ -1201,7 +1201,7 @@ def cross_validate(
         known = {*NETWORKS, *BASELINES, "gru"}
         if method not in known:
             # Refused now: a fold's data check would otherwise fail first and blame the data.
-            raise ParameterError(f"method={method!r} is not known; use one of {sorted(known)} (or "
+            raise ChoiceError(f"method={method!r} is not known; use one of {sorted(known)} (or "
                                  "give a trainer)")
         nested = [k for k, v in kwargs.items() if k in known and isinstance(v, Mapping)]
         if nested:
@@ -1703,7 +1703,7 @@ def sparsity_sweep(
     unknown = [m for m in method_list if m not in known and not callable(
         per_method(trainer, m) if trainer is not None else None)]
     if unknown:
-        raise ParameterError(f"methods {unknown} are not known; use {sorted(known)} (or give a "
+        raise ChoiceError(f"methods {unknown} are not known; use {sorted(known)} (or give a "
                              "trainer for them)")
 
     # fit_kwargs: keys naming a method (with a mapping) are that method's; the others go

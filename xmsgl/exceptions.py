@@ -88,9 +88,9 @@ class ParameterError(XmsglError):
 
 
 class ChoiceError(SchemaError, ParameterError):
-    """An argument names a choice that does not exist (``weighting=``, ``hot=``,
-    ``join=``...): a :class:`ParameterError`, and a :class:`SchemaError` as these were
-    before."""
+    """An argument names a choice that does not exist (``method=``, ``weighting=``,
+    ``device=``, ``scale=``, ``hot=``, ``join=``...): a :class:`ParameterError`, and a
+    :class:`SchemaError` as the graphs' and metrics' choices were before."""
 
 
 class PeriodError(TimeError, ParameterError):

@@ -33,6 +33,7 @@ import xarray as xr
 from xmsgl.convention import REACH, TIME, validate
 from xmsgl.evaluate import _history
 from xmsgl.exceptions import (
+    ChoiceError,
     DataError,
     ParameterError,
     SchemaError,
@@ -447,7 +448,7 @@ def plot_explain(result: xr.Dataset, ds: xr.Dataset | None = None, *, variable: 
     if graph is None:
         graph = used[-1] if used else "dynamic"
     if graph not in _GRAPHS:
-        raise ParameterError(f"graph={graph!r} is not known; use one of {list(_GRAPHS)}")
+        raise ChoiceError(f"graph={graph!r} is not known; use one of {list(_GRAPHS)}")
     if graph not in used:
         raise ParameterError(f"graph={graph!r} is not a neighbourhood of the explained model, which "
                              f"uses {used}; draw one of those")

@@ -2101,3 +2101,41 @@ def refuse_unknown_version(config: dict[str, Any], fmt: str, newest: int, cfg_fi
     raise DataError(
         f"{str(cfg_file)!r} has format {fmt!r} but no 'format_version' of 1 to {newest} (found "
         f"{version!r}): the model folder is damaged; {refetch}")
+
+
+def settings_digests(settings: dict[str, Any]) -> dict[str, str]:
+    """A short sha256 (16 hex digits) of each top-level entry of a saved model's
+    settings, in a canonical JSON form: saved beside them so that a load can name the
+    entries of ``config.json`` edited since (:func:`warn_edited_settings`)."""
+    import hashlib
+
+    canonical = json.loads(json.dumps(settings, default=str))
+    return {str(k): hashlib.sha256(json.dumps(v, sort_keys=True, separators=(",", ":")).encode())
+            .hexdigest()[:16] for k, v in canonical.items()}
+
+
+def warn_edited_settings(recorded: object, settings: dict[str, Any], cfg_file: Path, refetch: str) -> None:
+    """Warn (:class:`~xmsgl.exceptions.XmsglWarning`) when the settings read from
+    ``cfg_file`` differ from the digests ``recorded`` when it was saved (see
+    :func:`settings_digests`), naming the entries changed, added or removed. A folder
+    saved before the digests were recorded (``recorded`` None) is not judged.
+
+    An edited entry (a target's mean, an input's scaler, the periods) changes what the
+    model predicts or what its outputs say of it while the weights still match: loaded
+    silently, it would pass for the model as fitted."""
+    if not isinstance(recorded, dict):
+        return
+    now = settings_digests(settings)
+    changed = sorted(k for k in now.keys() & recorded.keys() if now[k] != recorded[k])
+    added = sorted(now.keys() - recorded.keys())
+    removed = sorted(recorded.keys() - now.keys())
+    if not (changed or added or removed):
+        return
+    parts = [f"{what} {names}" for what, names in
+             (("changed", changed), ("added", added), ("removed", removed)) if names]
+    warnings.warn(
+        f"{str(cfg_file)!r} was edited after the model was saved ({'; '.join(parts)}): the model "
+        f"is used with its settings as they are now, which can change its predictions and "
+        f"what its outputs say of it (their model sha256 is of the settings as read, not as "
+        f"fitted); to use it as fitted, restore {cfg_file.name} as saved, or {refetch}",
+        XmsglWarning, stacklevel=user_stacklevel())

@@ -34,7 +34,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
-from xmsgl.exceptions import ParameterError, SchemaError, TopologyError, UnitsError, check_flag, format_ids
+from xmsgl.exceptions import (
+    ChoiceError,
+    ParameterError,
+    SchemaError,
+    TopologyError,
+    UnitsError,
+    check_flag,
+    format_ids,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -337,9 +345,9 @@ def node_geometry(ds: xr.Dataset, scale: str, coords: str = "auto", *,
 
     check_flag("read_units", read_units)
     if scale not in (SEG, REACH):
-        raise ParameterError(f"scale={scale!r} is not known; use 'seg' or 'reach'")
+        raise ChoiceError(f"scale={scale!r} is not known; use 'seg' or 'reach'")
     if coords not in COORDS:
-        raise ParameterError(f"coords={coords!r} is not known; use one of {list(COORDS)}")
+        raise ChoiceError(f"coords={coords!r} is not known; use one of {list(COORDS)}")
     topo = topology_arrays(ds)
     if scale == SEG:
         to_idx, length, ids = topo.seg_to_idx, topo.seg_length, topo.seg_ids
@@ -493,7 +501,7 @@ def geometric_knn(pos: np.ndarray, k: int, *, duplicates: str = "allow",
         raise SchemaError(f"positions must be an (N, d) array, one row per node; got shape {pos.shape}")
     n = pos.shape[0]
     if duplicates not in ("allow", "raise"):
-        raise ParameterError(f"duplicates={duplicates!r} is not known; use 'allow' or 'raise'")
+        raise ChoiceError(f"duplicates={duplicates!r} is not known; use 'allow' or 'raise'")
     k = _check_k(k, n - 1, "other nodes", "lower k")
     bad = ~np.isfinite(pos).all(axis=1)
     if bad.any():

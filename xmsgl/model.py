@@ -69,6 +69,7 @@ from xmsgl.convention import (
     warn_constant_observations,
 )
 from xmsgl.exceptions import (
+    ChoiceError,
     DataError,
     FewObservationsWarning,
     ModelMismatchError,
@@ -97,6 +98,7 @@ from xmsgl.nn.weights import (
     model_sha256,
     read_weights,
     save_network,
+    warn_if_edited,
 )
 from xmsgl.periods import period_mask, whole_water_years
 from xmsgl.train import (
@@ -350,6 +352,7 @@ class Downscaler:
         model = cls(net, config)
         model._weights.remember(net, digest)
         _warn_before_calendar_spans(config, cfg_file)
+        warn_if_edited(config, cfg_file, _REFETCH)
         return model
 
 
@@ -1348,7 +1351,7 @@ def fit(
     if method not in METHODS:
         known = list(METHODS + BASELINES) + ["gru"]
         hint = did_you_mean([method], known) if isinstance(method, str) else ""
-        raise ParameterError(f"method={method!r} is not known{hint}; use one of {known}")
+        raise ChoiceError(f"method={method!r} is not known{hint}; use one of {known}")
     if options:
         raise ParameterError(
             f"fit() got arguments {sorted(options)} that method {method!r} does not take"
@@ -1371,9 +1374,9 @@ def fit(
         raise ParameterError("ema_decay is not available with subbasin_batch (each block of "
                              "sub-basins is a separate run of the training loop): drop one of them")
     if backbone not in BACKBONES:
-        raise ParameterError(f"backbone={backbone!r} is not known; use one of {list(BACKBONES)}")
+        raise ChoiceError(f"backbone={backbone!r} is not known; use one of {list(BACKBONES)}")
     if fine_head not in FINE_HEADS:
-        raise ParameterError(f"fine_head={fine_head!r} is not known; use one of {list(FINE_HEADS)}")
+        raise ChoiceError(f"fine_head={fine_head!r} is not known; use one of {list(FINE_HEADS)}")
     check_input_scaling(input_scaling)
     if backbone != "dmsge" and backbone_options is not None and backbone_options != {}:
         raise ParameterError(f"backbone_options are options of backbone='dmsge'; drop them or "

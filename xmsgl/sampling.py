@@ -9,7 +9,7 @@ import pandas as pd
 import xarray as xr
 
 from xmsgl.convention import REACH, TIME, cftime_message
-from xmsgl.exceptions import ParameterError, SchemaError, TimeError
+from xmsgl.exceptions import ChoiceError, ParameterError, SchemaError, TimeError
 from xmsgl.periods import period_mask
 
 __all__ = ["sparsify"]
@@ -96,7 +96,7 @@ def sparsify(
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ParameterError(f"seed={seed!r} must be a non-negative integer (for example 42)")
     if by not in ("observation", "reach"):
-        raise ParameterError(f"by={by!r} is not known; use 'observation' or 'reach'")
+        raise ChoiceError(f"by={by!r} is not known; use 'observation' or 'reach'")
     if variable not in ds.data_vars:
         raise SchemaError(f"variable {variable!r} is not in the dataset; nothing to sparsify")
     da = ds[variable]

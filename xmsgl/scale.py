@@ -60,6 +60,7 @@ import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, Topology, hops_to_outlet, output_coords, topology_arrays
 from xmsgl.exceptions import (
+    ChoiceError,
     InputRangeWarning,
     ModelMismatchError,
     ParameterError,
@@ -406,7 +407,7 @@ def partition(
         raise ParameterError(f"halo={halo!r} must be a whole number of segment hops (an int) >= 0, "
                              "or None")
     if direction not in DIRECTIONS:
-        raise ParameterError(f"direction={direction!r} is not known; use one of {list(DIRECTIONS)}")
+        raise ChoiceError(f"direction={direction!r} is not known; use one of {list(DIRECTIONS)}")
     reach_chunk = int(reach_chunk)
     split_ok = halo is not None
     halo = 0 if halo is None else int(halo)

@@ -43,6 +43,7 @@ from xmsgl.convention import (
     value_span,
 )
 from xmsgl.exceptions import (
+    ChoiceError,
     DataError,
     ParameterError,
     SchemaError,
@@ -606,7 +607,7 @@ INPUT_SCALINGS = ("per-scale", "pooled")
 def check_input_scaling(scaling: object) -> None:
     """Refuse an ``input_scaling`` that is not one of :data:`INPUT_SCALINGS`."""
     if not isinstance(scaling, str) or scaling not in INPUT_SCALINGS:
-        raise ParameterError(f"input_scaling={scaling!r} is not known; use one of "
+        raise ChoiceError(f"input_scaling={scaling!r} is not known; use one of "
                              f"{list(INPUT_SCALINGS)}")
 
 
@@ -797,11 +798,11 @@ def check_device_name(device: object) -> torch.device | None:
         try:
             dev = torch.device(device)
         except RuntimeError as err:
-            raise ParameterError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'") from err
+            raise ChoiceError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'") from err
     if dev.type not in ("cpu", "cuda", "mps"):
         # "meta" holds no values, and xla, xpu and the rest are untested: moving a model
         # there fails deep inside torch, or leaves its weights unusable.
-        raise ParameterError(f"device={device!r}: xmsgl runs on 'cpu', 'cuda' (or 'cuda:N') and 'mps', "
+        raise ChoiceError(f"device={device!r}: xmsgl runs on 'cpu', 'cuda' (or 'cuda:N') and 'mps', "
                              f"not on {dev.type!r}; use 'auto' to pick the best of those")
     return dev
 
@@ -1167,7 +1168,7 @@ def check_weighting(weighting: object, task_weights: object) -> None:
     xmsgl.exceptions.ParameterError: task_weights has unknown task(s) ['Coarse']; the tasks are ['coarse', 'cross', 'fine'] (missing: ['coarse'])
     """
     if weighting not in ("equal", "fixed", "mgda"):
-        raise ParameterError(f"weighting={weighting!r} is not known; use 'equal', 'fixed' or 'mgda'")
+        raise ChoiceError(f"weighting={weighting!r} is not known; use 'equal', 'fixed' or 'mgda'")
     example = "{'coarse': 1, 'cross': 1, 'fine': 2}"
     if weighting != "fixed":
         if task_weights is not None:
@@ -1321,7 +1322,7 @@ LR_SCHEDULES = ("constant", "cosine")
 def check_lr_schedule(lr_schedule: Any) -> None:
     """Raise :class:`ParameterError` unless ``lr_schedule`` is one of :data:`LR_SCHEDULES`."""
     if not isinstance(lr_schedule, str) or lr_schedule not in LR_SCHEDULES:
-        raise ParameterError(f"lr_schedule={lr_schedule!r} is not one of {list(LR_SCHEDULES)}")
+        raise ChoiceError(f"lr_schedule={lr_schedule!r} is not one of {list(LR_SCHEDULES)}")
 
 
 def lr_factor(lr_schedule: str, progress: float) -> float:
@@ -1915,7 +1916,7 @@ def predict(
         rows_t = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(device)
         cross_blocks = [(0, len(rows), SparseGraph(data.cross_csr[np.asarray(rows)], device))]
     if output not in ("fine", "fine_only", "remap", "cross", "coarse"):
-        raise ParameterError(f"output {output!r} is not known; use 'fine', 'fine_only', "
+        raise ChoiceError(f"output {output!r} is not known; use 'fine', 'fine_only', "
                              "'remap', 'cross' or 'coarse'")
     need_seg = output in ("fine", "cross", "remap", "coarse")
     need_reach = output in ("fine", "fine_only")

@@ -55,7 +55,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from xmsgl.exceptions import ParameterError
+from xmsgl.exceptions import ChoiceError, ParameterError
 from xmsgl.knn import NodeGeometry, candidate_set, feature_knn, geometric_knn, sparse_topk
 from xmsgl.nn.rgrn import SparseGraph
 
@@ -148,7 +148,7 @@ def backbone_options(options: dict[str, Any] | None) -> dict[str, Any]:
                "coords": ("auto", "xy", "lonlat", "outlet-distance")}
     for name, allowed in choices.items():
         if opts[name] not in allowed:
-            raise ParameterError(f"backbone_options[{name!r}]={opts[name]!r} is not known; use one "
+            raise ChoiceError(f"backbone_options[{name!r}]={opts[name]!r} is not known; use one "
                                  f"of {list(allowed)}")
     graphs = opts["graphs"]
     if isinstance(graphs, str) or not isinstance(graphs, (list, tuple)) or not graphs or \

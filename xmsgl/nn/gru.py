@@ -74,6 +74,7 @@ from xmsgl.nn.weights import (
     model_sha256,
     read_weights,
     save_network,
+    warn_if_edited,
 )
 from xmsgl.train import keeps_torch_rng, torch_seeded, uses_thread_option
 
@@ -460,6 +461,7 @@ def _read_gru(path: Path) -> GRUModel:
     net.eval()
     model = GRUModel(net, config)
     model._weights.remember(net, digest)
+    warn_if_edited(config, cfg_file, _REFETCH)
     return model
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from xmsgl.exceptions import ParameterError
+from xmsgl.exceptions import ChoiceError, ParameterError
 from xmsgl.nn.dmsge import DMSGEBackbone
 from xmsgl.nn.dmsge import backbone_options as dmsge_options
 from xmsgl.nn.heads import CrossScaleHead, FineHead, FineResidualHead
@@ -90,7 +90,7 @@ class MSGLNet(nn.Module):
     ) -> None:
         super().__init__()
         if fine_head not in FINE_HEADS:
-            raise ParameterError(f"fine_head={fine_head!r} is not known; use one of {list(FINE_HEADS)}")
+            raise ChoiceError(f"fine_head={fine_head!r} is not known; use one of {list(FINE_HEADS)}")
         self.fine_head_kind = fine_head
         self.hidden = int(hidden)
         self.n_common = int(n_common)
@@ -106,7 +106,7 @@ class MSGLNet(nn.Module):
             FineHead(self.hidden) if fine_head == "concat" else FineResidualHead(self.hidden))
         self.fine_only_head = nn.Linear(self.hidden, 1)
         if backbone not in BACKBONES:
-            raise ParameterError(f"backbone={backbone!r} is not known; use one of {list(BACKBONES)}")
+            raise ChoiceError(f"backbone={backbone!r} is not known; use one of {list(BACKBONES)}")
         self.backbone = backbone
         # The dynamic backbone replaces the cell in hidden_states; it reads the same
         # projected inputs, so the shared projections keep their meaning.

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 
 from xmsgl.exceptions import DataError, ModelMismatchError
-from xmsgl.io import write_model_folder
+from xmsgl.io import settings_digests, warn_edited_settings, write_model_folder
 
-__all__ = ["CONFIG", "WEIGHTS", "read_weights", "save_network", "state_bytes", "state_sha256"]
+__all__ = ["CONFIG", "WEIGHTS", "read_weights", "save_network", "state_bytes", "state_sha256", "warn_if_edited"]
 
 #: File names inside a saved-model folder.
 CONFIG = "config.json"
@@ -90,6 +90,13 @@ def model_sha256(weights_sha256: str, config: dict[str, Any]) -> str:
     with the same settings (the same seed on a CPU) have the same sha256: the time
     a model was created is not part of what it is.
     """
+    text = json.dumps(_settings(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{weights_sha256}\n{text}".encode()).hexdigest()
+
+
+def _settings(config: dict[str, Any]) -> dict[str, Any]:
+    """What a model's sha256 reads of its ``config``: every entry but ``weights``,
+    ``created``, ``torch_threads`` and the dataset's ``history``, through JSON once."""
     # Nor the torch threads the fit ran with: they can change the weights (then the
     # weights' sha256 differs), not what the same weights are.
     settings = {k: v for k, v in config.items() if k not in ("weights", "created", "torch_threads")}
@@ -99,9 +106,7 @@ def model_sha256(weights_sha256: str, config: dict[str, Any]) -> str:
         settings["data"] = {k: v for k, v in settings["data"].items() if k != "history"}
     # Through JSON once, so that a fitted model and its reloaded copy agree
     # (tuples become lists, integer keys strings) before the canonical form.
-    settings = json.loads(json.dumps(settings))
-    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(f"{weights_sha256}\n{text}".encode()).hexdigest()
+    return json.loads(json.dumps(settings))  # type: ignore[no-any-return]
 
 
 def save_network(
@@ -115,7 +120,10 @@ def save_network(
     """
     blob = state_bytes(net)
     digest = hashlib.sha256(blob).hexdigest()
-    config = {**config, "weights": {"file": WEIGHTS, "sha256": digest}}
+    # With a digest of each settings entry, which a load compares: an edited entry is
+    # named there (the weights' sha256 alone does not cover the settings).
+    config = {**config, "weights": {"file": WEIGHTS, "sha256": digest,
+                                    "settings_sha256": settings_digests(_settings(config))}}
     mine = model_sha256(digest, config)
 
     def same(old: dict[str, Any]) -> bool:
@@ -182,3 +190,12 @@ def read_weights(
         raise DataError(f"the weights file {str(wfile)!r} does not hold a dict of tensors; "
                         f"{refetch}")
     return state, digest, wfile
+
+
+def warn_if_edited(config: dict[str, Any], cfg_file: Path, refetch: str) -> None:
+    """Warn when ``config`` (read from ``cfg_file``, its weights loaded) differs from the
+    settings whose digests its save recorded (:func:`xmsgl.io.warn_edited_settings`);
+    called once the network is built, so that a setting that breaks it is its error."""
+    weights = config.get("weights")
+    recorded = weights.get("settings_sha256") if isinstance(weights, dict) else None
+    warn_edited_settings(recorded, _settings(config), cfg_file, refetch)
