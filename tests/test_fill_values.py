@@ -67,6 +67,14 @@ def test_fit_refuses_one_fill_value_among_the_training_days(basin: xr.Dataset, n
         bad.msgl.fit(**FIT)
 
 
+def test_a_999_in_shortwave_radiation_is_refused(basin: xr.Dataset) -> None:
+    # 999 W m-2, a code some station files write, lies inside 10 training standard
+    # deviations of a daily radiation and was read as a sunny day.
+    bad = _set(basin, "reach_swrad", (2, 40), 999.0)
+    with pytest.raises(DataError, match=r"'reach_swrad' holds 1 value of 999 \(at reach \d+ on 2000-11-10"):
+        bad.msgl.fit(**FIT)
+
+
 def test_fit_refuses_many_fill_values(basin: xr.Dataset) -> None:
     # 5% of the days: the standard deviation they make would score them about 4.
     bad = basin.copy(deep=True)

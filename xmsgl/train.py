@@ -196,7 +196,7 @@ MAX_STANDARD_SCORE = 1000.0
 #: with them a few percent of the days.
 #: The decimal ones (PRMS writes -99.9) are compared as float32, how files store them.
 FILL_VALUES = (-99999.0, -32768.0, -32767.0, -9999.9, -9999.0, -999.9, -999.0, -99.9, -99.0,
-               999.9, 9999.0, 9999.9, 99999.0)
+               999.0, 999.9, 9999.0, 9999.9, 99999.0)
 
 #: Magnitude from which an input value is taken for a fill value as those of
 #: :data:`FILL_VALUES` are (1e20, CMIP's ``missing_value``; 9.96921e36, netCDF's
