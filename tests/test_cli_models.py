@@ -718,6 +718,47 @@ def test_downscale_reads_standard_dates_beyond_2262(files: dict[str, str], model
         np.testing.assert_allclose(got.reach_temp_pred.values, want.values, atol=1e-6)
 
 
+@pytest.mark.parametrize(("calendar", "start", "filled"), [
+    ("noleap", "2003-10-01", "2004-02-29"), ("360_day", "2000-10-01", "2000-10-31"),
+    ("noleap", "2297-10-01", "2300-02-28")])  # 2300 is no leap year: nothing lacking then
+def test_convert_calendar_runs_a_climate_models_calendar(files: dict[str, str], model_dir: str, tmp_path,
+                                                         capsys: pytest.CaptureFixture[str], calendar: str,
+                                                         start: str, filled: str) -> None:
+    # Forcings on a model calendar were refused with advice in Python only.
+    import pandas as pd
+
+    ds = xr.load_dataset(files["nc"]).drop_vars(["reach_temp", "seg_temp", "reach_temp_true", "seg_temp_true"])
+    ds = ds.assign_coords(time=pd.date_range(start, periods=ds.sizes["time"], freq="D", unit="s"))
+    model_cal = ds.convert_calendar(calendar, align_on="date" if calendar == "360_day" else None,
+                                    use_cftime=True)
+    src = tmp_path / f"{calendar}.nc"
+    model_cal.to_netcdf(src)
+    assert main(["downscale", model_dir, str(src), str(tmp_path / "refused.nc")]) == 2
+    assert "holds cftime dates" in capsys.readouterr().err.replace("\n", " ")
+    out = tmp_path / "out.nc"
+    assert main(["downscale", model_dir, str(src), str(out), "--convert-calendar"]) == 0
+    assert main(["coverage", model_dir, str(src), "--convert-calendar"]) == 0
+    decode = xr.coders.CFDatetimeCoder(time_unit="s") if hasattr(getattr(xr, "coders", None), "CFDatetimeCoder") \
+        else True
+    with xr.open_dataset(out, decode_times=decode) as got:
+        pred = got["reach_temp_pred"].load()
+        history = got.attrs["history"]
+    assert np.issubdtype(pred.time.dtype, np.datetime64) and str(pred.time.values[0])[:10] == start
+    assert np.isfinite(pred.values).all()
+    # Every day of the standard calendar, the ones the model calendar lacks filled and named.
+    assert (np.diff(pred.time.values) == np.timedelta64(1, "D")).all()
+    assert f"time converted from calendar {calendar!r} to 'standard'" in history
+    lacking = calendar == "360_day" or start.startswith("2003")
+    assert (filled in pred.attrs.get("xmsgl_input_filled_spans", "")) == lacking
+    # Before the first day it lacks, the standard record's prediction.
+    want = ds.msgl.downscale(xmsgl.load(model_dir))
+    first = "2000-10-30" if calendar == "360_day" else "2004-02-28"
+    np.testing.assert_allclose(pred.sel(time=slice(None, first)).values,
+                               want.sel(time=slice(None, first)).values, atol=1e-5)
+    if not lacking:
+        np.testing.assert_allclose(pred.values, want.values, atol=1e-5)
+
+
 def test_outputs_name_their_sources_by_absolute_path(files: dict[str, str], model_dir: str, tmp_path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     # Given relative paths, the source attribute kept them, which meant nothing once

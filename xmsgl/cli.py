@@ -557,6 +557,52 @@ def _read_dataset(value: str, option: str = "--data", lazy: bool = False,
         raise type(err)(f"{option} {value!r} is not in the xmsgl convention: {err}") from err
 
 
+def _standard_calendar(ds: Any, option: str = "--convert-calendar") -> Any:
+    """``ds`` on the standard calendar when its dates are cftime (a climate model's
+    ``noleap`` or ``360_day``), the inputs of the days that calendar lacks filled by
+    linear interpolation (:func:`xmsgl.convention.fill_daily`; observations stay
+    missing there); ``ds`` itself when its dates are datetime64 already. Dates beyond
+    what datetime64[ns] holds become datetime64[s], as a standard calendar's are read."""
+    import pandas as pd
+    import xarray as xr
+
+    from xmsgl.convention import fill_daily
+
+    index = ds.indexes.get("time") if "time" in ds.dims else None
+    if not isinstance(index, xr.CFTimeIndex):
+        return ds
+    calendar = index.calendar
+    align = {"align_on": "date"} if calendar == "360_day" else {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # xarray's notes on dropped or added days
+            try:
+                out = ds.convert_calendar("standard", use_cftime=False, **align)
+            except ValueError:  # beyond 1678-2262: whole dates, in seconds
+                out = ds.convert_calendar("proleptic_gregorian", use_cftime=True, **align)
+                out = out.assign_coords(time=pd.DatetimeIndex(
+                    out.indexes["time"].to_datetimeindex(time_unit="s")))
+    except (ValueError, TypeError, OverflowError) as err:
+        raise TimeError(f"{option}: the dates of calendar {calendar!r} could not be converted to the "
+                        f"standard calendar ({type(err).__name__}: {err}); convert them in Python "
+                        "(ds.convert_calendar) and pass the file written") from err
+    now = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
+    note = (f"{now} UTC: xmsgl {option}: time converted from calendar {calendar!r} to 'standard'"
+            f"{' (align_on=date)' if align else ''}")
+    history = out.attrs.get("history")
+    out.attrs["history"] = f"{history}\n{note}" if history else note
+    # The days the calendar lacks, as fill_daily's own history line and attributes say.
+    return fill_daily(out)
+
+
+def _calendar_hint(err: Exception) -> str:
+    """``err``'s message, with the option that converts cftime dates where it refuses them."""
+    text = str(err)
+    if "holds cftime dates" in text:
+        text += "; from the shell, --convert-calendar does both"
+    return text
+
+
 def _open_data(value: str) -> Any:
     """The ``--data`` file of ``xmsgl evaluate`` in memory, validated against the convention."""
     ds = _read_dataset(value)
@@ -821,12 +867,14 @@ def _downscale(args: argparse.Namespace) -> int:
         # Validated by downscale, as the Python call: only the variables the model reads
         # (observations, or an ensemble on one more dimension, are left as they are).
         ds = _read_dataset(args.data, "DATA", lazy=lazy, check=False)
+        if args.convert_calendar:
+            ds = _standard_calendar(ds)
         try:
             pred = ds.msgl.downscale(model, scale=args.scale, time=time, device=device,
                                      check_graph=not args.other_network,
                                      reach_chunk=args.reach_chunk, **run)
         except XmsglError as err:
-            raise type(err)(f"DATA {args.data!r}: {err}") from err  # main() words it for the CLI
+            raise type(err)(f"DATA {args.data!r}: {_calendar_hint(err)}") from err  # main() words it for the CLI
         # The input's history goes on, this step appended; CF and catalog attributes.
         result = output_dataset(pred, ds, source=_source(args))
         try:
@@ -1422,6 +1470,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="add the days downscaled to the end of the existing zarr store OUT, checked "
                          "to follow its last day with its reaches, variables, units and model, and "
                          "undone if the write fails (xmsgl.io.append_zarr)")
+    dn.add_argument("--convert-calendar", action="store_true",
+                    help="DATA on a climate model's calendar (cftime: noleap, 360_day, ...): convert its "
+                         "days to the standard calendar and interpolate the inputs of the days that "
+                         "calendar lacks (29 February, the 31st), as the history line then says; "
+                         "DATA on the standard calendar is read as it is")
     dn.add_argument("--no-progress", action="store_true",
                     help="accepted as by fit and demo; downscale shows no progress bars")
     dn.set_defaults(func=_downscale)
@@ -1442,6 +1495,11 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--out", default=None, help="netCDF file to write the flags, distances and inputs "
                                                  "beyond to (default: none)")
     cv.add_argument("--overwrite", action="store_true", help="replace an existing --out (never DATA or MODEL)")
+    cv.add_argument("--convert-calendar", action="store_true",
+                    help="DATA on a climate model's calendar (cftime: noleap, 360_day, ...): convert its "
+                         "days to the standard calendar and interpolate the inputs of the days that "
+                         "calendar lacks (29 February, the 31st), as the history line then says; "
+                         "DATA on the standard calendar is read as it is")
     cv.add_argument("--no-progress", action="store_true",
                     help="accepted as by fit and demo; coverage shows no progress bars")
     cv.set_defaults(func=_coverage)
@@ -1482,6 +1540,8 @@ def _coverage(args: argparse.Namespace) -> int:
         # Lazily: coverage validates what it reads and reads its inputs a block of
         # days at a time.
         ds = _read_dataset(args.data, "DATA", lazy=True, check=False)
+        if args.convert_calendar:
+            ds = _standard_calendar(ds)
         if time is not None and "time" not in ds.dims:
             raise ParameterError(f"--time was given, but DATA {args.data!r} has no 'time' "
                                  "dimension (its static inputs are judged without it); leave "
@@ -1489,7 +1549,7 @@ def _coverage(args: argparse.Namespace) -> int:
         try:
             cov = coverage(ds, model, margin=args.margin, time=time)
         except XmsglError as err:
-            raise type(err)(f"DATA {args.data!r}: {err}") from err
+            raise type(err)(f"DATA {args.data!r}: {_calendar_hint(err)}") from err
     for line in _coverage_lines(cov, args.margin):
         print(line)
     if out is not None:
