@@ -36,6 +36,11 @@ def test_an_input_on_a_member_dimension_gets_advice_that_works(half_year_basin: 
     expect = half_year_basin.msgl.downscale(half_year_msgl)
     xr.testing.assert_equal(fixed.msgl.downscale(half_year_msgl), expect)  # history: its own time
     assert ds.isel(member=1).msgl.downscale(half_year_msgl).shape == expect.shape
+    assert "reads it on its node and 'time' only" in text
+    # A static input is read on its node alone, as the message says.
+    static = half_year_basin.assign(reach_width=_members(half_year_basin["reach_width"]))
+    with pytest.raises(SchemaError, match=r"'reach_width' .*reads it on its node \(a static input\) only"):
+        static.msgl.downscale(half_year_msgl)
 
 
 def test_nan_in_an_input_at_downscale_is_not_advised_away(half_year_basin: xr.Dataset, half_year_msgl) -> None:

@@ -1896,9 +1896,10 @@ def only_read(ds: xr.Dataset, inputs: Iterable[str]) -> xr.Dataset:
             # renamed) the extra dimension is that node's: validate names the fix.
             if other and any(d in ds[name].dims for d in (SEG, REACH)):
                 _refuse_days_elsewhere(ds, name, "input variable")
+                on = "its node and 'time'" if TIME in ds[name].dims else "its node (a static input)"
                 raise SchemaError(
                     f"input variable {name!r} is on dimensions {tuple(map(str, ds[name].dims))}; the "
-                    f"model reads it on its node and 'time' only: select or reduce "
+                    f"model reads it on {on} only: select or reduce "
                     f"{format_ids(other)} first (for example ds[{name!r}].isel({other[0]}=0) or "
                     f".mean({other[0]!r})), or downscale each {other[0]} in turn "
                     f"(ds.isel({other[0]}=i))")
