@@ -104,3 +104,22 @@ def test_import_xmsgl_does_not_import_intake() -> None:
 def test_drb_release_entry_opens_through_intake(catalog) -> None:  # pragma: no cover
     ds = catalog["drb_release"].read(start="2010-01-01", end="2010-12-31")
     xmsgl.validate(ds)
+
+
+def test_an_installed_package_gives_the_catalog_without_the_file(tmp_path: Path) -> None:
+    # Installed from a wheel, xmsgl had no catalogs/ folder: the catalog the docs
+    # open from it could not be reached.
+    import subprocess
+
+    cat = xmsgl.datasets.catalog()
+    assert sorted(cat) == NAMES
+    out = tmp_path / "again.yaml"
+    cat.to_yaml_file(str(out))
+    assert out.read_text() == CATALOG.read_text()
+    # From another folder, without the repository on the path but the package.
+    code = ("import xmsgl; cat = xmsgl.datasets.catalog(); ds = cat['synthetic_basin'].read(); "
+            "print(sorted(cat), ds.sizes['seg'])")
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"{NAMES} 20"

@@ -85,3 +85,25 @@ def test_typed_user_code_is_checked(tmp_path) -> None:  # type: ignore[no-untype
     proc = subprocess.run([sys.executable, "-m", "mypy", "--config-file", "mypy.ini", "user.py"],
                           cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_conda_environment_asks_for_what_pyproject_does() -> None:
+    # environment.yml lacked pyreadr, rdata, pyarrow and pandas-stubs and every lower
+    # bound: `pip install -e .` then filled in from PyPI over the conda packages.
+    import re
+
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11 or later")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["test"]]
+    conda_name = {"torch": "pytorch-cpu", "torch_geometric": "pytorch_geometric", "netcdf4": "netcdf4"}
+    env = {}
+    for line in (ROOT / "environment.yml").read_text().splitlines():
+        m = re.fullmatch(r"  - ([A-Za-z0-9_.\-]+)\s*(>=\s*[0-9.]+|=[0-9.]+)?\s*", line)
+        if m:
+            env[m.group(1)] = (m.group(2) or "").replace(" ", "")
+    for req in wanted:
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*(>=\s*[0-9.]+)?", req)
+        assert m is not None, req
+        name = conda_name.get(m.group(1).lower(), m.group(1).lower())
+        assert name in env, f"environment.yml lacks {name} ({req} in pyproject.toml)"
+        assert env[name] == (m.group(3) or "").replace(" ", ""), (name, env[name], req)
