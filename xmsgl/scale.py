@@ -44,6 +44,7 @@ import datetime as _dt
 import functools
 import operator
 import os
+import sys
 import tempfile
 import threading
 import uuid
@@ -754,7 +755,7 @@ def cached_model(path: str, sha256: str, device: Any = "cpu") -> Downscaler:
             model = Downscaler.load(path)
             if model.sha256 != sha256:
                 raise ModelMismatchError(
-                    f"the model at {str(path)!r} has weights sha256 {model.sha256[:12]}..., but "
+                    f"the model at {str(path)!r} has sha256 {model.sha256[:12]}... (its weights and settings), but "
                     f"{sha256[:12]}... was expected; it changed after the computation was set up: "
                     "downscale again with the current model"
                 )
@@ -1074,9 +1075,16 @@ class _RecentChunks:
     :data:`RECENT_CHUNK_BYTES` (the least recently used dropped first). Entries
     belong to one graph (its ``scope``, drawn at random when the graph is built)
     and are never served to another, so a store rewritten between two calls is read
-    again. What a process keeps after a compute is at most the chunks whose other
-    readers ran elsewhere (other processes of a cluster) or never ran (a partial
-    compute), within the same bound, until newer chunks push them out.
+    again. Only local (threaded or synchronous) computes keep chunks: on the workers of
+    a dask.distributed cluster each reader reads its own (:func:`_on_cluster_worker`),
+    since a worker process would keep the chunks whose other readers ran in another
+    process and serve them to the next compute of the same graph, read before the
+    store was rewritten. What a process keeps after a local compute is at most the
+    chunks whose other readers never ran (a partial compute, such as
+    ``pred.isel(reach=...).compute()``), within the same bound, until newer chunks
+    push them out; compute such a result again after rewriting its store in place,
+    and the blocks that read those chunks get them as they were: call ``downscale``
+    again instead.
     """
 
     def __init__(self, max_bytes: int | None = None) -> None:
@@ -1154,6 +1162,18 @@ class _RecentChunks:
 _RECENT = _RecentChunks()
 
 
+def _on_cluster_worker() -> bool:
+    """Whether this thread runs a task of a dask.distributed worker."""
+    distributed = sys.modules.get("distributed")  # imported in every worker process
+    if distributed is None:
+        return False
+    try:
+        distributed.get_worker()
+    except ValueError:
+        return False
+    return True
+
+
 class _ChunkReads:
     """The tasks that make some chunks of an input array, to run inside one task.
 
@@ -1181,6 +1201,8 @@ class _ChunkReads:
         return list(get_sync(graph, keys))
 
     def read(self) -> list[Any]:
+        if _on_cluster_worker():
+            return self._make(self.keys)
         got, waits, mine = _RECENT.claim(self.scope, self.keys)
         # Own reads first, then the waits: a thread never waits while holding a
         # claim, so two readers cannot wait for each other.
