@@ -849,6 +849,8 @@ def test_accessor_methods_pickle_compare_and_refuse_bad_positions() -> None:
 def test_every_named_choice_that_does_not_exist_is_a_choice_error(basin: xr.Dataset, model: Downscaler) -> None:
     # Only the graphs' and metrics' choices were ChoiceError; fit's weighting="gaussian"
     # (the documented example) and the rest were a plain ParameterError.
+    import xmsgl.evaluate
+    import xmsgl.robustness
     from xmsgl.exceptions import ChoiceError
     from xmsgl.sampling import sparsify
 
@@ -863,6 +865,10 @@ def test_every_named_choice_that_does_not_exist_is_a_choice_error(basin: xr.Data
         lambda: downscale(basin, model, scale="segment"),
         lambda: sparsify(basin, keep=0.5, by="segment"),
         lambda: basin.msgl.graphs(weighting="gaussian"),
+        lambda: fit(basin, method="async-msgl", stage_a_tasks=["bogus"], **FAST_FIT),
+        lambda: xmsgl.datasets.open_drb(source="bogus"),
+        lambda: xmsgl.evaluate.cross_validate(basin, "msgl", score="bogus"),
+        lambda: xmsgl.robustness.robustness(basin, model, checks={"bogus": [1]}),
     ]
     for case in cases:
         with pytest.raises(ChoiceError) as err:

@@ -1152,3 +1152,18 @@ def test_downscale_append_grows_a_store_checked(files: dict[str, str], model_dir
     (tmp_path / "file.zarr").write_text("")
     assert main(["downscale", model_dir, files["zarr"], str(tmp_path / "file.zarr"), "--append"]) == 2
     assert "is a file, not a zarr store" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("default::xmsgl.exceptions.XmsglWarning")
+def test_a_validation_warning_of_fit_is_printed_once(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    # xmsgl fit validates its file and fit validates it again: each warning was
+    # printed twice.
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2000-10-01", end="2001-09-30", seed=2,
+                                        reach_obs_share=0.3)
+    temp = ds["reach_temp"].values
+    i, j = np.argwhere(np.isfinite(temp))[0]
+    temp[i, j] = -7.0
+    ds.to_netcdf(tmp_path / "cold.nc")
+    assert main(["fit", str(tmp_path / "cold.nc"), str(tmp_path / "m"), *FAST]) == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "outside -5..45 degC" in ln]
+    assert len(lines) == 1 and lines[0].startswith("xmsgl: warning: ")

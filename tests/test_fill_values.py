@@ -75,6 +75,17 @@ def test_a_999_in_shortwave_radiation_is_refused(basin: xr.Dataset) -> None:
         bad.msgl.fit(**FIT)
 
 
+def test_a_real_999_far_beyond_training_is_not_taken_for_a_fill_value(basin: xr.Dataset, model: Any) -> None:
+    # In whole metres an elevation of 999 m, where training saw 35-262 m, is an
+    # extrapolation to warn of, not a missing-data code to mask (998 and 1000 passed).
+    high = basin.copy(deep=True)
+    values = high["reach_elevation"].values
+    assert values.max() < 400
+    values[3] = 999.0
+    with pytest.warns(xmsgl.ExtrapolationWarning, match="reach_elevation"):
+        high.msgl.downscale(model)
+
+
 def test_fit_refuses_many_fill_values(basin: xr.Dataset) -> None:
     # 5% of the days: the standard deviation they make would score them about 4.
     bad = basin.copy(deep=True)

@@ -616,14 +616,19 @@ def _open_data(value: str) -> Any:
 @contextlib.contextmanager
 def _warnings_as_lines(command: str = "") -> Iterator[None]:
     """Print xmsgl's warnings as ``xmsgl: warning: ...`` lines while a command runs, in
-    the words of ``command`` (:func:`_cli_words`)."""
+    the words of ``command`` (:func:`_cli_words`), each text once (a command that
+    validates its file and then fits on it would say a validation warning twice)."""
     with warnings.catch_warnings():
         shown = warnings.showwarning
+        said: set[str] = set()
 
         def show(message: Any, category: Any, filename: Any, lineno: Any, file: Any = None,
                  line: Any = None) -> None:
             if issubclass(category, XmsglWarning):
-                _warn(_cli_words(str(message), command))
+                text = _cli_words(str(message), command)
+                if text not in said:
+                    said.add(text)
+                    _warn(text)
             else:
                 shown(message, category, filename, lineno, file, line)
 
@@ -1292,6 +1297,14 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
 
 _DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1... (default: %(default)s)"
 
+#: Help of --convert-calendar (downscale, coverage).
+_CALENDAR_HELP = (
+    "DATA on a climate model's calendar (cftime: noleap, 360_day, ...): convert its days to the "
+    "standard calendar and interpolate the inputs of the days that calendar lacks (29 February, "
+    "the 31st) between its first and last day, as the history line then says (a day lacking at "
+    "either end, the 31 December after a 360_day year, stays missing: convert a record that holds "
+    "the days on both sides); DATA on the standard calendar is read as it is")
+
 
 def build_parser() -> argparse.ArgumentParser:
     from xmsgl import __version__
@@ -1470,11 +1483,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="add the days downscaled to the end of the existing zarr store OUT, checked "
                          "to follow its last day with its reaches, variables, units and model, and "
                          "undone if the write fails (xmsgl.io.append_zarr)")
-    dn.add_argument("--convert-calendar", action="store_true",
-                    help="DATA on a climate model's calendar (cftime: noleap, 360_day, ...): convert its "
-                         "days to the standard calendar and interpolate the inputs of the days that "
-                         "calendar lacks (29 February, the 31st), as the history line then says; "
-                         "DATA on the standard calendar is read as it is")
+    dn.add_argument("--convert-calendar", action="store_true", help=_CALENDAR_HELP)
     dn.add_argument("--no-progress", action="store_true",
                     help="accepted as by fit and demo; downscale shows no progress bars")
     dn.set_defaults(func=_downscale)
@@ -1495,11 +1504,7 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--out", default=None, help="netCDF file to write the flags, distances and inputs "
                                                  "beyond to (default: none)")
     cv.add_argument("--overwrite", action="store_true", help="replace an existing --out (never DATA or MODEL)")
-    cv.add_argument("--convert-calendar", action="store_true",
-                    help="DATA on a climate model's calendar (cftime: noleap, 360_day, ...): convert its "
-                         "days to the standard calendar and interpolate the inputs of the days that "
-                         "calendar lacks (29 February, the 31st), as the history line then says; "
-                         "DATA on the standard calendar is read as it is")
+    cv.add_argument("--convert-calendar", action="store_true", help=_CALENDAR_HELP)
     cv.add_argument("--no-progress", action="store_true",
                     help="accepted as by fit and demo; coverage shows no progress bars")
     cv.set_defaults(func=_coverage)

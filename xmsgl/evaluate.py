@@ -1187,7 +1187,7 @@ def cross_validate(
     check_flag("use_truth", use_truth)
     if trainer is None and score not in (*METRICS, "n"):
         # The default trainer's scores are known now: refuse before any fit runs.
-        raise ParameterError(f"score={score!r} is not among the scores {[*METRICS, 'n']}")
+        raise ChoiceError(f"score={score!r} is not among the scores {[*METRICS, 'n']}")
     _check_fit_kwargs(fit_kwargs, "cross_validate", nested=False)
     if trainer is not None and not callable(trainer):
         raise ParameterError(f"trainer={trainer!r} is not callable; give a function trainer(train_ds, "
@@ -1283,7 +1283,7 @@ def cross_validate(
     out = _results_dataset(rows, {"repeat": list(range(n_rep)), "fold": list(range(folds)),
                                   "seed": seed_list})
     if score not in out.data_vars:
-        raise ParameterError(f"score={score!r} is not among the trainer's scores {sorted(str(v) for v in out.data_vars)}")
+        raise ChoiceError(f"score={score!r} is not among the trainer's scores {sorted(str(v) for v in out.data_vars)}")
     out["train_seed"] = (("repeat", "fold", "seed"), train_seeds, {
         "long_name": "seed the model was trained with (training_seed of seed, repeat and fold)"})
     out["n_test_reaches"] = (("repeat", "fold"), n_reaches)

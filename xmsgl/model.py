@@ -1436,7 +1436,7 @@ def fit(
                              "stage A; give one or more of 'coarse', 'remap' and 'remap-fine', for "
                              "example ('coarse', 'remap')")
     if bad_a:
-        raise ParameterError(f"stage_a_tasks {bad_a} are not known; use 'coarse', 'remap' and/or 'remap-fine'")
+        raise ChoiceError(f"stage_a_tasks {bad_a} are not known; use 'coarse', 'remap' and/or 'remap-fine'")
     progress = progress_or_option(progress)
     dev = resolve_device(device)
     pre_epochs = max(1, epochs // 2) if pretrain_epochs is None else int(pretrain_epochs)

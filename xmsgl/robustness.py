@@ -65,6 +65,7 @@ import xarray as xr
 
 from xmsgl.convention import REACH, SEG, TIME, expect_dataset, input_variables, is_temperature_units
 from xmsgl.exceptions import (
+    ChoiceError,
     DataError,
     InSampleWarning,
     ParameterError,
@@ -784,7 +785,7 @@ def _levels(checks: Mapping[str, Sequence[Any]] | Sequence[str] | None) -> dict[
         checks = {str(c): DEFAULT_CHECKS.get(str(c), []) for c in checks}
     bad = sorted(set(checks) - set(CHECKS))
     if bad:
-        raise ParameterError(f"checks {bad} are not known; use some of {list(CHECKS)}")
+        raise ChoiceError(f"checks {bad} are not known; use some of {list(CHECKS)}")
     out: dict[str, list[Any]] = {}
     for name, levels in checks.items():
         lv = list(levels) if isinstance(levels, (list, tuple)) and not (

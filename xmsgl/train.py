@@ -196,7 +196,14 @@ MAX_STANDARD_SCORE = 1000.0
 #: with them a few percent of the days.
 #: The decimal ones (PRMS writes -99.9) are compared as float32, how files store them.
 FILL_VALUES = (-99999.0, -32768.0, -32767.0, -9999.9, -9999.0, -999.9, -999.0, -99.9, -99.0,
-               999.0, 999.9, 9999.0, 9999.9, 99999.0)
+               999.9, 9999.0, 9999.9, 99999.0)
+
+#: What :func:`refuse_fill_values` looks for on the training days, where a value must
+#: lie beyond the other values by more than their range: :data:`FILL_VALUES` and 999
+#: (a shortwave radiation of 999 W m-2 among 0-400). 999 is not judged by its distance
+#: from the training mean (:func:`_check_fill_values`), which real whole-number values
+#: (an elevation of 999 m in a basin trained below 300 m) can exceed in a transfer run.
+OUTLYING_FILL_VALUES = (*FILL_VALUES, 999.0)
 
 #: Magnitude from which an input value is taken for a fill value as those of
 #: :data:`FILL_VALUES` are (1e20, CMIP's ``missing_value``; 9.96921e36, netCDF's
@@ -261,7 +268,7 @@ def _check_fill_values(name: str, lo: Any, hi: Any, vals: np.ndarray, spec: Feat
 
 def refuse_fill_values(ds: xr.Dataset, name: str, vals: np.ndarray, train_mask: np.ndarray) -> None:
     """Refuse input ``name`` whose training values ``vals`` (finite, flattened) hold a
-    value of :data:`FILL_VALUES`, or of magnitude :data:`HUGE_VALUE` or more, beyond the
+    value of :data:`OUTLYING_FILL_VALUES`, or of magnitude :data:`HUGE_VALUE` or more, beyond the
     range of its other values by more than that range (or only such values): a fill
     value would otherwise set the mean and standard deviation that judge it, and the
     model would learn nothing from the input. Temperatures in degC are left to their
@@ -269,10 +276,10 @@ def refuse_fill_values(ds: xr.Dataset, name: str, vals: np.ndarray, train_mask: 
     if not vals.size or str(ds[name].attrs.get("units")) == "degC":
         return
     vmin, vmax = float(vals.min()), float(vals.max())
-    if not (any(vmin - 1e-3 * abs(v) <= v <= vmax + 1e-3 * abs(v) for v in FILL_VALUES)
+    if not (any(vmin - 1e-3 * abs(v) <= v <= vmax + 1e-3 * abs(v) for v in OUTLYING_FILL_VALUES)
             or vmin <= -HUGE_VALUE or vmax >= HUGE_VALUE):
         return
-    sentinel = (np.isin(vals.astype(np.float32), np.asarray(FILL_VALUES, dtype=np.float32))
+    sentinel = (np.isin(vals.astype(np.float32), np.asarray(OUTLYING_FILL_VALUES, dtype=np.float32))
                 | (np.abs(vals) >= HUGE_VALUE))
     if not sentinel.any():
         return

@@ -50,6 +50,7 @@ import xarray as xr
 from xmsgl.convention import CF_CONVENTIONS, OUTLET
 from xmsgl.datasets import _readers
 from xmsgl.exceptions import (
+    ChoiceError,
     DataError,
     DownloadError,
     ParameterError,
@@ -195,7 +196,7 @@ def files_for(source: Source) -> tuple[str, ...]:
         return MIRROR_FILES
     if source == "release":
         return RELEASE_FILES
-    raise ParameterError(f"unknown source {source!r}; use 'mirror' (offline copies) or 'release' (USGS)")
+    raise ChoiceError(f"unknown source {source!r}; use 'mirror' (offline copies) or 'release' (USGS)")
 
 
 def _sha256(path: Path) -> str:
@@ -1189,7 +1190,7 @@ def open_drb(
     (456, 3229)
     """
     if source not in ("mirror", "release"):
-        raise ParameterError(f"unknown source {source!r}; use 'mirror' (offline copies) or 'release' (USGS)")
+        raise ChoiceError(f"unknown source {source!r}; use 'mirror' (offline copies) or 'release' (USGS)")
     first = _day(start, "start", last=False)
     last = _day(end, "end", last=True)
     if first is not None and last is not None and last < first:
