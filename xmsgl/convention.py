@@ -54,6 +54,7 @@ from xmsgl.exceptions import (
     ParameterError,
     SchemaError,
     TimeError,
+    TimeGapWarning,
     TopologyError,
     UnitConversionWarning,
     UnitsError,
@@ -666,7 +667,9 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
         one time of day (as a daily record's are).
     max_gap : int, optional
         The longest gap (missing days in a row) to fill; the days of longer gaps are
-        not added, so those gaps stay. Default: fill every gap.
+        not added, so those gaps stay. Default: fill every gap, with a
+        :class:`~xmsgl.exceptions.TimeGapWarning` naming those longer than
+        :data:`LONG_FILL_DAYS` (30) days, whose forcings become straight lines.
     exclude : iterable of str, optional
         Inputs by the convention that are not to be filled, such as a process model's
         water temperature given to ASYNC-MSGL as ``stage_a_variable`` (a target there).
@@ -789,6 +792,7 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
         full = daily_time_bounds(full)
     # Which days were drawn, for downscale's outputs (xmsgl_input_filled_*) and history.
     spans = spans_text(mask_spans(daily, added))
+    _warn_long_fills(daily, added, max_gap)
     # Filled again: the counts and spans add up with the earlier fill's.
     before_n = int(ds.attrs.get("xmsgl_filled_days", 0) or 0)
     before_spans = str(ds.attrs.get("xmsgl_filled_spans", ""))
@@ -801,6 +805,32 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
         prior = str(full.attrs.get("history", "")).rstrip("\n")
         full.attrs["history"] = f"{prior}\n{line}" if prior else line
     return full
+
+
+#: Gaps longer than this many days that :func:`fill_daily` fills are warned of: a
+#: straight line through a month of forcings has no weather in it.
+LONG_FILL_DAYS = 30
+
+
+def _warn_long_fills(daily: pd.DatetimeIndex, added: np.ndarray, max_gap: int | None) -> None:
+    """Warn (:class:`~xmsgl.exceptions.TimeGapWarning`) of the gaps longer than
+    :data:`LONG_FILL_DAYS` days that ``added`` (the days filled, on ``daily``) bridges."""
+    edges = np.diff(np.concatenate([[0], added.astype(np.int8), [0]]))
+    runs = [(int(a), int(b)) for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))
+            if b - a > LONG_FILL_DAYS]
+    if not runs:
+        return
+    a, b = max(runs, key=lambda r: r[1] - r[0])
+    hint = ("give max_gap=" if max_gap is None else "lower max_gap to ") + f"{LONG_FILL_DAYS}"
+    warnings.warn(
+        f"fill_daily interpolated the inputs linearly through {len(runs)} gap"
+        f"{'s' if len(runs) > 1 else ''} longer than {LONG_FILL_DAYS} days (the longest "
+        f"{b - a} days, {daily[a].date()} to {daily[b - 1].date()}): forcings drawn as a "
+        "straight line have no weather in them, and a model run through them predicts a "
+        f"smooth line, not a temperature record; {hint} to fill the short gaps only and "
+        "leave these as gaps, after which downscale starts afresh (TimeGapWarning), or "
+        "leave their days out of what you score",
+        TimeGapWarning, stacklevel=user_stacklevel())
 
 
 def input_variables(

@@ -42,6 +42,7 @@ from xmsgl.exceptions import (
     check_flag,
     did_you_mean,
     format_ids,
+    ignoring,
     user_stacklevel,
 )
 from xmsgl.metrics import (
@@ -746,7 +747,10 @@ def default_trainer(method: str, fit_kwargs: Mapping[str, Any] | None = None) ->
         kw = dict(kwargs)
         kw.update(_fit_periods(kw, pd.DatetimeIndex(train_ds[TIME].values), test_ds.attrs))
         kw.setdefault("progress", False)
-        model = fit(train_ds, method=method, seed=seed, **kw)
+        # The scored days' observations are hidden from the fit on purpose: that its
+        # test period holds none is how the sweep works, not a mistake to warn of.
+        with ignoring(XmsglWarning, "the test period .* holds no fine observation"):
+            model = fit(train_ds, method=method, seed=seed, **kw)
         with warnings.catch_warnings():
             # Held-out sites unlike the fitted ones are what the scores measure; a
             # warning for every fold and seed would bury the rest.

@@ -894,6 +894,17 @@ def _warn_scraps(time: pd.DatetimeIndex, ranges: list[tuple[int, int]], window: 
             XmsglWarning, stacklevel=user_stacklevel())
 
 
+def warn_unobserved_test(test: Any) -> None:
+    """Warn that the test period ``test`` holds no fine observation: it is held out of
+    training all the same, and no observation there can score the model."""
+    warnings.warn(
+        f"the test period {test} holds no fine observation ('reach_temp' is all NaN there): "
+        "it is held out of training (its coarse observations too), yet no fine observation "
+        "there can score the model; give test= days with fine observations, or leave test= "
+        "out and give train= and val= to train on these days",
+        XmsglWarning, stacklevel=user_stacklevel())
+
+
 def warn_unobserved_validation(val: Any) -> None:
     """Warn that the validation period ``val`` holds no fine observation, so the
     checkpoint is chosen by training loss (every network method, and the GRU)."""
@@ -1484,6 +1495,8 @@ def fit(
                                    time[masks["train"]])
     if masks["val"].any() and not np.isfinite(y_reach[masks["val"]]).any():
         warn_unobserved_validation(periods["val"])
+    if masks["test"].any() and not np.isfinite(y_reach[masks["test"]]).any():
+        warn_unobserved_test(periods["test"])
     seg_unseen = y_seg is not None and not np.isfinite(y_seg[masks["train"]]).any()
     if seg_unseen:
         if method != "async-msgl":

@@ -613,6 +613,7 @@ def fit_gru(
         _versions,
         check_seed,
         warn_few_fine_observations,
+        warn_unobserved_test,
         warn_unobserved_validation,
     )
     from xmsgl.options import progress_or_option
@@ -669,6 +670,8 @@ def fit_gru(
     breaks = time_breaks(time)  # the warm-up of a validation day does not cross a gap
     if masks["val"].any() and val_rows.size == 0:
         warn_unobserved_validation(periods["val"])
+    if masks["test"].any() and not np.isfinite(y[:, masks["test"]]).any():
+        warn_unobserved_test(periods["test"])
 
     wins = make_windows(period_ranges(time, masks["train"]), int(window), int(stride))
     # Reaches in the order of their ids, so that a seed draws the same batches however
