@@ -526,3 +526,89 @@ def test_edited_configs_of_the_gru_and_the_light_baselines_are_named(basin: xr.D
         _edit(saved, lambda c: c.__setitem__("note", "mine"))
         with pytest.warns(xmsgl.XmsglWarning, match=r"edited after the model was saved \(added \['note'\]\)"):
             loader(saved)
+
+
+def _copy(folder: Path, to: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(folder, to))
+
+
+def test_files_that_are_no_files_or_no_json_python_reads_are_typed_errors(
+        saved: Path, basin: xr.Dataset, tmp_path: Path) -> None:
+    # A FIFO blocked the light baselines' and the GRU's loads for good; JSON nested
+    # 100,000 deep or holding a 5,000-digit integer raised Python's RecursionError or
+    # ValueError; a .npy saved as arrays.npz a TypeError.
+    import numpy as np
+
+    from xmsgl.baselines import fit_baseline, load_baseline
+    from xmsgl.nn.gru import load_gru
+
+    clim = fit_baseline(basin, "climatology").save(tmp_path / "clim")
+    gru = fit(basin, method="gru", seed=0, epochs=1, window=120, stride=120, progress=False).save(tmp_path / "gru")
+    for i, (folder, name) in enumerate([(clim, "arrays.npz"), (clim, "config.json"), (gru, "config.json"),
+                                        (saved, "weights.pt")]):
+        fifo = _copy(folder, tmp_path / f"fifo{i}")
+        (fifo / name).unlink()
+        os.mkfifo(fifo / name)
+        # The loaders of one format read the file itself (xmsgl.load looks for it first).
+        loader = {(clim, "config.json"): load_baseline, (gru, "config.json"): load_gru}.get((folder, name),
+                                                                                             xmsgl.load)
+        with pytest.raises(DataError, match=rf"{name}' is a FIFO, not a file"):
+            loader(fifo)
+    for i, text in enumerate(["[" * 100_000 + "]" * 100_000, '{"seed": ' + "9" * 5000 + "}"]):
+        for folder in (saved, clim, gru):
+            bad = _copy(folder, tmp_path / f"json{i}_{folder.name}")
+            (bad / "config.json").write_text(text)
+            with pytest.raises(DataError, match="cannot be read as JSON"):
+                xmsgl.load(bad)
+    npy = _copy(clim, tmp_path / "npy")
+    with open(npy / "arrays.npz", "wb") as f:
+        np.save(f, np.zeros(3))
+    with pytest.raises(DataError, match="holds a single ndarray, not named arrays"):
+        xmsgl.load(npy)
+
+
+def test_tampering_that_keeps_the_hashes_in_step_is_still_refused(saved: Path, basin: xr.Dataset,
+                                                                  tmp_path: Path) -> None:
+    # NaN weights with their sha256 recorded anew predicted NaN everywhere, and a
+    # baseline whose arrays' sha256 was taken out of config.json loaded changed arrays.
+    import hashlib
+
+    import numpy as np
+
+    from xmsgl.baselines import fit_baseline
+
+    nan = _copy(saved, tmp_path / "nan")
+    state = torch.load(nan / "weights.pt", weights_only=True)
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    state[first] = torch.full_like(state[first], float("nan"))
+    torch.save(state, nan / "weights.pt")
+    _edit(nan, lambda c: c["weights"].update(sha256=hashlib.sha256((nan / "weights.pt").read_bytes()).hexdigest()))
+    with pytest.raises(DataError, match=rf"NaN or infinite values in \['{first}'\]"):
+        load(nan)
+    clim = fit_baseline(basin, "climatology").save(tmp_path / "clim")
+    arrays = dict(np.load(clim / "arrays.npz"))
+    np.savez(clim / "arrays.npz", **{**arrays, "reach_clim": arrays["reach_clim"] + 5})
+    _edit(clim, lambda c: c.pop("arrays_sha256"))
+    with pytest.raises(ModelMismatchError, match="lacks the sha256 of arrays.npz that saving records"):
+        xmsgl.load(clim)
+    # Digests that are no mapping of texts count as edited, not as a folder saved before them.
+    odd = _copy(saved, tmp_path / "odd")
+    _edit(odd, lambda c: c["weights"].update(settings_sha256="x"))
+    with pytest.warns(xmsgl.XmsglWarning, match="edited after the model was saved"):
+        load(odd)
+
+
+def test_sizes_the_weights_do_not_have_are_refused_before_the_network_is_built(saved: Path, basin: xr.Dataset,
+                                                                               tmp_path: Path) -> None:
+    # Within the size limits, hidden 4096 and 64 attention blocks built a network of
+    # about 10 GB before load_state_dict found the weights did not fit.
+    big = _copy(saved, tmp_path / "big")
+    _edit(big, lambda c: c["hyperparameters"].update(hidden=4096, attn_blocks=64))
+    with pytest.raises(ModelMismatchError, match=r"hidden 4096 there, \d+ in the weights, attn_blocks 64 there"):
+        load(big)
+    gru = fit(basin, method="gru", seed=0, epochs=1, window=120, stride=120, progress=False).save(tmp_path / "gru")
+    _edit(gru, lambda c: c["hyperparameters"].update(hidden=16_000))
+    with pytest.raises(DataError, match=r"hyperparameters.hidden is 16000 \(at most 4096\)"):
+        xmsgl.load(gru)

@@ -93,8 +93,10 @@ from xmsgl.exceptions import (
 )
 from xmsgl.io import (
     model_path,
+    read_json_file,
     read_saved_folder,
     refuse_unknown_version,
+    regular_file,
     settings_digests,
     warn_edited_settings,
     write_model_folder,
@@ -656,19 +658,34 @@ def load_baseline(path: str | os.PathLike[str]) -> BaselineModel:
     return read_saved_folder(model_path(path), _read_baseline)
 
 
+#: The arrays a saved baseline holds (``params`` and ``param_level``: mohseni's).
+_ARRAY_NAMES = ("reach_ids", "seg_ids", "reach_clim", "seg_clim", "params", "param_level")
+
+
 def _read_baseline(path: Path) -> BaselineModel:
     import zipfile
 
+    again = "write one with BaselineModel.save"
+    if not path.is_dir():
+        raise DataError(f"{str(path)!r} is not a readable xmsgl baseline folder (it is "
+                        f"{'missing' if not path.exists() else 'no folder'}); {again}")
+    config = read_json_file(path / CONFIG, "settings file", again)
+    regular_file(path / ARRAYS, "arrays file", again)
     try:
-        with open(path / CONFIG) as f:
-            config = json.load(f)
         # Opened here, so that a damaged file is closed too (np.load given a path left
         # it open when the zip could not be read). allow_pickle=False: numbers only.
-        with open(path / ARRAYS, "rb") as fh, np.load(fh) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        with open(path / ARRAYS, "rb") as fh:
+            z = np.load(fh)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError(f"{ARRAYS} holds a single {type(z).__name__}, not named arrays")
+            with z:
+                # The arrays a baseline holds, not every member: an extra one is never
+                # decompressed (a few MB can hold GB of zeros).
+                arrays = {k: z[k] for k in z.files if k in _ARRAY_NAMES}
+    except (OSError, ValueError, TypeError, MemoryError, zipfile.BadZipFile, EOFError) as err:
+        detail = str(err).split(". If you trust")[0][:200]  # numpy's advice to unpickle, not ours
         raise DataError(f"{str(path)!r} is not a readable xmsgl baseline folder ({type(err).__name__}: "
-                        f"{err}); write one with BaselineModel.save") from err
+                        f"{detail}); {again}") from err
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         kind = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise DataError(f"{str(path)!r} holds format {kind!r}, not {FORMAT!r}")
@@ -684,6 +701,11 @@ def _read_baseline(path: Path) -> BaselineModel:
         raise DataError(f"{str(path)!r}: {ARRAYS} lacks {missing}, which a {method!r} baseline holds; "
                         "the file is damaged or was edited: fit and save the baseline again")
     recorded = config.get("arrays_sha256")  # absent in folders saved before it was recorded
+    if recorded is None and "settings_sha256" in config:
+        # Saved since both were recorded: its arrays' digest was taken out.
+        raise ModelMismatchError(
+            f"{str(path)!r}: {CONFIG} lacks the sha256 of {ARRAYS} that saving records; it was "
+            "edited: fit and save the baseline again")
     if recorded is not None and recorded != _arrays_digest(arrays):
         # The error a network's weights give in this case, so that one except clause
         # finds a data file swapped or changed in any saved model.

@@ -2118,14 +2118,17 @@ def warn_edited_settings(recorded: object, settings: dict[str, Any], cfg_file: P
     """Warn (:class:`~xmsgl.exceptions.XmsglWarning`) when the settings read from
     ``cfg_file`` differ from the digests ``recorded`` when it was saved (see
     :func:`settings_digests`), naming the entries changed, added or removed. A folder
-    saved before the digests were recorded (``recorded`` None) is not judged.
+    saved before the digests were recorded (``recorded`` None) is not judged; digests
+    that are not a mapping of texts (edited too) count every entry as added.
 
     An edited entry (a target's mean, an input's scaler, the periods) changes what the
     model predicts or what its outputs say of it while the weights still match: loaded
     silently, it would pass for the model as fitted."""
-    if not isinstance(recorded, dict):
+    if recorded is None:
         return
     now = settings_digests(settings)
+    if not (isinstance(recorded, dict) and all(isinstance(v, str) for v in recorded.values())):
+        recorded = {}  # damaged: every entry reads as added
     changed = sorted(k for k in now.keys() & recorded.keys() if now[k] != recorded[k])
     added = sorted(now.keys() - recorded.keys())
     removed = sorted(recorded.keys() - now.keys())
@@ -2139,3 +2142,49 @@ def warn_edited_settings(recorded: object, settings: dict[str, Any], cfg_file: P
         f"what its outputs say of it (their model sha256 is of the settings as read, not as "
         f"fitted); to use it as fitted, restore {cfg_file.name} as saved, or {refetch}",
         XmsglWarning, stacklevel=user_stacklevel())
+
+
+#: The largest ``config.json`` a model folder may hold (bytes): a network's, with the
+#: ids and drainage of a million reaches, takes a few tens of MB.
+MAX_CONFIG_BYTES = 256 * 2**20
+
+
+def regular_file(path: Path, what: str, refetch: str) -> Path:
+    """``path`` if it is a regular file (a link to one too), else a
+    :class:`~xmsgl.exceptions.DataError` saying what it is: opening a FIFO blocks
+    until something writes to it, and a device can be read without end."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except (OSError, RuntimeError) as err:  # missing, a dangling link, a loop of links
+        raise DataError(f"the {what} {str(path)!r} is missing or cannot be reached ({type(err).__name__}); "
+                        f"{refetch}") from err
+    if not stat.S_ISREG(mode):
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise DataError(f"the {what} {str(path)!r} is {kind}, not a file; {refetch}")
+    return path
+
+
+def read_json_file(path: Path, what: str, refetch: str) -> Any:
+    """The JSON held by the regular file ``path`` (UTF-8), or a
+    :class:`~xmsgl.exceptions.DataError` naming ``what`` for a file that is none (a
+    FIFO, a folder), too large (:data:`MAX_CONFIG_BYTES`), or not JSON that Python
+    reads: damaged, nested too deep for Python's parser, or a number with more digits
+    than Python converts."""
+    regular_file(path, what, refetch)
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise DataError(f"the {what} {str(path)!r} holds {size:,} bytes, more than a model's "
+                            f"settings take ({MAX_CONFIG_BYTES:,}); {refetch}")
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except PermissionError as err:
+        raise DataError(f"the {what} {str(path)!r} cannot be read ({err}); check its permissions") from err
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        # ValueError: JSONDecodeError, and integers beyond Python's digit limit.
+        detail = str(err).splitlines()[0][:200] if str(err) else ""
+        raise DataError(f"the {what} {str(path)!r} cannot be read as JSON ({type(err).__name__}: {detail}); "
+                        f"the model folder is damaged: {refetch}") from err

@@ -43,7 +43,6 @@ import copy
 import datetime as _dt
 import hashlib
 import inspect
-import json
 import math
 import os
 import warnings
@@ -333,6 +332,7 @@ class Downscaler:
                                 f"incomplete: {_REFETCH}")
         _check_settings(config, cfg_file)
         state, digest, wfile = read_weights(path, config, cfg_file, _REFETCH)
+        _check_sizes(config, state, cfg_file, wfile)
         try:
             net = _build_net(config)
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
@@ -396,6 +396,27 @@ def _iso_date(value: object) -> bool:
     except (ValueError, TypeError, OverflowError):
         return False
     return value != ""
+
+
+def _check_sizes(config: dict[str, Any], state: dict[str, Any], cfg_file: Path, wfile: Path) -> None:
+    """Refuse a hidden size or a number of attention blocks in ``config`` that the
+    weights ``state`` (read, their sha256 checked) do not have, before the network is
+    built: a ``config.json`` edited to the largest sizes allowed made a folder of 38 KB
+    take 10 GB of memory before the weights were found not to fit."""
+    hp = config["hyperparameters"]
+    got: dict[str, int] = {}
+    recurrent = state.get("cell.recurrent.weight")
+    if recurrent is not None and recurrent.ndim == 2:
+        got["hidden"] = int(recurrent.shape[1])
+    blocks = {k.split(".")[2] for k in state if k.startswith("cross_head.blocks.")}
+    if blocks:
+        got["attn_blocks"] = len(blocks)
+    differ = {k: (hp.get(k), v) for k, v in got.items() if hp.get(k) != v}
+    if differ:
+        raise ModelMismatchError(
+            f"the weights in {str(wfile)!r} do not fit the architecture described in {str(cfg_file)!r} ("
+            + ", ".join(f"{k} {a!r} there, {b} in the weights" for k, (a, b) in differ.items())
+            + f"); the config was edited or the files come from different models: {_REFETCH}")
 
 
 def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
@@ -647,14 +668,9 @@ def _read_config(path: Path) -> tuple[Path, dict[str, Any]]:
                             "a model was saved to (model.save(path) writes one)")
         raise DataError(f"{str(path)!r} is not an xmsgl model folder (no {CONFIG}); give the "
                         "folder a model was saved to (model.save(path) writes one)")
-    try:
-        with open(cfg_file, encoding="utf-8") as f:
-            config = json.load(f)
-    except PermissionError as err:
-        raise DataError(f"{str(cfg_file)!r} cannot be read ({err}); check its permissions") from err
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{str(cfg_file)!r} cannot be read as JSON ({err}); the model folder is "
-                        f"damaged: {_REFETCH}") from err
+    from xmsgl.io import read_json_file
+
+    config = read_json_file(cfg_file, "settings file", _REFETCH)
     if not isinstance(config, dict):
         raise DataError(f"{str(cfg_file)!r} holds a {type(config).__name__}, not the model's "
                         f"settings; {_REFETCH}")

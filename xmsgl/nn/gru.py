@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import json
 import math
 import os
 import sys
@@ -67,7 +66,7 @@ from xmsgl.exceptions import (
     check_flag,
     user_stacklevel,
 )
-from xmsgl.io import model_path, read_saved_folder, refuse_unknown_version
+from xmsgl.io import model_path, read_json_file, read_saved_folder, refuse_unknown_version
 from xmsgl.nn.weights import (
     CONFIG,
     WeightsDigest,
@@ -439,10 +438,7 @@ def load_gru(path: str | os.PathLike[str]) -> GRUModel:
 @keeps_torch_rng  # the network's starting weights, replaced by the saved ones
 def _read_gru(path: Path) -> GRUModel:
     cfg_file = path / CONFIG
-    try:
-        config = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{str(cfg_file)!r} cannot be read ({err}); {_REFETCH}") from err
+    config = read_json_file(cfg_file, "settings file", _REFETCH)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         got = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise ModelMismatchError(f"{str(cfg_file)!r} holds format {got!r}, not {FORMAT!r}; load it "
@@ -469,6 +465,7 @@ def _check_gru_config(config: dict[str, Any], cfg_file: Path) -> None:
     """Refuse a ``config.json`` whose entries :meth:`GRUModel.predict` reads are missing
     or of the wrong kind (:class:`DataError`), rather than fail later with Python's
     own error."""
+    from xmsgl.model import SIZE_LIMITS
     from xmsgl.model import _number as number
 
     def whole(value: Any, least: int) -> bool:
@@ -494,6 +491,10 @@ def _check_gru_config(config: dict[str, Any], cfg_file: Path) -> None:
         for key, least in (("hidden", 1), ("spinup", 0), ("chunk", 1)):
             if (key in hp or key == "hidden") and not whole(hp.get(key), least):
                 problems.append(f"hyperparameters.{key} is {hp.get(key)!r} (an integer of at least {least})")
+        # As the networks' (SIZE_LIMITS): the network is built at this size before the
+        # weights are found not to fit (hidden 16,000 took 3.2 GB).
+        if whole(hp.get("hidden"), 1) and hp["hidden"] > SIZE_LIMITS["hidden"]:
+            problems.append(f"hyperparameters.hidden is {hp['hidden']} (at most {SIZE_LIMITS['hidden']})")
         for key in ("reach_ids", "seg_ids"):
             ids = config[key]
             if not isinstance(ids, list) or not all(whole(i, -2**63) for i in ids):

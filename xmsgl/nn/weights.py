@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from xmsgl.exceptions import DataError, ModelMismatchError
-from xmsgl.io import settings_digests, warn_edited_settings, write_model_folder
+from xmsgl.io import regular_file, settings_digests, warn_edited_settings, write_model_folder
 
 __all__ = ["CONFIG", "WEIGHTS", "read_weights", "save_network", "state_bytes", "state_sha256", "warn_if_edited"]
 
@@ -160,10 +160,7 @@ def read_weights(
         raise DataError(f"{str(cfg_file)!r} lacks the entry 'weights' with the weights file "
                         f"name and sha256 (got {weights!r}); {refetch}")
     # A bare file name: a config cannot point outside its own folder.
-    wfile = path / Path(weights["file"]).name
-    if not wfile.is_file():
-        what = "a folder, not a file" if wfile.is_dir() else "missing"
-        raise DataError(f"the weights file {str(wfile)!r} is {what}; {refetch}")
+    wfile = regular_file(path / Path(weights["file"]).name, "weights file", refetch)
     try:
         blob = wfile.read_bytes()
     except OSError as err:
@@ -189,6 +186,12 @@ def read_weights(
     if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
         raise DataError(f"the weights file {str(wfile)!r} does not hold a dict of tensors; "
                         f"{refetch}")
+    # fit refuses a diverged loss, so a saved network's weights are finite: others
+    # would make every prediction NaN, silently.
+    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        raise DataError(f"the weights file {str(wfile)!r} holds NaN or infinite values in {bad[:3]}"
+                        f"{' and more' if len(bad) > 3 else ''}; no fit saves such weights: {refetch}")
     return state, digest, wfile
 
 
