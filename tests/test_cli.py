@@ -167,6 +167,11 @@ def test_robustness_on_data_without_truth(tmp_path, capsys: pytest.CaptureFixtur
         capsys.readouterr().err
     with xr.open_dataset(tmp_path / "r.nc") as res:
         assert np.isfinite(res["rob_rmse"].values).any()
+    # A network fitted for it on the test days' observations hidden on purpose says
+    # nothing of them (it warned that its test period held no fine observation).
+    assert main(["evaluate", "--methods", "climatology", "--keep", "1", "--data", str(tmp_path / "obs.nc"),
+                 "--robustness", "fine-only", "--epochs", "1", "--out", str(tmp_path / "r2.nc")]) == 0
+    assert "holds no fine observation" not in capsys.readouterr().err
 
 
 def test_evaluate_reads_a_data_file(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:

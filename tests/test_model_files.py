@@ -612,3 +612,6 @@ def test_sizes_the_weights_do_not_have_are_refused_before_the_network_is_built(s
     _edit(gru, lambda c: c["hyperparameters"].update(hidden=16_000))
     with pytest.raises(DataError, match=r"hyperparameters.hidden is 16000 \(at most 4096\)"):
         xmsgl.load(gru)
+    # Nor does a fit make one that its load would refuse.
+    with pytest.raises(xmsgl.ParameterError, match=r"hidden=4097 is beyond the largest"):
+        fit(basin, method="gru", hidden=4097, epochs=1, progress=False)

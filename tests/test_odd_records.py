@@ -51,6 +51,30 @@ def test_a_test_period_without_fine_observations_is_named(basin: xr.Dataset) -> 
                        val=("2001-10-01", "2002-09-30"), test=("2002-10-01", "2003-09-30"), **FIT)
 
 
+def test_hiding_the_scored_days_silences_its_own_thread_only() -> None:
+    # The sweeps' fits held a process-wide warning filter (and its lock) for the whole
+    # fit: another thread's fit waited for the sweep and lost its own warning.
+    import threading
+
+    from xmsgl.model import scored_days_hidden, warn_unobserved_test
+
+    seen: list[str] = []
+
+    def other() -> None:
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            warn_unobserved_test([("2003-10-01", "2004-09-30")])
+        seen.extend(str(w.message) for w in got)
+
+    with scored_days_hidden(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_unobserved_test([("2003-10-01", "2004-09-30")])  # silent here
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join(timeout=60)
+    assert len(seen) == 1 and "holds no fine observation" in seen[0]
+
+
 def test_fill_daily_fills_the_inputs_of_a_gap_and_never_the_observations(basin: xr.Dataset) -> None:
     gap = pd.date_range("2001-03-01", "2001-08-31")
     short = pd.date_range("2002-03-01", "2002-03-03")

@@ -1214,7 +1214,7 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
         parts.append(f"cross-validation {_time.time() - t1:.0f} s")
     if args.robustness:
         from xmsgl.evaluate import _mask_obs
-        from xmsgl.model import fit
+        from xmsgl.model import fit, scored_days_hidden
         from xmsgl.periods import mask_spans
         from xmsgl.robustness import robustness
 
@@ -1240,7 +1240,8 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
             val = validation_beside(time, test_days)
             if val:
                 kw["val"] = val
-        model = fit(hidden, args.robustness, **kw)
+        with scored_days_hidden():  # hidden on purpose, scored below
+            model = fit(hidden, args.robustness, **kw)
         # Scored against the test days' own observations (or the truth), which the
         # fit and every perturbed copy never see.
         rob = robustness(ds, model, n_draws=2, time=(test[0][0], test[-1][1]), hide_scored=True)

@@ -42,7 +42,6 @@ from xmsgl.exceptions import (
     check_flag,
     did_you_mean,
     format_ids,
-    ignoring,
     user_stacklevel,
 )
 from xmsgl.metrics import (
@@ -742,14 +741,14 @@ def default_trainer(method: str, fit_kwargs: Mapping[str, Any] | None = None) ->
                 kw["train"] = (str(t[0].date()), str(t[-1].date()))
             return fit_baseline(train_ds, method, seed=seed, **kw).predict(train_ds)
         from xmsgl.downscale import downscale
-        from xmsgl.model import fit
+        from xmsgl.model import fit, scored_days_hidden
 
         kw = dict(kwargs)
         kw.update(_fit_periods(kw, pd.DatetimeIndex(train_ds[TIME].values), test_ds.attrs))
         kw.setdefault("progress", False)
         # The scored days' observations are hidden from the fit on purpose: that its
         # test period holds none is how the sweep works, not a mistake to warn of.
-        with ignoring(XmsglWarning, "the test period .* holds no fine observation"):
+        with scored_days_hidden():
             model = fit(train_ds, method=method, seed=seed, **kw)
         with warnings.catch_warnings():
             # Held-out sites unlike the fitted ones are what the scores measure; a

@@ -39,6 +39,8 @@ without a graph of :mod:`xmsgl.nn.gru` (a ``BaselineModel`` too, with torch weig
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import datetime as _dt
 import hashlib
@@ -46,7 +48,7 @@ import inspect
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -910,14 +912,32 @@ def _warn_scraps(time: pd.DatetimeIndex, ranges: list[tuple[int, int]], window: 
             XmsglWarning, stacklevel=user_stacklevel())
 
 
+#: Set (:func:`scored_days_hidden`) while a fit is given data whose scored days'
+#: observations were hidden on purpose, by the evaluation sweeps and robustness runs.
+_SCORED_DAYS_HIDDEN: contextvars.ContextVar[bool] = contextvars.ContextVar("scored_days_hidden",
+                                                                            default=False)
+
+
+@contextlib.contextmanager
+def scored_days_hidden() -> Iterator[None]:
+    """Within the block (this thread or task only), a fit does not warn that its test
+    period holds no fine observation: the caller hid them to score the fit there."""
+    token = _SCORED_DAYS_HIDDEN.set(True)
+    try:
+        yield
+    finally:
+        _SCORED_DAYS_HIDDEN.reset(token)
+
+
 def warn_unobserved_test(test: Any) -> None:
     """Warn that the test period ``test`` holds no fine observation: it is held out of
     training all the same, and no observation there can score the model."""
+    if _SCORED_DAYS_HIDDEN.get():
+        return
     warnings.warn(
         f"the test period {test} holds no fine observation ('reach_temp' is all NaN there): "
         "it is held out of training (its coarse observations too), yet no fine observation "
-        "there can score the model; give test= days with fine observations, or leave test= "
-        "out and give train= and val= to train on these days",
+        "there can score the model; give test= (start, end) on days with fine observations",
         XmsglWarning, stacklevel=user_stacklevel())
 
 

@@ -198,12 +198,16 @@ MAX_STANDARD_SCORE = 1000.0
 FILL_VALUES = (-99999.0, -32768.0, -32767.0, -9999.9, -9999.0, -999.9, -999.0, -99.9, -99.0,
                999.9, 9999.0, 9999.9, 99999.0)
 
-#: What :func:`refuse_fill_values` looks for on the training days, where a value must
-#: lie beyond the other values by more than their range: :data:`FILL_VALUES` and 999
-#: (a shortwave radiation of 999 W m-2 among 0-400). 999 is not judged by its distance
-#: from the training mean (:func:`_check_fill_values`), which real whole-number values
-#: (an elevation of 999 m in a basin trained below 300 m) can exceed in a transfer run.
-OUTLYING_FILL_VALUES = (*FILL_VALUES, 999.0)
+#: What the two checks look for in a time-varying input (a forcing): :data:`FILL_VALUES`
+#: and 999 (a shortwave radiation of 999 W m-2 among 0-400). A static input is not
+#: judged for 999: whole-number attributes take it as a real value (an elevation of
+#: 999 m in a basin trained below 300 m, in a transfer run, was refused).
+FORCING_FILL_VALUES = (*FILL_VALUES, 999.0)
+
+
+def _fill_values(static: bool) -> tuple[float, ...]:
+    """The fill values looked for in a static input (``static``) or a forcing."""
+    return FILL_VALUES if static else FORCING_FILL_VALUES
 
 #: Magnitude from which an input value is taken for a fill value as those of
 #: :data:`FILL_VALUES` are (1e20, CMIP's ``missing_value``; 9.96921e36, netCDF's
@@ -252,7 +256,7 @@ def _check_fill_values(name: str, lo: Any, hi: Any, vals: np.ndarray, spec: Feat
         return
     mean, std = float(spec.mean[name]), float(spec.std[name])
     vmin, vmax = float(lo) * std + mean, float(hi) * std + mean
-    cands = [v for v in FILL_VALUES if abs(v - mean) > FILL_SCORE * std
+    cands = [v for v in _fill_values(static) if abs(v - mean) > FILL_SCORE * std
              and vmin - 1e-3 * abs(v) <= v <= vmax + 1e-3 * abs(v)]
     if not cands:
         return
@@ -268,7 +272,7 @@ def _check_fill_values(name: str, lo: Any, hi: Any, vals: np.ndarray, spec: Feat
 
 def refuse_fill_values(ds: xr.Dataset, name: str, vals: np.ndarray, train_mask: np.ndarray) -> None:
     """Refuse input ``name`` whose training values ``vals`` (finite, flattened) hold a
-    value of :data:`OUTLYING_FILL_VALUES`, or of magnitude :data:`HUGE_VALUE` or more, beyond the
+    value of :data:`FILL_VALUES` (in a forcing :data:`FORCING_FILL_VALUES`), or of magnitude :data:`HUGE_VALUE` or more, beyond the
     range of its other values by more than that range (or only such values): a fill
     value would otherwise set the mean and standard deviation that judge it, and the
     model would learn nothing from the input. Temperatures in degC are left to their
@@ -276,10 +280,11 @@ def refuse_fill_values(ds: xr.Dataset, name: str, vals: np.ndarray, train_mask: 
     if not vals.size or str(ds[name].attrs.get("units")) == "degC":
         return
     vmin, vmax = float(vals.min()), float(vals.max())
-    if not (any(vmin - 1e-3 * abs(v) <= v <= vmax + 1e-3 * abs(v) for v in OUTLYING_FILL_VALUES)
+    codes = _fill_values(TIME not in ds[name].dims)
+    if not (any(vmin - 1e-3 * abs(v) <= v <= vmax + 1e-3 * abs(v) for v in codes)
             or vmin <= -HUGE_VALUE or vmax >= HUGE_VALUE):
         return
-    sentinel = (np.isin(vals.astype(np.float32), np.asarray(OUTLYING_FILL_VALUES, dtype=np.float32))
+    sentinel = (np.isin(vals.astype(np.float32), np.asarray(codes, dtype=np.float32))
                 | (np.abs(vals) >= HUGE_VALUE))
     if not sentinel.any():
         return

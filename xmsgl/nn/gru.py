@@ -61,6 +61,7 @@ from xmsgl.exceptions import (
     DataError,
     ExtrapolationWarning,
     ModelMismatchError,
+    ParameterError,
     SchemaError,
     check_count,
     check_flag,
@@ -526,6 +527,11 @@ def check_gru_settings(*, epochs: Any = 40, hidden: Any = 20, lr: Any = 5e-3,
     stride = resolve_stride(window, stride)
     for name, v in (("epochs", epochs), ("hidden", hidden)):
         check_count(name, v)
+    from xmsgl.model import SIZE_LIMITS
+
+    if int(hidden) > SIZE_LIMITS["hidden"]:  # load refuses a larger one (as damaged)
+        raise ParameterError(f"hidden={int(hidden)} is beyond the largest a model may have "
+                             f"({SIZE_LIMITS['hidden']}); give a smaller one")
     # The network methods' checks: a bool, a negative, zero or NaN value is refused.
     lr = check_lr(lr)
     if batch_size is not None:
