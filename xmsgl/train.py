@@ -209,6 +209,7 @@ def _fill_values(static: bool) -> tuple[float, ...]:
     """The fill values looked for in a static input (``static``) or a forcing."""
     return FILL_VALUES if static else FORCING_FILL_VALUES
 
+
 #: Magnitude from which an input value is taken for a fill value as those of
 #: :data:`FILL_VALUES` are (1e20, CMIP's ``missing_value``; 9.96921e36, netCDF's
 #: default float fill; 3.4e38, the largest float32): no forcing or attribute of a
@@ -272,8 +273,9 @@ def _check_fill_values(name: str, lo: Any, hi: Any, vals: np.ndarray, spec: Feat
 
 def refuse_fill_values(ds: xr.Dataset, name: str, vals: np.ndarray, train_mask: np.ndarray) -> None:
     """Refuse input ``name`` whose training values ``vals`` (finite, flattened) hold a
-    value of :data:`FILL_VALUES` (in a forcing :data:`FORCING_FILL_VALUES`), or of magnitude :data:`HUGE_VALUE` or more, beyond the
-    range of its other values by more than that range (or only such values): a fill
+    value of :data:`FILL_VALUES` (in a forcing :data:`FORCING_FILL_VALUES`), or of
+    magnitude :data:`HUGE_VALUE` or more, beyond the range of its other values by more
+    than that range (or only such values): a fill
     value would otherwise set the mean and standard deviation that judge it, and the
     model would learn nothing from the input. Temperatures in degC are left to their
     plausible range."""
