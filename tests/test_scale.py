@@ -26,8 +26,8 @@ from xmsgl.model import Downscaler, fit  # noqa: E402
 from xmsgl.scale import (  # noqa: E402
     ChunkingError,
     _ChunkReads,
+    _cluster_worker,
     _gather,
-    _on_cluster_worker,
     _RecentChunks,
     cached_model,
     hydro_order,
@@ -285,7 +285,7 @@ def test_a_cluster_computes_the_same_result_again_from_its_store_as_it_is() -> N
         np.testing.assert_array_equal(out.blocks[:3].compute(), values[:30])
         values += 1000.0  # the store rewritten in place
         np.testing.assert_array_equal(out.compute(), values)
-    assert not _on_cluster_worker()
+    assert _cluster_worker() is None
 
 
 def test_recent_chunks_keeps_a_chunk_for_its_other_readers_only() -> None:

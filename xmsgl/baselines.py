@@ -658,8 +658,9 @@ def load_baseline(path: str | os.PathLike[str]) -> BaselineModel:
     return read_saved_folder(model_path(path), _read_baseline)
 
 
-#: The arrays a saved baseline holds (``params`` and ``param_level``: mohseni's).
-_ARRAY_NAMES = ("reach_ids", "seg_ids", "reach_clim", "seg_clim", "params", "param_level")
+#: The arrays a saved baseline holds, and those mohseni's holds besides.
+_ARRAYS_ALL = ("reach_ids", "seg_ids", "reach_clim", "seg_clim")
+_ARRAYS_MOHSENI = ("params", "param_level")
 
 
 def _read_baseline(path: Path) -> BaselineModel:
@@ -681,7 +682,7 @@ def _read_baseline(path: Path) -> BaselineModel:
             with z:
                 # The arrays a baseline holds, not every member: an extra one is never
                 # decompressed (a few MB can hold GB of zeros).
-                arrays = {k: z[k] for k in z.files if k in _ARRAY_NAMES}
+                arrays = {k: z[k] for k in z.files if k in (*_ARRAYS_ALL, *_ARRAYS_MOHSENI)}
     except (OSError, ValueError, TypeError, MemoryError, zipfile.BadZipFile, EOFError) as err:
         detail = str(err).split(". If you trust")[0][:200]  # numpy's advice to unpickle, not ours
         raise DataError(f"{str(path)!r} is not a readable xmsgl baseline folder ({type(err).__name__}: "
@@ -694,8 +695,7 @@ def _read_baseline(path: Path) -> BaselineModel:
     method = config.get("method")
     if method not in BASELINES:
         raise DataError(f"{str(path)!r} names method {method!r}, not one of the baselines {list(BASELINES)}")
-    needed = ["reach_ids", "seg_ids", "reach_clim", "seg_clim"] + (
-        ["params", "param_level"] if method == "mohseni" else [])
+    needed = [*_ARRAYS_ALL, *(_ARRAYS_MOHSENI if method == "mohseni" else ())]
     missing = [k for k in needed if k not in arrays]
     if missing:
         raise DataError(f"{str(path)!r}: {ARRAYS} lacks {missing}, which a {method!r} baseline holds; "

@@ -566,7 +566,7 @@ def _standard_calendar(ds: Any, option: str = "--convert-calendar") -> Any:
     import pandas as pd
     import xarray as xr
 
-    from xmsgl.convention import fill_daily
+    from xmsgl.convention import append_history, fill_daily
 
     index = ds.indexes.get("time") if "time" in ds.dims else None
     if not isinstance(index, xr.CFTimeIndex):
@@ -586,11 +586,8 @@ def _standard_calendar(ds: Any, option: str = "--convert-calendar") -> Any:
         raise TimeError(f"{option}: the dates of calendar {calendar!r} could not be converted to the "
                         f"standard calendar ({type(err).__name__}: {err}); convert them in Python "
                         "(ds.convert_calendar) and pass the file written") from err
-    now = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
-    note = (f"{now} UTC: xmsgl {option}: time converted from calendar {calendar!r} to 'standard'"
-            f"{' (align_on=date)' if align else ''}")
-    history = out.attrs.get("history")
-    out.attrs["history"] = f"{history}\n{note}" if history else note
+    append_history(out, f"{option}: time converted from calendar {calendar!r} to 'standard'"
+                        f"{' (align_on=date)' if align else ''}")
     # The days the calendar lacks, as fill_daily's own history line and attributes say.
     return fill_daily(out)
 

@@ -65,7 +65,7 @@ from xmsgl.exceptions import (
     plural,
     user_stacklevel,
 )
-from xmsgl.periods import mask_spans, spans_text
+from xmsgl.periods import mask_runs, mask_spans, spans_text
 
 __all__ = [
     "SEG",
@@ -743,8 +743,7 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
     added = np.asarray(~daily.isin(t))
     if max_gap is not None:
         # Runs of added days longer than max_gap are not added.
-        edges = np.diff(np.concatenate([[0], added.astype(np.int8), [0]]))
-        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+        for a, b in mask_runs(added):
             if b - a > int(max_gap):
                 added[a:b] = False
         daily = daily[added | np.asarray(daily.isin(t))]
@@ -799,12 +798,17 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
     full.attrs["xmsgl_filled_days"] = before_n + int(added.sum())
     if spans:
         full.attrs["xmsgl_filled_spans"] = f"{before_spans}, {spans}" if before_spans else spans
-        now = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
-        line = (f"{now} UTC: xmsgl fill_daily: the inputs of {int(added.sum())} added days "
-                "interpolated linearly in time (xmsgl_filled_spans)")
-        prior = str(full.attrs.get("history", "")).rstrip("\n")
-        full.attrs["history"] = f"{prior}\n{line}" if prior else line
+        append_history(full, f"fill_daily: the inputs of {int(added.sum())} added days "
+                             "interpolated linearly in time (xmsgl_filled_spans)")
     return full
+
+
+def append_history(ds: xr.Dataset, step: str) -> None:
+    """Add the line ``<now> UTC: xmsgl <step>`` to the ``history`` attribute of ``ds``."""
+    now = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
+    line = f"{now} UTC: xmsgl {step}"
+    prior = str(ds.attrs.get("history", "")).rstrip("\n")
+    ds.attrs["history"] = f"{prior}\n{line}" if prior else line
 
 
 #: Gaps longer than this many days that :func:`fill_daily` fills are warned of: a
@@ -815,9 +819,7 @@ LONG_FILL_DAYS = 30
 def _warn_long_fills(daily: pd.DatetimeIndex, added: np.ndarray, max_gap: int | None) -> None:
     """Warn (:class:`~xmsgl.exceptions.TimeGapWarning`) of the gaps longer than
     :data:`LONG_FILL_DAYS` days that ``added`` (the days filled, on ``daily``) bridges."""
-    edges = np.diff(np.concatenate([[0], added.astype(np.int8), [0]]))
-    runs = [(int(a), int(b)) for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))
-            if b - a > LONG_FILL_DAYS]
+    runs = [(a, b) for a, b in mask_runs(added) if b - a > LONG_FILL_DAYS]
     if not runs:
         return
     a, b = max(runs, key=lambda r: r[1] - r[0])
@@ -1726,7 +1728,8 @@ def warn_implausible_water(name: str, da: xr.DataArray, converted_from: str | No
     others = f"; its other values span {value_span(float(inside.min()), float(inside.max()))}" \
         if inside.size else ""
     v = f"ds[{name!r}]"
-    where = f"{v} = {v}.where(({v} >= {lo:g}) & ({v} <= {hi:g}))"
+    vmin, vmax = _value_range(da)
+    where = f"{v} = {mask_outside(v, lo, hi, vmin, vmax)}"
     if converted_from is not None:
         where = f"ds = ds.msgl.validate(); {where}, in degC as converted from {converted_from!r}"
     warnings.warn(

@@ -2105,13 +2105,13 @@ def refuse_unknown_version(config: dict[str, Any], fmt: str, newest: int, cfg_fi
 
 def settings_digests(settings: dict[str, Any]) -> dict[str, str]:
     """A short sha256 (16 hex digits) of each top-level entry of a saved model's
-    settings, in a canonical JSON form: saved beside them so that a load can name the
-    entries of ``config.json`` edited since (:func:`warn_edited_settings`)."""
+    settings (as its sha256 reads them: through JSON already), in a canonical JSON
+    form: saved beside them so that a load can name the entries of ``config.json``
+    edited since (:func:`warn_edited_settings`)."""
     import hashlib
 
-    canonical = json.loads(json.dumps(settings, default=str))
     return {str(k): hashlib.sha256(json.dumps(v, sort_keys=True, separators=(",", ":")).encode())
-            .hexdigest()[:16] for k, v in canonical.items()}
+            .hexdigest()[:16] for k, v in settings.items()}
 
 
 def warn_edited_settings(recorded: object, settings: dict[str, Any], cfg_file: Path, refetch: str) -> None:

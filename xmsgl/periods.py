@@ -205,6 +205,18 @@ def spans_text(spans: Any) -> str:
     return ", ".join(f"{a}/{b}" for a, b in spans)
 
 
+def mask_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Contiguous runs ``[a, b)`` of the true entries of the 1-d boolean ``mask``.
+
+    Examples
+    --------
+    >>> mask_runs(np.array([1, 1, 0, 0, 1, 0], dtype=bool))
+    [(0, 2), (4, 5)]
+    """
+    edges = np.diff(np.concatenate([[0], np.asarray(mask).astype(np.int8), [0]]))
+    return [(int(a), int(b)) for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))]
+
+
 def mask_spans(time: pd.DatetimeIndex, mask: np.ndarray) -> list[tuple[str, str]]:
     """Contiguous runs of ``mask`` as (first, last) date strings (ends included).
 
@@ -214,9 +226,7 @@ def mask_spans(time: pd.DatetimeIndex, mask: np.ndarray) -> list[tuple[str, str]
     >>> mask_spans(t, np.array([1, 1, 0, 0, 1, 0], dtype=bool))
     [('2001-01-01', '2001-01-02'), ('2001-01-05', '2001-01-05')]
     """
-    edges = np.diff(np.concatenate([[0], np.asarray(mask).astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return [(str(time[int(a)].date()), str(time[int(b) - 1].date())) for a, b in zip(starts, ends)]
+    return [(str(time[a].date()), str(time[b - 1].date())) for a, b in mask_runs(mask)]
 
 
 def period_mask(time: pd.DatetimeIndex, period: Any, name: str = "period") -> np.ndarray:

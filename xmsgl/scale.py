@@ -830,17 +830,14 @@ def warn_once(call: CallTag | None, text: str, category: type[Warning]) -> None:
             while len(_SAID) > SAID_KEPT:
                 _SAID.popitem(last=False)
     say: Any = warnings.warn
-    try:
-        from distributed import get_worker
+    worker = _cluster_worker()
+    # A worker in the client's own process (an "inproc://" address, as
+    # Client(processes=False) makes) warns there already: sent on, the client said it a
+    # second time.
+    if worker is not None and not str(worker.address).startswith("inproc://"):
         from distributed import warn as remote
 
-        # A worker in the client's own process (an "inproc://" address, as
-        # Client(processes=False) makes) warns there already: sent on, the client said
-        # it a second time.
-        if not str(get_worker().address).startswith("inproc://"):
-            say = remote
-    except (ImportError, ValueError):  # no dask.distributed, or not on one of its workers
-        pass
+        say = remote
     say(text, category, stacklevel=3)
 
 
@@ -1076,7 +1073,7 @@ class _RecentChunks:
     belong to one graph (its ``scope``, drawn at random when the graph is built)
     and are never served to another, so a store rewritten between two calls is read
     again. Only local (threaded or synchronous) computes keep chunks: on the workers of
-    a dask.distributed cluster each reader reads its own (:func:`_on_cluster_worker`),
+    a dask.distributed cluster each reader reads its own (:func:`_cluster_worker`),
     since a worker process would keep the chunks whose other readers ran in another
     process and serve them to the next compute of the same graph, read before the
     store was rewritten. What a process keeps after a local compute is at most the
@@ -1162,16 +1159,15 @@ class _RecentChunks:
 _RECENT = _RecentChunks()
 
 
-def _on_cluster_worker() -> bool:
-    """Whether this thread runs a task of a dask.distributed worker."""
+def _cluster_worker() -> Any:
+    """The dask.distributed worker whose task this thread runs, or None."""
     distributed = sys.modules.get("distributed")  # imported in every worker process
     if distributed is None:
-        return False
+        return None
     try:
-        distributed.get_worker()
-    except ValueError:
-        return False
-    return True
+        return distributed.get_worker()
+    except ValueError:  # not on one of its workers
+        return None
 
 
 class _ChunkReads:
@@ -1201,7 +1197,7 @@ class _ChunkReads:
         return list(get_sync(graph, keys))
 
     def read(self) -> list[Any]:
-        if _on_cluster_worker():
+        if _cluster_worker() is not None:
             return self._make(self.keys)
         got, waits, mine = _RECENT.claim(self.scope, self.keys)
         # Own reads first, then the waits: a thread never waits while holding a
