@@ -670,3 +670,37 @@ def test_another_seed_gives_other_weights(basin: xr.Dataset, model: Downscaler) 
     a, b, c = (m.net.state_dict() for m in (model, other, same))
     assert any(not torch.equal(a[k], b[k]) for k in a)
     assert all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_fits_and_downscales_alike_whatever_the_callers_torch_modes(half_year_basin, half_year_msgl,
+                                                                      tmp_path) -> None:
+    # A caller's float64 default dtype made the layers float64 (fit refused its own graph,
+    # downscale failed in torch), and a fit inside no_grad or inference_mode failed in
+    # backward. Each gives the model of the float32 default with autograd on, and the
+    # caller's settings are as they were.
+    from tests.conftest import FAST_FIT
+
+    expected = half_year_basin.msgl.downscale(half_year_msgl).values
+    gru = fit(half_year_basin, method="gru", seed=0, epochs=1, progress=False)
+    gru_expected = half_year_basin.msgl.downscale(gru).values
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = fit(half_year_basin, method="msgl", seed=0, **FAST_FIT)
+        assert torch.get_default_dtype() == torch.float64
+        assert model.sha256 == half_year_msgl.sha256
+        np.testing.assert_array_equal(half_year_basin.msgl.downscale(half_year_msgl).values, expected)
+        model.save(tmp_path / "m")
+        np.testing.assert_array_equal(half_year_basin.msgl.downscale(load(tmp_path / "m")).values, expected)
+        assert all(p.dtype == torch.float32 for p in load(tmp_path / "m").net.parameters())
+        again = fit(half_year_basin, method="gru", seed=0, epochs=1, progress=False)
+        np.testing.assert_array_equal(half_year_basin.msgl.downscale(again).values, gru_expected)
+    finally:
+        torch.set_default_dtype(before)
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            model = fit(half_year_basin, method="msgl", seed=0, **FAST_FIT)
+            assert not torch.is_grad_enabled()
+            again = fit(half_year_basin, method="gru", seed=0, epochs=1, progress=False)
+        assert model.sha256 == half_year_msgl.sha256
+        np.testing.assert_array_equal(half_year_basin.msgl.downscale(again).values, gru_expected)

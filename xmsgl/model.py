@@ -133,6 +133,7 @@ from xmsgl.train import (
     torch_graphs,
     torch_seeded,
     train_tasks,
+    trains,
     uses_thread_option,
 )
 
@@ -1154,6 +1155,7 @@ def fit(ds: xr.Dataset, method: str, **kwargs: Any) -> Downscaler | BaselineMode
 @keeps_torch_rng
 @uses_thread_option
 @releases_buffers
+@trains
 def fit(
     ds: xr.Dataset,
     method: str = "msgl",

@@ -55,7 +55,7 @@ from xmsgl.exceptions import (
     user_stacklevel,
 )
 from xmsgl.nn import FineHead, SparseGraph, graph_product
-from xmsgl.nn.rgrn import reusable_empty
+from xmsgl.nn.rgrn import PARAM_DTYPE, reusable_empty
 from xmsgl.periods import WHOLE_WATER_YEAR_DAYS, split_periods  # noqa: F401  (re-exported)
 
 __all__ = [
@@ -749,6 +749,19 @@ def uses_thread_option(func: _F) -> _F:
         from xmsgl.options import get_option
 
         with torch_threads(get_option("torch_threads")):
+            return func(*args, **kwargs)
+
+    return cast(_F, wrapper)
+
+
+def trains(func: _F) -> _F:
+    """Run ``func`` with autograd on, inside a caller's ``torch.no_grad()`` or
+    ``torch.inference_mode()`` too (a fit there failed in torch's backward with "element 0
+    of tensors does not require grad"); the caller's mode is as it was afterwards."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with torch.inference_mode(False), torch.enable_grad():
             return func(*args, **kwargs)
 
     return cast(_F, wrapper)
@@ -1974,7 +1987,7 @@ def predict(
                                         "seg", day0=day0)
                 coarse = net.coarse_prediction(h_c)  # (L, S, B)
             elif need_seg:  # made with the fine prediction, below
-                coarse = torch.empty(length, n_seg, len(part), device=device)
+                coarse = torch.empty(length, n_seg, len(part), dtype=PARAM_DTYPE, device=device)
             if need_reach and not by_chunks:
                 h_f = net.hidden_states(_batch(data.x_reach, starts, length, device), data.graphs["fine"],
                                         "reach", day0=day0)
@@ -1992,7 +2005,7 @@ def predict(
                 warm = min(keep - s for s, keep, _ in part)
                 cut = net.cross_head.first_needed_day(warm, phase) if net.reads_attention(output) else warm
                 days = length - cut
-                fine = torch.empty(days, n_reach, nb, device=device)
+                fine = torch.empty(days, n_reach, nb, dtype=PARAM_DTYPE, device=device)
                 blocks = cross_blocks
                 if output == "fine" and isinstance(net.fine_head, FineHead):
                     head = heads.get(nb)

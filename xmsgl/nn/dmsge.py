@@ -57,7 +57,7 @@ from torch.nn import functional as F
 
 from xmsgl.exceptions import ChoiceError, ParameterError
 from xmsgl.knn import NodeGeometry, candidate_set, feature_knn, geometric_knn, sparse_topk
-from xmsgl.nn.rgrn import SparseGraph
+from xmsgl.nn.rgrn import PARAM_DTYPE, SparseGraph
 
 __all__ = ["DEFAULTS", "GRAPHS", "DMSGEBackbone", "backbone_options", "dirichlet_energy"]
 
@@ -180,7 +180,7 @@ class _CausalTCN(nn.Module):
         super().__init__()
         self.kernel = kernel
         self.dilations = dilations
-        self.convs = nn.ModuleList(nn.Conv1d(hidden, hidden, kernel, dilation=d) for d in dilations)
+        self.convs = nn.ModuleList(nn.Conv1d(hidden, hidden, kernel, dilation=d, dtype=PARAM_DTYPE) for d in dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (M, H, T) -> (M, H, T)
         for conv, d in zip(self.convs, self.dilations):
@@ -191,7 +191,7 @@ class _CausalTCN(nn.Module):
 class _GRUEncoder(nn.Module):
     def __init__(self, hidden: int) -> None:
         super().__init__()
-        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.gru = nn.GRU(hidden, hidden, batch_first=True, dtype=PARAM_DTYPE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (M, H, T) -> (M, H, T)
         out, _ = self.gru(x.transpose(1, 2))
@@ -312,8 +312,8 @@ class EdgeLayer(nn.Module):
         self.n_graphs = n_graphs
         # Phi h_i + Theta (h_j - h_i) = (Phi - Theta) h_i + Theta h_j: one node
         # projection gives both terms of every neighbourhood.
-        self.node = nn.Linear(hidden, 2 * n_graphs * hidden)
-        self.edge = nn.Linear(n_edge, n_graphs * hidden, bias=False)
+        self.node = nn.Linear(hidden, 2 * n_graphs * hidden, dtype=PARAM_DTYPE)
+        self.edge = nn.Linear(n_edge, n_graphs * hidden, bias=False, dtype=PARAM_DTYPE)
 
     def forward(self, h: torch.Tensor, neighbours: list[tuple[torch.Tensor, torch.Tensor]],
                 mean: bool = False, wins: list[torch.Tensor] | None = None) -> torch.Tensor:
@@ -342,7 +342,7 @@ class EdgeLayer(nn.Module):
                 agg, arg = _edge_reduce_forward(a.contiguous(), nb, rows, e.contiguous(), mean)
                 if arg is None:  # mean: the neighbour with the largest message still "wins"
                     arg = _largest_message(nb, rows, e, (b, n, t, hd))
-                count = torch.zeros(b, n, k, device=h.device)
+                count = torch.zeros(b, n, k, dtype=h.dtype, device=h.device)
                 flat = arg.reshape(b, n, -1).long()
                 count.scatter_add_(2, flat, torch.ones_like(flat, dtype=count.dtype))
                 wins.append(count / float(t * hd))
@@ -397,7 +397,7 @@ def edge_features(st: _ScaleState, idx: torch.Tensor) -> torch.Tensor:
     rel = st.pos[idx] - st.pos[i]
     tin_i, tout_i, tin_j, tout_j = st.tin[i], st.tout[i], st.tin[idx], st.tout[idx]
     related = ((tin_j <= tin_i) & (tout_i <= tout_j)) | ((tin_i <= tin_j) & (tout_j <= tout_i))
-    s = torch.where(related, st.odist[i] - st.odist[idx], torch.zeros((), device=idx.device))
+    s = torch.where(related, st.odist[i] - st.odist[idx], torch.zeros((), dtype=st.odist.dtype, device=idx.device))
     return _compress(torch.cat([rel, s.unsqueeze(-1)], dim=-1))
 
 
@@ -486,12 +486,12 @@ class DMSGEBackbone(nn.Module):
         self.k = opts["k"]
         self.concat = opts["concat"]
         self.mean = opts["reduce"] == "mean"
-        self.inp = nn.Linear(n_inputs, self.hidden)
+        self.inp = nn.Linear(n_inputs, self.hidden, dtype=PARAM_DTYPE)
         self.encoder: nn.Module = (_CausalTCN(self.hidden) if opts["encoder"] == "tcn"
                                    else _GRUEncoder(self.hidden))
         self.layers = nn.ModuleList(EdgeLayer(self.hidden, len(self.graphs))
                                     for _ in range(opts["layers"]))
-        self.readout = (nn.Linear(self.hidden * (opts["layers"] + 1), self.hidden)
+        self.readout = (nn.Linear(self.hidden * (opts["layers"] + 1), self.hidden, dtype=PARAM_DTYPE)
                         if self.concat else None)
         self._scales: dict[str, _ScaleState] = {}
         #: Length scale of each scale's edge features, fixed by the fit (the training

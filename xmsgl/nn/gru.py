@@ -68,6 +68,7 @@ from xmsgl.exceptions import (
     user_stacklevel,
 )
 from xmsgl.io import model_path, read_json_file, read_saved_folder, refuse_unknown_version
+from xmsgl.nn.rgrn import PARAM_DTYPE
 from xmsgl.nn.weights import (
     CONFIG,
     WeightsDigest,
@@ -76,7 +77,7 @@ from xmsgl.nn.weights import (
     save_network,
     warn_if_edited,
 )
-from xmsgl.train import keeps_torch_rng, torch_seeded, uses_thread_option
+from xmsgl.train import keeps_torch_rng, torch_seeded, trains, uses_thread_option
 
 if TYPE_CHECKING:
     from xmsgl.train import FeatureSpec
@@ -111,8 +112,8 @@ class ReachGRU(nn.Module):
         super().__init__()
         self.n_inputs = int(n_inputs)
         self.hidden = int(hidden)
-        self.gru = nn.GRU(self.n_inputs, self.hidden, batch_first=True)
-        self.head = nn.Linear(self.hidden, 1)
+        self.gru = nn.GRU(self.n_inputs, self.hidden, batch_first=True, dtype=PARAM_DTYPE)
+        self.head = nn.Linear(self.hidden, 1, dtype=PARAM_DTYPE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(sequences, days, features) -> (sequences, days) standardized temperature."""
@@ -542,6 +543,7 @@ def check_gru_settings(*, epochs: Any = 40, hidden: Any = 20, lr: Any = 5e-3,
 
 @keeps_torch_rng
 @uses_thread_option
+@trains
 def fit_gru(
     ds: xr.Dataset,
     *,

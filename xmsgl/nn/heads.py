@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xmsgl.nn.rgrn import PARAM_DTYPE
+
 __all__ = ["TemporalAttentionBlock", "CrossScaleHead", "FineHead", "FineResidualHead"]
 
 
@@ -63,9 +65,9 @@ class TemporalAttentionBlock(nn.Module):
         super().__init__()
         self.window = int(window)
         self.offset = int(offset)
-        self.qkv = nn.Linear(hidden, 3 * hidden)
-        self.out = nn.Linear(hidden, hidden)
-        self.norm = nn.LayerNorm(hidden)
+        self.qkv = nn.Linear(hidden, 3 * hidden, dtype=PARAM_DTYPE)
+        self.out = nn.Linear(hidden, hidden, dtype=PARAM_DTYPE)
+        self.norm = nn.LayerNorm(hidden, dtype=PARAM_DTYPE)
 
     def _folded(self, hdim: int) -> torch.Tensor:
         """The projection ``(3H, H + 1)`` to ``[q / sqrt(H), k, v']``, bias last.
@@ -205,8 +207,8 @@ class CrossScaleHead(nn.Module):
             TemporalAttentionBlock(hidden, window, offset=(i % 2) * (window // 2))
             for i in range(n_blocks)
         )
-        self.readout = nn.Linear(hidden, 1)
-        self.skip = nn.Linear(hidden, 1, bias=False)
+        self.readout = nn.Linear(hidden, 1, dtype=PARAM_DTYPE)
+        self.skip = nn.Linear(hidden, 1, bias=False, dtype=PARAM_DTYPE)
 
     def lookahead(self) -> int:
         """Days after a day that its output can depend on: the attention is not
@@ -292,9 +294,9 @@ class FineHead(nn.Module):
     def __init__(self, hidden: int, mlp_hidden: int | None = None) -> None:
         super().__init__()
         width = int(mlp_hidden or hidden)
-        self.first = nn.Linear(2 * hidden, width)
-        self.out = nn.Linear(width, 1)
-        self.linear = nn.Linear(2 * hidden, 1, bias=False)
+        self.first = nn.Linear(2 * hidden, width, dtype=PARAM_DTYPE)
+        self.out = nn.Linear(width, 1, dtype=PARAM_DTYPE)
+        self.linear = nn.Linear(2 * hidden, 1, bias=False, dtype=PARAM_DTYPE)
 
     def parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The first layer and the linear branch as ``(W + 1, H)`` weights on
@@ -342,7 +344,8 @@ class FineResidualHead(nn.Module):
     def __init__(self, hidden: int, mlp_hidden: int | None = None) -> None:
         super().__init__()
         width = int(mlp_hidden or hidden)
-        self.mlp = nn.Sequential(nn.Linear(2 * hidden, width), nn.ReLU(), nn.Linear(width, 1))
+        self.mlp = nn.Sequential(nn.Linear(2 * hidden, width, dtype=PARAM_DTYPE), nn.ReLU(),
+                                 nn.Linear(width, 1, dtype=PARAM_DTYPE))
         last = self.mlp[-1]
         assert isinstance(last, nn.Linear)
         nn.init.zeros_(last.weight)

@@ -22,7 +22,14 @@ from xmsgl.exceptions import ChoiceError, ParameterError
 from xmsgl.nn.dmsge import DMSGEBackbone
 from xmsgl.nn.dmsge import backbone_options as dmsge_options
 from xmsgl.nn.heads import CrossScaleHead, FineHead, FineResidualHead
-from xmsgl.nn.rgrn import GraphRecurrent, SparseGraph, graph_product, reusable_empty, select_rows
+from xmsgl.nn.rgrn import (
+    PARAM_DTYPE,
+    GraphRecurrent,
+    SparseGraph,
+    graph_product,
+    reusable_empty,
+    select_rows,
+)
 
 __all__ = ["BACKBONES", "FINE_HEADS", "MSGLNet", "TASKS"]
 
@@ -95,16 +102,16 @@ class MSGLNet(nn.Module):
         self.hidden = int(hidden)
         self.n_common = int(n_common)
         gates = 4 * self.hidden
-        self.gate_bias = nn.Parameter(torch.zeros(gates))
-        self.proj_common = nn.Linear(n_common, gates, bias=False) if n_common else None
-        self.proj_seg = nn.Linear(n_seg_extra, gates, bias=False) if n_seg_extra else None
-        self.proj_reach = nn.Linear(n_reach_extra, gates, bias=False) if n_reach_extra else None
+        self.gate_bias = nn.Parameter(torch.zeros(gates, dtype=PARAM_DTYPE))
+        self.proj_common = nn.Linear(n_common, gates, bias=False, dtype=PARAM_DTYPE) if n_common else None
+        self.proj_seg = nn.Linear(n_seg_extra, gates, bias=False, dtype=PARAM_DTYPE) if n_seg_extra else None
+        self.proj_reach = nn.Linear(n_reach_extra, gates, bias=False, dtype=PARAM_DTYPE) if n_reach_extra else None
         self.cell = GraphRecurrent(self.hidden)
-        self.coarse_head = nn.Linear(self.hidden, 1)
+        self.coarse_head = nn.Linear(self.hidden, 1, dtype=PARAM_DTYPE)
         self.cross_head = CrossScaleHead(self.hidden, attn_window, attn_blocks)
         self.fine_head: FineHead | FineResidualHead = (
             FineHead(self.hidden) if fine_head == "concat" else FineResidualHead(self.hidden))
-        self.fine_only_head = nn.Linear(self.hidden, 1)
+        self.fine_only_head = nn.Linear(self.hidden, 1, dtype=PARAM_DTYPE)
         if backbone not in BACKBONES:
             raise ChoiceError(f"backbone={backbone!r} is not known; use one of {list(BACKBONES)}")
         self.backbone = backbone

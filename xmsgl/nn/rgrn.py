@@ -32,6 +32,11 @@ from torch import nn
 
 from xmsgl.exceptions import ParameterError, ignoring
 
+#: The dtype of every network's parameters, given to each layer as it is made: a
+#: caller's ``torch.set_default_dtype(torch.float64)`` changes neither what a seed
+#: draws nor the dtype the inputs are given in.
+PARAM_DTYPE = torch.float32
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 __all__ = ["GraphRecurrent", "SparseGraph", "graph_product", "release_buffers"]
@@ -735,7 +740,7 @@ class GraphRecurrent(nn.Module):
         super().__init__()
         self.hidden = int(hidden)
         # Recurrent weights for the gates i, f, o, g and for the diffused state q.
-        self.recurrent = nn.Linear(self.hidden, 5 * self.hidden)
+        self.recurrent = nn.Linear(self.hidden, 5 * self.hidden, dtype=PARAM_DTYPE)
         with torch.no_grad():
             # A forget-gate bias of 1 keeps memory through the first epochs.
             self.recurrent.bias.zero_()
