@@ -15,7 +15,7 @@ import pytest
 import xarray as xr
 
 from tests.conftest import FAST_FIT
-from xmsgl.convention import daily_time_bounds
+from xmsgl.convention import daily_time_bounds, output_dataset
 from xmsgl.exceptions import (
     DataError,
     ModelMismatchError,
@@ -402,3 +402,45 @@ def test_sigterm_undoes_an_append_as_ctrl_c_does(tmp_path: Path) -> None:
         append_zarr(lazy, store)
     xr.testing.assert_identical(xr.open_zarr(store).load(), before)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_days_beyond_2262_append_as_they_were_written(tmp_path: Path) -> None:
+    # datetime64[s] stamps (docs/convention.md): xarray reads such a store back as
+    # cftime by default, which was then refused as another calendar.
+    if not hasattr(getattr(xr, "coders", None), "CFDatetimeCoder"):
+        pytest.skip("this xarray decodes dates beyond 2262 as cftime only")
+
+    def far(start: str, n: int) -> xr.DataArray:
+        piece = days("2001-01-01", n)
+        first = np.datetime64(start, "s")
+        return piece.assign_coords(time=first + np.arange(n) * np.timedelta64(1, "D"))
+
+    store = tmp_path / "s.zarr"
+    ds = daily_time_bounds(far("2300-12-30", 3).to_dataset())
+    ds.attrs = {"title": "t", "time_coverage_end": "2301-01-02"}
+    to_zarr_safe(ds, store)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nor xarray's note on the dates it cannot decode
+        append_zarr(far("2301-01-02", 4), store)
+    out = xr.open_zarr(store, decode_times=xr.coders.CFDatetimeCoder(time_unit="s"))
+    assert [str(t)[:10] for t in out.time.values] == [
+        "2300-12-30", "2300-12-31", "2301-01-01", "2301-01-02", "2301-01-03", "2301-01-04", "2301-01-05"]
+    assert out.attrs["time_coverage_end"] == "2301-01-06"
+
+
+def test_a_bare_dataarray_appended_moves_the_coverage_end(tmp_path: Path) -> None:
+    # What downscale returns (no attributes of a file) is appended as the docs show.
+    piece = days("2001-01-01", 5)
+    store = tmp_path / "s.zarr"
+    to_zarr_safe(output_dataset(piece, source="t"), store)
+    assert xr.open_zarr(store).attrs["time_coverage_end"] == "2001-01-06"
+    append_zarr(days("2001-01-06", 3), store)
+    assert xr.open_zarr(store).attrs["time_coverage_end"] == "2001-01-09"
+
+
+def test_coverage_dates_have_four_digit_years() -> None:
+    # ISO 8601 (ACDD): strftime wrote the year 100 as "100".
+    piece = days("2001-01-01", 3)
+    early = piece.assign_coords(time=np.datetime64("0100-10-01", "s") + np.arange(3) * np.timedelta64(1, "D"))
+    out = output_dataset(early, source="t")
+    assert (out.attrs["time_coverage_start"], out.attrs["time_coverage_end"]) == ("0100-10-01", "0100-10-04")

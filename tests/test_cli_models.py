@@ -859,6 +859,39 @@ def test_sigterm_stops_a_write_as_ctrl_c_does_and_leaves_nothing(
     assert main(["info"]) == 130
     assert "stopped by Ctrl-C" in capsys.readouterr().err
 
+    # An append grows its store in place: the line says it was cut back, not renamed.
+    monkeypatch.undo()
+    store = tmp_path / "pred.zarr"
+    assert main(["downscale", model_dir, files["nc"], str(store), "--time", "2002-10-01", "2002-12-31"]) == 0
+    capsys.readouterr()
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(xmsgl.io, "append_zarr", stopped)
+    assert main(["downscale", model_dir, files["nc"], str(store), "--time", "2003-01-01", "2003-01-31",
+                 "--append"]) == 130
+    assert ("stopped by Ctrl-C; no output was left half-written (the store was cut back to the days "
+            "it held before)") in capsys.readouterr().err
+
+
+def test_a_full_disk_names_the_output_as_it_was(files: dict[str, str], model_dir: str, tmp_path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # The error named the hidden temporary file alone, removed by then.
+    import errno
+
+    def full(self: xr.Dataset, path: object, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", full)
+    out = tmp_path / "pred.nc"
+    assert main(["downscale", model_dir, files["nc"], str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and ".tmp'; writing 'pred.nc' failed under that temporary " \
+        "name, now removed: 'pred.nc' is as it was before the command" in err
+    assert list(tmp_path.iterdir()) == []
+
 
 def test_a_second_ctrl_c_cannot_stop_the_removal_of_a_failed_write(tmp_path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:

@@ -483,14 +483,17 @@ def test_nan_in_reach_seg_names_the_reaches_and_no_outlet_fix() -> None:
 
 
 @pytest.mark.parametrize("calendar", ["360_day", "noleap", "all_leap", "standard"])
-def test_cftime_advice_runs_on_its_calendar(calendar: str) -> None:
+def test_cftime_advice_runs_on_its_calendar(calendar: str, tmp_path) -> None:
     pytest.importorskip("cftime")
     ds = hand_basin(n_time=40)
     cf = ds.convert_calendar(calendar, use_cftime=True, align_on="year" if calendar == "360_day" else None)
     with pytest.raises(TimeError) as err:
         validate(cf)
     text = str(err.value)
-    near = text.split("convert them with ds = ")[1].split(", or, for dates")[0]
+    if calendar == "standard":  # cftime only for dates outside 1678-2262: said first
+        near = text.split("(within 1678-2262, ds = ")[1].split(" is enough")[0]
+    else:
+        near = text.split("convert them with ds = ")[1].split(", or, for dates")[0]
     fixed = eval(near, {"ds": cf})  # the advice, as printed, runs
     assert np.issubdtype(fixed.time.dtype, np.datetime64)
     if not hasattr(getattr(xr, "coders", None), "CFDatetimeCoder"):
@@ -499,8 +502,18 @@ def test_cftime_advice_runs_on_its_calendar(calendar: str) -> None:
     # ValueError); the second, as printed, runs, and the filled result validates.
     far = cf.assign_coords(time=xr.date_range("2297-10-01", periods=cf.sizes["time"], calendar=calendar,
                                               use_cftime=True))
-    steps = text.split("with xarray 2025.01 or later): ")[1]
-    steps = steps.split(")). ")[0] + "))"
+    if calendar == "standard":
+        steps = text.split("or convert them: ")[1].split(" (within")[0]
+        # And the first advice: read the file's dates in seconds.
+        path = tmp_path / "far.nc"
+        far.to_netcdf(path)
+        opened = text.split("read them as datetime64[s] with ")[1].split(" (xarray 2025")[0]
+        with eval(opened, {"xr": xr, "path": path}) as read:
+            assert np.issubdtype(read.time.dtype, np.datetime64)
+            assert str(read.time.values[0])[:10] == "2297-10-01"
+    else:
+        steps = text.split("with xarray 2025.01 or later): ")[1]
+        steps = steps.split(")). ")[0] + "))"
     env = {"ds": far}
     for step in steps.split("; "):
         exec(step, env)

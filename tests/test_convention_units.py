@@ -206,11 +206,12 @@ def test_unknown_temperature_units_are_still_refused() -> None:
 @pytest.mark.parametrize(
     "group",
     [
-        ["degC", "degrees_C", "degree_C", "celsius", "degree_Celsius", "deg_C", "°C"],
+        ["degC", "degrees_C", "degree_C", "celsius", "degree_Celsius", "deg_C", "°C", "\u2103", "ºC"],
         ["K", "kelvin", "degrees_K"],
-        ["degF", "degree_F", "degrees_F", "Fahrenheit"],
-        ["m3 s-1", "m^3/s", "m3/s", "m**3 s**-1", "m^3 s^-1", "m3.s-1"],
-        ["W m-2", "W/m2", "W m^-2", "W/m^2", "watt m-2"],
+        ["degF", "degree_F", "degrees_F", "Fahrenheit", "\u2109"],
+        # Unicode exponents, minus sign and middle dot, as pint's pretty format writes them.
+        ["m3 s-1", "m^3/s", "m3/s", "m**3 s**-1", "m^3 s^-1", "m3.s-1", "m³/s", "m³·s⁻¹"],
+        ["W m-2", "W/m2", "W m^-2", "W/m^2", "watt m-2", "W/m²", "W m⁻²", "W m\u22122", "W\u22c5m⁻²"],
         ["mm d-1", "mm/day", "mm day-1", "mm/d", "mm days-1"],
         ["kg m-2 s-1", "kg/(m2 s)", "kg/m2/s"],
         ["1", "", "dimensionless"],
@@ -225,7 +226,8 @@ def test_same_units_within_a_group(group: list[str]) -> None:
 @pytest.mark.parametrize(
     ("a", "b"),
     [("degC", "K"), ("degC", "degF"), ("m", "km"), ("m3 s-1", "m3 s-2"), ("W m-2", "W"),
-     ("mm d-1", "mm s-1"), ("mW", "MW"), ("1", "%"), ("degC", None)],
+     ("mm d-1", "mm s-1"), ("mW", "MW"), ("1", "%"), ("degC", None), ("m²", "m³"),
+     ("W m⁻²", "W m²"), ("\u2103", "\u2109")],
 )
 def test_same_units_tells_different_units_apart(a: str, b: str | None) -> None:
     assert not same_units(a, b)
@@ -653,3 +655,61 @@ def test_an_isolated_water_temperature_inside_the_range_is_not_called_a_code() -
     vals[0, 50] = -99.9  # outside it: named as a code
     with pytest.raises(UnitsError, match="holds -99.9 .*missing-data code"):
         validate(relabel(ds, "reach_temp", "degC", vals))
+
+
+class _Quantity(np.lib.mixins.NDArrayOperatorsMixin):
+    """Stands for a pint Quantity (pint is not a dependency): a duck array of pint's module."""
+
+    __module__ = "pint.facets.plain.quantity"
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.magnitude = np.asarray(values)
+        self.shape, self.dtype, self.ndim = self.magnitude.shape, self.magnitude.dtype, self.magnitude.ndim
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        return np.asarray(self.magnitude, dtype=dtype)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):  # type: ignore[no-untyped-def]
+        plain = [x.magnitude if isinstance(x, _Quantity) else x for x in inputs]
+        return _Quantity(getattr(ufunc, method)(*plain, **kwargs))
+
+    def __array_function__(self, func, types, args, kwargs):  # type: ignore[no-untyped-def]
+        plain = [x.magnitude if isinstance(x, _Quantity) else x for x in args]
+        return func(*plain, **kwargs)
+
+    def __getitem__(self, key: object) -> _Quantity:
+        return _Quantity(self.magnitude[key])
+
+
+def test_a_pint_quantified_dataset_is_told_to_dequantify() -> None:
+    # pint-xarray moves the units out of the attribute into the values: readers here
+    # said the attribute was missing and to set it.
+    ds = basin()
+    quantified = ds.copy()
+    for name in ("seg_length", "reach_air_temp"):
+        var = ds[name].variable
+        quantified[name] = xr.Variable(var.dims, _Quantity(var.values),
+                                       {k: v for k, v in var.attrs.items() if k != "units"})
+    assert type(quantified["seg_length"].variable._data) is _Quantity  # kept as xarray keeps pint's
+    for call in (validate, lambda d: d.msgl.graphs()):
+        with pytest.raises(UnitsError, match=r"\['seg_length', 'reach_air_temp'\] hold pint quantities"
+                                             r".*ds\.pint\.dequantify\(\)"):
+            call(quantified)
+
+
+def test_groups_of_a_datatree_or_a_grouped_file_are_told_how_to_merge(tmp_path) -> None:
+    ds = basin()
+    fine = ds[[v for v in ds.data_vars if "reach" in ds[v].dims]]
+    coarse = ds[[v for v in ds.data_vars if "reach" not in ds[v].dims]]
+    if not hasattr(xr, "DataTree"):
+        pytest.skip("this xarray has no DataTree")
+    tree = xr.DataTree.from_dict({"/coarse": coarse, "/fine": fine})
+    with pytest.raises(SchemaError, match=r"got DataTree; merge its groups.*xr\.merge"):
+        validate(tree)  # type: ignore[arg-type]
+    tree.to_netcdf(tmp_path / "grouped.nc")
+    with xr.open_dataset(tmp_path / "grouped.nc") as root:  # the root group alone: empty
+        with pytest.raises(SchemaError, match=r"holds no variable.*xr\.open_datatree\(path\)"):
+            validate(root)
+    with xr.open_datatree(tmp_path / "grouped.nc") as read:
+        merged = xr.merge([node.to_dataset() for node in read.subtree])
+        validate(merged)  # what the message says works

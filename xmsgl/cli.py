@@ -500,18 +500,6 @@ def _netcdf_chunks(ds: Any) -> dict[str, int]:
     return out
 
 
-def _far_standard_dates(ds: Any) -> bool:
-    """Whether ``time`` holds cftime dates of a standard calendar, as xarray decodes dates
-    beyond 1678-2262 (where a time unit of seconds, in recent xarray, gives datetime64)."""
-    import xarray as xr
-
-    if "time" not in ds.coords or ds["time"].dtype != object or not ds["time"].size:
-        return False
-    calendar = str(getattr(ds["time"].values.flat[0], "calendar", "")).lower()
-    return (calendar in ("standard", "gregorian", "proleptic_gregorian")
-            and hasattr(getattr(xr, "coders", None), "CFDatetimeCoder"))
-
-
 def _read_dataset(value: str, option: str = "--data", lazy: bool = False,
                   check: bool = True) -> Any:
     """A netCDF file or zarr store, validated against the convention (``check``): in
@@ -521,6 +509,7 @@ def _read_dataset(value: str, option: str = "--data", lazy: bool = False,
     import xarray as xr
 
     import xmsgl
+    from xmsgl.io import FAR_DATES_NOTE, far_standard_dates
 
     if not value:  # an unset shell variable; Path("") would be the current folder
         raise ParameterError(f"{option} '' is empty; give a netCDF file or a zarr store")
@@ -533,9 +522,9 @@ def _read_dataset(value: str, option: str = "--data", lazy: bool = False,
     try:
         with warnings.catch_warnings():
             # Dates beyond 1678-2262 are read again below, in seconds.
-            warnings.filterwarnings("ignore", message="Unable to decode time axis into full numpy")
+            warnings.filterwarnings("ignore", message=FAR_DATES_NOTE)
             ds = _open_any(path, lazy)
-        if _far_standard_dates(ds):
+        if far_standard_dates(ds):
             # A standard calendar beyond 1678-2262, which xarray decodes as cftime: in
             # datetime64[s] these are plain dates (the API takes them as such).
             ds.close()
@@ -1680,6 +1669,20 @@ def _terminate_as_interrupt() -> Iterator[dict[str, bool]]:
         signal.signal(signal.SIGTERM, old)
 
 
+#: A write's hidden temporary name (xmsgl.io): ``.<name>.<12 hex digits>.tmp``.
+_TEMPORARY = re.compile(r"(?:^|/)\.(?P<name>[^/]+)\.[0-9a-f]{12}\.tmp(?:/|$)")
+
+
+def _temporary_words(err: OSError) -> str:
+    """``err`` as printed, with what its file name means where that is a write's
+    temporary name (removed as the write failed): the output itself is as it was."""
+    found = _TEMPORARY.search(str(err.filename or ""))
+    if found is None:
+        return str(err)
+    return (f"{err}; writing {found['name']!r} failed under that temporary name, now removed: "
+            f"{found['name']!r} is as it was before the command")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xmsgl`` command: 0 on success, 2 for bad usage, 1 for failures."""
     parser = build_parser()
@@ -1699,8 +1702,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Ctrl-C, or SIGTERM (a batch system's cancel): the writes clean up after
         # themselves as they fail, so a line says so instead of a traceback.
         signal_name = "SIGTERM" if stopped.get("term") else "Ctrl-C"
-        _error(f"stopped by {signal_name}; no output was left half-written (each is written "
-               "under a temporary name and renamed only when complete)")
+        how = ("the store was cut back to the days it held before" if getattr(args, "append", False)
+               else "each is written under a temporary name and renamed only when complete")
+        _error(f"stopped by {signal_name}; no output was left half-written ({how})")
         return 143 if stopped.get("term") else 130
     except BrokenPipeError:
         # The reader stopped reading (`xmsgl info | head -1`): nothing left to say.
@@ -1715,7 +1719,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as err:
         # The system failed under a valid command (disk full, permission denied...).
-        _error(err)
+        _error(_temporary_words(err))
         return 1
 
 

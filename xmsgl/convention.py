@@ -40,6 +40,7 @@ attributes however they are spelled.
 from __future__ import annotations
 
 import re
+import unicodedata
 import warnings
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -187,7 +188,20 @@ def expect_dataset(ds: object) -> None:
     says how to get one (a DataArray, such as ``downscale``'s output, has
     ``to_dataset()``)."""
     if isinstance(ds, xr.Dataset):
+        # pint-xarray keeps units in the values (a pint Quantity), not in the attribute
+        # every reader here takes them from; the stored values are looked at, never read.
+        quantified = [str(name) for name, var in ds.variables.items()
+                      if type(getattr(var, "_data", None)).__module__.split(".")[0] == "pint"]
+        if quantified:
+            raise UnitsError(f"variables {format_ids(quantified)} hold pint quantities (pint-xarray); "
+                             "xmsgl reads units from each variable's 'units' attribute: pass "
+                             "ds.pint.dequantify()")
         return
+    if type(ds).__name__ == "DataTree":
+        raise SchemaError(
+            "expected an xarray.Dataset, got DataTree; merge its groups into one dataset (the "
+            "segments' and reaches' variables side by side): xr.merge([node.to_dataset() for node "
+            "in tree.subtree]), and read a netCDF file with groups with xr.open_datatree(path)")
     hint = ("; make one with da.to_dataset() (or pass the Dataset the array came from)"
             if isinstance(ds, xr.DataArray) else
             "; open the data with xarray.open_dataset or xarray.open_zarr")
@@ -261,13 +275,21 @@ def numpy_backed(ds: xr.Dataset) -> xr.Dataset:
     return out
 
 
+def _plain_units(units: object) -> str:
+    """``units`` as text in ASCII where it spells a unit in Unicode: superscript exponents
+    (``m³``, ``W m⁻²``, as pint's pretty format writes them), the minus sign ``−``, the
+    middle dot ``·``, and ``℃`` / ``℉`` (``°C`` / ``°F``)."""
+    text = unicodedata.normalize("NFKC", str(units).replace("º", "°"))
+    return text.replace("\u2212", "-").replace("\u00b7", " ").replace("\u22c5", " ")
+
+
 def _norm_units(units: object) -> str:
-    return str(units).strip().lower()
+    return _plain_units(units).strip().lower()
 
 
 def _temperature_scale(units: object) -> str | None:
     """``"degC"``, ``"K"`` or ``"degF"`` for a temperature spelling, else None."""
-    u = re.sub(r"[\s_.]+", "", _norm_units(units).replace("º", "°"))
+    u = re.sub(r"[\s_.]+", "", _norm_units(units))
     for scale, pattern in _TEMPERATURE_SCALES:
         if pattern.fullmatch(u):
             return scale
@@ -333,6 +355,7 @@ def _parse_units(text: str) -> dict[str, float] | None:
     as UDUNITS reads it), parentheses and exponents written ``m3``, ``m^3``, ``m**3``
     or ``s-1``.
     """
+    text = _plain_units(text)
     if text.strip().lower() in _DIMENSIONLESS:
         return {}
     scale = _temperature_scale(text)
@@ -1020,6 +1043,12 @@ class Topology:
 
 
 def _ids(ds: xr.Dataset, dim: str) -> np.ndarray:
+    if not ds.variables:
+        # What xr.open_dataset gives of a netCDF file whose variables lie in groups.
+        raise SchemaError(
+            "the dataset holds no variable (a netCDF file or zarr store with groups opens "
+            "its root group alone); read every group with xr.open_datatree(path) and merge "
+            "them: xr.merge([node.to_dataset() for node in tree.subtree])")
     if dim not in ds.dims:
         raise SchemaError(
             f"dimension {dim!r} is missing (dims are {list(map(str, ds.dims))}); "
@@ -1476,6 +1505,19 @@ def cftime_message(calendar: str) -> str:
                 "inputs of any gap (the observations stay missing) with")
     else:  # standard, gregorian, proleptic_gregorian, julian: cftime for the years alone
         days = "Fill the inputs of any gap (the observations stay missing) with"
+    if cal in ("standard", "gregorian", "proleptic_gregorian"):
+        # Dates outside 1678-2262 (datetime64[ns]), which convert_calendar('standard',
+        # use_cftime=False) cannot take: reading them in seconds is the short way.
+        return (
+            f"coordinate 'time' holds cftime dates (calendar {calendar!r}), as xarray decodes "
+            "dates outside 1678-2262 by default: read them as datetime64[s] with "
+            "xr.open_dataset(path, decode_times=xr.coders.CFDatetimeCoder(time_unit='s')) "
+            "(xarray 2025.01 or later), or convert them: ds = ds.convert_calendar("
+            "'proleptic_gregorian', use_cftime=True); ds = ds.assign_coords(time=ds.indexes["
+            "'time'].to_datetimeindex(time_unit='s')) (within 1678-2262, ds = "
+            "ds.convert_calendar('standard', use_cftime=False) is enough). "
+            f"{days} ds = xmsgl.convention.fill_daily(ds)"
+        )
     return (
         f"coordinate 'time' holds cftime dates (calendar {calendar!r}); convert them with "
         f"ds = ds.convert_calendar('standard'{align}, use_cftime=False), or, for dates outside "
@@ -1977,6 +2019,25 @@ def cf_coordinate_attrs(ds: xr.Dataset) -> xr.Dataset:
     return out
 
 
+def day_text(day: Any, after: bool = False) -> str:
+    """``day`` (a datetime64, a pandas or cftime date) as ISO 8601 text, ``YYYY-MM-DD``
+    with four digits of year (``strftime`` gives ``100-10-01`` for the year 100), or the
+    day after it with ``after`` (the end of a daily mean's day, as ACDD's
+    ``time_coverage_end``).
+
+    >>> import numpy as np
+    >>> day_text(np.datetime64("0100-10-01")), day_text(np.datetime64("2300-12-31", "s"), after=True)
+    ('0100-10-01', '2301-01-01')
+    """
+    import datetime
+
+    if isinstance(day, np.datetime64):
+        day = pd.Timestamp(day)
+    if after:
+        day = day + datetime.timedelta(days=1)
+    return f"{day.year:04d}-{day.month:02d}-{day.day:02d}"
+
+
 def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None, *,
                    source: str | None = None) -> xr.Dataset:
     """The file ``xmsgl downscale`` writes, from a prediction made in Python.
@@ -2050,9 +2111,9 @@ def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None
                                  "%Y-%m-%dT%H:%M:%SZ")}
     if (TIME in result.coords and result[TIME].ndim == 1 and result.sizes[TIME]
             and result[TIME].dtype.kind == "M"):
-        days = pd.DatetimeIndex(result[TIME].values)
-        attrs["time_coverage_start"] = days[0].strftime("%Y-%m-%d")
-        attrs["time_coverage_end"] = (days[-1] + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+        days = result[TIME].values
+        attrs["time_coverage_start"] = day_text(days[0])
+        attrs["time_coverage_end"] = day_text(days[-1], after=True)
     # A discrete sampling geometry needs its instance variable (cf_role) in the file too.
     if inputs.get("featureType") and any(result[d].attrs.get("cf_role") for d in result.dims
                                          if d in result.coords):

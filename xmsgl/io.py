@@ -691,6 +691,33 @@ def refuse_unwritable(out: Path, value: str, option: str) -> None:
                              f"nothing was done: choose another {option}")
 
 
+#: The start of xarray's warning on dates beyond 1678-2262 it reads as cftime.
+FAR_DATES_NOTE = "Unable to decode time axis into full numpy"
+
+
+def far_standard_dates(ds: Any) -> bool:
+    """Whether ``time`` holds cftime dates of a standard calendar, as xarray decodes dates
+    beyond 1678-2262 (where a time unit of seconds, in recent xarray, gives datetime64)."""
+    if "time" not in ds.coords or ds["time"].dtype != object or not ds["time"].size:
+        return False
+    calendar = str(getattr(ds["time"].values.flat[0], "calendar", "")).lower()
+    return (calendar in ("standard", "gregorian", "proleptic_gregorian")
+            and hasattr(getattr(xr, "coders", None), "CFDatetimeCoder"))
+
+
+def open_zarr_dates(path: Path, **options: Any) -> xr.Dataset:
+    """``xr.open_zarr(path, **options)``, with a standard calendar's dates beyond
+    1678-2262 as datetime64[s] (as they were written from) rather than cftime."""
+    with warnings.catch_warnings():
+        # Such dates are read again below, in seconds.
+        warnings.filterwarnings("ignore", message=FAR_DATES_NOTE)
+        ds = xr.open_zarr(path, **options)
+    if far_standard_dates(ds):
+        ds.close()
+        ds = xr.open_zarr(path, decode_times=xr.coders.CFDatetimeCoder(time_unit="s"), **options)
+    return ds
+
+
 def refuse_unwritable_store(final: Path, dim: str = "time") -> None:
     """Refuse to append to the zarr store ``final`` along ``dim`` where a file cannot
     be made where the append writes: the store's folder (its metadata) and the folders
@@ -700,7 +727,7 @@ def refuse_unwritable_store(final: Path, dim: str = "time") -> None:
     may be another's."""
     names: list[str] = []
     with contextlib.suppress(OSError, ValueError, KeyError):  # unreadable: append_zarr says so
-        with xr.open_zarr(final, consolidated=False) as store:
+        with xr.open_zarr(final, consolidated=False, decode_times=False) as store:
             names = [str(v) for v in store.variables if dim in store[v].dims]
     folders = [final]
     for name in names:
@@ -1673,15 +1700,18 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
             group = zarr.open_group(str(final), mode="r+")
         consolidated = (final / ".zmetadata").exists() or _v3_consolidated(final)
         consolidated = _undo_unfinished(group, dim, final, consolidated)
-        store = xr.open_zarr(final, consolidated=False)
+        store = open_zarr_dates(final, consolidated=False)
         piece, first, last, note = _checked_piece(piece, store, dim, same_model, final)
         lengths = {str(v): list(getattr(group[str(v)], "shape", ())) for v in store.variables
                    if dim in store[v].dims}
         attrs = dict(group.attrs)
         new_attrs = {**attrs, "history": _appended_history(piece, store, attrs, dim,
                                                            f"{first} to {last}", note)}
-        if "time_coverage_end" in attrs and "time_coverage_end" in piece.attrs:
-            new_attrs["time_coverage_end"] = piece.attrs["time_coverage_end"]  # ACDD: the days now held
+        if "time_coverage_end" in attrs and dim == "time" and piece[dim].dtype.kind in "MO":
+            # ACDD: the end of the days now held (a bare DataArray appended has none of its own).
+            from xmsgl.convention import day_text
+
+            new_attrs["time_coverage_end"] = day_text(piece[dim].values[-1], after=True)
         # The variables' own history (the first piece's) gets the same line.
         histories = {str(v): str(group[str(v)].attrs["history"]) for v in store.data_vars
                      if dim in store[v].dims and isinstance(group[str(v)].attrs.get("history"), str)}
@@ -1690,7 +1720,9 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
         group[dim].attrs[_UNFINISHED] = json.dumps(
             {"lengths": lengths, "attrs": attrs, "consolidated": consolidated, "histories": histories})
         try:
-            with _term_as_interrupt():
+            with _term_as_interrupt(), warnings.catch_warnings():
+                # xarray reads the store's dates at its own resolution to check the piece's.
+                warnings.filterwarnings("ignore", message=FAR_DATES_NOTE)
                 piece.to_zarr(final, append_dim=dim, consolidated=False)
             group.attrs.put(new_attrs)
             line = str(new_attrs["history"]).splitlines()[-1]
