@@ -477,10 +477,10 @@ def downscale(
         :data:`xmsgl.baselines.BASELINES` and ``"gru"`` always run in memory (dask-backed
         inputs are computed during the call): ``lazy=True``, ``reach_chunk``,
         ``time_block`` and ``halo`` are refused for them.
-    reach_chunk : int, default 4,000
-        Lazy path: core reaches per block.
-    time_block : int, default ``chunk``
-        Lazy path: output days per time block, a multiple of ``chunk``; each block
+    reach_chunk : int, optional
+        Lazy path: core reaches per block (4,000 when None).
+    time_block : int, optional
+        Lazy path (``chunk`` when None): output days per time block, a multiple of ``chunk``; each block
         starts ``spinup`` days earlier, so blocks reproduce the in-memory windows.
     halo : int, optional
         Lazy path: segment hops of halo around a piece of a drainage component too

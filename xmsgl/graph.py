@@ -700,8 +700,8 @@ class RiverGraphs:
             The matrix to convert.
         device : torch.device or str, optional
             Where to put the tensor (default: cpu).
-        dtype : torch.dtype, default torch.float32
-            Value type.
+        dtype : torch.dtype, optional
+            Value type (torch.float32 when None).
         layout : {"csr", "coo"}, default "csr"
             Sparse layout. COO suits code that needs ``torch.sparse.mm`` autograd with
             respect to the matrix itself; both multiply a dense (N, H) matrix.

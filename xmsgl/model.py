@@ -1235,18 +1235,6 @@ def fit(
         Hidden size.
     lr : float, default 5e-3
         Adam learning rate.
-    lr_schedule : {"constant", "cosine"}, default "constant"
-        The learning rate over each stage's steps: ``lr`` throughout, or lowered
-        from ``lr`` towards 0 along half a cosine (:func:`xmsgl.train.lr_factor`).
-        Each stage (stage A, pretraining, the main stage) runs its own schedule.
-        Recorded in ``config["hyperparameters"]`` when not constant.
-    weight_decay : float, default 0
-        Decoupled weight decay (AdamW, Loshchilov and Hutter 2019) of every weight
-        matrix (and convolution kernel): each step shrinks it by ``lr * weight_decay``
-        of itself besides the gradient step; biases, gains and other one-dimensional
-        parameters are not shrunk. 0 trains with plain Adam, as the method does;
-        ``lr * weight_decay`` must stay below 1. Not with ``subbasin_batch``.
-        Recorded in ``config["hyperparameters"]`` when above 0.
     weighting : {"mgda", "equal", "fixed"}, default "mgda"
         Task weighting of multi-task stages (MGDA-UB min-norm weights, equal, or
         ``task_weights``); msgl and async-msgl only (the other methods train one
@@ -1263,7 +1251,8 @@ def fit(
         window when it is shorter (a stride longer than the window would leave the
         days between windows untrained, and is refused).
     batch_size : int, optional
-        Windows per step; by default as many as fit in about 3 GB of activations.
+        Windows per step; by default as many as fit in about 3 GB of activations
+        (8 for ``"gru"``).
     attn_window, attn_blocks : int, default 30, 2
         Temporal attention blocks of the cross-scale head (msgl and async-msgl only;
         the other methods have no such head and refuse them).
@@ -1354,6 +1343,18 @@ def fit(
         ``None``: no average. Each stage (stage A, pretraining) keeps its own
         average. Not with ``subbasin_batch``. Recorded in
         ``config["hyperparameters"]`` when set.
+    lr_schedule : {"constant", "cosine"}, default "constant"
+        The learning rate over each stage's steps: ``lr`` throughout, or lowered
+        from ``lr`` towards 0 along half a cosine (:func:`xmsgl.train.lr_factor`).
+        Each stage (stage A, pretraining, the main stage) runs its own schedule.
+        Recorded in ``config["hyperparameters"]`` when not constant.
+    weight_decay : float, default 0
+        Decoupled weight decay (AdamW, Loshchilov and Hutter 2019) of every weight
+        matrix (and convolution kernel): each step shrinks it by ``lr * weight_decay``
+        of itself besides the gradient step; biases, gains and other one-dimensional
+        parameters are not shrunk. 0 trains with plain Adam, as the method does;
+        ``lr * weight_decay`` must stay below 1. Not with ``subbasin_batch``.
+        Recorded in ``config["hyperparameters"]`` when above 0.
     **options
         Settings of a baseline (``air_window``, ``min_obs``, ``power``, ``d_min``;
         see :func:`xmsgl.baselines.fit_baseline`). Refused for the networks.

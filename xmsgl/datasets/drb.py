@@ -489,7 +489,7 @@ def fetch_data(source: Source = "mirror", folder: str | os.PathLike[str] | None 
 
     Parameters
     ----------
-    source : {"mirror", "release"}
+    source : {"mirror", "release"}, default "mirror"
         Which set of files.
     folder : path, optional
         Where to store them. Default: :func:`data_folder` at the time of the call

@@ -976,7 +976,7 @@ def synthetic_basin(
     ----------
     n_segments : int, default 450
         Number of coarse segments.
-    start, end : str or pandas.Timestamp
+    start, end : str or pandas.Timestamp, default "2007-10-01", "2019-09-30"
         First and last day (inclusive) of the daily time axis.
     seed : int, default 0
         Seed of every random draw; the same seed gives the same dataset.

@@ -48,9 +48,9 @@ class TemporalAttentionBlock(nn.Module):
     ----------
     hidden : int
         Feature size ``H``.
-    window : int
+    window : int, default 30
         Block length in days.
-    offset : int
+    offset : int, default 0
         Start of the first full block (``window // 2`` for the shifted block).
 
     Examples

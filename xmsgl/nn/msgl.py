@@ -259,14 +259,14 @@ class MSGLNet(nn.Module):
 
         Parameters
         ----------
-        x_seg : torch.Tensor, (T, S, B, F_seg), optional
+        x_seg : torch.Tensor, (T, S, B, F_seg), or None
             Standardized segment inputs (needed by "coarse", "cross" and "fine").
-        x_reach : torch.Tensor, (T, R, B, F_reach), optional
+        x_reach : torch.Tensor, (T, R, B, F_reach), or None
             Standardized reach inputs (needed by "fine" and "fine_only").
         graphs : dict
             Graphs "coarse" (S, S), "fine" (R, R), "cross" (R, S) as
             :class:`~xmsgl.nn.SparseGraph` (or sparse torch tensors).
-        tasks : tuple of str
+        tasks : tuple of str, default ("coarse", "cross", "fine")
             Which of :data:`TASKS` to compute.
         rows : torch.Tensor of int64, optional
             Reaches for which the fine heads run (all by default). The recurrence

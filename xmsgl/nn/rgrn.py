@@ -713,7 +713,7 @@ class GraphRecurrent(nn.Module):
 
     Parameters
     ----------
-    hidden : int
+    hidden : int, default 20
         Number of hidden units ``H``.
 
     Notes
@@ -763,7 +763,7 @@ class GraphRecurrent(nn.Module):
             Row-normalized graph weights.
         state : (h, c), optional
             Initial states, each (N, B, H); zeros when omitted.
-        return_state : bool
+        return_state : bool, default False
             Also return the final ``(h, c)``.
 
         Returns
@@ -805,6 +805,8 @@ class GraphRecurrent(nn.Module):
             returned); inference fills a larger result this way, chunk by chunk,
             without copies. Ignored when gradients are recorded.
 
+        Notes
+        -----
         ``x`` must be finite (``fit`` and ``downscale`` refuse other inputs first):
         unlike in :meth:`forward`, a NaN or infinite input meets the zero weights
         that keep the inputs out of the diffused block q, which turns it into NaN
