@@ -214,19 +214,24 @@ def test_a_fill_attribute_on_masked_values_passes(basin: xr.Dataset) -> None:
 
 
 def test_a_float64_fill_on_float32_values_is_found_and_the_mask_advised_works(basin: xr.Dataset) -> None:
-    # -99.9 in float32 equals no float64 number; xr.decode_cf compares so too and keeps it.
+    # -99.9 in float32 equals no float64 number; xr.decode_cf compares so too and keeps
+    # it (xarray 2026.9; 2025.11 masked it, and then decode_cf is the advice).
     ds = basin.copy(deep=True)
     ds["reach_swrad"] = ds["reach_swrad"].astype("float32")
     ds["reach_swrad"].values[2, 10:14] = np.float32(-99.9)
     ds["reach_swrad"].attrs["missing_value"] = -99.9
-    assert int(xr.decode_cf(ds)["reach_swrad"].isnull().sum()) == 0
-    with pytest.raises(DataError, match=r"missing_value = -99.9 \(4 values equal to it\).*declared as "
-                                        r"float64 and the values are float32") as err:
-        ds.msgl.validate()
-    advised = re.search(r"ds\['reach_swrad'\] = (.*) and drop", str(err.value))
-    assert advised is not None
-    ds["reach_swrad"] = eval(advised.group(1), {"ds": ds, "np": np})
-    assert int(ds.msgl.validate()["reach_swrad"].isnull().sum()) == 4
+    if int(xr.decode_cf(ds)["reach_swrad"].isnull().sum()) == 4:
+        with pytest.raises(DataError, match=r"missing_value = -99.9 \(4 values equal to it\).*decode_cf"):
+            ds.msgl.validate()
+        assert int(xr.decode_cf(ds).msgl.validate()["reach_swrad"].isnull().sum()) == 4
+    else:
+        with pytest.raises(DataError, match=r"missing_value = -99.9 \(4 values equal to it\).*declared as "
+                                            r"float64 and the values are float32") as err:
+            ds.msgl.validate()
+        advised = re.search(r"ds\['reach_swrad'\] = (.*) and drop", str(err.value))
+        assert advised is not None
+        ds["reach_swrad"] = eval(advised.group(1), {"ds": ds, "np": np})
+        assert int(ds.msgl.validate()["reach_swrad"].isnull().sum()) == 4
     # A float64 variable with the same fill is still compared exactly.
     exact = basin.copy(deep=True)
     exact["reach_swrad"] = exact["reach_swrad"].astype("float64")

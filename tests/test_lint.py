@@ -107,3 +107,28 @@ def test_the_conda_environment_asks_for_what_pyproject_does() -> None:
         name = conda_name.get(m.group(1).lower(), m.group(1).lower())
         assert name in env, f"environment.yml lacks {name} ({req} in pyproject.toml)"
         assert env[name] == (m.group(3) or "").replace(" ", ""), (name, env[name], req)
+
+
+def test_the_lowest_versions_file_pins_pyprojects_lower_bounds() -> None:
+    # .ci/lowest.txt is what the lower bounds were checked with: one pin per bound.
+    import re
+
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11 or later")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = {}
+    for line in (ROOT / ".ci" / "lowest.txt").read_text().splitlines():
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==([0-9.]+)", line.strip())
+        if m:
+            pins[m.group(1).lower()] = m.group(2)
+    for req in [*project["dependencies"], *project["optional-dependencies"]["test"]]:
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*>=\s*([0-9.]+)", req)
+        if m is None:
+            continue  # no lower bound (pandas-stubs, distributed)
+        name, bound = m.group(1).lower(), m.group(3)
+        if name in ("ruff", "mypy"):
+            continue  # linters: the suite skips them where absent
+        assert name in pins, f".ci/lowest.txt lacks {name} ({req} in pyproject.toml)"
+        pinned = [int(p) for p in pins[name].split(".")]
+        wanted = [int(p) for p in bound.split(".")]
+        assert pinned[:len(wanted)] == wanted and all(p == 0 for p in pinned[len(wanted):]), \
+            (name, pins[name], req)

@@ -186,7 +186,9 @@ def test_weights_saved_on_a_gpu_load_on_a_cpu_only_machine(saved: Path, model: D
     with mock.patch("torch.serialization.location_tag", lambda storage: "cuda:0"):
         _plant(saved, state)
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError):
+        import pickle
+
+        with pytest.raises((RuntimeError, pickle.UnpicklingError)):  # torch 2.3 says the latter
             torch.load(saved / "weights.pt", weights_only=True)
     back = load(saved)
     assert all(p.device.type == "cpu" for p in back.net.parameters())

@@ -762,7 +762,7 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
     _check_time_bounds(ds, np.asarray(t.values))
     if len(t) < 2:
         return ds.copy()
-    daily = pd.date_range(t[0], t[-1], freq="D")
+    daily = pd.date_range(t[0], t[-1], freq="D", unit=t.unit)  # beyond 2262 in seconds
     added = np.asarray(~daily.isin(t))
     if max_gap is not None:
         # Runs of added days longer than max_gap are not added.

@@ -109,10 +109,11 @@ def _stamp(value: Any, end: bool, name: str, given: Any) -> Bound:
     if parsed is pd.NaT:
         raise PeriodError(f"{name}={given!r}: {value!r} is not a date; {_HINT}")
     if isinstance(parsed, pd.Period):
-        if parsed.end_time - parsed.start_time < pd.Timedelta(days=1):
+        first = parsed.asfreq("D", how="start")
+        if first == parsed.asfreq("D", how="end"):
             # "2002-10-01T12" names an hour; like an instant, it stands for its day.
-            parsed = pd.Period(parsed.start_time, freq="D")
-        return parsed.end_time if end else parsed.start_time
+            parsed = first
+        return _edge(parsed, end)
     if parsed.tz is not None:
         raise _refuse_zone(value, name, given)
     # The days of a dataset are daily steps, stamped at any hour (Daymet's at noon):
@@ -120,7 +121,18 @@ def _stamp(value: Any, end: bool, name: str, given: Any) -> Bound:
     # that an end of date(2002, 7, 31) keeps the values stamped 2002-07-31 12:00.
     unit = np.datetime_data(value.dtype)[0] if isinstance(value, np.datetime64) else "D"
     label = pd.Period(parsed, freq=unit if unit in ("Y", "M") else "D")
-    return label.end_time if end else label.start_time
+    return _edge(label, end)
+
+
+def _edge(period: pd.Period, end: bool) -> pd.Timestamp:
+    """The first (or with ``end`` the last) instant of ``period``; beyond 1677-2262,
+    where pandas before 3.0 gives these in nanoseconds only and overflows, in seconds."""
+    try:
+        return period.end_time if end else period.start_time
+    except pd.errors.OutOfBoundsDatetime:
+        day = period.asfreq("D", how="end" if end else "start").ordinal  # days since 1970
+        stamp = np.datetime64(day, "D").astype("datetime64[s]")
+        return pd.Timestamp(stamp + np.timedelta64(86_399, "s") if end else stamp)
 
 
 def _pair(item: Any, name: str, given: Any) -> tuple[Bound, Bound]:
