@@ -452,3 +452,18 @@ def test_coverage_dates_have_four_digit_years() -> None:
     early = piece.assign_coords(time=np.datetime64("0100-10-01", "s") + np.arange(3) * np.timedelta64(1, "D"))
     out = output_dataset(early, source="t")
     assert (out.attrs["time_coverage_start"], out.attrs["time_coverage_end"]) == ("0100-10-01", "0100-10-04")
+
+
+def test_cftime_days_beyond_2262_append_as_cftime(tmp_path: Path) -> None:
+    # A piece of cftime dates is compared with the store's dates as cftime (reading
+    # them in seconds, as for a datetime64 piece, refused it as another calendar).
+    pytest.importorskip("cftime")
+    t = xr.date_range("2300-01-01", periods=6, freq="D", calendar="standard", use_cftime=True)
+    whole = days("2001-01-01", 6).assign_coords(time=t)
+    store = tmp_path / "s.zarr"
+    to_zarr_safe(daily_time_bounds(whole.isel(time=slice(0, 3)).to_dataset()), store)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Unable to decode time axis")  # xarray's, on reading
+        append_zarr(whole.isel(time=slice(3, None)), store)
+        out = xr.open_zarr(store)  # cftime, as xarray reads dates beyond 2262 by default
+        assert [str(d)[:10] for d in out.time.values] == [str(d)[:10] for d in t.values]

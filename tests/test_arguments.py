@@ -62,6 +62,34 @@ def test_periods_read_like_xarray_labels(period, first, last) -> None:
     assert len(days) == (pd.Timestamp(last) - pd.Timestamp(first)).days + 1
 
 
+def test_period_edges_beyond_2262_where_pandas_overflows() -> None:
+    # pandas before 3.0 gives a period's start and end in nanoseconds only: beyond 2262
+    # they overflowed; they are then taken to the microsecond.
+    from xmsgl.periods import _edge
+
+    class Far:
+        """A period whose edges overflow, as pandas 2's do beyond 2262."""
+
+        def __init__(self, period: pd.Period) -> None:
+            self.period = period
+
+        @property
+        def start_time(self) -> pd.Timestamp:
+            raise pd.errors.OutOfBoundsDatetime("as pandas 2")
+
+        end_time = start_time
+
+        def asfreq(self, *args: object, **kwargs: object) -> pd.Period:
+            return self.period.asfreq(*args, **kwargs)
+
+    month = Far(pd.Period("2300-02", freq="M"))
+    assert _edge(month, False) == pd.Timestamp(np.datetime64("2300-02-01T00:00:00", "us"))
+    assert _edge(month, True) == pd.Timestamp(np.datetime64("2300-02-28T23:59:59.999999", "us"))
+    # The stamps of a day, to the last part of its last second, are the day's.
+    t = pd.DatetimeIndex(np.array(["2300-02-28T23:59:59.500", "2300-03-01"], "datetime64[ms]"))
+    assert list(t <= _edge(month, True)) == [True, False]
+
+
 def test_list_of_periods_and_open_bounds() -> None:
     mask = period_mask(DAYS, [("2001-01-01", "2001-01-02"), "2001-03"], "train")
     assert mask.sum() == 2 + 31

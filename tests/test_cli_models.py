@@ -891,6 +891,16 @@ def test_a_full_disk_names_the_output_as_it_was(files: dict[str, str], model_dir
     assert "No space left on device" in err and ".tmp'; writing 'pred.nc' failed under that temporary " \
         "name, now removed: 'pred.nc' is as it was before the command" in err
     assert list(tmp_path.iterdir()) == []
+    # A temporary name left by a killed run, named by an error, is not said to be removed.
+    left = tmp_path / ".pred.nc.0123456789ab.tmp"
+    left.write_text("")
+
+    def blocked(self: xr.Dataset, path: object, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.EACCES, "Permission denied", str(left))
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", blocked)
+    assert main(["downscale", model_dir, files["nc"], str(out)]) == 1
+    assert "now removed" not in capsys.readouterr().err
 
 
 def test_a_second_ctrl_c_cannot_stop_the_removal_of_a_failed_write(tmp_path,

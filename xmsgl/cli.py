@@ -1676,11 +1676,15 @@ _TEMPORARY = re.compile(r"(?:^|/)\.(?P<name>[^/]+)\.[0-9a-f]{12}\.tmp(?:/|$)")
 def _temporary_words(err: OSError) -> str:
     """``err`` as printed, with what its file name means where that is a write's
     temporary name (removed as the write failed): the output itself is as it was."""
-    found = _TEMPORARY.search(str(err.filename or ""))
-    if found is None:
+    text = str(err.filename or "")
+    found = _TEMPORARY.search(text)
+    # Only where the write removed it (not a leftover of a killed run, named by the error).
+    if found is None or os.path.lexists(text[:found.end()].rstrip("/")):
         return str(err)
-    return (f"{err}; writing {found['name']!r} failed under that temporary name, now removed: "
-            f"{found['name']!r} is as it was before the command")
+    # A name cut to fit the file system's limit (xmsgl.io) is not the output's own.
+    name = repr(found["name"]) if len(found["name"].encode()) < 200 else "the output"
+    return (f"{err}; writing {name} failed under that temporary name, now removed: "
+            f"{name} is as it was before the command")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -707,14 +707,16 @@ def far_standard_dates(ds: Any) -> bool:
 
 def open_zarr_dates(path: Path, **options: Any) -> xr.Dataset:
     """``xr.open_zarr(path, **options)``, with a standard calendar's dates beyond
-    1678-2262 as datetime64[s] (as they were written from) rather than cftime."""
+    1678-2262 as datetime64[s] (as a piece of datetime64 dates is written from)
+    rather than cftime."""
     with warnings.catch_warnings():
-        # Such dates are read again below, in seconds.
+        # Such dates are read again below, in seconds (where they stay cftime, before
+        # 1582 say, xarray says so again at every read of the store).
         warnings.filterwarnings("ignore", message=FAR_DATES_NOTE)
         ds = xr.open_zarr(path, **options)
-    if far_standard_dates(ds):
-        ds.close()
-        ds = xr.open_zarr(path, decode_times=xr.coders.CFDatetimeCoder(time_unit="s"), **options)
+        if far_standard_dates(ds):
+            ds.close()
+            ds = xr.open_zarr(path, decode_times=xr.coders.CFDatetimeCoder(time_unit="s"), **options)
     return ds
 
 
@@ -1700,7 +1702,9 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
             group = zarr.open_group(str(final), mode="r+")
         consolidated = (final / ".zmetadata").exists() or _v3_consolidated(final)
         consolidated = _undo_unfinished(group, dim, final, consolidated)
-        store = open_zarr_dates(final, consolidated=False)
+        # The store's dates as the piece's: datetime64 where it can, else cftime.
+        store = (open_zarr_dates(final, consolidated=False) if piece[dim].dtype.kind == "M"
+                 else xr.open_zarr(final, consolidated=False))
         piece, first, last, note = _checked_piece(piece, store, dim, same_model, final)
         lengths = {str(v): list(getattr(group[str(v)], "shape", ())) for v in store.variables
                    if dim in store[v].dims}

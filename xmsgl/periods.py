@@ -126,13 +126,14 @@ def _stamp(value: Any, end: bool, name: str, given: Any) -> Bound:
 
 def _edge(period: pd.Period, end: bool) -> pd.Timestamp:
     """The first (or with ``end`` the last) instant of ``period``; beyond 1677-2262,
-    where pandas before 3.0 gives these in nanoseconds only and overflows, in seconds."""
+    where pandas before 3.0 gives these in nanoseconds only and overflows, to the
+    microsecond (the last one of the day: a stamp at 23:59:59.5 is the day's)."""
     try:
         return period.end_time if end else period.start_time
     except pd.errors.OutOfBoundsDatetime:
         day = period.asfreq("D", how="end" if end else "start").ordinal  # days since 1970
-        stamp = np.datetime64(day, "D").astype("datetime64[s]")
-        return pd.Timestamp(stamp + np.timedelta64(86_399, "s") if end else stamp)
+        stamp = np.datetime64(day, "D").astype("datetime64[us]")
+        return pd.Timestamp(stamp + np.timedelta64(86_399_999_999, "us") if end else stamp)
 
 
 def _pair(item: Any, name: str, given: Any) -> tuple[Bound, Bound]:

@@ -892,8 +892,9 @@ def _mps_sparse_problem(device: str = "mps") -> str | None:
             dev = torch.device(device)
             adj = torch.sparse_csr_tensor(torch.tensor([0, 1, 3], dtype=torch.int32),
                                           torch.tensor([0, 0, 1], dtype=torch.int32),
-                                          torch.tensor([1.0, 2.0, 3.0]), size=(2, 2)).to(dev)
-            x = torch.tensor([[1.0], [10.0]], device=dev)
+                                          torch.tensor([1.0, 2.0, 3.0], dtype=torch.float32),
+                                          size=(2, 2)).to(dev)
+            x = torch.tensor([[1.0], [10.0]], dtype=torch.float32, device=dev)
             forward = torch.addmm(x, adj, x).cpu()
             backward = torch.sparse.mm(_transpose(adj), x).cpu()
     except Exception as err:  # any refusal of the backend means the same here
