@@ -728,11 +728,11 @@ def test_fit_warnings_name_the_callers_line(basin: xr.Dataset) -> None:
     assert {w.filename for w in caught} == {__file__}
 
 
-def test_a_fit_that_starts_cuda_gives_the_gpus_the_callers_seed(
-        basin: xr.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
-    # CUDA started inside a fit takes the fit's seed, and fork_rng had no GPU state
-    # to restore: the GPUs get the caller's seed back, as if started afterwards.
-    # (Simulated here; tests/test_gpu.py checks it on a GPU.)
+def test_a_fit_that_starts_cuda_seeds_no_gpu(basin: xr.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    # CUDA started inside a fit takes the seeds the caller queued for it, as it would
+    # have after the call: the fit draws nothing on a GPU. It reseeded every GPU with the
+    # CPU's seed, which replaced a seed given by torch.cuda.manual_seed. (Simulated
+    # here; tests/test_gpu.py checks it on a GPU.)
     torch.manual_seed(123)
     started = iter([False])
     seeded: list[int] = []
@@ -740,9 +740,9 @@ def test_a_fit_that_starts_cuda_gives_the_gpus_the_callers_seed(
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: next(started, True))
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     monkeypatch.setattr(torch.cuda, "manual_seed_all", seeded.append)
+    monkeypatch.setattr(torch.cuda, "manual_seed", seeded.append)
     fit(basin, method="fine-only", seed=0, device="cpu", **FAST)
-    # A CPU fit leaves the GPUs' seed alone; CUDA started meanwhile gets the caller's.
-    assert seeded == [123]
+    assert seeded == []
 
 
 def test_a_cpu_fit_leaves_the_seed_queued_for_the_gpus_alone(

@@ -1210,3 +1210,33 @@ def test_a_validation_warning_of_fit_is_printed_once(tmp_path, capsys: pytest.Ca
     assert main(["fit", str(tmp_path / "cold.nc"), str(tmp_path / "m"), *FAST]) == 0
     lines = [ln for ln in capsys.readouterr().err.splitlines() if "outside -5..45 degC" in ln]
     assert len(lines) == 1 and lines[0].startswith("xmsgl: warning: ")
+
+
+def _command(args: list[str], **env: str) -> tuple[int, str, str]:
+    """``xmsgl ARGS`` in a process of its own, with ``env`` added to the environment."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "xmsgl.cli", *args], capture_output=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **env}, timeout=300)
+    return proc.returncode, proc.stdout.decode("ascii", "replace"), proc.stderr.decode("ascii", "replace")
+
+
+def test_a_path_the_terminal_cannot_encode_is_printed_escaped(files: dict[str, str], model_dir: str,
+                                                               tmp_path) -> None:
+    # The last line, printed after the work, failed with a traceback and exit 1.
+    accented = tmp_path / "modèle"
+    shutil.copytree(model_dir, accented)
+    code, out, err = _command(["info", str(accented)], PYTHONIOENCODING="ascii")
+    assert code == 0 and "Traceback" not in err, err
+    assert "mod\\xe8le" in out
+
+
+def test_warnings_made_errors_end_the_command_with_one_line(files: dict[str, str], tmp_path) -> None:
+    # Under python -W error an XmsglWarning is raised as an exception: it ended the
+    # command with a traceback.
+    code, _, err = _command(["fit", files["nc"], str(tmp_path / "m"), *FAST],
+                            PYTHONWARNINGS="error::UserWarning")
+    assert code == 2 and "Traceback" not in err, err
+    assert err.startswith("xmsgl: error: ") and "an error under the warning filters in force" in err
+    assert not (tmp_path / "m").exists()

@@ -240,15 +240,17 @@ def test_a_fit_that_starts_cuda_leaves_the_callers_gpu_stream() -> None:
     import subprocess
     import sys
 
+    # Seeded on the GPU alone: a fit that reseeded the GPUs with the CPU's seed (as
+    # xmsgl did) would change the stream.
     code = (
         "import torch, xmsgl\n"
-        "torch.manual_seed(123)\n"
+        "torch.cuda.manual_seed(123)\n"
         "ds = xmsgl.datasets.synthetic_basin(n_segments=4, start='2001-01-01', end='2001-06-30',"
         " reach_obs_share=0.3)\n"
         "xmsgl.fit(ds, method='fine-only', seed=0, device='cuda', epochs=1, window=30, stride=30,"
         " progress=False)\n"
         "a = torch.rand(3, device='cuda').cpu()\n"
-        "torch.manual_seed(123)\n"
+        "torch.cuda.manual_seed(123)\n"
         "print(bool(torch.equal(a, torch.rand(3, device='cuda').cpu())))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import re
 import shlex
@@ -1697,6 +1698,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         subs.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    with _escaped_streams():
+        return _run(args)
+
+
+@contextlib.contextmanager
+def _escaped_streams() -> Iterator[None]:
+    """stdout and stderr write what their encoding cannot (a path with an accent under
+    ``PYTHONIOENCODING=ascii`` or a C locale) as backslash escapes: the command printed
+    its last line only after its work, and failed on such a path with a traceback."""
+    streams = [s for s in (sys.stdout, sys.stderr) if isinstance(s, io.TextIOWrapper)]
+    before = [s.errors for s in streams]
+    for stream in streams:
+        stream.reconfigure(errors="backslashreplace")
+    try:
+        yield
+    finally:
+        for stream, errors in zip(streams, before):
+            with contextlib.suppress(ValueError):  # closed meanwhile
+                stream.reconfigure(errors=errors)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command ``args`` names, its failures as one line and an exit code."""
+    stopped: dict[str, bool] = {}
     try:
         with _terminate_as_interrupt() as stopped:
             code = int(args.func(args))
@@ -1720,6 +1745,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except XmsglError as err:
         _error(_cli_words(str(err), getattr(args, "command", "")))
+        return 2
+    except XmsglWarning as err:
+        # Raised where the warning filters make warnings errors (python -W error,
+        # PYTHONWARNINGS=error): the input's problem, said as an error is.
+        _error(f"{_cli_words(str(err), getattr(args, 'command', ''))} ({type(err).__name__}, "
+               "an error under the warning filters in force)")
         return 2
     except OSError as err:
         # The system failed under a valid command (disk full, permission denied...).

@@ -142,7 +142,7 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
     from xmsgl.graph import build_graphs
     from xmsgl.model import _rebuild, check_compatible
     from xmsgl.nn.dmsge import dirichlet_energy
-    from xmsgl.train import resolve_device
+    from xmsgl.train import resolve_device, without_autocast
 
     check_count("n_bins", n_bins, least=2)
     if n_bins > 64:
@@ -194,7 +194,7 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
             day0 = [data.epoch_day_at(0)]
             backbone.record = {"from_day": warm}
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), without_autocast():  # float32, as fitted
                     net.hidden_states(x, data.graphs["fine"], "reach", day0=day0)
                     rec = backbone.record
                     run_states = rec["states"]

@@ -120,7 +120,6 @@ from xmsgl.train import (
     feature_spec,
     fit_scalers,
     input_array,
-    keeps_torch_rng,
     make_windows,
     observed_ranges,
     period_ranges,
@@ -306,7 +305,6 @@ class Downscaler:
         return path
 
     @classmethod
-    @keeps_torch_rng  # the network's starting weights, replaced by the saved ones
     def load(cls, path: str | os.PathLike[str]) -> Downscaler:
         """Read a model written by :meth:`save`; see :func:`load`."""
         # Read again where another process replaced the folder meanwhile.
@@ -1152,7 +1150,6 @@ def fit(ds: xr.Dataset, method: _NetworkName = "msgl", **kwargs: Any) -> Downsca
 def fit(ds: xr.Dataset, method: str, **kwargs: Any) -> Downscaler | BaselineModel: ...
 
 
-@keeps_torch_rng
 @uses_thread_option
 @releases_buffers
 @trains

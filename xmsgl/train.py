@@ -14,6 +14,7 @@ Guards kept on purpose (each is a defect of earlier public code):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import math
@@ -568,7 +569,7 @@ class InputDays:
             # standardized by torch on every thread, the others by numpy.
             self._tensors.append(_torch_view(vals))
         self._days = 0  # the longest block made: buffers of one size are reused
-        self._like = torch.empty(0, dtype=torch.float32)
+        self._like = torch.empty(0, dtype=torch.float32, device="cpu")  # host buffers, whatever the default device
 
     def raw(self, j: int) -> np.ndarray:
         """Input ``j`` as the dataset stores it on these days: (T, N) for a time-varying
@@ -755,16 +756,39 @@ def uses_thread_option(func: _F) -> _F:
 
 
 def trains(func: _F) -> _F:
-    """Run ``func`` with autograd on, inside a caller's ``torch.no_grad()`` or
-    ``torch.inference_mode()`` too (a fit there failed in torch's backward with "element 0
-    of tensors does not require grad"); the caller's mode is as it was afterwards."""
+    """Run ``func`` with autograd on and in float32, inside a caller's ``torch.no_grad()``,
+    ``torch.inference_mode()`` or ``torch.autocast`` too (a fit there failed in torch's
+    backward with "element 0 of tensors does not require grad", or in the sparse product
+    in bfloat16); the caller's modes are as they were afterwards."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with torch.inference_mode(False), torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad(), without_autocast():
             return func(*args, **kwargs)
 
     return cast(_F, wrapper)
+
+
+def full_precision(func: _F) -> _F:
+    """Run ``func`` (a prediction) in float32 inside a caller's ``torch.autocast`` too
+    (the GRU's prediction failed in bfloat16); the caller's mode is as it was afterwards."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with without_autocast():
+            return func(*args, **kwargs)
+
+    return cast(_F, wrapper)
+
+
+@contextmanager
+def without_autocast() -> Iterator[None]:
+    """torch's autocast off in this thread, on the CPU and on CUDA devices."""
+    with contextlib.ExitStack() as modes:
+        modes.enter_context(torch.autocast("cpu", enabled=False))
+        if torch.cuda.is_available():
+            modes.enter_context(torch.autocast("cuda", enabled=False))
+        yield
 
 
 #: One seeded block at a time in the process (see :func:`torch_seeded`).
@@ -786,28 +810,6 @@ def torch_seeded(seed: int | None = None) -> Iterator[None]:
         if seed is not None:
             torch.default_generator.manual_seed(int(seed))
         yield
-
-
-def keeps_torch_rng(func: _F) -> _F:
-    """Run ``func`` leaving the caller's GPU random streams as they were.
-
-    xmsgl draws random numbers on the CPU only, to build networks, in
-    :func:`torch_seeded` blocks that restore the CPU generator, and never seeds a GPU.
-    Where CUDA starts inside the call (a fit on a GPU), the GPUs are given the seed the
-    caller's streams start from, as they would have taken on starting after the call.
-    """
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        cuda_ready = torch.cuda.is_available() and torch.cuda.is_initialized()
-        # The seed the caller's streams start from (torch.manual_seed sets it for the
-        # CPU and, once CUDA starts, for every GPU).
-        entry_seed = torch.initial_seed()
-        try:
-            return func(*args, **kwargs)
-        finally:
-            if not cuda_ready and torch.cuda.is_available() and torch.cuda.is_initialized():
-                torch.cuda.manual_seed_all(entry_seed)
-    return cast(_F, wrapper)
 
 
 def check_device_name(device: object) -> torch.device | None:

@@ -77,7 +77,7 @@ from xmsgl.nn.weights import (
     save_network,
     warn_if_edited,
 )
-from xmsgl.train import keeps_torch_rng, torch_seeded, trains, uses_thread_option
+from xmsgl.train import full_precision, torch_seeded, trains, uses_thread_option
 
 if TYPE_CHECKING:
     from xmsgl.train import FeatureSpec
@@ -266,6 +266,7 @@ class GRUModel(BaselineModel):
         return (f"<xmsgl.GRUModel hidden={self.net.hidden} n_reach={self.arrays['reach_ids'].size} "
                 f"sha256={self.sha256[:12]}>")
 
+    @full_precision
     def predict(self, ds: xr.Dataset, time: Any = None) -> xr.DataArray:
         """Predict fine water temperature on the days of ``ds``.
 
@@ -437,7 +438,6 @@ def load_gru(path: str | os.PathLike[str]) -> GRUModel:
     return read_saved_folder(model_path(path), _read_gru)
 
 
-@keeps_torch_rng  # the network's starting weights, replaced by the saved ones
 def _read_gru(path: Path) -> GRUModel:
     cfg_file = path / CONFIG
     config = read_json_file(cfg_file, "settings file", _REFETCH)
@@ -541,7 +541,6 @@ def check_gru_settings(*, epochs: Any = 40, hidden: Any = 20, lr: Any = 5e-3,
     return int(window), int(stride), lr
 
 
-@keeps_torch_rng
 @uses_thread_option
 @trains
 def fit_gru(
