@@ -1240,3 +1240,19 @@ def test_warnings_made_errors_end_the_command_with_one_line(files: dict[str, str
     assert code == 2 and "Traceback" not in err, err
     assert err.startswith("xmsgl: error: ") and "an error under the warning filters in force" in err
     assert not (tmp_path / "m").exists()
+
+
+def test_a_file_names_own_bytes_are_printed_as_they_are(model_dir: str, tmp_path) -> None:
+    # Under a C locale Python writes a name's undecodable bytes back as they were
+    # (surrogateescape); the escapes above are only for streams that refuse them.
+    import subprocess
+    import sys
+
+    raw = os.fsencode(str(tmp_path)) + b"/mod\xe9le"
+    shutil.copytree(model_dir, os.fsdecode(raw))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONIOENCODING", "PYTHONUTF8")}
+    proc = subprocess.run([sys.executable, "-m", "xmsgl.cli", "info", os.fsdecode(raw)],
+                          capture_output=True, env={**env, "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": "1"},
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert b"mod\xe9le" in proc.stdout

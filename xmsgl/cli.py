@@ -55,6 +55,7 @@ import os
 import re
 import shlex
 import sys
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -1702,21 +1703,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
 
 
+#: Commands running (main may run in several threads at once) and the streams made to
+#: escape by the first of them, with their own ``errors`` to restore after the last.
+_ESCAPING: dict[str, Any] = {"users": 0, "streams": []}
+_ESCAPING_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _escaped_streams() -> Iterator[None]:
     """stdout and stderr write what their encoding cannot (a path with an accent under
-    ``PYTHONIOENCODING=ascii`` or a C locale) as backslash escapes: the command printed
-    its last line only after its work, and failed on such a path with a traceback."""
-    streams = [s for s in (sys.stdout, sys.stderr) if isinstance(s, io.TextIOWrapper)]
-    before = [s.errors for s in streams]
-    for stream in streams:
-        stream.reconfigure(errors="backslashreplace")
+    ``PYTHONIOENCODING=ascii``) as backslash escapes: the command printed its last line
+    only after its work, and failed on such a path with a traceback. Only streams that
+    refuse such characters (``errors="strict"``) change: under a C locale Python writes
+    a file name's undecodable bytes back as they were (``surrogateescape``)."""
+    with _ESCAPING_LOCK:
+        if _ESCAPING["users"] == 0:
+            _ESCAPING["streams"] = [s for s in (sys.stdout, sys.stderr)
+                                    if isinstance(s, io.TextIOWrapper) and s.errors == "strict"]
+            for stream in _ESCAPING["streams"]:
+                with contextlib.suppress(ValueError, OSError):
+                    stream.reconfigure(errors="backslashreplace")
+        _ESCAPING["users"] += 1
     try:
         yield
     finally:
-        for stream, errors in zip(streams, before):
-            with contextlib.suppress(ValueError):  # closed meanwhile
-                stream.reconfigure(errors=errors)
+        with _ESCAPING_LOCK:
+            _ESCAPING["users"] -= 1
+            if _ESCAPING["users"] == 0:
+                for stream in _ESCAPING["streams"]:
+                    # reconfigure flushes: closed meanwhile, or a reader gone (a broken pipe).
+                    with contextlib.suppress(ValueError, OSError):
+                        stream.reconfigure(errors="strict")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -783,11 +783,18 @@ def full_precision(func: _F) -> _F:
 
 @contextmanager
 def without_autocast() -> Iterator[None]:
-    """torch's autocast off in this thread, on the CPU and on CUDA devices."""
+    """torch's autocast off in this thread, on the CPU and the accelerators xmsgl runs on."""
     with contextlib.ExitStack() as modes:
         modes.enter_context(torch.autocast("cpu", enabled=False))
         if torch.cuda.is_available():
             modes.enter_context(torch.autocast("cuda", enabled=False))
+        if torch.backends.mps.is_available():
+            try:
+                mps = torch.autocast("mps", enabled=False)
+            except RuntimeError:  # a torch without autocast on MPS (before 2.5)
+                pass
+            else:
+                modes.enter_context(mps)
         yield
 
 
@@ -806,7 +813,9 @@ def torch_seeded(seed: int | None = None) -> Iterator[None]:
     state another call had seeded. Building a network is the only use of torch's
     random numbers in xmsgl (training draws none), so it is done in such a block.
     """
-    with _RNG_LOCK, torch.random.fork_rng(devices=[]):
+    # On the CPU whatever the caller's default device (torch.set_default_device("cuda")
+    # would draw the weights from a GPU's generator, which the seed does not set).
+    with _RNG_LOCK, torch.random.fork_rng(devices=[]), torch.device("cpu"):
         if seed is not None:
             torch.default_generator.manual_seed(int(seed))
         yield
