@@ -725,3 +725,12 @@ def test_fits_and_downscales_alike_whatever_the_callers_torch_modes(half_year_ba
         except TypeError:  # torch before 2.4
             assert torch.is_autocast_cpu_enabled()
     assert model.sha256 == half_year_msgl.sha256
+    # Nor does a default device of the caller's ("meta" holds no values: the graphs and
+    # the weights were made there, and fit failed to copy out of them).
+    torch.set_default_device("meta")
+    try:
+        model = fit(half_year_basin, method="msgl", seed=0, **FAST_FIT)
+        np.testing.assert_array_equal(half_year_basin.msgl.downscale(model).values, expected)
+    finally:
+        torch.set_default_device(None)
+    assert model.sha256 == half_year_msgl.sha256

@@ -740,12 +740,13 @@ class RiverGraphs:
                     torch.from_numpy(np.asarray(m.data)).to(dt),
                     size=m.shape,
                     check_invariants=False,
+                    device="cpu",
                 )
         elif layout == "coo":
             idx = np.vstack([_csr_rows(m), m.indices.astype(np.int64)])
             t = torch.sparse_coo_tensor(
                 torch.from_numpy(idx), torch.from_numpy(np.asarray(m.data)).to(dt),
-                size=m.shape, is_coalesced=True, check_invariants=False,
+                size=m.shape, is_coalesced=True, check_invariants=False, device="cpu",
             )
         else:
             raise ChoiceError(f"layout={layout!r} is not known; use 'csr' or 'coo'")
@@ -803,7 +804,7 @@ class RiverGraphs:
         out["reach", "in", "seg"].edge_index = torch.from_numpy(
             np.vstack([_csr_rows(p), p.indices.astype(np.int64)])
         )
-        out["reach", "in", "seg"].edge_weight = torch.ones(p.nnz, dtype=torch.float32)
+        out["reach", "in", "seg"].edge_weight = torch.ones(p.nnz, dtype=torch.float32, device="cpu")
         self._data = out
         return out
 

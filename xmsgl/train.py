@@ -901,10 +901,10 @@ def _mps_sparse_problem(device: str = "mps") -> str | None:
     try:
         with quiet_sparse_notes():
             dev = torch.device(device)
-            adj = torch.sparse_csr_tensor(torch.tensor([0, 1, 3], dtype=torch.int32),
-                                          torch.tensor([0, 0, 1], dtype=torch.int32),
-                                          torch.tensor([1.0, 2.0, 3.0], dtype=torch.float32),
-                                          size=(2, 2)).to(dev)
+            adj = torch.sparse_csr_tensor(torch.tensor([0, 1, 3], dtype=torch.int32, device="cpu"),
+                                          torch.tensor([0, 0, 1], dtype=torch.int32, device="cpu"),
+                                          torch.tensor([1.0, 2.0, 3.0], dtype=torch.float32, device="cpu"),
+                                          size=(2, 2), device="cpu").to(dev)
             x = torch.tensor([[1.0], [10.0]], dtype=torch.float32, device=dev)
             forward = torch.addmm(x, adj, x).cpu()
             backward = torch.sparse.mm(_transpose(adj), x).cpu()

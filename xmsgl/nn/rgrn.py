@@ -150,6 +150,7 @@ def _csr(m: Any) -> torch.Tensor:
         torch.from_numpy(np.array(m.data, dtype=np.float32)),
         size=m.shape,
         check_invariants=False,
+        device="cpu",  # moved where asked; not a caller's default device first
     )
 
 
