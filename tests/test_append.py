@@ -125,9 +125,17 @@ def test_another_model_appends_when_asked(tmp_path: Path) -> None:
 
 def test_a_gap_warns_with_its_length(tmp_path: Path) -> None:
     store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
+    # Made an error, as the warning says, it stops the append before anything is written.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TimeGapWarning)
+        with pytest.raises(TimeGapWarning):
+            append_zarr(days("2001-01-15", 3), store)
+    assert xr.open_zarr(store).sizes["time"] == 10
     with pytest.warns(TimeGapWarning, match=r"leaves 4 time steps missing \(4 between 2001-01-10 and "
-                                            r"2001-01-15\): .* can never be appended later"):
+                                            r"2001-01-15\): the piece is appended all the same.* can "
+                                            r"never be appended later.*simplefilter\('error'"):
         append_zarr(days("2001-01-15", 3), store)
+    assert xr.open_zarr(store).sizes["time"] == 13
 
 
 def test_bad_paths_and_objects_are_refused(tmp_path: Path) -> None:

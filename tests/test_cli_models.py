@@ -1072,6 +1072,10 @@ def test_info_names_and_checks_the_data_a_model_learned_from(files: dict[str, st
     assert "learned from the same; inputs on the days it read DIFFERENT" in capsys.readouterr().out
     assert main(["info", "--data", files["nc"]]) == 2
     assert "give MODEL too" in capsys.readouterr().err
+    # A --data that cannot be read is refused alone: the model's description was printed first.
+    assert main(["info", model_dir, "--data", str(tmp_path / "missing.nc")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "does not exist" in err
 
 
 def test_outputs_record_paths_and_commands_that_work_again(

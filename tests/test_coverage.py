@@ -215,7 +215,7 @@ def test_downscale_warns_of_time_varying_inputs_far_beyond(half_year_basin: xr.D
         ranges = [w for w in said if issubclass(w.category, InputRangeWarning)]
         assert len(ranges) == 1
         assert re.search(r"inputs 'seg_air_temp', 'reach_air_temp' lie far beyond their training "
-                         r"range in a block", str(ranges[0].message))
+                         r"ranges in a block", str(ranges[0].message))
     # Five days in degF in a run of four months: 4% of its node-days, 17% of those of
     # the 30 days around them (a month appended in other units is not diluted by the rest).
     five = half_year_basin.copy()

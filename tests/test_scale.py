@@ -717,7 +717,7 @@ def test_local_cluster_of_processes(basin: xr.Dataset, model: Downscaler,
         # stderr only): a discharge of the wrong sign, once per call.
         flipped = _chunked(basin.assign(reach_discharge=-basin.reach_discharge.assign_attrs(
             basin.reach_discharge.attrs)))
-        with pytest.warns(xmsgl.InputRangeWarning, match=r"input 'reach_discharge' lies far beyond their training range in a block of a lazy downscale, said as the block is computed") as said:
+        with pytest.warns(xmsgl.InputRangeWarning, match=r"input 'reach_discharge' lies far beyond its training range in a block of a lazy downscale \(said as the block is computed") as said:
             flipped.msgl.downscale(str(path), **RUN, reach_chunk=40, time_block=200).compute()
             for _ in range(100):  # the workers' events come in beside the result
                 if any(issubclass(w.category, xmsgl.InputRangeWarning) for w in said):

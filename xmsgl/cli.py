@@ -123,11 +123,13 @@ def _info(args: argparse.Namespace) -> int:
     import xmsgl
 
     if args.model is not None:
-        for line in _model_lines(args.model):
-            print(line)
+        # Both read before anything is printed: a --data that cannot be read is refused
+        # alone, not after the model's description.
+        lines = list(_model_lines(args.model))
         if args.data is not None:
-            for line in _data_lines(args):
-                print(line)
+            lines += list(_data_lines(args))
+        for line in lines:
+            print(line)
         return 0
     if args.data is not None:
         raise ParameterError("--data compares a dataset with a saved model's record: give MODEL too")

@@ -2026,9 +2026,11 @@ def _check_days(piece: xr.Dataset, store: xr.Dataset, dim: str, bounds: str | No
         total = sum(n for _, _, n in gaps)
         warnings.warn(
             f"appending to the store {name} leaves {total} {dim} steps missing ({said}"
-            f"{'; ...' if len(gaps) > 3 else ''}): they precede the store's last day once this "
-            "piece is written, so they can never be appended later. Append them first, or accept "
-            "the gap", TimeGapWarning, stacklevel=user_stacklevel())
+            f"{'; ...' if len(gaps) > 3 else ''}): the piece is appended all the same, and once it "
+            "is written those steps precede the store's last day, so they can never be appended "
+            "later; to have them, write the whole period to a new store (or make this warning an "
+            "error, warnings.simplefilter('error', xmsgl.TimeGapWarning), to stop before writing)",
+            TimeGapWarning, stacklevel=user_stacklevel())
 
 
 def _bounds_step(store: xr.Dataset, bounds: str) -> Any:

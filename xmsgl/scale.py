@@ -971,14 +971,15 @@ def _block_downscale_inner(
     if found:
         # The same words for every block, said once per call, without the block's
         # counts: the in-memory run and coverage() give those.
+        many = len(found[1]) > 1
         warn_once(call,
-                  f"input{'s' if len(found[1]) > 1 else ''} {', '.join(map(repr, found[1]))} "
-                  f"{'lie' if len(found[1]) > 1 else 'lies'} far beyond "
-                  "their training range in a block of a lazy downscale, said as the block is "
-                  "computed (its line is xmsgl's, not yours) "
-                  f"(more than a standard deviation beyond it on over {WARN_DAYS_SHARE:.0%} of the "
-                  "block's node-days, or negative in units never negative): check their units and "
-                  "missing-data codes; ds.msgl.coverage(model, time=...) lists the nodes and days",
+                  f"input{'s' if many else ''} {', '.join(map(repr, found[1]))} "
+                  f"{'lie far beyond their training ranges' if many else 'lies far beyond its training range'}"
+                  " in a block of a lazy downscale (said as the block is computed, once a call: more "
+                  f"than a standard deviation beyond on over {WARN_DAYS_SHARE:.0%} of the block's "
+                  "node-days, or negative where the units allow no negative value): check "
+                  f"{'their' if many else 'its'} units and missing-data codes; "
+                  "ds.msgl.coverage(model, time=...) lists the nodes and days",
                   InputRangeWarning)
     output = "coarse" if scale == SEG else model.output
     out = predict(model.net, data, t_keep, t_end, output=output, device=dev, chunk=int(chunk),
