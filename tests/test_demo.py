@@ -180,3 +180,23 @@ def test_the_demo_says_where_predictions_fall_below_freezing(tmp_path, monkeypat
     assert low.size and others == {"fine_only": 0, "remap": 0}
     assert (f"Reach-days predicted below 0 degC: async-msgl {low.size} (lowest {float(low.min()):.2f}), "
             f"fine-only 0, remap 0; the truth's lowest value is {truth:.2f}") in printed
+
+
+def test_a_reader_that_leaves_does_not_stop_the_demo(tmp_path) -> None:
+    # `xmsgl demo | head -1`: the demo stopped at its second line on the broken pipe,
+    # before writing its outputs.
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "xmsgl.cli", "demo", "--quick", "--no-progress",
+                             "--outdir", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader leaves after one line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 0, err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["demo.png", "downscaled.nc"]

@@ -100,10 +100,49 @@ def _demo(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise ParameterError(f"--seed {args.seed}: give an integer of at least 0")
     outdir = check_outdir(args.outdir, args.overwrite, "--outdir", "--overwrite")
-    with _warnings_as_lines():
+    with _warnings_as_lines(), _reader_may_leave():
         run_demo(outdir=outdir, quick=args.quick, progress=not args.no_progress, seed=args.seed,
                  overwrite=args.overwrite, device=_device(args.device))
     return 0
+
+
+class _ToReaderWhileThere(io.TextIOBase):
+    """stdout while its reader is there; after a broken pipe the lines go nowhere and the
+    command goes on (the demo prints as it works and writes its files at the end)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._gone = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                self._stream.write(text)
+            except BrokenPipeError:
+                self._left()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._left()
+
+    def _left(self) -> None:
+        self._gone = True
+        _quiet_stdout()  # nor does the flush at exit fail
+
+
+@contextlib.contextmanager
+def _reader_may_leave() -> Iterator[None]:
+    """Within the block, a reader of stdout that leaves (``xmsgl demo | head -1``) does
+    not stop the command: it stopped at its second line, before writing its outputs."""
+    with contextlib.redirect_stdout(_ToReaderWhileThere(sys.stdout)):
+        yield
 
 
 def _fetch_data(args: argparse.Namespace) -> int:
