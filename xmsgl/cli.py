@@ -549,10 +549,9 @@ def _read_dataset(value: str, option: str = "--data", lazy: bool = False,
     memory, or with ``lazy`` dask-backed (a zarr store in its own chunks, a netCDF file
     in whole stored chunks of about a year by 10,000 nodes: :func:`_netcdf_chunks`). Without ``check``
     the caller validates what it reads (``downscale`` checks only the model's inputs)."""
-    import xarray as xr
 
     import xmsgl
-    from xmsgl.io import FAR_DATES_NOTE, far_standard_dates
+    from xmsgl.io import open_far_dates
 
     if not value:  # an unset shell variable; Path("") would be the current folder
         raise ParameterError(f"{option} '' is empty; give a netCDF file or a zarr store")
@@ -563,15 +562,7 @@ def _read_dataset(value: str, option: str = "--data", lazy: bool = False,
         raise ParameterError(f"{option} {value!r} does not exist; give a netCDF file or a zarr "
                              f"store{missing_hint(path)}")
     try:
-        with warnings.catch_warnings():
-            # Dates beyond 1678-2262 are read again below, in seconds.
-            warnings.filterwarnings("ignore", message=FAR_DATES_NOTE)
-            ds = _open_any(path, lazy)
-        if far_standard_dates(ds):
-            # A standard calendar beyond 1678-2262, which xarray decodes as cftime: in
-            # datetime64[s] these are plain dates (the API takes them as such).
-            ds.close()
-            ds = _open_any(path, lazy, decode_times=xr.coders.CFDatetimeCoder(time_unit="s"))
+        ds = open_far_dates(_open_any, path, lazy)
     except XmsglError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as err:
@@ -1712,20 +1703,17 @@ def _terminate_as_interrupt() -> Iterator[dict[str, bool]]:
         signal.signal(signal.SIGTERM, old)
 
 
-#: A write's hidden temporary name (xmsgl.io): ``.<name>.<12 hex digits>.tmp``.
-_TEMPORARY = re.compile(r"(?:^|/)\.(?P<name>[^/]+)\.[0-9a-f]{12}\.tmp(?:/|$)")
-
-
 def _temporary_words(err: OSError) -> str:
     """``err`` as printed, with what its file name means where that is a write's
     temporary name (removed as the write failed): the output itself is as it was."""
-    text = str(err.filename or "")
-    found = _TEMPORARY.search(text)
+    from xmsgl.io import temporary_of
+
+    found = temporary_of(str(err.filename or ""))
     # Only where the write removed it (not a leftover of a killed run, named by the error).
-    if found is None or os.path.lexists(text[:found.end()].rstrip("/")):
+    if found is None or os.path.lexists(found[0]):
         return str(err)
     # A name cut to fit the file system's limit (xmsgl.io) is not the output's own.
-    name = repr(found["name"]) if len(found["name"].encode()) < 200 else "the output"
+    name = repr(found[1]) if len(found[1].encode()) < 200 else "the output"
     return (f"{err}; writing {name} failed under that temporary name, now removed: "
             f"{name} is as it was before the command")
 

@@ -42,14 +42,7 @@ from xmsgl.exceptions import (
 )
 from xmsgl.model import Downscaler, _rebuild, check_compatible, load, warn_partial_network
 from xmsgl.periods import period_bounds, spans_text, warn_beyond_record
-from xmsgl.train import (
-    full_precision,
-    inference_windows,
-    predict,
-    resolve_device,
-    time_breaks,
-    uses_thread_option,
-)
+from xmsgl.train import inference_windows, predict, resolve_device, time_breaks, uses_thread_option
 
 if TYPE_CHECKING:
     from xmsgl.baselines import BaselineModel
@@ -405,7 +398,6 @@ def check_model_scale(model: Downscaler | BaselineModel, scale: str, lazy_args: 
 
 
 @uses_thread_option
-@full_precision
 def downscale(
     ds: xr.Dataset,
     model_or_path: Downscaler | BaselineModel | str | os.PathLike[str],

@@ -603,6 +603,24 @@ def _hidden_name(final: Path, kind: str) -> str:
     return f".{name}{suffix}"
 
 
+#: :func:`_hidden_name`'s temporary names (``.<name>.<12 hex digits>.tmp``) in a path.
+_TEMPORARY = re.compile(r"(?:^|/)\.(?P<name>[^/]+)\.[0-9a-f]{12}\.tmp(?:/|$)")
+
+
+def temporary_of(path: str) -> tuple[str, str] | None:
+    """``(entry, name)`` where ``path`` is, or lies inside, the temporary entry a write
+    makes beside its output (``entry`` that entry's path, ``name`` the output's name, cut
+    where :func:`_hidden_name` cut it); None for any other path.
+
+    >>> temporary_of("/data/.out.zarr.0123456789ab.tmp/t/c/0")
+    ('/data/.out.zarr.0123456789ab.tmp', 'out.zarr')
+    """
+    found = _TEMPORARY.search(path)
+    if found is None:
+        return None
+    return path[:found.end()].rstrip("/"), found["name"]
+
+
 def left_aside(final: Path) -> Path | None:
     """The entry a replacing write moved aside from ``final`` and was stopped before
     putting its own in place (a process killed between the two renames where a folder
@@ -705,18 +723,18 @@ def far_standard_dates(ds: Any) -> bool:
             and hasattr(getattr(xr, "coders", None), "CFDatetimeCoder"))
 
 
-def open_zarr_dates(path: Path, **options: Any) -> xr.Dataset:
-    """``xr.open_zarr(path, **options)``, with a standard calendar's dates beyond
-    1678-2262 as datetime64[s] (as a piece of datetime64 dates is written from)
-    rather than cftime."""
+def open_far_dates(opener: Callable[..., xr.Dataset], *args: Any, **options: Any) -> xr.Dataset:
+    """``opener(*args, **options)`` (``xr.open_zarr``, say), with a standard calendar's
+    dates beyond 1678-2262 as datetime64[s] rather than cftime: in seconds they are
+    plain dates, as the API takes them and as a piece of datetime64 dates is written."""
     with warnings.catch_warnings():
         # Such dates are read again below, in seconds (where they stay cftime, before
-        # 1582 say, xarray says so again at every read of the store).
+        # 1582 say, xarray says so again at every read).
         warnings.filterwarnings("ignore", message=FAR_DATES_NOTE)
-        ds = xr.open_zarr(path, **options)
+        ds = opener(*args, **options)
         if far_standard_dates(ds):
             ds.close()
-            ds = xr.open_zarr(path, decode_times=xr.coders.CFDatetimeCoder(time_unit="s"), **options)
+            ds = opener(*args, decode_times=xr.coders.CFDatetimeCoder(time_unit="s"), **options)
     return ds
 
 
@@ -1703,7 +1721,7 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
         consolidated = (final / ".zmetadata").exists() or _v3_consolidated(final)
         consolidated = _undo_unfinished(group, dim, final, consolidated)
         # The store's dates as the piece's: datetime64 where it can, else cftime.
-        store = (open_zarr_dates(final, consolidated=False) if piece[dim].dtype.kind == "M"
+        store = (open_far_dates(xr.open_zarr, final, consolidated=False) if piece[dim].dtype.kind == "M"
                  else xr.open_zarr(final, consolidated=False))
         piece, first, last, note = _checked_piece(piece, store, dim, same_model, final)
         lengths = {str(v): list(getattr(group[str(v)], "shape", ())) for v in store.variables

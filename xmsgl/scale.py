@@ -847,12 +847,10 @@ def _block_downscale(block: xr.Dataset, *, threads: int | None, **kwargs: Any) -
     torch's thread count is process-wide: restoring it keeps a local (threaded)
     dask scheduler from changing the user's own setting for good.
     """
-    from xmsgl.train import torch_threads, without_autocast
+    from xmsgl.train import torch_threads
 
     try:
-        # In float32 where the block is computed in a thread under a caller's autocast
-        # (dask's synchronous scheduler computes it in the caller's).
-        with torch_threads(threads), without_autocast():
+        with torch_threads(threads):
             return _block_downscale_inner(block, **kwargs)
     finally:
         _give_back_memory()

@@ -1920,6 +1920,7 @@ def _fine_by_chunks(net: Any, data: ModelData, starts: Sequence[int], length: in
 
 
 @torch.inference_mode()
+@full_precision  # in memory and in the blocks of a lazy run, whichever thread runs them
 def predict(
     net: Any,
     data: ModelData,
