@@ -67,6 +67,9 @@ def test_failed_download_exits_1_not_2(tmp_path, monkeypatch: pytest.MonkeyPatch
     assert main(["fetch-data", "--folder", str(tmp_path / "drb2"), "--no-progress"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("xmsgl: error: ")
+    # In the command's words: its folder is --folder, not the Python API's folder=.
+    assert "(given as --folder;" in err[0] and err[0].endswith("or give --folder a folder that holds them")
+    assert "folder=" not in err[0]
 
 
 def test_parser_defaults() -> None:
@@ -128,6 +131,8 @@ def test_evaluate_writes_netcdf_and_prints_a_table(tmp_path, capsys: pytest.Capt
     assert "climatology" in text and "keep 0.1" in text and "robustness idw lag" in text
     # idw predicts hidden scored days from its climatology: its zeros are not robustness.
     assert "robustness idw: note: idw reads only the observations of the day it predicts" in text
+    # In the sweep, too, idw's row repeats climatology's: a note under the table says why.
+    assert "note: idw reads only the observations of the day it predicts" in text.split("robustness")[0]
     with xr.open_dataset(out) as res:
         assert dict(res.rmse.sizes) == {"method": 2, "keep": 2, "seed": 2}
         # CF: a title and version, named metrics, and coordinates without a fill value.
@@ -137,6 +142,8 @@ def test_evaluate_writes_netcdf_and_prints_a_table(tmp_path, capsys: pytest.Capt
         # One seed per fold for a baseline, which ignores the seed.
         assert dict(res.cv_rmse.sizes) == {"cv_repeat": 2, "cv_fold": 2, "cv_seed": 1}
         assert "from its climatology" in res.attrs["robustness_note"]
+        assert "row repeats climatology's" in res.attrs["sweep_note"]
+        assert np.array_equal(res.rmse.sel(method="idw"), res.rmse.sel(method="climatology"))
         assert "vd_icc" in res and res.rob_d_rmse.dims == ("check", "level")
         assert res.attrs["command"].startswith("xmsgl evaluate --methods")
         assert "synthetic_basin(n_segments=5" in res.attrs["data"]
@@ -151,6 +158,37 @@ def test_evaluate_writes_netcdf_and_prints_a_table(tmp_path, capsys: pytest.Capt
     # An existing file is kept unless --overwrite is given.
     assert main(argv[:-2] + ["--out", str(out)]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_evaluate_default_methods_leave_out_mohseni_without_air_temperature(
+        tmp_path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import xarray as xr
+
+    import xmsgl
+    import xmsgl.cli as cli
+
+    # The defaults are a baseline that reads nothing but observations, one that reads air
+    # temperature, and MSGL (replaced here by fine-only's cheaper neighbour to keep it short).
+    monkeypatch.setattr(cli, "_EVALUATE_METHODS", ("climatology", "mohseni"))
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2000-10-01", end="2003-09-30", seed=1)
+    ds.to_netcdf(tmp_path / "air.nc")
+    ds.rename({"reach_air_temp": "reach_tave_air"}).to_netcdf(tmp_path / "drb_like.nc")
+    assert main(["evaluate", "--keep", "1", "--data", str(tmp_path / "air.nc"),
+                 "--out", str(tmp_path / "a.nc")]) == 0
+    cap = capsys.readouterr()
+    assert "mohseni " in cap.out and "left out" not in cap.err
+    assert main(["evaluate", "--keep", "1", "--data", str(tmp_path / "drb_like.nc"),
+                 "--out", str(tmp_path / "b.nc")]) == 0
+    cap = capsys.readouterr()
+    assert "mohseni is left out of the default methods" in cap.err and "reach_tave_air" in cap.err
+    assert "mohseni" not in cap.out.split("wrote")[0] and "climatology" in cap.out
+    with xr.open_dataset(tmp_path / "b.nc") as res:
+        assert list(res["method"].values) == ["climatology"]
+        assert "sweep_note" not in res.attrs
+    # Named explicitly, it is refused on such data, before any work.
+    assert main(["evaluate", "--methods", "mohseni", "--keep", "1", "--data",
+                 str(tmp_path / "drb_like.nc"), "--out", str(tmp_path / "c.nc")]) == 2
+    assert "--methods mohseni cannot run" in capsys.readouterr().err
 
 
 def test_robustness_on_data_without_truth(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -565,7 +603,8 @@ def test_a_full_disk_while_fetching_exits_1_with_the_system_error(tmp_path, monk
 
     monkeypatch.setattr(pooch.HTTPDownloader, "__call__", denied)
     assert main(["fetch-data", "--folder", str(tmp_path / "drb3"), "--no-progress"]) == 2
-    assert "writable folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "writable folder" in err and "folder=" not in err
 
 
 def test_evaluate_robustness_reads_the_test_days_whole(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -475,13 +475,23 @@ _EVALUATE_WORDS = (
     (r"\bworse than method='remap'", "worse than remap (add it to --methods)"),
 )
 
+#: fetch-data's own words: its data folder is --folder (the Python API's folder=).
+_FETCH_WORDS = (
+    (r"\(given as folder=", "(given as --folder"),
+    (r"\bgive folder= \(`xmsgl fetch-data --folder`\)", "give --folder"),
+    (r"\bas folder= \(`xmsgl fetch-data --folder`\)", "as --folder"),
+    (r"\bpoint folder= at it", "point --folder at it"),
+    (r"\(or pass it as folder=\)", "(or give it as --folder)"),
+)
+
 
 def _cli_words(message: str, command: str = "") -> str:
     """A message of the Python API with its keyword advice in the words of the
     command (``command``: words of its own first, for ``"evaluate"``)."""
     import re
 
-    for pattern, words in (*(_EVALUATE_WORDS if command == "evaluate" else ()), *_CLI_WORDS):
+    own = {"evaluate": _EVALUATE_WORDS, "fetch-data": _FETCH_WORDS}.get(command, ())
+    for pattern, words in (*own, *_CLI_WORDS):
         message = re.sub(pattern, words, message)
     return message
 
@@ -976,12 +986,13 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
     from xmsgl.model import METHODS
 
     known = [*METHODS, *BASELINES, "gru"]
-    for option, names in (("--methods", args.methods), ("--cv", [args.cv] if args.cv else []),
+    methods = list(_EVALUATE_METHODS) if args.methods is None else args.methods
+    for option, names in (("--methods", methods), ("--cv", [args.cv] if args.cv else []),
                           ("--robustness", [args.robustness] if args.robustness else [])):
         unknown = [m for m in names if m not in known]
         if unknown:
             raise ChoiceError(f"{option}: unknown method(s) {unknown}; use one of {known}")
-    if len(set(args.methods)) != len(args.methods):
+    if len(set(methods)) != len(methods):
         raise ParameterError(f"--methods {args.methods} names a method twice; give each once")
     bad_keep = [k for k in args.keep if not 0 < k <= 1]
     if bad_keep:
@@ -997,7 +1008,7 @@ def _check_evaluate(args: argparse.Namespace) -> Path:
     if args.epochs is not None:
         if args.epochs < 1:
             raise ParameterError(f"--epochs {args.epochs}: give at least 1")
-        asked = {*args.methods, *(m for m in (args.cv, args.robustness) if m)}
+        asked = {*methods, *(m for m in (args.cv, args.robustness) if m)}
         if asked and asked <= set(BASELINES):
             raise ParameterError(f"--epochs: the methods asked for ({sorted(asked)}) are baselines, "
                                  "which have no epochs; leave --epochs out")
@@ -1094,6 +1105,21 @@ def _check_dates(start: str, end: str, option: str | None = None) -> None:
                         f"end later")
 
 
+#: The methods of ``xmsgl evaluate`` without --methods (mohseni only for data that have
+#: ``reach_air_temp``, see :func:`_default_methods`).
+_EVALUATE_METHODS = ("climatology", "mohseni", "msgl")
+
+#: What the sweep's table cannot show of a method, printed under it and kept in the
+#: file's ``sweep_note`` attribute.
+_SWEEP_NOTES = {
+    "idw": "idw reads only the observations of the day it predicts, and the scored days' "
+           "observations are hidden from every method, so it predicts each scored day from its "
+           "climatology and its row repeats climatology's; idw is meant for filling gaps on days "
+           "with observations",
+    "harmonic": "harmonic's boundary reaches have no observation on a scored day (they are "
+                "hidden from every method), so it interpolates between their climatologies",
+}
+
 #: What the robustness table of a method cannot show, printed under it.
 _ROBUSTNESS_NOTES = {
     "idw": "idw reads only the observations of the day it predicts, and the scored days' "
@@ -1157,6 +1183,19 @@ def _check_evaluate_data(args: argparse.Namespace, ds: Any) -> list[str]:
     return notes
 
 
+def _default_methods(ds: Any) -> list[str]:
+    """``_EVALUATE_METHODS``, less mohseni (said in a warning line) for data without
+    ``reach_air_temp``, which it reads."""
+    from xmsgl.baselines import _mohseni_air
+
+    try:
+        _mohseni_air(ds)
+    except XmsglError as err:
+        _warn(f"mohseni is left out of the default methods: {err}; --methods chooses them")
+        return [m for m in _EVALUATE_METHODS if m != "mohseni"]
+    return list(_EVALUATE_METHODS)
+
+
 def _check_robustness_data(args: argparse.Namespace, ds: Any) -> None:
     """The default robustness checks against the dataset and the test period the sweep
     will take, before the sweep (which the checks would otherwise refuse after it)."""
@@ -1186,6 +1225,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     # Scoped, so that calling main() in a process leaves its options as they were.
     with xmsgl.set_options(progress=False, device=args.device), _warnings_as_lines("evaluate"):
         ds, source = _evaluate_data(args)
+        if args.methods is None:
+            args.methods = _default_methods(ds)
         notes = _check_evaluate_data(args, ds)
         for note in notes:
             _warn(f"--cv {args.cv} --blocking {args.blocking} --folds {args.folds} --repeats "
@@ -1272,6 +1313,9 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
         if args.robustness in _ROBUSTNESS_NOTES:
             out.attrs["robustness_note"] = _ROBUSTNESS_NOTES[args.robustness]
         parts.append(f"robustness {_time.time() - t2:.0f} s")
+    sweep_notes = [_SWEEP_NOTES[m] for m in args.methods if m in _SWEEP_NOTES]
+    if sweep_notes:
+        out.attrs["sweep_note"] = "; ".join(sweep_notes)
     out.attrs["data"] = source
     out.attrs["command"] = "xmsgl " + shlex.join(args.argv)  # quoted: it can be run again
     import xmsgl
@@ -1290,6 +1334,8 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
     for m in args.methods:
         vals = mean.sel({"method": m}).values
         print(m.ljust(width) + "".join(f"{v:<13.3f}" for v in vals))
+    for note in sweep_notes:
+        print(f"note: {note}")
     if args.cv:
         icc = [float(out["vd_icc"].sel(stat=s)) for s in ("estimate", "low", "high")]
         part = [float(out["vd_sigma2_partition"].sel(stat=s)) for s in ("estimate", "low", "high")]
@@ -1388,8 +1434,10 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", help="sparsity sweep (and cross-validation, robustness) written to netCDF",
         description="Fit methods on thinned observations of the synthetic basin (or --data), score "
                     "them on the test water years at every reach and write the results to netCDF.")
-    ev.add_argument("--methods", nargs="+", default=["climatology", "idw", "msgl"],
-                    help="methods of xmsgl.fit and baselines (default: %(default)s)")
+    ev.add_argument("--methods", nargs="+", default=None,
+                    help="methods of xmsgl.fit and baselines (default: "
+                         f"{' '.join(_EVALUATE_METHODS)}, without mohseni for data that have no "
+                         "reach_air_temp)")
     ev.add_argument("--keep", nargs="+", type=float, default=[1.0, 0.2, 0.05],
                     help="shares of the fine observations kept, each in (0, 1] (default: %(default)s)")
     ev.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (default: %(default)s)")
@@ -1787,7 +1835,7 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     except DownloadError as err:
         # A valid request that the network or a server failed: not bad usage.
-        _error(err)
+        _error(_cli_words(str(err), getattr(args, "command", "")))
         return 1
     except XmsglError as err:
         _error(_cli_words(str(err), getattr(args, "command", "")))
