@@ -728,6 +728,9 @@ def test_fit_warnings_name_the_callers_line(basin: xr.Dataset) -> None:
     assert {w.filename for w in caught} == {__file__}
 
 
+@pytest.mark.skipif(torch.version.cuda is not None and not torch.cuda.is_available(),
+                    reason="torch's CUDA build without a GPU driver: the simulated start of CUDA "
+                           "meets the real runtime (tests/test_gpu.py checks this on a GPU)")
 def test_a_fit_that_starts_cuda_seeds_no_gpu(basin: xr.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
     # CUDA started inside a fit takes the seeds the caller queued for it, as it would
     # have after the call: the fit draws nothing on a GPU. It reseeded every GPU with the
