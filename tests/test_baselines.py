@@ -98,7 +98,10 @@ def test_interpolators_use_the_sources_they_are_given(small_basin: xr.Dataset, f
 
 def test_mohseni_parameters_levels(fitted: dict) -> None:
     levels = fitted["mohseni"].config["fit"]["param_levels"]
-    assert levels["own"] == 3  # the three observed reaches of this basin
+    # The three observed reaches of this basin but the seasonal gauge (April to October,
+    # 7 months), and the segments observed in fewer than 9 months, fit no curve of their own.
+    assert levels["own"] == 2
+    assert fitted["mohseni"].config["fit"]["few_months"] == {"reaches": 1, "segments": 7}
     assert sum(levels.values()) == 145
     mu, alpha, gamma, beta = fitted["mohseni"].arrays["params"].T
     assert np.all(alpha > mu) and np.all(gamma > 0)
@@ -425,10 +428,11 @@ def test_gru_errors(gru_basin: xr.Dataset, gru_model, small_basin: xr.Dataset) -
 def test_numpy_settings_are_saved_and_bad_ones_are_typed_errors(tmp_path, small_basin: xr.Dataset) -> None:
     # Settings taken from numpy (np.arange, ...) used to reach config.json as numpy
     # scalars, which json cannot write: save() failed with a plain TypeError.
-    model = fit_baseline(small_basin, "mohseni", window=np.int64(21), air_window=np.int64(3),
+    model = fit_baseline(small_basin, "mohseni", min_months=np.int64(8), air_window=np.int64(3),
                          min_obs=np.int64(40))
     again = load_baseline(model.save(tmp_path / "moh"))
-    assert again.config["settings"] == {"window": 21, "min_count": 3, "air_window": 3, "min_obs": 40}
+    assert again.config["settings"] == {"window": 31, "min_count": 3, "air_window": 3, "min_obs": 40,
+                                        "min_months": 8}
     np.testing.assert_array_equal(again.predict(small_basin, time=TEST).values,
                                   model.predict(small_basin, time=TEST).values)
     fit_baseline(small_basin, "idw", power=np.float32(1.5), d_min=np.int64(50)).save(tmp_path / "idw")
@@ -708,3 +712,65 @@ def test_gru_thread_option_holds_for_fit_gru_and_threads_are_not_the_models_iden
     pred = gru_model.predict(gru_basin, time=[("2001-01-01", "2001-01-10"), ("2002-05-01", "2002-05-03")])
     assert pred.sizes["time"] == 13
     assert "time=2001-01-01/2001-01-10, 2002-05-01/2002-05-03, model" in pred.attrs["history"]
+
+
+def test_a_mohseni_curve_needs_observations_over_most_of_the_year() -> None:
+    """A segment observed from May to September alone (102 coarse observations, more than
+    min_obs) set the curve of its nine reaches: its lower plateau, fitted on summer water,
+    was 15.8 degC, predicted all winter (about 5 degC true) without a word. A level's
+    curve now needs observations in min_months (9) calendar months."""
+    import xmsgl
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2000-10-01", end="2003-09-30", seed=1)
+    test = ("2002-10-01", "2003-09-30")
+    jan = slice("2003-01-01", "2003-01-31")
+    old = fit_baseline(ds, "mohseni", min_months=1)  # the rule before the setting existed
+    new = fit_baseline(ds, "mohseni")
+    on_seg = (old.arrays["param_level"] == 1) & (ds.reach_seg.values == 1)
+    assert on_seg.sum() == 9 and not ((new.arrays["param_level"] == 1) & (ds.reach_seg.values == 1)).any()
+    assert new.config["fit"]["few_months"]["segments"] >= 1
+    truth = ds.reach_temp_true.sel(time=jan).isel(reach=np.flatnonzero(on_seg))
+    before = old.predict(ds, time=test).sel(time=jan).isel(reach=np.flatnonzero(on_seg))
+    after = new.predict(ds, time=test).sel(time=jan).isel(reach=np.flatnonzero(on_seg))
+    assert float(before.mean()) - float(truth.mean()) > 8  # 15.8 against 5.0 degC
+    assert abs(float(after.mean()) - float(truth.mean())) < 3
+    for bad, match in ((0, "at least 1"), (13, "at most 12")):
+        with pytest.raises(xmsgl.ParameterError, match=f"min_months={bad} must be {match}"):
+            fit_baseline(ds, "mohseni", min_months=bad)
+
+
+def test_mohseni_refuses_the_climatology_settings_it_does_not_read(small_basin: xr.Dataset) -> None:
+    # window and min_count changed the model's sha256 and not one prediction.
+    for name in ("window", "min_count"):
+        with pytest.raises(xmsgl.ParameterError, match=rf"\['{name}'\] shape the day-of-year climatology, "
+                                                 r"which baseline 'mohseni' does not read"):
+            fit_baseline(small_basin, "mohseni", **{name: 5})
+
+
+def test_a_mohseni_folder_saved_before_min_months_loads_as_fitted(tmp_path, small_basin: xr.Dataset) -> None:
+    import json
+
+    model = fit_baseline(small_basin, "mohseni", min_months=1)
+    folder = model.save(tmp_path / "moh")
+    config = json.loads((folder / "config.json").read_text())
+    del config["settings"]["min_months"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.warns(xmsgl.XmsglWarning):  # an edited config is said to be one
+        again = load_baseline(folder)
+    np.testing.assert_array_equal(again.predict(small_basin, time=TEST).values,
+                                  model.predict(small_basin, time=TEST).values)
+
+
+@pytest.mark.parametrize("method", ["climatology", "idw", "harmonic"])
+def test_every_baseline_that_reads_a_one_season_climatology_warns(method: str) -> None:
+    # idw and harmonic predict January from the same summer-only climatology, silently.
+    import pandas as pd
+
+    import xmsgl
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2000-10-01", end="2003-09-30", seed=1)
+    summer = xr.DataArray(pd.DatetimeIndex(ds.time.values).month.isin([6, 7, 8]), dims="time",
+                          coords={"time": ds.time})
+    ds = ds.assign(reach_temp=ds.reach_temp.where(summer), seg_temp=ds.seg_temp.where(summer))
+    with pytest.warns(xmsgl.FewObservationsWarning, match="interpolated between the nearest observed"):
+        fit_baseline(ds, method)

@@ -166,7 +166,11 @@ class MsglAccessor:
             _warn_in_sample(prediction, observed)
         elif scored in ("reach_temp_true", "seg_temp_true") and str(scored)[:-5] in self._ds:
             # The truth is in-sample too at the node-days whose observations the model read.
-            _warn_in_sample(prediction, observed, read=self._ds[str(scored)[:-5]])
+            copied = None
+            if (scored == "reach_temp_true" and "seg_temp" in self._ds
+                    and getattr(prediction, "attrs", {}).get("xmsgl_method") in ("idw", "harmonic")):
+                copied = _coarse_copies(self._ds)
+            _warn_in_sample(prediction, observed, read=self._ds[str(scored)[:-5]], copied=copied)
         return result
 
 
@@ -221,13 +225,32 @@ def _counts(*sums: xr.DataArray) -> list[int]:
     return out
 
 
+def _coarse_copies(ds: xr.Dataset) -> xr.DataArray:
+    """(reach, time), True at each segment's outlet reach on the days its ``seg_temp`` is
+    observed: there ``idw`` and ``harmonic`` return the coarse observation."""
+    import numpy as np
+
+    from xmsgl.convention import REACH, SEG, topology_arrays
+
+    topo = topology_arrays(ds)
+    outlet = np.asarray(topo.seg_outlet_reach_idx)
+    seg_of = np.full(topo.n_reach, -1, dtype=np.int64)
+    seg_of[outlet[outlet >= 0]] = np.flatnonzero(outlet >= 0)
+    seen = ds["seg_temp"].notnull().isel({SEG: xr.DataArray(np.maximum(seg_of, 0), dims=REACH)})
+    seen = seen.drop_vars([c for c in seen.coords if SEG in seen[c].dims or c == SEG])
+    return seen.assign_coords({REACH: ds[REACH]}) & xr.DataArray(
+        seg_of >= 0, dims=REACH, coords={REACH: ds[REACH]})
+
+
 def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
-                    read: xr.DataArray | None = None) -> None:
+                    read: xr.DataArray | None = None, copied: xr.DataArray | None = None) -> None:
     """Warn when ``prediction`` is scored on observations it was fitted on or given.
 
     ``read``: the observations behind a truth ``observed`` (``reach_temp`` behind
     ``reach_temp_true``): the pairs scored at their node-days inside the model's
-    periods are in-sample, the others are not.
+    periods are in-sample, the others are not. ``copied``: the node-days where an
+    ``idw`` or ``harmonic`` prediction returns a coarse observation
+    (:func:`_coarse_copies`), in-sample too.
     """
     import warnings
 
@@ -250,12 +273,15 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
         # Against the truth: at every node-day where the dataset has an observation the
         # baseline returned that observation, on any day (it has no held-out period).
         pairs = _paired(observed, prediction)
-        n, n_pairs = _counts((pairs & read.notnull()).sum(), pairs.sum())
+        seen = read.notnull() if copied is None else read.notnull() | copied
+        n, n_pairs = _counts((pairs & seen).sum(), pairs.sum())
         if n:
+            what = (f"({read.name!r})" if copied is None else
+                    f"({read.name!r}, and 'seg_temp' at each segment's outlet reach)")
             warnings.warn(
                 f"scoring the {method!r} baseline against {observed.name!r}: {n} of the {n_pairs} "
                 f"pairs scored ({_share(n, n_pairs)}) are node-days where this dataset has "
-                f"observations ({read.name!r}), which {method} returns as its prediction if it "
+                f"observations {what}, which {method} returns as its prediction if it "
                 "predicted from this dataset: there its error is the observations' noise alone and "
                 "the scores are in-sample, on any day. Score the nodes without observations, or "
                 "predict from a dataset with the scored observations masked",

@@ -18,9 +18,10 @@ degC, as :func:`xmsgl.downscale.downscale` does. No baseline needs torch.
     ``T_w = mu + (alpha - mu) / (1 + exp(gamma * (beta - T_air)))``, with
     ``T_air`` the trailing ``air_window``-day mean of ``reach_air_temp``, fitted
     with :func:`scipy.optimize.curve_fit` per reach with at least ``min_obs``
-    training observations; other reaches use their segment's parameters (fitted
-    on ``seg_temp`` against the air temperature of the segment's outlet reach),
-    then the pooled parameters (all fine and coarse training observations).
+    training observations in at least ``min_months`` calendar months; other
+    reaches use their segment's parameters (fitted on ``seg_temp`` against the air
+    temperature of the segment's outlet reach, under the same two minimums), then
+    the pooled parameters (all fine and coarse training observations).
 ``"idw"``
     Inverse-distance weighting along the river network. On each day the sources
     are the reaches observed that day in the dataset given to ``predict`` and the
@@ -116,14 +117,18 @@ ARRAYS = "arrays.npz"
 _N_DOY = 366
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "climatology": {"window": 31, "min_count": 3},
-    "mohseni": {"window": 31, "min_count": 3, "air_window": 5, "min_obs": 50},
+    "mohseni": {"window": 31, "min_count": 3, "air_window": 5, "min_obs": 50, "min_months": 9},
     "idw": {"window": 31, "min_count": 3, "power": 2.0, "d_min": 100.0},
     "harmonic": {"window": 31, "min_count": 3},
 }
 
 #: Settings added after the first saved baselines, with the value that reproduces
 #: what those were fitted with (a folder without them loads with these).
-_ADDED_SETTINGS = {"min_count": 1}
+_ADDED_SETTINGS = {"min_count": 1, "min_months": 1}
+
+#: Settings a method keeps in its config (the climatology every baseline stores) but
+#: does not read when it predicts: refused from the caller, who would see no effect.
+_UNREAD = {"mohseni": ("window", "min_count")}
 
 
 def _version() -> str:
@@ -836,8 +841,10 @@ def fit_baseline(
         Settings: ``window`` (days of the climatology window, 31), ``min_count`` (3,
         the observations a day of a reach's or segment's climatology needs in its
         window before it falls back to the next level), ``air_window``
-        (days of the trailing air temperature mean, 5) and ``min_obs`` (50, the
-        observations a reach needs for its own logistic fit) for ``"mohseni"``;
+        (days of the trailing air temperature mean, 5), ``min_obs`` (50, the
+        observations a reach or segment needs for its own logistic fit) and
+        ``min_months`` (9, the calendar months those observations must fall in) for
+        ``"mohseni"``, which takes neither ``window`` nor ``min_count``;
         ``power`` (2.0) and ``d_min`` (100.0 m, the smallest distance) for ``"idw"``.
 
     Returns
@@ -874,10 +881,17 @@ def fit_baseline(
     if method not in BASELINES:
         raise ChoiceError(f"method={method!r} is not a baseline; use one of {list(BASELINES)}")
     check_seed(seed)
+    takes = sorted(set(_DEFAULTS[method]) - set(_UNREAD.get(method, ())))
+    unread = sorted(set(kw) & set(_UNREAD.get(method, ())))
+    if unread:
+        raise ParameterError(
+            f"settings {unread} shape the day-of-year climatology, which baseline {method!r} does "
+            f"not read (a day without air temperature is predicted as NaN); leave them out. It "
+            f"takes {takes}")
     unknown = sorted(set(kw) - set(_DEFAULTS[method]))
     if unknown:
         raise ParameterError(f"settings {unknown} are not known for baseline {method!r}; "
-                             f"it takes {sorted(_DEFAULTS[method])}")
+                             f"it takes {takes}")
     settings = {k: _setting(k, v, _DEFAULTS[method][k]) for k, v in {**_DEFAULTS[method], **kw}.items()}
     window = int(settings["window"])
     if window < 1:
@@ -905,14 +919,18 @@ def fit_baseline(
                                                        int(settings["min_count"]))
     warn_constant_observations([("reach_temp", y_reach)] + ([("seg_temp", y_seg)] if y_seg is not None
                                                              else []), f"baseline {method!r}")
-    if method == "climatology" and counts["doy_interpolated"]:
+    if method != "mohseni" and counts["doy_interpolated"]:
         # Observations of one season only: the other days of the year are drawn
-        # between the nearest observed ones (a January from June and August).
+        # between the nearest observed ones (a January from June and August). idw
+        # and harmonic predict from that climatology wherever a day has no source.
         def day(pos: int) -> str:  # a day-of-year position (0-365) as day and month
             return (pd.Timestamp("2000-01-01") + pd.Timedelta(days=pos)).strftime("%d %b")
 
+        whose = ("climatology's training observations" if method == "climatology" else
+                 f"the training observations of {method}'s climatology (what it predicts on the "
+                 "days and at the reaches without a source)")
         warnings.warn(
-            f"climatology's training observations (in the training period {ranges}) leave "
+            f"{whose} (in the training period {ranges}) leave "
             f"{counts['doy_interpolated']} days of the year without one within its centred "
             f"window of {window} days (the longest run {day(counts['doy_interpolated_first'])} to "
             f"{day(counts['doy_interpolated_last'])}, {counts['doy_interpolated_longest']} days): "
@@ -929,11 +947,12 @@ def fit_baseline(
                             "n_reach_obs": int(np.isfinite(y_reach).sum()),
                             "n_seg_obs": int(np.isfinite(y_seg).sum()) if y_seg is not None else 0}
     if air is not None:  # mohseni's, read once: the curves' fit and their inputs' range
-        params, level = _fit_mohseni_all(ds, air, y_reach, y_seg, topo, settings)
+        params, level, few_months = _fit_mohseni_all(ds, air, y_reach, y_seg, topo, settings)
         arrays["params"] = params
         arrays["param_level"] = level
         info["param_levels"] = {"own": int((level == 0).sum()), "segment": int((level == 1).sum()),
                                 "pooled": int((level == 2).sum())}
+        info["few_months"] = few_months
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     config = {"method": method, "settings": settings, "train": ranges, "seed": int(seed),
               "created": now, "xmsgl": _version(), "fit": info}
@@ -953,6 +972,7 @@ _LEAST: dict[str, tuple[float, bool, str]] = {
     "min_count": (1, True, "a number of observations"),
     "air_window": (1, True, "a number of days"),
     "min_obs": (4, True, "the Mohseni curve has four parameters"),
+    "min_months": (1, True, "a number of calendar months"),
     "power": (0, False, "weights must fall with distance"),
     "d_min": (0, False, "a distance in m"),
 }
@@ -963,6 +983,7 @@ _MOST: dict[str, tuple[float, str]] = {
     # A window of 366 days covers every day of the year once (a constant climatology);
     # wider ones counted some days twice.
     "window": (366, "a window of 366 days already covers every day of the year"),
+    "min_months": (12, "a year has 12 months"),
 }
 
 
@@ -1037,13 +1058,27 @@ def _warn_air_range(config: dict[str, Any], air: np.ndarray) -> None:
         more="model.config['input_range'] holds the range")
 
 
+def _months_observed(y: np.ndarray, months: np.ndarray) -> np.ndarray:
+    """How many of the 12 calendar months hold an observation, per row of ``y`` (node,
+    time); ``months``: each day's month, 1-12."""
+    seen = np.isfinite(y)
+    return np.stack([seen[:, months == m].any(axis=1) for m in range(1, 13)], axis=1).sum(axis=1)
+
+
 def _fit_mohseni_all(
     ds: xr.Dataset, raw_air: np.ndarray, y_reach: np.ndarray, y_seg: np.ndarray | None,
     topo: Topology, settings: dict[str, Any],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mohseni parameters of every reach from ``raw_air`` (:func:`_mohseni_air` of ``ds``)."""
-    air = _smooth_air(raw_air, int(settings["air_window"]), pd.DatetimeIndex(ds[TIME].values))
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Mohseni parameters of every reach from ``raw_air`` (:func:`_mohseni_air` of ``ds``),
+    the level each came from, and how many reaches and segments had ``min_obs``
+    observations but in fewer than ``min_months`` months (their curves are not used:
+    a curve fitted on summer days alone sets its lower plateau from summer water and
+    predicted about 16 degC all winter)."""
+    times = pd.DatetimeIndex(ds[TIME].values)
+    air = _smooth_air(raw_air, int(settings["air_window"]), times)
     min_obs = int(settings["min_obs"])
+    min_months = int(settings["min_months"])
+    months = np.asarray(times.month)
     outlet = _outlet_reach_idx(topo)
     xs = [air[np.isfinite(y_reach)]]
     ys = [y_reach[np.isfinite(y_reach)]]
@@ -1055,14 +1090,20 @@ def _fit_mohseni_all(
         raise DataError("the pooled logistic regression of 'mohseni' did not converge or has fewer "
                         "than 5 training observations; use another baseline or more observations")
     seg_params: list[np.ndarray | None] = [None] * topo.n_seg
+    few = {"reaches": 0, "segments": 0}
     if y_seg is not None:
-        for s in np.flatnonzero(np.isfinite(y_seg).sum(axis=1) >= min_obs):
+        enough = np.isfinite(y_seg).sum(axis=1) >= min_obs
+        spread = _months_observed(y_seg, months) >= min_months
+        few["segments"] = int((enough & ~spread).sum())
+        for s in np.flatnonzero(enough & spread):
             seg_params[s] = _fit_mohseni(air[outlet[s]], y_seg[s])
     params = np.empty((topo.n_reach, 4))
     level = np.full(topo.n_reach, 2, dtype=np.int8)
-    n_obs = np.isfinite(y_reach).sum(axis=1)
+    enough = np.isfinite(y_reach).sum(axis=1) >= min_obs
+    spread = _months_observed(y_reach, months) >= min_months
+    few["reaches"] = int((enough & ~spread).sum())
     for r in range(topo.n_reach):
-        own = _fit_mohseni(air[r], y_reach[r]) if n_obs[r] >= min_obs else None
+        own = _fit_mohseni(air[r], y_reach[r]) if enough[r] and spread[r] else None
         seg = seg_params[topo.reach_seg_idx[r]]
         if own is not None:
             params[r], level[r] = own, 0
@@ -1070,7 +1111,7 @@ def _fit_mohseni_all(
             params[r], level[r] = seg, 1
         else:
             params[r] = pooled
-    return params, level
+    return params, level, few
 
 
 # ----------------------------------------------------------------------------- interpolators

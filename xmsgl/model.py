@@ -1353,7 +1353,7 @@ def fit(
         ``lr * weight_decay`` must stay below 1. Not with ``subbasin_batch``.
         Recorded in ``config["hyperparameters"]`` when above 0.
     **options
-        Settings of a baseline (``air_window``, ``min_obs``, ``power``, ``d_min``;
+        Settings of a baseline (``air_window``, ``min_obs``, ``min_months``, ``power``, ``d_min``;
         see :func:`xmsgl.baselines.fit_baseline`). Refused for the networks.
 
     Returns
