@@ -234,6 +234,77 @@ def test_downscale_warns_of_time_varying_inputs_far_beyond(half_year_basin: xr.D
     assert dynamic_extrapolation([np.zeros((3, 2, 1), np.float32)], model) is None
 
 
+def test_the_input_range_warning_names_the_days_it_judged(half_year_basin: xr.Dataset,
+                                                          half_year_msgl) -> None:
+    """The warning judges the days run, the warm-up before those asked for included; its
+    hint, coverage(model, time=...), judged the days asked for alone and found nothing
+    where degF air lay in the warm-up only. The hint now gives the days run."""
+    from xmsgl.cli import _cli_words
+    from xmsgl.exceptions import InputRangeWarning
+
+    warm_up = (half_year_basin.time >= np.datetime64("2001-02-01")) & (
+        half_year_basin.time <= np.datetime64("2001-03-31"))
+    hot = half_year_basin.copy()
+    for v in ("seg_air_temp", "reach_air_temp"):
+        hot[v] = xr.where(warm_up, hot[v] * 9 / 5 + 32, hot[v]).transpose(*hot[v].dims).assign_attrs(
+            hot[v].attrs)
+    asked = ("2001-06-01", "2001-06-30")
+    with pytest.warns(InputRangeWarning) as said:
+        hot.msgl.downscale(half_year_msgl, time=asked)
+    text = str(next(w for w in said if issubclass(w.category, InputRangeWarning)).message)
+    hint = re.search(r"ds\.msgl\.coverage\(model, time=\('([-0-9]+)', '([-0-9]+)'\)\) lists the nodes "
+                     r"and days beyond the range over the days run, the (\d+) days of warm-up before "
+                     r"those asked for included$", text)
+    assert hint is not None, text
+    assert hint[1] == "2001-01-01" and hint[2] >= asked[1] and int(hint[3]) == 151
+
+    def days_beyond(ds: xr.Dataset, time: tuple[str, str]) -> int:
+        return int(ds.msgl.coverage(half_year_msgl, time=time)["reach_days_beyond_observed"].sum())
+
+    # The days asked for alone do not show the degF air; the days run do.
+    assert days_beyond(hot, asked) == days_beyond(half_year_basin, asked)
+    run = (hint[1], hint[2])
+    assert days_beyond(hot, run) > days_beyond(half_year_basin, run)
+    # In the command's words, with the same days.
+    assert f"xmsgl coverage MODEL DATA --time {hint[1]} {hint[2]} lists" in _cli_words(text, "downscale")
+
+
+def test_the_share_warned_of_reads_above_its_threshold() -> None:
+    from xmsgl.coverage import _percent_over
+
+    # 5.24% was printed as "5%" in a sentence about shares "over 5%".
+    assert _percent_over(0.0524, 0.05) == "5.2%" and _percent_over(0.17, 0.05) == "17%"
+    assert _percent_over(0.0500001, 0.05) == "5.00001%"
+
+
+def test_coverage_of_no_day(half_year_basin: xr.Dataset, half_year_msgl) -> None:
+    # Lazy, it failed with a plain ValueError (and the command with a traceback).
+    for ds in (half_year_basin.isel(time=slice(0, 0)),
+               half_year_basin.isel(time=slice(0, 0)).chunk({"time": 100})):
+        cov = ds.msgl.coverage(half_year_msgl)
+        assert cov.attrs["xmsgl_days_judged"] == 0 and "xmsgl_time_judged" not in cov.attrs
+        assert int(cov["reach_days_beyond_observed"].sum()) == 0
+        assert cov["reach_days_beyond_observed"].attrs["units"] == "1"
+        # The command's lines say so without an empty span ("of 0 days judged, )").
+        from xmsgl.cli import _coverage_lines
+
+        lines = "\n".join(_coverage_lines(cov, 1.0))
+        assert "(of 0 days judged)" in lines and ", )" not in lines
+
+
+def test_coverage_refuses_a_fill_value_as_downscale_does(half_year_basin: xr.Dataset, half_year_msgl) -> None:
+    # It reported the reach as merely far beyond, where downscale refuses the value.
+    from xmsgl.exceptions import DataError
+
+    area = half_year_basin["reach_area"].values.copy()
+    area[3] = -9999.0
+    bad = half_year_basin.assign(reach_area=("reach", area, half_year_basin["reach_area"].attrs))
+    for call in (lambda: bad.msgl.coverage(half_year_msgl), lambda: bad.msgl.downscale(half_year_msgl)):
+        with pytest.raises(DataError, match=r"'reach_area' holds 1 value of -9999 .*a fill value that "
+                                            r"was not masked"):
+            call()
+
+
 def test_robustness_runs_do_not_repeat_the_warning(half_year_basin: xr.Dataset, half_year_msgl) -> None:
     import warnings
 

@@ -421,6 +421,8 @@ def _open_zarr(path: Path, lazy: bool, **options: Any) -> Any:
 _CLI_WORDS = (
     (r"\bscale='(reach|seg|cross)'", r"--scale \1"),
     (r"\bpass check_graph=False\b", "pass --other-network"),
+    (r"\bds\.msgl\.coverage\(model, time=\('([^']*)', '([^']*)'\)\)",
+     r"xmsgl coverage MODEL DATA --time \1 \2"),
     (r"\bds\.msgl\.coverage\(model, time=\.\.\.\)", "xmsgl coverage MODEL DATA --time START END"),
     (r"\bds\.msgl\.coverage\(model\)", "xmsgl coverage MODEL DATA"),
     (r"\(xmsgl\.evaluate\.cross_validate\)", "(xmsgl evaluate --cv METHOD)"),
@@ -1684,8 +1686,9 @@ def _coverage_lines(cov: Any, margin: float) -> list[str]:
         if days_name in cov:
             beyond = cov[days_name].values
             most = [i for i in np.argsort(-beyond, kind="stable")[:3] if beyond[i] > 0]
-            judged = (f" (of {days(int(cov.attrs['xmsgl_days_judged']))} judged, "
-                      f"{cov.attrs.get('xmsgl_time_judged', '')})"
+            span = cov.attrs.get("xmsgl_time_judged")
+            judged = (f" (of {days(int(cov.attrs['xmsgl_days_judged']))} judged"
+                      + (f", {span})" if span else ")")
                       if "xmsgl_days_judged" in cov.attrs else "")
             line = (f"{many}: {count(int((beyond > 0).sum()), n)} days{judged} on which a "
                     f"time-varying input lies more than {sds} beyond its range over the observed "

@@ -126,7 +126,9 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
     TimeError, PeriodError
         For ``time=`` that ``downscale`` refuses too.
     DataError
-        For an input that is not finite (``downscale`` refuses it too).
+        For an input that is not finite, or that holds a fill value such as -9999 or
+        values farther from the training inputs than any input can lie (``downscale``
+        refuses them too).
     ModelMismatchError
         For an input in other units than the model was fitted with (``downscale``
         refuses it too).
@@ -147,7 +149,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
     """
     from xmsgl.model import Downscaler, load
     from xmsgl.nn.gru import GRUModel
-    from xmsgl.train import _check_temperature
+    from xmsgl.train import check_input_values
 
     expect_dataset(ds)
     if isinstance(margin, bool) or not isinstance(margin, (int, float, np.integer, np.floating)) or not (
@@ -233,8 +235,8 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
                 continue
             v = np.asarray(ds[name].values, dtype=np.float64)
             _refuse_not_finite(~np.isfinite(v), name, ds, dim)
-            if v.size:  # a fill value or mislabelled units, as downscale refuses them
-                _check_temperature(name, float(v.min()), float(v.max()), spec, ds[name].attrs, v, ds, dim)
+            # A fill value or mislabelled units, as downscale refuses them.
+            check_input_values(name, v, True, spec, ds, dim, fitting=False)
             far = _sd_beyond(v, spec.observed_range[name], spec.std[name])
             more = far > worst
             worst[more], which[more] = far[more], name
@@ -263,8 +265,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
                     elif v.size:
                         # A lazy input's values were not read by validate: a fill value
                         # or degC labelled K is refused here, as downscale refuses it.
-                        _check_temperature(name, float(v.min()), float(v.max()), spec,
-                                           ds[name].attrs, v, sel, dim)
+                        check_input_values(name, v, False, spec, sel, dim, fitting=False)
                     far = _sd_beyond(v, spec.observed_range[name], spec.std[name])
                     beyond = far > margin
                     any_beyond |= beyond
@@ -301,7 +302,8 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
                                  f"{words[dim]} on the training days",
                     "description": f"days judged on which an input on time lies more than {sds} "
                                    f"beyond its range over the observed nodes' training days "
-                                   f"({', '.join(judged_days)})"})
+                                   f"({', '.join(judged_days)})",
+                    "units": "1"})
             out[f"{dim}_days_beyond_sd"] = xr.DataArray(
                 days_worst.astype(np.float32), dims=(dim,), coords=coord,
                 attrs={"long_name": "largest distance of a time-varying input beyond the observed "
@@ -363,6 +365,8 @@ def _blocks(ds: xr.Dataset, names: list[str], dim: str, n: int) -> tuple[list[sl
     record into several reads, about ``365 / days`` of them (twice at 30,000 reaches,
     46 times at a million)."""
     n_time = ds.sizes.get(TIME, 0)
+    if n_time == 0:  # no day to read, lazy or not
+        return [], [slice(0, n)]
     for name in names:
         chunks = getattr(ds[name].data, "chunks", None)
         if chunks is None:
@@ -483,8 +487,8 @@ WARN_WINDOW_DAYS = 30
 FAR_SD = 25.0
 
 
-def dynamic_extrapolation(inputs: Sequence[Any], model: Any, *, share: float = WARN_DAYS_SHARE
-                          ) -> tuple[str, list[str]] | None:
+def dynamic_extrapolation(inputs: Sequence[Any], model: Any, *, share: float = WARN_DAYS_SHARE,
+                          more: str | None = None) -> tuple[str, list[str]] | None:
     """A sentence on the time-varying inputs that lie far beyond their training range on
     the days run, and their names, or None when there are none (what
     :func:`xmsgl.downscale.downscale` warns of, :class:`~xmsgl.exceptions.InputRangeWarning`).
@@ -502,7 +506,8 @@ def dynamic_extrapolation(inputs: Sequence[Any], model: Any, *, share: float = W
     deviations beyond that range (a missing-data code such as 9999.9 on a few days).
     The extremes the inputs found when they were checked rule
     most inputs out without another pass over their values. A model saved before the
-    ranges were recorded is not judged.
+    ranges were recorded is not judged. ``more`` ends the sentence (where to look
+    further; :func:`input_range_sentence`'s default when None).
     """
     from xmsgl.train import InputDays
 
@@ -513,7 +518,23 @@ def dynamic_extrapolation(inputs: Sequence[Any], model: Any, *, share: float = W
     found = [(name, ext, (lambda x=x, j=j: x.raw(j)))
              for x in inputs if isinstance(x, InputDays)
              for j, (name, ext) in enumerate(zip(x.names, x.extremes, strict=True))]
-    return input_range_sentence(found, ranges, spec.std, spec.units, share=share)
+    if more is None:
+        return input_range_sentence(found, ranges, spec.std, spec.units, share=share)
+    return input_range_sentence(found, ranges, spec.std, spec.units, share=share, more=more)
+
+
+def _percent_over(frac: float, share: float) -> str:
+    """``frac`` as a percentage with the digits that show it above ``share`` (5.2%, not
+    the 5% that read as the threshold itself).
+
+    >>> _percent_over(0.0524, 0.05), _percent_over(0.23, 0.05), _percent_over(0.05004, 0.05)
+    ('5.2%', '23%', '5.004%')
+    """
+    for digits in range(0, 6):
+        text = f"{100 * frac:.{digits}f}"
+        if float(text) > 100 * share:
+            return f"{text}%"
+    return f"{100 * frac:g}%"
 
 
 def input_range_sentence(inputs: Sequence[tuple[str, tuple[float, float] | None, Callable[[], np.ndarray]]],
@@ -560,7 +581,7 @@ def input_range_sentence(inputs: Sequence[tuple[str, tuple[float, float] | None,
             continue
         frac = _largest_window_share((vals < lo - sd) | (vals > hi + sd))
         if frac > share:
-            far_parts.append(f"{name!r} ({unit}; {100 * frac:.0f}% of the node-days, values "
+            far_parts.append(f"{name!r} ({unit}; {_percent_over(frac, share)} of the node-days, values "
                              f"{vmin:.4g}..{vmax:.4g} against {lo:.4g}..{hi:.4g} in training, "
                              f"standard deviation {sd:.3g})")
             names.append(name)

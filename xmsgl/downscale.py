@@ -649,7 +649,15 @@ def downscale(
         warn_static_extrapolation(ds, model, scale)
         # Inputs on the days run far beyond their training range (a change of units, a
         # missing-data code), found from the extremes the inputs' checks took.
-        found = dynamic_extrapolation([data.x_seg, data.x_reach], model)
+        # The days run reach beyond those asked for (the warm-up, and what the
+        # attention reads after them): coverage judges only the days it is given.
+        first, last = times[s0].date(), times[e1 - 1].date()
+        found = dynamic_extrapolation(
+            [data.x_seg, data.x_reach], model,
+            more=f"ds.msgl.coverage(model, time=('{first}', '{last}')) lists the nodes and days "
+                 "beyond the range over the days run"
+                 + (f", the {i0 - s0} days of warm-up before those asked for included"
+                    if i0 > s0 else ""))
         if found:
             warnings.warn(found[0], InputRangeWarning, stacklevel=user_stacklevel())
         with _moved(model.net, dev) as net:

@@ -977,7 +977,8 @@ def _block_downscale_inner(
                   f"than a standard deviation beyond on over {WARN_DAYS_SHARE:.0%} of the block's "
                   "node-days, or negative where the units allow no negative value): check "
                   f"{'their' if many else 'its'} units and missing-data codes; "
-                  "ds.msgl.coverage(model, time=...) lists the nodes and days",
+                  "ds.msgl.coverage(model, time=...) over the days asked for and the warm-up "
+                  "before them lists the nodes and days",
                   InputRangeWarning)
     output = "coarse" if scale == SEG else model.output
     out = predict(model.net, data, t_keep, t_end, output=output, device=dev, chunk=int(chunk),
