@@ -99,9 +99,9 @@ def test_interpolators_use_the_sources_they_are_given(small_basin: xr.Dataset, f
 def test_mohseni_parameters_levels(fitted: dict) -> None:
     levels = fitted["mohseni"].config["fit"]["param_levels"]
     # The three observed reaches of this basin but the seasonal gauge (April to October,
-    # 7 months), and the segments observed in fewer than 9 months, fit no curve of their own.
+    # 7 months), and the segments observed in fewer than 8 months, fit no curve of their own.
     assert levels["own"] == 2
-    assert fitted["mohseni"].config["fit"]["few_months"] == {"reaches": 1, "segments": 7}
+    assert fitted["mohseni"].config["fit"]["few_months"] == {"reaches": 1, "segments": 4}
     assert sum(levels.values()) == 145
     mu, alpha, gamma, beta = fitted["mohseni"].arrays["params"].T
     assert np.all(alpha > mu) and np.all(gamma > 0)
@@ -428,11 +428,11 @@ def test_gru_errors(gru_basin: xr.Dataset, gru_model, small_basin: xr.Dataset) -
 def test_numpy_settings_are_saved_and_bad_ones_are_typed_errors(tmp_path, small_basin: xr.Dataset) -> None:
     # Settings taken from numpy (np.arange, ...) used to reach config.json as numpy
     # scalars, which json cannot write: save() failed with a plain TypeError.
-    model = fit_baseline(small_basin, "mohseni", min_months=np.int64(8), air_window=np.int64(3),
+    model = fit_baseline(small_basin, "mohseni", min_months=np.int64(7), air_window=np.int64(3),
                          min_obs=np.int64(40))
     again = load_baseline(model.save(tmp_path / "moh"))
     assert again.config["settings"] == {"window": 31, "min_count": 3, "air_window": 3, "min_obs": 40,
-                                        "min_months": 8}
+                                        "min_months": 7}
     np.testing.assert_array_equal(again.predict(small_basin, time=TEST).values,
                                   model.predict(small_basin, time=TEST).values)
     fit_baseline(small_basin, "idw", power=np.float32(1.5), d_min=np.int64(50)).save(tmp_path / "idw")
@@ -718,7 +718,7 @@ def test_a_mohseni_curve_needs_observations_over_most_of_the_year() -> None:
     """A segment observed from May to September alone (102 coarse observations, more than
     min_obs) set the curve of its nine reaches: its lower plateau, fitted on summer water,
     was 15.8 degC, predicted all winter (about 5 degC true) without a word. A level's
-    curve now needs observations in min_months (9) calendar months."""
+    curve now needs observations in min_months (8) calendar months."""
     import xmsgl
 
     ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2000-10-01", end="2003-09-30", seed=1)

@@ -117,7 +117,7 @@ ARRAYS = "arrays.npz"
 _N_DOY = 366
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "climatology": {"window": 31, "min_count": 3},
-    "mohseni": {"window": 31, "min_count": 3, "air_window": 5, "min_obs": 50, "min_months": 9},
+    "mohseni": {"window": 31, "min_count": 3, "air_window": 5, "min_obs": 50, "min_months": 8},
     "idw": {"window": 31, "min_count": 3, "power": 2.0, "d_min": 100.0},
     "harmonic": {"window": 31, "min_count": 3},
 }
@@ -843,7 +843,7 @@ def fit_baseline(
         window before it falls back to the next level), ``air_window``
         (days of the trailing air temperature mean, 5), ``min_obs`` (50, the
         observations a reach or segment needs for its own logistic fit) and
-        ``min_months`` (9, the calendar months those observations must fall in) for
+        ``min_months`` (8, the calendar months those observations must fall in) for
         ``"mohseni"``, which takes neither ``window`` nor ``min_count``;
         ``power`` (2.0) and ``d_min`` (100.0 m, the smallest distance) for ``"idw"``.
 
