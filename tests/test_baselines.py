@@ -745,6 +745,19 @@ def test_mohseni_refuses_the_climatology_settings_it_does_not_read(small_basin: 
         with pytest.raises(xmsgl.ParameterError, match=rf"\['{name}'\] shape the day-of-year climatology, "
                                                  r"which baseline 'mohseni' does not read"):
             fit_baseline(small_basin, "mohseni", **{name: 5})
+    # Said nowhere as one of its settings, and a setting for every method of a sweep goes
+    # to those that read it (the sweep failed on mohseni).
+    with pytest.raises(xmsgl.ParameterError, match=r"it takes the settings \['air_window', 'min_months', "
+                                                   r"'min_obs'\]$"):
+        xmsgl.fit(small_basin, method="mohseni", bogus=1)
+    from xmsgl.evaluate import sparsity_sweep
+
+    sw = sparsity_sweep(small_basin, ["climatology", "mohseni"], keep=[1.0], seeds=[0],
+                        fit_kwargs={"min_count": 5})
+    assert np.isfinite(sw.rmse.values).all()
+    with pytest.raises(xmsgl.ParameterError, match="does not read"):
+        sparsity_sweep(small_basin, ["climatology", "mohseni"], keep=[1.0], seeds=[0],
+                       fit_kwargs={"mohseni": {"min_count": 5}})
 
 
 def test_a_mohseni_folder_saved_before_min_months_loads_as_fitted(tmp_path, small_basin: xr.Dataset) -> None:

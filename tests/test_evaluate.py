@@ -603,6 +603,13 @@ def test_accessor_warns_when_scores_are_in_sample(small_basin: xr.Dataset) -> No
     n_obs = int(((seen.notnull() | copied) & later.reach_temp_true.notnull()).sum())
     assert float(np.abs(late - seen).max()) == 0.0
     assert float(np.abs(late - coarse.astype(np.float32)).where(copied).max()) == 0.0
+    # Scored against a dataset without a topology, the outlet reaches are unknown: the
+    # observed reach-days alone are counted (it failed with a SchemaError).
+    bare = later[["reach_temp", "reach_temp_true", "seg_temp"]]
+    n_reach_obs = int((seen.notnull() & later.reach_temp_true.notnull()).sum())
+    with pytest.warns(xmsgl.InSampleWarning, match=rf": {n_reach_obs} of the \d+ pairs scored .*"
+                                                   r"observations \('reach_temp'\), which idw"):
+        bare.msgl.evaluate(late)
     with pytest.warns(xmsgl.InSampleWarning, match=rf"'idw' baseline against 'reach_temp_true': {n_obs} of "
                       r"the \d+ pairs scored .* in-sample, on any day"):
         small_basin.msgl.evaluate(late)

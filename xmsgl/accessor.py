@@ -169,7 +169,12 @@ class MsglAccessor:
             copied = None
             if (scored == "reach_temp_true" and "seg_temp" in self._ds
                     and getattr(prediction, "attrs", {}).get("xmsgl_method") in ("idw", "harmonic")):
-                copied = _coarse_copies(self._ds)
+                from xmsgl.exceptions import XmsglError
+
+                try:
+                    copied = _coarse_copies(self._ds)
+                except XmsglError:  # no usable topology: the outlet reaches are unknown
+                    copied = None
             _warn_in_sample(prediction, observed, read=self._ds[str(scored)[:-5]], copied=copied)
         return result
 

@@ -806,9 +806,15 @@ def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+def taken_settings(method: str) -> list[str]:
+    """The settings a caller may give baseline ``method`` (its config holds
+    ``_UNREAD``'s too, which it does not read)."""
+    return [k for k in _DEFAULTS[method] if k not in _UNREAD.get(method, ())]
+
+
 def baseline_settings(method: str) -> tuple[str, ...]:
     """The keyword arguments :func:`fit_baseline` takes for baseline ``method``."""
-    return ("train", "seed", *_DEFAULTS[method])
+    return ("train", "seed", *taken_settings(method))
 
 
 def fit_baseline(
@@ -881,7 +887,7 @@ def fit_baseline(
     if method not in BASELINES:
         raise ChoiceError(f"method={method!r} is not a baseline; use one of {list(BASELINES)}")
     check_seed(seed)
-    takes = sorted(set(_DEFAULTS[method]) - set(_UNREAD.get(method, ())))
+    takes = sorted(taken_settings(method))
     unread = sorted(set(kw) & set(_UNREAD.get(method, ())))
     if unread:
         raise ParameterError(
@@ -927,8 +933,8 @@ def fit_baseline(
             return (pd.Timestamp("2000-01-01") + pd.Timedelta(days=pos)).strftime("%d %b")
 
         whose = ("climatology's training observations" if method == "climatology" else
-                 f"the training observations of {method}'s climatology (what it predicts on the "
-                 "days and at the reaches without a source)")
+                 f"the training observations of {method}'s climatology, what it predicts on the "
+                 "days and at the reaches without a source,")
         warnings.warn(
             f"{whose} (in the training period {ranges}) leave "
             f"{counts['doy_interpolated']} days of the year without one within its centred "

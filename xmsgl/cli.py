@@ -1193,7 +1193,8 @@ def _default_methods(ds: Any) -> list[str]:
     try:
         _mohseni_air(ds)
     except XmsglError as err:
-        _warn(f"mohseni is left out of the default methods: {err}; --methods chooses them")
+        _warn(f"mohseni is left out of the default methods: {err}; give --methods to choose "
+              "the methods")
         return [m for m in _EVALUATE_METHODS if m != "mohseni"]
     return list(_EVALUATE_METHODS)
 

@@ -529,12 +529,14 @@ def _percent_over(frac: float, share: float) -> str:
 
     >>> _percent_over(0.0524, 0.05), _percent_over(0.23, 0.05), _percent_over(0.05004, 0.05)
     ('5.2%', '23%', '5.004%')
+    >>> _percent_over(0.05000000001, 0.05)
+    '5.000000001%'
     """
-    for digits in range(0, 6):
+    for digits in range(0, 16):
         text = f"{100 * frac:.{digits}f}"
         if float(text) > 100 * share:
             return f"{text}%"
-    return f"{100 * frac:g}%"
+    return f"{100 * frac!r}%"
 
 
 def input_range_sentence(inputs: Sequence[tuple[str, tuple[float, float] | None, Callable[[], np.ndarray]]],

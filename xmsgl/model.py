@@ -2023,15 +2023,16 @@ def _plain(value: Any) -> Any:
 
 def _fit_baseline(args: dict[str, Any]) -> BaselineModel:
     """Fit the baseline ``args["method"]`` from the arguments of :func:`fit`."""
-    from xmsgl.baselines import _DEFAULTS, fit_baseline
+    from xmsgl.baselines import _DEFAULTS, fit_baseline, taken_settings
 
     method = args["method"]
+    takes = sorted(taken_settings(method))
     unused = [k for k, default in _FIT_DEFAULTS.items()
               if k not in _BASELINE_ARGS and args[k] != default]
     if unused:
         raise ParameterError(
             f"{unused} are arguments of the neural methods; baseline {method!r} does not take "
-            f"them: drop them (it takes train, val, test, seed and {sorted(_DEFAULTS[method])})"
+            f"them: drop them (it takes train, val, test, seed and {takes})"
         )
     # Fitted with numpy on the CPU; a device is still checked as the networks check it
     # (device="banana" was accepted without a word).
@@ -2040,8 +2041,8 @@ def _fit_baseline(args: dict[str, Any]) -> BaselineModel:
     unknown = sorted(set(options) - set(_DEFAULTS[method]))
     if unknown:
         raise ParameterError(f"fit() got arguments {unknown} that baseline {method!r} does not "
-                             f"take{did_you_mean(unknown, [*_DEFAULTS[method], *_BASELINE_ARGS])}; "
-                             f"it takes the settings {sorted(_DEFAULTS[method])}")
+                             f"take{did_you_mean(unknown, [*takes, *_BASELINE_ARGS])}; "
+                             f"it takes the settings {takes}")
     if args["window"] is not None:
         options["window"] = args["window"]
     train = args["train"]

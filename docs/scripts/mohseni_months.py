@@ -10,7 +10,7 @@ reaches gauged, seeds 1-3. Prints, as JSON lines, the RMSE for each setting and,
 the default, the reaches on each level of parameters and the reaches and segments whose
 ``min_obs`` observations fell in too few months.
 
-Run: ``python docs/scripts/mohseni_months.py`` (about a minute on one core; the numbers
+Run: ``python docs/scripts/mohseni_months.py`` (about ten seconds on one core; the numbers
 do not depend on the machine).
 """
 
