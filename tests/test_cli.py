@@ -191,6 +191,29 @@ def test_evaluate_default_methods_leave_out_mohseni_without_air_temperature(
     assert "--methods mohseni cannot run" in capsys.readouterr().err
 
 
+def test_evaluate_robustness_notes_the_checks_that_change_nothing(tmp_path, capsys) -> None:
+    import re
+
+    import xarray as xr
+
+    # The GRU reads reach inputs alone: masking segments or gauges changes none of its
+    # predictions, and the table's zeros said so to nobody.
+    assert main(["evaluate", "--methods", "climatology", "--keep", "1.0", "--n-segments", "6",
+                 "--start", "2000-10-01", "--end", "2003-09-30", "--robustness", "gru", "--epochs", "1",
+                 "--out", str(tmp_path / "r.nc"), "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    # (shift moves the GRU by next to nothing: exactly 0 or below 0.0005 degC, by machine.)
+    assert re.search(r"robustness gru: note: (shift, )?mask_coarse, mask_gauges left every prediction "
+                     r"of gru as it was \(exactly 0 at every level\): these checks alter nothing gru "
+                     r"reads", text), text
+    with xr.open_dataset(tmp_path / "r.nc") as res:
+        assert "mask_coarse, mask_gauges left every prediction" in res.attrs["robustness_note"]
+        for check in ("mask_coarse", "mask_gauges"):
+            assert (res.rob_d_rmse.sel(check=check).fillna(0) == 0).all()
+        assert (res.rob_d_rmse.sel(check="lag").fillna(0) != 0).any()
+        assert "lag" not in res.attrs["robustness_note"]
+
+
 def test_robustness_on_data_without_truth(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     # Real data has observations only: the robustness table scores the test years'
     # observations, which the fit never sees.

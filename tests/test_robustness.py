@@ -137,7 +137,9 @@ def test_robustness_table(basin: xr.Dataset) -> None:
     assert rob.attrs["truth"] == "reach_temp_true" and rob.attrs["scored_period"] == list(test)
     # An interpolator driven by gauges does change when they are masked.
     idw = fit_baseline(hidden, "idw", train=("2000-10-01", "2001-09-30"))
-    rob = robustness(basin, idw, {"mask_gauges": [0.5, 1.0], "mask_coarse": [0.5]}, time=test, n_draws=2)
+    with pytest.warns(xmsgl.InSampleWarning):  # it reads the scored days' observations
+        rob = robustness(basin, idw, {"mask_gauges": [0.5, 1.0], "mask_coarse": [0.5]}, time=test,
+                         n_draws=2)
     assert float(rob.d_rmse.sel(check="mask_gauges", level=1)) > 0.0
     assert float(rob.d_rmse.sel(check="mask_coarse", level=0)) > 0.0
     n_obs = int(basin.reach_temp.notnull().any("time").sum())
@@ -293,10 +295,37 @@ def test_robustness_scores_masked_test_observations_on_data_without_truth(basin:
     rob = robustness(ds, idw, {"mask_gauges": [1.0]}, time=test, n_draws=1, hide_scored=True)
     assert float(rob.base_rmse) > 0.1
     assert float(rob.d_rmse.sel(check="mask_gauges", level=0)) == 0.0
-    # Without hide_scored it reproduces what it is scored against: said so.
-    with pytest.warns(xmsgl.XmsglWarning, match="'idw' baseline reads the scored days' reach_temp"):
-        rob = robustness(ds, idw, {"lag": [0]}, time=test)
-    assert float(rob.base_rmse) < 1e-6
+    # Without hide_scored it reproduces what it is scored against: said so, whatever
+    # the truth's name (a copy of the observations under another name went unsaid, and
+    # so did the truth of reaches observed on the scored days).
+    for truth in (None, ds.reach_temp.rename("obs")):
+        with pytest.warns(xmsgl.InSampleWarning, match=r"'idw' baseline returns the observations it "
+                                                       r"reads \(reach_temp, and seg_temp at each "
+                                                       r"segment's outlet reach\) .* \d+ of the \d+ "
+                                                       r"reach-days scored against '(reach_temp|obs)'"):
+            rob = robustness(ds, idw, {"lag": [0]}, time=test, truth=truth)
+        assert float(rob.base_rmse) < 1e-6
+    if "reach_temp_true" in ds:
+        with pytest.warns(xmsgl.InSampleWarning, match="scored against 'reach_temp_true'"):
+            robustness(ds, idw, {"lag": [0]}, time=test, truth="reach_temp_true")
+
+
+def test_robustness_refuses_a_truth_without_labels_and_text_for_numbers(basin: xr.Dataset) -> None:
+    from xmsgl.baselines import fit_baseline
+
+    clim = fit_baseline(basin, "climatology")
+    bare = xr.DataArray(basin.reach_temp.transpose("reach", "time").values, dims=("reach", "time"))
+    # It failed in xarray's sel with a TypeError.
+    with pytest.raises(xmsgl.SchemaError, match=r"has no 'reach' or 'time' coordinate.*"
+                                                r"truth.assign_coords\(reach=ds\['reach'\], time=ds\['time'\]\)"):
+        robustness(basin, clim, {"lag": [0]}, truth=bare)
+    # A share given as text was taken (a period as text was refused).
+    with pytest.raises(xmsgl.ParameterError, match="mask_coarse level='0.5' must be a share"):
+        robustness(basin, clim, {"mask_coarse": ["0.5"]})
+    # Levels as a numpy array are levels (the array was taken for one level).
+    a = robustness(basin, clim, {"lag": np.array([1, 3])}, n_draws=1)
+    b = robustness(basin, clim, {"lag": [1, 3]}, n_draws=1)
+    np.testing.assert_array_equal(a.rmse.values, b.rmse.values)
 
 
 def test_filters_bridge_missing_values(basin: xr.Dataset) -> None:
@@ -400,8 +429,8 @@ def test_review_fixes_split_test_draws_long_periods_and_typed_errors() -> None:
     assert rob.attrs["scored_days"] == "2011-10-01/2012-09-30, 2014-10-01/2015-09-30"
     # A check's draws do not depend on the other checks listed beside it.
     h = fit_baseline(d, "harmonic")
-    alone = robustness(d, h, {"mask_coarse": [0.5]}, n_draws=2)
-    beside = robustness(d, h, {"lag": [1], "mask_coarse": [0.5]}, n_draws=2)
+    alone = robustness(d, h, {"mask_coarse": [0.5]}, n_draws=2, hide_scored=True)
+    beside = robustness(d, h, {"lag": [1], "mask_coarse": [0.5]}, n_draws=2, hide_scored=True)
     assert float(alone.d_rmse.sel(check="mask_coarse", level=0)) == float(
         beside.d_rmse.sel(check="mask_coarse", level=0))
     # Cutoffs slower than half the record were set by the filter's edges (or failed
@@ -414,7 +443,7 @@ def test_review_fixes_split_test_draws_long_periods_and_typed_errors() -> None:
     with pytest.raises(PeriodError):
         robustness(d, h, {"lag": [1]}, time=("abc", "def"))
     with pytest.warns(xmsgl.XmsglWarning, match="time='2015' reaches past .* only the 273 days"):
-        rob = robustness(d, h, {"lag": [1]}, time="2015")
+        rob = robustness(d, h, {"lag": [1]}, time="2015", hide_scored=True)
     assert rob.attrs["scored_days"] == "2015-01-01/2015-09-30"
 
 

@@ -169,10 +169,11 @@ class MsglAccessor:
             copied = None
             if (scored == "reach_temp_true" and "seg_temp" in self._ds
                     and getattr(prediction, "attrs", {}).get("xmsgl_method") in ("idw", "harmonic")):
+                from xmsgl.baselines import coarse_copies
                 from xmsgl.exceptions import XmsglError
 
                 try:
-                    copied = _coarse_copies(self._ds)
+                    copied = coarse_copies(self._ds)
                 except XmsglError:  # no usable topology: the outlet reaches are unknown
                     copied = None
             _warn_in_sample(prediction, observed, read=self._ds[str(scored)[:-5]], copied=copied)
@@ -230,23 +231,6 @@ def _counts(*sums: xr.DataArray) -> list[int]:
     return out
 
 
-def _coarse_copies(ds: xr.Dataset) -> xr.DataArray:
-    """(reach, time), True at each segment's outlet reach on the days its ``seg_temp`` is
-    observed: there ``idw`` and ``harmonic`` return the coarse observation."""
-    import numpy as np
-
-    from xmsgl.convention import REACH, SEG, topology_arrays
-
-    topo = topology_arrays(ds)
-    outlet = np.asarray(topo.seg_outlet_reach_idx)
-    seg_of = np.full(topo.n_reach, -1, dtype=np.int64)
-    seg_of[outlet[outlet >= 0]] = np.flatnonzero(outlet >= 0)
-    seen = ds["seg_temp"].notnull().isel({SEG: xr.DataArray(np.maximum(seg_of, 0), dims=REACH)})
-    seen = seen.drop_vars([c for c in seen.coords if SEG in seen[c].dims or c == SEG])
-    return seen.assign_coords({REACH: ds[REACH]}) & xr.DataArray(
-        seg_of >= 0, dims=REACH, coords={REACH: ds[REACH]})
-
-
 def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
                     read: xr.DataArray | None = None, copied: xr.DataArray | None = None) -> None:
     """Warn when ``prediction`` is scored on observations it was fitted on or given.
@@ -255,7 +239,7 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
     ``reach_temp_true``): the pairs scored at their node-days inside the model's
     periods are in-sample, the others are not. ``copied``: the node-days where an
     ``idw`` or ``harmonic`` prediction returns a coarse observation
-    (:func:`_coarse_copies`), in-sample too.
+    (:func:`xmsgl.baselines.coarse_copies`), in-sample too.
     """
     import warnings
 

@@ -1123,6 +1123,23 @@ def _fit_mohseni_all(
 # ----------------------------------------------------------------------------- interpolators
 
 
+def coarse_copies(ds: xr.Dataset) -> xr.DataArray:
+    """(reach, time), True at each segment's outlet reach on the days its ``seg_temp`` is
+    observed: there ``idw`` and ``harmonic`` return the coarse observation (where the
+    reach has no observation of its own that day). Raises the
+    :class:`~xmsgl.exceptions.XmsglError` of :func:`~xmsgl.convention.topology_arrays`
+    for a dataset without a usable topology."""
+    topo = topology_arrays(ds)
+    outlet = np.asarray(topo.seg_outlet_reach_idx)
+    seg_of = np.full(topo.n_reach, -1, dtype=np.int64)
+    seg_of[outlet[outlet >= 0]] = np.flatnonzero(outlet >= 0)
+    seen = ds["seg_temp"].notnull().isel({SEG: xr.DataArray(np.maximum(seg_of, 0), dims=REACH)})
+    seen = seen.drop_vars([c for c in seen.coords if SEG in seen[c].dims or c == SEG])
+    return seen.assign_coords({REACH: ds[REACH]}) & xr.DataArray(
+        seg_of >= 0, dims=REACH, coords={REACH: ds[REACH]})
+
+
+
 def _idw(
     src: np.ndarray, y_seg: np.ndarray | None, topo: Topology, length: np.ndarray,
     clim_r: np.ndarray, clim_s: np.ndarray, power: float, d_min: float,

@@ -1134,6 +1134,33 @@ _ROBUSTNESS_NOTES = {
 }
 
 
+def _robustness_notes(method: str, rob: Any) -> list[str]:
+    """What the robustness table of ``method`` (``rob``, its ``rob_d_rmse`` on ``check``)
+    cannot show: the method's own note, else the checks that changed nothing (exactly 0
+    at every level) and those whose changes print as 0.000."""
+    import numpy as np
+
+    if method in _ROBUSTNESS_NOTES:
+        return [_ROBUSTNESS_NOTES[method]]
+    zero, small = [], []
+    for check in rob["check"].values:
+        d = np.asarray(rob["rob_d_rmse"].sel(check=check).values, dtype=float)
+        d = d[np.isfinite(d)]
+        if d.size and (d == 0).all():
+            zero.append(str(check))
+        elif d.size and (np.abs(d) < 0.0005).all():
+            small.append(str(check))
+    notes = []
+    if zero:
+        notes.append(f"{', '.join(zero)} left every prediction of {method} as it was (exactly 0 "
+                     f"at every level): {'these checks alter' if len(zero) > 1 else 'the check alters'} "
+                     f"nothing {method} reads, and the zeros say nothing about its robustness")
+    if small:
+        notes.append(f"{', '.join(small)} changed the RMSE of {method} by less than 0.0005 degC at "
+                     "every level (printed as 0.000)")
+    return notes
+
+
 def _evaluate_data(args: argparse.Namespace) -> tuple[Any, str]:
     """The dataset of ``xmsgl evaluate`` and a description of it."""
     import xmsgl
@@ -1313,8 +1340,9 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
         rob = rob.rename({"setting": "rob_setting"})
         out = _merge_steps(out, {"rob": rob})
         out.attrs["robustness_method"] = args.robustness
-        if args.robustness in _ROBUSTNESS_NOTES:
-            out.attrs["robustness_note"] = _ROBUSTNESS_NOTES[args.robustness]
+        rob_notes = _robustness_notes(args.robustness, rob)
+        if rob_notes:
+            out.attrs["robustness_note"] = "; ".join(rob_notes)
         parts.append(f"robustness {_time.time() - t2:.0f} s")
     sweep_notes = [_SWEEP_NOTES[m] for m in args.methods if m in _SWEEP_NOTES]
     if sweep_notes:
@@ -1359,8 +1387,8 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
             labels = out["rob_setting"].sel(check=c).values
             cells = [f"{lab}: {v:+.3f}" for lab, v in zip(labels, row.values) if np.isfinite(v)]
             print(f"robustness {args.robustness} {c}: " + "; ".join(cells))
-        if args.robustness in _ROBUSTNESS_NOTES:
-            print(f"robustness {args.robustness}: note: {_ROBUSTNESS_NOTES[args.robustness]}")
+        for note in _robustness_notes(args.robustness, out):
+            print(f"robustness {args.robustness}: note: {note}")
     print(f"wrote {args.out} ({', '.join(parts)})")
     return 0
 

@@ -515,7 +515,8 @@ def _seed(value: Any, what: str = "seed") -> int:
 
 
 def _share(value: Any, what: str) -> float:
-    if isinstance(value, bool):  # float(True) is 1: every node
+    # float(True) is 1: every node; text is refused as numbers given as text are elsewhere.
+    if isinstance(value, (bool, str, bytes)):
         raise ParameterError(f"{what}={value!r} must be a share between 0 and 1")
     try:
         s = float(value)
@@ -788,6 +789,8 @@ def _levels(checks: Mapping[str, Sequence[Any]] | Sequence[str] | None) -> dict[
         raise ChoiceError(f"checks {bad} are not known; use some of {list(CHECKS)}")
     out: dict[str, list[Any]] = {}
     for name, levels in checks.items():
+        if isinstance(levels, np.ndarray):  # the levels as an array: its values, as a list
+            levels = levels.tolist()
         lv = list(levels) if isinstance(levels, (list, tuple)) and not (
             name == "bandpass" and len(levels) == 2 and not isinstance(levels[0], (list, tuple))) \
             else [levels]
@@ -811,6 +814,37 @@ def _levels(checks: Mapping[str, Sequence[Any]] | Sequence[str] | None) -> dict[
                 _share(level, f"{name} level")
         out[name] = lv
     return out
+
+
+def _warn_sources_scored(method: str, ds: xr.Dataset, ref: xr.DataArray, on_scored: xr.DataArray,
+                         truth_name: str) -> None:
+    """Warn (:class:`~xmsgl.exceptions.InSampleWarning`) where an interpolating baseline,
+    which returns the observations it reads, is scored at reach-days it reads: whatever
+    the truth is named (the observations themselves, a copy under another name, or a
+    truth whose reaches were observed that day). ``ref`` and ``on_scored``: the truth and
+    the scored days, over the scored period."""
+    from xmsgl.baselines import coarse_copies
+    from xmsgl.exceptions import XmsglError
+
+    # Matched by reach id and date (xarray aligns the operands of & on both).
+    seen = ds["reach_temp"].notnull()
+    what = "reach_temp"
+    if "seg_temp" in ds.data_vars:
+        try:
+            seen = seen | coarse_copies(ds)
+            what = "reach_temp, and seg_temp at each segment's outlet reach"
+        except XmsglError:  # no usable topology: the outlet reaches are unknown
+            pass
+    pairs = ref.notnull() & on_scored
+    n, total = int((pairs & seen).sum()), int(pairs.sum())
+    if n:
+        warnings.warn(
+            f"the {method!r} baseline returns the observations it reads ({what}) as its "
+            f"prediction, and {n} of the {total} reach-days scored against {truth_name!r} are "
+            "days and reaches it reads: there its errors are in-sample (the observations' noise "
+            "alone, or 0 against the observations themselves); pass hide_scored=True to hide "
+            "the scored days' observations from it",
+            InSampleWarning, stacklevel=user_stacklevel())
 
 
 def _label(name: str, level: Any) -> str:
@@ -971,6 +1005,13 @@ def robustness(
         raise SchemaError(
             f"truth {truth_name!r} must be a (reach, time) DataArray to score against; it is on "
             f"{tuple(map(str, getattr(ref, 'dims', ())))}: give the reference for every scored day")
+    unlabelled = [d for d in (REACH, TIME) if d not in ref.coords]
+    if unlabelled:
+        # It is matched to the predictions by reach id and date.
+        raise SchemaError(
+            f"truth {truth_name!r} has no {' or '.join(map(repr, unlabelled))} coordinate, by which "
+            f"it is matched to the predictions; label it as the dataset is, "
+            f"truth.assign_coords({', '.join(f'{d}=ds[{d!r}]' for d in unlabelled)})")
     ref = ref.sel({TIME: slice(*period)})
     if not bool(ref.notnull().any()):  # one reduction, on dask too
         raise DataError(
@@ -980,13 +1021,8 @@ def robustness(
             "scores against them, or pass the unmasked values as truth=<DataArray>"
         )
     reads = getattr(fitted, "reads", {})
-    if not hide_scored and truth_name == "reach_temp" and "reach_temp" in reads:
-        # idw and harmonic reproduce their sources: scored against them, they score 0.
-        warnings.warn(
-            f"the {fitted.method!r} baseline reads the scored days' reach_temp as its sources and "
-            "is scored against the same values: its errors are in-sample (near 0 at every "
-            "observed reach-day); pass hide_scored=True to hide them from it",
-            InSampleWarning, stacklevel=user_stacklevel())
+    if not hide_scored and "reach_temp" in reads and "reach_temp" in ds.data_vars:
+        _warn_sources_scored(fitted.method, ds, ref, on_scored, truth_name)
     if hide_scored:
         on = xr.DataArray(scored, dims=(TIME,), coords={TIME: ds[TIME]})
         ds = ds.assign({v: ds[v].where(~on) for v in ("reach_temp", "seg_temp") if v in ds.data_vars})
