@@ -787,3 +787,14 @@ def test_every_baseline_that_reads_a_one_season_climatology_warns(method: str) -
     ds = ds.assign(reach_temp=ds.reach_temp.where(summer), seg_temp=ds.seg_temp.where(summer))
     with pytest.warns(xmsgl.FewObservationsWarning, match="interpolated between the nearest observed"):
         fit_baseline(ds, method)
+
+
+def test_the_gru_refuses_what_is_not_a_dataset_and_checks_its_data(gru_model, gru_basin: xr.Dataset) -> None:
+    # predict failed with an AttributeError on a DataArray, None or a path; check_data was
+    # a module function only, where the docs call the method.
+    for bad in (gru_basin.reach_air_temp, None, "basin.nc"):
+        with pytest.raises(xmsgl.SchemaError, match="expected an xarray.Dataset"):
+            gru_model.predict(bad)
+    assert gru_model.check_data(gru_basin) == {"targets": True, "inputs": True}
+    warmer = gru_basin.assign(reach_air_temp=gru_basin.reach_air_temp + 1.0)
+    assert gru_model.check_data(warmer)["inputs"] is False

@@ -203,11 +203,11 @@ def test_evaluate_robustness_notes_the_checks_that_change_nothing(tmp_path, caps
                  "--out", str(tmp_path / "r.nc"), "--device", "cpu"]) == 0
     text = capsys.readouterr().out
     # (shift moves the GRU by next to nothing: exactly 0 or below 0.0005 degC, by machine.)
-    assert re.search(r"robustness gru: note: (shift, )?mask_coarse, mask_gauges left every prediction "
-                     r"of gru as it was \(exactly 0 at every level\): these checks alter nothing gru "
-                     r"reads", text), text
+    assert re.search(r"robustness gru: note: (shift, )?mask_coarse, mask_gauges left every scored "
+                     r"prediction of gru as it was \(exactly 0 at every level\): nothing they change "
+                     r"reaches gru's predictions", text), text
     with xr.open_dataset(tmp_path / "r.nc") as res:
-        assert "mask_coarse, mask_gauges left every prediction" in res.attrs["robustness_note"]
+        assert "mask_coarse, mask_gauges left every scored prediction" in res.attrs["robustness_note"]
         for check in ("mask_coarse", "mask_gauges"):
             assert (res.rob_d_rmse.sel(check=check).fillna(0) == 0).all()
         assert (res.rob_d_rmse.sel(check="lag").fillna(0) != 0).any()

@@ -305,9 +305,19 @@ def test_robustness_scores_masked_test_observations_on_data_without_truth(basin:
                                                        r"reach-days scored against '(reach_temp|obs)'"):
             rob = robustness(ds, idw, {"lag": [0]}, time=test, truth=truth)
         assert float(rob.base_rmse) < 1e-6
-    if "reach_temp_true" in ds:
-        with pytest.warns(xmsgl.InSampleWarning, match="scored against 'reach_temp_true'"):
-            robustness(ds, idw, {"lag": [0]}, time=test, truth="reach_temp_true")
+    # The synthetic truth, at the reach-days observed (or copied from seg_temp at the
+    # outlet reaches) on the scored days.
+    from xmsgl.baselines import coarse_copies
+
+    days = slice(*test)
+    read = (basin.reach_temp.notnull() | coarse_copies(basin)).sel(time=days)
+    n = int((read & basin.reach_temp_true.sel(time=days).notnull()).sum())
+    with pytest.warns(xmsgl.InSampleWarning, match=rf" {n} of the \d+ reach-days scored against "
+                                                   r"'reach_temp_true' are reach-days whose"):
+        robustness(basin, idw, {"lag": [0]}, time=test)
+    # Coarse observations alone are copied too.
+    with pytest.warns(xmsgl.InSampleWarning, match=r"reads \(seg_temp at each segment's outlet reach\)"):
+        robustness(basin.drop_vars("reach_temp"), idw, {"lag": [0]}, time=test)
 
 
 def test_robustness_refuses_a_truth_without_labels_and_text_for_numbers(basin: xr.Dataset) -> None:
@@ -322,10 +332,17 @@ def test_robustness_refuses_a_truth_without_labels_and_text_for_numbers(basin: x
     # A share given as text was taken (a period as text was refused).
     with pytest.raises(xmsgl.ParameterError, match="mask_coarse level='0.5' must be a share"):
         robustness(basin, clim, {"mask_coarse": ["0.5"]})
-    # Levels as a numpy array are levels (the array was taken for one level).
+    with pytest.raises(xmsgl.ParameterError, match="must be a share"):
+        robustness(basin, clim, {"mask_coarse": [np.True_]})
+    # Levels as a numpy array are levels (the array was taken for one level), and
+    # bandpass pairs as arrays are pairs.
     a = robustness(basin, clim, {"lag": np.array([1, 3])}, n_draws=1)
     b = robustness(basin, clim, {"lag": [1, 3]}, n_draws=1)
     np.testing.assert_array_equal(a.rmse.values, b.rmse.values)
+    c = robustness(basin, clim, {"bandpass": [np.array([7, 120]), np.array([2, 30])]}, n_draws=1)
+    assert list(c.setting.sel(check="bandpass").values) == list(
+        robustness(basin, clim, {"bandpass": [[7, 120], [2, 30]]}, n_draws=1).setting.sel(
+            check="bandpass").values)
 
 
 def test_filters_bridge_missing_values(basin: xr.Dataset) -> None:

@@ -932,11 +932,12 @@ def fit_baseline(
         def day(pos: int) -> str:  # a day-of-year position (0-365) as day and month
             return (pd.Timestamp("2000-01-01") + pd.Timedelta(days=pos)).strftime("%d %b")
 
-        whose = ("climatology's training observations" if method == "climatology" else
-                 f"the training observations of {method}'s climatology, what it predicts on the "
-                 "days and at the reaches without a source,")
+        whose = (f"climatology's training observations (in the training period {ranges})"
+                 if method == "climatology" else
+                 f"the training observations (in the training period {ranges}) of {method}'s "
+                 "climatology, which it predicts on the days and at the reaches without a source,")
         warnings.warn(
-            f"{whose} (in the training period {ranges}) leave "
+            f"{whose} leave "
             f"{counts['doy_interpolated']} days of the year without one within its centred "
             f"window of {window} days (the longest run {day(counts['doy_interpolated_first'])} to "
             f"{day(counts['doy_interpolated_last'])}, {counts['doy_interpolated_longest']} days): "

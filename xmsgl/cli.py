@@ -1146,18 +1146,21 @@ def _robustness_notes(method: str, rob: Any) -> list[str]:
     for check in rob["check"].values:
         d = np.asarray(rob["rob_d_rmse"].sel(check=check).values, dtype=float)
         d = d[np.isfinite(d)]
-        if d.size and (d == 0).all():
+        # Unchanged: the RMSE, MAE and bias of every level equal the unperturbed ones.
+        same = [np.asarray(rob[v].sel(check=check).values, dtype=float)
+                for v in ("rob_d_mae", "rob_d_bias") if v in rob]
+        if d.size and (d == 0).all() and all((x[np.isfinite(x)] == 0).all() for x in same):
             zero.append(str(check))
         elif d.size and (np.abs(d) < 0.0005).all():
             small.append(str(check))
     notes = []
     if zero:
-        notes.append(f"{', '.join(zero)} left every prediction of {method} as it was (exactly 0 "
-                     f"at every level): {'these checks alter' if len(zero) > 1 else 'the check alters'} "
-                     f"nothing {method} reads, and the zeros say nothing about its robustness")
+        notes.append(f"{', '.join(zero)} left every scored prediction of {method} as it was "
+                     f"(exactly 0 at every level): nothing {'they change' if len(zero) > 1 else 'it changes'} "
+                     f"reaches {method}'s predictions, and the zeros say nothing about its robustness")
     if small:
         notes.append(f"{', '.join(small)} changed the RMSE of {method} by less than 0.0005 degC at "
-                     "every level (printed as 0.000)")
+                     "every level (printed as +0.000 or -0.000)")
     return notes
 
 

@@ -516,7 +516,7 @@ def _seed(value: Any, what: str = "seed") -> int:
 
 def _share(value: Any, what: str) -> float:
     # float(True) is 1: every node; text is refused as numbers given as text are elsewhere.
-    if isinstance(value, (bool, str, bytes)):
+    if isinstance(value, (bool, np.bool_, str, bytes)):
         raise ParameterError(f"{what}={value!r} must be a share between 0 and 1")
     try:
         s = float(value)
@@ -791,6 +791,8 @@ def _levels(checks: Mapping[str, Sequence[Any]] | Sequence[str] | None) -> dict[
     for name, levels in checks.items():
         if isinstance(levels, np.ndarray):  # the levels as an array: its values, as a list
             levels = levels.tolist()
+        if isinstance(levels, list):  # bandpass pairs as arrays: as lists
+            levels = [x.tolist() if isinstance(x, np.ndarray) else x for x in levels]
         lv = list(levels) if isinstance(levels, (list, tuple)) and not (
             name == "bandpass" and len(levels) == 2 and not isinstance(levels[0], (list, tuple))) \
             else [levels]
@@ -819,31 +821,36 @@ def _levels(checks: Mapping[str, Sequence[Any]] | Sequence[str] | None) -> dict[
 def _warn_sources_scored(method: str, ds: xr.Dataset, ref: xr.DataArray, on_scored: xr.DataArray,
                          truth_name: str) -> None:
     """Warn (:class:`~xmsgl.exceptions.InSampleWarning`) where an interpolating baseline,
-    which returns the observations it reads, is scored at reach-days it reads: whatever
-    the truth is named (the observations themselves, a copy under another name, or a
-    truth whose reaches were observed that day). ``ref`` and ``on_scored``: the truth and
-    the scored days, over the scored period."""
+    which returns the observations it reads, is scored at reach-days whose observations
+    it reads: whatever the truth is named (the observations themselves, a copy under
+    another name, or a truth whose reaches were observed that day). ``ref`` and
+    ``on_scored``: the truth and the scored days, over the scored period."""
     from xmsgl.baselines import coarse_copies
     from xmsgl.exceptions import XmsglError
 
-    # Matched by reach id and date (xarray aligns the operands of & on both).
-    seen = ds["reach_temp"].notnull()
-    what = "reach_temp"
+    # Only the scored period is read; the operands of & are matched by reach id and date.
+    ds = ds.sel({TIME: slice(str(ref[TIME].values[0])[:10], str(ref[TIME].values[-1])[:10])})
+    parts, seen = [], xr.zeros_like(ref, dtype=bool)
+    if "reach_temp" in ds.data_vars:
+        seen, parts = ds["reach_temp"].notnull(), ["reach_temp"]
     if "seg_temp" in ds.data_vars:
         try:
             seen = seen | coarse_copies(ds)
-            what = "reach_temp, and seg_temp at each segment's outlet reach"
+            parts.append("seg_temp at each segment's outlet reach")
         except XmsglError:  # no usable topology: the outlet reaches are unknown
             pass
+    if not parts:
+        return
     pairs = ref.notnull() & on_scored
-    n, total = int((pairs & seen).sum()), int(pairs.sum())
+    sums = xr.Dataset({"n": (pairs & seen).sum(), "total": pairs.sum()}).compute()  # one pass
+    n, total = int(sums["n"]), int(sums["total"])
     if n:
         warnings.warn(
-            f"the {method!r} baseline returns the observations it reads ({what}) as its "
-            f"prediction, and {n} of the {total} reach-days scored against {truth_name!r} are "
-            "days and reaches it reads: there its errors are in-sample (the observations' noise "
-            "alone, or 0 against the observations themselves); pass hide_scored=True to hide "
-            "the scored days' observations from it",
+            f"the {method!r} baseline returns the observations it reads ({', and '.join(parts)}) as "
+            f"its prediction, and {n} of the {total} reach-days scored against {truth_name!r} are "
+            "reach-days whose observations it reads: there its scores are in-sample (the error of "
+            "the observation it copies, or 0 against the observations themselves); pass "
+            "hide_scored=True to hide the scored days' observations from it",
             InSampleWarning, stacklevel=user_stacklevel())
 
 
@@ -916,7 +923,10 @@ def robustness(
         the model's input, every perturbed copy included, and score against the
         unmasked ones (``truth`` is read from ``ds`` as given). This is the
         temporal holdout of a dataset without ``reach_temp_true``: the model
-        never sees the observations it is scored on.
+        never sees the observations it is scored on. Without it, an ``idw`` or
+        ``harmonic`` baseline scored at reach-days whose observations it reads
+        (it returns them) warns with their count
+        (:class:`~xmsgl.exceptions.InSampleWarning`).
     device : str, optional
         Torch device of a network model's runs (see :func:`xmsgl.downscale.downscale`);
         default that of ``downscale`` (``"auto"``, or ``set_options(device=...)``).
@@ -942,7 +952,8 @@ def robustness(
     TimeError
         ``time`` selects no day of ``ds``.
     SchemaError
-        No truth to score against.
+        No truth to score against, or a truth without ``reach`` and ``time``
+        coordinates.
     DataError
         The truth holds no value on the scored days (for example observations
         masked there: pass them unmasked with ``hide_scored=True``).
@@ -1010,8 +1021,10 @@ def robustness(
         # It is matched to the predictions by reach id and date.
         raise SchemaError(
             f"truth {truth_name!r} has no {' or '.join(map(repr, unlabelled))} coordinate, by which "
-            f"it is matched to the predictions; label it as the dataset is, "
-            f"truth.assign_coords({', '.join(f'{d}=ds[{d!r}]' for d in unlabelled)})")
+            f"it is matched to the predictions; label it with its own reach ids and dates, as the "
+            f"dataset labels them (truth.assign_coords("
+            f"{', '.join(f'{d}=ds[{d!r}]' for d in unlabelled)}) for a truth on every reach and day "
+            "of ds)")
     ref = ref.sel({TIME: slice(*period)})
     if not bool(ref.notnull().any()):  # one reduction, on dask too
         raise DataError(
@@ -1021,7 +1034,7 @@ def robustness(
             "scores against them, or pass the unmasked values as truth=<DataArray>"
         )
     reads = getattr(fitted, "reads", {})
-    if not hide_scored and "reach_temp" in reads and "reach_temp" in ds.data_vars:
+    if not hide_scored and {"reach_temp", "seg_temp"} & set(reads) & set(ds.data_vars):
         _warn_sources_scored(fitted.method, ds, ref, on_scored, truth_name)
     if hide_scored:
         on = xr.DataArray(scored, dims=(TIME,), coords={TIME: ds[TIME]})

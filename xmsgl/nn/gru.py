@@ -47,6 +47,7 @@ from xmsgl.baselines import BaselineModel
 from xmsgl.convention import (
     REACH,
     TIME,
+    expect_dataset,
     in_id_order,
     input_attrs,
     input_variables,
@@ -288,6 +289,8 @@ class GRUModel(BaselineModel):
 
         Raises
         ------
+        SchemaError
+            ``ds`` is not an xarray Dataset.
         ModelMismatchError
             Other reach or segment ids, a missing input variable or other units.
         DataError
@@ -300,9 +303,10 @@ class GRUModel(BaselineModel):
         XmsglWarning
             ``time`` reaches beyond the dataset's days: only those are returned.
         InputRangeWarning
-            A time-varying input of the days returned lies far beyond its range at the
-            reaches with training observations (``config["variables"]["observed_range"]``),
-            as :func:`xmsgl.downscale.downscale` judges the networks' inputs.
+            A time-varying input of the days run (the warm-up before the days returned
+            included) lies far beyond its range at the reaches with training
+            observations (``config["variables"]["observed_range"]``), as
+            :func:`xmsgl.downscale.downscale` judges the networks' inputs.
         ExtrapolationWarning
             A reach's static input lies more than
             :data:`~xmsgl.coverage.WARN_SD` standard deviations beyond that range, as
@@ -311,6 +315,8 @@ class GRUModel(BaselineModel):
         from xmsgl.coverage import static_extrapolation
         from xmsgl.downscale import _time_gaps, short_warmup
         from xmsgl.periods import mask_spans, select_days, spans_text
+
+        expect_dataset(ds)  # a DataArray or a path failed in only_read with an AttributeError
 
         # The model was fitted on the validated dataset (temperatures in K or degF
         # converted to degC), so the inputs are read from the validated copy too;
@@ -395,6 +401,13 @@ class GRUModel(BaselineModel):
                            f"chunk={int(hp.get('chunk', 365))})",
             },
         )
+
+    def check_data(self, ds: xr.Dataset) -> dict[str, bool | None]:
+        """Whether ``ds`` holds the data this model was fitted on: see
+        :func:`xmsgl.model.check_data`."""
+        from xmsgl.model import check_data
+
+        return check_data(self, ds)
 
     def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
         """Write the model to the folder ``path`` (``config.json`` + ``weights.pt``).
