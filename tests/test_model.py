@@ -68,6 +68,19 @@ def test_split_periods_by_water_year() -> None:
     p = split_periods(pd.date_range("2001-03-01", "2008-09-30"))
     assert p["train"] == [("2001-03-01", "2006-09-30")]
     assert p["test"] == [("2007-10-01", "2008-09-30")]
+    # Water years that are not whole between the validation year and the test train:
+    # with 45 winter days missing from each of seven years, validation took eight of ten.
+    t = pd.date_range("2000-10-01", "2010-09-30")
+    holed = t[~((t.month == 12) | ((t.month == 1) & (t.day <= 14))) | (t < "2002-10-01") | (t > "2009-09-30")]
+    p = split_periods(holed)
+    assert p["val"] == [("2001-10-01", "2002-09-30")] and p["test"] == [("2009-10-01", "2010-09-30")]
+    assert p["train"] == [("2000-10-01", "2001-09-30"), ("2002-10-01", "2009-09-30")]
+    # Between two validation years, such a year is validation (31 whole years: 3 of them).
+    t = pd.date_range("1980-10-01", "2012-09-30")
+    holed = t[~(((t.month == 12) & (t.year == 2004)) | ((t.month == 1) & (t.year == 2005)))]
+    p = split_periods(holed)
+    assert p["val"] == [("2003-10-01", "2007-09-30")] and p["test"] == [("2007-10-01", "2012-09-30")]
+    assert p["train"] == [("1980-10-01", "2003-09-30")]
     # Fewer than three whole water years (a record from January to December of the
     # next year has one): 70/15/15 in time order.
     t = pd.date_range("1979-01-01", "1980-12-31")

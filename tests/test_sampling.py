@@ -117,3 +117,24 @@ def test_thinning_by_reach_records_how_many_reaches_it_kept() -> None:
     kept = int(thin.reach_temp.notnull().any("time").sum())
     assert thin.reach_temp.attrs["xmsgl_sparsify"].endswith(f"({kept} of {n} observed reaches)")
     assert kept == max(1, round(0.5 * n))
+
+
+def test_refuses_ids_and_dates_the_draw_cannot_follow() -> None:
+    # The draw follows reach ids and dates: zoned dates and ids of two types failed with a
+    # plain TypeError, and a duplicate id (or date) made the draw depend on the rows' order.
+    def data(reach: object, time: object) -> xr.Dataset:
+        return xr.Dataset({"reach_temp": (("reach", "time"), np.ones((4, 20)))},
+                          coords={"reach": reach, "time": time})
+
+    days = pd.date_range("2000-01-01", periods=20)
+    with pytest.raises(TimeError, match="timezone-aware timestamps"):
+        sparsify(data([1, 2, 3, 4], pd.date_range("2000-01-01", periods=20, tz="UTC")), keep=0.5)
+    with pytest.raises(SchemaError, match=r"mixes ids of several types \(\['int', 'str'\]\)"):
+        sparsify(data(np.array([1, "a", 2, "b"], dtype=object), days), keep=0.5)
+    with pytest.raises(SchemaError, match=r"duplicate ids \[7\]"):
+        sparsify(data([7, 7, 8, 9], days), keep=0.5)
+    with pytest.raises(TimeError, match="holds a date twice"):
+        sparsify(data([1, 2, 3, 4], days[[0] * 2 + list(range(2, 20))]), keep=0.5)
+    # Text ids of one type, and dates in any order, are drawn from as before.
+    out = sparsify(data(["a", "b", "c", "d"], days[::-1]), keep=0.5)
+    assert int(out.reach_temp.notnull().sum()) == 40

@@ -452,7 +452,11 @@ def split_periods(time: pd.DatetimeIndex) -> dict[str, list[tuple[str, str]]]:
     ``max(1, round(n / 6))`` whole years and any days after them are the test period,
     the ``max(1, round(n / 12))`` whole years before them validation, everything
     earlier (a partial first year included) training. With fewer than three whole
-    water years, the days are split 70/15/15 in time order instead.
+    water years, the days are split 70/15/15 in time order instead. Water years that
+    are not whole count with the period around them: before or between validation
+    years, training or validation; after the last validation year and before the
+    test, training (they went to validation, which took 8 water years of 10 where
+    seven of them each missed 45 days of winter).
 
     Examples
     --------
@@ -462,6 +466,11 @@ def split_periods(time: pd.DatetimeIndex) -> dict[str, list[tuple[str, str]]]:
     [('2010-10-01', '2012-09-30')]
     >>> split_periods(pd.date_range("2012-10-01", "2015-10-01"))["test"]
     [('2014-10-01', '2015-10-01')]
+    >>> t = pd.date_range("2000-10-01", "2010-09-30")  # winters missing from 2003 to 2009
+    >>> holed = t[~(t.month.isin([12, 1]) & (t > "2002-10-01") & (t < "2009-10-01"))]
+    >>> split_periods(holed)
+    {'train': [('2000-10-01', '2001-09-30'), ('2002-10-01', '2009-09-30')], \
+'val': [('2001-10-01', '2002-09-30')], 'test': [('2009-10-01', '2010-09-30')]}
     """
     wy = water_years(time)
     whole = whole_water_years(time)
@@ -475,11 +484,12 @@ def split_periods(time: pd.DatetimeIndex) -> dict[str, list[tuple[str, str]]]:
         n_test = max(1, round(n / 6))
         n_val = max(1, round(n / 12))
         test_from = whole[n - n_test]
-        val_from = whole[n - n_test - n_val]
+        val = (wy >= whole[n - n_test - n_val]) & (wy <= whole[n - n_test - 1])
+        test = wy >= test_from
         return {
-            "train": span(wy < val_from),
-            "val": span((wy >= val_from) & (wy < test_from)),
-            "test": span(wy >= test_from),
+            "train": mask_spans(time, ~val & ~test),
+            "val": span(val),
+            "test": span(test),
         }
     if len(time) < 10:
         raise TimeError(f"the dataset has {len(time)} days; xmsgl needs at least 10 to train")

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xmsgl.convention import REACH, TIME, cftime_message
-from xmsgl.exceptions import ChoiceError, ParameterError, SchemaError, TimeError
+from xmsgl.convention import REACH, TIME, _refuse_timezones, cftime_message
+from xmsgl.exceptions import ChoiceError, ParameterError, SchemaError, TimeError, format_ids
 from xmsgl.periods import period_mask
 
 __all__ = ["sparsify"]
@@ -107,6 +107,8 @@ def sparsify(
             f"variable {variable!r} has dtype {da.dtype}, which cannot hold the NaN that marks a "
             f"dropped observation; convert it first, e.g. ds[{variable!r}].astype('float64')"
         )
+    if TIME in ds.coords:
+        _refuse_timezones(ds[TIME])  # zoned stamps: a plain TypeError below
     if TIME not in ds.coords or not np.issubdtype(ds[TIME].dtype, np.datetime64):
         first = ds[TIME].values.flat[0] if TIME in ds.coords and ds.sizes[TIME] else None
         calendar = getattr(first, "calendar", None)
@@ -117,6 +119,27 @@ def sparsify(
             f"coordinate 'time' must hold dates (datetime64), got {got}; "
             "convert it with pd.to_datetime or decode the file with decode_times=True"
         )
+    stamps = pd.DatetimeIndex(ds[TIME].values)
+    if stamps.hasnans or stamps.has_duplicates:
+        # The draw follows the dates: a date twice, or none, has no place in it.
+        raise TimeError(
+            f"coordinate 'time' holds {'NaT (not-a-time)' if stamps.hasnans else 'a date twice'} "
+            f"({format_ids([str(d) for d in stamps[stamps.isna() | stamps.duplicated(keep=False)]])}); "
+            "drop those steps (ds.drop_duplicates('time'), ds.sel(time=ds['time'].notnull())) first")
+    if REACH not in ds.coords:
+        raise SchemaError("dimension 'reach' has no id coordinate; add one with "
+                          "ds.assign_coords(reach=<integer ids>)")
+    ids = pd.Index(np.asarray(ds[REACH].values))
+    if ids.has_duplicates:
+        # The draw follows the ids: with an id twice it would depend on the rows' order.
+        raise SchemaError(f"coordinate 'reach' has duplicate ids {format_ids(ids[ids.duplicated()])}; "
+                          "each reach must appear once: drop or merge the duplicates")
+    try:
+        rows = np.argsort(np.asarray(ds[REACH].values), kind="stable")
+    except TypeError:  # ids of several types (numbers and text) have no order
+        raise SchemaError(
+            f"coordinate 'reach' mixes ids of several types "
+            f"({sorted({type(v).__name__ for v in ids})}); give every id as an integer") from None
     da_rt = da.transpose(REACH, TIME)
     # Only where the observations are is read: a dask-backed variable stays lazy.
     observed = np.asarray(da_rt.notnull().values)
@@ -131,7 +154,6 @@ def sparsify(
         observed &= in_period[None, :]
     # The draw is made in the order of reach ids and dates, so that it does not
     # depend on how the dataset's rows happen to be ordered.
-    rows = np.argsort(np.asarray(ds[REACH].values), kind="stable")
     cols = np.argsort(np.asarray(ds[TIME].values), kind="stable")
     drop = np.zeros_like(observed)
     drop[np.ix_(rows, cols)] = _draw(observed[np.ix_(rows, cols)], keep, seed, by)
