@@ -134,6 +134,13 @@ def test_min_norm_weights_match_brute_force() -> None:
     # optimum is the middle of the first edge.
     gram = np.array([[1, .892, .926], [.892, 1, .968], [.926, .968, 1]])
     np.testing.assert_allclose(min_norm_weights(gram), [0.5, 0.5, 0.0], atol=1e-12)
+    # Identical unit vectors tie everywhere on the simplex: the even point (all the weight
+    # went to the first task, whose head alone then trained on that step).
+    np.testing.assert_allclose(min_norm_weights(np.ones((2, 2))), [0.5, 0.5], atol=1e-12)
+    np.testing.assert_allclose(min_norm_weights(np.ones((3, 3))), [1 / 3] * 3, atol=1e-12)
+    # Two identical and one apart: the even split of the tied pair where it is optimal.
+    g = np.array([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+    np.testing.assert_allclose(min_norm_weights(g @ g.T), [0.25, 0.25, 0.5], atol=1e-12)
 
 
 def test_mgda_weights_leave_out_tasks_without_shared_gradient() -> None:

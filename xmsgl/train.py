@@ -1000,6 +1000,7 @@ def _min_norm_exact(gram: np.ndarray) -> np.ndarray:
     (the optimum lies inside one face, where it is that face's stationary point)."""
     k = gram.shape[0]
     best, best_val = np.zeros(k), np.inf
+    found: list[tuple[float, np.ndarray]] = []
     for mask in range(1, 2 ** k):
         idx = [i for i in range(k) if mask >> i & 1]
         g = gram[np.ix_(idx, idx)]
@@ -1019,9 +1020,14 @@ def _min_norm_exact(gram: np.ndarray) -> np.ndarray:
         a[idx] = np.clip(sol, 0.0, None)
         a /= a.sum()
         val = float(a @ gram @ a)
+        found.append((val, a))
         if val < best_val - 1e-15:
             best, best_val = a, val
-    return best
+    # Parallel vectors tie on a whole edge or face (identical ones gave all the weight
+    # to the first): the points of least norm make a convex set, so the mean of those
+    # found is one of them, and spreads the weight over the tied vectors.
+    ties = [a for val, a in found if val <= best_val + 1e-12 * max(abs(best_val), 1e-300)]
+    return np.mean(ties, axis=0) if len(ties) > 1 else best
 
 
 def min_norm_weights(gram: np.ndarray, iters: int = 250, tol: float = 1e-9) -> np.ndarray:
@@ -1042,6 +1048,8 @@ def min_norm_weights(gram: np.ndarray, iters: int = 250, tol: float = 1e-9) -> n
     >>> g = np.array([[1, .892, .926], [.892, 1, .968], [.926, .968, 1]])
     >>> min_norm_weights(g).round(3).tolist()  # on an edge of the simplex
     [0.5, 0.5, 0.0]
+    >>> min_norm_weights(np.ones((3, 3))).round(3).tolist()  # identical vectors: a tie
+    [0.333, 0.333, 0.333]
     """
     gram = np.asarray(gram, dtype=np.float64)
     k = gram.shape[0]
