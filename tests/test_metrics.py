@@ -518,3 +518,22 @@ def test_hot_mask_refuses_a_quantile_that_is_no_share(quantile) -> None:
     with pytest.raises(xmsgl.ParameterError, match=r"quantile=.* must be a number in \[0, 1\]"):
         hot_mask(o, per=None, quantile=quantile)
     assert int(hot_mask(o, per=None, quantile=np.float32(0.9)).sum()) == 2
+
+
+def test_blank_units_reversed_time_and_exact_join_messages() -> None:
+    from xmsgl.exceptions import DataError
+
+    t = _series(np.linspace(5.0, 20.0, 40))
+    # Blank units were read as a dimensionless quantity: a -999 fill was scored silently.
+    filled = (t + 0.5).where(t.time.dt.day != 3, -999.0)
+    blank_p, blank_o = filled.assign_attrs(units=""), t.assign_attrs(units=" ")
+    with pytest.raises(DataError, match="has no 'units' attribute and holds values from -999"):
+        evaluate(blank_p, blank_o)
+    # The days scored run from the first date to the last, whatever the prediction's order.
+    p = (t + 0.5).assign_attrs(units="degC")
+    o = t.assign_attrs(units="degC")
+    assert evaluate(p.isel(time=slice(None, None, -1)), o).attrs["scored_period"] == \
+        evaluate(p, o).attrs["scored_period"] == "2001-01-01/2001-02-09"
+    # Dates are named as days, not as pandas Timestamps.
+    with pytest.raises(DataError, match=r"only in observed: \['2001-01-01'\]\)"):
+        evaluate(p.isel(time=slice(1, None)), o, join="exact")

@@ -129,12 +129,20 @@ def test_refuses_ids_and_dates_the_draw_cannot_follow() -> None:
     days = pd.date_range("2000-01-01", periods=20)
     with pytest.raises(TimeError, match="timezone-aware timestamps"):
         sparsify(data([1, 2, 3, 4], pd.date_range("2000-01-01", periods=20, tz="UTC")), keep=0.5)
-    with pytest.raises(SchemaError, match=r"mixes ids of several types \(\['int', 'str'\]\)"):
+    with pytest.raises(SchemaError, match=r"mixes ids of several types \(\['int', 'str'\]\); give "
+                                          r"ids of one type"):
         sparsify(data(np.array([1, "a", 2, "b"], dtype=object), days), keep=0.5)
-    with pytest.raises(SchemaError, match=r"duplicate ids \[7\]"):
-        sparsify(data([7, 7, 8, 9], days), keep=0.5)
-    with pytest.raises(TimeError, match="holds a date twice"):
-        sparsify(data([1, 2, 3, 4], days[[0] * 2 + list(range(2, 20))]), keep=0.5)
+    with pytest.raises(SchemaError, match=r"duplicate ids \[7\];"):
+        sparsify(data([7, 7, 7, 9], days), keep=0.5)
+    with pytest.raises(SchemaError, match=r"missing ids \(NaN or None\) at positions \[1\]"):
+        sparsify(data([1.0, np.nan, 2.0, 3.0], days), keep=0.5)
+    with pytest.raises(TimeError, match=r"dates more than once \(\['2000-01-01'\]\)"):
+        sparsify(data([1, 2, 3, 4], days[[0] * 3 + list(range(3, 20))]), keep=0.5)
+    with pytest.raises(TimeError, match=r"NaT \(not-a-time\) at positions \[0\]"):
+        sparsify(data([1, 2, 3, 4], pd.DatetimeIndex([pd.NaT, *days[1:]])), keep=0.5)
+    # Without a reach coordinate the positions are the ids, as before.
+    bare = data([1, 2, 3, 4], days).drop_vars("reach")
+    assert int(sparsify(bare, keep=0.5).reach_temp.notnull().sum()) == 40
     # Text ids of one type, and dates in any order, are drawn from as before.
     out = sparsify(data(["a", "b", "c", "d"], days[::-1]), keep=0.5)
     assert int(out.reach_temp.notnull().sum()) == 40

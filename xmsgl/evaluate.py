@@ -281,8 +281,8 @@ def evaluate(
         # which may be fewer than the prediction's (observations of part of its days).
         paired = (p.notnull() & o.notnull()).any([d for d in p.dims if d != time_dim]).values
         if paired.any():
-            days = p[time_dim].values[paired]
-            out.attrs["scored_period"] = f"{str(days[0])[:10]}/{str(days[-1])[:10]}"
+            days = p[time_dim].values[paired]  # in the prediction's order: first and last by date
+            out.attrs["scored_period"] = f"{str(min(days))[:10]}/{str(max(days))[:10]}"
     if "hot" in subsets:  # the rule of the hot10 subset, where there is one
         node = next((str(d) for d in o.dims if d != time_dim), "reach")
         out.attrs["hot_rule"] = (

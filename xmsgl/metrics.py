@@ -251,6 +251,9 @@ def align_pair(
             "prediction and observed must be xarray.DataArray objects, got "
             f"{type(prediction).__name__} and {type(observed).__name__}; {fix}"
         )
+    # Blank units (netCDF writers leave units = "") say no more than none: judged as none
+    # (they were read as a dimensionless quantity, which no plausibility check covers).
+    prediction, observed = _blank_units_dropped(prediction), _blank_units_dropped(observed)
     if set(prediction.dims) != set(observed.dims):
         raise SchemaError(
             f"prediction dims {tuple(map(str, prediction.dims))} differ from observed dims "
@@ -303,8 +306,9 @@ def align_pair(
             if len(only_p) or len(only_o):
                 raise DataError(
                     f"coordinate {str(dim)!r} differs between prediction and observed "
-                    f"(only in prediction: {format_ids(list(only_p))}, only in observed: "
-                    f"{format_ids(list(only_o))}); use join='inner' to score the shared labels"
+                    f"(only in prediction: {format_ids(_label_texts(only_p))}, only in observed: "
+                    f"{format_ids(_label_texts(only_o))}); use join='inner' to score the shared "
+                    "labels"
                 )
             # The same labels in another order: pairs are matched by label, not position
             # (repeated labels were refused above).
@@ -359,6 +363,23 @@ def _finite_range(da: xr.DataArray) -> tuple[float, float] | None:
     if vals.size == 0:
         return None
     return float(vals.min()), float(vals.max())
+
+
+def _blank_units_dropped(da: xr.DataArray) -> xr.DataArray:
+    """``da`` without a ``units`` attribute that is blank text (a shallow copy)."""
+    units = da.attrs.get("units")
+    if isinstance(units, str) and not units.strip():
+        da = da.copy(deep=False)
+        da.attrs = {k: v for k, v in da.attrs.items() if k != "units"}
+    return da
+
+
+def _label_texts(index: pd.Index) -> list[object]:
+    """Labels as a message shows them: dates as their day (or time of day), others as
+    they are (a pandas Timestamp's repr was printed)."""
+    if isinstance(index, pd.DatetimeIndex):
+        return [str(t.date()) if t == t.normalize() else str(t) for t in index]
+    return list(index)
 
 
 def _implausible(rng: tuple[float, float] | None) -> bool:

@@ -441,6 +441,11 @@ def validation_beside(time: pd.DatetimeIndex, test: np.ndarray) -> list[tuple[st
         # just before the last block (folds of a cross-validation by water year that
         # held out the first and the last year went unvalidated).
         chosen = [y for y in free if time[wy == y][-1] < last][-n_val:]
+    if chosen:
+        # As split_periods: a water year that is not whole between validation years
+        # (and holds no test day) validates too.
+        chosen = sorted({*chosen, *(y for y in np.unique(wy) if min(chosen) < y < max(chosen)
+                                    and not test[wy == y].any())})
     return _year_spans(time, wy, chosen)
 
 
@@ -455,8 +460,7 @@ def split_periods(time: pd.DatetimeIndex) -> dict[str, list[tuple[str, str]]]:
     water years, the days are split 70/15/15 in time order instead. Water years that
     are not whole count with the period around them: before or between validation
     years, training or validation; after the last validation year and before the
-    test, training (they went to validation, which took 8 water years of 10 where
-    seven of them each missed 45 days of winter).
+    test, training (the training period is then two spans).
 
     Examples
     --------

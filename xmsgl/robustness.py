@@ -829,7 +829,8 @@ def _warn_sources_scored(method: str, ds: xr.Dataset, ref: xr.DataArray, on_scor
     from xmsgl.exceptions import XmsglError
 
     # Only the scored period is read; the operands of & are matched by reach id and date.
-    ds = ds.sel({TIME: slice(str(ref[TIME].values[0])[:10], str(ref[TIME].values[-1])[:10])})
+    days = on_scored[TIME].values  # ds's own stamps (date strings fail beyond 2262)
+    ds = ds.sel({TIME: slice(days[0], days[-1])})
     parts, seen = [], xr.zeros_like(ref, dtype=bool)
     if "reach_temp" in ds.data_vars:
         seen, parts = ds["reach_temp"].notnull(), ["reach_temp"]

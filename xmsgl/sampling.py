@@ -71,9 +71,11 @@ def sparsify(
         ``ds`` is not a Dataset; ``keep``, ``seed``, ``by`` or ``period`` is of the
         wrong kind or out of range.
     SchemaError
-        ``variable`` is missing, not on (reach, time), or not of a float dtype.
+        ``variable`` is missing, not on (reach, time), or not of a float dtype; reach
+        ids that are missing, given twice or of several types.
     TimeError
-        ``time`` does not hold dates, or ``period`` holds none of its days.
+        ``time`` does not hold dates (or holds dates with a time zone, NaT, or a date
+        twice), or ``period`` holds none of its days.
 
     Examples
     --------
@@ -120,26 +122,34 @@ def sparsify(
             "convert it with pd.to_datetime or decode the file with decode_times=True"
         )
     stamps = pd.DatetimeIndex(ds[TIME].values)
-    if stamps.hasnans or stamps.has_duplicates:
-        # The draw follows the dates: a date twice, or none, has no place in it.
+    # The draw follows the dates and the reach ids: a date missing or given more than
+    # once, or an id so, would make it depend on the rows' order.
+    if stamps.hasnans:
         raise TimeError(
-            f"coordinate 'time' holds {'NaT (not-a-time)' if stamps.hasnans else 'a date twice'} "
-            f"({format_ids([str(d) for d in stamps[stamps.isna() | stamps.duplicated(keep=False)]])}); "
-            "drop those steps (ds.drop_duplicates('time'), ds.sel(time=ds['time'].notnull())) first")
-    if REACH not in ds.coords:
-        raise SchemaError("dimension 'reach' has no id coordinate; add one with "
-                          "ds.assign_coords(reach=<integer ids>)")
-    ids = pd.Index(np.asarray(ds[REACH].values))
+            f"coordinate 'time' holds NaT (not-a-time) at positions "
+            f"{format_ids(np.flatnonzero(stamps.isna()))}; drop those steps with "
+            "ds.sel(time=ds['time'].notnull()) or fix their dates")
+    if stamps.has_duplicates:
+        twice = sorted({str(d.date()) if d == d.normalize() else str(d)
+                        for d in stamps[stamps.duplicated()]})
+        raise TimeError(f"coordinate 'time' holds dates more than once ({format_ids(twice)}); keep "
+                        "the first of each with ds.drop_duplicates('time')")
+    # Without an id coordinate the positions are the ids.
+    ids = pd.Index(np.asarray(ds[REACH].values) if REACH in ds.coords else np.arange(ds.sizes[REACH]))
+    if ids.hasnans:
+        raise SchemaError(f"coordinate 'reach' holds missing ids (NaN or None) at positions "
+                          f"{format_ids(np.flatnonzero(ids.isna()))}; give every reach an id")
     if ids.has_duplicates:
-        # The draw follows the ids: with an id twice it would depend on the rows' order.
-        raise SchemaError(f"coordinate 'reach' has duplicate ids {format_ids(ids[ids.duplicated()])}; "
-                          "each reach must appear once: drop or merge the duplicates")
+        raise SchemaError(f"coordinate 'reach' has duplicate ids "
+                          f"{format_ids(ids[ids.duplicated()].unique())}; each reach must appear "
+                          "once: drop or merge the duplicates")
     try:
-        rows = np.argsort(np.asarray(ds[REACH].values), kind="stable")
+        rows = np.argsort(np.asarray(ids), kind="stable")
     except TypeError:  # ids of several types (numbers and text) have no order
         raise SchemaError(
             f"coordinate 'reach' mixes ids of several types "
-            f"({sorted({type(v).__name__ for v in ids})}); give every id as an integer") from None
+            f"({sorted({type(v).__name__ for v in ids})}); give ids of one type (all integers, "
+            "or all text)") from None
     da_rt = da.transpose(REACH, TIME)
     # Only where the observations are is read: a dask-backed variable stays lazy.
     observed = np.asarray(da_rt.notnull().values)

@@ -1026,7 +1026,10 @@ def _min_norm_exact(gram: np.ndarray) -> np.ndarray:
     # Parallel vectors tie on a whole edge or face (identical ones gave all the weight
     # to the first): the points of least norm make a convex set, so the mean of those
     # found is one of them, and spreads the weight over the tied vectors.
-    ties = [a for val, a in found if val <= best_val + 1e-12 * max(abs(best_val), 1e-300)]
+    # (Relative to the Gram matrix's scale: the least norm can be 0, where the hull
+    # holds the origin.)
+    tol = 1e-12 * max(abs(best_val), float(np.abs(np.diag(gram)).max()), 1e-300)
+    ties = [a for val, a in found if val <= best_val + tol]
     return np.mean(ties, axis=0) if len(ties) > 1 else best
 
 
