@@ -742,7 +742,7 @@ def test_a_mohseni_curve_needs_observations_over_most_of_the_year() -> None:
 def test_mohseni_refuses_the_climatology_settings_it_does_not_read(small_basin: xr.Dataset) -> None:
     # window and min_count changed the model's sha256 and not one prediction.
     for name in ("window", "min_count"):
-        with pytest.raises(xmsgl.ParameterError, match=rf"\['{name}'\] shape the day-of-year climatology, "
+        with pytest.raises(xmsgl.ParameterError, match=rf"\['{name}'\] shapes the day-of-year climatology, "
                                                  r"which baseline 'mohseni' does not read"):
             fit_baseline(small_basin, "mohseni", **{name: 5})
     # Said nowhere as one of its settings, and a setting for every method of a sweep goes
@@ -798,3 +798,14 @@ def test_the_gru_refuses_what_is_not_a_dataset_and_checks_its_data(gru_model, gr
     assert gru_model.check_data(gru_basin) == {"targets": True, "inputs": True}
     warmer = gru_basin.assign(reach_air_temp=gru_basin.reach_air_temp + 1.0)
     assert gru_model.check_data(warmer)["inputs"] is False
+
+
+def test_mohseni_takes_its_recorded_settings_back(small_basin: xr.Dataset) -> None:
+    # Its config records window and min_count at their defaults: given back to refit it,
+    # they were refused; another value is still refused, in the singular for one.
+    model = fit_baseline(small_basin, "mohseni")
+    again = fit_baseline(small_basin, "mohseni", **model.config["settings"])
+    assert again.sha256 == model.sha256
+    with pytest.raises(xmsgl.ParameterError, match=r"setting \['window'\] shapes the day-of-year "
+                                                   r"climatology, .* leave it out"):
+        fit_baseline(small_basin, "mohseni", window=21, min_count=3)

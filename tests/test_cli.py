@@ -681,3 +681,35 @@ def test_evaluate_advice_names_what_evaluate_takes() -> None:
     assert "--method" not in said and said.endswith("with observations")
     # xmsgl fit has --val: its advice stays.
     assert "--val START END" in _cli_words("give val=(start, end) (days not in train) to", "fit")
+
+
+def test_evaluate_on_a_short_record_validates_the_robustness_network(tmp_path, capsys) -> None:
+    # On two water years the --robustness network was fitted with test= and no validation
+    # (none whole beside the test), and warned in cross-validation's words (--folds); it
+    # now takes fit's own split, as the sweep's networks do.
+    import xmsgl
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2000-10-01", end="2002-09-30", seed=1,
+                                        reach_obs_share=0.3)
+    ds.to_netcdf(tmp_path / "short.nc")
+    code = main(["evaluate", "--data", str(tmp_path / "short.nc"), "--methods", "climatology",
+                 "--keep", "1", "--robustness", "fine-only", "--epochs", "1",
+                 "--out", str(tmp_path / "r.nc")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "no validation period" not in err and "--folds" not in err
+    # Data without air temperature and a method that needs it: the refusal alone, without
+    # the warning that mohseni was left out of the default methods.
+    ds.drop_vars("reach_air_temp").to_netcdf(tmp_path / "noair.nc")
+    assert main(["evaluate", "--data", str(tmp_path / "noair.nc"), "--robustness", "mohseni",
+                 "--out", str(tmp_path / "n.nc")]) == 2
+    err = capsys.readouterr().err
+    assert "--robustness mohseni cannot run" in err and "left out" not in err
+
+
+def test_the_coverage_hint_names_the_file_that_lists_every_node() -> None:
+    from xmsgl.cli import _cli_words
+
+    text = "beyond those of the observed ones; ds.msgl.coverage(model) lists every node, input and day"
+    assert _cli_words(text, "downscale").endswith(
+        "xmsgl coverage MODEL DATA --out FILE.nc lists every node, input and day")

@@ -563,7 +563,8 @@ def test_accessor_warns_when_scores_are_in_sample(small_basin: xr.Dataset) -> No
     gauged = obs_only.reach_temp.sel(time=slice(*train)).notnull().any("time")
     part = pred.sel(reach=obs_only.reach[gauged.values][:3])
     scored = obs_only.reach_temp.sel(reach=part.reach, time=slice(*train)).notnull().sum()
-    with pytest.warns(xmsgl.XmsglWarning, match=rf": {int(scored)} of the pairs scored lie there"):
+    with pytest.warns(xmsgl.XmsglWarning, match=rf": {int(scored)} of the \d+ pairs scored \([0-9.]+%\) lie there.*"
+                      r"or pass as observed= observations held out of the fit$"):
         obs_only.msgl.evaluate(part)
     import warnings
 

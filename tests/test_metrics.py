@@ -242,7 +242,7 @@ def test_units_on_one_side_only(obs2d: xr.DataArray) -> None:
     # Kelvin values without units against degC: implausible for degC, refused.
     bare_k = (obs2d + 273.15)
     bare_k.attrs = {}
-    with pytest.raises(xmsgl.UnitsError, match="prediction has no 'units' attribute and holds values"):
+    with pytest.raises(xmsgl.UnitsError, match=r"prediction has no 'units' attribute \(or a blank one\) and holds values"):
         evaluate(bare_k, obs2d)
     # Plausible values: scored, with a warning naming the side without units.
     with pytest.warns(xmsgl.XmsglWarning, match="observed has no 'units' attribute"):
@@ -292,7 +292,7 @@ def test_float_fill_codes_without_units_on_either_side_are_refused() -> None:
 
     obs = xr.DataArray([12.0, -999.0, 14.0], dims="time", coords={"time": [0, 1, 2]})
     pred = obs.where(obs > -50, 13.0)
-    with pytest.raises(metrics.DataError, match=r"observed has no 'units' attribute and holds values "
+    with pytest.raises(metrics.DataError, match=r"observed has no 'units' attribute \(or a blank one\) and holds values "
                        r"from -999 to 14, implausible .* degC, K or degF"):
         metrics.rmse(pred, obs)
     with pytest.raises(metrics.DataError, match="prediction has no 'units'"):
@@ -527,8 +527,14 @@ def test_blank_units_reversed_time_and_exact_join_messages() -> None:
     # Blank units were read as a dimensionless quantity: a -999 fill was scored silently.
     filled = (t + 0.5).where(t.time.dt.day != 3, -999.0)
     blank_p, blank_o = filled.assign_attrs(units=""), t.assign_attrs(units=" ")
-    with pytest.raises(DataError, match="has no 'units' attribute and holds values from -999"):
+    with pytest.raises(DataError, match=r"has no 'units' attribute \(or a blank one\) and holds values from -999"):
         evaluate(blank_p, blank_o)
+    # skill, which takes aligned arrays, labels blank units' errors as degC, not as "".
+    res = skill(t.assign_attrs(units=""), (t + 1).assign_attrs(units=" "))
+    assert res["rmse"].attrs["units"] == "degC"
+    # A Dataset given for the prediction: the hint names its prediction variable.
+    with pytest.raises(xmsgl.SchemaError, match=r"pick a variable, e\.g\. ds\['reach_temp_pred'\]"):
+        evaluate(t.to_dataset(name="reach_temp_pred"), t)  # type: ignore[arg-type]
     # The days scored run from the first date to the last, whatever the prediction's order.
     p = (t + 0.5).assign_attrs(units="degC")
     o = t.assign_attrs(units="degC")

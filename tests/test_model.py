@@ -777,3 +777,11 @@ def test_validation_beside_follows_the_default_split() -> None:
     split = split_periods(holed)
     test = np.asarray(holed >= split["test"][0][0])
     assert validation_beside(holed, test) == split["val"] == [("2003-10-01", "2007-09-30")]
+
+
+def test_min_norm_ties_at_the_scale_of_the_smallest_vector() -> None:
+    # A tolerance at the largest vector's scale took a vertex (norm2 1e-8) for a tie with
+    # the optimum (norm2 about 0) where the lengths differ by 1e7.
+    g = np.array([[1e-4, 0.0], [-1e3, 0.0]])
+    alpha = min_norm_weights(g @ g.T)
+    assert float(np.linalg.norm(alpha @ g)) ** 2 < 1e-15

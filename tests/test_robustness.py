@@ -593,3 +593,17 @@ def test_a_models_history_is_a_copy(half_year_msgl) -> None:
     h = half_year_msgl.history
     h["main"]["best_epoch"] = 99
     assert half_year_msgl.sha256 == sha and half_year_msgl.history["main"]["best_epoch"] != 99
+
+
+def test_robustness_of_dates_beyond_2262() -> None:
+    # The scored period was sliced by date strings, read in nanoseconds: OutOfBoundsDatetime.
+    from xmsgl.baselines import fit_baseline
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2000-10-01", end="2002-09-30", seed=0)
+    # 400 years on: the same calendar (leap days included), so the same scores.
+    far = ds.assign_coords(time=pd.date_range("2400-10-01", periods=ds.sizes["time"], freq="D", unit="s"))
+    near_model = fit_baseline(ds, "climatology", train=("2000-10-01", "2001-09-30"))
+    far_model = fit_baseline(far, "climatology", train=("2400-10-01", "2401-09-30"))
+    near = robustness(ds, near_model, {"lag": [1]}, time=("2001-10-01", "2002-09-30"), n_draws=1)
+    got = robustness(far, far_model, {"lag": [1]}, time=("2401-10-01", "2402-09-30"), n_draws=1)
+    np.testing.assert_allclose(got.rmse.values, near.rmse.values)

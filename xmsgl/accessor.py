@@ -326,8 +326,7 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
         return
     # Against a truth, every pair scored too, for the share; one pass over a dask-backed
     # pair for all the counts (each count was a compute of its own).
-    *counts, total = _counts(*sums, _paired(observed, prediction).sum() if read is not None
-                             else xr.DataArray(0))
+    *counts, total = _counts(*sums, _paired(observed, prediction).sum())
     for (attr, what, why, periods, days), n in zip(found, counts):
         if not n:
             continue
@@ -349,9 +348,11 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
         else:
             warnings.warn(
                 f"scoring against {observed.name!r} on {days} days inside the model's "
-                f"{what} ({periods}): {n} of the pairs scored lie there, and {why}"
+                f"{what} ({periods}): {n} of the {total} pairs scored ({_share(n, total)}) lie "
+                f"there, and {why}"
                 f"{stage_a if attr == 'xmsgl_train_periods' else ''} (sites held "
                 "out of the fit are not, if their segments' coarse observations, often from the "
                 "same gauges, were held out too). Score a held-out period, e.g. "
-                "ds.msgl.evaluate(pred.sel(time=slice(start, end))), or pass observed=",
+                "ds.msgl.evaluate(pred.sel(time=slice(start, end))), or pass as observed= "
+                "observations held out of the fit",
                 InSampleWarning, stacklevel=user_stacklevel())

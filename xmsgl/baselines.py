@@ -806,6 +806,12 @@ def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+def _same_number(value: Any, default: Any) -> bool:
+    """Whether ``value`` is a plain number equal to ``default`` (not a bool)."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and float(value) == float(default))
+
+
 def taken_settings(method: str) -> list[str]:
     """The settings a caller may give baseline ``method`` (its config holds
     ``_UNREAD``'s too, which it does not read)."""
@@ -888,12 +894,16 @@ def fit_baseline(
         raise ChoiceError(f"method={method!r} is not a baseline; use one of {list(BASELINES)}")
     check_seed(seed)
     takes = sorted(taken_settings(method))
-    unread = sorted(set(kw) & set(_UNREAD.get(method, ())))
+    # Given at their defaults (what a saved model's config records, given back to refit
+    # it), they change nothing and are taken; other values would go unread.
+    unread = sorted(k for k in set(kw) & set(_UNREAD.get(method, ()))
+                    if not _same_number(kw[k], _DEFAULTS[method][k]))
     if unread:
+        one = len(unread) == 1
         raise ParameterError(
-            f"settings {unread} shape the day-of-year climatology, which baseline {method!r} does "
-            f"not read (a day without air temperature is predicted as NaN); leave them out. It "
-            f"takes {takes}")
+            f"setting{'' if one else 's'} {unread} shape{'s' if one else ''} the day-of-year "
+            f"climatology, which baseline {method!r} does not read (a day without air temperature "
+            f"is predicted as NaN); leave {'it' if one else 'them'} out. It takes {takes}")
     unknown = sorted(set(kw) - set(_DEFAULTS[method]))
     if unknown:
         raise ParameterError(f"settings {unknown} are not known for baseline {method!r}; "

@@ -424,6 +424,9 @@ _CLI_WORDS = (
     (r"\bds\.msgl\.coverage\(model, time=\('([^']*)', '([^']*)'\)\)",
      r"xmsgl coverage MODEL DATA --time \1 \2"),
     (r"\bds\.msgl\.coverage\(model, time=\.\.\.\)", "xmsgl coverage MODEL DATA --time START END"),
+    # The command prints the three farthest nodes; its --out file holds every one.
+    (r"\bds\.msgl\.coverage\(model\) lists every node, input and day",
+     "xmsgl coverage MODEL DATA --out FILE.nc lists every node, input and day"),
     (r"\bds\.msgl\.coverage\(model\)", "xmsgl coverage MODEL DATA"),
     (r"\(xmsgl\.evaluate\.cross_validate\)", "(xmsgl evaluate --cv METHOD)"),
     (r"\bblocking='(\w+)' or '(\w+)'", r"--blocking \1 or \2"),
@@ -1119,7 +1122,8 @@ _SWEEP_NOTES = {
            "climatology and its row repeats climatology's; idw is meant for filling gaps on days "
            "with observations",
     "harmonic": "harmonic's boundary reaches have no observation on a scored day (they are "
-                "hidden from every method), so it interpolates between their climatologies",
+                "hidden from every method), so it interpolates between their climatologies: at "
+                "a gauged reach, its own climatology, and its row comes close to climatology's",
 }
 
 #: What the robustness table of a method cannot show, printed under it.
@@ -1215,18 +1219,18 @@ def _check_evaluate_data(args: argparse.Namespace, ds: Any) -> list[str]:
     return notes
 
 
-def _default_methods(ds: Any) -> list[str]:
-    """``_EVALUATE_METHODS``, less mohseni (said in a warning line) for data without
-    ``reach_air_temp``, which it reads."""
+def _default_methods(ds: Any) -> tuple[list[str], str | None]:
+    """``_EVALUATE_METHODS``, less mohseni for data without ``reach_air_temp``, which it
+    reads, and the warning that says so (None when nothing is left out)."""
     from xmsgl.baselines import _mohseni_air
 
     try:
         _mohseni_air(ds)
     except XmsglError as err:
-        _warn(f"mohseni is left out of the default methods: {err}; give --methods to choose "
-              "the methods")
-        return [m for m in _EVALUATE_METHODS if m != "mohseni"]
-    return list(_EVALUATE_METHODS)
+        return ([m for m in _EVALUATE_METHODS if m != "mohseni"],
+                f"mohseni is left out of the default methods: {err}; give --methods to choose "
+                "the methods")
+    return list(_EVALUATE_METHODS), None
 
 
 def _check_robustness_data(args: argparse.Namespace, ds: Any) -> None:
@@ -1258,9 +1262,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     # Scoped, so that calling main() in a process leaves its options as they were.
     with xmsgl.set_options(progress=False, device=args.device), _warnings_as_lines("evaluate"):
         ds, source = _evaluate_data(args)
+        left_out = None
         if args.methods is None:
-            args.methods = _default_methods(ds)
+            args.methods, left_out = _default_methods(ds)
         notes = _check_evaluate_data(args, ds)
+        if left_out:  # said once the data are known to run (not before their refusal)
+            _warn(left_out)
         for note in notes:
             _warn(f"--cv {args.cv} --blocking {args.blocking} --folds {args.folds} --repeats "
                   f"{args.repeats}: {_cli_words(note, 'evaluate')}")
@@ -1325,7 +1332,7 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
         kw = {} if args.robustness in BASELINES else {**neural, "progress": False}
         if args.robustness in BASELINES:
             kw["train"] = mask_spans(time, ~test_days)
-        else:
+        elif args.test is not None:
             from xmsgl.periods import validation_beside
 
             # The validation year(s) fit's own split keeps; with test= alone fit
@@ -1334,6 +1341,9 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
             val = validation_beside(time, test_days)
             if val:
                 kw["val"] = val
+        # Without --test the sweep's test period is fit's own split's, which the network
+        # takes as the sweep's networks do, with its validation days (on a record of fewer
+        # than three water years there is no whole year beside the test to validate on).
         with scored_days_hidden():  # hidden on purpose, scored below
             model = fit(hidden, args.robustness, **kw)
         # Scored against the test days' own observations (or the truth), which the
@@ -1492,8 +1502,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"share of synthetic reaches with a gauge (default: {_SYNTHETIC['reach_obs_share']})")
     ev.add_argument("--test", nargs=2, metavar=("START", "END"), default=None,
                     help="test period of the sweep and of --robustness, ends included (default: "
-                         "the last water year(s), by fit's split); every method trains on the "
-                         "other days, and the networks validate on the water year(s) before it")
+                         "the last water year(s), by fit's split, or on a record of fewer than "
+                         "three water years its last 15%% of days); every method trains on the "
+                         "other days, and the networks validate on the water year(s) before it "
+                         "(by default, on fit's validation days)")
     ev.add_argument("--cv", default=None, metavar="METHOD", help="also cross-validate this method")
     ev.add_argument("--folds", type=int, default=None,
                     help=f"cross-validation folds (default: {_CV_DEFAULTS['folds']})")

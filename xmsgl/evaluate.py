@@ -708,8 +708,10 @@ def default_trainer(method: str, fit_kwargs: Mapping[str, Any] | None = None) ->
     when ``test_ds`` carries a ``test_period`` attribute it is passed as ``test=``
     so that those days are never read, with, unless ``fit_kwargs`` set ``train`` or
     ``val``, the validation period of :func:`xmsgl.periods.validation_beside` (the
-    whole water year(s) just before the test period, as fit's own split keeps, or
-    just before its last block where test days hold both ends of the record; on a
+    whole water year(s) just before the test period, as fit's own split keeps, just
+    after it where it starts the record, or just before its last block where test
+    days hold both ends of the record, with any water year that is not whole between
+    them; on a
     record with no whole water year free of test days beside the one left for
     training there is none, and the fit warns that its checkpoint is chosen on the
     training loss). Held-out sites (``"subbasin"`` and ``"reach"`` blocking), scored

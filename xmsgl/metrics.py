@@ -244,9 +244,12 @@ def align_pair(
     if not isinstance(prediction, xr.DataArray) or not isinstance(observed, xr.DataArray):
         model = next((x for x in (prediction, observed) if hasattr(x, "predict")
                       or type(x).__name__ in ("Downscaler", "BaselineModel")), None)
+        # A prediction file's variable ends in _pred: name it where a Dataset holds one.
+        named = next((str(v) for x in (prediction, observed) if isinstance(x, xr.Dataset)
+                      for v in x.data_vars if str(v).endswith("_pred")), "reach_temp")
         fix = ("a fitted model is not a prediction: downscale it first, "
                "ds.msgl.evaluate(ds.msgl.downscale(model))" if model is not None else
-               "pick a variable, e.g. ds['reach_temp']")
+               f"pick a variable, e.g. ds[{named!r}]")
         raise SchemaError(
             "prediction and observed must be xarray.DataArray objects, got "
             f"{type(prediction).__name__} and {type(observed).__name__}; {fix}"
@@ -511,7 +514,7 @@ def _check_fill_codes(side: str, da: xr.DataArray, what: str = "values",
         rng = _finite_range(da)
         if rng is not None and (rng[0] < PLAUSIBLE_ANY_UNIT[0] or rng[1] > PLAUSIBLE_ANY_UNIT[1]):
             raise DataError(
-                f"{side} has no 'units' attribute and holds {what} from {rng[0]:g} to "
+                f"{side} has no 'units' attribute (or a blank one) and holds {what} from {rng[0]:g} to "
                 f"{rng[1]:g}, implausible for water temperature in degC, K or degF (fill values "
                 f"such as -999?); mask the missing values, e.g. "
                 f"{mask_outside(side, *PLAUSIBLE_ANY_UNIT, *rng, inclusive=False)}, and set "
@@ -599,21 +602,23 @@ def _check_units(prediction: xr.DataArray, observed: xr.DataArray) -> None:
     da_lacks = observed if pu is not None else prediction
     if not same_units(unit, "degC"):
         raise UnitsError(
-            f"{has} is in {unit!r} but {lacks} has no 'units' attribute; the scores are in degC: "
+            f"{has} is in {unit!r} but {lacks} has no 'units' attribute (or a blank one); the scores "
+            "are in degC: "
             f"convert {has} to degC and set {lacks}.attrs['units'] = 'degC'"
         )
     rng = _finite_range(da_lacks)
     if _implausible(rng):
         assert rng is not None
         raise UnitsError(
-            f"{lacks} has no 'units' attribute and holds values from {rng[0]:g} to {rng[1]:g}, "
+            f"{lacks} has no 'units' attribute (or a blank one) and holds values from {rng[0]:g} to {rng[1]:g}, "
             f"implausible for degC ({has} is in {unit!r}); convert {lacks} to degC (from kelvin: "
             f"subtract 273.15) and set {lacks}.attrs['units'] = 'degC'"
         )
     # Values that look like degF are said to be so, not to be silenced as degC.
     if not warn_fahrenheit_looking(lacks, da_lacks, unlabelled=True):
         warnings.warn(
-            f"{lacks} has no 'units' attribute; it is taken to be in degC like {has} ({unit!r}): set "
+            f"{lacks} has no 'units' attribute (or a blank one); it is taken to be in degC like {has} "
+            f"({unit!r}): set "
             f"{lacks}.attrs['units'] = 'degC' to silence this",
             XmsglWarning, stacklevel=user_stacklevel(),
         )
@@ -798,7 +803,7 @@ def _shared_other_units(prediction: xr.DataArray, observed: xr.DataArray) -> str
     """The units both sides share when they are not a temperature (then the errors are
     in them, not in degC); None otherwise."""
     pu, ou = prediction.attrs.get("units"), observed.attrs.get("units")
-    if pu is None or ou is None or not same_units(str(pu), str(ou)):
+    if pu is None or ou is None or not str(pu).strip() or not same_units(str(pu), str(ou)):
         return None
     if _temperature_scale(str(pu)) is not None:
         return None

@@ -406,8 +406,9 @@ def validation_beside(time: pd.DatetimeIndex, test: np.ndarray) -> list[tuple[st
     day, or where none does, just after the last, or where the test days hold both
     ends of the record, just before the last test block (the free years between the
     blocks, the latest first); empty when no whole water year is free of test days.
-    At least one free whole water year is left for training: with one free year there
-    is no validation period.
+    A water year that is not whole between the years chosen (and holds no test day)
+    validates too, as in :func:`split_periods`. At least one free whole water year is
+    left for training: with one free year there is no validation period.
 
     Examples
     --------

@@ -75,7 +75,7 @@ from xmsgl.exceptions import (
     check_flag,
     user_stacklevel,
 )
-from xmsgl.periods import mask_spans, period_mask, select_days, spans_text
+from xmsgl.periods import _edge, mask_spans, period_mask, select_days, spans_text
 
 if TYPE_CHECKING:
     import torch
@@ -791,8 +791,8 @@ def _levels(checks: Mapping[str, Sequence[Any]] | Sequence[str] | None) -> dict[
     for name, levels in checks.items():
         if isinstance(levels, np.ndarray):  # the levels as an array: its values, as a list
             levels = levels.tolist()
-        if isinstance(levels, list):  # bandpass pairs as arrays: as lists
-            levels = [x.tolist() if isinstance(x, np.ndarray) else x for x in levels]
+        if isinstance(levels, (list, tuple)):  # bandpass pairs as arrays: as lists
+            levels = type(levels)(x.tolist() if isinstance(x, np.ndarray) else x for x in levels)
         lv = list(levels) if isinstance(levels, (list, tuple)) and not (
             name == "bandpass" and len(levels) == 2 and not isinstance(levels[0], (list, tuple))) \
             else [levels]
@@ -1003,7 +1003,10 @@ def robustness(
         scored = select_days(times, time, done="scored")
     first, last = np.flatnonzero(scored)[[0, -1]]
     period = (str(times[first].date()), str(times[last].date()))
-    on_scored = xr.DataArray(scored, dims=(TIME,), coords={TIME: ds[TIME]}).sel({TIME: slice(*period)})
+    # The period's first and last instants: date strings in sel are read in nanoseconds,
+    # which fail beyond 2262.
+    days = slice(_edge(pd.Period(period[0], "D"), False), _edge(pd.Period(period[1], "D"), True))
+    on_scored = xr.DataArray(scored, dims=(TIME,), coords={TIME: ds[TIME]}).sel({TIME: days})
     if truth is None:
         truth = "reach_temp_true" if "reach_temp_true" in ds.data_vars else "reach_temp"
     if isinstance(truth, str):
@@ -1026,7 +1029,7 @@ def robustness(
             f"dataset labels them (truth.assign_coords("
             f"{', '.join(f'{d}=ds[{d!r}]' for d in unlabelled)}) for a truth on every reach and day "
             "of ds)")
-    ref = ref.sel({TIME: slice(*period)})
+    ref = ref.sel({TIME: days})
     if not bool(ref.notnull().any()):  # one reduction, on dask too
         raise DataError(
             f"truth {truth_name!r} holds no value from {period[0]} to {period[1]}, the scored days: "
@@ -1043,7 +1046,7 @@ def robustness(
 
     def score(pred: xr.DataArray) -> tuple[float, float, float]:
         # Only the scored days: a test period in parts leaves the days between out.
-        res = evaluate(pred.sel({TIME: slice(*period)}).where(on_scored), ref)
+        res = evaluate(pred.sel({TIME: days}).where(on_scored), ref)
         return float(res.rmse), float(res.mae), float(res.bias)
 
     t_first = int(np.flatnonzero(scored)[0])

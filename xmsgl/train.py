@@ -1028,7 +1028,8 @@ def _min_norm_exact(gram: np.ndarray) -> np.ndarray:
     # found is one of them, and spreads the weight over the tied vectors.
     # (Relative to the Gram matrix's scale: the least norm can be 0, where the hull
     # holds the origin.)
-    tol = 1e-12 * max(abs(best_val), float(np.abs(np.diag(gram)).max()), 1e-300)
+    diag = np.abs(np.diag(gram))
+    tol = 1e-12 * max(abs(best_val), float(diag[diag > 0].min()) if (diag > 0).any() else 0.0, 1e-300)
     ties = [a for val, a in found if val <= best_val + tol]
     return np.mean(ties, axis=0) if len(ties) > 1 else best
 
