@@ -706,3 +706,16 @@ def test_a_trainer_is_given_no_truth_and_agreeing_seeds_keep_their_unclipped_est
     res = variance_decomposition(xr.DataArray(y, dims=("partition", "seed")), n_boot=50)
     assert res.attrs["sigma2_partition_unclipped"] == pytest.approx(float(res["sigma2_partition"][0]))
     assert res.attrs["sigma2_partition_unclipped"] == pytest.approx(np.var(y[:, 0], ddof=1))
+
+
+def test_the_default_sweep_test_days_are_fit_split_test_days_at_noon_too() -> None:
+    # The last training day stamped at noon was scored (its end compared as midnight),
+    # and read by the fit of the default split.
+    from xmsgl.evaluate import _sweep_test_days
+    from xmsgl.periods import period_mask, split_periods
+
+    for hour in (0, 12):
+        t = pd.date_range("2000-10-01", "2003-09-30") + pd.Timedelta(hours=hour)
+        test = period_mask(t, split_periods(t)["test"], "test")
+        assert np.array_equal(_sweep_test_days(t, None), test)
+        assert int(test.sum()) == 365

@@ -856,7 +856,8 @@ def fit_baseline(
         (days of the trailing air temperature mean, 5), ``min_obs`` (50, the
         observations a reach or segment needs for its own logistic fit) and
         ``min_months`` (8, the calendar months those observations must fall in) for
-        ``"mohseni"``, which takes neither ``window`` nor ``min_count``;
+        ``"mohseni"``, which takes ``window`` and ``min_count`` at their defaults only
+        (its config records them; it does not read them);
         ``power`` (2.0) and ``d_min`` (100.0 m, the smallest distance) for ``"idw"``.
 
     Returns

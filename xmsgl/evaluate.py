@@ -889,10 +889,9 @@ def _sweep_test_days(time: pd.DatetimeIndex, test: Any) -> np.ndarray:
         if mask.any():
             warn_beyond_record(time, test, np.flatnonzero(mask), "scored", "test", bounds=bounds)
         return mask
-    train_days = np.zeros(len(time), dtype=bool)
-    for a, b in default_train_period(time):
-        train_days |= (time >= pd.Timestamp(a)) & (time <= pd.Timestamp(b))
-    return ~train_days
+    # Whole days, as every period is read: with the end as a date string compared to the
+    # stamps, the last training day stamped at noon was scored (and read by the fit).
+    return ~period_mask(time, default_train_period(time), "train")
 
 
 def _warn_short_sweep(time: pd.DatetimeIndex, test_days: np.ndarray) -> bool:

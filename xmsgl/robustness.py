@@ -792,7 +792,7 @@ def _levels(checks: Mapping[str, Sequence[Any]] | Sequence[str] | None) -> dict[
         if isinstance(levels, np.ndarray):  # the levels as an array: its values, as a list
             levels = levels.tolist()
         if isinstance(levels, (list, tuple)):  # bandpass pairs as arrays: as lists
-            levels = type(levels)(x.tolist() if isinstance(x, np.ndarray) else x for x in levels)
+            levels = [x.tolist() if isinstance(x, np.ndarray) else x for x in levels]
         lv = list(levels) if isinstance(levels, (list, tuple)) and not (
             name == "bandpass" and len(levels) == 2 and not isinstance(levels[0], (list, tuple))) \
             else [levels]
