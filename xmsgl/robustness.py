@@ -486,8 +486,12 @@ def lag(ds: xr.Dataset, days: int, *, variables: str | Sequence[str] | None = No
     if k == 0 or not names:
         return ds.copy()
     times = _times(ds, "lag")
-    source = times - pd.Timedelta(days=k)
-    t_ns, s_ns = times.asi8, source.asi8
+    # In the index's own unit (pandas 2 took the Timedelta in nanoseconds: beyond 2262
+    # the difference overflowed).
+    stamps = np.asarray(times.values)
+    t_ns = stamps.view(np.int64)
+    s_ns = (stamps - np.timedelta64(k, "D").astype(f"timedelta64[{np.datetime_data(stamps.dtype)[0]}]")
+            ).view(np.int64)
     # The day at or before each source date, and the weight of the day after it
     # (0 where the source date is a day of ds or beyond either end).
     lo = np.clip(np.searchsorted(t_ns, s_ns, side="right") - 1, 0, times.size - 1)

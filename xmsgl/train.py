@@ -763,7 +763,11 @@ def trains(func: _F) -> _F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with torch.inference_mode(False), torch.enable_grad(), without_autocast():
+        # A caller's torch.set_default_device: torch 2.3's Adam made its step counter
+        # there ('meta' failed in the first step). The CPU, torch's own default, only
+        # where it is not the default already: the context intercepts every torch call.
+        cpu = contextlib.nullcontext() if torch.empty(()).device.type == "cpu" else torch.device("cpu")
+        with torch.inference_mode(False), torch.enable_grad(), without_autocast(), cpu:
             return func(*args, **kwargs)
 
     return cast(_F, wrapper)
