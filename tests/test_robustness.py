@@ -607,3 +607,16 @@ def test_robustness_of_dates_beyond_2262() -> None:
     near = robustness(ds, near_model, {"lag": [1]}, time=("2001-10-01", "2002-09-30"), n_draws=1)
     got = robustness(far, far_model, {"lag": [1]}, time=("2401-10-01", "2402-09-30"), n_draws=1)
     np.testing.assert_allclose(got.rmse.values, near.rmse.values)
+
+
+def test_lag_whatever_the_time_unit() -> None:
+    # Shifts were computed in the index's unit against a day in nanoseconds: an index in
+    # seconds gave wrong shifts, and nanoseconds wrapped near 1677 (the record's last value
+    # stood before its first day).
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2001-01-01", end="2001-04-30", seed=1)
+    ds = ds.drop_isel(time=[20, 21])  # a gap, which the lag bridges by date
+    want = lag(ds, 3).seg_air_temp.values
+    for start, unit in (("2001-01-01", "s"), ("2001-01-01", "us"), ("1677-09-22", "ns")):
+        days = pd.date_range(start, periods=ds.sizes["time"] + 2, freq="D", unit=unit).delete([20, 21])
+        got = lag(ds.assign_coords(time=days), 3).seg_air_temp.values
+        np.testing.assert_allclose(got, want, err_msg=f"{start} [{unit}]")

@@ -486,12 +486,12 @@ def lag(ds: xr.Dataset, days: int, *, variables: str | Sequence[str] | None = No
     if k == 0 or not names:
         return ds.copy()
     times = _times(ds, "lag")
-    # In the index's own unit (pandas 2 took the Timedelta in nanoseconds: beyond 2262
-    # the difference overflowed).
-    stamps = np.asarray(times.values)
+    # In seconds, whatever the index's unit: pandas 2 took the Timedelta in nanoseconds
+    # and overflowed beyond 2262, an index in seconds against it gave wrong shifts, and
+    # nanoseconds themselves wrap near 1677 and 2262 without a word.
+    stamps = np.asarray(times.values).astype("datetime64[s]")
     t_ns = stamps.view(np.int64)
-    s_ns = (stamps - np.timedelta64(k, "D").astype(f"timedelta64[{np.datetime_data(stamps.dtype)[0]}]")
-            ).view(np.int64)
+    s_ns = (stamps - np.timedelta64(k, "D")).view(np.int64)
     # The day at or before each source date, and the weight of the day after it
     # (0 where the source date is a day of ds or beyond either end).
     lo = np.clip(np.searchsorted(t_ns, s_ns, side="right") - 1, 0, times.size - 1)
