@@ -112,6 +112,8 @@ def test_evaluate_prints_the_mean_over_distinct_held_out_sets(tmp_path, capsys: 
     # Five held-out sets: the intervals are said to be a rough guide, on screen too.
     assert "cross-validation climatology: note: intervals from 5 held-out sets are a rough guide" in shown
     with xr.open_dataset(out) as res:
+        assert res.attrs["cv_note"].startswith("intervals from 5 held-out sets are a rough guide")
+    with xr.open_dataset(out) as res:
         assert res.attrs["vd_n_duplicates_dropped"] == 1
         assert printed == round(float(res.vd_mean.sel(stat="estimate")), 3)
         assert round(float(res.cv_rmse.mean()), 3) != printed  # the duplicate counted twice

@@ -1144,6 +1144,16 @@ _ROBUSTNESS_NOTES = {
 }
 
 
+def _few_sets_note(n_sets: int) -> str:
+    """What ``xmsgl evaluate --cv`` says of intervals from fewer than
+    :data:`FEW_PARTITIONS` distinct held-out sets."""
+    return (f"intervals from {n_sets} held-out sets are a rough guide, narrower than they should "
+            "be" + (" (with 2, the partition variance's upper bound is its estimate)"
+                    if n_sets == 2 else "")
+            + "; a few tens of sets need more --folds and --repeats, and more blocks (gauged "
+              "reaches, water years) where these are too few to draw new sets from")
+
+
 def _robustness_notes(method: str, rob: Any) -> list[str]:
     """What the robustness table of ``method`` (``rob``, its ``rob_d_rmse`` on ``check``)
     cannot show: the method's own note, else the checks that changed nothing (exactly 0
@@ -1309,11 +1319,14 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
                                 mask_coarse=not args.keep_coarse)
         vd = variance_decomposition(cv, n_boot=200)
         vd_attrs = dict(vd.attrs)
+        n_sets = int(vd_attrs["n_partitions"])
         cv = cv.rename({"repeat": "cv_repeat", "fold": "cv_fold", "seed": "cv_seed",
                         "held_out_id": "cv_held_out_id"})
         cv = cv.rename({v: f"cv_{v}" for v in cv.data_vars})
         vd = vd.rename({v: f"vd_{v}" for v in vd.data_vars})
         out = _merge_steps(out, {"cv": cv, "vd": vd})
+        if n_sets < FEW_PARTITIONS:
+            out.attrs["cv_note"] = _few_sets_note(n_sets)
         out.attrs["cv"] = (f"{args.cv} {args.blocking} folds={args.folds} repeats={args.repeats} "
                            f"({cv.sizes['cv_repeat']} distinct) seeds={args.cv_seeds}"
                            + (" coarse observations of held-out sites kept" if args.keep_coarse
@@ -1397,15 +1410,11 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
             share = "icc n/a (the scores do not change with the training seed)"
         # The mean over the distinct held-out sets, as the variance decomposition takes it (a
         # set drawn in two repetitions counts once), not over every fold.
-        n_sets = int(vd_attrs["n_partitions"])
         print(f"cross-validation {args.cv}: mean RMSE {float(out['vd_mean'].sel(stat='estimate')):.3f} "
               f"degC over {n_sets} distinct held-out sets, partition variance {part[0]:.4f} "
               f"[{part[1]:.4f}, {part[2]:.4f}] (degC)2, {share}")
         if n_sets < FEW_PARTITIONS:
-            print(f"cross-validation {args.cv}: note: intervals from {n_sets} held-out sets are a "
-                  "rough guide, narrower than they should be"
-                  + (" (with 2, a variance's upper bound is its estimate)" if n_sets == 2 else "")
-                  + "; more --folds and --repeats give more sets (a few tens at least)")
+            print(f"cross-validation {args.cv}: note: {_few_sets_note(n_sets)}")
     if args.robustness:
         for c in out["check"].values:
             row = out["rob_d_rmse"].sel(check=c)
