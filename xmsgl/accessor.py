@@ -167,15 +167,11 @@ class MsglAccessor:
         elif scored in ("reach_temp_true", "seg_temp_true") and str(scored)[:-5] in self._ds:
             # The truth is in-sample too at the node-days whose observations the model read.
             copied = None
-            if (scored == "reach_temp_true" and "seg_temp" in self._ds
+            if (scored == "reach_temp_true"
                     and getattr(prediction, "attrs", {}).get("xmsgl_method") in ("idw", "harmonic")):
                 from xmsgl.baselines import coarse_copies
-                from xmsgl.exceptions import XmsglError
 
-                try:
-                    copied = coarse_copies(self._ds)
-                except XmsglError:  # no usable topology: the outlet reaches are unknown
-                    copied = None
+                copied = coarse_copies(self._ds)
             _warn_in_sample(prediction, observed, read=self._ds[str(scored)[:-5]], copied=copied)
         return result
 

@@ -88,6 +88,7 @@ from xmsgl.exceptions import (
     SchemaError,
     ShortRecordWarning,
     TimeError,
+    XmsglError,
     XmsglWarning,
     format_ids,
     user_stacklevel,
@@ -1135,13 +1136,17 @@ def _fit_mohseni_all(
 # ----------------------------------------------------------------------------- interpolators
 
 
-def coarse_copies(ds: xr.Dataset) -> xr.DataArray:
+def coarse_copies(ds: xr.Dataset) -> xr.DataArray | None:
     """(reach, time), True at each segment's outlet reach on the days its ``seg_temp`` is
     observed: there ``idw`` and ``harmonic`` return the coarse observation (where the
-    reach has no observation of its own that day). Raises the
-    :class:`~xmsgl.exceptions.XmsglError` of :func:`~xmsgl.convention.topology_arrays`
-    for a dataset without a usable topology."""
-    topo = topology_arrays(ds)
+    reach has no observation of its own that day). None for a dataset without
+    ``seg_temp`` or without a usable topology (the outlet reaches are then unknown)."""
+    if "seg_temp" not in ds.data_vars:
+        return None
+    try:
+        topo = topology_arrays(ds)
+    except XmsglError:
+        return None
     outlet = np.asarray(topo.seg_outlet_reach_idx)
     seg_of = np.full(topo.n_reach, -1, dtype=np.int64)
     seg_of[outlet[outlet >= 0]] = np.flatnonzero(outlet >= 0)
@@ -1149,7 +1154,6 @@ def coarse_copies(ds: xr.Dataset) -> xr.DataArray:
     seen = seen.drop_vars([c for c in seen.coords if SEG in seen[c].dims or c == SEG])
     return seen.assign_coords({REACH: ds[REACH]}) & xr.DataArray(
         seg_of >= 0, dims=REACH, coords={REACH: ds[REACH]})
-
 
 
 def _idw(

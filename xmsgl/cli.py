@@ -1308,6 +1308,7 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
                            fit_kwargs=fit_kwargs, test=args.test)
     out = sweep
     parts = [f"sweep {_time.time() - t0:.0f} s"]
+    rob_notes: list[str] = []
     if args.cv:
         t1 = _time.time()
         with warnings.catch_warnings():
@@ -1421,7 +1422,7 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
             labels = out["rob_setting"].sel(check=c).values
             cells = [f"{lab}: {v:+.3f}" for lab, v in zip(labels, row.values) if np.isfinite(v)]
             print(f"robustness {args.robustness} {c}: " + "; ".join(cells))
-        for note in _robustness_notes(args.robustness, out):
+        for note in rob_notes:
             print(f"robustness {args.robustness}: note: {note}")
     print(f"wrote {args.out} ({', '.join(parts)})")
     return 0

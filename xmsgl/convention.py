@@ -2038,6 +2038,16 @@ def day_text(day: Any, after: bool = False) -> str:
     return f"{day.year:04d}-{day.month:02d}-{day.day:02d}"
 
 
+def stamp_text(stamp: pd.Timestamp) -> str:
+    """A time stamp as a message shows it: its day (:func:`day_text`) at midnight, the
+    whole stamp at another time of day.
+
+    >>> stamp_text(pd.Timestamp("2001-05-03")), stamp_text(pd.Timestamp("2001-05-03 12:00"))
+    ('2001-05-03', '2001-05-03 12:00:00')
+    """
+    return day_text(stamp) if stamp == stamp.normalize() else str(stamp)
+
+
 def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None, *,
                    source: str | None = None) -> xr.Dataset:
     """The file ``xmsgl downscale`` writes, from a prediction made in Python.

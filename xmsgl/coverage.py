@@ -518,8 +518,6 @@ def dynamic_extrapolation(inputs: Sequence[Any], model: Any, *, share: float = W
     found = [(name, ext, (lambda x=x, j=j: x.raw(j)))
              for x in inputs if isinstance(x, InputDays)
              for j, (name, ext) in enumerate(zip(x.names, x.extremes, strict=True))]
-    if more is None:
-        return input_range_sentence(found, ranges, spec.std, spec.units, share=share)
     return input_range_sentence(found, ranges, spec.std, spec.units, share=share, more=more)
 
 
@@ -542,14 +540,17 @@ def _percent_over(frac: float, share: float) -> str:
 def input_range_sentence(inputs: Sequence[tuple[str, tuple[float, float] | None, Callable[[], np.ndarray]]],
                          ranges: Mapping[str, Sequence[float]], std: Mapping[str, float],
                          units: Mapping[str, str], *, share: float = WARN_DAYS_SHARE,
-                         more: str = "ds.msgl.coverage(model, time=...) lists the nodes and days "
-                                     "beyond the range") -> tuple[str, list[str]] | None:
+                         more: str | None = None) -> tuple[str, list[str]] | None:
     """The judgement of :func:`dynamic_extrapolation`, for any model that records its
     inputs' training ranges (``ranges``) and scales (``std``): ``inputs`` are
     ``(name, (smallest, largest) or None, values)``, ``values()`` giving the (T, N)
     values of the days run, read only where the extremes leave a doubt; ``more`` ends
-    the sentence (where to look further)."""
+    the sentence (where to look further; by default, the ``coverage`` call that lists
+    them)."""
     from xmsgl.convention import NONNEGATIVE_UNITS, RADIATION_UNITS
+
+    if more is None:
+        more = "ds.msgl.coverage(model, time=...) lists the nodes and days beyond the range"
 
     far_parts: list[str] = []
     neg_parts: list[str] = []

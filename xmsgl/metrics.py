@@ -50,6 +50,7 @@ from xmsgl.convention import (  # noqa: F401  (WARM_DEGC, WARM_SHARE: read here 
     _temperature_to_celsius,
     mask_outside,
     same_units,
+    stamp_text,
     warn_fahrenheit_looking,
 )
 from xmsgl.exceptions import (
@@ -378,10 +379,10 @@ def _blank_units_dropped(da: xr.DataArray) -> xr.DataArray:
 
 
 def _label_texts(index: pd.Index) -> list[object]:
-    """Labels as a message shows them: dates as their day (or time of day), others as
-    they are (a pandas Timestamp's repr was printed)."""
+    """Labels as a message shows them: dates as :func:`~xmsgl.convention.stamp_text`
+    gives them, others as they are (a pandas Timestamp's repr was printed)."""
     if isinstance(index, pd.DatetimeIndex):
-        return [str(t.date()) if t == t.normalize() else str(t) for t in index]
+        return [stamp_text(t) for t in index]
     return list(index)
 
 

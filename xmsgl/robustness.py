@@ -75,7 +75,7 @@ from xmsgl.exceptions import (
     check_flag,
     user_stacklevel,
 )
-from xmsgl.periods import _edge, mask_spans, period_mask, select_days, spans_text
+from xmsgl.periods import mask_spans, period_bounds, period_mask, select_days, spans_text
 
 if TYPE_CHECKING:
     import torch
@@ -830,7 +830,6 @@ def _warn_sources_scored(method: str, ds: xr.Dataset, ref: xr.DataArray, on_scor
     another name, or a truth whose reaches were observed that day). ``ref`` and
     ``on_scored``: the truth and the scored days, over the scored period."""
     from xmsgl.baselines import coarse_copies
-    from xmsgl.exceptions import XmsglError
 
     # Only the scored period is read; the operands of & are matched by reach id and date.
     days = on_scored[TIME].values  # ds's own stamps (date strings fail beyond 2262)
@@ -838,12 +837,10 @@ def _warn_sources_scored(method: str, ds: xr.Dataset, ref: xr.DataArray, on_scor
     parts, seen = [], xr.zeros_like(ref, dtype=bool)
     if "reach_temp" in ds.data_vars:
         seen, parts = ds["reach_temp"].notnull(), ["reach_temp"]
-    if "seg_temp" in ds.data_vars:
-        try:
-            seen = seen | coarse_copies(ds)
-            parts.append("seg_temp at each segment's outlet reach")
-        except XmsglError:  # no usable topology: the outlet reaches are unknown
-            pass
+    copied = coarse_copies(ds)
+    if copied is not None:
+        seen = seen | copied
+        parts.append("seg_temp at each segment's outlet reach")
     if not parts:
         return
     pairs = ref.notnull() & on_scored
@@ -1009,7 +1006,7 @@ def robustness(
     period = (str(times[first].date()), str(times[last].date()))
     # The period's first and last instants: date strings in sel are read in nanoseconds,
     # which fail beyond 2262.
-    days = slice(_edge(pd.Period(period[0], "D"), False), _edge(pd.Period(period[1], "D"), True))
+    days = slice(*period_bounds(period, "time"))
     on_scored = xr.DataArray(scored, dims=(TIME,), coords={TIME: ds[TIME]}).sel({TIME: days})
     if truth is None:
         truth = "reach_temp_true" if "reach_temp_true" in ds.data_vars else "reach_temp"

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xmsgl.convention import REACH, TIME, _refuse_timezones, cftime_message
+from xmsgl.convention import REACH, TIME, _refuse_timezones, cftime_message, stamp_text
 from xmsgl.exceptions import ChoiceError, ParameterError, SchemaError, TimeError, format_ids
 from xmsgl.periods import period_mask
 
@@ -130,8 +130,7 @@ def sparsify(
             f"{format_ids(np.flatnonzero(stamps.isna()))}; drop those steps with "
             "ds.sel(time=ds['time'].notnull()) or fix their dates")
     if stamps.has_duplicates:
-        twice = sorted({str(d.date()) if d == d.normalize() else str(d)
-                        for d in stamps[stamps.duplicated()]})
+        twice = sorted({stamp_text(d) for d in stamps[stamps.duplicated()]})
         raise TimeError(f"coordinate 'time' holds dates more than once ({format_ids(twice)}); keep "
                         "the first of each with ds.drop_duplicates('time')")
     # Without an id coordinate the positions are the ids.
@@ -154,17 +153,16 @@ def sparsify(
     # Only where the observations are is read: a dask-backed variable stays lazy.
     observed = np.asarray(da_rt.notnull().values)
     if period is not None:
-        times = pd.DatetimeIndex(ds[TIME].values)
-        in_period = period_mask(times, period, "period")
-        if len(times) and not in_period.any():  # (an empty record has nothing to thin)
+        in_period = period_mask(stamps, period, "period")
+        if len(stamps) and not in_period.any():  # (an empty record has nothing to thin)
             raise TimeError(
-                f"period={period!r} holds no day of the dataset ({times.min().date()} to "
-                f"{times.max().date()}), so nothing would be dropped; give dates inside it"
+                f"period={period!r} holds no day of the dataset ({stamps.min().date()} to "
+                f"{stamps.max().date()}), so nothing would be dropped; give dates inside it"
             )
         observed &= in_period[None, :]
     # The draw is made in the order of reach ids and dates, so that it does not
     # depend on how the dataset's rows happen to be ordered.
-    cols = np.argsort(np.asarray(ds[TIME].values), kind="stable")
+    cols = np.argsort(np.asarray(stamps), kind="stable")
     drop = np.zeros_like(observed)
     drop[np.ix_(rows, cols)] = _draw(observed[np.ix_(rows, cols)], keep, seed, by)
     kept = int(observed.sum() - drop.sum())

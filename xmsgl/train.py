@@ -1003,7 +1003,6 @@ def _min_norm_exact(gram: np.ndarray) -> np.ndarray:
     of the solutions with every weight >= 0, the one of least norm is the optimum
     (the optimum lies inside one face, where it is that face's stationary point)."""
     k = gram.shape[0]
-    best, best_val = np.zeros(k), np.inf
     found: list[tuple[float, np.ndarray]] = []
     for mask in range(1, 2 ** k):
         idx = [i for i in range(k) if mask >> i & 1]
@@ -1023,10 +1022,10 @@ def _min_norm_exact(gram: np.ndarray) -> np.ndarray:
         a = np.zeros(k)
         a[idx] = np.clip(sol, 0.0, None)
         a /= a.sum()
-        val = float(a @ gram @ a)
-        found.append((val, a))
-        if val < best_val - 1e-15:
-            best, best_val = a, val
+        found.append((float(a @ gram @ a), a))
+    if not found:
+        return np.zeros(k)
+    best_val = min(val for val, _ in found)
     # Parallel vectors tie on a whole edge or face (identical ones gave all the weight
     # to the first): the points of least norm make a convex set, so the mean of those
     # found is one of them, and spreads the weight over the tied vectors.
@@ -1035,7 +1034,7 @@ def _min_norm_exact(gram: np.ndarray) -> np.ndarray:
     diag = np.abs(np.diag(gram))
     tol = 1e-12 * max(abs(best_val), float(diag[diag > 0].min()) if (diag > 0).any() else 0.0, 1e-300)
     ties = [a for val, a in found if val <= best_val + tol]
-    return np.mean(ties, axis=0) if len(ties) > 1 else best
+    return np.mean(ties, axis=0) if len(ties) > 1 else ties[0]
 
 
 def min_norm_weights(gram: np.ndarray, iters: int = 250, tol: float = 1e-9) -> np.ndarray:
