@@ -333,6 +333,26 @@ def test_same_error_in_any_temperature_scale_scores_the_same(obs2d: xr.DataArray
     np.testing.assert_allclose(o.values, obs2d.values)
 
 
+def test_degc_values_labelled_degf_on_both_sides_are_warned_of() -> None:
+    # 0..30 degC labelled degF on both sides converts to -17.8..-1.1 degC (inside the
+    # -50..100 that refuses), and every error would be scored at 5/9: said, once.
+    obs = _series(np.linspace(0.0, 30.0, 60)).assign_attrs(units="degF")
+    pred = (obs + 1.0).assign_attrs(units="degF")
+    with pytest.warns(xmsgl.XmsglWarning) as record:
+        got = float(rmse(pred, obs))
+    assert got == pytest.approx(5 / 9)
+    texts = [str(w.message) for w in record if issubclass(w.category, xmsgl.XmsglWarning)]
+    assert len(texts) == 1
+    assert "prediction (1 to 31 degF, -17.2 to -0.556 degC) and observed (0 to 30 degF" in texts[0]
+    assert "set attrs['units'] = 'degC' on both sides" in texts[0]
+    # Water truly in degF, near freezing included, is scored without a word.
+    real = _series(np.linspace(32.0, 86.0, 60)).assign_attrs(units="degF")
+    assert float(rmse((real + 1.8).assign_attrs(units="degF"), real)) == pytest.approx(1.0)
+    # A cold record in degF (24..45 degF, -4.4..7.2 degC) stays inside the range too.
+    cold = _series(np.linspace(24.0, 45.0, 60)).assign_attrs(units="degF")
+    assert float(rmse(cold, cold)) == 0.0
+
+
 def test_kelvin_on_dask_is_converted_lazily(obs2d: xr.DataArray) -> None:
     pred = (obs2d + 274.15).assign_attrs(units="K").chunk({"reach": 1, "time": 200})
     obs = (obs2d + 273.15).assign_attrs(units="K").chunk({"reach": 1, "time": 200})

@@ -43,6 +43,7 @@ import pandas as pd
 import xarray as xr
 
 from xmsgl.convention import (  # noqa: F401  (WARM_DEGC, WARM_SHARE: read here by their users)
+    PLAUSIBLE_WATER_TEMP,
     WARM_DEGC,
     WARM_SHARE,
     _refuse_timezones,
@@ -229,9 +230,11 @@ def align_pair(
     XmsglWarning
         A side without ``units`` taken to be degC; reach or segment labels of the
         prediction left out by ``join="inner"``; a side labelled degC that looks like
-        degF; a side stored as integers in degC whose smallest value is negative (an
-        integer cannot mark a value missing, so a marker such as -1 is scored as a
-        temperature): mask it and cast to float, e.g.
+        degF; a side labelled K or degF whose converted values reach below -5 degC
+        while its raw values all lie in -5..45 (degC labelled degF); a side stored
+        as integers in degC whose smallest value is negative (an integer cannot mark
+        a value missing, so a marker such as -1 is scored as a temperature): mask it
+        and cast to float, e.g.
         ``observed.where(observed != -1).astype(float)``.
 
     Examples
@@ -277,8 +280,10 @@ def align_pair(
     _check_time_labels(prediction, observed)
     _check_units(prediction, observed)
     # Both sides in K or both in degF: score them in degC, as the outputs are labelled.
+    raw = prediction, observed
     prediction = _converted("prediction", prediction)
     observed = _converted("observed", observed)
+    _warn_below_freezing([("prediction", raw[0], prediction), ("observed", raw[1], observed)])
     for side, da in (("prediction", prediction), ("observed", observed)):
         _warn_fahrenheit_looking(side, da)
     if join not in ("inner", "exact"):
@@ -585,6 +590,33 @@ def _converted(side: str, da: xr.DataArray) -> xr.DataArray:
             "the file with xarray.decode_cf"
         )
     return new
+
+
+def _warn_below_freezing(pairs: list[tuple[str, xr.DataArray, xr.DataArray]]) -> None:
+    """Warn of sides (``(side, raw, converted)``) whose conversion to degC reaches below
+    the coldest plausible water (:data:`~xmsgl.convention.PLAUSIBLE_WATER_TEMP`) while
+    their raw values all lie in that range: degC values labelled degF (0..30 becomes
+    -17.8..-1.1 degC, inside :data:`PLAUSIBLE_DEGC`). Both sides labelled alike are
+    converted alike, so the scores would come out at 5/9 of the true ones without a word."""
+    lo, hi = PLAUSIBLE_WATER_TEMP
+    found = []
+    for side, raw, new in pairs:
+        if new is raw:
+            continue
+        rng, before = _finite_range(new), _finite_range(raw)
+        if rng is None or before is None or rng[0] >= lo or not (lo <= before[0] and before[1] <= hi):
+            continue
+        found.append(f"{side} ({before[0]:.4g} to {before[1]:.4g} {raw.attrs['units']}, "
+                     f"{rng[0]:.3g} to {rng[1]:.3g} degC)")
+    if not found:
+        return
+    sides = " and ".join(found)
+    warnings.warn(
+        f"converted to degC, {sides} reach{'es' if len(found) == 1 else ''} below the {lo:g} "
+        f"degC that liquid stream water seldom leaves: values in degC labelled "
+        f"{pairs[0][1].attrs['units']!r} look like this, and would be scored at 5/9 of their "
+        "errors; if they are in degC, set attrs['units'] = 'degC' on both sides",
+        XmsglWarning, stacklevel=user_stacklevel())
 
 
 def _check_units(prediction: xr.DataArray, observed: xr.DataArray) -> None:
