@@ -213,6 +213,8 @@ def test_evaluate_robustness_notes_the_checks_that_change_nothing(tmp_path, caps
                      r"reaches gru's predictions", text), text
     with xr.open_dataset(tmp_path / "r.nc") as res:
         assert "mask_coarse, mask_gauges left every scored prediction" in res.attrs["robustness_note"]
+        # The method is said once, by the step's own attribute.
+        assert res.attrs["rob_method"] == "gru" and "robustness_method" not in res.attrs
         for check in ("mask_coarse", "mask_gauges"):
             assert (res.rob_d_rmse.sel(check=check).fillna(0) == 0).all()
         assert (res.rob_d_rmse.sel(check="lag").fillna(0) != 0).any()

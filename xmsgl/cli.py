@@ -1372,7 +1372,7 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
         rob = rob.rename({v: f"rob_{v}" for v in rob.data_vars})
         rob = rob.rename({"setting": "rob_setting"})
         out = _merge_steps(out, {"rob": rob})
-        out.attrs["robustness_method"] = args.robustness
+        # The method is the step's own attribute, rob_method (robustness records it).
         rob_notes = _robustness_notes(args.robustness, rob)
         if rob_notes:
             out.attrs["robustness_note"] = "; ".join(rob_notes)
