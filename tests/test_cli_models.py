@@ -1070,6 +1070,19 @@ def test_info_names_and_checks_the_data_a_model_learned_from(files: dict[str, st
     ds.to_netcdf(changed)
     assert main(["info", model_dir, "--data", str(changed)]) == 0
     assert "learned from the same; inputs on the days it read DIFFERENT" in capsys.readouterr().out
+    # A baseline records its data as the networks do (--data refused it): mohseni reads
+    # the air temperature, climatology observations alone.
+    for method, inputs in (("mohseni", "inputs on the days it read DIFFERENT"),
+                           ("climatology", "the climatology baseline's fit reads no input variable")):
+        base = str(tmp_path / method)
+        assert main(["fit", files["nc"], base, "--method", method]) == 0
+        capsys.readouterr()
+        assert main(["info", base, "--data", files["nc"]]) == 0
+        said = capsys.readouterr().out
+        assert "targets on the days the fit learned from the same;" in said
+        assert f"targets sha256 {xmsgl.load(base).config['data']['targets_sha256']} (training)" in said
+        assert main(["info", base, "--data", str(changed)]) == 0
+        assert f"learned from the same; {inputs}" in capsys.readouterr().out
     assert main(["info", "--data", files["nc"]]) == 2
     assert "give MODEL too" in capsys.readouterr().err
     # A --data that cannot be read is refused alone: the model's description was printed first.

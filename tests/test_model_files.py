@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -141,10 +142,41 @@ def test_check_data_tells_the_data_a_model_learned_from(method: str) -> None:
     changed = ds.copy(deep=True)
     changed[static].values[0] += 0.1
     assert check_data(m, changed) == {"targets": True, "inputs": False}
-    with pytest.raises(xmsgl.ParameterError, match="not of BaselineModel"):
-        from xmsgl.baselines import fit_baseline
+    with pytest.raises(xmsgl.ParameterError, match="not of Dataset"):
+        check_data(ds, ds)  # type: ignore[arg-type]
 
-        check_data(fit_baseline(ds, "climatology"), ds)  # type: ignore[arg-type]
+
+@pytest.mark.parametrize("method", ["climatology", "mohseni", "idw", "harmonic"])
+def test_check_data_tells_the_data_a_baseline_learned_from(method: str) -> None:
+    # The baselines recorded no data: check_data refused them.
+    from xmsgl.baselines import fit_baseline, load_baseline
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2000-10-01", end="2003-09-30", seed=3,
+                                        reach_obs_share=0.3)
+    model = fit_baseline(ds, method)
+    reads_air = method == "mohseni"
+    same = {"targets": True, "inputs": True if reads_air else None}
+    assert model.check_data(ds) == same
+    assert model.check_data(ds.isel(reach=np.random.default_rng(0).permutation(ds.sizes["reach"]))) == same
+    later = ds.copy(deep=True)  # the test year's observations are not the fit's
+    later["reach_temp"][:, -10:] = 30.0
+    assert model.check_data(later) == same
+    for name, key in (("reach_temp", "targets"), ("seg_temp", "targets"), ("reach_air_temp", "inputs")):
+        changed = ds.copy(deep=True)
+        changed[name].values[tuple(np.argwhere(np.isfinite(ds[name].values[:, :300]))[0])] += 0.5
+        got = model.check_data(changed)
+        want = dict(same)
+        if key == "targets" or reads_air:
+            want[key] = False
+        assert got == want, name
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(Path(tmp) / "b")
+        assert load_baseline(Path(tmp) / "b").check_data(ds) == same
+    # The dataset's history (when it was built) is recorded but is not the baseline's identity.
+    rebuilt = ds.copy()
+    rebuilt.attrs["history"] = "built again"
+    again = fit_baseline(rebuilt, method)
+    assert again.config["data"]["history"] == "built again" and again.sha256 == model.sha256
 
 
 def test_truncated_weights_are_refused(saved: Path) -> None:

@@ -462,6 +462,14 @@ class BaselineModel:
                                     "edge conductances"}
         return {}
 
+    def check_data(self, ds: xr.Dataset) -> dict[str, bool | None]:
+        """Whether ``ds`` holds the data this baseline was fitted on: the observations
+        (``reach_temp``, ``seg_temp``) on its training days and, for ``"mohseni"``,
+        ``reach_air_temp`` on them; see :func:`xmsgl.model.check_data`."""
+        from xmsgl.model import check_data
+
+        return check_data(self, ds)
+
     # ------------------------------------------------------------------ predict
     def _positions(self, ds: xr.Dataset, topo: Topology) -> tuple[np.ndarray, np.ndarray]:
         """Positions of the dataset's reaches and segments in the model's arrays."""
@@ -635,11 +643,14 @@ def _identity_settings(config: dict[str, Any]) -> Any:
     the time of the fit and the arrays' digest (the arrays are hashed themselves): the
     same settings on the same data give the same baseline and the same sha256. Every
     other entry counts, ``input_range`` too, so that an xmsgl of another version reads
-    the same sha256 from the same folder."""
-    return json.loads(json.dumps({k: v for k, v in config.items()
-                                  if k not in ("format", "format_version", "created",
-                                               "arrays_sha256", "settings_sha256")},
-                                 default=str))
+    the same sha256 from the same folder. The dataset's ``history`` in ``data`` stays
+    out, as for the networks (:func:`xmsgl.nn.weights.model_sha256`): it says when the
+    data were built, and the same observations built again are the same data."""
+    settings = {k: v for k, v in config.items()
+                if k not in ("format", "format_version", "created", "arrays_sha256", "settings_sha256")}
+    if isinstance(settings.get("data"), dict):
+        settings["data"] = {k: v for k, v in settings["data"].items() if k != "history"}
+    return json.loads(json.dumps(settings, default=str))
 
 
 def load_baseline(path: str | os.PathLike[str]) -> BaselineModel:
@@ -890,7 +901,7 @@ def fit_baseline(
     >>> fit_baseline(ds, "harmonic").predict(ds).attrs["xmsgl_method"]
     'harmonic'
     """
-    from xmsgl.model import check_seed
+    from xmsgl.model import _data_record, check_seed
 
     if method not in BASELINES:
         raise ChoiceError(f"method={method!r} is not a baseline; use one of {list(BASELINES)}")
@@ -981,7 +992,16 @@ def fit_baseline(
         config["test"] = [list(map(str, p)) for p in split_periods(times)["test"]]
     if air is not None:
         config["input_range"] = _air_range(air, y_reach, y_seg, topo)
+    # What identifies the data it learned from, as a network's record does
+    # (:meth:`BaselineModel.check_data` compares a dataset with it).
+    config["data"] = _data_record(ds, y_reach.T, None if y_seg is None else y_seg.T, tmask,
+                                  inputs=list(_FIT_INPUTS.get(method, ())), days_text="training")
     return BaselineModel(method, config, arrays)
+
+
+#: The input variables a baseline's fit reads, whose values on the training days its
+#: data record hashes (the observations are hashed as targets).
+_FIT_INPUTS: dict[str, tuple[str, ...]] = {"mohseni": ("reach_air_temp",)}
 
 
 #: The smallest value each setting may take, and why (a setting outside is refused).

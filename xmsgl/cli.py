@@ -352,22 +352,20 @@ def _model_lines(value: str) -> list[str]:
 
 def _data_lines(args: argparse.Namespace) -> list[str]:
     """``xmsgl info MODEL --data DATA``: whether DATA holds what MODEL learned from."""
-    from xmsgl.model import Downscaler, check_data
-    from xmsgl.nn.gru import GRUModel
+    from xmsgl.baselines import BaselineModel
+    from xmsgl.model import check_data
 
     model = _load_model(args.model)
-    if not isinstance(model, (Downscaler, GRUModel)):
-        raise ParameterError(f"--data: MODEL {args.model!r} is the baseline {model.method!r}, which "
-                             "records no data sha256; --data compares the data record of a network "
-                             "model or of the GRU")
     ds = _read_dataset(args.data, "--data", lazy=False, check=False)
     try:
         got = check_data(model, ds)
     except XmsglError as err:
         raise type(err)(f"--data {args.data!r}: {err}") from err
     said = {True: "the same", False: "DIFFERENT", None: "not recorded (a model fitted before inputs were)"}
-    return [f"data {args.data}: targets on the days the fit learned from {said[got['targets']]}; "
-            f"inputs on the days it read {said[got['inputs']]}"]
+    inputs = (f"the {model.method} baseline's fit reads no input variable, observations alone"
+              if got["inputs"] is None and isinstance(model, BaselineModel) and model.method != "gru" else
+              f"inputs on the days it read {said[got['inputs']]}")
+    return [f"data {args.data}: targets on the days the fit learned from {said[got['targets']]}; {inputs}"]
 
 
 def _source(args: argparse.Namespace) -> str:

@@ -1890,9 +1890,11 @@ def _device_record(dev: torch.device) -> str:
 
 def _data_record(ds: xr.Dataset, y_reach: np.ndarray, y_seg: np.ndarray | None,
                  days: np.ndarray, stage_a: tuple[str, np.ndarray] | None = None,
-                 inputs: Sequence[str] = (), input_days: np.ndarray | None = None) -> dict[str, Any]:
+                 inputs: Sequence[str] = (), input_days: np.ndarray | None = None,
+                 days_text: str = "training and validation") -> dict[str, Any]:
     """What identifies the data a fit learned from: a sha256 of the targets (degC, in
-    id order, NaN where unobserved) on the training and validation ``days``, and, for
+    id order, NaN where unobserved; ``y_reach`` and ``y_seg`` on (time, node)) on the
+    ``days`` (``days_text`` says which: a baseline has no validation), and, for
     ASYNC-MSGL, of ``stage_a`` (its variable's name and its values on stage A's days,
     NaN elsewhere); a sha256 of the ``inputs`` (forcings on ``input_days``, the days
     the fit read, and static attributes); the record of the thinning that made the
@@ -1907,11 +1909,11 @@ def _data_record(ds: xr.Dataset, y_reach: np.ndarray, y_seg: np.ndarray | None,
     for y in parts:
         h.update(_float_bytes(y))
     record = {"targets_sha256": h.hexdigest(),
-              "targets_days": "training and validation" + (
+              "targets_days": days_text + (
                   f", and {stage_a[0]!r} on stage A's days" if stage_a is not None else "")}
     if inputs:
         record["inputs_sha256"] = _inputs_sha256(ds, inputs, days if input_days is None else input_days)
-        record["inputs_days"] = "the days the fit read (training, validation" + (
+        record["inputs_days"] = f"the days the fit read ({days_text.replace(' and', ',')}" + (
             ", stage A)" if stage_a is not None else ")")
     return {**record, "sparsify": str(ds["reach_temp"].attrs.get("xmsgl_sparsify", "")),
             "history": str(ds.attrs.get("history", ""))}
@@ -1938,7 +1940,7 @@ def _inputs_sha256(ds: xr.Dataset, names: Sequence[str], days: np.ndarray) -> st
     return h.hexdigest()
 
 
-def check_data(model: Downscaler | GRUModel, ds: xr.Dataset) -> dict[str, bool | None]:
+def check_data(model: Downscaler | GRUModel | BaselineModel, ds: xr.Dataset) -> dict[str, bool | None]:
     """Whether ``ds`` holds the data ``model`` was fitted on, without refitting.
 
     The targets (and ASYNC-MSGL's stage A variable) on the days the fit learned from,
@@ -1951,13 +1953,14 @@ def check_data(model: Downscaler | GRUModel, ds: xr.Dataset) -> dict[str, bool |
     -------
     dict
         ``{"targets": bool, "inputs": bool or None}``: ``None`` for a model fitted
-        before the inputs were recorded.
+        before the inputs were recorded, and for the baselines that read no input
+        (all but ``"mohseni"``, whose record holds ``reach_air_temp`` on its training days).
 
     Raises
     ------
     ParameterError
-        For a light baseline (climatology, mohseni, idw, harmonic), which learns from no
-        recorded data sha256; the networks and the GRU are read.
+        ``model`` is not a fitted model (a network, the GRU or a baseline), or records
+        no data sha256 (fitted before they were recorded).
     SchemaError, DataError
         As :func:`fit` for a dataset without the variables the model reads.
 
@@ -1968,17 +1971,29 @@ def check_data(model: Downscaler | GRUModel, ds: xr.Dataset) -> dict[str, bool |
     >>> check_data(model, ds)  # doctest: +SKIP
     {'targets': True, 'inputs': True}
     """
+    from xmsgl.baselines import _FIT_INPUTS, BaselineModel
     from xmsgl.nn.gru import GRUModel
 
-    if not isinstance(model, (Downscaler, GRUModel)):
-        raise ParameterError(f"check_data reads the record of a network model (xmsgl.Downscaler) or "
-                             f"of the GRU, not of {type(model).__name__}")
+    if not isinstance(model, (Downscaler, GRUModel, BaselineModel)):
+        raise ParameterError(f"check_data reads the record of a fitted model (xmsgl.Downscaler, the "
+                             f"GRU or a baseline), not of {type(model).__name__}")
     record = model.config.get("data") or {}
     if "targets_sha256" not in record:
         raise ParameterError("this model records no sha256 of its data (fitted by an xmsgl from "
                              "before they were recorded): refit it to compare data")
     ds = in_id_order(validate(ds))
     time = pd.DatetimeIndex(ds[TIME].values)
+    if isinstance(model, BaselineModel) and not isinstance(model, GRUModel):
+        # A light baseline (the GRU records its periods as fit does): its training days, the observations of both scales where the dataset has them
+        # (as its fit read them) and the inputs its fit read.
+        spans = model.config.get("train") or []
+        train = period_mask(time, [tuple(s) for s in spans], "train") if spans else np.zeros(len(time), bool)
+        y_seg_b = target_array(ds, "seg_temp", SEG) if "seg_temp" in ds.data_vars else None
+        names_b = list(_FIT_INPUTS.get(model.method, ())) if "inputs_sha256" in record else []
+        got = _data_record(ds, target_array(ds, "reach_temp", REACH), y_seg_b, train,
+                           inputs=names_b, days_text="training")
+        return {"targets": got["targets_sha256"] == record["targets_sha256"],
+                "inputs": got["inputs_sha256"] == record["inputs_sha256"] if names_b else None}
     periods = model.config.get("periods", {})
 
     def mask(key: str) -> np.ndarray:
