@@ -1984,8 +1984,9 @@ def check_data(model: Downscaler | GRUModel | BaselineModel, ds: xr.Dataset) -> 
     ds = in_id_order(validate(ds))
     time = pd.DatetimeIndex(ds[TIME].values)
     if isinstance(model, BaselineModel) and not isinstance(model, GRUModel):
-        # A light baseline (the GRU records its periods as fit does): its training days, the observations of both scales where the dataset has them
-        # (as its fit read them) and the inputs its fit read.
+        # A light baseline (the GRU records its periods as fit does): its training days,
+        # the observations of both scales where the dataset has them (as its fit read
+        # them) and the inputs its fit read.
         spans = model.config.get("train") or []
         train = period_mask(time, [tuple(s) for s in spans], "train") if spans else np.zeros(len(time), bool)
         y_seg_b = target_array(ds, "seg_temp", SEG) if "seg_temp" in ds.data_vars else None
