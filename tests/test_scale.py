@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -845,6 +846,22 @@ def test_lazy_nan_error_names_the_real_day(basin: xr.Dataset, model: Downscaler)
     for ds in (bad, _chunked(bad)):
         with pytest.raises(DataError, match=rf"at reach {reach} on {day}\)"):
             ds.msgl.downscale(model, **RUN).compute()
+    # A lazy run finds the values of one block at a time: its count was given as the
+    # whole dataset's (1 of 3), without a word.
+    vals[-1, 10] = vals[-2, 10] = np.nan
+    bad["reach_air_temp"] = (("reach", "time"), vals, basin["reach_air_temp"].attrs)
+    with pytest.raises(DataError, match="has 3 NaN or infinite values") as whole:
+        bad.msgl.downscale(model, **RUN)
+    assert "lazy" not in str(whole.value)
+    with dask.config.set(scheduler="sync"), pytest.raises(DataError) as one:
+        _chunked(bad).msgl.downscale(model, reach_chunk=40, **RUN).compute()
+    said = str(one.value)
+    assert re.search(r"has [12] NaN or infinite values", said), said
+    assert re.search(r"\. Found in one block of a lazy downscale \(\d+ reaches, \d{4}-\d\d-\d\d to "
+                     r"\d{4}-\d\d-\d\d with its warm-up\): the counts and places above are that "
+                     r"block's, and other blocks may hold more; count them over the whole dataset "
+                     r"\(for NaN: int\(ds\['reach_air_temp'\]\.isnull\(\)\.sum\(\)\)\), or load "
+                     r"it \(ds = ds\.load\(\)\) and downscale in memory", said), said
 
 
 def test_gather_keys_name_the_way_of_reading(monkeypatch: pytest.MonkeyPatch) -> None:

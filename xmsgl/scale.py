@@ -44,6 +44,7 @@ import datetime as _dt
 import functools
 import operator
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -62,9 +63,12 @@ import xarray as xr
 from xmsgl.convention import REACH, SEG, TIME, Topology, hops_to_outlet, output_coords, topology_arrays
 from xmsgl.exceptions import (
     ChoiceError,
+    DataError,
     InputRangeWarning,
     ModelMismatchError,
     ParameterError,
+    UnitsError,
+    XmsglError,
     XmsglWarning,
     check_count,
     check_flag,
@@ -963,8 +967,11 @@ def _block_downscale_inner(
     graphs = build_graphs_weighted(sub, stats, **graph_options)
     # The coarse head reads segments only.
     geoms = _block_geometry(block, geometry or {}, seg_ok)
-    data = _rebuild(model, sub, graphs, dev, slice(0, n_in), reach_inputs=scale != SEG,
-                    geometry=geoms, days=days)
+    try:
+        data = _rebuild(model, sub, graphs, dev, slice(0, n_in), reach_inputs=scale != SEG,
+                        geometry=geoms, days=days)
+    except (DataError, UnitsError) as err:
+        raise _in_one_block(err, int(sub.sizes[REACH]), days) from err
     found = dynamic_extrapolation([data.x_seg, data.x_reach], model)
     if found:
         # The same words for every block, said once per call, without the block's
@@ -987,6 +994,22 @@ def _block_downscale_inner(
     vals = out["seg"][:, score] if scale == SEG else out["reach"][:, rcore]
     vals = (vals * np.float32(tgt["std"]) + np.float32(tgt["mean"])).astype(np.float32).T
     return xr.DataArray(vals, dims=(_SLOT, _XTIME), name="prediction")
+
+
+def _in_one_block(err: XmsglError, n_reach: int, days: np.ndarray | None) -> XmsglError:
+    """``err`` (bad input values found as a block of a lazy downscale was computed) of
+    the same type, saying that its counts and places are that block's: the other
+    blocks, not yet read, may hold more, which an in-memory run names all at once."""
+    # Days since 1970-01-01 as dates: numpy's, which hold dates beyond 2262 too.
+    span = (f", {np.datetime64(int(days[0]), 'D')} to {np.datetime64(int(days[-1]), 'D')} "
+            "with its warm-up" if days is not None and len(days) else "")
+    named = re.search(r"variable '([^']+)'", str(err))
+    count = (f" (for NaN: int(ds[{named.group(1)!r}].isnull().sum()))" if named else "")
+    return type(err)(
+        f"{err}. Found in one block of a lazy downscale ({n_reach} reaches{span}): the counts and "
+        f"places above are that block's, and other blocks may hold more; count them over the "
+        f"whole dataset{count}, or load it (ds = ds.load()) and downscale in memory, which names "
+        "them all")
 
 
 def _network_finite(inputs: list[Any], t_ranges: list[tuple[int, int, int]], ends: list[int]) -> Any:
