@@ -1307,7 +1307,7 @@ def open_drb(
             None, f"{_F_OBS} (in_time_holdout)", "day is in the USGS temporal test set")),
         "seg_temp": ((S, T), seg_temp, _attrs(
             "degC", f"{_F_OBS} (mean_temp_c; subsegments joined by {_F_XWALK})",
-            "observed daily mean water temperature")),
+            "observed water temperature: daily mean, or a single sample where the source has one")),
         "reach_to": (R, fine.reach_to, _attrs(
             None, f"{fine_file} (to) where known, else the crosswalk chain; see reach_topology_source",
             "downstream reach (COMID), 0 at outlets")),
@@ -1334,7 +1334,8 @@ def open_drb(
         "reach_temp": ((R, T), reach_temp, _attrs(
             "degC", f"{_F_SITE_OBS} (mean_temp_degC) at sites placed by {_F_NWIS} or "
             f"{_F_SITES} (fish_dist_to_outlet_m); see site_*",
-            "observed daily mean water temperature (mean over the sites on the reach)")),
+            "observed water temperature: daily mean, or a single sample where the source has one; "
+            "mean over the sites on the reach")),
         "site_comid": ("site", placed["comid"].to_numpy(np.int64), _attrs(
             None, "xmsgl", "reach (COMID) the monitoring site is placed on")),
         "site_seg": ("site", placed["seg"].to_numpy(np.int64), _attrs(
