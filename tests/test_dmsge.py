@@ -561,12 +561,38 @@ def test_top_neighbour_sums_a_node_over_the_blocks() -> None:
     rows = np.array([0, 0, 0, 1, 1, 2])
     cols = np.array([2, 1, 2, 0, 2, 1])
     w = np.array([0.2, 0.3, 0.25, 0.5, 0.5, 1.0])
-    top, share = _top_neighbour(rows, cols, w, 3, np.array([10, 11, 12]))
+    top, share = _top_neighbour(rows, cols, w, 3, np.array([10, 11, 12]), 20)
     assert top.tolist() == [2, 0, 1]
     np.testing.assert_allclose(share, [0.45, 0.5, 1.0])
     # Row 1 ties between positions 0 and 2: the smaller id wins, not the smaller position.
-    top, _ = _top_neighbour(rows, cols, w, 3, np.array([12, 11, 10]))
+    top, _ = _top_neighbour(rows, cols, w, 3, np.array([12, 11, 10]), 20)
     assert top.tolist() == [2, 2, 1]
+
+
+def test_top_neighbour_ties_are_ties_of_win_counts() -> None:
+    # Wins are kept as float32 shares count / (days x H) of each block, weighed by the
+    # block's days: two neighbours with 23 wins each summed to totals 1e-9 apart, and
+    # the rounding, not the smaller id, chose.
+    from xmsgl.explain import _top_neighbour
+
+    hidden, n_days, blocks = 6, 184, [(0, 13), (13, 33), (33, 53)]
+    counts = {1: [0, 0, 23], 2: [13, 10, 0]}  # position 1 is id 11, position 2 id 33
+    rows, cols, w = [], [], []
+    for b, (t0, t1) in enumerate(blocks):
+        for col, c in counts.items():
+            share32 = np.float32(c[b]) / np.float32((t1 - t0) * hidden)
+            rows.append(0)
+            cols.append(col)
+            w.append(float(share32) * (t1 - t0) / n_days)
+    ids = np.array([100, 11, 33])
+    totals = [sum(x for x, c in zip(w, cols) if c == k) for k in (1, 2)]
+    assert totals[0] != totals[1]  # what rounding leaves
+    top, share = _top_neighbour(np.array(rows), np.array(cols), np.array(w), 3, ids, n_days * hidden)
+    assert ids[top[0]] == 11 and share[0] == pytest.approx(23 / (n_days * hidden), rel=1e-6)
+    # Either order of the ids: the smaller one.
+    top, _ = _top_neighbour(np.array(rows), np.array(cols), np.array(w), 3, np.array([100, 33, 11]),
+                            n_days * hidden)
+    assert top[0] == 2
 
 
 def test_the_winners_of_mean_messages_are_those_of_the_stacked_messages() -> None:

@@ -237,6 +237,7 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
     edges = np.concatenate([[0.0], scale * 0.5 * 2.0 ** np.arange(n_bins - 1), [np.inf]])
     hist = np.full((n_layers, len(_GRAPHS), n_bins), np.nan)
     n_days = int(states[0].shape[2])
+    n_hidden = int(states[0].shape[-1])
     for lay in range(n_layers):
         for g, gname in enumerate(_GRAPHS):
             if gname not in rec["wins"][lay]:
@@ -261,14 +262,8 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
                 shares[c][lay, g] = np.bincount(rows, weights=wf * m, minlength=n)
             dist = np.sqrt(((geom.pos[j] - geom.pos[rows]) ** 2).sum(axis=1))
             win_dist[lay, g] = np.bincount(rows, weights=wf * dist, minlength=n)
-            if len(pieces) == 1:
-                w, idx_g = pieces[0][1], pieces[0][0]
-                best = w.argmax(axis=1)
-                top_id[lay, g] = reach_ids[idx_g[np.arange(n), best]]
-                top_share[lay, g] = w[np.arange(n), best]
-            else:
-                top_j, top_share[lay, g] = _top_neighbour(rows, j, wf, n, reach_ids)
-                top_id[lay, g] = reach_ids[top_j]
+            top_j, top_share[lay, g] = _top_neighbour(rows, j, wf, n, reach_ids, n_days * n_hidden)
+            top_id[lay, g] = reach_ids[top_j]
             b = np.clip(np.searchsorted(edges, dist, side="right") - 1, 0, n_bins - 1)
             hist[lay, g] = np.bincount(b, weights=wf, minlength=n_bins) / max(float(wf.sum()), 1e-12)
     lg = ("layer", "graph")
@@ -367,16 +362,22 @@ def _energy_by_blocks(h: Any, pieces: list[tuple[int, int, Any]]) -> tuple[float
     return float(energy), float(energy) / spread if spread > 0 else 0.0
 
 
-def _top_neighbour(rows: np.ndarray, j: np.ndarray, w: np.ndarray, n: int, ids: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def _top_neighbour(rows: np.ndarray, j: np.ndarray, w: np.ndarray, n: int, ids: np.ndarray,
+                   grid: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the column with the largest summed weight (on a tie, the one of the
     smallest id in ``ids``, so that the dataset's row order does not choose) and that
-    weight, from entries ``(rows, j, w)``."""
+    weight, from entries ``(rows, j, w)``.
+
+    The weights are shares of wins, counts over ``grid`` (days x hidden units) kept in
+    float32 and summed over blocks of days: they are ranked as the counts they are
+    (``round(total * grid)``), so that equal counts tie and the smaller id wins, not
+    whichever rounding left larger by 1e-9."""
     keys, inv = np.unique(rows.astype(np.int64) * n + j, return_inverse=True)
     total = np.bincount(inv.reshape(-1), weights=w, minlength=keys.size)
     r, c = keys // n, keys % n
-    # Sorted by row, then by weight (largest first), then by id: each row's first.
-    order = np.lexsort((ids[c], -total, r))
+    count = np.rint(total * grid)
+    # Sorted by row, then by count (largest first), then by id: each row's first.
+    order = np.lexsort((ids[c], -count, r))
     first = order[np.r_[True, r[order][1:] != r[order][:-1]]]
     top_j = np.zeros(n, dtype=np.int64)
     top_w = np.full(n, np.nan)
