@@ -549,6 +549,10 @@ def test_explain_refuses_a_baseline_with_a_typed_error(basin: xr.Dataset) -> Non
     gru = xmsgl.fit(basin, "gru", epochs=1, window=30, stride=30, progress=False)
     with pytest.raises(ParameterError, match=r"GRUModel \(method 'gru'\) has no graph network to explain"):
         explain(gru, basin)
+    # What is no model at all is named as such (it read "NoneType (method '?') has no graph network").
+    with pytest.raises(ParameterError, match=r"\(an xmsgl.Downscaler, or the folder it was saved to\), "
+                                             r"got NoneType$"):
+        explain(None, basin)  # type: ignore[arg-type]
 
 
 def test_top_neighbour_sums_a_node_over_the_blocks() -> None:

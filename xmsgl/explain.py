@@ -116,7 +116,9 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
         ``share_parent_segment``, ``win_distance`` (m), ``top_neighbour`` (id),
         ``top_share`` (layer, graph, reach); ``basin_share_*`` (layer, graph);
         ``win_distance_hist`` (layer, graph, distance_bin). Coordinates
-        ``reach_pos_x``/``reach_pos_y`` give the positions the backbone used.
+        ``reach_pos_x``/``reach_pos_y`` give the positions the backbone used, and
+        ``bin_lower``/``bin_upper`` (distance_bin, m) the histogram's bin edges (the
+        last bin's upper edge infinite).
 
     Raises
     ------
@@ -157,6 +159,10 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
         model = load(model)  # type: ignore[assignment]
     from xmsgl.baselines import BaselineModel
 
+    if not hasattr(model, "method"):
+        raise ParameterError(f"explain() needs a network model fitted with backbone='dmsge' (an "
+                             f"xmsgl.Downscaler, or the folder it was saved to), got "
+                             f"{type(model).__name__}")
     net = getattr(model, "net", None)
     if net is None or isinstance(model, BaselineModel):  # the per-reach GRU has a net, no graph
         raise ParameterError(f"explain() needs a network model fitted with backbone='dmsge'; "
