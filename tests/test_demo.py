@@ -48,6 +48,11 @@ def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys) -> None:
         assert '"n_segments": 12' in out.attrs["generator_parameters"]
         unobs = out["reach_unobserved"].values.astype(bool)
         assert 0 < unobs.sum() < unobs.size
+        # The header says which observations make a reach observed (sparsify keeps test
+        # days too: "without any kept observation" could be false).
+        assert (f"'unobs.' = the {int(unobs.sum())} reaches without a kept training or validation "
+                "observation:") in printed
+        assert out["seg_beyond_observed"].attrs["long_name"].startswith("segment with a static input")
         for row in res["table"]:
             err = out[f"reach_temp_{row['method'].replace('-', '_')}"] - out["reach_temp_true"]
             assert math.isclose(float((err ** 2).mean() ** 0.5), row["rmse"], rel_tol=1e-5)

@@ -1453,8 +1453,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "observations (on every day: validation is as sparse as training), fit "
                     "ASYNC-MSGL and the fine-only and remap baselines, "
                     "downscale the test water year and print RMSE and MAE at all reaches "
-                    "against the synthetic truth (and at the reaches without a kept "
-                    "observation), with ASYNC-MSGL's coverage; then write OUTDIR/downscaled.nc "
+                    "against the synthetic truth (and RMSE at the reaches without a kept "
+                    "training or validation observation), with ASYNC-MSGL's coverage; then write "
+                    "OUTDIR/downscaled.nc "
                     "(the predictions, the truth, the flags) and OUTDIR/demo.png (the network "
                     "on a summer day, a time series at an unobserved reach). One to four minutes "
                     "on two CPU cores, as fast as they are; --quick takes seconds.")

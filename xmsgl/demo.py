@@ -304,8 +304,8 @@ def run_demo(
         rows.append({"method": method, **_metrics(preds[method], truth, unobserved), "fit_seconds": fit_s})
     table = _table(rows)
     print(f"\nTest period {test[0]} to {test[1]}, all {ds.sizes['reach']} reaches against the "
-          f"synthetic truth (degC); 'unobs.' = the {int(unobserved.sum())} reaches without any kept "
-          f"observation:\n{table}\n", flush=True)
+          f"synthetic truth (degC); 'unobs.' = the {int(unobserved.sum())} reaches without a kept "
+          f"training or validation observation:\n{table}\n", flush=True)
     # Where ASYNC-MSGL extrapolates: static inputs beyond those of the observed nodes.
     cov = coverage(sparse, models["async-msgl"], time=test)
     beyond = cov["reach_beyond_observed"].values
@@ -366,7 +366,8 @@ def run_demo(
     for dim in ("reach", "seg"):
         out[f"{dim}_beyond_observed"] = xr.DataArray(
             cov[f"{dim}_beyond_observed"].values.astype(np.int8), dims=dim,
-            attrs={"long_name": f"{dim} with a static input more than 1 standard deviation beyond "
+            attrs={"long_name": f"{'reach' if dim == 'reach' else 'segment'} with a static input "
+                                f"more than 1 standard deviation beyond "
                                 f"those of the {'reaches' if dim == 'reach' else 'segments'} with a "
                                 "training-period observation (ASYNC-MSGL's coverage"
                                 + ("; reach_unobserved counts validation observations too)"
