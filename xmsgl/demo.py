@@ -124,8 +124,10 @@ def _figure(ds: xr.DataArray | xr.Dataset, preds: dict[str, xr.DataArray], truth
     ax0.set_aspect("equal")
     # Above the outlets' circles, hollow: a circle beneath (its own, or a nearby outlet's,
     # which hid the star's centre and made it read as the outlet) stays visible.
+    # Its own value on the day in the legend: inside the star the reader sees the
+    # colour of whatever lies beneath (an outlet's circle half a kilometre away).
     ax0.plot(x[r], y[r], "*", color="k", mfc="none", mew=1.3, ms=15,
-             label=f"reach {ids[r]} (unobserved, right)", zorder=4)
+             label=f"reach {ids[r]} (unobserved, right): {vals[r]:.1f} degC that day", zorder=4)
     ax0.legend(loc="best")
     fig.colorbar(lc, ax=ax0, label="water temperature (degC)")
     ax0.set_title(f"ASYNC-MSGL fine temperature, {times[day].date()}")
