@@ -344,13 +344,30 @@ def test_degc_values_labelled_degf_on_both_sides_are_warned_of() -> None:
     texts = [str(w.message) for w in record if issubclass(w.category, xmsgl.XmsglWarning)]
     assert len(texts) == 1
     assert "prediction (1 to 31 degF, -17.2 to -0.556 degC) and observed (0 to 30 degF" in texts[0]
-    assert "set attrs['units'] = 'degC' on both sides" in texts[0]
-    # Water truly in degF, near freezing included, is scored without a word.
-    real = _series(np.linspace(32.0, 86.0, 60)).assign_attrs(units="degF")
-    assert float(rmse((real + 1.8).assign_attrs(units="degF"), real)) == pytest.approx(1.0)
-    # A cold record in degF (24..45 degF, -4.4..7.2 degC) stays inside the range too.
-    cold = _series(np.linspace(24.0, 45.0, 60)).assign_attrs(units="degF")
-    assert float(rmse(cold, cold)) == 0.0
+    assert texts[0].endswith("set attrs['units'] = 'degC' on both sides")
+    # A summer record (23..30, -5..-1.1 degC converted) is wholly below freezing too.
+    summer = _series(np.linspace(23.0, 30.0, 60)).assign_attrs(units="degF")
+    with pytest.warns(xmsgl.XmsglWarning, match=r"and observed \(23 to 30 degF"):
+        rmse(summer, summer)
+    # One side alone: the fix relabels that side and converts the other (relabelling
+    # both would make the true degF side read as degC).
+    real = _series(np.linspace(50.0, 86.0, 60)).assign_attrs(units="degF")
+    with pytest.warns(xmsgl.XmsglWarning) as record:
+        rmse(real, obs)
+    text = next(str(w.message) for w in record if issubclass(w.category, xmsgl.XmsglWarning))
+    assert text.startswith("converted to degC, observed (0 to 30 degF, -17.8 to -1.11 degC) lies wholly")
+    assert text.endswith("if observed's values are in degC, set observed.attrs['units'] = 'degC' and "
+                         "convert prediction to degC ((x - 32) / 1.8, units 'degC')")
+    # Water truly in degF, near freezing included, is scored without a word; so is a
+    # prediction of a cold winter that dips below -5 degC (21..45 degF).
+    true_f = _series(np.linspace(32.0, 86.0, 60)).assign_attrs(units="degF")
+    assert float(rmse((true_f + 1.8).assign_attrs(units="degF"), true_f)) == pytest.approx(1.0)
+    winter = _series(np.linspace(32.0, 45.0, 60)).assign_attrs(units="degF")
+    cold = _series(np.linspace(21.0, 45.0, 60)).assign_attrs(units="degF")
+    assert float(rmse(cold, winter)) > 0
+    # A refusal comes before the warning.
+    with pytest.raises(xmsgl.ChoiceError, match="join='bad'"):
+        align_pair(pred, obs, join="bad")
 
 
 def test_kelvin_on_dask_is_converted_lazily(obs2d: xr.DataArray) -> None:

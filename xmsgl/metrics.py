@@ -43,7 +43,6 @@ import pandas as pd
 import xarray as xr
 
 from xmsgl.convention import (  # noqa: F401  (WARM_DEGC, WARM_SHARE: read here by their users)
-    PLAUSIBLE_WATER_TEMP,
     WARM_DEGC,
     WARM_SHARE,
     _refuse_timezones,
@@ -230,8 +229,8 @@ def align_pair(
     XmsglWarning
         A side without ``units`` taken to be degC; reach or segment labels of the
         prediction left out by ``join="inner"``; a side labelled degC that looks like
-        degF; a side labelled K or degF whose converted values reach below -5 degC
-        while its raw values all lie in -5..45 (degC labelled degF); a side stored
+        degF; a side labelled degF whose values all convert to below 0 degC (degC
+        values labelled degF: no liquid stream is that cold); a side stored
         as integers in degC whose smallest value is negative (an integer cannot mark
         a value missing, so a marker such as -1 is scored as a temperature): mask it
         and cast to float, e.g.
@@ -283,11 +282,11 @@ def align_pair(
     raw = prediction, observed
     prediction = _converted("prediction", prediction)
     observed = _converted("observed", observed)
+    if join not in ("inner", "exact"):
+        raise ChoiceError(f"join={join!r} is not known; use 'inner' or 'exact'")
     _warn_below_freezing([("prediction", raw[0], prediction), ("observed", raw[1], observed)])
     for side, da in (("prediction", prediction), ("observed", observed)):
         _warn_fahrenheit_looking(side, da)
-    if join not in ("inner", "exact"):
-        raise ChoiceError(f"join={join!r} is not known; use 'inner' or 'exact'")
     for dim in prediction.dims:
         has_p, has_o = dim in prediction.coords, dim in observed.coords
         if has_p != has_o:
@@ -593,29 +592,35 @@ def _converted(side: str, da: xr.DataArray) -> xr.DataArray:
 
 
 def _warn_below_freezing(pairs: list[tuple[str, xr.DataArray, xr.DataArray]]) -> None:
-    """Warn of sides (``(side, raw, converted)``) whose conversion to degC reaches below
-    the coldest plausible water (:data:`~xmsgl.convention.PLAUSIBLE_WATER_TEMP`) while
-    their raw values all lie in that range: degC values labelled degF (0..30 becomes
-    -17.8..-1.1 degC, inside :data:`PLAUSIBLE_DEGC`). Both sides labelled alike are
-    converted alike, so the scores would come out at 5/9 of the true ones without a word."""
-    lo, hi = PLAUSIBLE_WATER_TEMP
+    """Warn of sides (``(side, raw, converted)``) converted from degF whose values all lie
+    below 0 degC, where no liquid stream water is: degC values labelled degF (0..30
+    becomes -17.8..-1.1 degC, inside :data:`PLAUSIBLE_DEGC`, and would be scored at 5/9
+    of their errors without a word). Water truly in degF reaches 32 degF or more."""
     found = []
     for side, raw, new in pairs:
         if new is raw:
             continue
         rng, before = _finite_range(new), _finite_range(raw)
-        if rng is None or before is None or rng[0] >= lo or not (lo <= before[0] and before[1] <= hi):
+        if rng is None or before is None or rng[1] >= 0.0:
             continue
-        found.append(f"{side} ({before[0]:.4g} to {before[1]:.4g} {raw.attrs['units']}, "
-                     f"{rng[0]:.3g} to {rng[1]:.3g} degC)")
+        found.append((side, f"{side} ({before[0]:.4g} to {before[1]:.4g} {raw.attrs['units']}, "
+                            f"{rng[0]:.3g} to {rng[1]:.3g} degC)"))
     if not found:
         return
-    sides = " and ".join(found)
+    units = pairs[0][1].attrs["units"]
+    if len(found) == 2:
+        what, fix = (f"{found[0][1]} and {found[1][1]} lie", "if they are in degC, set "
+                     "attrs['units'] = 'degC' on both sides")
+    else:
+        side = found[0][0]
+        other = "observed" if side == "prediction" else "prediction"
+        what, fix = (f"{found[0][1]} lies", f"if {side}'s values are in degC, set "
+                     f"{side}.attrs['units'] = 'degC' and convert {other} to degC "
+                     "((x - 32) / 1.8, units 'degC')")
     warnings.warn(
-        f"converted to degC, {sides} reach{'es' if len(found) == 1 else ''} below the {lo:g} "
-        f"degC that liquid stream water seldom leaves: values in degC labelled "
-        f"{pairs[0][1].attrs['units']!r} look like this, and would be scored at 5/9 of their "
-        "errors; if they are in degC, set attrs['units'] = 'degC' on both sides",
+        f"converted to degC, {what} wholly below freezing, where no liquid stream water is: "
+        f"values in degC labelled {units!r} look like this, and would be scored at 5/9 of "
+        f"their errors; {fix}",
         XmsglWarning, stacklevel=user_stacklevel())
 
 
