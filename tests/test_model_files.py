@@ -144,6 +144,9 @@ def test_check_data_tells_the_data_a_model_learned_from(method: str) -> None:
     assert check_data(m, changed) == {"targets": True, "inputs": False}
     with pytest.raises(xmsgl.ParameterError, match="not of Dataset"):
         check_data(ds, ds)  # type: ignore[arg-type]
+    # A variable the fit read is missing: named (it was a KeyError).
+    with pytest.raises(xmsgl.SchemaError, match=rf"lacks \['{static}'\], which the {method} model's fit"):
+        check_data(m, ds.drop_vars(static))
 
 
 @pytest.mark.parametrize("method", ["climatology", "mohseni", "idw", "harmonic"])
@@ -169,6 +172,9 @@ def test_check_data_tells_the_data_a_baseline_learned_from(method: str) -> None:
         if key == "targets" or reads_air:
             want[key] = False
         assert got == want, name
+    if reads_air:  # a variable the fit read is missing: named (it was a KeyError)
+        with pytest.raises(xmsgl.SchemaError, match=r"lacks \['reach_air_temp'\], which the mohseni"):
+            model.check_data(ds.drop_vars("reach_air_temp"))
     with tempfile.TemporaryDirectory() as tmp:
         model.save(Path(tmp) / "b")
         assert load_baseline(Path(tmp) / "b").check_data(ds) == same

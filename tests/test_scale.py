@@ -857,11 +857,21 @@ def test_lazy_nan_error_names_the_real_day(basin: xr.Dataset, model: Downscaler)
         _chunked(bad).msgl.downscale(model, reach_chunk=40, **RUN).compute()
     said = str(one.value)
     assert re.search(r"has [12] NaN or infinite values", said), said
-    assert re.search(r"\. Found in one block of a lazy downscale \(\d+ reaches, \d{4}-\d\d-\d\d to "
-                     r"\d{4}-\d\d-\d\d with its warm-up\): the counts and places above are that "
+    assert re.search(r"[^.]\. Found in one block of a lazy downscale \(\d+ reaches, \d{4}-\d\d-\d\d to "
+                     r"\d{4}-\d\d-\d\d with its warm-up\): the values named above are that "
                      r"block's, and other blocks may hold more; count them over the whole dataset "
-                     r"\(for NaN: int\(ds\['reach_air_temp'\]\.isnull\(\)\.sum\(\)\)\), or load "
-                     r"it \(ds = ds\.load\(\)\) and downscale in memory", said), said
+                     r"\(int\(ds\['reach_air_temp'\]\.isnull\(\)\.sum\(\)\) for NaN\), or "
+                     r"downscale in memory \(ds\.load\(\) first, without lazy=True\), which names "
+                     r"them all$", said), said
+    # A missing-data code is a units question: no count to make, one full stop.
+    vals = basin["reach_air_temp"].transpose("reach", "time").values.copy()
+    vals[3, 50] = -999.0
+    bad["reach_air_temp"] = (("reach", "time"), vals, basin["reach_air_temp"].attrs)
+    with dask.config.set(scheduler="sync"), pytest.raises(xmsgl.UnitsError) as code:
+        _chunked(bad).msgl.downscale(model, reach_chunk=40, **RUN).compute()
+    said = str(code.value)
+    assert re.search(r"attribute\. Found in one block", said) and said.endswith("the values named above are that block's, and other "
+                                              "blocks may hold more of them"), said
 
 
 def test_gather_keys_name_the_way_of_reading(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1983,6 +1983,15 @@ def check_data(model: Downscaler | GRUModel | BaselineModel, ds: xr.Dataset) -> 
                              "before they were recorded): refit it to compare data")
     ds = in_id_order(validate(ds))
     time = pd.DatetimeIndex(ds[TIME].values)
+
+    def require(names: Sequence[str]) -> None:
+        missing = [n for n in names if n not in ds.data_vars]
+        if missing:
+            raise SchemaError(
+                f"the dataset lacks {missing}, which the {model.method} model's fit read and its "
+                f"data record hashes; compare a dataset that holds them (the one the model was "
+                f"fitted on)")
+
     if isinstance(model, BaselineModel) and not isinstance(model, GRUModel):
         # A light baseline (the GRU records its periods as fit does): its training days,
         # the observations of both scales where the dataset has them (as its fit read
@@ -1991,6 +2000,7 @@ def check_data(model: Downscaler | GRUModel | BaselineModel, ds: xr.Dataset) -> 
         train = period_mask(time, [tuple(s) for s in spans], "train") if spans else np.zeros(len(time), bool)
         y_seg_b = target_array(ds, "seg_temp", SEG) if "seg_temp" in ds.data_vars else None
         names_b = list(_FIT_INPUTS.get(model.method, ())) if "inputs_sha256" in record else []
+        require(["reach_temp", *names_b])
         got = _data_record(ds, target_array(ds, "reach_temp", REACH), y_seg_b, train,
                            inputs=names_b, days_text="training")
         return {"targets": got["targets_sha256"] == record["targets_sha256"],
@@ -2002,8 +2012,12 @@ def check_data(model: Downscaler | GRUModel | BaselineModel, ds: xr.Dataset) -> 
         return period_mask(time, [tuple(s) for s in spans], key) if spans else np.zeros(len(time), bool)
 
     days = mask("train") | mask("val")
+    variables = model.config["variables"]
+    names = [*variables["seg_vars"], *variables["reach_vars"]] if "inputs_sha256" in record else []
+    reads_seg = model.method not in ("fine-only", "gru")
+    require(["reach_temp", *(["seg_temp"] if reads_seg else []), *names])
     y_reach = target_array(ds, "reach_temp", REACH)
-    y_seg = target_array(ds, "seg_temp", SEG) if model.method not in ("fine-only", "gru") else None
+    y_seg = target_array(ds, "seg_temp", SEG) if reads_seg else None
     stage = model.config.get("stage_a")
     stage_a = None
     read_a = mask("stage_a")
@@ -2011,9 +2025,8 @@ def check_data(model: Downscaler | GRUModel | BaselineModel, ds: xr.Dataset) -> 
     # targets are then hashed as they were (without it), not reported as different.
     hashed_a = "stage A" in str(record.get("targets_days", ""))
     if stage and periods.get("stage_a") and hashed_a:
+        require([str(stage["variable"])])
         stage_a = (str(stage["variable"]), _masked(target_array(ds, str(stage["variable"]), SEG), read_a))
-    variables = model.config["variables"]
-    names = [*variables["seg_vars"], *variables["reach_vars"]] if "inputs_sha256" in record else []
     got = _data_record(ds, y_reach, y_seg, days, stage_a, inputs=names, input_days=days | read_a)
     return {"targets": got["targets_sha256"] == record["targets_sha256"],
             "inputs": got["inputs_sha256"] == record["inputs_sha256"] if names else None}

@@ -1004,12 +1004,15 @@ def _in_one_block(err: XmsglError, n_reach: int, days: np.ndarray | None) -> Xms
     span = (f", {np.datetime64(int(days[0]), 'D')} to {np.datetime64(int(days[-1]), 'D')} "
             "with its warm-up" if days is not None and len(days) else "")
     named = re.search(r"variable '([^']+)'", str(err))
-    count = (f" (for NaN: int(ds[{named.group(1)!r}].isnull().sum()))" if named else "")
-    return type(err)(
-        f"{err}. Found in one block of a lazy downscale ({n_reach} reaches{span}): the counts and "
-        f"places above are that block's, and other blocks may hold more; count them over the "
-        f"whole dataset{count}, or load it (ds = ds.load()) and downscale in memory, which names "
-        "them all")
+    if isinstance(err, DataError):  # NaN or infinite values: counted
+        tail = (", and other blocks may hold more; count them over the whole dataset"
+                + (f" (int(ds[{named.group(1)!r}].isnull().sum()) for NaN)" if named else "")
+                + ", or downscale in memory (ds.load() first, without lazy=True), which names "
+                  "them all")
+    else:  # a units or missing-data question: the fix above holds for every block
+        tail = ", and other blocks may hold more of them"
+    return type(err)(f"{str(err).rstrip('. ')}. Found in one block of a lazy downscale "
+                     f"({n_reach} reaches{span}): the values named above are that block's{tail}")
 
 
 def _network_finite(inputs: list[Any], t_ranges: list[tuple[int, int, int]], ends: list[int]) -> Any:
