@@ -89,6 +89,55 @@ def test_true_conversions_pass_and_nan_is_ignored() -> None:
         validate(empty)
 
 
+def test_water_targets_are_judged_whatever_their_role() -> None:
+    # Marked xmsgl_role="ignore", degC water labelled K passed as -273..-245 degC (the
+    # same values labelled degC and ignored were refused).
+    ds = basin()
+    ds["reach_temp"].attrs.update(units="K", xmsgl_role="ignore")
+    with pytest.raises(UnitsError, match=r"'reach_temp' is labelled 'K'"):
+        validate(ds)
+
+
+def test_a_declared_temperature_difference_takes_the_factor_alone() -> None:
+    # CF 1.11's units_metadata: a diurnal range of 18..54 degF is 10..30 degC, not
+    # -7.8..12.2 (as an on-scale temperature) nor a refusal.
+    ds = basin()
+    rng = np.linspace(18.0, 54.0, ds.reach_air_temp.size).reshape(ds.reach_air_temp.shape)
+    attrs = {"units": "degF", "units_metadata": "temperature: difference"}
+    ds = ds.assign(reach_air_range=(ds.reach_air_temp.dims, rng, attrs))
+    with pytest.warns(UnitConversionWarning, match="'reach_air_range' converted from 'degF' to a "
+                                                   "temperature difference"):
+        out = validate(ds)
+    np.testing.assert_allclose(out.reach_air_range.values, rng * 5 / 9)
+    assert out.reach_air_range.attrs["units"] == "degC"
+    in_k = ds.assign(reach_air_range=ds.reach_air_range.assign_attrs(units="K") * 5 / 9)
+    in_k["reach_air_range"].attrs.update(units="K", units_metadata="temperature: difference")
+    with pytest.warns(UnitConversionWarning):
+        np.testing.assert_allclose(validate(in_k).reach_air_range.values, rng * 5 / 9)
+    # A water temperature is no difference.
+    water = basin()
+    water["reach_temp"].attrs.update(units="degF", units_metadata="temperature: difference")
+    with pytest.raises(UnitsError, match="'reach_temp' is declared a temperature difference"):
+        validate(water)
+
+
+def test_range_attributes_are_converted_with_the_values() -> None:
+    # valid_min/valid_max/actual_range stayed in kelvin beside degC values: netCDF4's
+    # auto-masking then hid every value of the written file.
+    ds = basin()
+    air = relabel(ds, "reach_air_temp", "K", ds.reach_air_temp.values + 273.15)
+    air["reach_air_temp"].attrs.update(valid_min=200.0, valid_max=340.0, actual_range=[240.0, 310.0],
+                                       valid_range=np.array([200.0, 340.0]))
+    air["seg_length"] = (air.seg_length / 1000.0).assign_attrs(units="km", valid_range=[0.0, 50.0])
+    with pytest.warns(UnitConversionWarning):
+        out = validate(air)
+    got = out.reach_air_temp.attrs
+    assert got["valid_min"] == pytest.approx(-73.15) and got["valid_max"] == pytest.approx(66.85)
+    np.testing.assert_allclose(got["actual_range"], [-33.15, 36.85])
+    np.testing.assert_allclose(got["valid_range"], [-73.15, 66.85])
+    assert out.seg_length.attrs["valid_range"] == [0.0, 50000.0]
+
+
 def test_fill_values_are_named_in_the_message() -> None:
     ds = basin()
     vals = ds.seg_air_temp.values + 273.15

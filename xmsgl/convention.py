@@ -42,7 +42,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import warnings
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -1674,7 +1674,7 @@ def _convert_length(ds: xr.Dataset, name: str, notes: list[str]) -> xr.Dataset:
             dim = next(iter(map(str, da.dims)), None)
             _check_lengths(name, np.asarray(da.values),
                            np.asarray(ds[dim].values) if dim in ds.coords else np.arange(da.size))
-        da.attrs = {**ds[name].attrs, "units": "m",
+        da.attrs = {**_range_attrs_converted(ds[name].attrs, lambda v: v * 1000.0), "units": "m",
                     "xmsgl_note": f"converted from {units!r} to 'm' by xmsgl"}
         notes.append(f"{name!r} converted from {units!r} to 'm'")
         return ds.assign({name: da})
@@ -2485,26 +2485,65 @@ def _temperature_to_celsius(
             new.attrs = {**da.attrs, "units": "degC"}
             return ds.assign({name: new})
         return ds
-    if scale == "K":
-        new = da - 273.15
-    elif scale == "degF":
-        new = (da - 32.0) * (5.0 / 9.0)
-    else:
+    if scale not in ("K", "degF"):
         raise UnitsError(
             f"temperature {name!r} has units {units!r}, which xmsgl does not know; "
             f"use 'degC', 'K' or 'degF'"
         )
+    # CF 1.11: a temperature difference (units_metadata) takes the scale's factor alone.
+    difference = _is_difference(da.attrs)
+    if difference and water:
+        raise UnitsError(
+            f"water temperature {name!r} is declared a temperature difference "
+            f"(units_metadata={da.attrs['units_metadata']!r}), but it is a temperature; set "
+            f"ds[{name!r}].attrs['units_metadata'] = 'temperature: on_scale' or drop the attribute")
+    convert: Callable[[Any], Any]
+    if scale == "K":
+        convert = (lambda v: v * 1.0) if difference else (lambda v: v - 273.15)
+    else:
+        convert = (lambda v: v * (5.0 / 9.0)) if difference else (lambda v: (v - 32.0) * (5.0 / 9.0))
+    new = convert(da)
     if np.issubdtype(da.dtype, np.floating):
         new = new.astype(da.dtype)
-    ignored = role(name, da) == "ignore"
-    if not lazy and not empty and not ignored and (check_values or not water):
+    # Targets and truth are judged whatever their role (docs/convention.md).
+    ignored = not water and role(name, da) == "ignore"
+    if not lazy and not empty and not ignored and not difference and (check_values or not water):
         _check_converted(name, units, scale, da, new, water)
         if water:
             warn_implausible_water(name, new, converted_from=str(units))
-    new.attrs = {**da.attrs, "units": "degC",
-                 "xmsgl_note": f"converted from {units!r} to 'degC' by xmsgl"}
-    notes.append(f"{name!r} converted from {units!r} to 'degC'")
+    what = "a temperature difference" if difference else "'degC'"
+    new.attrs = {**_range_attrs_converted(da.attrs, convert), "units": "degC",
+                 "xmsgl_note": f"converted from {units!r} to {what} by xmsgl"}
+    notes.append(f"{name!r} converted from {units!r} to {what}")
     return ds.assign({name: new})
+
+
+def _is_difference(attrs: Mapping[str, Any]) -> bool:
+    """Whether CF's ``units_metadata`` declares a temperature difference."""
+    meta = str(_scalar_attr(attrs.get("units_metadata", ""))).lower().replace(" ", "")
+    return meta == "temperature:difference"
+
+
+#: Attributes that hold values in the variable's units (CF; and ``actual_range`` of
+#: common practice): converted with the values, or netCDF readers that mask outside
+#: ``valid_*`` would hide the converted values.
+RANGE_ATTRS = ("valid_min", "valid_max", "valid_range", "actual_range")
+
+
+def _range_attrs_converted(attrs: Mapping[str, Any], convert: Callable[[Any], Any]) -> dict[str, Any]:
+    """``attrs`` with the :data:`RANGE_ATTRS` converted as the values are, by ``convert``
+    (dropped where they are no numbers)."""
+    out = dict(attrs)
+    for key in RANGE_ATTRS:
+        if key not in out:
+            continue
+        try:
+            value = np.asarray(convert(np.asarray(out[key], dtype=np.float64)))
+        except (TypeError, ValueError):
+            del out[key]
+            continue
+        out[key] = value.item() if value.ndim == 0 else value.tolist()
+    return out
 
 
 def _scalar_attr(value: Any) -> Any:
