@@ -112,3 +112,37 @@ def test_a_record_from_before_stage_a_was_hashed_checks_out_on_its_data(basin: x
     assert old["targets_days"] == "training and validation"
     model.config["data"] = {**model.config["data"], **{k: old[k] for k in ("targets_sha256", "targets_days")}}
     assert model.check_data(basin)["targets"] is True
+
+
+def test_the_data_record_covers_every_day_stage_a_could_read(basin: xr.Dataset) -> None:
+    # The process model's record starts after stage A's first window: the forcings of
+    # that window's earlier days (the warm-up of its first targets) and a value added
+    # before the variable's first one both change a refit, and check_data said "the same".
+    time = basin.indexes["time"]
+    late = basin.assign(seg_tave_water=basin["seg_tave_water"].where(
+        basin["time"] >= np.datetime64("2001-01-01")))
+    kw = {**PERIODS, "stage_a_variable": "seg_tave_water", "stage_a_tasks": ("coarse", "remap")}
+    model, _ = _fit(late, **kw)
+    stage = model.config["stage_a"]
+    assert [tuple(p) for p in stage["period"]] == [("2001-01-01", "2002-09-30")]
+    assert [tuple(p) for p in stage["allowed"]] == [("2000-10-01", "2002-09-30")]
+    assert tuple(stage["inputs"][0])[0] == "2000-10-01"  # the first window, warm-up included
+    assert model.check_data(late) == {"targets": True, "inputs": True}
+    day = int(time.get_loc(np.datetime64("2000-12-15")))
+    forcing = late.copy(deep=True)
+    forcing["seg_air_temp"].values[:, day] += 5.0
+    assert model.check_data(forcing) == {"targets": True, "inputs": False}
+    value = late.copy(deep=True)
+    value["seg_tave_water"].values[0, int(time.get_loc(np.datetime64("2000-11-15")))] = 8.0
+    assert model.check_data(value) == {"targets": False, "inputs": True}
+    # Both do change a refit (what the record is for).
+    for other in (forcing, value):
+        refit, _ = _fit(other, **kw)
+        assert refit.sha256 != model.sha256
+    # Saved and loaded, the record reads the same.
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(Path(tmp) / "m")
+        assert xmsgl.load(Path(tmp) / "m").check_data(forcing)["inputs"] is False

@@ -101,7 +101,7 @@ from xmsgl.nn.weights import (
     save_network,
     warn_if_edited,
 )
-from xmsgl.periods import period_mask, whole_water_years
+from xmsgl.periods import mask_spans, period_mask, whole_water_years
 from xmsgl.train import (
     INPUT_SCALINGS,
     FeatureSpec,
@@ -1561,6 +1561,7 @@ def fit(
             "the coarse task to go on in stage B", XmsglWarning, stacklevel=user_stacklevel())
     # What stage A learned from (ASYNC-MSGL), for the record of the fit's data.
     stage_a_record: tuple[str, np.ndarray] | None = None
+    stage_a_days: dict[str, list[tuple[str, str]]] = {}  # and its days (see below)
     # What xmsgl.coverage compares a dataset's inputs with.
     spec.observed_range = observed_ranges(
         ds, spec, {s: y for s, y in ((SEG, y_seg), (REACH, y_reach)) if s in scales}, masks["train"])
@@ -1795,6 +1796,14 @@ def fit(
             periods["stage_a"] = [(str(time[a].date()), str(time[b - 1].date()))
                                   for a, b in period_ranges(time, read_a)]
             stage_a_record = (stage_a_variable, raw_a)
+            # For the data record: the days stage A could read its variable on (a value
+            # added on one of them changes a refit), and the days of the windows that
+            # carry a loss, whose forcings the gradients run through (warm-up included).
+            used_a = np.zeros_like(mask_a)
+            for s0, n_days in wins_a:
+                if any(np.isfinite(t[s0:s0 + n_days]).any() for t in targets_a.values()):
+                    used_a[s0:s0 + n_days] = True
+            stage_a_days = {"allowed": mask_spans(time, mask_a), "inputs": mask_spans(time, used_a)}
         # ASYNC-MSGL fine-tunes: where stage A trained the fine head ("remap-fine"), the
         # weights it left compete for the checkpoint. Otherwise the head scored is the
         # one stage A never trained, whose starting score says nothing of stage A.
@@ -1860,12 +1869,13 @@ def fit(
                   "drainage": drainage_counts(graphs)},
         "periods": periods,
         "stage_a": ({"period": periods.get("stage_a"), "tasks": list(stage_a_tasks),
-                     "variable": stage_a_variable} if method == "async-msgl" else None),
+                     "variable": stage_a_variable, **stage_a_days} if method == "async-msgl" else None),
         "n_fine_train_obs": n_fine_train,
         "data": _data_record(ds, y_reach, y_seg, masks["train"] | masks["val"], stage_a_record,
                              inputs=[*spec.seg_vars, *spec.reach_vars],
                              input_days=(masks["train"] | masks["val"]
-                                         | period_mask(time, periods.get("stage_a") or [], "stage_a"))),
+                                         | period_mask(time, stage_a_days.get("inputs") or [],
+                                                       "stage_a"))),
         "seed": int(seed),
         # One device, one spelling ("cpu:0" is "cpu", "cuda" the GPU's number): the
         # same fit, the same sha256.
@@ -2021,13 +2031,21 @@ def check_data(model: Downscaler | GRUModel | BaselineModel, ds: xr.Dataset) -> 
     stage = model.config.get("stage_a")
     stage_a = None
     read_a = mask("stage_a")
+
+    def stage_days(key: str) -> np.ndarray:
+        # Recorded since 2026-11-30; before, the days its variable had values on.
+        spans = (stage or {}).get(key)
+        return read_a if spans is None else period_mask(time, [tuple(s) for s in spans], key)
+
     # Records written before stage A's variable was hashed say so in targets_days: the
     # targets are then hashed as they were (without it), not reported as different.
     hashed_a = "stage A" in str(record.get("targets_days", ""))
     if stage and periods.get("stage_a") and hashed_a:
         require([str(stage["variable"])])
-        stage_a = (str(stage["variable"]), _masked(target_array(ds, str(stage["variable"]), SEG), read_a))
-    got = _data_record(ds, y_reach, y_seg, days, stage_a, inputs=names, input_days=days | read_a)
+        stage_a = (str(stage["variable"]),
+                   _masked(target_array(ds, str(stage["variable"]), SEG), stage_days("allowed")))
+    got = _data_record(ds, y_reach, y_seg, days, stage_a, inputs=names,
+                       input_days=days | stage_days("inputs"))
     return {"targets": got["targets_sha256"] == record["targets_sha256"],
             "inputs": got["inputs_sha256"] == record["inputs_sha256"] if names else None}
 
