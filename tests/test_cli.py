@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -287,8 +288,47 @@ def test_closed_pipe_exits_quietly(tmp_path) -> None:
                               stderr=subprocess.PIPE, text=True, timeout=120)
     finally:
         os.close(write)
-    assert proc.returncode == 1
+    # Its work done, a command exits 0 whether its reader stayed or not (1 before, while
+    # xmsgl demo gave 0: under `set -o pipefail` a complete downscale read as a failure).
+    assert proc.returncode == 0
     assert proc.stderr == "", proc.stderr
+
+
+def test_warning_lines_are_whole_from_many_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A lazy downscale's blocks warn from dask's threads: print wrote the text and its
+    # newline apart, and another thread's line was glued between them.
+    import threading
+    import time
+
+    import xmsgl.cli as cli
+
+    class SlowStream:  # a terminal or pipe that lets other threads run between writes
+        def __init__(self) -> None:
+            self.parts: list[str] = []
+
+        def write(self, text: str) -> int:
+            time.sleep(0.0002)
+            self.parts.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    stream = SlowStream()
+    monkeypatch.setattr(sys, "stderr", stream)
+
+    def many(k: int) -> None:
+        for i in range(40):
+            cli._warn(f"thread {k} line {i}")
+
+    threads = [threading.Thread(target=many, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = "".join(stream.parts).splitlines()
+    assert len(lines) == 240 and all(re.fullmatch(r"xmsgl: warning: thread \d line \d+", ln)
+                                     for ln in lines), lines[:5]
 
 
 def test_system_failures_exit_1_with_one_line(monkeypatch: pytest.MonkeyPatch,
@@ -720,3 +760,23 @@ def test_the_coverage_hint_names_the_file_that_lists_every_node() -> None:
     text = "beyond those of the observed ones; ds.msgl.coverage(model) lists every node, input and day"
     assert _cli_words(text, "downscale").endswith(
         "xmsgl coverage MODEL DATA --out FILE.nc lists every node, input and day")
+
+
+def test_advice_of_the_python_api_is_given_in_the_commands_words(tmp_path, capsys) -> None:
+    # Messages that still named Python keywords and calls a shell user cannot type.
+    import xmsgl.cli as cli
+
+    said = cli._cli_words("40 of the 60 days returned have fewer than spinup=180 days of inputs before "
+                          "them ... Give the dataset 180 days of inputs before the first day you want "
+                          "and select that day with time=, or leave the days listed out", "downscale")
+    assert "select that day with --time," in said and "fewer than --spinup 180 days" in said
+    assert "xmsgl coverage MODEL DATA names the nodes and days beyond them" in cli._cli_words(
+        "far beyond its training range; model.config['variables']['observed_range'] holds the ranges")
+    assert "(or make this warning an error, PYTHONWARNINGS=error::xmsgl.TimeGapWarning, to stop" in \
+        cli._cli_words("(or make this warning an error, warnings.simplefilter('error', "
+                       "xmsgl.TimeGapWarning), to stop before writing)")
+    # evaluate's record is --start/--end or --data: it has no --train.
+    assert main(["evaluate", "--n-segments", "3", "--start", "2000-10-01", "--end", "2000-10-05",
+                 "--methods", "climatology", "--keep", "1", "--out", str(tmp_path / "e.nc")]) == 2
+    err = capsys.readouterr().err
+    assert "give a longer record (--start and --end, or the file of --data)" in err and "--train" not in err

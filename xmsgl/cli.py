@@ -140,7 +140,8 @@ class _ToReaderWhileThere(io.TextIOBase):
 @contextlib.contextmanager
 def _reader_may_leave() -> Iterator[None]:
     """Within the block, a reader of stdout that leaves (``xmsgl demo | head -1``) does
-    not stop the command: it stopped at its second line, before writing its outputs."""
+    not stop the command: the demo stopped at its second line, before writing its
+    outputs, and other commands exited 1 with their files written."""
     with contextlib.redirect_stdout(_ToReaderWhileThere(sys.stdout)):
         yield
 
@@ -445,6 +446,11 @@ _CLI_WORDS = (
     (r"\bmax_(hops|distance)=(\S+) must be", r"--max-\1 \2 must be"),
     (r", or None for no cut\b", ", or leave it out for no cut"),
     (r"\(time=\)", "(--time)"),
+    (r"\bselect that day with time=,", "select that day with --time,"),
+    (r"(?<![(.])(?<!, )\bspinup=(\d+)\b", r"--spinup \1"),
+    (r"\bmodel\.config\['variables'\]\['observed_range'\] holds the ranges",
+     "xmsgl coverage MODEL DATA names the nodes and days beyond them"),
+    (r"warnings\.simplefilter\('error', xmsgl\.(\w+)\)", r"PYTHONWARNINGS=error::xmsgl.\1"),
     (r"\(train=, val=, test=\)", "(--train, --val, --test)"),
     (r"\(model\.save\(path\) writes one\)", "(xmsgl fit writes one; model.save in Python)"),
     (r"\(model\.save\(path\)\)", "(written by xmsgl fit; model.save in Python)"),
@@ -474,6 +480,9 @@ _EVALUATE_WORDS = (
     (r"\bgive val=\(start, end\) \(days not in train\) to choose it on held-out days",
      "fewer --folds, or a record with more whole water years, leave one to validate on"),
     (r" or use method='remap'", ""),
+    # Its record is --start/--end of the synthetic basin or the file of --data.
+    (r"\bgive train=\(start, end\) or a longer record",
+     "give a longer record (--start and --end, or the file of --data)"),
     # It compares the methods of --methods: remap is one to add there.
     (r"\bworse than method='remap'", "worse than remap (add it to --methods)"),
 )
@@ -493,7 +502,8 @@ def _cli_words(message: str, command: str = "") -> str:
     command (``command``: words of its own first, for ``"evaluate"``)."""
     import re
 
-    own = {"evaluate": _EVALUATE_WORDS, "fetch-data": _FETCH_WORDS}.get(command, ())
+    own: tuple[tuple[str, Any], ...] = {"evaluate": _EVALUATE_WORDS,
+                                          "fetch-data": _FETCH_WORDS}.get(command, ())
     for pattern, words in (*own, *_CLI_WORDS):
         message = re.sub(pattern, words, message)
     return message
@@ -654,13 +664,16 @@ def _warnings_as_lines(command: str = "") -> Iterator[None]:
     with warnings.catch_warnings():
         shown = warnings.showwarning
         said: set[str] = set()
+        said_lock = threading.Lock()  # dask's threads warn too
 
         def show(message: Any, category: Any, filename: Any, lineno: Any, file: Any = None,
                  line: Any = None) -> None:
             if issubclass(category, XmsglWarning):
                 text = _cli_words(str(message), command)
-                if text not in said:
+                with said_lock:
+                    new = text not in said
                     said.add(text)
+                if new:
                     _warn(text)
             else:
                 shown(message, category, filename, lineno, file, line)
@@ -1779,8 +1792,16 @@ def _error(message: object) -> None:
     print("xmsgl: error: " + " ".join(str(message).split()), file=sys.stderr)
 
 
+#: One line at a time on stderr: a lazy downscale's blocks warn from dask's threads, and
+#: print's text and newline, written apart, were glued to another thread's line.
+_STDERR_LOCK = threading.Lock()
+
+
 def _warn(message: object) -> None:
-    print("xmsgl: warning: " + " ".join(str(message).split()), file=sys.stderr)
+    line = "xmsgl: warning: " + " ".join(str(message).split()) + "\n"
+    with _STDERR_LOCK:
+        sys.stderr.write(line)
+        sys.stderr.flush()
 
 
 def _quiet_stdout() -> None:
@@ -1885,7 +1906,9 @@ def _run(args: argparse.Namespace) -> int:
     """The command ``args`` names, its failures as one line and an exit code."""
     stopped: dict[str, bool] = {}
     try:
-        with _terminate_as_interrupt() as stopped:
+        # A reader of stdout that leaves (`xmsgl info | head -1`) stops no command: its
+        # files are written and it exits 0, as when the reader stays.
+        with _terminate_as_interrupt() as stopped, _reader_may_leave():
             code = int(args.func(args))
         sys.stdout.flush()
         return code
