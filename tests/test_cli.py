@@ -772,8 +772,9 @@ def test_advice_of_the_python_api_is_given_in_the_commands_words(tmp_path, capsy
     assert "select that day with --time," in said and "fewer than --spinup 180 days" in said
     assert "xmsgl coverage MODEL DATA names the nodes and days beyond them" in cli._cli_words(
         "far beyond its training range; model.config['variables']['observed_range'] holds the ranges")
-    assert "(or make this warning an error, PYTHONWARNINGS=error::xmsgl.TimeGapWarning, to stop" in \
-        cli._cli_words("(or make this warning an error, warnings.simplefilter('error', "
+    # (Python reads PYTHONWARNINGS before xmsgl can be imported: a builtin category.)
+    assert "(or make this warning an error, PYTHONWARNINGS=error::UserWarning, which makes every " \
+        "warning an error, to stop" in cli._cli_words("(or make this warning an error, warnings.simplefilter('error', "
                        "xmsgl.TimeGapWarning), to stop before writing)")
     # evaluate's record is --start/--end or --data: it has no --train.
     assert main(["evaluate", "--n-segments", "3", "--start", "2000-10-01", "--end", "2000-10-05",

@@ -103,7 +103,7 @@ def test_a_declared_temperature_difference_takes_the_factor_alone() -> None:
     # -7.8..12.2 (as an on-scale temperature) nor a refusal.
     ds = basin()
     rng = np.linspace(18.0, 54.0, ds.reach_air_temp.size).reshape(ds.reach_air_temp.shape)
-    attrs = {"units": "degF", "units_metadata": "temperature: difference"}
+    attrs = {"units": "degF", "units_metadata": "Temperature:\tdifference"}  # CF's words, any spacing
     ds = ds.assign(reach_air_range=(ds.reach_air_temp.dims, rng, attrs))
     with pytest.warns(UnitConversionWarning, match="'reach_air_range' converted from 'degF' to a "
                                                    "temperature difference"):
@@ -133,9 +133,19 @@ def test_range_attributes_are_converted_with_the_values() -> None:
         out = validate(air)
     got = out.reach_air_temp.attrs
     assert got["valid_min"] == pytest.approx(-73.15) and got["valid_max"] == pytest.approx(66.85)
-    np.testing.assert_allclose(got["actual_range"], [-33.15, 36.85])
-    np.testing.assert_allclose(got["valid_range"], [-73.15, 66.85])
-    assert out.seg_length.attrs["valid_range"] == [0.0, 50000.0]
+    np.testing.assert_allclose(got["actual_range"], [-33.15, 36.85], rtol=1e-6)
+    np.testing.assert_allclose(got["valid_range"], [-73.15, 66.85], rtol=1e-6)
+    # In the data's type (CF; netCDF4 ignores float64 bounds on float32 data), rounded as
+    # the values are: the converted extremes stay inside the converted bounds.
+    dtype = out.reach_air_temp.dtype
+    assert all(np.asarray(got[k]).dtype == dtype for k in ("valid_min", "valid_max", "valid_range"))
+    lo_k = np.float32(np.nanmin(air.reach_air_temp.values))
+    edge = relabel(ds, "reach_air_temp", "K", air.reach_air_temp.values)
+    edge["reach_air_temp"].attrs.update(valid_min=lo_k)
+    with pytest.warns(UnitConversionWarning):
+        conv = validate(edge).reach_air_temp
+    assert float(np.nanmin(conv.values)) >= conv.attrs["valid_min"]
+    np.testing.assert_array_equal(out.seg_length.attrs["valid_range"], [0.0, 50000.0])
 
 
 def test_fill_values_are_named_in_the_message() -> None:

@@ -337,13 +337,13 @@ def test_degc_values_labelled_degf_on_both_sides_are_warned_of() -> None:
     # 0..30 degC labelled degF on both sides converts to -17.8..-1.1 degC (inside the
     # -50..100 that refuses), and every error would be scored at 5/9: said, once.
     obs = _series(np.linspace(0.0, 30.0, 60)).assign_attrs(units="degF")
-    pred = (obs + 1.0).assign_attrs(units="degF")
+    pred = (obs - 1.0).assign_attrs(units="degF")
     with pytest.warns(xmsgl.XmsglWarning) as record:
         got = float(rmse(pred, obs))
     assert got == pytest.approx(5 / 9)
     texts = [str(w.message) for w in record if issubclass(w.category, xmsgl.XmsglWarning)]
     assert len(texts) == 1
-    assert "prediction (1 to 31 degF, -17.2 to -0.556 degC) and observed (0 to 30 degF" in texts[0]
+    assert "prediction (-1 to 29 degF, -18.3 to -1.67 degC) and observed (0 to 30 degF" in texts[0]
     assert texts[0].endswith("set attrs['units'] = 'degC' on both sides")
     # A summer record (23..30, -5..-1.1 degC converted) is wholly below freezing too.
     summer = _series(np.linspace(23.0, 30.0, 60)).assign_attrs(units="degF")
@@ -355,7 +355,8 @@ def test_degc_values_labelled_degf_on_both_sides_are_warned_of() -> None:
     with pytest.warns(xmsgl.XmsglWarning) as record:
         rmse(real, obs)
     text = next(str(w.message) for w in record if issubclass(w.category, xmsgl.XmsglWarning))
-    assert text.startswith("converted to degC, observed (0 to 30 degF, -17.8 to -1.11 degC) lies wholly")
+    assert text.startswith("converted to degC, observed (0 to 30 degF, -17.8 to -1.11 degC) lies wholly "
+                           "below -1 degC")
     assert text.endswith("if observed's values are in degC, set observed.attrs['units'] = 'degC' and "
                          "convert prediction to degC ((x - 32) / 1.8, units 'degC')")
     # Water truly in degF, near freezing included, is scored without a word; so is a
@@ -365,6 +366,16 @@ def test_degc_values_labelled_degf_on_both_sides_are_warned_of() -> None:
     winter = _series(np.linspace(32.0, 45.0, 60)).assign_attrs(units="degF")
     cold = _series(np.linspace(21.0, 45.0, 60)).assign_attrs(units="degF")
     assert float(rmse(cold, winter)) > 0
+    # A record under ice in degF (31..31.9 degF, -0.6..-0.1 degC) is no mislabel.
+    ice = _series(np.linspace(31.0, 31.9, 60)).assign_attrs(units="degF")
+    assert float(rmse(ice, ice)) == 0.0
+    # Kelvin is not degF: no degF advice for a cold record in K (268..273 K).
+    cold_k = _series(np.linspace(268.0, 272.9, 60)).assign_attrs(units="K")
+    assert float(rmse(cold_k, cold_k)) == 0.0
+    # A side declared a temperature difference is named, not the package's inner name.
+    diff = obs.assign_attrs(units="degF", units_metadata="temperature: difference")
+    with pytest.raises(xmsgl.UnitsError, match=r"^observed is declared a temperature difference"):
+        rmse(pred, diff)
     # A refusal comes before the warning.
     with pytest.raises(xmsgl.ChoiceError, match="join='bad'"):
         align_pair(pred, obs, join="bad")

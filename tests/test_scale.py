@@ -870,6 +870,14 @@ def test_lazy_nan_error_names_the_real_day(basin: xr.Dataset, model: Downscaler)
     with dask.config.set(scheduler="sync"), pytest.raises(xmsgl.UnitsError) as code:
         _chunked(bad).msgl.downscale(model, reach_chunk=40, **RUN).compute()
     said = str(code.value)
+    # A fill code in a forcing is a DataError too, with no NaN to count.
+    swrad = basin["reach_swrad"].transpose("reach", "time").values.copy()
+    swrad[3, 50] = -9999.0
+    coded = basin.copy()
+    coded["reach_swrad"] = (("reach", "time"), swrad, basin["reach_swrad"].attrs)
+    with dask.config.set(scheduler="sync"), pytest.raises(DataError) as fill:
+        _chunked(coded).msgl.downscale(model, reach_chunk=40, **RUN).compute()
+    assert "isnull" not in str(fill.value) and "Found in one block" in str(fill.value), str(fill.value)
     assert re.search(r"attribute\. Found in one block", said) and said.endswith("the values named above are that block's, and other "
                                               "blocks may hold more of them"), said
 

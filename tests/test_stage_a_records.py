@@ -146,3 +146,14 @@ def test_the_data_record_covers_every_day_stage_a_could_read(basin: xr.Dataset) 
     with tempfile.TemporaryDirectory() as tmp:
         model.save(Path(tmp) / "m")
         assert xmsgl.load(Path(tmp) / "m").check_data(forcing)["inputs"] is False
+        # Days that are no spans are refused at load, as the period's are.
+        import json
+
+        cfg_file = Path(tmp) / "m" / "config.json"
+        cfg = json.loads(cfg_file.read_text())
+        cfg["stage_a"]["inputs"] = 5
+        cfg_file.write_text(json.dumps(cfg))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", xmsgl.XmsglWarning)  # the edited config is named
+            with pytest.raises(xmsgl.DataError, match="stage_a entry"):
+                xmsgl.load(Path(tmp) / "m")

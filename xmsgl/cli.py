@@ -450,7 +450,9 @@ _CLI_WORDS = (
     (r"(?<![(.])(?<!, )\bspinup=(\d+)\b", r"--spinup \1"),
     (r"\bmodel\.config\['variables'\]\['observed_range'\] holds the ranges",
      "xmsgl coverage MODEL DATA names the nodes and days beyond them"),
-    (r"warnings\.simplefilter\('error', xmsgl\.(\w+)\)", r"PYTHONWARNINGS=error::xmsgl.\1"),
+    # Python reads PYTHONWARNINGS before xmsgl can be imported: only builtin categories.
+    (r"warnings\.simplefilter\('error', xmsgl\.\w+\)",
+     "PYTHONWARNINGS=error::UserWarning, which makes every warning an error"),
     (r"\(train=, val=, test=\)", "(--train, --val, --test)"),
     (r"\(model\.save\(path\) writes one\)", "(xmsgl fit writes one; model.save in Python)"),
     (r"\(model\.save\(path\)\)", "(written by xmsgl fit; model.save in Python)"),

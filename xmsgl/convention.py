@@ -1674,7 +1674,7 @@ def _convert_length(ds: xr.Dataset, name: str, notes: list[str]) -> xr.Dataset:
             dim = next(iter(map(str, da.dims)), None)
             _check_lengths(name, np.asarray(da.values),
                            np.asarray(ds[dim].values) if dim in ds.coords else np.arange(da.size))
-        da.attrs = {**_range_attrs_converted(ds[name].attrs, lambda v: v * 1000.0), "units": "m",
+        da.attrs = {**_range_attrs_converted(ds[name].attrs, lambda v: v * 1000.0, da.dtype), "units": "m",
                     "xmsgl_note": f"converted from {units!r} to 'm' by xmsgl"}
         notes.append(f"{name!r} converted from {units!r} to 'm'")
         return ds.assign({name: da})
@@ -2512,7 +2512,7 @@ def _temperature_to_celsius(
         if water:
             warn_implausible_water(name, new, converted_from=str(units))
     what = "a temperature difference" if difference else "'degC'"
-    new.attrs = {**_range_attrs_converted(da.attrs, convert), "units": "degC",
+    new.attrs = {**_range_attrs_converted(da.attrs, convert, new.dtype), "units": "degC",
                  "xmsgl_note": f"converted from {units!r} to {what} by xmsgl"}
     notes.append(f"{name!r} converted from {units!r} to {what}")
     return ds.assign({name: new})
@@ -2520,7 +2520,7 @@ def _temperature_to_celsius(
 
 def _is_difference(attrs: Mapping[str, Any]) -> bool:
     """Whether CF's ``units_metadata`` declares a temperature difference."""
-    meta = str(_scalar_attr(attrs.get("units_metadata", ""))).lower().replace(" ", "")
+    meta = "".join(str(_scalar_attr(attrs.get("units_metadata", ""))).lower().split())
     return meta == "temperature:difference"
 
 
@@ -2530,19 +2530,23 @@ def _is_difference(attrs: Mapping[str, Any]) -> bool:
 RANGE_ATTRS = ("valid_min", "valid_max", "valid_range", "actual_range")
 
 
-def _range_attrs_converted(attrs: Mapping[str, Any], convert: Callable[[Any], Any]) -> dict[str, Any]:
-    """``attrs`` with the :data:`RANGE_ATTRS` converted as the values are, by ``convert``
-    (dropped where they are no numbers)."""
+def _range_attrs_converted(attrs: Mapping[str, Any], convert: Callable[[Any], Any],
+                           dtype: Any) -> dict[str, Any]:
+    """``attrs`` with the :data:`RANGE_ATTRS` converted as the values are, by ``convert``,
+    in the converted variable's float ``dtype`` (CF: the type of the data; netCDF4 ignores
+    float64 bounds on float32 data) and rounded as its values are (dropped where they are
+    no numbers)."""
     out = dict(attrs)
+    kind = np.dtype(dtype) if np.issubdtype(np.dtype(dtype), np.floating) else np.dtype(np.float64)
     for key in RANGE_ATTRS:
         if key not in out:
             continue
         try:
-            value = np.asarray(convert(np.asarray(out[key], dtype=np.float64)))
+            value = np.asarray(convert(np.asarray(out[key], dtype=kind))).astype(kind)
         except (TypeError, ValueError):
             del out[key]
             continue
-        out[key] = value.item() if value.ndim == 0 else value.tolist()
+        out[key] = value[()] if value.ndim == 0 else value
     return out
 
 

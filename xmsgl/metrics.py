@@ -45,6 +45,7 @@ import xarray as xr
 from xmsgl.convention import (  # noqa: F401  (WARM_DEGC, WARM_SHARE: read here by their users)
     WARM_DEGC,
     WARM_SHARE,
+    _is_difference,
     _refuse_timezones,
     _temperature_scale,
     _temperature_to_celsius,
@@ -229,7 +230,7 @@ def align_pair(
     XmsglWarning
         A side without ``units`` taken to be degC; reach or segment labels of the
         prediction left out by ``join="inner"``; a side labelled degC that looks like
-        degF; a side labelled degF whose values all convert to below 0 degC (degC
+        degF; a side labelled degF whose values all convert to below -1 degC (degC
         values labelled degF: no liquid stream is that cold); a side stored
         as integers in degC whose smallest value is negative (an integer cannot mark
         a value missing, so a marker such as -1 is scored as a temperature): mask it
@@ -567,6 +568,11 @@ def _warn_fahrenheit_looking(side: str, da: xr.DataArray) -> None:
 
 def _converted(side: str, da: xr.DataArray) -> xr.DataArray:
     """:func:`_to_degc`, refusing in-memory results implausible for degC."""
+    if _is_difference(da.attrs) and _temperature_scale(str(da.attrs.get("units"))) in ("K", "degF"):
+        raise UnitsError(
+            f"{side} is declared a temperature difference (units_metadata="
+            f"{da.attrs['units_metadata']!r}), but scores compare water temperatures; drop the "
+            f"attribute or set {side}.attrs['units_metadata'] = 'temperature: on_scale'")
     new = _to_degc(da)
     if new is da:
         return da
@@ -591,17 +597,23 @@ def _converted(side: str, da: xr.DataArray) -> xr.DataArray:
     return new
 
 
+#: A side in degF whose values all convert below this (degC) is taken for degC values
+#: labelled degF: liquid stream water stays above it (a record under ice reads about 0).
+FREEZING_MARGIN = -1.0
+
+
 def _warn_below_freezing(pairs: list[tuple[str, xr.DataArray, xr.DataArray]]) -> None:
     """Warn of sides (``(side, raw, converted)``) converted from degF whose values all lie
-    below 0 degC, where no liquid stream water is: degC values labelled degF (0..30
-    becomes -17.8..-1.1 degC, inside :data:`PLAUSIBLE_DEGC`, and would be scored at 5/9
-    of their errors without a word). Water truly in degF reaches 32 degF or more."""
+    below :data:`FREEZING_MARGIN` degC, where no liquid stream water is: degC values
+    labelled degF (0..30 becomes -17.8..-1.1 degC, inside :data:`PLAUSIBLE_DEGC`, and
+    would be scored at 5/9 of their errors without a word)."""
     found = []
     for side, raw, new in pairs:
-        if new is raw:
+        if new is raw or _temperature_scale(str(raw.attrs["units"])) != "degF":
             continue
         rng, before = _finite_range(new), _finite_range(raw)
-        if rng is None or before is None or rng[1] >= 0.0:
+        # Below -1 degC: a record under ice in degF (31.x degF) stays out of it.
+        if rng is None or before is None or rng[1] >= FREEZING_MARGIN:
             continue
         found.append((side, f"{side} ({before[0]:.4g} to {before[1]:.4g} {raw.attrs['units']}, "
                             f"{rng[0]:.3g} to {rng[1]:.3g} degC)"))
@@ -618,7 +630,8 @@ def _warn_below_freezing(pairs: list[tuple[str, xr.DataArray, xr.DataArray]]) ->
                      f"{side}.attrs['units'] = 'degC' and convert {other} to degC "
                      "((x - 32) / 1.8, units 'degC')")
     warnings.warn(
-        f"converted to degC, {what} wholly below freezing, where no liquid stream water is: "
+        f"converted to degC, {what} wholly below {FREEZING_MARGIN:g} degC, where no liquid "
+        f"stream water is: "
         f"values in degC labelled {units!r} look like this, and would be scored at 5/9 of "
         f"their errors; {fix}",
         XmsglWarning, stacklevel=user_stacklevel())

@@ -467,7 +467,8 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
                       f"and val_start {hist.get('val_start')!r}: not the scores of a fit")
     stage_a = config.get("stage_a")
     if stage_a is not None and not (
-            isinstance(stage_a, dict) and (stage_a.get("period") is None or spans_ok(stage_a["period"]))
+            isinstance(stage_a, dict)
+            and all(stage_a.get(k) is None or spans_ok(stage_a[k]) for k in ("period", "allowed", "inputs"))
             and isinstance(stage_a.get("tasks", []), list)
             and all(isinstance(t, str) for t in stage_a.get("tasks", []))):
         raise bad(f"the stage_a entry {stage_a!r} is not a dict of a period and task names")

@@ -1004,12 +1004,12 @@ def _in_one_block(err: XmsglError, n_reach: int, days: np.ndarray | None) -> Xms
     span = (f", {np.datetime64(int(days[0]), 'D')} to {np.datetime64(int(days[-1]), 'D')} "
             "with its warm-up" if days is not None and len(days) else "")
     named = re.search(r"variable '([^']+)'", str(err))
-    if isinstance(err, DataError):  # NaN or infinite values: counted
+    if "NaN or infinite" in str(err):  # counted: other blocks' are not
         tail = (", and other blocks may hold more; count them over the whole dataset"
                 + (f" (int(ds[{named.group(1)!r}].isnull().sum()) for NaN)" if named else "")
                 + ", or downscale in memory (ds.load() first, without lazy=True), which names "
                   "them all")
-    else:  # a units or missing-data question: the fix above holds for every block
+    else:  # a units or missing-data code question: the fix above holds for every block
         tail = ", and other blocks may hold more of them"
     return type(err)(f"{str(err).rstrip('. ')}. Found in one block of a lazy downscale "
                      f"({n_reach} reaches{span}): the values named above are that block's{tail}")
