@@ -905,3 +905,44 @@ def test_every_named_choice_that_does_not_exist_is_a_choice_error(basin: xr.Data
         with pytest.raises(ChoiceError) as err:
             case()
         assert isinstance(err.value, ParameterError)
+
+
+def test_module_functions_refuse_unknown_arguments_as_the_accessor_does(basin: xr.Dataset) -> None:
+    # The accessor and fit named a misspelled argument with a ParameterError and a
+    # suggestion; the module functions raised Python's bare TypeError.
+    import xmsgl
+    from xmsgl.coverage import coverage
+    from xmsgl.evaluate import evaluate
+    from xmsgl.robustness import lag
+    from xmsgl.sampling import sparsify
+
+    calls = [
+        (lambda: downscale(basin, "m", spin_up=10), r"downscale\(\) got argument \['spin_up'\] .*"
+                                                    r"did you mean 'spinup'"),
+        (lambda: coverage(basin, "m", tim=None), r"coverage\(\) got argument \['tim'\]"),
+        (lambda: sparsify(basin, kep=0.1), r"sparsify\(\) got argument \['kep'\] .*did you mean 'keep'"),
+        (lambda: xmsgl.validate(basin, check_value=False), r"did you mean 'check_values'"),
+        (lambda: evaluate(basin.reach_temp, basin.reach_temp, dim="time"), r"did you mean 'dims'"),
+        (lambda: lag(basin, day=1), r"lag\(\) got argument \['day'\] .*did you mean 'days'"),
+        (lambda: xmsgl.load("m", devise="cpu"), r"load\(\) got argument \['devise'\]"),
+        (lambda: downscale(basin), r"downscale\(\): missing a required argument: 'model_or_path'"),
+    ]
+    for call, says in calls:
+        with pytest.raises(ParameterError, match=says):
+            call()
+    # The signature stays the function's own (help and pop-ups).
+    import inspect
+
+    assert "spinup" in inspect.signature(downscale).parameters
+
+
+def test_a_home_folder_that_does_not_exist_is_named(basin: xr.Dataset) -> None:
+    # ~user of no user: Python's RuntimeError "Could not determine home directory".
+    import xmsgl
+
+    for call in (lambda: basin.msgl.downscale("~nosuchuser_xmsgl/m"),
+                 lambda: xmsgl.load("~nosuchuser_xmsgl/m"),
+                 lambda: xmsgl.io.to_netcdf_safe(basin, "~nosuchuser_xmsgl/x.nc")):
+        with pytest.raises(ParameterError, match=r"starts with '~nosuchuser_xmsgl', but there is no "
+                                                 r"such home folder here; give the full path"):
+            call()

@@ -774,7 +774,7 @@ def test_advice_of_the_python_api_is_given_in_the_commands_words(tmp_path, capsy
         "far beyond its training range; model.config['variables']['observed_range'] holds the ranges")
     # (Python reads PYTHONWARNINGS before xmsgl can be imported: a builtin category.)
     assert "(or make this warning an error, PYTHONWARNINGS=error::UserWarning, which makes every " \
-        "warning an error, to stop" in cli._cli_words("(or make this warning an error, warnings.simplefilter('error', "
+        "xmsgl warning (every UserWarning) an error, to stop" in cli._cli_words("(or make this warning an error, warnings.simplefilter('error', "
                        "xmsgl.TimeGapWarning), to stop before writing)")
     # evaluate's record is --start/--end or --data: it has no --train.
     assert main(["evaluate", "--n-segments", "3", "--start", "2000-10-01", "--end", "2000-10-05",

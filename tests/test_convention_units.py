@@ -115,10 +115,11 @@ def test_a_declared_temperature_difference_takes_the_factor_alone() -> None:
     with pytest.warns(UnitConversionWarning):
         np.testing.assert_allclose(validate(in_k).reach_air_range.values, rng * 5 / 9)
     # A water temperature is no difference.
-    water = basin()
-    water["reach_temp"].attrs.update(units="degF", units_metadata="temperature: difference")
-    with pytest.raises(UnitsError, match="'reach_temp' is declared a temperature difference"):
-        validate(water)
+    for units in ("degF", "degC"):
+        water = basin()
+        water["reach_temp"].attrs.update(units=units, units_metadata="temperature: difference")
+        with pytest.raises(UnitsError, match="'reach_temp' is declared a temperature difference"):
+            validate(water)
 
 
 def test_range_attributes_are_converted_with_the_values() -> None:

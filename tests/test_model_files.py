@@ -178,6 +178,9 @@ def test_check_data_tells_the_data_a_baseline_learned_from(method: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model.save(Path(tmp) / "b")
         assert load_baseline(Path(tmp) / "b").check_data(ds) == same
+        from xmsgl.model import check_data
+
+        assert check_data(str(Path(tmp) / "b"), ds) == same  # a folder, as downscale takes
     # The dataset's history (when it was built) is recorded but is not the baseline's identity.
     rebuilt = ds.copy()
     rebuilt.attrs["history"] = "built again"

@@ -452,7 +452,8 @@ _CLI_WORDS = (
      "xmsgl coverage MODEL DATA names the nodes and days beyond them"),
     # Python reads PYTHONWARNINGS before xmsgl can be imported: only builtin categories.
     (r"warnings\.simplefilter\('error', xmsgl\.\w+\)",
-     "PYTHONWARNINGS=error::UserWarning, which makes every warning an error"),
+     "PYTHONWARNINGS=error::UserWarning, which makes every xmsgl warning (every UserWarning) an "
+     "error"),
     (r"\(train=, val=, test=\)", "(--train, --val, --test)"),
     (r"\(model\.save\(path\) writes one\)", "(xmsgl fit writes one; model.save in Python)"),
     (r"\(model\.save\(path\)\)", "(written by xmsgl fit; model.save in Python)"),

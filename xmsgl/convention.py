@@ -64,6 +64,7 @@ from xmsgl.exceptions import (
     check_flag,
     format_ids,
     plural,
+    typed_arguments,
     user_stacklevel,
 )
 from xmsgl.periods import mask_runs, mask_spans, spans_text
@@ -2048,6 +2049,7 @@ def stamp_text(stamp: pd.Timestamp) -> str:
     return day_text(stamp) if stamp == stamp.normalize() else str(stamp)
 
 
+@typed_arguments
 def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None, *,
                    source: str | None = None) -> xr.Dataset:
     """The file ``xmsgl downscale`` writes, from a prediction made in Python.
@@ -2452,6 +2454,13 @@ def _temperature_to_celsius(
             f"that are implausible in degC; set ds[{name!r}].attrs['units'] to 'degC', 'K' or 'degF'"
         )
     scale = _temperature_scale(units)
+    # CF 1.11: a temperature difference (units_metadata) takes the scale's factor alone.
+    difference = _is_difference(da.attrs)
+    if difference and water:
+        raise UnitsError(
+            f"water temperature {name!r} is declared a temperature difference "
+            f"(units_metadata={da.attrs['units_metadata']!r}), but it is a temperature; set "
+            f"ds[{name!r}].attrs['units_metadata'] = 'temperature: on_scale' or drop the attribute")
     if scale == "degC":
         if judge_water and not lazy and not empty:
             vmin, vmax = _value_range(da)
@@ -2490,13 +2499,6 @@ def _temperature_to_celsius(
             f"temperature {name!r} has units {units!r}, which xmsgl does not know; "
             f"use 'degC', 'K' or 'degF'"
         )
-    # CF 1.11: a temperature difference (units_metadata) takes the scale's factor alone.
-    difference = _is_difference(da.attrs)
-    if difference and water:
-        raise UnitsError(
-            f"water temperature {name!r} is declared a temperature difference "
-            f"(units_metadata={da.attrs['units_metadata']!r}), but it is a temperature; set "
-            f"ds[{name!r}].attrs['units_metadata'] = 'temperature: on_scale' or drop the attribute")
     convert: Callable[[Any], Any]
     if scale == "K":
         convert = (lambda v: v * 1.0) if difference else (lambda v: v - 273.15)
@@ -2593,6 +2595,7 @@ def _units_as_text(ds: xr.Dataset) -> xr.Dataset:
     return out
 
 
+@typed_arguments
 def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
     """Check that ``ds`` follows the xmsgl convention and return a validated copy.
 
@@ -2878,6 +2881,7 @@ def _as_int64(vals: np.ndarray) -> np.ndarray:
     return vals.astype(np.int64)
 
 
+@typed_arguments
 def to_convention(
     ds: xr.Dataset,
     *,

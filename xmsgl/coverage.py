@@ -38,6 +38,7 @@ from xmsgl.exceptions import (
     ParameterError,
     SchemaError,
     format_ids,
+    typed_arguments,
 )
 
 __all__ = ["coverage", "WARN_SD", "WARN_DAYS_SHARE", "WARN_WINDOW_DAYS", "static_extrapolation",
@@ -61,6 +62,7 @@ def judges(model: Any) -> bool:
     return not isinstance(model, BaselineModel) or isinstance(model, GRUModel)
 
 
+@typed_arguments
 def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = None) -> xr.Dataset:
     """Nodes of ``ds`` whose inputs lie beyond those of the observed nodes.
 
@@ -163,7 +165,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             f"fine-only, remap, direct, progressive) and the GRU; {model.method!r} is a baseline "
             "that learns no weights from inputs")
     if not isinstance(model, (Downscaler, GRUModel)):
-        raise ParameterError(f"expected an xmsgl.Downscaler or a saved model's folder, got "
+        raise ParameterError(f"expected an xmsgl.Downscaler, the GRU or a saved model's folder, got "
                              f"{type(model).__name__}")
     spec = model.features
     if "observed_range" not in model.config["variables"]:

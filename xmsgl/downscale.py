@@ -38,6 +38,7 @@ from xmsgl.exceptions import (
     check_count,
     check_flag,
     plural,
+    typed_arguments,
     user_stacklevel,
 )
 from xmsgl.model import Downscaler, _rebuild, check_compatible, load, warn_partial_network
@@ -397,6 +398,7 @@ def check_model_scale(model: Downscaler | BaselineModel, scale: str, lazy_args: 
         )
 
 
+@typed_arguments
 @uses_thread_option
 def downscale(
     ds: xr.Dataset,

@@ -42,6 +42,7 @@ from xmsgl.exceptions import (
     check_flag,
     did_you_mean,
     format_ids,
+    typed_arguments,
     user_stacklevel,
 )
 from xmsgl.metrics import (
@@ -134,6 +135,7 @@ def _as_by(by: str | Sequence[str] | None) -> list[str]:
     return items
 
 
+@typed_arguments
 def evaluate(
     prediction: xr.DataArray,
     observed: xr.DataArray,
@@ -1060,6 +1062,7 @@ def _cv_training_checked(ds: xr.Dataset, parts: list[Holdout], method: str,
     return vals
 
 
+@typed_arguments
 def cross_validate(
     ds: xr.Dataset,
     method: str,
@@ -1357,6 +1360,7 @@ _SEED_COMPONENT = {
 }
 
 
+@typed_arguments
 def variance_decomposition(
     scores: xr.Dataset | xr.DataArray,
     variable: str | None = None,
@@ -1565,6 +1569,7 @@ def variance_decomposition(
 # ----------------------------------------------------------------------------- sparsity
 
 
+@typed_arguments
 def sparsity_sweep(
     ds: xr.Dataset,
     methods: str | Sequence[str],

@@ -12,8 +12,10 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 __all__ = [
     "XmsglError",
@@ -263,6 +265,29 @@ def check_keywords(func: Any, kwargs: Mapping[str, Any], where: str, given: Sequ
         raise ParameterError(
             f"{where}() got argument{'s' if len(unknown) > 1 else ''} {unknown} that it does not "
             f"take{did_you_mean(unknown, takes)}; it takes {sorted(takes)}")
+
+
+def typed_arguments(func: _F) -> _F:
+    """``func`` refusing arguments it does not take with a :class:`ParameterError` that
+    names them and the closest of its own, as ``ds.msgl`` and :func:`xmsgl.fit` do
+    (Python's ``TypeError``, ``got an unexpected keyword argument 'spin_up'``, says
+    less); the arguments are bound before the call, which is otherwise unchanged."""
+    import functools
+    import inspect
+
+    signature = inspect.signature(func)
+    where = func.__qualname__.replace(".<locals>", "")
+
+    @functools.wraps(func)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as err:
+            check_keywords(func, kwargs, where)
+            raise ParameterError(f"{where}(): {err}") from None
+        return func(*args, **kwargs)
+
+    return cast(_F, checked)
 
 
 def plural(n: int, word: str) -> str:

@@ -42,6 +42,7 @@ from xmsgl.exceptions import (
     check_count,
     check_flag,
     format_ids,
+    typed_arguments,
 )
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ def _time_slice(time: pd.DatetimeIndex, sel: Any) -> slice:
     return slice(int(idx[0]), int(idx[-1]) + 1)
 
 
+@typed_arguments
 def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int = 180,
             device: str | torch.device = "auto", n_bins: int = 8, check_graph: bool = True) -> xr.Dataset:
     """Dirichlet energy per layer and neighbour attribution of a dmsge model on ``ds``.

@@ -65,6 +65,7 @@ from xmsgl.exceptions import (
     XmsglWarning,
     format_ids,
     plural,
+    typed_arguments,
     user_stacklevel,
 )
 
@@ -830,6 +831,7 @@ class RiverGraphs:
         return "\n".join(lines)
 
 
+@typed_arguments
 def build_graphs(
     ds: xr.Dataset,
     *,

@@ -74,6 +74,7 @@ from xmsgl.exceptions import (
     XmsglWarning,
     check_flag,
     did_you_mean,
+    typed_arguments,
     user_stacklevel,
 )
 
@@ -272,7 +273,7 @@ def output_path(path: object, name: str = "path") -> Path:
             f"copy it, or write the object store with xarray itself (ds.to_zarr(url, ...)), "
             f"which is not atomic"
         )
-    final = Path(text).expanduser()
+    final = expand_home(Path(text), name or "the path")
     for folder in final.parents:
         if folder.exists():
             if not folder.is_dir():
@@ -347,7 +348,18 @@ def model_path(path: object, what: str = "model") -> Path:
                              f"pathlib.Path (or a fitted {what} object)")
     if "\0" in str(os.fspath(path)):
         raise ParameterError(f"{path!r} holds a NUL character, which no folder name can")
-    return Path(os.fspath(path)).expanduser()
+    return expand_home(Path(os.fspath(path)), "the path")
+
+
+def expand_home(path: Path, what: str) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded, or a :class:`ParameterError`
+    naming it where there is no such home folder (Python's ``RuntimeError`` said only
+    "Could not determine home directory")."""
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        raise ParameterError(f"{what} {str(path)!r} starts with {path.parts[0]!r}, but there is no "
+                             "such home folder here; give the full path") from None
 
 
 #: What each saved-folder format of xmsgl holds: its ``config.json`` ``"format"``
@@ -1625,6 +1637,7 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
 _UNFINISHED = "xmsgl_append_unfinished"
 
 
+@typed_arguments
 def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = "time",
                 same_model: bool = True) -> Path:
     """Append ``piece`` to the existing zarr store ``path`` along ``dim``, checked, and

@@ -85,6 +85,7 @@ from xmsgl.exceptions import (
     check_count,
     did_you_mean,
     format_ids,
+    typed_arguments,
     user_stacklevel,
 )
 from xmsgl.io import model_path, read_saved_folder, refuse_unknown_version
@@ -679,6 +680,7 @@ def _read_config(path: Path) -> tuple[Path, dict[str, Any]]:
     return cfg_file, config
 
 
+@typed_arguments
 def load(path: str | os.PathLike[str]) -> Downscaler | BaselineModel:
     """Load a model saved with :meth:`Downscaler.save` or :meth:`BaselineModel.save`.
 
@@ -1951,7 +1953,8 @@ def _inputs_sha256(ds: xr.Dataset, names: Sequence[str], days: np.ndarray) -> st
     return h.hexdigest()
 
 
-def check_data(model: Downscaler | GRUModel | BaselineModel, ds: xr.Dataset) -> dict[str, bool | None]:
+def check_data(model: Downscaler | GRUModel | BaselineModel | str | os.PathLike[str],
+               ds: xr.Dataset) -> dict[str, bool | None]:
     """Whether ``ds`` holds the data ``model`` was fitted on, without refitting.
 
     The targets (and ASYNC-MSGL's stage A variable) on the days the fit learned from,
@@ -1985,9 +1988,11 @@ def check_data(model: Downscaler | GRUModel | BaselineModel, ds: xr.Dataset) -> 
     from xmsgl.baselines import _FIT_INPUTS, BaselineModel
     from xmsgl.nn.gru import GRUModel
 
+    if isinstance(model, (str, os.PathLike)):  # a saved folder, as downscale takes one
+        model = load(model)
     if not isinstance(model, (Downscaler, GRUModel, BaselineModel)):
         raise ParameterError(f"check_data reads the record of a fitted model (xmsgl.Downscaler, the "
-                             f"GRU or a baseline), not of {type(model).__name__}")
+                             f"GRU or a baseline) or of its saved folder, not of {type(model).__name__}")
     record = model.config.get("data") or {}
     if "targets_sha256" not in record:
         raise ParameterError("this model records no sha256 of its data (fitted by an xmsgl from "

@@ -73,6 +73,7 @@ from xmsgl.exceptions import (
     TimeError,
     check_count,
     check_flag,
+    typed_arguments,
     user_stacklevel,
 )
 from xmsgl.periods import mask_spans, period_bounds, period_mask, select_days, spans_text
@@ -275,6 +276,7 @@ def _recorded(func: _T) -> _T:
     return cast(_T, wrapper)
 
 
+@typed_arguments
 @_recorded
 def lowpass(ds: xr.Dataset, period: float, *, order: int = 4,
             variables: str | Sequence[str] | None = None) -> xr.Dataset:
@@ -440,6 +442,7 @@ def _order(order: Any) -> int:
     return int(order)
 
 
+@typed_arguments
 @_recorded
 def lag(ds: xr.Dataset, days: int, *, variables: str | Sequence[str] | None = None) -> xr.Dataset:
     """Shift the dynamic forcings by ``days``: day ``t`` gets the forcings of ``t - days``.
@@ -540,6 +543,7 @@ def _mask_count(share: float, n: int) -> int:
     return min(n, max(1, int(np.floor(round(share * n, 9) + 0.5))))
 
 
+@typed_arguments
 @_recorded
 def mask_coarse(ds: xr.Dataset, share: float, *, seed: int = 0) -> tuple[xr.Dataset, np.ndarray]:
     """Mask a random share of the segments: basin-mean coarse inputs, no ``seg_temp``.
@@ -868,6 +872,7 @@ def _label(name: str, level: Any) -> str:
     return f"{float(level):g} of {'segments' if name == 'mask_coarse' else 'observed reaches'}"
 
 
+@typed_arguments
 def robustness(
     ds: xr.Dataset,
     model: Downscaler | BaselineModel | str | os.PathLike[str],

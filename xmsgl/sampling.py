@@ -9,12 +9,13 @@ import pandas as pd
 import xarray as xr
 
 from xmsgl.convention import REACH, TIME, _refuse_timezones, cftime_message, stamp_text
-from xmsgl.exceptions import ChoiceError, ParameterError, SchemaError, TimeError, format_ids
+from xmsgl.exceptions import ChoiceError, ParameterError, SchemaError, TimeError, format_ids, typed_arguments
 from xmsgl.periods import period_mask
 
 __all__ = ["sparsify"]
 
 
+@typed_arguments
 def sparsify(
     ds: xr.Dataset,
     keep: float = 0.01,

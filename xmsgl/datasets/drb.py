@@ -1393,7 +1393,7 @@ def open_drb(
             "COMID": (R, fine.comid, {"long_name": "NHDPlusV2 flowline COMID", "source": reach_src}),
             "site_id": ("site", placed["site_id"].to_numpy(str), {
                 "long_name": "monitoring site id",
-                "source": f"{_F_SITES} (site_id): sites with daily means in {_F_SITE_OBS} that "
+                "source": f"{_F_SITES} (site_id): sites with values (daily means, or single samples) in {_F_SITE_OBS} that "
                           f"{_F_OBS} (site_id) accepts for their segment"}),
         },
     )
