@@ -463,9 +463,9 @@ class BaselineModel:
         return {}
 
     def check_data(self, ds: xr.Dataset) -> dict[str, bool | None]:
-        """Whether ``ds`` holds the data this baseline was fitted on: the observations
-        (``reach_temp``, ``seg_temp``) on its training days and, for ``"mohseni"``,
-        ``reach_air_temp`` on them; see :func:`xmsgl.model.check_data`."""
+        """Whether ``ds`` holds the data this model was fitted on (for a light baseline,
+        the observations ``reach_temp`` and ``seg_temp`` on its training days and, for
+        ``"mohseni"``, ``reach_air_temp`` on them): see :func:`xmsgl.model.check_data`."""
         from xmsgl.model import check_data
 
         return check_data(self, ds)

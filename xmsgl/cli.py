@@ -353,7 +353,7 @@ def _model_lines(value: str) -> list[str]:
 
 def _data_lines(args: argparse.Namespace) -> list[str]:
     """``xmsgl info MODEL --data DATA``: whether DATA holds what MODEL learned from."""
-    from xmsgl.baselines import BaselineModel
+    from xmsgl.baselines import BASELINES
     from xmsgl.model import check_data
 
     model = _load_model(args.model)
@@ -364,7 +364,7 @@ def _data_lines(args: argparse.Namespace) -> list[str]:
         raise type(err)(f"--data {args.data!r}: {err}") from err
     said = {True: "the same", False: "DIFFERENT", None: "not recorded (a model fitted before inputs were)"}
     inputs = (f"the {model.method} baseline's fit reads no input variable, observations alone"
-              if got["inputs"] is None and isinstance(model, BaselineModel) and model.method != "gru" else
+              if got["inputs"] is None and model.method in BASELINES else
               f"inputs on the days it read {said[got['inputs']]}")
     return [f"data {args.data}: targets on the days the fit learned from {said[got['targets']]}; {inputs}"]
 

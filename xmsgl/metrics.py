@@ -609,7 +609,7 @@ def _warn_below_freezing(pairs: list[tuple[str, xr.DataArray, xr.DataArray]]) ->
     would be scored at 5/9 of their errors without a word)."""
     found = []
     for side, raw, new in pairs:
-        if new is raw or _temperature_scale(str(raw.attrs["units"])) != "degF":
+        if _temperature_scale(str(raw.attrs.get("units"))) != "degF":
             continue
         rng, before = _finite_range(new), _finite_range(raw)
         # Below -1 degC: a record under ice in degF (31.x degF) stays out of it.

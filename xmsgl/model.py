@@ -1985,12 +1985,11 @@ def check_data(model: Downscaler | GRUModel | BaselineModel | str | os.PathLike[
     >>> check_data(model, ds)  # doctest: +SKIP
     {'targets': True, 'inputs': True}
     """
-    from xmsgl.baselines import _FIT_INPUTS, BaselineModel
-    from xmsgl.nn.gru import GRUModel
+    from xmsgl.baselines import _FIT_INPUTS, BASELINES, BaselineModel
 
     if isinstance(model, (str, os.PathLike)):  # a saved folder, as downscale takes one
         model = load(model)
-    if not isinstance(model, (Downscaler, GRUModel, BaselineModel)):
+    if not isinstance(model, (Downscaler, BaselineModel)):  # the GRU is a BaselineModel
         raise ParameterError(f"check_data reads the record of a fitted model (xmsgl.Downscaler, the "
                              f"GRU or a baseline) or of its saved folder, not of {type(model).__name__}")
     record = model.config.get("data") or {}
@@ -2008,7 +2007,7 @@ def check_data(model: Downscaler | GRUModel | BaselineModel | str | os.PathLike[
                 f"data record hashes; compare a dataset that holds them (the one the model was "
                 f"fitted on)")
 
-    if isinstance(model, BaselineModel) and not isinstance(model, GRUModel):
+    if model.method in BASELINES:
         # A light baseline (the GRU records its periods as fit does): its training days,
         # the observations of both scales where the dataset has them (as its fit read
         # them) and the inputs its fit read.

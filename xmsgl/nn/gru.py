@@ -402,13 +402,6 @@ class GRUModel(BaselineModel):
             },
         )
 
-    def check_data(self, ds: xr.Dataset) -> dict[str, bool | None]:
-        """Whether ``ds`` holds the data this model was fitted on: see
-        :func:`xmsgl.model.check_data`."""
-        from xmsgl.model import check_data
-
-        return check_data(self, ds)
-
     def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
         """Write the model to the folder ``path`` (``config.json`` + ``weights.pt``).
 
