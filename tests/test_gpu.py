@@ -314,3 +314,50 @@ def test_cross_validation_scores_on_the_device_it_fits_on(basin: xr.Dataset) -> 
     trainer = default_trainer("fine-only", {**FAST_FIT, "device": "cpu"})
     pred = trainer(basin, xr.Dataset(), 0)
     assert "cuda" not in pred.attrs["history"]
+
+
+def test_explain_with_a_spinup_on_the_gpu(basin: xr.Dataset) -> None:
+    # Days before the period are run first and left out of the statistics, on either device.
+    model = basin.msgl.fit(method="fine-only", seed=0, device="cuda", backbone="dmsge",
+                           graph_options={"max_hops": 3}, **FAST_FIT)
+    t = basin.time.values
+    period = (str(t[200])[:10], str(t[290])[:10])
+    with _cudnn_full_float32():
+        on_gpu = model.explain(basin, time=period, spinup=150, device="cuda")
+    on_cpu = model.explain(basin, time=period, spinup=150, device="cpu")
+    assert on_gpu.attrs["spinup_days"] == on_cpu.attrs["spinup_days"] == 150
+    for name in ("dirichlet_energy", "share_upstream", "share_downstream", "share_self", "top_share"):
+        np.testing.assert_allclose(on_gpu[name].values, on_cpu[name].values, rtol=1e-3, atol=1e-4,
+                                   err_msg=name)
+    assert all(p.device.type == "cpu" for p in model.net.parameters())
+
+
+@pytest.mark.parametrize("method", ["progressive", "async-msgl"])
+def test_two_stage_methods_with_the_dmsge_backbone_on_the_gpu(basin: xr.Dataset, method: str) -> None:
+    model = basin.msgl.fit(method=method, seed=0, device="cuda", backbone="dmsge",
+                           graph_options={"max_hops": 3}, **FAST_FIT)
+    with _cudnn_full_float32():
+        on_gpu = basin.msgl.downscale(model, device="cuda", **RUN)
+    on_cpu = basin.msgl.downscale(model, device="cpu", **RUN)
+    assert np.isfinite(on_gpu.values).all()
+    assert _max_diff(on_gpu, on_cpu) < 1e-3
+
+
+def test_a_callers_cuda_default_device_changes_no_fit(basin: xr.Dataset) -> None:
+    # torch.set_default_device("cuda") in the caller's code: the weights are still drawn
+    # on the CPU from the seed, and a CPU fit is the one made without it, to the bit.
+    options = {"method": "msgl", "seed": 0, "graph_options": {"max_hops": 3}, **FAST_FIT}
+    reference = basin.msgl.fit(device="cpu", **options)
+    torch.set_default_device("cuda")
+    try:
+        on_cpu = basin.msgl.fit(device="cpu", **options)
+        on_gpu = basin.msgl.fit(device="cuda", **options)
+        out_gpu = basin.msgl.downscale(on_gpu, device="cuda", **RUN)
+    finally:
+        torch.set_default_device(None)
+    assert on_cpu.sha256 == reference.sha256
+    assert all(p.device.type == "cpu" for p in on_gpu.net.parameters())
+    out_ref = basin.msgl.downscale(reference, device="cpu", **RUN)
+    assert _max_diff(out_gpu, out_ref) < 0.05
+    np.testing.assert_allclose(on_gpu.history["main"]["loss"], reference.history["main"]["loss"],
+                               rtol=1e-3)
