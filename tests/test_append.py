@@ -475,3 +475,27 @@ def test_cftime_days_beyond_2262_append_as_cftime(tmp_path: Path) -> None:
         append_zarr(whole.isel(time=slice(3, None)), store)
         out = xr.open_zarr(store)  # cftime, as xarray reads dates beyond 2262 by default
         assert [str(d)[:10] for d in out.time.values] == [str(d)[:10] for d in t.values]
+
+
+def test_instants_compare_in_their_own_units() -> None:
+    # Whole seconds and the rest of each: nanoseconds, where numpy promotes two units
+    # to compare them, cannot hold a date beyond 2262.
+    import cftime
+
+    from xmsgl.io import _same_instants
+
+    a = np.array(["2301-01-02", "2301-01-03T12:00:00.5", "NaT", "1700-03-01T00:00:00.25"],
+                 dtype="datetime64[ms]")
+    b = np.array(["2301-01-02", "2301-01-03T12:00:00.6", "NaT", "1700-03-01T00:00:00.25"],
+                 dtype="datetime64[us]")
+    assert _same_instants(a, a).tolist() == [True] * 4
+    assert _same_instants(a, b).tolist() == [True, False, True, True]
+    assert _same_instants(a, a.astype("datetime64[s]")).tolist() == [True, False, True, False]
+    c = np.array([cftime.DatetimeProlepticGregorian(2301, 1, 2),
+                  cftime.DatetimeGregorian(2301, 1, 3, 12, 0, 0, 500000)], dtype=object)
+    assert _same_instants(a[:2], c).tolist() == [True, True]
+    far = np.datetime64("2301-01-02", "s")
+    # 2**64 ns earlier (in 1716): the same number once far is wrapped around in nanoseconds.
+    alias = np.datetime64(int(far.astype(np.int64)) * 10**9 - 2**64, "ns")
+    assert str(alias)[:4] == "1716"
+    assert not _same_instants(np.array([far]), np.array([alias]))[0]

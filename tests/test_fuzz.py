@@ -373,7 +373,7 @@ def _times(draw: st.DrawFn, kind: str, nt: int) -> Any:
     if kind == "nat":
         v = days.values.copy()
         if nt:
-            v[draw(st.integers(0, nt - 1))] = np.datetime64("NaT")
+            v[draw(st.integers(0, nt - 1))] = np.datetime64("NaT", "ns")
         return v
     if kind == "ints":
         return np.arange(nt)

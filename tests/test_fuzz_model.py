@@ -168,7 +168,7 @@ def mutate_data(draw: st.DrawFn, ds: xr.Dataset, op: str) -> xr.Dataset:
         return ds.isel(time=slice(0, draw(st.integers(1, 40))))
     # nat_time
     values = time.to_numpy().copy()
-    values[draw(st.integers(0, n_time - 1))] = np.datetime64("NaT")
+    values[draw(st.integers(0, n_time - 1))] = np.datetime64("NaT", "ns")
     return ds.assign_coords(time=values)
 
 
@@ -351,7 +351,7 @@ def test_baselines_refuse_unusable_time_axes() -> None:
         ds.isel(time=slice(0, 1)).msgl.fit(method="climatology")
     model = ds.msgl.fit(method="climatology")
     times = ds["time"].values.copy()
-    times[4] = np.datetime64("NaT")
+    times[4] = np.datetime64("NaT", "ns")
     with pytest.raises(TimeError, match="NaT"):
         ds.assign_coords(time=times).msgl.downscale(model)
 

@@ -326,9 +326,16 @@ def test_explain_with_a_spinup_on_the_gpu(basin: xr.Dataset) -> None:
         on_gpu = model.explain(basin, time=period, spinup=150, device="cuda")
     on_cpu = model.explain(basin, time=period, spinup=150, device="cpu")
     assert on_gpu.attrs["spinup_days"] == on_cpu.attrs["spinup_days"] == 150
-    for name in ("dirichlet_energy", "share_upstream", "share_downstream", "share_self", "top_share"):
-        np.testing.assert_allclose(on_gpu[name].values, on_cpu[name].values, rtol=1e-3, atol=1e-4,
-                                   err_msg=name)
+    assert on_gpu.attrs["n_days"] == on_cpu.attrs["n_days"] == 91
+    np.testing.assert_allclose(on_gpu.dirichlet_energy.values, on_cpu.dirichlet_energy.values,
+                               rtol=1e-3)
+    # The shares count wins over days x hidden units: the devices' rounding may turn a
+    # near-tie (on H200, one win of 1,820 at one reach), not more.
+    grid = 91 * model.config["hyperparameters"]["hidden"]
+    for name in ("share_upstream", "share_downstream", "share_self", "top_share"):
+        wins_gpu, wins_cpu = (np.rint(d[name].values * grid) for d in (on_gpu, on_cpu))
+        assert np.abs(wins_gpu - wins_cpu).max() <= 2, name
+        assert np.mean(wins_gpu != wins_cpu) < 0.01, name
     assert all(p.device.type == "cpu" for p in model.net.parameters())
 
 

@@ -1008,7 +1008,7 @@ def test_a_dask_backed_write_does_not_hold_the_chunks_it_computed(tmp_path: Path
         import resource
         import dask, dask.array as da, xarray as xr
         from xmsgl.io import to_zarr_safe
-        z = da.random.random((100, 1000, 1000), chunks=(2, 1000, 1000)).astype("float32") * 2
+        z = da.random.random((200, 1000, 1000), chunks=(2, 1000, 1000)).astype("float32") * 2
         ds = xr.Dataset({{"a": (("t", "y", "x"), z + 1), "b": (("t", "y", "x"), z - 1)}})
         with dask.config.set(num_workers=2):
             to_zarr_safe(ds, {str(tmp_path / "o.zarr")!r})
@@ -1017,10 +1017,13 @@ def test_a_dask_backed_write_does_not_hold_the_chunks_it_computed(tmp_path: Path
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    # 0.8 GB of data, 1.2 GB with both variables' chunks: held, the peak passes 1.2 GB.
-    # Alone 0.30-0.33 GB; beside the tests of the real files, whose reads slow the
-    # writes, 0.87-0.89 (chunks computed wait longer for theirs): below 1.0 either way.
-    assert float(proc.stdout.split()[-1]) < 1.0
+    # 1.6 GB of data, 2.4 GB with both variables' chunks: held (the pool keeping its
+    # futures), the peak was 2.62 GB. Alone 0.32 GB; in flight, the chunks computed wait
+    # longer for their writes where other work slows them: 0.87-0.89 GB for half this
+    # store beside the tests of the real files, 1.06 GB for half of it beside 13 other
+    # test processes on a 16-core machine. What is held in flight does not grow with the
+    # store, what a kept future holds does: hence the store's size and this bound.
+    assert float(proc.stdout.split()[-1]) < 1.6
 
 
 @pytest.mark.parametrize("swap_back", ["fails", "raises", "another writer"])

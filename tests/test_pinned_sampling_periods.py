@@ -90,3 +90,13 @@ def test_default_split_of_eleven_water_years() -> None:
     assert split["test"] == [("2009-10-01", "2011-09-30")]
     assert split["val"] == [("2008-10-01", "2009-09-30")]
     assert split["train"] == [("2000-10-01", "2008-09-30")]
+
+
+def test_whole_water_years_beyond_2262_in_the_days_own_unit() -> None:
+    # datetime64[s] days past 2262, as docs/convention.md allows: the years' first and
+    # last days were taken in nanoseconds, which cannot hold them (numpy 2.5 raises).
+    t = pd.DatetimeIndex(np.arange(np.datetime64("2300-10-01", "s"), np.datetime64("2304-09-01", "s"),
+                                   np.timedelta64(1, "D")))
+    assert t.dtype == "datetime64[s]"
+    assert whole_water_years(t).tolist() == [2301, 2302, 2303, 2304]
+    assert whole_water_years(t[t < np.datetime64("2304-08-26", "s")]).tolist() == [2301, 2302, 2303]

@@ -1609,7 +1609,7 @@ def _cftime_bounds_as_dates(vals: np.ndarray) -> np.ndarray:
     """Bounds held as objects (cftime dates beside converted stamps) as datetime64 of
     the same dates and times; anything else (NaN, None, text) and dates the standard
     calendar lacks (30 February of 360_day) as NaT, which the check passes over."""
-    out = np.full(vals.shape, np.datetime64("NaT"), dtype="datetime64[s]")
+    out = np.full(vals.shape, np.datetime64("NaT", "s"), dtype="datetime64[s]")
     for idx, v in np.ndenumerate(vals):
         if hasattr(v, "calendar") and hasattr(v, "year"):
             try:

@@ -2070,6 +2070,31 @@ def _bounds_step(store: xr.Dataset, bounds: str) -> Any:
     return last[-1] - last[0] if len(last) == 2 else None
 
 
+def _same_instants(a: Any, b: Any) -> Any:
+    """Elementwise: do ``a`` and ``b`` (datetime64 of any units, or cftime dates of a
+    standard calendar) name the same instants?
+
+    Compared as whole seconds and the remainders within them, each in its own unit:
+    converting both to nanoseconds, as numpy promotes them, overflows beyond 2262 (numpy
+    2.5 raises, earlier releases wrapped around silently, and wrapped values compared
+    equal by chance). NaT is equal to NaT.
+    """
+    import numpy as np
+
+    def parts(x: Any) -> tuple[Any, Any]:
+        x = np.asarray(x)
+        if x.dtype == object:  # cftime dates: their ISO form, read by numpy's (proleptic) calendar
+            x = np.array([np.datetime64("NaT", "us") if d is None else np.datetime64(d.isoformat(), "us")
+                          for d in x.ravel()], dtype="datetime64[us]").reshape(x.shape)
+        whole = x.astype("datetime64[s]")
+        rest = (x - whole.astype(x.dtype)).astype("timedelta64[ns]")  # below a second each
+        return whole, rest
+
+    (wa, ra), (wb, rb) = parts(a), parts(b)
+    nat = np.isnat(wa) & np.isnat(wb)
+    return nat | ((wa == wb) & (ra == rb))
+
+
 def _check_encodable(piece: xr.Dataset, store: xr.Dataset, dim: str, name: str) -> None:
     """Refuse times the store's encoding cannot hold exactly (a stamp at noon in whole
     ``days since``): xarray would write them in other units, read back in the store's."""
@@ -2088,14 +2113,17 @@ def _check_encodable(piece: xr.Dataset, store: xr.Dataset, dim: str, name: str) 
             numbers, _, _ = encode_cf_datetime(values, units, calendar, dtype=enc.get("dtype"))
             # Read back as the store reads them: in its own units (xarray writes the
             # piece in others where its numbers would not be exact).
-            back = decode_cf_datetime(numbers, units, calendar)
+            # In the piece's own unit: a date beyond 2262 comes back as datetime64 then,
+            # not as cftime (which the comparison below could only take via nanoseconds).
+            unit: Any = np.datetime_data(values.dtype)[0]
+            back = decode_cf_datetime(numbers, units, calendar,
+                                      time_unit=unit if unit in ("s", "ms", "us", "ns") else "s")
         except (ValueError, TypeError, OverflowError) as err:
             raise DataError(f"the piece's times cannot be written in the store {name}'s units "
                             f"{units!r} ({err})") from err
-    exact = np.array_equal(np.asarray(back, dtype="datetime64[ns]"), values.astype("datetime64[ns]"))
-    if not exact:
-        odd = next((t for t, b in zip(values, np.asarray(back, dtype="datetime64[ns]"))
-                    if t != b), values[0])
+    same = _same_instants(values, back)
+    if not same.all():
+        odd = values[~same][0]
         raise DataError(
             f"the piece's times cannot be written exactly in the store {name}'s units {units!r} "
             f"(e.g. {np.datetime_as_string(odd, unit='s')}): the store holds other times of day or "

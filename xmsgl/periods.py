@@ -357,8 +357,11 @@ def whole_water_years(time: pd.DatetimeIndex) -> np.ndarray:
     time = pd.DatetimeIndex(time)
     wy = water_years(time)
     years, held = np.unique(wy, return_counts=True)
-    first = np.array([time[wy == y][0] for y in years], dtype="datetime64[ns]")
-    last = np.array([time[wy == y][-1] for y in years], dtype="datetime64[ns]")
+    # In the days' own unit: nanoseconds cannot hold a date beyond 2262 (numpy 2.5
+    # raises; earlier releases wrapped around).
+    days = np.asarray(time.values)
+    first = np.array([days[wy == y][0] for y in years], dtype=days.dtype)
+    last = np.array([days[wy == y][-1] for y in years], dtype=days.dtype)
     return years[((last - first) >= np.timedelta64(WHOLE_WATER_YEAR_DAYS, "D"))
                  & (held >= WHOLE_WATER_YEAR_DAYS)]
 
