@@ -2076,8 +2076,8 @@ def _same_instants(a: Any, b: Any) -> Any:
 
     Compared as whole seconds and the remainders within them, each in its own unit:
     converting both to nanoseconds, as numpy promotes them, overflows beyond 2262 (numpy
-    2.5 raises, earlier releases wrapped around silently, and wrapped values compared
-    equal by chance). NaT is equal to NaT.
+    2.5 raises; earlier releases wrap around silently, so that instants 2**64 ns apart
+    compare equal). NaT is equal to NaT.
     """
     import numpy as np
 

@@ -357,8 +357,8 @@ def whole_water_years(time: pd.DatetimeIndex) -> np.ndarray:
     time = pd.DatetimeIndex(time)
     wy = water_years(time)
     years, held = np.unique(wy, return_counts=True)
-    # In the days' own unit: nanoseconds cannot hold a date beyond 2262 (numpy 2.5
-    # raises; earlier releases wrapped around).
+    # In the days' own unit: nanoseconds cannot hold a date beyond 2262 (the
+    # conversion wrapped around, which left the differences right by chance).
     days = np.asarray(time.values)
     first = np.array([days[wy == y][0] for y in years], dtype=days.dtype)
     last = np.array([days[wy == y][-1] for y in years], dtype=days.dtype)
