@@ -499,3 +499,137 @@ def test_instants_compare_in_their_own_units() -> None:
     alias = np.datetime64(int(far.astype(np.int64)) * 10**9 - 2**64, "ns")
     assert str(alias)[:4] == "1716"
     assert not _same_instants(np.array([far]), np.array([alias]))[0]
+
+
+def _piece(time: object, value: float = 1.0) -> xr.Dataset:
+    n = len(time)  # type: ignore[arg-type]
+    return xr.DataArray(np.full((2, n), value), coords={"reach": [7, 8], "time": time},
+                        dims=("reach", "time"), name="t", attrs={"units": "degC"}).to_dataset()
+
+
+def _tree(store: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("calendar", ["noleap", "360_day"])
+def test_a_cftime_piece_at_noon_is_refused_by_a_store_of_whole_days(tmp_path: Path, calendar: str) -> None:
+    # It was not checked: xarray wrote its numbers in hours under the store's "days since",
+    # and the two days read back in March and April.
+    import datetime
+
+    import cftime
+
+    def stamps(day: int, n: int, hour: int = 0) -> xr.CFTimeIndex:
+        t0 = cftime.datetime(2001, 1, day, hour, calendar=calendar)
+        return xr.CFTimeIndex([t0 + datetime.timedelta(days=i) for i in range(n)])
+
+    store = tmp_path / "s.zarr"
+    to_zarr_safe(_piece(stamps(1, 3)), store)
+    assert xr.open_zarr(store).time.encoding["units"].startswith("days since")
+    before = _tree(store)
+    with pytest.raises(DataError, match=r"cannot be written exactly .*2001-01-04T12:00:00"):
+        append_zarr(_piece(stamps(4, 2, hour=12)), store)
+    assert _tree(store) == before
+    append_zarr(_piece(stamps(4, 2)), store)
+    back = xr.open_zarr(store).time.values
+    assert [t.isoformat()[:10] for t in back] == [f"2001-01-0{d}" for d in range(1, 6)]
+
+
+def test_a_piece_later_on_the_stores_last_day_is_refused(tmp_path: Path) -> None:
+    # Stamps at noon in hours (as output_dataset writes them): 18:00 of the last day was
+    # appended, and the store held that day twice with the same bounds.
+    noon = pd.date_range("2001-01-01 12:00", periods=3, freq="D")
+    store = tmp_path / "s.zarr"
+    to_zarr_safe(daily_time_bounds(_piece(noon)), store)
+    with pytest.raises(DataError, match=r"starts on 2001-01-03T18:00:00, not after the store's last day"):
+        append_zarr(_piece(pd.DatetimeIndex(["2001-01-03 18:00", "2001-01-04 12:00"])), store)
+    append_zarr(_piece(pd.DatetimeIndex(["2001-01-04 12:00"])), store)
+    assert xr.open_zarr(store).sizes["time"] == 4
+
+
+@pytest.mark.parametrize(("dtype", "start", "piece_times"), [
+    ("int32", "2038-01-16", pd.date_range("2038-01-19", periods=3)),
+    ("float32", "2001-01-01", pd.date_range("2001-01-04 00:00:01", periods=2)),
+])
+def test_times_the_stores_number_type_cannot_hold_are_refused(tmp_path: Path, dtype: str, start: str,
+                                                              piece_times: pd.DatetimeIndex) -> None:
+    # int32 seconds wrapped past 2038-01-19 (read back in 1901), float32 rounded 00:00:01
+    # to midnight: both were appended without a word.
+    store = tmp_path / "s.zarr"
+    to_zarr_safe(_piece(pd.date_range(start, periods=3)), store,
+                 encoding={"time": {"units": "seconds since 1970-01-01", "dtype": dtype}})
+    before = _tree(store)
+    with pytest.raises(DataError, match=rf"cannot be held by the store .*time numbers \({dtype} in"):
+        append_zarr(_piece(piece_times), store)
+    assert _tree(store) == before
+
+
+def test_a_gap_across_the_nanosecond_range_is_counted(tmp_path: Path) -> None:
+    # A store of 1600 (in seconds) and a piece of 1700 in nanoseconds: pandas took both
+    # to nanoseconds to subtract them and raised OutOfBoundsDatetime.
+    if not hasattr(getattr(xr, "coders", None), "CFDatetimeCoder"):
+        pytest.skip("this xarray decodes dates before 1678 as cftime only")
+    first = np.datetime64("1600-01-01", "s") + np.arange(3) * np.timedelta64(1, "D")
+    store = tmp_path / "s.zarr"
+    to_zarr_safe(daily_time_bounds(_piece(first)), store)
+    piece = _piece(pd.DatetimeIndex(["1700-01-04", "1700-01-05"]).as_unit("ns"))
+    with pytest.warns(TimeGapWarning, match="between 1600-01-03 and 1700-01-04"):
+        append_zarr(piece, store)
+    out = xr.open_zarr(store, decode_times=xr.coders.CFDatetimeCoder(time_unit="s"))
+    assert [str(t)[:10] for t in out.time.values][-2:] == ["1700-01-04", "1700-01-05"]
+
+
+def test_a_pieces_own_time_bounds_are_checked(tmp_path: Path) -> None:
+    store = tmp_path / "s.zarr"
+    to_zarr_safe(daily_time_bounds(_piece(pd.date_range("2001-01-01", periods=3))), store)
+    assert xr.open_zarr(store)["time_bnds"].dims == ("time", "nv")
+    before = _tree(store)
+
+    def with_bounds(lower: pd.DatetimeIndex, dim: str = "nv") -> xr.Dataset:
+        piece = _piece(pd.date_range("2001-01-04", periods=2))
+        piece["time_bnds"] = (("time", dim), np.stack([lower.values, (lower + pd.Timedelta("1D")).values], 1))
+        piece.time.attrs["bounds"] = "time_bnds"
+        return piece
+
+    # Ten days off their stamps: appended as they were.
+    with pytest.raises(DataError, match=r"do not hold their 'time' stamps at 2 of 2 steps"):
+        append_zarr(with_bounds(pd.date_range("2000-12-25", periods=2)), store)
+    # At noon in a store of whole days: a bare ValueError of xarray's.
+    with pytest.raises(DataError, match=r"time bounds 'time_bnds' cannot be written exactly"):
+        append_zarr(with_bounds(pd.date_range("2001-01-03 12:00", periods=2)), store)
+    assert _tree(store) == before
+    # On a second dimension of another name: a bare ValueError of xarray's.
+    append_zarr(with_bounds(pd.date_range("2001-01-04", periods=2), dim="bnds"), store)
+    out = xr.open_zarr(store)
+    assert out["time_bnds"].dims == ("time", "nv")
+    assert str(out["time_bnds"].values[-1, 1])[:10] == "2001-01-06"
+
+
+def test_refusals_name_missing_labels_and_the_exact_stamp(tmp_path: Path) -> None:
+    store = tmp_path / "s.zarr"
+    to_zarr_safe(_piece(pd.date_range("2001-01-01", periods=3)), store,
+                 encoding={"time": {"units": "seconds since 1970-01-01", "dtype": "int64"}})
+    nat = pd.DatetimeIndex(["2001-01-04", "NaT", "2001-01-06"])
+    # It was told to sort the piece, which keeps the NaT.
+    with pytest.raises(DataError, match=r"holds 1 missing label\(s\) \(NaT\)"):
+        append_zarr(_piece(nat), store)
+    # The stamp a millisecond past midnight was shown as midnight.
+    with pytest.raises(DataError, match=r"e\.g\. 2001-01-04T00:00:00\.001\)"):
+        append_zarr(_piece(pd.DatetimeIndex(["2001-01-04 00:00:00.001"])), store)
+
+
+def test_cftime_instants_compare_within_their_calendar() -> None:
+    import cftime
+
+    from xmsgl.io import _same_instants
+
+    noleap = np.array([cftime.datetime(2001, 3, 1, calendar="noleap")], dtype=object)
+    standard = np.array([cftime.datetime(2001, 3, 1, calendar="standard")], dtype=object)
+    day_30 = np.array([cftime.datetime(2001, 2, 30, calendar="360_day")], dtype=object)
+    assert _same_instants(noleap, noleap).tolist() == [True]
+    assert _same_instants(noleap, standard).tolist() == [False]
+    # 30 February is itself, and no datetime64 (it raised ValueError).
+    assert _same_instants(day_30, day_30).tolist() == [True]
+    assert _same_instants(day_30, np.array(["2001-03-02"], dtype="datetime64[s]")).tolist() == [False]
+    # Missing values: NaN among objects (it raised AttributeError), NaT.
+    assert _same_instants(np.array([np.nan], dtype=object), np.array(["NaT"], dtype="datetime64[s]")).tolist() == [True]

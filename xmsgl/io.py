@@ -1692,8 +1692,10 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
         ``path`` is not an existing zarr store, ``piece`` reads from it, or another
         process is appending to it.
     DataError
-        The piece's variables, dimensions or coordinates are not the store's, or its
-        days do not follow the store's.
+        The piece's variables, dimensions or coordinates are not the store's, its
+        days do not follow the store's, a label is missing (NaT), or its times (or
+        time bounds) are ones the store's time encoding (units, calendar, number
+        type) cannot hold exactly.
     UnitsError
         A variable's units differ.
     ModelMismatchError
@@ -1939,6 +1941,7 @@ def _checked_piece(piece: xr.Dataset, store: xr.Dataset, dim: str, same_model: b
     time bounds added, chunks continuing the store's), its first and last labels and
     what the history line adds about its model; refused where it does not continue
     the store."""
+    import numpy as np
 
     name = repr(str(final))
     for where, ds in (("the store", store), ("the piece", piece)):
@@ -1959,6 +1962,11 @@ def _checked_piece(piece: xr.Dataset, store: xr.Dataset, dim: str, same_model: b
                         + f". Append pieces with the variables (and coordinates along {dim!r}) of the "
                         f"store {name}")
     labels = piece.indexes[dim]
+    n_missing = int(np.sum([_missing(t) or (isinstance(t, np.datetime64) and np.isnat(t))
+                            for t in np.asarray(labels.values).ravel()]))
+    if n_missing:
+        raise DataError(f"the piece's {dim!r} holds {n_missing} missing label(s) (NaT); drop them "
+                        f"(piece.sel({dim}=piece[{dim!r}].notnull())) or give them their times")
     if not labels.is_monotonic_increasing or not labels.is_unique:
         raise DataError(f"the piece's {dim!r} must be increasing and without repeats; sort it "
                         f"(piece.sortby({dim!r})) and drop repeated labels")
@@ -2021,10 +2029,13 @@ def _with_bounds(piece: xr.Dataset, store: xr.Dataset, dim: str, bounds: str | N
         if made != bounds:
             piece = piece.rename({made: bounds})
             piece[dim].attrs["bounds"] = bounds
-        # On the store's name for the bounds' second dimension ("nv", "bnds"...).
-        there, here = store[bounds].dims, piece[bounds].dims
-        if here != there and len(here) == len(there) == 2 and here[0] == there[0] == dim:
-            piece = piece.rename_dims({here[1]: there[1]})
+    # On the store's name for the bounds' second dimension ("nv", "bnds"...), whoever made them.
+    there, here = store[bounds].dims, piece[bounds].dims
+    if here != there and len(here) == len(there) == 2 and here[0] == there[0] == dim:
+        if here[1] in piece.dims and there[1] in piece.dims:
+            raise DataError(f"the piece's time bounds {bounds!r} are on {here!r} and the store {name}'s "
+                            f"on {there!r}, a dimension the piece has for something else; rename it")
+        piece = piece.rename_dims({here[1]: there[1]})
     return piece
 
 
@@ -2032,25 +2043,39 @@ def _check_days(piece: xr.Dataset, store: xr.Dataset, dim: str, bounds: str | No
                 name: str) -> None:
     """Refuse days that repeat or precede the store's, or that its time encoding cannot
     hold; warn of missing days (they can never be appended later)."""
+    import numpy as np
+
     from xmsgl.exceptions import DataError, TimeGapWarning
 
     labels, ends = piece.indexes[dim], store.indexes[dim]
     if len(ends):
+        # By day, whatever the time of day: a piece stamped later on the store's last day
+        # would hold that day twice.
         first, last = labels[0], ends[-1]
-        if first <= last:
-            later = labels[labels > last]
+        days = _day_numbers(labels)
+        if days[0] <= _day_numbers(ends[-1:])[0]:
+            later = labels[days > _day_numbers(ends[-1:])[0]]
             fix = (f"append piece.sel({dim}=slice({_text(later[0])!r}, None))" if len(later)
                    else "it holds no later day")
             raise DataError(f"the piece starts on {_text(first)}, not after the store's last day "
                             f"({_text(last)}): appending it would repeat days; {fix}")
     _check_encodable(piece, store, dim, name)
-    step = (ends[-1] - ends[-2] if len(ends) > 1 else
+    if bounds is not None and bounds in piece.variables:
+        _check_bounds(piece, store, dim, bounds, name)
+    # Steps in milliseconds of numpy's datetime64 where the axes are datetime64: pandas
+    # takes a store's last stamp and a piece's of other resolutions to nanoseconds to
+    # subtract them, which cannot hold a date outside 1678-2262.
+    step = (_as_steps(ends[-2:])[1] - _as_steps(ends[-2:])[0] if len(ends) > 1 else
             _bounds_step(store, bounds) if bounds is not None else
-            labels[1] - labels[0] if len(labels) > 1 else None)
+            _as_steps(labels[:2])[1] - _as_steps(labels[:2])[0] if len(labels) > 1 else None)
     if not step or not len(ends):
         return
+    if isinstance(step, np.timedelta64):
+        step = step.astype("timedelta64[ms]")
     stamps = [ends[-1], *labels]
-    gaps = [(a, b, int((b - a) / step) - 1) for a, b in zip(stamps[:-1], stamps[1:])]
+    at = [*_as_steps(ends[-1:]), *_as_steps(labels)]
+    gaps = [(a, b, int((tb - ta) / step) - 1)
+            for a, b, ta, tb in zip(stamps[:-1], stamps[1:], at[:-1], at[1:])]
     gaps = [g for g in gaps if g[2] > 0]
     if gaps:
         said = "; ".join(f"{n} between {_text(a)} and {_text(b)}" for a, b, n in gaps[:3])
@@ -2070,22 +2095,113 @@ def _bounds_step(store: xr.Dataset, bounds: str) -> Any:
     return last[-1] - last[0] if len(last) == 2 else None
 
 
-def _same_instants(a: Any, b: Any) -> Any:
-    """Elementwise: do ``a`` and ``b`` (datetime64 of any units, or cftime dates of a
-    standard calendar) name the same instants?
+def _as_steps(index: Any) -> list[Any]:
+    """The labels of a time index as values to subtract: datetime64[ms] for datetime64
+    labels (any date of a store; pandas would take two resolutions to nanoseconds),
+    the cftime dates as they are."""
+    import numpy as np
 
-    Compared as whole seconds and the remainders within them, each in its own unit:
-    converting both to nanoseconds, as numpy promotes them, overflows beyond 2262 (numpy
-    2.5 raises; earlier releases wrap around silently, so that instants 2**64 ns apart
-    compare equal). NaT is equal to NaT.
+    values = np.asarray(getattr(index, "values", index))
+    if np.issubdtype(values.dtype, np.datetime64):
+        return list(values.astype("datetime64[ms]"))
+    return list(values)
+
+
+def _day_numbers(index: Any) -> Any:
+    """year * 10000 + month * 100 + day of each label: increasing with the day on any
+    calendar, equal within a day."""
+    import numpy as np
+
+    values = np.asarray(getattr(index, "values", index)).ravel()
+    if np.issubdtype(values.dtype, np.datetime64):
+        import pandas as pd
+
+        t = pd.DatetimeIndex(values.astype("datetime64[s]"))
+        return np.asarray(t.year * 10000 + t.month * 100 + t.day, dtype=np.int64)
+    return np.array([d.year * 10000 + d.month * 100 + d.day for d in values], dtype=np.int64)
+
+
+def _check_bounds(piece: xr.Dataset, store: xr.Dataset, dim: str, bounds: str, name: str) -> None:
+    """Refuse time bounds of the piece's own that the store cannot hold exactly or that do
+    not hold their time stamps."""
+    import numpy as np
+
+    _check_encodable(piece, store, dim, name, var=bounds)
+    pairs = piece[bounds].transpose(dim, ...).values
+    if pairs.ndim != 2 or pairs.shape[1] != 2:
+        return
+    stamps = np.asarray(piece[dim].values)
+    lo, hi, t = (_as_steps(v) for v in (pairs[:, 0], pairs[:, 1], stamps))
+    bad = [k for k in range(len(t)) if not (lo[k] <= t[k] <= hi[k])]
+    if bad:
+        k = bad[0]
+        raise DataError(
+            f"the piece's time bounds {bounds!r} do not hold their {dim!r} stamps at {len(bad)} of "
+            f"{len(t)} steps (e.g. {_text(stamps[k])} with bounds {_text(pairs[k, 0])} to "
+            f"{_text(pairs[k, 1])}); give each step the bounds of its own day (drop the bounds "
+            "and append_zarr adds them)")
+
+
+def _missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and x != x)
+
+
+def _fields_as_datetime64(x: Any) -> Any:
+    """cftime dates as datetime64[us] of the same calendar fields (year, month, day, time
+    of day: the labels a store on that calendar shows); missing values as NaT, and
+    fields no proleptic Gregorian date has (30 February of 360_day) as None."""
+    import numpy as np
+
+    out: list[Any] = []
+    for d in x.ravel():
+        if _missing(d):
+            out.append(np.datetime64("NaT", "us"))
+            continue
+        try:
+            day = np.datetime64(f"{d.year:04d}-{d.month:02d}-{d.day:02d}", "us")
+        except ValueError:
+            out.append(None)
+            continue
+        out.append(day + np.timedelta64(((d.hour * 60 + d.minute) * 60 + d.second) * 10**6
+                                        + d.microsecond, "us"))
+    return out
+
+
+def _same_instants(a: Any, b: Any) -> Any:
+    """Elementwise: do ``a`` and ``b`` (datetime64 of any units, or cftime dates) name the
+    same times?
+
+    Two datetime64 arrays are compared as whole seconds and the remainders within them,
+    each in its own unit: converting both to nanoseconds, as numpy promotes them,
+    overflows beyond 2262 (numpy 2.5 raises; earlier releases wrap around silently, so
+    that instants 2**64 ns apart compare equal). Two cftime dates are compared as such
+    (dates of two calendars are never the same); a cftime date and a datetime64 by the
+    calendar fields (year, month, day, time of day), which is what a store on the cftime
+    calendar shows for both. Missing values (NaT, None, NaN) are the same as each other.
     """
     import numpy as np
 
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype == object and b.dtype == object:
+        same = []
+        for x, y in zip(a.ravel(), b.ravel()):
+            if _missing(x) or _missing(y):
+                same.append(_missing(x) and _missing(y))
+                continue
+            try:
+                same.append(bool(x == y) and getattr(x, "calendar", None) == getattr(y, "calendar", None))
+            except TypeError:  # cftime dates of two calendars
+                same.append(False)
+        return np.array(same, dtype=bool).reshape(a.shape)
+    if a.dtype == object or b.dtype == object:
+        obj, other = (a, b) if a.dtype == object else (b, a)
+        fields = _fields_as_datetime64(obj)
+        valid = np.array([f is not None for f in fields], dtype=bool).reshape(obj.shape)
+        conv = np.array([np.datetime64("NaT", "us") if f is None else f for f in fields],
+                        dtype="datetime64[us]").reshape(obj.shape)
+        return valid & _same_instants(conv, other)
+
     def parts(x: Any) -> tuple[Any, Any]:
-        x = np.asarray(x)
-        if x.dtype == object:  # cftime dates: their ISO form, read by numpy's (proleptic) calendar
-            x = np.array([np.datetime64("NaT", "us") if d is None else np.datetime64(d.isoformat(), "us")
-                          for d in x.ravel()], dtype="datetime64[us]").reshape(x.shape)
         whole = x.astype("datetime64[s]")
         rest = (x - whole.astype(x.dtype)).astype("timedelta64[ns]")  # below a second each
         return whole, rest
@@ -2095,39 +2211,73 @@ def _same_instants(a: Any, b: Any) -> Any:
     return nat | ((wa == wb) & (ra == rb))
 
 
-def _check_encodable(piece: xr.Dataset, store: xr.Dataset, dim: str, name: str) -> None:
+def _check_encodable(piece: xr.Dataset, store: xr.Dataset, dim: str, name: str,
+                     var: str | None = None) -> None:
     """Refuse times the store's encoding cannot hold exactly (a stamp at noon in whole
-    ``days since``): xarray would write them in other units, read back in the store's."""
+    ``days since``, a day beyond the range of its number type): xarray would write them
+    in other units, or cast them, and they would read back as other times. ``var`` (by
+    default ``dim``) names the variable of times checked: the time bounds too."""
     import numpy as np
     from xarray.coding.times import decode_cf_datetime, encode_cf_datetime
 
-
-    enc = store[dim].encoding
-    units, calendar = enc.get("units"), enc.get("calendar")
-    if not units or not np.issubdtype(piece[dim].dtype, np.datetime64):
+    var = var or dim
+    enc = dict(store[dim].encoding)
+    enc.update({k: v for k, v in store[var].encoding.items() if k in ("units", "calendar", "dtype")})
+    units, calendar, dtype = enc.get("units"), enc.get("calendar"), enc.get("dtype")
+    values = np.asarray(piece[var].values).ravel()
+    cftime = values.dtype == object
+    if not units or not (cftime or np.issubdtype(values.dtype, np.datetime64)):
         return
-    values = piece[dim].values
+    what = "times" if var == dim else f"time bounds {var!r}"
+
+    def refused(err: Exception) -> DataError:
+        return DataError(f"the piece's {what} cannot be written in the store {name}'s units "
+                         f"{units!r} ({err})")
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            numbers, _, _ = encode_cf_datetime(values, units, calendar, dtype=enc.get("dtype"))
-            # Read back as the store reads them: in its own units (xarray writes the
-            # piece in others where its numbers would not be exact).
-            # In the piece's own unit: a date beyond 2262 comes back as datetime64 then,
-            # not as cftime (which the comparison below could only take via nanoseconds).
-            unit: Any = np.datetime_data(values.dtype)[0]
-            back = decode_cf_datetime(numbers, units, calendar,
-                                      time_unit=unit if unit in ("s", "ms", "us", "ns") else "s")
+            numbers, _, _ = encode_cf_datetime(values, units, calendar, dtype=dtype)
         except (ValueError, TypeError, OverflowError) as err:
-            raise DataError(f"the piece's times cannot be written in the store {name}'s units "
-                            f"{units!r} ({err})") from err
+            raise refused(err) from err
+        numbers = np.asarray(numbers)
+        if dtype is not None and np.dtype(dtype) != numbers.dtype:
+            # As the store holds them: xarray casts them to its type (an int32 of
+            # seconds wraps around after 2038-01-19, a float32 rounds).
+            stored = numbers.astype(dtype)
+            with np.errstate(invalid="ignore"):
+                kept = stored.astype(numbers.dtype) == numbers
+            if numbers.dtype.kind == "f":
+                kept |= np.isnan(numbers)
+            if not np.all(kept):
+                odd = values[~kept][0]
+                raise DataError(
+                    f"the piece's {what} cannot be held by the store {name}'s time numbers "
+                    f"({np.dtype(dtype)} in {units!r}; e.g. {_text(odd)} is {numbers[~kept][0]}, "
+                    f"stored as {stored[~kept][0]}): they would read back as other times. Write "
+                    "the whole period to a new store whose time encoding holds them "
+                    f"(encoding={{{dim!r}: {{'dtype': 'int64'}}}} or 'float64')")
+            numbers = stored
+        # Read back as the store reads them: in its own units (xarray writes the piece in
+        # others where its numbers would not be exact); a datetime64 piece in its own
+        # unit (a date beyond 2262 comes back as datetime64 then, not as cftime), a cftime
+        # piece as cftime dates.
+        try:
+            if cftime:
+                back = decode_cf_datetime(numbers, units, calendar, use_cftime=True)
+            else:
+                unit: Any = np.datetime_data(values.dtype)[0]
+                back = decode_cf_datetime(numbers, units, calendar,
+                                          time_unit=unit if unit in ("s", "ms", "us", "ns") else "s")
+        except (ValueError, TypeError, OverflowError) as err:
+            raise refused(err) from err
     same = _same_instants(values, back)
     if not same.all():
         odd = values[~same][0]
         raise DataError(
-            f"the piece's times cannot be written exactly in the store {name}'s units {units!r} "
-            f"(e.g. {np.datetime_as_string(odd, unit='s')}): the store holds other times of day or "
-            "steps. Give the piece the store's time stamps (e.g. piece.assign_coords(time="
+            f"the piece's {what} cannot be written exactly in the store {name}'s units {units!r} "
+            f"(e.g. {_text(odd, exact=True)}): the store holds other times of day or steps. Give "
+            "the piece the store's time stamps (e.g. piece.assign_coords(time="
             "piece.indexes['time'].normalize()) for days stamped at midnight)")
 
 
@@ -2172,12 +2322,24 @@ def _check_variable(v: str, piece: xr.Dataset, store: xr.Dataset, dim: str, same
     return f"; {v} by the model sha256={str(ours)[:16]}" if ours else f"; {v} by no model it names"
 
 
-def _text(label: Any) -> str:
-    """A label for a message: a day as ``2001-01-05``, a time within it with its hour."""
+def _text(label: Any, exact: bool = False) -> str:
+    """A label for a message: a day as ``2001-01-05``, a time within it with its hour
+    (to the second, or with ``exact`` to its own precision)."""
+    import numpy as np
     import pandas as pd
 
+    if isinstance(label, np.datetime64):
+        if np.isnat(label):
+            return "NaT"
+        if exact:  # to its last non-zero digit
+            text = np.datetime_as_string(label)
+            return text.rstrip("0").rstrip(".") if "." in text else text
+        day = label.astype("datetime64[D]")
+        return str(day) if day == label else np.datetime_as_string(label, unit="s")
     if isinstance(label, pd.Timestamp):
         return str(label.date()) if label == label.normalize() else label.isoformat()
+    if exact and hasattr(label, "isoformat"):
+        return label.isoformat()
     return str(label)
 
 
