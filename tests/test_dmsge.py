@@ -740,3 +740,28 @@ def test_runs_of_one_dmsge_model_in_threads_read_their_own_geometry(basin: xr.Da
             xr.testing.assert_equal(res.drop_attrs(), alone.drop_attrs())
         else:
             np.testing.assert_array_equal(res, ref[1])
+
+
+def test_a_translated_network_gives_the_same_states() -> None:
+    # Only differences of positions enter the messages; absolute x/y held in float32
+    # (a northing of 4.55e6 m) rounded them, and states moved by 2.4e-4 under a shift.
+    import copy
+
+    from xmsgl.graph import build_graphs
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2001-01-01", end="2001-04-30",
+                                        reach_obs_share=0.3)
+    geom = node_geometry(ds, "reach")
+    assert np.abs(geom.pos).max() > 4e6
+    torch.manual_seed(0)
+    net = DMSGEBackbone(n_inputs=3, hidden=5, layers=2, k=3, dynamic_days=7)
+    graph = SparseGraph(build_graphs(ds).fine)
+    x = torch.randn(40, geom.n, 1, 3)
+    with torch.no_grad():
+        net.set_geometry("reach", geom)
+        before = net(x, graph, "reach", day0=[11323])
+        for shift in ([-5e5, -4.55e6], [0.0, 5e6]):
+            moved = copy.copy(geom)
+            moved.pos = geom.pos + np.array(shift)
+            net.set_geometry("reach", moved)
+            torch.testing.assert_close(net(x, graph, "reach", day0=[11323]), before, rtol=0, atol=1e-6)

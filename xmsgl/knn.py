@@ -750,16 +750,19 @@ def knn_brute(x: torch.Tensor, k: int, tie_keys: np.ndarray | None = None) -> to
         raise SchemaError(f"features must be a floating-point tensor of (N, d) or (B, N, d), got "
                           f"{x.dtype} of shape {tuple(x.shape)}")
     squeeze = x.dim() == 2
-    xb = _centred(x.unsqueeze(0) if squeeze else x)
+    xb = x.unsqueeze(0) if squeeze else x
     n = xb.shape[1]
     k = _check_k(k, n - 1, "other nodes", "lower k")
     order = inverse = None
     if tie_keys is not None:
-        # Searched in key order, so that equal distances go to the smaller key.
+        # Searched in key order, so that equal distances go to the smaller key; centred
+        # in that order too (the mean's rounding followed the caller's row order, which
+        # then chose between distances equal in exact arithmetic).
         order = torch.from_numpy(np.argsort(_one_key_per_node(tie_keys, n), kind="stable")).to(xb.device)
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(n, device=xb.device)
         xb = xb.index_select(1, order)
+    xb = _centred(xb)
     d = torch.cdist(xb, xb)
     # Rank the node itself after everything, NaN distances (NaN features) included:
     # topk puts NaN after inf, so an inf diagonal would let a node whose distances

@@ -560,7 +560,10 @@ class DMSGEBackbone(nn.Module):
             cand, cand_valid = torch.from_numpy(c), torch.from_numpy(v)
         scale_len = float(self.length_scales.get(scale) or geometry.length_scale) or 1.0
         self._scales[scale] = _ScaleState(
-            n=n, pos=torch.from_numpy(geometry.pos / scale_len).float(),
+            # Centred before float32: only differences of positions enter the messages,
+            # and float32 absolute positions (a UTM northing near 4.55e6 m) rounded them
+            # by 1e-3 of a node spacing, so a translated network predicted otherwise.
+            n=n, pos=torch.from_numpy((geometry.pos - geometry.pos.mean(axis=0)) / scale_len).float(),
             odist=torch.from_numpy(geometry.outlet_distance / scale_len).float(),
             tin=torch.from_numpy(np.asarray(geometry.tin, dtype=np.int64)),
             tout=torch.from_numpy(np.asarray(geometry.tout, dtype=np.int64)),
