@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import fcntl
 import json
 import os
@@ -618,7 +619,9 @@ def test_refusals_name_missing_labels_and_the_exact_stamp(tmp_path: Path) -> Non
         append_zarr(_piece(pd.DatetimeIndex(["2001-01-04 00:00:00.001"])), store)
 
 
-def test_cftime_instants_compare_within_their_calendar() -> None:
+def test_cftime_instants_compare_by_calendar_and_fields() -> None:
+    import datetime
+
     import cftime
 
     from xmsgl.io import _same_instants
@@ -627,9 +630,64 @@ def test_cftime_instants_compare_within_their_calendar() -> None:
     standard = np.array([cftime.datetime(2001, 3, 1, calendar="standard")], dtype=object)
     day_30 = np.array([cftime.datetime(2001, 2, 30, calendar="360_day")], dtype=object)
     assert _same_instants(noleap, noleap).tolist() == [True]
-    assert _same_instants(noleap, standard).tolist() == [False]
+    # Two calendars by their fields, as xarray writes a date of another calendar.
+    assert _same_instants(noleap, standard).tolist() == [True]
+    assert _same_instants(noleap, standard + datetime.timedelta(hours=1)).tolist() == [False]
     # 30 February is itself, and no datetime64 (it raised ValueError).
     assert _same_instants(day_30, day_30).tolist() == [True]
     assert _same_instants(day_30, np.array(["2001-03-02"], dtype="datetime64[s]")).tolist() == [False]
     # Missing values: NaN among objects (it raised AttributeError), NaT.
     assert _same_instants(np.array([np.nan], dtype=object), np.array(["NaT"], dtype="datetime64[s]")).tolist() == [True]
+
+
+@pytest.mark.parametrize("calendar", [None, "noleap"])
+def test_an_hourly_store_continues_within_its_last_day(tmp_path: Path, calendar: str | None) -> None:
+    # Days are compared whole only for stores of daily steps or longer: 06:00-11:00
+    # after 00:00-05:00 of the same day was refused as repeating it.
+    def hours(start: str, n: int) -> object:
+        if calendar is None:
+            return pd.date_range(start, periods=n, freq="h")
+        return xr.date_range(start, periods=n, freq="h", calendar=calendar, use_cftime=True)
+
+    store = tmp_path / "s.zarr"
+    to_zarr_safe(_piece(hours("2001-01-01 00:00", 6)), store)
+    append_zarr(_piece(hours("2001-01-01 06:00", 6)), store)
+    assert xr.open_zarr(store).sizes["time"] == 12
+    with pytest.raises(DataError, match="not after the store's last day"):
+        append_zarr(_piece(hours("2001-01-01 11:00", 2)), store)
+
+
+@pytest.mark.filterwarnings("ignore:saving variable None with floating point data")
+def test_bounds_of_another_kind_than_the_times_append(tmp_path: Path) -> None:
+    import cftime
+
+    # Bounds held as numbers (not decoded): a bare UFuncTypeError.
+    store = tmp_path / "a.zarr"
+    to_zarr_safe(daily_time_bounds(_piece(pd.date_range("2001-01-01", periods=3))), store)
+    piece = _piece(pd.date_range("2001-01-04", periods=3))
+    piece["time_bnds"] = (("time", "nv"), np.array([[3.0, 4.0], [4.0, 5.0], [5.0, 6.0]]))
+    piece.time.attrs["bounds"] = "time_bnds"
+    append_zarr(piece, store)
+    assert str(xr.open_zarr(store).time_bnds.values[-1, 1])[:10] == "2001-01-07"
+    # convert_calendar("noleap") leaves the bounds datetime64: a bare TypeError of cftime's.
+    store = tmp_path / "b.zarr"
+    first = xr.date_range("2001-01-01", periods=3, calendar="noleap", use_cftime=True)
+    to_zarr_safe(daily_time_bounds(_piece(first)), store)
+    converted = daily_time_bounds(_piece(pd.date_range("2001-01-04", periods=3))).convert_calendar(
+        "noleap", dim="time")
+    assert converted.time_bnds.dtype.kind == "M"
+    append_zarr(converted, store)
+    assert xr.open_zarr(store).time_bnds.values[-1, 1] == cftime.datetime(2001, 1, 7, calendar="noleap")
+    # and convert_calendar("standard") leaves noleap bounds: refused as "other times of day".
+    store = tmp_path / "c.zarr"
+    to_zarr_safe(daily_time_bounds(_piece(pd.date_range("2001-01-01", periods=3))), store)
+    noleap = xr.date_range("2001-01-04", periods=3, calendar="noleap", use_cftime=True)
+    src = xr.Dataset(coords={"time": noleap})
+    src["time_bnds"] = (("time", "nv"), np.array([[t, t + datetime.timedelta(days=1)] for t in noleap],
+                                                 dtype=object))
+    conv = src.convert_calendar("standard", dim="time")
+    piece = _piece(conv.indexes["time"])
+    piece["time_bnds"] = conv.time_bnds
+    piece.time.attrs["bounds"] = "time_bnds"
+    append_zarr(piece, store)
+    assert str(xr.open_zarr(store).time_bnds.values[-1, 1])[:10] == "2001-01-07"

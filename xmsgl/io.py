@@ -51,6 +51,7 @@ Examples
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import json
 import os
@@ -1781,7 +1782,6 @@ def _appended_history(piece: xr.Dataset, store: xr.Dataset, attrs: dict[str, Any
                       span: str, note: str) -> str:
     """The store's global ``history`` with a line for appending ``piece`` (its days, and
     the last line of its own history: the run that computed it)."""
-    import datetime
 
     from xmsgl import __version__
 
@@ -2048,13 +2048,26 @@ def _check_days(piece: xr.Dataset, store: xr.Dataset, dim: str, bounds: str | No
     from xmsgl.exceptions import DataError, TimeGapWarning
 
     labels, ends = piece.indexes[dim], store.indexes[dim]
+    # Steps in milliseconds of numpy's datetime64 where the axes are datetime64: pandas
+    # takes a store's last stamp and a piece's of other resolutions to nanoseconds to
+    # subtract them, which cannot hold a date outside 1678-2262.
+    step = (_as_steps(ends[-2:])[1] - _as_steps(ends[-2:])[0] if len(ends) > 1 else
+            _bounds_step(store, bounds) if bounds is not None else
+            _as_steps(labels[:2])[1] - _as_steps(labels[:2])[0] if len(labels) > 1 else None)
+    if isinstance(step, np.timedelta64):
+        step = step.astype("timedelta64[ms]")
     if len(ends):
-        # By day, whatever the time of day: a piece stamped later on the store's last day
-        # would hold that day twice.
+        # A store of daily (or longer) steps by day, whatever the time of day: a piece
+        # stamped later on the store's last day would hold that day twice. A store of
+        # shorter steps (hourly, say) by its stamps.
         first, last = labels[0], ends[-1]
-        days = _day_numbers(labels)
-        if days[0] <= _day_numbers(ends[-1:])[0]:
-            later = labels[days > _day_numbers(ends[-1:])[0]]
+        if step is not None and step >= (np.timedelta64(1, "D") if isinstance(step, np.timedelta64)
+                                         else datetime.timedelta(days=1)):
+            days, last_day = _day_numbers(labels), _day_numbers(ends[-1:])[0]
+            repeats, later = days[0] <= last_day, labels[days > last_day]
+        else:
+            repeats, later = first <= last, labels[labels > last]
+        if repeats:
             fix = (f"append piece.sel({dim}=slice({_text(later[0])!r}, None))" if len(later)
                    else "it holds no later day")
             raise DataError(f"the piece starts on {_text(first)}, not after the store's last day "
@@ -2062,16 +2075,8 @@ def _check_days(piece: xr.Dataset, store: xr.Dataset, dim: str, bounds: str | No
     _check_encodable(piece, store, dim, name)
     if bounds is not None and bounds in piece.variables:
         _check_bounds(piece, store, dim, bounds, name)
-    # Steps in milliseconds of numpy's datetime64 where the axes are datetime64: pandas
-    # takes a store's last stamp and a piece's of other resolutions to nanoseconds to
-    # subtract them, which cannot hold a date outside 1678-2262.
-    step = (_as_steps(ends[-2:])[1] - _as_steps(ends[-2:])[0] if len(ends) > 1 else
-            _bounds_step(store, bounds) if bounds is not None else
-            _as_steps(labels[:2])[1] - _as_steps(labels[:2])[0] if len(labels) > 1 else None)
     if not step or not len(ends):
         return
-    if isinstance(step, np.timedelta64):
-        step = step.astype("timedelta64[ms]")
     stamps = [ends[-1], *labels]
     at = [*_as_steps(ends[-1:]), *_as_steps(labels)]
     gaps = [(a, b, int((tb - ta) / step) - 1)
@@ -2131,15 +2136,43 @@ def _check_bounds(piece: xr.Dataset, store: xr.Dataset, dim: str, bounds: str, n
     if pairs.ndim != 2 or pairs.shape[1] != 2:
         return
     stamps = np.asarray(piece[dim].values)
-    lo, hi, t = (_as_steps(v) for v in (pairs[:, 0], pairs[:, 1], stamps))
-    bad = [k for k in range(len(t)) if not (lo[k] <= t[k] <= hi[k])]
-    if bad:
+    held = _holds(pairs[:, 0], stamps, pairs[:, 1])
+    if held is None:  # bounds as numbers (not decoded): nothing to compare them with
+        return
+    bad = np.flatnonzero(~held)
+    if len(bad):
         k = bad[0]
         raise DataError(
             f"the piece's time bounds {bounds!r} do not hold their {dim!r} stamps at {len(bad)} of "
-            f"{len(t)} steps (e.g. {_text(stamps[k])} with bounds {_text(pairs[k, 0])} to "
+            f"{len(stamps)} steps (e.g. {_text(stamps[k])} with bounds {_text(pairs[k, 0])} to "
             f"{_text(pairs[k, 1])}); give each step the bounds of its own day (drop the bounds "
             "and append_zarr adds them)")
+
+
+def _holds(lower: Any, stamps: Any, upper: Any) -> Any:
+    """Elementwise ``lower <= stamps <= upper`` for times of any kind: cftime dates of one
+    calendar as they are, other mixtures (bounds left in datetime64 by a conversion of
+    the calendar of the times, say) by their calendar fields; None where one of them is
+    not times (numbers)."""
+    import numpy as np
+
+    arrays = [np.asarray(a).ravel() for a in (lower, stamps, upper)]
+    if all(a.dtype == object for a in arrays):
+        calendars = {getattr(x, "calendar", None) for a in arrays for x in a if not _missing(x)}
+        if len(calendars) == 1:
+            return np.array([not any(_missing(v) for v in trio) and trio[0] <= trio[1] <= trio[2]
+                             for trio in zip(*arrays)], dtype=bool)
+    conv = []
+    for a in arrays:
+        if np.issubdtype(a.dtype, np.datetime64):
+            conv.append(a.astype("datetime64[us]"))
+        elif a.dtype == object:
+            conv.append(np.array([np.datetime64("NaT", "us") if f is None else f
+                                  for f in _fields_as_datetime64(a)], dtype="datetime64[us]"))
+        else:
+            return None
+    lo, t, hi = conv
+    return (lo <= t) & (t <= hi)
 
 
 def _missing(x: Any) -> bool:
@@ -2174,10 +2207,11 @@ def _same_instants(a: Any, b: Any) -> Any:
     Two datetime64 arrays are compared as whole seconds and the remainders within them,
     each in its own unit: converting both to nanoseconds, as numpy promotes them,
     overflows beyond 2262 (numpy 2.5 raises; earlier releases wrap around silently, so
-    that instants 2**64 ns apart compare equal). Two cftime dates are compared as such
-    (dates of two calendars are never the same); a cftime date and a datetime64 by the
-    calendar fields (year, month, day, time of day), which is what a store on the cftime
-    calendar shows for both. Missing values (NaT, None, NaN) are the same as each other.
+    that instants 2**64 ns apart compare equal). Two cftime dates of one calendar are
+    compared as such; dates of two calendars, or a cftime date and a datetime64, by
+    their calendar fields (year, month, day, time of day), which is what a store shows
+    for both (xarray writes a date of another calendar by its fields). Missing values
+    (NaT, None, NaN) are the same as each other.
     """
     import numpy as np
 
@@ -2188,10 +2222,11 @@ def _same_instants(a: Any, b: Any) -> Any:
             if _missing(x) or _missing(y):
                 same.append(_missing(x) and _missing(y))
                 continue
-            try:
-                same.append(bool(x == y) and getattr(x, "calendar", None) == getattr(y, "calendar", None))
-            except TypeError:  # cftime dates of two calendars
-                same.append(False)
+            if getattr(x, "calendar", None) == getattr(y, "calendar", None):
+                same.append(bool(x == y))
+            else:  # two calendars (bounds a conversion left on another): by their fields
+                fx, fy = _fields_as_datetime64(np.array([x, y], dtype=object))
+                same.append(fx is not None and fy is not None and bool(fx == fy))
         return np.array(same, dtype=bool).reshape(a.shape)
     if a.dtype == object or b.dtype == object:
         obj, other = (a, b) if a.dtype == object else (b, a)
