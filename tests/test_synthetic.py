@@ -294,3 +294,14 @@ def test_times_within_one_day_make_that_day() -> None:
     # An end earlier in the same day was refused as "before" the start.
     ds = synthetic_basin(n_segments=2, start="2001-01-01T18:00", end="2001-01-01T06:00")
     assert ds.sizes["time"] == 1
+
+
+def test_sensor_noise_is_bounded_to_what_validate_accepts() -> None:
+    # A noise of 6 degC and more made readings that validate refused (UnitsError); up to
+    # 100 was accepted.
+    import xmsgl
+
+    with pytest.raises(ParameterError, match="'obs_noise' must lie in"):
+        xmsgl.datasets.synthetic_basin(n_segments=4, start="2001-01-01", end="2001-03-31", obs_noise=5.0)
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2001-01-01", end="2001-03-31", obs_noise=2.0)
+    xmsgl.validate(ds)

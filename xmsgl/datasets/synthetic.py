@@ -1006,7 +1006,9 @@ def synthetic_basin(
     seg_obs_share, reach_obs_share : float, default 0.6 and 0.02
         Share of segments and of reaches that carry a temperature sensor.
     obs_noise : float, default 0.25
-        Standard deviation of sensor noise in degC.
+        Standard deviation of sensor noise in degC, at most 2 (beyond that the noisy
+        readings leave the range that :func:`xmsgl.validate` accepts). From about 1.5
+        degC a few readings may fall below -5 degC, and validate warns of them.
     chunks : int, optional
         Return dask-backed (node, time) variables built about ``chunks`` reaches at a
         time (whole drainage basins per chunk). The topology and static attributes are
@@ -1080,8 +1082,10 @@ def synthetic_basin(
                                             0.0, 1e3, "use 0 for no fine-only tributaries"),
         reach_length=_check_real("reach_length", reach_length, 0.0, 1e6,
                                  "give the mean reach length in m, e.g. 1000.0", low_open=True),
-        obs_noise=_check_real("obs_noise", obs_noise, 0.0, 100.0,
-                              "give the sensor noise standard deviation in degC, e.g. 0.25"),
+        obs_noise=_check_real("obs_noise", obs_noise, 0.0, 2.0,
+                              "give the sensor noise standard deviation in degC, e.g. 0.25 "
+                              "(stream thermistors read within 0.1-0.5 degC; a noise of 5 degC "
+                              "made readings that validate refuses)"),
     )
     seg_obs_share = _check_real("seg_obs_share", seg_obs_share, 0.0, 1.0,
                                 "give a share between 0 and 1, e.g. 0.6")
