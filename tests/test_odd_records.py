@@ -512,3 +512,92 @@ def test_object_bounds_that_are_not_dates_pass_and_fills_add_up() -> None:
     assert fill_daily(once).attrs["xmsgl_filled_days"] == 3  # nothing more to fill
     lazy = fill_daily(gappy.chunk({"time": (3, 50, 3)}))
     assert max(lazy.seg_air_temp.chunksizes["time"]) == 50 and len(lazy.seg_air_temp.chunksizes["time"]) == 2
+
+
+def _small() -> xr.Dataset:
+    return xmsgl.datasets.synthetic_basin(n_segments=4, start="2001-01-01", end="2001-01-20",
+                                          reach_obs_share=0.3)
+
+
+def test_bounds_found_by_name_when_the_conversion_dropped_their_attribute() -> None:
+    # The advice for cftime dates beyond 2262 (to_datetimeindex) drops time's 'bounds'
+    # attribute: a daily mean stamped at the end of its day then passed without a word.
+    import datetime
+
+    from xmsgl.exceptions import TimeError
+
+    t = xr.date_range("2290-01-02", periods=20, calendar="noleap", use_cftime=True)
+    ds = _small().assign_coords(time=t)
+    ds["time_bnds"] = (("time", "nv"), np.array([[d - datetime.timedelta(days=1), d] for d in t],
+                                                dtype=object))
+    ds.time.attrs["bounds"] = "time_bnds"
+    d = ds.convert_calendar("proleptic_gregorian", use_cftime=True)
+    d = d.assign_coords(time=d.indexes["time"].to_datetimeindex(time_unit="s"))
+    assert "bounds" not in d.time.attrs
+    with pytest.raises(TimeError, match="lies outside its bounds 'time_bnds'"):
+        xmsgl.validate(d)
+    with pytest.raises(TimeError, match="lies outside its bounds 'time_bnds'"):
+        fill_daily(d)
+
+
+def test_fill_daily_names_a_nat_and_refuses_an_exclude_of_no_names() -> None:
+    from xmsgl.exceptions import ParameterError, TimeError
+
+    ds = _small()
+    times = ds.time.values.copy()
+    times[3] = np.datetime64("NaT", "ns")
+    # It was told to sort and drop repeats, which keeps the NaT.
+    with pytest.raises(TimeError, match=r"holds NaT \(not-a-time\) at positions \[3\]"):
+        fill_daily(ds.assign_coords(time=times))
+    for exclude in (None, 5):  # a bare TypeError
+        with pytest.raises(ParameterError, match="exclude must be a variable name"):
+            fill_daily(ds, exclude=exclude)  # type: ignore[arg-type]
+    assert fill_daily(ds.isel(time=[0])).attrs["xmsgl_filled_days"] == 0
+
+
+def test_integers_filled_are_not_written_back_as_zeros(tmp_path) -> None:
+    # An int16 record without a _FillValue kept its encoding once the added days made it
+    # float with NaN: written, the 3 added days read back as 0 degC observations.
+    from xmsgl.io import to_netcdf_safe
+
+    ds = _small()
+    ds["reach_temp"] = ds.reach_temp_true.round().astype("int16")
+    ds.reach_temp.attrs["units"] = "degC"
+    ds.to_netcdf(tmp_path / "in.nc")
+    with xr.open_dataset(tmp_path / "in.nc") as r:
+        gappy = r.load().drop_sel(time=r.time[5:8])
+    filled = fill_daily(gappy)
+    to_netcdf_safe(filled, tmp_path / "filled.nc")
+    with xr.open_dataset(tmp_path / "filled.nc") as back:
+        assert int(back.reach_temp.sel(time=slice("2001-01-06", "2001-01-08")).notnull().sum()) == 0
+        assert int(back.reach_temp.sel(time="2001-01-05").notnull().sum()) == ds.sizes["reach"]
+
+
+def test_output_dataset_takes_any_days_and_makes_the_bounds_it_names() -> None:
+    from xmsgl.convention import daily_time_bounds, output_dataset
+    from xmsgl.exceptions import TimeError
+
+    def pred(days: list[str]) -> xr.DataArray:
+        return xr.DataArray(np.ones((2, len(days)), "float32"), dims=("reach", "time"),
+                            coords={"reach": [1, 2], "time": pd.DatetimeIndex(days)},
+                            name="reach_temp_pred", attrs={"units": "degC"})
+
+    # NaT at an end: a bare ValueError; unsorted days: the coverage ended before it began.
+    out = output_dataset(pred(["2001-01-01", "2001-01-02", "NaT"]), source="t")
+    assert (out.attrs["time_coverage_start"], out.attrs["time_coverage_end"]) == ("2001-01-01", "2001-01-03")
+    out = output_dataset(pred(["2001-01-05", "2001-01-01", "2001-01-03"]), source="t")
+    assert (out.attrs["time_coverage_start"], out.attrs["time_coverage_end"]) == ("2001-01-01", "2001-01-06")
+    # A prediction taken from a dataset with bounds names them without holding them.
+    named = pred(["2001-01-01", "2001-01-02"])
+    named.time.attrs["bounds"] = "time_bnds"
+    out = output_dataset(named, source="t")
+    assert out.time.attrs["bounds"] in out.variables
+    assert str(out[out.time.attrs["bounds"]].values[0, 1])[:10] == "2001-01-02"
+    # On a model calendar the coverage is given too (it was left out).
+    noleap = pred(["2001-02-26", "2001-02-27", "2001-02-28", "2001-03-01"]).convert_calendar("noleap")
+    out = output_dataset(noleap, source="t")
+    assert (out.attrs["time_coverage_start"], out.attrs["time_coverage_end"]) == ("2001-02-26", "2001-03-02")
+    # Time zones: a bare TypeError of numpy's.
+    zoned = xr.Dataset(coords={"time": pd.date_range("2001-01-01", periods=2, tz="UTC")})
+    with pytest.raises(TimeError, match="timezone-aware"):
+        daily_time_bounds(zoned)

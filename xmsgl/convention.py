@@ -742,6 +742,11 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
             raise TimeError(cftime_message(calendar))
         raise TimeError(f"coordinate 'time' must hold dates (datetime64), got {ds[TIME].dtype}")
     t = pd.DatetimeIndex(ds[TIME].values)
+    if t.hasnans:
+        where = np.flatnonzero(np.asarray(t.isna()))
+        raise TimeError(f"coordinate 'time' holds NaT (not-a-time) at positions "
+                        f"{where[:5].tolist()}{' ...' if where.size > 5 else ''}; drop those steps "
+                        "first: ds = ds.sel(time=ds.time.notnull())")
     if len(t) and not (t[1:] > t[:-1]).all():
         raise TimeError("the days of 'time' are unsorted or repeated; sort them "
                         "(ds.sortby('time')) and drop repeats first")
@@ -762,7 +767,9 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
     # made again from the stamps (which would hide the shift).
     _check_time_bounds(ds, np.asarray(t.values))
     if len(t) < 2:
-        return ds.copy()
+        out = ds.copy()
+        out.attrs["xmsgl_filled_days"] = int(ds.attrs.get("xmsgl_filled_days", 0) or 0)
+        return out
     daily = pd.date_range(t[0], t[-1], freq="D", unit=t.unit)  # beyond 2262 in seconds
     added = np.asarray(~daily.isin(t))
     if max_gap is not None:
@@ -772,8 +779,8 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
                 added[a:b] = False
         daily = daily[added | np.asarray(daily.isin(t))]
         added = np.asarray(~daily.isin(t))
-    bounds = ds[TIME].attrs.get("bounds")
-    base = ds.drop_vars(bounds) if isinstance(bounds, str) and bounds in ds.variables else ds
+    bounds = time_bounds_name(ds)
+    base = ds.drop_vars(bounds) if bounds is not None else ds
     flags = {str(n): False for n, v in base.data_vars.items()
              if TIME in v.dims and v.dtype == bool}
     full = (base.reindex({TIME: daily}, fill_value=flags) if flags
@@ -784,7 +791,14 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
     # (CMIP extensions), in pandas' conversion between datetime64 units.
     day_numbers = daily.values.astype("datetime64[D]").astype(np.int64).astype(np.float64)
     # One name is a name, not its letters; a name that is no input is a mistake.
-    skip = {exclude} if isinstance(exclude, str) else set(exclude)
+    skip: set[Any]
+    try:
+        skip = {exclude} if isinstance(exclude, str) else set(exclude)
+    except TypeError:
+        skip = {None}  # refused below
+    if not all(isinstance(e, str) for e in skip):
+        raise ParameterError(f"exclude must be a variable name or a list of them, got {exclude!r}; "
+                             "e.g. exclude=['reach_discharge'] (an empty list fills every input)")
     inputs = input_variables(ds, warn=False).all()
     unknown = sorted(map(str, skip - set(inputs)))
     if unknown:
@@ -810,7 +824,14 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
     for key in full.data_vars:
         if key in ds.variables and not full[key].encoding:
             full[key].encoding = dict(ds[key].encoding)
-    if isinstance(bounds, str) and bounds in ds.variables:
+        # An integer variable the added days made float (NaN on them): its integer
+        # encoding without a _FillValue would write those days back as 0.
+        enc = full[key].encoding
+        if (full[key].dtype.kind == "f" and np.dtype(enc.get("dtype", "f8")).kind in "iu"
+                and "_FillValue" not in enc and "missing_value" not in enc):
+            full[key].encoding = {k: v for k, v in enc.items()
+                                  if k not in ("dtype", "scale_factor", "add_offset")}
+    if bounds is not None:
         full[TIME].attrs = {k: v for k, v in full[TIME].attrs.items() if k != "bounds"}
         full = daily_time_bounds(full)
     # Which days were drawn, for downscale's outputs (xmsgl_input_filled_*) and history.
@@ -1620,12 +1641,27 @@ def _cftime_bounds_as_dates(vals: np.ndarray) -> np.ndarray:
     return out
 
 
+def time_bounds_name(ds: xr.Dataset) -> str | None:
+    """The variable of ``time``'s bounds: the one its ``bounds`` attribute names, or,
+    where that attribute is gone (``assign_coords(time=...)`` drops it, as in the
+    conversion of dates beyond 2262), a ``time_bnds`` or ``time_bounds`` of two values a
+    day; None where there is none."""
+    name = ds[TIME].attrs.get("bounds")
+    if isinstance(name, str):
+        return name if name in ds.variables else None
+    for name in ("time_bnds", "time_bounds"):
+        if name in ds.variables and ds[name].ndim == 2 and ds[name].dims[0] == TIME \
+                and ds[name].shape[1] == 2:
+            return name
+    return None
+
+
 def _check_time_bounds(ds: xr.Dataset, t: np.ndarray) -> None:
     """Refuse stamps outside the CF bounds ``time`` names: the day of a value is read
     from its stamp, so a daily mean stamped at the end of its interval (00:00 of the
     next day, as some products write) would be taken for the next day's, silently."""
-    name = ds[TIME].attrs.get("bounds")
-    if not isinstance(name, str) or name not in ds.variables:
+    name = time_bounds_name(ds)
+    if name is None:
         return
     b = ds[name]
     if b.ndim != 2 or TIME not in b.dims or not t.size:
@@ -2121,11 +2157,20 @@ def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None
                              "source": str(source),
                              "date_created": datetime.datetime.now(datetime.timezone.utc).strftime(
                                  "%Y-%m-%dT%H:%M:%SZ")}
-    if (TIME in result.coords and result[TIME].ndim == 1 and result.sizes[TIME]
-            and result[TIME].dtype.kind == "M"):
-        days = result[TIME].values
-        attrs["time_coverage_start"] = day_text(days[0])
-        attrs["time_coverage_end"] = day_text(days[-1], after=True)
+    if TIME in result.coords and result[TIME].ndim == 1 and result.sizes[TIME]:
+        # The first and last of the days there are (unsorted days, NaT at either end),
+        # on any calendar (cftime dates too).
+        _refuse_timezones(result[TIME])
+        values = np.asarray(result[TIME].values)
+        if values.dtype.kind == "M":
+            days = list(values[~np.isnat(values)])
+        elif values.dtype == object:
+            days = [d for d in values if hasattr(d, "year") and hasattr(d, "calendar")]
+        else:
+            days = []
+        if days:
+            attrs["time_coverage_start"] = day_text(min(days))
+            attrs["time_coverage_end"] = day_text(max(days), after=True)
     # A discrete sampling geometry needs its instance variable (cf_role) in the file too.
     if inputs.get("featureType") and any(result[d].attrs.get("cf_role") for d in result.dims
                                          if d in result.coords):
@@ -2181,9 +2226,17 @@ def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:
     '2001-01-02'
     """
     expect_dataset(ds)
-    if (TIME not in ds.dims or TIME not in ds.coords or ds[TIME].ndim != 1
-            or "bounds" in ds[TIME].attrs):
+    if TIME not in ds.dims or TIME not in ds.coords or ds[TIME].ndim != 1:
         return ds
+    named = ds[TIME].attrs.get("bounds")
+    if named is not None:
+        if not isinstance(named, str) or named in ds.variables:
+            return ds
+        # A bounds attribute of a variable not there (a DataArray taken from a dataset
+        # that had them): the file would name bounds it lacks, so they are made.
+        ds = ds.copy()
+        ds[TIME].attrs = {k: v for k, v in ds[TIME].attrs.items() if k != "bounds"}
+    _refuse_timezones(ds[TIME])
     if isinstance(ds.indexes.get(TIME), xr.CFTimeIndex):
         return _cftime_daily_bounds(ds)
     if not np.issubdtype(ds[TIME].dtype, np.datetime64):
