@@ -601,3 +601,36 @@ def test_output_dataset_takes_any_days_and_makes_the_bounds_it_names() -> None:
     zoned = xr.Dataset(coords={"time": pd.date_range("2001-01-01", periods=2, tz="UTC")})
     with pytest.raises(TimeError, match="timezone-aware"):
         daily_time_bounds(zoned)
+
+
+@pytest.mark.filterwarnings("ignore:saving variable .* as an integer dtype")
+def test_fill_daily_keeps_what_it_did_not_fill_and_writes_decode_coords_all(tmp_path) -> None:
+    from xmsgl.convention import daily_time_bounds
+    from xmsgl.io import to_netcdf_safe, to_zarr_safe
+
+    ds = daily_time_bounds(_small())
+    # Packed as integers with a scale factor: kept so (it was written back as float64).
+    ds["reach_elevation"].encoding = {"dtype": "int16", "scale_factor": 0.5}
+    ds.to_netcdf(tmp_path / "in.nc")
+    with xr.open_dataset(tmp_path / "in.nc", decode_coords="all") as r:
+        opened = r.load()
+    assert "bounds" not in opened.time.attrs and opened.time.encoding.get("bounds") == "time_bnds"
+    filled = fill_daily(opened.drop_sel(time=opened.time[5:8]))
+    assert filled.reach_elevation.encoding.get("dtype") == np.dtype("int16")
+    # Bounds kept in the encoding by decode_coords="all": xarray refused to write them
+    # with the attribute the rebuilt bounds gave ("Key 'bounds' already exists").
+    to_netcdf_safe(filled, tmp_path / "filled.nc")
+    to_zarr_safe(filled, tmp_path / "filled.zarr")
+    with xr.open_dataset(tmp_path / "filled.nc") as back:
+        assert back.sizes["time"] == 20
+        assert back.reach_elevation.encoding["dtype"] == np.dtype("int16")
+        assert str(back.time_bnds.values[6, 0])[:10] == "2001-01-07"
+
+
+def test_a_time_bnds_of_numbers_is_not_taken_for_bounds() -> None:
+    from xmsgl.convention import daily_time_bounds
+
+    ds = _small()
+    ds["time_bnds"] = (("time", "two"), np.stack([np.arange(20.0), np.arange(20.0) + 1], axis=1))
+    out = daily_time_bounds(fill_daily(ds))
+    assert out.time_bnds.dims == ("time", "two") and float(out.time_bnds.values[0, 1]) == 1.0

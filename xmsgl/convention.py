@@ -702,8 +702,11 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
     -------
     xarray.Dataset
         A copy on daily steps, with the attribute ``xmsgl_filled_days`` (the number of
-        days added); each variable keeps its attributes and encoding, and time bounds
-        named by ``time``'s ``bounds`` attribute are made again for every day. Dask
+        days added); each variable keeps its attributes and encoding (but an integer
+        one without a ``_FillValue``, now float with NaN on the added days, loses its
+        integer ``dtype``), and time bounds (named by ``time``'s ``bounds`` attribute,
+        or a ``time_bnds`` / ``time_bounds`` of dates where that was lost) are made
+        again for every day. Dask
         variables stay lazy (an interpolated one in chunks of the input's largest chunk
         length along time). The added days are named in ``xmsgl_filled_spans`` and a
         ``history`` line; ``downscale`` carries both counts to its outputs
@@ -714,10 +717,12 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
     SchemaError
         ``ds`` is no Dataset.
     TimeError
-        ``ds`` has no ``time`` dimension of dates, its days are unsorted or repeated,
-        its stamps lie at several times of day or carry a time zone.
+        ``ds`` has no ``time`` dimension of dates, a step is NaT, its days are unsorted
+        or repeated, its stamps lie at several times of day or carry a time zone, or
+        lie outside their time bounds.
     ParameterError
-        ``max_gap`` is not a whole number of at least 1.
+        ``max_gap`` is not a whole number of at least 1, or ``exclude`` names no
+        input, or is not names.
 
     Examples
     --------
@@ -825,9 +830,11 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
         if key in ds.variables and not full[key].encoding:
             full[key].encoding = dict(ds[key].encoding)
         # An integer variable the added days made float (NaN on them): its integer
-        # encoding without a _FillValue would write those days back as 0.
+        # encoding without a _FillValue would write those days back as 0. (A float
+        # packed as integers, with a scale_factor, keeps its packing.)
         enc = full[key].encoding
-        if (full[key].dtype.kind == "f" and np.dtype(enc.get("dtype", "f8")).kind in "iu"
+        if (key in ds.variables and ds[key].dtype.kind in "iu" and full[key].dtype.kind == "f"
+                and np.dtype(enc.get("dtype", "f8")).kind in "iu"
                 and "_FillValue" not in enc and "missing_value" not in enc):
             full[key].encoding = {k: v for k, v in enc.items()
                                   if k not in ("dtype", "scale_factor", "add_offset")}
@@ -1646,12 +1653,13 @@ def time_bounds_name(ds: xr.Dataset) -> str | None:
     where that attribute is gone (``assign_coords(time=...)`` drops it, as in the
     conversion of dates beyond 2262), a ``time_bnds`` or ``time_bounds`` of two values a
     day; None where there is none."""
-    name = ds[TIME].attrs.get("bounds")
+    name = ds[TIME].attrs.get("bounds", ds[TIME].encoding.get("bounds"))  # encoding: decode_coords="all"
     if isinstance(name, str):
         return name if name in ds.variables else None
     for name in ("time_bnds", "time_bounds"):
-        if name in ds.variables and ds[name].ndim == 2 and ds[name].dims[0] == TIME \
-                and ds[name].shape[1] == 2:
+        if (name in ds.variables and ds[name].ndim == 2 and ds[name].dims[0] == TIME
+                and ds[name].shape[1] == 2
+                and (ds[name].dtype.kind == "M" or ds[name].dtype == object)):  # dates, not numbers
             return name
     return None
 
@@ -2112,6 +2120,8 @@ def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None
     ParameterError
         When ``pred`` is not a DataArray with a name or a Dataset, or ``ds`` is not a
         Dataset.
+    TimeError
+        Its ``time`` carries a time zone.
 
     Examples
     --------
@@ -2168,9 +2178,13 @@ def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None
             days = [d for d in values if hasattr(d, "year") and hasattr(d, "calendar")]
         else:
             days = []
-        if days:
-            attrs["time_coverage_start"] = day_text(min(days))
-            attrs["time_coverage_end"] = day_text(max(days), after=True)
+        try:
+            first_day, last_day = (min(days), max(days)) if days else (None, None)
+        except TypeError:  # cftime dates of several calendars: no coverage to give
+            first_day = last_day = None
+        if first_day is not None:
+            attrs["time_coverage_start"] = day_text(first_day)
+            attrs["time_coverage_end"] = day_text(last_day, after=True)
     # A discrete sampling geometry needs its instance variable (cf_role) in the file too.
     if inputs.get("featureType") and any(result[d].attrs.get("cf_role") for d in result.dims
                                          if d in result.coords):
@@ -2213,8 +2227,11 @@ def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:
     instant. A stamp within the day (noon, as some records give daily values) gets the
     bounds of its day, as the periods read it. Time and bounds are encoded in the same
     units (days, or hours, minutes or seconds where the stamps need them, since the
-    first day) and calendar. A dataset whose ``time`` already names its bounds, or
-    without a one-dimensional ``time`` of ``datetime64`` values, is returned as it is.
+    first day) and calendar. A dataset whose ``time`` already names its bounds (in its
+    attributes, or its encoding as ``decode_coords="all"`` puts it), or without a
+    one-dimensional ``time`` of ``datetime64`` values or cftime dates, is returned as it
+    is; where ``time`` names bounds the dataset lacks, they are made. Timezone-aware
+    stamps are a :class:`~xmsgl.exceptions.TimeError`.
     Files appended to along ``time`` need the bounds in every piece: apply this
     function to each.
 
@@ -2228,7 +2245,7 @@ def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:
     expect_dataset(ds)
     if TIME not in ds.dims or TIME not in ds.coords or ds[TIME].ndim != 1:
         return ds
-    named = ds[TIME].attrs.get("bounds")
+    named = ds[TIME].attrs.get("bounds", ds[TIME].encoding.get("bounds"))  # encoding: decode_coords="all"
     if named is not None:
         if not isinstance(named, str) or named in ds.variables:
             return ds
@@ -2236,6 +2253,7 @@ def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:
         # that had them): the file would name bounds it lacks, so they are made.
         ds = ds.copy()
         ds[TIME].attrs = {k: v for k, v in ds[TIME].attrs.items() if k != "bounds"}
+        ds[TIME].encoding = {k: v for k, v in ds[TIME].encoding.items() if k != "bounds"}
     _refuse_timezones(ds[TIME])
     if isinstance(ds.indexes.get(TIME), xr.CFTimeIndex):
         return _cftime_daily_bounds(ds)
@@ -2269,7 +2287,7 @@ def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:
                "calendar": ds[TIME].encoding.get("calendar", "proleptic_gregorian"),
                "dtype": "int64"}
         out[TIME].encoding = {k: v for k, v in ds[TIME].encoding.items()
-                              if k not in ("units", "calendar", "dtype", "_FillValue")} | enc
+                              if k not in ("units", "calendar", "dtype", "_FillValue", "bounds")} | enc
         out[name].encoding = dict(enc)
     return out
 
@@ -2294,7 +2312,7 @@ def _cftime_daily_bounds(ds: xr.Dataset) -> xr.Dataset:
     enc = {"units": f"{'days' if exact else 'seconds'} since {first.strftime('%Y-%m-%d %H:%M:%S')}",
            "calendar": str(getattr(index, "calendar", "standard")), "dtype": "int64"}
     out[TIME].encoding = {k: v for k, v in ds[TIME].encoding.items()
-                          if k not in ("units", "calendar", "dtype", "_FillValue")} | enc
+                          if k not in ("units", "calendar", "dtype", "_FillValue", "bounds")} | enc
     out[name].encoding = dict(enc)
     return out
 
