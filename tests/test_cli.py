@@ -722,7 +722,7 @@ def test_evaluate_advice_names_what_evaluate_takes() -> None:
 
     said = _cli_words("no validation period: ...; give val=(start, end) (days not in train) to "
                       "choose it on held-out days", "evaluate")
-    assert "--val" not in said and "fewer --folds" in said
+    assert "--val" not in said and "more whole water years" in said and "with --cv, fewer --folds" in said
     said = _cli_words("no fine observations in the training period [('a', 'b')]; give a training "
                       "period with observations or use method='remap'", "evaluate")
     assert "--method" not in said and said.endswith("with observations")

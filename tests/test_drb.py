@@ -459,6 +459,11 @@ def test_reach_topology_flags(drb_mirror: xr.Dataset) -> None:
     assert set(np.unique(flag.values)) <= set(flag.attrs["flag_values"].tolist())
     assert len(flag.attrs["flag_meanings"].split()) == len(flag.attrs["flag_values"])
     assert int((flag == 1).sum()) > 800  # the RouteLink-covered reaches
+    # The true/false flags name their values too (they had neither attribute).
+    for name in ("seg_has_hru", "seg_in_space_holdout", "in_time_holdout"):
+        yes_no = drb_mirror[name]
+        assert yes_no.dtype == bool and yes_no.attrs["flag_values"].tolist() == [0, 1], name
+        assert yes_no.attrs["flag_meanings"].split()[1] in name
 
 
 def test_tributaries_of_split_segments_enter_the_lower_piece(drb_mirror: xr.Dataset,

@@ -477,6 +477,7 @@ def test_sparsity_sweep_and_plot(small_basin: xr.Dataset) -> None:
     assert np.isfinite(sw.rmse.values).all() and np.isfinite(sw.mae.values).all()
     assert sw["n"].dtype == np.int64  # a count, as metrics.skill gives it
     n = sw.n_train_obs.values
+    assert sw.n_train_obs.attrs["units"] == "1" and sw.n_train_obs.attrs["long_name"]
     assert (n[1] < n[0]).all() and n[1, 0] == pytest.approx(0.05 * n[0, 0], rel=0.05)
     assert json.loads(sw.attrs["test_period"]) == [["2003-10-01", "2004-09-30"]]
     fig = plot_sparsity(sw)

@@ -481,7 +481,8 @@ _EVALUATE_WORDS = (
     (r"\bgive train=\(start, end\) to choose them", "give --test START END to choose the test period"),
     # It has no --val: the validation years follow from the folds and the record.
     (r"\bgive val=\(start, end\) \(days not in train\) to choose it on held-out days",
-     "fewer --folds, or a record with more whole water years, leave one to validate on"),
+     "give a record with more whole water years, which leaves one to validate on (with "
+     "--cv, fewer --folds do too)"),
     (r" or use method='remap'", ""),
     # Its record is --start/--end of the synthetic basin or the file of --data.
     (r"\bgive train=\(start, end\) or a longer record",

@@ -1831,7 +1831,8 @@ def sparsity_sweep(
                             rows[(mi, i, j)] = _score(trainers[m](thin, test_ds, s), test_ds)
                     bar.update()
     out = _results_dataset(rows, {"method": method_list, "keep": keep_list, "seed": seed_list})
-    out["n_train_obs"] = (("keep", "seed"), n_obs)
+    out["n_train_obs"] = (("keep", "seed"), n_obs, {
+        "long_name": "fine training observations kept", "units": "1"})
     if defaults:
         # What each method fitted by the default trainer was given, where a shared
         # setting went to some of them only (a trainer of one's own reads none; {}

@@ -1114,6 +1114,11 @@ def _attrs(units: str | None, source: str, long_name: str, **extra: Any) -> dict
     return out if units is None else {"units": units, **out}
 
 
+def _yes_no(meaning: str) -> dict[str, Any]:
+    """CF flag attributes of a true/false variable (written to netCDF as 0 and 1)."""
+    return {"flag_values": np.array([0, 1], dtype=np.int8), "flag_meanings": f"not_{meaning} {meaning}"}
+
+
 _SEG_ATTR_COLUMNS = {
     # column: (units, long name); HRU-area-weighted PRMS parameters per segment.
     "hru_elev": ("m", "mean elevation of the contributing HRUs"),
@@ -1300,11 +1305,13 @@ def open_drb(
             None, "xmsgl: nearest connected segment with HRUs (upstream first), as PRMS",
             "segment whose HRU forcings and attributes this segment uses")),
         "seg_has_hru": (S, has_own, _attrs(None, f"{_F_CHANNEL} (hru_segment)",
-                                           "segment has HRUs of its own")),
+                                           "segment has HRUs of its own", **_yes_no("has_hru"))),
         "seg_in_space_holdout": (S, space_holdout, _attrs(
-            None, f"{_F_OBS} (in_space_holdout)", "segment is in the USGS spatial test set")),
+            None, f"{_F_OBS} (in_space_holdout)", "segment is in the USGS spatial test set",
+            **_yes_no("in_space_holdout"))),
         "in_time_holdout": (T, time_holdout, _attrs(
-            None, f"{_F_OBS} (in_time_holdout)", "day is in the USGS temporal test set")),
+            None, f"{_F_OBS} (in_time_holdout)", "day is in the USGS temporal test set",
+            **_yes_no("in_time_holdout"))),
         "seg_temp": ((S, T), seg_temp, _attrs(
             "degC", f"{_F_OBS} (mean_temp_c; subsegments joined by {_F_XWALK})",
             "observed water temperature: daily mean, or a single sample where the source has one")),
