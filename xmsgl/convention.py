@@ -1633,19 +1633,28 @@ def _check_time(ds: xr.Dataset) -> None:
     _check_time_bounds(ds, t)
 
 
-def _cftime_bounds_as_dates(vals: np.ndarray) -> np.ndarray:
-    """Bounds held as objects (cftime dates beside converted stamps) as datetime64 of
-    the same dates and times; anything else (NaN, None, text) and dates the standard
-    calendar lacks (30 February of 360_day) as NaT, which the check passes over."""
-    out = np.full(vals.shape, np.datetime64("NaT", "s"), dtype="datetime64[s]")
+def cftime_as_datetime64(vals: Any) -> tuple[np.ndarray, np.ndarray]:
+    """cftime dates as datetime64[us] of the same calendar fields (year, month, day, time
+    of day: the labels a store or file on that calendar shows), anything else (NaN, None,
+    text) as NaT; and, beside them, False where a cftime date's fields are no proleptic
+    Gregorian date (30 February of 360_day; NaT too), True elsewhere."""
+    vals = np.asarray(vals)
+    out = np.full(vals.shape, np.datetime64("NaT", "us"), dtype="datetime64[us]")
+    valid = np.ones(vals.shape, dtype=bool)
     for idx, v in np.ndenumerate(vals):
         if hasattr(v, "calendar") and hasattr(v, "year"):
             try:
                 out[idx] = np.datetime64(f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:"
-                                         f"{v.minute:02d}:{v.second:02d}")
+                                         f"{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}")
             except ValueError:
-                pass
-    return out
+                valid[idx] = False
+    return out, valid
+
+
+def _bounds_named(time: xr.DataArray) -> Any:
+    """What ``time`` names as its bounds: its ``bounds`` attribute, or the same key in its
+    encoding, where ``decode_coords="all"`` puts it."""
+    return time.attrs.get("bounds", time.encoding.get("bounds"))
 
 
 def time_bounds_name(ds: xr.Dataset) -> str | None:
@@ -1653,7 +1662,7 @@ def time_bounds_name(ds: xr.Dataset) -> str | None:
     where that attribute is gone (``assign_coords(time=...)`` drops it, as in the
     conversion of dates beyond 2262), a ``time_bnds`` or ``time_bounds`` of two values a
     day; None where there is none."""
-    name = ds[TIME].attrs.get("bounds", ds[TIME].encoding.get("bounds"))  # encoding: decode_coords="all"
+    name = _bounds_named(ds[TIME])
     if isinstance(name, str):
         return name if name in ds.variables else None
     for name in ("time_bnds", "time_bounds"):
@@ -1680,7 +1689,7 @@ def _check_time_bounds(ds: xr.Dataset, t: np.ndarray) -> None:
     if vals.dtype == object:
         # cftime bounds beside datetime64 stamps: convert_calendar converts 'time' and
         # leaves its bounds as they were. Read them by their dates, as the stamps are.
-        vals = _cftime_bounds_as_dates(vals)
+        vals = cftime_as_datetime64(vals)[0]
     if not np.issubdtype(vals.dtype, np.datetime64):
         return
     lo, hi = vals[:, 0], vals[:, 1]
@@ -2245,7 +2254,7 @@ def daily_time_bounds(ds: xr.Dataset) -> xr.Dataset:
     expect_dataset(ds)
     if TIME not in ds.dims or TIME not in ds.coords or ds[TIME].ndim != 1:
         return ds
-    named = ds[TIME].attrs.get("bounds", ds[TIME].encoding.get("bounds"))  # encoding: decode_coords="all"
+    named = _bounds_named(ds[TIME])
     if named is not None:
         if not isinstance(named, str) or named in ds.variables:
             return ds

@@ -1962,8 +1962,7 @@ def _checked_piece(piece: xr.Dataset, store: xr.Dataset, dim: str, same_model: b
                         + f". Append pieces with the variables (and coordinates along {dim!r}) of the "
                         f"store {name}")
     labels = piece.indexes[dim]
-    n_missing = int(np.sum([_missing(t) or (isinstance(t, np.datetime64) and np.isnat(t))
-                            for t in np.asarray(labels.values).ravel()]))
+    n_missing = int(np.asarray(labels.isna()).sum())
     if n_missing:
         raise DataError(f"the piece's {dim!r} holds {n_missing} missing label(s) (NaT); drop them "
                         f"(piece.sel({dim}=piece[{dim!r}].notnull())) or give them their times")
@@ -2051,9 +2050,16 @@ def _check_days(piece: xr.Dataset, store: xr.Dataset, dim: str, bounds: str | No
     # Steps in milliseconds of numpy's datetime64 where the axes are datetime64: pandas
     # takes a store's last stamp and a piece's of other resolutions to nanoseconds to
     # subtract them, which cannot hold a date outside 1678-2262.
-    step = (_as_steps(ends[-2:])[1] - _as_steps(ends[-2:])[0] if len(ends) > 1 else
-            _bounds_step(store, bounds) if bounds is not None else
-            _as_steps(labels[:2])[1] - _as_steps(labels[:2])[0] if len(labels) > 1 else None)
+    if len(ends) > 1:
+        a, b = _as_steps(ends[-2:])
+        step = b - a
+    elif bounds is not None:
+        step = _bounds_step(store, bounds)
+    elif len(labels) > 1:
+        a, b = _as_steps(labels[:2])
+        step = b - a
+    else:
+        step = None
     if isinstance(step, np.timedelta64):
         step = step.astype("timedelta64[ms]")
     if len(ends):
@@ -2156,6 +2162,8 @@ def _holds(lower: Any, stamps: Any, upper: Any) -> Any:
     not times (numbers)."""
     import numpy as np
 
+    from xmsgl.convention import cftime_as_datetime64
+
     arrays = [np.asarray(a).ravel() for a in (lower, stamps, upper)]
     if all(a.dtype == object for a in arrays):
         calendars = {getattr(x, "calendar", None) for a in arrays for x in a if not _missing(x)}
@@ -2167,8 +2175,7 @@ def _holds(lower: Any, stamps: Any, upper: Any) -> Any:
         if np.issubdtype(a.dtype, np.datetime64):
             conv.append(a.astype("datetime64[us]"))
         elif a.dtype == object:
-            conv.append(np.array([np.datetime64("NaT", "us") if f is None else f
-                                  for f in _fields_as_datetime64(a)], dtype="datetime64[us]"))
+            conv.append(cftime_as_datetime64(a)[0])
         else:
             return None
     lo, t, hi = conv
@@ -2177,27 +2184,6 @@ def _holds(lower: Any, stamps: Any, upper: Any) -> Any:
 
 def _missing(x: Any) -> bool:
     return x is None or (isinstance(x, float) and x != x)
-
-
-def _fields_as_datetime64(x: Any) -> Any:
-    """cftime dates as datetime64[us] of the same calendar fields (year, month, day, time
-    of day: the labels a store on that calendar shows); missing values as NaT, and
-    fields no proleptic Gregorian date has (30 February of 360_day) as None."""
-    import numpy as np
-
-    out: list[Any] = []
-    for d in x.ravel():
-        if _missing(d):
-            out.append(np.datetime64("NaT", "us"))
-            continue
-        try:
-            day = np.datetime64(f"{d.year:04d}-{d.month:02d}-{d.day:02d}", "us")
-        except ValueError:
-            out.append(None)
-            continue
-        out.append(day + np.timedelta64(((d.hour * 60 + d.minute) * 60 + d.second) * 10**6
-                                        + d.microsecond, "us"))
-    return out
 
 
 def _same_instants(a: Any, b: Any) -> Any:
@@ -2215,6 +2201,8 @@ def _same_instants(a: Any, b: Any) -> Any:
     """
     import numpy as np
 
+    from xmsgl.convention import cftime_as_datetime64
+
     a, b = np.asarray(a), np.asarray(b)
     if a.dtype == object and b.dtype == object:
         same = []
@@ -2225,15 +2213,12 @@ def _same_instants(a: Any, b: Any) -> Any:
             if getattr(x, "calendar", None) == getattr(y, "calendar", None):
                 same.append(bool(x == y))
             else:  # two calendars (bounds a conversion left on another): by their fields
-                fx, fy = _fields_as_datetime64(np.array([x, y], dtype=object))
-                same.append(fx is not None and fy is not None and bool(fx == fy))
+                (fx, fy), valid = cftime_as_datetime64(np.array([x, y], dtype=object))
+                same.append(bool(valid.all() and fx == fy))
         return np.array(same, dtype=bool).reshape(a.shape)
     if a.dtype == object or b.dtype == object:
         obj, other = (a, b) if a.dtype == object else (b, a)
-        fields = _fields_as_datetime64(obj)
-        valid = np.array([f is not None for f in fields], dtype=bool).reshape(obj.shape)
-        conv = np.array([np.datetime64("NaT", "us") if f is None else f for f in fields],
-                        dtype="datetime64[us]").reshape(obj.shape)
+        conv, valid = cftime_as_datetime64(obj)
         return valid & _same_instants(conv, other)
 
     def parts(x: Any) -> tuple[Any, Any]:
