@@ -21,6 +21,7 @@ from xmsgl.exceptions import (
     DataError,
     ModelMismatchError,
     ParameterError,
+    TimeError,
     TimeGapWarning,
     UnitsError,
     XmsglWarning,
@@ -691,3 +692,34 @@ def test_bounds_of_another_kind_than_the_times_append(tmp_path: Path) -> None:
     piece.time.attrs["bounds"] = "time_bnds"
     append_zarr(piece, store)
     assert str(xr.open_zarr(store).time_bnds.values[-1, 1])[:10] == "2001-01-07"
+
+
+def test_zoned_stamps_and_transposed_bounds_are_refused_with_the_fix(tmp_path: Path) -> None:
+    store = tmp_path / "s.zarr"
+    to_zarr_safe(daily_time_bounds(_piece(pd.date_range("2001-01-01", periods=3))), store)
+    before = _tree(store)
+    # A piece stamped in a time zone: on a store without bounds refused as holding "other
+    # times of day", on one with bounds with advice for a ``ds``.
+    plain = tmp_path / "plain.zarr"
+    to_zarr_safe(_piece(pd.date_range("2001-01-01", periods=3)), plain)
+    for where in (plain, store):
+        piece = _piece(pd.date_range("2001-01-04", periods=2, tz="America/New_York"))
+        with pytest.raises(TimeError, match=r"time zone America/New_York\); .*piece = piece\.assign_coords"
+                                            r"\(time=piece\.indexes\['time'\]\.tz_localize\(None\)\)"):
+            append_zarr(piece, where)
+    # Bounds on (nv, time): zarr's bare ValueError about overlapping chunks.
+    bounded = daily_time_bounds(_piece(pd.date_range("2001-01-04", periods=2)))
+    bounded["time_bnds"] = bounded["time_bnds"].transpose("nv", "time")
+    with pytest.raises(DataError, match=r"'time_bnds' are on \('nv', 'time'\) .* on \('time', 'nv'\); "
+                                        r"transpose them \(piece\['time_bnds'\]\.transpose\('time', 'nv'\)\)"):
+        append_zarr(bounded, store)
+    assert _tree(store) == before
+    # Each fix as told.
+    bounded["time_bnds"] = bounded["time_bnds"].transpose("time", "nv")
+    append_zarr(bounded, store)
+    piece = _piece(pd.date_range("2001-01-06", periods=1, tz="UTC"))
+    piece = piece.assign_coords(time=piece.indexes["time"].tz_localize(None))
+    append_zarr(piece, store)
+    out = xr.open_zarr(store)
+    assert [str(t)[:10] for t in out.time.values] == [f"2001-01-0{d}" for d in range(1, 7)]
+    assert str(out.time_bnds.values[-1, 1])[:10] == "2001-01-07"

@@ -1490,23 +1490,27 @@ def topology_arrays(ds: xr.Dataset) -> Topology:
     )
 
 
-def _refuse_timezones(time: xr.DataArray) -> None:
-    """Refuse timezone-aware stamps (pandas ``DatetimeTZDtype`` or tz-aware objects)."""
+def _refuse_timezones(time: xr.DataArray, owner: str = "ds") -> None:
+    """Refuse timezone-aware stamps (pandas ``DatetimeTZDtype`` or tz-aware objects);
+    ``owner`` is the name the advice gives the object that holds ``time``."""
     dtype = time.dtype
+    name = str(time.name)
     if isinstance(dtype, pd.DatetimeTZDtype):
         tz = dtype.tz
-        fix = "ds.indexes['time']"
+        fix = f"{owner}.indexes[{name!r}]"
     elif getattr(dtype, "kind", None) == "O" and time.size:
         tz = getattr(time.values.flat[0], "tzinfo", None)
         if tz is None:
             return
-        fix = "pd.DatetimeIndex(ds['time'].values)"
+        fix = f"pd.DatetimeIndex({owner}[{name!r}].values)"
     else:
         return
+    value = f"{fix}.tz_localize(None)"
+    assign = f"{name}={value}" if name.isidentifier() else f"{{{name!r}: {value}}}"
     raise TimeError(
-        f"coordinate 'time' holds timezone-aware timestamps (time zone {tz}); xmsgl needs naive "
+        f"coordinate {name!r} holds timezone-aware timestamps (time zone {tz}); xmsgl needs naive "
         f"datetime64 days: keep the local dates of daily values with "
-        f"ds = ds.assign_coords(time={fix}.tz_localize(None)) (a daily value's day is its "
+        f"{owner} = {owner}.assign_coords({assign}) (a daily value's day is its "
         f"local date; converting to UTC with tz_convert(None) would put the local midnights "
         f"of a zone east of Greenwich on the evening before, and each value on the day before "
         f"its own)"

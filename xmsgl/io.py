@@ -1697,6 +1697,8 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
         days do not follow the store's, a label is missing (NaT), or its times (or
         time bounds) are ones the store's time encoding (units, calendar, number
         type) cannot hold exactly.
+    TimeError
+        The piece's times carry a time zone.
     UnitsError
         A variable's units differ.
     ModelMismatchError
@@ -1950,6 +1952,9 @@ def _checked_piece(piece: xr.Dataset, store: xr.Dataset, dim: str, same_model: b
                             f"has {sorted(map(str, store.dims))}, the piece {sorted(map(str, piece.dims))})")
     if not piece.sizes[dim]:
         raise DataError(f"the piece has no {dim!r} step to append")
+    from xmsgl.convention import _refuse_timezones
+
+    _refuse_timezones(piece[dim], owner="piece")
     _check_calendars(piece.indexes[dim], store.indexes[dim], name)
     bounds: str | None = store[dim].encoding.get("bounds", store[dim].attrs.get("bounds"))
     piece = _with_bounds(piece, store, dim, bounds, name)
@@ -2030,6 +2035,10 @@ def _with_bounds(piece: xr.Dataset, store: xr.Dataset, dim: str, bounds: str | N
             piece[dim].attrs["bounds"] = bounds
     # On the store's name for the bounds' second dimension ("nv", "bnds"...), whoever made them.
     there, here = store[bounds].dims, piece[bounds].dims
+    if len(here) == len(there) == 2 and here[0] != dim and here[1] == dim and there[0] == dim:
+        raise DataError(f"the piece's time bounds {bounds!r} are on {here!r} and the store {name}'s "
+                        f"on {there!r}; transpose them (piece[{bounds!r}].transpose({dim!r}, "
+                        f"{here[0]!r}))")
     if here != there and len(here) == len(there) == 2 and here[0] == there[0] == dim:
         if here[1] in piece.dims and there[1] in piece.dims:
             raise DataError(f"the piece's time bounds {bounds!r} are on {here!r} and the store {name}'s "
