@@ -105,7 +105,7 @@ def test_fill_daily_fills_the_inputs_of_a_gap_and_never_the_observations(basin: 
     # The filled days are named on the dataset and carried to the output.
     assert full.attrs["xmsgl_filled_spans"] == "2001-03-01/2001-08-31, 2002-03-01/2002-03-03"
     assert "fill_daily: the inputs of 187 added days" in full.attrs["history"]
-    assert pred.attrs["xmsgl_input_filled_days"] == "187"
+    assert pred.attrs["xmsgl_input_filled_days"] == 187
     assert pred.attrs["xmsgl_input_filled_spans"] == full.attrs["xmsgl_filled_spans"]
 
 

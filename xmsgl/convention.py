@@ -154,7 +154,7 @@ _TEMPERATURE_SCALES = (
 INPUT_ATTRS = ("title", "source", "approximations")
 
 
-def input_attrs(attrs: Mapping[str, Any]) -> dict[str, str]:
+def input_attrs(attrs: Mapping[str, Any]) -> dict[str, str | int]:
     """The input dataset's :data:`INPUT_ATTRS` as the ``xmsgl_input_*`` attributes of an output.
 
     Examples
@@ -163,15 +163,22 @@ def input_attrs(attrs: Mapping[str, Any]) -> dict[str, str]:
     {'xmsgl_input_title': 'Delaware'}
 
     Days whose inputs :func:`fill_daily` interpolated are named too: an output's values
-    there come from forcings drawn as straight lines.
+    there come from forcings drawn as straight lines (their number an integer, as
+    :func:`fill_daily` gives it).
 
     >>> input_attrs({"xmsgl_filled_days": 1, "xmsgl_filled_spans": "2004-02-29/2004-02-29"})
-    {'xmsgl_input_filled_days': '1', 'xmsgl_input_filled_spans': '2004-02-29/2004-02-29'}
+    {'xmsgl_input_filled_days': 1, 'xmsgl_input_filled_spans': '2004-02-29/2004-02-29'}
     """
-    out = {f"xmsgl_input_{k}": str(attrs[k]) for k in INPUT_ATTRS if k in attrs}
-    for key in ("filled_days", "filled_spans"):
-        if f"xmsgl_{key}" in attrs:
-            out[f"xmsgl_input_{key}"] = str(attrs[f"xmsgl_{key}"])
+    out: dict[str, str | int] = {f"xmsgl_input_{k}": str(attrs[k]) for k in INPUT_ATTRS if k in attrs}
+    if "xmsgl_filled_days" in attrs:
+        days = attrs["xmsgl_filled_days"]
+        # A file's attribute reads back as a numpy integer (or a one-element array).
+        try:
+            out["xmsgl_input_filled_days"] = int(np.asarray(days).reshape(-1)[0])
+        except (TypeError, ValueError, IndexError):
+            out["xmsgl_input_filled_days"] = str(days)
+    if "xmsgl_filled_spans" in attrs:
+        out["xmsgl_input_filled_spans"] = str(attrs["xmsgl_filled_spans"])
     return out
 
 
