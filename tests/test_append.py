@@ -443,7 +443,7 @@ def test_days_beyond_2262_append_as_they_were_written(tmp_path: Path) -> None:
     out = xr.open_zarr(store, decode_times=xr.coders.CFDatetimeCoder(time_unit="s"))
     assert [str(t)[:10] for t in out.time.values] == [
         "2300-12-30", "2300-12-31", "2301-01-01", "2301-01-02", "2301-01-03", "2301-01-04", "2301-01-05"]
-    assert out.attrs["time_coverage_end"] == "2301-01-06"
+    assert out.attrs["time_coverage_end"] == "2301-01-06T00:00:00"
 
 
 def test_a_bare_dataarray_appended_moves_the_coverage_end(tmp_path: Path) -> None:
@@ -451,9 +451,9 @@ def test_a_bare_dataarray_appended_moves_the_coverage_end(tmp_path: Path) -> Non
     piece = days("2001-01-01", 5)
     store = tmp_path / "s.zarr"
     to_zarr_safe(output_dataset(piece, source="t"), store)
-    assert xr.open_zarr(store).attrs["time_coverage_end"] == "2001-01-06"
+    assert xr.open_zarr(store).attrs["time_coverage_end"] == "2001-01-06T00:00:00"
     append_zarr(days("2001-01-06", 3), store)
-    assert xr.open_zarr(store).attrs["time_coverage_end"] == "2001-01-09"
+    assert xr.open_zarr(store).attrs["time_coverage_end"] == "2001-01-09T00:00:00"
 
 
 def test_coverage_dates_have_four_digit_years() -> None:
@@ -461,7 +461,7 @@ def test_coverage_dates_have_four_digit_years() -> None:
     piece = days("2001-01-01", 3)
     early = piece.assign_coords(time=np.datetime64("0100-10-01", "s") + np.arange(3) * np.timedelta64(1, "D"))
     out = output_dataset(early, source="t")
-    assert (out.attrs["time_coverage_start"], out.attrs["time_coverage_end"]) == ("0100-10-01", "0100-10-04")
+    assert (out.attrs["time_coverage_start"], out.attrs["time_coverage_end"]) == ("0100-10-01T00:00:00", "0100-10-04T00:00:00")
 
 
 def test_cftime_days_beyond_2262_append_as_cftime(tmp_path: Path) -> None:

@@ -160,8 +160,8 @@ def test_downscale_writes_what_downscale_returns(files: dict[str, str], model_di
     assert {k: written["time"].attrs[k] for k in ("standard_name", "axis")} == {"standard_name": "time",
                                                                               "axis": "T"}
     assert written["reach"].attrs["long_name"] == "reach id"
-    assert (written.attrs["time_coverage_start"], written.attrs["time_coverage_end"]) == ("2002-10-01",
-                                                                                          "2003-04-01")
+    assert (written.attrs["time_coverage_start"], written.attrs["time_coverage_end"]) == ("2002-10-01T00:00:00",
+                                                                                          "2003-04-01T00:00:00")
     assert written.attrs["date_created"].endswith("Z")
     if suffix == ".nc":
         # Compressed in chunks of the output's blocks (it was written contiguous and raw).
@@ -1190,8 +1190,8 @@ def test_downscale_append_grows_a_store_checked(files: dict[str, str], model_dir
     assert written["time_bnds"].encoding["chunks"][0] == 365
     history = written.attrs["history"].splitlines()
     assert "append_zarr: 2003-01-01 to 2003-03-31 (90 time steps); the piece: " in history[-1]
-    assert (written.attrs["time_coverage_start"], written.attrs["time_coverage_end"]) == ("2002-10-01",
-                                                                                          "2003-04-01")
+    assert (written.attrs["time_coverage_start"], written.attrs["time_coverage_end"]) == ("2002-10-01T00:00:00",
+                                                                                          "2003-04-01T00:00:00")
     assert "downscale(method='msgl'" in history[-1] and "time=2003-01-01/2003-03-31" in history[-1]
     # Days the store has, and options that cannot apply, are refused before anything is written.
     refusals = [

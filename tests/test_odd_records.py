@@ -584,9 +584,9 @@ def test_output_dataset_takes_any_days_and_makes_the_bounds_it_names() -> None:
 
     # NaT at an end: a bare ValueError; unsorted days: the coverage ended before it began.
     out = output_dataset(pred(["2001-01-01", "2001-01-02", "NaT"]), source="t")
-    assert (out.attrs["time_coverage_start"], out.attrs["time_coverage_end"]) == ("2001-01-01", "2001-01-03")
+    assert (out.attrs["time_coverage_start"], out.attrs["time_coverage_end"]) == ("2001-01-01T00:00:00", "2001-01-03T00:00:00")
     out = output_dataset(pred(["2001-01-05", "2001-01-01", "2001-01-03"]), source="t")
-    assert (out.attrs["time_coverage_start"], out.attrs["time_coverage_end"]) == ("2001-01-01", "2001-01-06")
+    assert (out.attrs["time_coverage_start"], out.attrs["time_coverage_end"]) == ("2001-01-01T00:00:00", "2001-01-06T00:00:00")
     # A prediction taken from a dataset with bounds names them without holding them.
     named = pred(["2001-01-01", "2001-01-02"])
     named.time.attrs["bounds"] = "time_bnds"
@@ -596,7 +596,7 @@ def test_output_dataset_takes_any_days_and_makes_the_bounds_it_names() -> None:
     # On a model calendar the coverage is given too (it was left out).
     noleap = pred(["2001-02-26", "2001-02-27", "2001-02-28", "2001-03-01"]).convert_calendar("noleap")
     out = output_dataset(noleap, source="t")
-    assert (out.attrs["time_coverage_start"], out.attrs["time_coverage_end"]) == ("2001-02-26", "2001-03-02")
+    assert (out.attrs["time_coverage_start"], out.attrs["time_coverage_end"]) == ("2001-02-26T00:00:00", "2001-03-02T00:00:00")
     # Time zones: a bare TypeError of numpy's.
     zoned = xr.Dataset(coords={"time": pd.date_range("2001-01-01", periods=2, tz="UTC")})
     with pytest.raises(TimeError, match="timezone-aware"):

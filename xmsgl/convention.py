@@ -2087,8 +2087,8 @@ def cf_coordinate_attrs(ds: xr.Dataset) -> xr.Dataset:
 def day_text(day: Any, after: bool = False) -> str:
     """``day`` (a datetime64, a pandas or cftime date) as ISO 8601 text, ``YYYY-MM-DD``
     with four digits of year (``strftime`` gives ``100-10-01`` for the year 100), or the
-    day after it with ``after`` (the end of a daily mean's day, as ACDD's
-    ``time_coverage_end``).
+    day after it with ``after`` (whose midnight ends a daily mean's day, as ACDD's
+    ``time_coverage_end``, :func:`coverage_instant`).
 
     >>> import numpy as np
     >>> day_text(np.datetime64("0100-10-01")), day_text(np.datetime64("2300-12-31", "s"), after=True)
@@ -2101,6 +2101,19 @@ def day_text(day: Any, after: bool = False) -> str:
     if after:
         day = day + datetime.timedelta(days=1)
     return f"{day.year:04d}-{day.month:02d}-{day.day:02d}"
+
+
+def coverage_instant(day: Any, end: bool = False) -> str:
+    """ACDD's ``time_coverage_start`` (or, with ``end``, ``_end``) of daily values: the
+    midnight that starts ``day`` (or ends it), as an ISO 8601 instant. The end of the
+    last day is the next day's midnight; written as a date alone it would read as one
+    day more than the data hold.
+
+    >>> import numpy as np
+    >>> coverage_instant(np.datetime64("2002-10-01")), coverage_instant(np.datetime64("2003-09-30"), end=True)
+    ('2002-10-01T00:00:00', '2003-10-01T00:00:00')
+    """
+    return f"{day_text(day, after=end)}T00:00:00"
 
 
 def stamp_text(stamp: pd.Timestamp) -> str:
@@ -2128,7 +2141,8 @@ def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None
     * ``source``: as given, else ``ds``'s file (when it was read from one) and the
       model's sha256;
     * what a catalog reads (ACDD): ``date_created``, ``time_coverage_start`` and
-      ``_end`` (the end of the last day), and ``ds``'s ``featureType`` where the
+      ``_end`` (instants: the midnights that start the first day and end the last,
+      :func:`coverage_instant`), and ``ds``'s ``featureType`` where the
       output's nodes carry a ``cf_role``;
     * attributes netCDF cannot hold (lists, dicts, booleans, None) as JSON text.
 
@@ -2151,7 +2165,7 @@ def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None
     ...                     attrs={"units": "degC", "long_name": "water temperature", "history": "made"})
     >>> out = output_dataset(pred, source="a test")
     >>> out.attrs["Conventions"], out.attrs["time_coverage_end"], out["time"].attrs["bounds"]
-    ('CF-1.11', '2001-06-03', 'time_bnds')
+    ('CF-1.11', '2001-06-03T00:00:00', 'time_bnds')
     """
     import datetime
 
@@ -2203,8 +2217,8 @@ def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None
         except TypeError:  # cftime dates of several calendars: no coverage to give
             first_day = last_day = None
         if first_day is not None:
-            attrs["time_coverage_start"] = day_text(first_day)
-            attrs["time_coverage_end"] = day_text(last_day, after=True)
+            attrs["time_coverage_start"] = coverage_instant(first_day)
+            attrs["time_coverage_end"] = coverage_instant(last_day, end=True)
     # A discrete sampling geometry needs its instance variable (cf_role) in the file too.
     if inputs.get("featureType") and any(result[d].attrs.get("cf_role") for d in result.dims
                                          if d in result.coords):

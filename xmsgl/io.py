@@ -1749,9 +1749,9 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
                                                            f"{first} to {last}", note)}
         if "time_coverage_end" in attrs and dim == "time" and piece[dim].dtype.kind in "MO":
             # ACDD: the end of the days now held (a bare DataArray appended has none of its own).
-            from xmsgl.convention import day_text
+            from xmsgl.convention import coverage_instant
 
-            new_attrs["time_coverage_end"] = day_text(piece[dim].values[-1], after=True)
+            new_attrs["time_coverage_end"] = coverage_instant(piece[dim].values[-1], end=True)
         # The variables' own history (the first piece's) gets the same line.
         histories = {str(v): str(group[str(v)].attrs["history"]) for v in store.data_vars
                      if dim in store[v].dims and isinstance(group[str(v)].attrs.get("history"), str)}
