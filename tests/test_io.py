@@ -122,6 +122,22 @@ def test_to_netcdf_safe_refuses_a_path_that_names_a_folder(tmp_path: Path, typed
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_name_of_the_other_format_is_refused(tmp_path: Path) -> None:
+    # A netCDF file was written as "out.zarr" (which xarray then opens as a zarr store)
+    # or "out.csv", and a zarr store as "out.nc".
+    for name, fix in (("out.zarr", "xmsgl.io.to_zarr_safe"), ("OUT.CSV", "to_csv"), ("out.json", ".nc")):
+        with pytest.raises(ParameterError, match=rf"ends in '{Path(name).suffix.lower()}', .*{re.escape(fix)}"):
+            to_netcdf_safe(small(), tmp_path / name)
+    with pytest.raises(ParameterError, match=r"ends in '\.nc4'.* to_zarr_safe writes a zarr store"):
+        to_zarr_safe(small(), tmp_path / "out.nc4")
+    assert list(tmp_path.iterdir()) == []
+    # Names of no format, or of one netCDF files are written in, are taken.
+    for name in ("out", "out.h5", "out.nc4", "run.2001"):
+        to_netcdf_safe(small(), tmp_path / name)
+    to_zarr_safe(small(), tmp_path / "store")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.h5", "out.nc4", "run.2001", "store"]
+
+
 def test_to_netcdf_safe(tmp_path: Path) -> None:
     target = tmp_path / "out.nc"
     ds = small()

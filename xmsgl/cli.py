@@ -73,6 +73,7 @@ from xmsgl.exceptions import (
     XmsglWarning,
 )
 from xmsgl.io import (
+    NETCDF_SUFFIXES,
     _refuse_inside_saved,
     _refuse_model_folder,
     output_folder,
@@ -731,11 +732,6 @@ def _names_a_folder(value: str) -> bool:
     from xmsgl.io import names_a_folder
 
     return names_a_folder(value) or Path(value).expanduser().is_dir()
-
-
-#: Suffixes of a netCDF file name (a name with another, such as ``.csv``, is refused:
-#: the file written would be netCDF whatever it is called).
-NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
 
 
 def _one_netcdf_file(value: str, command: str, example: str) -> None:

@@ -1395,6 +1395,30 @@ def compressed_encoding(da: xr.DataArray, level: int = 4) -> dict[str, Any]:
             "chunksizes": tuple(max(1, s) for s in sizes)}
 
 
+#: The suffixes of netCDF file names (``.h5`` and others are written as given).
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
+
+#: Suffixes that name another format than netCDF: a netCDF file under such a name is
+#: misread (xarray takes a ``.zarr`` name for a zarr store) or not read by what reads it.
+_NOT_NETCDF = {".zarr": "a zarr store, written with xmsgl.io.to_zarr_safe",
+               ".csv": "comma-separated text, written with obj.to_dataframe().to_csv",
+               ".parquet": "a Parquet table, written with obj.to_dataframe().to_parquet",
+               ".json": "JSON text", ".txt": "plain text", ".png": "an image"}
+
+
+def _refuse_other_format(path: PathLike, writes: str) -> None:
+    """Refuse a file name whose suffix names another format than the one written."""
+    suffix = Path(os.fspath(path)).suffix.lower()
+    if writes == "netCDF" and suffix in _NOT_NETCDF:
+        raise ParameterError(f"path={os.fspath(path)!r} ends in {suffix!r}, the name of "
+                             f"{_NOT_NETCDF[suffix]}, but to_netcdf_safe writes a netCDF file; "
+                             f"give a name ending in .nc")
+    if writes == "zarr" and suffix in NETCDF_SUFFIXES:
+        raise ParameterError(f"path={os.fspath(path)!r} ends in {suffix!r}, the name of a netCDF "
+                             "file, but to_zarr_safe writes a zarr store (a folder); write a netCDF "
+                             "file with xmsgl.io.to_netcdf_safe, or give a name ending in .zarr")
+
+
 @overload
 def to_netcdf_safe(obj: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool = False, *,
                    compute: Literal[True] = True, **kwargs: Any) -> Path: ...
@@ -1449,8 +1473,9 @@ def to_netcdf_safe(
     ParameterError
         When ``path`` exists (a dangling link included) and ``overwrite`` is False
         (checked again when a delayed write is computed), ``path`` is ``obj``'s
-        source, lies below a file or, as typed, names a folder (``"pred/"``), or
-        ``mode="a"`` is asked for.
+        source, lies below a file or, as typed, names a folder (``"pred/"``), ends in
+        the suffix of another format (``.zarr``, ``.csv``, ``.parquet``, ``.json``,
+        ``.txt``, ``.png``), or ``mode="a"`` is asked for.
 
     Examples
     --------
@@ -1481,6 +1506,7 @@ def to_netcdf_safe(
     if isinstance(text, str) and names_a_folder(text):
         raise ParameterError(f"path={text!r} names a folder; give a netCDF file name such as "
                              f"{str(final / 'out.nc')!r}")
+    _refuse_other_format(text, "netCDF")
     _refuse_source(obj, final)
     # A delayed write's chunks check its marker first (see _guard_chunks).
     return _write(lambda tmp, now, guard: (_guard_chunks(obj, _pending_marker(tmp), final) if guard
@@ -1578,8 +1604,9 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
     ParameterError
         When ``path`` exists (a dangling link included) and ``overwrite`` is False
         (checked again when a delayed write is computed), ``path`` is a folder but not
-        a zarr store, ``path`` is ``ds``'s source, lies inside it or holds it, or lies
-        below a file, or an appending or region write is asked for.
+        a zarr store, ``path`` is ``ds``'s source, lies inside it or holds it, lies
+        below a file or ends in a netCDF file's suffix (``.nc``, ``.nc4``, ``.netcdf``,
+        ``.cdf``), or an appending or region write is asked for.
 
     Examples
     --------
@@ -1614,6 +1641,7 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
     compute = _check_compute(compute)
     overwrite = _check_overwrite(overwrite)
     final = output_path(path)
+    _refuse_other_format(final, "zarr")
     _refuse_source(ds, final)
     if overwrite:
         _refuse_non_store(final)
