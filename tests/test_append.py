@@ -454,6 +454,13 @@ def test_a_bare_dataarray_appended_moves_the_coverage_end(tmp_path: Path) -> Non
     assert xr.open_zarr(store).attrs["time_coverage_end"] == "2001-01-06T00:00:00"
     append_zarr(days("2001-01-06", 3), store)
     assert xr.open_zarr(store).attrs["time_coverage_end"] == "2001-01-09T00:00:00"
+    # A store whose coverage was written as dates: both become instants.
+    old = tmp_path / "old.zarr"
+    to_zarr_safe(days("2001-01-01", 2).to_dataset().assign_attrs(
+        time_coverage_start="2001-01-01", time_coverage_end="2001-01-03"), old)
+    append_zarr(days("2001-01-03", 1), old)
+    got = xr.open_zarr(old).attrs
+    assert (got["time_coverage_start"], got["time_coverage_end"]) == ("2001-01-01T00:00:00", "2001-01-04T00:00:00")
 
 
 def test_coverage_dates_have_four_digit_years() -> None:
@@ -694,12 +701,12 @@ def test_bounds_of_another_kind_than_the_times_append(tmp_path: Path) -> None:
     assert str(xr.open_zarr(store).time_bnds.values[-1, 1])[:10] == "2001-01-07"
 
 
-def test_zoned_stamps_and_transposed_bounds_are_refused_with_the_fix(tmp_path: Path) -> None:
+def test_zoned_stamps_are_refused_with_the_fix_and_transposed_bounds_appended(tmp_path: Path) -> None:
     store = tmp_path / "s.zarr"
     to_zarr_safe(daily_time_bounds(_piece(pd.date_range("2001-01-01", periods=3))), store)
-    before = _tree(store)
-    # A piece stamped in a time zone: on a store without bounds refused as holding "other
-    # times of day", on one with bounds with advice for a ``ds``.
+
+    # A piece stamped in a time zone: on a store without bounds it was refused as holding
+    # "other times of day" (its stamps taken to UTC), on one with bounds told to fix a ``ds``.
     plain = tmp_path / "plain.zarr"
     to_zarr_safe(_piece(pd.date_range("2001-01-01", periods=3)), plain)
     for where in (plain, store):
@@ -707,16 +714,21 @@ def test_zoned_stamps_and_transposed_bounds_are_refused_with_the_fix(tmp_path: P
         with pytest.raises(TimeError, match=r"time zone America/New_York\); .*piece = piece\.assign_coords"
                                             r"\(time=piece\.indexes\['time'\]\.tz_localize\(None\)\)"):
             append_zarr(piece, where)
-    # Bounds on (nv, time): zarr's bare ValueError about overlapping chunks.
+    # Bounds on (nv, time), under another name: zarr's bare ValueError about chunks.
     bounded = daily_time_bounds(_piece(pd.date_range("2001-01-04", periods=2)))
-    bounded["time_bnds"] = bounded["time_bnds"].transpose("nv", "time")
-    with pytest.raises(DataError, match=r"'time_bnds' are on \('nv', 'time'\) .* on \('time', 'nv'\); "
-                                        r"transpose them \(piece\['time_bnds'\]\.transpose\('time', 'nv'\)\)"):
-        append_zarr(bounded, store)
-    assert _tree(store) == before
-    # Each fix as told.
-    bounded["time_bnds"] = bounded["time_bnds"].transpose("time", "nv")
+    bounded = bounded.rename({"time_bnds": "time_bounds"}).rename_dims({"nv": "bnds"})
+    bounded.time.attrs["bounds"] = "time_bounds"
+    bounded["time_bounds"] = bounded["time_bounds"].transpose("bnds", "time")
+    kept = bounded.copy(deep=True)
     append_zarr(bounded, store)
+    xr.testing.assert_identical(bounded, kept)  # the caller's piece as it was
+    # The store's name for the bounds' second dimension used for something else: refused,
+    # naming the piece's own bounds (it named the store's).
+    clash = _piece(pd.date_range("2001-01-06", periods=1)).assign_coords(nv=[0, 1, 2])
+    clash["time_bounds"] = (("time", "bnds"), np.array([["2001-01-06", "2001-01-07"]], "datetime64[ns]"))
+    clash.time.attrs["bounds"] = "time_bounds"
+    with pytest.raises(DataError, match=r"the piece's time bounds 'time_bounds' are on \('time', 'bnds'\).*rename it"):
+        append_zarr(clash, store)
     piece = _piece(pd.date_range("2001-01-06", periods=1, tz="UTC"))
     piece = piece.assign_coords(time=piece.indexes["time"].tz_localize(None))
     append_zarr(piece, store)

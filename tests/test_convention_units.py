@@ -451,6 +451,22 @@ def test_timezone_aware_objects_are_refused_with_a_fix() -> None:
     validate(fixed)
 
 
+def test_the_time_zone_advice_runs_for_any_coordinate_name() -> None:
+    from xmsgl.convention import _refuse_timezones
+
+    zoned = pd.date_range("2001-01-01", periods=2, tz="UTC")
+    # A keyword ("class") gave assign_coords(class=...), a SyntaxError.
+    for name in ("class", "valid time", "t"):
+        piece = xr.Dataset(coords={name: zoned})
+        with pytest.raises(TimeError) as info:
+            _refuse_timezones(piece[name], owner="piece")
+        fix = re.search(r"keep the local dates of daily values with (piece = .*?) \(a daily", str(info.value))
+        assert fix is not None, str(info.value)
+        scope = {"piece": piece, "pd": pd}
+        exec(fix.group(1), scope)  # the advice as given
+        assert scope["piece"].indexes[name].tz is None
+
+
 def test_local_midnight_in_utc_is_rounded_not_averaged() -> None:
     # London midnights across the switch to summer time: Sunday 00:00 UTC is followed
     # by Sunday 23:00 UTC (Monday's local midnight), two stamps on one UTC day.

@@ -128,8 +128,10 @@ def test_a_name_of_the_other_format_is_refused(tmp_path: Path) -> None:
     for name, fix in (("out.zarr", "xmsgl.io.to_zarr_safe"), ("OUT.CSV", "to_csv"), ("out.json", ".nc")):
         with pytest.raises(ParameterError, match=rf"ends in '{Path(name).suffix.lower()}', .*{re.escape(fix)}"):
             to_netcdf_safe(small(), tmp_path / name)
-    with pytest.raises(ParameterError, match=r"ends in '\.nc4'.* to_zarr_safe writes a zarr store"):
-        to_zarr_safe(small(), tmp_path / "out.nc4")
+    for name in ("out.nc4", "out.csv"):
+        with pytest.raises(ParameterError, match=rf"ends in '{Path(name).suffix}', .*to_zarr_safe writes "
+                                                 r"a zarr store \(a folder\); give a name ending in \.zarr"):
+            to_zarr_safe(small(), tmp_path / name)
     assert list(tmp_path.iterdir()) == []
     # Names of no format, or of one netCDF files are written in, are taken.
     for name in ("out", "out.h5", "out.nc4", "run.2001"):

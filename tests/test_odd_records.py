@@ -106,6 +106,13 @@ def test_fill_daily_fills_the_inputs_of_a_gap_and_never_the_observations(basin: 
     assert full.attrs["xmsgl_filled_spans"] == "2001-03-01/2001-08-31, 2002-03-01/2002-03-03"
     assert "fill_daily: the inputs of 187 added days" in full.attrs["history"]
     assert pred.attrs["xmsgl_input_filled_days"] == 187
+    # Read back from a file as a numpy number, or written by other software as a double.
+    from xmsgl.convention import input_attrs
+
+    for given, said in ((np.int32(187), 187), (187.0, 187), (np.array([3]), 3), (187.9, "187.9"),
+                        (np.array([3, 4]), "[3 4]"), ("n/a", "n/a"), (float("nan"), "nan")):
+        got = input_attrs({"xmsgl_filled_days": given})["xmsgl_input_filled_days"]
+        assert got == said and type(got) is type(said), (given, got)
     assert pred.attrs["xmsgl_input_filled_spans"] == full.attrs["xmsgl_filled_spans"]
 
 

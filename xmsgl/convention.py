@@ -39,6 +39,7 @@ attributes however they are spelled.
 
 from __future__ import annotations
 
+import keyword
 import re
 import unicodedata
 import warnings
@@ -172,11 +173,12 @@ def input_attrs(attrs: Mapping[str, Any]) -> dict[str, str | int]:
     out: dict[str, str | int] = {f"xmsgl_input_{k}": str(attrs[k]) for k in INPUT_ATTRS if k in attrs}
     if "xmsgl_filled_days" in attrs:
         days = attrs["xmsgl_filled_days"]
-        # A file's attribute reads back as a numpy integer (or a one-element array).
-        try:
-            out["xmsgl_input_filled_days"] = int(np.asarray(days).reshape(-1)[0])
-        except (TypeError, ValueError, IndexError):
-            out["xmsgl_input_filled_days"] = str(days)
+        # A file's attribute reads back as a numpy number (or a one-element array); a
+        # count that is no whole number is given as the text it was.
+        value = np.asarray(days)
+        whole = (value.size == 1 and value.dtype.kind in "iuf" and bool(np.isfinite(value).all())
+                 and float(value.reshape(-1)[0]).is_integer())
+        out["xmsgl_input_filled_days"] = int(value.reshape(-1)[0]) if whole else str(days)
     if "xmsgl_filled_spans" in attrs:
         out["xmsgl_input_filled_spans"] = str(attrs["xmsgl_filled_spans"])
     return out
@@ -1513,7 +1515,8 @@ def _refuse_timezones(time: xr.DataArray, owner: str = "ds") -> None:
     else:
         return
     value = f"{fix}.tz_localize(None)"
-    assign = f"{name}={value}" if name.isidentifier() else f"{{{name!r}: {value}}}"
+    keyword_ok = name.isidentifier() and not keyword.iskeyword(name)
+    assign = f"{name}={value}" if keyword_ok else f"{{{name!r}: {value}}}"
     raise TimeError(
         f"coordinate {name!r} holds timezone-aware timestamps (time zone {tz}); xmsgl needs naive "
         f"datetime64 days: keep the local dates of daily values with "

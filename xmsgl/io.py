@@ -1398,25 +1398,28 @@ def compressed_encoding(da: xr.DataArray, level: int = 4) -> dict[str, Any]:
 #: The suffixes of netCDF file names (``.h5`` and others are written as given).
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
 
-#: Suffixes that name another format than netCDF: a netCDF file under such a name is
-#: misread (xarray takes a ``.zarr`` name for a zarr store) or not read by what reads it.
-_NOT_NETCDF = {".zarr": "a zarr store, written with xmsgl.io.to_zarr_safe",
-               ".csv": "comma-separated text, written with obj.to_dataframe().to_csv",
-               ".parquet": "a Parquet table, written with obj.to_dataframe().to_parquet",
-               ".json": "JSON text", ".txt": "plain text", ".png": "an image"}
+#: Suffixes that name formats neither writer writes: a netCDF file or zarr store under
+#: such a name is misread or not read by what reads it.
+_OTHER_FORMATS = {".csv": "comma-separated text (pandas' to_csv)",
+                  ".parquet": "a Parquet table (pandas' to_parquet)",
+                  ".json": "JSON text", ".txt": "plain text", ".png": "an image"}
 
 
 def _refuse_other_format(path: PathLike, writes: str) -> None:
-    """Refuse a file name whose suffix names another format than the one written."""
-    suffix = Path(os.fspath(path)).suffix.lower()
-    if writes == "netCDF" and suffix in _NOT_NETCDF:
-        raise ParameterError(f"path={os.fspath(path)!r} ends in {suffix!r}, the name of "
-                             f"{_NOT_NETCDF[suffix]}, but to_netcdf_safe writes a netCDF file; "
-                             f"give a name ending in .nc")
-    if writes == "zarr" and suffix in NETCDF_SUFFIXES:
-        raise ParameterError(f"path={os.fspath(path)!r} ends in {suffix!r}, the name of a netCDF "
-                             "file, but to_zarr_safe writes a zarr store (a folder); write a netCDF "
-                             "file with xmsgl.io.to_netcdf_safe, or give a name ending in .zarr")
+    """Refuse a file name whose suffix names another format than the one written
+    (``writes``: "netCDF" or "zarr"); xarray takes a ``.zarr`` name for a zarr store."""
+    text = os.fspath(path)
+    suffix = Path(text).suffix.lower()
+    if writes == "netCDF":
+        other = {**_OTHER_FORMATS, ".zarr": "a zarr store (xmsgl.io.to_zarr_safe writes one)"}
+        fix, writer = "give a name ending in .nc", "to_netcdf_safe writes a netCDF file"
+    else:
+        other = {**_OTHER_FORMATS, **{s: "a netCDF file (xmsgl.io.to_netcdf_safe writes one)"
+                                      for s in NETCDF_SUFFIXES}}
+        fix, writer = "give a name ending in .zarr", "to_zarr_safe writes a zarr store (a folder)"
+    if suffix in other:
+        raise ParameterError(f"path={text!r} ends in {suffix!r}, the name of {other[suffix]}, but "
+                             f"{writer}; {fix}")
 
 
 @overload
@@ -1780,6 +1783,10 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
             from xmsgl.convention import coverage_instant
 
             new_attrs["time_coverage_end"] = coverage_instant(piece[dim].values[-1], end=True)
+            start = attrs.get("time_coverage_start")
+            if isinstance(start, str) and re.fullmatch(r"-?\d{4,}-\d\d-\d\d", start):
+                # A store written with the start as a date alone: both as instants.
+                new_attrs["time_coverage_start"] = f"{start}T00:00:00"
         # The variables' own history (the first piece's) gets the same line.
         histories = {str(v): str(group[str(v)].attrs["history"]) for v in store.data_vars
                      if dim in store[v].dims and isinstance(group[str(v)].attrs.get("history"), str)}
@@ -2050,6 +2057,7 @@ def _with_bounds(piece: xr.Dataset, store: xr.Dataset, dim: str, bounds: str | N
     if bounds is None:
         # The store has none: the piece's own (by name) would be a variable it lacks.
         return piece if own is None or own not in piece.variables else piece.drop_vars(own)
+    given = bounds  # the piece's own name for them, for the advice
     if bounds not in piece.variables:
         from xmsgl.convention import daily_time_bounds
 
@@ -2059,17 +2067,18 @@ def _with_bounds(piece: xr.Dataset, store: xr.Dataset, dim: str, bounds: str | N
             raise DataError(f"the store {name} has time bounds {bounds!r} and the piece has none; "
                             "add them under that name")
         if made != bounds:
+            given = made
             piece = piece.rename({made: bounds})
             piece[dim].attrs["bounds"] = bounds
-    # On the store's name for the bounds' second dimension ("nv", "bnds"...), whoever made them.
     there, here = store[bounds].dims, piece[bounds].dims
     if len(here) == len(there) == 2 and here[0] != dim and here[1] == dim and there[0] == dim:
-        raise DataError(f"the piece's time bounds {bounds!r} are on {here!r} and the store {name}'s "
-                        f"on {there!r}; transpose them (piece[{bounds!r}].transpose({dim!r}, "
-                        f"{here[0]!r}))")
+        # (nv, time): the same bounds, laid out the other way (zarr refused their chunks).
+        piece = piece.assign({bounds: piece[bounds].transpose(dim, here[0])})
+        here = piece[bounds].dims
+    # On the store's name for the bounds' second dimension ("nv", "bnds"...), whoever made them.
     if here != there and len(here) == len(there) == 2 and here[0] == there[0] == dim:
         if here[1] in piece.dims and there[1] in piece.dims:
-            raise DataError(f"the piece's time bounds {bounds!r} are on {here!r} and the store {name}'s "
+            raise DataError(f"the piece's time bounds {given!r} are on {here!r} and the store {name}'s "
                             f"on {there!r}, a dimension the piece has for something else; rename it")
         piece = piece.rename_dims({here[1]: there[1]})
     return piece
