@@ -631,6 +631,9 @@ def _training_values(ds: xr.Dataset, name: str, train_mask: np.ndarray) -> np.nd
     :class:`DataError` where they hold fill values (:func:`refuse_fill_values`)."""
     da = ds[name]
     if TIME in da.dims:
+        # Node by node, whatever the file's layout: sums in another order would differ in
+        # the last bits, and with them the model's sha256.
+        da = da.transpose(..., TIME)
         vals = np.asarray(da.isel({TIME: np.flatnonzero(train_mask)}).values, dtype=np.float64)
     else:
         vals = np.asarray(da.values, dtype=np.float64)
