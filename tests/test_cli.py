@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -329,6 +330,69 @@ def test_warning_lines_are_whole_from_many_threads(monkeypatch: pytest.MonkeyPat
     lines = "".join(stream.parts).splitlines()
     assert len(lines) == 240 and all(re.fullmatch(r"xmsgl: warning: thread \d line \d+", ln)
                                      for ln in lines), lines[:5]
+
+
+def test_commands_in_threads_print_their_own_warnings_and_leave_python_s_hook(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Two commands overlapping in two threads: each saved and restored
+    # warnings.showwarning in turn, so the second put the first's printer back for good
+    # (the caller's warnings were then printed as xmsgl lines, once each).
+    import threading
+    import warnings
+
+    import xmsgl.cli as cli
+    from xmsgl.exceptions import XmsglWarning
+
+    original = warnings.showwarning
+    entered, second_entered, first_left = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with cli._warnings_as_lines("first"):
+            entered.set()
+            second_entered.wait(10)
+            warnings.warn("from the first", XmsglWarning, stacklevel=1)
+        first_left.set()
+
+    def second() -> None:
+        entered.wait(10)
+        with cli._warnings_as_lines("second"):
+            second_entered.set()
+            first_left.wait(10)
+            warnings.warn("from the second", XmsglWarning, stacklevel=1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        threads = [threading.Thread(target=second), threading.Thread(target=first)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert warnings.showwarning is original
+    err = capsys.readouterr().err
+    assert err.count("xmsgl: warning: from the first") == 1
+    assert err.count("xmsgl: warning: from the second") == 1
+
+
+def test_commands_in_threads_open_netcdf_files_one_at_a_time(tmp_path: Path) -> None:
+    # netCDF-C and HDF5 are not thread-safe: four threads opening files at once ended
+    # the process with a segmentation fault (xarray locks the data reads only).
+    from xmsgl.datasets import synthetic_basin
+
+    synthetic_basin(n_segments=6, start="2001-01-01", end="2001-03-31", seed=3).to_netcdf(tmp_path / "d.nc")
+    script = """
+import sys, threading
+from xmsgl.cli import _read_dataset
+def work():
+    for _ in range(10):
+        _read_dataset(sys.argv[1], lazy=True, check=False).close()
+threads = [threading.Thread(target=work) for _ in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print("read")
+"""
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "d.nc")], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "read", (proc.returncode, proc.stderr[-2000:])
 
 
 def test_system_failures_exit_1_with_one_line(monkeypatch: pytest.MonkeyPatch,

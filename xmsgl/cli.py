@@ -71,6 +71,7 @@ from xmsgl.exceptions import (
     TimeError,
     XmsglError,
     XmsglWarning,
+    ignoring,
 )
 from xmsgl.io import (
     NETCDF_SUFFIXES,
@@ -520,15 +521,21 @@ def _open_any(path: Path, lazy: bool, **kw: Any) -> Any:
 
     if path.is_dir():
         return _open_zarr(path, lazy, **kw)
-    if not lazy:
-        return xr.open_dataset(path, **kw).load()
-    with xr.open_dataset(path, **kw) as plain:
-        chunks = _netcdf_chunks(plain)
-    with warnings.catch_warnings():
+    # netCDF-C and HDF5 are not thread-safe, and xarray locks their data reads only:
+    # commands in several threads opening files at once crashed the process.
+    with _NETCDF_OPEN_LOCK:
+        if not lazy:
+            return xr.open_dataset(path, **kw).load()
+        with xr.open_dataset(path, **kw) as plain:
+            chunks = _netcdf_chunks(plain)
         # A variable stored in other chunks than the one the sizes follow is read in
         # whole stored chunks all the same.
-        warnings.filterwarnings("ignore", message=".*separate the stored chunks")
-        return xr.open_dataset(path, chunks=chunks, **kw)
+        with ignoring(Warning, ".*separate the stored chunks"):
+            return xr.open_dataset(path, chunks=chunks, **kw)
+
+
+#: One netCDF file opened at a time by the commands of this process (see _open_any).
+_NETCDF_OPEN_LOCK = threading.Lock()
 
 
 #: Dask chunks the command reads a netCDF file in, along each dimension, before they
@@ -625,8 +632,7 @@ def _standard_calendar(ds: Any, option: str = "--convert-calendar") -> Any:
     calendar = index.calendar
     align = {"align_on": "date"} if calendar == "360_day" else {}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # xarray's notes on dropped or added days
+        with ignoring(Warning):  # xarray's notes on dropped or added days
             try:
                 out = ds.convert_calendar("standard", use_cftime=False, **align)
             except ValueError:  # beyond 1678-2262: whole dates, in seconds
@@ -666,25 +672,59 @@ def _warnings_as_lines(command: str = "") -> Iterator[None]:
     """Print xmsgl's warnings as ``xmsgl: warning: ...`` lines while a command runs, in
     the words of ``command`` (:func:`_cli_words`), each text once (a command that
     validates its file and then fits on it would say a validation warning twice)."""
-    with warnings.catch_warnings():
-        shown = warnings.showwarning
-        said: set[str] = set()
-        said_lock = threading.Lock()  # dask's threads warn too
+    said: set[str] = set()
+    said_lock = threading.Lock()  # dask's threads warn too
 
-        def show(message: Any, category: Any, filename: Any, lineno: Any, file: Any = None,
-                 line: Any = None) -> None:
-            if issubclass(category, XmsglWarning):
-                text = _cli_words(str(message), command)
-                with said_lock:
-                    new = text not in said
-                    said.add(text)
-                if new:
-                    _warn(text)
-            else:
-                shown(message, category, filename, lineno, file, line)
+    def printer(message: str) -> None:
+        text = _cli_words(message, command)
+        with said_lock:
+            new = text not in said
+            said.add(text)
+        if new:
+            _warn(text)
 
-        warnings.showwarning = show
+    with _SHOWING_LOCK:
+        if not _SHOWING["printers"]:
+            _SHOWING["original"] = warnings.showwarning
+            warnings.showwarning = _show_warning
+        _SHOWING["printers"].append(printer)
+    before = getattr(_SHOWING_HERE, "printer", None)
+    _SHOWING_HERE.printer = printer
+    try:
         yield
+    finally:
+        _SHOWING_HERE.printer = before
+        with _SHOWING_LOCK:
+            _SHOWING["printers"].remove(printer)
+            if not _SHOWING["printers"]:
+                if warnings.showwarning is _show_warning:  # not replaced by another since
+                    warnings.showwarning = _SHOWING["original"]
+                _SHOWING["original"] = None
+
+
+#: The commands printing xmsgl's warnings as lines (main may run in several threads at
+#: once): Python's ``warnings.showwarning`` is one for the process, so the first command
+#: puts :func:`_show_warning` in its place and the last puts the original back (each
+#: saving and restoring it in turn left one command's printer in place for good).
+_SHOWING: dict[str, Any] = {"printers": [], "original": None}
+_SHOWING_LOCK = threading.Lock()
+#: The printer of the command running in this thread.
+_SHOWING_HERE = threading.local()
+
+
+def _show_warning(message: Any, category: Any, filename: Any, lineno: Any, file: Any = None,
+                  line: Any = None) -> None:
+    """An xmsgl warning to the printer of the command running in this thread (in a
+    thread of none, dask's, the latest command's); others as Python shows them."""
+    printer = getattr(_SHOWING_HERE, "printer", None)
+    with _SHOWING_LOCK:
+        if printer is None and _SHOWING["printers"]:
+            printer = _SHOWING["printers"][-1]
+        original = _SHOWING["original"] or warnings._showwarning_orig  # type: ignore[attr-defined]
+    if printer is not None and issubclass(category, XmsglWarning):
+        printer(str(message))
+    else:
+        original(message, category, filename, lineno, file, line)
 
 
 def _period(option: str, value: Sequence[str] | None) -> tuple[str, str] | None:
@@ -1856,7 +1896,10 @@ def _temporary_words(err: OSError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``xmsgl`` command: 0 on success, 2 for bad usage, 1 for failures."""
+    """Entry point of the ``xmsgl`` command: 0 on success, 2 for bad input (an xmsgl
+    error), 1 for a failure of the system or a download, 130 / 143 when stopped by
+    Ctrl-C / SIGTERM. Usage argparse refuses (a missing argument, an unknown option) and
+    ``--help`` raise :class:`SystemExit` with 2 and 0, as argparse does."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:

@@ -75,6 +75,7 @@ from xmsgl.exceptions import (
     XmsglWarning,
     check_flag,
     did_you_mean,
+    ignoring,
     typed_arguments,
     user_stacklevel,
 )
@@ -740,10 +741,9 @@ def open_far_dates(opener: Callable[..., xr.Dataset], *args: Any, **options: Any
     """``opener(*args, **options)`` (``xr.open_zarr``, say), with a standard calendar's
     dates beyond 1678-2262 as datetime64[s] rather than cftime: in seconds they are
     plain dates, as the API takes them and as a piece of datetime64 dates is written."""
-    with warnings.catch_warnings():
-        # Such dates are read again below, in seconds (where they stay cftime, before
-        # 1582 say, xarray says so again at every read).
-        warnings.filterwarnings("ignore", message=FAR_DATES_NOTE)
+    # Such dates are read again below, in seconds (where they stay cftime, before 1582
+    # say, xarray says so again at every read).
+    with ignoring(Warning, FAR_DATES_NOTE):
         ds = opener(*args, **options)
         if far_standard_dates(ds):
             ds.close()
@@ -1919,8 +1919,7 @@ def _consolidate(final: Path) -> None:
     does not specify them: the store's writer chose them)."""
     import zarr
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+    with ignoring(Warning, "Consolidated metadata is currently not part"):
         zarr.consolidate_metadata(str(final))
 
 
@@ -2300,8 +2299,7 @@ def _check_encodable(piece: xr.Dataset, store: xr.Dataset, dim: str, name: str,
         return DataError(f"the piece's {what} cannot be written in the store {name}'s units "
                          f"{units!r} ({err})")
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with ignoring(Warning):
         try:
             numbers, _, _ = encode_cf_datetime(values, units, calendar, dtype=dtype)
         except (ValueError, TypeError, OverflowError) as err:
