@@ -373,6 +373,89 @@ def test_commands_in_threads_print_their_own_warnings_and_leave_python_s_hook(
     assert err.count("xmsgl: warning: from the second") == 1
 
 
+def test_a_cross_validation_plan_beside_another_thread_leaves_warnings_working(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # xmsgl evaluate --cv recorded the plan's notes with catch_warnings(record=True); a
+    # thread silencing a note meanwhile (a lazy downscale's block building its graph)
+    # put the recording hook back for good when it left: every later warning of the
+    # process went to a list nobody read.
+    import argparse
+    import threading
+    import warnings
+
+    import xmsgl.cli as cli
+    import xmsgl.evaluate as ev
+    from xmsgl.datasets import synthetic_basin
+    from xmsgl.nn.rgrn import quiet_sparse_notes
+
+    in_plan, other_in, plan_done = threading.Event(), threading.Event(), threading.Event()
+    plan = ev._cv_plan
+
+    def slow_plan(*args: object, **kwargs: object) -> object:
+        in_plan.set()
+        other_in.wait(10)
+        return plan(*args, **kwargs)  # type: ignore[arg-type]
+
+    def other() -> None:
+        in_plan.wait(10)
+        with quiet_sparse_notes():
+            other_in.set()
+            plan_done.wait(10)
+
+    monkeypatch.setattr(ev, "_cv_plan", slow_plan)
+    ds = synthetic_basin(n_segments=4, start="2000-10-01", end="2003-09-30", seed=3)
+    # Three water years in three folds: one partition, so a note on the repeat dropped.
+    args = argparse.Namespace(methods=["remap"], cv="remap", robustness=None, data=None, folds=3,
+                              repeats=2, blocking="water_year")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        hook, shown = warnings._showwarnmsg_impl, warnings.showwarning  # type: ignore[attr-defined]
+        thread = threading.Thread(target=other)
+        thread.start()
+        with cli._warnings_as_lines("evaluate"):
+            notes = cli._check_evaluate_data(args, ds)
+            plan_done.set()
+            thread.join()
+        assert warnings._showwarnmsg_impl is hook and warnings.showwarning is shown  # type: ignore[attr-defined]
+    assert len(notes) == 1 and "only 1 distinct partition exists" in notes[0]
+
+
+def test_a_store_is_loaded_out_of_the_warning_filters_turn(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # A command read its zarr store in memory inside the filters' turn (open_far_dates):
+    # the load's dask tasks on a shared scheduler of one thread waited behind another
+    # command's blocks, which waited for the turn: a deadlock.
+    import threading
+
+    import xarray as xr
+
+    import xmsgl.cli as cli
+    from xmsgl.datasets import synthetic_basin
+    from xmsgl.exceptions import _FILTERS_LOCK
+
+    synthetic_basin(n_segments=4, start="2001-01-01", end="2001-03-31", seed=3).to_zarr(tmp_path / "d.zarr",
+                                                                                    consolidated=False)
+    free: list[bool] = []
+    load = xr.Dataset.load
+
+    def probe() -> None:
+        got = _FILTERS_LOCK.acquire(timeout=2)
+        if got:
+            _FILTERS_LOCK.release()
+        free.append(got)
+
+    def probed_load(self: xr.Dataset, **kwargs: object) -> xr.Dataset:
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join()
+        return load(self, **kwargs)
+
+    monkeypatch.setattr(xr.Dataset, "load", probed_load)
+    ds = cli._read_dataset(str(tmp_path / "d.zarr"), check=False)
+    assert free and all(free)
+    assert all(v.chunks is None for v in ds.variables.values())  # in memory
+
+
 def test_commands_in_threads_open_netcdf_files_one_at_a_time(tmp_path: Path) -> None:
     # netCDF-C and HDF5 are not thread-safe: four threads opening files at once ended
     # the process with a segmentation fault (xarray locks the data reads only).

@@ -405,9 +405,11 @@ def _merge_steps(out: Any, steps: dict[str, Any]) -> Any:
     return merged
 
 
-def _open_zarr(path: Path, lazy: bool, **options: Any) -> Any:
+def _open_zarr(path: Path, lazy: bool | None, **options: Any) -> Any:
     """A zarr store, with its consolidated metadata where it has them (a store written
-    without them is read without, and without xarray's warning that it fell back)."""
+    without them is read without, and without xarray's warning that it fell back):
+    dask-backed in the store's chunks (``lazy``), loaded (False), or opened to be loaded
+    by the caller (None)."""
     import xarray as xr
 
     kw: dict[str, Any] = {"chunks": {}, **options} if lazy else dict(options)
@@ -415,7 +417,7 @@ def _open_zarr(path: Path, lazy: bool, **options: Any) -> Any:
         ds = xr.open_zarr(path, consolidated=True, **kw)
     except (ValueError, KeyError):
         ds = xr.open_zarr(path, consolidated=False, **kw)
-    return ds if lazy else ds.load()
+    return ds.load() if lazy is False else ds
 
 
 #: The Python API's keyword advice, in the command's words (regex, replacement).
@@ -520,7 +522,9 @@ def _open_any(path: Path, lazy: bool, **kw: Any) -> Any:
     import xarray as xr
 
     if path.is_dir():
-        return _open_zarr(path, lazy, **kw)
+        # Loaded by the caller, out of open_far_dates' filters (a load computes with dask,
+        # whose tasks on a shared scheduler may wait for the filters' turn).
+        return _open_zarr(path, True if lazy else None, **kw)
     # netCDF-C and HDF5 are not thread-safe, and xarray locks their data reads only:
     # commands in several threads opening files at once crashed the process.
     with _NETCDF_OPEN_LOCK:
@@ -598,6 +602,8 @@ def _read_dataset(value: str, option: str = "--data", lazy: bool = False,
                              f"store{missing_hint(path)}")
     try:
         ds = open_far_dates(_open_any, path, lazy)
+        if not lazy and path.is_dir():
+            ds = ds.load()
     except XmsglError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as err:
@@ -672,17 +678,7 @@ def _warnings_as_lines(command: str = "") -> Iterator[None]:
     """Print xmsgl's warnings as ``xmsgl: warning: ...`` lines while a command runs, in
     the words of ``command`` (:func:`_cli_words`), each text once (a command that
     validates its file and then fits on it would say a validation warning twice)."""
-    said: set[str] = set()
-    said_lock = threading.Lock()  # dask's threads warn too
-
-    def printer(message: str) -> None:
-        text = _cli_words(message, command)
-        with said_lock:
-            new = text not in said
-            said.add(text)
-        if new:
-            _warn(text)
-
+    printer = _Printer(command)
     with _SHOWING_LOCK:
         if not _SHOWING["printers"]:
             _SHOWING["original"] = warnings.showwarning
@@ -700,6 +696,24 @@ def _warnings_as_lines(command: str = "") -> Iterator[None]:
                 if warnings.showwarning is _show_warning:  # not replaced by another since
                     warnings.showwarning = _SHOWING["original"]
                 _SHOWING["original"] = None
+
+
+class _Printer:
+    """A command's printer of xmsgl warnings (:func:`_warnings_as_lines`): each text once,
+    in the command's words."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.said: set[str] = set()
+        self.lock = threading.Lock()  # dask's threads warn too
+
+    def __call__(self, message: str) -> None:
+        text = _cli_words(message, self.command)
+        with self.lock:
+            new = text not in self.said
+            self.said.add(text)
+        if new:
+            _warn(text)
 
 
 #: The commands printing xmsgl's warnings as lines (main may run in several threads at
@@ -1270,19 +1284,19 @@ def _check_evaluate_data(args: argparse.Namespace, ds: Any) -> list[str]:
         _check_robustness_data(args, ds)
     notes: list[str] = []
     if args.cv:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", XmsglWarning)
-            try:
-                _cv_plan(ds, folds=args.folds, repeats=args.repeats, blocking=args.blocking, seed=0,
-                         use_truth=True)
-            except XmsglError as err:
-                raise type(err)(f"--cv {args.cv} --blocking {args.blocking} --folds {args.folds}: "
-                                f"{err}") from None
-        for w in caught:
-            if issubclass(w.category, XmsglWarning):
-                notes.append(str(w.message))
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        from xmsgl.evaluate import _NOTES_TAKEN
+
+        # The plan's notes (repetitions dropped) are taken here, to be said first, in this
+        # thread alone (catching warnings would change the process's filters and hook).
+        _NOTES_TAKEN.notes = notes
+        try:
+            _cv_plan(ds, folds=args.folds, repeats=args.repeats, blocking=args.blocking, seed=0,
+                     use_truth=True)
+        except XmsglError as err:
+            raise type(err)(f"--cv {args.cv} --blocking {args.blocking} --folds {args.folds}: "
+                            f"{err}") from None
+        finally:
+            _NOTES_TAKEN.notes = None
     return notes
 
 
@@ -1362,13 +1376,17 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
     rob_notes: list[str] = []
     if args.cv:
         t1 = _time.time()
-        with warnings.catch_warnings():
-            for note in notes:  # printed already, before the sweep
-                warnings.filterwarnings("ignore", message=re.escape(note), category=XmsglWarning)
+        from xmsgl.evaluate import _NOTES_TAKEN
+
+        # The plan's notes, said before the sweep, are taken again here and dropped.
+        _NOTES_TAKEN.notes = []
+        try:
             cv = cross_validate(ds, args.cv, folds=args.folds, repeats=args.repeats,
                                 seeds=args.cv_seeds, blocking=args.blocking,
                                 fit_kwargs=None if args.cv in BASELINES else neural,
                                 mask_coarse=not args.keep_coarse)
+        finally:
+            _NOTES_TAKEN.notes = None
         vd = variance_decomposition(cv, n_boot=200)
         vd_attrs = dict(vd.attrs)
         n_sets = int(vd_attrs["n_partitions"])

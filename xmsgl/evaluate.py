@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import threading
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -436,6 +437,11 @@ def _n_deals(sizes: np.ndarray, folds: int) -> int | None:
     return len(leaves)
 
 
+#: Where, in this thread, :func:`cv_partitions` puts its note on dropped repetitions
+#: instead of warning (``notes``, a list; the command line says it first).
+_NOTES_TAKEN = threading.local()
+
+
 def cv_partitions(
     ds: xr.Dataset,
     *,
@@ -577,16 +583,19 @@ def cv_partitions(
                if n_deals is not None else
                f"only {len(deals)} distinct partitions were found ({REDRAWS} further draws per "
                "repetition)")
-        warnings.warn(
+        note = (
             f"cv_partitions: blocking={blocking!r} deals {groups.size} {what} into folds={folds}, and "
             f"{how}: of repeats={repeats}, {repeats - len(deals)} would repeat an earlier partition "
             f"and {'are' if repeats - len(deals) > 1 else 'is'} dropped (a copy is no new draw and would "
             f"narrow the variance decomposition's intervals); {len(deals)} "
             f"remain{'s' if len(deals) == 1 else ''}. For more, give more "
             f"blocks ({_MORE_BLOCKS[blocking]}, or blocking={others[0]!r} or {others[1]!r}) or "
-            f"another number of folds, or ask for repeats={len(deals)}",
-            XmsglWarning, stacklevel=user_stacklevel(),
-        )
+            f"another number of folds, or ask for repeats={len(deals)}")
+        taken = getattr(_NOTES_TAKEN, "notes", None)
+        if taken is not None:
+            taken.append(note)
+        else:
+            warnings.warn(note, XmsglWarning, stacklevel=user_stacklevel())
     out: list[Holdout] = []
     for r, fold_of in enumerate(deals):
         for f in range(folds):
