@@ -420,40 +420,105 @@ def test_a_cross_validation_plan_beside_another_thread_leaves_warnings_working(
     assert len(notes) == 1 and "only 1 distinct partition exists" in notes[0]
 
 
-def test_a_store_is_loaded_out_of_the_warning_filters_turn(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    # A command read its zarr store in memory inside the filters' turn (open_far_dates):
-    # the load's dask tasks on a shared scheduler of one thread waited behind another
-    # command's blocks, which waited for the turn: a deadlock.
-    import threading
-
+def test_a_store_is_read_in_memory_without_dask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A command read its zarr store in memory by loading dask arrays inside
+    # open_far_dates' turn of the warning filters: the load's tasks, on a shared
+    # scheduler of one thread, waited behind another command's blocks, which waited for
+    # the turn (a deadlock). Read without dask, the load has no task to wait for.
     import xarray as xr
 
     import xmsgl.cli as cli
     from xmsgl.datasets import synthetic_basin
-    from xmsgl.exceptions import _FILTERS_LOCK
 
-    synthetic_basin(n_segments=4, start="2001-01-01", end="2001-03-31", seed=3).to_zarr(tmp_path / "d.zarr",
-                                                                                    consolidated=False)
-    free: list[bool] = []
+    synthetic_basin(n_segments=4, start="2001-01-01", end="2001-03-31", seed=3).to_zarr(
+        tmp_path / "d.zarr", consolidated=False)
+    loaded: list[bool] = []
     load = xr.Dataset.load
 
-    def probe() -> None:
-        got = _FILTERS_LOCK.acquire(timeout=2)
-        if got:
-            _FILTERS_LOCK.release()
-        free.append(got)
-
-    def probed_load(self: xr.Dataset, **kwargs: object) -> xr.Dataset:
-        thread = threading.Thread(target=probe)
-        thread.start()
-        thread.join()
+    def watched_load(self: xr.Dataset, **kwargs: object) -> xr.Dataset:
+        loaded.append(any(v.chunks is not None for v in self.variables.values()))
         return load(self, **kwargs)
 
-    monkeypatch.setattr(xr.Dataset, "load", probed_load)
+    monkeypatch.setattr(xr.Dataset, "load", watched_load)
     ds = cli._read_dataset(str(tmp_path / "d.zarr"), check=False)
-    assert free and all(free)
-    assert all(v.chunks is None for v in ds.variables.values())  # in memory
+    assert loaded == [False]  # one load, of no dask array
+    assert all(v.chunks is None for v in ds.variables.values())
+    assert cli._read_dataset(str(tmp_path / "d.zarr"), lazy=True, check=False)["reach_temp"].chunks
+
+
+def test_a_store_of_dates_before_1582_read_in_memory_says_only_the_error(tmp_path: Path) -> None:
+    # Loaded after open_far_dates' block, its time bounds' dates gave xarray's
+    # SerializationWarning first (under -W error a traceback instead of the error).
+    import warnings
+
+    import cftime
+    import pandas as pd
+
+    import xmsgl.cli as cli
+    from xmsgl.datasets import synthetic_basin
+
+    ds = synthetic_basin(n_segments=4, start="2001-01-01", end="2001-03-31", seed=3)
+    days = [cftime.DatetimeGregorian(d.year, d.month, d.day)
+            for d in pd.date_range("1400-01-01", periods=ds.sizes["time"])]
+    old = ds.assign_coords(time=days)
+    old["time_bnds"] = (("time", "nv"), np.array([[d, d] for d in days], dtype=object))
+    old["time"].attrs["bounds"] = "time_bnds"
+    for name in ("time", "time_bnds"):
+        old[name].encoding = {"units": "days since 1400-01-01", "calendar": "standard"}
+    old.to_zarr(tmp_path / "old.zarr", consolidated=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(xmsgl.TimeError, match="holds cftime dates"):
+            cli._read_dataset(str(tmp_path / "old.zarr"))
+
+
+def test_a_warning_of_a_thread_no_command_started_goes_to_python_s_hook(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # A user's thread warning through the Python API while a command ran had its warning
+    # printed as the command's line, in the command's words.
+    import threading
+    import warnings
+
+    import xmsgl.cli as cli
+    from xmsgl.exceptions import XmsglWarning
+
+    got: list[str] = []
+
+    def hook(message: object, *args: object, **kwargs: object) -> None:
+        got.append(str(message))
+
+    def warn(text: str) -> None:
+        warnings.warn(text, XmsglWarning, stacklevel=1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = hook
+        with cli._warnings_as_lines("downscale"):
+            for name, text in (("user", "from the user's thread"),
+                               ("Dask-Worker-Threads'-1-2", "from a worker of a cluster")):
+                thread = threading.Thread(target=warn, args=(text,), name=name)
+                thread.start()
+                thread.join()
+            warn("from the command")
+    assert got == ["from the user's thread"]
+    err = capsys.readouterr().err
+    assert "xmsgl: warning: from a worker of a cluster" in err and "xmsgl: warning: from the command" in err
+
+
+def test_the_warning_filters_of_before_the_commands_are_put_back_after_them() -> None:
+    # Library blocks overlapping in threads can put back one another's filters for good
+    # (xarray's, xmsgl's writes): the commands leave the filters they found.
+    import warnings
+
+    import xmsgl.cli as cli
+
+    with warnings.catch_warnings():
+        before = list(warnings.filters)
+        with cli._warnings_as_lines("downscale"):
+            with cli._warnings_as_lines("fit"):
+                warnings.filterwarnings("ignore", message="left behind by a library")
+            assert len(warnings.filters) == len(before) + 1  # the last command has not ended
+        assert warnings.filters == before
 
 
 def test_commands_in_threads_open_netcdf_files_one_at_a_time(tmp_path: Path) -> None:

@@ -91,6 +91,7 @@ from xmsgl.exceptions import (
     XmsglError,
     XmsglWarning,
     format_ids,
+    ignoring,
     user_stacklevel,
 )
 from xmsgl.io import (
@@ -345,8 +346,7 @@ def _fit_mohseni(air: np.ndarray, water: np.ndarray) -> np.ndarray | None:
           float(np.clip(np.percentile(y, 98) + 1.0, 1.0, 39.0)), 0.2,
           float(np.clip(np.median(x), -9.0, 39.0))]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", OptimizeWarning)
+        with ignoring(OptimizeWarning):
             popt, _ = curve_fit(_mohseni, x, y, p0=p0, bounds=_BOUNDS, maxfev=5000)
     except (RuntimeError, ValueError):
         return None

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import contextvars
 import io
 import os
 import re
@@ -405,19 +406,21 @@ def _merge_steps(out: Any, steps: dict[str, Any]) -> Any:
     return merged
 
 
-def _open_zarr(path: Path, lazy: bool | None, **options: Any) -> Any:
+def _open_zarr(path: Path, lazy: bool, **options: Any) -> Any:
     """A zarr store, with its consolidated metadata where it has them (a store written
     without them is read without, and without xarray's warning that it fell back):
-    dask-backed in the store's chunks (``lazy``), loaded (False), or opened to be loaded
-    by the caller (None)."""
+    dask-backed in the store's chunks (``lazy``), or loaded without dask (a load that
+    computed with dask inside open_far_dates' turn of the warning filters waited, on a
+    shared scheduler of one thread, behind another command's blocks waiting for the
+    turn: a deadlock)."""
     import xarray as xr
 
-    kw: dict[str, Any] = {"chunks": {}, **options} if lazy else dict(options)
+    kw: dict[str, Any] = {"chunks": {} if lazy else None, **options}
     try:
         ds = xr.open_zarr(path, consolidated=True, **kw)
     except (ValueError, KeyError):
         ds = xr.open_zarr(path, consolidated=False, **kw)
-    return ds.load() if lazy is False else ds
+    return ds if lazy else ds.load()
 
 
 #: The Python API's keyword advice, in the command's words (regex, replacement).
@@ -522,9 +525,7 @@ def _open_any(path: Path, lazy: bool, **kw: Any) -> Any:
     import xarray as xr
 
     if path.is_dir():
-        # Loaded by the caller, out of open_far_dates' filters (a load computes with dask,
-        # whose tasks on a shared scheduler may wait for the filters' turn).
-        return _open_zarr(path, True if lazy else None, **kw)
+        return _open_zarr(path, lazy, **kw)
     # netCDF-C and HDF5 are not thread-safe, and xarray locks their data reads only:
     # commands in several threads opening files at once crashed the process.
     with _NETCDF_OPEN_LOCK:
@@ -602,8 +603,6 @@ def _read_dataset(value: str, option: str = "--data", lazy: bool = False,
                              f"store{missing_hint(path)}")
     try:
         ds = open_far_dates(_open_any, path, lazy)
-        if not lazy and path.is_dir():
-            ds = ds.load()
     except XmsglError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as err:
@@ -683,19 +682,26 @@ def _warnings_as_lines(command: str = "") -> Iterator[None]:
         if not _SHOWING["printers"]:
             _SHOWING["original"] = warnings.showwarning
             warnings.showwarning = _show_warning
+            # Library code (xmsgl's long blocks, xarray's) changes the process's warning
+            # filters for a while; overlapping in threads, one can put back another's for
+            # good: what the filters were before the first command is put back after the last.
+            _SHOWING["filters"] = list(warnings.filters)
         _SHOWING["printers"].append(printer)
-    before = getattr(_SHOWING_HERE, "printer", None)
-    _SHOWING_HERE.printer = printer
+    token = _PRINTER.set(printer)
     try:
         yield
     finally:
-        _SHOWING_HERE.printer = before
+        _PRINTER.reset(token)
         with _SHOWING_LOCK:
             _SHOWING["printers"].remove(printer)
             if not _SHOWING["printers"]:
                 if warnings.showwarning is _show_warning:  # not replaced by another since
                     warnings.showwarning = _SHOWING["original"]
                 _SHOWING["original"] = None
+                warnings.filters[:] = _SHOWING.pop("filters")  # type: ignore[index]
+                mutated = getattr(warnings, "_filters_mutated", None)  # the registries' "once"
+                if mutated is not None:
+                    mutated()
 
 
 class _Printer:
@@ -722,17 +728,21 @@ class _Printer:
 #: saving and restoring it in turn left one command's printer in place for good).
 _SHOWING: dict[str, Any] = {"printers": [], "original": None}
 _SHOWING_LOCK = threading.Lock()
-#: The printer of the command running in this thread.
-_SHOWING_HERE = threading.local()
+#: The printer of the command running in this context: its thread, and the threads of
+#: dask's local schedulers, which carry the context of the compute that started them.
+_PRINTER: contextvars.ContextVar[_Printer | None] = contextvars.ContextVar("xmsgl_cli_printer",
+                                                                           default=None)
 
 
 def _show_warning(message: Any, category: Any, filename: Any, lineno: Any, file: Any = None,
                   line: Any = None) -> None:
-    """An xmsgl warning to the printer of the command running in this thread (in a
-    thread of none, dask's, the latest command's); others as Python shows them."""
-    printer = getattr(_SHOWING_HERE, "printer", None)
+    """An xmsgl warning to the printer of the command running in this context (in a
+    thread of a dask.distributed worker, which carries no context, the latest command's);
+    others, and an xmsgl warning of a thread no command started, as Python shows them."""
+    printer = _PRINTER.get()
     with _SHOWING_LOCK:
-        if printer is None and _SHOWING["printers"]:
+        if (printer is None and _SHOWING["printers"]
+                and threading.current_thread().name.startswith("Dask-")):
             printer = _SHOWING["printers"][-1]
         original = _SHOWING["original"] or warnings._showwarning_orig  # type: ignore[attr-defined]
     if printer is not None and issubclass(category, XmsglWarning):

@@ -43,6 +43,7 @@ from xmsgl.exceptions import (
     check_flag,
     did_you_mean,
     format_ids,
+    ignoring,
     typed_arguments,
     user_stacklevel,
 )
@@ -787,8 +788,7 @@ def _training_days(method: str, kw: Mapping[str, Any], time: pd.DatetimeIndex,
         return (period_mask(time, kw["train"], "train") if "train" in kw
                 else np.ones(time.size, dtype=bool)), []
     kw = {**kw, **_fit_periods(kw, time, attrs)}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the fit says it, once it runs
+    with ignoring(Warning):  # the fit says it, once it runs
         periods, masks = _resolve_periods(time, kw.get("train"), kw.get("val"), kw.get("test"))
     return np.asarray(masks["train"]), [tuple(p) for p in periods["val"]]
 

@@ -17,7 +17,6 @@ import contextlib
 import os
 import shutil
 import tempfile
-import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 import pandas as pd
 import xarray as xr
 
-from xmsgl.exceptions import DataError
+from xmsgl.exceptions import DataError, ignoring
 
 __all__ = [
     "read_rds_frame",
@@ -116,8 +115,7 @@ def read_rds_object(path: Path) -> Any:
         A :class:`pandas.DataFrame` for a table, a dict for a list.
     """
     rdata = _require("rdata", "rdata")
-    with _reading(path, "R data"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _reading(path, "R data"), ignoring(Warning):
         return rdata.read_rds(str(path))
 
 
