@@ -521,6 +521,39 @@ def test_the_warning_filters_of_before_the_commands_are_put_back_after_them() ->
         assert warnings.filters == before
 
 
+def test_a_command_starting_beside_a_silenced_note_keeps_its_warnings(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Another thread silencing every warning for a moment (a calendar converted by another
+    # command) when a command started: its filter was kept to be put back after the
+    # command (silencing the process for good), and its end put its hook back over the
+    # command's (the command's warnings printed as Python's).
+    import threading
+    import time
+    import warnings
+
+    import xmsgl.cli as cli
+    from xmsgl.exceptions import XmsglWarning, ignoring
+
+    inside = threading.Event()
+
+    def other() -> None:
+        with ignoring(Warning):
+            inside.set()
+            time.sleep(0.3)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        before = list(warnings.filters)
+        thread = threading.Thread(target=other)
+        thread.start()
+        inside.wait(10)
+        with cli._warnings_as_lines("downscale"):
+            warnings.warn("said by the command", XmsglWarning, stacklevel=1)
+        thread.join()
+        assert warnings.filters == before
+    assert "xmsgl: warning: said by the command" in capsys.readouterr().err
+
+
 def test_commands_in_threads_open_netcdf_files_one_at_a_time(tmp_path: Path) -> None:
     # netCDF-C and HDF5 are not thread-safe: four threads opening files at once ended
     # the process with a segmentation fault (xarray locks the data reads only).

@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from xmsgl.exceptions import (
+    _FILTERS_LOCK,
     ChoiceError,
     DataError,
     DownloadError,
@@ -678,7 +679,10 @@ def _warnings_as_lines(command: str = "") -> Iterator[None]:
     the words of ``command`` (:func:`_cli_words`), each text once (a command that
     validates its file and then fits on it would say a validation warning twice)."""
     printer = _Printer(command)
-    with _SHOWING_LOCK:
+    # In the filters' turn (exceptions.ignoring): a block of another thread silencing a
+    # note meanwhile would be taken for the filters to put back, and its end would put
+    # its own hook back over the command's.
+    with _FILTERS_LOCK, _SHOWING_LOCK:
         if not _SHOWING["printers"]:
             _SHOWING["original"] = warnings.showwarning
             warnings.showwarning = _show_warning
@@ -692,7 +696,7 @@ def _warnings_as_lines(command: str = "") -> Iterator[None]:
         yield
     finally:
         _PRINTER.reset(token)
-        with _SHOWING_LOCK:
+        with _FILTERS_LOCK, _SHOWING_LOCK:
             _SHOWING["printers"].remove(printer)
             if not _SHOWING["printers"]:
                 if warnings.showwarning is _show_warning:  # not replaced by another since
