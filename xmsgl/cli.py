@@ -686,26 +686,21 @@ def _warnings_as_lines(command: str = "") -> Iterator[None]:
         if not _SHOWING["printers"]:
             _SHOWING["original"] = warnings.showwarning
             warnings.showwarning = _show_warning
-            # Library code (xmsgl's long blocks, xarray's) changes the process's warning
-            # filters for a while; overlapping in threads, one can put back another's for
-            # good: what the filters were before the first command is put back after the last.
-            _SHOWING["filters"] = list(warnings.filters)
         _SHOWING["printers"].append(printer)
     token = _PRINTER.set(printer)
     try:
         yield
     finally:
-        _PRINTER.reset(token)
+        try:
+            _PRINTER.reset(token)
+        except ValueError:  # left from another context than the one it was entered in
+            _PRINTER.set(None)
         with _FILTERS_LOCK, _SHOWING_LOCK:
             _SHOWING["printers"].remove(printer)
             if not _SHOWING["printers"]:
                 if warnings.showwarning is _show_warning:  # not replaced by another since
                     warnings.showwarning = _SHOWING["original"]
                 _SHOWING["original"] = None
-                warnings.filters[:] = _SHOWING.pop("filters")  # type: ignore[index]
-                mutated = getattr(warnings, "_filters_mutated", None)  # the registries' "once"
-                if mutated is not None:
-                    mutated()
 
 
 class _Printer:
@@ -738,6 +733,13 @@ _PRINTER: contextvars.ContextVar[_Printer | None] = contextvars.ContextVar("xmsg
                                                                            default=None)
 
 
+def _cluster_thread(name: str) -> bool:
+    """Whether a thread of this name is dask.distributed's: a worker's task threads
+    (``Dask-Default-Threads-PID-N`` after the worker's name, ``Dask-Actor-Threads``), or
+    the client's event loop, which warns again what a worker process warned."""
+    return bool(re.search(r"(^|-)Dask-\w+-Threads", name)) or name == "IO loop"
+
+
 def _show_warning(message: Any, category: Any, filename: Any, lineno: Any, file: Any = None,
                   line: Any = None) -> None:
     """An xmsgl warning to the printer of the command running in this context (in a
@@ -745,8 +747,7 @@ def _show_warning(message: Any, category: Any, filename: Any, lineno: Any, file:
     others, and an xmsgl warning of a thread no command started, as Python shows them."""
     printer = _PRINTER.get()
     with _SHOWING_LOCK:
-        if (printer is None and _SHOWING["printers"]
-                and threading.current_thread().name.startswith("Dask-")):
+        if printer is None and _SHOWING["printers"] and _cluster_thread(threading.current_thread().name):
             printer = _SHOWING["printers"][-1]
         original = _SHOWING["original"] or warnings._showwarning_orig  # type: ignore[attr-defined]
     if printer is not None and issubclass(category, XmsglWarning):
