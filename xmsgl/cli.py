@@ -679,9 +679,8 @@ def _warnings_as_lines(command: str = "") -> Iterator[None]:
     the words of ``command`` (:func:`_cli_words`), each text once (a command that
     validates its file and then fits on it would say a validation warning twice)."""
     printer = _Printer(command)
-    # In the filters' turn (exceptions.ignoring): a block of another thread silencing a
-    # note meanwhile would be taken for the filters to put back, and its end would put
-    # its own hook back over the command's.
+    # In the filters' turn (exceptions.ignoring): the end of another thread's block
+    # silencing a note meanwhile would put back the hook it found, over the command's.
     with _FILTERS_LOCK, _SHOWING_LOCK:
         if not _SHOWING["printers"]:
             _SHOWING["original"] = warnings.showwarning
@@ -743,7 +742,7 @@ def _cluster_thread(name: str) -> bool:
 def _show_warning(message: Any, category: Any, filename: Any, lineno: Any, file: Any = None,
                   line: Any = None) -> None:
     """An xmsgl warning to the printer of the command running in this context (in a
-    thread of a dask.distributed worker, which carries no context, the latest command's);
+    thread of dask.distributed, which carries no context, the latest command's);
     others, and an xmsgl warning of a thread no command started, as Python shows them."""
     printer = _PRINTER.get()
     with _SHOWING_LOCK:
