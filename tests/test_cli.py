@@ -449,17 +449,16 @@ def test_a_store_is_read_in_memory_without_dask(tmp_path: Path, monkeypatch: pyt
 def test_a_store_of_dates_before_1582_read_in_memory_says_only_the_error(tmp_path: Path) -> None:
     # Loaded after open_far_dates' block, its time bounds' dates gave xarray's
     # SerializationWarning first (under -W error a traceback instead of the error).
+    import datetime
     import warnings
 
     import cftime
-    import pandas as pd
 
     import xmsgl.cli as cli
     from xmsgl.datasets import synthetic_basin
 
     ds = synthetic_basin(n_segments=4, start="2001-01-01", end="2001-03-31", seed=3)
-    days = [cftime.DatetimeGregorian(d.year, d.month, d.day)
-            for d in pd.date_range("1400-01-01", periods=ds.sizes["time"])]
+    days = [cftime.DatetimeGregorian(1400, 1, 1) + datetime.timedelta(days=i) for i in range(ds.sizes["time"])]
     old = ds.assign_coords(time=days)
     old["time_bnds"] = (("time", "nv"), np.array([[d, d] for d in days], dtype=object))
     old["time"].attrs["bounds"] = "time_bnds"
