@@ -1298,19 +1298,17 @@ def _check_evaluate_data(args: argparse.Namespace, ds: Any) -> list[str]:
         _check_robustness_data(args, ds)
     notes: list[str] = []
     if args.cv:
-        from xmsgl.evaluate import _NOTES_TAKEN
+        from xmsgl.evaluate import _taking_notes
 
         # The plan's notes (repetitions dropped) are taken here, to be said first, in this
         # thread alone (catching warnings would change the process's filters and hook).
-        _NOTES_TAKEN.notes = notes
         try:
-            _cv_plan(ds, folds=args.folds, repeats=args.repeats, blocking=args.blocking, seed=0,
-                     use_truth=True)
+            with _taking_notes(notes):
+                _cv_plan(ds, folds=args.folds, repeats=args.repeats, blocking=args.blocking, seed=0,
+                         use_truth=True)
         except XmsglError as err:
             raise type(err)(f"--cv {args.cv} --blocking {args.blocking} --folds {args.folds}: "
                             f"{err}") from None
-        finally:
-            _NOTES_TAKEN.notes = None
     return notes
 
 
@@ -1390,17 +1388,13 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
     rob_notes: list[str] = []
     if args.cv:
         t1 = _time.time()
-        from xmsgl.evaluate import _NOTES_TAKEN
+        from xmsgl.evaluate import _taking_notes
 
-        # The plan's notes, said before the sweep, are taken again here and dropped.
-        _NOTES_TAKEN.notes = []
-        try:
+        with _taking_notes([]):  # the plan's notes, said before the sweep, dropped
             cv = cross_validate(ds, args.cv, folds=args.folds, repeats=args.repeats,
                                 seeds=args.cv_seeds, blocking=args.blocking,
                                 fit_kwargs=None if args.cv in BASELINES else neural,
                                 mask_coarse=not args.keep_coarse)
-        finally:
-            _NOTES_TAKEN.notes = None
         vd = variance_decomposition(cv, n_boot=200)
         vd_attrs = dict(vd.attrs)
         n_sets = int(vd_attrs["n_partitions"])

@@ -15,11 +15,12 @@ The formulas and design choices are in ``docs/evaluation.md``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import threading
 import warnings
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -439,8 +440,20 @@ def _n_deals(sizes: np.ndarray, folds: int) -> int | None:
 
 
 #: Where, in this thread, :func:`cv_partitions` puts its note on dropped repetitions
-#: instead of warning (``notes``, a list; the command line says it first).
+#: instead of warning (``notes``, a list; see :func:`_taking_notes`).
 _NOTES_TAKEN = threading.local()
+
+
+@contextlib.contextmanager
+def _taking_notes(notes: list[str]) -> Iterator[list[str]]:
+    """Inside the block, :func:`cv_partitions` in this thread appends its note on
+    dropped repetitions to ``notes`` instead of warning (the command line says it
+    first, and drops it when the sweep meets it again)."""
+    _NOTES_TAKEN.notes = notes
+    try:
+        yield notes
+    finally:
+        _NOTES_TAKEN.notes = None
 
 
 def cv_partitions(
