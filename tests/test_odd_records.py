@@ -641,3 +641,57 @@ def test_a_time_bnds_of_numbers_is_not_taken_for_bounds() -> None:
     ds["time_bnds"] = (("time", "two"), np.stack([np.arange(20.0), np.arange(20.0) + 1], axis=1))
     out = daily_time_bounds(fill_daily(ds))
     assert out.time_bnds.dims == ("time", "two") and float(out.time_bnds.values[0, 1]) == 1.0
+
+
+def _largest_result(obj: xr.DataArray) -> int:
+    """The most bytes one task of ``obj``'s dask graph returns when its chunks are
+    computed (each on its own: not joined into one array at the end)."""
+    import dask
+    from dask.callbacks import Callback
+
+    seen = [0]
+
+    class _Sizes(Callback):
+        def _posttask(self, key, result, dsk, state, id):  # type: ignore[no-untyped-def]
+            seen[0] = max(seen[0], int(getattr(result, "nbytes", 0) or 0))
+
+    with _Sizes():
+        dask.compute(*obj.data.to_delayed().ravel(), scheduler="sync")
+    return seen[0]
+
+
+def test_fill_daily_and_the_low_pass_filter_of_a_long_lazy_record_keep_its_chunks_small(
+        basin: xr.Dataset) -> None:
+    # Both run along the whole time axis. Rechunked to one time chunk with the other
+    # dimensions' chunks kept, a chunk held every reach over the three years, 11 times
+    # the input's chunks of 100 days (a forty-year record of 10^4 reaches, in one chunk
+    # along reach, makes chunks of gigabytes).
+    import dask
+
+    from xmsgl.robustness import lowpass
+
+    gappy = basin.drop_sel(time=basin.time[[40, 41, 500]])
+    lazy = gappy.chunk({"time": 100})
+    air = lazy.reach_air_temp
+    chunk_bytes = air.dtype.itemsize * int(np.prod(air.data.chunksize))
+    whole = air.dtype.itemsize * air.sizes["time"] * air.sizes["reach"]
+    assert whole > 10 * chunk_bytes
+    with dask.config.set({"array.chunk-size": "1KiB"}):
+        filled = fill_daily(lazy)
+        assert filled.reach_air_temp.chunksizes["reach"] == air.chunksizes["reach"]
+        assert max(filled.reach_air_temp.chunksizes["time"]) == 100
+        # (xarray's reindex onto the daily steps makes a chunk of 105 days of one of 100.)
+        assert _largest_result(filled.reach_air_temp) <= 1.25 * chunk_bytes
+        smooth = lowpass(basin.chunk({"time": 100}), 30.0)
+        assert smooth.reach_air_temp.chunksizes == basin.chunk({"time": 100}).reach_air_temp.chunksizes
+        assert _largest_result(smooth.reach_air_temp) <= chunk_bytes
+        from xmsgl.convention import whole_time_chunks
+
+        cut = whole_time_chunks(air)
+        assert cut.chunksizes["time"] == (air.sizes["time"],)
+        assert air.dtype.itemsize * air.sizes["time"] * max(cut.chunksizes["reach"]) <= chunk_bytes
+    # The same values as in memory.
+    xr.testing.assert_allclose(filled.reach_air_temp.compute(), fill_daily(gappy).reach_air_temp)
+    xr.testing.assert_allclose(smooth.reach_air_temp.compute(), lowpass(basin, 30.0).reach_air_temp)
+    in_memory = gappy.reach_air_temp
+    assert whole_time_chunks(in_memory) is in_memory

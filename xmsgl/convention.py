@@ -81,6 +81,7 @@ __all__ = [
     "GEOMETRY",
     "InputVariables",
     "fill_daily",
+    "whole_time_chunks",
     "input_variables",
     "same_units",
     "validate",
@@ -682,6 +683,34 @@ def _warn_input_like_coords(ds: xr.Dataset, skip: Iterable[str]) -> None:
     )
 
 
+def whole_time_chunks(da: xr.DataArray) -> xr.DataArray:
+    """``da``, if dask-backed, in chunks that each hold its whole ``time`` axis, for a
+    function that runs along that axis (interpolation in time, a zero-phase filter).
+
+    Keeping the other dimensions' chunks would make a chunk of a long record many
+    times the input's (a chunk of 10^4 reaches over forty years is 2.3 GB in float32
+    where the input's were a year long): the first other dimension is cut instead so
+    that a chunk holds no more than dask's ``array.chunk-size``, or than the input's
+    largest chunk where that is larger. A variable in memory or without ``time`` is
+    returned as it is.
+    """
+    if da.chunks is None or TIME not in da.dims:
+        return da
+    import dask
+    from dask.utils import parse_bytes
+
+    sizes = da.chunksizes
+    others = [d for d in da.dims if d != TIME]
+    item = int(da.dtype.itemsize)
+    largest = item * int(np.prod([max(sizes[d]) for d in da.dims]))
+    limit = max(int(parse_bytes(dask.config.get("array.chunk-size"))), largest)
+    chunks: dict[Hashable, int] = {TIME: -1}
+    if others:
+        row = item * int(da.sizes[TIME]) * int(np.prod([max(sizes[d]) for d in others[1:]]))
+        chunks[others[0]] = max(1, min(max(sizes[others[0]]), limit // max(row, 1)))
+    return da.chunk(chunks)
+
+
 def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
                exclude: Iterable[str] = ()) -> xr.Dataset:
     """Daily steps from the first day of ``ds`` to its last, the inputs of the added days
@@ -715,10 +744,11 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
         one without a ``_FillValue``, now float with NaN on the added days, loses its
         integer ``dtype``), and time bounds (named by ``time``'s ``bounds`` attribute,
         or a ``time_bnds`` / ``time_bounds`` of dates where that was lost) are made
-        again for every day. Dask
-        variables stay lazy (an interpolated one in chunks of the input's largest chunk
-        length along time). The added days are named in ``xmsgl_filled_spans`` and a
-        ``history`` line; ``downscale`` carries both counts to its outputs
+        again for every day. Dask variables stay lazy (an interpolated one in the
+        input's chunks, of its largest chunk length along time; in between, the
+        interpolation reads chunks of the whole record cut along the other dimension,
+        :func:`whole_time_chunks`). The added days are named in ``xmsgl_filled_spans``
+        and a ``history`` line; ``downscale`` carries both counts to its outputs
         (``xmsgl_input_filled_days``, ``xmsgl_input_filled_spans``).
 
     Raises
@@ -822,17 +852,18 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
         if name in skip or TIME not in full[name].dims:
             continue
         var = full[name]
-        if var.chunks is not None:
-            var = var.chunk({TIME: -1})  # interpolation runs along the whole axis
+        var = whole_time_chunks(var)  # interpolation runs along the whole axis
         # Only the added days are filled: a missing value of a day the dataset has
         # stays missing (validate names it).
         between = (var.assign_coords({TIME: day_numbers}).interpolate_na(TIME, method="linear")
                    .assign_coords({TIME: daily}))
         filled = var.where(~new_day, between)
         if ds[name].chunks is not None:
-            # Back to chunks of the input's length along time: one chunk of the whole
-            # record would make every later step hold it whole.
-            filled = filled.chunk({TIME: max(ds[name].chunksizes[TIME])})
+            # Back to the input's chunks (of its longest length along time): one chunk of
+            # the whole record would make every later step hold it whole.
+            back: dict[Hashable, Any] = dict(ds[name].chunksizes)
+            back[TIME] = max(back[TIME])
+            filled = filled.chunk(back)
         filled.attrs = ds[name].attrs
         full[name] = filled
     for key in full.data_vars:

@@ -46,8 +46,10 @@ truth (``reach_temp_true`` when present).
 
 The filters run on dask arrays too: :func:`xarray.apply_ufunc` with
 ``dask="parallelized"`` applies :func:`scipy.signal.sosfiltfilt` along a single
-time chunk (the time dimension is rechunked to one chunk; other dimensions keep
-their chunks), so a chunked dataset stays lazy until the model reads it.
+time chunk (each chunk holds the whole time axis, the other dimension cut so that
+a chunk stays within dask's ``array.chunk-size``:
+:func:`xmsgl.convention.whole_time_chunks`), and the result comes back in the
+input's chunks, so a chunked dataset stays lazy until the model reads it.
 """
 
 from __future__ import annotations
@@ -63,7 +65,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from xmsgl.convention import REACH, SEG, TIME, expect_dataset, input_variables, is_temperature_units
+from xmsgl.convention import (
+    REACH,
+    SEG,
+    TIME,
+    expect_dataset,
+    input_variables,
+    is_temperature_units,
+    whole_time_chunks,
+)
 from xmsgl.exceptions import (
     ChoiceError,
     DataError,
@@ -239,8 +249,7 @@ def _filter(ds: xr.Dataset, sos: np.ndarray, names: list[str], keep_mean: bool) 
         da = ds[name]
         if calendar is not None:
             da = da.reindex({TIME: calendar})
-        if da.chunks is not None:
-            da = da.chunk({TIME: -1})
+        da = whole_time_chunks(da)  # the filter runs along the whole axis
         # Temperatures may cross 0; other quantities that never go below it must not.
         floor = not is_temperature_units(str(da.attrs.get("units", "")))
         res = xr.apply_ufunc(kernel, da, input_core_dims=[[TIME]], output_core_dims=[[TIME]],
@@ -248,7 +257,10 @@ def _filter(ds: xr.Dataset, sos: np.ndarray, names: list[str], keep_mean: bool) 
                              keep_attrs=True)
         if calendar is not None:
             res = res.sel({TIME: times}).astype(ds[name].dtype)
-        out[name] = res.transpose(*ds[name].dims)
+        res = res.transpose(*ds[name].dims)
+        if ds[name].chunks is not None:
+            res = res.chunk(ds[name].chunksizes)  # back to the input's chunks
+        out[name] = res
     return ds.assign(out)
 
 
