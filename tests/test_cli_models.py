@@ -155,7 +155,7 @@ def test_downscale_writes_what_downscale_returns(files: dict[str, str], model_di
     np.testing.assert_array_equal(bounds[:, 0], written["time"].values)
     assert (bounds[:, 1] - bounds[:, 0] == np.timedelta64(1, "D")).all()
     assert got.attrs["cell_methods"] == "time: mean"
-    assert written.attrs["Conventions"] == "CF-1.11"
+    assert written.attrs["Conventions"] == "CF-1.11, ACDD-1.3"
     # CF coordinates and what a catalog (ACDD) reads.
     assert {k: written["time"].attrs[k] for k in ("standard_name", "axis")} == {"standard_name": "time",
                                                                               "axis": "T"}
@@ -363,8 +363,13 @@ def test_output_dataset_gives_python_the_file_the_command_writes(files: dict[str
     from xmsgl.io import to_netcdf_safe
 
     ds = xr.load_dataset(files["nc"])
-    ds.attrs.update(history="2001-01-01 made by hand", featureType="timeSeries")
+    ds.attrs.update(history="2001-01-01 made by hand", featureType="timeSeries", license="CC-BY-4.0",
+                    references="doi:10.0/x", creator_name="A. Gauger", institution="A Survey")
     ds["reach"].attrs["cf_role"] = "timeseries_id"
+    # Places on a map, in reverse order of the reaches (taken by id, not by position).
+    lat = np.linspace(41.5, 40.0, ds.sizes["reach"])
+    ds["reach_lat"] = ("reach", lat, {"units": "degrees_north"})
+    ds["reach_lon"] = ("reach", np.linspace(-74.0, -75.5, ds.sizes["reach"]), {"units": "degree_east"})
     src, cli_out = tmp_path / "in.nc", tmp_path / "cli.nc"
     ds.to_netcdf(src)
     assert main(["downscale", model_dir, str(src), str(cli_out), "--time", "2002-10-01", "2003-03-31"]) == 0
@@ -387,6 +392,35 @@ def test_output_dataset_gives_python_the_file_the_command_writes(files: dict[str
             assert same(b[name].attrs) == same(a[name].attrs), name
         xr.testing.assert_allclose(a["reach_temp_pred"], b["reach_temp_pred"], atol=1e-5)
         np.testing.assert_array_equal(a["time_bnds"].values, b["time_bnds"].values)
+        # ACDD: the input's terms and citation carried, its makers named as the input's;
+        # the nodes on a map, and the bounds a catalog searches by.
+        assert b.attrs["Conventions"] == "CF-1.11, ACDD-1.3"
+        assert (b.attrs["license"], b.attrs["references"]) == ("CC-BY-4.0", "doi:10.0/x")
+        assert (b.attrs["xmsgl_input_creator_name"], b.attrs["xmsgl_input_institution"]) == (
+            "A. Gauger", "A Survey")
+        assert "creator_name" not in b.attrs and "institution" not in b.attrs
+        assert b.attrs["summary"].startswith("Daily mean stream water temperature") and "msgl model" in \
+            b.attrs["summary"] and "reaches" in b.attrs["summary"] and b.attrs["keywords"]
+        assert (b.attrs["time_coverage_start"], b.attrs["time_coverage_end"],
+                b.attrs["time_coverage_resolution"]) == ("2002-10-01T00:00:00", "2003-04-01T00:00:00", "P1D")
+        assert "reach_lat" in b.coords and "reach_lat" in b["reach_temp_pred"].encoding["coordinates"]
+        assert b["reach_lat"].attrs["standard_name"] == "latitude"
+        assert b["reach_lon"].attrs["units"] == "degrees_east"
+        np.testing.assert_array_equal(b["reach_lat"].values, ds["reach_lat"].sel(reach=b["reach"]).values)
+        assert (b.attrs["geospatial_lat_min"], b.attrs["geospatial_lat_max"],
+                b.attrs["geospatial_lon_min"], b.attrs["geospatial_lon_max"]) == (40.0, 41.5, -75.5, -74.0)
+    # Some reaches only: their own places.
+    some = output_dataset(pred.isel(reach=[5, 2]), read)
+    np.testing.assert_array_equal(some["reach_lat"].values, lat[[5, 2]])
+    assert some.attrs["geospatial_lat_max"] == lat[2]
+    # Your own attributes over the defaults; a prediction without history gets none.
+    mine = output_dataset(pred, read, attrs={"license": "CC0-1.0", "creator_name": "Me", "summary": "S"})
+    assert (mine.attrs["license"], mine.attrs["creator_name"], mine.attrs["summary"]) == ("CC0-1.0", "Me", "S")
+    bare = pred.copy()
+    bare.attrs.pop("history")
+    assert "history" not in output_dataset(bare).attrs
+    with pytest.raises(ParameterError, match="attrs must be a mapping"):
+        output_dataset(pred, attrs=["license"])
     # Both scales in one file: each prediction's history line, once.
     seg = read.msgl.downscale(xmsgl.load(model_dir), scale="seg", time=("2002-10-01", "2003-03-31"),
                               device="cpu")
@@ -1184,7 +1218,8 @@ def test_downscale_append_grows_a_store_checked(files: dict[str, str], model_dir
     want = xr.concat([ds.msgl.downscale(model, time=t, device="cpu")
                       for t in (("2002-10-01", "2002-12-31"), ("2003-01-01", "2003-03-31"))], "time")
     np.testing.assert_allclose(written["reach_temp_pred"].values, want.values, atol=1e-5)
-    assert written["time_bnds"].shape == (182, 2) and written.attrs["Conventions"] == "CF-1.11"
+    assert written["time_bnds"].shape == (182, 2) and written.attrs["Conventions"] == "CF-1.11, ACDD-1.3"
+    assert written.attrs["date_modified"] >= written.attrs["date_created"]  # ACDD, set by the append
     # The first run's 92 days were stored in chunks of a year, which later days fill.
     assert written["reach_temp_pred"].encoding["chunks"][1] == 365
     assert written["time_bnds"].encoding["chunks"][0] == 365

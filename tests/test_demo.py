@@ -34,7 +34,11 @@ def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys) -> None:
         assert {"reach_temp_async_msgl", "reach_temp_fine_only", "reach_temp_remap",
                 "reach_temp_true"} <= set(out.data_vars)
         assert out["reach_temp_async_msgl"].attrs["units"] == "degC"
-        assert "xmsgl" in out.attrs["history"] and out.attrs["Conventions"] == "CF-1.11"
+        assert "xmsgl" in out.attrs["history"] and out.attrs["Conventions"] == "CF-1.11, ACDD-1.3"
+        # What a catalog reads (ACDD): the test period's days, whole.
+        test = res["test_period"]
+        assert out.attrs["time_coverage_start"] == f"{test[0]}T00:00:00" and out.attrs["date_created"]
+        assert out.attrs["summary"].startswith("Daily mean water temperature of the test period")
         assert out["time"].attrs["bounds"] == "time_bnds"
         assert (out["time_bnds"].values[:, 1] - out["time"].values == np.timedelta64(1, "D")).all()
         assert f"device={res['device']!r}" in out.attrs["history"]

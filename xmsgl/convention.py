@@ -91,6 +91,10 @@ __all__ = [
     "daily_time_bounds",
     "cf_coordinate_attrs",
     "output_dataset",
+    "acdd_attrs",
+    "ACDD_CONVENTIONS",
+    "CARRIED_ATTRS",
+    "CREDIT_ATTRS",
 ]
 
 SEG = "seg"
@@ -154,6 +158,22 @@ _TEMPERATURE_SCALES = (
 #: segment's), so that a file of predictions says what it was made from; every model's
 #: output (networks, baselines, the GRU) gives them.
 INPUT_ATTRS = ("title", "source", "approximations")
+
+#: The metadata convention of the files xmsgl writes beside CF (Attribute Convention for
+#: Data Discovery): their ``Conventions`` is ``"CF-1.11, ACDD-1.3"``.
+ACDD_CONVENTIONS = "ACDD-1.3"
+
+#: Global attributes of the input that hold for what is made from it, carried as they
+#: are to the file :func:`output_dataset` makes: the terms of use and what to cite.
+CARRIED_ATTRS = ("license", "references", "acknowledgment", "acknowledgement", "project", "program")
+
+#: Global attributes of the input that name who made it (ACDD's creator, contributor
+#: and publisher, CF's institution) or identify it: not the maker or the identity of a
+#: file made from it, so :func:`output_dataset` carries them as ``xmsgl_input_<name>``.
+CREDIT_ATTRS = ("institution", "creator_name", "creator_email", "creator_url", "creator_type",
+                "creator_institution", "contributor_name", "contributor_role", "publisher_name",
+                "publisher_email", "publisher_url", "publisher_type", "publisher_institution",
+                "id", "naming_authority", "doi")
 
 
 def input_attrs(attrs: Mapping[str, Any]) -> dict[str, str | int]:
@@ -2160,34 +2180,152 @@ def stamp_text(stamp: pd.Timestamp) -> str:
     return day_text(stamp) if stamp == stamp.normalize() else str(stamp)
 
 
+def _degrees_axis(units: object) -> str | None:
+    """``"lat"`` for CF's units of latitude (``degrees_north``, ``degree_N``...),
+    ``"lon"`` for those of longitude, else None."""
+    text = str(units).replace(" ", "").lower()
+    for axis, word in (("lat", "north"), ("lon", "east")):
+        if text in {f"{d}{sep}{w}" for d in ("degree", "degrees") for sep in ("_", "")
+                    for w in (word, word[0])}:
+            return axis
+    return None
+
+
+def _node_locations(result: xr.Dataset, ds: xr.Dataset | None) -> xr.Dataset:
+    """``result`` with ``ds``'s latitudes and longitudes of its nodes (``reach_lat``,
+    ``seg_lon``...: in degrees north / east) as auxiliary coordinates, taken by id, where
+    ``result`` lacks them; the file then places each series on a map."""
+    if ds is None:
+        return result
+    add = {}
+    for dim in (REACH, SEG):
+        if dim not in result.dims:
+            continue
+        for axis, units in (("lat", "degrees_north"), ("lon", "degrees_east")):
+            name = f"{dim}_{axis}"
+            if name in result.variables or name not in ds.variables or ds[name].dims != (dim,):
+                continue
+            if _degrees_axis(ds[name].attrs.get("units", "")) != axis:
+                continue  # not in degrees north / east: no place on a map to be sure of
+            loc = ds[name]
+            if dim in result.indexes and dim in ds.indexes:
+                if not result.indexes[dim].isin(ds.indexes[dim]).all():
+                    continue
+                loc = loc.sel({dim: result.indexes[dim]})
+            elif ds.sizes[dim] != result.sizes[dim]:
+                continue
+            standard = "latitude" if axis == "lat" else "longitude"
+            add[name] = (dim, np.asarray(loc.values),
+                         {"long_name": f"{standard} of the {'reach' if dim == REACH else 'segment'}",
+                          **loc.attrs, "units": units, "standard_name": standard})
+    return result.assign_coords(add) if add else result
+
+
+def _geospatial_attrs(result: xr.Dataset) -> dict[str, Any]:
+    """ACDD's ``geospatial_lat_min`` ... ``geospatial_lon_max`` from the coordinates of
+    ``result`` in degrees north and east (by ``units`` or ``standard_name``)."""
+    found: dict[str, list[float]] = {"lat": [], "lon": []}
+    for coord in result.coords.values():
+        standard = str(coord.attrs.get("standard_name", ""))
+        axis = _degrees_axis(coord.attrs.get("units", "")) or {"latitude": "lat",
+                                                               "longitude": "lon"}.get(standard)
+        if axis is None or coord.ndim != 1 or coord.dtype.kind not in "iuf":
+            continue
+        vals = np.asarray(coord.values, dtype=np.float64)
+        vals = vals[np.isfinite(vals)]
+        if vals.size:
+            found[axis] += [float(vals.min()), float(vals.max())]
+    attrs: dict[str, Any] = {}
+    for axis, units in (("lat", "degrees_north"), ("lon", "degrees_east")):
+        if found[axis]:
+            attrs[f"geospatial_{axis}_min"] = min(found[axis])
+            attrs[f"geospatial_{axis}_max"] = max(found[axis])
+            attrs[f"geospatial_{axis}_units"] = units
+    return attrs
+
+
+def acdd_attrs(result: xr.Dataset) -> dict[str, Any]:
+    """What a catalog reads of a file of daily values (ACDD 1.3) and can be found from
+    ``result`` itself: ``date_created`` (now, UTC), ``time_coverage_start`` and
+    ``_end`` (instants, :func:`coverage_instant`), ``time_coverage_resolution``
+    (``"P1D"``) and, where nodes have latitudes and longitudes as coordinates,
+    ``geospatial_lat_min`` ... ``geospatial_lon_max``.
+
+    Raises
+    ------
+    TimeError
+        ``result``'s ``time`` carries a time zone.
+    """
+    import datetime
+
+    attrs: dict[str, Any] = {"date_created": datetime.datetime.now(datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")}
+    if TIME in result.coords and result[TIME].ndim == 1 and result.sizes[TIME]:
+        # The first and last of the days there are (unsorted days, NaT at either end),
+        # on any calendar (cftime dates too).
+        _refuse_timezones(result[TIME])
+        values = np.asarray(result[TIME].values)
+        if values.dtype.kind == "M":
+            days = list(values[~np.isnat(values)])
+        elif values.dtype == object:
+            days = [d for d in values if hasattr(d, "year") and hasattr(d, "calendar")]
+        else:
+            days = []
+        try:
+            first_day, last_day = (min(days), max(days)) if days else (None, None)
+        except TypeError:  # cftime dates of several calendars: no coverage to give
+            first_day = last_day = None
+        if first_day is not None:
+            attrs["time_coverage_start"] = coverage_instant(first_day)
+            attrs["time_coverage_end"] = coverage_instant(last_day, end=True)
+            attrs["time_coverage_resolution"] = "P1D"
+    attrs.update(_geospatial_attrs(result))
+    return attrs
+
+
 @typed_arguments
 def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None, *,
-                   source: str | None = None) -> xr.Dataset:
+                   source: str | None = None, attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
     """The file ``xmsgl downscale`` writes, from a prediction made in Python.
 
     ``pred`` is what ``ds.msgl.downscale`` returns (a Dataset of several such, the
     reach and segment predictions say, works too); ``ds`` the dataset it was
     downscaled from. The result carries, as the command's output does:
 
-    * CF: ``Conventions``, time bounds for daily means (:func:`daily_time_bounds`),
-      ``time`` as the time axis and the ids' ``long_name`` (:func:`cf_coordinate_attrs`);
-    * ``title``, and ``history``: ``ds``'s lines, then the prediction's;
+    * CF: ``Conventions`` (``"CF-1.11, ACDD-1.3"``), time bounds for daily means
+      (:func:`daily_time_bounds`), ``time`` as the time axis and the ids' ``long_name``
+      (:func:`cf_coordinate_attrs`), and ``ds``'s latitudes and longitudes of the nodes
+      (``reach_lat``, ``reach_lon``, ``seg_lat``, ``seg_lon`` in degrees, taken by id)
+      as auxiliary coordinates;
+    * ``title``, ``summary`` and ``keywords``, and ``history``: ``ds``'s lines, then
+      the prediction's;
     * ``source``: as given, else ``ds``'s file (when it was read from one) and the
       model's sha256;
-    * what a catalog reads (ACDD): ``date_created``, ``time_coverage_start`` and
-      ``_end`` (instants: the midnights that start the first day and end the last,
-      :func:`coverage_instant`), and ``ds``'s ``featureType`` where the
-      output's nodes carry a ``cf_role``;
+    * ``ds``'s terms of use and what to cite (:data:`CARRIED_ATTRS`: ``license``,
+      ``references``, ``acknowledgment``, ``project``...) as they are, and who made
+      ``ds`` (:data:`CREDIT_ATTRS`: ``creator_name``, ``institution``...) as
+      ``xmsgl_input_creator_name`` ...: they did not make this file. A ``license``
+      carried from ``ds`` is its terms; give ``attrs={"license": ...}`` where the
+      output is published under others;
+    * what a catalog reads (ACDD, :func:`acdd_attrs`): ``date_created``,
+      ``time_coverage_start`` and ``_end`` (instants: the midnights that start the
+      first day and end the last, :func:`coverage_instant`),
+      ``time_coverage_resolution``, ``geospatial_lat_min`` ... where the nodes have
+      latitudes and longitudes, and ``ds``'s ``featureType`` where the output's nodes
+      carry a ``cf_role``;
+    * ``attrs``: global attributes of your own (``title``, ``summary``,
+      ``creator_name``...), set last, over the ones above;
     * attributes netCDF cannot hold (lists, dicts, booleans, None) as JSON text.
 
-    Nothing is computed: a dask-backed prediction stays lazy. Write the result with
-    :func:`xmsgl.io.to_netcdf_safe` or :func:`xmsgl.io.to_zarr_safe`.
+    Nothing is computed: a dask-backed prediction stays lazy (the one-dimensional
+    latitudes and longitudes are read for the geospatial bounds). Write the result
+    with :func:`xmsgl.io.to_netcdf_safe` or :func:`xmsgl.io.to_zarr_safe`.
 
     Raises
     ------
     ParameterError
-        When ``pred`` is not a DataArray with a name or a Dataset, or ``ds`` is not a
-        Dataset.
+        When ``pred`` is not a DataArray with a name or a Dataset, ``ds`` is not a
+        Dataset, or ``attrs`` is not a mapping of names.
     TimeError
         Its ``time`` carries a time zone.
 
@@ -2199,10 +2337,11 @@ def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None
     ...                     attrs={"units": "degC", "long_name": "water temperature", "history": "made"})
     >>> out = output_dataset(pred, source="a test")
     >>> out.attrs["Conventions"], out.attrs["time_coverage_end"], out["time"].attrs["bounds"]
-    ('CF-1.11', '2001-06-03T00:00:00', 'time_bnds')
+    ('CF-1.11, ACDD-1.3', '2001-06-03T00:00:00', 'time_bnds')
     """
-    import datetime
-
+    if attrs is not None and not (isinstance(attrs, Mapping) and all(isinstance(k, str) for k in attrs)):
+        raise ParameterError(f"output_dataset: attrs must be a mapping of attribute names to values, "
+                             f"got {type(attrs).__name__}; e.g. attrs={{'creator_name': 'A. Hydrologist'}}")
     if isinstance(pred, xr.DataArray):
         if pred.name is None:
             raise ParameterError("output_dataset: pred has no name; give it one with "
@@ -2229,36 +2368,43 @@ def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None
         read_from = ds.encoding.get("source") if ds is not None else None
         model = f"the model of sha256 {first.attrs.get('xmsgl_model_sha256', 'unknown')}"
         source = f"{read_from} with {model}" if read_from else f"xmsgl, {model}"
-    attrs: dict[str, Any] = {"title": f"xmsgl downscale: {first.attrs.get('long_name', first.name)}",
-                             "Conventions": CF_CONVENTIONS,
-                             "history": "\n".join(line for line in lines if line),
-                             "source": str(source),
-                             "date_created": datetime.datetime.now(datetime.timezone.utc).strftime(
-                                 "%Y-%m-%dT%H:%M:%SZ")}
-    if TIME in result.coords and result[TIME].ndim == 1 and result.sizes[TIME]:
-        # The first and last of the days there are (unsorted days, NaT at either end),
-        # on any calendar (cftime dates too).
-        _refuse_timezones(result[TIME])
-        values = np.asarray(result[TIME].values)
-        if values.dtype.kind == "M":
-            days = list(values[~np.isnat(values)])
-        elif values.dtype == object:
-            days = [d for d in values if hasattr(d, "year") and hasattr(d, "calendar")]
-        else:
-            days = []
-        try:
-            first_day, last_day = (min(days), max(days)) if days else (None, None)
-        except TypeError:  # cftime dates of several calendars: no coverage to give
-            first_day = last_day = None
-        if first_day is not None:
-            attrs["time_coverage_start"] = coverage_instant(first_day)
-            attrs["time_coverage_end"] = coverage_instant(last_day, end=True)
+    long_name = str(first.attrs.get("long_name", first.name))
+    history = "\n".join(line for line in lines if line)
+    out_attrs: dict[str, Any] = {"title": f"xmsgl downscale: {long_name}",
+                                 "summary": _summary(result, long_name),
+                                 "keywords": "stream temperature, water temperature, river network, "
+                                             "downscaling, graph neural network",
+                                 "Conventions": f"{CF_CONVENTIONS}, {ACDD_CONVENTIONS}",
+                                 **({"history": history} if history else {}),
+                                 "source": str(source)}
+    result = _node_locations(result, ds)
+    out_attrs.update(acdd_attrs(result))
+    for key in CARRIED_ATTRS:
+        if key in inputs:
+            out_attrs[key] = inputs[key]
+    for key in CREDIT_ATTRS:
+        if key in inputs:
+            out_attrs[f"xmsgl_input_{key}"] = inputs[key]
     # A discrete sampling geometry needs its instance variable (cf_role) in the file too.
     if inputs.get("featureType") and any(result[d].attrs.get("cf_role") for d in result.dims
                                          if d in result.coords):
-        attrs["featureType"] = str(inputs["featureType"])
-    result.attrs = attrs
+        out_attrs["featureType"] = str(inputs["featureType"])
+    out_attrs.update(attrs or {})
+    result.attrs = out_attrs
     return json_safe_attrs(cf_coordinate_attrs(daily_time_bounds(result)))
+
+
+def _summary(result: xr.Dataset, long_name: str) -> str:
+    """ACDD's ``summary`` of an output: what it holds, where and how it was made."""
+    nodes = [f"{result.sizes[d]:,} {'reaches' if d == REACH else 'segments'}"
+             for d in (REACH, SEG) if d in result.dims]
+    methods = sorted({str(v.attrs["xmsgl_method"]) for v in result.data_vars.values()
+                      if "xmsgl_method" in v.attrs})
+    return (f"{long_name[:1].upper()}{long_name[1:]}"
+            + (f": {' and '.join(nodes)} of a river network" if nodes else "")
+            + ", predicted with xmsgl's "
+            + (f"{', '.join(methods)} model" if methods else "model")
+            + " from the inputs and the model named in source and history.")
 
 
 def json_safe_attrs(ds: xr.Dataset) -> xr.Dataset:

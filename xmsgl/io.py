@@ -1778,6 +1778,10 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
         attrs = dict(group.attrs)
         new_attrs = {**attrs, "history": _appended_history(piece, store, attrs, dim,
                                                            f"{first} to {last}", note)}
+        if "date_created" in attrs:
+            # ACDD: when the store last changed, beside when it was made.
+            new_attrs["date_modified"] = datetime.datetime.now(datetime.timezone.utc).strftime(
+                "%Y-%m-%dT%H:%M:%SZ")
         if "time_coverage_end" in attrs and dim == "time" and piece[dim].dtype.kind in "MO":
             # ACDD: the end of the days now held (a bare DataArray appended has none of its own).
             from xmsgl.convention import coverage_instant
