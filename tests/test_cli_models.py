@@ -413,6 +413,12 @@ def test_output_dataset_gives_python_the_file_the_command_writes(files: dict[str
     some = output_dataset(pred.isel(reach=[5, 2]), read)
     np.testing.assert_array_equal(some["reach_lat"].values, lat[[5, 2]])
     assert some.attrs["geospatial_lat_max"] == lat[2]
+    # A latitude in radians is no latitude in degrees for a catalog; one in plain
+    # degrees is, by its standard name.
+    for units, found in (("radians", False), ("degrees", True)):
+        placed = pred.assign_coords(reach_lat=("reach", np.radians(lat) if not found else lat,
+                                               {"units": units, "standard_name": "latitude"}))
+        assert ("geospatial_lat_min" in output_dataset(placed).attrs) is found, units
     # Your own attributes over the defaults; a prediction without history gets none.
     mine = output_dataset(pred, read, attrs={"license": "CC0-1.0", "creator_name": "Me", "summary": "S"})
     assert (mine.attrs["license"], mine.attrs["creator_name"], mine.attrs["summary"]) == ("CC0-1.0", "Me", "S")

@@ -690,6 +690,12 @@ def test_fill_daily_and_the_low_pass_filter_of_a_long_lazy_record_keep_its_chunk
         cut = whole_time_chunks(air)
         assert cut.chunksizes["time"] == (air.sizes["time"],)
         assert air.dtype.itemsize * air.sizes["time"] * max(cut.chunksizes["reach"]) <= chunk_bytes
+        # Three members in one chunk: a short dimension cannot be cut far enough alone
+        # (cut to one member, a chunk still held every reach: 3.6 times the input's).
+        members = xr.concat([air] * 3, "member").chunk({"member": 3})
+        cut = whole_time_chunks(members)
+        assert cut.dims == members.dims and cut.chunksizes["time"] == (air.sizes["time"],)
+        assert cut.dtype.itemsize * int(np.prod(cut.data.chunksize)) <= 3 * chunk_bytes
     # The same values as in memory.
     xr.testing.assert_allclose(filled.reach_air_temp.compute(), fill_daily(gappy).reach_air_temp)
     xr.testing.assert_allclose(smooth.reach_air_temp.compute(), lowpass(basin, 30.0).reach_air_temp)

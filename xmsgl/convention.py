@@ -709,9 +709,10 @@ def whole_time_chunks(da: xr.DataArray) -> xr.DataArray:
 
     Keeping the other dimensions' chunks would make a chunk of a long record many
     times the input's (a chunk of 10^4 reaches over forty years is 2.3 GB in float32
-    where the input's were a year long): the first other dimension is cut instead so
-    that a chunk holds no more than dask's ``array.chunk-size``, or than the input's
-    largest chunk where that is larger. A variable in memory or without ``time`` is
+    where the input's were a year long): the other dimensions are cut instead, the one
+    of the longest chunks first, so that a chunk holds no more than dask's
+    ``array.chunk-size``, or than the input's largest chunk where that is larger (one
+    node's whole record at least). A variable in memory or without ``time`` is
     returned as it is.
     """
     if da.chunks is None or TIME not in da.dims:
@@ -724,11 +725,16 @@ def whole_time_chunks(da: xr.DataArray) -> xr.DataArray:
     item = int(da.dtype.itemsize)
     largest = item * int(np.prod([max(sizes[d]) for d in da.dims]))
     limit = max(int(parse_bytes(dask.config.get("array.chunk-size"))), largest)
-    chunks: dict[Hashable, int] = {TIME: -1}
-    if others:
-        row = item * int(da.sizes[TIME]) * int(np.prod([max(sizes[d]) for d in others[1:]]))
-        chunks[others[0]] = max(1, min(max(sizes[others[0]]), limit // max(row, 1)))
-    return da.chunk(chunks)
+    cut: dict[Hashable, int] = {d: int(max(sizes[d])) for d in others}
+    # The other dimensions are cut in turn, the one of the longest chunks first, until
+    # a chunk fits (a short one, ensemble members say, could not be cut far enough).
+    while cut and item * int(da.sizes[TIME]) * int(np.prod(list(cut.values()))) > limit:
+        dim = max(cut, key=lambda d: cut[d])
+        if cut[dim] == 1:
+            break  # one day's row of every node is all there is to cut
+        total = item * int(da.sizes[TIME]) * int(np.prod(list(cut.values())))
+        cut[dim] = max(1, cut[dim] * limit // total)
+    return da.chunk({TIME: -1, **cut})
 
 
 def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
@@ -2226,9 +2232,11 @@ def _geospatial_attrs(result: xr.Dataset) -> dict[str, Any]:
     ``result`` in degrees north and east (by ``units`` or ``standard_name``)."""
     found: dict[str, list[float]] = {"lat": [], "lon": []}
     for coord in result.coords.values():
-        standard = str(coord.attrs.get("standard_name", ""))
-        axis = _degrees_axis(coord.attrs.get("units", "")) or {"latitude": "lat",
-                                                               "longitude": "lon"}.get(standard)
+        units = str(coord.attrs.get("units", "")).strip().lower()
+        axis = _degrees_axis(units)
+        if axis is None and units in ("", "degree", "degrees"):
+            # No units, or degrees without a direction: the standard name says which.
+            axis = {"latitude": "lat", "longitude": "lon"}.get(str(coord.attrs.get("standard_name", "")))
         if axis is None or coord.ndim != 1 or coord.dtype.kind not in "iuf":
             continue
         vals = np.asarray(coord.values, dtype=np.float64)
