@@ -143,7 +143,8 @@ def test_evaluate_writes_netcdf_and_prints_a_table(tmp_path, capsys: pytest.Capt
     with xr.open_dataset(out) as res:
         assert dict(res.rmse.sizes) == {"method": 2, "keep": 2, "seed": 2}
         # CF: a title and version, named metrics, and coordinates without a fill value.
-        assert res.attrs["Conventions"] == "CF-1.11" and res.attrs["title"].startswith("xmsgl evaluate")
+        assert res.attrs["Conventions"] == "CF-1.11, ACDD-1.3" and res.attrs["title"].startswith("xmsgl evaluate")
+        assert res.attrs["summary"].startswith("Test-period errors") and res.attrs["date_created"].endswith("Z")
         assert res.rmse.attrs["long_name"] == "root mean square error"
         assert "_FillValue" not in res["keep"].encoding
         # One seed per fold for a baseline, which ignores the seed.

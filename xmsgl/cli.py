@@ -1460,10 +1460,16 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
     out.attrs["data"] = source
     out.attrs["command"] = "xmsgl " + shlex.join(args.argv)  # quoted: it can be run again
     import xmsgl
-    from xmsgl.convention import CF_CONVENTIONS, json_safe_attrs
+    from xmsgl.convention import ACDD_CONVENTIONS, CF_CONVENTIONS, acdd_attrs, json_safe_attrs
 
     out.attrs.update({"title": "xmsgl evaluate: test scores of downscaling methods",
-                      "Conventions": CF_CONVENTIONS, "source": f"xmsgl {xmsgl.__version__} evaluate"})
+                      "summary": "Test-period errors and skill scores (RMSE, MAE and bias in degC; NSE, "
+                                 "KGE) of stream temperature downscaling methods against the fine-scale observations or truth, by "
+                                 "share of fine training observations kept and seed, from the data "
+                                 "and the command named in the attributes data and command.",
+                      "keywords": "stream temperature, downscaling, evaluation, sparsity",
+                      "Conventions": f"{CF_CONVENTIONS}, {ACDD_CONVENTIONS}",
+                      "source": f"xmsgl {xmsgl.__version__} evaluate", **acdd_attrs(out)})
     # CF: coordinate variables hold no missing values (xarray gives floats a NaN fill).
     fill = {str(c): {"_FillValue": None} for c in out.coords if out[c].dtype.kind == "f"}
     to_netcdf_safe(json_safe_attrs(out), out_path, overwrite=args.overwrite, encoding=fill)
@@ -1729,7 +1735,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _coverage(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from xmsgl.convention import CF_CONVENTIONS, cf_coordinate_attrs, json_safe_attrs
+    from xmsgl.convention import (
+        ACDD_CONVENTIONS,
+        CF_CONVENTIONS,
+        acdd_attrs,
+        cf_coordinate_attrs,
+        json_safe_attrs,
+    )
     from xmsgl.coverage import coverage, judges
     from xmsgl.io import to_netcdf_safe
 
@@ -1784,9 +1796,14 @@ def _coverage(args: argparse.Namespace) -> int:
         step = str(cov.attrs.get("history", ""))
         result.attrs.update({"title": "xmsgl coverage: nodes with inputs beyond those of the "
                                       "observed nodes",
-                             "Conventions": CF_CONVENTIONS,
+                             "summary": "For each node of a river network, whether its inputs lie "
+                                        "beyond those of the nodes a downscaling model was trained "
+                                        "on, and by how many standard deviations, from the model "
+                                        "and the data named in source.",
+                             "keywords": "stream temperature, downscaling, extrapolation, coverage",
+                             "Conventions": f"{CF_CONVENTIONS}, {ACDD_CONVENTIONS}",
                              "history": f"{prior}\n{step}" if prior else step,
-                             "source": _source(args)})
+                             "source": _source(args), **acdd_attrs(result)})
         try:
             to_netcdf_safe(json_safe_attrs(cf_coordinate_attrs(result)), out, overwrite=args.overwrite)
         except OSError as err:
