@@ -696,6 +696,12 @@ def test_fill_daily_and_the_low_pass_filter_of_a_long_lazy_record_keep_its_chunk
         cut = whole_time_chunks(members)
         assert cut.dims == members.dims and cut.chunksizes["time"] == (air.sizes["time"],)
         assert cut.dtype.itemsize * int(np.prod(cut.data.chunksize)) <= 3 * chunk_bytes
+        # Chunks are cut where they must be, at the input's boundaries.
+        uneven = air.chunk({"reach": (2, 2, 13)})
+        bounds = set(np.cumsum(whole_time_chunks(uneven).chunksizes["reach"]).tolist())
+        assert {2, 4, 17} <= bounds and len(bounds) > 3
+    # Nothing merged where nothing must be cut (an input of uneven chunks kept them).
+    assert whole_time_chunks(uneven).chunksizes["reach"] == (2, 2, 13)
     # The same values as in memory.
     xr.testing.assert_allclose(filled.reach_air_temp.compute(), fill_daily(gappy).reach_air_temp)
     xr.testing.assert_allclose(smooth.reach_air_temp.compute(), lowpass(basin, 30.0).reach_air_temp)

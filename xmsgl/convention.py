@@ -712,8 +712,9 @@ def whole_time_chunks(da: xr.DataArray) -> xr.DataArray:
     where the input's were a year long): the other dimensions are cut instead, the one
     of the longest chunks first, so that a chunk holds no more than dask's
     ``array.chunk-size``, or than the input's largest chunk where that is larger (one
-    node's whole record at least). A variable in memory or without ``time`` is
-    returned as it is.
+    node's whole record at least). Chunks are split at most, within the input's
+    boundaries, never merged. A variable in memory or without ``time`` is returned as
+    it is.
     """
     if da.chunks is None or TIME not in da.dims:
         return da
@@ -734,7 +735,18 @@ def whole_time_chunks(da: xr.DataArray) -> xr.DataArray:
             break  # one day's row of every node is all there is to cut
         total = item * int(da.sizes[TIME]) * int(np.prod(list(cut.values())))
         cut[dim] = max(1, cut[dim] * limit // total)
-    return da.chunk({TIME: -1, **cut})
+
+    def split(chunks: tuple[int, ...], most: int) -> tuple[int, ...]:
+        # Each chunk of the input in near-equal pieces of at most ``most``: none merged
+        # with its neighbours, so the input's boundaries stay (and chunks small enough
+        # stay as they are).
+        pieces: list[int] = []
+        for c in chunks:
+            n = max(1, -(-int(c) // most))
+            pieces += [int(c) // n + (i < int(c) % n) for i in range(n)]
+        return tuple(pieces)
+
+    return da.chunk({TIME: -1, **{d: split(tuple(sizes[d]), cut[d]) for d in others}})
 
 
 def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
