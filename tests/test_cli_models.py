@@ -477,6 +477,8 @@ def test_coverage_prints_and_writes_what_coverage_returns(files: dict[str, str],
     assert written["reach_beyond_sd"].attrs["units"] == "1"
     assert written.attrs["Conventions"] == "CF-1.11, ACDD-1.3" and written.attrs["summary"].startswith("For each node")
     assert written.attrs["date_created"].endswith("Z") and written.attrs["keywords"]
+    assert (written.attrs["time_coverage_start"], written.attrs["time_coverage_end"]) == (
+        "2002-10-01T00:00:00", "2003-10-01T00:00:00")  # the days judged, whole
     # Never over an existing file without --overwrite, nor over an input, nor to zarr.
     assert main(["coverage", model_dir, str(hot_nc), "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err

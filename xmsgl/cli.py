@@ -1740,6 +1740,7 @@ def _coverage(args: argparse.Namespace) -> int:
         CF_CONVENTIONS,
         acdd_attrs,
         cf_coordinate_attrs,
+        coverage_instant,
         json_safe_attrs,
     )
     from xmsgl.coverage import coverage, judges
@@ -1804,6 +1805,12 @@ def _coverage(args: argparse.Namespace) -> int:
                              "Conventions": f"{CF_CONVENTIONS}, {ACDD_CONVENTIONS}",
                              "history": f"{prior}\n{step}" if prior else step,
                              "source": _source(args), **acdd_attrs(result)})
+        judged = re.fullmatch(r"(\S+) to (\S+)", str(cov.attrs.get("xmsgl_time_judged", "")))
+        if judged:
+            # ACDD: the days whose time-varying inputs were judged.
+            with contextlib.suppress(ValueError):
+                result.attrs.update(time_coverage_start=coverage_instant(np.datetime64(judged[1])),
+                                    time_coverage_end=coverage_instant(np.datetime64(judged[2]), end=True))
         try:
             to_netcdf_safe(json_safe_attrs(cf_coordinate_attrs(result)), out, overwrite=args.overwrite)
         except OSError as err:
