@@ -434,6 +434,11 @@ def test_output_dataset_gives_python_the_file_the_command_writes(files: dict[str
     lines = both.attrs["history"].splitlines()
     assert len(lines) == 2 and "scale='seg'" in lines[1] and both.attrs["source"] == "both scales"
     assert "featureType" not in both.attrs  # no input named one
+    # The title and the summary name both predictions.
+    for attr in ("title", "summary"):
+        assert pred.attrs["long_name"] in both.attrs[attr] or \
+            pred.attrs["long_name"][1:] in both.attrs[attr], attr
+        assert seg.attrs["long_name"] in both.attrs[attr] and seg.attrs["long_name"] != pred.attrs["long_name"]
     with pytest.raises(ParameterError, match="rename"):
         output_dataset(pred.rename(None))
     with pytest.raises(ParameterError, match="got ndarray"):

@@ -2388,7 +2388,9 @@ def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None
         read_from = ds.encoding.get("source") if ds is not None else None
         model = f"the model of sha256 {first.attrs.get('xmsgl_model_sha256', 'unknown')}"
         source = f"{read_from} with {model}" if read_from else f"xmsgl, {model}"
-    long_name = str(first.attrs.get("long_name", first.name))
+    # Every prediction the file holds (the reaches' and the segments', say), once each.
+    long_name = "; ".join(dict.fromkeys(str(v.attrs.get("long_name", name))
+                                        for name, v in result.data_vars.items()))
     history = "\n".join(line for line in lines if line)
     out_attrs: dict[str, Any] = {"title": f"xmsgl downscale: {long_name}",
                                  "summary": _summary(result, long_name),
