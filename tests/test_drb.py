@@ -407,6 +407,12 @@ def test_mirror_passes_validation(drb_mirror: xr.Dataset) -> None:
     for name, da in drb_mirror.coords.items():
         assert da.attrs.get("source"), name
     assert "approximations" in drb_mirror.attrs
+    # What to cite: every file read, by its pinned public address (carried to outputs).
+    from xmsgl.datasets import drb
+
+    cited = drb_mirror.attrs["references"]
+    assert all(drb.POOCH.get_url(n) in cited for n in drb.files_for("mirror"))
+    assert "raw.githubusercontent.com/jholbrook64/drb-trends/" in cited
     assert (drb_mirror["seg_id_nat"].values == drb_mirror["seg"].values).all()
     assert (drb_mirror["COMID"].values == drb_mirror["reach"].values).all()
 

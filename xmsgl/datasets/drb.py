@@ -1408,6 +1408,11 @@ def open_drb(
     ds.attrs = {
         "title": "Delaware River Basin: NHM segments and NHDPlusV2 reaches (xmsgl convention)",
         "source": f"xmsgl.datasets.drb.open_drb(source={source!r}); files in xmsgl/datasets/registry.txt",
+        # What to cite: the files read, where they are published (carried to the files
+        # made from this dataset by xmsgl.convention.output_dataset).
+        "references": ("USGS ScienceBase data releases doi:10.5066/P9GD8I7A and doi:10.5066/P976XCVT; "
+                       if source == "release" else "")
+                      + "files read: " + ", ".join(POOCH.get_url(n) for n in files_for(source)),
         "xmsgl_source": source,
         "network": "USGS study network (network.rds), identical to the NHM tosegment except 1791, "
                    "an outlet here and flowing to 1793 in the NHM (kept as seg_to_nhm)",
