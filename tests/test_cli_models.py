@@ -581,6 +581,8 @@ def test_info_describes_a_saved_model(files: dict[str, str], model_dir: str, tmp
     assert lines[1] == f"sha256 {model.sha256}"
     assert f"{cfg['graph']['n_seg']} segments, {cfg['graph']['n_reach']} reaches" in lines[2]
     assert lines[2].endswith("graphs: fit's defaults")
+    # What a colleague compares with their own network's (ds.msgl.graphs().fingerprint).
+    assert f"(graph fingerprint {cfg['graph']['fingerprint']})" in lines[2]
     for k in ("train", "val", "test"):
         (a, b), = cfg["periods"][k]
         assert f"{k}: {a} to {b}" in lines

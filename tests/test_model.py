@@ -799,3 +799,90 @@ def test_min_norm_ties_at_the_scale_of_the_smallest_vector() -> None:
     g = np.array([[1e-4, 0.0], [-1e3, 0.0]])
     alpha = min_norm_weights(g @ g.T)
     assert float(np.linalg.norm(alpha @ g)) ** 2 < 1e-15
+
+
+def _edited(folder: Any, **changes: Any) -> None:
+    """Edit the saved folder's config.json in place (entries set, or removed with None)."""
+    cfg_file = folder / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    for key, value in changes.items():
+        if value is None:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = value
+    cfg_file.write_text(json.dumps(cfg))
+
+
+def test_damaged_or_foreign_settings_are_refused_by_name(model: Downscaler, tmp_path) -> None:
+    # A data record that is no dict loaded with a warning and then ended `xmsgl info` in
+    # an AttributeError; network sizes that disagree with the ids were printed as the
+    # network's; another program's config.json was told to "upgrade xmsgl".
+    import shutil
+
+    from xmsgl.cli import main
+
+    saved = model.save(tmp_path / "m")
+    cases = {"data": ([1], "the data entry is a list, not a dict"),
+             "graph": ({**model.config["graph"], "n_reach": model.config["graph"]["n_reach"] + 3},
+                       "counts .* reaches, but lists")}
+    for key, (value, words) in cases.items():
+        broken = tmp_path / f"broken_{key}"
+        shutil.copytree(saved, broken)
+        _edited(broken, **{key: value})
+        with pytest.raises(DataError, match=words):
+            load(broken)
+        assert main(["info", str(broken)]) == 2
+    foreign = tmp_path / "project"
+    foreign.mkdir()
+    (foreign / "config.json").write_text(json.dumps({"name": "my project"}))
+    with pytest.raises(DataError, match="is not the settings of an xmsgl model") as info:
+        load(foreign)
+    assert "upgrade" not in str(info.value)
+    later = tmp_path / "later"
+    shutil.copytree(saved, later)
+    _edited(later, format="xmsgl-model-v9")
+    with pytest.raises(ModelMismatchError, match="upgrade xmsgl"):
+        load(later)
+    # A baseline's record of its fit, likewise.
+    from xmsgl.baselines import fit_baseline
+
+    small = xmsgl.datasets.synthetic_basin(n_segments=3, start="2000-10-01", end="2002-09-30", seed=0)
+    clim = fit_baseline(small, "climatology").save(tmp_path / "clim")
+    _edited(clim, fit=[1])
+    with pytest.raises(DataError, match="fit entry is a list, not a dict"):
+        load(clim)
+    assert main(["info", str(clim)]) == 2
+    odd = tmp_path / "odd"
+    (odd / "config.json").mkdir(parents=True)
+    with pytest.raises(DataError, match="is a folder, not the model's settings file"):
+        load(odd)
+
+
+def test_a_save_into_a_folder_that_cannot_be_written_is_refused_first(model: Downscaler, tmp_path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A read-only folder gave a bare PermissionError naming a hidden temporary folder.
+    import xmsgl.io as xio
+
+    monkeypatch.setattr(xio, "_unwritable", lambda folder: "Read-only file system")
+    with pytest.raises(ParameterError, match=r"path '.*ro/m' cannot be written \(Read-only file system"):
+        model.save(tmp_path / "ro" / "m")
+    assert not (tmp_path / "ro").exists()
+
+
+def test_two_saves_of_one_model_at_once_both_succeed(model: Downscaler, tmp_path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # The save whose rename came second was told its write "was not kept", though the
+    # folder held the very model it saved; another model there is still an error.
+    import xmsgl.io as xio
+
+    path = model.save(tmp_path / "m")
+
+    def other_writer_first(old: Any, tmp: Any, final: Any, *args: Any, **kwargs: Any) -> Any:
+        xio._discard(tmp, kwargs.get("made") or [])
+        raise xio._lost_race(final)
+
+    monkeypatch.setattr(xio, "_commit", other_writer_first)
+    assert model.save(path) == path and load(path).sha256 == model.sha256
+    _edited(path, seed=12345)  # now another model's settings
+    with pytest.raises(XmsglError, match="was written by another writer"):
+        model.save(path, overwrite=True)

@@ -745,6 +745,9 @@ def _check_loaded(path: Path, method: str, config: dict[str, Any], arrays: dict[
         return DataError(f"{str(path)!r}: {what}; the folder was edited or damaged, or saved by "
                          "an xmsgl that allowed it: fit and save the baseline again")
 
+    for key in ("fit", "data"):
+        if key in config and not isinstance(config[key], dict):
+            raise bad(f"{CONFIG}'s {key} entry is a {type(config[key]).__name__}, not a dict")
     settings = config.get("settings")
     if isinstance(settings, dict):
         # A folder saved before a setting existed was fitted as its old value; its

@@ -272,7 +272,8 @@ def _model_lines(value: str) -> list[str]:
     def record_lines() -> list[str]:
         """What identifies the data it learned from (``--data DATA`` compares), the
         thinning, and the versions it was fitted with."""
-        data, out = cfg.get("data") or {}, []
+        data, out = cfg.get("data"), []
+        data = data if isinstance(data, dict) else {}
         if data.get("targets_sha256"):
             out.append(f"targets sha256 {data['targets_sha256']} ({data.get('targets_days', '?')})")
         if data.get("inputs_sha256"):
@@ -288,7 +289,7 @@ def _model_lines(value: str) -> list[str]:
                if isinstance(cfg.get("torch_threads"), int) else "")
     if isinstance(model, BaselineModel):
         settings = ", ".join(f"{k} {v}" for k, v in (cfg.get("settings") or {}).items())
-        fit = cfg.get("fit") or {}
+        fit = cfg.get("fit") if isinstance(cfg.get("fit"), dict) else {}
         counts = ", ".join(f"{k} {v}" for k, v in fit.items() if isinstance(v, (int, float)))
         lines = [f"{value}: the {model.method} baseline, xmsgl {cfg.get('xmsgl', '?')}, "
                  f"created {cfg.get('created', '?')}{' on cpu' + threads if threads else ''}, "
@@ -320,7 +321,8 @@ def _model_lines(value: str) -> list[str]:
              f"{cfg.get('versions', {}).get('xmsgl', '?')}, created {cfg.get('created', '?')} on "
              f"{cfg.get('device', '?')}{threads}, seed {cfg.get('seed', '?')}",
              f"sha256 {model.sha256}",
-             f"network: {g['n_seg']} segments, {g['n_reach']} reaches; graphs: "
+             f"network: {g['n_seg']} segments, {g['n_reach']} reaches (graph fingerprint "
+             f"{g['fingerprint']}); graphs: "
              + (", ".join(f"{k} {text(o)}" for k, o in options.items()) or "fit's defaults"),
              *(f"{k}: {periods(per.get(k))}" for k in ("train", "val", "test")),
              ]

@@ -492,6 +492,9 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
     _refuse_model_folder(final, what)
     if not overwrite and os.path.lexists(final):
         _refuse_another_model(final, final, what, same)
+    # A folder that cannot be written, found before anything is made (the temporary
+    # folder's PermissionError named a hidden path).
+    refuse_unwritable(final, str(path), "path")
     # The same checks, on the old folder after it is moved aside: another process
     # may have put something at the path while the new folder was being written
     # (two saves to one path at once: the second finds the first's model there).
@@ -512,7 +515,15 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
     except BaseException:
         _discard(tmp, made)
         raise
-    return _commit(None, tmp, final, True, check_old=replaceable, made=made)
+    try:
+        return _commit(None, tmp, final, True, check_old=replaceable, made=made)
+    except _LostRace:
+        # Another save put its folder there first: when it holds the same model (two
+        # processes saving one model), that is what this save was to leave there.
+        there = _saved_config(final)
+        if there is not None and same is not None and same(there):
+            return final
+        raise
 
 
 @contextlib.contextmanager
@@ -864,9 +875,13 @@ def _remove_replaced(old: Path, final: Path) -> None:
             XmsglWarning, stacklevel=user_stacklevel())
 
 
+class _LostRace(XmsglError):
+    """A write that another writer's, at the same path, replaced first."""
+
+
 def _lost_race(final: Path) -> XmsglError:
     """The error of a write that another writer's, at the same path, replaced first."""
-    return XmsglError(f"{str(final)!r} was written by another writer at the same time; theirs is "
+    return _LostRace(f"{str(final)!r} was written by another writer at the same time; theirs is "
                       f"in place and this write was not kept: write again if this one should win")
 
 

@@ -322,6 +322,13 @@ class Downscaler:
                 raise ModelMismatchError(
                     f"{str(cfg_file)!r} holds {other} (format {config.get('format')!r}), not a "
                     f"network Downscaler: load it with xmsgl.load({str(path)!r})")
+            fmt = config.get("format")
+            if not (isinstance(fmt, str) and fmt.startswith("xmsgl")):
+                # Another program's settings: no upgrade of xmsgl reads them.
+                raise DataError(
+                    f"{str(cfg_file)!r} is not the settings of an xmsgl model (its format entry "
+                    f"is {fmt!r}, where xmsgl writes {FORMAT!r}): give the folder a model was "
+                    "saved to (model.save(path) writes one)")
             raise ModelMismatchError(
                 f"{str(cfg_file)!r} has format {config.get('format')!r} version "
                 f"{config.get('format_version')!r}; this xmsgl reads {FORMAT!r} up to version "
@@ -473,8 +480,9 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
             and isinstance(stage_a.get("tasks", []), list)
             and all(isinstance(t, str) for t in stage_a.get("tasks", []))):
         raise bad(f"the stage_a entry {stage_a!r} is not a dict of a period and task names")
-    if "versions" in config and not isinstance(config["versions"], dict):
-        raise bad(f"the versions entry is a {type(config['versions']).__name__}, not a dict")
+    for key in ("versions", "data"):
+        if key in config and not isinstance(config[key], dict):
+            raise bad(f"the {key} entry is a {type(config[key]).__name__}, not a dict")
     t = config["targets"]
     if isinstance(t, dict) and t.get("units", "degC") != "degC":
         raise bad(f"the targets' units are {t.get('units')!r}; a model predicts degC")
@@ -555,6 +563,10 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
         raise bad("the graph entry needs a 'fingerprint', 'n_seg', 'n_reach', the integer "
                   "'seg_ids' and 'reach_ids', a dict of 'options' and, if any, a dict of "
                   "'fingerprint_parts' (strings) and a 'fingerprint_version' (1 or 2)")
+    if (g["n_seg"], g["n_reach"]) != (len(g["seg_ids"]), len(g["reach_ids"])):
+        # What repr and xmsgl info print as the network's size.
+        raise bad(f"the graph entry counts {g['n_seg']} segments and {g['n_reach']} reaches, but "
+                  f"lists {len(g['seg_ids'])} and {len(g['reach_ids'])} ids")
     ws = g.get("weight_stats")
     if ws is not None and not (
             isinstance(ws, dict) and set(ws) == {"coarse", "fine", "cross"}
@@ -669,6 +681,9 @@ def _read_config(path: Path) -> tuple[Path, dict[str, Any]]:
         if os.path.isfile(path):
             raise DataError(f"{str(path)!r} is a file, not an xmsgl model folder; give the folder "
                             "a model was saved to (model.save(path) writes one)")
+        if os.path.isdir(cfg_file):
+            raise DataError(f"{str(cfg_file)!r} is a folder, not the model's settings file; the "
+                            f"folder was edited or damaged: {_REFETCH}")
         raise DataError(f"{str(path)!r} is not an xmsgl model folder (no {CONFIG}); give the "
                         "folder a model was saved to (model.save(path) writes one)")
     from xmsgl.io import read_json_file
@@ -701,10 +716,11 @@ def load(path: str | os.PathLike[str]) -> Downscaler | BaselineModel:
     Raises
     ------
     DataError
-        A missing, unreadable or incomplete ``config.json`` or weights file.
+        A missing, unreadable or incomplete ``config.json`` or weights file, or a
+        ``config.json`` that is not an xmsgl model's (no xmsgl ``format``).
     ModelMismatchError
         Weights that do not match their hash or the architecture in ``config.json``,
-        or a format this xmsgl does not read.
+        or an xmsgl format this xmsgl does not read (a later version's).
 
     Examples
     --------
@@ -1940,9 +1956,11 @@ def _float_bytes(values: Any) -> bytes:
 
 
 def _inputs_sha256(ds: xr.Dataset, names: Sequence[str], days: np.ndarray) -> str:
-    """sha256 of the input variables ``names`` (in the convention's units, in id
-    order): each one's name and its values, on (time, node) on ``days`` or on its node
-    alone for a static one."""
+    """sha256 of the input variables ``names`` of a validated ``ds`` (in the convention's
+    units, in id order): each one's name and its float32 values, bit for bit, on (time,
+    node) on ``days`` or on its node alone for a static one. The same temperatures
+    stored in kelvin or degF, converted by :func:`~xmsgl.convention.validate`, differ
+    in their last bits and hash differently."""
     h = hashlib.sha256()
     for name in names:
         da = ds[name]
@@ -1961,7 +1979,10 @@ def check_data(model: Downscaler | GRUModel | BaselineModel | str | os.PathLike[
     and the inputs on the days it read, are hashed as ``fit`` hashed them (with the
     periods and variables its ``config.json`` records) and compared with the sha256s
     in ``model.config["data"]``. Observations on other days (the test period's) and
-    variables the model does not read may differ.
+    variables the model does not read may differ. Values are compared bit for bit
+    after :func:`~xmsgl.convention.validate`'s unit conversions: the same temperatures
+    stored in kelvin or degF come back in float32 with other last bits (about 1e-5
+    degC) and read as different.
 
     Returns
     -------
