@@ -867,22 +867,72 @@ def test_a_save_into_a_folder_that_cannot_be_written_is_refused_first(model: Dow
     with pytest.raises(ParameterError, match=r"path '.*ro/m' cannot be written \(Read-only file system"):
         model.save(tmp_path / "ro" / "m")
     assert not (tmp_path / "ro").exists()
+    # A file above the path is named as such, as the other writers name it.
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ParameterError, match="'.*afile' is a file, not a folder"):
+        model.save(tmp_path / "afile" / "sub" / "m")
 
 
 def test_two_saves_of_one_model_at_once_both_succeed(model: Downscaler, tmp_path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     # The save whose rename came second was told its write "was not kept", though the
     # folder held the very model it saved; another model there is still an error.
+    import errno
+
     import xmsgl.io as xio
 
     path = model.save(tmp_path / "m")
+    cause: list[BaseException] = [OSError(errno.ENOTEMPTY, "Directory not empty")]
 
     def other_writer_first(old: Any, tmp: Any, final: Any, *args: Any, **kwargs: Any) -> Any:
+        # The rename found the other writer's folder in place.
         xio._discard(tmp, kwargs.get("made") or [])
-        raise xio._lost_race(final)
+        raise xio._lost_race(final) from cause[0]
 
     monkeypatch.setattr(xio, "_commit", other_writer_first)
     assert model.save(path) == path and load(path).sha256 == model.sha256
+    # Not for another failure (an interruption, a refused check), nor for a folder that
+    # holds the same settings without their weights.
+    cause[0] = KeyboardInterrupt()
+    with pytest.raises(XmsglError, match="was written by another writer"):
+        model.save(path)
+    cause[0] = OSError(errno.ENOTEMPTY, "Directory not empty")
+    (path / "weights.pt").rename(tmp_path / "weights.pt")
+    with pytest.raises(XmsglError, match="was written by another writer"):
+        model.save(path, overwrite=True)
+    (tmp_path / "weights.pt").rename(path / "weights.pt")
     _edited(path, seed=12345)  # now another model's settings
     with pytest.raises(XmsglError, match="was written by another writer"):
         model.save(path, overwrite=True)
+
+
+def test_ctrl_c_while_another_save_lands_stays_an_interruption(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Where folders cannot be swapped in one step, the old one is moved aside first; a
+    # Ctrl-C then, while another save of the same model took the path, became "written
+    # by another writer" (an XmsglError), and for a moment a success.
+    import xmsgl.io as xio
+
+    def files(tag: str) -> dict[str, bytes]:
+        return {"config.json": json.dumps({"format": "xmsgl-model", "tag": tag}).encode(),
+                "weights.pt": tag.encode()}
+
+    def put(path: Any, tag: str) -> None:
+        path.mkdir()
+        for name, data in files(tag).items():
+            (path / name).write_bytes(data)
+
+    final = tmp_path / "m"
+    put(final, "M")
+    real_refuse = xio._refuse_model_folder
+
+    def other_save_then_ctrl_c(f: Any, what: str, found: Any = None) -> None:
+        if found is not None:  # the check of the old folder, once moved aside
+            put(final, "M")
+            raise KeyboardInterrupt
+        real_refuse(f, what, found)
+
+    monkeypatch.setattr(xio, "_RENAMEAT2", [None])  # no one-step swap here
+    monkeypatch.setattr(xio, "_refuse_model_folder", other_save_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        xio.write_model_folder(final, files("M"), same=lambda cfg: cfg.get("tag") == "M")
+    assert json.loads((final / "config.json").read_text())["tag"] == "M"

@@ -413,6 +413,15 @@ def _not_a_model_folder(folder: Path) -> str | None:
     return None
 
 
+def _complete_saved_folder(folder: Path, config: dict[str, Any]) -> bool:
+    """Whether ``folder`` holds every file of its saved format and nothing else."""
+    names = _SAVED_FOLDERS.get(str(config.get("format")))
+    try:
+        return names is not None and {e.name for e in folder.iterdir() if e.is_file()} == set(names)
+    except OSError:
+        return False
+
+
 def _refuse_model_folder(final: Path, what: str, found: Path | None = None) -> None:
     """Raise unless ``final`` is free or an xmsgl saved folder that a save may replace.
 
@@ -493,8 +502,9 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
     if not overwrite and os.path.lexists(final):
         _refuse_another_model(final, final, what, same)
     # A folder that cannot be written, found before anything is made (the temporary
-    # folder's PermissionError named a hidden path).
-    refuse_unwritable(final, str(path), "path")
+    # folder's PermissionError named a hidden path); a file above the path is named
+    # as such first (output_path).
+    refuse_unwritable(output_path(final), str(path), "path")
     # The same checks, on the old folder after it is moved aside: another process
     # may have put something at the path while the new folder was being written
     # (two saves to one path at once: the second finds the first's model there).
@@ -517,11 +527,15 @@ def write_model_folder(path: PathLike, files: dict[str, bytes], what: str = "mod
         raise
     try:
         return _commit(None, tmp, final, True, check_old=replaceable, made=made)
-    except _LostRace:
-        # Another save put its folder there first: when it holds the same model (two
-        # processes saving one model), that is what this save was to leave there.
-        there = _saved_config(final)
-        if there is not None and same is not None and same(there):
+    except _LostRace as err:
+        # Another save's rename put its folder there first: when that is the same model,
+        # whole (two processes saving one model), it is what this save was to leave.
+        # Not for any other failure (an interruption, a refused overwrite).
+        cause = err.__cause__
+        collided = isinstance(cause, OSError) and cause.errno in _TAKEN
+        there = _saved_config(final) if collided else None
+        if (there is not None and same is not None and same(there)
+                and _complete_saved_folder(final, there)):
             return final
         raise
 
@@ -1004,6 +1018,8 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
                         # Another writer put its own entry at the path meanwhile: that one
                         # stays, this write is dropped, and the entry both replaced goes.
                         _remove(old)
+                        if not isinstance(exc, Exception):
+                            raise exc from None  # Ctrl-C (or an exit) stays what it was
                         raise _lost_race(final) from exc
                 if isinstance(exc, OSError) and exc.errno in _TAKEN:
                     raise _lost_race(final) from exc
