@@ -476,7 +476,8 @@ def test_stage_a_task_named_alone(basin: xr.Dataset) -> None:
         fit(basin, method="async-msgl", stage_a_tasks="remapp", **FAST)
 
 
-def test_lengths_stored_as_float32_are_the_same_network(basin: xr.Dataset, model: Downscaler) -> None:
+def test_lengths_stored_as_float32_are_the_same_network(basin: xr.Dataset, model: Downscaler, tmp_path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """A netCDF or zarr round trip may store the lengths as float32: the graph is the
     same one (about 1 reach in 500 used to round to another 0.01 m and the model refused
     the dataset); models saved with the first fingerprint version are still compared
@@ -507,6 +508,15 @@ def test_lengths_stored_as_float32_are_the_same_network(basin: xr.Dataset, model
     edge.msgl.downscale(old)
     with pytest.raises(ModelMismatchError, match="reach lengths"):
         narrow.msgl.downscale(old)
+    # xmsgl info says which kind of fingerprint it prints (this xmsgl's graphs give another).
+    from xmsgl.cli import main
+
+    capsys.readouterr()
+    assert main(["info", str(old.save(tmp_path / "v1"))]) == 0
+    assert (f"(graph fingerprint {g['fingerprint']}, of the version 1 kind, which graphs of this xmsgl "
+            "no longer give)") in capsys.readouterr().out
+    assert main(["info", str(fitted.save(tmp_path / "v2"))]) == 0
+    assert f"(graph fingerprint {fitted.config['graph']['fingerprint']}); graphs" in capsys.readouterr().out
 
 
 def test_stale_or_foreign_files_are_refused(tmp_path, model: Downscaler) -> None:

@@ -312,6 +312,8 @@ def _model_lines(value: str) -> list[str]:
         if settings or counts:
             lines.append(f"settings: {settings or 'none'}" + (f"; {counts}" if counts else ""))
         return lines + record_lines()
+    from xmsgl.graph import FINGERPRINT_VERSION
+
     g, hp, v = cfg["graph"], cfg["hyperparameters"], cfg["variables"]
     per = cfg.get("periods") or {}
     output = {"fine": "the fine head's prediction", "fine_only": "the fine cell alone",
@@ -322,7 +324,11 @@ def _model_lines(value: str) -> list[str]:
              f"{cfg.get('device', '?')}{threads}, seed {cfg.get('seed', '?')}",
              f"sha256 {model.sha256}",
              f"network: {g['n_seg']} segments, {g['n_reach']} reaches (graph fingerprint "
-             f"{g['fingerprint']}); graphs: "
+             f"{g['fingerprint']}"
+             + ("" if g.get("fingerprint_version", 1) == FINGERPRINT_VERSION else
+                f", of the version {g.get('fingerprint_version', 1)} kind, which graphs of this "
+                "xmsgl no longer give")
+             + "); graphs: "
              + (", ".join(f"{k} {text(o)}" for k, o in options.items()) or "fit's defaults"),
              *(f"{k}: {periods(per.get(k))}" for k in ("train", "val", "test")),
              ]
