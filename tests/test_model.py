@@ -834,11 +834,14 @@ def test_damaged_or_foreign_settings_are_refused_by_name(model: Downscaler, tmp_
     saved = model.save(tmp_path / "m")
     cases = {"data": ([1], "the data entry is a list, not a dict"),
              "graph": ({**model.config["graph"], "n_reach": model.config["graph"]["n_reach"] + 3},
-                       "counts .* reaches, but lists")}
+                       "counts .* reaches, but lists"),
+             # (xmsgl info printed "of the version True kind")
+             "graph_version": ({**model.config["graph"], "fingerprint_version": True},
+                               "the graph entry needs .* 'fingerprint_version' \\(1 or 2\\)")}
     for key, (value, words) in cases.items():
         broken = tmp_path / f"broken_{key}"
         shutil.copytree(saved, broken)
-        _edited(broken, **{key: value})
+        _edited(broken, **{key.split("_")[0]: value})
         with pytest.raises(DataError, match=words):
             load(broken)
         assert main(["info", str(broken)]) == 2
@@ -916,10 +919,17 @@ def test_two_saves_of_one_model_at_once_both_succeed(model: Downscaler, tmp_path
         model.save(path, overwrite=True)
 
 
-def test_ctrl_c_while_another_save_lands_stays_an_interruption(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Where folders cannot be swapped in one step, the old one is moved aside first; a
-    # Ctrl-C then, while another save of the same model took the path, became "written
-    # by another writer" (an XmsglError), and for a moment a success.
+@pytest.mark.parametrize("swap", [True, False])
+def test_ctrl_c_while_another_save_lands_stays_an_interruption(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                                               swap: bool) -> None:
+    # A Ctrl-C while the old folder was out of the path (swapped with the new one in one
+    # step, or moved aside where that cannot be done), with another save of the same
+    # model landing meanwhile, became "written by another writer" or "the check ...
+    # failed" (XmsglErrors: the command line's exit 2, not 130), and for a moment a
+    # success. The old folder, not yet checked, is kept and named, never deleted.
+    import os
+    import warnings
+
     import xmsgl.io as xio
 
     def files(tag: str) -> dict[str, bytes]:
@@ -936,13 +946,40 @@ def test_ctrl_c_while_another_save_lands_stays_an_interruption(tmp_path, monkeyp
     real_refuse = xio._refuse_model_folder
 
     def other_save_then_ctrl_c(f: Any, what: str, found: Any = None) -> None:
-        if found is not None:  # the check of the old folder, once moved aside
-            put(final, "M")
-            raise KeyboardInterrupt
         real_refuse(f, what, found)
+        if found is not None:  # the check of the old folder, out of the path
+            if swap:
+                os.rename(final, tmp_path / "gone")  # the other writer's swap ...
+            put(final, "M")  # ... puts its (same) model there
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(xio, "_RENAMEAT2", [None])  # no one-step swap here
+    if not swap:
+        monkeypatch.setattr(xio, "_RENAMEAT2", [None])  # no one-step swap here
     monkeypatch.setattr(xio, "_refuse_model_folder", other_save_then_ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
+    with warnings.catch_warnings(record=True) as said, pytest.raises(KeyboardInterrupt):
+        warnings.simplefilter("always")
         xio.write_model_folder(final, files("M"), same=lambda cfg: cfg.get("tag") == "M")
     assert json.loads((final / "config.json").read_text())["tag"] == "M"
+    kept = [p for p in tmp_path.iterdir() if p.name.endswith(".old")]
+    assert len(kept) == 1 and (kept[0] / "weights.pt").read_bytes() == b"M"
+    assert any(str(kept[0]) in str(w.message) for w in said)
+
+
+def test_a_saved_folder_counts_whole_only_with_its_files_alone(tmp_path) -> None:
+    import xmsgl.io as xio
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for name in ("config.json", "weights.pt"):
+        (folder / name).write_text("x")
+    cfg = {"format": "xmsgl-model"}
+    assert xio._complete_saved_folder(folder, cfg)
+    (folder / "extra").mkdir()
+    assert not xio._complete_saved_folder(folder, cfg)
+    (folder / "extra").rmdir()
+    (folder / "weights.pt").unlink()
+    assert not xio._complete_saved_folder(folder, cfg)
+    # A link to nothing above an output path is named (a bare FileExistsError came out).
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ParameterError, match="'.*dangling' is a symbolic link to '.*nowhere', which does not exist"):
+        xio.output_path(tmp_path / "dangling" / "m")

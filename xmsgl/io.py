@@ -249,8 +249,8 @@ def output_path(path: object, name: str = "path") -> Path:
     """The output path ``path`` (argument ``name``) as a :class:`~pathlib.Path`, ``~`` expanded.
 
     Anything that is not a str or :class:`os.PathLike` naming a text path is refused,
-    and so is a path below an existing file (``afile/x.nc``), which no folder can be
-    created for.
+    and so is a path below an existing file (``afile/x.nc``) or a symbolic link to
+    nothing, which no folder can be created for.
 
     Examples
     --------
@@ -284,6 +284,12 @@ def output_path(path: object, name: str = "path") -> Path:
                     f"folder; choose another {name}"
                 )
             break
+        if folder.is_symlink():
+            # A link to nothing: no folder can be made in its place (FileExistsError).
+            raise ParameterError(
+                f"{_named(name, text)} cannot be written: {str(folder)!r} is a symbolic link to "
+                f"{os.readlink(folder)!r}, which does not exist; create that folder or choose "
+                f"another {name}")
     return final
 
 
@@ -417,7 +423,9 @@ def _complete_saved_folder(folder: Path, config: dict[str, Any]) -> bool:
     """Whether ``folder`` holds every file of its saved format and nothing else."""
     names = _SAVED_FOLDERS.get(str(config.get("format")))
     try:
-        return names is not None and {e.name for e in folder.iterdir() if e.is_file()} == set(names)
+        entries = list(folder.iterdir())
+        return (names is not None and all(e.is_file() and not e.is_symlink() for e in entries)
+                and {e.name for e in entries} == set(names))
     except OSError:
         return False
 
@@ -984,6 +992,12 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
                     os.replace(tmp, kept)
                 except OSError:
                     kept = tmp
+                if not isinstance(exc, Exception):
+                    # Ctrl-C (or an exit) stays what it was; where the old entry is, said.
+                    warnings.warn(f"interrupted while {str(final)!r} was being replaced: what was "
+                                  f"there is kept at {str(kept)!r}; move it back by hand",
+                                  XmsglWarning, stacklevel=user_stacklevel())
+                    raise
                 raise XmsglError(
                     f"the check of what was at {str(final)!r} failed after the new entry took its "
                     f"place, and it could not be put back: what was there is kept at "
@@ -1006,9 +1020,11 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
                 moved = False  # another writer moved it away meanwhile: nothing to keep
             except PermissionError as exc:
                 raise _in_use(final, exc) from exc
+            checked = check_old is None or not moved
             try:
-                if check_old is not None and moved:
-                    check_old(old)
+                if not checked:
+                    check_old(old)  # type: ignore[misc]
+                    checked = True
                 os.replace(tmp, final)
             except BaseException as exc:
                 if moved:
@@ -1016,10 +1032,23 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
                         os.replace(old, final)
                     except OSError:
                         # Another writer put its own entry at the path meanwhile: that one
-                        # stays, this write is dropped, and the entry both replaced goes.
-                        _remove(old)
+                        # stays and this write is dropped. The entry both replaced goes
+                        # where it passed the check (this write would have deleted it);
+                        # else it is kept under its hidden name, never deleted.
+                        if checked:
+                            _remove(old)
                         if not isinstance(exc, Exception):
+                            if not checked:
+                                warnings.warn(
+                                    f"interrupted while {str(final)!r} was being replaced: what "
+                                    f"was there is kept at {str(old)!r}; move it back by hand",
+                                    XmsglWarning, stacklevel=user_stacklevel())
                             raise exc from None  # Ctrl-C (or an exit) stays what it was
+                        if not checked:
+                            raise XmsglError(
+                                f"the check of what was at {str(final)!r} failed, and it could not "
+                                f"be put back (another writer's entry is there now): what was "
+                                f"there is kept at {str(old)!r}; move it back by hand") from exc
                         raise _lost_race(final) from exc
                 if isinstance(exc, OSError) and exc.errno in _TAKEN:
                     raise _lost_race(final) from exc

@@ -558,7 +558,7 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
                     for k in ("seg_ids", "reach_ids"))
             and isinstance(g.get("options", {}), dict)
             and isinstance(g.get("fingerprint_parts", {}), dict)
-            and g.get("fingerprint_version", 1) in (1, 2)
+            and type(g.get("fingerprint_version", 1)) is int and g.get("fingerprint_version", 1) in (1, 2)
             and all(isinstance(v, str) for v in g.get("fingerprint_parts", {}).values())):
         raise bad("the graph entry needs a 'fingerprint', 'n_seg', 'n_reach', the integer "
                   "'seg_ids' and 'reach_ids', a dict of 'options' and, if any, a dict of "
