@@ -736,7 +736,7 @@ def _renameat2() -> Callable[..., int] | None:
     return func  # type: ignore[no-any-return]
 
 
-_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+_AT_FDCWD, _RENAME_NOREPLACE, _RENAME_EXCHANGE = -100, 1, 2
 _RENAMEAT2: list[Callable[..., int] | None] = []
 
 
@@ -886,6 +886,43 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
+def _put_back(old: Path, final: Path) -> None:
+    """Move ``old`` back to ``final`` without replacing anything there: an OSError
+    (``EEXIST``) where the path was taken meanwhile, by another writer or by the user
+    (whose file a plain rename of a link or a file would have deleted unseen)."""
+    import ctypes
+
+    if not _RENAMEAT2:
+        _RENAMEAT2.append(_renameat2())
+    func = _RENAMEAT2[0]
+    if func is not None:
+        if func(_AT_FDCWD, os.fsencode(old), _AT_FDCWD, os.fsencode(final), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise OSError(err, os.strerror(err), str(final))
+    if old.is_dir() and not old.is_symlink():
+        # A folder is renamed over nothing but an empty folder; that one is looked for.
+        if os.path.lexists(final):
+            raise FileExistsError(errno.EEXIST, "taken meanwhile", str(final))
+        os.rename(old, final)
+        return
+    os.link(old, final, follow_symlinks=False)  # EEXIST where the path is taken
+    os.unlink(old)
+
+
+def _warn_kept(exc: BaseException, text: str) -> None:
+    """Say ``text`` (where an old entry is kept) as an XmsglWarning while ``exc``, an
+    interruption, goes on; where warnings are errors (``-W error``), as a note on
+    ``exc`` instead, so that the interruption stays what it was."""
+    try:
+        warnings.warn(text, XmsglWarning, stacklevel=user_stacklevel())
+    except Warning:
+        note = getattr(exc, "add_note", None)  # Python 3.11 and later
+        if note is not None:
+            note(text)
+
+
 def _remove_replaced(old: Path, final: Path) -> None:
     """Delete ``old``, what was at ``final`` before the new entry took its place,
     with a warning naming it where it cannot be deleted."""
@@ -994,9 +1031,8 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
                     kept = tmp
                 if not isinstance(exc, Exception):
                     # Ctrl-C (or an exit) stays what it was; where the old entry is, said.
-                    warnings.warn(f"interrupted while {str(final)!r} was being replaced: what was "
-                                  f"there is kept at {str(kept)!r}; move it back by hand",
-                                  XmsglWarning, stacklevel=user_stacklevel())
+                    _warn_kept(exc, f"interrupted while {str(final)!r} was being replaced: what "
+                                    f"was there is kept at {str(kept)!r}; move it back by hand")
                     raise
                 raise XmsglError(
                     f"the check of what was at {str(final)!r} failed after the new entry took its "
@@ -1029,7 +1065,7 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
             except BaseException as exc:
                 if moved:
                     try:
-                        os.replace(old, final)
+                        _put_back(old, final)
                     except OSError:
                         # Another writer put its own entry at the path meanwhile: that one
                         # stays and this write is dropped. The entry both replaced goes
@@ -1039,10 +1075,9 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
                             _remove(old)
                         if not isinstance(exc, Exception):
                             if not checked:
-                                warnings.warn(
-                                    f"interrupted while {str(final)!r} was being replaced: what "
-                                    f"was there is kept at {str(old)!r}; move it back by hand",
-                                    XmsglWarning, stacklevel=user_stacklevel())
+                                _warn_kept(exc, f"interrupted while {str(final)!r} was being "
+                                                f"replaced: what was there is kept at {str(old)!r}; "
+                                                "move it back by hand")
                             raise exc from None  # Ctrl-C (or an exit) stays what it was
                         if not checked:
                             raise XmsglError(
