@@ -1021,3 +1021,54 @@ def test_an_old_link_put_back_never_replaces_what_a_user_wrote_meanwhile(
         xio.write_model_folder(final, files, same=lambda cfg: True)
     assert not final.is_symlink() and final.read_text() == "USER DATA"
     assert (target / "weights.pt").read_text() == "OLD"
+
+
+def test_an_old_entry_that_cannot_be_put_back_is_kept_not_deleted(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Where the put-back failed for another reason than a taken path (no hard links on
+    # the file system, a link another user owns), the old entry was deleted as if
+    # another writer had taken the path, or said to be replaced by one.
+    import errno
+    import os
+
+    import xmsgl.io as xio
+
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "config.json").write_text(json.dumps({"format": "xmsgl-model", "tag": "OLD"}))
+    (target / "weights.pt").write_text("OLD")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    # Without renameat2 and without hard links, the link goes back by a rename.
+    monkeypatch.setattr(xio, "_RENAMEAT2", [None])
+    real_link = os.link
+
+    def no_hard_links(*args: Any, **kwargs: Any) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    back = tmp_path / "back"
+    xio._put_back(link, back)
+    assert back.is_symlink() and not os.path.lexists(link)
+    monkeypatch.setattr(os, "link", real_link)
+    # And where it cannot go back at all, it is kept under its hidden name and named.
+    final = tmp_path / "m"
+    final.symlink_to(target)
+    real_refuse = xio._refuse_model_folder
+
+    def user_writes_meanwhile(f: Any, what: str, found: Any = None) -> None:
+        real_refuse(f, what, found)
+        if found is not None:
+            final.write_text("USER DATA")
+
+    def cannot(old: Any, to: Any) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(xio, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(xio, "_refuse_model_folder", user_writes_meanwhile)
+    monkeypatch.setattr(xio, "_put_back", cannot)
+    files = {"config.json": json.dumps({"format": "xmsgl-model", "tag": "NEW"}).encode(), "weights.pt": b"NEW"}
+    with pytest.raises(XmsglError, match=r"could not be put back \(Operation not permitted\): it is kept at") as err:
+        xio.write_model_folder(final, files, same=lambda cfg: True)
+    kept = [p for p in tmp_path.iterdir() if p.name.endswith(".old")]
+    assert len(kept) == 1 and kept[0].is_symlink() and str(kept[0]) in str(err.value)
+    assert final.read_text() == "USER DATA" and (target / "weights.pt").read_text() == "OLD"

@@ -907,20 +907,35 @@ def _put_back(old: Path, final: Path) -> None:
             raise FileExistsError(errno.EEXIST, "taken meanwhile", str(final))
         os.rename(old, final)
         return
-    os.link(old, final, follow_symlinks=False)  # EEXIST where the path is taken
+    try:
+        os.link(old, final, follow_symlinks=False)  # EEXIST where the path is taken
+    except OSError as err:
+        if err.errno == errno.EEXIST:
+            raise
+        # No hard links here (a FUSE mount, a link another user owns under
+        # fs.protected_hardlinks): renamed where the path is still free.
+        if os.path.lexists(final):
+            raise FileExistsError(errno.EEXIST, "taken meanwhile", str(final)) from err
+        os.rename(old, final)
+        return
     os.unlink(old)
 
 
 def _warn_kept(exc: BaseException, text: str) -> None:
     """Say ``text`` (where an old entry is kept) as an XmsglWarning while ``exc``, an
     interruption, goes on; where warnings are errors (``-W error``), as a note on
-    ``exc`` instead, so that the interruption stays what it was."""
+    ``exc`` instead (on stderr before Python 3.11), so that the interruption stays
+    what it was."""
     try:
         warnings.warn(text, XmsglWarning, stacklevel=user_stacklevel())
     except Warning:
         note = getattr(exc, "add_note", None)  # Python 3.11 and later
         if note is not None:
             note(text)
+        else:
+            import sys
+
+            print(f"xmsgl: {text}", file=sys.stderr)
 
 
 def _remove_replaced(old: Path, final: Path) -> None:
@@ -1066,25 +1081,30 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
                 if moved:
                     try:
                         _put_back(old, final)
-                    except OSError:
-                        # Another writer put its own entry at the path meanwhile: that one
-                        # stays and this write is dropped. The entry both replaced goes
-                        # where it passed the check (this write would have deleted it);
-                        # else it is kept under its hidden name, never deleted.
-                        if checked:
+                    except OSError as back_err:
+                        # Taken meanwhile by another writer: theirs stays and this write
+                        # is dropped; the entry both replaced goes only where it passed
+                        # the check (this write would have deleted it). Else (not
+                        # checked, or not put back for another reason: a file system
+                        # without hard links, say) it is kept under its hidden name.
+                        taken = back_err.errno in _TAKEN and os.path.lexists(final)
+                        if checked and taken:
                             _remove(old)
+                            if not isinstance(exc, Exception):
+                                raise exc from None  # Ctrl-C (or an exit) stays what it was
+                            raise _lost_race(final) from exc
+                        why = ("another writer's entry is there now" if taken
+                               else f"{back_err.strerror or back_err}")
                         if not isinstance(exc, Exception):
-                            if not checked:
-                                _warn_kept(exc, f"interrupted while {str(final)!r} was being "
-                                                f"replaced: what was there is kept at {str(old)!r}; "
-                                                "move it back by hand")
-                            raise exc from None  # Ctrl-C (or an exit) stays what it was
-                        if not checked:
-                            raise XmsglError(
-                                f"the check of what was at {str(final)!r} failed, and it could not "
-                                f"be put back (another writer's entry is there now): what was "
-                                f"there is kept at {str(old)!r}; move it back by hand") from exc
-                        raise _lost_race(final) from exc
+                            _warn_kept(exc, f"interrupted while {str(final)!r} was being replaced: "
+                                            f"what was there could not be put back ({why}) and is "
+                                            f"kept at {str(old)!r}; move it back by hand")
+                            raise exc from None
+                        raise XmsglError(
+                            (f"the check of what was at {str(final)!r} failed" if not checked else
+                             f"{str(final)!r} could not be written ({exc})")
+                            + f", and what was there could not be put back ({why}): it is kept at "
+                            f"{str(old)!r}; move it back by hand") from exc
                 if isinstance(exc, OSError) and exc.errno in _TAKEN:
                     raise _lost_race(final) from exc
                 raise
