@@ -1048,7 +1048,17 @@ def test_an_old_entry_that_cannot_be_put_back_is_kept_not_deleted(tmp_path, monk
     monkeypatch.setattr(os, "link", no_hard_links)
     back = tmp_path / "back"
     xio._put_back(link, back)
-    assert back.is_symlink() and not os.path.lexists(link)
+    assert back.is_symlink() and os.readlink(back) == str(target) and not os.path.lexists(link)
+    # A file the user wrote at the path, even just as the link went back (after a look
+    # at the path found it free), stays: the link is made again, never renamed over it.
+    taken = tmp_path / "taken"
+    taken.write_text("USER DATA")
+    real_lexists = os.path.lexists
+    monkeypatch.setattr(os.path, "lexists", lambda p: False if str(p) == str(taken) else real_lexists(p))
+    with pytest.raises(FileExistsError):
+        xio._put_back(back, taken)
+    monkeypatch.setattr(os.path, "lexists", real_lexists)
+    assert taken.read_text() == "USER DATA" and back.is_symlink()
     monkeypatch.setattr(os, "link", real_link)
     # And where it cannot go back at all, it is kept under its hidden name and named.
     final = tmp_path / "m"

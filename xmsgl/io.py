@@ -910,13 +910,13 @@ def _put_back(old: Path, final: Path) -> None:
     try:
         os.link(old, final, follow_symlinks=False)  # EEXIST where the path is taken
     except OSError as err:
-        if err.errno == errno.EEXIST:
+        if err.errno == errno.EEXIST or not old.is_symlink():
             raise
         # No hard links here (a FUSE mount, a link another user owns under
-        # fs.protected_hardlinks): renamed where the path is still free.
-        if os.path.lexists(final):
-            raise FileExistsError(errno.EEXIST, "taken meanwhile", str(final)) from err
-        os.rename(old, final)
+        # fs.protected_hardlinks): the link is made again, which fails where the path
+        # is taken (a rename would replace what is there).
+        os.symlink(os.readlink(old), final)
+        os.unlink(old)
         return
     os.unlink(old)
 
@@ -1093,7 +1093,7 @@ def _commit(_written: object, tmp: Path, final: Path, overwrite: bool,
                             if not isinstance(exc, Exception):
                                 raise exc from None  # Ctrl-C (or an exit) stays what it was
                             raise _lost_race(final) from exc
-                        why = ("another writer's entry is there now" if taken
+                        why = ("another entry took the path meanwhile" if taken
                                else f"{back_err.strerror or back_err}")
                         if not isinstance(exc, Exception):
                             _warn_kept(exc, f"interrupted while {str(final)!r} was being replaced: "
