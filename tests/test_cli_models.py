@@ -413,6 +413,17 @@ def test_output_dataset_gives_python_the_file_the_command_writes(files: dict[str
     some = output_dataset(pred.isel(reach=[5, 2]), read)
     np.testing.assert_array_equal(some["reach_lat"].values, lat[[5, 2]])
     assert some.attrs["geospatial_lat_max"] == lat[2]
+    # Time series of one kind of node on a map: CF's discrete sampling geometry, as
+    # THREDDS and ERDDAP serve station data (an input that names its own wins); not
+    # for a file of reaches and segments, nor without places.
+    plain = pred.copy()
+    plain["reach"].attrs = {}
+    mapped = plain.assign_coords(reach_lat=("reach", lat, {"units": "degrees_north"}),
+                                 reach_lon=("reach", lat - 115.0, {"units": "degrees_east"}))
+    dsg = output_dataset(mapped)
+    assert dsg.attrs["featureType"] == "timeSeries" and dsg["reach"].attrs["cf_role"] == "timeseries_id"
+    assert "cf_role" not in mapped["reach"].attrs  # the prediction is left as it was
+    assert "featureType" not in output_dataset(plain).attrs
     # A latitude in radians is no latitude in degrees for a catalog; one in plain
     # degrees is, by its standard name.
     for units, found in (("radians", False), ("degrees", True)):
@@ -434,6 +445,7 @@ def test_output_dataset_gives_python_the_file_the_command_writes(files: dict[str
     lines = both.attrs["history"].splitlines()
     assert len(lines) == 2 and "scale='seg'" in lines[1] and both.attrs["source"] == "both scales"
     assert "featureType" not in both.attrs  # no input named one
+    assert "featureType" not in output_dataset(xr.Dataset({"a": mapped, "b": seg.rename("b")})).attrs
     # The title and the summary name both predictions.
     for attr in ("title", "summary"):
         assert pred.attrs["long_name"] in both.attrs[attr] or \

@@ -2332,7 +2332,9 @@ def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None
       first day and end the last, :func:`coverage_instant`),
       ``time_coverage_resolution``, ``geospatial_lat_min`` ... where the nodes have
       latitudes and longitudes, and ``ds``'s ``featureType`` where the output's nodes
-      carry a ``cf_role``;
+      carry a ``cf_role``; else, for the predictions of one kind of node with
+      latitudes and longitudes, CF's discrete sampling geometry
+      (``featureType = "timeSeries"``, the ids' ``cf_role = "timeseries_id"``);
     * ``attrs``: global attributes of your own (``title``, ``summary``,
       ``creator_name``...), set last, over the ones above;
     * attributes netCDF cannot hold (lists, dicts, booleans, None) as JSON text.
@@ -2411,6 +2413,15 @@ def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None
     if inputs.get("featureType") and any(result[d].attrs.get("cf_role") for d in result.dims
                                          if d in result.coords):
         out_attrs["featureType"] = str(inputs["featureType"])
+    nodes = [d for d in (REACH, SEG) if d in result.dims]
+    if ("featureType" not in out_attrs and len(nodes) == 1 and nodes[0] in result.coords
+            and {f"{nodes[0]}_lat", f"{nodes[0]}_lon"} <= set(result.coords)
+            and all(v.dims[:1] == (nodes[0],) and TIME in v.dims
+                    for v in result.data_vars.values() if v.ndim == 2)):
+        # Time series at nodes placed on a map: CF's discrete sampling geometry, which
+        # THREDDS and ERDDAP serve as station time series (one kind of node a file).
+        out_attrs["featureType"] = "timeSeries"
+        result[nodes[0]].attrs = {**result[nodes[0]].attrs, "cf_role": "timeseries_id"}
     out_attrs.update(attrs or {})
     result.attrs = out_attrs
     return json_safe_attrs(cf_coordinate_attrs(daily_time_bounds(result)))
