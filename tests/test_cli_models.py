@@ -424,6 +424,12 @@ def test_output_dataset_gives_python_the_file_the_command_writes(files: dict[str
     assert dsg.attrs["featureType"] == "timeSeries" and dsg["reach"].attrs["cf_role"] == "timeseries_id"
     assert "cf_role" not in mapped["reach"].attrs  # the prediction is left as it was
     assert "featureType" not in output_dataset(plain).attrs
+    # Not from the names alone: places in radians, or values on other dimensions too.
+    radians = plain.assign_coords(reach_lat=("reach", np.radians(lat), {"units": "radians"}),
+                                  reach_lon=("reach", np.radians(lat - 115.0), {"units": "radians"}))
+    assert "featureType" not in output_dataset(radians).attrs
+    members = xr.concat([mapped, mapped], "member").rename("members")
+    assert "featureType" not in output_dataset(members).attrs
     # A latitude in radians is no latitude in degrees for a catalog; one in plain
     # degrees is, by its standard name.
     for units, found in (("radians", False), ("degrees", True)):

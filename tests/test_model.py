@@ -848,7 +848,7 @@ def test_damaged_or_foreign_settings_are_refused_by_name(model: Downscaler, tmp_
     foreign = tmp_path / "project"
     foreign.mkdir()
     (foreign / "config.json").write_text(json.dumps({"name": "my project"}))
-    with pytest.raises(DataError, match="is not the settings of an xmsgl model") as info:
+    with pytest.raises(DataError, match=r"is not the settings of an xmsgl model \(it has no format entry") as info:
         load(foreign)
     assert "upgrade" not in str(info.value)
     later = tmp_path / "later"

@@ -2414,14 +2414,19 @@ def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None
                                          if d in result.coords):
         out_attrs["featureType"] = str(inputs["featureType"])
     nodes = [d for d in (REACH, SEG) if d in result.dims]
-    if ("featureType" not in out_attrs and len(nodes) == 1 and nodes[0] in result.coords
-            and {f"{nodes[0]}_lat", f"{nodes[0]}_lon"} <= set(result.coords)
-            and all(v.dims[:1] == (nodes[0],) and TIME in v.dims
-                    for v in result.data_vars.values() if v.ndim == 2)):
+    node = nodes[0] if len(nodes) == 1 else None
+    placed = node is not None and node in result.coords and all(
+        f"{node}_{axis}" in result.coords and result[f"{node}_{axis}"].dims == (node,)
+        and _degrees_axis(result[f"{node}_{axis}"].attrs.get("units", "")) == axis
+        for axis in ("lat", "lon"))
+    # CF's orthogonal layout of time series: every value on (node, time).
+    series = placed and all(v.dims == (node, TIME) for v in result.data_vars.values()
+                            if TIME in v.dims)
+    if "featureType" not in out_attrs and node is not None and placed and series:
         # Time series at nodes placed on a map: CF's discrete sampling geometry, which
         # THREDDS and ERDDAP serve as station time series (one kind of node a file).
         out_attrs["featureType"] = "timeSeries"
-        result[nodes[0]].attrs = {**result[nodes[0]].attrs, "cf_role": "timeseries_id"}
+        result[node].attrs = {**result[node].attrs, "cf_role": "timeseries_id"}
     out_attrs.update(attrs or {})
     result.attrs = out_attrs
     return json_safe_attrs(cf_coordinate_attrs(daily_time_bounds(result)))

@@ -1808,7 +1808,9 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
 
     The store's global attributes are kept (``to_zarr`` replaces them with the
     piece's), with a line added to ``history`` naming the days appended and the
-    piece's own ``history``. Should the write fail (an error, Ctrl-C), the store's
+    piece's own ``history``; a store with ACDD's attributes gets ``time_coverage_end``
+    moved to the end of the days it now holds and ``date_modified`` set (where it has
+    a ``date_created``). Should the write fail (an error, Ctrl-C), the store's
     arrays are cut back to their lengths before it and its attributes restored. A
     process killed while writing leaves the days it wrote and a mark on the ``dim``
     coordinate (``xmsgl_append_unfinished``); the next ``append_zarr`` on the store

@@ -325,10 +325,12 @@ class Downscaler:
             fmt = config.get("format")
             if not (isinstance(fmt, str) and fmt.startswith("xmsgl")):
                 # Another program's settings: no upgrade of xmsgl reads them.
+                has = ("it has no format entry" if "format" not in config
+                       else f"its format entry is {fmt!r}")
                 raise DataError(
-                    f"{str(cfg_file)!r} is not the settings of an xmsgl model (its format entry "
-                    f"is {fmt!r}, where xmsgl writes {FORMAT!r}): give the folder a model was "
-                    "saved to (model.save(path) writes one)")
+                    f"{str(cfg_file)!r} is not the settings of an xmsgl model ({has}, where xmsgl "
+                    f"writes {FORMAT!r}): give the folder a model was saved to (model.save(path) "
+                    "writes one)")
             raise ModelMismatchError(
                 f"{str(cfg_file)!r} has format {config.get('format')!r} version "
                 f"{config.get('format_version')!r}; this xmsgl reads {FORMAT!r} up to version "
