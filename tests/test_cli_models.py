@@ -1345,3 +1345,26 @@ def test_a_file_names_own_bytes_are_printed_as_they_are(model_dir: str, tmp_path
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert b"mod\xe9le" in proc.stdout
+
+
+def test_downscale_sets_the_attributes_given_with_attr(files: dict[str, str], model_dir: str, tmp_path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # Publishing from the shell needed a second tool for the maker and the terms.
+    out = tmp_path / "pred.nc"
+    assert main(["downscale", model_dir, files["nc"], str(out), "--time", "2002-10-01", "2002-12-31",
+                 "--attr", "creator_name=A. Hydrologist", "--attr", "license=CC0-1.0",
+                 "--attr", "summary=Stream temperature, x=y"]) == 0
+    with xr.open_dataset(out) as written:
+        assert (written.attrs["creator_name"], written.attrs["license"]) == ("A. Hydrologist", "CC0-1.0")
+        assert written.attrs["summary"] == "Stream temperature, x=y"  # split at the first '='
+        assert written.attrs["Conventions"] == "CF-1.11, ACDD-1.3"
+    capsys.readouterr()
+    for bad in ("creator_name", "=x", "two words=x"):
+        assert main(["downscale", model_dir, files["nc"], str(tmp_path / "b.nc"), "--attr", bad]) == 2
+        assert "give KEY=VALUE" in capsys.readouterr().err
+    store = tmp_path / "p.zarr"
+    assert main(["downscale", model_dir, files["nc"], str(store), "--time", "2002-10-01", "2002-10-31"]) == 0
+    assert main(["downscale", model_dir, files["nc"], str(store), "--time", "2002-11-01", "2002-11-30",
+                 "--append", "--attr", "license=CC0-1.0"]) == 2
+    assert "leave --attr out with --append" in capsys.readouterr().err
+    assert not (tmp_path / "b.nc").exists()

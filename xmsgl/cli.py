@@ -940,6 +940,20 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attributes(items: list[str]) -> dict[str, str]:
+    """``--attr KEY=VALUE`` options as global attributes, refused unless each is a name
+    netCDF takes (a letter or ``_``, then letters, digits, ``_``, ``.``, ``-``), ``=``
+    and its value."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", key):
+            raise ParameterError(f"--attr {item!r}: give KEY=VALUE, KEY a name of letters, digits "
+                                 "and _ (e.g. --attr creator_name='A. Hydrologist')")
+        out[key] = value
+    return out
+
+
 def _downscale(args: argparse.Namespace) -> int:
     from xmsgl.convention import output_dataset
     from xmsgl.io import append_zarr, compressed_encoding, to_netcdf_safe, to_zarr_safe
@@ -964,6 +978,10 @@ def _downscale(args: argparse.Namespace) -> int:
     if args.zarr_format is not None and not zarr:
         raise ParameterError(f"--zarr-format {args.zarr_format} applies to a zarr store; OUT {args.out!r} "
                              "is a netCDF file: leave --zarr-format out, or name OUT ending in .zarr")
+    attrs = _attributes(args.attr)
+    if attrs and args.append:
+        raise ParameterError("--attr sets the attributes of a new OUT; a store appended to keeps its "
+                             "own: leave --attr out with --append")
     if args.append:
         out = _append_output(args, zarr)
     else:
@@ -1003,7 +1021,7 @@ def _downscale(args: argparse.Namespace) -> int:
         except XmsglError as err:
             raise type(err)(f"DATA {args.data!r}: {_calendar_hint(err)}") from err  # main() words it for the CLI
         # The input's history goes on, this step appended; CF and catalog attributes.
-        result = output_dataset(pred, ds, source=_source(args))
+        result = output_dataset(pred, ds, source=_source(args), attrs=attrs or None)
         try:
             # DATA is read lazily, block by block, while the result is written: a chunk
             # it cannot decode fails here, not when it was opened.
@@ -1713,6 +1731,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "to follow its last day with its reaches, variables, units and model, and "
                          "undone if the write fails (xmsgl.io.append_zarr)")
     dn.add_argument("--convert-calendar", action="store_true", help=_CALENDAR_HELP)
+    dn.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE",
+                    help="a global attribute of OUT, set over xmsgl's own (creator_name, license, "
+                         "summary...); repeat for several; not with --append (a store keeps its own)")
     dn.add_argument("--no-progress", action="store_true",
                     help="accepted as by fit and demo; downscale shows no progress bars")
     dn.set_defaults(func=_downscale)
