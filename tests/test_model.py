@@ -919,6 +919,19 @@ def test_two_saves_of_one_model_at_once_both_succeed(model: Downscaler, tmp_path
         model.save(path, overwrite=True)
 
 
+def _folder_files(tag: str) -> dict[str, bytes]:
+    """The files of a saved model's folder, ``tag`` in its settings and as its weights."""
+    return {"config.json": json.dumps({"format": "xmsgl-model", "tag": tag}).encode(),
+            "weights.pt": tag.encode()}
+
+
+def _put_folder(path: Any, tag: str) -> None:
+    """Write :func:`_folder_files` into the new folder ``path``."""
+    path.mkdir()
+    for name, data in _folder_files(tag).items():
+        (path / name).write_bytes(data)
+
+
 @pytest.mark.parametrize("swap", [True, False])
 @pytest.mark.parametrize("as_errors", [False, True])
 def test_ctrl_c_while_another_save_lands_stays_an_interruption(tmp_path, monkeypatch: pytest.MonkeyPatch,
@@ -933,17 +946,8 @@ def test_ctrl_c_while_another_save_lands_stays_an_interruption(tmp_path, monkeyp
 
     import xmsgl.io as xio
 
-    def files(tag: str) -> dict[str, bytes]:
-        return {"config.json": json.dumps({"format": "xmsgl-model", "tag": tag}).encode(),
-                "weights.pt": tag.encode()}
-
-    def put(path: Any, tag: str) -> None:
-        path.mkdir()
-        for name, data in files(tag).items():
-            (path / name).write_bytes(data)
-
     final = tmp_path / "m"
-    put(final, "M")
+    _put_folder(final, "M")
     real_refuse = xio._refuse_model_folder
 
     def other_save_then_ctrl_c(f: Any, what: str, found: Any = None) -> None:
@@ -951,7 +955,7 @@ def test_ctrl_c_while_another_save_lands_stays_an_interruption(tmp_path, monkeyp
         if found is not None:  # the check of the old folder, out of the path
             if swap:
                 os.rename(final, tmp_path / "gone")  # the other writer's swap ...
-            put(final, "M")  # ... puts its (same) model there
+            _put_folder(final, "M")  # ... puts its (same) model there
             raise KeyboardInterrupt
 
     if not swap:
@@ -961,7 +965,7 @@ def test_ctrl_c_while_another_save_lands_stays_an_interruption(tmp_path, monkeyp
     # words on its notes (Python 3.11 and later).
     with warnings.catch_warnings(record=True) as said, pytest.raises(KeyboardInterrupt) as stopped:
         warnings.simplefilter("error" if as_errors else "always")
-        xio.write_model_folder(final, files("M"), same=lambda cfg: cfg.get("tag") == "M")
+        xio.write_model_folder(final, _folder_files("M"), same=lambda cfg: cfg.get("tag") == "M")
     assert json.loads((final / "config.json").read_text())["tag"] == "M"
     kept = [p for p in tmp_path.iterdir() if p.name.endswith(".old")]
     assert len(kept) == 1 and (kept[0] / "weights.pt").read_bytes() == b"M"
@@ -998,9 +1002,7 @@ def test_an_old_link_put_back_never_replaces_what_a_user_wrote_meanwhile(
     import xmsgl.io as xio
 
     target = tmp_path / "target"
-    target.mkdir()
-    (target / "config.json").write_text(json.dumps({"format": "xmsgl-model", "tag": "OLD"}))
-    (target / "weights.pt").write_text("OLD")
+    _put_folder(target, "OLD")
     final = tmp_path / "m"
     final.symlink_to(target)
     real_refuse = xio._refuse_model_folder
@@ -1016,9 +1018,8 @@ def test_an_old_link_put_back_never_replaces_what_a_user_wrote_meanwhile(
     if not swap_available:
         monkeypatch.setattr(xio, "_RENAMEAT2", [None])
     monkeypatch.setattr(xio, "_refuse_model_folder", user_writes_meanwhile)
-    files = {"config.json": json.dumps({"format": "xmsgl-model", "tag": "NEW"}).encode(), "weights.pt": b"NEW"}
     with pytest.raises(XmsglError, match="another writer"):
-        xio.write_model_folder(final, files, same=lambda cfg: True)
+        xio.write_model_folder(final, _folder_files("NEW"), same=lambda cfg: True)
     assert not final.is_symlink() and final.read_text() == "USER DATA"
     assert (target / "weights.pt").read_text() == "OLD"
 
@@ -1033,9 +1034,7 @@ def test_an_old_entry_that_cannot_be_put_back_is_kept_not_deleted(tmp_path, monk
     import xmsgl.io as xio
 
     target = tmp_path / "target"
-    target.mkdir()
-    (target / "config.json").write_text(json.dumps({"format": "xmsgl-model", "tag": "OLD"}))
-    (target / "weights.pt").write_text("OLD")
+    _put_folder(target, "OLD")
     link = tmp_path / "link"
     link.symlink_to(target)
     # Without renameat2 and without hard links, the link goes back by a rename.
@@ -1076,9 +1075,8 @@ def test_an_old_entry_that_cannot_be_put_back_is_kept_not_deleted(tmp_path, monk
     monkeypatch.setattr(xio, "_exchange", lambda a, b: False)
     monkeypatch.setattr(xio, "_refuse_model_folder", user_writes_meanwhile)
     monkeypatch.setattr(xio, "_put_back", cannot)
-    files = {"config.json": json.dumps({"format": "xmsgl-model", "tag": "NEW"}).encode(), "weights.pt": b"NEW"}
     with pytest.raises(XmsglError, match=r"could not be put back \(Operation not permitted\): it is kept at") as err:
-        xio.write_model_folder(final, files, same=lambda cfg: True)
+        xio.write_model_folder(final, _folder_files("NEW"), same=lambda cfg: True)
     kept = [p for p in tmp_path.iterdir() if p.name.endswith(".old")]
     assert len(kept) == 1 and kept[0].is_symlink() and str(kept[0]) in str(err.value)
     assert final.read_text() == "USER DATA" and (target / "weights.pt").read_text() == "OLD"

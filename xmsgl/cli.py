@@ -1486,7 +1486,7 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
     out.attrs["data"] = source
     out.attrs["command"] = "xmsgl " + shlex.join(args.argv)  # quoted: it can be run again
     import xmsgl
-    from xmsgl.convention import ACDD_CONVENTIONS, CF_CONVENTIONS, acdd_attrs, json_safe_attrs
+    from xmsgl.convention import OUTPUT_CONVENTIONS, acdd_attrs, json_safe_attrs
 
     out.attrs.update({"title": "xmsgl evaluate: test scores of downscaling methods",
                       "summary": "Test-period errors and skill scores (RMSE, MAE and bias in degC; NSE, "
@@ -1494,7 +1494,7 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
                                  "share of fine training observations kept and seed, from the data "
                                  "and the command named in the attributes data and command.",
                       "keywords": "stream temperature, downscaling, evaluation, sparsity",
-                      "Conventions": f"{CF_CONVENTIONS}, {ACDD_CONVENTIONS}",
+                      "Conventions": OUTPUT_CONVENTIONS,
                       "source": f"xmsgl {xmsgl.__version__} evaluate", **acdd_attrs(out)})
     # CF: coordinate variables hold no missing values (xarray gives floats a NaN fill).
     fill = {str(c): {"_FillValue": None} for c in out.coords if out[c].dtype.kind == "f"}
@@ -1765,8 +1765,7 @@ def _coverage(args: argparse.Namespace) -> int:
     import numpy as np
 
     from xmsgl.convention import (
-        ACDD_CONVENTIONS,
-        CF_CONVENTIONS,
+        OUTPUT_CONVENTIONS,
         acdd_attrs,
         cf_coordinate_attrs,
         coverage_instant,
@@ -1831,7 +1830,7 @@ def _coverage(args: argparse.Namespace) -> int:
                                         "on, and by how many standard deviations, from the model "
                                         "and the data named in source.",
                              "keywords": "stream temperature, downscaling, extrapolation, coverage",
-                             "Conventions": f"{CF_CONVENTIONS}, {ACDD_CONVENTIONS}",
+                             "Conventions": OUTPUT_CONVENTIONS,
                              "history": f"{prior}\n{step}" if prior else step,
                              "source": _source(args), **acdd_attrs(result)})
         judged = re.fullmatch(r"(\S+) to (\S+)", str(cov.attrs.get("xmsgl_time_judged", "")))

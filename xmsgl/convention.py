@@ -93,6 +93,7 @@ __all__ = [
     "output_dataset",
     "acdd_attrs",
     "ACDD_CONVENTIONS",
+    "OUTPUT_CONVENTIONS",
     "CARRIED_ATTRS",
     "CREDIT_ATTRS",
 ]
@@ -162,6 +163,8 @@ INPUT_ATTRS = ("title", "source", "approximations")
 #: The metadata convention of the files xmsgl writes beside CF (Attribute Convention for
 #: Data Discovery): their ``Conventions`` is ``"CF-1.11, ACDD-1.3"``.
 ACDD_CONVENTIONS = "ACDD-1.3"
+#: The ``Conventions`` of xmsgl's output files: both.
+OUTPUT_CONVENTIONS = f"{CF_CONVENTIONS}, {ACDD_CONVENTIONS}"
 
 #: Global attributes of the input that hold for what is made from it, carried as they
 #: are to the file :func:`output_dataset` makes: the terms of use and what to cite.
@@ -727,14 +730,17 @@ def whole_time_chunks(da: xr.DataArray) -> xr.DataArray:
     largest = item * int(np.prod([max(sizes[d]) for d in da.dims]))
     limit = max(int(parse_bytes(dask.config.get("array.chunk-size"))), largest)
     cut: dict[Hashable, int] = {d: int(max(sizes[d])) for d in others}
+
+    def chunk_bytes() -> int:
+        return item * int(da.sizes[TIME]) * int(np.prod(list(cut.values())))
+
     # The other dimensions are cut in turn, the one of the longest chunks first, until
     # a chunk fits (a short one, ensemble members say, could not be cut far enough).
-    while cut and item * int(da.sizes[TIME]) * int(np.prod(list(cut.values()))) > limit:
+    while cut and chunk_bytes() > limit:
         dim = max(cut, key=lambda d: cut[d])
         if cut[dim] == 1:
-            break  # one day's row of every node is all there is to cut
-        total = item * int(da.sizes[TIME]) * int(np.prod(list(cut.values())))
-        cut[dim] = max(1, cut[dim] * limit // total)
+            break  # one node's whole record is all there is to cut
+        cut[dim] = max(1, cut[dim] * limit // chunk_bytes())
 
     def split(chunks: tuple[int, ...], most: int) -> tuple[int, ...]:
         # Each chunk of the input in near-equal pieces of at most ``most``: none merged
@@ -2398,7 +2404,7 @@ def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None
                                  "summary": _summary(result, long_name),
                                  "keywords": "stream temperature, water temperature, river network, "
                                              "downscaling, graph neural network",
-                                 "Conventions": f"{CF_CONVENTIONS}, {ACDD_CONVENTIONS}",
+                                 "Conventions": OUTPUT_CONVENTIONS,
                                  **({"history": history} if history else {}),
                                  "source": str(source)}
     result = _node_locations(result, ds)

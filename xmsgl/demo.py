@@ -237,8 +237,7 @@ def run_demo(
     """
     import xmsgl
     from xmsgl.convention import (
-        ACDD_CONVENTIONS,
-        CF_CONVENTIONS,
+        OUTPUT_CONVENTIONS,
         acdd_attrs,
         cf_coordinate_attrs,
         daily_time_bounds,
@@ -389,7 +388,7 @@ def run_demo(
                             "the synthetic truth (reach_temp_true, seg_temp_true).",
                  "keywords": "stream temperature, water temperature, river network, downscaling, "
                              "synthetic data",
-                 "Conventions": f"{CF_CONVENTIONS}, {ACDD_CONVENTIONS}",
+                 "Conventions": OUTPUT_CONVENTIONS,
                  # The basin's line, then every prediction's step, one line each.
                  "history": "\n".join([str(ds.attrs.get("history", "")),
                                        *(p.attrs["history"] for p in preds.values())]).strip(),

@@ -740,6 +740,13 @@ _AT_FDCWD, _RENAME_NOREPLACE, _RENAME_EXCHANGE = -100, 1, 2
 _RENAMEAT2: list[Callable[..., int] | None] = []
 
 
+def _renameat2_once() -> Callable[..., int] | None:
+    """:func:`_renameat2`, looked up at the first call and kept in :data:`_RENAMEAT2`."""
+    if not _RENAMEAT2:
+        _RENAMEAT2.append(_renameat2())
+    return _RENAMEAT2[0]
+
+
 def refuse_unwritable(out: Path, value: str, option: str) -> None:
     """Refuse, before any work, an output whose folder cannot be written: the writers
     put a temporary entry beside it (in the nearest folder that exists, the others
@@ -873,9 +880,7 @@ def _exchange(a: Path, b: Path) -> bool:
     failure."""
     import ctypes
 
-    if not _RENAMEAT2:
-        _RENAMEAT2.append(_renameat2())
-    func = _RENAMEAT2[0]
+    func = _renameat2_once()
     if func is None:
         return False
     if func(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
@@ -892,9 +897,7 @@ def _put_back(old: Path, final: Path) -> None:
     (whose file a plain rename of a link or a file would have deleted unseen)."""
     import ctypes
 
-    if not _RENAMEAT2:
-        _RENAMEAT2.append(_renameat2())
-    func = _RENAMEAT2[0]
+    func = _renameat2_once()
     if func is not None:
         if func(_AT_FDCWD, os.fsencode(old), _AT_FDCWD, os.fsencode(final), _RENAME_NOREPLACE) == 0:
             return
