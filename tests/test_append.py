@@ -100,9 +100,12 @@ def test_a_lazy_piece_appends_and_a_dataset_without_bounds_gets_none(tmp_path: P
     (days("2001-01-08", 5), DataError, r"starts on 2001-01-08, not after the store's last day "
      r"\(2001-01-10\): appending it would repeat days; append piece.sel\(time=slice\('2001-01-11', None\)\)"),
     (days("2000-12-01", 3), DataError, r"it holds no later day"),
-    (days("2001-01-11", 3, reaches=[12, 11, 13]), DataError,
-     r"the piece's 'reach' labels are not the store's, in the store's order; select"),
-    (days("2001-01-11", 3, reaches=[11, 12, 99]), DataError, r"not in the store: \[99\]"),
+    (days("2001-01-11", 3, reaches=[12, 11]), DataError,
+     r"the piece's 'reach' labels are not the store's \(missing from the piece: \[13\]\); append "
+     r"the store's 'reach' labels, each once"),
+    (days("2001-01-11", 3, reaches=[11, 12, 99]), DataError,
+     r"not in the store: \[99\]; missing from the piece: \[13\]"),
+    (days("2001-01-11", 3, reaches=[11, 12, 12, 13]), DataError, r"\(repeated labels\)"),
     (days("2001-01-11", 3, units="degF"), UnitsError, r"'degF' in the piece and in 'degC' in the store"),
     (days("2001-01-11", 3, model="other"), ModelMismatchError, r"same_model=False"),
     (days("2001-01-11", 3).rename("seg_temp_pred"), DataError,
@@ -117,6 +120,15 @@ def test_a_piece_that_does_not_continue_the_store_is_refused_and_leaves_it_as_it
     with pytest.raises(error, match=match):
         append_zarr(piece, store)
     xr.testing.assert_identical(xr.open_zarr(store).load(), before)
+
+
+def test_a_piece_with_the_reaches_in_another_order_is_appended_in_the_stores(tmp_path: Path) -> None:
+    # Nodes are matched by id: the same reaches in another order go where the store has them.
+    store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
+    append_zarr(days("2001-01-11", 3, reaches=[13, 11, 12]).to_dataset(), store)
+    out = xr.open_zarr(store)
+    assert out.reach.values.tolist() == [11, 12, 13]
+    np.testing.assert_array_equal(out.reach_temp_pred.values, days("2001-01-01", 13).values)
 
 
 def test_another_model_appends_when_asked(tmp_path: Path) -> None:

@@ -922,12 +922,17 @@ def test_sigterm_stops_a_write_as_ctrl_c_does_and_leaves_nothing(
     assert list(out.parent.iterdir()) == []  # neither OUT nor its temporary file
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
 
-    def interrupted(args: object) -> int:
+    def interrupted(*args: object) -> int:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(xmsgl.cli, "_info", interrupted)
     assert main(["info"]) == 130
     assert "stopped by Ctrl-C" in capsys.readouterr().err
+    # Ctrl-C while the options are made (their method names import torch: seconds).
+    monkeypatch.setattr(xmsgl.cli, "build_parser", interrupted)
+    assert main(["info"]) == 130
+    assert capsys.readouterr().err == ("xmsgl: error: stopped by Ctrl-C before the command started; "
+                                       "nothing was written\n")
 
     # An append grows its store in place: the line says it was cut back, not renamed.
     monkeypatch.undo()

@@ -706,8 +706,18 @@ def test_async_stage_a_trains_on_no_test_day(basin: xr.Dataset, monkeypatch: pyt
 def test_an_input_static_here_but_on_time_at_fit_is_refused(basin: xr.Dataset, model: Downscaler) -> None:
     name = next(v for v in model.features.seg_vars if model.features.static[v] is False)
     flat = basin.assign({name: basin[name].isel(time=0, drop=True)})
-    with pytest.raises(ModelMismatchError, match=f"{name}.*static here but was on time"):
+    with pytest.raises(ModelMismatchError, match=f"{name}.*static here but was on time.*give it on "
+                                                  r"every day \(ds\[.*expand_dims\(time=ds\['time'\], axis=-1\)"):
         flat.msgl.downscale(model)
+    # The fix the message gives is one the model takes.
+    fixed = flat.assign({name: flat[name].expand_dims(time=flat["time"], axis=-1)})
+    assert fixed.msgl.downscale(model).dims == ("reach", "time")
+    static = next((v for v in model.features.seg_vars if model.features.static[v]), None)
+    if static is not None:
+        daily = basin.assign({static: basin[static].expand_dims(time=basin["time"], axis=-1)})
+        with pytest.raises(ModelMismatchError, match=rf"{static}.*on time here but was static.*"
+                                                      r"isel\(time=0, drop=True\)"):
+            daily.msgl.downscale(model)
 
 
 def test_sparsify_by_reach_keeps_at_least_one_reach(basin: xr.Dataset) -> None:
@@ -907,15 +917,15 @@ def test_two_saves_of_one_model_at_once_both_succeed(model: Downscaler, tmp_path
     # Not for another failure (an interruption, a refused check), nor for a folder that
     # holds the same settings without their weights.
     cause[0] = KeyboardInterrupt()
-    with pytest.raises(XmsglError, match="was written by another writer"):
+    with pytest.raises(XmsglError, match="was taken while this write was under way"):
         model.save(path)
     cause[0] = OSError(errno.ENOTEMPTY, "Directory not empty")
     (path / "weights.pt").rename(tmp_path / "weights.pt")
-    with pytest.raises(XmsglError, match="was written by another writer"):
+    with pytest.raises(XmsglError, match="was taken while this write was under way"):
         model.save(path, overwrite=True)
     (tmp_path / "weights.pt").rename(path / "weights.pt")
     _edited(path, seed=12345)  # now another model's settings
-    with pytest.raises(XmsglError, match="was written by another writer"):
+    with pytest.raises(XmsglError, match="was taken while this write was under way"):
         model.save(path, overwrite=True)
 
 
@@ -1018,7 +1028,7 @@ def test_an_old_link_put_back_never_replaces_what_a_user_wrote_meanwhile(
     if not swap_available:
         monkeypatch.setattr(xio, "_RENAMEAT2", [None])
     monkeypatch.setattr(xio, "_refuse_model_folder", user_writes_meanwhile)
-    with pytest.raises(XmsglError, match="another writer"):
+    with pytest.raises(XmsglError, match="was taken while this write was under way"):
         xio.write_model_folder(final, _folder_files("NEW"), same=lambda cfg: True)
     assert not final.is_symlink() and final.read_text() == "USER DATA"
     assert (target / "weights.pt").read_text() == "OLD"

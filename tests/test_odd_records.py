@@ -483,7 +483,8 @@ def test_climate_calendars_bounds_ensembles_and_scores() -> None:
     members = xr.concat([ds[["reach_air_temp", "seg_air_temp"]]] * 3, "member")
     ens = ds.assign(reach_air_temp=members.reach_air_temp, seg_air_temp=members.seg_air_temp)
     with pytest.raises(xmsgl.SchemaError, match=r"2 variables on 'member': \['reach_air_temp', "
-                                                r"'seg_air_temp'\]\): for an ensemble, downscale each member"):
+                                                r"'seg_air_temp'\]\): select or reduce \[.member.\].*; for an ensemble, "
+                                                r"downscale each member"):
         ens.msgl.validate()
 
 

@@ -1978,7 +1978,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     error), 1 for a failure of the system or a download, 130 / 143 when stopped by
     Ctrl-C / SIGTERM. Usage argparse refuses (a missing argument, an unknown option) and
     ``--help`` raise :class:`SystemExit` with 2 and 0, as argparse does."""
-    parser = build_parser()
+    try:
+        # The options name the methods, which brings torch in: seconds, in which
+        # Ctrl-C is answered as in a command, not with the import's traceback.
+        parser = build_parser()
+    except KeyboardInterrupt:
+        _error("stopped by Ctrl-C before the command started; nothing was written")
+        return 130
     args, extra = parser.parse_known_args(argv)
     if extra:
         # Unknown options are the subcommand's: its usage and an "xmsgl SUB: error:" line,

@@ -1063,10 +1063,11 @@ def input_variables(
                 f"variable {name!r} is on dimensions {dims}; model inputs are on ({node!r}, "
                 f"'time') or ({node!r},)"
                 + (f" ({plural(len(alike), 'variable')} on {other[0]!r}: {format_ids(alike)})"
-                   f": for an ensemble, downscale each member in turn, e.g. xr.concat("
+                   f": select or reduce {format_ids(other)} (for example "
+                   f"ds[{name!r}].isel({other[0]}=0) or .mean({other[0]!r})); for an ensemble, "
+                   f"downscale each member in turn, e.g. xr.concat("
                    f"[ds.sel({other[0]}=k).msgl.downscale(model) for k in ds[{other[0]!r}].values], "
-                   f"{other[0]!r}); else select or reduce {format_ids(other)} (for example "
-                   f"ds[{name!r}].isel({other[0]}=0) or .mean({other[0]!r}))" if other else
+                   f"{other[0]!r})" if other else
                    ": split it into one variable per scale")
                 + f", or leave it out with ds.drop_vars({name!r}) or "
                 f"ds[{name!r}].attrs['xmsgl_role'] = 'ignore'"

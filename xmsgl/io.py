@@ -958,8 +958,9 @@ class _LostRace(XmsglError):
 
 def _lost_race(final: Path) -> XmsglError:
     """The error of a write that another writer's, at the same path, replaced first."""
-    return _LostRace(f"{str(final)!r} was written by another writer at the same time; theirs is "
-                      f"in place and this write was not kept: write again if this one should win")
+    return _LostRace(f"{str(final)!r} was taken while this write was under way (by another "
+                      f"process writing there, or by hand); what is there now is kept and this "
+                      f"write was not: write again, replacing it, if this one should win")
 
 
 def _in_use(final: Path, exc: OSError) -> XmsglError:
@@ -1800,8 +1801,8 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
 
     * the piece has the store's variables along ``dim`` (its time bounds are added
       where the store has them, :func:`xmsgl.convention.daily_time_bounds`), in the
-      same units, on the same coordinates of the other dimensions (the same reach ids
-      in the same order);
+      same units, on the same coordinates of the other dimensions (the same reach ids;
+      a piece that holds them in another order is put in the store's);
     * it starts after the store's last day (a piece that repeats or goes back is
       refused); a gap of missing days gets a :class:`~xmsgl.exceptions.TimeGapWarning`;
     * with ``same_model`` (the default), each variable was computed by the model that
@@ -2133,6 +2134,7 @@ def _checked_piece(piece: xr.Dataset, store: xr.Dataset, dim: str, same_model: b
         raise DataError(f"the piece's {dim!r} must be increasing and without repeats; sort it "
                         f"(piece.sortby({dim!r})) and drop repeated labels")
     _check_days(piece, store, dim, bounds, name)
+    piece = _in_store_order(piece, store, dim)
     note = ""
     for v in sorted(wanted - ({bounds} if bounds else set())):
         note = _check_variable(v, piece, store, dim, same_model, name) or note
@@ -2469,6 +2471,20 @@ def _check_encodable(piece: xr.Dataset, store: xr.Dataset, dim: str, name: str,
             "piece.indexes['time'].normalize()) for days stamped at midnight)")
 
 
+def _in_store_order(piece: xr.Dataset, store: xr.Dataset, dim: str) -> xr.Dataset:
+    """``piece`` with its labels of the other dimensions in the store's order where it
+    holds the same ones in another (nodes are matched by id, never by position);
+    anything else is left for :func:`_check_variable` to refuse."""
+    for d in store.indexes:
+        if d == dim or d not in piece.indexes:
+            continue
+        ours, theirs = piece.indexes[d], store.indexes[d]
+        if (not ours.equals(theirs) and len(ours) == len(theirs) and ours.is_unique
+                and theirs.is_unique and ours.isin(theirs).all()):
+            piece = piece.sel({d: theirs})
+    return piece
+
+
 def _check_variable(v: str, piece: xr.Dataset, store: xr.Dataset, dim: str, same_model: bool,
                     name: str) -> str:
     """Refuse ``v`` where its dimensions, labels, sizes, units or model are not the
@@ -2489,11 +2505,18 @@ def _check_variable(v: str, piece: xr.Dataset, store: xr.Dataset, dim: str, same
             continue
         if d not in piece.indexes or not piece.indexes[d].equals(store.indexes[d]):
             ours = piece.indexes.get(d)
+            have = set() if ours is None else set(ours)
             odd = [] if ours is None else [i for i in ours if i not in set(store.indexes[d])]
+            lack = [i for i in store.indexes[d] if i not in have]
+            said = "; ".join(t for t in (f"not in the store: {format_ids(odd)}" if odd else "",
+                                          f"missing from the piece: {format_ids(lack)}" if lack
+                                          else "") if t)
             raise DataError(
-                f"{v!r}: the piece's {d!r} labels are not the store's, in the store's order"
-                + (f" (not in the store: {format_ids(odd)}); " if odd else "; ")
-                + f"select them as the store has them: piece.sel({d}=store[{d!r}])")
+                f"{v!r}: the piece's {d!r} labels are not the store's"
+                + (f" ({said})" if said else " (repeated labels)")
+                + f"; append the store's {d!r} labels, each once: compute the piece for the "
+                f"same {d}s as the store (in Python, piece.sel({d}=store[{d!r}]) where the "
+                f"piece has them all)")
     units = (mine.attrs.get("units"), theirs.attrs.get("units"))
     if units[0] != units[1]:
         raise UnitsError(f"{v!r} is in {units[0]!r} in the piece and in {units[1]!r} in the store "

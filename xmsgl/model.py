@@ -2307,7 +2307,12 @@ def check_compatible(model: Downscaler, ds: xr.Dataset, graphs: Any, scale: str)
         if static != spec.static[v]:
             raise ModelMismatchError(
                 f"input variable {v!r} is {'static' if static else 'on time'} here but was "
-                f"{'static' if spec.static[v] else 'on time'} at fit time"
+                f"{'static' if spec.static[v] else 'on time'} at fit time: "
+                + (f"give it once per node (ds[{v!r}] = ds[{v!r}].isel(time=0, drop=True) "
+                   "where it does not change in time)" if not static else
+                   f"give it on every day (ds[{v!r}] = ds[{v!r}].expand_dims(time=ds['time'], axis=-1) "
+                   "where it does not change in time)")
+                + " or refit the model with it as it is here"
             )
     g = model.config["graph"]
     # Models saved before the version was recorded have version 1.
