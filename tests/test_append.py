@@ -105,7 +105,13 @@ def test_a_lazy_piece_appends_and_a_dataset_without_bounds_gets_none(tmp_path: P
      r"the store's 'reach' labels, each once"),
     (days("2001-01-11", 3, reaches=[11, 12, 99]), DataError,
      r"not in the store: \[99\]; missing from the piece: \[13\]"),
-    (days("2001-01-11", 3, reaches=[11, 12, 12, 13]), DataError, r"\(repeated labels\)"),
+    (days("2001-01-11", 3, reaches=[11, 12, 12, 13]), DataError,
+     r"\(repeated in the piece: \[12\]\); drop the repeats \(piece.isel\(reach=~piece.indexes\['reach'\]"
+     r".duplicated\(\)\)\).*\(in Python, piece.sel\(reach=store\['reach'\]\)\)$"),
+    (days("2001-01-11", 3, reaches=[11, 11, 12]), DataError,
+     r"\(missing from the piece: \[13\]; repeated in the piece: \[11\]\).*as the store$"),
+    (days("2001-01-11", 3).drop_vars("reach"), DataError,
+     r"the piece has no 'reach' labels to match with the store's; give them"),
     (days("2001-01-11", 3, units="degF"), UnitsError, r"'degF' in the piece and in 'degC' in the store"),
     (days("2001-01-11", 3, model="other"), ModelMismatchError, r"same_model=False"),
     (days("2001-01-11", 3).rename("seg_temp_pred"), DataError,
@@ -129,6 +135,21 @@ def test_a_piece_with_the_reaches_in_another_order_is_appended_in_the_stores(tmp
     out = xr.open_zarr(store)
     assert out.reach.values.tolist() == [11, 12, 13]
     np.testing.assert_array_equal(out.reach_temp_pred.values, days("2001-01-01", 13).values)
+
+
+def test_the_fix_for_repeated_reaches_appends_and_a_store_with_repeats_is_said(tmp_path: Path) -> None:
+    store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
+    piece = days("2001-01-11", 3, reaches=[13, 12, 12, 11])
+    with pytest.raises(DataError, match="drop the repeats"):
+        append_zarr(piece, store)
+    # The fixes the message gives, followed as written.
+    piece = piece.isel(reach=~piece.indexes["reach"].duplicated())
+    append_zarr(piece.sel(reach=xr.open_zarr(store)["reach"]), store)
+    np.testing.assert_array_equal(xr.open_zarr(store).reach_temp_pred.values, days("2001-01-01", 13).values)
+    twice = first_store(tmp_path / "t.zarr", days("2001-01-01", 10, reaches=[11, 11, 12]))
+    with pytest.raises(DataError, match=r"the store '.*t.zarr''s own 'reach' labels repeat \(\[11\]\), so "
+                                        r"the piece's cannot be matched to them; write the days to a new store"):
+        append_zarr(days("2001-01-11", 3, reaches=[11, 12, 11]), twice)
 
 
 def test_another_model_appends_when_asked(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ import shutil
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
@@ -2485,11 +2485,39 @@ def _in_store_order(piece: xr.Dataset, store: xr.Dataset, dim: str) -> xr.Datase
     return piece
 
 
+def _labels_differ(piece: xr.Dataset, store: xr.Dataset, d: Hashable, name: str) -> str:
+    """How the piece's labels along ``d`` differ from the store's, and the fix."""
+    from xmsgl.exceptions import format_ids
+
+    theirs = store.indexes[d]
+    if not theirs.is_unique:
+        return (f"the store {name}'s own {d!r} labels repeat "
+                f"({format_ids(sorted(set(theirs[theirs.duplicated()])))}), so the piece's cannot "
+                f"be matched to them; write the days to a new store")
+    ours = piece.indexes.get(d)
+    if ours is None:
+        return (f"the piece has no {d!r} labels to match with the store's; give them (e.g. "
+                f"piece.assign_coords({d}=ids), the ids of its {d!r} positions)")
+    known, have = set(theirs), set(ours)
+    odd = [i for i in ours if i not in known]
+    lack = [i for i in theirs if i not in have]
+    twice = sorted(set(ours[ours.duplicated()]))
+    said = "; ".join(t for t in (f"not in the store: {format_ids(odd)}" if odd else "",
+                                  f"missing from the piece: {format_ids(lack)}" if lack else "",
+                                  f"repeated in the piece: {format_ids(twice)}" if twice else "")
+                     if t)
+    fix = (f"; drop the repeats (piece.isel({d}=~piece.indexes[{d!r}].duplicated()))"
+           if twice else "")
+    return (f"the piece's {d!r} labels are not the store's ({said}){fix}; append the store's "
+            f"{d!r} labels, each once: compute the piece for the same {d!r} labels as the store"
+            + ("" if lack else f" (in Python, piece.sel({d}=store[{d!r}]))"))
+
+
 def _check_variable(v: str, piece: xr.Dataset, store: xr.Dataset, dim: str, same_model: bool,
                     name: str) -> str:
     """Refuse ``v`` where its dimensions, labels, sizes, units or model are not the
     store's; return what the history line says of another model, if any."""
-    from xmsgl.exceptions import DataError, ModelMismatchError, UnitsError, format_ids
+    from xmsgl.exceptions import DataError, ModelMismatchError, UnitsError
 
     mine, theirs = piece[v], store[v]
     if mine.dims != theirs.dims:
@@ -2504,19 +2532,7 @@ def _check_variable(v: str, piece: xr.Dataset, store: xr.Dataset, dim: str, same
                                 f"the store {name}")
             continue
         if d not in piece.indexes or not piece.indexes[d].equals(store.indexes[d]):
-            ours = piece.indexes.get(d)
-            have = set() if ours is None else set(ours)
-            odd = [] if ours is None else [i for i in ours if i not in set(store.indexes[d])]
-            lack = [i for i in store.indexes[d] if i not in have]
-            said = "; ".join(t for t in (f"not in the store: {format_ids(odd)}" if odd else "",
-                                          f"missing from the piece: {format_ids(lack)}" if lack
-                                          else "") if t)
-            raise DataError(
-                f"{v!r}: the piece's {d!r} labels are not the store's"
-                + (f" ({said})" if said else " (repeated labels)")
-                + f"; append the store's {d!r} labels, each once: compute the piece for the "
-                f"same {d}s as the store (in Python, piece.sel({d}=store[{d!r}]) where the "
-                f"piece has them all)")
+            raise DataError(f"{v!r}: " + _labels_differ(piece, store, d, name))
     units = (mine.attrs.get("units"), theirs.attrs.get("units"))
     if units[0] != units[1]:
         raise UnitsError(f"{v!r} is in {units[0]!r} in the piece and in {units[1]!r} in the store "
