@@ -219,6 +219,35 @@ def test_delayed_write_renames_only_after_compute(tmp_path: Path, writer) -> Non
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("writer", [to_zarr_safe, to_netcdf_safe], ids=["zarr", "netcdf"])
+def test_a_delayed_write_that_failed_is_finished_by_computing_it_again(tmp_path: Path, writer) -> None:
+    # What the docstrings say: a failed compute leaves the target as it was, and the
+    # temporary entry with its marker, from which the same Delayed finishes the write.
+    failed = {"once": False}
+
+    def flaky(block: np.ndarray) -> np.ndarray:
+        if not failed["once"] and block.size and block.flat[0] == 100.0:
+            failed["once"] = True
+            raise RuntimeError("a chunk failed")
+        return block
+
+    ds = chunked()
+    ds["reach_temp"] = ds["reach_temp"].copy(data=ds["reach_temp"].data.map_blocks(flaky, dtype=float))
+    target = tmp_path / "c.out"
+    kw = {"consolidated": False} if writer is to_zarr_safe else {}
+    later = writer(ds, target, compute=False, **kw)
+    with pytest.raises(RuntimeError, match="a chunk failed"):
+        later.compute(scheduler="synchronous")
+    assert not os.path.lexists(target)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(left) == 2 and left[1] == left[0] + ".pending" and left[0].startswith(".c.out.")
+    assert later.compute(scheduler="synchronous") == target
+    opened = xr.open_zarr(target, consolidated=False) if writer is to_zarr_safe else xr.open_dataset(target)
+    with opened:
+        np.testing.assert_array_equal(opened["reach_temp"].values, np.arange(600.0).reshape(2, 300))
+    assert leftovers(tmp_path) == []
+
+
 def test_delayed_write_checks_the_target_again_when_computed(tmp_path: Path) -> None:
     target = tmp_path / "c.zarr"
     later = to_zarr_safe(chunked(), target, compute=False, consolidated=False)

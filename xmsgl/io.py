@@ -1578,7 +1578,10 @@ def to_netcdf_safe(
         Write now. With ``False``, return a :class:`dask.delayed.Delayed` instead:
         computing it writes the values (chunk by chunk, with dask) to the temporary
         file and then renames it to ``path``; nothing appears at ``path`` before.
-        It runs once (a second compute fails).
+        It runs once (a second compute fails). A compute that fails before the
+        rename (an error in a chunk, Ctrl-C) leaves ``path`` as it was, and the
+        hidden temporary file beside it with its ``.tmp.pending`` marker: computing
+        the same Delayed again finishes the write; delete both to give it up.
     **kwargs
         Passed to :meth:`xarray.Dataset.to_netcdf` (``engine``, ``encoding``...).
         ``mode`` other than ``"w"`` is refused: adding to an existing file cannot be
@@ -1711,7 +1714,10 @@ def to_zarr_safe(ds: xr.Dataset | xr.DataArray, path: PathLike, overwrite: bool 
         computing it writes the chunks to the temporary store and then renames it
         to ``path``; nothing appears at ``path`` before. It runs once: computing it
         again raises :class:`~xmsgl.exceptions.XmsglError` and leaves ``path`` as the
-        first run wrote it.
+        first run wrote it. A compute that fails before the rename (an error in a
+        chunk, Ctrl-C) leaves ``path`` as it was, and the hidden temporary store
+        beside it with its ``.tmp.pending`` marker: computing the same Delayed again
+        finishes the write; delete both to give it up.
     **kwargs
         Passed to :meth:`xarray.Dataset.to_zarr` (``encoding``, ``consolidated``...).
 
