@@ -54,7 +54,11 @@ def sparsify(
         Thin only days inside it (ends included, read by
         :func:`xmsgl.periods.period_list`); other days keep all their
         observations. Default: every day. Using the same sparsity for the training
-        and validation periods (the default) keeps validation honest.
+        and validation periods (the default) keeps validation honest. The share is
+        drawn over all the candidates at once, so which training observations are
+        kept depends on where the other candidates are (not on their values): to
+        keep the test period's observations out of the draw, and whole for scoring,
+        give the training and validation days here.
     variable : str, default "reach_temp"
         The observation variable to thin.
 
