@@ -565,10 +565,21 @@ def test_inputs_in_other_units_than_the_fit_are_refused(half_year_basin: xr.Data
     name = next(n for n in half_year_msgl.features.reach_vars if "area" in n)
     assert half_year_msgl.features.units[name] == "km2"
     ds[name] = (ds[name] * 1e6).assign_attrs(units="m2")
+    fix = rf"convert it \(ds\['{name}'\] = ds\['{name}'\] \* 1e-06, then ds\['{name}'\].attrs\['units'\] = 'km2'\)"
     with pytest.raises(ModelMismatchError, match=f"input variable '{name}' has units 'm2'; the "
-                                                 "model was fitted with 'km2'"):
+                                                 f"model was fitted with 'km2': {fix} or refit"):
         ds.msgl.coverage(half_year_msgl)
-    with pytest.raises(ModelMismatchError, match="has units 'm2'"):
+    with pytest.raises(ModelMismatchError, match=f"has units 'm2'.*: {fix} or refit"):
+        ds.msgl.downscale(half_year_msgl)
+    # The fix, followed as written, gives the model's own units back.
+    ds[name] = ds[name] * 1e-06
+    ds[name].attrs["units"] = "km2"
+    np.testing.assert_allclose(ds.msgl.downscale(half_year_msgl).values,
+                               half_year_basin.msgl.downscale(half_year_msgl).values, atol=1e-5)
+    # Units that differ by more than a factor get no factor.
+    ds["seg_air_temp"] = ds["seg_air_temp"].assign_attrs(units="W m-2")
+    with pytest.raises(ModelMismatchError, match=r"'seg_air_temp' has units 'W m-2'; the model was "
+                                                 r"fitted with 'degC': convert it or refit"):
         ds.msgl.downscale(half_year_msgl)
 
 

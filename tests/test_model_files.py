@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -207,10 +208,15 @@ class _Planted:
 
 def _plant(saved: Path, payload: object) -> None:
     """Replace the weights by ``payload`` and record its real sha256 in config.json."""
+    torch.save(payload, saved / "weights.pt")
+    _plant_hash(saved)
+
+
+def _plant_hash(saved: Path) -> None:
+    """Record the weights file's real sha256 in config.json."""
     import hashlib
 
     w = saved / "weights.pt"
-    torch.save(payload, w)
     cfg = json.loads((saved / "config.json").read_text())
     cfg["weights"]["sha256"] = hashlib.sha256(w.read_bytes()).hexdigest()
     (saved / "config.json").write_text(json.dumps(cfg))
@@ -251,8 +257,23 @@ def test_malicious_weights_run_no_code(saved: Path, tmp_path: Path) -> None:
 
 def test_malicious_weights_give_a_typed_error(saved: Path, tmp_path: Path) -> None:
     _plant(saved, {"w": _Planted(tmp_path / "code_ran")})
-    with pytest.raises(XmsglError):
+    with pytest.raises(XmsglError, match=r"cannot be read as plain tensors \(UnpicklingError: ") as err:
         load(saved)
+    # What torch found is said, never its advice to load the file with weights_only=False
+    # (which would run the code).
+    assert "weights_only" not in str(err.value) and "False" not in str(err.value)
+    assert "from a source you trust" in str(err.value)
+    # A plain pickle (not torch's format) is refused without torch's note on its protocol.
+    import pickle
+
+    (saved / "weights.pt").write_bytes(pickle.dumps({"w": _Planted(tmp_path / "code_ran")}, protocol=4))
+    _plant_hash(saved)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(XmsglError, match="plain tensors") as err:
+            load(saved)
+    assert "weights_only" not in str(err.value)
+    assert not (tmp_path / "code_ran").exists()
 
 
 def test_folders_are_written_as_version_2_and_version_1_is_read_as_before(

@@ -509,6 +509,64 @@ def same_units(a: str | None, b: str | None) -> bool:
     return " ".join(str(a).split()).lower() == " ".join(str(b).split()).lower()
 
 
+# Units that differ from others by a factor alone: (factor, base units) in SI base units.
+_LINEAR_UNITS: dict[str, tuple[float, dict[str, float]]] = {
+    "m": (1.0, {"m": 1.0}), "km": (1e3, {"m": 1.0}), "cm": (1e-2, {"m": 1.0}),
+    "mm": (1e-3, {"m": 1.0}), "ft": (0.3048, {"m": 1.0}), "in": (0.0254, {"m": 1.0}),
+    "mi": (1609.344, {"m": 1.0}), "ha": (1e4, {"m": 2.0}), "L": (1e-3, {"m": 3.0}),
+    "l": (1e-3, {"m": 3.0}), "s": (1.0, {"s": 1.0}), "min": (60.0, {"s": 1.0}),
+    "h": (3600.0, {"s": 1.0}), "d": (86400.0, {"s": 1.0}), "kg": (1.0, {"kg": 1.0}),
+    "g": (1e-3, {"kg": 1.0}), "J": (1.0, {"kg": 1.0, "m": 2.0, "s": -2.0}),
+    "MJ": (1e6, {"kg": 1.0, "m": 2.0, "s": -2.0}), "W": (1.0, {"kg": 1.0, "m": 2.0, "s": -3.0}),
+    "Pa": (1.0, {"kg": 1.0, "m": -1.0, "s": -2.0}), "hPa": (1e2, {"kg": 1.0, "m": -1.0, "s": -2.0}),
+    "kPa": (1e3, {"kg": 1.0, "m": -1.0, "s": -2.0}), "%": (1e-2, {}),
+}
+
+
+def _in_base_units(text: str) -> tuple[float, dict[str, float]] | None:
+    """``text`` as a factor times SI base units, or None (not parsed, a temperature,
+    or a symbol without a known factor)."""
+    parsed = _parse_units(text)
+    if parsed is None:
+        return None
+    factor, base = 1.0, dict[str, float]()
+    for symbol, power in parsed.items():
+        if symbol not in _LINEAR_UNITS:
+            return None
+        f, dims = _LINEAR_UNITS[symbol]
+        factor *= f ** power
+        for d, p in dims.items():
+            base[d] = base.get(d, 0.0) + p * power
+    return factor, {d: p for d, p in base.items() if p != 0.0}
+
+
+def units_factor(have: str, want: str) -> float | None:
+    """The number that values in ``have`` are multiplied by to be in ``want``, where
+    the two differ by a factor alone (``cm`` and ``m``, ``L s-1`` and ``m3 s-1``,
+    ``m d-1`` and ``mm d-1``, ``%`` and ``1``); None otherwise (temperatures, which
+    differ by an offset too, and units not known here).
+
+    >>> units_factor("cm", "m"), units_factor("L s-1", "m3 s-1"), units_factor("%", "1")
+    (0.01, 0.001, 0.01)
+    >>> units_factor("m d-1", "mm/day"), units_factor("degF", "degC"), units_factor("m", "kg")
+    (1000.0, None, None)
+    """
+    a, b = _in_base_units(have), _in_base_units(want)
+    if a is None or b is None or a[1] != b[1]:
+        return None
+    return float(f"{a[0] / b[0]:.12g}")
+
+
+def units_fix(name: str, have: str, want: str) -> str:
+    """How to put the variable ``name`` from units ``have`` into ``want``: the factor
+    where there is one (:func:`units_factor`), else a plain "convert it"."""
+    factor = units_factor(have, want)
+    if factor is None:
+        return "convert it"
+    return (f"convert it (ds[{name!r}] = ds[{name!r}] * {factor:g}, then "
+            f"ds[{name!r}].attrs['units'] = {want!r})")
+
+
 def is_truth(name: Hashable) -> bool:
     """Whether ``name`` is an evaluation-only truth variable (``*_true``)."""
     return str(name).endswith("_true")

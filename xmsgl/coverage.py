@@ -29,6 +29,7 @@ from xmsgl.convention import (
     output_coords,
     same_units,
     topology_arrays,
+    units_fix,
     validate,
 )
 from xmsgl.exceptions import (
@@ -187,7 +188,8 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
             if not same_units(units, spec.units[name]):
                 raise ModelMismatchError(
                     f"input variable {name!r} has units {units!r}; the model was fitted with "
-                    f"{spec.units[name]!r}: convert it or refit the model")
+                    f"{spec.units[name]!r}: {units_fix(name, units, spec.units[name])} or refit "
+                    "the model")
     if time is not None:
         import pandas as pd
 

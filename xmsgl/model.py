@@ -66,6 +66,7 @@ from xmsgl.convention import (
     is_temperature_units,
     is_truth,
     same_units,
+    units_fix,
     validate,
     warn_constant_observations,
 )
@@ -2301,7 +2302,7 @@ def check_compatible(model: Downscaler, ds: xr.Dataset, graphs: Any, scale: str)
         if not same_units(units, spec.units[v]):
             raise ModelMismatchError(
                 f"input variable {v!r} has units {units!r}; the model was fitted with "
-                f"{spec.units[v]!r}: convert it or refit the model"
+                f"{spec.units[v]!r}: {units_fix(v, units, spec.units[v])} or refit the model"
             )
         static = TIME not in ds[v].dims
         if static != spec.static[v]:

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -174,14 +175,17 @@ def read_weights(
             f"modified; {refetch}"
         )
     try:
-        state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch's note on a pickle protocol it does not write: the file is judged below.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except Exception as err:
         # torch reports a refused or damaged pickle with several exception types
         # (UnpicklingError, RuntimeError, EOFError, ...): all mean an unusable file.
         raise DataError(
             f"the weights file {str(wfile)!r} cannot be read as plain tensors "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); it may "
-            f"hold code or be damaged: {refetch} from a source you trust"
+            f"({type(err).__name__}: {_what_torch_found(err)}); it may hold code or be "
+            f"damaged: {refetch} from a source you trust"
         ) from err
     if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
         raise DataError(f"the weights file {str(wfile)!r} does not hold a dict of tensors; "
@@ -193,6 +197,21 @@ def read_weights(
         raise DataError(f"the weights file {str(wfile)!r} holds NaN or infinite values in {bad[:3]}"
                         f"{' and more' if len(bad) > 3 else ''}; no fit saves such weights: {refetch}")
     return state, digest, wfile
+
+
+#: Lines of torch's refusal that are advice, not what it found: to load the file with
+#: ``weights_only=False`` (running any code it holds), or to report an issue to torch.
+_TORCH_ADVICE = ("weights_only", "Weights only load failed", "Please file an issue",
+                 "Check the documentation")
+
+
+def _what_torch_found(err: Exception) -> str:
+    """What torch found wrong in a weights file, without its advice on loading the file
+    anyway (which would run the code a refused file holds)."""
+    # Older torch says it on the advice's line: "... WeightsUnpickler error: <what>".
+    lines = [line.split("WeightsUnpickler error:")[-1].strip() for line in str(err).splitlines()]
+    found = [line for line in lines if line and not any(a in line for a in _TORCH_ADVICE)]
+    return " ".join(found)[:300] or "refused"
 
 
 def warn_if_edited(config: dict[str, Any], cfg_file: Path, refetch: str) -> None:
