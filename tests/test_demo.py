@@ -11,12 +11,34 @@ import xarray as xr
 pytest.importorskip("torch")
 
 
-def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys) -> None:
+def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys, monkeypatch) -> None:
+    import matplotlib.pyplot as plt
+
     from xmsgl.coverage import WARN_SD
     from xmsgl.demo import run_demo
     from xmsgl.train import resolve_device
 
+    drawn: list = []
+    monkeypatch.setattr(plt, "close", drawn.append)  # the figure, kept to look at
     res = run_demo(tmp_path / "demo", quick=True, progress=False, seed=0)
+    # The map's legend lies outside the map (inside, it hid the branches in its corner).
+    (fig,) = drawn
+    renderer = fig.canvas.get_renderer()
+    legend = fig.axes[0].get_legend().get_window_extent(renderer)
+    assert not legend.overlaps(fig.axes[0].get_window_extent(renderer))
+    assert legend.y1 < fig.axes[0].get_window_extent(renderer).y0
+    # ... and inside the image written: it holds the whole drawing, the legend included
+    # (in inches, as wide and as tall as everything drawn; 110 dots per inch).
+    import io
+
+    from PIL import Image
+
+    drawing = fig.get_tightbbox(renderer)
+    assert drawing.y0 < 0  # the legend lies below the figure's own box...
+    with Image.open(io.BytesIO(res["figure"].read_bytes())) as png:
+        assert png.size[1] >= round(drawing.height * 110) - 2  # ... yet it is in the image
+    monkeypatch.undo()
+    plt.close(fig)
     printed = capsys.readouterr().out
     assert res["device"] == str(resolve_device("auto"))
     assert all(p.device.type == "cpu" for m in res["models"].values() for p in m.net.parameters())

@@ -110,7 +110,7 @@ def _figure(ds: xr.DataArray | xr.Dataset, preds: dict[str, xr.DataArray], truth
     gap = np.abs(truth.values - seg_truth.values).mean(axis=1)
     gap[~unobserved] = -1
     r = int(np.argmax(gap))
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [1, 1.4]})
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(13, 5.6), gridspec_kw={"width_ratios": [1, 1.4]})
     # One colour scale for every reach, the outlets included.
     lims = (float(np.nanmin(vals)), float(np.nanmax(vals)))
     lc = LineCollection(segs, array=np.asarray(colour), cmap="coolwarm", linewidths=1.2)
@@ -128,7 +128,8 @@ def _figure(ds: xr.DataArray | xr.Dataset, preds: dict[str, xr.DataArray], truth
     # colour of whatever lies beneath (an outlet's circle half a kilometre away).
     ax0.plot(x[r], y[r], "*", color="k", mfc="none", mew=1.3, ms=15,
              label=f"reach {ids[r]} (unobserved, right): {vals[r]:.1f} degC that day", zorder=4)
-    ax0.legend(loc="best")
+    # Below the map, not on it: inside, it hid the branches in its corner.
+    ax0.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     fig.colorbar(lc, ax=ax0, label="water temperature (degC)")
     ax0.set_title(f"ASYNC-MSGL fine temperature, {times[day].date()}")
     ax0.set_xlabel("x (km)")
@@ -146,7 +147,7 @@ def _figure(ds: xr.DataArray | xr.Dataset, preds: dict[str, xr.DataArray], truth
     import io
 
     buf = io.BytesIO()
-    fig.savefig(buf, dpi=110, format="png")
+    fig.savefig(buf, dpi=110, format="png", bbox_inches="tight")  # the legend below the map too
     plt.close(fig)
     return {"day": str(times[day].date()), "reach": int(ids[r])}, buf.getvalue()
 
