@@ -21,12 +21,12 @@ def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys, monkeypatch
     drawn: list = []
     monkeypatch.setattr(plt, "close", drawn.append)  # the figure, kept to look at
     res = run_demo(tmp_path / "demo", quick=True, progress=False, seed=0)
-    # The map's legend lies outside the map (inside, it hid the branches in its corner).
+    # The map's legend lies below the map and its x axis (on it, it hid the branches
+    # in its corner).
     (fig,) = drawn
     renderer = fig.canvas.get_renderer()
     legend = fig.axes[0].get_legend().get_window_extent(renderer)
-    assert not legend.overlaps(fig.axes[0].get_window_extent(renderer))
-    assert legend.y1 < fig.axes[0].get_window_extent(renderer).y0
+    assert legend.y1 < fig.axes[0].xaxis.get_tightbbox(renderer).y0
     # ... and inside the image written: it holds the whole drawing, the legend included
     # (in inches, as wide and as tall as everything drawn; 110 dots per inch).
     import io
@@ -231,3 +231,30 @@ def test_a_reader_that_leaves_does_not_stop_the_demo(tmp_path) -> None:
     assert proc.wait(timeout=300) == 0, err
     assert "Traceback" not in err
     assert sorted(p.name for p in out.iterdir()) == ["demo.png", "downscaled.nc"]
+
+
+@pytest.mark.parametrize("stretch", [1.0, 3.0])
+def test_the_maps_legend_clears_its_axis_for_a_basin_wider_than_tall(monkeypatch, stretch: float) -> None:
+    # An equal aspect makes the map short for a wide basin: a legend placed a fixed
+    # share of the map's height below it landed on the axis's label.
+    import matplotlib.pyplot as plt
+
+    from xmsgl import demo
+    from xmsgl.datasets import synthetic_basin
+
+    ds = synthetic_basin(n_segments=3, start="2001-10-01", end="2002-09-30", seed=0)
+    x = ds["reach_x"]
+    ds["reach_x"] = (x - x.mean()) * stretch + x.mean()
+    truth = ds["reach_temp_true"]
+    drawn: list = []
+    monkeypatch.setattr(plt, "close", drawn.append)
+    demo._figure(ds, {"async-msgl": truth, "fine-only": truth}, truth, np.ones(ds.sizes["reach"], bool))
+    (fig,) = drawn
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.y1 < ax.xaxis.get_tightbbox(renderer).y0
+    box = ax.get_window_extent(renderer)
+    assert stretch == 1 or box.width > 1.2 * box.height  # the wide map is the short one
+    monkeypatch.undo()
+    plt.close(fig)

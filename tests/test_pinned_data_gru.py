@@ -253,6 +253,22 @@ def test_gru_refuses_an_input_static_here_that_was_on_time_at_fit(gru_basin: xr.
         gru_model.predict(static)
 
 
+def test_gru_refuses_inputs_in_other_units_with_the_factor(gru_basin: xr.Dataset, gru_model) -> None:
+    from xmsgl.exceptions import ModelMismatchError
+
+    name = next(v for v in gru_model.config["variables"]["units"]
+                if gru_model.config["variables"]["units"][v] == "W m-2")
+    daily = gru_basin.assign({name: (gru_basin[name] * 0.0864).assign_attrs(units="MJ m-2 d-1")})
+    with pytest.raises(ModelMismatchError, match=rf"'{name}' has units 'MJ m-2 d-1'; the GRU was fitted with "
+                                                 rf"'W m-2': convert it \(ds\['{name}'\] = ds\['{name}'\] \* "
+                                                 r"11.5740740741, then"):
+        gru_model.predict(daily)
+    same = gru_basin.assign({name: gru_basin[name].assign_attrs(units="J m-2 s-1")})
+    with pytest.raises(ModelMismatchError, match=rf"it is the same unit: set ds\['{name}'\].attrs\['units'\] "
+                                                 r"= 'W m-2' or refit"):
+        gru_model.predict(same)
+
+
 def test_gru_sha256_covers_its_settings(gru_basin: xr.Dataset, gru_model, tmp_path: Path) -> None:
     import xmsgl
 

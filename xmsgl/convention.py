@@ -347,7 +347,7 @@ _UNIT_SYMBOLS = {
     "m": "m", "km": "km", "cm": "cm", "mm": "mm", "s": "s", "sec": "s", "min": "min",
     "h": "h", "hr": "h", "d": "d", "W": "W", "w": "W", "J": "J", "MJ": "MJ", "kg": "kg",
     "g": "g", "Pa": "Pa", "hPa": "hPa", "kPa": "kPa", "mbar": "hPa", "ft": "ft", "%": "%",
-    "K": "K",
+    "K": "K", "L": "L", "l": "L",
 }
 _UNIT_WORDS = {
     **{w: "m" for w in ("meter", "meters", "metre", "metres")},
@@ -366,6 +366,7 @@ _UNIT_WORDS = {
     **{w: "Pa" for w in ("pascal", "pascals")},
     **{w: "hPa" for w in ("hectopascal", "hectopascals", "millibar", "millibars")},
     **{w: "ft" for w in ("foot", "feet")},
+    **{w: "L" for w in ("liter", "liters", "litre", "litres")},
     "percent": "%",
 }
 _DIMENSIONLESS = {"", "1", "-", "dimensionless", "unitless"}
@@ -514,7 +515,7 @@ _LINEAR_UNITS: dict[str, tuple[float, dict[str, float]]] = {
     "m": (1.0, {"m": 1.0}), "km": (1e3, {"m": 1.0}), "cm": (1e-2, {"m": 1.0}),
     "mm": (1e-3, {"m": 1.0}), "ft": (0.3048, {"m": 1.0}), "in": (0.0254, {"m": 1.0}),
     "mi": (1609.344, {"m": 1.0}), "ha": (1e4, {"m": 2.0}), "L": (1e-3, {"m": 3.0}),
-    "l": (1e-3, {"m": 3.0}), "s": (1.0, {"s": 1.0}), "min": (60.0, {"s": 1.0}),
+    "s": (1.0, {"s": 1.0}), "min": (60.0, {"s": 1.0}),
     "h": (3600.0, {"s": 1.0}), "d": (86400.0, {"s": 1.0}), "kg": (1.0, {"kg": 1.0}),
     "g": (1e-3, {"kg": 1.0}), "J": (1.0, {"kg": 1.0, "m": 2.0, "s": -2.0}),
     "MJ": (1e6, {"kg": 1.0, "m": 2.0, "s": -2.0}), "W": (1.0, {"kg": 1.0, "m": 2.0, "s": -3.0}),
@@ -563,7 +564,9 @@ def units_fix(name: str, have: str, want: str) -> str:
     factor = units_factor(have, want)
     if factor is None:
         return "convert it"
-    return (f"convert it (ds[{name!r}] = ds[{name!r}] * {factor:g}, then "
+    if factor == 1.0:
+        return f"it is the same unit: set ds[{name!r}].attrs['units'] = {want!r}"
+    return (f"convert it (ds[{name!r}] = ds[{name!r}] * {factor:.12g}, then "
             f"ds[{name!r}].attrs['units'] = {want!r})")
 
 

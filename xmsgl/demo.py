@@ -128,8 +128,6 @@ def _figure(ds: xr.DataArray | xr.Dataset, preds: dict[str, xr.DataArray], truth
     # colour of whatever lies beneath (an outlet's circle half a kilometre away).
     ax0.plot(x[r], y[r], "*", color="k", mfc="none", mew=1.3, ms=15,
              label=f"reach {ids[r]} (unobserved, right): {vals[r]:.1f} degC that day", zorder=4)
-    # Below the map, not on it: inside, it hid the branches in its corner.
-    ax0.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     fig.colorbar(lc, ax=ax0, label="water temperature (degC)")
     ax0.set_title(f"ASYNC-MSGL fine temperature, {times[day].date()}")
     ax0.set_xlabel("x (km)")
@@ -144,6 +142,17 @@ def _figure(ds: xr.DataArray | xr.Dataset, preds: dict[str, xr.DataArray], truth
     ax1.set_title(f"unobserved reach {ids[r]}, test period")
     ax1.legend()
     fig.tight_layout()
+    # The map's legend below its x axis (ticks and label), not on the map, where it hid
+    # the branches in its corner: that axis's height is measured, as an equal aspect
+    # makes the map short for a basin wider than tall.
+    from matplotlib.transforms import offset_copy
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # Agg's canvas
+    below = ax0.get_window_extent(renderer).y0 - ax0.xaxis.get_tightbbox(renderer).y0
+    ax0.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False,
+               bbox_transform=offset_copy(ax0.transAxes, fig=fig, y=-(below * 72 / fig.dpi + 4),
+                                          units="points"))
     import io
 
     buf = io.BytesIO()

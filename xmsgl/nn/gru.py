@@ -55,6 +55,7 @@ from xmsgl.convention import (
     output_coords,
     same_units,
     topology_arrays,
+    units_fix,
     validate,
     warn_constant_scale,
 )
@@ -344,7 +345,8 @@ class GRUModel(BaselineModel):
             # Spellings of one unit ("W m-2", "W/m2") are the same unit, as for the networks.
             if not same_units(units, var["units"][v]):
                 raise ModelMismatchError(f"input variable {v!r} has units {units!r}; the GRU was fitted "
-                                         f"with {var['units'][v]!r}: convert it or refit")
+                                         f"with {var['units'][v]!r}: "
+                                         f"{units_fix(v, units, var['units'][v])} or refit")
         times = pd.DatetimeIndex(ds[TIME].values)
         tmask = select_days(times, time)
         idx = np.flatnonzero(tmask)

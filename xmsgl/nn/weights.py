@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -199,19 +200,28 @@ def read_weights(
     return state, digest, wfile
 
 
-#: Lines of torch's refusal that are advice, not what it found: to load the file with
-#: ``weights_only=False`` (running any code it holds), or to report an issue to torch.
-_TORCH_ADVICE = ("weights_only", "Weights only load failed", "Please file an issue",
-                 "Check the documentation")
+#: Where torch's refusal turns to advice, not what it found: to load the file with
+#: ``weights_only=False`` or to allow the functions it calls (either runs any code it
+#: holds), or to report an issue to torch. A line is cut at the first.
+_TORCH_ADVICE = re.compile(r"Weights only load failed|This file can still be loaded|\(\d\)|"
+                           r"Alternatively|In PyTorch 2\.6|Re-running|Please use|Please file|"
+                           r"Check the documentation|Do it only|weights_only|safe_globals")
 
 
-def _what_torch_found(err: Exception) -> str:
+def _what_torch_found(err: BaseException) -> str:
     """What torch found wrong in a weights file, without its advice on loading the file
     anyway (which would run the code a refused file holds)."""
-    # Older torch says it on the advice's line: "... WeightsUnpickler error: <what>".
-    lines = [line.split("WeightsUnpickler error:")[-1].strip() for line in str(err).splitlines()]
-    found = [line for line in lines if line and not any(a in line for a in _TORCH_ADVICE)]
-    return " ".join(found)[:300] or "refused"
+    found = []
+    # What the unpickler found follows "WeightsUnpickler error:" where torch says it.
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).split("WeightsUnpickler error:")[-1]
+    for line in text.splitlines():
+        line = _TORCH_ADVICE.split(line, maxsplit=1)[0].strip()
+        if line:
+            found.append(line)
+    text = " ".join(found)
+    if not text:
+        return "the file ended early" if isinstance(err, EOFError) else "nothing more said"
+    return text if len(text) <= 300 else text[:300].rsplit(" ", 1)[0] + " ..."
 
 
 def warn_if_edited(config: dict[str, Any], cfg_file: Path, refetch: str) -> None:
