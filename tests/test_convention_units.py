@@ -275,6 +275,8 @@ def test_unknown_temperature_units_are_still_refused() -> None:
         ["mm d-1", "mm/day", "mm day-1", "mm/d", "mm days-1"],
         ["kg m-2 s-1", "kg/(m2 s)", "kg/m2/s"],
         ["1", "", "dimensionless"],
+        ["L s-1", "l s-1", "l/s", "litre s-1", "Liters/s"],
+        ["mL", "ml"],
     ],
 )
 def test_same_units_within_a_group(group: list[str]) -> None:
@@ -292,6 +294,19 @@ def test_same_units_within_a_group(group: list[str]) -> None:
 def test_same_units_tells_different_units_apart(a: str, b: str | None) -> None:
     assert not same_units(a, b)
     assert not same_units(b, a)
+
+
+@pytest.mark.parametrize(("have", "want", "factor"), [
+    ("cm", "m", 0.01), ("km2", "m2", 1e6), ("L s-1", "m3 s-1", 1e-3), ("ml", "L", 1e-3),
+    ("ft3/s", "m3 s-1", 0.028316846592), ("m d-1", "mm/day", 1000.0), ("in/day", "mm d-1", 25.4),
+    ("MJ m-2 d-1", "W m-2", 11.5740740741), ("%", "1", 0.01), ("hPa", "kPa", 0.1),
+    ("J m-2 s-1", "W m-2", 1.0), ("degC", "K", None), ("degF d-1", "degC d-1", None),
+    ("m", "kg", None), ("kg m-2 s-1", "mm d-1", None), ("mW", "W", None),
+])
+def test_units_that_differ_by_a_factor_alone_give_it(have: str, want: str, factor: float | None) -> None:
+    from xmsgl.convention import units_factor
+
+    assert units_factor(have, want) == factor
 
 
 def test_same_units_falls_back_to_normalized_strings() -> None:

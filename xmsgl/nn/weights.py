@@ -177,8 +177,11 @@ def read_weights(
         )
     try:
         with warnings.catch_warnings():
-            # torch's note on a pickle protocol it does not write: the file is judged below.
+            # torch's notes on a pickle protocol it does not write and on a TorchScript
+            # archive (to load it another way): the file is judged below.
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            warnings.filterwarnings("ignore", message=".*looks like a TorchScript archive",
+                                    category=UserWarning)
             state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except Exception as err:
         # torch reports a refused or damaged pickle with several exception types
@@ -200,28 +203,25 @@ def read_weights(
     return state, digest, wfile
 
 
-#: Where torch's refusal turns to advice, not what it found: to load the file with
-#: ``weights_only=False`` or to allow the functions it calls (either runs any code it
-#: holds), or to report an issue to torch. A line is cut at the first.
-_TORCH_ADVICE = re.compile(r"Weights only load failed|This file can still be loaded|\(\d\)|"
+#: Sentences of torch's refusal that are advice, not what it found: to load the file
+#: with ``weights_only=False`` or to allow the functions it calls (either runs any code
+#: it holds), or to report an issue to torch.
+_TORCH_ADVICE = re.compile(r"(\(\d\)\s*)?(Weights only load failed|This file can still be loaded|"
                            r"Alternatively|In PyTorch 2\.6|Re-running|Please use|Please file|"
-                           r"Check the documentation|Do it only|weights_only|safe_globals")
+                           r"Check the documentation|Do it only)")
 
 
 def _what_torch_found(err: BaseException) -> str:
     """What torch found wrong in a weights file, without its advice on loading the file
-    anyway (which would run the code a refused file holds)."""
-    found = []
-    # What the unpickler found follows "WeightsUnpickler error:" where torch says it.
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).split("WeightsUnpickler error:")[-1]
-    for line in text.splitlines():
-        line = _TORCH_ADVICE.split(line, maxsplit=1)[0].strip()
-        if line:
-            found.append(line)
-    text = " ".join(found)
-    if not text:
+    anyway (which would run the code a refused file holds), its terminal colours, or
+    control characters a crafted file's names may carry (shown escaped)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).replace("WeightsUnpickler error:", "\n")
+    sentences = [t.strip() for part in text.splitlines() for t in re.split(r"(?<=[.!?])\s+", part)]
+    found = " ".join(t for t in sentences if t and not _TORCH_ADVICE.match(t))
+    found = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in found)
+    if not found:
         return "the file ended early" if isinstance(err, EOFError) else "nothing more said"
-    return text if len(text) <= 300 else text[:300].rsplit(" ", 1)[0] + " ..."
+    return found if len(found) <= 300 else found[:300].rsplit(" ", 1)[0] + " ..."
 
 
 def warn_if_edited(config: dict[str, Any], cfg_file: Path, refetch: str) -> None:
