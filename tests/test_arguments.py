@@ -199,7 +199,8 @@ def test_a_fine_weight_of_0_is_refused_where_the_fine_head_is_the_prediction(
         basin: xr.Dataset, method: str) -> None:
     # It was accepted: the fine head, which downscale returns and whose validation
     # score chooses the checkpoint, kept its random initial weights.
-    with pytest.raises(ParameterError, match=r"gives the task 'fine' weight 0.*random initial weights"):
+    with pytest.raises(ParameterError, match=rf"gives the task 'fine' weight 0, but the fine head gives the "
+                                             rf"prediction of '{method}' \(.*random initial weights"):
         fit(basin, method=method, weighting="fixed", task_weights={"coarse": 1, "cross": 1, "fine": 0},
             **FAST)
     from xmsgl.model import check_fit_args

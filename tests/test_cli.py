@@ -839,6 +839,15 @@ def test_messages_in_the_commands_words_leave_python_code_alone() -> None:
                        "leave val= out") == "--val 1990 1991 holds no day; give dates inside it, or leave --val out")
     assert _cli_words("the training period ('a', 'b')") == "--train a b"
     assert _cli_words("so overwrite=True does not replace it") == "so --overwrite does not replace it"
+    # Settings of --set are JSON: the pair of a period in a list, a dict in double quotes.
+    assert (_cli_words("for the period from the first to the second give a tuple: "
+                       "stage_a_period=('2010-01-01', '2010-06-30')")
+            == "for the period from the first to the second give one pair in a list: "
+               """--set stage_a_period='[["2010-01-01", "2010-06-30"]]'""")
+    assert (_cli_words("weighting='fixed' needs task_weights, a dict such as {'coarse': 1, 'fine': 2} "
+                       "(got None)")
+            == """--set weighting=fixed needs --set task_weights='{"coarse": 1, "fine": 2}' (a weight """
+               "for each task) (got None)")
     assert (_cli_words("'now' is not a date; give a label such as '2001', a pair (start, end) such as "
                        "('2001-01-01', '2001-12-31'), or a list of pairs")
             == "'now' is not a date; give a date such as 2001-01-01, or a year such as 2001")

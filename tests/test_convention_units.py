@@ -197,7 +197,10 @@ def test_infinite_temperatures_are_named_not_taken_for_units(name: str, units: s
     vals[1, 3] = np.inf
     vals[2, 5] = -np.inf
     bad = relabel(ds, name, units, vals)
-    with pytest.raises(DataError, match=rf"'{name}' holds 2 infinite values.*np.isfinite"):
+    node = name.split("_")[0]
+    ids, days = bad[node].values, bad["time"].dt.strftime("%Y-%m-%d").values
+    with pytest.raises(DataError, match=rf"'{name}' holds infinite values \(2 values, at {node} {ids[1]} on "
+                                        rf"{days[3]}, {node} {ids[2]} on {days[5]}\).*np.isfinite"):
         validate(bad)
     masked = bad.assign({name: bad[name].where(np.isfinite(bad[name]))})
     with warnings.catch_warnings():

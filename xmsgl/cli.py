@@ -434,6 +434,12 @@ def _open_zarr(path: Path, lazy: bool, **options: Any) -> Any:
 
 #: The Python API's keyword advice, in the command's words (regex, replacement).
 _CLI_WORDS = (
+    # Settings given with --set are JSON: a pair in a list, a dict with double quotes.
+    (r"\bgive a tuple: (\w+)=\('([^']*)', '([^']*)'\)",
+     r"""give one pair in a list: --set \1='[["\2", "\3"]]'"""),
+    (r"\bweighting='fixed' needs task_weights, a dict such as (\{[^}]*\})",
+     lambda m: "--set weighting=fixed needs --set task_weights='" + m[1].replace("'", '"')
+     + "' (a weight for each task)"),
     (r"\bscale='(reach|seg|cross)'", r"--scale \1"),
     (r"\bpass check_graph=False\b", "pass --other-network"),
     (r"\bds\.msgl\.coverage\(model, time=\('([^']*)', '([^']*)'\)\)",

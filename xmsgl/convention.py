@@ -1993,9 +1993,9 @@ def _refuse_infinite(name: str, da: xr.DataArray, vmin: float, vmax: float) -> N
     or fill values: say what it is and how to mask it."""
     if not (np.isinf(vmin) or np.isinf(vmax)):
         return
-    n_inf = int(np.isinf(np.asarray(da.values, dtype=np.float64)).sum())
+    infinite = da.copy(data=np.isinf(np.asarray(da.values, dtype=np.float64)))
     raise DataError(
-        f"temperature {name!r} holds {n_inf} infinite value{'s' if n_inf > 1 else ''}; mask "
+        f"temperature {name!r} holds infinite values ({_places(infinite)}); mask "
         f"them as missing, e.g. ds[{name!r}] = ds[{name!r}].where(np.isfinite(ds[{name!r}])), "
         "then fill them or leave them as the variable allows (inputs may not be NaN; "
         "observations may)"

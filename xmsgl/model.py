@@ -1460,8 +1460,8 @@ def fit(
         # checkpoint: at weight 0 it keeps its random initial weights (its inputs, the
         # shared cell's states, still move), and the checkpoint follows noise.
         raise ParameterError(
-            f"task_weights gives the task 'fine' weight 0, but the fine head is {method!r}'s "
-            "prediction (and its validation score chooses the checkpoint): it would keep its "
+            f"task_weights gives the task 'fine' weight 0, but the fine head gives the prediction "
+            f"of {method!r} (and its validation score chooses the checkpoint): it would keep its "
             "random initial weights. Give 'fine' a weight > 0 (e.g. {'coarse': 1, 'cross': 1, "
             "'fine': 0.1}); to train on coarse data alone use method='remap'")
     if batch_size is not None:
