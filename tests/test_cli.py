@@ -844,6 +844,8 @@ def test_messages_in_the_commands_words_leave_python_code_alone() -> None:
                        "stage_a_period=('2010-01-01', '2010-06-30')")
             == "for the period from the first to the second give one pair in a list: "
                """--set stage_a_period='[["2010-01-01", "2010-06-30"]]'""")
+    assert (_cli_words("Give 'fine' a weight > 0 (e.g. {'coarse': 1, 'fine': 0.1}); to train")
+            == """Give 'fine' a weight > 0 (e.g. --set task_weights='{"coarse": 1, "fine": 0.1}'); to train""")
     assert (_cli_words("weighting='fixed' needs task_weights, a dict such as {'coarse': 1, 'fine': 2} "
                        "(got None)")
             == """--set weighting=fixed needs --set task_weights='{"coarse": 1, "fine": 2}' (a weight """

@@ -310,6 +310,15 @@ def test_malicious_weights_give_a_typed_error(saved: Path, tmp_path: Path) -> No
      "Cannot use ``weights_only=True`` with TorchScript archives passed to ``torch.load``."),
     ("PytorchStreamReader failed reading zip archive: failed finding central directory",
      "PytorchStreamReader failed reading zip archive: failed finding central directory"),
+    # A crafted name, quoted in the advice too, with a sentence's end and a line break in it.
+    ("Weights only load failed.\nWeightsUnpickler error: Unsupported global: GLOBAL mod.Bad. N\u2028ame was "
+     "not an allowed global by default. Please use `torch.serialization.add_safe_globals([mod.Bad. "
+     "N\u2028ame])` or the `torch.serialization.safe_globals([mod.Bad. N\u2028ame])` context manager to "
+     "allowlist this global if you trust this class/function.\n\nCheck the documentation of torch.load.",
+     "Unsupported global: GLOBAL mod.Bad. N\\u2028ame was not an allowed global by default."),
+    ("Weights only load failed.\nWeightsUnpickler error: \n\nCan only build Tensor, Parameter, OrderedDict "
+     "or types allowlisted via `add_safe_globals`, but got <class 'dict'>",
+     "Can only build Tensor, Parameter, OrderedDict or allowed types, but got <class 'dict'>"),
 ])
 def test_a_refused_weights_file_is_said_without_torchs_advice(torch_says: str, found: str) -> None:
     # What torch found, never its advice to load the file anyway (weights_only=False,

@@ -437,6 +437,8 @@ _CLI_WORDS = (
     # Settings given with --set are JSON: a pair in a list, a dict with double quotes.
     (r"\bgive a tuple: (\w+)=\('([^']*)', '([^']*)'\)",
      r"""give one pair in a list: --set \1='[["\2", "\3"]]'"""),
+    (r"\bGive 'fine' a weight > 0 \(e\.g\. (\{[^}]*\})\)",
+     lambda m: "Give 'fine' a weight > 0 (e.g. --set task_weights='" + m[1].replace("'", '"') + "')"),
     (r"\bweighting='fixed' needs task_weights, a dict such as (\{[^}]*\})",
      lambda m: "--set weighting=fixed needs --set task_weights='" + m[1].replace("'", '"')
      + "' (a weight for each task)"),

@@ -213,12 +213,19 @@ _TORCH_ADVICE = re.compile(r"(\(\d\)\s*)?(Weights only load failed|This file can
 
 def _what_torch_found(err: BaseException) -> str:
     """What torch found wrong in a weights file, without its advice on loading the file
-    anyway (which would run the code a refused file holds), its terminal colours, or
-    control characters a crafted file's names may carry (shown escaped)."""
+    anyway (which would run the code a refused file holds) or its terminal colours;
+    other characters a crafted file's names may carry that are not printable are shown
+    escaped (``\\x0b``, ``\\u2028``)."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).replace("WeightsUnpickler error:", "\n")
-    sentences = [t.strip() for part in text.splitlines() for t in re.split(r"(?<=[.!?])\s+", part)]
+    # Advice that quotes the file's names, which may hold anything: taken out whole,
+    # by torch's own words around it, before the text is cut into sentences.
+    text = re.sub(r"Please use `torch\.serialization.*?if you trust this class/function\.", "", text,
+                  flags=re.DOTALL)
+    text = re.sub(r"(classes|types) allowlisted via `add_safe_globals`", r"allowed \1", text)
+    text = "".join(c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode()
+                   for c in text)
+    sentences = [t.strip() for part in text.split("\n") for t in re.split(r"(?<=[.!?])\s+", part)]
     found = " ".join(t for t in sentences if t and not _TORCH_ADVICE.match(t))
-    found = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in found)
     if not found:
         return "the file ended early" if isinstance(err, EOFError) else "nothing more said"
     return found if len(found) <= 300 else found[:300].rsplit(" ", 1)[0] + " ..."
