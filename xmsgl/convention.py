@@ -559,16 +559,21 @@ def units_factor(have: str, want: str) -> float | None:
     return float(f"{a[0] / b[0]:.12g}")
 
 
-def units_fix(name: str, have: str, want: str) -> str:
-    """How to put the variable ``name`` from units ``have`` into ``want``: the factor
-    where there is one (:func:`units_factor`), else a plain "convert it"."""
+def units_refusal(name: str, have: str, want: str, fitted: str = "the model",
+                  refit: str = "refit the model") -> str:
+    """Why the input ``name`` in units ``have`` cannot be read by what was ``fitted`` with
+    it in ``want``, and the fix: the factor where there is one (:func:`units_factor`),
+    else a plain "convert it"."""
     factor = units_factor(have, want)
     if factor is None:
-        return "convert it"
-    if factor == 1.0:
-        return f"it is the same unit: set ds[{name!r}].attrs['units'] = {want!r}"
-    return (f"convert it (ds[{name!r}] = ds[{name!r}] * {factor:.12g}, then "
-            f"ds[{name!r}].attrs['units'] = {want!r})")
+        fix = "convert it"
+    elif factor == 1.0:
+        fix = f"it is the same unit: set ds[{name!r}].attrs['units'] = {want!r}"
+    else:
+        fix = (f"convert it (ds[{name!r}] = ds[{name!r}] * {factor:.12g}, then "
+               f"ds[{name!r}].attrs['units'] = {want!r})")
+    return (f"input variable {name!r} has units {have!r}; {fitted} was fitted with {want!r}: "
+            f"{fix} or {refit}")
 
 
 def is_truth(name: Hashable) -> bool:

@@ -29,7 +29,7 @@ from xmsgl.convention import (
     output_coords,
     same_units,
     topology_arrays,
-    units_fix,
+    units_refusal,
     validate,
 )
 from xmsgl.exceptions import (
@@ -186,10 +186,7 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
         if name in ds.variables:
             units = str(ds[name].attrs.get("units", "1"))
             if not same_units(units, spec.units[name]):
-                raise ModelMismatchError(
-                    f"input variable {name!r} has units {units!r}; the model was fitted with "
-                    f"{spec.units[name]!r}: {units_fix(name, units, spec.units[name])} or refit "
-                    "the model")
+                raise ModelMismatchError(units_refusal(name, units, spec.units[name]))
     if time is not None:
         import pandas as pd
 

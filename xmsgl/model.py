@@ -66,7 +66,7 @@ from xmsgl.convention import (
     is_temperature_units,
     is_truth,
     same_units,
-    units_fix,
+    units_refusal,
     validate,
     warn_constant_observations,
 )
@@ -2300,10 +2300,7 @@ def check_compatible(model: Downscaler, ds: xr.Dataset, graphs: Any, scale: str)
     for v in need:
         units = str(ds[v].attrs.get("units", "1"))
         if not same_units(units, spec.units[v]):
-            raise ModelMismatchError(
-                f"input variable {v!r} has units {units!r}; the model was fitted with "
-                f"{spec.units[v]!r}: {units_fix(v, units, spec.units[v])} or refit the model"
-            )
+            raise ModelMismatchError(units_refusal(v, units, spec.units[v]))
         static = TIME not in ds[v].dims
         if static != spec.static[v]:
             raise ModelMismatchError(

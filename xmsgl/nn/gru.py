@@ -55,7 +55,7 @@ from xmsgl.convention import (
     output_coords,
     same_units,
     topology_arrays,
-    units_fix,
+    units_refusal,
     validate,
     warn_constant_scale,
 )
@@ -344,9 +344,8 @@ class GRUModel(BaselineModel):
             units = str(ds[v].attrs.get("units", "1"))
             # Spellings of one unit ("W m-2", "W/m2") are the same unit, as for the networks.
             if not same_units(units, var["units"][v]):
-                raise ModelMismatchError(f"input variable {v!r} has units {units!r}; the GRU was fitted "
-                                         f"with {var['units'][v]!r}: "
-                                         f"{units_fix(v, units, var['units'][v])} or refit")
+                raise ModelMismatchError(units_refusal(v, units, var["units"][v], fitted="the GRU",
+                                                       refit="refit"))
         times = pd.DatetimeIndex(ds[TIME].values)
         tmask = select_days(times, time)
         idx = np.flatnonzero(tmask)
