@@ -409,9 +409,25 @@ def test_output_dataset_gives_python_the_file_the_command_writes(files: dict[str
         np.testing.assert_array_equal(b["reach_lat"].values, ds["reach_lat"].sel(reach=b["reach"]).values)
         assert (b.attrs["geospatial_lat_min"], b.attrs["geospatial_lat_max"],
                 b.attrs["geospatial_lon_min"], b.attrs["geospatial_lon_max"]) == (40.0, 41.5, -75.5, -74.0)
+        # The projected positions too, by id, with their units.
+        for name in ("reach_x", "reach_y"):
+            assert name in b.coords and name in b["reach_temp_pred"].encoding["coordinates"]
+            assert b[name].attrs["units"] == "m"
+            np.testing.assert_array_equal(b[name].values, ds[name].sel(reach=b["reach"]).values)
+        assert b["reach_x"].attrs["long_name"] == ds["reach_x"].attrs["long_name"]
     # Some reaches only: their own places.
     some = output_dataset(pred.isel(reach=[5, 2]), read)
     np.testing.assert_array_equal(some["reach_lat"].values, lat[[5, 2]])
+    np.testing.assert_array_equal(some["reach_x"].values, ds["reach_x"].values[[5, 2]])
+    # Positions in a unit of length only: one that is not is no position to be sure of.
+    odd = ds.assign(reach_x=ds["reach_x"].assign_attrs(units="degC"),
+                    reach_y=ds["reach_y"].assign_attrs(units="km"))
+    odd_out = output_dataset(pred, odd)
+    assert "reach_x" not in odd_out.coords and odd_out["reach_y"].attrs["units"] == "km"
+    assert odd_out["reach_y"].attrs["long_name"] == ds["reach_y"].attrs["long_name"]
+    unnamed = ds.assign(reach_y=ds["reach_y"].copy(data=ds["reach_y"].values).assign_attrs(units="m"))
+    unnamed["reach_y"].attrs.pop("long_name", None)
+    assert output_dataset(pred, unnamed)["reach_y"].attrs["long_name"] == "northing of the reach"
     assert some.attrs["geospatial_lat_max"] == lat[2]
     # Time series of one kind of node on a map: CF's discrete sampling geometry, as
     # THREDDS and ERDDAP serve station data (an input that names its own wins); not

@@ -2285,19 +2285,26 @@ def _degrees_axis(units: object) -> str | None:
 
 def _node_locations(result: xr.Dataset, ds: xr.Dataset | None) -> xr.Dataset:
     """``result`` with ``ds``'s latitudes and longitudes of its nodes (``reach_lat``,
-    ``seg_lon``...: in degrees north / east) as auxiliary coordinates, taken by id, where
-    ``result`` lacks them; the file then places each series on a map."""
+    ``seg_lon``...: in degrees north / east) and their projected positions (``reach_x``,
+    ``seg_y``...: in a unit of length) as auxiliary coordinates, taken by id, where
+    ``result`` lacks them; the file then places each series on a map (or, with x and y
+    alone, on the plane of ``ds``'s projection)."""
     if ds is None:
         return result
     add = {}
     for dim in (REACH, SEG):
         if dim not in result.dims:
             continue
-        for axis, units in (("lat", "degrees_north"), ("lon", "degrees_east")):
+        for axis, units in (("lat", "degrees_north"), ("lon", "degrees_east"), ("x", None), ("y", None)):
             name = f"{dim}_{axis}"
             if name in result.variables or name not in ds.variables or ds[name].dims != (dim,):
                 continue
-            if _degrees_axis(ds[name].attrs.get("units", "")) != axis:
+            if ds[name].dtype.kind not in "iuf":
+                continue
+            if units is None:
+                if units_factor(str(ds[name].attrs.get("units", "")), "m") is None:
+                    continue  # not a length: not a position to be sure of
+            elif _degrees_axis(ds[name].attrs.get("units", "")) != axis:
                 continue  # not in degrees north / east: no place on a map to be sure of
             loc = ds[name]
             if dim in result.indexes and dim in ds.indexes:
@@ -2306,9 +2313,15 @@ def _node_locations(result: xr.Dataset, ds: xr.Dataset | None) -> xr.Dataset:
                 loc = loc.sel({dim: result.indexes[dim]})
             elif ds.sizes[dim] != result.sizes[dim]:
                 continue
+            node = "reach" if dim == REACH else "segment"
+            if units is None:
+                add[name] = (dim, np.asarray(loc.values),
+                             {"long_name": f"{'easting' if axis == 'x' else 'northing'} of the {node}",
+                              **loc.attrs})
+                continue
             standard = "latitude" if axis == "lat" else "longitude"
             add[name] = (dim, np.asarray(loc.values),
-                         {"long_name": f"{standard} of the {'reach' if dim == REACH else 'segment'}",
+                         {"long_name": f"{standard} of the {node}",
                           **loc.attrs, "units": units, "standard_name": standard})
     return result.assign_coords(add) if add else result
 
@@ -2390,7 +2403,8 @@ def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None
       (:func:`daily_time_bounds`), ``time`` as the time axis and the ids' ``long_name``
       (:func:`cf_coordinate_attrs`), and ``ds``'s latitudes and longitudes of the nodes
       (``reach_lat``, ``reach_lon``, ``seg_lat``, ``seg_lon`` in degrees, taken by id)
-      as auxiliary coordinates;
+      and their projected positions (``reach_x``, ``reach_y``, ``seg_x``, ``seg_y`` in a
+      unit of length) as auxiliary coordinates;
     * ``title``, ``summary`` and ``keywords``, and ``history``: ``ds``'s lines, then
       the prediction's;
     * ``source``: as given, else ``ds``'s file (when it was read from one) and the
@@ -2414,7 +2428,7 @@ def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None
     * attributes netCDF cannot hold (lists, dicts, booleans, None) as JSON text.
 
     Nothing is computed: a dask-backed prediction stays lazy (the one-dimensional
-    latitudes and longitudes are read for the geospatial bounds). Write the result
+    positions of the nodes are read, for the geospatial bounds). Write the result
     with :func:`xmsgl.io.to_netcdf_safe` or :func:`xmsgl.io.to_zarr_safe`.
 
     Raises
