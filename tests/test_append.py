@@ -137,6 +137,32 @@ def test_a_piece_with_the_reaches_in_another_order_is_appended_in_the_stores(tmp
     np.testing.assert_array_equal(out.reach_temp_pred.values, days("2001-01-01", 13).values)
 
 
+def test_a_piece_whose_static_variables_differ_from_the_stores_warns(tmp_path: Path) -> None:
+    # The reaches' positions are not appended: a piece with others is said, the store
+    # keeps its own. The same positions in another order of the reaches are the same.
+    def placed(piece: xr.DataArray, x: dict[int, float], units: str = "m") -> xr.Dataset:
+        ds = piece.to_dataset()
+        ds["reach_x"] = ("reach", [x[r] for r in piece["reach"].values], {"units": units})
+        ds["reach_order"] = ("reach", piece["reach"].values * 2)  # a whole number, the same in all
+        return ds
+
+    x = {11: 5.0, 12: np.nan, 13: 7.0}
+    store = tmp_path / "s.zarr"
+    to_zarr_safe(daily_time_bounds(placed(days("2001-01-01", 4), x)), store)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", XmsglWarning)
+        append_zarr(placed(days("2001-01-05", 2, reaches=[13, 11, 12]), x), store)
+    moved = {**x, 13: 8.0}
+    with pytest.warns(XmsglWarning, match=r"the piece's 'reach_x' \(1 of 3 values\) differs from the one in "
+                                          r"the store .*s\.zarr', which keeps its own"):
+        append_zarr(placed(days("2001-01-07", 2), moved), store)
+    with pytest.warns(XmsglWarning, match=r"'reach_x' \(0 of 3 values\) \(units 'km' against the store's 'm'\)"):
+        append_zarr(placed(days("2001-01-09", 2), x, units="km"), store)
+    out = xr.open_zarr(store)
+    np.testing.assert_array_equal(out["reach_x"].values, [5.0, np.nan, 7.0])
+    assert out.sizes["time"] == 10 and out["reach_x"].attrs["units"] == "m"
+
+
 def test_the_fix_for_repeated_reaches_appends_and_a_store_with_repeats_is_said(tmp_path: Path) -> None:
     store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
     piece = days("2001-01-11", 3, reaches=[13, 12, 12, 11])

@@ -409,25 +409,34 @@ def test_output_dataset_gives_python_the_file_the_command_writes(files: dict[str
         np.testing.assert_array_equal(b["reach_lat"].values, ds["reach_lat"].sel(reach=b["reach"]).values)
         assert (b.attrs["geospatial_lat_min"], b.attrs["geospatial_lat_max"],
                 b.attrs["geospatial_lon_min"], b.attrs["geospatial_lon_max"]) == (40.0, 41.5, -75.5, -74.0)
-        # The projected positions too, by id, with their units.
+        # The projected positions too, by id, with their units: variables, as in the
+        # input, so that the prediction read from the file can be put beside the input.
         for name in ("reach_x", "reach_y"):
-            assert name in b.coords and name in b["reach_temp_pred"].encoding["coordinates"]
-            assert b[name].attrs["units"] == "m"
+            assert name in b.data_vars and b[name].attrs["units"] == "m"
             np.testing.assert_array_equal(b[name].values, ds[name].sel(reach=b["reach"]).values)
         assert b["reach_x"].attrs["long_name"] == ds["reach_x"].attrs["long_name"]
+        beside = ds.drop_vars(["reach_lat", "reach_lon"]).assign(pred=b["reach_temp_pred"])
+        np.testing.assert_array_equal(beside["pred"].sel(time=b["time"]).values, b["reach_temp_pred"].values)
+        # Latitudes and longitudes are coordinates of the file (CF's discrete sampling
+        # geometry): the docs' way to put the prediction beside an input holding them.
+        beside = ds.assign(pred=b["reach_temp_pred"].reset_coords(drop=True))
+        np.testing.assert_array_equal(beside["pred"].sel(time=b["time"]).values, b["reach_temp_pred"].values)
     # Some reaches only: their own places.
     some = output_dataset(pred.isel(reach=[5, 2]), read)
     np.testing.assert_array_equal(some["reach_lat"].values, lat[[5, 2]])
     np.testing.assert_array_equal(some["reach_x"].values, ds["reach_x"].values[[5, 2]])
-    # Positions in a unit of length only: one that is not is no position to be sure of.
-    odd = ds.assign(reach_x=ds["reach_x"].assign_attrs(units="degC"),
-                    reach_y=ds["reach_y"].assign_attrs(units="km"))
-    odd_out = output_dataset(pred, odd)
-    assert "reach_x" not in odd_out.coords and odd_out["reach_y"].attrs["units"] == "km"
-    assert odd_out["reach_y"].attrs["long_name"] == ds["reach_y"].attrs["long_name"]
-    unnamed = ds.assign(reach_y=ds["reach_y"].copy(data=ds["reach_y"].values).assign_attrs(units="m"))
-    unnamed["reach_y"].attrs.pop("long_name", None)
-    assert output_dataset(pred, unnamed)["reach_y"].attrs["long_name"] == "northing of the reach"
+    # A pair in a unit of length, or without units (the convention's metres): one in
+    # another unit, or one of the two alone, is no position to be sure of.
+    for x_attrs, y_attrs, kept in (({"units": "km"}, {"units": "km"}, True), ({}, {}, True),
+                                   ({"units": "degC"}, {"units": "m"}, False)):
+        odd = ds.assign(reach_x=ds["reach_x"].copy(deep=False).assign_attrs(x_attrs),
+                        reach_y=ds["reach_y"].copy(deep=False).assign_attrs(y_attrs))
+        odd["reach_x"].attrs, odd["reach_y"].attrs = x_attrs, y_attrs
+        odd_out = output_dataset(pred, odd)
+        assert ("reach_x" in odd_out and "reach_y" in odd_out) is kept, x_attrs
+        if kept:
+            assert odd_out["reach_y"].attrs == {"long_name": "northing of the reach", **y_attrs}
+    assert "reach_y" not in output_dataset(pred, ds.drop_vars("reach_x"))
     assert some.attrs["geospatial_lat_max"] == lat[2]
     # Time series of one kind of node on a map: CF's discrete sampling geometry, as
     # THREDDS and ERDDAP serve station data (an input that names its own wins); not

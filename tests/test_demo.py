@@ -85,18 +85,19 @@ def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys, monkeypatch
             assert math.isclose(float((err[unobs] ** 2).mean() ** 0.5), row["rmse_unobserved"],
                                 rel_tol=1e-5)
         assert set(out["reach_seg"].values) <= set(out["seg"].values)
-        # Where the nodes lie: the basin's positions, as coordinates of the nodes' values
-        # (the map can be drawn again from the file).
+        # Where the nodes lie: the basin's positions (the map can be drawn again from the
+        # file), variables as in the basin, so a prediction can be put beside it.
         import json
 
         import xmsgl
 
         basin = xmsgl.datasets.synthetic_basin(**json.loads(out.attrs["generator_parameters"]))
         for name in ("reach_x", "reach_y", "seg_x", "seg_y"):
-            assert name in out.coords and out[name].attrs["units"] == "m"
+            assert name in out.data_vars and out[name].attrs["units"] == "m"
             np.testing.assert_array_equal(out[name].values, basin[name].values)
-        assert {"reach_x", "reach_y"} <= set(out["reach_temp_async_msgl"].coords)
-        assert {"seg_x", "seg_y"} <= set(out["seg_temp_true"].coords)
+        beside = basin.assign(pred=out["reach_temp_async_msgl"])
+        np.testing.assert_array_equal(beside["pred"].sel(time=out["time"]).values,
+                                      out["reach_temp_async_msgl"].values)
         # The coverage line is recomputed from the file.
         beyond = out["reach_beyond_observed"].values.astype(bool)
         err = out["reach_temp_async_msgl"] - out["reach_temp_true"]

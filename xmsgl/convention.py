@@ -2283,47 +2283,66 @@ def _degrees_axis(units: object) -> str | None:
     return None
 
 
+def _node_values(result: xr.Dataset, ds: xr.Dataset, name: str, dim: str) -> xr.DataArray | None:
+    """``ds[name]``, a number per node along ``dim``, at ``result``'s nodes (by id), or
+    None where ``ds`` has no such variable or lacks some of the nodes."""
+    if name in result.variables or name not in ds.variables or ds[name].dims != (dim,):
+        return None
+    if ds[name].dtype.kind not in "iuf":
+        return None
+    loc = ds[name]
+    if dim in result.indexes and dim in ds.indexes:
+        if not result.indexes[dim].isin(ds.indexes[dim]).all():
+            return None
+        return loc.sel({dim: result.indexes[dim]})
+    return loc if ds.sizes[dim] == result.sizes[dim] else None
+
+
 def _node_locations(result: xr.Dataset, ds: xr.Dataset | None) -> xr.Dataset:
     """``result`` with ``ds``'s latitudes and longitudes of its nodes (``reach_lat``,
-    ``seg_lon``...: in degrees north / east) and their projected positions (``reach_x``,
-    ``seg_y``...: in a unit of length) as auxiliary coordinates, taken by id, where
-    ``result`` lacks them; the file then places each series on a map (or, with x and y
-    alone, on the plane of ``ds``'s projection)."""
+    ``seg_lon``...: in degrees north / east) as auxiliary coordinates, and their projected
+    positions (``reach_x`` and ``reach_y``, ``seg_x`` and ``seg_y``: in a unit of length,
+    or without units, which the convention reads as metres) as variables, taken by id,
+    where ``result`` lacks them: the file then places each series on a map, or on the
+    plane of ``ds``'s projection.
+
+    The positions are variables, not coordinates, as they are in the convention's
+    input: a prediction read from the file can then be put beside its input
+    (``ds.assign(pred=out["reach_temp_pred"])``), which a variable that is a coordinate
+    in one and not in the other refuses; ``out.set_coords(["reach_x", "reach_y"])``
+    makes coordinates of them."""
     if ds is None:
         return result
-    add = {}
+    coords, variables = {}, {}
     for dim in (REACH, SEG):
         if dim not in result.dims:
             continue
-        for axis, units in (("lat", "degrees_north"), ("lon", "degrees_east"), ("x", None), ("y", None)):
+        node = "reach" if dim == REACH else "segment"
+        for axis, units in (("lat", "degrees_north"), ("lon", "degrees_east")):
             name = f"{dim}_{axis}"
-            if name in result.variables or name not in ds.variables or ds[name].dims != (dim,):
-                continue
-            if ds[name].dtype.kind not in "iuf":
-                continue
-            if units is None:
-                if units_factor(str(ds[name].attrs.get("units", "")), "m") is None:
-                    continue  # not a length: not a position to be sure of
-            elif _degrees_axis(ds[name].attrs.get("units", "")) != axis:
+            if name not in ds.variables or _degrees_axis(ds[name].attrs.get("units", "")) != axis:
                 continue  # not in degrees north / east: no place on a map to be sure of
-            loc = ds[name]
-            if dim in result.indexes and dim in ds.indexes:
-                if not result.indexes[dim].isin(ds.indexes[dim]).all():
-                    continue
-                loc = loc.sel({dim: result.indexes[dim]})
-            elif ds.sizes[dim] != result.sizes[dim]:
-                continue
-            node = "reach" if dim == REACH else "segment"
-            if units is None:
-                add[name] = (dim, np.asarray(loc.values),
-                             {"long_name": f"{'easting' if axis == 'x' else 'northing'} of the {node}",
-                              **loc.attrs})
+            loc = _node_values(result, ds, name, dim)
+            if loc is None:
                 continue
             standard = "latitude" if axis == "lat" else "longitude"
-            add[name] = (dim, np.asarray(loc.values),
-                         {"long_name": f"{standard} of the {node}",
-                          **loc.attrs, "units": units, "standard_name": standard})
-    return result.assign_coords(add) if add else result
+            coords[name] = (dim, np.asarray(loc.values),
+                            {"long_name": f"{standard} of the {node}",
+                             **loc.attrs, "units": units, "standard_name": standard})
+        # x and y as a pair: one of them alone places nothing.
+        pair = [(axis, _node_values(result, ds, f"{dim}_{axis}", dim)) for axis in ("x", "y")]
+        found = [(axis, loc) for axis, loc in pair if loc is not None]
+        if len(found) < 2:
+            continue
+        if any(str(loc.attrs.get("units", "")).strip() and units_factor(str(loc.attrs["units"]), "m") is None
+               for _, loc in found):
+            continue  # not a length: not a position to be sure of
+        for axis, loc in found:
+            variables[f"{dim}_{axis}"] = (dim, np.asarray(loc.values), {
+                "long_name": f"{'easting' if axis == 'x' else 'northing'} of the {node}", **loc.attrs})
+    if coords:
+        result = result.assign_coords(coords)
+    return result.assign(variables) if variables else result
 
 
 def _geospatial_attrs(result: xr.Dataset) -> dict[str, Any]:
@@ -2403,8 +2422,10 @@ def output_dataset(pred: xr.DataArray | xr.Dataset, ds: xr.Dataset | None = None
       (:func:`daily_time_bounds`), ``time`` as the time axis and the ids' ``long_name``
       (:func:`cf_coordinate_attrs`), and ``ds``'s latitudes and longitudes of the nodes
       (``reach_lat``, ``reach_lon``, ``seg_lat``, ``seg_lon`` in degrees, taken by id)
-      and their projected positions (``reach_x``, ``reach_y``, ``seg_x``, ``seg_y`` in a
-      unit of length) as auxiliary coordinates;
+      as auxiliary coordinates, and their projected positions (``reach_x`` and
+      ``reach_y``, ``seg_x`` and ``seg_y``, in a unit of length or without units) as
+      variables, as the input holds them (the prediction read from the file can then be
+      put beside the input);
     * ``title``, ``summary`` and ``keywords``, and ``history``: ``ds``'s lines, then
       the prediction's;
     * ``source``: as given, else ``ds``'s file (when it was read from one) and the

@@ -374,10 +374,11 @@ def run_demo(
         cell_methods="time: mean")
     # What the table's columns and the figure's pairing are computed from.
     out["reach_seg"] = ds["reach_seg"]
-    # Where each reach and segment lies, as auxiliary coordinates: the map can be
-    # drawn again from the file (the basin's own plane, in metres).
-    out = out.assign_coords({name: ds[name] for name in ("reach_x", "reach_y", "seg_x", "seg_y")
-                             if name in ds})
+    # Where each reach and segment lies (the basin's own plane, in metres): the map can
+    # be drawn again from the file. Variables, as in the basin, so that a prediction
+    # read from the file can be put beside the basin's variables.
+    for name in ("reach_x", "reach_y", "seg_x", "seg_y"):
+        out[name] = ds[name]
     out["reach_unobserved"] = xr.DataArray(
         unobserved.astype(np.int8), dims="reach",
         attrs={"long_name": "reach without any kept observation in the training and validation "

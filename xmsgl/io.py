@@ -1831,8 +1831,9 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
     ----------
     piece : xarray.Dataset or xarray.DataArray
         What to append (a DataArray, e.g. ``downscale``'s output, as the variable of its
-        name). Variables without ``dim`` (coordinates such as the reaches' positions) are
-        not written: the store has them.
+        name). Variables without ``dim`` (the reaches' ids and positions, say) are not
+        written: the store keeps its own, and an ``XmsglWarning`` names those of the
+        piece that differ from them.
     path : str or os.PathLike
         An existing zarr store on a local file system; write the first piece with
         :func:`to_zarr_safe`.
@@ -2141,6 +2142,7 @@ def _checked_piece(piece: xr.Dataset, store: xr.Dataset, dim: str, same_model: b
                         f"(piece.sortby({dim!r})) and drop repeated labels")
     _check_days(piece, store, dim, bounds, name)
     piece = _in_store_order(piece, store, dim)
+    _warn_other_statics(piece, store, dim, name)
     note = ""
     for v in sorted(wanted - ({bounds} if bounds else set())):
         note = _check_variable(v, piece, store, dim, same_model, name) or note
@@ -2164,6 +2166,41 @@ def _checked_piece(piece: xr.Dataset, store: xr.Dataset, dim: str, same_model: b
                 chunks[d] = size
         out[key] = out[key].chunk(chunks)
     return out, _text(labels[0]), _text(labels[-1]), note
+
+
+def _warn_other_statics(piece: xr.Dataset, store: xr.Dataset, dim: str, name: str) -> None:
+    """Warn where a variable without ``dim`` (the reaches' positions, say) that the piece
+    and the store both hold differs between them: the store keeps its own, which then
+    no longer describe the days appended."""
+    import numpy as np
+
+    differ = []
+    for v in sorted(set(map(str, piece.variables)) & set(map(str, store.variables))):
+        a, b = piece[v], store[v]
+        if dim in a.dims or v in piece.dims or a.dims != b.dims or a.shape != b.shape:
+            continue
+        x, y = np.asarray(a.values), np.asarray(b.values)
+        units = (str(a.attrs.get("units", "")), str(b.attrs.get("units", "")))
+        if x.dtype.kind in "iuf" and y.dtype.kind in "iuf":
+            both_nan = np.isnan(x.astype(np.float64)) & np.isnan(y.astype(np.float64))
+            off = (x != y) & ~both_nan
+        elif x.dtype.kind in "mM" and x.dtype.kind == y.dtype.kind:
+            off = (x != y) & ~(np.isnat(x) & np.isnat(y))
+        else:
+            off = x != y
+        off = np.asarray(off, dtype=bool)
+        if off.any() or units[0] != units[1]:
+            what = f"{v!r} ({int(off.sum())} of {off.size} value{'' if off.size == 1 else 's'})"
+            if units[0] != units[1]:
+                what += f" (units {units[0] or 'none'!r} against the store's {units[1] or 'none'!r})"
+            differ.append(what)
+    if differ:
+        one = len(differ) == 1
+        warnings.warn(f"the piece's {'; '.join(differ)} differ{'s' if one else ''} from "
+                      f"the {'one' if one else 'ones'} in the store {name}, which keeps its own (variables without {dim!r} are "
+                      "not appended): append pieces downscaled from the input the store was "
+                      "written from, or write the piece to a store of its own",
+                      XmsglWarning, stacklevel=user_stacklevel())
 
 
 def _calendar(index: Any) -> str:
