@@ -64,6 +64,43 @@ def test_the_gru_says_days_beyond_the_record(basin: xr.Dataset) -> None:
     assert out.sizes["time"] == 31
 
 
+def test_fit_says_which_of_its_periods_reach_beyond_the_record(basin: xr.Dataset) -> None:
+    """A period cut to the record is said, each by its name, with the days the fit had."""
+    pytest.importorskip("torch")
+    with pytest.warns(xmsgl.XmsglWarning) as caught:
+        model = xmsgl.fit(basin, "fine-only", epochs=1, progress=False,
+                          train=("1999-10-01", "2001-09-30"), val=("2001-10-01", "2002-03-31"),
+                          test=("2002-04-01", "2003-09-30"))
+    said = [str(w.message) for w in caught if "the dataset's days" in str(w.message)]
+    assert len(said) == 2, said
+    assert re.match(r"train=\('1999-10-01', '2001-09-30'\) reaches before the dataset's days "
+                    r"\(2000-10-01 to 2002-09-30\): only the 365 days from 2000-10-01 to 2001-09-30 "
+                    "are trained on", said[0])
+    assert re.match(r"test=.* reaches past .*: only the 183 days from 2002-04-01 to 2002-09-30 "
+                    "are held out for testing", said[1])
+    assert model.config["periods"]["test"] == [("2002-04-01", "2002-09-30")]
+    # Periods inside the record: nothing to say about them.
+    with warnings.catch_warnings(record=True) as inside:
+        warnings.simplefilter("always")
+        xmsgl.fit(basin, "fine-only", epochs=1, progress=False, train=("2000-10-01", "2001-09-30"),
+                  val=("2001-10-01", "2002-03-31"), test=("2002-04-01", "2002-09-30"))
+    assert not [w for w in inside if "the dataset's days" in str(w.message)]
+
+
+def test_a_baselines_and_stage_as_periods_beyond_the_record_are_said(basin: xr.Dataset) -> None:
+    with pytest.warns(xmsgl.XmsglWarning, match=r"train=\('2000-01-01', '2001-09-30'\) reaches before "
+                                                r".*only the 365 days .* are trained on"):
+        model = fit_baseline(basin, "climatology", train=("2000-01-01", "2001-09-30"))
+    assert model.config["train"] == [("2000-10-01", "2001-09-30")]
+    pytest.importorskip("torch")
+    with pytest.warns(xmsgl.XmsglWarning, match=r"stage_a_period=\('2000-01-01', '2001-03-31'\) "
+                                                r"reaches before .* only the 182 days from 2000-10-01 "
+                                                "to 2001-03-31 are read by stage A"):
+        xmsgl.fit(basin, "async-msgl", epochs=1, pretrain_epochs=1, progress=False,
+                  train=("2000-10-01", "2001-09-30"), val=("2001-10-01", "2002-03-31"),
+                  test=("2002-04-01", "2002-09-30"), stage_a_period=("2000-01-01", "2001-03-31"))
+
+
 def test_robustness_warns_of_days_given_inside_the_fit(basin: xr.Dataset) -> None:
     from xmsgl.robustness import robustness
 

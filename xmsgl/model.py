@@ -103,7 +103,14 @@ from xmsgl.nn.weights import (
     save_network,
     warn_if_edited,
 )
-from xmsgl.periods import mask_spans, period_mask, whole_water_years
+from xmsgl.periods import (
+    bounds_mask,
+    mask_spans,
+    period_list,
+    period_mask,
+    warn_beyond_record,
+    whole_water_years,
+)
 from xmsgl.train import (
     INPUT_SCALINGS,
     FeatureSpec,
@@ -1073,7 +1080,8 @@ def _resolve_periods(
                 ShortRecordWarning, stacklevel=user_stacklevel())
     else:
         periods = {"train": train, "val": val, "test": test}
-    masks = {k: period_mask(time, v, k) for k, v in periods.items()}
+    bounds = {k: period_list(v, k) for k, v in periods.items()}  # read once: warned once
+    masks = {k: bounds_mask(time, b) for k, b in bounds.items()}
     if periods["train"] is None:
         masks["train"] = ~(masks["val"] | masks["test"])
     for a, b in (("train", "test"), ("train", "val"), ("val", "test")):
@@ -1099,6 +1107,10 @@ def _resolve_periods(
             raise TimeError(f"the {what} period {periods[k]!r} holds no day of the dataset "
                             f"({time[0].date()} to {time[-1].date()}); give dates inside it, "
                             f"or leave {k}= out")
+    for k, done in (("train", "trained on"), ("val", "validated on"), ("test", "held out for testing")):
+        if periods[k] is not None:
+            # The periods a fit records are the days it had; say so where they were cut.
+            warn_beyond_record(time, periods[k], np.flatnonzero(masks[k]), done, k, bounds=bounds[k])
     if selects_checkpoint and not masks["val"].any():
         warnings.warn(
             "no validation period: the checkpoint kept is the one with the lowest training "
@@ -1723,8 +1735,14 @@ def fit(
         assert train_seg is not None
         if method == "async-msgl":
             check_stage_a_variable(ds, stage_a_variable)
-            mask_a = (~(masks["val"] | masks["test"]) if stage_a_period is None
-                      else period_mask(time, stage_a_period, "stage_a_period"))
+            if stage_a_period is None:
+                mask_a = ~(masks["val"] | masks["test"])
+            else:
+                bounds_a = period_list(stage_a_period, "stage_a_period")
+                mask_a = bounds_mask(time, bounds_a)
+                if mask_a.any():
+                    warn_beyond_record(time, stage_a_period, np.flatnonzero(mask_a),
+                                       "read by stage A", "stage_a_period", bounds=bounds_a)
             if (mask_a & masks["test"]).any():
                 raise TimeError(
                     f"stage_a_period {stage_a_period!r} overlaps the test period "
