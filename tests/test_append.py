@@ -163,6 +163,43 @@ def test_a_piece_whose_static_variables_differ_from_the_stores_warns(tmp_path: P
     assert out.sizes["time"] == 10 and out["reach_x"].attrs["units"] == "m"
 
 
+def test_static_variables_are_compared_as_the_store_holds_them(tmp_path: Path) -> None:
+    # Positions stored as float32 come back rounded, and a missing name is missing on both
+    # sides: the same values, nothing to say. A lazy piece is compared as it is.
+    def placed(piece: xr.DataArray, x: list[float], names: list[str | None]) -> xr.Dataset:
+        ds = piece.to_dataset()
+        ds["reach_x"] = ("reach", np.array(x), {"units": "m"})
+        ds["reach_name"] = ("reach", np.array(names, dtype=object))
+        return ds
+
+    x, names = [431_234.567891, 5.1, np.nan], ["a", None, "c"]
+    store = tmp_path / "s.zarr"
+    to_zarr_safe(daily_time_bounds(placed(days("2001-01-01", 4), x, names)), store,
+                 encoding={"reach_x": {"dtype": "float32"}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", XmsglWarning)
+        append_zarr(placed(days("2001-01-05", 2), x, names), store)
+        append_zarr(placed(days("2001-01-07", 2), x, names).chunk({"reach": 2}), store)
+    with pytest.warns(XmsglWarning, match=r"'reach_name' \(1 of 3 values\) differs"):
+        append_zarr(placed(days("2001-01-09", 2), x, ["a", "b", "c"]), store)
+    with pytest.warns(XmsglWarning, match=r"'reach_x' \(1 of 3 values\) differs"):
+        append_zarr(placed(days("2001-01-11", 2), [431_234.567891, 5.1, 0.0], names).chunk(), store)
+    assert xr.open_zarr(store).sizes["time"] == 12
+
+
+def test_a_refused_piece_gets_the_error_alone(tmp_path: Path) -> None:
+    def placed(piece: xr.DataArray) -> xr.Dataset:
+        return piece.to_dataset().assign(reach_x=("reach", piece["reach"].values * 10.0, {"units": "m"}))
+
+    store = tmp_path / "s.zarr"
+    to_zarr_safe(daily_time_bounds(placed(days("2001-01-01", 4))), store)
+    other = placed(days("2001-01-05", 2, reaches=[21, 22, 23]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", XmsglWarning)  # a warning here would fail the test
+        with pytest.raises(DataError, match="labels are not the store's"):
+            append_zarr(other, store)
+
+
 def test_the_fix_for_repeated_reaches_appends_and_a_store_with_repeats_is_said(tmp_path: Path) -> None:
     store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
     piece = days("2001-01-11", 3, reaches=[13, 12, 12, 11])

@@ -421,6 +421,13 @@ def test_output_dataset_gives_python_the_file_the_command_writes(files: dict[str
         # geometry): the docs' way to put the prediction beside an input holding them.
         beside = ds.assign(pred=b["reach_temp_pred"].reset_coords(drop=True))
         np.testing.assert_array_equal(beside["pred"].sel(time=b["time"]).values, b["reach_temp_pred"].values)
+    # Files of consecutive months opened as one, as docs/pangeo.md says: the positions
+    # stay one value a reach.
+    halves = [to_netcdf_safe(output_dataset(pred.sel(time=t), read), tmp_path / f"half{i}.nc")
+              for i, t in enumerate((slice("2002-10-01", "2002-12-31"), slice("2003-01-01", None)))]
+    with xr.open_mfdataset(halves, data_vars="minimal", compat="no_conflicts") as both:
+        assert both["reach_x"].dims == ("reach",) and both["reach_temp_pred"].sizes["time"] == 182
+        np.testing.assert_array_equal(both["reach_x"].values, ds["reach_x"].sel(reach=both["reach"]).values)
     # Some reaches only: their own places.
     some = output_dataset(pred.isel(reach=[5, 2]), read)
     np.testing.assert_array_equal(some["reach_lat"].values, lat[[5, 2]])

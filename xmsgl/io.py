@@ -2142,10 +2142,11 @@ def _checked_piece(piece: xr.Dataset, store: xr.Dataset, dim: str, same_model: b
                         f"(piece.sortby({dim!r})) and drop repeated labels")
     _check_days(piece, store, dim, bounds, name)
     piece = _in_store_order(piece, store, dim)
-    _warn_other_statics(piece, store, dim, name)
     note = ""
     for v in sorted(wanted - ({bounds} if bounds else set())):
         note = _check_variable(v, piece, store, dim, same_model, name) or note
+    # After the checks that refuse the piece: a refused piece gets the error alone.
+    _warn_other_statics(piece, store, dim, name)
     out = piece.drop_vars([v for v in piece.variables if dim not in piece[v].dims])
     length = store.sizes[dim]
     for key in list(out.variables):
@@ -2171,26 +2172,25 @@ def _checked_piece(piece: xr.Dataset, store: xr.Dataset, dim: str, same_model: b
 def _warn_other_statics(piece: xr.Dataset, store: xr.Dataset, dim: str, name: str) -> None:
     """Warn where a variable without ``dim`` (the reaches' positions, say) that the piece
     and the store both hold differs between them: the store keeps its own, which then
-    no longer describe the days appended."""
-    import numpy as np
-
+    no longer describe the days appended. The piece's values are taken in the dtype the
+    store holds them in (a float32 store keeps float64 positions rounded), missing values
+    (NaN, NaT, None) on both sides count as equal, and dask-backed arrays (the store's, a
+    lazy piece's) are compared chunk by chunk, never loaded whole."""
     differ = []
     for v in sorted(set(map(str, piece.variables)) & set(map(str, store.variables))):
-        a, b = piece[v], store[v]
+        a, b = piece[v].variable, store[v].variable
         if dim in a.dims or v in piece.dims or a.dims != b.dims or a.shape != b.shape:
             continue
-        x, y = np.asarray(a.values), np.asarray(b.values)
         units = (str(a.attrs.get("units", "")), str(b.attrs.get("units", "")))
-        if x.dtype.kind in "iuf" and y.dtype.kind in "iuf":
-            both_nan = np.isnan(x.astype(np.float64)) & np.isnan(y.astype(np.float64))
-            off = (x != y) & ~both_nan
-        elif x.dtype.kind in "mM" and x.dtype.kind == y.dtype.kind:
-            off = (x != y) & ~(np.isnat(x) & np.isnat(y))
-        else:
-            off = x != y
-        off = np.asarray(off, dtype=bool)
-        if off.any() or units[0] != units[1]:
-            what = f"{v!r} ({int(off.sum())} of {off.size} value{'' if off.size == 1 else 's'})"
+        if a.dtype.kind == "f" and b.dtype.kind == "f" and b.dtype.itemsize < a.dtype.itemsize:
+            a = a.astype(b.dtype)
+        try:
+            off = (a != b) & ~(a.isnull() & b.isnull())
+            off_count = int(off.sum().values)
+        except (TypeError, ValueError):  # kinds that do not compare (dates and numbers): all differ
+            off_count = a.size
+        if off_count or units[0] != units[1]:
+            what = f"{v!r} ({off_count} of {a.size} value{'' if a.size == 1 else 's'})"
             if units[0] != units[1]:
                 what += f" (units {units[0] or 'none'!r} against the store's {units[1] or 'none'!r})"
             differ.append(what)
