@@ -86,7 +86,8 @@ def test_fit_checks_its_options_before_reading(files: dict[str, str], tmp_path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     out = str(tmp_path / "m")
     for argv, message in (
-        (["--method", "nope"], "--method 'nope' is not known"),
+        (["--method", "nope"], "--method 'nope' is not known; use one of"),
+        (["--method", "msgll"], "--method 'msgll' is not known (did you mean 'msgl'?); use one of"),
         (["--method", "idw", "--epochs", "3"], "the baseline 'idw' has no epochs"),
         (["--epochs", "0"], "--epochs 0: give at least 1"),
         (["--train", "2002-01-01", "2001-01-01"], "--train END 2001-01-01 is before --train START"),

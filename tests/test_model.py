@@ -14,7 +14,7 @@ import xmsgl
 
 torch = pytest.importorskip("torch")
 
-from xmsgl.exceptions import DataError, ModelMismatchError, ParameterError, TimeError, XmsglError  # noqa: E402
+from xmsgl.exceptions import DataError, ModelMismatchError, ParameterError, SchemaError, TimeError, XmsglError  # noqa: E402
 from xmsgl.model import METHODS, Downscaler, fit, load  # noqa: E402
 from xmsgl.train import (  # noqa: E402
     make_windows,
@@ -406,6 +406,17 @@ def test_fit_errors_name_the_problem(basin: xr.Dataset) -> None:
         fit(none, method="msgl", **FAST)
     with pytest.raises(TimeError, match="overlap"):
         fit(basin, method="msgl", train=("2001-01-01", "2001-05-01"), test=("2001-04-01", "2001-06-30"), **FAST)
+    # A target under another name: the water temperatures it could be are named, not
+    # the air's nor the truth's.
+    renamed = basin.rename(reach_temp="wtemp")
+    with pytest.raises(SchemaError, match=r"needs the target 'reach_temp' .*the dataset has \['wtemp'\] "
+                                          r"on \('reach', 'time'\) in units of temperature: if it is the "
+                                          r"observed water temperature, rename it \(ds\.rename\(\{'wtemp': "
+                                          r"'reach_temp'\}\)\); otherwise add the target or choose"):
+        fit(renamed, method="msgl", **FAST)
+    with pytest.raises(SchemaError, match=r"needs the target 'seg_temp' .*\(NaN where unobserved\); add "
+                                          "it or choose another method$"):
+        fit(basin.drop_vars("seg_temp"), method="msgl", **FAST)
 
 
 def test_empty_or_missing_validation_period(basin: xr.Dataset) -> None:

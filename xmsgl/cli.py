@@ -892,7 +892,10 @@ def _fit(args: argparse.Namespace) -> int:
 
     known = [*METHODS, *BASELINES, "gru"]
     if args.method not in known:
-        raise ChoiceError(f"--method {args.method!r} is not known; use one of {known}")
+        from xmsgl.exceptions import did_you_mean
+
+        raise ChoiceError(f"--method {args.method!r} is not known{did_you_mean([args.method], known)}; "
+                          f"use one of {known}")
     if args.epochs is not None and args.method in BASELINES:
         raise ParameterError(f"--epochs: the baseline {args.method!r} has no epochs; leave it out")
     settings = _settings(args.settings)

@@ -1150,9 +1150,21 @@ def _check_graph_options(graph_options: object) -> None:
 
 def _need(ds: xr.Dataset, name: str, dim: str, method: str) -> None:
     if name not in ds.data_vars:
+        from xmsgl.convention import is_temperature_units
+
+        # Water temperatures under another name: the variables that could be it (not the
+        # air's, nor a synthetic basin's truth).
+        like = [str(v) for v, da in ds.data_vars.items()
+                if set(da.dims) == {dim, TIME} and is_temperature_units(da.attrs.get("units"))
+                and not str(v).endswith("_true")
+                and not any(w in str(v).lower() for w in ("air", "tmax", "tmin", "dew"))]
+        hint = (f"; the dataset has {like} on ({dim!r}, 'time') in units of temperature: if "
+                f"{'it' if len(like) == 1 else 'one'} is the observed water temperature, rename it "
+                f"(ds.rename({{{like[0]!r}: {name!r}}})); otherwise add the target" if like else
+                "; add it")
         raise SchemaError(
             f"method {method!r} needs the target {name!r} on ({dim!r}, 'time') (NaN where "
-            "unobserved); add it or choose another method"
+            f"unobserved){hint} or choose another method"
         )
 
 
