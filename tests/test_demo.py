@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -64,11 +65,21 @@ def test_quick_demo_writes_table_netcdf_and_figure(tmp_path, capsys, monkeypatch
         assert out["time"].attrs["bounds"] == "time_bnds"
         assert (out["time_bnds"].values[:, 1] - out["time"].values == np.timedelta64(1, "D")).all()
         assert f"device={res['device']!r}" in out.attrs["history"]
-        # The basin's history line, then one for each prediction in the file.
+        # The basin's history line, the sparsifying, then each fit and its prediction, in
+        # the order they ran, each fit with its settings and the model it made.
         lines = out.attrs["history"].splitlines()
         assert "synthetic_basin(" in lines[0]
-        methods = [line.split("downscale(method='")[1].split("'")[0] for line in lines[1:]]
-        assert methods == ["async-msgl", "fine-only", "remap"]
+        assert re.search(r"UTC: xmsgl \S+ sparsify\(keep=0\.01, seed=0, by='observation', period=None\): "
+                         r"\d+ of \d+ observations kept$", lines[1]), lines[1]
+        steps = [(line.split(" UTC: xmsgl ")[1].split(" ", 1)[1].split("(")[0],
+                  line.split("method='")[1].split("'")[0]) for line in lines[2:]]
+        assert steps == [(step, m) for m in ("async-msgl", "fine-only", "remap")
+                         for step in ("fit", "downscale")]
+        for m, fit_line, made in zip(("async-msgl", "fine-only", "remap"), lines[2::2], lines[3::2]):
+            sha = res["models"][m].sha256[:16]
+            assert f"model sha256={sha}" in fit_line and f"model sha256={sha}" in made
+            assert "seed=0" in fit_line and "train=[('" in fit_line and f"{res['test_period'][1]}')]" in fit_line
+            assert ("pretrain_epochs=" in fit_line) is (m == "async-msgl")
         # What the table is computed from is in the file: the table can be recomputed.
         assert "keep=0.01, seed=0" in out.attrs["xmsgl_sparsify"] and out.attrs["seed"] == 0
         assert '"n_segments": 12' in out.attrs["generator_parameters"]

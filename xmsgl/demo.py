@@ -284,6 +284,9 @@ def run_demo(
     # The same 1% share in training and validation: validation must be as sparse
     # as what the model learns from.
     sparse = sparsify(ds, keep=0.01, seed=seed)
+    # The file's history: the basin's line, then each step that made its values, in order.
+    kept_args, _, kept = str(sparse["reach_temp"].attrs.get("xmsgl_sparsify", "")).partition(": ")
+    steps = [_history_line(f"sparsify({kept_args or f'keep=0.01, seed={seed}'}){': ' + kept if kept else ''}")]
     n_obs = int(sparse["reach_temp"].notnull().sum())
     say(f"{ds.sizes['seg']} segments, {ds.sizes['reach']} reaches, {ds.sizes['time']} days; "
         f"kept {n_obs} of {int(ds['reach_temp'].notnull().sum())} fine observations (1%); "
@@ -314,10 +317,14 @@ def run_demo(
             models[method] = fit(sparse, method=method, seed=seed, progress=progress, device=str(dev),
                                  **periods_kw(periods), **kw)
         fit_s = time.perf_counter() - t1
+        shown = ", ".join(f"{k}={v!r}" for k, v in {"method": method, "seed": seed, **kw,
+                                                     **periods_kw(periods), "device": str(dev)}.items())
+        steps.append(_history_line(f"fit({shown}): model sha256={models[method].sha256[:16]}"))
         with warnings.catch_warnings():
             # The nodes far beyond the observed ones are reported below, with coverage.
             warnings.simplefilter("ignore", ExtrapolationWarning)
             preds[method] = downscale(sparse, models[method], time=test, device=str(dev))
+        steps.append(preds[method].attrs["history"])
         rows.append({"method": method, **_metrics(preds[method], truth, unobserved), "fit_seconds": fit_s})
     table = _table(rows)
     print(f"\nTest period {test[0]} to {test[1]}, all {ds.sizes['reach']} reaches against the "
@@ -404,9 +411,8 @@ def run_demo(
                  "keywords": "stream temperature, water temperature, river network, downscaling, "
                              "synthetic data",
                  "Conventions": OUTPUT_CONVENTIONS,
-                 # The basin's line, then every prediction's step, one line each.
-                 "history": "\n".join([str(ds.attrs.get("history", "")),
-                                       *(p.attrs["history"] for p in preds.values())]).strip(),
+                 # The basin's line, then the sparsifying, and each fit and its prediction.
+                 "history": "\n".join([str(ds.attrs.get("history", "")), *steps]).strip(),
                  "source": str(ds.attrs.get("source", "")),
                  "generator_parameters": str(ds.attrs.get("generator_parameters", "")),
                  "seed": seed,
@@ -439,6 +445,16 @@ def run_demo(
     print(f"wrote {nc} and {png} ({seconds:.0f} s in all)", flush=True)
     return {"table": rows, "table_text": table, "netcdf": nc, "figure": png, "models": models,
             "test_period": test, "figure_info": fig_info, "seconds": seconds, "device": str(dev)}
+
+
+def _history_line(call: str) -> str:
+    """A ``history`` line (CF's: the time in UTC, then what was done) for ``call``."""
+    import datetime
+
+    import xmsgl
+
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{now} UTC: xmsgl {xmsgl.__version__} {call}"
 
 
 def periods_kw(periods: dict[str, Any]) -> dict[str, Any]:
