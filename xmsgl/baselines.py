@@ -104,15 +104,7 @@ from xmsgl.io import (
     warn_edited_settings,
     write_model_folder,
 )
-from xmsgl.periods import (
-    bounds_mask,
-    period_list,
-    select_days,
-    spans_text,
-    split_periods,
-    warn_beyond_record,
-    whole_water_years,
-)
+from xmsgl.periods import period_days, select_days, spans_text, split_periods, whole_water_years
 
 __all__ = ["BASELINES", "BaselineModel", "fit_baseline", "load_baseline", "default_train_period"]
 
@@ -258,14 +250,12 @@ def _train_mask(time: pd.DatetimeIndex, train: Any) -> tuple[np.ndarray, list[tu
             "and the last 15%, its test days, cover part of one year; give train=(start, end) "
             "to choose them, or use a record of three water years or more",
             ShortRecordWarning, stacklevel=user_stacklevel())
-    bounds = period_list(period, "train")  # read once: warned once
-    mask = bounds_mask(time, bounds)
+    mask = period_days(time, period, "trained on", "train")
     if not mask.any():
         raise TimeError(
             f"the training period {period!r} holds no day of the dataset "
             f"({time[0].date()} to {time[-1].date()}); give dates inside it"
         )
-    warn_beyond_record(time, period, np.flatnonzero(mask), "trained on", "train", bounds=bounds)
     from xmsgl.train import period_ranges
 
     ranges = [(str(time[a].date()), str(time[b - 1].date())) for a, b in period_ranges(time, mask)]

@@ -1006,10 +1006,15 @@ def fill_daily(ds: xr.Dataset, max_gap: int | None = None,
     return full
 
 
+def history_line(step: str) -> str:
+    """The ``history`` line ``<now> UTC: xmsgl <step>`` (CF's: when, then what was done)."""
+    now = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
+    return f"{now} UTC: xmsgl {step}"
+
+
 def append_history(ds: xr.Dataset, step: str) -> None:
     """Add the line ``<now> UTC: xmsgl <step>`` to the ``history`` attribute of ``ds``."""
-    now = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
-    line = f"{now} UTC: xmsgl {step}"
+    line = history_line(step)
     prior = str(ds.attrs.get("history", "")).rstrip("\n")
     ds.attrs["history"] = f"{prior}\n{line}" if prior else line
 

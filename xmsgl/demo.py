@@ -251,6 +251,7 @@ def run_demo(
         acdd_attrs,
         cf_coordinate_attrs,
         daily_time_bounds,
+        history_line,
     )
     from xmsgl.coverage import WARN_SD, coverage
     from xmsgl.downscale import downscale
@@ -285,8 +286,8 @@ def run_demo(
     # as what the model learns from.
     sparse = sparsify(ds, keep=0.01, seed=seed)
     # The file's history: the basin's line, then each step that made its values, in order.
-    kept_args, _, kept = str(sparse["reach_temp"].attrs.get("xmsgl_sparsify", "")).partition(": ")
-    steps = [_history_line(f"sparsify({kept_args or f'keep=0.01, seed={seed}'}){': ' + kept if kept else ''}")]
+    kept_args, _, kept = sparse["reach_temp"].attrs["xmsgl_sparsify"].partition(": ")
+    steps = [history_line(f"{xmsgl.__version__} sparsify({kept_args}): {kept}")]
     n_obs = int(sparse["reach_temp"].notnull().sum())
     say(f"{ds.sizes['seg']} segments, {ds.sizes['reach']} reaches, {ds.sizes['time']} days; "
         f"kept {n_obs} of {int(ds['reach_temp'].notnull().sum())} fine observations (1%); "
@@ -319,7 +320,7 @@ def run_demo(
         fit_s = time.perf_counter() - t1
         shown = ", ".join(f"{k}={v!r}" for k, v in {"method": method, "seed": seed, **kw,
                                                      **periods_kw(periods), "device": str(dev)}.items())
-        steps.append(_history_line(f"fit({shown}): model sha256={models[method].sha256[:16]}"))
+        steps.append(history_line(f"{xmsgl.__version__} fit({shown}): model sha256={models[method].sha256[:16]}"))
         with warnings.catch_warnings():
             # The nodes far beyond the observed ones are reported below, with coverage.
             warnings.simplefilter("ignore", ExtrapolationWarning)
@@ -445,16 +446,6 @@ def run_demo(
     print(f"wrote {nc} and {png} ({seconds:.0f} s in all)", flush=True)
     return {"table": rows, "table_text": table, "netcdf": nc, "figure": png, "models": models,
             "test_period": test, "figure_info": fig_info, "seconds": seconds, "device": str(dev)}
-
-
-def _history_line(call: str) -> str:
-    """A ``history`` line (CF's: the time in UTC, then what was done) for ``call``."""
-    import datetime
-
-    import xmsgl
-
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    return f"{now} UTC: xmsgl {xmsgl.__version__} {call}"
 
 
 def periods_kw(periods: dict[str, Any]) -> dict[str, Any]:

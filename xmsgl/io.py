@@ -2178,6 +2178,7 @@ def _warn_other_statics(piece: xr.Dataset, store: xr.Dataset, dim: str, name: st
     and dask-backed numbers (the store's, a lazy piece's) are compared chunk by chunk,
     never loaded whole; text (names, ids) is compared in memory."""
     import numpy as np
+    import pandas as pd
 
     differ = []
     for v in sorted(set(map(str, piece.variables)) & set(map(str, store.variables))):
@@ -2191,8 +2192,6 @@ def _warn_other_statics(piece: xr.Dataset, store: xr.Dataset, dim: str, name: st
             if a.dtype.kind in "OSUT" and b.dtype.kind in "OSUT":
                 # Text (names, ids: small) in memory, as some dask versions do not fill or
                 # find None in object chunks; zarr writes a missing value (None) as "".
-                import pandas as pd
-
                 x, y = (np.asarray(v.values, dtype=object) for v in (a, b))
                 x[pd.isnull(x)], y[pd.isnull(y)] = "", ""
                 off_count = int(np.count_nonzero(x != y))

@@ -106,6 +106,7 @@ from xmsgl.nn.weights import (
 from xmsgl.periods import (
     bounds_mask,
     mask_spans,
+    period_days,
     period_list,
     period_mask,
     warn_beyond_record,
@@ -1747,14 +1748,8 @@ def fit(
         assert train_seg is not None
         if method == "async-msgl":
             check_stage_a_variable(ds, stage_a_variable)
-            if stage_a_period is None:
-                mask_a = ~(masks["val"] | masks["test"])
-            else:
-                bounds_a = period_list(stage_a_period, "stage_a_period")
-                mask_a = bounds_mask(time, bounds_a)
-                if mask_a.any():
-                    warn_beyond_record(time, stage_a_period, np.flatnonzero(mask_a),
-                                       "read by stage A", "stage_a_period", bounds=bounds_a)
+            mask_a = (~(masks["val"] | masks["test"]) if stage_a_period is None
+                      else period_days(time, stage_a_period, "read by stage A", "stage_a_period"))
             if (mask_a & masks["test"]).any():
                 raise TimeError(
                     f"stage_a_period {stage_a_period!r} overlaps the test period "

@@ -43,7 +43,7 @@ import pandas as pd
 from xmsgl.exceptions import PeriodError, TimeError, XmsglWarning, ignoring, user_stacklevel
 
 __all__ = ["WHOLE_WATER_YEAR_DAYS", "bounds_mask", "period_bounds", "period_list", "period_mask",
-           "select_days", "spans_text", "split_periods", "validation_at_end", "validation_beside",
+           "period_days", "select_days", "spans_text", "split_periods", "validation_at_end", "validation_beside",
            "warn_beyond_record", "water_years", "whole_water_years"]
 
 _HINT = ("give a label such as '2001', a pair (start, end) such as ('2001-01-01', '2001-12-31'), "
@@ -282,6 +282,17 @@ def warn_beyond_record(time: pd.DatetimeIndex, sel: Any, kept: np.ndarray, done:
         XmsglWarning, stacklevel=user_stacklevel())
 
 
+def period_days(time: pd.DatetimeIndex, sel: Any, done: str, name: str) -> np.ndarray:
+    """Mask of the days of ``time`` inside ``sel`` (a period or a list of them), which
+    warns (:func:`warn_beyond_record`) where ``sel`` reaches beyond the days and picks
+    some of them; picking none is left to the caller to say."""
+    bounds = period_list(sel, name)  # read once: its warnings are said once
+    mask = bounds_mask(time, bounds)
+    if mask.any():
+        warn_beyond_record(time, sel, np.flatnonzero(mask), done, name, bounds=bounds)
+    return mask
+
+
 def select_days(time: pd.DatetimeIndex, sel: Any, done: str = "returned", name: str = "time"
                 ) -> np.ndarray:
     """Mask of the days of ``time`` that ``sel`` (a period or a list of them; ``None``:
@@ -289,12 +300,10 @@ def select_days(time: pd.DatetimeIndex, sel: Any, done: str = "returned", name: 
     reaching beyond the days warns (:func:`warn_beyond_record`)."""
     if sel is None:
         return np.ones(len(time), dtype=bool)
-    bounds = period_list(sel, name)  # read once: its warnings are said once
-    mask = bounds_mask(time, bounds)
+    mask = period_days(time, sel, done, name)
     if not mask.any():
         span = f" ({time[0].date()} to {time[-1].date()})" if len(time) else " (it has none)"
         raise TimeError(f"{name}={sel!r} selects no day of the dataset{span}")
-    warn_beyond_record(time, sel, np.flatnonzero(mask), done, name, bounds=bounds)
     return mask
 
 
