@@ -86,6 +86,30 @@ def test_console_script_installed() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def test_help_and_usage_errors_do_not_import_torch() -> None:
+    # The fit command's help lists the methods, which came from xmsgl.model: every
+    # `xmsgl --help`, and every mistyped option, waited seconds for torch to load.
+    script = (
+        "import contextlib, io, sys\n"
+        "from xmsgl.cli import main\n"
+        "for argv in (['--help'], ['fit', '--help'], ['fit'], ['demo', '--no-such-option']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+        "        try:\n"
+        "            main(argv)\n"
+        "        except SystemExit:\n"
+        "            pass\n"
+        "    assert 'torch' not in sys.modules, argv\n"
+        "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+    from xmsgl.methods import METHODS
+    from xmsgl.model import METHODS as fitted
+
+    assert fitted is METHODS and ", ".join(METHODS) in build_parser().format_help() + "".join(
+        a.format_help() for a in build_parser()._subparsers._group_actions[0].choices.values())
+
+
 def test_evaluate_keep_coarse_keeps_the_held_out_sites_coarse_observations(tmp_path) -> None:
     import xarray as xr
 

@@ -81,6 +81,9 @@ def test_typed_user_code_is_checked(tmp_path) -> None:  # type: ignore[no-untype
     (tmp_path / "mypy.ini").write_text(
         f"[mypy]\nstrict = True\nwarn_unused_ignores = True\nmypy_path = {ROOT}\n"
         "[mypy-xmsgl.*]\nignore_errors = True\n"
+        # torch's own sources are half of mypy's time here; xmsgl's signatures, which
+        # this checks, stay typed, and each ignore above must still be needed.
+        "[mypy-torch.*]\nfollow_imports = skip\n"
         "[mypy-scipy.*,tqdm.*,torch_geometric.*,pooch.*,intake.*]\nignore_missing_imports = True\n")
     proc = subprocess.run([sys.executable, "-m", "mypy", "--config-file", "mypy.ini", "user.py"],
                           cwd=tmp_path, capture_output=True, text=True)

@@ -92,6 +92,7 @@ if TYPE_CHECKING:  # what __getattr__ gives, as type checkers see it (never run)
     from xmsgl import graph as graph
     from xmsgl import io as io
     from xmsgl import knn as knn
+    from xmsgl import methods as methods
     from xmsgl import metrics as metrics
     from xmsgl import model as model
     from xmsgl import nn as nn
@@ -109,8 +110,8 @@ if TYPE_CHECKING:  # what __getattr__ gives, as type checkers see it (never run)
 #: ``xmsgl.metrics.rmse``), imported on first use: several import torch.
 _SUBMODULES = frozenset({
     "accessor", "baselines", "cli", "convention", "coverage", "datasets", "demo", "downscale",
-    "evaluate", "exceptions", "explain", "graph", "io", "knn", "metrics", "model", "nn", "options",
-    "periods", "robustness", "sampling", "scale", "train",
+    "evaluate", "exceptions", "explain", "graph", "io", "knn", "methods", "metrics", "model", "nn",
+    "options", "periods", "robustness", "sampling", "scale", "train",
 })
 
 

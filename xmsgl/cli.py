@@ -888,7 +888,7 @@ def _fit(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise ParameterError(f"--seed {args.seed}: give an integer of at least 0")
     from xmsgl.baselines import BASELINES
-    from xmsgl.model import METHODS
+    from xmsgl.methods import METHODS
 
     known = [*METHODS, *BASELINES, "gru"]
     if args.method not in known:
@@ -1104,7 +1104,7 @@ def _append_output(args: argparse.Namespace, zarr: bool) -> Path:
 def _check_evaluate(args: argparse.Namespace) -> Path:
     """Refuse unusable options before any work; return the ``--out`` path."""
     from xmsgl.baselines import BASELINES
-    from xmsgl.model import METHODS
+    from xmsgl.methods import METHODS
 
     known = [*METHODS, *BASELINES, "gru"]
     methods = list(_EVALUATE_METHODS) if args.methods is None else args.methods
@@ -1675,7 +1675,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replace an existing --out file (never the --data file)")
     ev.set_defaults(func=_evaluate)
 
-    from xmsgl.model import METHODS
+    from xmsgl.methods import METHODS
 
     ft = sub.add_parser(
         "fit", help="fit a model on a dataset file and save it",
@@ -1990,8 +1990,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Ctrl-C / SIGTERM. Usage argparse refuses (a missing argument, an unknown option) and
     ``--help`` raise :class:`SystemExit` with 2 and 0, as argparse does."""
     try:
-        # The options name the methods, which brings torch in: seconds, in which
-        # Ctrl-C is answered as in a command, not with the import's traceback.
+        # The options' help reads xmsgl's version, which imports xmsgl and xarray (a
+        # second or so), in which Ctrl-C is answered as in a command, not with the
+        # import's traceback.
         parser = build_parser()
     except KeyboardInterrupt:
         _error("stopped by Ctrl-C before the command started; nothing was written")

@@ -90,6 +90,7 @@ from xmsgl.exceptions import (
     user_stacklevel,
 )
 from xmsgl.io import model_path, read_saved_folder, refuse_unknown_version
+from xmsgl.methods import METHODS  # the names fit understands, importable without torch
 from xmsgl.nn import MSGLNet
 from xmsgl.nn.dmsge import LEGACY_DYNAMIC_DAYS
 from xmsgl.nn.dmsge import backbone_options as dmsge_options
@@ -151,9 +152,6 @@ if TYPE_CHECKING:
     from xmsgl.nn.gru import GRUModel
 
 __all__ = ["METHODS", "Downscaler", "check_data", "fit", "load"]
-
-#: Methods understood by :func:`fit`.
-METHODS = ("msgl", "async-msgl", "fine-only", "remap", "direct", "progressive")
 
 #: The largest sizes a network may have (a window of 100 years, an attention span of
 #: 10): ``fit`` refuses larger ones, and ``load`` a model folder that holds them,
