@@ -12,11 +12,14 @@ the blocks and halo the lazy run used, or the error it raised.
 * ``hydro_halo``: river neighbours only, a single-component basin cut into blocks of
   100 reaches, by halo depth (``None``: the default, (layers + 1) x max_hops).
 
-Run: ``python benchmarks/bench_scale_dmsge.py`` (about a minute on one thread).
+Run: ``python benchmarks/bench_scale_dmsge.py`` (about a minute on one thread);
+``--halos 0 none`` times the river-neighbour case at those halo depths only (``none``:
+the default).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from functools import partial
 from typing import Any
@@ -39,7 +42,16 @@ def _print(record: dict[str, Any], ref: Any, lazy: Any) -> None:
     print(json.dumps({**record, **provenance()}), flush=True)
 
 
+def _halo(text: str) -> int | None:
+    return None if text.lower() == "none" else int(text)
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--halos", type=_halo, nargs="+", default=[0, 1, 2, 3, None],
+                    help="halo depths of the hydro_halo cases (none: the default halo)")
+    args = ap.parse_args()
+
     import torch
 
     import xmsgl
@@ -88,7 +100,7 @@ def main() -> None:
                          graph_options={"max_hops": hops, "direction": direction}, **fast,
                          **({"attn_window": 10} if method == "msgl" else {}))
         ref = one.msgl.downscale(m, **run)
-        for halo in (0, 1, 2, 3, None):
+        for halo in args.halos:
             _print({"what": "hydro_halo", "basin": "60 segments, one component",
                     "method": method, "layers": layers, "max_hops": hops,
                     "direction": direction, "halo": halo}, ref,

@@ -179,8 +179,11 @@ def test_bench_scale_lazy_against_memory() -> None:
 
 
 def test_bench_scale_dmsge_runs_every_case() -> None:
-    recs = by_what(run_bench("bench_scale_dmsge.py"))
-    assert len(recs["one_block"]) == 8 and len(recs["refused"]) == 4 and len(recs["hydro_halo"]) == 15
+    # Halo depths 1-3 of the river-neighbour case are measured, not promised (the
+    # lazy halo tests check them); two depths keep the run short.
+    recs = by_what(run_bench("bench_scale_dmsge.py", "--halos", "0", "none"))
+    assert len(recs["one_block"]) == 8 and len(recs["refused"]) == 4
+    assert [r["halo"] for r in recs["hydro_halo"]] == [0, None] * 3
     assert all(r["max_abs_diff_degC"] == 0.0 for r in recs["one_block"])
     assert all("BlockDependenceError" in r["error"] for r in recs["refused"])
     # The default halo (null) is exact for river neighbours only.
