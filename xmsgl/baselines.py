@@ -104,12 +104,11 @@ from xmsgl.io import (
     warn_edited_settings,
     write_model_folder,
 )
+from xmsgl.methods import BASELINES  # the names fit_baseline understands
 from xmsgl.periods import period_days, select_days, spans_text, split_periods, whole_water_years
 
 __all__ = ["BASELINES", "BaselineModel", "fit_baseline", "load_baseline", "default_train_period"]
 
-#: Baselines understood by :func:`fit_baseline`.
-BASELINES = ("climatology", "mohseni", "idw", "harmonic")
 
 FORMAT = "xmsgl-baseline"
 FORMAT_VERSION = 1

@@ -887,8 +887,7 @@ def _fit(args: argparse.Namespace) -> int:
         raise ParameterError(f"--epochs {args.epochs}: give at least 1")
     if args.seed < 0:
         raise ParameterError(f"--seed {args.seed}: give an integer of at least 0")
-    from xmsgl.baselines import BASELINES
-    from xmsgl.methods import METHODS
+    from xmsgl.methods import BASELINES, METHODS
 
     known = [*METHODS, *BASELINES, "gru"]
     if args.method not in known:
@@ -1103,8 +1102,7 @@ def _append_output(args: argparse.Namespace, zarr: bool) -> Path:
 
 def _check_evaluate(args: argparse.Namespace) -> Path:
     """Refuse unusable options before any work; return the ``--out`` path."""
-    from xmsgl.baselines import BASELINES
-    from xmsgl.methods import METHODS
+    from xmsgl.methods import BASELINES, METHODS
 
     known = [*METHODS, *BASELINES, "gru"]
     methods = list(_EVALUATE_METHODS) if args.methods is None else args.methods
@@ -1675,7 +1673,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replace an existing --out file (never the --data file)")
     ev.set_defaults(func=_evaluate)
 
-    from xmsgl.methods import METHODS
+    from xmsgl.methods import BASELINES, METHODS
 
     ft = sub.add_parser(
         "fit", help="fit a model on a dataset file and save it",
@@ -1685,8 +1683,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("data", metavar="DATA", help="netCDF file or zarr store in the xmsgl convention")
     ft.add_argument("model", metavar="MODEL", help="model folder to write")
     ft.add_argument("--method", default="msgl",
-                    help=f"{', '.join(METHODS)}, a baseline (climatology, mohseni, idw, "
-                         "harmonic) or gru, the per-reach GRU (default: %(default)s)")
+                    help=f"{', '.join(METHODS)}, a baseline ({', '.join(BASELINES)}) or gru, "
+                         "the per-reach GRU (default: %(default)s)")
     ft.add_argument("--epochs", type=int, default=None, help="epochs of the main stage (default: fit's, 40)")
     ft.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     for k, what in (("train", "training"), ("val", "validation"), ("test", "test")):

@@ -1,10 +1,12 @@
-"""The names of the networks :func:`xmsgl.fit` trains, importable without torch (the
+"""The names of the methods :func:`xmsgl.fit` understands, importable without torch (the
 ``xmsgl`` command's options list them before any command has to load torch)."""
 
 from __future__ import annotations
 
-__all__ = ["METHODS"]
+__all__ = ["BASELINES", "METHODS"]
 
-#: Methods understood by :func:`xmsgl.model.fit` (the baselines' names are
-#: :data:`xmsgl.baselines.BASELINES`).
+#: Networks trained by :func:`xmsgl.model.fit`.
 METHODS = ("msgl", "async-msgl", "fine-only", "remap", "direct", "progressive")
+
+#: Baselines fitted by :func:`xmsgl.baselines.fit_baseline`.
+BASELINES = ("climatology", "mohseni", "idw", "harmonic")
