@@ -887,9 +887,9 @@ def _fit(args: argparse.Namespace) -> int:
         raise ParameterError(f"--epochs {args.epochs}: give at least 1")
     if args.seed < 0:
         raise ParameterError(f"--seed {args.seed}: give an integer of at least 0")
-    from xmsgl.methods import BASELINES, METHODS
+    from xmsgl.methods import BASELINES, FIT_METHODS
 
-    known = [*METHODS, *BASELINES, "gru"]
+    known = list(FIT_METHODS)
     if args.method not in known:
         from xmsgl.exceptions import did_you_mean
 
@@ -1102,9 +1102,9 @@ def _append_output(args: argparse.Namespace, zarr: bool) -> Path:
 
 def _check_evaluate(args: argparse.Namespace) -> Path:
     """Refuse unusable options before any work; return the ``--out`` path."""
-    from xmsgl.methods import BASELINES, METHODS
+    from xmsgl.methods import BASELINES, FIT_METHODS
 
-    known = [*METHODS, *BASELINES, "gru"]
+    known = list(FIT_METHODS)
     methods = list(_EVALUATE_METHODS) if args.methods is None else args.methods
     for option, names in (("--methods", methods), ("--cv", [args.cv] if args.cv else []),
                           ("--robustness", [args.robustness] if args.robustness else [])):

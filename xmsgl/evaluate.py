@@ -1223,11 +1223,11 @@ def cross_validate(
                              "test_ds, seed) as xmsgl.evaluate.default_trainer(method) returns")
     kwargs = dict(fit_kwargs or {})
     if trainer is None:
-        from xmsgl.baselines import BASELINES
-        from xmsgl.model import METHODS as NETWORKS
+        from xmsgl.methods import FIT_METHODS
+        from xmsgl.methods import METHODS as NETWORKS
         from xmsgl.model import check_fit_args, check_stage_a_variable
 
-        known = {*NETWORKS, *BASELINES, "gru"}
+        known = set(FIT_METHODS)
         if method not in known:
             # Refused now: a fold's data check would otherwise fail first and blame the data.
             raise ChoiceError(f"method={method!r} is not known; use one of {sorted(known)} (or "
@@ -1725,12 +1725,13 @@ def sparsity_sweep(
         return obj
 
     from xmsgl.baselines import BASELINES, baseline_settings
+    from xmsgl.methods import FIT_METHODS
+    from xmsgl.methods import METHODS as NETWORKS
     from xmsgl.model import _METHOD_ONLY_ARGS, check_fit_args, check_stage_a_variable, method_reads
-    from xmsgl.model import METHODS as NETWORKS
 
     _check_fit_kwargs(fit_kwargs, "sparsity_sweep", nested=True)
     _check_trainer(trainer, method_list)
-    known = {*NETWORKS, *BASELINES, "gru"}
+    known = set(FIT_METHODS)
     unknown = [m for m in method_list if m not in known and not callable(
         per_method(trainer, m) if trainer is not None else None)]
     if unknown:
@@ -1743,7 +1744,7 @@ def sparsity_sweep(
     own: dict[str, Mapping[str, Any]] = {}
     common: dict[str, Any] = {}
     if isinstance(fit_kwargs, Mapping):
-        names = {*NETWORKS, *BASELINES, "gru"}
+        names = set(FIT_METHODS)
         own = {str(k): v for k, v in fit_kwargs.items() if k in names and isinstance(v, Mapping)}
         common = {str(k): v for k, v in fit_kwargs.items() if str(k) not in own}
         stray = sorted(k for k in own if k not in method_list)

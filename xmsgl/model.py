@@ -90,7 +90,7 @@ from xmsgl.exceptions import (
     user_stacklevel,
 )
 from xmsgl.io import model_path, read_saved_folder, refuse_unknown_version
-from xmsgl.methods import METHODS  # the names fit understands, importable without torch
+from xmsgl.methods import FIT_METHODS, METHODS  # importable without torch
 from xmsgl.nn import MSGLNet
 from xmsgl.nn.dmsge import LEGACY_DYNAMIC_DAYS
 from xmsgl.nn.dmsge import backbone_options as dmsge_options
@@ -1441,7 +1441,7 @@ def fit(
     if method == "gru":
         return _fit_gru(args)
     if method not in METHODS:
-        known = list(METHODS + BASELINES) + ["gru"]
+        known = list(FIT_METHODS)
         hint = did_you_mean([method], known) if isinstance(method, str) else ""
         raise ChoiceError(f"method={method!r} is not known{hint}; use one of {known}")
     if options:
