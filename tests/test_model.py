@@ -419,6 +419,54 @@ def test_fit_errors_name_the_problem(basin: xr.Dataset) -> None:
         fit(basin.drop_vars("seg_temp"), method="msgl", **FAST)
 
 
+def _without_forcings(ds: xr.Dataset, scale: str) -> xr.Dataset:
+    """``ds`` without the inputs on (``scale``, time): its static attributes remain."""
+    return ds.drop_vars([v for v, da in ds.data_vars.items() if da.dims == (scale, "time")
+                         and not str(v).startswith(f"{scale}_temp")])
+
+
+@pytest.mark.parametrize(("scale", "method", "on"), [
+    ("reach", "fine-only", r"\('reach', 'time'\)"), ("reach", "direct", r"\('reach', 'time'\)"),
+    ("reach", "progressive", r"\('reach', 'time'\)"), ("reach", "gru", r"\('reach', 'time'\)"),
+    ("seg", "remap", r"\('seg', 'time'\)"),
+    ("both", "msgl", r"\('seg', 'time'\) or \('reach', 'time'\)"),
+])
+def test_fit_refuses_a_prediction_that_reads_only_static_inputs(
+        basin: xr.Dataset, scale: str, method: str, on: str) -> None:
+    # Static attributes alone make the same temperature every day at a node: refused,
+    # with the scale's missing forcings named (a fine-only fit without reach forcings
+    # was fitted, and its prediction's standard deviation over two water years was at
+    # most 0.05 degC at any reach).
+    ds = _without_forcings(_without_forcings(basin, "seg"), "reach") if scale == "both" else \
+        _without_forcings(basin, scale)
+    with pytest.raises(DataError, match=rf"method '{method}' would predict the same temperature "
+                                        rf"every day at each {'segment' if scale == 'seg' else 'reach'}"
+                                        rf": its inputs \[.*\](?: \(\d+ in all\))? are all static, none on {on}; add daily "
+                                        rf"forcings on {on}") as got:
+        fit(ds, method=method, **FAST)
+    # Where the segments have forcings, MSGL is the way to use them.
+    assert ("or fit method 'msgl', whose fine head reads the segments' forcings "
+            "(['seg_air_temp'," in str(got.value)) == (scale == "reach")
+
+
+def test_msgl_fits_without_reach_forcings_and_warns_without_segment_ones(basin: xr.Dataset) -> None:
+    # MSGL's fine head reads the segments' states carried to their reaches, so reach
+    # attributes and segment forcings are enough: the prediction follows the days.
+    model = fit(_without_forcings(basin, "reach"), method="msgl", seed=0, **FAST)
+    assert not any(model.config["variables"]["static"][v] is False
+                   for v in model.config["variables"]["reach_vars"])
+    pred = _without_forcings(basin, "reach").msgl.downscale(model)
+    # (At every reach its day-to-day spread is 0.30-0.48 degC after these two short
+    # epochs; with the segments' forcings dropped too it was 0.01-0.09.)
+    assert float(pred.std("time").min()) > 0.2
+    # A coarse task on static segment inputs alone cannot follow the days: warned of.
+    with pytest.warns(xmsgl.exceptions.XmsglWarning,
+                      match=r"method 'msgl' trains a coarse task on 'seg_temp' with static segment "
+                            r"inputs alone \(\['seg_area', .*none on \('seg', 'time'\)\): it cannot "
+                            r"follow the days"):
+        fit(_without_forcings(basin, "seg"), method="msgl", **FAST)
+
+
 def test_empty_or_missing_validation_period(basin: xr.Dataset) -> None:
     # A validation or test period outside the record used to leave fit without
     # held-out days and say nothing.

@@ -1167,6 +1167,57 @@ def _need(ds: xr.Dataset, name: str, dim: str, method: str) -> None:
         )
 
 
+#: The scales whose inputs a method's prediction reads: ``"fine-only"``, ``"direct"``,
+#: ``"progressive"`` (and the per-reach GRU) run the cell on the reaches alone, ``"remap"``
+#: on the segments, MSGL's fine head reads both (the segments' states carried to their
+#: reaches).
+_PREDICTION_READS = {"msgl": (SEG, REACH), "async-msgl": (SEG, REACH), "fine-only": (REACH,),
+                     "remap": (SEG,), "direct": (REACH,), "progressive": (REACH,),
+                     "gru": (REACH,)}
+
+
+def refuse_static_only(static: Mapping[str, bool], names: Mapping[str, Sequence[str]],
+                       method: str) -> None:
+    """Refuse a fit whose prediction reads no time-varying input, and warn of a coarse
+    task that reads none.
+
+    ``names`` maps a scale (``"seg"``, ``"reach"``) to its input variables, ``static``
+    each of them to whether it lacks ``time``. A network fed static attributes alone
+    predicts the same temperature at a node every day (a fine-only fit without reach
+    forcings, two epochs on two water years of a 4-segment synthetic basin: a standard
+    deviation over the days of at most 0.05 degC at any reach, the truth's 5.2 on
+    average), so a method whose prediction reads only such inputs is refused (DataError);
+    MSGL, whose fine head reads the segments' states too, needs forcings at one scale
+    at least. A method that also trains a coarse task on static segment inputs alone is
+    warned of (XmsglWarning): that task cannot follow the days, so what it carries to
+    the reaches is a map of the segments, not their weather.
+    """
+    dynamic = {s: [v for v in names.get(s, ()) if not static[v]] for s in (SEG, REACH)}
+    reads = _PREDICTION_READS[method]
+    if not any(dynamic[s] for s in reads):
+        on = " or ".join(f"({s!r}, 'time')" for s in reads)
+        given = [v for s in reads for v in names.get(s, ())]
+        hint = ""
+        if reads == (REACH,) and dynamic[SEG]:
+            hint = (f", or fit method 'msgl', whose fine head reads the segments' forcings "
+                    f"({format_ids(dynamic[SEG])}) carried to their reaches")
+        raise DataError(
+            f"method {method!r} would predict the same temperature every day at each "
+            f"{'segment' if reads == (SEG,) else 'reach'}: its inputs {format_ids(given)} are all "
+            f"static, none on {on}; add daily forcings on {on}, such as "
+            f"{' or '.join(repr(f'{s}_air_temp') for s in reads)}{hint}")
+    if method not in ("remap", "fine-only", "gru") and names.get(SEG) and not dynamic[SEG]:
+        warnings.warn(
+            f"method {method!r} trains a coarse task on 'seg_temp' with static segment inputs "
+            f"alone ({format_ids(names[SEG])}, none on ('seg', 'time')): it cannot follow the "
+            f"days, and what it gives the reaches is a map of the segments, not their weather; "
+            f"add daily forcings on ('seg', 'time'), such as 'seg_air_temp', or fit "
+            f"method 'fine-only'",
+            XmsglWarning,
+            stacklevel=user_stacklevel(),
+        )
+
+
 def _masked(y: np.ndarray, mask: np.ndarray) -> np.ndarray:
     out = y.copy()
     out[~mask] = np.nan
@@ -1561,6 +1612,7 @@ def fit(
         raise DataError(f"method {method!r} needs segment inputs (e.g. 'seg_air_temp'); none found")
     if uses_reach and not spec.reach_vars:
         raise DataError(f"method {method!r} needs reach inputs (e.g. 'reach_air_temp'); none found")
+    refuse_static_only(spec.static, {SEG: spec.seg_vars, REACH: spec.reach_vars}, method)
     fit_scalers(ds, spec, masks["train"], input_scaling, scales)
 
     y_reach = target_array(ds, "reach_temp", REACH)

@@ -46,6 +46,7 @@ from torch import nn
 from xmsgl.baselines import BaselineModel
 from xmsgl.convention import (
     REACH,
+    SEG,
     TIME,
     expect_dataset,
     in_id_order,
@@ -627,6 +628,7 @@ def fit_gru(
         _resolve_periods,
         _versions,
         check_seed,
+        refuse_static_only,
         warn_few_fine_observations,
         warn_unobserved_test,
         warn_unobserved_validation,
@@ -660,6 +662,7 @@ def fit_gru(
     names = list(spec.reach_vars)
     if not names:
         raise DataError("method 'gru' needs reach inputs (e.g. 'reach_air_temp'); none found")
+    refuse_static_only(spec.static, {SEG: spec.seg_vars, REACH: names}, "gru")
     from xmsgl.train import FeatureSpec
 
     rspec = FeatureSpec([], names, 0, {v: spec.units[v] for v in names}, {v: spec.static[v] for v in names})
