@@ -1461,7 +1461,8 @@ def fit(
     ------
     DataError
         No fine observations in the training period, NaN in an input (naming the
-        variable and the count).
+        variable and the count), no input on time at the scale(s) the prediction
+        reads (static attributes alone would give the same temperature every day).
     SchemaError, TimeError
         A missing target, overlapping or empty periods.
     ParameterError
