@@ -51,6 +51,23 @@ def test_fit_saves_the_model_fit_would_return(files: dict[str, str], model_dir: 
     assert cfg["method"] == "msgl" and cfg["seed"] == 3
 
 
+def test_fit_without_reach_forcings_names_the_option_to_use(
+        files: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    # The refusal of a prediction that reads only static inputs, in the command's words.
+    ds = xr.load_dataset(files["nc"])
+    ds = ds.drop_vars([v for v, da in ds.data_vars.items()
+                       if da.dims == ("reach", "time") and not str(v).startswith("reach_temp")])
+    path = os.path.join(files["root"], "no-reach-forcings.nc")
+    ds.to_netcdf(path)
+    out = os.path.join(files["root"], "static.xmsgl")
+    assert main(["fit", path, out, "--method", "fine-only", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert ("xmsgl: error: method 'fine-only' would predict the same temperature every day at "
+            "each reach" in err)
+    assert "or use --method msgl, whose fine head reads the segments' forcings" in err
+    assert not os.path.exists(out)
+
+
 def test_fit_prints_its_score_and_refuses_to_overwrite(files: dict[str, str], model_dir: str,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     path = os.path.join(files["root"], "printed.xmsgl")

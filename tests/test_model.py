@@ -445,7 +445,7 @@ def test_fit_refuses_a_prediction_that_reads_only_static_inputs(
                                         rf"forcings on {on}") as got:
         fit(ds, method=method, **FAST)
     # Where the segments have forcings, MSGL is the way to use them.
-    assert ("or fit method 'msgl', whose fine head reads the segments' forcings "
+    assert ("or use method='msgl', whose fine head reads the segments' forcings "
             "(['seg_air_temp'," in str(got.value)) == (scale == "reach")
 
 

@@ -1199,7 +1199,7 @@ def refuse_static_only(static: Mapping[str, bool], names: Mapping[str, Sequence[
         given = [v for s in reads for v in names.get(s, ())]
         hint = ""
         if reads == (REACH,) and dynamic[SEG]:
-            hint = (f", or fit method 'msgl', whose fine head reads the segments' forcings "
+            hint = (f", or use method='msgl', whose fine head reads the segments' forcings "
                     f"({format_ids(dynamic[SEG])}) carried to their reaches")
         raise DataError(
             f"method {method!r} would predict the same temperature every day at each "
@@ -1211,8 +1211,8 @@ def refuse_static_only(static: Mapping[str, bool], names: Mapping[str, Sequence[
             f"method {method!r} trains a coarse task on 'seg_temp' with static segment inputs "
             f"alone ({format_ids(names[SEG])}, none on ('seg', 'time')): it cannot follow the "
             f"days, and what it gives the reaches is a map of the segments, not their weather; "
-            f"add daily forcings on ('seg', 'time'), such as 'seg_air_temp', or fit "
-            f"method 'fine-only'",
+            f"add daily forcings on ('seg', 'time'), such as 'seg_air_temp', or use "
+            f"method='fine-only'",
             XmsglWarning,
             stacklevel=user_stacklevel(),
         )
