@@ -524,6 +524,49 @@ def test_torch_sparse_gradient_and_dtype() -> None:
         g.torch_sparse("fine", layout="dense")
 
 
+def test_heterodata_where_torch_deprecates_the_script_torch_geometric_calls() -> None:
+    """torch deprecates torch.jit.script, which torch_geometric calls while it is
+    imported (a DeprecationWarning in torch 2.13, a FutureWarning, shown to everyone,
+    from 2.14): ``RiverGraphs.data`` stays usable where warnings are errors, and prints
+    nothing of it. Run in a fresh interpreter with torch.jit.script made to warn as
+    torch 2.14 does, before torch_geometric loads; other warnings stay errors."""
+    pytest.importorskip("torch_geometric")
+    script = textwrap.dedent(
+        """
+        import functools, sys, warnings
+        import torch
+
+        assert "torch_geometric" not in sys.modules
+        original = torch.jit.script
+        calls = []
+
+        @functools.wraps(original)
+        def script(*args, **kwargs):
+            calls.append(1)
+            warnings.warn("`torch.jit.script` is deprecated. Please switch to `torch.compile` "
+                          "or `torch.export`.", FutureWarning, stacklevel=2)
+            return original(*args, **kwargs)
+
+        torch.jit.script = script
+        from tests.test_graph import confluence
+        from xmsgl.graph import build_graphs
+
+        warnings.simplefilter("error")
+        data = build_graphs(confluence()).data
+        assert calls, "torch_geometric no longer calls torch.jit.script when imported"
+        assert data["reach"].num_nodes == 5
+        try:
+            warnings.warn("`torch.jit.script` is deprecated elsewhere", FutureWarning)
+        except FutureWarning:
+            print("ok")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+    assert "FutureWarning" not in proc.stderr
+
+
 def test_heterodata() -> None:
     torch = pytest.importorskip("torch")
     pytest.importorskip("torch_geometric")

@@ -64,6 +64,7 @@ from xmsgl.exceptions import (
     UnitsError,
     XmsglWarning,
     format_ids,
+    ignoring,
     plural,
     typed_arguments,
     user_stacklevel,
@@ -777,7 +778,15 @@ class RiverGraphs:
             return self._data
         try:
             import torch
-            from torch_geometric.data import HeteroData
+
+            # torch_geometric calls torch.jit.script while it is imported, which torch
+            # deprecates: a DeprecationWarning in torch 2.13, a FutureWarning (shown to
+            # everyone) from 2.14. A note about torch_geometric's own code that a
+            # user can do nothing about, and an error here where warnings are errors
+            # (python -W error, pytest's filterwarnings = error). Only that note is
+            # silenced.
+            with ignoring(Warning, r"`torch\.jit\.script` is deprecated"):
+                from torch_geometric.data import HeteroData
         except ImportError as err:  # pragma: no cover - both are dependencies
             raise ImportError(
                 "RiverGraphs.data needs torch and torch_geometric: pip install torch torch_geometric"
