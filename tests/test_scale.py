@@ -686,7 +686,8 @@ def test_model_cache_loads_once_and_checks_hash(model: Downscaler, tmp_path: obj
 
 # Two worker processes that import torch: about 25 s on a quiet 2-core machine.
 def test_local_cluster_of_processes(basin: xr.Dataset, model: Downscaler,
-                                    reference: xr.DataArray, tmp_path: object) -> None:
+                                    reference: xr.DataArray, tmp_path: object,
+                                    capfd: pytest.CaptureFixture[str]) -> None:
     import pathlib
 
     distributed = pytest.importorskip("distributed")
@@ -724,6 +725,8 @@ def test_local_cluster_of_processes(basin: xr.Dataset, model: Downscaler,
                 if any(issubclass(w.category, xmsgl.InputRangeWarning) for w in said):
                     break
                 time.sleep(0.1)
+        # ... and there only: the workers, whose stderr is this process's, printed it too.
+        assert "lies far beyond" not in capfd.readouterr().err
 
         def loaded() -> tuple[int, int]:
             import torch as t
@@ -756,6 +759,41 @@ def test_a_block_warning_is_said_once_by_a_cluster_in_the_clients_process() -> N
             client.submit(warn_once, CallTag(), "inputs far beyond", InputRangeWarning, pure=False).result()
             time.sleep(1.0)  # what the client would receive from the worker arrives by now
     assert [str(w.message) for w in seen if w.category is InputRangeWarning] == ["inputs far beyond"]
+
+
+def test_a_worker_in_another_process_sends_its_block_warning_to_the_client_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # distributed.warn said it on the worker too: on a LocalCluster, whose workers print
+    # on the user's terminal, each worker process printed it once more.
+    import warnings
+
+    pytest.importorskip("distributed")
+    from distributed.client import _handle_warn  # what a client does with the event
+
+    import xmsgl.scale as scale
+    from xmsgl.exceptions import InputRangeWarning
+
+    class Worker:
+        address = "tcp://127.0.0.1:40000"
+
+        def __init__(self) -> None:
+            self.events: list[tuple[str, object]] = []
+
+        def log_event(self, topic: str, msg: object) -> None:
+            self.events.append((topic, msg))
+
+    worker = Worker()
+    monkeypatch.setattr(scale, "_cluster_worker", lambda: worker)
+    call = scale.CallTag()
+    with warnings.catch_warnings(record=True) as here:
+        warnings.simplefilter("always")
+        scale.warn_once(call, "inputs far beyond", InputRangeWarning)
+        scale.warn_once(call, "inputs far beyond", InputRangeWarning)  # once a call
+    assert here == [] and len(worker.events) == 1 and worker.events[0][0] == "warn"
+    with warnings.catch_warnings(record=True) as client:
+        warnings.simplefilter("always")
+        _handle_warn(worker.events[0])
+    assert [(w.category, str(w.message)) for w in client] == [(InputRangeWarning, "inputs far beyond")]
 
 
 def test_workers_keep_a_bounded_number_of_models(model: Downscaler, tmp_path,

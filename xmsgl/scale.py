@@ -819,12 +819,11 @@ SAID_KEPT = 1000
 
 
 def warn_once(call: CallTag | None, text: str, category: type[Warning]) -> None:
-    """Warn of ``text`` once per call in this process, and to the client when a
-    dask.distributed worker runs the task (:func:`distributed.warn`; Python's own
-    ``warnings.warn`` would only print on the worker's stderr, where a user with
-    ``filterwarnings("error")`` never sees it). A process's record of what was said
-    is cleared by every ``catch_warnings`` that torch, pandas or xarray enter, so
-    Python's once-per-text rule alone repeated a block's warning for every block."""
+    """Warn of ``text`` once per call in this process, or, when a dask.distributed
+    worker in another process runs the task, send it to the client instead
+    (:func:`_to_client`). A process's record of what was said is cleared by every
+    ``catch_warnings`` that torch, pandas or xarray enter, so Python's once-per-text
+    rule alone repeated a block's warning for every block."""
     if call is not None:
         with _SAID_LOCK:
             key = (call.id, text)
@@ -833,16 +832,30 @@ def warn_once(call: CallTag | None, text: str, category: type[Warning]) -> None:
             _SAID[key] = None
             while len(_SAID) > SAID_KEPT:
                 _SAID.popitem(last=False)
-    say: Any = warnings.warn
     worker = _cluster_worker()
     # A worker in the client's own process (an "inproc://" address, as
     # Client(processes=False) makes) warns there already: sent on, the client said it a
     # second time.
     if worker is not None and not str(worker.address).startswith("inproc://"):
-        from distributed import warn as remote
+        _to_client(worker, text, category)
+        return
+    warnings.warn(text, category, stacklevel=3)
 
-        say = remote
-    say(text, category, stacklevel=3)
+
+def _to_client(worker: Any, text: str, category: type[Warning]) -> None:
+    """Send a warning from a worker to the clients of its scheduler, which say it.
+
+    Python's ``warnings.warn`` on a worker prints only on the worker's stderr, where a
+    user with ``filterwarnings("error")`` never sees it; :func:`distributed.warn` says
+    it there and on the client, so on a ``LocalCluster``, whose workers print on the
+    user's terminal, each worker process printed it once more. Only the event that
+    :func:`distributed.warn` logs is sent (topic ``"warn"``, the message and category
+    pickled, which the client's handler unpickles and passes to ``warnings.warn``); the
+    scheduler keeps it too, so ``client.get_events("warn")`` lists what the workers
+    said."""
+    import pickle
+
+    worker.log_event("warn", {"message": pickle.dumps(text), "category": pickle.dumps(category)})
 
 
 def _block_downscale(block: xr.Dataset, *, threads: int | None, **kwargs: Any) -> xr.DataArray:
