@@ -6,6 +6,11 @@ is imported only when graphs or models are needed.
 
 from __future__ import annotations
 
+# isort: off
+# First: Ctrl-C while the xmsgl command imports what follows is said in one line.
+from xmsgl import _starting  # noqa: F401  (arms its hook)
+# isort: on
+
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 

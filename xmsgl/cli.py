@@ -62,6 +62,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from xmsgl import _starting
 from xmsgl.exceptions import (
     _FILTERS_LOCK,
     ChoiceError,
@@ -1988,6 +1989,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Ctrl-C / SIGTERM. Usage argparse refuses (a missing argument, an unknown option) and
     ``--help`` raise :class:`SystemExit` with 2 and 0, as argparse does."""
     try:
+        # Until here Ctrl-C was answered by the hook the import of xmsgl put in place.
+        _starting.disarm()
         # The options' help reads xmsgl's version, which imports xmsgl and xarray (a
         # second or so), in which Ctrl-C is answered as in a command, not with the
         # import's traceback.

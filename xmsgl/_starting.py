@@ -1,0 +1,73 @@
+"""Ctrl-C while the ``xmsgl`` command starts.
+
+The command's script (``from xmsgl.cli import main``, as pip writes it) imports xmsgl,
+xarray and pandas, about a second, before :func:`xmsgl.cli.main` can answer Ctrl-C
+with its one line: stopped in that second, Python printed the import's traceback.
+When the program running is that script, :func:`arm` (run as this module is
+imported, the first thing ``import xmsgl`` does) puts a hook in :data:`sys.excepthook` that says the line instead, and
+:func:`disarm` (the first thing ``main`` does) puts the previous hook back. Python
+still exits as a program stopped by SIGINT (status 130 in a shell). Any other program
+that imports xmsgl is left as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import TracebackType
+from typing import Any
+
+#: What the command says when stopped before it started (as :func:`xmsgl.cli.main`
+#: says it while it builds its options).
+MESSAGE = "xmsgl: error: stopped by Ctrl-C before the command started; nothing was written"
+#: The line of pip's script (and of setuptools' and uv's) that makes it the command.
+_SCRIPT_LINE = "from xmsgl.cli import main"
+_PREVIOUS: list[Any] = []
+
+
+def _is_the_command() -> bool:
+    """Whether the program running is the ``xmsgl`` script: ``__main__`` is the file
+    ``sys.argv[0]`` names, called ``xmsgl`` (``xmsgl-script.py`` and the like on
+    Windows), that imports the command's entry point."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not path or not sys.argv or sys.argv[0] != path:
+        return False
+    name = os.path.basename(path).lower()
+    if name not in ("xmsgl", "xmsgl.py", "xmsgl-script.py", "xmsgl-script.pyw"):
+        return False
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return _SCRIPT_LINE in f.read(4096)
+    except OSError:
+        return False
+
+
+def _hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        try:
+            print(MESSAGE, file=sys.stderr, flush=True)
+        except (OSError, ValueError):  # stderr closed, or a reader gone
+            pass
+        return
+    previous = _PREVIOUS[0] if _PREVIOUS else sys.__excepthook__
+    previous(kind, value, tb)
+
+
+def arm() -> None:
+    """Answer Ctrl-C with :data:`MESSAGE` until :func:`disarm`, in the command only."""
+    if _PREVIOUS or not _is_the_command():
+        return
+    _PREVIOUS.append(sys.excepthook)
+    sys.excepthook = _hook
+
+
+def disarm() -> None:
+    """Put back the hook :func:`arm` replaced (unless something replaced it since)."""
+    if not _PREVIOUS:
+        return
+    previous = _PREVIOUS.pop()
+    if sys.excepthook is _hook:
+        sys.excepthook = previous
+
+
+arm()
