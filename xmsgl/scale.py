@@ -853,9 +853,9 @@ def _to_client(worker: Any, text: str, category: type[Warning]) -> None:
     pickled, which the client's handler unpickles and passes to ``warnings.warn``); the
     scheduler keeps it too, so ``client.get_events("warn")`` lists what the workers
     said."""
-    import pickle
+    from pickle import dumps  # only written here: the client unpickles it
 
-    worker.log_event("warn", {"message": pickle.dumps(text), "category": pickle.dumps(category)})
+    worker.log_event("warn", {"message": dumps(text), "category": dumps(category)})
 
 
 def _block_downscale(block: xr.Dataset, *, threads: int | None, **kwargs: Any) -> xr.DataArray:
