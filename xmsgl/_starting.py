@@ -3,11 +3,11 @@
 The command's script (``from xmsgl.cli import main``, as pip writes it) imports xmsgl,
 xarray and pandas, about a second, before :func:`xmsgl.cli.main` can answer Ctrl-C
 with its one line: stopped in that second, Python printed the import's traceback.
-When the program running is that script, :func:`arm` (run as this module is
-imported, the first thing ``import xmsgl`` does) puts a hook in :data:`sys.excepthook` that says the line instead, and
-:func:`disarm` (the first thing ``main`` does) puts the previous hook back. Python
-still exits as a program stopped by SIGINT (status 130 in a shell). Any other program
-that imports xmsgl is left as it is.
+When the program running is that script, :func:`arm` (run as this module is imported,
+the first thing ``import xmsgl`` does) puts a hook in :data:`sys.excepthook` that says
+the line instead, and :func:`disarm` (the first thing ``main`` does) puts the previous
+hook back. Python still exits as a program stopped by SIGINT (status 130 in a shell).
+Any other program that imports xmsgl is left as it is.
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ _PREVIOUS: list[Any] = []
 
 def _is_the_command() -> bool:
     """Whether the program running is the ``xmsgl`` script: ``__main__`` is the file
-    ``sys.argv[0]`` names, called ``xmsgl`` (``xmsgl-script.py`` and the like on
-    Windows), that imports the command's entry point."""
+    ``sys.argv[0]`` names, called ``xmsgl`` (``xmsgl-script.py`` where older
+    setuptools wrote one for Windows), that imports the command's entry point."""
     path = getattr(sys.modules.get("__main__"), "__file__", None)
     if not path or not sys.argv or sys.argv[0] != path:
         return False
     name = os.path.basename(path).lower()
-    if name not in ("xmsgl", "xmsgl.py", "xmsgl-script.py", "xmsgl-script.pyw"):
+    if name not in ("xmsgl", "xmsgl-script.py", "xmsgl-script.pyw"):
         return False
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
