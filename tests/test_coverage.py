@@ -796,3 +796,28 @@ def test_the_first_value_not_finite_is_the_earliest_over_every_block(
     for run in (ds, ds.chunk({"reach": 3})):
         with pytest.raises(DataError, match=rf"\(first: reach {ds.reach.values[-1].item()!r} on {day}\)"):
             run.msgl.coverage(half_year_msgl)
+
+
+def test_a_downscale_in_a_loop_warns_once_per_line(half_year_basin: xr.Dataset, half_year_msgl) -> None:
+    # torch, pandas and xarray change the warning filters (catch_warnings) as they run,
+    # which makes Python forget what a line said: the loop warned at every pass.
+    import warnings
+
+    from xmsgl.coverage import WARN_SD
+    from xmsgl.exceptions import ColdStartWarning, ExtrapolationWarning
+
+    ds = _far_beyond(half_year_basin, half_year_msgl, "reach_slope", 2, WARN_SD + 1.5)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")  # Python's own action for these warnings
+        warnings.simplefilter("ignore", ColdStartWarning)
+        for _ in range(3):
+            ds.msgl.downscale(half_year_msgl, time="2001-03")
+        ds.msgl.downscale(half_year_msgl, time="2001-03")  # another line: said again
+    lines = [w.lineno for w in seen if w.category is ExtrapolationWarning]
+    assert len(lines) == 2 and lines[0] != lines[1]
+    assert all(w.filename == __file__ for w in seen if w.category is ExtrapolationWarning)
+    # Under "always" (pytest.warns's) every pass says it, as Python would.
+    with pytest.warns(ExtrapolationWarning) as said:
+        for _ in range(2):
+            ds.msgl.downscale(half_year_msgl, time="2001-03")
+    assert sum(w.category is ExtrapolationWarning for w in said) == 2

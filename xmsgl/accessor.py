@@ -237,22 +237,21 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
     ``idw`` or ``harmonic`` prediction returns a coarse observation
     (:func:`xmsgl.baselines.coarse_copies`), in-sample too.
     """
-    import warnings
 
     import pandas as pd
 
-    from xmsgl.exceptions import InSampleWarning, user_stacklevel
+    from xmsgl.exceptions import InSampleWarning, warn_at_user
 
     if not isinstance(prediction, xr.DataArray) or not isinstance(observed, xr.DataArray):
         return  # refused by evaluate, with the fix
     method = prediction.attrs.get("xmsgl_method")
     if method in ("idw", "harmonic") and read is None:
-        warnings.warn(
+        warn_at_user(
             f"scoring the {method!r} baseline against {observed.name!r}: {method} reproduces the "
             "observations of the dataset it predicted from, so where they are the same these "
             "scores are zero error by construction; predict from a dataset with the scored "
             "observations masked, or pass observed= held-out values",
-            InSampleWarning, stacklevel=user_stacklevel())
+            InSampleWarning)
         return
     if method in ("idw", "harmonic") and read is not None:
         # Against the truth: at every node-day where the dataset has an observation the
@@ -263,14 +262,14 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
         if n:
             what = (f"({read.name!r})" if copied is None else
                     f"({read.name!r}, and 'seg_temp' at each segment's outlet reach)")
-            warnings.warn(
+            warn_at_user(
                 f"scoring the {method!r} baseline against {observed.name!r}: {n} of the {n_pairs} "
                 f"pairs scored ({_share(n, n_pairs)}) are node-days where this dataset has "
                 f"observations {what}, which {method} returns as its prediction if it "
                 "predicted from this dataset: there its error is the observations' noise alone and "
                 "the scores are in-sample, on any day. Score the nodes without observations, or "
                 "predict from a dataset with the scored observations masked",
-                InSampleWarning, stacklevel=user_stacklevel())
+                InSampleWarning)
         return
     if "time" not in prediction.dims or "time" not in observed.dims:
         return
@@ -331,7 +330,7 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
                                else ("chose its checkpoint on", "optimistic"))
             if attr == "xmsgl_train_periods" and stage_a:
                 fitted += stage_a
-            warnings.warn(
+            warn_at_user(
                 f"scoring against {observed.name!r} on {days} days inside the "
                 f"model's {what} ({periods}): {n} of the {total} pairs scored "
                 f"({_share(n, total)}) are node-days where this dataset has observations "
@@ -340,9 +339,9 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
                 f"scores are {verdict}. Score a held-out period, e.g. "
                 "ds.msgl.evaluate(pred.sel(time=slice(start, end))), or the nodes without "
                 "observations",
-                InSampleWarning, stacklevel=user_stacklevel())
+                InSampleWarning)
         else:
-            warnings.warn(
+            warn_at_user(
                 f"scoring against {observed.name!r} on {days} days inside the model's "
                 f"{what} ({periods}): {n} of the {total} pairs scored ({_share(n, total)}) lie "
                 f"there, and {why}"
@@ -351,4 +350,4 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
                 "same gauges, were held out too). Score a held-out period, e.g. "
                 "ds.msgl.evaluate(pred.sel(time=slice(start, end))), or pass as observed= "
                 "observations held out of the fit",
-                InSampleWarning, stacklevel=user_stacklevel())
+                InSampleWarning)

@@ -54,7 +54,6 @@ import io
 import json
 import numbers
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +91,7 @@ from xmsgl.exceptions import (
     XmsglWarning,
     format_ids,
     ignoring,
-    user_stacklevel,
+    warn_at_user,
 )
 from xmsgl.io import (
     model_path,
@@ -240,15 +239,14 @@ def _train_mask(time: pd.DatetimeIndex, train: Any) -> tuple[np.ndarray, list[tu
     n_whole = whole_water_years(time).size if train is None else 3
     if n_whole < 3:
         # As fit warns of its split on such a record.
-        import warnings
 
-        warnings.warn(
+        warn_at_user(
             f"the record holds {n_whole} whole water year(s) "
             f"({time[0].date()} to {time[-1].date()}), too few for the default split by water "
             f"year: the baseline trains on the first 85% of the days ({spans_text(period).replace('/', ' to ')}), "
             "and the last 15%, its test days, cover part of one year; give train=(start, end) "
             "to choose them, or use a record of three water years or more",
-            ShortRecordWarning, stacklevel=user_stacklevel())
+            ShortRecordWarning)
     mask = period_days(time, period, "trained on", "train")
     if not mask.any():
         raise TimeError(
@@ -316,12 +314,11 @@ def _warn_missing_air(values: np.ndarray, reach_ids: np.ndarray, days: pd.Dateti
     r_idx, t_idx = np.nonzero(missing)
     first = ", ".join(f"reach {reach_ids[i]} on {days[j].date()}"
                       for i, j in zip(r_idx[:3], t_idx[:3], strict=True))
-    warnings.warn(XmsglWarning(
+    warn_at_user(XmsglWarning(
         f"mohseni predicts no value on {int(missing.sum())} reach-days ({first}"
         f"{' and more' if missing.sum() > 3 else ''}): 'reach_air_temp' is missing "
         "on those days (NaN), so their trailing mean is; fill it (for example "
-        "ds['reach_air_temp'].interpolate_na('time')) or use another baseline there"),
-        stacklevel=user_stacklevel())
+        "ds['reach_air_temp'].interpolate_na('time')) or use another baseline there"))
 
 
 def _mohseni(air: np.ndarray, mu: float, alpha: float, gamma: float, beta: float) -> np.ndarray:
@@ -961,14 +958,14 @@ def fit_baseline(
                  if method == "climatology" else
                  f"the training observations (in the training period {ranges}) of {method}'s "
                  "climatology, which it predicts on the days and at the reaches without a source,")
-        warnings.warn(
+        warn_at_user(
             f"{whose} leave "
             f"{counts['doy_interpolated']} days of the year without one within its centred "
             f"window of {window} days (the longest run {day(counts['doy_interpolated_first'])} to "
             f"{day(counts['doy_interpolated_last'])}, {counts['doy_interpolated_longest']} days): "
             "their values are interpolated between the nearest observed days of the year, not "
             "learned; score them on held-out days of those seasons, or give a training period "
-            "whose observations cover them", FewObservationsWarning, stacklevel=user_stacklevel())
+            "whose observations cover them", FewObservationsWarning)
     arrays: dict[str, np.ndarray] = {
         "reach_ids": topo.reach_ids.astype(np.int64),
         "seg_ids": topo.seg_ids.astype(np.int64),

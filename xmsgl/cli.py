@@ -65,6 +65,7 @@ from typing import Any
 from xmsgl import _starting
 from xmsgl.exceptions import (
     _FILTERS_LOCK,
+    SAY_EACH,
     ChoiceError,
     DataError,
     DownloadError,
@@ -2043,7 +2044,17 @@ def _escaped_streams() -> Iterator[None]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    """The command ``args`` names, its failures as one line and an exit code."""
+    """The command ``args`` names, its failures as one line and an exit code; each of
+    its warnings said (:data:`xmsgl.exceptions.SAY_EACH`), though an earlier command of
+    this process said the same from the same line."""
+    say_each = SAY_EACH.set(True)
+    try:
+        return _run_command(args)
+    finally:
+        SAY_EACH.reset(say_each)
+
+
+def _run_command(args: argparse.Namespace) -> int:
     stopped: dict[str, bool] = {}
     try:
         # A reader of stdout that leaves (`xmsgl info | head -1`) stops no command: its

@@ -42,7 +42,6 @@ from __future__ import annotations
 import keyword
 import re
 import unicodedata
-import warnings
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,7 +65,7 @@ from xmsgl.exceptions import (
     format_ids,
     plural,
     typed_arguments,
-    user_stacklevel,
+    warn_at_user,
 )
 from xmsgl.periods import mask_runs, mask_spans, spans_text
 
@@ -763,13 +762,12 @@ def _warn_input_like_coords(ds: xr.Dataset, skip: Iterable[str]) -> None:
         return
     which = (f"coordinate {names[0]!r} looks" if len(names) == 1
              else f"coordinates {format_ids(names)} look")
-    warnings.warn(
+    warn_at_user(
         f"{which} like a model input (a float with units on the nodes), but coordinates are "
         f"not inputs (a file's 'coordinates' attribute or set_coords makes a variable one): "
         f"to use {'it' if len(names) == 1 else 'them'}, ds = ds.reset_coords({names!r}); to "
         f"silence this, set ds[{names[0]!r}].attrs['xmsgl_role'] = 'ignore'",
         XmsglWarning,
-        stacklevel=user_stacklevel(),
     )
 
 
@@ -1032,7 +1030,7 @@ def _warn_long_fills(daily: pd.DatetimeIndex, added: np.ndarray, max_gap: int | 
         return
     a, b = max(runs, key=lambda r: r[1] - r[0])
     hint = ("give max_gap=" if max_gap is None else "lower max_gap to ") + f"{LONG_FILL_DAYS}"
-    warnings.warn(
+    warn_at_user(
         f"fill_daily interpolated the inputs linearly through {len(runs)} gap"
         f"{'s' if len(runs) > 1 else ''} longer than {LONG_FILL_DAYS} days (the longest "
         f"{b - a} days, {daily[a].date()} to {daily[b - 1].date()}): forcings drawn as a "
@@ -1040,7 +1038,7 @@ def _warn_long_fills(daily: pd.DatetimeIndex, added: np.ndarray, max_gap: int | 
         f"smooth line, not a temperature record; {hint} to fill the short gaps only and "
         "leave these as gaps, after which downscale starts afresh (TimeGapWarning), or "
         "leave their days out of what you score",
-        TimeGapWarning, stacklevel=user_stacklevel())
+        TimeGapWarning)
 
 
 def input_variables(
@@ -1146,13 +1144,12 @@ def input_variables(
             )
         elif (warn and dims == (TIME,) and np.issubdtype(da.dtype, np.floating)
               and _has_physical_units(name, da)):
-            warnings.warn(
+            warn_at_user(
                 f"variable {name!r} is on ('time',) only, so it is not a model input (inputs "
                 f"are on seg or reach); to use it as one, give it to every node, for example "
                 f"ds['reach_{name}'] = ds[{name!r}].broadcast_like(ds['reach']) "
                 f"(or set ds[{name!r}].attrs['xmsgl_role'] = 'ignore' to silence this)",
                 XmsglWarning,
-                stacklevel=user_stacklevel(),
             )
     _refuse_packed(ds, [name for name, _, _ in candidates])
     for name, da, group in candidates:
@@ -1161,7 +1158,7 @@ def input_variables(
             groups[group].append(name)
             target = next((t for t in TARGETS if name.startswith(t + "_")), None)
             if warn and target is not None and role(name, da) != "input":
-                warnings.warn(
+                warn_at_user(
                     f"variable {name!r} looks like a version of the target {target!r} (observed "
                     f"water temperature) and is taken as a model input: a model fed it learns "
                     f"to copy it, and scores nothing it was not given. Drop it, or set "
@@ -1169,7 +1166,6 @@ def input_variables(
                     f"(a process model's output, complete on every day), set "
                     f"ds[{name!r}].attrs['xmsgl_role'] = 'input' to silence this",
                     XmsglWarning,
-                    stacklevel=user_stacklevel(),
                 )
         elif warn and (np.issubdtype(np.dtype(stored), np.integer)
                        or np.issubdtype(da.dtype, np.bool_)) and _has_physical_units(name, da):
@@ -1184,10 +1180,9 @@ def input_variables(
                         f"and integer and boolean variables are taken as flags or ids, so it is "
                         f"not a model input; to use it as one, cast it: ds[{name!r}] = "
                         f"ds[{name!r}].astype('float32')")
-            warnings.warn(
+            warn_at_user(
                 f"{text} (or set ds[{name!r}].attrs['xmsgl_role'] = 'ignore' to silence this)",
                 XmsglWarning,
-                stacklevel=user_stacklevel(),
             )
     if warn:
         _warn_input_like_coords(ds, skip)
@@ -1786,12 +1781,12 @@ def _check_time(ds: xr.Dataset) -> None:
         # (each value then read as the day before its own; two hours where the zone
         # keeps summer time), or stamps at a day's end.
         hours = " and ".join(str(pd.Timedelta(o))[-8:-3] for o in offsets[:2])
-        warnings.warn(
+        warn_at_user(
             f"every stamp of 'time' is at {hours}{' or later' if offsets.size > 2 else ''}: a "
             "value's day is its stamp's date, so each is read as that date's; if these are "
             "local midnights converted to UTC, or stamps at the end of the day, round them to "
             "their dates first: ds = ds.assign_coords(time=ds.time.dt.round('D'))",
-            XmsglWarning, stacklevel=user_stacklevel())
+            XmsglWarning)
     _check_time_bounds(ds, t)
 
 
@@ -1958,12 +1953,12 @@ def warn_fahrenheit_looking(what: str, da: xr.DataArray, *, unlabelled: bool = F
     label, taken, advice = (
         ("has no 'units' attribute and is taken to be in degC", "taken as", "set units='degC'")
         if unlabelled else ("is labelled degC", "labelled", "set units='degC', or label them 'degF'"))
-    warnings.warn(
+    warn_at_user(
         f"{what} {label} but {warm} of its {n} values ({100 * warm / n:.0f}%) exceed "
         f"{WARM_DEGC:g} (up to {float(vals[finite].max()):.4g}): stream water seldom passes "
         f"35 degC, and water temperatures in degF {taken} degC look like this; convert them "
         f"((x - 32) / 1.8) and {advice}",
-        XmsglWarning, stacklevel=user_stacklevel())
+        XmsglWarning)
     return True
 
 
@@ -1990,11 +1985,11 @@ def warn_implausible_water(name: str, da: xr.DataArray, converted_from: str | No
     where = f"{v} = {mask_outside(v, lo, hi, vmin, vmax)}"
     if converted_from is not None:
         where = f"ds = ds.msgl.validate(); {where}, in degC as converted from {converted_from!r}"
-    warnings.warn(
+    warn_at_user(
         f"water temperature {name!r} has values outside {lo:g}..{hi:g} degC, which liquid "
         f"stream water seldom leaves ({_places(outside)}{others}): unless they are real (a "
         f"hot spring), mask them, {where}; a model takes what it is given as truth",
-        XmsglWarning, stacklevel=user_stacklevel())
+        XmsglWarning)
     return True
 
 
@@ -2780,10 +2775,10 @@ def warn_constant_scale(name: str, y: np.ndarray, learner: str = "the model") ->
     filled constant, from which ``learner`` learns no variation."""
     obs = y[np.isfinite(y)]
     if obs.size > 1 and _one_value(obs):
-        warnings.warn(
+        warn_at_user(
             f"the {obs.size} training observations of {name!r} are all {float(obs.mean()):.4g} "
             f"degC: {learner} learns no variation from them at that scale; check the observations "
-            "(a stuck sensor or a filled constant)", XmsglWarning, stacklevel=user_stacklevel())
+            "(a stuck sensor or a filled constant)", XmsglWarning)
 
 
 def warn_constant_observations(scales: Sequence[tuple[str, np.ndarray]], learner: str = "the model",
@@ -2798,13 +2793,13 @@ def warn_constant_observations(scales: Sequence[tuple[str, np.ndarray]], learner
         return False
     if _one_value(pooled):
         mean = float(pooled.mean())
-        warnings.warn(
+        warn_at_user(
             (f"the training period's one observation ({mean:.4g} degC) gives {learner} no "
              "variation to learn from: give a training period with more observations"
              if pooled.size == 1 else
              f"the {pooled.size} training observations are all {mean:.4g} degC: {learner} learns "
              "no variation from them; check the observations (a stuck sensor or a filled "
-             "constant)"), XmsglWarning, stacklevel=user_stacklevel())
+             "constant)"), XmsglWarning)
         return True
     judged = None if per_scale is None else set(per_scale)
     for name, y in scales:
@@ -3131,12 +3126,12 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
             if name in TARGETS and np.issubdtype(da.dtype, np.integer):
                 # An integer cannot be NaN: every node-day is read as an observation,
                 # a "missing" marker (-1, 0, -9999 within range) as a temperature.
-                warnings.warn(
+                warn_at_user(
                     f"target {name!r} is stored as {da.dtype}, which cannot mark a value "
                     f"missing: all {da.size} node-days are read as observations; if some are "
                     f"missing markers, mask them: ds[{name!r}] = ds[{name!r}].where("
                     f"ds[{name!r}] != <marker>) (or open the file with its _FillValue)",
-                    XmsglWarning, stacklevel=user_stacklevel())
+                    XmsglWarning)
             out = _temperature_to_celsius(out, name, notes, water=True, check_values=check_values)
         elif ("units" in da.attrs and is_temperature_units(da.attrs["units"])
               and role(name, da) != "ignore"):
@@ -3158,7 +3153,7 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
     if check_values:
         _check_flow_signs(out, input_variables(out, warn=False).all())
     for note in notes:
-        warnings.warn(note, UnitConversionWarning, stacklevel=user_stacklevel())
+        warn_at_user(note, UnitConversionWarning)
     return out
 
 
@@ -3235,12 +3230,11 @@ def _check_flow_signs(ds: xr.Dataset, names: Sequence[str]) -> None:
             nodes = np.asarray(ds[dim].values)[neg.any(axis=tuple(
                 i for i, d in enumerate(da.dims) if str(d) != dim))]
             where = f" at {dim} ids {format_ids(nodes)}"
-        warnings.warn(XmsglWarning(
+        warn_at_user(XmsglWarning(
             f"input {name!r} ({units}) is negative at {int(neg.sum())} of {neg.size} values"
             f"{where} (lowest {float(np.nanmin(vals)):g}): {what} {when}; a fill "
             f"value or another sign convention is more likely, which the networks would read "
-            f"as a real value: mask or correct it (ds[{name!r}].where(ds[{name!r}] >= 0)) {unless}"),
-            stacklevel=user_stacklevel())
+            f"as a real value: mask or correct it (ds[{name!r}].where(ds[{name!r}] >= 0)) {unless}"))
 
 
 #: Factor by which a segment's length and the summed length of its reaches may differ
@@ -3273,13 +3267,13 @@ def _check_length_scales(ds: xr.Dataset) -> None:
     units = {name: ds[name].attrs.get("units") for name in LENGTHS}
     longer, shorter = ("seg_length", "reach_length") if ratio > 1 else ("reach_length", "seg_length")
     factor = ratio if ratio > 1 else 1.0 / ratio
-    warnings.warn(
+    warn_at_user(
         f"'seg_length' is {ratio:.3g} times the summed 'reach_length' of its reaches (median "
         f"over {int(both.sum())} segments), though a segment is the chain of its reaches: "
         f"{longer!r} looks {factor:.3g} times too long, or {shorter!r} too short, for its "
         f"units ({units}); a factor near 1000 is km labelled 'm' (or m labelled 'km'). Correct "
         f"the 'units' attribute: distances, graphs and the baselines use both",
-        XmsglWarning, stacklevel=user_stacklevel())
+        XmsglWarning)
 
 
 def _whole_in_range(vals: np.ndarray) -> bool:

@@ -621,13 +621,12 @@ def warn_input_range(inputs: Sequence[tuple[str, tuple[float, float] | None, Cal
     """Warn (:class:`~xmsgl.exceptions.InputRangeWarning`) with
     :func:`input_range_sentence`'s sentence, if there is one: what the models that
     record their inputs' ranges outside ``model.features`` (the GRU, mohseni) say."""
-    import warnings
 
-    from xmsgl.exceptions import InputRangeWarning, user_stacklevel
+    from xmsgl.exceptions import InputRangeWarning, warn_at_user
 
     said = input_range_sentence(inputs, ranges, std, units, more=more)
     if said:
-        warnings.warn(said[0], InputRangeWarning, stacklevel=user_stacklevel())
+        warn_at_user(said[0], InputRangeWarning)
 
 
 def _largest_window_share(far: np.ndarray) -> float:
@@ -647,12 +646,11 @@ def warn_static_extrapolation(ds: xr.Dataset, model: Any, scale: str) -> None:
     :func:`static_extrapolation`'s sentence, if there is one, for the nodes a
     downscale to ``scale`` reads: segments and reaches for MSGL's reach output,
     reaches for fine-only, segments for remap and the coarse or cross-scale outputs."""
-    import warnings
 
-    from xmsgl.exceptions import user_stacklevel
+    from xmsgl.exceptions import warn_at_user
 
     dims = ((SEG,) if scale != REACH or model.output == "remap" else
             (REACH,) if model.output == "fine_only" else (SEG, REACH))
     text = static_extrapolation(ds, model, dims)
     if text:
-        warnings.warn(text, ExtrapolationWarning, stacklevel=user_stacklevel())
+        warn_at_user(text, ExtrapolationWarning)

@@ -6,7 +6,6 @@ import contextlib
 import datetime as _dt
 import os
 import threading
-import warnings
 import weakref
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -39,7 +38,7 @@ from xmsgl.exceptions import (
     check_flag,
     plural,
     typed_arguments,
-    user_stacklevel,
+    warn_at_user,
 )
 from xmsgl.model import Downscaler, _rebuild, check_compatible, load, warn_partial_network
 from xmsgl.periods import period_bounds, spans_text, warn_beyond_record
@@ -182,18 +181,18 @@ def _time_gaps(time: pd.DatetimeIndex, i0: int, i1: int, spinup: int) -> np.ndar
             f"between {time[b - 1].date()} and {time[b].date()}: "
             f"{plural((time[b] - time[b - 1]).days - 1, 'day')} missing" for b in used[:3])
         more = f" and {used.size - 3} more" if used.size > 3 else ""
-        warnings.warn(
+        warn_at_user(
             f"the days used have {used.size} gap{'s' if used.size > 1 else ''} in 'time' ({shown}"
             f"{more}): the recurrent state restarts after each with a fresh state, as at the "
             f"start of the record, so the first days after a gap have less than spinup={spinup} "
             "days of warm-up. To run through a gap, make the steps daily and fill the inputs "
             "(xmsgl.convention.fill_daily(ds, max_gap=...), which leaves the observations "
             "missing)",
-            TimeGapWarning, stacklevel=user_stacklevel())
+            TimeGapWarning)
     spans = _short_spans(len(time), i0, i1, spinup, breaks)
     n_short = sum(z - a for a, z in spans)
     if 2 * n_short > i1 - i0:
-        warnings.warn(
+        warn_at_user(
             f"{n_short} of the {i1 - i0} days returned ({_spans_text(time, spans)}) have fewer than "
             f"spinup={spinup} days of inputs before them: the recurrent state starts fresh "
             "at the dataset's first day (and after a gap) and warms up over them, so these are "
@@ -202,7 +201,7 @@ def _time_gaps(time: pd.DatetimeIndex, i0: int, i1: int, spinup: int) -> np.ndar
             f"Give the dataset {spinup} days of inputs before the first day you want and "
             "select that day with time=, or leave the days listed in the result's "
             "xmsgl_short_warmup out",
-            ColdStartWarning, stacklevel=user_stacklevel())
+            ColdStartWarning)
     return breaks
 
 
@@ -309,7 +308,7 @@ def _short_lookahead(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0:
         return None
     span = f"{times[first].date()}/{times[i1 - 1].date()}"
     if 2 * (i1 - first) > i1 - i0:
-        warnings.warn(
+        warn_at_user(
             f"{i1 - first} of the {i1 - i0} days returned ({span}) have fewer than the "
             f"{look} days after them that this model's cross-scale attention may read (the "
             "record ends, has a gap or its inputs stop sooner): their values can change once "
@@ -317,7 +316,7 @@ def _short_lookahead(model: Downscaler, scale: str, times: pd.DatetimeIndex, i0:
             "can keep values no later run gives; "
             f"ask for days that end {look} days before the inputs do, or run them again "
             "when later inputs come (named in xmsgl_short_lookahead)",
-            XmsglWarning, stacklevel=user_stacklevel())
+            XmsglWarning)
     return span
 
 
@@ -661,7 +660,7 @@ def downscale(
                  + (f", the {i0 - s0} days of warm-up before those asked for included"
                     if i0 > s0 else ""))
         if found:
-            warnings.warn(found[0], InputRangeWarning, stacklevel=user_stacklevel())
+            warn_at_user(found[0], InputRangeWarning)
         with _moved(model.net, dev) as net:
             # For segments only the coarse recurrence and head run.
             output = {REACH: model.output, SEG: "coarse", CROSS: "cross"}[scale]

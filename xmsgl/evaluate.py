@@ -46,7 +46,7 @@ from xmsgl.exceptions import (
     format_ids,
     ignoring,
     typed_arguments,
-    user_stacklevel,
+    warn_at_user,
 )
 from xmsgl.metrics import (
     _LONG_NAMES,
@@ -609,7 +609,7 @@ def cv_partitions(
         if taken is not None:
             taken.append(note)
         else:
-            warnings.warn(note, XmsglWarning, stacklevel=user_stacklevel())
+            warn_at_user(note, XmsglWarning)
     out: list[Holdout] = []
     for r, fold_of in enumerate(deals):
         for f in range(folds):
@@ -927,13 +927,13 @@ def _warn_short_sweep(time: pd.DatetimeIndex, test_days: np.ndarray) -> bool:
     if n_whole >= 3:
         return False
     days = time[test_days]
-    warnings.warn(
+    warn_at_user(
         f"the record holds {n_whole} whole water year(s) ({time[0].date()} to "
         f"{time[-1].date()}), too few for the default test period by water year: the "
         f"sweep scores the last 15% of its days ({days[0].date()} to {days[-1].date()}), "
         "part of one year, and leaves the other seasons unscored; give test=(start, end) "
         "to choose the test period, or use a record of three water years or more",
-        ShortRecordWarning, stacklevel=user_stacklevel())
+        ShortRecordWarning)
     return True
 
 

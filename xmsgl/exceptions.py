@@ -8,6 +8,7 @@ the first offending ids and says how to fix the problem.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import sys
 import threading
@@ -329,3 +330,60 @@ def user_stacklevel() -> int:
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
     return level
+
+
+#: What :func:`warn_at_user` said under Python's "default" action: (text, category,
+#: file, line) of the user's code, the latest :data:`SHOWN_KEPT`.
+_SHOWN: dict[tuple[str, type[Warning], str, int], None] = {}
+_SHOWN_LOCK = threading.Lock()
+SHOWN_KEPT = 10_000
+#: True while an ``xmsgl`` command runs (set by :func:`xmsgl.cli.main`): a command says
+#: each of its own warnings, whatever a line said before in the process.
+SAY_EACH: contextvars.ContextVar[bool] = contextvars.ContextVar("xmsgl_say_each", default=False)
+
+
+def _filter_action(text: str, category: type[Warning], module: str, lineno: int) -> str:
+    """The action Python's warning filters take for this warning (the first filter that
+    matches, as ``warnings.warn_explicit`` looks for it, or the default action)."""
+    for action, msg, cat, mod, line in list(warnings.filters):
+        if ((msg is None or msg.match(text)) and issubclass(category, cat)
+                and (mod is None or mod.match(module)) and (line == 0 or line == lineno)):
+            return str(action)
+    return str(getattr(warnings, "defaultaction", "default"))
+
+
+def warn_at_user(message: str | Warning, category: type[Warning] | None = None) -> None:
+    """``warnings.warn`` naming the user's line (:func:`user_stacklevel`), said once per
+    line of the user's code and text where Python's filters say a warning once per
+    line (the ``"default"`` action, Python's own for xmsgl's warnings).
+
+    Python keeps that record per module and forgets it whenever a warning filter
+    changes, which torch, pandas and xarray do through ``catch_warnings`` on many of
+    their calls: a ``downscale`` in a loop (over years, or the members of an ensemble)
+    repeated its warnings at every pass. Under any other action (``"always"``,
+    ``"error"``, ``"ignore"``, ``"once"``, ``"module"``, as a user or pytest sets them)
+    Python decides, as before, and so it does for a running ``xmsgl`` command
+    (:data:`SAY_EACH`), whose warnings are its own output."""
+    level = user_stacklevel()
+    if isinstance(message, Warning):
+        kind, text = type(message), str(message)
+    else:
+        kind, text = category or UserWarning, str(message)
+    try:
+        frame = sys._getframe(level - 1)
+    except ValueError:  # every frame is xmsgl's (a thread it started)
+        frame = None
+    if frame is not None and not SAY_EACH.get():
+        module = str(frame.f_globals.get("__name__", "<string>"))
+        key = (text, kind, frame.f_code.co_filename, frame.f_lineno)
+        if _filter_action(text, kind, module, frame.f_lineno) == "default":
+            with _SHOWN_LOCK:
+                if key in _SHOWN:
+                    return
+                _SHOWN[key] = None
+                while len(_SHOWN) > SHOWN_KEPT:
+                    del _SHOWN[next(iter(_SHOWN))]
+    if isinstance(message, Warning):
+        warnings.warn(message, stacklevel=level)
+    else:
+        warnings.warn(message, kind, stacklevel=level)

@@ -331,19 +331,18 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
 def _warn_gaps(times: pd.DatetimeIndex, tsel: slice) -> None:
     """Warn, as downscale does, of missing days inside the explained ones: they are run
     through as if the days on either side followed each other."""
-    import warnings
 
-    from xmsgl.exceptions import TimeGapWarning, plural, user_stacklevel
+    from xmsgl.exceptions import TimeGapWarning, plural, warn_at_user
 
     days = times[tsel].normalize()
     jumps = np.flatnonzero(np.diff(days.values).astype("timedelta64[D]").astype(np.int64) > 1)
     if jumps.size:
         a, b = days[jumps[0]], days[jumps[0] + 1]
-        warnings.warn(
+        warn_at_user(
             f"explain: {plural(jumps.size, 'gap')} in the days explained, the first between "
             f"{a.date()} and {b.date()} ({plural(int((b - a).days) - 1, 'day')} missing): the run goes "
             "through as if the days on either side followed each other; explain the days on each "
-            "side of a gap separately (time=)", TimeGapWarning, stacklevel=user_stacklevel())
+            "side of a gap separately (time=)", TimeGapWarning)
 
 
 def _run_start(times: pd.DatetimeIndex, start: int, spinup: int) -> int:

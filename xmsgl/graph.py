@@ -37,7 +37,6 @@ import hashlib
 import json
 import numbers
 import os
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -67,7 +66,7 @@ from xmsgl.exceptions import (
     ignoring,
     plural,
     typed_arguments,
-    user_stacklevel,
+    warn_at_user,
 )
 
 if TYPE_CHECKING:
@@ -107,10 +106,9 @@ def _length_factor(ds: xr.Dataset, name: str) -> float:
     if u in _METRES:
         return 1.0
     if u in _KILOMETRES:
-        warnings.warn(
+        warn_at_user(
             f"{name!r} converted from {units!r} to 'm' to build the graphs",
             UnitConversionWarning,
-            stacklevel=user_stacklevel(),
         )
         return 1000.0
     raise UnitsError(f"variable {name!r} has units {units!r}; lengths must be in 'm' or 'km'")
@@ -1044,8 +1042,8 @@ def _check_graph_size(topo: Topology, max_distance: float | None, max_hops: int 
            "model builds its graphs with its own cut wherever it runs")
     if free is not None and need > free:
         raise ParameterError(f"{what}, more than the {free / 1e9:.1f} GB of memory available; {cut}")
-    warnings.warn(f"{what}{f' of the {free / 1e9:.1f} GB available' if free else ''}; to keep them "
-                  f"small, {cut}", XmsglWarning, stacklevel=user_stacklevel())
+    warn_at_user(f"{what}{f' of the {free / 1e9:.1f} GB available' if free else ''}; to keep them "
+                  f"small, {cut}", XmsglWarning)
 
 
 def _build(

@@ -77,7 +77,7 @@ from xmsgl.exceptions import (
     did_you_mean,
     ignoring,
     typed_arguments,
-    user_stacklevel,
+    warn_at_user,
 )
 
 if TYPE_CHECKING:
@@ -930,7 +930,7 @@ def _warn_kept(exc: BaseException, text: str) -> None:
     ``exc`` instead (on stderr before Python 3.11), so that the interruption stays
     what it was."""
     try:
-        warnings.warn(text, XmsglWarning, stacklevel=user_stacklevel())
+        warn_at_user(text, XmsglWarning)
     except Warning:
         note = getattr(exc, "add_note", None)  # Python 3.11 and later
         if note is not None:
@@ -946,10 +946,10 @@ def _remove_replaced(old: Path, final: Path) -> None:
     with a warning naming it where it cannot be deleted."""
     _remove(old)
     if os.path.lexists(old):
-        warnings.warn(
+        warn_at_user(
             f"the new {str(final)!r} is in place, but what was there before could not "
             f"be deleted (permissions?) and is kept at {str(old)!r}; delete it yourself",
-            XmsglWarning, stacklevel=user_stacklevel())
+            XmsglWarning)
 
 
 class _LostRace(XmsglError):
@@ -2009,9 +2009,9 @@ def _append_lock(final: Path) -> Iterator[None]:
         except OSError as err:
             if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise _appending_elsewhere(final) from err
-            warnings.warn(f"{str(final)!r}: the file system refused a lock ({err.strerror or err}); "
+            warn_at_user(f"{str(final)!r}: the file system refused a lock ({err.strerror or err}); "
                           "appending without one: make sure no other process appends to this "
-                          "store at the same time", XmsglWarning, stacklevel=user_stacklevel())
+                          "store at the same time", XmsglWarning)
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -2091,10 +2091,10 @@ def _undo_unfinished(group: Any, dim: str, final: Path, consolidated: bool) -> b
         _cut_back(group, lengths, mark["attrs"], dim, mark.get("histories") or {})
         if consolidated or mark["consolidated"]:
             _consolidate(final)
-    warnings.warn(f"{str(final)!r}: an earlier append to this store did not finish (its process "
+    warn_at_user(f"{str(final)!r}: an earlier append to this store did not finish (its process "
                   f"stopped while writing); its {before - lengths[dim][0]} {dim} steps were cut off, "
                   f"leaving the store's {lengths[dim][0]}; append them again",
-                  XmsglWarning, stacklevel=user_stacklevel())
+                  XmsglWarning)
     return consolidated or bool(mark["consolidated"])
 
 
@@ -2207,11 +2207,11 @@ def _warn_other_statics(piece: xr.Dataset, store: xr.Dataset, dim: str, name: st
             differ.append(what)
     if differ:
         one = len(differ) == 1
-        warnings.warn(f"the piece's {'; '.join(differ)} differ{'s' if one else ''} from "
+        warn_at_user(f"the piece's {'; '.join(differ)} differ{'s' if one else ''} from "
                       f"the {'one' if one else 'ones'} in the store {name}, which keeps its own (variables without {dim!r} are "
                       "not appended): append pieces downscaled from the input the store was "
                       "written from, or write the piece to a store of its own",
-                      XmsglWarning, stacklevel=user_stacklevel())
+                      XmsglWarning)
 
 
 def _calendar(index: Any) -> str:
@@ -2316,13 +2316,13 @@ def _check_days(piece: xr.Dataset, store: xr.Dataset, dim: str, bounds: str | No
     if gaps:
         said = "; ".join(f"{n} between {_text(a)} and {_text(b)}" for a, b, n in gaps[:3])
         total = sum(n for _, _, n in gaps)
-        warnings.warn(
+        warn_at_user(
             f"appending to the store {name} leaves {total} {dim} steps missing ({said}"
             f"{'; ...' if len(gaps) > 3 else ''}): the piece is appended all the same, and once it "
             "is written those steps precede the store's last day, so they can never be appended "
             "later; to have them, write the whole period to a new store (or make this warning an "
             "error, warnings.simplefilter('error', xmsgl.TimeGapWarning), to stop before writing)",
-            TimeGapWarning, stacklevel=user_stacklevel())
+            TimeGapWarning)
 
 
 def _bounds_step(store: xr.Dataset, bounds: str) -> Any:
@@ -2676,12 +2676,12 @@ def warn_edited_settings(recorded: object, settings: dict[str, Any], cfg_file: P
         return
     parts = [f"{what} {names}" for what, names in
              (("changed", changed), ("added", added), ("removed", removed)) if names]
-    warnings.warn(
+    warn_at_user(
         f"{str(cfg_file)!r} was edited after the model was saved ({'; '.join(parts)}): the model "
         f"is used with its settings as they are now, which can change its predictions and "
         f"what its outputs say of it (their model sha256 is of the settings as read, not as "
         f"fitted); to use it as fitted, restore {cfg_file.name} as saved, or {refetch}",
-        XmsglWarning, stacklevel=user_stacklevel())
+        XmsglWarning)
 
 
 #: The largest ``config.json`` a model folder may hold (bytes): a network's, with the

@@ -35,7 +35,6 @@ give an NSE of -1e27.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
@@ -63,7 +62,7 @@ from xmsgl.exceptions import (
     UnitsError,
     XmsglWarning,
     format_ids,
-    user_stacklevel,
+    warn_at_user,
 )
 
 __all__ = [
@@ -341,11 +340,11 @@ def align_pair(
         if dim == "time" or dim not in prediction.coords or p.sizes[dim] == prediction.sizes[dim]:
             continue
         lost = prediction.indexes[dim].difference(p.indexes[dim])
-        warnings.warn(
+        warn_at_user(
             f"{len(lost)} of the prediction's {prediction.sizes[dim]} {str(dim)!r} labels are not "
             f"in the observations ({format_ids(list(lost))}) and are not scored; check that both "
             f"are on the same network, or select the shared ones to silence this",
-            XmsglWarning, stacklevel=user_stacklevel(),
+            XmsglWarning,
         )
     for side, da in integers:
         _warn_integer(side, da)
@@ -479,12 +478,12 @@ def _warn_integer(side: str, da: xr.DataArray) -> None:
     low = vals.min().item()
     if low >= 0:
         return
-    warnings.warn(
+    warn_at_user(
         f"{side} is stored as {da.dtype}, which cannot mark a value missing (no NaN), and its "
         f"smallest value, {low}, is on {int((vals == low).sum())} of its {da.size} values: a "
         f"missing-data marker is scored as a temperature; if it is one, mask it and cast to "
         f"float, e.g. {side} = {side}.where({side} != {low}).astype(float)",
-        XmsglWarning, stacklevel=user_stacklevel(),
+        XmsglWarning,
     )
 
 
@@ -629,12 +628,12 @@ def _warn_below_freezing(pairs: list[tuple[str, xr.DataArray, xr.DataArray]]) ->
         what, fix = (f"{found[0][1]} lies", f"if {side}'s values are in degC, set "
                      f"{side}.attrs['units'] = 'degC' and convert {other} to degC "
                      "((x - 32) / 1.8, units 'degC')")
-    warnings.warn(
+    warn_at_user(
         f"converted to degC, {what} wholly below {FREEZING_MARGIN:g} degC, where no liquid "
         f"stream water is: "
         f"values in degC labelled {units!r} look like this, and would be scored at 5/9 of "
         f"their errors; {fix}",
-        XmsglWarning, stacklevel=user_stacklevel())
+        XmsglWarning)
 
 
 def _check_units(prediction: xr.DataArray, observed: xr.DataArray) -> None:
@@ -667,11 +666,11 @@ def _check_units(prediction: xr.DataArray, observed: xr.DataArray) -> None:
         )
     # Values that look like degF are said to be so, not to be silenced as degC.
     if not warn_fahrenheit_looking(lacks, da_lacks, unlabelled=True):
-        warnings.warn(
+        warn_at_user(
             f"{lacks} has no 'units' attribute (or a blank one); it is taken to be in degC like {has} "
             f"({unit!r}): set "
             f"{lacks}.attrs['units'] = 'degC' to silence this",
-            XmsglWarning, stacklevel=user_stacklevel(),
+            XmsglWarning,
         )
 
 

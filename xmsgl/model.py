@@ -47,7 +47,6 @@ import hashlib
 import inspect
 import math
 import os
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -87,7 +86,7 @@ from xmsgl.exceptions import (
     did_you_mean,
     format_ids,
     typed_arguments,
-    user_stacklevel,
+    warn_at_user,
 )
 from xmsgl.io import model_path, read_saved_folder, refuse_unknown_version
 from xmsgl.methods import FIT_METHODS, METHODS  # importable without torch
@@ -392,12 +391,12 @@ def _warn_before_calendar_spans(config: dict[str, Any], cfg_file: Path) -> None:
     except (ValueError, TypeError):
         return  # a date no xmsgl wrote: nothing to judge it by
     if when < pd.Timestamp(CALENDAR_SPANS):
-        warnings.warn(
+        warn_at_user(
             f"{str(cfg_file)!r} was saved on {created}, before the cross-scale head's attention "
             f"spans were put on the calendar ({CALENDAR_SPANS}): its fine predictions now differ "
             "from those of the xmsgl that saved it (by up to 1.7 degC on small test models; "
             "fine-only, remap, direct and progressive models are unchanged); refit it to use it "
-            "with this xmsgl", XmsglWarning, stacklevel=user_stacklevel())
+            "with this xmsgl", XmsglWarning)
 
 
 def _number(value: object) -> bool:
@@ -672,7 +671,7 @@ def warn_partial_network(model: Downscaler, graphs: Any) -> None:
     and lazily."""
     cut = partial_network(model, graphs)
     if cut:
-        warnings.warn(cut, XmsglWarning, stacklevel=user_stacklevel())
+        warn_at_user(cut, XmsglWarning)
 
 
 def _read_config(path: Path) -> tuple[Path, dict[str, Any]]:
@@ -865,14 +864,14 @@ def _warn_torn_lonlat(ds: xr.Dataset, scale: str) -> None:
     rel = relative_longitude(lon)
     if abs(float(np.ptp(lon)) - float(np.ptp(rel))) <= 1.0:
         return
-    warnings.warn(
+    warn_at_user(
         f"the model's dmsge backbone was saved without the kind of its positions, and "
         f"{scale}_lon spans {float(np.ptp(lon)):.1f} degrees as given but "
         f"{float(np.ptp(rel)):.1f} around the globe (the network crosses the 180th meridian, "
         "or Greenwich in 0..360): xmsgl before 2026-11-26 read such longitudes as a network "
         "torn 360 degrees apart, later as whole, and this model's folder cannot say which "
         "it was fitted on; its predictions here may be several degC off: refit it",
-        XmsglWarning, stacklevel=user_stacklevel())
+        XmsglWarning)
 
 
 # ----------------------------------------------------------------------------- fit
@@ -915,28 +914,28 @@ def _warn_scraps(time: pd.DatetimeIndex, ranges: list[tuple[int, int]], window: 
     gaps = any(a == b and time[a] - time[b - 1] > pd.Timedelta(days=1)
                for (_, b), (a, _) in zip(ranges[:-1], ranges[1:], strict=True))
     if runs.size == 1:
-        warnings.warn(
+        warn_at_user(
             f"{what} holds {int(runs[0])} consecutive days, fewer than {least}: the "
             "recurrence learns from windows that short, each starting from a fresh state; give a "
             f"longer {what.split(' ', 1)[1] if what.startswith('the ') else what}",
-            XmsglWarning, stacklevel=user_stacklevel())
+            XmsglWarning)
     elif gaps:
-        warnings.warn(
+        warn_at_user(
             f"gaps in 'time' cut {what} into {runs.size} runs of consecutive "
             f"days, and {int(runs[short].sum())} of its {int(runs.sum())} days lie in runs "
             f"shorter than {least} days: windows never cross a gap, so the "
             "recurrence learns from short windows that each start from a fresh state; fill "
             "the inputs of short gaps first (xmsgl.convention.fill_daily(ds, max_gap=...)) "
             "or fit on a part of the record without them",
-            TimeGapWarning, stacklevel=user_stacklevel())
+            TimeGapWarning)
     else:
-        warnings.warn(
+        warn_at_user(
             f"{given} {'are' if given.endswith('s given') else 'is'} {runs.size} runs of "
             f"consecutive days, and "
             f"{int(runs[short].sum())} of their {int(runs.sum())} days lie in runs shorter than "
             f"{least} days: windows never cross from one period to the next, so the recurrence "
             "learns from short windows that each start from a fresh state; give longer periods",
-            XmsglWarning, stacklevel=user_stacklevel())
+            XmsglWarning)
 
 
 #: Set (:func:`scored_days_hidden`) while a fit is given data whose scored days'
@@ -961,21 +960,21 @@ def warn_unobserved_test(test: Any) -> None:
     training all the same, and no observation there can score the model."""
     if _SCORED_DAYS_HIDDEN.get():
         return
-    warnings.warn(
+    warn_at_user(
         f"the test period {test} holds no fine observation ('reach_temp' is all NaN there): "
         "it is held out of training (its coarse observations too), yet no fine observation "
         "there can score the model; give test= (start, end) on days with fine observations",
-        XmsglWarning, stacklevel=user_stacklevel())
+        XmsglWarning)
 
 
 def warn_unobserved_validation(val: Any) -> None:
     """Warn that the validation period ``val`` holds no fine observation, so the
     checkpoint is chosen by training loss (every network method, and the GRU)."""
-    warnings.warn(
+    warn_at_user(
         f"the validation period {val} holds no fine observation ('reach_temp' is "
         "all NaN there): the checkpoint kept is the one with the lowest training loss, and "
         "nothing held out judges it; give val= days with observations",
-        XmsglWarning, stacklevel=user_stacklevel())
+        XmsglWarning)
 
 
 #: Fewer fine training observations than this, or fewer observed reaches than
@@ -1045,21 +1044,21 @@ def warn_few_fine_observations(y_train: np.ndarray, reach_axis: int, period: Any
         gap, first, last = _longest_unobserved(days[ok.any(axis=reach_axis)])
         if gap <= FEW_FINE_SEASON_GAP:
             return
-        warnings.warn(
+        warn_at_user(
             f"method {method!r} learns the reaches from fine observations that leave {gap} days "
             f"of the year without one ({_day_text(first)} to {_day_text(last)}, in the training "
             f"period {period}): its predictions for those days extrapolate what the reaches did "
             "in other seasons; score them on held-out days of those seasons, or give a training "
-            "period whose observations cover them", FewObservationsWarning, stacklevel=user_stacklevel())
+            "period whose observations cover them", FewObservationsWarning)
         return
-    warnings.warn(
+    warn_at_user(
         f"method {method!r} learns the reaches from {n_obs} fine observation"
         f"{'' if n_obs == 1 else 's'} at {n_reach} reach{'' if n_reach == 1 else 'es'} in the "
         f"training period {period}: below {FEW_FINE_OBSERVATIONS} observations or "
         f"{FEW_FINE_REACHES} reaches such fits were often worse than method='remap', which "
         "reads none; compare the two on held-out data (xmsgl.evaluate.cross_validate), or "
         "give a training period with more observed reaches",
-        FewObservationsWarning, stacklevel=user_stacklevel())
+        FewObservationsWarning)
 
 
 def _resolve_periods(
@@ -1069,14 +1068,14 @@ def _resolve_periods(
         periods: dict[str, Any] = dict(split_periods(time))
         n_whole = whole_water_years(time).size
         if n_whole < 3:
-            warnings.warn(
+            warn_at_user(
                 f"the record holds {n_whole} whole water year(s) ({time[0].date()} to "
                 f"{time[-1].date()}), too few for the default split by water year: its days are "
                 f"split 70/15/15 in time order, so validation ({_span_text(periods['val'])}) and "
                 f"test ({_span_text(periods['test'])}) each cover part of one year and leave "
                 "the other seasons unscored; give train=, val= and test= (start, end) to choose "
                 "them, or use a record of three water years or more",
-                ShortRecordWarning, stacklevel=user_stacklevel())
+                ShortRecordWarning)
     else:
         periods = {"train": train, "val": val, "test": test}
     bounds = {k: period_list(v, k) for k, v in periods.items()}  # read once: warned once
@@ -1111,11 +1110,11 @@ def _resolve_periods(
             # The periods a fit records are the days it had; say so where they were cut.
             warn_beyond_record(time, periods[k], np.flatnonzero(masks[k]), done, k, bounds=bounds[k])
     if selects_checkpoint and not masks["val"].any():
-        warnings.warn(
+        warn_at_user(
             "no validation period: the checkpoint kept is the one with the lowest training "
             "loss, and nothing held out judges it; give val=(start, end) (days not in train) "
             "to choose it on held-out days",
-            XmsglWarning, stacklevel=user_stacklevel())
+            XmsglWarning)
     out = {}
     for k, m in masks.items():
         r = period_ranges(time, m)
@@ -1207,14 +1206,13 @@ def refuse_static_only(static: Mapping[str, bool], names: Mapping[str, Sequence[
             f"static, none on {on}; add daily forcings on {on}, such as "
             f"{' or '.join(repr(f'{s}_air_temp') for s in reads)}{hint}")
     if method not in ("remap", "fine-only", "gru") and names.get(SEG) and not dynamic[SEG]:
-        warnings.warn(
+        warn_at_user(
             f"method {method!r} trains a coarse task on 'seg_temp' with static segment inputs "
             f"alone ({format_ids(names[SEG])}, none on ('seg', 'time')): it cannot follow the "
             f"days, and what it gives the reaches is a map of the segments, not their weather; "
             f"add daily forcings on ('seg', 'time'), such as 'seg_air_temp', or use "
             f"method='fine-only'",
             XmsglWarning,
-            stacklevel=user_stacklevel(),
         )
 
 
@@ -1651,12 +1649,12 @@ def fit(
                 f"{periods['train']}, and stage_a_tasks={tuple(stage_a_tasks)!r} leaves out "
                 "'coarse': nothing would train the coarse head; add 'coarse' to stage_a_tasks "
                 "(the default has it) or give seg_temp on the training days")
-        warnings.warn(
+        warn_at_user(
             f"no coarse observations ('seg_temp' is all NaN) in the training period "
             f"{periods['train']}: stage A of 'async-msgl' learns from {stage_a_variable!r} on "
             "its own days, and stage B fine-tunes on the fine observations without the coarse "
             "task; give seg_temp on the training days (observed or from a process model) for "
-            "the coarse task to go on in stage B", XmsglWarning, stacklevel=user_stacklevel())
+            "the coarse task to go on in stage B", XmsglWarning)
     # What stage A learned from (ASYNC-MSGL), for the record of the fit's data.
     stage_a_record: tuple[str, np.ndarray] | None = None
     stage_a_days: dict[str, list[tuple[str, str]]] = {}  # and its days (see below)
@@ -1808,14 +1806,13 @@ def fit(
                 )
             seen_val = mask_a & masks["val"]
             if stage_a_period is not None and seen_val.any():
-                warnings.warn(
+                warn_at_user(
                     f"stage_a_period {stage_a_period!r} overlaps the validation period on "
                     f"{int(seen_val.sum())} days ({_days_text(time, seen_val)}): stage A trains on "
                     f"{stage_a_variable!r} on days whose fine observations choose the "
                     "checkpoint, so the validation scores in the model's history are not out "
                     "of sample. Leave stage_a_period out (every day outside val and test) or "
-                    "end it before the validation period", XmsglWarning,
-                    stacklevel=user_stacklevel())
+                    "end it before the validation period", XmsglWarning)
             raw_a = _masked(target_array(ds, stage_a_variable, SEG), mask_a)
             if (stage_a_variable != "seg_temp" and np.isfinite(raw_a).any()
                     and float(np.nanmin(raw_a)) < STAGE_A_COLDEST):
@@ -1868,12 +1865,12 @@ def fit(
                     read_a[at[0]:at[-1] + 1] = True
             beyond = read_a & ~masks["train"]
             if test is None and stage_a_period is None and beyond.any():
-                warnings.warn(
+                warn_at_user(
                     f"no test period was given, so stage A also reads {stage_a_variable!r} on "
                     f"{int(beyond.sum())} days outside the training period "
                     f"({_days_text(time, beyond)}); scores on "
                     "those days are not out of sample. Give test= (the days to keep out of every "
-                    "stage) or stage_a_period=", XmsglWarning, stacklevel=user_stacklevel())
+                    "stage) or stage_a_period=", XmsglWarning)
             # Stage A's checkpoint is judged on what it trains: the fine head when
             # "remap-fine" trains it, else the cross-scale estimate ("remap"), else the
             # coarse head. The fine head left untrained would score its initial weights.
@@ -1883,13 +1880,12 @@ def fit(
             if (score_a is coarse_val and masks["val"].any()
                     and (y_seg is None or not np.isfinite(y_seg[masks["val"]]).any())):
                 # As for direct's coarse pretraining: nothing held out chooses the epoch.
-                warnings.warn(
+                warn_at_user(
                     f"the validation period {periods['val']} holds no coarse observation "
                     "('seg_temp' is all NaN there): stage A of 'async-msgl', which trains the "
                     "coarse task alone, keeps the epoch with the lowest training loss; give "
                     "val= days with coarse observations, or add 'remap' to stage_a_tasks (its "
-                    "cross-scale estimate is scored on the fine observations)", XmsglWarning,
-                    stacklevel=user_stacklevel())
+                    "cross-scale estimate is scored on the fine observations)", XmsglWarning)
             run("stage_a", targets_a, wins_a, score_a, pre_epochs)
             periods["stage_a"] = [(str(time[a].date()), str(time[b - 1].date()))
                                   for a, b in period_ranges(time, read_a)]
@@ -1917,11 +1913,11 @@ def fit(
         assert train_seg is not None
         if masks["val"].any() and y_seg is not None and not np.isfinite(y_seg[masks["val"]]).any():
             # As for the fine stages: say that nothing held out chooses the checkpoint.
-            warnings.warn(
+            warn_at_user(
                 f"the validation period {periods['val']} holds no coarse observation "
                 f"('seg_temp' is all NaN there): the coarse pretraining of {method!r} keeps "
                 "the epoch with the lowest training loss; give val= days with coarse "
-                "observations", XmsglWarning, stacklevel=user_stacklevel())
+                "observations", XmsglWarning)
         run("pretrain_coarse", {"coarse": train_seg}, windows, coarse_val, pre_epochs)
         if method == "progressive":
             pseudo = np.full_like(train_reach, np.nan)

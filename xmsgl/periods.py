@@ -34,13 +34,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from xmsgl.exceptions import PeriodError, TimeError, XmsglWarning, ignoring, user_stacklevel
+from xmsgl.exceptions import PeriodError, TimeError, XmsglWarning, ignoring, warn_at_user
 
 __all__ = ["WHOLE_WATER_YEAR_DAYS", "bounds_mask", "period_bounds", "period_list", "period_mask",
            "period_days", "select_days", "spans_text", "split_periods", "validation_at_end", "validation_beside",
@@ -179,10 +178,10 @@ def period_list(period: Any, name: str = "period") -> list[tuple[Bound, Bound]]:
             and all(_one_day(b) for b in out)):
         # ["2012-10-01", "2014-09-30"] is two days by the rule above, but almost
         # always meant as the period between them.
-        warnings.warn(
+        warn_at_user(
             f"{name}={period!r} is read as a list of two single days; for the period from the "
             f"first to the second give a tuple: {name}={tuple(period)!r}",
-            XmsglWarning, stacklevel=user_stacklevel(),
+            XmsglWarning,
         )
     return out
 
@@ -273,13 +272,13 @@ def warn_beyond_record(time: pd.DatetimeIndex, sel: Any, kept: np.ndarray, done:
     if not (early or late):
         return
     n = int(kept.size)
-    warnings.warn(
+    warn_at_user(
         f"{name}={sel!r} reaches {'before' if early else 'past'}"
         f"{' and past' if early and late else ''} the dataset's days ({time[0].date()} to "
         f"{time[-1].date()}): only the {n} day{'' if n == 1 else 's'} from "
         f"{time[int(kept[0])].date()} to {time[int(kept[-1])].date()} {'is' if n == 1 else 'are'} {done}; give inputs "
         "for the other days to have them",
-        XmsglWarning, stacklevel=user_stacklevel())
+        XmsglWarning)
 
 
 def period_days(time: pd.DatetimeIndex, sel: Any, done: str, name: str) -> np.ndarray:

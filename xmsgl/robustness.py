@@ -84,7 +84,7 @@ from xmsgl.exceptions import (
     check_count,
     check_flag,
     typed_arguments,
-    user_stacklevel,
+    warn_at_user,
 )
 from xmsgl.periods import mask_spans, period_bounds, period_mask, select_days, spans_text
 
@@ -721,11 +721,11 @@ def _warn_days_read(model: Any, time: pd.DatetimeIndex, scored: np.ndarray) -> N
     inside = scored & period_mask(time, read, "read")
     if inside.any():
         n, m = int(inside.sum()), int(scored.sum())
-        warnings.warn(
+        warn_at_user(
             f"robustness: {n} of the {m} days scored lie inside the periods the model's fit read "
             f"({spans_text(merge_spans(read))}): its errors there are in-sample, and smaller than "
             "on days it never saw; give time= held-out days (by default the model's test period "
-            "is scored)", InSampleWarning, stacklevel=user_stacklevel())
+            "is scored)", InSampleWarning)
 
 
 def _default_days(model: Any, time: pd.DatetimeIndex) -> np.ndarray:
@@ -753,11 +753,11 @@ def _default_days(model: Any, time: pd.DatetimeIndex) -> np.ndarray:
         after = np.asarray(time.normalize() > end)
         if after.any():
             return after
-    warnings.warn(
+    warn_at_user(
         f"robustness: the model records no test period and no day of the dataset follows the days "
         f"its fit read, so every day ({time[0].date()} to {time[-1].date()}) is scored, those it "
         "was fitted on included: the errors are in-sample; give time=(start, end) to score "
-        "held-out days", InSampleWarning, stacklevel=user_stacklevel())
+        "held-out days", InSampleWarning)
     return np.ones(len(time), dtype=bool)
 
 
@@ -863,13 +863,13 @@ def _warn_sources_scored(method: str, ds: xr.Dataset, ref: xr.DataArray, on_scor
     sums = xr.Dataset({"n": (pairs & seen).sum(), "total": pairs.sum()}).compute()  # one pass
     n, total = int(sums["n"]), int(sums["total"])
     if n:
-        warnings.warn(
+        warn_at_user(
             f"the {method!r} baseline returns the observations it reads ({', and '.join(parts)}) as "
             f"its prediction, and {n} of the {total} reach-days scored against {truth_name!r} are "
             "reach-days whose observations it reads: there its scores are in-sample (the error of "
             "the observation it copies, or 0 against the observations themselves); pass "
             "hide_scored=True to hide the scored days' observations from it",
-            InSampleWarning, stacklevel=user_stacklevel())
+            InSampleWarning)
 
 
 def _label(name: str, level: Any) -> str:

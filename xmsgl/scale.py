@@ -72,7 +72,7 @@ from xmsgl.exceptions import (
     XmsglWarning,
     check_count,
     check_flag,
-    user_stacklevel,
+    warn_at_user,
 )
 from xmsgl.graph import DIRECTIONS, build_graphs_weighted, weight_stats
 
@@ -1398,12 +1398,12 @@ def _check_chunks(ds: xr.Dataset, names: list[str], reach_chunk: int) -> None:
                 thin[name] = max(along)
     if thin:
         days = min(thin.values())
-        warnings.warn(
+        warn_at_user(
             f"input variables {sorted(thin)} are chunked by {days} day{'s' if days > 1 else ''} "
             f"along time: each block reads about {(365 + 180) // days} chunks of each per year "
             "of output, and the task graph (and the scheduler's work) grows with them; rechunk "
             "along time first, e.g. ds = ds.chunk({'time': 365}), or open the store with "
-            "chunks={'time': 365}", XmsglWarning, stacklevel=user_stacklevel())
+            "chunks={'time': 365}", XmsglWarning)
     for name in names:
         data = ds[name].data
         chunks = getattr(data, "chunks", None)
@@ -1645,12 +1645,12 @@ def _downscale_lazy(
     if halo is not None and default is None:
         # The graph links every reach to its whole flow path (no max_hops or
         # max_distance cut): any split changes the result (see docs/pangeo.md).
-        warnings.warn(
+        warn_at_user(
             f"halo={halo_}: this model's graph has no max_hops or max_distance cut, so it links "
             "every reach to its whole flow path and no halo is exact; by default such models keep "
             "each drainage component whole (a block may then exceed reach_chunk). A component "
             "cut with this halo gives approximate values near the cuts; leave halo out for the "
-            "in-memory result", XmsglWarning, stacklevel=user_stacklevel())
+            "in-memory result", XmsglWarning)
     part = partition(topo, reach_chunk=reach_chunk, halo=halo_,
                      direction=options.get("direction") or "updown")
     geometry = _network_geometry(model, ds, part, scale, reach_chunk)

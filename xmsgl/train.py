@@ -20,7 +20,6 @@ import functools
 import math
 import numbers
 import threading
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ from xmsgl.exceptions import (
     XmsglError,
     XmsglWarning,
     check_count,
-    user_stacklevel,
+    warn_at_user,
 )
 from xmsgl.nn import FineHead, SparseGraph, graph_product
 from xmsgl.nn.rgrn import PARAM_DTYPE, reusable_empty
@@ -686,11 +685,11 @@ def fit_scalers(ds: xr.Dataset, spec: FeatureSpec, train_mask: np.ndarray,
     apart = [(a, b) for a, b in common if not same_units(spec.units[a], spec.units[b])]
     if apart:
         # Pooled values of two units would mean nothing; each keeps its own scaler.
-        warnings.warn(XmsglWarning(
+        warn_at_user(XmsglWarning(
             "input_scaling='pooled': " + ", ".join(
                 f"{a!r} ({spec.units[a]}) and {b!r} ({spec.units[b]})" for a, b in apart)
             + " feed the shared cell in different units, so each is standardized by its own "
-            "values; convert them to one unit to pool them"), stacklevel=user_stacklevel())
+            "values; convert them to one unit to pool them"))
         common = [pair for pair in common if pair not in apart]
     for seg_name, reach_name in common:
         store((seg_name, reach_name), np.concatenate(
@@ -704,12 +703,12 @@ def fit_scalers(ds: xr.Dataset, spec: FeatureSpec, train_mask: np.ndarray,
         # Standardized, such an input is 0 on every training day: its weights keep
         # their random start, and any other value at downscale moves the predictions
         # through them (coverage's distances, in units of its spread, cannot tell).
-        warnings.warn(XmsglWarning(
+        warn_at_user(XmsglWarning(
             f"inputs {constant} take one value over the training days and nodes, so the model "
             "cannot learn from them, and another value at downscale would move its "
             "predictions through untrained weights; drop them (ds.drop_vars(...)) or mark "
             "them attrs['xmsgl_role'] = 'ignore', unless the same value holds wherever the "
-            "model is applied"), stacklevel=user_stacklevel())
+            "model is applied"))
 
 
 def target_array(ds: xr.Dataset, name: str, dim: str, time_index: slice | None = None) -> np.ndarray:
@@ -930,9 +929,9 @@ def _warn_mps_once(problem: str) -> None:
     if _MPS_WARNED:
         return
     _MPS_WARNED.append(True)
-    warnings.warn(f"device='auto': MPS (Apple GPU) is available, but the graph products use torch's "
+    warn_at_user(f"device='auto': MPS (Apple GPU) is available, but the graph products use torch's "
                   f"sparse CSR tensors, which this torch build does not run on MPS ({problem}); "
-                  "running on the CPU", XmsglWarning, stacklevel=user_stacklevel())
+                  "running on the CPU", XmsglWarning)
 
 
 # --------------------------------------------------------------------------- periods

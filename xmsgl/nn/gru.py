@@ -32,7 +32,6 @@ import datetime as _dt
 import math
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,7 +67,7 @@ from xmsgl.exceptions import (
     SchemaError,
     check_count,
     check_flag,
-    user_stacklevel,
+    warn_at_user,
 )
 from xmsgl.io import model_path, read_json_file, read_saved_folder, refuse_unknown_version
 from xmsgl.nn.rgrn import PARAM_DTYPE
@@ -362,7 +361,7 @@ class GRUModel(BaselineModel):
         # downscale warns for the networks.
         far = static_extrapolation(ds, self, (REACH,))
         if far:
-            warnings.warn(far, ExtrapolationWarning, stacklevel=user_stacklevel())
+            warn_at_user(far, ExtrapolationWarning)
         # A gap in the days restarts the state, with a TimeGapWarning, as downscale does.
         all_breaks = _time_gaps(times, t0, t1, spinup)
         short = short_warmup(times, t0, t1, spinup, all_breaks)
