@@ -41,7 +41,7 @@ def _run(path: Path) -> subprocess.CompletedProcess[str]:
 def test_ctrl_c_while_the_command_imports_xmsgl_says_one_line(tmp_path: Path) -> None:
     # It printed the traceback of the imports under way (pandas, xarray, ...).
     done = _run(tmp_path / "xmsgl")
-    assert done.stderr == starting.MESSAGE + "\n"
+    assert done.stderr == f"xmsgl: error: {starting.MESSAGE}\n"
     assert done.stdout == ""
     if sys.platform != "win32":  # still ended as a program stopped by SIGINT (130 in a shell)
         assert done.returncode == -signal.SIGINT

@@ -17,9 +17,9 @@ import sys
 from types import TracebackType
 from typing import Any
 
-#: What the command says when stopped before it started (as :func:`xmsgl.cli.main`
-#: says it while it builds its options).
-MESSAGE = "xmsgl: error: stopped by Ctrl-C before the command started; nothing was written"
+#: What the command says (after ``xmsgl: error:``) when stopped before it started, here
+#: and in :func:`xmsgl.cli.main` while it builds its options.
+MESSAGE = "stopped by Ctrl-C before the command started; nothing was written"
 #: The line of pip's script (and of setuptools' and uv's) that makes it the command.
 _SCRIPT_LINE = "from xmsgl.cli import main"
 _PREVIOUS: list[Any] = []
@@ -45,7 +45,7 @@ def _is_the_command() -> bool:
 def _hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
     if issubclass(kind, KeyboardInterrupt):
         try:
-            print(MESSAGE, file=sys.stderr, flush=True)
+            print(f"xmsgl: error: {MESSAGE}", file=sys.stderr, flush=True)
         except (OSError, ValueError):  # stderr closed, or a reader gone
             pass
         return

@@ -1997,7 +1997,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # import's traceback.
         parser = build_parser()
     except KeyboardInterrupt:
-        _error("stopped by Ctrl-C before the command started; nothing was written")
+        _error(_starting.MESSAGE)
         return 130
     args, extra = parser.parse_known_args(argv)
     if extra:
@@ -2047,15 +2047,8 @@ def _run(args: argparse.Namespace) -> int:
     """The command ``args`` names, its failures as one line and an exit code; each of
     its warnings said (:data:`xmsgl.exceptions.SAY_EACH`), though an earlier command of
     this process said the same from the same line."""
-    say_each = SAY_EACH.set(True)
-    try:
-        return _run_command(args)
-    finally:
-        SAY_EACH.reset(say_each)
-
-
-def _run_command(args: argparse.Namespace) -> int:
     stopped: dict[str, bool] = {}
+    say_each = SAY_EACH.set(True)
     try:
         # A reader of stdout that leaves (`xmsgl info | head -1`) stops no command: its
         # files are written and it exits 0, as when the reader stays.
@@ -2092,6 +2085,8 @@ def _run_command(args: argparse.Namespace) -> int:
         # The system failed under a valid command (disk full, permission denied...).
         _error(_temporary_words(err))
         return 1
+    finally:
+        SAY_EACH.reset(say_each)
 
 
 if __name__ == "__main__":  # pragma: no cover

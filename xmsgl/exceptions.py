@@ -337,9 +337,21 @@ def user_stacklevel() -> int:
 _SHOWN: dict[tuple[str, type[Warning], str, int], None] = {}
 _SHOWN_LOCK = threading.Lock()
 SHOWN_KEPT = 10_000
-#: True while an ``xmsgl`` command runs (set by :func:`xmsgl.cli.main`): a command says
+#: True while an ``xmsgl`` command runs (set by :mod:`xmsgl.cli`): a command says
 #: each of its own warnings, whatever a line said before in the process.
 SAY_EACH: contextvars.ContextVar[bool] = contextvars.ContextVar("xmsgl_say_each", default=False)
+
+
+def first_time(record: dict[Any, None], lock: threading.Lock, key: Any, kept: int) -> bool:
+    """Whether ``key`` is new to ``record``, a bounded record shared by threads: a new key
+    is added, and the oldest beyond the latest ``kept`` dropped."""
+    with lock:
+        if key in record:
+            return False
+        record[key] = None
+        while len(record) > kept:
+            del record[next(iter(record))]
+        return True
 
 
 def _filter_action(text: str, category: type[Warning], module: str, lineno: int) -> str:
@@ -376,13 +388,9 @@ def warn_at_user(message: str | Warning, category: type[Warning] | None = None) 
     if frame is not None and not SAY_EACH.get():
         module = str(frame.f_globals.get("__name__", "<string>"))
         key = (text, kind, frame.f_code.co_filename, frame.f_lineno)
-        if _filter_action(text, kind, module, frame.f_lineno) == "default":
-            with _SHOWN_LOCK:
-                if key in _SHOWN:
-                    return
-                _SHOWN[key] = None
-                while len(_SHOWN) > SHOWN_KEPT:
-                    del _SHOWN[next(iter(_SHOWN))]
+        if (_filter_action(text, kind, module, frame.f_lineno) == "default"
+                and not first_time(_SHOWN, _SHOWN_LOCK, key, SHOWN_KEPT)):
+            return
     if isinstance(message, Warning):
         warnings.warn(message, stacklevel=level)
     else:

@@ -1043,7 +1043,7 @@ def _check_graph_size(topo: Topology, max_distance: float | None, max_hops: int 
     if free is not None and need > free:
         raise ParameterError(f"{what}, more than the {free / 1e9:.1f} GB of memory available; {cut}")
     warn_at_user(f"{what}{f' of the {free / 1e9:.1f} GB available' if free else ''}; to keep them "
-                  f"small, {cut}", XmsglWarning)
+                 f"small, {cut}", XmsglWarning)
 
 
 def _build(

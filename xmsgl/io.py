@@ -2010,8 +2010,8 @@ def _append_lock(final: Path) -> Iterator[None]:
             if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise _appending_elsewhere(final) from err
             warn_at_user(f"{str(final)!r}: the file system refused a lock ({err.strerror or err}); "
-                          "appending without one: make sure no other process appends to this "
-                          "store at the same time", XmsglWarning)
+                         "appending without one: make sure no other process appends to this "
+                         "store at the same time", XmsglWarning)
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -2092,9 +2092,9 @@ def _undo_unfinished(group: Any, dim: str, final: Path, consolidated: bool) -> b
         if consolidated or mark["consolidated"]:
             _consolidate(final)
     warn_at_user(f"{str(final)!r}: an earlier append to this store did not finish (its process "
-                  f"stopped while writing); its {before - lengths[dim][0]} {dim} steps were cut off, "
-                  f"leaving the store's {lengths[dim][0]}; append them again",
-                  XmsglWarning)
+                 f"stopped while writing); its {before - lengths[dim][0]} {dim} steps were cut off, "
+                 f"leaving the store's {lengths[dim][0]}; append them again",
+                 XmsglWarning)
     return consolidated or bool(mark["consolidated"])
 
 
@@ -2208,10 +2208,10 @@ def _warn_other_statics(piece: xr.Dataset, store: xr.Dataset, dim: str, name: st
     if differ:
         one = len(differ) == 1
         warn_at_user(f"the piece's {'; '.join(differ)} differ{'s' if one else ''} from "
-                      f"the {'one' if one else 'ones'} in the store {name}, which keeps its own (variables without {dim!r} are "
-                      "not appended): append pieces downscaled from the input the store was "
-                      "written from, or write the piece to a store of its own",
-                      XmsglWarning)
+                     f"the {'one' if one else 'ones'} in the store {name}, which keeps its own (variables without {dim!r} are "
+                     "not appended): append pieces downscaled from the input the store was "
+                     "written from, or write the piece to a store of its own",
+                     XmsglWarning)
 
 
 def _calendar(index: Any) -> str:

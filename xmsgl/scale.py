@@ -72,6 +72,7 @@ from xmsgl.exceptions import (
     XmsglWarning,
     check_count,
     check_flag,
+    first_time,
     warn_at_user,
 )
 from xmsgl.graph import DIRECTIONS, build_graphs_weighted, weight_stats
@@ -813,7 +814,7 @@ class CallTag:
 
 
 #: Warnings said by block tasks: (call, text), the latest :data:`SAID_KEPT`.
-_SAID: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
+_SAID: dict[tuple[str, str], None] = {}
 _SAID_LOCK = threading.Lock()
 SAID_KEPT = 1000
 
@@ -824,14 +825,8 @@ def warn_once(call: CallTag | None, text: str, category: type[Warning]) -> None:
     (:func:`_to_client`). A process's record of what was said is cleared by every
     ``catch_warnings`` that torch, pandas or xarray enter, so Python's once-per-text
     rule alone repeated a block's warning for every block."""
-    if call is not None:
-        with _SAID_LOCK:
-            key = (call.id, text)
-            if key in _SAID:
-                return
-            _SAID[key] = None
-            while len(_SAID) > SAID_KEPT:
-                _SAID.popitem(last=False)
+    if call is not None and not first_time(_SAID, _SAID_LOCK, (call.id, text), SAID_KEPT):
+        return
     worker = _cluster_worker()
     # A worker in the client's own process (an "inproc://" address, as
     # Client(processes=False) makes) warns there already: sent on, the client said it a

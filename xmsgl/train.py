@@ -930,8 +930,8 @@ def _warn_mps_once(problem: str) -> None:
         return
     _MPS_WARNED.append(True)
     warn_at_user(f"device='auto': MPS (Apple GPU) is available, but the graph products use torch's "
-                  f"sparse CSR tensors, which this torch build does not run on MPS ({problem}); "
-                  "running on the CPU", XmsglWarning)
+                 f"sparse CSR tensors, which this torch build does not run on MPS ({problem}); "
+                 "running on the CPU", XmsglWarning)
 
 
 # --------------------------------------------------------------------------- periods
