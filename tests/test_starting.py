@@ -32,10 +32,12 @@ if __name__ == '__main__':
 '''
 
 
-def _run(path: Path) -> subprocess.CompletedProcess[str]:
+def _run(path: Path, typed: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the script at ``path``, named on the command line as ``typed`` (a path relative
+    to the folder above its own, the working one) or by its absolute path."""
     path.write_text(SCRIPT)
-    return subprocess.run([sys.executable, str(path), "info"], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, typed or str(path), "info"], capture_output=True,
+                          text=True, timeout=120, cwd=path.parent.parent)
 
 
 def test_ctrl_c_while_the_command_imports_xmsgl_says_one_line(tmp_path: Path) -> None:
@@ -45,6 +47,14 @@ def test_ctrl_c_while_the_command_imports_xmsgl_says_one_line(tmp_path: Path) ->
     assert done.stdout == ""
     if sys.platform != "win32":  # still ended as a program stopped by SIGINT (130 in a shell)
         assert done.returncode == -signal.SIGINT
+
+
+def test_the_command_named_by_a_relative_path_says_one_line_too(tmp_path: Path) -> None:
+    # As the README runs it (.venv/bin/xmsgl demo): argv[0] relative, __main__'s file
+    # absolute, so it was not taken for the command.
+    (tmp_path / "bin").mkdir()
+    done = _run(tmp_path / "bin" / "xmsgl", typed="bin/xmsgl")
+    assert done.stderr == f"xmsgl: error: {starting.MESSAGE}\n"
 
 
 def test_other_programs_keep_pythons_traceback(tmp_path: Path) -> None:

@@ -30,7 +30,8 @@ def _is_the_command() -> bool:
     ``sys.argv[0]`` names, called ``xmsgl`` (``xmsgl-script.py`` where older
     setuptools wrote one for Windows), that imports the command's entry point."""
     path = getattr(sys.modules.get("__main__"), "__file__", None)
-    if not path or not sys.argv or sys.argv[0] != path:
+    # __main__'s file is absolute (Python 3.9 on), argv[0] as typed (.venv/bin/xmsgl).
+    if not path or not sys.argv or os.path.abspath(sys.argv[0]) != os.path.abspath(path):
         return False
     name = os.path.basename(path).lower()
     if name not in ("xmsgl", "xmsgl-script.py", "xmsgl-script.pyw"):
