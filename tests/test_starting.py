@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -55,6 +56,36 @@ def test_the_command_named_by_a_relative_path_says_one_line_too(tmp_path: Path) 
     (tmp_path / "bin").mkdir()
     done = _run(tmp_path / "bin" / "xmsgl", typed="bin/xmsgl")
     assert done.stderr == f"xmsgl: error: {starting.MESSAGE}\n"
+
+
+@pytest.mark.parametrize("module", [["-m", "xmsgl"], ["-W", "ignore", "-mxmsgl"]])
+def test_python_dash_m_xmsgl_says_one_line_too(tmp_path: Path, module: list[str]) -> None:
+    # python -m xmsgl imports the package while argv[0] is "-m": not taken for the command.
+    (tmp_path / "sitecustomize.py").write_text(SCRIPT.split("from xmsgl")[0])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    done = subprocess.run([sys.executable, *module, "info"], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.stderr == f"xmsgl: error: {starting.MESSAGE}\n"
+    assert done.stdout == ""
+    if sys.platform != "win32":
+        assert done.returncode == -signal.SIGINT
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["python", "-m", "xmsgl", "demo"], "xmsgl"),
+    (["python", "-Im", "xmsgl.__main__"], "xmsgl.__main__"),
+    (["python", "-X", "dev", "-Wignore", "-m", "other"], "other"),
+    (["python", "--check-hash-based-pycs", "always", "-m", "xmsgl"], "xmsgl"),
+    (["python", "-c", "import xmsgl", "-m", "xmsgl"], None),
+])
+def test_the_module_python_runs_is_read_from_its_command_line(
+        monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: str | None) -> None:
+    monkeypatch.setattr(sys, "argv", ["-m"])
+    monkeypatch.setattr(sys, "orig_argv", argv, raising=False)
+    assert starting._module_run() == expected
+    monkeypatch.setattr(sys, "argv", ["/path/to/xmsgl/__main__.py"])
+    assert starting._module_run() is None
 
 
 def test_other_programs_keep_pythons_traceback(tmp_path: Path) -> None:

@@ -3,10 +3,10 @@
 The command's script (``from xmsgl.cli import main``, as pip writes it) imports xmsgl,
 xarray and pandas, about a second, before :func:`xmsgl.cli.main` can answer Ctrl-C
 with its one line: stopped in that second, Python printed the import's traceback.
-When the program running is that script, :func:`arm` (run as this module is imported,
-the first thing ``import xmsgl`` does) puts a hook in :data:`sys.excepthook` that says
-the line instead, and :func:`disarm` (the first thing ``main`` does) puts the previous
-hook back. Python still exits as a program stopped by SIGINT (status 130 in a shell).
+When the program running is that script, or ``python -m xmsgl``, :func:`arm` (run as
+this module is imported, the first thing ``import xmsgl`` does) puts a hook in
+:data:`sys.excepthook` that says the line instead, and :func:`disarm` (the first thing
+``main`` does) puts the previous hook back. Python still exits as a program stopped by SIGINT (status 130 in a shell).
 Any other program that imports xmsgl is left as it is.
 """
 
@@ -25,10 +25,38 @@ _SCRIPT_LINE = "from xmsgl.cli import main"
 _PREVIOUS: list[Any] = []
 
 
+def _module_run() -> str | None:
+    """The module ``python -m`` was given, while Python imports its package (then
+    ``sys.argv[0]`` is ``"-m"``, and the command line is in ``sys.orig_argv``)."""
+    if not sys.argv or sys.argv[0] != "-m":
+        return None
+    args = iter(getattr(sys, "orig_argv", [])[1:])
+    for arg in args:
+        if arg == "--check-hash-based-pycs":
+            next(args, None)
+            continue
+        if not arg.startswith("-") or arg.startswith("--"):
+            continue
+        # Short options, which Python lets one write together (-Im xmsgl, -mxmsgl);
+        # -W and -X take the rest of the word or the next one, -m and -c end them.
+        for i, flag in enumerate(arg[1:], start=2):
+            if flag in "WXmc":
+                value = arg[i:] or next(args, "")
+                if flag == "m":
+                    return value
+                if flag == "c":
+                    return None
+                break
+    return None
+
+
 def _is_the_command() -> bool:
-    """Whether the program running is the ``xmsgl`` script: ``__main__`` is the file
-    ``sys.argv[0]`` names, called ``xmsgl`` (``xmsgl-script.py`` where older
-    setuptools wrote one for Windows), that imports the command's entry point."""
+    """Whether the program running is the ``xmsgl`` command: ``python -m xmsgl``, or
+    the ``xmsgl`` script: ``__main__`` is the file ``sys.argv[0]`` names, called
+    ``xmsgl`` (``xmsgl-script.py`` where older setuptools wrote one for Windows), that
+    imports the command's entry point."""
+    if _module_run() in ("xmsgl", "xmsgl.__main__"):
+        return True
     path = getattr(sys.modules.get("__main__"), "__file__", None)
     # __main__'s file is absolute (Python 3.9 on), argv[0] as typed (.venv/bin/xmsgl).
     if not path or not sys.argv or os.path.abspath(sys.argv[0]) != os.path.abspath(path):
