@@ -40,7 +40,7 @@ def open_group(store: Path, mode: str = "r") -> object:
 
 
 def days(start: str, n: int, reaches: list[int] | None = None, value: float | None = None,
-         units: str = "degC", model: str = "abc") -> xr.DataArray:
+         units: str | None = "degC", model: str = "abc") -> xr.DataArray:
     """A downscale-like output: (reach, time) float32 with units and a model hash."""
     reaches = [11, 12, 13] if reaches is None else reaches
     time = pd.date_range(start, periods=n)
@@ -49,7 +49,8 @@ def days(start: str, n: int, reaches: list[int] | None = None, value: float | No
               if value is None else np.full((len(reaches), n), value)).astype("float32")
     return xr.DataArray(values, coords={"reach": reaches, "time": time}, dims=("reach", "time"),
                         name="reach_temp_pred",
-                        attrs={"units": units, "xmsgl_model_sha256": model, "history": f"run {start}"})
+                        attrs={**({"units": units} if units is not None else {}),
+                               "xmsgl_model_sha256": model, "history": f"run {start}"})
 
 
 def first_store(path: Path, piece: xr.DataArray, time_chunk: int = 4, **kw: object) -> Path:
@@ -112,7 +113,10 @@ def test_a_lazy_piece_appends_and_a_dataset_without_bounds_gets_none(tmp_path: P
      r"\(missing from the piece: \[13\]; repeated in the piece: \[11\]\).*as the store$"),
     (days("2001-01-11", 3).drop_vars("reach"), DataError,
      r"the piece has no 'reach' labels to match with the store's; give them"),
-    (days("2001-01-11", 3, units="degF"), UnitsError, r"'degF' in the piece and in 'degC' in the store"),
+    (days("2001-01-11", 3, units="degF"), UnitsError,
+     r"has units 'degF' in the piece and units 'degC' in the store .*; convert the piece"),
+    (days("2001-01-11", 3, units=None), UnitsError,  # was said "in None"
+     r"has no units attribute in the piece and units 'degC' in the store .*; give it the store's"),
     (days("2001-01-11", 3, model="other"), ModelMismatchError, r"same_model=False"),
     (days("2001-01-11", 3).rename("seg_temp_pred"), DataError,
      r"missing \['reach_temp_pred'\]; not in the store \['seg_temp_pred'\]"),
@@ -236,6 +240,32 @@ def test_a_gap_warns_with_its_length(tmp_path: Path) -> None:
     assert xr.open_zarr(store).sizes["time"] == 13
 
 
+def test_units_spelled_otherwise_append_and_the_store_keeps_its_own(tmp_path: Path) -> None:
+    # Refused as other units ("convert the piece") though they are the same.
+    store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
+    for start, units in (("2001-01-11", "degree_Celsius"), ("2001-01-14", "celsius")):
+        append_zarr(days(start, 3, units=units), store)
+    got = xr.open_zarr(store)
+    assert got.sizes["time"] == 16 and got["reach_temp_pred"].attrs["units"] == "degC"
+    xr.testing.assert_equal(got["reach_temp_pred"].isel(time=slice(10, None)).load(),
+                            days("2001-01-11", 6))
+
+
+@pytest.mark.parametrize("dim", ["reach", None, 1, ""])
+def test_appending_along_anything_but_time_is_refused(tmp_path: Path, dim: object) -> None:
+    # dim="reach" failed deep in the day checks with a TypeError; None and 1 in zarr.
+    store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
+    before = _tree(store)
+    if dim == "reach":
+        with pytest.raises(DataError, match=r"the store's 'reach' holds int64 labels, not times: "
+                                            r"append_zarr appends time steps .*to_zarr\(region=...\)"):
+            append_zarr(days("2001-01-11", 3, reaches=[14, 15]), store, dim="reach")
+    else:
+        with pytest.raises(ParameterError, match="dim must name the store's time dimension"):
+            append_zarr(days("2001-01-11", 3), store, dim=dim)  # type: ignore[arg-type]
+    assert _tree(store) == before
+
+
 def test_bad_paths_and_objects_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match="is not an existing zarr store; write the first piece"):
         append_zarr(days("2001-01-01", 3), tmp_path / "none.zarr")
@@ -303,7 +333,7 @@ def test_a_second_append_at_once_is_refused(tmp_path: Path) -> None:
     fd = os.open(store, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(ParameterError, match="another process is appending to this store"):
+        with pytest.raises(ParameterError, match=r"another append \(in this process or another\) is writing to this store"):
             append_zarr(days("2001-01-11", 3), store)
     finally:
         os.close(fd)
@@ -337,7 +367,7 @@ def test_without_fcntl_the_store_is_locked_through_a_file_in_it(tmp_path: Path,
 
     store = first_store(tmp_path / "s.zarr", days("2001-01-01", 10))
     with io_module._append_lock(store):  # another append in progress
-        with pytest.raises(ParameterError, match="another process is appending to this store"):
+        with pytest.raises(ParameterError, match=r"another append \(in this process or another\) is writing to this store"):
             append_zarr(days("2001-01-11", 3), store)
     append_zarr(days("2001-01-11", 3), store)
     assert held == set() and xr.open_zarr(store).sizes["time"] == 13

@@ -1807,7 +1807,8 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
 
     * the piece has the store's variables along ``dim`` (its time bounds are added
       where the store has them, :func:`xmsgl.convention.daily_time_bounds`), in the
-      same units, on the same coordinates of the other dimensions (the same reach ids;
+      same units (however spelled: ``degree_Celsius`` is ``degC``; the store keeps its
+      own spelling), on the same coordinates of the other dimensions (the same reach ids;
       a piece that holds them in another order is put in the store's);
     * it starts after the store's last day (a piece that repeats or goes back is
       refused); a gap of missing days gets a :class:`~xmsgl.exceptions.TimeGapWarning`;
@@ -1838,6 +1839,8 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
         An existing zarr store on a local file system; write the first piece with
         :func:`to_zarr_safe`.
     dim : str, default "time"
+        The store's time dimension (datetime64 or cftime labels): pieces add time
+        steps. Other dimensions (``reach``, say) are refused.
     same_model : bool, default True
         Refuse a piece whose variables name another model than the store's.
 
@@ -1849,11 +1852,11 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
     Raises
     ------
     ParameterError
-        ``path`` is not an existing zarr store, ``piece`` reads from it, or another
-        process is appending to it.
+        ``path`` is not an existing zarr store, ``piece`` reads from it, another
+        process (or thread) is appending to it, or ``dim`` is not a name.
     DataError
-        The piece's variables, dimensions or coordinates are not the store's, its
-        days do not follow the store's, a label is missing (NaT), or its times (or
+        The piece's variables, dimensions or coordinates are not the store's, ``dim``
+        does not hold times, its days do not follow the store's, a label is missing (NaT), or its times (or
         time bounds) are ones the store's time encoding (units, calendar, number
         type) cannot hold exactly.
     TimeError
@@ -1883,6 +1886,9 @@ def append_zarr(piece: xr.Dataset | xr.DataArray, path: PathLike, *, dim: str = 
     """
     import zarr
 
+    if not isinstance(dim, str) or not dim:
+        raise ParameterError(f"dim must name the store's time dimension ('time' by default), not "
+                             f"{dim!r}")
     final = output_path(path)
     if not final.is_dir() or not any(os.path.lexists(final / m) for m in _ZARR_MARKERS):
         raise ParameterError(f"{str(final)!r} is not an existing zarr store; write the first piece "
@@ -2018,7 +2024,7 @@ def _append_lock(final: Path) -> Iterator[None]:
 
 
 def _appending_elsewhere(final: Path) -> ParameterError:
-    return ParameterError(f"{str(final)!r}: another process is appending to this store; wait until "
+    return ParameterError(f"{str(final)!r}: another append (in this process or another) is writing to this store; wait until "
                           "it is done")
 
 
@@ -2110,12 +2116,20 @@ def _checked_piece(piece: xr.Dataset, store: xr.Dataset, dim: str, same_model: b
     what the history line adds about its model; refused where it does not continue
     the store."""
     import numpy as np
+    import pandas as pd
 
     name = repr(str(final))
     for where, ds in (("the store", store), ("the piece", piece)):
         if dim not in ds.dims or dim not in ds.indexes:
             raise DataError(f"{where} has no coordinate {dim!r} to append along (the store {name} "
                             f"has {sorted(map(str, store.dims))}, the piece {sorted(map(str, piece.dims))})")
+    for where, ds in (("the store", store), ("the piece", piece)):
+        if not isinstance(ds.indexes[dim], (pd.DatetimeIndex, xr.CFTimeIndex)):
+            raise DataError(
+                f"{where}'s {dim!r} holds {ds.indexes[dim].dtype} labels, not times: append_zarr "
+                f"appends time steps (dim is the store's time dimension, 'time' by default). To "
+                f"gather pieces of other {dim!r} labels (regions of a basin, say) write them to one "
+                "store with xarray's to_zarr(region=...), or keep one store each")
     if not piece.sizes[dim]:
         raise DataError(f"the piece has no {dim!r} step to append")
     from xmsgl.convention import _refuse_timezones
@@ -2587,10 +2601,14 @@ def _check_variable(v: str, piece: xr.Dataset, store: xr.Dataset, dim: str, same
             continue
         if d not in piece.indexes or not piece.indexes[d].equals(store.indexes[d]):
             raise DataError(f"{v!r}: " + _labels_differ(piece, store, d, name))
+    from xmsgl.convention import same_units
+
     units = (mine.attrs.get("units"), theirs.attrs.get("units"))
-    if units[0] != units[1]:
-        raise UnitsError(f"{v!r} is in {units[0]!r} in the piece and in {units[1]!r} in the store "
-                         f"{name}; convert the piece to the store's units")
+    if not same_units(*units):
+        said = [f"units {u!r}" if u is not None else "no units attribute" for u in units]
+        fix = ("give it the store's units attribute" if units[0] is None
+               else "convert the piece to the store's units")
+        raise UnitsError(f"{v!r} has {said[0]} in the piece and {said[1]} in the store {name}; {fix}")
     ours, stores = mine.attrs.get("xmsgl_model_sha256"), theirs.attrs.get("xmsgl_model_sha256")
     if ours == stores:
         return ""
