@@ -492,6 +492,8 @@ def test_cftime_advice_runs_on_its_calendar(calendar: str, tmp_path) -> None:
     text = str(err.value)
     if calendar == "standard":  # cftime only for dates outside 1678-2262: said first
         near = text.split("(within 1678-2262, ds = ")[1].split(" is enough")[0]
+        # These dates are within it: read as cftime because asked (use_cftime=True).
+        assert "and every date when opened with use_cftime=True" in text
     else:
         near = text.split("convert them with ds = ")[1].split(", or, for dates")[0]
     fixed = eval(near, {"ds": cf})  # the advice, as printed, runs

@@ -1696,7 +1696,8 @@ def cftime_message(calendar: str) -> str:
         # use_cftime=False) cannot take: reading them in seconds is the short way.
         return (
             f"coordinate 'time' holds cftime dates (calendar {calendar!r}), as xarray decodes "
-            "dates outside 1678-2262 by default: read them as datetime64[s] with "
+            "dates outside 1678-2262 by default (and every date when opened with use_cftime=True, "
+            "which dates within that range do not need): read them as datetime64[s] with "
             "xr.open_dataset(path, decode_times=xr.coders.CFDatetimeCoder(time_unit='s')) "
             "(xarray 2025.01 or later), or convert them: ds = ds.convert_calendar("
             "'proleptic_gregorian', use_cftime=True); ds = ds.assign_coords(time=ds.indexes["
