@@ -16,6 +16,7 @@ import xarray as xr
 
 import xmsgl
 from tests.conftest import as_saved_before_digests
+from tests.test_cli import one_error_line
 from xmsgl.cli import main
 
 torch = pytest.importorskip("torch")
@@ -335,6 +336,22 @@ def test_downscale_on_a_damaged_chunk_is_one_line(files: dict[str, str], model_d
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_nan_inputs_found_by_the_command_get_a_shell_users_advice(
+        files: dict[str, str], model_dir: str, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    # It ended "or downscale in memory (ds.load() first, without lazy=True)", which
+    # the command, reading DATA block by block, has no way to do.
+    ds = xr.open_dataset(files["nc"]).load()
+    ds["reach_air_temp"][0, 100:103] = np.nan
+    ds.to_netcdf(tmp_path / "nan.nc")
+    assert main(["downscale", model_dir, str(tmp_path / "nan.nc"), str(tmp_path / "o.nc")]) == 2
+    err = one_error_line(capsys.readouterr().err)
+    assert "'reach_air_temp' has 3 NaN or infinite values" in err
+    assert err.endswith("count them over the whole of DATA (in Python: "
+                        "int(ds['reach_air_temp'].isnull().sum()) for NaN, or "
+                        "ds.load().msgl.downscale(model), which names them all)")
+    assert not (tmp_path / "o.nc").exists()
+
+
 def test_messages_speak_of_the_commands_options(files: dict[str, str], model_dir: str, tmp_path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Errors and warnings name the option, not the Python keyword."""
@@ -636,6 +653,25 @@ def test_fit_and_info_say_when_fine_tuning_kept_its_starting_weights(
     assert ("the weights the last stage started from kept (validation fine RMSE 0.500 degC): none "
             "of its 2 epochs scored lower") in out
     assert "best epoch" not in out
+
+
+@pytest.mark.filterwarnings("default::xmsgl.exceptions.XmsglWarning")
+def test_info_says_a_models_warnings_as_the_other_commands_do(
+        files: dict[str, str], model_dir: str, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    # It printed Python's warning ("bin/xmsgl:8: XmsglWarning: ..." and the source
+    # line), twice with --data.
+    edited = str(tmp_path / "edited.xmsgl")
+    shutil.copytree(model_dir, edited)
+    cfg = json.loads(open(os.path.join(edited, "config.json")).read())
+    cfg["hyperparameters"]["lr"] = 0.01
+    with open(os.path.join(edited, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    for extra in ([], ["--data", files["nc"]]):
+        capsys.readouterr()
+        assert main(["info", edited, *extra]) == 0
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith(
+            f"xmsgl: warning: {edited + '/config.json'!r} was edited after the model was saved")
 
 
 def test_info_describes_a_saved_model(files: dict[str, str], model_dir: str, tmp_path,

@@ -156,7 +156,8 @@ def _fetch_data(args: argparse.Namespace) -> int:
     from xmsgl.datasets.drb import fetch_data
 
     folder = None if args.folder is None else output_folder(args.folder, "--folder")
-    paths = fetch_data(source=args.source, folder=folder, progress=not args.no_progress)
+    with _warnings_as_lines():
+        paths = fetch_data(source=args.source, folder=folder, progress=not args.no_progress)
     for p in paths:
         print(p)
     print(f"{len(paths)} files ready")
@@ -170,10 +171,12 @@ def _info(args: argparse.Namespace) -> int:
 
     if args.model is not None:
         # Both read before anything is printed: a --data that cannot be read is refused
-        # alone, not after the model's description.
-        lines = list(_model_lines(args.model))
-        if args.data is not None:
-            lines += list(_data_lines(args))
+        # alone, not after the model's description. The model's warnings (an edited
+        # config.json, say) as the other commands say them, once.
+        with _warnings_as_lines():
+            lines = list(_model_lines(args.model))
+            if args.data is not None:
+                lines += list(_data_lines(args))
         for line in lines:
             print(line)
         return 0
@@ -496,6 +499,13 @@ _CLI_WORDS = (
      r"store DATA in smaller chunks (in Python: ds.chunk(\1).to_zarr(...))"),
     (r"rechunk to larger chunks, e\.g\. ds = ds\.chunk\((\{[^}]*\})\)",
      r"store DATA in larger chunks (in Python: ds.chunk(\1).to_zarr(...))"),
+    # The command reads DATA lazily, block by block: the count and the in-memory run
+    # that names every bad value are Python's.
+    (r"; count them over the whole dataset(?: \((int\(ds\[[^\]]*\]\.isnull\(\)\.sum\(\)\))"
+     r" for NaN\))?, or downscale in memory \(ds\.load\(\) first, without lazy=True\), which "
+     r"names them all",
+     lambda m: "; count them over the whole of DATA (in Python: " + (f"{m[1]} for NaN, or " if m[1] else "")
+     + "ds.load().msgl.downscale(model), which names them all)"),
 )
 
 
@@ -515,6 +525,8 @@ _EVALUATE_WORDS = (
      "give a longer record (--start and --end, or the file of --data)"),
     # It compares the methods of --methods: remap is one to add there.
     (r"\bworse than method='remap'", "worse than remap (add it to --methods)"),
+    (r"\bgive test=\(start, end\) on days with observations",
+     "give --test START END on days with observations"),
 )
 
 #: fetch-data's own words: its data folder is --folder (the Python API's folder=).
