@@ -133,6 +133,21 @@ def test_a_sweep_whose_test_period_covers_the_record_says_so(basin: xr.Dataset) 
         sparsity_sweep(basin, "climatology", keep=[1.0], seeds=[0], test=whole)
 
 
+def test_a_sweep_whose_test_period_has_no_observation_names_it_and_the_fix(basin: xr.Dataset) -> None:
+    # It said "the test period holds no 'reach_temp' value; nothing to score" alone.
+    blank = basin.drop_vars(["reach_temp_true", "seg_temp_true"])
+    blank["reach_temp"] = blank["reach_temp"].where(blank["time"] < np.datetime64("2002-04-01"))
+    with pytest.raises(xmsgl.DataError, match=r"the test period \(2002-04-01 to 2002-09-30\) holds no "
+                       r"'reach_temp' value; nothing to score: give test=\(start, end\) on days with "
+                       r"observations \('reach_temp' has values from 2000-10-\d\d to 2002-03-\d\d\)$"):
+        sparsity_sweep(blank, "climatology", keep=[1.0], seeds=[0], test=("2002-04-01", "2002-09-30"))
+    from xmsgl.cli import _cli_words
+
+    with pytest.raises(xmsgl.DataError) as err:
+        sparsity_sweep(blank, "climatology", keep=[1.0], seeds=[0], test=("2002-04-01", "2002-09-30"))
+    assert "give --test START END on days with observations" in _cli_words(str(err.value), "evaluate")
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"folds": 2.0}, "folds=2.0"),
     ({"folds": 1}, "folds=1"),

@@ -1710,7 +1710,12 @@ def sparsity_sweep(
     target_all, target_name = _target(ds, use_truth)
     tvals = np.where(test_days[None, :], np.asarray(target_all.values), np.nan)
     if not np.isfinite(tvals).any():
-        raise DataError(f"the test period holds no {target_name!r} value; nothing to score")
+        period = spans_text(mask_spans(time, test_days)).replace("/", " to ")
+        seen = np.isfinite(np.asarray(target_all.values)).any(axis=0)
+        where = (f"{target_name!r} has values from {time[seen][0].date()} to {time[seen][-1].date()}"
+                 if seen.any() else f"the dataset holds no {target_name!r} value at all")
+        raise DataError(f"the test period ({period}) holds no {target_name!r} value; nothing to "
+                        f"score: give test=(start, end) on days with observations ({where})")
     test_ds = xr.Dataset({"target": target_all.copy(data=tvals)},
                          attrs={"test_period": test_attr, "blocking": "time",
                                 "default_split": int(test is None)})
