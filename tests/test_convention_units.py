@@ -660,6 +660,33 @@ def test_input_arrays_refuse_implausible_degc_inputs(bad: float) -> None:
         with pytest.raises(UnitsError, match=r"input temperature 'reach_air_temp' spans") as info:
             make(ds, names, "reach", spec)
         assert ("labelled 'K'" in str(info.value)) == (bad == -263.0)
+        assert "degF" not in str(info.value)  # one value past the range: a code, or a spike
+
+
+@pytest.mark.parametrize("codes", [[], [99.0], [99.0, 99.9]])
+def test_fahrenheit_air_labelled_degc_is_named_where_the_model_reads_it(codes: list[float]) -> None:
+    # The fix offered first was to mask the values above 65 degC: half a summer of
+    # Fahrenheit readings dropped as fill values.
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    from xmsgl.train import FeatureSpec, input_array
+
+    spec = FeatureSpec(seg_vars=[], reach_vars=["reach_air_temp"], n_common=0,
+                       units={"reach_air_temp": "degC"}, static={}, mean={"reach_air_temp": 10.0},
+                       std={"reach_air_temp": 1e4})
+    celsius = np.linspace(-5.0, 30.0, 60).reshape(12, 5)
+    degf = xr.Dataset({"reach_air_temp": (("time", "reach"), celsius * 1.8 + 32.0)})
+    coded = xr.Dataset({"reach_air_temp": (("time", "reach"), celsius.copy())})
+    coded["reach_air_temp"].values.flat[:len(codes)] = codes
+    for ds, named in ((degf, True), (coded, False)):
+        if ds is coded and not codes:
+            continue
+        with pytest.raises(UnitsError) as info:
+            input_array(ds, ["reach_air_temp"], "reach", spec)
+        said = str(info.value)
+        assert ("its values look like degF: if so, set ds['reach_air_temp'].attrs['units'] = 'degF'"
+                in said) == named, said
+        assert "ds['reach_air_temp'].where(ds['reach_air_temp'] <= 65)" in said
 
 
 # --------------------------------------------------- inputs on other dimensions

@@ -427,12 +427,19 @@ def _check_temperature(name: str, vmin: float, vmax: float, spec: FeatureSpec,
     n_out = int(np.count_nonzero(out))
     if not n_out:  # the extremes given were not the values' own
         return
+    fix = (f"mask fill values ({stored_mask(name, lo, hi, vmin, vmax, attrs)}) or correct its "
+           f"'units' attribute.{' ' + why[0].upper() + why[1:] + '.' if why else ''}")
+    # Fahrenheit labelled degC: many values past the range, of many values (a fill
+    # value is one or two), all of them plausible once read as degF.
+    if (not why and lo <= (vmin - 32.0) * 5.0 / 9.0 and (vmax - 32.0) * 5.0 / 9.0 <= hi
+            and np.unique(vals[out]).size >= 3):
+        fix = (f"its values look like degF: if so, set ds[{name!r}].attrs['units'] = 'degF'; "
+               f"if they are degC, mask the fill values among them "
+               f"({stored_mask(name, lo, hi, vmin, vmax, attrs)})")
     raise UnitsError(
         f"input temperature {name!r} spans {value_span(vmin, vmax)} degC here, outside the "
         f"plausible {lo:g}..{hi:g} degC for air and other temperatures ({n_out} "
-        f"value{'s' if n_out != 1 else ''}, at {_where_bad(out, sel, dim)}); mask fill values "
-        f"({stored_mask(name, lo, hi, vmin, vmax, attrs)}) or correct its 'units' "
-        f"attribute.{' ' + why[0].upper() + why[1:] + '.' if why else ''}"
+        f"value{'s' if n_out != 1 else ''}, at {_where_bad(out, sel, dim)}); {fix}"
     )
 
 
