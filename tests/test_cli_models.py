@@ -612,8 +612,16 @@ def test_coverage_refuses_a_baseline_and_lists_a_missing_input(files: dict[str, 
     capsys.readouterr()
     assert main(["coverage", clim, str(tmp_path / "absent.nc")]) == 2  # refused before DATA is read
     err = capsys.readouterr().err
-    assert f"MODEL {clim!r} is the climatology baseline" in err and "--method msgl" in err
-    assert "gru" in err.split("fit one with")[1]
+    assert f"MODEL {clim!r} is the climatology baseline (climatology reads no input" in err
+    assert "--method msgl" in err and "gru" in err.split("fit one with")[1]
+    mohseni = str(tmp_path / "mohseni")
+    assert main(["fit", files["nc"], mohseni, "--method", "mohseni"]) == 0
+    capsys.readouterr()
+    assert main(["coverage", mohseni, str(tmp_path / "absent.nc")]) == 2
+    err = capsys.readouterr().err  # it said mohseni learns "no weights from inputs"
+    assert ("(mohseni's curves read the air temperature alone, and its predictions warn "
+            "(InputRangeWarning) where that leaves the range they were fitted on (input_range in "
+            "the model's config.json))") in err
     # The GRU learns from its reaches' inputs and is judged, as ds.msgl.coverage judges it
     # (the command refused it with the baselines).
     gru = str(tmp_path / "gru")

@@ -347,8 +347,14 @@ def test_coverage_refuses(half_year_basin: xr.Dataset, half_year_msgl) -> None:
         half_year_basin.assign(reach_slope=half_year_basin.reach_slope.expand_dims(
             time=half_year_basin.time).transpose()).msgl.coverage(half_year_msgl)
     baseline = xmsgl.fit(half_year_basin, "climatology")
-    with pytest.raises(ParameterError, match="baseline"):
+    with pytest.raises(ParameterError, match="'climatology' is a baseline: climatology reads no "
+                                             "input variable, only observations$"):
         half_year_basin.msgl.coverage(baseline)
+    # Mohseni's curves do read an input: it was said to learn "no weights from inputs".
+    mohseni = xmsgl.fit(half_year_basin, "mohseni")
+    with pytest.raises(ParameterError, match=r"'mohseni' is a baseline: mohseni's curves read the air "
+                                             r"temperature alone, and its predictions warn \(InputRangeWarning\)"):
+        half_year_basin.msgl.coverage(mohseni)
     old = xmsgl.Downscaler.__new__(xmsgl.Downscaler)
     old.__dict__.update(half_year_msgl.__dict__)
     old.config = {**half_year_msgl.config,

@@ -484,6 +484,7 @@ _CLI_WORDS = (
      "PYTHONWARNINGS=error::UserWarning, which makes every xmsgl warning (every UserWarning) an "
      "error"),
     (r"\(train=, val=, test=\)", "(--train, --val, --test)"),
+    (r"\(model\.config\['input_range'\]\)", "(input_range in the model's config.json)"),
     (r"\(model\.save\(path\) writes one\)", "(xmsgl fit writes one; model.save in Python)"),
     (r"\(model\.save\(path\)\)", "(written by xmsgl fit; model.save in Python)"),
     (r"\bthe (training|validation|test) period \('([^']*)', '([^']*)'\)",
@@ -1794,7 +1795,7 @@ def _coverage(args: argparse.Namespace) -> int:
         coverage_instant,
         json_safe_attrs,
     )
-    from xmsgl.coverage import coverage, judges
+    from xmsgl.coverage import coverage, judges, not_judged
     from xmsgl.io import to_netcdf_safe
 
     time = _period("--time", args.time)
@@ -1813,8 +1814,8 @@ def _coverage(args: argparse.Namespace) -> int:
         # What only the model can tell, before DATA is read.
         if not judges(model):
             raise ParameterError(
-                f"MODEL {args.model!r} is the {model.method} baseline, which learns no weights "
-                "from inputs; coverage judges the network methods' models and the GRU's: fit "
+                f"MODEL {args.model!r} is the {model.method} baseline ({not_judged(model.method)}); "
+                "coverage judges the network methods' models and the GRU's: fit "
                 "one with xmsgl fit --method msgl (or async-msgl, fine-only, remap, direct, "
                 "progressive, gru)")
         if "observed_range" not in model.config["variables"]:

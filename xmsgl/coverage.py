@@ -54,13 +54,23 @@ WARN_SD = 5.0
 
 def judges(model: Any) -> bool:
     """Whether :func:`coverage` judges ``model``: every network method's and the GRU's,
-    which learn weights from their inputs, not a baseline that learns none
-    (climatology, mohseni, idw, harmonic). The ``xmsgl coverage`` command asks this
+    which learn weights from their inputs, not the other baselines (climatology, idw
+    and harmonic read no input variable; mohseni's curves read the air temperature,
+    whose range its predictions warn of). The ``xmsgl coverage`` command asks this
     before it reads its data."""
     from xmsgl.baselines import BaselineModel
     from xmsgl.nn.gru import GRUModel
 
     return not isinstance(model, BaselineModel) or isinstance(model, GRUModel)
+
+
+def not_judged(method: str) -> str:
+    """Why :func:`coverage` does not judge the baseline ``method`` (:func:`judges`)."""
+    if method == "mohseni":
+        return ("mohseni's curves read the air temperature alone, and its predictions warn "
+                "(InputRangeWarning) where that leaves the range they were fitted on "
+                "(model.config['input_range'])")
+    return f"{method} reads no input variable, only observations"
 
 
 @typed_arguments
@@ -163,8 +173,8 @@ def coverage(ds: xr.Dataset, model: Any, *, margin: float = 1.0, time: Any = Non
     if not judges(model):
         raise ParameterError(
             f"coverage judges the models fitted by the network methods (msgl, async-msgl, "
-            f"fine-only, remap, direct, progressive) and the GRU; {model.method!r} is a baseline "
-            "that learns no weights from inputs")
+            f"fine-only, remap, direct, progressive) and the GRU; {model.method!r} is a baseline: "
+            f"{not_judged(str(model.method))}")
     if not isinstance(model, (Downscaler, GRUModel)):
         raise ParameterError(f"expected an xmsgl.Downscaler, the GRU or a saved model's folder, got "
                              f"{type(model).__name__}")
