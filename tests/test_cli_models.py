@@ -1461,6 +1461,13 @@ def test_downscale_sets_the_attributes_given_with_attr(files: dict[str, str], mo
     for bad in ("creator_name", "=x", "two words=x"):
         assert main(["downscale", model_dir, files["nc"], str(tmp_path / "b.nc"), "--attr", bad]) == 2
         assert "give KEY=VALUE" in capsys.readouterr().err
+    # The attributes that state facts of the run were replaced without a word (the
+    # history line that names the model's sha256, among them).
+    for key in ("history", "Conventions", "time_coverage_start", "date_created"):
+        assert main(["downscale", model_dir, files["nc"], str(tmp_path / "b.nc"), "--attr", f"{key}=x"]) == 2
+        err = one_error_line(capsys.readouterr().err)
+        assert err.startswith(f"xmsgl: error: --attr {key}: xmsgl writes {key} of OUT from the run (")
+        assert err.endswith("leave it out (a note of your own goes in --attr comment='...')")
     store = tmp_path / "p.zarr"
     assert main(["downscale", model_dir, files["nc"], str(store), "--time", "2002-10-01", "2002-10-31"]) == 0
     assert main(["downscale", model_dir, files["nc"], str(store), "--time", "2002-11-01", "2002-11-30",

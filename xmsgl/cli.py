@@ -975,8 +975,26 @@ def _attributes(items: list[str]) -> dict[str, str]:
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", key):
             raise ParameterError(f"--attr {item!r}: give KEY=VALUE, KEY a name of letters, digits "
                                  "and _ (e.g. --attr creator_name='A. Hydrologist')")
+        if key in _WRITTEN_FROM_THE_RUN:
+            raise ParameterError(f"--attr {key}: xmsgl writes {key} of OUT from the run "
+                                 f"({_WRITTEN_FROM_THE_RUN[key]}), and a value given would make the "
+                                 "file misstate it; leave it out (a note of your own goes in "
+                                 "--attr comment='...')")
         out[key] = value
     return out
+
+
+#: The global attributes of OUT that state facts of the run: --attr cannot set them.
+_WRITTEN_FROM_THE_RUN = {
+    "history": "the command, xmsgl's version and the model's sha256",
+    "Conventions": "the conventions it follows",
+    "date_created": "when it was written",
+    "date_modified": "when it was appended to",
+    "time_coverage_start": "its first day; choose the days with --time",
+    "time_coverage_end": "its last day; choose the days with --time",
+    "time_coverage_resolution": "its time step",
+    "time_coverage_duration": "the span of its days",
+}
 
 
 def _downscale(args: argparse.Namespace) -> int:
@@ -1757,7 +1775,9 @@ def build_parser() -> argparse.ArgumentParser:
     dn.add_argument("--convert-calendar", action="store_true", help=_CALENDAR_HELP)
     dn.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE",
                     help="a global attribute of OUT, set over xmsgl's own (creator_name, license, "
-                         "summary...); repeat for several; not with --append (a store keeps its own)")
+                         "summary...), but for those stating facts of the run (history, Conventions, "
+                         "date_created, time_coverage_*); repeat for several; not with --append (a "
+                         "store keeps its own)")
     dn.add_argument("--no-progress", action="store_true",
                     help="accepted as by fit and demo; downscale shows no progress bars")
     dn.set_defaults(func=_downscale)
