@@ -330,6 +330,17 @@ def test_a_model_reads_the_positions_it_was_fitted_with(tmp_path, fine_model: xm
         no_xy.chunk({"reach": 40}).msgl.downscale(loaded, lazy=True)
     with pytest.raises(ModelMismatchError, match="reach_x"):
         loaded.explain(no_xy)
+    # A position missing at some reaches: the fix offered was to drop x/y or pass
+    # coords=, which this model refuses (above) and downscale does not take.
+    holed = basin.copy()
+    holed["reach_x"] = basin["reach_x"].where(basin["reach"] != basin["reach"][3])
+    with pytest.raises(SchemaError, match=r"'reach_x' is missing \(NaN or infinite\) at reach ids "
+                                          r"\[\d+\]; fill them: the model was fitted on positions "
+                                          r"from \['reach_x', 'reach_y'\] and reads no other"):
+        holed.msgl.downscale(loaded)
+    with pytest.raises(SchemaError, match="drop the variables"):  # fitting: both ways open
+        holed.msgl.fit(method="fine-only", epochs=1, progress=False, backbone="dmsge",
+                       backbone_options=OPTS)
     # A model fitted on the fallback keeps it where x/y exist.
     fallback = no_xy.msgl.fit(method="fine-only", epochs=1, hidden=8, window=60, stride=60,
                               progress=False, backbone="dmsge", backbone_options=OPTS)

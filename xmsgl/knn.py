@@ -245,7 +245,7 @@ def _coord_vars(ds: xr.Dataset, scale: str) -> dict[str, tuple[str, ...]]:
 
 
 def _read_coords(ds: xr.Dataset, scale: str, names: tuple[str, ...], ids: np.ndarray,
-                 read_units: bool = True) -> np.ndarray:
+                 read_units: bool = True, fitted: bool = False) -> np.ndarray:
     cols = []
     for name in names:
         da = ds[name]
@@ -259,10 +259,14 @@ def _read_coords(ds: xr.Dataset, scale: str, names: tuple[str, ...], ids: np.nda
                               "positions as numbers") from err
         bad = ~np.isfinite(vals)
         if bad.any():
+            # A fitted model's neighbourhoods come from these positions: no other will do.
+            fix = (f"fill them: the model was fitted on positions from {list(names)} and "
+                   "reads no other (or refit it with coords='outlet-distance')" if fitted else
+                   f"fill them, drop the variables {list(names)} to use the along-stream "
+                   "fallback (coords='auto'), or pass coords='outlet-distance'")
             raise SchemaError(
                 f"coordinate variable {name!r} is missing (NaN or infinite) at {scale} ids "
-                f"{format_ids(ids[bad])}; fill them, drop the variables {list(names)} to use the "
-                "along-stream fallback (coords='auto'), or pass coords='outlet-distance'"
+                f"{format_ids(ids[bad])}; {fix}"
             )
         if read_units and names[0].endswith(("_x", "_y")):
             vals = vals * _xy_factor(ds, name)
@@ -294,7 +298,7 @@ def _xy_factor(ds: xr.Dataset, name: str) -> float:
 
 
 def node_geometry(ds: xr.Dataset, scale: str, coords: str = "auto", *,
-                  read_units: bool = True) -> NodeGeometry:
+                  read_units: bool = True, fitted: bool = False) -> NodeGeometry:
     """Positions, outlet distances and river structure of the ``scale`` nodes of ``ds``.
 
     Parameters
@@ -319,6 +323,9 @@ def node_geometry(ds: xr.Dataset, scale: str, coords: str = "auto", *,
     read_units : bool, default True
         Read the ``units`` of x/y (``False``: every value is taken as m, as models
         saved before 2026-11-28 read them).
+    fitted : bool, default False
+        The positions are those a fitted model reads: a missing value's message
+        offers no other kind of position.
 
     Returns
     -------
@@ -369,7 +376,7 @@ def node_geometry(ds: xr.Dataset, scale: str, coords: str = "auto", *,
                 f"({scale!r},); add them, or pass coords='auto' to fall back to positions from "
                 "the along-stream distance to the outlet"
             )
-        pos = _read_coords(ds, scale, available[source], ids, read_units)
+        pos = _read_coords(ds, scale, available[source], ids, read_units, fitted)
         if source == "lonlat":
             pos = _project_lonlat(pos, scale, ids)
     else:

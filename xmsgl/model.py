@@ -844,7 +844,7 @@ def backbone_geometry(backbone: Any, ds: xr.Dataset, scale: str) -> Any:
             f"features would come from other positions and its predictions would change; add "
             f"{names} (units m or km for x/y, degrees for lon/lat) or refit the model"
         )
-    return node_geometry(ds, scale, fitted)
+    return node_geometry(ds, scale, fitted, fitted=True)
 
 
 def _warn_torn_lonlat(ds: xr.Dataset, scale: str) -> None:
