@@ -662,8 +662,21 @@ def test_arguments_of_the_wrong_type_are_typed_errors_that_name_them() -> None:
         plot_sparsity(sw, ax=5)
     with pytest.raises(xmsgl.SchemaError, match="metric='rmes' is not a variable.*did you mean 'rmse'"):
         plot_sparsity(sw, metric="rmes")
-    with pytest.raises(xmsgl.DataError, match="hold infinite values at"):
+    with pytest.raises(xmsgl.DataError, match=r"hold infinite values at \(repeat=1, seed=0\); the"):
         variance_decomposition(xr.DataArray([[1.0, 2.0], [np.inf, 3.0]], dims=("repeat", "seed")))
+    # Cells named by the scores' labels: it said "(partition, seed) [[3, 0], [3, 1]]",
+    # positions in its own stacking of repeat and fold.
+    cv = xr.DataArray(np.ones((2, 2, 2)), dims=("repeat", "fold", "seed"), name="rmse",
+                      coords={"repeat": [0, 1], "fold": [0, 1], "seed": [7, 8]})
+    cv[1, 1, :] = np.nan
+    with pytest.raises(xmsgl.DataError, match=r"^scores 'rmse' hold NaN at \(repeat=1, fold=1, seed=7\), "
+                                              r"\(repeat=1, fold=1, seed=8\); the design"):
+        variance_decomposition(cv)
+    years = xr.DataArray(np.ones((3, 1)), dims=("partition", "seed"),
+                         coords={"partition": ["2001", "2002", "2003"], "seed": [0]})
+    years[2, 0] = np.nan
+    with pytest.raises(xmsgl.DataError, match=r"NaN at \(partition='2003', seed=0\);"):
+        variance_decomposition(years)
 
 
 @pytest.mark.parametrize(("values", "what"), [

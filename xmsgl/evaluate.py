@@ -1383,6 +1383,12 @@ _SEED_COMPONENT = {
 
 
 @typed_arguments
+def _label(value: Any) -> str:
+    """A coordinate label as a message names it: numbers as they are, text quoted."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def variance_decomposition(
     scores: xr.Dataset | xr.DataArray,
     variable: str | None = None,
@@ -1535,10 +1541,12 @@ def variance_decomposition(
     stacked = da.stack(partition=part_dims) if len(part_dims) > 1 else da.rename({part_dims[0]: "partition"})
     y = np.asarray(stacked.transpose("partition", "seed").values, dtype=np.float64)
     n_dup = 0
+    rows = np.arange(y.shape[0])  # each row's partition in ``stacked``, to name it
     if "held_out_id" in stacked.coords and stacked["held_out_id"].dims == ("partition",):
         _, first = np.unique(np.asarray(stacked["held_out_id"].values), return_index=True)
         n_dup = y.shape[0] - first.size
-        y = y[np.sort(first)]
+        rows = np.sort(first)
+        y = y[rows]
     p, k = y.shape
     if p < 2 or k < 1:
         dropped = (f" distinct ones ({n_dup} repeated held-out set{'s' if n_dup > 1 else ''} left out)"
@@ -1546,11 +1554,22 @@ def variance_decomposition(
         raise DataError(f"the decomposition needs at least 2 partitions and 1 seed, got {p}{dropped} and "
                         f"{k}; raise folds/repeats or seeds")
     if not np.isfinite(y).all():
-        bad = np.argwhere(~np.isfinite(y))[:3].tolist()
+        cells = np.argwhere(~np.isfinite(y))
+        labels = stacked["partition"].values
+        seeds = stacked["seed"].values
+
+        def cell(i: int, j: int) -> str:
+            # By the scores' own labels (repeat and fold, or partition), not positions.
+            at = labels[rows[i]]
+            parts = (zip(part_dims, at) if len(part_dims) > 1 else [(part_dims[0], at)])
+            return "(" + ", ".join(f"{d}={_label(v)}" for d, v in (*parts, ("seed", seeds[j]))) + ")"
+
+        shown = ", ".join(cell(int(i), int(j)) for i, j in cells[:3])
+        more = f" and {len(cells) - 3} more" if len(cells) > 3 else ""
         what = "NaN" if np.isnan(y).any() else "infinite values"
         if np.isnan(y).any() and np.isinf(y).any():
             what = "NaN and infinite values"
-        raise DataError(f"scores {name!r} hold {what} at (partition, seed) {bad}; the design must be "
+        raise DataError(f"scores {name!r} hold {what} at {shown}{more}; the design must be "
                         "complete and finite: rerun the failed (or diverged) fits or drop those "
                         "partitions")
     est = _anova(y)
