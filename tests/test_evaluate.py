@@ -355,6 +355,9 @@ def test_decomposition_does_not_depend_on_dimension_order_and_reads_units() -> N
     xr.testing.assert_allclose(a.drop_attrs(), b.drop_attrs())  # intervals included
     # Units from the scores' own attribute, not from a name it may not have.
     assert a["mean"].attrs["units"] == "degC" and a.sigma2_seed.attrs["units"] == "(degC)2"
+    # Each result says what it is (they had units alone).
+    assert a["sigma2_partition"].attrs["long_name"] == "variance of score between partitions (held-out sets)"
+    assert all(a[v].attrs.get("long_name") for v in a.data_vars)
     assert variance_decomposition(y.drop_attrs().rename(None), n_boot=10)["mean"].attrs["units"] == "1"
 
 
@@ -466,6 +469,8 @@ def test_cross_validate_a_baseline(small_basin: xr.Dataset) -> None:
     # Baselines are deterministic: the seed changes nothing.
     np.testing.assert_allclose(cv.rmse.isel(seed=0).values, cv.rmse.isel(seed=1).values)
     assert int(cv.n_test_reaches.sum()) == small_basin.sizes["reach"]
+    assert (cv.n_test_reaches.attrs, cv.n_test_days.attrs) == (
+        {"long_name": "reaches held out", "units": "1"}, {"long_name": "days held out", "units": "1"})
     assert cv["n"].dtype == np.int64 and (cv["n"].values > 0).all()  # counts of pairs
     # The default trainer's settings are recorded even when none were given.
     assert json.loads(cv.attrs["fit_kwargs"]) == {} and cv.attrs["trainer"] == "default"

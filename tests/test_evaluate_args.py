@@ -672,6 +672,8 @@ def test_arguments_of_the_wrong_type_are_typed_errors_that_name_them() -> None:
     with pytest.raises(xmsgl.DataError, match=r"^scores 'rmse' hold NaN at \(repeat=1, fold=1, seed=7\), "
                                               r"\(repeat=1, fold=1, seed=8\); the design"):
         variance_decomposition(cv)
+    with pytest.raises(P, match="n_boot"):  # a misspelt keyword, named with the closest
+        variance_decomposition(cv.fillna(1.0), nboot=10)
     years = xr.DataArray(np.ones((3, 1)), dims=("partition", "seed"),
                          coords={"partition": ["2001", "2002", "2003"], "seed": [0]})
     years[2, 0] = np.nan

@@ -1315,8 +1315,10 @@ def cross_validate(
         raise ChoiceError(f"score={score!r} is not among the trainer's scores {sorted(str(v) for v in out.data_vars)}")
     out["train_seed"] = (("repeat", "fold", "seed"), train_seeds, {
         "long_name": "seed the model was trained with (training_seed of seed, repeat and fold)"})
-    out["n_test_reaches"] = (("repeat", "fold"), n_reaches)
-    out["n_test_days"] = (("repeat", "fold"), n_days)
+    out["n_test_reaches"] = (("repeat", "fold"), n_reaches, {
+        "long_name": "reaches held out", "units": "1"})
+    out["n_test_days"] = (("repeat", "fold"), n_days, {
+        "long_name": "days held out", "units": "1"})
     out = out.assign_coords(held_out_id=(("repeat", "fold"), held_id, {
         "long_name": "number of the held-out set; equal numbers hold out the same blocks"}))
     groups = np.empty((n_rep, folds), dtype=object)
@@ -1382,13 +1384,24 @@ _SEED_COMPONENT = {
 }
 
 
-@typed_arguments
+#: What each result of :func:`variance_decomposition` is (``{}``: the score's name).
+_VD_LONG_NAMES = {
+    "mean": "mean of {} over partitions and seeds",
+    "sigma2_partition": "variance of {} between partitions (held-out sets)",
+    "sigma2_seed": "variance of {} between seeds within a partition",
+    "icc": "share of the variance of {} between partitions (intraclass correlation)",
+    "msb": "mean square of {} between partitions",
+    "msw": "mean square of {} within partitions (between seeds)",
+}
+
+
 def _label(value: Any) -> str:
     """A coordinate label as a message names it: numbers as they are, text quoted."""
     value = value.item() if isinstance(value, np.generic) else value
     return repr(value) if isinstance(value, str) else str(value)
 
 
+@typed_arguments
 def variance_decomposition(
     scores: xr.Dataset | xr.DataArray,
     variable: str | None = None,
@@ -1592,7 +1605,7 @@ def variance_decomposition(
             row[:] = np.nan  # no seed component to compare the partition's with
         elif n_ in ("sigma2_seed", "msw") and case == "constant":
             row[:] = 0.0
-        out[n_] = ("stat", row, {"units": unit_of[n_]})
+        out[n_] = ("stat", row, {"units": unit_of[n_], "long_name": _VD_LONG_NAMES[n_].format(name)})
     # Seeds that all agree have no within-partition spread: MSW is 0 (to rounding).
     unclipped = (float((est[4] - est[5]) / k) if case == "estimated" else
                  float(est[4] / k) if case == "constant" else float("nan"))
