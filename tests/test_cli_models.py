@@ -788,7 +788,7 @@ def test_downscale_refuses_an_out_that_names_a_folder(files: dict[str, str], mod
     # A name that promises another format ("out.csv" was written as netCDF).
     for name in ("out.csv", "out", "out.parquet"):
         assert main(["downscale", model_dir, files["nc"], str(tmp_path / name)]) == 2
-        assert "give a name ending in .nc (netCDF) or .zarr" in capsys.readouterr().err
+        assert "give a name ending in .nc (netCDF; or .cdf, .nc4, .netcdf) or .zarr" in capsys.readouterr().err
         assert not (tmp_path / name).exists()
     assert main(["evaluate", "--out", str(tmp_path / "scores.csv")]) == 2
     assert "writes one netCDF file; give a file name ending in .nc" in capsys.readouterr().err

@@ -1017,7 +1017,8 @@ def _downscale(args: argparse.Namespace) -> int:
                              f"name ending in .zarr")
     if not zarr and Path(args.out).suffix.lower() not in NETCDF_SUFFIXES:
         raise ParameterError(f"OUT {args.out!r}: downscale writes a netCDF file or a zarr store, "
-                             "whatever the name says; give a name ending in .nc (netCDF) or .zarr")
+                             "whatever the name says; give a name ending in .nc (netCDF; or "
+                             f"{', '.join(sorted(set(NETCDF_SUFFIXES) - {'.nc'}))}) or .zarr")
     if args.zarr_format is not None and not zarr:
         raise ParameterError(f"--zarr-format {args.zarr_format} applies to a zarr store; OUT {args.out!r} "
                              "is a netCDF file: leave --zarr-format out, or name OUT ending in .zarr")
