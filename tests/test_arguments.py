@@ -255,6 +255,8 @@ def test_a_window_whose_tasks_all_weigh_zero_takes_no_step(basin: xr.Dataset,
     ({"seed": -1}, "seed=-1"),
     ({"seed": None}, "seed=None"),
     ({"seed": 1.5}, "seed=1.5"),
+    # A whole number >= 0, as it said, but beyond what numpy and torch take together.
+    ({"seed": 2**63}, r"seed=9223372036854775808 must be a whole number from 0 to 2\*\*63 - 1"),
     ({"graph_options": {"bogus": 1}}, "'bogus'"),
     ({"graph_options": [("max_hops", 3)]}, "must be a dict"),
     ({"batch_size": 0}, "batch_size=0"),

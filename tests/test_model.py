@@ -327,6 +327,15 @@ def test_stage_a_checkpoint_is_judged_on_what_it_trains(basin: xr.Dataset, monke
     assert m.history["stage_a"]["best_epoch"] in (1, 2)
 
 
+def test_stage_a_tasks_are_a_set(basin: xr.Dataset) -> None:
+    # Their order and repeats gave the same weights under three sha256s.
+    run = {"method": "async-msgl", "val": ("2001-05-16", "2001-05-31"), "test": ("2001-06-01", "2001-06-30"),
+           "pretrain_epochs": 1, **{**FAST, "epochs": 1}}
+    a = fit(basin, stage_a_tasks=("coarse", "remap"), **run)
+    b = fit(basin, stage_a_tasks=["remap", "coarse", "remap"], **run)
+    assert a.sha256 == b.sha256 and a.config["stage_a"]["tasks"] == ["coarse", "remap"]
+
+
 def test_stage_a_without_a_test_period_says_what_it_reads(basin: xr.Dataset) -> None:
     # Given train and val but no test, stage A's default period holds every other
     # day: fit says so, and the predictions count those days as training days.

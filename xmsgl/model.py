@@ -1125,8 +1125,8 @@ def _resolve_periods(
 def check_seed(seed: object) -> None:
     """Refuse a seed that numpy and torch cannot both take (a whole number in [0, 2**63))."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**63:
-        raise ParameterError(f"seed={seed!r} must be a whole number >= 0 (for example 0); the same "
-                             "seed gives the same model on CPU")
+        raise ParameterError(f"seed={seed!r} must be a whole number from 0 to 2**63 - 1 (for example "
+                             "0); the same seed gives the same model on CPU")
 
 
 def _check_graph_options(graph_options: object) -> None:
@@ -1362,7 +1362,8 @@ def fit(
         segment (pseudo-labels); ``"remap-fine"``: the fine task on the same
         pseudo-labels too (this runs the fine graph in stage A). Give
         ``("coarse", "remap")`` for a faster stage A that leaves the fine head
-        to stage B.
+        to stage B. A set: their order and repeats change nothing (the config
+        records them in this order).
     stage_a_variable : str, default "seg_temp"
         The coarse (seg, time) variable of stage A, in degC, NaN where it has no
         value. It is stage A's target, never one of the model's inputs.
@@ -1579,6 +1580,9 @@ def fit(
                              "example ('coarse', 'remap')")
     if bad_a:
         raise ChoiceError(f"stage_a_tasks {bad_a} are not known; use 'coarse', 'remap' and/or 'remap-fine'")
+    # A set of tasks: the same model whatever their order or repeats, so one record of
+    # it (and one sha256).
+    stage_a_tasks = tuple(t for t in ("coarse", "remap", "remap-fine") if t in stage_a_tasks)
     progress = progress_or_option(progress)
     dev = resolve_device(device)
     pre_epochs = max(1, epochs // 2) if pretrain_epochs is None else int(pretrain_epochs)
