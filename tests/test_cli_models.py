@@ -1202,7 +1202,14 @@ def test_a_model_and_a_run_can_be_given_again_from_their_record(files: dict[str,
                       (["--set", "max_hops=3"], "max_hops has its own option, --max-hops"),
                       (["--set", "lr=nan"], "give a finite number"),
                       (["--set", "hidden"], "give NAME=VALUE"),
-                      (["--set", "hiden=3"], "did you mean 'hidden'")):
+                      (["--set", "hiden=3"], "did you mean 'hidden'"),
+                      # It echoed '--train (...)', rewritten by the command's words.
+                      (["--set", 'train=("2001-10-01","2002-06-30")'],
+                       "--set train=...: train has its own option, --train"),
+                      # Read as one name: "stage_a_tasks ['coarse,remap'] are not known".
+                      (["--set", "stage_a_tasks=coarse,remap"],
+                       """--set stage_a_tasks=coarse,remap: a list is written in JSON, e.g. """
+                       """--set stage_a_tasks='["coarse", "remap"]'""")):
         assert main(["fit", files["nc"], str(tmp_path / "x"), *FAST, *bad]) == 2
         assert says in capsys.readouterr().err
     out = tmp_path / "p.nc"

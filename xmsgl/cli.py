@@ -867,6 +867,11 @@ def _settings(given: list[str]) -> dict[str, Any]:
             parsed = text
         if name in _TEXT_SETTINGS:
             return parsed if isinstance(parsed, (list, dict)) else text
+        if parsed is text and "," in text:
+            # a,b: a list meant, read as one name (fit said "['a,b'] are not known").
+            items = ", ".join(json.dumps(p.strip()) for p in text.split(","))
+            raise ParameterError(f"--set {name}={text}: a list is written in JSON, e.g. "
+                                 f"--set {name}='[{items}]'")
         for kind in (int, float):
             try:
                 number = kind(text)
@@ -884,7 +889,8 @@ def _settings(given: list[str]) -> dict[str, Any]:
         if not sep or not name.isidentifier():
             raise ParameterError(f"--set {item!r}: give NAME=VALUE, for example --set hidden=8")
         if name in _FIT_OPTIONS:
-            raise ParameterError(f"--set {item!r}: {name} has its own option, {_FIT_OPTIONS[name]}")
+            # Not the text given: the command's words would rewrite "train=(" in it.
+            raise ParameterError(f"--set {name}=...: {name} has its own option, {_FIT_OPTIONS[name]}")
         if name in out:
             raise ParameterError(f"--set {name}= is given twice; give it once")
         out[name] = value(name, text.strip())
