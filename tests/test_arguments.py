@@ -105,6 +105,11 @@ def test_list_of_periods_and_open_bounds() -> None:
     (("2001", "2002", "2003"), "not a \\(start, end\\) pair"),
     (2001, "is not understood"),
     (slice("2001", "2002", 2), "no step"),
+    # Days as an index: its whole repr (a dozen lines) was the message; now what it
+    # is, and the pair that spans them.
+    (pd.date_range("2001-01-01", periods=100), r"^train=<DatetimeIndex of 100 values> is not understood; "
+     r".*\(for the days from 2001-01-01 to 2001-04-10: train=\('2001-01-01', '2001-04-10'\)\)$"),
+    (pd.date_range("2001-01-01", periods=100).values, r"train=<ndarray of 100 values> is not understood"),
 ])
 def test_bad_periods_name_the_argument(bad, match) -> None:
     with pytest.raises(PeriodError, match=match) as info:
@@ -822,7 +827,7 @@ def test_a_misspelled_keyword_is_a_parameter_error_that_names_the_right_one(mode
         (lambda: ds.msgl.fit("climatology", epoch=1), r"\['epoch'\] that baseline 'climatology' does "
          r"not take; it takes"),
         (lambda: ds.msgl.fit("gru", hiden=3), r"\['hiden'\] are not arguments of method 'gru'.*"
-         r"did you mean 'hidden'"),
+         r"did you mean 'hidden'.*clip_grad_norm and device \('auto' or 'cpu': it trains on the CPU\)$"),
         # Refused before the in-sample warning of a call that is refused anyway.
         (lambda: ds.msgl.evaluate(ds.reach_temp, bi="season"), r"\['bi'\] that it does not take; it takes \['by'"),
     ]

@@ -2335,8 +2335,9 @@ def _fit_gru(args: dict[str, Any]) -> BaselineModel:
         hint = did_you_mean(sorted(args["options"]), _GRU_ARGS)
         raise ParameterError(
             f"{unused} are not arguments of method 'gru' (a per-reach GRU without a graph){hint}: "
-            "drop them; it takes train, val, test, epochs, hidden, lr, window, stride, batch_size, "
-            "seed, clip_grad_norm and progress"
+            "drop them; it takes "
+            + ", ".join(k for k in _GRU_ARGS if k not in ("ds", "method", "options", "device"))
+            + " and device ('auto' or 'cpu': it trains on the CPU)"
         )
     dev = check_device_name(args["device"])  # a name that is no device is refused as such
     if dev is not None and dev.type != "cpu":

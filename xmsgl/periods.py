@@ -151,6 +151,29 @@ def _pair(item: Any, name: str, given: Any) -> tuple[Bound, Bound]:
     return lo, hi
 
 
+def _short_repr(value: Any) -> str:
+    """``repr(value)``, or where it runs over lines (an index, an array), what it is."""
+    text = repr(value)
+    if len(text) <= 80 and "\n" not in text:
+        return text
+    size = f" of {len(value)} values" if hasattr(value, "__len__") else ""
+    return f"<{type(value).__name__}{size}>"
+
+
+def _index_fix(value: Any, name: str) -> str:
+    """For dates given as an index or array of days: the pair that spans them."""
+    try:
+        if np.asarray(value).dtype.kind != "M":
+            return ""
+        days = pd.DatetimeIndex(np.asarray(value).ravel())
+    except (TypeError, ValueError):
+        return ""
+    if len(days) == 0 or days.hasnans:
+        return ""
+    return (f" (for the days from {days.min().date()} to {days.max().date()}: "
+            f"{name}=('{days.min().date()}', '{days.max().date()}'))")
+
+
 def period_list(period: Any, name: str = "period") -> list[tuple[Bound, Bound]]:
     """The ``(start, end)`` bounds (``None`` where open) of a period argument.
 
@@ -171,7 +194,8 @@ def period_list(period: Any, name: str = "period") -> list[tuple[Bound, Bound]]:
         # A tuple of dates is one (start, end) pair; periods go in a list.
         return [_pair(period, name, period)]
     if not isinstance(period, (list, tuple)):
-        raise PeriodError(f"{name}={period!r} is not understood; {_HINT}")
+        raise PeriodError(f"{name}={_short_repr(period)} is not understood; {_HINT}"
+                          + _index_fix(period, name))
     out = [_pair(item, name, period) for item in period]
     if (isinstance(period, list) and len(out) == 2 and out[0] != out[1]
             and not any(isinstance(p, (tuple, list, slice)) for p in period)
