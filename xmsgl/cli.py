@@ -106,7 +106,7 @@ def _demo(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise ParameterError(f"--seed {args.seed}: give an integer of at least 0")
     outdir = check_outdir(args.outdir, args.overwrite, "--outdir", "--overwrite")
-    with _warnings_as_lines(), _reader_may_leave():
+    with _reader_may_leave():
         run_demo(outdir=outdir, quick=args.quick, progress=not args.no_progress, seed=args.seed,
                  overwrite=args.overwrite, device=_device(args.device))
     return 0
@@ -156,8 +156,7 @@ def _fetch_data(args: argparse.Namespace) -> int:
     from xmsgl.datasets.drb import fetch_data
 
     folder = None if args.folder is None else output_folder(args.folder, "--folder")
-    with _warnings_as_lines():
-        paths = fetch_data(source=args.source, folder=folder, progress=not args.no_progress)
+    paths = fetch_data(source=args.source, folder=folder, progress=not args.no_progress)
     for p in paths:
         print(p)
     print(f"{len(paths)} files ready")
@@ -171,12 +170,10 @@ def _info(args: argparse.Namespace) -> int:
 
     if args.model is not None:
         # Both read before anything is printed: a --data that cannot be read is refused
-        # alone, not after the model's description. The model's warnings (an edited
-        # config.json, say) as the other commands say them, once.
-        with _warnings_as_lines():
-            lines = list(_model_lines(args.model))
-            if args.data is not None:
-                lines += list(_data_lines(args))
+        # alone, not after the model's description.
+        lines = list(_model_lines(args.model))
+        if args.data is not None:
+            lines += list(_data_lines(args))
         for line in lines:
             print(line)
         return 0
@@ -931,27 +928,26 @@ def _fit(args: argparse.Namespace) -> int:
     _refuse_model_folder(model_path(out), "model")
     out = _new_output(args.model, "MODEL", args.overwrite, [("input", args.data)], out)
     device = _device(args.device)
-    with _warnings_as_lines():
-        ds = _read_dataset(args.data, "DATA")
-        kwargs: dict[str, Any] = {k: v for k, v in periods.items() if v is not None}
-        if args.method not in BASELINES:
-            # "auto" goes on as such: the GRU, which trains on the CPU only, takes it,
-            # and refused the GPU it resolves to on a machine with one.
-            kwargs.update(device=args.device if args.device == "auto" else device,
-                          progress=not args.no_progress)
-            if args.epochs is not None:
-                kwargs["epochs"] = args.epochs
-            if cuts:
-                kwargs["graph_options"] = cuts
-        kwargs.update(settings)
-        t0 = _time.time()
-        model = xmsgl.fit(ds, args.method, seed=args.seed, **kwargs)
-        seconds = _time.time() - t0
-        if os.path.lexists(out) and not args.overwrite:  # made while the model trained
-            raise ParameterError(f"MODEL {args.model!r} appeared while the model was fitted; pass "
-                                 f"--overwrite to replace it, or choose another MODEL")
-        # Replaces a saved model folder only; anything else there is refused.
-        path = model.save(out, overwrite=True)  # --overwrite was checked above
+    ds = _read_dataset(args.data, "DATA")
+    kwargs: dict[str, Any] = {k: v for k, v in periods.items() if v is not None}
+    if args.method not in BASELINES:
+        # "auto" goes on as such: the GRU, which trains on the CPU only, takes it,
+        # and refused the GPU it resolves to on a machine with one.
+        kwargs.update(device=args.device if args.device == "auto" else device,
+                      progress=not args.no_progress)
+        if args.epochs is not None:
+            kwargs["epochs"] = args.epochs
+        if cuts:
+            kwargs["graph_options"] = cuts
+    kwargs.update(settings)
+    t0 = _time.time()
+    model = xmsgl.fit(ds, args.method, seed=args.seed, **kwargs)
+    seconds = _time.time() - t0
+    if os.path.lexists(out) and not args.overwrite:  # made while the model trained
+        raise ParameterError(f"MODEL {args.model!r} appeared while the model was fitted; pass "
+                             f"--overwrite to replace it, or choose another MODEL")
+    # Replaces a saved model folder only; anything else there is refused.
+    path = model.save(out, overwrite=True)  # --overwrite was checked above
     history = getattr(model, "history", None) or getattr(model, "config", {}).get("history") or {}
     # The network methods keep one history per stage; the GRU's is its only stage.
     main = history.get("main") or (history if "best_epoch" in history else {})
@@ -1037,76 +1033,75 @@ def _downscale(args: argparse.Namespace) -> int:
     else:
         out = _new_output(args.out, "OUT", args.overwrite, [("input", args.data), ("input", args.model)])
     device = _device(args.device)
-    with _warnings_as_lines():
-        model = _load_model(args.model)
-        # What the model cannot give is said before DATA is read, and blamed on MODEL.
-        from xmsgl.downscale import check_model_scale
+    model = _load_model(args.model)
+    # What the model cannot give is said before DATA is read, and blamed on MODEL.
+    from xmsgl.downscale import check_model_scale
 
-        try:
-            check_model_scale(model, args.scale, ["--reach-chunk"] if args.reach_chunk is not None else [],
-                              check_graph=not args.other_network)
-        except XmsglError as err:
-            raise type(err)(f"MODEL {args.model!r}: {err}") from err
-        from xmsgl.baselines import BaselineModel
+    try:
+        check_model_scale(model, args.scale, ["--reach-chunk"] if args.reach_chunk is not None else [],
+                          check_graph=not args.other_network)
+    except XmsglError as err:
+        raise type(err)(f"MODEL {args.model!r}: {err}") from err
+    from xmsgl.baselines import BaselineModel
 
-        windows = [o for o, v in (("--spinup", args.spinup), ("--chunk", args.chunk)) if v is not None]
-        if windows and isinstance(model, BaselineModel):
-            raise ParameterError(f"{'/'.join(windows)}: MODEL {args.model!r} is the baseline "
-                                 f"{model.method!r}, which has no network's warm-up or windows to "
-                                 "set (the GRU runs in those it was fitted with); leave them out")
-        # The cross-scale estimate runs in memory only; the rest streams from the file.
-        lazy = args.scale != "cross"
-        if not lazy and args.reach_chunk is not None:
-            raise ParameterError("--reach-chunk: --scale cross runs in memory, not in blocks; leave "
-                                 "--reach-chunk out")
-        # Validated by downscale, as the Python call: only the variables the model reads
-        # (observations, or an ensemble on one more dimension, are left as they are).
-        ds = _read_dataset(args.data, "DATA", lazy=lazy, check=False)
-        if args.convert_calendar:
-            ds = _standard_calendar(ds)
-        try:
-            pred = ds.msgl.downscale(model, scale=args.scale, time=time, device=device,
-                                     check_graph=not args.other_network,
-                                     reach_chunk=args.reach_chunk, **run)
-        except XmsglError as err:
-            raise type(err)(f"DATA {args.data!r}: {_calendar_hint(err)}") from err  # main() words it for the CLI
-        # The input's history goes on, this step appended; CF and catalog attributes.
-        result = output_dataset(pred, ds, source=_source(args), attrs=attrs or None)
-        try:
-            # DATA is read lazily, block by block, while the result is written: a chunk
-            # it cannot decode fails here, not when it was opened.
-            if args.append:
-                try:
-                    append_zarr(result, out)
-                except DataError as err:  # in the command's words
-                    text = re.sub(r"append piece\.sel\(time=slice\('([^']+)', None\)\)",
-                                  r"start --time at \1", str(err))
-                    raise type(err)(f"OUT {args.out!r}: {text}") from err
-                except ModelMismatchError as err:
-                    raise ModelMismatchError(f"OUT {args.out!r}: {err}".replace(
-                        "pass same_model=False", "in Python append_zarr(..., same_model=False)")) from err
-            elif zarr:
-                # A store that later runs grow with --append keeps its first chunks: a
-                # year of days a chunk, not the first run's few (a daily run's one).
-                if result.sizes["time"] < 365:
-                    result = result.chunk({"time": -1})
-                    for var in result.variables.values():
-                        if "time" in var.dims and var.ndim > 1:
-                            var.encoding["chunks"] = tuple(
-                                365 if d == "time" else c[0] for d, c in zip(var.dims, var.chunks or ()))
-                to_zarr_safe(result, out, overwrite=args.overwrite,
-                             **({} if args.zarr_format is None else {"zarr_format": args.zarr_format}))
-            else:
-                to_netcdf_safe(result, out, overwrite=args.overwrite,
-                               encoding={str(pred.name): compressed_encoding(pred)})
-        except XmsglError:
-            raise
-        except (ValueError, KeyError, RuntimeError) as err:
-            detail = " ".join(str(err).split()).split(". ")[0][:200]
-            raise DataError(f"DATA {args.data!r} could not be read while OUT was computed and "
-                            f"written ({type(err).__name__}: {detail}); nothing was written. Check "
-                            "the file (a damaged chunk?) or read it into memory in Python to "
-                            "find where") from err
+    windows = [o for o, v in (("--spinup", args.spinup), ("--chunk", args.chunk)) if v is not None]
+    if windows and isinstance(model, BaselineModel):
+        raise ParameterError(f"{'/'.join(windows)}: MODEL {args.model!r} is the baseline "
+                             f"{model.method!r}, which has no network's warm-up or windows to "
+                             "set (the GRU runs in those it was fitted with); leave them out")
+    # The cross-scale estimate runs in memory only; the rest streams from the file.
+    lazy = args.scale != "cross"
+    if not lazy and args.reach_chunk is not None:
+        raise ParameterError("--reach-chunk: --scale cross runs in memory, not in blocks; leave "
+                             "--reach-chunk out")
+    # Validated by downscale, as the Python call: only the variables the model reads
+    # (observations, or an ensemble on one more dimension, are left as they are).
+    ds = _read_dataset(args.data, "DATA", lazy=lazy, check=False)
+    if args.convert_calendar:
+        ds = _standard_calendar(ds)
+    try:
+        pred = ds.msgl.downscale(model, scale=args.scale, time=time, device=device,
+                                 check_graph=not args.other_network,
+                                 reach_chunk=args.reach_chunk, **run)
+    except XmsglError as err:
+        raise type(err)(f"DATA {args.data!r}: {_calendar_hint(err)}") from err  # main() words it for the CLI
+    # The input's history goes on, this step appended; CF and catalog attributes.
+    result = output_dataset(pred, ds, source=_source(args), attrs=attrs or None)
+    try:
+        # DATA is read lazily, block by block, while the result is written: a chunk
+        # it cannot decode fails here, not when it was opened.
+        if args.append:
+            try:
+                append_zarr(result, out)
+            except DataError as err:  # in the command's words
+                text = re.sub(r"append piece\.sel\(time=slice\('([^']+)', None\)\)",
+                              r"start --time at \1", str(err))
+                raise type(err)(f"OUT {args.out!r}: {text}") from err
+            except ModelMismatchError as err:
+                raise ModelMismatchError(f"OUT {args.out!r}: {err}".replace(
+                    "pass same_model=False", "in Python append_zarr(..., same_model=False)")) from err
+        elif zarr:
+            # A store that later runs grow with --append keeps its first chunks: a
+            # year of days a chunk, not the first run's few (a daily run's one).
+            if result.sizes["time"] < 365:
+                result = result.chunk({"time": -1})
+                for var in result.variables.values():
+                    if "time" in var.dims and var.ndim > 1:
+                        var.encoding["chunks"] = tuple(
+                            365 if d == "time" else c[0] for d, c in zip(var.dims, var.chunks or ()))
+            to_zarr_safe(result, out, overwrite=args.overwrite,
+                         **({} if args.zarr_format is None else {"zarr_format": args.zarr_format}))
+        else:
+            to_netcdf_safe(result, out, overwrite=args.overwrite,
+                           encoding={str(pred.name): compressed_encoding(pred)})
+    except XmsglError:
+        raise
+    except (ValueError, KeyError, RuntimeError) as err:
+        detail = " ".join(str(err).split()).split(". ")[0][:200]
+        raise DataError(f"DATA {args.data!r} could not be read while OUT was computed and "
+                        f"written ({type(err).__name__}: {detail}); nothing was written. Check "
+                        "the file (a damaged chunk?) or read it into memory in Python to "
+                        "find where") from err
     dims = " x ".join(f"{pred.sizes[d]} {d}" for d in pred.dims)
     print(f"{'appended to' if args.append else 'wrote'} {out} ({pred.name}: {dims}, "
           f"{pred.attrs.get('units', '')}; {model.method} on {device})")
@@ -1428,7 +1423,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     out_path = _check_evaluate(args)
     # Scoped, so that calling main() in a process leaves its options as they were.
-    with xmsgl.set_options(progress=False, device=args.device), _warnings_as_lines("evaluate"):
+    with xmsgl.set_options(progress=False, device=args.device):
         ds, source = _evaluate_data(args)
         left_out = None
         if args.methods is None:
@@ -1836,32 +1831,31 @@ def _coverage(args: argparse.Namespace) -> int:
         _one_netcdf_file(args.out, "coverage", "coverage.nc")
         out = _new_output(args.out, "--out", args.overwrite,
                           [("input", args.data), ("input", args.model)])
-    with _warnings_as_lines():
-        model = _load_model(args.model)
-        # What only the model can tell, before DATA is read.
-        if not judges(model):
-            raise ParameterError(
-                f"MODEL {args.model!r} is the {model.method} baseline ({not_judged(model.method)}); "
-                "coverage judges the network methods' models and the GRU's: fit "
-                "one with xmsgl fit --method msgl (or async-msgl, fine-only, remap, direct, "
-                "progressive, gru)")
-        if "observed_range" not in model.config["variables"]:
-            raise ParameterError(
-                f"MODEL {args.model!r} was saved before xmsgl recorded the range of its observed "
-                "nodes' inputs; fit it again with xmsgl fit to judge coverage")
-        # Lazily: coverage validates what it reads and reads its inputs a block of
-        # days at a time.
-        ds = _read_dataset(args.data, "DATA", lazy=True, check=False)
-        if args.convert_calendar:
-            ds = _standard_calendar(ds)
-        if time is not None and "time" not in ds.dims:
-            raise ParameterError(f"--time was given, but DATA {args.data!r} has no 'time' "
-                                 "dimension (its static inputs are judged without it); leave "
-                                 "--time out")
-        try:
-            cov = coverage(ds, model, margin=args.margin, time=time)
-        except XmsglError as err:
-            raise type(err)(f"DATA {args.data!r}: {_calendar_hint(err)}") from err
+    model = _load_model(args.model)
+    # What only the model can tell, before DATA is read.
+    if not judges(model):
+        raise ParameterError(
+            f"MODEL {args.model!r} is the {model.method} baseline ({not_judged(model.method)}); "
+            "coverage judges the network methods' models and the GRU's: fit "
+            "one with xmsgl fit --method msgl (or async-msgl, fine-only, remap, direct, "
+            "progressive, gru)")
+    if "observed_range" not in model.config["variables"]:
+        raise ParameterError(
+            f"MODEL {args.model!r} was saved before xmsgl recorded the range of its observed "
+            "nodes' inputs; fit it again with xmsgl fit to judge coverage")
+    # Lazily: coverage validates what it reads and reads its inputs a block of
+    # days at a time.
+    ds = _read_dataset(args.data, "DATA", lazy=True, check=False)
+    if args.convert_calendar:
+        ds = _standard_calendar(ds)
+    if time is not None and "time" not in ds.dims:
+        raise ParameterError(f"--time was given, but DATA {args.data!r} has no 'time' "
+                             "dimension (its static inputs are judged without it); leave "
+                             "--time out")
+    try:
+        cov = coverage(ds, model, margin=args.margin, time=time)
+    except XmsglError as err:
+        raise type(err)(f"DATA {args.data!r}: {_calendar_hint(err)}") from err
     for line in _coverage_lines(cov, args.margin):
         print(line)
     if out is not None:
@@ -2092,7 +2086,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         # A reader of stdout that leaves (`xmsgl info | head -1`) stops no command: its
         # files are written and it exits 0, as when the reader stays.
-        with _terminate_as_interrupt() as stopped, _reader_may_leave():
+        # xmsgl's warnings as "xmsgl: warning:" lines in the command's words, each once.
+        with _terminate_as_interrupt() as stopped, _reader_may_leave(), \
+                _warnings_as_lines(getattr(args, "command", "")):
             code = int(args.func(args))
         sys.stdout.flush()
         return code
