@@ -6,8 +6,8 @@ with its one line: stopped in that second, Python printed the import's traceback
 When the program running is that script, or ``python -m xmsgl``, :func:`arm` (run as
 this module is imported, the first thing ``import xmsgl`` does) puts a hook in
 :data:`sys.excepthook` that says the line instead, and :func:`disarm` (the first thing
-``main`` does) puts the previous hook back. Python still exits as a program stopped by SIGINT (status 130 in a shell).
-Any other program that imports xmsgl is left as it is.
+``main`` does) puts the previous hook back. Python still exits as a program stopped by
+SIGINT (status 130 in a shell). Any other program that imports xmsgl is left as it is.
 """
 
 from __future__ import annotations

@@ -237,7 +237,6 @@ def _warn_in_sample(prediction: xr.DataArray, observed: xr.DataArray,
     ``idw`` or ``harmonic`` prediction returns a coarse observation
     (:func:`xmsgl.baselines.coarse_copies`), in-sample too.
     """
-
     import pandas as pd
 
     from xmsgl.exceptions import InSampleWarning, warn_at_user

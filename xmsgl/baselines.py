@@ -239,7 +239,6 @@ def _train_mask(time: pd.DatetimeIndex, train: Any) -> tuple[np.ndarray, list[tu
     n_whole = whole_water_years(time).size if train is None else 3
     if n_whole < 3:
         # As fit warns of its split on such a record.
-
         warn_at_user(
             f"the record holds {n_whole} whole water year(s) "
             f"({time[0].date()} to {time[-1].date()}), too few for the default split by water "

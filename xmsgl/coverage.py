@@ -631,7 +631,6 @@ def warn_input_range(inputs: Sequence[tuple[str, tuple[float, float] | None, Cal
     """Warn (:class:`~xmsgl.exceptions.InputRangeWarning`) with
     :func:`input_range_sentence`'s sentence, if there is one: what the models that
     record their inputs' ranges outside ``model.features`` (the GRU, mohseni) say."""
-
     from xmsgl.exceptions import InputRangeWarning, warn_at_user
 
     said = input_range_sentence(inputs, ranges, std, units, more=more)
@@ -656,7 +655,6 @@ def warn_static_extrapolation(ds: xr.Dataset, model: Any, scale: str) -> None:
     :func:`static_extrapolation`'s sentence, if there is one, for the nodes a
     downscale to ``scale`` reads: segments and reaches for MSGL's reach output,
     reaches for fine-only, segments for remap and the coarse or cross-scale outputs."""
-
     from xmsgl.exceptions import warn_at_user
 
     dims = ((SEG,) if scale != REACH or model.output == "remap" else

@@ -331,7 +331,6 @@ def explain(model: Downscaler, ds: xr.Dataset, *, time: Any = None, spinup: int 
 def _warn_gaps(times: pd.DatetimeIndex, tsel: slice) -> None:
     """Warn, as downscale does, of missing days inside the explained ones: they are run
     through as if the days on either side followed each other."""
-
     from xmsgl.exceptions import TimeGapWarning, plural, warn_at_user
 
     days = times[tsel].normalize()

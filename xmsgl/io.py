@@ -2123,7 +2123,6 @@ def _checked_piece(piece: xr.Dataset, store: xr.Dataset, dim: str, same_model: b
         if dim not in ds.dims or dim not in ds.indexes:
             raise DataError(f"{where} has no coordinate {dim!r} to append along (the store {name} "
                             f"has {sorted(map(str, store.dims))}, the piece {sorted(map(str, piece.dims))})")
-    for where, ds in (("the store", store), ("the piece", piece)):
         if not isinstance(ds.indexes[dim], (pd.DatetimeIndex, xr.CFTimeIndex)):
             raise DataError(
                 f"{where}'s {dim!r} holds {ds.indexes[dim].dtype} labels, not times: append_zarr "

@@ -163,9 +163,10 @@ def _short_repr(value: Any) -> str:
 def _index_fix(value: Any, name: str) -> str:
     """For dates given as an index or array of days: the pair that spans them."""
     try:
-        if np.asarray(value).dtype.kind != "M":
+        values = np.asarray(value)
+        if values.dtype.kind != "M":
             return ""
-        days = pd.DatetimeIndex(np.asarray(value).ravel())
+        days = pd.DatetimeIndex(values.ravel())
     except (TypeError, ValueError):
         return ""
     if len(days) == 0 or days.hasnans:
