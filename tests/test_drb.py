@@ -182,6 +182,61 @@ def test_cached_file_with_wrong_hash_is_refused(cache: Path) -> None:
     assert target.read_text().startswith("PRMS_segid"), "the file must not be replaced silently"
 
 
+def test_fetch_data_tells_every_file_that_fails_at_once(cache: Path, offline: None) -> None:
+    # It stopped at the first: with several damaged files the user found them one
+    # rerun at a time.
+    names = drb.files_for("mirror")
+    first, second = names[0], names[3]
+    for name in (first, second):
+        (cache / name).parent.mkdir(parents=True, exist_ok=True)
+        (cache / name).write_text("not the file")
+    with pytest.raises(DataError) as info:
+        drb.fetch_data(progress=False)
+    msg = str(info.value)
+    n = len(names)
+    # The first missing file's download failed; it counts the other missing files,
+    # whose downloads are not tried, and the damaged files follow.
+    assert f"{n - 2} of the {n} files are missing" in msg
+    assert msg.count("Downloading") == 0
+    assert msg.endswith(f"Also in {str(cache)!r}, to delete and fetch again: "
+                        f"{first!r} (not the registered version), {second!r} (not the registered version)")
+    # One file missing is told in the singular; one problem is told alone.
+    for name in names:
+        (cache / name).parent.mkdir(parents=True, exist_ok=True)
+        (cache / name).write_text("not the file")
+    (cache / first).unlink()
+    with pytest.raises(DataError) as info:
+        drb.fetch_data(progress=False)
+    assert f"1 of the {n} files is missing" in str(info.value)
+    assert str(info.value).count(" (not the registered version)") == n - 1
+
+
+def test_a_parsed_table_of_another_file_is_not_trusted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A readable table under an entry's name (another file's, copied there) was read as
+    # the entry and failed later with a bare KeyError.
+    body = b"a,b\n1,2\n"
+    source = tmp_path / "table.csv"
+    source.write_bytes(body)
+    name = "test-cache/table.csv"
+    monkeypatch.setitem(drb.POOCH.registry, name, "sha256:" + hashlib.sha256(body).hexdigest())
+    calls: list[Path] = []
+
+    def parse(path: Path) -> pd.DataFrame:
+        calls.append(path)
+        return pd.read_csv(path)
+
+    def read() -> pd.DataFrame:
+        return drb._parsed(name, parse, tmp_path / "parsed", "t1", lambda n: source)
+
+    assert read()["b"].tolist() == [2] and len(calls) == 1
+    assert read()["b"].tolist() == [2] and len(calls) == 1  # from the cache
+    (entry,) = (tmp_path / "parsed").iterdir()
+    pd.DataFrame({"other": [0.5]}).to_parquet(entry)
+    frame = read()
+    assert frame["b"].tolist() == [2] and len(calls) == 2 and frame.attrs == {}
+    assert read()["b"].tolist() == [2] and len(calls) == 2  # the entry was rewritten
+
+
 def test_a_folder_where_the_file_belongs_is_named(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # It went to the download, which failed to write and said to give a writable folder.
     monkeypatch.setitem(drb.POOCH.urls, XWALK, "http://127.0.0.1:9/GFv1_NHDv2_xwalk.csv")
@@ -425,6 +480,9 @@ def test_mirror_says_cf_names_of_its_forcings(drb_mirror: xr.Dataset) -> None:
         assert (tmax["cell_methods"], tmin["cell_methods"]) == ("time: maximum", "time: minimum")
         # (tmax + tmin) / 2 is not a mean over the day: no cell method is claimed.
         assert "cell_methods" not in drb_mirror[f"{scale}_tave_air"].attrs
+        # Nor does its name say "daily mean", as it did.
+        assert drb_mirror[f"{scale}_tave_air"].attrs["long_name"].startswith(
+            "mean of the daily maximum and minimum air temperature")
         assert drb_mirror[f"{scale}_prcp"].attrs["standard_name"] == "lwe_precipitation_rate"
         # Water temperature is given no standard name (sea_water_temperature would be wrong).
         assert "standard_name" not in drb_mirror[f"{scale}_temp"].attrs

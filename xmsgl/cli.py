@@ -1633,7 +1633,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--source", default="mirror", choices=["mirror", "release"],
                        help="which files: public mirrors (default) or the full USGS releases")
     fetch.add_argument("--folder", default=None,
-                       help="cache folder (default: $XMSGL_DATA_DIR or the user cache)")
+                       help="data folder (default: $XMSGL_DATA_DIR, else xmsgl's user cache folder)")
     fetch.add_argument("--no-progress", action="store_true",
                        help="no progress bars or download log lines")
     fetch.set_defaults(func=_fetch_data)

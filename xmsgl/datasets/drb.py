@@ -159,6 +159,10 @@ _F_NWIS = "preprocess_nwm_pgdl/nwis_comid.csv"
 _F_SNTEMP = "sciencebase/P9GD8I7A/sntemp_inputs_outputs_drb.zip"
 _F_ENHD = "sciencebase/P976XCVT/enhd_nhdplusatts.parquet"
 
+#: ``*_tave_air`` is the mid-range of the day's extremes, as PRMS computes it, not a
+#: mean over the day (which is why it has no cell method).
+_TAVE_LONG_NAME = "mean of the daily maximum and minimum air temperature"
+
 _SHARED = (_F_XWALK, _F_NETWORK, _F_OBS, _F_SITE_OBS, _F_SITES, _F_SEG_ATTR, _F_SEG_PARAMS, _F_NWIS)
 
 #: Files read by ``open_drb(source="release")`` (release files plus the shared mirror
@@ -298,7 +302,8 @@ def _missing_hint(name: str, where: _Where, existed: bool) -> str:
         }.get(where.origin, "set XMSGL_DATA_DIR to a folder that holds them")
         return (
             f"the files were looked for in {str(where.root)!r} ({_ORIGIN_NOTE[where.origin]}{note}), "
-            f"where {len(missing)} of the {len(where.batch)} files are missing; without internet "
+            f"where {len(missing)} of the {len(where.batch)} files {'is' if len(missing) == 1 else 'are'} "
+            f"missing; without internet "
             f"access, copy them there from a machine that has it, laid out as the registry names "
             f"them (this one as {str(target)!r}; each file's URL is in {str(REGISTRY_FILE)!r}), "
             f"or {other}"
@@ -382,7 +387,9 @@ def _fetch(name: str, where: _Where, progress: bool) -> Path:
             raise DataError(
                 f"the file {name!r} at {str(path)!r} has sha256 {actual}, but the registry "
                 f"expects {known}; it is corrupt or not the pinned version. Delete it and "
-                f"fetch it again (`xmsgl fetch-data`; source {url})"
+                f"fetch it again (`xmsgl fetch-data`; source {url}), or, where the folder is "
+                f"not yours to change, point XMSGL_DATA_DIR at a folder that holds the "
+                f"registered version"
             )
         return path
     # Folders are created for the file only: a failed fetch removes those it made.
@@ -515,7 +522,31 @@ def fetch_data(source: Source = "mirror", folder: str | os.PathLike[str] | None 
     progress = progress_or_option(progress)
     names = files_for(source)
     where = _where(folder, batch=names)
-    return [_fetch(n, where, progress) for n in names]
+    paths: list[Path] = []
+    bad: list[tuple[str, DataError]] = []  # files here that fail their check
+    download: DataError | None = None  # the first download that failed
+    for name in names:
+        here = (where.root / name).exists()
+        if download is not None and not here:
+            continue  # offline, most likely: the failed download's message counts these
+        try:
+            paths.append(_fetch(name, where, progress))
+        except DataError as err:  # every file here is checked: all problems told at once
+            if here:
+                bad.append((name, err))
+            else:
+                download = err
+    if download is None and not bad:
+        return paths
+    errors = [download] if download is not None else []
+    errors += [err for _, err in bad]
+    if len(errors) == 1:
+        raise errors[0]
+    others = [f"{n!r} ({'a folder' if (where.root / n).is_dir() else 'not the registered version'})"
+              for n, err in bad if err is not errors[0]]
+    raise DataError(
+        f"{errors[0]} Also in {str(where.root)!r}, to delete and fetch again: {', '.join(others)}"
+    ) from errors[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -546,16 +577,25 @@ def _parsed(name: str, parse: Callable[[Path], pd.DataFrame], cache_dir: Path | 
     stat = path.stat()
     key = known[:16] if known else f"{stat.st_size}-{int(stat.st_mtime)}"
     target = cache_dir / f"{name.replace('/', '__')}.{key}.{tag}.parquet"
+    # Each entry records what it was parsed from: a table of another file (or an
+    # older parser) put under this name is not trusted but rebuilt.
+    label = f"{name}:{key}:{tag}"
     if target.is_file():
         with contextlib.suppress(Exception):  # an unreadable cache entry is rebuilt
-            return pd.read_parquet(target)
+            cached = pd.read_parquet(target)
+            if cached.attrs.pop("xmsgl_parsed_from", None) == label:
+                return cached
     frame = parse(path)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
         os.close(fd)
         try:
-            frame.to_parquet(tmp)
+            frame.attrs["xmsgl_parsed_from"] = label
+            try:
+                frame.to_parquet(tmp)
+            finally:
+                del frame.attrs["xmsgl_parsed_from"]
             give_new_file_mode(tmp)  # mkstemp's 0600: a group sharing the cache reads it
             os.replace(tmp, target)
         finally:
@@ -1372,9 +1412,9 @@ def open_drb(
     if "tmax" in forcings and "tmin" in forcings:
         tave = ((forcings["tmax"] + forcings["tmin"]) / 2.0).astype(np.float32)
         data["seg_tave_air"] = ((S, T), tave, _attrs("degC", f"(tmax + tmin) / 2 of {fsrc.format(v='tmax/tmin')}",
-                                                     "daily mean air temperature"))
+                                                     _TAVE_LONG_NAME))
         data["reach_tave_air"] = ((R, T), tave[seg_pos_of_reach], _attrs(
-            "degC", "seg_tave_air of the parent segment", "daily mean air temperature (parent segment)"))
+            "degC", "seg_tave_air of the parent segment", f"{_TAVE_LONG_NAME} (parent segment)"))
     for col, (units, long_name) in _SEG_ATTR_COLUMNS.items():
         data[f"seg_{col}"] = (S, seg_attr[col].to_numpy(np.float64), _attrs(
             units, f"{_F_SEG_ATTR} ({col}) of seg_forcing_donor",
@@ -1516,7 +1556,7 @@ def _period(bounds: tuple[str, str], start: pd.Timestamp | None, end: pd.Timesta
 
 _RELEASE_COLUMNS = {
     # column: (variable, long name, units, scale to units)
-    "seg_tave_air": ("seg_tave_air", "daily mean air temperature", "degC"),
+    "seg_tave_air": ("seg_tave_air", _TAVE_LONG_NAME, "degC"),
     "seg_rain": ("seg_prcp", "daily rain", "mm day-1"),
     "seginc_swrad": ("seg_swrad", "daily mean shortwave radiation", "W m-2"),
     "seg_outflow": ("seg_outflow", "PRMS-SNTemp simulated outflow", "m3 s-1"),
