@@ -22,6 +22,7 @@ from xmsgl.exceptions import (
     UnitsError,
     XmsglError,
 )
+from xmsgl.graph import build_graphs
 
 
 def hand_basin(n_time: int = 10) -> xr.Dataset:
@@ -464,6 +465,23 @@ def test_segment_and_reach_lengths_in_different_units_warn() -> None:
     km_as_m = ds.assign(reach_length=(ds.reach_length / 1000).assign_attrs(units="m"))
     with pytest.warns(xmsgl.XmsglWarning, match=r"'seg_length' is \d+ times the summed 'reach_length' .* km labelled 'm'"):
         validate(km_as_m)
+
+
+@pytest.mark.parametrize("name", ["seg_length", "reach_length"])
+def test_lengths_that_are_0_everywhere_are_refused(name: str) -> None:
+    # They passed without a word (the ratio of the two scales' lengths was not
+    # defined), and the inverse-distance baseline's predictions moved by degrees.
+    ds = xmsgl.datasets.synthetic_basin(n_segments=5, start="2001-01-01", end="2001-02-01")
+    n = ds.sizes[name.split("_")[0]]
+    with pytest.raises(TopologyError, match=rf"variable '{name}' is 0 at all its {n} ids; .* give the "
+                                            r"real lengths \(0 only where a node has none\)"):
+        validate(ds.assign({name: ds[name] * 0}))
+    with pytest.raises(TopologyError, match=f"'{name}' is 0 at all"):
+        build_graphs(ds.assign({name: ds[name] * 0}))
+    # One zero-length node is a node of no length, and is taken.
+    one = ds[name].copy()
+    one[0] = 0.0
+    validate(ds.assign({name: one}))
 
 
 def test_nan_in_reach_seg_names_the_reaches_and_no_outlet_fix() -> None:

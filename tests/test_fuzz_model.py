@@ -38,6 +38,7 @@ import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import xmsgl
 from tests.fuzzing import FuzzCases
 from tests.strategies import random_river_dataset, river_datasets
 from tests.test_fuzz import MUTATIONS as TOPOLOGY_MUTATIONS
@@ -354,6 +355,18 @@ def test_baselines_refuse_unusable_time_axes() -> None:
     times[4] = np.datetime64("NaT", "ns")
     with pytest.raises(TimeError, match="NaT"):
         ds.assign_coords(time=times).msgl.downscale(model)
+
+
+def test_the_gru_refuses_an_empty_time_axis_as_the_networks_do() -> None:
+    # It failed with a bare IndexError.
+    from xmsgl.exceptions import TimeError
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=4, start="2012-10-01", end="2013-03-31", seed=0,
+                                        reach_obs_share=0.5)
+    model = ds.msgl.fit(method="gru", epochs=1, progress=False, seed=0)
+    for time in (None, ("2012-11-01", "2012-12-01")):
+        with pytest.raises(TimeError, match="'time' dimension is empty"):
+            ds.isel(time=slice(0, 0)).msgl.downscale(model, time=time)
 
 
 @pytest.mark.parametrize("time", [None, ("2002-01-01", "2002-03-01")])

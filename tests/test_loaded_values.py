@@ -61,6 +61,23 @@ def test_mohseni_predict_refuses_kelvin_air_labelled_degc(basin: xr.Dataset) -> 
         _kelvin_labelled_degc(basin, "reach_air_temp").msgl.downscale(model)
 
 
+def test_mohseni_predict_names_degf_air_labelled_degc_first(basin: xr.Dataset) -> None:
+    # Its first advice was to mask the values above 65 degC, which keeps the cool
+    # days of a degF record and drops the warm ones.
+    model = basin.msgl.fit(method="mohseni")
+    air = basin["reach_air_temp"]
+    degf = basin.assign(reach_air_temp=(air * 1.8 + 32).assign_attrs(air.attrs))
+    with pytest.raises(UnitsError, match=r"spans .* degC, outside the plausible -90\.\.65 degC .*; its values "
+                                         r"look like degF: if so, set ds\['reach_air_temp'\]\.attrs\['units'\] = "
+                                         r"'degF'; if they are degC, mask the fill values among them"):
+        degf.msgl.downscale(model)
+    # Two fill values above the range are still fill values.
+    filled = air.copy()
+    filled[0, :2] = [99.0, 99.0]
+    with pytest.raises(UnitsError, match=r"\(2 values outside it\); mask fill values"):
+        check_loaded_temperature("reach_air_temp", filled.values, {}, water=False)
+
+
 @pytest.mark.parametrize("method", ["climatology", "fine-only"])
 def test_fit_on_a_lazy_dataset_refuses_a_fill_value_in_its_targets(basin: xr.Dataset, method: str,
                                                                    tmp_path) -> None:

@@ -1523,6 +1523,14 @@ def _check_lengths(name: str, values: np.ndarray, ids: np.ndarray) -> np.ndarray
             f"variable {name!r} has negative, NaN or infinite lengths at ids "
             f"{format_ids(ids[bad])}; lengths must be finite and >= 0 (in m)"
         )
+    # One 0 is a zero-length node; all of them is a column that was never filled, and
+    # every distance, graph weight and inverse-distance weight would be the same.
+    if values.size > 1 and not values.any():
+        raise TopologyError(
+            f"variable {name!r} is 0 at all its {values.size} ids; the lengths (in m) make the "
+            f"along-stream distances of the graphs and of the baselines' weights: give the "
+            f"real lengths (0 only where a node has none)"
+        )
     # Along-stream distances are sums of lengths; values this large are a units or
     # fill-value mistake and would overflow those sums to infinity.
     huge = values > MAX_LENGTH
@@ -2834,6 +2842,15 @@ def check_loaded_temperature(name: str, values: np.ndarray, attrs: Mapping[str, 
     why = mislabel_hint(name, vmin, vmax, attrs, water=water and n_out > 0.01 * finite.size) or (
         f"mask fill values ({stored_mask(name, lo, hi, vmin, vmax, attrs)}) or correct its "
         f"'units' attribute")
+    # An air temperature in degF labelled degC: many values past the range, of many
+    # values (a fill value is one or two), all plausible once read as degF. Masking
+    # what lies above the range would keep the cool days and drop the warm ones.
+    if (not water and n_out > 0.01 * finite.size and lo <= (vmin - 32.0) * 5.0 / 9.0
+            and (vmax - 32.0) * 5.0 / 9.0 <= hi
+            and np.unique(finite[(finite < lo) | (finite > hi)]).size >= 3):
+        why = (f"its values look like degF: if so, set ds[{name!r}].attrs['units'] = 'degF'; if "
+               f"they are degC, mask the fill values among them "
+               f"({stored_mask(name, lo, hi, vmin, vmax, attrs)})")
     what = "water temperature" if water else "temperature"
     raise UnitsError(
         f"{what} {name!r} spans {value_span(vmin, vmax)} degC, outside the plausible "

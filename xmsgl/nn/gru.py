@@ -65,6 +65,7 @@ from xmsgl.exceptions import (
     ModelMismatchError,
     ParameterError,
     SchemaError,
+    TimeError,
     check_count,
     check_flag,
     warn_at_user,
@@ -297,7 +298,7 @@ class GRUModel(BaselineModel):
         DataError
             NaN in an input.
         TimeError
-            ``time`` selects no day of ``ds``.
+            ``time`` selects no day of ``ds``, or ``ds`` has no day.
 
         Warns
         -----
@@ -347,6 +348,8 @@ class GRUModel(BaselineModel):
                 raise ModelMismatchError(units_refusal(v, units, var["units"][v], fitted="the GRU",
                                                        refit="refit"))
         times = pd.DatetimeIndex(ds[TIME].values)
+        if len(times) == 0:  # as downscale says for the networks
+            raise TimeError("the dataset's 'time' dimension is empty; downscaling needs daily inputs")
         tmask = select_days(times, time)
         idx = np.flatnonzero(tmask)
         t0, t1 = int(idx[0]), int(idx[-1]) + 1
