@@ -162,6 +162,13 @@ def test_evaluate_writes_netcdf_and_prints_a_table(tmp_path, capsys: pytest.Capt
     assert {k: xmsgl.get_option(k) for k in ("progress", "device")} == before
     text = capsys.readouterr().out
     assert "climatology" in text and "keep 0.1" in text and "robustness idw lag" in text
+    # The robustness lines are changes of RMSE, and say so, with the unperturbed RMSE.
+    with xr.open_dataset(out) as res:
+        base = float(res.rob_base_rmse)
+        assert res.rob_bias.long_name.startswith("bias (mean of prediction minus truth)")
+    header = (f"robustness idw: change of test RMSE (degC) against the unperturbed {base:.3f} "
+              "(positive: the perturbed run is worse)\nrobustness idw lowpass")
+    assert header in text and text.index(header) < text.index("robustness idw lag")
     # idw predicts hidden scored days from its climatology: its zeros are not robustness.
     assert "robustness idw: note: idw reads only the observations of the day it predicts" in text
     # In the sweep, too, idw's row repeats climatology's: a note under the table says why.

@@ -261,10 +261,17 @@ def test_explain_plots_refuse_what_they_cannot_draw(basin: xr.Dataset) -> None:
         plot_explain(_fake_explain(basin, layers=0))
     with pytest.raises(xmsgl.ParameterError, match="layer=5"):
         plot_explain(ex, layer=5)
+    with pytest.raises(xmsgl.ParameterError, match="'top_neighbour' holds reach ids, .* colour by 'top_share'"):
+        plot_explain(ex, variable="top_neighbour")
     with pytest.raises(xmsgl.SchemaError, match="needs a result of explain"):
         plot_explain(basin)
     fig = plot_energy([ex, ex])
     assert len(fig.axes[0].get_lines()) == 6
+    # Depths are whole layers: no tick at 0.5 or 1.5; and the figure says what it shows.
+    fig.canvas.draw()
+    ticks = [t for t in fig.axes[0].get_xticks() if fig.axes[0].get_xlim()[0] <= t <= fig.axes[0].get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert fig.axes[0].get_title() == "Dirichlet energy of the embeddings by depth (normalized)"
     plt.close(fig)
     with pytest.raises(xmsgl.SchemaError, match="result '0'"):
         plot_energy([basin])

@@ -182,9 +182,25 @@ def test_timezone_aware_time_is_a_time_error(obs2d: xr.DataArray) -> None:
         evaluate(obs2d, aware)
 
 
+def test_a_day_selected_as_a_scalar_is_told_to_be_selected_as_a_list(obs2d: xr.DataArray) -> None:
+    with pytest.raises(xmsgl.SchemaError, match=r"differ from observed dims \('reach', 'time'\); the "
+                                                r"prediction holds a single 'time' as a scalar coordinate: "
+                                                r"select it with a list to keep the dimension \(\.isel\(time=\[i\]\)"):
+        evaluate(obs2d.isel(time=3), obs2d.transpose("reach", "time"))
+    with pytest.raises(xmsgl.SchemaError, match=r"the observed holds a single 'reach'"):
+        evaluate(obs2d, obs2d.isel(reach=0))
+    assert int(evaluate(obs2d.isel(time=[3]), obs2d).n) == int(obs2d.isel(time=[3]).notnull().sum())
+    # Another dimension altogether keeps the plain advice.
+    with pytest.raises(xmsgl.SchemaError, match=r"\); rename or select so both have the same dimensions"):
+        evaluate(obs2d.rename(reach="site"), obs2d)
+
+
 def test_exact_join_names_the_mismatch(obs2d: xr.DataArray) -> None:
-    with pytest.raises(xmsgl.DataError, match=r"only in observed: \[11\]"):
+    # The side with no labels of its own is not named (it read "only in prediction: []").
+    with pytest.raises(xmsgl.DataError, match=r"and observed \(only in observed: \[11\]\); use join="):
         evaluate(obs2d.sel(reach=[12, 13]), obs2d, join="exact")
+    with pytest.raises(xmsgl.DataError, match=r"and observed \(only in prediction: \[11\]\); use join="):
+        evaluate(obs2d, obs2d.sel(reach=[12, 13]), join="exact")
     p, o = align_pair(obs2d, obs2d.transpose("time", "reach"), join="exact")
     assert o.dims == p.dims
 
@@ -229,6 +245,11 @@ def test_empty_subset_is_nan_with_zero_pairs_on_both_paths(obs2d: xr.DataArray) 
 def test_empty_selection_message_says_which_side_is_empty(obs2d: xr.DataArray) -> None:
     with pytest.raises(xmsgl.DataError, match="observed holds no finite value"):
         evaluate(obs2d, obs2d * np.nan)
+    # An empty prediction is not told to score other observations.
+    with pytest.raises(xmsgl.DataError, match=r"prediction holds no finite value at the labels both "
+                                              r"share\); check the prediction: the days or reaches") as err:
+        evaluate(obs2d * np.nan, obs2d)
+    assert "observations" not in str(err.value)
     with pytest.raises(xmsgl.DataError, match="never both at the same reach and day"):
         evaluate(obs2d.where(obs2d.time.dt.month < 6), obs2d.where(obs2d.time.dt.month >= 6))
 

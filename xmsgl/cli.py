@@ -1570,6 +1570,8 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
         if n_sets < FEW_PARTITIONS:
             print(f"cross-validation {args.cv}: note: {_few_sets_note(n_sets)}")
     if args.robustness:
+        print(f"robustness {args.robustness}: change of test RMSE (degC) against the unperturbed "
+              f"{float(out['rob_base_rmse']):.3f} (positive: the perturbed run is worse)")
         for c in out["check"].values:
             row = out["rob_d_rmse"].sel(check=c)
             labels = out["rob_setting"].sel(check=c).values

@@ -257,17 +257,19 @@ def evaluate(
         # (a summer-only gauge in DJF) is a legitimate empty subset, NaN with n = 0.
         if check_empty and label == "all" and int(res["n"].sum()) == 0:
             n_o, n_p = int(np.isfinite(o.values).sum()), int(np.isfinite(p.values).sum())
-            if n_o == 0 or n_p == 0:
-                side = "observed" if n_o == 0 else "prediction"
-                why = f"{side} holds no finite value at the labels both share"
+            fix = ("score a period or reaches that hold observations (masked observations, "
+                   "such as a held-out test period, cannot be scored)")
+            if n_p == 0:
+                # Nothing to do with the observations: the prediction is what is empty.
+                why = "prediction holds no finite value at the labels both share"
+                fix = ("check the prediction: the days or reaches selected from it, or the inputs "
+                       "it was downscaled from")
+            elif n_o == 0:
+                why = "observed holds no finite value at the labels both share"
             else:
                 why = (f"{n_o} observed and {n_p} predicted values at the shared labels, but "
                        "never both at the same reach and day")
-            raise DataError(
-                f"no finite prediction-observation pair: the selection is empty ({why}); score "
-                "a period or reaches that hold observations (masked observations, such as a "
-                "held-out test period, cannot be scored)"
-            )
+            raise DataError(f"no finite prediction-observation pair: the selection is empty ({why}); {fix}")
         parts.append(res)
     out = parts[0] if not subsets else xr.concat(parts, dim=pd.Index(labels, name="subset"),
                                                  coords="minimal", compat="override")

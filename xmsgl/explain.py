@@ -438,7 +438,8 @@ def plot_explain(result: xr.Dataset, ds: xr.Dataset | None = None, *, variable: 
     SchemaError
         ``result`` is not a result of :func:`explain`.
     ParameterError
-        An unknown variable or graph, a layer position out of range, a model
+        An unknown variable or graph, ``top_neighbour`` (ids: the arrows draw
+        it), a layer position out of range, a model
         without graph layers (``layers=0``: nothing is attributed per reach), or an
         ``ax`` that is neither None nor matplotlib Axes.
     DataError
@@ -451,6 +452,11 @@ def plot_explain(result: xr.Dataset, ds: xr.Dataset | None = None, *, variable: 
     if variable not in result or REACH not in result[variable].dims:
         raise ParameterError(f"variable={variable!r} is not a per-reach variable of the explain "
                              "result; use e.g. 'share_upstream', 'win_distance' or 'top_share'")
+    if variable == "top_neighbour":
+        # Ids are labels, not amounts: a colour scale over them says nothing.
+        raise ParameterError("variable='top_neighbour' holds reach ids, which a colour scale cannot "
+                             "show; each reach's top neighbour is the arrow drawn (arrows=True): "
+                             "colour by 'top_share', its share of the wins, instead")
     used = str(result.attrs.get("graphs", " ".join(_GRAPHS))).split()
     if graph is None:
         graph = used[-1] if used else "dynamic"
@@ -566,7 +572,11 @@ def plot_energy(results: xr.Dataset | Mapping[str, xr.Dataset] | Sequence[xr.Dat
         for g in _GRAPHS:
             ax.plot(res["depth"].values, res[var].sel(graph=g).values, styles[s % len(styles)],
                     marker="o", label=f"{label} {g}".strip())
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # depths are whole layers
     ax.set_xlabel("depth (0 = temporal encoder)")
     ax.set_ylabel(var.replace("_", " "))
+    ax.set_title("Dirichlet energy of the embeddings by depth" + (" (normalized)" if normalized else ""))
     ax.legend(fontsize=8)
     return fig

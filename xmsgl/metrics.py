@@ -261,9 +261,19 @@ def align_pair(
     # (they were read as a dimensionless quantity, which no plausibility check covers).
     prediction, observed = _blank_units_dropped(prediction), _blank_units_dropped(observed)
     if set(prediction.dims) != set(observed.dims):
+        fix = "rename or select so both have the same dimensions"
+        # A dimension one side lost to a selection of one label (isel(time=100)) that
+        # the other has: a selection by a list keeps it.
+        for side, da, other in (("prediction", prediction, observed), ("observed", observed, prediction)):
+            gone = [str(d) for d in other.dims if d not in da.dims and d in da.coords and da[d].ndim == 0]
+            if gone:
+                fix = (f"the {side} holds a single {gone[0]!r} as a scalar coordinate: select it "
+                       f"with a list to keep the dimension (.isel({gone[0]}=[i]) or "
+                       f".sel({gone[0]}=[label])), or select the same from the other side")
+                break
         raise SchemaError(
             f"prediction dims {tuple(map(str, prediction.dims))} differ from observed dims "
-            f"{tuple(map(str, observed.dims))}; rename or select so both have the same dimensions"
+            f"{tuple(map(str, observed.dims))}; {fix}"
         )
     # Stored as integers: said once the pair is known to be scored (after every refusal).
     integers = [(side, da) for side, da in (("prediction", prediction), ("observed", observed))
@@ -312,11 +322,12 @@ def align_pair(
             only_p = a.difference(b)
             only_o = b.difference(a)
             if len(only_p) or len(only_o):
+                # Only the side that has labels of its own is named.
+                sides = [f"only in {side}: {format_ids(_label_texts(only))}"
+                         for side, only in (("prediction", only_p), ("observed", only_o)) if len(only)]
                 raise DataError(
                     f"coordinate {str(dim)!r} differs between prediction and observed "
-                    f"(only in prediction: {format_ids(_label_texts(only_p))}, only in observed: "
-                    f"{format_ids(_label_texts(only_o))}); use join='inner' to score the shared "
-                    "labels"
+                    f"({', '.join(sides)}); use join='inner' to score the shared labels"
                 )
             # The same labels in another order: pairs are matched by label, not position
             # (repeated labels were refused above).
@@ -871,7 +882,9 @@ def rmse(prediction: xr.DataArray, observed: xr.DataArray,
     """Root mean square error over the pairs where neither side is NaN, pooled over ``dims`` (degC).
 
     ``dims`` (a name or names; default all) are pooled: the result keeps the other
-    dimensions, as in :func:`skill`.
+    dimensions, as in :func:`skill`. Both sides have the same dimensions (their labels
+    are aligned first); for a dimension of one side only, such as an ensemble's
+    ``member``, use :func:`skill`, which broadcasts it.
 
     Examples
     --------
@@ -887,7 +900,9 @@ def mae(prediction: xr.DataArray, observed: xr.DataArray,
     """Mean absolute error over the pairs where neither side is NaN, pooled over ``dims`` (degC).
 
     ``dims`` (a name or names; default all) are pooled: the result keeps the other
-    dimensions, as in :func:`skill`.
+    dimensions, as in :func:`skill`. Both sides have the same dimensions (their labels
+    are aligned first); for a dimension of one side only, such as an ensemble's
+    ``member``, use :func:`skill`, which broadcasts it.
 
     Examples
     --------
@@ -903,7 +918,9 @@ def bias(prediction: xr.DataArray, observed: xr.DataArray,
     """Mean of prediction minus observation over the pairs where neither side is NaN (degC).
 
     ``dims`` (a name or names; default all) are pooled: the result keeps the other
-    dimensions, as in :func:`skill`.
+    dimensions, as in :func:`skill`. Both sides have the same dimensions (their labels
+    are aligned first); for a dimension of one side only, such as an ensemble's
+    ``member``, use :func:`skill`, which broadcasts it.
 
     Examples
     --------
@@ -919,7 +936,9 @@ def nse(prediction: xr.DataArray, observed: xr.DataArray,
     """Nash-Sutcliffe efficiency over the pairs where neither side is NaN (dimensionless).
 
     ``dims`` (a name or names; default all) are pooled: the result keeps the other
-    dimensions, as in :func:`skill`.
+    dimensions, as in :func:`skill`. Both sides have the same dimensions (their labels
+    are aligned first); for a dimension of one side only, such as an ensemble's
+    ``member``, use :func:`skill`, which broadcasts it.
 
     Examples
     --------
@@ -936,7 +955,9 @@ def kge(prediction: xr.DataArray, observed: xr.DataArray,
     """Kling-Gupta efficiency (2009) over the pairs where neither side is NaN (dimensionless).
 
     ``dims`` (a name or names; default all) are pooled: the result keeps the other
-    dimensions, as in :func:`skill`.
+    dimensions, as in :func:`skill`. Both sides have the same dimensions (their labels
+    are aligned first); for a dimension of one side only, such as an ensemble's
+    ``member``, use :func:`skill`, which broadcasts it.
 
     Examples
     --------

@@ -1118,7 +1118,7 @@ def robustness(
     out = xr.Dataset(coords={"check": names, "level": ("level", np.arange(n_lev), {
         "long_name": "position of the level in its check's list (the level itself: setting)"})})
     for k, m in enumerate(("rmse", "mae", "bias")):
-        what = {"rmse": "RMSE", "mae": "MAE", "bias": "BIAS (mean of prediction minus truth)"}[m]
+        what = {"rmse": "RMSE", "mae": "MAE", "bias": "bias (mean of prediction minus truth)"}[m]
         sign = ("; positive: the perturbed run is warmer, not worse" if m == "bias"
                 else "; positive: the perturbed run is worse")
         out[m] = (("check", "level"), vals[k], {"units": "degC", "long_name": f"{what} of the perturbed run"})
