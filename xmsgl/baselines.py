@@ -7,7 +7,8 @@ degC, as :func:`xmsgl.downscale.downscale` does. No baseline needs torch.
 
 ``"climatology"``
     Per reach and day of year, the mean of the reach's training observations
-    within a circular window of ``window`` days (default 31) around the day.
+    within a circular window of ``window`` days (default 31) around the day (an
+    even ``window`` holds one day more before the day than after it).
     Days of year with fewer than ``min_count`` observations (default 3) in the
     window fall back to the reach's segment (the same climatology of
     ``seg_temp``, with the same minimum), then to the pooled climatology of every
