@@ -119,6 +119,23 @@ def test_bad_periods_name_the_argument(bad, match) -> None:
     assert isinstance(info.value, TimeError) and isinstance(info.value, ParameterError)
 
 
+@pytest.mark.parametrize("text, readings", [
+    ("1.3.2016", "('2016-03-01' or '2016-01-03')"),
+    ("01/02/2016", "('2016-02-01' or '2016-01-02')"),
+    ("29/02/2016", "('2016-02-29')"),  # one reading only, refused all the same
+    ("5-6-2016 12:00", "('2016-06-05' or '2016-05-06')"),
+])
+def test_dates_that_put_the_year_last_are_refused(text: str, readings: str) -> None:
+    # "1.3.2016" was read as 3 January and "01/02/2016" as 2 January, without a word,
+    # while "29/02/2016" was read day-first.
+    with pytest.raises(PeriodError, match=re.escape(f"{text!r} puts the year last, which is read day-first "
+                                                    f"in some places and month-first in others; give the date "
+                                                    f"as 'YYYY-MM-DD' {readings}")):
+        period_mask(DAYS, (text, None), "test")
+    # The year first is one reading, and taken.
+    assert period_mask(DAYS, "2001/03/01").sum() == 1
+
+
 def test_two_single_days_in_a_list_warn_of_the_tuple() -> None:
     # A list holds periods, so ["2001-01-01", "2001-03-31"] is two days; that is
     # rarely what was meant, and the warning names the tuple that gives the period.

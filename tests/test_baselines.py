@@ -230,6 +230,58 @@ def test_damaged_or_edited_baseline_folders_are_typed_errors(tmp_path, fitted: d
             load_baseline(edited)
 
 
+def test_the_climatology_reads_one_row_for_one_calendar_date(tmp_path) -> None:
+    # From 1 March of a leap year on, each date read the next date's row: 2016-03-01
+    # predicted the climatology of 2 March (0.8 degC off with window=1).
+    import json
+
+    from xmsgl.baselines import _identity_settings
+    from xmsgl.io import settings_digests
+
+    ds = xmsgl.datasets.synthetic_basin(n_segments=3, start="2012-10-01", end="2016-09-30", seed=0,
+                                        reach_obs_share=1.0)
+    model = ds.msgl.fit(method="climatology", train=("2012-10-01", "2015-09-30"), window=1, min_count=1)
+    pred = ds.msgl.downscale(model)
+    obs = ds["reach_temp"].sel(time=slice("2012-10-01", "2015-09-30"))
+    for date in ("03-01", "07-15", "12-31"):
+        on_date = obs.time.dt.strftime("%m-%d") == date  # three trained years each
+        expect = obs.where(on_date, drop=True).mean("time").values
+        seen = np.isfinite(expect)  # reaches observed on that date (others fall back)
+        assert seen.sum() >= 6
+        every = pred.where(pred.time.dt.strftime("%m-%d") == date, drop=True)  # a leap year's among them
+        assert every.sizes["time"] == 4
+        np.testing.assert_allclose(every.values[seen], np.repeat(expect[seen, None], 4, axis=1), rtol=1e-6)
+    # 29 February has its row, filled from its neighbours when no leap day was trained on.
+    assert np.isfinite(pred.sel(time="2016-02-29").values).all()
+    # A folder saved before (format version 1, no day_of_year) reads days as it did then,
+    # and is saved again in its own version.
+    model.save(tmp_path / "v2")
+    config = json.loads((tmp_path / "v2" / "config.json").read_text())
+    assert (config["format_version"], config["day_of_year"]) == (2, "month-day")
+    del config["day_of_year"]
+    config["format_version"] = 1
+    config["settings_sha256"] = settings_digests(_identity_settings(config))
+    old = tmp_path / "v1"
+    old.mkdir()
+    (old / "arrays.npz").write_bytes((tmp_path / "v2" / "arrays.npz").read_bytes())
+    (old / "config.json").write_text(json.dumps(config))
+    v1 = xmsgl.load(old)
+    then = ds.msgl.downscale(v1)
+    # By ordinal, a common year's 2 March reads row 60 (1 March by calendar date), and
+    # its 1 March row 59 (29 February); a leap year's dates keep their rows.
+    np.testing.assert_array_equal(then.sel(time="2015-03-02").values, pred.sel(time="2015-03-01").values)
+    np.testing.assert_array_equal(then.sel(time="2015-03-01").values, pred.sel(time="2016-02-29").values)
+    np.testing.assert_array_equal(then.sel(time="2016").values, pred.sel(time="2016").values)
+    v1.save(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "config.json").read_text())["format_version"] == 1
+    # A version-2 folder whose day_of_year was edited is refused.
+    config = json.loads((tmp_path / "v2" / "config.json").read_text())
+    config["day_of_year"] = "ordinal"
+    (tmp_path / "v2" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(xmsgl.DataError, match="gives day_of_year='ordinal', which format version 2 does not have"):
+        xmsgl.load(tmp_path / "v2")
+
+
 def test_edited_settings_periods_and_arrays_are_refused_at_load(tmp_path, fitted: dict) -> None:
     # These loaded, then predicted with weights growing with distance (power -1) or
     # failed at predict with a bare KeyError, ValueError or IndexError; the shape check

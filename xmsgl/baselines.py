@@ -111,7 +111,9 @@ __all__ = ["BASELINES", "BaselineModel", "fit_baseline", "load_baseline", "defau
 
 
 FORMAT = "xmsgl-baseline"
-FORMAT_VERSION = 1
+#: 2: days of the year by calendar date (``day_of_year`` "month-day" in the config);
+#: 1 read them by their ordinal, a day late from March in leap years.
+FORMAT_VERSION = 2
 CONFIG = "config.json"
 ARRAYS = "arrays.npz"
 
@@ -188,8 +190,20 @@ def _reach_time(ds: xr.Dataset, name: str, dim: str, *, water: bool = True) -> n
     return values
 
 
-def _doy(time: pd.DatetimeIndex) -> np.ndarray:
-    return np.asarray(time.day_of_year, dtype=np.int64) - 1
+#: How a date finds its row of the climatologies, in a model's config
+#: (``day_of_year``): ``"month-day"``, the position of its month and day in a leap
+#: year (29 February is 59, 1 March always 60, 31 December always 365), the same
+#: date in every year; ``"ordinal"`` (saved before format version 2, which lack the
+#: key), the day's number in its own year, so that from 1 March on a leap year read
+#: the next date's row.
+DAY_OF_YEAR = "month-day"
+
+
+def _doy(time: pd.DatetimeIndex, scheme: str = DAY_OF_YEAR) -> np.ndarray:
+    ordinal = np.asarray(time.day_of_year, dtype=np.int64) - 1
+    if scheme == "ordinal":
+        return ordinal
+    return ordinal + ((~np.asarray(time.is_leap_year)) & (np.asarray(time.month) >= 3))
 
 
 def _smoothed_clim(values: np.ndarray, doy: np.ndarray, window: int, min_count: int = 1) -> np.ndarray:
@@ -539,7 +553,7 @@ class BaselineModel:
             raise SchemaError("the dataset has no 'time' dimension; baselines predict daily values")
         times = pd.DatetimeIndex(ds[TIME].values)
         tmask = select_days(times, time)
-        doy = _doy(times)
+        doy = _doy(times, self.config.get("day_of_year", "ordinal"))
         clim_r = self.arrays["reach_clim"][r_pos][:, doy]
         clim_s = self.arrays["seg_clim"][s_pos][:, doy]
         if self.method == "climatology":
@@ -618,7 +632,9 @@ class BaselineModel:
         """
         arrays = io.BytesIO()
         np.savez(arrays, **self.arrays)  # type: ignore[arg-type]
-        config = {**self.config, "format": FORMAT, "format_version": FORMAT_VERSION, "method": self.method,
+        # A model loaded from version 1 (days of the year by ordinal) stays version 1.
+        version = FORMAT_VERSION if self.config.get("day_of_year") == DAY_OF_YEAR else 1
+        config = {**self.config, "format": FORMAT, "format_version": version, "method": self.method,
                   "arrays_sha256": _arrays_digest(self.arrays)}
         # A digest of each settings entry, which a load compares (the arrays' sha256
         # does not cover the settings): an edited entry is named there.
@@ -708,6 +724,12 @@ def _read_baseline(path: Path) -> BaselineModel:
     method = config.get("method")
     if method not in BASELINES:
         raise DataError(f"{str(path)!r} names method {method!r}, not one of the baselines {list(BASELINES)}")
+    # Version 1 read days of the year by their ordinal (and has no key); from 2, the key.
+    scheme = config.get("day_of_year", "ordinal" if config["format_version"] == 1 else None)
+    if scheme != ("ordinal" if config["format_version"] == 1 else DAY_OF_YEAR):
+        raise DataError(f"{str(path)!r}: {CONFIG} gives day_of_year={scheme!r}, which format version "
+                        f"{config['format_version']} does not have; the file was edited: fit and save "
+                        "the baseline again")
     needed = [*_ARRAYS_ALL, *(_ARRAYS_MOHSENI if method == "mohseni" else ())]
     missing = [k for k in needed if k not in arrays]
     if missing:
@@ -984,7 +1006,7 @@ def fit_baseline(
         info["few_months"] = few_months
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     config = {"method": method, "settings": settings, "train": ranges, "seed": int(seed),
-              "created": now, "xmsgl": _version(), "fit": info}
+              "created": now, "xmsgl": _version(), "fit": info, "day_of_year": DAY_OF_YEAR}
     if train is None:
         # The default split's test days, held out as fit holds them out of a network's
         # fit: named with the outputs (xmsgl_test_periods), to score on.

@@ -20,7 +20,8 @@ dataset may be stamped at any hour (Daymet's at noon), and ``(date(2001, 6, 1),
 date(2001, 6, 30))`` keeps both ends' values whatever their hour. Time-zone-aware
 dates are refused, since the datasets' days are time-zone naive,
 and so are strings with a zone or UTC offset (``"2012-10-01T00:00Z"``,
-``"2014-01-01T00:00+01:00"``).
+``"2014-01-01T00:00+01:00"``), and strings that put the year last (``"01/02/2016"``,
+``"1.3.2016"``), which are read day-first in some places and month-first in others.
 
 Examples
 --------
@@ -58,6 +59,33 @@ _ZONE = re.compile(r"[T ]\d{1,2}(?::\d{2}(?::\d{2}(?:[.,]\d+)?)?)?\s*"
 
 #: Labels of a year, a month or a quarter ("2001", "2001-03", "2001Q1").
 _PLAIN = re.compile(r"^\s*\d{4}(?:-\d{1,2}|[Qq][1-4])?\s*$")
+
+
+#: A date whose year comes last ("01/02/2016", "1.3.2016"): day-first in some places,
+#: month-first in others, and pandas reads it month-first where it can.
+_YEAR_LAST = re.compile(r"^\s*(\d{1,2})\s*([./-])\s*(\d{1,2})\s*\2\s*(\d{4}|\d{2})\b")
+
+
+def _year_last_refusal(text: str, name: str, given: Any) -> PeriodError | None:
+    """The refusal of a date string that puts its year last (its two readings named), or None."""
+    m = _YEAR_LAST.match(text)
+    if m is None:
+        return None
+    a, b, year = int(m.group(1)), int(m.group(3)), m.group(4)
+    readings = []
+    for day, month in ((a, b), (b, a)):
+        iso = f"{year}-{month:02d}-{day:02d}" if len(year) == 4 else None
+        if iso is not None and iso not in readings:
+            try:
+                _dt.date.fromisoformat(iso)
+            except ValueError:
+                continue
+            readings.append(iso)
+    which = (f" ({' or '.join(repr(r) for r in readings)})" if readings else "")
+    return PeriodError(
+        f"{name}={given!r}: {text!r} puts the year last, which is read day-first in some places "
+        f"and month-first in others; give the date as 'YYYY-MM-DD'{which}"
+    )
 
 
 def _has_zone(text: str) -> bool:
@@ -99,8 +127,12 @@ def _stamp(value: Any, end: bool, name: str, given: Any) -> Bound:
                           f"{_HINT}")
     # A string is a label, read at its own resolution ("2001" is the whole year).
     # pd.Period drops a zone or offset without a word, so those are refused first.
-    if isinstance(value, str) and _has_zone(value):
-        raise _refuse_zone(value, name, given)
+    if isinstance(value, str):
+        if _has_zone(value):
+            raise _refuse_zone(value, name, given)
+        refusal = _year_last_refusal(value, name, given)
+        if refusal is not None:
+            raise refusal
     try:
         parsed = pd.Period(value) if isinstance(value, str) else pd.Timestamp(value)
     except (ValueError, TypeError, OverflowError) as err:
