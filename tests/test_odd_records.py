@@ -248,6 +248,12 @@ def test_stamps_all_at_a_late_hour_are_named(basin: xr.Dataset) -> None:
     shifted = basin.assign_coords(time=basin.time.values - np.timedelta64(1, "h"))
     with pytest.warns(xmsgl.XmsglWarning, match=r"every stamp of 'time' is at 23:00.*dt.round"):
         shifted.msgl.validate()
+    # Seconds are shown where there are some (12:00:01 read as 12:00, below its own
+    # threshold), and stamps late in their own day are not told to be rounded.
+    late = basin.assign_coords(time=basin.time.values + np.timedelta64(12 * 3600 + 1, "s"))
+    with pytest.warns(xmsgl.XmsglWarning, match=r"is at 12:00:01: .*which is right for stamps late in their "
+                                                r"own day; if these are local midnights converted to UTC"):
+        late.msgl.validate()
     # Noon stamps (Daymet's) are a day's own.
     with warnings.catch_warnings():
         warnings.simplefilter("error", xmsgl.XmsglWarning)

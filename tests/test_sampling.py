@@ -54,6 +54,23 @@ def test_period_limits_the_thinning(obs: xr.Dataset) -> None:
     np.testing.assert_array_equal(out.reach_temp.sel(time=late).values, obs.reach_temp.sel(time=late).values)
 
 
+@pytest.mark.filterwarnings("default::xmsgl.exceptions.XmsglWarning")
+def test_a_period_reaching_past_the_record_warns_as_fit_does(obs: xr.Dataset) -> None:
+    # It thinned the days it held without a word, where fit and downscale warn.
+    with pytest.warns(xmsgl.XmsglWarning, match=r"period=\('2000-03-01', '2000-12-31'\) reaches past the "
+                                                r"dataset's days \(2000-01-01 to 2000-04-09\): only the 40 "
+                                                r"days from 2000-03-01 to 2000-04-09 are thinned"):
+        out = sparsify(obs, keep=0.0, period=("2000-03-01", "2000-12-31"))
+    assert int(out.reach_temp.sel(time=slice("2000-03-01", None)).notnull().sum()) == 0
+    # Rows in another order: the same warning (the days in date order) and the same draw.
+    shuffled = obs.isel(time=np.random.default_rng(1).permutation(obs.sizes["time"]))
+    with pytest.warns(xmsgl.XmsglWarning, match=r"only the 40 days from 2000-03-01 to 2000-04-09"):
+        again = sparsify(shuffled, keep=0.5, period=("2000-03-01", "2000-12-31"), seed=3)
+    np.testing.assert_array_equal(
+        again.sortby("time").reach_temp.notnull().values,
+        sparsify(obs, keep=0.5, period=("2000-03-01", "2000-04-09"), seed=3).reach_temp.notnull().values)
+
+
 def test_tiny_share_keeps_at_least_one(obs: xr.Dataset) -> None:
     assert int(sparsify(obs, keep=1e-9).reach_temp.notnull().sum()) == 1
 

@@ -105,7 +105,14 @@ from xmsgl.io import (
     write_model_folder,
 )
 from xmsgl.methods import BASELINES  # the names fit_baseline understands
-from xmsgl.periods import period_days, select_days, spans_text, split_periods, whole_water_years
+from xmsgl.periods import (
+    period_bounds,
+    period_days,
+    select_days,
+    spans_text,
+    split_periods,
+    whole_water_years,
+)
 
 __all__ = ["BASELINES", "BaselineModel", "fit_baseline", "load_baseline", "default_train_period"]
 
@@ -552,6 +559,7 @@ class BaselineModel:
         if TIME not in ds.dims:
             raise SchemaError("the dataset has no 'time' dimension; baselines predict daily values")
         times = pd.DatetimeIndex(ds[TIME].values)
+        period_bounds(time, "time")  # one period, as downscale takes for the networks
         tmask = select_days(times, time)
         doy = _doy(times, self.config.get("day_of_year", "ordinal"))
         clim_r = self.arrays["reach_clim"][r_pos][:, doy]

@@ -1789,12 +1789,17 @@ def _check_time(ds: xr.Dataset) -> None:
         # Every value late in the day: most often local midnights converted to UTC
         # (each value then read as the day before its own; two hours where the zone
         # keeps summer time), or stamps at a day's end.
-        hours = " and ".join(str(pd.Timedelta(o))[-8:-3] for o in offsets[:2])
+        def clock(offset: Any) -> str:  # seconds only where there are any
+            sec = int(pd.Timedelta(offset).total_seconds())
+            return f"{sec // 3600:02d}:{sec // 60 % 60:02d}" + (f":{sec % 60:02d}" if sec % 60 else "")
+
+        hours = " and ".join(clock(o) for o in offsets[:2])
         warn_at_user(
             f"every stamp of 'time' is at {hours}{' or later' if offsets.size > 2 else ''}: a "
-            "value's day is its stamp's date, so each is read as that date's; if these are "
-            "local midnights converted to UTC, or stamps at the end of the day, round them to "
-            "their dates first: ds = ds.assign_coords(time=ds.time.dt.round('D'))",
+            "value's day is its stamp's date, so each is read as that date's, which is right for "
+            "stamps late in their own day; if these are local midnights converted to UTC (each "
+            "then the evening before its own date), round them to their dates first: "
+            "ds = ds.assign_coords(time=ds.time.dt.round('D'))",
             XmsglWarning)
     _check_time_bounds(ds, t)
 

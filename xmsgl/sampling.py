@@ -10,7 +10,7 @@ import xarray as xr
 
 from xmsgl.convention import REACH, TIME, _refuse_timezones, cftime_message, stamp_text
 from xmsgl.exceptions import ChoiceError, ParameterError, SchemaError, TimeError, format_ids, typed_arguments
-from xmsgl.periods import period_mask
+from xmsgl.periods import period_days
 
 __all__ = ["sparsify"]
 
@@ -81,6 +81,12 @@ def sparsify(
     TimeError
         ``time`` does not hold dates (or holds dates with a time zone, NaT, or a date
         twice), or ``period`` holds none of its days.
+
+    Warns
+    -----
+    XmsglWarning
+        ``period`` reaches before the first or past the last day of ``ds``: only
+        the days it holds are thinned (as ``fit`` and ``downscale`` warn).
 
     Examples
     --------
@@ -158,12 +164,17 @@ def sparsify(
     # Only where the observations are is read: a dask-backed variable stays lazy.
     observed = np.asarray(da_rt.notnull().values)
     if period is not None:
-        in_period = period_mask(stamps, period, "period")
-        if len(stamps) and not in_period.any():  # (an empty record has nothing to thin)
+        # In date order (the rows' may be any), which the warning of a period reaching
+        # beyond the record reads, as fit and downscale warn.
+        by_date = np.argsort(np.asarray(stamps), kind="stable")
+        in_order = period_days(stamps[by_date], period, "thinned", "period")
+        if len(stamps) and not in_order.any():  # (an empty record has nothing to thin)
             raise TimeError(
                 f"period={period!r} holds no day of the dataset ({stamps.min().date()} to "
                 f"{stamps.max().date()}), so nothing would be dropped; give dates inside it"
             )
+        in_period = np.empty_like(in_order)
+        in_period[by_date] = in_order
         observed &= in_period[None, :]
     # The draw is made in the order of reach ids and dates, so that it does not
     # depend on how the dataset's rows happen to be ordered.

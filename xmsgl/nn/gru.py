@@ -316,7 +316,7 @@ class GRUModel(BaselineModel):
         """
         from xmsgl.coverage import static_extrapolation
         from xmsgl.downscale import _time_gaps, short_warmup
-        from xmsgl.periods import mask_spans, select_days, spans_text
+        from xmsgl.periods import mask_spans, period_bounds, select_days, spans_text
 
         expect_dataset(ds)  # a DataArray or a path failed in only_read with an AttributeError
 
@@ -350,6 +350,7 @@ class GRUModel(BaselineModel):
         times = pd.DatetimeIndex(ds[TIME].values)
         if len(times) == 0:  # as downscale says for the networks
             raise TimeError("the dataset's 'time' dimension is empty; downscaling needs daily inputs")
+        period_bounds(time, "time")  # one period, as downscale takes for the networks
         tmask = select_days(times, time)
         idx = np.flatnonzero(tmask)
         t0, t1 = int(idx[0]), int(idx[-1]) + 1
