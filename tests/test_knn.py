@@ -403,3 +403,21 @@ def test_brute_search_of_grid_ties_does_not_follow_the_row_order() -> None:
         b = ids[perm][knn_brute(torch.tensor(x[perm]), 1, tie_keys=ids[perm]).numpy()][np.argsort(perm)]
         changed += not np.array_equal(a, b)
     assert changed == 0
+
+
+def test_bad_inputs_of_the_searches_are_typed_errors() -> None:
+    # A group of the wrong length failed inside numpy's lexsort, text positions and a
+    # numpy array of features with bare ValueError and AttributeError; candidate_set's
+    # refusals of m said k.
+    pos = np.array([[0.0, 0], [1, 0], [5, 0]])
+    for group in (np.array([0, 0]), np.array([0, 0, 1, 1]), np.array([0.5, 0, 1])):
+        with pytest.raises(ParameterError, match=r"group has shape .* give one integer per node .* shape \(3,\)"):
+            candidate_set(pos, group, 1)
+    with pytest.raises(ParameterError, match=r"^m=0 must be a positive integer"):
+        candidate_set(pos, np.array([0, 0, 1]), 0)
+    with pytest.raises(ParameterError, match=r"^m=5 is larger than the 2 other nodes; lower m"):
+        candidate_set(pos, np.array([0, 0, 1]), 5)
+    with pytest.raises(SchemaError, match="positions must be numbers"):
+        geometric_knn(np.array([["a", "b"], ["c", "d"]]), 1)
+    with pytest.raises(SchemaError, match="got ndarray; convert it with torch.as_tensor"):
+        feature_knn(np.zeros((1, 3, 2)), 1)  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ stays light.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -443,15 +443,25 @@ def _length_scale(pos: np.ndarray) -> float:
 # ------------------------------------------------------------------ static graphs
 
 
-def _check_k(k: int, available: int, what: str, fix: str) -> int:
+def _check_k(k: int, available: int, what: str, fix: str, name: str = "k") -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or int(k) < 1:
-        raise ParameterError(f"k={k!r} must be a positive integer")
+        raise ParameterError(f"{name}={k!r} must be a positive integer")
     if available < 1:
-        raise ParameterError(f"k={k}: there are no {what} (fewer than two nodes); give at least "
+        raise ParameterError(f"{name}={k}: there are no {what} (fewer than two nodes); give at least "
                              "two nodes")
     if int(k) > available:
-        raise ParameterError(f"k={k} is larger than the {available} {what}; {fix}")
+        raise ParameterError(f"{name}={k} is larger than the {available} {what}; {fix}")
     return int(k)
+
+
+def _positions(pos: Any) -> np.ndarray:
+    """Positions as float64, or a :class:`SchemaError` (text, objects)."""
+    try:
+        return np.asarray(pos, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        kind = getattr(pos, "dtype", type(pos).__name__)
+        raise SchemaError(f"positions must be numbers, an (N, d) array of coordinates; got {kind} "
+                          f"({str(err).splitlines()[0][:80]})") from None
 
 
 def _one_key_per_node(tie_keys: np.ndarray, n: int) -> np.ndarray:
@@ -503,7 +513,7 @@ def geometric_knn(pos: np.ndarray, k: int, *, duplicates: str = "allow",
     """
     from scipy.spatial import cKDTree
 
-    pos = np.asarray(pos, dtype=np.float64)
+    pos = _positions(pos)
     if pos.ndim != 2:
         raise SchemaError(f"positions must be an (N, d) array, one row per node; got shape {pos.shape}")
     n = pos.shape[0]
@@ -662,11 +672,17 @@ def candidate_set(pos: np.ndarray, group: np.ndarray, m: int, *, max_group: int 
     >>> [sorted(set(c[v].tolist())) for c, v in zip(cand, valid)]
     [[1], [0, 2], [1, 3], [2]]
     """
-    pos = np.asarray(pos, dtype=np.float64)
-    group = np.asarray(group, dtype=np.int64)
+    pos = _positions(pos)
+    if pos.ndim != 2:
+        raise SchemaError(f"positions must be an (N, d) array, one row per node; got shape {pos.shape}")
     n = pos.shape[0]
-    m = _check_k(m, n - 1, "other nodes", "lower the number of geometric candidates")
-    keys = np.arange(n) if tie_keys is None else np.asarray(tie_keys)
+    group = np.asarray(group)
+    if group.shape != (n,) or group.dtype.kind not in "iu":
+        raise ParameterError(f"group has shape {group.shape} and dtype {group.dtype}; give one integer "
+                             f"per node (its parent segment's position), shape ({n},)")
+    group = group.astype(np.int64)
+    m = _check_k(m, n - 1, "other nodes", "lower m, the number of geometric candidates", name="m")
+    keys = np.arange(n) if tie_keys is None else _one_key_per_node(tie_keys, n)
     geo = geometric_knn(pos, m, tie_keys=keys)
     order = np.lexsort((keys, group))  # by group, then by key
     g_sorted = group[order]
@@ -753,6 +769,9 @@ def knn_brute(x: torch.Tensor, k: int, tie_keys: np.ndarray | None = None) -> to
     """
     import torch
 
+    if not isinstance(x, torch.Tensor):
+        raise SchemaError(f"features must be a floating-point tensor of (N, d) or (B, N, d), got "
+                          f"{type(x).__name__}; convert it with torch.as_tensor")
     if x.dim() not in (2, 3) or not x.is_floating_point():
         raise SchemaError(f"features must be a floating-point tensor of (N, d) or (B, N, d), got "
                           f"{x.dtype} of shape {tuple(x.shape)}")
@@ -859,6 +878,11 @@ def feature_knn(x: torch.Tensor, k: int, candidates: torch.Tensor | None = None,
     >>> feature_knn(torch.randn(2, 10, 3), 4).shape
     torch.Size([2, 10, 4])
     """
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        raise SchemaError(f"features must be a floating-point tensor of (N, d) or (B, N, d), got "
+                          f"{type(x).__name__}; convert it with torch.as_tensor")
     if candidates is None or x.shape[1] <= brute_max:
         return knn_brute(x, k, tie_keys)
     if valid is None:

@@ -167,7 +167,9 @@ class Partition:
     reach_chunk : int
         The target of core reaches per block.
     halo : int
-        Halo depth in segment hops (0 where components are never split).
+        Halo depth in segment hops that split components get (0 where components are
+        never split, ``halo=None``; the depth asked for, even when no component needed
+        cutting: :attr:`n_split` says whether any was).
     n_components : int
         Independent drainage components (outlets) of the segment network.
     n_split : int
@@ -355,7 +357,8 @@ def partition(
     """Blocks of the river network that keep drainage components together.
 
     Whole components (each outlet's basin of segments with all their reaches) are
-    packed into blocks of at most ``reach_chunk`` reaches, in the order in which
+    packed into blocks of at most ``reach_chunk`` reaches (more where one segment
+    alone holds more: a segment's reaches are never split), in the order in which
     they first appear in the dataset (next fit), so that a dataset stored in basin
     order gives blocks of contiguous reaches. A component with more reaches than that is cut into connected
     pieces of segments (a piece never splits a segment's reaches); each piece is
