@@ -723,6 +723,12 @@ def test_a_basin_too_large_is_refused_before_it_is_built(monkeypatch: pytest.Mon
         syn.synthetic_basin(n_segments=20, start="2001-01-01", end="2001-12-31")
     lazy = syn.synthetic_basin(n_segments=20, start="2001-01-01", end="2001-12-31", chunks=50)
     assert lazy["reach_temp"].chunks is not None
+    # What the build holds at its peak counts, not its variables alone (measured 2.1-2.4
+    # times them): a machine between the two refuses the basin.
+    variables = sum(v.nbytes for n, v in lazy.data_vars.items() if "time" in v.dims)
+    monkeypatch.setattr(syn, "_physical_memory", lambda: int(1.5 * variables))
+    with pytest.raises(xmsgl.ParameterError, match="in memory while it is built, more than this machine's"):
+        syn.synthetic_basin(n_segments=20, start="2001-01-01", end="2001-12-31")
 
 
 def test_a_trainer_is_given_no_truth_and_agreeing_seeds_keep_their_unclipped_estimate(

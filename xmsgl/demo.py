@@ -34,8 +34,10 @@ OUTPUTS = ("downscaled.nc", "demo.png")
 #: Basin and training settings of the demo. The full demo takes one to four minutes
 #: on a quiet two-core CPU, as fast as it is (the goal is five; docs/benchmarks.md,
 #: "Demo"): the
-#: default synthetic network (450 segments, 3,288 reaches) over its last six water
-#: years, one-year windows without overlap, a few epochs per stage for the networks
+#: default synthetic network (450 segments, 3,288 reaches) over six water years, the
+#: default's last six (2013-10 to 2019-09; its weather is drawn for these days alone,
+#: so its temperatures are not those of the same days of ``synthetic_basin()``: score
+#: the demo's file against its own ``reach_temp_true``), one-year windows without overlap, a few epochs per stage for the networks
 #: on the reaches. The remap baseline's coarse network (450 segments) costs a third
 #: of a second an epoch, so it gets the paper's 40: with 4 it had not converged
 #: (its test predictions spanned 7.8-15.7 degC against a truth of 0-27), a baseline
