@@ -682,6 +682,39 @@ def test_info_says_a_models_warnings_as_the_other_commands_do(
             f"xmsgl: warning: {edited + '/config.json'!r} was edited after the model was saved")
 
 
+def test_a_fifo_given_as_data_is_refused_not_waited_on(model_dir: str, tmp_path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # Opening it waited for a writer without end.
+    fifo = tmp_path / "data.nc"
+    os.mkfifo(fifo)
+    for argv in (["downscale", model_dir, str(fifo), str(tmp_path / "out.nc")],
+                 ["info", model_dir, "--data", str(fifo)]):
+        capsys.readouterr()
+        assert main(argv) == 2
+        assert f"the data file {str(fifo)!r} is a FIFO, not a file" in capsys.readouterr().err
+    assert not (tmp_path / "out.nc").exists()
+
+
+@pytest.mark.filterwarnings("default::xmsgl.exceptions.XmsglWarning")
+def test_info_shows_control_characters_of_a_config_escaped(
+        model_dir: str, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    # They went to the terminal as they were: an escape sequence erased a line, a newline
+    # forged one.
+    edited = str(tmp_path / "edited.xmsgl")
+    shutil.copytree(model_dir, edited)
+    cfg = json.loads(open(os.path.join(edited, "config.json")).read())
+    cfg["created"] = "2026-12-03\x1b[2K\rFAKE: model verified OK\x07"
+    cfg["data"]["targets_sha256"] = "abc\nsha256 FORGED"
+    with open(os.path.join(edited, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    capsys.readouterr()
+    assert main(["info", edited]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out and "\x07" not in out
+    assert not any(line.startswith("sha256 FORGED") for line in out.splitlines())
+    assert "\\x1b[2K\\rFAKE" in out and "abc\\nsha256 FORGED" in out
+
+
 def test_info_describes_a_saved_model(files: dict[str, str], model_dir: str, tmp_path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()

@@ -388,6 +388,45 @@ def test_config_without_weights_entry_gives_a_typed_error(saved: Path) -> None:
         load(saved)
 
 
+def _replace_weights(folder: Path, state: dict) -> None:
+    """Weights of the caller's choosing, with the sha256 recorded as saving records it."""
+    import hashlib
+
+    torch.save(state, folder / "weights.pt")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["weights"]["sha256"] = hashlib.sha256((folder / "weights.pt").read_bytes()).hexdigest()
+    (folder / "config.json").write_text(json.dumps(cfg))
+
+
+def test_weights_that_are_not_plain_tensors_of_their_own_values_are_refused(saved: Path,
+                                                                          monkeypatch) -> None:
+    # An expanded view of one number (a file of 34 KB) asked for 40 GB in the NaN check;
+    # a key that is no name, a sparse or meta tensor and integer tensors failed with raw
+    # errors or loaded.
+    from xmsgl.nn import weights as wmod
+
+    good = torch.load(saved / "weights.pt", weights_only=True)
+    name = next(iter(good))
+    for change, says in (
+            ({name: torch.zeros(1).expand(100_000, 100_000)}, "10,000,000,000 values"),
+            ({1: torch.zeros(1)}, "1"),
+            ({name: torch.zeros(3).to_sparse()}, "sparse_coo"),
+            ({name: torch.zeros(4, device="meta")}, "meta"),
+            ({name: torch.zeros(4, dtype=torch.int64)}, "int64"),
+            ({name: torch.zeros(4, dtype=torch.complex64)}, "complex64")):
+        _replace_weights(saved, {**good, **change})
+        with pytest.raises(DataError, match=r"holds entries that are not named, dense, floating-point "
+                                            r"tensors.*" + re.escape(says)):
+            load(saved)
+    # A file larger than any network xmsgl saves is refused before it is read.
+    _replace_weights(saved, good)
+    monkeypatch.setattr(wmod, "MAX_WEIGHTS_BYTES", 1000)
+    with pytest.raises(DataError, match=r"holds [\d,]+ bytes, more than the networks xmsgl saves take"):
+        load(saved)
+    monkeypatch.undo()
+    assert load(saved).sha256
+
+
 def test_weights_of_another_architecture_give_a_typed_error(saved: Path) -> None:
     cfg = json.loads((saved / "config.json").read_text())
     cfg["hyperparameters"]["hidden"] = int(cfg["hyperparameters"]["hidden"]) + 3

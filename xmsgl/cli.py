@@ -163,6 +163,13 @@ def _fetch_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _printable(line: str) -> str:
+    """``line`` with the characters a terminal would act on shown escaped (``\\x1b``,
+    ``\\n``): a model folder's config.json, which anyone may have written, is printed
+    by ``xmsgl info``, and an escape sequence in it could erase or forge a line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in line)
+
+
 def _info(args: argparse.Namespace) -> int:
     import importlib.metadata as md
 
@@ -175,7 +182,7 @@ def _info(args: argparse.Namespace) -> int:
         if args.data is not None:
             lines += list(_data_lines(args))
         for line in lines:
-            print(line)
+            print(_printable(line))
         return 0
     if args.data is not None:
         raise ParameterError("--data compares a dataset with a saved model's record: give MODEL too")
@@ -555,6 +562,11 @@ def _open_any(path: Path, lazy: bool, **kw: Any) -> Any:
 
     if path.is_dir():
         return _open_zarr(path, lazy, **kw)
+    if path.exists():
+        # Reading a FIFO waits for a writer without end, and a device is read without end.
+        from xmsgl.io import regular_file
+
+        regular_file(path, "data file", "give a netCDF file or a zarr store (a folder)")
     # netCDF-C and HDF5 are not thread-safe, and xarray locks their data reads only:
     # commands in several threads opening files at once crashed the process.
     with _NETCDF_OPEN_LOCK:

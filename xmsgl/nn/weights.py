@@ -140,6 +140,11 @@ def save_network(
     return folder, config, digest
 
 
+#: The largest weights file a model folder may hold (bytes): the networks xmsgl fits
+#: take kilobytes to a few MB (a hidden size of 4,096 about 340 MB).
+MAX_WEIGHTS_BYTES = 2**30
+
+
 def read_weights(
     path: Path, config: dict[str, Any], cfg_file: Path, refetch: str
 ) -> tuple[dict[str, torch.Tensor], str, Path]:
@@ -164,10 +169,14 @@ def read_weights(
     # A bare file name: a config cannot point outside its own folder.
     wfile = regular_file(path / Path(weights["file"]).name, "weights file", refetch)
     try:
+        size = wfile.stat().st_size
+        if size > MAX_WEIGHTS_BYTES:
+            raise DataError(f"the weights file {str(wfile)!r} holds {size:,} bytes, more than the "
+                            f"networks xmsgl saves take ({MAX_WEIGHTS_BYTES:,}); {refetch}")
         blob = wfile.read_bytes()
-    except OSError as err:
-        raise DataError(f"the weights file {str(wfile)!r} cannot be read ({err}); check its "
-                        "permissions") from err
+    except (OSError, MemoryError) as err:
+        raise DataError(f"the weights file {str(wfile)!r} cannot be read ({type(err).__name__}: {err}); "
+                        "check its permissions and size") from err
     digest = hashlib.sha256(blob).hexdigest()
     if digest != weights["sha256"]:
         raise ModelMismatchError(
@@ -194,6 +203,20 @@ def read_weights(
     if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
         raise DataError(f"the weights file {str(wfile)!r} does not hold a dict of tensors; "
                         f"{refetch}")
+    # What xmsgl saves: names, and dense floating-point tensors in memory, each holding
+    # its values. A view that repeats one stored number (an expanded tensor) declares
+    # more values than the file holds: checking it for NaN would allocate them all.
+    odd = [k for k, v in state.items()
+           if not isinstance(k, str) or v.layout != torch.strided or v.device.type != "cpu"
+           or not v.is_floating_point()
+           or v.numel() * v.element_size() > v.untyped_storage().nbytes()]
+    if odd:
+        shown = ", ".join(repr(k) if not isinstance(k, str) else
+                          f"{k!r} ({state[k].dtype}, {str(state[k].layout).replace('torch.', '')}, "
+                          f"{state[k].device.type}, {state[k].numel():,} values)" for k in odd[:3])
+        raise DataError(f"the weights file {str(wfile)!r} holds entries that are not named, dense, "
+                        f"floating-point tensors, each with its own values, as xmsgl saves them: "
+                        f"{shown}{' and more' if len(odd) > 3 else ''}; {refetch}")
     # fit refuses a diverged loss, so a saved network's weights are finite: others
     # would make every prediction NaN, silently.
     bad = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
