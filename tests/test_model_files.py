@@ -684,6 +684,42 @@ def test_edited_configs_of_the_gru_and_the_light_baselines_are_named(basin: xr.D
             loader(saved)
 
 
+def test_config_values_that_break_reading_later_are_refused_at_load(saved: Path, basin: xr.Dataset,
+                                                                     tmp_path: Path) -> None:
+    # These loaded (or failed in load) with Python's TypeError, OverflowError or
+    # ValueError, or loaded and failed at downscale: an input named by a list, an
+    # infinite n_common, the GRU's n_common or observed ranges of another kind, a NUL in
+    # the weights file's name; the GRU took any method.
+    from xmsgl.nn.gru import load_gru
+
+    def edited(folder: Path, name: str, change) -> Path:
+        copy = _copy(folder, tmp_path / name)
+        _edit(copy, change)
+        return copy
+
+    msgl_cases = {
+        "list_name": lambda c: c["variables"]["seg_vars"].__setitem__(0, []),
+        "inf_common": lambda c: c["variables"].__setitem__("n_common", float("inf")),
+        "nul_file": lambda c: c["weights"].__setitem__("file", "\u0000"),
+    }
+    for name, change in msgl_cases.items():
+        with pytest.raises(DataError):
+            load(edited(saved, name, change))
+    gru = fit(basin, method="gru", seed=0, epochs=1, window=120, stride=120, progress=False)
+    gru_dir = gru.save(tmp_path / "gru")
+    gru_cases = {
+        "gru_common": (lambda c: c["variables"].__setitem__("n_common", None), "variables.n_common is None"),
+        "gru_inf": (lambda c: c["variables"].__setitem__("n_common", float("inf")), "variables.n_common is inf"),
+        "gru_range": (lambda c: next(iter(c["variables"]["observed_range"].values())).__setitem__(0, "x"),
+                      "variables.observed_range is"),
+        "gru_method": (lambda c: c.__setitem__("method", "climatology"), "method is 'climatology', not 'gru'"),
+        "gru_nul": (lambda c: c["weights"].__setitem__("file", "\u0000"), "missing or cannot be reached"),
+    }
+    for name, (change, says) in gru_cases.items():
+        with pytest.raises(DataError, match=re.escape(says)):
+            load_gru(edited(gru_dir, name, change))
+
+
 def _copy(folder: Path, to: Path) -> Path:
     import shutil
 

@@ -106,7 +106,6 @@ from xmsgl.io import (
 )
 from xmsgl.methods import BASELINES  # the names fit_baseline understands
 from xmsgl.periods import (
-    period_bounds,
     period_days,
     select_days,
     spans_text,
@@ -559,7 +558,6 @@ class BaselineModel:
         if TIME not in ds.dims:
             raise SchemaError("the dataset has no 'time' dimension; baselines predict daily values")
         times = pd.DatetimeIndex(ds[TIME].values)
-        period_bounds(time, "time")  # one period, as downscale takes for the networks
         tmask = select_days(times, time)
         doy = _doy(times, self.config.get("day_of_year", "ordinal"))
         clim_r = self.arrays["reach_clim"][r_pos][:, doy]

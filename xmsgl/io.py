@@ -2714,7 +2714,7 @@ def regular_file(path: Path, what: str, refetch: str) -> Path:
 
     try:
         mode = path.stat().st_mode
-    except (OSError, RuntimeError) as err:  # missing, a dangling link, a loop of links
+    except (OSError, RuntimeError, ValueError) as err:  # missing, a dangling link, a loop of links, a NUL
         raise DataError(f"the {what} {str(path)!r} is missing or cannot be reached ({type(err).__name__}); "
                         f"{refetch}") from err
     if not stat.S_ISREG(mode):

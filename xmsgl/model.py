@@ -400,8 +400,13 @@ def _warn_before_calendar_spans(config: dict[str, Any], cfg_file: Path) -> None:
 
 
 def _number(value: object) -> bool:
-    return (not isinstance(value, bool) and isinstance(value, (int, float))
-            and math.isfinite(float(value)))
+    """Whether ``value`` is a finite int or float (an int too large for a float is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _iso_date(value: object) -> bool:
@@ -508,12 +513,14 @@ def _check_settings(config: dict[str, Any], cfg_file: Path) -> None:
                   "finite numbers")
     try:
         spec = FeatureSpec.from_dict(v)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as err:
         raise bad(f"the variables entry cannot be read ({type(err).__name__}: {err})") from err
     names = spec.seg_vars + spec.reach_vars
+    if not all(isinstance(n, str) for n in names):
+        raise bad(f"the variables {spec.seg_vars!r} / {spec.reach_vars!r} must be lists of input names")
     if len(set(names)) != len(names):
         raise bad(f"the variables {spec.seg_vars} / {spec.reach_vars} name an input twice")
-    if not all(isinstance(n, str) for n in names) or not 0 <= spec.n_common <= min(
+    if not 0 <= spec.n_common <= min(
             len(spec.seg_vars), len(spec.reach_vars)):
         raise bad(f"the variables {spec.seg_vars} / {spec.reach_vars} with n_common={spec.n_common} "
                   "do not describe the model's inputs")

@@ -316,7 +316,7 @@ class GRUModel(BaselineModel):
         """
         from xmsgl.coverage import static_extrapolation
         from xmsgl.downscale import _time_gaps, short_warmup
-        from xmsgl.periods import mask_spans, period_bounds, select_days, spans_text
+        from xmsgl.periods import mask_spans, select_days, spans_text
 
         expect_dataset(ds)  # a DataArray or a path failed in only_read with an AttributeError
 
@@ -350,7 +350,6 @@ class GRUModel(BaselineModel):
         times = pd.DatetimeIndex(ds[TIME].values)
         if len(times) == 0:  # as downscale says for the networks
             raise TimeError("the dataset's 'time' dimension is empty; downscaling needs daily inputs")
-        period_bounds(time, "time")  # one period, as downscale takes for the networks
         tmask = select_days(times, time)
         idx = np.flatnonzero(tmask)
         t0, t1 = int(idx[0]), int(idx[-1]) + 1
@@ -512,6 +511,19 @@ def _check_gru_config(config: dict[str, Any], cfg_file: Path) -> None:
             ids = config[key]
             if not isinstance(ids, list) or not all(whole(i, -2**63) for i in ids):
                 problems.append(f"{key} must be a list of integer ids")
+        if config.get("method") != "gru":
+            problems.append(f"method is {config.get('method')!r}, not 'gru'")
+        # What predict reads through FeatureSpec: n_common (0: one scale) and the
+        # observed ranges, [smallest, largest] finite numbers.
+        if var.get("n_common") != 0 or isinstance(var.get("n_common"), bool) or var.get("seg_vars"):
+            problems.append(f"variables.n_common is {var.get('n_common')!r} and variables.seg_vars "
+                            f"{var.get('seg_vars')!r} (0 and none: the GRU reads reaches alone)")
+        ranges = var.get("observed_range", {})
+        if not isinstance(ranges, dict) or not all(
+                isinstance(r, list) and len(r) == 2 and all(number(x) for x in r) and r[0] <= r[1]
+                for r in ranges.values()):
+            problems.append(f"variables.observed_range is {ranges!r} (inputs to [smallest, largest] "
+                            "finite numbers)")
     except (KeyError, TypeError, AttributeError) as err:
         problems.append(f"an entry is missing or of the wrong kind ({type(err).__name__}: {err})")
     if problems:
