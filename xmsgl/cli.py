@@ -57,6 +57,7 @@ import re
 import shlex
 import sys
 import threading
+import unicodedata
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -167,7 +168,15 @@ def _printable(line: str) -> str:
     """``line`` with the characters a terminal would act on shown escaped (``\\x1b``,
     ``\\n``): a model folder's config.json, which anyone may have written, is printed
     by ``xmsgl info``, and an escape sequence in it could erase or forge a line."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in line)
+    # Control and format characters only: a file name's undecodable bytes (surrogates,
+    # which the stream writes back as the bytes they were) stay as they are.
+    return "".join(c.encode("unicode_escape").decode() if unicodedata.category(c) in _ESCAPED else c
+                   for c in line)
+
+
+#: Unicode categories :func:`_printable` escapes: controls, format characters (bidi
+#: overrides among them), line and paragraph separators.
+_ESCAPED = ("Cc", "Cf", "Zl", "Zp")
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -584,8 +584,6 @@ def downscale(
         # It runs on the CPU; a device is still checked as for the networks and as
         # a baseline's fit checks it (device="banana" was accepted without a word).
         resolve_device(device)
-        # One period, as for the networks (a baseline's own predict takes a list too).
-        period_bounds(time, "time")
         # Its predict warns of a period reaching beyond the days, as for the networks.
         return model.predict(ds, time=time)
     inputs = model.features.seg_vars + model.features.reach_vars
