@@ -352,14 +352,13 @@ def test_a_short_record_is_said_once_by_a_sweep_and_still_by_cross_validation(ba
         cv = cross_validate(basin, "fine-only", folds=2, repeats=1, seeds=[0], fit_kwargs=fit)
     assert not any(issubclass(w.category, xmsgl.ShortRecordWarning) for w in seen)
     assert set(cv.val_period.values.ravel()) == {'[["2001-10-01", "2002-09-30"]]'}
-    # ... and on less than two, fit splits the record itself and says so, naming the fold.
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        cross_validate(basin.isel(time=slice(0, 550)), "fine-only", folds=2, repeats=1,
-                       seeds=[0], fit_kwargs=fit)
-    short = [str(w.message) for w in seen if issubclass(w.category, xmsgl.ShortRecordWarning)]
-    assert short and short[0].startswith("the record holds 1 whole")
-    assert short[0].endswith(" (fold 0 of repetition 0; said once per cross-validation)")
+    # ... and on less than two, it validates on the last 15% of the days, as fit's split
+    # of a short record counts them, and trains on all the others (fit split the record
+    # itself, and left its last 15% of days, its test days, unread).
+    short_basin = basin.isel(time=slice(0, 550))
+    cv = cross_validate(short_basin, "fine-only", folds=2, repeats=1, seeds=[0], fit_kwargs=fit)
+    last = [str(d)[:10] for d in short_basin.time.values[[550 - 82, -1]]]
+    assert set(cv.val_period.values.ravel()) == {f'[["{last[0]}", "{last[1]}"]]'}
 
 
 FAST = {"epochs": 1, "window": 60, "stride": 60, "hidden": 4}
@@ -386,6 +385,23 @@ def fits(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
 def three_years() -> xr.Dataset:
     return xmsgl.datasets.synthetic_basin(n_segments=4, start="2000-10-01", end="2003-09-30", seed=4,
                                           reach_obs_share=0.3)
+
+
+def test_a_sweep_on_a_short_record_given_its_test_days_validates_beside_them(
+        basin: xr.Dataset, fits: list[dict]) -> None:
+    # On two years (the Delaware files' length) with --test, no whole water year was free
+    # beside the test: the networks fitted without validation, with a warning whose
+    # advice (a longer record) could not be followed.
+    end = str(basin.time.values[-1])[:10]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="no validation period")
+        sparsity_sweep(basin, ["fine-only"], keep=[1.0], seeds=[0], fit_kwargs={"fine-only": FAST},
+                       test=("2002-06-01", end))
+    n = basin.sizes["time"]
+    n_val = n * 17 // 20 - n * 7 // 10
+    days = [str(d)[:10] for d in basin.time.values]
+    first_test = days.index("2002-06-01")
+    assert [f["val"] for f in fits] == [[(days[first_test - n_val], days[first_test - 1])]]
 
 
 def test_a_sweep_given_a_validation_period_still_hides_its_scored_days_from_the_fit(
@@ -503,8 +519,12 @@ def test_a_sweep_names_its_test_days_when_a_fit_period_covers_them(three_years: 
                        fit_kwargs={**FAST, "train": ("2000-10-01", "2003-09-30")})
 
 
-def test_fold_warnings_are_named_but_filtered_and_raised_as_any_warning(basin: xr.Dataset) -> None:
-    # Two water years in two folds: no year is left to validate on, and fit says so.
+def test_fold_warnings_are_named_but_filtered_and_raised_as_any_warning() -> None:
+    # Three water years in two folds: the fold that holds out two leaves one year, no
+    # year to validate on, and fit says so. (On two water years the folds now validate
+    # on days beside the test, as fit's split of a short record does.)
+    basin = xmsgl.datasets.synthetic_basin(n_segments=3, start="2000-10-01", end="2003-09-30", seed=0,
+                                           reach_obs_share=0.3)
     run = dict(folds=2, repeats=1, seeds=[0], blocking="water_year", fit_kwargs=FAST)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")

@@ -435,7 +435,8 @@ def validation_at_end(time: pd.DatetimeIndex) -> list[tuple[str, str]]:
     """A validation period for a fit with no test days (held-out sites are scored on
     every day instead): the last ``max(1, round(n / 12))`` whole water years of the
     record (``n`` of them), as :func:`split_periods` counts them, leaving at least one
-    whole water year for training; empty with fewer than two.
+    whole water year for training; with fewer than two, the last 15% of the days, as
+    :func:`split_periods` counts a short record's (:func:`_short_validation`).
 
     Examples
     --------
@@ -443,15 +444,39 @@ def validation_at_end(time: pd.DatetimeIndex) -> list[tuple[str, str]]:
     >>> validation_at_end(pd.date_range("2000-10-01", "2004-12-31"))
     [('2003-10-01', '2004-09-30')]
     >>> validation_at_end(pd.date_range("2000-10-01", "2001-09-30"))
-    []
+    [('2001-08-07', '2001-09-30')]
     """
     time = pd.DatetimeIndex(time)
     wy = water_years(time)
     whole = whole_water_years(time)
     n_val = min(max(1, round(whole.size / 12)), whole.size - 1)
     if n_val < 1:
-        return []
+        return _short_validation(time, np.zeros(len(time), dtype=bool))
     return _year_spans(time, wy, [int(y) for y in whole[-n_val:]])
+
+
+def _short_validation(time: pd.DatetimeIndex, test: np.ndarray) -> list[tuple[str, str]]:
+    """Validation days of a record too short for whole water years (``test``: a mask of
+    its test days): as many as :func:`split_periods` gives a short record (15% of the
+    days), just before the first test day (at the end of the record without test days),
+    or where fewer than twice as many are free there, just after the last; at least as
+    many days are left to train on. Empty where neither side has room."""
+    n_val = len(time) * 17 // 20 - len(time) * 7 // 10
+    free = np.flatnonzero(~test)
+    if n_val < 1 or free.size < 2 * n_val:
+        return []
+    marked = np.flatnonzero(test)
+    before = free if marked.size == 0 else free[free < marked[0]]
+    after = free[free > marked[-1]] if marked.size else free[:0]
+    if before.size >= 2 * n_val:
+        chosen = before[-n_val:]
+    elif after.size >= 2 * n_val:
+        chosen = after[:n_val]
+    else:
+        return []
+    mask = np.zeros(len(time), dtype=bool)
+    mask[chosen] = True
+    return mask_spans(time, mask)
 
 
 def _year_spans(time: pd.DatetimeIndex, wy: np.ndarray, chosen: list[int]) -> list[tuple[str, str]]:
@@ -476,7 +501,11 @@ def validation_beside(time: pd.DatetimeIndex, test: np.ndarray) -> list[tuple[st
     blocks, the latest first); empty when no whole water year is free of test days.
     A water year that is not whole between the years chosen (and holds no test day)
     validates too, as in :func:`split_periods`. At least one free whole water year is
-    left for training: with one free year there is no validation period.
+    left for training: with one free year there is no validation period. A record of
+    fewer than three whole water years, which :func:`split_periods` splits 70/15/15
+    by days, validates on days the same way when no whole year is free: the 15% of
+    its days (:func:`_short_validation`) just before the first test day, or where
+    fewer than twice as many are free there, just after the last.
 
     Examples
     --------
@@ -490,6 +519,9 @@ def validation_beside(time: pd.DatetimeIndex, test: np.ndarray) -> list[tuple[st
     []
     >>> validation_beside(t, np.asarray((t <= "2001-09-30") | (t >= "2004-10-01")))
     [('2003-10-01', '2004-09-30')]
+    >>> t = pd.date_range("1979-01-01", "1980-12-31")  # one whole water year
+    >>> validation_beside(t, np.asarray(t >= "1980-09-01"))
+    [('1980-05-14', '1980-08-31')]
     """
     time = pd.DatetimeIndex(time)
     test = np.asarray(test, dtype=bool)
@@ -500,7 +532,7 @@ def validation_beside(time: pd.DatetimeIndex, test: np.ndarray) -> list[tuple[st
     free = [y for y in whole if not test[wy == y].any()]
     n_val = min(max(1, round(whole.size / 12)), len(free) - 1)
     if n_val < 1:
-        return []
+        return _short_validation(time, test) if whole.size < 3 else []
     first, last = time[test][0], time[test][-1]
     before = [y for y in free if time[wy == y][-1] < first]
     after = [y for y in free if time[wy == y][0] > last]
