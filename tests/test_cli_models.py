@@ -682,6 +682,28 @@ def test_info_says_a_models_warnings_as_the_other_commands_do(
             f"xmsgl: warning: {edited + '/config.json'!r} was edited after the model was saved")
 
 
+def test_threads_set_torchs_count_for_the_command_alone(files: dict[str, str], tmp_path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # The command had no way to set them: the model's sha256 depends on the count, and a
+    # shared machine wants one thread.
+    import torch
+
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    path = str(tmp_path / "m.xmsgl")
+    assert main(["fit", files["nc"], path, *FAST, "--threads", str(other)]) == 0
+    assert xmsgl.load(path).config["torch_threads"] == other
+    assert torch.get_num_threads() == before
+    capsys.readouterr()
+    assert main(["info", path]) == 0
+    assert f"with {other} torch thread" in capsys.readouterr().out
+    assert main(["downscale", path, files["nc"], str(tmp_path / "o.nc"), "--threads", str(other)]) == 0
+    assert torch.get_num_threads() == before
+    assert main(["fit", files["nc"], str(tmp_path / "n.xmsgl"), *FAST, "--threads", "0"]) == 2
+    assert "--threads 0: give at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "n.xmsgl").exists()
+
+
 def test_a_fifo_given_as_data_is_refused_not_waited_on(model_dir: str, tmp_path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     # Opening it waited for a writer without end.

@@ -1081,6 +1081,8 @@ def _downscale(args: argparse.Namespace) -> int:
     if args.convert_calendar:
         ds = _standard_calendar(ds)
     try:
+        if args.threads is not None:
+            run["threads"] = args.threads  # the lazy run's blocks (the option: in memory)
         pred = ds.msgl.downscale(model, scale=args.scale, time=time, device=device,
                                  check_graph=not args.other_network,
                                  reach_chunk=args.reach_chunk, **run)
@@ -1645,6 +1647,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true",
                       help="hide progress bars and the timed step lines (the results are printed)")
     demo.add_argument("--device", default="auto", help=_DEVICE_HELP)
+    _threads_option(demo)
     demo.set_defaults(func=_demo)
 
     fetch = sub.add_parser(
@@ -1727,6 +1730,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default="xmsgl-evaluation.nc", help="netCDF file (default: %(default)s)")
     ev.add_argument("--no-progress", action="store_true",
                     help="accepted as by the other commands; evaluate shows no progress bars")
+    _threads_option(ev)
     ev.add_argument("--overwrite", action="store_true",
                     help="replace an existing --out file (never the --data file)")
     ev.set_defaults(func=_evaluate)
@@ -1761,6 +1765,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "the hyperparameters a model's config.json records can be given again")
     ft.add_argument("--device", default="auto", help=_DEVICE_HELP)
     ft.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _threads_option(ft)
     ft.add_argument("--overwrite", action="store_true", help="replace an existing model folder MODEL")
     ft.set_defaults(func=_fit)
 
@@ -1805,6 +1810,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "store keeps its own)")
     dn.add_argument("--no-progress", action="store_true",
                     help="accepted as by fit and demo; downscale shows no progress bars")
+    _threads_option(dn, lazy=True)
     dn.set_defaults(func=_downscale)
 
     cv = sub.add_parser(
@@ -2100,6 +2106,33 @@ def _escaped_streams() -> Iterator[None]:
                         stream.reconfigure(errors="strict")
 
 
+@contextlib.contextmanager
+def _thread_option(args: argparse.Namespace) -> Iterator[None]:
+    """The command run with ``--threads`` as xmsgl's ``torch_threads`` option (checked
+    first: a count of at least 1)."""
+    threads = getattr(args, "threads", None)
+    if threads is None:
+        yield
+        return
+    if threads < 1:
+        raise ParameterError(f"--threads {threads}: give at least 1")
+    from xmsgl.options import set_options
+
+    with set_options(torch_threads=threads):
+        yield
+
+
+def _threads_option(p: argparse.ArgumentParser, lazy: bool = False) -> None:
+    """``--threads N``: torch's thread count for the command's fits and downscaling
+    (``xmsgl.set_options(torch_threads=N)``; with ``lazy``, also each block's)."""
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads for the " + ("run (in memory; each block of the lazy run, "
+                                                   "default 1, beside dask's own threads)"
+                                                   if lazy else "fits and downscaling")
+                   + " (default: torch's, the machine's cores); equal seeds give equal "
+                     "models with equal threads")
+
+
 def _run(args: argparse.Namespace) -> int:
     """The command ``args`` names, its failures as one line and an exit code; each of
     its warnings said (:data:`xmsgl.exceptions.SAY_EACH`), though an earlier command of
@@ -2111,7 +2144,7 @@ def _run(args: argparse.Namespace) -> int:
         # files are written and it exits 0, as when the reader stays.
         # xmsgl's warnings as "xmsgl: warning:" lines in the command's words, each once.
         with _terminate_as_interrupt() as stopped, _reader_may_leave(), \
-                _warnings_as_lines(getattr(args, "command", "")):
+                _warnings_as_lines(getattr(args, "command", "")), _thread_option(args):
             code = int(args.func(args))
         sys.stdout.flush()
         return code
