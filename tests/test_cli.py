@@ -147,6 +147,25 @@ def test_evaluate_prints_the_mean_over_distinct_held_out_sets(tmp_path, capsys: 
         assert round(float(res.cv_rmse.mean()), 3) != printed  # the duplicate counted twice
 
 
+def test_evaluate_by_reach_says_the_segments_observations_are_kept(tmp_path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # On the Delaware files, halving the gauges cost climatology 0.0006 degC: their
+    # seg_temp, built from the same gauges, kept what the thinned reaches knew, and
+    # nothing said so (--keep-coarse's help spoke of hiding them, which is --cv's).
+    import xarray as xr
+
+    out = tmp_path / "r.nc"
+    assert main(["evaluate", "--methods", "climatology", "--keep", "1.0", "0.5", "--by", "reach",
+                 "--n-segments", "4", "--end", "2003-09-30", "--out", str(out), "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert "note: --by reach thins the reaches' observations (reach_temp) only: the segments' " in text
+    with xr.open_dataset(out) as res:
+        assert "--by reach thins" in res.attrs["sweep_note"]
+    assert main(["evaluate", "--methods", "climatology", "--keep", "1.0", "0.5", "--n-segments", "4",
+                 "--end", "2003-09-30", "--out", str(tmp_path / "o.nc"), "--device", "cpu"]) == 0
+    assert "--by reach thins" not in capsys.readouterr().out
+
+
 def test_evaluate_writes_netcdf_and_prints_a_table(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     import xarray as xr
 

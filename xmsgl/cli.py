@@ -1548,6 +1548,14 @@ def _run_evaluate(args: argparse.Namespace, out_path: Path, ds: Any, source: str
             out.attrs["robustness_note"] = "; ".join(rob_notes)
         parts.append(f"robustness {_time.time() - t2:.0f} s")
     sweep_notes = [_SWEEP_NOTES[m] for m in args.methods if m in _SWEEP_NOTES]
+    if args.by == "reach" and "seg_temp" in ds.data_vars and ds["seg_temp"].notnull().any():
+        # --keep-coarse and its hiding are cross-validation's; the sweep keeps seg_temp.
+        sweep_notes.append(
+            "--by reach thins the reaches' observations (reach_temp) only: the segments' "
+            "(seg_temp) are kept whole, and where they come from the same gauges (the Delaware "
+            "files' seg_temp is the mean of its segment's reach observations) a reach thinned "
+            "out still informs the fits through them, so a smaller share can cost little; "
+            "--cv hides them with the held-out reaches")
     if sweep_notes:
         out.attrs["sweep_note"] = "; ".join(sweep_notes)
     out.attrs["data"] = source
@@ -1719,7 +1727,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--blocking", default=None, choices=["subbasin", "reach", "water_year"],
                     help=f"cross-validation blocks (default: {_CV_DEFAULTS['blocking']})")
     ev.add_argument("--keep-coarse", action="store_const", const=True, default=None,
-                    help="keep the coarse observations (seg_temp) of the segments of held-out "
+                    help="with --cv, keep the coarse observations (seg_temp) of the segments of held-out "
                          "reaches (default: hidden, since coarse gauges are often the fine ones; "
                          "keep them for coarse data not taken at the fine sites, such as a "
                          "process model's output)")
