@@ -282,6 +282,27 @@ def test_the_climatology_reads_one_row_for_one_calendar_date(tmp_path) -> None:
         xmsgl.load(tmp_path / "v2")
 
 
+def test_an_arrays_member_larger_than_its_shape_allows_is_not_unpacked(tmp_path, fitted: dict) -> None:
+    # A 0.1 MB arrays.npz whose reach_clim unpacks to 100 MB (or GB) was unpacked whole
+    # before its sha256 was found wrong.
+    import io
+    import zipfile
+
+    folder = fitted["climatology"].save(tmp_path / "clim")
+    arrays = dict(np.load(folder / "arrays.npz"))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, values in arrays.items():
+            npy = io.BytesIO()
+            np.save(npy, np.zeros((arrays["reach_ids"].size, 366 * 400)) if name == "reach_clim" else values)
+            zf.writestr(name + ".npy", npy.getvalue())
+    (folder / "arrays.npz").write_bytes(buf.getvalue())
+    assert (folder / "arrays.npz").stat().st_size < 10**6
+    with pytest.raises(xmsgl.DataError, match=r"member 'reach_clim' unpacks to [\d,]+ bytes, more than a "
+                                              r"baseline of its reaches and segments holds"):
+        xmsgl.load(folder)
+
+
 def test_edited_settings_periods_and_arrays_are_refused_at_load(tmp_path, fitted: dict) -> None:
     # These loaded, then predicted with weights growing with distance (power -1) or
     # failed at predict with a bare KeyError, ValueError or IndexError; the shape check
@@ -320,6 +341,9 @@ def test_edited_settings_periods_and_arrays_are_refused_at_load(tmp_path, fitted
          r"other shapes .*reach_clim \(3, 366\)"),
         ("mohseni", lambda c: None, lambda a: {**a, "params": a["params"][:, :2]},
          r"other shapes .*params"),
+        # All NaN, its digest taken out: it loaded and predicted NaN at every reach-day.
+        ("climatology", lambda c: None, lambda a: {**a, "reach_clim": a["reach_clim"] * np.nan},
+         r"NaN or infinite values in \['reach_clim'\]"),
         ("mohseni", lambda c: c.update(input_range=[1]), None, r"holds input_range \[1\], not"),
         ("mohseni", lambda c: c["input_range"]["reach_air_temp"].update(std="abc"), None,
          "holds input_range .*'std': 'abc'"),

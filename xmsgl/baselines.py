@@ -698,6 +698,21 @@ _ARRAYS_ALL = ("reach_ids", "seg_ids", "reach_clim", "seg_clim")
 _ARRAYS_MOHSENI = ("params", "param_level")
 
 
+#: The most ids an arrays file may list per scale, and the bytes of a member's header.
+_MOST_IDS = 10**8
+_NPY_HEADER = 4096
+
+
+def _most_bytes(name: str, read: dict[str, np.ndarray]) -> int:
+    """The largest a member ``name`` of a baseline's arrays file unpacks to, given the
+    ids ``read`` before it (at most 8 bytes a value; the ids come first)."""
+    n_reach = read["reach_ids"].size if "reach_ids" in read else _MOST_IDS
+    n_seg = read["seg_ids"].size if "seg_ids" in read else _MOST_IDS
+    values = {"reach_ids": _MOST_IDS, "seg_ids": _MOST_IDS, "reach_clim": n_reach * _N_DOY,
+              "seg_clim": n_seg * _N_DOY, "params": n_reach * 4, "param_level": n_reach}[name]
+    return 8 * values + _NPY_HEADER
+
+
 def _read_baseline(path: Path) -> BaselineModel:
     import zipfile
 
@@ -716,8 +731,19 @@ def _read_baseline(path: Path) -> BaselineModel:
                 raise ValueError(f"{ARRAYS} holds a single {type(z).__name__}, not named arrays")
             with z:
                 # The arrays a baseline holds, not every member: an extra one is never
-                # decompressed (a few MB can hold GB of zeros).
-                arrays = {k: z[k] for k in z.files if k in (*_ARRAYS_ALL, *_ARRAYS_MOHSENI)}
+                # decompressed (a few MB can hold GB of zeros); nor is a member larger
+                # than its shape allows, once the ids say how many reaches and segments.
+                sizes = {i.filename.removesuffix(".npy"): i.file_size
+                         for i in (z.zip.infolist() if z.zip is not None else [])}
+                arrays: dict[str, np.ndarray] = {}
+                for k in (*_ARRAYS_ALL, *_ARRAYS_MOHSENI):
+                    if k not in z.files:
+                        continue
+                    most = _most_bytes(k, arrays)
+                    if sizes.get(k, 0) > most:
+                        raise ValueError(f"member {k!r} unpacks to {sizes[k]:,} bytes, more than a "
+                                         f"baseline of its reaches and segments holds ({most:,})")
+                    arrays[k] = z[k]
     except (OSError, ValueError, TypeError, MemoryError, zipfile.BadZipFile, EOFError) as err:
         detail = str(err).split(". If you trust")[0][:200]  # numpy's advice to unpickle, not ours
         raise DataError(f"{str(path)!r} is not a readable xmsgl baseline folder ({type(err).__name__}: "
@@ -828,6 +854,12 @@ def _check_loaded(path: Path, method: str, config: dict[str, Any], arrays: dict[
         raise bad(f"{ARRAYS} holds arrays of other shapes or types than a {method!r} baseline's "
                   f"(one row per reach or segment, {_N_DOY} days of the year, 4 Mohseni "
                   f"parameters): {wrong or ['reach_ids', 'seg_ids']}")
+    # The climatologies are filled at every day of the year (the fallbacks end in the
+    # pooled one, interpolated): NaN there would be predicted without a word.
+    gaps = [k for k in ("reach_clim", "seg_clim") if not np.isfinite(arrays[k]).all()]
+    if gaps:
+        raise bad(f"{ARRAYS} holds NaN or infinite values in {gaps}, which fit_baseline fills at "
+                  "every day of the year")
 
 
 def _update_with_arrays(h: Any, arrays: dict[str, np.ndarray]) -> None:
