@@ -1536,3 +1536,36 @@ def test_downscale_sets_the_attributes_given_with_attr(files: dict[str, str], mo
                  "--append", "--attr", "license=CC0-1.0"]) == 2
     assert "leave --attr out with --append" in capsys.readouterr().err
     assert not (tmp_path / "b.nc").exists()
+
+
+def test_score_gives_a_predictions_errors_at_the_reaches_and_days_asked(
+        files: dict[str, str], model_dir: str, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The shell could write a prediction but not score it against held-out gauges.
+    pred_file = str(tmp_path / "pred.nc")
+    assert main(["downscale", model_dir, files["nc"], pred_file]) == 0
+    reaches = [int(r) for r in xr.load_dataset(files["nc"]).reach.values[:3]]
+    capsys.readouterr()
+    out = tmp_path / "scores.nc"
+    argv = ["score", pred_file, files["nc"], "--obs-var", "reach_temp_true", "--time", "2002-10-01",
+            "2003-09-30", "--reach", *map(str, reaches), "--out", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    pred = xr.load_dataset(pred_file).reach_temp_pred.sel(reach=reaches, time=slice("2002-10-01", "2003-09-30"))
+    truth = xr.load_dataset(files["nc"]).reach_temp_true.sel(reach=reaches, time=pred.time)
+    rmse = float(np.sqrt(((pred.values - truth.transpose(*pred.dims).values) ** 2).mean()))
+    assert f"RMSE {rmse:.3f} degC" in text and f"{pred.size} pairs" in text
+    assert "3 reaches scored; per-reach RMSE median" in text
+    with xr.open_dataset(out) as res:
+        assert float(res.pooled_rmse) == pytest.approx(rmse, rel=1e-5)
+        assert res.rmse.dims == ("reach",) and res.reach.values.tolist() == reaches
+        assert res.rmse.attrs["units"] == "degC" and "xmsgl score" in res.attrs["command"]
+    # What cannot be scored is said, with the fix.
+    assert main(["score", pred_file, files["nc"], "--reach", "999999"]) == 2
+    assert "--reach: PRED" in capsys.readouterr().err
+    assert main(["score", pred_file, files["nc"], "--obs-var", "nope"]) == 2
+    assert "has no variable 'nope'" in capsys.readouterr().err
+    two = tmp_path / "two.nc"
+    xr.load_dataset(pred_file).assign(other=lambda d: d["reach_temp_pred"] + 1).to_netcdf(two)
+    assert main(["score", str(two), files["nc"]]) == 2
+    assert "name the prediction with --var" in capsys.readouterr().err
+    assert main(["score", str(two), files["nc"], "--var", "other"]) == 0

@@ -30,6 +30,11 @@ Sub-commands:
     Which nodes of ``DATA`` have inputs beyond those of the nodes the model was
     trained on (``ds.msgl.coverage``): prints the counts and the farthest nodes,
     and with ``--out`` writes the flags to a netCDF file.
+``xmsgl score PRED OBS``
+    The errors of a prediction file (``xmsgl downscale``'s) against the observations
+    of another (``reach_temp``, or ``--obs-var``), at the reaches and days asked
+    (``--reach``, ``--time``; held-out gauges and days): pooled RMSE, MAE, bias, NSE,
+    KGE and pairs, the per-reach RMSE's median and worst; ``--out`` writes them.
 
 Options are checked before any work starts: for ``xmsgl evaluate`` that includes
 what only the data can tell (the cross-validation's held-out sets, the variables
@@ -76,6 +81,7 @@ from xmsgl.exceptions import (
     TimeError,
     XmsglError,
     XmsglWarning,
+    format_ids,
     ignoring,
 )
 from xmsgl.io import (
@@ -1841,6 +1847,29 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--no-progress", action="store_true",
                     help="accepted as by fit and demo; coverage shows no progress bars")
     cv.set_defaults(func=_coverage)
+
+    sc = sub.add_parser(
+        "score", help="errors of a prediction file against observations",
+        description="Score the prediction in PRED (written by xmsgl downscale, or any netCDF file "
+                    "or zarr store with a (reach, time) temperature) against the observations in "
+                    "OBS (reach_temp by default) with xmsgl.evaluate.evaluate: print RMSE, MAE and "
+                    "bias (degC), NSE, KGE and the pairs, pooled over the reaches and days both "
+                    "hold (or those of --reach and --time: held-out gauges and days), and the "
+                    "per-reach RMSE's median and worst; with --out, write the per-reach and "
+                    "pooled scores to a netCDF file.")
+    sc.add_argument("pred", metavar="PRED", help="netCDF file or zarr store holding the prediction")
+    sc.add_argument("obs", metavar="OBS", help="netCDF file or zarr store holding the observations")
+    sc.add_argument("--var", default=None,
+                    help="the prediction variable (default: PRED's one (reach, time) variable "
+                         "other than observations and truths)")
+    sc.add_argument("--obs-var", default="reach_temp", help="the observations (default: %(default)s)")
+    sc.add_argument("--time", nargs=2, metavar=("START", "END"), default=None,
+                    help="days to score, ends included (default: every day both hold)")
+    sc.add_argument("--reach", nargs="+", type=int, default=None, metavar="ID",
+                    help="reach ids to score (default: every reach both hold)")
+    sc.add_argument("--out", default=None, help="netCDF file to write the scores to (default: none)")
+    sc.add_argument("--overwrite", action="store_true", help="replace an existing --out (never PRED or OBS)")
+    sc.set_defaults(func=_score)
     return parser
 
 
@@ -1928,6 +1957,98 @@ def _coverage(args: argparse.Namespace) -> int:
                                      f"({err.strerror or err}); nothing was written") from err
         print(f"wrote {out}")
     return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from xmsgl.convention import OUTPUT_CONVENTIONS, acdd_attrs, json_safe_attrs
+    from xmsgl.evaluate import evaluate
+    from xmsgl.io import to_netcdf_safe
+    from xmsgl.periods import period_days
+
+    time = _period("--time", args.time)
+    out = None
+    if args.overwrite and args.out is None:
+        raise ParameterError("--overwrite replaces the file of --out, which is not given; add --out "
+                             "FILE.nc, or leave --overwrite out")
+    if args.out is not None:
+        _one_netcdf_file(args.out, "score", "scores.nc")
+        out = _new_output(args.out, "--out", args.overwrite, [("input", args.pred), ("input", args.obs)])
+    pred_ds = _read_dataset(args.pred, "PRED", check=False)
+    obs_ds = _read_dataset(args.obs, "OBS", check=False)
+    var = args.var or _prediction_variable(pred_ds, args.pred)
+    if var not in pred_ds.data_vars:
+        raise SchemaError(f"PRED {args.pred!r} has no variable {var!r}; it has "
+                          f"{sorted(map(str, pred_ds.data_vars))}: name one with --var")
+    if args.obs_var not in obs_ds.data_vars:
+        raise SchemaError(f"OBS {args.obs!r} has no variable {args.obs_var!r}; it has "
+                          f"{sorted(map(str, obs_ds.data_vars))}: name the observations with --obs-var")
+    pred, obs = pred_ds[var], obs_ds[args.obs_var]
+    if args.reach:
+        for what, da, value in (("PRED", pred, args.pred), ("OBS", obs, args.obs)):
+            if "reach" not in da.dims:
+                raise SchemaError(f"--reach: {what} {value!r}'s {da.name!r} has no 'reach' dimension")
+            missing = sorted(set(args.reach) - set(np.asarray(da["reach"].values).tolist()))
+            if missing:
+                raise DataError(f"--reach: {what} {value!r} has no reach {format_ids(missing)}; give "
+                                "reaches both files hold")
+        pred, obs = pred.sel(reach=args.reach), obs.sel(reach=args.reach)
+    if time is not None:
+        for what, value in (("PRED", args.pred), ("OBS", args.obs)):
+            da = pred if what == "PRED" else obs
+            if "time" not in da.dims:
+                raise SchemaError(f"--time: {what} {value!r}'s {da.name!r} has no 'time' dimension")
+        days = period_days(pred["time"].to_index(), time, "scored", "--time")
+        if not days.any():
+            raise TimeError(f"--time {args.time[0]} {args.time[1]} holds no day of PRED {args.pred!r}")
+        pred = pred.isel(time=np.flatnonzero(days))
+    pooled = evaluate(pred, obs)
+    per_reach = evaluate(pred, obs, dims="time") if "reach" in pred.dims else None
+    chosen = [f"reaches {format_ids(args.reach)}" if args.reach else "every reach both hold",
+              f"days {args.time[0]} to {args.time[1]}" if time is not None else "every day both hold"]
+    span = str(pooled.attrs.get("scored_period", "")).replace("/", " to ")
+    print(f"{var} of {args.pred} against {args.obs_var} of {args.obs} ({', '.join(chosen)}"
+          f"{f'; pairs from {span}' if span else ''}):")
+    print(f"RMSE {float(pooled.rmse):.3f} degC, MAE {float(pooled.mae):.3f} degC, bias "
+          f"{float(pooled.bias):+.3f} degC, NSE {float(pooled.nse):.3f}, KGE {float(pooled.kge):.3f}, "
+          f"{int(pooled.n)} pairs")
+    if per_reach is not None:
+        scored = per_reach.where(per_reach.n > 0, drop=True)
+        if scored.sizes.get("reach", 0) > 1:
+            worst = int(np.nanargmax(scored.rmse.values))
+            print(f"{scored.sizes['reach']} reaches scored; per-reach RMSE median "
+                  f"{float(scored.rmse.median()):.3f} degC, worst {float(scored.rmse.max()):.3f} at reach "
+                  f"{per_reach.reach.values[per_reach.n.values > 0][worst]}")
+    if out is not None:
+        result = (per_reach if per_reach is not None else pooled).copy()
+        result = result.assign({f"pooled_{k}": pooled[k] for k in ("rmse", "mae", "bias", "nse", "kge", "n")})
+        for k in ("rmse", "mae", "bias", "nse", "kge", "n"):
+            result[f"pooled_{k}"].attrs["long_name"] = (f"{pooled[k].attrs.get('long_name', k)}, "
+                                                        "pooled over the reaches and days scored")
+        result.attrs.update({"title": "xmsgl score: errors of a prediction against observations",
+                             "summary": "Per-reach and pooled RMSE, MAE, bias (degC), NSE and KGE of "
+                                        "a stream temperature prediction against observations, from "
+                                        "the files named in source.",
+                             "keywords": "stream temperature, downscaling, evaluation",
+                             "Conventions": OUTPUT_CONVENTIONS,
+                             "source": f"{_absolute(args.pred)} ({var}) against {_absolute(args.obs)} "
+                                       f"({args.obs_var})",
+                             "command": "xmsgl " + shlex.join(args.argv),
+                             **acdd_attrs(result)})
+        to_netcdf_safe(json_safe_attrs(result), out, overwrite=args.overwrite)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _prediction_variable(ds: Any, value: str) -> str:
+    """The one (reach, time) variable of PRED other than a truth, else a typed error."""
+    found = [str(n) for n, da in ds.data_vars.items() if set(da.dims) == {"reach", "time"}
+             and not str(n).endswith("_true") and str(n) != "reach_temp"]
+    if len(found) != 1:
+        raise SchemaError(f"PRED {value!r} holds {len(found)} (reach, time) variables other than "
+                          f"observations and truths ({found}); name the prediction with --var")
+    return found[0]
 
 
 def _coverage_lines(cov: Any, margin: float) -> list[str]:
