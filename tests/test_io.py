@@ -1183,3 +1183,15 @@ def test_a_new_file_mode_is_read_without_changing_the_umask(tmp_path: Path,
         monkeypatch.undo()
         os.umask(before)
     assert target.stat().st_mode & 0o777 == 0o640 and leftovers(tmp_path) == []
+
+
+def test_an_empty_model_path_is_refused_not_read_as_the_current_folder(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # xmsgl.load("") read the folder the process ran in (the command refused '').
+    import xmsgl
+
+    monkeypatch.chdir(tmp_path)
+    for call in (lambda: xmsgl.load(""), lambda: xmsgl.datasets.synthetic_basin(
+            n_segments=3, start="2001-01-01", end="2001-02-01").msgl.downscale("")):
+        with pytest.raises(ParameterError, match=r"^'' is empty; give the path to a model folder"):
+            call()

@@ -807,3 +807,15 @@ def test_sizes_the_weights_do_not_have_are_refused_before_the_network_is_built(s
     # Nor does a fit make one that its load would refuse.
     with pytest.raises(xmsgl.ParameterError, match=r"hidden=4097 is beyond the largest"):
         fit(basin, method="gru", hidden=4097, epochs=1, progress=False)
+
+
+def test_a_settings_file_that_is_no_file_and_a_dangling_link_are_named(tmp_path: Path) -> None:
+    # Both were refused as a folder with "no config.json".
+    folder = tmp_path / "m"
+    folder.mkdir()
+    os.mkfifo(folder / "config.json")
+    with pytest.raises(DataError, match=r"the settings file .*config\.json' is a FIFO, not a file"):
+        load(folder)
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(DataError, match=r"gone' is a link to .*nowhere', which does not exist"):
+        load(tmp_path / "gone")

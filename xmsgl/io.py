@@ -356,6 +356,9 @@ def model_path(path: object, what: str = "model") -> Path:
                              f"pathlib.Path (or a fitted {what} object)")
     if "\0" in str(os.fspath(path)):
         raise ParameterError(f"{path!r} holds a NUL character, which no folder name can")
+    if not str(os.fspath(path)):
+        # Path("") is the current folder: an unset variable would load whatever is here.
+        raise ParameterError(f"{path!r} is empty; give the path to a {what} folder")
     return expand_home(Path(os.fspath(path)), "the path")
 
 

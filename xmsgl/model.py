@@ -699,6 +699,14 @@ def _read_config(path: Path) -> tuple[Path, dict[str, Any]]:
         if os.path.isdir(cfg_file):
             raise DataError(f"{str(cfg_file)!r} is a folder, not the model's settings file; the "
                             f"folder was edited or damaged: {_REFETCH}")
+        if os.path.lexists(cfg_file):
+            # A FIFO, a device, a dangling link: said as what it is, as for the weights.
+            from xmsgl.io import regular_file
+
+            regular_file(cfg_file, "settings file", _REFETCH)
+        if os.path.islink(path) and not os.path.exists(path):
+            raise DataError(f"{str(path)!r} is a link to {os.readlink(path)!r}, which does not exist "
+                            "(or a loop of links); give the folder a model was saved to")
         raise DataError(f"{str(path)!r} is not an xmsgl model folder (no {CONFIG}); give the "
                         "folder a model was saved to (model.save(path) writes one)")
     from xmsgl.io import read_json_file
