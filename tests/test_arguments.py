@@ -593,6 +593,8 @@ def test_subbasin_batches_are_for_the_cell(basin: xr.Dataset) -> None:
     ({"device": None}, "set_options\\(device=None\\).*not a device name"),
     ({"progress": False, "torch_threads": -1}, "torch_threads=-1"),
     ({"torch_threads": "two"}, "torch_threads='two'"),
+    # torch refused it later with a bare ValueError ("Overflow when unpacking long").
+    ({"torch_threads": 99999999999}, "torch_threads=99999999999 is more than 4,096 threads"),
     # Accepted and misread: "no" showed the bars, None hid them.
     ({"progress": "no"}, "set_options\\(progress='no'\\): give True or False"),
     ({"progress": None}, "set_options\\(progress=None\\)"),

@@ -301,6 +301,19 @@ def test_an_arrays_member_larger_than_its_shape_allows_is_not_unpacked(tmp_path,
     with pytest.raises(xmsgl.DataError, match=r"member 'reach_clim' unpacks to [\d,]+ bytes, more than a "
                                               r"baseline of its reaches and segments holds"):
         xmsgl.load(folder)
+    # Nor when the file lists as many ids as the climatology's rows (its bound taken from
+    # them): a member that unpacks to far more than it takes is not save's.
+    ids = np.arange(10_000, dtype=np.int64)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, values in {**arrays, "reach_ids": ids, "reach_clim": np.zeros((ids.size, 366))}.items():
+            npy = io.BytesIO()
+            np.save(npy, values)
+            zf.writestr(name + ".npy", npy.getvalue())
+    (folder / "arrays.npz").write_bytes(buf.getvalue())
+    with pytest.raises(xmsgl.DataError, match=r"member 'reach_clim' unpacks to [\d,]+ bytes from [\d,]+, "
+                                              r"which BaselineModel.save never writes"):
+        xmsgl.load(folder)
 
 
 def test_edited_settings_periods_and_arrays_are_refused_at_load(tmp_path, fitted: dict) -> None:

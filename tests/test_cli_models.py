@@ -1569,3 +1569,68 @@ def test_score_gives_a_predictions_errors_at_the_reaches_and_days_asked(
     assert main(["score", str(two), files["nc"]]) == 2
     assert "name the prediction with --var" in capsys.readouterr().err
     assert main(["score", str(two), files["nc"], "--var", "other"]) == 0
+
+
+def test_score_and_threads_refuse_what_they_cannot_use_in_one_line(
+        files: dict[str, str], model_dir: str, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A noleap PRED with --time and a PRED listing a reach twice with --reach ended in
+    # tracebacks, as did --threads beyond what torch takes; --reach 1 1 blamed the file.
+    pred_file = tmp_path / "pred.nc"
+    assert main(["downscale", model_dir, files["nc"], str(pred_file)]) == 0
+    pred = xr.load_dataset(pred_file).drop_vars("time_bnds", errors="ignore")
+    pred.convert_calendar("noleap").to_netcdf(tmp_path / "noleap.nc")
+    xr.concat([pred.isel(reach=[0]), pred], "reach").to_netcdf(tmp_path / "twice.nc")
+    first = str(int(pred.reach.values[0]))
+    capsys.readouterr()
+    for argv, says in (
+            (["score", str(tmp_path / "noleap.nc"), files["nc"], "--time", "2001-01-01", "2001-12-31"],
+             "has dates on the 'noleap' calendar"),
+            (["score", str(tmp_path / "twice.nc"), files["nc"], "--reach", first],
+             f"lists reaches more than once ([{first}])"),
+            (["fit", files["nc"], str(tmp_path / "m"), *FAST, "--threads", "99999999999"],
+             "--threads 99999999999: give at least 1 and at most 4,096")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("xmsgl: error: ") and says in err and "Traceback" not in err
+    assert main(["score", str(pred_file), files["nc"], "--obs-var", "reach_temp_true", "--reach", first,
+                 first]) == 0
+    assert f"(reaches [{first}], every day" in capsys.readouterr().out
+
+
+def test_threads_of_commands_run_at_once_leave_the_option_as_it_was() -> None:
+    # Each command restored the value it found: the first to end left the second's.
+    import argparse
+    import threading
+
+    from xmsgl.cli import _thread_option
+
+    before = xmsgl.get_option("torch_threads")
+    a_in, b_in = threading.Event(), threading.Event()
+    seen: list = []
+
+    def first() -> None:
+        with _thread_option(argparse.Namespace(threads=2)):
+            a_in.set()
+            b_in.wait(10)
+        seen.append(xmsgl.get_option("torch_threads"))  # the second still runs
+
+    def second() -> None:
+        a_in.wait(10)
+        with _thread_option(argparse.Namespace(threads=3)):
+            b_in.set()
+            while len(seen) < 1:
+                threading.Event().wait(0.01)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert seen == [3] and xmsgl.get_option("torch_threads") == before
+
+
+def test_info_escapes_controls_but_keeps_joiners() -> None:
+    from xmsgl.cli import _printable
+
+    assert _printable("فارسی\u200cها 👩\u200d💻") == "فارسی\u200cها 👩\u200d💻"
+    assert _printable("a\u202eb\x1b[2Kc") == "a\\u202eb\\x1b[2Kc"

@@ -701,6 +701,10 @@ _ARRAYS_MOHSENI = ("params", "param_level")
 #: The most ids an arrays file may list per scale, and the bytes of a member's header.
 _MOST_IDS = 10**8
 _NPY_HEADER = 4096
+#: Members above this size (bytes) may not unpack to more than ``_MOST_PACKING`` times
+#: what they take in the file (saving stores them unpacked: 1).
+_PACKED_FLOOR = 2**24
+_MOST_PACKING = 20
 
 
 def _most_bytes(name: str, read: dict[str, np.ndarray]) -> int:
@@ -733,16 +737,23 @@ def _read_baseline(path: Path) -> BaselineModel:
                 # The arrays a baseline holds, not every member: an extra one is never
                 # decompressed (a few MB can hold GB of zeros); nor is a member larger
                 # than its shape allows, once the ids say how many reaches and segments.
-                sizes = {i.filename.removesuffix(".npy"): i.file_size
+                infos = {i.filename.removesuffix(".npy"): i
                          for i in (z.zip.infolist() if z.zip is not None else [])}
                 arrays: dict[str, np.ndarray] = {}
                 for k in (*_ARRAYS_ALL, *_ARRAYS_MOHSENI):
                     if k not in z.files:
                         continue
+                    size = infos[k].file_size if k in infos else 0
+                    packed = infos[k].compress_size if k in infos else 0
                     most = _most_bytes(k, arrays)
-                    if sizes.get(k, 0) > most:
-                        raise ValueError(f"member {k!r} unpacks to {sizes[k]:,} bytes, more than a "
+                    if size > most:
+                        raise ValueError(f"member {k!r} unpacks to {size:,} bytes, more than a "
                                          f"baseline of its reaches and segments holds ({most:,})")
+                    # save stores its arrays unpacked: a member that unpacks to far more
+                    # than it takes (zeros, ids included) was not written by it.
+                    if size > _PACKED_FLOOR and size > _MOST_PACKING * packed:
+                        raise ValueError(f"member {k!r} unpacks to {size:,} bytes from {packed:,}, "
+                                         "which BaselineModel.save never writes")
                     arrays[k] = z[k]
     except (OSError, ValueError, TypeError, MemoryError, zipfile.BadZipFile, EOFError) as err:
         detail = str(err).split(". If you trust")[0][:200]  # numpy's advice to unpickle, not ours

@@ -174,15 +174,19 @@ def _printable(line: str) -> str:
     """``line`` with the characters a terminal would act on shown escaped (``\\x1b``,
     ``\\n``): a model folder's config.json, which anyone may have written, is printed
     by ``xmsgl info``, and an escape sequence in it could erase or forge a line."""
-    # Control and format characters only: a file name's undecodable bytes (surrogates,
-    # which the stream writes back as the bytes they were) stay as they are.
-    return "".join(c.encode("unicode_escape").decode() if unicodedata.category(c) in _ESCAPED else c
+    # Controls, separators and the bidirectional overrides only: a file name's
+    # undecodable bytes (surrogates, which the stream writes back as the bytes they
+    # were) and the joiners of Persian or emoji text stay as they are.
+    return "".join(c.encode("unicode_escape").decode()
+                   if unicodedata.category(c) in _ESCAPED or c in _BIDI_CONTROLS else c
                    for c in line)
 
 
-#: Unicode categories :func:`_printable` escapes: controls, format characters (bidi
-#: overrides among them), line and paragraph separators.
-_ESCAPED = ("Cc", "Cf", "Zl", "Zp")
+#: Unicode categories :func:`_printable` escapes: controls, line and paragraph separators.
+_ESCAPED = ("Cc", "Zl", "Zp")
+#: The format characters that reorder what follows them on a terminal.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                           "\u2066\u2067\u2068\u2069")
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -1961,6 +1965,7 @@ def _coverage(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace) -> int:
     import numpy as np
+    import pandas as pd
 
     from xmsgl.convention import OUTPUT_CONVENTIONS, acdd_attrs, json_safe_attrs
     from xmsgl.evaluate import evaluate
@@ -1985,27 +1990,39 @@ def _score(args: argparse.Namespace) -> int:
         raise SchemaError(f"OBS {args.obs!r} has no variable {args.obs_var!r}; it has "
                           f"{sorted(map(str, obs_ds.data_vars))}: name the observations with --obs-var")
     pred, obs = pred_ds[var], obs_ds[args.obs_var]
-    if args.reach:
+    reaches = list(dict.fromkeys(args.reach or []))  # an id given twice is scored once
+    if reaches:
         for what, da, value in (("PRED", pred, args.pred), ("OBS", obs, args.obs)):
             if "reach" not in da.dims:
                 raise SchemaError(f"--reach: {what} {value!r}'s {da.name!r} has no 'reach' dimension")
-            missing = sorted(set(args.reach) - set(np.asarray(da["reach"].values).tolist()))
+            held = pd.Index(np.asarray(da["reach"].values))
+            if held.has_duplicates:
+                raise DataError(f"--reach: {what} {value!r} lists reaches more than once "
+                                f"({format_ids(held[held.duplicated()].unique().tolist())}); give a "
+                                "file with each reach once")
+            missing = sorted(set(reaches) - set(held.tolist()))
             if missing:
                 raise DataError(f"--reach: {what} {value!r} has no reach {format_ids(missing)}; give "
                                 "reaches both files hold")
-        pred, obs = pred.sel(reach=args.reach), obs.sel(reach=args.reach)
+        pred, obs = pred.sel(reach=reaches), obs.sel(reach=reaches)
     if time is not None:
         for what, value in (("PRED", args.pred), ("OBS", args.obs)):
             da = pred if what == "PRED" else obs
             if "time" not in da.dims:
                 raise SchemaError(f"--time: {what} {value!r}'s {da.name!r} has no 'time' dimension")
-        days = period_days(pred["time"].to_index(), time, "scored", "--time")
+            if not isinstance(da["time"].to_index(), pd.DatetimeIndex):
+                calendar = da["time"].dt.calendar if hasattr(da["time"], "dt") else "another"
+                raise TimeError(f"--time: {what} {value!r} has dates on the {calendar!r} calendar; "
+                                "score files on the standard calendar (xmsgl downscale "
+                                "--convert-calendar writes one)")
+        days = period_days(pred["time"].to_index(), time, "scored", "time")
         if not days.any():
             raise TimeError(f"--time {args.time[0]} {args.time[1]} holds no day of PRED {args.pred!r}")
         pred = pred.isel(time=np.flatnonzero(days))
     pooled = evaluate(pred, obs)
     per_reach = evaluate(pred, obs, dims="time") if "reach" in pred.dims else None
-    chosen = [f"reaches {format_ids(args.reach)}" if args.reach else "every reach both hold",
+    nodes = "segment" if "seg" in pred.dims else "reach"
+    chosen = [f"reaches {format_ids(reaches)}" if reaches else f"every {nodes} both hold",
               f"days {args.time[0]} to {args.time[1]}" if time is not None else "every day both hold"]
     span = str(pooled.attrs.get("scored_period", "")).replace("/", " to ")
     print(f"{var} of {args.pred} against {args.obs_var} of {args.obs} ({', '.join(chosen)}"
@@ -2243,12 +2260,33 @@ def _thread_option(args: argparse.Namespace) -> Iterator[None]:
     if threads is None:
         yield
         return
-    if threads < 1:
-        raise ParameterError(f"--threads {threads}: give at least 1")
-    from xmsgl.options import set_options
+    from xmsgl.options import MAX_TORCH_THREADS, OPTIONS
 
-    with set_options(torch_threads=threads):
+    if not 1 <= threads <= MAX_TORCH_THREADS:
+        raise ParameterError(f"--threads {threads}: give at least 1 and at most {MAX_TORCH_THREADS:,} "
+                             "(the machine's cores, or fewer)")
+    token = object()
+    # Commands may run at once in one process: the option is the latest running
+    # command's, and the value before the first comes back when the last ends,
+    # whichever order they end in (set_options blocks would restore each other's).
+    with _THREADS_LOCK:
+        if not _THREADS_RUNNING:
+            _THREADS_BEFORE[0] = OPTIONS["torch_threads"]
+        _THREADS_RUNNING.append((token, threads))
+        OPTIONS["torch_threads"] = threads
+    try:
         yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_RUNNING[:] = [(t, n) for t, n in _THREADS_RUNNING if t is not token]
+            OPTIONS["torch_threads"] = _THREADS_RUNNING[-1][1] if _THREADS_RUNNING else _THREADS_BEFORE[0]
+
+
+#: The ``--threads`` of the commands running in this process, in the order they began,
+#: and the option's value before the first of them (see :func:`_thread_option`).
+_THREADS_RUNNING: list[tuple[object, int]] = []
+_THREADS_BEFORE: list[Any] = [None]
+_THREADS_LOCK = threading.Lock()
 
 
 def _threads_option(p: argparse.ArgumentParser, lazy: bool = False) -> None:

@@ -1523,14 +1523,6 @@ def _check_lengths(name: str, values: np.ndarray, ids: np.ndarray) -> np.ndarray
             f"variable {name!r} has negative, NaN or infinite lengths at ids "
             f"{format_ids(ids[bad])}; lengths must be finite and >= 0 (in m)"
         )
-    # One 0 is a zero-length node; all of them is a column that was never filled, and
-    # every distance, graph weight and inverse-distance weight would be the same.
-    if values.size > 1 and not values.any():
-        raise TopologyError(
-            f"variable {name!r} is 0 at all its {values.size} ids; the lengths (in m) make the "
-            f"along-stream distances of the graphs and of the baselines' weights: give the "
-            f"real lengths (0 only where a node has none)"
-        )
     # Along-stream distances are sums of lengths; values this large are a units or
     # fill-value mistake and would overflow those sums to infinity.
     huge = values > MAX_LENGTH
@@ -3119,6 +3111,7 @@ def validate(ds: xr.Dataset, *, check_values: bool = True) -> xr.Dataset:
     out = ds.copy(deep=False)
     for name in LENGTHS:
         out = _convert_length(out, name, notes)
+        _check_not_all_zero(out, name)
     _check_length_scales(out)
 
     for name, dim in TARGETS.items():
@@ -3263,6 +3256,23 @@ def _check_flow_signs(ds: xr.Dataset, names: Sequence[str]) -> None:
 #: Factor by which a segment's length and the summed length of its reaches may differ
 #: (as a median over segments) before :func:`validate` warns of a unit mistake.
 LENGTH_RATIO_LIMIT = 30.0
+
+
+def _check_not_all_zero(ds: xr.Dataset, name: str) -> None:
+    """Refuse lengths that are 0 at every node of the dataset validated. One 0 is a
+    zero-length node; all of them is a column that was never filled, and every distance,
+    graph weight and inverse-distance weight would be the same. Judged on the whole
+    network only: a block of a lazy run or a sub-basin batch may hold one small
+    component whose lengths are all 0, which the whole network's validation accepted."""
+    if name not in ds.variables:
+        return
+    values = np.asarray(ds[name].values)
+    if values.size > 1 and values.dtype.kind in "iuf" and not np.any(values):
+        raise TopologyError(
+            f"variable {name!r} is 0 at all its {values.size} ids; the lengths (in m) make the "
+            f"along-stream distances of the graphs and of the baselines' weights: give the "
+            f"real lengths (0 only where a node has none)"
+        )
 
 
 def _check_length_scales(ds: xr.Dataset) -> None:

@@ -8,6 +8,9 @@ from xmsgl.exceptions import ParameterError, XmsglError, check_count, did_you_me
 
 __all__ = ["OPTIONS", "set_options", "get_option"]
 
+#: The most torch threads the option takes.
+MAX_TORCH_THREADS = 4096
+
 OPTIONS: dict[str, Any] = {
     # Show tqdm progress bars in long calls (fit and its stages, the GRU's fit, the demo,
     # the Delaware data's downloads, one bar over a cross-validation's or sweep's fits).
@@ -54,6 +57,11 @@ def _check(name: str, value: Any) -> None:
             check_count("torch_threads", value)
         except ParameterError as err:
             raise ParameterError(f"set_options: {err}, or None to leave torch's setting") from None
+        if value > MAX_TORCH_THREADS:
+            # torch refuses counts beyond a C int with a bare ValueError, and each thread
+            # takes memory: a count beyond any machine's cores is a mistake.
+            raise ParameterError(f"set_options: torch_threads={value} is more than {MAX_TORCH_THREADS:,} "
+                                 "threads; give at most the machine's cores, or None to leave torch's setting")
 
 
 class set_options:
