@@ -134,6 +134,15 @@ def test_dates_that_put_the_year_last_are_refused(text: str, readings: str) -> N
         period_mask(DAYS, (text, None), "test")
     # The year first is one reading, and taken.
     assert period_mask(DAYS, "2001/03/01").sum() == 1
+    # The synthetic basin's dates and the command's --start read them alike.
+    from xmsgl.datasets import synthetic_basin
+
+    with pytest.raises(TimeError, match=re.escape(f"start={text!r}: {text!r} puts the year last")):
+        synthetic_basin(n_segments=3, start=text, end="2030-12-31")
+    from xmsgl.cli import _check_dates
+
+    with pytest.raises(TimeError, match=re.escape(f"--start {text!r}: {text!r} puts the year last")):
+        _check_dates(text, "2030-12-31")
 
 
 def test_two_single_days_in_a_list_warn_of_the_tuple() -> None:

@@ -1274,7 +1274,12 @@ def _check_dates(start: str, end: str, option: str | None = None) -> None:
 
     stamps = []
     names = (f"{option} START", f"{option} END") if option else ("--start", "--end")
+    from xmsgl.periods import _year_last_refusal
+
     for side, (option_name, value) in enumerate(zip(names, (start, end))):
+        refusal = _year_last_refusal(value, option_name, value) if isinstance(value, str) else None
+        if refusal is not None:
+            raise TimeError(str(refusal).replace(f"{option_name}={value!r}: ", f"{option_name} {value!r}: ", 1))
         try:
             stamp: Any = pd.Timestamp(value)
         except (ValueError, TypeError, OverflowError):
