@@ -1898,14 +1898,7 @@ def _coverage(args: argparse.Namespace) -> int:
     time = _period("--time", args.time)
     if not (np.isfinite(args.margin) and args.margin >= 0):
         raise ParameterError(f"--margin {args.margin:g}: give a number of standard deviations >= 0")
-    out = None
-    if args.overwrite and args.out is None:
-        raise ParameterError("--overwrite replaces the file of --out, which is not given; add --out "
-                             "FILE.nc, or leave --overwrite out")
-    if args.out is not None:
-        _one_netcdf_file(args.out, "coverage", "coverage.nc")
-        out = _new_output(args.out, "--out", args.overwrite,
-                          [("input", args.data), ("input", args.model)])
+    out = _optional_out(args, "coverage", "coverage.nc", [args.data, args.model])
     model = _load_model(args.model)
     # What only the model can tell, before DATA is read.
     if not judges(model):
@@ -1968,6 +1961,18 @@ def _coverage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _optional_out(args: argparse.Namespace, command: str, example: str, inputs: list[str]) -> Any:
+    """The checked ``--out`` netCDF file of ``command`` (never one of ``inputs``), or None
+    when none is given; ``--overwrite`` without ``--out`` is refused."""
+    if args.overwrite and args.out is None:
+        raise ParameterError("--overwrite replaces the file of --out, which is not given; add --out "
+                             "FILE.nc, or leave --overwrite out")
+    if args.out is None:
+        return None
+    _one_netcdf_file(args.out, command, example)
+    return _new_output(args.out, "--out", args.overwrite, [("input", v) for v in inputs])
+
+
 def _score(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
@@ -1978,13 +1983,7 @@ def _score(args: argparse.Namespace) -> int:
     from xmsgl.periods import period_days
 
     time = _period("--time", args.time)
-    out = None
-    if args.overwrite and args.out is None:
-        raise ParameterError("--overwrite replaces the file of --out, which is not given; add --out "
-                             "FILE.nc, or leave --overwrite out")
-    if args.out is not None:
-        _one_netcdf_file(args.out, "score", "scores.nc")
-        out = _new_output(args.out, "--out", args.overwrite, [("input", args.pred), ("input", args.obs)])
+    out = _optional_out(args, "score", "scores.nc", [args.pred, args.obs])
     pred_ds = _read_dataset(args.pred, "PRED", check=False)
     obs_ds = _read_dataset(args.obs, "OBS", check=False)
     var = args.var or _prediction_variable(pred_ds, args.pred)
