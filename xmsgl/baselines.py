@@ -105,13 +105,7 @@ from xmsgl.io import (
     write_model_folder,
 )
 from xmsgl.methods import BASELINES  # the names fit_baseline understands
-from xmsgl.periods import (
-    period_days,
-    select_days,
-    spans_text,
-    split_periods,
-    whole_water_years,
-)
+from xmsgl.periods import period_days, select_days, spans_text, split_periods, whole_water_years
 
 __all__ = ["BASELINES", "BaselineModel", "fit_baseline", "load_baseline", "default_train_period"]
 
@@ -743,8 +737,7 @@ def _read_baseline(path: Path) -> BaselineModel:
                 for k in (*_ARRAYS_ALL, *_ARRAYS_MOHSENI):
                     if k not in z.files:
                         continue
-                    size = infos[k].file_size if k in infos else 0
-                    packed = infos[k].compress_size if k in infos else 0
+                    size, packed = infos[k].file_size, infos[k].compress_size
                     most = _most_bytes(k, arrays)
                     if size > most:
                         raise ValueError(f"member {k!r} unpacks to {size:,} bytes, more than a "

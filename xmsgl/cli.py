@@ -1090,9 +1090,9 @@ def _downscale(args: argparse.Namespace) -> int:
     ds = _read_dataset(args.data, "DATA", lazy=lazy, check=False)
     if args.convert_calendar:
         ds = _standard_calendar(ds)
+    if args.threads is not None:
+        run["threads"] = args.threads  # the lazy run's blocks (the option: in memory)
     try:
-        if args.threads is not None:
-            run["threads"] = args.threads  # the lazy run's blocks (the option: in memory)
         pred = ds.msgl.downscale(model, scale=args.scale, time=time, device=device,
                                  check_graph=not args.other_network,
                                  reach_chunk=args.reach_chunk, **run)
@@ -1274,12 +1274,12 @@ def _check_dates(start: str, end: str, option: str | None = None) -> None:
 
     stamps = []
     names = (f"{option} START", f"{option} END") if option else ("--start", "--end")
-    from xmsgl.periods import _year_last_refusal
+    from xmsgl.periods import year_last_refusal
 
     for side, (option_name, value) in enumerate(zip(names, (start, end))):
-        refusal = _year_last_refusal(value, option_name, value) if isinstance(value, str) else None
+        refusal = year_last_refusal(value, f"{option_name} {value!r}") if isinstance(value, str) else None
         if refusal is not None:
-            raise TimeError(str(refusal).replace(f"{option_name}={value!r}: ", f"{option_name} {value!r}: ", 1))
+            raise refusal
         try:
             stamp: Any = pd.Timestamp(value)
         except (ValueError, TypeError, OverflowError):
@@ -2040,13 +2040,12 @@ def _score(args: argparse.Namespace) -> int:
             worst = int(np.nanargmax(scored.rmse.values))
             print(f"{scored.sizes['reach']} reaches scored; per-reach RMSE median "
                   f"{float(scored.rmse.median()):.3f} degC, worst {float(scored.rmse.max()):.3f} at reach "
-                  f"{per_reach.reach.values[per_reach.n.values > 0][worst]}")
+                  f"{scored.reach.values[worst]}")
     if out is not None:
-        result = (per_reach if per_reach is not None else pooled).copy()
-        result = result.assign({f"pooled_{k}": pooled[k] for k in ("rmse", "mae", "bias", "nse", "kge", "n")})
-        for k in ("rmse", "mae", "bias", "nse", "kge", "n"):
-            result[f"pooled_{k}"].attrs["long_name"] = (f"{pooled[k].attrs.get('long_name', k)}, "
-                                                        "pooled over the reaches and days scored")
+        result = (per_reach if per_reach is not None else pooled).assign({
+            f"pooled_{k}": pooled[k].assign_attrs(
+                long_name=f"{pooled[k].attrs.get('long_name', k)}, pooled over the reaches and days scored")
+            for k in ("rmse", "mae", "bias", "nse", "kge", "n")})
         result.attrs.update({"title": "xmsgl score: errors of a prediction against observations",
                              "summary": "Per-reach and pooled RMSE, MAE, bias (degC), NSE and KGE of "
                                         "a stream temperature prediction against observations, from "

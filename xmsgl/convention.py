@@ -2814,6 +2814,20 @@ def warn_constant_observations(scales: Sequence[tuple[str, np.ndarray]], learner
     return False
 
 
+def degf_hint(name: str, vmin: float, vmax: float, outside: np.ndarray, bounds: tuple[float, float],
+              attrs: Mapping[str, Any]) -> str:
+    """The fix for degF values labelled degC, or ``""``: values past ``bounds`` (degC),
+    of many values (``outside``, those past it; a fill value is one or two), all of them
+    within it once read as degF."""
+    lo, hi = bounds
+    if (lo <= (vmin - 32.0) * 5.0 / 9.0 and (vmax - 32.0) * 5.0 / 9.0 <= hi
+            and np.unique(outside).size >= 3):
+        return (f"its values look like degF: if so, set ds[{name!r}].attrs['units'] = 'degF'; if "
+                f"they are degC, mask the fill values among them "
+                f"({stored_mask(name, lo, hi, vmin, vmax, attrs)})")
+    return ""
+
+
 def check_loaded_temperature(name: str, values: np.ndarray, attrs: Mapping[str, Any], *,
                              water: bool) -> None:
     """Refuse values in degC, once read into memory, that no temperature of the kind has.
@@ -2839,15 +2853,10 @@ def check_loaded_temperature(name: str, values: np.ndarray, attrs: Mapping[str, 
     why = mislabel_hint(name, vmin, vmax, attrs, water=water and n_out > 0.01 * finite.size) or (
         f"mask fill values ({stored_mask(name, lo, hi, vmin, vmax, attrs)}) or correct its "
         f"'units' attribute")
-    # An air temperature in degF labelled degC: many values past the range, of many
-    # values (a fill value is one or two), all plausible once read as degF. Masking
-    # what lies above the range would keep the cool days and drop the warm ones.
-    if (not water and n_out > 0.01 * finite.size and lo <= (vmin - 32.0) * 5.0 / 9.0
-            and (vmax - 32.0) * 5.0 / 9.0 <= hi
-            and np.unique(finite[(finite < lo) | (finite > hi)]).size >= 3):
-        why = (f"its values look like degF: if so, set ds[{name!r}].attrs['units'] = 'degF'; if "
-               f"they are degC, mask the fill values among them "
-               f"({stored_mask(name, lo, hi, vmin, vmax, attrs)})")
+    # Masking what lies above the range would keep a degF record's cool days and drop
+    # its warm ones: a degF air temperature is named as one first.
+    if not water and n_out > 0.01 * finite.size:
+        why = degf_hint(name, vmin, vmax, finite[(finite < lo) | (finite > hi)], (lo, hi), attrs) or why
     what = "water temperature" if water else "temperature"
     raise UnitsError(
         f"{what} {name!r} spans {value_span(vmin, vmax)} degC, outside the plausible "

@@ -455,13 +455,29 @@ def _check_k(k: int, available: int, what: str, fix: str, name: str = "k") -> in
 
 
 def _positions(pos: Any) -> np.ndarray:
-    """Positions as float64, or a :class:`SchemaError` (text, objects)."""
+    """Positions as a float64 (N, d) array, or a :class:`SchemaError` (text, objects,
+    another shape)."""
     try:
-        return np.asarray(pos, dtype=np.float64)
+        out = np.asarray(pos, dtype=np.float64)
     except (TypeError, ValueError) as err:
         kind = getattr(pos, "dtype", type(pos).__name__)
         raise SchemaError(f"positions must be numbers, an (N, d) array of coordinates; got {kind} "
                           f"({str(err).splitlines()[0][:80]})") from None
+    if out.ndim != 2:
+        raise SchemaError(f"positions must be an (N, d) array, one row per node; got shape {out.shape}")
+    return out
+
+
+def _check_features(x: Any) -> None:
+    """Refuse features that are not a floating-point torch tensor of (N, d) or (B, N, d)."""
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        raise SchemaError(f"features must be a floating-point tensor of (N, d) or (B, N, d), got "
+                          f"{type(x).__name__}; convert it with torch.as_tensor")
+    if x.dim() not in (2, 3) or not x.is_floating_point():
+        raise SchemaError(f"features must be a floating-point tensor of (N, d) or (B, N, d), got "
+                          f"{x.dtype} of shape {tuple(x.shape)}")
 
 
 def _one_key_per_node(tie_keys: np.ndarray, n: int) -> np.ndarray:
@@ -514,8 +530,6 @@ def geometric_knn(pos: np.ndarray, k: int, *, duplicates: str = "allow",
     from scipy.spatial import cKDTree
 
     pos = _positions(pos)
-    if pos.ndim != 2:
-        raise SchemaError(f"positions must be an (N, d) array, one row per node; got shape {pos.shape}")
     n = pos.shape[0]
     if duplicates not in ("allow", "raise"):
         raise ChoiceError(f"duplicates={duplicates!r} is not known; use 'allow' or 'raise'")
@@ -673,8 +687,6 @@ def candidate_set(pos: np.ndarray, group: np.ndarray, m: int, *, max_group: int 
     [[1], [0, 2], [1, 3], [2]]
     """
     pos = _positions(pos)
-    if pos.ndim != 2:
-        raise SchemaError(f"positions must be an (N, d) array, one row per node; got shape {pos.shape}")
     n = pos.shape[0]
     group = np.asarray(group)
     if group.shape != (n,) or group.dtype.kind not in "iu":
@@ -769,12 +781,7 @@ def knn_brute(x: torch.Tensor, k: int, tie_keys: np.ndarray | None = None) -> to
     """
     import torch
 
-    if not isinstance(x, torch.Tensor):
-        raise SchemaError(f"features must be a floating-point tensor of (N, d) or (B, N, d), got "
-                          f"{type(x).__name__}; convert it with torch.as_tensor")
-    if x.dim() not in (2, 3) or not x.is_floating_point():
-        raise SchemaError(f"features must be a floating-point tensor of (N, d) or (B, N, d), got "
-                          f"{x.dtype} of shape {tuple(x.shape)}")
+    _check_features(x)
     squeeze = x.dim() == 2
     xb = x.unsqueeze(0) if squeeze else x
     n = xb.shape[1]
@@ -878,11 +885,7 @@ def feature_knn(x: torch.Tensor, k: int, candidates: torch.Tensor | None = None,
     >>> feature_knn(torch.randn(2, 10, 3), 4).shape
     torch.Size([2, 10, 4])
     """
-    import torch
-
-    if not isinstance(x, torch.Tensor):
-        raise SchemaError(f"features must be a floating-point tensor of (N, d) or (B, N, d), got "
-                          f"{type(x).__name__}; convert it with torch.as_tensor")
+    _check_features(x)
     if candidates is None or x.shape[1] <= brute_max:
         return knn_brute(x, k, tie_keys)
     if valid is None:

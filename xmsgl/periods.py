@@ -44,7 +44,7 @@ from xmsgl.exceptions import PeriodError, TimeError, XmsglWarning, ignoring, war
 
 __all__ = ["WHOLE_WATER_YEAR_DAYS", "bounds_mask", "period_bounds", "period_list", "period_mask",
            "period_days", "select_days", "spans_text", "split_periods", "validation_at_end", "validation_beside",
-           "warn_beyond_record", "water_years", "whole_water_years"]
+           "warn_beyond_record", "water_years", "whole_water_years", "year_last_refusal"]
 
 _HINT = ("give a label such as '2001', a pair (start, end) such as ('2001-01-01', '2001-12-31'), "
          "or a list of pairs")
@@ -66,8 +66,10 @@ _PLAIN = re.compile(r"^\s*\d{4}(?:-\d{1,2}|[Qq][1-4])?\s*$")
 _YEAR_LAST = re.compile(r"^\s*(\d{1,2})\s*([./-])\s*(\d{1,2})\s*\2\s*(\d{4}|\d{2})\b")
 
 
-def _year_last_refusal(text: str, name: str, given: Any) -> PeriodError | None:
-    """The refusal of a date string that puts its year last (its two readings named), or None."""
+def year_last_refusal(text: str, said: str) -> PeriodError | None:
+    """The refusal of a date string that puts its year last (its two readings named), or
+    None; ``said`` is how the caller names the argument (``"train=('1.3.2016', None)"``,
+    ``"--start '1.3.2016'"``). A :class:`PeriodError` is a :class:`TimeError` too."""
     m = _YEAR_LAST.match(text)
     if m is None:
         return None
@@ -83,7 +85,7 @@ def _year_last_refusal(text: str, name: str, given: Any) -> PeriodError | None:
             readings.append(iso)
     which = (f" ({' or '.join(repr(r) for r in readings)})" if readings else "")
     return PeriodError(
-        f"{name}={given!r}: {text!r} puts the year last, which is read day-first in some places "
+        f"{said}: {text!r} puts the year last, which is read day-first in some places "
         f"and month-first in others; give the date as 'YYYY-MM-DD'{which}"
     )
 
@@ -130,7 +132,7 @@ def _stamp(value: Any, end: bool, name: str, given: Any) -> Bound:
     if isinstance(value, str):
         if _has_zone(value):
             raise _refuse_zone(value, name, given)
-        refusal = _year_last_refusal(value, name, given)
+        refusal = year_last_refusal(value, f"{name}={given!r}")
         if refusal is not None:
             raise refusal
     try:

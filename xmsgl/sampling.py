@@ -163,22 +163,21 @@ def sparsify(
     da_rt = da.transpose(REACH, TIME)
     # Only where the observations are is read: a dask-backed variable stays lazy.
     observed = np.asarray(da_rt.notnull().values)
+    # The dates in order (the rows' may be any): the draw follows them, and so does the
+    # warning of a period reaching beyond the record, as fit and downscale warn.
+    cols = np.argsort(np.asarray(stamps), kind="stable")
     if period is not None:
-        # In date order (the rows' may be any), which the warning of a period reaching
-        # beyond the record reads, as fit and downscale warn.
-        by_date = np.argsort(np.asarray(stamps), kind="stable")
-        in_order = period_days(stamps[by_date], period, "thinned", "period")
+        in_order = period_days(stamps[cols], period, "thinned", "period")
         if len(stamps) and not in_order.any():  # (an empty record has nothing to thin)
             raise TimeError(
                 f"period={period!r} holds no day of the dataset ({stamps.min().date()} to "
                 f"{stamps.max().date()}), so nothing would be dropped; give dates inside it"
             )
         in_period = np.empty_like(in_order)
-        in_period[by_date] = in_order
+        in_period[cols] = in_order
         observed &= in_period[None, :]
     # The draw is made in the order of reach ids and dates, so that it does not
     # depend on how the dataset's rows happen to be ordered.
-    cols = np.argsort(np.asarray(stamps), kind="stable")
     drop = np.zeros_like(observed)
     drop[np.ix_(rows, cols)] = _draw(observed[np.ix_(rows, cols)], keep, seed, by)
     kept = int(observed.sum() - drop.sum())

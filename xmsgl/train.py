@@ -37,6 +37,7 @@ from xmsgl.convention import (
     TIME,
     InputVariables,
     check_loaded_temperature,
+    degf_hint,
     mislabel_hint,
     same_units,
     stored_mask,
@@ -429,13 +430,8 @@ def _check_temperature(name: str, vmin: float, vmax: float, spec: FeatureSpec,
         return
     fix = (f"mask fill values ({stored_mask(name, lo, hi, vmin, vmax, attrs)}) or correct its "
            f"'units' attribute.{' ' + why[0].upper() + why[1:] + '.' if why else ''}")
-    # Fahrenheit labelled degC: many values past the range, of many values (a fill
-    # value is one or two), all of them plausible once read as degF.
-    if (not why and lo <= (vmin - 32.0) * 5.0 / 9.0 and (vmax - 32.0) * 5.0 / 9.0 <= hi
-            and np.unique(vals[out]).size >= 3):
-        fix = (f"its values look like degF: if so, set ds[{name!r}].attrs['units'] = 'degF'; "
-               f"if they are degC, mask the fill values among them "
-               f"({stored_mask(name, lo, hi, vmin, vmax, attrs)})")
+    # Fahrenheit labelled degC, named as such first.
+    fix = (degf_hint(name, vmin, vmax, vals[out], (lo, hi), attrs) if not why else "") or fix
     raise UnitsError(
         f"input temperature {name!r} spans {value_span(vmin, vmax)} degC here, outside the "
         f"plausible {lo:g}..{hi:g} degC for air and other temperatures ({n_out} "

@@ -252,12 +252,12 @@ def _time_axis(start: Any, end: Any) -> pd.DatetimeIndex:
             f"{' and '.join(f'{n!r}' for n, _ in odd)} must be dates such as '2007-10-01', got "
             f"{', '.join(repr(v) for _, v in odd)}; a year is '2001' or '2001-01-01', as a string"
         )
-    from xmsgl.periods import _year_last_refusal
+    from xmsgl.periods import year_last_refusal
 
     for name, v in (("start", start), ("end", end)):
-        refusal = _year_last_refusal(v, name, v) if isinstance(v, str) else None
+        refusal = year_last_refusal(v, f"{name}={v!r}") if isinstance(v, str) else None
         if refusal is not None:  # read month-first by pandas, without a word
-            raise TimeError(str(refusal))
+            raise refusal
     try:
         t0, t1 = pd.Timestamp(start), pd.Timestamp(end)
     except (ValueError, TypeError) as err:

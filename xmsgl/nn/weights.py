@@ -219,7 +219,7 @@ def read_weights(
                         f"{shown}{' and more' if len(odd) > 3 else ''}; {refetch}")
     # fit refuses a diverged loss, so a saved network's weights are finite: others
     # would make every prediction NaN, silently.
-    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    bad = sorted(k for k, v in state.items() if not bool(torch.isfinite(v).all()))
     if bad:
         raise DataError(f"the weights file {str(wfile)!r} holds NaN or infinite values in {bad[:3]}"
                         f"{' and more' if len(bad) > 3 else ''}; no fit saves such weights: {refetch}")
